@@ -1,0 +1,161 @@
+"""Shared fixtures: the market suite deployed in titanoboa's in-process EVM."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import boa
+import pytest
+from eth_utils import keccak
+
+from offchain.chain.suite import CONTRACTS, DEFAULT_UNBOND_DELAY, ETHER, Role, Terms, create_address
+
+TEST_CONTRACTS = Path(__file__).parent / "contracts"
+boa.interpret.set_search_paths([str(CONTRACTS)])
+
+SPEC_CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+SPEC_HASH = keccak(b"spec")
+PAYMENT = 10 * ETHER
+SOLVER_STAKE = 3 * ETHER
+TRAIN_WINDOW = 3_600
+STEPS = 100
+INTERVAL = 10
+CHECKPOINTS = STEPS // INTERVAL + 1
+PROOF_ROOT = keccak(b"proof")
+PROOF_CID = "QmProof"
+SECRET = keccak(b"solver secret")
+
+NEVER_FORCED = Terms(forced_error_ppm=0)
+ALWAYS_FORCED = Terms(forced_error_ppm=1_000_000)
+
+
+def load_test_contract(name: str):
+    return boa.load_partial(str(TEST_CONTRACTS / f"{name}.vy"))
+
+
+def deploy_suite(terms: Terms = NEVER_FORCED, unbond_delay: int = DEFAULT_UNBOND_DELAY):
+    """Deploy the test arbiter bound to the address the market will get."""
+    deployer = boa.env.eoa
+    nonce = boa.env.evm.vm.state.get_nonce(bytes.fromhex(deployer[2:]))
+    arbiter = load_test_contract("ManualArbiter").deploy(create_address(deployer, nonce + 1))
+    market = boa.load(str(CONTRACTS / "Market.vy"), arbiter.address, unbond_delay, terms.as_tuple())
+    return market, arbiter
+
+
+@dataclass
+class Actors:
+    owner: str
+    submitter: str
+    solver: str
+    verifier: str
+    whistleblower: str
+    stranger: str
+
+
+@pytest.fixture(autouse=True)
+def _isolated_evm():
+    with boa.env.anchor():
+        yield
+
+
+@pytest.fixture
+def terms() -> Terms:
+    return NEVER_FORCED
+
+
+@pytest.fixture
+def suite(terms):
+    return deploy_suite(terms)
+
+
+@pytest.fixture
+def market(suite):
+    return suite[0]
+
+
+@pytest.fixture
+def arbiter(suite):
+    return suite[1]
+
+
+@pytest.fixture
+def actors(market) -> Actors:
+    names = ["submitter", "solver", "verifier", "whistleblower", "stranger"]
+    accounts = {name: boa.env.generate_address(name) for name in names}
+    for address in accounts.values():
+        boa.env.set_balance(address, 1_000 * ETHER)
+    return Actors(owner=boa.env.eoa, **accounts)
+
+
+@pytest.fixture
+def staked(market, actors) -> Actors:
+    """Solver, verifier and whistleblower have staked for their roles."""
+    with boa.env.prank(actors.solver):
+        market.deposit(Role.SOLVER, value=10 * ETHER)
+    with boa.env.prank(actors.verifier):
+        market.deposit(Role.VERIFIER, value=10 * ETHER)
+    with boa.env.prank(actors.whistleblower):
+        market.deposit(Role.WHISTLEBLOWER, value=10 * ETHER)
+    return actors
+
+
+class Flow:
+    """Drives one task through the lifecycle, step by step."""
+
+    def __init__(self, market, arbiter, actors: Actors):
+        self.market, self.arbiter, self.actors = market, arbiter, actors
+
+    def create(self, *, payment: int = PAYMENT, expires_in: int = 86_400, sender: str | None = None) -> int:
+        with boa.env.prank(sender or self.actors.submitter):
+            return self.market.create_task(
+                SPEC_CID, SPEC_HASH, SOLVER_STAKE, boa.env.timestamp + expires_in,
+                TRAIN_WINDOW, STEPS, INTERVAL, value=payment,
+            )
+
+    def claim(self, task_id: int, secret: bytes = SECRET) -> None:
+        with boa.env.prank(self.actors.solver):
+            self.market.claim(task_id, keccak(secret))
+
+    def submit(self, task_id: int, root: bytes = PROOF_ROOT) -> None:
+        with boa.env.prank(self.actors.solver):
+            self.market.submit(task_id, root, CHECKPOINTS, PROOF_CID)
+
+    def accept(self, task_id: int) -> None:
+        with boa.env.prank(self.actors.verifier):
+            self.market.accept(task_id)
+
+    def finalise(self, task_id: int, secret: bytes = SECRET) -> None:
+        boa.env.time_travel(seconds=self.terms(task_id).whistle_window + 1)
+        with boa.env.prank(self.actors.solver):
+            self.market.finalise(task_id, secret)
+
+    def challenge(self, task_id: int, challenger: str, segment: int = 0) -> int:
+        with boa.env.prank(challenger):
+            return self.market.challenge(task_id, self.task(task_id).proof_root, segment)
+
+    def task(self, task_id: int):
+        return self.market.tasks(task_id)
+
+    def terms(self, task_id: int) -> Terms:
+        return Terms(*self.market.published(self.task(task_id).terms_id))
+
+    def to_state(self, state: str) -> int:
+        """A fresh task walked forward to `state` (open, claimed, submitted, accepted)."""
+        order = ["open", "claimed", "submitted", "accepted"]
+        task_id = self.create()
+        steps = [self.claim, self.submit, self.accept]
+        for step in steps[: order.index(state)]:
+            step(task_id)
+        return task_id
+
+
+@pytest.fixture
+def flow(market, arbiter, staked) -> Flow:
+    return Flow(market, arbiter, staked)
+
+
+def assert_solvent(market) -> None:
+    """PROTOCOL §8: balance ≥ liabilities, and the books add up."""
+    assert boa.env.get_balance(market.address) >= market.liabilities()

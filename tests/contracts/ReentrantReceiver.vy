@@ -1,0 +1,48 @@
+# pragma version 0.4.3
+"""
+@notice TEST ONLY. Re-enters the market while receiving a withdrawal:
+        `mode` 1 calls withdraw again, 2 reads a view, 3 deposits stake.
+"""
+
+interface Market:
+    def withdraw(recipient: address): nonpayable
+    def liabilities() -> uint256: view
+    def deposit(roles: uint256): payable
+    def create_task(spec_cid: String[128], spec_hash: bytes32, solver_stake: uint256, expires: uint256, train_window: uint256, steps: uint256, checkpoint_interval: uint256) -> uint256: payable
+    def cancel(task_id: uint256): nonpayable
+
+market: public(address)
+mode: public(uint256)
+
+
+@deploy
+def __init__(market_: address):
+    self.market = market_
+
+
+@external
+@payable
+def create(expires: uint256) -> uint256:
+    return extcall Market(self.market).create_task("cid", empty(bytes32), 0, expires, 3600, 10, 10, value=msg.value)
+
+
+@external
+def cancel(task_id: uint256):
+    extcall Market(self.market).cancel(task_id)
+
+
+@external
+def cash_out(mode: uint256):
+    self.mode = mode
+    extcall Market(self.market).withdraw(self)
+
+
+@external
+@payable
+def __default__():
+    if self.mode == 1:
+        extcall Market(self.market).withdraw(self)
+    elif self.mode == 2:
+        x: uint256 = staticcall Market(self.market).liabilities()
+    elif self.mode == 3:
+        extcall Market(self.market).deposit(1, value=msg.value)
