@@ -442,13 +442,13 @@ def challenge(task_id: uint256, proof_root: bytes32, segment: uint256) -> uint25
     @return The dispute id in the arbiter.
     """
     task: Task = self.tasks[task_id]
+    assert task.state in (TaskState.SUBMITTED | TaskState.ACCEPTED), "market: task not challengeable"
     assert proof_root == task.proof_root, "market: proof root mismatch"
-    assert segment + 1 < task.checkpoints, "market: no such segment"
+    assert segment < task.checkpoints - 1, "market: no such segment"
     assert block.timestamp <= task.deadline, "market: challenge window passed"
     if task.state == TaskState.SUBMITTED:
         assert msg.sender == task.verifier, "market: caller is not the verifier"
     else:
-        assert task.state == TaskState.ACCEPTED, "market: task not challengeable"
         assert stakes._has_role(msg.sender, stakes.ROLE_WHISTLEBLOWER), "market: caller is not a whistleblower"
         assert msg.sender != task.solver and msg.sender != task.verifier, "market: party cannot blow the whistle"
         stakes._lock(msg.sender, terms.published[task.terms_id].challenge_bond)

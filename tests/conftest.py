@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +31,14 @@ NEVER_FORCED = Terms(forced_error_ppm=0)
 ALWAYS_FORCED = Terms(forced_error_ppm=1_000_000)
 
 
+@functools.cache
 def load_test_contract(name: str):
     return boa.load_partial(str(TEST_CONTRACTS / f"{name}.vy"))
+
+
+@functools.cache
+def load_market():
+    return boa.load_partial(str(CONTRACTS / "Market.vy"))
 
 
 def deploy_suite(terms: Terms = NEVER_FORCED, unbond_delay: int = DEFAULT_UNBOND_DELAY):
@@ -40,7 +46,7 @@ def deploy_suite(terms: Terms = NEVER_FORCED, unbond_delay: int = DEFAULT_UNBOND
     deployer = boa.env.eoa
     nonce = boa.env.evm.vm.state.get_nonce(bytes.fromhex(deployer[2:]))
     arbiter = load_test_contract("ManualArbiter").deploy(create_address(deployer, nonce + 1))
-    market = boa.load(str(CONTRACTS / "Market.vy"), arbiter.address, unbond_delay, terms.as_tuple())
+    market = load_market().deploy(arbiter.address, unbond_delay, terms.as_tuple())
     return market, arbiter
 
 
@@ -159,3 +165,8 @@ def flow(market, arbiter, staked) -> Flow:
 def assert_solvent(market) -> None:
     """PROTOCOL §8: balance ≥ liabilities, and the books add up."""
     assert boa.env.get_balance(market.address) >= market.liabilities()
+
+
+def events(contract, name: str) -> list:
+    """Events named `name` emitted by `contract` in the last call."""
+    return [log for log in contract.get_logs() if type(log).__name__ == name]

@@ -1,0 +1,116 @@
+import boa
+from eth_utils import keccak
+
+from offchain.chain.suite import ETHER, Role, TaskState
+from tests.conftest import CHECKPOINTS, PAYMENT, PROOF_CID, PROOF_ROOT, SECRET, SOLVER_STAKE, events
+
+
+def test_claim__locks_stake_and_moves_tax_to_jackpot(market, flow, actors):
+    task_id = flow.create()
+    tax = market.tasks(task_id).tax
+    flow.claim(task_id)
+    [log] = events(market, "TaskClaimed")
+    task = market.tasks(task_id)
+    assert (log.task_id, log.solver, log.deadline) == (task_id, actors.solver, task.deadline)
+    assert task.state == TaskState.CLAIMED and task.solver == actors.solver
+    assert task.secret_hash == keccak(SECRET) and task.entropy != b"\0" * 32
+    assert task.deadline == boa.env.timestamp + task.train_window
+    assert market.accounts(actors.solver).locked == SOLVER_STAKE
+    assert market.pool() == tax and task.tax == 0
+    assert market.total_escrow() == PAYMENT - tax
+
+
+def test_claim__not_a_solver__reverts(market, flow, actors):
+    task_id = flow.create()
+    with boa.env.prank(actors.verifier), boa.reverts("market: caller is not a solver"):
+        market.claim(task_id, keccak(SECRET))
+
+
+def test_claim__submitter_solving_own_task__reverts(market, flow, actors):
+    with boa.env.prank(actors.submitter):
+        market.deposit(Role.SOLVER, value=10 * ETHER)
+    task_id = flow.create()
+    with boa.env.prank(actors.submitter), boa.reverts("market: submitter cannot solve"):
+        market.claim(task_id, keccak(SECRET))
+
+
+def test_claim__insufficient_stake__reverts(market, flow, actors):
+    task_id = flow.create()
+    with boa.env.prank(actors.solver):
+        market.unbond(market.free_stake(actors.solver) - SOLVER_STAKE + 1)
+        with boa.reverts("stakes: insufficient free stake"):
+            market.claim(task_id, keccak(SECRET))
+
+
+def test_claim__after_expiry__reverts(market, flow, actors):
+    task_id = flow.create(expires_in=10)
+    boa.env.time_travel(seconds=11)
+    with boa.env.prank(actors.solver), boa.reverts("market: task expired"):
+        market.claim(task_id, keccak(SECRET))
+
+
+def test_claim__claimed_task__reverts(market, flow, actors):
+    task_id = flow.to_state("claimed")
+    with boa.env.prank(actors.solver), boa.reverts("market: task not open"):
+        market.claim(task_id, keccak(SECRET))
+
+
+def test_submit__records_root_and_draws_verifier(market, flow, actors):
+    task_id = flow.to_state("claimed")
+    flow.submit(task_id)
+    [proof] = events(market, "ProofSubmitted")
+    [drawn] = events(market, "VerifierDrawn")
+    task = market.tasks(task_id)
+    assert (proof.proof_root, proof.checkpoints, proof.proof_cid, proof.round) == (PROOF_ROOT, CHECKPOINTS, PROOF_CID, 0)
+    assert task.state == TaskState.SUBMITTED and task.proof_root == PROOF_ROOT
+    assert task.verifier == drawn.verifier == actors.verifier
+    assert market.accounts(actors.verifier).locked == market.published(task.terms_id).verifier_bond
+
+
+def test_submit__never_draws_the_solver(market, flow, actors):
+    with boa.env.prank(actors.solver):
+        market.deposit(Role.VERIFIER, value=ETHER)
+    for _ in range(3):
+        task_id = flow.to_state("submitted")
+        assert market.tasks(task_id).verifier == actors.verifier
+
+
+def test_submit__no_verifier_available__waits_unassigned(market, flow, actors):
+    with boa.env.prank(actors.verifier):
+        market.unbond(market.free_stake(actors.verifier))
+    task_id = flow.to_state("submitted")
+    assert market.tasks(task_id).verifier == "0x0000000000000000000000000000000000000000"
+
+
+def test_submit__by_stranger__reverts(market, flow, actors):
+    task_id = flow.to_state("claimed")
+    with boa.env.prank(actors.stranger), boa.reverts("market: caller is not the solver"):
+        market.submit(task_id, PROOF_ROOT, CHECKPOINTS, PROOF_CID)
+
+
+def test_submit__wrong_count__reverts(market, flow, actors):
+    task_id = flow.to_state("claimed")
+    with boa.env.prank(actors.solver), boa.reverts("market: wrong checkpoint count"):
+        market.submit(task_id, PROOF_ROOT, CHECKPOINTS - 1, PROOF_CID)
+
+
+def test_submit__empty_root_or_cid__reverts(market, flow, actors):
+    task_id = flow.to_state("claimed")
+    with boa.env.prank(actors.solver):
+        with boa.reverts("market: empty proof root"):
+            market.submit(task_id, b"\0" * 32, CHECKPOINTS, PROOF_CID)
+        with boa.reverts("market: empty proof cid"):
+            market.submit(task_id, PROOF_ROOT, CHECKPOINTS, "")
+
+
+def test_submit__deadline_boundaries(market, flow, actors):
+    """Allowed at the deadline and one second before, refused one second after."""
+    for offset, ok in [(-1, True), (0, True), (1, False)]:
+        task_id = flow.to_state("claimed")
+        boa.env.time_travel(seconds=market.tasks(task_id).deadline - boa.env.timestamp + offset)
+        with boa.env.prank(actors.solver):
+            if ok:
+                market.submit(task_id, PROOF_ROOT, CHECKPOINTS, PROOF_CID)
+            else:
+                with boa.reverts("market: proof deadline passed"):
+                    market.submit(task_id, PROOF_ROOT, CHECKPOINTS, PROOF_CID)

@@ -1,0 +1,83 @@
+import boa
+import pytest
+
+from offchain.chain.suite import ETHER, TaskState
+from tests.conftest import (
+    CHECKPOINTS, INTERVAL, PAYMENT, SOLVER_STAKE, SPEC_CID, SPEC_HASH, STEPS, TRAIN_WINDOW, events,
+)
+
+
+def _create(market, sender, **overrides):
+    args = dict(
+        spec_cid=SPEC_CID, spec_hash=SPEC_HASH, solver_stake=SOLVER_STAKE,
+        expires=boa.env.timestamp + 100, train_window=TRAIN_WINDOW, steps=STEPS,
+        checkpoint_interval=INTERVAL, value=PAYMENT,
+    )
+    args.update(overrides)
+    value = args.pop("value")
+    with boa.env.prank(sender):
+        return market.create_task(*args.values(), value=value)
+
+
+def test_create_task__escrows_payment_and_holds_tax(market, actors):
+    task_id = _create(market, actors.submitter)
+    [log] = events(market, "TaskCreated")
+    assert (log.task_id, log.submitter, log.spec_cid, log.escrow) == (1, actors.submitter, SPEC_CID, PAYMENT)
+    task = market.tasks(task_id)
+    tax = PAYMENT * market.published(task.terms_id).tax_ppm // 1_000_000
+    assert task.state == TaskState.OPEN
+    assert (task.escrow, task.tax, task.checkpoints) == (PAYMENT - tax, tax, CHECKPOINTS)
+    assert market.total_escrow() == PAYMENT and market.pool() == 0
+    assert boa.env.get_balance(market.address) == PAYMENT
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"value": 0}, "market: no payment"),
+        ({"spec_cid": ""}, "market: empty spec cid"),
+        ({"expires": 0}, "market: expiry in the past"),
+        ({"train_window": 0}, "market: bad train window"),
+        ({"train_window": 2**256 - 1}, "market: bad train window"),
+        ({"checkpoint_interval": 0}, "market: zero checkpoint interval"),
+        ({"steps": 0}, "market: steps not a multiple of the interval"),
+        ({"steps": STEPS + 1}, "market: steps not a multiple of the interval"),
+        ({"steps": 10**6, "checkpoint_interval": 1}, "market: too many checkpoints"),
+    ],
+)
+def test_create_task__bad_parameters__revert(market, actors, overrides, reason):
+    if overrides.get("expires") == 0:
+        overrides["expires"] = boa.env.timestamp
+    with boa.reverts(reason):
+        _create(market, actors.submitter, **overrides)
+
+
+def test_cancel__open_task__refunds_everything(market, flow, actors):
+    task_id = flow.create()
+    with boa.env.prank(actors.submitter):
+        market.cancel(task_id)
+    assert [e.amount for e in events(market, "TaskRefunded")] == [PAYMENT]
+    assert len(events(market, "TaskCancelled")) == 1
+    assert market.tasks(task_id).state == TaskState.CANCELLED
+    assert market.credits(actors.submitter) == PAYMENT
+    assert market.total_escrow() == 0
+
+
+def test_cancel__by_stranger__reverts(market, flow, actors):
+    task_id = flow.create()
+    with boa.env.prank(actors.stranger), boa.reverts("market: caller is not the submitter"):
+        market.cancel(task_id)
+
+
+def test_cancel__claimed_task__reverts(market, flow, actors):
+    task_id = flow.to_state("claimed")
+    with boa.env.prank(actors.submitter), boa.reverts("market: task not open"):
+        market.cancel(task_id)
+
+
+def test_cancel__twice__reverts(market, flow, actors):
+    task_id = flow.create()
+    with boa.env.prank(actors.submitter):
+        market.cancel(task_id)
+        with boa.reverts("market: task not open"):
+            market.cancel(task_id)
