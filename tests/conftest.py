@@ -90,7 +90,7 @@ def arbiter(suite):
 def actors(market) -> Actors:
     names = ["submitter", "solver", "verifier", "whistleblower", "stranger"]
     accounts = {name: boa.env.generate_address(name) for name in names}
-    for address in accounts.values():
+    for address in [*accounts.values(), boa.env.eoa]:
         boa.env.set_balance(address, 1_000 * ETHER)
     return Actors(owner=boa.env.eoa, **accounts)
 

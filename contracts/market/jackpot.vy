@@ -1,4 +1,5 @@
 # pragma version 0.4.3
+# pragma nonreentrancy on
 """
 @title jackpot
 @notice The pool that pays for catching forced errors. It is filled by the

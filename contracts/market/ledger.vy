@@ -1,4 +1,5 @@
 # pragma version 0.4.3
+# pragma nonreentrancy on
 """
 @title ledger
 @notice Pull payments: every wei the market owes anyone becomes a credit that

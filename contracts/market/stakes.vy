@@ -1,4 +1,5 @@
 # pragma version 0.4.3
+# pragma nonreentrancy on
 """
 @title stakes
 @notice Bonded stake per account. Part of a stake can be locked to back a task

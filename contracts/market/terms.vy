@@ -1,4 +1,5 @@
 # pragma version 0.4.3
+# pragma nonreentrancy on
 """
 @title terms
 @notice Versioned market terms. The owner may publish new terms at any time,
