@@ -426,10 +426,7 @@ def accept(task_id: uint256):
     assert task.state == TaskState.SUBMITTED, "market: task not submitted"
     assert msg.sender == task.verifier, "market: caller is not the verifier"
     assert block.timestamp <= task.deadline, "market: verify window passed"
-    deadline: uint256 = block.timestamp + terms.published[task.terms_id].whistle_window
-    self.tasks[task_id].state = TaskState.ACCEPTED
-    self.tasks[task_id].deadline = deadline
-    log ProofAccepted(task_id=task_id, verifier=msg.sender, deadline=deadline)
+    self._open_whistle_window(task_id, terms.published[task.terms_id].whistle_window)
 
 
 @external
@@ -487,11 +484,8 @@ def resolve(task_id: uint256, dispute_id: uint256, solver_won: bool):
             # the verifier lost its bond and earns no fee
             self.tasks[task_id].verifier = empty(address)
         self._slash_to(task.challenger, bond, task.solver, t.winner_share_ppm)
-        deadline: uint256 = block.timestamp + t.whistle_window
-        self.tasks[task_id].state = TaskState.ACCEPTED
         self.tasks[task_id].challenger = empty(address)
-        self.tasks[task_id].deadline = deadline
-        log ProofAccepted(task_id=task_id, verifier=empty(address), deadline=deadline)
+        self._open_whistle_window(task_id, t.whistle_window)
         return
 
     if task.challenger == task.verifier:
@@ -514,7 +508,8 @@ def expire(task_id: uint256):
             Open: nobody claimed before expiry, the escrow is refunded.
             Claimed: the solver missed its deadline and is slashed.
             Submitted: the verifier stayed silent, is slashed lightly and
-            replaced.
+            replaced; after the task's expiry, the proof goes to the
+            whistleblowers unverified instead, so waiting is bounded.
             Accepted: the solver never revealed and is slashed.
     """
     task: Task = self.tasks[task_id]
@@ -536,7 +531,13 @@ def expire(task_id: uint256):
         if task.verifier != empty(address):
             stakes._unlock(task.verifier, t.verifier_bond - t.silence_slash)
             self._slash_to(task.verifier, t.silence_slash, empty(address), 0)
-        self._assign_verifier(task_id, task.solver, task.terms_id, self._randomness(task_id, task.proof_root))
+        if block.timestamp <= task.expires:
+            self._assign_verifier(task_id, task.solver, task.terms_id, self._randomness(task_id, task.proof_root))
+        else:
+            # no verification could be had within the task's life: the proof
+            # stands unverified, and whistleblowers still audit it
+            self.tasks[task_id].verifier = empty(address)
+            self._open_whistle_window(task_id, t.whistle_window)
     elif task.state == TaskState.ACCEPTED:
         assert block.timestamp > task.deadline + t.reveal_window, "market: reveal window not passed"
         culprit = task.solver
@@ -601,7 +602,7 @@ def _forced(task: Task, secret: bytes32) -> bool:
 
 
 @internal
-def _assign_verifier(task_id: uint256, solver: address, terms_id: uint256, seed: bytes32):
+def _assign_verifier(task_id: uint256, solver: address, terms_id: uint256, seed: bytes32) -> address:
     """
     @notice Draw a verifier with enough free stake, starting at a random
             position of the verifier set. With nobody available the task waits
@@ -625,6 +626,15 @@ def _assign_verifier(task_id: uint256, solver: address, terms_id: uint256, seed:
     self.tasks[task_id].verifier = verifier
     self.tasks[task_id].deadline = deadline
     log VerifierDrawn(task_id=task_id, verifier=verifier, deadline=deadline)
+    return verifier
+
+
+@internal
+def _open_whistle_window(task_id: uint256, window: uint256):
+    deadline: uint256 = block.timestamp + window
+    self.tasks[task_id].state = TaskState.ACCEPTED
+    self.tasks[task_id].deadline = deadline
+    log ProofAccepted(task_id=task_id, verifier=self.tasks[task_id].verifier, deadline=deadline)
 
 
 @internal

@@ -60,8 +60,8 @@ class Actors:
     stranger: str
 
 
-@pytest.fixture(autouse=True)
-def _isolated_evm():
+@pytest.fixture
+def isolated_evm():
     with boa.env.anchor():
         yield
 
@@ -72,7 +72,7 @@ def terms() -> Terms:
 
 
 @pytest.fixture
-def suite(terms):
+def suite(isolated_evm, terms):
     return deploy_suite(terms)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -53,6 +54,7 @@ def main() -> int:
     library.AddFile.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_bool]
     library.AddFile.restype = ctypes.c_char_p
     with tempfile.TemporaryDirectory(prefix="kubo-ref-") as workdir:
+        os.chdir(workdir)  # the library writes kubo.log into the working directory
         repo = Path(workdir) / "repo"
         library.CreateRepo(str(repo).encode())
         isolate_repo(repo)

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from offchain.storage import CID, DAG_PB, RAW, InvalidBlock, InvalidCID, PBLink, PBNode
-from offchain.storage import UnixFSData, UnixFSType
+from offchain.storage import (
+    CID,
+    DAG_PB,
+    RAW,
+    InvalidBlock,
+    InvalidCID,
+    PBLink,
+    PBNode,
+    UnixFSData,
+    UnixFSType,
+)
 from offchain.storage.multiformats import (
     IDENTITY,
     SHA2_256,
@@ -109,7 +119,7 @@ def test_cid_string_and_binary_roundtrip(version: int, codec: int, digest: bytes
     (HELLO_V0 + "\n", "invalid characters"),
     (multibase_encode_base32(bytes.fromhex("01551220") + bytes(10)), "carries 10 bytes"),
     ("f0155" + "12" + "20" + "00" * 31, "carries 31 bytes"),
-    ("f0155" + "99" + "20" + "00" * 32, "unsupported multihash"),
+    ("f0155" + "50" + "20" + "00" * 32, "unsupported multihash"),
     ("f02" + "55" + "12" + "20" + "00" * 32, "version 2"),
     ("b" + "a" * 300, "longer than"),
 ])
@@ -136,10 +146,8 @@ def test_arbitrary_text_is_a_cid_or_invalid_cid(text: str) -> None:
 
 @given(st.binary(max_size=80))
 def test_arbitrary_bytes_are_a_cid_or_invalid_cid(raw: bytes) -> None:
-    try:
+    with contextlib.suppress(InvalidCID):
         CID.from_bytes(raw)
-    except InvalidCID:
-        pass
 
 
 def test_identity_cid_inlines_its_content() -> None:

@@ -1,0 +1,69 @@
+"""Merkle commitment cost vs one flat keccak256 over the same bytes, for several leaf sizes.
+
+Prints, per leaf size, ``speed ratio = time(flat keccak) / time(Merkle root)`` (1.0 = free,
+target >= 0.5) and the calldata one proven element costs (one leaf + siblings).  Run:
+
+    .venv/bin/python bench/commitment.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from offchain.ml import LEAF_BYTES, digits_task, init_weights, keccak256, mlp_spec  # noqa: E402
+from offchain.ml.commit import KECCAK_BACKEND, merkle_root, sized_root, tensor_bytes, leaf_hashes, tree_depth  # noqa: E402
+
+LEAF_SIZES = [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def checkpoint_with_leaf(blobs: list[bytes], numels: list[int], leaf_bytes: int) -> bytes:
+    return merkle_root([sized_root(merkle_root(leaf_hashes(b, leaf_bytes)), n) for b, n in zip(blobs, numels)])
+
+
+def measure(name: str, state: dict[str, torch.Tensor], repeats: int) -> None:
+    blobs = [tensor_bytes(t) for t in state.values()]
+    numels = [t.numel() for t in state.values()]
+    joined = b"".join(blobs)
+    size = len(joined)
+    flat = best_of(lambda: keccak256(joined), repeats)
+    print(f"\n{name}: {len(blobs)} tensors, {size / 1024:.1f} KiB; flat keccak {flat * 1e6:.0f} us "
+          f"({size / flat / 1e6:.0f} MB/s)")
+    print(f"{'leaf bytes':>10} {'merkle us':>10} {'ratio':>6} {'proof calldata B':>17}")
+    biggest = max(numels) * 4
+    for leaf in LEAF_SIZES:
+        t = best_of(lambda: checkpoint_with_leaf(blobs, numels, leaf), repeats)
+        leaves = -(-biggest // leaf)
+        calldata = leaf + 32 * tree_depth(leaves)
+        marker = "  <- LEAF_BYTES" if leaf == LEAF_BYTES else ""
+        print(f"{leaf:>10} {t * 1e6:>10.0f} {flat / t:>6.2f} {calldata:>17}{marker}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    print(f"keccak backend: {KECCAK_BACKEND}; ratio = flat keccak time / Merkle time (target >= 0.5)")
+    demo = digits_task(steps=10, k=10)
+    measure("digits checkpoint (64-32-10 MLP)", demo.weights, args.repeats * 5)
+    big = init_weights(mlp_spec(784, (1024, 512), 10), 0)
+    measure("larger checkpoint (784-1024-512-10 MLP)", big, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

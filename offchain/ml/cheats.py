@@ -1,0 +1,181 @@
+"""Cheating solver strategies, for tests, the detection benchmark and demos.
+
+Each strategy returns what a cheater would publish (proof document + checkpoints, well-formed and
+correctly committed) together with the ground truth of which segments are inconsistent with an
+honest replay.  Only the *content* is wrong, never the format, which is what the verifier must catch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from .artifacts import Dataset, synthetic_dataset
+from .commit import checkpoint_root
+from .demo import DemoTask
+from .errors import MLError
+from .graph import Executor, execution_context
+from .train import (
+    BatchSampler,
+    Checkpoint,
+    ProofDocument,
+    TrainingHooks,
+    TrainingResult,
+    build_proof,
+    run_steps,
+    train,
+    update_norm,
+)
+
+Params = list[torch.Tensor]
+SegmentFn = Callable[[int, Params, Callable[[Params], Params]], Params]
+
+
+@dataclass
+class CheatRun:
+    """A published (possibly dishonest) run and the ground truth about it."""
+
+    kind: str
+    result: TrainingResult
+    proof: ProofDocument
+    bad_segments: set[int] = field(default_factory=set)
+    genuine: TrainingResult | None = None
+
+    def checkpoint_blobs(self, demo: DemoTask) -> list[bytes]:
+        return [checkpoint.to_bytes(demo.spec) for checkpoint in self.result.checkpoints]
+
+
+def _segment_run(demo: DemoTask, segment_fn: SegmentFn, hooks: TrainingHooks | None = None) -> TrainingResult:
+    """Training loop where ``segment_fn(j, params, honest)`` decides how segment ``j`` ends."""
+    task, names = demo.task, demo.spec.param_names
+    executor = Executor(demo.graph)
+    sampler = BatchSampler(task.seed, task.batch_size, demo.dataset)
+    interval = task.checkpoint_interval
+    params = [demo.weights[n].clone() for n in names]
+    state = dict(zip(names, params))
+    checkpoints = [Checkpoint(0, 0, state, checkpoint_root(state, names))]
+    norms: list[float] = []
+    losses: list[torch.Tensor] = []
+    with execution_context(1):
+        for segment in range(task.num_segments):
+            def honest(start: Params, segment: int = segment) -> Params:
+                return run_steps(executor, start, sampler, segment * interval, interval, hooks, losses)
+
+            params = segment_fn(segment, params, honest)
+            new_state = dict(zip(names, params))
+            norms.append(update_norm(state, new_state))
+            checkpoints.append(Checkpoint(segment + 1, (segment + 1) * interval, new_state,
+                                          checkpoint_root(new_state, names)))
+            state = new_state
+    mean_losses = torch.stack(losses).mean(1).tolist() if losses else [0.0]
+    if len(mean_losses) < task.steps:  # skipped work has no loss; pad with the last value seen
+        mean_losses = mean_losses + [mean_losses[-1]] * (task.steps - len(mean_losses))
+    return TrainingResult(checkpoints, mean_losses, norms)
+
+
+def _publish(kind: str, demo: DemoTask, result: TrainingResult, bad: Iterable[int],
+             genuine: TrainingResult | None = None) -> CheatRun:
+    return CheatRun(kind, result, build_proof(demo.task, result), set(bad), genuine)
+
+
+def honest_run(demo: DemoTask) -> CheatRun:
+    """The reference: an honest solver."""
+    result = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph)
+    return _publish("honest", demo, result, ())
+
+
+def skip_steps(demo: DemoTask, every: int = 2) -> CheatRun:
+    """Do only one of every ``every`` steps (saves ``1 - 1/every`` of the compute)."""
+    if every < 2:
+        raise MLError("every must be >= 2")
+    hooks = TrainingHooks(skip_step=lambda step: step % every != 0)
+    result = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph, hooks=hooks)
+    interval = demo.task.checkpoint_interval
+    bad = {s // interval for s in range(demo.task.steps) if s % every != 0}
+    return _publish(f"skip-1-of-{every}", demo, result, bad)
+
+
+def fabricate_segments(
+    demo: DemoTask, segments: Iterable[int], mode: str = "stall", seed: int = 0
+) -> CheatRun:
+    """Invent the end checkpoint of each listed segment instead of training it.
+
+    ``stall``: publish the start state again (no work, smallest possible update norm).
+    ``noise``: start state + Gaussian noise whose norm mimics the previous honest update.
+    Training continues honestly from the invented state, so only the listed segments are bad.
+    """
+    targets = set(segments)
+    if mode not in ("stall", "noise"):
+        raise MLError(f"unknown fabrication mode {mode!r}")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    last_norm = [1e-2]
+
+    def segment_fn(segment: int, params: Params, honest: Callable[[Params], Params]) -> Params:
+        if segment not in targets:
+            new = honest(params)
+            last_norm[0] = update_norm(dict(enumerate(params)), dict(enumerate(new))) or last_norm[0]
+            return new
+        if mode == "stall":
+            return [p.clone() for p in params]
+        noise = [torch.from_numpy(rng.standard_normal(p.shape).astype(np.float32)) for p in params]
+        scale = last_norm[0] / max(float(torch.sqrt(sum((n.double() ** 2).sum() for n in noise))), 1e-30)
+        return [p + scale * n for p, n in zip(params, noise)]
+
+    result = _segment_run(demo, segment_fn)
+    return _publish(f"fabricate-{mode}", demo, result, targets)
+
+
+def fabricate_fraction(demo: DemoTask, fraction: float, mode: str = "stall", seed: int = 0) -> CheatRun:
+    """Fabricate ``ceil(fraction x segments)`` segments chosen at random by the cheater."""
+    n = demo.task.num_segments
+    count = max(1, int(np.ceil(fraction * n)))
+    chosen = np.random.Generator(np.random.PCG64(seed)).choice(n, size=count, replace=False)
+    return fabricate_segments(demo, (int(j) for j in chosen), mode, seed)
+
+
+def wrong_data(demo: DemoTask, mode: str = "seed") -> CheatRun:
+    """Train on other batches: ``seed`` uses another batch seed, ``dataset`` another dataset."""
+    task = demo.task
+    if mode == "seed":
+        other = BatchSampler(task.seed ^ 1, task.batch_size, demo.dataset)
+        hooks = TrainingHooks(batch=other.batch)
+    elif mode == "dataset":
+        fake: Dataset = synthetic_dataset(demo.dataset.n_rows, demo.dataset.input_dim,
+                                          demo.spec.num_classes, seed=12345)
+        hooks = TrainingHooks(batch=BatchSampler(task.seed, task.batch_size, fake).batch)
+    else:
+        raise MLError(f"unknown wrong-data mode {mode!r}")
+    result = train(task, demo.spec, demo.weights, demo.dataset, graph=demo.graph, hooks=hooks)
+    return _publish(f"wrong-data-{mode}", demo, result, range(task.num_segments))
+
+
+def forced_error(
+    demo: DemoTask, segment: int | None = None, magnitude: float = 1e-3, seed: int = 0
+) -> CheatRun:
+    """Deliberately corrupt one segment (Truebit-style forced error); keep the genuine run.
+
+    By default the corrupted segment is the one with the largest honest update norm, so it is in
+    the top-Q set of every verifier that follows the policy, and the relative perturbation
+    ``magnitude`` is far above any honest threshold yet too small to change the norm profile:
+    the proof looks exactly like an honest one.  ``genuine`` is the honest run, whose final
+    weights the submitter still receives.
+    """
+    genuine = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph)
+    if segment is None:
+        segment = int(np.argmax(genuine.update_norms))
+    rng = np.random.Generator(np.random.PCG64(seed))
+
+    def segment_fn(j: int, params: Params, honest: Callable[[Params], Params]) -> Params:
+        new = honest(params)
+        if j != segment:
+            return new
+        noise = [torch.from_numpy(rng.standard_normal(p.shape).astype(np.float32)) for p in new]
+        norm = float(torch.sqrt(sum((p.double() ** 2).sum() for p in new)))
+        noise_norm = float(torch.sqrt(sum((n.double() ** 2).sum() for n in noise)))
+        return [p + (magnitude * norm / noise_norm) * n for p, n in zip(new, noise)]
+
+    result = _segment_run(demo, segment_fn)
+    return _publish("forced-error", demo, result, {segment}, genuine)

@@ -1,0 +1,96 @@
+"""Ready-made demo tasks: digits (64-32-10 MLP) and a tiny synthetic task for fast tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .artifacts import Dataset, digits_dataset, init_weights, synthetic_dataset, weights_to_bytes
+from .commit import checkpoint_root, keccak256
+from .graph import REDUCTION_CAP, TrainingGraph, compile_training_graph
+from .spec import ModelSpec, mlp_spec
+from .task import TrainingTask
+
+
+def local_cid(data: bytes) -> str:
+    """Placeholder content address (``local:`` + keccak hex) when no storage layer is wired in."""
+    return "local:" + keccak256(data).hex()
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    """A task together with every artifact it references (bytes and parsed forms)."""
+
+    task: TrainingTask
+    spec: ModelSpec
+    graph: TrainingGraph
+    weights: dict[str, torch.Tensor]
+    dataset: Dataset
+    spec_bytes: bytes
+    weights_bytes: bytes
+    dataset_bytes: bytes
+
+
+def make_task(
+    spec: ModelSpec,
+    dataset: Dataset,
+    *,
+    steps: int,
+    k: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    weights_seed: int = 0,
+    cid: Callable[[bytes], str] = local_cid,
+    reduction_cap: int = REDUCTION_CAP,
+) -> DemoTask:
+    """Build weights, artifacts, graph and task spec for ``spec`` on ``dataset``."""
+    weights = init_weights(spec, weights_seed)
+    spec_bytes = spec.to_bytes()
+    weights_bytes = weights_to_bytes(weights, spec)
+    dataset_bytes = dataset.to_bytes()
+    graph = compile_training_graph(spec, batch_size, lr, reduction_cap)
+    task = TrainingTask(
+        model_cid=cid(spec_bytes),
+        weights_cid=cid(weights_bytes),
+        dataset_cid=cid(dataset_bytes),
+        weights_root=checkpoint_root(weights, spec.param_names),
+        dataset_root=dataset.root(),
+        dataset_rows=dataset.n_rows,
+        lr=lr,
+        batch_size=batch_size,
+        steps=steps,
+        seed=seed,
+        checkpoint_interval=k,
+        graph_root=graph.root,
+    )
+    return DemoTask(task, spec, graph, weights, dataset, spec_bytes, weights_bytes, dataset_bytes)
+
+
+def digits_task(
+    steps: int = 300,
+    k: int = 10,
+    batch_size: int = 32,
+    lr: float = 0.1,
+    seed: int = 1,
+    hidden: int = 32,
+    cid: Callable[[bytes], str] = local_cid,
+) -> DemoTask:
+    """64-hidden-10 MLP on scikit-learn's bundled digits (no download)."""
+    return make_task(mlp_spec(64, (hidden,), 10), digits_dataset(), steps=steps, k=k,
+                     batch_size=batch_size, lr=lr, seed=seed, cid=cid)
+
+
+def tiny_task(
+    steps: int = 40,
+    k: int = 4,
+    batch_size: int = 8,
+    lr: float = 0.2,
+    seed: int = 7,
+    cid: Callable[[bytes], str] = local_cid,
+) -> DemoTask:
+    """8-8-3 MLP on 64 synthetic rows: milliseconds per run, for tests."""
+    return make_task(mlp_spec(8, (8,), 3), synthetic_dataset(64, 8, 3, seed=11), steps=steps, k=k,
+                     batch_size=batch_size, lr=lr, seed=seed, cid=cid)

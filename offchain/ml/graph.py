@@ -1,0 +1,400 @@
+"""Training-graph compiler and executor.
+
+A model spec + softmax cross-entropy + SGD step is compiled into a flat list of nodes
+``(id, op, inputs, shape, attrs)``.  The same executor runs training, replays segments and
+re-derives the full per-node trace of one step for the dispute game, so those three always agree
+bitwise on one machine.  Every reduction whose length exceeds ``REDUCTION_CAP`` is split by the
+compiler into partial nodes over contraction chunks plus a left fold of elementwise ``add`` nodes,
+so every output element of every node depends on at most ``REDUCTION_CAP`` products (this bounds
+the gas of an on-chain one-element re-computation).
+
+Op reference (``attrs`` are unsigned integers, part of the committed descriptor):
+
+=================  ==================  =================================================
+op                 inputs              meaning / attrs
+=================  ==================  =================================================
+param              ()                  parameter tensor; attrs = [canonical param index]
+data_x             ()                  batch inputs (B, D) float32: dataset rows at the derived indices
+data_y             ()                  batch labels (B,) int64
+matmul             (A, B)              op(A)[:, k0:k1] @ op(B)[k0:k1, :]; attrs = [ta, tb, k0, k1]
+add                (a, b)              a + b elementwise (chunk fold)
+add_bias           (z, b)              z + b[None, :]
+relu               (z,)                max(z, 0)
+relu_grad          (g, z)              g where z > 0 else 0
+softmax_xent       (z, y)              per-row loss logsumexp(z_i) - z_i[y_i], shape (B,)
+softmax_xent_grad  (z, y)              (softmax(z_i) - onehot(y_i)) / B
+sum_rows           (g,)                sum over rows r0..r1 of g; attrs = [r0, r1]
+sgd                (p, g)              p - lr * g; attrs = [float32 bits of lr]
+=================  ==================  =================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from eth_abi import encode as abi_encode
+
+from .commit import keccak256, merkle_root, sized_root, tensor_root
+from .errors import GraphError
+from .spec import ModelSpec
+
+REDUCTION_CAP = 64
+
+OPS: tuple[str, ...] = (
+    "param", "data_x", "data_y", "matmul", "add", "add_bias", "relu", "relu_grad",
+    "softmax_xent", "softmax_xent_grad", "sum_rows", "sgd",
+)
+OP_CODES: dict[str, int] = {op: code for code, op in enumerate(OPS)}
+
+
+def float32_bits(value: float) -> int:
+    """IEEE-754 binary32 bit pattern (round to nearest) of ``value``."""
+    return struct.unpack("<I", struct.pack("<f", value))[0]
+
+
+def float32_value(bits: int) -> float:
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+@dataclass(frozen=True)
+class Node:
+    """One graph node; ``descriptor()`` is the canonical committed encoding."""
+
+    id: int
+    op: str
+    inputs: tuple[int, ...]
+    shape: tuple[int, ...]
+    attrs: tuple[int, ...] = ()
+
+    def descriptor(self) -> bytes:
+        """``abi.encode(uint256 id, uint256 opcode, uint256[] inputs, uint256[] shape, uint256[] attrs)``."""
+        return abi_encode(
+            ["uint256", "uint256", "uint256[]", "uint256[]", "uint256[]"],
+            [self.id, OP_CODES[self.op], list(self.inputs), list(self.shape), list(self.attrs)],
+        )
+
+    def hash(self) -> bytes:
+        return keccak256(self.descriptor())
+
+    @property
+    def numel(self) -> int:
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count
+
+
+@dataclass(frozen=True)
+class TrainingGraph:
+    """A compiled SGD step; ``root`` is what a task commits as ``graph_root``."""
+
+    nodes: tuple[Node, ...]
+    param_names: tuple[str, ...]
+    param_nodes: tuple[int, ...]
+    output_nodes: tuple[int, ...]
+    data_x_node: int
+    data_y_node: int
+    loss_node: int
+    batch_size: int
+    lr: float
+    reduction_cap: int
+    root: bytes = field(default=b"", compare=False)
+
+    def node_hashes(self) -> list[bytes]:
+        return [node.hash() for node in self.nodes]
+
+    def max_reduction(self) -> int:
+        """Longest reduction any single node performs (checks the cap invariant)."""
+        longest = 1
+        for node in self.nodes:
+            if node.op == "matmul":
+                longest = max(longest, node.attrs[3] - node.attrs[2])
+            elif node.op == "sum_rows":
+                longest = max(longest, node.attrs[1] - node.attrs[0])
+        return longest
+
+
+def graph_root(nodes: Sequence[Node]) -> bytes:
+    """``keccak256(merkle_root(keccak256(descriptor_i)) ‖ uint256(n_nodes))``."""
+    return sized_root(merkle_root([node.hash() for node in nodes]), len(nodes))
+
+
+class _Builder:
+    def __init__(self, reduction_cap: int) -> None:
+        self.nodes: list[Node] = []
+        self.cap = reduction_cap
+
+    def add(self, op: str, inputs: tuple[int, ...], shape: tuple[int, ...], attrs: tuple[int, ...] = ()) -> int:
+        node = Node(len(self.nodes), op, inputs, shape, attrs)
+        self.nodes.append(node)
+        return node.id
+
+    def shape(self, node_id: int) -> tuple[int, ...]:
+        return self.nodes[node_id].shape
+
+    def _fold(self, partials: list[int], shape: tuple[int, ...]) -> int:
+        total = partials[0]
+        for partial in partials[1:]:
+            total = self.add("add", (total, partial), shape)
+        return total
+
+    def matmul(self, a: int, b: int, ta: bool, tb: bool) -> int:
+        a_shape, b_shape = self.shape(a), self.shape(b)
+        rows, inner = (a_shape[1], a_shape[0]) if ta else a_shape
+        inner_b, cols = (b_shape[1], b_shape[0]) if tb else b_shape
+        if inner != inner_b:
+            raise GraphError(f"matmul contraction mismatch {inner} vs {inner_b}")
+        partials = [
+            self.add("matmul", (a, b), (rows, cols), (int(ta), int(tb), start, min(start + self.cap, inner)))
+            for start in range(0, inner, self.cap)
+        ]
+        return self._fold(partials, (rows, cols))
+
+    def sum_rows(self, g: int) -> int:
+        rows, cols = self.shape(g)
+        partials = [
+            self.add("sum_rows", (g,), (cols,), (start, min(start + self.cap, rows)))
+            for start in range(0, rows, self.cap)
+        ]
+        return self._fold(partials, (cols,))
+
+
+def compile_training_graph(
+    spec: ModelSpec, batch_size: int, lr: float, reduction_cap: int = REDUCTION_CAP
+) -> TrainingGraph:
+    """Forward, softmax cross-entropy, backward and SGD update as one flat node list."""
+    if batch_size < 1:
+        raise GraphError("batch_size must be positive")
+    if reduction_cap < 1:
+        raise GraphError("reduction_cap must be positive")
+    lr_bits = float32_bits(lr)
+    builder = _Builder(reduction_cap)
+    shapes = spec.param_shapes()
+    names = tuple(shapes)
+    param_ids = {
+        name: builder.add("param", (), shape, (index,)) for index, (name, shape) in enumerate(shapes.items())
+    }
+    x = builder.add("data_x", (), (batch_size, spec.input_dim))
+    y = builder.add("data_y", (), (batch_size,))
+
+    # Forward: remember each linear layer's input and each relu's pre-activation.
+    activation = x
+    linear_inputs: dict[int, int] = {}
+    relu_inputs: dict[int, int] = {}
+    for index, layer in enumerate(spec.layers):
+        if layer.type == "linear":
+            linear_inputs[index] = activation
+            z = builder.matmul(activation, param_ids[f"l{index}.weight"], ta=False, tb=True)
+            activation = builder.add("add_bias", (z, param_ids[f"l{index}.bias"]), builder.shape(z))
+        elif layer.type == "relu":
+            relu_inputs[index] = activation
+            activation = builder.add("relu", (activation,), builder.shape(activation))
+        else:  # pragma: no cover - spec validation forbids it
+            raise GraphError(f"layer type {layer.type!r} not compilable")
+    logits = activation
+    loss = builder.add("softmax_xent", (logits, y), (batch_size,))
+    grad = builder.add("softmax_xent_grad", (logits, y), builder.shape(logits))
+
+    # Backward.
+    param_grads: dict[str, int] = {}
+    for index in range(len(spec.layers) - 1, -1, -1):
+        layer = spec.layers[index]
+        if layer.type == "relu":
+            grad = builder.add("relu_grad", (grad, relu_inputs[index]), builder.shape(grad))
+            continue
+        layer_input = linear_inputs[index]
+        param_grads[f"l{index}.weight"] = builder.matmul(grad, layer_input, ta=True, tb=False)
+        param_grads[f"l{index}.bias"] = builder.sum_rows(grad)
+        if layer_input != x:
+            grad = builder.matmul(grad, param_ids[f"l{index}.weight"], ta=False, tb=False)
+
+    outputs = tuple(
+        builder.add("sgd", (param_ids[name], param_grads[name]), shapes[name], (lr_bits,)) for name in names
+    )
+    nodes = tuple(builder.nodes)
+    return TrainingGraph(
+        nodes=nodes,
+        param_names=names,
+        param_nodes=tuple(param_ids[name] for name in names),
+        output_nodes=outputs,
+        data_x_node=x,
+        data_y_node=y,
+        loss_node=loss,
+        batch_size=batch_size,
+        lr=float32_value(lr_bits),
+        reduction_cap=reduction_cap,
+        root=graph_root(nodes),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Execution
+
+
+@contextlib.contextmanager
+def execution_context(num_threads: int | None = 1) -> Iterator[None]:
+    """Deterministic torch algorithms and a fixed intra-op thread count, restored afterwards.
+
+    The thread count is part of what makes a run bitwise reproducible on one machine (BLAS may
+    split reductions differently with more threads), so training and replay must use the same one.
+    """
+    previous_threads = torch.get_num_threads()
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.use_deterministic_algorithms(previous_deterministic)
+
+
+Values = list
+Kernel = Callable[[Values], torch.Tensor]
+
+
+def _matmul_kernel(a: int, b: int, ta: int, tb: int, k0: int, k1: int, inner: int) -> Kernel:
+    width = k1 - k0
+    whole = k0 == 0 and k1 == inner
+    mm = torch.mm
+    if whole:
+        if not ta and tb:
+            return lambda v: mm(v[a], v[b].t())
+        if ta and not tb:
+            return lambda v: mm(v[a].t(), v[b])
+        if not ta and not tb:
+            return lambda v: mm(v[a], v[b])
+        return lambda v: mm(v[a].t(), v[b].t())
+
+    def kernel(v: Values) -> torch.Tensor:
+        left = v[a].t() if ta else v[a]
+        right = v[b].t() if tb else v[b]
+        return mm(left.narrow(1, k0, width), right.narrow(0, k0, width))
+
+    return kernel
+
+
+def _build_kernel(node: Node, graph: TrainingGraph, dtype: torch.dtype) -> Kernel:
+    op, ins = node.op, node.inputs
+    if op == "matmul":
+        ta, tb, k0, k1 = node.attrs
+        a_shape = graph.nodes[ins[0]].shape
+        inner = a_shape[0] if ta else a_shape[1]
+        return _matmul_kernel(ins[0], ins[1], ta, tb, k0, k1, inner)
+    if op == "add" or op == "add_bias":
+        a, b = ins
+        return lambda v: v[a] + v[b]
+    if op == "relu":
+        (a,) = ins
+        return lambda v: torch.relu(v[a])
+    if op == "relu_grad":
+        g, z = ins
+        threshold_backward = torch.ops.aten.threshold_backward
+        return lambda v: threshold_backward(v[g], v[z], 0.0)
+    if op == "softmax_xent":
+        z, y = ins
+        return lambda v: F.cross_entropy(v[z], v[y], reduction="none")
+    if op == "softmax_xent_grad":
+        z, y = ins
+        rows = node.shape[0]
+        minus_one = torch.full((rows, 1), -1.0, dtype=dtype)
+
+        def softmax_xent_grad(v: Values) -> torch.Tensor:
+            probs = torch.softmax(v[z], 1)
+            probs.scatter_add_(1, v[y].view(rows, 1), minus_one)
+            return probs.div_(rows)
+
+        return softmax_xent_grad
+    if op == "sum_rows":
+        (g,) = ins
+        r0, r1 = node.attrs
+        if r0 == 0 and r1 == graph.nodes[g].shape[0]:
+            return lambda v: v[g].sum(0)
+        return lambda v: v[g].narrow(0, r0, r1 - r0).sum(0)
+    if op == "sgd":
+        p, g = ins
+        alpha = -float32_value(node.attrs[0])
+        return lambda v: torch.add(v[p], v[g], alpha=alpha)
+    raise GraphError(f"node {node.id}: op {op!r} is not executable")
+
+
+@dataclass
+class StepOutput:
+    """Result of one step: new parameters (canonical order), per-row losses, optional trace."""
+
+    params: list[torch.Tensor]
+    loss_rows: torch.Tensor
+    trace: list[torch.Tensor] | None = None
+
+
+class Executor:
+    """Runs a compiled graph with plain torch float32 ops, one kernel closure per node.
+
+    ``precision="float64"`` evaluates each node in float64 and rounds its output to float32: a
+    different-but-honest execution used only to profile the verifier's distance threshold.
+    """
+
+    def __init__(self, graph: TrainingGraph, precision: str = "float32") -> None:
+        if precision not in ("float32", "float64"):
+            raise GraphError(f"unknown precision {precision!r}")
+        self.graph = graph
+        self.precision = precision
+        dtype = torch.float32 if precision == "float32" else torch.float64
+        inputs = {"param", "data_x", "data_y"}
+        self._plan: list[tuple[int, Kernel]] = [
+            (node.id, _build_kernel(node, graph, dtype)) for node in graph.nodes if node.op not in inputs
+        ]
+        self._size = len(graph.nodes)
+
+    def run(
+        self,
+        params: Sequence[torch.Tensor],
+        x_batch: torch.Tensor,
+        y_batch: torch.Tensor,
+        keep_trace: bool = False,
+    ) -> StepOutput:
+        graph = self.graph
+        values: list = [None] * self._size
+        if self.precision == "float64":
+            params = [p.double() for p in params]
+            x_batch = x_batch.double()
+        for node_id, tensor in zip(graph.param_nodes, params):
+            values[node_id] = tensor
+        values[graph.data_x_node] = x_batch
+        values[graph.data_y_node] = y_batch
+        if self.precision == "float32":
+            for node_id, kernel in self._plan:
+                values[node_id] = kernel(values)
+        else:
+            for node_id, kernel in self._plan:
+                values[node_id] = kernel(values).float().double()
+            values = [t if t.dtype == torch.int64 else t.float() for t in values]
+        new_params = [values[node_id] for node_id in graph.output_nodes]
+        return StepOutput(new_params, values[graph.loss_node], values if keep_trace else None)
+
+
+def execute_step(
+    graph: TrainingGraph,
+    params: Sequence[torch.Tensor],
+    x_batch: torch.Tensor,
+    y_batch: torch.Tensor,
+    keep_trace: bool = False,
+) -> StepOutput:
+    """One-off convenience wrapper around :class:`Executor`."""
+    return Executor(graph).run(params, x_batch, y_batch, keep_trace)
+
+
+def trace_roots(trace: Sequence[torch.Tensor]) -> list[bytes]:
+    """Per-node output roots (``tensor_root``), in node id order."""
+    return [tensor_root(t) for t in trace]
+
+
+def trace_root(trace: Sequence[torch.Tensor]) -> bytes:
+    """Step-trace commitment: Merkle root over the node-output roots in node id order."""
+    return merkle_root(trace_roots(trace))

@@ -1,0 +1,369 @@
+"""Proof-of-learning training: derived batches, checkpoints every k steps, resumable, and the proof document.
+
+Batch row ``i`` of step ``s`` is ``uint256(keccak256(abi.encode(uint256 seed, uint256 s, uint256 i))) % n_rows``
+so neither the solver nor anyone else can choose the data, and the chain can check one row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .artifacts import Dataset, weights_from_bytes, weights_to_bytes
+from .commit import checkpoint_root, keccak256, keccak256_with_prefix, proof_root, uint256
+from .errors import ProofError, TrainingError
+from .graph import Executor, StepOutput, TrainingGraph, compile_training_graph, execution_context
+from .spec import ModelSpec, canonical_json, check_keys, parse_json_object, strict_int
+from .task import TrainingTask, hex32, parse_hex32
+
+PROOF_FORMAT = "dtm-proof/1"
+MAX_PROOF_BYTES = 64 * 1024 * 1024
+
+
+def batch_indices(seed: int, step: int, batch_size: int, n_rows: int) -> list[int]:
+    """``[keccak256(abi.encode(seed, step, i)) % n_rows for i in range(batch_size)]``."""
+    prefix = uint256(seed) + uint256(step)
+    return [int.from_bytes(keccak256(prefix + uint256(i)), "big") % n_rows for i in range(batch_size)]
+
+
+class BatchSampler:
+    """Fast batch derivation for one task (precomputed abi words, one keccak per row)."""
+
+    def __init__(self, seed: int, batch_size: int, dataset: Dataset) -> None:
+        self.seed_word = uint256(seed)
+        self.row_words = [uint256(i) for i in range(batch_size)]
+        self.dataset = dataset
+        self.n_rows = dataset.n_rows
+
+    def indices(self, step: int) -> list[int]:
+        digests = keccak256_with_prefix(self.seed_word + step.to_bytes(32, "big"), self.row_words)
+        n_rows = self.n_rows
+        return [int.from_bytes(digest, "big") % n_rows for digest in digests]
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.from_numpy(np.array(self.indices(step), dtype=np.int64))
+        return self.dataset.x.index_select(0, index), self.dataset.y.index_select(0, index)
+
+
+@dataclass
+class Checkpoint:
+    """Parameters after ``step`` steps (``step = index * k``) and their checkpoint root."""
+
+    index: int
+    step: int
+    params: dict[str, torch.Tensor]
+    root: bytes
+
+    def to_bytes(self, spec: ModelSpec) -> bytes:
+        return weights_to_bytes(self.params, spec)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, spec: ModelSpec, index: int, interval: int) -> Checkpoint:
+        params = weights_from_bytes(data, spec)
+        return cls(index, index * interval, params, checkpoint_root(params, spec.param_names))
+
+
+@dataclass
+class TrainingResult:
+    """Checkpoints (starting one included), per-step mean losses, per-segment update norms."""
+
+    checkpoints: list[Checkpoint]
+    losses: list[float]
+    update_norms: list[float]
+    first_step: int = 0
+
+    @property
+    def final_params(self) -> dict[str, torch.Tensor]:
+        return self.checkpoints[-1].params
+
+    @property
+    def roots(self) -> list[bytes]:
+        return [checkpoint.root for checkpoint in self.checkpoints]
+
+
+@dataclass
+class TrainingHooks:
+    """Deviations from honest training, used only by cheat simulations (see cheats.py)."""
+
+    batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None = None
+    skip_step: Callable[[int], bool] | None = None
+
+
+def update_norm(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor]) -> float:
+    """L2 norm of the whole-parameter update ``after - before`` (float64 accumulation)."""
+    total = 0.0
+    for name, tensor in after.items():
+        diff = tensor.double() - before[name].double()
+        total += float(torch.dot(diff.flatten(), diff.flatten()))
+    return math.sqrt(total)
+
+
+def _as_list(params: Mapping[str, torch.Tensor], names: Sequence[str]) -> list[torch.Tensor]:
+    return [params[name].contiguous() for name in names]
+
+
+def run_steps(
+    executor: Executor,
+    params: list[torch.Tensor],
+    sampler: BatchSampler,
+    first_step: int,
+    count: int,
+    hooks: TrainingHooks | None = None,
+    losses: list[torch.Tensor] | None = None,
+) -> list[torch.Tensor]:
+    """Apply steps ``first_step .. first_step+count-1``; appends per-row losses if asked."""
+    batch = hooks.batch if hooks is not None and hooks.batch is not None else sampler.batch
+    skip = hooks.skip_step if hooks is not None else None
+    run = executor.run
+    for step in range(first_step, first_step + count):
+        if skip is not None and skip(step):
+            continue
+        x_batch, y_batch = batch(step)
+        output = run(params, x_batch, y_batch)
+        params = output.params
+        if losses is not None:
+            losses.append(output.loss_rows)
+    return params
+
+
+def train(
+    task: TrainingTask,
+    spec: ModelSpec,
+    initial_params: Mapping[str, torch.Tensor],
+    dataset: Dataset,
+    *,
+    graph: TrainingGraph | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    resume_from: Checkpoint | None = None,
+    num_threads: int | None = 1,
+    hooks: TrainingHooks | None = None,
+    keep_params: bool = True,
+) -> TrainingResult:
+    """Train ``task.steps`` SGD steps through the graph executor, checkpointing every ``k`` steps.
+
+    ``on_checkpoint`` is called for every new checkpoint (step 0 included on a fresh run) so the
+    caller can persist/upload it.  ``resume_from`` continues from any checkpoint and reproduces
+    bitwise the checkpoints of an uninterrupted run.  With ``keep_params=False`` only the first and
+    last checkpoints keep their tensors (memory stays flat on long runs).
+    """
+    if graph is None:
+        graph = compile_training_graph(spec, task.batch_size, task.lr)
+    if graph.batch_size != task.batch_size or graph.param_names != spec.param_names:
+        raise TrainingError("graph does not match task/spec")
+    if dataset.n_rows != task.dataset_rows or dataset.input_dim != spec.input_dim:
+        raise TrainingError("dataset does not match task/spec")
+    interval = task.checkpoint_interval
+    names = spec.param_names
+    if resume_from is None:
+        start = Checkpoint(0, 0, {n: initial_params[n].clone() for n in names}, checkpoint_root(initial_params, names))
+        if on_checkpoint is not None:
+            on_checkpoint(start)
+    else:
+        if not 0 <= resume_from.index < task.num_checkpoints or resume_from.step != resume_from.index * interval:
+            raise TrainingError(f"cannot resume from checkpoint {resume_from.index}")
+        start = resume_from
+    executor = Executor(graph)
+    sampler = BatchSampler(task.seed, task.batch_size, dataset)
+    checkpoints = [start]
+    norms: list[float] = []
+    loss_rows: list[torch.Tensor] = []
+    params = _as_list(start.params, names)
+    previous = start.params
+    with execution_context(num_threads):
+        for index in range(start.index + 1, task.num_checkpoints):
+            params = run_steps(executor, params, sampler, (index - 1) * interval, interval, hooks, loss_rows)
+            state = dict(zip(names, params))
+            if not all(bool(torch.isfinite(t).all()) for t in params):
+                raise TrainingError(f"non-finite parameters at step {index * interval}")
+            checkpoint = Checkpoint(index, index * interval, state, checkpoint_root(state, names))
+            norms.append(update_norm(previous, state))
+            if on_checkpoint is not None:
+                on_checkpoint(checkpoint)
+            if not keep_params and len(checkpoints) > 1:
+                checkpoints[-1].params = {}
+            checkpoints.append(checkpoint)
+            previous = state
+    losses = torch.stack(loss_rows).mean(1).tolist() if loss_rows else []
+    return TrainingResult(checkpoints, losses, norms, start.step)
+
+
+def replay(
+    graph: TrainingGraph,
+    task: TrainingTask,
+    dataset: Dataset,
+    params: Mapping[str, torch.Tensor],
+    first_step: int,
+    count: int,
+    *,
+    num_threads: int | None = 1,
+    precision: str = "float32",
+) -> dict[str, torch.Tensor]:
+    """Re-run ``count`` honest steps from ``params`` (the verifier's replay primitive)."""
+    executor = Executor(graph, precision)
+    sampler = BatchSampler(task.seed, task.batch_size, dataset)
+    with execution_context(num_threads):
+        result = run_steps(executor, _as_list(params, graph.param_names), sampler, first_step, count)
+    return dict(zip(graph.param_names, result))
+
+
+def segment_state_roots(
+    graph: TrainingGraph,
+    task: TrainingTask,
+    dataset: Dataset,
+    params: Mapping[str, torch.Tensor],
+    segment: int,
+    *,
+    num_threads: int | None = 1,
+) -> list[bytes]:
+    """The ``k + 1`` state roots inside segment ``segment`` (dispute move 2), endpoints included."""
+    names = graph.param_names
+    executor = Executor(graph)
+    sampler = BatchSampler(task.seed, task.batch_size, dataset)
+    current = _as_list(params, names)
+    roots = [checkpoint_root(dict(zip(names, current)), names)]
+    with execution_context(num_threads):
+        for step in range(segment * task.checkpoint_interval, (segment + 1) * task.checkpoint_interval):
+            current = run_steps(executor, current, sampler, step, 1)
+            roots.append(checkpoint_root(dict(zip(names, current)), names))
+    return roots
+
+
+def step_trace(
+    graph: TrainingGraph,
+    task: TrainingTask,
+    dataset: Dataset,
+    params: Mapping[str, torch.Tensor],
+    step: int,
+    *,
+    num_threads: int | None = 1,
+) -> StepOutput:
+    """Every node output of step ``step`` from the state before it (dispute move 4)."""
+    executor = Executor(graph)
+    sampler = BatchSampler(task.seed, task.batch_size, dataset)
+    x_batch, y_batch = sampler.batch(step)
+    with execution_context(num_threads):
+        return executor.run(_as_list(params, graph.param_names), x_batch, y_batch, keep_trace=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Proof document
+
+
+@dataclass(frozen=True)
+class ProofDocument:
+    """What a solver publishes: checkpoint roots (and CIDs) every ``k`` steps; (root, count) go on chain."""
+
+    task_hash: bytes
+    checkpoint_interval: int
+    steps: int
+    checkpoint_roots: tuple[bytes, ...]
+    checkpoint_cids: tuple[str, ...]
+    update_norms: tuple[float, ...]
+    final_loss: float
+
+    def __post_init__(self) -> None:
+        if len(self.task_hash) != 32:
+            raise ProofError("task_hash must be 32 bytes")
+        strict_int(self.checkpoint_interval, "checkpoint_interval", 1, 1 << 32, ProofError)
+        strict_int(self.steps, "steps", 1, 1 << 32, ProofError)
+        if self.steps % self.checkpoint_interval:
+            raise ProofError("steps must be a multiple of checkpoint_interval")
+        count = self.steps // self.checkpoint_interval + 1
+        if len(self.checkpoint_roots) != count:
+            raise ProofError(f"expected {count} checkpoint roots, got {len(self.checkpoint_roots)}")
+        if any(not isinstance(r, bytes) or len(r) != 32 for r in self.checkpoint_roots):
+            raise ProofError("checkpoint roots must be 32 bytes each")
+        if len(self.checkpoint_cids) != count or not all(isinstance(c, str) and len(c) <= 256 for c in self.checkpoint_cids):
+            raise ProofError(f"expected {count} checkpoint CIDs (strings)")
+        if len(self.update_norms) != count - 1:
+            raise ProofError(f"expected {count - 1} update norms")
+        for value in (*self.update_norms, self.final_loss):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ProofError("update norms and final_loss must be finite numbers")
+
+    @property
+    def root(self) -> bytes:
+        """Merkle root over the checkpoint roots (stored on chain with ``count``)."""
+        return proof_root(list(self.checkpoint_roots))
+
+    @property
+    def count(self) -> int:
+        return len(self.checkpoint_roots)
+
+    @property
+    def num_segments(self) -> int:
+        return self.count - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": PROOF_FORMAT,
+            "task_hash": hex32(self.task_hash),
+            "checkpoint_interval": self.checkpoint_interval,
+            "steps": self.steps,
+            "checkpoint_roots": [hex32(r) for r in self.checkpoint_roots],
+            "checkpoint_cids": list(self.checkpoint_cids),
+            "update_norms": [float(v) for v in self.update_norms],
+            "final_loss": float(self.final_loss),
+        }
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.to_dict())
+
+    def with_cids(self, cids: Sequence[str]) -> ProofDocument:
+        return ProofDocument(self.task_hash, self.checkpoint_interval, self.steps, self.checkpoint_roots,
+                             tuple(cids), self.update_norms, self.final_loss)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ProofDocument:
+        obj = parse_json_object(data, "proof document", MAX_PROOF_BYTES, ProofError)
+        check_keys(obj, {"format", "task_hash", "checkpoint_interval", "steps", "checkpoint_roots",
+                         "checkpoint_cids", "update_norms", "final_loss"}, "proof document", ProofError)
+        if obj["format"] != PROOF_FORMAT:
+            raise ProofError(f"proof format must be {PROOF_FORMAT!r}")
+        for key in ("checkpoint_roots", "checkpoint_cids", "update_norms"):
+            if not isinstance(obj[key], list):
+                raise ProofError(f"{key} must be a list")
+        try:
+            roots = tuple(parse_hex32(r, "checkpoint root") for r in obj["checkpoint_roots"])
+            task_hash = parse_hex32(obj["task_hash"], "task_hash")
+        except ValueError as exc:
+            raise ProofError(str(exc)) from exc
+        document = cls(task_hash, obj["checkpoint_interval"], obj["steps"], roots,
+                       tuple(obj["checkpoint_cids"]), tuple(obj["update_norms"]), obj["final_loss"])
+        if bytes(data) != document.to_bytes():
+            raise ProofError("proof document is not in canonical form")
+        return document
+
+
+def build_proof(task: TrainingTask, result: TrainingResult, cids: Sequence[str] | None = None) -> ProofDocument:
+    """Proof document for a complete run; ``final_loss`` = mean loss over the last segment's steps."""
+    if result.first_step != 0 or len(result.checkpoints) != task.num_checkpoints:
+        raise ProofError("a proof needs the checkpoints of the whole run (merge resumed results first)")
+    tail = result.losses[-task.checkpoint_interval:]
+    final_loss = sum(tail) / len(tail)
+    cids = tuple(cids) if cids is not None else ("",) * task.num_checkpoints
+    return ProofDocument(task.hash(), task.checkpoint_interval, task.steps, tuple(result.roots), cids,
+                         tuple(result.update_norms), final_loss)
+
+
+def merge_results(first: TrainingResult, resumed: TrainingResult) -> TrainingResult:
+    """Join a run interrupted after checkpoint j with its resumption from checkpoint j."""
+    j = resumed.checkpoints[0].index
+    if first.checkpoints[j].root != resumed.checkpoints[0].root:
+        raise TrainingError("resumed run does not start from the given run's checkpoint")
+    steps_before = resumed.first_step - first.first_step
+    return TrainingResult(
+        first.checkpoints[: j + 1] + resumed.checkpoints[1:],
+        first.losses[:steps_before] + resumed.losses,
+        first.update_norms[:j] + resumed.update_norms,
+        first.first_step,
+    )
+
+
+def task_hash_of(task_bytes: bytes) -> bytes:
+    """keccak256 of canonical task bytes (what ``ProofDocument.task_hash`` must equal)."""
+    return keccak256(task_bytes)

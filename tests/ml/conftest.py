@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import pytest
+
+from offchain.ml import digits_task, tiny_task, train
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return tiny_task()
+
+
+@pytest.fixture(scope="session")
+def tiny_result(tiny):
+    return train(tiny.task, tiny.spec, tiny.weights, tiny.dataset, graph=tiny.graph)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return digits_task(steps=60, k=10)

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from Crypto.Hash import keccak as crypto_keccak
+from eth_abi import encode as abi_encode
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from offchain.ml import (
+    LEAF_BYTES,
+    CommitmentError,
+    checkpoint_root,
+    dataset_root,
+    dataset_row_proof,
+    keccak256,
+    merkle_proof,
+    merkle_range_proof,
+    merkle_root,
+    synthetic_dataset,
+    tensor_range_proof,
+    tensor_root,
+    verify_proof,
+    verify_range_proof,
+    verify_row_proof,
+    verify_tensor_range,
+)
+from offchain.ml.commit import ZERO_HASH, TensorRangeProof
+
+
+def k(data: bytes) -> bytes:
+    return crypto_keccak.new(digest_bits=256, data=data).digest()
+
+
+def reference_root(leaves: list[bytes]) -> bytes:
+    """Independent textbook implementation: pad to a power of two with bytes32(0), hash pairs."""
+    if not leaves:
+        return bytes(32)
+    width = 1
+    while width < len(leaves):
+        width *= 2
+    level = list(leaves) + [bytes(32)] * (width - len(leaves))
+    while len(level) > 1:
+        level = [k(level[i] + level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def test_keccak_is_ethereum_keccak():
+    assert keccak256(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    assert keccak256(b"abc" * 100) == k(b"abc" * 100)
+
+
+leaf_lists = st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(leaves=leaf_lists, data=st.data())
+def test_single_proofs_verify_and_tampering_fails(leaves, data):
+    root = merkle_root(leaves)
+    assert root == reference_root(leaves)
+    index = data.draw(st.integers(0, len(leaves) - 1))
+    proof = merkle_proof(leaves, index)
+    assert verify_proof(root, leaves[index], index, proof, len(leaves))
+    forged = bytes([leaves[index][0] ^ 1]) + leaves[index][1:]
+    assert not verify_proof(root, forged, index, proof, len(leaves))
+    if len(leaves) > 1:
+        other = (index + 1) % len(leaves)
+        if leaves[other] != leaves[index]:
+            assert not verify_proof(root, leaves[index], other, proof, len(leaves))
+        bad_proof = list(proof)
+        bad_proof[0] = bytes([bad_proof[0][0] ^ 0x80]) + bad_proof[0][1:]
+        assert not verify_proof(root, leaves[index], index, bad_proof, len(leaves))
+        assert not verify_proof(root, leaves[index], index, proof[:-1], len(leaves))
+    assert not verify_proof(root, leaves[index], index, proof + [ZERO_HASH], len(leaves))
+
+
+@settings(max_examples=60, deadline=None)
+@given(leaves=leaf_lists, data=st.data())
+def test_range_proofs(leaves, data):
+    root = merkle_root(leaves)
+    start = data.draw(st.integers(0, len(leaves) - 1))
+    stop = data.draw(st.integers(start + 1, len(leaves)))
+    proof = merkle_range_proof(leaves, start, stop)
+    assert verify_range_proof(root, leaves[start:stop], start, proof, len(leaves))
+    tampered = list(leaves[start:stop])
+    tampered[-1] = k(tampered[-1])
+    assert not verify_range_proof(root, tampered, start, proof, len(leaves))
+    assert not verify_range_proof(root, leaves[start:stop], start, proof, len(leaves) + 10**6)
+
+
+def test_leaf_layout_matches_spec_by_hand():
+    assert LEAF_BYTES == 2048
+    tensor = torch.arange(600, dtype=torch.float32)  # 2400 bytes -> leaves of 2048 and 352 bytes
+    raw = np.arange(600, dtype="<f4").tobytes()
+    leaves = [k(raw[:2048]), k(raw[2048:])]  # 352 is already a multiple of 32
+    data_root = k(leaves[0] + leaves[1])
+    assert tensor_root(tensor) == k(abi_encode(["bytes32", "uint256"], [data_root, 600]))
+    three = torch.arange(3, dtype=torch.float32)  # 12 bytes -> one 32-byte leaf
+    raw3 = np.arange(3, dtype="<f4").tobytes() + bytes(20)
+    assert tensor_root(three) == k(k(raw3) + (3).to_bytes(32, "big"))
+    five_leaves = torch.ones(4 * 512 + 1)  # 5 leaves -> tree padded to 8 with bytes32(0)
+    raw5 = np.ones(4 * 512 + 1, dtype="<f4").tobytes()
+    hashes = [k(raw5[i * 2048 : (i + 1) * 2048]) for i in range(4)] + [k(raw5[8192:] + bytes(28))]
+    assert tensor_root(five_leaves) == k(reference_root(hashes) + (2049).to_bytes(32, "big"))
+    assert merkle_root([]) == ZERO_HASH
+
+
+def test_tensor_root_binds_length_and_dtype_bytes():
+    a = torch.zeros(10)
+    b = torch.zeros(11)
+    assert tensor_root(a) != tensor_root(b)  # same padded bytes, different numel
+    assert tensor_root(torch.zeros(3, dtype=torch.int64)) != tensor_root(torch.zeros(6))
+
+
+@settings(max_examples=40, deadline=None)
+@given(numel=st.integers(1, 5000), data=st.data())
+def test_tensor_range_proofs(numel, data):
+    tensor = torch.from_numpy(np.random.default_rng(numel).standard_normal(numel).astype(np.float32))
+    root = tensor_root(tensor)
+    start = data.draw(st.integers(0, numel - 1))
+    stop = data.draw(st.integers(start + 1, min(numel, start + 600)))
+    proof = tensor_range_proof(tensor, start, stop)
+    values = verify_tensor_range(root, proof)
+    assert np.array_equal(values, tensor[start:stop].numpy())
+    leaf = bytearray(proof.leaves[0])
+    leaf[(start * 4) % LEAF_BYTES] ^= 1
+    forged = TensorRangeProof(proof.numel, 4, start, stop, proof.first_leaf, (bytes(leaf),) + proof.leaves[1:], proof.siblings)
+    with pytest.raises(CommitmentError):
+        verify_tensor_range(root, forged)
+    lying = TensorRangeProof(proof.numel + 1, 4, start, stop, proof.first_leaf, proof.leaves, proof.siblings)
+    with pytest.raises(CommitmentError):
+        verify_tensor_range(root, lying)
+
+
+def test_int64_label_tensor_range():
+    labels = torch.arange(500, dtype=torch.int64)
+    proof = tensor_range_proof(labels, 130, 131)
+    assert verify_tensor_range(tensor_root(labels), proof, dtype="<i8").tolist() == [130]
+
+
+def test_checkpoint_and_dataset_roots():
+    state = {"b": torch.ones(3), "a": torch.zeros(2, 2)}
+    root = checkpoint_root(state, ["a", "b"])
+    assert root == reference_root([tensor_root(state["a"]), tensor_root(state["b"])])
+    assert root != checkpoint_root(state, ["b", "a"])
+    with pytest.raises(CommitmentError):
+        checkpoint_root(state, ["a", "c"])
+
+    data = synthetic_dataset(37, 5, 3, seed=2)
+    rows = [k(data.x[i].numpy().astype("<f4").tobytes() + int(data.y[i]).to_bytes(8, "little")) for i in range(37)]
+    assert dataset_root(data.x, data.y) == k(reference_root(rows) + (37).to_bytes(32, "big"))
+    for index in (0, 17, 36):
+        proof = dataset_row_proof(data.x, data.y, index)
+        assert verify_row_proof(data.root(), proof)
+    proof = dataset_row_proof(data.x, data.y, 17)
+    wrong_label = type(proof)(proof.index, proof.n_rows, proof.x_row, (proof.label + 1) % 3, proof.siblings)
+    assert not verify_row_proof(data.root(), wrong_label)
+    wrong_index = type(proof)(18, proof.n_rows, proof.x_row, proof.label, proof.siblings)
+    assert not verify_row_proof(data.root(), wrong_index)
+
+
+def test_bad_ranges_raise():
+    with pytest.raises(CommitmentError):
+        merkle_range_proof([ZERO_HASH] * 3, 2, 2)
+    with pytest.raises(CommitmentError):
+        tensor_range_proof(torch.zeros(4), 0, 5)

@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+import struct
+
+import pytest
+import torch
+
+from offchain.ml import (
+    ArtifactError,
+    Dataset,
+    MLError,
+    ModelSpec,
+    SpecError,
+    digits_dataset,
+    init_weights,
+    mlp_spec,
+    synthetic_dataset,
+    weights_from_bytes,
+    weights_to_bytes,
+)
+
+GOOD = {
+    "format": "dtm-model/1",
+    "input_dim": 64,
+    "layers": [{"type": "linear", "out": 32}, {"type": "relu"}, {"type": "linear", "out": 10}],
+    "loss": "softmax_cross_entropy",
+}
+
+
+def encode(obj) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def test_spec_parses_and_names_params_canonically():
+    spec = ModelSpec.from_bytes(encode(GOOD))
+    assert spec.param_names == ("l0.weight", "l0.bias", "l2.weight", "l2.bias")
+    assert spec.param_shapes()["l0.weight"] == (32, 64)
+    assert spec.num_classes == 10
+    assert spec.num_params == 64 * 32 + 32 + 32 * 10 + 10
+    assert ModelSpec.from_bytes(spec.to_bytes()) == spec
+    assert spec == mlp_spec(64, (32,), 10)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda s: s["layers"].insert(1, {"type": "conv2d", "out": 3}), "unknown layer type"),
+        (lambda s: s["layers"].__setitem__(1, {"type": "tanh"}), "unknown layer type"),
+        (lambda s: s.pop("input_dim"), "missing field"),
+        (lambda s: s.__setitem__("extra", 1), "unknown field"),
+        (lambda s: s["layers"][0].pop("out"), "missing field"),
+        (lambda s: s["layers"][1].__setitem__("out", 3), "unknown field"),
+        (lambda s: s["layers"][0].__setitem__("out", 0), "must be in"),
+        (lambda s: s["layers"][0].__setitem__("out", True), "must be an integer"),
+        (lambda s: s["layers"][0].__setitem__("out", 3.0), "must be an integer"),
+        (lambda s: s["layers"][0].__setitem__("out", 10**9), "must be in"),
+        (lambda s: s.__setitem__("input_dim", -1), "must be in"),
+        (lambda s: s.__setitem__("loss", "mse"), "unknown loss"),
+        (lambda s: s.__setitem__("format", "dtm-model/2"), "format"),
+        (lambda s: s.__setitem__("layers", []), "non-empty"),
+        (lambda s: s["layers"].append({"type": "relu"}), "last layer must be linear"),
+        (lambda s: s["layers"].insert(0, {"type": "relu"}), "must directly follow a linear"),
+        (lambda s: s["layers"].__setitem__(2, {"type": "linear", "out": 1}), "2..256"),
+        (lambda s: s.__setitem__("layers", [{"type": "linear", "out": 4096}, {"type": "relu"}] * 8 + [{"type": "linear", "out": 10}]), "parameters, limit"),
+    ],
+)
+def test_bad_specs_fail_clearly(mutate, message):
+    spec = json.loads(json.dumps(GOOD))
+    mutate(spec)
+    with pytest.raises(SpecError, match=message) as info:
+        ModelSpec.from_bytes(encode(spec))
+    assert isinstance(info.value, ValueError) and isinstance(info.value, MLError)
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"\xff\xfe", "UTF-8"),
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"input_dim": 1, "input_dim": 2}', "duplicate key"),
+        (b'{"input_dim": NaN}', "not JSON"),
+        (b" " * (65 * 1024), "limit"),
+    ],
+)
+def test_malformed_spec_bytes(raw, message):
+    with pytest.raises(SpecError, match=message):
+        ModelSpec.from_bytes(raw)
+
+
+def test_weights_roundtrip_and_init_is_deterministic():
+    spec = mlp_spec(8, (4,), 3)
+    weights = init_weights(spec, 3)
+    assert all(torch.equal(weights[n], init_weights(spec, 3)[n]) for n in spec.param_names)
+    assert not torch.equal(weights["l0.weight"], init_weights(spec, 4)["l0.weight"])
+    blob = weights_to_bytes(weights, spec)
+    assert blob == weights_to_bytes(weights, spec)
+    back = weights_from_bytes(blob, spec)
+    assert list(back) == list(spec.param_names)
+    assert all(torch.equal(back[n], weights[n]) for n in spec.param_names)
+
+
+def _save(tensors):
+    from safetensors.torch import save
+
+    return save(tensors)
+
+
+def test_weights_validation_errors():
+    spec = mlp_spec(8, (4,), 3)
+    weights = init_weights(spec, 0)
+    missing = {k: v for k, v in weights.items() if k != "l0.bias"}
+    with pytest.raises(ArtifactError, match="missing tensor"):
+        weights_from_bytes(_save(missing), spec)
+    extra = dict(weights, hidden=torch.zeros(1))
+    with pytest.raises(ArtifactError, match="unexpected tensor"):
+        weights_from_bytes(_save(extra), spec)
+    with pytest.raises(ArtifactError, match="shape"):
+        weights_from_bytes(_save(dict(weights, **{"l0.bias": torch.zeros(5)})), spec)
+    with pytest.raises(ArtifactError, match="dtype"):
+        weights_from_bytes(_save(dict(weights, **{"l0.bias": torch.zeros(4, dtype=torch.float64)})), spec)
+    nan = dict(weights, **{"l0.bias": torch.tensor([0.0, float("nan"), 0.0, 0.0])})
+    with pytest.raises(ArtifactError, match="NaN"):
+        weights_from_bytes(_save(nan), spec)
+    with pytest.raises(ArtifactError, match="float32"):
+        weights_to_bytes(dict(weights, **{"l0.bias": torch.zeros(4, dtype=torch.float64)}), spec)
+
+
+@pytest.mark.parametrize(
+    "blob, message",
+    [
+        (b"", "too short"),
+        (struct.pack("<Q", 10**9) + b"{}", "header length"),
+        (struct.pack("<Q", 2) + b"[]", "JSON object"),
+        (struct.pack("<Q", 5) + b"{bad}", "not valid JSON"),
+    ],
+)
+def test_malformed_safetensors(blob, message):
+    with pytest.raises(ArtifactError, match=message):
+        weights_from_bytes(blob, mlp_spec(8, (4,), 3))
+
+
+def test_bad_offsets_and_truncation():
+    spec = mlp_spec(2, (), 2)
+    good = _save({"l0.weight": torch.zeros(2, 2), "l0.bias": torch.zeros(2)})
+    with pytest.raises(ArtifactError):
+        weights_from_bytes(good[:-4], spec)
+    header = {"l0.weight": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+              "l0.bias": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}
+    raw = json.dumps(header).encode()
+    with pytest.raises(ArtifactError, match="data_offsets|overlap"):
+        weights_from_bytes(struct.pack("<Q", len(raw)) + raw + bytes(16), spec)
+
+
+def test_pickle_is_rejected_and_never_used():
+    spec = mlp_spec(8, (4,), 3)
+    buffer = io.BytesIO()
+    torch.save(init_weights(spec, 0), buffer)  # a pickle-based checkpoint, as an attacker might send
+    with pytest.raises(ArtifactError):
+        weights_from_bytes(buffer.getvalue(), spec)
+    source = pathlib.Path(__file__).resolve().parents[2] / "offchain" / "ml"
+    for path in source.glob("*.py"):
+        text = path.read_text()
+        assert "import pickle" not in text and "torch.load(" not in text, path
+
+
+def test_dataset_roundtrip_and_validation():
+    data = synthetic_dataset(50, 6, 4, seed=1)
+    assert torch.equal(data.x, synthetic_dataset(50, 6, 4, seed=1).x)
+    back = Dataset.from_bytes(data.to_bytes(), input_dim=6, num_classes=4)
+    assert torch.equal(back.x, data.x) and torch.equal(back.y, data.y)
+    as_int32 = _save({"x": data.x, "y": data.y.to(torch.int32)})
+    widened = Dataset.from_bytes(as_int32)
+    assert widened.y.dtype == torch.int64 and torch.equal(widened.y, data.y)
+    assert widened.root() == data.root()
+    with pytest.raises(ArtifactError, match="features"):
+        Dataset.from_bytes(data.to_bytes(), input_dim=7)
+    with pytest.raises(ArtifactError, match="out of range"):
+        Dataset.from_bytes(data.to_bytes(), num_classes=2)
+    with pytest.raises(ArtifactError, match="rows"):
+        Dataset.from_bytes(_save({"x": data.x, "y": data.y[:-1]}))
+    with pytest.raises(ArtifactError, match="dtype"):
+        Dataset.from_bytes(_save({"x": data.x.double(), "y": data.y}))
+    with pytest.raises(ArtifactError, match="non-negative"):
+        Dataset(data.x, data.y - 10)
+
+
+def test_digits_dataset_is_bundled():
+    digits = digits_dataset()
+    assert digits.x.shape == (1797, 64) and digits.y.shape == (1797,)
+    assert digits.x.dtype == torch.float32 and digits.y.dtype == torch.int64
+    assert float(digits.x.min()) == 0.0 and float(digits.x.max()) == 1.0
+    assert set(digits.y.tolist()) == set(range(10))

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import pytest
+
+from offchain.ml import (
+    DEFAULT_POLICY,
+    VerificationPolicy,
+    build_proof,
+    profile_threshold,
+    select_segments,
+    verify,
+)
+from offchain.ml import cheats
+
+
+@pytest.fixture(scope="module")
+def threshold(tiny):
+    return profile_threshold(tiny.graph, tiny.task, tiny.spec, tiny.dataset, tiny.weights).value
+
+
+def run_verify(demo, run, threshold, seed=5, policy=DEFAULT_POLICY):
+    return verify(demo.task, demo.spec, demo.dataset, run.proof, run.checkpoint_blobs(demo), threshold, seed,
+                  policy=policy, graph=demo.graph, stop_at_first=False)
+
+
+def test_threshold_profile(tiny):
+    profile = profile_threshold(tiny.graph, tiny.task, tiny.spec, tiny.dataset, tiny.weights, segments=2)
+    assert {name for _, name, _ in profile.observations} == {"threads", "chunking", "float64"}
+    assert profile.value >= profile.safety_factor * profile.max_observed
+    assert 0 < profile.value < 1e-3
+
+
+def test_honest_proof_accepted_for_any_seed(tiny, threshold):
+    honest = cheats.honest_run(tiny)
+    for seed in range(5):
+        verdict = run_verify(tiny, honest, threshold, seed)
+        assert verdict.accept, verdict.reason
+        assert all(d == 0.0 for d in verdict.distances.values())  # same machine: bitwise
+        assert verdict.replayed_steps <= 0.25 * tiny.task.steps + tiny.task.checkpoint_interval
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: cheats.skip_steps(d, every=2),
+        lambda d: cheats.skip_steps(d, every=4),
+        lambda d: cheats.wrong_data(d, "seed"),
+        lambda d: cheats.wrong_data(d, "dataset"),
+        lambda d: cheats.forced_error(d),
+    ],
+    ids=["skip-half", "skip-3-of-4", "wrong-seed", "wrong-dataset", "forced-error"],
+)
+def test_cheats_are_flagged_by_default_policy(tiny, threshold, make):
+    run = make(tiny)
+    for seed in range(3):
+        verdict = run_verify(tiny, run, threshold, seed)
+        assert not verdict.accept
+        assert verdict.failing_segment in run.bad_segments
+
+
+@pytest.mark.parametrize("mode", ["stall", "noise"])
+def test_fabricated_segment_flagged_when_replayed(tiny, threshold, mode):
+    run = cheats.fabricate_segments(tiny, [6], mode)
+    assert run.bad_segments == {6}
+    everything = VerificationPolicy(replay_fraction=1.0)
+    verdict = run_verify(tiny, run, threshold, policy=everything)
+    assert not verdict.accept and verdict.failing_segment == 6
+    assert [j for j, d in verdict.distances.items() if d > threshold] == [6]
+    # With the default (sampling) policy it is flagged exactly when segment 6 is selected.
+    for seed in range(8):
+        verdict = run_verify(tiny, run, threshold, seed)
+        assert verdict.accept == (6 not in verdict.selected)
+
+
+def test_forced_error_keeps_genuine_result(tiny, tiny_result):
+    run = cheats.forced_error(tiny)
+    assert run.genuine is not None and run.genuine.roots == tiny_result.roots
+    segment = next(iter(run.bad_segments))
+    assert run.result.roots[: segment + 1] == tiny_result.roots[: segment + 1]
+    assert run.result.roots[segment + 1] != tiny_result.roots[segment + 1]
+    assert run.proof.count == build_proof(tiny.task, tiny_result).count
+
+
+def test_commitment_failures(tiny, threshold):
+    honest = cheats.honest_run(tiny)
+    blobs = honest.checkpoint_blobs(tiny)
+    swapped = list(blobs)
+    swapped[3] = blobs[4]
+    verdict = verify(tiny.task, tiny.spec, tiny.dataset, honest.proof, swapped, threshold, 1)
+    assert not verdict.accept and "committed root" in verdict.reason and verdict.failing_segment == 2
+    verdict = verify(tiny.task, tiny.spec, tiny.dataset, honest.proof, blobs[:-1], threshold, 1)
+    assert not verdict.accept
+    garbage = list(blobs)
+    garbage[2] = b"\x00" * 40
+    assert "unreadable" in verify(tiny.task, tiny.spec, tiny.dataset, honest.proof, garbage, threshold, 1).reason
+
+
+def test_wrong_initial_weights_rejected(tiny, threshold):
+    from offchain.ml import init_weights, train
+
+    other = train(tiny.task, tiny.spec, init_weights(tiny.spec, 99), tiny.dataset)
+    proof = build_proof(tiny.task, other)
+    blobs = [c.to_bytes(tiny.spec) for c in other.checkpoints]
+    verdict = verify(tiny.task, tiny.spec, tiny.dataset, proof, blobs, threshold, 1)
+    assert not verdict.accept and verdict.failing_segment == 0 and "initial weights" in verdict.reason
+
+
+def test_proof_for_other_task_rejected(tiny, digits, threshold):
+    honest = cheats.honest_run(tiny)
+    verdict = verify(digits.task, digits.spec, digits.dataset, honest.proof, [], threshold, 1)
+    assert not verdict.accept and "different task" in verdict.reason
+
+
+def test_select_segments():
+    norms = [float(n) for n in [5, 1, 9, 3, 9, 2, 7, 0, 4, 6]]
+    chosen = select_segments(norms, 2, 3, seed=42)
+    assert chosen[:2] == [2, 4]  # ties broken by index
+    assert len(chosen) == len(set(chosen)) == 5
+    assert chosen == select_segments(norms, 2, 3, seed=42)
+    assert sorted(select_segments(norms, 3, 100, seed=1)) == list(range(10))
+    seen = {tuple(select_segments(norms, 0, 2, seed=s)) for s in range(30)}
+    assert len(seen) > 10
+    assert DEFAULT_POLICY.counts(200) == (6, 44)
+    assert sum(DEFAULT_POLICY.counts(200)) <= 0.25 * 200
+    assert DEFAULT_POLICY.counts(1) == (1, 0)
