@@ -235,28 +235,18 @@ def create_task(
     tax: uint256 = msg.value * terms.published[terms_id].tax_ppm // PPM
     task_id: uint256 = self.task_count + 1
     self.task_count = task_id
-    self.tasks[task_id] = Task(
-        state=TaskState.OPEN,
-        submitter=msg.sender,
-        spec_hash=spec_hash,
-        escrow=msg.value - tax,
-        tax=tax,
-        solver_stake=solver_stake,
-        terms_id=terms_id,
-        expires=expires,
-        train_window=train_window,
-        checkpoint_interval=checkpoint_interval,
-        checkpoints=steps // checkpoint_interval + 1,
-        solver=empty(address),
-        secret_hash=empty(bytes32),
-        entropy=empty(bytes32),
-        round=FIRST_ROUND,
-        deadline=0,
-        proof_root=empty(bytes32),
-        verifier=empty(address),
-        challenger=empty(address),
-        dispute_id=0,
-    )
+    # fields are written one by one: the others of a fresh id are already zero
+    self.tasks[task_id].state = TaskState.OPEN
+    self.tasks[task_id].submitter = msg.sender
+    self.tasks[task_id].spec_hash = spec_hash
+    self.tasks[task_id].escrow = msg.value - tax
+    self.tasks[task_id].tax = tax
+    self.tasks[task_id].solver_stake = solver_stake
+    self.tasks[task_id].terms_id = terms_id
+    self.tasks[task_id].expires = expires
+    self.tasks[task_id].train_window = train_window
+    self.tasks[task_id].checkpoint_interval = checkpoint_interval
+    self.tasks[task_id].checkpoints = steps // checkpoint_interval + 1
     self.total_escrow += msg.value
     log TaskCreated(
         task_id=task_id,
@@ -294,19 +284,19 @@ def claim(task_id: uint256, secret_hash: bytes32):
            finalises; it decides, with entropy drawn now, whether the first
            proof must carry a forced error.
     """
-    task: Task = self.tasks[task_id]
-    assert task.state == TaskState.OPEN, "market: task not open"
-    assert block.timestamp <= task.expires, "market: task expired"
+    assert self.tasks[task_id].state == TaskState.OPEN, "market: task not open"
+    assert block.timestamp <= self.tasks[task_id].expires, "market: task expired"
     assert stakes._has_role(msg.sender, stakes.ROLE_SOLVER), "market: caller is not a solver"
-    assert msg.sender != task.submitter, "market: submitter cannot solve"
-    stakes._lock(msg.sender, task.solver_stake)
+    assert msg.sender != self.tasks[task_id].submitter, "market: submitter cannot solve"
+    stakes._lock(msg.sender, self.tasks[task_id].solver_stake)
 
-    if task.tax > 0:
-        self.total_escrow -= task.tax
-        jackpot._fund(task.tax)
-    deadline: uint256 = block.timestamp + task.train_window
+    tax: uint256 = self.tasks[task_id].tax
+    if tax > 0:
+        self.total_escrow -= tax
+        self.tasks[task_id].tax = 0
+        jackpot._fund(tax)
+    deadline: uint256 = block.timestamp + self.tasks[task_id].train_window
     self.tasks[task_id].state = TaskState.CLAIMED
-    self.tasks[task_id].tax = 0
     self.tasks[task_id].solver = msg.sender
     self.tasks[task_id].secret_hash = secret_hash
     self.tasks[task_id].entropy = self._randomness(task_id, secret_hash)
@@ -320,11 +310,10 @@ def submit(task_id: uint256, proof_root: bytes32, checkpoints: uint256, proof_ci
     @notice Commit to a proof of learning: the Merkle root over the checkpoint
             roots. A verifier is drawn at random from the verifier set.
     """
-    task: Task = self.tasks[task_id]
-    assert task.state == TaskState.CLAIMED, "market: task not claimed"
-    assert msg.sender == task.solver, "market: caller is not the solver"
-    assert block.timestamp <= task.deadline, "market: proof deadline passed"
-    assert checkpoints == task.checkpoints, "market: wrong checkpoint count"
+    assert self.tasks[task_id].state == TaskState.CLAIMED, "market: task not claimed"
+    assert msg.sender == self.tasks[task_id].solver, "market: caller is not the solver"
+    assert block.timestamp <= self.tasks[task_id].deadline, "market: proof deadline passed"
+    assert checkpoints == self.tasks[task_id].checkpoints, "market: wrong checkpoint count"
     assert proof_root != empty(bytes32), "market: empty proof root"
     assert len(proof_cid) > 0, "market: empty proof cid"
 
@@ -338,9 +327,9 @@ def submit(task_id: uint256, proof_root: bytes32, checkpoints: uint256, proof_ci
         checkpoints=checkpoints,
         proof_cid=proof_cid,
         seed=seed,
-        round=task.round,
+        round=self.tasks[task_id].round,
     )
-    self._assign_verifier(task_id, task.solver, task.terms_id, seed)
+    self._assign_verifier(task_id, msg.sender, self.tasks[task_id].terms_id, seed)
 
 
 @external
@@ -351,37 +340,40 @@ def finalise(task_id: uint256, secret: bytes32):
             the verifier that accepted it is slashed and the solver must submit
             its genuine proof within the reveal window.
     """
-    task: Task = self.tasks[task_id]
-    assert task.state == TaskState.ACCEPTED, "market: task not accepted"
-    assert msg.sender == task.solver, "market: caller is not the solver"
-    assert block.timestamp > task.deadline, "market: whistleblower window open"
-    window: uint256 = terms.published[task.terms_id].reveal_window
-    assert block.timestamp <= task.deadline + window, "market: reveal window passed"
-    assert keccak256(secret) == task.secret_hash, "market: secret does not match"
+    assert self.tasks[task_id].state == TaskState.ACCEPTED, "market: task not accepted"
+    solver: address = self.tasks[task_id].solver
+    assert msg.sender == solver, "market: caller is not the solver"
+    deadline: uint256 = self.tasks[task_id].deadline
+    terms_id: uint256 = self.tasks[task_id].terms_id
+    assert block.timestamp > deadline, "market: whistleblower window open"
+    assert block.timestamp <= deadline + terms.published[terms_id].reveal_window, "market: reveal window passed"
+    assert keccak256(secret) == self.tasks[task_id].secret_hash, "market: secret does not match"
 
-    if self._forced(task, secret):
+    if self._forced(task_id, secret):
         # nobody exposed the forced error: the accepting verifier forfeits to the jackpot
+        task: Task = self.tasks[task_id]
         self._forfeit_verifier(task, empty(address))
         self._await_genuine_proof(task_id, task, empty(address))
         return
 
-    t: terms.Terms = terms.published[task.terms_id]
+    verifier: address = self.tasks[task_id].verifier
+    escrow: uint256 = self.tasks[task_id].escrow
     fee: uint256 = 0
-    if task.verifier != empty(address):
-        fee = task.escrow * t.verifier_fee_ppm // PPM
-        stakes._unlock(task.verifier, t.verifier_bond)
-        ledger._credit(task.verifier, fee)
-    payment: uint256 = task.escrow - fee
-    stakes._unlock(task.solver, task.solver_stake)
-    ledger._credit(task.solver, payment)
-    self.total_escrow -= task.escrow
+    if verifier != empty(address):
+        fee = escrow * terms.published[terms_id].verifier_fee_ppm // PPM
+        stakes._unlock(verifier, terms.published[terms_id].verifier_bond)
+        ledger._credit(verifier, fee)
+    payment: uint256 = escrow - fee
+    stakes._unlock(solver, self.tasks[task_id].solver_stake)
+    ledger._credit(solver, payment)
+    self.total_escrow -= escrow
     self.tasks[task_id].state = TaskState.FINALISED
     self.tasks[task_id].escrow = 0
     log TaskFinalised(
         task_id=task_id,
-        solver=task.solver,
-        verifier=task.verifier,
-        proof_root=task.proof_root,
+        solver=solver,
+        verifier=verifier,
+        proof_root=self.tasks[task_id].proof_root,
         solver_payment=payment,
         verifier_fee=fee,
     )
@@ -398,7 +390,7 @@ def concede_forced_error(task_id: uint256, secret: bytes32):
     assert task.state == TaskState.DISPUTED, "market: task not disputed"
     assert msg.sender == task.solver, "market: caller is not the solver"
     assert keccak256(secret) == task.secret_hash, "market: secret does not match"
-    assert self._forced(task, secret), "market: not a forced error"
+    assert self._forced(task_id, secret), "market: not a forced error"
 
     t: terms.Terms = terms.published[task.terms_id]
     if task.challenger == task.verifier:
@@ -422,11 +414,10 @@ def accept(task_id: uint256):
     @notice The drawn verifier accepts the proof; whistleblowers may now
             audit it until the window closes.
     """
-    task: Task = self.tasks[task_id]
-    assert task.state == TaskState.SUBMITTED, "market: task not submitted"
-    assert msg.sender == task.verifier, "market: caller is not the verifier"
-    assert block.timestamp <= task.deadline, "market: verify window passed"
-    self._open_whistle_window(task_id, terms.published[task.terms_id].whistle_window)
+    assert self.tasks[task_id].state == TaskState.SUBMITTED, "market: task not submitted"
+    assert msg.sender == self.tasks[task_id].verifier, "market: caller is not the verifier"
+    assert block.timestamp <= self.tasks[task_id].deadline, "market: verify window passed"
+    self._open_whistle_window(task_id, terms.published[self.tasks[task_id].terms_id].whistle_window)
 
 
 @external
@@ -595,10 +586,11 @@ def _draws_forced_error(secret: bytes32, entropy: bytes32, forced_error_ppm: uin
 
 @internal
 @view
-def _forced(task: Task, secret: bytes32) -> bool:
-    if task.round != FIRST_ROUND:
+def _forced(task_id: uint256, secret: bytes32) -> bool:
+    if self.tasks[task_id].round != FIRST_ROUND:
         return False
-    return self._draws_forced_error(secret, task.entropy, terms.published[task.terms_id].forced_error_ppm)
+    ppm: uint256 = terms.published[self.tasks[task_id].terms_id].forced_error_ppm
+    return self._draws_forced_error(secret, self.tasks[task_id].entropy, ppm)
 
 
 @internal

@@ -5,7 +5,8 @@
         lets its deployer declare the winner. Never deploy it beside real value.
 """
 
-from interfaces import IMarket
+interface IMarket:
+    def resolve(task_id: uint256, dispute_id: uint256, solver_won: bool): nonpayable
 
 struct Dispute:
     task_id: uint256

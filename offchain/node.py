@@ -1,0 +1,106 @@
+"""A local node: Anvil from `node_modules`, the suite deployed by `scripts/deploy.py`.
+
+Anvil's well-known development mnemonic funds ten accounts; `dev_account(i)`
+gives their keys so a local market runs without any keystore.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from offchain.chain.client import connect
+from offchain.chain.deployment import Deployment, deployment_path
+from offchain.chain.suite import ROOT
+from offchain.log import get_logger
+
+log = get_logger(__name__)
+
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+LOCAL_DEPLOYMENT = ("ethereum", "local")
+
+Account.enable_unaudited_hdwallet_features()
+
+
+class NodeError(RuntimeError):
+    """Anvil or the deployment could not be brought up."""
+
+
+def dev_account(index: int) -> LocalAccount:
+    return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+
+
+def tool_path() -> str:
+    """PATH with the project's virtualenv and npm binaries first."""
+    extra = [str(ROOT / "node_modules" / ".bin"), str(Path(sys.executable).parent)]
+    return os.pathsep.join([*extra, os.environ.get("PATH", "")])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Anvil:
+    process: subprocess.Popen
+    url: str
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_anvil(port: int | None = None, *, block_time: float | None = None) -> Anvil:
+    binary = shutil.which("anvil", path=tool_path())
+    if binary is None:
+        raise NodeError("anvil not found: run `npm install` (package.json pins @foundry-rs/anvil)")
+    port = port or free_port()
+    args = [binary, "--port", str(port), "--silent", "--mnemonic", DEV_MNEMONIC]
+    if block_time:
+        args += ["--block-time", str(block_time)]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        if process.poll() is not None:
+            raise NodeError(f"anvil exited: {process.stderr.read().decode()[-500:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        raise NodeError(f"anvil did not listen on port {port}")
+    connect(url)
+    return Anvil(process, url)
+
+
+def deploy(rpc_url: str, *, arbiter: Path, window: int, forced_error_ppm: int | None = None,
+           deployments: Path | None = None) -> Deployment:
+    """Run `ape run deploy` against `rpc_url` with Anvil's first account."""
+    env = {**os.environ, "PATH": tool_path(), "APE_FOUNDRY_HOST": rpc_url}
+    if deployments is not None:
+        env["DTM_DEPLOYMENTS_DIR"] = str(deployments)
+    args = ["ape", "run", "deploy", "--network", "ethereum:local:foundry", "--account", "TEST::0",
+            "--arbiter", str(arbiter), "--window", str(window)]
+    if forced_error_ppm is not None:
+        args += ["--forced-error-ppm", str(forced_error_ppm)]
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise NodeError(f"deploy failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return Deployment.load(deployment_path(*LOCAL_DEPLOYMENT, deployments))
