@@ -26,6 +26,12 @@ from offchain.log import get_logger
 log = get_logger(__name__)
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
+# the dispute game bound to local deployments: the real game once it exists,
+# otherwise the test-only arbiter whose disputes wait for an operator's verdict
+DEFAULT_ARBITER = next(
+    path for path in (ROOT / "contracts" / "Arbitration.vy", ROOT / "tests" / "contracts" / "ManualArbiter.vy")
+    if path.exists()
+)
 LOCAL_DEPLOYMENT = ("ethereum", "local")
 
 Account.enable_unaudited_hdwallet_features()
@@ -65,14 +71,12 @@ class Anvil:
                 self.process.kill()
 
 
-def start_anvil(port: int | None = None, *, block_time: float | None = None) -> Anvil:
+def start_anvil(port: int | None = None) -> Anvil:
     binary = shutil.which("anvil", path=tool_path())
     if binary is None:
         raise NodeError("anvil not found: run `npm install` (package.json pins @foundry-rs/anvil)")
     port = port or free_port()
     args = [binary, "--port", str(port), "--silent", "--mnemonic", DEV_MNEMONIC]
-    if block_time:
-        args += ["--block-time", str(block_time)]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
@@ -88,6 +92,12 @@ def start_anvil(port: int | None = None, *, block_time: float | None = None) -> 
         raise NodeError(f"anvil did not listen on port {port}")
     connect(url)
     return Anvil(process, url)
+
+
+def mine_every(rpc_url: str, seconds: int) -> None:
+    """Switch Anvil from mining on demand to a block every `seconds`, so block
+    time keeps up with the wall clock while nothing is sent (deadlines need it)."""
+    connect(rpc_url).provider.make_request("evm_setIntervalMining", [seconds])
 
 
 def deploy(rpc_url: str, *, arbiter: Path, window: int, forced_error_ppm: int | None = None,

@@ -106,7 +106,10 @@ class Market:
         return Terms(*self.call("published", terms_id))
 
     def now(self) -> int:
-        return with_retries("block", lambda: self.w3.eth.get_block("latest")["timestamp"])
+        """The time the next block will carry: on an idle auto-mining chain the
+        latest block is stale, on a chain whose clock was moved it is ahead."""
+        latest = with_retries("block", lambda: self.w3.eth.get_block("latest")["timestamp"])
+        return max(latest, int(time.time()))
 
     def block_number(self) -> int:
         return with_retries("block number", lambda: self.w3.eth.block_number)

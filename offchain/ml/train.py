@@ -7,7 +7,7 @@ so neither the solver nor anyone else can choose the data, and the chain can che
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -57,6 +57,7 @@ class Checkpoint:
     step: int
     params: dict[str, torch.Tensor]
     root: bytes
+    losses: list[float] = field(default_factory=list)  # mean loss of each step of the segment it ends
 
     def to_bytes(self, spec: ModelSpec) -> bytes:
         return weights_to_bytes(self.params, spec)
@@ -173,13 +174,17 @@ def train(
     loss_rows: list[torch.Tensor] = []
     params = _as_list(start.params, names)
     previous = start.params
+    segment_start = 0
     with execution_context(num_threads):
         for index in range(start.index + 1, task.num_checkpoints):
             params = run_steps(executor, params, sampler, (index - 1) * interval, interval, hooks, loss_rows)
             state = dict(zip(names, params))
             if not all(bool(torch.isfinite(t).all()) for t in params):
                 raise TrainingError(f"non-finite parameters at step {index * interval}")
-            checkpoint = Checkpoint(index, index * interval, state, checkpoint_root(state, names))
+            done = len(loss_rows) - segment_start
+            segment_losses = torch.stack(loss_rows[segment_start:]).mean(1).tolist() if done else []
+            segment_start = len(loss_rows)
+            checkpoint = Checkpoint(index, index * interval, state, checkpoint_root(state, names), segment_losses)
             norms.append(update_norm(previous, state))
             if on_checkpoint is not None:
                 on_checkpoint(checkpoint)

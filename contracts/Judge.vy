@@ -1,0 +1,897 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+"""
+@title Judge
+@notice Stateless one-step judge of the dispute game: re-computes ONE output element of
+        ONE training-graph node from the node's proven float32 input elements and accepts
+        the solver's float32 claim iff it lies within a rigorous float32 error bound.
+@dev    Numeric contract, bounds and their derivations: docs/judge.md.  The Python
+        reference offchain/dispute/judge.py performs exactly the same integer arithmetic.
+
+        Float32 values are passed as their IEEE-754 bit patterns (uint32).  An input with
+        exponent field 255 (Inf/NaN) reverts ("judge: non-finite input": challenge the
+        node that produced it instead); a non-finite claim is always rejected.
+
+        Linear ops (matmul, add, add_bias, sum_rows, sgd) are summed EXACTLY in int256 at
+        the scale 2^S, S = max(top - 190, -200), top = the largest exponent among the
+        non-zero terms and the claim; a term below 2^S is truncated and counted as one
+        unit of slack.  Softmax ops use Q64 (2^-64) enclosures of exp and log with
+        directed rounding.  Every comparison is an exact integer comparison with the
+        tolerance rounded up.
+"""
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ CONSTANTS                                                     ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+# graph limits (offchain/ml/graph.py REDUCTION_CAP, offchain/ml/spec.py MAX_CLASSES)
+MAX_REDUCTION: constant(uint256) = 64
+MAX_CLASSES: constant(uint256) = 256
+MAX_AUX: constant(uint256) = 4
+MAX_BATCH: constant(uint256) = 4_294_967_296
+
+# opcodes (offchain/ml/graph.py OP_CODES)
+OP_MATMUL: constant(uint256) = 3
+OP_ADD: constant(uint256) = 4
+OP_ADD_BIAS: constant(uint256) = 5
+OP_RELU: constant(uint256) = 6
+OP_RELU_GRAD: constant(uint256) = 7
+OP_SOFTMAX_XENT: constant(uint256) = 8
+OP_SOFTMAX_XENT_GRAD: constant(uint256) = 9
+OP_SUM_ROWS: constant(uint256) = 10
+OP_SGD: constant(uint256) = 11
+
+# float32 fields
+EXP_MASK: constant(uint256) = 255
+FRAC_MASK: constant(uint256) = 8_388_607
+HIDDEN_BIT: constant(uint256) = 8_388_608
+MAG_MASK: constant(uint256) = 2_147_483_647
+SUBNORMAL_EXP: constant(int256) = -149
+EXP_BIAS_SHIFT: constant(int256) = 150
+
+# linear check: u = 2^-24, exact window, finest scale, eta = 2^-126 per rounding
+U_INV: constant(uint256) = 16_777_216
+WINDOW: constant(int256) = 190
+SCALE_FLOOR: constant(int256) = -200
+ETA_EXP: constant(int256) = -126
+
+# Q64 fixed point of the softmax enclosures
+ONE: constant(uint256) = 18_446_744_073_709_551_616
+ONE_SQ: constant(uint256) = 340_282_366_920_938_463_463_374_607_431_768_211_456
+EXP_CUTOFF: constant(uint256) = 50 * ONE
+EXP_TERMS: constant(uint256) = 16
+EXP_HALVINGS: constant(uint256) = 7
+LOG_TERMS: constant(uint256) = 20
+MAX_OCTAVE: constant(uint256) = 15
+# floor(ln 2 * 2^64) and one unit above it
+LN2_LO: constant(uint256) = 12_786_308_645_202_655_659
+LN2_HI: constant(uint256) = 12_786_308_645_202_655_660
+
+# softmax_xent tolerance in units of u: 16 + 2C + 8 ceil(log2 C) + 8(|m| + |z_y|) + |c|
+XENT_CONST: constant(uint256) = 16
+XENT_PER_CLASS: constant(uint256) = 2
+XENT_PER_LOG2: constant(uint256) = 8
+XENT_PER_MAG: constant(uint256) = 8
+# softmax_xent_grad tolerance in units of u: (P_hi (24 + 2C) + 2) / B + |c|
+GRAD_CONST: constant(uint256) = 24
+GRAD_PER_CLASS: constant(uint256) = 2
+GRAD_ABS: constant(uint256) = 2
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ EXTERNAL                                                      ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@external
+@pure
+def check(
+    op: uint256,
+    a: DynArray[uint32, MAX_CLASSES],
+    b: DynArray[uint32, MAX_REDUCTION],
+    aux: DynArray[uint256, MAX_AUX],
+    claimed: uint32,
+) -> bool:
+    """
+    @notice Verdict on one output element of one node, dispatched on the graph opcode.
+    @dev    matmul: a = op(A)[i, k0:k1], b = op(B)[k0:k1, j];
+            add / add_bias / relu_grad / sgd: a = [first input], b = [second input];
+            relu: a = [z]; sum_rows: a = g[r0:r1, j];
+            softmax_xent: a = z[i, :], aux = [label];
+            softmax_xent_grad: a = z[i, :], aux = [label, j, B]; sgd: aux = [lr bits].
+    @param op Graph opcode (3..11).
+    @param a First input vector (float32 bits).
+    @param b Second input vector (float32 bits).
+    @param aux Integer attributes (labels, indices, lr bits).
+    @param claimed The solver's float32 output element (bits).
+    @return True iff the claim is within the bound of docs/judge.md.
+    """
+    if op == OP_MATMUL:
+        return self._check_matmul(a, b, claimed)
+    if op == OP_ADD or op == OP_ADD_BIAS:
+        assert len(a) == 1 and len(b) == 1, "judge: bad arity"
+        return self._check_add(a[0], b[0], claimed)
+    if op == OP_RELU:
+        assert len(a) == 1, "judge: bad arity"
+        return self._check_relu(a[0], claimed)
+    if op == OP_RELU_GRAD:
+        assert len(a) == 1 and len(b) == 1, "judge: bad arity"
+        return self._check_relu_grad(a[0], b[0], claimed)
+    if op == OP_SOFTMAX_XENT:
+        assert len(aux) == 1, "judge: bad arity"
+        return self._check_softmax_xent(a, aux[0], claimed)
+    if op == OP_SOFTMAX_XENT_GRAD:
+        assert len(aux) == 3, "judge: bad arity"
+        return self._check_softmax_xent_grad(a, aux[0], aux[1], aux[2], claimed)
+    if op == OP_SUM_ROWS:
+        return self._check_sum_rows(a, claimed)
+    if op == OP_SGD:
+        assert len(a) == 1 and len(b) == 1 and len(aux) == 1, "judge: bad arity"
+        assert aux[0] <= convert(max_value(uint32), uint256), "judge: not a float32 bit pattern"
+        return self._check_sgd(a[0], b[0], convert(aux[0], uint32), claimed)
+    raise "judge: unknown op"
+
+
+@external
+@pure
+def check_matmul(
+    a: DynArray[uint32, MAX_REDUCTION],
+    b: DynArray[uint32, MAX_REDUCTION],
+    claimed: uint32,
+) -> bool:
+    """
+    @notice Dot product of one row and one column of length n <= 64.
+    @dev    Accept iff |c - s| <= gamma_n * sum|a_k b_k| + u|c| + 4n * 2^-126.
+    @param a Row op(A)[i, k0:k1] (float32 bits).
+    @param b Column op(B)[k0:k1, j] (float32 bits).
+    @param claimed Claimed output element (float32 bits).
+    @return True iff within the bound.
+    """
+    return self._check_matmul(a, b, claimed)
+
+
+@external
+@pure
+def check_add(x: uint32, y: uint32, claimed: uint32) -> bool:
+    """
+    @notice Elementwise x + y (also add_bias with y = bias[j]).
+    @dev    Accept iff |c - (x + y)| <= u|c| + 2 * 2^-126.
+    @param x First addend (float32 bits).
+    @param y Second addend (float32 bits).
+    @param claimed Claimed sum (float32 bits).
+    @return True iff within the bound.
+    """
+    return self._check_add(x, y, claimed)
+
+
+@external
+@pure
+def check_relu(z: uint32, claimed: uint32) -> bool:
+    """
+    @notice max(z, 0), exact; a zero result may carry either sign.
+    @param z Pre-activation (float32 bits).
+    @param claimed Claimed output (float32 bits).
+    @return True iff the claim equals max(z, 0) as a real number.
+    """
+    return self._check_relu(z, claimed)
+
+
+@external
+@pure
+def check_relu_grad(g: uint32, z: uint32, claimed: uint32) -> bool:
+    """
+    @notice g where z > 0 else 0, exact (z = +0 or -0 gives 0).
+    @param g Incoming gradient (float32 bits).
+    @param z Pre-activation (float32 bits).
+    @param claimed Claimed output (float32 bits).
+    @return True iff the claim equals the masked gradient as a real number.
+    """
+    return self._check_relu_grad(g, z, claimed)
+
+
+@external
+@pure
+def check_sum_rows(g: DynArray[uint32, MAX_REDUCTION], claimed: uint32) -> bool:
+    """
+    @notice Column sum of n <= 64 rows.
+    @dev    Accept iff |c - s| <= gamma_{n-1} * sum|g_r| + u|c| + 2n * 2^-126.
+    @param g Column g[r0:r1, j] (float32 bits).
+    @param claimed Claimed sum (float32 bits).
+    @return True iff within the bound.
+    """
+    return self._check_sum_rows(g, claimed)
+
+
+@external
+@pure
+def check_sgd(p: uint32, g: uint32, lr: uint32, claimed: uint32) -> bool:
+    """
+    @notice SGD update p - lr * g, fused or unfused.
+    @dev    Accept iff |c - s| <= gamma_1 * (|p| + |lr g|) + u|c| + 4 * 2^-126.
+    @param p Parameter (float32 bits).
+    @param g Gradient (float32 bits).
+    @param lr Learning rate (float32 bits, the node attribute).
+    @param claimed Claimed new parameter (float32 bits).
+    @return True iff within the bound.
+    """
+    return self._check_sgd(p, g, lr, claimed)
+
+
+@external
+@pure
+def check_softmax_xent(z: DynArray[uint32, MAX_CLASSES], label: uint256, claimed: uint32) -> bool:
+    """
+    @notice Per-row loss logsumexp(z) - z[label].
+    @dev    Accept iff the claim meets [L_lo - tol, L_hi + tol], [L_lo, L_hi] a Q64
+            enclosure of the real loss, tol = u(16 + 2C + 8 ceil(log2 C) + 8(|m| + |z_y|)
+            + |c|) + 2^-64 rounded up.
+    @param z Logit row (C <= 256 float32 bits).
+    @param label Class label y (< C).
+    @param claimed Claimed loss (float32 bits).
+    @return True iff within the bound.
+    """
+    return self._check_softmax_xent(z, label, claimed)
+
+
+@external
+@pure
+def check_softmax_xent_grad(
+    z: DynArray[uint32, MAX_CLASSES],
+    label: uint256,
+    j: uint256,
+    batch: uint256,
+    claimed: uint32,
+) -> bool:
+    """
+    @notice Element j of (softmax(z) - onehot(label)) / B.
+    @dev    Accept iff the claim meets [G_lo - tol, G_hi + tol], [G_lo, G_hi] a Q64
+            enclosure, tol = u((P_hi (24 + 2C) + 2) / B + |c|) + 2^-64 rounded up.
+    @param z Logit row (C <= 256 float32 bits).
+    @param label Class label y (< C).
+    @param j Output column (< C).
+    @param batch Batch size B (the node's row count).
+    @param claimed Claimed gradient element (float32 bits).
+    @return True iff within the bound.
+    """
+    return self._check_softmax_xent_grad(z, label, j, batch, claimed)
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ INTERNAL: FLOAT32                                             ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@internal
+@pure
+def _is_finite(bits: uint32) -> bool:
+    """
+    @notice Whether a float32 bit pattern is finite.
+    @param bits Float32 bits.
+    @return False for Inf and NaN.
+    """
+    return (convert(bits, uint256) >> 23) & EXP_MASK != EXP_MASK
+
+
+@internal
+@pure
+def _decode(bits: uint32) -> (bool, uint256, int256):
+    """
+    @notice Split a finite float32 into sign, integer mantissa and exponent.
+    @param bits Float32 bits.
+    @return (negative, mantissa, exponent), value = (-1)^negative * mantissa * 2^exponent.
+    """
+    x: uint256 = convert(bits, uint256)
+    biased: uint256 = (x >> 23) & EXP_MASK
+    assert biased != EXP_MASK, "judge: non-finite input"
+    frac: uint256 = x & FRAC_MASK
+    if biased == 0:
+        return x >> 31 == 1, frac, SUBNORMAL_EXP
+    return x >> 31 == 1, frac | HIDDEN_BIT, convert(biased, int256) - EXP_BIAS_SHIFT
+
+
+@internal
+@pure
+def _is_zero(bits: uint32) -> bool:
+    """
+    @notice Whether a float32 bit pattern is +0 or -0.
+    @param bits Float32 bits.
+    @return True for either zero.
+    """
+    return convert(bits, uint256) & MAG_MASK == 0
+
+
+@internal
+@pure
+def _order_key(bits: uint32) -> int256:
+    """
+    @notice Integer with the order of the finite float value (+0 and -0 map to 0).
+    @param bits Float32 bits.
+    @return The order key.
+    """
+    x: uint256 = convert(bits, uint256)
+    mag: int256 = convert(x & MAG_MASK, int256)
+    if x >> 31 == 1:
+        return -mag
+    return mag
+
+
+@internal
+@pure
+def _ceil_div(a: uint256, b: uint256) -> uint256:
+    """
+    @notice ceil(a / b).
+    @param a Numerator.
+    @param b Positive denominator.
+    @return The quotient rounded up.
+    """
+    # callers pass b > 0; q * b <= a cannot overflow
+    q: uint256 = unsafe_div(a, b)
+    if unsafe_mul(q, b) != a:
+        q = unsafe_add(q, 1)
+    return q
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ INTERNAL: LINEAR OPS                                          ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@internal
+@pure
+def _linear(
+    negs: DynArray[bool, MAX_REDUCTION],
+    mants: DynArray[uint256, MAX_REDUCTION],
+    exps: DynArray[int256, MAX_REDUCTION],
+    claimed: uint32,
+    gamma_n: uint256,
+    eta_count: uint256,
+) -> bool:
+    """
+    @notice Exact check of a signed sum of terms (neg, mantissa < 2^48, exponent).
+    @dev    tol = ceil(gamma_n A / (2^24 - gamma_n)) + ceil(|C| / 2^24) + eta + slack,
+            all in units of 2^S; accept iff |C - X| <= tol.
+    @param negs Term signs.
+    @param mants Term mantissas.
+    @param exps Term exponents.
+    @param claimed Claimed result (float32 bits).
+    @param gamma_n Index n of gamma_n (0 for a single rounding).
+    @param eta_count Number of 2^-126 underflow allowances.
+    @return True iff within the bound.
+    """
+    if not self._is_finite(claimed):
+        return False
+    c_neg: bool = False
+    c_mant: uint256 = 0
+    c_exp: int256 = 0
+    c_neg, c_mant, c_exp = self._decode(claimed)
+    n: uint256 = len(mants)
+
+    top: int256 = SCALE_FLOOR + WINDOW
+    for i: uint256 in range(n, bound=MAX_REDUCTION):
+        if mants[i] != 0 and exps[i] > top:
+            top = exps[i]
+    if c_mant != 0 and c_exp > top:
+        top = c_exp
+    scale: int256 = top - WINDOW
+
+    exact: int256 = 0
+    abs_sum: uint256 = 0
+    slack: uint256 = 0
+    for i: uint256 in range(n, bound=MAX_REDUCTION):
+        mag: uint256 = 0
+        if exps[i] >= scale:
+            mag = mants[i] << convert(exps[i] - scale, uint256)
+        else:
+            sh: uint256 = convert(scale - exps[i], uint256)
+            if sh < 256:
+                mag = mants[i] >> sh
+            if mants[i] != 0:
+                slack += 1
+                abs_sum += 1
+        abs_sum += mag
+        if negs[i]:
+            exact -= convert(mag, int256)
+        else:
+            exact += convert(mag, int256)
+
+    c_mag: uint256 = 0
+    c_slack: uint256 = 0
+    if c_exp >= scale:
+        c_mag = c_mant << convert(c_exp - scale, uint256)
+    else:
+        c_shift: uint256 = convert(scale - c_exp, uint256)
+        if c_shift < 256:
+            c_mag = c_mant >> c_shift
+        if c_mant != 0:
+            c_slack = 1
+    claim: int256 = convert(c_mag, int256)
+    if c_neg:
+        claim = -claim
+
+    eta: uint256 = 0
+    if scale <= ETA_EXP:
+        eta = eta_count << convert(ETA_EXP - scale, uint256)
+    else:
+        eta = self._ceil_div(eta_count, 1 << convert(scale - ETA_EXP, uint256))
+
+    tol: uint256 = (
+        self._ceil_div(gamma_n * abs_sum, U_INV - gamma_n)
+        + self._ceil_div(c_mag + c_slack, U_INV)
+        + eta
+        + slack
+        + c_slack
+    )
+    return convert(abs(claim - exact), uint256) <= tol
+
+
+@internal
+@pure
+def _check_matmul(
+    a: DynArray[uint32, MAX_CLASSES],
+    b: DynArray[uint32, MAX_REDUCTION],
+    claimed: uint32,
+) -> bool:
+    """
+    @notice Dot product check (see check_matmul).
+    @param a Row (float32 bits).
+    @param b Column (float32 bits).
+    @param claimed Claimed element (float32 bits).
+    @return True iff within the bound.
+    """
+    n: uint256 = len(a)
+    assert n != 0, "judge: empty reduction"
+    assert n <= MAX_REDUCTION, "judge: reduction too long"
+    assert n == len(b), "judge: length mismatch"
+    negs: DynArray[bool, MAX_REDUCTION] = []
+    mants: DynArray[uint256, MAX_REDUCTION] = []
+    exps: DynArray[int256, MAX_REDUCTION] = []
+    for k: uint256 in range(n, bound=MAX_REDUCTION):
+        an: bool = False
+        am: uint256 = 0
+        ae: int256 = 0
+        bn: bool = False
+        bm: uint256 = 0
+        be: int256 = 0
+        an, am, ae = self._decode(a[k])
+        bn, bm, be = self._decode(b[k])
+        negs.append(an != bn)
+        mants.append(am * bm)
+        exps.append(ae + be)
+    return self._linear(negs, mants, exps, claimed, n, 4 * n)
+
+
+@internal
+@pure
+def _check_add(x: uint32, y: uint32, claimed: uint32) -> bool:
+    """
+    @notice Elementwise sum check (see check_add).
+    @param x First addend (float32 bits).
+    @param y Second addend (float32 bits).
+    @param claimed Claimed sum (float32 bits).
+    @return True iff within the bound.
+    """
+    xn: bool = False
+    xm: uint256 = 0
+    xe: int256 = 0
+    yn: bool = False
+    ym: uint256 = 0
+    ye: int256 = 0
+    xn, xm, xe = self._decode(x)
+    yn, ym, ye = self._decode(y)
+    return self._linear([xn, yn], [xm, ym], [xe, ye], claimed, 0, 2)
+
+
+@internal
+@pure
+def _check_sum_rows(g: DynArray[uint32, MAX_CLASSES], claimed: uint32) -> bool:
+    """
+    @notice Column sum check (see check_sum_rows).
+    @param g Column (float32 bits).
+    @param claimed Claimed sum (float32 bits).
+    @return True iff within the bound.
+    """
+    n: uint256 = len(g)
+    assert n != 0, "judge: empty reduction"
+    assert n <= MAX_REDUCTION, "judge: reduction too long"
+    negs: DynArray[bool, MAX_REDUCTION] = []
+    mants: DynArray[uint256, MAX_REDUCTION] = []
+    exps: DynArray[int256, MAX_REDUCTION] = []
+    for r: uint256 in range(n, bound=MAX_REDUCTION):
+        gn: bool = False
+        gm: uint256 = 0
+        ge: int256 = 0
+        gn, gm, ge = self._decode(g[r])
+        negs.append(gn)
+        mants.append(gm)
+        exps.append(ge)
+    return self._linear(negs, mants, exps, claimed, n - 1, 2 * n)
+
+
+@internal
+@pure
+def _check_sgd(p: uint32, g: uint32, lr: uint32, claimed: uint32) -> bool:
+    """
+    @notice SGD update check (see check_sgd).
+    @param p Parameter (float32 bits).
+    @param g Gradient (float32 bits).
+    @param lr Learning rate (float32 bits).
+    @param claimed Claimed new parameter (float32 bits).
+    @return True iff within the bound.
+    """
+    pn: bool = False
+    pm: uint256 = 0
+    pe: int256 = 0
+    gn: bool = False
+    gm: uint256 = 0
+    ge: int256 = 0
+    ln: bool = False
+    lm: uint256 = 0
+    le: int256 = 0
+    pn, pm, pe = self._decode(p)
+    gn, gm, ge = self._decode(g)
+    ln, lm, le = self._decode(lr)
+    # the product lr * g enters with the opposite sign
+    return self._linear([pn, ln == gn], [pm, lm * gm], [pe, le + ge], claimed, 1, 4)
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ INTERNAL: EXACT OPS                                           ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@internal
+@pure
+def _check_relu(z: uint32, claimed: uint32) -> bool:
+    """
+    @notice ReLU check (see check_relu).
+    @param z Pre-activation (float32 bits).
+    @param claimed Claimed output (float32 bits).
+    @return True iff exact.
+    """
+    assert self._is_finite(z), "judge: non-finite input"
+    if not self._is_finite(claimed):
+        return False
+    if convert(z, uint256) >> 31 == 1 or self._is_zero(z):
+        return self._is_zero(claimed)
+    return claimed == z
+
+
+@internal
+@pure
+def _check_relu_grad(g: uint32, z: uint32, claimed: uint32) -> bool:
+    """
+    @notice ReLU backward check (see check_relu_grad).
+    @param g Incoming gradient (float32 bits).
+    @param z Pre-activation (float32 bits).
+    @param claimed Claimed output (float32 bits).
+    @return True iff exact.
+    """
+    assert self._is_finite(g) and self._is_finite(z), "judge: non-finite input"
+    if not self._is_finite(claimed):
+        return False
+    if convert(z, uint256) >> 31 == 0 and not self._is_zero(z):
+        return claimed == g or (self._is_zero(claimed) and self._is_zero(g))
+    return self._is_zero(claimed)
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ INTERNAL: SOFTMAX (Q64 ENCLOSURES)                            ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@internal
+@pure
+def _to_q64(bits: uint32) -> (int256, int256):
+    """
+    @notice Q64 enclosure [lo, hi] of a finite float32 value.
+    @param bits Float32 bits.
+    @return (lo, hi) with lo <= value * 2^64 <= hi (equal unless bits below 2^-64).
+    """
+    neg: bool = False
+    mant: uint256 = 0
+    exp: int256 = 0
+    neg, mant, exp = self._decode(bits)
+    q: uint256 = 0
+    r: uint256 = 0
+    if exp + 64 >= 0:
+        q = mant << convert(exp + 64, uint256)
+    else:
+        sh: uint256 = convert(-(exp + 64), uint256)
+        q = mant >> sh
+        if q << sh != mant:
+            r = 1
+    if neg:
+        return -convert(q + r, int256), -convert(q, int256)
+    return convert(q, int256), convert(q + r, int256)
+
+
+@internal
+@pure
+def _exp_pos_lo(r: uint256) -> uint256:
+    """
+    @notice Lower bound of exp(r / 2^64) * 2^64 for 0 <= r < 0.4 * 2^64 (Taylor, floors).
+    @param r Q64 argument.
+    @return Q64 lower bound.
+    """
+    total: uint256 = ONE
+    term: uint256 = ONE
+    # term <= e^0.4 * 2^64 < 2^65 and r < 2^63, so term * r < 2^128
+    for k: uint256 in range(1, EXP_TERMS + 1):
+        term = unsafe_div(unsafe_mul(term, r), unsafe_mul(k, ONE))
+        if term == 0:
+            break
+        total = unsafe_add(total, term)
+    return total
+
+
+@internal
+@pure
+def _exp_pos_hi(r: uint256) -> uint256:
+    """
+    @notice Upper bound of exp(r / 2^64) * 2^64 for 0 <= r < 0.4 * 2^64 (Taylor, ceilings,
+            plus one unit for the remainder r^17/17! * e^r < 2^-64).
+    @param r Q64 argument.
+    @return Q64 upper bound.
+    """
+    total: uint256 = ONE
+    term: uint256 = ONE
+    for k: uint256 in range(1, EXP_TERMS + 1):
+        term = self._ceil_div(unsafe_mul(term, r), unsafe_mul(k, ONE))
+        if term == 0:
+            break
+        total = unsafe_add(total, term)
+    return unsafe_add(total, 1)
+
+
+@internal
+@pure
+def _exp_neg_lo(x: uint256) -> uint256:
+    """
+    @notice Lower bound of exp(-x / 2^64) * 2^64 for x >= 0.
+    @param x Q64 argument.
+    @return Q64 lower bound.
+    """
+    if x >= EXP_CUTOFF:
+        return 0
+    y: uint256 = ONE_SQ // self._exp_pos_hi(self._ceil_div(x, 1 << EXP_HALVINGS))
+    # y <= 2^64 throughout, so y * y <= 2^128
+    for _: uint256 in range(EXP_HALVINGS):
+        y = unsafe_div(unsafe_mul(y, y), ONE)
+    return y
+
+
+@internal
+@pure
+def _exp_neg_hi(x: uint256) -> uint256:
+    """
+    @notice Upper bound of exp(-x / 2^64) * 2^64 for x >= 0.
+    @param x Q64 argument.
+    @return Q64 upper bound.
+    """
+    if x >= EXP_CUTOFF:
+        return 1
+    y: uint256 = self._ceil_div(ONE_SQ, self._exp_pos_lo(x >> EXP_HALVINGS))
+    for _: uint256 in range(EXP_HALVINGS):
+        y = self._ceil_div(unsafe_mul(y, y), ONE)
+    return y
+
+
+@internal
+@pure
+def _octave(s: uint256) -> uint256:
+    """
+    @notice Largest k <= 15 with 2^(64 + k) <= s.
+    @param s Q64 value >= 1.
+    @return k.
+    """
+    k: uint256 = 0
+    for _: uint256 in range(MAX_OCTAVE):
+        if s < ONE << (k + 1):
+            break
+        k += 1
+    return k
+
+
+@internal
+@pure
+def _log_lo(s: uint256) -> uint256:
+    """
+    @notice Lower bound of ln(s / 2^64) * 2^64 for s >= 2^64 (atanh series, floors).
+    @param s Q64 argument.
+    @return Q64 lower bound.
+    """
+    k: uint256 = self._octave(s)
+    y: uint256 = s >> k
+    t: uint256 = (y - ONE) * ONE // (y + ONE)
+    t2: uint256 = t * t // ONE
+    power: uint256 = t
+    acc: uint256 = 0
+    for i: uint256 in range(LOG_TERMS):
+        if power == 0:
+            break
+        # power <= t <= 2^64 / 3 and t2 < 2^61
+        acc = unsafe_add(acc, unsafe_div(power, unsafe_add(unsafe_mul(2, i), 1)))
+        power = unsafe_div(unsafe_mul(power, t2), ONE)
+    return 2 * acc + k * LN2_LO
+
+
+@internal
+@pure
+def _log_hi(s: uint256) -> uint256:
+    """
+    @notice Upper bound of ln(s / 2^64) * 2^64 for s >= 2^64 (atanh series, ceilings,
+            plus two units for the tail of the series).
+    @param s Q64 argument.
+    @return Q64 upper bound.
+    """
+    k: uint256 = self._octave(s)
+    y: uint256 = self._ceil_div(s, 1 << k)
+    t: uint256 = self._ceil_div((y - ONE) * ONE, y + ONE)
+    t2: uint256 = self._ceil_div(t * t, ONE)
+    power: uint256 = t
+    acc: uint256 = 0
+    for i: uint256 in range(LOG_TERMS):
+        if power == 0:
+            break
+        acc = unsafe_add(acc, self._ceil_div(power, unsafe_add(unsafe_mul(2, i), 1)))
+        power = self._ceil_div(unsafe_mul(power, t2), ONE)
+    return 2 * acc + 2 + k * LN2_HI
+
+
+@internal
+@pure
+def _softmax_row(z: DynArray[uint32, MAX_CLASSES], j: uint256) -> (uint256, uint256, uint256, uint256, uint256):
+    """
+    @notice Q64 enclosures of S = sum exp(z_k - max z) and of exp(z_j - max z).
+    @param z Logit row (float32 bits).
+    @param j Column whose exponential is returned.
+    @return (S_lo, S_hi, e_j_lo, e_j_hi, argmax).
+    """
+    n: uint256 = len(z)
+    assert n != 0, "judge: empty class row"
+    assert j < n, "judge: label out of range"
+    argmax: uint256 = 0
+    best: int256 = 0
+    for k: uint256 in range(n, bound=MAX_CLASSES):
+        key: int256 = self._order_key(z[k])
+        if k == 0 or key > best:
+            best = key
+            argmax = k
+    m_lo: int256 = 0
+    m_hi: int256 = 0
+    m_lo, m_hi = self._to_q64(z[argmax])
+    s_lo: uint256 = 0
+    s_hi: uint256 = 0
+    ej_lo: uint256 = 0
+    ej_hi: uint256 = 0
+    for k: uint256 in range(n, bound=MAX_CLASSES):
+        e_lo: uint256 = ONE
+        e_hi: uint256 = ONE
+        if k != argmax:
+            z_lo: int256 = 0
+            z_hi: int256 = 0
+            z_lo, z_hi = self._to_q64(z[k])
+            e_lo = self._exp_neg_lo(convert(max(m_hi - z_lo, 0), uint256))
+            e_hi = self._exp_neg_hi(convert(max(m_lo - z_hi, 0), uint256))
+        s_lo += e_lo
+        s_hi += e_hi
+        if k == j:
+            ej_lo = e_lo
+            ej_hi = e_hi
+    return s_lo, s_hi, ej_lo, ej_hi, argmax
+
+
+@internal
+@pure
+def _clog2(n: uint256) -> uint256:
+    """
+    @notice ceil(log2 n) for 1 <= n <= 256.
+    @param n Positive integer.
+    @return Smallest k with 2^k >= n.
+    """
+    k: uint256 = 0
+    for _: uint256 in range(9):
+        if 1 << k >= n:
+            break
+        k += 1
+    return k
+
+
+@internal
+@pure
+def _magnitude(lo: int256, hi: int256) -> uint256:
+    """
+    @notice max(|lo|, |hi|).
+    @param lo Lower end.
+    @param hi Upper end.
+    @return The larger absolute value.
+    """
+    return convert(max(abs(lo), abs(hi)), uint256)
+
+
+@internal
+@pure
+def _check_softmax_xent(z: DynArray[uint32, MAX_CLASSES], label: uint256, claimed: uint32) -> bool:
+    """
+    @notice Loss check (see check_softmax_xent).
+    @param z Logit row (float32 bits).
+    @param label Class label.
+    @param claimed Claimed loss (float32 bits).
+    @return True iff within the bound.
+    """
+    assert len(z) <= MAX_CLASSES, "judge: class row too long"
+    s_lo: uint256 = 0
+    s_hi: uint256 = 0
+    e_lo: uint256 = 0
+    e_hi: uint256 = 0
+    m: uint256 = 0
+    s_lo, s_hi, e_lo, e_hi, m = self._softmax_row(z, label)
+    m_lo: int256 = 0
+    m_hi: int256 = 0
+    y_lo: int256 = 0
+    y_hi: int256 = 0
+    m_lo, m_hi = self._to_q64(z[m])
+    y_lo, y_hi = self._to_q64(z[label])
+    lo: int256 = convert(self._log_lo(s_lo), int256)
+    hi: int256 = convert(self._log_hi(s_hi), int256)
+    if label != m:
+        lo += m_lo - y_hi
+        hi += m_hi - y_lo
+    if not self._is_finite(claimed):
+        return False
+    c_lo: int256 = 0
+    c_hi: int256 = 0
+    c_lo, c_hi = self._to_q64(claimed)
+    n: uint256 = len(z)
+    units: uint256 = (
+        (XENT_CONST + XENT_PER_CLASS * n + XENT_PER_LOG2 * self._clog2(n)) * ONE
+        + XENT_PER_MAG * (self._magnitude(m_lo, m_hi) + self._magnitude(y_lo, y_hi))
+        + self._magnitude(c_lo, c_hi)
+    )
+    tol: int256 = convert(self._ceil_div(units, U_INV) + 1, int256)
+    return c_hi >= lo - tol and c_lo <= hi + tol
+
+
+@internal
+@pure
+def _check_softmax_xent_grad(
+    z: DynArray[uint32, MAX_CLASSES],
+    label: uint256,
+    j: uint256,
+    batch: uint256,
+    claimed: uint32,
+) -> bool:
+    """
+    @notice Loss-gradient check (see check_softmax_xent_grad).
+    @param z Logit row (float32 bits).
+    @param label Class label.
+    @param j Output column.
+    @param batch Batch size B.
+    @param claimed Claimed element (float32 bits).
+    @return True iff within the bound.
+    """
+    assert len(z) <= MAX_CLASSES, "judge: class row too long"
+    assert label < len(z), "judge: label out of range"
+    assert batch != 0 and batch <= MAX_BATCH, "judge: bad batch size"
+    s_lo: uint256 = 0
+    s_hi: uint256 = 0
+    e_lo: uint256 = 0
+    e_hi: uint256 = 0
+    m: uint256 = 0
+    s_lo, s_hi, e_lo, e_hi, m = self._softmax_row(z, j)
+    p_lo: uint256 = e_lo * ONE // s_hi
+    p_hi: uint256 = min(self._ceil_div(e_hi * ONE, s_lo), ONE)
+    lo: int256 = 0
+    hi: int256 = 0
+    if j == label:
+        lo = -convert(self._ceil_div(ONE - p_lo, batch), int256)
+        hi = -convert((ONE - p_hi) // batch, int256)
+    else:
+        lo = convert(p_lo // batch, int256)
+        hi = convert(self._ceil_div(p_hi, batch), int256)
+    if not self._is_finite(claimed):
+        return False
+    c_lo: int256 = 0
+    c_hi: int256 = 0
+    c_lo, c_hi = self._to_q64(claimed)
+    rel: uint256 = self._ceil_div(
+        p_hi * (GRAD_CONST + GRAD_PER_CLASS * len(z)) + GRAD_ABS * ONE, batch
+    )
+    tol: int256 = convert(self._ceil_div(rel + self._magnitude(c_lo, c_hi), U_INV) + 1, int256)
+    return c_hi >= lo - tol and c_lo <= hi + tol

@@ -1,0 +1,352 @@
+"""`dtm`: run a market role, post and inspect tasks, manage accounts, bring up a local node."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from offchain.chain.suite import ETHER, ROOT, Role, TaskState
+
+DEFAULT_HOME = Path(os.environ.get("DTM_HOME", Path.home() / ".dtm"))
+DEFAULT_RPC = os.environ.get("DTM_RPC", "http://127.0.0.1:8545")
+
+
+@dataclass
+class Env:
+    """What every command needs, built lazily from the global options."""
+
+    home: Path
+    rpc: str
+    deployment_path: Path | None
+    account_name: str | None
+    dev_account: int | None
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def account(self):
+        from offchain import accounts, node
+
+        if self.dev_account is not None:
+            return node.dev_account(self.dev_account)
+        if self.account_name is None:
+            raise click.UsageError("choose an account: --account NAME (keystore) or --dev-account N (Anvil)")
+        password = os.environ.get("DTM_PASSWORD") or click.prompt("Keystore password", hide_input=True)
+        try:
+            return accounts.load(self.home, self.account_name, password)
+        except accounts.AccountError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    def market(self, *, signer: bool = True):
+        from offchain.chain.client import ChainError, Market, connect
+        from offchain.chain.deployment import Deployment, DeploymentNotFound, deployment_path
+
+        try:
+            w3 = connect(self.rpc)
+            deployment = Deployment.load(self.deployment_path or deployment_path("ethereum", "local"))
+        except (ChainError, DeploymentNotFound) as exc:
+            raise click.ClickException(str(exc)) from exc
+        if w3.eth.chain_id != deployment.chain_id:
+            raise click.ClickException(f"{self.rpc} is chain {w3.eth.chain_id}, the deployment is for {deployment.chain_id}")
+        return Market(w3, deployment, self.account() if signer else None)
+
+    def store(self):
+        from offchain.storage import open_store
+
+        return open_store(os.environ, default_dir=self.home / "ipfs")
+
+
+pass_env = click.make_pass_decorator(Env)
+
+
+@click.group()
+@click.option("--home", type=click.Path(path_type=Path), default=DEFAULT_HOME, show_default=True,
+              help="Worker state, keystores and the embedded IPFS store ($DTM_HOME).")
+@click.option("--rpc", default=DEFAULT_RPC, show_default=True, help="Ethereum JSON-RPC URL ($DTM_RPC).")
+@click.option("--deployment", "deployment_path", type=click.Path(path_type=Path),
+              help="Deployment file (default deployments/ethereum-local.yaml).")
+@click.option("--account", "account_name", help="Keystore account to sign with.")
+@click.option("--dev-account", type=int, envvar="DTM_DEV_ACCOUNT", help="Use Anvil's funded account N.")
+@click.pass_context
+def main(ctx: click.Context, home: Path, rpc: str, deployment_path: Path | None, account_name: str | None,
+         dev_account: int | None) -> None:
+    """A verifiable market for ML training compute."""
+    ctx.obj = Env(home, rpc, deployment_path, account_name, dev_account)
+
+
+# ── accounts ────────────────────────────────────────────────────────
+@main.group()
+def account() -> None:
+    """Encrypted keystores."""
+
+
+def _new_password() -> str:
+    return os.environ.get("DTM_PASSWORD") or click.prompt("New password", hide_input=True, confirmation_prompt=True)
+
+
+@account.command("new")
+@click.argument("name")
+@pass_env
+def account_new(env: Env, name: str) -> None:
+    """Create a key and store it encrypted."""
+    from eth_account import Account
+
+    from offchain import accounts
+
+    created = Account.create()
+    try:
+        path = accounts.save(env.home, name, created, _new_password())
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{name}  {created.address}  ({path})")
+
+
+@account.command("import")
+@click.argument("name")
+@pass_env
+def account_import(env: Env, name: str) -> None:
+    """Store an existing private key, encrypted."""
+    from eth_account import Account
+
+    from offchain import accounts
+
+    key = os.environ.get("DTM_PRIVATE_KEY") or click.prompt("Private key", hide_input=True)
+    try:
+        imported = Account.from_key(key)
+    except ValueError as exc:
+        raise click.ClickException("not a valid private key") from exc
+    try:
+        accounts.save(env.home, name, imported, _new_password())
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{name}  {imported.address}")
+
+
+@account.command("list")
+@pass_env
+def account_list(env: Env) -> None:
+    from offchain import accounts
+
+    for name, address in accounts.listing(env.home):
+        click.echo(f"{name:<20} {address}")
+
+
+# ── staking ─────────────────────────────────────────────────────────
+@main.command()
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice(["solver", "verifier", "whistleblower"]))
+@click.option("--amount", type=float, required=True, help="Ether to stake.")
+@pass_env
+def stake(env: Env, roles: tuple[str, ...], amount: float) -> None:
+    """Stake ether for one or more roles."""
+    flags = Role(0)
+    for role in roles:
+        flags |= Role[role.upper()]
+    market = env.market()
+    _chain_call(lambda: market.deposit(flags, int(amount * ETHER)))
+    click.echo(f"staked {amount} ETH as {', '.join(roles)}")
+
+
+# ── workers ─────────────────────────────────────────────────────────
+def _run_worker(env: Env, kind: str, **options: Any) -> None:
+    from offchain.workers.solver import Solver
+    from offchain.workers.verifier import Verifier, Whistleblower
+
+    worker_type = {"solver": Solver, "verifier": Verifier, "whistleblower": Whistleblower}[kind]
+    worker = worker_type(market=env.market(), store=env.store(), home=env.home, **options)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
+    try:
+        worker.run()
+    except KeyboardInterrupt:
+        pass
+
+
+@main.group()
+def solver() -> None:
+    """Train tasks for payment."""
+
+
+@solver.command("run")
+@click.option("--cheat", type=click.Choice(["skip", "fabricate", "wrong-data"]),
+              help="Be a dishonest solver (for tests and demonstrations).")
+@click.option("--poll", type=float, default=1.0, show_default=True)
+@pass_env
+def solver_run(env: Env, cheat: str | None, poll: float) -> None:
+    _run_worker(env, "solver", cheat=cheat, poll_interval=poll)
+
+
+@main.group()
+def verifier() -> None:
+    """Check proofs you are drawn for."""
+
+
+@verifier.command("run")
+@click.option("--poll", type=float, default=1.0, show_default=True)
+@pass_env
+def verifier_run(env: Env, poll: float) -> None:
+    _run_worker(env, "verifier", poll_interval=poll)
+
+
+@main.group()
+def whistleblower() -> None:
+    """Audit accepted proofs."""
+
+
+@whistleblower.command("run")
+@click.option("--poll", type=float, default=1.0, show_default=True)
+@pass_env
+def whistleblower_run(env: Env, poll: float) -> None:
+    _run_worker(env, "whistleblower", poll_interval=poll)
+
+
+# ── tasks ───────────────────────────────────────────────────────────
+@main.group()
+def task() -> None:
+    """Post tasks and follow them."""
+
+
+@task.command("post")
+@click.option("--dataset", type=click.Choice(["digits", "synthetic"]), default="digits", show_default=True)
+@click.option("--hidden", type=int, default=32, show_default=True, help="Hidden units of the MLP.")
+@click.option("--steps", type=int, default=300, show_default=True)
+@click.option("--k", "interval", type=int, default=10, show_default=True, help="Checkpoint interval.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--payment", type=float, default=1.0, show_default=True, help="Ether escrowed.")
+@click.option("--solver-stake", type=float, default=1.0, show_default=True, help="Ether a solver must lock.")
+@click.option("--expires-in", type=int, default=3_600, show_default=True, help="Seconds the task stays open.")
+@click.option("--train-window", type=int, default=600, show_default=True, help="Seconds a solver has to submit.")
+@pass_env
+def task_post(env: Env, dataset: str, hidden: int, steps: int, interval: int, batch_size: int, lr: float,
+              seed: int, payment: float, solver_stake: float, expires_in: int, train_window: int) -> None:
+    """Publish a classification task on IPFS and escrow its payment."""
+    from offchain.ml import digits_dataset, mlp_spec, synthetic_dataset
+    from offchain.workers.artifacts import publish_task
+    from offchain.workers.submitter import Submitter
+
+    data = digits_dataset() if dataset == "digits" else synthetic_dataset(512, 16, 4, seed=seed)
+    spec = mlp_spec(data.input_dim, (hidden,), int(data.y.max()) + 1)
+    store = env.store()
+    published = publish_task(store, spec, data, steps=steps, k=interval, batch_size=batch_size, lr=lr, seed=seed)
+    submitter = Submitter(market=env.market(), store=store, home=env.home)
+    task_id = _chain_call(lambda: submitter.post(
+        published, payment=int(payment * ETHER), solver_stake=int(solver_stake * ETHER),
+        expires_in=expires_in, train_window=train_window))
+    click.echo(f"task {task_id}  spec {published.spec_cid}")
+
+
+@task.command("status")
+@click.argument("task_id", type=int)
+@pass_env
+def task_status(env: Env, task_id: int) -> None:
+    """Where a task is, and what happened to it."""
+    from offchain.timeline import task_timeline
+
+    market = env.market(signer=False)
+    view = market.task(task_id)
+    if view.state == TaskState.NONE:
+        raise click.ClickException(f"no task {task_id}")
+    click.echo(f"task {task_id}: {view.state.name.lower()}")
+    now = market.now()
+    if view.state not in (TaskState.FINALISED, TaskState.CANCELLED, TaskState.REFUNDED) and view.deadline:
+        click.echo(f"  current deadline in {view.deadline - now} s")
+    for row in task_timeline(market, task_id):
+        click.echo(f"  block {row.block:>6}  {row.event:<20} {row.detail}")
+
+
+@task.command("result")
+@click.argument("task_id", type=int)
+@click.option("--out", type=click.Path(path_type=Path), help="Write the trained weights (safetensors) here.")
+@pass_env
+def task_result(env: Env, task_id: int, out: Path | None) -> None:
+    """Fetch and check the trained weights of a finalised task."""
+    from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
+    from offchain.workers.submitter import fetch_result
+
+    store = env.store()
+    try:
+        result = fetch_result(env.market(signer=False), store, task_id)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"weights {result.weights_cid}  accuracy {100 * result.accuracy:.1f}%  final loss {result.proof.final_loss:.4f}")
+    if out:
+        out.write_bytes(store.cat(result.weights_cid, max_size=MAX_ARTIFACT_BYTES))
+        click.echo(f"wrote {out}")
+
+
+# ── local infrastructure ────────────────────────────────────────────
+@main.group()
+def ipfs() -> None:
+    """The embedded content store."""
+
+
+@ipfs.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=5001, show_default=True)
+@pass_env
+def ipfs_serve(env: Env, host: str, port: int) -> None:
+    """Serve the store over the Kubo RPC API (add, cat, block/get, pin/add, version)."""
+    from offchain.storage import run_server
+
+    click.echo(f"IPFS RPC on http://{host}:{port}/api/v0 (store {env.home / 'ipfs'})")
+    run_server(env.home / "ipfs", host=host, port=port)
+
+
+@main.group()
+def node() -> None:
+    """A local chain with the suite deployed."""
+
+
+@node.command("up")
+@click.option("--port", type=int, default=8545, show_default=True)
+@click.option("--ipfs-port", type=int, default=5001, show_default=True)
+@click.option("--window", type=int, default=30, show_default=True, help="Verify/whistleblower/reveal windows (s).")
+@click.option("--forced-error-ppm", type=int, default=10_000, show_default=True)
+@pass_env
+def node_up(env: Env, port: int, ipfs_port: int, window: int, forced_error_ppm: int) -> None:
+    """Anvil (a block a second) + deployed suite + IPFS RPC, until interrupted."""
+    from offchain import node as local
+    from offchain.storage import serve
+
+    anvil = local.start_anvil(port)
+    try:
+        deployment = local.deploy(anvil.url, arbiter=local.DEFAULT_ARBITER, window=window,
+                                  forced_error_ppm=forced_error_ppm)
+        local.mine_every(anvil.url, 1)
+        server = serve(env.home / "ipfs", "127.0.0.1", ipfs_port)
+        click.echo(f"chain   {anvil.url} (chain id {deployment.chain_id})\nmarket  {deployment.market}\n"
+                   f"arbiter {deployment.arbiter}\nIPFS    {server.multiaddr}  (export IPFS_API={server.multiaddr})")
+        while anvil.process.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        anvil.stop()
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("out/demo"), show_default=True)
+def demo(out: Path) -> None:
+    """A whole market on this machine: honest and cheating solvers, verifier, whistleblower."""
+    from offchain.demo import run_demo
+
+    sys.exit(run_demo(out))
+
+
+def _chain_call(fn):
+    from offchain.chain.client import ChainError
+
+    try:
+        return fn()
+    except ChainError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    main()

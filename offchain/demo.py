@@ -1,0 +1,175 @@
+"""`dtm demo`: a whole market on one machine, every role its own process.
+
+A local Anvil with the suite deployed, the embedded IPFS store served over the
+Kubo RPC API, a submitter posting two digits-classification tasks, an honest
+solver, a solver that fabricates segments, a verifier and a whistleblower. The
+demo waits until the honest task is finalised and paid and the cheating one is
+challenged, then writes a loss plot and the tasks' timelines.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from offchain.chain.client import Market, connect
+from offchain.chain.suite import ETHER, Role, TaskState
+from offchain.log import get_logger
+from offchain.node import DEFAULT_ARBITER, deploy, dev_account, free_port, mine_every, start_anvil
+from offchain.storage import KuboStore
+from offchain.timeline import task_timeline
+from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, fetch_proof, fetch_task, publish_task
+from offchain.workers.submitter import Submitter, fetch_result, logits
+
+log = get_logger("dtm.demo")
+
+WINDOW = 12
+TIMEOUT = 170
+SUBMITTER, HONEST, CHEATER, VERIFIER, WHISTLEBLOWER = 1, 2, 3, 4, 5
+ROLES = {
+    HONEST: ("solver", ["solver", "run"], Role.SOLVER),
+    CHEATER: ("cheater", ["solver", "run", "--cheat", "fabricate"], Role.SOLVER),
+    VERIFIER: ("verifier", ["verifier", "run"], Role.VERIFIER),
+    WHISTLEBLOWER: ("whistleblower", ["whistleblower", "run"], Role.WHISTLEBLOWER),
+}
+
+
+def run_demo(out: Path) -> int:
+    started = time.monotonic()
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "logs").mkdir(parents=True)
+    processes: list[subprocess.Popen] = []
+    anvil = start_anvil()
+    try:
+        deployment = deploy(anvil.url, arbiter=DEFAULT_ARBITER, window=WINDOW, forced_error_ppm=0,
+                            deployments=out / "deployments")
+        mine_every(anvil.url, 1)
+        log.info("chain %s, market %s", anvil.url, deployment.market)
+        ipfs_port = free_port()
+        env = {**os.environ, "DTM_RPC": anvil.url, "IPFS_API": f"/ip4/127.0.0.1/tcp/{ipfs_port}/http",
+               "DTM_DEPLOYMENTS_DIR": str(out / "deployments"), "DTM_HOME": str(out / "home")}
+        processes.append(_spawn(out, "ipfs", ["--home", str(out / "ipfs-node"), "ipfs", "serve", "--port", str(ipfs_port)], env))
+        store = KuboStore(env["IPFS_API"])
+        _wait_for(lambda: _answers(store), 30, "the IPFS RPC server")
+
+        w3 = connect(anvil.url)
+        for index, (_, _, role) in ROLES.items():
+            Market(w3, deployment, dev_account(index)).deposit(role, 5 * ETHER)
+        for index, (name, args, _) in ROLES.items():
+            processes.append(_spawn(out, name, ["--dev-account", str(index), *args, "--poll", "0.5"], env))
+
+        submitter = Submitter(market=Market(w3, deployment, dev_account(SUBMITTER)), store=store, home=out / "home")
+        from offchain.ml import digits_dataset, mlp_spec
+
+        published = publish_task(store, mlp_spec(64, (32,), 10), digits_dataset(), steps=300, k=10,
+                                 batch_size=32, lr=0.1, seed=1)
+        task_ids = [submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=600, train_window=120)
+                    for _ in range(2)]
+        outcome = _wait_for(lambda: _settled(submitter.market, task_ids), TIMEOUT, "the tasks to settle")
+        for task_id in task_ids:
+            submitter._advance_safely(task_id)
+        _report(out, submitter, store, task_ids, outcome)
+        log.info("demo finished in %.0f s", time.monotonic() - started)
+        return 0
+    except TimeoutError as exc:
+        log.error("%s; worker logs are in %s", exc, out / "logs")
+        return 1
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        anvil.stop()
+
+
+def _spawn(out: Path, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    handle = open(out / "logs" / f"{name}.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "offchain.cli", *args], env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def _answers(store: KuboStore) -> bool:
+    try:
+        store.add_bytes(b"ping")
+        return True
+    except Exception:
+        return False
+
+
+def _wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(1)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _settled(market: Market, task_ids: list[int]) -> dict[int, TaskState] | None:
+    """Done when one task is finalised and the other disputed."""
+    states = {task_id: market.task(task_id).state for task_id in task_ids}
+    if sorted(states.values()) == sorted([TaskState.FINALISED, TaskState.DISPUTED]):
+        return states
+    return None
+
+
+def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[int], states: dict[int, TaskState]) -> None:
+    market = submitter.market
+    start = market.w3.eth.get_block(market.deployment.block)["timestamp"]
+    curves: dict[str, list[float]] = {}
+    lines = []
+    for task_id in task_ids:
+        view = market.task(task_id)
+        solver = "honest solver" if view.solver == dev_account(HONEST).address else "cheating solver"
+        submitted = market.events("ProofSubmitted", market.deployment.block, task_id=task_id)[-1]["args"]
+        bundle = fetch_task(store, market.events("TaskCreated", market.deployment.block, task_id=task_id)[0]["args"]["spec_cid"], view.spec_hash)
+        proof = fetch_proof(store, submitted["proof_cid"], submitted["proof_root"])
+        curves[f"task {task_id} ({solver}, {states[task_id].name.lower()})"] = _checkpoint_losses(bundle, proof, store)
+        lines.append(f"task {task_id}: {states[task_id].name.lower()} ({solver})")
+        for row in task_timeline(market, task_id):
+            lines.append(f"  t={row.timestamp - start:>4}s  block {row.block:>4}  {row.event:<19} {row.detail}")
+    finalised = next(t for t, s in states.items() if s == TaskState.FINALISED)
+    result = fetch_result(market, store, finalised)
+    lines.append(f"task {finalised}: trained weights {result.weights_cid}, accuracy {100 * result.accuracy:.1f}% on digits")
+    (out / "timeline.txt").write_text("\n".join(lines) + "\n")
+    _plot(out / "loss.png", curves)
+    print("\n".join(lines))
+    print(f"\nwrote {out / 'loss.png'} and {out / 'timeline.txt'}")
+
+
+def _checkpoint_losses(bundle, proof, store) -> list[float]:
+    """Cross-entropy on the whole dataset at every published checkpoint."""
+    import torch
+
+    from offchain.ml import Checkpoint
+
+    losses = []
+    for index, cid in enumerate(proof.checkpoint_cids):
+        params = Checkpoint.from_bytes(store.cat(cid, max_size=MAX_ARTIFACT_BYTES), bundle.spec, index,
+                                       proof.checkpoint_interval).params
+        losses.append(float(torch.nn.functional.cross_entropy(logits(bundle, params), bundle.dataset.y)))
+    return losses
+
+
+def _plot(path: Path, curves: dict[str, list[float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, losses in curves.items():
+        ax.plot(range(len(losses)), losses, marker=".", label=label)
+    ax.set_xlabel("checkpoint")
+    ax.set_ylabel("cross-entropy on the dataset")
+    ax.set_title("Published checkpoints")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

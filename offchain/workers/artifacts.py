@@ -1,0 +1,107 @@
+"""Task bundles on IPFS: what a submitter publishes and every other role fetches and checks.
+
+A task spec is trusted only through its keccak256, which the chain holds; every
+artifact it names is then checked against the roots inside the spec. Nothing is
+executed: the model is a declarative spec, tensors come from safetensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from offchain.ml import (
+    Checkpoint,
+    Dataset,
+    DemoTask,
+    ModelSpec,
+    ProofDocument,
+    TrainingTask,
+    checkpoint_root,
+    compile_training_graph,
+    weights_from_bytes,
+)
+from offchain.ml.demo import make_task
+from offchain.storage import ContentStore
+
+MAX_SPEC_BYTES = 64 * 1024
+MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
+
+
+class ArtifactMismatch(ValueError):
+    """Fetched content does not match the commitment that names it."""
+
+
+@dataclass(frozen=True)
+class PublishedTask:
+    bundle: DemoTask
+    spec_cid: str
+    spec_bytes: bytes
+
+    @property
+    def spec_hash(self) -> bytes:
+        return self.bundle.task.hash()
+
+
+def publish_task(store: ContentStore, spec: ModelSpec, dataset: Dataset, *, steps: int, k: int,
+                 batch_size: int, lr: float, seed: int, weights_seed: int = 0) -> PublishedTask:
+    """Put model, weights, dataset and the task spec on IPFS; return the spec's CID."""
+    bundle = make_task(spec, dataset, steps=steps, k=k, batch_size=batch_size, lr=lr, seed=seed,
+                       weights_seed=weights_seed, cid=store.add_bytes)
+    spec_bytes = bundle.task.to_bytes()
+    return PublishedTask(bundle, store.add_bytes(spec_bytes), spec_bytes)
+
+
+def fetch_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout: float = 60.0) -> DemoTask:
+    """Fetch and check everything a task names, or raise with the reason."""
+    spec_bytes = store.cat(spec_cid, max_size=MAX_SPEC_BYTES, timeout=timeout)
+    task = TrainingTask.from_bytes(spec_bytes)
+    if task.hash() != spec_hash:
+        raise ArtifactMismatch(f"task spec {spec_cid} does not hash to the on-chain spec hash")
+    model_bytes = store.cat(task.model_cid, max_size=MAX_SPEC_BYTES, timeout=timeout)
+    model = ModelSpec.from_bytes(model_bytes)
+    weights_bytes = store.cat(task.weights_cid, max_size=MAX_ARTIFACT_BYTES, timeout=timeout)
+    weights = weights_from_bytes(weights_bytes, model)
+    if checkpoint_root(weights, model.param_names) != task.weights_root:
+        raise ArtifactMismatch("initial weights do not match the task's weights_root")
+    dataset_bytes = store.cat(task.dataset_cid, max_size=MAX_ARTIFACT_BYTES, timeout=timeout)
+    dataset = Dataset.from_bytes(dataset_bytes, input_dim=model.input_dim, num_classes=model.num_classes)
+    if dataset.n_rows != task.dataset_rows or dataset.root() != task.dataset_root:
+        raise ArtifactMismatch("dataset does not match the task's dataset_root")
+    graph = compile_training_graph(model, task.batch_size, task.lr)
+    if graph.root != task.graph_root:
+        raise ArtifactMismatch("the model spec does not compile to the task's graph_root")
+    return DemoTask(task, model, graph, weights, dataset, model_bytes, weights_bytes, dataset_bytes)
+
+
+def fetch_proof(store: ContentStore, proof_cid: str, proof_root: bytes, *, timeout: float = 60.0) -> ProofDocument:
+    proof = ProofDocument.from_bytes(store.cat(proof_cid, max_size=MAX_SPEC_BYTES * 64, timeout=timeout))
+    if proof.root != proof_root:
+        raise ArtifactMismatch(f"proof document {proof_cid} does not match the on-chain proof root")
+    return proof
+
+
+def fetch_checkpoints(store: ContentStore, proof: ProofDocument, *, timeout: float = 60.0) -> list[bytes]:
+    return [store.cat(cid, max_size=MAX_ARTIFACT_BYTES, timeout=timeout) for cid in proof.checkpoint_cids]
+
+
+def save_checkpoint(directory: Path, checkpoint: Checkpoint, bundle: DemoTask) -> None:
+    """Persist a checkpoint atomically, with its segment's losses, for resumption."""
+    directory.mkdir(parents=True, exist_ok=True)
+    blob = directory / f"{checkpoint.index:06d}.safetensors"
+    tmp = blob.with_suffix(".tmp")
+    tmp.write_bytes(checkpoint.to_bytes(bundle.spec))
+    tmp.replace(blob)
+    (directory / f"{checkpoint.index:06d}.losses").write_text(" ".join(map(repr, checkpoint.losses)))
+
+
+def load_checkpoints(directory: Path, bundle: DemoTask) -> list[Checkpoint]:
+    """The saved checkpoints 0..j with no gap, as written by `save_checkpoint`."""
+    checkpoints: list[Checkpoint] = []
+    k = bundle.task.checkpoint_interval
+    while (blob := directory / f"{len(checkpoints):06d}.safetensors").exists():
+        checkpoint = Checkpoint.from_bytes(blob.read_bytes(), bundle.spec, len(checkpoints), k)
+        losses = (directory / f"{checkpoint.index:06d}.losses")
+        checkpoint.losses = [float(v) for v in losses.read_text().split()] if losses.exists() else []
+        checkpoints.append(checkpoint)
+    return checkpoints

@@ -1,0 +1,104 @@
+"""The loop every worker shares: follow the chain's events, then advance each task it tracks.
+
+Workers are idempotent: `advance` reads the task's state on chain and acts only
+when its move is still due, so a restart (or a replayed event) never sends a
+move twice. Moves are made only while `margin` seconds remain before the
+deadline, so a slow RPC does not turn into a missed window.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from offchain.chain.client import ChainError, Market, TaskView, TransactionReverted
+from offchain.chain.suite import TERMINAL_STATES
+from offchain.log import get_logger
+from offchain.storage import ContentStore
+from offchain.workers.state import WorkerState
+
+
+class Worker:
+    role = "worker"
+    #: market events that make a task interesting to this role
+    watches: tuple[str, ...] = ()
+
+    def __init__(self, *, market: Market, store: ContentStore, home: Path, poll_interval: float = 1.0,
+                 margin: int = 5):
+        self.market, self.store = market, store
+        self.home = home
+        self.address = market.account.address if market.account else ""
+        self.state = WorkerState(home / f"{self.role}-{self.address.lower()}.sqlite")
+        self.poll_interval, self.margin = poll_interval, margin
+        self.log = get_logger(f"dtm.{self.role}")
+        self.stopping = threading.Event()
+
+    # ── loop ────────────────────────────────────────────────────────
+    def run(self, *, until: Any = None) -> None:
+        self.log.info("%s %s watching market %s", self.role, self.address, self.market.deployment.market)
+        while not self.stopping.is_set() and not (until and until()):
+            try:
+                self.poll_once()
+            except ChainError as exc:
+                self.log.warning("chain: %s", exc)
+            self.stopping.wait(self.poll_interval)
+
+    def poll_once(self) -> None:
+        start = self.state.get("next_block", self.market.deployment.block)
+        head = self.market.block_number()
+        if head >= start:
+            for name in self.watches:
+                for event in self.market.events(name, start, head, **self.event_filter(name)):
+                    self.on_event(name, event["args"])
+            self.state.put("next_block", head + 1)
+        for task_id, record in sorted(self.state.tasks().items()):
+            if not record.get("done"):
+                self._advance_safely(task_id)
+
+    def _advance_safely(self, task_id: int) -> None:
+        task = self.market.task(task_id)
+        try:
+            self.advance(task)
+        except TransactionReverted as exc:
+            # a lost race or a closed window: the chain has moved on, look again next round
+            self.log.warning("task %d: %s", task_id, exc)
+        if task.state in TERMINAL_STATES and not self.state.task(task_id).get("done"):
+            self.finish(task)
+
+    # ── hooks for roles ─────────────────────────────────────────────
+    def event_filter(self, name: str) -> dict[str, Any]:
+        return {}
+
+    def on_event(self, name: str, args: Any) -> None:
+        self.track(args["task_id"])
+
+    def track(self, task_id: int, **data: Any) -> None:
+        if self.state.task(task_id) is None or data:
+            self.state.update_task(task_id, **data)
+
+    def advance(self, task: TaskView) -> None:
+        raise NotImplementedError
+
+    def finish(self, task: TaskView) -> None:
+        self.state.update_task(task.task_id, done=True)
+        self.log.info("task %d: %s", task.task_id, task.state.name.lower())
+
+    # ── helpers ─────────────────────────────────────────────────────
+    def time_left(self, deadline: int) -> int:
+        return deadline - self.market.now()
+
+    def in_time(self, deadline: int) -> bool:
+        return self.time_left(deadline) > self.margin
+
+    def latest_event(self, name: str, task_id: int) -> Any | None:
+        events: Iterable[Any] = self.market.events(name, self.market.deployment.block, task_id=task_id)
+        events = list(events)
+        return events[-1]["args"] if events else None
+
+    def collect_credits(self) -> None:
+        if self.market.call("credits", self.address) > 0:
+            self.market.transact("withdraw", self.address)
+            self.log.info("withdrew credits")

@@ -1,0 +1,154 @@
+"""The solver: claims open tasks, trains them with proof of learning, and collects payment.
+
+It commits to a fresh secret when it claims. If the secret and the claim's
+entropy draw a forced error, its first proof carries one (indistinguishable from
+an honest proof) while it keeps the genuine proof ready: it concedes when
+challenged, and submits the genuine proof when the forced error is revealed.
+`cheat` turns it into one of the dishonest solvers the verifiers must catch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from eth_utils import keccak
+from tqdm import tqdm
+
+from offchain.chain.client import TaskView
+from offchain.chain.suite import TaskState
+from offchain.ml import Checkpoint, DemoTask, TrainingResult, build_proof, train
+from offchain.ml import cheats
+from offchain.ml.train import merge_results, update_norm
+from offchain.workers.artifacts import fetch_task, load_checkpoints, save_checkpoint
+from offchain.workers.base import Worker
+
+CHEATS = {
+    "skip": lambda bundle: cheats.skip_steps(bundle, every=2).result,
+    "fabricate": lambda bundle: cheats.fabricate_fraction(bundle, 0.2, mode="noise").result,
+    "wrong-data": lambda bundle: cheats.wrong_data(bundle, mode="dataset").result,
+}
+
+
+class Solver(Worker):
+    role = "solver"
+    watches = ("TaskCreated", "TaskReopened")
+
+    def __init__(self, *, cheat: str | None = None, **kwargs: Any):
+        if cheat is not None and cheat not in CHEATS:
+            raise ValueError(f"unknown cheat {cheat!r}; choose from {', '.join(CHEATS)}")
+        self.cheat = cheat
+        if cheat:
+            self.role = f"solver-{cheat}"
+        super().__init__(**kwargs)
+        self._bundles: dict[int, DemoTask] = {}
+
+    def on_event(self, name: str, args: Any) -> None:
+        if name == "TaskCreated":
+            self.track(args["task_id"], spec_cid=args["spec_cid"])
+        else:
+            self.state.update_task(args["task_id"], done=False)
+
+    # ── the task's life, as seen by its solver ──────────────────────
+    def advance(self, task: TaskView) -> None:
+        record = self.state.task(task.task_id) or {}
+        mine = task.solver == self.address
+        if task.state == TaskState.OPEN:
+            if not self._busy_elsewhere(task.task_id):
+                self._claim(task)
+        elif not mine:
+            if task.state not in (TaskState.FINALISED, TaskState.CANCELLED, TaskState.REFUNDED):
+                self.state.update_task(task.task_id, done=True, outcome="taken by another solver")
+        elif task.state == TaskState.CLAIMED:
+            self._submit(task, record)
+        elif task.state == TaskState.ACCEPTED and self.market.now() > task.deadline:
+            self.market.transact("finalise", task.task_id, bytes.fromhex(record["secret"]))
+            self.log.info("task %d: revealed secret and finalised", task.task_id)
+        elif task.state == TaskState.DISPUTED and record.get("forced") and task.round == 0:
+            self.market.transact("concede_forced_error", task.task_id, bytes.fromhex(record["secret"]))
+            self.log.info("task %d: challenged proof was a forced error; conceded", task.task_id)
+
+    def finish(self, task: TaskView) -> None:
+        if task.state == TaskState.FINALISED and task.solver == self.address:
+            self.collect_credits()
+        super().finish(task)
+
+    def _busy_elsewhere(self, task_id: int) -> bool:
+        """One task at a time: a laptop's cores are the capacity."""
+        for other_id, record in self.state.tasks().items():
+            if other_id != task_id and not record.get("done") and record.get("secret"):
+                if self.market.task(other_id).solver == self.address:
+                    return True
+        return False
+
+    def _claim(self, task: TaskView) -> None:
+        if self.market.call("free_stake", self.address) < task.solver_stake:
+            return
+        secret = os.urandom(32)
+        self.state.update_task(task.task_id, secret=secret.hex(), forced=None, proofs=None)  # before sending
+        self.market.transact("claim", task.task_id, keccak(secret))
+        self.log.info("task %d: claimed", task.task_id)
+
+    def _submit(self, task: TaskView, record: dict[str, Any]) -> None:
+        if keccak(bytes.fromhex(record["secret"])) != task.secret_hash:
+            return  # claimed by this address under a secret this worker never saved
+        if not self.in_time(task.deadline):
+            self.log.warning("task %d: too late to submit", task.task_id)
+            return
+        proofs = record.get("proofs") or self._prove(task, record)
+        kind = "genuine" if task.round > 0 or "published" not in proofs else "published"
+        proof = proofs[kind]
+        self.market.transact("submit", task.task_id, bytes.fromhex(proof["root"]), proof["count"], proof["cid"])
+        self.log.info("task %d: submitted %s proof %s", task.task_id, kind, proof["cid"])
+
+    # ── training and publishing ─────────────────────────────────────
+    def bundle(self, task_id: int) -> DemoTask:
+        if task_id not in self._bundles:
+            record = self.state.task(task_id)
+            self._bundles[task_id] = fetch_task(self.store, record["spec_cid"], self.market.task(task_id).spec_hash)
+        return self._bundles[task_id]
+
+    def _prove(self, task: TaskView, record: dict[str, Any]) -> dict[str, Any]:
+        bundle = self.bundle(task.task_id)
+        terms = self.market.terms(task.terms_id)
+        forced = task.round == 0 and self.market.call(
+            "is_forced_error", bytes.fromhex(record["secret"]), task.entropy, terms.forced_error_ppm)
+        genuine = self._train(task.task_id, bundle)
+        proofs = {"genuine": self._publish(bundle, genuine)}
+        if forced:
+            self.log.info("task %d: forced error drawn; publishing a corrupted proof first", task.task_id)
+            proofs["published"] = self._publish(bundle, cheats.forced_error(bundle).result)
+        elif self.cheat:
+            self.log.info("task %d: cheating (%s)", task.task_id, self.cheat)
+            proofs["published"] = self._publish(bundle, CHEATS[self.cheat](bundle))
+        self.state.update_task(task.task_id, forced=bool(forced), proofs=proofs, losses=genuine.losses)
+        return proofs
+
+    def _train(self, task_id: int, bundle: DemoTask) -> TrainingResult:
+        """Honest training, resumed from the last checkpoint saved on disk."""
+        directory = self.home / "checkpoints" / f"{self.role}-{self.address.lower()}" / str(task_id)
+        saved = load_checkpoints(directory, bundle)
+        last = bundle.task.num_checkpoints - 1
+        resume = saved[min(len(saved), last) - 1] if len(saved) > 1 else None
+        bar = tqdm(total=last, initial=resume.index if resume else 0, desc=f"task {task_id} training",
+                   unit="ckpt", leave=False, disable=None)
+
+        def on_checkpoint(checkpoint: Checkpoint) -> None:
+            save_checkpoint(directory, checkpoint, bundle)
+            bar.update(1 if checkpoint.index else 0)
+
+        result = train(bundle.task, bundle.spec, bundle.weights, bundle.dataset, graph=bundle.graph,
+                       on_checkpoint=on_checkpoint, resume_from=resume)
+        bar.close()
+        if resume is not None:
+            self.log.info("task %d: resumed training from checkpoint %d", task_id, resume.index)
+            before = saved[: resume.index + 1]
+            first = TrainingResult(before, [loss for c in before for loss in c.losses],
+                                   [update_norm(a.params, b.params) for a, b in zip(before, before[1:])])
+            result = merge_results(first, result)
+        return result
+
+    def _publish(self, bundle: DemoTask, result: TrainingResult) -> dict[str, Any]:
+        cids = [self.store.add_bytes(c.to_bytes(bundle.spec)) for c in result.checkpoints]
+        proof = build_proof(bundle.task, result, cids)
+        return {"cid": self.store.add_bytes(proof.to_bytes()), "root": proof.root.hex(), "count": proof.count}

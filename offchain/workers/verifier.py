@@ -1,0 +1,95 @@
+"""Verifiers and whistleblowers: replay sampled segments of a proof and challenge a bad one.
+
+Both audit the same way (PROTOCOL §5): fetch the solver's checkpoints, check
+them against the committed roots, replay the top-Q segments by update norm plus
+segments drawn from randomness the solver could not predict, and compare with
+a distance threshold profiled on this machine. The drawn verifier then accepts
+or challenges; a whistleblower challenges only what a verifier let through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_utils import keccak
+
+from offchain.chain.client import TaskView
+from offchain.chain.suite import TaskState
+from offchain.ml import DemoTask, Verdict, profile_threshold, verify
+from offchain.workers.artifacts import fetch_checkpoints, fetch_proof, fetch_task
+from offchain.workers.base import Worker
+
+
+class Auditor(Worker):
+    """What a verifier and a whistleblower share: reaching a verdict on a proof."""
+
+    def _threshold(self, bundle: DemoTask) -> float:
+        key = f"threshold:{bundle.task.graph_root.hex()}:{bundle.task.dataset_root.hex()}"
+        if (cached := self.state.get(key)) is None:
+            cached = profile_threshold(bundle.graph, bundle.task, bundle.spec, bundle.dataset, bundle.weights).value
+            self.state.put(key, cached)
+            self.log.info("profiled distance threshold %.3e on this machine", cached)
+        return cached
+
+    def audit(self, task: TaskView, seed: bytes) -> Verdict:
+        """Verdict on the task's current proof, remembered so a restart does not replay it."""
+        record = self.state.task(task.task_id) or {}
+        key = task.proof_root.hex()
+        if (saved := (record.get("verdicts") or {}).get(key)) is not None:
+            return Verdict(saved["accept"], saved["segment"], saved["reason"])
+        created = self.latest_event("TaskCreated", task.task_id)
+        submitted = self.latest_event("ProofSubmitted", task.task_id)
+        bundle = fetch_task(self.store, created["spec_cid"], task.spec_hash)
+        proof = fetch_proof(self.store, submitted["proof_cid"], task.proof_root)
+        blobs = fetch_checkpoints(self.store, proof)
+        verdict = verify(bundle.task, bundle.spec, bundle.dataset, proof, blobs, self._threshold(bundle),
+                         int.from_bytes(seed, "big"), graph=bundle.graph)
+        if not verdict.accept and verdict.failing_segment is None:
+            verdict.failing_segment = 0  # the proof is malformed as a whole; any segment exposes it
+        self.log.info("task %d: %s (replayed %d steps) %s", task.task_id,
+                      "accept" if verdict.accept else "REJECT", verdict.replayed_steps, verdict.reason)
+        verdicts = {**(record.get("verdicts") or {}),
+                    key: {"accept": verdict.accept, "segment": verdict.failing_segment, "reason": verdict.reason}}
+        self.state.update_task(task.task_id, verdicts=verdicts)
+        return verdict
+
+    def finish(self, task: TaskView) -> None:
+        self.collect_credits()
+        super().finish(task)
+
+
+class Verifier(Auditor):
+    role = "verifier"
+    watches = ("VerifierDrawn",)
+
+    def event_filter(self, name: str) -> dict[str, Any]:
+        return {"verifier": self.address}
+
+    def advance(self, task: TaskView) -> None:
+        if task.state != TaskState.SUBMITTED or task.verifier != self.address or not self.in_time(task.deadline):
+            return  # not this verifier's move (it keeps watching until the task ends, for its fee)
+        seed = self.latest_event("ProofSubmitted", task.task_id)["seed"]
+        verdict = self.audit(task, seed)
+        if verdict.accept:
+            self.market.transact("accept", task.task_id)
+            self.log.info("task %d: accepted", task.task_id)
+        else:
+            self.market.challenge(task.task_id, task.proof_root, verdict.failing_segment)
+            self.log.info("task %d: challenged segment %d", task.task_id, verdict.failing_segment)
+
+
+class Whistleblower(Auditor):
+    role = "whistleblower"
+    watches = ("ProofAccepted",)
+
+    def advance(self, task: TaskView) -> None:
+        if task.state != TaskState.ACCEPTED or not self.in_time(task.deadline):
+            return
+        if self.address in (task.solver, task.verifier):
+            return
+        # its own sample: random segments a lazy verifier might have skipped
+        seed = keccak(self.latest_event("ProofSubmitted", task.task_id)["seed"] + bytes.fromhex(self.address[2:]))
+        verdict = self.audit(task, seed)
+        if not verdict.accept:
+            self.market.challenge(task.task_id, task.proof_root, verdict.failing_segment)
+            self.log.info("task %d: blew the whistle on segment %d", task.task_id, verdict.failing_segment)

@@ -1,0 +1,336 @@
+"""Shared helpers of the one-step judge tests: exact float32 arithmetic, honest evaluators, the contract."""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Sequence
+
+import boa
+import mpmath
+import numpy as np
+import torch
+
+from offchain.dispute import judge as J
+
+CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+U = Fraction(1, 1 << 24)
+ETA = Fraction(1, 1 << 126)
+F32_MAX_EXP = 104
+
+
+@functools.cache
+def judge_deployer():
+    boa.interpret.set_search_paths([str(CONTRACTS)])
+    return boa.load_partial(str(CONTRACTS / "Judge.vy"))
+
+
+_deployed: list = []
+
+
+def judge_contract():
+    """The deployed Judge; redeployed when the test plugin's per-test anchor rolled it back."""
+    if _deployed:
+        contract = _deployed[0]
+        if boa.env.evm.get_code(contract.address):
+            return contract
+        _deployed.clear()
+    _deployed.append(judge_deployer().deploy())
+    return _deployed[0]
+
+
+def onchain(call: J.JudgeCall) -> bool | str:
+    """The contract's verdict, or ``"revert"``."""
+    try:
+        return bool(judge_contract().check(*call.as_args()))
+    except boa.BoaError:
+        return "revert"
+
+
+def reference(call: J.JudgeCall) -> bool | str:
+    try:
+        return J.check_call(call)
+    except J.JudgeError:
+        return "revert"
+
+
+# ---------------------------------------------------------------------------------------------
+# exact float32
+
+
+def value(bits: int) -> Fraction:
+    neg, mant, exp = J.decode(bits)
+    v = Fraction(mant) * (Fraction(2) ** exp)
+    return -v if neg else v
+
+
+def round_f32(x: Fraction) -> int:
+    """Exact IEEE round-to-nearest-even of a rational to float32 bits (Inf on overflow)."""
+    if x == 0:
+        return 0
+    sign = 1 << 31 if x < 0 else 0
+    x = abs(x)
+    e = x.numerator.bit_length() - x.denominator.bit_length()
+    if Fraction(2) ** e > x:
+        e -= 1
+    q = max(e - 23, -149)
+    scaled = x / (Fraction(2) ** q)
+    m = scaled.numerator // scaled.denominator
+    rem = scaled - m
+    if rem > Fraction(1, 2) or (rem == Fraction(1, 2) and m % 2 == 1):
+        m += 1
+    if m == 1 << 24:
+        m >>= 1
+        q += 1
+    if q > F32_MAX_EXP:
+        return sign | 0x7F800000
+    if m < 1 << 23:
+        return sign | m
+    return sign | ((q + 150) << 23) | (m - (1 << 23))
+
+
+def f32(x: float) -> np.float32:
+    return np.float32(x)
+
+
+def bits_of(x) -> int:
+    return int(np.array([x], dtype=np.float32).view(np.uint32)[0])
+
+
+def from_bits(bits: Sequence[int]) -> np.ndarray:
+    return np.array(list(bits), dtype=np.uint32).view(np.float32)
+
+
+def next_up(bits: int, steps: int = 1) -> int:
+    """Move ``steps`` ulps towards +inf (finite bits)."""
+    x = np.array([bits], dtype=np.uint32).view(np.float32)
+    for _ in range(steps):
+        x = np.nextafter(x, np.float32(np.inf))
+    return int(x.view(np.uint32)[0])
+
+
+def next_down(bits: int, steps: int = 1) -> int:
+    x = np.array([bits], dtype=np.uint32).view(np.float32)
+    for _ in range(steps):
+        x = np.nextafter(x, np.float32(-np.inf))
+    return int(x.view(np.uint32)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# honest float32 evaluations of sums of products
+
+
+def _fold_forward(prods: np.ndarray) -> np.float32:
+    acc = np.float32(0)
+    for p in prods:
+        acc = np.float32(acc + p)
+    return acc
+
+
+def _pairwise(prods: np.ndarray) -> np.float32:
+    if len(prods) == 1:
+        return prods[0]
+    mid = len(prods) // 2
+    return np.float32(_pairwise(prods[:mid]) + _pairwise(prods[mid:]))
+
+
+def _fma_chain(a: np.ndarray, b: np.ndarray) -> int:
+    """acc = RN(acc + a_k b_k) with one rounding per step (exact FMA)."""
+    acc = Fraction(0)
+    for x, y in zip(a, b):
+        acc = value(round_f32(acc + Fraction(float(x)) * Fraction(float(y))))
+    return round_f32(acc)
+
+
+def honest_dots(a_bits: Sequence[int], b_bits: Sequence[int], rng: random.Random) -> dict[str, int]:
+    """Claims an honest float32 implementation may produce for sum a_k b_k, by name."""
+    a = from_bits(a_bits)
+    b = from_bits(b_bits)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        prods = (a * b).astype(np.float32)
+        out = {
+            "forward": bits_of(_fold_forward(prods)),
+            "reverse": bits_of(_fold_forward(prods[::-1])),
+            "pairwise": bits_of(_pairwise(prods)),
+        }
+        perm = list(range(len(prods)))
+        rng.shuffle(perm)
+        out["permuted"] = bits_of(_fold_forward(prods[perm]))
+        chunk = rng.randint(1, max(1, len(prods)))
+        partials = [_fold_forward(prods[i:i + chunk]) for i in range(0, len(prods), chunk)]
+        out["chunked"] = bits_of(_fold_forward(np.array(partials, dtype=np.float32)))
+        out["float64"] = bits_of(np.float32(np.dot(a.astype(np.float64), b.astype(np.float64))))
+        tiny = np.float32(2.0 ** -126)
+        flushed = np.where(np.abs(prods) < tiny, np.float32(0), prods).astype(np.float32)
+        acc = np.float32(0)
+        for p in flushed:
+            acc = np.float32(acc + p)
+            if abs(acc) < tiny:
+                acc = np.float32(0)
+        out["flush_to_zero"] = bits_of(acc)
+    out["fma"] = _fma_chain(a, b)
+    out["exact_rn"] = round_f32(sum((value(x) * value(y) for x, y in zip(a_bits, b_bits)), Fraction(0)))
+    ta = torch.from_numpy(a.copy())
+    tb = torch.from_numpy(b.copy())
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        out[f"torch_dot_t{threads}"] = bits_of(torch.dot(ta, tb).item())
+        out[f"torch_mm_t{threads}"] = bits_of(torch.mm(ta.view(1, -1), tb.view(-1, 1)).item())
+    torch.set_num_threads(1)
+    return out
+
+
+def honest_sums(g_bits: Sequence[int], rng: random.Random) -> dict[str, int]:
+    g = from_bits(g_bits)
+    out = {
+        "forward": bits_of(_fold_forward(g)),
+        "reverse": bits_of(_fold_forward(g[::-1])),
+        "pairwise": bits_of(_pairwise(g)),
+        "float64": bits_of(np.float32(g.astype(np.float64).sum())),
+        "exact_rn": round_f32(sum((value(x) for x in g_bits), Fraction(0))),
+    }
+    perm = list(range(len(g)))
+    rng.shuffle(perm)
+    out["permuted"] = bits_of(_fold_forward(g[perm]))
+    t = torch.from_numpy(g.copy()).view(-1, 1)
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        out[f"torch_t{threads}"] = bits_of(t.sum(0).item())
+    torch.set_num_threads(1)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# documented bounds (docs/judge.md), as exact rationals
+
+
+def gamma(n: int) -> Fraction:
+    return n * U / (1 - n * U)
+
+
+def linear_bound(kind: str, args: Sequence[Sequence[int]], claimed: int) -> tuple[Fraction, Fraction, int]:
+    """(exact value s, documented bound B(c), slack multiplier for sigma) of a linear op."""
+    c = abs(value(claimed))
+    if kind == "matmul":
+        a, b = args
+        prods = [value(x) * value(y) for x, y in zip(a, b)]
+        n = len(prods)
+        return sum(prods, Fraction(0)), gamma(n) * sum(abs(p) for p in prods) + U * c + 4 * n * ETA, 3 * n + 6
+    if kind == "sum_rows":
+        (g,) = args
+        vals = [value(x) for x in g]
+        n = len(vals)
+        return sum(vals, Fraction(0)), gamma(n - 1) * sum(abs(v) for v in vals) + U * c + 2 * n * ETA, 3 * n + 6
+    if kind == "add":
+        x, y = args
+        return value(x[0]) + value(y[0]), U * c + 2 * ETA, 12
+    if kind == "sgd":
+        p, g, lr = args
+        step = value(lr[0]) * value(g[0])
+        return value(p[0]) - step, gamma(1) * (abs(value(p[0])) + abs(step)) + U * c + 4 * ETA, 12
+    raise ValueError(kind)
+
+
+def sigma(kind: str, args, claimed: int) -> Fraction:
+    """Upper bound of the judge's extra slack beyond the documented bound (docs/judge.md)."""
+    verdict = J.linear_tolerance(kind, args, claimed)
+    _, _, mult = linear_bound(kind, args, claimed)
+    return mult * Fraction(2) ** verdict.scale
+
+
+# ---------------------------------------------------------------------------------------------
+# softmax references (mpmath, 200 bits)
+
+
+def xent_exact(z_bits: Sequence[int], label: int) -> mpmath.mpf:
+    with mpmath.workprec(240):
+        z = [mpmath.mpf(float(from_bits([b])[0])) for b in z_bits]
+        m = max(z)
+        s = mpmath.fsum(mpmath.exp(v - m) for v in z)
+        return mpmath.log(s) + m - z[label]
+
+
+def grad_exact(z_bits: Sequence[int], label: int, j: int, batch: int) -> mpmath.mpf:
+    with mpmath.workprec(240):
+        z = [mpmath.mpf(float(from_bits([b])[0])) for b in z_bits]
+        m = max(z)
+        s = mpmath.fsum(mpmath.exp(v - m) for v in z)
+        p = mpmath.exp(z[j] - m) / s
+        return (p - (1 if j == label else 0)) / batch
+
+
+def xent_tol(z_bits: Sequence[int], label: int, claim: float) -> float:
+    z = from_bits(z_bits).astype(np.float64)
+    n = len(z)
+    const = 16 + 2 * n + 8 * math.ceil(math.log2(n)) if n > 1 else 16 + 2 * n
+    return 2.0 ** -24 * (const + 8 * (abs(z.max()) + abs(z[label])) + abs(claim))
+
+
+def grad_tol(z_bits: Sequence[int], j: int, batch: int, p: float, claim: float) -> float:
+    n = len(z_bits)
+    return 2.0 ** -24 * ((p * (24 + 2 * n) + 2) / batch + abs(claim))
+
+
+def honest_xent(z_bits: Sequence[int], label: int, rng: random.Random) -> dict[str, int]:
+    z = from_bits(z_bits)
+    zt = torch.from_numpy(z.copy()).view(1, -1)
+    yt = torch.tensor([label])
+    out: dict[str, int] = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        out[f"torch_ce_t{threads}"] = bits_of(torch.nn.functional.cross_entropy(zt, yt, reduction="none").item())
+    torch.set_num_threads(1)
+    out["torch_logsoftmax"] = bits_of(-torch.log_softmax(zt, 1)[0, label].item())
+    out["torch_logsumexp"] = bits_of((torch.logsumexp(zt, 1) - zt[0, label]).item())
+    out["float64"] = bits_of(np.float32(torch.nn.functional.cross_entropy(
+        zt.double(), yt, reduction="none").item()))
+    # manual float32, max-subtracted, summed in a random order
+    with np.errstate(under="ignore"):
+        m = z.max()
+        e = np.exp((z - m).astype(np.float32)).astype(np.float32)
+        perm = list(range(len(e)))
+        rng.shuffle(perm)
+        s = _fold_forward(e[perm])
+        lse = np.float32(np.log(s))
+        out["manual_a"] = bits_of(np.float32(np.float32(m + lse) - z[label]))
+        out["manual_b"] = bits_of(np.float32(lse - np.float32(z[label] - m)))
+    return out
+
+
+def honest_grad(z_bits: Sequence[int], label: int, j: int, batch: int, rng: random.Random) -> dict[str, int]:
+    z = from_bits(z_bits)
+    zt = torch.from_numpy(z.copy()).view(1, -1)
+    onehot = 1.0 if j == label else 0.0
+    out: dict[str, int] = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        p = torch.softmax(zt, 1)[0, j]
+        out[f"torch_t{threads}"] = bits_of(((p - onehot) / batch).item())
+    torch.set_num_threads(1)
+    p64 = torch.softmax(zt.double(), 1)[0, j].item()
+    out["float64"] = bits_of(np.float32((p64 - onehot) / batch))
+    with np.errstate(under="ignore"):
+        m = z.max()
+        e = np.exp((z - m).astype(np.float32)).astype(np.float32)
+        perm = list(range(len(e)))
+        rng.shuffle(perm)
+        s = _fold_forward(e[perm])
+        recip = np.float32(np.float32(1) / s)
+        p_a = np.float32(e[j] * recip)
+        p_b = np.float32(e[j] / s)
+        out["manual_recip"] = bits_of(np.float32(np.float32(p_a - np.float32(onehot)) / np.float32(batch)))
+        out["manual_div"] = bits_of(np.float32(np.float32(p_b - np.float32(onehot)) / np.float32(batch)))
+    return out
+
+
+def random_f32(rng: random.Random, lo_exp: int, hi_exp: int) -> int:
+    """Random finite float32 bits with binary exponent in [lo_exp, hi_exp] (possibly subnormal)."""
+    sign = rng.getrandbits(1) << 31
+    e = rng.randint(lo_exp, hi_exp)
+    return sign | round_f32(Fraction(rng.getrandbits(24) | (1 << 23), 1 << 23) * Fraction(2) ** e) & 0x7FFFFFFF
+
+
+Evaluator = Callable[..., dict]
