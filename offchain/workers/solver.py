@@ -25,7 +25,7 @@ from offchain.workers.base import Worker
 
 CHEATS = {
     "skip": lambda bundle: cheats.skip_steps(bundle, every=2).result,
-    "fabricate": lambda bundle: cheats.fabricate_fraction(bundle, 0.2, mode="noise").result,
+    "fabricate": lambda bundle: cheats.fabricate_fraction(bundle, 0.5, mode="noise").result,
     "wrong-data": lambda bundle: cheats.wrong_data(bundle, mode="dataset").result,
 }
 

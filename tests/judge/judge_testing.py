@@ -107,15 +107,17 @@ def from_bits(bits: Sequence[int]) -> np.ndarray:
 def next_up(bits: int, steps: int = 1) -> int:
     """Move ``steps`` ulps towards +inf (finite bits)."""
     x = np.array([bits], dtype=np.uint32).view(np.float32)
-    for _ in range(steps):
-        x = np.nextafter(x, np.float32(np.inf))
+    with np.errstate(over="ignore"):
+        for _ in range(steps):
+            x = np.nextafter(x, np.float32(np.inf))
     return int(x.view(np.uint32)[0])
 
 
 def next_down(bits: int, steps: int = 1) -> int:
     x = np.array([bits], dtype=np.uint32).view(np.float32)
-    for _ in range(steps):
-        x = np.nextafter(x, np.float32(-np.inf))
+    with np.errstate(over="ignore"):
+        for _ in range(steps):
+            x = np.nextafter(x, np.float32(-np.inf))
     return int(x.view(np.uint32)[0])
 
 

@@ -1,0 +1,131 @@
+"""Gas of the one-step judge per op at the reduction cap, against baselines measured in the same run.
+
+Run: ``.venv/bin/python bench/judge_gas.py``
+
+For every op the worst case over several input families is reported (execution gas of the call,
+``computation.net_gas_used``: excludes the 21,000 intrinsic gas and calldata, which are listed
+separately as ABI bytes x 16).  Baselines, deployed in the same in-process EVM:
+
+* ``keccak``: keccak256 over the ABI-encoded input arrays of the same length (what a leaf check of
+  the proven inputs costs at least);
+* ``int dot``: an exact int256 dot product of the same 64 + 64 uint32 words, without any float
+  decoding or bound.
+
+The ratio column is the op's gas over the ``int dot`` baseline at the same length.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import boa
+from eth_abi import encode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from offchain.dispute import judge as J  # noqa: E402
+
+CAP = J.MAX_REDUCTION
+CLASSES = J.MAX_CLASSES
+LIMIT = 5_000_000
+
+BASELINE = """
+# pragma version 0.4.3
+
+@external
+@pure
+def hash_inputs(a: DynArray[uint32, 256], b: DynArray[uint32, 64]) -> bytes32:
+    return keccak256(abi_encode(a, b))
+
+@external
+@pure
+def int_dot(a: DynArray[uint32, 64], b: DynArray[uint32, 64]) -> int256:
+    acc: int256 = 0
+    for k: uint256 in range(len(a), bound=64):
+        acc += convert(a[k], int256) * convert(b[k], int256)
+    return acc
+"""
+
+
+def gas(contract, fn: str, *args) -> int:
+    getattr(contract, fn)(*args)
+    return contract._computation.net_gas_used
+
+
+def f32_families(rng: random.Random, n: int) -> list[list[int]]:
+    """Input families: unit-sized, wide exponents, mixed signs with subnormals."""
+    unit = [J.f32_bits(rng.uniform(-1, 1)) for _ in range(n)]
+    wide = [J.f32_bits(rng.choice([-1, 1]) * 2.0 ** rng.uniform(-40, 40)) for _ in range(n)]
+    mixed = [rng.choice([J.f32_bits(rng.uniform(-3, 3)), rng.randrange(1, 1 << 23)]) for _ in range(n)]
+    return [unit, wide, mixed]
+
+
+def logit_families(rng: random.Random, n: int) -> list[list[int]]:
+    """Rows where every exponential is computed (within 50 of the max) and a wide row."""
+    return [
+        [J.f32_bits(rng.uniform(-3, 3)) for _ in range(n)],
+        [J.f32_bits(rng.uniform(-49, 0)) for _ in range(n)],
+        [J.f32_bits(rng.uniform(-200, 200)) for _ in range(n)],
+    ]
+
+
+def calldata_gas(types: list[str], values: list) -> int:
+    data = encode(types, values)
+    return sum(16 if byte else 4 for byte in data) + 4 * 16
+
+
+def main() -> None:
+    boa.interpret.set_search_paths([str(ROOT / "contracts")])
+    judge = boa.load_partial(str(ROOT / "contracts" / "Judge.vy")).deploy()
+    base = boa.loads(BASELINE)
+    rng = random.Random(2024)
+    one = J.f32_bits(1.0)
+
+    vec_a = f32_families(rng, CAP)[0]
+    vec_b = f32_families(rng, CAP)[0]
+    keccak_gas = gas(base, "hash_inputs", vec_a, vec_b)
+    dot_gas = gas(base, "int_dot", vec_a, vec_b)
+
+    rows: list[tuple[str, str, int, int]] = []
+
+    def worst(name: str, size: str, fn: str, arg_sets: list[tuple], abi: list[str]) -> None:
+        best = max(arg_sets, key=lambda args: gas(judge, fn, *args))
+        rows.append((name, size, gas(judge, fn, *best), calldata_gas(abi, list(best))))
+
+    fam_a = f32_families(rng, CAP)
+    fam_b = f32_families(rng, CAP)
+    worst("matmul", f"n={CAP}", "check_matmul",
+          [(a, b, one) for a, b in zip(fam_a, fam_b)], ["uint32[]", "uint32[]", "uint32"])
+    worst("sum_rows", f"n={CAP}", "check_sum_rows", [(a, one) for a in fam_a], ["uint32[]", "uint32"])
+    worst("add / add_bias", "1", "check_add", [(a[0], b[0], one) for a, b in zip(fam_a, fam_b)],
+          ["uint32", "uint32", "uint32"])
+    worst("relu", "1", "check_relu", [(a[0], a[0]) for a in fam_a], ["uint32", "uint32"])
+    worst("relu_grad", "1", "check_relu_grad", [(a[0], b[0], a[0]) for a, b in zip(fam_a, fam_b)],
+          ["uint32", "uint32", "uint32"])
+    worst("sgd", "1", "check_sgd", [(a[0], b[0], J.f32_bits(0.1), one) for a, b in zip(fam_a, fam_b)],
+          ["uint32", "uint32", "uint32", "uint32"])
+    for classes in (10, CLASSES):
+        fam_z = logit_families(rng, classes)
+        worst("softmax_xent", f"C={classes}", "check_softmax_xent",
+              [(z, 1, one) for z in fam_z], ["uint32[]", "uint256", "uint32"])
+        worst("softmax_xent_grad", f"C={classes}", "check_softmax_xent_grad",
+              [(z, 1, 2, 32, one) for z in fam_z], ["uint32[]", "uint256", "uint256", "uint256", "uint32"])
+
+    print(f"baseline keccak256(abi_encode(a[{CAP}], b[{CAP}])): {keccak_gas:,} gas")
+    print(f"baseline exact int256 dot product, n={CAP}:      {dot_gas:,} gas")
+    print()
+    header = f"| {'op':<18} | {'size':<6} | {'execution gas':>13} | {'calldata gas':>12} | {'x int dot':>9} | {'x keccak':>8} |"
+    print(header)
+    print("|" + "|".join("-" * (len(cell) + 0) for cell in header.split("|")[1:-1]) + "|")
+    for name, size, used, cd in rows:
+        print(f"| {name:<18} | {size:<6} | {used:>13,} | {cd:>12,} | {used / dot_gas:>9.2f} | {used / keccak_gas:>8.2f} |")
+    top = max(used for _, _, used, _ in rows)
+    print()
+    print(f"worst one-step check: {top:,} gas ({'under' if top < LIMIT else 'OVER'} the {LIMIT:,} budget)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""A market on a real Anvil with workers running as threads (or processes) of the test."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from offchain.chain.client import Market, connect
+from offchain.chain.deployment import Deployment
+from offchain.chain.suite import ETHER, Role
+from offchain.ml import digits_dataset, mlp_spec
+from offchain.node import DEFAULT_ARBITER, Anvil, deploy, dev_account, mine_every, start_anvil
+from offchain.storage import LocalStore
+from offchain.workers.artifacts import publish_task
+from offchain.workers.base import Worker
+from offchain.workers.submitter import Submitter
+
+WINDOW = 8
+SUBMITTER, SOLVER, VERIFIER, WHISTLEBLOWER = 1, 2, 3, 4
+
+
+@dataclass
+class Harness:
+    anvil: Anvil
+    deployment: Deployment
+    home: Path
+    store: LocalStore
+    workers: list[tuple[Worker, threading.Thread]] = field(default_factory=list)
+
+    def market(self, index: int) -> Market:
+        return Market(connect(self.anvil.url), self.deployment, dev_account(index))
+
+    def start(self, worker_type: type[Worker], index: int, role: Role, **options: Any) -> Worker:
+        self.market(index).deposit(role, 5 * ETHER)
+        worker = worker_type(market=self.market(index), store=self.store, home=self.home, poll_interval=0.3,
+                             margin=2, **options)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        self.workers.append((worker, thread))
+        return worker
+
+    def post(self, *, steps: int = 200, k: int = 4, hidden: int = 32) -> int:
+        published = publish_task(self.store, mlp_spec(64, (hidden,), 10), digits_dataset(), steps=steps, k=k,
+                                 batch_size=32, lr=0.1, seed=3)
+        submitter = Submitter(market=self.market(SUBMITTER), store=self.store, home=self.home)
+        return submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=300)
+
+    def stop(self) -> None:
+        for worker, _ in self.workers:
+            worker.stopping.set()
+        for _, thread in self.workers:
+            thread.join(30)
+
+
+@contextmanager
+def local_market(tmp_path: Path, *, forced_error_ppm: int = 0) -> Iterator[Harness]:
+    anvil = start_anvil()
+    harness = None
+    try:
+        deployment = deploy(anvil.url, arbiter=DEFAULT_ARBITER, window=WINDOW, forced_error_ppm=forced_error_ppm,
+                            deployments=tmp_path / "deployments")
+        mine_every(anvil.url, 1)
+        harness = Harness(anvil, deployment, tmp_path / "home", LocalStore(tmp_path / "home" / "ipfs"))
+        yield harness
+    finally:
+        if harness is not None:
+            harness.stop()
+        anvil.stop()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 90.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
