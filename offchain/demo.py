@@ -19,7 +19,7 @@ from pathlib import Path
 from offchain.chain.client import Market, connect
 from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.log import get_logger
-from offchain.node import DEFAULT_ARBITER, deploy, dev_account, free_port, mine_every, start_anvil
+from offchain.node import DEFAULT_ARBITER, deploy, dev_account, free_port, mine_every, start_anvil, wait_for
 from offchain.storage import KuboStore
 from offchain.timeline import task_timeline
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, fetch_proof, fetch_task, publish_task
@@ -54,7 +54,7 @@ def run_demo(out: Path) -> int:
                "DTM_DEPLOYMENTS_DIR": str(out / "deployments"), "DTM_HOME": str(out / "home")}
         processes.append(_spawn(out, "ipfs", ["--home", str(out / "ipfs-node"), "ipfs", "serve", "--port", str(ipfs_port)], env))
         store = KuboStore(env["IPFS_API"])
-        _wait_for(lambda: _answers(store), 30, "the IPFS RPC server")
+        wait_for(lambda: _answers(store), 30, "the IPFS RPC server")
 
         w3 = connect(anvil.url)
         for index, (_, _, role) in ROLES.items():
@@ -69,7 +69,7 @@ def run_demo(out: Path) -> int:
                                  batch_size=32, lr=0.1, seed=1)
         task_ids = [submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=600, train_window=120)
                     for _ in range(2)]
-        outcome = _wait_for(lambda: _settled(submitter.market, task_ids), TIMEOUT, "the tasks to settle")
+        outcome = wait_for(lambda: _settled(submitter.market, task_ids), TIMEOUT, "the tasks to settle")
         for task_id in task_ids:
             submitter._advance_safely(task_id)
         _report(out, submitter, store, task_ids, outcome)
@@ -100,15 +100,6 @@ def _answers(store: KuboStore) -> bool:
         return True
     except Exception:
         return False
-
-
-def _wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(1)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _settled(market: Market, task_ids: list[int]) -> dict[int, TaskState] | None:

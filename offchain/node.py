@@ -41,6 +41,16 @@ class NodeError(RuntimeError):
     """Anvil or the deployment could not be brought up."""
 
 
+def wait_for(condition, timeout: float = 90.0, what: str = "a condition", *, interval: float = 0.5):
+    """Poll `condition` until it returns something truthy; TimeoutError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 def dev_account(index: int) -> LocalAccount:
     return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
 

@@ -170,3 +170,17 @@ def assert_solvent(market) -> None:
 def events(contract, name: str) -> list:
     """Events named `name` emitted by `contract` in the last call."""
     return [log for log in contract.get_logs() if type(log).__name__ == name]
+
+
+def check_deadline_boundaries(flow: Flow, state: str, sender: str, move, reason: str) -> None:
+    """`move(task_id)` by `sender` works one second before and at the task's deadline, and
+    reverts with `reason` one second after it (PROTOCOL §7: chess-clock gaming at the deadline)."""
+    for offset, allowed in [(-1, True), (0, True), (1, False)]:
+        task_id = flow.to_state(state)
+        boa.env.time_travel(seconds=flow.task(task_id).deadline - boa.env.timestamp + offset)
+        with boa.env.prank(sender):
+            if allowed:
+                move(task_id)
+            else:
+                with boa.reverts(reason):
+                    move(task_id)

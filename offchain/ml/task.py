@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi import encode
+
 from .commit import keccak256
 from .errors import TaskError
 from .spec import canonical_json, check_keys, parse_json_object, strict_int
@@ -39,6 +41,9 @@ def _check_cid(value: Any, what: str) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= MAX_CID_CHARS or not _CID_CHARS.match(value):
         raise TaskError(f"{what} must be a non-empty printable ASCII string of at most {MAX_CID_CHARS} chars")
     return value
+
+
+COMMITMENT_TYPES = ("bytes32", "bytes32", "bytes32", "uint256", "bytes32", "uint256", "uint256", "uint256", "uint256")
 
 
 @dataclass(frozen=True)
@@ -108,9 +113,17 @@ class TrainingTask:
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_dict())
 
+    def commitments(self) -> tuple[bytes, bytes, bytes, int, bytes, int, int, int, int]:
+        """What the chain needs of a task to judge a dispute, in `abi.encode` order:
+        (spec bytes hash, graph_root, dataset_root, dataset_rows, weights_root, seed,
+        batch_size, steps, checkpoint_interval)."""
+        return (keccak256(self.to_bytes()), self.graph_root, self.dataset_root, self.dataset_rows,
+                self.weights_root, self.seed, self.batch_size, self.steps, self.checkpoint_interval)
+
     def hash(self) -> bytes:
-        """keccak256 of the canonical bytes (what a proof document names)."""
-        return keccak256(self.to_bytes())
+        """The task hash held on chain and named by proofs: keccak256 of the abi-encoded
+        `commitments()`, so a contract can check any of them from calldata."""
+        return keccak256(encode(COMMITMENT_TYPES, self.commitments()))
 
     @classmethod
     def from_dict(cls, obj: Any) -> TrainingTask:

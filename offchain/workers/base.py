@@ -17,7 +17,9 @@ from typing import Any
 from offchain.chain.client import ChainError, Market, TaskView, TransactionReverted
 from offchain.chain.suite import TERMINAL_STATES
 from offchain.log import get_logger
-from offchain.storage import ContentStore
+from offchain.ml import MLError
+from offchain.storage import ContentStore, StorageError
+from offchain.workers.artifacts import ArtifactMismatch
 from offchain.workers.state import WorkerState
 
 
@@ -65,6 +67,9 @@ class Worker:
         except TransactionReverted as exc:
             # a lost race or a closed window: the chain has moved on, look again next round
             self.log.warning("task %d: %s", task_id, exc)
+        except (StorageError, MLError, ArtifactMismatch) as exc:
+            # content missing, late or malformed: never fatal to the worker; retried next round
+            self.log.error("task %d: %s: %s", task_id, type(exc).__name__, exc)
         if task.state in TERMINAL_STATES and not self.state.task(task_id).get("done"):
             self.finish(task)
 

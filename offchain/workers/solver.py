@@ -17,10 +17,11 @@ from tqdm import tqdm
 
 from offchain.chain.client import TaskView
 from offchain.chain.suite import TaskState
-from offchain.ml import Checkpoint, DemoTask, TrainingResult, build_proof, train
+from offchain.ml import Checkpoint, DemoTask, MLError, TrainingResult, build_proof, train
 from offchain.ml import cheats
 from offchain.ml.train import merge_results, update_norm
-from offchain.workers.artifacts import fetch_task, load_checkpoints, save_checkpoint
+from offchain.storage import StorageError
+from offchain.workers.artifacts import ArtifactMismatch, fetch_task, load_checkpoints, save_checkpoint
 from offchain.workers.base import Worker
 
 CHEATS = {
@@ -83,6 +84,12 @@ class Solver(Worker):
 
     def _claim(self, task: TaskView) -> None:
         if self.market.call("free_stake", self.address) < task.solver_stake:
+            return
+        try:
+            self.bundle(task.task_id)  # fetch and check everything before staking on it
+        except (StorageError, MLError, ArtifactMismatch) as exc:
+            self.state.update_task(task.task_id, done=True, outcome=f"rejected: {exc}")
+            self.log.warning("task %d: not claiming, its artifacts are unusable: %s", task.task_id, exc)
             return
         secret = os.urandom(32)
         self.state.update_task(task.task_id, secret=secret.hex(), forced=None, proofs=None)  # before sending

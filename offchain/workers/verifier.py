@@ -15,8 +15,9 @@ from eth_utils import keccak
 
 from offchain.chain.client import TaskView
 from offchain.chain.suite import TaskState
-from offchain.ml import DemoTask, Verdict, profile_threshold, verify
-from offchain.workers.artifacts import fetch_checkpoints, fetch_proof, fetch_task
+from offchain.ml import DemoTask, MLError, Verdict, profile_threshold, verify
+from offchain.storage import StorageError
+from offchain.workers.artifacts import ArtifactMismatch, fetch_checkpoints, fetch_proof, fetch_task
 from offchain.workers.base import Worker
 
 
@@ -40,10 +41,15 @@ class Auditor(Worker):
         created = self.latest_event("TaskCreated", task.task_id)
         submitted = self.latest_event("ProofSubmitted", task.task_id)
         bundle = fetch_task(self.store, created["spec_cid"], task.spec_hash)
-        proof = fetch_proof(self.store, submitted["proof_cid"], task.proof_root)
-        blobs = fetch_checkpoints(self.store, proof)
-        verdict = verify(bundle.task, bundle.spec, bundle.dataset, proof, blobs, self._threshold(bundle),
-                         int.from_bytes(seed, "big"), graph=bundle.graph)
+        try:
+            proof = fetch_proof(self.store, submitted["proof_cid"], task.proof_root)
+            blobs = fetch_checkpoints(self.store, proof)
+        except (StorageError, MLError, ArtifactMismatch) as exc:
+            # the solver must publish what it committed to; the dispute game makes it
+            verdict = Verdict(False, 0, f"proof unavailable or malformed: {exc}")
+        else:
+            verdict = verify(bundle.task, bundle.spec, bundle.dataset, proof, blobs, self._threshold(bundle),
+                             int.from_bytes(seed, "big"), graph=bundle.graph)
         if not verdict.accept and verdict.failing_segment is None:
             verdict.failing_segment = 0  # the proof is malformed as a whole; any segment exposes it
         self.log.info("task %d: %s (replayed %d steps) %s", task.task_id,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from offchain.chain.client import Market, connect
 from offchain.chain.deployment import Deployment
 from offchain.chain.suite import ETHER, Role
 from offchain.ml import digits_dataset, mlp_spec
-from offchain.node import DEFAULT_ARBITER, Anvil, deploy, dev_account, mine_every, start_anvil
+from offchain.node import DEFAULT_ARBITER, Anvil, deploy, dev_account, mine_every, start_anvil, wait_for  # noqa: F401
 from offchain.storage import LocalStore
 from offchain.workers.artifacts import publish_task
 from offchain.workers.base import Worker
@@ -71,12 +70,3 @@ def local_market(tmp_path: Path, *, forced_error_ppm: int = 0) -> Iterator[Harne
         if harness is not None:
             harness.stop()
         anvil.stop()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 90.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

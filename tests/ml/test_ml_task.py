@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import eth_abi
+
 import pytest
 from Crypto.Hash import keccak
 
@@ -16,7 +18,12 @@ def test_task_roundtrip_is_canonical(tiny):
     assert b" " not in blob
     assert obj["seed"] == "0x" + (7).to_bytes(32, "big").hex()
     assert obj["numeric"] == {"dtype": "float32", "accumulation": "any-order"}
-    assert tiny.task.hash() == keccak.new(digest_bits=256, data=blob).digest()
+    spec_hash = keccak.new(digest_bits=256, data=blob).digest()
+    fields = (spec_hash, tiny.task.graph_root, tiny.task.dataset_root, tiny.task.dataset_rows,
+              tiny.task.weights_root, tiny.task.seed, tiny.task.batch_size, tiny.task.steps,
+              tiny.task.checkpoint_interval)
+    types = ["bytes32", "bytes32", "bytes32", "uint256", "bytes32", "uint256", "uint256", "uint256", "uint256"]
+    assert tiny.task.hash() == keccak.new(digest_bits=256, data=eth_abi.encode(types, fields)).digest()
 
 
 def test_non_canonical_bytes_rejected(tiny):

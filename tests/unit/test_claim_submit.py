@@ -2,7 +2,9 @@ import boa
 from eth_utils import keccak
 
 from offchain.chain.suite import ETHER, Role, TaskState
-from tests.conftest import CHECKPOINTS, PAYMENT, PROOF_CID, PROOF_ROOT, SECRET, SOLVER_STAKE, events
+from tests.conftest import (
+    CHECKPOINTS, PAYMENT, PROOF_CID, PROOF_ROOT, SECRET, SOLVER_STAKE, check_deadline_boundaries, events,
+)
 
 
 def test_claim__locks_stake_and_moves_tax_to_jackpot(market, flow, actors):
@@ -104,13 +106,6 @@ def test_submit__empty_root_or_cid__reverts(market, flow, actors):
 
 
 def test_submit__deadline_boundaries(market, flow, actors):
-    """Allowed at the deadline and one second before, refused one second after."""
-    for offset, ok in [(-1, True), (0, True), (1, False)]:
-        task_id = flow.to_state("claimed")
-        boa.env.time_travel(seconds=market.tasks(task_id).deadline - boa.env.timestamp + offset)
-        with boa.env.prank(actors.solver):
-            if ok:
-                market.submit(task_id, PROOF_ROOT, CHECKPOINTS, PROOF_CID)
-            else:
-                with boa.reverts("market: proof deadline passed"):
-                    market.submit(task_id, PROOF_ROOT, CHECKPOINTS, PROOF_CID)
+    check_deadline_boundaries(flow, "claimed", actors.solver,
+                              lambda tid: market.submit(tid, PROOF_ROOT, CHECKPOINTS, PROOF_CID),
+                              "market: proof deadline passed")

@@ -2,7 +2,7 @@ import boa
 import pytest
 
 from offchain.chain.suite import TaskState
-from tests.conftest import PROOF_ROOT, SOLVER_STAKE, events
+from tests.conftest import PROOF_ROOT, SOLVER_STAKE, check_deadline_boundaries, events
 
 ZERO = "0x0000000000000000000000000000000000000000"
 
@@ -23,15 +23,7 @@ def test_accept__not_the_verifier__reverts(market, flow, actors):
 
 
 def test_accept__deadline_boundaries(market, flow, actors):
-    for offset, ok in [(-1, True), (0, True), (1, False)]:
-        task_id = flow.to_state("submitted")
-        boa.env.time_travel(seconds=market.tasks(task_id).deadline - boa.env.timestamp + offset)
-        with boa.env.prank(actors.verifier):
-            if ok:
-                market.accept(task_id)
-            else:
-                with boa.reverts("market: verify window passed"):
-                    market.accept(task_id)
+    check_deadline_boundaries(flow, "submitted", actors.verifier, market.accept, "market: verify window passed")
 
 
 def test_challenge__by_verifier__opens_dispute(market, arbiter, flow, actors):
