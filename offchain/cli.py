@@ -46,6 +46,7 @@ class Env:
         from offchain.chain.client import ChainError, Market, connect
         from offchain.chain.deployment import Deployment, DeploymentNotFound, deployment_path
 
+        account = self.account() if signer else None  # a key problem is reported before any network wait
         try:
             w3 = connect(self.rpc)
             deployment = Deployment.load(self.deployment_path or deployment_path("ethereum", "local"))
@@ -53,7 +54,7 @@ class Env:
             raise click.ClickException(str(exc)) from exc
         if w3.eth.chain_id != deployment.chain_id:
             raise click.ClickException(f"{self.rpc} is chain {w3.eth.chain_id}, the deployment is for {deployment.chain_id}")
-        return Market(w3, deployment, self.account() if signer else None)
+        return Market(w3, deployment, account)
 
     def store(self):
         from offchain.storage import open_store

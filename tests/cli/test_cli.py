@@ -1,0 +1,52 @@
+"""The `dtm` command: accounts, and clear errors for what a user can get wrong."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from offchain.cli import main
+
+
+def _run(tmp_path, *args, env=None):
+    return CliRunner().invoke(main, ["--home", str(tmp_path), *args], env={"DTM_PASSWORD": "hunter2", **(env or {})})
+
+
+def test_account_new_list_and_keystore_is_encrypted(tmp_path):
+    created = _run(tmp_path, "account", "new", "alice")
+    assert created.exit_code == 0, created.output
+    name, address = created.output.split()[:2]
+    listed = _run(tmp_path, "account", "list")
+    assert listed.output.split() == [name, address]
+    keystore = json.loads((tmp_path / "keystores" / "alice.json").read_text())
+    assert "crypto" in keystore and (tmp_path / "keystores" / "alice.json").stat().st_mode & 0o077 == 0
+
+
+def test_account_import__round_trips_the_key(tmp_path):
+    from offchain import accounts
+
+    key = "0x" + "11" * 32
+    result = _run(tmp_path, "account", "import", "bob", env={"DTM_PRIVATE_KEY": key})
+    assert result.exit_code == 0, result.output
+    assert accounts.load(tmp_path, "bob", "hunter2").key.hex().removeprefix("0x") == key[2:]
+
+
+def test_account__duplicate_bad_name_and_wrong_password__clear_errors(tmp_path):
+    _run(tmp_path, "account", "new", "carol")
+    assert "already exists" in _run(tmp_path, "account", "new", "carol").output
+    assert "use letters" in _run(tmp_path, "account", "new", "../evil").output
+    wrong = _run(tmp_path, "--account", "carol", "stake", "--role", "solver", "--amount", "1",
+                 env={"DTM_PASSWORD": "wrong"})
+    assert wrong.exit_code != 0 and "wrong password" in wrong.output
+
+
+def test_dead_rpc__clear_error_after_retries(tmp_path):
+    result = _run(tmp_path, "--rpc", "http://127.0.0.1:9", "task", "status", "1")
+    assert result.exit_code != 0
+    assert "RPC unreachable" in result.output
+
+
+def test_missing_account__usage_error(tmp_path):
+    result = _run(tmp_path, "--rpc", "http://127.0.0.1:9", "stake", "--role", "solver", "--amount", "1")
+    assert result.exit_code != 0 and "--account" in result.output
