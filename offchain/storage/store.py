@@ -7,6 +7,8 @@ integrity.
 
 from __future__ import annotations
 
+import warnings
+
 import contextlib
 import ipaddress
 import os
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import ipfshttpclient
+
 import requests
 
 from .blockstore import DEFAULT_MAX_CAT_SIZE, MAX_BLOCK_SIZE, Blockstore
@@ -32,6 +35,9 @@ from .errors import (
 )
 from .importer import CHUNK_SIZE, ImportProfile, import_bytes, import_stream
 from .multiformats import CID
+
+# ipfshttpclient passes urllib3 a parameter it no longer needs; the warning says nothing to our users
+warnings.filterwarnings("ignore", message="The 'strict' parameter is no longer needed", category=FutureWarning)
 
 DEFAULT_TIMEOUT: Final = 60.0
 """Seconds a ``cat`` may take before :class:`FetchTimeout`."""
