@@ -187,10 +187,11 @@ def verifier() -> None:
 
 
 @verifier.command("run")
+@click.option("--lazy", is_flag=True, help="Accept without checking (to watch whistleblowers at work).")
 @click.option("--poll", type=float, default=1.0, show_default=True)
 @pass_env
-def verifier_run(env: Env, poll: float) -> None:
-    _run_worker(env, "verifier", poll_interval=poll)
+def verifier_run(env: Env, lazy: bool, poll: float) -> None:
+    _run_worker(env, "verifier", lazy=lazy, poll_interval=poll)
 
 
 @main.group()

@@ -26,13 +26,9 @@ from offchain.log import get_logger
 log = get_logger(__name__)
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
-# the dispute game bound to local deployments: the real game once it exists,
-# otherwise the test-only arbiter whose disputes wait for an operator's verdict
-DEFAULT_ARBITER = next(
-    path for path in (ROOT / "contracts" / "Arbitration.vy", ROOT / "tests" / "contracts" / "ManualArbiter.vy")
-    if path.exists()
-)
+# the dispute game bound to local deployments
 LOCAL_DEPLOYMENT = ("ethereum", "local")
+DEFAULT_ARBITER = ROOT / "tests" / "contracts" / "ManualArbiter.vy"
 
 Account.enable_unaudited_hdwallet_features()
 

@@ -46,6 +46,21 @@ def test_cheating_solver__is_challenged_and_disputed(tmp_path, cheat):
         assert challenge["args"]["challenger"] == m.market(VERIFIER).account.address
 
 
+def test_lazy_verifier__accepts_a_cheat__whistleblower_challenges(tmp_path):
+    with local_market(tmp_path) as m:
+        m.start(Solver, SOLVER, Role.SOLVER, cheat="skip")
+        m.start(Verifier, VERIFIER, Role.VERIFIER, lazy=True)
+        m.start(Whistleblower, WHISTLEBLOWER, Role.WHISTLEBLOWER)
+        task_id = m.post()
+        reader = m.market(0)
+        wait_for(lambda: _state(reader, task_id) == TaskState.DISPUTED, what="the whistle")
+        assert reader.events("ProofAccepted", m.deployment.block, task_id=task_id)
+        [challenge] = reader.events("Challenged", m.deployment.block, task_id=task_id)
+        assert challenge["args"]["challenger"] == m.market(WHISTLEBLOWER).account.address
+        # the whistleblower's bond is locked behind the dispute
+        assert reader.call("accounts", challenge["args"]["challenger"])[1] > 0
+
+
 def test_forced_error__caught_by_verifier_paid_from_jackpot_then_genuine_proof_paid(tmp_path):
     with local_market(tmp_path, forced_error_ppm=1_000_000) as m:
         m.start(Solver, SOLVER, Role.SOLVER)
