@@ -695,7 +695,7 @@ def _screen(node, inputs: Sequence[torch.Tensor], output: torch.Tensor) -> np.nd
         y = inputs[1].long()
         rows, classes = z.shape
         p = torch.softmax(z, 1)
-        s = ((p - F_one_hot(y, classes)) / rows).reshape(-1).numpy()
+        s = ((p - _one_hot(y, classes)) / rows).reshape(-1).numpy()
         pv = p.reshape(-1).numpy()
         bound = u * ((pv * (GRAD_CONST + GRAD_PER_CLASS * classes) + GRAD_ABS) / rows + np.abs(c))
     else:
@@ -705,7 +705,7 @@ def _screen(node, inputs: Sequence[torch.Tensor], output: torch.Tensor) -> np.nd
     return np.nonzero(bad)[0]
 
 
-def F_one_hot(y: torch.Tensor, classes: int) -> torch.Tensor:
+def _one_hot(y: torch.Tensor, classes: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(y.long(), classes).double()
 
 

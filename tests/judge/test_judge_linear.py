@@ -31,7 +31,7 @@ from judge_testing import (
 from offchain.dispute import judge as J
 
 PROFILES = ("unit", "wide", "tiny", "huge", "mixed", "cancel", "zeros")
-FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _element(rng: random.Random, profile: str) -> int:
