@@ -18,7 +18,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from offchain.ml import LEAF_BYTES, digits_task, init_weights, keccak256, mlp_spec  # noqa: E402
-from offchain.ml.commit import KECCAK_BACKEND, merkle_root, sized_root, tensor_bytes, leaf_hashes, tree_depth  # noqa: E402
+from offchain.ml.commit import (  # noqa: E402
+    KECCAK_BACKEND,
+    leaf_hashes,
+    merkle_root,
+    sized_root,
+    tensor_bytes,
+    tree_depth,
+)
 
 LEAF_SIZES = [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 

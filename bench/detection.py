@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from offchain.ml import (  # noqa: E402
     DEFAULT_POLICY,
     VerificationPolicy,
+    cheats,  # noqa: E402
     digits_task,
     keccak256,
     profile_threshold,
@@ -40,7 +41,6 @@ from offchain.ml import (  # noqa: E402
     train,
     verify,
 )
-from offchain.ml import cheats  # noqa: E402
 
 
 def miss_probability(n: int, bad: int, policy: VerificationPolicy, bad_avoids_top: bool = True) -> float:
@@ -163,7 +163,7 @@ def part_real(trials: int) -> None:
 
 
 def part_stake(n: int) -> None:
-    print(f"\n=== 3. STAKE ARITHMETIC (default policy, worst case: bad segments never top-norm) ===")
+    print("\n=== 3. STAKE ARITHMETIC (default policy, worst case: bad segments never top-norm) ===")
     print("cheating EV = (1 - d) * P_saved - d * S,  P_saved = f * P  (compute skipped, priced at the payment)")
     print(f"{'f fabricated':>13} {'d':>8} {'EV at S=P':>11} {'EV at S=0.5P':>13} {'S/P needed':>11}")
     worst = 0.0

@@ -21,7 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from offchain.ml import BatchSampler, Executor, checkpoint_root, digits_task, execution_context, train  # noqa: E402
+from offchain.ml import (  # noqa: E402
+    BatchSampler,
+    Executor,
+    checkpoint_root,
+    digits_task,
+    execution_context,
+    train,
+)
 
 
 def plain_loop(demo, steps: int, batches=None) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from offchain.chain.suite import ETHER, ROOT, Role, TaskState
+from offchain.chain.suite import ETHER, Role, TaskState
 
 DEFAULT_HOME = Path(os.environ.get("DTM_HOME", Path.home() / ".dtm"))
 DEFAULT_RPC = os.environ.get("DTM_RPC", "http://127.0.0.1:8545")

@@ -19,7 +19,15 @@ from pathlib import Path
 from offchain.chain.client import Market, connect
 from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.log import get_logger
-from offchain.node import DEFAULT_ARBITER, deploy, dev_account, free_port, mine_every, start_anvil, wait_for
+from offchain.node import (
+    DEFAULT_ARBITER,
+    deploy,
+    dev_account,
+    free_port,
+    mine_every,
+    start_anvil,
+    wait_for,
+)
 from offchain.storage import KuboStore
 from offchain.timeline import task_timeline
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, fetch_proof, fetch_task, publish_task

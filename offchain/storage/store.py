@@ -7,20 +7,18 @@ integrity.
 
 from __future__ import annotations
 
-import warnings
-
 import contextlib
 import ipaddress
 import os
 import time
 import urllib.parse
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import ipfshttpclient
-
 import requests
 
 from .blockstore import DEFAULT_MAX_CAT_SIZE, MAX_BLOCK_SIZE, Blockstore

@@ -9,8 +9,6 @@ deadline, so a slow RPC does not turn into a missed window.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +97,7 @@ class Worker:
         return self.time_left(deadline) > self.margin
 
     def latest_event(self, name: str, task_id: int) -> Any | None:
-        events: Iterable[Any] = self.market.events(name, self.market.deployment.block, task_id=task_id)
-        events = list(events)
+        events = self.market.events(name, self.market.deployment.block, task_id=task_id)
         return events[-1]["args"] if events else None
 
     def collect_credits(self) -> None:

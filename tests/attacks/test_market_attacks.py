@@ -6,7 +6,15 @@ from eth_utils import keccak
 
 from offchain.chain.suite import ETHER, Role, TaskState
 from tests.conftest import (
-    INTERVAL, NEVER_FORCED, PAYMENT, STEPS, PROOF_ROOT, SECRET, assert_solvent, events, load_test_contract,
+    INTERVAL,
+    NEVER_FORCED,
+    PAYMENT,
+    PROOF_ROOT,
+    SECRET,
+    STEPS,
+    assert_solvent,
+    events,
+    load_test_contract,
 )
 
 MAX_UINT = 2**256 - 1
@@ -91,8 +99,11 @@ def test_parameter_change_mid_task__does_not_reach_it(market, flow, actors):
 def test_max_uint_amounts__revert_cleanly_or_stay_consistent(market, flow, actors, field):
     args = dict(solver_stake=ETHER, expires=boa.env.timestamp + 100, train_window=3_600)
     if field == "payment":
-        with boa.env.prank(actors.submitter), pytest.raises(Exception):
-            market.create_task("cid", b"\0" * 32, ETHER, boa.env.timestamp + 100, 3_600, 10, 10, value=MAX_UINT)
+        # more wei than exist: the tax arithmetic overflows and the checked math reverts, moving nothing
+        boa.env.set_balance(actors.submitter, 2**255)
+        with boa.env.prank(actors.submitter), boa.reverts():
+            market.create_task("cid", b"\0" * 32, ETHER, boa.env.timestamp + 100, 3_600, 10, 10, value=2**255)
+        assert boa.env.get_balance(actors.submitter) == 2**255 and market.task_count() == 0
         return
     args[field] = MAX_UINT
     with boa.env.prank(actors.submitter):

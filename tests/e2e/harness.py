@@ -13,7 +13,15 @@ from offchain.chain.client import Market, connect
 from offchain.chain.deployment import Deployment
 from offchain.chain.suite import ETHER, Role
 from offchain.ml import digits_dataset, mlp_spec
-from offchain.node import DEFAULT_ARBITER, Anvil, deploy, dev_account, mine_every, start_anvil, wait_for  # noqa: F401
+from offchain.node import (  # noqa: F401
+    DEFAULT_ARBITER,
+    Anvil,
+    deploy,
+    dev_account,
+    mine_every,
+    start_anvil,
+    wait_for,
+)
 from offchain.storage import LocalStore
 from offchain.workers.artifacts import publish_task
 from offchain.workers.base import Worker

@@ -9,8 +9,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from judge_testing import next_down, next_up, onchain, random_f32, reference
+
 from offchain.dispute import judge as J
 
 NEG_ZERO = 1 << 31
@@ -94,7 +94,6 @@ def test_judge_malformed_reverts(name, call):
 
 def test_judge_revert_messages():
     import boa
-
     from judge_testing import judge_contract
 
     judge = judge_contract()

@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 import torch
-
 from judge_testing import onchain, reference
+
 from offchain.dispute import judge as J
 from offchain.ml import Executor, execution_context, make_task, mlp_spec, synthetic_dataset
 from offchain.ml.train import BatchSampler, step_trace

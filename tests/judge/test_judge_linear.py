@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from judge_testing import (
     honest_dots,
     honest_sums,
@@ -28,6 +27,7 @@ from judge_testing import (
     sigma,
     value,
 )
+
 from offchain.dispute import judge as J
 
 PROFILES = ("unit", "wide", "tiny", "huge", "mixed", "cancel", "zeros")

@@ -9,7 +9,6 @@ import mpmath
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from judge_testing import (
     from_bits,
     grad_exact,
@@ -22,6 +21,7 @@ from judge_testing import (
     xent_exact,
     xent_tol,
 )
+
 from offchain.dispute import judge as J
 
 PROFILES = ("unit", "wide", "peaked", "ties", "huge", "tiny")

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 import eth_abi
-
 import pytest
 from Crypto.Hash import keccak
 

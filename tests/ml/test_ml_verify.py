@@ -6,11 +6,11 @@ from offchain.ml import (
     DEFAULT_POLICY,
     VerificationPolicy,
     build_proof,
+    cheats,
     profile_threshold,
     select_segments,
     verify,
 )
-from offchain.ml import cheats
 
 
 @pytest.fixture(scope="module")

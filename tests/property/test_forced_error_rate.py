@@ -3,7 +3,6 @@
 import math
 import os
 
-import boa
 import pytest
 from eth_utils import keccak
 

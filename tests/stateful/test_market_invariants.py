@@ -7,7 +7,7 @@ from boa.contracts.base_evm_contract import BoaError
 from eth_utils import keccak
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from offchain.chain.suite import ETHER, TERMINAL_STATES, Role, TaskState, Terms
 from tests.conftest import CHECKPOINTS, INTERVAL, SPEC_CID, SPEC_HASH, STEPS, deploy_suite

@@ -3,7 +3,14 @@ from eth_utils import keccak
 
 from offchain.chain.suite import ETHER, Role, TaskState
 from tests.conftest import (
-    CHECKPOINTS, PAYMENT, PROOF_CID, PROOF_ROOT, SECRET, SOLVER_STAKE, check_deadline_boundaries, events,
+    CHECKPOINTS,
+    PAYMENT,
+    PROOF_CID,
+    PROOF_ROOT,
+    SECRET,
+    SOLVER_STAKE,
+    check_deadline_boundaries,
+    events,
 )
 
 

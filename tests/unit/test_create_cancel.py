@@ -1,9 +1,17 @@
 import boa
 import pytest
 
-from offchain.chain.suite import ETHER, TaskState
+from offchain.chain.suite import TaskState
 from tests.conftest import (
-    CHECKPOINTS, INTERVAL, PAYMENT, SOLVER_STAKE, SPEC_CID, SPEC_HASH, STEPS, TRAIN_WINDOW, events,
+    CHECKPOINTS,
+    INTERVAL,
+    PAYMENT,
+    SOLVER_STAKE,
+    SPEC_CID,
+    SPEC_HASH,
+    STEPS,
+    TRAIN_WINDOW,
+    events,
 )
 
 

@@ -5,7 +5,7 @@ import pytest
 from eth_utils import keccak
 
 from offchain.chain.suite import ETHER, TaskState
-from tests.conftest import ALWAYS_FORCED, PROOF_ROOT, SECRET, SOLVER_STAKE, events
+from tests.conftest import ALWAYS_FORCED, SECRET, SOLVER_STAKE, events
 
 ZERO = "0x0000000000000000000000000000000000000000"
 

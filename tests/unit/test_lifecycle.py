@@ -1,6 +1,5 @@
-import boa
-from tests.conftest import PAYMENT, SOLVER_STAKE, assert_solvent
 from offchain.chain.suite import TaskState
+from tests.conftest import PAYMENT, assert_solvent
 
 
 def test_honest_lifecycle__pays_solver_and_verifier(market, flow, actors):
