@@ -14,8 +14,9 @@ after, with structs as tuples, ready for `contract.fn(*args)` (titanoboa) or web
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -27,13 +28,9 @@ from offchain.ml.commit import (
     keccak256,
     leaf_hashes,
     leaf_length,
-    merkle_range_proof,
     merkle_root,
-    sized_root,
     tensor_bytes,
-    tensor_root,
     tree_depth,
-    uint256,
 )
 from offchain.ml.graph import OP_CODES, Node, TrainingGraph, trace_roots
 from offchain.ml.task import TrainingTask
@@ -41,7 +38,7 @@ from offchain.ml.task import TrainingTask
 # mirror of contracts/Arbitration.vy constants
 MAX_POINTS = 256            # intervals one dissection move reveals (k + 1 <= 257 roots)
 MAX_OPEN_NODES = 65         # nodes one graph / trace opening proves
-MAX_OPEN_LEAVES = 64        # tensor leaves one opening proves
+MAX_OPEN_LEAVES = 16        # tensor leaves one opening proves
 MAX_DEMAND = 512            # elements one data-availability demand may ask for
 MAX_DEMANDS = 64            # demands per dispute
 
@@ -73,7 +70,7 @@ def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
 
 def multiproof(leaves: Sequence[bytes], indices: Sequence[int]) -> list[bytes]:
     """Siblings proving the leaves at the strictly increasing ``indices`` of the tree over ``leaves``."""
-    if not indices or any(b <= a for a, b in zip(indices, indices[1:])) or indices[-1] >= len(leaves):
+    if not indices or any(b <= a for a, b in pairwise(indices)) or indices[-1] >= len(leaves):
         raise MoveError("multiproof indices must be increasing and inside the tree")
     levels = _levels(leaves)
     known = list(indices)
@@ -98,7 +95,7 @@ def multi_root(indices: Sequence[int], hashes: Sequence[bytes], siblings: Sequen
     n = len(indices)
     if n == 0 or n != len(hashes) or count == 0 or count >= 1 << 64 or indices[-1] >= count:
         return None
-    if any(b <= a for a, b in zip(indices, indices[1:])):
+    if any(b <= a for a, b in pairwise(indices)):
         return None
     idx, nodes, used = list(indices), list(hashes), 0
     for _ in range(tree_depth(count)):
@@ -127,3 +124,263 @@ def multi_root(indices: Sequence[int], hashes: Sequence[bytes], siblings: Sequen
     if used != len(siblings) or len(nodes) != 1:
         return None
     return nodes[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Openings (struct tuples in the field order of contracts/arbitration/structs.vy)
+
+
+def commitments(task: TrainingTask) -> tuple:
+    """`Commitments`: the task's `commitments()`, which hash to its spec_hash."""
+    return tuple(task.commitments())
+
+
+def descriptor(node: Node) -> tuple:
+    """`Descriptor` (id, op, inputs, shape, attrs)."""
+    return (node.id, OP_CODES[node.op], list(node.inputs), list(node.shape), list(node.attrs))
+
+
+def graph_opening(graph: TrainingGraph, ids: Sequence[int]) -> tuple:
+    """`GraphOpening`: the descriptors of nodes ``ids`` (increasing) proven against graph_root."""
+    ids = sorted(set(ids))
+    hashes = graph.node_hashes()
+    return (len(graph.nodes), [descriptor(graph.nodes[i]) for i in ids], multiproof(hashes, ids))
+
+
+def trace_opening(roots: Sequence[bytes], ids: Sequence[int]) -> tuple:
+    """`TraceOpening`: the output tensor roots of nodes ``ids`` proven against the trace root."""
+    ids = sorted(set(ids))
+    return ([roots[i] for i in ids], multiproof(list(roots), ids))
+
+
+def _itemsize(tensor: torch.Tensor) -> int:
+    return 8 if tensor.dtype == torch.int64 else 4
+
+
+def tensor_opening(tensor: torch.Tensor, elements: Sequence[int]) -> tuple:
+    """`TensorOpening`: the 2 KiB leaves holding the flat ``elements`` of ``tensor``, with a multiproof."""
+    data = tensor_bytes(tensor)
+    size = _itemsize(tensor)
+    positions = sorted({e * size // LEAF_BYTES for e in elements}) or [0]
+    if len(positions) > MAX_OPEN_LEAVES:
+        raise MoveError(f"{len(positions)} leaves exceed one opening ({MAX_OPEN_LEAVES})")
+    padded = data + bytes(-len(data) % 32)
+    leaves = [padded[p * LEAF_BYTES:(p + 1) * LEAF_BYTES] for p in positions]
+    assert all(len(leaf) == leaf_length(len(data), p) for leaf, p in zip(leaves, positions))
+    return (positions, leaves, multiproof(leaf_hashes(data), positions))
+
+
+def strided(start: int, stride: int, count: int) -> list[int]:
+    return [start + t * stride for t in range(count)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Narrowing moves
+
+
+def dissection_points(span: int) -> list[int]:
+    """Offsets (from the interval start) of the roots one dissection reveals."""
+    points = min(span, MAX_POINTS)
+    return [i * span // points for i in range(points + 1)]
+
+
+def reveal_segment_args(dispute_id: int, segment: int, task: TrainingTask, state_roots: Sequence[bytes],
+                        checkpoint_roots: Sequence[bytes]) -> tuple:
+    """`reveal_segment`: ``state_roots`` are the k + 1 roots of the segment (endpoints included)."""
+    k = task.checkpoint_interval
+    if len(state_roots) != k + 1:
+        raise MoveError(f"need {k + 1} state roots, got {len(state_roots)}")
+    revealed = [state_roots[p] for p in dissection_points(k)]
+    proof = multiproof(list(checkpoint_roots), [segment, segment + 1])
+    return (dispute_id, segment, commitments(task), revealed, proof)
+
+
+def pick_step_args(dispute_id: int, revealed: Sequence[bytes], index: int) -> tuple:
+    """`pick_step`: interval ``index`` of the roots revealed by the last dissection."""
+    return (dispute_id, merkle_root(list(revealed)), index, revealed[index], revealed[index + 1],
+            multiproof(list(revealed), [index, index + 1]))
+
+
+def bisect_args(dispute_id: int, first_step: int, interval_roots: Sequence[bytes]) -> tuple:
+    """`bisect`: ``interval_roots`` are all span + 1 roots of the picked interval."""
+    span = len(interval_roots) - 1
+    return (dispute_id, first_step, [interval_roots[p] for p in dissection_points(span)])
+
+
+def commit_trace_args(dispute_id: int, step: int, trace: Sequence[torch.Tensor]) -> tuple:
+    """`commit_trace`: the Merkle root over the node-output tensor roots."""
+    return (dispute_id, step, merkle_root(trace_roots(trace)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Final proofs and data availability (ProofChecker; the game's address comes first)
+
+
+@dataclass(frozen=True)
+class StepData:
+    """What a challenger knows of the disputed step: the task, the graph, the dataset and the
+    solver's trace (every node output, in node order) with its roots."""
+
+    task: TrainingTask
+    graph: TrainingGraph
+    trace: Sequence[torch.Tensor]
+    x: torch.Tensor | None = None
+    y: torch.Tensor | None = None
+
+    @property
+    def roots(self) -> list[bytes]:
+        return trace_roots(self.trace)
+
+    @property
+    def trace_root(self) -> bytes:
+        return merkle_root(self.roots)
+
+
+def link_args(game: str, dispute_id: int, data: StepData, after: bool) -> tuple:
+    """`prove_link_mismatch`: the parameter block (``after`` False) or the update block."""
+    graph = data.graph
+    params = len(graph.param_nodes)
+    n = len(graph.nodes)
+    if after:
+        ids = list(range(n - params - 1, n))
+        block = ids[1:]
+    else:
+        ids = list(range(params + 1))
+        block = ids[:-1]
+    return (game, dispute_id, data.trace_root, commitments(data.task), after,
+            graph_opening(graph, ids), trace_opening(data.roots, block))
+
+
+def data_args(game: str, dispute_id: int, data: StepData, node_id: int, row: int, step: int) -> tuple:
+    """`prove_data_mismatch`: row ``row`` of data node ``node_id`` against dataset row idx(step, row)."""
+    from offchain.ml.train import batch_indices
+
+    if data.x is None or data.y is None:
+        raise MoveError("the dataset is needed for a data proof")
+    task, graph = data.task, data.graph
+    node = graph.nodes[node_id]
+    tensor = data.trace[node_id]
+    index = batch_indices(task.seed, step, row + 1, task.dataset_rows)[row]
+    if node.op == "data_x":
+        width = node.shape[1]
+        elements = list(range(row * width, (row + 1) * width))
+    else:
+        elements = [row]
+    proof = dataset_row_proof(data.x, data.y, index)
+    return (game, dispute_id, data.trace_root, commitments(task), graph_opening(graph, [node_id]),
+            trace_opening(data.roots, [node_id]), tensor_opening(tensor, elements), row,
+            (proof.x_row, proof.label, list(proof.siblings)))
+
+
+def judge_operands(graph: TrainingGraph, node_id: int, index: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(start, stride, count) of the first and second input elements the judge needs for element
+    ``index`` of node ``node_id`` (mirror of ProofChecker.prove_element); count 0 = not needed."""
+    node = graph.nodes[node_id]
+    op = node.op
+    cols = node.shape[-1]
+    a_shape = graph.nodes[node.inputs[0]].shape
+    b_shape = graph.nodes[node.inputs[-1]].shape
+    a, b = (index, 1, 1), (index, 1, 0)
+    if op == "matmul":
+        ta, tb, k0, k1 = node.attrs
+        i, j = divmod(index, cols)
+        n = k1 - k0
+        a = (k0 * a_shape[1] + i, a_shape[1], n) if ta else (i * a_shape[1] + k0, 1, n)
+        b = (j * b_shape[1] + k0, 1, n) if tb else (k0 * b_shape[1] + j, b_shape[1], n)
+    elif op in ("add", "relu_grad", "sgd"):
+        b = (index, 1, 1)
+    elif op == "add_bias":
+        b = (index % cols, 1, 1)
+    elif op in ("softmax_xent", "softmax_xent_grad"):
+        i = index // cols if op == "softmax_xent_grad" else index
+        a = (i * a_shape[1], 1, a_shape[1])
+        b = (i, 1, 1)
+    elif op == "sum_rows":
+        r0, r1 = node.attrs
+        a = (r0 * a_shape[1] + index, a_shape[1], r1 - r0)
+    elif op != "relu":
+        raise MoveError(f"node {node_id} ({op}) has no one-step check")
+    return a, b
+
+
+def element_args(game: str, dispute_id: int, data: StepData, node_id: int, index: int) -> tuple:
+    """`prove_element`: element ``index`` of node ``node_id`` with the inputs the judge needs."""
+    graph = data.graph
+    node = graph.nodes[node_id]
+    (a0, a_stride, a_count), (b0, b_stride, b_count) = judge_operands(graph, node_id, index)
+    first = tensor_opening(data.trace[node.inputs[0]], strided(a0, a_stride, a_count))
+    if b_count:
+        second = tensor_opening(data.trace[node.inputs[1]], strided(b0, b_stride, b_count))
+    else:
+        second = ([], [], [])
+    ids = [node_id, *node.inputs]
+    return (game, dispute_id, data.trace_root, commitments(data.task), node_id, index,
+            graph_opening(graph, ids), trace_opening(data.roots, ids),
+            tensor_opening(data.trace[node_id], [index]), first, second)
+
+
+def demand_args(game: str, dispute_id: int, task: TrainingTask, graph: TrainingGraph, trace_root: bytes,
+                node_id: int, start: int, count: int) -> tuple:
+    """`demand_elements` (challenger): elements [start, start + count) of node ``node_id``."""
+    return (game, dispute_id, trace_root, commitments(task), graph_opening(graph, [node_id]), start, count)
+
+
+def post_args(game: str, dispute_id: int, trace: Sequence[torch.Tensor], node_id: int, start: int, count: int) -> tuple:
+    """`post_elements` (solver): the demanded elements with their proofs against the trace."""
+    roots = trace_roots(trace)
+    return (game, dispute_id, node_id, start, count, roots[node_id], multiproof(roots, [node_id]),
+            tensor_opening(trace[node_id], list(range(start, start + count))))
+
+
+def decode_values(values: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """The tensor elements an `ElementsPosted` event carries (little-endian bit patterns)."""
+    if dtype == torch.int64:
+        return torch.from_numpy(np.array(values, dtype=np.uint64).view(np.int64).copy())
+    return torch.from_numpy(np.array(values, dtype=np.uint32).view(np.float32).copy())
+
+
+# ---------------------------------------------------------------------------------------------
+# The challenger's search
+
+
+@dataclass(frozen=True)
+class FinalProof:
+    """A proof the challenger can win with: ``kind`` in (link, data, element) and its arguments."""
+
+    kind: str
+    args: tuple
+    detail: str
+
+
+def find_final_proof(game: str, dispute_id: int, data: StepData, state_before: bytes, state_after: bytes,
+                     step: int) -> FinalProof | None:
+    """The first inconsistency of the solver's committed trace, in the order links, data rows,
+    node elements (graph order, judged by `find_inconsistent_element`); None if the step is consistent."""
+    from offchain.dispute.judge import find_inconsistent_element
+    from offchain.ml.train import batch_indices
+
+    graph, trace, roots = data.graph, data.trace, data.roots
+    params = len(graph.param_nodes)
+    if merkle_root(roots[:params]) != state_before:
+        return FinalProof("link", link_args(game, dispute_id, data, False), "parameters differ from the state before")
+    n = len(graph.nodes)
+    if merkle_root(roots[n - params:]) != state_after:
+        return FinalProof("link", link_args(game, dispute_id, data, True), "update differs from the state after")
+    if data.x is not None and data.y is not None:
+        task = data.task
+        rows = batch_indices(task.seed, step, task.batch_size, task.dataset_rows)
+        xs, ys = trace[graph.data_x_node], trace[graph.data_y_node]
+        for r, index in enumerate(rows):
+            if not torch.equal(xs[r], data.x[index]):
+                return FinalProof("data", data_args(game, dispute_id, data, graph.data_x_node, r, step), f"data_x row {r}")
+            if int(ys[r]) != int(data.y[index]):
+                return FinalProof("data", data_args(game, dispute_id, data, graph.data_y_node, r, step), f"data_y row {r}")
+    for node in graph.nodes:
+        if node.op in ("param", "data_x", "data_y"):
+            continue
+        inputs = [trace[i] for i in node.inputs]
+        bad = find_inconsistent_element(node, inputs, trace[node.id])
+        if bad is not None:
+            return FinalProof("element", element_args(game, dispute_id, data, node.id, bad),
+                              f"node {node.id} ({node.op}) element {bad}")
+    return None

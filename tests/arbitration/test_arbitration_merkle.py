@@ -6,7 +6,8 @@ import functools
 from pathlib import Path
 
 import boa
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from offchain.chain.suite import CONTRACTS
 from offchain.dispute.moves import multi_root, multiproof

@@ -1,0 +1,110 @@
+"""Gas and wall time of whole disputes on the digits model (64-32-10 MLP, batch 32, k = 10).
+
+Run: ``.venv/bin/python bench/dispute.py``
+
+Deploys Judge, ProofChecker, Arbitration and Market in titanoboa's in-process EVM, trains the
+digits task honestly and with a fabricated segment, and plays complete disputes through the market
+with real state roots, traces and proofs (`offchain.dispute.moves`). Gas per transaction =
+21,000 + calldata (16 gas per non-zero byte, 4 per zero byte) + execution (refunds capped at a
+fifth, EIP-3529). Wall time is the titanoboa time of the on-chain moves plus the off-chain work
+of building them (trace re-derivation is not included: the plays are prepared before timing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import boa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "arbitration"))
+
+import arbitration_testing as T  # noqa: E402
+
+from offchain.dispute import moves as M  # noqa: E402
+from offchain.ml import cheats  # noqa: E402
+from offchain.ml.demo import digits_task  # noqa: E402
+
+LIMIT = 10_000_000
+
+
+def corrupted(play: T.Play, op: str) -> tuple[T.Play, int, int]:
+    graph = play.demo.graph
+    node = next(n for n in graph.nodes if n.op == op)
+    trace = list(play.trace)
+    flat = trace[node.id].clone().reshape(-1)
+    index = node.numel - 1
+    flat[index] += 1.0
+    trace[node.id] = flat.reshape(node.shape)
+    return dataclasses.replace(play, trace=trace), node.id, index
+
+
+def main() -> None:
+    started = time.perf_counter()
+    demo = digits_task(steps=20, k=10, batch_size=32)
+    honest = cheats.honest_run(demo)
+    cheat = cheats.fabricate_segments(demo, [1], mode="noise")
+    print(f"digits task: {len(demo.graph.nodes)} graph nodes, k = {demo.task.checkpoint_interval}, "
+          f"batch {demo.task.batch_size}; training both runs: {time.perf_counter() - started:.1f} s")
+    suite = T.deploy_game_suite()
+    parties = T.make_parties(suite.market)
+
+    genuine = T.genuine_play(demo, honest, 1, 4)
+    cases: list[tuple[str, T.Play, object, list]] = [
+        ("cheater, honest trace -> link mismatch", T.fabricated_play(demo, cheat, 1, "honest"), None, []),
+        ("cheater, forged update -> sgd element", T.fabricated_play(demo, cheat, 1, "forged"), None, []),
+    ]
+    for op in ("matmul", "add_bias", "relu", "relu_grad", "softmax_xent", "softmax_xent_grad", "sum_rows"):
+        play, node_id, index = corrupted(genuine, op)
+        cases.append((f"corrupted {op} element -> judge", play, (node_id, index), []))
+    bad_x = list(genuine.trace)
+    x = bad_x[demo.graph.data_x_node].clone()
+    x[5] = demo.dataset.x[0]
+    bad_x[demo.graph.data_x_node] = x
+    cases.append(("wrong data_x row -> data proof", dataclasses.replace(genuine, trace=bad_x), None, []))
+    cases.append(("honest solver, 2 demands answered, challenger times out", genuine, None,
+                  [(demo.graph.data_x_node, 0, 512), (demo.graph.output_nodes[0], 1024, 512)]))
+
+    rows = []
+    worst_total = 0
+    for name, play, element, demands in cases:
+        with boa.env.anchor():
+            proof = None
+            if element is not None:
+                dispute_id = suite.game.dispute_count() + 1
+                proof = M.FinalProof("element", M.element_args(suite.game.address, dispute_id, play.step_data(),
+                                                               *element), f"node {element[0]}")
+            t0 = time.perf_counter()
+            result = T.full_dispute(suite, parties, play, proof=proof, demands=demands)
+            wall = time.perf_counter() - t0
+        worst_total = max(worst_total, result["total_gas"])
+        rows.append((name, result, wall))
+
+    print()
+    print("| dispute | moves | solver gas | challenger gas | total gas | winner | wall s |")
+    print("|---|---:|---:|---:|---:|---|---:|")
+    for name, r, wall in rows:
+        winner = "solver" if r["solver_won"] else "challenger"
+        print(f"| {name} | {r['moves']} | {r['solver_gas']:,} | {r['challenger_gas']:,} | {r['total_gas']:,} | "
+              f"{winner} | {wall:.2f} |")
+    print()
+    print("| move | gas |")
+    print("|---|---:|")
+    seen = {}
+    for _, r, _ in rows:
+        for move, gas in r["gas"].items():
+            seen[move] = max(seen.get(move, 0), gas)
+    for move, gas in seen.items():
+        print(f"| {move} | {gas:,} |")
+    print()
+    print(f"largest whole dispute: {worst_total:,} gas (limit {LIMIT:,}): {'OK' if worst_total < LIMIT else 'OVER'}")
+    print(f"bound: max_moves(k=10) = {suite.game.max_moves(10)}, max_duration = "
+          f"{suite.game.max_duration(10):,} s with clock {T.CLOCK} s, extension {T.EXTENSION} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,641 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+# pragma optimize codesize
+"""
+@title Arbitration
+@notice The dispute game of the market (docs/arbitration.md). A challenged
+        segment j of a proof of learning is narrowed down on chain to one
+        training step, then to one root inequality, one dataset row or one
+        output element of one graph node, which the chain checks itself.
+
+        open ─→ REVEAL (solver: the state roots inside segment j)
+             ─→ PICK (challenger: one interval; repeated with BISECT while the
+                      interval is longer than one step)
+             ─→ TRACE (solver: root over every node output of that step)
+             ─→ PROVE (challenger: a link mismatch, a wrong data row or an
+                       inconsistent element, through the ProofChecker; it may
+                       DEMAND elements that the solver must POST first)
+
+        Chess clocks: each side has `clock` seconds for the whole game, charged
+        while it is its turn; after each move the opponent has at least
+        `extension` seconds left. A side whose clock has run out can no longer
+        move, and `timeout` (anyone) ends the game for the other side. The
+        outcome is reported to the market once, through `Market.resolve`.
+@dev    Every move names the dispute and the claim it answers (segment, states
+        root, step or trace root), so a reorganised or replaced claim cannot be
+        answered by mistake. Only the recorded solver and challenger move; the
+        winner is always one of them, whoever sends the transaction.
+        Proof checking (Merkle openings of the graph, the trace, tensors and
+        the dataset, and the one-step judge call) lives in the stateless
+        ProofChecker, which reports a verified result here with the caller.
+"""
+
+from arbitration import merkle
+from arbitration import structs
+
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ CONSTANTS                                                     ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+# intervals one dissection move splits the current interval into (k + 1 <= 257 roots)
+MAX_POINTS: constant(uint256) = 256
+MAX_ROOTS: constant(uint256) = MAX_POINTS + 1
+MAX_PROOF_SIBLINGS: constant(uint256) = structs.MAX_PROOF_SIBLINGS
+# data availability: elements per demand, demands per dispute
+MAX_DEMAND: constant(uint256) = 512
+MAX_DEMANDS: constant(uint256) = 64
+MAX_CLOCK: constant(uint256) = 365 * 86_400
+
+# phases: REVEAL, BISECT, TRACE and DEMAND are the solver's turn, PICK and PROVE the challenger's
+PHASE_NONE: constant(uint256) = 0
+PHASE_REVEAL: constant(uint256) = 1
+PHASE_PICK: constant(uint256) = 2
+PHASE_BISECT: constant(uint256) = 3
+PHASE_TRACE: constant(uint256) = 4
+PHASE_PROVE: constant(uint256) = 5
+PHASE_DEMAND: constant(uint256) = 6
+PHASE_SOLVER_WON: constant(uint256) = 7
+PHASE_CHALLENGER_WON: constant(uint256) = 8
+PHASE_ABORTED: constant(uint256) = 9
+
+# why a game ended (DisputeEnded.reason)
+END_TIMEOUT: constant(uint256) = 1
+END_LINK: constant(uint256) = 2
+END_DATA: constant(uint256) = 3
+END_ELEMENT: constant(uint256) = 4
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ TYPES                                                         ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+struct MarketTask:
+    # Market.Task, field for field (the state flag is a uint256 on the wire)
+    state: uint256
+    submitter: address
+    spec_hash: bytes32
+    escrow: uint256
+    tax: uint256
+    solver_stake: uint256
+    terms_id: uint256
+    expires: uint256
+    train_window: uint256
+    checkpoint_interval: uint256
+    checkpoints: uint256
+    solver: address
+    secret_hash: bytes32
+    entropy: bytes32
+    round: uint256
+    deadline: uint256
+    proof_root: bytes32
+    verifier: address
+    challenger: address
+    dispute_id: uint256
+
+interface IMarketGame:
+    def tasks(task_id: uint256) -> MarketTask: view
+    def resolve(task_id: uint256, dispute_id: uint256, solver_won: bool): nonpayable
+
+struct Dispute:
+    task_id: uint256
+    solver: address
+    challenger: address
+    segment: uint256
+    phase: uint256
+    opened_at: uint256
+    turn_start: uint256           # when the side to move got the turn
+    solver_clock: uint256         # seconds the solver had left at turn_start
+    challenger_clock: uint256
+    moves: uint256
+    spec_hash: bytes32
+    first_step: uint256           # global training step at the start of the interval
+    span: uint256                 # steps in the interval
+    points: uint256               # intervals the last dissection revealed
+    states_root: bytes32          # Merkle root of the revealed state roots
+    state_before: bytes32         # state root at first_step
+    state_after: bytes32          # state root at first_step + span
+    trace_root: bytes32
+    demands: uint256
+    demand_node: uint256
+    demand_start: uint256
+    demand_count: uint256
+    demand_numel: uint256
+    demand_itemsize: uint256
+    n_nodes: uint256
+
+struct Turn:
+    phase: uint256
+    task_id: uint256
+    turn_start: uint256
+    solver_clock: uint256
+    challenger_clock: uint256
+    moves: uint256
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ EVENTS                                                        ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+event DisputeOpened:
+    dispute_id: indexed(uint256)
+    task_id: indexed(uint256)
+    solver: address
+    challenger: address
+    segment: uint256
+
+event StatesRevealed:
+    dispute_id: indexed(uint256)
+    first_step: uint256
+    span: uint256
+    states_root: bytes32
+    state_roots: DynArray[bytes32, MAX_ROOTS]
+
+event IntervalPicked:
+    dispute_id: indexed(uint256)
+    first_step: uint256
+    span: uint256
+    state_before: bytes32
+    state_after: bytes32
+
+event TraceCommitted:
+    dispute_id: indexed(uint256)
+    step: uint256
+    trace_root: bytes32
+
+event ElementsDemanded:
+    dispute_id: indexed(uint256)
+    node: uint256
+    start: uint256
+    count: uint256
+
+event ElementsPosted:
+    dispute_id: indexed(uint256)
+    node: uint256
+    tensor_root: bytes32
+    start: uint256
+    values: DynArray[uint256, MAX_DEMAND]
+
+event DisputeEnded:
+    dispute_id: indexed(uint256)
+    task_id: indexed(uint256)
+    solver_won: bool
+    reason: uint256
+
+event DisputeAborted:
+    dispute_id: indexed(uint256)
+    task_id: indexed(uint256)
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ STORAGE                                                       ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+market: public(immutable(address))
+# the stateless proof checker (contracts/ProofChecker.vy) whose reports this game accepts
+checker: public(immutable(address))
+# seconds each side has for the whole game
+clock: public(immutable(uint256))
+# seconds a side has at least after its opponent moved
+extension: public(immutable(uint256))
+
+disputes: public(HashMap[uint256, Dispute])
+dispute_count: public(uint256)
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ CONSTRUCTOR                                                   ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@deploy
+def __init__(market_: address, checker_: address, clock_: uint256, extension_: uint256):
+    """
+    @param market_ The market this game reports to (deployed next, at a known address).
+    @param checker_ The ProofChecker (bound to the one-step judge).
+    @param clock_ Seconds each side has for the whole game.
+    @param extension_ Seconds a side has at least after its opponent moved (<= clock_).
+    """
+    assert market_ != empty(address) and checker_ != empty(address), "arbitration: zero address"
+    assert clock_ > 0 and clock_ <= MAX_CLOCK, "arbitration: bad clock"
+    assert extension_ > 0 and extension_ <= clock_, "arbitration: bad extension"
+    market = market_
+    checker = checker_
+    clock = clock_
+    extension = extension_
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ MARKET                                                        ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@external
+def open_dispute(task_id: uint256, solver: address, challenger: address, segment: uint256) -> uint256:
+    """
+    @notice Move 1, by the market when a challenge is filed: the solver is to move.
+    @dev    Does not call back into the market (its views are locked now).
+    @return The dispute id.
+    """
+    assert msg.sender == market, "arbitration: caller is not the market"
+    assert solver != empty(address) and challenger != empty(address), "arbitration: zero address"
+    assert solver != challenger, "arbitration: solver cannot challenge itself"
+    dispute_id: uint256 = self.dispute_count + 1
+    self.dispute_count = dispute_id
+    self.disputes[dispute_id].task_id = task_id
+    self.disputes[dispute_id].solver = solver
+    self.disputes[dispute_id].challenger = challenger
+    self.disputes[dispute_id].segment = segment
+    self.disputes[dispute_id].phase = PHASE_REVEAL
+    self.disputes[dispute_id].opened_at = block.timestamp
+    self.disputes[dispute_id].turn_start = block.timestamp
+    self.disputes[dispute_id].solver_clock = clock
+    self.disputes[dispute_id].challenger_clock = clock
+    log DisputeOpened(dispute_id=dispute_id, task_id=task_id, solver=solver, challenger=challenger, segment=segment)
+    return dispute_id
+
+
+@external
+def abort_dispute(dispute_id: uint256):
+    """
+    @notice The market ended the dispute itself (the solver conceded a forced
+            error): no verdict is reported and no move is accepted any more.
+    """
+    assert msg.sender == market, "arbitration: caller is not the market"
+    phase: uint256 = self.disputes[dispute_id].phase
+    assert phase != PHASE_NONE, "arbitration: no such dispute"
+    assert phase < PHASE_SOLVER_WON, "arbitration: dispute closed"
+    self.disputes[dispute_id].phase = PHASE_ABORTED
+    log DisputeAborted(dispute_id=dispute_id, task_id=self.disputes[dispute_id].task_id)
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ NARROWING                                                     ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@external
+def reveal_segment(
+    dispute_id: uint256,
+    segment: uint256,
+    commitments: structs.Commitments,
+    state_roots: DynArray[bytes32, MAX_ROOTS],
+    checkpoint_proof: DynArray[bytes32, MAX_PROOF_SIBLINGS],
+):
+    """
+    @notice Move 2 (solver): `min(k, 256) + 1` state roots of the challenged
+            segment j, root i at step j·k + ⌊i·k / min(k, 256)⌋ (every step
+            when k <= 256). The first and last must be the committed
+            checkpoints j and j + 1: `checkpoint_proof` proves the two leaves
+            in the proof root. `commitments` must hash to the task's spec_hash.
+    """
+    t: Turn = self._begin(dispute_id, PHASE_REVEAL, msg.sender, True)
+    assert segment == self.disputes[dispute_id].segment, "arbitration: wrong segment"
+    task: MarketTask = staticcall IMarketGame(market).tasks(t.task_id)
+    assert keccak256(abi_encode(commitments)) == task.spec_hash, "arbitration: commitments do not match the task"
+    k: uint256 = task.checkpoint_interval
+    points: uint256 = min(k, MAX_POINTS)
+    assert len(state_roots) == points + 1, "arbitration: wrong number of state roots"
+    assert merkle._verify(
+        task.proof_root, [segment, segment + 1], [state_roots[0], state_roots[points]], checkpoint_proof, task.checkpoints
+    ), "arbitration: endpoints are not the checkpoints"
+    states_root: bytes32 = merkle._merkle_root(state_roots)
+    first_step: uint256 = segment * k
+    self.disputes[dispute_id].spec_hash = task.spec_hash
+    self.disputes[dispute_id].first_step = first_step
+    self.disputes[dispute_id].span = k
+    self.disputes[dispute_id].points = points
+    self.disputes[dispute_id].states_root = states_root
+    self.disputes[dispute_id].state_before = state_roots[0]
+    self.disputes[dispute_id].state_after = state_roots[points]
+    self._pass(dispute_id, t, PHASE_PICK)
+    log StatesRevealed(dispute_id=dispute_id, first_step=first_step, span=k, states_root=states_root, state_roots=state_roots)
+
+
+@external
+def pick_step(
+    dispute_id: uint256,
+    states_root: bytes32,
+    index: uint256,
+    state_before: bytes32,
+    state_after: bytes32,
+    proof: DynArray[bytes32, MAX_PROOF_SIBLINGS],
+):
+    """
+    @notice Move 3 (challenger): dispute interval `index` of the revealed
+            roots, the transition from root `index` to root `index + 1` (both
+            proven against `states_root`, the claim this move answers). An
+            interval of one step goes to the trace; a longer one (k > 256) is
+            dissected again.
+    """
+    t: Turn = self._begin(dispute_id, PHASE_PICK, msg.sender, False)
+    assert states_root == self.disputes[dispute_id].states_root, "arbitration: wrong states root"
+    points: uint256 = self.disputes[dispute_id].points
+    assert index < points, "arbitration: no such interval"
+    assert merkle._verify(
+        states_root, [index, index + 1], [state_before, state_after], proof, points + 1
+    ), "arbitration: roots not in the states root"
+    span: uint256 = self.disputes[dispute_id].span
+    lo: uint256 = index * span // points
+    hi: uint256 = (index + 1) * span // points
+    first_step: uint256 = self.disputes[dispute_id].first_step + lo
+    self.disputes[dispute_id].first_step = first_step
+    self.disputes[dispute_id].span = hi - lo
+    self.disputes[dispute_id].state_before = state_before
+    self.disputes[dispute_id].state_after = state_after
+    if hi - lo == 1:
+        self._pass(dispute_id, t, PHASE_TRACE)
+    else:
+        self._pass(dispute_id, t, PHASE_BISECT)
+    log IntervalPicked(dispute_id=dispute_id, first_step=first_step, span=hi - lo, state_before=state_before, state_after=state_after)
+
+
+@external
+def bisect(dispute_id: uint256, first_step: uint256, state_roots: DynArray[bytes32, MAX_ROOTS]):
+    """
+    @notice Move 3b (solver, only when k > 256): `min(span, 256) + 1` state
+            roots inside the picked interval that starts at `first_step` (the
+            claim answered), whose ends are the picked roots.
+    """
+    t: Turn = self._begin(dispute_id, PHASE_BISECT, msg.sender, True)
+    assert first_step == self.disputes[dispute_id].first_step, "arbitration: wrong step"
+    span: uint256 = self.disputes[dispute_id].span
+    points: uint256 = min(span, MAX_POINTS)
+    assert len(state_roots) == points + 1, "arbitration: wrong number of state roots"
+    assert state_roots[0] == self.disputes[dispute_id].state_before and state_roots[points] == self.disputes[dispute_id].state_after, "arbitration: endpoints are not the picked roots"
+    states_root: bytes32 = merkle._merkle_root(state_roots)
+    self.disputes[dispute_id].points = points
+    self.disputes[dispute_id].states_root = states_root
+    self._pass(dispute_id, t, PHASE_PICK)
+    log StatesRevealed(dispute_id=dispute_id, first_step=first_step, span=span, states_root=states_root, state_roots=state_roots)
+
+
+@external
+def commit_trace(dispute_id: uint256, step: uint256, trace_root: bytes32):
+    """
+    @notice Move 4 (solver): the Merkle root over the output tensor roots of
+            every node of training step `step` (node id order); the solver
+            publishes the trace off chain.
+    """
+    t: Turn = self._begin(dispute_id, PHASE_TRACE, msg.sender, True)
+    assert step == self.disputes[dispute_id].first_step, "arbitration: wrong step"
+    assert trace_root != empty(bytes32), "arbitration: empty trace root"
+    self.disputes[dispute_id].trace_root = trace_root
+    self._pass(dispute_id, t, PHASE_PROVE)
+    log TraceCommitted(dispute_id=dispute_id, step=step, trace_root=trace_root)
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ PROOF CHECKER REPORTS                                         ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@external
+def record_demand(
+    dispute_id: uint256,
+    caller: address,
+    node: uint256,
+    start: uint256,
+    count: uint256,
+    numel: uint256,
+    itemsize: uint256,
+    n_nodes: uint256,
+):
+    """
+    @notice The challenger (`caller`) demanded elements [start, start + count)
+            of node `node`'s output, which the checker proved to be a node of
+            the task's graph with `numel` elements of `itemsize` bytes. The
+            solver must post them within its clock.
+    """
+    assert msg.sender == checker, "arbitration: caller is not the checker"
+    t: Turn = self._begin(dispute_id, PHASE_PROVE, caller, False)
+    demands: uint256 = self.disputes[dispute_id].demands
+    assert demands < MAX_DEMANDS, "arbitration: too many demands"
+    assert count > 0 and count <= MAX_DEMAND and start < numel and count <= numel - start, "arbitration: bad element range"
+    self.disputes[dispute_id].demands = demands + 1
+    self.disputes[dispute_id].demand_node = node
+    self.disputes[dispute_id].demand_start = start
+    self.disputes[dispute_id].demand_count = count
+    self.disputes[dispute_id].demand_numel = numel
+    self.disputes[dispute_id].demand_itemsize = itemsize
+    self.disputes[dispute_id].n_nodes = n_nodes
+    self._pass(dispute_id, t, PHASE_DEMAND)
+    log ElementsDemanded(dispute_id=dispute_id, node=node, start=start, count=count)
+
+
+@external
+def record_post(dispute_id: uint256, caller: address, tensor_root: bytes32, values: DynArray[uint256, MAX_DEMAND]):
+    """
+    @notice The solver (`caller`) posted the demanded elements, which the
+            checker proved against the committed trace; they are emitted for
+            the challenger, whose turn it is again.
+    """
+    assert msg.sender == checker, "arbitration: caller is not the checker"
+    t: Turn = self._begin(dispute_id, PHASE_DEMAND, caller, True)
+    self._pass(dispute_id, t, PHASE_PROVE)
+    log ElementsPosted(
+        dispute_id=dispute_id,
+        node=self.disputes[dispute_id].demand_node,
+        tensor_root=tensor_root,
+        start=self.disputes[dispute_id].demand_start,
+        values=values,
+    )
+
+
+@external
+def conclude(dispute_id: uint256, caller: address, reason: uint256):
+    """
+    @notice The challenger (`caller`) proved the trace inconsistent (a link
+            mismatch, a wrong data row or an element the judge rejects): the
+            recorded challenger wins.
+    """
+    assert msg.sender == checker, "arbitration: caller is not the checker"
+    assert reason >= END_LINK and reason <= END_ELEMENT, "arbitration: bad reason"
+    t: Turn = self._begin(dispute_id, PHASE_PROVE, caller, False)
+    self._finish(dispute_id, t.task_id, False, reason)
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ ANYONE                                                        ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@external
+def timeout(dispute_id: uint256):
+    """
+    @notice End a game whose side to move has run out of clock: the other side
+            wins. Anyone may call.
+    """
+    phase: uint256 = self.disputes[dispute_id].phase
+    assert phase != PHASE_NONE, "arbitration: no such dispute"
+    assert phase < PHASE_SOLVER_WON, "arbitration: dispute closed"
+    assert block.timestamp > self._deadline(dispute_id, phase), "arbitration: clock not expired"
+    # the side to move loses
+    self._finish(dispute_id, self.disputes[dispute_id].task_id, not self._solver_to_move(phase), END_TIMEOUT)
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ VIEWS                                                         ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@external
+@view
+def context(dispute_id: uint256, caller: address, phase: uint256) -> structs.Context:
+    """
+    @notice For the ProofChecker: reverts unless it is `caller`'s turn to make
+            a `phase` move (same checks and order as every move), then returns
+            the claims a proof answers.
+    """
+    self._begin(dispute_id, phase, caller, phase == PHASE_DEMAND)
+    d: Dispute = self.disputes[dispute_id]
+    return structs.Context(
+        task_id=d.task_id,
+        spec_hash=d.spec_hash,
+        step=d.first_step,
+        state_before=d.state_before,
+        state_after=d.state_after,
+        trace_root=d.trace_root,
+        demand_node=d.demand_node,
+        demand_start=d.demand_start,
+        demand_count=d.demand_count,
+        demand_numel=d.demand_numel,
+        demand_itemsize=d.demand_itemsize,
+        n_nodes=d.n_nodes,
+    )
+
+
+@external
+@view
+def deadline(dispute_id: uint256) -> uint256:
+    """
+    @notice Last second at which the side to move may still move (0 once over).
+    """
+    return self._deadline(dispute_id, self.disputes[dispute_id].phase)
+
+
+@external
+@view
+def to_move(dispute_id: uint256) -> address:
+    """
+    @notice The party whose turn it is (zero once the game is over).
+    """
+    phase: uint256 = self.disputes[dispute_id].phase
+    if phase == PHASE_NONE or phase >= PHASE_SOLVER_WON:
+        return empty(address)
+    if self._solver_to_move(phase):
+        return self.disputes[dispute_id].solver
+    return self.disputes[dispute_id].challenger
+
+
+@external
+@pure
+def max_moves(k: uint256) -> uint256:
+    """
+    @notice Most moves a game over a segment of k steps can take: the reveal,
+            one pick per dissection level and a bisect before every level but
+            the first, the trace, MAX_DEMANDS demand/post pairs and a final proof.
+    """
+    return self._max_moves(k)
+
+
+@external
+@view
+def max_duration(k: uint256) -> uint256:
+    """
+    @notice Seconds after `open_dispute` by which every game over a segment of
+            k steps has ended or can be ended by `timeout`: each side spends at
+            most its clock plus one extension per move of its opponent, and
+            `timeout` is allowed one second after the last deadline.
+    """
+    return 2 * clock + self._max_moves(k) * extension + 1
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ INTERNAL                                                      ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@internal
+@pure
+def _solver_to_move(phase: uint256) -> bool:
+    return phase == PHASE_REVEAL or phase == PHASE_BISECT or phase == PHASE_TRACE or phase == PHASE_DEMAND
+
+
+@internal
+@view
+def _deadline(dispute_id: uint256, phase: uint256) -> uint256:
+    if phase == PHASE_NONE or phase >= PHASE_SOLVER_WON:
+        return 0
+    if self._solver_to_move(phase):
+        return self.disputes[dispute_id].turn_start + self.disputes[dispute_id].solver_clock
+    return self.disputes[dispute_id].turn_start + self.disputes[dispute_id].challenger_clock
+
+
+@internal
+@pure
+def _max_moves(k: uint256) -> uint256:
+    # picks needed to narrow k steps to one
+    span: uint256 = max(k, 1)
+    levels: uint256 = 0
+    for i: uint256 in range(32):
+        levels += 1
+        span = (span + MAX_POINTS - 1) // MAX_POINTS
+        if span <= 1:
+            break
+    return 1 + levels + (levels - 1) + 1 + 2 * MAX_DEMANDS + 1
+
+
+@internal
+@view
+def _begin(dispute_id: uint256, phase: uint256, caller: address, solver_side: bool) -> Turn:
+    """
+    @notice The checks of every move, in this order: the game is live, it is
+            this move's phase, the caller is the side to move, and that side's
+            clock has not run out (a move at the deadline itself is in time).
+    """
+    current: uint256 = self.disputes[dispute_id].phase
+    assert current != PHASE_NONE, "arbitration: no such dispute"
+    assert current < PHASE_SOLVER_WON, "arbitration: dispute closed"
+    assert current == phase, "arbitration: wrong phase"
+    if solver_side:
+        assert caller == self.disputes[dispute_id].solver, "arbitration: caller is not the solver"
+    else:
+        assert caller == self.disputes[dispute_id].challenger, "arbitration: caller is not the challenger"
+    t: Turn = Turn(
+        phase=current,
+        task_id=self.disputes[dispute_id].task_id,
+        turn_start=self.disputes[dispute_id].turn_start,
+        solver_clock=self.disputes[dispute_id].solver_clock,
+        challenger_clock=self.disputes[dispute_id].challenger_clock,
+        moves=self.disputes[dispute_id].moves,
+    )
+    remaining: uint256 = t.challenger_clock
+    if solver_side:
+        remaining = t.solver_clock
+    assert block.timestamp <= t.turn_start + remaining, "arbitration: clock expired"
+    return t
+
+
+@internal
+def _pass(dispute_id: uint256, t: Turn, next_phase: uint256):
+    """
+    @notice Charge the mover the time its turn took, grant the opponent at
+            least `extension` seconds, hand over the turn.
+    """
+    elapsed: uint256 = block.timestamp - t.turn_start
+    if self._solver_to_move(t.phase):
+        self.disputes[dispute_id].solver_clock = t.solver_clock - elapsed
+        self.disputes[dispute_id].challenger_clock = max(t.challenger_clock, extension)
+    else:
+        self.disputes[dispute_id].challenger_clock = t.challenger_clock - elapsed
+        self.disputes[dispute_id].solver_clock = max(t.solver_clock, extension)
+    self.disputes[dispute_id].turn_start = block.timestamp
+    self.disputes[dispute_id].phase = next_phase
+    self.disputes[dispute_id].moves = t.moves + 1
+
+
+@internal
+def _finish(dispute_id: uint256, task_id: uint256, solver_won: bool, reason: uint256):
+    """
+    @notice The one place a game ends: state first, then one call to the market.
+    """
+    if solver_won:
+        self.disputes[dispute_id].phase = PHASE_SOLVER_WON
+    else:
+        self.disputes[dispute_id].phase = PHASE_CHALLENGER_WON
+    log DisputeEnded(dispute_id=dispute_id, task_id=task_id, solver_won=solver_won, reason=reason)
+    extcall IMarketGame(market).resolve(task_id, dispute_id, solver_won)

@@ -1,0 +1,78 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+"""
+@title structs
+@notice Calldata and report types shared by Arbitration.vy and ProofChecker.vy.
+"""
+
+# parameter tensors of a model (32 linear layers, weight and bias)
+MAX_PARAMS: constant(uint256) = 64
+# nodes one graph / trace opening proves (a parameter block and its neighbour)
+MAX_OPEN_NODES: constant(uint256) = MAX_PARAMS + 1
+MAX_NODE_SIBLINGS: constant(uint256) = 128
+# tensor leaves one opening proves (a row of 4096 features, a strided column within 16 leaves)
+MAX_OPEN_LEAVES: constant(uint256) = 16
+MAX_TENSOR_SIBLINGS: constant(uint256) = 256
+LEAF_BYTES: constant(uint256) = 2048
+MAX_PROOF_SIBLINGS: constant(uint256) = 64
+# widest dataset row (4096 float32 features)
+MAX_ROW_BYTES: constant(uint256) = 16384
+
+
+struct Commitments:
+    # TrainingTask.commitments(); keccak256(abi.encode(...)) is the task's spec_hash
+    spec_bytes_hash: bytes32
+    graph_root: bytes32
+    dataset_root: bytes32
+    dataset_rows: uint256
+    weights_root: bytes32
+    seed: uint256
+    batch_size: uint256
+    steps: uint256
+    checkpoint_interval: uint256
+
+struct Context:
+    # what the ProofChecker needs of a live dispute (Arbitration.context)
+    task_id: uint256
+    spec_hash: bytes32
+    step: uint256
+    state_before: bytes32
+    state_after: bytes32
+    trace_root: bytes32
+    demand_node: uint256
+    demand_start: uint256
+    demand_count: uint256
+    demand_numel: uint256
+    demand_itemsize: uint256
+    n_nodes: uint256
+
+struct Descriptor:
+    # a graph node; keccak256(abi.encode(id, op, inputs, shape, attrs)) is its leaf
+    id: uint256
+    op: uint256
+    inputs: DynArray[uint256, 2]
+    shape: DynArray[uint256, 2]
+    attrs: DynArray[uint256, 4]
+
+struct GraphOpening:
+    # descriptors at strictly increasing ids, proven against graph_root (n_nodes leaves)
+    n_nodes: uint256
+    nodes: DynArray[Descriptor, MAX_OPEN_NODES]
+    siblings: DynArray[bytes32, MAX_NODE_SIBLINGS]
+
+struct TraceOpening:
+    # output tensor roots of the same ids, proven against the trace root
+    roots: DynArray[bytes32, MAX_OPEN_NODES]
+    siblings: DynArray[bytes32, MAX_NODE_SIBLINGS]
+
+struct TensorOpening:
+    # 2 KiB leaves at strictly increasing positions, proven against a tensor root
+    leaf_indices: DynArray[uint256, MAX_OPEN_LEAVES]
+    leaves: DynArray[Bytes[LEAF_BYTES], MAX_OPEN_LEAVES]
+    siblings: DynArray[bytes32, MAX_TENSOR_SIBLINGS]
+
+struct DataRow:
+    # one dataset row: x as float32 LE bytes, y (a non-negative int64), Merkle siblings
+    x_row: Bytes[MAX_ROW_BYTES]
+    label: uint256
+    siblings: DynArray[bytes32, MAX_PROOF_SIBLINGS]

@@ -1,0 +1,267 @@
+"""Reference model of the on-chain dispute game (`contracts/Arbitration.vy` with its
+`ProofChecker`): phases, turns, chess clocks, timeouts and the outcome, move by move, with the
+same checks in the same order and the same revert reasons.
+
+The model does not verify proofs: a move carries the verdict of its payload (``payload_error``:
+None for a valid payload, or the reason the chain gives for an invalid one). Everything else,
+i.e. whose turn it is, what each clock reads, whether a move is too late, what a pick narrows to,
+when the game ends and who wins, is decided here exactly as on chain, so a test can drive the
+contract and the model side by side and compare their states after every step.
+
+Time is integer seconds (``block.timestamp``); a side may move while ``now <= deadline`` and
+``timeout`` is allowed once ``now > deadline``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+MAX_POINTS = 256
+MAX_DEMAND = 512
+MAX_DEMANDS = 64
+
+NONE, REVEAL, PICK, BISECT, TRACE, PROVE, DEMAND, SOLVER_WON, CHALLENGER_WON, ABORTED = range(10)
+PHASE_NAMES = ("none", "reveal", "pick", "bisect", "trace", "prove", "demand", "solver won",
+               "challenger won", "aborted")
+SOLVER_PHASES = frozenset({REVEAL, BISECT, TRACE, DEMAND})
+
+END_TIMEOUT, END_LINK, END_DATA, END_ELEMENT = 1, 2, 3, 4
+
+# move kind -> (phase it is allowed in, True if the solver makes it)
+MOVES: dict[str, tuple[int, bool]] = {
+    "reveal": (REVEAL, True),
+    "pick": (PICK, False),
+    "bisect": (BISECT, True),
+    "trace": (TRACE, True),
+    "demand": (PROVE, False),
+    "post": (DEMAND, True),
+    "link": (PROVE, False),
+    "data": (PROVE, False),
+    "element": (PROVE, False),
+}
+FINAL = {"link": END_LINK, "data": END_DATA, "element": END_ELEMENT}
+
+
+class GameError(Exception):
+    """A move the chain rejects; ``reason`` is the contract's revert string."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _require(condition: bool, reason: str) -> None:
+    if not condition:
+        raise GameError(reason)
+
+
+def levels(k: int) -> int:
+    """Picks needed to narrow a segment of ``k`` steps to one step."""
+    span, count = max(k, 1), 0
+    while True:
+        count += 1
+        span = -(-span // MAX_POINTS)
+        if span <= 1:
+            return count
+
+
+def max_moves(k: int) -> int:
+    """Most moves one game over k steps can take (Arbitration.max_moves)."""
+    picks = levels(k)
+    return 1 + picks + (picks - 1) + 1 + 2 * MAX_DEMANDS + 1
+
+
+def max_duration(k: int, clock: int, extension: int) -> int:
+    """Seconds after opening by which every game has ended or can be timed out (Arbitration.max_duration)."""
+    return 2 * clock + max_moves(k) * extension + 1
+
+
+@dataclass
+class Dispute:
+    task_id: int
+    solver: str
+    challenger: str
+    segment: int
+    phase: int
+    opened_at: int
+    turn_start: int
+    solver_clock: int
+    challenger_clock: int
+    moves: int = 0
+    k: int = 0
+    first_step: int = 0
+    span: int = 0
+    points: int = 0
+    demands: int = 0
+    reason: int = 0
+
+    @property
+    def over(self) -> bool:
+        return self.phase >= SOLVER_WON
+
+    @property
+    def solver_to_move(self) -> bool:
+        return self.phase in SOLVER_PHASES
+
+    @property
+    def deadline(self) -> int:
+        if self.phase == NONE or self.over:
+            return 0
+        return self.turn_start + (self.solver_clock if self.solver_to_move else self.challenger_clock)
+
+    @property
+    def to_move(self) -> str | None:
+        if self.phase == NONE or self.over:
+            return None
+        return self.solver if self.solver_to_move else self.challenger
+
+    @property
+    def solver_won(self) -> bool | None:
+        return {SOLVER_WON: True, CHALLENGER_WON: False}.get(self.phase)
+
+
+@dataclass
+class Game:
+    """All disputes of one game contract."""
+
+    clock: int
+    extension: int
+    disputes: dict[int, Dispute] = field(default_factory=dict)
+    resolutions: list[tuple[int, int, bool]] = field(default_factory=list)  # (task, dispute, solver_won)
+
+    # -- market -------------------------------------------------------------------------------
+
+    def open(self, now: int, task_id: int, solver: str, challenger: str, segment: int) -> int:
+        _require(solver != challenger, "arbitration: solver cannot challenge itself")
+        dispute_id = len(self.disputes) + 1
+        self.disputes[dispute_id] = Dispute(task_id, solver, challenger, segment, REVEAL, now, now,
+                                            self.clock, self.clock)
+        return dispute_id
+
+    def abort(self, dispute_id: int) -> None:
+        d = self._get(dispute_id)
+        d.phase = ABORTED
+
+    # -- moves --------------------------------------------------------------------------------
+
+    def check(self, now: int, dispute_id: int, kind: str, sender: str) -> Dispute:
+        """The checks every move makes, in the contract's order."""
+        phase, solver_side = MOVES[kind]
+        d = self._get(dispute_id)
+        _require(d.phase == phase, "arbitration: wrong phase")
+        if solver_side:
+            _require(sender == d.solver, "arbitration: caller is not the solver")
+        else:
+            _require(sender == d.challenger, "arbitration: caller is not the challenger")
+        _require(now <= d.deadline, "arbitration: clock expired")
+        return d
+
+    def move(self, now: int, dispute_id: int, kind: str, sender: str, *, claim_error: str | None = None,
+             payload_error: str | None = None, k: int | None = None, index: int | None = None,
+             count: int | None = None) -> Dispute:
+        """Apply one move, or raise :class:`GameError` with the chain's revert reason.
+
+        ``claim_error``: the move names the wrong claim (segment, states root, step, trace root);
+        ``payload_error``: its proof is invalid or shows no inconsistency. ``k`` (reveal): the
+        task's checkpoint interval; ``index`` (pick): the interval picked; ``count`` (demand): the
+        number of elements demanded (range errors are payload errors).
+        """
+        d = self.check(now, dispute_id, kind, sender)
+        if claim_error is not None:
+            raise GameError(claim_error)
+        if payload_error is not None:
+            raise GameError(payload_error)
+        if kind == "reveal":
+            assert k is not None
+            d.k, d.first_step, d.span, d.points = k, d.segment * k, k, min(k, MAX_POINTS)
+            return self._pass(now, d, PICK)
+        if kind == "pick":
+            assert index is not None
+            _require(index < d.points, "arbitration: no such interval")
+            lo, hi = index * d.span // d.points, (index + 1) * d.span // d.points
+            d.first_step += lo
+            d.span = hi - lo
+            return self._pass(now, d, TRACE if d.span == 1 else BISECT)
+        if kind == "bisect":
+            d.points = min(d.span, MAX_POINTS)
+            return self._pass(now, d, PICK)
+        if kind == "trace":
+            return self._pass(now, d, PROVE)
+        if kind == "demand":
+            _require(d.demands < MAX_DEMANDS, "arbitration: too many demands")
+            _require(count is not None and 0 < count <= MAX_DEMAND, "arbitration: bad element range")
+            d.demands += 1
+            return self._pass(now, d, DEMAND)
+        if kind == "post":
+            return self._pass(now, d, PROVE)
+        # a final proof: the recorded challenger wins
+        self._finish(d, False, FINAL[kind])
+        return d
+
+    def timeout(self, now: int, dispute_id: int) -> Dispute:
+        d = self._get(dispute_id)
+        _require(now > d.deadline, "arbitration: clock not expired")
+        self._finish(d, not d.solver_to_move, END_TIMEOUT)
+        return d
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _get(self, dispute_id: int) -> Dispute:
+        d = self.disputes.get(dispute_id)
+        _require(d is not None, "arbitration: no such dispute")
+        assert d is not None
+        _require(not d.over, "arbitration: dispute closed")
+        return d
+
+    def _pass(self, now: int, d: Dispute, next_phase: int) -> Dispute:
+        elapsed = now - d.turn_start
+        if d.solver_to_move:
+            d.solver_clock -= elapsed
+            d.challenger_clock = max(d.challenger_clock, self.extension)
+        else:
+            d.challenger_clock -= elapsed
+            d.solver_clock = max(d.solver_clock, self.extension)
+        d.turn_start = now
+        d.phase = next_phase
+        d.moves += 1
+        return d
+
+    def _finish(self, d: Dispute, solver_won: bool, reason: int) -> None:
+        d.phase = SOLVER_WON if solver_won else CHALLENGER_WON
+        d.reason = reason
+        dispute_id = next(i for i, x in self.disputes.items() if x is d)
+        self.resolutions.append((d.task_id, dispute_id, solver_won))
+
+    def snapshot(self, dispute_id: int) -> Dispute:
+        return replace(self.disputes[dispute_id])
+
+
+__all__ = [
+    "ABORTED",
+    "BISECT",
+    "CHALLENGER_WON",
+    "DEMAND",
+    "END_DATA",
+    "END_ELEMENT",
+    "END_LINK",
+    "END_TIMEOUT",
+    "FINAL",
+    "MAX_DEMAND",
+    "MAX_DEMANDS",
+    "MAX_POINTS",
+    "MOVES",
+    "NONE",
+    "PHASE_NAMES",
+    "PICK",
+    "PROVE",
+    "REVEAL",
+    "SOLVER_PHASES",
+    "SOLVER_WON",
+    "TRACE",
+    "Dispute",
+    "Game",
+    "GameError",
+    "levels",
+    "max_duration",
+    "max_moves",
+]

@@ -1,0 +1,438 @@
+"""Shared helpers of the dispute-game tests: deployment bound to the market, a task walked to a
+dispute with real training data, and the data of honest and cheating solvers."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boa
+import torch
+from eth_utils import keccak
+
+from offchain.chain.suite import CONTRACTS, DEFAULT_UNBOND_DELAY, ETHER, Role, Terms, create_address
+from offchain.dispute import moves as M
+from offchain.ml import cheats
+from offchain.ml.commit import merkle_root
+from offchain.ml.demo import DemoTask, tiny_task
+from offchain.ml.graph import trace_roots
+from offchain.ml.train import segment_state_roots, step_trace
+
+HERE = Path(__file__).parent
+boa.interpret.set_search_paths([str(CONTRACTS)])
+
+CLOCK = 3_600
+EXTENSION = 600
+PAYMENT = 10 * ETHER
+SOLVER_STAKE = 3 * ETHER
+SECRET = keccak(b"arbitration secret")
+NEVER_FORCED = Terms(forced_error_ppm=0)
+
+
+@functools.cache
+def _load(path: str):
+    return boa.load_partial(path)
+
+
+def judge_deployer():
+    return _load(str(CONTRACTS / "Judge.vy"))
+
+
+def checker_deployer():
+    return _load(str(CONTRACTS / "ProofChecker.vy"))
+
+
+def game_deployer():
+    return _load(str(CONTRACTS / "Arbitration.vy"))
+
+
+def market_deployer():
+    return _load(str(CONTRACTS / "Market.vy"))
+
+
+def stub_judge_deployer():
+    return _load(str(HERE / "StubJudge.vy"))
+
+
+@dataclass
+class Suite:
+    market: object
+    game: object
+    checker: object
+    judge: object
+
+
+def deploy_game_suite(terms: Terms = NEVER_FORCED, clock: int = CLOCK, extension: int = EXTENSION,
+                      judge=None) -> Suite:
+    """Judge, ProofChecker, then the game bound to the address the market gets next, then the market."""
+    judge = judge or judge_deployer().deploy()
+    checker = checker_deployer().deploy(judge.address)
+    deployer = boa.env.eoa
+    nonce = boa.env.evm.vm.state.get_nonce(bytes.fromhex(deployer[2:]))
+    game = game_deployer().deploy(create_address(deployer, nonce + 1), checker.address, clock, extension)
+    market = market_deployer().deploy(game.address, DEFAULT_UNBOND_DELAY, terms.as_tuple())
+    assert game.market() == market.address
+    return Suite(market, game, checker, judge)
+
+
+@dataclass
+class Parties:
+    submitter: str
+    solver: str
+    verifier: str
+    whistleblower: str
+    stranger: str
+
+
+def make_parties(market) -> Parties:
+    names = ["submitter", "solver", "verifier", "whistleblower", "stranger"]
+    accounts = {name: boa.env.generate_address("arb-" + name) for name in names}
+    for address in accounts.values():
+        boa.env.set_balance(address, 1_000 * ETHER)
+    with boa.env.prank(accounts["solver"]):
+        market.deposit(Role.SOLVER, value=10 * ETHER)
+    with boa.env.prank(accounts["verifier"]):
+        market.deposit(Role.VERIFIER, value=10 * ETHER)
+    with boa.env.prank(accounts["whistleblower"]):
+        market.deposit(Role.WHISTLEBLOWER, value=10 * ETHER)
+    return Parties(**accounts)
+
+
+def open_dispute(suite: Suite, parties: Parties, demo: DemoTask, checkpoint_roots: list[bytes], segment: int,
+                 by_whistleblower: bool = False) -> tuple[int, int]:
+    """Create, claim, submit (and accept) the task, then challenge ``segment``: (task_id, dispute_id)."""
+    market, task = suite.market, demo.task
+    with boa.env.prank(parties.submitter):
+        task_id = market.create_task("QmSpec", task.hash(), SOLVER_STAKE, boa.env.timestamp + 86_400,
+                                     3_600, task.steps, task.checkpoint_interval, value=PAYMENT)
+    with boa.env.prank(parties.solver):
+        market.claim(task_id, keccak(SECRET))
+        market.submit(task_id, merkle_root(checkpoint_roots), len(checkpoint_roots), "QmProof")
+    challenger = parties.verifier
+    if by_whistleblower:
+        with boa.env.prank(parties.verifier):
+            market.accept(task_id)
+        challenger = parties.whistleblower
+    with boa.env.prank(challenger):
+        dispute_id = market.challenge(task_id, merkle_root(checkpoint_roots), segment)
+    return task_id, dispute_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Real data
+
+
+@dataclass
+class Play:
+    """One solver's published run and the moves it makes in a dispute over ``segment``."""
+
+    demo: DemoTask
+    checkpoint_roots: list[bytes]
+    segment: int
+    state_roots: list[bytes]               # the k + 1 roots the solver reveals
+    step: int                              # the global step the honest challenger disputes
+    pick: int                              # index of that step inside the segment
+    trace: list[torch.Tensor]              # the trace the solver commits for that step
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def task(self):
+        return self.demo.task
+
+    def step_data(self) -> M.StepData:
+        return M.StepData(self.task, self.demo.graph, self.trace, self.demo.dataset.x, self.demo.dataset.y)
+
+
+@functools.cache
+def tiny_demo() -> DemoTask:
+    return tiny_task()
+
+
+@functools.cache
+def chunked_demo() -> DemoTask:
+    """The tiny model compiled with a reduction cap of 3: every matmul and sum_rows is chunked
+    and folded with `add` nodes, so every op of the graph IR appears."""
+    from offchain.ml.artifacts import synthetic_dataset
+    from offchain.ml.demo import make_task
+    from offchain.ml.spec import mlp_spec
+
+    return make_task(mlp_spec(8, (8,), 3), synthetic_dataset(64, 8, 3, seed=11), steps=8, k=4,
+                     batch_size=8, lr=0.2, seed=7, reduction_cap=3)
+
+
+DEMOS = {"tiny": tiny_demo, "chunked": chunked_demo}
+
+
+@functools.cache
+def honest_run(name: str = "tiny"):
+    return cheats.honest_run(DEMOS[name]())
+
+
+@functools.cache
+def cheat_run():
+    return cheats.fabricate_segments(tiny_demo(), [1], mode="noise")
+
+
+def _params(run, index: int) -> dict[str, torch.Tensor]:
+    return run.result.checkpoints[index].params
+
+
+@functools.cache
+def honest_play(segment: int = 1, pick: int = 2, name: str = "tiny") -> Play:
+    """An honest solver: real state roots, the real trace of the picked step."""
+    demo, run = DEMOS[name](), honest_run(name)
+    roots = segment_state_roots(demo.graph, demo.task, demo.dataset, _params(run, segment), segment)
+    k = demo.task.checkpoint_interval
+    step = segment * k + pick
+    start = _state_at(demo, _params(run, segment), segment * k, step)
+    trace = step_trace(demo.graph, demo.task, demo.dataset, start, step).trace
+    return Play(demo, list(run.result.roots), segment, roots, step, pick, list(trace))
+
+
+def _state_at(demo: DemoTask, params: dict, first: int, step: int) -> dict:
+    from offchain.ml.train import replay
+
+    if step == first:
+        return {n: t.clone() for n, t in params.items()}
+    return replay(demo.graph, demo.task, demo.dataset, params, first, step - first)
+
+
+@functools.cache
+def cheat_play(trace_kind: str = "honest") -> Play:
+    """The noise-fabricating solver disputed on its bad segment 1. It reveals the honest roots of
+    the segment's first k steps and its fabricated checkpoint; the honest challenger picks the
+    last step. ``trace_kind``: "honest" (the true trace of that step: its update is not the
+    fabricated state, a link mismatch), "forged" (sgd outputs replaced by the fabricated state:
+    the sgd elements are inconsistent), "bad_data" (one data_x row swapped, links forged too)."""
+    demo, run = tiny_demo(), cheat_run()
+    segment, k = 1, demo.task.checkpoint_interval
+    honest_roots = segment_state_roots(demo.graph, demo.task, demo.dataset, _params(run, segment), segment)
+    fabricated = run.result.checkpoints[segment + 1]
+    roots = honest_roots[:k] + [fabricated.root]
+    step = segment * k + k - 1
+    start = _state_at(demo, _params(run, segment), segment * k, step)
+    trace = list(step_trace(demo.graph, demo.task, demo.dataset, start, step).trace)
+    graph = demo.graph
+    if trace_kind in ("forged", "bad_data"):
+        for name, node_id in zip(graph.param_names, graph.output_nodes):
+            trace[node_id] = fabricated.params[name].clone()
+    if trace_kind == "bad_data":
+        # a row from elsewhere in the dataset: every later node is honest given it, except the links
+        x = trace[graph.data_x_node].clone()
+        x[0] = demo.dataset.x[(int(torch.argmax(x[0])) + 5) % demo.dataset.n_rows]
+        trace[graph.data_x_node] = x
+    return Play(demo, list(run.result.roots), segment, roots, step, k - 1, trace, {"kind": trace_kind})
+
+
+def trace_root_of(trace) -> bytes:
+    return merkle_root(trace_roots(trace))
+
+
+def play_to_prove(suite: Suite, parties: Parties, play: Play, challenger: str | None = None) -> tuple[int, int]:
+    """Open a dispute and play reveal, pick and trace: the challenger is to prove."""
+    task_id, dispute_id = open_dispute(suite, parties, play.demo, play.checkpoint_roots, play.segment)
+    challenger = challenger or parties.verifier
+    game = suite.game
+    with boa.env.prank(parties.solver):
+        game.reveal_segment(*M.reveal_segment_args(dispute_id, play.segment, play.task, play.state_roots,
+                                                   play.checkpoint_roots))
+    revealed = [play.state_roots[p] for p in M.dissection_points(play.task.checkpoint_interval)]
+    with boa.env.prank(challenger):
+        game.pick_step(*M.pick_step_args(dispute_id, revealed, play.pick))
+    with boa.env.prank(parties.solver):
+        game.commit_trace(*M.commit_trace_args(dispute_id, play.step, play.trace))
+    return task_id, dispute_id
+
+
+def deployed(cache: list, factory):
+    """A contract deployed once and redeployed when a test anchor rolled it back."""
+    if not cache or not boa.env.evm.get_code(cache[0].address):
+        cache[:] = [factory()]
+    return cache[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic disputes (no training): arbitrary commitments and roots, for narrowing and clock tests
+
+
+@dataclass
+class Synthetic:
+    """A task whose commitments and checkpoint roots are arbitrary hashes: the game never looks
+    inside state roots before the final proofs, so narrowing and clocks need nothing else."""
+
+    k: int
+    segments: int
+    commitments: tuple
+    checkpoint_roots: list[bytes]
+
+    @property
+    def spec_hash(self) -> bytes:
+        from eth_abi import encode
+
+        from offchain.ml.task import COMMITMENT_TYPES
+
+        return keccak(encode(COMMITMENT_TYPES, self.commitments))
+
+    @property
+    def steps(self) -> int:
+        return self.k * self.segments
+
+    def state_roots(self, segment: int, salt: bytes = b"") -> list[bytes]:
+        """k + 1 roots of a segment, endpoints equal to the checkpoints."""
+        inner = [keccak(b"state" + salt + segment.to_bytes(8, "big") + i.to_bytes(8, "big")) for i in range(1, self.k)]
+        return [self.checkpoint_roots[segment], *inner, self.checkpoint_roots[segment + 1]]
+
+
+def synthetic(k: int = 8, segments: int = 4) -> Synthetic:
+    commitments = (keccak(b"spec"), keccak(b"graph"), keccak(b"dataset"), 100, keccak(b"weights"), 7, 8,
+                   k * segments, k)
+    roots = [keccak(b"checkpoint" + i.to_bytes(8, "big")) for i in range(segments + 1)]
+    return Synthetic(k, segments, commitments, roots)
+
+
+def open_synthetic(suite: Suite, parties: Parties, syn: Synthetic, segment: int = 1,
+                   by_whistleblower: bool = False) -> tuple[int, int]:
+    market = suite.market
+    root = merkle_root(syn.checkpoint_roots)
+    with boa.env.prank(parties.submitter):
+        task_id = market.create_task("QmSpec", syn.spec_hash, SOLVER_STAKE, boa.env.timestamp + 86_400,
+                                     3_600, syn.steps, syn.k, value=PAYMENT)
+    with boa.env.prank(parties.solver):
+        market.claim(task_id, keccak(SECRET))
+        market.submit(task_id, root, len(syn.checkpoint_roots), "QmProof")
+    challenger = parties.verifier
+    if by_whistleblower:
+        with boa.env.prank(parties.verifier):
+            market.accept(task_id)
+        challenger = parties.whistleblower
+    with boa.env.prank(challenger):
+        dispute_id = market.challenge(task_id, root, segment)
+    return task_id, dispute_id
+
+
+def reveal_synthetic(suite: Suite, parties: Parties, syn: Synthetic, dispute_id: int, segment: int = 1):
+    roots = syn.state_roots(segment)
+    args = M.reveal_segment_args(dispute_id, segment, _SynTask(syn), roots, syn.checkpoint_roots)
+    with boa.env.prank(parties.solver):
+        suite.game.reveal_segment(*args)
+    return [roots[p] for p in M.dissection_points(syn.k)]
+
+
+class _SynTask:
+    """Duck-typed TrainingTask for the move builders."""
+
+    def __init__(self, syn: Synthetic) -> None:
+        self.checkpoint_interval = syn.k
+        self._c = syn.commitments
+
+    def commitments(self):
+        return self._c
+
+
+def syn_task(syn: Synthetic) -> _SynTask:
+    return _SynTask(syn)
+
+
+def events(contract, name: str) -> list:
+    return [log for log in contract.get_logs() if type(log).__name__ == name]
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole dispute, with the gas of every move (used by the e2e test and bench/dispute.py)
+
+
+def tx_gas(contract, fn: str, sender: str, *args) -> int:
+    """Gas of one transaction: 21,000 + calldata (16 / 4 per byte) + execution (EIP-3529 refund cap)."""
+    function = getattr(contract, fn)
+    data = function.prepare_calldata(*args)
+    with boa.env.prank(sender):
+        function(*args)
+    computation = contract._computation
+    used = computation.get_gas_used()
+    execution = used - min(computation.get_gas_refund(), used // 5)
+    return 21_000 + sum(16 if b else 4 for b in data) + execution
+
+
+def fabricated_play(demo: DemoTask, run, segment: int, trace_kind: str) -> Play:
+    """A run whose segment ``segment`` was fabricated: the solver reveals the honest roots of the
+    first k steps and its fabricated checkpoint; the honest challenger picks the last step."""
+    k = demo.task.checkpoint_interval
+    honest_roots = segment_state_roots(demo.graph, demo.task, demo.dataset, run.result.checkpoints[segment].params,
+                                       segment)
+    fabricated = run.result.checkpoints[segment + 1]
+    roots = honest_roots[:k] + [fabricated.root]
+    step = segment * k + k - 1
+    start = _state_at(demo, run.result.checkpoints[segment].params, segment * k, step)
+    trace = list(step_trace(demo.graph, demo.task, demo.dataset, start, step).trace)
+    if trace_kind == "forged":
+        for name, node_id in zip(demo.graph.param_names, demo.graph.output_nodes):
+            trace[node_id] = fabricated.params[name].clone()
+    return Play(demo, list(run.result.roots), segment, roots, step, k - 1, trace, {"kind": trace_kind})
+
+
+def genuine_play(demo: DemoTask, run, segment: int, pick: int) -> Play:
+    k = demo.task.checkpoint_interval
+    params = run.result.checkpoints[segment].params
+    roots = segment_state_roots(demo.graph, demo.task, demo.dataset, params, segment)
+    step = segment * k + pick
+    trace = list(step_trace(demo.graph, demo.task, demo.dataset, _state_at(demo, params, segment * k, step), step).trace)
+    return Play(demo, list(run.result.roots), segment, roots, step, pick, trace)
+
+
+PROVE_FN = {"link": "prove_link_mismatch", "data": "prove_data_mismatch", "element": "prove_element"}
+
+
+def full_dispute(suite: Suite, parties: Parties, play: Play, *, proof: M.FinalProof | None = None,
+                 demands: list[tuple[int, int, int]] = ()) -> dict:
+    """Challenge, reveal, pick, trace, optional demand/post pairs, then the challenger's final proof
+    (found by `find_final_proof` unless given) or, if it has none, the timeout. Returns the gas of
+    every move by side, the outcome and the number of moves."""
+    game, checker, market = suite.game, suite.checker, suite.market
+    task = play.task
+    with boa.env.prank(parties.submitter):
+        task_id = market.create_task("QmSpec", task.hash(), SOLVER_STAKE, boa.env.timestamp + 86_400, 3_600,
+                                     task.steps, task.checkpoint_interval, value=PAYMENT)
+    with boa.env.prank(parties.solver):
+        market.claim(task_id, keccak(SECRET))
+        market.submit(task_id, merkle_root(play.checkpoint_roots), len(play.checkpoint_roots), "QmProof")
+    root = merkle_root(play.checkpoint_roots)
+    gas: dict[str, int] = {}
+    dispute_id = game.dispute_count() + 1
+    gas["challenge (market, opens the game)"] = tx_gas(market, "challenge", parties.verifier, task_id, root, play.segment)
+    gas["reveal_segment"] = tx_gas(game, "reveal_segment", parties.solver,
+                                   *M.reveal_segment_args(dispute_id, play.segment, task, play.state_roots,
+                                                          play.checkpoint_roots))
+    revealed = [play.state_roots[p] for p in M.dissection_points(task.checkpoint_interval)]
+    gas["pick_step"] = tx_gas(game, "pick_step", parties.verifier, *M.pick_step_args(dispute_id, revealed, play.pick))
+    gas["commit_trace"] = tx_gas(game, "commit_trace", parties.solver,
+                                 *M.commit_trace_args(dispute_id, play.step, play.trace))
+    trace_root = trace_root_of(play.trace)
+    for n, (node, start, count) in enumerate(demands):
+        gas[f"demand_elements #{n + 1}"] = tx_gas(
+            checker, "demand_elements", parties.verifier,
+            *M.demand_args(game.address, dispute_id, task, play.demo.graph, trace_root, node, start, count))
+        gas[f"post_elements #{n + 1}"] = tx_gas(
+            checker, "post_elements", parties.solver, *M.post_args(game.address, dispute_id, play.trace, node, start, count))
+    d = game.disputes(dispute_id)
+    if proof is None:
+        proof = M.find_final_proof(game.address, dispute_id, play.step_data(), d.state_before, d.state_after, play.step)
+    if proof is not None:
+        gas[f"{PROVE_FN[proof.kind]} ({proof.detail})"] = tx_gas(checker, PROVE_FN[proof.kind], parties.verifier,
+                                                                  *proof.args)
+    else:
+        boa.env.time_travel(seconds=game.deadline(dispute_id) - boa.env.timestamp + 1)
+        gas["timeout"] = tx_gas(game, "timeout", parties.stranger, dispute_id)
+    d = game.disputes(dispute_id)
+    solver_moves = {"reveal_segment", "commit_trace"} | {k for k in gas if k.startswith("post_elements")}
+    return {
+        "task_id": task_id,
+        "dispute_id": dispute_id,
+        "solver_won": d.phase == 7,
+        "phase": d.phase,
+        "moves": d.moves + (1 if d.phase in (7, 8) else 0),
+        "gas": gas,
+        "solver_gas": sum(v for k, v in gas.items() if k in solver_moves),
+        "challenger_gas": sum(v for k, v in gas.items() if k not in solver_moves and k != "timeout"),
+        "total_gas": sum(gas.values()),
+    }

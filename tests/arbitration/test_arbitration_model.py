@@ -1,0 +1,408 @@
+"""Model-based test of the dispute game against its Python reference (`offchain.dispute.game`).
+
+Random adversary schedules on real data: the adversary sends wrong moves (wrong side, wrong claim,
+invalid proofs), stays silent, moves at its deadline −1 / 0 / +1 or later, moves after the end,
+and a stranger front-runs final proofs and calls timeouts. After every step the contract's state
+equals the model's (phase, turn start, both clocks, move count) and both accept or reject with the
+same reason. The honest side moves only in time; at the end it always wins, within the bound.
+
+Scenario "honest solver": the adversary is the challenger. Scenario "cheater": the adversary is a
+solver that fabricated segment 1 and commits one of three traces; the challenger is honest.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import arbitration_testing as T
+import boa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from offchain.chain.suite import TaskState
+from offchain.dispute import game as G
+from offchain.dispute import moves as M
+from offchain.ml.train import step_trace
+
+TIMES = ("now", "small", "half", "deadline-1", "deadline", "deadline+1", "late")
+ADVERSARY_CHALLENGER = ("pick0", "pick1", "pick2", "pick3", "pick_badproof", "pick_wrongroot", "demand",
+                        "demand_bad", "link_before", "link_after", "data", "element", "element_wrongroot",
+                        "reveal", "timeout", "silence")
+ADVERSARY_SOLVER = ("reveal", "reveal_bad", "reveal_wrongsegment", "trace_honest", "trace_forged",
+                    "trace_bad_data", "trace_wrongstep", "pick0", "element", "timeout", "silence")
+STRANGER = ("timeout", "front_run", "pick0", "reveal")
+
+
+@pytest.fixture(scope="module")
+def suite():
+    return T.deploy_game_suite()
+
+
+@pytest.fixture(scope="module")
+def parties(suite):
+    return T.make_parties(suite.market)
+
+
+# ------------------------------------------------------------------------------- data of both scenarios
+
+
+@functools.cache
+def honest_traces() -> dict[int, list]:
+    """The honest solver's trace of every step of segment 1."""
+    base = T.honest_play()
+    demo, run = base.demo, T.honest_run()
+    k = demo.task.checkpoint_interval
+    out = {}
+    for i in range(k):
+        step = k + i
+        start = T._state_at(demo, run.result.checkpoints[1].params, k, step)
+        out[step] = list(step_trace(demo.graph, demo.task, demo.dataset, start, step).trace)
+    return out
+
+
+def _data(play: T.Play, trace) -> M.StepData:
+    return M.StepData(play.task, play.demo.graph, trace, play.demo.dataset.x, play.demo.dataset.y)
+
+
+def _with_id(args: tuple, position: int, dispute_id: int) -> tuple:
+    return (*args[:position], dispute_id, *args[position + 1:])
+
+
+class Runner:
+    """Drives the contract and the model side by side."""
+
+    def __init__(self, suite, parties, scenario: str) -> None:
+        self.suite, self.parties, self.scenario = suite, parties, scenario
+        self.play = T.honest_play() if scenario == "honest" else T.cheat_play("honest")
+        self.model = G.Game(T.CLOCK, T.EXTENSION)
+        self.task_id, self.id = T.open_dispute(suite, parties, self.play.demo, self.play.checkpoint_roots, 1)
+        opened = suite.game.disputes(self.id).opened_at
+        model_id = self.model.open(opened, self.task_id, parties.solver, parties.verifier, 1)
+        assert model_id == self.id
+        self.committed: str | None = None        # cheater's trace variant
+        self.committed_step: int | None = None
+        self.steps = 0
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @property
+    def d(self) -> G.Dispute:
+        return self.model.disputes[self.id]
+
+    def compare(self) -> None:
+        chain, model = self.suite.game.disputes(self.id), self.d
+        assert (chain.phase, chain.turn_start, chain.solver_clock, chain.challenger_clock, chain.moves) == (
+            model.phase, model.turn_start, model.solver_clock, model.challenger_clock, model.moves)
+        assert self.suite.game.deadline(self.id) == model.deadline
+        if model.phase in (G.PICK, G.TRACE, G.PROVE, G.DEMAND):
+            assert (chain.first_step, chain.span) == (model.first_step, model.span)
+        state = self.suite.market.tasks(self.task_id).state
+        if model.phase == G.SOLVER_WON:
+            assert state == TaskState.ACCEPTED
+        elif model.phase == G.CHALLENGER_WON:
+            assert state == TaskState.OPEN
+        else:
+            assert state == TaskState.DISPUTED
+
+    def advance(self, choice: str, honest_turn: bool) -> None:
+        now, deadline = boa.env.timestamp, self.d.deadline or boa.env.timestamp
+        target = {
+            "now": now, "small": now + 7, "half": now + max(0, (deadline - now) // 2),
+            "deadline-1": deadline - 1, "deadline": deadline, "deadline+1": deadline + 1,
+            "late": deadline + 5 * T.EXTENSION,
+        }[choice]
+        if honest_turn and not self.d.over:
+            target = min(target, deadline)  # the honest side never lets its clock run out
+        if target > now:
+            boa.env.time_travel(seconds=target - now)
+
+    def attempt(self, sender: str, kind: str, call, **model_kwargs) -> bool:
+        """Run ``call`` on chain and ``kind`` in the model; both must agree. True if it went through."""
+        now = boa.env.timestamp
+        try:
+            if kind == "timeout":
+                self.model.timeout(now, self.id)
+            else:
+                self.model.move(now, self.id, kind, sender, **model_kwargs)
+            expected = None
+        except G.GameError as error:
+            expected = error.reason
+        if expected is None:
+            with boa.env.prank(sender):
+                call()
+        else:
+            with boa.env.prank(sender), boa.reverts(expected):
+                call()
+        self.compare()
+        return expected is None
+
+    # -- moves -------------------------------------------------------------------------------
+
+    def reveal(self, sender: str, variant: str = "valid") -> bool:
+        play, game = self.play, self.suite.game
+        roots = list(play.state_roots)
+        segment = 1
+        claim = payload = None
+        if variant == "bad":
+            roots[-1] = b"\x07" * 32
+            payload = "arbitration: endpoints are not the checkpoints"
+        elif variant == "wrongsegment":
+            segment, claim = 2, "arbitration: wrong segment"
+        args = M.reveal_segment_args(self.id, segment, play.task, roots, play.checkpoint_roots)
+        return self.attempt(sender, "reveal", lambda: game.reveal_segment(*args), claim_error=claim,
+                            payload_error=payload, k=play.task.checkpoint_interval)
+
+    def pick(self, sender: str, index: int, variant: str = "valid") -> bool:
+        revealed = [self.play.state_roots[p] for p in M.dissection_points(self.play.task.checkpoint_interval)]
+        args = list(M.pick_step_args(self.id, revealed, index))
+        claim = payload = None
+        if variant == "badproof":
+            args[3] = b"\x09" * 32
+            payload = "arbitration: roots not in the states root"
+        elif variant == "wrongroot":
+            args[1] = b"\x0a" * 32
+            claim = "arbitration: wrong states root"
+        return self.attempt(sender, "pick", lambda: self.suite.game.pick_step(*args), claim_error=claim,
+                            payload_error=payload, index=index)
+
+    def current_step(self) -> int:
+        return self.d.first_step
+
+    def solver_trace(self, variant: str):
+        if self.scenario == "honest":
+            return honest_traces().get(self.current_step(), honest_traces()[self.play.step])
+        return T.cheat_play(variant).trace
+
+    def commit_trace(self, sender: str, variant: str = "honest", wrong_step: bool = False) -> bool:
+        trace = self.solver_trace(variant)
+        step = self.current_step() + (1 if wrong_step else 0)
+        args = M.commit_trace_args(self.id, step, trace)
+        claim = "arbitration: wrong step" if wrong_step else None
+        went = self.attempt(sender, "trace", lambda: self.suite.game.commit_trace(*args), claim_error=claim)
+        if went:
+            self.committed, self.committed_step = variant, self.current_step()
+        return went
+
+    def committed_trace(self):
+        if self.scenario == "honest":
+            return honest_traces()[self.committed_step if self.committed_step is not None else self.play.step]
+        return T.cheat_play(self.committed or "forged").trace
+
+    def final(self, sender: str, kind: str, wrong_root: bool = False) -> bool:
+        """A final proof of ``kind`` built from the committed trace (link_before, link_after, data,
+        element, or "winning": the proof the honest challenger finds)."""
+        trace = self.committed_trace()
+        data = _data(self.play, trace)
+        game = self.suite.game.address
+        graph = self.play.demo.graph
+        step = self.committed_step if self.committed_step is not None else self.play.step
+        payload = None
+        if kind == "winning":
+            proof = winning_proof(self.committed or "forged")
+            method, args = T_PROVE[proof.kind], (game, self.id, *proof.args[2:])
+            model_kind = proof.kind
+        elif kind.startswith("link"):
+            method, model_kind = "prove_link_mismatch", "link"
+            args = M.link_args(game, self.id, data, kind == "link_after")
+            payload = "arbitration: links hold"
+        elif kind == "data":
+            method, model_kind = "prove_data_mismatch", "data"
+            args = M.data_args(game, self.id, data, graph.data_x_node, 1, step)
+            payload = "arbitration: data row matches"
+        else:
+            method, model_kind = "prove_element", "element"
+            args = M.element_args(game, self.id, data, graph.output_nodes[1], 3)
+            payload = "arbitration: element is consistent"
+        claim = None
+        if wrong_root:
+            args = (*args[:2], b"\x0b" * 32, *args[3:])
+            claim = "arbitration: wrong trace root"
+        return self.attempt(sender, model_kind, lambda: getattr(self.suite.checker, method)(*args),
+                            claim_error=claim, payload_error=payload)
+
+    def demand(self, sender: str, count: int = 8) -> bool:
+        graph = self.play.demo.graph
+        trace_root = T.trace_root_of(self.committed_trace())
+        args = M.demand_args(self.suite.game.address, self.id, self.play.task, graph, trace_root,
+                             graph.output_nodes[0], 0, count)
+        return self.attempt(sender, "demand", lambda: self.suite.checker.demand_elements(*args), count=count)
+
+    def post(self, sender: str) -> bool:
+        chain = self.suite.game.disputes(self.id)
+        args = M.post_args(self.suite.game.address, self.id, self.committed_trace(), chain.demand_node,
+                           chain.demand_start, max(chain.demand_count, 1))
+        return self.attempt(sender, "post", lambda: self.suite.checker.post_elements(*args))
+
+    def timeout(self, sender: str) -> bool:
+        return self.attempt(sender, "timeout", lambda: self.suite.game.timeout(self.id))
+
+    # -- players -----------------------------------------------------------------------------
+
+    def honest_move(self) -> None:
+        """The honest side's correct move (it is its turn and its clock has not run out)."""
+        p, d = self.parties, self.d
+        if self.scenario == "honest":
+            if d.phase == G.REVEAL:
+                assert self.reveal(p.solver)
+            elif d.phase == G.TRACE:
+                assert self.commit_trace(p.solver)
+            elif d.phase == G.DEMAND:
+                assert self.post(p.solver)
+        else:
+            if d.phase == G.PICK:
+                assert self.pick(p.verifier, self.play.pick)
+            elif d.phase == G.PROVE:
+                assert self.final(p.verifier, "winning")
+
+    def honest_turn(self) -> bool:
+        d = self.d
+        if d.over:
+            return False
+        return d.solver_to_move == (self.scenario == "honest")
+
+    def adversary(self, action: str) -> None:
+        p = self.parties
+        if self.scenario == "honest":  # the adversary is the challenger
+            me = p.verifier
+            if action.startswith("pick") and action[4:].isdigit():
+                self.pick(me, int(action[4:]))
+            elif action == "pick_badproof":
+                self.pick(me, 1, "badproof")
+            elif action == "pick_wrongroot":
+                self.pick(me, 1, "wrongroot")
+            elif action == "demand":
+                self.demand(me)
+            elif action == "demand_bad":
+                self.demand(me, count=0)
+            elif action in ("link_before", "link_after", "data", "element"):
+                self.final(me, action)
+            elif action == "element_wrongroot":
+                self.final(me, "element", wrong_root=True)
+            elif action == "reveal":
+                self.reveal(me)
+            elif action == "timeout":
+                self.timeout(me)
+        else:  # the adversary is the cheating solver
+            me = p.solver
+            if action == "reveal":
+                self.reveal(me)
+            elif action == "reveal_bad":
+                self.reveal(me, "bad")
+            elif action == "reveal_wrongsegment":
+                self.reveal(me, "wrongsegment")
+            elif action.startswith("trace_") and action != "trace_wrongstep":
+                self.commit_trace(me, action[len("trace_"):])
+            elif action == "trace_wrongstep":
+                self.commit_trace(me, "forged", wrong_step=True)
+            elif action == "pick0":
+                self.pick(me, 0)
+            elif action == "element":
+                self.final(me, "winning")
+            elif action == "timeout":
+                self.timeout(me)
+
+    def stranger(self, action: str) -> None:
+        me = self.parties.stranger
+        if action == "timeout":
+            self.timeout(me)
+        elif action == "front_run":
+            self.final(me, "winning")
+        elif action == "pick0":
+            self.pick(me, 0)
+        else:
+            self.reveal(me)
+
+    def finish(self) -> None:
+        """Play out: the honest side moves at once, the adversary is silent and timed out."""
+        for _ in range(2 * G.MAX_DEMANDS + 10):
+            if self.d.over:
+                return
+            if self.honest_turn():
+                self.honest_move()
+            else:
+                self.advance("deadline+1", honest_turn=False)
+                self.timeout(self.parties.stranger)
+        raise AssertionError("game did not end")
+
+
+T_PROVE = {"link": "prove_link_mismatch", "data": "prove_data_mismatch", "element": "prove_element"}
+
+
+@functools.cache
+def winning_proof(variant: str) -> M.FinalProof:
+    """The honest challenger's proof against the cheater's ``variant`` trace (dispute id 1)."""
+    play = T.cheat_play(variant)
+    k = play.task.checkpoint_interval
+    proof = M.find_final_proof("0x" + "00" * 20, 1, play.step_data(), play.state_roots[k - 1], play.state_roots[k],
+                               play.step)
+    assert proof is not None
+    return proof
+
+
+@st.composite
+def schedules(draw, scenario: str):
+    actions = ADVERSARY_CHALLENGER if scenario == "honest" else ADVERSARY_SOLVER
+    length = draw(st.integers(0, 10))
+    steps = []
+    for _ in range(length):
+        actor = draw(st.sampled_from(["honest", "adversary", "adversary", "stranger"]))
+        time = draw(st.sampled_from(TIMES))
+        if actor == "adversary":
+            steps.append((actor, draw(st.sampled_from(actions)), time))
+        elif actor == "stranger":
+            steps.append((actor, draw(st.sampled_from(STRANGER)), time))
+        else:
+            steps.append((actor, "move", time))
+    return steps
+
+
+def _run(suite, parties, scenario: str, schedule) -> None:
+    with boa.env.anchor():
+        run = Runner(suite, parties, scenario)
+        opened = run.d.opened_at
+        bound = opened + G.max_duration(run.play.task.checkpoint_interval, T.CLOCK, T.EXTENSION)
+        run.compare()
+        for actor, action, time in schedule:
+            run.advance(time, honest_turn=run.honest_turn())
+            if actor == "honest":
+                if run.honest_turn():
+                    run.honest_move()
+            elif actor == "adversary":
+                if action != "silence":
+                    run.adversary(action)
+            else:
+                run.stranger(action)
+        run.finish()
+        assert run.d.solver_won is (scenario == "honest"), f"{scenario}: the honest side lost"
+        assert boa.env.timestamp <= bound
+        # the market was resolved exactly once, for this dispute
+        assert run.model.resolutions == [(run.task_id, run.id, scenario == "honest")]
+        # moves after the end are rejected alike
+        run.timeout(parties.stranger)
+        run.reveal(parties.solver)
+
+
+SETTINGS = settings(max_examples=int(__import__("os").environ.get("ARB_MODEL_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                          HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(schedule=schedules("honest"))
+def test_model__honest_solver_beats_any_challenger(suite, parties, schedule):
+    _run(suite, parties, "honest", schedule)
+
+
+@SETTINGS
+@given(schedule=schedules("cheater"))
+def test_model__honest_challenger_beats_any_cheater(suite, parties, schedule):
+    _run(suite, parties, "cheater", schedule)
+
+
+@pytest.mark.parametrize("scenario", ["honest", "cheater"])
+def test_model__silent_adversary_deadline_edges(suite, parties, scenario):
+    """Deterministic edges: the adversary moves at deadline −1 / 0 / +1 in turn."""
+    schedule = []
+    for time in ("deadline-1", "deadline", "deadline+1"):
+        schedule += [("honest", "move", "small"), ("adversary", "silence", time), ("stranger", "timeout", "now")]
+    _run(suite, parties, scenario, schedule)
