@@ -162,6 +162,7 @@ event TraceCommitted:
     dispute_id: indexed(uint256)
     step: uint256
     trace_root: bytes32
+    trace_cid: String[128]
 
 event ElementsDemanded:
     dispute_id: indexed(uint256)
@@ -368,18 +369,19 @@ def bisect(dispute_id: uint256, first_step: uint256, state_roots: DynArray[bytes
 
 
 @external
-def commit_trace(dispute_id: uint256, step: uint256, trace_root: bytes32):
+def commit_trace(dispute_id: uint256, step: uint256, trace_root: bytes32, trace_cid: String[128] = ""):
     """
     @notice Move 4 (solver): the Merkle root over the output tensor roots of
             every node of training step `step` (node id order); the solver
-            publishes the trace off chain.
+            publishes the trace off chain, at `trace_cid` (announced in the
+            event; elements it fails to serve can be demanded on chain).
     """
     t: Turn = self._begin(dispute_id, PHASE_TRACE, msg.sender, True)
     assert step == self.disputes[dispute_id].first_step, "arbitration: wrong step"
     assert trace_root != empty(bytes32), "arbitration: empty trace root"
     self.disputes[dispute_id].trace_root = trace_root
     self._pass(dispute_id, t, PHASE_PROVE)
-    log TraceCommitted(dispute_id=dispute_id, step=step, trace_root=trace_root)
+    log TraceCommitted(dispute_id=dispute_id, step=step, trace_root=trace_root, trace_cid=trace_cid)
 
 
 # ╔═══════════════════════════════════════════════════════════════╗

@@ -28,7 +28,7 @@ log = get_logger(__name__)
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 # the dispute game bound to local deployments
 LOCAL_DEPLOYMENT = ("ethereum", "local")
-DEFAULT_ARBITER = ROOT / "tests" / "contracts" / "ManualArbiter.vy"
+DEFAULT_ARBITER = ROOT / "contracts" / "Arbitration.vy"
 
 Account.enable_unaudited_hdwallet_features()
 
@@ -106,8 +106,8 @@ def mine_every(rpc_url: str, seconds: int) -> None:
     connect(rpc_url).provider.make_request("evm_setIntervalMining", [seconds])
 
 
-def deploy(rpc_url: str, *, arbiter: Path, window: int, forced_error_ppm: int | None = None,
-           deployments: Path | None = None) -> Deployment:
+def deploy(rpc_url: str, *, arbiter: Path = DEFAULT_ARBITER, window: int, clock: int | None = None,
+           forced_error_ppm: int | None = None, deployments: Path | None = None) -> Deployment:
     """Run `ape run deploy` against `rpc_url` with Anvil's first account."""
     env = {**os.environ, "PATH": tool_path(), "APE_FOUNDRY_HOST": rpc_url}
     if deployments is not None:
@@ -116,6 +116,8 @@ def deploy(rpc_url: str, *, arbiter: Path, window: int, forced_error_ppm: int | 
             "--arbiter", str(arbiter), "--window", str(window)]
     if forced_error_ppm is not None:
         args += ["--forced-error-ppm", str(forced_error_ppm)]
+    if clock is not None:
+        args += ["--clock", str(clock), "--extension", str(max(clock // 4, 1))]
     result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         raise NodeError(f"deploy failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")

@@ -1,10 +1,11 @@
 """Deploy the market suite to any ape network.
 
     ape run deploy --network ethereum:local:foundry --account TEST::0
-    ape run deploy --network ethereum:sepolia:node --account my-key --arbiter contracts/Arbitration.vy
+    ape run deploy --network ethereum:local:foundry --account TEST::0 --arbiter tests/contracts/ManualArbiter.vy
 
-The arbiter is deployed first, bound to the address the market will get, so the
-market's arbiter is fixed at deploy and the arbiter trusts only that market.
+The dispute game (with its one-step judge and proof checker) is deployed first,
+bound to the address the market will get, so the market's arbiter is fixed at
+deploy and the game trusts only that market.
 Writes `deployments/<ecosystem>-<network>.yaml` and refreshes `abi/*.json`.
 """
 
@@ -20,6 +21,8 @@ from offchain.chain.deployment import Deployment, deployment_path, write_abis
 from offchain.chain.suite import DEFAULT_UNBOND_DELAY, ROOT, Terms, create_address
 
 DEFAULT_ARBITER = ROOT / "contracts" / "Arbitration.vy"
+DEFAULT_CLOCK = 3_600
+DEFAULT_EXTENSION = 300
 
 
 def _arbiter_container(source: Path):
@@ -30,30 +33,43 @@ def _arbiter_container(source: Path):
 
 @click.command(cls=ConnectedProviderCommand)
 @account_option()
-@click.option("--arbiter", "arbiter_source", type=click.Path(exists=True, path_type=Path),
-              default=DEFAULT_ARBITER if DEFAULT_ARBITER.exists() else None, required=not DEFAULT_ARBITER.exists(),
-              help="Vyper source of the dispute game to bind to the market.")
+@click.option("--arbiter", "arbiter_source", type=click.Path(exists=True, path_type=Path), default=DEFAULT_ARBITER,
+              show_default=True, help="Vyper source of the dispute game to bind to the market.")
 @click.option("--unbond-delay", type=int, default=DEFAULT_UNBOND_DELAY, show_default=True)
 @click.option("--forced-error-ppm", type=int, default=Terms().forced_error_ppm, show_default=True)
 @click.option("--window", type=int, default=Terms().verify_window, show_default=True,
               help="Seconds of the verify, whistleblower and reveal windows.")
-def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, forced_error_ppm, window):
+@click.option("--clock", type=int, default=DEFAULT_CLOCK, show_default=True,
+              help="Seconds each side of a dispute has for the whole game.")
+@click.option("--extension", type=int, default=DEFAULT_EXTENSION, show_default=True,
+              help="Seconds a side has at least after its opponent moved.")
+def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, forced_error_ppm, window, clock,
+        extension):
     terms = Terms(forced_error_ppm=forced_error_ppm, verify_window=window, whistle_window=window, reveal_window=window)
-    market_address = create_address(account.address, account.nonce + 1)
     arbiter_type = _arbiter_container(arbiter_source)
-    arbiter = account.deploy(arbiter_type, market_address)
+    contracts: dict[str, str] = {}
+    abis = {arbiter_source.stem: arbiter_type.contract_type}
+    if arbiter_source.stem == "Arbitration":
+        judge = account.deploy(project.Judge)
+        checker = account.deploy(project.ProofChecker, judge.address)
+        contracts |= {"Judge": judge.address, "ProofChecker": checker.address}
+        abis |= {"Judge": project.Judge.contract_type, "ProofChecker": project.ProofChecker.contract_type}
+        arbiter_args = (checker.address, clock, extension)
+    else:
+        arbiter_args = ()
+    market_address = create_address(account.address, account.nonce + 1)
+    arbiter = account.deploy(arbiter_type, market_address, *arbiter_args)
     market = account.deploy(project.Market, arbiter.address, unbond_delay, terms.as_tuple())
     assert market.address == market_address, "deploy: market landed at an unexpected address"
 
     deployment = Deployment(
         chain_id=provider.chain_id,
         block=provider.get_receipt(market.txn_hash).block_number,
-        contracts={"Market": market.address, "Arbiter": arbiter.address},
+        contracts={"Market": market.address, "Arbiter": arbiter.address, **contracts},
         arbiter_kind=arbiter_source.stem,
     )
     path = deployment.save(deployment_path(ecosystem.name, network.name))
-    write_abis({
-        "Market": [item.model_dump(mode="json", by_alias=True) for item in project.Market.contract_type.abi],
-        arbiter_source.stem: [item.model_dump(mode="json", by_alias=True) for item in arbiter_type.contract_type.abi],
-    })
-    click.echo(f"Market  {market.address}\nArbiter {arbiter.address} ({arbiter_source.stem})\nwrote {path}")
+    abis["Market"] = project.Market.contract_type
+    write_abis({name: [item.model_dump(mode="json", by_alias=True) for item in ct.abi] for name, ct in abis.items()})
+    click.echo("\n".join(f"{name:<12} {address}" for name, address in deployment.contracts.items()))
+    click.echo(f"wrote {path}")

@@ -93,10 +93,21 @@ class Market:
         self.w3, self.deployment, self.account = w3, deployment, account
         self.contract = w3.eth.contract(address=deployment.market, abi=load_abi("Market"))
         self.arbiter = w3.eth.contract(address=deployment.arbiter, abi=load_abi(deployment.arbiter_kind))
+        checker = deployment.contracts.get("ProofChecker")
+        self.checker = w3.eth.contract(address=checker, abi=load_abi("ProofChecker")) if checker else None
 
     # ── reads ───────────────────────────────────────────────────────
     def call(self, name: str, *args: Any) -> Any:
         return with_retries(name, lambda: getattr(self.contract.functions, name)(*args).call())
+
+    def read(self, contract: Any, name: str, *args: Any) -> Any:
+        """A view of `contract`; a struct comes back as a dict keyed by field name."""
+        fn = getattr(contract.functions, name)(*args)
+        value = with_retries(name, fn.call)
+        outputs = fn.abi["outputs"]
+        if len(outputs) == 1 and outputs[0].get("components"):
+            return {c["name"]: v for c, v in zip(outputs[0]["components"], value)}
+        return value
 
     def task(self, task_id: int) -> TaskView:
         raw = self.call("tasks", task_id)

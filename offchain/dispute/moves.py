@@ -343,6 +343,10 @@ def decode_values(values: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
 # The challenger's search
 
 
+#: the ProofChecker function that takes each kind of final proof
+PROVE_FN = {"link": "prove_link_mismatch", "data": "prove_data_mismatch", "element": "prove_element"}
+
+
 @dataclass(frozen=True)
 class FinalProof:
     """A proof the challenger can win with: ``kind`` in (link, data, element) and its arguments."""

@@ -44,6 +44,8 @@ class Worker:
                 self.poll_once()
             except ChainError as exc:
                 self.log.warning("chain: %s", exc)
+            except Exception:  # a daemon outlives one bad round; the traceback says what to fix
+                self.log.exception("unexpected error; retrying next round")
             self.stopping.wait(self.poll_interval)
 
     def poll_once(self) -> None:

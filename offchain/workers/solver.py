@@ -20,12 +20,8 @@ from offchain.chain.suite import TaskState
 from offchain.ml import Checkpoint, DemoTask, MLError, TrainingResult, build_proof, cheats, train
 from offchain.ml.train import merge_results, update_norm
 from offchain.storage import StorageError
-from offchain.workers.artifacts import (
-    ArtifactMismatch,
-    fetch_task,
-    load_checkpoints,
-    save_checkpoint,
-)
+from offchain.dispute.player import Defence
+from offchain.workers.artifacts import ArtifactMismatch, fetch_proof, fetch_task, load_checkpoints, save_checkpoint
 from offchain.workers.base import Worker
 
 CHEATS = {
@@ -72,6 +68,14 @@ class Solver(Worker):
         elif task.state == TaskState.DISPUTED and record.get("forced") and task.round == 0:
             self.market.transact("concede_forced_error", task.task_id, bytes.fromhex(record["secret"]))
             self.log.info("task %d: challenged proof was a forced error; conceded", task.task_id)
+        elif task.state == TaskState.DISPUTED:
+            self._defend(task, record)
+
+    def _defend(self, task: TaskView, record: dict[str, Any]) -> None:
+        submitted = self.latest_event("ProofSubmitted", task.task_id)
+        proof = fetch_proof(self.store, submitted["proof_cid"], task.proof_root)
+        if (done := Defence(self.market, self.store, self.bundle(task.task_id), proof).play(task)) is not None:
+            self.log.info("task %d: dispute %d: %s", task.task_id, task.dispute_id, done)
 
     def finish(self, task: TaskView) -> None:
         if task.state == TaskState.FINALISED and task.solver == self.address:

@@ -15,6 +15,7 @@ from eth_utils import keccak
 
 from offchain.chain.client import TaskView
 from offchain.chain.suite import TaskState
+from offchain.dispute.player import Prosecution
 from offchain.ml import DemoTask, MLError, Verdict, profile_threshold, verify
 from offchain.storage import StorageError
 from offchain.workers.artifacts import ArtifactMismatch, fetch_checkpoints, fetch_proof, fetch_task
@@ -23,6 +24,10 @@ from offchain.workers.base import Worker
 
 class Auditor(Worker):
     """What a verifier and a whistleblower share: reaching a verdict on a proof."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._nothing_to_prove: set[int] = set()
 
     def _threshold(self, bundle: DemoTask) -> float:
         key = f"threshold:{bundle.task.graph_root.hex()}:{bundle.task.dataset_root.hex()}"
@@ -38,9 +43,8 @@ class Auditor(Worker):
         key = task.proof_root.hex()
         if (saved := (record.get("verdicts") or {}).get(key)) is not None:
             return Verdict(saved["accept"], saved["segment"], saved["reason"])
-        created = self.latest_event("TaskCreated", task.task_id)
+        bundle = self.bundle(task)
         submitted = self.latest_event("ProofSubmitted", task.task_id)
-        bundle = fetch_task(self.store, created["spec_cid"], task.spec_hash)
         try:
             proof = fetch_proof(self.store, submitted["proof_cid"], task.proof_root)
             blobs = fetch_checkpoints(self.store, proof)
@@ -59,29 +63,52 @@ class Auditor(Worker):
         self.state.update_task(task.task_id, verdicts=verdicts)
         return verdict
 
+    def bundle(self, task: TaskView) -> DemoTask:
+        created = self.latest_event("TaskCreated", task.task_id)
+        return fetch_task(self.store, created["spec_cid"], task.spec_hash)
+
+    def prosecute(self, task: TaskView) -> None:
+        """Play the dispute this auditor opened (once it found nothing to prove, it stops looking)."""
+        if task.dispute_id in self._nothing_to_prove:
+            return
+        submitted = self.latest_event("ProofSubmitted", task.task_id)
+        proof = fetch_proof(self.store, submitted["proof_cid"], task.proof_root)
+        done = Prosecution(self.market, self.store, self.bundle(task), proof).play(task)
+        if done == Prosecution.NOTHING_TO_PROVE:
+            self._nothing_to_prove.add(task.dispute_id)
+        if done is not None:
+            self.log.info("task %d: dispute %d: %s", task.task_id, task.dispute_id, done)
+
     def finish(self, task: TaskView) -> None:
         self.collect_credits()
         super().finish(task)
 
 
 class Verifier(Auditor):
-    """`lazy` accepts without looking: the verifier that whistleblowers exist to expose."""
+    """`lazy` accepts without looking (the verifier whistleblowers exist to expose);
+    `adversarial` challenges every proof (the verifier honest solvers must beat)."""
 
     role = "verifier"
     watches = ("VerifierDrawn",)
 
-    def __init__(self, *, lazy: bool = False, **kwargs: Any):
-        self.lazy = lazy
+    def __init__(self, *, lazy: bool = False, adversarial: bool = False, **kwargs: Any):
+        self.lazy, self.adversarial = lazy, adversarial
         super().__init__(**kwargs)
 
     def event_filter(self, name: str) -> dict[str, Any]:
         return {"verifier": self.address}
 
     def advance(self, task: TaskView) -> None:
+        if task.state == TaskState.DISPUTED and task.challenger == self.address:
+            self.prosecute(task)
+            return
         if task.state != TaskState.SUBMITTED or task.verifier != self.address or not self.in_time(task.deadline):
             return  # not this verifier's move (it keeps watching until the task ends, for its fee)
         seed = self.latest_event("ProofSubmitted", task.task_id)["seed"]
-        verdict = Verdict(True, reason="not checked") if self.lazy else self.audit(task, seed)
+        if self.lazy or self.adversarial:
+            verdict = Verdict(self.lazy, None if self.lazy else 0, "not checked")
+        else:
+            verdict = self.audit(task, seed)
         if verdict.accept:
             self.market.transact("accept", task.task_id)
             self.log.info("task %d: accepted", task.task_id)
@@ -95,6 +122,9 @@ class Whistleblower(Auditor):
     watches = ("ProofAccepted",)
 
     def advance(self, task: TaskView) -> None:
+        if task.state == TaskState.DISPUTED and task.challenger == self.address:
+            self.prosecute(task)
+            return
         if task.state != TaskState.ACCEPTED or not self.in_time(task.deadline):
             return
         if self.address in (task.solver, task.verifier):

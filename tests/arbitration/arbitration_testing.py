@@ -380,7 +380,7 @@ def genuine_play(demo: DemoTask, run, segment: int, pick: int) -> Play:
     return Play(demo, list(run.result.roots), segment, roots, step, pick, trace)
 
 
-PROVE_FN = {"link": "prove_link_mismatch", "data": "prove_data_mismatch", "element": "prove_element"}
+PROVE_FN = M.PROVE_FN
 
 
 def full_dispute(suite: Suite, parties: Parties, play: Play, *, proof: M.FinalProof | None = None,

@@ -28,6 +28,7 @@ from offchain.workers.base import Worker
 from offchain.workers.submitter import Submitter
 
 WINDOW = 8
+CLOCK = 20
 SUBMITTER, SOLVER, VERIFIER, WHISTLEBLOWER = 1, 2, 3, 4
 
 
@@ -69,8 +70,8 @@ def local_market(tmp_path: Path, *, forced_error_ppm: int = 0) -> Iterator[Harne
     anvil = start_anvil()
     harness = None
     try:
-        deployment = deploy(anvil.url, arbiter=DEFAULT_ARBITER, window=WINDOW, forced_error_ppm=forced_error_ppm,
-                            deployments=tmp_path / "deployments")
+        deployment = deploy(anvil.url, arbiter=DEFAULT_ARBITER, window=WINDOW, clock=CLOCK,
+                            forced_error_ppm=forced_error_ppm, deployments=tmp_path / "deployments")
         mine_every(anvil.url, 1)
         harness = Harness(anvil, deployment, tmp_path / "home", LocalStore(tmp_path / "home" / "ipfs"))
         yield harness

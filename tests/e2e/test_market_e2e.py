@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from offchain.chain.suite import Role, TaskState
+from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.workers.solver import Solver
 from offchain.workers.submitter import fetch_result
 from offchain.workers.verifier import Verifier, Whistleblower
@@ -34,16 +34,38 @@ def test_honest_task__finalises_pays_and_delivers_weights(tmp_path):
         assert not reader.events("Challenged", m.deployment.block, task_id=task_id)
 
 
+def _dispute_outcome(market, deployment, task_id):
+    ended = market.arbiter.events.DisputeEnded().get_logs(from_block=deployment.block,
+                                                           argument_filters={"task_id": task_id})
+    return ended[0]["args"] if ended else None
+
+
 @pytest.mark.parametrize("cheat", ["skip", "fabricate", "wrong-data"])
-def test_cheating_solver__is_challenged_and_disputed(tmp_path, cheat):
+def test_cheating_solver__loses_the_dispute_and_its_stake(tmp_path, cheat):
     with local_market(tmp_path) as m:
-        m.start(Solver, SOLVER, Role.SOLVER, cheat=cheat)
+        solver = m.start(Solver, SOLVER, Role.SOLVER, cheat=cheat)
         m.start(Verifier, VERIFIER, Role.VERIFIER)
         task_id = m.post()
         reader = m.market(0)
-        wait_for(lambda: _state(reader, task_id) == TaskState.DISPUTED, what="a challenge")
+        outcome = wait_for(lambda: _dispute_outcome(reader, m.deployment, task_id), 120, "the verdict")
+        assert not outcome["solver_won"] and outcome["reason"] in (2, 3, 4)  # link, data or element proof
         [challenge] = reader.events("Challenged", m.deployment.block, task_id=task_id)
         assert challenge["args"]["challenger"] == m.market(VERIFIER).account.address
+        stake = reader.call("accounts", solver.address)
+        assert stake[0] == 5 * ETHER - reader.task(task_id).solver_stake or reader.task(task_id).solver == solver.address
+
+
+def test_honest_solver__beats_an_adversarial_verifier_and_is_paid(tmp_path):
+    with local_market(tmp_path) as m:
+        m.start(Solver, SOLVER, Role.SOLVER)
+        verifier = m.start(Verifier, VERIFIER, Role.VERIFIER, adversarial=True)
+        task_id = m.post()
+        reader = m.market(0)
+        outcome = wait_for(lambda: _dispute_outcome(reader, m.deployment, task_id), 120, "the verdict")
+        assert outcome["solver_won"] and outcome["reason"] == 1  # the challenger ran out of clock
+        bond = reader.terms(reader.task(task_id).terms_id).verifier_bond
+        assert reader.call("accounts", verifier.address)[0] == 5 * ETHER - bond
+        wait_for(lambda: _state(reader, task_id) == TaskState.FINALISED, 90, "finalisation")
 
 
 def test_lazy_verifier__accepts_a_cheat__whistleblower_challenges(tmp_path):
@@ -57,8 +79,11 @@ def test_lazy_verifier__accepts_a_cheat__whistleblower_challenges(tmp_path):
         assert reader.events("ProofAccepted", m.deployment.block, task_id=task_id)
         [challenge] = reader.events("Challenged", m.deployment.block, task_id=task_id)
         assert challenge["args"]["challenger"] == m.market(WHISTLEBLOWER).account.address
-        # the whistleblower's bond is locked behind the dispute
-        assert reader.call("accounts", challenge["args"]["challenger"])[1] > 0
+        outcome = wait_for(lambda: _dispute_outcome(reader, m.deployment, task_id), 120, "the verdict")
+        assert not outcome["solver_won"]
+        # the lazy verifier forfeits its bond to the whistleblower
+        verifier = m.market(VERIFIER).account.address
+        assert reader.call("accounts", verifier)[0] == 5 * ETHER - reader.terms(1).verifier_bond
 
 
 def test_forced_error__caught_by_verifier_paid_from_jackpot_then_genuine_proof_paid(tmp_path):

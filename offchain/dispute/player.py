@@ -1,0 +1,142 @@
+"""Playing the dispute game from a worker: the solver defends its proof, the challenger prosecutes.
+
+Both sides are driven by the game's state on chain (whose turn it is, which
+phase), so a restarted worker simply picks the game up again. The solver
+re-derives everything it needs from its own checkpoints, bitwise as it trained;
+the challenger replays from the solver's checkpoints to pick the step and checks
+every node of the solver's trace against the on-chain judge's rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+from offchain.chain.client import Market, TaskView
+from offchain.dispute import moves as M
+from offchain.ml import Checkpoint, DemoTask, ProofDocument, merkle_root, trace_roots
+from offchain.ml.train import replay, segment_state_roots, step_trace
+from offchain.storage import ContentStore
+from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
+
+# Arbitration phases (contracts/Arbitration.vy)
+REVEAL, PICK, BISECT, TRACE, PROVE, DEMAND, SOLVER_WON, CHALLENGER_WON, ABORTED = range(1, 10)
+ENDED = (SOLVER_WON, CHALLENGER_WON, ABORTED)
+
+
+class DisputePlayer:
+    """One side of one dispute; `play` makes the move that is due, if any, and says what it did."""
+
+    def __init__(self, market: Market, store: ContentStore, bundle: DemoTask, proof: ProofDocument):
+        self.market, self.store, self.bundle, self.proof = market, store, bundle, proof
+        self.game = market.arbiter
+        self.me = market.account.address
+
+    def dispute(self, dispute_id: int) -> dict[str, Any]:
+        return self.market.read(self.game, "disputes", dispute_id)
+
+    def claim_timeout(self, dispute_id: int, dispute: dict[str, Any]) -> str | None:
+        """End the game when the other side's clock has run out."""
+        waiting_on = self.market.read(self.game, "to_move", dispute_id)
+        if waiting_on != self.me and self.market.now() > self.market.read(self.game, "deadline", dispute_id):
+            self.market.transact("timeout", dispute_id, contract=self.game)
+            return "claimed the timeout"
+        return None
+
+    def checkpoint(self, index: int) -> dict[str, torch.Tensor]:
+        blob = self.store.cat(self.proof.checkpoint_cids[index], max_size=MAX_ARTIFACT_BYTES)
+        return Checkpoint.from_bytes(blob, self.bundle.spec, index, self.proof.checkpoint_interval).params
+
+    def segment_roots(self, segment: int) -> list[bytes]:
+        """State roots of an honest replay of `segment` from the proof's own checkpoint."""
+        b = self.bundle
+        return segment_state_roots(b.graph, b.task, b.dataset, self.checkpoint(segment), segment)
+
+    def trace(self, segment: int, step: int) -> list[torch.Tensor]:
+        b = self.bundle
+        start = self.checkpoint(segment)
+        first = segment * b.task.checkpoint_interval
+        state = replay(b.graph, b.task, b.dataset, start, first, step - first) if step > first else start
+        return list(step_trace(b.graph, b.task, b.dataset, state, step).trace)
+
+
+class Defence(DisputePlayer):
+    """The solver: reveal the segment's state roots, then the trace of the picked step."""
+
+    def play(self, task: TaskView) -> str | None:
+        dispute_id = task.dispute_id
+        d = self.dispute(dispute_id)
+        if d["phase"] in ENDED:
+            return None
+        if (done := self.claim_timeout(dispute_id, d)) or self.market.read(self.game, "to_move", dispute_id) != self.me:
+            return done
+        segment = d["segment"]
+        if d["phase"] == REVEAL:
+            roots = self.segment_roots(segment)
+            roots[-1] = self.proof.checkpoint_roots[segment + 1]  # the end this proof committed to
+            args = M.reveal_segment_args(dispute_id, segment, self.bundle.task, roots, list(self.proof.checkpoint_roots))
+            self.market.transact("reveal_segment", *args, contract=self.game)
+            return f"revealed the state roots of segment {segment}"
+        if d["phase"] == TRACE:
+            trace = self.trace(segment, d["first_step"])
+            cid = self.store.add_bytes(save_tensors({f"{i:06d}": t.contiguous() for i, t in enumerate(trace)}))
+            args = M.commit_trace_args(dispute_id, d["first_step"], trace)
+            self.market.transact("commit_trace", *args, cid, contract=self.game)
+            return f"committed the trace of step {d['first_step']} ({cid})"
+        if d["phase"] == DEMAND:
+            trace = self.trace(segment, d["first_step"])
+            args = M.post_args(self.game.address, dispute_id, trace, d["demand_node"], d["demand_start"],
+                               d["demand_count"])
+            self.market.transact("post_elements", *args, contract=self.market.checker)
+            return f"posted elements of node {d['demand_node']}"
+        return f"cannot play phase {d['phase']} (segments longer than 256 steps are not played by this worker)"
+
+
+class Prosecution(DisputePlayer):
+    """The challenger: pick the first interval its replay disagrees with, then prove the step wrong."""
+
+    NOTHING_TO_PROVE = "the solver's step is consistent: nothing to prove"
+
+    def play(self, task: TaskView) -> str | None:
+        dispute_id = task.dispute_id
+        d = self.dispute(dispute_id)
+        if d["phase"] in ENDED:
+            return None
+        if (done := self.claim_timeout(dispute_id, d)) or self.market.read(self.game, "to_move", dispute_id) != self.me:
+            return done
+        if d["phase"] == PICK:
+            revealed = self._revealed(dispute_id)
+            mine = self.segment_roots(d["segment"])
+            points = M.dissection_points(d["span"])
+            ours = [mine[p] for p in points]
+            index = next((i for i in range(len(points) - 1) if ours[i + 1] != revealed[i + 1]), len(points) - 2)
+            self.market.transact("pick_step", *M.pick_step_args(dispute_id, revealed, index), contract=self.game)
+            return f"picked interval {index} (step {d['first_step'] + points[index]})"
+        if d["phase"] == PROVE:
+            trace = self._solver_trace(dispute_id, d)
+            data = M.StepData(self.bundle.task, self.bundle.graph, trace, self.bundle.dataset.x, self.bundle.dataset.y)
+            final = M.find_final_proof(self.game.address, dispute_id, data, d["state_before"], d["state_after"],
+                                       d["first_step"])
+            if final is None:
+                return self.NOTHING_TO_PROVE
+            self.market.transact(M.PROVE_FN[final.kind], *final.args, contract=self.market.checker)
+            return f"proved {final.kind}: {final.detail}"
+        return None
+
+    def _revealed(self, dispute_id: int) -> list[bytes]:
+        events = self.game.events.StatesRevealed().get_logs(
+            from_block=self.market.deployment.block, argument_filters={"dispute_id": dispute_id})
+        return list(events[-1]["args"]["state_roots"])
+
+    def _solver_trace(self, dispute_id: int, d: dict[str, Any]) -> list[torch.Tensor]:
+        events = self.game.events.TraceCommitted().get_logs(
+            from_block=self.market.deployment.block, argument_filters={"dispute_id": dispute_id})
+        blob = self.store.cat(events[-1]["args"]["trace_cid"], max_size=MAX_ARTIFACT_BYTES)
+        tensors = load_tensors(blob)
+        trace = [tensors[key] for key in sorted(tensors)]
+        if merkle_root(trace_roots(trace)) != d["trace_root"]:
+            raise ValueError("the published trace does not match the committed trace root")
+        return trace
