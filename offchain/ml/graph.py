@@ -307,7 +307,8 @@ def _build_kernel(node: Node, graph: TrainingGraph, dtype: torch.dtype) -> Kerne
 
         def softmax_xent_grad(v: Values) -> torch.Tensor:
             probs = torch.softmax(v[z], 1)
-            probs.scatter_add_(1, v[y].view(rows, 1), minus_one)
+            one = minus_one if probs.device == minus_one.device else minus_one.to(probs.device)
+            probs.scatter_add_(1, v[y].view(rows, 1), one)
             return probs.div_(rows)
 
         return softmax_xent_grad
