@@ -3,8 +3,10 @@
 A local Anvil with the suite deployed, the embedded IPFS store served over the
 Kubo RPC API, a submitter posting two digits-classification tasks, an honest
 solver, a solver that fabricates segments, a verifier and a whistleblower. The
-demo waits until the honest task is finalised and paid and the cheating one is
-challenged, then writes a loss plot and the tasks' timelines.
+cheater's proof is challenged and the dispute game narrows it to one step that
+the chain checks; the cheater is slashed, its task reopens and the honest solver
+finishes it. The demo ends when both tasks are finalised and paid, and writes a
+loss plot and the tasks' timelines.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from offchain.workers.submitter import Submitter, fetch_result, logits
 log = get_logger("dtm.demo")
 
 WINDOW = 12
+CLOCK = 30
 TIMEOUT = 170
 SUBMITTER, HONEST, CHEATER, VERIFIER, WHISTLEBLOWER = 1, 2, 3, 4, 5
 ROLES = {
@@ -53,7 +56,7 @@ def run_demo(out: Path) -> int:
     processes: list[subprocess.Popen] = []
     anvil = start_anvil()
     try:
-        deployment = deploy(anvil.url, arbiter=DEFAULT_ARBITER, window=WINDOW, forced_error_ppm=0,
+        deployment = deploy(anvil.url, arbiter=DEFAULT_ARBITER, window=WINDOW, clock=CLOCK, forced_error_ppm=0,
                             deployments=out / "deployments")
         mine_every(anvil.url, 1)
         log.info("chain %s, market %s", anvil.url, deployment.market)
@@ -111,35 +114,46 @@ def _answers(store: KuboStore) -> bool:
 
 
 def _settled(market: Market, task_ids: list[int]) -> dict[int, TaskState] | None:
-    """Done when one task is finalised and the other disputed."""
+    """Done when every task is finalised and a cheater has lost a dispute on chain."""
     states = {task_id: market.task(task_id).state for task_id in task_ids}
-    if sorted(states.values()) == sorted([TaskState.FINALISED, TaskState.DISPUTED]):
-        return states
-    return None
+    lost = [e for e in market.arbiter.events.DisputeEnded().get_logs(from_block=market.deployment.block)
+            if not e["args"]["solver_won"]]
+    return states if lost and all(s == TaskState.FINALISED for s in states.values()) else None
 
 
 def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[int], states: dict[int, TaskState]) -> None:
     market = submitter.market
     start = market.w3.eth.get_block(market.deployment.block)["timestamp"]
+    names = {dev_account(HONEST).address: "honest solver", dev_account(CHEATER).address: "cheating solver"}
     curves: dict[str, list[float]] = {}
     lines = []
     for task_id in task_ids:
         view = market.task(task_id)
-        solver = "honest solver" if view.solver == dev_account(HONEST).address else "cheating solver"
-        submitted = market.events("ProofSubmitted", market.deployment.block, task_id=task_id)[-1]["args"]
-        bundle = fetch_task(store, market.events("TaskCreated", market.deployment.block, task_id=task_id)[0]["args"]["spec_cid"], view.spec_hash)
-        proof = fetch_proof(store, submitted["proof_cid"], submitted["proof_root"])
-        curves[f"task {task_id} ({solver}, {states[task_id].name.lower()})"] = _checkpoint_losses(bundle, proof, store)
-        lines.append(f"task {task_id}: {states[task_id].name.lower()} ({solver})")
+        created = market.events("TaskCreated", market.deployment.block, task_id=task_id)[0]["args"]
+        bundle = fetch_task(store, created["spec_cid"], view.spec_hash)
+        for submitted in market.events("ProofSubmitted", market.deployment.block, task_id=task_id):
+            proof = fetch_proof(store, submitted["args"]["proof_cid"], submitted["args"]["proof_root"])
+            who = names.get(submitted["args"]["solver"], submitted["args"]["solver"])
+            verdict = "paid" if proof.root == view.proof_root and view.state == TaskState.FINALISED else "slashed"
+            curves[f"task {task_id}, {who} ({verdict})"] = _checkpoint_losses(bundle, proof, store)
+        lines.append(f"task {task_id}: {states[task_id].name.lower()}")
         for row in task_timeline(market, task_id):
             lines.append(f"  t={row.timestamp - start:>4}s  block {row.block:>4}  {row.event:<19} {row.detail}")
-    finalised = next(t for t, s in states.items() if s == TaskState.FINALISED)
-    result = fetch_result(market, store, finalised)
-    lines.append(f"task {finalised}: trained weights {result.weights_cid}, accuracy {100 * result.accuracy:.1f}% on digits")
+        result = fetch_result(market, store, task_id)
+        lines.append(f"  trained weights {result.weights_cid}: accuracy {100 * result.accuracy:.1f}% on digits")
+    for ended in market.arbiter.events.DisputeEnded().get_logs(from_block=market.deployment.block):
+        args = ended["args"]
+        winner = "solver" if args["solver_won"] else "challenger"
+        lines.append(f"dispute {args['dispute_id']} on task {args['task_id']}: the {winner} won ({END_REASONS[args['reason']]})")
+    cheater = market.call("accounts", dev_account(CHEATER).address)[0]
+    lines.append(f"cheating solver's stake: {cheater / ETHER:.2f} of 5.00 ETH left")
     (out / "timeline.txt").write_text("\n".join(lines) + "\n")
     _plot(out / "loss.png", curves)
     print("\n".join(lines))
     print(f"\nwrote {out / 'loss.png'} and {out / 'timeline.txt'}")
+
+
+END_REASONS = {1: "timeout", 2: "link mismatch proven", 3: "wrong data row proven", 4: "inconsistent element proven"}
 
 
 def _checkpoint_losses(bundle, proof, store) -> list[float]:

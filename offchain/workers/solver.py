@@ -91,6 +91,10 @@ class Solver(Worker):
         return False
 
     def _claim(self, task: TaskView) -> None:
+        if self.market.events("TaskClaimed", self.market.deployment.block, task_id=task.task_id, solver=self.address):
+            # reopened after this solver held it: one attempt per task
+            self.state.update_task(task.task_id, done=True, outcome="reopened after our attempt")
+            return
         if self.market.call("free_stake", self.address) < task.solver_stake:
             return
         try:
