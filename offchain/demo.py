@@ -76,10 +76,12 @@ def run_demo(out: Path) -> int:
         submitter = Submitter(market=Market(w3, deployment, dev_account(SUBMITTER)), store=store, home=out / "home")
         from offchain.ml import digits_dataset, mlp_spec
 
-        published = publish_task(store, mlp_spec(64, (32,), 10), digits_dataset(), steps=300, k=10,
-                                 batch_size=32, lr=0.1, seed=1)
-        task_ids = [submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=600, train_window=120)
-                    for _ in range(2)]
+        task_ids = [  # two tasks that differ in their batch order (the seed)
+            submitter.post(publish_task(store, mlp_spec(64, (32,), 10), digits_dataset(), steps=300, k=10,
+                                        batch_size=32, lr=0.1, seed=seed),
+                           payment=ETHER, solver_stake=ETHER, expires_in=600, train_window=120)
+            for seed in (1, 2)
+        ]
         outcome = wait_for(lambda: _settled(submitter.market, task_ids), TIMEOUT, "the tasks to settle")
         for task_id in task_ids:
             submitter._advance_safely(task_id)
