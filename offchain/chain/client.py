@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted
+from web3.logs import DISCARD
 
 from offchain.chain.deployment import Deployment, load_abi
 from offchain.chain.suite import Role, TaskState, Terms
@@ -167,12 +168,12 @@ class Market:
                     expires: int, train_window: int, steps: int, checkpoint_interval: int) -> int:
         receipt = self.transact("create_task", spec_cid, spec_hash, solver_stake, expires, train_window,
                                 steps, checkpoint_interval, value=payment)
-        [created] = self.contract.events.TaskCreated().process_receipt(receipt)
+        [created] = self.contract.events.TaskCreated().process_receipt(receipt, errors=DISCARD)
         return created["args"]["task_id"]
 
     def challenge(self, task_id: int, proof_root: bytes, segment: int) -> int:
         receipt = self.transact("challenge", task_id, proof_root, segment)
-        [challenged] = self.contract.events.Challenged().process_receipt(receipt)
+        [challenged] = self.contract.events.Challenged().process_receipt(receipt, errors=DISCARD)
         return challenged["args"]["dispute_id"]
 
 

@@ -38,8 +38,20 @@ class DisputePlayer:
     def dispute(self, dispute_id: int) -> dict[str, Any]:
         return self.market.read(self.game, "disputes", dispute_id)
 
-    def claim_timeout(self, dispute_id: int, dispute: dict[str, Any]) -> str | None:
-        """End the game when the other side's clock has run out."""
+    def play(self, task: TaskView) -> str | None:
+        """End the game if the opponent's clock ran out, else make this side's move if it is due."""
+        dispute_id = task.dispute_id
+        d = self.dispute(dispute_id)
+        if d["phase"] in ENDED:
+            return None
+        if (done := self.claim_timeout(dispute_id)) or self.market.read(self.game, "to_move", dispute_id) != self.me:
+            return done
+        return self.move(dispute_id, d)
+
+    def move(self, dispute_id: int, d: dict[str, Any]) -> str | None:
+        raise NotImplementedError
+
+    def claim_timeout(self, dispute_id: int) -> str | None:
         waiting_on = self.market.read(self.game, "to_move", dispute_id)
         if waiting_on != self.me and self.market.now() > self.market.read(self.game, "deadline", dispute_id):
             self.market.transact("timeout", dispute_id, contract=self.game)
@@ -66,13 +78,7 @@ class DisputePlayer:
 class Defence(DisputePlayer):
     """The solver: reveal the segment's state roots, then the trace of the picked step."""
 
-    def play(self, task: TaskView) -> str | None:
-        dispute_id = task.dispute_id
-        d = self.dispute(dispute_id)
-        if d["phase"] in ENDED:
-            return None
-        if (done := self.claim_timeout(dispute_id, d)) or self.market.read(self.game, "to_move", dispute_id) != self.me:
-            return done
+    def move(self, dispute_id: int, d: dict[str, Any]) -> str | None:
         segment = d["segment"]
         if d["phase"] == REVEAL:
             roots = self.segment_roots(segment)
@@ -100,13 +106,7 @@ class Prosecution(DisputePlayer):
 
     NOTHING_TO_PROVE = "the solver's step is consistent: nothing to prove"
 
-    def play(self, task: TaskView) -> str | None:
-        dispute_id = task.dispute_id
-        d = self.dispute(dispute_id)
-        if d["phase"] in ENDED:
-            return None
-        if (done := self.claim_timeout(dispute_id, d)) or self.market.read(self.game, "to_move", dispute_id) != self.me:
-            return done
+    def move(self, dispute_id: int, d: dict[str, Any]) -> str | None:
         if d["phase"] == PICK:
             revealed = self._revealed(dispute_id)
             mine = self.segment_roots(d["segment"])

@@ -17,11 +17,17 @@ from tqdm import tqdm
 
 from offchain.chain.client import TaskView
 from offchain.chain.suite import TaskState
+from offchain.dispute.player import Defence
 from offchain.ml import Checkpoint, DemoTask, MLError, TrainingResult, build_proof, cheats, train
 from offchain.ml.train import merge_results, update_norm
 from offchain.storage import StorageError
-from offchain.dispute.player import Defence
-from offchain.workers.artifacts import ArtifactMismatch, fetch_proof, fetch_task, load_checkpoints, save_checkpoint
+from offchain.workers.artifacts import (
+    ArtifactMismatch,
+    fetch_proof,
+    fetch_task,
+    load_checkpoints,
+    save_checkpoint,
+)
 from offchain.workers.base import Worker
 
 CHEATS = {

@@ -11,21 +11,6 @@ from offchain.dispute import game as G
 from offchain.dispute import moves as M
 
 
-@pytest.fixture(scope="module")
-def suite():
-    return T.deploy_game_suite()
-
-
-@pytest.fixture(scope="module")
-def parties(suite):
-    return T.make_parties(suite.market)
-
-
-@pytest.fixture
-def syn():
-    return T.synthetic(k=8, segments=4)
-
-
 def _reveal(suite, parties, syn, dispute_id):
     args = M.reveal_segment_args(dispute_id, 1, T.syn_task(syn), syn.state_roots(1), syn.checkpoint_roots)
     with boa.env.prank(parties.solver):

@@ -29,16 +29,6 @@ from offchain.ml.graph import trace_roots
 GAS_LIMIT = 10_000_000
 
 
-@pytest.fixture(scope="module")
-def suite():
-    return T.deploy_game_suite()
-
-
-@pytest.fixture(scope="module")
-def parties(suite):
-    return T.make_parties(suite.market)
-
-
 def test_tiny__fabricating_solver_loses_and_is_slashed(suite, parties):
     for kind in ("honest", "forged"):
         with boa.env.anchor():

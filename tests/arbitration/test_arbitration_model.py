@@ -34,16 +34,6 @@ ADVERSARY_SOLVER = ("reveal", "reveal_bad", "reveal_wrongsegment", "trace_honest
 STRANGER = ("timeout", "front_run", "pick0", "reveal")
 
 
-@pytest.fixture(scope="module")
-def suite():
-    return T.deploy_game_suite()
-
-
-@pytest.fixture(scope="module")
-def parties(suite):
-    return T.make_parties(suite.market)
-
-
 # ------------------------------------------------------------------------------- data of both scenarios
 
 

@@ -13,21 +13,6 @@ from offchain.dispute import moves as M
 from offchain.ml.commit import merkle_root
 
 
-@pytest.fixture(scope="module")
-def suite():
-    return T.deploy_game_suite()
-
-
-@pytest.fixture(scope="module")
-def parties(suite):
-    return T.make_parties(suite.market)
-
-
-@pytest.fixture
-def syn():
-    return T.synthetic(k=8, segments=4)
-
-
 @pytest.fixture
 def opened(suite, parties, syn):
     return T.open_synthetic(suite, parties, syn, segment=1)

@@ -21,16 +21,6 @@ from offchain.ml.train import step_trace
 PROVE = {"link": "prove_link_mismatch", "data": "prove_data_mismatch", "element": "prove_element"}
 
 
-@pytest.fixture(scope="module")
-def suite():
-    return T.deploy_game_suite()
-
-
-@pytest.fixture(scope="module")
-def parties(suite):
-    return T.make_parties(suite.market)
-
-
 def _prove(suite, sender, kind, args):
     with boa.env.prank(sender):
         getattr(suite.checker, PROVE[kind])(*args)
