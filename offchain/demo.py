@@ -30,7 +30,7 @@ from offchain.node import (
     start_anvil,
     wait_for,
 )
-from offchain.storage import KuboStore
+from offchain.storage import KuboStore, StorageError
 from offchain.timeline import task_timeline
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, fetch_proof, fetch_task, publish_task
 from offchain.workers.submitter import Submitter, fetch_result, logits
@@ -111,7 +111,7 @@ def _answers(store: KuboStore) -> bool:
     try:
         store.add_bytes(b"ping")
         return True
-    except Exception:
+    except StorageError:  # not listening yet
         return False
 
 

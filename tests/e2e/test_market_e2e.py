@@ -51,8 +51,10 @@ def test_cheating_solver__loses_the_dispute_and_its_stake(tmp_path, cheat):
         assert not outcome["solver_won"] and outcome["reason"] in (2, 3, 4)  # link, data or element proof
         [challenge] = reader.events("Challenged", m.deployment.block, task_id=task_id)
         assert challenge["args"]["challenger"] == m.market(VERIFIER).account.address
-        stake = reader.call("accounts", solver.address)
-        assert stake[0] == 5 * ETHER - reader.task(task_id).solver_stake or reader.task(task_id).solver == solver.address
+        # the cheater's locked stake is gone and it does not try the reopened task again
+        bonded, locked = reader.call("accounts", solver.address)[:2]
+        assert bonded == 5 * ETHER - reader.task(task_id).solver_stake and locked == 0
+        assert reader.task(task_id).state == TaskState.OPEN
 
 
 def test_honest_solver__beats_an_adversarial_verifier_and_is_paid(tmp_path):
