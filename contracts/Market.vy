@@ -10,16 +10,19 @@
           ↓             ↓                ↓                  ↓
       Cancelled   Open / Refunded    Disputed ─resolve→ Accepted | Open / Refunded
 
-        A solver commits to a secret when it claims; together with entropy it
-        could not know then, the secret decides whether its first proof must
-        carry a forced error. It reveals the secret to finalise, or earlier to
-        concede a dispute over a forced error.
+        Randomness is committed before it is drawn: a claim or a proof fixes a
+        block, and a later call (`draw`, anyone's) reads that block's hash,
+        which nobody knew when the commitment was signed. A solver commits to
+        a secret when it claims; with the entropy drawn after the claim it
+        decides whether the first proof must carry a forced error. A proof
+        fixes the block that draws its verifier and the verifiers' sample.
 @dev    Every external function is guarded by one reentrancy lock (the pragma
         above), views included.
 """
 
 from interfaces import IArbiter
 
+from arbitration import structs
 from market import ledger
 from market import jackpot
 from market import stakes
@@ -27,7 +30,7 @@ from market import terms
 
 initializes: ledger
 initializes: jackpot[ledger := ledger]
-initializes: stakes[ledger := ledger]
+initializes: stakes[ledger := ledger, terms := terms]
 initializes: terms
 
 exports: (
@@ -45,6 +48,8 @@ exports: (
     stakes.verifier_count,
     stakes.free_stake,
     terms.owner,
+    terms.pending_owner,
+    terms.accept_ownership,
     terms.published,
     terms.current_terms,
     terms.publish_terms,
@@ -59,6 +64,10 @@ exports: (
 PPM: constant(uint256) = 1_000_000
 MAX_TRAIN_WINDOW: constant(uint256) = 365 * 86_400
 MAX_CHECKPOINTS: constant(uint256) = 1_000_000
+# the dispute game plays segments of at most this many steps
+MAX_CHECKPOINT_INTERVAL: constant(uint256) = 256
+# blocks whose hash the EVM still serves
+DRAW_HORIZON: constant(uint256) = 256
 MAX_DRAW_PROBES: constant(uint256) = 16
 MAX_CID_LENGTH: constant(uint256) = 128
 # the proof a forced error may touch; a resubmitted proof never carries one
@@ -91,13 +100,17 @@ event ProofSubmitted:
     proof_root: bytes32
     checkpoints: uint256
     proof_cid: String[MAX_CID_LENGTH]
-    seed: bytes32
     round: uint256
+
+event EntropyDrawn:
+    task_id: indexed(uint256)
+    entropy: bytes32
 
 event VerifierDrawn:
     task_id: indexed(uint256)
     verifier: indexed(address)
     deadline: uint256
+    seed: bytes32
 
 event ProofAccepted:
     task_id: indexed(uint256)
@@ -114,6 +127,10 @@ event DisputeResolved:
     task_id: indexed(uint256)
     dispute_id: indexed(uint256)
     solver_won: bool
+
+event ForcedErrorDeclared:
+    task_id: indexed(uint256)
+    dispute_id: indexed(uint256)
 
 event ForcedErrorRevealed:
     task_id: indexed(uint256)
@@ -176,6 +193,9 @@ struct Task:
     verifier: address
     challenger: address
     dispute_id: uint256
+    draw_block: uint256           # block whose hash the pending draw reads; 0 when none is pending
+    seed: bytes32                 # the verifier draw, also the verifiers' sample seed
+    forced_declared: bool         # the solver showed, in a dispute, that this proof is a forced error
 
 # the dispute game; fixed at deploy
 arbiter: public(immutable(address))
@@ -210,29 +230,34 @@ def __init__(arbiter_: address, unbond_delay: uint256, initial_terms: terms.Term
 @payable
 def create_task(
     spec_cid: String[MAX_CID_LENGTH],
-    spec_hash: bytes32,
+    commitments: structs.Commitments,
     solver_stake: uint256,
     expires: uint256,
     train_window: uint256,
-    steps: uint256,
-    checkpoint_interval: uint256,
 ) -> uint256:
     """
-    @notice Post a task and escrow `msg.value` for it. The terms' tax is held
-            with the escrow and moves to the jackpot only when a solver claims,
-            so a cancelled task is refunded in full.
+    @notice Post a task and escrow `msg.value` for it. The task is its
+            commitments: their hash is the spec hash proofs and disputes name,
+            and the schedule the chain enforces is read from them. The terms'
+            tax is held with the escrow and moves to the jackpot only when a
+            solver claims, so a cancelled task is refunded in full.
     @return The new task's id.
     """
-    assert msg.value > 0, "market: no payment"
+    terms_id: uint256 = terms.current_terms
+    t: terms.Terms = terms.published[terms_id]
+    steps: uint256 = commitments.steps
+    checkpoint_interval: uint256 = commitments.checkpoint_interval
+    assert msg.value >= t.min_payment, "market: payment below the minimum"
+    assert solver_stake >= t.min_solver_stake, "market: solver stake below the minimum"
     assert len(spec_cid) > 0, "market: empty spec cid"
     assert expires > block.timestamp, "market: expiry in the past"
     assert train_window > 0 and train_window <= MAX_TRAIN_WINDOW, "market: bad train window"
-    assert checkpoint_interval > 0, "market: zero checkpoint interval"
+    assert checkpoint_interval > 0 and checkpoint_interval <= MAX_CHECKPOINT_INTERVAL, "market: bad checkpoint interval"
     assert steps > 0 and steps % checkpoint_interval == 0, "market: steps not a multiple of the interval"
     assert steps // checkpoint_interval < MAX_CHECKPOINTS, "market: too many checkpoints"
 
-    terms_id: uint256 = terms.current_terms
-    tax: uint256 = msg.value * terms.published[terms_id].tax_ppm // PPM
+    spec_hash: bytes32 = keccak256(abi_encode(commitments))
+    tax: uint256 = msg.value * t.tax_ppm // PPM
     task_id: uint256 = self.task_count + 1
     self.task_count = task_id
     # fields are written one by one: the others of a fresh id are already zero
@@ -281,8 +306,8 @@ def claim(task_id: uint256, secret_hash: bytes32):
     """
     @notice Take an open task, locking the required stake.
     @param secret_hash keccak256 of a 32-byte secret the solver keeps until it
-           finalises; it decides, with entropy drawn now, whether the first
-           proof must carry a forced error.
+           finalises; it decides, with the entropy `draw` reads from this
+           block's hash, whether the first proof must carry a forced error.
     """
     assert self.tasks[task_id].state == TaskState.OPEN, "market: task not open"
     assert block.timestamp <= self.tasks[task_id].expires, "market: task expired"
@@ -299,7 +324,8 @@ def claim(task_id: uint256, secret_hash: bytes32):
     self.tasks[task_id].state = TaskState.CLAIMED
     self.tasks[task_id].solver = msg.sender
     self.tasks[task_id].secret_hash = secret_hash
-    self.tasks[task_id].entropy = self._randomness(task_id, secret_hash)
+    self.tasks[task_id].entropy = empty(bytes32)
+    self.tasks[task_id].draw_block = block.number
     self.tasks[task_id].deadline = deadline
     log TaskClaimed(task_id=task_id, solver=msg.sender, deadline=deadline)
 
@@ -308,28 +334,27 @@ def claim(task_id: uint256, secret_hash: bytes32):
 def submit(task_id: uint256, proof_root: bytes32, checkpoints: uint256, proof_cid: String[MAX_CID_LENGTH]):
     """
     @notice Commit to a proof of learning: the Merkle root over the checkpoint
-            roots. A verifier is drawn at random from the verifier set.
+            roots. The hash of this block draws its verifier (`draw`).
     """
     assert self.tasks[task_id].state == TaskState.CLAIMED, "market: task not claimed"
     assert msg.sender == self.tasks[task_id].solver, "market: caller is not the solver"
     assert block.timestamp <= self.tasks[task_id].deadline, "market: proof deadline passed"
+    assert self.tasks[task_id].draw_block == 0, "market: entropy not drawn"
     assert checkpoints == self.tasks[task_id].checkpoints, "market: wrong checkpoint count"
     assert proof_root != empty(bytes32), "market: empty proof root"
     assert len(proof_cid) > 0, "market: empty proof cid"
 
-    seed: bytes32 = self._randomness(task_id, proof_root)
     self.tasks[task_id].state = TaskState.SUBMITTED
     self.tasks[task_id].proof_root = proof_root
+    self._await_verifier_draw(task_id)
     log ProofSubmitted(
         task_id=task_id,
         solver=msg.sender,
         proof_root=proof_root,
         checkpoints=checkpoints,
         proof_cid=proof_cid,
-        seed=seed,
         round=self.tasks[task_id].round,
     )
-    self._assign_verifier(task_id, msg.sender, self.tasks[task_id].terms_id, seed)
 
 
 @external
@@ -337,8 +362,9 @@ def finalise(task_id: uint256, secret: bytes32):
     """
     @notice After the whistleblower window, reveal the secret and collect the
             payment. If the secret shows the accepted proof was a forced error,
-            the verifier that accepted it is slashed and the solver must submit
-            its genuine proof within the reveal window.
+            the verifier that accepted it is released without its fee (it loses
+            no stake: nothing proves the forced proof wrong) and the solver
+            must submit its genuine proof within the reveal window.
     """
     assert self.tasks[task_id].state == TaskState.ACCEPTED, "market: task not accepted"
     solver: address = self.tasks[task_id].solver
@@ -350,9 +376,8 @@ def finalise(task_id: uint256, secret: bytes32):
     assert keccak256(secret) == self.tasks[task_id].secret_hash, "market: secret does not match"
 
     if self._forced(task_id, secret):
-        # nobody exposed the forced error: the accepting verifier forfeits to the jackpot
         task: Task = self.tasks[task_id]
-        self._forfeit_verifier(task, empty(address))
+        self._release_verifier(task)
         self._await_genuine_proof(task_id, task, empty(address))
         return
 
@@ -380,28 +405,21 @@ def finalise(task_id: uint256, secret: bytes32):
 
 
 @external
-def concede_forced_error(task_id: uint256, secret: bytes32):
+def declare_forced_error(task_id: uint256, secret: bytes32):
     """
-    @notice Answer a challenge by revealing that the proof carries a forced
-            error. The dispute is aborted, the challenger is rewarded from the
-            jackpot, and the solver must submit its genuine proof.
+    @notice In a dispute, show that the challenged proof is a forced error.
+            The game goes on: if the challenger proves the error, the solver
+            is not slashed, the challenger is paid from the jackpot, and the
+            solver submits its genuine proof. A forced error that is not
+            proven (the solver lets its clock run out) is an ordinary loss.
     """
     task: Task = self.tasks[task_id]
     assert task.state == TaskState.DISPUTED, "market: task not disputed"
     assert msg.sender == task.solver, "market: caller is not the solver"
     assert keccak256(secret) == task.secret_hash, "market: secret does not match"
     assert self._forced(task_id, secret), "market: not a forced error"
-
-    t: terms.Terms = terms.published[task.terms_id]
-    if task.challenger == task.verifier:
-        stakes._unlock(task.verifier, t.verifier_bond)
-    else:
-        # a whistleblower exposed a verifier that accepted the forced error
-        stakes._unlock(task.challenger, t.challenge_bond)
-        self._forfeit_verifier(task, task.challenger)
-    jackpot._pay(task.challenger, t.payout_ppm, t.payout_cap)
-    self._await_genuine_proof(task_id, task, task.challenger)
-    extcall IArbiter(arbiter).abort_dispute(task.dispute_id)
+    self.tasks[task_id].forced_declared = True
+    log ForcedErrorDeclared(task_id=task_id, dispute_id=task.dispute_id)
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -454,12 +472,16 @@ def challenge(task_id: uint256, proof_root: bytes32, segment: uint256) -> uint25
 # ╚═══════════════════════════════════════════════════════════════╝
 
 @external
-def resolve(task_id: uint256, dispute_id: uint256, solver_won: bool):
+def resolve(task_id: uint256, dispute_id: uint256, solver_won: bool, proven: bool):
     """
-    @notice The dispute game's verdict. A losing challenger's bond goes to the
-            solver and the proof stands, with a fresh whistleblower window; a
-            losing solver is slashed to the challenger (and so is a verifier
-            that accepted the bad proof) and the task reopens or refunds.
+    @notice The dispute game's verdict; `proven` when the challenger won
+            through a checked final proof rather than a timeout. A losing
+            challenger's bond goes to the solver and the proof stands, with a
+            fresh whistleblower window. A proven forced error pays the
+            challenger from the jackpot and slashes nobody. Otherwise a losing
+            solver is slashed to the challenger, a verifier that accepted a
+            proof proven wrong is slashed to the whistleblower that proved it,
+            and the task reopens or refunds.
     """
     assert msg.sender == arbiter, "market: caller is not the arbiter"
     task: Task = self.tasks[task_id]
@@ -483,7 +505,14 @@ def resolve(task_id: uint256, dispute_id: uint256, solver_won: bool):
         stakes._unlock(task.verifier, t.verifier_bond)
     else:
         stakes._unlock(task.challenger, t.challenge_bond)
-        self._forfeit_verifier(task, task.challenger)
+        if proven and not task.forced_declared:
+            self._forfeit_verifier(task, task.challenger)
+        else:
+            self._release_verifier(task)
+    if proven and task.forced_declared:
+        jackpot._pay(task.challenger, t.payout_ppm, t.payout_cap)
+        self._await_genuine_proof(task_id, task, task.challenger)
+        return
     self._slash_to(task.solver, task.solver_stake, task.challenger, t.winner_share_ppm)
     self._reopen_or_refund(task_id, task)
 
@@ -493,14 +522,41 @@ def resolve(task_id: uint256, dispute_id: uint256, solver_won: bool):
 # ╚═══════════════════════════════════════════════════════════════╝
 
 @external
+def draw(task_id: uint256):
+    """
+    @notice Read the randomness a claim or a proof committed to: the hash of
+            the block that included it, known to nobody when it was signed.
+            After a claim it is the forced-error entropy; after a proof it is
+            the seed that draws the verifier and the verifiers' sample. Anyone
+            may call, from the next block until the hash leaves the EVM's
+            256-block horizon; a draw nobody made by then is the solver's
+            failure (`expire`).
+    """
+    state: TaskState = self.tasks[task_id].state
+    committed: uint256 = self.tasks[task_id].draw_block
+    assert state in (TaskState.CLAIMED | TaskState.SUBMITTED) and committed != 0, "market: no draw pending"
+    assert block.number > committed, "market: draw block not mined yet"
+    assert block.number <= committed + DRAW_HORIZON, "market: draw horizon passed"
+    self.tasks[task_id].draw_block = 0
+    if state == TaskState.CLAIMED:
+        entropy: bytes32 = keccak256(abi_encode(blockhash(committed), task_id, self.tasks[task_id].secret_hash))
+        self.tasks[task_id].entropy = entropy
+        log EntropyDrawn(task_id=task_id, entropy=entropy)
+    else:
+        self._assign_verifier(task_id, keccak256(abi_encode(blockhash(committed), task_id, self.tasks[task_id].proof_root)))
+
+
+@external
 def expire(task_id: uint256):
     """
     @notice Enforce a passed deadline; anyone may call.
             Open: nobody claimed before expiry, the escrow is refunded.
-            Claimed: the solver missed its deadline and is slashed.
-            Submitted: the verifier stayed silent, is slashed lightly and
-            replaced; after the task's expiry, the proof goes to the
-            whistleblowers unverified instead, so waiting is bounded.
+            Claimed or Submitted with a draw nobody made within the blockhash
+            horizon, or Claimed past the proof deadline: the solver, whose
+            draw or proof it was, is slashed.
+            Submitted: the verifier stayed silent, is slashed lightly and a
+            new verifier is drawn; after the task's expiry, the proof goes to
+            the whistleblowers unverified instead, so waiting is bounded.
             Accepted: the solver never revealed and is slashed.
     """
     task: Task = self.tasks[task_id]
@@ -511,8 +567,9 @@ def expire(task_id: uint256):
         assert block.timestamp > task.expires, "market: task not expired"
         self.tasks[task_id].state = TaskState.REFUNDED
         self._refund(task_id, task)
-    elif task.state == TaskState.CLAIMED:
-        assert block.timestamp > task.deadline, "market: proof deadline not passed"
+    elif task.state == TaskState.CLAIMED or (task.state == TaskState.SUBMITTED and task.draw_block != 0):
+        missed_draw: bool = task.draw_block != 0 and block.number > task.draw_block + DRAW_HORIZON
+        assert missed_draw or (task.state == TaskState.CLAIMED and block.timestamp > task.deadline), "market: proof deadline not passed"
         culprit = task.solver
         self._slash_to(task.solver, task.solver_stake, task.submitter, t.winner_share_ppm)
         self._reopen_or_refund(task_id, task)
@@ -523,7 +580,7 @@ def expire(task_id: uint256):
             stakes._unlock(task.verifier, t.verifier_bond - t.silence_slash)
             self._slash_to(task.verifier, t.silence_slash, empty(address), 0)
         if block.timestamp <= task.expires:
-            self._assign_verifier(task_id, task.solver, task.terms_id, self._randomness(task_id, task.proof_root))
+            self._await_verifier_draw(task_id)
         else:
             # no verification could be had within the task's life: the proof
             # stands unverified, and whistleblowers still audit it
@@ -556,6 +613,16 @@ def is_forced_error(secret: bytes32, entropy: bytes32, forced_error_ppm: uint256
 
 @external
 @view
+def dispute_view(task_id: uint256) -> (bytes32, bytes32, uint256):
+    """
+    @notice What the dispute game needs of a task: (spec hash, proof root,
+            checkpoint count).
+    """
+    return self.tasks[task_id].spec_hash, self.tasks[task_id].proof_root, self.tasks[task_id].checkpoints
+
+
+@external
+@view
 def liabilities() -> uint256:
     """
     @notice Every wei the market owes: escrow, stakes, credits and jackpot.
@@ -567,16 +634,6 @@ def liabilities() -> uint256:
 # ╔═══════════════════════════════════════════════════════════════╗
 # ║ INTERNAL                                                      ║
 # ╚═══════════════════════════════════════════════════════════════╝
-
-@internal
-@view
-def _randomness(task_id: uint256, salt: bytes32) -> bytes32:
-    """
-    @dev Unknown to the sender when it signs: prevrandao of the block that
-         includes the transaction.
-    """
-    return keccak256(abi_encode(block.prevrandao, blockhash(block.number - 1), task_id, salt))
-
 
 @internal
 @pure
@@ -594,13 +651,21 @@ def _forced(task_id: uint256, secret: bytes32) -> bool:
 
 
 @internal
-def _assign_verifier(task_id: uint256, solver: address, terms_id: uint256, seed: bytes32) -> address:
+def _await_verifier_draw(task_id: uint256):
+    self.tasks[task_id].verifier = empty(address)
+    self.tasks[task_id].seed = empty(bytes32)
+    self.tasks[task_id].draw_block = block.number
+
+
+@internal
+def _assign_verifier(task_id: uint256, seed: bytes32):
     """
     @notice Draw a verifier with enough free stake, starting at a random
             position of the verifier set. With nobody available the task waits
             unassigned and `expire` draws again after the window.
     """
-    t: terms.Terms = terms.published[terms_id]
+    solver: address = self.tasks[task_id].solver
+    t: terms.Terms = terms.published[self.tasks[task_id].terms_id]
     verifier: address = empty(address)
     count: uint256 = len(stakes.verifiers)
     if count > 0:
@@ -616,9 +681,9 @@ def _assign_verifier(task_id: uint256, solver: address, terms_id: uint256, seed:
         stakes._lock(verifier, t.verifier_bond)
     deadline: uint256 = block.timestamp + t.verify_window
     self.tasks[task_id].verifier = verifier
+    self.tasks[task_id].seed = seed
     self.tasks[task_id].deadline = deadline
-    log VerifierDrawn(task_id=task_id, verifier=verifier, deadline=deadline)
-    return verifier
+    log VerifierDrawn(task_id=task_id, verifier=verifier, deadline=deadline, seed=seed)
 
 
 @internal
@@ -632,16 +697,22 @@ def _open_whistle_window(task_id: uint256, window: uint256):
 @internal
 def _forfeit_verifier(task: Task, whistleblower: address):
     """
-    @notice The verifier accepted a bad proof: its bond goes to the
-            whistleblower that exposed it, or to the jackpot if nobody did.
+    @notice The verifier accepted a proof a whistleblower proved wrong: its
+            bond goes to the whistleblower (winner share) and the jackpot.
     """
     if task.verifier == empty(address):
         return
     t: terms.Terms = terms.published[task.terms_id]
-    share: uint256 = t.winner_share_ppm
-    if whistleblower == empty(address):
-        share = 0
-    self._slash_to(task.verifier, t.verifier_bond, whistleblower, share)
+    self._slash_to(task.verifier, t.verifier_bond, whistleblower, t.winner_share_ppm)
+
+
+@internal
+def _release_verifier(task: Task):
+    """
+    @notice The verifier's bond is unlocked; it earns no fee for this proof.
+    """
+    if task.verifier != empty(address):
+        stakes._unlock(task.verifier, terms.published[task.terms_id].verifier_bond)
 
 
 @internal
@@ -653,6 +724,8 @@ def _await_genuine_proof(task_id: uint256, task: Task, exposed_by: address):
     self.tasks[task_id].proof_root = empty(bytes32)
     self.tasks[task_id].verifier = empty(address)
     self.tasks[task_id].challenger = empty(address)
+    self.tasks[task_id].seed = empty(bytes32)
+    self.tasks[task_id].forced_declared = False
     log ForcedErrorRevealed(task_id=task_id, exposed_by=exposed_by, deadline=deadline)
 
 
@@ -679,6 +752,9 @@ def _reopen_or_refund(task_id: uint256, task: Task):
     self.tasks[task_id].challenger = empty(address)
     self.tasks[task_id].proof_root = empty(bytes32)
     self.tasks[task_id].round = FIRST_ROUND
+    self.tasks[task_id].draw_block = 0
+    self.tasks[task_id].seed = empty(bytes32)
+    self.tasks[task_id].forced_declared = False
     if block.timestamp <= task.expires:
         self.tasks[task_id].state = TaskState.OPEN
         log TaskReopened(task_id=task_id)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from offchain.chain.client import Market
 
 TASK_EVENTS = (
-    "TaskCreated", "TaskCancelled", "TaskClaimed", "ProofSubmitted", "VerifierDrawn", "ProofAccepted",
-    "Challenged", "DisputeResolved", "ForcedErrorRevealed", "TaskFinalised", "TaskExpired", "TaskReopened",
+    "TaskCreated", "TaskCancelled", "TaskClaimed", "EntropyDrawn", "ProofSubmitted", "VerifierDrawn",
+    "ProofAccepted", "Challenged", "ForcedErrorDeclared", "DisputeResolved", "ForcedErrorRevealed", "TaskFinalised", "TaskExpired", "TaskReopened",
     "TaskRefunded",
 )
 SHOWN = {

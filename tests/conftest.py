@@ -8,27 +8,46 @@ from pathlib import Path
 
 import boa
 import pytest
+from eth_abi import encode
 from eth_utils import keccak
 
 from offchain.chain.suite import CONTRACTS, DEFAULT_UNBOND_DELAY, ETHER, Role, Terms, create_address
+from offchain.ml.task import COMMITMENT_TYPES
 
 TEST_CONTRACTS = Path(__file__).parent / "contracts"
 boa.interpret.set_search_paths([str(CONTRACTS)])
 
 SPEC_CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
-SPEC_HASH = keccak(b"spec")
 PAYMENT = 10 * ETHER
 SOLVER_STAKE = 3 * ETHER
 TRAIN_WINDOW = 3_600
 STEPS = 100
 INTERVAL = 10
+
+
+def commitments(steps: int = STEPS, interval: int = INTERVAL) -> tuple:
+    """A task's `TrainingTask.commitments()` with the given schedule."""
+    return (keccak(b"spec"), keccak(b"graph"), keccak(b"data"), 100, keccak(b"weights"), 7, 8, steps, interval)
+
+
+def spec_hash(values: tuple) -> bytes:
+    return keccak(encode(COMMITMENT_TYPES, values))
+
+
+SPEC_HASH = spec_hash(commitments())
 CHECKPOINTS = STEPS // INTERVAL + 1
 PROOF_ROOT = keccak(b"proof")
 PROOF_CID = "QmProof"
 SECRET = keccak(b"solver secret")
 
 NEVER_FORCED = Terms(forced_error_ppm=0)
-ALWAYS_FORCED = Terms(forced_error_ppm=1_000_000)
+# a forced error on every task, with tax and minimum payment that keep jackpot payouts below the tax
+ALWAYS_FORCED = Terms(forced_error_ppm=1_000_000, tax_ppm=100_000, min_payment=4 * ETHER)
+
+
+def next_block() -> None:
+    """Mine to the next block number without moving the clock (a draw reads an earlier block)."""
+    boa.env.evm.patch.block_number += 1
 
 
 @functools.cache
@@ -113,20 +132,30 @@ class Flow:
     def __init__(self, market, arbiter, actors: Actors):
         self.market, self.arbiter, self.actors = market, arbiter, actors
 
-    def create(self, *, payment: int = PAYMENT, expires_in: int = 86_400, sender: str | None = None) -> int:
+    def create(self, *, payment: int = PAYMENT, expires_in: int = 86_400, sender: str | None = None,
+               stake: int = SOLVER_STAKE) -> int:
         with boa.env.prank(sender or self.actors.submitter):
             return self.market.create_task(
-                SPEC_CID, SPEC_HASH, SOLVER_STAKE, boa.env.timestamp + expires_in,
-                TRAIN_WINDOW, STEPS, INTERVAL, value=payment,
+                SPEC_CID, commitments(), stake, boa.env.timestamp + expires_in, TRAIN_WINDOW, value=payment,
             )
 
-    def claim(self, task_id: int, secret: bytes = SECRET) -> None:
+    def draw(self, task_id: int) -> None:
+        """Anyone draws, in the next block, the randomness the last claim or proof committed to."""
+        next_block()
+        with boa.env.prank(self.actors.stranger):
+            self.market.draw(task_id)
+
+    def claim(self, task_id: int, secret: bytes = SECRET, draw: bool = True) -> None:
         with boa.env.prank(self.actors.solver):
             self.market.claim(task_id, keccak(secret))
+        if draw:
+            self.draw(task_id)
 
-    def submit(self, task_id: int, root: bytes = PROOF_ROOT) -> None:
+    def submit(self, task_id: int, root: bytes = PROOF_ROOT, draw: bool = True) -> None:
         with boa.env.prank(self.actors.solver):
             self.market.submit(task_id, root, CHECKPOINTS, PROOF_CID)
+        if draw:
+            self.draw(task_id)
 
     def accept(self, task_id: int) -> None:
         with boa.env.prank(self.actors.verifier):
@@ -160,6 +189,27 @@ class Flow:
 @pytest.fixture
 def flow(market, arbiter, staked) -> Flow:
     return Flow(market, arbiter, staked)
+
+
+ACTOR_NAMES = ("submitter", "solver", "verifier", "whistleblower", "stranger")
+
+
+def books(market, actors: Actors) -> dict[str, int]:
+    """Every amount the market keeps for the actors (credit, bonded and locked stake), the jackpot
+    pool and the escrow: compare two snapshots with `assert_moved`."""
+    out = {"pool": market.pool(), "escrow": market.total_escrow()}
+    for name in ACTOR_NAMES:
+        address = getattr(actors, name)
+        stake = market.accounts(address)
+        out |= {f"{name}.credit": market.credits(address), f"{name}.bonded": stake.bonded,
+                f"{name}.locked": stake.locked}
+    return out
+
+
+def assert_moved(before: dict[str, int], after: dict[str, int], **deltas: int) -> None:
+    """Exactly the named amounts moved (`solver__bonded=-x` for "solver.bonded"), nothing else."""
+    moved = {key: after[key] - before[key] for key in after if after[key] != before[key]}
+    assert moved == {key.replace("__", "."): delta for key, delta in deltas.items() if delta}
 
 
 def assert_solvent(market) -> None:

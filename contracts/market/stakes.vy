@@ -6,11 +6,15 @@
         or a dispute; only the free part can be unbonded, and unbonded stake
         waits `unbond_delay` seconds before it becomes a withdrawable credit.
         A locked stake leaves only through `_slash` or `_unlock`.
+        The verifier set holds only accounts with at least the current
+        verifier bond at stake, so a place in it costs a full bond.
 """
 
 from . import ledger
+from . import terms
 
 uses: ledger
+uses: terms
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -98,7 +102,9 @@ def __init__(unbond_delay: uint256):
 @payable
 def deposit(roles: uint256):
     """
-    @notice Add `msg.value` to the caller's stake and grant it `roles`.
+    @notice Add `msg.value` to the caller's stake and grant it `roles`. A
+            verifier joins the verifier set once its stake reaches the
+            verifier bond.
     """
     assert msg.value > 0, "stakes: zero deposit"
     assert roles & ALL_ROLES == roles, "stakes: unknown role"
@@ -107,7 +113,10 @@ def deposit(roles: uint256):
     stake.roles |= roles
     self.accounts[msg.sender] = stake
     self.total_staked += msg.value
-    if roles & ROLE_VERIFIER != 0 and self._verifier_slot[msg.sender] == 0:
+    minimum: uint256 = self._verifier_minimum()
+    if roles & ROLE_VERIFIER != 0:
+        assert stake.bonded >= minimum, "stakes: verifier stake below the verifier bond"
+    if stake.roles & ROLE_VERIFIER != 0 and stake.bonded >= minimum and self._verifier_slot[msg.sender] == 0:
         assert len(self.verifiers) < MAX_VERIFIERS, "stakes: verifier set full"
         self.verifiers.append(msg.sender)
         self._verifier_slot[msg.sender] = len(self.verifiers)
@@ -118,8 +127,8 @@ def deposit(roles: uint256):
 def unbond(amount: uint256):
     """
     @notice Start withdrawing `amount` of the caller's free stake. Unbonding
-            stake can no longer back work; a verifier with nothing left bonded
-            leaves the verifier set.
+            stake can no longer back work; a verifier left with less than the
+            verifier bond leaves the verifier set.
     """
     stake: Stake = self.accounts[msg.sender]
     assert amount > 0, "stakes: zero amount"
@@ -128,8 +137,7 @@ def unbond(amount: uint256):
     stake.unbonding += amount
     stake.ready_at = block.timestamp + self.unbond_delay
     self.accounts[msg.sender] = stake
-    if stake.bonded == 0:
-        self._leave_verifier_set(msg.sender)
+    self._evict_if_below(msg.sender)
     log UnbondRequested(account=msg.sender, amount=amount, ready_at=stake.ready_at)
 
 
@@ -199,8 +207,21 @@ def _slash(account: address, amount: uint256) -> uint256:
     self.accounts[account].locked -= amount
     self.accounts[account].bonded -= amount
     self.total_staked -= amount
+    self._evict_if_below(account)
     log StakeSlashed(account=account, amount=amount)
     return amount
+
+
+@internal
+@view
+def _verifier_minimum() -> uint256:
+    return terms.published[terms.current_terms].verifier_bond
+
+
+@internal
+def _evict_if_below(account: address):
+    if self.accounts[account].bonded < self._verifier_minimum():
+        self._leave_verifier_set(account)
 
 
 @internal

@@ -12,7 +12,15 @@
 # ╚═══════════════════════════════════════════════════════════════╝
 
 PPM: constant(uint256) = 1_000_000
+MIN_WINDOW: constant(uint256) = 60
 MAX_WINDOW: constant(uint256) = 30 * 86_400
+# ceilings on what the owner may publish
+MAX_TAX_PPM: constant(uint256) = 100_000
+MAX_VERIFIER_FEE_PPM: constant(uint256) = 200_000
+MAX_WINNER_SHARE_PPM: constant(uint256) = 500_000
+MAX_PAYOUT_PPM: constant(uint256) = 500_000
+# a silent verifier loses at most half its bond
+MAX_SILENCE_SLASH_PPM: constant(uint256) = 500_000
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -21,6 +29,10 @@ MAX_WINDOW: constant(uint256) = 30 * 86_400
 
 event TermsPublished:
     terms_id: indexed(uint256)
+
+event OwnershipTransferStarted:
+    previous_owner: indexed(address)
+    new_owner: indexed(address)
 
 event OwnershipTransferred:
     previous_owner: indexed(address)
@@ -44,9 +56,13 @@ struct Terms:
     verify_window: uint256       # seconds a drawn verifier has to accept or challenge
     whistle_window: uint256      # seconds whistleblowers have after an accept
     reveal_window: uint256       # seconds a solver has to reveal or resubmit
+    min_payment: uint256         # smallest payment a task may escrow
+    min_solver_stake: uint256    # smallest stake a task may ask of its solver
 
 # who may publish terms
 owner: public(address)
+# who may accept ownership; empty when no transfer is under way
+pending_owner: public(address)
 # published terms, by id
 published: public(HashMap[uint256, Terms])
 # id of the terms new tasks get
@@ -79,9 +95,20 @@ def publish_terms(new_terms: Terms) -> uint256:
 
 @external
 def transfer_ownership(new_owner: address):
+    """
+    @notice Offer ownership to `new_owner`, who must accept it; the zero
+            address withdraws the offer.
+    """
     assert msg.sender == self.owner, "terms: caller is not the owner"
-    assert new_owner != empty(address), "terms: new owner is the zero address"
-    self._transfer_ownership(new_owner)
+    self.pending_owner = new_owner
+    log OwnershipTransferStarted(previous_owner=msg.sender, new_owner=new_owner)
+
+
+@external
+def accept_ownership():
+    assert msg.sender == self.pending_owner, "terms: caller is not the pending owner"
+    self.pending_owner = empty(address)
+    self._transfer_ownership(msg.sender)
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -90,18 +117,20 @@ def transfer_ownership(new_owner: address):
 
 @internal
 def _publish(t: Terms) -> uint256:
-    assert t.tax_ppm < PPM, "terms: tax too high"
-    assert t.verifier_fee_ppm < PPM, "terms: verifier fee too high"
+    assert t.tax_ppm <= MAX_TAX_PPM, "terms: tax too high"
+    assert t.verifier_fee_ppm <= MAX_VERIFIER_FEE_PPM, "terms: verifier fee too high"
     assert t.forced_error_ppm <= PPM, "terms: forced error rate above one"
-    assert t.winner_share_ppm <= PPM, "terms: winner share above one"
-    assert t.payout_ppm <= PPM, "terms: payout share above one"
-    assert t.silence_slash <= t.verifier_bond, "terms: silence slash above verifier bond"
-    # a verifier that exposes its own accepted forced error through a second
-    # account must lose more than the jackpot pays it
-    assert t.payout_cap * PPM < (PPM - t.winner_share_ppm) * t.verifier_bond, "terms: payout cap not below forfeited bond"
-    assert t.verify_window > 0 and t.verify_window <= MAX_WINDOW, "terms: bad verify window"
-    assert t.whistle_window > 0 and t.whistle_window <= MAX_WINDOW, "terms: bad whistle window"
-    assert t.reveal_window > 0 and t.reveal_window <= MAX_WINDOW, "terms: bad reveal window"
+    assert t.winner_share_ppm <= MAX_WINNER_SHARE_PPM, "terms: winner share too high"
+    assert t.payout_ppm <= MAX_PAYOUT_PPM, "terms: payout share too high"
+    assert t.verifier_bond > 0 and t.challenge_bond > 0, "terms: zero bond"
+    assert t.silence_slash * PPM <= t.verifier_bond * MAX_SILENCE_SLASH_PPM, "terms: silence slash too high"
+    assert t.min_payment > 0, "terms: zero minimum payment"
+    # the jackpot pays out less per task, in expectation, than a task pays in tax
+    assert t.forced_error_ppm * t.payout_cap <= t.tax_ppm * t.min_payment, "terms: jackpot payouts exceed the tax"
+    # a solver and a whistleblower that expose a verifier on purpose lose more than they win
+    assert t.min_solver_stake * (PPM - t.winner_share_ppm) >= t.winner_share_ppm * t.verifier_bond, "terms: minimum solver stake too low"
+    for window: uint256 in [t.verify_window, t.whistle_window, t.reveal_window]:
+        assert window >= MIN_WINDOW and window <= MAX_WINDOW, "terms: bad window"
     terms_id: uint256 = self.current_terms + 1
     self.published[terms_id] = t
     self.current_terms = terms_id

@@ -85,6 +85,9 @@ class TaskView:
     verifier: str
     challenger: str
     dispute_id: int
+    draw_block: int
+    seed: bytes
+    forced_declared: bool
 
 
 class Market:
@@ -164,12 +167,18 @@ class Market:
     def deposit(self, roles: Role, amount: int) -> Any:
         return self.transact("deposit", int(roles), value=amount)
 
-    def create_task(self, *, spec_cid: str, spec_hash: bytes, payment: int, solver_stake: int,
-                    expires: int, train_window: int, steps: int, checkpoint_interval: int) -> int:
-        receipt = self.transact("create_task", spec_cid, spec_hash, solver_stake, expires, train_window,
-                                steps, checkpoint_interval, value=payment)
+    def create_task(self, *, spec_cid: str, commitments: tuple, payment: int, solver_stake: int,
+                    expires: int, train_window: int) -> int:
+        """Post a task; `commitments` is `TrainingTask.commitments()`, which the chain hashes to
+        the spec hash and reads the schedule from."""
+        receipt = self.transact("create_task", spec_cid, commitments, solver_stake, expires, train_window,
+                                value=payment)
         [created] = self.contract.events.TaskCreated().process_receipt(receipt, errors=DISCARD)
         return created["args"]["task_id"]
+
+    def draw_due(self, task: TaskView) -> bool:
+        """Whether `draw` would read the randomness `task` committed to (it needs the next block)."""
+        return task.draw_block != 0 and self.block_number() > task.draw_block
 
     def challenge(self, task_id: int, proof_root: bytes, segment: int) -> int:
         receipt = self.transact("challenge", task_id, proof_root, segment)

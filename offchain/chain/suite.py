@@ -59,6 +59,8 @@ class Terms:
     verify_window: int = 600
     whistle_window: int = 600
     reveal_window: int = 600
+    min_payment: int = ETHER // 5
+    min_solver_stake: int = ETHER
 
     def as_tuple(self) -> tuple[int, ...]:
         return tuple(asdict(self).values())

@@ -1,9 +1,12 @@
 """The solver: claims open tasks, trains them with proof of learning, and collects payment.
 
 It commits to a fresh secret when it claims. If the secret and the claim's
-entropy draw a forced error, its first proof carries one (indistinguishable from
-an honest proof) while it keeps the genuine proof ready: it concedes when
-challenged, and submits the genuine proof when the forced error is revealed.
+entropy drawn after the claim make a forced error, its first proof carries one
+(indistinguishable from an honest proof) while it keeps the genuine proof ready:
+when challenged it declares the forced error and plays the game out honestly, so
+the challenger proves the error and is paid, and it submits the genuine proof
+once the forced error is proven or revealed. It draws the randomness its claim
+and its proofs committed to (anyone may; the solver answers for it).
 `cheat` turns it into one of the dishonest solvers the verifiers must catch.
 """
 
@@ -66,15 +69,19 @@ class Solver(Worker):
         elif not mine:
             if task.state not in (TaskState.FINALISED, TaskState.CANCELLED, TaskState.REFUNDED):
                 self.state.update_task(task.task_id, done=True, outcome="taken by another solver")
+        elif task.draw_block and task.state in (TaskState.CLAIMED, TaskState.SUBMITTED):
+            if self.market.draw_due(task):
+                self.market.transact("draw", task.task_id)
+                self.log.info("task %d: drew the randomness committed at block %d", task.task_id, task.draw_block)
         elif task.state == TaskState.CLAIMED:
             self._submit(task, record)
         elif task.state == TaskState.ACCEPTED and self.market.now() > task.deadline:
             self.market.transact("finalise", task.task_id, bytes.fromhex(record["secret"]))
             self.log.info("task %d: revealed secret and finalised", task.task_id)
-        elif task.state == TaskState.DISPUTED and record.get("forced") and task.round == 0:
-            self.market.transact("concede_forced_error", task.task_id, bytes.fromhex(record["secret"]))
-            self.log.info("task %d: challenged proof was a forced error; conceded", task.task_id)
         elif task.state == TaskState.DISPUTED:
+            if record.get("forced") and task.round == 0 and not task.forced_declared:
+                self.market.transact("declare_forced_error", task.task_id, bytes.fromhex(record["secret"]))
+                self.log.info("task %d: the challenged proof is a forced error; declared it", task.task_id)
             self._defend(task, record)
 
     def _defend(self, task: TaskView, record: dict[str, Any]) -> None:

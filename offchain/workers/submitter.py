@@ -65,9 +65,8 @@ class Submitter(Worker):
              train_window: int) -> int:
         task = published.bundle.task
         task_id = self.market.create_task(
-            spec_cid=published.spec_cid, spec_hash=published.spec_hash, payment=payment,
+            spec_cid=published.spec_cid, commitments=task.commitments(), payment=payment,
             solver_stake=solver_stake, expires=self.market.now() + expires_in, train_window=train_window,
-            steps=task.steps, checkpoint_interval=task.checkpoint_interval,
         )
         self.track(task_id, spec_cid=published.spec_cid)
         self.log.info("task %d: posted %s (%d steps, k=%d)", task_id, published.spec_cid, task.steps,

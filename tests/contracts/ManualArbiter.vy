@@ -6,7 +6,7 @@
 """
 
 interface IMarket:
-    def resolve(task_id: uint256, dispute_id: uint256, solver_won: bool): nonpayable
+    def resolve(task_id: uint256, dispute_id: uint256, solver_won: bool, proven: bool): nonpayable
 
 struct Dispute:
     task_id: uint256
@@ -37,15 +37,13 @@ def open_dispute(task_id: uint256, solver: address, challenger: address, segment
 
 
 @external
-def abort_dispute(dispute_id: uint256):
-    assert msg.sender == self.market, "arbiter: caller is not the market"
-    self.disputes[dispute_id].open = False
-
-
-@external
-def decide(dispute_id: uint256, solver_won: bool):
+def decide(dispute_id: uint256, solver_won: bool, proven: bool = True):
+    """
+    @notice Declare the winner; `proven` says a challenger won by a checked
+            final proof (False: by timeout).
+    """
     assert msg.sender == self.judge, "arbiter: caller is not the judge"
     dispute: Dispute = self.disputes[dispute_id]
     assert dispute.open, "arbiter: dispute closed"
     self.disputes[dispute_id].open = False
-    extcall IMarket(self.market).resolve(dispute.task_id, dispute_id, solver_won)
+    extcall IMarket(self.market).resolve(dispute.task_id, dispute_id, solver_won, proven and not solver_won)

@@ -1,7 +1,10 @@
 import boa
 
 from offchain.chain.suite import ETHER, TaskState
-from tests.conftest import PAYMENT, SECRET, SOLVER_STAKE, events
+from tests.conftest import PAYMENT, SECRET, SOLVER_STAKE, assert_moved, books, events
+
+
+ZERO = "0x0000000000000000000000000000000000000000"
 
 
 def test_finalise__wrong_secret__reverts(market, flow, actors):
@@ -84,16 +87,20 @@ def test_expire__solver_missed_deadline_after_expiry__refunds(market, flow, acto
 def test_expire__silent_verifier__slashed_lightly_and_redrawn(market, flow, actors):
     task_id = flow.to_state("submitted")
     t = flow.terms(task_id)
-    pool = market.pool()
+    before = books(market, actors)
     boa.env.time_travel(seconds=t.verify_window + 1)
     market.expire(task_id)
+    assert_moved(before, books(market, actors), verifier__bonded=-t.silence_slash,
+                 verifier__locked=-t.verifier_bond, pool=t.silence_slash)
+    # a new draw is committed to this block: the caller of expire cannot pick the next verifier
+    task = market.tasks(task_id)
+    assert task.state == TaskState.SUBMITTED and task.verifier == ZERO
+    assert task.draw_block == boa.env.evm.patch.block_number
+    flow.draw(task_id)
     [drawn] = events(market, "VerifierDrawn")
-    assert market.pool() == pool + t.silence_slash
-    stake = market.accounts(actors.verifier)
-    assert stake.bonded == 10 * ETHER - t.silence_slash
     # the only verifier is drawn again, with a fresh bond and window
-    assert drawn.verifier == actors.verifier and stake.locked == t.verifier_bond
-    assert market.tasks(task_id).state == TaskState.SUBMITTED
+    assert drawn.verifier == actors.verifier
+    assert market.accounts(actors.verifier).locked == t.verifier_bond
 
 
 def test_expire__solver_never_reveals__slashed(market, flow, actors):
@@ -103,10 +110,13 @@ def test_expire__solver_never_reveals__slashed(market, flow, actors):
     with boa.reverts("market: reveal window not passed"):
         market.expire(task_id)
     boa.env.time_travel(seconds=1)
+    before = books(market, actors)
     market.expire(task_id)
+    to_submitter = SOLVER_STAKE * t.winner_share_ppm // 1_000_000
+    assert_moved(before, books(market, actors), solver__bonded=-SOLVER_STAKE, solver__locked=-SOLVER_STAKE,
+                 submitter__credit=to_submitter, pool=SOLVER_STAKE - to_submitter,
+                 verifier__locked=-t.verifier_bond)
     assert market.tasks(task_id).state == TaskState.OPEN
-    assert market.accounts(actors.verifier).locked == 0
-    assert market.accounts(actors.solver).locked == 0
 
 
 def test_expire__terminal_or_unknown_task__reverts(market, flow, actors):

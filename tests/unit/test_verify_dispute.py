@@ -2,7 +2,7 @@ import boa
 import pytest
 
 from offchain.chain.suite import TaskState
-from tests.conftest import PROOF_ROOT, SOLVER_STAKE, check_deadline_boundaries, events
+from tests.conftest import PROOF_ROOT, SOLVER_STAKE, assert_moved, books, check_deadline_boundaries, events
 
 ZERO = "0x0000000000000000000000000000000000000000"
 
@@ -101,29 +101,42 @@ def test_resolve__challenger_wins__solver_slashed_and_task_reopens(market, arbit
     task_id = flow.to_state("accepted")
     dispute_id = flow.challenge(task_id, actors.whistleblower)
     t = flow.terms(task_id)
-    pool = market.pool()
+    before = books(market, actors)
     arbiter.decide(dispute_id, False)
-    share = t.winner_share_ppm
-    expected = (SOLVER_STAKE + t.verifier_bond) * share // 1_000_000
-    assert market.credits(actors.whistleblower) == expected
-    assert market.pool() == pool + SOLVER_STAKE + t.verifier_bond - expected
+    expected = (SOLVER_STAKE + t.verifier_bond) * t.winner_share_ppm // 1_000_000
+    assert_moved(before, books(market, actors), whistleblower__credit=expected,
+                 whistleblower__locked=-t.challenge_bond, solver__locked=-SOLVER_STAKE,
+                 solver__bonded=-SOLVER_STAKE, verifier__locked=-t.verifier_bond,
+                 verifier__bonded=-t.verifier_bond, pool=SOLVER_STAKE + t.verifier_bond - expected)
     assert market.tasks(task_id).state == TaskState.OPEN
-    assert market.accounts(actors.whistleblower).locked == 0
-    assert market.accounts(actors.solver).locked == 0
+
+
+def test_whistleblower_wins_by_timeout__accepting_verifier_not_slashed(market, arbiter, flow, actors):
+    """A solver that lets its clock run out against an accomplice whistleblower proves nothing
+    about the proof the verifier accepted: the verifier is released, only the solver pays."""
+    task_id = flow.to_state("accepted")
+    dispute_id = flow.challenge(task_id, actors.whistleblower)
+    t = flow.terms(task_id)
+    before = books(market, actors)
+    arbiter.decide(dispute_id, False, False)
+    to_winner = SOLVER_STAKE * t.winner_share_ppm // 1_000_000
+    assert_moved(before, books(market, actors), whistleblower__credit=to_winner,
+                 whistleblower__locked=-t.challenge_bond, solver__locked=-SOLVER_STAKE,
+                 solver__bonded=-SOLVER_STAKE, verifier__locked=-t.verifier_bond, pool=SOLVER_STAKE - to_winner)
 
 
 def test_resolve__not_arbiter__reverts(market, flow, actors):
     task_id = flow.to_state("submitted")
     dispute_id = flow.challenge(task_id, actors.verifier)
     with boa.env.prank(actors.stranger), boa.reverts("market: caller is not the arbiter"):
-        market.resolve(task_id, dispute_id, True)
+        market.resolve(task_id, dispute_id, True, False)
 
 
 def test_resolve__stale_dispute__reverts(market, arbiter, flow, actors):
     task_id = flow.to_state("submitted")
     dispute_id = flow.challenge(task_id, actors.verifier)
     with boa.env.prank(arbiter.address), boa.reverts("market: stale dispute"):
-        market.resolve(task_id, dispute_id + 1, True)
+        market.resolve(task_id, dispute_id + 1, True, False)
 
 
 def test_resolve__after_resolution__reverts(market, arbiter, flow, actors):
@@ -131,4 +144,4 @@ def test_resolve__after_resolution__reverts(market, arbiter, flow, actors):
     dispute_id = flow.challenge(task_id, actors.verifier)
     arbiter.decide(dispute_id, True)
     with boa.env.prank(arbiter.address), boa.reverts("market: task not disputed"):
-        market.resolve(task_id, dispute_id, False)
+        market.resolve(task_id, dispute_id, False, True)
