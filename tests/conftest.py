@@ -46,8 +46,12 @@ ALWAYS_FORCED = Terms(forced_error_ppm=1_000_000, tax_ppm=100_000, min_payment=4
 
 
 def next_block() -> None:
-    """Mine to the next block number without moving the clock (a draw reads an earlier block)."""
-    boa.env.evm.patch.block_number += 1
+    """Mine to the next block without moving the clock (a draw reads an earlier block). The block
+    just left gets a hash of its own, as on a real chain, unknown to any call made in it."""
+    patch = boa.env.evm.patch
+    left = patch.block_number
+    patch.prev_hashes = [keccak(b"block %d" % left), *list(patch.prev_hashes)[:254]]
+    patch.block_number = left + 1
 
 
 @functools.cache

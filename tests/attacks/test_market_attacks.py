@@ -2,17 +2,17 @@
 
 import boa
 import pytest
+from boa.contracts.base_evm_contract import BoaError
 from eth_utils import keccak
 
 from offchain.chain.suite import ETHER, Role, TaskState
 from tests.conftest import (
-    INTERVAL,
     NEVER_FORCED,
     PAYMENT,
     PROOF_ROOT,
     SECRET,
-    STEPS,
     assert_solvent,
+    commitments,
     events,
     load_test_contract,
 )
@@ -20,15 +20,29 @@ from tests.conftest import (
 MAX_UINT = 2**256 - 1
 
 
-def test_reentrancy_through_withdraw__is_blocked(market, actors):
+def _innermost(frame):
+    while frame.children:
+        frame = frame.children[-1]
+    return frame
+
+
+def test_reentrancy_through_withdraw__is_blocked(market, flow, actors):
+    """The market holds others' money; the attacker re-enters `withdraw` once from its receive
+    hook. The inner call dies on the lock itself (an empty revert at the function's entry, before
+    any statement), not on the zeroed credit, and nothing moves."""
+    flow.create()  # another submitter's escrow, which a second payout would take
     attacker = load_test_contract("ReentrantReceiver").deploy(market.address)
     boa.env.set_balance(attacker.address, 0)
     task_id = attacker.create(boa.env.timestamp + 100, value=PAYMENT)
     attacker.cancel(task_id)
-    with boa.reverts():
+    held = boa.env.get_balance(market.address)
+    with pytest.raises(BoaError) as failure:
         attacker.cash_out(1)
+    inner = _innermost(failure.value.call_trace)
+    assert type(inner.source.node).__name__ == "FunctionDef" and inner.source.node.name == "withdraw"
+    assert failure.value.stack_trace[-1].vm_error.args == (b"",)
     assert market.credits(attacker.address) == PAYMENT
-    assert boa.env.get_balance(attacker.address) == 0
+    assert boa.env.get_balance(attacker.address) == 0 and boa.env.get_balance(market.address) == held
     assert_solvent(market)
 
 
@@ -85,8 +99,8 @@ def test_tx_origin__is_never_used():
 def test_parameter_change_mid_task__does_not_reach_it(market, flow, actors):
     task_id = flow.to_state("submitted")
     before = market.published(market.tasks(task_id).terms_id)
-    market.publish_terms(NEVER_FORCED.replace(verify_window=1, verifier_fee_ppm=900_000, forced_error_ppm=1_000_000).as_tuple())
-    boa.env.time_travel(seconds=2)
+    market.publish_terms(NEVER_FORCED.replace(verify_window=60, verifier_fee_ppm=200_000).as_tuple())
+    boa.env.time_travel(seconds=61)
     flow.accept(task_id)  # still inside the original window
     flow.finalise(task_id)
     [log] = events(market, "TaskFinalised")
@@ -98,20 +112,25 @@ def test_parameter_change_mid_task__does_not_reach_it(market, flow, actors):
 @pytest.mark.parametrize("field", ["expires", "train_window", "solver_stake", "payment"])
 def test_max_uint_amounts__revert_cleanly_or_stay_consistent(market, flow, actors, field):
     args = dict(solver_stake=ETHER, expires=boa.env.timestamp + 100, train_window=3_600)
+
+    def create(value=PAYMENT):
+        return market.create_task("cid", commitments(), args["solver_stake"], args["expires"], args["train_window"],
+                                  value=value)
+
     if field == "payment":
         # more wei than exist: the tax arithmetic overflows and the checked math reverts, moving nothing
         boa.env.set_balance(actors.submitter, 2**255)
         with boa.env.prank(actors.submitter), boa.reverts():
-            market.create_task("cid", b"\0" * 32, ETHER, boa.env.timestamp + 100, 3_600, 10, 10, value=2**255)
+            create(2**255)
         assert boa.env.get_balance(actors.submitter) == 2**255 and market.task_count() == 0
         return
     args[field] = MAX_UINT
     with boa.env.prank(actors.submitter):
         if field == "train_window":
             with boa.reverts("market: bad train window"):
-                market.create_task("cid", b"\0" * 32, args["solver_stake"], args["expires"], args["train_window"], STEPS, INTERVAL, value=PAYMENT)
+                create()
             return
-        task_id = market.create_task("cid", b"\0" * 32, args["solver_stake"], args["expires"], args["train_window"], STEPS, INTERVAL, value=PAYMENT)
+        task_id = create()
     if field == "solver_stake":
         with boa.env.prank(actors.solver), boa.reverts("stakes: insufficient free stake"):
             market.claim(task_id, keccak(SECRET))
@@ -148,7 +167,7 @@ def test_moves_after_resolution__revert(market, arbiter, flow, actors):
     with boa.reverts("arbiter: dispute closed"):
         arbiter.decide(dispute_id, True)
     with boa.env.prank(actors.solver), boa.reverts("market: task not disputed"):
-        market.concede_forced_error(task_id, SECRET)
+        market.declare_forced_error(task_id, SECRET)
     with boa.env.prank(actors.solver), boa.reverts("market: task not claimed"):
         market.submit(task_id, PROOF_ROOT, 11, "cid")
 
