@@ -45,6 +45,11 @@ NEVER_FORCED = Terms(forced_error_ppm=0)
 ALWAYS_FORCED = Terms(forced_error_ppm=1_000_000, tax_ppm=100_000, min_payment=4 * ETHER)
 
 
+def latest_block_hash() -> bytes:
+    """The newest block hash a call can read (that of the block before its own)."""
+    return bytes(next(iter(boa.env.evm.patch.prev_hashes)))
+
+
 def next_block() -> None:
     """Mine to the next block without moving the clock (a draw reads an earlier block). The block
     just left gets a hash of its own, as on a real chain, unknown to any call made in it."""

@@ -2,10 +2,11 @@
 
 import boa
 import pytest
+from eth_abi import encode
 from boa.contracts.base_evm_contract import BoaError
 from eth_utils import keccak
 
-from offchain.chain.suite import ETHER, Role, TaskState
+from offchain.chain.suite import ETHER, Role, TaskState, Terms
 from tests.conftest import (
     NEVER_FORCED,
     PAYMENT,
@@ -14,6 +15,7 @@ from tests.conftest import (
     assert_solvent,
     commitments,
     events,
+    latest_block_hash,
     load_test_contract,
 )
 
@@ -172,18 +174,117 @@ def test_moves_after_resolution__revert(market, arbiter, flow, actors):
         market.submit(task_id, PROOF_ROOT, 11, "cid")
 
 
-def test_solver_cannot_pick_its_verifier(market, flow, actors):
-    """With several verifiers, the draw spreads over them whatever the solver submits."""
-    others = [boa.env.generate_address(f"v{i}") for i in range(4)]
-    for v in others:
-        boa.env.set_balance(v, 10 * ETHER)
-        with boa.env.prank(v):
-            market.deposit(Role.VERIFIER, value=5 * ETHER)
+def _join_verifiers(market, count: int, stake: int = ETHER) -> list[str]:
+    people = [boa.env.generate_address(f"verifier {i}") for i in range(count)]
+    for person in people:
+        boa.env.set_balance(person, stake)
+        with boa.env.prank(person):
+            market.deposit(Role.VERIFIER, value=stake)
+    return people
+
+
+def _predicted_verifier(market, task_id: int, root: bytes) -> str:
+    """The best guess a solver has when it signs `submit`: every block hash it can read
+    (the latest one) in place of its own block's, which nobody knows yet."""
+    known = latest_block_hash()
+    seed = int.from_bytes(keccak(encode(["bytes32", "uint256", "bytes32"], [known, task_id, root])), "big")
+    return market.verifiers(seed % market.verifier_count())
+
+
+def test_solver_grinding_proof_roots__cannot_pick_its_verifier(market, flow, actors):
+    """Against 20 honest verifiers, a solver tries 64 proof roots per task and submits the one its
+    own sybil verifier would draw by everything it can read. The draw uses the hash of the block
+    that includes the proof, so the sybil's share stays near 1/21 (before: drawn every time)."""
+    _join_verifiers(market, 19, stake=100 * ETHER)  # enough free stake for every draw
+    sybil = actors.verifier
+    with boa.env.prank(sybil):
+        market.deposit(Role.VERIFIER, value=90 * ETHER)
     with boa.env.prank(actors.solver):
-        market.deposit(Role.SOLVER, value=100 * ETHER)
-    drawn = set()
-    for i in range(12):
+        market.deposit(Role.SOLVER, value=200 * ETHER)
+    drawn = 0
+    for _ in range(40):
         task_id = flow.to_state("claimed")
-        flow.submit(task_id, keccak(b"root%d" % i))
-        drawn.add(market.tasks(task_id).verifier)
-    assert len(drawn) >= 3
+        roots = [keccak(b"root %d %d" % (task_id, i)) for i in range(64)]
+        chosen = next((r for r in roots if _predicted_verifier(market, task_id, r) == sybil), roots[0])
+        flow.submit(task_id, chosen)
+        drawn += market.tasks(task_id).verifier == sybil
+    assert market.verifier_count() == 20
+    assert drawn <= 8  # binomial(40, 1/20): mean 2; a grinder that succeeds gets 40
+
+
+def test_solver_grinding_secrets__cannot_choose_the_forced_error(market, flow, actors):
+    """A solver tries 64 secrets per claim for the forced-error draw it wants, using every block
+    hash it can read; the entropy comes from the claim's own block, so the rate stays p."""
+    market.publish_terms(NEVER_FORCED.replace(forced_error_ppm=100_000, min_payment=2 * ETHER).as_tuple())
+    with boa.env.prank(actors.solver):
+        market.deposit(Role.SOLVER, value=200 * ETHER)
+    forced = 0
+    for _ in range(40):
+        task_id = flow.create()
+        known = latest_block_hash()
+        secrets = [keccak(b"secret %d %d" % (task_id, i)) for i in range(64)]
+
+        def predicted(secret: bytes) -> bool:
+            entropy = keccak(encode(["bytes32", "uint256", "bytes32"], [known, task_id, keccak(secret)]))
+            return market.is_forced_error(secret, entropy, 100_000)
+
+        secret = next((x for x in secrets if predicted(x)), secrets[0])
+        flow.claim(task_id, secret)
+        forced += market.is_forced_error(secret, market.tasks(task_id).entropy, 100_000)
+    assert forced <= 12  # binomial(40, 0.1): mean 4; a grinder that succeeds gets 40
+
+
+def test_dust_deposits__cannot_fill_the_verifier_set(market, actors):
+    """1,023 one-wei verifiers used to fill the set: a place now costs a full verifier bond."""
+    bond = Terms(*market.published(market.current_terms())).verifier_bond
+    dust = boa.env.generate_address("dust")
+    boa.env.set_balance(dust, ETHER)
+    with boa.env.prank(dust), boa.reverts("stakes: verifier stake below the verifier bond"):
+        market.deposit(Role.VERIFIER, value=1)
+    with boa.env.prank(dust), boa.reverts("stakes: verifier stake below the verifier bond"):
+        market.deposit(Role.VERIFIER, value=bond - 1)
+    assert market.verifier_count() == 0
+
+
+def test_verifier_below_the_bond__leaves_the_set(market, flow, actors):
+    bond = flow.terms(flow.create()).verifier_bond
+    with boa.env.prank(actors.stranger):
+        market.deposit(Role.VERIFIER, value=bond)
+        assert market.verifier_count() == 2
+        market.unbond(1)
+    assert market.verifier_count() == 1 and market.verifiers(0) == actors.verifier
+    with boa.env.prank(actors.stranger):
+        market.deposit(0, value=1)  # back at the bond: joins again
+    assert market.verifier_count() == 2
+
+
+def test_slashed_verifier_below_the_bond__evicted(market, arbiter, flow, actors):
+    """A verifier that loses a challenge and drops under the bond is no longer drawn."""
+    poor = boa.env.generate_address("poor verifier")
+    bond = flow.terms(flow.create()).verifier_bond
+    boa.env.set_balance(poor, bond)
+    with boa.env.prank(actors.verifier):
+        market.unbond(market.free_stake(actors.verifier))
+    with boa.env.prank(poor):
+        market.deposit(Role.VERIFIER, value=bond)
+    task_id = flow.to_state("submitted")
+    assert market.tasks(task_id).verifier == poor
+    dispute_id = flow.challenge(task_id, poor)
+    arbiter.decide(dispute_id, True)
+    assert market.accounts(poor).bonded == 0 and market.verifier_count() == 0
+
+
+def test_spam_tasks__pay_every_drawn_verifier_a_fee(market, flow, actors):
+    """Zero-payment tasks used to cost a drawn verifier gas or a silence slash for nothing: the
+    minimum payment guarantees every verified proof a fee floor."""
+    t = Terms(*market.published(market.current_terms()))
+    with boa.env.prank(actors.submitter), boa.reverts("market: payment below the minimum"):
+        market.create_task("cid", commitments(), t.min_solver_stake, boa.env.timestamp + 100, 3_600, value=0)
+    task_id = flow.create(payment=t.min_payment, stake=t.min_solver_stake)
+    flow.claim(task_id)
+    flow.submit(task_id)
+    flow.accept(task_id)
+    flow.finalise(task_id)
+    [log] = events(market, "TaskFinalised")
+    floor = (t.min_payment - t.min_payment * t.tax_ppm // 1_000_000) * t.verifier_fee_ppm // 1_000_000
+    assert log.verifier_fee == floor > 0
