@@ -19,10 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from offchain.chain.client import Market, connect  # noqa: E402
 from offchain.chain.suite import ETHER, ROOT, Role, Terms  # noqa: E402
 from offchain.node import deploy, dev_account, start_anvil  # noqa: E402
+from tests.conftest import commitments  # noqa: E402
 
 WINDOW = 60
 TARGET = 1_000_000
-HONEST = ["create_task", "claim", "submit", "accept", "finalise", "withdraw (solver)", "withdraw (verifier)"]
+HONEST = ["create_task", "claim", "draw (entropy)", "submit", "draw (verifier)", "accept", "finalise",
+          "withdraw (solver)", "withdraw (verifier)"]
 
 
 def main() -> None:
@@ -44,9 +46,21 @@ def main() -> None:
 
         def create() -> int:
             before = submitter.call("task_count")
-            run("create_task", submitter, "create_task", "QmSpecCid", keccak(b"spec"), ETHER,
-                submitter.now() + 86_400, 600, 100, 10, value=ETHER)
+            run("create_task", submitter, "create_task", "QmSpecCid", commitments(), ETHER,
+                submitter.now() + 86_400, 600, value=ETHER)
             return before + 1
+
+        def move(label: str | None, market: Market, name: str, *args) -> None:
+            """Send a call, measured when it has a label."""
+            run(label, market, name, *args) if label else market.transact(name, *args)
+
+        def claim(task: int, measured: bool = False) -> None:
+            move(measured and "claim", solver, "claim", task, keccak(secret))
+            move(measured and "draw (entropy)", anyone, "draw", task)
+
+        def submit(task: int, measured: bool = False) -> None:
+            move(measured and "submit", solver, "submit", task, keccak(b"root"), 11, "QmProofCid")
+            move(measured and "draw (verifier)", anyone, "draw", task)
 
         secret = keccak(b"secret")
         run("deposit", solver, "deposit", int(Role.SOLVER), value=10 * ETHER)
@@ -55,8 +69,8 @@ def main() -> None:
 
         # honest lifecycle
         task = create()
-        run("claim", solver, "claim", task, keccak(secret))
-        run("submit", solver, "submit", task, keccak(b"root"), 11, "QmProofCid")
+        claim(task, measured=True)
+        submit(task, measured=True)
         run("accept", verifier, "accept", task)
         wait(WINDOW + 1)
         run("finalise", solver, "finalise", task, secret)
@@ -67,13 +81,14 @@ def main() -> None:
         task = create()
         run("cancel", submitter, "cancel", task)
         task = create()
-        solver.transact("claim", task, keccak(secret))
+        claim(task)
         wait(601)
         run("expire (solver missed deadline)", anyone, "expire", task)
-        solver.transact("claim", task, keccak(secret))
-        solver.transact("submit", task, keccak(b"root"), 11, "QmProofCid")
+        claim(task)
+        submit(task)
         wait(WINDOW + 1)
         run("expire (silent verifier)", anyone, "expire", task)
+        anyone.transact("draw", task)
         run("challenge (verifier)", verifier, "challenge", task, keccak(b"root"), 3)
         dispute = solver.task(task).dispute_id
         run("resolve (solver wins)", owner, "decide", dispute, True, contract=owner.arbiter)
@@ -83,13 +98,19 @@ def main() -> None:
         run("unbond", whistle, "unbond", ETHER)
         wait(3_601)
         run("withdraw_stake", whistle, "withdraw_stake")
-        run("publish_terms", owner, "publish_terms", Terms(forced_error_ppm=1_000_000).as_tuple())
-        task = create()
-        solver.transact("claim", task, keccak(secret))
-        solver.transact("submit", task, keccak(b"root"), 11, "QmProofCid")
+        run("publish_terms", owner, "publish_terms",
+            Terms(forced_error_ppm=1_000_000, tax_ppm=100_000, min_payment=4 * ETHER).as_tuple())
+        task = submitter.call("task_count") + 1
+        submitter.transact("create_task", "QmSpecCid", commitments(), ETHER, submitter.now() + 86_400, 600,
+                           value=4 * ETHER)
+        claim(task)
+        submit(task)
         verifier.transact("challenge", task, keccak(b"root"), 0)
-        run("concede_forced_error", solver, "concede_forced_error", task, secret)
-        run("transfer_ownership", owner, "transfer_ownership", owner.account.address)
+        run("declare_forced_error", solver, "declare_forced_error", task, secret)
+        run("resolve (forced error proven)", owner, "decide", solver.task(task).dispute_id, False, True,
+            contract=owner.arbiter)
+        run("transfer_ownership", owner, "transfer_ownership", anyone.account.address)
+        run("accept_ownership", anyone, "accept_ownership")
     finally:
         anvil.stop()
 

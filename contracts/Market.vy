@@ -48,6 +48,7 @@ exports: (
     stakes.verifier_count,
     stakes.free_stake,
     terms.owner,
+    terms.min_window,
     terms.pending_owner,
     terms.accept_ownership,
     terms.published,
@@ -194,7 +195,6 @@ struct Task:
     challenger: address
     dispute_id: uint256
     draw_block: uint256           # block whose hash the pending draw reads; 0 when none is pending
-    seed: bytes32                 # the verifier draw, also the verifiers' sample seed
     forced_declared: bool         # the solver showed, in a dispute, that this proof is a forced error
 
 # the dispute game; fixed at deploy
@@ -212,14 +212,15 @@ total_escrow: public(uint256)
 # ╚═══════════════════════════════════════════════════════════════╝
 
 @deploy
-def __init__(arbiter_: address, unbond_delay: uint256, initial_terms: terms.Terms):
+def __init__(arbiter_: address, unbond_delay: uint256, initial_terms: terms.Terms, min_window: uint256):
     """
     @param arbiter_ The dispute game, already deployed and bound to this address.
+    @param min_window The shortest window any terms may ever set (seconds).
     """
     assert staticcall IArbiter(arbiter_).market() == self, "market: arbiter bound elsewhere"
     arbiter = arbiter_
     stakes.__init__(unbond_delay)
-    terms.__init__(initial_terms)
+    terms.__init__(initial_terms, min_window)
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -244,11 +245,11 @@ def create_task(
     @return The new task's id.
     """
     terms_id: uint256 = terms.current_terms
-    t: terms.Terms = terms.published[terms_id]
     steps: uint256 = commitments.steps
     checkpoint_interval: uint256 = commitments.checkpoint_interval
-    assert msg.value >= t.min_payment, "market: payment below the minimum"
-    assert solver_stake >= t.min_solver_stake, "market: solver stake below the minimum"
+    # fields read one by one: loading the whole terms struct costs a storage read per field
+    assert msg.value >= terms.published[terms_id].min_payment, "market: payment below the minimum"
+    assert solver_stake >= terms.published[terms_id].min_solver_stake, "market: solver stake below the minimum"
     assert len(spec_cid) > 0, "market: empty spec cid"
     assert expires > block.timestamp, "market: expiry in the past"
     assert train_window > 0 and train_window <= MAX_TRAIN_WINDOW, "market: bad train window"
@@ -257,7 +258,7 @@ def create_task(
     assert steps // checkpoint_interval < MAX_CHECKPOINTS, "market: too many checkpoints"
 
     spec_hash: bytes32 = keccak256(abi_encode(commitments))
-    tax: uint256 = msg.value * t.tax_ppm // PPM
+    tax: uint256 = msg.value * terms.published[terms_id].tax_ppm // PPM
     task_id: uint256 = self.task_count + 1
     self.task_count = task_id
     # fields are written one by one: the others of a fresh id are already zero
@@ -653,7 +654,6 @@ def _forced(task_id: uint256, secret: bytes32) -> bool:
 @internal
 def _await_verifier_draw(task_id: uint256):
     self.tasks[task_id].verifier = empty(address)
-    self.tasks[task_id].seed = empty(bytes32)
     self.tasks[task_id].draw_block = block.number
 
 
@@ -665,7 +665,8 @@ def _assign_verifier(task_id: uint256, seed: bytes32):
             unassigned and `expire` draws again after the window.
     """
     solver: address = self.tasks[task_id].solver
-    t: terms.Terms = terms.published[self.tasks[task_id].terms_id]
+    terms_id: uint256 = self.tasks[task_id].terms_id
+    bond: uint256 = terms.published[terms_id].verifier_bond
     verifier: address = empty(address)
     count: uint256 = len(stakes.verifiers)
     if count > 0:
@@ -674,14 +675,13 @@ def _assign_verifier(task_id: uint256, seed: bytes32):
             if i == count:
                 break
             candidate: address = stakes.verifiers[(start + i) % count]
-            if candidate != solver and stakes._free(candidate) >= t.verifier_bond:
+            if candidate != solver and stakes._free(candidate) >= bond:
                 verifier = candidate
                 break
     if verifier != empty(address):
-        stakes._lock(verifier, t.verifier_bond)
-    deadline: uint256 = block.timestamp + t.verify_window
+        stakes._lock(verifier, bond)
+    deadline: uint256 = block.timestamp + terms.published[terms_id].verify_window
     self.tasks[task_id].verifier = verifier
-    self.tasks[task_id].seed = seed
     self.tasks[task_id].deadline = deadline
     log VerifierDrawn(task_id=task_id, verifier=verifier, deadline=deadline, seed=seed)
 
@@ -724,7 +724,6 @@ def _await_genuine_proof(task_id: uint256, task: Task, exposed_by: address):
     self.tasks[task_id].proof_root = empty(bytes32)
     self.tasks[task_id].verifier = empty(address)
     self.tasks[task_id].challenger = empty(address)
-    self.tasks[task_id].seed = empty(bytes32)
     self.tasks[task_id].forced_declared = False
     log ForcedErrorRevealed(task_id=task_id, exposed_by=exposed_by, deadline=deadline)
 
@@ -753,7 +752,6 @@ def _reopen_or_refund(task_id: uint256, task: Task):
     self.tasks[task_id].proof_root = empty(bytes32)
     self.tasks[task_id].round = FIRST_ROUND
     self.tasks[task_id].draw_block = 0
-    self.tasks[task_id].seed = empty(bytes32)
     self.tasks[task_id].forced_declared = False
     if block.timestamp <= task.expires:
         self.tasks[task_id].state = TaskState.OPEN

@@ -18,7 +18,7 @@ from ape import compilers, project
 from ape.cli import ConnectedProviderCommand, account_option
 
 from offchain.chain.deployment import Deployment, deployment_path, write_abis
-from offchain.chain.suite import DEFAULT_UNBOND_DELAY, ROOT, Terms, create_address
+from offchain.chain.suite import DEFAULT_MIN_WINDOW, DEFAULT_UNBOND_DELAY, ROOT, Terms, create_address
 
 DEFAULT_ARBITER = ROOT / "contracts" / "Arbitration.vy"
 DEFAULT_CLOCK = 3_600
@@ -59,7 +59,9 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
         arbiter_args = ()
     market_address = create_address(account.address, account.nonce + 1)
     arbiter = account.deploy(arbiter_type, market_address, *arbiter_args)
-    market = account.deploy(project.Market, arbiter.address, unbond_delay, terms.as_tuple())
+    # the owner may later shorten windows down to this floor, never below
+    min_window = min(window, DEFAULT_MIN_WINDOW)
+    market = account.deploy(project.Market, arbiter.address, unbond_delay, terms.as_tuple(), min_window)
     assert market.address == market_address, "deploy: market landed at an unexpected address"
 
     deployment = Deployment(

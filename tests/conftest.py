@@ -11,7 +11,7 @@ import pytest
 from eth_abi import encode
 from eth_utils import keccak
 
-from offchain.chain.suite import CONTRACTS, DEFAULT_UNBOND_DELAY, ETHER, Role, Terms, create_address
+from offchain.chain.suite import CONTRACTS, DEFAULT_MIN_WINDOW, DEFAULT_UNBOND_DELAY, ETHER, Role, Terms, create_address
 from offchain.ml.task import COMMITMENT_TYPES
 
 TEST_CONTRACTS = Path(__file__).parent / "contracts"
@@ -69,12 +69,13 @@ def load_market():
     return boa.load_partial(str(CONTRACTS / "Market.vy"))
 
 
-def deploy_suite(terms: Terms = NEVER_FORCED, unbond_delay: int = DEFAULT_UNBOND_DELAY):
+def deploy_suite(terms: Terms = NEVER_FORCED, unbond_delay: int = DEFAULT_UNBOND_DELAY,
+                 min_window: int = DEFAULT_MIN_WINDOW):
     """Deploy the test arbiter bound to the address the market will get."""
     deployer = boa.env.eoa
     nonce = boa.env.evm.vm.state.get_nonce(bytes.fromhex(deployer[2:]))
     arbiter = load_test_contract("ManualArbiter").deploy(create_address(deployer, nonce + 1))
-    market = load_market().deploy(arbiter.address, unbond_delay, terms.as_tuple())
+    market = load_market().deploy(arbiter.address, unbond_delay, terms.as_tuple(), min_window)
     return market, arbiter
 
 

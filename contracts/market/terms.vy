@@ -12,7 +12,8 @@
 # ╚═══════════════════════════════════════════════════════════════╝
 
 PPM: constant(uint256) = 1_000_000
-MIN_WINDOW: constant(uint256) = 60
+# no deployment may allow windows shorter than this
+MIN_WINDOW_FLOOR: constant(uint256) = 5
 MAX_WINDOW: constant(uint256) = 30 * 86_400
 # ceilings on what the owner may publish
 MAX_TAX_PPM: constant(uint256) = 100_000
@@ -59,6 +60,8 @@ struct Terms:
     min_payment: uint256         # smallest payment a task may escrow
     min_solver_stake: uint256    # smallest stake a task may ask of its solver
 
+# shortest window any published terms may set; fixed at deploy
+min_window: public(immutable(uint256))
 # who may publish terms
 owner: public(address)
 # who may accept ownership; empty when no transfer is under way
@@ -74,7 +77,9 @@ current_terms: public(uint256)
 # ╚═══════════════════════════════════════════════════════════════╝
 
 @deploy
-def __init__(initial: Terms):
+def __init__(initial: Terms, min_window_: uint256):
+    assert min_window_ >= MIN_WINDOW_FLOOR and min_window_ <= MAX_WINDOW, "terms: bad minimum window"
+    min_window = min_window_
     self._transfer_ownership(msg.sender)
     self._publish(initial)
 
@@ -130,7 +135,7 @@ def _publish(t: Terms) -> uint256:
     # a solver and a whistleblower that expose a verifier on purpose lose more than they win
     assert t.min_solver_stake * (PPM - t.winner_share_ppm) >= t.winner_share_ppm * t.verifier_bond, "terms: minimum solver stake too low"
     for window: uint256 in [t.verify_window, t.whistle_window, t.reveal_window]:
-        assert window >= MIN_WINDOW and window <= MAX_WINDOW, "terms: bad window"
+        assert window >= min_window and window <= MAX_WINDOW, "terms: bad window"
     terms_id: uint256 = self.current_terms + 1
     self.published[terms_id] = t
     self.current_terms = terms_id

@@ -86,7 +86,6 @@ class TaskView:
     challenger: str
     dispute_id: int
     draw_block: int
-    seed: bytes
     forced_declared: bool
 
 
@@ -144,7 +143,8 @@ class Market:
         fn = getattr((contract or self.contract).functions, name)(*args)
         sender = self.account.address
         try:
-            gas = with_retries(name, lambda: fn.estimate_gas({"from": sender, "value": value}))
+            # simulated in the block the call will land in, not the one already mined
+            gas = with_retries(name, lambda: fn.estimate_gas({"from": sender, "value": value}, "pending"))
         except ContractLogicError as exc:
             raise TransactionReverted(name, _reason(exc)) from None
         tx = fn.build_transaction({
@@ -175,10 +175,6 @@ class Market:
                                 value=payment)
         [created] = self.contract.events.TaskCreated().process_receipt(receipt, errors=DISCARD)
         return created["args"]["task_id"]
-
-    def draw_due(self, task: TaskView) -> bool:
-        """Whether `draw` would read the randomness `task` committed to (it needs the next block)."""
-        return task.draw_block != 0 and self.block_number() > task.draw_block
 
     def challenge(self, task_id: int, proof_root: bytes, segment: int) -> int:
         receipt = self.transact("challenge", task_id, proof_root, segment)

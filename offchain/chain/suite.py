@@ -70,6 +70,8 @@ class Terms:
 
 
 DEFAULT_UNBOND_DELAY = 3_600
+# the shortest window terms may ever set on a deployment (a local test chain may go lower)
+DEFAULT_MIN_WINDOW = 60
 
 
 def create_address(sender: str, nonce: int) -> str:

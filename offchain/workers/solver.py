@@ -70,9 +70,9 @@ class Solver(Worker):
             if task.state not in (TaskState.FINALISED, TaskState.CANCELLED, TaskState.REFUNDED):
                 self.state.update_task(task.task_id, done=True, outcome="taken by another solver")
         elif task.draw_block and task.state in (TaskState.CLAIMED, TaskState.SUBMITTED):
-            if self.market.draw_due(task):
-                self.market.transact("draw", task.task_id)
-                self.log.info("task %d: drew the randomness committed at block %d", task.task_id, task.draw_block)
+            # its own block is mined, so the next one can read its hash
+            self.market.transact("draw", task.task_id)
+            self.log.info("task %d: drew the randomness committed at block %d", task.task_id, task.draw_block)
         elif task.state == TaskState.CLAIMED:
             self._submit(task, record)
         elif task.state == TaskState.ACCEPTED and self.market.now() > task.deadline:

@@ -104,7 +104,7 @@ class Verifier(Auditor):
             return
         if task.state != TaskState.SUBMITTED or task.verifier != self.address or not self.in_time(task.deadline):
             return  # not this verifier's move (it keeps watching until the task ends, for its fee)
-        seed = task.seed
+        seed = self.latest_event("VerifierDrawn", task.task_id)["seed"]
         if self.lazy or self.adversarial:
             verdict = Verdict(self.lazy, None if self.lazy else 0, "not checked")
         else:
@@ -130,7 +130,7 @@ class Whistleblower(Auditor):
         if self.address in (task.solver, task.verifier):
             return
         # its own sample: random segments a lazy verifier might have skipped
-        seed = keccak(task.seed + bytes.fromhex(self.address[2:]))
+        seed = keccak(self.latest_event("VerifierDrawn", task.task_id)["seed"] + bytes.fromhex(self.address[2:]))
         verdict = self.audit(task, seed)
         if not verdict.accept:
             self.market.challenge(task.task_id, task.proof_root, verdict.failing_segment)

@@ -8,6 +8,7 @@ from eth_utils import keccak
 from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.workers.solver import Solver
 from offchain.workers.verifier import Verifier
+from tests.conftest import commitments
 from tests.e2e.harness import SOLVER, SUBMITTER, VERIFIER, local_market, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -19,9 +20,8 @@ def test_task_with_unfetchable_spec__is_never_claimed_and_worker_keeps_going(tmp
     with local_market(tmp_path) as m:
         solver = m.start(Solver, SOLVER, Role.SOLVER)
         submitter = m.market(SUBMITTER)
-        bad = submitter.create_task(spec_cid=MISSING_CID, spec_hash=keccak(b"nothing"), payment=ETHER,
-                                    solver_stake=ETHER, expires=submitter.now() + 3_600, train_window=300,
-                                    steps=100, checkpoint_interval=10)
+        bad = submitter.create_task(spec_cid=MISSING_CID, commitments=commitments(), payment=ETHER,
+                                    solver_stake=ETHER, expires=submitter.now() + 3_600, train_window=300)
         wait_for(lambda: (solver.state.task(bad) or {}).get("outcome", "").startswith("rejected"), 30,
                  "the solver to reject the task")
         assert submitter.task(bad).state == TaskState.OPEN
@@ -37,8 +37,10 @@ def test_proof_with_missing_checkpoints__is_challenged(tmp_path):
         solver.deposit(Role.SOLVER, 5 * ETHER)
         task_id = m.post()
         solver.transact("claim", task_id, keccak(b"secret"))
+        solver.transact("draw", task_id)
         # a proof root and CID whose content was never published
         solver.transact("submit", task_id, keccak(b"unpublished"), 51, MISSING_CID)
+        solver.transact("draw", task_id)
         wait_for(lambda: solver.task(task_id).state == TaskState.DISPUTED, 60, "a challenge")
         [verdict] = verifier.state.task(task_id)["verdicts"].values()
         assert not verdict["accept"] and "unavailable" in verdict["reason"]

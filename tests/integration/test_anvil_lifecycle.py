@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from eth_abi import encode
 from eth_utils import keccak
 
 from offchain.chain.client import TransactionReverted
 from offchain.chain.suite import ETHER, Role, TaskState
+from tests.conftest import commitments
 from tests.integration.conftest import WINDOW, advance_time
 
 pytestmark = pytest.mark.integration
@@ -24,16 +26,28 @@ def roles(as_role):
 
 
 def _create(market, *, expires_in=3_600, payment=ETHER):
-    return market.create_task(spec_cid="QmSpec", spec_hash=keccak(b"spec"), payment=payment, solver_stake=ETHER,
-                              expires=market.now() + expires_in, train_window=600, steps=20, checkpoint_interval=10)
+    return market.create_task(spec_cid="QmSpec", commitments=commitments(20, 10), payment=payment, solver_stake=ETHER,
+                              expires=market.now() + expires_in, train_window=600)
+
+
+def _claim(solver, task_id):
+    """Claim, then draw the entropy from the claim's block in the next one (Anvil mines per call)."""
+    solver.transact("claim", task_id, keccak(SECRET))
+    solver.transact("draw", task_id)
 
 
 def test_full_lifecycle__create_claim_submit_accept_finalise_withdraw(roles, w3):
     submitter, solver, verifier = roles[SUBMITTER], roles[SOLVER], roles[VERIFIER]
     task_id = _create(submitter)
-    solver.transact("claim", task_id, keccak(SECRET))
+    _claim(solver, task_id)
     solver.transact("submit", task_id, keccak(b"root"), 3, "QmProof")
-    assert solver.task(task_id).verifier == verifier.account.address
+    submitted = solver.task(task_id).draw_block
+    solver.transact("draw", task_id)
+    [drawn] = solver.events("VerifierDrawn", submitted, task_id=task_id)
+    block_hash = w3.eth.get_block(submitted)["hash"]
+    expected = keccak(encode(["bytes32", "uint256", "bytes32"], [block_hash, task_id, keccak(b"root")]))
+    assert drawn["args"]["seed"] == expected
+    assert solver.task(task_id).verifier == drawn["args"]["verifier"] == verifier.account.address
     verifier.transact("accept", task_id)
     advance_time(w3, WINDOW + 1)
     solver.transact("finalise", task_id, SECRET)
@@ -61,7 +75,7 @@ def test_cancel__refunds_submitter(roles):
 def test_expiry__solver_missed_deadline__anyone_slashes(roles, w3):
     submitter, solver, stranger = roles[SUBMITTER], roles[SOLVER], roles[STRANGER]
     task_id = _create(submitter)
-    solver.transact("claim", task_id, keccak(SECRET))
+    _claim(solver, task_id)
     bonded = solver.call("accounts", solver.account.address)[0]
     with pytest.raises(TransactionReverted, match="market: proof deadline not passed"):
         stranger.transact("expire", task_id)

@@ -86,7 +86,15 @@ def test_constructor__arbiter_bound_elsewhere__reverts(suite):
 
     stray = load_test_contract("ManualArbiter").deploy(boa.env.generate_address())
     with boa.reverts("market: arbiter bound elsewhere"):
-        load_market().deploy(stray.address, 0, NEVER_FORCED.as_tuple())
+        load_market().deploy(stray.address, 0, NEVER_FORCED.as_tuple(), 60)
+
+
+@pytest.mark.parametrize("min_window", [0, 4, 30 * 86_400 + 1])
+def test_constructor__minimum_window_out_of_range__reverts(suite, min_window):
+    from tests.conftest import deploy_suite
+
+    with boa.reverts("terms: bad minimum window"):
+        deploy_suite(NEVER_FORCED, min_window=min_window)
 
 
 def test_terms_dataclass_matches_contract_struct(market):
