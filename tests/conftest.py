@@ -222,9 +222,9 @@ def assert_moved(before: dict[str, int], after: dict[str, int], **deltas: int) -
     assert moved == {key.replace("__", "."): delta for key, delta in deltas.items() if delta}
 
 
-def assert_solvent(market) -> None:
-    """PROTOCOL §8: balance ≥ liabilities, and the books add up."""
-    assert boa.env.get_balance(market.address) >= market.liabilities()
+def assert_solvent(market, forced: int = 0) -> None:
+    """PROTOCOL §7: the balance is exactly the liabilities, plus any ether `forced` in."""
+    assert boa.env.get_balance(market.address) == market.liabilities() + forced
 
 
 def events(contract, name: str) -> list:

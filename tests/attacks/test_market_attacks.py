@@ -88,7 +88,7 @@ def test_forced_ether_by_selfdestruct__breaks_no_accounting(market, flow, actors
     for who in (actors.solver, actors.verifier):
         with boa.env.prank(who):
             market.withdraw()
-    assert_solvent(market)
+    assert_solvent(market, forced=5 * ETHER)
 
 
 def test_tx_origin__is_never_used():

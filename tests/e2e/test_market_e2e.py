@@ -65,9 +65,15 @@ def test_honest_solver__beats_an_adversarial_verifier_and_is_paid(tmp_path):
         reader = m.market(0)
         outcome = wait_for(lambda: _dispute_outcome(reader, m.deployment, task_id), 120, "the verdict")
         assert outcome["solver_won"] and outcome["reason"] == 1  # the challenger ran out of clock
-        bond = reader.terms(reader.task(task_id).terms_id).verifier_bond
-        assert reader.call("accounts", verifier.address)[0] == 5 * ETHER - bond
+        terms = reader.terms(reader.task(task_id).terms_id)
+        assert reader.call("accounts", verifier.address)[0] == 5 * ETHER - terms.verifier_bond
         wait_for(lambda: _state(reader, task_id) == TaskState.FINALISED, 90, "finalisation")
+        # the solver got the winner share of the verifier's bond, and all of the escrow (no fee)
+        credited = [e["args"]["amount"] for e in reader.contract.events.Credited().get_logs(
+            from_block=m.deployment.block, argument_filters={"account": m.market(SOLVER).account.address})]
+        [paid] = reader.events("TaskFinalised", m.deployment.block, task_id=task_id)
+        assert paid["args"]["verifier_fee"] == 0
+        assert credited == [terms.verifier_bond * terms.winner_share_ppm // 10**6, paid["args"]["solver_payment"]]
 
 
 def test_lazy_verifier__accepts_a_cheat__whistleblower_challenges(tmp_path):
@@ -82,22 +88,31 @@ def test_lazy_verifier__accepts_a_cheat__whistleblower_challenges(tmp_path):
         [challenge] = reader.events("Challenged", m.deployment.block, task_id=task_id)
         assert challenge["args"]["challenger"] == m.market(WHISTLEBLOWER).account.address
         outcome = wait_for(lambda: _dispute_outcome(reader, m.deployment, task_id), 120, "the verdict")
-        assert not outcome["solver_won"]
-        # the lazy verifier forfeits its bond to the whistleblower
+        assert not outcome["solver_won"] and outcome["reason"] in (2, 3, 4)  # proven, not a timeout
+        # the lazy verifier forfeits its bond and the cheater its stake, the winner share to the whistleblower
+        terms, stake = reader.terms(1), reader.task(task_id).solver_stake
         verifier = m.market(VERIFIER).account.address
-        assert reader.call("accounts", verifier)[0] == 5 * ETHER - reader.terms(1).verifier_bond
+        assert reader.call("accounts", verifier)[:2] == [5 * ETHER - terms.verifier_bond, 0]
+        share = (terms.verifier_bond + stake) * terms.winner_share_ppm // 10**6
+        assert reader.call("credits", m.market(WHISTLEBLOWER).account.address) == share
 
 
-def test_forced_error__caught_by_verifier_paid_from_jackpot_then_genuine_proof_paid(tmp_path):
+def test_forced_error__proven_by_verifier_paid_from_jackpot_then_genuine_proof_paid(tmp_path):
     with local_market(tmp_path, forced_error_ppm=1_000_000) as m:
-        m.start(Solver, SOLVER, Role.SOLVER)
+        solver = m.start(Solver, SOLVER, Role.SOLVER)
         m.start(Verifier, VERIFIER, Role.VERIFIER)
         task_id = m.post()
         reader = m.market(0)
-        wait_for(lambda: _state(reader, task_id) == TaskState.FINALISED, timeout=120, what="finalisation")
+        wait_for(lambda: _state(reader, task_id) == TaskState.FINALISED, timeout=180, what="finalisation")
+        # the solver declared the forced error and let the verifier prove it in the game
+        assert reader.events("ForcedErrorDeclared", m.deployment.block, task_id=task_id)
+        outcome = _dispute_outcome(reader, m.deployment, task_id)
+        assert not outcome["solver_won"] and outcome["reason"] in (2, 3, 4)
         [revealed] = reader.events("ForcedErrorRevealed", m.deployment.block, task_id=task_id)
         verifier = m.market(VERIFIER).account.address
         assert revealed["args"]["exposed_by"] == verifier
+        assert reader.call("accounts", solver.address)[0] == 5 * ETHER  # nobody was slashed
+        assert reader.call("accounts", verifier)[0] == 5 * ETHER
         paid = reader.contract.events.JackpotPaid().get_logs(from_block=m.deployment.block)
         assert [e["args"]["winner"] for e in paid] == [verifier] and paid[0]["args"]["amount"] > 0
         rounds = [e["args"]["round"] for e in reader.events("ProofSubmitted", m.deployment.block, task_id=task_id)]

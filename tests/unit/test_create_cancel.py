@@ -123,3 +123,12 @@ def test_cancel__twice__reverts(market, flow, actors):
         market.cancel(task_id)
         with boa.reverts("market: task not open"):
             market.cancel(task_id)
+
+
+def test_segment_longer_than_the_game_plays__refused(market, actors):
+    """The shipped solver cannot play the dissection a segment of more than 256 steps needs, so
+    such a task is refused where it is posted, not lost by the honest solver on time."""
+    with boa.reverts("market: bad checkpoint interval"):
+        _create(market, actors.submitter, steps=257, checkpoint_interval=257)
+    task_id = _create(market, actors.submitter, steps=256, checkpoint_interval=256)
+    assert market.tasks(task_id).checkpoint_interval == 256
