@@ -55,7 +55,8 @@ def next_block() -> None:
     just left gets a hash of its own, as on a real chain, unknown to any call made in it."""
     patch = boa.env.evm.patch
     left = patch.block_number
-    patch.prev_hashes = [keccak(b"block %d" % left), *list(patch.prev_hashes)[:254]]
+    older = list(patch.prev_hashes)[:255]
+    patch.prev_hashes = [keccak(b"block %d" % left), *older, *[b"\0" * 32] * (255 - len(older))]
     patch.block_number = left + 1
 
 

@@ -187,3 +187,21 @@ def test_verifier_draw__past_the_horizon__solver_slashed_not_redrawn(market, flo
         market.expire(task_id)
     assert market.accounts(actors.solver).locked == 0
     assert market.tasks(task_id).state == TaskState.OPEN
+
+
+def test_draw__horizon_boundaries(market, flow, actors):
+    """The last block that still serves the committed hash may draw; the next may not."""
+    for offset, allowed in [(255, True), (256, True), (257, False)]:
+        task_id = flow.create()
+        flow.claim(task_id, draw=False)
+        committed = market.tasks(task_id).draw_block
+        for _ in range(offset):
+            next_block()
+        with boa.env.prank(actors.stranger):
+            if allowed:
+                market.draw(task_id)
+                assert market.tasks(task_id).entropy != b"\0" * 32
+            else:
+                with boa.reverts("market: draw horizon passed"):
+                    market.draw(task_id)
+        assert boa.env.evm.patch.block_number == committed + offset
