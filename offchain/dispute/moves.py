@@ -91,14 +91,16 @@ def multiproof(leaves: Sequence[bytes], indices: Sequence[int]) -> list[bytes]:
 
 
 def multi_root(indices: Sequence[int], hashes: Sequence[bytes], siblings: Sequence[bytes], count: int) -> bytes | None:
-    """Reference of `merkle._multi_root`: the implied root, or None when the proof is malformed."""
+    """Reference of `merkle._multi_root`: the implied root, or None when the proof is malformed
+    (including a sibling covering only padding that is not the all-zero subtree)."""
     n = len(indices)
     if n == 0 or n != len(hashes) or count == 0 or count >= 1 << 64 or indices[-1] >= count:
         return None
     if any(b <= a for a, b in pairwise(indices)):
         return None
     idx, nodes, used = list(indices), list(hashes), 0
-    for _ in range(tree_depth(count)):
+    zero = ZERO_HASH
+    for level in range(tree_depth(count)):
         new_idx, new_nodes, read = [], [], 0
         while read < len(idx):
             position, node = idx[read], nodes[read]
@@ -107,7 +109,7 @@ def multi_root(indices: Sequence[int], hashes: Sequence[bytes], siblings: Sequen
                     parent = keccak256(node + nodes[read + 1])
                     read += 2
                 else:
-                    if used >= len(siblings):
+                    if used >= len(siblings) or ((position + 1) << level >= count and siblings[used] != zero):
                         return None
                     parent = keccak256(node + siblings[used])
                     used += 1
@@ -121,6 +123,7 @@ def multi_root(indices: Sequence[int], hashes: Sequence[bytes], siblings: Sequen
             new_idx.append(position // 2)
             new_nodes.append(parent)
         idx, nodes = new_idx, new_nodes
+        zero = keccak256(zero + zero)
     if used != len(siblings) or len(nodes) != 1:
         return None
     return nodes[0]
