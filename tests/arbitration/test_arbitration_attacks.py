@@ -124,6 +124,8 @@ def test_demand_griefing__every_demand_pays_for_its_answer(suite, parties):
         _set_basefee(basefee)
         for count in (1, 512):
             assert suite.game.demand_fee(count) == (ANSWER_GAS + count * ANSWER_ELEMENT_GAS) * basefee * FEE_MARGIN
+            assert M.demand_fee(count, basefee) == suite.game.demand_fee(count)
+            assert M.demand_value(count, basefee) >= M.demand_fee(count, basefee + basefee // 8)
     cases = [(graph.data_y_node, 0, 32), (graph.data_y_node, 31, 1)]
     for node in (graph.output_nodes[0], graph.data_x_node):
         cases += [(node, s, c) for c in (1, 8, 256, 512) for s in (0, 511, 2048 - c)]
