@@ -79,7 +79,7 @@ interface IGame:
 
 interface IReader:
     def open_elements(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, start: uint256, stride: uint256, count: uint256) -> DynArray[uint256, MAX_READ]: pure
-    def bytes_equal(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, offset: uint256, data: Bytes[MAX_ROW_BYTES]) -> bool: pure
+    def bytes_equal(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, offset: uint256, data: Bytes[MAX_ROW_BYTES]) -> bool: view
 
 
 # the one-step judge (contracts/Judge.vy)

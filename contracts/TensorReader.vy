@@ -24,6 +24,9 @@ MAX_READ: constant(uint256) = 512
 # largest dimension accepted from a descriptor
 MAX_DIM: constant(uint256) = 2**32
 
+interface ISelf:
+    def open_elements(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, start: uint256, stride: uint256, count: uint256) -> DynArray[uint256, MAX_READ]: pure
+
 
 @external
 @pure
@@ -41,67 +44,10 @@ def open_elements(
             as `root` (`numel` elements of `itemsize` bytes), then read elements
             start, start + stride, ... (`count` of them) as little-endian
             unsigned integers (float32 or int64 bit patterns). Reverts if the
-            opening is invalid or misses an element.
-    """
-    self._verify(root, numel, itemsize, opening)
-    values: DynArray[uint256, MAX_READ] = []
-    current: uint256 = max_value(uint256)
-    leaf: Bytes[LEAF_BYTES] = b""
-    for t: uint256 in range(MAX_READ):
-        if t == count:
-            break
-        element: uint256 = start + t * stride
-        assert element < numel, "arbitration: element not opened"
-        offset: uint256 = element * itemsize
-        if offset // LEAF_BYTES != current:
-            current = offset // LEAF_BYTES
-            leaf = opening.leaves[self._slot(opening.leaf_indices, current)]
-        if itemsize == 8:
-            values.append(self._swap(convert(slice(leaf, offset % LEAF_BYTES, 8), uint256), 8))
-        else:
-            values.append(self._swap(convert(slice(leaf, offset % LEAF_BYTES, 4), uint256), 4))
-    return values
-
-
-@external
-@pure
-def bytes_equal(
-    root: bytes32,
-    numel: uint256,
-    itemsize: uint256,
-    opening: structs.TensorOpening,
-    offset: uint256,
-    data: Bytes[MAX_ROW_BYTES],
-) -> bool:
-    """
-    @notice Verify the opening as `open_elements` does, then whether the tensor
-            bytes [offset, offset + len(data)) equal `data` (a dataset row of
-            a data_x node), compared leaf piece by leaf piece.
-    """
-    self._verify(root, numel, itemsize, opening)
-    length: uint256 = len(data)
-    assert offset + length <= numel * itemsize, "arbitration: element not opened"
-    done: uint256 = 0
-    for i: uint256 in range(MAX_ROW_BYTES // LEAF_BYTES + 1):
-        if done == length:
-            break
-        at: uint256 = offset + done
-        piece: uint256 = min(LEAF_BYTES - at % LEAF_BYTES, length - done)
-        leaf: Bytes[LEAF_BYTES] = opening.leaves[self._slot(opening.leaf_indices, at // LEAF_BYTES)]
-        if slice(leaf, at % LEAF_BYTES, piece) != slice(data, done, piece):
-            return False
-        done += piece
-    return True
-
-
-@internal
-@pure
-def _verify(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening):
-    """
-    @notice The leaves of `opening` are those of the canonical commitment
-            `root`: each leaf is min(2048, ceil32(remaining bytes)) long, the
-            bytes past the tensor's end are zero, the multiproof holds with
-            zero padding leaves, and keccak256(abi.encode(data_root, numel)) == root.
+            opening is invalid or misses an element. Valid leaves are those of
+            the canonical commitment: each is min(2048, ceil32(remaining
+            bytes)) long, the bytes past the tensor's end are zero, and the
+            multiproof holds with zero padding leaves.
     """
     n: uint256 = len(opening.leaf_indices)
     total: uint256 = numel * itemsize
@@ -127,6 +73,54 @@ def _verify(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.T
     if valid:
         valid, inner = merkle._multi_root(opening.leaf_indices, hashes, opening.siblings, leaf_count)
     assert valid and merkle._sized_root(inner, numel) == root, "arbitration: tensor opening invalid"
+    values: DynArray[uint256, MAX_READ] = []
+    current: uint256 = max_value(uint256)
+    leaf: Bytes[LEAF_BYTES] = b""
+    for t: uint256 in range(MAX_READ):
+        if t == count:
+            break
+        element: uint256 = start + t * stride
+        assert element < numel, "arbitration: element not opened"
+        offset: uint256 = element * itemsize
+        if offset // LEAF_BYTES != current:
+            current = offset // LEAF_BYTES
+            leaf = opening.leaves[self._slot(opening.leaf_indices, current)]
+        if itemsize == 8:
+            values.append(self._swap(convert(slice(leaf, offset % LEAF_BYTES, 8), uint256), 8))
+        else:
+            values.append(self._swap(convert(slice(leaf, offset % LEAF_BYTES, 4), uint256), 4))
+    return values
+
+
+@external
+@view
+def bytes_equal(
+    root: bytes32,
+    numel: uint256,
+    itemsize: uint256,
+    opening: structs.TensorOpening,
+    offset: uint256,
+    data: Bytes[MAX_ROW_BYTES],
+) -> bool:
+    """
+    @notice Verify the opening (through `open_elements`, reading nothing),
+            then whether the tensor bytes [offset, offset + len(data)) equal
+            `data` (a dataset row of a data_x node), leaf piece by leaf piece.
+    """
+    verified: DynArray[uint256, MAX_READ] = staticcall ISelf(self).open_elements(root, numel, itemsize, opening, 0, 0, 0)
+    length: uint256 = len(data)
+    assert offset + length <= numel * itemsize, "arbitration: element not opened"
+    done: uint256 = 0
+    for i: uint256 in range(MAX_ROW_BYTES // LEAF_BYTES + 1):
+        if done == length:
+            break
+        at: uint256 = offset + done
+        piece: uint256 = min(LEAF_BYTES - at % LEAF_BYTES, length - done)
+        leaf: Bytes[LEAF_BYTES] = opening.leaves[self._slot(opening.leaf_indices, at // LEAF_BYTES)]
+        if slice(leaf, at % LEAF_BYTES, piece) != slice(data, done, piece):
+            return False
+        done += piece
+    return True
 
 
 @internal
