@@ -30,6 +30,7 @@
         ProofChecker, which reports a verified result here with the caller.
 """
 
+from interfaces import IMarket
 from arbitration import merkle
 from arbitration import structs
 
@@ -47,6 +48,16 @@ MAX_PROOF_SIBLINGS: constant(uint256) = structs.MAX_PROOF_SIBLINGS
 MAX_DEMAND: constant(uint256) = 512
 MAX_DEMANDS: constant(uint256) = 64
 MAX_CLOCK: constant(uint256) = 365 * 86_400
+# demand fee: an answer to a demand of `count` elements costs at most
+# ANSWER_GAS + count * ANSWER_ELEMENT_GAS gas (about 1.3x the most measured over
+# leaf layouts, tests/arbitration/test_arbitration_attacks.py); the demander
+# pays it at FEE_MARGIN times the base fee of the demand's block, which covers
+# the answer's tip and a base fee that rises before the answer lands
+ANSWER_GAS: constant(uint256) = 400_000
+ANSWER_ELEMENT_GAS: constant(uint256) = 2_200
+FEE_MARGIN: constant(uint256) = 2
+# answered ranges are stored as start << 128 | end
+RANGE_SHIFT: constant(uint256) = 128
 
 # phases: REVEAL, BISECT, TRACE and DEMAND are the solver's turn, PICK and PROVE the challenger's
 PHASE_NONE: constant(uint256) = 0
@@ -70,33 +81,6 @@ END_ELEMENT: constant(uint256) = 4
 # ╔═══════════════════════════════════════════════════════════════╗
 # ║ TYPES                                                         ║
 # ╚═══════════════════════════════════════════════════════════════╝
-
-struct MarketTask:
-    # Market.Task, field for field (the state flag is a uint256 on the wire)
-    state: uint256
-    submitter: address
-    spec_hash: bytes32
-    escrow: uint256
-    tax: uint256
-    solver_stake: uint256
-    terms_id: uint256
-    expires: uint256
-    train_window: uint256
-    checkpoint_interval: uint256
-    checkpoints: uint256
-    solver: address
-    secret_hash: bytes32
-    entropy: bytes32
-    round: uint256
-    deadline: uint256
-    proof_root: bytes32
-    verifier: address
-    challenger: address
-    dispute_id: uint256
-
-interface IMarketGame:
-    def tasks(task_id: uint256) -> MarketTask: view
-    def resolve(task_id: uint256, dispute_id: uint256, solver_won: bool): nonpayable
 
 struct Dispute:
     task_id: uint256
@@ -124,6 +108,7 @@ struct Dispute:
     demand_numel: uint256
     demand_itemsize: uint256
     n_nodes: uint256
+    demand_fee: uint256           # wei held for the open demand
 
 struct Turn:
     phase: uint256
@@ -169,6 +154,7 @@ event ElementsDemanded:
     node: uint256
     start: uint256
     count: uint256
+    fee: uint256
 
 event ElementsPosted:
     dispute_id: indexed(uint256)
@@ -187,6 +173,10 @@ event DisputeAborted:
     dispute_id: indexed(uint256)
     task_id: indexed(uint256)
 
+event Withdrawn:
+    account: indexed(address)
+    amount: uint256
+
 
 # ╔═══════════════════════════════════════════════════════════════╗
 # ║ STORAGE                                                       ║
@@ -202,6 +192,12 @@ extension: public(immutable(uint256))
 
 disputes: public(HashMap[uint256, Dispute])
 dispute_count: public(uint256)
+# element ranges already posted, per dispute and node (start << 128 | end)
+answered: HashMap[uint256, HashMap[uint256, DynArray[uint256, MAX_DEMANDS]]]
+# demand fees held for open demands, and wei owed (pull payments); the
+# balance is always fees_held + the sum of credits
+fees_held: public(uint256)
+credits: public(HashMap[address, uint256])
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -264,6 +260,7 @@ def abort_dispute(dispute_id: uint256):
     phase: uint256 = self.disputes[dispute_id].phase
     assert phase != PHASE_NONE, "arbitration: no such dispute"
     assert phase < PHASE_SOLVER_WON, "arbitration: dispute closed"
+    self._refund_demand(dispute_id)
     self.disputes[dispute_id].phase = PHASE_ABORTED
     log DisputeAborted(dispute_id=dispute_id, task_id=self.disputes[dispute_id].task_id)
 
@@ -285,21 +282,27 @@ def reveal_segment(
             segment j, root i at step j·k + ⌊i·k / min(k, 256)⌋ (every step
             when k <= 256). The first and last must be the committed
             checkpoints j and j + 1: `checkpoint_proof` proves the two leaves
-            in the proof root. `commitments` must hash to the task's spec_hash.
+            in the proof root. `commitments` must hash to the task's spec_hash;
+            k is their checkpoint interval, and training starts from their
+            initial weights: root 0 of segment 0 is `weights_root`.
     """
     t: Turn = self._begin(dispute_id, PHASE_REVEAL, msg.sender, True)
     assert segment == self.disputes[dispute_id].segment, "arbitration: wrong segment"
-    task: MarketTask = staticcall IMarketGame(market).tasks(t.task_id)
-    assert keccak256(abi_encode(commitments)) == task.spec_hash, "arbitration: commitments do not match the task"
-    k: uint256 = task.checkpoint_interval
+    spec_hash: bytes32 = empty(bytes32)
+    proof_root: bytes32 = empty(bytes32)
+    checkpoints: uint256 = 0
+    spec_hash, proof_root, checkpoints = staticcall IMarket(market).dispute_view(t.task_id)
+    assert keccak256(abi_encode(commitments)) == spec_hash, "arbitration: commitments do not match the task"
+    k: uint256 = commitments.checkpoint_interval
     points: uint256 = min(k, MAX_POINTS)
     assert len(state_roots) == points + 1, "arbitration: wrong number of state roots"
+    assert segment != 0 or state_roots[0] == commitments.weights_root, "arbitration: first state is not the task's weights"
     assert merkle._verify(
-        task.proof_root, [segment, segment + 1], [state_roots[0], state_roots[points]], checkpoint_proof, task.checkpoints
+        proof_root, [segment, segment + 1], [state_roots[0], state_roots[points]], checkpoint_proof, checkpoints
     ), "arbitration: endpoints are not the checkpoints"
     states_root: bytes32 = merkle._merkle_root(state_roots)
     first_step: uint256 = segment * k
-    self.disputes[dispute_id].spec_hash = task.spec_hash
+    self.disputes[dispute_id].spec_hash = spec_hash
     self.disputes[dispute_id].first_step = first_step
     self.disputes[dispute_id].span = k
     self.disputes[dispute_id].points = points
@@ -389,6 +392,7 @@ def commit_trace(dispute_id: uint256, step: uint256, trace_root: bytes32, trace_
 # ╚═══════════════════════════════════════════════════════════════╝
 
 @external
+@payable
 def record_demand(
     dispute_id: uint256,
     caller: address,
@@ -403,13 +407,24 @@ def record_demand(
     @notice The challenger (`caller`) demanded elements [start, start + count)
             of node `node`'s output, which the checker proved to be a node of
             the task's graph with `numel` elements of `itemsize` bytes. The
-            solver must post them within its clock.
+            solver must post them within its clock. The demander pays
+            `demand_fee(count)` (the value it sent beyond that is credited back
+            to it): held here, paid to the solver when it posts, refunded if
+            the game ends first. No element is demanded twice.
     """
     assert msg.sender == checker, "arbitration: caller is not the checker"
     t: Turn = self._begin(dispute_id, PHASE_PROVE, caller, False)
     demands: uint256 = self.disputes[dispute_id].demands
     assert demands < MAX_DEMANDS, "arbitration: too many demands"
     assert count > 0 and count <= MAX_DEMAND and start < numel and count <= numel - start, "arbitration: bad element range"
+    end: uint256 = start + count
+    for r: uint256 in self.answered[dispute_id][node]:
+        assert start >= r % (1 << RANGE_SHIFT) or end <= r >> RANGE_SHIFT, "arbitration: elements already posted"
+    fee: uint256 = self._demand_fee(count)
+    assert msg.value >= fee, "arbitration: demand fee too low"
+    self.fees_held += fee
+    self.credits[caller] += msg.value - fee
+    self.disputes[dispute_id].demand_fee = fee
     self.disputes[dispute_id].demands = demands + 1
     self.disputes[dispute_id].demand_node = node
     self.disputes[dispute_id].demand_start = start
@@ -418,7 +433,7 @@ def record_demand(
     self.disputes[dispute_id].demand_itemsize = itemsize
     self.disputes[dispute_id].n_nodes = n_nodes
     self._pass(dispute_id, t, PHASE_DEMAND)
-    log ElementsDemanded(dispute_id=dispute_id, node=node, start=start, count=count)
+    log ElementsDemanded(dispute_id=dispute_id, node=node, start=start, count=count, fee=fee)
 
 
 @external
@@ -426,18 +441,20 @@ def record_post(dispute_id: uint256, caller: address, tensor_root: bytes32, valu
     """
     @notice The solver (`caller`) posted the demanded elements, which the
             checker proved against the committed trace; they are emitted for
-            the challenger, whose turn it is again.
+            the challenger, whose turn it is again. The demand fee is the
+            solver's.
     """
     assert msg.sender == checker, "arbitration: caller is not the checker"
     t: Turn = self._begin(dispute_id, PHASE_DEMAND, caller, True)
+    node: uint256 = self.disputes[dispute_id].demand_node
+    start: uint256 = self.disputes[dispute_id].demand_start
+    self.answered[dispute_id][node].append((start << RANGE_SHIFT) | (start + self.disputes[dispute_id].demand_count))
+    fee: uint256 = self.disputes[dispute_id].demand_fee
+    self.disputes[dispute_id].demand_fee = 0
+    self.fees_held -= fee
+    self.credits[caller] += fee
     self._pass(dispute_id, t, PHASE_PROVE)
-    log ElementsPosted(
-        dispute_id=dispute_id,
-        node=self.disputes[dispute_id].demand_node,
-        tensor_root=tensor_root,
-        start=self.disputes[dispute_id].demand_start,
-        values=values,
-    )
+    log ElementsPosted(dispute_id=dispute_id, node=node, tensor_root=tensor_root, start=start, values=values)
 
 
 @external
@@ -451,6 +468,18 @@ def conclude(dispute_id: uint256, caller: address, reason: uint256):
     assert reason >= END_LINK and reason <= END_ELEMENT, "arbitration: bad reason"
     t: Turn = self._begin(dispute_id, PHASE_PROVE, caller, False)
     self._finish(dispute_id, t.task_id, False, reason)
+
+
+@external
+def withdraw():
+    """
+    @notice Send the caller the wei it is owed (demand fees it earned or got back).
+    """
+    amount: uint256 = self.credits[msg.sender]
+    assert amount > 0, "arbitration: nothing to withdraw"
+    self.credits[msg.sender] = 0
+    log Withdrawn(account=msg.sender, amount=amount)
+    raw_call(msg.sender, b"", value=amount)
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -525,6 +554,15 @@ def to_move(dispute_id: uint256) -> address:
 
 
 @external
+@view
+def demand_fee(count: uint256) -> uint256:
+    """
+    @notice Wei a demand of `count` elements costs at this block's base fee.
+    """
+    return self._demand_fee(count)
+
+
+@external
 @pure
 def max_moves(k: uint256) -> uint256:
     """
@@ -565,6 +603,24 @@ def _deadline(dispute_id: uint256, phase: uint256) -> uint256:
     if self._solver_to_move(phase):
         return self.disputes[dispute_id].turn_start + self.disputes[dispute_id].solver_clock
     return self.disputes[dispute_id].turn_start + self.disputes[dispute_id].challenger_clock
+
+
+@internal
+@view
+def _demand_fee(count: uint256) -> uint256:
+    return (ANSWER_GAS + count * ANSWER_ELEMENT_GAS) * block.basefee * FEE_MARGIN
+
+
+@internal
+def _refund_demand(dispute_id: uint256):
+    """
+    @notice A game that ends with a demand unanswered returns its fee to the demander.
+    """
+    fee: uint256 = self.disputes[dispute_id].demand_fee
+    if fee > 0:
+        self.disputes[dispute_id].demand_fee = 0
+        self.fees_held -= fee
+        self.credits[self.disputes[dispute_id].challenger] += fee
 
 
 @internal
@@ -633,11 +689,13 @@ def _pass(dispute_id: uint256, t: Turn, next_phase: uint256):
 @internal
 def _finish(dispute_id: uint256, task_id: uint256, solver_won: bool, reason: uint256):
     """
-    @notice The one place a game ends: state first, then one call to the market.
+    @notice The one place a game ends: state first, then one call to the
+            market. `proven`: the challenger won through a checked final proof.
     """
+    self._refund_demand(dispute_id)
     if solver_won:
         self.disputes[dispute_id].phase = PHASE_SOLVER_WON
     else:
         self.disputes[dispute_id].phase = PHASE_CHALLENGER_WON
     log DisputeEnded(dispute_id=dispute_id, task_id=task_id, solver_won=solver_won, reason=reason)
-    extcall IMarketGame(market).resolve(task_id, dispute_id, solver_won)
+    extcall IMarket(market).resolve(task_id, dispute_id, solver_won, reason != END_TIMEOUT)

@@ -19,9 +19,10 @@
                                the seed derives for that step
           prove_element        one output element of one node is rejected by
                                the one-step judge given the node's inputs
-@dev    Large openings stay in calldata; `open_elements` (pure, called on
-        itself) verifies one tensor opening and reads elements from it in a
-        fresh memory frame, so no frame holds more than one opening.
+@dev    Large openings stay in calldata; the stateless TensorReader
+        (contracts/TensorReader.vy) verifies one tensor opening per static call
+        and reads elements from it in a fresh memory frame, so no frame holds
+        more than one opening. Demand fees pass through to the game.
 """
 
 from interfaces import IJudge
@@ -72,22 +73,26 @@ END_ELEMENT: constant(uint256) = 4
 
 interface IGame:
     def context(dispute_id: uint256, caller: address, phase: uint256) -> structs.Context: view
-    def record_demand(dispute_id: uint256, caller: address, node: uint256, start: uint256, count: uint256, numel: uint256, itemsize: uint256, n_nodes: uint256): nonpayable
+    def record_demand(dispute_id: uint256, caller: address, node: uint256, start: uint256, count: uint256, numel: uint256, itemsize: uint256, n_nodes: uint256): payable
     def record_post(dispute_id: uint256, caller: address, tensor_root: bytes32, values: DynArray[uint256, MAX_READ]): nonpayable
     def conclude(dispute_id: uint256, caller: address, reason: uint256): nonpayable
 
-interface ISelf:
+interface IReader:
     def open_elements(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, start: uint256, stride: uint256, count: uint256) -> DynArray[uint256, MAX_READ]: pure
+    def bytes_equal(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, offset: uint256, data: Bytes[MAX_ROW_BYTES]) -> bool: view
 
 
 # the one-step judge (contracts/Judge.vy)
 judge: public(immutable(address))
+# the tensor openings (contracts/TensorReader.vy)
+reader: public(immutable(address))
 
 
 @deploy
-def __init__(judge_: address):
-    assert judge_ != empty(address), "arbitration: zero address"
+def __init__(judge_: address, reader_: address):
+    assert judge_ != empty(address) and reader_ != empty(address), "arbitration: zero address"
     judge = judge_
+    reader = reader_
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -95,6 +100,7 @@ def __init__(judge_: address):
 # ╚═══════════════════════════════════════════════════════════════╝
 
 @external
+@payable
 def demand_elements(
     game: address,
     dispute_id: uint256,
@@ -108,6 +114,7 @@ def demand_elements(
     @notice Move 5' (challenger): the trace cannot be fetched. The solver must
             post elements [start, start + count) of the output of the node
             `node` opens (proven against the graph root), within its clock.
+            The value sent pays the game's demand fee (`Arbitration.demand_fee`).
     """
     c: structs.Context = staticcall IGame(game).context(dispute_id, msg.sender, PHASE_PROVE)
     graph_root: bytes32 = self._named(c, trace_root, commitments).graph_root
@@ -115,7 +122,8 @@ def demand_elements(
     self._check_graph(graph_root, node)
     numel: uint256 = self._numel(node.nodes[0].shape)
     extcall IGame(game).record_demand(
-        dispute_id, msg.sender, node.nodes[0].id, start, count, numel, self._itemsize(node.nodes[0].op), node.n_nodes
+        dispute_id, msg.sender, node.nodes[0].id, start, count, numel, self._itemsize(node.nodes[0].op), node.n_nodes,
+        value=msg.value
     )
 
 
@@ -138,7 +146,7 @@ def post_elements(
     c: structs.Context = staticcall IGame(game).context(dispute_id, msg.sender, PHASE_DEMAND)
     assert node == c.demand_node and start == c.demand_start and count == c.demand_count, "arbitration: wrong demand"
     assert merkle._verify(c.trace_root, [node], [tensor_root], trace_siblings, c.n_nodes), "arbitration: trace opening invalid"
-    values: DynArray[uint256, MAX_READ] = staticcall ISelf(self).open_elements(
+    values: DynArray[uint256, MAX_READ] = staticcall IReader(reader).open_elements(
         tensor_root, c.demand_numel, c.demand_itemsize, opening, start, 1, count
     )
     extcall IGame(game).record_post(dispute_id, msg.sender, tensor_root, values)
@@ -236,24 +244,11 @@ def prove_data_mismatch(
 
     same: bool = True
     if op == OP_DATA_Y:
-        same = (staticcall ISelf(self).open_elements(trace.roots[0], shape[0], 8, opening, row, 1, 1))[0] == data.label
+        same = (staticcall IReader(reader).open_elements(trace.roots[0], shape[0], 8, opening, row, 1, 1))[0] == data.label
     else:
         width: uint256 = shape[1] * 4
         assert len(data.x_row) == width, "arbitration: row width mismatch"
-        # verify the opening, then compare the row byte range leaf piece by leaf piece
-        verified: DynArray[uint256, MAX_READ] = staticcall ISelf(self).open_elements(trace.roots[0], shape[0] * shape[1], 4, opening, 0, 0, 0)
-        done: uint256 = 0
-        for i: uint256 in range(MAX_ROW_BYTES // LEAF_BYTES + 1):
-            if done == width:
-                break
-            at: uint256 = row * width + done
-            offset: uint256 = at % LEAF_BYTES
-            piece: uint256 = min(LEAF_BYTES - offset, width - done)
-            leaf: Bytes[LEAF_BYTES] = opening.leaves[self._slot(opening.leaf_indices, at // LEAF_BYTES)]
-            if slice(leaf, offset, piece) != slice(data.x_row, done, piece):
-                same = False
-                break
-            done += piece
+        same = staticcall IReader(reader).bytes_equal(trace.roots[0], shape[0] * shape[1], 4, opening, row * width, data.x_row)
     assert not same, "arbitration: data row matches"
     extcall IGame(game).conclude(dispute_id, msg.sender, END_DATA)
 
@@ -293,7 +288,7 @@ def prove_element(
     attrs: DynArray[uint256, 4] = nodes.nodes[at].attrs
     numel: uint256 = self._numel(shape)
     assert index < numel, "arbitration: no such element"
-    claimed: uint32 = convert((staticcall ISelf(self).open_elements(trace.roots[at], numel, 4, output, index, 1, 1))[0], uint32)
+    claimed: uint32 = convert((staticcall IReader(reader).open_elements(trace.roots[at], numel, 4, output, index, 1, 1))[0], uint32)
 
     a_at: uint256 = self._find(nodes, nodes.nodes[at].inputs[0])
     a_shape: DynArray[uint256, 2] = nodes.nodes[a_at].shape
@@ -354,13 +349,13 @@ def prove_element(
     assert a_count <= MAX_CLASSES and b_count <= MAX_REDUCTION, "arbitration: bad descriptor"
 
     a: DynArray[uint32, MAX_CLASSES] = []
-    for v: uint256 in staticcall ISelf(self).open_elements(
+    for v: uint256 in staticcall IReader(reader).open_elements(
         trace.roots[a_at], self._numel(a_shape), 4, first, a_start, a_stride, a_count
     ):
         a.append(convert(v, uint32))
     b: DynArray[uint32, MAX_REDUCTION] = []
     if b_count > 0:
-        b_values: DynArray[uint256, MAX_READ] = staticcall ISelf(self).open_elements(
+        b_values: DynArray[uint256, MAX_READ] = staticcall IReader(reader).open_elements(
             trace.roots[b_at], self._numel(b_shape), self._itemsize(nodes.nodes[b_at].op), second, b_start, b_stride, b_count
         )
         if op == OP_SOFTMAX_XENT or op == OP_SOFTMAX_XENT_GRAD:
@@ -376,67 +371,6 @@ def prove_element(
     consistent: bool = staticcall IJudge(judge).check(op, a, b, aux, claimed)
     assert not consistent, "arbitration: element is consistent"
     extcall IGame(game).conclude(dispute_id, msg.sender, END_ELEMENT)
-
-
-# ╔═══════════════════════════════════════════════════════════════╗
-# ║ TENSOR OPENINGS                                               ║
-# ╚═══════════════════════════════════════════════════════════════╝
-
-@external
-@pure
-def open_elements(
-    root: bytes32,
-    numel: uint256,
-    itemsize: uint256,
-    opening: structs.TensorOpening,
-    start: uint256,
-    stride: uint256,
-    count: uint256,
-) -> DynArray[uint256, MAX_READ]:
-    """
-    @notice Verify that the leaves of `opening` belong to the tensor committed
-            as `root` (`numel` elements of `itemsize` bytes, docs/proof-of-
-            learning.md §4.2), then read elements start, start + stride, ...
-            (`count` of them) as little-endian unsigned integers (float32 or
-            int64 bit patterns). Reverts if the opening is invalid or misses
-            an element.
-    """
-    n: uint256 = len(opening.leaf_indices)
-    total: uint256 = numel * itemsize
-    leaf_count: uint256 = (total + LEAF_BYTES - 1) // LEAF_BYTES
-    hashes: DynArray[bytes32, MAX_OPEN_LEAVES] = []
-    valid: bool = n == len(opening.leaves) and numel <= MAX_DIM * MAX_DIM
-    for i: uint256 in range(MAX_OPEN_LEAVES):
-        if i == n or not valid:
-            break
-        position: uint256 = opening.leaf_indices[i]
-        size: uint256 = 0
-        if position < leaf_count:
-            size = min(LEAF_BYTES, (total - position * LEAF_BYTES + 31) // 32 * 32)
-        valid = size > 0 and len(opening.leaves[i]) == size
-        hashes.append(keccak256(opening.leaves[i]))
-    inner: bytes32 = empty(bytes32)
-    if valid:
-        valid, inner = merkle._multi_root(opening.leaf_indices, hashes, opening.siblings, leaf_count)
-    assert valid and merkle._sized_root(inner, numel) == root, "arbitration: tensor opening invalid"
-
-    values: DynArray[uint256, MAX_READ] = []
-    current: uint256 = max_value(uint256)
-    leaf: Bytes[LEAF_BYTES] = b""
-    for t: uint256 in range(MAX_READ):
-        if t == count:
-            break
-        element: uint256 = start + t * stride
-        assert element < numel, "arbitration: element not opened"
-        offset: uint256 = element * itemsize
-        if offset // LEAF_BYTES != current:
-            current = offset // LEAF_BYTES
-            leaf = opening.leaves[self._slot(opening.leaf_indices, current)]
-        if itemsize == 8:
-            values.append(self._swap(convert(slice(leaf, offset % LEAF_BYTES, 8), uint256), 8))
-        else:
-            values.append(self._swap(convert(slice(leaf, offset % LEAF_BYTES, 4), uint256), 4))
-    return values
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -513,26 +447,6 @@ def _itemsize(op: uint256) -> uint256:
     if op == OP_DATA_Y:
         return 8
     return 4
-
-
-@internal
-@pure
-def _slot(indices: DynArray[uint256, MAX_OPEN_LEAVES], leaf: uint256) -> uint256:
-    """
-    @notice Position of leaf `leaf` among the opened (increasing) leaf indices.
-    """
-    lo: uint256 = 0
-    hi: uint256 = len(indices)
-    for i: uint256 in range(8):
-        if lo >= hi:
-            break
-        mid: uint256 = (lo + hi) // 2
-        if indices[mid] < leaf:
-            lo = mid + 1
-        else:
-            hi = mid
-    assert lo < len(indices) and indices[lo] == leaf, "arbitration: element not opened"
-    return lo
 
 
 @internal

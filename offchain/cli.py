@@ -228,6 +228,7 @@ def task() -> None:
 def task_post(env: Env, dataset: str, hidden: int, steps: int, interval: int, batch_size: int, lr: float,
               seed: int, payment: float, solver_stake: float, expires_in: int, train_window: int) -> None:
     """Publish a classification task on IPFS and escrow its payment."""
+    from offchain.dispute.limits import UnjudgeableTask
     from offchain.ml import digits_dataset, mlp_spec, synthetic_dataset
     from offchain.workers.artifacts import publish_task
     from offchain.workers.submitter import Submitter
@@ -235,7 +236,11 @@ def task_post(env: Env, dataset: str, hidden: int, steps: int, interval: int, ba
     data = digits_dataset() if dataset == "digits" else synthetic_dataset(512, 16, 4, seed=seed)
     spec = mlp_spec(data.input_dim, (hidden,), int(data.y.max()) + 1)
     store = env.store()
-    published = publish_task(store, spec, data, steps=steps, k=interval, batch_size=batch_size, lr=lr, seed=seed)
+    try:
+        published = publish_task(store, spec, data, steps=steps, k=interval, batch_size=batch_size, lr=lr,
+                                 seed=seed)
+    except UnjudgeableTask as exc:
+        raise click.ClickException(f"the dispute game cannot judge this task: {exc}") from exc
     submitter = Submitter(market=env.market(), store=store, home=env.home)
     task_id = _chain_call(lambda: submitter.post(
         published, payment=int(payment * ETHER), solver_stake=int(solver_stake * ETHER),

@@ -3,7 +3,7 @@
     ape run deploy --network ethereum:local:foundry --account TEST::0
     ape run deploy --network ethereum:local:foundry --account TEST::0 --arbiter tests/contracts/ManualArbiter.vy
 
-The dispute game (with its one-step judge and proof checker) is deployed first,
+The dispute game (with its one-step judge, tensor reader and proof checker) is deployed first,
 bound to the address the market will get, so the market's arbiter is fixed at
 deploy and the game trusts only that market.
 Writes `deployments/<ecosystem>-<network>.yaml` and refreshes `abi/*.json`.
@@ -51,9 +51,11 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
     abis = {arbiter_source.stem: arbiter_type.contract_type}
     if arbiter_source.stem == "Arbitration":
         judge = account.deploy(project.Judge)
-        checker = account.deploy(project.ProofChecker, judge.address)
-        contracts |= {"Judge": judge.address, "ProofChecker": checker.address}
-        abis |= {"Judge": project.Judge.contract_type, "ProofChecker": project.ProofChecker.contract_type}
+        reader = account.deploy(project.TensorReader)
+        checker = account.deploy(project.ProofChecker, judge.address, reader.address)
+        contracts |= {"Judge": judge.address, "TensorReader": reader.address, "ProofChecker": checker.address}
+        abis |= {"Judge": project.Judge.contract_type, "TensorReader": project.TensorReader.contract_type,
+                 "ProofChecker": project.ProofChecker.contract_type}
         arbiter_args = (checker.address, clock, extension)
     else:
         arbiter_args = ()

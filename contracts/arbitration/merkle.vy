@@ -12,6 +12,9 @@
         contiguous range it is exactly the order of
         `offchain.ml.commit.merkle_range_proof` (left neighbour, then right
         neighbour), so single-leaf and range proofs are special cases.
+        A sibling whose subtree lies wholly in the padding must be the
+        all-zero subtree hash, so every root a multiproof verifies is the
+        canonical root of its leaves.
 """
 
 # leaves one multiproof may open at once (a column of 64 elements in 64
@@ -62,7 +65,8 @@ def _multi_root(
     @notice Root implied by leaves `hashes` at strictly increasing positions
             `indices` of a tree over `count` leaves, and the `siblings`.
     @return (ok, root): ok is False when the proof is malformed (indices not
-            increasing or out of range, too few or too many siblings).
+            increasing or out of range, too few or too many siblings, a
+            padding sibling that is not the zero subtree).
     """
     n: uint256 = len(indices)
     if n == 0 or n != len(hashes) or count == 0 or count >= 2**64:
@@ -79,6 +83,7 @@ def _multi_root(
     used: uint256 = 0
     total: uint256 = len(siblings)
     depth: uint256 = self._depth(count)
+    zero: bytes32 = empty(bytes32)
     for level: uint256 in range(MAX_DEPTH):
         if level >= depth:
             break
@@ -97,6 +102,9 @@ def _multi_root(
                 else:
                     if used >= total:
                         return False, empty(bytes32)
+                    # a right sibling starting at or past `count` covers only padding
+                    if ((position + 1) << level) >= count and siblings[used] != zero:
+                        return False, empty(bytes32)
                     parent = keccak256(concat(node, siblings[used]))
                     used += 1
                     read += 1
@@ -110,6 +118,7 @@ def _multi_root(
             nodes[write] = parent
             write += 1
         n = write
+        zero = keccak256(concat(zero, zero))
     if used != total or n != 1:
         return False, empty(bytes32)
     return True, nodes[0]

@@ -94,6 +94,8 @@ class Dispute:
     points: int = 0
     demands: int = 0
     reason: int = 0
+    pending: tuple[int, int, int] | None = None             # the open demand: (node, start, end)
+    answered: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def over(self) -> bool:
@@ -158,13 +160,16 @@ class Game:
 
     def move(self, now: int, dispute_id: int, kind: str, sender: str, *, claim_error: str | None = None,
              payload_error: str | None = None, k: int | None = None, index: int | None = None,
-             count: int | None = None) -> Dispute:
+             count: int | None = None, node: int | None = None, start: int | None = None,
+             fee_paid: bool = True) -> Dispute:
         """Apply one move, or raise :class:`GameError` with the chain's revert reason.
 
         ``claim_error``: the move names the wrong claim (segment, states root, step, trace root);
         ``payload_error``: its proof is invalid or shows no inconsistency. ``k`` (reveal): the
         task's checkpoint interval; ``index`` (pick): the interval picked; ``count`` (demand): the
-        number of elements demanded (range errors are payload errors).
+        number of elements demanded (range errors are payload errors), ``node`` / ``start`` its
+        range when known (a range overlapping a posted one is refused), ``fee_paid`` whether the
+        value sent covers `demand_fee(count)`.
         """
         d = self.check(now, dispute_id, kind, sender)
         if claim_error is not None:
@@ -190,9 +195,18 @@ class Game:
         if kind == "demand":
             _require(d.demands < MAX_DEMANDS, "arbitration: too many demands")
             _require(count is not None and 0 < count <= MAX_DEMAND, "arbitration: bad element range")
+            assert count is not None
+            if node is not None and start is not None:
+                _require(all(n != node or start >= end or start + count <= begin for n, begin, end in d.answered),
+                         "arbitration: elements already posted")
+            _require(fee_paid, "arbitration: demand fee too low")
+            d.pending = None if node is None or start is None else (node, start, start + count)
             d.demands += 1
             return self._pass(now, d, DEMAND)
         if kind == "post":
+            if d.pending is not None:
+                d.answered.append(d.pending)
+                d.pending = None
             return self._pass(now, d, PROVE)
         # a final proof: the recorded challenger wins
         self._finish(d, False, FINAL[kind])

@@ -41,6 +41,9 @@ MAX_OPEN_NODES = 65         # nodes one graph / trace opening proves
 MAX_OPEN_LEAVES = 16        # tensor leaves one opening proves
 MAX_DEMAND = 512            # elements one data-availability demand may ask for
 MAX_DEMANDS = 64            # demands per dispute
+ANSWER_GAS = 400_000        # demand fee: gas an answer costs at most, plus ...
+ANSWER_ELEMENT_GAS = 2_200  # ... this per element demanded
+FEE_MARGIN = 2              # times the base fee of the demand's block
 
 OP_PARAM, OP_DATA_X, OP_DATA_Y, OP_SGD = (OP_CODES[n] for n in ("param", "data_x", "data_y", "sgd"))
 
@@ -91,14 +94,16 @@ def multiproof(leaves: Sequence[bytes], indices: Sequence[int]) -> list[bytes]:
 
 
 def multi_root(indices: Sequence[int], hashes: Sequence[bytes], siblings: Sequence[bytes], count: int) -> bytes | None:
-    """Reference of `merkle._multi_root`: the implied root, or None when the proof is malformed."""
+    """Reference of `merkle._multi_root`: the implied root, or None when the proof is malformed
+    (including a sibling covering only padding that is not the all-zero subtree)."""
     n = len(indices)
     if n == 0 or n != len(hashes) or count == 0 or count >= 1 << 64 or indices[-1] >= count:
         return None
     if any(b <= a for a, b in pairwise(indices)):
         return None
     idx, nodes, used = list(indices), list(hashes), 0
-    for _ in range(tree_depth(count)):
+    zero = ZERO_HASH
+    for level in range(tree_depth(count)):
         new_idx, new_nodes, read = [], [], 0
         while read < len(idx):
             position, node = idx[read], nodes[read]
@@ -107,7 +112,7 @@ def multi_root(indices: Sequence[int], hashes: Sequence[bytes], siblings: Sequen
                     parent = keccak256(node + nodes[read + 1])
                     read += 2
                 else:
-                    if used >= len(siblings):
+                    if used >= len(siblings) or ((position + 1) << level >= count and siblings[used] != zero):
                         return None
                     parent = keccak256(node + siblings[used])
                     used += 1
@@ -121,6 +126,7 @@ def multi_root(indices: Sequence[int], hashes: Sequence[bytes], siblings: Sequen
             new_idx.append(position // 2)
             new_nodes.append(parent)
         idx, nodes = new_idx, new_nodes
+        zero = keccak256(zero + zero)
     if used != len(siblings) or len(nodes) != 1:
         return None
     return nodes[0]
@@ -319,9 +325,22 @@ def element_args(game: str, dispute_id: int, data: StepData, node_id: int, index
             tensor_opening(data.trace[node_id], [index]), first, second)
 
 
+def demand_fee(count: int, basefee: int) -> int:
+    """Wei `Arbitration.demand_fee(count)` asks in a block of base fee ``basefee``."""
+    return (ANSWER_GAS + count * ANSWER_ELEMENT_GAS) * basefee * FEE_MARGIN
+
+
+def demand_value(count: int, basefee: int) -> int:
+    """Value a challenger sends with `demand_elements` when the next block's base fee is not known
+    yet: the fee at ``basefee`` raised by the most one block can raise it (1/8); the game credits
+    back what exceeds the fee of the block the demand lands in (`Arbitration.withdraw`)."""
+    return demand_fee(count, basefee + (basefee + 7) // 8)
+
+
 def demand_args(game: str, dispute_id: int, task: TrainingTask, graph: TrainingGraph, trace_root: bytes,
                 node_id: int, start: int, count: int) -> tuple:
-    """`demand_elements` (challenger): elements [start, start + count) of node ``node_id``."""
+    """`demand_elements` (challenger): elements [start, start + count) of node ``node_id``. The
+    transaction pays the demand fee as its value (`demand_fee` / `demand_value`)."""
     return (game, dispute_id, trace_root, commitments(task), graph_opening(graph, [node_id]), start, count)
 
 

@@ -12,6 +12,9 @@ element range) of any committed tensor with nothing but ``keccak256`` and callda
   leaf hash.  No leaves: the root is ``bytes32(0)``.
 * ``tensor_root = keccak256(data_root ‖ uint256_be(numel))`` (== ``abi.encode(bytes32, uint256)``)
   so a root pins the element count and trailing zero elements cannot be confused with padding.
+* Padding is canonical: proofs whose last leaf has non-zero padding bytes, or whose siblings put
+  anything but the all-zero subtree where the tree holds only padding, are refused (here and on
+  chain), so one tensor has exactly one root.
 * ``checkpoint_root`` = Merkle root over the tensor roots in canonical parameter order.
 * ``dataset_root = keccak256(rows_root ‖ uint256_be(n_rows))`` where ``rows_root`` is the Merkle
   root over ``row_leaf(i) = keccak256(x_i as float32 LE ‖ y_i as int64 LE)``.
@@ -253,6 +256,8 @@ def verify_tensor_range(
     for offset, leaf in enumerate(proof.leaves):
         if len(leaf) != leaf_length(total, first_leaf + offset, leaf_bytes):
             raise CommitmentError("leaf of wrong size")
+    if last_leaf == count - 1 and any(proof.leaves[-1][total - last_leaf * leaf_bytes:]):
+        raise CommitmentError("non-zero padding in the last leaf")
     hashes = [keccak256(leaf) for leaf in proof.leaves]
     inner = _root_from_range(hashes, first_leaf, proof.siblings, count)
     if inner is None or sized_root(inner, proof.numel) != root:
@@ -265,7 +270,8 @@ def verify_tensor_range(
 def _root_from_range(
     hashes: Sequence[bytes], start: int, siblings: Sequence[bytes], count: int
 ) -> bytes | None:
-    """Root implied by a range proof, or None when the proof is malformed."""
+    """Root implied by a range proof, or None when the proof is malformed (a right sibling that
+    covers only padding must be the all-zero subtree)."""
     stop = start + len(hashes)
     if not hashes or start < 0 or stop > count:
         return None
@@ -273,14 +279,17 @@ def _root_from_range(
     low, high = start, stop - 1
     it = iter(siblings)
     used = 0
-    for _ in range(tree_depth(count)):
+    for level in range(tree_depth(count)):
         try:
             if low & 1:
                 nodes.insert(0, next(it))
                 used += 1
                 low -= 1
             if not high & 1:
-                nodes.append(next(it))
+                sibling = next(it)
+                if (high + 1) << level >= count and sibling != _ZERO_SUBTREES[level]:
+                    return None
+                nodes.append(sibling)
                 used += 1
                 high += 1
         except StopIteration:

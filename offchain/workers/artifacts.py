@@ -21,6 +21,7 @@ from offchain.ml import (
     compile_training_graph,
     weights_from_bytes,
 )
+from offchain.dispute.limits import check_judgeable
 from offchain.ml.demo import make_task
 from offchain.storage import ContentStore
 
@@ -45,15 +46,18 @@ class PublishedTask:
 
 def publish_task(store: ContentStore, spec: ModelSpec, dataset: Dataset, *, steps: int, k: int,
                  batch_size: int, lr: float, seed: int, weights_seed: int = 0) -> PublishedTask:
-    """Put model, weights, dataset and the task spec on IPFS; return the spec's CID."""
+    """Put model, weights, dataset and the task spec on IPFS; return the spec's CID. A task the
+    dispute game could not judge raises `UnjudgeableTask` before its spec is published."""
     bundle = make_task(spec, dataset, steps=steps, k=k, batch_size=batch_size, lr=lr, seed=seed,
                        weights_seed=weights_seed, cid=store.add_bytes)
+    check_judgeable(bundle.graph, bundle.task)
     spec_bytes = bundle.task.to_bytes()
     return PublishedTask(bundle, store.add_bytes(spec_bytes), spec_bytes)
 
 
 def fetch_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout: float = 60.0) -> DemoTask:
-    """Fetch and check everything a task names, or raise with the reason."""
+    """Fetch and check everything a task names, or raise with the reason (`UnjudgeableTask` when
+    the dispute game could not judge it)."""
     spec_bytes = store.cat(spec_cid, max_size=MAX_SPEC_BYTES, timeout=timeout)
     task = TrainingTask.from_bytes(spec_bytes)
     if task.hash() != spec_hash:
@@ -71,6 +75,7 @@ def fetch_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout:
     graph = compile_training_graph(model, task.batch_size, task.lr)
     if graph.root != task.graph_root:
         raise ArtifactMismatch("the model spec does not compile to the task's graph_root")
+    check_judgeable(graph, task)
     return DemoTask(task, model, graph, weights, dataset, model_bytes, weights_bytes, dataset_bytes)
 
 

@@ -1,5 +1,6 @@
-"""Shared helpers of the dispute-game tests: deployment bound to the market, a task walked to a
-dispute with real training data, and the data of honest and cheating solvers."""
+"""Shared helpers of the dispute-game tests: the game deployed against a stand-in market
+(`MarketStandIn.vy`: the market's `dispute_view` and `resolve`, verdicts recorded), a task walked
+to a dispute with real training data, and the data of honest and cheating solvers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import boa
 import torch
 from eth_utils import keccak
 
-from offchain.chain.suite import CONTRACTS, DEFAULT_UNBOND_DELAY, ETHER, Role, Terms, create_address
+from offchain.chain.suite import CONTRACTS, ETHER
 from offchain.dispute import moves as M
 from offchain.ml import cheats
 from offchain.ml.commit import merkle_root
@@ -24,10 +25,8 @@ boa.interpret.set_search_paths([str(CONTRACTS)])
 
 CLOCK = 3_600
 EXTENSION = 600
-PAYMENT = 10 * ETHER
-SOLVER_STAKE = 3 * ETHER
-SECRET = keccak(b"arbitration secret")
-NEVER_FORCED = Terms(forced_error_ppm=0)
+# why a game ended (Arbitration END_*) and whether the market is told it was proven
+END_TIMEOUT, END_LINK, END_DATA, END_ELEMENT = 1, 2, 3, 4
 
 
 @functools.cache
@@ -47,8 +46,13 @@ def game_deployer():
     return _load(str(CONTRACTS / "Arbitration.vy"))
 
 
+def reader_deployer():
+    return _load(str(CONTRACTS / "TensorReader.vy"))
+
+
 def market_deployer():
-    return _load(str(CONTRACTS / "Market.vy"))
+    """The stand-in market (tests/arbitration/MarketStandIn.vy)."""
+    return _load(str(HERE / "MarketStandIn.vy"))
 
 
 def stub_judge_deployer():
@@ -61,19 +65,18 @@ class Suite:
     game: object
     checker: object
     judge: object
+    reader: object
 
 
-def deploy_game_suite(terms: Terms = NEVER_FORCED, clock: int = CLOCK, extension: int = EXTENSION,
-                      judge=None) -> Suite:
-    """Judge, ProofChecker, then the game bound to the address the market gets next, then the market."""
+def deploy_game_suite(clock: int = CLOCK, extension: int = EXTENSION, judge=None) -> Suite:
+    """Judge, TensorReader, ProofChecker, the stand-in market, then the game bound to it."""
     judge = judge or judge_deployer().deploy()
-    checker = checker_deployer().deploy(judge.address)
-    deployer = boa.env.eoa
-    nonce = boa.env.evm.vm.state.get_nonce(bytes.fromhex(deployer[2:]))
-    game = game_deployer().deploy(create_address(deployer, nonce + 1), checker.address, clock, extension)
-    market = market_deployer().deploy(game.address, DEFAULT_UNBOND_DELAY, terms.as_tuple())
-    assert game.market() == market.address
-    return Suite(market, game, checker, judge)
+    reader = reader_deployer().deploy()
+    checker = checker_deployer().deploy(judge.address, reader.address)
+    market = market_deployer().deploy()
+    game = game_deployer().deploy(market.address, checker.address, clock, extension)
+    market.bind(game.address)
+    return Suite(market, game, checker, judge, reader)
 
 
 @dataclass
@@ -85,38 +88,35 @@ class Parties:
     stranger: str
 
 
-def make_parties(market) -> Parties:
+def make_parties(market=None) -> Parties:
     names = ["submitter", "solver", "verifier", "whistleblower", "stranger"]
     accounts = {name: boa.env.generate_address("arb-" + name) for name in names}
     for address in accounts.values():
         boa.env.set_balance(address, 1_000 * ETHER)
-    with boa.env.prank(accounts["solver"]):
-        market.deposit(Role.SOLVER, value=10 * ETHER)
-    with boa.env.prank(accounts["verifier"]):
-        market.deposit(Role.VERIFIER, value=10 * ETHER)
-    with boa.env.prank(accounts["whistleblower"]):
-        market.deposit(Role.WHISTLEBLOWER, value=10 * ETHER)
     return Parties(**accounts)
+
+
+def post_and_challenge(suite: Suite, parties: Parties, spec_hash: bytes, checkpoint_roots: list[bytes],
+                       segment: int, by_whistleblower: bool = False) -> tuple[int, int]:
+    """The stand-in market posts the task with the solver's proof root, then the verifier (or the
+    whistleblower) challenges ``segment``: (task_id, dispute_id)."""
+    market = suite.market
+    task_id = market.post(spec_hash, merkle_root(checkpoint_roots), len(checkpoint_roots))
+    challenger = parties.whistleblower if by_whistleblower else parties.verifier
+    dispute_id = market.challenge(task_id, parties.solver, challenger, segment)
+    return task_id, dispute_id
 
 
 def open_dispute(suite: Suite, parties: Parties, demo: DemoTask, checkpoint_roots: list[bytes], segment: int,
                  by_whistleblower: bool = False) -> tuple[int, int]:
-    """Create, claim, submit (and accept) the task, then challenge ``segment``: (task_id, dispute_id)."""
-    market, task = suite.market, demo.task
-    with boa.env.prank(parties.submitter):
-        task_id = market.create_task("QmSpec", task.hash(), SOLVER_STAKE, boa.env.timestamp + 86_400,
-                                     3_600, task.steps, task.checkpoint_interval, value=PAYMENT)
-    with boa.env.prank(parties.solver):
-        market.claim(task_id, keccak(SECRET))
-        market.submit(task_id, merkle_root(checkpoint_roots), len(checkpoint_roots), "QmProof")
-    challenger = parties.verifier
-    if by_whistleblower:
-        with boa.env.prank(parties.verifier):
-            market.accept(task_id)
-        challenger = parties.whistleblower
-    with boa.env.prank(challenger):
-        dispute_id = market.challenge(task_id, merkle_root(checkpoint_roots), segment)
-    return task_id, dispute_id
+    """A task with real commitments disputed at ``segment``: (task_id, dispute_id)."""
+    return post_and_challenge(suite, parties, demo.task.hash(), checkpoint_roots, segment, by_whistleblower)
+
+
+def verdict(suite: Suite, dispute_id: int) -> tuple[bool, bool, int]:
+    """(solver_won, proven, number of resolve calls) the market recorded for ``dispute_id``."""
+    v = suite.market.verdicts(dispute_id)
+    return v.solver_won, v.proven, v.count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,30 +285,15 @@ class Synthetic:
 
 
 def synthetic(k: int = 8, segments: int = 4) -> Synthetic:
-    commitments = (keccak(b"spec"), keccak(b"graph"), keccak(b"dataset"), 100, keccak(b"weights"), 7, 8,
-                   k * segments, k)
     roots = [keccak(b"checkpoint" + i.to_bytes(8, "big")) for i in range(segments + 1)]
+    # checkpoint 0 is the task's initial weights
+    commitments = (keccak(b"spec"), keccak(b"graph"), keccak(b"dataset"), 100, roots[0], 7, 8, k * segments, k)
     return Synthetic(k, segments, commitments, roots)
 
 
 def open_synthetic(suite: Suite, parties: Parties, syn: Synthetic, segment: int = 1,
                    by_whistleblower: bool = False) -> tuple[int, int]:
-    market = suite.market
-    root = merkle_root(syn.checkpoint_roots)
-    with boa.env.prank(parties.submitter):
-        task_id = market.create_task("QmSpec", syn.spec_hash, SOLVER_STAKE, boa.env.timestamp + 86_400,
-                                     3_600, syn.steps, syn.k, value=PAYMENT)
-    with boa.env.prank(parties.solver):
-        market.claim(task_id, keccak(SECRET))
-        market.submit(task_id, root, len(syn.checkpoint_roots), "QmProof")
-    challenger = parties.verifier
-    if by_whistleblower:
-        with boa.env.prank(parties.verifier):
-            market.accept(task_id)
-        challenger = parties.whistleblower
-    with boa.env.prank(challenger):
-        dispute_id = market.challenge(task_id, root, segment)
-    return task_id, dispute_id
+    return post_and_challenge(suite, parties, syn.spec_hash, syn.checkpoint_roots, segment, by_whistleblower)
 
 
 def reveal_synthetic(suite: Suite, parties: Parties, syn: Synthetic, dispute_id: int, segment: int = 1):
@@ -342,12 +327,12 @@ def events(contract, name: str) -> list:
 # A whole dispute, with the gas of every move (used by the e2e test and bench/dispute.py)
 
 
-def tx_gas(contract, fn: str, sender: str, *args) -> int:
+def tx_gas(contract, fn: str, sender: str, *args, value: int = 0) -> int:
     """Gas of one transaction: 21,000 + calldata (16 / 4 per byte) + execution (EIP-3529 refund cap)."""
     function = getattr(contract, fn)
     data = function.prepare_calldata(*args)
     with boa.env.prank(sender):
-        function(*args)
+        function(*args, value=value)
     computation = contract._computation
     used = computation.get_gas_used()
     execution = used - min(computation.get_gas_refund(), used // 5)
@@ -390,16 +375,11 @@ def full_dispute(suite: Suite, parties: Parties, play: Play, *, proof: M.FinalPr
     every move by side, the outcome and the number of moves."""
     game, checker, market = suite.game, suite.checker, suite.market
     task = play.task
-    with boa.env.prank(parties.submitter):
-        task_id = market.create_task("QmSpec", task.hash(), SOLVER_STAKE, boa.env.timestamp + 86_400, 3_600,
-                                     task.steps, task.checkpoint_interval, value=PAYMENT)
-    with boa.env.prank(parties.solver):
-        market.claim(task_id, keccak(SECRET))
-        market.submit(task_id, merkle_root(play.checkpoint_roots), len(play.checkpoint_roots), "QmProof")
-    root = merkle_root(play.checkpoint_roots)
+    task_id = market.post(task.hash(), merkle_root(play.checkpoint_roots), len(play.checkpoint_roots))
     gas: dict[str, int] = {}
     dispute_id = game.dispute_count() + 1
-    gas["challenge (market, opens the game)"] = tx_gas(market, "challenge", parties.verifier, task_id, root, play.segment)
+    gas["open_dispute (through the stand-in market)"] = tx_gas(market, "challenge", parties.verifier, task_id,
+                                                               parties.solver, parties.verifier, play.segment)
     gas["reveal_segment"] = tx_gas(game, "reveal_segment", parties.solver,
                                    *M.reveal_segment_args(dispute_id, play.segment, task, play.state_roots,
                                                           play.checkpoint_roots))
@@ -408,10 +388,13 @@ def full_dispute(suite: Suite, parties: Parties, play: Play, *, proof: M.FinalPr
     gas["commit_trace"] = tx_gas(game, "commit_trace", parties.solver,
                                  *M.commit_trace_args(dispute_id, play.step, play.trace))
     trace_root = trace_root_of(play.trace)
+    fees = 0
     for n, (node, start, count) in enumerate(demands):
+        fee = game.demand_fee(count)
+        fees += fee
         gas[f"demand_elements #{n + 1}"] = tx_gas(
             checker, "demand_elements", parties.verifier,
-            *M.demand_args(game.address, dispute_id, task, play.demo.graph, trace_root, node, start, count))
+            *M.demand_args(game.address, dispute_id, task, play.demo.graph, trace_root, node, start, count), value=fee)
         gas[f"post_elements #{n + 1}"] = tx_gas(
             checker, "post_elements", parties.solver, *M.post_args(game.address, dispute_id, play.trace, node, start, count))
     d = game.disputes(dispute_id)
@@ -429,6 +412,8 @@ def full_dispute(suite: Suite, parties: Parties, play: Play, *, proof: M.FinalPr
         "task_id": task_id,
         "dispute_id": dispute_id,
         "solver_won": d.phase == 7,
+        "proven": market.verdicts(dispute_id).proven,
+        "fees": fees,
         "phase": d.phase,
         "moves": d.moves + (1 if d.phase in (7, 8) else 0),
         "gas": gas,

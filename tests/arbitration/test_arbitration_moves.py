@@ -7,7 +7,7 @@ import boa
 import pytest
 from eth_utils import keccak
 
-from offchain.chain.suite import ETHER, TaskState, Terms
+from offchain.chain.suite import TaskState
 from offchain.dispute import game as G
 from offchain.dispute import moves as M
 from offchain.ml.commit import merkle_root
@@ -25,7 +25,7 @@ def test_open__only_the_market(suite, parties):
 
 def test_open__records_the_dispute_and_solver_moves(suite, parties, syn):
     task_id, dispute_id = T.open_synthetic(suite, parties, syn, segment=2)
-    [log] = T.events(suite.market, "DisputeOpened")  # emitted inside Market.challenge
+    [log] = T.events(suite.market, "DisputeOpened")  # emitted inside the market's challenge
     assert (log.dispute_id, log.task_id, log.solver, log.challenger, log.segment) == (
         dispute_id, task_id, parties.solver, parties.verifier, 2)
     d = suite.game.disputes(dispute_id)
@@ -270,9 +270,8 @@ def test_timeout__resolves_the_market_once_and_closes_the_game(suite, parties, s
         suite.game.timeout(dispute_id)
     [ended] = T.events(suite.game, "DisputeEnded")
     assert (ended.dispute_id, ended.task_id, ended.solver_won, ended.reason) == (dispute_id, task_id, False, G.END_TIMEOUT)
-    [resolved] = T.events(suite.game, "DisputeResolved")  # emitted inside the game's call
-    assert (resolved.dispute_id, resolved.solver_won) == (dispute_id, False)
-    assert suite.market.tasks(task_id).state == TaskState.OPEN  # reopened for another solver
+    assert T.verdict(suite, dispute_id) == (False, False, 1)  # won on time: not proven
+    assert suite.market.tasks(task_id).state == TaskState.OPEN
     assert suite.game.disputes(dispute_id).phase == G.CHALLENGER_WON
     assert suite.game.to_move(dispute_id) == "0x" + "00" * 20 and suite.game.deadline(dispute_id) == 0
     with boa.reverts("arbitration: dispute closed"):
@@ -281,39 +280,33 @@ def test_timeout__resolves_the_market_once_and_closes_the_game(suite, parties, s
         suite.game.reveal_segment(*_reveal_args(syn, dispute_id))
 
 
-def test_abort__forced_error_concession_closes_the_game(suite, parties):
-    always = T.deploy_game_suite(terms=Terms(forced_error_ppm=1_000_000), judge=suite.judge)
-    who = T.make_parties(always.market)
-    syn = T.synthetic()
-    task_id, dispute_id = T.open_synthetic(always, who, syn)
+def test_abort__by_the_market_closes_the_game(suite, parties, syn):
+    task_id, dispute_id = T.open_synthetic(suite, parties, syn)
     with boa.reverts("arbitration: caller is not the market"):
-        always.game.abort_dispute(dispute_id)
-    with boa.env.prank(who.solver):
-        always.market.concede_forced_error(task_id, T.SECRET)
-    [log] = T.events(always.market, "DisputeAborted")
+        suite.game.abort_dispute(dispute_id)
+    suite.market.abort(task_id)
+    [log] = T.events(suite.market, "DisputeAborted")
     assert (log.dispute_id, log.task_id) == (dispute_id, task_id)
-    assert always.game.disputes(dispute_id).phase == G.ABORTED
-    with boa.env.prank(who.solver), boa.reverts("arbitration: dispute closed"):
-        always.game.reveal_segment(*_reveal_args(syn, dispute_id))
+    assert suite.game.disputes(dispute_id).phase == G.ABORTED
+    with boa.env.prank(parties.solver), boa.reverts("arbitration: dispute closed"):
+        suite.game.reveal_segment(*_reveal_args(syn, dispute_id))
     boa.env.time_travel(seconds=T.CLOCK + 1)
     with boa.reverts("arbitration: dispute closed"):
-        always.game.timeout(dispute_id)
+        suite.game.timeout(dispute_id)
+    assert T.verdict(suite, dispute_id) == (False, False, 0)  # no verdict reported
 
 
 def test_several_challengers__disputes_are_independent(suite, parties, syn):
-    """A frivolous verifier loses its bond to the solver; a later whistleblower gets a fresh game
-    with fresh clocks, and each dispute resolves its own market round exactly once."""
+    """A frivolous verifier loses; a later whistleblower gets a fresh game with fresh clocks, and
+    each dispute reports its own verdict exactly once."""
     task_id, first = T.open_synthetic(suite, parties, syn, segment=0)
     T.reveal_synthetic(suite, parties, syn, first, segment=0)
-    solver_credit = suite.market.credits(parties.solver)
     boa.env.time_travel(seconds=T.CLOCK + 1)
     suite.game.timeout(first)  # the challenger stayed silent
     assert suite.game.disputes(first).phase == G.SOLVER_WON
-    bond = ETHER  # verifier bond of the default terms
-    assert suite.market.credits(parties.solver) == solver_credit + bond // 2
+    assert T.verdict(suite, first) == (True, False, 1)
     assert suite.market.tasks(task_id).state == TaskState.ACCEPTED
-    with boa.env.prank(parties.whistleblower):
-        second = suite.market.challenge(task_id, merkle_root(syn.checkpoint_roots), 2)
+    second = suite.market.challenge(task_id, parties.solver, parties.whistleblower, 2)
     assert second == first + 1
     d = suite.game.disputes(second)
     assert (d.phase, d.challenger, d.segment, d.solver_clock, d.challenger_clock) == (

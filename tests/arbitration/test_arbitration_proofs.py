@@ -45,8 +45,8 @@ def _assert_challenger_won(suite, parties, task_id, dispute_id, reason):
     assert (ended.dispute_id, ended.solver_won, ended.reason) == (dispute_id, False, reason)
     assert suite.game.disputes(dispute_id).phase == G.CHALLENGER_WON
     assert suite.market.tasks(task_id).state == TaskState.OPEN
-    # the solver's stake was slashed to the recorded challenger (winner share 50%)
-    assert suite.market.credits(parties.verifier) == T.SOLVER_STAKE // 2
+    # the market is told once that the challenger won through a checked proof
+    assert T.verdict(suite, dispute_id) == (False, True, 1)
 
 
 # ------------------------------------------------------------------------------- the cheater loses
@@ -167,6 +167,7 @@ def test_honest_trace__no_proof_succeeds(suite, parties, name):
     suite.game.timeout(dispute_id)
     assert suite.game.disputes(dispute_id).phase == G.SOLVER_WON
     assert suite.market.tasks(task_id).state == TaskState.ACCEPTED
+    assert T.verdict(suite, dispute_id) == (True, False, 1)
 
 
 # ------------------------------------------------------------------------------- what each proof checks
@@ -275,9 +276,9 @@ def test_front_run__nobody_but_the_recorded_challenger_can_use_a_proof(suite, pa
     for thief in (parties.stranger, parties.whistleblower, parties.solver, parties.submitter):
         _expect(suite, thief, "element", args, "arbitration: caller is not the challenger")
     _prove(suite, parties.verifier, "element", args)
-    assert suite.market.credits(parties.verifier) == T.SOLVER_STAKE // 2
-    for thief in (parties.stranger, parties.whistleblower):
-        assert suite.market.credits(thief) == 0
+    [ended] = T.events(suite.checker, "DisputeEnded")
+    assert T.verdict(suite, ended.dispute_id) == (False, True, 1)
+    assert suite.game.disputes(ended.dispute_id).challenger == parties.verifier
     _expect(suite, parties.verifier, "element", args, "arbitration: dispute closed")
 
 
@@ -323,7 +324,8 @@ def test_demand_and_post__values_reach_the_challenger(suite, parties):
     trace_root = T.trace_root_of(play.trace)
     for node_id, start, count in ((graph.data_y_node, 2, 5), (graph.output_nodes[0], 10, 40)):
         with boa.env.prank(parties.verifier):
-            suite.checker.demand_elements(*M.demand_args(game, dispute_id, play.task, graph, trace_root, node_id, start, count))
+            suite.checker.demand_elements(*M.demand_args(game, dispute_id, play.task, graph, trace_root, node_id, start, count),
+                                          value=suite.game.demand_fee(count))
         [demanded] = T.events(suite.checker, "ElementsDemanded")
         assert (demanded.node, demanded.start, demanded.count) == (node_id, start, count)
         assert suite.game.to_move(dispute_id) == parties.solver
@@ -364,7 +366,8 @@ def test_post__checks_and_silence_loses(suite, parties):
     trace_root = T.trace_root_of(play.trace)
     node = graph.output_nodes[0]
     with boa.env.prank(parties.verifier):
-        suite.checker.demand_elements(*M.demand_args(game, dispute_id, play.task, graph, trace_root, node, 0, 8))
+        suite.checker.demand_elements(*M.demand_args(game, dispute_id, play.task, graph, trace_root, node, 0, 8),
+                                      value=suite.game.demand_fee(8))
     good = M.post_args(game, dispute_id, play.trace, node, 0, 8)
     with boa.env.prank(parties.solver):
         with boa.reverts("arbitration: wrong demand"):
@@ -386,3 +389,4 @@ def test_post__checks_and_silence_loses(suite, parties):
     suite.game.timeout(dispute_id)
     assert suite.game.disputes(dispute_id).phase == G.CHALLENGER_WON
     assert suite.market.tasks(task_id).state == TaskState.OPEN
+    assert T.verdict(suite, dispute_id) == (False, False, 1)  # won on time, not by proof

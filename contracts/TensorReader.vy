@@ -1,0 +1,159 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+# pragma optimize codesize
+"""
+@title TensorReader
+@notice Stateless tensor openings of the dispute game (docs/arbitration.md §4):
+        verifies that 2 KiB leaves belong to a committed tensor root
+        (docs/proof-of-learning.md §4.2) and reads elements or bytes from them.
+        Only canonical commitments open: the padding bytes of the last leaf
+        and every padding leaf of the tree must be zero, so a tensor has one
+        root.
+@dev    The ProofChecker calls it with static calls, each in a fresh memory
+        frame, so no frame holds more than one opening.
+"""
+
+from arbitration import merkle
+from arbitration import structs
+
+LEAF_BYTES: constant(uint256) = structs.LEAF_BYTES
+MAX_OPEN_LEAVES: constant(uint256) = structs.MAX_OPEN_LEAVES
+MAX_ROW_BYTES: constant(uint256) = structs.MAX_ROW_BYTES
+# elements one read returns (a demand of 512; a softmax row of 256; a column of 64)
+MAX_READ: constant(uint256) = 512
+# largest dimension accepted from a descriptor
+MAX_DIM: constant(uint256) = 2**32
+
+interface ISelf:
+    def open_elements(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, start: uint256, stride: uint256, count: uint256) -> DynArray[uint256, MAX_READ]: pure
+
+
+@external
+@pure
+def open_elements(
+    root: bytes32,
+    numel: uint256,
+    itemsize: uint256,
+    opening: structs.TensorOpening,
+    start: uint256,
+    stride: uint256,
+    count: uint256,
+) -> DynArray[uint256, MAX_READ]:
+    """
+    @notice Verify that the leaves of `opening` belong to the tensor committed
+            as `root` (`numel` elements of `itemsize` bytes), then read elements
+            start, start + stride, ... (`count` of them) as little-endian
+            unsigned integers (float32 or int64 bit patterns). Reverts if the
+            opening is invalid or misses an element. Valid leaves are those of
+            the canonical commitment: each is min(2048, ceil32(remaining
+            bytes)) long, the bytes past the tensor's end are zero, and the
+            multiproof holds with zero padding leaves.
+    """
+    n: uint256 = len(opening.leaf_indices)
+    total: uint256 = numel * itemsize
+    leaf_count: uint256 = (total + LEAF_BYTES - 1) // LEAF_BYTES
+    hashes: DynArray[bytes32, MAX_OPEN_LEAVES] = []
+    valid: bool = n == len(opening.leaves) and numel <= MAX_DIM * MAX_DIM
+    for i: uint256 in range(MAX_OPEN_LEAVES):
+        if i == n or not valid:
+            break
+        position: uint256 = opening.leaf_indices[i]
+        size: uint256 = 0
+        remaining: uint256 = 0
+        if position < leaf_count:
+            remaining = total - position * LEAF_BYTES
+            size = min(LEAF_BYTES, (remaining + 31) // 32 * 32)
+        valid = size > 0 and len(opening.leaves[i]) == size
+        if valid and remaining < size:
+            # the padding of the last leaf: the low (size - remaining) bytes of its last word
+            last: uint256 = convert(slice(opening.leaves[i], size - 32, 32), uint256)
+            valid = last % (1 << ((size - remaining) * 8)) == 0
+        hashes.append(keccak256(opening.leaves[i]))
+    inner: bytes32 = empty(bytes32)
+    if valid:
+        valid, inner = merkle._multi_root(opening.leaf_indices, hashes, opening.siblings, leaf_count)
+    assert valid and merkle._sized_root(inner, numel) == root, "arbitration: tensor opening invalid"
+    values: DynArray[uint256, MAX_READ] = []
+    current: uint256 = max_value(uint256)
+    leaf: Bytes[LEAF_BYTES] = b""
+    for t: uint256 in range(MAX_READ):
+        if t == count:
+            break
+        element: uint256 = start + t * stride
+        assert element < numel, "arbitration: element not opened"
+        offset: uint256 = element * itemsize
+        if offset // LEAF_BYTES != current:
+            current = offset // LEAF_BYTES
+            leaf = opening.leaves[self._slot(opening.leaf_indices, current)]
+        if itemsize == 8:
+            values.append(self._swap(convert(slice(leaf, offset % LEAF_BYTES, 8), uint256), 8))
+        else:
+            values.append(self._swap(convert(slice(leaf, offset % LEAF_BYTES, 4), uint256), 4))
+    return values
+
+
+@external
+@view
+def bytes_equal(
+    root: bytes32,
+    numel: uint256,
+    itemsize: uint256,
+    opening: structs.TensorOpening,
+    offset: uint256,
+    data: Bytes[MAX_ROW_BYTES],
+) -> bool:
+    """
+    @notice Verify the opening (through `open_elements`, reading nothing),
+            then whether the tensor bytes [offset, offset + len(data)) equal
+            `data` (a dataset row of a data_x node), leaf piece by leaf piece.
+    """
+    verified: DynArray[uint256, MAX_READ] = staticcall ISelf(self).open_elements(root, numel, itemsize, opening, 0, 0, 0)
+    length: uint256 = len(data)
+    assert offset + length <= numel * itemsize, "arbitration: element not opened"
+    done: uint256 = 0
+    for i: uint256 in range(MAX_ROW_BYTES // LEAF_BYTES + 1):
+        if done == length:
+            break
+        at: uint256 = offset + done
+        piece: uint256 = min(LEAF_BYTES - at % LEAF_BYTES, length - done)
+        leaf: Bytes[LEAF_BYTES] = opening.leaves[self._slot(opening.leaf_indices, at // LEAF_BYTES)]
+        if slice(leaf, at % LEAF_BYTES, piece) != slice(data, done, piece):
+            return False
+        done += piece
+    return True
+
+
+@internal
+@pure
+def _slot(indices: DynArray[uint256, MAX_OPEN_LEAVES], leaf: uint256) -> uint256:
+    """
+    @notice Position of leaf `leaf` among the opened (increasing) leaf indices.
+    """
+    lo: uint256 = 0
+    hi: uint256 = len(indices)
+    for i: uint256 in range(8):
+        if lo >= hi:
+            break
+        mid: uint256 = (lo + hi) // 2
+        if indices[mid] < leaf:
+            lo = mid + 1
+        else:
+            hi = mid
+    assert lo < len(indices) and indices[lo] == leaf, "arbitration: element not opened"
+    return lo
+
+
+@internal
+@pure
+def _swap(word: uint256, size: uint256) -> uint256:
+    """
+    @notice Reverse the byte order of a `size`-byte word (little-endian bytes to integer).
+    """
+    out: uint256 = 0
+    w: uint256 = word
+    for i: uint256 in range(8):
+        if i == size:
+            break
+        out = (out << 8) | (w & 255)
+        w >>= 8
+    return out

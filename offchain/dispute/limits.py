@@ -1,0 +1,79 @@
+"""Whether the dispute game can judge a task: every element of every node must be openable and
+checkable on chain, with the leaf geometry of `contracts/TensorReader.vy` and the bounds of
+`contracts/arbitration/structs.vy`, `contracts/ProofChecker.vy` and `contracts/Judge.vy`, and the
+checkpoint interval must fit one dissection (the solver worker never sends a `bisect`).
+
+A task outside these limits would let a solver commit wrong values that no final proof can reach,
+so it is refused where it is built and posted and where a solver or verifier fetches it.
+"""
+
+from __future__ import annotations
+
+from offchain.ml.commit import LEAF_BYTES
+from offchain.ml.errors import TaskError
+from offchain.ml.graph import TrainingGraph
+from offchain.ml.task import TrainingTask
+
+#: mirrors of the on-chain bounds
+MAX_POINTS = 256            # Arbitration.MAX_POINTS: roots one reveal dissects a segment into
+MAX_OPEN_LEAVES = 16        # structs.MAX_OPEN_LEAVES: leaves of one tensor opening
+MAX_PARAMS = 64             # structs.MAX_PARAMS: parameter tensors a link proof opens
+MAX_ROW_BYTES = 16_384      # structs.MAX_ROW_BYTES: widest dataset row a data proof compares
+MAX_CLASSES = 256           # Judge / ProofChecker: elements of a first operand
+MAX_REDUCTION = 64          # Judge / ProofChecker: elements of a second operand
+
+
+class UnjudgeableTask(TaskError):
+    """The dispute game could not judge some element of this task; the message names why."""
+
+
+def operand_leaves(start: int, stride: int, count: int, itemsize: int = 4) -> int:
+    """Leaves that elements start, start + stride, ... (`count` of them) lie in."""
+    return len({(start + t * stride) * itemsize // LEAF_BYTES for t in range(count)})
+
+
+def _indices(shape: tuple[int, ...] | list[int]) -> list[int]:
+    """Flat indices covering every row i (at column 0) and every column j (at row 0): the operands
+    the judge reads depend on an element only through its row or its column."""
+    cols = shape[-1]
+    rows = shape[0] if len(shape) == 2 else 1
+    return sorted({i * cols for i in range(rows)} | set(range(cols)))
+
+
+def unjudgeable_reason(graph: TrainingGraph, task: TrainingTask) -> str | None:
+    """One line naming the first limit the task exceeds, or None if every element can be judged."""
+    from offchain.dispute.moves import judge_operands
+
+    k = task.checkpoint_interval
+    if k > MAX_POINTS:
+        return (f"checkpoint interval {k} exceeds {MAX_POINTS}: disputing a segment would need a "
+                f"bisect move that the solver worker does not make")
+    if len(graph.param_nodes) > MAX_PARAMS:
+        return f"{len(graph.param_nodes)} parameter tensors exceed the {MAX_PARAMS} a link proof opens"
+    for node in graph.nodes:
+        if node.op == "data_x" and node.shape[1] * 4 > MAX_ROW_BYTES:
+            return (f"dataset rows of {node.shape[1]} features exceed the {MAX_ROW_BYTES // 4} "
+                    f"a data proof compares")
+        if node.op in ("param", "data_x", "data_y"):
+            continue
+        (_, _, a_count), (_, _, b_count) = judge_operands(graph, node.id, 0)
+        if a_count > MAX_CLASSES or b_count > MAX_REDUCTION:
+            return f"node {node.id} ({node.op}) needs {max(a_count, b_count)} operand elements; the judge takes fewer"
+        sizes = [8 if graph.nodes[i].op == "data_y" else 4 for i in (node.inputs[0], node.inputs[-1])]
+        for index in _indices(node.shape):
+            for (start, stride, count), itemsize in zip(judge_operands(graph, node.id, index), sizes):
+                if stride == 1 and count * itemsize <= LEAF_BYTES:
+                    continue  # within two leaves
+                leaves = operand_leaves(start, stride, count, itemsize)
+                if leaves > MAX_OPEN_LEAVES:
+                    return (f"layer width {stride} with batch {count}: an element of node {node.id} ({node.op}) "
+                            f"reads a column that spans {leaves} leaves; the dispute game opens at most "
+                            f"{MAX_OPEN_LEAVES}")
+    return None
+
+
+def check_judgeable(graph: TrainingGraph, task: TrainingTask) -> None:
+    """Raise `UnjudgeableTask` with the reason when the dispute game could not judge the task."""
+    reason = unjudgeable_reason(graph, task)
+    if reason is not None:
+        raise UnjudgeableTask(reason)

@@ -1,0 +1,105 @@
+"""Specs the dispute game cannot judge are refused off chain (`offchain.dispute.limits`): a
+first-layer weight gradient whose strided operand spans more than 16 leaves (forged, it would win),
+and a checkpoint interval above 256 (it needs a bisect move the solver worker never sends). Each
+limit is tested just inside and just outside, in the check itself, where a task is published
+(`publish_task`, `dtm task post`) and where a solver or verifier fetches one (`fetch_task`)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from offchain.cli import main
+from offchain.dispute import moves as M
+from offchain.dispute.limits import UnjudgeableTask, unjudgeable_reason
+from offchain.ml import mlp_spec, synthetic_dataset
+from offchain.ml.demo import make_task
+from offchain.storage.store import LocalStore
+from offchain.workers.artifacts import fetch_task, publish_task
+
+# batch 64: a column of a 128-wide input spans 16 leaves (inside), of a 129-wide one 17 (outside)
+BATCH = 64
+INSIDE, OUTSIDE = 128, 129
+WIDE = "layer width 129 with batch 64: an element of node 21 (matmul) reads a column that spans 17 leaves; " \
+       "the dispute game opens at most 16"
+LONG_K = ("checkpoint interval 257 exceeds 256: disputing a segment would need a bisect move that the solver "
+          "worker does not make")
+
+
+@functools.cache
+def _bundle(width: int, k: int = 4):
+    return make_task(mlp_spec(width, (8,), 3), synthetic_dataset(BATCH, width, 3, seed=1), steps=2 * k, k=k,
+                     batch_size=BATCH, lr=0.1, seed=1)
+
+
+def _publish(store, width: int, k: int = 4):
+    return publish_task(store, mlp_spec(width, (8,), 3), synthetic_dataset(BATCH, width, 3, seed=1), steps=2 * k,
+                        k=k, batch_size=BATCH, lr=0.1, seed=1)
+
+
+def test_unjudgeable_spec__wide_first_layer_and_long_interval():
+    assert unjudgeable_reason(_bundle(INSIDE).graph, _bundle(INSIDE).task) is None
+    assert unjudgeable_reason(_bundle(OUTSIDE).graph, _bundle(OUTSIDE).task) == WIDE
+    assert unjudgeable_reason(_bundle(8, 256).graph, _bundle(8, 256).task) is None
+    assert unjudgeable_reason(_bundle(8, 257).graph, _bundle(8, 257).task) == LONG_K
+
+
+@pytest.mark.parametrize("width", [INSIDE, OUTSIDE])
+def test_unjudgeable_spec__agrees_with_the_openings_the_contract_takes(width):
+    """The check and the calldata builders (which the ProofChecker accepts up to 16 leaves) agree:
+    inside, every element's operands open; outside, some element's cannot."""
+    graph = _bundle(width).graph
+    trace = [torch.zeros(n.shape, dtype=torch.int64 if n.op == "data_y" else torch.float32) for n in graph.nodes]
+    # the first-layer weight gradient g^T x: element (0, j) reads column j of x (stride = width)
+    node = next(n for n in graph.nodes if n.op == "matmul" and graph.nodes[n.inputs[1]].op == "data_x")
+    data = M.StepData(_bundle(width).task, graph, trace)
+    refused = []
+    for j in range(node.shape[1]):
+        try:
+            M.element_args("0x" + "00" * 20, 1, data, node.id, j)
+        except M.MoveError as error:
+            refused.append(str(error))
+    assert refused == ([] if width == INSIDE else refused[:1] * len(refused))
+    if width == OUTSIDE:
+        assert refused and refused[0] == "17 leaves exceed one opening (16)"
+
+
+def test_unjudgeable_spec__refused_when_published(tmp_path):
+    store = LocalStore(tmp_path / "ipfs")
+    assert _publish(store, INSIDE).spec_cid
+    with pytest.raises(UnjudgeableTask, match="^layer width 129 with batch 64"):
+        _publish(store, OUTSIDE)
+    with pytest.raises(UnjudgeableTask, match="^checkpoint interval 257 exceeds 256"):
+        _publish(store, 8, k=257)
+
+
+def test_unjudgeable_spec__refused_when_fetched(tmp_path):
+    """A spec published by someone else's tooling: solvers and verifiers refuse it on fetch."""
+    store = LocalStore(tmp_path / "ipfs")
+    good = make_task(mlp_spec(8, (8,), 3), synthetic_dataset(BATCH, 8, 3, seed=1), steps=512, k=256,
+                     batch_size=BATCH, lr=0.1, seed=1, cid=store.add_bytes)
+    assert fetch_task(store, store.add_bytes(good.task.to_bytes()), good.task.hash()).task == good.task
+    for width, k, reason in ((OUTSIDE, 4, WIDE), (8, 257, LONG_K)):
+        bad = make_task(mlp_spec(width, (8,), 3), synthetic_dataset(BATCH, width, 3, seed=1), steps=2 * k, k=k,
+                        batch_size=BATCH, lr=0.1, seed=1, cid=store.add_bytes)
+        cid = store.add_bytes(bad.task.to_bytes())
+        with pytest.raises(UnjudgeableTask) as refused:
+            fetch_task(store, cid, bad.task.hash())
+        assert str(refused.value) == reason
+
+
+def test_unjudgeable_spec__dtm_task_post_says_why_in_one_line(tmp_path):
+    def post(k: int):
+        return CliRunner().invoke(main, ["--home", str(tmp_path), "task", "post", "--dataset", "synthetic",
+                                         "--hidden", "8", "--steps", str(2 * k), "--k", str(k)],
+                                  env={"DTM_PASSWORD": "hunter2"})
+
+    refused = post(257)
+    assert refused.exit_code == 1
+    assert refused.output == f"Error: the dispute game cannot judge this task: {LONG_K}\n"
+    accepted = post(256)   # published, then stops before the chain (no account in this test)
+    assert "cannot judge" not in accepted.output
+    assert "Error: choose an account" in accepted.output  # the next step after publishing
