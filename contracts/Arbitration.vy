@@ -69,7 +69,6 @@ PHASE_PROVE: constant(uint256) = 5
 PHASE_DEMAND: constant(uint256) = 6
 PHASE_SOLVER_WON: constant(uint256) = 7
 PHASE_CHALLENGER_WON: constant(uint256) = 8
-PHASE_ABORTED: constant(uint256) = 9
 
 # why a game ended (DisputeEnded.reason)
 END_TIMEOUT: constant(uint256) = 1
@@ -169,10 +168,6 @@ event DisputeEnded:
     solver_won: bool
     reason: uint256
 
-event DisputeAborted:
-    dispute_id: indexed(uint256)
-    task_id: indexed(uint256)
-
 event Withdrawn:
     account: indexed(address)
     amount: uint256
@@ -248,21 +243,6 @@ def open_dispute(task_id: uint256, solver: address, challenger: address, segment
     self.disputes[dispute_id].challenger_clock = clock
     log DisputeOpened(dispute_id=dispute_id, task_id=task_id, solver=solver, challenger=challenger, segment=segment)
     return dispute_id
-
-
-@external
-def abort_dispute(dispute_id: uint256):
-    """
-    @notice The market ended the dispute itself (the solver conceded a forced
-            error): no verdict is reported and no move is accepted any more.
-    """
-    assert msg.sender == market, "arbitration: caller is not the market"
-    phase: uint256 = self.disputes[dispute_id].phase
-    assert phase != PHASE_NONE, "arbitration: no such dispute"
-    assert phase < PHASE_SOLVER_WON, "arbitration: dispute closed"
-    self._refund_demand(dispute_id)
-    self.disputes[dispute_id].phase = PHASE_ABORTED
-    log DisputeAborted(dispute_id=dispute_id, task_id=self.disputes[dispute_id].task_id)
 
 
 # ╔═══════════════════════════════════════════════════════════════╗

@@ -20,9 +20,9 @@ MAX_POINTS = 256
 MAX_DEMAND = 512
 MAX_DEMANDS = 64
 
-NONE, REVEAL, PICK, BISECT, TRACE, PROVE, DEMAND, SOLVER_WON, CHALLENGER_WON, ABORTED = range(10)
+NONE, REVEAL, PICK, BISECT, TRACE, PROVE, DEMAND, SOLVER_WON, CHALLENGER_WON = range(9)
 PHASE_NAMES = ("none", "reveal", "pick", "bisect", "trace", "prove", "demand", "solver won",
-               "challenger won", "aborted")
+               "challenger won")
 SOLVER_PHASES = frozenset({REVEAL, BISECT, TRACE, DEMAND})
 
 END_TIMEOUT, END_LINK, END_DATA, END_ELEMENT = 1, 2, 3, 4
@@ -140,10 +140,6 @@ class Game:
                                             self.clock, self.clock)
         return dispute_id
 
-    def abort(self, dispute_id: int) -> None:
-        d = self._get(dispute_id)
-        d.phase = ABORTED
-
     # -- moves --------------------------------------------------------------------------------
 
     def check(self, now: int, dispute_id: int, kind: str, sender: str) -> Dispute:
@@ -251,7 +247,6 @@ class Game:
 
 
 __all__ = [
-    "ABORTED",
     "BISECT",
     "CHALLENGER_WON",
     "DEMAND",

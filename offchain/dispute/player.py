@@ -23,8 +23,8 @@ from offchain.storage import ContentStore
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
 
 # Arbitration phases (contracts/Arbitration.vy)
-REVEAL, PICK, BISECT, TRACE, PROVE, DEMAND, SOLVER_WON, CHALLENGER_WON, ABORTED = range(1, 10)
-ENDED = (SOLVER_WON, CHALLENGER_WON, ABORTED)
+REVEAL, PICK, BISECT, TRACE, PROVE, DEMAND, SOLVER_WON, CHALLENGER_WON = range(1, 9)
+ENDED = (SOLVER_WON, CHALLENGER_WON)
 
 
 class DisputePlayer:

@@ -4,7 +4,7 @@
 @title MarketStandIn
 @notice Test-only stand-in for the market's side of the dispute game: the
         narrow task view and the verdict entry point of IMarket, tasks posted
-        and disputes opened or aborted on request, every verdict recorded.
+        and disputes opened on request, every verdict recorded.
         Task states use the values of offchain.chain.suite.TaskState (OPEN 1,
         ACCEPTED 8, DISPUTED 16): a dispute the solver wins leaves the task
         accepted, one the challenger wins reopens it.
@@ -16,7 +16,6 @@ implements: IMarket
 
 interface IGame:
     def open_dispute(task_id: uint256, solver: address, challenger: address, segment: uint256) -> uint256: nonpayable
-    def abort_dispute(dispute_id: uint256): nonpayable
 
 OPEN: constant(uint256) = 1
 ACCEPTED: constant(uint256) = 8
@@ -62,12 +61,6 @@ def challenge(task_id: uint256, solver: address, challenger: address, segment: u
     self.tasks[task_id].state = DISPUTED
     self.tasks[task_id].dispute_id = dispute_id
     return dispute_id
-
-
-@external
-def abort(task_id: uint256):
-    extcall IGame(self.game).abort_dispute(self.tasks[task_id].dispute_id)
-    self.tasks[task_id].state = OPEN
 
 
 @external

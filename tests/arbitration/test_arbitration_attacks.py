@@ -195,19 +195,6 @@ def test_demand_griefing__unanswered_fee_is_refunded_at_the_end(suite, parties):
     _assert_accounting(suite, parties)
 
 
-def test_demand_griefing__aborted_game_refunds_the_open_demand(suite, parties):
-    play = _digits()
-    node = play.demo.graph.output_nodes[0]
-    task_id, dispute_id = T.play_to_prove(suite, parties, play)
-    _set_basefee(3 * GWEI)
-    fee = suite.game.demand_fee(8)
-    _demand(suite, parties, play, dispute_id, node, 0, 8)
-    suite.market.abort(task_id)
-    assert suite.game.disputes(dispute_id).phase == G.ABORTED
-    assert suite.game.credits(parties.verifier) == fee and suite.game.fees_held() == 0
-    _assert_accounting(suite, parties)
-
-
 # ------------------------------------------------------------------------------- B. non-canonical padding
 
 

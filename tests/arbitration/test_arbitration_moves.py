@@ -1,4 +1,4 @@
-"""Unit tests of the narrowing moves (open, reveal, pick, bisect, trace), abort and resolution."""
+"""Unit tests of the narrowing moves (open, reveal, pick, bisect, trace) and resolution."""
 
 from __future__ import annotations
 
@@ -260,7 +260,7 @@ def test_checker_reports__only_from_the_checker(suite, parties, syn, opened):
         suite.game.record_post(dispute_id, parties.solver, bytes(32), [])
 
 
-# ------------------------------------------------------------------------------- resolution and abort
+# ------------------------------------------------------------------------------- resolution
 
 
 def test_timeout__resolves_the_market_once_and_closes_the_game(suite, parties, syn, opened):
@@ -278,22 +278,6 @@ def test_timeout__resolves_the_market_once_and_closes_the_game(suite, parties, s
         suite.game.timeout(dispute_id)
     with boa.env.prank(parties.solver), boa.reverts("arbitration: dispute closed"):
         suite.game.reveal_segment(*_reveal_args(syn, dispute_id))
-
-
-def test_abort__by_the_market_closes_the_game(suite, parties, syn):
-    task_id, dispute_id = T.open_synthetic(suite, parties, syn)
-    with boa.reverts("arbitration: caller is not the market"):
-        suite.game.abort_dispute(dispute_id)
-    suite.market.abort(task_id)
-    [log] = T.events(suite.market, "DisputeAborted")
-    assert (log.dispute_id, log.task_id) == (dispute_id, task_id)
-    assert suite.game.disputes(dispute_id).phase == G.ABORTED
-    with boa.env.prank(parties.solver), boa.reverts("arbitration: dispute closed"):
-        suite.game.reveal_segment(*_reveal_args(syn, dispute_id))
-    boa.env.time_travel(seconds=T.CLOCK + 1)
-    with boa.reverts("arbitration: dispute closed"):
-        suite.game.timeout(dispute_id)
-    assert T.verdict(suite, dispute_id) == (False, False, 0)  # no verdict reported
 
 
 def test_several_challengers__disputes_are_independent(suite, parties, syn):
