@@ -455,3 +455,11 @@ def test_model__silent_adversary_deadline_edges(suite, parties, scenario):
     for time in ("deadline-1", "deadline", "deadline+1"):
         schedule += [("honest", "move", "small"), ("adversary", "silence", time), ("stranger", "timeout", "now")]
     _run(suite, parties, scenario, schedule)
+
+
+@pytest.mark.parametrize("time", ["deadline-1", "deadline", "deadline+1"])
+@pytest.mark.parametrize("scenario", ["honest", "cheater"])
+def test_model__adversary_moves_at_deadline_edges(suite, parties, scenario, time):
+    """The adversary's protocol move at its deadline −1 / 0 / +1: chain and model agree on whether it is in time."""
+    _run(suite, parties, scenario, protocol("pick1" if scenario == "honest" else "reveal")[:1] + [
+        ("adversary", "pick1" if scenario == "honest" else "reveal", time)])
