@@ -116,10 +116,13 @@ MUTANTS: tuple[Mutant, ...] = (
            "dispute model: a move at its deadline is refused"),
     Mutant("solver-resends-submit", "offchain/workers/solver.py",
            '        self.market.transact("submit", task.task_id, bytes.fromhex(proof["root"]), proof["count"], proof["cid"])\n',
+           '        fn = self.market.contract.functions.submit(task.task_id, bytes.fromhex(proof["root"]),'
+           ' proof["count"], proof["cid"])\n'
            '        for _ in range(2):\n'
-           '            self.market.transact("submit", task.task_id, bytes.fromhex(proof["root"]), proof["count"],'
-           ' proof["cid"])\n',
-           ("tests/e2e/test_worker_restart.py",), "solver worker sends its proof twice"),
+           '            tx = fn.build_transaction({"from": self.address, "gas": 1_000_000, "nonce":'
+           ' self.market.w3.eth.get_transaction_count(self.address, "pending")})\n'
+           '            self.market.w3.eth.send_raw_transaction(self.market.account.sign_transaction(tx).raw_transaction)\n',
+           ("tests/e2e/test_worker_restart.py",), "solver worker sends its proof twice, straight to the chain"),
 )
 
 
