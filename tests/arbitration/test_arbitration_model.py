@@ -461,5 +461,5 @@ def test_model__silent_adversary_deadline_edges(suite, parties, scenario):
 @pytest.mark.parametrize("scenario", ["honest", "cheater"])
 def test_model__adversary_moves_at_deadline_edges(suite, parties, scenario, time):
     """The adversary's protocol move at its deadline −1 / 0 / +1: chain and model agree on whether it is in time."""
-    _run(suite, parties, scenario, protocol("pick1" if scenario == "honest" else "reveal")[:1] + [
-        ("adversary", "pick1" if scenario == "honest" else "reveal", time)])
+    move = "pick1" if scenario == "honest" else "reveal"
+    _run(suite, parties, scenario, [("honest", "move", "small"), ("adversary", move, time)])
