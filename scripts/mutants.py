@@ -161,7 +161,7 @@ def run(mutant: Mutant, files: list[str]) -> tuple[str, float, str]:
         problem = apply(mutant, tree) if mutant.file else None
         if problem:
             return "error", time.monotonic() - start, problem
-        env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1", "COLUMNS": "240"}
         probe = subprocess.run([sys.executable, "-c", "import offchain; print(offchain.__file__)"], cwd=tree,
                                env=env, capture_output=True, text=True)
         if not probe.stdout.strip().startswith(str(tree)):
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'mutant':28} {'status':8} {'time':>6}  what it breaks")
     for m, status, seconds, detail in results:
         print(f"{m.id:28} {status:8} {seconds:5.0f}s  {m.description}")
-        print(f"{'':28} {status.upper() if status != 'killed' else 'by'}: {detail[:160]}")
+        print(f"{'':28} {status.upper() if status != 'killed' else 'by'}: {detail[:240]}")
     bad = [m.id for m, status, _, _ in results if status != "killed"]
     print(f"\n{len(results) - len(bad)}/{len(results)} killed in {time.monotonic() - began:.0f} s")
     if bad:
