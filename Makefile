@@ -5,7 +5,7 @@ VENV   := .venv
 PYTHON ?= python3
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench mutants clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -25,6 +25,10 @@ demo: install
 
 test: install
 	$(VENV)/bin/pytest
+
+# optional: deliberately broken copies of the code, each must fail its tests (scripts/mutants.py)
+mutants: install
+	$(VENV)/bin/python scripts/mutants.py
 
 bench: install
 	$(VENV)/bin/python bench/gas.py

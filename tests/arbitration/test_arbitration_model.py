@@ -8,16 +8,20 @@ same reason. The honest side moves only in time; at the end it always wins, with
 
 Scenario "honest solver": the adversary is the challenger. Scenario "cheater": the adversary is a
 solver that fabricated segment 1 and commits one of three traces; the challenger is honest.
+Besides random schedules, adversaries follow the protocol for N moves and then deviate, so games
+reach every final proof; each test asserts which way every game ended (the chain's DisputeEnded
+reason equals the model's) and that, over the run, every possible ending occurred.
 """
 
 from __future__ import annotations
 
 import functools
+from collections import Counter
 
 import arbitration_testing as T
 import boa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from offchain.chain.suite import TaskState
@@ -32,6 +36,7 @@ ADVERSARY_CHALLENGER = ("pick0", "pick1", "pick2", "pick3", "pick_badproof", "pi
 ADVERSARY_SOLVER = ("reveal", "reveal_bad", "reveal_wrongsegment", "trace_honest", "trace_forged",
                     "trace_bad_data", "trace_wrongstep", "pick0", "element", "timeout", "silence")
 STRANGER = ("timeout", "front_run", "pick0", "reveal")
+ENDINGS = {G.END_TIMEOUT: "timeout", G.END_LINK: "link", G.END_DATA: "data", G.END_ELEMENT: "element"}
 
 
 # ------------------------------------------------------------------------------- data of both scenarios
@@ -73,6 +78,7 @@ class Runner:
         self.committed: str | None = None        # cheater's trace variant
         self.committed_step: int | None = None
         self.steps = 0
+        self.ending: int | None = None             # DisputeEnded.reason, once the game is over
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -124,6 +130,13 @@ class Runner:
         else:
             with boa.env.prank(sender), boa.reverts(expected):
                 call()
+        if expected is None and self.d.over:
+            # a final proof ends the game through the checker, a timeout directly (read before any
+            # view call replaces the contract's last computation)
+            source = self.suite.game if kind == "timeout" else self.suite.checker
+            [ended] = T.events(source, "DisputeEnded")
+            assert (ended.dispute_id, ended.solver_won, ended.reason) == (self.id, self.d.solver_won, self.d.reason)
+            self.ending = ended.reason
         self.compare()
         return expected is None
 
@@ -347,7 +360,31 @@ def schedules(draw, scenario: str):
     return steps
 
 
-def _run(suite, parties, scenario: str, schedule) -> None:
+PROTOCOL_TIMES = ("now", "small", "half", "deadline-1", "deadline")
+
+
+@st.composite
+def deviating(draw, scenario: str):
+    """The adversary makes its first N protocol moves in time (the honest side answering), then
+    deviates: any random schedule of wrong, late or no moves follows."""
+    if scenario == "cheater":
+        protocol = ["reveal", "trace_" + draw(st.sampled_from(("honest", "forged", "bad_data")))]
+    else:
+        protocol = [f"pick{draw(st.integers(0, 3))}", "demand", "demand"]
+    follow = draw(st.integers(0, len(protocol)))
+    steps = []
+    for action in protocol[:follow]:
+        steps += [("honest", "move", "small"), ("adversary", action, draw(st.sampled_from(PROTOCOL_TIMES)))]
+    return steps + draw(schedules(scenario))
+
+
+def protocol(*actions: str) -> list:
+    """The adversary's protocol moves in time, the honest side answering at once, then silence."""
+    return [step for action in actions for step in (("honest", "move", "small"), ("adversary", action, "small"))]
+
+
+def _run(suite, parties, scenario: str, schedule) -> int:
+    """Play one schedule; returns the ending reason."""
     with boa.env.anchor():
         run = Runner(suite, parties, scenario)
         opened = run.d.opened_at
@@ -365,28 +402,50 @@ def _run(suite, parties, scenario: str, schedule) -> None:
                 run.stranger(action)
         run.finish()
         assert run.d.solver_won is (scenario == "honest"), f"{scenario}: the honest side lost"
+        # a cheater who committed a trace loses to the proof against it; any other game is timed out
+        if run.committed is not None and scenario == "cheater":
+            assert run.ending == G.FINAL[winning_proof(run.committed).kind]
+        else:
+            assert run.ending == G.END_TIMEOUT
         assert boa.env.timestamp <= bound
         # the market was resolved exactly once, for this dispute
         assert run.model.resolutions == [(run.task_id, run.id, scenario == "honest")]
         # moves after the end are rejected alike
         run.timeout(parties.stranger)
         run.reveal(parties.solver)
+        return run.ending
 
 
 SETTINGS = settings(max_examples=int(__import__("os").environ.get("ARB_MODEL_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                           HealthCheck.too_slow])
 
 
-@SETTINGS
-@given(schedule=schedules("honest"))
-def test_model__honest_solver_beats_any_challenger(suite, parties, schedule):
-    _run(suite, parties, "honest", schedule)
+def _play_all(suite, parties, scenario: str, *explicit) -> Counter:
+    """Random and deviating schedules plus the ``explicit`` ones; counts the endings."""
+    endings: Counter = Counter()
+
+    @SETTINGS
+    @given(schedule=st.one_of(schedules(scenario), deviating(scenario)))
+    def play(schedule):
+        reason = _run(suite, parties, scenario, schedule)
+        event(f"ended by {ENDINGS[reason]}")
+        endings[ENDINGS[reason]] += 1
+
+    for schedule in explicit:
+        play = example(schedule=schedule)(play)
+    play()
+    return endings
 
 
-@SETTINGS
-@given(schedule=schedules("cheater"))
-def test_model__honest_challenger_beats_any_cheater(suite, parties, schedule):
-    _run(suite, parties, "cheater", schedule)
+def test_model__honest_solver_beats_any_challenger(suite, parties):
+    endings = _play_all(suite, parties, "honest", protocol("pick1", "demand"), [])
+    assert set(endings) == {"timeout"}, endings
+
+
+def test_model__honest_challenger_beats_any_cheater(suite, parties):
+    endings = _play_all(suite, parties, "cheater", [],
+                        *(protocol("reveal", "trace_" + v) for v in ("honest", "forged", "bad_data")))
+    assert set(endings) == set(ENDINGS.values()), endings
 
 
 @pytest.mark.parametrize("scenario", ["honest", "cheater"])
@@ -396,3 +455,11 @@ def test_model__silent_adversary_deadline_edges(suite, parties, scenario):
     for time in ("deadline-1", "deadline", "deadline+1"):
         schedule += [("honest", "move", "small"), ("adversary", "silence", time), ("stranger", "timeout", "now")]
     _run(suite, parties, scenario, schedule)
+
+
+@pytest.mark.parametrize("time", ["deadline-1", "deadline", "deadline+1"])
+@pytest.mark.parametrize("scenario", ["honest", "cheater"])
+def test_model__adversary_moves_at_deadline_edges(suite, parties, scenario, time):
+    """The adversary's protocol move at its deadline −1 / 0 / +1: chain and model agree on whether it is in time."""
+    move = "pick1" if scenario == "honest" else "reveal"
+    _run(suite, parties, scenario, [("honest", "move", "small"), ("adversary", move, time)])

@@ -11,9 +11,13 @@ import pytest
 
 from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.workers.verifier import Verifier
-from tests.e2e.harness import SOLVER, VERIFIER, local_market, wait_for
+from tests.e2e.harness import SOLVER, VERIFIER, dev_account, local_market, wait_for
 
 pytestmark = pytest.mark.e2e
+
+# every transaction the solver's account sends over the task's life, once each: the test's stake
+# deposit, then the worker's claim, submit, finalise (revealing the secret) and withdraw of its credit
+SOLVER_TRANSACTIONS = ("deposit", "claim", "submit", "finalise", "withdraw")
 
 
 def _solver_process(m, log_path):
@@ -42,6 +46,8 @@ def test_solver_killed_mid_training__resumes_and_finishes_without_double_sending
             assert written < 301
             solver = _solver_process(m, log_path)
             wait_for(lambda: reader.task(task_id).state == TaskState.FINALISED, timeout=180, what="finalisation")
+            solver_address = dev_account(SOLVER).address
+            wait_for(lambda: reader.call("credits", solver_address) == 0, timeout=60, what="the solver's withdrawal")
         finally:
             solver.send_signal(signal.SIGTERM)
             solver.wait(10)
@@ -49,3 +55,6 @@ def test_solver_killed_mid_training__resumes_and_finishes_without_double_sending
         assert "resumed training from checkpoint" in log
         assert len(reader.events("TaskClaimed", m.deployment.block, task_id=task_id)) == 1
         assert len(reader.events("ProofSubmitted", m.deployment.block, task_id=task_id)) == 1
+        # the chain refuses a repeated move, so the counts above hold even for a worker that re-sends;
+        # the account's nonce counts every transaction it sent
+        assert reader.w3.eth.get_transaction_count(solver_address) == len(SOLVER_TRANSACTIONS)

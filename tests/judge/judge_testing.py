@@ -328,6 +328,86 @@ def honest_grad(z_bits: Sequence[int], label: int, j: int, batch: int, rng: rand
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# the floats at the edge of an acceptance interval
+
+MAX_FINITE_KEY = 0x7F7FFFFF
+
+
+def order_key(bits: int) -> int:
+    """Integer with the order of the float value; neighbouring floats have neighbouring keys."""
+    mag = bits & 0x7FFFFFFF
+    return -mag if bits >> 31 else mag
+
+
+def from_key(key: int) -> int:
+    return key if key >= 0 else (1 << 31) | -key
+
+
+def edge(holds: Callable[[int], bool], start: int, direction: int) -> tuple[int, int | None]:
+    """Adjacent floats (last, first) walking from ``start`` towards +inf (direction 1) or -inf (-1)
+    with ``holds(last)`` and not ``holds(first)``; first is None if ``holds`` reaches the largest
+    finite float. ``holds(start)`` must be true."""
+    assert holds(start), start
+    inside, step = order_key(start), 1
+    while True:
+        k = inside + direction * step
+        if abs(k) >= MAX_FINITE_KEY:
+            k = direction * MAX_FINITE_KEY
+            if holds(from_key(k)):
+                return from_key(k), None
+        if not holds(from_key(k)):
+            return _bisect(holds, inside, k)
+        inside, step = k, 2 * step
+
+
+def _bisect(holds: Callable[[int], bool], inside: int, outside: int) -> tuple[int, int]:
+    """Adjacent floats between the order keys ``inside`` (holds) and ``outside`` (does not)."""
+    while abs(outside - inside) > 1:
+        mid = (inside + outside) // 2
+        if holds(from_key(mid)):
+            inside = mid
+        else:
+            outside = mid
+    return from_key(inside), from_key(outside)
+
+
+def near_bound_claims(center: Fraction, bound: Callable[[Fraction], Fraction],
+                      slack: Callable[[int], Fraction], accepted: Callable[[int], bool]) -> list[tuple[int, bool]]:
+    """Claims at the edges of the bound around the exact result ``center``, with the verdict each
+    must get, on both sides: the last float within ``bound(|c|)`` (accepted), the first beyond
+    ``bound(|c|) + slack(c)`` (rejected), and the last accepted and first rejected claim of
+    ``accepted`` (the judge's own edge, between those two)."""
+    def distance(c: int) -> Fraction:
+        return abs(value(c) - center)
+
+    def inside(c: int) -> bool:
+        return distance(c) <= bound(abs(value(c)))
+
+    def within_slack(c: int) -> bool:
+        return distance(c) <= bound(abs(value(c))) + slack(c)
+
+    start = round_f32(center)
+    out: list[tuple[int, bool]] = []
+    for direction in (1, -1):
+        last, _ = edge(inside, start, direction)
+        _, first = edge(within_slack, start, direction)
+        out.append((last, True))
+        if first is None:
+            continue
+        out.append((first, False))
+        assert accepted(last), f"the reference rejects {last:#x}, within the documented bound"
+        assert not accepted(first), f"the reference accepts {first:#x}, beyond the bound and its slack"
+        out += zip(_bisect(accepted, order_key(last), order_key(first)), (True, False))
+    return list(dict.fromkeys(out))
+
+
+def to_fraction(x: mpmath.mpf) -> Fraction:
+    sign, man, exp, _ = x._mpf_
+    v = Fraction(int(man)) * Fraction(2) ** int(exp)
+    return -v if sign else v
+
+
 def random_f32(rng: random.Random, lo_exp: int, hi_exp: int) -> int:
     """Random finite float32 bits with binary exponent in [lo_exp, hi_exp] (possibly subnormal)."""
     sign = rng.getrandbits(1) << 31

@@ -1,23 +1,30 @@
-"""Softmax cross-entropy checks: rigorous Q64 enclosures, honest float32 always passes, far claims fail."""
+"""Softmax cross-entropy checks: rigorous Q64 enclosures, honest float32 always passes, far claims fail,
+and contract and reference agree on the float32 claims at the edges of the bound."""
 
 from __future__ import annotations
 
 import random
 from decimal import Decimal, localcontext
+from fractions import Fraction
 
 import mpmath
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from judge_testing import (
+    U,
     from_bits,
     grad_exact,
     grad_tol,
     honest_grad,
     honest_xent,
+    near_bound_claims,
     onchain,
+    order_key,
     random_f32,
     reference,
+    to_fraction,
+    value,
     xent_exact,
     xent_tol,
 )
@@ -66,15 +73,15 @@ def test_judge_softmax_xent_fuzz(classes, seed, profile):
     honest = honest_xent(z, label, rng)
     for name, c in honest.items():
         assert J.check_softmax_xent(z, label, c), (name, profile, J.f32_value(c), float(exact))
-    far = []
     for direction in (1, -1):
         tol = xent_tol(z, label, abs(float(exact)) * 1.01 + 1e-30)
         c = J.f32_bits(float(exact) + direction * 2 * tol)
-        far.append(c)
         assert not J.check_softmax_xent(z, label, c), (profile, direction)
-    for c in sorted(set(honest.values()))[:1] + far:
-        call = J.JudgeCall(J.OP_SOFTMAX_XENT, tuple(z), (), (label,), c)
-        assert onchain(call) == reference(call)
+    # near the bound: u(16 + 2C + 8 ceil(log2 C) + 8(|m| + |z_y|) + |c|)
+    n = len(z)
+    const = 16 + 2 * n + 8 * (n - 1).bit_length() + 8 * (abs(value(max(z, key=order_key))) + abs(value(z[label])))
+    _assert_near_bound(lambda c: J.JudgeCall(J.OP_SOFTMAX_XENT, tuple(z), (), (label,), c), to_fraction(exact),
+                       lambda c: U * (const + c), hi - lo, honest["torch_ce_t1"])
 
 
 @FUZZ
@@ -93,15 +100,30 @@ def test_judge_softmax_xent_grad_fuzz(classes, seed, profile, batch):
     for name, c in honest.items():
         assert J.check_softmax_xent_grad(z, label, j, batch, c), (name, profile, J.f32_value(c), float(exact))
     p = float(p_hi) / 2**64
-    far = []
     for direction in (1, -1):
         tol = grad_tol(z, j, batch, p, abs(float(exact)) * 1.01)
         c = J.f32_bits(float(exact) + direction * (2 * tol + 2.0 ** -60))
-        far.append(c)
         assert not J.check_softmax_xent_grad(z, label, j, batch, c), (profile, direction)
-    for c in sorted(set(honest.values()))[:1] + far:
-        call = J.JudgeCall(J.OP_SOFTMAX_XENT_GRAD, tuple(z), (), (label, j, batch), c)
-        assert onchain(call) == reference(call)
+    # near the bound: u((p (24 + 2C) + 2) / B + |c|), p the real probability (the judge uses P_hi >= p)
+    center = to_fraction(exact)
+    p_real = center * batch + (1 if j == label else 0)
+    per_p = Fraction(24 + 2 * len(z), batch)
+    p_excess = U * per_p * max(Fraction(p_hi, 2**64) - p_real, Fraction(0))
+    _assert_near_bound(lambda c: J.JudgeCall(J.OP_SOFTMAX_XENT_GRAD, tuple(z), (), (label, j, batch), c), center,
+                       lambda c: U * (per_p * p_real + Fraction(2, batch) + c), hi - lo, honest["torch_t1"],
+                       p_excess)
+
+
+def _assert_near_bound(call, center: Fraction, bound, width: int, honest: int, extra: Fraction = Fraction(0)) -> None:
+    """Contract and reference at the edges of the bound around the real value ``center``, both
+    sides: the last float within ``bound(|c|)`` is accepted, the first beyond it plus the slack
+    (the enclosure's width ``width`` and six Q64 units of rounding, plus ``extra``) rejected, and
+    the two agree on the reference's last accepted and first rejected float; and on one honest claim."""
+    slack = Fraction(width + 6, 2**64) + extra
+    claims = [(honest, True)] + near_bound_claims(center, bound, lambda c: slack, lambda c: reference(call(c)))
+    for c, expected in claims:
+        assert reference(call(c)) is expected, (c, expected)
+        assert onchain(call(c)) is expected, (c, expected)
 
 
 def test_judge_softmax_full_width_row_on_chain():

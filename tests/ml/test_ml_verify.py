@@ -11,6 +11,7 @@ from offchain.ml import (
     select_segments,
     verify,
 )
+from offchain.ml.train import update_norm
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +67,24 @@ def test_fabricated_segment_flagged_when_replayed(tiny, threshold, mode):
     verdict = run_verify(tiny, run, threshold, policy=everything)
     assert not verdict.accept and verdict.failing_segment == 6
     assert [j for j, d in verdict.distances.items() if d > threshold] == [6]
-    # With the default (sampling) policy it is flagged exactly when segment 6 is selected.
-    for seed in range(8):
+    # The default (sampling) policy: seeds whose selection includes segment 6 reject it by name,
+    # a seed whose selection misses it accepts.
+    checkpoints = run.result.checkpoints
+    norms = [update_norm(a.params, b.params) for a, b in zip(checkpoints, checkpoints[1:])]
+    q_top, q_random = DEFAULT_POLICY.counts(len(norms))
+    selections = {seed: select_segments(norms, q_top, q_random, seed) for seed in range(64)}
+    assert all(len(set(chosen)) == q_top + q_random for chosen in selections.values())
+    hits = [seed for seed, chosen in selections.items() if 6 in chosen][:2]
+    miss = next(seed for seed, chosen in selections.items() if 6 not in chosen)
+    assert hits, "no seed in range(64) selects segment 6"
+    for seed in hits:
         verdict = run_verify(tiny, run, threshold, seed)
-        assert verdict.accept == (6 not in verdict.selected)
+        assert verdict.selected == selections[seed]
+        assert not verdict.accept and verdict.failing_segment == 6
+        assert verdict.reason.startswith("segment 6: distance")
+    verdict = run_verify(tiny, run, threshold, miss)
+    assert verdict.selected == selections[miss]
+    assert verdict.accept, verdict.reason
 
 
 def test_forced_error_keeps_genuine_result(tiny, tiny_result):

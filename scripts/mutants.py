@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Mutation check: each mutant below breaks one rule of the contracts, the judge or the workers on
+purpose, in a copy of the repository, and runs the tests that cover the rule. A mutant the tests
+do not notice (survived) means the tests do not check that rule; a mutant whose original snippet is
+no longer in its file (error) means the list fell behind the code. Every mutant must be killed.
+
+    python scripts/mutants.py              # every mutant, as many at once as there are cores
+    python scripts/mutants.py --list       # the table, without running anything
+    python scripts/mutants.py --only ID    # one mutant (repeatable)
+    python scripts/mutants.py --baseline   # first check that the tests pass on the unmutated code
+
+Add a mutant whenever a rule is added: the exact snippet (it must occur once in the file), what it
+becomes, and the tests that must fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 1_800
+# tests stop at the first failure and hypothesis does not shrink: a mutant needs one failing example
+PYTEST_ARGS = ("-x", "-q", "-p", "scripts.mutant_plugin")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    file: str
+    original: str                 # must occur exactly once in ``file``
+    replacement: str
+    tests: tuple[str, ...]        # pytest node ids or paths that must fail
+    description: str
+    more: tuple[tuple[str, str], ...] = ()   # further (original, replacement) edits of the same file
+
+
+JUDGE = "contracts/Judge.vy"
+LINEAR_TESTS = "tests/judge/test_judge_linear.py"
+SOFTMAX_TESTS = "tests/judge/test_judge_softmax.py"
+ATTACKS = "tests/attacks/test_market_attacks.py"
+VERIFY_TESTS = "tests/ml/test_ml_verify.py"
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant("judge-linear-tolerance", JUDGE,
+           "    return convert(abs(claim - exact), uint256) <= tol\n",
+           "    return convert(abs(claim - exact), uint256) <= tol * 3 // 2\n",
+           (LINEAR_TESTS,), "linear ops (matmul, add, sum_rows, sgd): tolerance x1.5"),
+    Mutant("judge-matmul-gamma", JUDGE,
+           "    return self._linear(negs, mants, exps, claimed, n, 4 * n)\n",
+           "    return self._linear(negs, mants, exps, claimed, 2 * n, 4 * n)\n",
+           (f"{LINEAR_TESTS}::test_judge_matmul_fuzz",), "matmul: gamma_n widened to gamma_2n"),
+    Mutant("judge-xent-tolerance", JUDGE,
+           "    tol: int256 = convert(self._ceil_div(units, U_INV) + 1, int256)\n",
+           "    tol: int256 = convert(self._ceil_div(units * 3, 2 * U_INV) + 1, int256)\n",
+           (f"{SOFTMAX_TESTS}::test_judge_softmax_xent_fuzz",), "softmax_xent: tolerance x1.5"),
+    Mutant("judge-xent-grad-tolerance", JUDGE,
+           "    tol: int256 = convert(self._ceil_div(rel + self._magnitude(c_lo, c_hi), U_INV) + 1, int256)\n",
+           "    tol: int256 = convert(self._ceil_div((rel + self._magnitude(c_lo, c_hi)) * 3, 2 * U_INV) + 1, int256)\n",
+           (f"{SOFTMAX_TESTS}::test_judge_softmax_xent_grad_fuzz",), "softmax_xent_grad: tolerance x1.5"),
+    Mutant("judge-relu-ulp", JUDGE,
+           "    return claimed == z\n",
+           "    return claimed == z or convert(claimed, uint256) == convert(z, uint256) + 1\n",
+           ("tests/judge/test_judge_exact.py",), "relu: one ulp above the exact result accepted"),
+    Mutant("judge-relu-grad-zero", JUDGE,
+           "    if convert(z, uint256) >> 31 == 0 and not self._is_zero(z):\n",
+           "    if convert(z, uint256) >> 31 == 0:\n",
+           ("tests/judge/test_judge_exact.py",), "relu_grad: the gradient passes at z = +0"),
+    Mutant("ledger-lock-removed", "contracts/market/ledger.vy",
+           "# pragma nonreentrancy on\n",
+           "# pragma nonreentrancy off\n",
+           (ATTACKS,), "withdraw without the reentrancy lock"),
+    Mutant("ledger-credit-after-call", "contracts/market/ledger.vy",
+           "    self.credits[msg.sender] = 0\n    self.total_credits -= amount\n"
+           "    log Withdrawn(account=msg.sender, recipient=recipient, amount=amount)\n"
+           "    raw_call(recipient, b\"\", value=amount)\n",
+           "    log Withdrawn(account=msg.sender, recipient=recipient, amount=amount)\n"
+           "    raw_call(recipient, b\"\", value=amount)\n"
+           "    self.credits[msg.sender] = 0\n    self.total_credits -= amount\n",
+           (f"{ATTACKS}::test_reentrancy_through_withdraw__is_blocked",),
+           "withdraw zeroes the credit after the external call, without the lock",
+           more=(("# pragma nonreentrancy on\n", "# pragma nonreentrancy off\n"),)),
+    Mutant("merkle-index-bound", "contracts/arbitration/merkle.vy",
+           "    if indices[n - 1] >= count:\n        return False, empty(bytes32)\n",
+           "",
+           ("tests/arbitration/test_arbitration_merkle.py", "tests/arbitration/test_arbitration_merkle_padding.py"),
+           "multi-proof: index beyond the leaf count accepted"),
+    Mutant("verify-threshold-flipped", "offchain/ml/verify.py",
+           "distance > threshold:",
+           "distance < threshold:",
+           (VERIFY_TESTS,), "verifier: replay distance compared the wrong way round"),
+    Mutant("verify-no-random-draws", "offchain/ml/verify.py",
+           "    wanted = min(n, len(chosen) + q_random)\n",
+           "    wanted = min(n, len(chosen))\n",
+           (VERIFY_TESTS,), "verifier: segment selection skips the random draws"),
+    Mutant("commit-numel-skipped", "offchain/ml/commit.py",
+           "    return sized_root(merkle_root(leaf_hashes(data, leaf_bytes)), numel)\n",
+           "    return merkle_root(leaf_hashes(data, leaf_bytes))\n",
+           ("tests/ml/test_ml_commit.py",), "tensor root: the element count is not committed"),
+    Mutant("commit-label-skipped", "offchain/ml/commit.py",
+           "    packed[:, row_size:] = ys.view(np.uint8).reshape(xs.shape[0], 8)\n",
+           "    packed[:, row_size:] = 0\n",
+           ("tests/ml/test_ml_commit.py",), "dataset rows: the label is not committed"),
+    Mutant("game-deadline-off-by-one", "offchain/dispute/game.py",
+           '    _require(now <= d.deadline, "arbitration: clock expired")\n',
+           '    _require(now < d.deadline, "arbitration: clock expired")\n',
+           ("tests/arbitration/test_arbitration_model.py::test_model__adversary_moves_at_deadline_edges",),
+           "dispute model: a move at its deadline is refused"),
+    Mutant("solver-resends-submit", "offchain/workers/solver.py",
+           '        self.market.transact("submit", task.task_id, bytes.fromhex(proof["root"]), proof["count"], proof["cid"])\n',
+           '        fn = self.market.contract.functions.submit(task.task_id, bytes.fromhex(proof["root"]),'
+           ' proof["count"], proof["cid"])\n'
+           '        for _ in range(2):\n'
+           '            tx = fn.build_transaction({"from": self.address, "gas": 1_000_000, "nonce":'
+           ' self.market.w3.eth.get_transaction_count(self.address, "pending")})\n'
+           '            self.market.w3.eth.send_raw_transaction(self.market.account.sign_transaction(tx).raw_transaction)\n',
+           ("tests/e2e/test_worker_restart.py",), "solver worker sends its proof twice, straight to the chain"),
+)
+
+
+def tracked_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                         check=True, capture_output=True).stdout.decode()
+    return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
+
+
+def apply(mutant: Mutant, tree: Path) -> str | None:
+    """Edit the copy; the reason it cannot be applied, or None."""
+    path = tree / mutant.file
+    if not path.is_file():
+        return f"{mutant.file} does not exist"
+    text = path.read_text()
+    for original, replacement in ((mutant.original, mutant.replacement), *mutant.more):
+        count = text.count(original)
+        if count != 1:
+            return f"snippet found {count} times in {mutant.file}: {original.strip()[:60]!r}"
+        text = text.replace(original, replacement)
+    path.write_text(text)
+    return None
+
+
+def run(mutant: Mutant, files: list[str]) -> tuple[str, float, str]:
+    """(status, seconds, detail) with status killed / survived / error."""
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"dtm-mutant-{mutant.id}-") as tmp:
+        tree = Path(tmp)
+        for name in files:
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, tree / name)
+        for shared in ("node_modules",):  # Anvil for the e2e tests
+            if (ROOT / shared).exists():
+                (tree / shared).symlink_to(ROOT / shared)
+        problem = apply(mutant, tree) if mutant.file else None
+        if problem:
+            return "error", time.monotonic() - start, problem
+        env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1", "COLUMNS": "240"}
+        probe = subprocess.run([sys.executable, "-c", "import offchain; print(offchain.__file__)"], cwd=tree,
+                               env=env, capture_output=True, text=True)
+        if not probe.stdout.strip().startswith(str(tree)):
+            return "error", time.monotonic() - start, f"imports offchain from {probe.stdout.strip()!r}, not the copy"
+        try:
+            result = subprocess.run([sys.executable, "-m", "pytest", *PYTEST_ARGS, *mutant.tests], cwd=tree, env=env,
+                                    capture_output=True, text=True, timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return "error", time.monotonic() - start, f"tests ran over {TIMEOUT_S} s"
+    seconds = time.monotonic() - start
+    lines = (result.stdout + result.stderr).strip().splitlines() or [""]
+    failed = next((line for line in lines if line.startswith(("FAILED", "ERROR"))), lines[-1])
+    if result.returncode == 0:
+        return "survived", seconds, lines[-1]
+    if result.returncode == 1:  # tests failed
+        return "killed", seconds, failed
+    return "error", seconds, f"pytest exit code {result.returncode}: {failed}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", action="append", metavar="ID", help="run only this mutant (repeatable)")
+    parser.add_argument("--list", action="store_true", help="print the mutants and exit")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants run at once")
+    parser.add_argument("--baseline", action="store_true",
+                        help="first run the chosen mutants' tests on the unmutated code (they must pass)")
+    args = parser.parse_args(argv)
+    ids = [m.id for m in MUTANTS]
+    assert len(set(ids)) == len(ids), "duplicate mutant ids"
+    chosen = [m for m in MUTANTS if not args.only or m.id in args.only]
+    unknown = set(args.only or ()) - set(ids)
+    if unknown:
+        parser.error(f"unknown mutant(s): {', '.join(sorted(unknown))}")
+    if args.list:
+        for m in chosen:
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / m.file).parent.mkdir(parents=True)
+                if (ROOT / m.file).is_file():
+                    shutil.copy2(ROOT / m.file, Path(tmp) / m.file)
+                problem = apply(m, Path(tmp))
+            print(f"{m.id:28} {m.file:34} {m.description}\n{'':28} {' '.join(m.tests)}")
+            if problem:
+                print(f"{'':28} ERROR: {problem}")
+        return 0
+    files = tracked_files()
+    began = time.monotonic()
+    if args.baseline:
+        tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+        status, seconds, detail = run(Mutant("baseline", "", "", "", tests, "no mutation"), files)
+        print(f"baseline: {'passed' if status == 'survived' else 'FAILED: ' + detail} ({seconds:.0f} s)", flush=True)
+        if status != "survived":
+            return 1
+    print(f"{len(chosen)} mutant(s), {args.jobs} at a time", flush=True)
+
+    def one(m: Mutant) -> tuple[Mutant, str, float, str]:
+        status, seconds, detail = run(m, files)
+        print(f"  {status:8} {m.id} ({seconds:.0f} s)", flush=True)
+        return m, status, seconds, detail
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(one, chosen))
+    print(f"\n{'mutant':28} {'status':8} {'time':>6}  what it breaks")
+    for m, status, seconds, detail in results:
+        print(f"{m.id:28} {status:8} {seconds:5.0f}s  {m.description}")
+        print(f"{'':28} {status.upper() if status != 'killed' else 'by'}: {detail[:240]}")
+    bad = [m.id for m, status, _, _ in results if status != "killed"]
+    print(f"\n{len(results) - len(bad)}/{len(results)} killed in {time.monotonic() - began:.0f} s")
+    if bad:
+        print(f"NOT KILLED: {', '.join(bad)}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
