@@ -45,7 +45,13 @@ def _arbiter_container(source: Path):
               help="Seconds a side has at least after its opponent moved.")
 def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, forced_error_ppm, window, clock,
         extension):
-    terms = Terms(forced_error_ppm=forced_error_ppm, verify_window=window, whistle_window=window, reveal_window=window)
+    defaults = Terms()
+    # keep a forced error's expected jackpot payout within the tax a task pays (docs/protocol.md §4)
+    payout_cap = defaults.payout_cap
+    if forced_error_ppm:
+        payout_cap = min(payout_cap, defaults.tax_ppm * defaults.min_payment // forced_error_ppm)
+    terms = defaults.replace(forced_error_ppm=forced_error_ppm, payout_cap=payout_cap, verify_window=window,
+                             whistle_window=window, reveal_window=window)
     arbiter_type = _arbiter_container(arbiter_source)
     contracts: dict[str, str] = {}
     abis = {arbiter_source.stem: arbiter_type.contract_type}

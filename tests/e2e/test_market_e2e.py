@@ -92,7 +92,7 @@ def test_lazy_verifier__accepts_a_cheat__whistleblower_challenges(tmp_path):
         # the lazy verifier forfeits its bond and the cheater its stake, the winner share to the whistleblower
         terms, stake = reader.terms(1), reader.task(task_id).solver_stake
         verifier = m.market(VERIFIER).account.address
-        assert reader.call("accounts", verifier)[:2] == [5 * ETHER - terms.verifier_bond, 0]
+        assert tuple(reader.call("accounts", verifier)[:2]) == (5 * ETHER - terms.verifier_bond, 0)
         share = (terms.verifier_bond + stake) * terms.winner_share_ppm // 10**6
         assert reader.call("credits", m.market(WHISTLEBLOWER).account.address) == share
 
