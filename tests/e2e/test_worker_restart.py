@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 # every transaction the solver's account sends over the task's life, once each: the test's stake
 # deposit, then the worker's claim, submit, finalise (revealing the secret) and withdraw of its credit
-SOLVER_TRANSACTIONS = ("deposit", "claim", "submit", "finalise", "withdraw")
+SOLVER_TRANSACTIONS = ("deposit", "claim", "draw", "submit", "draw", "finalise", "withdraw")
 
 
 def _solver_process(m, log_path):
