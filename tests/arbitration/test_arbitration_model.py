@@ -226,10 +226,12 @@ class Runner:
 
     def demand(self, sender: str, count: int = 8) -> bool:
         graph = self.play.demo.graph
+        node = graph.output_nodes[0]
         trace_root = T.trace_root_of(self.committed_trace())
-        args = M.demand_args(self.suite.game.address, self.id, self.play.task, graph, trace_root,
-                             graph.output_nodes[0], 0, count)
-        return self.attempt(sender, "demand", lambda: self.suite.checker.demand_elements(*args), count=count)
+        args = M.demand_args(self.suite.game.address, self.id, self.play.task, graph, trace_root, node, 0, count)
+        fee = self.suite.game.demand_fee(count)
+        return self.attempt(sender, "demand", lambda: self.suite.checker.demand_elements(*args, value=fee),
+                            count=count, node=node, start=0)
 
     def post(self, sender: str) -> bool:
         chain = self.suite.game.disputes(self.id)
