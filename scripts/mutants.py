@@ -179,7 +179,7 @@ MUTANTS: tuple[Mutant, ...] = (
            ("tests/arbitration/test_arbitration_attacks.py",), "segment 0 may start from the solver's own weights"),
     Mutant("arbitration-repeated-demand", "contracts/Arbitration.vy",
            "        assert start >= r % (1 << RANGE_SHIFT) or end <= r >> RANGE_SHIFT, \"arbitration: elements already posted\"\n",
-           "",
+           "        pass\n",
            ("tests/arbitration/test_arbitration_attacks.py",), "the same range may be demanded again"),
     Mutant("arbitration-free-demand", "contracts/Arbitration.vy",
            "    assert msg.value >= fee, \"arbitration: demand fee too low\"\n",
