@@ -30,7 +30,7 @@ from hypothesis.stateful import (
 )
 
 from offchain.chain.suite import ETHER, TERMINAL_STATES, Role, TaskState, Terms
-from offchain.chain.suite import DEFAULT_UNBOND_DELAY, create_address
+from offchain.chain.suite import DEFAULT_MIN_WINDOW, DEFAULT_UNBOND_DELAY, create_address
 from tests.conftest import CHECKPOINTS, SPEC_CID, commitments, load_market, load_test_contract, next_block
 
 PPM = 1_000_000
@@ -218,8 +218,8 @@ def deploy_suite(terms: Terms):
     nonce = boa.env.evm.vm.state.get_nonce(to_canonical_address(deployer))
     arbiter = _deploy_code(load_test_contract("ManualArbiter"), ["address"], [create_address(deployer, nonce + 1)])
     terms_type = "(" + ",".join(["uint256"] * len(terms.as_tuple())) + ")"
-    market = _deploy_code(load_market(), ["address", "uint256", terms_type],
-                          [arbiter.address, DEFAULT_UNBOND_DELAY, terms.as_tuple()])
+    market = _deploy_code(load_market(), ["address", "uint256", terms_type, "uint256"],
+                          [arbiter.address, DEFAULT_UNBOND_DELAY, terms.as_tuple(), DEFAULT_MIN_WINDOW])
     assert arbiter.market() == market.address
     return market, arbiter
 
@@ -500,14 +500,16 @@ class Market(RuleBasedStateMachine):
         self._tx(who, self.market.draw, tid, revert=revert)
         if revert:
             return
-        t.draw_block = 0
+        committed, t.draw_block = t.draw_block, 0
         onchain = self.storage.task(tid)
         if t.state == CLAIMED:
             entropy = onchain["entropy"].to_bytes(32, "big")
             t.forced = t.round == 0 and is_forced(t.secret, entropy, t.terms.forced_error_ppm)
             self._note("draw entropy forced" if t.forced else "draw entropy")
             return
-        t.verifier = self._expected_verifier(t, onchain["seed"].to_bytes(32, "big"))
+        # the seed is the hash of the block that included the proof, with the task and the proof root
+        seed = keccak(encode(["bytes32", "uint256", "bytes32"], [keccak(b"block %d" % committed), tid, t.proof_root]))
+        t.verifier = self._expected_verifier(t, seed)
         if t.verifier != ZERO:
             self._lock(t.verifier, t.terms.verifier_bond)
         t.deadline = self._now() + t.terms.verify_window
