@@ -539,12 +539,16 @@ def draw(task_id: uint256):
     assert block.number > committed, "market: draw block not mined yet"
     assert block.number <= committed + DRAW_HORIZON, "market: draw horizon passed"
     self.tasks[task_id].draw_block = 0
+    # what was committed in that block: the solver's secret hash, or its proof root
+    salt: bytes32 = self.tasks[task_id].proof_root
     if state == TaskState.CLAIMED:
-        entropy: bytes32 = keccak256(abi_encode(blockhash(committed), task_id, self.tasks[task_id].secret_hash))
-        self.tasks[task_id].entropy = entropy
-        log EntropyDrawn(task_id=task_id, entropy=entropy)
+        salt = self.tasks[task_id].secret_hash
+    drawn: bytes32 = keccak256(abi_encode(blockhash(committed), task_id, salt))
+    if state == TaskState.CLAIMED:
+        self.tasks[task_id].entropy = drawn
+        log EntropyDrawn(task_id=task_id, entropy=drawn)
     else:
-        self._assign_verifier(task_id, keccak256(abi_encode(blockhash(committed), task_id, self.tasks[task_id].proof_root)))
+        self._assign_verifier(task_id, drawn)
 
 
 @external
@@ -662,7 +666,7 @@ def _assign_verifier(task_id: uint256, seed: bytes32):
     """
     @notice Draw a verifier with enough free stake, starting at a random
             position of the verifier set. With nobody available the task waits
-            unassigned and `expire` draws again after the window.
+            unassigned and `expire` commits a new draw after the window.
     """
     solver: address = self.tasks[task_id].solver
     terms_id: uint256 = self.tasks[task_id].terms_id

@@ -113,13 +113,14 @@ def deposit(roles: uint256):
     stake.roles |= roles
     self.accounts[msg.sender] = stake
     self.total_staked += msg.value
-    minimum: uint256 = self._verifier_minimum()
-    if roles & ROLE_VERIFIER != 0:
-        assert stake.bonded >= minimum, "stakes: verifier stake below the verifier bond"
-    if stake.roles & ROLE_VERIFIER != 0 and stake.bonded >= minimum and self._verifier_slot[msg.sender] == 0:
-        assert len(self.verifiers) < MAX_VERIFIERS, "stakes: verifier set full"
-        self.verifiers.append(msg.sender)
-        self._verifier_slot[msg.sender] = len(self.verifiers)
+    if stake.roles & ROLE_VERIFIER != 0:
+        minimum: uint256 = self._verifier_minimum()
+        if roles & ROLE_VERIFIER != 0:
+            assert stake.bonded >= minimum, "stakes: verifier stake below the verifier bond"
+        if stake.bonded >= minimum and self._verifier_slot[msg.sender] == 0:
+            assert len(self.verifiers) < MAX_VERIFIERS, "stakes: verifier set full"
+            self.verifiers.append(msg.sender)
+            self._verifier_slot[msg.sender] = len(self.verifiers)
     log Deposited(account=msg.sender, amount=msg.value, roles=stake.roles)
 
 
