@@ -8,8 +8,8 @@ from offchain.chain.client import Market
 
 TASK_EVENTS = (
     "TaskCreated", "TaskCancelled", "TaskClaimed", "EntropyDrawn", "ProofSubmitted", "VerifierDrawn",
-    "ProofAccepted", "Challenged", "ForcedErrorDeclared", "DisputeResolved", "ForcedErrorRevealed", "TaskFinalised", "TaskExpired", "TaskReopened",
-    "TaskRefunded",
+    "ProofAccepted", "Challenged", "ForcedErrorDeclared", "DisputeResolved", "ForcedErrorRevealed",
+    "TaskFinalised", "TaskExpired", "TaskReopened", "TaskRefunded",
 )
 SHOWN = {
     "TaskCreated": ("submitter", "spec_cid"), "TaskClaimed": ("solver",), "ProofSubmitted": ("proof_cid", "round"),

@@ -9,18 +9,16 @@ so it is refused where it is built and posted and where a solver or verifier fet
 
 from __future__ import annotations
 
+from offchain.dispute.judge import MAX_CLASSES, MAX_REDUCTION
+from offchain.dispute.moves import MAX_OPEN_LEAVES, MAX_POINTS, judge_operands
 from offchain.ml.commit import LEAF_BYTES
 from offchain.ml.errors import TaskError
 from offchain.ml.graph import TrainingGraph
 from offchain.ml.task import TrainingTask
 
-#: mirrors of the on-chain bounds
-MAX_POINTS = 256            # Arbitration.MAX_POINTS: roots one reveal dissects a segment into
-MAX_OPEN_LEAVES = 16        # structs.MAX_OPEN_LEAVES: leaves of one tensor opening
+#: mirrors of the on-chain bounds not used elsewhere off chain
 MAX_PARAMS = 64             # structs.MAX_PARAMS: parameter tensors a link proof opens
 MAX_ROW_BYTES = 16_384      # structs.MAX_ROW_BYTES: widest dataset row a data proof compares
-MAX_CLASSES = 256           # Judge / ProofChecker: elements of a first operand
-MAX_REDUCTION = 64          # Judge / ProofChecker: elements of a second operand
 
 
 class UnjudgeableTask(TaskError):
@@ -42,8 +40,6 @@ def _indices(shape: tuple[int, ...] | list[int]) -> list[int]:
 
 def unjudgeable_reason(graph: TrainingGraph, task: TrainingTask) -> str | None:
     """One line naming the first limit the task exceeds, or None if every element can be judged."""
-    from offchain.dispute.moves import judge_operands
-
     k = task.checkpoint_interval
     if k > MAX_POINTS:
         return (f"checkpoint interval {k} exceeds {MAX_POINTS}: disputing a segment would need a "

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from offchain.dispute.limits import check_judgeable
 from offchain.ml import (
     Checkpoint,
     Dataset,
@@ -21,7 +22,6 @@ from offchain.ml import (
     compile_training_graph,
     weights_from_bytes,
 )
-from offchain.dispute.limits import check_judgeable
 from offchain.ml.demo import make_task
 from offchain.storage import ContentStore
 

@@ -10,7 +10,6 @@ from offchain.chain.client import Market, TaskView
 from offchain.chain.suite import TaskState
 from offchain.ml import Checkpoint, DemoTask, ProofDocument
 from offchain.storage import ContentStore
-from offchain.dispute.limits import check_judgeable
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, PublishedTask, fetch_proof, fetch_task
 from offchain.workers.base import Worker
 
@@ -65,7 +64,6 @@ class Submitter(Worker):
     def post(self, published: PublishedTask, *, payment: int, solver_stake: int, expires_in: int,
              train_window: int) -> int:
         task = published.bundle.task
-        check_judgeable(published.bundle.graph, task)
         task_id = self.market.create_task(
             spec_cid=published.spec_cid, commitments=task.commitments(), payment=payment,
             solver_stake=solver_stake, expires=self.market.now() + expires_in, train_window=train_window,
