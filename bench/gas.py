@@ -19,10 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from offchain.chain.client import Market, connect  # noqa: E402
 from offchain.chain.suite import ETHER, ROOT, Role, Terms  # noqa: E402
 from offchain.node import deploy, dev_account, start_anvil  # noqa: E402
-from tests.conftest import commitments  # noqa: E402
 
 WINDOW = 60
 TARGET = 1_000_000
+# a task's commitments (`TrainingTask.commitments()`): 100 steps, k = 10; gas does not depend on the roots
+COMMITMENTS = (keccak(b"spec"), keccak(b"graph"), keccak(b"data"), 100, keccak(b"weights"), 7, 8, 100, 10)
 HONEST = ["create_task", "claim", "draw (entropy)", "submit", "draw (verifier)", "accept", "finalise",
           "withdraw (solver)", "withdraw (verifier)"]
 
@@ -44,15 +45,18 @@ def main() -> None:
             w3.provider.make_request("evm_increaseTime", [seconds])
             w3.provider.make_request("evm_mine", [])
 
-        def create() -> int:
-            before = submitter.call("task_count")
-            run("create_task", submitter, "create_task", "QmSpecCid", commitments(), ETHER,
-                submitter.now() + 86_400, 600, value=ETHER)
-            return before + 1
-
-        def move(label: str | None, market: Market, name: str, *args) -> None:
+        def move(label: str | None, market: Market, name: str, *args, value: int = 0) -> None:
             """Send a call, measured when it has a label."""
-            run(label, market, name, *args) if label else market.transact(name, *args)
+            if label:
+                run(label, market, name, *args, value=value)
+            else:
+                market.transact(name, *args, value=value)
+
+        def create(payment: int = ETHER, measured: bool = False) -> int:
+            before = submitter.call("task_count")
+            move(measured and "create_task", submitter, "create_task", "QmSpecCid", COMMITMENTS, ETHER,
+                 submitter.now() + 86_400, 600, value=payment)
+            return before + 1
 
         def claim(task: int, measured: bool = False) -> None:
             move(measured and "claim", solver, "claim", task, keccak(secret))
@@ -68,7 +72,7 @@ def main() -> None:
         whistle.deposit(Role.WHISTLEBLOWER, 10 * ETHER)
 
         # honest lifecycle
-        task = create()
+        task = create(measured=True)
         claim(task, measured=True)
         submit(task, measured=True)
         run("accept", verifier, "accept", task)
@@ -100,9 +104,7 @@ def main() -> None:
         run("withdraw_stake", whistle, "withdraw_stake")
         run("publish_terms", owner, "publish_terms",
             Terms(forced_error_ppm=1_000_000, tax_ppm=100_000, min_payment=4 * ETHER).as_tuple())
-        task = submitter.call("task_count") + 1
-        submitter.transact("create_task", "QmSpecCid", commitments(), ETHER, submitter.now() + 86_400, 600,
-                           value=4 * ETHER)
+        task = create(payment=4 * ETHER)  # the minimum payment of these terms
         claim(task)
         submit(task)
         verifier.transact("challenge", task, keccak(b"root"), 0)
