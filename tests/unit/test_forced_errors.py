@@ -24,7 +24,7 @@ def _fund_jackpot(flow, tasks: int = 2) -> None:
         flow.claim(flow.create())
 
 
-def _declare(market, task_id, secret=SECRET, sender=None, actors=None):
+def _declare(market, task_id, secret=SECRET, sender=None):
     with boa.env.prank(sender or market.tasks(task_id).solver):
         market.declare_forced_error(task_id, secret)
 
