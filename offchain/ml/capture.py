@@ -1,0 +1,595 @@
+"""Export a PyTorch model's whole training step as a verifiable :class:`~offchain.ml.program.Program`.
+
+``export_program(model, ...)`` builds the step function ``(state, x, y, hyper) -> (next state,
+loss)`` out of ``torch.func.functional_call`` (forward), the chosen loss, ``torch.func.grad``
+(autograd's backward) and the optimizer of ``optim.py``, traces it with ``make_fx`` (functionalized,
+so in-place ops become pure ones) **without decompositions** — the graph holds exactly the ATen
+kernels eager PyTorch runs, so the program trains as fast as a plain loop — and lowers every ATen
+call onto the op set of ``ops.py``:
+
+* view ops (view, permute, transpose, expand, slice, split, unsqueeze, ...) are composed on meta
+  tensors and become one ``view`` node (an affine index map) where a kernel consumes them;
+* Python scalars and value-independent tensors (``ones_like``, masks, positions) become ``const``
+  leaves; ops whose inputs are all constants are folded at export;
+* anything else must be in the op set, or the export fails naming the ATen op and the model line.
+
+Why ``make_fx`` over ``torch.export``: it traces ``torch.func.grad`` through to the backward
+kernels in one graph with the real autograd formulas on torch 2.13, while ``torch.export``
+captures the forward only (its joint-graph API is still private).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from .errors import GraphError
+from .ops import SIGNED, f32_bits
+from .optim import OptimizerConfig
+from .program import DTYPE_NAMES, Node, Program, StateSlot, constant_root, validate
+
+aten = torch.ops.aten
+LOSSES = ("cross_entropy", "lm_cross_entropy")
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_HERE = os.path.dirname(__file__)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What the step trains on: ``data_x`` rows of ``data_dim`` floats reshaped to ``input_shape``
+    (classification), or rows of ``seq_len + 1`` token ids (language modelling)."""
+
+    batch_size: int
+    input_shape: tuple[int, ...]
+    loss: str = "cross_entropy"
+    optimizer: OptimizerConfig = OptimizerConfig()
+
+    @property
+    def data_dim(self) -> int:
+        if self.loss == "lm_cross_entropy":
+            (seq_len,) = self.input_shape
+            return seq_len + 1
+        size = 1
+        for dim in self.input_shape:
+            size *= dim
+        return size
+
+
+def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str, Any] | None = None) -> Program:
+    """Capture ``model``'s training step under ``config`` (see the module docstring)."""
+    if config.loss not in LOSSES:
+        raise GraphError(f"unknown loss {config.loss!r}; allowed: {LOSSES}")
+    names = [name for name, _ in model.named_parameters()]
+    params = [p.detach() for _, p in model.named_parameters()]
+    buffers = {name: b.detach() for name, b in model.named_buffers()}
+    optimizer = config.optimizer
+    buffer_kinds = optimizer.buffers()
+    step = _step_function(model, names, buffers, config)
+    state = params + [torch.zeros_like(p) for p in params for _ in buffer_kinds]
+    x = torch.zeros(config.batch_size, config.data_dim)
+    y = torch.zeros(config.batch_size, dtype=torch.int64)
+    hyper = torch.tensor(optimizer.hyper_row(0, 1), dtype=torch.float32)
+    model.train()
+    try:
+        with sdpa_kernel([SDPBackend.MATH]):
+            graph = make_fx(torch.func.functionalize(step, remove="mutations"), record_stack_traces=True)(
+                *state, x, y, hyper)
+    except GraphError:
+        raise
+    except Exception as exc:  # tracing runs user code: report its error in one line
+        raise GraphError(f"tracing the training step failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    slots = [StateSlot(name, tuple(p.shape), "param") for name, p in zip(names, params)]
+    slots += [StateSlot(f"{name}.{kind}", tuple(p.shape), "buffer") for name, p in zip(names, params) for kind in buffer_kinds]
+    program = _Lowering(graph, slots, optimizer.hyper_names).run()
+    program.meta.update(meta or {})
+    program.meta.update({
+        "loss": config.loss, "input_shape": list(config.input_shape), "optimizer": optimizer.to_dict(),
+    })
+    validate(program)
+    return program
+
+
+def _step_function(model, names, buffers, config: ExportConfig) -> Callable:
+    optimizer = config.optimizer
+    n_params = len(names)
+    n_buffers = len(optimizer.buffers())
+
+    def loss_of(params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if config.loss == "lm_cross_entropy":
+            tokens = x.to(torch.int64)
+            logits = torch.func.functional_call(model, {**params, **buffers}, (tokens[:, :-1],))
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+        inputs = x.reshape(x.shape[0], *config.input_shape)
+        return F.cross_entropy(torch.func.functional_call(model, {**params, **buffers}, (inputs,)), y)
+
+    def step(*args):
+        params = dict(zip(names, args[:n_params]))
+        states = args[n_params:n_params + n_params * n_buffers]
+        x, y, hyper = args[-3:]
+        grads, loss = torch.func.grad_and_value(loss_of)(params, x, y)
+        per_param = [list(states[i * n_buffers:(i + 1) * n_buffers]) for i in range(n_params)]
+        new_params, new_buffers = optimizer.update(list(params.values()), [grads[n] for n in names], per_param, hyper)
+        return (*new_params, *[b for group in new_buffers for b in group], loss.detach())
+
+    return step
+
+
+# --------------------------------------------------------------------------------------------
+# Lowering
+
+
+@dataclass
+class _Value:
+    """A traced tensor: a node (``meta`` contiguous), a view of one (``meta`` a strided view of
+    the node's storage), or a constant (``const`` holds it)."""
+
+    node: int | None
+    meta: torch.Tensor
+    const: torch.Tensor | None = None
+
+
+VIEW_OPS = {
+    aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.permute.default, aten.t.default,
+    aten.transpose.int, aten.expand.default, aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims,
+    aten.squeeze.default, aten.slice.Tensor, aten.select.int, aten.split.Tensor, aten.split_with_sizes.default,
+    aten.unbind.int, aten.alias.default, aten.chunk.default, aten.narrow.default, aten.flatten.using_ints,
+}
+IDENTITY_OPS = {aten.clone.default, aten.detach.default, aten.lift_fresh_copy.default, aten.contiguous.default}
+CREATION_OPS = {
+    aten.ones_like.default, aten.zeros_like.default, aten.full_like.default, aten.empty_like.default,
+    aten.ones.default, aten.zeros.default, aten.full.default, aten.arange.default, aten.arange.start,
+    aten.arange.start_step, aten.scalar_tensor.default, aten.empty.memory_format,
+}
+RANDOM_OPS = {aten.native_dropout.default, aten.bernoulli.p, aten.bernoulli_.float, aten.rand_like.default,
+              aten.randn_like.default, aten.rand.default, aten.randn.default}
+UNARY = {
+    aten.neg.default: "neg", aten.abs.default: "abs", aten.exp.default: "exp", aten.log.default: "log",
+    aten.sqrt.default: "sqrt", aten.rsqrt.default: "rsqrt", aten.reciprocal.default: "reciprocal",
+    aten.tanh.default: "tanh", aten.erf.default: "erf", aten.sigmoid.default: "sigmoid", aten.relu.default: "relu",
+    aten.silu.default: "silu", aten.logical_not.default: "logical_not",
+}
+BINARY = {
+    aten.add.Tensor: "add", aten.add.Scalar: "add", aten.sub.Tensor: "sub", aten.sub.Scalar: "sub",
+    aten.mul.Tensor: "mul", aten.mul.Scalar: "mul", aten.div.Tensor: "div", aten.div.Scalar: "div",
+    aten.maximum.default: "maximum", aten.minimum.default: "minimum", aten.clamp_min.default: "maximum",
+    aten.clamp_max.default: "minimum", aten.gelu_backward.default: "gelu_backward",
+    aten.tanh_backward.default: "tanh_backward", aten.sigmoid_backward.default: "sigmoid_backward",
+    aten.silu_backward.default: "silu_backward", aten.logical_and.default: "logical_and",
+    aten.logical_or.default: "logical_or", aten.mm.default: "mm", aten.bmm.default: "bmm",
+    **{getattr(aten, cmp).Tensor: cmp for cmp in ("eq", "ne", "lt", "le", "gt", "ge")},
+    **{getattr(aten, cmp).Scalar: cmp for cmp in ("eq", "ne", "lt", "le", "gt", "ge")},
+}
+SOFTMAX = {
+    aten._softmax.default: "softmax", aten._safe_softmax.default: "safe_softmax",
+    aten._log_softmax.default: "log_softmax",
+}
+
+
+class _Lowering:
+    def __init__(self, graph: torch.fx.GraphModule, slots: list[StateSlot], hyper_names: Sequence[str]) -> None:
+        self.graph = graph
+        self.slots = slots
+        self.hyper_names = tuple(hyper_names)
+        self.nodes: list[Node] = []
+        self.sources: list[str] = []
+        self.constants: dict[int, torch.Tensor] = {}
+        self.values: dict[torch.fx.Node, Any] = {}
+        self.materialised: dict[tuple, int] = {}
+        self.source = "?"
+
+    # ---------------------------------------------------------------------------- emission
+
+    def emit(self, op: str, inputs: Sequence[int], like: torch.Tensor, attrs: Sequence[int] = ()) -> int:
+        if like.dtype not in DTYPE_NAMES:
+            raise GraphError(f"dtype {like.dtype} is not supported (float32, int64 and bool are), at {self.source}")
+        node = Node(len(self.nodes), op, DTYPE_NAMES[like.dtype], tuple(inputs), tuple(like.shape), tuple(attrs))
+        self.nodes.append(node)
+        self.sources.append(self.source)
+        return node.id
+
+    def fresh(self, op: str, inputs: Sequence[int], like: torch.Tensor, attrs: Sequence[int] = ()) -> _Value:
+        node = self.emit(op, inputs, like, attrs)
+        return _Value(node, torch.empty(like.shape, dtype=like.dtype, device="meta"))
+
+    def constant(self, tensor: torch.Tensor) -> _Value:
+        return _Value(None, torch.empty(tensor.shape, dtype=tensor.dtype, device="meta"), tensor)
+
+    def node_of(self, value: Any, like_dtype: torch.dtype = torch.float32) -> int:
+        """The node holding ``value`` (a view, a constant or a Python scalar gets one)."""
+        if not isinstance(value, _Value):
+            value = self.constant(_scalar_tensor(value, like_dtype))
+        if value.const is not None:
+            tensor = value.const.contiguous()
+            key = ("const", tensor.dtype, tuple(tensor.shape), tensor.numpy().tobytes())
+            if key not in self.materialised:
+                node = self.emit("const", (), tensor, (constant_root(tensor),))
+                self.constants[node] = tensor
+                self.materialised[key] = node
+            return self.materialised[key]
+        meta, base = value.meta, self.nodes[value.node]
+        if tuple(meta.shape) == base.shape and meta.is_contiguous() and meta.storage_offset() == 0:
+            return value.node
+        key = ("view", value.node, tuple(meta.shape), meta.stride(), meta.storage_offset())
+        if key not in self.materialised:
+            self.materialised[key] = self.emit("view", (value.node,), meta, (meta.storage_offset(), *meta.stride()))
+        return self.materialised[key]
+
+    # ---------------------------------------------------------------------------- walk
+
+    def run(self) -> Program:
+        placeholders = [n for n in self.graph.graph.nodes if n.op == "placeholder"]
+        n_state = len(self.slots)
+        if len(placeholders) != n_state + 3:
+            raise GraphError("unexpected step signature")
+        for index, fx in enumerate(placeholders):
+            val = fx.meta["val"]
+            self.source = "training state" if index < n_state else "batch"
+            if index < n_state:
+                self.values[fx] = self.fresh("state", (), val, (index,))
+            else:
+                self.values[fx] = self.fresh(("data_x", "data_y", "hyper")[index - n_state], (), val)
+        outputs: list = []
+        for fx in self.graph.graph.nodes:
+            self.source = _source_line(fx)
+            if fx.op == "get_attr":
+                self.values[fx] = self.constant(getattr(self.graph, fx.target).detach())
+            elif fx.op == "call_function":
+                self.values[fx] = self.lower(fx)
+            elif fx.op == "output":
+                outputs = list(fx.args[0])
+        results = [self.values[o] for o in outputs]
+        self.source = "optimizer update"
+        new_state = [self.node_of(v) for v in results[:n_state]]
+        loss = self.node_of(results[n_state])
+        return Program(
+            nodes=tuple(self.nodes), state=tuple(self.slots), outputs=tuple(new_state), loss=loss,
+            constants=self.constants, hyper_names=self.hyper_names, sources=tuple(self.sources), meta={},
+        )
+
+    def arg(self, a: Any) -> Any:
+        if isinstance(a, torch.fx.Node):
+            return self.values[a]
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.arg(x) for x in a)
+        return a
+
+    def lower(self, fx: torch.fx.Node) -> Any:
+        target = fx.target
+        args = [self.arg(a) for a in fx.args]
+        kwargs = {k: self.arg(v) for k, v in fx.kwargs.items()}
+        if target is _getitem:
+            return args[0][args[1]]
+        if target in RANDOM_OPS:
+            raise GraphError(f"{target} draws random numbers, which a program cannot hold yet "
+                             f"(dropout and random init are not supported), at {self.source}")
+        if target in CREATION_OPS:  # only the shape of a `*_like` input matters
+            return self.constant(_run_real(target, _realise(args, shapes_only=True), _realise(kwargs)))
+        values = [a for a in _flat(args) + _flat(list(kwargs.values())) if isinstance(a, _Value)]
+        if values and all(v.const is not None for v in values):
+            return self.constant(_run_real(target, _realise(args), _realise(kwargs)))
+        if target in IDENTITY_OPS:
+            return args[0]
+        if target is aten._to_copy.default:
+            return self.cast(args[0], kwargs.get("dtype", args[0].meta.dtype), fx)
+        if target in VIEW_OPS:
+            return self.view(target, args, kwargs)
+        handler = _HANDLERS.get(target)
+        if handler is None:
+            raise GraphError(f"op {target} is not in the verifiable op set (see docs/programs.md), at {self.source}")
+        return handler(self, fx, args, kwargs)
+
+    def view(self, target, args, kwargs) -> Any:
+        source = args[0]
+        if source.const is not None:
+            return self.constant(target(source.const, *args[1:], **kwargs))
+        try:
+            result = target(source.meta, *args[1:], **kwargs)
+        except RuntimeError:  # a reshape no strides can express: read the view out first
+            base = self.node_of(source)
+            source = _Value(base, torch.empty(self.nodes[base].shape, dtype=source.meta.dtype, device="meta"))
+            result = target(source.meta, *args[1:], **kwargs)
+        wrap = lambda m: _Value(source.node, m)  # noqa: E731
+        if isinstance(result, (list, tuple)):
+            return [wrap(m) for m in result]
+        return wrap(result)
+
+    def cast(self, value: _Value, dtype: torch.dtype, fx) -> _Value:
+        if dtype == value.meta.dtype:
+            return value
+        return self.fresh("cast", (self.node_of(value),), fx.meta["val"])
+
+    def op(self, name: str, fx, inputs: Sequence[Any], attrs: Sequence[int] = ()) -> _Value:
+        dtype = _compute_dtype(inputs)
+        return self.fresh(name, [self.node_of(i, dtype) for i in inputs], fx.meta["val"], attrs)
+
+    def group(self, names: Sequence[str | None], fx, inputs: Sequence[Any], attrs: Sequence[int]) -> list:
+        """Nodes for the outputs of one multi-output kernel, emitted consecutively."""
+        ids = [self.node_of(i) for i in inputs if i is not None]
+        vals = fx.meta["val"]
+        out: list = []
+        for name, val in zip(names, vals):
+            out.append(self.fresh(name, ids, val, attrs) if name is not None else None)
+        return out
+
+
+_getitem = __import__("operator").getitem
+
+
+def _flat(items: Sequence[Any]) -> list:
+    out: list = []
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            out += _flat(item)
+        else:
+            out.append(item)
+    return out
+
+
+def _realise(args: Any, shapes_only: bool = False) -> Any:
+    """Real tensors for constant values (zeros of the right shape for others if ``shapes_only``)."""
+    if isinstance(args, _Value):
+        if args.const is None and shapes_only:
+            return torch.zeros(args.meta.shape, dtype=args.meta.dtype)
+        return args.const
+    if isinstance(args, dict):
+        return {k: _realise(v, shapes_only) for k, v in args.items()}
+    if isinstance(args, (list, tuple)):
+        return type(args)(_realise(a, shapes_only) for a in args)
+    return args
+
+
+def _run_real(target, args, kwargs) -> torch.Tensor:
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("device", "pin_memory")}
+    return target(*args, **kwargs)
+
+
+def _scalar_tensor(value: Any, dtype: torch.dtype) -> torch.Tensor:
+    if isinstance(value, bool):
+        return torch.tensor(value)
+    if isinstance(value, int) and dtype != torch.float32:
+        return torch.tensor(value, dtype=torch.int64)
+    if isinstance(value, (int, float)):
+        return torch.tensor(value, dtype=torch.float32)
+    raise GraphError(f"unsupported scalar argument {value!r}")
+
+
+def _compute_dtype(inputs: Sequence[Any]) -> torch.dtype:
+    dtypes = {i.meta.dtype for i in inputs if isinstance(i, _Value)}
+    return torch.float32 if torch.float32 in dtypes or not dtypes else torch.int64
+
+
+def _source_line(fx: torch.fx.Node) -> str:
+    """The innermost model line (outside torch and this package) that produced ``fx``."""
+    trace = fx.meta.get("stack_trace")
+    if not trace:
+        return "the backward pass"
+    lines = trace.strip().splitlines()
+    best = None
+    for i, line in enumerate(lines):
+        line = line.strip()
+        if line.startswith('File "'):
+            path = line.split('"')[1]
+            if not path.startswith(_TORCH_DIR) and not path.startswith(_HERE):
+                code = lines[i + 1].strip() if i + 1 < len(lines) else ""
+                number = line.split(", line ")[1].split(",")[0] if ", line " in line else "?"
+                best = f"{os.path.basename(path)}:{number}: {code}"
+    return best or "?"
+
+
+# --------------------------------------------------------------------------------------------
+# Handlers: ATen call -> op-set nodes
+
+
+def _binary(low: _Lowering, fx, args, kwargs):
+    name = BINARY[fx.target]
+    alpha = kwargs.get("alpha", 1)
+    a, b = args[0], args[1]
+    if alpha != 1:
+        b = low.op("mul", fx, [b, alpha]) if isinstance(b, _Value) else b * alpha
+    return low.op(name, fx, [a, b])
+
+
+def _unary(low, fx, args, kwargs):
+    return low.op(UNARY[fx.target], fx, [args[0]])
+
+
+def _pow(low, fx, args, kwargs):
+    base, exponent = args
+    if exponent == 2:
+        return low.op("mul", fx, [base, base])
+    names = {0.5: "sqrt", -0.5: "rsqrt", -1: "reciprocal"}
+    if exponent == 1:
+        return base
+    if exponent not in names:
+        raise GraphError(f"pow with exponent {exponent} is not supported (2, 1, 0.5, -0.5, -1 are), at {low.source}")
+    return low.op(names[exponent], fx, [base])
+
+
+def _rsub(low, fx, args, kwargs):
+    return low.op("sub", fx, [args[1], args[0]])
+
+
+def _clamp(low, fx, args, kwargs):
+    x, lo, hi = (list(args) + [None, None])[:3]
+    lo, hi = kwargs.get("min", lo), kwargs.get("max", hi)
+    if lo is not None:
+        x = low.op("maximum", fx, [x, lo])
+    if hi is not None:
+        x = low.op("minimum", fx, [x, hi])
+    return x
+
+
+def _where(low, fx, args, kwargs):
+    cond, a, b = args
+    dtype = fx.meta["val"].dtype
+    return low.fresh("where", [low.node_of(cond), low.node_of(a, dtype), low.node_of(b, dtype)], fx.meta["val"])
+
+
+def _masked_fill(low, fx, args, kwargs):
+    x, mask, value = args
+    return low.fresh("where", [low.node_of(mask), low.node_of(value, x.meta.dtype), low.node_of(x)], fx.meta["val"])
+
+
+def _threshold_backward(low, fx, args, kwargs):
+    g, x, threshold = args
+    return low.op("threshold_backward", fx, [g, x], (f32_bits(threshold),))
+
+
+def _gelu(low, fx, args, kwargs):
+    name, arity = ("gelu", 1) if fx.target is aten.gelu.default else ("gelu_backward", 2)
+    if kwargs.get("approximate", args[arity] if len(args) > arity else "none") != "none":
+        raise GraphError(f"gelu(approximate='tanh') is not supported (use the exact GELU), at {low.source}")
+    return low.op(name, fx, list(args[:arity]))
+
+
+def _reduce(name):
+    def handler(low, fx, args, kwargs):
+        x = args[0]
+        dims = args[1] if len(args) > 1 else kwargs.get("dim")
+        keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+        rank = x.meta.dim()
+        dims = list(range(rank)) if dims is None or dims == [] else [d % rank for d in dims]
+        if kwargs.get("dtype") not in (None, x.meta.dtype):
+            raise GraphError(f"{name} with a dtype change is not supported, at {low.source}")
+        return low.op(name, fx, [x], (int(bool(keepdim)), *sorted(dims)))
+    return handler
+
+
+def _sum_all(low, fx, args, kwargs):
+    x = args[0]
+    return low.op("sum", fx, [x], (0, *range(x.meta.dim())))
+
+
+def _addmm(low, fx, args, kwargs):
+    bias, a, b = args[:3]
+    if kwargs.get("beta", 1) != 1 or kwargs.get("alpha", 1) != 1:
+        raise GraphError(f"addmm with beta/alpha other than 1 is not supported, at {low.source}")
+    return low.op("addmm", fx, [bias, a, b])
+
+
+def _conv_attrs(stride, padding, dilation, groups, low) -> list[int]:
+    if len(stride) != 2:
+        raise GraphError(f"only 2-d convolutions are supported, at {low.source}")
+    return [*stride, *padding, *dilation, groups]
+
+
+def _convolution(low, fx, args, kwargs):
+    x, w, bias, stride, padding, dilation, transposed, output_padding, groups = args
+    if transposed:
+        raise GraphError(f"transposed convolutions are not supported, at {low.source}")
+    inputs = [x, w] + ([bias] if bias is not None else [])
+    return low.op("conv2d", fx, inputs, _conv_attrs(stride, padding, dilation, groups, low) + [int(bias is not None)])
+
+
+def _convolution_backward(low, fx, args, kwargs):
+    go, x, w, _bias_sizes, stride, padding, dilation, transposed, _out_pad, groups, mask = args
+    bits = sum(1 << i for i, wanted in enumerate(mask) if wanted)
+    names = [n if wanted else None for n, wanted in zip(("conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias"), mask)]
+    return low.group(names, fx, [go, x, w], _conv_attrs(stride, padding, dilation, groups, low) + [bits])
+
+
+def _max_pool(low, fx, args, kwargs):
+    x, kernel, stride, padding, dilation, ceil = (list(args) + [None] * 6)[:6]
+    attrs = _pool_attrs(kernel, stride, padding, dilation, ceil)
+    return low.group(["max_pool2d", "max_pool2d_indices"], fx, [x], attrs)
+
+
+def _pool_attrs(kernel, stride, padding, dilation, ceil) -> list[int]:
+    pair = lambda v, d: list(v) * (2 if len(v) == 1 else 1) if v else d  # noqa: E731
+    kernel = pair(kernel, None)
+    return [*kernel, *pair(stride, kernel), *pair(padding, [0, 0]), *pair(dilation, [1, 1]), int(bool(ceil))]
+
+
+def _max_pool_backward(low, fx, args, kwargs):
+    go, x, kernel, stride, padding, dilation, ceil, indices = args
+    return low.op("max_pool2d_grad", fx, [go, x, indices], _pool_attrs(kernel, stride, padding, dilation, ceil))
+
+
+def _layer_norm(low, fx, args, kwargs):
+    x, shape, w, b, eps = args
+    attrs = [len(shape), f32_bits(eps), int(w is not None), int(b is not None)]
+    return low.group(["layer_norm", "layer_norm_mean", "layer_norm_rstd"], fx, [x, w, b], attrs)
+
+
+def _layer_norm_backward(low, fx, args, kwargs):
+    go, x, shape, mean, rstd, w, b, mask = args
+    bits = sum(1 << i for i, wanted in enumerate(mask) if wanted)
+    names = [n if wanted else None for n, wanted in
+             zip(("layer_norm_grad_input", "layer_norm_grad_weight", "layer_norm_grad_bias"), mask)]
+    attrs = [len(shape), bits, int(w is not None), int(b is not None)]
+    return low.group(names, fx, [go, x, mean, rstd, w, b], attrs)
+
+
+def _group_norm(low, fx, args, kwargs):
+    x, w, b, n, c, hw, groups, eps = args
+    attrs = [n, c, hw, groups, f32_bits(eps), int(w is not None), int(b is not None)]
+    return low.group(["group_norm", "group_norm_mean", "group_norm_rstd"], fx, [x, w, b], attrs)
+
+
+def _softmax(low, fx, args, kwargs):
+    x, dim = args[0], args[1] % args[0].meta.dim()
+    return low.op(SOFTMAX[fx.target], fx, [x], (dim,))
+
+
+def _softmax_backward(low, fx, args, kwargs):
+    g, y, dim = args[0], args[1], args[2] % args[0].meta.dim()
+    name = "softmax_grad" if fx.target is aten._softmax_backward_data.default else "log_softmax_grad"
+    return low.op(name, fx, [g, y], (dim,))
+
+
+def _nll_loss(low, fx, args, kwargs):
+    logp, target, weight, reduction, ignore = args
+    if weight is not None:
+        raise GraphError(f"class weights in the loss are not supported, at {low.source}")
+    return low.group(["nll_loss", "nll_loss_weight"], fx, [logp, target], [reduction, ignore + SIGNED])
+
+
+def _nll_loss_backward(low, fx, args, kwargs):
+    go, logp, target, weight, reduction, ignore, total = args
+    return low.op("nll_loss_grad", fx, [go, logp, target, total], (reduction, ignore + SIGNED))
+
+
+def _embedding(low, fx, args, kwargs):
+    w, idx = args[:2]
+    padding = args[2] if len(args) > 2 else -1
+    return low.op("embedding", fx, [w, idx], (padding + SIGNED,))
+
+
+def _embedding_backward(low, fx, args, kwargs):
+    go, idx, num_weights, padding, scale = args
+    return low.op("embedding_grad", fx, [go, idx], (num_weights, padding + SIGNED, int(scale)))
+
+
+def _cat(low, fx, args, kwargs):
+    tensors, dim = args[0], (args[1] if len(args) > 1 else kwargs.get("dim", 0))
+    return low.op("cat", fx, list(tensors), (dim % fx.meta["val"].dim(),))
+
+
+_HANDLERS: dict[Any, Callable] = {
+    **{op: _binary for op in BINARY},
+    **{op: _unary for op in UNARY},
+    aten.pow.Tensor_Scalar: _pow, aten.rsub.Scalar: _rsub, aten.clamp.default: _clamp,
+    aten.where.self: _where, aten.masked_fill.Scalar: _masked_fill,
+    aten.threshold_backward.default: _threshold_backward,
+    aten.gelu.default: _gelu, aten.gelu_backward.default: _gelu,
+    aten.sum.dim_IntList: _reduce("sum"), aten.sum.default: _sum_all, aten.mean.dim: _reduce("mean"),
+    aten.amax.default: _reduce("amax"),
+    aten.addmm.default: _addmm,
+    aten.convolution.default: _convolution, aten.convolution_backward.default: _convolution_backward,
+    aten.max_pool2d_with_indices.default: _max_pool,
+    aten.max_pool2d_with_indices_backward.default: _max_pool_backward,
+    aten.native_layer_norm.default: _layer_norm, aten.native_layer_norm_backward.default: _layer_norm_backward,
+    aten.native_group_norm.default: _group_norm,
+    **{op: _softmax for op in SOFTMAX},
+    aten._softmax_backward_data.default: _softmax_backward,
+    aten._log_softmax_backward_data.default: _softmax_backward,
+    aten.nll_loss_forward.default: _nll_loss, aten.nll_loss_backward.default: _nll_loss_backward,
+    aten.embedding.default: _embedding, aten.embedding_dense_backward.default: _embedding_backward,
+    aten.cat.default: _cat,
+}

@@ -1,0 +1,402 @@
+"""Training programs: a whole training step captured from PyTorch, stored as data, executed fast.
+
+A :class:`Program` is the verifiable form of one training step (forward, loss, backward, optimizer
+update) of any supported ``torch.nn.Module``: a flat list of :class:`Node` s over the op set of
+``offchain/ml/ops.py``. It is produced by ``offchain/ml/capture.py`` (PyTorch's own tracing; the
+backward pass comes from autograd) and published as canonical JSON (``dtm-program/1``). Solvers
+and verifiers never run the submitter's Python: they parse this file and execute it.
+
+Leaves of a program:
+
+* ``state``  : the training state, in canonical order: parameters, then optimizer state (momentum
+  buffers, Adam moments). ``attrs = [index]``. The step's outputs are the next state, same order.
+* ``data_x`` / ``data_y``: the batch rows ``(B, D)`` float32 and labels ``(B,)`` int64, exactly as
+  the dataset commits them; the model's input shape is a ``view`` of ``data_x``.
+* ``hyper``  : the step's scalars ``(H,)`` float32 (learning rate and bias corrections of the
+  schedule), row ``step`` of the task's committed hyper-parameter table.
+* ``const``  : a constant tensor shipped in the file (scalars of the model, masks, positions);
+  ``attrs = [uint256(tensor_root)]`` so the graph root commits to its contents.
+
+``root`` = ``keccak256(merkle_root(keccak256(descriptor_i)) ‖ uint256(n_nodes))`` as for the
+compiled MLP graphs; a descriptor is ``abi.encode(id, opcode, dtype, inputs[], shape[], attrs[])``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from eth_abi import encode as abi_encode
+
+from .commit import keccak256, merkle_root, sized_root, tensor_root
+from .errors import GraphError
+from .spec import canonical_json, check_keys, parse_json_object, strict_int
+
+PROGRAM_FORMAT = "dtm-program/1"
+MAX_PROGRAM_BYTES = 64 * 1024 * 1024
+MAX_NODES = 1 << 16
+MAX_RANK = 8
+MAX_INPUTS = 8
+MAX_ATTRS = 32
+MAX_NUMEL = 1 << 31
+
+DTYPES: dict[str, torch.dtype] = {"f32": torch.float32, "i64": torch.int64, "bool": torch.bool}
+DTYPE_CODES = {"f32": 0, "i64": 1, "bool": 2}
+DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+LEAVES = ("state", "data_x", "data_y", "hyper", "const")
+
+
+@dataclass(frozen=True)
+class Node:
+    """One op application; ``descriptor()`` is its committed encoding."""
+
+    id: int
+    op: str
+    dtype: str
+    inputs: tuple[int, ...]
+    shape: tuple[int, ...]
+    attrs: tuple[int, ...] = ()
+
+    def descriptor(self) -> bytes:
+        from .ops import OPS
+
+        return abi_encode(
+            ["uint256", "uint256", "uint256", "uint256[]", "uint256[]", "uint256[]"],
+            [self.id, OPS[self.op].code, DTYPE_CODES[self.dtype], list(self.inputs), list(self.shape),
+             list(self.attrs)],
+        )
+
+    def hash(self) -> bytes:
+        return keccak256(self.descriptor())
+
+    @property
+    def numel(self) -> int:
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count
+
+    def to_json(self) -> list:
+        return [self.op, self.dtype, list(self.inputs), list(self.shape), list(self.attrs)]
+
+
+@dataclass(frozen=True)
+class StateSlot:
+    """One tensor of the training state: a parameter or an optimizer buffer (zeros at step 0)."""
+
+    name: str
+    shape: tuple[int, ...]
+    kind: str  # "param" | "buffer"
+
+
+@dataclass(frozen=True)
+class Program:
+    """A captured training step (see the module docstring)."""
+
+    nodes: tuple[Node, ...]
+    state: tuple[StateSlot, ...]
+    outputs: tuple[int, ...]           # next state, in ``state`` order
+    loss: int                          # the step's scalar loss
+    constants: dict[int, torch.Tensor]
+    hyper_names: tuple[str, ...]
+    sources: tuple[str, ...] = ()      # model line per node, for messages (not committed)
+    meta: dict[str, Any] = field(default_factory=dict)  # model, optimizer, input shape (not committed)
+
+    @property
+    def root(self) -> bytes:
+        return sized_root(merkle_root([node.hash() for node in self.nodes]), len(self.nodes))
+
+    def leaf(self, op: str) -> int | None:
+        return next((node.id for node in self.nodes if node.op == op), None)
+
+    @property
+    def batch_size(self) -> int:
+        node = self.leaf("data_x")
+        if node is None:
+            raise GraphError("program has no data_x leaf")
+        return self.nodes[node].shape[0]
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(slot.name for slot in self.state if slot.kind == "param")
+
+    def num_params(self) -> int:
+        return sum(int(np.prod(slot.shape, dtype=np.int64)) for slot in self.state if slot.kind == "param")
+
+    def work(self) -> dict[str, int]:
+        """FLOPs and bytes moved by one step, from the graph (``dtm task quote``)."""
+        from .ops import OPS
+
+        flops = moved = 0
+        for node in self.nodes:
+            inputs = [self.nodes[i] for i in node.inputs]
+            flops += OPS[node.op].flops(node, inputs)
+            if node.op not in LEAVES and node.op != "view":
+                moved += 4 * (node.numel + sum(i.numel for i in inputs))
+        return {"flops": flops, "bytes": moved, "nodes": len(self.nodes)}
+
+    def describe(self, node_id: int) -> str:
+        node = self.nodes[node_id]
+        where = self.sources[node_id] if node_id < len(self.sources) and self.sources[node_id] else "?"
+        return f"node {node_id} ({node.op}, from {where})"
+
+    # ---------------------------------------------------------------------------- serialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": PROGRAM_FORMAT,
+            "nodes": [node.to_json() for node in self.nodes],
+            "state": [[slot.name, list(slot.shape), slot.kind] for slot in self.state],
+            "outputs": list(self.outputs),
+            "loss": self.loss,
+            "hyper": list(self.hyper_names),
+            "constants": {str(i): base64.b64encode(_le_bytes(t)).decode() for i, t in sorted(self.constants.items())},
+            "sources": list(self.sources),
+            "meta": self.meta,
+        }
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Program:
+        return cls.from_dict(parse_json_object(data, "program", MAX_PROGRAM_BYTES, GraphError))
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Program:
+        """Strict parse of untrusted bytes: every node is checked by :func:`validate`."""
+        check_keys(obj, {"format", "nodes", "state", "outputs", "loss", "hyper", "constants", "sources", "meta"},
+                   "program", GraphError)
+        if obj["format"] != PROGRAM_FORMAT:
+            raise GraphError(f"program format must be {PROGRAM_FORMAT!r}")
+        raw_nodes = obj["nodes"]
+        if not isinstance(raw_nodes, list) or not 0 < len(raw_nodes) <= MAX_NODES:
+            raise GraphError(f"program needs 1..{MAX_NODES} nodes")
+        nodes = tuple(_parse_node(i, raw) for i, raw in enumerate(raw_nodes))
+        state = []
+        for raw in _list(obj["state"], "state"):
+            if not (isinstance(raw, list) and len(raw) == 3 and isinstance(raw[0], str) and raw[2] in ("param", "buffer")):
+                raise GraphError("state entries are [name, shape, 'param'|'buffer']")
+            state.append(StateSlot(raw[0], _shape(raw[1], "state shape"), raw[2]))
+        constants = {}
+        raw_constants = obj["constants"]
+        if not isinstance(raw_constants, dict):
+            raise GraphError("constants must be an object")
+        for key, text in raw_constants.items():
+            if not key.isdigit() or not isinstance(text, str) or int(key) >= len(nodes):
+                raise GraphError(f"constant {key!r} is malformed")
+            node = nodes[int(key)]
+            constants[node.id] = _from_le_bytes(_b64(text), node)
+        sources = tuple(str(s) for s in _list(obj["sources"], "sources"))
+        hyper = tuple(str(h) for h in _list(obj["hyper"], "hyper"))
+        program = cls(
+            nodes=nodes,
+            state=tuple(state),
+            outputs=tuple(strict_int(o, "output", 0, len(nodes) - 1, GraphError) for o in _list(obj["outputs"], "outputs")),
+            loss=strict_int(obj["loss"], "loss", 0, len(nodes) - 1, GraphError),
+            constants=constants,
+            hyper_names=hyper,
+            sources=sources,
+            meta=obj["meta"] if isinstance(obj["meta"], dict) else {},
+        )
+        validate(program)
+        return program
+
+
+def _list(value: Any, what: str) -> list:
+    if not isinstance(value, list):
+        raise GraphError(f"{what} must be a list")
+    return value
+
+
+def _shape(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > MAX_RANK:
+        raise GraphError(f"{what} must be a list of at most {MAX_RANK} sizes")
+    shape = tuple(strict_int(s, what, 1, MAX_NUMEL, GraphError) for s in value)
+    if int(np.prod(shape, dtype=object)) > MAX_NUMEL:
+        raise GraphError(f"{what} {list(shape)} has too many elements")
+    return shape
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise GraphError(f"constant is not base64: {exc}") from exc
+
+
+def _parse_node(index: int, raw: Any) -> Node:
+    from .ops import OPS
+
+    if not isinstance(raw, list) or len(raw) != 5:
+        raise GraphError(f"node {index}: expected [op, dtype, inputs, shape, attrs]")
+    op, dtype, inputs, shape, attrs = raw
+    if op not in OPS:
+        raise GraphError(f"node {index}: unknown op {op!r}")
+    if dtype not in DTYPES:
+        raise GraphError(f"node {index}: unknown dtype {dtype!r}")
+    if not isinstance(inputs, list) or len(inputs) > MAX_INPUTS:
+        raise GraphError(f"node {index}: at most {MAX_INPUTS} inputs")
+    if not isinstance(attrs, list) or len(attrs) > MAX_ATTRS:
+        raise GraphError(f"node {index}: at most {MAX_ATTRS} attrs")
+    return Node(
+        index, op, dtype,
+        tuple(strict_int(i, f"node {index} input", 0, index - 1 if index else -1, GraphError) for i in inputs),
+        _shape(shape, f"node {index} shape"),
+        tuple(strict_int(a, f"node {index} attr", 0, (1 << 256) - 1, GraphError) for a in attrs),
+    )
+
+
+def _le_bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.detach().cpu().contiguous().numpy().astype(tensor.numpy().dtype.newbyteorder("<")).tobytes()
+
+
+def _from_le_bytes(data: bytes, node: Node) -> torch.Tensor:
+    dtype = DTYPES[node.dtype]
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if len(data) != node.numel * itemsize:
+        raise GraphError(f"constant of node {node.id} has {len(data)} bytes, expected {node.numel * itemsize}")
+    np_dtype = {torch.float32: "<f4", torch.int64: "<i8", torch.bool: "?"}[dtype]
+    tensor = torch.from_numpy(np.frombuffer(data, dtype=np_dtype).copy()).reshape(node.shape)
+    if dtype == torch.float32 and not bool(torch.isfinite(tensor).all()) and not _only_neg_inf(tensor):
+        raise GraphError(f"constant of node {node.id} holds NaN or +Inf")
+    return tensor
+
+
+def _only_neg_inf(tensor: torch.Tensor) -> bool:
+    """Masks may hold -inf (an additive attention mask); NaN and +inf are never constants."""
+    return not bool(torch.isnan(tensor).any()) and not bool(torch.isposinf(tensor).any())
+
+
+def constant_root(tensor: torch.Tensor) -> int:
+    return int.from_bytes(tensor_root(tensor if tensor.dtype != torch.bool else tensor.to(torch.int64)), "big")
+
+
+def validate(program: Program) -> None:
+    """Structural checks of an untrusted program; shapes are re-derived op by op (ops.py)."""
+    from .ops import OPS
+
+    nodes = program.nodes
+    for node in nodes:
+        spec = OPS[node.op]
+        try:
+            spec.check(node, [nodes[i] for i in node.inputs])
+        except GraphError as exc:
+            raise GraphError(f"{program.describe(node.id)}: {exc}") from None
+        if node.op == "const":
+            if node.id not in program.constants:
+                raise GraphError(f"node {node.id}: const without data")
+            if constant_root(program.constants[node.id]) != node.attrs[0]:
+                raise GraphError(f"node {node.id}: const data does not match its committed root")
+    states = [node for node in nodes if node.op == "state"]
+    if [n.attrs[0] for n in states] != list(range(len(program.state))):
+        raise GraphError("state leaves must be numbered 0..n-1 in order")
+    for slot, node in zip(program.state, states):
+        if slot.shape != node.shape or node.dtype != "f32":
+            raise GraphError(f"state {slot.name!r} does not match its leaf")
+    if len(program.outputs) != len(program.state):
+        raise GraphError("a step must output the whole next state")
+    for slot, out in zip(program.state, program.outputs):
+        if nodes[out].shape != slot.shape or nodes[out].dtype != "f32":
+            raise GraphError(f"output for {slot.name!r} has shape {nodes[out].shape}, expected {slot.shape}")
+    if nodes[program.loss].shape != () or nodes[program.loss].dtype != "f32":
+        raise GraphError("the loss must be a float32 scalar")
+    hyper = program.leaf("hyper")
+    if hyper is not None and nodes[hyper].shape != (len(program.hyper_names),):
+        raise GraphError("hyper leaf shape does not match the hyper names")
+    if len({n.op for n in nodes if n.op in ("data_x", "data_y", "hyper")}) != sum(
+        1 for n in nodes if n.op in ("data_x", "data_y", "hyper")
+    ):
+        raise GraphError("data_x, data_y and hyper appear at most once")
+
+
+# --------------------------------------------------------------------------------------------
+# Execution
+
+
+@contextlib.contextmanager
+def execution_context(num_threads: int | None = 1) -> Iterator[None]:
+    """Deterministic algorithms and a fixed intra-op thread count (bitwise replay on one machine)."""
+    previous_threads = torch.get_num_threads()
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.use_deterministic_algorithms(previous_deterministic)
+
+
+@dataclass
+class StepResult:
+    state: list[torch.Tensor]
+    loss: torch.Tensor
+    trace: list[torch.Tensor] | None = None
+
+
+Kernel = Callable[[list], Any]
+
+
+class ProgramExecutor:
+    """Runs a program with one PyTorch kernel per node (several nodes share one call where one
+    ATen kernel produces them all), freeing every value after its last use unless a trace is kept."""
+
+    def __init__(self, program: Program) -> None:
+        from .ops import build_plan
+
+        self.program = program
+        self._plan = build_plan(program)
+        self._size = len(program.nodes)
+        self._leaves = {op: program.leaf(op) for op in ("data_x", "data_y", "hyper")}
+        self._states = [node.id for node in program.nodes if node.op == "state"]
+        keep = set(program.outputs) | {program.loss}
+        last_use: dict[int, int] = {}
+        for position, (slots, _fn, inputs) in enumerate(self._plan):
+            for i in inputs:
+                last_use[i] = position
+        self._free: list[tuple[int, ...]] = [() for _ in self._plan]
+        for node_id, position in last_use.items():
+            if node_id not in keep:
+                self._free[position] += (node_id,)
+
+    def run(
+        self,
+        state: Sequence[torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        hyper: torch.Tensor | None = None,
+        keep_trace: bool = False,
+    ) -> StepResult:
+        values: list = [None] * self._size
+        for node_id, tensor in zip(self._states, state):
+            values[node_id] = tensor
+        for op, tensor in (("data_x", x), ("data_y", y), ("hyper", hyper)):
+            if self._leaves[op] is not None:
+                values[self._leaves[op]] = tensor
+        for node_id, tensor in self.program.constants.items():
+            values[node_id] = tensor
+        free = None if keep_trace else self._free
+        for position, (slots, fn, _inputs) in enumerate(self._plan):
+            out = fn(values)
+            if len(slots) == 1:
+                values[slots[0]] = out
+            else:
+                for slot, tensor in zip(slots, out):
+                    values[slot] = tensor
+            if free is not None:
+                for node_id in free[position]:
+                    values[node_id] = None
+        new_state = [values[i] for i in self.program.outputs]
+        trace = [v.contiguous() if isinstance(v, torch.Tensor) else v for v in values] if keep_trace else None
+        return StepResult(new_state, values[self.program.loss], trace)
+
+
+def trace_roots(trace: Sequence[torch.Tensor]) -> list[bytes]:
+    """Per-node output roots in node id order (bool outputs are committed as int64 0/1)."""
+    return [tensor_root(t if t.dtype != torch.bool else t.to(torch.int64)) for t in trace]

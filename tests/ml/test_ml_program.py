@@ -1,0 +1,245 @@
+"""Training programs captured from PyTorch: export, the graph as data, and execution.
+
+The executor runs a parsed program (never the model's Python) and must train bitwise like eager
+PyTorch running the same step; a plain ``torch.optim`` loop must reach the same losses within
+float noise.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from offchain.ml.capture import ExportConfig, _step_function, export_program
+from offchain.ml.errors import GraphError
+from offchain.ml.models import CNN, GPT, MLP
+from offchain.ml.ops import OPS, check_ops_table
+from offchain.ml.optim import OptimizerConfig
+from offchain.ml.program import Program, ProgramExecutor, execution_context
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+ADAMW = OptimizerConfig("adamw", 3e-3, weight_decay=0.01, schedule="cosine", warmup_steps=2, clip_norm=1.0)
+FAMILIES = {
+    "mlp": (lambda: MLP(64, (32, 32), 10), ExportConfig(16, (64,))),
+    "cnn": (lambda: CNN(1, 8, 8, 10), ExportConfig(8, (1, 8, 8), optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))),
+    "gpt": (lambda: GPT(50, 16, 32, 4, 2), ExportConfig(4, (16,), loss="lm_cross_entropy", optimizer=ADAMW)),
+}
+
+
+def _batch(config: ExportConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    if config.loss == "lm_cross_entropy":
+        x = torch.randint(0, 50, (config.batch_size, config.data_dim), generator=generator).float()
+        return x, torch.zeros(config.batch_size, dtype=torch.int64)
+    x = torch.randn(config.batch_size, config.data_dim, generator=generator)
+    return x, torch.randint(0, 10, (config.batch_size,), generator=generator)
+
+
+def _initial_state(model: nn.Module, config: ExportConfig) -> list[torch.Tensor]:
+    params = [p.detach().clone() for p in model.parameters()]
+    return params + [torch.zeros_like(p) for p in params for _ in config.optimizer.buffers()]
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family(request):
+    torch.manual_seed(0)
+    make, config = FAMILIES[request.param]
+    model = make()
+    return request.param, model, config, export_program(model, config)
+
+
+def test_program__trains_bitwise_like_eager_pytorch_running_the_same_step(family):
+    _name, model, config, program = family
+    executor = ProgramExecutor(Program.from_bytes(program.to_bytes()))
+    eager = _step_function(model, [n for n, _ in model.named_parameters()], {}, config)
+    ours = theirs = _initial_state(model, config)
+    generator = torch.Generator().manual_seed(1)
+    with execution_context(1), sdpa_kernel([SDPBackend.MATH]):
+        for step in range(4):
+            x, y = _batch(config, generator)
+            hyper = config.optimizer.hyper_table(4)[step]
+            result = executor.run(ours, x, y, hyper)
+            *theirs, loss = eager(*theirs, x, y, hyper)
+            ours = result.state
+            assert torch.equal(result.loss, loss)
+            assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert any(not torch.equal(a, b) for a, b in zip(ours, _initial_state(model, config)))
+
+
+def test_program__matches_a_plain_torch_optim_loop_within_float_noise():
+    torch.manual_seed(3)
+    _initial = GPT(40, 12, 32, 4, 1)
+    torch.manual_seed(3)
+    model = GPT(40, 12, 32, 4, 1)
+    optimizer = OptimizerConfig("adamw", 1e-2, weight_decay=0.1)
+    config = ExportConfig(8, (12,), loss="lm_cross_entropy", optimizer=optimizer)
+    executor = ProgramExecutor(export_program(model, config))
+    state = _initial_state(model, config)
+    plain = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1, eps=optimizer.eps)
+    x = (torch.arange(8 * 13).reshape(8, 13) % 7).float()  # a learnable pattern
+    y = torch.zeros(8, dtype=torch.int64)
+    ours, theirs = [], []
+    with execution_context(1):
+        for step in range(30):
+            result = executor.run(state, x, y, optimizer.hyper_table(30)[step])
+            state = result.state
+            ours.append(float(result.loss))
+            tokens = x.long()
+            logits = model(tokens[:, :-1])
+            loss = F.cross_entropy(logits.reshape(-1, 40), tokens[:, 1:].reshape(-1))
+            plain.zero_grad()
+            loss.backward()
+            plain.step()
+            theirs.append(loss.item())
+    assert ours[-1] < ours[0] - 0.5
+    assert max(abs(a - b) for a, b in zip(ours, theirs)) < 1e-3
+    # Adam turns rounding noise in near-zero gradients into up to lr-sized steps: compare the
+    # parameter gap with how far the parameters moved
+    moved = max(float((a - b).abs().max()) for a, b in zip(state, _initial_state(_initial, config)))
+    gap = max(float((a - b).abs().max()) for a, b in zip(state, model.parameters()))
+    assert gap < 0.05 * moved
+
+
+def test_program__bytes_round_trip_and_the_root_commits_to_every_node(family):
+    _name, model, config, program = family
+    again = Program.from_bytes(program.to_bytes())
+    assert again.root == program.root and again.to_bytes() == program.to_bytes()
+    assert export_program(model, config).root == program.root
+    other = export_program(model, ExportConfig(config.batch_size * 2, config.input_shape, config.loss, config.optimizer))
+    assert other.root != program.root
+
+
+def _tampered(program: Program, edit) -> bytes:
+    obj = json.loads(program.to_bytes())
+    edit(obj)
+    return json.dumps(obj).encode()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda o: o["nodes"][-1].__setitem__(3, [7, 7]), "declared"),
+    (lambda o: o["nodes"][-1].__setitem__(0, "sort"), "unknown op"),
+    (lambda o: o["nodes"][-1].__setitem__(2, [len(o["nodes"])]), "input"),
+    (lambda o: o["nodes"][0].__setitem__(4, [5]), "state leaves"),
+    (lambda o: o.__setitem__("outputs", o["outputs"][:-1]), "whole next state"),
+    (lambda o: o["constants"].__setitem__(next(iter(o["constants"])), "AAAA"), "const"),
+])
+def test_program__malformed_files_are_refused_with_one_line(family, edit, message):
+    _name, _model, _config, program = family
+    with pytest.raises(GraphError, match=message) as error:
+        Program.from_bytes(_tampered(program, edit))
+    assert "\n" not in str(error.value)
+
+
+def test_program__view_out_of_its_input_is_refused():
+    program = export_program(*_tiny_mlp())
+    obj = json.loads(program.to_bytes())
+    view = next(i for i, n in enumerate(obj["nodes"]) if n[0] == "view")
+    obj["nodes"][view][4][0] += 10**6
+    with pytest.raises(GraphError, match="view reads element"):
+        Program.from_bytes(json.dumps(obj).encode())
+
+
+def _tiny_mlp():
+    torch.manual_seed(0)
+    return MLP(4, (3,), 2), ExportConfig(2, (4,))
+
+
+class _WithDropout(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return F.dropout(self.linear(x), 0.5)
+
+
+class _WithSort(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.linear(torch.sort(x, dim=1).values)
+
+
+@pytest.mark.parametrize("model, words", [
+    (_WithDropout(), ["random", "test_ml_program.py:"]),
+    (_WithSort(), ["aten.sort", "not in the verifiable op set", "test_ml_program.py:", "torch.sort"]),
+])
+def test_export__op_outside_the_set_names_the_op_and_the_model_line(model, words):
+    with pytest.raises(GraphError) as error:
+        export_program(model, ExportConfig(2, (4,)))
+    for word in words:
+        assert word in str(error.value)
+
+
+class _Unnamed(nn.Module):
+    """A model no preset covers: residual tanh/SiLU/sigmoid blocks, mean pooling over a sequence."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(6, 6)
+        self.b = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = x.view(x.shape[0], 2, 6)
+        x = x + torch.tanh(self.a(x)) * torch.sigmoid(self.b(x))
+        return self.head(F.silu(x).mean(dim=1))
+
+
+def test_export__a_model_outside_the_presets_using_supported_ops_trains():
+    torch.manual_seed(0)
+    model = _Unnamed()
+    config = ExportConfig(8, (12,), optimizer=OptimizerConfig("adam", 1e-2))
+    executor = ProgramExecutor(export_program(model, config))
+    state = _initial_state(model, config)
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 12, generator=generator), torch.randint(0, 3, (8,), generator=generator)
+    losses = []
+    for step in range(80):
+        result = executor.run(state, x, y, config.optimizer.hyper_table(80)[step])
+        state = result.state
+        losses.append(float(result.loss))
+    assert losses[-1] < 0.25 * losses[0]
+
+
+def test_work__matmul_flops_of_an_mlp_step_are_exact():
+    """Forward 2·B·Σ(in·out); backward twice that, minus the unneeded input gradient of layer 1."""
+    torch.manual_seed(0)
+    program = export_program(MLP(20, (30,), 5), ExportConfig(8, (20,)))
+    matmuls = sum(OPS[n.op].flops(n, [program.nodes[i] for i in n.inputs])
+                  for n in program.nodes if n.op in ("mm", "addmm"))
+    layers = 20 * 30 + 30 * 5
+    assert matmuls == 2 * 8 * layers * 3 - 2 * 8 * 20 * 30
+    assert program.work()["flops"] > matmuls
+
+
+def test_optimizer__schedule_warmup_then_cosine_and_bias_corrections():
+    config = OptimizerConfig("adam", 1.0, schedule="cosine", warmup_steps=4, min_lr_ratio=0.1)
+    table = config.hyper_table(104)
+    assert table[:4, 0].tolist() == [0.25, 0.5, 0.75, 1.0]
+    assert table[54, 0].item() == pytest.approx(0.55, abs=1e-6)
+    assert table[103, 0].item() == pytest.approx(0.1, abs=1e-3)
+    assert table[0, 1].item() == pytest.approx(10.0, rel=1e-6)
+    assert table[0, 2].item() == pytest.approx(1 / 0.001**0.5, rel=1e-6)
+    assert OptimizerConfig("sgd", 0.5, schedule="step", step_size=10, gamma=0.5).lr_at(25, 100) == 0.125
+
+
+def test_optimizer__bad_config_is_refused():
+    with pytest.raises(Exception, match="unknown optimizer"):
+        OptimizerConfig("lion")
+    with pytest.raises(Exception, match="lr"):
+        OptimizerConfig("sgd", float("nan"))
+
+
+def test_ops__codes_are_unique_bytes_and_shared_with_the_judge():
+    from offchain.dispute.judge import OP_CODES
+
+    check_ops_table()
+    for name, code in OP_CODES.items():
+        if name in OPS:
+            assert OPS[name].code == code
