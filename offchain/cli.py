@@ -215,7 +215,7 @@ def task() -> None:
 @task.command("post")
 @click.option("--dataset", type=click.Choice(["digits", "synthetic"]), help="A built-in dataset (default: digits).")
 @click.option("--data", "data_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="Your own data: .csv, .npy, .npz or .safetensors (see docs/protocol.md, Data formats).")
+              help="Your own data: .csv, .npy, .npz or .safetensors (docs/protocol.md §9.1).")
 @click.option("--label-column", help="--data .csv/.npy: the label column, by header name or index (default: last).")
 @click.option("--seq-len", type=int, help="--data token file (.txt/.npy/.safetensors): tokens per row, minus one.")
 @click.option("--holdout", type=float, help="--data: share of rows kept back to score the result  [default: 0.1]")

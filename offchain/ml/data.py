@@ -8,7 +8,8 @@ this module only turns files into it. Formats, chosen by extension:
 * ``.npy``: one 2-D numeric array; the label column is ``label_column`` (default: the last).
 * ``.csv``: UTF-8, numeric features and a label column (header name or index; default: the last).
   A header is detected when a first-row cell is not a number but the cell below it is. Labels are
-  integers, or strings mapped to class ids in sorted order (the mapping is in the description).
+  integers (also written ``3.0``), or strings mapped to class ids in sorted order (the mapping is
+  in the description).
 * Token data (``seq_len`` given): a 1-D integer ``.npy``/``.safetensors`` array, or a UTF-8
   ``.txt`` file read as bytes (vocabulary 256). It is cut into non-overlapping rows of
   ``seq_len + 1`` consecutive tokens stored as ``x`` (ids as float32, exact below 2^24) with
@@ -131,7 +132,10 @@ def _token_data(path: Path, suffix: str, seq_len: int, holdout: float, seed: int
             raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         tokens, vocab, kind = np.frombuffer(raw, np.uint8), TEXT_VOCAB, "bytes"
     else:
-        arrays = _read_safetensors(path) if suffix == ".safetensors" else {"tokens": _read_arrays(path, suffix)["x"]}
+        if suffix == ".safetensors":
+            arrays = _read_safetensors(path)
+        else:
+            arrays = {"tokens": _read_arrays(path, suffix)["x"]}
         if len(arrays) != 1:
             raise DataError(f"{path}: token data must hold exactly one tensor, found {sorted(arrays)}")
         [tokens] = arrays.values()
@@ -351,14 +355,15 @@ def _read_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, n
     """Stream the rows into a compact float buffer; labels are kept as text until all are read."""
     _file_size(path)
     try:
-        with path.open(newline="", encoding="utf-8") as stream:
+        with path.open(newline="", encoding="utf-8-sig") as stream:
             reader = csv.reader(stream)
             rows = ((reader.line_num, row) for row in reader if row)
             first, second = next(rows, None), next(rows, None)
             if first is None:
                 raise DataError(f"{path}: no data rows")
             header = None
-            if second is not None and any(not _is_number(a) and _is_number(b) for a, b in zip(first[1], second[1])):
+            below = second[1] if second else []
+            if any(not _is_number(a) and _is_number(b) for a, b in zip(first[1], below)):
                 header, first = first[1], None
             width = len(header or first[1])
             column = _column(path, label_column, width, header)
@@ -386,12 +391,22 @@ def _read_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, n
     return x, y, names
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)
+        if not value.is_integer():
+            raise
+        return int(value)
+
+
 def _csv_labels(path: Path, labels: list[str]) -> tuple[np.ndarray, tuple[str, ...] | None]:
-    """Integer labels as they are; otherwise class ids by the labels' sorted order."""
+    """Integer labels (``3`` or ``3.0``) as they are; otherwise class ids by the labels' sorted order."""
     if "" in labels:
         raise DataError(f"{path}: data row {labels.index('') + 1} has an empty label")
     try:
-        ints = [int(label) for label in labels]
+        ints = [_integer(label) for label in labels]
     except ValueError:
         names = tuple(sorted(set(labels)))
         ids = {name: i for i, name in enumerate(names)}

@@ -72,6 +72,10 @@ def test_csv__string_labels_map_to_sorted_class_ids(tmp_path):
     # without a header the first row is data, even though its label is not a number
     (tmp_path / "bare.csv").write_text("0,0,dog\n1,2,cat\n")
     assert _load(tmp_path / "bare.csv").train.n_rows == 2
+    # integral floats are integer labels, not strings ("10.0" would sort before "2.0")
+    (tmp_path / "floats.csv").write_text("0,2.0\n1,10.0\n2,0\n")
+    floats = _load(tmp_path / "floats.csv")
+    assert floats.train.y.tolist() == [2, 10, 0] and floats.class_names is None
 
 
 # ── held-out split ──────────────────────────────────────────────────
