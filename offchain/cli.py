@@ -213,38 +213,72 @@ def task() -> None:
 
 
 @task.command("post")
-@click.option("--dataset", type=click.Choice(["digits", "synthetic"]), default="digits", show_default=True)
+@click.option("--dataset", type=click.Choice(["digits", "synthetic"]), help="A built-in dataset (default: digits).")
+@click.option("--data", "data_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Your own data: .csv, .npy, .npz or .safetensors (docs/protocol.md §9.1).")
+@click.option("--label-column", help="--data .csv/.npy: the label column, by header name or index (default: last).")
+@click.option("--seq-len", type=int, help="--data token file (.txt/.npy/.safetensors): tokens per row, minus one.")
+@click.option("--holdout", type=float, help="--data: share of rows kept back to score the result  [default: 0.1]")
+@click.option("--classes", type=int, help="Output classes of the MLP (default: max label + 1).")
 @click.option("--hidden", type=int, default=32, show_default=True, help="Hidden units of the MLP.")
 @click.option("--steps", type=int, default=300, show_default=True)
 @click.option("--k", "interval", type=int, default=10, show_default=True, help="Checkpoint interval.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True, help="Training seed (and the held-out split's).")
 @click.option("--payment", type=float, default=1.0, show_default=True, help="Ether escrowed.")
 @click.option("--solver-stake", type=float, default=1.0, show_default=True, help="Ether a solver must lock.")
 @click.option("--expires-in", type=int, default=3_600, show_default=True, help="Seconds the task stays open.")
 @click.option("--train-window", type=int, default=600, show_default=True, help="Seconds a solver has to submit.")
 @pass_env
-def task_post(env: Env, dataset: str, hidden: int, steps: int, interval: int, batch_size: int, lr: float,
-              seed: int, payment: float, solver_stake: float, expires_in: int, train_window: int) -> None:
-    """Publish a classification task on IPFS and escrow its payment."""
+def task_post(env: Env, dataset: str | None, data_file: Path | None, label_column: str | None, seq_len: int | None,
+              holdout: float | None, classes: int | None, hidden: int, steps: int, interval: int, batch_size: int,
+              lr: float, seed: int, payment: float, solver_stake: float, expires_in: int, train_window: int) -> None:
+    """Publish a classification task on IPFS and escrow its payment.
+
+    The data is a built-in dataset (--dataset) or your own file (--data); of your own, only the
+    training rows are published: the held-out rows stay under --home and `dtm task result` scores
+    the trained weights on them."""
     from offchain.dispute.limits import UnjudgeableTask
-    from offchain.ml import digits_dataset, mlp_spec, synthetic_dataset
+    from offchain.ml import MLError, digits_dataset, mlp_spec, synthetic_dataset
+    from offchain.ml.data import load_dataset
     from offchain.workers.artifacts import publish_task
     from offchain.workers.submitter import Submitter
 
-    data = digits_dataset() if dataset == "digits" else synthetic_dataset(512, 16, 4, seed=seed)
-    spec = mlp_spec(data.input_dim, (hidden,), int(data.y.max()) + 1)
+    kept = None
+    if data_file is None:
+        if label_column is not None or seq_len is not None or holdout is not None:
+            raise click.UsageError("--label-column, --seq-len and --holdout apply to --data only")
+        data = synthetic_dataset(512, 16, 4, seed=seed) if dataset == "synthetic" else digits_dataset()
+        needed = int(data.y.max()) + 1
+    elif dataset is not None:
+        raise click.UsageError("--data and --dataset are mutually exclusive: post your own file or a built-in dataset")
+    else:
+        try:
+            loaded = load_dataset(data_file, label_column=label_column, seq_len=seq_len,
+                                  holdout=0.1 if holdout is None else holdout, seed=seed)
+        except MLError as exc:
+            raise click.ClickException(str(exc)) from exc
+        if loaded.is_tokens:
+            raise click.ClickException(f"{data_file}: token data needs a sequence model; the MLP preset "
+                                       "trains classifiers only")
+        data, kept, needed = loaded.train, loaded.holdout, loaded.num_classes
+        click.echo(f"data {loaded.description}")
+    if classes is not None and classes < needed:
+        raise click.UsageError(f"--classes {classes}: the data has labels up to {needed - 1}")
     store = env.store()
     try:
+        spec = mlp_spec(data.input_dim, (hidden,), classes or needed)
         published = publish_task(store, spec, data, steps=steps, k=interval, batch_size=batch_size, lr=lr,
                                  seed=seed)
     except UnjudgeableTask as exc:
         raise click.ClickException(f"the dispute game cannot judge this task: {exc}") from exc
+    except MLError as exc:
+        raise click.ClickException(str(exc)) from exc
     submitter = Submitter(market=env.market(), store=store, home=env.home)
     task_id = _chain_call(lambda: submitter.post(
         published, payment=int(payment * ETHER), solver_stake=int(solver_stake * ETHER),
-        expires_in=expires_in, train_window=train_window))
+        expires_in=expires_in, train_window=train_window, holdout=kept))
     click.echo(f"task {task_id}  spec {published.spec_cid}")
 
 
@@ -278,10 +312,13 @@ def task_result(env: Env, task_id: int, out: Path | None) -> None:
 
     store = env.store()
     try:
-        result = fetch_result(env.market(signer=False), store, task_id)
+        result = fetch_result(env.market(signer=False), store, task_id, env.home)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"weights {result.weights_cid}  accuracy {100 * result.accuracy:.1f}%  final loss {result.proof.final_loss:.4f}")
+    if result.holdout:
+        held = result.holdout
+        click.echo(f"held-out ({held.rows} rows)  accuracy {100 * held.accuracy:.1f}%  loss {held.loss:.4f}")
     if out:
         out.write_bytes(store.cat(result.weights_cid, max_size=MAX_ARTIFACT_BYTES))
         click.echo(f"wrote {out}")

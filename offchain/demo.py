@@ -33,7 +33,7 @@ from offchain.node import (
 from offchain.storage import KuboStore, StorageError
 from offchain.timeline import task_timeline
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, fetch_proof, fetch_task, publish_task
-from offchain.workers.submitter import Submitter, fetch_result, logits
+from offchain.workers.submitter import Submitter, fetch_result, score
 
 log = get_logger("dtm.demo")
 
@@ -160,15 +160,13 @@ END_REASONS = {1: "timeout", 2: "link mismatch proven", 3: "wrong data row prove
 
 def _checkpoint_losses(bundle, proof, store) -> list[float]:
     """Cross-entropy on the whole dataset at every published checkpoint."""
-    import torch
-
     from offchain.ml import Checkpoint
 
     losses = []
     for index, cid in enumerate(proof.checkpoint_cids):
         params = Checkpoint.from_bytes(store.cat(cid, max_size=MAX_ARTIFACT_BYTES), bundle.spec, index,
                                        proof.checkpoint_interval).params
-        losses.append(float(torch.nn.functional.cross_entropy(logits(bundle, params), bundle.dataset.y)))
+        losses.append(score(bundle.spec, params, bundle.dataset).loss)
     return losses
 
 

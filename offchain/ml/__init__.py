@@ -11,6 +11,7 @@ Public API (everything else is internal):
 * training: ``train``, ``batch_indices``, :class:`Checkpoint`, :class:`ProofDocument`, ``build_proof``
 * verification: ``profile_threshold``, ``select_segments``, ``replay_segment``, ``verify``, :class:`Verdict`
 * demo tasks: ``digits_task``, ``tiny_task``, ``make_task``
+* your own data: ``load_dataset`` -> :class:`LoadedData` (training rows, held-out rows, description)
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ from .commit import (
     verify_row_proof,
     verify_tensor_range,
 )
+from .data import LoadedData, load_dataset
 from .demo import DemoTask, digits_task, local_cid, make_task, tiny_task
 from .errors import (
     ArtifactError,
     CommitmentError,
+    DataError,
     GraphError,
     MLError,
     ProofError,
@@ -96,14 +99,14 @@ from .verify import (
 
 __all__ = [
     "LEAF_BYTES", "OPS", "REDUCTION_CAP", "DEFAULT_POLICY",
-    "ArtifactError", "CommitmentError", "GraphError", "MLError", "ProofError", "SpecError",
+    "ArtifactError", "CommitmentError", "DataError", "GraphError", "MLError", "ProofError", "SpecError",
     "TaskError", "TrainingError",
-    "BatchSampler", "Checkpoint", "Dataset", "DemoTask", "Executor", "Layer", "ModelSpec", "Node",
+    "BatchSampler", "Checkpoint", "Dataset", "DemoTask", "Executor", "Layer", "LoadedData", "ModelSpec", "Node",
     "ProofDocument", "RowProof", "StepOutput", "TensorRangeProof", "Threshold", "TrainingGraph",
     "TrainingResult", "TrainingTask", "Verdict", "VerificationPolicy",
     "batch_indices", "build_proof", "checkpoint_root", "compile_training_graph", "dataset_root",
     "dataset_row_proof", "digits_dataset", "digits_task", "execution_context", "init_weights",
-    "keccak256", "local_cid", "make_task", "merge_results", "merkle_proof", "merkle_range_proof",
+    "keccak256", "load_dataset", "local_cid", "make_task", "merge_results", "merkle_proof", "merkle_range_proof",
     "merkle_root", "mlp_spec", "profile_threshold", "proof_root", "replay", "replay_segment",
     "segment_state_roots", "select_segments", "state_distance", "step_trace", "synthetic_dataset",
     "tensor_bytes", "tensor_range_proof", "tensor_root", "tiny_task", "trace_root", "trace_roots",

@@ -25,7 +25,6 @@ MAX_HEADER_BYTES = 1024 * 1024
 MAX_ROWS = 1 << 24
 MAX_DATASET_DIM = 4096
 
-_ST_DTYPES = {"F32": torch.float32, "I64": torch.int64, "I32": torch.int32}
 _ST_ITEMSIZE = {"F32": 4, "I64": 8, "I32": 4}
 
 
@@ -34,8 +33,9 @@ def save_tensors(tensors: Mapping[str, torch.Tensor]) -> bytes:
     return _st_save({name: t.detach().cpu().contiguous() for name, t in tensors.items()})
 
 
-def read_header(data: bytes) -> dict[str, dict]:
-    """Parse and sanity-check the safetensors header without touching tensor data."""
+def read_header(data: bytes, itemsizes: Mapping[str, int] = _ST_ITEMSIZE) -> dict[str, dict]:
+    """Parse and sanity-check the safetensors header without touching tensor data; ``itemsizes``
+    maps each allowed safetensors dtype to its element size."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ArtifactError("artifact must be bytes")
     if len(data) > MAX_ARTIFACT_BYTES:
@@ -53,7 +53,7 @@ def read_header(data: bytes) -> dict[str, dict]:
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise ArtifactError(f"tensor {name!r}: malformed header entry")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if dtype not in _ST_DTYPES:
+        if dtype not in itemsizes:
             raise ArtifactError(f"tensor {name!r}: dtype {dtype!r} not allowed")
         if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
             raise ArtifactError(f"tensor {name!r}: bad shape {shape!r}")
@@ -61,7 +61,7 @@ def read_header(data: bytes) -> dict[str, dict]:
             raise ArtifactError(f"tensor {name!r}: bad data_offsets")
         numel = int(np.prod(shape, dtype=object)) if shape else 1
         start, stop = offsets
-        if not 0 <= start <= stop <= body or stop - start != numel * _ST_ITEMSIZE[dtype]:
+        if not 0 <= start <= stop <= body or stop - start != numel * itemsizes[dtype]:
             raise ArtifactError(f"tensor {name!r}: data_offsets inconsistent with shape/dtype")
         spans.append((start, stop))
     spans.sort()

@@ -37,3 +37,7 @@ class GraphError(MLError, ValueError):
 
 class TrainingError(MLError, RuntimeError):
     """Training could not proceed (bad resume point, non-finite state, ...)."""
+
+
+class DataError(MLError, ValueError):
+    """A user's data file cannot become a training set (see ``data.py``); the message names the file."""

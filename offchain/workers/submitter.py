@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from offchain.chain.client import Market, TaskView
 from offchain.chain.suite import TaskState
-from offchain.ml import Checkpoint, DemoTask, ProofDocument
+from offchain.ml import Checkpoint, Dataset, ModelSpec, ProofDocument
 from offchain.storage import ContentStore
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, PublishedTask, fetch_proof, fetch_task
 from offchain.workers.base import Worker
+
+
+@dataclass(frozen=True)
+class Score:
+    accuracy: float
+    loss: float  # mean softmax cross-entropy
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -19,11 +27,18 @@ class TaskResult:
     proof: ProofDocument
     weights_cid: str
     weights: dict[str, torch.Tensor]
-    accuracy: float
+    accuracy: float  # on the task's (training) dataset
+    holdout: Score | None = None  # on the rows the submitter kept back, when it has them
 
 
-def fetch_result(market: Market, store: ContentStore, task_id: int) -> TaskResult:
-    """The final weights of a finalised task, checked against the proof it was paid for."""
+def holdout_path(home: Path, spec_cid: str) -> Path:
+    """Where a submitter keeps the held-out rows of the task published as ``spec_cid``."""
+    return home / "holdout" / f"{spec_cid}.safetensors"
+
+
+def fetch_result(market: Market, store: ContentStore, task_id: int, home: Path | None = None) -> TaskResult:
+    """The final weights of a finalised task, checked against the proof it was paid for, and their
+    score on the held-out rows kept under ``home`` (if any)."""
     task = market.task(task_id)
     if task.state != TaskState.FINALISED:
         raise LookupError(f"task {task_id} is {task.state.name.lower()}, not finalised")
@@ -39,13 +54,18 @@ def fetch_result(market: Market, store: ContentStore, task_id: int) -> TaskResul
                                   proof.count - 1, proof.checkpoint_interval)
     if final.root != proof.checkpoint_roots[-1]:
         raise ValueError("final weights do not match the proof's last checkpoint root")
-    return TaskResult(proof, weights_cid, final.params, accuracy(bundle, final.params))
+    held = holdout_path(home, created["spec_cid"]) if home else None
+    holdout = None
+    if held and held.exists():
+        kept = Dataset.from_bytes(held.read_bytes(), bundle.spec.input_dim, bundle.spec.num_classes)
+        holdout = score(bundle.spec, final.params, kept)
+    return TaskResult(proof, weights_cid, final.params, score(bundle.spec, final.params, bundle.dataset).accuracy,
+                      holdout)
 
 
-def logits(bundle: DemoTask, params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The model's outputs on the whole dataset (a plain forward pass of the MLP)."""
-    x = bundle.dataset.x
-    names = bundle.spec.param_names
+def logits(spec: ModelSpec, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The model's outputs on ``x`` (a plain forward pass of the MLP)."""
+    names = spec.param_names
     for index in range(0, len(names), 2):
         x = x @ params[names[index]].T + params[names[index + 1]]
         if index + 2 < len(names):
@@ -53,17 +73,26 @@ def logits(bundle: DemoTask, params: dict[str, torch.Tensor]) -> torch.Tensor:
     return x
 
 
-def accuracy(bundle: DemoTask, params: dict[str, torch.Tensor]) -> float:
-    """Share of dataset rows the model classifies correctly."""
-    return float((logits(bundle, params).argmax(1) == bundle.dataset.y).float().mean())
+def score(spec: ModelSpec, params: dict[str, torch.Tensor], dataset: Dataset) -> Score:
+    """Accuracy and mean cross-entropy of the model on ``dataset``."""
+    out = logits(spec, params, dataset.x)
+    return Score(float((out.argmax(1) == dataset.y).float().mean()),
+                 float(torch.nn.functional.cross_entropy(out, dataset.y)), dataset.n_rows)
 
 
 class Submitter(Worker):
     role = "submitter"
 
     def post(self, published: PublishedTask, *, payment: int, solver_stake: int, expires_in: int,
-             train_window: int) -> int:
+             train_window: int, holdout: Dataset | None = None) -> int:
+        """Escrow the payment for a published task; ``holdout`` rows (never published) are saved
+        first, so `fetch_result` can score the trained weights on them."""
         task = published.bundle.task
+        if holdout is not None:
+            path = holdout_path(self.home, published.spec_cid)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.with_suffix(".tmp").write_bytes(holdout.to_bytes())
+            path.with_suffix(".tmp").replace(path)
         task_id = self.market.create_task(
             spec_cid=published.spec_cid, commitments=task.commitments(), payment=payment,
             solver_stake=solver_stake, expires=self.market.now() + expires_in, train_window=train_window,
@@ -78,12 +107,15 @@ class Submitter(Worker):
 
     def finish(self, task: TaskView) -> None:
         if task.state == TaskState.FINALISED:
-            result = fetch_result(self.market, self.store, task.task_id)
+            result = fetch_result(self.market, self.store, task.task_id, self.home)
             out = self.home / "results" / f"task-{task.task_id}.safetensors"
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(self.store.cat(result.weights_cid, max_size=MAX_ARTIFACT_BYTES))
-            self.state.update_task(task.task_id, result=str(out), accuracy=result.accuracy)
-            self.log.info("task %d: trained weights %s (accuracy %.1f%%) saved to %s", task.task_id,
-                          result.weights_cid, 100 * result.accuracy, out)
+            held = result.holdout
+            self.state.update_task(task.task_id, result=str(out), accuracy=result.accuracy,
+                                   holdout_accuracy=held and held.accuracy, holdout_loss=held and held.loss)
+            self.log.info("task %d: trained weights %s (accuracy %.1f%%%s) saved to %s", task.task_id,
+                          result.weights_cid, 100 * result.accuracy,
+                          f", held-out {100 * held.accuracy:.1f}%" if held else "", out)
         self.collect_credits()
         super().finish(task)

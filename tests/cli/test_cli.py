@@ -50,3 +50,40 @@ def test_dead_rpc__clear_error_after_retries(tmp_path):
 def test_missing_account__usage_error(tmp_path):
     result = _run(tmp_path, "--rpc", "http://127.0.0.1:9", "stake", "--role", "solver", "--amount", "1")
     assert result.exit_code != 0 and "--account" in result.output
+
+
+def _pets_csv(tmp_path):
+    path = tmp_path / "pets.csv"
+    rows = [f"{i % 7},{i % 3},{('cat', 'dog', 'bird')[(i % 7 + i % 3) % 3]}" for i in range(50)]
+    path.write_text("a,b,kind\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_task_post__own_csv__publishes_only_the_training_rows(tmp_path):
+    from offchain.ml import load_dataset
+    from offchain.storage import LocalStore
+
+    csv = _pets_csv(tmp_path)
+    result = _run(tmp_path, "task", "post", "--data", str(csv), "--hidden", "4", "--steps", "8", "--k", "4",
+                  "--batch-size", "4")
+    assert "data pets.csv: 45 training rows + 5 held-out, 2 features, 3 classes; labels bird=0, cat=1, dog=2" \
+        in result.output
+    assert "Error: choose an account" in result.output   # published; the chain comes next
+    training = load_dataset(csv, holdout=0.1, seed=1).train.to_bytes()   # --seed 1 splits too
+    cid = LocalStore(tmp_path / "elsewhere").add_bytes(training)
+    assert LocalStore(tmp_path / "ipfs").cat(cid, timeout=1) == training
+
+
+def test_task_post__data_options__one_line_errors(tmp_path):
+    csv = _pets_csv(tmp_path)
+    (tmp_path / "book.txt").write_text("a tiny book " * 20)
+    for args, message in (
+        (["--data", str(csv), "--dataset", "digits"], "--data and --dataset are mutually exclusive"),
+        (["--holdout", "0.2"], "apply to --data only"),
+        (["--data", str(csv), "--classes", "2"], "--classes 2: the data has labels up to 2"),
+        (["--data", str(tmp_path / "book.txt"), "--seq-len", "15"], "token data needs a sequence model"),
+        (["--data", str(tmp_path / "book.txt")], "give a sequence length (--seq-len)"),
+    ):
+        result = _run(tmp_path, "task", "post", *args)
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+        assert "Traceback" not in result.output

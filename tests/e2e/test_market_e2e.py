@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
+from offchain.chain.deployment import deployment_path
 from offchain.chain.suite import ETHER, Role, TaskState
+from offchain.cli import main
+from offchain.node import LOCAL_DEPLOYMENT
 from offchain.workers.solver import Solver
 from offchain.workers.submitter import fetch_result
 from offchain.workers.verifier import Verifier, Whistleblower
-from tests.e2e.harness import SOLVER, VERIFIER, WHISTLEBLOWER, local_market, wait_for
+from tests.e2e.harness import SOLVER, SUBMITTER, VERIFIER, WHISTLEBLOWER, local_market, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -118,3 +122,30 @@ def test_forced_error__proven_by_verifier_paid_from_jackpot_then_genuine_proof_p
         rounds = [e["args"]["round"] for e in reader.events("ProofSubmitted", m.deployment.block, task_id=task_id)]
         assert rounds == [0, 1]
         assert fetch_result(reader, m.store, task_id).accuracy > 0.8
+
+
+def test_own_csv_task__result_reports_the_held_out_score(tmp_path):
+    """`dtm task post --data` publishes the training rows; `dtm task result` scores the held-out ones."""
+    rows = [(i % 10 / 10, i * 7 % 10 / 10) for i in range(60)]
+    csv = tmp_path / "sums.csv"
+    csv.write_text("a,b,size\n" + "".join(f"{a},{b},{'big' if a + b > 0.9 else 'small'}\n" for a, b in rows))
+    with local_market(tmp_path) as m:
+        m.start(Solver, SOLVER, Role.SOLVER)
+        m.start(Verifier, VERIFIER, Role.VERIFIER)
+
+        def dtm(*args):
+            return CliRunner().invoke(main, ["--home", str(m.home), "--rpc", m.anvil.url, "--deployment",
+                                             str(deployment_path(*LOCAL_DEPLOYMENT, tmp_path / "deployments")),
+                                             "--dev-account", str(SUBMITTER), *args])
+
+        posted = dtm("task", "post", "--data", str(csv), "--hidden", "8", "--steps", "40", "--k", "4",
+                     "--batch-size", "8", "--lr", "0.5", "--payment", "1")
+        assert posted.exit_code == 0, posted.output
+        assert "54 training rows + 6 held-out, 2 features, 2 classes; labels big=0, small=1" in posted.output
+        task_id = int(posted.output.split("\ntask ")[1].split()[0])
+        reader = m.market(0)
+        wait_for(lambda: _state(reader, task_id) == TaskState.FINALISED, what="finalisation")
+        held = fetch_result(reader, m.store, task_id, m.home).holdout
+        assert held.rows == 6 and fetch_result(reader, m.store, task_id).holdout is None
+        shown = dtm("task", "result", str(task_id)).output
+        assert f"held-out (6 rows)  accuracy {100 * held.accuracy:.1f}%  loss {held.loss:.4f}" in shown
