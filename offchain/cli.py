@@ -206,6 +206,60 @@ def whistleblower_run(env: Env, poll: float) -> None:
     _run_worker(env, "whistleblower", poll_interval=poll)
 
 
+# ── models ──────────────────────────────────────────────────────────
+@main.group()
+def model() -> None:
+    """Export a PyTorch model's training step as a verifiable program."""
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of sizes") from exc
+    if not shape or min(shape) < 1:
+        raise click.BadParameter("sizes must be positive")
+    return shape
+
+
+@model.command("export")
+@click.argument("reference")
+@click.option("--input-shape", required=True, help="One example's shape, e.g. 1,28,28 (tokens per row for --loss lm).")
+@click.option("--kwargs", "kwargs_json", help="Constructor arguments as a JSON object.")
+@click.option("--loss", type=click.Choice(["cross_entropy", "lm_cross_entropy"]), default="cross_entropy",
+              show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--optimizer", "name", type=click.Choice(["sgd", "adam", "adamw"]), default="sgd", show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True)
+@click.option("--momentum", type=float)
+@click.option("--weight-decay", type=float)
+@click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]))
+@click.option("--warmup-steps", type=int)
+@click.option("--clip-norm", type=float, help="Clip gradients to this global L2 norm.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initial weights.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Program file (JSON) to write.")
+@click.option("--weights-out", type=click.Path(path_type=Path), help="Initial weights (safetensors) to write.")
+def model_export(reference: str, input_shape: str, kwargs_json: str | None, loss: str, batch_size: int, out: Path,
+                 weights_out: Path | None, seed: int, **optimizer: Any) -> None:
+    """Capture REFERENCE (FILE.py:Class or module:Class): forward, loss, backward, optimizer."""
+    from offchain.ml.capture import ExportConfig
+    from offchain.ml.errors import MLError
+    from offchain.ml.exporter import export_model, optimizer_from_options, parse_kwargs, quote
+
+    try:
+        config = ExportConfig(batch_size, _shape(input_shape), loss, optimizer_from_options(optimizer))
+        program, weights = export_model(reference, parse_kwargs(kwargs_json), config, seed)
+    except MLError as exc:
+        raise click.ClickException(str(exc)) from None
+    out.write_bytes(program.to_bytes())
+    if weights_out:
+        weights_out.write_bytes(weights)
+    figures = quote(program, 1)
+    click.echo(f"program {out}: {figures['params']:,} parameters, {figures['nodes']} nodes, "
+               f"{figures['flops_per_step'] / 1e9:.3f} GFLOP and {figures['bytes_per_step'] / 1e6:.1f} MB per step")
+    click.echo(f"graph root 0x{program.root.hex()}")
+
+
 # ── tasks ───────────────────────────────────────────────────────────
 @main.group()
 def task() -> None:
@@ -280,6 +334,26 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
         published, payment=int(payment * ETHER), solver_stake=int(solver_stake * ETHER),
         expires_in=expires_in, train_window=train_window, holdout=kept))
     click.echo(f"task {task_id}  spec {published.spec_cid}")
+
+
+@task.command("quote")
+@click.argument("program_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--steps", type=int, required=True)
+@click.option("--eth-per-tflop", type=float, help="Your price per 10^12 FLOPs, to print a payment.")
+def task_quote(program_file: Path, steps: int, eth_per_tflop: float | None) -> None:
+    """The work of a task: FLOPs and bytes per step (from the graph) times steps."""
+    from offchain.ml.errors import MLError
+    from offchain.ml.exporter import quote
+    from offchain.ml.program import Program
+
+    try:
+        figures = quote(Program.from_bytes(program_file.read_bytes()), steps)
+    except MLError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{figures['params']:,} parameters; per step {figures['flops_per_step'] / 1e9:.3f} GFLOP, "
+               f"{figures['bytes_per_step'] / 1e6:.1f} MB moved; {steps} steps = {figures['total_tflop']:.4f} TFLOP")
+    if eth_per_tflop is not None:
+        click.echo(f"payment at {eth_per_tflop} ETH/TFLOP: {figures['total_tflop'] * eth_per_tflop:.6f} ETH")
 
 
 @task.command("status")

@@ -87,3 +87,48 @@ def test_task_post__data_options__one_line_errors(tmp_path):
         result = _run(tmp_path, "task", "post", *args)
         assert result.exit_code != 0 and message in result.output, (args, result.output)
         assert "Traceback" not in result.output
+
+
+MODEL_FILE = '''
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self, hidden=8):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(12, hidden), nn.Tanh(), nn.Linear(hidden, 3))
+
+    def forward(self, x):
+        return self.body(x.flatten(1))
+'''
+
+
+def test_model_export_then_quote__own_model_file(tmp_path):
+    from offchain.ml.program import Program
+
+    source = tmp_path / "my_model.py"
+    source.write_text(MODEL_FILE)
+    program_file = tmp_path / "net.json"
+    result = _run(tmp_path, "model", "export", f"{source}:Net", "--kwargs", '{"hidden": 16}', "--input-shape",
+                    "3,4", "--optimizer", "adamw", "--lr", "0.01", "--schedule", "cosine", "--warmup-steps", "5",
+                    "--out", str(program_file), "--weights-out", str(tmp_path / "init.safetensors"))
+    assert result.exit_code == 0, result.output
+    program = Program.from_bytes(program_file.read_bytes())
+    assert program.num_params() == 12 * 16 + 16 + 16 * 3 + 3
+    assert f"graph root 0x{program.root.hex()}" in result.output
+    assert (tmp_path / "init.safetensors").stat().st_size > 4 * program.num_params()
+    quote = _run(tmp_path, "task", "quote", str(program_file), "--steps", "100", "--eth-per-tflop", "1000")
+    assert quote.exit_code == 0, quote.output
+    flops = program.work()["flops"]
+    assert f"{flops * 100 / 1e12:.4f} TFLOP" in quote.output
+
+
+def test_model_export__bad_reference_and_op_outside_the_set__one_line(tmp_path):
+    missing = _run(tmp_path, "model", "export", "nothere.py:Net", "--input-shape", "3", "--out", str(tmp_path / "x"))
+    assert missing.exit_code != 0 and "no model file nothere.py" in missing.output
+    source = tmp_path / "sorting.py"
+    source.write_text(MODEL_FILE.replace("return self.body(x.flatten(1))", "return self.body(x.flatten(1).sort().values)"))
+    refused = _run(tmp_path, "model", "export", f"{source}:Net", "--input-shape", "12", "--out", str(tmp_path / "x"))
+    assert refused.exit_code != 0
+    assert "aten.sort" in refused.output and "sorting.py:" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1

@@ -1,0 +1,114 @@
+"""Training step of a captured program vs a plain PyTorch loop, per model family.
+
+Program = the step exported by ``offchain/ml/capture.py``, parsed back from its bytes and run by
+``ProgramExecutor`` (values freed after their last use). Baseline = the same ``nn.Module`` with
+autograd and the matching ``torch.optim`` optimizer, eager PyTorch defaults (its CPU attention
+kernel included). Same batches, same intra-op thread count; runs are interleaved and the median
+of the repeats is reported as a ratio against the baseline measured in the same process. Run:
+
+    .venv/bin/python bench/program_speed.py [--threads 1] [--steps 10] [--repeats 3] [--small]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from offchain.ml.capture import ExportConfig, export_program  # noqa: E402
+from offchain.ml.models import CNN, GPT, MLP  # noqa: E402
+from offchain.ml.optim import OptimizerConfig  # noqa: E402
+from offchain.ml.program import Program, ProgramExecutor, execution_context  # noqa: E402
+
+
+def families(small: bool):
+    scale = 4 if small else 1
+    sgd = OptimizerConfig("sgd", 0.05, momentum=0.9)
+    adamw = OptimizerConfig("adamw", 3e-4, weight_decay=0.1)
+    return {
+        "mlp": (MLP(1024, (1024 // scale, 1024 // scale), 10), ExportConfig(256 // scale, (1024,), optimizer=sgd)),
+        "cnn": (CNN(3, 32, 32, 10, widths=(64 // scale, 128 // scale), groups=8),
+                ExportConfig(64 // scale, (3, 32, 32), optimizer=sgd)),
+        "transformer": (GPT(256, 64, 256 // scale, 8, 6 // (2 if small else 1)),
+                        ExportConfig(16 // scale, (64,), loss="lm_cross_entropy", optimizer=adamw)),
+    }
+
+
+def batches(config: ExportConfig, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(count):
+        if config.loss == "lm_cross_entropy":
+            x = torch.randint(0, 256, (config.batch_size, config.data_dim), generator=generator).float()
+            out.append((x, torch.zeros(config.batch_size, dtype=torch.int64)))
+        else:
+            out.append((torch.randn(config.batch_size, config.data_dim, generator=generator),
+                        torch.randint(0, 10, (config.batch_size,), generator=generator)))
+    return out
+
+
+def plain(model, config: ExportConfig, data) -> float:
+    opt = config.optimizer
+    if opt.name == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, eps=opt.eps)
+    start = time.perf_counter()
+    for x, y in data:
+        if config.loss == "lm_cross_entropy":
+            tokens = x.long()
+            logits = model(tokens[:, :-1])
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+        else:
+            loss = F.cross_entropy(model(x.view(x.shape[0], *config.input_shape)), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def program_run(executor: ProgramExecutor, state, config: ExportConfig, data) -> float:
+    table = config.optimizer.hyper_table(len(data))
+    start = time.perf_counter()
+    for step, (x, y) in enumerate(data):
+        state = executor.run(state, x, y, table[step]).state
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--small", action="store_true", help="smaller models (a quick check)")
+    args = parser.parse_args()
+    print(f"threads={args.threads} steps={args.steps} repeats={args.repeats} (median step time)")
+    print(f"{'family':12} {'params':>10} {'nodes':>6} {'plain ms':>9} {'program ms':>11} {'ratio':>6}")
+    for name, (model, config) in families(args.small).items():
+        torch.manual_seed(0)
+        program = Program.from_bytes(export_program(model, config).to_bytes())
+        executor = ProgramExecutor(program)
+        params = [p.detach().clone() for p in model.parameters()]
+        state = params + [torch.zeros_like(p) for p in params for _ in config.optimizer.buffers()]
+        data = batches(config, args.steps)
+        plain_times, program_times = [], []
+        with execution_context(args.threads):
+            plain(model, config, data[:2])
+            program_run(executor, state, config, data[:2])
+            for _ in range(args.repeats):
+                plain_times.append(plain(model, config, data) / args.steps)
+                program_times.append(program_run(executor, state, config, data) / args.steps)
+        base, ours = statistics.median(plain_times), statistics.median(program_times)
+        print(f"{name:12} {program.num_params():>10,} {len(program.nodes):>6} {base * 1e3:>9.2f} "
+              f"{ours * 1e3:>11.2f} {ours / base:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""``dtm model export`` / ``dtm task quote``: load a submitter's model class and price its step.
+
+This is the only place that imports a model's Python, and it runs on the submitter's own machine:
+solvers and verifiers receive the exported program (data) and never this code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .artifacts import save_tensors
+from .capture import ExportConfig, export_program
+from .errors import GraphError
+from .optim import OptimizerConfig
+from .program import Program
+
+
+def load_model_class(reference: str) -> type:
+    """``path/to/file.py:Class`` or ``package.module:Class``."""
+    target, _, name = reference.rpartition(":")
+    if not target or not name:
+        raise GraphError(f"model must be FILE.py:Class or module:Class, got {reference!r}")
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            if not path.is_file():
+                raise GraphError(f"no model file {target}")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            module = importlib.import_module(target)
+    except GraphError:
+        raise
+    except Exception as exc:
+        raise GraphError(f"cannot import {target}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    cls = getattr(module, name, None)
+    if not isinstance(cls, type) or not issubclass(cls, torch.nn.Module):
+        raise GraphError(f"{reference} is not a torch.nn.Module class")
+    return cls
+
+
+def export_model(reference: str, kwargs: dict[str, Any], config: ExportConfig, seed: int) -> tuple[Program, bytes]:
+    """The program and the initial weights (safetensors, canonical parameter order)."""
+    cls = load_model_class(reference)
+    torch.manual_seed(seed)
+    try:
+        model = cls(**kwargs)
+    except Exception as exc:
+        raise GraphError(f"{reference}({kwargs}) failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    program = export_program(model, config, meta={"model": reference, "model_kwargs": kwargs})
+    weights = save_tensors({name: p.detach() for name, p in model.named_parameters()})
+    return program, weights
+
+
+def optimizer_from_options(options: dict[str, Any]) -> OptimizerConfig:
+    return OptimizerConfig.from_dict({**OptimizerConfig().to_dict(), **{k: v for k, v in options.items() if v is not None}})
+
+
+def quote(program: Program, steps: int) -> dict[str, float]:
+    work = program.work()
+    return {
+        "params": program.num_params(),
+        "flops_per_step": work["flops"],
+        "bytes_per_step": work["bytes"],
+        "total_tflop": work["flops"] * steps / 1e12,
+        "nodes": work["nodes"],
+    }
+
+
+def parse_kwargs(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GraphError(f"--kwargs is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise GraphError("--kwargs must be a JSON object")
+    return value
