@@ -24,9 +24,8 @@ compiled MLP graphs; a descriptor is ``abi.encode(id, opcode, dtype, inputs[], s
 from __future__ import annotations
 
 import base64
-import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +33,7 @@ from eth_abi import encode as abi_encode
 
 from .commit import keccak256, merkle_root, sized_root, tensor_root
 from .errors import GraphError
+from .graph import execution_context  # noqa: F401  (the same thread/determinism rules)
 from .spec import canonical_json, check_keys, parse_json_object, strict_int
 
 PROGRAM_FORMAT = "dtm-program/1"
@@ -252,7 +252,8 @@ def _parse_node(index: int, raw: Any) -> Node:
 
 
 def _le_bytes(tensor: torch.Tensor) -> bytes:
-    return tensor.detach().cpu().contiguous().numpy().astype(tensor.numpy().dtype.newbyteorder("<")).tobytes()
+    array = tensor.detach().cpu().contiguous().numpy()
+    return array.astype(array.dtype.newbyteorder("<")).tobytes()
 
 
 def _from_le_bytes(data: bytes, node: Node) -> torch.Tensor:
@@ -316,21 +317,6 @@ def validate(program: Program) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Execution
-
-
-@contextlib.contextmanager
-def execution_context(num_threads: int | None = 1) -> Iterator[None]:
-    """Deterministic algorithms and a fixed intra-op thread count (bitwise replay on one machine)."""
-    previous_threads = torch.get_num_threads()
-    previous_deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous_threads)
-        torch.use_deterministic_algorithms(previous_deterministic)
 
 
 @dataclass
