@@ -196,6 +196,21 @@ def digits_dataset() -> Dataset:
     return Dataset(x.contiguous(), y.contiguous())
 
 
+def text_corpus() -> bytes:
+    """Real English text that ships with CPython: the help topics of ``pydoc_data`` (~465 KB)."""
+    from pydoc_data.topics import topics
+
+    return "".join(topics[key] for key in sorted(topics)).encode("utf-8")
+
+
+def text_dataset(seq_len: int) -> Dataset:
+    """:func:`text_corpus` as byte tokens (vocab 256) in rows of ``seq_len + 1`` (labels unused)."""
+    tokens = np.frombuffer(text_corpus(), np.uint8)
+    rows = len(tokens) // (seq_len + 1)
+    x = tokens[: rows * (seq_len + 1)].reshape(rows, seq_len + 1).astype(np.float32)
+    return Dataset(torch.from_numpy(x).contiguous(), torch.zeros(rows, dtype=torch.int64))
+
+
 def synthetic_dataset(n: int, dim: int, classes: int, seed: int) -> Dataset:
     """Learnable synthetic classification data: labels from a random linear teacher.
 

@@ -243,3 +243,14 @@ def test_ops__codes_are_unique_bytes_and_shared_with_the_judge():
     for name, code in OP_CODES.items():
         if name in OPS:
             assert OPS[name].code == code
+
+
+def test_text_dataset__real_text_shipped_with_python_in_byte_rows():
+    from offchain.ml.artifacts import text_corpus, text_dataset
+
+    data = text_dataset(32)
+    corpus = text_corpus()
+    assert len(corpus) > 400_000 and b"assert" in corpus
+    assert data.x.shape == (len(corpus) // 33, 33)
+    assert bytes(data.x[0].to(torch.uint8).tolist()) == corpus[:33]
+    assert text_dataset(32).x.equal(data.x)
