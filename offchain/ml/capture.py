@@ -65,6 +65,10 @@ def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str,
     """Capture ``model``'s training step under ``config`` (see the module docstring)."""
     if config.loss not in LOSSES:
         raise GraphError(f"unknown loss {config.loss!r}; allowed: {LOSSES}")
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            raise GraphError(f"{name or 'the model'} is a {type(module).__name__}: batch norm is not supported yet "
+                             "(its running statistics are state the step mutates); use GroupNorm or LayerNorm")
     names = [name for name, _ in model.named_parameters()]
     params = [p.detach() for _, p in model.named_parameters()]
     buffers = {name: b.detach() for name, b in model.named_buffers()}

@@ -122,7 +122,7 @@ def _view(node: Node):
 
 _op("view", 15, _view)
 _op("cat", 40, lambda n: lambda t: aten.cat.default(list(t), n.attrs[0]))
-_op("cast", 41, lambda n: lambda t: t[0].to(DTYPES[n.dtype]))
+_op("cast", 41, lambda n: lambda t: t[0] if n.dtype == "f32" and t[0].is_floating_point() else t[0].to(DTYPES[n.dtype]))
 
 
 # ------------------------------------------------------------------------------ pointwise
@@ -312,9 +312,9 @@ _op("softmax", 72, lambda n: lambda t: aten._softmax.default(t[0], n.attrs[0], F
 _op("safe_softmax", 73, lambda n: lambda t: aten._safe_softmax.default(t[0], n.attrs[0]), work=_softmax_work)
 _op("log_softmax", 74, lambda n: lambda t: aten._log_softmax.default(t[0], n.attrs[0], False), work=_softmax_work)
 _op("softmax_grad", 75, lambda n: lambda t: aten._softmax_backward_data.default(
-    t[0], t[1], n.attrs[0], torch.float32), work=_softmax_work)
+    t[0], t[1], n.attrs[0], t[0].dtype), work=_softmax_work)
 _op("log_softmax_grad", 76, lambda n: lambda t: aten._log_softmax_backward_data.default(
-    t[0], t[1], n.attrs[0], torch.float32), work=_softmax_work)
+    t[0], t[1], n.attrs[0], t[0].dtype), work=_softmax_work)
 
 
 def _nll(node: Node):

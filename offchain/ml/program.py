@@ -331,11 +331,18 @@ Kernel = Callable[[list], Any]
 
 class ProgramExecutor:
     """Runs a program with one PyTorch kernel per node (several nodes share one call where one
-    ATen kernel produces them all), freeing every value after its last use unless a trace is kept."""
+    ATen kernel produces them all), freeing every value after its last use unless a trace is kept.
 
-    def __init__(self, program: Program) -> None:
+    ``precision="float64"`` runs every kernel in float64 and rounds each float output to float32:
+    a different-but-honest execution, used to profile a verifier's distance threshold.
+    """
+
+    def __init__(self, program: Program, precision: str = "float32") -> None:
         from .ops import build_plan
 
+        if precision not in ("float32", "float64"):
+            raise GraphError(f"unknown precision {precision!r}")
+        self.wide = precision == "float64"
         self.program = program
         self._plan = build_plan(program)
         self._size = len(program.nodes)
@@ -360,16 +367,19 @@ class ProgramExecutor:
         keep_trace: bool = False,
     ) -> StepResult:
         values: list = [None] * self._size
+        widen = _widen if self.wide else _same
         for node_id, tensor in zip(self._states, state):
-            values[node_id] = tensor
+            values[node_id] = widen(tensor)
         for op, tensor in (("data_x", x), ("data_y", y), ("hyper", hyper)):
             if self._leaves[op] is not None:
-                values[self._leaves[op]] = tensor
+                values[self._leaves[op]] = widen(tensor)
         for node_id, tensor in self.program.constants.items():
-            values[node_id] = tensor
+            values[node_id] = widen(tensor)
         free = None if keep_trace else self._free
         for position, (slots, fn, _inputs) in enumerate(self._plan):
             out = fn(values)
+            if self.wide:
+                out = tuple(map(_round, out)) if isinstance(out, tuple) else _round(out)
             if len(slots) == 1:
                 values[slots[0]] = out
             else:
@@ -378,9 +388,27 @@ class ProgramExecutor:
             if free is not None:
                 for node_id in free[position]:
                     values[node_id] = None
-        new_state = [values[i] for i in self.program.outputs]
-        trace = [v.contiguous() if isinstance(v, torch.Tensor) else v for v in values] if keep_trace else None
-        return StepResult(new_state, values[self.program.loss], trace)
+        narrow = _narrow if self.wide else _same
+        new_state = [narrow(values[i]) for i in self.program.outputs]
+        trace = [narrow(v).contiguous() if isinstance(v, torch.Tensor) else v for v in values] if keep_trace else None
+        return StepResult(new_state, narrow(values[self.program.loss]), trace)
+
+
+def _same(tensor):
+    return tensor
+
+
+def _widen(tensor):
+    return tensor.double() if tensor is not None and tensor.dtype == torch.float32 else tensor
+
+
+def _narrow(tensor):
+    return tensor.float() if tensor is not None and tensor.dtype == torch.float64 else tensor
+
+
+def _round(tensor):
+    """float64 -> nearest float32 -> float64 (one honest rounding per node)."""
+    return tensor.float().double() if tensor is not None and tensor.dtype == torch.float64 else tensor
 
 
 def trace_roots(trace: Sequence[torch.Tensor]) -> list[bytes]:

@@ -167,6 +167,7 @@ class _WithSort(nn.Module):
 
 @pytest.mark.parametrize("model, words", [
     (_WithDropout(), ["random", "test_ml_program.py:"]),
+    (nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)), ["1 is a BatchNorm1d", "GroupNorm"]),
     (_WithSort(), ["aten.sort", "not in the verifiable op set", "test_ml_program.py:", "torch.sort"]),
 ])
 def test_export__op_outside_the_set_names_the_op_and_the_model_line(model, words):
@@ -254,3 +255,18 @@ def test_text_dataset__real_text_shipped_with_python_in_byte_rows():
     assert data.x.shape == (len(corpus) // 33, 33)
     assert bytes(data.x[0].to(torch.uint8).tolist()) == corpus[:33]
     assert text_dataset(32).x.equal(data.x)
+
+
+def test_executor_float64__an_honest_variant_close_to_float32_but_not_bitwise(family):
+    """Per-node float64 evaluation rounded to float32: the verifier's honest perturbation."""
+    _name, model, config, program = family
+    state = _initial_state(model, config)
+    x, y = _batch(config, torch.Generator().manual_seed(5))
+    hyper = config.optimizer.hyper_table(1)[0]
+    with execution_context(1):
+        narrow = ProgramExecutor(program).run(state, x, y, hyper)
+        wide = ProgramExecutor(program, precision="float64").run(state, x, y, hyper)
+    assert all(t.dtype == torch.float32 for t in wide.state)
+    gaps = [float((a - b).abs().max()) for a, b in zip(narrow.state, wide.state)]
+    assert 0 < max(gaps) < 1e-3
+    assert abs(float(narrow.loss) - float(wide.loss)) < 1e-4
