@@ -150,8 +150,9 @@ CREATION_OPS = {
     aten.ones.default, aten.zeros.default, aten.full.default, aten.arange.default, aten.arange.start,
     aten.arange.start_step, aten.scalar_tensor.default, aten.empty.memory_format,
 }
-RANDOM_OPS = {aten.native_dropout.default, aten.bernoulli.p, aten.bernoulli_.float, aten.rand_like.default,
-              aten.randn_like.default, aten.rand.default, aten.randn.default}
+RANDOM_OPS = {aten.native_dropout.default, aten.bernoulli_.float, aten.rand_like.default,
+              aten.randn_like.default, aten.rand.default, aten.randn.default, aten.randint.low,
+              aten.randperm.default, aten.normal.Tensor_float}
 UNARY = {
     aten.neg.default: "neg", aten.abs.default: "abs", aten.exp.default: "exp", aten.log.default: "log",
     aten.sqrt.default: "sqrt", aten.rsqrt.default: "rsqrt", aten.reciprocal.default: "reciprocal",
@@ -186,6 +187,8 @@ class _Lowering:
         self.values: dict[torch.fx.Node, Any] = {}
         self.materialised: dict[tuple, int] = {}
         self.source = "?"
+        self.rng: int | None = None
+        self.random_sites = 0
 
     # ---------------------------------------------------------------------------- emission
 
@@ -270,8 +273,10 @@ class _Lowering:
         if target is _getitem:
             return args[0][args[1]]
         if target in RANDOM_OPS:
-            raise GraphError(f"{target} draws random numbers, which a program cannot hold yet "
-                             f"(dropout and random init are not supported), at {self.source}")
+            raise GraphError(f"{target} draws random numbers a program cannot reproduce (only dropout "
+                             f"masks are drawn, from the task seed), at {self.source}")
+        if target is aten.bernoulli.p:  # dropout's keep mask (before constant folding: it is random)
+            return self.bernoulli(fx, args[1])
         if target in CREATION_OPS:  # only the shape of a `*_like` input matters
             return self.constant(_run_real(target, _realise(args, shapes_only=True), _realise(kwargs)))
         values = [a for a in _flat(args) + _flat(list(kwargs.values())) if isinstance(a, _Value)]
@@ -302,6 +307,15 @@ class _Lowering:
         if isinstance(result, (list, tuple)):
             return [wrap(m) for m in result]
         return wrap(result)
+
+    def bernoulli(self, fx, keep: float) -> _Value:
+        """A keep mask drawn from the step's key: P(1) = ``keep`` (``ops.bernoulli_element``)."""
+        if self.rng is None:
+            self.rng = self.emit("rng", (), torch.empty((), dtype=torch.int64))
+        salt = (self.random_sites * 0x9E3779B9) & 0xFFFFFFFF
+        self.random_sites += 1
+        threshold = min(max(round(keep * 2**32), 0), 2**32)
+        return self.fresh("bernoulli", (self.rng,), fx.meta["val"], (salt, threshold))
 
     def cast(self, value: _Value, dtype: torch.dtype, fx) -> _Value:
         if dtype == value.meta.dtype:

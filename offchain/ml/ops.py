@@ -90,7 +90,7 @@ def _op(name: str, code: int, build: Build | None, group: int | None = None, wor
 
 # ------------------------------------------------------------------------------ leaves
 
-for _name, _code in (("state", 0), ("data_x", 1), ("data_y", 2), ("hyper", 13), ("const", 12)):
+for _name, _code in (("state", 0), ("data_x", 1), ("data_y", 2), ("hyper", 13), ("const", 12), ("rng", 14)):
     _op(_name, _code, None)
 
 
@@ -156,6 +156,44 @@ for _name, _code, _fn in (
 ):
     _op(_name, _code, _binary(_fn))
 _op("where", 33, lambda n: lambda t: aten.where.self(t[0], t[1], t[2]))
+
+
+# ------------------------------------------------------------------------------ randomness
+
+MASK32 = 0xFFFFFFFF
+
+
+def hash32(a):
+    """Bob Jenkins' 32-bit integer hash (shifts, adds, xors mod 2**32) on ints or int64 tensors:
+    every intermediate stays below 2**46, so int64 never overflows and the EVM needs no tricks."""
+    a = (a + 0x7ED55D16 + (a << 12)) & MASK32
+    a = (a ^ 0xC761C23C ^ (a >> 19)) & MASK32
+    a = (a + 0x165667B1 + (a << 5)) & MASK32
+    a = ((a + 0xD3A2646C) ^ (a << 9)) & MASK32
+    a = (a + 0xFD7046C5 + (a << 3)) & MASK32
+    return (a ^ 0xB55A4F09 ^ (a >> 16)) & MASK32
+
+
+def bernoulli_element(key: int, salt: int, threshold: int, index: int) -> float:
+    """Element ``index`` of a ``bernoulli`` node: 1.0 iff hash32(hash32(key ^ salt) ^ index) < threshold."""
+    return 1.0 if hash32(hash32(key ^ salt) ^ index) < threshold else 0.0
+
+
+def _bernoulli(node: Node):
+    salt, threshold = node.attrs
+    shape = list(node.shape)
+
+    def bernoulli(t):
+        (key,) = t
+        base = hash32(key.to(torch.int64) ^ salt)
+        index = torch.arange(node.numel, dtype=torch.int64, device=key.device)
+        return (hash32(index ^ base) < threshold).to(torch.float32).view(shape)
+
+    return bernoulli
+
+
+# keep-mask of dropout: ``attrs = [salt, threshold]``, P(1) = threshold / 2**32, from the step's key
+_op("bernoulli", 82, _bernoulli)
 
 
 # ------------------------------------------------------------------------------ reductions

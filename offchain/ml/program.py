@@ -14,6 +14,9 @@ Leaves of a program:
   the dataset commits them; the model's input shape is a ``view`` of ``data_x``.
 * ``hyper``  : the step's scalars ``(H,)`` float32 (learning rate and bias corrections of the
   schedule), row ``step`` of the task's committed hyper-parameter table.
+* ``rng``    : the step's random key (int64 scalar), :func:`step_key` of the task seed and the
+  step; ``bernoulli`` nodes (dropout masks) hash it with their element index, so the chain can
+  re-compute any mask element.
 * ``const``  : a constant tensor shipped in the file (scalars of the model, masks, positions);
   ``attrs = [uint256(tensor_root)]`` so the graph root commits to its contents.
 
@@ -47,7 +50,8 @@ MAX_NUMEL = 1 << 31
 DTYPES: dict[str, torch.dtype] = {"f32": torch.float32, "i64": torch.int64, "bool": torch.bool}
 DTYPE_CODES = {"f32": 0, "i64": 1, "bool": 2}
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
-LEAVES = ("state", "data_x", "data_y", "hyper", "const")
+LEAVES = ("state", "data_x", "data_y", "hyper", "const", "rng")
+DROPOUT_DOMAIN = 2  # separates the step key from every other keccak of (seed, step, ...)
 
 
 @dataclass(frozen=True)
@@ -273,6 +277,13 @@ def _only_neg_inf(tensor: torch.Tensor) -> bool:
     return not bool(torch.isnan(tensor).any()) and not bool(torch.isposinf(tensor).any())
 
 
+def step_key(seed: int, step: int) -> int:
+    """``uint32(keccak256(abi.encode(uint256 seed, uint256 step, uint256 DROPOUT_DOMAIN)))``."""
+    from .commit import uint256
+
+    return int.from_bytes(keccak256(uint256(seed) + uint256(step) + uint256(DROPOUT_DOMAIN)), "big") & 0xFFFFFFFF
+
+
 def constant_root(tensor: torch.Tensor) -> int:
     return int.from_bytes(tensor_root(tensor if tensor.dtype != torch.bool else tensor.to(torch.int64)), "big")
 
@@ -309,10 +320,12 @@ def validate(program: Program) -> None:
     hyper = program.leaf("hyper")
     if hyper is not None and nodes[hyper].shape != (len(program.hyper_names),):
         raise GraphError("hyper leaf shape does not match the hyper names")
-    if len({n.op for n in nodes if n.op in ("data_x", "data_y", "hyper")}) != sum(
-        1 for n in nodes if n.op in ("data_x", "data_y", "hyper")
-    ):
-        raise GraphError("data_x, data_y and hyper appear at most once")
+    singles = [n.op for n in nodes if n.op in ("data_x", "data_y", "hyper", "rng")]
+    if len(set(singles)) != len(singles):
+        raise GraphError("data_x, data_y, hyper and rng appear at most once")
+    rng = program.leaf("rng")
+    if rng is not None and (nodes[rng].shape != () or nodes[rng].dtype != "i64"):
+        raise GraphError("the rng leaf is an int64 scalar")
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,7 +359,7 @@ class ProgramExecutor:
         self.program = program
         self._plan = build_plan(program)
         self._size = len(program.nodes)
-        self._leaves = {op: program.leaf(op) for op in ("data_x", "data_y", "hyper")}
+        self._leaves = {op: program.leaf(op) for op in ("data_x", "data_y", "hyper", "rng")}
         self._states = [node.id for node in program.nodes if node.op == "state"]
         keep = set(program.outputs) | {program.loss}
         last_use: dict[int, int] = {}
@@ -365,12 +378,18 @@ class ProgramExecutor:
         y: torch.Tensor,
         hyper: torch.Tensor | None = None,
         keep_trace: bool = False,
+        rng: int | None = None,
     ) -> StepResult:
+        """One step; ``rng`` is the step's key (:func:`step_key`) when the program draws masks."""
+        if self._leaves["rng"] is not None:
+            if rng is None:
+                raise GraphError("this program draws dropout masks: give the step's key (step_key)")
+            rng = torch.tensor(rng, dtype=torch.int64)
         values: list = [None] * self._size
         widen = _widen if self.wide else _same
         for node_id, tensor in zip(self._states, state):
             values[node_id] = widen(tensor)
-        for op, tensor in (("data_x", x), ("data_y", y), ("hyper", hyper)):
+        for op, tensor in (("data_x", x), ("data_y", y), ("hyper", hyper), ("rng", rng)):
             if self._leaves[op] is not None:
                 values[self._leaves[op]] = widen(tensor)
         for node_id, tensor in self.program.constants.items():

@@ -147,13 +147,13 @@ def _tiny_mlp():
     return MLP(4, (3,), 2), ExportConfig(2, (4,))
 
 
-class _WithDropout(nn.Module):
+class _WithNoise(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.linear = nn.Linear(4, 2)
 
     def forward(self, x):
-        return F.dropout(self.linear(x), 0.5)
+        return self.linear(x + torch.randn_like(x))
 
 
 class _WithSort(nn.Module):
@@ -166,7 +166,7 @@ class _WithSort(nn.Module):
 
 
 @pytest.mark.parametrize("model, words", [
-    (_WithDropout(), ["random", "test_ml_program.py:"]),
+    (_WithNoise(), ["random", "test_ml_program.py:", "randn_like"]),
     (nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)), ["1 is a BatchNorm1d", "GroupNorm"]),
     (_WithSort(), ["aten.sort", "not in the verifiable op set", "test_ml_program.py:", "torch.sort"]),
 ])
@@ -270,3 +270,46 @@ def test_executor_float64__an_honest_variant_close_to_float32_but_not_bitwise(fa
     gaps = [float((a - b).abs().max()) for a, b in zip(narrow.state, wide.state)]
     assert 0 < max(gaps) < 1e-3
     assert abs(float(narrow.loss) - float(wide.loss)) < 1e-4
+
+
+class _WithDropout(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(16, 64)
+        self.b = nn.Linear(64, 3)
+
+    def forward(self, x):
+        return self.b(F.dropout(F.relu(self.a(x)), 0.25))
+
+
+def test_dropout__masks_come_from_the_step_key_and_the_element_index():
+    from offchain.ml.ops import bernoulli_element
+    from offchain.ml.program import step_key
+
+    torch.manual_seed(0)
+    model = _WithDropout()
+    config = ExportConfig(32, (16,), optimizer=OptimizerConfig("sgd", 0.1))
+    program = Program.from_bytes(export_program(model, config).to_bytes())
+    [mask] = [n for n in program.nodes if n.op == "bernoulli"]
+    assert mask.shape == (32, 64) and mask.attrs[1] == round(0.75 * 2**32)
+    executor = ProgramExecutor(program)
+    state = _initial_state(model, config)
+    x, y = torch.randn(32, 16), torch.randint(0, 3, (32,))
+    hyper = config.optimizer.hyper_table(1)[0]
+    with pytest.raises(GraphError, match="step_key"):
+        executor.run(state, x, y, hyper)
+    traces = [executor.run(state, x, y, hyper, keep_trace=True, rng=step_key(7, step)).trace for step in (0, 0, 1)]
+    first, again, other = (trace[mask.id] for trace in traces)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert 0.70 < float(first.mean()) < 0.80
+    key = step_key(7, 0)
+    for index in (0, 1, 777, 32 * 64 - 1):
+        assert first.flatten()[index].item() == bernoulli_element(key, mask.attrs[0], mask.attrs[1], index)
+    active = traces[0][next(n.id for n in program.nodes if n.op == "relu")]
+    assert float((active * (1 - first)).abs().sum()) > 0  # active units were dropped
+    losses = []
+    for step in range(60):
+        result = executor.run(state, x, y, hyper, rng=step_key(7, step))
+        state = result.state
+        losses.append(float(result.loss))
+    assert sum(losses[-10:]) < 0.5 * sum(losses[:10])
