@@ -7,6 +7,7 @@ kernel included). Same batches, same intra-op thread count; runs are interleaved
 of the repeats is reported as a ratio against the baseline measured in the same process. Run:
 
     .venv/bin/python bench/program_speed.py [--threads 1] [--steps 10] [--repeats 3] [--small]
+        [--allocator tuned|default]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch.nn.functional as F  # noqa: E402
 from offchain.ml.capture import ExportConfig, export_program  # noqa: E402
 from offchain.ml.models import CNN, GPT, MLP  # noqa: E402
 from offchain.ml.optim import OptimizerConfig  # noqa: E402
-from offchain.ml.program import Program, ProgramExecutor, execution_context  # noqa: E402
+from offchain.ml.program import Program, ProgramExecutor, execution_context, tune_allocator  # noqa: E402
 
 
 def families(small: bool):
@@ -88,8 +89,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--small", action="store_true", help="smaller models (a quick check)")
+    parser.add_argument("--allocator", choices=["default", "tuned"], default="tuned",
+                        help="tuned: program.tune_allocator() (both loops run under it)")
     args = parser.parse_args()
-    print(f"threads={args.threads} steps={args.steps} repeats={args.repeats} (median step time)")
+    if args.allocator == "tuned" and not tune_allocator():
+        print("tune_allocator() did not apply here (not glibc)")
+    print(f"threads={args.threads} steps={args.steps} repeats={args.repeats} allocator={args.allocator} "
+          "(median step time)")
     print(f"{'family':12} {'params':>10} {'nodes':>6} {'plain ms':>9} {'program ms':>11} {'ratio':>6}")
     for name, (model, config) in families(args.small).items():
         torch.manual_seed(0)
