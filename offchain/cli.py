@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from offchain.chain.suite import ETHER, Role, TaskState
+from offchain.chain.suite import ETHER, TERMINAL_STATES, Role, TaskState
 
 DEFAULT_HOME = Path(os.environ.get("DTM_HOME", Path.home() / ".dtm"))
 DEFAULT_RPC = os.environ.get("DTM_RPC", "http://127.0.0.1:8545")
@@ -151,6 +151,116 @@ def stake(env: Env, roles: tuple[str, ...], amount: float) -> None:
     market = env.market()
     _chain_call(lambda: market.deposit(flags, int(amount * ETHER)))
     click.echo(f"staked {amount} ETH as {', '.join(roles)}")
+
+
+def _eth(wei: int) -> str:
+    """Wei as ether, exact and without trailing zeros."""
+    whole, frac = divmod(wei, ETHER)
+    return f"{whole}.{frac:018d}".rstrip("0").rstrip(".") + " ETH"
+
+
+def _me(env: Env, address: str | None) -> str:
+    if address:
+        from web3 import Web3
+
+        if not Web3.is_address(address):
+            raise click.BadParameter(f"{address!r} is not an address")
+        return Web3.to_checksum_address(address)
+    return env.account().address
+
+
+@main.command()
+@click.argument("address", required=False)
+@pass_env
+def balance(env: Env, address: str | None) -> None:
+    """Stake (bonded, locked, unbonding), credits to withdraw and escrow of your open tasks."""
+    account = _me(env, address)
+    market = env.market(signer=False)
+    bonded, locked, unbonding, ready_at, roles = market.call("accounts", account)
+    names = [role.name.lower() for role in Role if roles & role]
+    click.echo(f"{account}  roles: {', '.join(names) or 'none'}")
+    click.echo(f"  bonded     {_eth(bonded)}  (locked {_eth(locked)}, free {_eth(bonded - locked)})")
+    if unbonding:
+        wait = ready_at - market.now()
+        when = f"withdrawable in {wait} s" if wait > 0 else "withdraw it now: dtm withdraw-stake"
+        click.echo(f"  unbonding  {_eth(unbonding)}  ({when})")
+    click.echo(f"  credits    {_eth(market.call('credits', account))}  (dtm withdraw)")
+    escrow = sum(view.escrow + view.tax for view in _tasks(market) if view.submitter == account
+                 and view.state not in TERMINAL_STATES)
+    click.echo(f"  escrow     {_eth(escrow)}  held for your unfinished tasks")
+
+
+@main.command()
+@click.option("--amount", type=float, required=True, help="Ether to stop staking (it unbonds, then withdraw-stake).")
+@pass_env
+def unbond(env: Env, amount: float) -> None:
+    """Start unbonding free stake; it can be withdrawn after the unbonding delay."""
+    if amount <= 0:
+        raise click.BadParameter("the amount must be positive", param_hint="--amount")
+    market = env.market()
+    _chain_call(lambda: market.transact("unbond", int(amount * ETHER)))
+    click.echo(f"unbonding {amount} ETH; withdrawable in {market.call('unbond_delay')} s (dtm withdraw-stake)")
+
+
+@main.command("withdraw-stake")
+@pass_env
+def withdraw_stake(env: Env) -> None:
+    """Withdraw stake whose unbonding delay has passed."""
+    market = env.market()
+    before = market.call("accounts", market.account.address)[2]
+    _chain_call(lambda: market.transact("withdraw_stake"))
+    click.echo(f"withdrew {_eth(before)} of stake")
+
+
+@main.command()
+@pass_env
+def withdraw(env: Env) -> None:
+    """Withdraw your credits (payments, fees, refunds, rewards)."""
+    market = env.market()
+    amount = market.call("credits", market.account.address)
+    if not amount:
+        raise click.ClickException("no credits to withdraw")
+    _chain_call(lambda: market.transact("withdraw", market.account.address))
+    click.echo(f"withdrew {_eth(amount)}")
+
+
+@main.command()
+@pass_env
+def jackpot(env: Env) -> None:
+    """The forced-error jackpot and the current terms that pay from it."""
+    market = env.market(signer=False)
+    terms = market.terms(market.call("current_terms"))
+    click.echo(f"jackpot {_eth(market.call('pool'))}: pays {terms.payout_ppm / 10_000:g}% of the pool, at most "
+               f"{_eth(terms.payout_cap)}, per proven forced error; {terms.forced_error_ppm / 10_000:g}% of "
+               f"proofs are forced errors; tax {terms.tax_ppm / 10_000:g}% of each payment funds it")
+
+
+_DEADLINES = {
+    # state: (what runs until the deadline, what anyone may do once it has passed)
+    TaskState.OPEN: ("open for solvers", "anyone may expire it (the payment is refunded)"),
+    TaskState.CLAIMED: ("training window", "anyone may expire it (the solver is slashed, the task reopens)"),
+    TaskState.SUBMITTED: ("verify window", "anyone may expire it (the silent verifier pays, another is drawn)"),
+    TaskState.ACCEPTED: ("whistleblower window", "the solver may finalise and be paid"),
+}
+
+
+def _deadline(view, now: int) -> str:
+    """The running deadline of a task, named, and what its passing allows."""
+    if view.draw_block and view.state in (TaskState.CLAIMED, TaskState.SUBMITTED):
+        return f"randomness committed at block {view.draw_block}: anyone may call draw from the next block"
+    if view.state == TaskState.DISPUTED:
+        return f"dispute {view.dispute_id} in progress (the timeline below shows its moves)"
+    if view.state not in _DEADLINES:
+        return ""
+    deadline = view.expires if view.state == TaskState.OPEN else view.deadline
+    what, then = _DEADLINES[view.state]
+    if deadline > now:
+        return f"{what} closes in {deadline - now} s"
+    return f"{what} closed {now - deadline} s ago: {then}"
+
+
+def _tasks(market):
+    return [market.task(task_id) for task_id in range(1, market.call("task_count") + 1)]
 
 
 # ── workers ─────────────────────────────────────────────────────────
@@ -356,6 +466,46 @@ def task_quote(program_file: Path, steps: int, eth_per_tflop: float | None) -> N
         click.echo(f"payment at {eth_per_tflop} ETH/TFLOP: {figures['total_tflop'] * eth_per_tflop:.6f} ETH")
 
 
+@task.command("list")
+@click.option("--state", "states", multiple=True,
+              type=click.Choice([s.name.lower() for s in TaskState if s is not TaskState.NONE]))
+@click.option("--mine", is_flag=True, help="Only tasks the signing account posted.")
+@pass_env
+def task_list(env: Env, states: tuple[str, ...], mine: bool) -> None:
+    """Tasks on the market, newest last, with their escrow in ether."""
+    market = env.market(signer=False)
+    me = env.account().address if mine else None
+    shown = 0
+    for view in _tasks(market):
+        if (states and view.state.name.lower() not in states) or (me and view.submitter != me):
+            continue
+        click.echo(f"task {view.task_id:>4}  {view.state.name.lower():<10} payment {_eth(view.escrow + view.tax):<14} "
+                   f"stake {_eth(view.solver_stake):<10} submitter {view.submitter}")
+        shown += 1
+    if not shown:
+        click.echo("no tasks")
+
+
+@task.command("cancel")
+@click.argument("task_id", type=int)
+@pass_env
+def task_cancel(env: Env, task_id: int) -> None:
+    """Cancel an open task you posted; its payment is credited back (dtm withdraw)."""
+    market = env.market()
+    _chain_call(lambda: market.transact("cancel", task_id))
+    click.echo(f"task {task_id} cancelled; its escrow is in your credits")
+
+
+@task.command("expire")
+@click.argument("task_id", type=int)
+@pass_env
+def task_expire(env: Env, task_id: int) -> None:
+    """Enforce a task's passed deadline (anyone may)."""
+    market = env.market()
+    _chain_call(lambda: market.transact("expire", task_id))
+    click.echo(f"task {task_id}: now {market.task(task_id).state.name.lower()}")
+
+
 @task.command("status")
 @click.argument("task_id", type=int)
 @pass_env
@@ -367,10 +517,11 @@ def task_status(env: Env, task_id: int) -> None:
     view = market.task(task_id)
     if view.state == TaskState.NONE:
         raise click.ClickException(f"no task {task_id}")
-    click.echo(f"task {task_id}: {view.state.name.lower()}")
-    now = market.now()
-    if view.state not in (TaskState.FINALISED, TaskState.CANCELLED, TaskState.REFUNDED) and view.deadline:
-        click.echo(f"  current deadline in {view.deadline - now} s")
+    click.echo(f"task {task_id}: {view.state.name.lower()}  payment held {_eth(view.escrow + view.tax)}, solver stake "
+               f"{_eth(view.solver_stake)}")
+    line = _deadline(view, market.now())
+    if line:
+        click.echo(f"  {line}")
     for row in task_timeline(market, task_id):
         click.echo(f"  block {row.block:>6}  {row.event:<20} {row.detail}")
 
