@@ -65,7 +65,27 @@ class Env:
 pass_env = click.make_pass_decorator(Env)
 
 
-@click.group()
+class StrictCommand(click.Command):
+    """An option given twice is an error, not a silent "the last one wins"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        tokens = args[: args.index("--")] if "--" in args else args
+        for param in self.params:
+            if not isinstance(param, click.Option) or param.multiple or param.count:
+                continue
+            names = param.opts + param.secondary_opts
+            given = [t for t in tokens if t in names or any(t.startswith(n + "=") for n in names if n.startswith("--"))]
+            if len(given) > 1:
+                raise click.UsageError(f"{param.opts[-1]} given {len(given)} times; give it once", ctx)
+        return super().parse_args(ctx, args)
+
+
+class StrictGroup(StrictCommand, click.Group):
+    command_class = StrictCommand
+    group_class = type  # subgroups are strict too
+
+
+@click.group(cls=StrictGroup)
 @click.option("--home", type=click.Path(path_type=Path), default=DEFAULT_HOME, show_default=True,
               help="Worker state, keystores and the embedded IPFS store ($DTM_HOME).")
 @click.option("--rpc", default=DEFAULT_RPC, show_default=True, help="Ethereum JSON-RPC URL ($DTM_RPC).")
@@ -409,6 +429,11 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
     from offchain.workers.artifacts import publish_task
     from offchain.workers.submitter import Submitter
 
+    for value, option in ((payment, "--payment"), (expires_in, "--expires-in"), (train_window, "--train-window")):
+        if not value > 0:
+            raise click.BadParameter("must be positive", param_hint=option)
+    if not solver_stake >= 0:
+        raise click.BadParameter("must not be negative", param_hint="--solver-stake")
     kept = None
     if data_file is None:
         if label_column is not None or seq_len is not None or holdout is not None:
@@ -430,6 +455,8 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
         click.echo(f"data {loaded.description}")
     if classes is not None and classes < needed:
         raise click.UsageError(f"--classes {classes}: the data has labels up to {needed - 1}")
+    market = env.market()
+    _check_affordable(market, int(payment * ETHER), int(solver_stake * ETHER))
     store = env.store()
     try:
         spec = mlp_spec(data.input_dim, (hidden,), classes or needed)
@@ -439,11 +466,26 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
         raise click.ClickException(f"the dispute game cannot judge this task: {exc}") from exc
     except MLError as exc:
         raise click.ClickException(str(exc)) from exc
-    submitter = Submitter(market=env.market(), store=store, home=env.home)
+    submitter = Submitter(market=market, store=store, home=env.home)
     task_id = _chain_call(lambda: submitter.post(
         published, payment=int(payment * ETHER), solver_stake=int(solver_stake * ETHER),
         expires_in=expires_in, train_window=train_window, holdout=kept))
     click.echo(f"task {task_id}  spec {published.spec_cid}")
+
+
+def _check_affordable(market, payment: int, solver_stake: int) -> None:
+    """The market's minimums and the account's balance, before anything is uploaded."""
+    terms = market.terms(market.call("current_terms"))
+    if payment < terms.min_payment:
+        raise click.ClickException(f"payment {_eth(payment)} is below the market's minimum {_eth(terms.min_payment)}")
+    if solver_stake < terms.min_solver_stake:
+        raise click.ClickException(f"solver stake {_eth(solver_stake)} is below the market's minimum "
+                                   f"{_eth(terms.min_solver_stake)}")
+    address = market.account.address
+    funds = market.w3.eth.get_balance(address)
+    if funds < payment:
+        raise click.ClickException(f"account {address} has {_eth(funds)}; the payment needs {_eth(payment)} "
+                                   "plus gas: fund it first")
 
 
 @task.command("quote")

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -55,6 +56,10 @@ def with_retries(action: str, fn: Callable[[], T], *, attempts: int = 6, first_d
 
 
 def connect(rpc_url: str, *, timeout: float = 10.0) -> Web3:
+    """An HTTP(S) JSON-RPC connection that answered once; a malformed URL fails at once."""
+    parsed = urlparse(rpc_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ChainError(f"RPC URL {rpc_url!r} is not an http:// or https:// URL")
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
     with_retries(f"connect to {rpc_url}", lambda: w3.eth.chain_id)
     return w3

@@ -24,6 +24,7 @@ from offchain.ml import (
 )
 from offchain.ml.demo import make_task
 from offchain.storage import ContentStore
+from offchain.storage.importer import compute_cid
 
 MAX_SPEC_BYTES = 64 * 1024
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
@@ -46,11 +47,13 @@ class PublishedTask:
 
 def publish_task(store: ContentStore, spec: ModelSpec, dataset: Dataset, *, steps: int, k: int,
                  batch_size: int, lr: float, seed: int, weights_seed: int = 0) -> PublishedTask:
-    """Put model, weights, dataset and the task spec on IPFS; return the spec's CID. A task the
-    dispute game could not judge raises `UnjudgeableTask` before its spec is published."""
-    bundle = make_task(spec, dataset, steps=steps, k=k, batch_size=batch_size, lr=lr, seed=seed,
-                       weights_seed=weights_seed, cid=store.add_bytes)
-    check_judgeable(bundle.graph, bundle.task)
+    """Put model, weights, dataset and the task spec on IPFS; return the spec's CID. Nothing is
+    uploaded unless the task is valid (`TaskError`, ...) and the dispute game could judge it
+    (`UnjudgeableTask`): it is first built with CIDs computed locally."""
+    options = dict(steps=steps, k=k, batch_size=batch_size, lr=lr, seed=seed, weights_seed=weights_seed)
+    draft = make_task(spec, dataset, **options, cid=compute_cid)
+    check_judgeable(draft.graph, draft.task)
+    bundle = make_task(spec, dataset, **options, cid=store.add_bytes)
     spec_bytes = bundle.task.to_bytes()
     return PublishedTask(bundle, store.add_bytes(spec_bytes), spec_bytes)
 

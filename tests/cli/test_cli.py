@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
+
+import pytest
 
 from click.testing import CliRunner
 
@@ -59,19 +62,21 @@ def _pets_csv(tmp_path):
     return path
 
 
-def test_task_post__own_csv__publishes_only_the_training_rows(tmp_path):
+def test_task_post__own_csv__nothing_is_uploaded_before_the_chain_checks_pass(tmp_path):
     from offchain.ml import load_dataset
     from offchain.storage import LocalStore
+    from offchain.storage.errors import ContentNotFound
 
     csv = _pets_csv(tmp_path)
     result = _run(tmp_path, "task", "post", "--data", str(csv), "--hidden", "4", "--steps", "8", "--k", "4",
                   "--batch-size", "4")
     assert "data pets.csv: 45 training rows + 5 held-out, 2 features, 3 classes; labels bird=0, cat=1, dog=2" \
         in result.output
-    assert "Error: choose an account" in result.output   # published; the chain comes next
+    assert "Error: choose an account" in result.output
     training = load_dataset(csv, holdout=0.1, seed=1).train.to_bytes()   # --seed 1 splits too
     cid = LocalStore(tmp_path / "elsewhere").add_bytes(training)
-    assert LocalStore(tmp_path / "ipfs").cat(cid, timeout=1) == training
+    with pytest.raises(ContentNotFound):
+        LocalStore(tmp_path / "ipfs").cat(cid, timeout=1)
 
 
 def test_task_post__data_options__one_line_errors(tmp_path):
@@ -132,3 +137,17 @@ def test_model_export__bad_reference_and_op_outside_the_set__one_line(tmp_path):
     assert refused.exit_code != 0
     assert "aten.sort" in refused.output and "sorting.py:" in refused.output
     assert len(refused.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["task", "post", "--hidden", "64", "--hidden=32"], "--hidden given 2 times; give it once"),
+    (["--rpc", "foo://bar", "task", "post"], "RPC URL 'foo://bar' is not an http:// or https:// URL"),
+    (["task", "post", "--payment", "-1"], "Invalid value for --payment: must be positive"),
+    (["task", "post", "--train-window", "0"], "Invalid value for --train-window: must be positive"),
+    (["task", "post", "--solver-stake", "-2"], "Invalid value for --solver-stake: must not be negative"),
+])
+def test_task_post__bad_options_fail_fast_in_one_line_before_any_network(tmp_path, args, message):
+    started = time.monotonic()
+    result = _run(tmp_path, "--dev-account", "1", *args)
+    assert result.exit_code != 0 and message in result.output
+    assert "Traceback" not in result.output and time.monotonic() - started < 5

@@ -70,3 +70,31 @@ def test_stake_unbond_withdraw_list_cancel_expire_jackpot__in_ether(tmp_path):
         assert jackpot.startswith("jackpot ") and "per proven forced error" in jackpot
         bad = dtm(STAKER, "unbond", "--amount", "-1")
         assert bad.exit_code != 0 and "must be positive" in bad.output
+
+
+def test_task_post__unfunded_account_and_payments_below_the_minimum__one_line_nothing_uploaded(tmp_path):
+    from eth_account import Account
+
+    from offchain import accounts
+
+    with local_market(tmp_path) as m:
+        home = m.home
+        accounts.save(home, "empty", Account.create(), "pw")
+
+        def post(account: list[str], *options: str):
+            return CliRunner().invoke(main, ["--home", str(home), "--rpc", m.anvil.url, "--deployment",
+                                             str(deployment_path(*LOCAL_DEPLOYMENT, tmp_path / "deployments")),
+                                             *account, "task", "post", "--steps", "8", "--k", "4", *options],
+                                      env={"DTM_PASSWORD": "pw"})
+
+        before = sorted((home / "ipfs").rglob("*")) if (home / "ipfs").exists() else []
+        unfunded = post(["--account", "empty"])
+        assert unfunded.exit_code != 0 and "has 0 ETH; the payment needs 1 ETH plus gas: fund it first" in unfunded.output
+        low = post(["--dev-account", str(SUBMITTER)], "--payment", "0.01")
+        assert low.exit_code != 0 and "payment 0.01 ETH is below the market's minimum 0.2 ETH" in low.output
+        stake = post(["--dev-account", str(SUBMITTER)], "--solver-stake", "0.1")
+        assert stake.exit_code != 0 and "solver stake 0.1 ETH is below the market's minimum 1 ETH" in stake.output
+        for result in (unfunded, low, stake):
+            assert len(result.output.strip().splitlines()) == 1
+        after = sorted((home / "ipfs").rglob("*")) if (home / "ipfs").exists() else []
+        assert after == before

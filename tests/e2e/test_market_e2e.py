@@ -8,6 +8,8 @@ from click.testing import CliRunner
 from offchain.chain.deployment import deployment_path
 from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.cli import main
+from offchain.ml import load_dataset
+from offchain.storage.importer import compute_cid
 from offchain.node import LOCAL_DEPLOYMENT
 from offchain.workers.solver import Solver
 from offchain.workers.submitter import fetch_result
@@ -143,6 +145,8 @@ def test_own_csv_task__result_reports_the_held_out_score(tmp_path):
         assert posted.exit_code == 0, posted.output
         assert "54 training rows + 6 held-out, 2 features, 2 classes; labels big=0, small=1" in posted.output
         task_id = int(posted.output.split("\ntask ")[1].split()[0])
+        training = load_dataset(csv, holdout=0.1, seed=1).train.to_bytes()  # only these rows are published
+        assert m.store.cat(compute_cid(training), timeout=1) == training
         reader = m.market(0)
         wait_for(lambda: _state(reader, task_id) == TaskState.FINALISED, what="finalisation")
         held = fetch_result(reader, m.store, task_id, m.home).holdout
