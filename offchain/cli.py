@@ -617,28 +617,72 @@ def node() -> None:
 @node.command("up")
 @click.option("--port", type=int, default=8545, show_default=True)
 @click.option("--ipfs-port", type=int, default=5001, show_default=True)
-@click.option("--window", type=int, default=30, show_default=True, help="Verify/whistleblower/reveal windows (s).")
+@click.option("--window", type=int, default=600, show_default=True,
+              help="Verify/whistleblower/reveal windows (s), as docs/protocol.md §8.")
 @click.option("--forced-error-ppm", type=int, default=10_000, show_default=True)
+@click.option("--fresh", is_flag=True, help="Start a new chain instead of the one saved under --home.")
 @pass_env
-def node_up(env: Env, port: int, ipfs_port: int, window: int, forced_error_ppm: int) -> None:
-    """Anvil (a block a second) + deployed suite + IPFS RPC, until interrupted."""
+def node_up(env: Env, port: int, ipfs_port: int, window: int, forced_error_ppm: int, fresh: bool) -> None:
+    """Anvil (a block a second) + deployed suite + IPFS RPC, until interrupted.
+
+    The chain is saved under --home (chain/state.json) and loaded on the next start, so stakes,
+    tasks and credits survive a restart; --fresh starts over."""
     from offchain import node as local
+    from offchain.chain.deployment import DeploymentNotFound, deployment_path
     from offchain.storage import serve
 
-    anvil = local.start_anvil(port)
+    state = env.home / "chain" / "state.json"
+    saved = env.home / "chain" / "deployment.yaml"
+    if fresh:
+        state.unlink(missing_ok=True)
+        saved.unlink(missing_ok=True)
+    for wanted, option in ((port, "--port"), (ipfs_port, "--ipfs-port")):
+        if local.port_in_use(wanted):
+            raise click.ClickException(f"port {wanted} is in use (another node running?): stop it or choose {option}")
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        deployment = local.deploy(anvil.url, arbiter=local.DEFAULT_ARBITER, window=window,
-                                  forced_error_ppm=forced_error_ppm)
+        anvil = local.start_anvil(port, state=state)
+    except local.NodeError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        resumed = _resumed_deployment(anvil.url, saved) if state.exists() else None
+        if resumed is None:
+            deployment = local.deploy(anvil.url, arbiter=local.DEFAULT_ARBITER, window=window,
+                                      forced_error_ppm=forced_error_ppm)
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_bytes(deployment_path(*local.LOCAL_DEPLOYMENT).read_bytes())
+        else:
+            deployment = resumed
+            deployment_path(*local.LOCAL_DEPLOYMENT).write_bytes(saved.read_bytes())
         local.mine_every(anvil.url, 1)
         server = serve(env.home / "ipfs", "127.0.0.1", ipfs_port)
-        click.echo(f"chain   {anvil.url} (chain id {deployment.chain_id})\nmarket  {deployment.market}\n"
+        how = "resumed from " + str(state) if resumed else f"new chain (saved to {state})"
+        click.echo(f"chain   {anvil.url} (chain id {deployment.chain_id}), {how}\nmarket  {deployment.market}\n"
                    f"arbiter {deployment.arbiter}\nIPFS    {server.multiaddr}  (export IPFS_API={server.multiaddr})")
         while anvil.process.poll() is None:
             time.sleep(1)
     except KeyboardInterrupt:
         pass
+    except (local.NodeError, DeploymentNotFound) as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         anvil.stop()
+
+
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _resumed_deployment(rpc_url: str, saved: Path):
+    """The saved deployment when the loaded chain still holds its market, else None."""
+    from offchain.chain.client import connect
+    from offchain.chain.deployment import Deployment
+
+    if not saved.exists():
+        return None
+    deployment = Deployment.load(saved)
+    has_code = len(connect(rpc_url).eth.get_code(deployment.market)) > 0
+    return deployment if has_code else None
 
 
 @main.command()

@@ -77,12 +77,32 @@ class Anvil:
                 self.process.kill()
 
 
-def start_anvil(port: int | None = None) -> Anvil:
+def port_in_use(port: int) -> bool:
+    """Whether a server could not listen on `port` (connections closing in TIME_WAIT do not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def start_anvil(port: int | None = None, *, state: Path | None = None) -> Anvil:
+    """Anvil on `port` (a free one by default); with `state`, the chain is loaded from that file
+    when it exists and written back every few seconds and on exit, so it survives restarts."""
     binary = shutil.which("anvil", path=tool_path())
     if binary is None:
         raise NodeError("anvil not found: run `npm install` (package.json pins @foundry-rs/anvil)")
     port = port or free_port()
+    if port_in_use(port):
+        raise NodeError(f"port {port} is in use (another node running?): stop it or choose another port")
     args = [binary, "--port", str(port), "--silent", "--mnemonic", DEV_MNEMONIC]
+    if state is not None:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        args += ["--dump-state", str(state), "--state-interval", "5"]
+        if state.exists():
+            args += ["--load-state", str(state)]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):

@@ -1,0 +1,86 @@
+"""`dtm node up` as a user runs it: a real process, SIGTERM, restarts, ports in use."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from offchain.chain.client import Market, connect
+from offchain.chain.deployment import Deployment
+from offchain.chain.suite import ETHER, Role
+from offchain.node import dev_account, free_port, port_in_use, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+class Node:
+    def __init__(self, home: Path, deployments: Path, port: int, ipfs_port: int, *extra: str) -> None:
+        env = {**os.environ, "DTM_DEPLOYMENTS_DIR": str(deployments)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "offchain.cli", "--home", str(home), "node", "up", "--port", str(port),
+             "--ipfs-port", str(ipfs_port), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines: list[str] = []
+
+    def wait_ready(self) -> str:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if line.startswith("IPFS"):
+                return "".join(self.lines)
+        raise AssertionError("node did not come up:\n" + "".join(self.lines))
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(30)
+
+
+def test_node_up__sigterm_stops_anvil__restart_resumes_the_chain__fresh_starts_over(tmp_path):
+    home, deployments = tmp_path / "home", tmp_path / "deployments"
+    port, ipfs_port = free_port(), free_port()
+    node = Node(home, deployments, port, ipfs_port)
+    try:
+        shown = node.wait_ready()
+        assert "new chain (saved to" in shown
+        url = f"http://127.0.0.1:{port}"
+        deployment = Deployment.load(deployments / "ethereum-local.yaml")
+        staker = Market(connect(url), deployment, dev_account(6))
+        staker.deposit(Role.SOLVER, 3 * ETHER)
+        time.sleep(6)  # the state is written every 5 s and on exit
+
+        busy = subprocess.run([sys.executable, "-m", "offchain.cli", "--home", str(tmp_path / "other"), "node", "up",
+                               "--port", str(port), "--ipfs-port", str(free_port())],
+                              capture_output=True, text=True, timeout=60)
+        assert busy.returncode != 0
+        assert busy.stderr.strip().splitlines() == [f"Error: port {port} is in use (another node running?): "
+                                                    "stop it or choose --port"]
+    finally:
+        assert node.stop() == 0
+    wait_for(lambda: not port_in_use(port), timeout=10, what="anvil to exit with the node")
+
+    again = Node(home, deployments, port, ipfs_port)
+    try:
+        assert "resumed from" in again.wait_ready()
+        market = Market(connect(url), Deployment.load(deployments / "ethereum-local.yaml"), None)
+        assert market.deployment.market == deployment.market
+        assert market.call("accounts", dev_account(6).address)[0] == 3 * ETHER
+    finally:
+        again.stop()
+    wait_for(lambda: not port_in_use(port), timeout=10, what="anvil to exit")
+
+    fresh = Node(home, deployments, port, ipfs_port, "--fresh")
+    try:
+        assert "new chain" in fresh.wait_ready()
+        market = Market(connect(url), Deployment.load(deployments / "ethereum-local.yaml"), None)
+        assert market.call("accounts", dev_account(6).address)[0] == 0
+    finally:
+        fresh.stop()
