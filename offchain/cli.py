@@ -84,6 +84,23 @@ class StrictGroup(StrictCommand, click.Group):
     command_class = StrictCommand
     group_class = type  # subgroups are strict too
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Any error a command did not anticipate is one line too; --debug shows the traceback."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            from offchain.chain.client import ChainError
+            from offchain.ml.errors import MLError
+
+            known = isinstance(exc, (ChainError, MLError, OSError))
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            hint = "" if known else f" ({type(exc).__name__}; run with --debug for the traceback)"
+            raise click.ClickException(message + hint) from None
+
 
 @click.group(cls=StrictGroup)
 @click.option("--home", type=click.Path(path_type=Path), default=DEFAULT_HOME, show_default=True,
@@ -93,9 +110,10 @@ class StrictGroup(StrictCommand, click.Group):
               help="Deployment file (default deployments/ethereum-local.yaml).")
 @click.option("--account", "account_name", help="Keystore account to sign with.")
 @click.option("--dev-account", type=int, envvar="DTM_DEV_ACCOUNT", help="Use Anvil's funded account N.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
 @click.pass_context
 def main(ctx: click.Context, home: Path, rpc: str, deployment_path: Path | None, account_name: str | None,
-         dev_account: int | None) -> None:
+         dev_account: int | None, debug: bool) -> None:
     """A verifiable market for ML training compute."""
     ctx.obj = Env(home, rpc, deployment_path, account_name, dev_account)
 

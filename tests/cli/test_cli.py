@@ -151,3 +151,22 @@ def test_task_post__bad_options_fail_fast_in_one_line_before_any_network(tmp_pat
     result = _run(tmp_path, "--dev-account", "1", *args)
     assert result.exit_code != 0 and message in result.output
     assert "Traceback" not in result.output and time.monotonic() - started < 5
+
+
+def test_unexpected_error__one_line_unless_debug(tmp_path, monkeypatch):
+    import offchain.ml.exporter as exporter
+
+    source = tmp_path / "m.py"
+    source.write_text(MODEL_FILE)
+    program = tmp_path / "p.json"
+    assert _run(tmp_path, "model", "export", f"{source}:Net", "--input-shape", "12", "--out", str(program)).exit_code == 0
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(exporter, "quote", broken)
+    plain = _run(tmp_path, "task", "quote", str(program), "--steps", "3")
+    assert plain.exit_code == 1
+    assert plain.output == "Error: boom (RuntimeError; run with --debug for the traceback)\n"
+    debug = _run(tmp_path, "--debug", "task", "quote", str(program), "--steps", "3")
+    assert isinstance(debug.exception, RuntimeError)
