@@ -13,6 +13,7 @@ and its proofs committed to (anyone may; the solver answers for it).
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from eth_utils import keccak
@@ -22,7 +23,8 @@ from offchain.chain.client import TaskView
 from offchain.chain.suite import TaskState
 from offchain.dispute.player import Defence
 from offchain.ml import Checkpoint, DemoTask, MLError, TrainingResult, build_proof, cheats, train
-from offchain.ml.train import merge_results, update_norm
+from offchain.ml.commit import checkpoint_root
+from offchain.ml.train import merge_results, replay, update_norm
 from offchain.storage import StorageError
 from offchain.workers.artifacts import (
     ArtifactMismatch,
@@ -38,6 +40,26 @@ CHEATS = {
     "fabricate": lambda bundle: cheats.fabricate_fraction(bundle, 0.5, mode="noise").result,
     "wrong-data": lambda bundle: cheats.wrong_data(bundle, mode="dataset").result,
 }
+
+
+# a solver claims a task only if its measured training time, times this, fits the train window
+TIME_SAFETY = 2.0
+PROGRESS_EVERY = 10.0
+
+
+def training_seconds(bundle: DemoTask, probe_steps: int = 4) -> float:
+    """Training time of the whole task on this machine: a few measured steps (after one warm-up)
+    times the step count, plus one checkpoint's root and serialisation per checkpoint."""
+    task = bundle.task
+    count = min(probe_steps, task.steps)
+    replay(bundle.graph, task, bundle.dataset, bundle.weights, 0, 1)
+    start = time.perf_counter()
+    after = replay(bundle.graph, task, bundle.dataset, bundle.weights, 0, count)
+    per_step = (time.perf_counter() - start) / count
+    start = time.perf_counter()
+    Checkpoint(1, count, after, checkpoint_root(after, bundle.spec.param_names)).to_bytes(bundle.spec)
+    per_checkpoint = time.perf_counter() - start
+    return per_step * task.steps + per_checkpoint * task.num_checkpoints
 
 
 class Solver(Worker):
@@ -111,10 +133,16 @@ class Solver(Worker):
         if self.market.call("free_stake", self.address) < task.solver_stake:
             return
         try:
-            self.bundle(task.task_id)  # fetch and check everything before staking on it
+            bundle = self.bundle(task.task_id)  # fetch and check everything before staking on it
         except (StorageError, MLError, ArtifactMismatch) as exc:
             self.state.update_task(task.task_id, done=True, outcome=f"rejected: {exc}")
             self.log.warning("task %d: not claiming, its artifacts are unusable: %s", task.task_id, exc)
+            return
+        needed = training_seconds(bundle)
+        if needed * TIME_SAFETY > task.train_window:
+            reason = f"training needs ~{needed:.0f} s here, the window is {task.train_window} s"
+            self.state.update_task(task.task_id, done=True, outcome=f"skipped: {reason}")
+            self.log.warning("task %d: not claiming: %s", task.task_id, reason)
             return
         secret = os.urandom(32)
         self.state.update_task(task.task_id, secret=secret.hex(), forced=None, proofs=None)  # before sending
@@ -145,7 +173,7 @@ class Solver(Worker):
         terms = self.market.terms(task.terms_id)
         forced = task.round == 0 and self.market.call(
             "is_forced_error", bytes.fromhex(record["secret"]), task.entropy, terms.forced_error_ppm)
-        genuine = self._train(task.task_id, bundle)
+        genuine = self._train(task.task_id, bundle, task.deadline)
         proofs = {"genuine": self._publish(bundle, genuine)}
         if forced:
             self.log.info("task %d: forced error drawn; publishing a corrupted proof first", task.task_id)
@@ -156,18 +184,30 @@ class Solver(Worker):
         self.state.update_task(task.task_id, forced=bool(forced), proofs=proofs, losses=genuine.losses)
         return proofs
 
-    def _train(self, task_id: int, bundle: DemoTask) -> TrainingResult:
-        """Honest training, resumed from the last checkpoint saved on disk."""
+    def _train(self, task_id: int, bundle: DemoTask, deadline: int) -> TrainingResult:
+        """Honest training, resumed from the last checkpoint saved on disk; progress on the terminal
+        and a log line every `PROGRESS_EVERY` seconds (checkpoint, loss, speed, ETA vs deadline)."""
         directory = self.home / "checkpoints" / f"{self.role}-{self.address.lower()}" / str(task_id)
         saved = load_checkpoints(directory, bundle)
         last = bundle.task.num_checkpoints - 1
         resume = saved[min(len(saved), last) - 1] if len(saved) > 1 else None
         bar = tqdm(total=last, initial=resume.index if resume else 0, desc=f"task {task_id} training",
                    unit="ckpt", leave=False, disable=None)
+        started, first = time.monotonic(), resume.index if resume else 0
+        reported = [started]
 
         def on_checkpoint(checkpoint: Checkpoint) -> None:
             save_checkpoint(directory, checkpoint, bundle)
             bar.update(1 if checkpoint.index else 0)
+            now = time.monotonic()
+            if checkpoint.index and (now - reported[0] >= PROGRESS_EVERY or checkpoint.index == last):
+                reported[0] = now
+                rate = (checkpoint.index - first) * bundle.task.checkpoint_interval / max(now - started, 1e-9)
+                eta = (last - checkpoint.index) * bundle.task.checkpoint_interval / max(rate, 1e-9)
+                loss = sum(checkpoint.losses) / len(checkpoint.losses) if checkpoint.losses else float("nan")
+                self.log.info("task %d: checkpoint %d/%d, loss %.4f, %.1f steps/s, done in ~%.0f s "
+                              "(deadline in %d s)", task_id, checkpoint.index, last, loss, rate, eta,
+                              deadline - self.market.now())
 
         result = train(bundle.task, bundle.spec, bundle.weights, bundle.dataset, graph=bundle.graph,
                        on_checkpoint=on_checkpoint, resume_from=resume)
