@@ -742,7 +742,7 @@ def _norm_check(node, ins, index, values, claimed):
     b = value(values[1 + has_w][0]) if has_b else Fraction(0)
     centred = (x - mo.mean - mo.mean_tol, x - mo.mean + mo.mean_tol)
     ends = [c * r * w for c in centred for r in (mo.rstd_lo, mo.rstd_hi)]
-    tol = gamma(4) * (abs(x) + abs(mo.mean) + mo.mean_tol) * mo.rstd_hi * abs(w) + 8 * ETA
+    tol = gamma(4) * (abs(x) + abs(mo.mean) + mo.mean_tol) * mo.rstd_hi * abs(w) + gamma(2) * abs(b) + 8 * ETA
     return Window(min(ends) + b, max(ends) + b, tol)
 
 
