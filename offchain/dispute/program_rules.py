@@ -793,6 +793,64 @@ def _ln_grad_check(node, ins, index, values, claimed):
 _rule("layer_norm_grad_input", "layer_norm_grad_weight", "layer_norm_grad_bias")((_ln_grad_gather, _ln_grad_check))
 
 
+# ---- pointwise ops of programs not in judge.py (inputs broadcast like PyTorch)
+
+
+def _pointwise_gather(node, ins, index):
+    multi = _unravel(index, node.shape)
+    return [(p, [_broadcast(multi, inp.shape)]) for p, inp in enumerate(ins)]
+
+
+def _truth(dtype: str, v: int) -> bool:
+    return value(v) != 0 if dtype == "f32" else v != 0
+
+
+def _logical_check(node, ins, index, values, claimed):
+    a = [_truth(inp.dtype, v[0]) for inp, v in zip(ins, values)]
+    result = {"logical_not": lambda: not a[0], "logical_and": lambda: a[0] and a[1],
+              "logical_or": lambda: a[0] or a[1]}[node.op]()
+    return claimed == int(result)
+
+
+_rule("logical_not", "logical_and", "logical_or")((_pointwise_gather, _logical_check))
+
+
+def _sigmoid(bits: int) -> tuple[Fraction, Fraction]:
+    """Enclosure of 1/(1 + exp(−x)): 1/(1 + e^−x) for x ≥ 0, q/(1 + q) with q = e^x for x < 0."""
+    if bits >> 31:
+        q_lo, q_hi = _exp_interval(bits)
+        return q_lo / (1 + q_lo), q_hi / (1 + q_hi)
+    e_lo, e_hi = _exp_interval(bits ^ 1 << 31)
+    return 1 / (1 + e_hi), 1 / (1 + e_lo)
+
+
+def _unary_calculus_check(node, ins, index, values, claimed):
+    """silu = xσ(x); silu_backward = gσ(1 + x(1 − σ)); tanh_backward = g(1 − y²);
+    sigmoid_backward = g(1 − y)y (docs/judge-programs.md §4.7)."""
+    if node.op == "silu":
+        x = value(values[0][0])
+        lo, hi = _sigmoid(values[0][0])
+        ends = (x * lo, x * hi)
+        if x < -80:  # exp(−x) may overflow to inf: an honest x/inf is −0
+            ends += (Fraction(0),)
+        return Window(min(ends), max(ends), gamma(12) * max(map(abs, ends)) + 4 * ETA)
+    g, x = value(values[0][0]), value(values[1][0])
+    if node.op == "tanh_backward":
+        return _point(g * (1 - x * x), gamma(3) * abs(g) * (1 + x * x) + (abs(g) + 2) * ETA)
+    if node.op == "sigmoid_backward":
+        return _point(g * (1 - x) * x, gamma(3) * abs(g * x) * (1 + abs(x)) + 3 * (abs(g) + 1) * ETA)
+    lo, hi = _sigmoid(values[1][0])
+    f = [sig * (1 + x * (1 - sig)) for sig in (lo, hi)]
+    if x != 0 and lo <= (1 + x) / (2 * x) <= hi:  # the parabola's vertex inside the enclosure
+        f.append((1 + x) ** 2 / (4 * x))
+    ends = [g * v for v in f]
+    tol = gamma(16) * abs(g) * hi * (1 + 2 * abs(x)) + 4 * (abs(g) + 1) * ETA
+    return Window(min(ends), max(ends), tol)
+
+
+_rule("silu", "silu_backward", "tanh_backward", "sigmoid_backward")((_pointwise_gather, _unary_calculus_check))
+
+
 # ------------------------------------------------------------------------------------ entry points
 
 

@@ -22,8 +22,8 @@ from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program import DTYPES, LEAVES, Node, ProgramExecutor, execution_context
 
 ELEMENTWISE = {"add", "relu", "threshold_backward"} | {n for n, op in OPS.items() if 16 <= op.code <= 39}
-LEFT = {"silu", "logical_not", "tanh_backward", "sigmoid_backward", "silu_backward", "logical_and", "logical_or"}
-EXACT = {"view", "cat", "cast", "amax", "max_pool2d", "max_pool2d_indices", "embedding"}
+EXACT = {"view", "cat", "cast", "amax", "max_pool2d", "max_pool2d_indices", "embedding", "logical_not",
+         "logical_and", "logical_or"}
 SAMPLE = 48
 
 
@@ -36,7 +36,7 @@ def judge():
 class Zoo(nn.Module):
     """Configurations the presets do not reach: strided dilated grouped conv, GroupNorm without
     affine, padded ceil-mode pooling, mean/amax/softmax, an embedding with padding_idx, a LayerNorm
-    whose rows have |mean| >> std."""
+    whose rows have |mean| > std, tanh/sigmoid/SiLU and logical masks."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,6 +50,9 @@ class Zoo(nn.Module):
         h = F.max_pool2d(self.group(self.conv(x)), 3, stride=2, padding=1, ceil_mode=True)
         ids = (x[:, 0, 0, :3].abs() * 2).long().clamp(max=4)
         f = self.norm(h.flatten(1) + self.tokens(ids).sum(1) + 10.0)
+        a = torch.tanh(f) * torch.sigmoid(f) + F.silu(f)
+        keep = torch.logical_or(torch.logical_and(a > 0, torch.logical_not(a > 1)), a < -1)
+        f = torch.where(keep, a, 0.5 * a)
         pooled = torch.cat([torch.softmax(h.mean(dim=(2, 3)), -1), h.amax(dim=(2, 3))], dim=1)
         return self.head(torch.cat([f, pooled], 1))
 
@@ -140,7 +143,7 @@ def next_out(w: R.Window, up: bool, steps: int = 2) -> int:
 
 
 def test_rules__cover_every_structured_op_except_the_elementwise_ones_and_those_left():
-    structured = set(OPS) - ELEMENTWISE - set(LEAVES) - LEFT
+    structured = set(OPS) - ELEMENTWISE - set(LEAVES)
     assert set(R.RULES) == structured
 
 
@@ -150,7 +153,9 @@ def test_rules__every_ruled_op_occurs_in_the_test_programs():
         make, config = FAMILIES[name]
         torch.manual_seed(0)
         seen |= {n.op for n in export_program(make(), config).nodes}
-    assert set(R.RULES) <= seen
+    # autograd's SiLU backward traces as sigmoid/sub/mul/add on torch 2.13, never as silu_backward
+    # (a unit test below covers that rule)
+    assert set(R.RULES) - {"silu_backward"} <= seen
 
 
 # --------------------------------------------------------------------------------------------- honest values
@@ -248,7 +253,9 @@ def test_rules__a_value_off_by_a_small_relative_error_fails(run):
             wrong = honest * (1 + 2 ** -10) + (1 if honest >= 0 else -1) * 2 ** -10 * rms
             total += 1
             caught += not R.check(node, ins, index, gather(node, ins, flats, index), bits(wrong))
-        assert caught >= 0.9 * total, (node.op, caught, total)
+        # layer_norm_grad_input forms ds − db·mean (PyTorch's own formula): with |mean| > std its
+        # honest error scales with |mean|·Σ|g·w| (the zoo's rows sit at mean 10)
+        assert caught >= (0.8 if node.op == "layer_norm_grad_input" else 0.9) * total, (node.op, caught, total)
 
 
 def test_rules__exact_ops_reject_any_other_value(run):
@@ -536,3 +543,48 @@ def test_rules__layer_norm_output_and_gradients_from_float64_pass_and_shifted_va
         values = gather(node, ins, flats, index)
         assert R.check(node, ins, index, values, int(flat(y64)[index]))
         assert not R.check(node, ins, index, values, bits(float(y64.reshape(-1)[index]) + 1e-3))
+
+
+# --------------------------------------------------------------------------------------------- pointwise
+
+
+EXTREMES = torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1e-42, 0.5, -3.0, 9.0, 20.0, -20.0, 50.0, -60.0, -90.0, -100.0, 100.0])
+
+
+@pytest.mark.parametrize("op", ["silu", "silu_backward", "tanh_backward", "sigmoid_backward"])
+def test_rules__pointwise_calculus_ops_pass_in_float32_and_float64_and_reject_a_2e_minus_12_error(op):
+    x = torch.cat([torch.randn(200, generator=torch.Generator().manual_seed(8)) * 4, EXTREMES])
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(9))
+    second = {"silu_backward": x, "tanh_backward": torch.tanh(x), "sigmoid_backward": torch.sigmoid(x)}
+    args = [x] if op == "silu" else [g, second[op]]
+    node, ins, flats = _single(op, "f32", args, ())
+    _all_pass(node, ins, flats)
+    out64 = flat(OPS[op].build(node)([a.double() for a in args]).float())
+    rejected = 0
+    for index in range(node.numel):
+        values = gather(node, ins, flats, index)
+        assert R.check(node, ins, index, values, int(out64[index])), index
+        honest = float(np.uint32(flats[-1][index]).view(np.float32))
+        rejected += not R.check(node, ins, index, values, bits(honest * (1 + 2 ** -12) + 1e-30))
+    # tanh_backward's honest error is relative to |g|(1 + y²), not to |g|(1 − y²): saturated
+    # elements (|x| ≳ 4) legitimately keep a 2^-12 relative error in
+    assert rejected >= (0.6 if op == "tanh_backward" else 0.9) * node.numel
+
+
+def test_rules__silu_of_a_very_negative_input_accepts_the_overflowed_zero():
+    x = torch.tensor([-100.0, -90.0])
+    node, ins, flats = _single("silu", "f32", [x], ())
+    for index in range(2):
+        values = gather(node, ins, flats, index)
+        assert R.check(node, ins, index, values, 0x80000000) and R.check(node, ins, index, values, int(flats[-1][index]))
+        assert not R.check(node, ins, index, values, bits(-1e-10))
+
+
+@pytest.mark.parametrize("op", ["logical_not", "logical_and", "logical_or"])
+def test_rules__logical_ops_are_exact_over_every_input_dtype_and_broadcast(op):
+    x = torch.tensor([[0.0, -0.0, 1e-42, -2.0], [3.0, 0.0, 1.0, 0.0]])
+    y = torch.tensor([True, False, True, False])
+    node, ins, flats = _single(op, "bool", [x] if op == "logical_not" else [x, y], ())
+    _all_pass(node, ins, flats)
+    for index in range(node.numel):
+        assert not R.check(node, ins, index, gather(node, ins, flats, index), 1 - int(flats[-1][index]))
