@@ -892,6 +892,13 @@ def _check_values(dtype: str, values: Sequence[int]) -> None:
             raise RuleError("rule: not an int64")
 
 
+def _match(reads: Index, input_values: Sequence[Sequence[int]], input_nodes: Sequence[Node]) -> None:
+    if len(input_values) != len(reads) or any(len(v) != len(r[1]) for v, r in zip(input_values, reads)):
+        raise RuleError("rule: input values do not match the reads")
+    for (position, _), values in zip(reads, input_values):
+        _check_values(input_nodes[position].dtype, values)
+
+
 def check(node: Node, input_nodes: Sequence[Node], index: int, input_values: Sequence[Sequence[int]],
           claimed: int) -> bool:
     """Verdict for flat output element ``index``: ``input_values[k]`` are the values of the k-th
@@ -911,13 +918,9 @@ def _verdict(node, input_nodes, index, input_values, claimed):
     rule = rule_for(node)
     reads = element_inputs(node, input_nodes, index)
     if rule.two_stage:
-        if len(input_values) < len(reads):
-            raise RuleError("rule: wrong number of input reads")
+        _match(reads, input_values[:len(reads)], input_nodes)
         reads = element_inputs(node, input_nodes, index, input_values[:len(reads)])
-    if len(input_values) != len(reads) or any(len(v) != len(r[1]) for v, r in zip(input_values, reads)):
-        raise RuleError("rule: input values do not match the reads")
-    for (position, _), values in zip(reads, input_values):
-        _check_values(input_nodes[position].dtype, values)
+    _match(reads, input_values, input_nodes)
     if claimed is not None:
         _check_values(node.dtype, [claimed])
     return rule.check(node, input_nodes, index, input_values, 0 if claimed is None else claimed)
