@@ -45,7 +45,7 @@ ETA = Fraction(1, 1 << 126)           # absolute error of one underflowing opera
 NEG_INF = 0xFF800000
 MAX_SOFTMAX_ROW = 1 << 15             # Q64 log enclosure handles S < 2^16; the bounds assume C·u ≤ 2^-9
 K_MEAN = 4                            # mean error ≤ K_MEAN·γ_N·Σ|x|/N (sum-then-divide: 1, Welford/Chan: < 3)
-K_VAR = 8                             # variance error ≤ K_VAR·γ_N·σ·sqrt(σ² + mean²) + (mean error)² (two-pass, Welford, Chan)
+K_VAR = 8                             # variance error ≤ K_VAR·γ_N·σ·√(σ² + mean²) + (mean error)²
 F_UNIT = 8                            # relative error (units of u) of exp / log / 1/sqrt (≤ 4 ulp)
 
 Index = list[tuple[int, list[int]]]   # (input position, flat element indices)
@@ -62,11 +62,15 @@ def gamma(n: int) -> Fraction:
 # ------------------------------------------------------------------------------------ values
 
 
-def value(bits: int) -> Fraction:
-    """Exact value of a finite float32 bit pattern (raises on ±Inf / NaN)."""
+def _fixed(bits: int) -> int:
+    """A finite float32 as an integer count of 2^-149 (every float32 is one; raises on ±Inf/NaN)."""
     neg, mant, exp = J.decode(bits)
-    v = Fraction(mant << exp) if exp >= 0 else Fraction(mant, 1 << -exp)
-    return -v if neg else v
+    return -(mant << (exp + 149)) if neg else mant << (exp + 149)
+
+
+def value(bits: int) -> Fraction:
+    """Exact value of a finite float32 bit pattern."""
+    return Fraction(_fixed(bits), 1 << 149)
 
 
 def _is_neg_inf(bits: int) -> bool:
@@ -120,14 +124,11 @@ def _point(s: Fraction, tol: Fraction) -> Window:
     return Window(s, s, tol)
 
 
-def _fixed(bits: int) -> int:
-    """A finite float32 as an integer count of 2^-149 (every float32 is one)."""
-    neg, mant, exp = J.decode(bits)
-    return -(mant << (exp + 149)) if neg else mant << (exp + 149)
-
-
 def _dot(pairs: Sequence[tuple[int, int]], singles: Sequence[int] = ()) -> Window:
-    """Sum of products and plain values, exact in integers at scale 2^-298."""
+    """Any-order sum of n terms, products of two floats or plain values, float32 or wider
+    accumulation, FMA, FTZ: |c − s| ≤ γ_k·Σ|t| + u|c| + e·η with (k, e) = (n, 4n) if there are
+    products, (n − 1, 2n) otherwise (docs/judge.md §3.1; judge._linear's bound).  Exact in
+    integers at scale 2^-298."""
     terms = [_fixed(a) * _fixed(b) for a, b in pairs] + [_fixed(v) << 149 for v in singles]
     n = len(terms)
     k, eta = (n, 4 * n) if pairs else (max(n - 1, 0), 2 * n)
@@ -295,7 +296,7 @@ def _mean_of(xs: Sequence[Fraction], count: int, negate: bool) -> Window | bool:
 
 
 def _amax_check(node, ins, index, values, claimed):
-    best = max(values[0], key=lambda b: (value(b), 0))
+    best = max(values[0], key=value)
     return J.is_finite(claimed) and _same(claimed, best)
 
 
@@ -319,15 +320,7 @@ def _mm_gather(node, ins, index):
     batch, rest = divmod(index, rows_cols)
     i, j = divmod(rest, node.shape[-1])
     bias = [(0, [_broadcast([i, j], ins[0].shape)])] if node.op == "addmm" else []
-    return bias + _mm_reads(ins[-2].shape, ins[-1].shape, batch, i, j, len(ins) - 2, len(ins) - 1)
-
-
-def _mm_check(node, ins, index, values, claimed):
-    *bias, a, b = values
-    return _dot(list(zip(a, b)), bias[0] if bias else [])
-
-
-_rule("mm", "bmm", "addmm")((_mm_gather, _mm_check))
+    return _mm_reads(ins[-2].shape, ins[-1].shape, batch, i, j, len(ins) - 2, len(ins) - 1) + bias
 
 
 def _conv_geometry(node):
@@ -390,9 +383,11 @@ def _conv_grad_bias_gather(node, ins, index):
 
 
 def _pairs_check(node, ins, index, values, claimed):
+    """Reads [left factors, right factors(, bias)]: an any-order dot product (plus the bias)."""
     return _dot(list(zip(values[0], values[1])), values[2] if len(values) > 2 else [])
 
 
+_rule("mm", "bmm", "addmm")((_mm_gather, _pairs_check))
 _rule("conv2d")((_conv_gather, _pairs_check))
 _rule("conv2d_grad_input")((_conv_grad_input_gather, _pairs_check))
 _rule("conv2d_grad_weight")((_conv_grad_weight_gather, _pairs_check))

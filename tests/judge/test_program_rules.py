@@ -297,7 +297,7 @@ def test_rules__linear_rules_agree_with_the_onchain_linear_machinery(run):
             if node.op == "sum":
                 terms, k, eta = [J.decode(v) for v in values[0]], len(values[0]) - 1, 2 * len(values[0])
             else:
-                *bias, a, b = values
+                a, b, *bias = values
                 terms = [J._product(x, y) for x, y in zip(a, b)] + [J.decode(v) for v in (bias[0] if bias else [])]
                 k = eta = len(terms)
                 eta *= 4
