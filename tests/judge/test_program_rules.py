@@ -185,7 +185,7 @@ def test_rules__a_two_thread_execution_passes(run):
                 (node, index)
 
 
-def _float64_kernel(node, program, trace):
+def _float64_kernel(node, program, trace, round_to=torch.float32):
     """The node's ATen kernel run in float64 on the float32 inputs, rounded to float32."""
     spec = OPS[node.op]
     args = [trace[i].double() if trace[i].dtype == torch.float32 else trace[i] for i in node.inputs]
@@ -197,7 +197,7 @@ def _float64_kernel(node, program, trace):
         out = spec.build(node)(args)
         if spec.group is not None:
             out = out[spec.group]
-    return out.to(DTYPES[node.dtype])
+    return out.to(DTYPES[node.dtype]) if round_to is not None else out
 
 
 def test_rules__float64_then_round_results_pass(run):
@@ -213,6 +213,28 @@ def test_rules__float64_then_round_results_pass(run):
         for index in sample(node, rng, 16):
             assert R.check(node, ins, index, gather(node, ins, flats, index), int(out[index])), (node, index)
     assert differ > 0  # the float64 results are a different honest execution, not a copy
+
+
+def test_rules__windows_enclose_the_float64_value_of_the_same_inputs(run):
+    """[lo, hi] encloses the exact result: the float64 kernel (errors ~2^-29 of the allowance) lies
+    inside up to 2^-20 of the allowance; a wrong index map or formula would put it outside."""
+    rng = random.Random(7)
+    trace, flats = run.traces[1], run.flats[1]
+    inside = 0
+    for node in run.nodes():
+        if node.op in EXACT or node.dtype != "f32" or node.op == "nll_loss_weight":
+            continue
+        exact = _float64_kernel(node, run.program, trace, round_to=None).reshape(-1)
+        ins = run.inputs(node)
+        for index in sample(node, rng, 8):
+            w = R.window(node, ins, index, gather(node, ins, flats, index))
+            if w is None or w.lo is None:
+                continue
+            s = Fraction(float(exact[index]))
+            slack = w.tol / (1 << 20) + abs(s) / (1 << 40)
+            assert w.lo - slack <= s and (w.hi is None or s <= w.hi + slack), (node, index, float(s))
+            inside += 1
+    assert inside > 100
 
 
 # --------------------------------------------------------------------------------------------- beyond the bound
