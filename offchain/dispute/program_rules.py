@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Sequence
 
-from offchain.ml.ops import SIGNED
+from offchain.ml.ops import SIGNED, bernoulli_element
 from offchain.ml.program import Node
 
 from . import judge as J
@@ -225,6 +225,16 @@ def _rule(*names: str, two_stage: bool = False):
             RULES[name] = Rule(gather, verdict, two_stage)
         return pair
     return register
+
+
+# ---- randomness (exact: a dropout keep mask re-computed from the step's key)
+
+
+def _bernoulli_check(node, ins, index, values, claimed):
+    return claimed == J.f32_bits(bernoulli_element(values[0][0], node.attrs[0], node.attrs[1], index))
+
+
+_rule("bernoulli")((lambda node, ins, index: [(0, [0])], _bernoulli_check))
 
 
 # ---- data movement (exact copies: the claim's bits must be the source's bits)

@@ -19,7 +19,7 @@ from offchain.ml.capture import ExportConfig, export_program
 from offchain.ml.models import CNN, GPT, MLP
 from offchain.ml.ops import OPS, SIGNED, f32_bits
 from offchain.ml.optim import OptimizerConfig
-from offchain.ml.program import DTYPES, LEAVES, Node, ProgramExecutor, execution_context
+from offchain.ml.program import DTYPES, LEAVES, Node, ProgramExecutor, execution_context, step_key
 
 ELEMENTWISE = {"add", "relu", "threshold_backward"} | {n for n, op in OPS.items() if 16 <= op.code <= 39}
 EXACT = {"view", "cat", "cast", "amax", "max_pool2d", "max_pool2d_indices", "embedding", "logical_not",
@@ -63,6 +63,9 @@ FAMILIES = {
     "cnn": (lambda: CNN(1, 8, 8, 10), ExportConfig(6, (1, 8, 8), optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))),
     "gpt": (lambda: GPT(40, 12, 32, 4, 1), ExportConfig(3, (12,), loss="lm_cross_entropy", optimizer=ADAMW)),
     "zoo": (Zoo, ExportConfig(6, (4, 7, 7), optimizer=OptimizerConfig("adam", 1e-2))),
+    "dropout": (lambda: nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 16), nn.GELU(),
+                                      nn.Dropout(0.1), nn.Linear(16, 10)),
+                ExportConfig(6, (12,), optimizer=OptimizerConfig("adamw", 1e-2, weight_decay=0.1))),
 }
 
 
@@ -96,7 +99,7 @@ class Run:
         self.traces = {}
         for threads in (1, 2):
             with execution_context(threads):
-                self.traces[threads] = executor.run(state, x, y, hyper, keep_trace=True).trace
+                self.traces[threads] = executor.run(state, x, y, hyper, keep_trace=True, rng=step_key(3, 0)).trace
         self.flats = {k: [flat(t) for t in trace] for k, trace in self.traces.items()}
 
     def nodes(self):

@@ -305,6 +305,14 @@ def test_dropout__masks_come_from_the_step_key_and_the_element_index():
     key = step_key(7, 0)
     for index in (0, 1, 777, 32 * 64 - 1):
         assert first.flatten()[index].item() == bernoulli_element(key, mask.attrs[0], mask.attrs[1], index)
+    from offchain.dispute import judge, program_rules
+
+    rng = program.nodes[mask.inputs[0]]
+    for index in (5, 900):
+        assert program_rules.element_inputs(mask, [rng], index) == [(0, [0])]
+        honest = judge.f32_bits(first.flatten()[index].item())
+        assert program_rules.check(mask, [rng], index, [[key]], honest)
+        assert not program_rules.check(mask, [rng], index, [[key]], judge.f32_bits(1.0) ^ honest)
     active = traces[0][next(n.id for n in program.nodes if n.op == "relu")]
     assert float((active * (1 - first)).abs().sum()) > 0  # active units were dropped
     losses = []
