@@ -72,6 +72,13 @@ def logit_families(rng: random.Random, n: int) -> list[list[int]]:
     ]
 
 
+def pointwise_inputs(rng: random.Random) -> list[int]:
+    """Unit-sized, wide, subnormal, and the longest series / branch points (erf below 6.5, Phi below 10)."""
+    values = [rng.uniform(-3, 3), rng.choice([-1, 1]) * 2.0 ** rng.uniform(-40, 40), 6.4999995, -6.4999995,
+              9.999999, -9.999999, 0.2499999, -0.2499999, -88.0, 88.0, 1e-40, -103.0, 3.0e38]
+    return [J.f32_bits(v) for v in values]
+
+
 def calldata_gas(types: list[str], values: list) -> int:
     data = encode(types, values)
     return sum(16 if byte else 4 for byte in data) + 4 * 16
@@ -79,7 +86,8 @@ def calldata_gas(types: list[str], values: list) -> int:
 
 def main() -> None:
     boa.interpret.set_search_paths([str(ROOT / "contracts")])
-    judge = boa.load_partial(str(ROOT / "contracts" / "Judge.vy")).deploy()
+    pointwise = boa.load_partial(str(ROOT / "contracts" / "PointwiseJudge.vy")).deploy()
+    judge = boa.load_partial(str(ROOT / "contracts" / "Judge.vy")).deploy(pointwise.address)
     base = boa.loads(BASELINE)
     rng = random.Random(2024)
     one = J.f32_bits(1.0)
@@ -113,6 +121,17 @@ def main() -> None:
               [(z, 1, one) for z in fam_z], ["uint32[]", "uint256", "uint32"])
         worst("softmax_xent_grad", f"C={classes}", "check_softmax_xent_grad",
               [(z, 1, 2, 32, one) for z in fam_z], ["uint32[]", "uint256", "uint256", "uint256", "uint32"])
+
+    check_abi = ["uint256", "uint32[]", "uint32[]", "uint256[]", "uint32"]
+    xs = pointwise_inputs(rng)
+    for code in range(16, 40):
+        name = J.OP_NAMES[code]
+        b = [] if name in J.UNARY else [J.f32_bits(1.5)]
+        aux = [1] if name == "where" else []
+        calls = [(code, [x], b, aux, one) for x in xs]
+        if name in ("div", "gelu_backward"):
+            calls += [(code, [one], [x], aux, one) for x in xs]
+        worst(name, "1", "check", calls, check_abi)
 
     print(f"baseline keccak256(abi_encode(a[{CAP}], b[{CAP}])): {keccak_gas:,} gas")
     print(f"baseline exact int256 dot product, n={CAP}:      {dot_gas:,} gas")

@@ -18,7 +18,15 @@
         unit of slack.  Softmax ops use Q64 (2^-64) enclosures of exp and log with
         directed rounding.  Every comparison is an exact integer comparison with the
         tolerance rounded up.
+
+        Pointwise ops (16..39): sub and mul use the linear check, neg, abs, maximum,
+        minimum, where and the comparisons are exact here; the ops that need an
+        enclosure of an inexact value are forwarded to PointwiseJudge (staticcall).
 """
+
+
+from judge import numeric
+from interfaces import IPointwiseJudge
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -41,32 +49,34 @@ OP_SOFTMAX_XENT: constant(uint256) = 8
 OP_SOFTMAX_XENT_GRAD: constant(uint256) = 9
 OP_SUM_ROWS: constant(uint256) = 10
 OP_SGD: constant(uint256) = 11
+# pointwise (offchain/dispute/judge.py POINTWISE): unary up to gelu (26), then binary;
+# 18..27 and 30 (div) are forwarded to PointwiseJudge
+OP_NEG: constant(uint256) = 16
+OP_ABS: constant(uint256) = 17
+OP_GELU: constant(uint256) = 26
+OP_SUB: constant(uint256) = 28
+OP_MUL: constant(uint256) = 29
+OP_MAXIMUM: constant(uint256) = 31
+OP_MINIMUM: constant(uint256) = 32
+OP_WHERE: constant(uint256) = 33
+OP_EQ: constant(uint256) = 34
+OP_NE: constant(uint256) = 35
+OP_LT: constant(uint256) = 36
+OP_LE: constant(uint256) = 37
+OP_GT: constant(uint256) = 38
+OP_GE: constant(uint256) = 39
 
-# float32 fields
-EXP_MASK: constant(uint256) = 255
-FRAC_MASK: constant(uint256) = 8_388_607
-HIDDEN_BIT: constant(uint256) = 8_388_608
+# float32 magnitude bits (sign cleared)
 MAG_MASK: constant(uint256) = 2_147_483_647
-SUBNORMAL_EXP: constant(int256) = -149
-EXP_BIAS_SHIFT: constant(int256) = 150
 
 # linear check: u = 2^-24, exact window, finest scale, eta = 2^-126 per rounding
-U_INV: constant(uint256) = 16_777_216
+U_INV: constant(uint256) = numeric.U_INV
 WINDOW: constant(int256) = 190
 SCALE_FLOOR: constant(int256) = -200
-ETA_EXP: constant(int256) = -126
+ETA_EXP: constant(int256) = numeric.ETA_EXP
 
-# Q64 fixed point of the softmax enclosures
-ONE: constant(uint256) = 18_446_744_073_709_551_616
-ONE_SQ: constant(uint256) = 340_282_366_920_938_463_463_374_607_431_768_211_456
-EXP_CUTOFF: constant(uint256) = 50 * ONE
-EXP_TERMS: constant(uint256) = 16
-EXP_HALVINGS: constant(uint256) = 7
-LOG_TERMS: constant(uint256) = 20
-MAX_OCTAVE: constant(uint256) = 15
-# floor(ln 2 * 2^64) and one unit above it
-LN2_LO: constant(uint256) = 12_786_308_645_202_655_659
-LN2_HI: constant(uint256) = 12_786_308_645_202_655_660
+# Q64 fixed point of the softmax enclosures (exp / log: contracts/judge/numeric.vy)
+ONE: constant(uint256) = numeric.ONE
 
 # softmax_xent tolerance in units of u: 16 + 2C + 8 ceil(log2 C) + 8(|m| + |z_y|) + |c|
 XENT_CONST: constant(uint256) = 16
@@ -79,12 +89,26 @@ GRAD_PER_CLASS: constant(uint256) = 2
 GRAD_ABS: constant(uint256) = 2
 
 
+# the judge of the enclosure ops (contracts/PointwiseJudge.vy)
+pointwise: public(immutable(address))
+
+
+@deploy
+def __init__(pointwise_: address):
+    """
+    @param pointwise_ The PointwiseJudge that checks exp, log, sqrt, rsqrt, reciprocal,
+           tanh, erf, sigmoid, gelu, gelu_backward and div.
+    """
+    assert pointwise_ != empty(address), "judge: zero address"
+    pointwise = pointwise_
+
+
 # ╔═══════════════════════════════════════════════════════════════╗
 # ║ EXTERNAL                                                      ║
 # ╚═══════════════════════════════════════════════════════════════╝
 
 @external
-@pure
+@view
 def check(
     op: uint256,
     a: DynArray[uint32, MAX_CLASSES],
@@ -98,8 +122,10 @@ def check(
             add / add_bias / relu_grad / sgd: a = [first input], b = [second input];
             relu: a = [z]; sum_rows: a = g[r0:r1, j];
             softmax_xent: a = z[i, :], aux = [label];
-            softmax_xent_grad: a = z[i, :], aux = [label, j, B]; sgd: aux = [lr bits].
-    @param op Graph opcode (3..11).
+            softmax_xent_grad: a = z[i, :], aux = [label, j, B]; sgd: aux = [lr bits];
+            pointwise: a = [x], b = [] (unary, 16..26) or [y], where: aux = [cond];
+            comparisons claim 0 or 1.
+    @param op Graph opcode (3..11, 16..39).
     @param a First input vector (float32 bits).
     @param b Second input vector (float32 bits).
     @param aux Integer attributes (labels, indices, lr bits).
@@ -129,6 +155,8 @@ def check(
         assert len(a) == 1 and len(b) == 1 and len(aux) == 1, "judge: bad arity"
         assert aux[0] <= convert(max_value(uint32), uint256), "judge: not a float32 bit pattern"
         return self._check_sgd(a[0], b[0], convert(aux[0], uint32), claimed)
+    if op >= OP_NEG and op <= OP_GE:
+        return self._check_pointwise(op, a, b, aux, claimed)
     raise "judge: unknown op"
 
 
@@ -262,34 +290,6 @@ def check_softmax_xent_grad(
 
 @internal
 @pure
-def _is_finite(bits: uint32) -> bool:
-    """
-    @notice Whether a float32 bit pattern is finite.
-    @param bits Float32 bits.
-    @return False for Inf and NaN.
-    """
-    return (convert(bits, uint256) >> 23) & EXP_MASK != EXP_MASK
-
-
-@internal
-@pure
-def _decode(bits: uint32) -> (bool, uint256, int256):
-    """
-    @notice Split a finite float32 into sign, integer mantissa and exponent.
-    @param bits Float32 bits.
-    @return (negative, mantissa, exponent), value = (-1)^negative * mantissa * 2^exponent.
-    """
-    x: uint256 = convert(bits, uint256)
-    biased: uint256 = (x >> 23) & EXP_MASK
-    assert biased != EXP_MASK, "judge: non-finite input"
-    frac: uint256 = x & FRAC_MASK
-    if biased == 0:
-        return x >> 31 == 1, frac, SUBNORMAL_EXP
-    return x >> 31 == 1, frac | HIDDEN_BIT, convert(biased, int256) - EXP_BIAS_SHIFT
-
-
-@internal
-@pure
 def _is_zero(bits: uint32) -> bool:
     """
     @notice Whether a float32 bit pattern is +0 or -0.
@@ -312,22 +312,6 @@ def _order_key(bits: uint32) -> int256:
     if x >> 31 == 1:
         return -mag
     return mag
-
-
-@internal
-@pure
-def _ceil_div(a: uint256, b: uint256) -> uint256:
-    """
-    @notice ceil(a / b).
-    @param a Numerator.
-    @param b Positive denominator.
-    @return The quotient rounded up.
-    """
-    # callers pass b > 0; q * b <= a cannot overflow
-    q: uint256 = unsafe_div(a, b)
-    if unsafe_mul(q, b) != a:
-        q = unsafe_add(q, 1)
-    return q
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -356,12 +340,12 @@ def _linear(
     @param eta_count Number of 2^-126 underflow allowances.
     @return True iff within the bound.
     """
-    if not self._is_finite(claimed):
+    if not numeric._is_finite(claimed):
         return False
     c_neg: bool = False
     c_mant: uint256 = 0
     c_exp: int256 = 0
-    c_neg, c_mant, c_exp = self._decode(claimed)
+    c_neg, c_mant, c_exp = numeric._decode(claimed)
     n: uint256 = len(mants)
 
     top: int256 = SCALE_FLOOR + WINDOW
@@ -410,11 +394,11 @@ def _linear(
     if scale <= ETA_EXP:
         eta = eta_count << convert(ETA_EXP - scale, uint256)
     else:
-        eta = self._ceil_div(eta_count, 1 << convert(scale - ETA_EXP, uint256))
+        eta = numeric._ceil_div(eta_count, 1 << convert(scale - ETA_EXP, uint256))
 
     tol: uint256 = (
-        self._ceil_div(gamma_n * abs_sum, U_INV - gamma_n)
-        + self._ceil_div(c_mag + c_slack, U_INV)
+        numeric._ceil_div(gamma_n * abs_sum, U_INV - gamma_n)
+        + numeric._ceil_div(c_mag + c_slack, U_INV)
         + eta
         + slack
         + c_slack
@@ -450,8 +434,8 @@ def _check_matmul(
         bn: bool = False
         bm: uint256 = 0
         be: int256 = 0
-        an, am, ae = self._decode(a[k])
-        bn, bm, be = self._decode(b[k])
+        an, am, ae = numeric._decode(a[k])
+        bn, bm, be = numeric._decode(b[k])
         negs.append(an != bn)
         mants.append(am * bm)
         exps.append(ae + be)
@@ -474,8 +458,8 @@ def _check_add(x: uint32, y: uint32, claimed: uint32) -> bool:
     yn: bool = False
     ym: uint256 = 0
     ye: int256 = 0
-    xn, xm, xe = self._decode(x)
-    yn, ym, ye = self._decode(y)
+    xn, xm, xe = numeric._decode(x)
+    yn, ym, ye = numeric._decode(y)
     return self._linear([xn, yn], [xm, ym], [xe, ye], claimed, 0, 2)
 
 
@@ -498,7 +482,7 @@ def _check_sum_rows(g: DynArray[uint32, MAX_CLASSES], claimed: uint32) -> bool:
         gn: bool = False
         gm: uint256 = 0
         ge: int256 = 0
-        gn, gm, ge = self._decode(g[r])
+        gn, gm, ge = numeric._decode(g[r])
         negs.append(gn)
         mants.append(gm)
         exps.append(ge)
@@ -525,9 +509,9 @@ def _check_sgd(p: uint32, g: uint32, lr: uint32, claimed: uint32) -> bool:
     ln: bool = False
     lm: uint256 = 0
     le: int256 = 0
-    pn, pm, pe = self._decode(p)
-    gn, gm, ge = self._decode(g)
-    ln, lm, le = self._decode(lr)
+    pn, pm, pe = numeric._decode(p)
+    gn, gm, ge = numeric._decode(g)
+    ln, lm, le = numeric._decode(lr)
     # the product lr * g enters with the opposite sign
     return self._linear([pn, ln == gn], [pm, lm * gm], [pe, le + ge], claimed, 1, 4)
 
@@ -545,8 +529,8 @@ def _check_relu(z: uint32, claimed: uint32) -> bool:
     @param claimed Claimed output (float32 bits).
     @return True iff exact.
     """
-    assert self._is_finite(z), "judge: non-finite input"
-    if not self._is_finite(claimed):
+    assert numeric._is_finite(z), "judge: non-finite input"
+    if not numeric._is_finite(claimed):
         return False
     if convert(z, uint256) >> 31 == 1 or self._is_zero(z):
         return self._is_zero(claimed)
@@ -563,8 +547,8 @@ def _check_relu_grad(g: uint32, z: uint32, claimed: uint32) -> bool:
     @param claimed Claimed output (float32 bits).
     @return True iff exact.
     """
-    assert self._is_finite(g) and self._is_finite(z), "judge: non-finite input"
-    if not self._is_finite(claimed):
+    assert numeric._is_finite(g) and numeric._is_finite(z), "judge: non-finite input"
+    if not numeric._is_finite(claimed):
         return False
     if convert(z, uint256) >> 31 == 0 and not self._is_zero(z):
         return claimed == g or (self._is_zero(claimed) and self._is_zero(g))
@@ -572,167 +556,89 @@ def _check_relu_grad(g: uint32, z: uint32, claimed: uint32) -> bool:
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
-# ║ INTERNAL: SOFTMAX (Q64 ENCLOSURES)                            ║
+# ║ INTERNAL: POINTWISE OPS                                       ║
 # ╚═══════════════════════════════════════════════════════════════╝
 
 @internal
-@pure
-def _to_q64(bits: uint32) -> (int256, int256):
+@view
+def _check_pointwise(
+    op: uint256,
+    a: DynArray[uint32, MAX_CLASSES],
+    b: DynArray[uint32, MAX_REDUCTION],
+    aux: DynArray[uint256, MAX_AUX],
+    claimed: uint32,
+) -> bool:
     """
-    @notice Q64 enclosure [lo, hi] of a finite float32 value.
-    @param bits Float32 bits.
-    @return (lo, hi) with lo <= value * 2^64 <= hi (equal unless bits below 2^-64).
+    @notice Pointwise op check (docs/judge.md §3.7-3.9).
+    @param op Opcode 16..39.
+    @param a [x].
+    @param b [] for unary ops, else [y].
+    @param aux [cond] for where, else [].
+    @param claimed Claimed element (float32 bits; 0 or 1 for comparisons).
+    @return True iff within the bound.
     """
-    neg: bool = False
-    mant: uint256 = 0
-    exp: int256 = 0
-    neg, mant, exp = self._decode(bits)
-    q: uint256 = 0
-    r: uint256 = 0
-    if exp + 64 >= 0:
-        q = mant << convert(exp + 64, uint256)
+    n_b: uint256 = 1
+    if op <= OP_GELU:
+        n_b = 0
+    n_aux: uint256 = 0
+    if op == OP_WHERE:
+        n_aux = 1
+    assert len(a) == 1 and len(b) == n_b and len(aux) == n_aux, "judge: bad arity"
+    x: uint32 = a[0]
+    y: uint32 = 0
+    if n_b == 1:
+        y = b[0]
+    xn: bool = False
+    xm: uint256 = 0
+    xe: int256 = 0
+    yn: bool = False
+    ym: uint256 = 0
+    ye: int256 = 0
+    xn, xm, xe = numeric._decode(x)
+    yn, ym, ye = numeric._decode(y)
+    if op == OP_SUB:
+        return self._linear([xn, not yn], [xm, ym], [xe, ye], claimed, 0, 2)
+    if op == OP_MUL:
+        return self._linear([xn != yn], [xm * ym], [xe + ye], claimed, 0, 2)
+    kx: int256 = self._order_key(x)
+    ky: int256 = self._order_key(y)
+    if op >= OP_EQ:
+        result: bool = kx >= ky
+        if op == OP_EQ:
+            result = kx == ky
+        elif op == OP_NE:
+            result = kx != ky
+        elif op == OP_LT:
+            result = kx < ky
+        elif op == OP_LE:
+            result = kx <= ky
+        elif op == OP_GT:
+            result = kx > ky
+        return convert(claimed, uint256) == convert(result, uint256)
+    want: uint32 = y
+    if op == OP_NEG:
+        want = x ^ 2_147_483_648
+    elif op == OP_ABS:
+        want = x & 2_147_483_647
+    elif op == OP_MAXIMUM:
+        if kx >= ky:
+            want = x
+    elif op == OP_MINIMUM:
+        if kx <= ky:
+            want = x
+    elif op == OP_WHERE:
+        assert aux[0] <= 1, "judge: not a bool"
+        if aux[0] == 1:
+            want = x
     else:
-        sh: uint256 = convert(-(exp + 64), uint256)
-        q = mant >> sh
-        if q << sh != mant:
-            r = 1
-    if neg:
-        return -convert(q + r, int256), -convert(q, int256)
-    return convert(q, int256), convert(q + r, int256)
+        return staticcall IPointwiseJudge(pointwise).check(op, x, y, claimed)
+    # exact, zero sign free
+    return claimed == want or (self._is_zero(claimed) and self._is_zero(want))
 
 
-@internal
-@pure
-def _exp_pos_lo(r: uint256) -> uint256:
-    """
-    @notice Lower bound of exp(r / 2^64) * 2^64 for 0 <= r < 0.4 * 2^64 (Taylor, floors).
-    @param r Q64 argument.
-    @return Q64 lower bound.
-    """
-    total: uint256 = ONE
-    term: uint256 = ONE
-    # term <= e^0.4 * 2^64 < 2^65 and r < 2^63, so term * r < 2^128
-    for k: uint256 in range(1, EXP_TERMS + 1):
-        term = unsafe_div(unsafe_mul(term, r), unsafe_mul(k, ONE))
-        if term == 0:
-            break
-        total = unsafe_add(total, term)
-    return total
-
-
-@internal
-@pure
-def _exp_pos_hi(r: uint256) -> uint256:
-    """
-    @notice Upper bound of exp(r / 2^64) * 2^64 for 0 <= r < 0.4 * 2^64 (Taylor, ceilings,
-            plus one unit for the remainder r^17/17! * e^r < 2^-64).
-    @param r Q64 argument.
-    @return Q64 upper bound.
-    """
-    total: uint256 = ONE
-    term: uint256 = ONE
-    for k: uint256 in range(1, EXP_TERMS + 1):
-        term = self._ceil_div(unsafe_mul(term, r), unsafe_mul(k, ONE))
-        if term == 0:
-            break
-        total = unsafe_add(total, term)
-    return unsafe_add(total, 1)
-
-
-@internal
-@pure
-def _exp_neg_lo(x: uint256) -> uint256:
-    """
-    @notice Lower bound of exp(-x / 2^64) * 2^64 for x >= 0.
-    @param x Q64 argument.
-    @return Q64 lower bound.
-    """
-    if x >= EXP_CUTOFF:
-        return 0
-    y: uint256 = ONE_SQ // self._exp_pos_hi(self._ceil_div(x, 1 << EXP_HALVINGS))
-    # y <= 2^64 throughout, so y * y <= 2^128
-    for _: uint256 in range(EXP_HALVINGS):
-        y = unsafe_div(unsafe_mul(y, y), ONE)
-    return y
-
-
-@internal
-@pure
-def _exp_neg_hi(x: uint256) -> uint256:
-    """
-    @notice Upper bound of exp(-x / 2^64) * 2^64 for x >= 0.
-    @param x Q64 argument.
-    @return Q64 upper bound.
-    """
-    if x >= EXP_CUTOFF:
-        return 1
-    y: uint256 = self._ceil_div(ONE_SQ, self._exp_pos_lo(x >> EXP_HALVINGS))
-    for _: uint256 in range(EXP_HALVINGS):
-        y = self._ceil_div(unsafe_mul(y, y), ONE)
-    return y
-
-
-@internal
-@pure
-def _octave(s: uint256) -> uint256:
-    """
-    @notice Largest k <= 15 with 2^(64 + k) <= s.
-    @param s Q64 value >= 1.
-    @return k.
-    """
-    k: uint256 = 0
-    for _: uint256 in range(MAX_OCTAVE):
-        if s < ONE << (k + 1):
-            break
-        k += 1
-    return k
-
-
-@internal
-@pure
-def _log_lo(s: uint256) -> uint256:
-    """
-    @notice Lower bound of ln(s / 2^64) * 2^64 for s >= 2^64 (atanh series, floors).
-    @param s Q64 argument.
-    @return Q64 lower bound.
-    """
-    k: uint256 = self._octave(s)
-    y: uint256 = s >> k
-    t: uint256 = (y - ONE) * ONE // (y + ONE)
-    t2: uint256 = t * t // ONE
-    power: uint256 = t
-    acc: uint256 = 0
-    for i: uint256 in range(LOG_TERMS):
-        if power == 0:
-            break
-        # power <= t <= 2^64 / 3 and t2 < 2^61
-        acc = unsafe_add(acc, unsafe_div(power, unsafe_add(unsafe_mul(2, i), 1)))
-        power = unsafe_div(unsafe_mul(power, t2), ONE)
-    return 2 * acc + k * LN2_LO
-
-
-@internal
-@pure
-def _log_hi(s: uint256) -> uint256:
-    """
-    @notice Upper bound of ln(s / 2^64) * 2^64 for s >= 2^64 (atanh series, ceilings,
-            plus two units for the tail of the series).
-    @param s Q64 argument.
-    @return Q64 upper bound.
-    """
-    k: uint256 = self._octave(s)
-    y: uint256 = self._ceil_div(s, 1 << k)
-    t: uint256 = self._ceil_div((y - ONE) * ONE, y + ONE)
-    t2: uint256 = self._ceil_div(t * t, ONE)
-    power: uint256 = t
-    acc: uint256 = 0
-    for i: uint256 in range(LOG_TERMS):
-        if power == 0:
-            break
-        acc = unsafe_add(acc, self._ceil_div(power, unsafe_add(unsafe_mul(2, i), 1)))
-        power = self._ceil_div(unsafe_mul(power, t2), ONE)
-    return 2 * acc + 2 + k * LN2_HI
-
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ INTERNAL: SOFTMAX (Q64 ENCLOSURES)                            ║
+# ╚═══════════════════════════════════════════════════════════════╝
 
 @internal
 @pure
@@ -755,7 +661,7 @@ def _softmax_row(z: DynArray[uint32, MAX_CLASSES], j: uint256) -> (uint256, uint
             argmax = k
     m_lo: int256 = 0
     m_hi: int256 = 0
-    m_lo, m_hi = self._to_q64(z[argmax])
+    m_lo, m_hi = numeric._to_q64(z[argmax])
     s_lo: uint256 = 0
     s_hi: uint256 = 0
     ej_lo: uint256 = 0
@@ -766,9 +672,9 @@ def _softmax_row(z: DynArray[uint32, MAX_CLASSES], j: uint256) -> (uint256, uint
         if k != argmax:
             z_lo: int256 = 0
             z_hi: int256 = 0
-            z_lo, z_hi = self._to_q64(z[k])
-            e_lo = self._exp_neg_lo(convert(max(m_hi - z_lo, 0), uint256))
-            e_hi = self._exp_neg_hi(convert(max(m_lo - z_hi, 0), uint256))
+            z_lo, z_hi = numeric._to_q64(z[k])
+            e_lo = numeric._exp_neg_lo(convert(max(m_hi - z_lo, 0), uint256))
+            e_hi = numeric._exp_neg_hi(convert(max(m_lo - z_hi, 0), uint256))
         s_lo += e_lo
         s_hi += e_hi
         if k == j:
@@ -826,25 +732,25 @@ def _check_softmax_xent(z: DynArray[uint32, MAX_CLASSES], label: uint256, claime
     m_hi: int256 = 0
     y_lo: int256 = 0
     y_hi: int256 = 0
-    m_lo, m_hi = self._to_q64(z[m])
-    y_lo, y_hi = self._to_q64(z[label])
-    lo: int256 = convert(self._log_lo(s_lo), int256)
-    hi: int256 = convert(self._log_hi(s_hi), int256)
+    m_lo, m_hi = numeric._to_q64(z[m])
+    y_lo, y_hi = numeric._to_q64(z[label])
+    lo: int256 = convert(numeric._log_lo(s_lo), int256)
+    hi: int256 = convert(numeric._log_hi(s_hi), int256)
     if label != m:
         lo += m_lo - y_hi
         hi += m_hi - y_lo
-    if not self._is_finite(claimed):
+    if not numeric._is_finite(claimed):
         return False
     c_lo: int256 = 0
     c_hi: int256 = 0
-    c_lo, c_hi = self._to_q64(claimed)
+    c_lo, c_hi = numeric._to_q64(claimed)
     n: uint256 = len(z)
     units: uint256 = (
         (XENT_CONST + XENT_PER_CLASS * n + XENT_PER_LOG2 * self._clog2(n)) * ONE
         + XENT_PER_MAG * (self._magnitude(m_lo, m_hi) + self._magnitude(y_lo, y_hi))
         + self._magnitude(c_lo, c_hi)
     )
-    tol: int256 = convert(self._ceil_div(units, U_INV) + 1, int256)
+    tol: int256 = convert(numeric._ceil_div(units, U_INV) + 1, int256)
     return c_hi >= lo - tol and c_lo <= hi + tol
 
 
@@ -876,22 +782,22 @@ def _check_softmax_xent_grad(
     m: uint256 = 0
     s_lo, s_hi, e_lo, e_hi, m = self._softmax_row(z, j)
     p_lo: uint256 = e_lo * ONE // s_hi
-    p_hi: uint256 = min(self._ceil_div(e_hi * ONE, s_lo), ONE)
+    p_hi: uint256 = min(numeric._ceil_div(e_hi * ONE, s_lo), ONE)
     lo: int256 = 0
     hi: int256 = 0
     if j == label:
-        lo = -convert(self._ceil_div(ONE - p_lo, batch), int256)
+        lo = -convert(numeric._ceil_div(ONE - p_lo, batch), int256)
         hi = -convert((ONE - p_hi) // batch, int256)
     else:
         lo = convert(p_lo // batch, int256)
-        hi = convert(self._ceil_div(p_hi, batch), int256)
-    if not self._is_finite(claimed):
+        hi = convert(numeric._ceil_div(p_hi, batch), int256)
+    if not numeric._is_finite(claimed):
         return False
     c_lo: int256 = 0
     c_hi: int256 = 0
-    c_lo, c_hi = self._to_q64(claimed)
-    rel: uint256 = self._ceil_div(
+    c_lo, c_hi = numeric._to_q64(claimed)
+    rel: uint256 = numeric._ceil_div(
         p_hi * (GRAD_CONST + GRAD_PER_CLASS * len(z)) + GRAD_ABS * ONE, batch
     )
-    tol: int256 = convert(self._ceil_div(rel + self._magnitude(c_lo, c_hi), U_INV) + 1, int256)
+    tol: int256 = convert(numeric._ceil_div(rel + self._magnitude(c_lo, c_hi), U_INV) + 1, int256)
     return c_hi >= lo - tol and c_lo <= hi + tol

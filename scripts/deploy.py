@@ -56,11 +56,14 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
     contracts: dict[str, str] = {}
     abis = {arbiter_source.stem: arbiter_type.contract_type}
     if arbiter_source.stem == "Arbitration":
-        judge = account.deploy(project.Judge)
+        pointwise = account.deploy(project.PointwiseJudge)
+        judge = account.deploy(project.Judge, pointwise.address)
         reader = account.deploy(project.TensorReader)
         checker = account.deploy(project.ProofChecker, judge.address, reader.address)
-        contracts |= {"Judge": judge.address, "TensorReader": reader.address, "ProofChecker": checker.address}
-        abis |= {"Judge": project.Judge.contract_type, "TensorReader": project.TensorReader.contract_type,
+        contracts |= {"PointwiseJudge": pointwise.address, "Judge": judge.address, "TensorReader": reader.address,
+                      "ProofChecker": checker.address}
+        abis |= {"PointwiseJudge": project.PointwiseJudge.contract_type,
+                 "Judge": project.Judge.contract_type, "TensorReader": project.TensorReader.contract_type,
                  "ProofChecker": project.ProofChecker.contract_type}
         arbiter_args = (checker.address, clock, extension)
     else:

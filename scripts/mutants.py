@@ -46,6 +46,8 @@ class Mutant:
 JUDGE = "contracts/Judge.vy"
 LINEAR_TESTS = "tests/judge/test_judge_linear.py"
 SOFTMAX_TESTS = "tests/judge/test_judge_softmax.py"
+POINTWISE_JUDGE = "contracts/PointwiseJudge.vy"
+POINTWISE_TESTS = "tests/judge/test_judge_pointwise.py"
 ATTACKS = "tests/attacks/test_market_attacks.py"
 VERIFY_TESTS = "tests/ml/test_ml_verify.py"
 MARKET = "contracts/Market.vy"
@@ -63,12 +65,12 @@ MUTANTS: tuple[Mutant, ...] = (
            "    return self._linear(negs, mants, exps, claimed, 2 * n, 4 * n)\n",
            (f"{LINEAR_TESTS}::test_judge_matmul_fuzz",), "matmul: gamma_n widened to gamma_2n"),
     Mutant("judge-xent-tolerance", JUDGE,
-           "    tol: int256 = convert(self._ceil_div(units, U_INV) + 1, int256)\n",
-           "    tol: int256 = convert(self._ceil_div(units * 3, 2 * U_INV) + 1, int256)\n",
+           "    tol: int256 = convert(numeric._ceil_div(units, U_INV) + 1, int256)\n",
+           "    tol: int256 = convert(numeric._ceil_div(units * 3, 2 * U_INV) + 1, int256)\n",
            (f"{SOFTMAX_TESTS}::test_judge_softmax_xent_fuzz",), "softmax_xent: tolerance x1.5"),
     Mutant("judge-xent-grad-tolerance", JUDGE,
-           "    tol: int256 = convert(self._ceil_div(rel + self._magnitude(c_lo, c_hi), U_INV) + 1, int256)\n",
-           "    tol: int256 = convert(self._ceil_div((rel + self._magnitude(c_lo, c_hi)) * 3, 2 * U_INV) + 1, int256)\n",
+           "    tol: int256 = convert(numeric._ceil_div(rel + self._magnitude(c_lo, c_hi), U_INV) + 1, int256)\n",
+           "    tol: int256 = convert(numeric._ceil_div((rel + self._magnitude(c_lo, c_hi)) * 3, 2 * U_INV) + 1, int256)\n",
            (f"{SOFTMAX_TESTS}::test_judge_softmax_xent_grad_fuzz",), "softmax_xent_grad: tolerance x1.5"),
     Mutant("judge-relu-ulp", JUDGE,
            "    return claimed == z\n",
@@ -78,6 +80,18 @@ MUTANTS: tuple[Mutant, ...] = (
            "    if convert(z, uint256) >> 31 == 0 and not self._is_zero(z):\n",
            "    if convert(z, uint256) >> 31 == 0:\n",
            ("tests/judge/test_judge_exact.py",), "relu_grad: the gradient passes at z = +0"),
+    Mutant("judge-pointwise-tolerance", POINTWISE_JUDGE,
+           "        + self._shift_ceil(convert(c_mant, int256), c_exp - 24 - scale)\n",
+           "        + self._shift_ceil(convert(c_mant, int256), c_exp - 23 - scale)\n",
+           (f"{POINTWISE_TESTS}::test_claims_straddling_the_bound",), "enclosure ops: u|c| doubled"),
+    Mutant("judge-compare-lt", JUDGE,
+           "            result = kx < ky\n",
+           "            result = kx <= ky\n",
+           (POINTWISE_TESTS,), "lt: equal inputs compare less"),
+    Mutant("judge-pointwise-zero-sign", JUDGE,
+           "    return claimed == want or (self._is_zero(claimed) and self._is_zero(want))\n",
+           "    return claimed == want\n",
+           (POINTWISE_TESTS,), "exact pointwise ops: -0 no longer accepted for +0"),
     Mutant("ledger-lock-removed", "contracts/market/ledger.vy",
            "# pragma nonreentrancy on\n",
            "# pragma nonreentrancy off\n",

@@ -13,7 +13,9 @@ Public API
 * per-op checks on float32 bit patterns (``int`` in ``[0, 2**32)``): :func:`check_matmul`,
   :func:`check_add`, :func:`check_add_bias`, :func:`check_relu`, :func:`check_relu_grad`,
   :func:`check_sum_rows`, :func:`check_sgd`, :func:`check_softmax_xent`,
-  :func:`check_softmax_xent_grad`
+  :func:`check_softmax_xent_grad`, and for the pointwise ops of captured graphs (16..39)
+  :func:`check_pointwise` (enclosure ops), :func:`check_exact_pointwise`, :func:`check_sub`,
+  :func:`check_mul`
 * the generic entry point :func:`check` (same calling convention as ``Judge.check``) and
   :class:`JudgeCall`
 * :func:`judge_inputs` (extract a call from real tensors) and :func:`find_inconsistent_element`
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from math import isqrt
 from typing import Sequence
 
 import numpy as np
@@ -59,6 +62,24 @@ GRAD_CONST = 24
 GRAD_PER_CLASS = 2
 GRAD_ABS = 2
 
+# pointwise enclosures (docs/judge.md §3.7-3.9); values are [lo, hi] * 2^e with |lo|, |hi| <= 2^200
+POINT_WINDOW = 224          # S = max(e + 200, mag_e + 200, E_c + 24, -126) - 224
+SERIES_TERMS = 200          # longest Kummer series (w <= 100 needs 171 terms)
+EXP_CEIL = 89 * ONE         # exp(x) > 1.3 * FLT_MAX for x >= 89: every finite claim is beyond the bound
+EXP_FLOOR = -104 * ONE      # exp(x) < 2^-150 for x <= -104
+TANH_SMALL = ONE // 4       # tanh(x) = x B(2x) / (1 + x B(2x)), B(y) = (e^y - 1)/y, below this
+ERF_CUTOFF = 13 << 63       # erfc(6.5) < 2^-64
+PHI_CUTOFF = 10 * ONE       # 1 - Phi(10) < 2^-76 and 10 phi(10) < 2^-70
+TWO_OVER_SQRTPI_LO = 20814921713516466458   # floor(2/sqrt(pi) * 2^64)
+TWO_OVER_SQRTPI_HI = TWO_OVER_SQRTPI_LO + 1
+INV_SQRT2PI_LO = 7359186146747302452        # floor(1/sqrt(2 pi) * 2^64)
+INV_SQRT2PI_HI = INV_SQRT2PI_LO + 1
+# tolerance K*u*M(x) + u|c| + eta_n*eta per op: (K, eta_n); M(x) in docs/judge.md §3.8
+POINT_K = {"exp": (8, 2), "log": (8, 0), "sqrt": (2, 0), "rsqrt": (4, 0), "reciprocal": (0, 2),
+           "tanh": (8, 2), "erf": (8, 2), "sigmoid": (10, 2), "gelu": (8, 2), "gelu_backward": (12, 2),
+           "div": (1, 2)}
+DIV_K_HUGE = 5              # div when |y| >= 2^126 (a reciprocal-then-multiply may underflow 1/y)
+
 OP_MATMUL = 3
 OP_ADD = 4
 OP_ADD_BIAS = 5
@@ -68,12 +89,20 @@ OP_SOFTMAX_XENT = 8
 OP_SOFTMAX_XENT_GRAD = 9
 OP_SUM_ROWS = 10
 OP_SGD = 11
+# pointwise ops of the captured graphs (16..39)
+POINTWISE = (
+    "neg", "abs", "exp", "log", "sqrt", "rsqrt", "reciprocal", "tanh", "erf", "sigmoid", "gelu",
+    "gelu_backward", "sub", "mul", "div", "maximum", "minimum", "where", "eq", "ne", "lt", "le", "gt", "ge",
+)
 OP_NAMES = {
     OP_MATMUL: "matmul", OP_ADD: "add", OP_ADD_BIAS: "add_bias", OP_RELU: "relu",
     OP_RELU_GRAD: "relu_grad", OP_SOFTMAX_XENT: "softmax_xent",
     OP_SOFTMAX_XENT_GRAD: "softmax_xent_grad", OP_SUM_ROWS: "sum_rows", OP_SGD: "sgd",
+    **{16 + i: name for i, name in enumerate(POINTWISE)},
 }
 OP_CODES = {name: code for code, name in OP_NAMES.items()}
+UNARY = ("neg", "abs", "exp", "log", "sqrt", "rsqrt", "reciprocal", "tanh", "erf", "sigmoid", "gelu")
+COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")
 
 
 class JudgeError(ValueError):
@@ -503,6 +532,247 @@ def check_softmax_xent_grad(z: Sequence[int], label: int, j: int, batch: int, cl
 
 
 # ---------------------------------------------------------------------------------------------
+# Pointwise ops (codes 16..39)
+
+
+def _shift_floor(m: int, k: int) -> int:
+    """floor(m * 2^k) for any sign of m and k."""
+    return m << k if k >= 0 else m >> -k
+
+
+def _shift_ceil(m: int, k: int) -> int:
+    return -_shift_floor(-m, k)
+
+
+def _accept(lo: int, hi: int, e: int, mag: int, mag_e: int, k: int, eta_n: int, claimed: int) -> bool:
+    """Accept iff |c - s| <= k*u*M + u|c| + eta_n*eta for some s in [lo, hi]*2^e, M <= mag*2^mag_e.
+
+    Everything is converted to units of 2^S, S = max(e + 200, mag_e + 200, E_c + 24, -126) - 224,
+    with outward rounding (|lo|, |hi|, mag <= 2^200 and every integer stays below 2^230)."""
+    if not is_finite(claimed):
+        return False
+    c_neg, c_mant, c_exp = decode(claimed)
+    scale = max(e + 200, mag_e + 200, c_exp + 24, ETA_EXP) - POINT_WINDOW
+    c = -c_mant if c_neg else c_mant
+    tol = (_shift_ceil(k * mag, mag_e - 24 - scale) + _shift_ceil(c_mant, c_exp - 24 - scale)
+           + _shift_ceil(eta_n, ETA_EXP - scale))
+    return (_shift_ceil(c, c_exp - scale) >= _shift_floor(lo, e - scale) - tol
+            and _shift_floor(c, c_exp - scale) <= _shift_ceil(hi, e - scale) + tol)
+
+
+def _signed(neg: bool, lo: int, hi: int) -> tuple[int, int]:
+    """[lo, hi] of the value, or of its negation."""
+    return (-hi, -lo) if neg else (lo, hi)
+
+
+def _series(r: int, a: int, b: int, up: bool) -> int:
+    """Q64 bound of sum_{n>=0} t_n, t_0 = 1, t_n = t_{n-1} r / (a n + b), for r >= 0 (Q64).
+
+    Lower: floors, stop at a zero term.  Upper: ceilings, stop once a term is <= 1 unit and every
+    later ratio is <= 1/2 (the tail is then <= 1 unit)."""
+    total = term = ONE
+    for n in range(1, SERIES_TERMS + 1):
+        d = (a * n + b) * ONE
+        term = _ceil_div(term * r, d) if up else term * r // d
+        total += term
+        if not up and term == 0:
+            return total
+        if up and term <= 1 and 2 * r <= d + a * ONE:
+            return total + 1
+    if up:
+        raise JudgeError("judge: series did not converge")
+    return total
+
+
+def _sq(y: int, up: bool) -> int:
+    return _ceil_div(y * y, ONE) if up else y * y // ONE
+
+
+def exp_rel(x_lo: int, x_hi: int) -> tuple[int, int, int]:
+    """(m_lo, m_hi, k): exp(x) in [m_lo, m_hi] * 2^(k - 64) for x in [x_lo, x_hi] * 2^-64, x < 89.
+
+    x = k ln 2 + r, r in [0, ln 2), exp(r) = exp(r/2)^2 (Taylor as for softmax)."""
+    if x_hi <= EXP_FLOOR:
+        return 0, ONE, -150
+    down, up = (LN2_HI, LN2_LO) if x_lo >= 0 else (LN2_LO, LN2_HI)
+    k = x_lo // down
+    r_lo = x_lo - k * down
+    r_hi = x_hi - k * up
+    return _sq(_exp_pos_lo(r_lo >> 1), False), _sq(_exp_pos_hi(_ceil_div(r_hi, 2)), True), k
+
+
+def _kummer(v_lo: int, v_hi: int, plus: int) -> tuple[int, int]:
+    """Q64 enclosure of exp(-v) * (S(2v) + plus), S(w) = sum w^n / (2n+1)!!, v in [v_lo, v_hi].
+
+    erf(x) = 2/sqrt(pi) * x * exp(-x^2) S(2x^2);  Phi(x) = 1/2 + phi(x) * x * S(x^2)."""
+    m_lo, m_hi, k = exp_rel(-v_hi, -v_lo)
+    s_lo = _series(2 * v_lo, 2, 1, False) + plus * ONE
+    s_hi = _series(2 * v_hi, 2, 1, True) + plus * ONE
+    return m_lo * s_lo >> (64 - k), _ceil_div(m_hi * s_hi, 1 << (64 - k))
+
+
+def _abs_q64(bits: int) -> tuple[int, int]:
+    lo, hi = _to_q64(bits & 0x7FFFFFFF)
+    return lo, hi
+
+
+def _phi_terms(x: int, plus: int) -> tuple[int, int]:
+    """Q64 enclosure of Phi(x) (plus = 0) or Phi(x) + x phi(x) (plus = 1): 1/2 + x phi(x) (S(x^2) + plus)."""
+    neg = x >> 31 == 1
+    a_lo, a_hi = _abs_q64(x)
+    if a_lo >= PHI_CUTOFF:
+        return (-plus, 1) if neg else (ONE - 1, ONE + plus)
+    g_lo, g_hi = _kummer(a_lo * a_lo // (2 * ONE), _ceil_div(a_hi * a_hi, 2 * ONE), plus)
+    t_lo, t_hi = _signed(neg, a_lo * g_lo * INV_SQRT2PI_LO // (ONE * ONE),
+                         _ceil_div(a_hi * g_hi * INV_SQRT2PI_HI, ONE * ONE))
+    return ONE // 2 + t_lo, ONE // 2 + t_hi
+
+
+Enclosure = tuple[int, int, int, int, int]   # (lo, hi, e, mag, mag_e): value in [lo, hi]*2^e, M <= mag*2^mag_e
+
+
+def _enclose(op: str, x: int, y: int) -> Enclosure | None:
+    """The exact value f(x[, y]) and the magnitude M of its tolerance; None if no claim can pass
+    (log of x <= 0, sqrt of x < 0, rsqrt of x <= 0, division by zero, exp of x >= 89)."""
+    neg, m, e = decode(x)
+    if op == "div":
+        y_neg, y_m, y_e = decode(y)
+        if y_m == 0:
+            return None
+        lo, hi = _signed(neg != y_neg, (m << 176) // y_m, _ceil_div(m << 176, y_m))
+        return lo, hi, e - y_e - 176, _ceil_div(m << 176, y_m), e - y_e - 176
+    if op == "gelu_backward":
+        d_lo, d_hi = _phi_terms(y, 1)
+        lo, hi = _signed(neg, m * d_lo, m * d_hi)
+        return lo, hi, e - 64, m, e
+    if op == "gelu":
+        d_lo, d_hi = _phi_terms(x, 0)
+        lo, hi = _signed(neg, m * d_lo, m * d_hi)
+        return lo, hi, e - 64, m, e
+    if op == "exp":
+        x_lo, x_hi = _to_q64(x)
+        if x_lo >= EXP_CEIL:
+            return None
+        lo, hi, k = exp_rel(x_lo, x_hi)
+        return lo, hi, k - 64, hi, k - 64
+    if op == "log":
+        if neg or m == 0:
+            return None
+        width = m.bit_length()
+        k = e + width - 1
+        y_q = m << (65 - width)
+        lo = log_lo(y_q) + k * (LN2_LO if k >= 0 else LN2_HI)
+        hi = log_hi(y_q) + k * (LN2_HI if k >= 0 else LN2_LO)
+        return lo, hi, -64, max(abs(lo), abs(hi)), -64
+    if op in ("sqrt", "rsqrt"):
+        if neg and m != 0 or op == "rsqrt" and m == 0:
+            return None
+        if op == "sqrt":
+            shift = 200 + (e & 1)
+            root = isqrt(m << shift)
+            return root, root + (root * root != m << shift), (e - shift) // 2, root + 1, (e - shift) // 2
+        shift = e & 1
+        n = m << shift
+        lo, hi = isqrt((1 << 254) // n), isqrt(_ceil_div(1 << 254, n)) + 1
+        return lo, hi, -127 - (e - shift) // 2, hi, -127 - (e - shift) // 2
+    if op == "reciprocal":
+        if m == 0:
+            return None
+        lo, hi = _signed(neg, (1 << 200) // m, _ceil_div(1 << 200, m))
+        return lo, hi, -200 - e, _ceil_div(1 << 200, m), -200 - e
+    if m == 0:                      # tanh, erf, sigmoid at +-0
+        return (ONE // 2, ONE // 2, -64, ONE // 2, -64) if op == "sigmoid" else (0, 0, 0, 0, 0)
+    a_lo, a_hi = _abs_q64(x)
+    if op == "tanh":
+        if a_hi < TANH_SMALL:
+            b_lo = _series(2 * a_lo, 1, 1, False)
+            b_hi = _series(2 * a_hi, 1, 1, True)
+            lo = m * (b_lo * ONE // (ONE + _ceil_div(a_hi * b_hi, ONE)))
+            hi = m * _ceil_div(b_hi * ONE, ONE + a_lo * b_lo // ONE)
+            e -= 64
+        else:
+            q_lo, q_hi = exp_neg_lo(2 * a_hi), exp_neg_hi(2 * a_lo)
+            lo, hi, e = (ONE - q_hi) * ONE // (ONE + q_hi), _ceil_div((ONE - q_lo) * ONE, ONE + q_lo), -64
+        lo, hi = _signed(neg, lo, hi)
+        return lo, hi, e, max(abs(lo), abs(hi)), e
+    if op == "erf":
+        if a_lo >= ERF_CUTOFF:
+            lo, hi, e = ONE - 1, ONE, -64
+        else:
+            g_lo, g_hi = _kummer(a_lo * a_lo // ONE, _ceil_div(a_hi * a_hi, ONE), 0)
+            lo, hi, e = m * TWO_OVER_SQRTPI_LO * g_lo, m * TWO_OVER_SQRTPI_HI * g_hi, e - 128
+        lo, hi = _signed(neg, lo, hi)
+        return lo, hi, e, max(abs(lo), abs(hi)), e
+    if op == "sigmoid":
+        if not neg:                 # 1 / (1 + exp(-x)) in [1/2, 1): M = s
+            q_lo, q_hi = exp_neg_lo(a_hi), exp_neg_hi(a_lo)
+            hi = _ceil_div(ONE * ONE, ONE + q_lo)
+            return ONE * ONE // (ONE + q_hi), hi, -64, hi, -64
+        # E / (1 + E), E = exp(x) = m 2^(k - 64); M = 1 - s = 1 / (1 + E)
+        x_lo, x_hi = _to_q64(x)
+        m_lo, m_hi, k = exp_rel(x_lo, x_hi)
+        d_lo = ONE + (m_lo >> -k)
+        d_hi = ONE + _ceil_div(m_hi, 1 << -k)
+        return m_lo * ONE // d_hi, _ceil_div(m_hi * ONE, d_lo), k - 64, _ceil_div(ONE * ONE, d_lo), -64
+    raise JudgeError("judge: unknown op")
+
+
+def pointwise_enclosure(op: str, x: int, y: int = 0) -> Enclosure | None:
+    """Public view of :func:`_enclose` for tests."""
+    return _enclose(op, x, y)
+
+
+def check_pointwise(op: str, x: int, y: int, claimed: int) -> bool:
+    """``claimed`` ~ f(x) (or x / y, gelu_backward(g = x, x = y)) within K u M + u|c| + eta_n eta."""
+    enc = _enclose(op, x, y)
+    if enc is None:
+        return False
+    k, eta_n = POINT_K[op]
+    if op == "div" and (y >> 23) & 0xFF >= 253:
+        k = DIV_K_HUGE
+    return _accept(*enc, k, eta_n, claimed)
+
+
+def check_exact_pointwise(op: str, x: int, y: int, cond: int, claimed: int) -> bool:
+    """neg, abs, maximum, minimum, where (zero sign free) and comparisons (claim 0 or 1)."""
+    decode(x)
+    decode(y)
+    kx, ky = _order_key(x), _order_key(y)
+    if op in COMPARE:
+        result = {"eq": kx == ky, "ne": kx != ky, "lt": kx < ky, "le": kx <= ky, "gt": kx > ky,
+                  "ge": kx >= ky}[op]
+        return claimed == int(result)
+    if not is_finite(claimed):
+        return False
+    if op == "neg":
+        want = x ^ (1 << 31)
+    elif op == "abs":
+        want = x & 0x7FFFFFFF
+    elif op == "maximum":
+        want = x if kx >= ky else y
+    elif op == "minimum":
+        want = x if kx <= ky else y
+    else:
+        if cond > 1:
+            raise JudgeError("judge: not a bool")
+        want = x if cond == 1 else y
+    return _same_value(claimed, want)
+
+
+def check_sub(x: int, y: int, claimed: int) -> bool:
+    """``claimed`` ~ x - y (one rounding): |c - s| <= u|c| + 2*eta."""
+    yn, ym, ye = decode(y)
+    verdict = _linear([decode(x), (not yn, ym, ye)], claimed, 0, 2)
+    return verdict is not None and verdict.accepted
+
+
+def check_mul(x: int, y: int, claimed: int) -> bool:
+    """``claimed`` ~ x * y (one rounding): |c - s| <= u|c| + 2*eta."""
+    verdict = _linear([_product(x, y)], claimed, 0, 2)
+    return verdict is not None and verdict.accepted
+
+
+# ---------------------------------------------------------------------------------------------
 # Generic entry point (same convention as Judge.check)
 
 
@@ -522,6 +792,8 @@ class JudgeCall:
     softmax_xent_grad (9) z[i, :]                        []                  [y_i, j, B]
     sum_rows (10)         g[r0:r1, j]                    []                  []
     sgd (11)              [p]                            [g]                 [lr bits]
+    unary (16..26)        [x]                            []                  []
+    binary (27..39)       [x] (gelu_backward: [g])       [y] (... [x])       [] (where: [cond])
     ====================  =============================  ==================  ======================
     """
 
@@ -570,7 +842,20 @@ def check(op: int, a: Sequence[int], b: Sequence[int], aux: Sequence[int], claim
         _need(b, 1, "b")
         _need(aux, 1, "aux")
         return check_sgd(a[0], b[0], aux[0], claimed)
-    raise JudgeError("judge: unknown op")
+    name = OP_NAMES.get(op)
+    if name not in POINTWISE:
+        raise JudgeError("judge: unknown op")
+    _need(a, 1, "a")
+    _need(b, 0 if name in UNARY else 1, "b")
+    _need(aux, 1 if name == "where" else 0, "aux")
+    y = b[0] if b else 0
+    if name == "sub":
+        return check_sub(a[0], y, claimed)
+    if name == "mul":
+        return check_mul(a[0], y, claimed)
+    if name in POINT_K:
+        return check_pointwise(name, a[0], y, claimed)
+    return check_exact_pointwise(name, a[0], y, aux[0] if aux else 0, claimed)
 
 
 def check_call(call: JudgeCall) -> bool:
@@ -603,7 +888,7 @@ def judge_inputs(node, inputs: Sequence[torch.Tensor], output: torch.Tensor, ind
     numel = output.numel()
     if not 0 <= index < numel:
         raise JudgeError("judge: index out of range")
-    claimed = int(_bits_of(output)[index])
+    claimed = int(_bits_of(output)[index]) if output.is_floating_point() else 0
     if op == "matmul":
         ta, tb, k0, k1 = node.attrs
         left = inputs[0].t() if ta else inputs[0]
@@ -633,6 +918,17 @@ def judge_inputs(node, inputs: Sequence[torch.Tensor], output: torch.Tensor, ind
     if op == "sum_rows":
         r0, r1 = node.attrs
         return JudgeCall(code, _tuple(_bits_of(inputs[0][r0:r1, index])), (), (), claimed)
+    if op in POINTWISE:
+        # same-shape elementwise inputs (no broadcasting); where's inputs are (cond, x, y)
+        if op in COMPARE:
+            claimed = int(output.reshape(-1)[index])
+        if op == "where":
+            cond, x, y = inputs
+            return JudgeCall(code, (int(_bits_of(x)[index]),), (int(_bits_of(y)[index]),),
+                             (int(cond.reshape(-1)[index]),), claimed)
+        a = (int(_bits_of(inputs[0])[index]),)
+        b = () if op in UNARY else (int(_bits_of(inputs[1])[index]),)
+        return JudgeCall(code, a, b, (), claimed)
     # sgd
     return JudgeCall(code, (int(_bits_of(inputs[0])[index]),), (int(_bits_of(inputs[1])[index]),),
                      (int(node.attrs[0]),), claimed)
@@ -649,6 +945,8 @@ def _screen(node, inputs: Sequence[torch.Tensor], output: torch.Tensor) -> np.nd
     out = output.detach().double()
     c = out.reshape(-1).numpy()
     op = node.op
+    if op in POINTWISE:
+        return np.arange(output.numel())    # no float64 pre-screen: every element gets the exact check
     if op in ("relu", "relu_grad"):
         bits_c = _bits_of(output)
         if op == "relu":
@@ -723,5 +1021,6 @@ __all__ = [
     "check_relu_grad", "check_sum_rows", "check_sgd", "check_softmax_xent", "check_softmax_xent_grad",
     "decode", "exp_neg_hi", "exp_neg_lo", "f32_bits", "f32_value", "find_inconsistent_element",
     "judge_inputs", "linear_tolerance", "log_hi", "log_lo", "softmax_enclosure",
-    "softmax_xent_grad_interval", "softmax_xent_interval",
+    "softmax_xent_grad_interval", "softmax_xent_interval", "POINTWISE", "UNARY", "COMPARE", "POINT_K",
+    "check_pointwise", "check_exact_pointwise", "check_sub", "check_mul", "exp_rel", "pointwise_enclosure",
 ]

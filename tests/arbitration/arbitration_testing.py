@@ -38,6 +38,11 @@ def judge_deployer():
     return _load(str(CONTRACTS / "Judge.vy"))
 
 
+def deploy_judge():
+    """PointwiseJudge, then the Judge that forwards the enclosure ops to it."""
+    return judge_deployer().deploy(_load(str(CONTRACTS / "PointwiseJudge.vy")).deploy().address)
+
+
 def checker_deployer():
     return _load(str(CONTRACTS / "ProofChecker.vy"))
 
@@ -70,7 +75,7 @@ class Suite:
 
 def deploy_game_suite(clock: int = CLOCK, extension: int = EXTENSION, judge=None) -> Suite:
     """Judge, TensorReader, ProofChecker, the stand-in market, then the game bound to it."""
-    judge = judge or judge_deployer().deploy()
+    judge = judge or deploy_judge()
     reader = reader_deployer().deploy()
     checker = checker_deployer().deploy(judge.address, reader.address)
     market = market_deployer().deploy()

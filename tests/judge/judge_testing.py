@@ -23,9 +23,14 @@ F32_MAX_EXP = 104
 
 
 @functools.cache
-def judge_deployer():
+def deployer(name: str):
     boa.interpret.set_search_paths([str(CONTRACTS)])
-    return boa.load_partial(str(CONTRACTS / "Judge.vy"))
+    return boa.load_partial(str(CONTRACTS / f"{name}.vy"))
+
+
+def deploy_judge():
+    """PointwiseJudge, then the Judge that forwards the enclosure ops to it."""
+    return deployer("Judge").deploy(deployer("PointwiseJudge").deploy().address)
 
 
 _deployed: list = []
@@ -38,7 +43,7 @@ def judge_contract():
         if boa.env.evm.get_code(contract.address):
             return contract
         _deployed.clear()
-    _deployed.append(judge_deployer().deploy())
+    _deployed.append(deploy_judge())
     return _deployed[0]
 
 
