@@ -444,7 +444,7 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
     from offchain.dispute.limits import UnjudgeableTask
     from offchain.ml import MLError, digits_dataset, mlp_spec, synthetic_dataset
     from offchain.ml.data import load_dataset
-    from offchain.workers.artifacts import publish_task
+    from offchain.workers.artifacts import check_task, publish_task
     from offchain.workers.submitter import Submitter
 
     for value, option in ((payment, "--payment"), (expires_in, "--expires-in"), (train_window, "--train-window")):
@@ -473,13 +473,14 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
         click.echo(f"data {loaded.description}")
     if classes is not None and classes < needed:
         raise click.UsageError(f"--classes {classes}: the data has labels up to {needed - 1}")
-    market = env.market()
-    _check_affordable(market, int(payment * ETHER), int(solver_stake * ETHER))
-    store = env.store()
-    try:
+    options = dict(steps=steps, k=interval, batch_size=batch_size, lr=lr, seed=seed)
+    try:  # in this order: the task itself, the chain, then the uploads
         spec = mlp_spec(data.input_dim, (hidden,), classes or needed)
-        published = publish_task(store, spec, data, steps=steps, k=interval, batch_size=batch_size, lr=lr,
-                                 seed=seed)
+        check_task(spec, data, **options)
+        market = env.market()
+        _check_affordable(market, int(payment * ETHER), int(solver_stake * ETHER))
+        store = env.store()
+        published = publish_task(store, spec, data, **options)
     except UnjudgeableTask as exc:
         raise click.ClickException(f"the dispute game cannot judge this task: {exc}") from exc
     except MLError as exc:

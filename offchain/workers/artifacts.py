@@ -8,6 +8,7 @@ executed: the model is a declarative spec, tensors come from safetensors.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from offchain.dispute.limits import check_judgeable
@@ -45,14 +46,19 @@ class PublishedTask:
         return self.bundle.task.hash()
 
 
+def check_task(spec: ModelSpec, dataset: Dataset, **options: Any) -> None:
+    """Everything `publish_task` checks, with CIDs computed locally and nothing uploaded: a bad
+    schedule raises `TaskError` (...), a task the dispute game could not judge `UnjudgeableTask`."""
+    draft = make_task(spec, dataset, **options, cid=compute_cid)
+    check_judgeable(draft.graph, draft.task)
+
+
 def publish_task(store: ContentStore, spec: ModelSpec, dataset: Dataset, *, steps: int, k: int,
                  batch_size: int, lr: float, seed: int, weights_seed: int = 0) -> PublishedTask:
     """Put model, weights, dataset and the task spec on IPFS; return the spec's CID. Nothing is
-    uploaded unless the task is valid (`TaskError`, ...) and the dispute game could judge it
-    (`UnjudgeableTask`): it is first built with CIDs computed locally."""
+    uploaded unless the task passes `check_task`."""
     options = dict(steps=steps, k=k, batch_size=batch_size, lr=lr, seed=seed, weights_seed=weights_seed)
-    draft = make_task(spec, dataset, **options, cid=compute_cid)
-    check_judgeable(draft.graph, draft.task)
+    check_task(spec, dataset, **options)
     bundle = make_task(spec, dataset, **options, cid=store.add_bytes)
     spec_bytes = bundle.task.to_bytes()
     return PublishedTask(bundle, store.add_bytes(spec_bytes), spec_bytes)

@@ -100,6 +100,6 @@ def test_unjudgeable_spec__dtm_task_post_says_why_in_one_line(tmp_path):
     refused = post(257)
     assert refused.exit_code == 1
     assert refused.output == f"Error: the dispute game cannot judge this task: {LONG_K}\n"
-    accepted = post(256)   # published, then stops before the chain (no account in this test)
+    accepted = post(256)   # judgeable: stops at the chain (no account in this test), before uploading
     assert "cannot judge" not in accepted.output
-    assert "Error: choose an account" in accepted.output  # the next step after publishing
+    assert "Error: choose an account" in accepted.output
