@@ -1,8 +1,10 @@
-"""Gas and wall time of whole disputes on the digits model (64-32-10 MLP, batch 32, k = 10).
+"""Gas and wall time of whole disputes on the digits model (64-32-10 MLP, batch 32, k = 10), and of
+the dissection inside a reduction (batch 128 and 4096: weight and bias gradients longer than the
+judge's 64 terms); trace size against checkpoint size.
 
 Run: ``.venv/bin/python bench/dispute.py``
 
-Deploys Judge, TensorReader, ProofChecker and Arbitration behind the test stand-in market
+Deploys Judge, TensorReader, ProofChecker, ReductionChecker and Arbitration behind the test stand-in market
 (`tests/arbitration/MarketStandIn.vy`) in titanoboa's in-process EVM, trains the digits task
 honestly and with a fabricated segment, and plays complete disputes with real state roots, traces
 and proofs (`offchain.dispute.moves`). Demand fees are paid at the block's base fee (1 gwei here)
@@ -27,16 +29,42 @@ sys.path.insert(0, str(ROOT / "tests" / "arbitration"))
 
 import arbitration_testing as T  # noqa: E402
 
+from offchain.dispute import judge as J  # noqa: E402
 from offchain.dispute import moves as M  # noqa: E402
 from offchain.ml import cheats  # noqa: E402
 from offchain.ml.demo import digits_task  # noqa: E402
+from offchain.ml.graph import REDUCTION_CAP, TrainingGraph  # noqa: E402
 
 LIMIT = 10_000_000
 
 
-def corrupted(play: T.Play, op: str) -> tuple[T.Play, int, int]:
+def trace_sizes(graph: TrainingGraph) -> tuple[int, int, int]:
+    """(checkpoint bytes, trace bytes, trace bytes of the same graph chunked at 64 as before: each
+    reduction of n > 64 terms as ceil(n/64) partial nodes plus ceil(n/64) - 1 fold nodes)."""
+    checkpoint = sum(graph.nodes[i].numel * 4 for i in graph.param_nodes)
+    trace = sum(n.numel * (8 if n.op == "data_y" else 4) for n in graph.nodes)
+    chunked = trace
+    for node in graph.nodes:
+        n = M.reduction_length(node)
+        if n > REDUCTION_CAP:
+            chunked += (2 * -(-n // REDUCTION_CAP) - 2) * node.numel * 4
+    return checkpoint, trace, chunked
+
+
+def forged_partials(play: T.Play, node_id: int, index: int, chunk: int = 0):
+    """A solver hiding the gap between its wrong claim and the exact sum in one chunk's partial."""
+    op, a, b, claimed = M.reduction_call(play.demo.graph, play.trace, node_id, index)
+    values = J.reduction_partials(op, a, b, claimed)
+    top = max(p.top for p in values)
+    verdict = J.fold_tolerance(op, len(a), sum(p.x for p in values), sum(p.abs for p in values), top, claimed)
+    gap = verdict.claim - verdict.exact
+    values[chunk] = J.Partial(values[chunk].x + gap, values[chunk].abs + abs(gap), values[chunk].top)
+    return lambda *_: values
+
+
+def corrupted(play: T.Play, op: str, node_id: int | None = None) -> tuple[T.Play, int, int]:
     graph = play.demo.graph
-    node = next(n for n in graph.nodes if n.op == op)
+    node = graph.nodes[node_id] if node_id is not None else next(n for n in graph.nodes if n.op == op)
     trace = list(play.trace)
     flat = trace[node.id].clone().reshape(-1)
     index = node.numel - 1
@@ -75,6 +103,41 @@ def main() -> None:
     cases.append((f"honest solver, {min(64, len(ranges))} distinct demands answered, challenger times out", genuine,
                   None, ranges[:64]))
 
+    # the dissection inside a reduction: batches of 128 and 4096 (the largest a task may have)
+    partials: dict[str, object] = {}
+    sizes = [("digits, batch 32", demo.graph)]
+    for batch in (128, 4096):
+        wide = digits_task(steps=2, k=1, batch_size=batch)
+        sizes.append((f"digits, batch {batch}", wide.graph))
+        wide_play = T.genuine_play(wide, cheats.honest_run(wide), 0, 0)
+        dw = next(n for n in wide.graph.nodes if n.op == "matmul" and n.attrs[0] == 1)  # dW = g^T a, n = batch
+        db = next(n for n in wide.graph.nodes if n.op == "sum_rows")
+        for node, how in ((dw, "exact partials -> fold"), (db, "exact partials -> fold"),
+                          (dw, "forged partials -> chunk")):
+            play, node_id, index = corrupted(wide_play, node.op, node.id)
+            name = f"batch {batch}: corrupted {node.op} element ({M.reduction_length(node)} terms), {how}"
+            cases.append((name, play, None, []))
+            if how.startswith("forged"):
+                partials[name] = forged_partials(play, node_id, index)
+
+    # two levels: 257 chunks (a batch of 16,448, past the 4096 a task may have: fields set directly)
+    import copy
+
+    from offchain.ml.graph import compile_training_graph
+
+    small = digits_task(steps=2, k=1, batch_size=64)
+    graph = compile_training_graph(small.spec, 64 * 257, small.task.lr)
+    task = copy.copy(small.task)
+    object.__setattr__(task, "batch_size", 64 * 257)
+    object.__setattr__(task, "graph_root", graph.root)
+    big = dataclasses.replace(small, task=task, graph=graph)
+    big_play = T.genuine_play(big, cheats.honest_run(big), 0, 0)
+    db = next(n for n in graph.nodes if n.op == "sum_rows")
+    play, node_id, index = corrupted(big_play, "sum_rows", db.id)
+    name = "batch 16,448: corrupted sum_rows element (16,448 terms), last chunk forged -> two levels, chunk"
+    cases.append((name, play, None, []))
+    partials[name] = forged_partials(play, node_id, index, chunk=-1)
+
     rows = []
     worst_total = 0
     for name, play, element, demands in cases:
@@ -85,7 +148,8 @@ def main() -> None:
                 proof = M.FinalProof("element", M.element_args(suite.game.address, dispute_id, play.step_data(),
                                                                *element), f"node {element[0]}")
             t0 = time.perf_counter()
-            result = T.full_dispute(suite, parties, play, proof=proof, demands=demands)
+            result = T.full_dispute(suite, parties, play, proof=proof, demands=demands,
+                                    partials=partials.get(name, T.honest_partials))
             wall = time.perf_counter() - t0
         if len(demands) <= 2:  # the maximal-demand game is many transactions, each far below the limit
             worst_total = max(worst_total, result["total_gas"])
@@ -114,6 +178,13 @@ def main() -> None:
           f"{'OK' if worst_total < LIMIT else 'OVER'}")
     print(f"bound: max_moves(k=10) = {suite.game.max_moves(10)}, max_duration = "
           f"{suite.game.max_duration(10):,} s with clock {T.CLOCK} s, extension {T.EXTENSION} s")
+    print()
+    print("| graph | checkpoint bytes | trace bytes | trace / checkpoint | chunked at 64 (before) | before / checkpoint |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, graph in sizes:
+        checkpoint, trace, chunked = trace_sizes(graph)
+        print(f"| {name} | {checkpoint:,} | {trace:,} | {trace / checkpoint:.2f} | {chunked:,} | "
+              f"{chunked / checkpoint:.2f} |")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,12 @@
              ─→ TRACE (solver: root over every node output of that step)
              ─→ PROVE (challenger: a link mismatch, a wrong data row or an
                        inconsistent element, through the ProofChecker; it may
-                       DEMAND elements that the solver must POST first)
+                       DEMAND elements that the solver must POST first; an
+                       element of a reduction longer than 64 terms is opened
+                       through the ReductionChecker)
+             ─→ PARTIALS (solver: partial sums over chunks of the reduction)
+             ─→ SUM_PICK (challenger: one group of chunks, back to PARTIALS,
+                          or a chunk check or the fold check, which ends it)
 
         Chess clocks: each side has `clock` seconds for the whole game, charged
         while it is its turn; after each move the opponent has at least
@@ -58,6 +63,10 @@ ANSWER_ELEMENT_GAS: constant(uint256) = 2_200
 FEE_MARGIN: constant(uint256) = 2
 # answered ranges are stored as start << 128 | end
 RANGE_SHIFT: constant(uint256) = 128
+# dissection inside a reduction: partials per post; moves it adds at most (the opening, two
+# posts and one pick; its chunk or fold check takes the final proof's place)
+MAX_PARTIALS: constant(uint256) = structs.MAX_PARTIALS
+REDUCTION_MOVES: constant(uint256) = 4
 
 # phases: REVEAL, BISECT, TRACE and DEMAND are the solver's turn, PICK and PROVE the challenger's
 PHASE_NONE: constant(uint256) = 0
@@ -69,12 +78,17 @@ PHASE_PROVE: constant(uint256) = 5
 PHASE_DEMAND: constant(uint256) = 6
 PHASE_SOLVER_WON: constant(uint256) = 7
 PHASE_CHALLENGER_WON: constant(uint256) = 8
+# the dissection inside a reduction: PARTIALS is the solver's turn, SUM_PICK the challenger's
+PHASE_PARTIALS: constant(uint256) = 9
+PHASE_SUM_PICK: constant(uint256) = 10
 
 # why a game ended (DisputeEnded.reason)
 END_TIMEOUT: constant(uint256) = 1
 END_LINK: constant(uint256) = 2
 END_DATA: constant(uint256) = 3
 END_ELEMENT: constant(uint256) = 4
+END_CHUNK: constant(uint256) = 5
+END_FOLD: constant(uint256) = 6
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -108,6 +122,20 @@ struct Dispute:
     demand_itemsize: uint256
     n_nodes: uint256
     demand_fee: uint256           # wei held for the open demand
+
+struct Reduction:
+    node: uint256
+    index: uint256
+    op: uint256
+    n: uint256                    # terms
+    claimed: uint256              # the solver's element (float32 bits)
+    first: uint256                # first chunk of the range to post / posted
+    chunks: uint256               # chunks in that range
+    points: uint256               # partials of the last post
+    partials_root: bytes32
+    picked: bool                  # the range is a picked partial: posts must add up to `parent`
+    parent: structs.Partial
+    total: structs.Partial        # totals of the post over the whole reduction
 
 struct Turn:
     phase: uint256
@@ -162,6 +190,27 @@ event ElementsPosted:
     start: uint256
     values: DynArray[uint256, MAX_DEMAND]
 
+event ReductionOpened:
+    dispute_id: indexed(uint256)
+    node: uint256
+    index: uint256
+    n: uint256
+    claimed: uint256
+
+event PartialsPosted:
+    dispute_id: indexed(uint256)
+    node: uint256
+    first: uint256
+    chunks: uint256
+    partials_root: bytes32
+    partials: DynArray[structs.Partial, MAX_PARTIALS]
+
+event PartialPicked:
+    dispute_id: indexed(uint256)
+    index: uint256
+    first: uint256
+    chunks: uint256
+
 event DisputeEnded:
     dispute_id: indexed(uint256)
     task_id: indexed(uint256)
@@ -180,12 +229,16 @@ event Withdrawn:
 market: public(immutable(address))
 # the stateless proof checker (contracts/ProofChecker.vy) whose reports this game accepts
 checker: public(immutable(address))
+# the stateless checker of dissected reductions (contracts/ReductionChecker.vy)
+reducer: public(immutable(address))
 # seconds each side has for the whole game
 clock: public(immutable(uint256))
 # seconds a side has at least after its opponent moved
 extension: public(immutable(uint256))
 
 disputes: public(HashMap[uint256, Dispute])
+# the dissection inside a reduction, per dispute
+reductions: public(HashMap[uint256, Reduction])
 dispute_count: public(uint256)
 # element ranges already posted, per dispute and node (start << 128 | end)
 answered: HashMap[uint256, HashMap[uint256, DynArray[uint256, MAX_DEMANDS]]]
@@ -200,18 +253,20 @@ credits: public(HashMap[address, uint256])
 # ╚═══════════════════════════════════════════════════════════════╝
 
 @deploy
-def __init__(market_: address, checker_: address, clock_: uint256, extension_: uint256):
+def __init__(market_: address, checker_: address, reducer_: address, clock_: uint256, extension_: uint256):
     """
     @param market_ The market this game reports to (deployed next, at a known address).
     @param checker_ The ProofChecker (bound to the one-step judge).
+    @param reducer_ The ReductionChecker (bound to the same judge).
     @param clock_ Seconds each side has for the whole game.
     @param extension_ Seconds a side has at least after its opponent moved (<= clock_).
     """
-    assert market_ != empty(address) and checker_ != empty(address), "arbitration: zero address"
+    assert market_ != empty(address) and checker_ != empty(address) and reducer_ != empty(address), "arbitration: zero address"
     assert clock_ > 0 and clock_ <= MAX_CLOCK, "arbitration: bad clock"
     assert extension_ > 0 and extension_ <= clock_, "arbitration: bad extension"
     market = market_
     checker = checker_
+    reducer = reducer_
     clock = clock_
     extension = extension_
 
@@ -368,6 +423,76 @@ def commit_trace(dispute_id: uint256, step: uint256, trace_root: bytes32, trace_
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
+# ║ DISSECTION INSIDE A REDUCTION                                 ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@external
+def post_partials(dispute_id: uint256, node: uint256, first: uint256, partials: DynArray[structs.Partial, MAX_PARTIALS]):
+    """
+    @notice Move 6 (solver): partials of the range of chunks [first, first +
+            chunks) of the opened reduction of node `node` (the claim answered):
+            min(chunks, 256) of them, partial i covering chunks [first +
+            ⌊i·chunks/points⌋, first + ⌊(i+1)·chunks/points⌋). On a picked
+            range they must add up exactly to the picked partial (sums, largest
+            exponent); over the whole reduction their totals are what the fold
+            check compares the claim with.
+    """
+    t: Turn = self._begin(dispute_id, PHASE_PARTIALS, msg.sender, True)
+    r: Reduction = self.reductions[dispute_id]
+    assert node == r.node and first == r.first, "arbitration: wrong range"
+    points: uint256 = min(r.chunks, MAX_PARTIALS)
+    assert len(partials) == points, "arbitration: wrong number of partials"
+    total: structs.Partial = structs.Partial(x=0, abs_sum=0, top=structs.PARTIAL_TOP_FLOOR)
+    leaves: DynArray[bytes32, merkle.MAX_ROOT_LEAVES] = []
+    for p: structs.Partial in partials:
+        assert p.top >= structs.PARTIAL_TOP_FLOOR and p.top <= structs.PARTIAL_TOP_CEIL and p.abs_sum <= structs.MAX_PARTIAL_ABS and convert(abs(p.x), uint256) <= p.abs_sum, "arbitration: partial out of range"
+        total.x += p.x
+        total.abs_sum += p.abs_sum
+        total.top = max(total.top, p.top)
+        leaves.append(keccak256(abi_encode(p)))
+    if r.picked:
+        assert total.x == r.parent.x and total.abs_sum == r.parent.abs_sum and total.top == r.parent.top, "arbitration: partials do not add up to the picked one"
+    else:
+        assert total.abs_sum <= structs.MAX_PARTIAL_ABS, "arbitration: partial out of range"
+        self.reductions[dispute_id].total = total
+    root: bytes32 = merkle._merkle_root(leaves)
+    self.reductions[dispute_id].points = points
+    self.reductions[dispute_id].partials_root = root
+    self._pass(dispute_id, t, PHASE_SUM_PICK)
+    log PartialsPosted(dispute_id=dispute_id, node=node, first=first, chunks=r.chunks, partials_root=root, partials=partials)
+
+
+@external
+def pick_partial(
+    dispute_id: uint256,
+    partials_root: bytes32,
+    index: uint256,
+    partial: structs.Partial,
+    proof: DynArray[bytes32, MAX_PROOF_SIBLINGS],
+):
+    """
+    @notice Move 7 (challenger): dispute partial `index` of the last post (the
+            claim answered: its root), when it covers more than one chunk; the
+            solver must post the partials of its chunks. A partial of one chunk
+            is proven wrong with `ReductionChecker.prove_chunk` instead.
+    """
+    t: Turn = self._begin(dispute_id, PHASE_SUM_PICK, msg.sender, False)
+    r: Reduction = self.reductions[dispute_id]
+    assert partials_root == r.partials_root, "arbitration: wrong partials root"
+    assert index < r.points, "arbitration: no such partial"
+    lo: uint256 = index * r.chunks // r.points
+    hi: uint256 = (index + 1) * r.chunks // r.points
+    assert hi - lo > 1, "arbitration: one chunk: prove it"
+    assert merkle._verify(partials_root, [index], [keccak256(abi_encode(partial))], proof, r.points), "arbitration: partial not in the partials root"
+    self.reductions[dispute_id].first = r.first + lo
+    self.reductions[dispute_id].chunks = hi - lo
+    self.reductions[dispute_id].picked = True
+    self.reductions[dispute_id].parent = partial
+    self._pass(dispute_id, t, PHASE_PARTIALS)
+    log PartialPicked(dispute_id=dispute_id, index=index, first=r.first + lo, chunks=hi - lo)
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
 # ║ PROOF CHECKER REPORTS                                         ║
 # ╚═══════════════════════════════════════════════════════════════╝
 
@@ -451,6 +576,38 @@ def conclude(dispute_id: uint256, caller: address, reason: uint256):
 
 
 @external
+def record_reduction(dispute_id: uint256, caller: address, node: uint256, index: uint256, op: uint256, n: uint256, claimed: uint256):
+    """
+    @notice The challenger (`caller`) disputes element `index` of node `node`
+            (a matmul or sum_rows of n > 64 terms, the element `claimed`),
+            which the reduction checker proved against the committed trace: the
+            solver must post the partials of its chunks.
+    """
+    assert msg.sender == reducer, "arbitration: caller is not the checker"
+    t: Turn = self._begin(dispute_id, PHASE_PROVE, caller, False)
+    assert n > structs.CHUNK and n <= structs.MAX_LONG_REDUCTION, "arbitration: bad reduction length"
+    self.reductions[dispute_id] = Reduction(
+        node=node, index=index, op=op, n=n, claimed=claimed, first=0,
+        chunks=(n + structs.CHUNK - 1) // structs.CHUNK, points=0, partials_root=empty(bytes32),
+        picked=False, parent=empty(structs.Partial), total=empty(structs.Partial),
+    )
+    self._pass(dispute_id, t, PHASE_PARTIALS)
+    log ReductionOpened(dispute_id=dispute_id, node=node, index=index, n=n, claimed=claimed)
+
+
+@external
+def conclude_reduction(dispute_id: uint256, caller: address, reason: uint256):
+    """
+    @notice The challenger (`caller`) proved a one-chunk partial wrong, or the
+            claim outside the bound of the partials' totals: it wins.
+    """
+    assert msg.sender == reducer, "arbitration: caller is not the checker"
+    assert reason == END_CHUNK or reason == END_FOLD, "arbitration: bad reason"
+    t: Turn = self._begin(dispute_id, PHASE_SUM_PICK, caller, False)
+    self._finish(dispute_id, t.task_id, False, reason)
+
+
+@external
 def withdraw():
     """
     @notice Send the caller the wei it is owed (demand fees it earned or got back).
@@ -474,7 +631,7 @@ def timeout(dispute_id: uint256):
     """
     phase: uint256 = self.disputes[dispute_id].phase
     assert phase != PHASE_NONE, "arbitration: no such dispute"
-    assert phase < PHASE_SOLVER_WON, "arbitration: dispute closed"
+    assert not self._over(phase), "arbitration: dispute closed"
     assert block.timestamp > self._deadline(dispute_id, phase), "arbitration: clock not expired"
     # the side to move loses
     self._finish(dispute_id, self.disputes[dispute_id].task_id, not self._solver_to_move(phase), END_TIMEOUT)
@@ -512,6 +669,32 @@ def context(dispute_id: uint256, caller: address, phase: uint256) -> structs.Con
 
 @external
 @view
+def reduction_context(dispute_id: uint256, caller: address, phase: uint256) -> structs.ReductionContext:
+    """
+    @notice For the ReductionChecker: reverts unless it is the challenger
+            `caller`'s turn to make a `phase` move, then returns the dissection.
+    """
+    self._begin(dispute_id, phase, caller, False)
+    r: Reduction = self.reductions[dispute_id]
+    return structs.ReductionContext(
+        spec_hash=self.disputes[dispute_id].spec_hash,
+        trace_root=self.disputes[dispute_id].trace_root,
+        node=r.node,
+        index=r.index,
+        op=r.op,
+        n=r.n,
+        claimed=r.claimed,
+        first=r.first,
+        chunks=r.chunks,
+        points=r.points,
+        partials_root=r.partials_root,
+        whole=not r.picked,
+        total=r.total,
+    )
+
+
+@external
+@view
 def deadline(dispute_id: uint256) -> uint256:
     """
     @notice Last second at which the side to move may still move (0 once over).
@@ -526,7 +709,7 @@ def to_move(dispute_id: uint256) -> address:
     @notice The party whose turn it is (zero once the game is over).
     """
     phase: uint256 = self.disputes[dispute_id].phase
-    if phase == PHASE_NONE or phase >= PHASE_SOLVER_WON:
+    if phase == PHASE_NONE or self._over(phase):
         return empty(address)
     if self._solver_to_move(phase):
         return self.disputes[dispute_id].solver
@@ -548,7 +731,8 @@ def max_moves(k: uint256) -> uint256:
     """
     @notice Most moves a game over a segment of k steps can take: the reveal,
             one pick per dissection level and a bisect before every level but
-            the first, the trace, MAX_DEMANDS demand/post pairs and a final proof.
+            the first, the trace, MAX_DEMANDS demand/post pairs, the dissection
+            inside a reduction (opening, two posts, one pick) and a final proof.
     """
     return self._max_moves(k)
 
@@ -572,13 +756,19 @@ def max_duration(k: uint256) -> uint256:
 @internal
 @pure
 def _solver_to_move(phase: uint256) -> bool:
-    return phase == PHASE_REVEAL or phase == PHASE_BISECT or phase == PHASE_TRACE or phase == PHASE_DEMAND
+    return phase == PHASE_REVEAL or phase == PHASE_BISECT or phase == PHASE_TRACE or phase == PHASE_DEMAND or phase == PHASE_PARTIALS
+
+
+@internal
+@pure
+def _over(phase: uint256) -> bool:
+    return phase == PHASE_SOLVER_WON or phase == PHASE_CHALLENGER_WON
 
 
 @internal
 @view
 def _deadline(dispute_id: uint256, phase: uint256) -> uint256:
-    if phase == PHASE_NONE or phase >= PHASE_SOLVER_WON:
+    if phase == PHASE_NONE or self._over(phase):
         return 0
     if self._solver_to_move(phase):
         return self.disputes[dispute_id].turn_start + self.disputes[dispute_id].solver_clock
@@ -614,7 +804,7 @@ def _max_moves(k: uint256) -> uint256:
         span = (span + MAX_POINTS - 1) // MAX_POINTS
         if span <= 1:
             break
-    return 1 + levels + (levels - 1) + 1 + 2 * MAX_DEMANDS + 1
+    return 1 + levels + (levels - 1) + 1 + 2 * MAX_DEMANDS + REDUCTION_MOVES + 1
 
 
 @internal
@@ -627,7 +817,7 @@ def _begin(dispute_id: uint256, phase: uint256, caller: address, solver_side: bo
     """
     current: uint256 = self.disputes[dispute_id].phase
     assert current != PHASE_NONE, "arbitration: no such dispute"
-    assert current < PHASE_SOLVER_WON, "arbitration: dispute closed"
+    assert not self._over(current), "arbitration: dispute closed"
     assert current == phase, "arbitration: wrong phase"
     if solver_side:
         assert caller == self.disputes[dispute_id].solver, "arbitration: caller is not the solver"

@@ -88,6 +88,12 @@ GRAD_CONST: constant(uint256) = 24
 GRAD_PER_CLASS: constant(uint256) = 2
 GRAD_ABS: constant(uint256) = 2
 
+# long reductions, dissected into chunks of MAX_REDUCTION terms (docs/judge.md §3.7): exact
+# partial sums at one scale 2^G, G = max(top, claim exponent, LONG_TOP_FLOOR) - LONG_WINDOW
+LONG_WINDOW: constant(int256) = 160
+LONG_TOP_FLOOR: constant(int256) = -40
+MAX_LONG_REDUCTION: constant(uint256) = 4_194_304
+
 
 # the judge of the enclosure ops (contracts/PointwiseJudge.vy)
 pointwise: public(immutable(address))
@@ -569,7 +575,7 @@ def _check_pointwise(
     claimed: uint32,
 ) -> bool:
     """
-    @notice Pointwise op check (docs/judge.md §3.7-3.9).
+    @notice Pointwise op check (docs/judge.md §3.8-3.10).
     @param op Opcode 16..39.
     @param a [x].
     @param b [] for unary ops, else [y].
@@ -801,3 +807,189 @@ def _check_softmax_xent_grad(
     )
     tol: int256 = convert(numeric._ceil_div(rel + self._magnitude(c_lo, c_hi), U_INV) + 1, int256)
     return c_hi >= lo - tol and c_lo <= hi + tol
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ LONG REDUCTIONS (CHUNK AND FOLD)                              ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@external
+@pure
+def check_chunk(
+    op: uint256,
+    a: DynArray[uint32, MAX_REDUCTION],
+    b: DynArray[uint32, MAX_REDUCTION],
+    top: int256,
+    claimed: uint32,
+    x: int256,
+    abs_sum: uint256,
+    leaf_top: int256,
+) -> bool:
+    """
+    @notice Chunk check of a dissected matmul / sum_rows: the committed partial (x, abs_sum,
+            leaf_top) is exactly the chunk's partial at the reduction's scale 2^G.
+    @dev    G = max(top, exponent of a finite non-zero claim, -40) - 160. x = sum of the terms
+            truncated toward zero below 2^G, abs_sum = sum of their magnitudes plus one per
+            truncated non-zero term, leaf_top = largest exponent of a non-zero term (>= -40).
+    @param op OP_MATMUL (terms a_k * b_k) or OP_SUM_ROWS (terms a_k; b empty).
+    @param a First operand of the chunk (float32 bits).
+    @param b Second operand of the chunk (float32 bits).
+    @param top The committed largest exponent over the whole reduction.
+    @param claimed The solver's claimed output element (float32 bits).
+    @param x Committed partial sum (units of 2^G).
+    @param abs_sum Committed absolute sum (units of 2^G).
+    @param leaf_top Committed largest exponent of the chunk.
+    @return True iff the committed partial is the chunk's.
+    """
+    negs: DynArray[bool, MAX_REDUCTION] = []
+    mants: DynArray[uint256, MAX_REDUCTION] = []
+    exps: DynArray[int256, MAX_REDUCTION] = []
+    negs, mants, exps = self._reduction_terms(op, a, b)
+    scale: int256 = self._reduction_scale(top, claimed)
+    chunk_top: int256 = LONG_TOP_FLOOR
+    for i: uint256 in range(len(mants), bound=MAX_REDUCTION):
+        if mants[i] != 0 and exps[i] > chunk_top:
+            chunk_top = exps[i]
+    if chunk_top > scale + LONG_WINDOW:
+        # a term above the committed top: no partial at this scale is the chunk's
+        return False
+    exact: int256 = 0
+    total: uint256 = 0
+    for i: uint256 in range(len(mants), bound=MAX_REDUCTION):
+        mag: uint256 = 0
+        if exps[i] >= scale:
+            mag = mants[i] << convert(exps[i] - scale, uint256)
+        else:
+            sh: uint256 = convert(scale - exps[i], uint256)
+            if sh < 256:
+                mag = mants[i] >> sh
+            if mants[i] != 0:
+                total += 1
+        total += mag
+        if negs[i]:
+            exact -= convert(mag, int256)
+        else:
+            exact += convert(mag, int256)
+    return exact == x and total == abs_sum and chunk_top == leaf_top
+
+
+@external
+@pure
+def check_fold(op: uint256, n: uint256, x: int256, abs_sum: uint256, top: int256, claimed: uint32) -> bool:
+    """
+    @notice Fold check of a dissected matmul / sum_rows of n terms: the claim against the
+            committed totals of its chunks, within the any-order bound of the FULL reduction.
+    @dev    In units of 2^G: accept iff |C - x| <= ceil(g abs_sum / (2^24 - g)) + ceil((|C| +
+            c_slack) / 2^24) + e * 2^-126 + n + c_slack, g = n (matmul) or n - 1 (sum_rows),
+            e = 4n or 2n.
+    @param op OP_MATMUL or OP_SUM_ROWS.
+    @param n Terms of the reduction (<= 2^22).
+    @param x Committed sum of the partials.
+    @param abs_sum Committed sum of the absolute sums.
+    @param top Committed largest exponent over the reduction.
+    @param claimed The solver's claimed output element (float32 bits).
+    @return True iff within the bound.
+    """
+    assert n != 0 and n <= MAX_LONG_REDUCTION, "judge: bad reduction length"
+    gamma_n: uint256 = n
+    eta_count: uint256 = 4 * n
+    if op == OP_SUM_ROWS:
+        gamma_n = n - 1
+        eta_count = 2 * n
+    else:
+        assert op == OP_MATMUL, "judge: not a reduction"
+    if not numeric._is_finite(claimed):
+        return False
+    scale: int256 = self._reduction_scale(top, claimed)
+    c_neg: bool = False
+    c_mant: uint256 = 0
+    c_exp: int256 = 0
+    c_neg, c_mant, c_exp = numeric._decode(claimed)
+    c_mag: uint256 = 0
+    c_slack: uint256 = 0
+    if c_exp >= scale:
+        c_mag = c_mant << convert(c_exp - scale, uint256)
+    else:
+        c_shift: uint256 = convert(scale - c_exp, uint256)
+        if c_shift < 256:
+            c_mag = c_mant >> c_shift
+        if c_mant != 0:
+            c_slack = 1
+    claim: int256 = convert(c_mag, int256)
+    if c_neg:
+        claim = -claim
+    eta: uint256 = 0
+    if scale <= ETA_EXP:
+        eta = eta_count << convert(ETA_EXP - scale, uint256)
+    else:
+        eta = numeric._ceil_div(eta_count, 1 << convert(scale - ETA_EXP, uint256))
+    tol: uint256 = (
+        numeric._ceil_div(gamma_n * abs_sum, U_INV - gamma_n)
+        + numeric._ceil_div(c_mag + c_slack, U_INV)
+        + eta
+        + n
+        + c_slack
+    )
+    return convert(abs(claim - x), uint256) <= tol
+
+
+@internal
+@pure
+def _reduction_scale(top: int256, claimed: uint32) -> int256:
+    """
+    @notice G = max(top, exponent of a finite non-zero claim, LONG_TOP_FLOOR) - LONG_WINDOW.
+    @param top The committed largest term exponent.
+    @param claimed The claimed element (float32 bits).
+    @return The scale exponent G.
+    """
+    high: int256 = max(top, LONG_TOP_FLOOR)
+    if numeric._is_finite(claimed):
+        c_neg: bool = False
+        c_mant: uint256 = 0
+        c_exp: int256 = 0
+        c_neg, c_mant, c_exp = numeric._decode(claimed)
+        if c_mant != 0 and c_exp > high:
+            high = c_exp
+    return high - LONG_WINDOW
+
+
+@internal
+@pure
+def _reduction_terms(
+    op: uint256,
+    a: DynArray[uint32, MAX_REDUCTION],
+    b: DynArray[uint32, MAX_REDUCTION],
+) -> (DynArray[bool, MAX_REDUCTION], DynArray[uint256, MAX_REDUCTION], DynArray[int256, MAX_REDUCTION]):
+    """
+    @notice Terms of one chunk: products a_k * b_k (matmul) or values a_k (sum_rows).
+    @param op OP_MATMUL or OP_SUM_ROWS.
+    @param a First operand (float32 bits).
+    @param b Second operand (float32 bits; empty for sum_rows).
+    @return (signs, mantissas, exponents).
+    """
+    n: uint256 = len(a)
+    assert n != 0, "judge: empty reduction"
+    if op == OP_MATMUL:
+        assert n == len(b), "judge: length mismatch"
+    else:
+        assert op == OP_SUM_ROWS, "judge: not a reduction"
+    negs: DynArray[bool, MAX_REDUCTION] = []
+    mants: DynArray[uint256, MAX_REDUCTION] = []
+    exps: DynArray[int256, MAX_REDUCTION] = []
+    for k: uint256 in range(n, bound=MAX_REDUCTION):
+        an: bool = False
+        am: uint256 = 0
+        ae: int256 = 0
+        an, am, ae = numeric._decode(a[k])
+        if op == OP_MATMUL:
+            bn: bool = False
+            bm: uint256 = 0
+            be: int256 = 0
+            bn, bm, be = numeric._decode(b[k])
+            an = an != bn
+            am = am * bm
+            ae = ae + be
+        negs.append(an)
+        mants.append(am)
+        exps.append(ae)
+    return negs, mants, exps

@@ -5,7 +5,7 @@
 @notice Stateless judge of the elementwise ops that need an enclosure of an irrational or
         inexact value: exp, log, sqrt, rsqrt, reciprocal, tanh, erf, sigmoid, gelu,
         gelu_backward and div. Judge.check forwards these opcodes here (staticcall).
-@dev    docs/judge.md §3.7-3.9; the Python reference offchain/dispute/judge.py
+@dev    docs/judge.md §3.8-3.10; the Python reference offchain/dispute/judge.py
         (`_enclose`, `check_pointwise`) performs exactly the same integer arithmetic.
 
         Every op encloses the exact value f(x) as [lo, hi] * 2^e (|lo|, |hi| <= 2^200,
@@ -56,7 +56,7 @@ TWO_OVER_SQRTPI_LO: constant(uint256) = 20_814_921_713_516_466_458
 TWO_OVER_SQRTPI_HI: constant(uint256) = 20_814_921_713_516_466_459
 INV_SQRT2PI_LO: constant(uint256) = 7_359_186_146_747_302_452
 INV_SQRT2PI_HI: constant(uint256) = 7_359_186_146_747_302_453
-# tolerance K u M + u|c| + eta_n eta (docs/judge.md §3.8); K = 8 for exp, log, tanh, erf, gelu
+# tolerance K u M + u|c| + eta_n eta (docs/judge.md §3.9); K = 8 for exp, log, tanh, erf, gelu
 K_SQRT: constant(uint256) = 2
 K_RSQRT: constant(uint256) = 4
 K_SIGMOID: constant(uint256) = 10
@@ -84,7 +84,7 @@ def check(op: uint256, x: uint32, y: uint32, claimed: uint32) -> bool:
     @param x First input (float32 bits).
     @param y Second input (float32 bits) or 0.
     @param claimed The solver's float32 output element (bits).
-    @return True iff within the bound of docs/judge.md §3.8.
+    @return True iff within the bound of docs/judge.md §3.9.
     """
     ok: bool = False
     lo: int256 = 0

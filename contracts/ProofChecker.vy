@@ -27,6 +27,7 @@
 
 from interfaces import IJudge
 from arbitration import merkle
+from arbitration import openings
 from arbitration import structs
 
 
@@ -46,8 +47,6 @@ MAX_READ: constant(uint256) = 512
 MAX_CLASSES: constant(uint256) = 256
 MAX_REDUCTION: constant(uint256) = 64
 MAX_AUX: constant(uint256) = 4
-# largest dimension accepted from a descriptor
-MAX_DIM: constant(uint256) = 2**32
 
 # graph opcodes (docs/proof-of-learning.md §5)
 OP_PARAM: constant(uint256) = 0
@@ -117,10 +116,10 @@ def demand_elements(
             The value sent pays the game's demand fee (`Arbitration.demand_fee`).
     """
     c: structs.Context = staticcall IGame(game).context(dispute_id, msg.sender, PHASE_PROVE)
-    graph_root: bytes32 = self._named(c, trace_root, commitments).graph_root
+    graph_root: bytes32 = openings._named(c.spec_hash, c.trace_root, trace_root, commitments).graph_root
     assert len(node.nodes) == 1, "arbitration: one node per demand"
-    self._check_graph(graph_root, node)
-    numel: uint256 = self._numel(node.nodes[0].shape)
+    openings._check_graph(graph_root, node)
+    numel: uint256 = openings._numel(node.nodes[0].shape)
     extcall IGame(game).record_demand(
         dispute_id, msg.sender, node.nodes[0].id, start, count, numel, self._itemsize(node.nodes[0].op), node.n_nodes,
         value=msg.value
@@ -176,8 +175,8 @@ def prove_link_mismatch(
             opens the P + 1 descriptors, `trace` the P block roots.
     """
     c: structs.Context = staticcall IGame(game).context(dispute_id, msg.sender, PHASE_PROVE)
-    graph_root: bytes32 = self._named(c, trace_root, commitments).graph_root
-    self._check_graph(graph_root, nodes)
+    graph_root: bytes32 = openings._named(c.spec_hash, c.trace_root, trace_root, commitments).graph_root
+    openings._check_graph(graph_root, nodes)
     count: uint256 = len(nodes.nodes)
     assert count >= 2, "arbitration: not the parameter block"
     params: uint256 = count - 1
@@ -225,9 +224,9 @@ def prove_data_mismatch(
             row))) % dataset_rows, which `data` proves against the dataset root.
     """
     c: structs.Context = staticcall IGame(game).context(dispute_id, msg.sender, PHASE_PROVE)
-    t: structs.Commitments = self._named(c, trace_root, commitments)
-    self._check_graph(t.graph_root, nodes)
-    self._check_trace(trace_root, nodes, trace)
+    t: structs.Commitments = openings._named(c.spec_hash, c.trace_root, trace_root, commitments)
+    openings._check_graph(t.graph_root, nodes)
+    openings._check_trace(trace_root, nodes, trace)
     assert len(nodes.nodes) == 1, "arbitration: not a data node"
     op: uint256 = nodes.nodes[0].op
     shape: DynArray[uint256, 2] = nodes.nodes[0].shape
@@ -278,24 +277,24 @@ def prove_element(
             elementwise op (`second` is ignored for one-input ops).
     """
     c: structs.Context = staticcall IGame(game).context(dispute_id, msg.sender, PHASE_PROVE)
-    graph_root: bytes32 = self._named(c, trace_root, commitments).graph_root
-    self._check_graph(graph_root, nodes)
-    self._check_trace(trace_root, nodes, trace)
-    at: uint256 = self._find(nodes, node)
+    graph_root: bytes32 = openings._named(c.spec_hash, c.trace_root, trace_root, commitments).graph_root
+    openings._check_graph(graph_root, nodes)
+    openings._check_trace(trace_root, nodes, trace)
+    at: uint256 = openings._find(nodes, node)
     op: uint256 = nodes.nodes[at].op
     assert op >= OP_MATMUL and op <= OP_SGD and len(nodes.nodes[at].inputs) >= 1, "arbitration: node has no one-step check"
     shape: DynArray[uint256, 2] = nodes.nodes[at].shape
     attrs: DynArray[uint256, 4] = nodes.nodes[at].attrs
-    numel: uint256 = self._numel(shape)
+    numel: uint256 = openings._numel(shape)
     assert index < numel, "arbitration: no such element"
     claimed: uint32 = convert((staticcall IReader(reader).open_elements(trace.roots[at], numel, 4, output, index, 1, 1))[0], uint32)
 
-    a_at: uint256 = self._find(nodes, nodes.nodes[at].inputs[0])
+    a_at: uint256 = openings._find(nodes, nodes.nodes[at].inputs[0])
     a_shape: DynArray[uint256, 2] = nodes.nodes[a_at].shape
     b_at: uint256 = a_at
     b_shape: DynArray[uint256, 2] = a_shape
     if len(nodes.nodes[at].inputs) == 2:
-        b_at = self._find(nodes, nodes.nodes[at].inputs[1])
+        b_at = openings._find(nodes, nodes.nodes[at].inputs[1])
         b_shape = nodes.nodes[b_at].shape
     cols: uint256 = shape[len(shape) - 1]
 
@@ -350,13 +349,13 @@ def prove_element(
 
     a: DynArray[uint32, MAX_CLASSES] = []
     for v: uint256 in staticcall IReader(reader).open_elements(
-        trace.roots[a_at], self._numel(a_shape), 4, first, a_start, a_stride, a_count
+        trace.roots[a_at], openings._numel(a_shape), 4, first, a_start, a_stride, a_count
     ):
         a.append(convert(v, uint32))
     b: DynArray[uint32, MAX_REDUCTION] = []
     if b_count > 0:
         b_values: DynArray[uint256, MAX_READ] = staticcall IReader(reader).open_elements(
-            trace.roots[b_at], self._numel(b_shape), self._itemsize(nodes.nodes[b_at].op), second, b_start, b_stride, b_count
+            trace.roots[b_at], openings._numel(b_shape), self._itemsize(nodes.nodes[b_at].op), second, b_start, b_stride, b_count
         )
         if op == OP_SOFTMAX_XENT or op == OP_SOFTMAX_XENT_GRAD:
             # the label of row i, then (gradient) the column and the batch size
@@ -376,69 +375,6 @@ def prove_element(
 # ╔═══════════════════════════════════════════════════════════════╗
 # ║ INTERNAL                                                      ║
 # ╚═══════════════════════════════════════════════════════════════╝
-
-@internal
-@pure
-def _named(c: structs.Context, trace_root: bytes32, commitments: structs.Commitments) -> structs.Commitments:
-    """
-    @notice A final proof or demand names the trace root it answers and brings
-            the task commitments, which must hash to the task's spec_hash.
-    """
-    assert trace_root == c.trace_root, "arbitration: wrong trace root"
-    assert keccak256(abi_encode(commitments)) == c.spec_hash, "arbitration: commitments do not match the task"
-    return commitments
-
-
-@internal
-@pure
-def _check_graph(graph_root: bytes32, g: structs.GraphOpening):
-    """
-    @notice The descriptors are nodes of the committed graph (ids strictly increasing).
-    """
-    ids: DynArray[uint256, MAX_OPEN_NODES] = []
-    hashes: DynArray[bytes32, MAX_OPEN_NODES] = []
-    for desc: structs.Descriptor in g.nodes:
-        ids.append(desc.id)
-        hashes.append(keccak256(abi_encode(desc.id, desc.op, desc.inputs, desc.shape, desc.attrs)))
-    ok: bool = False
-    inner: bytes32 = empty(bytes32)
-    ok, inner = merkle._multi_root(ids, hashes, g.siblings, g.n_nodes)
-    assert ok and merkle._sized_root(inner, g.n_nodes) == graph_root, "arbitration: graph opening invalid"
-
-
-@internal
-@pure
-def _check_trace(trace_root: bytes32, g: structs.GraphOpening, t: structs.TraceOpening):
-    """
-    @notice `t.roots[i]` is the trace leaf (output tensor root) of node `g.nodes[i]`.
-    """
-    ids: DynArray[uint256, MAX_OPEN_NODES] = []
-    for desc: structs.Descriptor in g.nodes:
-        ids.append(desc.id)
-    assert len(t.roots) == len(ids) and merkle._verify(trace_root, ids, t.roots, t.siblings, g.n_nodes), "arbitration: trace opening invalid"
-
-
-@internal
-@pure
-def _find(g: structs.GraphOpening, node_id: uint256) -> uint256:
-    for i: uint256 in range(MAX_OPEN_NODES):
-        if i == len(g.nodes):
-            break
-        if g.nodes[i].id == node_id:
-            return i
-    raise "arbitration: node not opened"
-
-
-@internal
-@pure
-def _numel(shape: DynArray[uint256, 2]) -> uint256:
-    assert len(shape) >= 1, "arbitration: bad descriptor"
-    numel: uint256 = 1
-    for size: uint256 in shape:
-        assert size > 0 and size <= MAX_DIM, "arbitration: bad descriptor"
-        numel *= size
-    return numel
-
 
 @internal
 @pure

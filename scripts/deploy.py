@@ -60,12 +60,14 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
         judge = account.deploy(project.Judge, pointwise.address)
         reader = account.deploy(project.TensorReader)
         checker = account.deploy(project.ProofChecker, judge.address, reader.address)
+        reducer = account.deploy(project.ReductionChecker, judge.address, reader.address)
         contracts |= {"PointwiseJudge": pointwise.address, "Judge": judge.address, "TensorReader": reader.address,
-                      "ProofChecker": checker.address}
+                      "ProofChecker": checker.address, "ReductionChecker": reducer.address}
         abis |= {"PointwiseJudge": project.PointwiseJudge.contract_type,
                  "Judge": project.Judge.contract_type, "TensorReader": project.TensorReader.contract_type,
-                 "ProofChecker": project.ProofChecker.contract_type}
-        arbiter_args = (checker.address, clock, extension)
+                 "ProofChecker": project.ProofChecker.contract_type,
+                 "ReductionChecker": project.ReductionChecker.contract_type}
+        arbiter_args = (checker.address, reducer.address, clock, extension)
     else:
         arbiter_args = ()
     market_address = create_address(account.address, account.nonce + 1)

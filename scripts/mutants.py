@@ -54,6 +54,8 @@ MARKET = "contracts/Market.vy"
 CLAIM_TESTS = "tests/unit/test_claim_submit.py"
 CREATE_TESTS = "tests/unit/test_create_cancel.py"
 FORCED_TESTS = "tests/unit/test_forced_errors.py"
+REDUCTION_TESTS = "tests/arbitration/test_arbitration_reduction.py"
+JUDGE_REDUCTION_TESTS = "tests/judge/test_judge_reduction.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("judge-linear-tolerance", JUDGE,
@@ -195,6 +197,18 @@ MUTANTS: tuple[Mutant, ...] = (
            "    assert msg.value >= fee, \"arbitration: demand fee too low\"\n",
            "",
            ("tests/arbitration/test_arbitration_attacks.py",), "a demand costs the demander nothing"),
+    Mutant("judge-chunk-abs-unchecked", JUDGE,
+           "    return exact == x and total == abs_sum and chunk_top == leaf_top\n",
+           "    return exact == x and total <= abs_sum and chunk_top == leaf_top\n",
+           (REDUCTION_TESTS,), "dissected reduction: a chunk's absolute sum may be inflated"),
+    Mutant("judge-fold-tolerance-doubled", JUDGE,
+           "        self._ceil_div(gamma_n * abs_sum, U_INV - gamma_n)\n        + self._ceil_div(c_mag + c_slack, U_INV)\n        + eta\n        + n\n",
+           "        self._ceil_div(gamma_n * abs_sum, U_INV - gamma_n) * 2\n        + self._ceil_div(c_mag + c_slack, U_INV)\n        + eta\n        + n\n",
+           (JUDGE_REDUCTION_TESTS,), "dissected reduction: the fold tolerance doubled"),
+    Mutant("arbitration-picked-partial-not-enforced", "contracts/Arbitration.vy",
+           "        assert total.x == r.parent.x and total.abs_sum == r.parent.abs_sum and total.top == r.parent.top, \"arbitration: partials do not add up to the picked one\"\n",
+           "        pass\n",
+           (REDUCTION_TESTS,), "dissected reduction: a second post need not add up to the picked partial"),
     Mutant("merkle-padding-sibling", "contracts/arbitration/merkle.vy",
            "                    if ((position + 1) << level) >= count and siblings[used] != zero:\n",
            "                    if False:\n",

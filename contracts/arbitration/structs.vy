@@ -76,3 +76,41 @@ struct DataRow:
     x_row: Bytes[MAX_ROW_BYTES]
     label: uint256
     siblings: DynArray[bytes32, MAX_PROOF_SIBLINGS]
+
+
+# ── dissection inside a reduction (docs/arbitration.md §4.4, docs/judge.md §3.7) ──
+
+# terms the judge re-computes at once: the chunk of a dissected reduction
+CHUNK: constant(uint256) = 64
+# partials one post commits (chunks of the range, or groups of them)
+MAX_PARTIALS: constant(uint256) = 256
+# longest dissected reduction (n·u < 1/4; two posts of 256 partials reach one chunk)
+MAX_LONG_REDUCTION: constant(uint256) = 4_194_304
+# bounds every honest partial meets: exponents of products of finite float32 (Judge.vy
+# LONG_TOP_FLOOR .. 104 + 104) and absolute sums (n · (2^208 + 1) <= 2^230 for n <= 2^22)
+PARTIAL_TOP_FLOOR: constant(int256) = -40
+PARTIAL_TOP_CEIL: constant(int256) = 208
+MAX_PARTIAL_ABS: constant(uint256) = 2**231
+
+struct Partial:
+    # a run of terms at the reduction's scale 2^G: their sum truncated toward zero, their
+    # absolute sum (+1 per truncated term), their largest exponent; leaf keccak256(abi.encode(...))
+    x: int256
+    abs_sum: uint256
+    top: int256
+
+struct ReductionContext:
+    # what the ReductionChecker needs of a live dissection (Arbitration.reduction_context)
+    spec_hash: bytes32
+    trace_root: bytes32
+    node: uint256
+    index: uint256
+    op: uint256
+    n: uint256                  # terms of the reduction
+    claimed: uint256            # the solver's float32 element (bits)
+    first: uint256              # first chunk of the posted range
+    chunks: uint256             # chunks in the posted range
+    points: uint256             # partials of the last post
+    partials_root: bytes32      # Merkle root of their leaves
+    whole: bool                 # the last post covers the whole reduction: the fold is open
+    total: Partial              # the totals of the whole reduction's post (the fold's inputs)

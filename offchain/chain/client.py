@@ -103,6 +103,8 @@ class Market:
         self.arbiter = w3.eth.contract(address=deployment.arbiter, abi=load_abi(deployment.arbiter_kind))
         checker = deployment.contracts.get("ProofChecker")
         self.checker = w3.eth.contract(address=checker, abi=load_abi("ProofChecker")) if checker else None
+        reducer = deployment.contracts.get("ReductionChecker")
+        self.reducer = w3.eth.contract(address=reducer, abi=load_abi("ReductionChecker")) if reducer else None
 
     # ── reads ───────────────────────────────────────────────────────
     def call(self, name: str, *args: Any) -> Any:

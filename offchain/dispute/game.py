@@ -1,5 +1,5 @@
 """Reference model of the on-chain dispute game (`contracts/Arbitration.vy` with its
-`ProofChecker`): phases, turns, chess clocks, timeouts and the outcome, move by move, with the
+`ProofChecker` and `ReductionChecker`): phases, turns, chess clocks, timeouts and the outcome, move by move, with the
 same checks in the same order and the same revert reasons.
 
 The model does not verify proofs: a move carries the verdict of its payload (``payload_error``:
@@ -19,13 +19,16 @@ from dataclasses import dataclass, field, replace
 MAX_POINTS = 256
 MAX_DEMAND = 512
 MAX_DEMANDS = 64
+CHUNK = 64                  # terms of one chunk of a dissected reduction
+MAX_PARTIALS = 256          # partials one post commits
+REDUCTION_MOVES = 4         # the opening, two posts and one pick of the dissection inside a reduction
 
-NONE, REVEAL, PICK, BISECT, TRACE, PROVE, DEMAND, SOLVER_WON, CHALLENGER_WON = range(9)
+NONE, REVEAL, PICK, BISECT, TRACE, PROVE, DEMAND, SOLVER_WON, CHALLENGER_WON, PARTIALS, SUM_PICK = range(11)
 PHASE_NAMES = ("none", "reveal", "pick", "bisect", "trace", "prove", "demand", "solver won",
-               "challenger won")
-SOLVER_PHASES = frozenset({REVEAL, BISECT, TRACE, DEMAND})
+               "challenger won", "partials", "sum pick")
+SOLVER_PHASES = frozenset({REVEAL, BISECT, TRACE, DEMAND, PARTIALS})
 
-END_TIMEOUT, END_LINK, END_DATA, END_ELEMENT = 1, 2, 3, 4
+END_TIMEOUT, END_LINK, END_DATA, END_ELEMENT, END_CHUNK, END_FOLD = 1, 2, 3, 4, 5, 6
 
 # move kind -> (phase it is allowed in, True if the solver makes it)
 MOVES: dict[str, tuple[int, bool]] = {
@@ -38,8 +41,13 @@ MOVES: dict[str, tuple[int, bool]] = {
     "link": (PROVE, False),
     "data": (PROVE, False),
     "element": (PROVE, False),
+    "open": (PROVE, False),
+    "partials": (PARTIALS, True),
+    "pick_partial": (SUM_PICK, False),
+    "chunk": (SUM_PICK, False),
+    "fold": (SUM_PICK, False),
 }
-FINAL = {"link": END_LINK, "data": END_DATA, "element": END_ELEMENT}
+FINAL = {"link": END_LINK, "data": END_DATA, "element": END_ELEMENT, "chunk": END_CHUNK, "fold": END_FOLD}
 
 
 class GameError(Exception):
@@ -68,7 +76,7 @@ def levels(k: int) -> int:
 def max_moves(k: int) -> int:
     """Most moves one game over k steps can take (Arbitration.max_moves)."""
     picks = levels(k)
-    return 1 + picks + (picks - 1) + 1 + 2 * MAX_DEMANDS + 1
+    return 1 + picks + (picks - 1) + 1 + 2 * MAX_DEMANDS + REDUCTION_MOVES + 1
 
 
 def max_duration(k: int, clock: int, extension: int) -> int:
@@ -96,10 +104,13 @@ class Dispute:
     reason: int = 0
     pending: tuple[int, int, int] | None = None             # the open demand: (node, start, end)
     answered: list[tuple[int, int, int]] = field(default_factory=list)
+    chunks: int = 0                                          # dissected reduction: chunks in the range
+    partials: int = 0                                        # partials of the last post
+    picked: bool = False                                     # the range is a picked partial
 
     @property
     def over(self) -> bool:
-        return self.phase >= SOLVER_WON
+        return self.phase in (SOLVER_WON, CHALLENGER_WON)
 
     @property
     def solver_to_move(self) -> bool:
@@ -157,7 +168,7 @@ class Game:
     def move(self, now: int, dispute_id: int, kind: str, sender: str, *, claim_error: str | None = None,
              payload_error: str | None = None, k: int | None = None, index: int | None = None,
              count: int | None = None, node: int | None = None, start: int | None = None,
-             fee_paid: bool = True) -> Dispute:
+             fee_paid: bool = True, n: int | None = None) -> Dispute:
         """Apply one move, or raise :class:`GameError` with the chain's revert reason.
 
         ``claim_error``: the move names the wrong claim (segment, states root, step, trace root);
@@ -165,11 +176,14 @@ class Game:
         task's checkpoint interval; ``index`` (pick): the interval picked; ``count`` (demand): the
         number of elements demanded (range errors are payload errors), ``node`` / ``start`` its
         range when known (a range overlapping a posted one is refused), ``fee_paid`` whether the
-        value sent covers `demand_fee(count)`.
+        value sent covers `demand_fee(count)`. ``n`` (open): terms of the opened reduction;
+        ``index`` (pick_partial): the partial picked.
         """
         d = self.check(now, dispute_id, kind, sender)
         if claim_error is not None:
             raise GameError(claim_error)
+        if kind == "fold":
+            _require(not d.picked, "arbitration: the fold is checked on the whole reduction")
         if payload_error is not None:
             raise GameError(payload_error)
         if kind == "reveal":
@@ -204,6 +218,21 @@ class Game:
                 d.answered.append(d.pending)
                 d.pending = None
             return self._pass(now, d, PROVE)
+        if kind == "open":
+            assert n is not None
+            d.chunks, d.partials, d.picked = -(-n // CHUNK), 0, False
+            return self._pass(now, d, PARTIALS)
+        if kind == "partials":
+            d.partials = min(d.chunks, MAX_PARTIALS)
+            return self._pass(now, d, SUM_PICK)
+        if kind == "pick_partial":
+            assert index is not None
+            _require(index < d.partials, "arbitration: no such partial")
+            lo, hi = index * d.chunks // d.partials, (index + 1) * d.chunks // d.partials
+            _require(hi - lo > 1, "arbitration: one chunk: prove it")
+            d.chunks, d.picked = hi - lo, True
+            return self._pass(now, d, PARTIALS)
+
         # a final proof: the recorded challenger wins
         self._finish(d, False, FINAL[kind])
         return d
@@ -254,6 +283,10 @@ __all__ = [
     "END_ELEMENT",
     "END_LINK",
     "END_TIMEOUT",
+    "END_CHUNK",
+    "END_FOLD",
+    "PARTIALS",
+    "SUM_PICK",
     "FINAL",
     "MAX_DEMAND",
     "MAX_DEMANDS",

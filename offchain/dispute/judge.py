@@ -20,6 +20,10 @@ Public API
   :class:`JudgeCall`
 * :func:`judge_inputs` (extract a call from real tensors) and :func:`find_inconsistent_element`
 * :func:`linear_tolerance` / :func:`softmax_enclosure` expose intermediate integers for tests
+* reductions longer than ``MAX_REDUCTION`` (dissected in a dispute, docs/judge.md §3.7):
+  :func:`reduction_scale`, :func:`chunk_partial`, :func:`check_chunk`, :func:`check_fold`, the
+  honest solver's :func:`reduction_partials` / :func:`group_partials`, and :func:`check_long`
+  (the verdict of the whole dissection)
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ GRAD_CONST = 24
 GRAD_PER_CLASS = 2
 GRAD_ABS = 2
 
-# pointwise enclosures (docs/judge.md §3.7-3.9); values are [lo, hi] * 2^e with |lo|, |hi| <= 2^200
+# pointwise enclosures (docs/judge.md §3.8-3.10); values are [lo, hi] * 2^e with |lo|, |hi| <= 2^200
 POINT_WINDOW = 224          # S = max(e + 200, mag_e + 200, E_c + 24, -126) - 224
 SERIES_TERMS = 200          # longest Kummer series (w <= 100 needs 171 terms)
 EXP_CEIL = 89 * ONE         # exp(x) > 1.3 * FLT_MAX for x >= 89: every finite claim is beyond the bound
@@ -74,11 +78,18 @@ TWO_OVER_SQRTPI_LO = 20814921713516466458   # floor(2/sqrt(pi) * 2^64)
 TWO_OVER_SQRTPI_HI = TWO_OVER_SQRTPI_LO + 1
 INV_SQRT2PI_LO = 7359186146747302452        # floor(1/sqrt(2 pi) * 2^64)
 INV_SQRT2PI_HI = INV_SQRT2PI_LO + 1
-# tolerance K*u*M(x) + u|c| + eta_n*eta per op: (K, eta_n); M(x) in docs/judge.md §3.8
+# tolerance K*u*M(x) + u|c| + eta_n*eta per op: (K, eta_n); M(x) in docs/judge.md §3.9
 POINT_K = {"exp": (8, 2), "log": (8, 0), "sqrt": (2, 0), "rsqrt": (4, 0), "reciprocal": (0, 2),
            "tanh": (8, 2), "erf": (8, 2), "sigmoid": (10, 2), "gelu": (8, 2), "gelu_backward": (12, 2),
            "div": (1, 2)}
 DIV_K_HUGE = 5              # div when |y| >= 2^126 (a reciprocal-then-multiply may underflow 1/y)
+# long reductions (dissected into chunks of MAX_REDUCTION terms): exact partial sums at one scale
+# 2^G for the whole reduction, G = max(top, claim exponent, LONG_TOP_FLOOR) - LONG_WINDOW
+LONG_WINDOW = 160           # 48 + 160 + log2(MAX_LONG_REDUCTION) + log2(MAX_LONG_REDUCTION) < 255
+LONG_TOP_FLOOR = -40        # so G >= -200, like SCALE_FLOOR
+MAX_LONG_REDUCTION = 1 << 22  # longest reduction the dissection accepts (n*u < 1/4)
+MAX_TERM_EXP = 208          # largest exponent of a product of two finite float32 (104 + 104)
+MAX_PARTIAL_ABS = 1 << 231  # > any honest absolute sum: n * (2^208 + 1) <= 2^230 for n <= 2^22
 
 OP_MATMUL = 3
 OP_ADD = 4
@@ -859,7 +870,191 @@ def check(op: int, a: Sequence[int], b: Sequence[int], aux: Sequence[int], claim
 
 
 def check_call(call: JudgeCall) -> bool:
+    """Reference of ``Judge.check`` on a call (a reduction longer than ``MAX_REDUCTION`` raises,
+    as the contract reverts)."""
     return check(call.op, call.a, call.b, call.aux, call.claimed)
+
+
+def element_verdict(call: JudgeCall) -> bool:
+    """Whether the game accepts the element of ``call`` (from :func:`judge_inputs`): the one-step
+    check, or for a matmul / sum_rows longer than ``MAX_REDUCTION`` the verdict of its dissection
+    (:func:`check_long`)."""
+    if call.op in (OP_MATMUL, OP_SUM_ROWS) and len(call.a) > MAX_REDUCTION:
+        return check_long(call.op, call.a, call.b, call.claimed)
+    return check_call(call)
+
+
+# ---------------------------------------------------------------------------------------------
+# Long reductions: chunk and fold checks (docs/judge.md §3.7)
+
+
+@dataclass(frozen=True)
+class Partial:
+    """Exact partial sum of a run of terms at the reduction's scale 2^G (units of 2^G): ``x`` =
+    sum of the terms truncated toward zero, ``abs`` = sum of their magnitudes plus one per
+    truncated non-zero term (>= sum |t| / 2^G), ``top`` = the largest exponent of a non-zero term
+    (at least LONG_TOP_FLOOR)."""
+
+    x: int
+    abs: int
+    top: int
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        return (self.x, self.abs, self.top)
+
+    def __add__(self, other: "Partial") -> "Partial":
+        return Partial(self.x + other.x, self.abs + other.abs, max(self.top, other.top))
+
+
+def _terms(op: int, a: Sequence[int], b: Sequence[int]) -> list[tuple[bool, int, int]]:
+    if op == OP_MATMUL:
+        if len(a) != len(b):
+            raise JudgeError("judge: length mismatch")
+        return [_product(x, y) for x, y in zip(a, b)]
+    if op == OP_SUM_ROWS:
+        return [decode(v) for v in a]
+    raise JudgeError("judge: not a reduction")
+
+
+def _top(terms: Sequence[tuple[bool, int, int]]) -> int:
+    top = LONG_TOP_FLOOR
+    for _, mant, exp in terms:
+        if mant != 0 and exp > top:
+            top = exp
+    return top
+
+
+def reduction_scale(top: int, claimed: int) -> int:
+    """G = max(top, exponent of a finite non-zero claim, LONG_TOP_FLOOR) - LONG_WINDOW."""
+    high = max(top, LONG_TOP_FLOOR)
+    if is_finite(claimed):
+        _, c_mant, c_exp = decode(claimed)
+        if c_mant != 0 and c_exp > high:
+            high = c_exp
+    return high - LONG_WINDOW
+
+
+def _partial(terms: Sequence[tuple[bool, int, int]], scale: int) -> Partial | None:
+    top = _top(terms)
+    if top > scale + LONG_WINDOW:
+        return None  # a term above the committed top: no leaf at this scale can be right
+    x = 0
+    total = 0
+    for neg, mant, exp in terms:
+        if exp >= scale:
+            mag = mant << (exp - scale)
+        else:
+            shift = scale - exp
+            mag = mant >> shift if shift < 256 else 0
+            if mant != 0:
+                total += 1
+        total += mag
+        x += -mag if neg else mag
+    return Partial(x, total, top)
+
+
+def chunk_partial(op: int, a: Sequence[int], b: Sequence[int], scale: int) -> Partial | None:
+    """The exact partial of one chunk (at most MAX_REDUCTION terms) at scale 2^scale, or None if a
+    term lies above scale + LONG_WINDOW."""
+    _check_len(a, MAX_REDUCTION, "reduction")
+    return _partial(_terms(op, a, b), scale)
+
+
+def check_chunk(op: int, a: Sequence[int], b: Sequence[int], top: int, claimed: int,
+                leaf: tuple[int, int, int]) -> bool:
+    """Chunk check: the committed leaf (x, abs, top) equals the chunk's exact partial at the scale
+    of the reduction (from the committed overall ``top`` and the claim)."""
+    value = chunk_partial(op, a, b, reduction_scale(top, claimed))
+    return value is not None and value.as_tuple() == tuple(leaf)
+
+
+def _gamma_eta(op: int, n: int) -> tuple[int, int]:
+    if op == OP_MATMUL:
+        return n, 4 * n
+    if op == OP_SUM_ROWS:
+        return n - 1, 2 * n
+    raise JudgeError("judge: not a reduction")
+
+
+def fold_tolerance(op: int, n: int, x: int, abs_sum: int, top: int, claimed: int) -> LinearTolerance | None:
+    """The integers of the fold check (None for a non-finite claim: always rejected)."""
+    if not 0 < n <= MAX_LONG_REDUCTION:
+        raise JudgeError("judge: bad reduction length")
+    if not is_finite(claimed):
+        return None
+    gamma_n, eta_count = _gamma_eta(op, n)
+    scale = reduction_scale(top, claimed)
+    c_neg, c_mant, c_exp = decode(claimed)
+    c_slack = 0
+    if c_exp >= scale:
+        c_mag = c_mant << (c_exp - scale)
+    else:
+        shift = scale - c_exp
+        c_mag = c_mant >> shift if shift < 256 else 0
+        if c_mant != 0:
+            c_slack = 1
+    claim = -c_mag if c_neg else c_mag
+    if scale <= ETA_EXP:
+        eta = eta_count << (ETA_EXP - scale)
+    else:
+        eta = _ceil_div(eta_count, 1 << (scale - ETA_EXP))
+    tolerance = (
+        _ceil_div(gamma_n * abs_sum, U_INV - gamma_n)
+        + _ceil_div(c_mag + c_slack, U_INV)
+        + eta
+        + n
+        + c_slack
+    )
+    return LinearTolerance(scale, x, claim, abs_sum, tolerance, abs(claim - x) <= tolerance)
+
+
+def check_fold(op: int, n: int, x: int, abs_sum: int, top: int, claimed: int) -> bool:
+    """Fold check: the claim against the committed totals (x, abs, top) of all chunks, with the
+    any-order bound of the FULL reduction: gamma_n * abs + u|c| + eta*n + n units of truncation."""
+    verdict = fold_tolerance(op, n, x, abs_sum, top, claimed)
+    return verdict is not None and verdict.accepted
+
+
+def chunk_bounds(n: int, chunk: int) -> tuple[int, int]:
+    """Terms [t0, t1) of chunk ``chunk`` of a reduction of ``n`` terms."""
+    return chunk * MAX_REDUCTION, min((chunk + 1) * MAX_REDUCTION, n)
+
+
+def reduction_partials(op: int, a: Sequence[int], b: Sequence[int], claimed: int) -> list[Partial]:
+    """The honest solver's chunk partials of a whole reduction (one per MAX_REDUCTION terms)."""
+    terms = _terms(op, a, b)
+    if not 0 < len(terms) <= MAX_LONG_REDUCTION:
+        raise JudgeError("judge: bad reduction length")
+    scale = reduction_scale(_top(terms), claimed)
+    chunks = []
+    for start in range(0, len(terms), MAX_REDUCTION):
+        value = _partial(terms[start:start + MAX_REDUCTION], scale)
+        assert value is not None
+        chunks.append(value)
+    return chunks
+
+
+def group_partials(chunks: Sequence[Partial], first: int, count: int, points: int) -> list[Partial]:
+    """Leaves of one post: chunks [first, first + count) in ``points`` groups, group i covering
+    chunks [first + i*count//points, first + (i+1)*count//points)."""
+    leaves = []
+    for i in range(points):
+        lo, hi = first + i * count // points, first + (i + 1) * count // points
+        total = chunks[lo]
+        for value in chunks[lo + 1:hi]:
+            total = total + value
+        leaves.append(total)
+    return leaves
+
+
+def check_long(op: int, a: Sequence[int], b: Sequence[int], claimed: int) -> bool:
+    """Verdict of a dissected reduction when the solver commits the honest partials: the fold
+    check of their totals (every chunk check then passes)."""
+    chunks = reduction_partials(op, a, b, claimed)
+    total = chunks[0]
+    for value in chunks[1:]:
+        total = total + value
+    return check_fold(op, len(a), total.x, total.abs, total.top, claimed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1010,13 +1205,15 @@ def _one_hot(y: torch.Tensor, classes: int) -> torch.Tensor:
 def find_inconsistent_element(node, inputs: Sequence[torch.Tensor], output: torch.Tensor) -> int | None:
     """First flat index of ``output`` that the judge rejects, or None if every element passes."""
     for index in _screen(node, inputs, output):
-        if not check_call(judge_inputs(node, inputs, output, int(index))):
+        if not element_verdict(judge_inputs(node, inputs, output, int(index))):
             return int(index)
     return None
 
 
 __all__ = [
-    "MAX_REDUCTION", "MAX_CLASSES", "OP_CODES", "OP_NAMES", "JudgeCall", "JudgeError", "LinearTolerance",
+    "MAX_REDUCTION", "MAX_CLASSES", "MAX_LONG_REDUCTION", "OP_CODES", "OP_NAMES", "JudgeCall", "JudgeError",
+    "LinearTolerance", "Partial", "check_chunk", "check_fold", "check_long", "chunk_bounds", "chunk_partial",
+    "element_verdict", "fold_tolerance", "group_partials", "reduction_partials", "reduction_scale",
     "SoftmaxEnclosure", "check", "check_call", "check_matmul", "check_add", "check_add_bias", "check_relu",
     "check_relu_grad", "check_sum_rows", "check_sgd", "check_softmax_xent", "check_softmax_xent_grad",
     "decode", "exp_neg_hi", "exp_neg_lo", "f32_bits", "f32_value", "find_inconsistent_element",

@@ -9,8 +9,15 @@ so it is refused where it is built and posted and where a solver or verifier fet
 
 from __future__ import annotations
 
-from offchain.dispute.judge import MAX_CLASSES, MAX_REDUCTION
-from offchain.dispute.moves import MAX_OPEN_LEAVES, MAX_POINTS, judge_operands
+from offchain.dispute.judge import MAX_CLASSES, MAX_LONG_REDUCTION, MAX_REDUCTION
+from offchain.dispute.moves import (
+    MAX_OPEN_LEAVES,
+    MAX_POINTS,
+    chunk_operands,
+    is_long,
+    judge_operands,
+    reduction_length,
+)
 from offchain.ml.commit import LEAF_BYTES
 from offchain.ml.errors import TaskError
 from offchain.ml.graph import TrainingGraph
@@ -52,19 +59,31 @@ def unjudgeable_reason(graph: TrainingGraph, task: TrainingTask) -> str | None:
                     f"a data proof compares")
         if node.op in ("param", "data_x", "data_y"):
             continue
-        (_, _, a_count), (_, _, b_count) = judge_operands(graph, node.id, 0)
-        if a_count > MAX_CLASSES or b_count > MAX_REDUCTION:
-            return f"node {node.id} ({node.op}) needs {max(a_count, b_count)} operand elements; the judge takes fewer"
+        if is_long(node):
+            # dissected in a dispute: every chunk of MAX_REDUCTION terms must open
+            n = reduction_length(node)
+            if n > MAX_LONG_REDUCTION:
+                return (f"node {node.id} ({node.op}) reduces {n} terms; the dissection inside a reduction "
+                        f"takes at most {MAX_LONG_REDUCTION}")
+            operands = [(index, chunk) for chunk in range(-(-n // MAX_REDUCTION)) for index in _indices(node.shape)]
+        else:
+            (_, _, a_count), (_, _, b_count) = judge_operands(graph, node.id, 0)
+            if a_count > MAX_CLASSES or b_count > MAX_REDUCTION:
+                return f"node {node.id} ({node.op}) needs {max(a_count, b_count)} operand elements; the judge takes fewer"
+            operands = [(index, None) for index in _indices(node.shape)]
         sizes = [8 if graph.nodes[i].op == "data_y" else 4 for i in (node.inputs[0], node.inputs[-1])]
-        for index in _indices(node.shape):
-            for (start, stride, count), itemsize in zip(judge_operands(graph, node.id, index), sizes):
+        for index, chunk in operands:
+            reads = (judge_operands(graph, node.id, index) if chunk is None
+                     else chunk_operands(graph, node.id, index, chunk))
+            for (start, stride, count), itemsize in zip(reads, sizes):
                 if stride == 1 and count * itemsize <= LEAF_BYTES:
                     continue  # within two leaves
                 leaves = operand_leaves(start, stride, count, itemsize)
                 if leaves > MAX_OPEN_LEAVES:
-                    return (f"layer width {stride} with batch {count}: an element of node {node.id} ({node.op}) "
-                            f"reads a column that spans {leaves} leaves; the dispute game opens at most "
-                            f"{MAX_OPEN_LEAVES}")
+                    what = "an element" if chunk is None else f"chunk {chunk} of an element"
+                    return (f"layer width {stride} with batch {count if chunk is None else reduction_length(node)}: "
+                            f"{what} of node {node.id} ({node.op}) reads a column that spans {leaves} leaves; "
+                            f"the dispute game opens at most {MAX_OPEN_LEAVES}")
     return None
 
 

@@ -41,6 +41,7 @@ MAX_OPEN_NODES = 65         # nodes one graph / trace opening proves
 MAX_OPEN_LEAVES = 16        # tensor leaves one opening proves
 MAX_DEMAND = 512            # elements one data-availability demand may ask for
 MAX_DEMANDS = 64            # demands per dispute
+MAX_PARTIALS = 256          # partials one post of the dissection inside a reduction commits
 ANSWER_GAS = 400_000        # demand fee: gas an answer costs at most, plus ...
 ANSWER_ELEMENT_GAS = 2_200  # ... this per element demanded
 FEE_MARGIN = 2              # times the base fee of the demand's block
@@ -309,6 +310,44 @@ def judge_operands(graph: TrainingGraph, node_id: int, index: int) -> tuple[tupl
     return a, b
 
 
+def reduction_length(node: Node) -> int:
+    """Terms of one output element of a matmul / sum_rows node (0 for other ops)."""
+    if node.op == "matmul":
+        return node.attrs[3] - node.attrs[2]
+    if node.op == "sum_rows":
+        return node.attrs[1] - node.attrs[0]
+    return 0
+
+
+def is_long(node: Node) -> bool:
+    """An element of this node is judged through the dissection inside its reduction."""
+    from offchain.dispute.judge import MAX_REDUCTION
+
+    return reduction_length(node) > MAX_REDUCTION
+
+
+def chunk_operands(graph: TrainingGraph, node_id: int, index: int,
+                   chunk: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(start, stride, count) of the first and second operand elements of chunk ``chunk`` of
+    element ``index`` of a long matmul / sum_rows node (mirror of ReductionChecker.prove_chunk)."""
+    from offchain.dispute.judge import chunk_bounds
+
+    node = graph.nodes[node_id]
+    t0, t1 = chunk_bounds(reduction_length(node), chunk)
+    cols = node.shape[-1]
+    a_shape = graph.nodes[node.inputs[0]].shape
+    if node.op == "sum_rows":
+        return ((node.attrs[0] + t0) * a_shape[1] + index, a_shape[1], t1 - t0), (index, 1, 0)
+    ta, tb, k0, _ = node.attrs
+    b_shape = graph.nodes[node.inputs[1]].shape
+    i, j = divmod(index, cols)
+    k = k0 + t0
+    n = t1 - t0
+    a = (k * a_shape[1] + i, a_shape[1], n) if ta else (i * a_shape[1] + k, 1, n)
+    b = (j * b_shape[1] + k, 1, n) if tb else (k * b_shape[1] + j, b_shape[1], n)
+    return a, b
+
+
 def element_args(game: str, dispute_id: int, data: StepData, node_id: int, index: int) -> tuple:
     """`prove_element`: element ``index`` of node ``node_id`` with the inputs the judge needs."""
     graph = data.graph
@@ -362,17 +401,25 @@ def decode_values(values: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
 # The challenger's search
 
 
-#: the ProofChecker function that takes each kind of final proof
-PROVE_FN = {"link": "prove_link_mismatch", "data": "prove_data_mismatch", "element": "prove_element"}
+#: the checker function that takes each kind of final proof (a "reduction" is not final: it
+#: opens the dissection inside a long reduction, on the ReductionChecker)
+PROVE_FN = {"link": "prove_link_mismatch", "data": "prove_data_mismatch", "element": "prove_element",
+            "reduction": "open_reduction"}
 
 
 @dataclass(frozen=True)
 class FinalProof:
-    """A proof the challenger can win with: ``kind`` in (link, data, element) and its arguments."""
+    """A proof the challenger can win with: ``kind`` in (link, data, element) and its arguments,
+    or ``reduction``: the opening of the dissection of a long reduction's element."""
 
     kind: str
     args: tuple
     detail: str
+
+    @property
+    def contract(self) -> str:
+        """Which checker takes it: "reducer" (ReductionChecker) or "checker" (ProofChecker)."""
+        return "reducer" if self.kind == "reduction" else "checker"
 
 
 def find_final_proof(game: str, dispute_id: int, data: StepData, state_before: bytes, state_after: bytes,
@@ -404,6 +451,153 @@ def find_final_proof(game: str, dispute_id: int, data: StepData, state_before: b
         inputs = [trace[i] for i in node.inputs]
         bad = find_inconsistent_element(node, inputs, trace[node.id])
         if bad is not None:
+            if is_long(node):
+                return FinalProof("reduction", open_reduction_args(game, dispute_id, data, node.id, bad),
+                                  f"node {node.id} ({node.op}, {reduction_length(node)} terms) element {bad}")
             return FinalProof("element", element_args(game, dispute_id, data, node.id, bad),
                               f"node {node.id} ({node.op}) element {bad}")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The dissection inside a long reduction (ReductionChecker, Arbitration.post_partials / pick_partial)
+
+
+def open_reduction_args(game: str, dispute_id: int, data: StepData, node_id: int, index: int) -> tuple:
+    """`open_reduction` (challenger): element ``index`` of long matmul / sum_rows node ``node_id``."""
+    if not is_long(data.graph.nodes[node_id]):
+        raise MoveError(f"node {node_id} is not a reduction longer than the judge's cap")
+    return (game, dispute_id, data.trace_root, commitments(data.task), node_id, index,
+            graph_opening(data.graph, [node_id]), trace_opening(data.roots, [node_id]),
+            tensor_opening(data.trace[node_id], [index]))
+
+
+def reduction_call(graph: TrainingGraph, trace: Sequence[torch.Tensor], node_id: int, index: int):
+    """(op code, a, b, claimed) of the whole reduction of element ``index`` (float32 bits)."""
+    from offchain.dispute.judge import judge_inputs
+
+    node = graph.nodes[node_id]
+    call = judge_inputs(node, [trace[i] for i in node.inputs], trace[node_id], index)
+    return call.op, call.a, call.b, call.claimed
+
+
+def chunk_partials(graph: TrainingGraph, trace: Sequence[torch.Tensor], node_id: int, index: int,
+                   top: int | None = None) -> list:
+    """The exact partial of every chunk of element ``index``'s reduction (`judge.Partial`), at the
+    scale of the true largest exponent (the honest solver's), or at the scale a posted ``top``
+    sets (what the chain will check; None for a chunk with a term above that scale)."""
+    from offchain.dispute import judge as J
+
+    op, a, b, claimed = reduction_call(graph, trace, node_id, index)
+    if top is None:
+        return J.reduction_partials(op, a, b, claimed)
+    scale = J.reduction_scale(top, claimed)
+    out = []
+    for chunk in range(-(-len(a) // J.MAX_REDUCTION)):
+        t0, t1 = J.chunk_bounds(len(a), chunk)
+        out.append(J.chunk_partial(op, a[t0:t1], b[t0:t1] if b else (), scale))
+    return out
+
+
+def partial_leaf(partial) -> bytes:
+    """Leaf of a partial in a post's root: keccak256(abi.encode(int256 x, uint256 abs, int256 top))."""
+    from eth_abi import encode as abi_encode
+
+    x, total, top = partial
+    return keccak256(abi_encode(["int256", "uint256", "int256"], [x, total, top]))
+
+
+def partial_points(chunks: int) -> int:
+    return min(chunks, MAX_PARTIALS)
+
+
+def partial_range(first: int, chunks: int, index: int) -> tuple[int, int]:
+    """Chunks [lo, hi) partial ``index`` of a post over chunks [first, first + chunks) covers."""
+    points = partial_points(chunks)
+    return first + index * chunks // points, first + (index + 1) * chunks // points
+
+
+def post_partials_args(dispute_id: int, node_id: int, first: int, chunks: int, partials: Sequence) -> tuple:
+    """`post_partials` (solver): the partials of chunks [first, first + chunks) from the partial of
+    every chunk of the reduction (`chunk_partials`), grouped as the game expects."""
+    from offchain.dispute.judge import group_partials
+
+    leaves = group_partials(partials, first, chunks, partial_points(chunks))
+    return (dispute_id, node_id, first, [p.as_tuple() for p in leaves])
+
+
+def pick_partial_args(dispute_id: int, posted: Sequence[tuple], index: int) -> tuple:
+    """`pick_partial` (challenger): partial ``index`` of the last post (``posted``: its tuples)."""
+    leaves = [partial_leaf(p) for p in posted]
+    return (dispute_id, merkle_root(leaves), index, tuple(posted[index]), multiproof(leaves, [index]))
+
+
+def prove_chunk_args(game: str, dispute_id: int, data: StepData, node_id: int, index: int, posted: Sequence[tuple],
+                     leaf: int, first: int, chunks: int) -> tuple:
+    """`prove_chunk` (challenger): partial ``leaf`` of the last post covers one chunk and is wrong."""
+    lo, hi = partial_range(first, chunks, leaf)
+    if hi - lo != 1:
+        raise MoveError("the partial covers more than one chunk: pick it")
+    graph = data.graph
+    node = graph.nodes[node_id]
+    (a0, a_stride, a_count), (b0, b_stride, b_count) = chunk_operands(graph, node_id, index, lo)
+    first_opening = tensor_opening(data.trace[node.inputs[0]], strided(a0, a_stride, a_count))
+    second = (tensor_opening(data.trace[node.inputs[1]], strided(b0, b_stride, b_count)) if b_count
+              else ([], [], []))
+    leaves = [partial_leaf(p) for p in posted]
+    ids = [node_id, *node.inputs]
+    return (game, dispute_id, data.trace_root, commitments(data.task), graph_opening(graph, ids),
+            trace_opening(data.roots, ids), leaf, tuple(posted[leaf]), multiproof(leaves, [leaf]),
+            first_opening, second)
+
+
+def prove_fold_args(game: str, dispute_id: int, posted: Sequence[tuple]) -> tuple:
+    """`prove_fold` (challenger): the claim is outside the bound of the whole post's totals."""
+    return (game, dispute_id, merkle_root([partial_leaf(p) for p in posted]))
+
+
+@dataclass(frozen=True)
+class ReductionMove:
+    """The challenger's answer to a post: ``kind`` pick (Arbitration.pick_partial), chunk or fold
+    (ReductionChecker.prove_chunk / prove_fold), with its arguments."""
+
+    kind: str
+    args: tuple
+    detail: str
+
+    @property
+    def function(self) -> str:
+        return {"pick": "pick_partial", "chunk": "prove_chunk", "fold": "prove_fold"}[self.kind]
+
+
+def answer_partials(game: str, dispute_id: int, data: StepData, node_id: int, index: int, posted: Sequence[tuple],
+                    first: int, chunks: int, whole: bool, top: int) -> ReductionMove | None:
+    """The honest challenger's answer to the partials ``posted`` over chunks [first, first +
+    chunks): the first partial that differs from the exact one at the scale the posted overall
+    ``top`` sets (one chunk: prove it; several: pick it), else, on the whole reduction, the fold
+    check; None if nothing is wrong (the claim is within the bound)."""
+    from offchain.dispute import judge as J
+
+    exact = chunk_partials(data.graph, data.trace, node_id, index, top)
+    for i, value in enumerate(posted):
+        lo, hi = partial_range(first, chunks, i)
+        group = exact[lo:hi]
+        expected = None
+        if all(p is not None for p in group):
+            expected = group[0]
+            for p in group[1:]:
+                expected = expected + p
+        if expected is not None and expected.as_tuple() == tuple(value):
+            continue
+        if hi - lo == 1:
+            return ReductionMove("chunk", prove_chunk_args(game, dispute_id, data, node_id, index, posted, i, first,
+                                                           chunks), f"chunk {lo}")
+        return ReductionMove("pick", pick_partial_args(dispute_id, posted, i), f"chunks {lo}..{hi - 1}")
+    if whole:
+        op, _, _, claimed = reduction_call(data.graph, data.trace, node_id, index)
+        n = reduction_length(data.graph.nodes[node_id])
+        x = sum(p[0] for p in posted)
+        total = sum(p[1] for p in posted)
+        if not J.check_fold(op, n, x, total, top, claimed):
+            return ReductionMove("fold", prove_fold_args(game, dispute_id, posted), "fold")
     return None

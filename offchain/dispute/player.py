@@ -23,7 +23,7 @@ from offchain.storage import ContentStore
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
 
 # Arbitration phases (contracts/Arbitration.vy)
-REVEAL, PICK, BISECT, TRACE, PROVE, DEMAND, SOLVER_WON, CHALLENGER_WON = range(1, 9)
+REVEAL, PICK, BISECT, TRACE, PROVE, DEMAND, SOLVER_WON, CHALLENGER_WON, PARTIALS, SUM_PICK = range(1, 11)
 ENDED = (SOLVER_WON, CHALLENGER_WON)
 
 
@@ -37,6 +37,10 @@ class DisputePlayer:
 
     def dispute(self, dispute_id: int) -> dict[str, Any]:
         return self.market.read(self.game, "disputes", dispute_id)
+
+    def reduction(self, dispute_id: int) -> dict[str, Any]:
+        """The dissection inside a reduction (`Arbitration.reductions`)."""
+        return self.market.read(self.game, "reductions", dispute_id)
 
     def play(self, task: TaskView) -> str | None:
         """End the game if the opponent's clock ran out, else make this side's move if it is due."""
@@ -98,6 +102,13 @@ class Defence(DisputePlayer):
                                d["demand_count"])
             self.market.transact("post_elements", *args, contract=self.market.checker)
             return f"posted elements of node {d['demand_node']}"
+        if d["phase"] == PARTIALS:
+            r = self.reduction(dispute_id)
+            trace = self.trace(segment, d["first_step"])
+            partials = M.chunk_partials(self.bundle.graph, trace, r["node"], r["index"])
+            args = M.post_partials_args(dispute_id, r["node"], r["first"], r["chunks"], partials)
+            self.market.transact("post_partials", *args, contract=self.game)
+            return f"posted {len(args[3])} partials of node {r['node']} element {r['index']} (chunks from {r['first']})"
         return f"cannot play phase {d['phase']} (segments longer than 256 steps are not played by this worker)"
 
 
@@ -122,9 +133,31 @@ class Prosecution(DisputePlayer):
                                        d["first_step"])
             if final is None:
                 return self.NOTHING_TO_PROVE
-            self.market.transact(M.PROVE_FN[final.kind], *final.args, contract=self.market.checker)
+            contract = self.market.reducer if final.contract == "reducer" else self.market.checker
+            self.market.transact(M.PROVE_FN[final.kind], *final.args, contract=contract)
+            if final.kind == "reduction":
+                return f"opened the reduction of {final.detail}"
             return f"proved {final.kind}: {final.detail}"
+        if d["phase"] == SUM_PICK:
+            r = self.reduction(dispute_id)
+            trace = self._solver_trace(dispute_id, d)
+            data = M.StepData(self.bundle.task, self.bundle.graph, trace)
+            total = r["total"]
+            top = total["top"] if hasattr(total, "keys") else total[2]
+            answer = M.answer_partials(self.game.address, dispute_id, data, r["node"], r["index"],
+                                       self._posted(dispute_id), r["first"], r["chunks"], not r["picked"], top)
+            if answer is None:
+                return self.NOTHING_TO_PROVE
+            contract = self.game if answer.kind == "pick" else self.market.reducer
+            self.market.transact(answer.function, *answer.args, contract=contract)
+            return f"{'picked' if answer.kind == 'pick' else 'proved'} {answer.detail}"
         return None
+
+    def _posted(self, dispute_id: int) -> list[tuple[int, int, int]]:
+        events = self.game.events.PartialsPosted().get_logs(
+            from_block=self.market.deployment.block, argument_filters={"dispute_id": dispute_id})
+        return [(p["x"], p["abs_sum"], p["top"]) if hasattr(p, "keys") else tuple(p)
+                for p in events[-1]["args"]["partials"]]
 
     def _revealed(self, dispute_id: int) -> list[bytes]:
         events = self.game.events.StatesRevealed().get_logs(

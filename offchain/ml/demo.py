@@ -9,7 +9,7 @@ import torch
 
 from .artifacts import Dataset, digits_dataset, init_weights, synthetic_dataset, weights_to_bytes
 from .commit import checkpoint_root, keccak256
-from .graph import REDUCTION_CAP, TrainingGraph, compile_training_graph
+from .graph import TrainingGraph, compile_training_graph
 from .spec import ModelSpec, mlp_spec
 from .task import TrainingTask
 
@@ -44,14 +44,13 @@ def make_task(
     seed: int,
     weights_seed: int = 0,
     cid: Callable[[bytes], str] = local_cid,
-    reduction_cap: int = REDUCTION_CAP,
 ) -> DemoTask:
     """Build weights, artifacts, graph and task spec for ``spec`` on ``dataset``."""
     weights = init_weights(spec, weights_seed)
     spec_bytes = spec.to_bytes()
     weights_bytes = weights_to_bytes(weights, spec)
     dataset_bytes = dataset.to_bytes()
-    graph = compile_training_graph(spec, batch_size, lr, reduction_cap)
+    graph = compile_training_graph(spec, batch_size, lr)
     task = TrainingTask(
         model_cid=cid(spec_bytes),
         weights_cid=cid(weights_bytes),

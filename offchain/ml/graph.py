@@ -3,10 +3,11 @@
 A model spec + softmax cross-entropy + SGD step is compiled into a flat list of nodes
 ``(id, op, inputs, shape, attrs)``.  The same executor runs training, replays segments and
 re-derives the full per-node trace of one step for the dispute game, so those three always agree
-bitwise on one machine.  Every reduction whose length exceeds ``REDUCTION_CAP`` is split by the
-compiler into partial nodes over contraction chunks plus a left fold of elementwise ``add`` nodes,
-so every output element of every node depends on at most ``REDUCTION_CAP`` products (this bounds
-the gas of an on-chain one-element re-computation).
+bitwise on one machine.  Every reduction is one node with a full-size kernel (one BLAS call per
+matmul, one sum per sum_rows).  The gas bound of an on-chain one-element re-computation does not
+shape the graph: an element whose reduction is longer than ``REDUCTION_CAP`` terms is dissected
+inside the reduction at dispute time (partial sums over chunks of ``REDUCTION_CAP`` terms, see
+docs/judge.md §3.7 and docs/arbitration.md §4.4).
 
 Op reference (``attrs`` are unsigned integers, part of the committed descriptor):
 
@@ -17,13 +18,14 @@ param              ()                  parameter tensor; attrs = [canonical para
 data_x             ()                  batch inputs (B, D) float32: dataset rows at the derived indices
 data_y             ()                  batch labels (B,) int64
 matmul             (A, B)              op(A)[:, k0:k1] @ op(B)[k0:k1, :]; attrs = [ta, tb, k0, k1]
-add                (a, b)              a + b elementwise (chunk fold)
+                                       (the compiler emits k0 = 0, k1 = inner: the whole contraction)
+add                (a, b)              a + b elementwise
 add_bias           (z, b)              z + b[None, :]
 relu               (z,)                max(z, 0)
 relu_grad          (g, z)              g where z > 0 else 0
 softmax_xent       (z, y)              per-row loss logsumexp(z_i) - z_i[y_i], shape (B,)
 softmax_xent_grad  (z, y)              (softmax(z_i) - onehot(y_i)) / B
-sum_rows           (g,)                sum over rows r0..r1 of g; attrs = [r0, r1]
+sum_rows           (g,)                sum over rows r0..r1 of g; attrs = [r0, r1] (compiler: 0, rows)
 sgd                (p, g)              p - lr * g; attrs = [float32 bits of lr]
 =================  ==================  =================================================
 """
@@ -43,6 +45,8 @@ from .commit import keccak256, merkle_root, sized_root, tensor_root
 from .errors import GraphError
 from .spec import ModelSpec
 
+#: terms the one-step judge re-computes at most (contracts/Judge.vy MAX_REDUCTION); longer
+#: reductions are dissected into chunks of this many terms in a dispute, never in the graph
 REDUCTION_CAP = 64
 
 OPS: tuple[str, ...] = (
@@ -102,14 +106,13 @@ class TrainingGraph:
     loss_node: int
     batch_size: int
     lr: float
-    reduction_cap: int
     root: bytes = field(default=b"", compare=False)
 
     def node_hashes(self) -> list[bytes]:
         return [node.hash() for node in self.nodes]
 
     def max_reduction(self) -> int:
-        """Longest reduction any single node performs (checks the cap invariant)."""
+        """Longest reduction any single node performs (terms of one output element)."""
         longest = 1
         for node in self.nodes:
             if node.op == "matmul":
@@ -125,9 +128,8 @@ def graph_root(nodes: Sequence[Node]) -> bytes:
 
 
 class _Builder:
-    def __init__(self, reduction_cap: int) -> None:
+    def __init__(self) -> None:
         self.nodes: list[Node] = []
-        self.cap = reduction_cap
 
     def add(self, op: str, inputs: tuple[int, ...], shape: tuple[int, ...], attrs: tuple[int, ...] = ()) -> int:
         node = Node(len(self.nodes), op, inputs, shape, attrs)
@@ -137,43 +139,26 @@ class _Builder:
     def shape(self, node_id: int) -> tuple[int, ...]:
         return self.nodes[node_id].shape
 
-    def _fold(self, partials: list[int], shape: tuple[int, ...]) -> int:
-        total = partials[0]
-        for partial in partials[1:]:
-            total = self.add("add", (total, partial), shape)
-        return total
-
     def matmul(self, a: int, b: int, ta: bool, tb: bool) -> int:
         a_shape, b_shape = self.shape(a), self.shape(b)
         rows, inner = (a_shape[1], a_shape[0]) if ta else a_shape
         inner_b, cols = (b_shape[1], b_shape[0]) if tb else b_shape
         if inner != inner_b:
             raise GraphError(f"matmul contraction mismatch {inner} vs {inner_b}")
-        partials = [
-            self.add("matmul", (a, b), (rows, cols), (int(ta), int(tb), start, min(start + self.cap, inner)))
-            for start in range(0, inner, self.cap)
-        ]
-        return self._fold(partials, (rows, cols))
+        return self.add("matmul", (a, b), (rows, cols), (int(ta), int(tb), 0, inner))
 
     def sum_rows(self, g: int) -> int:
         rows, cols = self.shape(g)
-        partials = [
-            self.add("sum_rows", (g,), (cols,), (start, min(start + self.cap, rows)))
-            for start in range(0, rows, self.cap)
-        ]
-        return self._fold(partials, (cols,))
+        return self.add("sum_rows", (g,), (cols,), (0, rows))
 
 
-def compile_training_graph(
-    spec: ModelSpec, batch_size: int, lr: float, reduction_cap: int = REDUCTION_CAP
-) -> TrainingGraph:
-    """Forward, softmax cross-entropy, backward and SGD update as one flat node list."""
+def compile_training_graph(spec: ModelSpec, batch_size: int, lr: float) -> TrainingGraph:
+    """Forward, softmax cross-entropy, backward and SGD update as one flat node list; every
+    reduction is one node over its whole length."""
     if batch_size < 1:
         raise GraphError("batch_size must be positive")
-    if reduction_cap < 1:
-        raise GraphError("reduction_cap must be positive")
     lr_bits = float32_bits(lr)
-    builder = _Builder(reduction_cap)
+    builder = _Builder()
     shapes = spec.param_shapes()
     names = tuple(shapes)
     param_ids = {
@@ -227,7 +212,6 @@ def compile_training_graph(
         loss_node=loss,
         batch_size=batch_size,
         lr=float32_value(lr_bits),
-        reduction_cap=reduction_cap,
         root=graph_root(nodes),
     )
 
@@ -259,11 +243,24 @@ Values = list
 Kernel = Callable[[Values], torch.Tensor]
 
 
-def _matmul_kernel(a: int, b: int, ta: int, tb: int, k0: int, k1: int, inner: int) -> Kernel:
-    width = k1 - k0
+def _blocked(partial: Callable[[Values, int, int], torch.Tensor], k0: int, k1: int, split: int) -> Kernel:
+    """Partial results over blocks of ``split`` terms, folded left to right (another honest
+    summation order: what a graph chunked at ``split`` computed)."""
+    starts = list(range(k0, k1, split))
+
+    def kernel(v: Values) -> torch.Tensor:
+        total = partial(v, starts[0], min(starts[0] + split, k1))
+        for start in starts[1:]:
+            total = total + partial(v, start, min(start + split, k1))
+        return total
+
+    return kernel
+
+
+def _matmul_kernel(a: int, b: int, ta: int, tb: int, k0: int, k1: int, inner: int, split: int | None) -> Kernel:
     whole = k0 == 0 and k1 == inner
     mm = torch.mm
-    if whole:
+    if whole and (split is None or inner <= split):
         if not ta and tb:
             return lambda v: mm(v[a], v[b].t())
         if ta and not tb:
@@ -272,21 +269,23 @@ def _matmul_kernel(a: int, b: int, ta: int, tb: int, k0: int, k1: int, inner: in
             return lambda v: mm(v[a], v[b])
         return lambda v: mm(v[a].t(), v[b].t())
 
-    def kernel(v: Values) -> torch.Tensor:
+    def partial(v: Values, lo: int, hi: int) -> torch.Tensor:
         left = v[a].t() if ta else v[a]
         right = v[b].t() if tb else v[b]
-        return mm(left.narrow(1, k0, width), right.narrow(0, k0, width))
+        return mm(left.narrow(1, lo, hi - lo), right.narrow(0, lo, hi - lo))
 
-    return kernel
+    if split is None:
+        return lambda v: partial(v, k0, k1)
+    return _blocked(partial, k0, k1, split)
 
 
-def _build_kernel(node: Node, graph: TrainingGraph, dtype: torch.dtype) -> Kernel:
+def _build_kernel(node: Node, graph: TrainingGraph, dtype: torch.dtype, split: int | None = None) -> Kernel:
     op, ins = node.op, node.inputs
     if op == "matmul":
         ta, tb, k0, k1 = node.attrs
         a_shape = graph.nodes[ins[0]].shape
         inner = a_shape[0] if ta else a_shape[1]
-        return _matmul_kernel(ins[0], ins[1], ta, tb, k0, k1, inner)
+        return _matmul_kernel(ins[0], ins[1], ta, tb, k0, k1, inner, split)
     if op == "add" or op == "add_bias":
         a, b = ins
         return lambda v: v[a] + v[b]
@@ -315,6 +314,8 @@ def _build_kernel(node: Node, graph: TrainingGraph, dtype: torch.dtype) -> Kerne
     if op == "sum_rows":
         (g,) = ins
         r0, r1 = node.attrs
+        if split is not None and r1 - r0 > split:
+            return _blocked(lambda v, lo, hi: v[g].narrow(0, lo, hi - lo).sum(0), r0, r1, split)
         if r0 == 0 and r1 == graph.nodes[g].shape[0]:
             return lambda v: v[g].sum(0)
         return lambda v: v[g].narrow(0, r0, r1 - r0).sum(0)
@@ -337,19 +338,23 @@ class StepOutput:
 class Executor:
     """Runs a compiled graph with plain torch float32 ops, one kernel closure per node.
 
-    ``precision="float64"`` evaluates each node in float64 and rounds its output to float32: a
-    different-but-honest execution used only to profile the verifier's distance threshold.
+    ``precision="float64"`` evaluates each node in float64 and rounds its output to float32, and
+    ``split=s`` evaluates every reduction longer than ``s`` as partial results over blocks of ``s``
+    terms folded left to right: different-but-honest executions (another summation order), used
+    to profile the verifier's distance threshold and to measure what chunked graphs cost.
     """
 
-    def __init__(self, graph: TrainingGraph, precision: str = "float32") -> None:
+    def __init__(self, graph: TrainingGraph, precision: str = "float32", split: int | None = None) -> None:
         if precision not in ("float32", "float64"):
             raise GraphError(f"unknown precision {precision!r}")
+        if split is not None and split < 1:
+            raise GraphError("split must be positive")
         self.graph = graph
         self.precision = precision
         dtype = torch.float32 if precision == "float32" else torch.float64
         inputs = {"param", "data_x", "data_y"}
         self._plan: list[tuple[int, Kernel]] = [
-            (node.id, _build_kernel(node, graph, dtype)) for node in graph.nodes if node.op not in inputs
+            (node.id, _build_kernel(node, graph, dtype, split)) for node in graph.nodes if node.op not in inputs
         ]
         self._size = len(graph.nodes)
 

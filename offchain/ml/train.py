@@ -143,13 +143,15 @@ def train(
     num_threads: int | None = 1,
     hooks: TrainingHooks | None = None,
     keep_params: bool = True,
+    split: int | None = None,
 ) -> TrainingResult:
     """Train ``task.steps`` SGD steps through the graph executor, checkpointing every ``k`` steps.
 
     ``on_checkpoint`` is called for every new checkpoint (step 0 included on a fresh run) so the
     caller can persist/upload it.  ``resume_from`` continues from any checkpoint and reproduces
     bitwise the checkpoints of an uninterrupted run.  With ``keep_params=False`` only the first and
-    last checkpoints keep their tensors (memory stays flat on long runs).
+    last checkpoints keep their tensors (memory stays flat on long runs). ``split``: reductions
+    evaluated in blocks (`Executor`), only to measure what chunked graphs cost.
     """
     if graph is None:
         graph = compile_training_graph(spec, task.batch_size, task.lr)
@@ -167,7 +169,7 @@ def train(
         if not 0 <= resume_from.index < task.num_checkpoints or resume_from.step != resume_from.index * interval:
             raise TrainingError(f"cannot resume from checkpoint {resume_from.index}")
         start = resume_from
-    executor = Executor(graph)
+    executor = Executor(graph, split=split)
     sampler = BatchSampler(task.seed, task.batch_size, dataset)
     checkpoints = [start]
     norms: list[float] = []
@@ -206,9 +208,11 @@ def replay(
     *,
     num_threads: int | None = 1,
     precision: str = "float32",
+    split: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Re-run ``count`` honest steps from ``params`` (the verifier's replay primitive)."""
-    executor = Executor(graph, precision)
+    """Re-run ``count`` honest steps from ``params`` (the verifier's replay primitive);
+    ``precision`` / ``split``: an honest variant execution (`Executor`)."""
+    executor = Executor(graph, precision, split)
     sampler = BatchSampler(task.seed, task.batch_size, dataset)
     with execution_context(num_threads):
         result = run_steps(executor, _as_list(params, graph.param_names), sampler, first_step, count)

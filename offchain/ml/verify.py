@@ -15,7 +15,7 @@ import torch
 from .artifacts import Dataset
 from .commit import checkpoint_root, keccak256, uint256
 from .errors import ArtifactError
-from .graph import TrainingGraph, compile_training_graph
+from .graph import REDUCTION_CAP, TrainingGraph, compile_training_graph
 from .spec import ModelSpec
 from .task import TrainingTask
 from .train import Checkpoint, ProofDocument, replay, update_norm
@@ -63,13 +63,13 @@ def profile_threshold(
 
     The verifier trains its *own* honest trajectory from the task's initial weights (so a solver
     cannot pick pathological start states) and, for each of the first ``segments`` segments,
-    replays the segment under three honest-but-different executions: another thread count, finer
-    reduction chunking (different summation order), and per-node float64 rounded to float32.
+    replays the segment under three honest-but-different executions: another thread count, blocked
+    reductions (partial sums over blocks of ``REDUCTION_CAP // 4`` terms folded left to right: a
+    different summation order), and per-node float64 rounded to float32.
     threshold = max(safety_factor x largest observed distance, floor).
     """
     interval = task.checkpoint_interval
-    fine_cap = max(1, graph.reduction_cap // 4)
-    fine_graph = compile_training_graph(spec, task.batch_size, task.lr, fine_cap)
+    split = max(1, REDUCTION_CAP // 4)
     observations: list[tuple[int, str, float]] = []
     start = dict(initial_params)
     for segment in range(min(segments, task.num_segments)):
@@ -77,7 +77,7 @@ def profile_threshold(
         reference = replay(graph, task, dataset, start, first, interval, num_threads=num_threads)
         variants = {
             "threads": replay(graph, task, dataset, start, first, interval, num_threads=num_threads + 1),
-            "chunking": replay(fine_graph, task, dataset, start, first, interval, num_threads=num_threads),
+            "chunking": replay(graph, task, dataset, start, first, interval, num_threads=num_threads, split=split),
             "float64": replay(graph, task, dataset, start, first, interval, num_threads=num_threads, precision="float64"),
         }
         for name, endpoint in variants.items():

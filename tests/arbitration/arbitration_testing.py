@@ -26,7 +26,7 @@ boa.interpret.set_search_paths([str(CONTRACTS)])
 CLOCK = 3_600
 EXTENSION = 600
 # why a game ended (Arbitration END_*) and whether the market is told it was proven
-END_TIMEOUT, END_LINK, END_DATA, END_ELEMENT = 1, 2, 3, 4
+END_TIMEOUT, END_LINK, END_DATA, END_ELEMENT, END_CHUNK, END_FOLD = 1, 2, 3, 4, 5, 6
 
 
 @functools.cache
@@ -45,6 +45,10 @@ def deploy_judge():
 
 def checker_deployer():
     return _load(str(CONTRACTS / "ProofChecker.vy"))
+
+
+def reducer_deployer():
+    return _load(str(CONTRACTS / "ReductionChecker.vy"))
 
 
 def game_deployer():
@@ -71,17 +75,20 @@ class Suite:
     checker: object
     judge: object
     reader: object
+    reducer: object
 
 
 def deploy_game_suite(clock: int = CLOCK, extension: int = EXTENSION, judge=None) -> Suite:
-    """Judge, TensorReader, ProofChecker, the stand-in market, then the game bound to it."""
+    """Judge, TensorReader, ProofChecker, ReductionChecker, the stand-in market, then the game
+    bound to it."""
     judge = judge or deploy_judge()
     reader = reader_deployer().deploy()
     checker = checker_deployer().deploy(judge.address, reader.address)
+    reducer = reducer_deployer().deploy(judge.address, reader.address)
     market = market_deployer().deploy()
-    game = game_deployer().deploy(market.address, checker.address, clock, extension)
+    game = game_deployer().deploy(market.address, checker.address, reducer.address, clock, extension)
     market.bind(game.address)
-    return Suite(market, game, checker, judge, reader)
+    return Suite(market, game, checker, judge, reader, reducer)
 
 
 @dataclass
@@ -155,18 +162,19 @@ def tiny_demo() -> DemoTask:
 
 
 @functools.cache
-def chunked_demo() -> DemoTask:
-    """The tiny model compiled with a reduction cap of 3: every matmul and sum_rows is chunked
-    and folded with `add` nodes, so every op of the graph IR appears."""
+def long_demo() -> DemoTask:
+    """A 20-70-3 MLP with batch 72: the second layer (70 terms), the weight gradients and the bias
+    gradients (72 rows) are reductions longer than the judge's 64 terms, dissected in a dispute;
+    the first layer (20) and the backward product through the logits (3) fit the judge."""
     from offchain.ml.artifacts import synthetic_dataset
     from offchain.ml.demo import make_task
     from offchain.ml.spec import mlp_spec
 
-    return make_task(mlp_spec(8, (8,), 3), synthetic_dataset(64, 8, 3, seed=11), steps=8, k=4,
-                     batch_size=8, lr=0.2, seed=7, reduction_cap=3)
+    return make_task(mlp_spec(20, (70,), 3), synthetic_dataset(128, 20, 3, seed=11), steps=8, k=4,
+                     batch_size=72, lr=0.2, seed=7)
 
 
-DEMOS = {"tiny": tiny_demo, "chunked": chunked_demo}
+DEMOS = {"tiny": tiny_demo, "long": long_demo}
 
 
 @functools.cache
@@ -373,11 +381,42 @@ def genuine_play(demo: DemoTask, run, segment: int, pick: int) -> Play:
 PROVE_FN = M.PROVE_FN
 
 
+def honest_partials(play: Play, node: int, index: int) -> list:
+    """What the solver posts in a dissection: the exact partials of its own committed trace."""
+    return M.chunk_partials(play.demo.graph, play.trace, node, index)
+
+
+def play_reduction(suite: Suite, parties: Parties, play: Play, dispute_id: int, gas: dict,
+                   partials=honest_partials) -> None:
+    """After `open_reduction`: the solver posts ``partials(play, node, index)`` (grouped as the game
+    expects), the challenger answers (`answer_partials`), until the challenger proves a chunk or the
+    fold or has nothing to prove (then the solver wins on time)."""
+    game = suite.game
+    data = play.step_data()
+    level = 0
+    while game.disputes(dispute_id).phase == 9:  # PARTIALS
+        r = game.reductions(dispute_id)
+        level += 1
+        chunk_values = partials(play, r.node, r.index)
+        args = M.post_partials_args(dispute_id, r.node, r.first, r.chunks, chunk_values)
+        gas[f"post_partials #{level} ({len(args[3])} partials)"] = tx_gas(game, "post_partials", parties.solver, *args)
+        r = game.reductions(dispute_id)
+        answer = M.answer_partials(game.address, dispute_id, data, r.node, r.index, args[3], r.first, r.chunks,
+                                   not r.picked, r.total[2])
+        if answer is None:
+            boa.env.time_travel(seconds=game.deadline(dispute_id) - boa.env.timestamp + 1)
+            gas["timeout"] = tx_gas(game, "timeout", parties.stranger, dispute_id)
+            return
+        contract = game if answer.kind == "pick" else suite.reducer
+        gas[f"{answer.function} ({answer.detail})"] = tx_gas(contract, answer.function, parties.verifier, *answer.args)
+
+
 def full_dispute(suite: Suite, parties: Parties, play: Play, *, proof: M.FinalProof | None = None,
-                 demands: list[tuple[int, int, int]] = ()) -> dict:
+                 demands: list[tuple[int, int, int]] = (), partials=honest_partials) -> dict:
     """Challenge, reveal, pick, trace, optional demand/post pairs, then the challenger's final proof
-    (found by `find_final_proof` unless given) or, if it has none, the timeout. Returns the gas of
-    every move by side, the outcome and the number of moves."""
+    (found by `find_final_proof` unless given) or, if it has none, the timeout; an element of a
+    long reduction is dissected (`play_reduction`, the solver posting ``partials``). Returns the
+    gas of every move by side, the outcome and the number of moves."""
     game, checker, market = suite.game, suite.checker, suite.market
     task = play.task
     task_id = market.post(task.hash(), merkle_root(play.checkpoint_roots), len(play.checkpoint_roots))
@@ -406,13 +445,17 @@ def full_dispute(suite: Suite, parties: Parties, play: Play, *, proof: M.FinalPr
     if proof is None:
         proof = M.find_final_proof(game.address, dispute_id, play.step_data(), d.state_before, d.state_after, play.step)
     if proof is not None:
-        gas[f"{PROVE_FN[proof.kind]} ({proof.detail})"] = tx_gas(checker, PROVE_FN[proof.kind], parties.verifier,
+        contract = suite.reducer if proof.contract == "reducer" else checker
+        gas[f"{PROVE_FN[proof.kind]} ({proof.detail})"] = tx_gas(contract, PROVE_FN[proof.kind], parties.verifier,
                                                                   *proof.args)
+        if proof.kind == "reduction":
+            play_reduction(suite, parties, play, dispute_id, gas, partials)
     else:
         boa.env.time_travel(seconds=game.deadline(dispute_id) - boa.env.timestamp + 1)
         gas["timeout"] = tx_gas(game, "timeout", parties.stranger, dispute_id)
     d = game.disputes(dispute_id)
-    solver_moves = {"reveal_segment", "commit_trace"} | {k for k in gas if k.startswith("post_elements")}
+    solver_moves = {"reveal_segment", "commit_trace"} | {k for k in gas if k.startswith(("post_elements",
+                                                                                         "post_partials"))}
     return {
         "task_id": task_id,
         "dispute_id": dispute_id,

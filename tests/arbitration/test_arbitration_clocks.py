@@ -102,7 +102,9 @@ def test_bound__views_match_the_model(suite):
     for k in (1, 4, 256, 257, 300, 65_536, 65_537, 10**6):
         assert suite.game.max_moves(k) == G.max_moves(k)
         assert suite.game.max_duration(k) == G.max_duration(k, T.CLOCK, T.EXTENSION)
-    assert G.max_moves(8) == 1 + 1 + 0 + 1 + 2 * G.MAX_DEMANDS + 1
+    # reveal, pick, no bisect, trace, demand/post pairs, the dissection inside a reduction
+    # (opening, two posts, one pick), the final proof
+    assert G.max_moves(8) == 1 + 1 + 0 + 1 + 2 * G.MAX_DEMANDS + 4 + 1
 
 
 def test_bound__the_slowest_game_still_ends_in_time(suite, parties, syn):
@@ -119,8 +121,9 @@ def test_bound__the_slowest_game_still_ends_in_time(suite, parties, syn):
     _travel_to(suite.game.deadline(dispute_id))
     with boa.env.prank(parties.solver):
         suite.game.commit_trace(dispute_id, syn.k, b"\x01" * 32)
-    # demands and posts need real proofs: the slowest possible remainder is bounded the same way
-    remaining_moves = 2 * G.MAX_DEMANDS + 1
+    # demands and posts, and the dissection inside a reduction, need real proofs: the slowest
+    # possible remainder is bounded the same way
+    remaining_moves = 2 * G.MAX_DEMANDS + G.REDUCTION_MOVES + 1
     latest = suite.game.deadline(dispute_id) + remaining_moves * T.EXTENSION + 1
     assert latest <= bound
     _travel_to(suite.game.deadline(dispute_id) + 1)

@@ -23,8 +23,11 @@ from offchain.workers.artifacts import fetch_task, publish_task
 # batch 64: a column of a 128-wide input spans 16 leaves (inside), of a 129-wide one 17 (outside)
 BATCH = 64
 INSIDE, OUTSIDE = 128, 129
-WIDE = "layer width 129 with batch 64: an element of node 21 (matmul) reads a column that spans 17 leaves; " \
+WIDE = "layer width 129 with batch 64: an element of node 17 (matmul) reads a column that spans 17 leaves; " \
        "the dispute game opens at most 16"
+# batch 128: the same weight gradient is a 128-term reduction, dissected; each chunk reads 64 rows
+WIDE_LONG = "layer width 129 with batch 128: chunk 0 of an element of node 17 (matmul) reads a column that spans " \
+            "17 leaves; the dispute game opens at most 16"
 LONG_K = ("checkpoint interval 257 exceeds 256: disputing a segment would need a bisect move that the solver "
           "worker does not make")
 
@@ -45,6 +48,30 @@ def test_unjudgeable_spec__wide_first_layer_and_long_interval():
     assert unjudgeable_reason(_bundle(OUTSIDE).graph, _bundle(OUTSIDE).task) == WIDE
     assert unjudgeable_reason(_bundle(8, 256).graph, _bundle(8, 256).task) is None
     assert unjudgeable_reason(_bundle(8, 257).graph, _bundle(8, 257).task) == LONG_K
+
+
+def test_unjudgeable_spec__chunks_of_a_long_reduction_must_open():
+    """A weight gradient over a batch of 128 is dissected in chunks of 64 rows: the same column
+    geometry as a batch of 64, checked for every chunk; the chunk openings the ReductionChecker
+    takes agree."""
+    def bundle(width):
+        return make_task(mlp_spec(width, (8,), 3), synthetic_dataset(128, width, 3, seed=1), steps=2, k=1,
+                         batch_size=128, lr=0.1, seed=1)
+
+    assert unjudgeable_reason(bundle(INSIDE).graph, bundle(INSIDE).task) is None
+    assert unjudgeable_reason(bundle(OUTSIDE).graph, bundle(OUTSIDE).task) == WIDE_LONG
+    for width in (INSIDE, OUTSIDE):
+        graph = bundle(width).graph
+        node = next(n for n in graph.nodes if n.op == "matmul" and graph.nodes[n.inputs[1]].op == "data_x")
+        assert M.is_long(node) and M.reduction_length(node) == 128
+        trace = [torch.zeros(n.shape, dtype=torch.int64 if n.op == "data_y" else torch.float32) for n in graph.nodes]
+        (a0, a_stride, a_count), (b0, b_stride, b_count) = M.chunk_operands(graph, node.id, node.shape[1] - 1, 0)
+        assert (a_count, b_stride) == (64, width)
+        if width == INSIDE:
+            M.tensor_opening(trace[node.inputs[1]], M.strided(b0, b_stride, b_count))
+        else:
+            with pytest.raises(M.MoveError, match="17 leaves exceed one opening"):
+                M.tensor_opening(trace[node.inputs[1]], M.strided(b0, b_stride, b_count))
 
 
 @pytest.mark.parametrize("width", [INSIDE, OUTSIDE])

@@ -55,6 +55,21 @@ def onchain(call: J.JudgeCall) -> bool | str:
         return "revert"
 
 
+def onchain_long(call: J.JudgeCall) -> tuple[bool, bool]:
+    """A dissected reduction with the honest partials, on chain: (every chunk check accepts its
+    partial, the fold check accepts the claim)."""
+    judge = judge_contract()
+    partials = J.reduction_partials(call.op, call.a, call.b, call.claimed)
+    top = max(p.top for p in partials)
+    chunks = True
+    for c, p in enumerate(partials):
+        t0, t1 = J.chunk_bounds(len(call.a), c)
+        b = list(call.b[t0:t1]) if call.b else []
+        chunks &= bool(judge.check_chunk(call.op, list(call.a[t0:t1]), b, top, call.claimed, *p.as_tuple()))
+    x, total = sum(p.x for p in partials), sum(p.abs for p in partials)
+    return chunks, bool(judge.check_fold(call.op, len(call.a), x, total, top, call.claimed))
+
+
 def reference(call: J.JudgeCall) -> bool | str:
     try:
         return J.check_call(call)

@@ -85,7 +85,7 @@ def exact(op: str, x: int, y: int) -> mpmath.mpf:
 
 
 def magnitude(op: str, x: int, s: Fraction) -> Fraction:
-    """M(x) of docs/judge.md §3.8."""
+    """M(x) of docs/judge.md §3.9."""
     if op in ("gelu", "gelu_backward"):
         return abs(value(x))
     if op == "sigmoid":

@@ -94,30 +94,35 @@ def test_descriptor_encoding_and_root():
     assert graph.root == compile_training_graph(spec, 8, 0.1).root
     assert graph.root != compile_training_graph(spec, 8, 0.2).root
     assert graph.root != compile_training_graph(spec, 4, 0.1).root
-    assert graph.root != compile_training_graph(spec, 8, 0.1, reduction_cap=2).root
     for node in graph.nodes:
         assert all(i < node.id for i in node.inputs)  # topological by construction
 
 
-def test_long_reductions_are_chunked_and_match():
+def test_long_reductions_are_one_node_and_blocked_execution_matches():
+    """Every reduction is one node over its whole length (full-size kernels); executing it in blocks
+    (another honest summation order: what graphs chunked at 64 or 7 computed) gives close results."""
     spec = mlp_spec(150, (70,), 4)  # contractions 150 (forward), 70 (backward), 130 (batch)
     data = synthetic_dataset(200, 150, 4, seed=5)
     params = [init_weights(spec, 2)[n] for n in spec.param_names]
-    chunked = compile_training_graph(spec, 130, 0.1)
-    whole = compile_training_graph(spec, 130, 0.1, reduction_cap=10**6)
-    assert chunked.max_reduction() <= REDUCTION_CAP < whole.max_reduction()
-    assert sum(n.op == "add" for n in chunked.nodes) > 0 and sum(n.op == "add" for n in whole.nodes) == 0
-    assert sum(n.op == "matmul" for n in chunked.nodes) > sum(n.op == "matmul" for n in whole.nodes)
-    assert any(n.op == "sum_rows" and n.attrs != (0, 130) for n in chunked.nodes)
+    graph = compile_training_graph(spec, 130, 0.1)
+    assert graph.max_reduction() == 150 > REDUCTION_CAP
+    assert not any(n.op == "add" for n in graph.nodes)
+    assert sum(n.op == "matmul" for n in graph.nodes) == 5 and sum(n.op == "sum_rows" for n in graph.nodes) == 2
+    for node in graph.nodes:
+        if node.op == "matmul":
+            ta, tb, k0, k1 = node.attrs
+            a_shape = graph.nodes[node.inputs[0]].shape
+            assert (k0, k1) == (0, a_shape[0] if ta else a_shape[1])
+        if node.op == "sum_rows":
+            assert node.attrs == (0, 130)
     x, y = data.x[:130], data.y[:130]
-    a = Executor(chunked).run(params, x, y)
-    b = Executor(whole).run(params, x, y)
-    for left, right in zip(a.params, b.params):
-        torch.testing.assert_close(left, right, rtol=1e-5, atol=1e-6)
-    tiny_cap = compile_training_graph(spec, 130, 0.1, reduction_cap=7)
-    assert tiny_cap.max_reduction() <= 7
-    for left, right in zip(Executor(tiny_cap).run(params, x, y).params, b.params):
-        torch.testing.assert_close(left, right, rtol=1e-5, atol=1e-6)
+    whole = Executor(graph).run(params, x, y)
+    for split in (REDUCTION_CAP, 7):
+        blocked = Executor(graph, split=split).run(params, x, y)
+        for left, right in zip(blocked.params, whole.params):
+            torch.testing.assert_close(left, right, rtol=1e-5, atol=1e-6)
+    with pytest.raises(GraphError):
+        Executor(graph, split=0)
 
 
 def test_float64_variant_is_close_but_honest(tiny):
