@@ -102,6 +102,16 @@ class VerificationPolicy:
         return q_top, budget - q_top
 
 
+    def within(self, n_segments: int, max_segments: int) -> VerificationPolicy:
+        """This policy, or the largest sample of at most ``max_segments`` (at least one) when its
+        own does not fit: a verifier short of time replays fewer segments rather than none."""
+        q_top, q_random = self.counts(n_segments)
+        if q_top + q_random <= max_segments:
+            return self
+        cap = max(1, max_segments)
+        return VerificationPolicy(cap / n_segments, self.top_share, min(self.min_segments, cap))
+
+
 DEFAULT_POLICY = VerificationPolicy()
 
 

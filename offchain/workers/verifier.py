@@ -9,6 +9,7 @@ or challenges; a whistleblower challenges only what a verifier let through.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from eth_utils import keccak
@@ -16,7 +17,7 @@ from eth_utils import keccak
 from offchain.chain.client import TaskView
 from offchain.chain.suite import TaskState
 from offchain.dispute.player import Prosecution
-from offchain.ml import DemoTask, MLError, Verdict, profile_threshold, verify
+from offchain.ml import DEFAULT_POLICY, DemoTask, MLError, Verdict, profile_threshold, verify
 from offchain.storage import StorageError
 from offchain.workers.artifacts import ArtifactMismatch, fetch_checkpoints, fetch_proof, fetch_task
 from offchain.workers.base import Worker
@@ -29,13 +30,27 @@ class Auditor(Worker):
         super().__init__(**kwargs)
         self._nothing_to_prove: set[int] = set()
 
-    def _threshold(self, bundle: DemoTask) -> float:
-        key = f"threshold:{bundle.task.graph_root.hex()}:{bundle.task.dataset_root.hex()}"
+    def _profile(self, bundle: DemoTask) -> dict[str, float]:
+        """The distance threshold on this machine and the replay time of one step (profiling runs
+        four executions of each profiled segment; the slowest, float64, makes the estimate safe)."""
+        task = bundle.task
+        key = f"profile:{task.graph_root.hex()}:{task.dataset_root.hex()}:{task.weights_root.hex()}"
         if (cached := self.state.get(key)) is None:
-            cached = profile_threshold(bundle.graph, bundle.task, bundle.spec, bundle.dataset, bundle.weights).value
+            started = time.perf_counter()
+            threshold = profile_threshold(bundle.graph, task, bundle.spec, bundle.dataset, bundle.weights)
+            steps = 4 * len(threshold.observations) // 3 * task.checkpoint_interval
+            cached = {"threshold": threshold.value, "step_seconds": (time.perf_counter() - started) / max(steps, 1)}
             self.state.put(key, cached)
-            self.log.info("profiled distance threshold %.3e on this machine", cached)
+            self.log.info("profiled distance threshold %.3e, %.2f ms a replayed step", cached["threshold"],
+                          1e3 * cached["step_seconds"])
         return cached
+
+    def prepare(self, spec_cid: str, spec_hash: bytes) -> None:
+        """Profile a task as soon as it is posted, so no verify window pays for it."""
+        try:
+            self._profile(fetch_task(self.store, spec_cid, spec_hash))
+        except (StorageError, MLError, ArtifactMismatch) as exc:
+            self.log.info("not profiling a new task yet: %s", exc)
 
     def audit(self, task: TaskView, seed: bytes) -> Verdict:
         """Verdict on the task's current proof, remembered so a restart does not replay it."""
@@ -52,8 +67,10 @@ class Auditor(Worker):
             # the solver must publish what it committed to; the dispute game makes it
             verdict = Verdict(False, 0, f"proof unavailable or malformed: {exc}")
         else:
-            verdict = verify(bundle.task, bundle.spec, bundle.dataset, proof, blobs, self._threshold(bundle),
-                             int.from_bytes(seed, "big"), graph=bundle.graph)
+            profile = self._profile(bundle)
+            policy = self._policy(task, bundle, profile)
+            verdict = verify(bundle.task, bundle.spec, bundle.dataset, proof, blobs, profile["threshold"],
+                             int.from_bytes(seed, "big"), graph=bundle.graph, policy=policy)
         if not verdict.accept and verdict.failing_segment is None:
             verdict.failing_segment = 0  # the proof is malformed as a whole; any segment exposes it
         self.log.info("task %d: %s (replayed %d steps) %s", task.task_id,
@@ -62,6 +79,18 @@ class Auditor(Worker):
                     key: {"accept": verdict.accept, "segment": verdict.failing_segment, "reason": verdict.reason}}
         self.state.update_task(task.task_id, verdicts=verdicts)
         return verdict
+
+    def _policy(self, view: TaskView, bundle: DemoTask, profile: dict[str, float]):
+        """The default sample, or as many segments as can be replayed (twice as slow as profiled)
+        before the window closes."""
+        task = bundle.task
+        seconds = self.time_left(view.deadline) - 2 * self.margin
+        fit = int(seconds / (2 * profile["step_seconds"] * task.checkpoint_interval))
+        policy = DEFAULT_POLICY.within(task.num_segments, fit)
+        if policy is not DEFAULT_POLICY:
+            self.log.warning("task %d: %d s left: replaying %d segments, fewer than the default sample",
+                             view.task_id, seconds, sum(policy.counts(task.num_segments)))
+        return policy
 
     def bundle(self, task: TaskView) -> DemoTask:
         created = self.latest_event("TaskCreated", task.task_id)
@@ -89,14 +118,21 @@ class Verifier(Auditor):
     `adversarial` challenges every proof (the verifier honest solvers must beat)."""
 
     role = "verifier"
-    watches = ("VerifierDrawn",)
+    watches = ("TaskCreated", "VerifierDrawn")
 
     def __init__(self, *, lazy: bool = False, adversarial: bool = False, **kwargs: Any):
         self.lazy, self.adversarial = lazy, adversarial
         super().__init__(**kwargs)
 
     def event_filter(self, name: str) -> dict[str, Any]:
-        return {"verifier": self.address}
+        return {"verifier": self.address} if name == "VerifierDrawn" else {}
+
+    def on_event(self, name: str, args: Any) -> None:
+        if name == "TaskCreated":
+            if not (self.lazy or self.adversarial):
+                self.prepare(args["spec_cid"], args["spec_hash"])
+            return
+        super().on_event(name, args)
 
     def advance(self, task: TaskView) -> None:
         if task.state == TaskState.DISPUTED and task.challenger == self.address:

@@ -138,3 +138,14 @@ def test_select_segments():
     assert DEFAULT_POLICY.counts(200) == (6, 44)
     assert sum(DEFAULT_POLICY.counts(200)) <= 0.25 * 200
     assert DEFAULT_POLICY.counts(1) == (1, 0)
+
+
+def test_policy_within__keeps_the_default_when_it_fits_else_the_largest_sample_that_does():
+    from offchain.ml.verify import DEFAULT_POLICY
+
+    assert DEFAULT_POLICY.within(40, 100) is DEFAULT_POLICY
+    assert sum(DEFAULT_POLICY.counts(40)) == 10
+    for fit in (1, 3, 7):
+        smaller = DEFAULT_POLICY.within(40, fit)
+        assert sum(smaller.counts(40)) == fit and smaller.counts(40)[0] >= 1
+    assert sum(DEFAULT_POLICY.within(40, 0).counts(40)) == 1
