@@ -216,6 +216,13 @@ def _linear(terms: Sequence[tuple[bool, int, int]], claimed: int, gamma_n: int, 
         abs_sum += mag
         exact += -mag if neg else mag
 
+    claim, tolerance = _claim_tolerance(c_neg, c_mant, c_exp, scale, gamma_n, abs_sum, eta_count, slack)
+    return LinearTolerance(scale, exact, claim, abs_sum, tolerance, abs(claim - exact) <= tolerance)
+
+
+def _claim_tolerance(c_neg: bool, c_mant: int, c_exp: int, scale: int, gamma_n: int, abs_sum: int,
+                     eta_count: int, slack: int) -> tuple[int, int]:
+    """The claim in units of 2^scale and the tolerance of §2.2 step 4 (every piece rounded up)."""
     c_slack = 0
     if c_exp >= scale:
         c_mag = c_mant << (c_exp - scale)
@@ -224,13 +231,10 @@ def _linear(terms: Sequence[tuple[bool, int, int]], claimed: int, gamma_n: int, 
         c_mag = c_mant >> shift if shift < 256 else 0
         if c_mant != 0:
             c_slack = 1
-    claim = -c_mag if c_neg else c_mag
-
     if scale <= ETA_EXP:
         eta = eta_count << (ETA_EXP - scale)
     else:
         eta = _ceil_div(eta_count, 1 << (scale - ETA_EXP))
-
     tolerance = (
         _ceil_div(gamma_n * abs_sum, U_INV - gamma_n)
         + _ceil_div(c_mag + c_slack, U_INV)
@@ -238,7 +242,7 @@ def _linear(terms: Sequence[tuple[bool, int, int]], claimed: int, gamma_n: int, 
         + slack
         + c_slack
     )
-    return LinearTolerance(scale, exact, claim, abs_sum, tolerance, abs(claim - exact) <= tolerance)
+    return (-c_mag if c_neg else c_mag), tolerance
 
 
 def _product(x: int, y: int) -> tuple[bool, int, int]:
@@ -984,27 +988,7 @@ def fold_tolerance(op: int, n: int, x: int, abs_sum: int, top: int, claimed: int
         return None
     gamma_n, eta_count = _gamma_eta(op, n)
     scale = reduction_scale(top, claimed)
-    c_neg, c_mant, c_exp = decode(claimed)
-    c_slack = 0
-    if c_exp >= scale:
-        c_mag = c_mant << (c_exp - scale)
-    else:
-        shift = scale - c_exp
-        c_mag = c_mant >> shift if shift < 256 else 0
-        if c_mant != 0:
-            c_slack = 1
-    claim = -c_mag if c_neg else c_mag
-    if scale <= ETA_EXP:
-        eta = eta_count << (ETA_EXP - scale)
-    else:
-        eta = _ceil_div(eta_count, 1 << (scale - ETA_EXP))
-    tolerance = (
-        _ceil_div(gamma_n * abs_sum, U_INV - gamma_n)
-        + _ceil_div(c_mag + c_slack, U_INV)
-        + eta
-        + n
-        + c_slack
-    )
+    claim, tolerance = _claim_tolerance(*decode(claimed), scale, gamma_n, abs_sum, eta_count, n)
     return LinearTolerance(scale, x, claim, abs_sum, tolerance, abs(claim - x) <= tolerance)
 
 
