@@ -205,32 +205,28 @@ def _linear(terms: Sequence[tuple[bool, int, int]], claimed: int, gamma_n: int, 
     abs_sum = 0
     slack = 0
     for neg, mant, exp in terms:
-        if exp >= scale:
-            mag = mant << (exp - scale)
-        else:
-            shift = scale - exp
-            mag = mant >> shift if shift < 256 else 0
-            if mant != 0:
-                slack += 1
-                abs_sum += 1
-        abs_sum += mag
+        mag, truncated = _at_scale(mant, exp, scale)
+        slack += truncated
+        abs_sum += mag + truncated
         exact += -mag if neg else mag
 
     claim, tolerance = _claim_tolerance(c_neg, c_mant, c_exp, scale, gamma_n, abs_sum, eta_count, slack)
     return LinearTolerance(scale, exact, claim, abs_sum, tolerance, abs(claim - exact) <= tolerance)
 
 
+def _at_scale(mant: int, exp: int, scale: int) -> tuple[int, int]:
+    """``mant·2^exp`` in whole units of ``2^scale`` (truncated toward zero), and 1 when bits were
+    cut off (one unit of slack), else 0."""
+    if exp >= scale:
+        return mant << (exp - scale), 0
+    shift = scale - exp
+    return (mant >> shift if shift < 256 else 0), int(mant != 0)
+
+
 def _claim_tolerance(c_neg: bool, c_mant: int, c_exp: int, scale: int, gamma_n: int, abs_sum: int,
                      eta_count: int, slack: int) -> tuple[int, int]:
     """The claim in units of 2^scale and the tolerance of §2.2 step 4 (every piece rounded up)."""
-    c_slack = 0
-    if c_exp >= scale:
-        c_mag = c_mant << (c_exp - scale)
-    else:
-        shift = scale - c_exp
-        c_mag = c_mant >> shift if shift < 256 else 0
-        if c_mant != 0:
-            c_slack = 1
+    c_mag, c_slack = _at_scale(c_mant, c_exp, scale)
     if scale <= ETA_EXP:
         eta = eta_count << (ETA_EXP - scale)
     else:
@@ -945,14 +941,8 @@ def _partial(terms: Sequence[tuple[bool, int, int]], scale: int) -> Partial | No
     x = 0
     total = 0
     for neg, mant, exp in terms:
-        if exp >= scale:
-            mag = mant << (exp - scale)
-        else:
-            shift = scale - exp
-            mag = mant >> shift if shift < 256 else 0
-            if mant != 0:
-                total += 1
-        total += mag
+        mag, truncated = _at_scale(mant, exp, scale)
+        total += mag + truncated
         x += -mag if neg else mag
     return Partial(x, total, top)
 
