@@ -24,8 +24,9 @@ returns the complete list (first stage, then the data-dependent reads).  ``needs
 says which ops read in two stages; on chain, the game opens the first stage, then the second
 against the committed values.
 
-The elementwise ops (``add``, ``relu``, ``threshold_backward``, codes 16–39) live in
-``offchain/dispute/judge.py``; leaves have no rule.
+The elementwise ops (``add``, ``relu``, ``threshold_backward``, codes 16–39) are judged by
+``offchain/dispute/judge.py`` (the pointwise judge on chain); their rules here broadcast the inputs
+and call it.  Leaves have no rule.
 """
 
 from __future__ import annotations
@@ -854,6 +855,52 @@ def _unary_calculus_check(node, ins, index, values, claimed):
 
 
 _rule("silu", "silu_backward", "tanh_backward", "sigmoid_backward")((_pointwise_gather, _unary_calculus_check))
+
+
+# ---- the elementwise ops judged by judge.py (PointwiseJudge on chain), inputs broadcast
+
+
+def _finite_or_neg_inf(*bits: int) -> None:
+    for b in bits:
+        J.decode(b if b != NEG_INF else 0)
+
+
+def _elementwise_check(node, ins, index, values, claimed):
+    """add / relu / threshold_backward and codes 16–39 through judge.py's one-element rules; int and
+    bool operands (comparisons of ids, where over ints) are exact, and so is −inf, which only the
+    additive attention mask brings (``add`` keeps it, ``where`` selects it)."""
+    v = [vals[0] for vals in values]
+    if any(inp.dtype == "f32" for inp in ins):  # PyTorch's promotion: int64 / bool operands to float32
+        v = [x if inp.dtype == "f32" or (node.op == "where" and k == 0) else round_f32(x)
+             for k, (inp, x) in enumerate(zip(ins, v))]
+    elif node.op in J.COMPARE:
+        return claimed == int({"eq": v[0] == v[1], "ne": v[0] != v[1], "lt": v[0] < v[1], "le": v[0] <= v[1],
+                               "gt": v[0] > v[1], "ge": v[0] >= v[1]}[node.op])
+    if node.op == "where":
+        cond, a, b = v
+        if node.dtype == "f32" and NEG_INF not in (a, b):
+            return J.check(J.OP_CODES["where"], [a], [b], [cond], claimed)
+        if node.dtype == "f32":
+            _finite_or_neg_inf(a, b)
+        chosen = a if cond else b
+        return claimed == chosen or (node.dtype == "f32" and chosen != NEG_INF and _same(claimed, chosen))
+    if node.op == "add":
+        if NEG_INF in v:  # −inf + finite (or −inf) = −inf exactly
+            _finite_or_neg_inf(*v)
+            return claimed == NEG_INF
+        return J.check_add(v[0], v[1], claimed)
+    if node.op == "relu":
+        return J.check_relu(v[0], claimed)
+    if node.op == "threshold_backward":  # g where x > threshold, else 0 (exact)
+        g, x = v
+        J.decode(g)
+        J.decode(x)
+        return J.is_finite(claimed) and (J._same_value(claimed, g) if value(x) > value(node.attrs[0])
+                                         else claimed & 0x7FFFFFFF == 0)
+    return J.check(J.OP_CODES[node.op], v[:1], v[1:], [], claimed)
+
+
+_rule("add", "relu", "threshold_backward", *J.POINTWISE)((_pointwise_gather, _elementwise_check))
 
 
 # ------------------------------------------------------------------------------------ entry points

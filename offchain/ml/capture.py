@@ -419,14 +419,32 @@ def _unary(low, fx, args, kwargs):
 
 def _pow(low, fx, args, kwargs):
     base, exponent = args
-    if exponent == 2:
-        return low.op("mul", fx, [base, base])
+    if exponent in (2, 3, 4):  # x·x, (x·x)·x, (x·x)·(x·x): what rsqrt's backward (y³) and norms need
+        square = low.op("mul", fx, [base, base])
+        return square if exponent == 2 else low.op("mul", fx, [square, base if exponent == 3 else square])
     names = {0.5: "sqrt", -0.5: "rsqrt", -1: "reciprocal"}
     if exponent == 1:
         return base
     if exponent not in names:
-        raise GraphError(f"pow with exponent {exponent} is not supported (2, 1, 0.5, -0.5, -1 are), at {low.source}")
+        raise GraphError(f"pow with exponent {exponent} is not supported (1–4, 0.5, -0.5, -1 are), at {low.source}")
     return low.op(names[exponent], fx, [base])
+
+
+def _bitwise_bool(low, fx, args, kwargs):
+    """``&``, ``|``, ``~`` of masks: logical ops on bool tensors (integer bit operations are refused)."""
+    if fx.meta["val"].dtype != torch.bool:
+        raise GraphError(f"{fx.target} on integers is not in the verifiable op set (on bool masks it is), at {low.source}")
+    name = {aten.bitwise_and.Tensor: "logical_and", aten.bitwise_or.Tensor: "logical_or",
+            aten.bitwise_not.default: "logical_not"}[fx.target]
+    return low.op(name, fx, args[:2 if name != "logical_not" else 1])
+
+
+def _sign(low, fx, args, kwargs):
+    """sign(x) = (x > 0) − (x < 0), exactly (abs's backward multiplies by it)."""
+    x, zero, out = low.node_of(args[0]), low.node_of(0.0), fx.meta["val"]
+    mask = torch.empty(out.shape, dtype=torch.bool, device="meta")
+    pos, neg = (low.fresh("cast", [low.fresh(cmp, [x, zero], mask).node], out) for cmp in ("gt", "lt"))
+    return low.op("sub", fx, [pos, neg])
 
 
 def _rsub(low, fx, args, kwargs):
@@ -592,6 +610,9 @@ def _cat(low, fx, args, kwargs):
 _HANDLERS: dict[Any, Callable] = {
     **{op: _binary for op in BINARY},
     **{op: _unary for op in UNARY},
+    aten.bitwise_and.Tensor: _bitwise_bool, aten.bitwise_or.Tensor: _bitwise_bool,
+    aten.bitwise_not.default: _bitwise_bool,
+    aten.sgn.default: _sign, aten.sign.default: _sign,
     aten.pow.Tensor_Scalar: _pow, aten.rsub.Scalar: _rsub, aten.clamp.default: _clamp,
     aten.where.self: _where, aten.masked_fill.Scalar: _masked_fill,
     aten.threshold_backward.default: _threshold_backward,

@@ -379,6 +379,7 @@ class ProgramExecutor:
         self._size = len(program.nodes)
         self._leaves = {op: program.leaf(op) for op in ("data_x", "data_y", "hyper", "rng")}
         self._states = [node.id for node in program.nodes if node.op == "state"]
+        self._constants: dict[torch.device, dict[int, torch.Tensor]] = {}
         keep = set(program.outputs) | {program.loss}
         last_use: dict[int, int] = {}
         for position, (slots, _fn, inputs) in enumerate(self._plan):
@@ -402,7 +403,7 @@ class ProgramExecutor:
         if self._leaves["rng"] is not None:
             if rng is None:
                 raise GraphError("this program draws dropout masks: give the step's key (step_key)")
-            rng = torch.tensor(rng, dtype=torch.int64)
+            rng = torch.tensor(rng, dtype=torch.int64, device=x.device)
         values: list = [None] * self._size
         widen = _widen if self.wide else _same
         for node_id, tensor in zip(self._states, state):
@@ -410,7 +411,7 @@ class ProgramExecutor:
         for op, tensor in (("data_x", x), ("data_y", y), ("hyper", hyper), ("rng", rng)):
             if self._leaves[op] is not None:
                 values[self._leaves[op]] = widen(tensor)
-        for node_id, tensor in self.program.constants.items():
+        for node_id, tensor in self._constants_on(x.device).items():
             values[node_id] = widen(tensor)
         free = None if keep_trace else self._free
         for position, (slots, fn, _inputs) in enumerate(self._plan):
@@ -429,6 +430,12 @@ class ProgramExecutor:
         new_state = [narrow(values[i]) for i in self.program.outputs]
         trace = [narrow(v).contiguous() if isinstance(v, torch.Tensor) else v for v in values] if keep_trace else None
         return StepResult(new_state, narrow(values[self.program.loss]), trace)
+
+    def _constants_on(self, device: torch.device) -> dict[int, torch.Tensor]:
+        """The program's constants on the device the step runs on (copied once per device)."""
+        if device not in self._constants:
+            self._constants[device] = {i: t.to(device) for i, t in self.program.constants.items()}
+        return self._constants[device]
 
 
 def _same(tensor):
