@@ -17,7 +17,7 @@ from .artifacts import Dataset, synthetic_dataset
 from .commit import checkpoint_root
 from .demo import DemoTask
 from .errors import MLError
-from .graph import Executor, execution_context
+from .graph import execution_context
 from .train import (
     BatchSampler,
     Checkpoint,
@@ -51,7 +51,7 @@ class CheatRun:
 def _segment_run(demo: DemoTask, segment_fn: SegmentFn, hooks: TrainingHooks | None = None) -> TrainingResult:
     """Training loop where ``segment_fn(j, params, honest)`` decides how segment ``j`` ends."""
     task, names = demo.task, demo.spec.param_names
-    executor = Executor(demo.graph)
+    executor = demo.graph.executor()
     sampler = BatchSampler(task.seed, task.batch_size, demo.dataset)
     interval = task.checkpoint_interval
     params = [demo.weights[n].clone() for n in names]

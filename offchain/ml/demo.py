@@ -10,6 +10,9 @@ import torch
 from .artifacts import Dataset, digits_dataset, init_weights, synthetic_dataset, weights_to_bytes
 from .commit import checkpoint_root, keccak256
 from .graph import TrainingGraph, compile_training_graph
+from .optim import OptimizerConfig
+from .program import Program
+from .program_training import ProgramTraining
 from .spec import ModelSpec, mlp_spec
 from .task import TrainingTask
 
@@ -24,8 +27,8 @@ class DemoTask:
     """A task together with every artifact it references (bytes and parsed forms)."""
 
     task: TrainingTask
-    spec: ModelSpec
-    graph: TrainingGraph
+    spec: ModelSpec | ProgramTraining   # the checkpoint layout (a bound program is its own)
+    graph: TrainingGraph | ProgramTraining
     weights: dict[str, torch.Tensor]
     dataset: Dataset
     spec_bytes: bytes
@@ -66,6 +69,39 @@ def make_task(
         graph_root=graph.root,
     )
     return DemoTask(task, spec, graph, weights, dataset, spec_bytes, weights_bytes, dataset_bytes)
+
+
+def program_task(
+    program: Program,
+    optimizer: OptimizerConfig,
+    weights: dict[str, torch.Tensor],
+    dataset: Dataset,
+    *,
+    steps: int,
+    k: int,
+    seed: int,
+    cid: Callable[[bytes], str] = local_cid,
+) -> DemoTask:
+    """A task whose model is a training program: checkpoints hold its whole state (parameters and
+    optimizer buffers) and checkpoint 0 (``weights_bytes``) is ``weights`` with zero buffers."""
+    training = ProgramTraining(program, optimizer, steps, seed)
+    state = training.initial_state(weights)
+    program_bytes, weights_bytes, dataset_bytes = program.to_bytes(), weights_to_bytes(state, training), dataset.to_bytes()
+    task = TrainingTask(
+        model_cid=cid(program_bytes),
+        weights_cid=cid(weights_bytes),
+        dataset_cid=cid(dataset_bytes),
+        weights_root=checkpoint_root(state, training.param_names),
+        dataset_root=dataset.root(),
+        dataset_rows=dataset.n_rows,
+        lr=optimizer.lr,
+        batch_size=training.batch_size,
+        steps=steps,
+        seed=seed,
+        checkpoint_interval=k,
+        graph_root=training.root,
+    )
+    return DemoTask(task, training, training, state, dataset, program_bytes, weights_bytes, dataset_bytes)
 
 
 def digits_task(

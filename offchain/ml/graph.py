@@ -116,6 +116,12 @@ class TrainingGraph:
     def node_hashes(self) -> list[bytes]:
         return [node.hash() for node in self.nodes]
 
+    splits_reductions = True  # `Executor(split=...)` can evaluate its reductions in blocks
+
+    def executor(self, precision: str = "float32", split: int | None = None) -> Executor:
+        """What train, replay and verify run (a bound program answers the same call)."""
+        return Executor(self, precision, split)
+
     def max_reduction(self) -> int:
         """Longest reduction any single node performs (terms of one output element)."""
         longest = 1
@@ -373,7 +379,9 @@ class Executor:
         x_batch: torch.Tensor,
         y_batch: torch.Tensor,
         keep_trace: bool = False,
+        step: int = 0,
     ) -> StepOutput:
+        """One SGD step (``step`` is unused: a compiled graph has no per-step inputs)."""
         graph = self.graph
         values: list = [None] * self._size
         if self.precision == "float64":

@@ -124,7 +124,7 @@ def run_steps(
         if skip is not None and skip(step):
             continue
         x_batch, y_batch = batch(step)
-        output = run(params, x_batch, y_batch)
+        output = run(params, x_batch, y_batch, step=step)
         params = output.params
         if losses is not None:
             losses.append(output.loss_rows)
@@ -169,7 +169,7 @@ def train(
         if not 0 <= resume_from.index < task.num_checkpoints or resume_from.step != resume_from.index * interval:
             raise TrainingError(f"cannot resume from checkpoint {resume_from.index}")
         start = resume_from
-    executor = Executor(graph, split=split)
+    executor = graph.executor(split=split)
     sampler = BatchSampler(task.seed, task.batch_size, dataset)
     checkpoints = [start]
     norms: list[float] = []
@@ -212,7 +212,7 @@ def replay(
 ) -> dict[str, torch.Tensor]:
     """Re-run ``count`` honest steps from ``params`` (the verifier's replay primitive);
     ``precision`` / ``split``: an honest variant execution (`Executor`)."""
-    executor = Executor(graph, precision, split)
+    executor = graph.executor(precision, split)
     sampler = BatchSampler(task.seed, task.batch_size, dataset)
     with execution_context(num_threads):
         result = run_steps(executor, _as_list(params, graph.param_names), sampler, first_step, count)
@@ -230,7 +230,7 @@ def segment_state_roots(
 ) -> list[bytes]:
     """The ``k + 1`` state roots inside segment ``segment`` (dispute move 2), endpoints included."""
     names = graph.param_names
-    executor = Executor(graph)
+    executor = graph.executor()
     sampler = BatchSampler(task.seed, task.batch_size, dataset)
     current = _as_list(params, names)
     roots = [checkpoint_root(dict(zip(names, current)), names)]
@@ -251,11 +251,11 @@ def step_trace(
     num_threads: int | None = 1,
 ) -> StepOutput:
     """Every node output of step ``step`` from the state before it (dispute move 4)."""
-    executor = Executor(graph)
+    executor = graph.executor()
     sampler = BatchSampler(task.seed, task.batch_size, dataset)
     x_batch, y_batch = sampler.batch(step)
     with execution_context(num_threads):
-        return executor.run(_as_list(params, graph.param_names), x_batch, y_batch, keep_trace=True)
+        return executor.run(_as_list(params, graph.param_names), x_batch, y_batch, keep_trace=True, step=step)
 
 
 # --------------------------------------------------------------------------------------------

@@ -77,9 +77,10 @@ def profile_threshold(
         reference = replay(graph, task, dataset, start, first, interval, num_threads=num_threads)
         variants = {
             "threads": replay(graph, task, dataset, start, first, interval, num_threads=num_threads + 1),
-            "chunking": replay(graph, task, dataset, start, first, interval, num_threads=num_threads, split=split),
             "float64": replay(graph, task, dataset, start, first, interval, num_threads=num_threads, precision="float64"),
         }
+        if graph.splits_reductions:
+            variants["chunking"] = replay(graph, task, dataset, start, first, interval, num_threads=num_threads, split=split)
         for name, endpoint in variants.items():
             observations.append((segment, name, state_distance(endpoint, reference)))
         start = reference

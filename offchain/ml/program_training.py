@@ -1,0 +1,91 @@
+"""A training program bound to one task: what proof-of-learning trains, replays and verifies.
+
+:class:`ProgramTraining` answers the calls ``train``, ``replay``, ``segment_state_roots``,
+``step_trace``, ``profile_threshold`` and ``verify`` make of a compiled graph, so the whole
+proof-of-learning machinery runs a captured CNN or transformer exactly as it runs the MLP preset:
+
+* the **state** it checkpoints is the program's whole training state, parameters then optimizer
+  buffers (momentum, Adam moments), so a replay from any checkpoint continues the same run;
+* step ``s`` reads row ``s`` of the task's **hyper table** (learning rate and bias corrections of
+  the schedule, computed once in float64 and rounded to float32: :meth:`OptimizerConfig.hyper_table`)
+  and, when the program draws dropout masks, the key ``step_key(seed, s)``;
+* checkpoint 0 is the initial weights with zero buffers (:meth:`initial_state`), and its root is
+  the task's ``weights_root``.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+
+from .commit import tensor_root
+from .errors import GraphError
+from .graph import StepOutput
+from .optim import OptimizerConfig
+from .program import Program, ProgramExecutor, step_key
+
+
+class ProgramTraining:
+    """``program`` trained for ``steps`` steps with ``optimizer``'s schedule and the task ``seed``."""
+
+    splits_reductions = False  # reductions run as whole kernels; no blocked variant to profile
+
+    def __init__(self, program: Program, optimizer: OptimizerConfig, steps: int, seed: int) -> None:
+        if tuple(optimizer.hyper_names) != tuple(program.hyper_names):
+            raise GraphError(f"the program reads hyper-parameters {list(program.hyper_names)}, "
+                             f"optimizer {optimizer.name!r} provides {list(optimizer.hyper_names)}")
+        buffers = [slot.name for slot in program.state if slot.kind == "buffer"]
+        per_param = len(optimizer.buffers())
+        if len(buffers) != per_param * len(program.param_names):
+            raise GraphError(f"the program keeps {len(buffers)} optimizer buffers, optimizer {optimizer.name!r} "
+                             f"needs {per_param} per parameter")
+        self.program = program
+        self.optimizer = optimizer
+        self.seed = seed
+        self.hyper = optimizer.hyper_table(steps)
+        self.root = program.root
+        self.batch_size = program.batch_size
+        self.param_names = tuple(slot.name for slot in program.state)
+        self.input_dim = program.nodes[program.leaf("data_x")].shape[1]
+
+    @property
+    def hyper_root(self) -> bytes:
+        """Commitment to the hyper table (row ``s`` is step ``s``'s ``hyper`` leaf)."""
+        return tensor_root(self.hyper)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Checkpoint layout: every state tensor by name (what ``weights_to_bytes`` validates)."""
+        return {slot.name: slot.shape for slot in self.program.state}
+
+    def initial_state(self, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Checkpoint 0: the submitter's weights, then zero optimizer buffers."""
+        missing = sorted(set(self.program.param_names) - set(weights))
+        if missing:
+            raise GraphError(f"weights lack parameter(s) {missing}")
+        return {slot.name: weights[slot.name].clone() if slot.kind == "param" else torch.zeros(slot.shape)
+                for slot in self.program.state}
+
+    def executor(self, precision: str = "float32", split: int | None = None) -> ProgramStepper:
+        if split is not None:
+            raise GraphError("a program's reductions are not split")
+        return ProgramStepper(self, precision)
+
+
+class ProgramStepper:
+    """One step of a bound program with a compiled graph's call signature."""
+
+    def __init__(self, training: ProgramTraining, precision: str) -> None:
+        self.training = training
+        self._run = ProgramExecutor(training.program, precision).run
+
+    def run(self, params: Sequence[torch.Tensor], x_batch: torch.Tensor, y_batch: torch.Tensor,
+            keep_trace: bool = False, step: int = 0) -> StepOutput:
+        training = self.training
+        if not 0 <= step < len(training.hyper):
+            raise GraphError(f"step {step} is outside the task's {len(training.hyper)} steps")
+        out = self._run(params, x_batch, y_batch, training.hyper[step], keep_trace, step_key(training.seed, step))
+        return StepOutput(out.state, out.loss.reshape(1), out.trace)
+
+
+__all__ = ["ProgramStepper", "ProgramTraining"]
