@@ -7,7 +7,7 @@ kernel included). Same batches, same intra-op thread count; runs are interleaved
 of the repeats is reported as a ratio against the baseline measured in the same process. Run:
 
     .venv/bin/python bench/program_speed.py [--threads 1] [--steps 10] [--repeats 3] [--small]
-        [--allocator tuned|default]
+        [--allocator tuned|default] [--device cuda --batch-scale 8]
 """
 
 from __future__ import annotations
@@ -29,17 +29,24 @@ from offchain.ml.optim import OptimizerConfig  # noqa: E402
 from offchain.ml.program import Program, ProgramExecutor, execution_context, tune_allocator  # noqa: E402
 
 
-def families(small: bool):
+def families(small: bool, batch_scale: int = 1):
     scale = 4 if small else 1
     sgd = OptimizerConfig("sgd", 0.05, momentum=0.9)
     adamw = OptimizerConfig("adamw", 3e-4, weight_decay=0.1)
     return {
-        "mlp": (MLP(1024, (1024 // scale, 1024 // scale), 10), ExportConfig(256 // scale, (1024,), optimizer=sgd)),
+        "mlp": (MLP(1024, (1024 // scale, 1024 // scale), 10),
+                ExportConfig(256 // scale * batch_scale, (1024,), optimizer=sgd)),
         "cnn": (CNN(3, 32, 32, 10, widths=(64 // scale, 128 // scale), groups=8),
-                ExportConfig(64 // scale, (3, 32, 32), optimizer=sgd)),
+                ExportConfig(64 // scale * batch_scale, (3, 32, 32), optimizer=sgd)),
         "transformer": (GPT(256, 64, 256 // scale, 8, 6 // (2 if small else 1)),
-                        ExportConfig(16 // scale, (64,), loss="lm_cross_entropy", optimizer=adamw)),
+                        ExportConfig(16 // scale * batch_scale, (64,), loss="lm_cross_entropy", optimizer=adamw)),
     }
+
+
+def _elapsed(start: float) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def batches(config: ExportConfig, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -61,6 +68,7 @@ def plain(model, config: ExportConfig, data) -> float:
         optimizer = torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum)
     else:
         optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, eps=opt.eps)
+    _elapsed(0.0)
     start = time.perf_counter()
     for x, y in data:
         if config.loss == "lm_cross_entropy":
@@ -72,15 +80,16 @@ def plain(model, config: ExportConfig, data) -> float:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return time.perf_counter() - start
+    return _elapsed(start)
 
 
 def program_run(executor: ProgramExecutor, state, config: ExportConfig, data) -> float:
-    table = config.optimizer.hyper_table(len(data))
+    table = config.optimizer.hyper_table(len(data)).to(data[0][0].device)
+    _elapsed(0.0)
     start = time.perf_counter()
     for step, (x, y) in enumerate(data):
         state = executor.run(state, x, y, table[step]).state
-    return time.perf_counter() - start
+    return _elapsed(start)
 
 
 def main() -> None:
@@ -91,19 +100,22 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="smaller models (a quick check)")
     parser.add_argument("--allocator", choices=["default", "tuned"], default="tuned",
                         help="tuned: program.tune_allocator() (both loops run under it)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (TF32 off, as the numeric contract says)")
+    parser.add_argument("--batch-scale", type=int, default=1, help="multiply every batch size (accelerators)")
     args = parser.parse_args()
     if args.allocator == "tuned" and not tune_allocator():
         print("tune_allocator() did not apply here (not glibc)")
-    print(f"threads={args.threads} steps={args.steps} repeats={args.repeats} allocator={args.allocator} "
-          "(median step time)")
+    print(f"device={args.device} threads={args.threads} steps={args.steps} repeats={args.repeats} "
+          f"allocator={args.allocator} batch-scale={args.batch_scale} (median step time)")
     print(f"{'family':12} {'params':>10} {'nodes':>6} {'plain ms':>9} {'program ms':>11} {'ratio':>6}")
-    for name, (model, config) in families(args.small).items():
+    for name, (model, config) in families(args.small, args.batch_scale).items():
         torch.manual_seed(0)
         program = Program.from_bytes(export_program(model, config).to_bytes())
         executor = ProgramExecutor(program)
+        model = model.to(args.device)
         params = [p.detach().clone() for p in model.parameters()]
         state = params + [torch.zeros_like(p) for p in params for _ in config.optimizer.buffers()]
-        data = batches(config, args.steps)
+        data = [(x.to(args.device), y.to(args.device)) for x, y in batches(config, args.steps)]
         plain_times, program_times = [], []
         with execution_context(args.threads):
             plain(model, config, data[:2])

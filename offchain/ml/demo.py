@@ -100,6 +100,8 @@ def program_task(
         seed=seed,
         checkpoint_interval=k,
         graph_root=training.root,
+        optimizer=optimizer,
+        hyper_root=training.hyper_root,
     )
     return DemoTask(task, training, training, state, dataset, program_bytes, weights_bytes, dataset_bytes)
 

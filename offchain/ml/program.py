@@ -410,7 +410,7 @@ class ProgramExecutor:
             values[node_id] = widen(tensor)
         for op, tensor in (("data_x", x), ("data_y", y), ("hyper", hyper), ("rng", rng)):
             if self._leaves[op] is not None:
-                values[self._leaves[op]] = widen(tensor)
+                values[self._leaves[op]] = widen(tensor.to(x.device))
         for node_id, tensor in self._constants_on(x.device).items():
             values[node_id] = widen(tensor)
         free = None if keep_trace else self._free

@@ -10,7 +10,8 @@ from typing import Any
 from eth_abi import encode
 
 from .commit import keccak256
-from .errors import TaskError
+from .errors import SpecError, TaskError
+from .optim import OptimizerConfig
 from .spec import canonical_json, check_keys, parse_json_object, strict_int
 
 TASK_FORMAT = "dtm-task/1"
@@ -62,8 +63,16 @@ class TrainingTask:
     seed: int
     checkpoint_interval: int
     graph_root: bytes
+    optimizer: OptimizerConfig | None = None  # program tasks: the whole optimizer and schedule
+    hyper_root: bytes | None = None           # program tasks: root of the hyper table it implies
 
     def __post_init__(self) -> None:
+        if (self.optimizer is None) != (self.hyper_root is None):
+            raise TaskError("a program task names both its optimizer config and its hyper_root")
+        if self.hyper_root is not None and (not isinstance(self.hyper_root, bytes) or len(self.hyper_root) != 32):
+            raise TaskError("hyper_root must be 32 bytes")
+        if self.optimizer is not None and self.optimizer.lr != self.lr:
+            raise TaskError("lr must be the optimizer config's lr")
         _check_cid(self.model_cid, "model_cid")
         _check_cid(self.weights_cid, "weights_cid")
         _check_cid(self.dataset_cid, "dataset_cid")
@@ -84,6 +93,11 @@ class TrainingTask:
             raise TaskError("steps must be a multiple of checkpoint_interval")
 
     @property
+    def is_program(self) -> bool:
+        """The model is a training program (``dtm-program/1``), not a declarative MLP spec."""
+        return self.hyper_root is not None
+
+    @property
     def num_checkpoints(self) -> int:
         """Checkpoints at steps 0, k, 2k, ..., steps."""
         return self.steps // self.checkpoint_interval + 1
@@ -101,13 +115,14 @@ class TrainingTask:
             "weights_root": hex32(self.weights_root),
             "dataset_root": hex32(self.dataset_root),
             "dataset_rows": self.dataset_rows,
-            "optimizer": {"name": "sgd", "lr": float(self.lr)},
+            "optimizer": self.optimizer.to_dict() if self.optimizer else {"name": "sgd", "lr": float(self.lr)},
             "batch_size": self.batch_size,
             "steps": self.steps,
             "seed": "0x" + self.seed.to_bytes(32, "big").hex(),
             "checkpoint_interval": self.checkpoint_interval,
             "numeric": dict(NUMERIC_CONTRACT),
             "graph_root": hex32(self.graph_root),
+            **({"hyper_root": hex32(self.hyper_root)} if self.hyper_root else {}),
         }
 
     def to_bytes(self) -> bytes:
@@ -129,10 +144,12 @@ class TrainingTask:
     def from_dict(cls, obj: Any) -> TrainingTask:
         if not isinstance(obj, dict):
             raise TaskError("task spec must be a JSON object")
+        program = "hyper_root" in obj
         check_keys(
             obj,
             {"format", "model_cid", "weights_cid", "dataset_cid", "weights_root", "dataset_root", "dataset_rows",
-             "optimizer", "batch_size", "steps", "seed", "checkpoint_interval", "numeric", "graph_root"},
+             "optimizer", "batch_size", "steps", "seed", "checkpoint_interval", "numeric", "graph_root",
+             *(("hyper_root",) if program else ())},
             "task spec",
             TaskError,
         )
@@ -141,9 +158,17 @@ class TrainingTask:
         optimizer = obj["optimizer"]
         if not isinstance(optimizer, dict):
             raise TaskError("optimizer must be an object")
-        check_keys(optimizer, {"name", "lr"}, "optimizer", TaskError)
-        if optimizer["name"] != "sgd":
-            raise TaskError(f"unsupported optimizer {optimizer['name']!r}; only 'sgd'")
+        config = None
+        if program:  # a training program carries its whole optimizer and schedule
+            try:
+                config = OptimizerConfig.from_dict(optimizer)
+            except SpecError as exc:
+                raise TaskError(str(exc)) from exc
+        else:
+            check_keys(optimizer, {"name", "lr"}, "optimizer", TaskError)
+            if optimizer["name"] != "sgd":
+                raise TaskError(f"unsupported optimizer {optimizer['name']!r} for an MLP spec; only 'sgd' "
+                                f"(export a program with `dtm model export` for others)")
         if obj["numeric"] != NUMERIC_CONTRACT:
             raise TaskError(f"numeric contract must be {NUMERIC_CONTRACT}")
         seed = obj["seed"]
@@ -162,6 +187,8 @@ class TrainingTask:
             seed=int(seed, 16),
             checkpoint_interval=obj["checkpoint_interval"],
             graph_root=parse_hex32(obj["graph_root"], "graph_root"),
+            optimizer=config,
+            hyper_root=parse_hex32(obj["hyper_root"], "hyper_root") if program else None,
         )
 
     @classmethod

@@ -2,7 +2,8 @@
 
 A task spec is trusted only through its keccak256, which the chain holds; every
 artifact it names is then checked against the roots inside the spec. Nothing is
-executed: the model is a declarative spec, tensors come from safetensors.
+executed: the model is a declarative spec or a training program (data), tensors
+come from safetensors.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from offchain.ml import (
     weights_from_bytes,
 )
 from offchain.ml.demo import make_task
+from offchain.ml.program import MAX_PROGRAM_BYTES, Program
+from offchain.ml.program_training import ProgramTraining
 from offchain.storage import ContentStore
 from offchain.storage.importer import compute_cid
 
@@ -71,20 +74,31 @@ def fetch_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout:
     task = TrainingTask.from_bytes(spec_bytes)
     if task.hash() != spec_hash:
         raise ArtifactMismatch(f"task spec {spec_cid} does not hash to the on-chain spec hash")
-    model_bytes = store.cat(task.model_cid, max_size=MAX_SPEC_BYTES, timeout=timeout)
-    model = ModelSpec.from_bytes(model_bytes)
+    if task.is_program:  # a training program, bound to the optimizer and schedule the spec names
+        model_bytes = store.cat(task.model_cid, max_size=MAX_PROGRAM_BYTES, timeout=timeout)
+        model = graph = ProgramTraining(Program.from_bytes(model_bytes), task.optimizer, task.steps, task.seed)
+        if graph.hyper_root != task.hyper_root:
+            raise ArtifactMismatch("the task's optimizer config does not give its hyper_root")
+        if graph.batch_size != task.batch_size:
+            raise ArtifactMismatch(f"the program trains batches of {graph.batch_size}, the task says {task.batch_size}")
+        num_classes = None
+    else:
+        model_bytes = store.cat(task.model_cid, max_size=MAX_SPEC_BYTES, timeout=timeout)
+        model = ModelSpec.from_bytes(model_bytes)
+        graph = compile_training_graph(model, task.batch_size, task.lr)
+        num_classes = model.num_classes
+    if graph.root != task.graph_root:
+        raise ArtifactMismatch("the model does not give the task's graph_root")
     weights_bytes = store.cat(task.weights_cid, max_size=MAX_ARTIFACT_BYTES, timeout=timeout)
     weights = weights_from_bytes(weights_bytes, model)
     if checkpoint_root(weights, model.param_names) != task.weights_root:
         raise ArtifactMismatch("initial weights do not match the task's weights_root")
     dataset_bytes = store.cat(task.dataset_cid, max_size=MAX_ARTIFACT_BYTES, timeout=timeout)
-    dataset = Dataset.from_bytes(dataset_bytes, input_dim=model.input_dim, num_classes=model.num_classes)
+    dataset = Dataset.from_bytes(dataset_bytes, input_dim=model.input_dim, num_classes=num_classes)
     if dataset.n_rows != task.dataset_rows or dataset.root() != task.dataset_root:
         raise ArtifactMismatch("dataset does not match the task's dataset_root")
-    graph = compile_training_graph(model, task.batch_size, task.lr)
-    if graph.root != task.graph_root:
-        raise ArtifactMismatch("the model spec does not compile to the task's graph_root")
-    check_judgeable(graph, task)
+    if not task.is_program:
+        check_judgeable(graph, task)
     return DemoTask(task, model, graph, weights, dataset, model_bytes, weights_bytes, dataset_bytes)
 
 
