@@ -26,7 +26,7 @@ import torch.nn.functional as F  # noqa: E402
 from offchain.ml.capture import ExportConfig, export_program  # noqa: E402
 from offchain.ml.models import CNN, GPT, MLP  # noqa: E402
 from offchain.ml.optim import OptimizerConfig  # noqa: E402
-from offchain.ml.program import Program, ProgramExecutor, execution_context, tune_allocator  # noqa: E402
+from offchain.ml.program import CapturedStep, Program, ProgramExecutor, execution_context, tune_allocator  # noqa: E402
 
 
 def families(small: bool, batch_scale: int = 1):
@@ -83,13 +83,30 @@ def plain(model, config: ExportConfig, data) -> float:
     return _elapsed(start)
 
 
-def program_run(executor: ProgramExecutor, state, config: ExportConfig, data) -> float:
+def program_run(executor: ProgramExecutor, state, config: ExportConfig, data, final: list | None = None) -> float:
     table = config.optimizer.hyper_table(len(data)).to(data[0][0].device)
     _elapsed(0.0)
     start = time.perf_counter()
     for step, (x, y) in enumerate(data):
         state = executor.run(state, x, y, table[step]).state
-    return _elapsed(start)
+    elapsed = _elapsed(start)
+    if final is not None:
+        final[:] = state
+    return elapsed
+
+
+def captured_run(executor: ProgramExecutor, state, config: ExportConfig, data, final: list | None = None) -> float:
+    """The same steps replayed from one CUDA graph (`CapturedStep`); capture is not timed."""
+    table = config.optimizer.hyper_table(len(data)).to(data[0][0].device)
+    step_graph = CapturedStep(executor, state, *data[0], table[0])
+    _elapsed(0.0)
+    start = time.perf_counter()
+    for step, (x, y) in enumerate(data):
+        step_graph.run(x, y, table[step])
+    elapsed = _elapsed(start)
+    if final is not None:
+        final[:] = [t.clone() for t in step_graph.state]
+    return elapsed
 
 
 def main() -> None:
@@ -107,7 +124,9 @@ def main() -> None:
         print("tune_allocator() did not apply here (not glibc)")
     print(f"device={args.device} threads={args.threads} steps={args.steps} repeats={args.repeats} "
           f"allocator={args.allocator} batch-scale={args.batch_scale} (median step time)")
-    print(f"{'family':12} {'params':>10} {'nodes':>6} {'plain ms':>9} {'program ms':>11} {'ratio':>6}")
+    graphs = args.device.startswith("cuda")
+    print(f"{'family':12} {'params':>10} {'nodes':>6} {'plain ms':>9} {'program ms':>11} {'ratio':>6}"
+          + (f" {'captured ms':>12} {'ratio':>6} bitwise" if graphs else ""))
     for name, (model, config) in families(args.small, args.batch_scale).items():
         torch.manual_seed(0)
         program = Program.from_bytes(export_program(model, config).to_bytes())
@@ -116,16 +135,24 @@ def main() -> None:
         params = [p.detach().clone() for p in model.parameters()]
         state = params + [torch.zeros_like(p) for p in params for _ in config.optimizer.buffers()]
         data = [(x.to(args.device), y.to(args.device)) for x, y in batches(config, args.steps)]
-        plain_times, program_times = [], []
+        plain_times, program_times, captured_times = [], [], []
+        eager_state, captured_state = [], []
         with execution_context(args.threads):
             plain(model, config, data[:2])
             program_run(executor, state, config, data[:2])
             for _ in range(args.repeats):
                 plain_times.append(plain(model, config, data) / args.steps)
-                program_times.append(program_run(executor, state, config, data) / args.steps)
+                program_times.append(program_run(executor, state, config, data, eager_state) / args.steps)
+                if graphs:
+                    captured_times.append(captured_run(executor, state, config, data, captured_state) / args.steps)
         base, ours = statistics.median(plain_times), statistics.median(program_times)
-        print(f"{name:12} {program.num_params():>10,} {len(program.nodes):>6} {base * 1e3:>9.2f} "
-              f"{ours * 1e3:>11.2f} {ours / base:>6.2f}")
+        line = (f"{name:12} {program.num_params():>10,} {len(program.nodes):>6} {base * 1e3:>9.2f} "
+                f"{ours * 1e3:>11.2f} {ours / base:>6.2f}")
+        if graphs:
+            replayed = statistics.median(captured_times)
+            same = all(torch.equal(a, b) for a, b in zip(eager_state, captured_state))
+            line += f" {replayed * 1e3:>12.2f} {replayed / base:>6.2f} {'yes' if same else 'NO'}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ compiled MLP graphs; a descriptor is ``abi.encode(id, opcode, dtype, inputs[], s
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -403,7 +404,8 @@ class ProgramExecutor:
         if self._leaves["rng"] is not None:
             if rng is None:
                 raise GraphError("this program draws dropout masks: give the step's key (step_key)")
-            rng = torch.tensor(rng, dtype=torch.int64, device=x.device)
+            if not isinstance(rng, torch.Tensor):
+                rng = torch.tensor(rng, dtype=torch.int64, device=x.device)
         values: list = [None] * self._size
         widen = _widen if self.wide else _same
         for node_id, tensor in zip(self._states, state):
@@ -453,6 +455,44 @@ def _narrow(tensor):
 def _round(tensor):
     """float64 -> nearest float32 -> float64 (one honest rounding per node)."""
     return tensor.float().double() if tensor is not None and tensor.dtype == torch.float64 else tensor
+
+
+class CapturedStep:
+    """A program's step captured once as a CUDA graph and replayed per step: one launch instead of
+    one per node, the same kernels on the same addresses, so bitwise the step
+    :class:`ProgramExecutor` runs. Inputs are copied into static buffers; the state stays on the
+    device between steps."""
+
+    def __init__(self, executor: ProgramExecutor, state: Sequence[torch.Tensor], x: torch.Tensor,
+                 y: torch.Tensor, hyper: torch.Tensor | None = None, rng: int | None = None) -> None:
+        if executor.wide:
+            raise GraphError("a float64 execution is not captured")
+        self.state = [t.clone() for t in state]
+        self.x, self.y = x.clone(), y.clone()
+        self.hyper = hyper.to(x.device).clone() if hyper is not None else None
+        self.rng = torch.tensor(rng or 0, dtype=torch.int64, device=x.device)
+        run = functools.partial(executor.run, keep_trace=False)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up: kernels pick their algorithms, constants move
+            run(self.state, self.x, self.y, self.hyper, rng=self.rng)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = run(self.state, self.x, self.y, self.hyper, rng=self.rng)
+
+    def run(self, x: torch.Tensor, y: torch.Tensor, hyper: torch.Tensor | None = None,
+            rng: int | None = None) -> torch.Tensor:
+        """One step from the current state; returns the loss (the state advances in place)."""
+        self.x.copy_(x)
+        self.y.copy_(y)
+        if hyper is not None:
+            self.hyper.copy_(hyper)
+        if rng is not None:
+            self.rng.fill_(rng)
+        self.graph.replay()
+        torch._foreach_copy_(self.state, self.out.state)
+        return self.out.loss
 
 
 def trace_roots(trace: Sequence[torch.Tensor]) -> list[bytes]:

@@ -28,6 +28,7 @@ from offchain.dispute import program_rules as R
 from offchain.ml.capture import ExportConfig
 from offchain.ml.models import CNN, GPT
 from offchain.ml.optim import OptimizerConfig
+from offchain.ml.program import CapturedStep, ProgramExecutor, execution_context, step_key
 from offchain.ml.train import BatchSampler, Checkpoint, TrainingResult, update_norm
 from tests.judge.program_runs import FAMILIES, Run, flat, float64_kernel, gather
 
@@ -152,3 +153,22 @@ def test_gpu_program_step__is_bitwise_reproducible_under_the_execution_context(n
     run = _program_run(name)
     first, second = run.step(None, "cuda"), run.step(None, "cuda")
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+@pytest.mark.parametrize("name", ["cnn", "dropout", "gpt-large"])
+def test_gpu_captured_step__replays_the_executors_steps_bitwise(name):
+    """`CapturedStep` (one CUDA graph per step) gives the executor's states bit for bit, dropout
+    keys and schedule rows changing every step."""
+    run = _program_run(name)
+    hyper = run.hyper.cuda()
+    on = [t.cuda() for t in (*run.state, run.x, run.y)]
+    state, x, y = on[:-2], on[-2], on[-1]
+    executor = ProgramExecutor(run.program)
+    with execution_context(None):
+        captured = CapturedStep(executor, state, x, y, hyper, rng=step_key(3, 0))
+        eager = state
+        for step in range(3):
+            xs, hs = x.roll(step, 0), hyper * (1 - 0.1 * step)  # new inputs each step
+            eager = executor.run(eager, xs, y, hs, rng=step_key(3, step)).state
+            captured.run(xs, y, hs, rng=step_key(3, step))
+            assert all(torch.equal(a, b) for a, b in zip(eager, captured.state)), step
