@@ -47,6 +47,8 @@ def _indices(shape: tuple[int, ...] | list[int]) -> list[int]:
 
 def unjudgeable_reason(graph: TrainingGraph, task: TrainingTask) -> str | None:
     """One line naming the first limit the task exceeds, or None if every element can be judged."""
+    if task.is_program:
+        return "the chain cannot judge the nodes of a training program yet (docs/programs.md §6)"
     k = task.checkpoint_interval
     if k > MAX_POINTS:
         return (f"checkpoint interval {k} exceeds {MAX_POINTS}: disputing a segment would need a "

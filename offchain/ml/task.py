@@ -165,6 +165,8 @@ class TrainingTask:
             except SpecError as exc:
                 raise TaskError(str(exc)) from exc
         else:
+            if set(optimizer) - {"name", "lr"}:
+                raise TaskError("a full optimizer config belongs to a program task, which names its hyper_root")
             check_keys(optimizer, {"name", "lr"}, "optimizer", TaskError)
             if optimizer["name"] != "sgd":
                 raise TaskError(f"unsupported optimizer {optimizer['name']!r} for an MLP spec; only 'sgd' "

@@ -70,6 +70,13 @@ def publish_task(store: ContentStore, spec: ModelSpec, dataset: Dataset, *, step
 def fetch_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout: float = 60.0) -> DemoTask:
     """Fetch and check everything a task names, or raise with the reason (`UnjudgeableTask` when
     the dispute game could not judge it)."""
+    bundle = load_task(store, spec_cid, spec_hash, timeout=timeout)
+    check_judgeable(bundle.graph, bundle.task)
+    return bundle
+
+
+def load_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout: float = 60.0) -> DemoTask:
+    """Fetch and check everything a task names against its commitments (judgeable or not)."""
     spec_bytes = store.cat(spec_cid, max_size=MAX_SPEC_BYTES, timeout=timeout)
     task = TrainingTask.from_bytes(spec_bytes)
     if task.hash() != spec_hash:
@@ -97,8 +104,6 @@ def fetch_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout:
     dataset = Dataset.from_bytes(dataset_bytes, input_dim=model.input_dim, num_classes=num_classes)
     if dataset.n_rows != task.dataset_rows or dataset.root() != task.dataset_root:
         raise ArtifactMismatch("dataset does not match the task's dataset_root")
-    if not task.is_program:
-        check_judgeable(graph, task)
     return DemoTask(task, model, graph, weights, dataset, model_bytes, weights_bytes, dataset_bytes)
 
 

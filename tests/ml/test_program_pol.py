@@ -4,21 +4,26 @@ whole state, resume bitwise, pass an honest verifier and fail a cheating one."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import pytest
 import torch
 
+from offchain.dispute.limits import UnjudgeableTask
 from offchain.ml import cheats
 from offchain.ml.artifacts import digits_dataset, text_dataset
 from offchain.ml.capture import ExportConfig, export_program
 from offchain.ml.demo import program_task
-from offchain.ml.errors import GraphError
+from offchain.ml.errors import GraphError, TaskError
 from offchain.ml.models import CNN, GPT
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program_training import ProgramTraining
+from offchain.ml.task import TrainingTask
 from offchain.ml.train import Checkpoint, build_proof, step_trace, train
 from offchain.ml.verify import profile_threshold, verify
+from offchain.storage.store import LocalStore
+from offchain.workers.artifacts import ArtifactMismatch, fetch_task, load_task
 
 SEQ = 16
 
@@ -112,3 +117,37 @@ def test_program_pol__an_optimizer_the_program_was_not_captured_with_is_refused(
         ProgramTraining(demo.graph.program, OptimizerConfig("adam", 1e-3), 4, 0)
     with pytest.raises(GraphError, match="buffers"):
         ProgramTraining(demo.graph.program, OptimizerConfig("sgd", 0.1), 4, 0)
+
+
+# ------------------------------------------------------------------------------------- the task spec
+
+
+def test_program_task__spec_commits_the_whole_optimizer_and_the_hyper_root():
+    demo, _ = _task("gpt")
+    task = demo.task
+    assert task.is_program and task.hyper_root == demo.graph.hyper_root
+    assert TrainingTask.from_bytes(task.to_bytes()) == task
+    obj = task.to_dict()
+    assert obj["optimizer"]["name"] == "adamw" and obj["optimizer"]["warmup_steps"] == 2
+    other = dataclasses.replace(task, optimizer=dataclasses.replace(task.optimizer, warmup_steps=3))
+    assert other.hash() != task.hash()
+    for broken, message in (({**obj, "optimizer": {"name": "adamw", "lr": obj["optimizer"]["lr"]}}, "optimizer"),
+                            ({k: v for k, v in obj.items() if k != "hyper_root"}, "names its hyper_root"),
+                            ({**obj, "hyper_root": "0x12"}, "hyper_root")):
+        with pytest.raises(TaskError, match=message):
+            TrainingTask.from_dict(broken)
+
+
+def test_program_task__fetched_and_checked_then_refused_as_not_yet_judgeable(tmp_path):
+    store = LocalStore(tmp_path / "ipfs")
+    demo, _ = _task("cnn")
+    bundle = program_task(demo.graph.program, demo.graph.optimizer, demo.weights, demo.dataset, steps=12, k=3,
+                          seed=5, cid=store.add_bytes)
+    cid = store.add_bytes(bundle.task.to_bytes())
+    loaded = load_task(store, cid, bundle.task.hash())
+    assert loaded.graph.root == bundle.task.graph_root and loaded.weights.keys() == bundle.weights.keys()
+    with pytest.raises(UnjudgeableTask, match="training program"):
+        fetch_task(store, cid, bundle.task.hash())
+    forged = dataclasses.replace(bundle.task, hyper_root=bytes(32))
+    with pytest.raises(ArtifactMismatch, match="hyper_root"):
+        load_task(store, store.add_bytes(forged.to_bytes()), forged.hash())
