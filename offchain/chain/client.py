@@ -3,19 +3,32 @@
 Transactions are simulated before they are signed, so a revert surfaces as a
 `TransactionReverted` carrying the contract's reason and nothing is sent; a dead
 RPC is retried with exponential back-off before `RPCUnavailable` is raised.
+
+Sending (`Market.transact`, per `TxPolicy`):
+
+* one `NonceManager` per chain and account in a process, so concurrent moves of
+  one account never share a nonce, and a nonce whose transaction never left is reused;
+* EIP-1559 fees (legacy gas price where the chain has no base fee); a transaction
+  not mined within `bump_after` seconds is replaced, same nonce and payload, with
+  fees `bump_percent` higher, at most `max_bumps` times;
+* a move counts as done once its block has `confirmations` blocks on top (itself
+  included); if a reorganisation drops it meanwhile, the same signed transaction is
+  broadcast again: one nonce, so it can never execute twice.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TimeExhausted
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.logs import DISCARD
 
 from offchain.chain.deployment import Deployment, load_abi
@@ -66,6 +79,67 @@ def connect(rpc_url: str, *, timeout: float = 10.0) -> Web3:
 
 
 @dataclass(frozen=True)
+class TxPolicy:
+    """How `Market.transact` sends: confirmations, fee bumps and how long to wait."""
+
+    confirmations: int = 1       # blocks a move's block needs on top, itself included
+    bump_after: float = 30.0     # seconds without a receipt before the fees are raised
+    bump_percent: int = 25       # each replacement pays this much more (nodes ask >= 10 %)
+    max_bumps: int = 3
+    timeout: float = 300.0       # then give up: ChainError, the nonce is released
+
+    @classmethod
+    def from_env(cls) -> TxPolicy:
+        """`DTM_CONFIRMATIONS` and `DTM_BUMP_AFTER` override the defaults."""
+        try:
+            return cls(confirmations=int(os.environ.get("DTM_CONFIRMATIONS", "1")),
+                       bump_after=float(os.environ.get("DTM_BUMP_AFTER", "30")))
+        except ValueError as exc:
+            raise ChainError(f"DTM_CONFIRMATIONS / DTM_BUMP_AFTER: {exc}") from None
+
+    def __post_init__(self) -> None:
+        if self.confirmations < 1 or self.bump_after <= 0 or self.bump_percent < 10 or self.timeout <= 0:
+            raise ChainError("tx policy: confirmations >= 1, bump_after > 0, bump_percent >= 10, timeout > 0")
+
+
+class NonceManager:
+    """Nonces of one account on one chain, shared by every `Market` of this process.
+
+    The next nonce is the chain's pending count, or one past the highest nonce this process has
+    in flight if that is higher (the node may not have seen the last broadcast yet). A nonce is
+    in flight from its broadcast until its move is done or abandoned.
+    """
+
+    _all: dict[tuple[int, str], NonceManager] = {}
+    _all_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_flight: set[int] = set()
+
+    @classmethod
+    def of(cls, chain_id: int, address: str) -> NonceManager:
+        with cls._all_lock:
+            return cls._all.setdefault((chain_id, address), cls())
+
+    def next(self, pending: int) -> int:
+        """Call with `lock` held, then `mark` once the transaction is broadcast."""
+        return max([pending, *(n + 1 for n in self.in_flight)])
+
+    def release(self, nonce: int) -> None:
+        with self.lock:
+            self.in_flight.discard(nonce)
+
+
+@dataclass
+class _Sent:
+    """One move on the wire: its nonce, and every signed version of it (fee bumps)."""
+
+    nonce: int
+    versions: list[tuple[bytes, bytes]] = field(default_factory=list)  # (tx hash, raw bytes)
+
+
+@dataclass(frozen=True)
 class TaskView:
     """One task as the chain holds it (field order of `Market.Task`)."""
 
@@ -97,8 +171,11 @@ class TaskView:
 class Market:
     """The market contract, seen by one account (or read-only without one)."""
 
-    def __init__(self, w3: Web3, deployment: Deployment, account: LocalAccount | None = None):
+    def __init__(self, w3: Web3, deployment: Deployment, account: LocalAccount | None = None,
+                 policy: TxPolicy | None = None):
         self.w3, self.deployment, self.account = w3, deployment, account
+        self.policy = policy or TxPolicy.from_env()
+        self._chain_id: int | None = None
         self.contract = w3.eth.contract(address=deployment.market, abi=load_abi("Market"))
         self.arbiter = w3.eth.contract(address=deployment.arbiter, abi=load_abi(deployment.arbiter_kind))
         checker = deployment.contracts.get("ProofChecker")
@@ -144,7 +221,7 @@ class Market:
 
     # ── writes ──────────────────────────────────────────────────────
     def transact(self, name: str, *args: Any, value: int = 0, contract: Any = None) -> Any:
-        """Simulate, sign, send and wait for one call; returns the receipt."""
+        """Simulate, sign, send and wait until the move is done (`TxPolicy`); returns the receipt."""
         if self.account is None:
             raise ChainError(f"{name}: no account configured to sign with")
         fn = getattr((contract or self.contract).functions, name)(*args)
@@ -154,22 +231,97 @@ class Market:
             gas = with_retries(name, lambda: fn.estimate_gas({"from": sender, "value": value}, "pending"))
         except ContractLogicError as exc:
             raise TransactionReverted(name, _reason(exc)) from None
-        tx = fn.build_transaction({
-            "from": sender,
-            "value": value,
-            "gas": gas * 5 // 4 + 20_000,
-            "nonce": with_retries("nonce", lambda: self.w3.eth.get_transaction_count(sender, "pending")),
-        })
-        signed = self.account.sign_transaction(tx)
-        tx_hash = with_retries(name, lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
+        tx = fn.build_transaction({"from": sender, "value": value, "gas": gas * 5 // 4 + 20_000, "nonce": 0})
+        tx.update(self._fees())
+        if self._chain_id is None:
+            self._chain_id = with_retries("chain id", lambda: self.w3.eth.chain_id)
+        nonces = NonceManager.of(self._chain_id, sender)
+        with nonces.lock:
+            pending = with_retries("nonce", lambda: self.w3.eth.get_transaction_count(sender, "pending"))
+            sent = _Sent(nonces.next(pending))
+            self._broadcast(name, sent, {**tx, "nonce": sent.nonce})
+            nonces.in_flight.add(sent.nonce)
         try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
-        except TimeExhausted as exc:
-            raise ChainError(f"{name}: transaction {tx_hash.hex()} not mined in 60 s") from exc
+            receipt = self._until_done(name, sent, tx)
+        finally:
+            nonces.release(sent.nonce)
         if receipt["status"] != 1:
             raise TransactionReverted(name, "reverted on chain after a successful simulation")
         log.debug("%s mined in block %d (gas %d)", name, receipt["blockNumber"], receipt["gasUsed"])
         return receipt
+
+    def _fees(self, bumps: int = 0) -> dict[str, int]:
+        """EIP-1559 fees (twice the base fee plus the tip), or a legacy gas price; each bump
+        multiplies them by (1 + bump_percent / 100)."""
+        factor = (100 + self.policy.bump_percent) ** bumps
+
+        def scaled(wei: int) -> int:
+            return -(-wei * factor // 100 ** bumps)
+
+        base = with_retries("block", lambda: self.w3.eth.get_block("latest")).get("baseFeePerGas")
+        if base is None:
+            return {"gasPrice": scaled(with_retries("gas price", lambda: self.w3.eth.gas_price))}
+        tip = with_retries("tip", lambda: self.w3.eth.max_priority_fee)
+        return {"maxPriorityFeePerGas": scaled(tip), "maxFeePerGas": scaled(2 * base + tip)}
+
+    def _broadcast(self, name: str, sent: _Sent, tx: dict) -> None:
+        signed = self.account.sign_transaction(tx)
+        tx_hash = with_retries(name, lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
+        sent.versions.append((bytes(tx_hash), bytes(signed.raw_transaction)))
+
+    def _receipt(self, sent: _Sent) -> Any | None:
+        for tx_hash, _ in sent.versions:
+            try:
+                receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound:
+                continue
+            if receipt is not None and receipt.get("blockNumber") is not None:
+                return receipt
+        return None
+
+    def _until_done(self, name: str, sent: _Sent, tx: dict) -> Any:
+        """Wait for a receipt (raising the fees while none comes), then for the confirmations;
+        what a reorganisation drops from the chain is broadcast again, once."""
+        policy = self.policy
+        start = last_send = time.monotonic()
+        bumps = resent = 0
+        mined = False
+        while time.monotonic() - start < policy.timeout:
+            receipt = with_retries(name, lambda: self._receipt(sent))
+            if receipt is not None:
+                mined = True
+                if self._confirmed(receipt):
+                    return receipt
+            elif mined and not resent:  # it was in a block and is not any more
+                resent = 1
+                log.warning("%s: dropped by a chain reorganisation; broadcasting it again", name)
+                self._send_raw(name, sent.versions[-1][1])
+                last_send = time.monotonic()
+            elif time.monotonic() - last_send >= policy.bump_after and bumps < policy.max_bumps:
+                bumps += 1
+                log.info("%s: not mined after %.0f s; raising its fees (%d of %d)", name,
+                         time.monotonic() - last_send, bumps, policy.max_bumps)
+                signed = self.account.sign_transaction({**tx, **self._fees(bumps), "nonce": sent.nonce})
+                if self._send_raw(name, signed.raw_transaction):
+                    sent.versions.append((bytes(signed.hash), bytes(signed.raw_transaction)))
+                last_send = time.monotonic()
+            time.sleep(0.1)
+        raise ChainError(f"{name}: nonce {sent.nonce} not done in {policy.timeout:.0f} s "
+                         f"({len(sent.versions)} version(s) sent); check the node and the account's funds")
+
+    def _send_raw(self, name: str, raw: bytes) -> bool:
+        """Broadcast signed bytes; False where the node refuses them (an earlier version of the
+        move was mined meanwhile, or the node already has them)."""
+        try:
+            with_retries(name, lambda: self.w3.eth.send_raw_transaction(raw))
+            return True
+        except (Web3RPCError, ValueError) as exc:
+            log.debug("%s: node refused a broadcast (%s)", name, exc)
+            return False
+
+    def _confirmed(self, receipt: Any) -> bool:
+        head = with_retries("block number", lambda: self.w3.eth.block_number)
+        return head - receipt["blockNumber"] + 1 >= self.policy.confirmations
 
     def deposit(self, roles: Role, amount: int) -> Any:
         return self.transact("deposit", int(roles), value=amount)

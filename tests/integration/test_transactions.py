@@ -1,0 +1,138 @@
+"""Sending moves on a real Anvil (`Market.transact`, `TxPolicy`, `NonceManager`): concurrent moves
+of one account, a transaction that is not mined, confirmations and a reorganisation that drops a
+mined move. The chain here is this module's own: the tests switch its mining off and revert it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from offchain.chain.client import Market, TxPolicy, connect
+from offchain.chain.suite import Role
+from offchain.node import deploy, dev_account, start_anvil
+from tests.conftest import TEST_CONTRACTS
+
+AMOUNT = 10**15
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    node = start_anvil()
+    deployment = deploy(node.url, arbiter=TEST_CONTRACTS / "ManualArbiter.vy", window=60, forced_error_ppm=0,
+                        deployments=tmp_path_factory.mktemp("deployments"))
+    yield connect(node.url), deployment
+    node.stop()
+
+
+def _rpc(w3, method, *params):
+    response = w3.provider.make_request(method, list(params))
+    assert "error" not in response, response
+    return response["result"]
+
+
+def _bonded(market: Market) -> int:
+    return market.call("accounts", market.account.address)[0]
+
+
+class _Move(threading.Thread):
+    """`market.deposit` on another thread: the test moves the chain meanwhile."""
+
+    def __init__(self, market: Market) -> None:
+        super().__init__(daemon=True)
+        self.market, self.receipt, self.error = market, None, None
+
+    def run(self) -> None:
+        try:
+            self.receipt = self.market.deposit(Role.SOLVER, AMOUNT)
+        except Exception as exc:  # reported by the test
+            self.error = exc
+
+
+def _wait(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_nonces__concurrent_moves_of_one_account_each_get_their_own(chain):
+    w3, deployment = chain
+    account = dev_account(3)
+    markets = [Market(w3, deployment, account) for _ in range(2)]  # two clients of one account
+    before = w3.eth.get_transaction_count(account.address)
+    with ThreadPoolExecutor(8) as pool:
+        receipts = list(pool.map(lambda i: markets[i % 2].deposit(Role.SOLVER, AMOUNT), range(8)))
+    assert all(r["status"] == 1 for r in receipts)
+    assert w3.eth.get_transaction_count(account.address) == before + 8
+    assert len({w3.eth.get_transaction(r["transactionHash"])["nonce"] for r in receipts}) == 8
+    assert _bonded(markets[0]) == 8 * AMOUNT
+
+
+def test_fees__a_move_not_mined_is_replaced_with_higher_fees_and_lands_once(chain):
+    w3, deployment = chain
+    market = Market(w3, deployment, dev_account(4), TxPolicy(bump_after=0.3, max_bumps=2))
+    before = w3.eth.get_transaction_count(market.account.address)
+    first_fee = market._fees()["maxFeePerGas"]
+    _rpc(w3, "evm_setAutomine", False)
+    try:
+        move = _Move(market)
+        move.start()
+        time.sleep(1.5)  # two bumps
+        assert move.is_alive()
+    finally:
+        _rpc(w3, "evm_setAutomine", True)
+        _rpc(w3, "evm_mine")
+    move.join(30)
+    assert move.error is None and move.receipt["status"] == 1
+    mined = w3.eth.get_transaction(move.receipt["transactionHash"])
+    assert mined["maxFeePerGas"] >= first_fee * 125 * 125 // 100 // 100
+    assert w3.eth.get_transaction_count(market.account.address) == before + 1
+    assert _bonded(market) == AMOUNT
+
+
+def test_confirmations__a_move_is_done_only_with_enough_blocks_on_top(chain):
+    w3, deployment = chain
+    market = Market(w3, deployment, dev_account(5), TxPolicy(confirmations=3))
+    move = _Move(market)
+    move.start()
+    _wait(lambda: _bonded(market) == AMOUNT)  # mined at once (automine) ...
+    time.sleep(0.5)
+    assert move.is_alive()                     # ... but not yet done
+    _rpc(w3, "evm_mine")
+    time.sleep(0.3)
+    assert move.is_alive()
+    _rpc(w3, "evm_mine")
+    move.join(10)
+    assert not move.is_alive() and move.error is None
+    assert w3.eth.block_number - move.receipt["blockNumber"] + 1 >= 3
+
+
+def test_reorg__a_dropped_move_is_broadcast_again_once_and_executes_once(chain):
+    w3, deployment = chain
+    market = Market(w3, deployment, dev_account(6), TxPolicy(confirmations=2, bump_after=60))
+    before = w3.eth.get_transaction_count(market.account.address)
+    snapshot = _rpc(w3, "evm_snapshot")
+    move = _Move(market)
+    move.start()
+    _wait(lambda: _bonded(market) == AMOUNT)
+    _rpc(w3, "evm_revert", snapshot)           # the block holding the move is gone
+    assert _bonded(market) in (0, AMOUNT)
+    _wait(lambda: _bonded(market) == AMOUNT)   # the client broadcast it again; automine mined it
+    _rpc(w3, "evm_mine")
+    move.join(10)
+    assert not move.is_alive() and move.error is None and move.receipt["status"] == 1
+    assert w3.eth.get_transaction_count(market.account.address) == before + 1
+    assert _bonded(market) == AMOUNT
+
+
+def test_policy__nonsense_settings_are_refused_in_one_line(monkeypatch):
+    from offchain.chain.client import ChainError
+
+    with pytest.raises(ChainError, match="confirmations >= 1"):
+        TxPolicy(confirmations=0)
+    monkeypatch.setenv("DTM_CONFIRMATIONS", "two")
+    with pytest.raises(ChainError, match="DTM_CONFIRMATIONS"):
+        TxPolicy.from_env()
