@@ -12,13 +12,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from offchain.chain.client import ChainError, Market, TaskView, TransactionReverted
+from web3.exceptions import BlockNotFound
+
+from offchain.chain.client import ChainError, Market, TaskView, TransactionReverted, with_retries
 from offchain.chain.suite import TERMINAL_STATES
 from offchain.log import get_logger
 from offchain.ml import MLError
 from offchain.storage import ContentStore, StorageError
 from offchain.workers.artifacts import ArtifactMismatch
-from offchain.workers.state import WorkerState
+from offchain.workers.state import WorkerState, chain_folder
+
+
+REORG_DEPTH = 64  # blocks re-read after a reorganisation is seen
 
 
 class Worker:
@@ -31,7 +36,11 @@ class Worker:
         self.market, self.store = market, store
         self.home = home
         self.address = market.account.address if market.account else ""
-        self.state = WorkerState(home / f"{self.role}-{self.address.lower()}.sqlite")
+        anchor = with_retries("deployment block", lambda: market.w3.eth.get_block(market.deployment.block)["hash"])
+        chain_id = with_retries("chain id", lambda: market.w3.eth.chain_id)
+        self.folder = chain_folder(home, chain_id, market.deployment.market, bytes(anchor),
+                                   get_logger(f"dtm.{self.role}").warning)
+        self.state = WorkerState(self.folder / f"{self.role}-{self.address.lower()}.sqlite")
         self.poll_interval, self.margin = poll_interval, margin
         self.log = get_logger(f"dtm.{self.role}")
         self.stopping = threading.Event()
@@ -49,16 +58,37 @@ class Worker:
             self.stopping.wait(self.poll_interval)
 
     def poll_once(self) -> None:
-        start = self.state.get("next_block", self.market.deployment.block)
+        start = self._first_unread_block()
         head = self.market.block_number()
         if head >= start:
             for name in self.watches:
                 for event in self.market.events(name, start, head, **self.event_filter(name)):
                     self.on_event(name, event["args"])
             self.state.put("next_block", head + 1)
+            self.state.put("read_hash", self._block_hash(head))
         for task_id, record in sorted(self.state.tasks().items()):
             if not record.get("done"):
                 self._advance_safely(task_id)
+
+    def _first_unread_block(self) -> int:
+        """The block after the last one read, or, where a reorganisation replaced that block,
+        `REORG_DEPTH` blocks earlier: events are re-read from before the fork (handling an event
+        twice is harmless, missing one is not)."""
+        first = self.market.deployment.block
+        start = self.state.get("next_block", first)
+        seen = self.state.get("read_hash")
+        if seen is not None and start > first and self._block_hash(start - 1) != seen:
+            start = max(first, start - 1 - REORG_DEPTH)
+            self.log.warning("chain reorganisation below block %d: re-reading events from block %d",
+                             self.state.get("next_block"), start)
+        return start
+
+    def _block_hash(self, number: int) -> str | None:
+        try:
+            block = with_retries("block", lambda: self.market.w3.eth.get_block(number))
+        except BlockNotFound:  # the chain is shorter now
+            return None
+        return bytes(block["hash"]).hex()
 
     def _advance_safely(self, task_id: int) -> None:
         task = self.market.task(task_id)

@@ -187,7 +187,9 @@ class Solver(Worker):
     def _train(self, task_id: int, bundle: DemoTask, deadline: int) -> TrainingResult:
         """Honest training, resumed from the last checkpoint saved on disk; progress on the terminal
         and a log line every `PROGRESS_EVERY` seconds (checkpoint, loss, speed, ETA vs deadline)."""
-        directory = self.home / "checkpoints" / f"{self.role}-{self.address.lower()}" / str(task_id)
+        # keyed by the spec too: a task id names another task on another chain or after a reset
+        directory = (self.folder / "checkpoints" / f"{self.role}-{self.address.lower()}"
+                     / f"{task_id}-{bundle.task.hash().hex()[:16]}")
         saved = load_checkpoints(directory, bundle)
         last = bundle.task.num_checkpoints - 1
         resume = saved[min(len(saved), last) - 1] if len(saved) > 1 else None

@@ -3,6 +3,12 @@
 Everything a worker must not forget *before* it sends a transaction (a solver's
 secret, a verdict already reached) is written here first; the chain is then the
 judge of whether the transaction already happened.
+
+What a worker keeps lives in one folder per chain and market (`chain_folder`): task ids
+restart at 1 on every new chain, so nothing may be keyed by task id alone. The folder
+remembers the hash of the market's deployment block; a chain reset (a new chain under
+the same id, with the market redeployed at the same address) changes it, and the old
+folder is set aside, never reused.
 """
 
 from __future__ import annotations
@@ -10,8 +16,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 class WorkerState:
@@ -47,3 +54,20 @@ class WorkerState:
 
     def close(self) -> None:
         self._db.close()
+
+
+def chain_folder(home: Path, chain_id: int, market: str, anchor: bytes, warn: Callable[[str], None]) -> Path:
+    """``home/workers/<chain id>-<market>``; ``anchor`` is the hash of the market's deployment
+    block. A folder that knew another anchor belongs to a chain that is gone: it is renamed
+    ``…reset-<unix time>`` (one warning) and a fresh one is made."""
+    folder = home / "workers" / f"{chain_id}-{market.lower()}"
+    mark = folder / "chain-anchor"
+    if mark.exists() and mark.read_text().strip() != anchor.hex():
+        aside = folder.with_name(f"{folder.name}.reset-{int(time.time())}")
+        folder.rename(aside)
+        warn(f"chain reset detected: market {market} on chain {chain_id} was deployed in another block "
+             f"than this worker saw; its old state is set aside in {aside}")
+    folder.mkdir(parents=True, exist_ok=True)
+    if not mark.exists():
+        mark.write_text(anchor.hex())
+    return folder

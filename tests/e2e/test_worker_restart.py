@@ -35,7 +35,7 @@ def test_solver_killed_mid_training__resumes_and_finishes_without_double_sending
         task_id = m.post(steps=12_000, k=40, hidden=256)
         log_path = tmp_path / "solver.log"
         solver = _solver_process(m, log_path)
-        saved = m.home / "checkpoints"
+        saved = m.home / "workers"
         try:
             wait_for(lambda: len(list(saved.rglob("*.safetensors"))) >= 30, timeout=120, what="checkpoints on disk")
             solver.send_signal(signal.SIGKILL)

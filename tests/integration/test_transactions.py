@@ -1,6 +1,8 @@
-"""Sending moves on a real Anvil (`Market.transact`, `TxPolicy`, `NonceManager`): concurrent moves
-of one account, a transaction that is not mined, confirmations and a reorganisation that drops a
-mined move. The chain here is this module's own: the tests switch its mining off and revert it."""
+"""Sending moves and following the chain on a real Anvil (`Market.transact`, `TxPolicy`,
+`NonceManager`, `Worker.poll_once`): concurrent moves of one account, a transaction that is not
+mined, confirmations, a reorganisation that drops a mined move, and one that replaces blocks whose
+events a worker read. The chain here is this module's own: the tests switch its mining off and
+revert it."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import pytest
 from offchain.chain.client import Market, TxPolicy, connect
 from offchain.chain.suite import Role
 from offchain.node import deploy, dev_account, start_anvil
+from offchain.storage.store import LocalStore
+from offchain.workers.base import Worker
 from tests.conftest import TEST_CONTRACTS
 
 AMOUNT = 10**15
@@ -136,3 +140,32 @@ def test_policy__nonsense_settings_are_refused_in_one_line(monkeypatch):
     monkeypatch.setenv("DTM_CONFIRMATIONS", "two")
     with pytest.raises(ChainError, match="DTM_CONFIRMATIONS"):
         TxPolicy.from_env()
+
+
+class _DepositWatcher(Worker):
+    """A worker that records the deposits it reads from the chain's events."""
+
+    role = "watcher"
+    watches = ("Deposited",)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.seen: list[int] = []
+
+    def on_event(self, name, args) -> None:
+        self.seen.append(args["amount"])
+
+
+def test_reorg__a_worker_re_reads_events_from_before_the_fork(chain, tmp_path):
+    w3, deployment = chain
+    depositor = Market(w3, deployment, dev_account(7))
+    watcher = _DepositWatcher(market=Market(w3, deployment, dev_account(8)), store=LocalStore(tmp_path / "ipfs"),
+                              home=tmp_path / "home")
+    snapshot = _rpc(w3, "evm_snapshot")
+    depositor.deposit(Role.SOLVER, AMOUNT)
+    watcher.poll_once()
+    assert watcher.seen[-1] == AMOUNT
+    _rpc(w3, "evm_revert", snapshot)              # that block is gone ...
+    depositor.deposit(Role.SOLVER, 3 * AMOUNT)     # ... and another one holds this deposit
+    watcher.poll_once()
+    assert watcher.seen[-1] == 3 * AMOUNT
