@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from offchain.chain.suite import ETHER, TERMINAL_STATES, Role, TaskState
+from offchain.chain.suite import ETHER, TERMINAL_STATES, Role, TaskState, format_ether
 
 DEFAULT_HOME = Path(os.environ.get("DTM_HOME", Path.home() / ".dtm"))
 DEFAULT_RPC = os.environ.get("DTM_RPC", "http://127.0.0.1:8545")
@@ -191,10 +191,7 @@ def stake(env: Env, roles: tuple[str, ...], amount: float) -> None:
     click.echo(f"staked {amount} ETH as {', '.join(roles)}")
 
 
-def _eth(wei: int) -> str:
-    """Wei as ether, exact and without trailing zeros."""
-    whole, frac = divmod(wei, ETHER)
-    return f"{whole}.{frac:018d}".rstrip("0").rstrip(".") + " ETH"
+_eth = format_ether
 
 
 def _me(env: Env, address: str | None) -> str:
@@ -567,10 +564,28 @@ def task_expire(env: Env, task_id: int) -> None:
     click.echo(f"task {task_id}: now {market.task(task_id).state.name.lower()}")
 
 
+def _plot(env: Env, task_id: int, path: Path) -> None:
+    """Draw the loss curve of the task's published checkpoints to ``path``; one line on stdout."""
+    from offchain.workers.submitter import loss_curve, plot_loss_curve
+
+    try:
+        curve = loss_curve(env.market(signer=False), env.store(), task_id, env.home)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    plot_loss_curve(curve, path, f"task {task_id}")
+    first, last = curve[0], curve[-1]
+    held = (f", held-out {first.holdout_loss:.4f} -> {last.holdout_loss:.4f}"
+            if last.holdout_loss is not None else "")
+    click.echo(f"loss curve ({len(curve)} checkpoints): training rows {first.loss:.4f} -> {last.loss:.4f}{held}; "
+               f"drawn to {path}")
+
+
 @task.command("status")
 @click.argument("task_id", type=int)
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Draw the loss curve of the published checkpoints to this PNG.")
 @pass_env
-def task_status(env: Env, task_id: int) -> None:
+def task_status(env: Env, task_id: int, plot_path: Path | None) -> None:
     """Where a task is, and what happened to it."""
     from offchain.timeline import task_timeline
 
@@ -585,13 +600,17 @@ def task_status(env: Env, task_id: int) -> None:
         click.echo(f"  {line}")
     for row in task_timeline(market, task_id):
         click.echo(f"  block {row.block:>6}  {row.event:<20} {row.detail}")
+    if plot_path:
+        _plot(env, task_id, plot_path)
 
 
 @task.command("result")
 @click.argument("task_id", type=int)
 @click.option("--out", type=click.Path(path_type=Path), help="Write the trained weights (safetensors) here.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Draw the loss curve of the published checkpoints to this PNG.")
 @pass_env
-def task_result(env: Env, task_id: int, out: Path | None) -> None:
+def task_result(env: Env, task_id: int, out: Path | None, plot_path: Path | None) -> None:
     """Fetch and check the trained weights of a finalised task."""
     from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
     from offchain.workers.submitter import fetch_result
@@ -608,6 +627,8 @@ def task_result(env: Env, task_id: int, out: Path | None) -> None:
     if out:
         out.write_bytes(store.cat(result.weights_cid, max_size=MAX_ARTIFACT_BYTES))
         click.echo(f"wrote {out}")
+    if plot_path:
+        _plot(env, task_id, plot_path)
 
 
 # ── local infrastructure ────────────────────────────────────────────

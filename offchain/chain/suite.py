@@ -18,6 +18,12 @@ CONTRACTS = ROOT / "contracts"
 ETHER = 10**18
 
 
+def format_ether(wei: int) -> str:
+    """Wei as ether, exact and without trailing zeros: ``1.5 ETH``."""
+    whole, frac = divmod(wei, ETHER)
+    return f"{whole}.{frac:018d}".rstrip("0").rstrip(".") + " ETH"
+
+
 class Role(IntFlag):
     """Mirror of the ROLE_* flags of `contracts/market/stakes.vy`."""
 

@@ -15,7 +15,7 @@ from typing import Any
 from web3.exceptions import BlockNotFound
 
 from offchain.chain.client import ChainError, Market, TaskView, TransactionReverted, with_retries
-from offchain.chain.suite import TERMINAL_STATES
+from offchain.chain.suite import TERMINAL_STATES, format_ether
 from offchain.log import get_logger
 from offchain.ml import MLError
 from offchain.storage import ContentStore, StorageError
@@ -120,6 +120,11 @@ class Worker:
     def finish(self, task: TaskView) -> None:
         self.state.update_task(task.task_id, done=True)
         self.log.info("task %d: %s", task.task_id, task.state.name.lower())
+        if self.address:
+            bonded, locked, unbonding, _, _ = self.market.call("accounts", self.address)
+            self.log.info("stake %s bonded (%s locked, %s unbonding); %s of credits withdrawn so far",
+                          format_ether(bonded), format_ether(locked), format_ether(unbonding),
+                          format_ether(self.state.get("withdrawn", 0)))
 
     # ── helpers ─────────────────────────────────────────────────────
     def time_left(self, deadline: int) -> int:
@@ -133,6 +138,11 @@ class Worker:
         return events[-1]["args"] if events else None
 
     def collect_credits(self) -> None:
-        if self.market.call("credits", self.address) > 0:
+        """Withdraw what the market owes this account (payments, rewards, refunds), keeping a
+        running total."""
+        credits = self.market.call("credits", self.address)
+        if credits > 0:
             self.market.transact("withdraw", self.address)
-            self.log.info("withdrew credits")
+            self.state.put("withdrawn", self.state.get("withdrawn", 0) + credits)
+            self.log.info("withdrew %s of credits", format_ether(credits))
+

@@ -63,6 +63,61 @@ def fetch_result(market: Market, store: ContentStore, task_id: int, home: Path |
                       holdout)
 
 
+@dataclass(frozen=True)
+class CurvePoint:
+    step: int
+    loss: float                  # on the task's (published) training rows
+    holdout_loss: float | None   # on the rows the submitter kept back, when it has them
+
+
+def loss_curve(market: Market, store: ContentStore, task_id: int, home: Path | None = None,
+               points: int = 50) -> list[CurvePoint]:
+    """The model's loss at the checkpoints of the task's current proof (at most ``points`` of them,
+    evenly spread, the last always included), each checked against its committed root."""
+    task = market.task(task_id)
+    if not any(task.proof_root):
+        raise LookupError(f"task {task_id} has no published proof yet")
+    submitted = [e["args"] for e in market.events("ProofSubmitted", market.deployment.block, task_id=task_id)
+                 if e["args"]["proof_root"] == task.proof_root]
+    created = market.events("TaskCreated", market.deployment.block, task_id=task_id)[0]["args"]
+    bundle = fetch_task(store, created["spec_cid"], task.spec_hash)
+    proof = fetch_proof(store, submitted[-1]["proof_cid"], task.proof_root)
+    held = holdout_path(home, created["spec_cid"]) if home else None
+    kept = (Dataset.from_bytes(held.read_bytes(), bundle.spec.input_dim, bundle.spec.num_classes)
+            if held and held.exists() else None)
+    last = proof.count - 1
+    shown = max(min(points, proof.count), 2)
+    chosen = sorted({round(i * last / (shown - 1)) for i in range(shown)})
+    curve = []
+    for index in chosen:
+        checkpoint = Checkpoint.from_bytes(store.cat(proof.checkpoint_cids[index], max_size=MAX_ARTIFACT_BYTES),
+                                           bundle.spec, index, proof.checkpoint_interval)
+        if checkpoint.root != proof.checkpoint_roots[index]:
+            raise ValueError(f"checkpoint {index} does not match the proof's root")
+        curve.append(CurvePoint(checkpoint.step, score(bundle.spec, checkpoint.params, bundle.dataset).loss,
+                                kept and score(bundle.spec, checkpoint.params, kept).loss))
+    return curve
+
+
+def plot_loss_curve(curve: list[CurvePoint], path: Path, title: str) -> None:
+    """A PNG of the curve (held-out loss too where there is one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    steps = [p.step for p in curve]
+    axes.plot(steps, [p.loss for p in curve], marker=".", label="training rows")
+    if curve and curve[0].holdout_loss is not None:
+        axes.plot(steps, [p.holdout_loss for p in curve], marker=".", label="held-out rows")
+    axes.set(xlabel="step", ylabel="cross-entropy", title=title)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def logits(spec: ModelSpec, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """The model's outputs on ``x`` (a plain forward pass of the MLP)."""
     names = spec.param_names

@@ -12,7 +12,7 @@ from offchain.ml import load_dataset
 from offchain.storage.importer import compute_cid
 from offchain.node import LOCAL_DEPLOYMENT
 from offchain.workers.solver import Solver
-from offchain.workers.submitter import fetch_result
+from offchain.workers.submitter import fetch_result, loss_curve
 from offchain.workers.verifier import Verifier, Whistleblower
 from tests.e2e.harness import SOLVER, SUBMITTER, VERIFIER, WHISTLEBLOWER, local_market, wait_for
 
@@ -151,5 +151,12 @@ def test_own_csv_task__result_reports_the_held_out_score(tmp_path):
         wait_for(lambda: _state(reader, task_id) == TaskState.FINALISED, what="finalisation")
         held = fetch_result(reader, m.store, task_id, m.home).holdout
         assert held.rows == 6 and fetch_result(reader, m.store, task_id).holdout is None
-        shown = dtm("task", "result", str(task_id)).output
+        shown = dtm("task", "result", str(task_id), "--plot", str(tmp_path / "curve.png")).output
         assert f"held-out (6 rows)  accuracy {100 * held.accuracy:.1f}%  loss {held.loss:.4f}" in shown
+        # the curve: every checkpoint of the proof, scored on the published and the held-out rows
+        curve = loss_curve(reader, m.store, task_id, m.home)
+        assert [p.step for p in curve] == list(range(0, 44, 4)) and curve[-1].loss < curve[0].loss
+        assert curve[-1].holdout_loss == pytest.approx(held.loss, rel=1e-5)
+        assert (f"loss curve (11 checkpoints): training rows {curve[0].loss:.4f} -> {curve[-1].loss:.4f}, "
+                f"held-out {curve[0].holdout_loss:.4f} -> {curve[-1].holdout_loss:.4f}") in shown
+        assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

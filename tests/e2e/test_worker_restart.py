@@ -48,11 +48,14 @@ def test_solver_killed_mid_training__resumes_and_finishes_without_double_sending
             wait_for(lambda: reader.task(task_id).state == TaskState.FINALISED, timeout=180, what="finalisation")
             solver_address = dev_account(SOLVER).address
             wait_for(lambda: reader.call("credits", solver_address) == 0, timeout=60, what="the solver's withdrawal")
+            # the worker logs what it withdrew and where its stake stands
+            wait_for(lambda: "credits withdrawn so far" in log_path.read_text(), timeout=30, what="the stake line")
         finally:
             solver.send_signal(signal.SIGTERM)
             solver.wait(10)
         log = log_path.read_text()
         assert "resumed training from checkpoint" in log
+        assert "withdrew " in log and " ETH of credits" in log and "5 ETH bonded (0 ETH locked" in log
         assert len(reader.events("TaskClaimed", m.deployment.block, task_id=task_id)) == 1
         assert len(reader.events("ProofSubmitted", m.deployment.block, task_id=task_id)) == 1
         # the chain refuses a repeated move, so the counts above hold even for a worker that re-sends;
