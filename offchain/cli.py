@@ -321,9 +321,12 @@ def solver() -> None:
 @click.option("--cheat", type=click.Choice(["skip", "fabricate", "wrong-data"]),
               help="Be a dishonest solver (for tests and demonstrations).")
 @click.option("--poll", type=float, default=1.0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads to train with  [default: every core]")
 @pass_env
-def solver_run(env: Env, cheat: str | None, poll: float) -> None:
-    _run_worker(env, "solver", cheat=cheat, poll_interval=poll)
+def solver_run(env: Env, cheat: str | None, poll: float, threads: int | None) -> None:
+    import torch
+
+    _run_worker(env, "solver", cheat=cheat, poll_interval=poll, threads=threads or torch.get_num_threads())
 
 
 @main.group()

@@ -30,8 +30,12 @@ ENDED = (SOLVER_WON, CHALLENGER_WON)
 class DisputePlayer:
     """One side of one dispute; `play` makes the move that is due, if any, and says what it did."""
 
-    def __init__(self, market: Market, store: ContentStore, bundle: DemoTask, proof: ProofDocument):
+    def __init__(self, market: Market, store: ContentStore, bundle: DemoTask, proof: ProofDocument,
+                 threads: int = 1):
+        """``threads``: the intra-op thread count the proof was trained with (a solver's replay of
+        its own run is bitwise only with the same count)."""
         self.market, self.store, self.bundle, self.proof = market, store, bundle, proof
+        self.threads = threads
         self.game = market.arbiter
         self.me = market.account.address
 
@@ -69,14 +73,16 @@ class DisputePlayer:
     def segment_roots(self, segment: int) -> list[bytes]:
         """State roots of an honest replay of `segment` from the proof's own checkpoint."""
         b = self.bundle
-        return segment_state_roots(b.graph, b.task, b.dataset, self.checkpoint(segment), segment)
+        return segment_state_roots(b.graph, b.task, b.dataset, self.checkpoint(segment), segment,
+                                   num_threads=self.threads)
 
     def trace(self, segment: int, step: int) -> list[torch.Tensor]:
         b = self.bundle
         start = self.checkpoint(segment)
         first = segment * b.task.checkpoint_interval
-        state = replay(b.graph, b.task, b.dataset, start, first, step - first) if step > first else start
-        return list(step_trace(b.graph, b.task, b.dataset, state, step).trace)
+        state = (replay(b.graph, b.task, b.dataset, start, first, step - first, num_threads=self.threads)
+                 if step > first else start)
+        return list(step_trace(b.graph, b.task, b.dataset, state, step, num_threads=self.threads).trace)
 
 
 class Defence(DisputePlayer):

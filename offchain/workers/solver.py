@@ -47,14 +47,14 @@ TIME_SAFETY = 2.0
 PROGRESS_EVERY = 10.0
 
 
-def training_seconds(bundle: DemoTask, probe_steps: int = 4) -> float:
+def training_seconds(bundle: DemoTask, probe_steps: int = 4, threads: int = 1) -> float:
     """Training time of the whole task on this machine: a few measured steps (after one warm-up)
     times the step count, plus one checkpoint's root and serialisation per checkpoint."""
     task = bundle.task
     count = min(probe_steps, task.steps)
-    replay(bundle.graph, task, bundle.dataset, bundle.weights, 0, 1)
+    replay(bundle.graph, task, bundle.dataset, bundle.weights, 0, 1, num_threads=threads)
     start = time.perf_counter()
-    after = replay(bundle.graph, task, bundle.dataset, bundle.weights, 0, count)
+    after = replay(bundle.graph, task, bundle.dataset, bundle.weights, 0, count, num_threads=threads)
     per_step = (time.perf_counter() - start) / count
     start = time.perf_counter()
     Checkpoint(1, count, after, checkpoint_root(after, bundle.spec.param_names)).to_bytes(bundle.spec)
@@ -66,10 +66,16 @@ class Solver(Worker):
     role = "solver"
     watches = ("TaskCreated", "TaskReopened")
 
-    def __init__(self, *, cheat: str | None = None, **kwargs: Any):
+    def __init__(self, *, cheat: str | None = None, threads: int = 1, **kwargs: Any):
+        """``threads``: intra-op threads to train with (`dtm solver run` gives every core, a worker
+        alone in its process); kept with each task, since the solver's replays in a dispute are
+        bitwise its training only with the count it trained with."""
         if cheat is not None and cheat not in CHEATS:
             raise ValueError(f"unknown cheat {cheat!r}; choose from {', '.join(CHEATS)}")
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
         self.cheat = cheat
+        self.threads = 1 if cheat else threads  # the cheats train on one
         if cheat:
             self.role = f"solver-{cheat}"
         super().__init__(**kwargs)
@@ -109,7 +115,8 @@ class Solver(Worker):
     def _defend(self, task: TaskView, record: dict[str, Any]) -> None:
         submitted = self.latest_event("ProofSubmitted", task.task_id)
         proof = fetch_proof(self.store, submitted["proof_cid"], task.proof_root)
-        if (done := Defence(self.market, self.store, self.bundle(task.task_id), proof).play(task)) is not None:
+        defence = Defence(self.market, self.store, self.bundle(task.task_id), proof, record.get("threads", 1))
+        if (done := defence.play(task)) is not None:
             self.log.info("task %d: dispute %d: %s", task.task_id, task.dispute_id, done)
 
     def finish(self, task: TaskView) -> None:
@@ -138,14 +145,15 @@ class Solver(Worker):
             self.state.update_task(task.task_id, done=True, outcome=f"rejected: {exc}")
             self.log.warning("task %d: not claiming, its artifacts are unusable: %s", task.task_id, exc)
             return
-        needed = training_seconds(bundle)
+        needed = training_seconds(bundle, threads=self.threads)
         if needed * TIME_SAFETY > task.train_window:
             reason = f"training needs ~{needed:.0f} s here, the window is {task.train_window} s"
             self.state.update_task(task.task_id, done=True, outcome=f"skipped: {reason}")
             self.log.warning("task %d: not claiming: %s", task.task_id, reason)
             return
         secret = os.urandom(32)
-        self.state.update_task(task.task_id, secret=secret.hex(), forced=None, proofs=None)  # before sending
+        self.state.update_task(task.task_id, secret=secret.hex(), forced=None, proofs=None,  # before sending
+                               threads=self.threads)
         self.market.transact("claim", task.task_id, keccak(secret))
         self.log.info("task %d: claimed", task.task_id)
 
@@ -173,7 +181,7 @@ class Solver(Worker):
         terms = self.market.terms(task.terms_id)
         forced = task.round == 0 and self.market.call(
             "is_forced_error", bytes.fromhex(record["secret"]), task.entropy, terms.forced_error_ppm)
-        genuine = self._train(task.task_id, bundle, task.deadline)
+        genuine = self._train(task.task_id, bundle, task.deadline, record.get("threads", 1))
         proofs = {"genuine": self._publish(bundle, genuine)}
         if forced:
             self.log.info("task %d: forced error drawn; publishing a corrupted proof first", task.task_id)
@@ -184,7 +192,7 @@ class Solver(Worker):
         self.state.update_task(task.task_id, forced=bool(forced), proofs=proofs, losses=genuine.losses)
         return proofs
 
-    def _train(self, task_id: int, bundle: DemoTask, deadline: int) -> TrainingResult:
+    def _train(self, task_id: int, bundle: DemoTask, deadline: int, threads: int) -> TrainingResult:
         """Honest training, resumed from the last checkpoint saved on disk; progress on the terminal
         and a log line every `PROGRESS_EVERY` seconds (checkpoint, loss, speed, ETA vs deadline)."""
         # keyed by the spec too: a task id names another task on another chain or after a reset
@@ -212,7 +220,7 @@ class Solver(Worker):
                               deadline - self.market.now())
 
         result = train(bundle.task, bundle.spec, bundle.weights, bundle.dataset, graph=bundle.graph,
-                       on_checkpoint=on_checkpoint, resume_from=resume)
+                       on_checkpoint=on_checkpoint, resume_from=resume, num_threads=threads)
         bar.close()
         if resume is not None:
             self.log.info("task %d: resumed training from checkpoint %d", task_id, resume.index)

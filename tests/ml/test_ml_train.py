@@ -14,10 +14,13 @@ from offchain.ml import (
     batch_indices,
     build_proof,
     checkpoint_root,
+    make_task,
     merge_results,
+    mlp_spec,
     proof_root,
     segment_state_roots,
     step_trace,
+    synthetic_dataset,
     train,
 )
 
@@ -115,3 +118,17 @@ def test_segment_roots_and_step_trace_link_to_checkpoints(tiny, tiny_result):
     assert checkpoint_root(after, names) == roots[1]
     assert output.trace is not None
     assert [output.trace[i] for i in graph.param_nodes] == [start[n] for n in names]
+
+
+def test_replay__is_bitwise_the_run_only_with_its_thread_count():
+    """Why a solver keeps its thread count with each task (its dispute replays use it): on shapes
+    where BLAS splits work by thread, 2-thread training is reproduced bitwise by a 2-thread replay
+    and not by a 1-thread one."""
+    demo = make_task(mlp_spec(256, (256,), 10), synthetic_dataset(512, 256, 10, seed=1), steps=8, k=4,
+                     batch_size=128, lr=0.1, seed=1)
+    two = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph, num_threads=2)
+    start = two.checkpoints[0].params
+    same = segment_state_roots(demo.graph, demo.task, demo.dataset, start, 0, num_threads=2)
+    other = segment_state_roots(demo.graph, demo.task, demo.dataset, start, 0, num_threads=1)
+    assert same[-1] == two.roots[1]
+    assert other[-1] != two.roots[1]
