@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -49,26 +49,9 @@ def make_task(
     cid: Callable[[bytes], str] = local_cid,
 ) -> DemoTask:
     """Build weights, artifacts, graph and task spec for ``spec`` on ``dataset``."""
-    weights = init_weights(spec, weights_seed)
-    spec_bytes = spec.to_bytes()
-    weights_bytes = weights_to_bytes(weights, spec)
-    dataset_bytes = dataset.to_bytes()
     graph = compile_training_graph(spec, batch_size, lr)
-    task = TrainingTask(
-        model_cid=cid(spec_bytes),
-        weights_cid=cid(weights_bytes),
-        dataset_cid=cid(dataset_bytes),
-        weights_root=checkpoint_root(weights, spec.param_names),
-        dataset_root=dataset.root(),
-        dataset_rows=dataset.n_rows,
-        lr=lr,
-        batch_size=batch_size,
-        steps=steps,
-        seed=seed,
-        checkpoint_interval=k,
-        graph_root=graph.root,
-    )
-    return DemoTask(task, spec, graph, weights, dataset, spec_bytes, weights_bytes, dataset_bytes)
+    return _assemble(spec, spec.to_bytes(), graph, init_weights(spec, weights_seed), dataset,
+                     steps=steps, k=k, seed=seed, lr=lr, cid=cid)
 
 
 def program_task(
@@ -85,25 +68,31 @@ def program_task(
     """A task whose model is a training program: checkpoints hold its whole state (parameters and
     optimizer buffers) and checkpoint 0 (``weights_bytes``) is ``weights`` with zero buffers."""
     training = ProgramTraining(program, optimizer, steps, seed)
-    state = training.initial_state(weights)
-    program_bytes, weights_bytes, dataset_bytes = program.to_bytes(), weights_to_bytes(state, training), dataset.to_bytes()
+    return _assemble(training, program.to_bytes(), training, training.initial_state(weights), dataset,
+                     steps=steps, k=k, seed=seed, lr=optimizer.lr, cid=cid, optimizer=optimizer,
+                     hyper_root=training.hyper_root)
+
+
+def _assemble(model, model_bytes: bytes, graph, weights: dict[str, torch.Tensor], dataset: Dataset, *,
+              steps: int, k: int, seed: int, lr: float, cid: Callable[[bytes], str], **program: Any) -> DemoTask:
+    """The task spec naming every artifact by ``cid``, and the bundle of all of them."""
+    weights_bytes, dataset_bytes = weights_to_bytes(weights, model), dataset.to_bytes()
     task = TrainingTask(
-        model_cid=cid(program_bytes),
+        model_cid=cid(model_bytes),
         weights_cid=cid(weights_bytes),
         dataset_cid=cid(dataset_bytes),
-        weights_root=checkpoint_root(state, training.param_names),
+        weights_root=checkpoint_root(weights, model.param_names),
         dataset_root=dataset.root(),
         dataset_rows=dataset.n_rows,
-        lr=optimizer.lr,
-        batch_size=training.batch_size,
+        lr=lr,
+        batch_size=graph.batch_size,
         steps=steps,
         seed=seed,
         checkpoint_interval=k,
-        graph_root=training.root,
-        optimizer=optimizer,
-        hyper_root=training.hyper_root,
+        graph_root=graph.root,
+        **program,
     )
-    return DemoTask(task, training, training, state, dataset, program_bytes, weights_bytes, dataset_bytes)
+    return DemoTask(task, model, graph, weights, dataset, model_bytes, weights_bytes, dataset_bytes)
 
 
 def digits_task(
