@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TimeExhausted
+from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound
 from web3.logs import DISCARD
 
 from offchain.chain.deployment import Deployment, load_abi
@@ -145,6 +145,18 @@ class Market:
     # ── writes ──────────────────────────────────────────────────────
     def transact(self, name: str, *args: Any, value: int = 0, contract: Any = None) -> Any:
         """Simulate, sign, send and wait for one call; returns the receipt."""
+        tx_hash = self.send(name, *args, value=value, contract=contract)
+        try:
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
+        except TimeExhausted as exc:
+            raise ChainError(f"{name}: transaction {tx_hash.hex()} not mined in 60 s") from exc
+        if receipt["status"] != 1:
+            raise TransactionReverted(name, "reverted on chain after a successful simulation")
+        log.debug("%s mined in block %d (gas %d)", name, receipt["blockNumber"], receipt["gasUsed"])
+        return receipt
+
+    def send(self, name: str, *args: Any, value: int = 0, contract: Any = None) -> bytes:
+        """Simulate, sign and send one call without waiting for it; returns the transaction hash."""
         if self.account is None:
             raise ChainError(f"{name}: no account configured to sign with")
         fn = getattr((contract or self.contract).functions, name)(*args)
@@ -161,15 +173,14 @@ class Market:
             "nonce": with_retries("nonce", lambda: self.w3.eth.get_transaction_count(sender, "pending")),
         })
         signed = self.account.sign_transaction(tx)
-        tx_hash = with_retries(name, lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
+        return with_retries(name, lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
+
+    def receipt(self, tx_hash: bytes) -> Any | None:
+        """The receipt of a sent transaction, or None while it is not mined."""
         try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
-        except TimeExhausted as exc:
-            raise ChainError(f"{name}: transaction {tx_hash.hex()} not mined in 60 s") from exc
-        if receipt["status"] != 1:
-            raise TransactionReverted(name, "reverted on chain after a successful simulation")
-        log.debug("%s mined in block %d (gas %d)", name, receipt["blockNumber"], receipt["gasUsed"])
-        return receipt
+            return with_retries("receipt", lambda: self.w3.eth.get_transaction_receipt(tx_hash))
+        except TransactionNotFound:
+            return None
 
     def deposit(self, roles: Role, amount: int) -> Any:
         return self.transact("deposit", int(roles), value=amount)
