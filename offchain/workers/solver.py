@@ -95,7 +95,7 @@ class Solver(Worker):
         mine = task.solver == self.address
         if task.state == TaskState.OPEN:
             if (busy := self._busy_elsewhere(task.task_id)) is not None:
-                self._skip(task.task_id, f"busy with task {busy} (one task at a time)")
+                self._skip(task.task_id, f"busy with task {busy}, one task at a time")
             else:
                 self._claim(task)
         elif not mine:
