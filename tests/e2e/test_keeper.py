@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 from eth_utils import keccak
@@ -12,7 +16,15 @@ from offchain.workers.keeper import Keeper
 from offchain.workers.solver import Solver
 from offchain.workers.verifier import Whistleblower
 from tests.conftest import CHECKPOINTS, PROOF_CID, PROOF_ROOT, commitments
-from tests.e2e.harness import SOLVER, SUBMITTER, VERIFIER, WHISTLEBLOWER, local_market, wait_for
+from tests.e2e.harness import (
+    SOLVER,
+    SUBMITTER,
+    VERIFIER,
+    WHISTLEBLOWER,
+    dev_account,
+    local_market,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -123,3 +135,25 @@ def test_keeper_racing_other_senders__sends_each_move_once_and_takes_a_lost_race
             assert len(_lines(caplog, f"task {task_id}: its expiry closed", "expired it")) == 1
         for task_id in tasks:
             assert len(_lines(caplog, f"task {task_id}: its expiry closed", "not sent")) == 1  # the other keeper's
+
+
+def test_dtm_keeper__a_process_expires_an_unclaimed_task_and_stops_on_sigterm(tmp_path):
+    with local_market(tmp_path) as m:
+        reader, submitter = m.market(0), m.market(SUBMITTER)
+        env = {**os.environ, "DTM_RPC": m.anvil.url, "DTM_HOME": str(m.home),
+               "DTM_DEPLOYMENTS_DIR": str(tmp_path / "deployments")}
+        log_path = tmp_path / "keeper.log"
+        with open(log_path, "w") as out:
+            process = subprocess.Popen([sys.executable, "-m", "offchain.cli", "--dev-account", "9", "keeper",
+                                        "--interval", "1"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            task_id = submitter.create_task(spec_cid=SPEC_CID, commitments=commitments(), payment=ETHER,
+                                            solver_stake=ETHER, expires=submitter.now() + 5, train_window=300)
+            wait_for(lambda: reader.task(task_id).state == TaskState.REFUNDED, 60, "the keeper's expire")
+            [expired] = reader.events("TaskExpired", m.deployment.block, task_id=task_id)
+            assert _sender(reader, expired) == dev_account(9).address
+            wait_for(lambda: "expired it" in log_path.read_text(), 10, "the keeper's line")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(15) == 0
+        assert f"task {task_id}: its expiry closed" in log_path.read_text()
