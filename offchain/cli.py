@@ -278,7 +278,8 @@ _DEADLINES = {
     TaskState.OPEN: ("open for solvers", "anyone may expire it (the payment is refunded)"),
     TaskState.CLAIMED: ("training window", "anyone may expire it (the solver is slashed, the task reopens)"),
     TaskState.SUBMITTED: ("verify window", "anyone may expire it (the silent verifier pays, another is drawn)"),
-    TaskState.ACCEPTED: ("whistleblower window", "the solver may finalise and be paid"),
+    TaskState.ACCEPTED: ("whistleblower window", "the solver may finalise and be paid (after the reveal window "
+                                                 "too, anyone may expire it)"),
 }
 
 
