@@ -115,6 +115,8 @@ class Keeper:
                 self.tick()
             except ChainError as exc:
                 self.log.warning("chain: %s", exc)
+            except Exception:  # a daemon outlives one bad pass; the traceback says what to fix
+                self.log.exception("unexpected error; retrying next pass")
             stopping.wait(min(self.interval, 1.0))
 
     def run_pass(self) -> list[Move]:

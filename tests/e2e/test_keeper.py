@@ -12,7 +12,7 @@ import pytest
 from eth_utils import keccak
 
 from offchain.chain.suite import ETHER, Role, TaskState
-from offchain.workers.keeper import Keeper
+from offchain.workers.keeper import DRAW_GRACE, Keeper
 from offchain.workers.solver import Solver
 from offchain.workers.verifier import Whistleblower
 from tests.conftest import CHECKPOINTS, PROOF_CID, PROOF_ROOT, commitments
@@ -157,3 +157,23 @@ def test_dtm_keeper__a_process_expires_an_unclaimed_task_and_stops_on_sigterm(tm
             process.send_signal(signal.SIGTERM)
             assert process.wait(15) == 0
         assert f"task {task_id}: its expiry closed" in log_path.read_text()
+
+
+def test_keeper__draws_the_randomness_a_solver_left_undrawn(tmp_path, caplog):
+    with local_market(tmp_path) as m:
+        reader, submitter, solver = m.market(0), m.market(SUBMITTER), m.market(SOLVER)
+        solver.deposit(Role.SOLVER, 5 * ETHER)
+        task_id = submitter.create_task(spec_cid=SPEC_CID, commitments=commitments(), payment=ETHER,
+                                        solver_stake=ETHER, expires=submitter.now() + 3_600, train_window=300)
+        solver.transact("claim", task_id, keccak(b"secret"))  # and never draws
+        committed = reader.task(task_id).draw_block
+        keeper = Keeper(m.market(7), interval=1)
+        assert keeper.run_pass() == []  # the solver's own draw, for now
+        wait_for(lambda: reader.block_number() >= committed + DRAW_GRACE, 60, "the grace to pass")
+        [move] = keeper.run_pass()
+        wait_for(lambda: (keeper.tick(), reader.task(task_id).draw_block == 0)[1], 30, "the draw")
+        [drawn] = reader.events("EntropyDrawn", m.deployment.block, task_id=task_id)
+        assert _sender(reader, drawn) == keeper.market.account.address and drawn["args"]["entropy"] != bytes(32)
+        assert move.function == "draw" and reader.task(task_id).state == TaskState.CLAIMED
+        [line] = _lines(caplog, f"task {task_id}: the draw committed at block {committed} was left")
+        assert "drew its randomness" in line
