@@ -275,7 +275,8 @@ _DEADLINES = {
     TaskState.OPEN: ("open for solvers", "anyone may expire it (the payment is refunded)"),
     TaskState.CLAIMED: ("training window", "anyone may expire it (the solver is slashed, the task reopens)"),
     TaskState.SUBMITTED: ("verify window", "anyone may expire it (the silent verifier pays, another is drawn)"),
-    TaskState.ACCEPTED: ("whistleblower window", "the solver may finalise and be paid"),
+    TaskState.ACCEPTED: ("whistleblower window", "the solver may finalise and be paid (after the reveal window "
+                                                 "too, anyone may expire it)"),
 }
 
 
@@ -352,6 +353,27 @@ def whistleblower() -> None:
 @pass_env
 def whistleblower_run(env: Env, poll: float) -> None:
     _run_worker(env, "whistleblower", poll_interval=poll)
+
+
+@main.command()
+@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between passes.")
+@pass_env
+def keeper(env: Env, interval: float) -> None:
+    """Enforce every passed deadline: expire overdue tasks, time out stalled disputes."""
+    from offchain.workers.keeper import Keeper
+
+    _run_keeper(Keeper(env.market(), interval=interval))
+
+
+def _run_keeper(keeper) -> None:
+    import threading
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        keeper.run(stopping)
+    except KeyboardInterrupt:
+        pass
 
 
 # ── models ──────────────────────────────────────────────────────────
@@ -666,13 +688,18 @@ def node() -> None:
 @click.option("--fresh", is_flag=True, help="Start a new chain instead of the one saved under --home.")
 @pass_env
 def node_up(env: Env, port: int, ipfs_port: int, window: int, forced_error_ppm: int, fresh: bool) -> None:
-    """Anvil (a block a second) + deployed suite + IPFS RPC, until interrupted.
+    """Anvil (a block a second) + deployed suite + IPFS RPC + a keeper, until interrupted.
 
     The chain is saved under --home (chain/state.json) and loaded on the next start, so stakes,
-    tasks and credits survive a restart; --fresh starts over."""
+    tasks and credits survive a restart; --fresh starts over. The keeper enforces every passed
+    deadline, signing with the account given (default: Anvil's account 0, the deployer)."""
+    import threading
+
     from offchain import node as local
+    from offchain.chain.client import Market, connect
     from offchain.chain.deployment import DeploymentNotFound, deployment_path
     from offchain.storage import serve
+    from offchain.workers.keeper import Keeper
 
     state = env.home / "chain" / "state.json"
     saved = env.home / "chain" / "deployment.yaml"
@@ -682,7 +709,9 @@ def node_up(env: Env, port: int, ipfs_port: int, window: int, forced_error_ppm: 
     for wanted, option in ((port, "--port"), (ipfs_port, "--ipfs-port")):
         if local.port_in_use(wanted):
             raise click.ClickException(f"port {wanted} is in use (another node running?): stop it or choose {option}")
+    signer = env.account() if env.dev_account is not None or env.account_name else local.dev_account(0)
     signal.signal(signal.SIGTERM, _interrupt)
+    stopping = threading.Event()
     try:
         anvil = local.start_anvil(port, state=state)
     except local.NodeError as exc:
@@ -700,8 +729,11 @@ def node_up(env: Env, port: int, ipfs_port: int, window: int, forced_error_ppm: 
         local.mine_every(anvil.url, 1)
         server = serve(env.home / "ipfs", "127.0.0.1", ipfs_port)
         how = "resumed from " + str(state) if resumed else f"new chain (saved to {state})"
+        keeper = Keeper(Market(connect(anvil.url), deployment, signer))
+        threading.Thread(target=keeper.run, args=(stopping,), daemon=True).start()
         click.echo(f"chain   {anvil.url} (chain id {deployment.chain_id}), {how}\nmarket  {deployment.market}\n"
-                   f"arbiter {deployment.arbiter}\nIPFS    {server.multiaddr}  (export IPFS_API={server.multiaddr})")
+                   f"arbiter {deployment.arbiter}\nIPFS    {server.multiaddr}  (export IPFS_API={server.multiaddr})\n"
+                   f"keeper  {signer.address} enforces every passed deadline")
         while anvil.process.poll() is None:
             time.sleep(1)
     except KeyboardInterrupt:
@@ -709,6 +741,7 @@ def node_up(env: Env, port: int, ipfs_port: int, window: int, forced_error_ppm: 
     except (local.NodeError, DeploymentNotFound) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
+        stopping.set()
         anvil.stop()
 
 

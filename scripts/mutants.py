@@ -56,6 +56,9 @@ CREATE_TESTS = "tests/unit/test_create_cancel.py"
 FORCED_TESTS = "tests/unit/test_forced_errors.py"
 REDUCTION_TESTS = "tests/arbitration/test_arbitration_reduction.py"
 JUDGE_REDUCTION_TESTS = "tests/judge/test_judge_reduction.py"
+KEEPER = "offchain/workers/keeper.py"
+KEEPER_TESTS = "tests/e2e/test_keeper.py"
+CAPACITY_TESTS = "tests/e2e/test_worker_capacity.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("judge-linear-tolerance", JUDGE,
@@ -252,6 +255,32 @@ MUTANTS: tuple[Mutant, ...] = (
            ' self.market.w3.eth.get_transaction_count(self.address, "pending")})\n'
            '            self.market.w3.eth.send_raw_transaction(self.market.account.sign_transaction(tx).raw_transaction)\n',
            ("tests/e2e/test_worker_restart.py",), "solver worker sends its proof twice, straight to the chain"),
+    Mutant("keeper-resends-in-flight", KEEPER,
+           "            if move.key not in self._in_flight and self._send(move):\n",
+           "            if self._send(move):\n",
+           (f"{KEEPER_TESTS}::test_keeper_racing_other_senders__sends_each_move_once_and_takes_a_lost_race_in_its_stride",),
+           "keeper tries a move again while its transaction is in flight"),
+    Mutant("keeper-ignores-silent-verifier", KEEPER,
+           '        return expire(task.deadline, "its verify window")\n',
+           "        return []\n",
+           (f"{KEEPER_TESTS}::test_silent_verifier__another_workers_keeper_expires_it__the_solver_is_paid_and_takes"
+            "_the_next_task",),
+           "keeper leaves a task whose verifier stayed silent"),
+    Mutant("keeper-ignores-dispute-clocks", KEEPER,
+           "        if not deadline or now <= deadline:\n",
+           "        if True:\n",
+           (f"{KEEPER_TESTS}::test_keeper__times_out_a_dispute_whose_side_to_move_stopped",),
+           "keeper never times out a stalled dispute"),
+    Mutant("solver-logs-every-skip", "offchain/workers/solver.py",
+           '        if record.get("skip") != reason:\n',
+           "        if True:\n",
+           (f"{CAPACITY_TESTS}::test_solver__without_free_stake_skips_once_with_the_reason_and_claims_when_stake_allows",),
+           "solver logs a skip every round instead of once"),
+    Mutant("solver-gives-up-on-late-content", "offchain/workers/solver.py",
+           "TRANSIENT_STORAGE = (ContentNotFound, FetchTimeout, StorageUnavailable)\n",
+           "TRANSIENT_STORAGE = ()\n",
+           (f"{CAPACITY_TESTS}::test_solver__retries_a_task_whose_content_is_not_reachable_yet_and_claims_it_once_it_is",),
+           "solver rejects for good a task whose content is not reachable yet"),
 )
 
 

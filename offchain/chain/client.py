@@ -176,6 +176,7 @@ class Market:
         self.w3, self.deployment, self.account = w3, deployment, account
         self.policy = policy or TxPolicy.from_env()
         self._chain_id: int | None = None
+        self._unmined: dict[bytes, tuple[NonceManager, int]] = {}  # sent by `send`, not yet seen mined
         self.contract = w3.eth.contract(address=deployment.market, abi=load_abi("Market"))
         self.arbiter = w3.eth.contract(address=deployment.arbiter, abi=load_abi(deployment.arbiter_kind))
         checker = deployment.contracts.get("ProofChecker")
@@ -222,6 +223,37 @@ class Market:
     # ── writes ──────────────────────────────────────────────────────
     def transact(self, name: str, *args: Any, value: int = 0, contract: Any = None) -> Any:
         """Simulate, sign, send and wait until the move is done (`TxPolicy`); returns the receipt."""
+        sent, tx, nonces = self._send(name, args, value, contract)
+        try:
+            receipt = self._until_done(name, sent, tx)
+        finally:
+            nonces.release(sent.nonce)
+        if receipt["status"] != 1:
+            raise TransactionReverted(name, "reverted on chain after a successful simulation")
+        log.debug("%s mined in block %d (gas %d)", name, receipt["blockNumber"], receipt["gasUsed"])
+        return receipt
+
+    def send(self, name: str, *args: Any, value: int = 0, contract: Any = None) -> bytes:
+        """Simulate, sign and send one call without waiting for it; returns the transaction hash.
+        Its nonce stays taken until `receipt` sees it mined."""
+        sent, _, nonces = self._send(name, args, value, contract)
+        tx_hash = sent.versions[0][0]
+        self._unmined[tx_hash] = (nonces, sent.nonce)
+        return tx_hash
+
+    def receipt(self, tx_hash: bytes) -> Any | None:
+        """The receipt of a transaction `send` sent, or None while it is not mined."""
+        try:
+            receipt = with_retries("receipt", lambda: self.w3.eth.get_transaction_receipt(tx_hash))
+        except TransactionNotFound:
+            return None
+        held = self._unmined.pop(bytes(tx_hash), None)
+        if held is not None:
+            held[0].release(held[1])
+        return receipt
+
+    def _send(self, name: str, args: tuple, value: int, contract: Any) -> tuple[_Sent, dict, NonceManager]:
+        """Simulate, then sign and broadcast with the account's next nonce (marked in flight)."""
         if self.account is None:
             raise ChainError(f"{name}: no account configured to sign with")
         fn = getattr((contract or self.contract).functions, name)(*args)
@@ -241,14 +273,7 @@ class Market:
             sent = _Sent(nonces.next(pending))
             self._broadcast(name, sent, {**tx, "nonce": sent.nonce})
             nonces.in_flight.add(sent.nonce)
-        try:
-            receipt = self._until_done(name, sent, tx)
-        finally:
-            nonces.release(sent.nonce)
-        if receipt["status"] != 1:
-            raise TransactionReverted(name, "reverted on chain after a successful simulation")
-        log.debug("%s mined in block %d (gas %d)", name, receipt["blockNumber"], receipt["gasUsed"])
-        return receipt
+        return sent, tx, nonces
 
     def _fees(self, bumps: int = 0) -> dict[str, int]:
         """EIP-1559 fees (twice the base fee plus the tip), or a legacy gas price; each bump

@@ -1,4 +1,5 @@
-"""The loop every worker shares: follow the chain's events, then advance each task it tracks.
+"""The loop every worker shares: follow the chain's events, advance each task it tracks, and run the
+keeper (`keeper.py`), which enforces every deadline that passed on any task or dispute.
 
 Workers are idempotent: `advance` reads the task's state on chain and acts only
 when its move is still due, so a restart (or a replayed event) never sends a
@@ -20,8 +21,8 @@ from offchain.log import get_logger
 from offchain.ml import MLError
 from offchain.storage import ContentStore, StorageError
 from offchain.workers.artifacts import ArtifactMismatch
+from offchain.workers.keeper import INTERVAL, Keeper
 from offchain.workers.state import WorkerState, chain_folder
-
 
 REORG_DEPTH = 64  # blocks re-read after a reorganisation is seen
 
@@ -32,7 +33,7 @@ class Worker:
     watches: tuple[str, ...] = ()
 
     def __init__(self, *, market: Market, store: ContentStore, home: Path, poll_interval: float = 1.0,
-                 margin: int = 5):
+                 margin: int = 5, keeper_interval: float | None = INTERVAL):
         self.market, self.store = market, store
         self.home = home
         self.address = market.account.address if market.account else ""
@@ -44,17 +45,22 @@ class Worker:
         self.poll_interval, self.margin = poll_interval, margin
         self.log = get_logger(f"dtm.{self.role}")
         self.stopping = threading.Event()
+        # None: this worker leaves deadlines to others
+        self.keeper = Keeper(market, interval=keeper_interval, name=f"{self.role}.keeper") \
+            if keeper_interval is not None and market.account else None
 
     # ── loop ────────────────────────────────────────────────────────
     def run(self, *, until: Any = None) -> None:
         self.log.info("%s %s watching market %s", self.role, self.address, self.market.deployment.market)
+        steps = [self.poll_once, *([self.keeper.tick] if self.keeper else [])]
         while not self.stopping.is_set() and not (until and until()):
-            try:
-                self.poll_once()
-            except ChainError as exc:
-                self.log.warning("chain: %s", exc)
-            except Exception:  # a daemon outlives one bad round; the traceback says what to fix
-                self.log.exception("unexpected error; retrying next round")
+            for step in steps:
+                try:
+                    step()
+                except ChainError as exc:
+                    self.log.warning("chain: %s", exc)
+                except Exception:  # a daemon outlives one bad round; the traceback says what to fix
+                    self.log.exception("unexpected error; retrying next round")
             self.stopping.wait(self.poll_interval)
 
     def poll_once(self) -> None:

@@ -8,6 +8,11 @@ the challenger proves the error and is paid, and it submits the genuine proof
 once the forced error is proven or revealed. It draws the randomness its claim
 and its proofs committed to (anyone may; the solver answers for it).
 `cheat` turns it into one of the dishonest solvers the verifiers must catch.
+
+A task it does not claim is skipped with a reason, logged once: for good when the
+task cannot be done here (unusable artifacts, a window too short for this
+machine), retried when the reason may pass (its content not reachable yet, no
+free stake, busy with another task).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from offchain.dispute.player import Defence
 from offchain.ml import Checkpoint, DemoTask, MLError, TrainingResult, build_proof, cheats, train
 from offchain.ml.commit import checkpoint_root
 from offchain.ml.train import merge_results, replay, update_norm
-from offchain.storage import StorageError
+from offchain.storage import ContentNotFound, FetchTimeout, StorageError, StorageUnavailable
 from offchain.workers.artifacts import (
     ArtifactMismatch,
     fetch_proof,
@@ -45,6 +50,9 @@ CHEATS = {
 # a solver claims a task only if its measured training time, times this, fits the train window
 TIME_SAFETY = 2.0
 PROGRESS_EVERY = 10.0
+# content that may yet appear (not published or not propagated, the daemon down), and how long to wait
+TRANSIENT_STORAGE = (ContentNotFound, FetchTimeout, StorageUnavailable)
+CONTENT_RETRY = 10.0
 
 
 def training_seconds(bundle: DemoTask, probe_steps: int = 4, threads: int = 1) -> float:
@@ -92,7 +100,9 @@ class Solver(Worker):
         record = self.state.task(task.task_id) or {}
         mine = task.solver == self.address
         if task.state == TaskState.OPEN:
-            if not self._busy_elsewhere(task.task_id):
+            if (busy := self._busy_elsewhere(task.task_id)) is not None:
+                self._skip(task.task_id, f"busy with task {busy}, one task at a time")
+            else:
                 self._claim(task)
         elif not mine:
             if task.state not in (TaskState.FINALISED, TaskState.CANCELLED, TaskState.REFUNDED):
@@ -124,35 +134,56 @@ class Solver(Worker):
             self.collect_credits()
         super().finish(task)
 
-    def _busy_elsewhere(self, task_id: int) -> bool:
-        """One task at a time: a laptop's cores are the capacity."""
+    def _busy_elsewhere(self, task_id: int) -> int | None:
+        """One task at a time: a laptop's cores are the capacity. The task this solver holds, if any."""
         for other_id, record in self.state.tasks().items():
             if other_id != task_id and not record.get("done") and record.get("secret"):
                 if self.market.task(other_id).solver == self.address:
-                    return True
-        return False
+                    return other_id
+        return None
+
+    def _skip(self, task_id: int, reason: str, *, final: str | None = None, detail: str = "") -> None:
+        """Not claiming `task_id` for `reason`, logged once however often it is met. `final` (the
+        outcome's prefix) closes the task for this solver; otherwise the next round looks again."""
+        record = self.state.task(task_id) or {}
+        if record.get("skip") != reason:
+            self.log.warning("task %d: not claiming: %s%s%s", task_id, reason, f": {detail}" if detail else "",
+                             "" if final else " (will look again)")
+        changes: dict[str, Any] = {"skip": reason}
+        if final:
+            changes.update(done=True, outcome=f"{final}: {reason}" + (f": {detail}" if detail else ""))
+        self.state.update_task(task_id, **changes)
 
     def _claim(self, task: TaskView) -> None:
-        if self.market.events("TaskClaimed", self.market.deployment.block, task_id=task.task_id, solver=self.address):
-            # reopened after this solver held it: one attempt per task
-            self.state.update_task(task.task_id, done=True, outcome="reopened after our attempt")
+        record = self.state.task(task.task_id) or {}
+        if record.get("retry_at", 0) > time.time():
             return
-        if self.market.call("free_stake", self.address) < task.solver_stake:
+        if self.market.events("TaskClaimed", self.market.deployment.block, task_id=task.task_id, solver=self.address):
+            self._skip(task.task_id, "reopened after our attempt (one attempt per task)", final="skipped")
+            return
+        free = self.market.call("free_stake", self.address)
+        if free < task.solver_stake:
+            self._skip(task.task_id, f"no free stake: {free / 1e18:g} ETH free, the task needs "
+                       f"{task.solver_stake / 1e18:g} ETH")
             return
         try:
             bundle = self.bundle(task.task_id)  # fetch and check everything before staking on it
+        except TRANSIENT_STORAGE as exc:
+            self.state.update_task(task.task_id, retry_at=time.time() + CONTENT_RETRY)
+            self._skip(task.task_id, f"its content is not reachable yet ({type(exc).__name__})", detail=str(exc))
+            return
         except (StorageError, MLError, ArtifactMismatch) as exc:
-            self.state.update_task(task.task_id, done=True, outcome=f"rejected: {exc}")
-            self.log.warning("task %d: not claiming, its artifacts are unusable: %s", task.task_id, exc)
+            self._skip(task.task_id, "its artifacts are unusable or unsupported here", final="rejected",
+                       detail=str(exc))
             return
         needed = training_seconds(bundle, threads=self.threads)
         if needed * TIME_SAFETY > task.train_window:
-            reason = f"training needs ~{needed:.0f} s here, the window is {task.train_window} s"
-            self.state.update_task(task.task_id, done=True, outcome=f"skipped: {reason}")
-            self.log.warning("task %d: not claiming: %s", task.task_id, reason)
+            self._skip(task.task_id, f"window too short: training needs ~{needed:.0f} s here, the window is "
+                       f"{task.train_window} s", final="skipped")
             return
         secret = os.urandom(32)
-        self.state.update_task(task.task_id, secret=secret.hex(), forced=None, proofs=None,  # before sending
+        # written before sending
+        self.state.update_task(task.task_id, secret=secret.hex(), forced=None, proofs=None, skip=None,
                                threads=self.threads)
         self.market.transact("claim", task.task_id, keccak(secret))
         self.log.info("task %d: claimed", task.task_id)

@@ -23,7 +23,7 @@ from offchain.node import (  # noqa: F401
     wait_for,
 )
 from offchain.storage import LocalStore
-from offchain.workers.artifacts import publish_task
+from offchain.workers.artifacts import PublishedTask, publish_task
 from offchain.workers.base import Worker
 from offchain.workers.submitter import Submitter
 
@@ -52,11 +52,18 @@ class Harness:
         self.workers.append((worker, thread))
         return worker
 
-    def post(self, *, steps: int = 200, k: int = 4, hidden: int = 32, train_window: int = 300) -> int:
-        published = publish_task(self.store, mlp_spec(64, (hidden,), 10), digits_dataset(), steps=steps, k=k,
-                                 batch_size=32, lr=0.1, seed=3)
+    def post(self, *, steps: int = 200, k: int = 4, hidden: int = 32, train_window: int = 300,
+             expires_in: int = 3_600, solver_stake: int = ETHER, store: LocalStore | None = None) -> int:
+        """Publish a digits task to `store` (the shared one by default) and post it."""
+        published = self.publish(store or self.store, steps=steps, k=k, hidden=hidden)
         submitter = Submitter(market=self.market(SUBMITTER), store=self.store, home=self.home)
-        return submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=train_window)
+        return submitter.post(published, payment=ETHER, solver_stake=solver_stake, expires_in=expires_in,
+                              train_window=train_window)
+
+    @staticmethod
+    def publish(store: LocalStore, *, steps: int, k: int, hidden: int) -> PublishedTask:
+        return publish_task(store, mlp_spec(64, (hidden,), 10), digits_dataset(), steps=steps, k=k, batch_size=32,
+                            lr=0.1, seed=3)
 
     def stop(self) -> None:
         for worker, _ in self.workers:

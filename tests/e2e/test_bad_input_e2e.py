@@ -16,14 +16,17 @@ pytestmark = pytest.mark.e2e
 MISSING_CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"  # `hello world\n`, never added here
 
 
-def test_task_with_unfetchable_spec__is_never_claimed_and_worker_keeps_going(tmp_path):
+def test_task_with_unfetchable_spec__is_not_claimed_and_worker_keeps_going__malformed_content_rejected(tmp_path):
     with local_market(tmp_path) as m:
         solver = m.start(Solver, SOLVER, Role.SOLVER)
         submitter = m.market(SUBMITTER)
         bad = submitter.create_task(spec_cid=MISSING_CID, commitments=commitments(), payment=ETHER,
                                     solver_stake=ETHER, expires=submitter.now() + 3_600, train_window=300)
-        wait_for(lambda: (solver.state.task(bad) or {}).get("outcome", "").startswith("rejected"), 30,
-                 "the solver to reject the task")
+        wait_for(lambda: (solver.state.task(bad) or {}).get("skip", "").startswith("its content is not reachable"),
+                 30, "the solver to skip the task for now")
+        m.store.add_bytes(b"hello world\n")  # the content appears, and is no task spec
+        wait_for(lambda: (solver.state.task(bad) or {}).get("outcome", "").startswith("rejected"), 60,
+                 "the solver to reject the task for good")
         assert submitter.task(bad).state == TaskState.OPEN
         assert submitter.call("accounts", solver.address)[1] == 0  # nothing locked
         good = m.post()  # the same worker still serves the next task

@@ -13,8 +13,9 @@ import pytest
 
 from offchain.chain.client import Market, connect
 from offchain.chain.deployment import Deployment
-from offchain.chain.suite import ETHER, Role
+from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.node import dev_account, free_port, port_in_use, wait_for
+from tests.conftest import commitments
 
 pytestmark = pytest.mark.e2e
 
@@ -84,3 +85,21 @@ def test_node_up__sigterm_stops_anvil__restart_resumes_the_chain__fresh_starts_o
         assert market.call("accounts", dev_account(6).address)[0] == 0
     finally:
         fresh.stop()
+
+
+def test_node_up__its_keeper_expires_a_task_nobody_claimed(tmp_path):
+    port = free_port()
+    node = Node(tmp_path / "home", tmp_path / "deployments", port, free_port())
+    try:
+        node.wait_ready()
+        keeper_line = node.process.stdout.readline()
+        assert keeper_line.startswith(f"keeper  {dev_account(0).address}")
+        deployment = Deployment.load(tmp_path / "deployments" / "ethereum-local.yaml")
+        market = Market(connect(f"http://127.0.0.1:{port}"), deployment, dev_account(1))
+        task_id = market.create_task(spec_cid="QmSpec", commitments=commitments(), payment=ETHER, solver_stake=ETHER,
+                                     expires=market.now() + 3, train_window=300)
+        wait_for(lambda: market.task(task_id).state == TaskState.REFUNDED, 60, "the node's keeper to expire it")
+        [expired] = market.events("TaskExpired", market.deployment.block, task_id=task_id)
+        assert market.w3.eth.get_transaction(expired["transactionHash"])["from"] == dev_account(0).address
+    finally:
+        assert node.stop() == 0
