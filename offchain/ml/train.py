@@ -7,6 +7,7 @@ so neither the solver nor anyone else can choose the data, and the chain can che
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -21,6 +22,7 @@ from .spec import ModelSpec, canonical_json, check_keys, parse_json_object, stri
 from .task import TrainingTask, hex32, parse_hex32
 
 PROOF_FORMAT = "dtm-proof/1"
+BOOKS_AHEAD = 2  # checkpoints whose bookkeeping may trail the training (memory: one state each)
 MAX_PROOF_BYTES = 64 * 1024 * 1024
 
 
@@ -148,7 +150,8 @@ def train(
     """Train ``task.steps`` SGD steps through the graph executor, checkpointing every ``k`` steps.
 
     ``on_checkpoint`` is called for every new checkpoint (step 0 included on a fresh run) so the
-    caller can persist/upload it.  ``resume_from`` continues from any checkpoint and reproduces
+    caller can persist/upload it: in order, on a bookkeeping thread that hashes, measures and hands
+    over checkpoint ``j`` while segment ``j + 1`` trains (an exception it raises ends the training).  ``resume_from`` continues from any checkpoint and reproduces
     bitwise the checkpoints of an uninterrupted run.  With ``keep_params=False`` only the first and
     last checkpoints keep their tensors (memory stays flat on long runs). ``split``: reductions
     evaluated in blocks (`Executor`), only to measure what chunked graphs cost.
@@ -175,25 +178,43 @@ def train(
     norms: list[float] = []
     loss_rows: list[torch.Tensor] = []
     params = _as_list(start.params, names)
-    previous = start.params
+    previous = [start.params]
+
+    failed = []
+
+    def book(index: int, state: dict[str, torch.Tensor], segment_losses: list[float]) -> None:
+        """Root, update norm and the caller's hook of one checkpoint (steps never write a tensor
+        they read, so the next segment trains on meanwhile); nothing after a hook that raised."""
+        if failed:
+            return
+        try:
+            checkpoint = Checkpoint(index, index * interval, state, checkpoint_root(state, names), segment_losses)
+            norms.append(update_norm(previous[0], state))
+            previous[0] = state
+            if on_checkpoint is not None:
+                on_checkpoint(checkpoint)
+        except BaseException:
+            failed.append(index)
+            raise
+        if not keep_params and len(checkpoints) > 1:
+            checkpoints[-1].params = {}
+        checkpoints.append(checkpoint)
+
     segment_start = 0
-    with execution_context(num_threads):
+    with execution_context(num_threads), ThreadPoolExecutor(1, thread_name_prefix="checkpoint") as bookkeeper:
+        pending: list[Future] = []
         for index in range(start.index + 1, task.num_checkpoints):
             params = run_steps(executor, params, sampler, (index - 1) * interval, interval, hooks, loss_rows)
-            state = dict(zip(names, params))
             if not all(bool(torch.isfinite(t).all()) for t in params):
                 raise TrainingError(f"non-finite parameters at step {index * interval}")
             done = len(loss_rows) - segment_start
             segment_losses = torch.stack(loss_rows[segment_start:]).mean(1).tolist() if done else []
             segment_start = len(loss_rows)
-            checkpoint = Checkpoint(index, index * interval, state, checkpoint_root(state, names), segment_losses)
-            norms.append(update_norm(previous, state))
-            if on_checkpoint is not None:
-                on_checkpoint(checkpoint)
-            if not keep_params and len(checkpoints) > 1:
-                checkpoints[-1].params = {}
-            checkpoints.append(checkpoint)
-            previous = state
+            pending.append(bookkeeper.submit(book, index, dict(zip(names, params)), segment_losses))
+            while len(pending) > 1 and (pending[0].done() or len(pending) > BOOKS_AHEAD):
+                pending.pop(0).result()  # in order; raises what the hook raised
+        for future in pending:
+            future.result()
     losses = torch.stack(loss_rows).mean(1).tolist() if loss_rows else []
     return TrainingResult(checkpoints, losses, norms, start.step)
 

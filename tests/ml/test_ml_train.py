@@ -132,3 +132,24 @@ def test_replay__is_bitwise_the_run_only_with_its_thread_count():
     other = segment_state_roots(demo.graph, demo.task, demo.dataset, start, 0, num_threads=1)
     assert same[-1] == two.roots[1]
     assert other[-1] != two.roots[1]
+
+
+def test_train__checkpoint_hooks_run_in_order_and_a_failing_one_ends_training():
+    """Bookkeeping overlaps the next segment: hooks still see checkpoints in order, and after a
+    hook raises (a full disk, a killed upload) no later checkpoint is handed over."""
+    demo = make_task(mlp_spec(8, (8,), 3), synthetic_dataset(64, 8, 3, seed=11), steps=40, k=4, batch_size=8,
+                     lr=0.2, seed=7)
+    seen = []
+
+    def hook(checkpoint):
+        seen.append(checkpoint.index)
+        if checkpoint.index == 5:
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph, on_checkpoint=hook)
+    assert seen == list(range(6))
+    ordered = []
+    result = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph,
+                   on_checkpoint=lambda c: ordered.append((c.index, c.root)))
+    assert ordered == list(enumerate(result.roots))
