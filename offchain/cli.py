@@ -300,12 +300,16 @@ def _tasks(market):
 
 
 # ── workers ─────────────────────────────────────────────────────────
-def _run_worker(env: Env, kind: str, **options: Any) -> None:
+def _run_worker(env: Env, kind: str, threads: int | None, **options: Any) -> None:
+    """A worker alone in its process: it trains or replays with ``threads`` (default every core)."""
+    import torch
+
     from offchain.workers.solver import Solver
     from offchain.workers.verifier import Verifier, Whistleblower
 
     worker_type = {"solver": Solver, "verifier": Verifier, "whistleblower": Whistleblower}[kind]
-    worker = worker_type(market=env.market(), store=env.store(), home=env.home, **options)
+    worker = worker_type(market=env.market(), store=env.store(), home=env.home,
+                         threads=threads or torch.get_num_threads(), **options)
     signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
     try:
         worker.run()
@@ -325,9 +329,7 @@ def solver() -> None:
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads to train with  [default: every core]")
 @pass_env
 def solver_run(env: Env, cheat: str | None, poll: float, threads: int | None) -> None:
-    import torch
-
-    _run_worker(env, "solver", cheat=cheat, poll_interval=poll, threads=threads or torch.get_num_threads())
+    _run_worker(env, "solver", threads, cheat=cheat, poll_interval=poll)
 
 
 @main.group()
@@ -338,9 +340,10 @@ def verifier() -> None:
 @verifier.command("run")
 @click.option("--lazy", is_flag=True, help="Accept without checking (to watch whistleblowers at work).")
 @click.option("--poll", type=float, default=1.0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads to replay with  [default: every core]")
 @pass_env
-def verifier_run(env: Env, lazy: bool, poll: float) -> None:
-    _run_worker(env, "verifier", lazy=lazy, poll_interval=poll)
+def verifier_run(env: Env, lazy: bool, poll: float, threads: int | None) -> None:
+    _run_worker(env, "verifier", threads, lazy=lazy, poll_interval=poll)
 
 
 @main.group()
@@ -350,9 +353,10 @@ def whistleblower() -> None:
 
 @whistleblower.command("run")
 @click.option("--poll", type=float, default=1.0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads to replay with  [default: every core]")
 @pass_env
-def whistleblower_run(env: Env, poll: float) -> None:
-    _run_worker(env, "whistleblower", poll_interval=poll)
+def whistleblower_run(env: Env, poll: float, threads: int | None) -> None:
+    _run_worker(env, "whistleblower", threads, poll_interval=poll)
 
 
 @main.command()

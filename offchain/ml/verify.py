@@ -70,13 +70,14 @@ def profile_threshold(
     """
     interval = task.checkpoint_interval
     split = max(1, REDUCTION_CAP // 4)
+    other_threads = num_threads + 1 if num_threads == 1 else num_threads - 1  # another honest split of work
     observations: list[tuple[int, str, float]] = []
     start = dict(initial_params)
     for segment in range(min(segments, task.num_segments)):
         first = segment * interval
         reference = replay(graph, task, dataset, start, first, interval, num_threads=num_threads)
         variants = {
-            "threads": replay(graph, task, dataset, start, first, interval, num_threads=num_threads + 1),
+            "threads": replay(graph, task, dataset, start, first, interval, num_threads=other_threads),
             "float64": replay(graph, task, dataset, start, first, interval, num_threads=num_threads, precision="float64"),
         }
         if graph.splits_reductions:

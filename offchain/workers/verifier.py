@@ -26,7 +26,12 @@ from offchain.workers.base import Worker
 class Auditor(Worker):
     """What a verifier and a whistleblower share: reaching a verdict on a proof."""
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, *, threads: int = 1, **kwargs: Any):
+        """``threads``: intra-op threads to replay with (`dtm verifier run` gives every core, a
+        worker alone in its process); a verdict needs no bitwise equality with the solver's run."""
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
+        self.threads = threads
         super().__init__(**kwargs)
         self._nothing_to_prove: set[int] = set()
 
@@ -34,10 +39,11 @@ class Auditor(Worker):
         """The distance threshold on this machine and the replay time of one step (profiling runs
         four executions of each profiled segment; the slowest, float64, makes the estimate safe)."""
         task = bundle.task
-        key = f"profile:{task.graph_root.hex()}:{task.dataset_root.hex()}:{task.weights_root.hex()}"
+        key = f"profile:{task.graph_root.hex()}:{task.dataset_root.hex()}:{task.weights_root.hex()}:{self.threads}"
         if (cached := self.state.get(key)) is None:
             started = time.perf_counter()
-            threshold = profile_threshold(bundle.graph, task, bundle.spec, bundle.dataset, bundle.weights)
+            threshold = profile_threshold(bundle.graph, task, bundle.spec, bundle.dataset, bundle.weights,
+                                          num_threads=self.threads)
             steps = 4 * len(threshold.observations) // 3 * task.checkpoint_interval
             cached = {"threshold": threshold.value, "step_seconds": (time.perf_counter() - started) / max(steps, 1)}
             self.state.put(key, cached)
@@ -70,7 +76,7 @@ class Auditor(Worker):
             profile = self._profile(bundle)
             policy = self._policy(task, bundle, profile)
             verdict = verify(bundle.task, bundle.spec, bundle.dataset, proof, blobs, profile["threshold"],
-                             int.from_bytes(seed, "big"), graph=bundle.graph, policy=policy)
+                             int.from_bytes(seed, "big"), graph=bundle.graph, policy=policy, num_threads=self.threads)
         if not verdict.accept and verdict.failing_segment is None:
             verdict.failing_segment = 0  # the proof is malformed as a whole; any segment exposes it
         self.log.info("task %d: %s (replayed %d steps) %s", task.task_id,
