@@ -301,7 +301,9 @@ def _tasks(market):
 
 # ── workers ─────────────────────────────────────────────────────────
 def _run_worker(env: Env, kind: str, threads: int | None, **options: Any) -> None:
-    """A worker alone in its process: it trains or replays with ``threads`` (default every core)."""
+    """A worker alone in its process: it trains or replays with ``threads``, by default every core
+    but one (left to checkpoint bookkeeping, the node and the keeper: on a busy core, intra-op
+    threads wait on each other)."""
     import torch
 
     from offchain.workers.solver import Solver
@@ -309,7 +311,7 @@ def _run_worker(env: Env, kind: str, threads: int | None, **options: Any) -> Non
 
     worker_type = {"solver": Solver, "verifier": Verifier, "whistleblower": Whistleblower}[kind]
     worker = worker_type(market=env.market(), store=env.store(), home=env.home,
-                         threads=threads or torch.get_num_threads(), **options)
+                         threads=threads or max(1, torch.get_num_threads() - 1), **options)
     signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
     try:
         worker.run()
@@ -326,7 +328,7 @@ def solver() -> None:
 @click.option("--cheat", type=click.Choice(["skip", "fabricate", "wrong-data"]),
               help="Be a dishonest solver (for tests and demonstrations).")
 @click.option("--poll", type=float, default=1.0, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads to train with  [default: every core]")
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads to train with  [default: every core but one]")
 @pass_env
 def solver_run(env: Env, cheat: str | None, poll: float, threads: int | None) -> None:
     _run_worker(env, "solver", threads, cheat=cheat, poll_interval=poll)
@@ -340,7 +342,7 @@ def verifier() -> None:
 @verifier.command("run")
 @click.option("--lazy", is_flag=True, help="Accept without checking (to watch whistleblowers at work).")
 @click.option("--poll", type=float, default=1.0, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads to replay with  [default: every core]")
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads to replay with  [default: every core but one]")
 @pass_env
 def verifier_run(env: Env, lazy: bool, poll: float, threads: int | None) -> None:
     _run_worker(env, "verifier", threads, lazy=lazy, poll_interval=poll)
@@ -353,7 +355,7 @@ def whistleblower() -> None:
 
 @whistleblower.command("run")
 @click.option("--poll", type=float, default=1.0, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads to replay with  [default: every core]")
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads to replay with  [default: every core but one]")
 @pass_env
 def whistleblower_run(env: Env, poll: float, threads: int | None) -> None:
     _run_worker(env, "whistleblower", threads, poll_interval=poll)

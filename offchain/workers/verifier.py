@@ -27,7 +27,7 @@ class Auditor(Worker):
     """What a verifier and a whistleblower share: reaching a verdict on a proof."""
 
     def __init__(self, *, threads: int = 1, **kwargs: Any):
-        """``threads``: intra-op threads to replay with (`dtm verifier run` gives every core, a
+        """``threads``: intra-op threads to replay with (`dtm verifier run` gives every core but one, a
         worker alone in its process); a verdict needs no bitwise equality with the solver's run."""
         if threads < 1:
             raise ValueError("threads must be at least 1")
