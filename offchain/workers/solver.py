@@ -75,9 +75,9 @@ class Solver(Worker):
     watches = ("TaskCreated", "TaskReopened")
 
     def __init__(self, *, cheat: str | None = None, threads: int = 1, **kwargs: Any):
-        """``threads``: intra-op threads to train with (`dtm solver run` gives every core but one, a worker
-        alone in its process); kept with each task, since the solver's replays in a dispute are
-        bitwise its training only with the count it trained with."""
+        """``threads``: intra-op threads to train with (`dtm solver run` gives every core but one,
+        a worker alone in its process); kept with each task, since the solver's replays in a
+        dispute are bitwise its training only with the count it trained with."""
         if cheat is not None and cheat not in CHEATS:
             raise ValueError(f"unknown cheat {cheat!r}; choose from {', '.join(CHEATS)}")
         if threads < 1:

@@ -27,8 +27,8 @@ class Auditor(Worker):
     """What a verifier and a whistleblower share: reaching a verdict on a proof."""
 
     def __init__(self, *, threads: int = 1, **kwargs: Any):
-        """``threads``: intra-op threads to replay with (`dtm verifier run` gives every core but one, a
-        worker alone in its process); a verdict needs no bitwise equality with the solver's run."""
+        """``threads``: intra-op threads to replay with (`dtm verifier run` gives every core but
+        one, a worker alone in its process); a verdict needs no bitwise equality with the solver."""
         if threads < 1:
             raise ValueError("threads must be at least 1")
         self.threads = threads
