@@ -1,0 +1,49 @@
+// One task (`dtm task status`): its state, the running deadline, what the chain holds, its timeline.
+import { h } from "../dom";
+import { duration, eth, ZERO_ADDRESS } from "../format";
+import type { Context, View } from "../main";
+import { stateName, TaskState } from "../market";
+import { setChainTime, taskDeadline } from "./countdown";
+
+export function taskPage(ctx: Context, id: bigint): View {
+  const head = h("div");
+  const facts = h("tbody");
+  const timeline = h("tbody");
+  const el = h("section", {}, h("p", {}, h("a", { href: "#/" }, "← market")), head,
+    h("table", { id: "facts" }, facts),
+    h("h2", {}, "Timeline"),
+    h("table", { id: "timeline" }, h("thead", {}, h("tr", {}, ...["block", "time", "event", "detail"].map((t) => h("th", {}, t)))), timeline));
+
+  async function refresh(): Promise<void> {
+    const { market } = ctx;
+    const [task, rows, now] = await Promise.all([market.task(id), market.timeline(id), market.now()]);
+    setChainTime(now);
+    if (task.state === TaskState.NONE) {
+      head.replaceChildren(h("h1", {}, `No task ${id}`), h("p", {}, "The market has no task with this number: pick one from the market's list."));
+      return;
+    }
+    head.replaceChildren(
+      h("h1", {}, `Task ${id}: `, h("span", { class: "state", id: "task-state" }, stateName(task.state))),
+      h("p", { id: "task-deadline" }, taskDeadline(task) ?? ""),
+    );
+    const fact = (name: string, value: string | number | bigint, mono = false) =>
+      h("tr", {}, h("th", {}, name), h("td", mono ? { class: "mono" } : {}, String(value)));
+    const someone = (address: string) => (address === ZERO_ADDRESS ? "—" : address);
+    facts.replaceChildren(
+      fact("payment held", eth(task.escrow + task.tax)),
+      fact("solver stake", eth(task.solver_stake)),
+      fact("submitter", task.submitter, true),
+      fact("solver", someone(task.solver), true),
+      fact("verifier", someone(task.verifier), true),
+      fact("schedule", `${task.checkpoints} checkpoints, every ${task.checkpoint_interval} steps; train window ${duration(Number(task.train_window))}`),
+      fact("spec hash", task.spec_hash, true),
+      fact("proof root", /^0x0+$/.test(task.proof_root) ? "—" : task.proof_root, true),
+    );
+    const start = rows[0]?.timestamp ?? 0n;
+    timeline.replaceChildren(...rows.map((row) => h("tr", {},
+      h("td", {}, row.block), h("td", {}, `+${duration(Number(row.timestamp - start))}`),
+      h("td", {}, row.event), h("td", { class: "mono" }, row.detail))));
+  }
+
+  return { el, refresh };
+}
