@@ -1,6 +1,6 @@
 // The connected account's stake and credits (`dtm balance`) with deposit, unbond and both withdrawals.
 import { parseEther } from "viem";
-import { h, notify } from "../dom";
+import { clearNotice, h, notify } from "../dom";
 import { AppError, describe } from "../errors";
 import { eth } from "../format";
 import type { Context, View } from "../main";
@@ -37,6 +37,7 @@ export function stakePage(ctx: Context): View {
   /** Runs one transaction from a button, with the button disabled meanwhile and the outcome shown. */
   async function act(button: HTMLButtonElement, action: string, send: () => Promise<string>): Promise<void> {
     button.disabled = true;
+    clearNotice();
     try {
       notify(await send(), "info");
       await refresh();

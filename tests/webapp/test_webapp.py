@@ -1,0 +1,92 @@
+"""The web app in headless Chromium against a real Anvil, the deployed suite and the content store,
+with a test wallet (an injected EIP-1193 provider signing with an Anvil dev key)."""
+
+from __future__ import annotations
+
+import gzip
+import re
+
+import pytest
+
+from offchain.chain.suite import ETHER, Role
+from offchain.node import dev_account
+from offchain.webapp import DIST
+
+pytestmark = pytest.mark.e2e
+
+SUBMITTER, STAKER, REFUSER = 1, 6, 7
+
+
+@pytest.fixture(scope="module")
+def posted(market_app) -> int:
+    """A task posted with the Python CLI, as a user would."""
+    out = market_app.dtm("--dev-account", str(SUBMITTER), "task", "post", "--steps", "40", "--k", "10", "--payment", "1")
+    return int(re.search(r"task (\d+)", out).group(1))
+
+
+def test_connect_on_the_wrong_network_switch_read_a_cli_task_stake_unbond_withdraw(market_app, posted):
+    market = market_app.market()
+    left = market.task(posted).expires - market.now()
+    seen = market_app.browse("stake_and_unbond", task_id=posted, wallet=market_app.wallet(STAKER))
+    assert seen["page_errors"] == []
+    assert seen["wrong_network"] == ("Wrong network: your wallet is on chain 1; the market is on "
+                                     "ethereum-local (chain 31337).")
+    assert seen["network"] == "ethereum-local (31337)"
+    assert seen["account"] == dev_account(STAKER).address
+    assert seen["requests"][:3] == ["eth_requestAccounts", "eth_chainId", "wallet_switchEthereumChain"]
+
+    # the market and the task as `dtm task list` and `dtm task status` show them
+    task = market.task(posted)
+    row = seen["task_row"].split("\t")
+    assert row[:4] == [f"task {posted}", "open", "1 ETH", "1 ETH"]
+    assert row[5].startswith("open for solvers closes in ")
+    assert seen["jackpot"] == f"{market.call('pool') / ETHER:g} ETH"
+    assert "of each payment funds it" in seen["jackpot_terms"]
+    assert seen["task_state"] == "open"
+    shown = re.fullmatch(r"open for solvers closes in (\d+)m (\d+)s", seen["task_deadline"])
+    assert shown and 0 <= left - (int(shown[1]) * 60 + int(shown[2])) < 60  # read within a minute of `left`
+    assert seen["task_deadline_later"] != seen["task_deadline"]
+    created = market.events("TaskCreated", market.deployment.block, task_id=posted)[0]
+    assert seen["timeline"][0].split("\t")[2] == "TaskCreated"
+    assert seen["timeline"][0].endswith(f"submitter={task.submitter} spec_cid={created['args']['spec_cid']}")
+
+    # staking from the page moved exactly what the page says
+    me = dev_account(STAKER).address
+    assert seen["before"]["bonded"] == "0 ETH"
+    assert seen["deposit_notice"] == {"kind": "info", "text": "Staked 2.5 ETH as solver, whistleblower."}
+    assert seen["roles"] == "roles: solver, whistleblower"
+    assert seen["after_deposit"] == {**seen["before"], "bonded": "2.5 ETH", "free": "2.5 ETH"}
+    assert seen["unbond_notice"] == {"kind": "info", "text": "Unbonding 1 ETH: withdraw it here once the unbonding "
+                                                             "delay has passed."}
+    assert seen["after_unbond"] == {**seen["after_deposit"], "bonded": "1.5 ETH", "free": "1.5 ETH", "unbonding": "1 ETH"}
+    assert seen["unbonding_countdown"].startswith("unbonding delay closes in 59m")
+    assert seen["withdraw_enabled_before_delay"] is False
+    assert seen["after_withdraw"]["unbonding"] == "0 ETH"
+    assert seen["withdraw_notice"] == {"kind": "info", "text": "Withdrew 1 ETH of stake."}
+    bonded, locked, unbonding, _, roles = market.call("accounts", me)
+    assert (bonded, locked, unbonding, roles) == (3 * ETHER // 2, 0, 0, Role.SOLVER | Role.WHISTLEBLOWER)
+
+
+def test_a_rejected_signature_and_a_bad_amount_say_what_to_do_and_send_nothing(market_app):
+    seen = market_app.browse("rejected_signature", wallet=market_app.wallet(REFUSER))
+    assert seen["page_errors"] == []
+    assert seen["notice"] == {"kind": "error", "text": "Deposit cancelled: the wallet rejected the request. Press the "
+                              "button again and approve it in your wallet to retry."}
+    assert seen["button_enabled"] is True
+    assert seen["bad_amount"] == {"kind": "error", "text": '"abc" is not an amount of ether: enter a number such as 1.5.'}
+    assert seen["requests"].count("eth_sendTransaction") == 1  # the bad amount never reached the wallet
+    assert seen["bonded"] == "0 ETH"
+    assert market_app.market().call("accounts", dev_account(REFUSER).address)[0] == 0
+
+
+def test_first_load_is_small_and_fast(market_app, posted, capsys):
+    bundle = (DIST / "app.js").read_bytes()
+    zipped = len(gzip.compress(bundle))
+    seen = market_app.browse("first_load")
+    with capsys.disabled():
+        print(f"\nweb app: app.js {len(bundle) / 1024:.1f} KiB ({zipped / 1024:.1f} KiB gzip); first load: task list "
+              f"shown after {seen['tasks_shown_ms']} ms, DOMContentLoaded {seen['dom_content_loaded_ms']:.0f} ms, "
+              f"{seen['transferred_bytes'] / 1024:.1f} KiB transferred")
+    assert seen["page_errors"] == []
+    assert zipped < 64 * 1024
+    assert seen["tasks_shown_ms"] < 5_000
