@@ -7,10 +7,13 @@ with the RPC URL of each chain this machine serves) and the content store's Kubo
 
 from __future__ import annotations
 
+import functools
+import gzip
 import json
 import mimetypes
 import shutil
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -58,7 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:  # noqa: N802
-        path = self.path.split("?", 1)[0].split("#", 1)[0]
+        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
         if path == "/config.json":
             return self._send(200, json.dumps(self.server.config).encode(), "application/json", "no-store")
         name = "index.html" if path == "/" else path.lstrip("/")
@@ -66,18 +69,27 @@ class _Handler(BaseHTTPRequestHandler):
         if file.parent != self.server.dist or not file.is_file():
             return self._send(404, b"not found\n", "text/plain", "no-store")
         kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-        self._send(200, file.read_bytes(), kind, "no-cache")
+        body, zipped = file.read_bytes(), "gzip" in self.headers.get("Accept-Encoding", "")
+        self._send(200, _gzip(body) if zipped else body, kind, "no-cache", zipped)
 
-    def _send(self, status: int, body: bytes, kind: str, cache: str) -> None:
+    def _send(self, status: int, body: bytes, kind: str, cache: str, zipped: bool = False) -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind if not kind.startswith("text/") else kind + "; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", cache)
+        self.send_header("Vary", "Accept-Encoding")
+        if zipped:
+            self.send_header("Content-Encoding", "gzip")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
 
     do_HEAD = do_GET  # noqa: N815
+
+
+@functools.lru_cache(maxsize=16)
+def _gzip(body: bytes) -> bytes:
+    return gzip.compress(body, mtime=0)
 
 
 class _AppServer(ThreadingHTTPServer):
