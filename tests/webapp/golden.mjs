@@ -8,12 +8,13 @@ import * as esbuild from "esbuild";
 const FILE_SIZES = [0, 1, 1000, 262_144, 262_145, 174 * 262_144 + 1];
 const TENSOR_SIZES = [1, 10, 512, 513, 1500];
 const DATASETS = [[1, 5], [3, 5], [100, 7]];
+const MODELS = [[4, [3], 2, 8, 0.1, 0], [64, [32], 10, 32, 0.1, 0], [16, [8, 8], 4, 5, 0.03, 7], [3, [], 2, 1, 1e-5, 2 ** 40 + 3]];
 const LRS = [0.1, 1.0, 1e-5, 0.0003, 0.0001, 7.5e-7, 2.5, 10];
 
 const dir = mkdtempSync(join(tmpdir(), "golden-"));
 const outfile = join(dir, "commit.mjs");
 await esbuild.build({ stdin: {
-  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
+  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export * from "./model"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
   resolveDir: new URL("../../webapp/src/commit", import.meta.url).pathname, loader: "ts",
 }, bundle: true, format: "esm", platform: "node", outfile, logLevel: "warning" });
 const c = await import(outfile);
@@ -43,6 +44,13 @@ const vectors = {
     const y = BigInt64Array.from({ length: rows }, (_, i) => BigInt(i % 4));
     return [`${rows}x${dim}`, hex(c.datasetRoot(x, y, dim))];
   })),
+  model: MODELS.map(([inputDim, hidden, classes, batch, lr, weightsSeed]) => {
+    const spec = c.mlpSpec(inputDim, hidden, classes);
+    const weights = c.initWeights(spec, weightsSeed);
+    return { spec: new TextDecoder().decode(c.specBytes(spec)), spec_cid: c.computeCid(c.specBytes(spec)),
+      weights_cid: c.computeCid(c.weightsBytes(spec, weights)), weights_root: hex(c.weightsRoot(weights)),
+      graph_root: hex(c.graphRoot(spec, batch, lr)) };
+  }),
   task: Object.fromEntries(LRS.map((lr) => [repr(lr), {
     bytes: new TextDecoder().decode(c.taskBytes(task(lr))), spec_hash: c.specHash(task(lr)),
   }])),

@@ -34,7 +34,7 @@ export function pythonFloat(value: number): string {
 
 /** Sorted keys, compact separators, UTF-8: `canonical_json` in offchain/ml/spec.py. Floats are
  *  marked by wrapping them in `{ float: x }`, as JavaScript has one number type. */
-type Json = string | number | boolean | null | { float: number } | Json[] | { [key: string]: Json };
+export type Json = string | number | boolean | null | { float: number } | Json[] | { [key: string]: Json };
 export function canonicalJson(value: Json): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (value !== null && typeof value === "object") {
