@@ -2,7 +2,9 @@
 
 `webapp/build.mjs` bundles the app into `webapp/dist/` (`make install` runs it). The page learns
 everything else from `config.json`: the chains the suite is deployed on (the deployment files,
-with the RPC URL of each chain this machine serves) and the content store's Kubo RPC API.
+with the RPC URL of each chain this machine serves) and the content store's Kubo RPC API. The
+built-in datasets the page offers (`webapp/presets.json`) are served as
+`datasets/NAME.safetensors`, the bytes `dtm task post --dataset NAME` publishes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ from offchain.chain.deployment import Deployment, deployments_dir
 from offchain.chain.suite import ROOT
 
 DIST = ROOT / "webapp" / "dist"
+PRESETS = ROOT / "webapp" / "presets.json"
+
+
+@functools.cache
+def builtin_dataset(name: str) -> bytes:
+    """A built-in dataset the app offers, as safetensors bytes; KeyError for any other name."""
+    from offchain.ml import digits_dataset
+
+    if name not in json.loads(PRESETS.read_text())["datasets"]:
+        raise KeyError(name)
+    return {"digits": digits_dataset}[name]().to_bytes()
 
 
 class WebAppNotBuilt(FileNotFoundError):
@@ -51,6 +64,9 @@ def export(out: Path, config: dict[str, Any], dist: Path = DIST) -> Path:
     """The app as static files in `out`, with its `config.json`, for any web server."""
     shutil.copytree(_dist(dist), out, dirs_exist_ok=True)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out / "datasets").mkdir(exist_ok=True)
+    for name in json.loads(PRESETS.read_text())["datasets"]:
+        (out / "datasets" / f"{name}.safetensors").write_bytes(builtin_dataset(name))
     return out
 
 
@@ -64,6 +80,12 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
         if path == "/config.json":
             return self._send(200, json.dumps(self.server.config).encode(), "application/json", "no-store")
+        if path.startswith("/datasets/") and path.endswith(".safetensors"):
+            try:
+                body = builtin_dataset(path.removeprefix("/datasets/").removesuffix(".safetensors"))
+            except KeyError:
+                return self._send(404, b"not found\n", "text/plain", "no-store")
+            return self._send(200, body, "application/octet-stream", "no-cache")
         name = "index.html" if path == "/" else path.lstrip("/")
         file = (self.server.dist / name).resolve()
         if file.parent != self.server.dist or not file.is_file():

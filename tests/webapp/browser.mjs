@@ -132,6 +132,26 @@ const scenarios = {
     return seen;
   },
 
+  /** Post a task from the page: a schedule the chain would refuse first, then a good one. */
+  async post_task(page) {
+    const wallet = await installWallet(page, { ...params.wallet, chainId: params.chain_id, switchable: [] });
+    await connect(page, wallet);
+    await page.click('nav a[href="#/post"]');
+    await page.fill("#post-steps", "45");
+    await page.click("#post");
+    const seen = { bad_steps: await notice(page) };
+    await page.fill("#post-steps", String(params.steps));
+    seen.screenshots = [await shot(page, "post")];
+    await page.click("#post");
+    seen.posted = await notice(page);
+    await page.locator("#timeline tbody tr").first().waitFor({ timeout: TIMEOUT });
+    seen.hash = await page.evaluate(() => location.hash);
+    seen.task_state = await text(page, "#task-state");
+    seen.screenshots.push(await shot(page, "posted"));
+    seen.requests = wallet.requests;
+    return seen;
+  },
+
   /** A cold first load: time until the task list shows, and what was transferred. */
   async first_load(page) {
     const client = await page.context().newCDPSession(page);

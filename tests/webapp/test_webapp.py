@@ -9,12 +9,16 @@ import re
 import pytest
 
 from offchain.chain.suite import ETHER, Role
+from offchain.ml import digits_dataset, mlp_spec
+from offchain.ml.demo import make_task
 from offchain.node import dev_account
+from offchain.storage import KuboStore, compute_cid
 from offchain.webapp import DIST
+from offchain.workers.artifacts import fetch_task
 
 pytestmark = pytest.mark.e2e
 
-SUBMITTER, STAKER, REFUSER = 1, 6, 7
+SUBMITTER, STAKER, REFUSER, POSTER = 1, 6, 7, 8
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +81,30 @@ def test_a_rejected_signature_and_a_bad_amount_say_what_to_do_and_send_nothing(m
     assert seen["requests"].count("eth_sendTransaction") == 1  # the bad amount never reached the wallet
     assert seen["bonded"] == "0 ETH"
     assert market_app.market().call("accounts", dev_account(REFUSER).address)[0] == 0
+
+
+def test_a_task_posted_from_the_page_is_the_one_python_builds_and_checks(market_app):
+    seen = market_app.browse("post_task", steps=40, wallet=market_app.wallet(POSTER))
+    assert seen["page_errors"] == []
+    assert seen["bad_steps"] == {"kind": "error", "text": "Steps must be a multiple of the checkpoint interval 10: "
+                                 "try 50."}
+    task_id = int(seen["hash"].removeprefix("#/task/"))
+    market = market_app.market()
+    view = market.task(task_id)
+    [created] = market.events("TaskCreated", market.deployment.block, task_id=task_id)
+    spec_cid = created["args"]["spec_cid"]
+    assert seen["posted"] == {"kind": "info", "text": f"Posted task {task_id} (spec {spec_cid}); 1 ETH is in escrow."}
+    assert seen["task_state"] == "open"
+    assert seen["requests"].count("eth_sendTransaction") == 1  # the bad schedule never reached the wallet
+    assert (view.submitter, view.escrow + view.tax, view.solver_stake) == (dev_account(POSTER).address, ETHER, ETHER)
+
+    # byte-identical to what `dtm task post --dataset digits --steps 40` builds
+    reference = make_task(mlp_spec(64, (32,), 10), digits_dataset(), steps=40, k=10, batch_size=32, lr=0.1, seed=1,
+                          cid=compute_cid)
+    assert spec_cid == compute_cid(reference.task.to_bytes())
+    assert view.spec_hash == reference.task.hash()
+    fetched = fetch_task(KuboStore(market_app.store_url), spec_cid, view.spec_hash)  # every artifact is there and checks
+    assert fetched.task == reference.task
 
 
 def test_first_load_is_small_and_fast(market_app, posted, capsys):

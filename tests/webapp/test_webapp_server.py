@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import itertools
 import json
 
 import pytest
 import requests
 import yaml
 
+from offchain.ml import digits_dataset, mlp_spec
+from offchain.ml.artifacts import Dataset
 from offchain.node import free_port
 from offchain.storage import serve
-from offchain.webapp import WebAppNotBuilt, app_config, app_origins, export, serve_app
+from offchain.webapp import PRESETS, WebAppNotBuilt, app_config, app_origins, builtin_dataset, export, serve_app
+from offchain.workers.artifacts import check_task
 
 LOCAL = {"chain_id": 31337, "block": 5, "contracts": {"Market": "0x" + "11" * 20, "Arbiter": "0x" + "22" * 20},
          "arbiter_kind": "Arbitration", "extra": {}}
@@ -97,3 +101,22 @@ def test_store_answers_the_apps_origin_and_refuses_others(tmp_path):
         assert requests.options(f"{store.url}/api/v0/add", headers=other).status_code == 403
         refused = requests.post(f"{store.url}/api/v0/add", files={"file": b"x"}, headers=other)
         assert refused.status_code == 403 and "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_every_preset_the_app_offers_is_a_task_the_dispute_game_can_judge():
+    presets = json.loads(PRESETS.read_text())
+    for name in presets["datasets"]:
+        data = Dataset.from_bytes(builtin_dataset(name))
+        for hidden, batch, k in itertools.product(*(presets["mlp"][key] for key in ("hidden", "batch_size", "checkpoint_interval"))):
+            check_task(mlp_spec(data.input_dim, (hidden,), int(data.y.max()) + 1), data, steps=10 * k, k=k,
+                       batch_size=batch, lr=0.1, seed=1)
+
+
+def test_builtin_datasets_are_served_as_the_cli_publishes_them(dist, deployments):
+    app = serve_app(app_config({}, None, deployments), port=0, dist=dist)
+    try:
+        served = requests.get(app.url + "datasets/digits.safetensors")
+        assert served.content == digits_dataset().to_bytes()
+        assert requests.get(app.url + "datasets/other.safetensors").status_code == 404
+    finally:
+        app.close()

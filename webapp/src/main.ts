@@ -6,6 +6,7 @@ import { short } from "./format";
 import { Market } from "./market";
 import { tickCountdowns } from "./views/countdown";
 import { overview } from "./views/overview";
+import { postPage } from "./views/post";
 import { stakePage } from "./views/stake";
 import { taskPage } from "./views/task";
 import { discover, Wallet, type Discovered } from "./wallet";
@@ -98,7 +99,8 @@ function route(): void {
   const ctx: Context = { config, market, wallet: app.wallet?.deployment ? app.wallet : null, rerender: route };
   const path = location.hash.replace(/^#/, "") || "/";
   const task = path.match(/^\/task\/(\d+)$/);
-  const view = task ? taskPage(ctx, BigInt(task[1])) : path === "/stake" ? stakePage(ctx) : overview(ctx);
+  const pages: Record<string, (ctx: Context) => View> = { "/stake": stakePage, "/post": postPage };
+  const view = task ? taskPage(ctx, BigInt(task[1])) : (pages[path] ?? overview)(ctx);
   app.view = view;
   app.market = market;
   app.lastBlock = -1n;

@@ -1,5 +1,5 @@
 // The market as `dtm` reads it (offchain/cli.py, offchain/timeline.py), through viem.
-import { createClient, custom, encodeFunctionData, http, type Address, type Chain, type Client, type EIP1193Provider, type Transport } from "viem";
+import { createClient, custom, encodeFunctionData, http, parseEventLogs, type TransactionReceipt, type Address, type Chain, type Client, type EIP1193Provider, type Transport } from "viem";
 import { getBlock, getBlockNumber, getLogs, readContract, simulateContract, waitForTransactionReceipt } from "viem/actions";
 import type { Deployment } from "./config";
 import { AppError } from "./errors";
@@ -96,12 +96,21 @@ export class Market {
 
   /** Simulates `functionName` as the wallet's account (a revert is reported and nothing is sent),
    *  then has the wallet sign and send it and waits for it to be mined. */
-  async send(wallet: Wallet, functionName: string, args: readonly unknown[], value = 0n): Promise<void> {
+  async send(wallet: Wallet, functionName: string, args: readonly unknown[], value = 0n): Promise<TransactionReceipt> {
     const { request } = await simulateContract(this.client, {
       address: this.address, abi: marketAbi, functionName, args, value, account: wallet.account,
     } as never);
     const hash = await wallet.sendTransaction(this.address, encodeFunctionData(request as never), value);
     const receipt = await waitForTransactionReceipt(this.client, { hash });
     if (receipt.status !== "success") throw new AppError(`${functionName} was mined but reverted (transaction ${hash}).`);
+    return receipt;
+  }
+
+  /** Posts a task, escrowing `payment`; its id. */
+  async createTask(wallet: Wallet, specCid: string, commitments: readonly unknown[], solverStake: bigint, expires: bigint,
+    trainWindow: bigint, payment: bigint): Promise<bigint> {
+    const receipt = await this.send(wallet, "create_task", [specCid, commitments, solverStake, expires, trainWindow], payment);
+    const [created] = parseEventLogs({ abi: marketAbi, eventName: "TaskCreated", logs: receipt.logs });
+    return created.args.task_id;
   }
 }
