@@ -128,6 +128,9 @@ const scenarios = {
     await page.waitForFunction(() => document.querySelector("#notice")?.textContent?.includes("abc"), null, { timeout: TIMEOUT });
     seen.bad_amount = await notice(page);
     seen.screenshots = [await shot(page, "rejected")];
+    await page.fill("#unbond-amount", "100");
+    await page.click("#unbond");
+    seen.refused = await notice(page);
     seen.requests = wallet.requests;
     return seen;
   },
@@ -150,6 +153,13 @@ const scenarios = {
     seen.screenshots.push(await shot(page, "posted"));
     seen.requests = wallet.requests;
     return seen;
+  },
+
+  /** No wallet, and a chain that does not answer. */
+  async dead_chain(page) {
+    await page.goto(params.app_url);
+    await page.locator("#notice:not([hidden])").waitFor({ timeout: TIMEOUT });
+    return { wallet_bar: await text(page, "#wallet"), notice: await notice(page), screenshots: [await shot(page, "dead-chain")] };
   },
 
   /** A cold first load: time until the task list shows, and what was transferred. */

@@ -11,9 +11,9 @@ import pytest
 from offchain.chain.suite import ETHER, Role
 from offchain.ml import digits_dataset, mlp_spec
 from offchain.ml.demo import make_task
-from offchain.node import dev_account
+from offchain.node import dev_account, free_port
 from offchain.storage import KuboStore, compute_cid
-from offchain.webapp import DIST
+from offchain.webapp import DIST, app_config, serve_app
 from offchain.workers.artifacts import fetch_task
 
 pytestmark = pytest.mark.e2e
@@ -78,7 +78,11 @@ def test_a_rejected_signature_and_a_bad_amount_say_what_to_do_and_send_nothing(m
                               "button again and approve it in your wallet to retry."}
     assert seen["button_enabled"] is True
     assert seen["bad_amount"] == {"kind": "error", "text": '"abc" is not an amount of ether: enter a number such as 1.5.'}
-    assert seen["requests"].count("eth_sendTransaction") == 1  # the bad amount never reached the wallet
+    assert seen["refused"]["kind"] == "error"
+    assert seen["refused"]["text"].startswith("Unbond refused by the market: stakes: ")
+    assert seen["refused"]["text"].endswith(". Nothing was sent; change the input and try again.")
+    # neither the bad amount nor the refused unbond reached the wallet
+    assert seen["requests"].count("eth_sendTransaction") == 1
     assert seen["bonded"] == "0 ETH"
     assert market_app.market().call("accounts", dev_account(REFUSER).address)[0] == 0
 
@@ -105,6 +109,20 @@ def test_a_task_posted_from_the_page_is_the_one_python_builds_and_checks(market_
     assert view.spec_hash == reference.task.hash()
     fetched = fetch_task(KuboStore(market_app.store_url), spec_cid, view.spec_hash)  # every artifact is there and checks
     assert fetched.task == reference.task
+
+
+def test_without_a_wallet_and_with_the_chain_down_the_page_says_what_to_do(market_app, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    app = serve_app(app_config({market_app.deployment.chain_id: dead}, market_app.store_url, market_app.deployments),
+                    port=0)
+    try:
+        seen = market_app.browse("dead_chain", app_url=app.url)
+    finally:
+        app.close()
+    assert seen["wallet_bar"] == ("No wallet found: install a browser wallet to post, stake and withdraw; reading works "
+                                  "without one.")
+    assert seen["notice"] == {"kind": "error", "text": f"Reading the market failed: the chain at {dead} does not answer. "
+                              "Start it (`dtm node up`) and reload."}
 
 
 def test_first_load_is_small_and_fast(market_app, posted, capsys):

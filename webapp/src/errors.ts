@@ -22,7 +22,7 @@ export function describe(error: unknown, action: string): string {
     }
     const http = error.walk((e) => e instanceof HttpRequestError);
     if (http instanceof HttpRequestError) {
-      return `${action} failed: the chain at ${http.url} does not answer. Start it (\`dtm node up\`) and reload.`;
+      return `${action} failed: the chain at ${http.url.replace(/\/$/, "")} does not answer. Start it (\`dtm node up\`) and reload.`;
     }
     return `${action} failed: ${error.shortMessage}`;
   }

@@ -28,6 +28,7 @@ const app = {
   view: null as View | null,
   market: null as Market | null,
   lastBlock: -1n,
+  readFailed: false,
 };
 
 function readDeployment(config: Config): Deployment {
@@ -65,7 +66,11 @@ function renderWallet(): void {
 async function connect(source: Discovered): Promise<void> {
   try {
     const wallet = await Wallet.connect(app.config!, source);
-    wallet.onChange = () => { renderWallet(); route(); };
+    wallet.onChange = () => {
+      if (!wallet.connected) app.wallet = null;
+      renderWallet();
+      route();
+    };
     app.wallet = wallet;
     clearNotice();
   } catch (error) {
@@ -116,7 +121,10 @@ async function refresh(market: Market): Promise<void> {
     app.lastBlock = block;
     await view!.refresh();
     document.body.dataset.block = String(block);
+    if (app.readFailed) clearNotice(); // the chain answers again
+    app.readFailed = false;
   } catch (error) {
+    app.readFailed = true;
     notify(describe(error, "Reading the market"));
   }
 }

@@ -40,6 +40,7 @@ export function viemChain(deployment: Deployment) {
 export class Wallet {
   account: Address;
   chainId: number;
+  connected = true;
   onChange: () => void = () => {};
 
   private constructor(readonly config: Config, readonly source: Discovered, account: Address, chainId: number) {
@@ -48,6 +49,7 @@ export class Wallet {
     const provider = source.provider;
     provider.on?.("accountsChanged", (accounts: Address[]) => {
       if (accounts[0]) this.account = accounts[0];
+      else this.connected = false; // the user disconnected this site in the wallet
       this.onChange();
     });
     provider.on?.("chainChanged", (chainId: string) => {
