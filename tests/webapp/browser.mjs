@@ -108,6 +108,12 @@ const scenarios = {
     seen.withdraw_notice = await notice(page);
     await changed(page, "#unbonding b", seen.after_unbond.unbonding);
     seen.after_withdraw = await cards(page);
+
+    // the CLI's task is past its expiry now: anyone may enforce it
+    await page.goto(`${params.app_url}#/task/${params.task_id}`);
+    await page.locator("#expire-task").click({ timeout: TIMEOUT });
+    seen.expire_notice = await notice(page);
+    seen.expired_state = await changed(page, "#task-state", "open");
     seen.requests = wallet.requests;
     return seen;
   },
@@ -151,6 +157,16 @@ const scenarios = {
     seen.hash = await page.evaluate(() => location.hash);
     seen.task_state = await text(page, "#task-state");
     seen.screenshots.push(await shot(page, "posted"));
+
+    await page.click("#cancel-task");
+    seen.cancel_notice = await notice(page);
+    seen.cancelled_state = await changed(page, "#task-state", "open");
+    await page.click('nav a[href="#/stake"]');
+    await page.locator("#withdraw-credits:enabled").waitFor({ timeout: TIMEOUT });
+    seen.credits = await text(page, "#credits b");
+    await page.click("#withdraw-credits");
+    seen.withdraw_notice = await notice(page);
+    seen.credits_after = await changed(page, "#credits b", seen.credits);
     seen.requests = wallet.requests;
     return seen;
   },

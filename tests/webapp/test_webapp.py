@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from offchain.chain.suite import ETHER, Role
+from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.ml import digits_dataset, mlp_spec
 from offchain.ml.demo import make_task
 from offchain.node import dev_account, free_port
@@ -70,6 +70,12 @@ def test_connect_on_the_wrong_network_switch_read_a_cli_task_stake_unbond_withdr
     bonded, locked, unbonding, _, roles = market.call("accounts", me)
     assert (bonded, locked, unbonding, roles) == (3 * ETHER // 2, 0, 0, Role.SOLVER | Role.WHISTLEBLOWER)
 
+    # past its expiry (the clock moved past the unbonding delay), the CLI's task is refunded from the page
+    assert seen["expire_notice"] == {"kind": "info", "text": f"Task {posted}: now refunded."}
+    assert seen["expired_state"] == "refunded"
+    assert market.task(posted).state == TaskState.REFUNDED
+    assert market.call("credits", task.submitter) >= ETHER
+
 
 def test_a_rejected_signature_and_a_bad_amount_say_what_to_do_and_send_nothing(market_app):
     seen = market_app.browse("rejected_signature", wallet=market_app.wallet(REFUSER))
@@ -99,8 +105,9 @@ def test_a_task_posted_from_the_page_is_the_one_python_builds_and_checks(market_
     spec_cid = created["args"]["spec_cid"]
     assert seen["posted"] == {"kind": "info", "text": f"Posted task {task_id} (spec {spec_cid}); 1 ETH is in escrow."}
     assert seen["task_state"] == "open"
-    assert seen["requests"].count("eth_sendTransaction") == 1  # the bad schedule never reached the wallet
-    assert (view.submitter, view.escrow + view.tax, view.solver_stake) == (dev_account(POSTER).address, ETHER, ETHER)
+    assert (view.submitter, view.solver_stake) == (dev_account(POSTER).address, ETHER)
+    # posted, cancelled, credits withdrawn; the bad schedule never reached the wallet
+    assert seen["requests"].count("eth_sendTransaction") == 3
 
     # byte-identical to what `dtm task post --dataset digits --steps 40` builds
     reference = make_task(mlp_spec(64, (32,), 10), digits_dataset(), steps=40, k=10, batch_size=32, lr=0.1, seed=1,
@@ -109,6 +116,15 @@ def test_a_task_posted_from_the_page_is_the_one_python_builds_and_checks(market_
     assert view.spec_hash == reference.task.hash()
     fetched = fetch_task(KuboStore(market_app.store_url), spec_cid, view.spec_hash)  # every artifact is there and checks
     assert fetched.task == reference.task
+
+    # then cancelled from the task page, and the refund withdrawn from the stake page
+    assert seen["cancel_notice"] == {"kind": "info", "text": f"Task {task_id} cancelled: its payment is in your credits "
+                                     "(withdraw it on the Stake page)."}
+    assert seen["cancelled_state"] == "cancelled"
+    assert (seen["credits"], seen["credits_after"]) == ("1 ETH", "0 ETH")  # the whole payment came back
+    assert seen["withdraw_notice"] == {"kind": "info", "text": "Withdrew 1 ETH."}
+    assert market.task(task_id).state == TaskState.CANCELLED
+    assert market.call("credits", dev_account(POSTER).address) == 0
 
 
 def test_without_a_wallet_and_with_the_chain_down_the_page_says_what_to_do(market_app, tmp_path):

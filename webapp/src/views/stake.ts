@@ -1,10 +1,11 @@
 // The connected account's stake and credits (`dtm balance`) with deposit, unbond and both withdrawals.
 import { parseEther } from "viem";
-import { clearNotice, h, notify } from "../dom";
-import { AppError, describe } from "../errors";
+import { h } from "../dom";
+import { AppError } from "../errors";
 import { eth } from "../format";
 import type { Context, View } from "../main";
 import { Role, roleNames, TERMINAL } from "../market";
+import { act } from "./act";
 import { countdown, setChainTime } from "./countdown";
 
 function amount(input: HTMLInputElement): bigint {
@@ -34,20 +35,6 @@ export function stakePage(ctx: Context): View {
   const withdrawStake = h("button", { type: "button", id: "withdraw-stake" }, "Withdraw unbonded stake") as HTMLButtonElement;
   const withdrawCredits = h("button", { type: "button", id: "withdraw-credits" }, "Withdraw credits") as HTMLButtonElement;
 
-  /** Runs one transaction from a button, with the button disabled meanwhile and the outcome shown. */
-  async function act(button: HTMLButtonElement, action: string, send: () => Promise<string>): Promise<void> {
-    button.disabled = true;
-    clearNotice();
-    try {
-      notify(await send(), "info");
-      await refresh();
-    } catch (error) {
-      notify(describe(error, action));
-    } finally {
-      button.disabled = false;
-    }
-  }
-
   const depositButton = h("button", { type: "submit", id: "deposit" }, "Deposit") as HTMLButtonElement;
   const depositForm = h("form", { id: "deposit-form" }, h("strong", {}, "Stake"), depositAmount, "ETH as",
     ...roleBoxes.flatMap((box) => [h("label", {}, box, ` ${box.value.toLowerCase()}`)]), depositButton);
@@ -60,7 +47,7 @@ export function stakePage(ctx: Context): View {
       const flags = chosen.reduce((all, box) => all | Role[box.value as keyof typeof Role], 0n);
       await market.send(wallet, "deposit", [flags], value);
       return `Staked ${eth(value)} as ${roleNames(flags).join(", ")}.`;
-    });
+    }, refresh);
   });
 
   const unbondButton = h("button", { type: "submit", id: "unbond" }, "Unbond") as HTMLButtonElement;
@@ -71,20 +58,20 @@ export function stakePage(ctx: Context): View {
       const value = amount(unbondAmount);
       await market.send(wallet, "unbond", [value]);
       return `Unbonding ${eth(value)}: withdraw it here once the unbonding delay has passed.`;
-    });
+    }, refresh);
   });
 
   withdrawStake.addEventListener("click", () => void act(withdrawStake, "Withdrawing stake", async () => {
     const { unbonding } = await market.stake(me);
     await market.send(wallet, "withdraw_stake", []);
     return `Withdrew ${eth(unbonding)} of stake.`;
-  }));
+  }, refresh));
   withdrawCredits.addEventListener("click", () => void act(withdrawCredits, "Withdrawing credits", async () => {
     const credits = await market.credits(me);
     if (!credits) throw new AppError("No credits to withdraw: payments, fees, refunds and rewards appear here once earned.");
     await market.send(wallet, "withdraw", [me]);
     return `Withdrew ${eth(credits)}.`;
-  }));
+  }, refresh));
 
   const el = h("section", {}, h("h1", {}, "Stake"), h("p", { class: "mono" }, me), roles, cards,
     depositForm, unbondForm, h("form", {}, withdrawStake, withdrawCredits));

@@ -2,14 +2,16 @@
 import { h } from "../dom";
 import { duration, eth, ZERO_ADDRESS } from "../format";
 import type { Context, View } from "../main";
-import { stateName, TaskState } from "../market";
+import { stateName, TaskState, type TaskView } from "../market";
+import { act } from "./act";
 import { setChainTime, taskDeadline } from "./countdown";
 
 export function taskPage(ctx: Context, id: bigint): View {
   const head = h("div");
+  const actions = h("div", { id: "task-actions" });
   const facts = h("tbody");
   const timeline = h("tbody");
-  const el = h("section", {}, h("p", {}, h("a", { href: "#/" }, "← market")), head,
+  const el = h("section", {}, h("p", {}, h("a", { href: "#/" }, "← market")), head, actions,
     h("table", { id: "facts" }, facts),
     h("h2", {}, "Timeline"),
     h("table", { id: "timeline" }, h("thead", {}, h("tr", {}, ...["block", "time", "event", "detail"].map((t) => h("th", {}, t)))), timeline));
@@ -26,6 +28,7 @@ export function taskPage(ctx: Context, id: bigint): View {
       h("h1", {}, `Task ${id}: `, h("span", { class: "state", id: "task-state" }, stateName(task.state))),
       h("p", { id: "task-deadline" }, taskDeadline(task) ?? ""),
     );
+    actions.replaceChildren(...taskActions(task, now));
     const fact = (name: string, value: string | number | bigint, mono = false) =>
       h("tr", {}, h("th", {}, name), h("td", mono ? { class: "mono" } : {}, String(value)));
     const someone = (address: string) => (address === ZERO_ADDRESS ? "—" : address);
@@ -45,5 +48,33 @@ export function taskPage(ctx: Context, id: bigint): View {
       h("td", {}, row.event), h("td", { class: "mono" }, row.detail))));
   }
 
+  /** What the connected account may do now: cancel its open task (`dtm task cancel`), or enforce a
+   *  passed deadline, as anyone may (`dtm task expire`). */
+  function taskActions(task: TaskView, now: number): HTMLElement[] {
+    const { wallet, market } = ctx;
+    if (!wallet) return [];
+    const buttons: HTMLElement[] = [];
+    if (task.state === TaskState.OPEN && task.submitter === wallet.account) {
+      const cancel = h("button", { type: "button", id: "cancel-task" }, "Cancel and refund") as HTMLButtonElement;
+      cancel.addEventListener("click", () => void act(cancel, "Cancelling", async () => {
+        await market.send(wallet, "cancel", [id]);
+        return `Task ${id} cancelled: its payment is in your credits (withdraw it on the Stake page).`;
+      }, refresh));
+      buttons.push(cancel);
+    }
+    const due = task.state === TaskState.OPEN ? task.expires : task.deadline;
+    if (EXPIRABLE.includes(task.state) && !task.draw_block && BigInt(now) > due) {
+      const expire = h("button", { type: "button", id: "expire-task" }, "Enforce the deadline") as HTMLButtonElement;
+      expire.addEventListener("click", () => void act(expire, "Enforcing the deadline", async () => {
+        await market.send(wallet, "expire", [id]);
+        return `Task ${id}: now ${stateName((await market.task(id)).state)}.`;
+      }, refresh));
+      buttons.push(expire);
+    }
+    return buttons.length ? [h("form", {}, ...buttons)] : [];
+  }
+
   return { el, refresh };
 }
+
+const EXPIRABLE: bigint[] = [TaskState.OPEN, TaskState.CLAIMED, TaskState.SUBMITTED];
