@@ -60,9 +60,9 @@ def _dist(dist: Path) -> Path:
     return dist
 
 
-def export(out: Path, config: dict[str, Any], dist: Path = DIST) -> Path:
+def export(out: Path, config: dict[str, Any], dist: Path | None = None) -> Path:
     """The app as static files in `out`, with its `config.json`, for any web server."""
-    shutil.copytree(_dist(dist), out, dirs_exist_ok=True)
+    shutil.copytree(_dist(dist or DIST), out, dirs_exist_ok=True)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out / "datasets").mkdir(exist_ok=True)
     for name in json.loads(PRESETS.read_text())["datasets"]:

@@ -10,7 +10,9 @@ import json
 import pytest
 import requests
 import yaml
+from click.testing import CliRunner
 
+from offchain.cli import main
 from offchain.ml import digits_dataset, mlp_spec
 from offchain.ml.artifacts import Dataset
 from offchain.node import free_port
@@ -120,3 +122,18 @@ def test_builtin_datasets_are_served_as_the_cli_publishes_them(dist, deployments
         assert requests.get(app.url + "datasets/other.safetensors").status_code == 404
     finally:
         app.close()
+
+
+def test_dtm_webapp_export(dist, deployments, tmp_path, monkeypatch):
+    monkeypatch.setattr("offchain.webapp.DIST", dist)
+    env = {"DTM_DEPLOYMENTS_DIR": str(deployments)}
+    out = tmp_path / "site"
+    done = CliRunner().invoke(main, ["webapp", "export", "--out", str(out), "--rpc-url", "31337=http://127.0.0.1:8545",
+                                     "--ipfs-api", "http://127.0.0.1:5001"], env=env)
+    assert done.exit_code == 0, done.output
+    config = json.loads((out / "config.json").read_text())
+    assert [(d["name"], d["rpc_url"]) for d in config["deployments"]] == [
+        ("ethereum-local", "http://127.0.0.1:8545"), ("ethereum-sepolia", None)]
+    assert (out / "datasets" / "digits.safetensors").read_bytes() == digits_dataset().to_bytes()
+    bad = CliRunner().invoke(main, ["webapp", "export", "--out", str(out), "--rpc-url", "local"], env=env)
+    assert bad.exit_code == 2 and "'local' is not CHAIN_ID=URL" in bad.output

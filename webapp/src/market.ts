@@ -53,7 +53,6 @@ export class Market {
   taskCount = () => readContract(this.client, { ...this.contract, functionName: "task_count" });
   pool = () => readContract(this.client, { ...this.contract, functionName: "pool" });
   credits = (account: Address) => readContract(this.client, { ...this.contract, functionName: "credits", args: [account] });
-  unbondDelay = () => readContract(this.client, { ...this.contract, functionName: "unbond_delay" });
   stake = (account: Address) => readContract(this.client, { ...this.contract, functionName: "accounts", args: [account] });
 
   async task(id: bigint) {
