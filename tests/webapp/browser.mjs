@@ -141,10 +141,13 @@ const scenarios = {
     return seen;
   },
 
-  /** Post a task from the page: a schedule the chain would refuse first, then a good one. */
+  /** Switch a wallet to a chain it does not know, then post a task from the page: a schedule the
+ *  chain would refuse first, then a good one. */
   async post_task(page) {
-    const wallet = await installWallet(page, { ...params.wallet, chainId: params.chain_id, switchable: [] });
+    const wallet = await installWallet(page, { ...params.wallet, chainId: 5, switchable: [] });
     await connect(page, wallet);
+    await page.click("#switch-network"); // a chain this wallet does not know yet: the app adds it
+    await page.locator("#network").waitFor({ timeout: TIMEOUT });
     await page.click('nav a[href="#/post"]');
     await page.fill("#post-steps", "45");
     await page.click("#post");

@@ -96,6 +96,8 @@ def test_a_rejected_signature_and_a_bad_amount_say_what_to_do_and_send_nothing(m
 def test_a_task_posted_from_the_page_is_the_one_python_builds_and_checks(market_app):
     seen = market_app.browse("post_task", steps=40, wallet=market_app.wallet(POSTER))
     assert seen["page_errors"] == []
+    # the wallet did not know the chain: the app added it (EIP-3085) after the switch failed with 4902
+    assert seen["requests"][2:4] == ["wallet_switchEthereumChain", "wallet_addEthereumChain"]
     assert seen["bad_steps"] == {"kind": "error", "text": "Steps must be a multiple of the checkpoint interval 10: "
                                  "try 50."}
     task_id = int(seen["hash"].removeprefix("#/task/"))

@@ -1,4 +1,5 @@
-"""How the web app is served: its files, its config.json, and the store's CORS for its origin."""
+"""How the web app is served: its files, config.json, the built-in datasets and presets, `dtm webapp
+export`, and the store's CORS for the app's origin."""
 
 from __future__ import annotations
 

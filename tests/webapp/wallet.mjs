@@ -29,7 +29,8 @@ const SHIM = `(() => {
 const rejection = { code: 4001, message: "User rejected the request." };
 
 /** Installs the wallet in `page`. `chainId` is the chain it starts on; `switchable` the chains it
- *  can switch to; `reject` the methods it refuses as a user would (EIP-1193 error 4001). */
+ *  knows and can switch to (others are added through `wallet_addEthereumChain`); `reject` the
+ *  methods it refuses as a user would (EIP-1193 error 4001). */
 export async function installWallet(page, { key, rpcUrl, chainId, switchable, reject = [] }) {
   const account = privateKeyToAccount(key);
   const state = { chainId, connected: false, requests: [] };
@@ -63,6 +64,13 @@ export async function installWallet(page, { key, rpcUrl, chainId, switchable, re
         if (!switchable.includes(wanted)) return { error: { code: 4902, message: `Unrecognized chain ID ${params[0].chainId}.` } };
         state.chainId = wanted;
         return { result: null, events: [["chainChanged", numberToHex(wanted)]] };
+      }
+      case "wallet_addEthereumChain": { // EIP-3085: the wallet learns the chain and moves to it
+        const added = Number(params[0].chainId);
+        if (Number((await forward("eth_chainId", [])).result) !== added) return { error: { code: -32603, message: "The RPC URL serves another chain." } };
+        switchable.push(added);
+        state.chainId = added;
+        return { result: null, events: [["chainChanged", numberToHex(added)]] };
       }
       case "eth_sendTransaction": {
         const [tx] = params;

@@ -1,4 +1,4 @@
-// The market's web app: a wallet bar, three views behind hash routes, a refresh on every new block.
+// The market's web app: a wallet bar, views behind hash routes, a refresh on every new block.
 import { loadConfig, type Config, type Deployment } from "./config";
 import { clearNotice, h, notify } from "./dom";
 import { AppError, describe } from "./errors";
@@ -11,12 +11,11 @@ import { stakePage } from "./views/stake";
 import { taskPage } from "./views/task";
 import { discover, Wallet, type Discovered } from "./wallet";
 
-/** What every view gets: the market it reads, the wallet (if connected) and a way to re-render. */
+/** What every view gets: the config, the market it reads and the wallet, if one is connected on it. */
 export interface Context {
   config: Config;
   market: Market;
   wallet: Wallet | null;
-  rerender: () => void;
 }
 
 export interface View { el: HTMLElement; refresh: () => Promise<void> }
@@ -101,7 +100,7 @@ function route(): void {
     root.replaceChildren(h("p", {}, describe(error, "Reading the market")));
     return;
   }
-  const ctx: Context = { config, market, wallet: app.wallet?.deployment ? app.wallet : null, rerender: route };
+  const ctx: Context = { config, market, wallet: app.wallet?.deployment ? app.wallet : null };
   const path = location.hash.replace(/^#/, "") || "/";
   const task = path.match(/^\/task\/(\d+)$/);
   const pages: Record<string, (ctx: Context) => View> = { "/stake": stakePage, "/post": postPage };

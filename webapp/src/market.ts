@@ -3,6 +3,7 @@ import { createClient, custom, encodeFunctionData, http, parseEventLogs, type Tr
 import { getBlock, getBlockNumber, getLogs, readContract, simulateContract, waitForTransactionReceipt } from "viem/actions";
 import type { Deployment } from "./config";
 import { AppError } from "./errors";
+import { eth } from "./format";
 import { marketAbi } from "./generated/abi";
 import { viemChain, type Wallet } from "./wallet";
 
@@ -29,6 +30,7 @@ const SHOWN: Record<string, readonly string[]> = {
   ForcedErrorRevealed: ["exposed_by"], TaskFinalised: ["solver_payment", "verifier_fee"], TaskExpired: ["culprit"],
   TaskReopened: [], TaskRefunded: ["amount"],
 };
+const AMOUNTS = new Set(["solver_payment", "verifier_fee", "amount"]);
 const TASK_EVENTS = marketAbi.filter((item) => item.type === "event" && item.name in SHOWN);
 
 export interface TimelineRow { block: bigint; logIndex: number; timestamp: bigint; event: string; detail: string }
@@ -87,7 +89,7 @@ export class Market {
     return mine
       .map((log) => {
         const args = log.args as Record<string, unknown>;
-        const detail = SHOWN[log.eventName].map((key) => `${key}=${String(args[key])}`).join(" ");
+        const detail = SHOWN[log.eventName].map((key) => `${key}=${AMOUNTS.has(key) ? eth(args[key] as bigint) : String(args[key])}`).join(" ");
         return { block: log.blockNumber!, logIndex: log.logIndex!, timestamp: stamps.get(log.blockNumber!)!, event: log.eventName, detail };
       })
       .sort((a, b) => (a.block === b.block ? a.logIndex - b.logIndex : a.block < b.block ? -1 : 1));
