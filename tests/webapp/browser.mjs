@@ -108,6 +108,7 @@ const scenarios = {
     seen.withdraw_notice = await notice(page);
     await changed(page, "#unbonding b", seen.after_unbond.unbonding);
     seen.after_withdraw = await cards(page);
+    seen.activity = await page.locator("#activity tbody tr").allInnerTexts();
 
     // the CLI's task is past its expiry now: anyone may enforce it
     await page.goto(`${params.app_url}#/task/${params.task_id}`);

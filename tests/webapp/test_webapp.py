@@ -65,8 +65,15 @@ def test_connect_on_the_wrong_network_switch_read_a_cli_task_stake_unbond_withdr
     assert seen["after_unbond"] == {**seen["after_deposit"], "bonded": "1.5 ETH", "free": "1.5 ETH", "unbonding": "1 ETH"}
     assert seen["unbonding_countdown"].startswith("unbonding delay closes in 59m")
     assert seen["withdraw_enabled_before_delay"] is False
-    assert seen["after_withdraw"]["unbonding"] == "0 ETH"
-    assert seen["withdraw_notice"] == {"kind": "info", "text": "Withdrew 1 ETH of stake."}
+    assert seen["after_withdraw"] == {**seen["after_unbond"], "unbonding": "0 ETH", "credits": "1 ETH"}
+    assert seen["withdraw_notice"] == {"kind": "info", "text": 'Withdrew 1 ETH of stake into your credits: "Withdraw '
+                                       'credits" sends them to your wallet.'}
+    blocks = {e["event"]: e["blockNumber"] for name in ("Deposited", "UnbondRequested", "StakeWithdrawn", "Credited")
+              for e in market.events(name, market.deployment.block, account=me)}
+    assert seen["activity"] == [f"block {blocks['StakeWithdrawn']}\twithdrew stake\t1 ETH",
+                                f"block {blocks['Credited']}\tcredited\t1 ETH",
+                                f"block {blocks['UnbondRequested']}\tstarted unbonding\t1 ETH",
+                                f"block {blocks['Deposited']}\tstaked\t2.5 ETH"]
     bonded, locked, unbonding, _, roles = market.call("accounts", me)
     assert (bonded, locked, unbonding, roles) == (3 * ETHER // 2, 0, 0, Role.SOLVER | Role.WHISTLEBLOWER)
 

@@ -30,6 +30,8 @@ const SHOWN: Record<string, readonly string[]> = {
   ForcedErrorRevealed: ["exposed_by"], TaskFinalised: ["solver_payment", "verifier_fee"], TaskExpired: ["culprit"],
   TaskReopened: [], TaskRefunded: ["amount"],
 };
+const ACCOUNT_EVENTS = marketAbi.filter((item) => item.type === "event" &&
+  ["Deposited", "UnbondRequested", "StakeWithdrawn", "Withdrawn", "Credited", "StakeLocked", "StakeUnlocked", "StakeSlashed"].includes(item.name));
 const AMOUNTS = new Set(["solver_payment", "verifier_fee", "amount"]);
 const TASK_EVENTS = marketAbi.filter((item) => item.type === "event" && item.name in SHOWN);
 
@@ -93,6 +95,17 @@ export class Market {
         return { block: log.blockNumber!, logIndex: log.logIndex!, timestamp: stamps.get(log.blockNumber!)!, event: log.eventName, detail };
       })
       .sort((a, b) => (a.block === b.block ? a.logIndex - b.logIndex : a.block < b.block ? -1 : 1));
+  }
+
+  /** The account's latest stake and credit events, newest first. */
+  async activity(account: Address, limit = 10): Promise<{ block: bigint; event: string; amount: bigint }[]> {
+    const logs = await getLogs(this.client, { address: this.address, events: ACCOUNT_EVENTS, fromBlock: this.deployment.block });
+    return logs
+      .filter((log) => (log.args as { account?: Address }).account === account)
+      .map((log) => ({ block: log.blockNumber!, logIndex: log.logIndex!, event: log.eventName, amount: (log.args as { amount: bigint }).amount }))
+      .sort((a, b) => (a.block === b.block ? b.logIndex - a.logIndex : a.block > b.block ? -1 : 1))
+      .slice(0, limit)
+      .map(({ block, event, amount }) => ({ block, event, amount }));
   }
 
   /** Simulates `functionName` as the wallet's account (a revert is reported and nothing is sent),

@@ -8,6 +8,11 @@ import { Role, roleNames, TERMINAL } from "../market";
 import { act } from "./act";
 import { countdown, setChainTime } from "./countdown";
 
+const EVENT_NAMES: Record<string, string> = {
+  Deposited: "staked", UnbondRequested: "started unbonding", StakeWithdrawn: "withdrew stake", Withdrawn: "withdrew credits",
+  Credited: "credited", StakeLocked: "stake locked", StakeUnlocked: "stake unlocked", StakeSlashed: "stake slashed",
+};
+
 function amount(input: HTMLInputElement): bigint {
   let wei: bigint;
   try {
@@ -64,7 +69,7 @@ export function stakePage(ctx: Context): View {
   withdrawStake.addEventListener("click", () => void act(withdrawStake, "Withdrawing stake", async () => {
     const { unbonding } = await market.stake(me);
     await market.send(wallet, "withdraw_stake", []);
-    return `Withdrew ${eth(unbonding)} of stake.`;
+    return `Withdrew ${eth(unbonding)} of stake into your credits: "Withdraw credits" sends them to your wallet.`;
   }, refresh));
   withdrawCredits.addEventListener("click", () => void act(withdrawCredits, "Withdrawing credits", async () => {
     const credits = await market.credits(me);
@@ -73,11 +78,14 @@ export function stakePage(ctx: Context): View {
     return `Withdrew ${eth(credits)}.`;
   }, refresh));
 
+  const activity = h("tbody");
   const el = h("section", {}, h("h1", {}, "Stake"), h("p", { class: "mono" }, me), roles, cards,
-    depositForm, unbondForm, h("form", {}, withdrawStake, withdrawCredits));
+    depositForm, unbondForm, h("form", {}, withdrawStake, withdrawCredits),
+    h("h2", {}, "Recent activity"), h("table", { id: "activity" }, activity));
 
   async function refresh(): Promise<void> {
-    const [stake, credits, tasks, now] = await Promise.all([market.stake(me), market.credits(me), market.tasks(), market.now()]);
+    const [stake, credits, tasks, now, events] = await Promise.all([market.stake(me), market.credits(me), market.tasks(),
+      market.now(), market.activity(me)]);
     setChainTime(now);
     const escrow = tasks.filter((t) => t.submitter === me && !(t.state & TERMINAL)).reduce((sum, t) => sum + t.escrow + t.tax, 0n);
     const card = (id: string, name: string, value: bigint, ...extra: (HTMLElement | string)[]) =>
@@ -92,6 +100,8 @@ export function stakePage(ctx: Context): View {
       card("credits", "Credits", credits),
       card("escrow", "Escrow of your unfinished tasks", escrow),
     );
+    activity.replaceChildren(...events.map((e) => h("tr", {}, h("td", {}, `block ${e.block}`), h("td", {}, EVENT_NAMES[e.event] ?? e.event), h("td", {}, eth(e.amount)))));
+    if (!events.length) activity.replaceChildren(h("tr", {}, h("td", { class: "muted" }, "nothing yet")));
     withdrawStake.disabled = stake.unbonding === 0n || BigInt(now) < stake.ready_at;
     withdrawCredits.disabled = credits === 0n;
   }
