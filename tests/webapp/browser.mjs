@@ -69,6 +69,10 @@ const scenarios = {
     seen.task_row = await text(page, `#tasks tr[data-task="${params.task_id}"]`);
     seen.jackpot = await text(page, "#jackpot b");
     seen.jackpot_terms = await text(page, "#jackpot-terms");
+    await page.check("#mine"); // this account posted nothing
+    await page.locator(`#tasks tr[data-task="${params.task_id}"]`).waitFor({ state: "detached", timeout: TIMEOUT });
+    seen.only_mine = await page.locator("#tasks tbody tr").allInnerTexts();
+    await page.uncheck("#mine");
     seen.screenshots.push(await shot(page, "market"));
 
     await page.locator(`#tasks tr[data-task="${params.task_id}"] a`).click();

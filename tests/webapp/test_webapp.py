@@ -46,6 +46,7 @@ def test_connect_on_the_wrong_network_switch_read_a_cli_task_stake_unbond_withdr
     assert row[5].startswith("open for solvers closes in ")
     assert seen["jackpot"] == f"{market.call('pool') / ETHER:g} ETH"
     assert "of each payment funds it" in seen["jackpot_terms"]
+    assert seen["only_mine"] == ["no tasks"]
     assert seen["task_state"] == "open"
     shown = re.fullmatch(r"open for solvers closes in (\d+)m (\d+)s", seen["task_deadline"])
     assert shown and 0 <= left - (int(shown[1]) * 60 + int(shown[2])) < 60  # read within a minute of `left`

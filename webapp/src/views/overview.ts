@@ -2,7 +2,7 @@
 import { h } from "../dom";
 import { eth, short } from "../format";
 import type { Context, View } from "../main";
-import { stateName } from "../market";
+import { stateName, TaskState } from "../market";
 import { setChainTime, taskDeadline } from "./countdown";
 
 const percent = (ppm: bigint) => `${Number(ppm) / 10_000}%`;
@@ -21,7 +21,7 @@ export function overview(ctx: Context): View {
     const { market } = ctx;
     const [tasks, pool, current, now] = await Promise.all([market.tasks(), market.pool(), market.terms(), market.now()]);
     setChainTime(now);
-    const open = tasks.filter((t) => stateName(t.state) === "open").length;
+    const open = tasks.filter((t) => t.state === TaskState.OPEN).length;
     summary.replaceChildren(
       h("div", { class: "card", id: "jackpot" }, "Jackpot", h("b", {}, eth(pool))),
       h("div", { class: "card" }, "Tasks", h("b", { id: "task-count" }, tasks.length)),
