@@ -208,7 +208,7 @@ const scenarios = {
 
 const browser = await chromium.launch({
   executablePath: params.chromium ?? execFileSync("which", ["chromium"]).toString().trim(),
-  args: ["--no-sandbox"],
+  args: ["--no-sandbox", "--disable-dev-shm-usage"], // root in a container: no sandbox, a small /dev/shm
   headless: true,
 });
 const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
