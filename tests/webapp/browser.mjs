@@ -179,6 +179,17 @@ const scenarios = {
     return seen;
   },
 
+  /** A finalised task's weights, checked by the page and downloaded (no wallet needed). */
+  async get_result(page) {
+    await page.goto(`${params.app_url}#/task/${params.task_id}`);
+    await page.locator("#get-result").click({ timeout: TIMEOUT });
+    await page.locator("#download-weights").waitFor({ timeout: TIMEOUT });
+    const checked = await text(page, "#result-checked");
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download-weights")]);
+    await download.saveAs(params.out);
+    return { checked, screenshots: [await shot(page, "result")] };
+  },
+
   /** No wallet, and a chain that does not answer. */
   async dead_chain(page) {
     await page.goto(params.app_url);

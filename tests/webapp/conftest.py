@@ -16,7 +16,7 @@ import pytest
 from offchain.chain.client import Market, connect
 from offchain.chain.deployment import Deployment
 from offchain.chain.suite import ROOT
-from offchain.node import DEFAULT_ARBITER, deploy, dev_account, mine_every, start_anvil
+from offchain.node import DEFAULT_ARBITER, deploy, dev_account, free_port, mine_every, start_anvil
 from offchain.storage import serve
 from offchain.webapp import DIST, app_config, app_origins, serve_app
 
@@ -56,21 +56,24 @@ class MarketApp:
         return {"key": "0x" + dev_account(index).key.hex().removeprefix("0x"), "rpcUrl": self.rpc_url}
 
 
-@pytest.fixture(scope="module")
-def market_app(tmp_path_factory) -> MarketApp:
+def browser_available() -> None:
+    """Skip, saying why, where the browser tests cannot run."""
     if shutil.which("chromium") is None:
         pytest.skip("chromium is not installed: `make install` installs it (apt-get install -y chromium); "
                     "the browser tests need root and Debian's apt to get it")
     if not (DIST / "index.html").exists():
         pytest.skip("the web app is not built: `make install` builds it (node webapp/build.mjs)")
+
+
+@pytest.fixture(scope="module")
+def market_app(tmp_path_factory) -> MarketApp:
+    browser_available()
     tmp = tmp_path_factory.mktemp("webapp")
     anvil = start_anvil()
     store = app = None
     try:
         deployment = deploy(anvil.url, arbiter=DEFAULT_ARBITER, window=60, deployments=tmp / "deployments")
         mine_every(anvil.url, 1)
-        from offchain.node import free_port
-
         web_port = free_port()
         store = serve(str(tmp / "ipfs"), "127.0.0.1", 0, cors_origins=app_origins(web_port))
         app = serve_app(app_config({deployment.chain_id: anvil.url}, store.url, tmp / "deployments"), port=web_port)

@@ -1,6 +1,6 @@
 // The market as `dtm` reads it (offchain/cli.py, offchain/timeline.py), through viem.
 import { createClient, custom, encodeFunctionData, http, parseEventLogs, type TransactionReceipt, type Address, type Chain, type Client, type EIP1193Provider, type Transport } from "viem";
-import { getBlock, getBlockNumber, getLogs, readContract, simulateContract, waitForTransactionReceipt } from "viem/actions";
+import { getBlock, getBlockNumber, getContractEvents, getLogs, readContract, simulateContract, waitForTransactionReceipt } from "viem/actions";
 import type { Deployment } from "./config";
 import { AppError } from "./errors";
 import { eth } from "./format";
@@ -95,6 +95,14 @@ export class Market {
         return { block: log.blockNumber!, logIndex: log.logIndex!, timestamp: stamps.get(log.blockNumber!)!, event: log.eventName, detail };
       })
       .sort((a, b) => (a.block === b.block ? a.logIndex - b.logIndex : a.block < b.block ? -1 : 1));
+  }
+
+  /** The arguments of every `name` event of task `id`, oldest first. */
+  async events(name: string, id: bigint): Promise<Record<string, unknown>[]> {
+    const logs = await getContractEvents(this.client, {
+      ...this.contract, eventName: name, args: { task_id: id }, fromBlock: this.deployment.block,
+    } as never);
+    return (logs as { args: Record<string, unknown> }[]).map((log) => log.args);
   }
 
   /** The account's latest stake and credit events, newest first. */

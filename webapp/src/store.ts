@@ -28,3 +28,20 @@ export async function add(api: string, data: Uint8Array, what: string): Promise<
   }
   return expected;
 }
+
+/** A file's bytes by CID, checked against the CID (the store is trusted for availability only). */
+export async function cat(api: string, cid: string, what: string): Promise<Uint8Array> {
+  let response: Response;
+  try {
+    response = await fetch(`${api}/api/v0/cat?arg=${encodeURIComponent(cid)}`, { method: "POST" });
+  } catch {
+    throw new AppError(`The content store at ${api} does not answer: start it (\`dtm node up\`) and try again.`);
+  }
+  if (!response.ok) {
+    const reason = await response.json().then((body) => body.Message, () => `HTTP ${response.status}`);
+    throw new AppError(`The content store cannot give the ${what} ${cid}: ${reason}.`);
+  }
+  const data = new Uint8Array(await response.arrayBuffer());
+  if (computeCid(data) !== cid) throw new AppError(`The content store answered other bytes than the ${what} ${cid}: use another store.`);
+  return data;
+}

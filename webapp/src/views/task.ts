@@ -1,17 +1,20 @@
 // One task (`dtm task status`): its state, the running deadline, what the chain holds, its timeline.
-import { h } from "../dom";
 import { duration, eth, ZERO_ADDRESS } from "../format";
 import type { Context, View } from "../main";
 import { stateName, TaskState, type TaskView } from "../market";
+import { clearNotice, h, notify } from "../dom";
+import { AppError, describe } from "../errors";
+import { fetchResult } from "../result";
 import { act } from "./act";
 import { setChainTime, taskDeadline } from "./countdown";
 
 export function taskPage(ctx: Context, id: bigint): View {
   const head = h("div");
   const actions = h("div", { id: "task-actions" });
+  const result = h("div", { id: "result" });
   const facts = h("tbody");
   const timeline = h("tbody");
-  const el = h("section", {}, h("p", {}, h("a", { href: "#/" }, "← market")), head, actions,
+  const el = h("section", {}, h("p", {}, h("a", { href: "#/" }, "← market")), head, actions, result,
     h("table", { id: "facts" }, facts),
     h("h2", {}, "Timeline"),
     h("table", { id: "timeline" }, h("thead", {}, h("tr", {}, ...["block", "time", "event", "detail"].map((t) => h("th", {}, t)))), timeline));
@@ -29,6 +32,7 @@ export function taskPage(ctx: Context, id: bigint): View {
       h("p", { id: "task-deadline" }, taskDeadline(task) ?? ""),
     );
     actions.replaceChildren(...taskActions(task, now));
+    if (task.state === TaskState.FINALISED && !result.childElementCount) result.replaceChildren(resultButton());
     const fact = (name: string, value: string | number | bigint, mono = false) =>
       h("tr", {}, h("th", {}, name), h("td", mono ? { class: "mono" } : {}, String(value)));
     const someone = (address: string) => (address === ZERO_ADDRESS ? "—" : address);
@@ -72,6 +76,28 @@ export function taskPage(ctx: Context, id: bigint): View {
       buttons.push(expire);
     }
     return buttons.length ? [h("form", {}, ...buttons)] : [];
+  }
+
+  /** `dtm task result`: fetch the trained weights, check them, offer them as a file. */
+  function resultButton(): HTMLElement {
+    const button = h("button", { type: "button", id: "get-result" }, "Get the trained weights") as HTMLButtonElement;
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      clearNotice();
+      try {
+        if (!ctx.config.ipfsApi) throw new AppError("This app was given no content store (ipfs_api in config.json): serve it with `dtm node up`.");
+        const got = await fetchResult(ctx.market, ctx.config.ipfsApi, id);
+        const link = h("a", { id: "download-weights", download: `task-${id}.safetensors`,
+          href: URL.createObjectURL(new Blob([got.weights as Uint8Array<ArrayBuffer>])) }, "Download the weights (safetensors)");
+        result.replaceChildren(h("p", { id: "result-checked" }, `Trained weights ${got.weightsCid}: checked against the task's spec ` +
+          `hash, the proof root it was paid for and the last of its ${got.checkpoints} checkpoint roots; final loss ` +
+          `${got.finalLoss.toFixed(4)}.`), link);
+      } catch (error) {
+        button.disabled = false;
+        notify(describe(error, "Getting the result"));
+      }
+    });
+    return button;
   }
 
   return { el, refresh };
