@@ -156,7 +156,7 @@ def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[in
             proof = fetch_proof(store, submitted["args"]["proof_cid"], submitted["args"]["proof_root"])
             who = names.get(submitted["args"]["solver"], submitted["args"]["solver"])
             verdict = "paid" if proof.root == view.proof_root and view.state == TaskState.FINALISED else "slashed"
-            curves[f"task {task_id}, {who} ({verdict})"] = _checkpoint_losses(bundle, proof, store)
+            curves[f"task {task_id}, {who} ({verdict})"] = checkpoint_losses(bundle, proof, store)
         lines.append(f"task {task_id}: {states[task_id].name.lower()}")
         for row in task_timeline(market, task_id):
             lines.append(f"  t={row.timestamp - start:>4}s  block {row.block:>4}  {row.event:<19} {row.detail}")
@@ -177,7 +177,7 @@ def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[in
 END_REASONS = {1: "timeout", 2: "link mismatch proven", 3: "wrong data row proven", 4: "inconsistent element proven"}
 
 
-def _checkpoint_losses(bundle, proof, store) -> list[float]:
+def checkpoint_losses(bundle, proof, store) -> list[float]:
     """Cross-entropy on the whole dataset at every published checkpoint."""
     from offchain.ml import Checkpoint
 

@@ -179,7 +179,8 @@ const scenarios = {
     return seen;
   },
 
-  /** A finalised task's weights, checked by the page and downloaded (no wallet needed). */
+  /** A finalised task's weights, checked by the page and downloaded, and its loss curve (no wallet
+   *  needed). */
   async get_result(page) {
     await page.goto(`${params.app_url}#/task/${params.task_id}`);
     await page.locator("#get-result").click({ timeout: TIMEOUT });
@@ -187,7 +188,10 @@ const scenarios = {
     const checked = await text(page, "#result-checked");
     const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download-weights")]);
     await download.saveAs(params.out);
-    return { checked, screenshots: [await shot(page, "result")] };
+    await page.click("#show-loss");
+    await page.locator("#loss-curve").waitFor({ timeout: TIMEOUT });
+    const losses = JSON.parse(await page.locator("#loss-curve").getAttribute("data-losses"));
+    return { checked, losses, caption: await text(page, "#curve figcaption"), screenshots: [await shot(page, "result")] };
   },
 
   /** No wallet, and a chain that does not answer. */

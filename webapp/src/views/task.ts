@@ -4,7 +4,7 @@ import type { Context, View } from "../main";
 import { stateName, TaskState, type TaskView } from "../market";
 import { clearNotice, h, notify } from "../dom";
 import { AppError, describe } from "../errors";
-import { fetchResult } from "../result";
+import { fetchResult, lossCurve } from "../result";
 import { act } from "./act";
 import { setChainTime, taskDeadline } from "./countdown";
 
@@ -12,10 +12,11 @@ export function taskPage(ctx: Context, id: bigint): View {
   const head = h("div");
   const actions = h("div", { id: "task-actions" });
   const result = h("div", { id: "result" });
+  const curve = h("div", { id: "curve" });
   const facts = h("tbody");
   const timeline = h("tbody");
   const el = h("section", {}, h("p", {}, h("a", { href: "#/" }, "← market")), head, actions, result,
-    h("table", { id: "facts" }, facts),
+    h("table", { id: "facts" }, facts), curve,
     h("h2", {}, "Timeline"),
     h("table", { id: "timeline" }, h("thead", {}, h("tr", {}, ...["block", "time", "event", "detail"].map((t) => h("th", {}, t)))), timeline));
 
@@ -33,6 +34,7 @@ export function taskPage(ctx: Context, id: bigint): View {
     );
     actions.replaceChildren(...taskActions(task, now));
     if (task.state === TaskState.FINALISED && !result.childElementCount) result.replaceChildren(resultButton());
+    if (!/^0x0+$/.test(task.proof_root) && !curve.childElementCount) curve.replaceChildren(curveButton());
     const fact = (name: string, value: string | number | bigint, mono = false) =>
       h("tr", {}, h("th", {}, name), h("td", mono ? { class: "mono" } : {}, String(value)));
     const someone = (address: string) => (address === ZERO_ADDRESS ? "—" : address);
@@ -78,6 +80,26 @@ export function taskPage(ctx: Context, id: bigint): View {
     return buttons.length ? [h("form", {}, ...buttons)] : [];
   }
 
+  /** The loss of every checkpoint of the latest proof on the task's dataset, computed here from the
+   *  checked checkpoints (as the demo plots them). */
+  function curveButton(): HTMLElement {
+    const button = h("button", { type: "button", id: "show-loss" }, "Show the loss curve") as HTMLButtonElement;
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      clearNotice();
+      try {
+        if (!ctx.config.ipfsApi) throw new AppError("This app was given no content store (ipfs_api in config.json): serve it with `dtm node up`.");
+        const losses = await lossCurve(ctx.market, ctx.config.ipfsApi, id);
+        curve.replaceChildren(h("h2", {}, "Loss curve"), lossChart(losses), button);
+        button.textContent = "Update the loss curve";
+      } catch (error) {
+        notify(describe(error, "Computing the loss curve"));
+      }
+      button.disabled = false;
+    });
+    return button;
+  }
+
   /** `dtm task result`: fetch the trained weights, check them, offer them as a file. */
   function resultButton(): HTMLElement {
     const button = h("button", { type: "button", id: "get-result" }, "Get the trained weights") as HTMLButtonElement;
@@ -101,6 +123,25 @@ export function taskPage(ctx: Context, id: bigint): View {
   }
 
   return { el, refresh };
+}
+
+/** The losses as a line over the checkpoints, with the first and last values named. */
+function lossChart(losses: number[]): HTMLElement {
+  const [width, height, pad] = [640, 200, 8];
+  const top = Math.max(...losses), bottom = Math.min(...losses);
+  const points = losses.map((value, i) => {
+    const px = pad + (i / Math.max(losses.length - 1, 1)) * (width - 2 * pad);
+    const py = pad + (top === bottom ? 0.5 : (top - value) / (top - bottom)) * (height - 2 * pad);
+    return `${px.toFixed(1)},${py.toFixed(1)}`;
+  });
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("id", "loss-curve");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("data-losses", JSON.stringify(losses));
+  svg.innerHTML = `<polyline fill="none" stroke="#2f5bea" stroke-width="2" points="${points.join(" ")}"/>` +
+    points.map((p) => `<circle r="3" fill="#2f5bea" cx="${p.split(",")[0]}" cy="${p.split(",")[1]}"/>`).join("");
+  return h("figure", {}, svg, h("figcaption", { class: "muted" },
+    `Cross-entropy on the task's dataset at each of ${losses.length} checkpoints: ${losses[0].toFixed(4)} → ${losses.at(-1)!.toFixed(4)}.`));
 }
 
 const EXPIRABLE: bigint[] = [TaskState.OPEN, TaskState.CLAIMED, TaskState.SUBMITTED];
