@@ -1,13 +1,16 @@
 # Two commands matter: `make demo` runs a whole market, `make test` runs every test.
-# Both install what is missing first (a virtualenv in .venv, Anvil from npm).
+# Both install what is missing first (a virtualenv in .venv, Anvil and the web app's tools from
+# npm, the web app's bundle, Chromium for its browser tests).
 
 VENV   := .venv
 PYTHON ?= python3
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: install demo test bench mutants clean
+.PHONY: install browser demo test bench mutants clean
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed webapp/dist/index.html browser
+
+WEBAPP_SOURCES := $(shell find webapp abi -type f -not -path 'webapp/dist/*' -not -path 'webapp/src/generated/*')
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +22,14 @@ $(VENV)/.installed: pyproject.toml
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+webapp/dist/index.html: node_modules/.installed $(WEBAPP_SOURCES)
+	node webapp/build.mjs
+
+# the browser tests drive Debian's Chromium; without it (no root, no apt) they skip and say why
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "warning: could not install chromium; the web app's browser tests will be skipped"
 
 demo: install
 	$(VENV)/bin/dtm demo
@@ -37,4 +48,4 @@ bench: install
 	$(VENV)/bin/python bench/detection.py
 
 clean:
-	rm -rf $(VENV) node_modules .build out
+	rm -rf $(VENV) node_modules .build out webapp/dist webapp/src/generated

@@ -688,13 +688,15 @@ def node() -> None:
 @node.command("up")
 @click.option("--port", type=int, default=8545, show_default=True)
 @click.option("--ipfs-port", type=int, default=5001, show_default=True)
+@click.option("--web-port", type=int, default=8080, show_default=True, help="The market's web app.")
 @click.option("--window", type=int, default=600, show_default=True,
               help="Verify/whistleblower/reveal windows (s), as docs/protocol.md §8.")
 @click.option("--forced-error-ppm", type=int, default=10_000, show_default=True)
 @click.option("--fresh", is_flag=True, help="Start a new chain instead of the one saved under --home.")
 @pass_env
-def node_up(env: Env, port: int, ipfs_port: int, window: int, forced_error_ppm: int, fresh: bool) -> None:
-    """Anvil (a block a second) + deployed suite + IPFS RPC + a keeper, until interrupted.
+def node_up(env: Env, port: int, ipfs_port: int, web_port: int, window: int, forced_error_ppm: int,
+            fresh: bool) -> None:
+    """Anvil (a block a second) + deployed suite + IPFS RPC + a keeper + the web app, until interrupted.
 
     The chain is saved under --home (chain/state.json) and loaded on the next start, so stakes,
     tasks and credits survive a restart; --fresh starts over. The keeper enforces every passed
@@ -702,6 +704,7 @@ def node_up(env: Env, port: int, ipfs_port: int, window: int, forced_error_ppm: 
     import threading
 
     from offchain import node as local
+    from offchain import webapp
     from offchain.chain.client import Market, connect
     from offchain.chain.deployment import DeploymentNotFound, deployment_path
     from offchain.storage import serve
@@ -712,7 +715,7 @@ def node_up(env: Env, port: int, ipfs_port: int, window: int, forced_error_ppm: 
     if fresh:
         state.unlink(missing_ok=True)
         saved.unlink(missing_ok=True)
-    for wanted, option in ((port, "--port"), (ipfs_port, "--ipfs-port")):
+    for wanted, option in ((port, "--port"), (ipfs_port, "--ipfs-port"), (web_port, "--web-port")):
         if local.port_in_use(wanted):
             raise click.ClickException(f"port {wanted} is in use (another node running?): stop it or choose {option}")
     signer = env.account() if env.dev_account is not None or env.account_name else local.dev_account(0)
@@ -733,18 +736,21 @@ def node_up(env: Env, port: int, ipfs_port: int, window: int, forced_error_ppm: 
             deployment = resumed
             deployment_path(*local.LOCAL_DEPLOYMENT).write_bytes(saved.read_bytes())
         local.mine_every(anvil.url, 1)
-        server = serve(env.home / "ipfs", "127.0.0.1", ipfs_port)
+        # browsers may call the store from the app's origin only
+        server = serve(env.home / "ipfs", "127.0.0.1", ipfs_port, cors_origins=webapp.app_origins(web_port))
+        app = webapp.serve_app(webapp.app_config({deployment.chain_id: anvil.url}, server.url), port=web_port)
         how = "resumed from " + str(state) if resumed else f"new chain (saved to {state})"
         keeper = Keeper(Market(connect(anvil.url), deployment, signer))
         threading.Thread(target=keeper.run, args=(stopping,), daemon=True).start()
         click.echo(f"chain   {anvil.url} (chain id {deployment.chain_id}), {how}\nmarket  {deployment.market}\n"
                    f"arbiter {deployment.arbiter}\nIPFS    {server.multiaddr}  (export IPFS_API={server.multiaddr})\n"
-                   f"keeper  {signer.address} enforces every passed deadline")
+                   f"keeper  {signer.address} enforces every passed deadline\n"
+                   f"web     {app.url}  (the market's web app)")
         while anvil.process.poll() is None:
             time.sleep(1)
     except KeyboardInterrupt:
         pass
-    except (local.NodeError, DeploymentNotFound) as exc:
+    except (local.NodeError, DeploymentNotFound, webapp.WebAppNotBuilt) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         stopping.set()
@@ -769,11 +775,39 @@ def _resumed_deployment(rpc_url: str, saved: Path):
 
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("out/demo"), show_default=True)
-def demo(out: Path) -> None:
+@click.option("--keep", is_flag=True, help="Keep the chain, the store and the web app up after the demo.")
+def demo(out: Path, keep: bool) -> None:
     """A whole market on this machine: honest and cheating solvers, verifier, whistleblower."""
     from offchain.demo import run_demo
 
-    sys.exit(run_demo(out))
+    sys.exit(run_demo(out, keep))
+
+
+@main.group("webapp")
+def webapp_group() -> None:
+    """The market's web app."""
+
+
+@webapp_group.command("export")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory to write the static files to.")
+@click.option("--rpc-url", "rpc_urls", multiple=True, metavar="CHAIN_ID=URL",
+              help="The RPC URL the page reads a chain through (without one, it reads through the wallet).")
+@click.option("--ipfs-api", help="The Kubo RPC API the page uploads to, e.g. http://127.0.0.1:5001.")
+def webapp_export(out: Path, rpc_urls: tuple[str, ...], ipfs_api: str | None) -> None:
+    """Write the app and its config.json (every deployment file) as static files for any web server."""
+    from offchain import webapp
+
+    urls = {}
+    for given in rpc_urls:
+        chain, _, url = given.partition("=")
+        if not chain.isdigit() or not url:
+            raise click.BadParameter(f"{given!r} is not CHAIN_ID=URL", param_hint="--rpc-url")
+        urls[int(chain)] = url
+    try:
+        webapp.export(out, webapp.app_config(urls, ipfs_api))
+    except webapp.WebAppNotBuilt as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {out}: serve it with any static web server")
 
 
 def _chain_call(fn):

@@ -6,7 +6,8 @@ solver, a solver that fabricates segments, a verifier and a whistleblower. The
 cheater's proof is challenged and the dispute game narrows it to one step that
 the chain checks; the cheater is slashed, its task reopens and the honest solver
 finishes it. The demo ends when both tasks are finalised and paid, and writes a
-loss plot and the tasks' timelines.
+loss plot and the tasks' timelines. The market's web app is served while it runs (and after,
+with `--keep`, until interrupted).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from offchain.node import (
 )
 from offchain.storage import KuboStore, StorageError
 from offchain.timeline import task_timeline
+from offchain.webapp import WebAppNotBuilt, app_config, serve_app
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, fetch_proof, fetch_task, publish_task
 from offchain.workers.submitter import Submitter, fetch_result, score
 
@@ -49,11 +51,12 @@ ROLES = {
 }
 
 
-def run_demo(out: Path) -> int:
+def run_demo(out: Path, keep: bool = False) -> int:
     started = time.monotonic()
     shutil.rmtree(out, ignore_errors=True)
     (out / "logs").mkdir(parents=True)
     processes: list[subprocess.Popen] = []
+    app = None
     anvil = start_anvil()
     try:
         deployment = deploy(anvil.url, arbiter=DEFAULT_ARBITER, window=WINDOW, clock=CLOCK, forced_error_ppm=0,
@@ -66,6 +69,12 @@ def run_demo(out: Path) -> int:
         processes.append(_spawn(out, "ipfs", ["--home", str(out / "ipfs-node"), "ipfs", "serve", "--port", str(ipfs_port)], env))
         store = KuboStore(env["IPFS_API"])
         wait_for(lambda: _answers(store), 30, "the IPFS RPC server")
+        try:
+            app = serve_app(app_config({deployment.chain_id: anvil.url}, f"http://127.0.0.1:{ipfs_port}",
+                                       out / "deployments"), port=free_port())
+            log.info("the market's web app: %s", app.url)
+        except WebAppNotBuilt as exc:
+            log.warning("%s", exc)
 
         w3 = connect(anvil.url)
         for index, (_, _, role) in ROLES.items():
@@ -87,11 +96,21 @@ def run_demo(out: Path) -> int:
             submitter._advance_safely(task_id)
         _report(out, submitter, store, task_ids, outcome)
         log.info("demo finished in %.0f s", time.monotonic() - started)
+        if keep:
+            where = f"the web app at {app.url}, " if app else ""
+            log.info("keeping %sthe chain at %s and the store up; Ctrl-C stops them", where, anvil.url)
+            try:
+                while anvil.process.poll() is None:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
         return 0
     except TimeoutError as exc:
         log.error("%s; worker logs are in %s", exc, out / "logs")
         return 1
     finally:
+        if app is not None:
+            app.close()
         for process in processes:
             process.terminate()
         for process in processes:
@@ -137,7 +156,7 @@ def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[in
             proof = fetch_proof(store, submitted["args"]["proof_cid"], submitted["args"]["proof_root"])
             who = names.get(submitted["args"]["solver"], submitted["args"]["solver"])
             verdict = "paid" if proof.root == view.proof_root and view.state == TaskState.FINALISED else "slashed"
-            curves[f"task {task_id}, {who} ({verdict})"] = _checkpoint_losses(bundle, proof, store)
+            curves[f"task {task_id}, {who} ({verdict})"] = checkpoint_losses(bundle, proof, store)
         lines.append(f"task {task_id}: {states[task_id].name.lower()}")
         for row in task_timeline(market, task_id):
             lines.append(f"  t={row.timestamp - start:>4}s  block {row.block:>4}  {row.event:<19} {row.detail}")
@@ -158,7 +177,7 @@ def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[in
 END_REASONS = {1: "timeout", 2: "link mismatch proven", 3: "wrong data row proven", 4: "inconsistent element proven"}
 
 
-def _checkpoint_losses(bundle, proof, store) -> list[float]:
+def checkpoint_losses(bundle, proof, store) -> list[float]:
     """Cross-entropy on the whole dataset at every published checkpoint."""
     from offchain.ml import Checkpoint
 

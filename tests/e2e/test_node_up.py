@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from offchain.chain.client import Market, connect
 from offchain.chain.deployment import Deployment
@@ -23,9 +24,10 @@ pytestmark = pytest.mark.e2e
 class Node:
     def __init__(self, home: Path, deployments: Path, port: int, ipfs_port: int, *extra: str) -> None:
         env = {**os.environ, "DTM_DEPLOYMENTS_DIR": str(deployments)}
+        self.web_port = free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "offchain.cli", "--home", str(home), "node", "up", "--port", str(port),
-             "--ipfs-port", str(ipfs_port), *extra],
+             "--ipfs-port", str(ipfs_port), "--web-port", str(self.web_port), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.lines: list[str] = []
 
@@ -36,7 +38,7 @@ class Node:
             if not line:
                 break
             self.lines.append(line)
-            if line.startswith("IPFS"):
+            if line.startswith("web"):
                 return "".join(self.lines)
         raise AssertionError("node did not come up:\n" + "".join(self.lines))
 
@@ -54,6 +56,11 @@ def test_node_up__sigterm_stops_anvil__restart_resumes_the_chain__fresh_starts_o
         assert "new chain (saved to" in shown
         url = f"http://127.0.0.1:{port}"
         deployment = Deployment.load(deployments / "ethereum-local.yaml")
+        app = f"http://127.0.0.1:{node.web_port}/"
+        assert shown.splitlines()[-1] == f"web     {app}  (the market's web app)"
+        assert "<title>dtm" in requests.get(app).text
+        [local] = requests.get(app + "config.json").json()["deployments"]
+        assert (local["chain_id"], local["rpc_url"], local["contracts"]) == (31337, url, deployment.contracts)
         staker = Market(connect(url), deployment, dev_account(6))
         staker.deposit(Role.SOLVER, 3 * ETHER)
         time.sleep(6)  # the state is written every 5 s and on exit

@@ -1,0 +1,150 @@
+"""The market's web app (`webapp/`), served as static files with the `config.json` it reads.
+
+`webapp/build.mjs` bundles the app into `webapp/dist/` (`make install` runs it). The page learns
+everything else from `config.json`: the chains the suite is deployed on (the deployment files,
+with the RPC URL of each chain this machine serves) and the content store's Kubo RPC API. The
+built-in datasets the page offers (`webapp/presets.json`) are served as
+`datasets/NAME.safetensors`, the bytes `dtm task post --dataset NAME` publishes.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import mimetypes
+import shutil
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from offchain.chain.deployment import Deployment, deployments_dir
+from offchain.chain.suite import ROOT
+
+DIST = ROOT / "webapp" / "dist"
+PRESETS = ROOT / "webapp" / "presets.json"
+
+
+@functools.cache
+def builtin_dataset(name: str) -> bytes:
+    """A built-in dataset the app offers, as safetensors bytes; KeyError for any other name."""
+    from offchain.ml import digits_dataset
+
+    if name not in json.loads(PRESETS.read_text())["datasets"]:
+        raise KeyError(name)
+    return {"digits": digits_dataset}[name]().to_bytes()
+
+
+class WebAppNotBuilt(FileNotFoundError):
+    """`webapp/dist` is missing."""
+
+
+def app_config(rpc_urls: dict[int, str], ipfs_api: str | None, directory: Path | None = None) -> dict[str, Any]:
+    """What the page reads: every deployment file in `directory` (the chains in `rpc_urls` first,
+    so the page reads the local chain before a wallet picks one), and the store's API URL."""
+    deployments = []
+    for path in sorted((directory or deployments_dir()).glob("*.yaml")):
+        deployment = Deployment.load(path)
+        deployments.append({"name": path.stem, "chain_id": deployment.chain_id, "block": deployment.block,
+                            "rpc_url": rpc_urls.get(deployment.chain_id), "contracts": deployment.contracts})
+    deployments.sort(key=lambda d: d["rpc_url"] is None)
+    return {"deployments": deployments, "ipfs_api": ipfs_api}
+
+
+def _dist(dist: Path) -> Path:
+    if not (dist / "index.html").exists():
+        raise WebAppNotBuilt(f"the web app is not built ({dist} is missing): run `make install` "
+                             "(or `npm ci && npm run build`)")
+    return dist
+
+
+def export(out: Path, config: dict[str, Any], dist: Path | None = None) -> Path:
+    """The app as static files in `out`, with its `config.json`, for any web server."""
+    shutil.copytree(_dist(dist or DIST), out, dirs_exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out / "datasets").mkdir(exist_ok=True)
+    for name in json.loads(PRESETS.read_text())["datasets"]:
+        (out / "datasets" / f"{name}.safetensors").write_bytes(builtin_dataset(name))
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _AppServer
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        if path == "/config.json":
+            return self._send(200, json.dumps(self.server.config).encode(), "application/json", "no-store")
+        if path.startswith("/datasets/") and path.endswith(".safetensors"):
+            try:
+                body = builtin_dataset(path.removeprefix("/datasets/").removesuffix(".safetensors"))
+            except KeyError:
+                return self._send(404, b"not found\n", "text/plain", "no-store")
+            return self._send(200, body, "application/octet-stream", "no-cache")
+        name = "index.html" if path == "/" else path.lstrip("/")
+        file = (self.server.dist / name).resolve()
+        if file.parent != self.server.dist or not file.is_file():
+            return self._send(404, b"not found\n", "text/plain", "no-store")
+        kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        body, zipped = file.read_bytes(), "gzip" in self.headers.get("Accept-Encoding", "")
+        self._send(200, _gzip(body) if zipped else body, kind, "no-cache", zipped)
+
+    def _send(self, status: int, body: bytes, kind: str, cache: str, zipped: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind if not kind.startswith("text/") else kind + "; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", cache)
+        self.send_header("Vary", "Accept-Encoding")
+        if zipped:
+            self.send_header("Content-Encoding", "gzip")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_HEAD = do_GET  # noqa: N815
+
+
+@functools.lru_cache(maxsize=16)
+def _gzip(body: bytes) -> bytes:
+    return gzip.compress(body, mtime=0)
+
+
+class _AppServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], dist: Path, config: dict[str, Any]):
+        super().__init__(address, _Handler)
+        self.dist, self.config = dist.resolve(), config
+
+
+class AppServer:
+    """The app served in a background thread; `close()` stops it."""
+
+    def __init__(self, httpd: _AppServer):
+        self.httpd = httpd
+        self.thread = threading.Thread(target=httpd.serve_forever, name="webapp", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.thread.join()
+        self.httpd.server_close()
+
+
+def serve_app(config: dict[str, Any], host: str = "127.0.0.1", port: int = 8080, dist: Path = DIST) -> AppServer:
+    return AppServer(_AppServer((host, port), _dist(dist), config))
+
+
+def app_origins(port: int) -> list[str]:
+    """The origins a browser gives the app served on `port` (what the store's CORS allows)."""
+    return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]

@@ -1,0 +1,241 @@
+// Drives the web app in headless Chromium for one scenario of test_webapp.py:
+//   node tests/webapp/browser.mjs SCENARIO < params.json
+// and prints what the page showed as one JSON line; the Python test checks it against the chain.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { installWallet } from "./wallet.mjs";
+
+const scenario = process.argv[2];
+const params = JSON.parse(readFileSync(0, "utf8"));
+const TIMEOUT = 20_000;
+
+const text = async (page, selector) => (await page.locator(selector).first().innerText()).trim();
+/** The notice the page shows after an action, once it appears (the page hides the last one when an
+ *  action starts). */
+async function notice(page) {
+  await page.locator("#notice:not([hidden])").waitFor({ timeout: TIMEOUT });
+  return { kind: await page.locator("#notice").getAttribute("class"), text: await text(page, "#notice") };
+}
+async function changed(page, selector, before) {
+  await page.waitForFunction(([s, b]) => document.querySelector(s)?.textContent?.trim() !== b, [selector, before], { timeout: TIMEOUT });
+  return text(page, selector);
+}
+async function cards(page) {
+  const out = {};
+  for (const id of ["bonded", "locked", "free", "unbonding", "credits", "escrow"]) out[id] = await text(page, `#${id} b`);
+  return out;
+}
+
+async function rpc(method, args) {
+  const response = await fetch(params.wallet.rpcUrl, { method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params: args }) });
+  const body = await response.json();
+  if (body.error) throw new Error(`${method}: ${body.error.message}`);
+  return body.result;
+}
+
+async function shot(page, name) {
+  mkdirSync(params.screenshots, { recursive: true });
+  const path = join(params.screenshots, `${name}.png`);
+  await page.screenshot({ path, fullPage: true });
+  return path;
+}
+
+async function connect(page, wallet) {
+  await page.goto(params.app_url);
+  await page.locator("#connect").click({ timeout: TIMEOUT });
+  if (wallet.chainId !== params.chain_id) {
+    await page.locator("#wrong-network").waitFor({ timeout: TIMEOUT });
+  } else {
+    await page.locator("#network").waitFor({ timeout: TIMEOUT });
+  }
+}
+
+const scenarios = {
+  /** Connect on the wrong network, switch, read the market and a task, stake, unbond, withdraw. */
+  async stake_and_unbond(page) {
+    const seen = { screenshots: [] };
+    const wallet = await installWallet(page, { ...params.wallet, chainId: 1, switchable: [params.chain_id] });
+    await connect(page, wallet);
+    seen.wrong_network = await text(page, "#wrong-network");
+    seen.screenshots.push(await shot(page, "wrong-network"));
+    await page.locator("#switch-network").click();
+    seen.network = await text(page, "#network");
+    seen.account = await page.locator("#account").getAttribute("title");
+
+    await page.locator(`#tasks tr[data-task="${params.task_id}"]`).waitFor({ timeout: TIMEOUT });
+    seen.task_row = await text(page, `#tasks tr[data-task="${params.task_id}"]`);
+    seen.jackpot = await text(page, "#jackpot b");
+    seen.jackpot_terms = await text(page, "#jackpot-terms");
+    await page.check("#mine"); // this account posted nothing
+    await page.locator(`#tasks tr[data-task="${params.task_id}"]`).waitFor({ state: "detached", timeout: TIMEOUT });
+    seen.only_mine = await page.locator("#tasks tbody tr").allInnerTexts();
+    await page.uncheck("#mine");
+    seen.screenshots.push(await shot(page, "market"));
+
+    await page.locator(`#tasks tr[data-task="${params.task_id}"] a`).click();
+    await page.locator("#timeline tbody tr").first().waitFor({ timeout: TIMEOUT });
+    seen.task_state = await text(page, "#task-state");
+    seen.task_deadline = await text(page, "#task-deadline");
+    seen.timeline = await page.locator("#timeline tbody tr").allInnerTexts();
+    const first = seen.task_deadline;
+    seen.task_deadline_later = await changed(page, "#task-deadline", first); // the countdown ticks
+    seen.screenshots.push(await shot(page, "task"));
+
+    await page.goto(params.app_url + "#/stake");
+    await page.locator("#balances #bonded").waitFor({ timeout: TIMEOUT });
+    seen.before = await cards(page);
+    await page.fill("#deposit-amount", "2.5");
+    await page.check("#role-solver");
+    await page.check("#role-whistleblower");
+    await page.click("#deposit");
+    seen.deposit_notice = await notice(page);
+    await changed(page, "#bonded b", seen.before.bonded);
+    seen.roles = await text(page, "#roles");
+    seen.after_deposit = await cards(page);
+
+    await page.fill("#unbond-amount", "1");
+    await page.click("#unbond");
+    seen.unbond_notice = await notice(page);
+    await changed(page, "#unbonding b", seen.after_deposit.unbonding);
+    seen.after_unbond = await cards(page);
+    seen.unbonding_countdown = await text(page, "#unbonding .countdown");
+    seen.withdraw_enabled_before_delay = await page.locator("#withdraw-stake").isEnabled();
+    seen.screenshots.push(await shot(page, "stake"));
+
+    await rpc("evm_increaseTime", [3_601]); // past the unbonding delay
+    await rpc("evm_mine", []);
+    await page.locator("#withdraw-stake:enabled").waitFor({ timeout: TIMEOUT });
+    await page.click("#withdraw-stake");
+    seen.withdraw_notice = await notice(page);
+    await changed(page, "#unbonding b", seen.after_unbond.unbonding);
+    seen.after_withdraw = await cards(page);
+    seen.activity = await page.locator("#activity tbody tr").allInnerTexts();
+
+    // the CLI's task is past its expiry now: anyone may enforce it
+    await page.goto(`${params.app_url}#/task/${params.task_id}`);
+    await page.locator("#expire-task").click({ timeout: TIMEOUT });
+    seen.expire_notice = await notice(page);
+    seen.expired_state = await changed(page, "#task-state", "open");
+    seen.requests = wallet.requests;
+    return seen;
+  },
+
+  /** The wallet refuses to sign: the page says so and what to do. */
+  async rejected_signature(page) {
+    const wallet = await installWallet(page, { ...params.wallet, chainId: params.chain_id, switchable: [], reject: ["eth_sendTransaction"] });
+    await connect(page, wallet);
+    await page.goto(params.app_url + "#/stake");
+    await page.locator("#balances #bonded").waitFor({ timeout: TIMEOUT });
+    await page.fill("#deposit-amount", "1");
+    await page.check("#role-solver");
+    await page.click("#deposit");
+    const seen = { notice: await notice(page), bonded: await text(page, "#bonded b") };
+    seen.button_enabled = await page.locator("#deposit").isEnabled();
+    await page.fill("#deposit-amount", "abc");
+    await page.click("#deposit");
+    await page.waitForFunction(() => document.querySelector("#notice")?.textContent?.includes("abc"), null, { timeout: TIMEOUT });
+    seen.bad_amount = await notice(page);
+    seen.screenshots = [await shot(page, "rejected")];
+    await page.fill("#unbond-amount", "100");
+    await page.click("#unbond");
+    seen.refused = await notice(page);
+    seen.requests = wallet.requests;
+    return seen;
+  },
+
+  /** Switch a wallet to a chain it does not know, then post a task from the page: a schedule the
+ *  chain would refuse first, then a good one. */
+  async post_task(page) {
+    const wallet = await installWallet(page, { ...params.wallet, chainId: 5, switchable: [] });
+    await connect(page, wallet);
+    await page.click("#switch-network"); // a chain this wallet does not know yet: the app adds it
+    await page.locator("#network").waitFor({ timeout: TIMEOUT });
+    await page.click('nav a[href="#/post"]');
+    await page.fill("#post-steps", "45");
+    await page.click("#post");
+    const seen = { bad_steps: await notice(page) };
+    await page.fill("#post-steps", String(params.steps));
+    seen.screenshots = [await shot(page, "post")];
+    await page.click("#post");
+    seen.posted = await notice(page);
+    await page.locator("#timeline tbody tr").first().waitFor({ timeout: TIMEOUT });
+    seen.hash = await page.evaluate(() => location.hash);
+    seen.task_state = await text(page, "#task-state");
+    seen.screenshots.push(await shot(page, "posted"));
+
+    await page.click("#cancel-task");
+    seen.cancel_notice = await notice(page);
+    seen.cancelled_state = await changed(page, "#task-state", "open");
+    await page.click('nav a[href="#/stake"]');
+    await page.locator("#withdraw-credits:enabled").waitFor({ timeout: TIMEOUT });
+    seen.credits = await text(page, "#credits b");
+    await page.click("#withdraw-credits");
+    seen.withdraw_notice = await notice(page);
+    seen.credits_after = await changed(page, "#credits b", seen.credits);
+    seen.requests = wallet.requests;
+    return seen;
+  },
+
+  /** A finalised task's weights, checked by the page and downloaded, and its loss curve (no wallet
+   *  needed). */
+  async get_result(page) {
+    await page.goto(`${params.app_url}#/task/${params.task_id}`);
+    await page.locator("#get-result").click({ timeout: TIMEOUT });
+    await page.locator("#download-weights").waitFor({ timeout: TIMEOUT });
+    const checked = await text(page, "#result-checked");
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download-weights")]);
+    await download.saveAs(params.out);
+    await page.click("#show-loss");
+    await page.locator("#loss-curve").waitFor({ timeout: TIMEOUT });
+    const losses = JSON.parse(await page.locator("#loss-curve").getAttribute("data-losses"));
+    return { checked, losses, caption: await text(page, "#curve figcaption"), screenshots: [await shot(page, "result")] };
+  },
+
+  /** No wallet, and a chain that does not answer. */
+  async dead_chain(page) {
+    await page.goto(params.app_url);
+    await page.locator("#notice:not([hidden])").waitFor({ timeout: TIMEOUT });
+    return { wallet_bar: await text(page, "#wallet"), notice: await notice(page), screenshots: [await shot(page, "dead-chain")] };
+  },
+
+  /** A cold first load: time until the task list shows, and what was transferred. */
+  async first_load(page) {
+    const client = await page.context().newCDPSession(page);
+    await client.send("Network.enable");
+    await client.send("Network.setCacheDisabled", { cacheDisabled: true });
+    let transferred = 0;
+    client.on("Network.loadingFinished", (event) => { transferred += event.encodedDataLength; });
+    const started = Date.now();
+    await page.goto(params.app_url);
+    await page.locator("#tasks tr[data-task]").first().waitFor({ timeout: TIMEOUT });
+    const tasks_shown_ms = Date.now() - started;
+    const timing = await page.evaluate(() => {
+      const nav = performance.getEntriesByType("navigation")[0];
+      const app = performance.getEntriesByType("resource").find((r) => r.name.endsWith("/app.js"));
+      return { dom_content_loaded_ms: nav.domContentLoadedEventEnd, load_ms: nav.loadEventEnd, app_js_bytes: app?.encodedBodySize ?? 0 };
+    });
+    return { tasks_shown_ms, transferred_bytes: transferred, ...timing, screenshots: [await shot(page, "first-load")] };
+  },
+};
+
+const browser = await chromium.launch({
+  executablePath: params.chromium ?? execFileSync("which", ["chromium"]).toString().trim(),
+  args: ["--no-sandbox", "--disable-dev-shm-usage"], // root in a container: no sandbox, a small /dev/shm
+  headless: true,
+});
+const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+const errors = [];
+page.on("pageerror", (error) => errors.push(String(error)));
+try {
+  const seen = await scenarios[scenario](page);
+  console.log(JSON.stringify({ ...seen, page_errors: errors }));
+} catch (error) {
+  await shot(page, `${scenario}-failed`).catch(() => {});
+  console.error(`${scenario}: ${error.message}\npage errors: ${errors.join("\n") || "none"}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

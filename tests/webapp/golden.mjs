@@ -1,0 +1,58 @@
+// The golden vectors of test_golden.py computed by the web app's TypeScript (webapp/src/commit),
+// from the same input formulas; prints them as JSON.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as esbuild from "esbuild";
+
+const FILE_SIZES = [0, 1, 1000, 262_144, 262_145, 174 * 262_144 + 1];
+const TENSOR_SIZES = [1, 10, 512, 513, 1500];
+const DATASETS = [[1, 5], [3, 5], [100, 7]];
+const MODELS = [[4, [3], 2, 8, 0.1, 0], [64, [32], 10, 32, 0.1, 0], [16, [8, 8], 4, 5, 0.03, 7], [3, [], 2, 1, 1e-5, 2 ** 40 + 3]];
+const LRS = [0.1, 1.0, 1e-5, 0.0003, 0.0001, 7.5e-7, 2.5, 10];
+
+const dir = mkdtempSync(join(tmpdir(), "golden-"));
+const outfile = join(dir, "commit.mjs");
+await esbuild.build({ stdin: {
+  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export * from "./model"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
+  resolveDir: new URL("../../webapp/src/commit", import.meta.url).pathname, loader: "ts",
+}, bundle: true, format: "esm", platform: "node", outfile, logLevel: "warning" });
+const c = await import(outfile);
+rmSync(dir, { recursive: true });
+
+const fileBytes = (size) => Uint8Array.from({ length: size }, (_, i) => (i * 7 + 3) % 251);
+const tensor = (size) => Float32Array.from({ length: size }, (_, i) => (i % 97) * 0.125 - 6);
+const hex = (bytes) => c.bytesToHex(bytes);
+// the Python side keys tasks by repr(lr)
+const repr = (lr) => c.pythonFloat(lr);
+const hash = (text) => c.keccak256(c.stringToBytes(text));
+
+const task = (lr) => ({
+  model_cid: "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
+  weights_cid: "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
+  dataset_cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+  weights_root: hash("weights"), dataset_root: hash("dataset"), dataset_rows: 1797,
+  lr, batch_size: 32, steps: 300, seed: 2n ** 255n + 12345n, checkpoint_interval: 10, graph_root: hash("graph"),
+});
+
+const vectors = {
+  cid: Object.fromEntries(FILE_SIZES.map((size) => [String(size), c.computeCid(fileBytes(size))])),
+  tensor_root: Object.fromEntries(TENSOR_SIZES.map((size) => [String(size), hex(c.tensorRoot(tensor(size)))])),
+  checkpoint_root: hex(c.checkpointRoot(TENSOR_SIZES.map(tensor))),
+  dataset_root: Object.fromEntries(DATASETS.map(([rows, dim]) => {
+    const x = Float32Array.from({ length: rows * dim }, (_, i) => (i % 13) / 8 - 0.5);
+    const y = BigInt64Array.from({ length: rows }, (_, i) => BigInt(i % 4));
+    return [`${rows}x${dim}`, hex(c.datasetRoot(x, y, dim))];
+  })),
+  model: MODELS.map(([inputDim, hidden, classes, batch, lr, weightsSeed]) => {
+    const spec = c.mlpSpec(inputDim, hidden, classes);
+    const weights = c.initWeights(spec, weightsSeed);
+    return { spec: new TextDecoder().decode(c.specBytes(spec)), spec_cid: c.computeCid(c.specBytes(spec)),
+      weights_cid: c.computeCid(c.weightsBytes(spec, weights)), weights_root: hex(c.weightsRoot(weights)),
+      graph_root: hex(c.graphRoot(spec, batch, lr)) };
+  }),
+  task: Object.fromEntries(LRS.map((lr) => [repr(lr), {
+    bytes: new TextDecoder().decode(c.taskBytes(task(lr))), spec_hash: c.specHash(task(lr)),
+  }])),
+};
+console.log(JSON.stringify(vectors));

@@ -1,0 +1,57 @@
+"""Getting a finalised task's trained weights in the browser: a real solver and verifier (worker
+threads) train and verify a task on a real Anvil; the page fetches the weights from the content
+store, checks them as `dtm task result` does, and offers them as a file; it plots the loss of every
+checkpoint on the dataset."""
+
+from __future__ import annotations
+
+import pytest
+
+from offchain.chain.suite import Role, TaskState
+from offchain.demo import checkpoint_losses
+from offchain.node import free_port
+from offchain.storage import serve
+from offchain.webapp import app_config, app_origins, serve_app
+from offchain.workers.artifacts import fetch_task
+from offchain.workers.solver import Solver
+from offchain.workers.submitter import fetch_result
+from offchain.workers.verifier import Verifier
+from tests.e2e.harness import SOLVER, VERIFIER, local_market, wait_for
+from tests.webapp.conftest import MarketApp, browser_available
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_trained_weights_are_checked_and_downloaded_from_the_page(tmp_path):
+    browser_available()
+    with local_market(tmp_path) as m:
+        m.start(Solver, SOLVER, Role.SOLVER)
+        m.start(Verifier, VERIFIER, Role.VERIFIER)
+        task_id = m.post(steps=40, k=10)
+        reader = m.market(VERIFIER)
+        wait_for(lambda: reader.task(task_id).state == TaskState.FINALISED, 180, "finalisation")
+        expected = fetch_result(reader, m.store, task_id)
+        created = reader.events("TaskCreated", reader.deployment.block, task_id=task_id)[0]["args"]
+        losses = checkpoint_losses(fetch_task(m.store, created["spec_cid"], reader.task(task_id).spec_hash),
+                                    expected.proof, m.store)
+
+        web_port = free_port()
+        with serve(str(m.home / "ipfs"), port=0, cors_origins=app_origins(web_port)) as store:
+            app = serve_app(app_config({m.deployment.chain_id: m.anvil.url}, store.url, tmp_path / "deployments"),
+                            port=web_port)
+            try:
+                site = MarketApp(m.anvil.url, store.url, app.url, m.deployment, m.home, tmp_path / "deployments")
+                seen = site.browse("get_result", task_id=task_id, out=str(tmp_path / "downloaded.safetensors"))
+            finally:
+                app.close()
+    assert seen["page_errors"] == []
+    assert seen["checked"].startswith(f"Trained weights {expected.weights_cid}: checked against the task's spec hash, "
+                                      "the proof root it was paid for and the last of its 5 checkpoint roots; final loss ")
+    assert seen["checked"].endswith(f"{expected.proof.final_loss:.4f}.")
+    assert (tmp_path / "downloaded.safetensors").read_bytes() == m.store.cat(expected.weights_cid)
+    # the page's curve: every checkpoint's loss on the dataset, as the demo computes it (float32 in torch,
+    # float64 in the page)
+    assert seen["losses"] == pytest.approx(losses, rel=1e-5)
+    assert losses[-1] < losses[0]
+    assert seen["caption"] == (f"Cross-entropy on the task's dataset at each of 5 checkpoints: {seen['losses'][0]:.4f} → "
+                               f"{seen['losses'][-1]:.4f}.")

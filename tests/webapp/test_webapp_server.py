@@ -1,0 +1,140 @@
+"""How the web app is served: its files, config.json, the built-in datasets and presets, `dtm webapp
+export`, and the store's CORS for the app's origin."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import itertools
+import json
+
+import pytest
+import requests
+import yaml
+from click.testing import CliRunner
+
+from offchain.cli import main
+from offchain.ml import digits_dataset, mlp_spec
+from offchain.ml.artifacts import Dataset
+from offchain.node import free_port
+from offchain.storage import serve
+from offchain.webapp import PRESETS, WebAppNotBuilt, app_config, app_origins, builtin_dataset, export, serve_app
+from offchain.workers.artifacts import check_task
+
+LOCAL = {"chain_id": 31337, "block": 5, "contracts": {"Market": "0x" + "11" * 20, "Arbiter": "0x" + "22" * 20},
+         "arbiter_kind": "Arbitration", "extra": {}}
+PUBLIC = {**LOCAL, "chain_id": 11155111, "block": 700}
+
+
+@pytest.fixture
+def dist(tmp_path):
+    built = tmp_path / "dist"
+    built.mkdir()
+    (built / "index.html").write_text("<!doctype html><title>dtm</title>")
+    (built / "app.js").write_text("console.log('app');" * 200)
+    return built
+
+
+@pytest.fixture
+def deployments(tmp_path):
+    directory = tmp_path / "deployments"
+    directory.mkdir()
+    (directory / "ethereum-sepolia.yaml").write_text(yaml.safe_dump(PUBLIC))
+    (directory / "ethereum-local.yaml").write_text(yaml.safe_dump(LOCAL))
+    return directory
+
+
+def test_config_lists_every_deployment__served_chains_first_with_their_rpc(deployments):
+    config = app_config({31337: "http://127.0.0.1:8545"}, "http://127.0.0.1:5001", deployments)
+    assert config == {"ipfs_api": "http://127.0.0.1:5001", "deployments": [
+        {"name": "ethereum-local", "chain_id": 31337, "block": 5, "rpc_url": "http://127.0.0.1:8545",
+         "contracts": LOCAL["contracts"]},
+        {"name": "ethereum-sepolia", "chain_id": 11155111, "block": 700, "rpc_url": None,
+         "contracts": PUBLIC["contracts"]},
+    ]}
+
+
+def test_server_serves_the_files_gzipped_and_the_config__nothing_outside_dist(dist, deployments):
+    config = app_config({}, None, deployments)
+    app = serve_app(config, port=0, dist=dist)
+    try:
+        index = requests.get(app.url)
+        assert index.status_code == 200 and index.text.startswith("<!doctype html>")
+        assert index.headers["Content-Type"] == "text/html; charset=utf-8"
+        raw = requests.get(app.url + "app.js", headers={"Accept-Encoding": "gzip"}, stream=True).raw.read()
+        assert gzip.decompress(raw) == (dist / "app.js").read_bytes() and len(raw) < 200
+        assert requests.get(app.url + "app.js", headers={"Accept-Encoding": "identity"}).content == (dist / "app.js").read_bytes()
+        assert requests.get(app.url + "config.json").json() == json.loads(json.dumps(config))
+        host, port = app.httpd.server_address[:2]
+        for outside in ("/../deployments/ethereum-local.yaml", "/%2e%2e/deployments/ethereum-local.yaml", "/missing.js"):
+            connection = http.client.HTTPConnection(host, port)  # sends the path as written
+            connection.request("GET", outside)
+            assert connection.getresponse().status == 404
+            connection.close()
+    finally:
+        app.close()
+
+
+def test_not_built_says_how_to_build(tmp_path):
+    with pytest.raises(WebAppNotBuilt, match=r"run `make install`"):
+        serve_app({}, port=0, dist=tmp_path / "nothing")
+
+
+def test_export_writes_static_files_with_the_config(dist, deployments, tmp_path):
+    out = export(tmp_path / "site", app_config({}, "https://ipfs.example", deployments), dist=dist)
+    assert (out / "index.html").read_bytes() == (dist / "index.html").read_bytes()
+    assert json.loads((out / "config.json").read_text())["ipfs_api"] == "https://ipfs.example"
+
+
+def test_store_answers_the_apps_origin_and_refuses_others(tmp_path):
+    web_port = free_port()
+    with serve(str(tmp_path / "ipfs"), port=0, cors_origins=app_origins(web_port)) as store:
+        for origin in app_origins(web_port):
+            preflight = requests.options(f"{store.url}/api/v0/add", headers={
+                "Origin": origin, "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type"})
+            assert preflight.status_code == 200
+            assert preflight.headers["Access-Control-Allow-Origin"] == origin
+            assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+            assert preflight.headers["Vary"] == "Origin"
+            added = requests.post(f"{store.url}/api/v0/add", files={"file": b"hello world\n"}, headers={"Origin": origin})
+            assert added.json()["Hash"] == "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+            assert added.headers["Access-Control-Allow-Origin"] == origin
+        other = {"Origin": f"http://127.0.0.1:{web_port + 1}"}
+        assert requests.options(f"{store.url}/api/v0/add", headers=other).status_code == 403
+        refused = requests.post(f"{store.url}/api/v0/add", files={"file": b"x"}, headers=other)
+        assert refused.status_code == 403 and "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_every_preset_the_app_offers_is_a_task_the_dispute_game_can_judge():
+    presets = json.loads(PRESETS.read_text())
+    for name in presets["datasets"]:
+        data = Dataset.from_bytes(builtin_dataset(name))
+        for hidden, batch, k in itertools.product(*(presets["mlp"][key] for key in ("hidden", "batch_size", "checkpoint_interval"))):
+            check_task(mlp_spec(data.input_dim, (hidden,), int(data.y.max()) + 1), data, steps=10 * k, k=k,
+                       batch_size=batch, lr=0.1, seed=1)
+
+
+def test_builtin_datasets_are_served_as_the_cli_publishes_them(dist, deployments):
+    app = serve_app(app_config({}, None, deployments), port=0, dist=dist)
+    try:
+        served = requests.get(app.url + "datasets/digits.safetensors")
+        assert served.content == digits_dataset().to_bytes()
+        assert requests.get(app.url + "datasets/other.safetensors").status_code == 404
+    finally:
+        app.close()
+
+
+def test_dtm_webapp_export(dist, deployments, tmp_path, monkeypatch):
+    monkeypatch.setattr("offchain.webapp.DIST", dist)
+    env = {"DTM_DEPLOYMENTS_DIR": str(deployments)}
+    out = tmp_path / "site"
+    done = CliRunner().invoke(main, ["webapp", "export", "--out", str(out), "--rpc-url", "31337=http://127.0.0.1:8545",
+                                     "--ipfs-api", "http://127.0.0.1:5001"], env=env)
+    assert done.exit_code == 0, done.output
+    config = json.loads((out / "config.json").read_text())
+    assert [(d["name"], d["rpc_url"]) for d in config["deployments"]] == [
+        ("ethereum-local", "http://127.0.0.1:8545"), ("ethereum-sepolia", None)]
+    assert (out / "datasets" / "digits.safetensors").read_bytes() == digits_dataset().to_bytes()
+    bad = CliRunner().invoke(main, ["webapp", "export", "--out", str(out), "--rpc-url", "local"], env=env)
+    assert bad.exit_code == 2 and "'local' is not CHAIN_ID=URL" in bad.output

@@ -1,0 +1,75 @@
+// The task spec (`dtm-task/1`) and its commitments, byte for byte those of offchain/ml/task.py: the
+// canonical JSON the spec CID names, and the spec hash the chain holds (keccak256 of the
+// abi-encoded commitments).
+import { encodeAbiParameters, keccak256, numberToHex, parseAbiParameters, stringToBytes, type Hex } from "viem";
+
+export interface TrainingTask {
+  model_cid: string;
+  weights_cid: string;
+  dataset_cid: string;
+  weights_root: Hex;
+  dataset_root: Hex;
+  dataset_rows: number;
+  lr: number;
+  batch_size: number;
+  steps: number;
+  seed: bigint;
+  checkpoint_interval: number;
+  graph_root: Hex;
+}
+
+export const COMMITMENT_TYPES = parseAbiParameters("bytes32, bytes32, bytes32, uint256, bytes32, uint256, uint256, uint256, uint256");
+
+/** A float as Python's `repr` writes it (what `json.dumps` emits): "1.0", "0.1", "1e-05", "1e+16". */
+export function pythonFloat(value: number): string {
+  if (!Number.isFinite(value)) throw new Error(`${value} has no JSON form`);
+  const [mantissa, power] = value.toExponential().split("e"); // the shortest digits, as repr's
+  const exponent = Number(power);
+  if (value !== 0 && (exponent < -4 || exponent >= 16)) {
+    return `${mantissa}e${exponent < 0 ? "-" : "+"}${String(Math.abs(exponent)).padStart(2, "0")}`;
+  }
+  const text = String(value);
+  return text.includes(".") || text.includes("e") ? text : `${text}.0`;
+}
+
+/** Sorted keys, compact separators, UTF-8: `canonical_json` in offchain/ml/spec.py. Floats are
+ *  marked by wrapping them in `{ float: x }`, as JavaScript has one number type. */
+export type Json = string | number | boolean | null | { float: number } | Json[] | { [key: string]: Json };
+export function canonicalJson(value: Json): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    if ("float" in value && typeof value.float === "number" && Object.keys(value).length === 1) return pythonFloat(value.float);
+    const entries = Object.entries(value as Record<string, Json>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(",")}}`;
+  }
+  if (typeof value === "number" && !Number.isInteger(value)) throw new Error(`${value}: mark floats as { float }`);
+  return JSON.stringify(value);
+}
+
+export function taskBytes(task: TrainingTask): Uint8Array {
+  return stringToBytes(canonicalJson({
+    format: "dtm-task/1",
+    model_cid: task.model_cid,
+    weights_cid: task.weights_cid,
+    dataset_cid: task.dataset_cid,
+    weights_root: task.weights_root,
+    dataset_root: task.dataset_root,
+    dataset_rows: task.dataset_rows,
+    optimizer: { name: "sgd", lr: { float: task.lr } },
+    batch_size: task.batch_size,
+    steps: task.steps,
+    seed: numberToHex(task.seed, { size: 32 }),
+    checkpoint_interval: task.checkpoint_interval,
+    numeric: { dtype: "float32", accumulation: "any-order" },
+    graph_root: task.graph_root,
+  }));
+}
+
+/** What `create_task` takes, in `abi.encode` order (`TrainingTask.commitments`). */
+export function commitments(task: TrainingTask) {
+  return [keccak256(taskBytes(task)), task.graph_root, task.dataset_root, BigInt(task.dataset_rows), task.weights_root,
+    task.seed, BigInt(task.batch_size), BigInt(task.steps), BigInt(task.checkpoint_interval)] as const;
+}
+
+/** The spec hash the chain holds for the task. */
+export const specHash = (task: TrainingTask): Hex => keccak256(encodeAbiParameters(COMMITMENT_TYPES, commitments(task)));
