@@ -98,9 +98,8 @@ def test_node_up__its_keeper_expires_a_task_nobody_claimed(tmp_path):
     port = free_port()
     node = Node(tmp_path / "home", tmp_path / "deployments", port, free_port())
     try:
-        node.wait_ready()
-        keeper_line = node.process.stdout.readline()
-        assert keeper_line.startswith(f"keeper  {dev_account(0).address}")
+        shown = node.wait_ready()
+        assert f"\nkeeper  {dev_account(0).address} enforces every passed deadline\n" in shown
         deployment = Deployment.load(tmp_path / "deployments" / "ethereum-local.yaml")
         market = Market(connect(f"http://127.0.0.1:{port}"), deployment, dev_account(1))
         task_id = market.create_task(spec_cid="QmSpec", commitments=commitments(), payment=ETHER, solver_stake=ETHER,
