@@ -531,7 +531,8 @@ def _elementwise(
     """
     @notice One element through broadcasting (docs/judge-programs.md §1.1): i64 / bool
             operands of a node with a float32 operand are rounded to float32 (not where's
-            condition); comparisons and where over i64 / bool are exact; -inf + x = -inf and
+            condition); comparisons, maximum / minimum and where over i64 / bool are exact,
+            other integer arithmetic reverts; -inf + x = -inf and
             where may select -inf; everything else is Judge's one-element rule.
     """
     op: uint256 = node.op
@@ -557,6 +558,12 @@ def _elementwise(
         elif op == program.OP_GT:
             result = v[0] > v[1]
         return claimed == convert(convert(result, uint256), int256)
+    elif op == program.OP_MAXIMUM:
+        return claimed == max(v[0], v[1])
+    elif op == program.OP_MINIMUM:
+        return claimed == min(v[0], v[1])
+    elif op != program.OP_WHERE:
+        raise "rule: integer arithmetic has no rule"
     if op == program.OP_WHERE:
         chosen: int256 = v[2]
         if v[0] != 0:

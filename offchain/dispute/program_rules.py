@@ -890,9 +890,10 @@ def _finite_or_neg_inf(*bits: int) -> None:
 
 
 def _elementwise_check(node, ins, index, values, claimed):
-    """add / relu / threshold_backward and codes 16–39 through judge.py's one-element rules; int and
-    bool operands (comparisons of ids, where over ints) are exact, and so is −inf, which only the
-    additive attention mask brings (``add`` keeps it, ``where`` selects it)."""
+    """add / relu / threshold_backward and codes 16–39 through judge.py's one-element rules; over
+    int and bool operands only comparisons, maximum / minimum and where have a rule (exact); −inf,
+    which only the additive attention mask brings, is exact too (``add`` keeps it, ``where``
+    selects it)."""
     v = [vals[0] for vals in values]
     if any(inp.dtype == "f32" for inp in ins):  # PyTorch's promotion: int64 / bool operands to float32
         v = [x if inp.dtype == "f32" or (node.op == "where" and k == 0) else round_f32(x)
@@ -900,6 +901,10 @@ def _elementwise_check(node, ins, index, values, claimed):
     elif node.op in J.COMPARE:
         return claimed == int({"eq": v[0] == v[1], "ne": v[0] != v[1], "lt": v[0] < v[1], "le": v[0] <= v[1],
                                "gt": v[0] > v[1], "ge": v[0] >= v[1]}[node.op])
+    elif node.op in ("maximum", "minimum"):  # clamp of ids
+        return claimed == (max if node.op == "maximum" else min)(v)
+    elif node.op != "where":
+        raise RuleError("rule: integer arithmetic has no rule")
     if node.op == "where":
         cond, a, b = v
         if node.dtype == "f32" and NEG_INF not in (a, b):
