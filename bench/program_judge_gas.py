@@ -70,6 +70,8 @@ def cases() -> list[tuple[str, str, tuple]]:
         ("conv2d_grad_bias", "n=64", single("conv2d_grad_bias", "f32", [randn(1, 2, 8, 8), randn(1, 2, 8, 8), randn(2, 2, 1, 1)], conv + [7])),
         ("max_pool2d_grad", "64 windows", single("max_pool2d_grad", "f32", [randn(1, 1, 8, 8), wide, pooled], window), 112),
         ("embedding_grad", "64 positions", single("embedding_grad", "f32", [randn(64, 8), torch.ones(64, dtype=torch.int64)], [5, SIGNED - 1, 0]), 8),
+        ("softmax", "C=64", single("softmax", "f32", [3 * randn(2, 64)], [1])),
+        ("log_softmax", "C=64", single("log_softmax", "f32", [3 * randn(2, 64)], [1])),
         ("nll_loss mean", "B=64", single("nll_loss", "f32", [logp, labels], [1, SIGNED - 100])),
         ("nll_loss_weight", "B=64", single("nll_loss_weight", "f32", [logp, labels], [1, SIGNED - 100])),
         ("nll_loss_grad", "1", single("nll_loss_grad", "f32", [torch.tensor(1.0), logp, labels, torch.tensor(64.0)], [1, SIGNED - 100])),

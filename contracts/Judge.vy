@@ -602,22 +602,6 @@ def _softmax_row(z: DynArray[uint32, MAX_CLASSES], j: uint256) -> (uint256, uint
 
 @internal
 @pure
-def _clog2(n: uint256) -> uint256:
-    """
-    @notice ceil(log2 n) for 1 <= n <= 256.
-    @param n Positive integer.
-    @return Smallest k with 2^k >= n.
-    """
-    k: uint256 = 0
-    for _: uint256 in range(9):
-        if 1 << k >= n:
-            break
-        k += 1
-    return k
-
-
-@internal
-@pure
 def _magnitude(lo: int256, hi: int256) -> uint256:
     """
     @notice max(|lo|, |hi|).
@@ -663,7 +647,7 @@ def _check_softmax_xent(z: DynArray[uint32, MAX_CLASSES], label: uint256, claime
     c_lo, c_hi = numeric._to_q64(claimed)
     n: uint256 = len(z)
     units: uint256 = (
-        (XENT_CONST + XENT_PER_CLASS * n + XENT_PER_LOG2 * self._clog2(n)) * ONE
+        (XENT_CONST + XENT_PER_CLASS * n + XENT_PER_LOG2 * numeric._clog2(n)) * ONE
         + XENT_PER_MAG * (self._magnitude(m_lo, m_hi) + self._magnitude(y_lo, y_hi))
         + self._magnitude(c_lo, c_hi)
     )

@@ -98,6 +98,17 @@ def _element_inputs(
     if op == program.OP_MAX_POOL2D_GRAD:
         flats: DynArray[uint256, MAX_READ] = self._pool_covering(node, ins[0].shape, index)
         return [program.Read(pos=0, idx=flats), program.Read(pos=2, idx=flats)]
+    if op >= program.OP_SOFTMAX and op <= program.OP_LOG_SOFTMAX:
+        base: uint256 = 0
+        stride: uint256 = 0
+        at: uint256 = 0
+        base, stride, at = program._along(node.shape, index, node.attrs[0])
+        size: uint256 = node.shape[node.attrs[0]]
+        assert size <= MAX_READ, "rule: reduction too long"
+        row: DynArray[uint256, MAX_READ] = []
+        for k: uint256 in range(size, bound=MAX_READ):
+            row.append(base + k * stride)
+        return [program.Read(pos=0, idx=row)]
     if op == program.OP_NLL_LOSS or op == program.OP_NLL_LOSS_WEIGHT:
         return self._nll(node, ins, index, first, second)
     if op == program.OP_NLL_LOSS_GRAD:

@@ -57,6 +57,9 @@ OP_CONV2D_GRAD_BIAS: constant(uint256) = 59
 OP_MAX_POOL2D: constant(uint256) = 60
 OP_MAX_POOL2D_INDICES: constant(uint256) = 61
 OP_MAX_POOL2D_GRAD: constant(uint256) = 62
+OP_SOFTMAX: constant(uint256) = 72
+OP_SAFE_SOFTMAX: constant(uint256) = 73
+OP_LOG_SOFTMAX: constant(uint256) = 74
 OP_NLL_LOSS: constant(uint256) = 77
 OP_NLL_LOSS_WEIGHT: constant(uint256) = 78
 OP_NLL_LOSS_GRAD: constant(uint256) = 79
@@ -114,3 +117,17 @@ def _ravel(multi: DynArray[uint256, MAX_RANK], shape: DynArray[uint256, MAX_RANK
     for d: uint256 in range(len(shape), bound=MAX_RANK):
         flat = flat * shape[d] + multi[d]
     return flat
+
+
+@internal
+@pure
+def _along(shape: DynArray[uint256, MAX_RANK], index: uint256, dim: uint256) -> (uint256, uint256, uint256):
+    """
+    @notice The row through flat `index` along `dim`: (first flat index, stride, position of
+            `index` in the row).
+    """
+    stride: uint256 = 1
+    for d: uint256 in range(dim + 1, len(shape), bound=MAX_RANK):
+        stride *= shape[d]
+    at: uint256 = index // stride % shape[dim]
+    return index - at * stride, stride, at
