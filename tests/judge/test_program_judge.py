@@ -119,7 +119,7 @@ def claims(node, ins, index, values, honest) -> list[tuple[int, bool | None]]:
     for up in (True, False):
         out.append((next_out(w, up), False))
         edge = next_out(w, up, steps=0)
-        for _ in range(4):
+        for _ in range(3):
             edge = _step(edge, not up)
             out.append((edge, None))
     return out
@@ -236,10 +236,10 @@ def test_program_judge__bad_indices_ops_tokens_labels_and_values_revert(gpt):
 # --------------------------------------------------------------------------------------------- unit configurations
 
 
-def _agree_everywhere(node, ins, flats):
-    """Every element: contract and reference agree on the claims of ``claims`` (honest passes,
-    beyond the window fails)."""
-    for index in range(node.numel):
+def _agree_everywhere(node, ins, flats, indices=None):
+    """Every element (or ``indices``): contract and reference agree on the claims of ``claims``
+    (honest passes, beyond the window fails)."""
+    for index in range(node.numel) if indices is None else indices:
         verdicts_agree(node, ins, index, gather(node, ins, flats, index), int(flats[node.id][index]))
 
 
@@ -319,7 +319,8 @@ def test_program_judge__where_compares_and_adds_over_int64_bool_and_minus_inf():
 
 @pytest.mark.parametrize("classes", [7, 64])
 def test_program_judge__softmax_rows_with_masks_agree_across_the_window(classes):
-    """Rows of raw, wide and masked logits (a fully masked row too), the kernels' float32 values."""
+    """Rows of raw, wide and masked logits (a fully masked row too), the kernels' float32 values:
+    two entries of each row, a masked one among them."""
     g = torch.Generator().manual_seed(classes)
     z = torch.cat([torch.randn(2, classes, generator=g), 30 * torch.randn(1, classes, generator=g),
                    torch.randn(2, classes, generator=g)])
@@ -328,7 +329,48 @@ def test_program_judge__softmax_rows_with_masks_agree_across_the_window(classes)
     for op in ("softmax", "safe_softmax", "log_softmax"):
         rows = z if op == "safe_softmax" else z[:4]
         node, ins, flats = _single(op, "f32", [rows], [1])
-        _agree_everywhere(node, ins, flats)
+        _agree_everywhere(node, ins, flats, [r * classes + j for r in range(len(rows)) for j in (1, classes - 1)])
+
+
+def _floats(rng: random.Random, shape, family: str) -> torch.Tensor:
+    """float32 values: unit-sized, exponents over ±40 octaves, or a mix with subnormals and zeros."""
+    n = int(np.prod(shape))
+    if family == "unit":
+        xs = [f32_bits(rng.uniform(-1, 1)) for _ in range(n)]
+    elif family == "wide":
+        xs = [f32_bits(rng.choice([-1, 1]) * 2.0 ** rng.uniform(-40, 40)) for _ in range(n)]
+    else:
+        xs = [rng.choice([f32_bits(rng.uniform(-3, 3)), rng.randrange(1, 1 << 23), 1 << 31, 0]) for _ in range(n)]
+    return torch.from_numpy(np.array(xs, dtype=np.uint32).view(np.float32).reshape(shape).copy())
+
+
+@pytest.mark.parametrize("family", ["unit", "wide", "subnormal"])
+def test_program_judge__fuzzed_reductions_agree_with_the_reference(family):
+    """Random inputs of every linear rule and softmax at random sizes up to the cap, honest and
+    edge claims."""
+    rng = random.Random(family)
+    for _ in range(2):
+        k = rng.randint(1, CAP)
+        f = functools.partial(_floats, rng, family=family)
+        labels = torch.tensor([rng.choice([rng.randrange(4), -100]) for _ in range(k)])
+        total = torch.tensor(float(max(int((labels != -100).sum()), 1)))
+        for op, tensors, attrs in (
+            ("sum", [f((2, k))], [0, 1]),
+            ("mean", [f((k, 2))], [0, 0]),
+            ("mm", [f((1, k)), f((k, 2))], []),
+            ("addmm", [f((2,)), f((1, k)), f((k, 2))], []),
+            ("nll_loss", [f((k, 4))], [rng.choice([1, 2]), SIGNED - 100]),
+            ("nll_loss_grad", [f(()), f((k, 4)), labels, total], [1, SIGNED - 100]),
+            ("softmax", [f((1, k))], [1]),
+            ("log_softmax", [f((1, k))], [1]),
+        ):
+            if op == "nll_loss":
+                tensors = tensors + [labels]
+            node, ins, flats = _single(op, "f32", tensors, attrs)
+            if not all(np.isfinite(flats[node.id].view(np.float32))):
+                continue
+            for index in rng.sample(range(node.numel), min(2, node.numel)):
+                verdicts_agree(node, ins, index, gather(node, ins, flats, index), int(flats[node.id][index]))
 
 
 # --------------------------------------------------------------------------------------------- gas
