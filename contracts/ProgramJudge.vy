@@ -12,12 +12,13 @@
         patterns for f32, the signed value for i64, 0/1 for bool.  Malformed calls revert
         where the reference raises: a wrong count of values, a value outside its dtype, an
         index outside the node, an out-of-range token or label, a non-finite input (except
-        the -inf of an attention mask in add / where).
+        the -inf of an attention mask in add / where and of masked softmax entries).
 
         On chain: the exact ops, the sums and contractions up to 64 terms (linear.vy, the
         any-order bound), means, max pooling and its gradient, nll_loss and its gradient,
-        embeddings, and the elementwise ops with PyTorch's promotion (the enclosure ops go
-        through Judge to PointwiseJudge).  Softmax, normalisation and the pointwise calculus
+        embeddings, softmax / safe_softmax / log_softmax rows up to 64 entries, and the
+        elementwise ops with PyTorch's promotion (the enclosure ops go through Judge to
+        PointwiseJudge).  The softmax gradients, normalisation and the pointwise calculus
         ops of programs revert ("rule: op has no program rule on chain").
 """
 
