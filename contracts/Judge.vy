@@ -25,6 +25,7 @@
 """
 
 
+from judge import linear
 from judge import numeric
 from interfaces import IPointwiseJudge
 
@@ -69,10 +70,8 @@ OP_GE: constant(uint256) = 39
 # float32 magnitude bits (sign cleared)
 MAG_MASK: constant(uint256) = 2_147_483_647
 
-# linear check: u = 2^-24, exact window, finest scale, eta = 2^-126 per rounding
+# u = 2^-24, eta = 2^-126 per rounding
 U_INV: constant(uint256) = numeric.U_INV
-WINDOW: constant(int256) = 190
-SCALE_FLOOR: constant(int256) = -200
 ETA_EXP: constant(int256) = numeric.ETA_EXP
 
 # Q64 fixed point of the softmax enclosures (exp / log: contracts/judge/numeric.vy)
@@ -326,94 +325,6 @@ def _order_key(bits: uint32) -> int256:
 
 @internal
 @pure
-def _linear(
-    negs: DynArray[bool, MAX_REDUCTION],
-    mants: DynArray[uint256, MAX_REDUCTION],
-    exps: DynArray[int256, MAX_REDUCTION],
-    claimed: uint32,
-    gamma_n: uint256,
-    eta_count: uint256,
-) -> bool:
-    """
-    @notice Exact check of a signed sum of terms (neg, mantissa < 2^48, exponent).
-    @dev    tol = ceil(gamma_n A / (2^24 - gamma_n)) + ceil(|C| / 2^24) + eta + slack,
-            all in units of 2^S; accept iff |C - X| <= tol.
-    @param negs Term signs.
-    @param mants Term mantissas.
-    @param exps Term exponents.
-    @param claimed Claimed result (float32 bits).
-    @param gamma_n Index n of gamma_n (0 for a single rounding).
-    @param eta_count Number of 2^-126 underflow allowances.
-    @return True iff within the bound.
-    """
-    if not numeric._is_finite(claimed):
-        return False
-    c_neg: bool = False
-    c_mant: uint256 = 0
-    c_exp: int256 = 0
-    c_neg, c_mant, c_exp = numeric._decode(claimed)
-    n: uint256 = len(mants)
-
-    top: int256 = SCALE_FLOOR + WINDOW
-    for i: uint256 in range(n, bound=MAX_REDUCTION):
-        if mants[i] != 0 and exps[i] > top:
-            top = exps[i]
-    if c_mant != 0 and c_exp > top:
-        top = c_exp
-    scale: int256 = top - WINDOW
-
-    exact: int256 = 0
-    abs_sum: uint256 = 0
-    slack: uint256 = 0
-    for i: uint256 in range(n, bound=MAX_REDUCTION):
-        mag: uint256 = 0
-        if exps[i] >= scale:
-            mag = mants[i] << convert(exps[i] - scale, uint256)
-        else:
-            sh: uint256 = convert(scale - exps[i], uint256)
-            if sh < 256:
-                mag = mants[i] >> sh
-            if mants[i] != 0:
-                slack += 1
-                abs_sum += 1
-        abs_sum += mag
-        if negs[i]:
-            exact -= convert(mag, int256)
-        else:
-            exact += convert(mag, int256)
-
-    c_mag: uint256 = 0
-    c_slack: uint256 = 0
-    if c_exp >= scale:
-        c_mag = c_mant << convert(c_exp - scale, uint256)
-    else:
-        c_shift: uint256 = convert(scale - c_exp, uint256)
-        if c_shift < 256:
-            c_mag = c_mant >> c_shift
-        if c_mant != 0:
-            c_slack = 1
-    claim: int256 = convert(c_mag, int256)
-    if c_neg:
-        claim = -claim
-
-    eta: uint256 = 0
-    if scale <= ETA_EXP:
-        eta = eta_count << convert(ETA_EXP - scale, uint256)
-    else:
-        eta = numeric._ceil_div(eta_count, 1 << convert(scale - ETA_EXP, uint256))
-
-    tol: uint256 = (
-        numeric._ceil_div(gamma_n * abs_sum, U_INV - gamma_n)
-        + numeric._ceil_div(c_mag + c_slack, U_INV)
-        + eta
-        + slack
-        + c_slack
-    )
-    return convert(abs(claim - exact), uint256) <= tol
-
-
-@internal
-@pure
 def _check_matmul(
     a: DynArray[uint32, MAX_CLASSES],
     b: DynArray[uint32, MAX_REDUCTION],
@@ -445,7 +356,7 @@ def _check_matmul(
         negs.append(an != bn)
         mants.append(am * bm)
         exps.append(ae + be)
-    return self._linear(negs, mants, exps, claimed, n, 4 * n)
+    return linear._linear(negs, mants, exps, claimed, n, 4 * n)
 
 
 @internal
@@ -466,7 +377,7 @@ def _check_add(x: uint32, y: uint32, claimed: uint32) -> bool:
     ye: int256 = 0
     xn, xm, xe = numeric._decode(x)
     yn, ym, ye = numeric._decode(y)
-    return self._linear([xn, yn], [xm, ym], [xe, ye], claimed, 0, 2)
+    return linear._linear([xn, yn], [xm, ym], [xe, ye], claimed, 0, 2)
 
 
 @internal
@@ -492,7 +403,7 @@ def _check_sum_rows(g: DynArray[uint32, MAX_CLASSES], claimed: uint32) -> bool:
         negs.append(gn)
         mants.append(gm)
         exps.append(ge)
-    return self._linear(negs, mants, exps, claimed, n - 1, 2 * n)
+    return linear._linear(negs, mants, exps, claimed, n - 1, 2 * n)
 
 
 @internal
@@ -519,7 +430,7 @@ def _check_sgd(p: uint32, g: uint32, lr: uint32, claimed: uint32) -> bool:
     gn, gm, ge = numeric._decode(g)
     ln, lm, le = numeric._decode(lr)
     # the product lr * g enters with the opposite sign
-    return self._linear([pn, ln == gn], [pm, lm * gm], [pe, le + ge], claimed, 1, 4)
+    return linear._linear([pn, ln == gn], [pm, lm * gm], [pe, le + ge], claimed, 1, 4)
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -603,9 +514,9 @@ def _check_pointwise(
     xn, xm, xe = numeric._decode(x)
     yn, ym, ye = numeric._decode(y)
     if op == OP_SUB:
-        return self._linear([xn, not yn], [xm, ym], [xe, ye], claimed, 0, 2)
+        return linear._linear([xn, not yn], [xm, ym], [xe, ye], claimed, 0, 2)
     if op == OP_MUL:
-        return self._linear([xn != yn], [xm * ym], [xe + ye], claimed, 0, 2)
+        return linear._linear([xn != yn], [xm * ym], [xe + ye], claimed, 0, 2)
     kx: int256 = self._order_key(x)
     ky: int256 = self._order_key(y)
     if op >= OP_EQ:
@@ -691,22 +602,6 @@ def _softmax_row(z: DynArray[uint32, MAX_CLASSES], j: uint256) -> (uint256, uint
 
 @internal
 @pure
-def _clog2(n: uint256) -> uint256:
-    """
-    @notice ceil(log2 n) for 1 <= n <= 256.
-    @param n Positive integer.
-    @return Smallest k with 2^k >= n.
-    """
-    k: uint256 = 0
-    for _: uint256 in range(9):
-        if 1 << k >= n:
-            break
-        k += 1
-    return k
-
-
-@internal
-@pure
 def _magnitude(lo: int256, hi: int256) -> uint256:
     """
     @notice max(|lo|, |hi|).
@@ -752,7 +647,7 @@ def _check_softmax_xent(z: DynArray[uint32, MAX_CLASSES], label: uint256, claime
     c_lo, c_hi = numeric._to_q64(claimed)
     n: uint256 = len(z)
     units: uint256 = (
-        (XENT_CONST + XENT_PER_CLASS * n + XENT_PER_LOG2 * self._clog2(n)) * ONE
+        (XENT_CONST + XENT_PER_CLASS * n + XENT_PER_LOG2 * numeric._clog2(n)) * ONE
         + XENT_PER_MAG * (self._magnitude(m_lo, m_hi) + self._magnitude(y_lo, y_hi))
         + self._magnitude(c_lo, c_hi)
     )

@@ -61,13 +61,13 @@ KEEPER_TESTS = "tests/e2e/test_keeper.py"
 CAPACITY_TESTS = "tests/e2e/test_worker_capacity.py"
 
 MUTANTS: tuple[Mutant, ...] = (
-    Mutant("judge-linear-tolerance", JUDGE,
+    Mutant("judge-linear-tolerance", "contracts/judge/linear.vy",
            "    return convert(abs(claim - exact), uint256) <= tol\n",
            "    return convert(abs(claim - exact), uint256) <= tol * 3 // 2\n",
            (LINEAR_TESTS,), "linear ops (matmul, add, sum_rows, sgd): tolerance x1.5"),
     Mutant("judge-matmul-gamma", JUDGE,
-           "    return self._linear(negs, mants, exps, claimed, n, 4 * n)\n",
-           "    return self._linear(negs, mants, exps, claimed, 2 * n, 4 * n)\n",
+           "    return linear._linear(negs, mants, exps, claimed, n, 4 * n)\n",
+           "    return linear._linear(negs, mants, exps, claimed, 2 * n, 4 * n)\n",
            (f"{LINEAR_TESTS}::test_judge_matmul_fuzz",), "matmul: gamma_n widened to gamma_2n"),
     Mutant("judge-xent-tolerance", JUDGE,
            "    tol: int256 = convert(numeric._ceil_div(units, U_INV) + 1, int256)\n",

@@ -231,3 +231,19 @@ def _log_hi(s: uint256) -> uint256:
         acc = unsafe_add(acc, self._ceil_div(power, unsafe_add(unsafe_mul(2, i), 1)))
         power = self._ceil_div(unsafe_mul(power, t2), ONE)
     return 2 * acc + 2 + k * LN2_HI
+
+
+@internal
+@pure
+def _clog2(n: uint256) -> uint256:
+    """
+    @notice ceil(log2 n) for 1 <= n <= 256 (softmax rows).
+    @param n Positive integer.
+    @return Smallest k with 2^k >= n.
+    """
+    k: uint256 = 0
+    for _: uint256 in range(9):
+        if 1 << k >= n:
+            break
+        k += 1
+    return k

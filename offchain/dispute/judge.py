@@ -183,8 +183,11 @@ class LinearTolerance:
     accepted: bool
 
 
-def _linear(terms: Sequence[tuple[bool, int, int]], claimed: int, gamma_n: int, eta_count: int) -> LinearTolerance | None:
-    """Core of every linear op.  ``terms`` are ``(neg, mantissa < 2^48, exponent)``.
+def _linear(terms: Sequence[tuple[bool, int, int]], claimed: int, gamma_n: int, eta_count: int,
+            factor: tuple[int, int] = (1, 0)) -> LinearTolerance | None:
+    """Core of every linear op.  ``terms`` are ``(neg, mantissa < 2^48, exponent)``; the claim
+    enters multiplied by ``factor`` = (mantissa, exponent) > 0 (a claimed mean c of s/t is checked
+    as t·c against s).
 
     Tolerance (in units of 2^S, every piece rounded up):
     ceil(gamma_n*A / (2^24 - gamma_n)) + ceil(|C|/2^24) + eta_count*2^-126 + truncation slack.
@@ -193,6 +196,7 @@ def _linear(terms: Sequence[tuple[bool, int, int]], claimed: int, gamma_n: int, 
     if not is_finite(claimed):
         return None
     c_neg, c_mant, c_exp = decode(claimed)
+    c_mant, c_exp = c_mant * factor[0], c_exp + factor[1]
     top = SCALE_FLOOR + WINDOW
     for _, mant, exp in terms:
         if mant != 0 and exp > top:

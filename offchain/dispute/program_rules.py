@@ -125,16 +125,40 @@ def _point(s: Fraction, tol: Fraction) -> Window:
     return Window(s, s, tol)
 
 
-def _dot(pairs: Sequence[tuple[int, int]], singles: Sequence[int] = ()) -> Window:
+@dataclass(frozen=True)
+class Linear(Window):
+    """The window of a sum of products or values (optionally divided by a positive float32 t),
+    decided in the chain's integers: ``judge._linear`` checks |t·c − s| ≤ γ_k·A + u|t·c| + e·η
+    exactly at one scale, which is [lo, hi] ± tol multiplied by t (up to the one-unit truncation
+    slack of terms 2^190 below the largest)."""
+
+    terms: tuple = ()
+    gamma_n: int = 0
+    eta_count: int = 0
+    factor: tuple[int, int] = (1, 0)
+
+    def accepts(self, claimed: int) -> bool:
+        verdict = J._linear(self.terms, claimed, self.gamma_n, self.eta_count, self.factor)
+        return verdict is not None and verdict.accepted
+
+
+def _linear(terms: Sequence[tuple[bool, int, int]], k: int, eta: int, factor: tuple[int, int] = (1, 0)) -> Linear:
+    """c·t ≈ Σ terms with |c·t − s| ≤ γ_k·Σ|t_i| + u|c·t| + eta·t·η, as a window around s/t."""
+    t = Fraction(factor[0]) * Fraction(2) ** factor[1]
+    scale = Fraction(1, 1 << 298)
+    fixed = [(-m if neg else m) << (e + 298) for neg, m, e in terms]
+    s, mag = sum(fixed) * scale / t, sum(map(abs, fixed)) * scale / t
+    return Linear(s, s, gamma(k) * mag + eta * ETA, tuple(terms), k, eta, factor)
+
+
+def _dot(pairs: Sequence[tuple[int, int]], singles: Sequence[int] = ()) -> Linear:
     """Any-order sum of n terms, products of two floats or plain values, float32 or wider
     accumulation, FMA, FTZ: |c − s| ≤ γ_k·Σ|t| + u|c| + e·η with (k, e) = (n, 4n) if there are
-    products, (n − 1, 2n) otherwise (docs/judge.md §3.1; judge._linear's bound).  Exact in
-    integers at scale 2^-298."""
-    terms = [_fixed(a) * _fixed(b) for a, b in pairs] + [_fixed(v) << 149 for v in singles]
+    products, (n − 1, 2n) otherwise (docs/judge.md §3.1; judge._linear's bound)."""
+    terms = [J._product(a, b) for a, b in pairs] + [J.decode(v) for v in singles]
     n = len(terms)
     k, eta = (n, 4 * n) if pairs else (max(n - 1, 0), 2 * n)
-    scale = Fraction(1, 1 << 298)
-    return _point(sum(terms) * scale, gamma(k) * sum(map(abs, terms)) * scale + eta * ETA)
+    return _linear(terms, k, eta)
 
 
 # ------------------------------------------------------------------------------------ shapes
@@ -297,13 +321,12 @@ def _sum_check(node, ins, index, values, claimed):
     return _dot((), values[0])
 
 
-def _mean_of(xs: Sequence[Fraction], count: int, negate: bool) -> Window | bool:
-    """c ≈ (±Σx)/count: |c − s| ≤ γ_n·Σ|x|/count + u|c| + 4η (sum then divide, or times fl(1/count))."""
+def _mean_of(xs: Sequence[int], count: int) -> Linear | bool:
+    """c ≈ Σx/count: |c − s| ≤ γ_n·Σ|x|/count + u|c| + 4η (sum then divide, or times fl(1/count)),
+    checked as |count·c − Σx| ≤ γ_n·Σ|x| + u|count·c| + 4·count·η."""
     if count == 0:
         return False  # 0/0: the honest result is NaN
-    s = sum(xs) / count
-    tol = gamma(len(xs)) * sum(abs(x) for x in xs) / count + 4 * ETA
-    return _point(-s if negate else s, tol)
+    return _linear([J.decode(x) for x in xs], len(xs), 4 * count, (count, 0))
 
 
 def _amax_check(node, ins, index, values, claimed):
@@ -312,7 +335,7 @@ def _amax_check(node, ins, index, values, claimed):
 
 
 _rule("sum")((_reduce_gather, _sum_check))
-_rule("mean")((_reduce_gather, lambda n, i, x, v, c: _mean_of([value(b) for b in v[0]], len(v[0]), False)))
+_rule("mean")((_reduce_gather, lambda n, i, x, v, c: _mean_of(v[0], len(v[0]))))
 _rule("amax")((_reduce_gather, _amax_check))
 
 
@@ -593,12 +616,12 @@ def _nll_check(node, ins, index, values, claimed):
     count = sum(1 for y in values[0] if y != ignore)
     if node.op == "nll_loss_weight":
         return claimed == (0 if reduction == 0 else round_f32(count))
-    logp = [value(b) for b in values[1]]
+    negated = [b ^ 1 << 31 for b in values[1]]
     if reduction == 0:  # one element, negated exactly (0 where ignored)
-        return (J.is_finite(claimed) and _same(claimed, values[1][0] ^ 1 << 31)) if logp else ZERO
+        return (J.is_finite(claimed) and _same(claimed, negated[0])) if negated else ZERO
     if reduction == 2:
-        return _dot((), [b ^ 1 << 31 for b in values[1]])
-    return _mean_of(logp, count, True)
+        return _dot((), negated)
+    return _mean_of(negated, count)
 
 
 _rule("nll_loss", "nll_loss_weight", two_stage=True)((_nll_gather, _nll_check))
@@ -615,13 +638,14 @@ def _nll_grad_check(node, ins, index, values, claimed):
     (go,), (y,), (total,) = values
     if y == ignore or index % classes != y:
         return ZERO
-    s = -value(go)
-    if reduction == 1:
-        w = value(total)
-        if w == 0:
-            return False
-        s /= w
-    return _point(s, 2 * U * abs(s) + 2 * ETA)
+    g_neg, g_mant, g_exp = J.decode(go)
+    if reduction != 1:
+        return _linear([(not g_neg, g_mant, g_exp)], 2, 2)
+    w_neg, w_mant, w_exp = J.decode(total)
+    if w_mant == 0:
+        return False
+    # c·|w| against −go·sign(w); 2η per unit of |w| (rounded up)
+    return _linear([(g_neg == w_neg, g_mant, g_exp)], 2, 2 * math.ceil(abs(value(total))), (w_mant, w_exp))
 
 
 _rule("nll_loss_grad")((_nll_grad_gather, _nll_grad_check))
@@ -866,9 +890,10 @@ def _finite_or_neg_inf(*bits: int) -> None:
 
 
 def _elementwise_check(node, ins, index, values, claimed):
-    """add / relu / threshold_backward and codes 16–39 through judge.py's one-element rules; int and
-    bool operands (comparisons of ids, where over ints) are exact, and so is −inf, which only the
-    additive attention mask brings (``add`` keeps it, ``where`` selects it)."""
+    """add / relu / threshold_backward and codes 16–39 through judge.py's one-element rules; over
+    int and bool operands only comparisons, maximum / minimum and where have a rule (exact); −inf,
+    which only the additive attention mask brings, is exact too (``add`` keeps it, ``where``
+    selects it)."""
     v = [vals[0] for vals in values]
     if any(inp.dtype == "f32" for inp in ins):  # PyTorch's promotion: int64 / bool operands to float32
         v = [x if inp.dtype == "f32" or (node.op == "where" and k == 0) else round_f32(x)
@@ -876,6 +901,10 @@ def _elementwise_check(node, ins, index, values, claimed):
     elif node.op in J.COMPARE:
         return claimed == int({"eq": v[0] == v[1], "ne": v[0] != v[1], "lt": v[0] < v[1], "le": v[0] <= v[1],
                                "gt": v[0] > v[1], "ge": v[0] >= v[1]}[node.op])
+    elif node.op in ("maximum", "minimum"):  # clamp of ids
+        return claimed == (max if node.op == "maximum" else min)(v)
+    elif node.op != "where":
+        raise RuleError("rule: integer arithmetic has no rule")
     if node.op == "where":
         cond, a, b = v
         if node.dtype == "f32" and NEG_INF not in (a, b):
@@ -978,5 +1007,5 @@ def _verdict(node, input_nodes, index, input_values, claimed):
     return rule.check(node, input_nodes, index, input_values, 0 if claimed is None else claimed)
 
 
-__all__ = ["RULES", "Rule", "RuleError", "Moments", "Window", "check", "window", "element_inputs", "gamma", "moments", "needs_values",
+__all__ = ["RULES", "Linear", "Rule", "RuleError", "Moments", "Window", "check", "window", "element_inputs", "gamma", "moments", "needs_values",
            "round_f32", "rule_for", "value"]

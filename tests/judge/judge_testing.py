@@ -47,6 +47,20 @@ def judge_contract():
     return _deployed[0]
 
 
+def program_judge_contract():
+    """ProgramIndex and the ProgramJudge that reads it, over the deployed Judge (redeployed like it)."""
+    judge = judge_contract()
+    if _program and boa.env.evm.get_code(_program[0].address) and _program[0].judge() == judge.address:
+        return _program[0]
+    _program.clear()
+    index = deployer("ProgramIndex").deploy()
+    _program.append(deployer("ProgramJudge").deploy(index.address, judge.address))
+    return _program[0]
+
+
+_program: list = []
+
+
 def onchain(call: J.JudgeCall) -> bool | str:
     """The contract's verdict, or ``"revert"``."""
     try:

@@ -13,7 +13,7 @@ from offchain.ml.capture import ExportConfig, export_program
 from offchain.ml.models import CNN, GPT, MLP
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.ops import OPS
-from offchain.ml.program import DTYPES, ProgramExecutor, execution_context, step_key
+from offchain.ml.program import DTYPES, Node, ProgramExecutor, execution_context, step_key
 
 
 class Zoo(nn.Module):
@@ -122,3 +122,16 @@ def float64_kernel(node, trace, round_to=torch.float32):
         if spec.group is not None:
             out = out[spec.group]
     return out.to(DTYPES[node.dtype]) if round_to is not None else out
+
+
+def single(op, dtype, tensors, attrs, shape=()):
+    """A node over leaf inputs, its kernel's output and the input values per position (``shape``:
+    the output shape of ops whose kernel reads it, e.g. a view)."""
+    ins = [Node(i, "const", {torch.float32: "f32", torch.int64: "i64", torch.bool: "bool"}[t.dtype], (), tuple(t.shape))
+           for i, t in enumerate(tensors)]
+    probe = Node(len(ins), op, dtype, tuple(range(len(ins))), tuple(shape), tuple(attrs))
+    out = OPS[op].build(probe)(tensors)
+    if OPS[op].group is not None:
+        out = out[OPS[op].group]
+    node = Node(len(ins), op, dtype, tuple(range(len(ins))), tuple(out.shape), tuple(attrs))
+    return node, ins, [flat(t) for t in tensors] + [flat(out)]

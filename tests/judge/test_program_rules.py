@@ -17,6 +17,7 @@ from offchain.ml.ops import OPS, SIGNED, f32_bits
 from offchain.ml.program import LEAVES, Node, execution_context
 
 from program_runs import FAMILIES, Run, flat, float64_kernel, gather
+from program_runs import single as _single
 
 EXACT = {"view", "cat", "cast", "amax", "max_pool2d", "max_pool2d_indices", "embedding", "logical_not",
          "logical_and", "logical_or", "relu", "threshold_backward", "where", *J.COMPARE,
@@ -281,18 +282,6 @@ def test_rules__bad_indices_ops_and_values_raise(gpt):
 
 
 # --------------------------------------------------------------------------------------------- unit configurations
-
-
-def _single(op, dtype, tensors, attrs, shape=None):
-    """A node over leaf inputs, its kernel's output and the input values per position."""
-    ins = [Node(i, "const", {torch.float32: "f32", torch.int64: "i64", torch.bool: "bool"}[t.dtype], (), tuple(t.shape))
-           for i, t in enumerate(tensors)]
-    probe = Node(len(ins), op, dtype, tuple(range(len(ins))), (), tuple(attrs))
-    out = OPS[op].build(probe)(tensors)
-    if OPS[op].group is not None:
-        out = out[OPS[op].group]
-    node = Node(len(ins), op, dtype, tuple(range(len(ins))), tuple(out.shape), tuple(attrs))
-    return node, ins, [flat(t) for t in tensors] + [flat(out)]
 
 
 def _all_pass(node, ins, flats):

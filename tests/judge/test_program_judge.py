@@ -1,0 +1,390 @@
+"""ProgramJudge and ProgramIndex (the program rules on chain) against the Python reference
+``offchain/dispute/program_rules.py`` on real program traces: the same reads, the same verdict on
+honest values, on claims a few ulp beyond (and just inside) the window, and a revert wherever the
+reference raises."""
+
+from __future__ import annotations
+
+import functools
+import random
+import sys
+from pathlib import Path
+
+import boa
+import numpy as np
+import pytest
+import torch
+
+from judge_testing import deployer, program_judge_contract
+from offchain.dispute import judge as J
+from offchain.dispute import program_rules as R
+from offchain.ml.ops import OPS, SIGNED, f32_bits
+from offchain.ml.program import DTYPE_CODES
+from program_runs import FAMILIES, Run, gather
+from program_runs import single as _single
+from test_program_rules import EXACT, next_out
+
+CAP = 64
+NEG_INF = 0xFF800000
+ELEMENTWISE = {"add", "relu", "threshold_backward", *J.POINTWISE}
+ON_CHAIN = {
+    "view", "cat", "cast", "bernoulli", "embedding", "max_pool2d", "max_pool2d_indices", "amax",
+    "logical_not", "logical_and", "logical_or", *ELEMENTWISE,
+    "sum", "mean", "mm", "bmm", "addmm", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
+    "conv2d_grad_bias", "embedding_grad", "max_pool2d_grad", "nll_loss", "nll_loss_weight", "nll_loss_grad",
+    "softmax", "safe_softmax", "log_softmax",
+}
+NODES_PER_OP = 2
+INDICES_PER_NODE = 2
+
+
+@functools.cache
+def run_of(name: str) -> Run:
+    return Run(name)
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def run(request):
+    return run_of(request.param)
+
+
+@pytest.fixture(scope="module")
+def gpt():
+    return run_of("gpt")
+
+
+# --------------------------------------------------------------------------------------------- calls
+
+
+def descriptor(node):
+    return (OPS[node.op].code, DTYPE_CODES[node.dtype], list(node.shape), list(node.attrs))
+
+
+def inputs(ins):
+    return [(DTYPE_CODES[n.dtype], list(n.shape)) for n in ins]
+
+
+def index_contract():
+    return deployer("ProgramIndex").at(program_judge_contract().index_map())
+
+
+def onchain_reads(node, ins, index, first=None):
+    reads = index_contract().element_inputs(descriptor(node), inputs(ins), index, first[0] if first else [],
+                                            first is not None)
+    return [(int(p), [int(i) for i in idx]) for p, idx in reads]
+
+
+def onchain(node, ins, index, values, claimed):
+    try:
+        return bool(program_judge_contract().check(descriptor(node), inputs(ins), index, values, claimed))
+    except boa.BoaError:
+        return "revert"
+
+
+def reference(node, ins, index, values, claimed):
+    try:
+        return R.check(node, ins, index, values, claimed)
+    except J.JudgeError:
+        return "revert"
+
+
+def agree(node, ins, index, values, claimed):
+    """Both verdicts, asserted equal; returns the verdict."""
+    want = reference(node, ins, index, values, claimed)
+    got = onchain(node, ins, index, values, claimed)
+    assert got == want, (node.op, node.id, index, claimed, got, want)
+    return want
+
+
+def _f32(bits: int) -> np.float32:
+    return np.uint32(bits).view(np.float32)
+
+
+def _step(bits: int, up: bool) -> int:
+    return f32_bits(float(np.nextafter(_f32(bits), np.float32(np.inf if up else -np.inf), dtype=np.float32)))
+
+
+def claims(node, ins, index, values, honest) -> list[tuple[int, bool | None]]:
+    """(claim, the verdict it must get or None): the honest value, NaN, the neighbours of the
+    value (wrong for exact ops), claims a few ulp beyond both window edges and the ulps walking
+    inwards across each edge."""
+    if node.dtype != "f32":
+        return [(honest, True)] + [(c, False) for c in ([honest + 1, honest - 1] if node.dtype == "i64" else [1 - honest])]
+    exact = False if node.op in EXACT else None
+    out = [(honest, True), (0x7FC00000, False)]
+    out += [(c, exact) for c in (_step(honest, True), _step(honest, False)) if c != honest]  # not -inf's
+    w = R.window(node, ins, index, values)
+    if w is None or w.lo is None or w.hi is None:
+        return out
+    for up in (True, False):
+        out.append((next_out(w, up), False))
+        edge = next_out(w, up, steps=0)
+        for _ in range(3):
+            edge = _step(edge, not up)
+            out.append((edge, None))
+    return out
+
+
+def verdicts_agree(node, ins, index, values, honest) -> None:
+    for claim, expected in claims(node, ins, index, values, honest):
+        verdict = agree(node, ins, index, values, claim)
+        assert expected is None or verdict is expected, (node.op, node.id, index, claim, verdict)
+
+
+# --------------------------------------------------------------------------------------------- real programs
+
+
+def test_program_judge__every_rule_on_chain_occurs_in_the_test_programs():
+    seen = {n.op for name in FAMILIES for n in run_of(name).nodes()}
+    assert ON_CHAIN - seen <= {"silu_backward"} and ON_CHAIN <= set(R.RULES)
+
+
+def test_program_judge__reads_and_verdicts_match_the_reference_on_real_programs(run):
+    rng = random.Random(11)
+    flats = run.flats[1]
+    by_op: dict[str, list] = {}
+    for node in run.nodes():
+        if node.op in ON_CHAIN:
+            by_op.setdefault(node.op, []).append(node)
+    checked = 0
+    for op, nodes in sorted(by_op.items()):
+        for node in rng.sample(nodes, min(NODES_PER_OP, len(nodes))):
+            ins = run.inputs(node)
+            for index in rng.sample(range(node.numel), min(INDICES_PER_NODE, node.numel)):
+                reads = R.element_inputs(node, ins, index)
+                if any(len(idx) > CAP for _, idx in reads):
+                    with boa.reverts("rule: reduction too long"):
+                        onchain_reads(node, ins, index)
+                    continue
+                values = gather(node, ins, flats, index)
+                assert onchain_reads(node, ins, index) == reads
+                if R.needs_values(node):
+                    first = values[:len(reads)]
+                    full = R.element_inputs(node, ins, index, first)
+                    if any(len(idx) > CAP for _, idx in full):
+                        continue
+                    assert onchain_reads(node, ins, index, first) == full
+                verdicts_agree(node, ins, index, values, int(flats[node.id][index]))
+                checked += 1
+    assert checked >= len(by_op)
+
+
+def test_program_judge__two_thread_values_get_the_same_verdicts(run):
+    """Values of a differently ordered execution, checked against the one-thread inputs."""
+    rng = random.Random(12)
+    for node in run.nodes():
+        if node.op not in ("mm", "addmm", "bmm", "conv2d", "sum", "mean", "nll_loss") or node.dtype != "f32":
+            continue
+        ins = run.inputs(node)
+        for index in rng.sample(range(node.numel), min(2, node.numel)):
+            if any(len(idx) > CAP for _, idx in R.element_inputs(node, ins, index)):
+                continue
+            values = gather(node, ins, run.flats[1], index)
+            if R.needs_values(node) and any(len(i) > CAP for _, i in R.element_inputs(node, ins, index, values[:1])):
+                continue
+            assert agree(node, ins, index, values, int(run.flats[2][node.id][index])) is True
+
+
+# --------------------------------------------------------------------------------------------- malformed
+
+
+def _node(run, op):
+    node = next(n for n in run.nodes() if n.op == op and
+                all(len(i) <= CAP for _, i in R.element_inputs(n, run.inputs(n), 0)))
+    return node, run.inputs(node), gather(node, run.inputs(node), run.flats[1], 0), int(run.flats[1][node.id][0])
+
+
+@pytest.mark.parametrize("op", ["mm", "embedding_grad", "nll_loss", "sum", "add", "view", "embedding"])
+def test_program_judge__a_wrong_count_of_input_values_reverts(gpt, op):
+    node, ins, values, claim = _node(gpt, op)
+    assert agree(node, ins, 0, values, claim) is True
+    assert agree(node, ins, 0, values[:-1], claim) == "revert"
+    assert agree(node, ins, 0, [v + [0] for v in values], claim) == "revert"
+
+
+@pytest.mark.parametrize("op", ["mm", "sum", "add", "mul", "exp", "amax", "where", "gt"])
+def test_program_judge__a_non_finite_input_reverts(op):
+    run = run_of("zoo") if op in ("amax", "where", "exp", "gt") else run_of("gpt")
+    node, ins, values, claim = _node(run, op)
+    for bad in (0x7FC00000, 0x7F800000):
+        spoiled = [list(v) for v in values]
+        position = next(k for k, (p, _) in enumerate(R.element_inputs(node, ins, 0)) if ins[p].dtype == "f32")
+        spoiled[position][0] = bad
+        assert agree(node, ins, 0, spoiled, claim) == "revert"
+
+
+def test_program_judge__bad_indices_ops_tokens_labels_and_values_revert(gpt):
+    node, ins, values, claim = _node(gpt, "mm")
+    with boa.reverts("rule: index out of range"):
+        onchain_reads(node, ins, node.numel)
+    assert agree(node, ins, 0, values, 1 << 32) == "revert"
+    soft = next(n for n in gpt.nodes() if n.op == "log_softmax_grad")
+    with boa.reverts("rule: op has no program rule on chain"):
+        onchain_reads(soft, gpt.inputs(soft), 0)
+    emb, emb_ins, emb_values, emb_claim = _node(gpt, "embedding")
+    with boa.reverts("rule: embedding index out of range"):
+        onchain_reads(emb, emb_ins, 0, [[emb_ins[0].shape[0]]])
+    assert agree(emb, emb_ins, 0, [[-1], emb_values[1]], emb_claim) == "revert"
+    nll, nll_ins, nll_values, nll_claim = _node(gpt, "nll_loss")
+    spoiled = [list(nll_values[0]), list(nll_values[1])]
+    spoiled[0][0] = nll_ins[0].shape[-1]
+    assert agree(nll, nll_ins, 0, spoiled, nll_claim) == "revert"
+    spoiled[0][0] = 1 << 63
+    assert agree(nll, nll_ins, 0, spoiled, nll_claim) == "revert"
+
+
+# --------------------------------------------------------------------------------------------- unit configurations
+
+
+def _agree_everywhere(node, ins, flats, indices=None):
+    """Every element (or ``indices``): contract and reference agree on the claims of ``claims``
+    (honest passes, beyond the window fails)."""
+    for index in range(node.numel) if indices is None else indices:
+        verdicts_agree(node, ins, index, gather(node, ins, flats, index), int(flats[node.id][index]))
+
+
+@pytest.mark.parametrize("reduction", [0, 1, 2])
+def test_program_judge__nll_loss_every_reduction_with_ignored_labels(reduction):
+    logp = torch.log_softmax(torch.randn(6, 5, generator=torch.Generator().manual_seed(3)), 1)
+    labels = torch.tensor([1, -100, 4, 0, -100, 2])
+    for op in ("nll_loss", "nll_loss_weight"):
+        node, ins, flats = _single(op, "f32", [logp, labels], [reduction, -100 + SIGNED])
+        _agree_everywhere(node, ins, flats)
+    total = torch.tensor(4.0)
+    go = torch.tensor(0.75) if reduction else torch.randn(6)
+    node, ins, flats = _single("nll_loss_grad", "f32", [go, logp, labels, total], [reduction, -100 + SIGNED])
+    _agree_everywhere(node, ins, flats)
+
+
+def test_program_judge__int64_to_float32_rounds_to_nearest_even():
+    rng = np.random.default_rng(4)
+    ints = [2**24 + 1, 2**24 + 3, -(2**25 + 2), 2**62 + 2**38, 2**63 - 1, -(2**63), 0, 1, -7]
+    ints += [int(x) for x in rng.integers(-(2**63), 2**63 - 1, 40)]
+    node, ins, flats = _single("cast", "f32", [torch.tensor(ints)], [])
+    _agree_everywhere(node, ins, flats)
+    for source, target in (("f32", "i64"), ("f32", "bool"), ("i64", "bool"), ("bool", "i64")):
+        x = torch.tensor([2.5, -2.5, 0.0, -0.0, 1e-30, -3e9, 7.0])
+        if source == "i64":
+            x = torch.tensor([0, 5, -9, 2**40])
+        elif source == "bool":
+            x = torch.tensor([True, False])
+        node, ins, flats = _single("cast", target, [x], [])
+        _agree_everywhere(node, ins, flats)
+    node, ins, flats = _single("cast", "i64", [torch.tensor([1.0])], [])
+    assert agree(node, ins, 0, [[f32_bits(2.0**63)]], 0) == "revert"
+
+
+def test_program_judge__embedding_grad_rows_of_the_padding_index_are_exactly_zero():
+    go = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(5))
+    ids = torch.tensor([[0, 2, 2], [1, 0, 2]])
+    node, ins, flats = _single("embedding_grad", "f32", [go, ids], [4, SIGNED + 0, 0])
+    _agree_everywhere(node, ins, flats)
+    values = gather(node, ins, flats, 0)
+    assert agree(node, ins, 0, values, f32_bits(1e-30)) is False
+
+
+def test_program_judge__max_pool_indices_follow_the_first_maximum_in_window_order():
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 1, 1] = x[0, 0, 2, 3] = -0.0
+    attrs = [2, 2, 2, 2, 0, 0, 1, 1, 0]
+    for op in ("max_pool2d", "max_pool2d_indices"):
+        node, ins, flats = _single(op, "f32" if op == "max_pool2d" else "i64", [x], attrs)
+        _agree_everywhere(node, ins, flats)
+
+
+def test_program_judge__where_compares_and_adds_over_int64_bool_and_minus_inf():
+    a = torch.tensor([3, -5, 2**40, 7])
+    b = torch.tensor([3, 4, -(2**40), 9])
+    cond = torch.tensor([True, False, True, False])
+    for op in J.COMPARE:
+        node, ins, flats = _single(op, "bool", [a, b], [])
+        _agree_everywhere(node, ins, flats)
+    for op in ("where", "maximum", "minimum"):
+        node, ins, flats = _single(op, "i64", [cond, a, b] if op == "where" else [a, b], [])
+        _agree_everywhere(node, ins, flats)
+    node, ins, flats = _single("add", "i64", [a, b], [])
+    assert agree(node, ins, 0, gather(node, ins, flats, 0), int(flats[node.id][0])) == "revert"
+    scores = torch.tensor([0.5, -1.25, 3.0, 2.0])
+    mask = torch.tensor([0.0, float("-inf"), float("-inf"), 0.0])
+    node, ins, flats = _single("add", "f32", [scores, mask], [])
+    _agree_everywhere(node, ins, flats)
+    node, ins, flats = _single("where", "f32", [cond, mask, scores], [])
+    _agree_everywhere(node, ins, flats)
+    node, ins, flats = _single("mul", "f32", [scores, a], [])  # int64 promoted to float32
+    _agree_everywhere(node, ins, flats)
+    node, ins, flats = _single("threshold_backward", "f32", [scores, torch.tensor([0.0, 1.0, -0.0, 2.5])],
+                               [f32_bits(0.0)])
+    _agree_everywhere(node, ins, flats)
+
+
+@pytest.mark.parametrize("classes", [7, 64])
+def test_program_judge__softmax_rows_with_masks_agree_across_the_window(classes):
+    """Rows of raw, wide and masked logits (a fully masked row too), the kernels' float32 values:
+    two entries of each row, a masked one among them."""
+    g = torch.Generator().manual_seed(classes)
+    z = torch.cat([torch.randn(2, classes, generator=g), 30 * torch.randn(1, classes, generator=g),
+                   torch.randn(2, classes, generator=g)])
+    z[3, 1::2] = float("-inf")
+    z[4] = float("-inf")
+    for op in ("softmax", "safe_softmax", "log_softmax"):
+        rows = z if op == "safe_softmax" else z[:4]
+        node, ins, flats = _single(op, "f32", [rows], [1])
+        _agree_everywhere(node, ins, flats, [r * classes + j for r in range(len(rows)) for j in (1, classes - 1)])
+
+
+def _floats(rng: random.Random, shape, family: str) -> torch.Tensor:
+    """float32 values: unit-sized, exponents over ±40 octaves, or a mix with subnormals and zeros."""
+    n = int(np.prod(shape))
+    if family == "unit":
+        xs = [f32_bits(rng.uniform(-1, 1)) for _ in range(n)]
+    elif family == "wide":
+        xs = [f32_bits(rng.choice([-1, 1]) * 2.0 ** rng.uniform(-40, 40)) for _ in range(n)]
+    else:
+        xs = [rng.choice([f32_bits(rng.uniform(-3, 3)), rng.randrange(1, 1 << 23), 1 << 31, 0]) for _ in range(n)]
+    return torch.from_numpy(np.array(xs, dtype=np.uint32).view(np.float32).reshape(shape).copy())
+
+
+@pytest.mark.parametrize("family", ["unit", "wide", "subnormal"])
+def test_program_judge__fuzzed_reductions_agree_with_the_reference(family):
+    """Random inputs of every linear rule and softmax at random sizes up to the cap, honest and
+    edge claims."""
+    rng = random.Random(family)
+    for _ in range(2):
+        k = rng.randint(1, CAP)
+        f = functools.partial(_floats, rng, family=family)
+        labels = torch.tensor([rng.choice([rng.randrange(4), -100]) for _ in range(k)])
+        total = torch.tensor(float(max(int((labels != -100).sum()), 1)))
+        for op, tensors, attrs in (
+            ("sum", [f((2, k))], [0, 1]),
+            ("mean", [f((k, 2))], [0, 0]),
+            ("mm", [f((1, k)), f((k, 2))], []),
+            ("addmm", [f((2,)), f((1, k)), f((k, 2))], []),
+            ("nll_loss", [f((k, 4))], [rng.choice([1, 2]), SIGNED - 100]),
+            ("nll_loss_grad", [f(()), f((k, 4)), labels, total], [1, SIGNED - 100]),
+            ("softmax", [f((1, k))], [1]),
+            ("log_softmax", [f((1, k))], [1]),
+        ):
+            if op == "nll_loss":
+                tensors = tensors + [labels]
+            node, ins, flats = _single(op, "f32", tensors, attrs)
+            if not all(np.isfinite(flats[node.id].view(np.float32))):
+                continue
+            for index in rng.sample(range(node.numel), min(2, node.numel)):
+                verdicts_agree(node, ins, index, gather(node, ins, flats, index), int(flats[node.id][index]))
+
+
+# --------------------------------------------------------------------------------------------- gas
+
+
+def test_program_judge__every_op_at_the_cap_accepts_its_kernel_value_under_the_gas_budget():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    import program_judge_gas as bench
+
+    rows = bench.measure(program_judge_contract())
+    for name, size, used, verdict in rows:
+        print(f"{name:<20} {size:<14} {used:>10,} gas")
+        assert verdict, name
+        assert used < bench.LIMIT, name
+    for name, size, (node, ins, flats, index) in bench.cases():
+        values = gather(node, ins, flats, index)
+        assert R.check(node, ins, index, values, int(flats[node.id][index])), name
