@@ -10,7 +10,7 @@
         offchain/dispute/judge.py `_linear`.
 """
 
-from judge import numeric
+from . import numeric
 
 # a dot product of 64 products plus one plain term (addmm, conv2d with a bias)
 MAX_TERMS: constant(uint256) = 65
