@@ -77,7 +77,7 @@ def test_verifier__profiles_a_task_when_it_is_posted_not_when_drawn(tmp_path):
         verifier = m.start(Verifier, VERIFIER, Role.VERIFIER)
         task_id = m.post(steps=40, k=4)
         task = m.market(0).task(task_id)
-        key = "profile:" + ":".join(root.hex() for root in _roots(m, task_id))
+        key = "profile:" + ":".join(root.hex() for root in _roots(m, task_id)) + f":{verifier.threads}"
         profile = wait_for(lambda: verifier.state.get(key), what="the verifier's profile of the new task")
         assert profile["threshold"] > 0 and profile["step_seconds"] > 0
         assert task.state == TaskState.OPEN and verifier.state.task(task_id) is None  # not drawn, not tracked
