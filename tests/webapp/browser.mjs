@@ -19,8 +19,12 @@ async function notice(page) {
   return { kind: await page.locator("#notice").getAttribute("class"), text: await text(page, "#notice") };
 }
 async function changed(page, selector, before) {
-  await page.waitForFunction(([s, b]) => document.querySelector(s)?.textContent?.trim() !== b, [selector, before], { timeout: TIMEOUT });
-  return text(page, selector);
+  // the new text as seen when it changed (a re-render may blank the element for a moment)
+  const seen = await page.waitForFunction(([s, b]) => {
+    const now = document.querySelector(s)?.textContent?.trim();
+    return now && now !== b ? now : false;
+  }, [selector, before], { timeout: TIMEOUT });
+  return seen.jsonValue();
 }
 async function cards(page) {
   const out = {};
