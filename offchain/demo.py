@@ -39,9 +39,9 @@ from offchain.workers.submitter import Submitter, fetch_result, score
 
 log = get_logger("dtm.demo")
 
-WINDOW = 12
+WINDOW = 30  # long enough for the verifier to fetch and replay its whole sample on a busy laptop
 CLOCK = 30
-TIMEOUT = 170
+TIMEOUT = 240
 SUBMITTER, HONEST, CHEATER, VERIFIER, WHISTLEBLOWER = 1, 2, 3, 4, 5
 ROLES = {
     HONEST: ("solver", ["solver", "run"], Role.SOLVER),
