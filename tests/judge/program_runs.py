@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -135,3 +137,9 @@ def single(op, dtype, tensors, attrs, shape=()):
         out = out[OPS[op].group]
     node = Node(len(ins), op, dtype, tuple(range(len(ins))), tuple(out.shape), tuple(attrs))
     return node, ins, [flat(t) for t in tensors] + [flat(out)]
+
+
+@functools.cache
+def run_of(name: str) -> Run:
+    """One shared run per family for every test module."""
+    return Run(name)

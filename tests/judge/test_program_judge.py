@@ -20,7 +20,7 @@ from offchain.dispute import judge as J
 from offchain.dispute import program_rules as R
 from offchain.ml.ops import OPS, SIGNED, f32_bits
 from offchain.ml.program import DTYPE_CODES
-from program_runs import FAMILIES, Run, gather
+from program_runs import FAMILIES, gather, run_of
 from program_runs import single as _single
 from test_program_rules import EXACT, next_out
 
@@ -36,11 +36,6 @@ ON_CHAIN = {
 }
 NODES_PER_OP = 2
 INDICES_PER_NODE = 2
-
-
-@functools.cache
-def run_of(name: str) -> Run:
-    return Run(name)
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))

@@ -3,7 +3,6 @@ so do honest values computed differently, and values beyond the documented bound
 
 from __future__ import annotations
 
-import functools
 import random
 from fractions import Fraction
 
@@ -16,7 +15,7 @@ from offchain.dispute import program_rules as R
 from offchain.ml.ops import OPS, SIGNED, f32_bits
 from offchain.ml.program import LEAVES, Node, execution_context
 
-from program_runs import FAMILIES, Run, flat, float64_kernel, gather
+from program_runs import FAMILIES, flat, float64_kernel, gather, run_of
 from program_runs import single as _single
 
 EXACT = {"view", "cat", "cast", "amax", "max_pool2d", "max_pool2d_indices", "embedding", "logical_not",
@@ -29,11 +28,6 @@ SAMPLE = 48
 def judge():
     """Overrides the contract deployment of tests/judge/conftest.py: these rules are Python only."""
     return None
-
-
-@functools.cache
-def run_of(name: str) -> Run:
-    return Run(name)
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
