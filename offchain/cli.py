@@ -597,13 +597,13 @@ def task_expire(env: Env, task_id: int) -> None:
 
 def _plot(env: Env, task_id: int, path: Path) -> None:
     """Draw the loss curve of the task's published checkpoints to ``path``; one line on stdout."""
-    from offchain.workers.submitter import loss_curve, plot_loss_curve
+    from offchain.workers.submitter import loss_curve, plot_curves
 
     try:
         curve = loss_curve(env.market(signer=False), env.store(), task_id, env.home)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
-    plot_loss_curve(curve, path, f"task {task_id}")
+    plot_curves(path, {"training rows": curve}, f"task {task_id}: loss at its published checkpoints")
     first, last = curve[0], curve[-1]
     held = (f", held-out {first.holdout_loss:.4f} -> {last.holdout_loss:.4f}"
             if last.holdout_loss is not None else "")

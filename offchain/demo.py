@@ -34,8 +34,8 @@ from offchain.node import (
 from offchain.storage import KuboStore, StorageError
 from offchain.timeline import task_timeline
 from offchain.webapp import WebAppNotBuilt, app_config, serve_app
-from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, fetch_proof, fetch_task, publish_task
-from offchain.workers.submitter import Submitter, fetch_result, score
+from offchain.workers.artifacts import fetch_proof, fetch_task, publish_task
+from offchain.workers.submitter import CurvePoint, Submitter, fetch_result, plot_curves, proof_curve
 
 log = get_logger("dtm.demo")
 
@@ -146,7 +146,7 @@ def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[in
     market = submitter.market
     start = market.w3.eth.get_block(market.deployment.block)["timestamp"]
     names = {dev_account(HONEST).address: "honest solver", dev_account(CHEATER).address: "cheating solver"}
-    curves: dict[str, list[float]] = {}
+    curves: dict[str, list[CurvePoint]] = {}
     lines = []
     for task_id in task_ids:
         view = market.task(task_id)
@@ -156,7 +156,7 @@ def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[in
             proof = fetch_proof(store, submitted["args"]["proof_cid"], submitted["args"]["proof_root"])
             who = names.get(submitted["args"]["solver"], submitted["args"]["solver"])
             verdict = "paid" if proof.root == view.proof_root and view.state == TaskState.FINALISED else "slashed"
-            curves[f"task {task_id}, {who} ({verdict})"] = checkpoint_losses(bundle, proof, store)
+            curves[f"task {task_id}, {who} ({verdict})"] = proof_curve(bundle, proof, store)
         lines.append(f"task {task_id}: {states[task_id].name.lower()}")
         for row in task_timeline(market, task_id):
             lines.append(f"  t={row.timestamp - start:>4}s  block {row.block:>4}  {row.event:<19} {row.detail}")
@@ -169,39 +169,9 @@ def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[in
     cheater = market.call("accounts", dev_account(CHEATER).address)[0]
     lines.append(f"cheating solver's stake: {cheater / ETHER:.2f} of 5.00 ETH left")
     (out / "timeline.txt").write_text("\n".join(lines) + "\n")
-    _plot(out / "loss.png", curves)
+    plot_curves(out / "loss.png", curves, "Published checkpoints: loss on the task's dataset")
     print("\n".join(lines))
     print(f"\nwrote {out / 'loss.png'} and {out / 'timeline.txt'}")
 
 
 END_REASONS = {1: "timeout", 2: "link mismatch proven", 3: "wrong data row proven", 4: "inconsistent element proven"}
-
-
-def checkpoint_losses(bundle, proof, store) -> list[float]:
-    """Cross-entropy on the whole dataset at every published checkpoint."""
-    from offchain.ml import Checkpoint
-
-    losses = []
-    for index, cid in enumerate(proof.checkpoint_cids):
-        params = Checkpoint.from_bytes(store.cat(cid, max_size=MAX_ARTIFACT_BYTES), bundle.spec, index,
-                                       proof.checkpoint_interval).params
-        losses.append(score(bundle.spec, params, bundle.dataset).loss)
-    return losses
-
-
-def _plot(path: Path, curves: dict[str, list[float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label, losses in curves.items():
-        ax.plot(range(len(losses)), losses, marker=".", label=label)
-    ax.set_xlabel("checkpoint")
-    ax.set_ylabel("cross-entropy on the dataset")
-    ax.set_title("Published checkpoints")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -9,7 +9,7 @@ import torch
 
 from offchain.chain.client import Market, TaskView
 from offchain.chain.suite import TaskState
-from offchain.ml import Checkpoint, Dataset, ModelSpec, ProofDocument
+from offchain.ml import Checkpoint, Dataset, DemoTask, ModelSpec, ProofDocument
 from offchain.storage import ContentStore
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, PublishedTask, fetch_proof, fetch_task
 from offchain.workers.base import Worker
@@ -72,8 +72,8 @@ class CurvePoint:
 
 def loss_curve(market: Market, store: ContentStore, task_id: int, home: Path | None = None,
                points: int = 50) -> list[CurvePoint]:
-    """The model's loss at the checkpoints of the task's current proof (at most ``points`` of them,
-    evenly spread, the last always included), each checked against its committed root."""
+    """The model's loss at the checkpoints of the task's current proof (`proof_curve`), on the
+    held-out rows too where ``home`` keeps them."""
     task = market.task(task_id)
     if not any(task.proof_root):
         raise LookupError(f"task {task_id} has no published proof yet")
@@ -85,11 +85,17 @@ def loss_curve(market: Market, store: ContentStore, task_id: int, home: Path | N
     held = holdout_path(home, created["spec_cid"]) if home else None
     kept = (Dataset.from_bytes(held.read_bytes(), bundle.spec.input_dim, bundle.spec.num_classes)
             if held and held.exists() else None)
+    return proof_curve(bundle, proof, store, kept, points)
+
+
+def proof_curve(bundle: DemoTask, proof: ProofDocument, store: ContentStore, kept: Dataset | None = None,
+                points: int | None = None) -> list[CurvePoint]:
+    """The loss at the proof's checkpoints (all of them, or ``points`` evenly spread with the last
+    included), each checked against its committed root first."""
     last = proof.count - 1
-    shown = max(min(points, proof.count), 2)
-    chosen = sorted({round(i * last / (shown - 1)) for i in range(shown)})
+    shown = proof.count if points is None else max(min(points, proof.count), 2)
     curve = []
-    for index in chosen:
+    for index in sorted({round(i * last / (shown - 1)) for i in range(shown)} if shown > 1 else {0}):
         checkpoint = Checkpoint.from_bytes(store.cat(proof.checkpoint_cids[index], max_size=MAX_ARTIFACT_BYTES),
                                            bundle.spec, index, proof.checkpoint_interval)
         if checkpoint.root != proof.checkpoint_roots[index]:
@@ -99,22 +105,23 @@ def loss_curve(market: Market, store: ContentStore, task_id: int, home: Path | N
     return curve
 
 
-def plot_loss_curve(curve: list[CurvePoint], path: Path, title: str) -> None:
-    """A PNG of the curve (held-out loss too where there is one)."""
+def plot_curves(path: Path, curves: dict[str, list[CurvePoint]], title: str) -> None:
+    """A PNG of labelled loss curves against the step (held-out losses too where there are some)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(6, 4))
-    steps = [p.step for p in curve]
-    axes.plot(steps, [p.loss for p in curve], marker=".", label="training rows")
-    if curve and curve[0].holdout_loss is not None:
-        axes.plot(steps, [p.holdout_loss for p in curve], marker=".", label="held-out rows")
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for label, curve in curves.items():
+        steps = [p.step for p in curve]
+        axes.plot(steps, [p.loss for p in curve], marker=".", label=label)
+        if curve and curve[0].holdout_loss is not None:
+            axes.plot(steps, [p.holdout_loss for p in curve], marker=".", label=f"{label} (held-out rows)")
     axes.set(xlabel="step", ylabel="cross-entropy", title=title)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=120)
     plt.close(figure)
 
 

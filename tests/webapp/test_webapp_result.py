@@ -8,13 +8,12 @@ from __future__ import annotations
 import pytest
 
 from offchain.chain.suite import Role, TaskState
-from offchain.demo import checkpoint_losses
 from offchain.node import free_port
 from offchain.storage import serve
 from offchain.webapp import app_config, app_origins, serve_app
 from offchain.workers.artifacts import fetch_task
 from offchain.workers.solver import Solver
-from offchain.workers.submitter import fetch_result
+from offchain.workers.submitter import fetch_result, proof_curve
 from offchain.workers.verifier import Verifier
 from tests.e2e.harness import SOLVER, VERIFIER, local_market, wait_for
 from tests.webapp.conftest import MarketApp, browser_available
@@ -32,8 +31,8 @@ def test_the_trained_weights_are_checked_and_downloaded_from_the_page(tmp_path):
         wait_for(lambda: reader.task(task_id).state == TaskState.FINALISED, 180, "finalisation")
         expected = fetch_result(reader, m.store, task_id)
         created = reader.events("TaskCreated", reader.deployment.block, task_id=task_id)[0]["args"]
-        losses = checkpoint_losses(fetch_task(m.store, created["spec_cid"], reader.task(task_id).spec_hash),
-                                    expected.proof, m.store)
+        losses = [point.loss for point in proof_curve(
+            fetch_task(m.store, created["spec_cid"], reader.task(task_id).spec_hash), expected.proof, m.store)]
 
         web_port = free_port()
         with serve(str(m.home / "ipfs"), port=0, cors_origins=app_origins(web_port)) as store:
