@@ -1,5 +1,6 @@
 // The market's web app: a wallet bar, views behind hash routes, a refresh on every new block.
 import { loadConfig, type Config, type Deployment } from "./config";
+import type { Context, View } from "./context";
 import { clearNotice, h, notify } from "./dom";
 import { AppError, describe } from "./errors";
 import { short } from "./format";
@@ -10,15 +11,6 @@ import { postPage } from "./views/post";
 import { stakePage } from "./views/stake";
 import { taskPage } from "./views/task";
 import { discover, Wallet, type Discovered } from "./wallet";
-
-/** What every view gets: the config, the market it reads and the wallet, if one is connected on it. */
-export interface Context {
-  config: Config;
-  market: Market;
-  wallet: Wallet | null;
-}
-
-export interface View { el: HTMLElement; refresh: () => Promise<void> }
 
 const app = {
   config: null as Config | null,

@@ -1,7 +1,7 @@
 // The market: the jackpot and its terms (`dtm jackpot`), every task (`dtm task list`) with its deadline.
 import { h } from "../dom";
 import { eth, short } from "../format";
-import type { Context, View } from "../main";
+import type { Context, View } from "../context";
 import { stateName, TaskState } from "../market";
 import { setChainTime, taskDeadline } from "./countdown";
 

@@ -8,7 +8,7 @@ import presets from "../../presets.json";
 import { clearNotice, h, notify } from "../dom";
 import { AppError, describe } from "../errors";
 import { eth } from "../format";
-import type { Context, View } from "../main";
+import type { Context, View } from "../context";
 import { draftTask, readDataset, upload } from "../publish";
 
 const select = (id: string, values: readonly (string | number)[], chosen: string | number) =>

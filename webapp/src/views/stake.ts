@@ -3,7 +3,7 @@ import { parseEther } from "viem";
 import { h } from "../dom";
 import { AppError } from "../errors";
 import { eth } from "../format";
-import type { Context, View } from "../main";
+import type { Context, View } from "../context";
 import { Role, roleNames, TERMINAL } from "../market";
 import { act } from "./act";
 import { countdown, setChainTime } from "./countdown";

@@ -1,6 +1,6 @@
 // One task (`dtm task status`): its state, the running deadline, what the chain holds, its timeline.
 import { duration, eth, ZERO_ADDRESS } from "../format";
-import type { Context, View } from "../main";
+import type { Context, View } from "../context";
 import { stateName, TaskState, type TaskView } from "../market";
 import { clearNotice, h, notify } from "../dom";
 import { AppError, describe } from "../errors";
@@ -80,46 +80,44 @@ export function taskPage(ctx: Context, id: bigint): View {
     return buttons.length ? [h("form", {}, ...buttons)] : [];
   }
 
-  /** The loss of every checkpoint of the latest proof on the task's dataset, computed here from the
-   *  checked checkpoints (as the demo plots them). */
-  function curveButton(): HTMLElement {
-    const button = h("button", { type: "button", id: "show-loss" }, "Show the loss curve") as HTMLButtonElement;
+  /** A button whose work reads the content store: disabled meanwhile, a failure in the notice. */
+  function storeButton(buttonId: string, label: string, action: string,
+    work: (ipfsApi: string, button: HTMLButtonElement) => Promise<void>): HTMLButtonElement {
+    const button = h("button", { type: "button", id: buttonId }, label) as HTMLButtonElement;
     button.addEventListener("click", async () => {
       button.disabled = true;
       clearNotice();
       try {
         if (!ctx.config.ipfsApi) throw new AppError("This app was given no content store (ipfs_api in config.json): serve it with `dtm node up`.");
-        const losses = await lossCurve(ctx.market, ctx.config.ipfsApi, id);
-        curve.replaceChildren(h("h2", {}, "Loss curve"), lossChart(losses), button);
-        button.textContent = "Update the loss curve";
+        await work(ctx.config.ipfsApi, button);
       } catch (error) {
-        notify(describe(error, "Computing the loss curve"));
+        notify(describe(error, action));
       }
       button.disabled = false;
     });
     return button;
   }
 
+  /** The loss of every checkpoint of the latest proof on the task's dataset, computed here from the
+   *  checked checkpoints (as the demo plots them). */
+  function curveButton(): HTMLElement {
+    return storeButton("show-loss", "Show the loss curve", "Computing the loss curve", async (ipfsApi, button) => {
+      const losses = await lossCurve(ctx.market, ipfsApi, id);
+      curve.replaceChildren(h("h2", {}, "Loss curve"), lossChart(losses), button);
+      button.textContent = "Update the loss curve";
+    });
+  }
+
   /** `dtm task result`: fetch the trained weights, check them, offer them as a file. */
   function resultButton(): HTMLElement {
-    const button = h("button", { type: "button", id: "get-result" }, "Get the trained weights") as HTMLButtonElement;
-    button.addEventListener("click", async () => {
-      button.disabled = true;
-      clearNotice();
-      try {
-        if (!ctx.config.ipfsApi) throw new AppError("This app was given no content store (ipfs_api in config.json): serve it with `dtm node up`.");
-        const got = await fetchResult(ctx.market, ctx.config.ipfsApi, id);
-        const link = h("a", { id: "download-weights", download: `task-${id}.safetensors`,
-          href: URL.createObjectURL(new Blob([got.weights as Uint8Array<ArrayBuffer>])) }, "Download the weights (safetensors)");
-        result.replaceChildren(h("p", { id: "result-checked" }, `Trained weights ${got.weightsCid}: checked against the task's spec ` +
-          `hash, the proof root it was paid for and the last of its ${got.checkpoints} checkpoint roots; final loss ` +
-          `${got.finalLoss.toFixed(4)}.`), link);
-      } catch (error) {
-        button.disabled = false;
-        notify(describe(error, "Getting the result"));
-      }
+    return storeButton("get-result", "Get the trained weights", "Getting the result", async (ipfsApi) => {
+      const got = await fetchResult(ctx.market, ipfsApi, id);
+      const link = h("a", { id: "download-weights", download: `task-${id}.safetensors`,
+        href: URL.createObjectURL(new Blob([got.weights as Uint8Array<ArrayBuffer>])) }, "Download the weights (safetensors)");
+      result.replaceChildren(h("p", { id: "result-checked" }, `Trained weights ${got.weightsCid}: checked against the task's spec ` +
+        `hash, the proof root it was paid for and the last of its ${got.checkpoints} checkpoint roots; final loss ` +
+        `${got.finalLoss.toFixed(4)}.`), link);
     });
-    return button;
   }
 
   return { el, refresh };
