@@ -123,7 +123,7 @@ class NonceManager:
             return cls._all.setdefault((chain_id, address), cls())
 
     def next(self, pending: int) -> int:
-        """Call with `lock` held, then `mark` once the transaction is broadcast."""
+        """Call with `lock` held; add the nonce to `in_flight` once its transaction is broadcast."""
         return max([pending, *(n + 1 for n in self.in_flight)])
 
     def release(self, nonce: int) -> None:
