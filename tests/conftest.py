@@ -15,6 +15,20 @@ from offchain.chain.suite import CONTRACTS, DEFAULT_MIN_WINDOW, DEFAULT_UNBOND_D
 from offchain.ml.task import COMMITMENT_TYPES
 
 TEST_CONTRACTS = Path(__file__).parent / "contracts"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true",
+                     help="also run the tests marked slow (soaks, exhaustive and fuzzed cases)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 boa.interpret.set_search_paths([str(CONTRACTS)])
 
 SPEC_CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -180,8 +180,10 @@ def verify(
     graph: TrainingGraph | None = None,
     num_threads: int = 1,
     stop_at_first: bool = True,
+    on_segment: Callable[[int], None] | None = None,
 ) -> Verdict:
-    """Check commitments, then replay the selected segments against the solver's checkpoints."""
+    """Check commitments, then replay the selected segments against the solver's checkpoints
+    (`on_segment(n)` after the n-th replayed segment)."""
     if proof.task_hash != task.hash():
         return Verdict(False, None, "proof names a different task")
     if proof.checkpoint_interval != task.checkpoint_interval or proof.steps != task.steps:
@@ -217,6 +219,8 @@ def verify(
         distance = state_distance(endpoint, checkpoints[segment + 1].params)
         verdict.distances[segment] = distance
         verdict.replayed_steps += task.checkpoint_interval
+        if on_segment is not None:
+            on_segment(len(verdict.distances))
         if not math.isfinite(distance) or distance > threshold:
             if verdict.accept:
                 verdict.accept = False

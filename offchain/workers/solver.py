@@ -22,11 +22,11 @@ import time
 from typing import Any
 
 from eth_utils import keccak
-from tqdm import tqdm
 
 from offchain.chain.client import TaskView
 from offchain.chain.suite import TaskState
 from offchain.dispute.player import Defence
+from offchain.log import Progress
 from offchain.ml import Checkpoint, DemoTask, MLError, TrainingResult, build_proof, cheats, train
 from offchain.ml.commit import checkpoint_root
 from offchain.ml.train import merge_results, replay, update_norm
@@ -49,7 +49,6 @@ CHEATS = {
 
 # a solver claims a task only if its measured training time, times this, fits the train window
 TIME_SAFETY = 2.0
-PROGRESS_EVERY = 10.0
 # content that may yet appear (not published or not propagated, the daemon down), and how long to wait
 TRANSIENT_STORAGE = (ContentNotFound, FetchTimeout, StorageUnavailable)
 CONTENT_RETRY = 10.0
@@ -224,35 +223,25 @@ class Solver(Worker):
         return proofs
 
     def _train(self, task_id: int, bundle: DemoTask, deadline: int, threads: int) -> TrainingResult:
-        """Honest training, resumed from the last checkpoint saved on disk; progress on the terminal
-        and a log line every `PROGRESS_EVERY` seconds (checkpoint, loss, speed, ETA vs deadline)."""
+        """Honest training, resumed from the last checkpoint saved on disk, with its progress."""
         # keyed by the spec too: a task id names another task on another chain or after a reset
         directory = (self.folder / "checkpoints" / f"{self.role}-{self.address.lower()}"
                      / f"{task_id}-{bundle.task.hash().hex()[:16]}")
         saved = load_checkpoints(directory, bundle)
         last = bundle.task.num_checkpoints - 1
         resume = saved[min(len(saved), last) - 1] if len(saved) > 1 else None
-        bar = tqdm(total=last, initial=resume.index if resume else 0, desc=f"task {task_id} training",
-                   unit="ckpt", leave=False, disable=None)
-        started, first = time.monotonic(), resume.index if resume else 0
-        reported = [started]
+        progress = Progress(self.log, f"task {task_id} training", last, "checkpoints",
+                            initial=resume.index if resume else 0,
+                            seconds_left=lambda: self.time_left(deadline))
 
         def on_checkpoint(checkpoint: Checkpoint) -> None:
             save_checkpoint(directory, checkpoint, bundle)
-            bar.update(1 if checkpoint.index else 0)
-            now = time.monotonic()
-            if checkpoint.index and (now - reported[0] >= PROGRESS_EVERY or checkpoint.index == last):
-                reported[0] = now
-                rate = (checkpoint.index - first) * bundle.task.checkpoint_interval / max(now - started, 1e-9)
-                eta = (last - checkpoint.index) * bundle.task.checkpoint_interval / max(rate, 1e-9)
-                loss = sum(checkpoint.losses) / len(checkpoint.losses) if checkpoint.losses else float("nan")
-                self.log.info("task %d: checkpoint %d/%d, loss %.4f, %.1f steps/s, done in ~%.0f s "
-                              "(deadline in %d s)", task_id, checkpoint.index, last, loss, rate, eta,
-                              deadline - self.market.now())
+            loss = sum(checkpoint.losses) / len(checkpoint.losses) if checkpoint.losses else float("nan")
+            progress.advance(checkpoint.index, f"loss {loss:.4f}")
 
         result = train(bundle.task, bundle.spec, bundle.weights, bundle.dataset, graph=bundle.graph,
                        on_checkpoint=on_checkpoint, resume_from=resume, num_threads=threads)
-        bar.close()
+        progress.close()
         if resume is not None:
             self.log.info("task %d: resumed training from checkpoint %d", task_id, resume.index)
             before = saved[: resume.index + 1]

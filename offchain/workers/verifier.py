@@ -17,6 +17,7 @@ from eth_utils import keccak
 from offchain.chain.client import TaskView
 from offchain.chain.suite import TaskState
 from offchain.dispute.player import Prosecution
+from offchain.log import Progress
 from offchain.ml import DEFAULT_POLICY, DemoTask, MLError, Verdict, profile_threshold, verify
 from offchain.storage import StorageError
 from offchain.workers.artifacts import ArtifactMismatch, fetch_checkpoints, fetch_proof, fetch_task
@@ -75,8 +76,12 @@ class Auditor(Worker):
         else:
             profile = self._profile(bundle)
             policy = self._policy(task, bundle, profile)
+            progress = Progress(self.log, f"task {task.task_id} replay", sum(policy.counts(bundle.task.num_segments)),
+                                "segments", seconds_left=lambda: self.time_left(task.deadline))
             verdict = verify(bundle.task, bundle.spec, bundle.dataset, proof, blobs, profile["threshold"],
-                             int.from_bytes(seed, "big"), graph=bundle.graph, policy=policy, num_threads=self.threads)
+                             int.from_bytes(seed, "big"), graph=bundle.graph, policy=policy, num_threads=self.threads,
+                             on_segment=progress.advance)
+            progress.close()
         if not verdict.accept and verdict.failing_segment is None:
             verdict.failing_segment = 0  # the proof is malformed as a whole; any segment exposes it
         self.log.info("task %d: %s (replayed %d steps) %s", task.task_id,

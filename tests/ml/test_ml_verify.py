@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from offchain.log import Progress
 from offchain.ml import (
     DEFAULT_POLICY,
     VerificationPolicy,
@@ -38,6 +41,25 @@ def test_honest_proof_accepted_for_any_seed(tiny, threshold):
         assert verdict.accept, verdict.reason
         assert all(d == 0.0 for d in verdict.distances.values())  # same machine: bitwise
         assert verdict.replayed_steps <= 0.25 * tiny.task.steps + tiny.task.checkpoint_interval
+
+
+def test_verify__reports_each_replayed_segment_and_progress_logs_it(tiny, threshold, caplog):
+    """`on_segment` counts the replayed segments; `Progress` turns them into log lines, the last
+    one naming the whole sample and the time left before the deadline."""
+    honest = cheats.honest_run(tiny)
+    total = sum(DEFAULT_POLICY.counts(tiny.task.num_segments))
+    caplog.set_level(logging.INFO, logger="progress-test")
+    progress = Progress(logging.getLogger("progress-test"), "task 7 replay", total, "segments", every=0.0,
+                        seconds_left=lambda: 42)
+    seen = []
+    verdict = verify(tiny.task, tiny.spec, tiny.dataset, honest.proof, honest.checkpoint_blobs(tiny), threshold, 5,
+                     graph=tiny.graph, on_segment=lambda n: (seen.append(n), progress.advance(n)))
+    progress.close()
+    assert verdict.accept and seen == list(range(1, len(verdict.distances) + 1)) and len(seen) == total
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == total
+    assert lines[-1].startswith(f"task 7 replay: {total}/{total} segments, ") and lines[-1].endswith("(deadline in 42 s)")
+    assert "done in ~" in lines[0] and "done in ~" not in lines[-1]
 
 
 @pytest.mark.parametrize(
