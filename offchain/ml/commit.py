@@ -25,8 +25,12 @@ See docs/proof-of-learning.md for the range-proof verification algorithm in pseu
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -173,12 +177,18 @@ def verify_range_proof(
 # Tensors
 
 
-def tensor_bytes(tensor: torch.Tensor) -> bytes:
-    """Canonical bytes: C order, little-endian, dtype float32 / int64 / int32 as stored."""
+def tensor_buffer(tensor: torch.Tensor) -> memoryview:
+    """The canonical bytes (C order, little-endian, dtype float32 / int64 / int32 as stored) as a
+    view of the tensor's own memory where it already is canonical (contiguous, on the CPU): no copy."""
     if tensor.dtype not in _LE_DTYPES:
         raise CommitmentError(f"cannot commit dtype {tensor.dtype}")
-    array = tensor.detach().cpu().contiguous().numpy()
-    return array.astype(_LE_DTYPES[tensor.dtype], copy=False).tobytes()
+    array = tensor.detach().cpu().contiguous().reshape(-1).numpy()
+    return memoryview(array.astype(_LE_DTYPES[tensor.dtype], copy=False)).cast("B")
+
+
+def tensor_bytes(tensor: torch.Tensor) -> bytes:
+    """Canonical bytes of a tensor, as ``bytes``."""
+    return tensor_buffer(tensor).tobytes()
 
 
 def leaf_length(total_bytes: int, leaf_index: int, leaf_bytes: int = LEAF_BYTES) -> int:
@@ -187,25 +197,68 @@ def leaf_length(total_bytes: int, leaf_index: int, leaf_bytes: int = LEAF_BYTES)
     return min(leaf_bytes, remaining + (-remaining % 32))
 
 
-def leaf_hashes(data: bytes, leaf_bytes: int = LEAF_BYTES) -> list[bytes]:
+# Hashing threads: keccak releases the GIL on a whole leaf, so the leaves of a large tensor hash on
+# every core at once.  A caller whose cores are busy (bookkeeping that overlaps training) asks for
+# fewer with `hashing_threads`.
+_hashing = threading.local()
+_POOL: ThreadPoolExecutor | None = None
+# leaves one thread hashes at least (below this a thread costs more than it saves)
+MIN_LEAVES_PER_THREAD = 64
+
+
+@contextmanager
+def hashing_threads(count: int) -> Iterator[None]:
+    """Within the block, this thread's tensor roots hash on at most ``count`` threads."""
+    before = getattr(_hashing, "count", None)
+    _hashing.count = max(1, count)
+    try:
+        yield
+    finally:
+        _hashing.count = before
+
+
+def _hashing_threads() -> int:
+    return getattr(_hashing, "count", None) or os.cpu_count() or 1
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="keccak")
+    return _POOL
+
+
+def _hash_leaves(view: memoryview, first: int, stop: int, leaf_bytes: int) -> list[bytes]:
+    return [keccak256(view[offset : offset + leaf_bytes]) for offset in range(first, stop, leaf_bytes)]
+
+
+def leaf_hashes(data: bytes | memoryview, leaf_bytes: int = LEAF_BYTES) -> list[bytes]:
     """keccak256 of each ``leaf_bytes`` chunk; the last one zero-padded to a multiple of 32 bytes."""
-    size = len(data)
+    view = memoryview(data).cast("B")
+    size = len(view)
     full = size - size % leaf_bytes
-    view = memoryview(data)
-    hashes = [keccak256(view[offset : offset + leaf_bytes]) for offset in range(0, full, leaf_bytes)]
+    parts = min(_hashing_threads(), full // leaf_bytes // MIN_LEAVES_PER_THREAD)
+    if parts > 1:
+        bounds = [full // leaf_bytes * i // parts * leaf_bytes for i in range(parts + 1)]
+        futures = [_pool().submit(_hash_leaves, view, a, b, leaf_bytes) for a, b in zip(bounds[1:-1], bounds[2:])]
+        hashes = _hash_leaves(view, 0, bounds[1], leaf_bytes)
+        for future in futures:
+            hashes.extend(future.result())
+    else:
+        hashes = _hash_leaves(view, 0, full, leaf_bytes)
     if full < size:
         hashes.append(keccak256(bytes(view[full:]) + bytes(-(size - full) % 32)))
     return hashes
 
 
-def bytes_root(data: bytes, numel: int, leaf_bytes: int = LEAF_BYTES) -> bytes:
+def bytes_root(data: bytes | memoryview, numel: int, leaf_bytes: int = LEAF_BYTES) -> bytes:
     """``tensor_root`` from already-serialized element bytes."""
     return sized_root(merkle_root(leaf_hashes(data, leaf_bytes)), numel)
 
 
 def tensor_root(tensor: torch.Tensor, leaf_bytes: int = LEAF_BYTES) -> bytes:
     """``keccak256(merkle_root(leaves) ‖ uint256(numel))``."""
-    return bytes_root(tensor_bytes(tensor), tensor.numel(), leaf_bytes)
+    return bytes_root(tensor_buffer(tensor), tensor.numel(), leaf_bytes)
 
 
 @dataclass(frozen=True)

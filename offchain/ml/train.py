@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .artifacts import Dataset, weights_from_bytes, weights_to_bytes
-from .commit import checkpoint_root, keccak256, keccak256_with_prefix, proof_root, uint256
+from .commit import checkpoint_root, hashing_threads, keccak256, keccak256_with_prefix, proof_root, uint256
 from .errors import ProofError, TrainingError
 from .graph import Executor, StepOutput, TrainingGraph, compile_training_graph, execution_context
 from .spec import ModelSpec, canonical_json, check_keys, parse_json_object, strict_int
@@ -188,7 +188,9 @@ def train(
         if failed:
             return
         try:
-            checkpoint = Checkpoint(index, index * interval, state, checkpoint_root(state, names), segment_losses)
+            with hashing_threads(1):  # the other cores train the next segment
+                root = checkpoint_root(state, names)
+            checkpoint = Checkpoint(index, index * interval, state, root, segment_losses)
             norms.append(update_norm(previous[0], state))
             previous[0] = state
             if on_checkpoint is not None:

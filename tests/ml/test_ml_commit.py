@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -26,7 +28,7 @@ from offchain.ml import (
     verify_row_proof,
     verify_tensor_range,
 )
-from offchain.ml.commit import ZERO_HASH, TensorRangeProof
+from offchain.ml.commit import ZERO_HASH, TensorRangeProof, _hashing_threads, hashing_threads, leaf_hashes, tensor_buffer
 
 
 def k(data: bytes) -> bytes:
@@ -104,6 +106,39 @@ def test_leaf_layout_matches_spec_by_hand():
     hashes = [k(raw5[i * 2048 : (i + 1) * 2048]) for i in range(4)] + [k(raw5[8192:] + bytes(28))]
     assert tensor_root(five_leaves) == k(reference_root(hashes) + (2049).to_bytes(32, "big"))
     assert merkle_root([]) == ZERO_HASH
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_leaf_hashes__on_several_threads_are_the_leaves_in_order(threads):
+    """Large tensors hash their leaves on several threads; the leaves, and so the root, are those
+    of one thread hashing in order (sizes around the split points and a ragged last leaf)."""
+    raw = np.random.default_rng(threads).standard_normal(512 * 64 * 5 + 77).astype("<f4").tobytes()
+    by_hand = [k(raw[i : i + 2048]) for i in range(0, len(raw) - len(raw) % 2048, 2048)]
+    by_hand.append(k(raw[len(raw) - len(raw) % 2048 :] + bytes(-(len(raw) % 2048) % 32)))
+    with hashing_threads(threads):
+        assert leaf_hashes(raw) == by_hand
+        tensor = torch.from_numpy(np.frombuffer(raw, dtype="<f4").copy())
+        assert tensor_root(tensor) == k(reference_root(by_hand) + tensor.numel().to_bytes(32, "big"))
+
+
+def test_tensor_buffer__reads_a_contiguous_tensor_without_a_copy():
+    tensor = torch.arange(1000, dtype=torch.float32)
+    view = tensor_buffer(tensor)
+    assert len(view) == 4000 and bytes(view) == tensor.numpy().tobytes()
+    tensor[0] = 7.0  # the view is the tensor's own memory
+    assert bytes(view[:4]) == np.float32(7.0).tobytes()
+    strided = torch.arange(12, dtype=torch.int64).reshape(3, 4).t()  # C order of the transposed values
+    assert bytes(tensor_buffer(strided)) == strided.contiguous().numpy().astype("<i8").tobytes()
+    assert bytes(tensor_buffer(torch.tensor(2.5))) == np.float32(2.5).tobytes()
+
+
+def test_hashing_threads__applies_within_its_block_and_thread_only():
+    with hashing_threads(1):
+        assert _hashing_threads() == 1
+        with hashing_threads(3):
+            assert _hashing_threads() == 3
+        assert _hashing_threads() == 1
+    assert _hashing_threads() == (os.cpu_count() or 1)
 
 
 def test_tensor_root_binds_length_and_dtype_bytes():
