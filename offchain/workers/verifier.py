@@ -9,6 +9,8 @@ or challenges; a whistleblower challenges only what a verifier let through.
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from typing import Any
 
@@ -24,6 +26,17 @@ from offchain.workers.artifacts import ArtifactMismatch, fetch_checkpoints, fetc
 from offchain.workers.base import Worker
 
 
+# A rejection this close to a graph's shared threshold is confirmed against the task's own profile
+# before anyone is challenged; cheats land 1e3–3e4× over it (docs/proof-of-learning.md §10.3).
+CONFIRM_FACTOR = 100
+
+
+def needs_confirmation(verdict: Verdict) -> bool:
+    """A rejection by replay whose distance is finite and under ``CONFIRM_FACTOR`` × the threshold."""
+    distance = verdict.distances.get(verdict.failing_segment) if not verdict.accept else None
+    return distance is not None and math.isfinite(distance) and distance < CONFIRM_FACTOR * verdict.threshold
+
+
 class Auditor(Worker):
     """What a verifier and a whistleblower share: reaching a verdict on a proof."""
 
@@ -36,11 +49,14 @@ class Auditor(Worker):
         super().__init__(**kwargs)
         self._nothing_to_prove: set[int] = set()
 
-    def _profile(self, bundle: DemoTask) -> dict[str, float]:
-        """The distance threshold on this machine and the replay time of one step (profiling runs
-        four executions of each profiled segment; the slowest, float64, makes the estimate safe)."""
+    def _profile(self, bundle: DemoTask, own: bool = False) -> dict[str, float]:
+        """The distance threshold on this machine and the replay time of one step, profiled once per
+        training graph and thread count and shared by every task of that graph (``own``: profiled
+        on this task's data and weights, to confirm a close rejection). Profiling runs four
+        executions of each profiled segment; the slowest, float64, makes the time estimate safe."""
         task = bundle.task
-        key = f"profile:{task.graph_root.hex()}:{task.dataset_root.hex()}:{task.weights_root.hex()}:{self.threads}"
+        scope = (task.graph_root, task.dataset_root, task.weights_root) if own else (task.graph_root,)
+        key = "profile:" + ":".join(root.hex() for root in scope) + f":{self.threads}"
         if (cached := self.state.get(key)) is None:
             started = time.perf_counter()
             threshold = profile_threshold(bundle.graph, task, bundle.spec, bundle.dataset, bundle.weights,
@@ -48,16 +64,18 @@ class Auditor(Worker):
             steps = 4 * len(threshold.observations) // 3 * task.checkpoint_interval
             cached = {"threshold": threshold.value, "step_seconds": (time.perf_counter() - started) / max(steps, 1)}
             self.state.put(key, cached)
-            self.log.info("profiled distance threshold %.3e, %.2f ms a replayed step", cached["threshold"],
-                          1e3 * cached["step_seconds"])
+            self.log.info("profiled distance threshold %.3e, %.2f ms a replayed step (%s)", cached["threshold"],
+                          1e3 * cached["step_seconds"], "this task's data" if own else "shared by its graph")
         return cached
 
-    def prepare(self, spec_cid: str, spec_hash: bytes) -> None:
-        """Profile a task as soon as it is posted, so no verify window pays for it."""
+    def prepare(self, task_id: int, spec_cid: str, spec_hash: bytes) -> None:
+        """Profile a task's graph as soon as the task is posted, so no verify window pays for it."""
         try:
-            self._profile(fetch_task(self.store, spec_cid, spec_hash))
+            profile = self._profile(fetch_task(self.store, spec_cid, spec_hash))
         except (StorageError, MLError, ArtifactMismatch) as exc:
-            self.log.info("not profiling a new task yet: %s", exc)
+            self.log.info("task %d: not profiling it yet: %s", task_id, exc)
+        else:
+            self.log.info("task %d: ready to verify (distance threshold %.3e)", task_id, profile["threshold"])
 
     def audit(self, task: TaskView, seed: bytes) -> Verdict:
         """Verdict on the task's current proof, remembered so a restart does not replay it."""
@@ -78,10 +96,15 @@ class Auditor(Worker):
             policy = self._policy(task, bundle, profile)
             progress = Progress(self.log, f"task {task.task_id} replay", sum(policy.counts(bundle.task.num_segments)),
                                 "segments", seconds_left=lambda: self.time_left(task.deadline))
-            verdict = verify(bundle.task, bundle.spec, bundle.dataset, proof, blobs, profile["threshold"],
-                             int.from_bytes(seed, "big"), graph=bundle.graph, policy=policy, num_threads=self.threads,
-                             on_segment=progress.advance)
+            replay = functools.partial(verify, bundle.task, bundle.spec, bundle.dataset, proof, blobs,
+                                       seed=int.from_bytes(seed, "big"), graph=bundle.graph, policy=policy,
+                                       num_threads=self.threads)
+            verdict = replay(profile["threshold"], on_segment=progress.advance)
             progress.close()
+            if needs_confirmation(verdict):
+                self.log.info("task %d: %s, within %d× of its graph's threshold: confirming against this "
+                              "task's own profile", task.task_id, verdict.reason, CONFIRM_FACTOR)
+                verdict = replay(self._profile(bundle, own=True)["threshold"])
         if not verdict.accept and verdict.failing_segment is None:
             verdict.failing_segment = 0  # the proof is malformed as a whole; any segment exposes it
         self.log.info("task %d: %s (replayed %d steps) %s", task.task_id,
@@ -141,7 +164,7 @@ class Verifier(Auditor):
     def on_event(self, name: str, args: Any) -> None:
         if name == "TaskCreated":
             if not (self.lazy or self.adversarial):
-                self.prepare(args["spec_cid"], args["spec_hash"])
+                self.prepare(args["task_id"], args["spec_cid"], args["spec_hash"])
             return
         super().on_event(name, args)
 

@@ -70,17 +70,28 @@ def test_solver__retries_a_task_whose_content_is_not_reachable_yet_and_claims_it
         wait_for(lambda: m.market(0).task(task_id).solver == solver.address, 60, "the claim once it is reachable")
 
 
-def test_verifier__profiles_a_task_when_it_is_posted_not_when_drawn(tmp_path):
+def test_verifier__profiles_a_graph_when_its_first_task_is_posted_and_shares_it(tmp_path, caplog):
+    """Profiled at posting, not when drawn, and once per graph: a second task of the same graph
+    (other steps, other data rows drawn) reuses the profile."""
     from offchain.workers.verifier import Verifier
 
     with local_market(tmp_path) as m:
         verifier = m.start(Verifier, VERIFIER, Role.VERIFIER)
         task_id = m.post(steps=40, k=4)
         task = m.market(0).task(task_id)
-        key = "profile:" + ":".join(root.hex() for root in _roots(m, task_id)) + f":{verifier.threads}"
+        graph_root = _roots(m, task_id)[0]
+        key = f"profile:{graph_root.hex()}:{verifier.threads}"
         profile = wait_for(lambda: verifier.state.get(key), what="the verifier's profile of the new task")
         assert profile["threshold"] > 0 and profile["step_seconds"] > 0
         assert task.state == TaskState.OPEN and verifier.state.task(task_id) is None  # not drawn, not tracked
+        second = m.post(steps=80, k=8)
+        assert _roots(m, second)[0] == graph_root
+        wait_for(lambda: _lines(caplog, f"task {second}: ready to verify"), 30, "the verifier's look at the second task")
+        assert len(_lines(caplog, "profiled distance threshold")) == 1
+
+
+def _lines(caplog, start: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "dtm.verifier" and r.getMessage().startswith(start)]
 
 
 def _roots(m, task_id):

@@ -171,3 +171,19 @@ def test_policy_within__keeps_the_default_when_it_fits_else_the_largest_sample_t
         smaller = DEFAULT_POLICY.within(40, fit)
         assert sum(smaller.counts(40)) == fit and smaller.counts(40)[0] >= 1
     assert sum(DEFAULT_POLICY.within(40, 0).counts(40)) == 1
+
+
+def test_needs_confirmation__only_a_finite_rejection_by_replay_close_to_the_threshold():
+    """A verdict against a graph's shared threshold is confirmed on the task's own profile only when
+    its failing distance is finite and under CONFIRM_FACTOR × the threshold."""
+    from offchain.ml import Verdict
+    from offchain.workers.verifier import CONFIRM_FACTOR, needs_confirmation
+
+    def rejected(distance):
+        return Verdict(False, 3, "segment 3", distances={1: 0.0, 3: distance}, threshold=1e-6)
+
+    assert needs_confirmation(rejected(2e-6))
+    assert not needs_confirmation(rejected(CONFIRM_FACTOR * 1e-6))  # a cheat's distance: act on it
+    assert not needs_confirmation(rejected(float("nan"))) and not needs_confirmation(rejected(float("inf")))
+    assert not needs_confirmation(Verdict(False, 0, "checkpoint 0 is not the task's initial weights", threshold=1e-6))
+    assert not needs_confirmation(Verdict(True, distances={1: 0.0}, threshold=1e-6))
