@@ -26,6 +26,7 @@ from offchain.storage import LocalStore
 from offchain.workers.artifacts import PublishedTask, publish_task
 from offchain.workers.base import Worker
 from offchain.workers.submitter import Submitter
+from tests.chains import deployed
 
 WINDOW = 8
 CLOCK = 20
@@ -77,8 +78,8 @@ def local_market(tmp_path: Path, *, forced_error_ppm: int = 0) -> Iterator[Harne
     anvil = start_anvil()
     harness = None
     try:
-        deployment = deploy(anvil.url, arbiter=DEFAULT_ARBITER, window=WINDOW, clock=CLOCK,
-                            forced_error_ppm=forced_error_ppm, deployments=tmp_path / "deployments")
+        deployment = deployed(anvil.url, tmp_path / "deployments", arbiter=DEFAULT_ARBITER, window=WINDOW,
+                              clock=CLOCK, forced_error_ppm=forced_error_ppm)
         mine_every(anvil.url, 1)
         harness = Harness(anvil, deployment, tmp_path / "home", LocalStore(tmp_path / "home" / "ipfs"))
         yield harness

@@ -16,9 +16,10 @@ import pytest
 from offchain.chain.client import Market, connect
 from offchain.chain.deployment import Deployment
 from offchain.chain.suite import ROOT
-from offchain.node import DEFAULT_ARBITER, deploy, dev_account, free_port, mine_every, start_anvil
+from offchain.node import DEFAULT_ARBITER, dev_account, free_port, mine_every, start_anvil
 from offchain.storage import serve
 from offchain.webapp import DIST, app_config, app_origins, serve_app
+from tests.chains import deployed
 
 SCREENSHOTS = ROOT / "out" / "webapp" / "screenshots"
 
@@ -72,7 +73,7 @@ def market_app(tmp_path_factory) -> MarketApp:
     anvil = start_anvil()
     store = app = None
     try:
-        deployment = deploy(anvil.url, arbiter=DEFAULT_ARBITER, window=60, deployments=tmp / "deployments")
+        deployment = deployed(anvil.url, tmp / "deployments", arbiter=DEFAULT_ARBITER, window=60)
         mine_every(anvil.url, 1)
         web_port = free_port()
         store = serve(str(tmp / "ipfs"), "127.0.0.1", 0, cors_origins=app_origins(web_port))
