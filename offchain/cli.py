@@ -626,8 +626,14 @@ def task_status(env: Env, task_id: int, plot_path: Path | None) -> None:
         raise click.ClickException(f"no task {task_id}")
     click.echo(f"task {task_id}: {view.state.name.lower()}  payment held {_eth(view.escrow + view.tax)}, solver stake "
                f"{_eth(view.solver_stake)}")
-    line = _deadline(view, market.now())
-    if line:
+    now = market.now()
+    if view.state == TaskState.DISPUTED and market.deployment.arbiter_kind == "Arbitration":
+        from offchain.dispute.status import dispute_status
+
+        lines = dispute_status(market, view.dispute_id, now).lines()
+    else:
+        lines = [_deadline(view, now)]
+    for line in filter(None, lines):
         click.echo(f"  {line}")
     for row in task_timeline(market, task_id):
         click.echo(f"  block {row.block:>6}  {row.event:<20} {row.detail}")

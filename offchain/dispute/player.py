@@ -17,14 +17,13 @@ from safetensors.torch import save as save_tensors
 
 from offchain.chain.client import Market, TaskView
 from offchain.dispute import moves as M
+from offchain.dispute.game import DEMAND, PARTIALS, PICK, PROVE, REVEAL, SUM_PICK, TRACE
+from offchain.dispute.status import ENDED
 from offchain.ml import Checkpoint, DemoTask, ProofDocument, merkle_root, trace_roots
 from offchain.ml.train import replay, segment_state_roots, step_trace
 from offchain.storage import ContentStore
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
 
-# Arbitration phases (contracts/Arbitration.vy)
-REVEAL, PICK, BISECT, TRACE, PROVE, DEMAND, SOLVER_WON, CHALLENGER_WON, PARTIALS, SUM_PICK = range(1, 11)
-ENDED = (SOLVER_WON, CHALLENGER_WON)
 
 
 class DisputePlayer:

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from click.testing import CliRunner
 
 from offchain.chain.deployment import deployment_path
 from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.cli import main
+from offchain.dispute.game import PROVE
+from offchain.dispute.status import dispute_status
 from offchain.ml import load_dataset
 from offchain.storage.importer import compute_cid
 from offchain.node import LOCAL_DEPLOYMENT
 from offchain.workers.solver import Solver
 from offchain.workers.submitter import fetch_result, loss_curve
 from offchain.workers.verifier import Verifier, Whistleblower
-from tests.e2e.harness import SOLVER, SUBMITTER, VERIFIER, WHISTLEBLOWER, local_market, wait_for
+from tests.e2e.harness import CLOCK, SOLVER, SUBMITTER, VERIFIER, WHISTLEBLOWER, local_market, wait_for
 
 pytestmark = pytest.mark.e2e
+
+
+def _dtm(m, tmp_path, *args):
+    return CliRunner().invoke(main, ["--home", str(m.home), "--rpc", m.anvil.url, "--deployment",
+                                     str(deployment_path(*LOCAL_DEPLOYMENT, tmp_path / "deployments")), *args])
 
 
 def _state(market, task_id):
@@ -69,8 +78,23 @@ def test_honest_solver__beats_an_adversarial_verifier_and_is_paid(tmp_path):
         verifier = m.start(Verifier, VERIFIER, Role.VERIFIER, adversarial=True)
         task_id = m.post()
         reader = m.market(0)
+        # while the challenger has nothing to prove, `task status` names the phase, whose move, the clocks
+        view = wait_for(lambda: (v := reader.task(task_id)).state == TaskState.DISPUTED and
+                        reader.read(reader.arbiter, "disputes", v.dispute_id)["phase"] == PROVE and v, 120,
+                        "the prove phase")
+        status = dispute_status(reader, view.dispute_id, reader.now())
+        assert (status.to_move, status.mover, status.span) == ("challenger", verifier.address, 1)
+        assert 0 <= status.clock_left <= CLOCK and status.solver_won is None
+        shown = _dtm(m, tmp_path, "task", "status", str(task_id)).output
+        assert re.search(rf"dispute {view.dispute_id} over segment \d+, \d+ moves: prove, the challenger "
+                         rf"{verifier.address} must prove one link, data row or node element of the step wrong; "
+                         rf"\d+ s left on its clock \(the solver has \d+ s\)\n  argued: step {status.first_step}, "
+                         rf"its trace committed", shown), shown
         outcome = wait_for(lambda: _dispute_outcome(reader, m.deployment, task_id), 120, "the verdict")
         assert outcome["solver_won"] and outcome["reason"] == 1  # the challenger ran out of clock
+        assert dispute_status(reader, view.dispute_id, reader.now()).lines() == [
+            f"dispute {view.dispute_id} over segment {status.segment}, {status.moves} moves: ended, the solver won "
+            "(the other side's clock ran out)"]
         terms = reader.terms(reader.task(task_id).terms_id)
         assert reader.call("accounts", verifier.address)[0] == 5 * ETHER - terms.verifier_bond
         wait_for(lambda: _state(reader, task_id) == TaskState.FINALISED, 90, "finalisation")
@@ -136,9 +160,7 @@ def test_own_csv_task__result_reports_the_held_out_score(tmp_path):
         m.start(Verifier, VERIFIER, Role.VERIFIER)
 
         def dtm(*args):
-            return CliRunner().invoke(main, ["--home", str(m.home), "--rpc", m.anvil.url, "--deployment",
-                                             str(deployment_path(*LOCAL_DEPLOYMENT, tmp_path / "deployments")),
-                                             "--dev-account", str(SUBMITTER), *args])
+            return _dtm(m, tmp_path, "--dev-account", str(SUBMITTER), *args)
 
         posted = dtm("task", "post", "--data", str(csv), "--hidden", "8", "--steps", "40", "--k", "4",
                      "--batch-size", "8", "--lr", "0.5", "--payment", "1")
