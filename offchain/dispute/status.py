@@ -81,27 +81,30 @@ def dispute_status(market: Any, dispute_id: int, now: int) -> DisputeStatus:
     """The dispute's state on chain at time `now` (`market`: a `Market` on an `Arbitration` game)."""
     game = market.arbiter
     d = market.read(game, "disputes", dispute_id)
-    phase = d["phase"]
-    solver_won, reason, to_move = None, "", None
-    if phase in ENDED:
-        solver_won = phase == SOLVER_WON
+    node = end_reason = None
+    if d["phase"] in (PARTIALS, SUM_PICK):
+        node = market.read(game, "reductions", dispute_id)["node"]
+    if d["phase"] in ENDED:
         ended = game.events.DisputeEnded().get_logs(from_block=market.deployment.block,
                                                     argument_filters={"dispute_id": dispute_id})
-        reason = ENDINGS.get(ended[-1]["args"]["reason"], "") if ended else ""
-    else:
-        to_move = "solver" if phase in SOLVER_PHASES else "challenger"
-    mover = d[to_move] if to_move else None
+        end_reason = ended[-1]["args"]["reason"] if ended else None
+    return status_of(dispute_id, d, now, node, end_reason)
+
+
+def status_of(dispute_id: int, d: dict[str, Any], now: int, reduction_node: int | None = None,
+              end_reason: int | None = None) -> DisputeStatus:
+    """`Arbitration.disputes(dispute_id)` as the fields `d`, read at time `now`, with the node its
+    reduction argues (PARTIALS, SUM_PICK) and why it ended (`DisputeEnded.reason`), where known."""
+    phase = d["phase"]
+    solver_won = phase == SOLVER_WON if phase in ENDED else None
+    to_move = None if phase in ENDED else "solver" if phase in SOLVER_PHASES else "challenger"
     clocks = {"solver": d["solver_clock"], "challenger": d["challenger_clock"]}
     left = max(clocks[to_move] - max(now - d["turn_start"], 0), 0) if to_move else 0
     other = clocks["challenger" if to_move == "solver" else "solver"] if to_move else 0
-    node = None
-    if phase == DEMAND:
-        node = d["demand_node"]
-    elif phase in (PARTIALS, SUM_PICK):
-        node = market.read(game, "reductions", dispute_id)["node"]
-    trace_committed = d["trace_root"] != bytes(32)
-    return DisputeStatus(dispute_id, d["segment"], phase, d["moves"], to_move, mover, left, other,
-                         d["first_step"], d["span"], trace_committed, node, solver_won, reason)
+    node = d["demand_node"] if phase == DEMAND else reduction_node if phase in (PARTIALS, SUM_PICK) else None
+    return DisputeStatus(dispute_id, d["segment"], phase, d["moves"], to_move, d[to_move] if to_move else None,
+                         left, other, d["first_step"], d["span"], bytes(d["trace_root"]) != bytes(32), node,
+                         solver_won, ENDINGS.get(end_reason, "") if solver_won is not None else "")
 
 
-__all__ = ["DUTIES", "DisputeStatus", "ENDED", "ENDINGS", "dispute_status"]
+__all__ = ["DUTIES", "DisputeStatus", "ENDED", "ENDINGS", "dispute_status", "status_of"]

@@ -2,9 +2,10 @@
 import { createClient, custom, encodeFunctionData, http, parseEventLogs, type TransactionReceipt, type Address, type Chain, type Client, type EIP1193Provider, type Transport } from "viem";
 import { getBlock, getBlockNumber, getContractEvents, getLogs, readContract, simulateContract, waitForTransactionReceipt } from "viem/actions";
 import type { Deployment } from "./config";
+import { disputeEnded, reductionPhase, type DisputeExtras } from "./dispute";
 import { AppError } from "./errors";
 import { eth } from "./format";
-import { marketAbi } from "./generated/abi";
+import { arbitrationAbi, marketAbi } from "./generated/abi";
 import { viemChain, type Wallet } from "./wallet";
 
 export const TaskState = {
@@ -95,6 +96,22 @@ export class Market {
         return { block: log.blockNumber!, logIndex: log.logIndex!, timestamp: stamps.get(log.blockNumber!)!, event: log.eventName, detail };
       })
       .sort((a, b) => (a.block === b.block ? a.logIndex - b.logIndex : a.block < b.block ? -1 : 1));
+  }
+
+  /** A dispute of the game (`Arbitration.disputes`), the node its reduction argues and how it ended. */
+  async dispute(id: bigint) {
+    const game = { address: this.deployment.arbiter, abi: arbitrationAbi } as const;
+    const fields = await readContract(this.client, { ...game, functionName: "disputes", args: [id] });
+    const extras: DisputeExtras = {};
+    if (reductionPhase(fields.phase)) {
+      extras.reductionNode = (await readContract(this.client, { ...game, functionName: "reductions", args: [id] })).node;
+    }
+    if (disputeEnded(fields.phase)) {
+      const [ended] = await getContractEvents(this.client, { ...game, eventName: "DisputeEnded", args: { dispute_id: id },
+        fromBlock: this.deployment.block });
+      extras.endReason = ended?.args.reason;
+    }
+    return { fields, extras };
   }
 
   /** The arguments of every `name` event of task `id`, oldest first. */

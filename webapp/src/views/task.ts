@@ -3,6 +3,7 @@ import { duration, eth, ZERO_ADDRESS } from "../format";
 import type { Context, View } from "../context";
 import { stateName, TaskState, type TaskView } from "../market";
 import { clearNotice, h, notify } from "../dom";
+import { disputeLines } from "../dispute";
 import { AppError, describe } from "../errors";
 import { fetchResult, lossCurve } from "../result";
 import { act } from "./act";
@@ -13,9 +14,10 @@ export function taskPage(ctx: Context, id: bigint): View {
   const actions = h("div", { id: "task-actions" });
   const result = h("div", { id: "result" });
   const curve = h("div", { id: "curve" });
+  const dispute = h("div", { id: "dispute" });
   const facts = h("tbody");
   const timeline = h("tbody");
-  const el = h("section", {}, h("p", {}, h("a", { href: "#/" }, "← market")), head, actions, result,
+  const el = h("section", {}, h("p", {}, h("a", { href: "#/" }, "← market")), head, dispute, actions, result,
     h("table", { id: "facts" }, facts), curve,
     h("h2", {}, "Timeline"),
     h("table", { id: "timeline" }, h("thead", {}, h("tr", {}, ...["block", "time", "event", "detail"].map((t) => h("th", {}, t)))), timeline));
@@ -32,6 +34,7 @@ export function taskPage(ctx: Context, id: bigint): View {
       h("h1", {}, `Task ${id}: `, h("span", { class: "state", id: "task-state" }, stateName(task.state))),
       h("p", { id: "task-deadline" }, taskDeadline(task) ?? ""),
     );
+    dispute.replaceChildren(...(task.state === TaskState.DISPUTED ? await disputeView(task.dispute_id, now) : []));
     actions.replaceChildren(...taskActions(task, now));
     if (task.state === TaskState.FINALISED && !result.childElementCount) result.replaceChildren(resultButton());
     if (!/^0x0+$/.test(task.proof_root) && !curve.childElementCount) curve.replaceChildren(curveButton());
@@ -52,6 +55,16 @@ export function taskPage(ctx: Context, id: bigint): View {
     timeline.replaceChildren(...rows.map((row) => h("tr", {},
       h("td", {}, row.block), h("td", {}, `+${duration(Number(row.timestamp - start))}`),
       h("td", {}, row.event), h("td", { class: "mono" }, row.detail))));
+  }
+
+  /** The dispute's phase, whose move and the clocks, the argued step (`dtm task status`). */
+  async function disputeView(disputeId: bigint, now: number): Promise<HTMLElement[]> {
+    try {
+      const { fields, extras } = await ctx.market.dispute(disputeId);
+      return [h("h2", {}, "Dispute"), ...disputeLines(disputeId, fields, now, extras).map((line) => h("p", { class: "dispute-line" }, line))];
+    } catch (error) {
+      return [h("p", { class: "muted" }, describe(error, "Reading the dispute"))];
+    }
   }
 
   /** What the connected account may do now: cancel its open task (`dtm task cancel`), or enforce a
