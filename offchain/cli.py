@@ -268,6 +268,11 @@ def jackpot(env: Env) -> None:
     click.echo(f"jackpot {_eth(market.call('pool'))}: pays {terms.payout_ppm / 10_000:g}% of the pool, at most "
                f"{_eth(terms.payout_cap)}, per proven forced error; {terms.forced_error_ppm / 10_000:g}% of "
                f"proofs are forced errors; tax {terms.tax_ppm / 10_000:g}% of each payment funds it")
+    from offchain.timeline import jackpot_activity
+
+    for move in jackpot_activity(market):
+        what = f"paid {_eth(move.amount)} to {move.winner}" if move.paid else f"funded {_eth(move.amount)}"
+        click.echo(f"  block {move.block:>6}  {what} (pool {_eth(move.pool)})")
 
 
 _DEADLINES = {

@@ -39,3 +39,21 @@ def task_timeline(market: Market, task_id: int) -> list[TimelineRow]:
             detail = " ".join(f"{key}={event['args'][key]}" for key in SHOWN.get(name, ()))
             rows.append(TimelineRow(block, event["logIndex"], stamps[block], name, detail))
     return sorted(rows, key=lambda row: (row.block, row.log_index))
+
+
+@dataclass(frozen=True)
+class JackpotMove:
+    block: int
+    log_index: int
+    paid: bool         # a payout (JackpotPaid), else a tax that funded it (JackpotFunded)
+    amount: int
+    pool: int          # the pool after it
+    winner: str | None
+
+
+def jackpot_activity(market: Market, limit: int = 10) -> list[JackpotMove]:
+    """The jackpot's latest fundings and payouts, newest first."""
+    moves = [JackpotMove(e["blockNumber"], e["logIndex"], name == "JackpotPaid", e["args"]["amount"], e["args"]["pool"],
+                         e["args"].get("winner"))
+             for name in ("JackpotFunded", "JackpotPaid") for e in market.events(name, market.deployment.block)]
+    return sorted(moves, key=lambda m: (m.block, m.log_index), reverse=True)[:limit]

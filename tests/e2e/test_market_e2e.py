@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from offchain.chain.deployment import deployment_path
-from offchain.chain.suite import ETHER, Role, TaskState
+from offchain.chain.suite import ETHER, Role, TaskState, format_ether
 from offchain.cli import main
 from offchain.dispute.game import PROVE
 from offchain.dispute.status import dispute_status
@@ -145,6 +145,12 @@ def test_forced_error__proven_by_verifier_paid_from_jackpot_then_genuine_proof_p
         assert reader.call("accounts", verifier)[0] == 5 * ETHER
         paid = reader.contract.events.JackpotPaid().get_logs(from_block=m.deployment.block)
         assert [e["args"]["winner"] for e in paid] == [verifier] and paid[0]["args"]["amount"] > 0
+        # `dtm jackpot` lists the payout and the taxes that funded the pool, newest first
+        funded = reader.contract.events.JackpotFunded().get_logs(from_block=m.deployment.block)
+        shown, payout = _dtm(m, tmp_path, "jackpot").output, paid[0]["args"]
+        assert f"paid {format_ether(payout['amount'])} to {verifier} (pool {format_ether(payout['pool'])})" in shown
+        moves = [line.split()[2] for line in shown.splitlines()[1:]]
+        assert funded and sorted(moves) == sorted(["paid"] + ["funded"] * len(funded))
         rounds = [e["args"]["round"] for e in reader.events("ProofSubmitted", m.deployment.block, task_id=task_id)]
         assert rounds == [0, 1]
         assert fetch_result(reader, m.store, task_id).accuracy > 0.8

@@ -195,7 +195,11 @@ const scenarios = {
     await page.click("#show-loss");
     await page.locator("#loss-curve").waitFor({ timeout: TIMEOUT });
     const losses = JSON.parse(await page.locator("#loss-curve").getAttribute("data-losses"));
-    return { checked, losses, caption: await text(page, "#curve figcaption"), screenshots: [await shot(page, "result")] };
+    const [caption, screenshots] = [await text(page, "#curve figcaption"), [await shot(page, "result")]];
+    await page.goto(`${params.app_url}#/`);
+    await page.locator("#jackpot-activity tbody tr td:nth-child(2)").first().waitFor({ timeout: TIMEOUT });
+    const jackpot = await page.locator("#jackpot-activity tbody tr").allInnerTexts();
+    return { checked, losses, caption, jackpot, screenshots };
   },
 
   /** No wallet, and a chain that does not answer. */

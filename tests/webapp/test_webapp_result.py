@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from offchain.chain.suite import Role, TaskState
+from offchain.chain.suite import Role, TaskState, format_ether
 from offchain.node import free_port
 from offchain.storage import serve
 from offchain.webapp import app_config, app_origins, serve_app
@@ -33,6 +33,7 @@ def test_the_trained_weights_are_checked_and_downloaded_from_the_page(tmp_path):
         created = reader.events("TaskCreated", reader.deployment.block, task_id=task_id)[0]["args"]
         losses = [point.loss for point in proof_curve(
             fetch_task(m.store, created["spec_cid"], reader.task(task_id).spec_hash), expected.proof, m.store)]
+        [funded] = reader.contract.events.JackpotFunded().get_logs(from_block=m.deployment.block)
 
         web_port = free_port()
         with serve(str(m.home / "ipfs"), port=0, cors_origins=app_origins(web_port)) as store:
@@ -52,5 +53,8 @@ def test_the_trained_weights_are_checked_and_downloaded_from_the_page(tmp_path):
     # float64 in the page)
     assert seen["losses"] == pytest.approx(losses, rel=1e-5)
     assert losses[-1] < losses[0]
+    # the market page lists the tax that funded the jackpot when the task was paid
+    assert seen["jackpot"] == [f"{funded['blockNumber']}\tfunded {format_ether(funded['args']['amount'])}\t"
+                               f"{format_ether(funded['args']['pool'])}"]
     assert seen["caption"] == (f"Cross-entropy on the task's dataset at each of 5 checkpoints: {seen['losses'][0]:.4f} → "
                                f"{seen['losses'][-1]:.4f}.")

@@ -33,6 +33,7 @@ const SHOWN: Record<string, readonly string[]> = {
 };
 const ACCOUNT_EVENTS = marketAbi.filter((item) => item.type === "event" &&
   ["Deposited", "UnbondRequested", "StakeWithdrawn", "Withdrawn", "Credited", "StakeLocked", "StakeUnlocked", "StakeSlashed"].includes(item.name));
+const JACKPOT_EVENTS = marketAbi.filter((item) => item.type === "event" && ["JackpotFunded", "JackpotPaid"].includes(item.name));
 const AMOUNTS = new Set(["solver_payment", "verifier_fee", "amount"]);
 const TASK_EVENTS = marketAbi.filter((item) => item.type === "event" && item.name in SHOWN);
 
@@ -120,6 +121,18 @@ export class Market {
       ...this.contract, eventName: name, args: { task_id: id }, fromBlock: this.deployment.block,
     } as never);
     return (logs as { args: Record<string, unknown> }[]).map((log) => log.args);
+  }
+
+  /** The jackpot's latest fundings and payouts, newest first (`dtm jackpot`). */
+  async jackpotActivity(limit = 10): Promise<{ block: bigint; paid: boolean; amount: bigint; pool: bigint; winner?: Address }[]> {
+    const logs = await getLogs(this.client, { address: this.address, events: JACKPOT_EVENTS, fromBlock: this.deployment.block });
+    return logs
+      .sort((a, b) => (a.blockNumber === b.blockNumber ? b.logIndex! - a.logIndex! : a.blockNumber! > b.blockNumber! ? -1 : 1))
+      .slice(0, limit)
+      .map((log) => {
+        const args = log.args as { amount: bigint; pool: bigint; winner?: Address };
+        return { block: log.blockNumber!, paid: log.eventName === "JackpotPaid", amount: args.amount, pool: args.pool, winner: args.winner };
+      });
   }
 
   /** The account's latest stake and credit events, newest first. */

@@ -12,14 +12,23 @@ export function overview(ctx: Context): View {
   const terms = h("p", { class: "muted", id: "jackpot-terms" });
   const mine = h("input", { type: "checkbox", id: "mine", onchange: () => void refresh() }) as HTMLInputElement;
   const rows = h("tbody");
+  const jackpotRows = h("tbody");
   const el = h("section", {},
     h("h1", {}, "Market"), summary, terms,
     h("h2", {}, "Tasks ", ctx.wallet ? h("label", { class: "muted" }, mine, " only mine") : null),
-    h("table", { id: "tasks" }, h("thead", {}, h("tr", {}, ...["task", "state", "payment", "solver stake", "submitter", "deadline"].map((t) => h("th", {}, t)))), rows));
+    h("table", { id: "tasks" }, h("thead", {}, h("tr", {}, ...["task", "state", "payment", "solver stake", "submitter", "deadline"].map((t) => h("th", {}, t)))), rows),
+    h("h2", {}, "Jackpot activity"),
+    h("table", { id: "jackpot-activity" }, h("thead", {}, h("tr", {}, ...["block", "move", "pool after"].map((t) => h("th", {}, t)))), jackpotRows));
 
   async function refresh(): Promise<void> {
     const { market } = ctx;
-    const [tasks, pool, current, now] = await Promise.all([market.tasks(), market.pool(), market.terms(), market.now()]);
+    const [tasks, pool, current, now, moves] = await Promise.all([market.tasks(), market.pool(), market.terms(), market.now(),
+      market.jackpotActivity()]);
+    jackpotRows.replaceChildren(...moves.map((move) => h("tr", {},
+      h("td", {}, move.block),
+      h("td", {}, move.paid ? `paid ${eth(move.amount)} to ${move.winner}` : `funded ${eth(move.amount)}`),
+      h("td", {}, eth(move.pool)))));
+    if (!moves.length) jackpotRows.replaceChildren(h("tr", {}, h("td", { colspan: "3", class: "muted" }, "no payments yet")));
     setChainTime(now);
     const open = tasks.filter((t) => t.state === TaskState.OPEN).length;
     summary.replaceChildren(
