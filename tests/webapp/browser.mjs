@@ -202,6 +202,15 @@ const scenarios = {
     return { checked, losses, caption, jackpot, screenshots };
   },
 
+  /** A store that answers other bytes for a file: the page refuses the result and says so. */
+  async get_result_refused(page) {
+    await page.goto(`${params.app_url}#/task/${params.task_id}`);
+    await page.locator("#get-result").click({ timeout: TIMEOUT });
+    await page.locator("#notice:not([hidden])").waitFor({ timeout: TIMEOUT });
+    return { notice: await notice(page), downloads: await page.locator("#download-weights").count(),
+      screenshots: [await shot(page, "result-refused")] };
+  },
+
   /** No wallet, and a chain that does not answer. */
   async dead_chain(page) {
     await page.goto(params.app_url);
