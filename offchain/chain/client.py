@@ -139,6 +139,18 @@ class _Sent:
     versions: list[tuple[bytes, bytes]] = field(default_factory=list)  # (tx hash, raw bytes)
 
 
+@dataclass
+class _Unmined:
+    """A move `send` sent and `receipt` has not seen mined: what it needs to raise its fees."""
+
+    name: str
+    sent: _Sent
+    tx: dict
+    nonces: NonceManager
+    last_send: float
+    bumps: int = 0
+
+
 @dataclass(frozen=True)
 class TaskView:
     """One task as the chain holds it (field order of `Market.Task`)."""
@@ -176,7 +188,7 @@ class Market:
         self.w3, self.deployment, self.account = w3, deployment, account
         self.policy = policy or TxPolicy.from_env()
         self._chain_id: int | None = None
-        self._unmined: dict[bytes, tuple[NonceManager, int]] = {}  # sent by `send`, not yet seen mined
+        self._unmined: dict[bytes, _Unmined] = {}  # sent by `send`, not yet seen mined
         self.contract = w3.eth.contract(address=deployment.market, abi=load_abi("Market"))
         self.arbiter = w3.eth.contract(address=deployment.arbiter, abi=load_abi(deployment.arbiter_kind))
         checker = deployment.contracts.get("ProofChecker")
@@ -235,22 +247,41 @@ class Market:
 
     def send(self, name: str, *args: Any, value: int = 0, contract: Any = None) -> bytes:
         """Simulate, sign and send one call without waiting for it; returns the transaction hash.
-        Its nonce stays taken until `receipt` sees it mined."""
-        sent, _, nonces = self._send(name, args, value, contract)
+        Its nonce stays taken until `receipt` sees it mined, and `receipt` raises its fees while
+        it is not (`TxPolicy`)."""
+        sent, tx, nonces = self._send(name, args, value, contract)
         tx_hash = sent.versions[0][0]
-        self._unmined[tx_hash] = (nonces, sent.nonce)
+        self._unmined[tx_hash] = _Unmined(name, sent, tx, nonces, time.monotonic())
         return tx_hash
 
     def receipt(self, tx_hash: bytes) -> Any | None:
-        """The receipt of a transaction `send` sent, or None while it is not mined."""
-        try:
-            receipt = with_retries("receipt", lambda: self.w3.eth.get_transaction_receipt(tx_hash))
-        except TransactionNotFound:
-            return None
-        held = self._unmined.pop(bytes(tx_hash), None)
-        if held is not None:
-            held[0].release(held[1])
-        return receipt
+        """The receipt of a transaction `send` sent (or of a version of it with raised fees), or
+        None while none is mined; a call after `bump_after` seconds without one raises the fees."""
+        waiting = self._unmined.get(bytes(tx_hash))
+        if waiting is None:
+            try:
+                return with_retries("receipt", lambda: self.w3.eth.get_transaction_receipt(tx_hash))
+            except TransactionNotFound:
+                return None
+        receipt = with_retries(waiting.name, lambda: self._receipt(waiting.sent))
+        if receipt is not None:
+            del self._unmined[bytes(tx_hash)]
+            waiting.nonces.release(waiting.sent.nonce)
+            return receipt
+        if time.monotonic() - waiting.last_send >= self.policy.bump_after and waiting.bumps < self.policy.max_bumps:
+            waiting.bumps += 1
+            self._bump(waiting.name, waiting.sent, waiting.tx, waiting.bumps)
+            waiting.last_send = time.monotonic()
+        return None
+
+    def _bump(self, name: str, sent: _Sent, tx: dict, bumps: int) -> None:
+        """Broadcast `sent` again with its fees raised `bumps` times (same nonce: whichever version
+        is mined first is the move)."""
+        log.info("%s: not mined after %.0f s; raising its fees (%d of %d)", name, self.policy.bump_after, bumps,
+                 self.policy.max_bumps)
+        signed = self.account.sign_transaction({**tx, **self._fees(bumps), "nonce": sent.nonce})
+        if self._send_raw(name, signed.raw_transaction):
+            sent.versions.append((bytes(signed.hash), bytes(signed.raw_transaction)))
 
     def _send(self, name: str, args: tuple, value: int, contract: Any) -> tuple[_Sent, dict, NonceManager]:
         """Simulate, then sign and broadcast with the account's next nonce (marked in flight)."""
@@ -324,11 +355,7 @@ class Market:
                 last_send = time.monotonic()
             elif time.monotonic() - last_send >= policy.bump_after and bumps < policy.max_bumps:
                 bumps += 1
-                log.info("%s: not mined after %.0f s; raising its fees (%d of %d)", name,
-                         time.monotonic() - last_send, bumps, policy.max_bumps)
-                signed = self.account.sign_transaction({**tx, **self._fees(bumps), "nonce": sent.nonce})
-                if self._send_raw(name, signed.raw_transaction):
-                    sent.versions.append((bytes(signed.hash), bytes(signed.raw_transaction)))
+                self._bump(name, sent, tx, bumps)
                 last_send = time.monotonic()
             time.sleep(0.1)
         raise ChainError(f"{name}: nonce {sent.nonce} not done in {policy.timeout:.0f} s "

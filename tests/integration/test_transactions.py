@@ -97,6 +97,31 @@ def test_fees__a_move_not_mined_is_replaced_with_higher_fees_and_lands_once(chai
     assert _bonded(market) == AMOUNT
 
 
+def test_fees__a_move_sent_without_waiting_gets_raised_fees_as_its_receipt_is_polled(chain):
+    """`send` + `receipt` (the keeper's way): a poll after `bump_after` without a receipt re-sends the
+    move with raised fees under the same nonce; the receipt of whichever version lands is returned
+    for the first hash, and the move executes once."""
+    w3, deployment = chain
+    market = Market(w3, deployment, dev_account(7), TxPolicy(bump_after=0.3, max_bumps=2))
+    before, bonded = w3.eth.get_transaction_count(market.account.address), _bonded(market)
+    first_fee = market._fees()["maxFeePerGas"]
+    _rpc(w3, "evm_setAutomine", False)
+    try:
+        tx_hash = market.send("deposit", int(Role.SOLVER), value=AMOUNT)
+        for _ in range(3):  # three polls, two of them late enough to bump (at most max_bumps)
+            time.sleep(0.35)
+            assert market.receipt(tx_hash) is None
+    finally:
+        _rpc(w3, "evm_setAutomine", True)
+        _rpc(w3, "evm_mine")
+    receipt = market.receipt(tx_hash)
+    assert receipt["status"] == 1 and receipt["transactionHash"] != tx_hash  # the last version landed
+    assert w3.eth.get_transaction(receipt["transactionHash"])["maxFeePerGas"] >= first_fee * 125 * 125 // 100 // 100
+    assert w3.eth.get_transaction_count(market.account.address) == before + 1
+    assert _bonded(market) == bonded + AMOUNT
+    assert market._unmined == {}  # the nonce is free again
+
+
 def test_confirmations__a_move_is_done_only_with_enough_blocks_on_top(chain):
     w3, deployment = chain
     market = Market(w3, deployment, dev_account(5), TxPolicy(confirmations=3))
