@@ -274,12 +274,12 @@ def mixed_gpus(network: Network) -> Network:
     return network.with_flops(kinds[np.arange(network.size) % 3])
 
 
-#: Name → builder of DT-FM's five scenarios (64 V100s each) and a heterogeneous-speed variant.
-SCENARIOS: dict[str, Callable[[], Network]] = {
+#: Name → builder (of n devices, 64 by default) of DT-FM's five scenarios and a heterogeneous-speed variant.
+SCENARIOS: dict[str, Callable[..., Network]] = {
     "data centre": datacenter,
     "spot instances": spot_instances,
     "multi universities": multi_universities,
     "regional geo": regional,
     "world-wide geo": world_wide,
-    "world-wide, mixed GPUs": lambda: mixed_gpus(world_wide()),
+    "world-wide, mixed GPUs": lambda n=64: mixed_gpus(world_wide(n)),
 }
