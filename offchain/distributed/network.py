@@ -274,12 +274,13 @@ def mixed_gpus(network: Network) -> Network:
     return network.with_flops(kinds[np.arange(network.size) % 3])
 
 
-#: Name → builder (of n devices, 64 by default) of DT-FM's five scenarios and a heterogeneous-speed variant.
+#: Name → builder (of n devices, 64 by default) of DT-FM's five scenarios and two heterogeneous-speed variants.
 SCENARIOS: dict[str, Callable[..., Network]] = {
     "data centre": datacenter,
     "spot instances": spot_instances,
     "multi universities": multi_universities,
     "regional geo": regional,
     "world-wide geo": world_wide,
+    "data centre, mixed GPUs": lambda n=64: mixed_gpus(datacenter(n)),
     "world-wide, mixed GPUs": lambda n=64: mixed_gpus(world_wide(n)),
 }

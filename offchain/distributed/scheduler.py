@@ -32,6 +32,7 @@ It never returns a schedule costlier than `dtfm_search`'s.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -287,18 +288,14 @@ def open_tsp(cost: np.ndarray) -> tuple[float, list[int]]:
     if n > EXACT_TSP_MAX:
         return _tsp_heuristic(cost)
     full = 1 << n
-    dp = np.full((full, n), np.inf)
     bits = 1 << np.arange(n)
+    dp = np.full((full, n), np.inf)
     dp[bits, np.arange(n)] = 0.0
-    popcount = np.array([bin(m).count("1") for m in range(full)])
-    for size in range(1, n):
-        masks = np.flatnonzero(popcount == size)
-        # best[m, k]: cheapest path over mask m ending anywhere, then stepping to k
-        step = (dp[masks][:, :, None] + cost[None, :, :]).min(1)
-        inside = (masks[:, None] & bits[None, :]) != 0
-        step[inside] = np.inf
-        targets = masks[:, None] | bits[None, :]
-        np.minimum.at(dp, (targets.ravel(), np.tile(np.arange(n), len(masks))), step.ravel())
+    for masks, prev, inside in _subset_tables(n):
+        # dp[m, k]: cheapest path over the nodes of m ending at k = best over j of dp[m − k, j] + cost[j, k]
+        step = (dp[prev] + cost.T[None, :, :]).min(2)
+        step[~inside] = np.inf
+        dp[masks] = step
     last = dp[full - 1]
     end = int(np.argmin(last))
     total = float(last[end])
@@ -312,6 +309,20 @@ def open_tsp(cost: np.ndarray) -> tuple[float, list[int]]:
         path.append(j)
         mask = prev_mask
     return total, path[::-1]
+
+
+@functools.lru_cache(maxsize=None)
+def _subset_tables(n: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For each subset size ≥ 2: the subsets, each minus each node, and which nodes are in it."""
+    bits = 1 << np.arange(n)
+    popcount = np.array([bin(m).count("1") for m in range(1 << n)])
+    tables = []
+    for size in range(2, n + 1):
+        masks = np.flatnonzero(popcount == size)
+        inside = (masks[:, None] & bits[None, :]) != 0
+        prev = np.where(inside, masks[:, None] ^ bits[None, :], 0)
+        tables.append((masks, prev, inside))
+    return tables
 
 
 def _path_cost(cost: np.ndarray, path: Sequence[int]) -> float:
@@ -353,6 +364,8 @@ class _Model:
         self.edges = _edge_costs(network, workload)
         self._dp: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._pairs: dict[bytes, tuple[float, list[int]]] = {}
+        self._by_groups: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, list[int]]] = {}
+        self._balanced: dict[bytes, np.ndarray] = {}
         self.evaluations = 0
 
     def _dp_terms(self, group: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -375,12 +388,17 @@ class _Model:
     def pair(self, a: tuple[int, ...], b: tuple[int, ...]) -> tuple[float, list[int]]:
         """Bottleneck matching of group a's devices to group b's (by position)."""
         flip = b < a
-        sub = self.edges[np.ix_(b, a) if flip else np.ix_(a, b)]
-        key = sub.tobytes()  # devices with the same links give the same matrix: one solve
-        hit = self._pairs.get(key)
+        key = (b, a) if flip else (a, b)
+        hit = self._by_groups.get(key)
         if hit is None:
-            hit = self._pairs[key] = bottleneck_matching(sub)
-            if len(self._pairs) > 200_000:
+            sub = self.edges[list(key[0])][:, list(key[1])]
+            raw = sub.tobytes()  # devices with the same links give the same matrix: one solve
+            hit = self._pairs.get(raw)
+            if hit is None:
+                hit = self._pairs[raw] = bottleneck_matching(sub)
+            self._by_groups[key] = hit
+            if len(self._by_groups) > 200_000:
+                self._by_groups.clear()
                 self._pairs.clear()
         if not flip:
             return hit
@@ -401,7 +419,10 @@ class _Model:
 
     def layers_for(self, groups: list[tuple[int, ...]]) -> np.ndarray:
         speeds = np.array([self.network.flops[list(g)].min() for g in groups])
-        return balance_layers(speeds, self.workload.layers)
+        key = speeds.tobytes()
+        if key not in self._balanced:
+            self._balanced[key] = balance_layers(speeds, self.workload.layers)
+        return self._balanced[key].copy()
 
     def full(self, groups: list[tuple[int, ...]], layers: np.ndarray | None = None) -> tuple[Cost, list[int], np.ndarray]:
         """Cost of a partition with its best pipeline order (and balanced layers unless given)."""
@@ -661,7 +682,7 @@ def _layer_moves(model: _Model, groups: list[tuple[int, ...]], layers: np.ndarra
 
 
 def schedule(network: Network, workload: Workload, *, seed: int = 0, population: int = 100,
-             trials: int = 4900, max_swaps: int = 20_000, restarts: int = 4, baseline: SearchResult | None = None) -> SearchResult:
+             trials: int = 4900, max_swaps: int = 5_000, restarts: int = 2, baseline: SearchResult | None = None) -> SearchResult:
     """The scheduler. Deterministic for a seed.
 
     1. DT-FM's search (`dtfm_search`, or `baseline` when given: its result for the same

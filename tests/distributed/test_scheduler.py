@@ -189,3 +189,21 @@ def test_unreadable_and_non_json_files(tmp_path):
     with pytest.raises(SchedulerError, match="not JSON: .* line 2") as error:
         load_network(tmp_path / "bad.json")
     assert "\n" not in str(error.value)
+
+
+def test_cli_prints_a_schedule_and_one_line_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from offchain.cli import main
+
+    save_network(SCENARIOS["multi universities"](4), tmp_path / "net.json")
+    args = ["schedule", "--network", str(tmp_path / "net.json"), "--layers", "4", "--trials", "5"]
+    ok = CliRunner().invoke(main, [*args, "--stages", "2", "--replicas", "2"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.startswith("cost ") and "stage 1 (layers 2-3): " in ok.output
+    bad = CliRunner().invoke(main, [*args, "--stages", "4", "--replicas", "2"])
+    assert bad.exit_code == 1
+    assert bad.output.strip() == "Error: 4 stages × 2 replicas = 8 devices, the network has 4"
+    (tmp_path / "net.json").write_text("{}")
+    broken = CliRunner().invoke(main, [*args, "--stages", "2", "--replicas", "2"])
+    assert broken.output.strip() == f"Error: {tmp_path / 'net.json'}: missing key 'devices'"
