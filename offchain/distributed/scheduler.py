@@ -458,6 +458,13 @@ def _groups_of(labels: np.ndarray, stages: int) -> list[tuple[int, ...]]:
     return [tuple(np.flatnonzero(labels == p).tolist()) for p in range(stages)]
 
 
+def _labels_of(groups: list[tuple[int, ...]], n: int) -> np.ndarray:
+    labels = np.empty(n, dtype=int)
+    for p, group in enumerate(groups):
+        labels[list(group)] = p
+    return labels
+
+
 # --- DT-FM's search: GCMA -----------------------------------------------------------------------
 
 def _crossover(rng: np.random.Generator, parent1: np.ndarray, parent2: np.ndarray, replicas: int,
@@ -681,54 +688,118 @@ def _layer_moves(model: _Model, groups: list[tuple[int, ...]], layers: np.ndarra
     return best, layers
 
 
+def _capped_layers(model: _Model, groups: list[tuple[int, ...]]) -> np.ndarray:
+    """Layers for a fixed partition trading compute against data-parallel time: for every cap
+    on a stage's sync time, the compute-balanced split within that cap; the cheapest wins."""
+    w = model.workload
+    speeds = np.array([model.network.flops[list(g)].min() for g in groups])
+    counts = np.arange(1, w.layers + 1)
+    sync = np.array([[model.dp_cost(g, int(n)) for n in counts] for g in groups])  # [stage, layers − 1]
+    best: tuple[float, np.ndarray] | None = None
+    for cap in np.unique(sync):
+        allowed = (sync <= cap).sum(1)  # sync time grows with layers: the first `allowed` counts fit
+        if allowed.min() < 1 or allowed.sum() < w.layers:
+            continue
+        layers = np.ones(len(groups), dtype=int)
+        for _ in range(w.layers - len(groups)):
+            finish = np.where(layers < allowed, (layers + 1) / speeds, np.inf)
+            layers[int(np.argmin(finish))] += 1
+        total = _compute_cost(w, speeds, layers) + float(sync[np.arange(len(groups)), layers - 1].max())
+        if best is None or total < best[0]:
+            best = (total, layers)
+    assert best is not None  # the largest cap allows every split
+    return best[1]
+
+
 def schedule(network: Network, workload: Workload, *, seed: int = 0, population: int = 100,
              trials: int = 4900, max_swaps: int = 5_000, restarts: int = 2, baseline: SearchResult | None = None) -> SearchResult:
     """The scheduler. Deterministic for a seed.
 
     1. DT-FM's search (`dtfm_search`, or `baseline` when given: its result for the same
        arguments, whose time is counted in ours);
-    2. the same GCMA on the full cost, its population seeded with step 1's partition and a
-       speed-sorted one (fastest devices together);
-    3. device swaps between groups from step 2's best, step 1's, the speed-sorted partition
-       and the next `restarts` members of step 2's final population;
-    4. layer moves between stages, from the compute-balanced and from the equal split.
+    2. the same GCMA on the full cost, its population seeded with step 1's partition, a
+       speed-sorted one (fastest devices together) and six structured ones (`_structured_seeds`);
+    3. device swaps between groups from step 2's best and the next `restarts` distinct
+       members of its final population;
+    4. for each of those and each seed, layer moves between stages from the compute-balanced
+       split, the equal one and the best compute-balanced split under a cap on the stages'
+       sync time (`_capped_layers`); the cheapest wins.
     Every step keeps the best seen, so the result never costs more than step 1's."""
     if baseline is None:
         baseline = dtfm_search(network, workload, seed=seed, population=population, trials=trials)
     start = time.perf_counter()
     model = _Model(network, workload)
     stages = workload.stages
-    from_dtfm = np.empty(network.size, dtype=int)
-    for s, group in enumerate(baseline.schedule.stages):
-        from_dtfm[list(group)] = s
-    by_speed = np.empty(network.size, dtype=int)
-    by_speed[np.argsort(-network.flops, kind="stable")] = np.repeat(np.arange(stages), workload.replicas)
+    from_dtfm = _labels_of(list(baseline.schedule.stages), network.size)
+    by_speed = _chunks(np.argsort(-network.flops, kind="stable"), workload)
+    seeds = [from_dtfm, by_speed, *_structured_seeds(model)]
 
     def full(groups: list[tuple[int, ...]]) -> float:
         return model.full(groups)[0].total
 
-    evolved, history, ranked = _gcma(model, full, np.random.default_rng([seed, 1]), population, trials, [from_dtfm, by_speed])
+    evolved, history, ranked = _gcma(model, full, np.random.default_rng([seed, 1]), population, trials, seeds)
     classes = _equivalent_devices(network)
-    best: tuple[float, np.ndarray] | None = None
-    seen: list[list[tuple[int, ...]]] = []
-    for labels in [evolved, from_dtfm, by_speed, *ranked][:restarts + 3]:
-        if _groups_of(labels, stages) in seen:
-            continue
-        seen.append(_groups_of(labels, stages))
-        found = _swap_descent(model, labels, classes, max_swaps)
-        if best is None or found[0] < best[0]:
-            best = found
+    candidates: list[list[tuple[int, ...]]] = []
+    for labels in [evolved, *ranked]:
+        if len(candidates) > restarts:
+            break
+        if _groups_of(labels, stages) not in candidates:
+            candidates.append(_groups_of(labels, stages))
+    candidates = [_groups_of(_swap_descent(model, _labels_of(g, network.size), classes, max_swaps)[1], stages)
+                  for g in candidates]
+    candidates += [_groups_of(labels, stages) for labels in seeds]
+    best: tuple[float, list[tuple[int, ...]], np.ndarray] | None = None
+    for groups in candidates:
+        for start_layers in (model.layers_for(groups), equal_layers(workload.layers, stages),
+                             _capped_layers(model, groups)):
+            total, layers = _layer_moves(model, groups, start_layers)
+            if best is None or total < best[0]:
+                best = (total, groups, layers)
     assert best is not None
-    groups = _groups_of(best[1], stages)
-    options = [_layer_moves(model, groups, start_layers)
-               for start_layers in (model.layers_for(groups), equal_layers(workload.layers, stages))]
-    layers = min(options, key=lambda option: option[0])[1]
+    _, groups, layers = best
     _, order, _ = model.full(groups, layers)
     ours = model.layout(groups, order, layers)
     if ours.cost.total > baseline.schedule.cost.total:
         ours = baseline.schedule  # unreachable but for float rounding: step 1's layout is among the candidates
     seconds = baseline.seconds + time.perf_counter() - start
     return SearchResult(ours, seconds, baseline.evaluations + model.evaluations, history)
+
+
+def _chunks(order: np.ndarray, workload: Workload) -> np.ndarray:
+    """Labels putting devices order[0 : R] in group 0, the next R in group 1, and so on."""
+    labels = np.empty(len(order), dtype=int)
+    labels[order] = np.repeat(np.arange(workload.stages), workload.replicas)
+    return labels
+
+
+def _stripes(order: np.ndarray, workload: Workload) -> np.ndarray:
+    """Labels making order[0 : S] one pipeline (stage 0, 1, …), the next S the next pipeline."""
+    labels = np.empty(len(order), dtype=int)
+    labels[order] = np.tile(np.arange(workload.stages), workload.replicas)
+    return labels
+
+
+def _structured_seeds(model: _Model) -> list[np.ndarray]:
+    """Partitions that keep either each data-parallel group or each pipeline among nearby
+    devices: chunks and stripes of the devices' rank order and of a nearest-neighbour tour
+    (by pipeline link cost) through them, and the stripes again with each pipeline's
+    devices sorted by speed."""
+    edges, n = model.edges, model.network.size
+    tour, left = [0], set(range(1, n))
+    while left:
+        nxt = min(left, key=lambda k: (edges[tour[-1], k], k))
+        tour.append(nxt)
+        left.remove(nxt)
+    seeds = []
+    w = model.workload
+    for order in (np.arange(n), np.array(tour)):
+        seeds += [_chunks(order, w), _stripes(order, w)]
+        # The same pipelines, each running its devices fastest first, so that a stage's
+        # group gathers devices of one speed (its slowest device sets its pace).
+        pipelines = order.reshape(w.replicas, w.stages)
+        fastest_first = np.take_along_axis(pipelines, np.argsort(-model.network.flops[pipelines], 1, kind="stable"), 1)
+        seeds.append(_stripes(fastest_first.ravel(), w))
+    return seeds
 
 
 # --- reference points ---------------------------------------------------------------------------
