@@ -142,7 +142,7 @@ class SearchResult:
     schedule: Schedule
     seconds: float
     evaluations: int
-    history: tuple[float, ...] = field(default=(), repr=False)  # best DT-FM objective after each trial
+    history: tuple[float, ...] = field(default=(), repr=False)  # the GCMA's best fitness after each trial
 
 
 # --- cost model ---------------------------------------------------------------------------------

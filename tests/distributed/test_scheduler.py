@@ -13,7 +13,7 @@ from offchain.distributed import (
     SCENARIOS, Network, SchedulerError, Workload, brute_force, dtfm_search, evaluate, in_order_schedule,
     load_network, random_schedule, save_network, schedule,
 )
-from offchain.distributed.scheduler import balance_layers, bottleneck_matching, open_tsp
+from offchain.distributed.scheduler import _tsp_heuristic, balance_layers, bottleneck_matching, open_tsp
 
 FAST = dict(population=16, trials=30, max_swaps=200)
 
@@ -62,6 +62,9 @@ def test_exact_subproblems_match_enumeration():
         brute = min(sum(sym[p[i], p[i + 1]] for i in range(n - 1)) for p in itertools.permutations(range(n)))
         assert total == pytest.approx(brute)
         assert sum(sym[path[i], path[i + 1]] for i in range(n - 1)) == pytest.approx(total)
+        heuristic, tour = _tsp_heuristic(sym)  # used beyond 12 stages
+        assert sorted(tour) == list(range(n)) and heuristic >= total - 1e-12
+        assert sum(sym[tour[i], tour[i + 1]] for i in range(n - 1)) == pytest.approx(heuristic)
         m = rng.integers(0, 5, (n, n)).astype(float)
         value, match = bottleneck_matching(m)
         assert sorted(match) == list(range(n))
