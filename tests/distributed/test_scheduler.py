@@ -210,3 +210,17 @@ def test_cli_prints_a_schedule_and_one_line_errors(tmp_path):
     (tmp_path / "net.json").write_text("{}")
     broken = CliRunner().invoke(main, [*args, "--stages", "2", "--replicas", "2"])
     assert broken.output.strip() == f"Error: {tmp_path / 'net.json'}: missing key 'devices'"
+
+
+def test_a_stage_with_a_slow_sync_sheds_layers():
+    # Equal speeds, but every link of device 3 is slow: whichever stage holds it syncs slowly,
+    # so the split that minimises compute alone (12 + 12) is not the cheapest.
+    bandwidth = np.full((4, 4), 1e10)
+    bandwidth[3, :] = bandwidth[:, 3] = 1e7
+    network = Network(("a", "b", "c", "d"), np.full(4, 1e14), np.zeros((4, 4)), bandwidth)
+    workload = Workload.gpt3_xl(stages=2, replicas=2, micro_batches=4)
+    result = schedule(network, workload, **FAST).schedule
+    slow_stage = next(s for s, group in enumerate(result.stages) if 3 in group)
+    assert result.layers[slow_stage] < 12
+    assert result.cost.total < evaluate(network, workload, result.stages, [12, 12]).total
+    assert result.cost.total <= brute_force(network, workload).cost.total
