@@ -19,7 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from offchain.distributed import SCENARIOS, Workload, dtfm_search, in_order_schedule, random_schedule, schedule  # noqa: E402
+from offchain.distributed import (  # noqa: E402
+    SCENARIOS, Workload, dtfm_search, in_order_schedule, random_schedule, schedule,
+)
 
 
 def main() -> None:
@@ -36,7 +38,8 @@ def main() -> None:
 
     workload = Workload.gpt3_xl(activation_compression=args.activation_compression,
                                 gradient_compression=args.gradient_compression, sync_every=args.sync_every)
-    print(f"GPT-3 XL, {workload.stages} stages × {workload.replicas} replicas, {workload.micro_batches} micro-batches; "
+    print(f"GPT-3 XL, {workload.stages} stages × {workload.replicas} replicas, "
+          f"{workload.micro_batches} micro-batches; "
           f"activations ÷{args.activation_compression:g}, gradients ÷{args.gradient_compression:g}, "
           f"sync every {args.sync_every}; GCMA {args.population} + {args.trials}, seed {args.seed}")
     header = (f"{'scenario':<24} {'random':>8} {'in-order':>9} {'DT-FM':>8} {'ours':>8} "

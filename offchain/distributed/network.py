@@ -130,7 +130,8 @@ def _matrix(doc: dict[str, Any], key: str, n: int, source: str, positive: bool) 
     for i in range(n):
         for j in range(i + 1, n):
             if out[i, j] != out[j, i]:
-                raise SchedulerError(f"{source}: {key} is not symmetric: [{i}][{j}]={out[i, j]:g}, [{j}][{i}]={out[j, i]:g}")
+                raise SchedulerError(f"{source}: {key} is not symmetric: "
+                                     f"[{i}][{j}]={out[i, j]:g}, [{j}][{i}]={out[j, i]:g}")
     return out
 
 

@@ -424,7 +424,8 @@ class _Model:
             self._balanced[key] = balance_layers(speeds, self.workload.layers)
         return self._balanced[key].copy()
 
-    def full(self, groups: list[tuple[int, ...]], layers: np.ndarray | None = None) -> tuple[Cost, list[int], np.ndarray]:
+    def full(self, groups: list[tuple[int, ...]],
+             layers: np.ndarray | None = None) -> tuple[Cost, list[int], np.ndarray]:
         """Cost of a partition with its best pipeline order (and balanced layers unless given)."""
         self.evaluations += 1
         if layers is None:
@@ -633,7 +634,8 @@ def _equivalent_devices(network: Network) -> np.ndarray:
     return labels
 
 
-def _swap_descent(model: _Model, labels: np.ndarray, classes: np.ndarray, max_evaluations: int) -> tuple[float, np.ndarray]:
+def _swap_descent(model: _Model, labels: np.ndarray, classes: np.ndarray,
+                  max_evaluations: int) -> tuple[float, np.ndarray]:
     """First-improvement swaps of two devices of different groups until none helps."""
     stages = model.workload.stages
     labels = labels.copy()
@@ -712,7 +714,8 @@ def _capped_layers(model: _Model, groups: list[tuple[int, ...]]) -> np.ndarray:
 
 
 def schedule(network: Network, workload: Workload, *, seed: int = 0, population: int = 100,
-             trials: int = 4900, max_swaps: int = 5_000, restarts: int = 2, baseline: SearchResult | None = None) -> SearchResult:
+             trials: int = 4900, max_swaps: int = 5_000, restarts: int = 2,
+             baseline: SearchResult | None = None) -> SearchResult:
     """The scheduler. Deterministic for a seed.
 
     1. DT-FM's search (`dtfm_search`, or `baseline` when given: its result for the same
@@ -797,7 +800,8 @@ def _structured_seeds(model: _Model) -> list[np.ndarray]:
         # The same pipelines, each running its devices fastest first, so that a stage's
         # group gathers devices of one speed (its slowest device sets its pace).
         pipelines = order.reshape(w.replicas, w.stages)
-        fastest_first = np.take_along_axis(pipelines, np.argsort(-model.network.flops[pipelines], 1, kind="stable"), 1)
+        by_speed = np.argsort(-model.network.flops[pipelines], 1, kind="stable")
+        fastest_first = np.take_along_axis(pipelines, by_speed, 1)
         seeds.append(_stripes(fastest_first.ravel(), w))
     return seeds
 

@@ -48,7 +48,8 @@ def test_compression_and_outer_sync_by_hand():
                              "sync_every": 2})
     cost = evaluate(network, compressed, [(0, 1), (2, 3)], [1, 2])
     assert cost.pipeline == pytest.approx(2 * (1 + (8 / 2) / 2))  # slowest link b→d: 8 bytes halved, over 2 B/s
-    assert cost.data_parallel == pytest.approx(2 * (1 + (16 / 4) / (2 * 2)) / 2)  # stage 1: 16/4 bytes, every 2nd step
+    # stage 1: 16/4 bytes of gradients, synced every 2nd step
+    assert cost.data_parallel == pytest.approx(2 * (1 + (16 / 4) / (2 * 2)) / 2)
     assert cost.compute == pytest.approx(3.0)
 
 
