@@ -24,10 +24,10 @@ cost that DT-FM's scheduler minimises (Yuan et al., NeurIPS 2022).
 Search (`dtfm_search`): DT-FM's — a genetic algorithm (GCMA: five-point
 crossover, a balancing repair, cyclic-partitioning local search) over balanced
 partitions; each partition's pipeline order is an exact open-loop TSP over the
-groups and each boundary a bottleneck matching. `schedule` continues from its
-result with local moves under the full cost: device swaps between groups,
-started also from a speed-sorted partition, then layer moves between stages.
-It never returns a schedule costlier than `dtfm_search`'s.
+groups and each boundary a bottleneck matching. `schedule` runs the same GCMA on
+the full cost, seeded with DT-FM's result and structured partitions, then
+device swaps between groups and layer moves between stages. It never returns
+a schedule costlier than `dtfm_search`'s.
 """
 
 from __future__ import annotations
