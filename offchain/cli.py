@@ -830,5 +830,37 @@ def _chain_call(fn):
         raise click.ClickException(str(exc)) from exc
 
 
+
+# ── multi-machine tasks ─────────────────────────────────────────────
+@main.command("schedule")
+@click.option("--network", "network_path", type=click.Path(path_type=Path), required=True,
+              help="Network file: devices' speeds, latencies, bandwidths (docs/distributed.md).")
+@click.option("--stages", type=click.IntRange(min=1), required=True, help="Pipeline stages.")
+@click.option("--replicas", type=click.IntRange(min=1), required=True, help="Data-parallel replicas per stage.")
+@click.option("--layers", type=click.IntRange(min=1), help="Transformer layers  [default: GPT-3 XL's 24]")
+@click.option("--micro-batches", type=click.IntRange(min=1), help="Micro-batches per step  [default: 64]")
+@click.option("--activation-compression", type=float, default=1.0, show_default=True)
+@click.option("--gradient-compression", type=float, default=1.0, show_default=True)
+@click.option("--sync-every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Steps per data-parallel sync.")
+@click.option("--trials", type=click.IntRange(min=0), default=1000, show_default=True, help="Search offspring.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def schedule_cmd(network_path: Path, stages: int, replicas: int, layers: int | None, micro_batches: int | None,
+                 activation_compression: float, gradient_compression: float, sync_every: int, trials: int,
+                 seed: int) -> None:
+    """Place a GPT-3-XL-shaped task on a network's devices: stages × replicas, layers per stage."""
+    from offchain.distributed import SchedulerError, Workload, load_network, schedule
+
+    changes = {k: v for k, v in (("layers", layers), ("micro_batches", micro_batches)) if v is not None}
+    try:
+        network = load_network(network_path)
+        workload = Workload.gpt3_xl(stages, replicas, activation_compression=activation_compression,
+                                    gradient_compression=gradient_compression, sync_every=sync_every, **changes)
+        result = schedule(network, workload, seed=seed, trials=trials)
+    except SchedulerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(result.schedule.describe(network.names))
+    click.echo(f"searched {result.evaluations} candidates in {result.seconds:.1f} s")
+
 if __name__ == "__main__":
     main()
