@@ -21,6 +21,8 @@ MAX_OPEN_LEAVES: constant(uint256) = structs.MAX_OPEN_LEAVES
 MAX_ROW_BYTES: constant(uint256) = structs.MAX_ROW_BYTES
 # elements one read returns (a demand of 512; a softmax row of 256; a column of 64)
 MAX_READ: constant(uint256) = 512
+# elements one index read returns (a read of the program judge)
+MAX_INDICES: constant(uint256) = 64
 # largest dimension accepted from a descriptor
 MAX_DIM: constant(uint256) = 2**32
 
@@ -49,30 +51,7 @@ def open_elements(
             bytes)) long, the bytes past the tensor's end are zero, and the
             multiproof holds with zero padding leaves.
     """
-    n: uint256 = len(opening.leaf_indices)
-    total: uint256 = numel * itemsize
-    leaf_count: uint256 = (total + LEAF_BYTES - 1) // LEAF_BYTES
-    hashes: DynArray[bytes32, MAX_OPEN_LEAVES] = []
-    valid: bool = n == len(opening.leaves) and numel <= MAX_DIM * MAX_DIM
-    for i: uint256 in range(MAX_OPEN_LEAVES):
-        if i == n or not valid:
-            break
-        position: uint256 = opening.leaf_indices[i]
-        size: uint256 = 0
-        remaining: uint256 = 0
-        if position < leaf_count:
-            remaining = total - position * LEAF_BYTES
-            size = min(LEAF_BYTES, (remaining + 31) // 32 * 32)
-        valid = size > 0 and len(opening.leaves[i]) == size
-        if valid and remaining < size:
-            # the padding of the last leaf: the low (size - remaining) bytes of its last word
-            last: uint256 = convert(slice(opening.leaves[i], size - 32, 32), uint256)
-            valid = last % (1 << ((size - remaining) * 8)) == 0
-        hashes.append(keccak256(opening.leaves[i]))
-    inner: bytes32 = empty(bytes32)
-    if valid:
-        valid, inner = merkle._multi_root(opening.leaf_indices, hashes, opening.siblings, leaf_count)
-    assert valid and merkle._sized_root(inner, numel) == root, "arbitration: tensor opening invalid"
+    self._verify(root, numel, itemsize, opening)
     values: DynArray[uint256, MAX_READ] = []
     current: uint256 = max_value(uint256)
     leaf: Bytes[LEAF_BYTES] = b""
@@ -90,6 +69,67 @@ def open_elements(
         else:
             values.append(self._swap(convert(slice(leaf, offset % LEAF_BYTES, 4), uint256), 4))
     return values
+
+
+@external
+@pure
+def open_indices(
+    root: bytes32,
+    numel: uint256,
+    itemsize: uint256,
+    opening: structs.TensorOpening,
+    indices: DynArray[uint256, MAX_INDICES],
+) -> DynArray[uint256, MAX_INDICES]:
+    """
+    @notice Verify the opening as `open_elements` does, then read the elements at the flat
+            `indices` (any order, repeats allowed) as little-endian unsigned integers.
+    """
+    self._verify(root, numel, itemsize, opening)
+    values: DynArray[uint256, MAX_INDICES] = []
+    current: uint256 = max_value(uint256)
+    leaf: Bytes[LEAF_BYTES] = b""
+    for element: uint256 in indices:
+        assert element < numel, "arbitration: element not opened"
+        offset: uint256 = element * itemsize
+        if offset // LEAF_BYTES != current:
+            current = offset // LEAF_BYTES
+            leaf = opening.leaves[self._slot(opening.leaf_indices, current)]
+        if itemsize == 8:
+            values.append(self._swap(convert(slice(leaf, offset % LEAF_BYTES, 8), uint256), 8))
+        else:
+            values.append(self._swap(convert(slice(leaf, offset % LEAF_BYTES, 4), uint256), 4))
+    return values
+
+
+@external
+@pure
+def range_root(
+    root: bytes32,
+    numel: uint256,
+    itemsize: uint256,
+    opening: structs.TensorOpening,
+    start: uint256,
+    count: uint256,
+) -> bytes32:
+    """
+    @notice Verify the opening, then return the canonical root of elements [start, start +
+            count) taken as a tensor of their own (a row of the hyper table): at most one
+            leaf, `keccak256(abi.encode(keccak256(bytes zero-padded to 32), count))`.
+    """
+    self._verify(root, numel, itemsize, opening)
+    length: uint256 = count * itemsize
+    assert count > 0 and length <= LEAF_BYTES and start + count <= numel, "arbitration: element not opened"
+    at: uint256 = start * itemsize
+    padded: uint256 = (length + 31) // 32 * 32
+    first: Bytes[LEAF_BYTES] = opening.leaves[self._slot(opening.leaf_indices, at // LEAF_BYTES)]
+    piece: uint256 = min(LEAF_BYTES - at % LEAF_BYTES, length)
+    body: bytes32 = empty(bytes32)
+    if piece == length:
+        body = keccak256(slice(concat(slice(first, at % LEAF_BYTES, piece), empty(bytes32)), 0, padded))
+    else:
+        second: Bytes[LEAF_BYTES] = opening.leaves[self._slot(opening.leaf_indices, at // LEAF_BYTES + 1)]
+        body = keccak256(slice(concat(slice(first, at % LEAF_BYTES, piece), slice(second, 0, length - piece), empty(bytes32)), 0, padded))
+    return keccak256(abi_encode(body, count))
 
 
 @external
@@ -121,6 +161,39 @@ def bytes_equal(
             return False
         done += piece
     return True
+
+
+@internal
+@pure
+def _verify(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening):
+    """
+    @notice Revert unless the leaves of `opening` belong to the canonical commitment `root`
+            of `numel` elements of `itemsize` bytes.
+    """
+    n: uint256 = len(opening.leaf_indices)
+    total: uint256 = numel * itemsize
+    leaf_count: uint256 = (total + LEAF_BYTES - 1) // LEAF_BYTES
+    hashes: DynArray[bytes32, MAX_OPEN_LEAVES] = []
+    valid: bool = n == len(opening.leaves) and numel <= MAX_DIM * MAX_DIM
+    for i: uint256 in range(MAX_OPEN_LEAVES):
+        if i == n or not valid:
+            break
+        position: uint256 = opening.leaf_indices[i]
+        size: uint256 = 0
+        remaining: uint256 = 0
+        if position < leaf_count:
+            remaining = total - position * LEAF_BYTES
+            size = min(LEAF_BYTES, (remaining + 31) // 32 * 32)
+        valid = size > 0 and len(opening.leaves[i]) == size
+        if valid and remaining < size:
+            # the padding of the last leaf: the low (size - remaining) bytes of its last word
+            last: uint256 = convert(slice(opening.leaves[i], size - 32, 32), uint256)
+            valid = last % (1 << ((size - remaining) * 8)) == 0
+        hashes.append(keccak256(opening.leaves[i]))
+    inner: bytes32 = empty(bytes32)
+    if valid:
+        valid, inner = merkle._multi_root(opening.leaf_indices, hashes, opening.siblings, leaf_count)
+    assert valid and merkle._sized_root(inner, numel) == root, "arbitration: tensor opening invalid"
 
 
 @internal
