@@ -1,0 +1,163 @@
+"""Calldata of the final proofs over a training program's step (`contracts/ProgramChecker.vy`,
+docs/arbitration.md §11), built from the task, the program, the solver's trace of the disputed
+step and what the challenger knows (the state before the step, the dataset).
+
+The narrowing moves are those of every task (`offchain.dispute.moves`); a program's trace root is
+the Merkle root of its per-node output roots (`offchain.ml.program.trace_roots`: bool outputs are
+committed as int64 0/1). Each builder returns the arguments of the contract function it is named
+after, structs as tuples, the game's address first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from offchain.dispute import program_rules as R
+from offchain.dispute.moves import MoveError, commitments, multiproof, tensor_opening, trace_opening
+from offchain.ml.commit import dataset_row_proof, merkle_root, tensor_root
+from offchain.ml.ops import OPS
+from offchain.ml.program import DTYPE_CODES, LEAVES, Node, Program, trace_roots
+from offchain.ml.task import TrainingTask
+
+#: a TensorOpening, DataRow and Merkle proof that a proof kind does not use
+NO_OPENING: tuple = ([], [], [])
+NO_ROW: tuple = (b"", 0, [])
+
+
+@dataclass(frozen=True)
+class ProgramStep:
+    """What a challenger knows of a disputed program step: the task, the program, the solver's
+    trace (every node output in node order), the step, the state before it (state order), the
+    task's hyper table and the dataset."""
+
+    task: TrainingTask
+    program: Program
+    trace: Sequence[torch.Tensor]
+    step: int
+    state: Sequence[torch.Tensor] = ()
+    hyper: torch.Tensor | None = None
+    x: torch.Tensor | None = None
+    y: torch.Tensor | None = None
+
+    @property
+    def roots(self) -> list[bytes]:
+        return trace_roots(self.trace)
+
+    @property
+    def trace_root(self) -> bytes:
+        return merkle_root(self.roots)
+
+    def tensor(self, node_id: int) -> torch.Tensor:
+        """Node ``node_id``'s output as committed (bool as int64)."""
+        t = self.trace[node_id]
+        return t.to(torch.int64) if t.dtype == torch.bool else t
+
+
+def program_commit(program: Program, task: TrainingTask) -> tuple:
+    """`ProgramCommit` (nodes_root, outputs_hash, hyper_root): hashes to the task's graph field."""
+    if task.hyper_root is None:
+        raise MoveError("not a program task")
+    return (program.nodes_root, program.outputs_hash, task.hyper_root)
+
+
+def descriptor(node: Node) -> tuple:
+    """`ProgramDescriptor` (id, op, dtype, inputs, shape, attrs)."""
+    return (node.id, OPS[node.op].code, DTYPE_CODES[node.dtype], list(node.inputs), list(node.shape),
+            list(node.attrs))
+
+
+def program_opening(program: Program, ids: Sequence[int]) -> tuple:
+    """`ProgramOpening`: the descriptors of nodes ``ids`` proven against the program's nodes_root."""
+    ids = sorted(set(ids))
+    hashes = [node.hash() for node in program.nodes]
+    return (len(program.nodes), [descriptor(program.nodes[i]) for i in ids], multiproof(hashes, ids))
+
+
+def _flat(tensor: torch.Tensor) -> np.ndarray:
+    """C-order values as the rules take them: float32 bit patterns, int64, bool 0/1."""
+    t = tensor.detach().contiguous().reshape(-1)
+    if t.dtype == torch.float32:
+        return t.view(torch.int32).numpy().view(np.uint32)
+    return t.to(torch.int64).numpy()
+
+
+def element_reads(data: ProgramStep, node_id: int, index: int) -> tuple[list, list[list[int]]]:
+    """The reads of element ``index`` of node ``node_id`` (both stages for a two-stage op) and the
+    trace's values at them: ``([(position, [flat indices])], values)``."""
+    program = data.program
+    node = program.nodes[node_id]
+    ins = [program.nodes[i] for i in node.inputs]
+
+    def values(reads):
+        return [[int(_flat(data.trace[node.inputs[p]])[i]) for i in idx] for p, idx in reads]
+
+    reads = R.element_inputs(node, ins, index)
+    if R.needs_values(node):
+        reads = R.element_inputs(node, ins, index, values(reads))
+    return reads, values(reads)
+
+
+def element_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, index: int) -> tuple:
+    """`prove_element`: element ``index`` of node ``node_id`` with exactly the input elements the
+    index map names (ProgramIndex.element_inputs), each read opened in its input's output."""
+    program = data.program
+    node = program.nodes[node_id]
+    if node.op in LEAVES:
+        raise MoveError(f"node {node_id} ({node.op}) is a leaf: prove its link")
+    reads, _ = element_reads(data, node_id, index)
+    openings = [tensor_opening(data.tensor(node.inputs[p]), idx) for p, idx in reads]
+    return (game, dispute_id, data.trace_root, commitments(data.task), program_commit(program, data.task), node_id,
+            index, program_opening(program, [node_id, *node.inputs]), trace_opening(data.roots, [node_id, *node.inputs]),
+            tensor_opening(data.tensor(node_id), [index]), openings)
+
+
+def leaf_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, row: int = 0) -> tuple:
+    """`prove_leaf_link` for leaf ``node_id``: a state leaf against the state before the step
+    (``data.state``), a const leaf against its attrs, the hyper leaf against row ``step`` of the
+    hyper table (``data.hyper``), the rng leaf against step_key(seed, step), a data leaf's row
+    ``row`` against the dataset (``data.x``, ``data.y``)."""
+    from offchain.ml.train import batch_indices
+
+    program, task = data.program, data.task
+    node = program.nodes[node_id]
+    opening, outputs, leaf, siblings, data_row = NO_OPENING, [], bytes(32), [], NO_ROW
+    if node.op == "state":
+        if not data.state:
+            raise MoveError("the state before the step is needed for a state link")
+        roots = [tensor_root(t) for t in data.state]
+        slot = node.attrs[0]
+        outputs, leaf, siblings = list(program.outputs), roots[slot], multiproof(roots, [slot])
+    elif node.op == "hyper":
+        if data.hyper is None:
+            raise MoveError("the hyper table is needed for a hyper link")
+        width = node.shape[0]
+        opening = tensor_opening(data.hyper, range(data.step * width, (data.step + 1) * width))
+    elif node.op in ("data_x", "data_y"):
+        if data.x is None or data.y is None:
+            raise MoveError("the dataset is needed for a data proof")
+        index = batch_indices(task.seed, data.step, row + 1, task.dataset_rows)[row]
+        width = node.shape[1] if node.op == "data_x" else 1
+        opening = tensor_opening(data.tensor(node_id), range(row * width, (row + 1) * width))
+        proof = dataset_row_proof(data.x, data.y, index)
+        data_row = (proof.x_row, proof.label, list(proof.siblings))
+    elif node.op not in ("const", "rng"):
+        raise MoveError(f"node {node_id} ({node.op}) is not a leaf")
+    return (game, dispute_id, data.trace_root, commitments(task), program_commit(program, task),
+            program_opening(program, [node_id]), trace_opening(data.roots, [node_id]), opening, outputs, leaf,
+            siblings, row, data_row)
+
+
+def output_link_args(game: str, dispute_id: int, data: ProgramStep) -> tuple:
+    """`prove_output_link`: the roots of the program's output nodes (the next state)."""
+    program = data.program
+    ids = sorted(set(program.outputs))
+    return (game, dispute_id, data.trace_root, commitments(data.task), program_commit(program, data.task),
+            list(program.outputs), program_opening(program, [ids[0]]), ids, trace_opening(data.roots, ids))
+
+
+__all__ = ["NO_OPENING", "NO_ROW", "ProgramStep", "descriptor", "element_args", "element_reads", "leaf_args",
+           "output_link_args", "program_commit", "program_opening"]
