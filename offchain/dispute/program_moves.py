@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from offchain.dispute import program_rules as R
+from offchain.dispute.judge import POINTWISE, JudgeError
 from offchain.dispute.moves import MoveError, commitments, multiproof, tensor_opening, trace_opening
 from offchain.ml.commit import dataset_row_proof, merkle_root, tensor_root
 from offchain.ml.ops import OPS
@@ -159,5 +160,112 @@ def output_link_args(game: str, dispute_id: int, data: ProgramStep) -> tuple:
             list(program.outputs), program_opening(program, [ids[0]]), ids, trace_opening(data.roots, ids))
 
 
-__all__ = ["NO_OPENING", "NO_ROW", "ProgramStep", "descriptor", "element_args", "element_reads", "leaf_args",
-           "output_link_args", "program_commit", "program_opening"]
+# ---------------------------------------------------------------------------------------------
+# The honest challenger's search
+
+
+#: ops whose one-element rule is on chain (contracts/ProgramJudge.vy, docs/judge-programs.md §7)
+ON_CHAIN = frozenset({
+    "view", "cat", "cast", "bernoulli", "embedding", "max_pool2d", "max_pool2d_indices", "amax",
+    "logical_not", "logical_and", "logical_or", "add", "relu", "threshold_backward", *POINTWISE,
+    "sum", "mean", "mm", "bmm", "addmm", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
+    "conv2d_grad_bias", "embedding_grad", "max_pool2d_grad", "nll_loss", "nll_loss_weight", "nll_loss_grad",
+    "softmax", "safe_softmax", "log_softmax",
+})
+MAX_READ = 64               # elements one read of the program index map names (longer: not on chain yet)
+
+
+@dataclass(frozen=True)
+class ProgramProof:
+    """A final proof the ProgramChecker accepts: its function and arguments."""
+
+    kind: str               # "leaf", "output" or "element"
+    fn: str
+    args: tuple
+
+
+def leaf_root(data: ProgramStep, node: Node) -> bytes | None:
+    """The output root the task commits for leaf ``node`` (None for data leaves and a state
+    leaf without the state)."""
+    from offchain.ml.program import step_key
+
+    if node.op == "state":
+        return tensor_root(data.state[node.attrs[0]]) if data.state else None
+    if node.op == "const":
+        return node.attrs[0].to_bytes(32, "big")
+    if node.op == "hyper":
+        return tensor_root(data.hyper[data.step]) if data.hyper is not None else None
+    if node.op == "rng":
+        return tensor_root(torch.tensor(step_key(data.task.seed, data.step), dtype=torch.int64))
+    return None
+
+
+def _wrong_row(data: ProgramStep, node: Node) -> int | None:
+    """The first row of a data leaf that is not the derived batch row."""
+    from offchain.ml.train import batch_indices
+
+    if data.x is None or data.y is None:
+        return None
+    task = data.task
+    rows = batch_indices(task.seed, data.step, node.shape[0], task.dataset_rows)
+    expected = (data.x if node.op == "data_x" else data.y)[rows]
+    committed = data.tensor(node.id)
+    for row in range(node.shape[0]):
+        if not torch.equal(committed[row].view(torch.int32) if committed.dtype == torch.float32 else committed[row],
+                           expected[row].view(torch.int32) if expected.dtype == torch.float32 else expected[row]):
+            return row
+    return None
+
+
+def _suspects(data: ProgramStep, node: Node) -> list[int]:
+    """Elements of ``node`` whose committed value differs from its kernel run on the committed
+    inputs (every element when the kernel cannot run)."""
+    spec = OPS[node.op]
+    try:
+        out = spec.build(node)([data.trace[i] for i in node.inputs])
+        if spec.group is not None:
+            out = out[spec.group]
+        mine, theirs = _flat(out), _flat(data.trace[node.id])
+        return [int(i) for i in np.flatnonzero(mine != theirs)]
+    except Exception:  # noqa: BLE001  (a kernel refusing the committed inputs: look at every element)
+        return list(range(node.numel))
+
+
+def find_program_proof(game: str, dispute_id: int, data: ProgramStep, state_after: bytes) -> ProgramProof | None:
+    """The honest challenger's search over the solver's trace: a leaf that is not what the task
+    commits, the outputs against the revealed state after the step, then, node by node, an
+    element the program rules reject whose reads fit the chain. None: no proof (the trace is
+    honest, or its fault lies where the chain cannot reach yet)."""
+    program, roots = data.program, data.roots
+    for node in program.nodes:
+        if node.op in ("data_x", "data_y"):
+            row = _wrong_row(data, node)
+            if row is not None:
+                return ProgramProof("leaf", "prove_leaf_link", leaf_args(game, dispute_id, data, node.id, row))
+        elif node.op in LEAVES:
+            expected = leaf_root(data, node)
+            if expected is not None and roots[node.id] != expected:
+                return ProgramProof("leaf", "prove_leaf_link", leaf_args(game, dispute_id, data, node.id))
+    if merkle_root([roots[o] for o in program.outputs]) != state_after:
+        return ProgramProof("output", "prove_output_link", output_link_args(game, dispute_id, data))
+    for node in program.nodes:
+        if node.op in LEAVES or node.op not in ON_CHAIN:
+            continue
+        ins = [program.nodes[i] for i in node.inputs]
+        claimed = _flat(data.trace[node.id])
+        for index in _suspects(data, node):
+            try:
+                reads, values = element_reads(data, node.id, index)
+                if any(len(idx) > MAX_READ for _, idx in reads):
+                    continue
+                if R.check(node, ins, index, values, int(claimed[index])):
+                    continue
+            except JudgeError:  # a malformed read (a non-finite input: its producer is the node to prove)
+                continue
+            return ProgramProof("element", "prove_element", element_args(game, dispute_id, data, node.id, index))
+    return None
+
+
+__all__ = ["NO_OPENING", "NO_ROW", "ON_CHAIN", "ProgramProof", "ProgramStep", "descriptor", "element_args",
+           "element_reads", "find_program_proof", "leaf_args", "leaf_root", "output_link_args", "program_commit",
+           "program_opening"]

@@ -169,8 +169,16 @@ def test_prove_element__a_wrong_element_loses_the_honest_one_stands(suite, parti
     assert not R.check(node, ins, index, values, int(P._flat(bad[node_id])[index]))
     dispute_id = to_prove(suite, parties, s, bad)
     args = P.element_args(suite.game.address, dispute_id, s.data(bad), node_id, index)
+    if family == "mlp":  # the honest challenger's search finds exactly this proof
+        found = P.find_program_proof(suite.game.address, dispute_id, s.data(bad), s.after_root(bad))
+        assert found.fn == "prove_element" and found.args[5:7] == (node_id, index)
     wins(suite, parties, dispute_id, "prove_element", args, T.END_ELEMENT,
          f"prove_element {family} {op}")
+
+
+def test_find_program_proof__nothing_to_prove_on_the_honest_trace():
+    s = setup("mlp")
+    assert P.find_program_proof("0x" + "00" * 20, 1, s.data(s.trace), s.after_root(s.trace)) is None
 
 
 def test_prove_element__openings_must_be_the_named_reads(suite, parties):
@@ -216,6 +224,8 @@ def test_prove_leaf_link__a_wrong_leaf_loses_the_honest_one_stands(suite, partie
     bad = tampered(s.trace, node_id, index)
     dispute_id = to_prove(suite, parties, s, bad)
     args = P.leaf_args(suite.game.address, dispute_id, s.data(bad), node_id, row)
+    found = P.find_program_proof(suite.game.address, dispute_id, s.data(bad), s.after_root(bad))
+    assert found.fn == "prove_leaf_link" and found.args == args
     reason = T.END_DATA if op.startswith("data") else T.END_LINK
     wins(suite, parties, dispute_id, "prove_leaf_link", args, reason,
          f"prove_leaf_link {family} {op}")
@@ -252,6 +262,7 @@ def test_prove_output_link__a_revealed_state_that_is_not_the_outputs_loses(suite
     forged = s.after_root(tampered(s.trace, s.program.outputs[-1]))
     dispute_id = to_prove(suite, parties, s, s.trace, after=forged)
     args = P.output_link_args(suite.game.address, dispute_id, s.data(s.trace))
+    assert P.find_program_proof(suite.game.address, dispute_id, s.data(s.trace), forged).args == args
     wins(suite, parties, dispute_id, "prove_output_link", args, T.END_LINK,
          f"prove_output_link {family}")
 
