@@ -519,9 +519,11 @@ def record_demand(
             solver must post them within its clock. The demander pays
             `demand_fee(count)` (the value it sent beyond that is credited back
             to it): held here, paid to the solver when it posts, refunded if
-            the game ends first. No element is demanded twice.
+            the game ends first. No element is demanded twice. From the
+            ProofChecker or, for a training program, the ProgramChecker; the
+            answer always goes through the ProofChecker (`post_elements`).
     """
-    assert msg.sender == checker, "arbitration: caller is not the checker"
+    assert msg.sender == checker or msg.sender == programs, "arbitration: caller is not the checker"
     t: Turn = self._begin(dispute_id, PHASE_PROVE, caller, False)
     demands: uint256 = self.disputes[dispute_id].demands
     assert demands < MAX_DEMANDS, "arbitration: too many demands"

@@ -49,8 +49,6 @@ MAX_OPEN_NODES: constant(uint256) = structs.MAX_OPEN_NODES
 MAX_PROOF_SIBLINGS: constant(uint256) = structs.MAX_PROOF_SIBLINGS
 MAX_ROW_BYTES: constant(uint256) = structs.MAX_ROW_BYTES
 MAX_READ: constant(uint256) = program.MAX_READ
-# elements one element read of the TensorReader returns (open_elements)
-MAX_ELEMENTS: constant(uint256) = 512
 MAX_LISTS: constant(uint256) = program.MAX_LISTS
 # largest dimension accepted from a descriptor
 MAX_DIM: constant(uint256) = 2**32
@@ -74,13 +72,13 @@ END_ELEMENT: constant(uint256) = 4
 
 interface IGame:
     def context(dispute_id: uint256, caller: address, phase: uint256) -> structs.Context: view
+    def record_demand(dispute_id: uint256, caller: address, node: uint256, start: uint256, count: uint256, numel: uint256, itemsize: uint256, n_nodes: uint256): payable
     def conclude(dispute_id: uint256, caller: address, reason: uint256): nonpayable
 
 interface IReader:
-    def open_elements(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, start: uint256, stride: uint256, count: uint256) -> DynArray[uint256, MAX_ELEMENTS]: pure
     def open_indices(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, indices: DynArray[uint256, MAX_READ]) -> DynArray[uint256, MAX_READ]: pure
     def range_root(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, start: uint256, count: uint256) -> bytes32: pure
-    def bytes_equal(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, offset: uint256, data: Bytes[MAX_ROW_BYTES]) -> bool: view
+    def row_differs(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, row: uint256, index: uint256, dataset_root: bytes32, dataset_rows: uint256, data: structs.DataRow) -> bool: pure
 
 interface IProgramJudge:
     def index_map() -> address: view
@@ -108,6 +106,38 @@ def __init__(judge_: address, reader_: address):
     judge = judge_
     reader = reader_
     index_map = staticcall IProgramJudge(judge_).index_map()
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ DATA AVAILABILITY                                             ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@external
+@payable
+def demand_elements(
+    game: address,
+    dispute_id: uint256,
+    trace_root: bytes32,
+    commitments: structs.Commitments,
+    prog: structs.ProgramCommit,
+    nodes: structs.ProgramOpening,
+    start: uint256,
+    count: uint256,
+):
+    """
+    @notice Move 5' over a program's trace (challenger): the solver must post
+            elements [start, start + count) of the output of the node `nodes`
+            opens (one descriptor), within its clock, through
+            `ProofChecker.post_elements` (float32 elements of 4 bytes, int64 and
+            bool of 8). The value sent pays `Arbitration.demand_fee`.
+    """
+    self._open(game, dispute_id, trace_root, commitments, prog, nodes)
+    assert len(nodes.nodes) == 1, "arbitration: one node per demand"
+    d: structs.ProgramDescriptor = nodes.nodes[0]
+    extcall IGame(game).record_demand(
+        dispute_id, msg.sender, d.id, start, count, self._numel(d.shape), self._itemsize(d.dtype), nodes.n_nodes,
+        value=msg.value
+    )
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -333,22 +363,16 @@ def _data(
     assert row < d.shape[0] and d.shape[0] <= MAX_DIM, "arbitration: no such row"
 
     index: uint256 = convert(keccak256(abi_encode(commitments.seed, step, row)), uint256) % commitments.dataset_rows
-    assert data.label < 2**63, "arbitration: dataset row invalid"
-    label: Bytes[8] = slice(convert(self._swap(data.label, 8) << 192, bytes32), 0, 8)
-    ok: bool = False
-    inner: bytes32 = empty(bytes32)
-    ok, inner = merkle._multi_root([index], [keccak256(concat(data.x_row, label))], data.siblings, commitments.dataset_rows)
-    assert ok and merkle._sized_root(inner, commitments.dataset_rows) == commitments.dataset_root, "arbitration: dataset row invalid"
-
-    same: bool = True
-    if d.op == OP_DATA_Y:
-        same = (staticcall IReader(reader).open_elements(root, d.shape[0], 8, opening, row, 1, 1))[0] == data.label
-    else:
-        assert d.shape[1] <= MAX_DIM, "arbitration: bad descriptor"
-        width: uint256 = d.shape[1] * 4
-        assert len(data.x_row) == width, "arbitration: row width mismatch"
-        same = staticcall IReader(reader).bytes_equal(root, d.shape[0] * d.shape[1], 4, opening, row * width, data.x_row)
-    assert not same, "arbitration: data row matches"
+    numel: uint256 = d.shape[0]
+    itemsize: uint256 = 8
+    if d.op == OP_DATA_X:
+        assert d.shape[1] <= MAX_DIM and len(data.x_row) == d.shape[1] * 4, "arbitration: row width mismatch"
+        numel *= d.shape[1]
+        itemsize = 4
+    differs: bool = staticcall IReader(reader).row_differs(
+        root, numel, itemsize, opening, row, index, commitments.dataset_root, commitments.dataset_rows, data
+    )
+    assert differs, "arbitration: data row matches"
 
 
 @internal

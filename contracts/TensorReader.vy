@@ -26,10 +26,6 @@ MAX_INDICES: constant(uint256) = 64
 # largest dimension accepted from a descriptor
 MAX_DIM: constant(uint256) = 2**32
 
-interface ISelf:
-    def open_elements(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, start: uint256, stride: uint256, count: uint256) -> DynArray[uint256, MAX_READ]: pure
-
-
 @external
 @pure
 def open_elements(
@@ -143,13 +139,59 @@ def bytes_equal(
     data: Bytes[MAX_ROW_BYTES],
 ) -> bool:
     """
-    @notice Verify the opening (through `open_elements`, reading nothing),
-            then whether the tensor bytes [offset, offset + len(data)) equal
-            `data` (a dataset row of a data_x node), leaf piece by leaf piece.
+    @notice Verify the opening, then whether the tensor bytes [offset, offset
+            + len(data)) equal `data` (a dataset row of a data_x node), leaf
+            piece by leaf piece.
     """
-    verified: DynArray[uint256, MAX_READ] = staticcall ISelf(self).open_elements(root, numel, itemsize, opening, 0, 0, 0)
+    self._verify(root, numel, itemsize, opening)
+    return self._bytes_equal(numel * itemsize, opening, offset, data)
+
+
+@external
+@pure
+def row_differs(
+    root: bytes32,
+    numel: uint256,
+    itemsize: uint256,
+    opening: structs.TensorOpening,
+    row: uint256,
+    index: uint256,
+    dataset_root: bytes32,
+    dataset_rows: uint256,
+    data: structs.DataRow,
+) -> bool:
+    """
+    @notice Verify that `data` is dataset row `index` (leaf keccak256(x_row ‖
+            label as int64 LE), dataset_root = keccak256(abi.encode(rows_root,
+            dataset_rows))) and the opening, then whether row `row` of the
+            tensor differs from it: the label of a (B,) int64 tensor
+            (itemsize 8) or the len(x_row) bytes of row `row` of a (B, D)
+            float32 tensor (the caller checks len(x_row) = 4·D).
+    """
+    assert data.label < 2**63, "arbitration: dataset row invalid"
+    label: Bytes[8] = slice(convert(self._swap(data.label, 8) << 192, bytes32), 0, 8)
+    ok: bool = False
+    inner: bytes32 = empty(bytes32)
+    ok, inner = merkle._multi_root([index], [keccak256(concat(data.x_row, label))], data.siblings, dataset_rows)
+    assert ok and merkle._sized_root(inner, dataset_rows) == dataset_root, "arbitration: dataset row invalid"
+    self._verify(root, numel, itemsize, opening)
+    if itemsize == 8:
+        assert row < numel, "arbitration: element not opened"
+        at: uint256 = row * 8
+        leaf: Bytes[LEAF_BYTES] = opening.leaves[self._slot(opening.leaf_indices, at // LEAF_BYTES)]
+        return self._swap(convert(slice(leaf, at % LEAF_BYTES, 8), uint256), 8) != data.label
+    return not self._bytes_equal(numel * itemsize, opening, row * len(data.x_row), data.x_row)
+
+
+@internal
+@pure
+def _bytes_equal(total: uint256, opening: structs.TensorOpening, offset: uint256, data: Bytes[MAX_ROW_BYTES]) -> bool:
+    """
+    @notice Whether bytes [offset, offset + len(data)) of a verified opening (of a tensor of
+            `total` bytes) equal `data`.
+    """
     length: uint256 = len(data)
-    assert offset + length <= numel * itemsize, "arbitration: element not opened"
+    assert offset + length <= total, "arbitration: element not opened"
     done: uint256 = 0
     for i: uint256 in range(MAX_ROW_BYTES // LEAF_BYTES + 1):
         if done == length:

@@ -160,6 +160,13 @@ def output_link_args(game: str, dispute_id: int, data: ProgramStep) -> tuple:
             list(program.outputs), program_opening(program, [ids[0]]), ids, trace_opening(data.roots, ids))
 
 
+def demand_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, start: int, count: int) -> tuple:
+    """`ProgramChecker.demand_elements` (value: `moves.demand_value(count, basefee)`); the solver
+    answers with `ProofChecker.post_elements` (`moves.post_args` on the committed tensors)."""
+    return (game, dispute_id, data.trace_root, commitments(data.task), program_commit(data.program, data.task),
+            program_opening(data.program, [node_id]), start, count)
+
+
 # ---------------------------------------------------------------------------------------------
 # The honest challenger's search
 
@@ -266,6 +273,6 @@ def find_program_proof(game: str, dispute_id: int, data: ProgramStep, state_afte
     return None
 
 
-__all__ = ["NO_OPENING", "NO_ROW", "ON_CHAIN", "ProgramProof", "ProgramStep", "descriptor", "element_args",
+__all__ = ["NO_OPENING", "NO_ROW", "ON_CHAIN", "ProgramProof", "ProgramStep", "demand_args", "descriptor", "element_args",
            "element_reads", "find_program_proof", "leaf_args", "leaf_root", "output_link_args", "program_commit",
            "program_opening"]

@@ -267,6 +267,32 @@ def test_prove_output_link__a_revealed_state_that_is_not_the_outputs_loses(suite
          f"prove_output_link {family}")
 
 
+# ------------------------------------------------------------------------------ data availability
+
+
+def test_demand__a_program_node_is_demanded_here_and_answered_through_the_proof_checker(suite, parties):
+    s = setup("cnn")
+    dispute_id = to_prove(suite, parties, s, s.trace)
+    game, data = suite.game.address, s.data(s.trace)
+    trace = [data.tensor(i) for i in range(len(s.trace))]
+    for node_id, start, count in ((first_node(s.program, "max_pool2d_indices"), 3, 20),
+                                  (first_node(s.program, "conv2d"), 100, 300)):
+        with boa.env.prank(parties.verifier):
+            suite.programs.demand_elements(*P.demand_args(game, dispute_id, data, node_id, start, count),
+                                           value=suite.game.demand_fee(count))
+        assert suite.game.to_move(dispute_id) == parties.solver
+        with boa.env.prank(parties.solver):
+            suite.checker.post_elements(*M.post_args(game, dispute_id, trace, node_id, start, count))
+        [posted] = T.events(suite.checker, "ElementsPosted")
+        values = M.decode_values(list(posted.values), trace[node_id].dtype)
+        assert torch.equal(values, trace[node_id].reshape(-1)[start:start + count])
+        assert suite.game.to_move(dispute_id) == parties.verifier
+    with boa.env.prank(parties.verifier):
+        with boa.reverts("arbitration: one node per demand"):
+            suite.programs.demand_elements(*P.demand_args(game, dispute_id, data, 0, 0, 1)[:5],
+                                           P.program_opening(s.program, [0, 1]), 0, 1, value=suite.game.demand_fee(1))
+
+
 # ------------------------------------------------------------------------------- the two formats
 
 
