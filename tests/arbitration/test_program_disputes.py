@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import arbitration_testing as T
 import boa
@@ -26,9 +28,6 @@ from offchain.ml.commit import merkle_root, tensor_root
 from offchain.ml.demo import DemoTask, program_task
 from offchain.ml.program import Program, trace_roots
 from offchain.ml.train import step_trace
-
-import sys
-from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "judge"))
 from program_runs import FAMILIES  # noqa: E402
@@ -117,7 +116,8 @@ def wins(suite, parties, dispute_id: int, fn: str, args, reason: int, what: str)
     """The challenger's proof ``fn`` ends the dispute: the challenger wins, proven, for ``reason``."""
     gas = T.tx_gas(suite.programs, fn, parties.verifier, *args)
     if GAS:
-        print(f"\n{what}: {gas:,} gas (transaction), calldata {len(getattr(suite.programs, fn).prepare_calldata(*args)):,} bytes")
+        size = len(getattr(suite.programs, fn).prepare_calldata(*args))
+        print(f"\n{what}: {gas:,} gas (transaction), calldata {size:,} bytes")
     assert T.verdict(suite, dispute_id) == (False, True, 1)
     [ended] = T.events(suite.programs, "DisputeEnded")[-1:]
     assert ended.reason == reason
