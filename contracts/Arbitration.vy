@@ -231,6 +231,8 @@ market: public(immutable(address))
 checker: public(immutable(address))
 # the stateless checker of dissected reductions (contracts/ReductionChecker.vy)
 reducer: public(immutable(address))
+# the stateless checker of training-program proofs (contracts/ProgramChecker.vy)
+programs: public(immutable(address))
 # seconds each side has for the whole game
 clock: public(immutable(uint256))
 # seconds a side has at least after its opponent moved
@@ -253,20 +255,22 @@ credits: public(HashMap[address, uint256])
 # ╚═══════════════════════════════════════════════════════════════╝
 
 @deploy
-def __init__(market_: address, checker_: address, reducer_: address, clock_: uint256, extension_: uint256):
+def __init__(market_: address, checker_: address, reducer_: address, programs_: address, clock_: uint256, extension_: uint256):
     """
     @param market_ The market this game reports to (deployed next, at a known address).
     @param checker_ The ProofChecker (bound to the one-step judge).
     @param reducer_ The ReductionChecker (bound to the same judge).
+    @param programs_ The ProgramChecker (bound to the program judge).
     @param clock_ Seconds each side has for the whole game.
     @param extension_ Seconds a side has at least after its opponent moved (<= clock_).
     """
-    assert market_ != empty(address) and checker_ != empty(address) and reducer_ != empty(address), "arbitration: zero address"
+    assert market_ != empty(address) and checker_ != empty(address) and reducer_ != empty(address) and programs_ != empty(address), "arbitration: zero address"
     assert clock_ > 0 and clock_ <= MAX_CLOCK, "arbitration: bad clock"
     assert extension_ > 0 and extension_ <= clock_, "arbitration: bad extension"
     market = market_
     checker = checker_
     reducer = reducer_
+    programs = programs_
     clock = clock_
     extension = extension_
 
@@ -515,9 +519,11 @@ def record_demand(
             solver must post them within its clock. The demander pays
             `demand_fee(count)` (the value it sent beyond that is credited back
             to it): held here, paid to the solver when it posts, refunded if
-            the game ends first. No element is demanded twice.
+            the game ends first. No element is demanded twice. From the
+            ProofChecker or, for a training program, the ProgramChecker; the
+            answer always goes through the ProofChecker (`post_elements`).
     """
-    assert msg.sender == checker, "arbitration: caller is not the checker"
+    assert msg.sender == checker or msg.sender == programs, "arbitration: caller is not the checker"
     t: Turn = self._begin(dispute_id, PHASE_PROVE, caller, False)
     demands: uint256 = self.disputes[dispute_id].demands
     assert demands < MAX_DEMANDS, "arbitration: too many demands"
@@ -566,10 +572,11 @@ def record_post(dispute_id: uint256, caller: address, tensor_root: bytes32, valu
 def conclude(dispute_id: uint256, caller: address, reason: uint256):
     """
     @notice The challenger (`caller`) proved the trace inconsistent (a link
-            mismatch, a wrong data row or an element the judge rejects): the
-            recorded challenger wins.
+            mismatch, a wrong data row or an element the judge rejects; from
+            the ProofChecker or, for a training program, the ProgramChecker):
+            the recorded challenger wins.
     """
-    assert msg.sender == checker, "arbitration: caller is not the checker"
+    assert msg.sender == checker or msg.sender == programs, "arbitration: caller is not the checker"
     assert reason >= END_LINK and reason <= END_ELEMENT, "arbitration: bad reason"
     t: Turn = self._begin(dispute_id, PHASE_PROVE, caller, False)
     self._finish(dispute_id, t.task_id, False, reason)

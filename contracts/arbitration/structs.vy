@@ -114,3 +114,35 @@ struct ReductionContext:
     partials_root: bytes32      # Merkle root of their leaves
     whole: bool                 # the last post covers the whole reduction: the fold is open
     total: Partial              # the totals of the whole reduction's post (the fold's inputs)
+
+
+# ── training programs (docs/arbitration.md §11, docs/programs.md §4) ──
+
+# inputs of a program node, and the rank / attrs of its descriptor (offchain/ml/program.py)
+MAX_PROGRAM_INPUTS: constant(uint256) = 8
+MAX_PROGRAM_RANK: constant(uint256) = 8
+MAX_PROGRAM_ATTRS: constant(uint256) = 32
+# state tensors of a program (parameters and optimizer buffers): its outputs
+MAX_STATE: constant(uint256) = 1024
+
+struct ProgramCommit:
+    # the program task's graph root is keccak256(abi.encode(keccak256(abi.encode(nodes_root,
+    # outputs_hash)), hyper_root)) (TrainingTask.committed_graph_root, Program.root)
+    nodes_root: bytes32         # sized Merkle root of the descriptors
+    outputs_hash: bytes32       # keccak256(abi.encode(uint256[] outputs)): the next state's nodes
+    hyper_root: bytes32         # the (steps, H) hyper table
+
+struct ProgramDescriptor:
+    # keccak256(abi.encode(id, op, dtype, inputs, shape, attrs)) is its leaf
+    id: uint256
+    op: uint256
+    dtype: uint256
+    inputs: DynArray[uint256, MAX_PROGRAM_INPUTS]
+    shape: DynArray[uint256, MAX_PROGRAM_RANK]
+    attrs: DynArray[uint256, MAX_PROGRAM_ATTRS]
+
+struct ProgramOpening:
+    # descriptors at strictly increasing ids (a node and its distinct inputs), proven against nodes_root
+    n_nodes: uint256
+    nodes: DynArray[ProgramDescriptor, MAX_PROGRAM_INPUTS + 1]
+    siblings: DynArray[bytes32, MAX_NODE_SIBLINGS]

@@ -195,6 +195,8 @@ class Market:
         self.checker = w3.eth.contract(address=checker, abi=load_abi("ProofChecker")) if checker else None
         reducer = deployment.contracts.get("ReductionChecker")
         self.reducer = w3.eth.contract(address=reducer, abi=load_abi("ReductionChecker")) if reducer else None
+        programs = deployment.contracts.get("ProgramChecker")
+        self.programs = w3.eth.contract(address=programs, abi=load_abi("ProgramChecker")) if programs else None
 
     # ── reads ───────────────────────────────────────────────────────
     def call(self, name: str, *args: Any) -> Any:

@@ -1,5 +1,5 @@
 """Reference model of the on-chain dispute game (`contracts/Arbitration.vy` with its
-`ProofChecker` and `ReductionChecker`): phases, turns, chess clocks, timeouts and the outcome, move by move, with the
+`ProofChecker`, `ReductionChecker` and `ProgramChecker`): phases, turns, chess clocks, timeouts and the outcome, move by move, with the
 same checks in the same order and the same revert reasons.
 
 The model does not verify proofs: a move carries the verdict of its payload (``payload_error``:
@@ -47,6 +47,8 @@ MOVES: dict[str, tuple[int, bool]] = {
     "chunk": (SUM_PICK, False),
     "fold": (SUM_PICK, False),
 }
+# a program task's final proofs (ProgramChecker) are the same kinds: prove_leaf_link is "link" (or "data"
+# for a data leaf), prove_output_link "link", prove_element "element"
 FINAL = {"link": END_LINK, "data": END_DATA, "element": END_ELEMENT, "chunk": END_CHUNK, "fold": END_FOLD}
 
 

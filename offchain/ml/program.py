@@ -20,8 +20,11 @@ Leaves of a program:
 * ``const``  : a constant tensor shipped in the file (scalars of the model, masks, positions);
   ``attrs = [uint256(tensor_root)]`` so the graph root commits to its contents.
 
-``root`` = ``keccak256(merkle_root(keccak256(descriptor_i)) ‖ uint256(n_nodes))`` as for the
+``nodes_root`` = ``keccak256(merkle_root(keccak256(descriptor_i)) ‖ uint256(n_nodes))`` as for the
 compiled MLP graphs; a descriptor is ``abi.encode(id, opcode, dtype, inputs[], shape[], attrs[])``.
+``root`` = ``keccak256(abi.encode(nodes_root, outputs_hash))`` with ``outputs_hash`` =
+``keccak256(abi.encode(uint256[] outputs))``: the root also names the nodes holding the next state,
+so a dispute can link them (and their count, the state's) to the checkpoint after a step.
 """
 
 from __future__ import annotations
@@ -112,8 +115,19 @@ class Program:
     meta: dict[str, Any] = field(default_factory=dict)  # model, optimizer, input shape (not committed)
 
     @property
-    def root(self) -> bytes:
+    def nodes_root(self) -> bytes:
+        """Sized Merkle root of the node descriptors (what a dispute opens a descriptor in)."""
         return sized_root(merkle_root([node.hash() for node in self.nodes]), len(self.nodes))
+
+    @property
+    def outputs_hash(self) -> bytes:
+        """``keccak256(abi.encode(uint256[] outputs))``: the nodes of the next state, in state order."""
+        return keccak256(abi_encode(["uint256[]"], [list(self.outputs)]))
+
+    @property
+    def root(self) -> bytes:
+        """``keccak256(abi.encode(nodes_root, outputs_hash))``: what a program task names as graph_root."""
+        return keccak256(abi_encode(["bytes32", "bytes32"], [self.nodes_root, self.outputs_hash]))
 
     def leaf(self, op: str) -> int | None:
         return next((node.id for node in self.nodes if node.op == op), None)

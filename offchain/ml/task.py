@@ -128,11 +128,20 @@ class TrainingTask:
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_dict())
 
+    @property
+    def committed_graph_root(self) -> bytes:
+        """The graph root the chain holds: ``graph_root`` for an MLP task; for a program task
+        ``keccak256(abi.encode(graph_root, hyper_root))`` (the program's root and its hyper table),
+        a 64-byte preimage no sized MLP graph root has (its count would be a root)."""
+        if self.hyper_root is None:
+            return self.graph_root
+        return keccak256(encode(["bytes32", "bytes32"], [self.graph_root, self.hyper_root]))
+
     def commitments(self) -> tuple[bytes, bytes, bytes, int, bytes, int, int, int, int]:
         """What the chain needs of a task to judge a dispute, in `abi.encode` order:
-        (spec bytes hash, graph_root, dataset_root, dataset_rows, weights_root, seed,
-        batch_size, steps, checkpoint_interval)."""
-        return (keccak256(self.to_bytes()), self.graph_root, self.dataset_root, self.dataset_rows,
+        (spec bytes hash, graph root, dataset_root, dataset_rows, weights_root, seed,
+        batch_size, steps, checkpoint_interval); the graph root is `committed_graph_root`."""
+        return (keccak256(self.to_bytes()), self.committed_graph_root, self.dataset_root, self.dataset_rows,
                 self.weights_root, self.seed, self.batch_size, self.steps, self.checkpoint_interval)
 
     def hash(self) -> bytes:

@@ -51,6 +51,16 @@ def reducer_deployer():
     return _load(str(CONTRACTS / "ReductionChecker.vy"))
 
 
+def program_checker_deployer():
+    return _load(str(CONTRACTS / "ProgramChecker.vy"))
+
+
+def deploy_program_judge(judge):
+    """ProgramIndex, then the ProgramJudge over it and ``judge`` (the elementwise rules)."""
+    index_map = _load(str(CONTRACTS / "ProgramIndex.vy")).deploy()
+    return _load(str(CONTRACTS / "ProgramJudge.vy")).deploy(index_map.address, judge.address)
+
+
 def game_deployer():
     return _load(str(CONTRACTS / "Arbitration.vy"))
 
@@ -76,19 +86,22 @@ class Suite:
     judge: object
     reader: object
     reducer: object
+    programs: object
 
 
 def deploy_game_suite(clock: int = CLOCK, extension: int = EXTENSION, judge=None) -> Suite:
-    """Judge, TensorReader, ProofChecker, ReductionChecker, the stand-in market, then the game
-    bound to it."""
+    """Judge, TensorReader, ProofChecker, ReductionChecker, ProgramChecker (over a ProgramJudge),
+    the stand-in market, then the game bound to it."""
     judge = judge or deploy_judge()
     reader = reader_deployer().deploy()
     checker = checker_deployer().deploy(judge.address, reader.address)
     reducer = reducer_deployer().deploy(judge.address, reader.address)
+    programs = program_checker_deployer().deploy(deploy_program_judge(judge).address, reader.address)
     market = market_deployer().deploy()
-    game = game_deployer().deploy(market.address, checker.address, reducer.address, clock, extension)
+    game = game_deployer().deploy(market.address, checker.address, reducer.address, programs.address, clock,
+                                  extension)
     market.bind(game.address)
-    return Suite(market, game, checker, judge, reader, reducer)
+    return Suite(market, game, checker, judge, reader, reducer, programs)
 
 
 @dataclass

@@ -357,7 +357,7 @@ CODE_LIMIT = 24_576
 HEADROOM = 2_048
 # Market.vy is rewritten on another branch; until that lands it may not compile against
 # contracts/interfaces (resolve gained `proven`) or may lack the headroom
-SIZED = ["Arbitration", "ProofChecker", "ReductionChecker", "TensorReader", "Judge", "PointwiseJudge", "Market",
+SIZED = ["Arbitration", "ProofChecker", "ReductionChecker", "ProgramChecker", "TensorReader", "Judge", "PointwiseJudge", "Market",
          "ProgramIndex"]
 # full by design: the program rules still to come go to a contract of their own (docs/judge-programs.md)
 AT_LIMIT = ["ProgramJudge"]

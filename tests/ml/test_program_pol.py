@@ -9,10 +9,12 @@ import functools
 
 import pytest
 import torch
+from eth_abi import encode as abi_encode
 
 from offchain.dispute.limits import UnjudgeableTask
 from offchain.ml import cheats
 from offchain.ml.artifacts import digits_dataset, text_dataset
+from offchain.ml.commit import keccak256
 from offchain.ml.capture import ExportConfig, export_program
 from offchain.ml.demo import program_task
 from offchain.ml.errors import GraphError, TaskError
@@ -131,6 +133,12 @@ def test_program_task__spec_commits_the_whole_optimizer_and_the_hyper_root():
     assert obj["optimizer"]["name"] == "adamw" and obj["optimizer"]["warmup_steps"] == 2
     other = dataclasses.replace(task, optimizer=dataclasses.replace(task.optimizer, warmup_steps=3))
     assert other.hash() != task.hash()
+    # on chain the graph field binds the program (descriptors and outputs) and the hyper table
+    program = demo.graph.program
+    assert task.graph_root == program.root == keccak256(program.nodes_root + program.outputs_hash)
+    assert task.commitments()[1] == task.committed_graph_root == keccak256(task.graph_root + task.hyper_root)
+    assert program.outputs_hash == keccak256(abi_encode(["uint256[]"], [list(program.outputs)]))
+    assert dataclasses.replace(task, hyper_root=bytes(32)).commitments()[1] != task.commitments()[1]
     for broken, message in (({**obj, "optimizer": {"name": "adamw", "lr": obj["optimizer"]["lr"]}}, "optimizer"),
                             ({k: v for k, v in obj.items() if k != "hyper_root"}, "names its hyper_root"),
                             ({**obj, "hyper_root": "0x12"}, "hyper_root")):

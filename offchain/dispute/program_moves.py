@@ -1,0 +1,278 @@
+"""Calldata of the final proofs over a training program's step (`contracts/ProgramChecker.vy`,
+docs/arbitration.md §11), built from the task, the program, the solver's trace of the disputed
+step and what the challenger knows (the state before the step, the dataset).
+
+The narrowing moves are those of every task (`offchain.dispute.moves`); a program's trace root is
+the Merkle root of its per-node output roots (`offchain.ml.program.trace_roots`: bool outputs are
+committed as int64 0/1). Each builder returns the arguments of the contract function it is named
+after, structs as tuples, the game's address first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from offchain.dispute import program_rules as R
+from offchain.dispute.judge import POINTWISE, JudgeError
+from offchain.dispute.moves import MoveError, commitments, multiproof, tensor_opening, trace_opening
+from offchain.ml.commit import dataset_row_proof, merkle_root, tensor_root
+from offchain.ml.ops import OPS
+from offchain.ml.program import DTYPE_CODES, LEAVES, Node, Program, trace_roots
+from offchain.ml.task import TrainingTask
+
+#: a TensorOpening, DataRow and Merkle proof that a proof kind does not use
+NO_OPENING: tuple = ([], [], [])
+NO_ROW: tuple = (b"", 0, [])
+
+
+@dataclass(frozen=True)
+class ProgramStep:
+    """What a challenger knows of a disputed program step: the task, the program, the solver's
+    trace (every node output in node order), the step, the state before it (state order), the
+    task's hyper table and the dataset."""
+
+    task: TrainingTask
+    program: Program
+    trace: Sequence[torch.Tensor]
+    step: int
+    state: Sequence[torch.Tensor] = ()
+    hyper: torch.Tensor | None = None
+    x: torch.Tensor | None = None
+    y: torch.Tensor | None = None
+
+    @property
+    def roots(self) -> list[bytes]:
+        return trace_roots(self.trace)
+
+    @property
+    def trace_root(self) -> bytes:
+        return merkle_root(self.roots)
+
+    def tensor(self, node_id: int) -> torch.Tensor:
+        """Node ``node_id``'s output as committed (bool as int64)."""
+        t = self.trace[node_id]
+        return t.to(torch.int64) if t.dtype == torch.bool else t
+
+
+def program_commit(program: Program, task: TrainingTask) -> tuple:
+    """`ProgramCommit` (nodes_root, outputs_hash, hyper_root): hashes to the task's graph field."""
+    if task.hyper_root is None:
+        raise MoveError("not a program task")
+    return (program.nodes_root, program.outputs_hash, task.hyper_root)
+
+
+def descriptor(node: Node) -> tuple:
+    """`ProgramDescriptor` (id, op, dtype, inputs, shape, attrs)."""
+    return (node.id, OPS[node.op].code, DTYPE_CODES[node.dtype], list(node.inputs), list(node.shape),
+            list(node.attrs))
+
+
+def program_opening(program: Program, ids: Sequence[int]) -> tuple:
+    """`ProgramOpening`: the descriptors of nodes ``ids`` proven against the program's nodes_root."""
+    ids = sorted(set(ids))
+    hashes = [node.hash() for node in program.nodes]
+    return (len(program.nodes), [descriptor(program.nodes[i]) for i in ids], multiproof(hashes, ids))
+
+
+def _flat(tensor: torch.Tensor) -> np.ndarray:
+    """C-order values as the rules take them: float32 bit patterns, int64, bool 0/1."""
+    t = tensor.detach().contiguous().reshape(-1)
+    if t.dtype == torch.float32:
+        return t.view(torch.int32).numpy().view(np.uint32)
+    return t.to(torch.int64).numpy()
+
+
+def element_reads(data: ProgramStep, node_id: int, index: int) -> tuple[list, list[list[int]]]:
+    """The reads of element ``index`` of node ``node_id`` (both stages for a two-stage op) and the
+    trace's values at them: ``([(position, [flat indices])], values)``."""
+    program = data.program
+    node = program.nodes[node_id]
+    ins = [program.nodes[i] for i in node.inputs]
+
+    def values(reads):
+        return [[int(_flat(data.trace[node.inputs[p]])[i]) for i in idx] for p, idx in reads]
+
+    reads = R.element_inputs(node, ins, index)
+    if R.needs_values(node):
+        reads = R.element_inputs(node, ins, index, values(reads))
+    return reads, values(reads)
+
+
+def element_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, index: int) -> tuple:
+    """`prove_element`: element ``index`` of node ``node_id`` with exactly the input elements the
+    index map names (ProgramIndex.element_inputs), each read opened in its input's output."""
+    program = data.program
+    node = program.nodes[node_id]
+    if node.op in LEAVES:
+        raise MoveError(f"node {node_id} ({node.op}) is a leaf: prove its link")
+    reads, _ = element_reads(data, node_id, index)
+    openings = [tensor_opening(data.tensor(node.inputs[p]), idx) for p, idx in reads]
+    return (game, dispute_id, data.trace_root, commitments(data.task), program_commit(program, data.task), node_id,
+            index, program_opening(program, [node_id, *node.inputs]), trace_opening(data.roots, [node_id, *node.inputs]),
+            tensor_opening(data.tensor(node_id), [index]), openings)
+
+
+def leaf_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, row: int = 0) -> tuple:
+    """`prove_leaf_link` for leaf ``node_id``: a state leaf against the state before the step
+    (``data.state``), a const leaf against its attrs, the hyper leaf against row ``step`` of the
+    hyper table (``data.hyper``), the rng leaf against step_key(seed, step), a data leaf's row
+    ``row`` against the dataset (``data.x``, ``data.y``)."""
+    from offchain.ml.train import batch_indices
+
+    program, task = data.program, data.task
+    node = program.nodes[node_id]
+    opening, outputs, leaf, siblings, data_row = NO_OPENING, [], bytes(32), [], NO_ROW
+    if node.op == "state":
+        if not data.state:
+            raise MoveError("the state before the step is needed for a state link")
+        roots = [tensor_root(t) for t in data.state]
+        slot = node.attrs[0]
+        outputs, leaf, siblings = list(program.outputs), roots[slot], multiproof(roots, [slot])
+    elif node.op == "hyper":
+        if data.hyper is None:
+            raise MoveError("the hyper table is needed for a hyper link")
+        width = node.shape[0]
+        opening = tensor_opening(data.hyper, range(data.step * width, (data.step + 1) * width))
+    elif node.op in ("data_x", "data_y"):
+        if data.x is None or data.y is None:
+            raise MoveError("the dataset is needed for a data proof")
+        index = batch_indices(task.seed, data.step, row + 1, task.dataset_rows)[row]
+        width = node.shape[1] if node.op == "data_x" else 1
+        opening = tensor_opening(data.tensor(node_id), range(row * width, (row + 1) * width))
+        proof = dataset_row_proof(data.x, data.y, index)
+        data_row = (proof.x_row, proof.label, list(proof.siblings))
+    elif node.op not in ("const", "rng"):
+        raise MoveError(f"node {node_id} ({node.op}) is not a leaf")
+    return (game, dispute_id, data.trace_root, commitments(task), program_commit(program, task),
+            program_opening(program, [node_id]), trace_opening(data.roots, [node_id]), opening, outputs, leaf,
+            siblings, row, data_row)
+
+
+def output_link_args(game: str, dispute_id: int, data: ProgramStep) -> tuple:
+    """`prove_output_link`: the roots of the program's output nodes (the next state)."""
+    program = data.program
+    ids = sorted(set(program.outputs))
+    return (game, dispute_id, data.trace_root, commitments(data.task), program_commit(program, data.task),
+            list(program.outputs), program_opening(program, [ids[0]]), ids, trace_opening(data.roots, ids))
+
+
+def demand_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, start: int, count: int) -> tuple:
+    """`ProgramChecker.demand_elements` (value: `moves.demand_value(count, basefee)`); the solver
+    answers with `ProofChecker.post_elements` (`moves.post_args` on the committed tensors)."""
+    return (game, dispute_id, data.trace_root, commitments(data.task), program_commit(data.program, data.task),
+            program_opening(data.program, [node_id]), start, count)
+
+
+# ---------------------------------------------------------------------------------------------
+# The honest challenger's search
+
+
+#: ops whose one-element rule is on chain (contracts/ProgramJudge.vy, docs/judge-programs.md §7)
+ON_CHAIN = frozenset({
+    "view", "cat", "cast", "bernoulli", "embedding", "max_pool2d", "max_pool2d_indices", "amax",
+    "logical_not", "logical_and", "logical_or", "add", "relu", "threshold_backward", *POINTWISE,
+    "sum", "mean", "mm", "bmm", "addmm", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
+    "conv2d_grad_bias", "embedding_grad", "max_pool2d_grad", "nll_loss", "nll_loss_weight", "nll_loss_grad",
+    "softmax", "safe_softmax", "log_softmax",
+})
+MAX_READ = 64               # elements one read of the program index map names (longer: not on chain yet)
+
+
+@dataclass(frozen=True)
+class ProgramProof:
+    """A final proof the ProgramChecker accepts: its function and arguments."""
+
+    kind: str               # "leaf", "output" or "element"
+    fn: str
+    args: tuple
+
+
+def leaf_root(data: ProgramStep, node: Node) -> bytes | None:
+    """The output root the task commits for leaf ``node`` (None for data leaves and a state
+    leaf without the state)."""
+    from offchain.ml.program import step_key
+
+    if node.op == "state":
+        return tensor_root(data.state[node.attrs[0]]) if data.state else None
+    if node.op == "const":
+        return node.attrs[0].to_bytes(32, "big")
+    if node.op == "hyper":
+        return tensor_root(data.hyper[data.step]) if data.hyper is not None else None
+    if node.op == "rng":
+        return tensor_root(torch.tensor(step_key(data.task.seed, data.step), dtype=torch.int64))
+    return None
+
+
+def _wrong_row(data: ProgramStep, node: Node) -> int | None:
+    """The first row of a data leaf that is not the derived batch row."""
+    from offchain.ml.train import batch_indices
+
+    if data.x is None or data.y is None:
+        return None
+    task = data.task
+    rows = batch_indices(task.seed, data.step, node.shape[0], task.dataset_rows)
+    expected = (data.x if node.op == "data_x" else data.y)[rows]
+    committed = data.tensor(node.id)
+    for row in range(node.shape[0]):
+        if not torch.equal(committed[row].view(torch.int32) if committed.dtype == torch.float32 else committed[row],
+                           expected[row].view(torch.int32) if expected.dtype == torch.float32 else expected[row]):
+            return row
+    return None
+
+
+def _suspects(data: ProgramStep, node: Node) -> list[int]:
+    """Elements of ``node`` whose committed value differs from its kernel run on the committed
+    inputs (every element when the kernel cannot run)."""
+    spec = OPS[node.op]
+    try:
+        out = spec.build(node)([data.trace[i] for i in node.inputs])
+        if spec.group is not None:
+            out = out[spec.group]
+        mine, theirs = _flat(out), _flat(data.trace[node.id])
+        return [int(i) for i in np.flatnonzero(mine != theirs)]
+    except Exception:  # noqa: BLE001  (a kernel refusing the committed inputs: look at every element)
+        return list(range(node.numel))
+
+
+def find_program_proof(game: str, dispute_id: int, data: ProgramStep, state_after: bytes) -> ProgramProof | None:
+    """The honest challenger's search over the solver's trace: a leaf that is not what the task
+    commits, the outputs against the revealed state after the step, then, node by node, an
+    element the program rules reject whose reads fit the chain. None: no proof (the trace is
+    honest, or its fault lies where the chain cannot reach yet)."""
+    program, roots = data.program, data.roots
+    for node in program.nodes:
+        if node.op in ("data_x", "data_y"):
+            row = _wrong_row(data, node)
+            if row is not None:
+                return ProgramProof("leaf", "prove_leaf_link", leaf_args(game, dispute_id, data, node.id, row))
+        elif node.op in LEAVES:
+            expected = leaf_root(data, node)
+            if expected is not None and roots[node.id] != expected:
+                return ProgramProof("leaf", "prove_leaf_link", leaf_args(game, dispute_id, data, node.id))
+    if merkle_root([roots[o] for o in program.outputs]) != state_after:
+        return ProgramProof("output", "prove_output_link", output_link_args(game, dispute_id, data))
+    for node in program.nodes:
+        if node.op in LEAVES or node.op not in ON_CHAIN:
+            continue
+        ins = [program.nodes[i] for i in node.inputs]
+        claimed = _flat(data.trace[node.id])
+        for index in _suspects(data, node):
+            try:
+                reads, values = element_reads(data, node.id, index)
+                if any(len(idx) > MAX_READ for _, idx in reads):
+                    continue
+                if R.check(node, ins, index, values, int(claimed[index])):
+                    continue
+            except JudgeError:  # a malformed read (a non-finite input: its producer is the node to prove)
+                continue
+            return ProgramProof("element", "prove_element", element_args(game, dispute_id, data, node.id, index))
+    return None
+
+
+__all__ = ["NO_OPENING", "NO_ROW", "ON_CHAIN", "ProgramProof", "ProgramStep", "demand_args", "descriptor", "element_args",
+           "element_reads", "find_program_proof", "leaf_args", "leaf_root", "output_link_args", "program_commit",
+           "program_opening"]

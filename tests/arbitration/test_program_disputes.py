@@ -1,0 +1,369 @@
+"""Disputes over a training program's step (`contracts/ProgramChecker.vy`, docs/arbitration.md §11):
+real MLP, CNN, GPT and dropout programs bound to tasks, one step traced honestly, then tampered.
+A wrong element of a mid-network node loses to `prove_element` (the program judge through the
+index map's reads, two-stage ops included); a wrong state, const, hyper, rng or data leaf loses to
+`prove_leaf_link`; a revealed next state that is not the program's outputs loses to
+`prove_output_link`. On the honest trace every proof reverts, and neither checker accepts the
+other format's task."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import arbitration_testing as T
+import boa
+import pytest
+import torch
+
+from offchain.dispute import moves as M
+from offchain.dispute import program_moves as P
+from offchain.dispute import program_rules as R
+from offchain.ml.artifacts import Dataset
+from offchain.ml.capture import export_program
+from offchain.ml.commit import merkle_root, tensor_root
+from offchain.ml.demo import DemoTask, program_task
+from offchain.ml.program import Program, trace_roots
+from offchain.ml.train import step_trace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "judge"))
+from program_runs import FAMILIES  # noqa: E402
+
+ROWS = 16
+STEP = 0
+GAS = os.environ.get("ARB_PROGRAM_GAS")  # print the gas of each winning proof
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A program task (steps 2, k 1), the state before step 0 and its honest trace."""
+
+    demo: DemoTask
+    program: Program
+    state: dict
+    trace: tuple
+
+    def after_root(self, trace) -> bytes:
+        """The state root a solver whose trace is ``trace`` reveals after the step."""
+        return merkle_root([tensor_root(trace[o]) for o in self.program.outputs])
+
+    def data(self, trace) -> P.ProgramStep:
+        demo = self.demo
+        return P.ProgramStep(demo.task, self.program, list(trace), STEP,
+                             [self.state[name] for name in demo.graph.param_names], demo.graph.hyper,
+                             demo.dataset.x, demo.dataset.y)
+
+
+@functools.cache
+def setup(name: str) -> Setup:
+    make, config = FAMILIES[name]
+    torch.manual_seed(0)
+    model = make()
+    program = export_program(model, config)
+    weights = dict(zip(program.param_names, [p.detach().clone() for p in model.parameters()]))
+    g = torch.Generator().manual_seed(2)
+    dim = config.data_dim
+    if config.loss == "lm_cross_entropy":
+        x = torch.randint(0, 40, (ROWS, dim), generator=g).float()
+        y = torch.zeros(ROWS, dtype=torch.int64)
+    else:
+        x = torch.randn(ROWS, dim, generator=g)
+        y = torch.randint(0, 5, (ROWS,), generator=g)
+    demo = program_task(program, config.optimizer, weights, Dataset(x, y), steps=2, k=1, seed=5)
+    state = demo.weights
+    trace = step_trace(demo.graph, demo.task, demo.dataset, state, STEP).trace
+    return Setup(demo, program, state, tuple(trace))
+
+
+def to_prove(suite, parties, s: Setup, trace, after: bytes | None = None) -> int:
+    """A dispute over step 0 of ``s``'s task in which the solver committed ``trace`` (and revealed
+    ``after``, by default its trace's outputs): the challenger is to prove."""
+    task = s.demo.task
+    before = task.weights_root
+    after = after or s.after_root(trace)
+    checkpoints = [before, after, bytes(32)]
+    _, dispute_id = T.post_and_challenge(suite, parties, task.hash(), checkpoints, 0)
+    game = suite.game
+    with boa.env.prank(parties.solver):
+        game.reveal_segment(*M.reveal_segment_args(dispute_id, 0, task, [before, after], checkpoints))
+    with boa.env.prank(parties.verifier):
+        game.pick_step(*M.pick_step_args(dispute_id, [before, after], 0))
+    with boa.env.prank(parties.solver):
+        game.commit_trace(dispute_id, STEP, merkle_root(trace_roots(trace)))
+    return dispute_id
+
+
+def tampered(trace, node_id: int, index: int = 0, value=None) -> list:
+    out = list(trace)
+    t = out[node_id].clone()
+    flat = t.reshape(-1)
+    if value is not None:
+        flat[index] = value
+    elif t.dtype == torch.float32:
+        flat[index] = flat[index] * 1.5 + 0.25
+    elif t.dtype == torch.bool:
+        flat[index] = ~flat[index]
+    else:
+        flat[index] = flat[index] + 1
+    out[node_id] = t
+    return out
+
+
+def wins(suite, parties, dispute_id: int, fn: str, args, reason: int, what: str) -> None:
+    """The challenger's proof ``fn`` ends the dispute: the challenger wins, proven, for ``reason``."""
+    gas = T.tx_gas(suite.programs, fn, parties.verifier, *args)
+    if GAS:
+        size = len(getattr(suite.programs, fn).prepare_calldata(*args))
+        print(f"\n{what}: {gas:,} gas (transaction), calldata {size:,} bytes")
+    assert T.verdict(suite, dispute_id) == (False, True, 1)
+    [ended] = T.events(suite.programs, "DisputeEnded")[-1:]
+    assert ended.reason == reason
+
+
+def fails(parties, prove, message: str) -> None:
+    with boa.env.prank(parties.verifier):
+        with boa.reverts(message):
+            prove()
+
+
+def first_node(program: Program, op: str, skip: int = 0) -> int:
+    return [n.id for n in program.nodes if n.op == op][skip]
+
+
+# ------------------------------------------------------------------------------- one element
+
+
+#: (family, op, occurrence, element) of a mid-network node whose reads fit the chain
+ELEMENTS = [
+    ("mlp", "addmm", 0, 5),          # hidden layer: bias + a 12-term row·column
+    ("mlp", "relu", 0, 3),
+    ("mlp", "nll_loss", 0, 0),       # two-stage: the labels, then logp[b, y_b]
+    ("cnn", "conv2d", 0, 37),        # 9 taps of the first convolution + bias
+    ("cnn", "max_pool2d_indices", 0, 5),  # an int64 output
+    ("gpt", "embedding", 0, 7),      # two-stage: the token, then its row
+    ("gpt", "safe_softmax", 0, 13),  # a masked attention row of 12
+    ("dropout", "bernoulli", 0, 9),  # a keep-mask element from the rng leaf
+]
+
+
+@pytest.mark.parametrize("family, op, skip, index", ELEMENTS, ids=[f"{f}-{o}" for f, o, _, _ in ELEMENTS])
+def test_prove_element__a_wrong_element_loses_the_honest_one_stands(suite, parties, family, op, skip, index):
+    s = setup(family)
+    node_id = first_node(s.program, op, skip)
+    node = s.program.nodes[node_id]
+    assert node.op in R.RULES and 0 < node_id < len(s.program.nodes) - 1
+    honest = P.ProgramStep(s.demo.task, s.program, list(s.trace), STEP)
+    reads, values = P.element_reads(honest, node_id, index)
+    ins = [s.program.nodes[i] for i in node.inputs]
+    claimed = int(P._flat(s.trace[node_id])[index])
+    assert R.check(node, ins, index, values, claimed)
+
+    dispute_id = to_prove(suite, parties, s, s.trace)
+    args = P.element_args(suite.game.address, dispute_id, s.data(s.trace), node_id, index)
+    fails(parties, lambda: suite.programs.prove_element(*args), "arbitration: element is consistent")
+
+    bad = tampered(s.trace, node_id, index)
+    assert not R.check(node, ins, index, values, int(P._flat(bad[node_id])[index]))
+    dispute_id = to_prove(suite, parties, s, bad)
+    args = P.element_args(suite.game.address, dispute_id, s.data(bad), node_id, index)
+    if family == "mlp":  # the honest challenger's search finds exactly this proof
+        found = P.find_program_proof(suite.game.address, dispute_id, s.data(bad), s.after_root(bad))
+        assert found.fn == "prove_element" and found.args[5:7] == (node_id, index)
+    wins(suite, parties, dispute_id, "prove_element", args, T.END_ELEMENT,
+         f"prove_element {family} {op}")
+
+
+def test_find_program_proof__nothing_to_prove_on_the_honest_trace():
+    s = setup("mlp")
+    assert P.find_program_proof("0x" + "00" * 20, 1, s.data(s.trace), s.after_root(s.trace)) is None
+
+
+def test_prove_element__openings_must_be_the_named_reads(suite, parties):
+    s = setup("mlp")
+    node_id = first_node(s.program, "addmm")
+    bad = tampered(s.trace, node_id, 5)
+    dispute_id = to_prove(suite, parties, s, bad)
+    game = suite.game.address
+    args = list(P.element_args(game, dispute_id, s.data(bad), node_id, 5))
+    # each read opened in its own input's output: swapped openings do not verify
+    fails(parties, lambda: suite.programs.prove_element(*args[:-1], args[-1][::-1]), "arbitration: tensor opening invalid")
+    fails(parties, lambda: suite.programs.prove_element(*args[:-1], args[-1][:-1]), "arbitration: wrong number of reads")
+    # a leaf has no one-step check
+    leaf = P.element_args(game, dispute_id, s.data(bad), node_id, 5)
+    opening = P.program_opening(s.program, [0])
+    fails(parties, lambda: suite.programs.prove_element(*leaf[:5], 0, 0, opening, M.trace_opening(s.data(bad).roots, [0]),
+                                                        leaf[9], leaf[10]),
+          "arbitration: node has no one-step check")
+    # descriptors of another program
+    forged = list(args)
+    forged[4] = (bytes(32), *args[4][1:])
+    fails(parties, lambda: suite.programs.prove_element(*forged), "arbitration: program does not match the task")
+
+
+# --------------------------------------------------------------------------------------- links
+
+
+LEAVES = [("mlp", "state", 1), ("mlp", "const", 0), ("mlp", "hyper", 0), ("mlp", "data_x", 0),
+          ("mlp", "data_y", 0), ("dropout", "rng", 0), ("gpt", "state", 30)]
+
+
+@pytest.mark.parametrize("family, op, skip", LEAVES, ids=[f"{f}-{o}" for f, o, _ in LEAVES])
+def test_prove_leaf_link__a_wrong_leaf_loses_the_honest_one_stands(suite, parties, family, op, skip):
+    s = setup(family)
+    node_id = first_node(s.program, op, skip)
+    row = 2 if op.startswith("data") else 0
+    holds = "arbitration: data row matches" if op.startswith("data") else "arbitration: links hold"
+    dispute_id = to_prove(suite, parties, s, s.trace)
+    args = P.leaf_args(suite.game.address, dispute_id, s.data(s.trace), node_id, row)
+    fails(parties, lambda: suite.programs.prove_leaf_link(*args), holds)
+
+    index = row * s.program.nodes[node_id].shape[1] + 1 if op == "data_x" else row if op == "data_y" else 0
+    bad = tampered(s.trace, node_id, index)
+    dispute_id = to_prove(suite, parties, s, bad)
+    args = P.leaf_args(suite.game.address, dispute_id, s.data(bad), node_id, row)
+    found = P.find_program_proof(suite.game.address, dispute_id, s.data(bad), s.after_root(bad))
+    assert found.fn == "prove_leaf_link" and found.args == args
+    reason = T.END_DATA if op.startswith("data") else T.END_LINK
+    wins(suite, parties, dispute_id, "prove_leaf_link", args, reason,
+         f"prove_leaf_link {family} {op}")
+
+
+def test_prove_leaf_link__openings_are_checked(suite, parties):
+    s = setup("mlp")
+    bad = tampered(s.trace, first_node(s.program, "state", 1))
+    dispute_id = to_prove(suite, parties, s, bad)
+    game = suite.game.address
+    args = list(P.leaf_args(game, dispute_id, s.data(bad), first_node(s.program, "state", 1)))
+    fails(parties, lambda: suite.programs.prove_leaf_link(*args[:8], args[8][:-1], *args[9:]),
+          "arbitration: outputs do not match the program")
+    fails(parties, lambda: suite.programs.prove_leaf_link(*args[:9], bytes(32), *args[10:]),
+          "arbitration: state opening invalid")
+    hyper = P.leaf_args(game, dispute_id, s.data(bad), first_node(s.program, "hyper"))
+    positions, leaves, siblings = hyper[7]
+    forged = (positions, [bytes(len(leaves[0]))], siblings)
+    fails(parties, lambda: suite.programs.prove_leaf_link(*hyper[:7], forged, *hyper[8:]),
+          "arbitration: tensor opening invalid")
+    view = first_node(s.program, "view")
+    fails(parties, lambda: suite.programs.prove_leaf_link(
+        *args[:5], P.program_opening(s.program, [view]), M.trace_opening(s.data(bad).roots, [view]), *args[7:]),
+          "arbitration: not a linked leaf")
+
+
+@pytest.mark.parametrize("family", ["mlp", "cnn"])
+def test_prove_output_link__a_revealed_state_that_is_not_the_outputs_loses(suite, parties, family):
+    s = setup(family)
+    dispute_id = to_prove(suite, parties, s, s.trace)
+    args = P.output_link_args(suite.game.address, dispute_id, s.data(s.trace))
+    fails(parties, lambda: suite.programs.prove_output_link(*args), "arbitration: links hold")
+
+    forged = s.after_root(tampered(s.trace, s.program.outputs[-1]))
+    dispute_id = to_prove(suite, parties, s, s.trace, after=forged)
+    args = P.output_link_args(suite.game.address, dispute_id, s.data(s.trace))
+    assert P.find_program_proof(suite.game.address, dispute_id, s.data(s.trace), forged).args == args
+    wins(suite, parties, dispute_id, "prove_output_link", args, T.END_LINK,
+         f"prove_output_link {family}")
+
+
+# ------------------------------------------------------------------------------ data availability
+
+
+def test_demand__a_program_node_is_demanded_here_and_answered_through_the_proof_checker(suite, parties):
+    s = setup("cnn")
+    dispute_id = to_prove(suite, parties, s, s.trace)
+    game, data = suite.game.address, s.data(s.trace)
+    trace = [data.tensor(i) for i in range(len(s.trace))]
+    for node_id, start, count in ((first_node(s.program, "max_pool2d_indices"), 3, 20),
+                                  (first_node(s.program, "conv2d"), 100, 300)):
+        with boa.env.prank(parties.verifier):
+            suite.programs.demand_elements(*P.demand_args(game, dispute_id, data, node_id, start, count),
+                                           value=suite.game.demand_fee(count))
+        assert suite.game.to_move(dispute_id) == parties.solver
+        with boa.env.prank(parties.solver):
+            suite.checker.post_elements(*M.post_args(game, dispute_id, trace, node_id, start, count))
+        [posted] = T.events(suite.checker, "ElementsPosted")
+        values = M.decode_values(list(posted.values), trace[node_id].dtype)
+        assert torch.equal(values, trace[node_id].reshape(-1)[start:start + count])
+        assert suite.game.to_move(dispute_id) == parties.verifier
+    with boa.env.prank(parties.verifier):
+        with boa.reverts("arbitration: one node per demand"):
+            suite.programs.demand_elements(*P.demand_args(game, dispute_id, data, 0, 0, 1)[:5],
+                                           P.program_opening(s.program, [0, 1]), 0, 1, value=suite.game.demand_fee(1))
+
+
+# ------------------------------------------------------------------------------- the two formats
+
+
+def test_formats__an_mlp_proof_fails_on_a_program_task_and_a_program_proof_on_an_mlp_task(suite, parties):
+    s = setup("mlp")
+    bad = tampered(s.trace, first_node(s.program, "state", 0))
+    dispute_id = to_prove(suite, parties, s, bad)
+    game = suite.game.address
+    # the compiled MLP's opening of its parameter block, named against the program task
+    tiny = T.honest_play()
+    link = M.link_args(game, dispute_id, tiny.step_data(), False)
+    program_data = s.data(bad)
+    fails(parties, lambda: suite.checker.prove_link_mismatch(game, dispute_id, program_data.trace_root,
+                                                             M.commitments(s.demo.task), *link[4:]),
+          "arbitration: graph opening invalid")
+
+    # a program proof in a dispute over the MLP task
+    _, mlp_dispute = T.play_to_prove(suite, parties, tiny)
+    args = list(P.leaf_args(game, mlp_dispute, program_data, first_node(s.program, "state", 0)))
+    args[2], args[3] = T.trace_root_of(tiny.trace), M.commitments(tiny.task)
+    fails(parties, lambda: suite.programs.prove_leaf_link(*args), "arbitration: program does not match the task")
+
+
+def test_reports__only_the_game_own_program_checker_concludes(suite, parties):
+    with boa.env.prank(parties.verifier):
+        with boa.reverts("arbitration: caller is not the checker"):
+            suite.game.conclude(1, parties.verifier, T.END_ELEMENT)
+
+
+# ------------------------------------------------------------------------ a bool output out of range
+
+
+def test_prove_element__a_bool_element_other_than_0_or_1_loses(suite, parties):
+    """A hand-made program (state x, then x > x as bool): a committed 2 is wrong without reads, a
+    committed 1 loses to the judge, the honest 0 stands."""
+    from eth_abi import encode
+
+    from offchain.ml.commit import keccak256
+    from offchain.ml.program import Node, StateSlot
+    from offchain.ml.task import COMMITMENT_TYPES
+
+    nodes = (Node(0, "state", "f32", (), (4,), (0,)), Node(1, "gt", "bool", (0, 0), (4,)))
+    program = Program(nodes, (StateSlot("x", (4,), "param"),), (0,), 0, {}, ())
+    x = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    hyper_root = keccak256(b"no hyper table")
+    graph = keccak256(encode(["bytes32", "bytes32"], [program.root, hyper_root]))
+    before = tensor_root(x)
+    commitments = (bytes(32), graph, bytes(32), 1, before, 5, 1, 2, 1)
+    spec_hash = keccak256(encode(COMMITMENT_TYPES, commitments))
+    game = suite.game
+
+    def dispute(mask: list[int]) -> tuple[int, P.ProgramStep]:
+        trace = [x, torch.tensor(mask, dtype=torch.int64)]
+        checkpoints = [before, before, bytes(32)]
+        _, dispute_id = T.post_and_challenge(suite, parties, spec_hash, checkpoints, 0)
+        with boa.env.prank(parties.solver):
+            game.reveal_segment(dispute_id, 0, commitments, [before, before], M.multiproof(checkpoints, [0, 1]))
+        with boa.env.prank(parties.verifier):
+            game.pick_step(*M.pick_step_args(dispute_id, [before, before], 0))
+        with boa.env.prank(parties.solver):
+            game.commit_trace(dispute_id, STEP, merkle_root(trace_roots(trace)))
+        return dispute_id, P.ProgramStep(None, program, trace, STEP)
+
+    def args(dispute_id, data, index):
+        reads, _ = P.element_reads(data, 1, index)
+        return (game.address, dispute_id, data.trace_root, commitments, (program.nodes_root, program.outputs_hash,
+                hyper_root), 1, index, P.program_opening(program, [0, 1]), M.trace_opening(data.roots, [0, 1]),
+                M.tensor_opening(data.trace[1], [index]), [M.tensor_opening(x, idx) for _, idx in reads])
+
+    dispute_id, data = dispute([0, 0, 0, 0])
+    fails(parties, lambda: suite.programs.prove_element(*args(dispute_id, data, 2)), "arbitration: element is consistent")
+    for mask in ([0, 0, 2, 0], [0, 0, 1, 0]):
+        dispute_id, data = dispute(mask)
+        wins(suite, parties, dispute_id, "prove_element", args(dispute_id, data, 2), T.END_ELEMENT, f"bool {mask[2]}")
