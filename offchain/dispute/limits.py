@@ -9,6 +9,7 @@ so it is refused where it is built and posted and where a solver or verifier fet
 
 from __future__ import annotations
 
+from offchain.dispute import program_rules
 from offchain.dispute.judge import MAX_CLASSES, MAX_LONG_REDUCTION, MAX_REDUCTION
 from offchain.dispute.moves import (
     MAX_OPEN_LEAVES,
@@ -18,9 +19,12 @@ from offchain.dispute.moves import (
     judge_operands,
     reduction_length,
 )
+from offchain.dispute.program_moves import MAX_READ, ON_CHAIN
 from offchain.ml.commit import LEAF_BYTES
 from offchain.ml.errors import TaskError
 from offchain.ml.graph import TrainingGraph
+from offchain.ml.program import LEAVES, Node, Program
+from offchain.ml.program_training import ProgramTraining
 from offchain.ml.task import TrainingTask
 
 #: mirrors of the on-chain bounds not used elsewhere off chain
@@ -45,14 +49,20 @@ def _indices(shape: tuple[int, ...] | list[int]) -> list[int]:
     return sorted({i * cols for i in range(rows)} | set(range(cols)))
 
 
-def unjudgeable_reason(graph: TrainingGraph, task: TrainingTask) -> str | None:
-    """One line naming the first limit the task exceeds, or None if every element can be judged."""
-    if task.is_program:
-        return "the chain cannot judge the nodes of a training program yet (docs/programs.md §6)"
+def _interval_reason(task: TrainingTask) -> str | None:
     k = task.checkpoint_interval
     if k > MAX_POINTS:
         return (f"checkpoint interval {k} exceeds {MAX_POINTS}: disputing a segment would need a "
                 f"bisect move that the solver worker does not make")
+    return None
+
+
+def unjudgeable_reason(graph: TrainingGraph | ProgramTraining, task: TrainingTask) -> str | None:
+    """One line naming the first limit the task exceeds, or None if every element can be judged."""
+    if task.is_program:
+        return program_unjudgeable_reason(graph.program, task)
+    if (reason := _interval_reason(task)) is not None:
+        return reason
     if len(graph.param_nodes) > MAX_PARAMS:
         return f"{len(graph.param_nodes)} parameter tensors exceed the {MAX_PARAMS} a link proof opens"
     for node in graph.nodes:
@@ -94,3 +104,69 @@ def check_judgeable(graph: TrainingGraph, task: TrainingTask) -> None:
     reason = unjudgeable_reason(graph, task)
     if reason is not None:
         raise UnjudgeableTask(reason)
+
+
+# ---- training programs (contracts/ProgramChecker.vy, docs/arbitration.md §11)
+
+#: mirrors of ProgramChecker's bounds
+MAX_PROGRAM_INPUTS = 8      # structs.MAX_PROGRAM_INPUTS
+MAX_PROGRAM_RANK = 8        # structs.MAX_PROGRAM_RANK
+MAX_ATTRS = 32              # attrs of a descriptor
+MAX_OUTPUT_NODES = 65       # structs.MAX_OPEN_NODES: outputs the output link opens
+MAX_STATE = 1024            # structs.MAX_STATE
+MAX_HYPER = 512             # entries of a hyper-table row
+MAX_READ_LISTS = 5          # program.MAX_LISTS
+# elements of a node whose reads are all checked; larger nodes are checked on a spread sample
+EVERY_ELEMENT_UP_TO = 1024
+SAMPLED = 64
+
+
+def _sample(node: Node) -> list[int]:
+    """Elements whose reads stand for the node's: all of a small node; else a spread sample, the
+    ends and the middle element of every dimension (the fullest windows of a convolution)."""
+    n = node.numel
+    if n <= EVERY_ELEMENT_UP_TO:
+        return list(range(n))
+    middle = 0
+    for size in node.shape:
+        middle = middle * size + size // 2
+    return sorted({*range(0, n, max(n // SAMPLED, 1)), n - 1, middle})
+
+
+def _itemsize(node: Node) -> int:
+    return 4 if node.dtype == "f32" else 8  # bool is committed as int64
+
+
+def program_unjudgeable_reason(program: Program, task: TrainingTask) -> str | None:
+    """The first bound of the program dispute game a program task exceeds, in one line, or None."""
+    if (reason := _interval_reason(task)) is not None:
+        return reason
+    if len(program.outputs) > MAX_OUTPUT_NODES or len(program.state) > MAX_STATE:
+        return (f"the program's {len(program.outputs)} state tensors exceed the {MAX_OUTPUT_NODES} an output "
+                f"link proof opens")
+    if len(program.hyper_names) > MAX_HYPER:
+        return f"{len(program.hyper_names)} hyper-parameters exceed the {MAX_HYPER} a leaf proof opens"
+    for node in program.nodes:
+        where = program.describe(node.id)
+        if node.op == "data_x" and node.numel // node.shape[0] * 4 > MAX_ROW_BYTES:
+            return f"dataset rows of {node.numel // node.shape[0]} features exceed the {MAX_ROW_BYTES // 4} a data proof compares"
+        if node.op in LEAVES:
+            continue
+        if node.op not in ON_CHAIN:
+            return f"{where} has no one-element rule on chain yet (docs/judge-programs.md §8)"
+        if len(node.inputs) > MAX_PROGRAM_INPUTS or len(node.shape) > MAX_PROGRAM_RANK or len(node.attrs) > MAX_ATTRS:
+            return f"{where} has more inputs, dimensions or attributes than a descriptor holds"
+        ins = [program.nodes[i] for i in node.inputs]
+        for index in _sample(node):
+            reads = program_rules.element_inputs(node, ins, index)  # two-stage ops: the first stage bounds it
+            if len(reads) > MAX_READ_LISTS:
+                return f"{where} reads {len(reads)} input lists; the judge takes {MAX_READ_LISTS}"
+            for position, flat in reads:
+                if len(flat) > MAX_READ:
+                    return (f"{where} reduces {len(flat)} terms; the chain judges at most {MAX_READ} "
+                            f"(longer reductions of programs are not dissected yet)")
+                leaves = len({i * _itemsize(ins[position]) // LEAF_BYTES for i in flat})
+                if leaves > MAX_OPEN_LEAVES:
+                    return (f"{where} reads {len(flat)} elements of node {ins[position].id} spread over {leaves} "
+                            f"leaves; the dispute game opens at most {MAX_OPEN_LEAVES}")
+    return None

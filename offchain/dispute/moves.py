@@ -33,7 +33,7 @@ from offchain.ml.commit import (
     tree_depth,
 )
 from offchain.ml.graph import OP_CODES, Node, TrainingGraph
-from offchain.ml.program import trace_roots  # a graph's roots; a program's bool outputs as int64 0/1
+from offchain.ml.graph import trace_roots
 from offchain.ml.task import TrainingTask
 
 # mirror of contracts/Arbitration.vy constants

@@ -17,6 +17,7 @@ from safetensors.torch import save as save_tensors
 
 from offchain.chain.client import Market, TaskView
 from offchain.dispute import moves as M
+from offchain.dispute.program_moves import ProgramStep, find_program_proof
 from offchain.dispute.game import DEMAND, PARTIALS, PICK, PROVE, REVEAL, SUM_PICK, TRACE
 from offchain.dispute.status import ENDED
 from offchain.ml import Checkpoint, DemoTask, ProofDocument, merkle_root, trace_roots
@@ -131,6 +132,8 @@ class Prosecution(DisputePlayer):
             index = next((i for i in range(len(points) - 1) if ours[i + 1] != revealed[i + 1]), len(points) - 2)
             self.market.transact("pick_step", *M.pick_step_args(dispute_id, revealed, index), contract=self.game)
             return f"picked interval {index} (step {d['first_step'] + points[index]})"
+        if d["phase"] == PROVE and self.bundle.task.is_program:
+            return self._prove_program(dispute_id, d)
         if d["phase"] == PROVE:
             trace = self._solver_trace(dispute_id, d)
             data = M.StepData(self.bundle.task, self.bundle.graph, trace, self.bundle.dataset.x, self.bundle.dataset.y)
@@ -157,6 +160,23 @@ class Prosecution(DisputePlayer):
             self.market.transact(answer.function, *answer.args, contract=contract)
             return f"{'picked' if answer.kind == 'pick' else 'proved'} {answer.detail}"
         return None
+
+    def _prove_program(self, dispute_id: int, d: dict[str, Any]) -> str:
+        """A program step: the first leaf, output or element of the solver's trace the chain can
+        prove wrong (`program_moves.find_program_proof`), proven through the ProgramChecker."""
+        b, step = self.bundle, d["first_step"]
+        segment_start = d["segment"] * b.task.checkpoint_interval
+        state = self.checkpoint(d["segment"])
+        if step > segment_start:
+            state = replay(b.graph, b.task, b.dataset, state, segment_start, step - segment_start,
+                           num_threads=self.threads)
+        data = ProgramStep(b.task, b.graph.program, self._solver_trace(dispute_id, d), step,
+                           [state[name] for name in b.graph.param_names], b.graph.hyper, b.dataset.x, b.dataset.y)
+        proof = find_program_proof(self.game.address, dispute_id, data, d["state_after"])
+        if proof is None:
+            return self.NOTHING_TO_PROVE
+        self.market.transact(proof.fn, *proof.args, contract=self.market.programs)
+        return f"proved {proof.kind} ({proof.fn})"
 
     def _posted(self, dispute_id: int) -> list[tuple[int, int, int]]:
         events = self.game.events.PartialsPosted().get_logs(

@@ -421,8 +421,8 @@ def execute_step(
 
 
 def trace_roots(trace: Sequence[torch.Tensor]) -> list[bytes]:
-    """Per-node output roots (``tensor_root``), in node id order."""
-    return [tensor_root(t) for t in trace]
+    """Per-node output roots in node id order (a program's bool outputs are committed as int64 0/1)."""
+    return [tensor_root(t if t.dtype != torch.bool else t.to(torch.int64)) for t in trace]
 
 
 def trace_root(trace: Sequence[torch.Tensor]) -> bytes:

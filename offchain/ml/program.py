@@ -40,7 +40,7 @@ from eth_abi import encode as abi_encode
 
 from .commit import keccak256, merkle_root, sized_root, tensor_root
 from .errors import GraphError
-from .graph import execution_context  # noqa: F401  (the same thread/determinism rules)
+from .graph import execution_context, trace_roots  # noqa: F401  (the same thread/determinism rules, trace roots)
 from .spec import canonical_json, check_keys, parse_json_object, strict_int
 
 PROGRAM_FORMAT = "dtm-program/1"
@@ -508,7 +508,3 @@ class CapturedStep:
         torch._foreach_copy_(self.state, self.out.state)
         return self.out.loss
 
-
-def trace_roots(trace: Sequence[torch.Tensor]) -> list[bytes]:
-    """Per-node output roots in node id order (bool outputs are committed as int64 0/1)."""
-    return [tensor_root(t if t.dtype != torch.bool else t.to(torch.int64)) for t in trace]

@@ -9,8 +9,10 @@ come from safetensors.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any, Callable
+
+import torch
 
 from offchain.dispute.limits import check_judgeable
 from offchain.ml import (
@@ -24,7 +26,8 @@ from offchain.ml import (
     compile_training_graph,
     weights_from_bytes,
 )
-from offchain.ml.demo import make_task
+from offchain.ml.demo import make_task, program_task
+from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program import MAX_PROGRAM_BYTES, Program
 from offchain.ml.program_training import ProgramTraining
 from offchain.storage import ContentStore
@@ -61,8 +64,22 @@ def publish_task(store: ContentStore, spec: ModelSpec, dataset: Dataset, *, step
     """Put model, weights, dataset and the task spec on IPFS; return the spec's CID. Nothing is
     uploaded unless the task passes `check_task`."""
     options = dict(steps=steps, k=k, batch_size=batch_size, lr=lr, seed=seed, weights_seed=weights_seed)
-    check_task(spec, dataset, **options)
-    bundle = make_task(spec, dataset, **options, cid=store.add_bytes)
+    return _publish(store, lambda cid: make_task(spec, dataset, **options, cid=cid))
+
+
+def publish_program_task(store: ContentStore, program: Program, optimizer: OptimizerConfig,
+                         weights: dict[str, torch.Tensor], dataset: Dataset, *, steps: int, k: int,
+                         seed: int) -> PublishedTask:
+    """`publish_task` for a training program (`dtm model export`) and its initial weights."""
+    return _publish(store, lambda cid: program_task(program, optimizer, weights, dataset, steps=steps, k=k,
+                                                    seed=seed, cid=cid))
+
+
+def _publish(store: ContentStore, build: Callable[[Callable[[bytes], str]], DemoTask]) -> PublishedTask:
+    """Build the task with local CIDs and check it can be judged, then upload every artifact."""
+    draft = build(compute_cid)
+    check_judgeable(draft.graph, draft.task)
+    bundle = build(store.add_bytes)
     spec_bytes = bundle.task.to_bytes()
     return PublishedTask(bundle, store.add_bytes(spec_bytes), spec_bytes)
 

@@ -1,0 +1,61 @@
+"""A training program (a captured PyTorch MLP) on the market: posted, trained with proofs by a
+solver worker, verified and paid; and a cheating solver on it disputed down to one leaf, link or
+element of its program step, proven wrong through the ProgramChecker and slashed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from offchain.chain.suite import ETHER, Role, TaskState
+from offchain.ml import digits_dataset
+from offchain.ml.capture import ExportConfig, export_program
+from offchain.ml.models import MLP
+from offchain.ml.optim import OptimizerConfig
+from offchain.workers.artifacts import fetch_proof, publish_program_task
+from offchain.workers.solver import Solver
+from offchain.workers.submitter import Submitter
+from offchain.workers.verifier import Verifier
+from tests.e2e.harness import SOLVER, SUBMITTER, VERIFIER, local_market, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _post_program(m) -> int:
+    """A 64-16-10 MLP program with SGD momentum on the digits, every reduction within the judge's 64 terms."""
+    torch.manual_seed(0)
+    model = MLP(64, (16,), 10)
+    program = export_program(model, ExportConfig(8, (64,), optimizer=OptimizerConfig("sgd", 0.1, momentum=0.9)))
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    published = publish_program_task(m.store, program, OptimizerConfig("sgd", 0.1, momentum=0.9), weights,
+                                     digits_dataset(), steps=40, k=4, seed=5)
+    submitter = Submitter(market=m.market(SUBMITTER), store=m.store, home=m.home)
+    return submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=300)
+
+
+def test_program_task__trained_verified_and_paid(tmp_path):
+    with local_market(tmp_path) as m:
+        m.start(Solver, SOLVER, Role.SOLVER)
+        m.start(Verifier, VERIFIER, Role.VERIFIER)
+        task_id = _post_program(m)
+        reader = m.market(0)
+        wait_for(lambda: reader.task(task_id).state == TaskState.FINALISED, 180, "finalisation")
+        assert not reader.events("Challenged", m.deployment.block, task_id=task_id)
+        [paid] = reader.events("TaskFinalised", m.deployment.block, task_id=task_id)
+        [submitted] = reader.events("ProofSubmitted", m.deployment.block, task_id=task_id)
+        proof = fetch_proof(m.store, submitted["args"]["proof_cid"], submitted["args"]["proof_root"])
+        assert paid["args"]["solver_payment"] > 0 and proof.final_loss < 2.0  # from ln 10 = 2.30
+
+
+def test_program_task__a_cheating_solver_loses_the_dispute_and_its_stake(tmp_path):
+    with local_market(tmp_path) as m:
+        solver = m.start(Solver, SOLVER, Role.SOLVER, cheat="fabricate")
+        m.start(Verifier, VERIFIER, Role.VERIFIER)
+        task_id = _post_program(m)
+        reader = m.market(0)
+        ended = wait_for(lambda: reader.arbiter.events.DisputeEnded().get_logs(
+            from_block=m.deployment.block, argument_filters={"task_id": task_id}), 240, "the verdict")
+        outcome = ended[0]["args"]
+        assert not outcome["solver_won"] and outcome["reason"] in (2, 3, 4)  # proven through the ProgramChecker
+        bonded, locked = reader.call("accounts", solver.address)[:2]
+        assert bonded == 5 * ETHER - reader.task(task_id).solver_stake and locked == 0
