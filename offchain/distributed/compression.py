@@ -49,6 +49,13 @@ def packed_size(count: int, bits: int) -> int:
 def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """``codes`` (integers in ``[0, 2^bits)``) packed ``bits`` each, little-endian, into uint8."""
     flat = codes.reshape(-1).to(torch.int64)
+    if 8 % bits == 0:  # 2, 4, 8 bits: whole values per byte
+        per_byte = 8 // bits
+        pad = (-flat.numel()) % per_byte
+        if pad:
+            flat = torch.cat([flat, flat.new_zeros(pad)])
+        shifts = bits * torch.arange(per_byte, dtype=torch.int64)
+        return (flat.reshape(-1, per_byte) << shifts).sum(1).to(torch.uint8)
     shifts = torch.arange(bits, dtype=torch.int64)
     stream = ((flat.unsqueeze(1) >> shifts) & 1).reshape(-1)
     pad = (-stream.numel()) % 8
@@ -60,6 +67,10 @@ def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
 
 def unpack_bits(data: torch.Tensor, bits: int, count: int) -> torch.Tensor:
     """Inverse of :func:`pack_bits`: ``count`` int64 codes."""
+    if 8 % bits == 0:
+        per_byte = 8 // bits
+        shifts = bits * torch.arange(per_byte, dtype=torch.int64)
+        return ((data.to(torch.int64).unsqueeze(1) >> shifts) & ((1 << bits) - 1)).reshape(-1)[:count]
     stream = ((data.to(torch.int64).unsqueeze(1) >> torch.arange(8, dtype=torch.int64)) & 1).reshape(-1)
     stream = stream[: count * bits].reshape(count, bits)
     return (stream << torch.arange(bits, dtype=torch.int64)).sum(1)
