@@ -218,17 +218,17 @@ class DeltaCodec:
 class PseudoGradCodec:
     """Pseudo-gradients of one replica as a message: ``none`` (float32), ``quant`` (``bits`` per
     value, one max-abs scale per tensor) or ``topk`` (the ``fraction`` largest magnitudes of each
-    tensor as int32 index + float32 value). With compression the part not sent is kept and added
-    to the next pseudo-gradient (error feedback), so nothing is lost for good."""
+    tensor as int32 index + float32 value). With compression and ``error_feedback`` the part not
+    sent is kept and added to the next pseudo-gradient, so nothing is lost for good."""
 
-    def __init__(self, kind: str = "none", bits: int = 8, fraction: float = 0.1) -> None:
+    def __init__(self, kind: str = "none", bits: int = 8, fraction: float = 0.1, error_feedback: bool = True) -> None:
         if kind not in ("none", "quant", "topk"):
             raise ValueError(f"unknown pseudo-gradient compression {kind!r}")
         if kind == "quant":
             _check_bits(bits)
         if kind == "topk" and not 0 < fraction <= 1:
             raise ValueError("topk fraction must be in (0, 1]")
-        self.kind, self.bits, self.fraction = kind, bits, fraction
+        self.kind, self.bits, self.fraction, self.error_feedback = kind, bits, fraction, error_feedback
         self.residual: list[torch.Tensor] | None = None
 
     def _k(self, numel: int) -> int:
@@ -264,7 +264,8 @@ class PseudoGradCodec:
                 q = torch.zeros_like(flat)
                 q[order] = values
                 q = q.reshape(t.shape)
-            self.residual[j] = target - q
+            if self.error_feedback:
+                self.residual[j] = target - q
             parts.append(message)
             sent.append(q)
         return torch.cat(parts), sent

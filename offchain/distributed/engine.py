@@ -72,12 +72,16 @@ class AQSGDConfig:
 
 @dataclass(frozen=True)
 class DiLoCoConfig:
+    """Outer Nesterov defaults for short tasks (tens of outer steps): ``lr 1, momentum 0.5``.
+    The 0.7 / 0.9 of long DiLoCo runs overshoots there (docs/distributed-training.md)."""
+
     inner_steps: int = 10
-    outer_lr: float = 0.7
-    outer_momentum: float = 0.9
+    outer_lr: float = 1.0
+    outer_momentum: float = 0.5
     compress: str = "none"  # none | quant | topk
     bits: int = 8
     fraction: float = 0.1
+    error_feedback: bool = True
 
 
 @dataclass(frozen=True)
@@ -407,9 +411,10 @@ def _train_rank(rank: int, spec: TrainSpec) -> dict[str, Any]:
     if diloco is not None:
         global_params = [p.detach().clone() for p in params]
         outer = C.OuterNesterov(diloco.outer_lr, diloco.outer_momentum)
-        pg_codec = C.PseudoGradCodec(diloco.compress, diloco.bits, diloco.fraction)
+        pg_codec = C.PseudoGradCodec(diloco.compress, diloco.bits, diloco.fraction, diloco.error_feedback)
         shapes = [tuple(p.shape) for p in params]
     losses: list[float] = []
+    step_ends: list[float] = []
     dist.barrier()
     start = time.perf_counter()
     for step in range(spec.steps):
@@ -468,10 +473,12 @@ def _train_rank(rank: int, spec: TrainSpec) -> dict[str, Any]:
             with torch.no_grad():
                 for p, g in zip(params, global_params):
                     p.copy_(g)
+        step_ends.append(time.perf_counter())
     transport.flush()
     dist.barrier()
     seconds = time.perf_counter() - start
     return {"rank": rank, "stage": s, "replica": replica, "seconds": seconds, "losses": losses,
+            "step_ends": [end - start for end in step_ends],
             "p2p_bytes": transport.p2p_bytes, "collective_bytes": transport.collective_bytes,
             "state": {stage.global_name(n): p.detach().clone() for n, p in stage.named_parameters()}}
 
@@ -491,6 +498,13 @@ class RunResult:
     @property
     def steps_per_s(self) -> float:
         return self.spec.steps / self.seconds
+
+    def steps_per_s_from(self, first: int) -> float:
+        """Throughput of steps ``first..steps-1`` (e.g. after AQ-SGD's warm-up epochs), slowest rank."""
+        if not self.ranks or first <= 0:
+            return self.steps_per_s
+        seconds = max(r["step_ends"][-1] - r["step_ends"][first - 1] for r in self.ranks)
+        return (self.spec.steps - first) / seconds
 
 
 def _free_ports(count: int) -> list[int]:
