@@ -190,3 +190,11 @@ def test_outer_nesterov_and_average():
     codec = C.PseudoGradCodec("none")
     msgs = [codec.encode([torch.tensor([1.0, 2.0])])[0], codec.encode([torch.tensor([3.0, 6.0])])[0]]
     assert torch.equal(C.average(msgs, codec, [(2,)])[0], torch.tensor([2.0, 4.0]))
+
+
+def test_without_error_feedback_nothing_is_carried():
+    codec = C.PseudoGradCodec("topk", fraction=0.25, error_feedback=False)
+    g = [torch.tensor([4.0, 3.0, 2.0, 1.0])]
+    for _ in range(3):
+        _, sent = codec.encode(g)
+        assert torch.equal(sent[0], torch.tensor([4.0, 0.0, 0.0, 0.0]))
