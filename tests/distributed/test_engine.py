@@ -24,6 +24,8 @@ SPECS = {
     "1x2 diloco": dict(replicas=2, diloco=DiLoCoConfig(inner_steps=4)),
     "1x2 diloco 4-bit": dict(replicas=2, diloco=DiLoCoConfig(inner_steps=4, compress="quant", bits=4)),
     "1x2 diloco topk": dict(replicas=2, diloco=DiLoCoConfig(inner_steps=4, compress="topk", fraction=0.1)),
+    "2x2 aqsgd+diloco": dict(stages=2, replicas=2, aqsgd=AQSGDConfig(bits=3, grad_bits=6),
+                             diloco=DiLoCoConfig(inner_steps=4, compress="quant", bits=4)),
     "2x1 slow": dict(stages=2, steps=2, link=LinkConfig(latency_s=LATENCY, bandwidth=1e6)),
 }
 
@@ -94,6 +96,13 @@ def test_diloco_syncs_replicas_and_loss_close(runs):
     assert runs["1x2 diloco topk"].heldout < plain.losses[0] - 1.0
     assert runs["1x2 diloco 4-bit"].bytes_per_step < runs["1x2 diloco"].bytes_per_step / 7
     assert runs["1x2 diloco topk"].bytes_per_step < runs["1x2 diloco"].bytes_per_step / 4
+
+
+def test_pipeline_and_diloco_together(runs):
+    result, plain = runs["2x2 aqsgd+diloco"], runs["2x2"]
+    assert result.replicas_equal
+    assert result.bytes_per_step < plain.bytes_per_step / 10
+    assert result.heldout < plain.heldout + 0.05
 
 
 def test_emulated_link_delays_but_sends_the_same(runs):
