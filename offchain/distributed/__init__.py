@@ -1,5 +1,6 @@
 """Tasks bigger than one machine: scheduling pipeline stages × data-parallel replicas over a
-heterogeneous network (see docs/distributed.md)."""
+heterogeneous network (`scheduler`, `network`: docs/distributed.md), and training over them
+(`engine`, `compression`: docs/distributed-training.md)."""
 
 from offchain.distributed.network import SCENARIOS, Network, SchedulerError, load_network, parse_network, save_network
 from offchain.distributed.scheduler import (
