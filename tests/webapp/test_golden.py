@@ -59,17 +59,22 @@ def data_files() -> dict[str, tuple[bytes, dict]]:
     npy, npz = io.BytesIO(), io.BytesIO()
     np.save(npy, table.astype(np.float32))
     np.savez_compressed(npz, x=(np.arange(150) / 16).astype(np.float16).reshape(50, 3), y=np.arange(50) % 5)
+    fortran = io.BytesIO()  # big-endian float64, column-major, integral float labels
+    np.save(fortran, np.asfortranarray((np.arange(80, dtype=">f8") * 0.3 % 7).reshape(20, 4).round()))
+    quoted = b'a,"b\nc",lab\n1,2,x\n"3","4",y\n5, 6 ,\xe2\x80\x83x\n7,8,"y'  # a cell over two lines; ends in a quote
     return {"header-strings.csv": (header_csv, {}), "no-header.csv": (plain_csv, {"label_column": "0", "seed": 3}),
+            "quoted.csv": (quoted, {"holdout": 0.5}), "fortran.npy": (fortran.getvalue(), {"label_column": "1"}),
             "tensors.safetensors": (tensors, {"holdout": 0.25, "seed": 7}), "table.npy": (npy.getvalue(), {"seed": 1}),
             "arrays.npz": (npz.getvalue(), {"holdout": 0.2, "seed": 2})}
 
 
 # malformed files and the one-line error load_dataset gives (the web app must give the same)
-BAD_FILES = {
+BAD_FILES: dict[str, str | bytes | None] = {
     "ragged.csv": "a,b,c\n1,2,x\n3,4\n", "words.csv": "1,2,0\n3,four,1\n", "nan.csv": "1,2,0\n3,nan,1\n",
     "one-class.csv": "1,2,7\n3,4,7\n", "empty-label.csv": "1,2,a\n3,4, \n", "many.csv": "1,0\n2,300\n",
     "negative.csv": "1,-1\n2,1\n", "huge.csv": "1,1e39,0\n2,3,1\n", "few.csv": "1,0\n2,1\n",
-    "one-column.csv": "0\n1\n", "data.json": "{}", "labels.safetensors": None,
+    "one-column.csv": "0\n1\n", "data.json": "{}", "latin1.csv": b"1,2\xff,0\n", "labels.safetensors": None,
+    "strings.npy": None, "tokens.npy": None, "xz.npz": None,
 }
 
 
@@ -77,7 +82,16 @@ def bad_file(name: str) -> bytes:
     from safetensors.numpy import save
 
     text = BAD_FILES[name]
-    return text.encode() if text is not None else save({"x": np.ones((3, 2), np.float32), "y": np.ones(3, np.float32)})
+    if text is not None:
+        return text if isinstance(text, bytes) else text.encode()
+    if name.endswith(".safetensors"):
+        return save({"x": np.ones((3, 2), np.float32), "y": np.ones(3, np.float32)})
+    out = io.BytesIO()
+    if name == "xz.npz":
+        np.savez(out, x=np.ones((2, 2)), z=np.ones(2))
+    else:
+        np.save(out, np.array(["a", "b"]) if name == "strings.npy" else np.arange(10))
+    return out.getvalue()
 
 
 def loaded(name: str, data: bytes, options: dict) -> dict:
