@@ -83,6 +83,8 @@ export function postPage(ctx: Context): View {
     const reader = new URL("data.js", import.meta.url).href;
     const { loadDataset } = (await import(/* @vite-ignore */ reader)) as typeof import("../data");
     const seed = integer(f.seed, "The seed", 0);
+    const limit = 256 * 1024 * 1024; // data.ts MAX_DATA_BYTES, checked before the file is read
+    if (file.size > limit) throw new AppError(`${file.name}: file is ${file.size} bytes, limit ${limit}.`);
     try {
       return await loadDataset(file.name, new Uint8Array(await file.arrayBuffer()), { labelColumn, holdout, seed });
     } catch (error) {
