@@ -37,9 +37,10 @@ export interface Options { hidden: number; steps: number; k: number; batchSize: 
 
 const LEAF_FLOATS = 512, MAX_OPEN_LEAVES = 16; // offchain/ml/commit.py LEAF_BYTES / 4, dispute/moves.py
 
-/** Why the dispute game could not judge the MLP preset on rows of `dim` features, or null. A
- *  conservative form of offchain/dispute/limits.py for this preset: a column of a layer of width w
- *  read across a batch must lie in at most 16 tensor leaves. */
+/** Why the dispute game could not judge the MLP preset on rows of `dim` features, or null: the
+ *  limit of offchain/dispute/limits.py this preset can reach (a column of a layer of width w, read
+ *  across a batch, must lie in at most 16 tensor leaves), taken over every column offset;
+ *  tests/webapp/test_golden.py compares the verdict with `check_task`'s. */
 export function unjudgeable(dim: number, o: Options, classes: number): string | null {
   for (const [width, what] of [[dim, `rows of ${dim} features`], [o.hidden, `${o.hidden} hidden units`], [classes, `${classes} classes`]] as const) {
     let leaves = 0;
