@@ -43,8 +43,21 @@ await esbuild.build({
   legalComments: "none",
   logLevel: "warning",
 });
+// the reader of your own data files: its own bundle, loaded by the post page when first used
+await esbuild.build({
+  entryPoints: [join(here, "src", "data.ts")],
+  outfile: join(dist, "data.js"),
+  bundle: true,
+  minify: true,
+  format: "esm",
+  target: "es2022",
+  legalComments: "none",
+  logLevel: "warning",
+});
 for (const file of ["index.html", "style.css"]) copyFileSync(join(here, file), join(dist, file));
 
-const bundle = readFileSync(join(dist, "app.js"));
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
-console.log(`webapp/dist/app.js ${kib(bundle.length)} (gzip ${kib(gzipSync(bundle).length)})`);
+for (const file of ["app.js", "data.js"]) {
+  const bundle = readFileSync(join(dist, file));
+  console.log(`webapp/dist/${file} ${kib(bundle.length)} (gzip ${kib(gzipSync(bundle).length)})`);
+}

@@ -183,6 +183,30 @@ const scenarios = {
     return seen;
   },
 
+  /** Post a task on your own data file: a malformed file first (its error), then a CSV (its
+   *  summary line); the held-out rows come back as a download. */
+  async post_own_data(page) {
+    const wallet = await installWallet(page, { ...params.wallet, chainId: params.chain_id, switchable: [] });
+    await connect(page, wallet);
+    await page.click('nav a[href="#/post"]');
+    await page.setInputFiles("#post-file", { name: "bad.csv", mimeType: "text/csv", buffer: Buffer.from(params.bad_csv) });
+    const seen = { bad_file: await notice(page) };
+    await page.setInputFiles("#post-file", params.csv);
+    await page.waitForFunction(() => document.querySelector("#post-data-summary")?.textContent, null, { timeout: TIMEOUT });
+    seen.summary = await text(page, "#post-data-summary");
+    seen.dataset_menu_disabled = await page.locator("#post-dataset").isDisabled();
+    await page.fill("#post-steps", String(params.steps));
+    seen.screenshots = [await shot(page, "post-own-data")];
+    const [download] = await Promise.all([page.waitForEvent("download", { timeout: 60_000 }), page.click("#post")]);
+    seen.download_name = download.suggestedFilename();
+    await download.saveAs(params.holdout_out);
+    seen.posted = await notice(page);
+    await page.locator("#timeline tbody tr").first().waitFor({ timeout: TIMEOUT });
+    seen.hash = await page.evaluate(() => location.hash);
+    seen.requests = wallet.requests;
+    return seen;
+  },
+
   /** A finalised task's weights, checked by the page and downloaded, and its loss curve (no wallet
    *  needed). */
   async get_result(page) {

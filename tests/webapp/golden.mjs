@@ -1,6 +1,6 @@
-// The golden vectors of test_golden.py computed by the web app's TypeScript (webapp/src/commit),
-// from the same input formulas; prints them as JSON.
-import { mkdtempSync, rmSync } from "node:fs";
+// The golden vectors of test_golden.py computed by the web app's TypeScript (webapp/src/commit,
+// webapp/src/data.ts), from the same input formulas and data files; prints them as JSON.
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as esbuild from "esbuild";
@@ -14,7 +14,7 @@ const LRS = [0.1, 1.0, 1e-5, 0.0003, 0.0001, 7.5e-7, 2.5, 10];
 const dir = mkdtempSync(join(tmpdir(), "golden-"));
 const outfile = join(dir, "commit.mjs");
 await esbuild.build({ stdin: {
-  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export * from "./model"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
+  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export * from "./model"; export { loadDataset } from "../data"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
   resolveDir: new URL("../../webapp/src/commit", import.meta.url).pathname, loader: "ts",
 }, bundle: true, format: "esm", platform: "node", outfile, logLevel: "warning" });
 const c = await import(outfile);
@@ -35,6 +35,25 @@ const task = (lr) => ({
   lr, batch_size: 32, steps: 300, seed: 2n ** 255n + 12345n, checkpoint_interval: 10, graph_root: hash("graph"),
 });
 
+// the data files are inputs the golden file carries (base64)
+const golden = JSON.parse(readFileSync(new URL("../golden/commitments.json", import.meta.url), "utf8"));
+async function loaded(name, file, options) {
+  let got;
+  try {
+    got = await c.loadDataset(name, Buffer.from(file, "base64"), { labelColumn: options.label_column, holdout: options.holdout, seed: options.seed });
+  } catch (error) {
+    if (error.name !== "DataError") throw error;
+    return { error: error.message };
+  }
+  const held = got.holdout;
+  return { description: got.description, classes: got.numClasses, train_rows: got.train.rows,
+    dataset_root: hex(c.datasetRoot(got.train.x, got.train.y, got.train.dim)), dataset_cid: c.computeCid(got.train.bytes),
+    holdout_rows: held ? held.rows : 0, holdout_cid: held ? c.computeCid(held.bytes) : null };
+}
+const data = {}, dataErrors = {};
+for (const [name, { file, options }] of Object.entries(golden.data)) data[name] = { file, options, ...(await loaded(name, file, options)) };
+for (const [name, { file }] of Object.entries(golden.data_errors)) dataErrors[name] = { file, ...(await loaded(name, file, {})) };
+
 const vectors = {
   cid: Object.fromEntries(FILE_SIZES.map((size) => [String(size), c.computeCid(fileBytes(size))])),
   tensor_root: Object.fromEntries(TENSOR_SIZES.map((size) => [String(size), hex(c.tensorRoot(tensor(size)))])),
@@ -54,5 +73,7 @@ const vectors = {
   task: Object.fromEntries(LRS.map((lr) => [repr(lr), {
     bytes: new TextDecoder().decode(c.taskBytes(task(lr))), spec_hash: c.specHash(task(lr)),
   }])),
+  data,
+  data_errors: dataErrors,
 };
 console.log(JSON.stringify(vectors));

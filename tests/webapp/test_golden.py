@@ -1,15 +1,20 @@
 """Golden vectors of the commitments the web app computes (CIDs, tensor, checkpoint and dataset
-roots, the MLP preset's spec, initial weights and graph root, task spec bytes and spec hash), shared by the Python and the TypeScript implementations:
-both must compute exactly `tests/golden/commitments.json` from the inputs it describes.
+roots, the MLP preset's spec, initial weights and graph root, task spec bytes and spec hash, and
+your own data files read and split as `load_dataset` does, with its errors), shared by the Python
+and the TypeScript implementations: both must compute exactly `tests/golden/commitments.json` from
+the inputs it describes (the data files are in it, base64).
 
 `python -m tests.webapp.test_golden` rewrites the file from the Python implementation (only when
 a format changes on purpose)."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +23,8 @@ import torch
 from offchain.chain.suite import ROOT
 from offchain.ml import mlp_spec
 from offchain.ml.artifacts import init_weights, weights_to_bytes
+from offchain.ml.data import load_dataset
+from offchain.ml.errors import DataError
 from offchain.ml.commit import checkpoint_root, dataset_root, keccak256, tensor_root
 from offchain.ml.graph import compile_training_graph
 from offchain.ml.task import TrainingTask
@@ -32,6 +39,73 @@ DATASETS = [(1, 5), (3, 5), (100, 7)]  # rows, dim
 # the MLP preset: input_dim, hidden widths, classes, batch size, lr, weights seed
 MODELS = [(4, (3,), 2, 8, 0.1, 0), (64, (32,), 10, 32, 0.1, 0), (16, (8, 8), 4, 5, 0.03, 7), (3, (), 2, 1, 1e-05, 2**40 + 3)]
 LRS = [0.1, 1.0, 1e-05, 0.0003, 0.0001, 7.5e-07, 2.5, 10.0]  # repr: plain, ".0", exponent forms
+
+
+def data_files() -> dict[str, tuple[bytes, dict]]:
+    """Your own data (docs/protocol.md §9.1): file name -> (bytes, load_dataset options)."""
+    from safetensors.numpy import save
+
+    lines = ['"width, cm",height,size']  # a header, a quoted cell, string labels, CRLF, a BOM, a blank line
+    for i in range(60):
+        width = f"{(i * 37 % 101) / 7!r}" if i % 5 else f" {i * 1.5 - 20} "
+        label = "big" if (i * 37 % 101) > 50 else ("\"small\"" if i % 7 == 0 else "small")
+        lines.append(f"{width},{'1_000.5' if i == 5 else f'{i * 0.001:.3e}'},{label}" + ("\r\n" if i == 30 else ""))
+    header_csv = ("\ufeff" + "\r\n".join(lines) + "\r\n").encode()
+    rows = [f"{i % 3}.0,{i},{i * i % 17},-{i % 5}" if i % 2 else f"{i % 3},{i},{i * i % 17},-{i % 5}" for i in range(25)]
+    plain_csv = ("\n".join(rows)).encode()  # no header, integer labels first, no final newline
+    x = np.sin(np.arange(200, dtype=np.float64) * 0.7).reshape(40, 5) * 1e3
+    tensors = save({"x": x, "y": (np.arange(40) * 7 % 4).astype(np.uint8)})
+    table = np.concatenate([np.cos(np.arange(90)).reshape(30, 3), (np.arange(30) % 2).reshape(30, 1)], 1)
+    npy, npz = io.BytesIO(), io.BytesIO()
+    np.save(npy, table.astype(np.float32))
+    np.savez_compressed(npz, x=(np.arange(150) / 16).astype(np.float16).reshape(50, 3), y=np.arange(50) % 5)
+    fortran = io.BytesIO()  # big-endian float64, column-major, integral float labels
+    np.save(fortran, np.asfortranarray((np.arange(80, dtype=">f8") * 0.3 % 7).reshape(20, 4).round()))
+    quoted = b'a,"b\nc",lab\n1,2,x\n"3","4",y\n5, 6 ,\xe2\x80\x83x\n7,8,"y'  # a cell over two lines; ends in a quote
+    return {"header-strings.csv": (header_csv, {}), "no-header.csv": (plain_csv, {"label_column": "0", "seed": 3}),
+            "quoted.csv": (quoted, {"holdout": 0.5}), "fortran.npy": (fortran.getvalue(), {"label_column": "1"}),
+            "tensors.safetensors": (tensors, {"holdout": 0.25, "seed": 7}), "table.npy": (npy.getvalue(), {"seed": 1}),
+            "arrays.npz": (npz.getvalue(), {"holdout": 0.2, "seed": 2})}
+
+
+# malformed files and the one-line error load_dataset gives (the web app must give the same)
+BAD_FILES: dict[str, str | bytes | None] = {
+    "ragged.csv": "a,b,c\n1,2,x\n3,4\n", "words.csv": "1,2,0\n3,four,1\n", "nan.csv": "1,2,0\n3,nan,1\n",
+    "one-class.csv": "1,2,7\n3,4,7\n", "empty-label.csv": "1,2,a\n3,4, \n", "many.csv": "1,0\n2,300\n",
+    "negative.csv": "1,-1\n2,1\n", "huge.csv": "1,1e39,0\n2,3,1\n", "few.csv": "1,0\n2,1\n",
+    "one-column.csv": "0\n1\n", "data.json": "{}", "latin1.csv": b"1,2\xff,0\n", "labels.safetensors": None,
+    "strings.npy": None, "tokens.npy": None, "xz.npz": None,
+}
+
+
+def bad_file(name: str) -> bytes:
+    from safetensors.numpy import save
+
+    text = BAD_FILES[name]
+    if text is not None:
+        return text if isinstance(text, bytes) else text.encode()
+    if name.endswith(".safetensors"):
+        return save({"x": np.ones((3, 2), np.float32), "y": np.ones(3, np.float32)})
+    out = io.BytesIO()
+    if name == "xz.npz":
+        np.savez(out, x=np.ones((2, 2)), z=np.ones(2))
+    else:
+        np.save(out, np.array(["a", "b"]) if name == "strings.npy" else np.arange(10))
+    return out.getvalue()
+
+
+def loaded(name: str, data: bytes, options: dict) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(data)
+        try:
+            got = load_dataset(path, **options)
+        except DataError as exc:
+            return {"error": str(exc).replace(str(path), name)}
+    held = got.holdout
+    return {"description": got.description, "classes": got.num_classes, "train_rows": got.train.n_rows,
+            "dataset_root": hex32(got.train.root()), "dataset_cid": compute_cid(got.train.to_bytes()),
+            "holdout_rows": held.n_rows if held else 0, "holdout_cid": compute_cid(held.to_bytes()) if held else None}
 
 
 def file_bytes(size: int) -> bytes:
@@ -77,6 +151,10 @@ def vectors() -> dict:
         "dataset_root": {f"{rows}x{dim}": hex32(dataset_root(*dataset(rows, dim))) for rows, dim in DATASETS},
         "model": [model(*m) for m in MODELS],
         "task": {repr(lr): {"bytes": task(lr).to_bytes().decode(), "spec_hash": hex32(task(lr).hash())} for lr in LRS},
+        "data": {name: {"file": base64.b64encode(data).decode(), "options": options, **loaded(name, data, options)}
+                 for name, (data, options) in data_files().items()},
+        "data_errors": {name: {"file": base64.b64encode(bad_file(name)).decode(), **loaded(name, bad_file(name), {})}
+                        for name in BAD_FILES},
     }
 
 
@@ -89,6 +167,32 @@ def test_typescript_computes_the_golden_vectors():
                           timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == json.loads(GOLDEN.read_text())
+
+
+def test_the_post_pages_judgeability_check_is_pythons():
+    """What the page refuses to post on your own data is what `check_task` refuses, for every menu
+    choice of hidden width and batch size (the checkpoint interval is within bounds for all)."""
+    from offchain.dispute.limits import UnjudgeableTask
+    from offchain.ml.artifacts import Dataset
+    from offchain.workers.artifacts import check_task
+
+    cases, expected = [], []
+    for dim, classes in [(2, 2), (100, 3), (255, 2), (256, 2), (511, 9), (512, 2), (1024, 5), (4096, 2), (2, 128),
+                         (2, 129), (2, 256), (300, 200)]:
+        for hidden in (16, 32, 64):
+            for batch in (16, 32, 64):
+                data = Dataset(torch.zeros(batch, dim), torch.arange(batch) % classes)
+                try:
+                    check_task(mlp_spec(dim, (hidden,), classes), data, steps=10, k=10, batch_size=batch, lr=0.1, seed=1)
+                    expected.append(True)
+                except UnjudgeableTask:
+                    expected.append(False)
+                cases.append([dim, classes, hidden, batch])
+    done = subprocess.run(["node", str(Path(__file__).parent / "judgeable.mjs")], input=json.dumps(cases),
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == expected
+    assert 0 < sum(expected) < len(expected)
 
 
 if __name__ == "__main__":

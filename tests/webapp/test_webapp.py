@@ -7,18 +7,22 @@ import gzip
 import re
 
 import pytest
+import torch
 
 from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.ml import digits_dataset, mlp_spec
 from offchain.ml.demo import make_task
 from offchain.node import dev_account, free_port
 from offchain.storage import KuboStore, compute_cid
+from offchain.storage.errors import ContentNotFound, FetchTimeout
 from offchain.webapp import DIST, app_config, serve_app
+from offchain.ml.data import load_dataset
 from offchain.workers.artifacts import fetch_task
+from tests.webapp.test_golden import data_files
 
 pytestmark = pytest.mark.e2e
 
-SUBMITTER, STAKER, REFUSER, POSTER = 1, 6, 7, 8
+SUBMITTER, STAKER, REFUSER, POSTER, OWN_DATA = 1, 6, 7, 8, 9
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +139,41 @@ def test_a_task_posted_from_the_page_is_the_one_python_builds_and_checks(market_
     assert seen["withdraw_notice"] == {"kind": "info", "text": "Withdrew 1 ETH."}
     assert market.task(task_id).state == TaskState.CANCELLED
     assert market.call("credits", dev_account(POSTER).address) == 0
+
+
+def test_a_task_posted_from_the_page_on_your_own_csv_is_the_one_python_builds(market_app, tmp_path):
+    data, _ = data_files()["header-strings.csv"]
+    csv = tmp_path / "sizes.csv"
+    csv.write_bytes(data)
+    held_file = tmp_path / "held.safetensors"
+    seen = market_app.browse("post_own_data", steps=40, csv=str(csv), holdout_out=str(held_file),
+                             bad_csv="width,height,size\n1,2,big\n3,four,small\n", wallet=market_app.wallet(OWN_DATA))
+    assert seen["page_errors"] == []
+    assert seen["bad_file"] == {"kind": "error", "text": "bad.csv: line 3: non-numeric feature 'four'."}
+    assert seen["summary"] == ("sizes.csv: 54 training rows + 6 held-out, 2 features, 2 classes; labels big=0, small=1. "
+                               "The held-out rows stay in this browser: they download as a file when you post.")
+    assert seen["dataset_menu_disabled"] is True
+    task_id = int(seen["hash"].removeprefix("#/task/"))
+    market = market_app.market()
+    view = market.task(task_id)
+    [created] = market.events("TaskCreated", market.deployment.block, task_id=task_id)
+    spec_cid = created["args"]["spec_cid"]
+    assert seen["posted"] == {"kind": "info", "text": f"Posted task {task_id} (spec {spec_cid}); 1 ETH is in escrow. "
+                              f"Its 6 held-out rows were not uploaded: they download as {spec_cid}.safetensors (put it "
+                              "in $DTM_HOME/holdout/ for `dtm task result` to score the result)."}
+    assert seen["download_name"] == f"{spec_cid}.safetensors"
+
+    # what `dtm task post --data sizes.csv --steps 40` builds: the training rows of load_dataset,
+    # the MLP sized by the data; the held-out rows are the download and are not in the store
+    loaded = load_dataset(csv, seed=1)
+    store = KuboStore(market_app.store_url)
+    fetched = fetch_task(store, spec_cid, view.spec_hash)
+    assert torch.equal(fetched.dataset.x, loaded.train.x) and torch.equal(fetched.dataset.y, loaded.train.y)
+    reference = make_task(mlp_spec(2, (32,), 2), loaded.train, steps=40, k=10, batch_size=32, lr=0.1, seed=1, cid=compute_cid)
+    assert fetched.task == reference.task and spec_cid == compute_cid(reference.task.to_bytes())
+    assert held_file.read_bytes() == loaded.holdout.to_bytes()
+    with pytest.raises((ContentNotFound, FetchTimeout)):
+        store.cat(compute_cid(loaded.holdout.to_bytes()), timeout=2)
 
 
 def test_without_a_wallet_and_with_the_chain_down_the_page_says_what_to_do(market_app, tmp_path):

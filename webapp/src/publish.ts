@@ -35,9 +35,29 @@ export function readDataset(bytes: Uint8Array, what: string): Dataset {
 
 export interface Options { hidden: number; steps: number; k: number; batchSize: number; lr: number; seed: number }
 
-/** The artifacts and the task spec (`make_task` with the MLP preset, initial weights of seed 0). */
-export function draftTask(data: Dataset, o: Options) {
-  const spec = mlpSpec(data.dim, [o.hidden], data.classes);
+const LEAF_FLOATS = 512, MAX_OPEN_LEAVES = 16; // offchain/ml/commit.py LEAF_BYTES / 4, dispute/moves.py
+
+/** Why the dispute game could not judge the MLP preset on rows of `dim` features, or null: the
+ *  limit of offchain/dispute/limits.py this preset can reach (a column of a layer of width w, read
+ *  across a batch, must lie in at most 16 tensor leaves), taken over every column offset;
+ *  tests/webapp/test_golden.py compares the verdict with `check_task`'s. */
+export function unjudgeable(dim: number, o: Options, classes: number): string | null {
+  for (const [width, what] of [[dim, `rows of ${dim} features`], [o.hidden, `${o.hidden} hidden units`], [classes, `${classes} classes`]] as const) {
+    let leaves = 0;
+    for (let start = 0; start < Math.min(width, LEAF_FLOATS) && leaves <= MAX_OPEN_LEAVES; start++) {
+      leaves = Math.max(leaves, new Set(Array.from({ length: o.batchSize }, (_, t) => Math.floor((start + t * width) / LEAF_FLOATS))).size);
+    }
+    if (leaves > MAX_OPEN_LEAVES) {
+      return `with ${what}, batch size ${o.batchSize} reads a column across ${leaves} tensor leaves and the dispute game opens at most ${MAX_OPEN_LEAVES}: choose a smaller batch size`;
+    }
+  }
+  return null;
+}
+
+/** The artifacts and the task spec (`make_task` with the MLP preset, initial weights of seed 0);
+ *  `classes` the model's outputs (the data's max label + 1 unless given). */
+export function draftTask(data: Dataset, o: Options, classes = data.classes) {
+  const spec = mlpSpec(data.dim, [o.hidden], classes);
   const weights = initWeights(spec, 0);
   const artifacts = { "model spec": specBytes(spec), "initial weights": weightsBytes(spec, weights), dataset: data.bytes };
   const task: TrainingTask = {

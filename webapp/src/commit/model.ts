@@ -63,8 +63,8 @@ function seedSequence(entropy: bigint, words: number): bigint[] {
   return Array.from({ length: words }, (_, i) => halves[2 * i] | (halves[2 * i + 1] << 32n));
 }
 
-/** `np.random.Generator(np.random.PCG64(seed))`: its `random()` doubles. */
-export function pcg64(seed: number | bigint): () => number {
+/** `np.random.PCG64(seed)`: its raw 64-bit outputs. */
+export function pcg64Raw(seed: number | bigint): () => bigint {
   const [s0, s1, i0, i1] = seedSequence(BigInt(seed), 4);
   const inc = ((((i0 << 64n) | i1) << 1n) | 1n) & M128;
   let state = 0n;
@@ -76,9 +76,37 @@ export function pcg64(seed: number | bigint): () => number {
     step();
     const rot = state >> 122n;
     const x = ((state >> 64n) ^ state) & M64;
-    const out = ((x >> rot) | (x << ((64n - rot) & 63n))) & M64;
-    return Number(out >> 11n) / 9007199254740992;
+    return ((x >> rot) | (x << ((64n - rot) & 63n))) & M64;
   };
+}
+
+/** `np.random.Generator(np.random.PCG64(seed))`: its `random()` doubles. */
+export function pcg64(seed: number | bigint): () => number {
+  const next = pcg64Raw(seed);
+  return () => Number(next() >> 11n) / 9007199254740992;
+}
+
+/** `np.random.Generator(np.random.PCG64(seed)).permutation(n)`: the Fisher-Yates shuffle of
+ *  `arange(n)` that `Generator.shuffle` runs, with numpy's bounded draws (`random_interval`: a
+ *  masked 32-bit draw, the low half of a 64-bit output first, below 2^32; else masked 64-bit). */
+export function permutation(seed: number | bigint, n: number): Uint32Array {
+  const next = pcg64Raw(seed);
+  let spare: number | null = null;
+  const next32 = () => {
+    if (spare !== null) { const out = spare; spare = null; return out; }
+    const value = next();
+    spare = Number(value >> 32n);
+    return Number(value & M32);
+  };
+  const out = Uint32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i >= 1; i--) {
+    let mask = i;
+    for (const shift of [1, 2, 4, 8, 16]) mask |= mask >>> shift;
+    let j: number;
+    do j = (next32() & mask) >>> 0; while (j > i);
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
 }
 
 /** Deterministic uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) init (`init_weights`), canonical order. */
