@@ -314,6 +314,8 @@ def _read_npy(path: Path, stream: IO[bytes], what: str) -> np.ndarray:
 def _split_columns(path: Path, arrays: dict[str, np.ndarray], label_column: str | int | None
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(x, labels) from {x, y} tensors, or from one 2-D .npy array and its label column."""
+    if set(arrays) != {"x"} and set(arrays) != {"x", "y"}:
+        raise DataError(f"{path}: expected tensors x and y, found {sorted(arrays)}")
     if "y" not in arrays:
         table = arrays["x"]
         if table.ndim != 2:

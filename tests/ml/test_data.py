@@ -167,6 +167,8 @@ CASES = {
     "length mismatch": ("d.npz", lambda p: np.savez(p, x=X, y=Y[:-1]), {}, f"x has {ROWS} rows but y has {ROWS - 1}"),
     "extra tensor": ("d.safetensors", lambda p: save_file({"x": X, "y": Y, "z": Y}, p), {},
                      "expected tensors x and y, found ['x', 'y', 'z']"),
+    "neither x nor y": ("d.safetensors", lambda p: save_file({"a": X, "b": Y}, p), {},
+                        "expected tensors x and y, found ['a', 'b']"),
     "bad safetensors header": ("d.safetensors", lambda p: _st_raw(p, b"{", b""), {}, "header"),
     "hostile npy shape": ("d.npy", lambda p: _npy_claiming(p, (1 << 40, 4)), {}, "limit"),
     "hostile npz shape": ("d.npz", lambda p: _npz_claiming(p, (1 << 40,)), {}, "array 'x' is 4398046511104 bytes, limit"),
