@@ -21,7 +21,6 @@ TOP = 254                    # bits of an aligned sum (int256)
 Wide = tuple[int, int]
 ZERO: Wide = (0, 0)
 ONE: Wide = (1, 0)
-U: Wide = (1, -24)
 ETA: Wide = (1, -126)
 
 
