@@ -1,12 +1,13 @@
-"""Gas of the program judge (ProgramJudge + ProgramIndex) per op at its worst realistic size: the
-read lists at the 64-term cap (a longer reduction is dissected by the game first).
+"""Gas of the program judge (ProgramJudge + ProgramIndex + ProgramNonlinearJudge) per op at its
+worst realistic size: the read lists at the 64-term cap (a longer reduction is dissected by the
+game first).
 
 Run: ``.venv/bin/python bench/program_judge_gas.py``
 
 Each case is a real node: its kernel computes the honest output from random inputs, the reads come
 from the index map and the claim is the kernel's value (accepted).  Execution gas of the call
-(``computation.net_gas_used``, index map and Judge / PointwiseJudge sub-calls included; without the
-21,000 intrinsic gas and calldata).
+(``computation.net_gas_used``, index map, Judge / PointwiseJudge and ProgramNonlinearJudge sub-calls
+included; without the 21,000 intrinsic gas and calldata).
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ def cases() -> list[tuple[str, str, tuple]]:
     x = randn(1, 16, 8, 8)
     wide = randn(1, 1, 15, 15)
     pooled = torch.ops.aten.max_pool2d_with_indices.default(wide, [8, 8], [1, 1])[1]
+    rows = 2 * randn(2, 64) + 1
+    eps = f32_bits(1e-5)
+    grid = randn(64, 64) + 2
+    w64, b64 = randn(64), randn(64)
+    _, mean, rstd = torch.ops.aten.native_layer_norm.default(grid, [64], w64, b64, 1e-5)
+    ln_back = [randn(64, 64), grid, mean, rstd, w64, b64]
+    groups = randn(2, 8, 4, 4)
+    z = 3 * randn(2, 64)
+    x4 = 4 * randn(4)
     table = [
         ("view", "1", single("view", "f32", [randn(8, 8)], [3, 8, 1], (4, 2))),
         ("cat", "1", single("cat", "f32", [randn(2, 3), randn(2, 5)], [1])),
@@ -74,6 +84,21 @@ def cases() -> list[tuple[str, str, tuple]]:
         ("log_softmax", "C=64", single("log_softmax", "f32", [3 * randn(2, 64)], [1])),
         ("nll_loss mean", "B=64", single("nll_loss", "f32", [logp, labels], [1, SIGNED - 100])),
         ("nll_loss_weight", "B=64", single("nll_loss_weight", "f32", [logp, labels], [1, SIGNED - 100])),
+        ("softmax_grad", "C=64", single("softmax_grad", "f32", [randn(2, 64), torch.softmax(z, 1)], [1])),
+        ("log_softmax_grad", "C=64", single("log_softmax_grad", "f32", [randn(2, 64), torch.log_softmax(z, 1)], [1])),
+        ("layer_norm", "N=64", single("layer_norm", "f32", [rows, randn(64), randn(64)], [1, eps, 1, 1])),
+        ("layer_norm_mean", "N=64", single("layer_norm_mean", "f32", [rows], [1, eps, 0, 0])),
+        ("layer_norm_rstd", "N=64", single("layer_norm_rstd", "f32", [rows], [1, eps, 0, 0])),
+        ("layer_norm_grad_input", "N=64 + w", single("layer_norm_grad_input", "f32", ln_back, [1, 7, 1, 1])),
+        ("layer_norm_grad_weight", "M=64 rows", single("layer_norm_grad_weight", "f32", ln_back, [1, 7, 1, 1])),
+        ("layer_norm_grad_bias", "M=64 rows", single("layer_norm_grad_bias", "f32", ln_back, [1, 7, 1, 1])),
+        ("group_norm", "C/G*HW=64", single("group_norm", "f32", [groups, randn(8), randn(8)], [2, 8, 16, 2, eps, 1, 1])),
+        ("group_norm_mean", "C/G*HW=64", single("group_norm_mean", "f32", [groups], [2, 8, 16, 2, eps, 0, 0])),
+        ("group_norm_rstd", "C/G*HW=64", single("group_norm_rstd", "f32", [groups], [2, 8, 16, 2, eps, 0, 0])),
+        ("silu", "1", single("silu", "f32", [x4], [])),
+        ("silu_backward", "1", single("silu_backward", "f32", [randn(4), x4], [])),
+        ("tanh_backward", "1", single("tanh_backward", "f32", [randn(4), torch.tanh(x4)], [])),
+        ("sigmoid_backward", "1", single("sigmoid_backward", "f32", [randn(4), torch.sigmoid(x4)], [])),
         ("nll_loss_grad", "1", single("nll_loss_grad", "f32", [torch.tensor(1.0), logp, labels, torch.tensor(64.0)], [1, SIGNED - 100])),
     ]
     return [(name, size, (*row[0], row[1] if len(row) > 1 else 0)) for name, size, *row in table]
@@ -93,7 +118,8 @@ def deploy():
         return boa.load_partial(str(ROOT / "contracts" / f"{name}.vy"))
 
     judge = load("Judge").deploy(load("PointwiseJudge").deploy().address)
-    return load("ProgramJudge").deploy(load("ProgramIndex").deploy().address, judge.address)
+    nonlinear = load("ProgramNonlinearJudge").deploy()
+    return load("ProgramJudge").deploy(load("ProgramIndex").deploy().address, judge.address, nonlinear.address)
 
 
 def measure(program_judge) -> list[tuple[str, str, int, bool]]:
@@ -107,10 +133,10 @@ def measure(program_judge) -> list[tuple[str, str, int, bool]]:
 
 def main() -> None:
     rows = measure(deploy())
-    print(f"| {'op':<20} | {'size':<14} | {'execution gas':>13} |")
-    print(f"|{'-' * 22}|{'-' * 16}|{'-' * 15}|")
+    print(f"| {'op':<22} | {'size':<14} | {'execution gas':>13} |")
+    print(f"|{'-' * 24}|{'-' * 16}|{'-' * 15}|")
     for name, size, used, _ in rows:
-        print(f"| {name:<20} | {size:<14} | {used:>13,} |")
+        print(f"| {name:<22} | {size:<14} | {used:>13,} |")
     top = max(used for _, _, used, _ in rows)
     print(f"\nworst one-step program check: {top:,} gas ({'under' if top < LIMIT else 'OVER'} the {LIMIT:,} budget)")
 

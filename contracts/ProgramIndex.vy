@@ -98,7 +98,7 @@ def _element_inputs(
     if op == program.OP_MAX_POOL2D_GRAD:
         flats: DynArray[uint256, MAX_READ] = self._pool_covering(node, ins[0].shape, index)
         return [program.Read(pos=0, idx=flats), program.Read(pos=2, idx=flats)]
-    if op >= program.OP_SOFTMAX and op <= program.OP_LOG_SOFTMAX:
+    if op >= program.OP_SOFTMAX and op <= program.OP_LOG_SOFTMAX_GRAD:
         base: uint256 = 0
         stride: uint256 = 0
         at: uint256 = 0
@@ -108,7 +108,13 @@ def _element_inputs(
         row: DynArray[uint256, MAX_READ] = []
         for k: uint256 in range(size, bound=MAX_READ):
             row.append(base + k * stride)
+        if op == program.OP_SOFTMAX_GRAD:
+            return [program.Read(pos=0, idx=row), program.Read(pos=1, idx=row)]
+        if op == program.OP_LOG_SOFTMAX_GRAD:
+            return [program.Read(pos=0, idx=row), program.Read(pos=1, idx=[index])]
         return [program.Read(pos=0, idx=row)]
+    if op >= program.OP_LAYER_NORM and op <= program.OP_GROUP_NORM_RSTD:
+        return self._norm(node, ins, index)
     if op == program.OP_NLL_LOSS or op == program.OP_NLL_LOSS_WEIGHT:
         return self._nll(node, ins, index, first, second)
     if op == program.OP_NLL_LOSS_GRAD:
@@ -143,6 +149,67 @@ def _element_inputs(
     if op == program.OP_CAST:
         return [program.Read(pos=0, idx=[index])]
     raise "rule: op has no program rule on chain"
+
+
+@internal
+@pure
+def _span(start: uint256, count: uint256, step: uint256) -> DynArray[uint256, MAX_READ]:
+    assert count <= MAX_READ, "rule: reduction too long"
+    out: DynArray[uint256, MAX_READ] = []
+    for k: uint256 in range(count, bound=MAX_READ):
+        out.append(start + k * step)
+    return out
+
+
+@internal
+@pure
+def _norm(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256) -> DynArray[program.Read, MAX_LISTS]:
+    """
+    @notice layer_norm / group_norm (+ mean, rstd): the normalised row of x (layer: the
+            trailing attrs[0] dims; group: the C/G * HW elements of (n, g)), then w[j], b[j];
+            the layer_norm gradients: rows of go and x, mean[i], rstd[i] and all of w
+            (input), columns of go and x with all of mean and rstd (weight), the go
+            column (bias).
+    """
+    op: uint256 = node.op
+    shape: DynArray[uint256, MAX_RANK] = ins[0].shape
+    if op >= program.OP_LAYER_NORM_GRAD_INPUT and op <= program.OP_LAYER_NORM_GRAD_BIAS:
+        shape = ins[1].shape
+    d: uint256 = 1
+    affine: uint256 = index
+    if op >= program.OP_GROUP_NORM:
+        hw: uint256 = node.attrs[2]
+        d = node.attrs[1] // node.attrs[3] * hw
+        affine = index // hw % node.attrs[1]
+    else:
+        for k: uint256 in range(len(shape) - node.attrs[0], len(shape), bound=MAX_RANK):
+            d *= shape[k]
+        affine = index % d
+    if op == program.OP_LAYER_NORM_GRAD_INPUT:
+        row: uint256 = index // d
+        span: DynArray[uint256, MAX_READ] = self._span(row * d, d, 1)
+        reads: DynArray[program.Read, MAX_LISTS] = [
+            program.Read(pos=0, idx=span), program.Read(pos=1, idx=span), program.Read(pos=2, idx=[row]), program.Read(pos=3, idx=[row])
+        ]
+        if node.attrs[2] != 0:
+            reads.append(program.Read(pos=4, idx=self._span(0, d, 1)))
+        return reads
+    if op == program.OP_LAYER_NORM_GRAD_WEIGHT or op == program.OP_LAYER_NORM_GRAD_BIAS:
+        rows: uint256 = program._numel(shape) // d
+        column: DynArray[uint256, MAX_READ] = self._span(index, rows, d)
+        if op == program.OP_LAYER_NORM_GRAD_BIAS:
+            return [program.Read(pos=0, idx=column)]
+        every: DynArray[uint256, MAX_READ] = self._span(0, rows, 1)
+        return [program.Read(pos=0, idx=column), program.Read(pos=1, idx=column), program.Read(pos=2, idx=every), program.Read(pos=3, idx=every)]
+    if op != program.OP_LAYER_NORM and op != program.OP_GROUP_NORM:
+        return [program.Read(pos=0, idx=self._span(index * d, d, 1))]
+    reads: DynArray[program.Read, MAX_LISTS] = [program.Read(pos=0, idx=self._span(index // d * d, d, 1))]
+    has_w: uint256 = node.attrs[len(node.attrs) - 2]
+    if has_w != 0:
+        reads.append(program.Read(pos=1, idx=[affine]))
+    if node.attrs[len(node.attrs) - 1] != 0:
+        reads.append(program.Read(pos=1 + has_w, idx=[affine]))
+    return reads
 
 
 @internal

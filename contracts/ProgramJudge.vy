@@ -18,8 +18,9 @@
         any-order bound), means, max pooling and its gradient, nll_loss and its gradient,
         embeddings, softmax / safe_softmax / log_softmax rows up to 64 entries, and the
         elementwise ops with PyTorch's promotion (the enclosure ops go through Judge to
-        PointwiseJudge).  The softmax gradients, normalisation and the pointwise calculus
-        ops of programs revert ("rule: op has no program rule on chain").
+        PointwiseJudge).  The non-linear rules (the softmax gradients, normalisation, the
+        pointwise calculus ops) are forwarded, with the same call data, to
+        ProgramNonlinearJudge.
 """
 
 from judge import linear
@@ -58,20 +59,25 @@ interface IProgramIndex:
     def element_inputs(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256, first: DynArray[int256, MAX_READ], second: bool) -> DynArray[program.Read, MAX_LISTS]: pure
 
 
-# the index map (contracts/ProgramIndex.vy) and the one-step judge of the elementwise ops
+# the index map (contracts/ProgramIndex.vy), the one-step judge of the elementwise ops and
+# the judge of the non-linear program rules (contracts/ProgramNonlinearJudge.vy)
 index_map: public(immutable(address))
 judge: public(immutable(address))
+nonlinear: public(immutable(address))
 
 
 @deploy
-def __init__(index_map_: address, judge_: address):
+def __init__(index_map_: address, judge_: address, nonlinear_: address):
     """
     @param index_map_ The ProgramIndex giving the reads of an element.
     @param judge_ The Judge deciding add, relu and the elementwise codes 16..39.
+    @param nonlinear_ The ProgramNonlinearJudge deciding normalisation, the softmax
+           gradients and the pointwise calculus ops.
     """
-    assert index_map_ != empty(address) and judge_ != empty(address), "judge: zero address"
+    assert index_map_ != empty(address) and judge_ != empty(address) and nonlinear_ != empty(address), "judge: zero address"
     index_map = index_map_
     judge = judge_
+    nonlinear = nonlinear_
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -263,7 +269,7 @@ def _verdict(
         return claimed == 0
     if op == program.OP_AMAX or op == program.OP_MAX_POOL2D or op == program.OP_MAX_POOL2D_INDICES:
         return self._max(node, ins, reads[0].idx, values[0], claimed)
-    if op == program.OP_SUM or op == program.OP_CONV2D_GRAD_BIAS:
+    if op == program.OP_SUM or op == program.OP_CONV2D_GRAD_BIAS or op == program.OP_LAYER_NORM_GRAD_BIAS:
         return self._sum(nothing, nothing, values[0], convert(claimed, uint32))
     if op == program.OP_MEAN:
         return self._mean(values[0], False, len(values[0]), convert(claimed, uint32))
@@ -301,7 +307,8 @@ def _verdict(
         op >= program.OP_NEG and op <= program.OP_GE
     ):
         return self._elementwise(node, ins, values, claimed)
-    raise "rule: op has no program rule on chain"
+    # the same arguments: forward the call data
+    return abi_decode(raw_call(nonlinear, msg.data, max_outsize=32, is_static_call=True), bool)
 
 
 @internal

@@ -62,17 +62,20 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
         checker = account.deploy(project.ProofChecker, judge.address, reader.address)
         reducer = account.deploy(project.ReductionChecker, judge.address, reader.address)
         index_map = account.deploy(project.ProgramIndex)
-        program_judge = account.deploy(project.ProgramJudge, index_map.address, judge.address)
+        nonlinear = account.deploy(project.ProgramNonlinearJudge)
+        program_judge = account.deploy(project.ProgramJudge, index_map.address, judge.address, nonlinear.address)
         programs = account.deploy(project.ProgramChecker, program_judge.address, reader.address)
         contracts |= {"PointwiseJudge": pointwise.address, "Judge": judge.address, "TensorReader": reader.address,
                       "ProofChecker": checker.address, "ReductionChecker": reducer.address,
-                      "ProgramIndex": index_map.address, "ProgramJudge": program_judge.address,
+                      "ProgramIndex": index_map.address, "ProgramNonlinearJudge": nonlinear.address,
+                      "ProgramJudge": program_judge.address,
                       "ProgramChecker": programs.address}
         abis |= {"PointwiseJudge": project.PointwiseJudge.contract_type,
                  "Judge": project.Judge.contract_type, "TensorReader": project.TensorReader.contract_type,
                  "ProofChecker": project.ProofChecker.contract_type,
                  "ReductionChecker": project.ReductionChecker.contract_type,
                  "ProgramIndex": project.ProgramIndex.contract_type,
+                 "ProgramNonlinearJudge": project.ProgramNonlinearJudge.contract_type,
                  "ProgramJudge": project.ProgramJudge.contract_type,
                  "ProgramChecker": project.ProgramChecker.contract_type}
         arbiter_args = (checker.address, reducer.address, programs.address, clock, extension)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from offchain.dispute import program_rules as R
-from offchain.dispute.judge import POINTWISE, JudgeError
+from offchain.dispute.judge import JudgeError
 from offchain.dispute.moves import MoveError, commitments, multiproof, tensor_opening, trace_opening
 from offchain.ml.commit import dataset_row_proof, merkle_root, tensor_root
 from offchain.ml.ops import OPS
@@ -171,14 +171,9 @@ def demand_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, sta
 # The honest challenger's search
 
 
-#: ops whose one-element rule is on chain (contracts/ProgramJudge.vy, docs/judge-programs.md §7)
-ON_CHAIN = frozenset({
-    "view", "cat", "cast", "bernoulli", "embedding", "max_pool2d", "max_pool2d_indices", "amax",
-    "logical_not", "logical_and", "logical_or", "add", "relu", "threshold_backward", *POINTWISE,
-    "sum", "mean", "mm", "bmm", "addmm", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
-    "conv2d_grad_bias", "embedding_grad", "max_pool2d_grad", "nll_loss", "nll_loss_weight", "nll_loss_grad",
-    "softmax", "safe_softmax", "log_softmax",
-})
+#: ops whose one-element rule is on chain (contracts/ProgramJudge.vy and ProgramNonlinearJudge.vy,
+#: docs/judge-programs.md §7): every op of the set but the leaves, which are linked, not judged
+ON_CHAIN = frozenset(OPS) - frozenset(LEAVES)
 MAX_READ = 64               # elements one read of the program index map names (longer: not on chain yet)
 
 

@@ -9,12 +9,14 @@ element this module says
   ``docs/judge-programs.md`` of the exact result computed from those elements.
 
 Values are float32 bit patterns (``int`` in ``[0, 2**32)``) for ``f32`` tensors, Python ints for
-``i64`` and 0/1 for ``bool``.  The verdict uses exact arithmetic only: a float32 is the exact rational
-it denotes (``Fraction``: an integer numerator over a power of two), the Q64 ``exp``/``log``
-enclosures of ``judge.py`` and an integer-square-root enclosure of ``1/sqrt``.  A float rule
-yields a :class:`Window` (an enclosure of the exact result and the honest allowance); sums of
-products use the any-order bound of ``judge._linear`` (the tests check both agree), which is how
-the chain evaluates them with bounded integers.  Floats never enter a verdict.
+``i64`` and 0/1 for ``bool``.  The verdict uses integer arithmetic only: a float32 is the exact
+rational it denotes (``Fraction``: an integer numerator over a power of two), the Q64
+``exp``/``log`` enclosures of ``judge.py``, and for the non-linear rules (softmax gradients,
+normalisation, the pointwise calculus ops) the directed-rounding wide floats of ``wide.py``, the
+chain's arithmetic step for step (an :class:`Enclosure`).  A float rule yields a :class:`Window`
+(an enclosure of the exact result and the honest allowance); sums of products use the any-order
+bound of ``judge._linear`` (the tests check both agree), which is how the chain evaluates them with
+bounded integers.  Hardware floats never enter a verdict.
 
 Two-stage reads: where an input element's address depends on an input value (``embedding``: the
 table row is the token id; ``nll_loss``: the log-probability read at each label),
@@ -40,6 +42,7 @@ from offchain.ml.ops import SIGNED, bernoulli_element
 from offchain.ml.program import Node
 
 from . import judge as J
+from . import wide as W
 
 U = Fraction(1, 1 << 24)              # unit roundoff of binary32
 ETA = Fraction(1, 1 << 126)           # absolute error of one underflowing operation (FTZ or not)
@@ -119,6 +122,22 @@ class Window:
 
 
 ZERO = Window(Fraction(0), Fraction(0), Fraction(0))  # accepts ±0 only
+
+
+@dataclass(frozen=True)
+class Enclosure(Window):
+    """A window computed in ``wide.py``'s directed rounding (the chain's arithmetic): lo − tol and
+    hi + tol are rounded outwards, then the claim is compared with them exactly."""
+
+    edges: tuple = ()   # (lo, hi, tol) as wide values (lo / hi None: unbounded)
+
+    def accepts(self, claimed: int) -> bool:
+        return W.accepts(*self.edges, claimed)
+
+
+def _enclosure(lo, hi, tol) -> Enclosure:
+    return Enclosure(None if lo is None else W.fraction(lo), None if hi is None else W.fraction(hi), W.fraction(tol),
+                     (lo, hi, tol))
 
 
 def _point(s: Fraction, tol: Fraction) -> Window:
@@ -549,42 +568,40 @@ def _softmax_grad_gather(node, ins, index):
     return [(0, row), (1, [index])]
 
 
-def _exp_interval(bits: int) -> tuple[Fraction, Fraction]:
-    """Enclosure of exp(v) for a float32 v (−inf gives 0)."""
-    if _is_neg_inf(bits):
-        return Fraction(0), Fraction(0)
+def _exp_interval(bits: int) -> tuple[W.Wide, W.Wide]:
+    """Enclosure of exp(v) for a finite float32 v (Q64, then wide)."""
     lo, hi = _q(bits)
     if hi <= 0:
-        return Fraction(J.exp_neg_lo(-lo), ONE), Fraction(J.exp_neg_hi(-hi), ONE)
+        return W.q64(J.exp_neg_lo(-lo), False), W.q64(J.exp_neg_hi(-hi), True)
     down = J.exp_neg_lo(hi)
     if down == 0:
         raise RuleError("rule: exp argument too large")
-    low = Fraction(J.exp_neg_lo(-lo), ONE) if lo < 0 else Fraction(ONE * ONE // J.exp_neg_hi(lo), ONE)
-    return low, Fraction(J._ceil_div(ONE * ONE, down), ONE)
+    low = J.exp_neg_lo(-lo) if lo < 0 else ONE * ONE // J.exp_neg_hi(lo)
+    return W.q64(low, False), W.q64(J._ceil_div(ONE * ONE, down), True)
 
 
 def _softmax_grad_check(node, ins, index, values, claimed):
-    """softmax: y_j(g_j − Σ g_k y_k); log_softmax: g_j − exp(y_j)·Σ g_k."""
-    g_row = [value(b) for b in values[0]]
-    n = len(g_row)
+    """softmax: y_j(g_j − Σ g_k y_k); log_softmax: g_j − exp(y_j)·Σ g_k (wide arithmetic)."""
+    n = len(values[0])
     j = _along(node.shape, index, node.attrs[0]).index(index)
+    g = [W.f32(b) for b in values[0]]
     if node.op == "softmax_grad":
-        y_row = [value(b) for b in values[1]]
-        y, g = y_row[j], g_row[j]
-        dot = sum(a * b for a, b in zip(g_row, y_row))
-        mag = sum(abs(a * b) for a, b in zip(g_row, y_row))
-        s = y * (g - dot)
-        tol = abs(y) * gamma(n + 2) * mag + gamma(2) * abs(y * g) + (4 * n * max(abs(y), 1) + 4) * ETA
-        return _point(s, tol)
-    total = sum(g_row)
-    mag = sum(abs(a) for a in g_row)
-    e_lo, e_hi = _exp_interval(values[1][0])
-    if e_hi == 0:
+        y = [W.f32(b) for b in values[1]]
+        total, mag = W.total([W.mul(a, b, True) for a, b in zip(g, y)])  # exact products
+        ends = W.scale(y[j], W.isub(W.point(g[j]), total))
+        ay = W.absolute(y[j])
+        tol = W.add_up(W.mul_up(ay, W.gamma(n + 2), mag), W.mul_up(W.gamma(2), W.absolute(W.mul(y[j], g[j], True))),
+                       W.mul_up(W.add_up(W.mul_up(W.num(4 * n), W.larger(ay, W.ONE)), W.num(4)), W.ETA))
+        return _enclosure(ends[0], ends[1], tol)
+    total, mag = W.total(g)
+    if _is_neg_inf(values[1][0]):  # exp(−inf) = 0: exactly g_j
         return J.is_finite(claimed) and _same(claimed, values[0][j])
-    ends = (g_row[j] - e_lo * total, g_row[j] - e_hi * total)
-    tol = e_hi * mag * gamma(n + 10) + (2 * n * (e_hi + 1) + 2 * mag + 4) * ETA
-    return Window(min(ends), max(ends), tol)
-
+    e = _exp_interval(values[1][0])
+    ends = W.isub(W.point(g[j]), W.imul(e, total))
+    tol = W.add_up(W.mul_up(e[1], mag, W.gamma(n + 10)),
+                   W.mul_up(W.add_up(W.mul_up(W.num(2 * n), W.add(e[1], W.ONE, True)), W.mul_up(W.num(2), mag), W.num(4)),
+                            W.ETA))
+    return _enclosure(ends[0], ends[1], tol)
 
 _rule("softmax_grad", "log_softmax_grad")((_softmax_grad_gather, _softmax_grad_check))
 
@@ -690,46 +707,36 @@ _rule("embedding_grad")((_embedding_grad_gather, _embedding_grad_check))
 # ---- normalisation
 
 
-def _sqrt_hi(t: Fraction, bits: int = 96) -> Fraction:
-    """An upper bound of sqrt(t), t ≥ 0."""
-    k = max(bits - (t.numerator.bit_length() - t.denominator.bit_length()) // 2, 0)
-    return Fraction(math.isqrt(-(-(t.numerator << (2 * k)) // t.denominator)) + 1, 1 << k)
-
-
-def _rsqrt(t: Fraction, bits: int = 96) -> tuple[Fraction, Fraction]:
-    """[lo, hi] ∋ t^(−1/2) for t > 0, by integer square roots with directed rounding."""
-    p, q = t.numerator, t.denominator
-    k = max(bits - (q.bit_length() - p.bit_length()) // 2, 0)
-    num = q << (2 * k)
-    lo = math.isqrt(num // p)
-    hi = math.isqrt(-(-num // p)) + 1
-    return Fraction(lo, 1 << k), Fraction(hi, 1 << k)
-
-
 @dataclass(frozen=True)
 class Moments:
-    """Exact moments of a row and the honest intervals of the computed mean and rstd."""
+    """Enclosures of a row's mean and the honest intervals of the computed mean and rstd (wide)."""
 
     n: int
-    mean: Fraction
-    mean_tol: Fraction       # any honest mean is within mean ± mean_tol
-    rstd_lo: Fraction        # any honest rstd lies in [rstd_lo, rstd_hi] (hi may be None: unbounded)
-    rstd_hi: Fraction | None
+    mean: tuple              # (lo, hi) enclosing the exact mean
+    mean_tol: W.Wide         # any honest mean is within the exact mean ± mean_tol
+    rstd_lo: W.Wide          # any honest rstd lies in [rstd_lo, rstd_hi] (hi None: unbounded)
+    rstd_hi: W.Wide | None
 
 
 def moments(xs: Sequence[int], eps_bits: int) -> Moments:
-    x = [value(b) for b in xs]
-    n = len(x)
-    mean = sum(x) / n
-    square = sum(v * v for v in x) / n          # var + mean²
-    var = square - mean * mean
-    mean_tol = K_MEAN * gamma(n) * sum(abs(v) for v in x) / n + 8 * ETA
-    var_tol = K_VAR * gamma(n) * _sqrt_hi(var * square) + mean_tol ** 2 + 8 * ETA
-    eps = value(eps_bits)
-    lo, _ = _rsqrt(var + eps + var_tol)
-    low = var + eps - var_tol
-    hi = _rsqrt(low)[1] * (1 + F_UNIT * U) if low > 0 else None
-    return Moments(n, mean, mean_tol, lo * (1 - F_UNIT * U), hi)
+    n = len(xs)
+    x = [W.f32(b) for b in xs]
+    total, mag = W.total(x)
+    square, _ = W.total([W.mul(v, v, True) for v in x])  # x² exact
+    count = W.num(n)
+    mean, square = W.shrink(total, count), W.shrink(square, count)  # Σx/N, Σx²/N = var + mean²
+    var = W.isub(square, W.imul(mean, mean))                         # var[1] ≥ var ≥ 0
+    eight_eta = W.mul(W.num(8), W.ETA, True)
+    mean_tol = W.add_up(W.div(W.mul_up(W.num(K_MEAN), W.gamma(n), mag), count, True), eight_eta)
+    var_tol = W.add_up(W.mul_up(W.num(K_VAR), W.gamma(n), W.sqrt_up(W.mul(var[1], square[1], True))),
+                       W.mul(mean_tol, mean_tol, True), eight_eta)
+    eps = W.f32(eps_bits)
+    if eps[0] < 0:
+        raise RuleError("rule: negative epsilon")
+    lo = W.mul(W.rsqrt(W.add_up(var[1], eps, var_tol), False), ((1 << 24) - F_UNIT, -24), False)
+    low = W.sub(W.add(var[0], eps, False), var_tol, False)
+    hi = W.mul(W.rsqrt(low, True), ((1 << 24) + F_UNIT, -24), True) if low[0] > 0 else None
+    return Moments(n, mean, mean_tol, lo, hi)
 
 
 def _norm_layout(node, ins):
@@ -760,20 +767,23 @@ def _norm_check(node, ins, index, values, claimed):
     eps = node.attrs[1] if node.op.startswith("layer_norm") else node.attrs[4]
     mo = moments(values[0], eps)
     if node.op.endswith("_mean"):
-        return Window(mo.mean, mo.mean, mo.mean_tol)
+        return _enclosure(mo.mean[0], mo.mean[1], mo.mean_tol)
     if node.op.endswith("_rstd"):
-        return Window(mo.rstd_lo, mo.rstd_hi, 2 * ETA)
+        return _enclosure(mo.rstd_lo, mo.rstd_hi, W.mul(W.num(2), W.ETA, True))
     if mo.rstd_hi is None:
-        return Window(None, None, Fraction(0))  # the variance is lost in rounding: any finite value
+        return _enclosure(None, None, W.ZERO)  # the variance is lost in rounding: any finite value
     d, row_of, _ = _norm_layout(node, ins)
     has_w, has_b = node.attrs[-2:]
-    x = value(values[0][index - row_of(index) * d])
-    w = value(values[1][0]) if has_w else Fraction(1)
-    b = value(values[1 + has_w][0]) if has_b else Fraction(0)
-    centred = (x - mo.mean - mo.mean_tol, x - mo.mean + mo.mean_tol)
-    ends = [c * r * w for c in centred for r in (mo.rstd_lo, mo.rstd_hi)]
-    tol = gamma(4) * (abs(x) + abs(mo.mean) + mo.mean_tol) * mo.rstd_hi * abs(w) + gamma(2) * abs(b) + 8 * ETA
-    return Window(min(ends) + b, max(ends) + b, tol)
+    x = W.f32(values[0][index - row_of(index) * d])
+    w = W.f32(values[1][0]) if has_w else W.ONE
+    b = W.f32(values[1 + has_w][0]) if has_b else W.ZERO
+    centred = (W.sub(W.sub(x, mo.mean[1], False), mo.mean_tol, False),
+               W.add(W.sub(x, mo.mean[0], True), mo.mean_tol, True))
+    ends = W.iadd(W.scale(w, W.imul(centred, (mo.rstd_lo, mo.rstd_hi))), W.point(b))
+    tol = W.add_up(W.mul_up(W.gamma(4), W.add_up(W.absolute(x), W.magnitude(mo.mean), mo.mean_tol), mo.rstd_hi,
+                            W.absolute(w)),
+                   W.mul_up(W.gamma(2), W.absolute(b)), W.mul(W.num(8), W.ETA, True))
+    return _enclosure(ends[0], ends[1], tol)
 
 
 _rule("layer_norm", "layer_norm_mean", "layer_norm_rstd", "group_norm", "group_norm_mean",
@@ -801,23 +811,40 @@ def _ln_grad_gather(node, ins, index):
 def _ln_grad_check(node, ins, index, values, claimed):
     if node.op == "layer_norm_grad_bias":
         return _sum_check(node, ins, index, values, claimed)
-    g, x, mean, rstd = ([value(b) for b in v] for v in values[:4])
+    g, x, mean, rstd = ([W.f32(b) for b in v] for v in values[:4])
+    eta = W.ETA
     if node.op == "layer_norm_grad_weight":
-        s = sum(gi * (xi - mi) * ri for gi, xi, mi, ri in zip(g, x, mean, rstd))
-        mag = sum(abs(gi) * (abs(xi) + abs(mi)) * abs(ri) for gi, xi, mi, ri in zip(g, x, mean, rstd))
-        tol = gamma(len(g) + 3) * mag + (4 * len(g) + 8) * (1 + max(map(abs, rstd))) * ETA
-        return _point(s, tol)
+        # Σ g r x − Σ g r μ: products of three float32, exact
+        m = len(g)
+        gr = [W.mul(gi, ri, True) for gi, ri in zip(g, rstd)]
+        plus, plus_mag = W.total([W.mul(a, b, True) for a, b in zip(gr, x)])
+        minus, minus_mag = W.total([W.mul(a, b, True) for a, b in zip(gr, mean)])
+        total, mag = W.isub(plus, minus), W.add(plus_mag, minus_mag, True)
+        r_max = W.f32(max(b & 0x7FFFFFFF for b in values[3]))
+        tol = W.add_up(W.mul_up(W.gamma(m + 3), mag), W.mul_up(W.num(4 * m + 8), W.add(W.ONE, r_max, True), eta))
+        return _enclosure(total[0], total[1], tol)
     d = len(g)
     j = index % d
-    w = [value(b) for b in values[4]] if len(values) > 4 else [Fraction(1)] * d
+    w = [W.f32(b) for b in values[4]] if len(values) > 4 else [W.ONE] * d
     (mu,), (r,) = mean, rstd
-    gw = [a * b for a, b in zip(g, w)]
-    db, ds = sum(gw), sum(a * b for a, b in zip(gw, x))
-    db_abs, ds_abs = sum(map(abs, gw)), sum(abs(a * b) for a, b in zip(gw, x))
-    s = r * gw[j] - r * db / d - r ** 3 * (ds - db * mu) * (x[j] - mu) / d
-    mags = abs(r * gw[j]) + abs(r) ** 3 * (ds_abs + db_abs * abs(mu)) * (abs(x[j]) + abs(mu)) / d + abs(r) * db_abs / d
-    tol = gamma(d + 12) * mags + (4 * d + 16) * (1 + abs(r) + abs(r) ** 3 * (abs(x[j]) + abs(mu) + 1)) * ETA
-    return _point(s, tol)
+    gw = [W.mul(gk, wk, True) for gk, wk in zip(g, w)]               # exact
+    db, db_abs = W.total(gw)
+    ds, ds_abs = W.total([W.mul(a, b, True) for a, b in zip(gw, x)])  # exact
+    count = W.num(d)
+    # s = r·gw_j − (r/N)·db − (r³/N)(ds − db·μ)(x_j − μ)
+    first = W.mul(r, gw[j], True)                                 # exact
+    second = W.shrink(W.scale(r, db), count)
+    r3 = W.mul(W.mul(r, r, True), r, True)                        # exact
+    third = W.shrink(W.imul(W.scale(r3, W.isub(ds, W.scale(mu, db))), W.isub(W.point(x[j]), W.point(mu))), count)
+    ends = W.isub(W.isub(W.point(first), second), third)
+    ar, amu, ax = W.absolute(r), W.absolute(mu), W.absolute(x[j])
+    ar3 = W.absolute(r3)
+    mags = W.add_up(W.absolute(first),
+                    W.div(W.mul_up(ar3, W.add_up(ds_abs, W.mul_up(db_abs, amu)), W.add_up(ax, amu)), count, True),
+                    W.div(W.mul_up(ar, db_abs), count, True))
+    tol = W.add_up(W.mul_up(W.gamma(d + 12), mags),
+                   W.mul_up(W.num(4 * d + 16), W.add_up(W.ONE, ar, W.mul_up(ar3, W.add_up(ax, amu, W.ONE))), eta))
+    return _enclosure(ends[0], ends[1], tol)
 
 
 _rule("layer_norm_grad_input", "layer_norm_grad_weight", "layer_norm_grad_bias")((_ln_grad_gather, _ln_grad_check))
@@ -845,38 +872,58 @@ def _logical_check(node, ins, index, values, claimed):
 _rule("logical_not", "logical_and", "logical_or")((_pointwise_gather, _logical_check))
 
 
-def _sigmoid(bits: int) -> tuple[Fraction, Fraction]:
-    """Enclosure of 1/(1 + exp(−x)): 1/(1 + e^−x) for x ≥ 0, q/(1 + q) with q = e^x for x < 0."""
+def _sigmoid(bits: int) -> tuple[W.Wide, W.Wide]:
+    """Enclosure of 1/(1 + exp(−x)) from q = e^−|x| (Q64): 1/(1 + q) for x ≥ 0, q/(1 + q) for x < 0."""
+    lo, hi = _q(bits | 1 << 31)  # −|x|
+    q_lo, q_hi = J.exp_neg_lo(-lo), J.exp_neg_hi(-hi)
     if bits >> 31:
-        q_lo, q_hi = _exp_interval(bits)
-        return q_lo / (1 + q_lo), q_hi / (1 + q_hi)
-    e_lo, e_hi = _exp_interval(bits ^ 1 << 31)
-    return 1 / (1 + e_hi), 1 / (1 + e_lo)
+        return (W.div(W.q64(q_lo, False), W.q64(ONE + q_lo, True), False),
+                W.div(W.q64(q_hi, True), W.q64(ONE + q_hi, False), True))
+    return W.div(W.ONE, W.q64(ONE + q_hi, True), False), W.div(W.ONE, W.q64(ONE + q_lo, False), True)
 
 
 def _unary_calculus_check(node, ins, index, values, claimed):
     """silu = xσ(x); silu_backward = gσ(1 + x(1 − σ)); tanh_backward = g(1 − y²);
-    sigmoid_backward = g(1 − y)y (docs/judge-programs.md §4.7)."""
+    sigmoid_backward = g(1 − y)y (docs/judge-programs.md §4.7), in wide arithmetic."""
+    four_eta = W.mul(W.num(4), W.ETA, True)
     if node.op == "silu":
-        x = value(values[0][0])
-        lo, hi = _sigmoid(values[0][0])
-        ends = (x * lo, x * hi)
-        if x < -80:  # exp(−x) may overflow to inf: an honest x/inf is −0
-            ends += (Fraction(0),)
-        return Window(min(ends), max(ends), gamma(12) * max(map(abs, ends)) + 4 * ETA)
-    g, x = value(values[0][0]), value(values[1][0])
+        x = W.f32(values[0][0])
+        ends = W.scale(x, _sigmoid(values[0][0]))
+        if W.cmp(x, W.num(-80)) < 0:  # exp(−x) may overflow to inf: an honest x/inf is −0
+            ends = (ends[0], W.ZERO)
+        return _enclosure(ends[0], ends[1], W.add_up(W.mul_up(W.gamma(12), W.magnitude(ends)), four_eta))
+    g, x = W.f32(values[0][0]), W.f32(values[1][0])
+    ag = W.absolute(g)
     if node.op == "tanh_backward":
-        return _point(g * (1 - x * x), gamma(3) * abs(g) * (1 + x * x) + (abs(g) + 2) * ETA)
+        xx = W.mul(x, x, True)  # exact
+        ends = W.scale(g, W.isub(W.point(W.ONE), W.point(xx)))
+        tol = W.add_up(W.mul_up(W.gamma(3), ag, W.add(W.ONE, xx, True)), W.mul_up(W.add(ag, W.num(2), True), W.ETA))
+        return _enclosure(ends[0], ends[1], tol)
     if node.op == "sigmoid_backward":
-        return _point(g * (1 - x) * x, gamma(3) * abs(g * x) * (1 + abs(x)) + 3 * (abs(g) + 1) * ETA)
-    lo, hi = _sigmoid(values[1][0])
-    f = [sig * (1 + x * (1 - sig)) for sig in (lo, hi)]
-    if x != 0 and lo <= (1 + x) / (2 * x) <= hi:  # the parabola's vertex inside the enclosure
-        f.append((1 + x) ** 2 / (4 * x))
-    ends = [g * v for v in f]
-    tol = gamma(16) * abs(g) * hi * (1 + 2 * abs(x)) + 4 * (abs(g) + 1) * ETA
-    return Window(min(ends), max(ends), tol)
-
+        gx = W.mul(g, x, True)  # exact
+        ends = W.scale(gx, W.isub(W.point(W.ONE), W.point(x)))
+        tol = W.add_up(W.mul_up(W.gamma(3), W.absolute(gx), W.add(W.ONE, W.absolute(x), True)),
+                       W.mul_up(W.num(3), W.add(ag, W.ONE, True), W.ETA))
+        return _enclosure(ends[0], ends[1], tol)
+    sig = _sigmoid(values[1][0])
+    f = None
+    for s in sig:  # σ(1 + x(1 − σ)) at both ends of the enclosure
+        v = W.scale(s, W.iadd(W.point(W.ONE), W.scale(x, W.isub(W.point(W.ONE), W.point(s)))))
+        f = v if f is None else W.hull(f, v)
+    if x[0] != 0:  # the parabola's vertex (1 + x)/(2x), if it may lie inside the enclosure
+        one_x = W.iadd(W.point(W.ONE), W.point(x))
+        two_x = W.mul(W.num(2), x, True)
+        vertex = (W.smaller(W.div(one_x[0], two_x, False), W.div(one_x[1], two_x, False)),
+                  W.larger(W.div(one_x[0], two_x, True), W.div(one_x[1], two_x, True)))
+        if W.cmp(vertex[0], sig[1]) <= 0 and W.cmp(vertex[1], sig[0]) >= 0:
+            top = W.imul(one_x, one_x)
+            four_x = W.mul(W.num(4), x, True)
+            f = W.hull(f, (W.smaller(W.div(top[0], four_x, False), W.div(top[1], four_x, False)),
+                           W.larger(W.div(top[0], four_x, True), W.div(top[1], four_x, True))))
+    ends = W.scale(g, f)
+    tol = W.add_up(W.mul_up(W.gamma(16), ag, sig[1], W.add(W.ONE, W.mul(W.num(2), W.absolute(x), True), True)),
+                   W.mul_up(W.num(4), W.add(ag, W.ONE, True), W.ETA))
+    return _enclosure(ends[0], ends[1], tol)
 
 _rule("silu", "silu_backward", "tanh_backward", "sigmoid_backward")((_pointwise_gather, _unary_calculus_check))
 
@@ -1007,5 +1054,5 @@ def _verdict(node, input_nodes, index, input_values, claimed):
     return rule.check(node, input_nodes, index, input_values, 0 if claimed is None else claimed)
 
 
-__all__ = ["RULES", "Linear", "Rule", "RuleError", "Moments", "Window", "check", "window", "element_inputs", "gamma", "moments", "needs_values",
+__all__ = ["RULES", "Enclosure", "Linear", "Rule", "RuleError", "Moments", "Window", "check", "window", "element_inputs", "gamma", "moments", "needs_values",
            "round_f32", "rule_for", "value"]

@@ -56,9 +56,11 @@ def program_checker_deployer():
 
 
 def deploy_program_judge(judge):
-    """ProgramIndex, then the ProgramJudge over it and ``judge`` (the elementwise rules)."""
+    """ProgramIndex and ProgramNonlinearJudge, then the ProgramJudge over them and ``judge`` (the
+    elementwise rules)."""
     index_map = _load(str(CONTRACTS / "ProgramIndex.vy")).deploy()
-    return _load(str(CONTRACTS / "ProgramJudge.vy")).deploy(index_map.address, judge.address)
+    nonlinear = _load(str(CONTRACTS / "ProgramNonlinearJudge.vy")).deploy()
+    return _load(str(CONTRACTS / "ProgramJudge.vy")).deploy(index_map.address, judge.address, nonlinear.address)
 
 
 def game_deployer():

@@ -359,8 +359,8 @@ HEADROOM = 2_048
 # contracts/interfaces (resolve gained `proven`) or may lack the headroom
 SIZED = ["Arbitration", "ProofChecker", "ReductionChecker", "ProgramChecker", "TensorReader", "Judge", "PointwiseJudge", "Market",
          "ProgramIndex"]
-# full by design: the program rules still to come go to a contract of their own (docs/judge-programs.md)
-AT_LIMIT = ["ProgramJudge"]
+# full by design: a new program rule goes to a contract of its own (docs/judge-programs.md §7)
+AT_LIMIT = ["ProgramJudge", "ProgramNonlinearJudge"]
 
 
 def _runtime_size(name: str) -> int:

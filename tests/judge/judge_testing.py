@@ -48,13 +48,15 @@ def judge_contract():
 
 
 def program_judge_contract():
-    """ProgramIndex and the ProgramJudge that reads it, over the deployed Judge (redeployed like it)."""
+    """ProgramIndex, ProgramNonlinearJudge and the ProgramJudge over them and the deployed Judge
+    (redeployed like it)."""
     judge = judge_contract()
     if _program and boa.env.evm.get_code(_program[0].address) and _program[0].judge() == judge.address:
         return _program[0]
     _program.clear()
     index = deployer("ProgramIndex").deploy()
-    _program.append(deployer("ProgramJudge").deploy(index.address, judge.address))
+    nonlinear = deployer("ProgramNonlinearJudge").deploy()
+    _program.append(deployer("ProgramJudge").deploy(index.address, judge.address, nonlinear.address))
     return _program[0]
 
 

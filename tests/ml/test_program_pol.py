@@ -146,7 +146,7 @@ def test_program_task__spec_commits_the_whole_optimizer_and_the_hyper_root():
             TrainingTask.from_dict(broken)
 
 
-def test_program_task__fetched_and_checked_then_refused_as_not_yet_judgeable(tmp_path):
+def test_program_task__fetched_and_checked_then_refused_where_the_chain_cannot_judge_a_node(tmp_path):
     store = LocalStore(tmp_path / "ipfs")
     demo, _ = _task("cnn")
     bundle = program_task(demo.graph.program, demo.graph.optimizer, demo.weights, demo.dataset, steps=12, k=3,
@@ -154,7 +154,7 @@ def test_program_task__fetched_and_checked_then_refused_as_not_yet_judgeable(tmp
     cid = store.add_bytes(bundle.task.to_bytes())
     loaded = load_task(store, cid, bundle.task.hash())
     assert loaded.graph.root == bundle.task.graph_root and loaded.weights.keys() == bundle.weights.keys()
-    with pytest.raises(UnjudgeableTask, match="training program"):
+    with pytest.raises(UnjudgeableTask, match=r"node \d+ \(group_norm, from .*\) reduces 256 terms; the chain judges at most 64"):
         fetch_task(store, cid, bundle.task.hash())
     forged = dataclasses.replace(bundle.task, hyper_root=bytes(32))
     with pytest.raises(ArtifactMismatch, match="hyper_root"):
