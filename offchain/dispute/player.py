@@ -27,6 +27,20 @@ from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
 
 
 
+def trace_file(trace: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A trace as safetensors tensors by node id; a node whose output is a view of an earlier
+    one's memory (a program's `view` nodes) gets a copy of its own, as the format requires."""
+    seen: set[int] = set()
+    tensors = {}
+    for i, t in enumerate(trace):
+        t = t.contiguous()
+        if t.numel() and t.untyped_storage().data_ptr() in seen:
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        tensors[f"{i:06d}"] = t
+    return tensors
+
+
 class DisputePlayer:
     """One side of one dispute; `play` makes the move that is due, if any, and says what it did."""
 
@@ -98,7 +112,7 @@ class Defence(DisputePlayer):
             return f"revealed the state roots of segment {segment}"
         if d["phase"] == TRACE:
             trace = self.trace(segment, d["first_step"])
-            cid = self.store.add_bytes(save_tensors({f"{i:06d}": t.contiguous() for i, t in enumerate(trace)}))
+            cid = self.store.add_bytes(save_tensors(trace_file(trace)))
             args = M.commit_trace_args(dispute_id, d["first_step"], trace)
             self.market.transact("commit_trace", *args, cid, contract=self.game)
             return f"committed the trace of step {d['first_step']} ({cid})"
