@@ -237,10 +237,14 @@ class Market:
 
     def events(self, name: str, from_block: int, to_block: int | str = "latest", **filters: Any) -> list[Any]:
         event = getattr(self.contract.events, name)
-        return with_retries(
-            f"{name} logs",
-            lambda: event.get_logs(from_block=from_block, to_block=to_block, argument_filters=filters or None),
-        )
+
+        def logs() -> list[Any]:
+            try:
+                return event.get_logs(from_block=from_block, to_block=to_block, argument_filters=filters or None)
+            except Web3RPCError as exc:  # e.g. a range past the head of a chain a reorganisation just shortened
+                raise ChainError(f"{name} logs: {exc}") from None
+
+        return with_retries(f"{name} logs", logs)
 
     # ── writes ──────────────────────────────────────────────────────
     def transact(self, name: str, *args: Any, value: int = 0, contract: Any = None) -> Any:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from offchain.chain.client import Market, TxPolicy, connect
+from offchain.chain.client import ChainError, Market, TxPolicy, connect
 from offchain.chain.suite import Role
 from offchain.node import deploy, dev_account, start_anvil
 from offchain.storage.store import LocalStore
@@ -215,3 +215,12 @@ def test_send__a_move_the_node_lost_is_broadcast_again_and_its_nonce_does_not_we
     market.deposit(Role.SOLVER, AMOUNT)  # the next move takes the next nonce and lands
     assert w3.eth.get_transaction_count(account.address) == before + 2
     assert _bonded(market) == 2 * AMOUNT
+
+
+def test_events__a_range_past_the_head_is_a_chain_error(chain):
+    """A reorganisation can shorten the chain between a worker reading the head and asking for the
+    logs up to it: the node's refusal is a `ChainError` (one line in a worker's log), not a crash."""
+    w3, deployment = chain
+    market = Market(w3, deployment)
+    with pytest.raises(ChainError, match="Deposited logs"):
+        market.events("Deposited", w3.eth.block_number + 3, w3.eth.block_number + 5)
