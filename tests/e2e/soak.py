@@ -74,16 +74,17 @@ class Plan:
     min_window: int = 30     # verify, whistleblower and reveal windows: at least this, see `window_for`
     clock: int = 120         # each side's dispute clock (it runs out only for a side that stalls)
     train_window: int = 120
-    expires_in: int = 90     # an ordinary task's life while open
+    expires_in: int = 120    # an ordinary task's life while open
     cancel_share: float = 0.1  # tasks the submitter cancels if still open a moment after posting
     brief_share: float = 0.1   # tasks posted with a few seconds to live while open
     timeout: float = 600.0     # for every task to end, after the last post
 
     def window_for(self, start_seconds: float) -> int:
-        """A window that outlasts one kill at its start: the margin, a restart (twice the measured
-        start, the machine being busier with every worker up) and the move itself. A worker is
-        killed again only once it has followed the market for a whole window (`Chaos`)."""
-        return max(self.min_window, int(MARGIN + 2 * start_seconds + 10))
+        """A window that outlasts one kill at its start on a machine as busy as when measured: the
+        margin, a restart (the measured start, half again, the machine being busier with every
+        worker up) and the move itself. A worker is killed again only once it has followed the
+        market for a whole window (`Chaos`)."""
+        return max(self.min_window, int(MARGIN + 1.5 * start_seconds + 10))
 
 
 @dataclass
@@ -516,7 +517,7 @@ def check_no_move_sent_twice(market: Market) -> dict[str, int]:
     (a keeper that lost a race), by function."""
     start = market.deployment.block
     workers = {spec.address for spec in WORKERS}
-    contracts = {market.deployment.market: market.contract, market.deployment.arbiter: market.arbiter}
+    contracts = {c.address: c for c in (market.contract, market.arbiter, market.checker, market.reducer) if c}
     seen: dict[tuple[str, str, bytes], list[int]] = defaultdict(list)
     names: dict[tuple[str, str, bytes], str] = {}
     reverted = Counter()
