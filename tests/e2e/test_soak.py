@@ -68,7 +68,7 @@ def _soak(tmp_path, plan: Plan) -> None:
         kills = {name: p.kills for name, p in soak.processes.items()}
         print(f"soak seed {seed}: {len(task_ids)} tasks {parties['outcomes']}; kills {kills}; books {books}; "
               f"parties {parties}; transactions {sends}", flush=True)
-        # not vacuous: the chaos struck, honest work was paid and a cheat was caught
+        # not vacuous: the chaos struck, honest work was paid and the cheater tried (and was judged above)
         assert sum(kills.values()) >= 3, kills
         assert parties["outcomes"].get("finalised", 0) >= 1 and parties["cheats"] >= 1, parties
     finally:
