@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -308,7 +309,9 @@ def _tasks(market):
 def _run_worker(env: Env, kind: str, threads: int | None, **options: Any) -> None:
     """A worker alone in its process: it trains or replays with ``threads``, by default every core
     but one (left to checkpoint bookkeeping, the node and the keeper: on a busy core, intra-op
-    threads wait on each other)."""
+    threads wait on each other). `kill -USR1 PID` prints every thread's stack to its stderr (where a
+    worker seems stuck)."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     import torch
 
     from offchain.workers.solver import Solver

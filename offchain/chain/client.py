@@ -12,8 +12,12 @@ Sending (`Market.transact`, per `TxPolicy`):
   not mined within `bump_after` seconds is replaced, same nonce and payload, with
   fees `bump_percent` higher, at most `max_bumps` times;
 * a move counts as done once its block has `confirmations` blocks on top (itself
-  included); if a reorganisation drops it meanwhile, the same signed transaction is
-  broadcast again: one nonce, so it can never execute twice.
+  included); if a reorganisation drops it meanwhile, or the node loses it (a restart
+  empties its pool), the same signed transaction is broadcast again: one nonce, so it can
+  never execute twice;
+* a move waiting behind an empty nonce (an earlier move of the account that a
+  reorganisation dropped after its sender counted it done) has that earlier move's own
+  signed transaction broadcast again, so no nonce stays empty and nothing waits forever.
 """
 
 from __future__ import annotations
@@ -107,15 +111,18 @@ class NonceManager:
 
     The next nonce is the chain's pending count, or one past the highest nonce this process has
     in flight if that is higher (the node may not have seen the last broadcast yet). A nonce is
-    in flight from its broadcast until its move is done or abandoned.
+    in flight from its broadcast until its move is done or abandoned. The signed transactions of
+    the last `RECENT` moves done are kept, by nonce: a reorganisation may yet drop one of them.
     """
 
+    RECENT = 64
     _all: dict[tuple[int, str], NonceManager] = {}
     _all_lock = threading.Lock()
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.in_flight: set[int] = set()
+        self.done: dict[int, bytes] = {}
 
     @classmethod
     def of(cls, chain_id: int, address: str) -> NonceManager:
@@ -126,9 +133,20 @@ class NonceManager:
         """Call with `lock` held; add the nonce to `in_flight` once its transaction is broadcast."""
         return max([pending, *(n + 1 for n in self.in_flight)])
 
-    def release(self, nonce: int) -> None:
+    def release(self, nonce: int, raw: bytes | None = None) -> None:
+        """The move of `nonce` is over; `raw`: the signed transaction that was mined, when it was."""
         with self.lock:
             self.in_flight.discard(nonce)
+            if raw is not None:
+                self.done[nonce] = raw
+                for old in sorted(self.done)[: -self.RECENT]:
+                    del self.done[old]
+
+    def dropped_before(self, nonce: int, mined: int) -> list[bytes]:
+        """The signed transactions of this process's done moves whose nonces lie between the
+        account's `mined` count and `nonce`: a reorganisation dropped them, and `nonce` waits."""
+        with self.lock:
+            return [self.done[n] for n in range(mined, nonce) if n in self.done and n not in self.in_flight]
 
 
 @dataclass
@@ -137,6 +155,10 @@ class _Sent:
 
     nonce: int
     versions: list[tuple[bytes, bytes]] = field(default_factory=list)  # (tx hash, raw bytes)
+    checked: float = 0.0  # when it was first broadcast or `Market._keep_alive` last looked for it
+
+    def raw_of(self, tx_hash: bytes) -> bytes:
+        return next((raw for h, raw in self.versions if h == bytes(tx_hash)), self.versions[-1][1])
 
 
 @dataclass
@@ -229,19 +251,24 @@ class Market:
 
     def events(self, name: str, from_block: int, to_block: int | str = "latest", **filters: Any) -> list[Any]:
         event = getattr(self.contract.events, name)
-        return with_retries(
-            f"{name} logs",
-            lambda: event.get_logs(from_block=from_block, to_block=to_block, argument_filters=filters or None),
-        )
+
+        def logs() -> list[Any]:
+            try:
+                return event.get_logs(from_block=from_block, to_block=to_block, argument_filters=filters or None)
+            except Web3RPCError as exc:  # e.g. a range past the head of a chain a reorganisation just shortened
+                raise ChainError(f"{name} logs: {exc}") from None
+
+        return with_retries(f"{name} logs", logs)
 
     # ── writes ──────────────────────────────────────────────────────
     def transact(self, name: str, *args: Any, value: int = 0, contract: Any = None) -> Any:
         """Simulate, sign, send and wait until the move is done (`TxPolicy`); returns the receipt."""
         sent, tx, nonces = self._send(name, args, value, contract)
+        receipt = None
         try:
-            receipt = self._until_done(name, sent, tx)
+            receipt = self._until_done(name, sent, tx, nonces)
         finally:
-            nonces.release(sent.nonce)
+            nonces.release(sent.nonce, receipt and sent.raw_of(receipt["transactionHash"]))
         if receipt["status"] != 1:
             raise TransactionReverted(name, "reverted on chain after a successful simulation")
         log.debug("%s mined in block %d (gas %d)", name, receipt["blockNumber"], receipt["gasUsed"])
@@ -258,7 +285,9 @@ class Market:
 
     def receipt(self, tx_hash: bytes) -> Any | None:
         """The receipt of a transaction `send` sent (or of a version of it with raised fees), or
-        None while none is mined; a call after `bump_after` seconds without one raises the fees."""
+        None while none is mined; meanwhile the move is kept alive (broadcast again if the node
+        lost it, and what it waits behind too) and, `bump_after` seconds without a receipt, its
+        fees are raised."""
         waiting = self._unmined.get(bytes(tx_hash))
         if waiting is None:
             try:
@@ -268,9 +297,11 @@ class Market:
         receipt = with_retries(waiting.name, lambda: self._receipt(waiting.sent))
         if receipt is not None:
             del self._unmined[bytes(tx_hash)]
-            waiting.nonces.release(waiting.sent.nonce)
+            waiting.nonces.release(waiting.sent.nonce, waiting.sent.raw_of(receipt["transactionHash"]))
             return receipt
-        if time.monotonic() - waiting.last_send >= self.policy.bump_after and waiting.bumps < self.policy.max_bumps:
+        if self._keep_alive(waiting.name, waiting.nonces, waiting.sent):
+            waiting.last_send = time.monotonic()
+        elif time.monotonic() - waiting.last_send >= self.policy.bump_after and waiting.bumps < self.policy.max_bumps:
             waiting.bumps += 1
             self._bump(waiting.name, waiting.sent, waiting.tx, waiting.bumps)
             waiting.last_send = time.monotonic()
@@ -326,6 +357,7 @@ class Market:
         signed = self.account.sign_transaction(tx)
         tx_hash = with_retries(name, lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
         sent.versions.append((bytes(tx_hash), bytes(signed.raw_transaction)))
+        sent.checked = time.monotonic()
 
     def _receipt(self, sent: _Sent) -> Any | None:
         for tx_hash, _ in sent.versions:
@@ -337,23 +369,18 @@ class Market:
                 return receipt
         return None
 
-    def _until_done(self, name: str, sent: _Sent, tx: dict) -> Any:
-        """Wait for a receipt (raising the fees while none comes), then for the confirmations;
-        what a reorganisation drops from the chain is broadcast again, once."""
+    def _until_done(self, name: str, sent: _Sent, tx: dict, nonces: NonceManager) -> Any:
+        """Wait for a receipt (keeping the move alive and raising its fees while none comes), then
+        for the confirmations."""
         policy = self.policy
         start = last_send = time.monotonic()
-        bumps = resent = 0
-        mined = False
+        bumps = 0
         while time.monotonic() - start < policy.timeout:
             receipt = with_retries(name, lambda: self._receipt(sent))
             if receipt is not None:
-                mined = True
                 if self._confirmed(receipt):
                     return receipt
-            elif mined and not resent:  # it was in a block and is not any more
-                resent = 1
-                log.warning("%s: dropped by a chain reorganisation; broadcasting it again", name)
-                self._send_raw(name, sent.versions[-1][1])
+            elif self._keep_alive(name, nonces, sent):
                 last_send = time.monotonic()
             elif time.monotonic() - last_send >= policy.bump_after and bumps < policy.max_bumps:
                 bumps += 1
@@ -362,6 +389,33 @@ class Market:
             time.sleep(0.1)
         raise ChainError(f"{name}: nonce {sent.nonce} not done in {policy.timeout:.0f} s "
                          f"({len(sent.versions)} version(s) sent); check the node and the account's funds")
+
+    def _keep_alive(self, name: str, nonces: NonceManager, sent: _Sent) -> bool:
+        """For a move not mined, at most once a second (from a second after its broadcast): if it waits behind nonces of this account
+        that a reorganisation emptied, broadcast the moves that were mined there again; if the node
+        knows no version of it (a reorganisation dropped it, or a restart emptied the pool),
+        broadcast it again. True when it was broadcast again."""
+        if time.monotonic() - sent.checked < 1.0:
+            return False
+        sent.checked = time.monotonic()
+        sender = self.account.address
+        mined = with_retries("nonce", lambda: self.w3.eth.get_transaction_count(sender, "latest"))
+        for raw in nonces.dropped_before(sent.nonce, mined):
+            if self._send_raw(name, raw):
+                log.warning("%s: an earlier move of this account was dropped by a chain reorganisation; "
+                            "broadcasting it again", name)
+        if mined > sent.nonce or any(self._known(tx_hash) for tx_hash, _ in sent.versions):
+            return False
+        log.warning("%s: dropped by a chain reorganisation or lost by the node; broadcasting it again", name)
+        self._send_raw(name, sent.versions[-1][1])
+        return True
+
+    def _known(self, tx_hash: bytes) -> bool:
+        try:
+            with_retries("transaction", lambda: self.w3.eth.get_transaction(tx_hash))
+        except TransactionNotFound:
+            return False
+        return True
 
     def _send_raw(self, name: str, raw: bytes) -> bool:
         """Broadcast signed bytes; False where the node refuses them (an earlier version of the

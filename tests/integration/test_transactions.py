@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from offchain.chain.client import Market, TxPolicy, connect
+from offchain.chain.client import ChainError, Market, TxPolicy, connect
 from offchain.chain.suite import Role
 from offchain.node import deploy, dev_account, start_anvil
 from offchain.storage.store import LocalStore
@@ -194,3 +194,58 @@ def test_reorg__a_worker_re_reads_events_from_before_the_fork(chain, tmp_path):
     depositor.deposit(Role.SOLVER, 3 * AMOUNT)     # ... and another one holds this deposit
     watcher.poll_once()
     assert watcher.seen[-1] == 3 * AMOUNT
+
+
+def test_reorg__a_done_move_dropped_under_a_waiting_one__both_are_sent_again_and_land_once(chain):
+    """A reorganisation drops two moves of one account: the first already counted done (its sender
+    returned), the second still waiting for its confirmations. Its nonce waits behind the first's,
+    which nobody would send again: the sender broadcasts the first move's own transaction again,
+    and both land, each once."""
+    w3, deployment = chain
+    account = dev_account(9)
+    done = Market(w3, deployment, account)
+    waiting = Market(w3, deployment, account, TxPolicy(confirmations=3, bump_after=60, timeout=30))
+    before = w3.eth.get_transaction_count(account.address)
+    snapshot = _rpc(w3, "evm_snapshot")
+    done.deposit(Role.SOLVER, AMOUNT)         # mined (automine) and counted done
+    move = _Move(waiting)
+    move.start()
+    _wait(lambda: _bonded(done) == 2 * AMOUNT)
+    _rpc(w3, "evm_revert", snapshot)          # both are gone
+    _wait(lambda: _bonded(done) == 2 * AMOUNT)  # both sent again and mined
+    _rpc(w3, "evm_mine")
+    _rpc(w3, "evm_mine")
+    move.join(20)
+    assert not move.is_alive() and move.error is None and move.receipt["status"] == 1
+    assert w3.eth.get_transaction_count(account.address) == before + 2
+
+
+def test_send__a_move_the_node_lost_is_broadcast_again_and_its_nonce_does_not_wedge_the_next(chain):
+    """A node restart empties its pool: a move sent without waiting (a keeper's) is broadcast again
+    by `receipt`, so neither it nor the moves after it wait forever."""
+    w3, deployment = chain
+    account = dev_account(1)
+    market = Market(w3, deployment, account)
+    before = w3.eth.get_transaction_count(account.address)
+    _rpc(w3, "evm_setAutomine", False)
+    try:
+        tx_hash = market.send("deposit", int(Role.SOLVER), value=AMOUNT)
+        _rpc(w3, "anvil_dropTransaction", "0x" + tx_hash.hex())  # lost with the node's pool
+        time.sleep(1.1)  # a move is looked for a second after its broadcast
+        assert market.receipt(tx_hash) is None and market._known(tx_hash)  # ... and broadcast again
+        _rpc(w3, "evm_mine")
+        assert market.receipt(tx_hash)["status"] == 1
+    finally:
+        _rpc(w3, "evm_setAutomine", True)
+    market.deposit(Role.SOLVER, AMOUNT)  # the next move takes the next nonce and lands
+    assert w3.eth.get_transaction_count(account.address) == before + 2
+    assert _bonded(market) == 2 * AMOUNT
+
+
+def test_events__a_range_past_the_head_is_a_chain_error(chain):
+    """A reorganisation can shorten the chain between a worker reading the head and asking for the
+    logs up to it: the node's refusal is a `ChainError` (one line in a worker's log), not a crash."""
+    w3, deployment = chain
+    market = Market(w3, deployment)
+    with pytest.raises(ChainError, match="Deposited logs"):
+        market.events("Deposited", w3.eth.block_number + 3, w3.eth.block_number + 5)
