@@ -337,7 +337,7 @@ def test_program_judge__where_compares_and_adds_over_int64_bool_and_minus_inf():
     _agree_everywhere(node, ins, flats)
 
 
-@pytest.mark.parametrize("classes", [7, 64])
+@pytest.mark.parametrize("classes", [7, pytest.param(64, marks=pytest.mark.slow)])  # 64: the cap (--slow)
 def test_program_judge__softmax_rows_with_masks_agree_across_the_window(classes):
     """Rows of raw, wide and masked logits (a fully masked row too), the kernels' float32 values:
     two entries of each row, a masked one among them."""
@@ -364,7 +364,7 @@ def _floats(rng: random.Random, shape, family: str) -> torch.Tensor:
     return torch.from_numpy(np.array(xs, dtype=np.uint32).view(np.float32).reshape(shape).copy())
 
 
-@pytest.mark.parametrize("family", ["unit", "wide", "subnormal"])
+@pytest.mark.parametrize("family", ["unit", *(pytest.param(f, marks=pytest.mark.slow) for f in ("wide", "subnormal"))])
 def test_program_judge__fuzzed_reductions_agree_with_the_reference(family):
     """Random inputs of every linear rule and softmax at random sizes up to the cap, honest and
     edge claims."""
