@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faulthandler
+import functools
 import os
 import signal
 import sys
@@ -457,6 +458,10 @@ def task() -> None:
 @click.option("--label-column", help="--data .csv/.npy: the label column, by header name or index (default: last).")
 @click.option("--seq-len", type=int, help="--data token file (.txt/.npy/.safetensors): tokens per row, minus one.")
 @click.option("--holdout", type=float, help="--data: share of rows kept back to score the result  [default: 0.1]")
+@click.option("--program", "program_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Train this program (`dtm model export`) instead of the MLP preset; needs --weights.")
+@click.option("--weights", "weights_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="--program: its initial weights (`dtm model export --weights-out`).")
 @click.option("--classes", type=int, help="Output classes of the MLP (default: max label + 1).")
 @click.option("--hidden", type=int, default=32, show_default=True, help="Hidden units of the MLP.")
 @click.option("--steps", type=int, default=300, show_default=True)
@@ -470,17 +475,22 @@ def task() -> None:
 @click.option("--train-window", type=int, default=600, show_default=True, help="Seconds a solver has to submit.")
 @pass_env
 def task_post(env: Env, dataset: str | None, data_file: Path | None, label_column: str | None, seq_len: int | None,
-              holdout: float | None, classes: int | None, hidden: int, steps: int, interval: int, batch_size: int,
-              lr: float, seed: int, payment: float, solver_stake: float, expires_in: int, train_window: int) -> None:
+              holdout: float | None, program_file: Path | None, weights_file: Path | None, classes: int | None,
+              hidden: int, steps: int, interval: int, batch_size: int, lr: float, seed: int, payment: float,
+              solver_stake: float, expires_in: int, train_window: int) -> None:
     """Publish a classification task on IPFS and escrow its payment.
 
-    The data is a built-in dataset (--dataset) or your own file (--data); of your own, only the
-    training rows are published: the held-out rows stay under --home and `dtm task result` scores
-    the trained weights on them."""
+    The model is the MLP preset or your own program (--program, --weights: its batch size,
+    optimizer and schedule are the program's). The data is a built-in dataset (--dataset) or your
+    own file (--data); of your own, only the training rows are published: the held-out rows stay
+    under --home and `dtm task result` scores the trained weights on them."""
     from offchain.dispute.limits import UnjudgeableTask
     from offchain.ml import MLError, digits_dataset, mlp_spec, synthetic_dataset
     from offchain.ml.data import load_dataset
-    from offchain.workers.artifacts import check_task, publish_task
+    from offchain.ml.optim import OptimizerConfig
+    from offchain.ml.program import Program
+    from offchain.ml.program_training import initial_weights
+    from offchain.workers.artifacts import check_program_task, check_task, publish_program_task, publish_task
     from offchain.workers.submitter import Submitter
 
     for value, option in ((payment, "--payment"), (expires_in, "--expires-in"), (train_window, "--train-window")):
@@ -509,14 +519,31 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
         click.echo(f"data {loaded.description}")
     if classes is not None and classes < needed:
         raise click.UsageError(f"--classes {classes}: the data has labels up to {needed - 1}")
-    options = dict(steps=steps, k=interval, batch_size=batch_size, lr=lr, seed=seed)
+    if (program_file is None) != (weights_file is None):
+        raise click.UsageError("--program and --weights go together: a program and its initial weights")
+    source = click.get_current_context().get_parameter_source
+    given = [f"--{name.replace('_', '-')}" for name in ("hidden", "batch_size", "lr", "classes")
+             if source(name) == click.core.ParameterSource.COMMANDLINE]
+    if program_file is not None and given:
+        raise click.UsageError(f"{', '.join(given)}: a program fixes its own model, batch size and optimizer")
+    options = dict(steps=steps, k=interval, seed=seed)
     try:  # in this order: the task itself, the chain, then the uploads
-        spec = mlp_spec(data.input_dim, (hidden,), classes or needed)
-        check_task(spec, data, **options)
+        if program_file is None:
+            spec = mlp_spec(data.input_dim, (hidden,), classes or needed)
+            options |= dict(batch_size=batch_size, lr=lr)
+            check_task(spec, data, **options)
+            publish = functools.partial(publish_task, spec=spec, dataset=data, **options)
+        else:
+            program = Program.from_bytes(program_file.read_bytes())
+            optimizer = OptimizerConfig.from_dict(program.meta.get("optimizer"))
+            weights = initial_weights(program, weights_file.read_bytes())
+            check_program_task(program, optimizer, weights, data, **options)
+            publish = functools.partial(publish_program_task, program=program, optimizer=optimizer, weights=weights,
+                                        dataset=data, **options)
         market = env.market()
         _check_affordable(market, int(payment * ETHER), int(solver_stake * ETHER))
         store = env.store()
-        published = publish_task(store, spec, data, **options)
+        published = publish(store)
     except UnjudgeableTask as exc:
         raise click.ClickException(f"the dispute game cannot judge this task: {exc}") from exc
     except MLError as exc:

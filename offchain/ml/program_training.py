@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+from .artifacts import load_tensors
 from .commit import tensor_root
 from .errors import GraphError
 from .graph import StepOutput
@@ -72,6 +73,17 @@ class ProgramTraining:
         return ProgramStepper(self, precision)
 
 
+def initial_weights(program: Program, data: bytes) -> dict[str, torch.Tensor]:
+    """The parameters of ``program`` from a safetensors file (`dtm model export --weights-out`):
+    exactly its parameters, float32, of their shapes, finite."""
+    expected = {slot.name: (("F32",), slot.shape) for slot in program.state if slot.kind == "param"}
+    weights = load_tensors(data, expected)
+    for name, tensor in weights.items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise GraphError(f"initial weight {name!r} contains NaN or infinity")
+    return {name: weights[name] for name in expected}
+
+
 class ProgramStepper:
     """One step of a bound program with a compiled graph's call signature."""
 
@@ -88,4 +100,4 @@ class ProgramStepper:
         return StepOutput(out.state, out.loss.reshape(1), out.trace)
 
 
-__all__ = ["ProgramStepper", "ProgramTraining"]
+__all__ = ["ProgramStepper", "ProgramTraining", "initial_weights"]

@@ -21,6 +21,7 @@ from offchain.ml import (
     DemoTask,
     ModelSpec,
     ProofDocument,
+    TaskError,
     TrainingTask,
     checkpoint_root,
     compile_training_graph,
@@ -55,8 +56,16 @@ class PublishedTask:
 def check_task(spec: ModelSpec, dataset: Dataset, **options: Any) -> None:
     """Everything `publish_task` checks, with CIDs computed locally and nothing uploaded: a bad
     schedule raises `TaskError` (...), a task the dispute game could not judge `UnjudgeableTask`."""
-    draft = make_task(spec, dataset, **options, cid=compute_cid)
-    check_judgeable(draft.graph, draft.task)
+    _check(lambda cid: make_task(spec, dataset, **options, cid=cid))
+
+
+def check_program_task(program: Program, optimizer: OptimizerConfig, weights: dict[str, torch.Tensor],
+                       dataset: Dataset, *, steps: int, k: int, seed: int) -> None:
+    """`check_task` for a training program: also that the data fits its input."""
+    expected = program.nodes[program.leaf("data_x")].shape[1]
+    if dataset.input_dim != expected:
+        raise TaskError(f"the data has {dataset.input_dim} features a row; the program takes {expected}")
+    _check(lambda cid: program_task(program, optimizer, weights, dataset, steps=steps, k=k, seed=seed, cid=cid))
 
 
 def publish_task(store: ContentStore, spec: ModelSpec, dataset: Dataset, *, steps: int, k: int,
@@ -64,6 +73,7 @@ def publish_task(store: ContentStore, spec: ModelSpec, dataset: Dataset, *, step
     """Put model, weights, dataset and the task spec on IPFS; return the spec's CID. Nothing is
     uploaded unless the task passes `check_task`."""
     options = dict(steps=steps, k=k, batch_size=batch_size, lr=lr, seed=seed, weights_seed=weights_seed)
+    check_task(spec, dataset, **options)
     return _publish(store, lambda cid: make_task(spec, dataset, **options, cid=cid))
 
 
@@ -71,14 +81,18 @@ def publish_program_task(store: ContentStore, program: Program, optimizer: Optim
                          weights: dict[str, torch.Tensor], dataset: Dataset, *, steps: int, k: int,
                          seed: int) -> PublishedTask:
     """`publish_task` for a training program (`dtm model export`) and its initial weights."""
+    check_program_task(program, optimizer, weights, dataset, steps=steps, k=k, seed=seed)
     return _publish(store, lambda cid: program_task(program, optimizer, weights, dataset, steps=steps, k=k,
                                                     seed=seed, cid=cid))
 
 
-def _publish(store: ContentStore, build: Callable[[Callable[[bytes], str]], DemoTask]) -> PublishedTask:
-    """Build the task with local CIDs and check it can be judged, then upload every artifact."""
+def _check(build: Callable[[Callable[[bytes], str]], DemoTask]) -> None:
+    """Build the task with CIDs computed here (nothing uploaded) and check it can be judged."""
     draft = build(compute_cid)
     check_judgeable(draft.graph, draft.task)
+
+
+def _publish(store: ContentStore, build: Callable[[Callable[[bytes], str]], DemoTask]) -> PublishedTask:
     bundle = build(store.add_bytes)
     spec_bytes = bundle.task.to_bytes()
     return PublishedTask(bundle, store.add_bytes(spec_bytes), spec_bytes)

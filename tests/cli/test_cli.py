@@ -139,6 +139,27 @@ def test_model_export__bad_reference_and_op_outside_the_set__one_line(tmp_path):
     assert len(refused.output.strip().splitlines()) == 1
 
 
+def test_task_post__program_options__one_line_errors_before_any_network(tmp_path):
+    """A program comes with its weights, fixes its own model, batch and optimizer, and must fit the
+    data and the chain's judge; each mistake is one line, nothing sent."""
+    source = tmp_path / "my_model.py"
+    source.write_text(MODEL_FILE)
+    program, weights = tmp_path / "net.json", tmp_path / "init.safetensors"
+    assert _run(tmp_path, "model", "export", f"{source}:Net", "--kwargs", '{"hidden": 16}', "--input-shape", "3,4",
+                "--out", str(program), "--weights-out", str(weights)).exit_code == 0
+    post = ("--dev-account", "1", "--rpc", "http://127.0.0.1:9", "task", "post", "--program", str(program))
+    cases = [
+        ((), "--program and --weights go together"),
+        (("--weights", str(weights), "--lr", "0.5"), "--lr: a program fixes its own model, batch size and optimizer"),
+        (("--weights", str(weights)), "the data has 64 features a row; the program takes 12"),
+        (("--weights", str(program)), "header"),  # not a safetensors file
+    ]
+    for extra, message in cases:
+        result = _run(tmp_path, *post, *extra)
+        assert result.exit_code != 0 and message in result.output, result.output
+        assert "Traceback" not in result.output and result.output.count("Error:") == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["task", "post", "--hidden", "64", "--hidden=32"], "--hidden given 2 times; give it once"),
     (["--rpc", "foo://bar", "task", "post"], "RPC URL 'foo://bar' is not an http:// or https:// URL"),

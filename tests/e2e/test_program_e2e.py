@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from offchain.chain.deployment import deployment_path
 from offchain.chain.suite import ETHER, Role, TaskState
+from offchain.cli import main
 from offchain.ml import digits_dataset
 from offchain.ml.capture import ExportConfig, export_program
 from offchain.ml.models import MLP
 from offchain.ml.optim import OptimizerConfig
+from offchain.node import LOCAL_DEPLOYMENT
 from offchain.workers.artifacts import fetch_proof, publish_program_task
 from offchain.workers.solver import Solver
 from offchain.workers.submitter import Submitter
@@ -33,11 +37,26 @@ def _post_program(m) -> int:
     return submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=300)
 
 
-def test_program_task__trained_verified_and_paid(tmp_path):
+def test_program_task__two_commands_post_it_and_the_workers_train_verify_and_get_paid(tmp_path):
+    """`dtm model export` then `dtm task post --program --weights`: a user's PyTorch model on the market."""
     with local_market(tmp_path) as m:
         m.start(Solver, SOLVER, Role.SOLVER)
         m.start(Verifier, VERIFIER, Role.VERIFIER)
-        task_id = _post_program(m)
+
+        def dtm(*args):
+            done = CliRunner().invoke(main, ["--home", str(m.home), "--rpc", m.anvil.url, "--deployment",
+                                             str(deployment_path(*LOCAL_DEPLOYMENT, tmp_path / "deployments")),
+                                             "--dev-account", str(SUBMITTER), *args])
+            assert done.exit_code == 0, done.output
+            return done.output
+
+        program, weights = tmp_path / "net.json", tmp_path / "init.safetensors"
+        dtm("model", "export", "offchain.ml.models:MLP", "--kwargs", '{"input_dim": 64, "hidden": [16], "classes": 10}',
+            "--input-shape", "64", "--batch-size", "8", "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9",
+            "--out", str(program), "--weights-out", str(weights))
+        posted = dtm("task", "post", "--program", str(program), "--weights", str(weights), "--steps", "40", "--k", "4",
+                     "--payment", "1")
+        task_id = int(posted.split("task ")[-1].split()[0])
         reader = m.market(0)
         wait_for(lambda: reader.task(task_id).state == TaskState.FINALISED, 180, "finalisation")
         assert not reader.events("Challenged", m.deployment.block, task_id=task_id)
