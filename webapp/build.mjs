@@ -33,27 +33,19 @@ if (!process.argv.includes("--no-check")) {
 }
 
 rmSync(dist, { recursive: true, force: true });
-await esbuild.build({
-  entryPoints: [join(here, "src", "main.ts")],
-  outfile: join(dist, "app.js"),
-  bundle: true,
-  minify: true,
-  format: "esm",
-  target: "es2022",
-  legalComments: "none",
-  logLevel: "warning",
-});
-// the reader of your own data files: its own bundle, loaded by the post page when first used
-await esbuild.build({
-  entryPoints: [join(here, "src", "data.ts")],
-  outfile: join(dist, "data.js"),
-  bundle: true,
-  minify: true,
-  format: "esm",
-  target: "es2022",
-  legalComments: "none",
-  logLevel: "warning",
-});
+// the app, and the reader of your own data files: its own bundle, loaded by the post page when first used
+for (const [entry, out] of [["main.ts", "app.js"], ["data.ts", "data.js"]]) {
+  await esbuild.build({
+    entryPoints: [join(here, "src", entry)],
+    outfile: join(dist, out),
+    bundle: true,
+    minify: true,
+    format: "esm",
+    target: "es2022",
+    legalComments: "none",
+    logLevel: "warning",
+  });
+}
 for (const file of ["index.html", "style.css"]) copyFileSync(join(here, file), join(dist, file));
 
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;

@@ -224,16 +224,10 @@ def commit_trace_args(dispute_id: int, step: int, trace: Sequence[torch.Tensor])
 # Final proofs and data availability (ProofChecker; the game's address comes first)
 
 
-@dataclass(frozen=True)
-class StepData:
-    """What a challenger knows of the disputed step: the task, the graph, the dataset and the
-    solver's trace (every node output, in node order) with its roots."""
+class SolverTrace:
+    """The roots of a solver's committed trace (``trace``: every node output, in node order)."""
 
-    task: TrainingTask
-    graph: TrainingGraph
     trace: Sequence[torch.Tensor]
-    x: torch.Tensor | None = None
-    y: torch.Tensor | None = None
 
     @property
     def roots(self) -> list[bytes]:
@@ -242,6 +236,18 @@ class StepData:
     @property
     def trace_root(self) -> bytes:
         return merkle_root(self.roots)
+
+
+@dataclass(frozen=True)
+class StepData(SolverTrace):
+    """What a challenger knows of the disputed step: the task, the graph, the dataset and the
+    solver's trace (every node output, in node order) with its roots."""
+
+    task: TrainingTask
+    graph: TrainingGraph
+    trace: Sequence[torch.Tensor]
+    x: torch.Tensor | None = None
+    y: torch.Tensor | None = None
 
 
 def link_args(game: str, dispute_id: int, data: StepData, after: bool) -> tuple:

@@ -18,10 +18,10 @@ import torch
 
 from offchain.dispute import program_rules as R
 from offchain.dispute.judge import JudgeError
-from offchain.dispute.moves import MoveError, commitments, multiproof, tensor_opening, trace_opening
+from offchain.dispute.moves import MoveError, SolverTrace, commitments, multiproof, tensor_opening, trace_opening
 from offchain.ml.commit import dataset_row_proof, merkle_root, tensor_root
 from offchain.ml.ops import OPS
-from offchain.ml.program import DTYPE_CODES, LEAVES, Node, Program, trace_roots
+from offchain.ml.program import DTYPE_CODES, LEAVES, Node, Program
 from offchain.ml.task import TrainingTask
 
 #: a TensorOpening, DataRow and Merkle proof that a proof kind does not use
@@ -30,7 +30,7 @@ NO_ROW: tuple = (b"", 0, [])
 
 
 @dataclass(frozen=True)
-class ProgramStep:
+class ProgramStep(SolverTrace):
     """What a challenger knows of a disputed program step: the task, the program, the solver's
     trace (every node output in node order), the step, the state before it (state order), the
     task's hyper table and the dataset."""
@@ -43,14 +43,6 @@ class ProgramStep:
     hyper: torch.Tensor | None = None
     x: torch.Tensor | None = None
     y: torch.Tensor | None = None
-
-    @property
-    def roots(self) -> list[bytes]:
-        return trace_roots(self.trace)
-
-    @property
-    def trace_root(self) -> bytes:
-        return merkle_root(self.roots)
 
     def tensor(self, node_id: int) -> torch.Tensor:
         """Node ``node_id``'s output as committed (bool as int64)."""
