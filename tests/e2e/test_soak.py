@@ -83,6 +83,7 @@ def _stalled(soak: Soak, reader, task_ids: list[int]) -> str:
     return f"tasks not terminal: {live}\n{tails}"
 
 
+@pytest.mark.slow  # about 4 minutes: a soak, run with --slow
 def test_soak__chaos_leaves_every_wei_accounted_for_and_no_move_sent_twice(tmp_path):
     _soak(tmp_path, Plan())
 
