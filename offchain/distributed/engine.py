@@ -30,6 +30,7 @@ Links can be emulated as slower than loopback (:class:`LinkConfig`, :class:`Tran
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import socket
 import tempfile
@@ -41,6 +42,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from offchain.distributed import compression as C
@@ -389,7 +392,7 @@ def _worker(rank: int, specs: list[TrainSpec], ports: list[int], out_dir: str) -
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=spec.world)
         try:
             result = _train_rank(rank, spec)
-            torch.save(result, Path(out_dir) / f"run{index}-rank{rank}.pt")
+            _save_result(result, Path(out_dir) / f"run{index}-rank{rank}.safetensors")
         finally:
             dist.destroy_process_group()
 
@@ -532,8 +535,23 @@ def run_many(specs: list[TrainSpec], start_method: str = "fork") -> list[RunResu
     with tempfile.TemporaryDirectory(prefix="dtm-engine-") as out_dir:
         mp.start_processes(_worker, args=(list(specs), _free_ports(len(specs)), out_dir),
                            nprocs=max(spec.world for spec in specs), start_method=start_method)
-        return [_collect(spec, [torch.load(Path(out_dir) / f"run{i}-rank{r}.pt") for r in range(spec.world)])
+        return [_collect(spec, [_load_result(Path(out_dir) / f"run{i}-rank{r}.safetensors") for r in range(spec.world)])
                 for i, spec in enumerate(specs)]
+
+
+def _save_result(result: dict[str, Any], path: Path) -> None:
+    """A rank's result as safetensors: its parameters as tensors, everything else as JSON metadata."""
+    numbers = {key: value for key, value in result.items() if key != "state"}
+    save_file({name: t.contiguous() for name, t in result["state"].items()}, str(path),
+              metadata={"result": json.dumps(numbers)})
+
+
+def _load_result(path: Path) -> dict[str, Any]:
+    """What `_save_result` wrote, parsed (nothing unpickled)."""
+    with safe_open(str(path), framework="pt") as file:
+        result = json.loads(file.metadata()["result"])
+        result["state"] = {name: file.get_tensor(name) for name in file.keys()}
+    return result
 
 
 def _collect(spec: TrainSpec, ranks: list[dict[str, Any]]) -> RunResult:
