@@ -69,12 +69,14 @@ class Anvil:
     url: str
 
     def stop(self) -> None:
+        """Stop the node and wait until it has exited (its state written, its port free)."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(5)
+                self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait()
 
 
 def port_in_use(port: int) -> bool:
@@ -88,10 +90,19 @@ def port_in_use(port: int) -> bool:
     return False
 
 
+def anvil_binary() -> str | None:
+    """Anvil itself: npm's launcher script forwards a stop signal and exits at once, before Anvil
+    has written its state and freed its port, so the platform's binary is run directly."""
+    for native in sorted((ROOT / "node_modules" / "@foundry-rs").glob("anvil-*/bin/anvil")):
+        if os.access(native, os.X_OK):
+            return str(native)
+    return shutil.which("anvil", path=tool_path())
+
+
 def start_anvil(port: int | None = None, *, state: Path | None = None) -> Anvil:
     """Anvil on `port` (a free one by default); with `state`, the chain is loaded from that file
     when it exists and written back every few seconds and on exit, so it survives restarts."""
-    binary = shutil.which("anvil", path=tool_path())
+    binary = anvil_binary()
     if binary is None:
         raise NodeError("anvil not found: run `npm install` (package.json pins @foundry-rs/anvil)")
     port = port or free_port()
