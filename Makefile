@@ -34,8 +34,9 @@ browser:
 demo: install
 	$(VENV)/bin/dtm demo
 
+# the test files spread over every core (pytest-xdist); `pytest FILE` alone runs in one process
 test: install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n auto --dist loadfile
 
 # optional: deliberately broken copies of the code, each must fail its tests (scripts/mutants.py)
 mutants: install

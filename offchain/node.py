@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eth_account import Account
+from filelock import FileLock
 from eth_account.signers.local import LocalAccount
 
 from offchain.chain.client import connect
@@ -149,7 +150,9 @@ def deploy(rpc_url: str, *, arbiter: Path = DEFAULT_ARBITER, window: int, clock:
         args += ["--forced-error-ppm", str(forced_error_ppm)]
     if clock is not None:
         args += ["--clock", str(clock), "--extension", str(max(clock // 4, 1))]
-    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    # one compile at a time: concurrent deploys from one checkout share ape's build folder
+    with FileLock(ROOT / ".build.lock"):
+        result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise NodeError(f"deploy failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     return Deployment.load(deployment_path(*LOCAL_DEPLOYMENT, deployments))
