@@ -15,18 +15,21 @@ import { cat } from "./store";
 const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((byte, i) => byte === b[i]);
 const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((n, i) => n === b[i]);
 
-/** JSON from the store, or an AppError naming `what`. */
+/** A published file that fails its check: it is named by its hash, so fetching it again cannot help. */
+export class BadArtifact extends AppError {}
+
+/** JSON from the store, or a BadArtifact naming `what`. */
 function json(bytes: Uint8Array, what: string): Record<string, unknown> {
   try {
     const value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
     if (typeof value === "object" && value !== null && !Array.isArray(value)) return value;
   } catch { /* below */ }
-  throw new AppError(`The ${what} is not a JSON object.`);
+  throw new BadArtifact(`The ${what} is not a JSON object.`);
 }
 
 /** Exactly the tensors `expected` names (name → allowed dtypes, shape or null for any), as `load_tensors`. */
 function loadTensors(bytes: Uint8Array, what: string, expected: Record<string, [string[], number[] | null]>): Map<string, RawTensor> {
-  const fail = (message: string): never => { throw new AppError(`The ${what} is not a valid safetensors file: ${message}.`); };
+  const fail = (message: string): never => { throw new BadArtifact(`The ${what} is not a valid safetensors file: ${message}.`); };
   const tensors = readHeader(fail, bytes);
   const missing = Object.keys(expected).filter((name) => !tensors.has(name));
   const unknown = [...tensors.keys()].filter((name) => !(name in expected));
@@ -53,7 +56,7 @@ function readModel(bytes: Uint8Array, cid: string): ModelSpec {
   const model: ModelSpec = { input_dim: raw.input_dim as number, layers };
   const valid = Number.isSafeInteger(model.input_dim) && layers.length > 0 && layers.at(-1)?.type === "linear" &&
     layers.every((l) => (l?.type === "linear" && Number.isSafeInteger(l.out) && l.out! > 0) || l?.type === "relu");
-  if (!valid || !same(specBytes(model), bytes)) throw new AppError(`The model spec ${cid} is not an MLP spec in canonical form.`);
+  if (!valid || !same(specBytes(model), bytes)) throw new BadArtifact(`The model spec ${cid} is not an MLP spec in canonical form.`);
   return model;
 }
 
@@ -86,7 +89,7 @@ export async function fetchProof(market: Market, api: string, id: bigint, proofR
     if (!same(taskBytes(spec), specBytes)) spec = undefined;
   } catch { /* below */ }
   if (!spec || specHash(spec) !== task.spec_hash) {
-    throw new AppError(`The task spec ${created[0].spec_cid} does not hash to task ${id}'s spec hash on chain.`);
+    throw new BadArtifact(`The task spec ${created[0].spec_cid} does not hash to task ${id}'s spec hash on chain.`);
   }
   const model = readModel(await cat(api, spec.model_cid, "model spec"), spec.model_cid);
   const proof = json(await cat(api, event.proof_cid as string, "proof"), `proof ${event.proof_cid}`);
@@ -94,11 +97,11 @@ export async function fetchProof(market: Market, api: string, id: bigint, proofR
   const count = spec.steps / spec.checkpoint_interval + 1;
   if (!Array.isArray(roots) || !Array.isArray(cids) || roots.length !== count || cids.length !== count ||
     !roots.every((r) => typeof r === "string" && /^0x[0-9a-f]{64}$/.test(r)) || !cids.every((c) => typeof c === "string")) {
-    throw new AppError(`The proof ${event.proof_cid} does not list the ${count} checkpoints of task ${id}.`);
+    throw new BadArtifact(`The proof ${event.proof_cid} does not list the ${count} checkpoints of task ${id}.`);
   }
   const rootBytes = roots.map((root) => hexToBytes(root as Hex));
   if (bytesToHex(merkleRoot(rootBytes)) !== event.proof_root) {
-    throw new AppError(`The proof ${event.proof_cid} does not match the proof root task ${id} committed.`);
+    throw new BadArtifact(`The proof ${event.proof_cid} does not match the proof root task ${id} committed.`);
   }
   return { spec, model, cids, roots: rootBytes, finalLoss: Number(finalLoss) };
 }
@@ -108,7 +111,7 @@ export function readParams(bytes: Uint8Array, model: ModelSpec, what: string): F
   const shapes = paramShapes(model);
   const tensors = loadTensors(bytes, what, Object.fromEntries(shapes.map(([name, shape]) => [name, [["F32"], shape]])));
   const params = shapes.map(([name]) => floats(tensors.get(name)!));
-  if (params.some((values) => values.some((v) => !Number.isFinite(v)))) throw new AppError(`The ${what} holds NaN or infinity.`);
+  if (params.some((values) => values.some((v) => !Number.isFinite(v)))) throw new BadArtifact(`The ${what} holds NaN or infinity.`);
   return params;
 }
 
@@ -118,7 +121,7 @@ export async function fetchCheckpoint(api: string, proof: Proof, index: number) 
   const bytes = await cat(api, proof.cids[index], `checkpoint ${index}`);
   const params = readParams(bytes, proof.model, `checkpoint ${index} ${proof.cids[index]}`);
   if (bytesToHex(checkpointRoot(params)) !== bytesToHex(proof.roots[index])) {
-    throw new AppError(`Checkpoint ${index} (${proof.cids[index]}) does not match its committed root in the proof: ` +
+    throw new BadArtifact(`Checkpoint ${index} (${proof.cids[index]}) does not match its committed root in the proof: ` +
       "the proof's solver published other weights than it committed to.");
   }
   return { bytes, params };
@@ -146,9 +149,9 @@ export function readRows(bytes: Uint8Array, spec: TrainingTask, model: ModelSpec
   const tensors = loadTensors(bytes, what, { x: [["F32"], [rows, dim]], y: [["I64", "I32"], [rows]] });
   const ys = tensors.get("y")!, view = new DataView(ys.bytes.buffer, ys.bytes.byteOffset, ys.bytes.byteLength);
   const y = BigInt64Array.from({ length: rows }, (_, i) => (ys.dtype === "I64" ? view.getBigInt64(8 * i, true) : BigInt(view.getInt32(4 * i, true))));
-  if (y.some((label) => label < 0n || label >= BigInt(classes))) throw new AppError(`The ${what} has labels outside the model's ${classes} classes.`);
+  if (y.some((label) => label < 0n || label >= BigInt(classes))) throw new BadArtifact(`The ${what} has labels outside the model's ${classes} classes.`);
   const x = floats(tensors.get("x")!);
-  if (bytesToHex(datasetRoot(x, y, dim)) !== spec.dataset_root) throw new AppError(`The ${what} does not match the task's dataset root.`);
+  if (bytesToHex(datasetRoot(x, y, dim)) !== spec.dataset_root) throw new BadArtifact(`The ${what} does not match the task's dataset root.`);
   return { x, labels: Int32Array.from(y, Number), dim };
 }
 

@@ -6,7 +6,7 @@ import { stateName, TaskState, type TaskView } from "../market";
 import { clearNotice, h, notify } from "../dom";
 import { disputeLines } from "../dispute";
 import { AppError, describe } from "../errors";
-import { fetchResult, lossCurve, ProgramTask, type Curve } from "../result";
+import { BadArtifact, fetchResult, lossCurve, ProgramTask, type Curve } from "../result";
 import { act } from "./act";
 import { setChainTime, taskDeadline } from "./countdown";
 
@@ -39,6 +39,10 @@ export function taskPage(ctx: Context, id: bigint): View {
     actions.replaceChildren(...taskActions(task, now));
     if (task.state === TaskState.FINALISED && !result.childElementCount) result.replaceChildren(resultButton());
     if (!/^0x0+$/.test(task.proof_root)) showCurve(task.proof_root);
+    else if (curveRoot) { // reopened: no proof now
+      curveRoot = undefined;
+      curve.replaceChildren();
+    }
     const fact = (name: string, value: string | number | bigint, mono = false) =>
       h("tr", {}, h("th", {}, name), h("td", mono ? { class: "mono" } : {}, String(value)));
     const someone = (address: string) => (address === ZERO_ADDRESS ? "—" : address);
@@ -124,7 +128,7 @@ export function taskPage(ctx: Context, id: bigint): View {
       curve.replaceChildren(title, h("p", { class: "muted" }, "This app was given no content store (ipfs_api in config.json): serve it with `dtm node up` to see the curve."));
       return;
     }
-    if (!curve.querySelector("svg")) curve.replaceChildren(title, h("p", { class: "muted" }, "Checking the published checkpoints and computing their loss…"));
+    curve.replaceChildren(title, h("p", { class: "muted" }, "Checking the published checkpoints and computing their loss…"));
     lossCurve(ctx.market, api, id, root, retry).then((got) => {
       if (curveRoot === root) curve.replaceChildren(title, lossChart(got));
     }, (error) => {
@@ -135,7 +139,8 @@ export function taskPage(ctx: Context, id: bigint): View {
       }
       const again = h("button", { type: "button", id: "curve-retry" }, "Try again");
       again.addEventListener("click", () => showCurve(root, true));
-      curve.replaceChildren(title, h("p", { id: "curve-error" }, describe(error, "Computing the loss curve")), again);
+      curve.replaceChildren(title, h("p", { id: "curve-error" }, describe(error, "Computing the loss curve")),
+        ...(error instanceof BadArtifact ? [] : [again])); // a store or chain that did not answer
     });
   }
 
