@@ -2,7 +2,8 @@
 // checks them (`fetch_result`, `fetch_task`): every file against its CID, the task spec against the
 // spec hash on chain, the proof against the proof root on chain, each checkpoint against its root in
 // the proof. From them: the trained weights of a finalised task, and the loss curve of a proof
-// (`proof_curve` in offchain/workers/submitter.py).
+// (`proof_curve` in offchain/workers/submitter.py). A bundle of its own (result.js), which the task
+// page loads when first used.
 import { bytesToHex, hexToBytes, type Hex } from "viem";
 import { checkpointRoot, datasetRoot, merkleRoot } from "./commit/merkle";
 import { paramShapes, specBytes, type Layer, type ModelSpec } from "./commit/model";
@@ -16,7 +17,9 @@ const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every(
 const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((n, i) => n === b[i]);
 
 /** A published file that fails its check: it is named by its hash, so fetching it again cannot help. */
-export class BadArtifact extends AppError {}
+export class BadArtifact extends AppError {
+  name = "BadArtifact"; // result.js is a bundle of its own: the page knows its errors by name
+}
 
 /** JSON from the store, or a BadArtifact naming `what`. */
 function json(bytes: Uint8Array, what: string): Record<string, unknown> {
@@ -61,7 +64,9 @@ function readModel(bytes: Uint8Array, cid: string): ModelSpec {
 }
 
 /** A task that trains its own program (`dtm task post --program`): the page does not run programs. */
-export class ProgramTask extends AppError {}
+export class ProgramTask extends AppError {
+  name = "ProgramTask";
+}
 
 export interface Proof {
   spec: TrainingTask;

@@ -6,9 +6,12 @@ import { stateName, TaskState, type TaskView } from "../market";
 import { clearNotice, h, notify } from "../dom";
 import { disputeLines } from "../dispute";
 import { AppError, describe } from "../errors";
-import { BadArtifact, fetchResult, lossCurve, ProgramTask, type Curve } from "../result";
+import type { Curve } from "../result";
 import { act } from "./act";
 import { setChainTime, taskDeadline } from "./countdown";
+
+// result.js, a bundle of its own (webapp/build.mjs), loads when first used
+const results = () => import(/* @vite-ignore */ new URL("result.js", import.meta.url).href) as Promise<typeof import("../result")>;
 
 export function taskPage(ctx: Context, id: bigint): View {
   const head = h("div");
@@ -129,25 +132,25 @@ export function taskPage(ctx: Context, id: bigint): View {
       return;
     }
     curve.replaceChildren(title, h("p", { class: "muted" }, "Checking the published checkpoints and computing their loss…"));
-    lossCurve(ctx.market, api, id, root, retry).then((got) => {
+    results().then((r) => r.lossCurve(ctx.market, api, id, root, retry)).then((got) => {
       if (curveRoot === root) curve.replaceChildren(title, lossChart(got));
     }, (error) => {
       if (curveRoot !== root) return;
-      if (error instanceof ProgramTask) {
+      if (error?.name === "ProgramTask") {
         curve.replaceChildren(title, h("p", { id: "curve-note" }, `This task trains its own program: \`dtm task status ${id} --plot\` draws its loss curve.`));
         return;
       }
       const again = h("button", { type: "button", id: "curve-retry" }, "Try again");
       again.addEventListener("click", () => showCurve(root, true));
       curve.replaceChildren(title, h("p", { id: "curve-error" }, describe(error, "Computing the loss curve")),
-        ...(error instanceof BadArtifact ? [] : [again])); // a store or chain that did not answer
+        ...(error?.name === "BadArtifact" ? [] : [again])); // a store or chain that did not answer
     });
   }
 
   /** `dtm task result`: fetch the trained weights, check them, offer them as a file. */
   function resultButton(): HTMLElement {
     return storeButton("get-result", "Get the trained weights", "Getting the result", async (ipfsApi) => {
-      const got = await fetchResult(ctx.market, ipfsApi, id);
+      const got = await (await results()).fetchResult(ctx.market, ipfsApi, id);
       const link = h("a", { id: "download-weights", download: `task-${id}.safetensors`,
         href: URL.createObjectURL(new Blob([got.weights as Uint8Array<ArrayBuffer>])) }, "Download the weights (safetensors)");
       result.replaceChildren(h("p", { id: "result-checked" }, `Trained weights ${got.weightsCid}: checked against the task's spec ` +
