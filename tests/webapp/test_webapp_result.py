@@ -141,7 +141,7 @@ OTHER_SOLVER = 6  # an Anvil dev account no other role uses
 
 class SwappingSolver(Solver):
     """A solver whose proof commits to the right checkpoint roots but names checkpoint 2's file as
-    checkpoint 1's."""
+    checkpoint 1's (`Solver._publish` with that one change)."""
 
     def _publish(self, bundle, result):
         cids = [self.store.add_bytes(c.to_bytes(bundle.spec)) for c in result.checkpoints]
