@@ -33,8 +33,10 @@ if (!process.argv.includes("--no-check")) {
 }
 
 rmSync(dist, { recursive: true, force: true });
-// the app, and the reader of your own data files: its own bundle, loaded by the post page when first used
-for (const [entry, out] of [["main.ts", "app.js"], ["data.ts", "data.js"]]) {
+// the app; the reader of your own data files, loaded by the post page when first used; the checks of a
+// task's proof, its weights and loss curve, loaded by the task page when first used
+const bundles = [["main.ts", "app.js"], ["data.ts", "data.js"], ["result.ts", "result.js"]];
+for (const [entry, out] of bundles) {
   await esbuild.build({
     entryPoints: [join(here, "src", entry)],
     outfile: join(dist, out),
@@ -49,7 +51,7 @@ for (const [entry, out] of [["main.ts", "app.js"], ["data.ts", "data.js"]]) {
 for (const file of ["index.html", "style.css"]) copyFileSync(join(here, file), join(dist, file));
 
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
-for (const file of ["app.js", "data.js"]) {
+for (const [, file] of bundles) {
   const bundle = readFileSync(join(dist, file));
   console.log(`webapp/dist/${file} ${kib(bundle.length)} (gzip ${kib(gzipSync(bundle).length)})`);
 }

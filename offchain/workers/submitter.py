@@ -92,10 +92,8 @@ def proof_curve(bundle: DemoTask, proof: ProofDocument, store: ContentStore, kep
                 points: int | None = None) -> list[CurvePoint]:
     """The loss at the proof's checkpoints (all of them, or ``points`` evenly spread with the last
     included), each checked against its committed root first."""
-    last = proof.count - 1
-    shown = proof.count if points is None else max(min(points, proof.count), 2)
     curve = []
-    for index in sorted({round(i * last / (shown - 1)) for i in range(shown)} if shown > 1 else {0}):
+    for index in curve_indices(proof.count, points):
         checkpoint = Checkpoint.from_bytes(store.cat(proof.checkpoint_cids[index], max_size=MAX_ARTIFACT_BYTES),
                                            bundle.spec, index, proof.checkpoint_interval)
         if checkpoint.root != proof.checkpoint_roots[index]:
@@ -103,6 +101,14 @@ def proof_curve(bundle: DemoTask, proof: ProofDocument, store: ContentStore, kep
         curve.append(CurvePoint(checkpoint.step, score(bundle.spec, checkpoint.params, bundle.dataset).loss,
                                 kept and score(bundle.spec, checkpoint.params, kept).loss))
     return curve
+
+
+def curve_indices(count: int, points: int | None = None) -> list[int]:
+    """The checkpoints a curve shows: all ``count``, or ``points`` evenly spread with the first and
+    the last (the web app's `curveIndices` too: tests/golden/commitments.json)."""
+    last = count - 1
+    shown = count if points is None else max(min(points, count), 2)
+    return sorted({round(i * last / (shown - 1)) for i in range(shown)} if shown > 1 else {0})
 
 
 def plot_curves(path: Path, curves: dict[str, list[CurvePoint]], title: str) -> None:

@@ -2,7 +2,7 @@
 //   node tests/webapp/browser.mjs SCENARIO < params.json
 // and prints what the page showed as one JSON line; the Python test checks it against the chain.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { installWallet } from "./wallet.mjs";
@@ -207,23 +207,53 @@ const scenarios = {
     return seen;
   },
 
-  /** A finalised task's weights, checked by the page and downloaded, and its loss curve (no wallet
-   *  needed). */
-  async get_result(page) {
+  /** A task followed from open to finalised on its page (no wallet needed): the loss curve appears
+   *  when the proof is published, is fetched once while the page refreshes on every block, and stays;
+   *  then the weights, checked by the page and downloaded. */
+  async follow_task(page) {
+    const cats = []; // the content store's files the page asks for
+    page.on("request", (request) => { if (request.url().includes("/api/v0/cat")) cats.push(new URL(request.url()).searchParams.get("arg")); });
+    const state = () => text(page, "#task-state");
+    const block = () => page.evaluate(() => Number(document.body.dataset.block));
     await page.goto(`${params.app_url}#/task/${params.task_id}`);
+    await page.locator("#timeline tbody tr").first().waitFor({ timeout: TIMEOUT });
+    const opened = { state: await state(), curves: await page.locator("#loss-curve").count() };
+    writeFileSync(params.ready, "open"); // the test starts the solver now
+    await page.locator("#loss-curve").waitFor({ timeout: params.wait_ms });
+    const drawn = { state: await state(), block: await block(), cats: cats.length };
+    await page.waitForFunction(() => document.querySelector("#task-state")?.textContent === "finalised", null, { timeout: params.wait_ms });
+    await page.waitForFunction((b) => Number(document.body.dataset.block) >= b, (await block()) + 3, { timeout: TIMEOUT });
+    const finalised = { block: await block(), cats: cats.length };
+    const curve = await page.locator("#loss-curve");
+    const [steps, losses] = [JSON.parse(await curve.getAttribute("data-steps")), JSON.parse(await curve.getAttribute("data-losses"))];
+    const caption = await text(page, "#curve figcaption");
+    const points = await page.locator("#loss-curve circle").count();
+    const labels = await page.locator("#loss-curve text").allTextContents();
+    const screenshots = [await shot(page, "loss-curve")];
+
     await page.locator("#get-result").click({ timeout: TIMEOUT });
     await page.locator("#download-weights").waitFor({ timeout: TIMEOUT });
     const checked = await text(page, "#result-checked");
     const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download-weights")]);
     await download.saveAs(params.out);
-    await page.click("#show-loss");
-    await page.locator("#loss-curve").waitFor({ timeout: TIMEOUT });
-    const losses = JSON.parse(await page.locator("#loss-curve").getAttribute("data-losses"));
-    const [caption, screenshots] = [await text(page, "#curve figcaption"), [await shot(page, "result")]];
+    screenshots.push(await shot(page, "result"));
     await page.goto(`${params.app_url}#/`);
     await page.locator("#jackpot-activity tbody tr td:nth-child(2)").first().waitFor({ timeout: TIMEOUT });
     const jackpot = await page.locator("#jackpot-activity tbody tr").allInnerTexts();
-    return { checked, losses, caption, jackpot, screenshots };
+    return { opened, drawn, finalised, cats, steps, losses, caption, points, labels, checked, jackpot, screenshots };
+  },
+
+  /** A proof whose checkpoint fails its committed root: the reason instead of a curve; a program
+   *  task: the CLI command that draws its curve. */
+  async curve_refused(page) {
+    await page.goto(`${params.app_url}#/task/${params.task_id}`);
+    await page.locator("#curve-error").waitFor({ timeout: TIMEOUT });
+    const seen = { error: await text(page, "#curve-error"), curves: await page.locator("#loss-curve").count(),
+      retry: await page.locator("#curve-retry").count(),
+      screenshots: [await shot(page, "loss-curve-refused")] };
+    await page.goto(`${params.app_url}#/task/${params.program_id}`);
+    await page.locator("#curve-note").waitFor({ timeout: TIMEOUT });
+    return { ...seen, program_note: await text(page, "#curve-note"), program_curves: await page.locator("#loss-curve").count() };
   },
 
   /** A store that answers other bytes for a file: the page refuses the result and says so. */

@@ -44,12 +44,12 @@ class MarketApp:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    def browse(self, scenario: str, **params) -> dict:
-        """Runs `scenario` of browser.mjs in headless Chromium; what the page showed."""
+    def browse(self, scenario: str, timeout: float = 180, **params) -> dict:
+        """Runs `scenario` of browser.mjs in headless Chromium (for at most `timeout` s); what the page showed."""
         given = {"app_url": self.app_url, "chain_id": self.deployment.chain_id, "screenshots": str(SCREENSHOTS),
                  "chromium": shutil.which("chromium"), **params}
         done = subprocess.run(["node", str(Path(__file__).parent / "browser.mjs"), scenario], input=json.dumps(given),
-                              capture_output=True, text=True, timeout=180, cwd=ROOT)
+                              capture_output=True, text=True, timeout=timeout, cwd=ROOT)
         assert done.returncode == 0, f"{scenario} failed in the browser:\n{done.stderr}"
         return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -1,5 +1,5 @@
 // The golden vectors of test_golden.py computed by the web app's TypeScript (webapp/src/commit,
-// webapp/src/data.ts), from the same input formulas and data files; prints them as JSON.
+// webapp/src/data.ts, webapp/src/result.ts), from the same input formulas and data files; prints them as JSON.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,11 +10,13 @@ const TENSOR_SIZES = [1, 10, 512, 513, 1500];
 const DATASETS = [[1, 5], [3, 5], [100, 7]];
 const MODELS = [[4, [3], 2, 8, 0.1, 0], [64, [32], 10, 32, 0.1, 0], [16, [8, 8], 4, 5, 0.03, 7], [3, [], 2, 1, 1e-5, 2 ** 40 + 3]];
 const LRS = [0.1, 1.0, 1e-5, 0.0003, 0.0001, 7.5e-7, 2.5, 10];
+const LOSS_ROWS = 50;
+const CURVES = [[1, 50], [2, 50], [5, 50], [4, 3], [10, 4], [51, 50], [101, 50], [1001, 50]];
 
 const dir = mkdtempSync(join(tmpdir(), "golden-"));
 const outfile = join(dir, "commit.mjs");
 await esbuild.build({ stdin: {
-  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export * from "./model"; export { loadDataset } from "../data"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
+  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export * from "./model"; export { loadDataset } from "../data"; export { curveIndices, meanLoss, readParams, readRows } from "../result"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
   resolveDir: new URL("../../webapp/src/commit", import.meta.url).pathname, loader: "ts",
 }, bundle: true, format: "esm", platform: "node", outfile, logLevel: "warning" });
 const c = await import(outfile);
@@ -70,6 +72,17 @@ const vectors = {
       weights_cid: c.computeCid(c.weightsBytes(spec, weights)), weights_root: hex(c.weightsRoot(weights)),
       graph_root: hex(c.graphRoot(spec, batch, lr)) };
   }),
+  // the initial weights read as a checkpoint, the rows as a task's dataset, as the task page reads them
+  loss: MODELS.map(([inputDim, hidden, classes, , , weightsSeed]) => {
+    const spec = c.mlpSpec(inputDim, hidden, classes);
+    const params = c.readParams(c.weightsBytes(spec, c.initWeights(spec, weightsSeed)), spec, "checkpoint");
+    const x = Float32Array.from({ length: LOSS_ROWS * inputDim }, (_, i) => ((i % 13) / 8 - 0.5) * 8);
+    const y = BigInt64Array.from({ length: LOSS_ROWS }, (_, i) => BigInt(i % classes));
+    const bytes = c.saveTensors({ x: { dtype: "F32", shape: [LOSS_ROWS, inputDim], data: x }, y: { dtype: "I64", shape: [LOSS_ROWS], data: y } });
+    const task_ = { dataset_cid: "rows", dataset_rows: LOSS_ROWS, dataset_root: hex(c.datasetRoot(x, y, inputDim)) };
+    return c.meanLoss(spec, params, c.readRows(bytes, task_, spec));
+  }),
+  curve_indices: Object.fromEntries(CURVES.map(([count, points]) => [`${count}/${points}`, c.curveIndices(count, points)])),
   task: Object.fromEntries(LRS.map((lr) => [repr(lr), {
     bytes: new TextDecoder().decode(c.taskBytes(task(lr))), spec_hash: c.specHash(task(lr)),
   }])),

@@ -1,8 +1,8 @@
 """Golden vectors of the commitments the web app computes (CIDs, tensor, checkpoint and dataset
-roots, the MLP preset's spec, initial weights and graph root, task spec bytes and spec hash, and
-your own data files read and split as `load_dataset` does, with its errors), shared by the Python
+roots, the MLP preset's spec, initial weights and graph root, task spec bytes and spec hash, the
+loss of a checkpoint on a dataset and the checkpoints a loss curve shows, and your own data files read and split as `load_dataset` does, with its errors), shared by the Python
 and the TypeScript implementations: both must compute exactly `tests/golden/commitments.json` from
-the inputs it describes (the data files are in it, base64).
+the inputs it describes (the data files are in it, base64); the losses within LOSS_TOLERANCE.
 
 `python -m tests.webapp.test_golden` rewrites the file from the Python implementation (only when
 a format changes on purpose)."""
@@ -18,17 +18,19 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from offchain.chain.suite import ROOT
 from offchain.ml import mlp_spec
-from offchain.ml.artifacts import init_weights, weights_to_bytes
+from offchain.ml.artifacts import Dataset, init_weights, weights_to_bytes
 from offchain.ml.data import load_dataset
 from offchain.ml.errors import DataError
 from offchain.ml.commit import checkpoint_root, dataset_root, keccak256, tensor_root
 from offchain.ml.graph import compile_training_graph
 from offchain.ml.task import TrainingTask
 from offchain.storage import compute_cid
+from offchain.workers.submitter import curve_indices, score
 
 GOLDEN = ROOT / "tests" / "golden" / "commitments.json"
 
@@ -39,6 +41,12 @@ DATASETS = [(1, 5), (3, 5), (100, 7)]  # rows, dim
 # the MLP preset: input_dim, hidden widths, classes, batch size, lr, weights seed
 MODELS = [(4, (3,), 2, 8, 0.1, 0), (64, (32,), 10, 32, 0.1, 0), (16, (8, 8), 4, 5, 0.03, 7), (3, (), 2, 1, 1e-05, 2**40 + 3)]
 LRS = [0.1, 1.0, 1e-05, 0.0003, 0.0001, 7.5e-07, 2.5, 10.0]  # repr: plain, ".0", exponent forms
+# the task page's loss curve: each model of MODELS (its initial weights as the checkpoint) scored on
+# LOSS_ROWS rows x = ((i % 13) / 8 - 0.5) * 8, y = i % classes; the checkpoints a curve of COUNT
+# checkpoints shows at most POINTS of (count, points)
+LOSS_ROWS = 50
+CURVES = [(1, 50), (2, 50), (5, 50), (4, 3), (10, 4), (51, 50), (101, 50), (1001, 50)]
+LOSS_TOLERANCE = {"rel": 1e-6, "abs": 0}  # the page sums in float64, torch in float32 (they differ by ~4e-8)
 
 
 def data_files() -> dict[str, tuple[bytes, dict]]:
@@ -139,6 +147,14 @@ def model(input_dim: int, hidden: tuple[int, ...], classes: int, batch: int, lr:
             "graph_root": hex32(compile_training_graph(spec, batch, lr).root)}
 
 
+def loss(input_dim: int, hidden: tuple[int, ...], classes: int, _batch: int, _lr: float, weights_seed: int) -> float:
+    """`score(...).loss`, the mean cross-entropy the task page draws, of a model's initial weights."""
+    spec = mlp_spec(input_dim, hidden, classes)
+    x = (((np.arange(LOSS_ROWS * input_dim) % 13) / 8 - 0.5) * 8).astype(np.float32).reshape(LOSS_ROWS, input_dim)
+    rows = Dataset(torch.from_numpy(x), torch.arange(LOSS_ROWS) % classes)
+    return score(spec, init_weights(spec, weights_seed), rows).loss
+
+
 def hex32(value: bytes) -> str:
     return "0x" + value.hex()
 
@@ -150,6 +166,8 @@ def vectors() -> dict:
         "checkpoint_root": hex32(checkpoint_root({str(s): tensor(s) for s in TENSOR_SIZES}, [str(s) for s in TENSOR_SIZES])),
         "dataset_root": {f"{rows}x{dim}": hex32(dataset_root(*dataset(rows, dim))) for rows, dim in DATASETS},
         "model": [model(*m) for m in MODELS],
+        "loss": [loss(*m) for m in MODELS],
+        "curve_indices": {f"{count}/{points}": curve_indices(count, points) for count, points in CURVES},
         "task": {repr(lr): {"bytes": task(lr).to_bytes().decode(), "spec_hash": hex32(task(lr).hash())} for lr in LRS},
         "data": {name: {"file": base64.b64encode(data).decode(), "options": options, **loaded(name, data, options)}
                  for name, (data, options) in data_files().items()},
@@ -158,15 +176,22 @@ def vectors() -> dict:
     }
 
 
+def assert_golden(got: dict) -> None:
+    """Every vector exactly, but the losses within LOSS_TOLERANCE."""
+    want = json.loads(GOLDEN.read_text())
+    assert got.pop("loss") == pytest.approx(want.pop("loss"), **LOSS_TOLERANCE)
+    assert got == want
+
+
 def test_python_computes_the_golden_vectors():
-    assert vectors() == json.loads(GOLDEN.read_text())
+    assert_golden(vectors())
 
 
 def test_typescript_computes_the_golden_vectors():
     done = subprocess.run(["node", str(Path(__file__).parent / "golden.mjs")], capture_output=True, text=True,
                           timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == json.loads(GOLDEN.read_text())
+    assert_golden(json.loads(done.stdout))
 
 
 def test_the_post_pages_judgeability_check_is_pythons():

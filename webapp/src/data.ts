@@ -3,16 +3,16 @@
 // same float32 conversions and labels, and the same seeded held-out split (numpy's PCG64
 // permutation), so the training rows, their dataset root and CID are those the CLI publishes.
 import { permutation, saveTensors } from "./commit/model";
-import { pythonFloat } from "./commit/task";
+import { pythonFloat, roundHalfEven } from "./commit/task";
 import { AppError } from "./errors";
 import type { Dataset } from "./publish";
+import { readHeader, reprText } from "./safetensors";
 
 export const MAX_DATA_BYTES = 256 * 1024 * 1024;
 export const MAX_ROWS = 1 << 24;
 export const MAX_DATASET_DIM = 4096;
 export const MAX_CLASSES = 256;
 const EXACT_FLOAT32_INT = 1 << 24;
-const MAX_ARTIFACT_BYTES = 512 * 1024 * 1024, MAX_HEADER_BYTES = 1024 * 1024;
 const FORMATS = [".safetensors", ".npz", ".npy", ".csv", ".txt"];
 
 /** A file the page cannot use; the message is one line naming the file. */
@@ -76,7 +76,6 @@ function decode(bytes: Uint8Array, code: string, count: number, littleEndian = t
 
 const shapeText = (shape: number[]) => (shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(", ")})`);
 const product = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-const reprText = (text: string) => (text.includes("'") && !text.includes('"') ? `"${text}"` : `'${text.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`);
 const listText = (names: string[]) => `[${names.map(reprText).join(", ")}]`;
 /** Python's `sorted` on strings: by code point. */
 function byCodePoint(a: string, b: string): number {
@@ -250,43 +249,10 @@ function readCsv(fail: (m: string) => never, bytes: Uint8Array, labelColumn: str
 
 // ── binary formats ──────────────────────────────────────────────────
 function readSafetensors(fail: (m: string) => never, data: Uint8Array): Map<string, NdArray> {
-  if (data.length > MAX_ARTIFACT_BYTES) fail(`artifact is ${data.length} bytes, limit ${MAX_ARTIFACT_BYTES}`);
-  if (data.length < 8) fail("artifact too short for a safetensors header");
-  const headerLength = new DataView(data.buffer, data.byteOffset, 8).getBigUint64(0, true);
-  if (headerLength > BigInt(MAX_HEADER_BYTES) || 8n + headerLength > BigInt(data.length)) fail(`safetensors header length ${headerLength} is invalid`);
-  const length = Number(headerLength);
-  const raw = data.subarray(8, 8 + length);
-  if (utf8Error(raw)) fail("safetensors header is not UTF-8");
-  let header: unknown;
-  try {
-    header = JSON.parse(new TextDecoder().decode(raw));
-  } catch {
-    fail("safetensors header is not valid JSON");
-  }
-  if (typeof header !== "object" || header === null || Array.isArray(header)) fail("safetensors header must be a JSON object");
-  const entries = Object.entries(header as Record<string, unknown>).filter(([name]) => name !== "__metadata__");
-  const body = data.length - 8 - length;
-  const spans: [number, number][] = [];
-  const out = new Map<string, NdArray>();
-  for (const [name, info] of entries) {
-    const what = `tensor ${reprText(name)}`;
-    if (typeof info !== "object" || info === null || Array.isArray(info)
-      || Object.keys(info).sort().join() !== "data_offsets,dtype,shape") fail(`${what}: malformed header entry`);
-    const { dtype, shape, data_offsets: offsets } = info as { dtype: unknown; shape: unknown; data_offsets: unknown };
-    if (typeof dtype !== "string" || !(dtype in ST_DTYPES)) fail(`${what}: dtype ${typeof dtype === "string" ? reprText(dtype) : String(dtype)} not allowed`);
-    if (!Array.isArray(shape) || !shape.every((s) => Number.isSafeInteger(s) && s >= 0)) fail(`${what}: bad shape ${JSON.stringify(shape)}`);
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o))) fail(`${what}: bad data_offsets`);
-    const code = ST_DTYPES[dtype], numel = product(shape), [start, stop] = offsets as number[];
-    if (!(0 <= start && start <= stop && stop <= body) || stop - start !== numel * DTYPES[code][2]) {
-      fail(`${what}: data_offsets inconsistent with shape/dtype`);
-    }
-    spans.push([start, stop]);
-    const [dtypeName, kind] = DTYPES[code];
-    out.set(name, { dtype: dtypeName, kind, shape, data: decode(data.subarray(8 + length + start), code, numel) });
-  }
-  spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  for (let i = 1; i < spans.length; i++) if (spans[i][0] < spans[i - 1][1]) fail("tensor data regions overlap");
-  return out;
+  return new Map([...readHeader(fail, data)].map(([name, t]) => {
+    const code = ST_DTYPES[t.dtype], [dtypeName, kind] = DTYPES[code];
+    return [name, { dtype: dtypeName, kind, shape: t.shape, data: decode(t.bytes, code, product(t.shape)) }];
+  }));
 }
 
 /** One .npy array: the header (shape, dtype) is checked before the data is read. */
@@ -437,12 +403,6 @@ function splitColumns(fail: (m: string) => never, arrays: Map<string, NdArray>, 
 }
 
 // ── the split and the result ────────────────────────────────────────
-/** Python's `round` (half to even). */
-function roundHalfEven(value: number): number {
-  const floor = Math.floor(value), rest = value - floor;
-  return rest > 0.5 ? floor + 1 : rest < 0.5 ? floor : floor % 2 === 0 ? floor : floor + 1;
-}
-
 function subset(x: Float32Array, y: bigint[], dim: number, rows: number[]): Dataset {
   const xs = new Float32Array(rows.length * dim), ys = new BigInt64Array(rows.length);
   rows.forEach((row, i) => {

@@ -2,14 +2,16 @@
 import { BaseError, ContractFunctionRevertedError, HttpRequestError, UserRejectedRequestError } from "viem";
 
 /** A failure whose message is already written for the user. */
-export class AppError extends Error {}
+export class AppError extends Error {
+  readonly forUser = true; // known by this across bundles (data.js, result.js), where `instanceof` fails
+}
 
 export const REJECTED = 4001;
 export const UNKNOWN_CHAIN = 4902;
 
 /** The message to show for `error`, raised while doing `action` (e.g. "Deposit"). */
 export function describe(error: unknown, action: string): string {
-  if (error instanceof AppError) return error.message;
+  if ((error as AppError)?.forUser) return (error as AppError).message;
   const code = (error as { code?: number })?.code;
   if (error instanceof BaseError) {
     if (error.walk((e) => e instanceof UserRejectedRequestError) || code === REJECTED) {

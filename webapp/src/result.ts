@@ -1,29 +1,71 @@
 // A task's proof and checkpoints fetched from the content store and checked as offchain/workers
 // checks them (`fetch_result`, `fetch_task`): every file against its CID, the task spec against the
 // spec hash on chain, the proof against the proof root on chain, each checkpoint against its root in
-// the proof. From them: the trained weights of a finalised task, and the loss curve of a proof.
+// the proof. From them: the trained weights of a finalised task, and the loss curve of a proof
+// (`proof_curve` in offchain/workers/submitter.py). A bundle of its own (result.js), which the task
+// page loads when first used.
 import { bytesToHex, hexToBytes, type Hex } from "viem";
 import { checkpointRoot, datasetRoot, merkleRoot } from "./commit/merkle";
-import { paramShapes, type ModelSpec } from "./commit/model";
-import { specHash, taskBytes, type TrainingTask } from "./commit/task";
+import { paramShapes, specBytes, type Layer, type ModelSpec } from "./commit/model";
+import { roundHalfEven, specHash, taskBytes, type TrainingTask } from "./commit/task";
 import { AppError } from "./errors";
 import type { Market } from "./market";
-import { readDataset } from "./publish";
+import { readHeader, type RawTensor } from "./safetensors";
 import { cat } from "./store";
 
-const json = (bytes: Uint8Array) => JSON.parse(new TextDecoder().decode(bytes));
 const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((byte, i) => byte === b[i]);
+const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((n, i) => n === b[i]);
 
-/** The tensors of a safetensors file, by name. */
-export function loadTensors(bytes: Uint8Array): Map<string, { dtype: string; shape: number[]; data: DataView }> {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const length = Number(view.getBigUint64(0, true));
-  const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = json(bytes.subarray(8, 8 + length));
-  delete (header as Record<string, unknown>).__metadata__;
-  return new Map(Object.entries(header).map(([name, t]) => [name, {
-    dtype: t.dtype, shape: t.shape,
-    data: new DataView(bytes.buffer, bytes.byteOffset + 8 + length + t.data_offsets[0], t.data_offsets[1] - t.data_offsets[0]),
-  }]));
+/** A published file that fails its check: it is named by its hash, so fetching it again cannot help. */
+export class BadArtifact extends AppError {
+  name = "BadArtifact"; // result.js is a bundle of its own: the page knows its errors by name
+}
+
+/** JSON from the store, or a BadArtifact naming `what`. */
+function json(bytes: Uint8Array, what: string): Record<string, unknown> {
+  try {
+    const value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    if (typeof value === "object" && value !== null && !Array.isArray(value)) return value;
+  } catch { /* below */ }
+  throw new BadArtifact(`The ${what} is not a JSON object.`);
+}
+
+/** Exactly the tensors `expected` names (name → allowed dtypes, shape or null for any), as `load_tensors`. */
+function loadTensors(bytes: Uint8Array, what: string, expected: Record<string, [string[], number[] | null]>): Map<string, RawTensor> {
+  const fail = (message: string): never => { throw new BadArtifact(`The ${what} is not a valid safetensors file: ${message}.`); };
+  const tensors = readHeader(fail, bytes);
+  const missing = Object.keys(expected).filter((name) => !tensors.has(name));
+  const unknown = [...tensors.keys()].filter((name) => !(name in expected));
+  if (missing.length) fail(`missing tensor(s) ${missing.join(", ")}`);
+  if (unknown.length) fail(`unexpected tensor(s) ${unknown.join(", ")}`);
+  for (const [name, [dtypes, shape]] of Object.entries(expected)) {
+    const t = tensors.get(name)!;
+    if (!dtypes.includes(t.dtype)) fail(`tensor ${name} is ${t.dtype}, not ${dtypes.join(" or ")}`);
+    if (shape && !sameShape(t.shape, shape)) fail(`tensor ${name} has shape (${t.shape}), expected (${shape})`);
+  }
+  return tensors;
+}
+
+/** Little-endian float32 values. */
+function floats(t: RawTensor): Float32Array {
+  const view = new DataView(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength);
+  return Float32Array.from({ length: t.bytes.length / 4 }, (_, i) => view.getFloat32(4 * i, true));
+}
+
+/** The task's model spec: only the canonical `dtm-model/1` linear/relu stack this page computes. */
+function readModel(bytes: Uint8Array, cid: string): ModelSpec {
+  const raw = json(bytes, `model spec ${cid}`);
+  const layers = Array.isArray(raw.layers) ? raw.layers as Layer[] : [];
+  const model: ModelSpec = { input_dim: raw.input_dim as number, layers };
+  const valid = Number.isSafeInteger(model.input_dim) && layers.length > 0 && layers.at(-1)?.type === "linear" &&
+    layers.every((l) => (l?.type === "linear" && Number.isSafeInteger(l.out) && l.out! > 0) || l?.type === "relu");
+  if (!valid || !same(specBytes(model), bytes)) throw new BadArtifact(`The model spec ${cid} is not an MLP spec in canonical form.`);
+  return model;
+}
+
+/** A task that trains its own program (`dtm task post --program`): the page does not run programs. */
+export class ProgramTask extends AppError {
+  name = "ProgramTask";
 }
 
 export interface Proof {
@@ -34,39 +76,58 @@ export interface Proof {
   finalLoss: number;
 }
 
-/** The proof with root `proofRoot` of task `id` (the latest proof when none is named). */
-export async function fetchProof(market: Market, api: string, id: bigint, proofRoot?: Hex): Promise<Proof> {
+/** The proof with root `proofRoot` of task `id`. */
+export async function fetchProof(market: Market, api: string, id: bigint, proofRoot: Hex): Promise<Proof> {
   const [task, created, submitted] = await Promise.all([market.task(id), market.events("TaskCreated", id), market.events("ProofSubmitted", id)]);
-  const event = submitted.filter((e) => !proofRoot || e.proof_root === proofRoot).at(-1);
-  if (!event) throw new AppError(`Task ${id} has no proof yet: the curve appears once a solver submits one.`);
+  const event = submitted.filter((e) => e.proof_root === proofRoot).at(-1);
+  if (!event) throw new AppError(`Task ${id} has no proof with root ${proofRoot}.`);
 
   const specBytes = await cat(api, created[0].spec_cid as string, "task spec");
-  const raw = json(specBytes);
-  const spec: TrainingTask = { ...raw, lr: raw.optimizer.lr, seed: BigInt(raw.seed) };
-  if (!same(taskBytes(spec), specBytes) || specHash(spec) !== task.spec_hash) {
-    throw new AppError(`The task spec ${created[0].spec_cid} does not hash to task ${id}'s spec hash on chain.`);
+  const raw = json(specBytes, "task spec");
+  if ("hyper_root" in raw) {
+    throw new ProgramTask(`Task ${id} trains its own program (\`dtm task post --program\`), which this page does not ` +
+      `run: \`dtm task result ${id}\` fetches and checks its weights.`);
   }
-  const model: ModelSpec = json(await cat(api, spec.model_cid, "model spec"));
-  const proof = json(await cat(api, event.proof_cid as string, "proof"));
-  const roots: Uint8Array[] = proof.checkpoint_roots.map((root: Hex) => hexToBytes(root));
-  if (bytesToHex(merkleRoot(roots)) !== event.proof_root) {
-    throw new AppError(`The proof ${event.proof_cid} does not match the proof root task ${id} committed.`);
+  let spec: TrainingTask | undefined;
+  try { // canonical form: re-encoding the fields gives the very bytes
+    spec = { ...raw, lr: (raw.optimizer as { lr: number }).lr, seed: BigInt(raw.seed as string) } as TrainingTask;
+    if (!same(taskBytes(spec), specBytes)) spec = undefined;
+  } catch { /* below */ }
+  if (!spec || specHash(spec) !== task.spec_hash) {
+    throw new BadArtifact(`The task spec ${created[0].spec_cid} does not hash to task ${id}'s spec hash on chain.`);
   }
-  return { spec, model, cids: proof.checkpoint_cids, roots, finalLoss: proof.final_loss };
+  const model = readModel(await cat(api, spec.model_cid, "model spec"), spec.model_cid);
+  const proof = json(await cat(api, event.proof_cid as string, "proof"), `proof ${event.proof_cid}`);
+  const { checkpoint_roots: roots, checkpoint_cids: cids, final_loss: finalLoss } = proof;
+  const count = spec.steps / spec.checkpoint_interval + 1;
+  if (!Array.isArray(roots) || !Array.isArray(cids) || roots.length !== count || cids.length !== count ||
+    !roots.every((r) => typeof r === "string" && /^0x[0-9a-f]{64}$/.test(r)) || !cids.every((c) => typeof c === "string")) {
+    throw new BadArtifact(`The proof ${event.proof_cid} does not list the ${count} checkpoints of task ${id}.`);
+  }
+  const rootBytes = roots.map((root) => hexToBytes(root as Hex));
+  if (bytesToHex(merkleRoot(rootBytes)) !== event.proof_root) {
+    throw new BadArtifact(`The proof ${event.proof_cid} does not match the proof root task ${id} committed.`);
+  }
+  return { spec, model, cids, roots: rootBytes, finalLoss: Number(finalLoss) };
 }
 
-/** Checkpoint `index` of `proof`: its bytes and its tensors in the model's parameter order. */
+/** The parameters of weights or a checkpoint, in the model's parameter order (`weights_from_bytes`). */
+export function readParams(bytes: Uint8Array, model: ModelSpec, what: string): Float32Array[] {
+  const shapes = paramShapes(model);
+  const tensors = loadTensors(bytes, what, Object.fromEntries(shapes.map(([name, shape]) => [name, [["F32"], shape]])));
+  const params = shapes.map(([name]) => floats(tensors.get(name)!));
+  if (params.some((values) => values.some((v) => !Number.isFinite(v)))) throw new BadArtifact(`The ${what} holds NaN or infinity.`);
+  return params;
+}
+
+/** Checkpoint `index` of `proof`: its bytes and its tensors in the model's parameter order, checked
+ *  against the checkpoint's root in the proof. */
 export async function fetchCheckpoint(api: string, proof: Proof, index: number) {
   const bytes = await cat(api, proof.cids[index], `checkpoint ${index}`);
-  const tensors = loadTensors(bytes);
-  const params = paramShapes(proof.model).map(([name, shape]) => {
-    const t = tensors.get(name);
-    const count = shape.reduce((a, b) => a * b, 1);
-    if (t?.dtype !== "F32" || t.data.byteLength !== 4 * count) throw new AppError(`Checkpoint ${index} lacks a float32 tensor ${name} of shape ${shape}.`);
-    return Float32Array.from({ length: count }, (_, i) => t.data.getFloat32(4 * i, true));
-  });
+  const params = readParams(bytes, proof.model, `checkpoint ${index} ${proof.cids[index]}`);
   if (bytesToHex(checkpointRoot(params)) !== bytesToHex(proof.roots[index])) {
-    throw new AppError(`Checkpoint ${index} (${proof.cids[index]}) does not match its root in the proof.`);
+    throw new BadArtifact(`Checkpoint ${index} (${proof.cids[index]}) does not match its committed root in the proof: ` +
+      "the proof's solver published other weights than it committed to.");
   }
   return { bytes, params };
 }
@@ -83,39 +144,81 @@ export async function fetchResult(market: Market, api: string, id: bigint): Prom
   return { weights: bytes, weightsCid: proof.cids[last], finalLoss: proof.finalLoss, checkpoints: proof.roots.length };
 }
 
-/** Mean softmax cross-entropy of the MLP with `params` over the dataset (`score` in submitter.py). */
-function loss(model: ModelSpec, params: Float32Array[], x: Float32Array, y: BigInt64Array, dim: number): number {
+export interface Rows { x: Float32Array; labels: Int32Array; dim: number }
+
+/** The task's training rows (safetensors `x` float32 (rows, input_dim), `y` int64 or int32 labels
+ *  below the model's classes), checked against the task's dataset root. */
+export function readRows(bytes: Uint8Array, spec: TrainingTask, model: ModelSpec): Rows {
+  const what = `dataset ${spec.dataset_cid}`;
+  const [rows, dim, classes] = [spec.dataset_rows, model.input_dim, model.layers.at(-1)!.out!];
+  const tensors = loadTensors(bytes, what, { x: [["F32"], [rows, dim]], y: [["I64", "I32"], [rows]] });
+  const ys = tensors.get("y")!, view = new DataView(ys.bytes.buffer, ys.bytes.byteOffset, ys.bytes.byteLength);
+  const y = BigInt64Array.from({ length: rows }, (_, i) => (ys.dtype === "I64" ? view.getBigInt64(8 * i, true) : BigInt(view.getInt32(4 * i, true))));
+  if (y.some((label) => label < 0n || label >= BigInt(classes))) throw new BadArtifact(`The ${what} has labels outside the model's ${classes} classes.`);
+  const x = floats(tensors.get("x")!);
+  if (bytesToHex(datasetRoot(x, y, dim)) !== spec.dataset_root) throw new BadArtifact(`The ${what} does not match the task's dataset root.`);
+  return { x, labels: Int32Array.from(y, Number), dim };
+}
+
+/** Mean softmax cross-entropy of the MLP with `params` over `rows` (`score(...).loss` in
+ *  submitter.py), accumulated in float64 (torch computes in float32: they agree to ~1e-6). */
+export function meanLoss(model: ModelSpec, params: Float32Array[], rows: Rows): number {
+  const count = rows.labels.length;
   let total = 0;
-  for (let row = 0; row < y.length; row++) {
-    let activation = Array.from(x.subarray(row * dim, (row + 1) * dim));
+  for (let row = 0; row < count; row++) {
+    let a: Float64Array = Float64Array.from(rows.x.subarray(row * rows.dim, (row + 1) * rows.dim));
     let p = 0;
-    model.layers.forEach((layer) => {
+    for (const layer of model.layers) {
       if (layer.type === "relu") {
-        activation = activation.map((v) => Math.max(v, 0));
-        return;
+        for (let i = 0; i < a.length; i++) if (a[i] < 0) a[i] = 0;
+        continue;
       }
       const [weight, bias] = [params[p], params[p + 1]];
       p += 2;
-      activation = Array.from({ length: layer.out! }, (_, o) =>
-        activation.reduce((sum, v, i) => sum + v * weight[o * activation.length + i], bias[o]));
-    });
-    const top = Math.max(...activation);
-    total += top + Math.log(activation.reduce((sum, v) => sum + Math.exp(v - top), 0)) - activation[Number(y[row])];
+      const out = new Float64Array(layer.out!);
+      for (let o = 0; o < out.length; o++) {
+        let sum = bias[o];
+        for (let i = 0, w = o * a.length; i < a.length; i++) sum += a[i] * weight[w + i];
+        out[o] = sum;
+      }
+      a = out;
+    }
+    let top = -Infinity, exps = 0;
+    for (const v of a) top = Math.max(top, v);
+    for (const v of a) exps += Math.exp(v - top);
+    total += top + Math.log(exps) - a[rows.labels[row]];
   }
-  return total / y.length;
+  return total / count;
 }
 
-/** The loss of every checkpoint of the task's latest proof on the task's dataset. */
-export async function lossCurve(market: Market, api: string, id: bigint): Promise<number[]> {
-  const proof = await fetchProof(market, api, id);
-  const data = readDataset(await cat(api, proof.spec.dataset_cid, "dataset"), "the task's dataset");
-  if (bytesToHex(datasetRoot(data.x, data.y, data.dim)) !== proof.spec.dataset_root) {
-    throw new AppError(`The dataset ${proof.spec.dataset_cid} does not match the task's dataset root.`);
-  }
-  const losses: number[] = [];
-  for (let index = 0; index < proof.cids.length; index++) {
+/** The checkpoints a curve shows: all of `count`, or `points` evenly spread with the first and the
+ *  last (`curve_indices` in submitter.py). */
+export function curveIndices(count: number, points = 50): number[] {
+  const last = count - 1, shown = Math.max(Math.min(points, count), 2);
+  return [...new Set(Array.from({ length: shown }, (_, i) => roundHalfEven((i * last) / (shown - 1))))].sort((a, b) => a - b);
+}
+
+export interface Curve { steps: number[]; losses: number[]; checkpoints: number }
+
+/** The loss on the task's training rows at the checkpoints of its proof with root `proofRoot`, each
+ *  checked against its committed root first (`loss_curve`). */
+async function computeCurve(market: Market, api: string, id: bigint, proofRoot: Hex): Promise<Curve> {
+  const proof = await fetchProof(market, api, id, proofRoot);
+  const rows = readRows(await cat(api, proof.spec.dataset_cid, "dataset"), proof.spec, proof.model);
+  const curve: Curve = { steps: [], losses: [], checkpoints: proof.cids.length };
+  for (const index of curveIndices(proof.cids.length)) {
     const { params } = await fetchCheckpoint(api, proof, index);
-    losses.push(loss(proof.model, params, data.x, data.y, data.dim));
+    curve.steps.push(index * proof.spec.checkpoint_interval);
+    curve.losses.push(meanLoss(proof.model, params, rows));
   }
-  return losses;
+  return curve;
+}
+
+const curves = new Map<string, Promise<Curve>>();
+
+/** `computeCurve`, once per proof (a failure too, until `retry`): the page asks on every block. */
+export function lossCurve(market: Market, api: string, id: bigint, proofRoot: Hex, retry = false): Promise<Curve> {
+  const key = `${market.address}/${id}/${proofRoot}`;
+  if (retry || !curves.has(key)) curves.set(key, computeCurve(market, api, id, proofRoot));
+  return curves.get(key)!;
 }

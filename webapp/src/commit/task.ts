@@ -32,6 +32,12 @@ export function pythonFloat(value: number): string {
   return text.includes(".") || text.includes("e") ? text : `${text}.0`;
 }
 
+/** Python's `round` (half to even). */
+export function roundHalfEven(value: number): number {
+  const floor = Math.floor(value), rest = value - floor;
+  return rest > 0.5 ? floor + 1 : rest < 0.5 ? floor : floor % 2 === 0 ? floor : floor + 1;
+}
+
 /** Sorted keys, compact separators, UTF-8: `canonical_json` in offchain/ml/spec.py. Floats are
  *  marked by wrapping them in `{ float: x }`, as JavaScript has one number type. */
 export type Json = string | number | boolean | null | { float: number } | Json[] | { [key: string]: Json };

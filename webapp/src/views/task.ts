@@ -1,13 +1,17 @@
 // One task (`dtm task status`): its state, the running deadline, what the chain holds, its timeline.
+import type { Hex } from "viem";
 import { duration, eth, ZERO_ADDRESS } from "../format";
 import type { Context, View } from "../context";
 import { stateName, TaskState, type TaskView } from "../market";
 import { clearNotice, h, notify } from "../dom";
 import { disputeLines } from "../dispute";
 import { AppError, describe } from "../errors";
-import { fetchResult, lossCurve } from "../result";
+import type { Curve } from "../result";
 import { act } from "./act";
 import { setChainTime, taskDeadline } from "./countdown";
+
+// result.js, a bundle of its own (webapp/build.mjs), loads when first used
+const results = () => import(/* @vite-ignore */ new URL("result.js", import.meta.url).href) as Promise<typeof import("../result")>;
 
 export function taskPage(ctx: Context, id: bigint): View {
   const head = h("div");
@@ -37,7 +41,11 @@ export function taskPage(ctx: Context, id: bigint): View {
     dispute.replaceChildren(...(task.state === TaskState.DISPUTED ? await disputeView(task.dispute_id, now) : []));
     actions.replaceChildren(...taskActions(task, now));
     if (task.state === TaskState.FINALISED && !result.childElementCount) result.replaceChildren(resultButton());
-    if (!/^0x0+$/.test(task.proof_root) && !curve.childElementCount) curve.replaceChildren(curveButton());
+    if (!/^0x0+$/.test(task.proof_root)) showCurve(task.proof_root);
+    else if (curveRoot) { // reopened: no proof now
+      curveRoot = undefined;
+      curve.replaceChildren();
+    }
     const fact = (name: string, value: string | number | bigint, mono = false) =>
       h("tr", {}, h("th", {}, name), h("td", mono ? { class: "mono" } : {}, String(value)));
     const someone = (address: string) => (address === ZERO_ADDRESS ? "—" : address);
@@ -111,20 +119,38 @@ export function taskPage(ctx: Context, id: bigint): View {
     return button;
   }
 
-  /** The loss of every checkpoint of the latest proof on the task's dataset, computed here from the
-   *  checked checkpoints (as the demo plots them). */
-  function curveButton(): HTMLElement {
-    return storeButton("show-loss", "Show the loss curve", "Computing the loss curve", async (ipfsApi, button) => {
-      const losses = await lossCurve(ctx.market, ipfsApi, id);
-      curve.replaceChildren(h("h2", {}, "Loss curve"), lossChart(losses), button);
-      button.textContent = "Update the loss curve";
+  /** The loss curve of the task's current proof (`dtm task status --plot`), drawn as soon as a proof
+   *  is published and redrawn when another one replaces it; computed once per proof root. */
+  let curveRoot: Hex | undefined;
+  function showCurve(root: Hex, retry = false): void {
+    if (root === curveRoot && !retry) return;
+    curveRoot = root;
+    const title = h("h2", {}, "Loss curve");
+    const api = ctx.config.ipfsApi;
+    if (!api) {
+      curve.replaceChildren(title, h("p", { class: "muted" }, "This app was given no content store (ipfs_api in config.json): serve it with `dtm node up` to see the curve."));
+      return;
+    }
+    curve.replaceChildren(title, h("p", { class: "muted" }, "Checking the published checkpoints and computing their loss…"));
+    results().then((r) => r.lossCurve(ctx.market, api, id, root, retry)).then((got) => {
+      if (curveRoot === root) curve.replaceChildren(title, lossChart(got));
+    }, (error) => {
+      if (curveRoot !== root) return;
+      if (error?.name === "ProgramTask") {
+        curve.replaceChildren(title, h("p", { id: "curve-note" }, `This task trains its own program: \`dtm task status ${id} --plot\` draws its loss curve.`));
+        return;
+      }
+      const again = h("button", { type: "button", id: "curve-retry" }, "Try again");
+      again.addEventListener("click", () => showCurve(root, true));
+      curve.replaceChildren(title, h("p", { id: "curve-error" }, describe(error, "Computing the loss curve")),
+        ...(error?.name === "BadArtifact" ? [] : [again])); // a store or chain that did not answer
     });
   }
 
   /** `dtm task result`: fetch the trained weights, check them, offer them as a file. */
   function resultButton(): HTMLElement {
     return storeButton("get-result", "Get the trained weights", "Getting the result", async (ipfsApi) => {
-      const got = await fetchResult(ctx.market, ipfsApi, id);
+      const got = await (await results()).fetchResult(ctx.market, ipfsApi, id);
       const link = h("a", { id: "download-weights", download: `task-${id}.safetensors`,
         href: URL.createObjectURL(new Blob([got.weights as Uint8Array<ArrayBuffer>])) }, "Download the weights (safetensors)");
       result.replaceChildren(h("p", { id: "result-checked" }, `Trained weights ${got.weightsCid}: checked against the task's spec ` +
@@ -136,23 +162,37 @@ export function taskPage(ctx: Context, id: bigint): View {
   return { el, refresh };
 }
 
-/** The losses as a line over the checkpoints, with the first and last values named. */
-function lossChart(losses: number[]): HTMLElement {
-  const [width, height, pad] = [640, 200, 8];
-  const top = Math.max(...losses), bottom = Math.min(...losses);
-  const points = losses.map((value, i) => {
-    const px = pad + (i / Math.max(losses.length - 1, 1)) * (width - 2 * pad);
-    const py = pad + (top === bottom ? 0.5 : (top - value) / (top - bottom)) * (height - 2 * pad);
-    return `${px.toFixed(1)},${py.toFixed(1)}`;
-  });
+/** The losses as a line over the steps in an inline SVG, with its axes labelled and the first and
+ *  last loss written out. */
+function lossChart({ steps, losses, checkpoints }: Curve): HTMLElement {
+  const [width, height, left, right, top, bottom] = [640, 240, 60, 16, 12, 40];
+  const [low, high] = [Math.min(...losses), Math.max(...losses)];
+  const span = high - low || Math.abs(high) || 1, [yMin, yMax] = [low - 0.05 * span, high + 0.05 * span];
+  const lastStep = steps.at(-1) || 1;
+  const px = (step: number) => left + (step / lastStep) * (width - left - right);
+  const py = (loss: number) => top + ((yMax - loss) / (yMax - yMin)) * (height - top - bottom);
+  const points = steps.map((step, i) => [px(step), py(losses[i])].map((v) => v.toFixed(1)));
+  const text = (x: number, y: number, anchor: string, value: string) =>
+    `<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" text-anchor="${anchor}" font-size="12" fill="#667085">${value}</text>`;
+  const yTicks = [yMin, (yMin + yMax) / 2, yMax], xTicks = [...new Set([0, Math.round(lastStep / 2), lastStep])];
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("id", "loss-curve");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("data-steps", JSON.stringify(steps));
   svg.setAttribute("data-losses", JSON.stringify(losses));
-  svg.innerHTML = `<polyline fill="none" stroke="#2f5bea" stroke-width="2" points="${points.join(" ")}"/>` +
-    points.map((p) => `<circle r="3" fill="#2f5bea" cx="${p.split(",")[0]}" cy="${p.split(",")[1]}"/>`).join("");
+  svg.innerHTML = // numbers only: nothing from the store is written as markup
+    `<path d="M${left},${top}V${height - bottom}H${width - right}" fill="none" stroke="#98a2b3"/>` +
+    yTicks.map((v) => `<path d="M${left - 4},${py(v).toFixed(1)}h4" stroke="#98a2b3"/>` + text(left - 6, py(v) + 4, "end", v.toFixed(3))).join("") +
+    xTicks.map((s) => `<path d="M${px(s).toFixed(1)},${height - bottom}v4" stroke="#98a2b3"/>` + text(px(s), height - bottom + 16, "middle", String(s))).join("") +
+    text((left + width - right) / 2, height - 4, "middle", "step") +
+    `<text transform="translate(14 ${(top + height - bottom) / 2}) rotate(-90)" text-anchor="middle" font-size="12" fill="#667085">loss</text>` +
+    `<polyline fill="none" stroke="#2f5bea" stroke-width="2" points="${points.map((p) => p.join(",")).join(" ")}"/>` +
+    points.map(([x, y], i) => `<circle r="3" fill="#2f5bea" cx="${x}" cy="${y}"><title>step ${steps[i]}: loss ${losses[i].toFixed(4)}</title></circle>`).join("");
+  const spread = steps.length < checkpoints ? ` (of ${checkpoints}, evenly spread)` : "";
   return h("figure", {}, svg, h("figcaption", { class: "muted" },
-    `Cross-entropy on the task's dataset at each of ${losses.length} checkpoints: ${losses[0].toFixed(4)} → ${losses.at(-1)!.toFixed(4)}.`));
+    `loss ${losses[0].toFixed(4)} → ${losses.at(-1)!.toFixed(4)} over ${steps.length} checkpoints${spread}, each checked ` +
+    "against its committed root; mean cross-entropy on the task's training rows."));
 }
 
 const EXPIRABLE: bigint[] = [TaskState.OPEN, TaskState.CLAIMED, TaskState.SUBMITTED];
