@@ -512,7 +512,7 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
                                   holdout=0.1 if holdout is None else holdout, seed=seed)
         except MLError as exc:
             raise click.ClickException(str(exc)) from exc
-        if loaded.is_tokens:
+        if loaded.is_tokens and program_file is None:
             raise click.ClickException(f"{data_file}: token data needs a sequence model; the MLP preset "
                                        "trains classifiers only")
         data, kept, needed = loaded.train, loaded.holdout, loaded.num_classes
@@ -692,10 +692,12 @@ def task_result(env: Env, task_id: int, out: Path | None, plot_path: Path | None
         result = fetch_result(env.market(signer=False), store, task_id, env.home)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"weights {result.weights_cid}  accuracy {100 * result.accuracy:.1f}%  final loss {result.proof.final_loss:.4f}")
-    if result.holdout:
-        held = result.holdout
-        click.echo(f"held-out ({held.rows} rows)  accuracy {100 * held.accuracy:.1f}%  loss {held.loss:.4f}")
+    trained = (f"  loss {result.training.loss:.4f} on the task's rows" if result.accuracy is None
+               else f"  accuracy {100 * result.accuracy:.1f}%")
+    click.echo(f"weights {result.weights_cid}{trained}  final loss {result.proof.final_loss:.4f}")
+    if held := result.holdout:
+        accuracy = "" if held.accuracy is None else f"  accuracy {100 * held.accuracy:.1f}%"
+        click.echo(f"held-out ({held.rows} rows){accuracy}  loss {held.loss:.4f}")
     if out:
         out.write_bytes(store.cat(result.weights_cid, max_size=MAX_ARTIFACT_BYTES))
         click.echo(f"wrote {out}")

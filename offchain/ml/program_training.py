@@ -31,6 +31,7 @@ class ProgramTraining:
     """``program`` trained for ``steps`` steps with ``optimizer``'s schedule and the task ``seed``."""
 
     splits_reductions = False  # reductions run as whole kernels; no blocked variant to profile
+    num_classes = None  # labels are bounded by the program's loss, not by a class count
 
     def __init__(self, program: Program, optimizer: OptimizerConfig, steps: int, seed: int) -> None:
         if tuple(optimizer.hyper_names) != tuple(program.hyper_names):

@@ -119,12 +119,10 @@ def load_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout: 
             raise ArtifactMismatch("the task's optimizer config does not give its hyper_root")
         if graph.batch_size != task.batch_size:
             raise ArtifactMismatch(f"the program trains batches of {graph.batch_size}, the task says {task.batch_size}")
-        num_classes = None
     else:
         model_bytes = store.cat(task.model_cid, max_size=MAX_SPEC_BYTES, timeout=timeout)
         model = ModelSpec.from_bytes(model_bytes)
         graph = compile_training_graph(model, task.batch_size, task.lr)
-        num_classes = model.num_classes
     if graph.root != task.graph_root:
         raise ArtifactMismatch("the model does not give the task's graph_root")
     weights_bytes = store.cat(task.weights_cid, max_size=MAX_ARTIFACT_BYTES, timeout=timeout)
@@ -132,7 +130,7 @@ def load_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout: 
     if checkpoint_root(weights, model.param_names) != task.weights_root:
         raise ArtifactMismatch("initial weights do not match the task's weights_root")
     dataset_bytes = store.cat(task.dataset_cid, max_size=MAX_ARTIFACT_BYTES, timeout=timeout)
-    dataset = Dataset.from_bytes(dataset_bytes, input_dim=model.input_dim, num_classes=num_classes)
+    dataset = Dataset.from_bytes(dataset_bytes, input_dim=model.input_dim, num_classes=model.num_classes)
     if dataset.n_rows != task.dataset_rows or dataset.root() != task.dataset_root:
         raise ArtifactMismatch("dataset does not match the task's dataset_root")
     return DemoTask(task, model, graph, weights, dataset, model_bytes, weights_bytes, dataset_bytes)

@@ -10,6 +10,7 @@ import torch
 from offchain.chain.client import Market, TaskView
 from offchain.chain.suite import TaskState
 from offchain.ml import Checkpoint, Dataset, DemoTask, ModelSpec, ProofDocument
+from offchain.ml.program_training import ProgramTraining
 from offchain.storage import ContentStore
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, PublishedTask, fetch_proof, fetch_task
 from offchain.workers.base import Worker
@@ -17,8 +18,8 @@ from offchain.workers.base import Worker
 
 @dataclass(frozen=True)
 class Score:
-    accuracy: float
-    loss: float  # mean softmax cross-entropy
+    accuracy: float | None  # None for a program task: its step names a loss, not the model's outputs
+    loss: float  # mean softmax cross-entropy (a program task: the mean of its step's own loss)
     rows: int
 
 
@@ -27,8 +28,12 @@ class TaskResult:
     proof: ProofDocument
     weights_cid: str
     weights: dict[str, torch.Tensor]
-    accuracy: float  # on the task's (training) dataset
+    training: Score  # on the task's (published) rows
     holdout: Score | None = None  # on the rows the submitter kept back, when it has them
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.training.accuracy
 
 
 def holdout_path(home: Path, spec_cid: str) -> Path:
@@ -59,8 +64,7 @@ def fetch_result(market: Market, store: ContentStore, task_id: int, home: Path |
     if held and held.exists():
         kept = Dataset.from_bytes(held.read_bytes(), bundle.spec.input_dim, bundle.spec.num_classes)
         holdout = score(bundle.spec, final.params, kept)
-    return TaskResult(proof, weights_cid, final.params, score(bundle.spec, final.params, bundle.dataset).accuracy,
-                      holdout)
+    return TaskResult(proof, weights_cid, final.params, score(bundle.spec, final.params, bundle.dataset), holdout)
 
 
 @dataclass(frozen=True)
@@ -141,11 +145,27 @@ def logits(spec: ModelSpec, params: dict[str, torch.Tensor], x: torch.Tensor) ->
     return x
 
 
-def score(spec: ModelSpec, params: dict[str, torch.Tensor], dataset: Dataset) -> Score:
-    """Accuracy and mean cross-entropy of the model on ``dataset``."""
+def score(spec: ModelSpec | ProgramTraining, params: dict[str, torch.Tensor], dataset: Dataset) -> Score:
+    """Accuracy and mean cross-entropy of the model on ``dataset`` (a program: `program_loss`)."""
+    if isinstance(spec, ProgramTraining):
+        return Score(None, program_loss(spec, params, dataset), dataset.n_rows)
     out = logits(spec, params, dataset.x)
     return Score(float((out.argmax(1) == dataset.y).float().mean()),
                  float(torch.nn.functional.cross_entropy(out, dataset.y)), dataset.n_rows)
+
+
+def program_loss(training: ProgramTraining, state: dict[str, torch.Tensor], dataset: Dataset) -> float:
+    """The loss a program's step computes (before its update) from ``state``, averaged over the
+    dataset's whole batches in row order; a dropout program's masks are those of step 0."""
+    batch = training.batch_size
+    whole = dataset.n_rows // batch * batch
+    if whole == 0:
+        raise ValueError(f"{dataset.n_rows} rows are fewer than the program's batch of {batch}")
+    run = training.executor().run
+    values = [state[name].contiguous() for name in training.param_names]
+    losses = [float(run(values, dataset.x[i:i + batch], dataset.y[i:i + batch]).loss_rows.mean())
+              for i in range(0, whole, batch)]
+    return sum(losses) / len(losses)
 
 
 class Submitter(Worker):
@@ -182,8 +202,9 @@ class Submitter(Worker):
             held = result.holdout
             self.state.update_task(task.task_id, result=str(out), accuracy=result.accuracy,
                                    holdout_accuracy=held and held.accuracy, holdout_loss=held and held.loss)
-            self.log.info("task %d: trained weights %s (accuracy %.1f%%%s) saved to %s", task.task_id,
-                          result.weights_cid, 100 * result.accuracy,
-                          f", held-out {100 * held.accuracy:.1f}%" if held else "", out)
+            figures = [f"{label} {100 * s.accuracy:.1f}%" if s.accuracy is not None else f"{label} loss {s.loss:.4f}"
+                       for label, s in (("accuracy", result.training), ("held-out", held)) if s is not None]
+            self.log.info("task %d: trained weights %s (%s) saved to %s", task.task_id, result.weights_cid,
+                          ", ".join(figures), out)
         self.collect_credits()
         super().finish(task)

@@ -4,14 +4,16 @@ element of its program step, proven wrong through the ProgramChecker and slashed
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from offchain.chain.deployment import deployment_path
 from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.cli import main
-from offchain.ml import digits_dataset
+from offchain.ml import Dataset, digits_dataset
 from offchain.ml.capture import ExportConfig, export_program
 from offchain.ml.models import MLP
 from offchain.ml.optim import OptimizerConfig
@@ -50,12 +52,14 @@ def test_program_task__two_commands_post_it_and_the_workers_train_verify_and_get
             assert done.exit_code == 0, done.output
             return done.output
 
-        program, weights = tmp_path / "net.json", tmp_path / "init.safetensors"
+        program, weights, rows = tmp_path / "net.json", tmp_path / "init.safetensors", tmp_path / "digits.csv"
+        digits = digits_dataset()
+        np.savetxt(rows, np.column_stack([digits.x.numpy(), digits.y.numpy()]), delimiter=",", fmt="%g")
         dtm("model", "export", "offchain.ml.models:MLP", "--kwargs", '{"input_dim": 64, "hidden": [16], "classes": 10}',
             "--input-shape", "64", "--batch-size", "8", "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9",
             "--out", str(program), "--weights-out", str(weights))
-        posted = dtm("task", "post", "--program", str(program), "--weights", str(weights), "--steps", "40", "--k", "4",
-                     "--payment", "1")
+        posted = dtm("task", "post", "--program", str(program), "--weights", str(weights), "--data", str(rows),
+                     "--steps", "40", "--k", "4", "--payment", "1")
         task_id = int(posted.split("task ")[-1].split()[0])
         reader = m.market(0)
         wait_for(lambda: reader.task(task_id).state == TaskState.FINALISED, 180, "finalisation")
@@ -64,6 +68,22 @@ def test_program_task__two_commands_post_it_and_the_workers_train_verify_and_get
         [submitted] = reader.events("ProofSubmitted", m.deployment.block, task_id=task_id)
         proof = fetch_proof(m.store, submitted["args"]["proof_cid"], submitted["args"]["proof_root"])
         assert paid["args"]["solver_payment"] > 0 and proof.final_loss < 2.0  # from ln 10 = 2.30
+
+        # the result: weights checked against the paid proof, scored on the rows the submitter kept back
+        out, curve = tmp_path / "trained.safetensors", tmp_path / "curve.png"
+        shown = dtm("task", "result", str(task_id), "--out", str(out), "--plot", str(curve))
+        model = MLP(64, (16,), 10)
+        trained = load_file(out)  # the committed checkpoint: the parameters and the optimizer's buffers
+        model.load_state_dict({name: trained[name] for name in model.state_dict()})
+        [held] = (m.home / "holdout").iterdir()
+        kept = Dataset.from_bytes(held.read_bytes(), 64, None)
+        whole = kept.n_rows // 8 * 8  # the program's step scores whole batches of 8
+        with torch.no_grad():
+            plain = float(torch.nn.functional.cross_entropy(model(kept.x[:whole]), kept.y[:whole]))
+        line = next(line for line in shown.splitlines() if line.startswith("held-out"))
+        assert line.startswith(f"held-out ({kept.n_rows} rows)  loss ") and "accuracy" not in line, shown
+        assert abs(float(line.split()[-1]) - plain) < 1e-3 and plain < 2.0, (line, plain)
+        assert "loss curve (11 checkpoints)" in shown and curve.stat().st_size > 0, shown
 
 
 def test_program_task__a_cheating_solver_loses_the_dispute_and_its_stake(tmp_path):
