@@ -249,7 +249,7 @@ function readCsv(fail: (m: string) => never, bytes: Uint8Array, labelColumn: str
 }
 
 // ── binary formats ──────────────────────────────────────────────────
-function readSafetensors(fail: (m: string) => never, data: Uint8Array): Map<string, NdArray> {
+export function readSafetensors(fail: (m: string) => never, data: Uint8Array): Map<string, NdArray> {
   if (data.length > MAX_ARTIFACT_BYTES) fail(`artifact is ${data.length} bytes, limit ${MAX_ARTIFACT_BYTES}`);
   if (data.length < 8) fail("artifact too short for a safetensors header");
   const headerLength = new DataView(data.buffer, data.byteOffset, 8).getBigUint64(0, true);
