@@ -33,8 +33,9 @@ if (!process.argv.includes("--no-check")) {
 }
 
 rmSync(dist, { recursive: true, force: true });
-// the app, and the reader of your own data files: its own bundle, loaded by the post page when first used
-for (const [entry, out] of [["main.ts", "app.js"], ["data.ts", "data.js"]]) {
+// the app; the reader of your own data files and the reader of training programs: bundles of their
+// own, loaded by the post page when first used
+for (const [entry, out] of [["main.ts", "app.js"], ["data.ts", "data.js"], ["program.ts", "program.js"]]) {
   await esbuild.build({
     entryPoints: [join(here, "src", entry)],
     outfile: join(dist, out),
@@ -49,7 +50,7 @@ for (const [entry, out] of [["main.ts", "app.js"], ["data.ts", "data.js"]]) {
 for (const file of ["index.html", "style.css"]) copyFileSync(join(here, file), join(dist, file));
 
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
-for (const file of ["app.js", "data.js"]) {
+for (const file of ["app.js", "data.js", "program.js"]) {
   const bundle = readFileSync(join(dist, file));
   console.log(`webapp/dist/${file} ${kib(bundle.length)} (gzip ${kib(gzipSync(bundle).length)})`);
 }

@@ -207,6 +207,56 @@ const scenarios = {
     return seen;
   },
 
+  /** Post your own program (`dtm model export`'s net.json and init.safetensors) on the digits:
+   *  its summary and price lines, then the task. */
+  async post_program(page) {
+    const wallet = await installWallet(page, { ...params.wallet, chainId: params.chain_id, switchable: [] });
+    await connect(page, wallet);
+    await page.click('nav a[href="#/post"]');
+    await page.fill("#post-steps", String(params.steps));
+    await page.selectOption("#post-k", String(params.k));
+    await page.setInputFiles("#post-program", params.program);
+    await page.setInputFiles("#post-weights", params.weights);
+    await page.waitForFunction(() => document.querySelector("#post-program-summary")?.textContent, null, { timeout: TIMEOUT });
+    const summary = await text(page, "#post-program-summary");
+    // the price line of the program (its GFLOP figure is the summary's) with a suggested payment
+    const gflop = summary.match(/([\d.]+) GFLOP/)[1];
+    await page.waitForFunction((g) => document.querySelector("#post-price")?.textContent?.startsWith(`Work: ${g} GFLOP`)
+      && !document.querySelector("#post-use-price").hidden, gflop, { timeout: TIMEOUT });
+    const seen = { summary, price: await text(page, "#post-price"),
+      mlp_fields_disabled: await page.locator("#post-hidden").isDisabled() && await page.locator("#post-lr").isDisabled() };
+    await page.click("#post-use-price");
+    seen.payment = await page.inputValue("#post-payment");
+    await page.fill("#post-payment", "1");
+    seen.screenshots = [await shot(page, "post-program")];
+    await page.click("#post");
+    seen.posted = await notice(page);
+    await page.locator("#timeline tbody tr").first().waitFor({ timeout: TIMEOUT });
+    seen.hash = await page.evaluate(() => location.hash);
+    seen.requests = wallet.requests;
+    return seen;
+  },
+
+  /** Programs the page refuses, each with its line, sending nothing: weights of the wrong shapes,
+   *  then a program whose input does not fit the data. */
+  async refuse_program(page) {
+    const wallet = await installWallet(page, { ...params.wallet, chainId: params.chain_id, switchable: [] });
+    await connect(page, wallet);
+    await page.click('nav a[href="#/post"]');
+    await page.setInputFiles("#post-program", params.program);
+    await page.setInputFiles("#post-weights", params.wrong_weights);
+    const seen = { wrong_weights: await notice(page) };
+    await page.click("#post");
+    seen.wrong_weights_posting = await notice(page);
+    await page.setInputFiles("#post-weights", params.weights);
+    await page.waitForFunction(() => document.querySelector("#post-program-summary")?.textContent, null, { timeout: TIMEOUT });
+    await page.click("#post");
+    seen.wrong_data = await notice(page);
+    seen.screenshots = [await shot(page, "refuse-program")];
+    seen.requests = wallet.requests;
+    return seen;
+  },
+
   /** A finalised task's weights, checked by the page and downloaded, and its loss curve (no wallet
    *  needed). */
   async get_result(page) {

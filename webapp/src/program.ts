@@ -1,6 +1,7 @@
 // A program task (`dtm task post --program net.json --weights init.safetensors`) built in the page
-// exactly as offchain/workers/artifacts.py `publish_program_task` builds it. A bundle of its own
-// (program.js, webapp/build.mjs), loaded by the post page when a program file is chosen.
+// exactly as offchain/workers/artifacts.py `publish_program_task` builds it, and the price of a task
+// (webapp/src/price.ts). A bundle of its own (program.js, webapp/build.mjs), which the post page
+// loads when it opens.
 import { bytesToHex } from "viem";
 import { computeCid } from "./commit/cid";
 import { checkpointRoot, datasetRoot } from "./commit/merkle";
@@ -11,25 +12,27 @@ import {
 } from "./commit/program";
 import type { TrainingTask } from "./commit/task";
 import { readSafetensors } from "./data";
+import { figure } from "./price";
 import type { Dataset } from "./publish";
 
 export { ProgramError, unjudgeableProgram, work };
+export { mlpFlops, priceLine, recentRate, type Rate } from "./price";
 
 export interface LoadedProgram { program: Program; optimizer: Optimizer; weights: Map<string, Float32Array>; description: string }
 
 /** `initial_weights`: exactly the program's parameters, float32, of their shapes, finite. */
 function initialWeights(program: Program, bytes: Uint8Array): Map<string, Float32Array> {
-  const fail = (why: string): never => { throw new ProgramError(`the weights file: ${why}`); };
+  const fail = (why: string): never => { throw new ProgramError(why); };
   const tensors = readSafetensors(fail, bytes);
   const expected = new Map(program.state.filter((s) => s.kind === "param").map((s) => [s.name, s.shape]));
   const missing = [...expected.keys()].filter((n) => !tensors.has(n)).sort(), unknown = [...tensors.keys()].filter((n) => !expected.has(n)).sort();
-  if (missing.length) fail(`it lacks the program's parameter(s) ${missing.join(", ")}`);
-  if (unknown.length) fail(`it holds tensor(s) the program does not have: ${unknown.join(", ")}`);
+  if (missing.length) fail(`the program's parameter(s) ${missing.join(", ")} are missing`);
+  if (unknown.length) fail(`tensor(s) ${unknown.join(", ")} are not the program's`);
   const weights = new Map<string, Float32Array>();
   for (const [name, shape] of expected) {
     const tensor = tensors.get(name)!;
     if (tensor.dtype !== "float32") fail(`tensor ${name} is ${tensor.dtype}, not float32`);
-    if (tensor.shape.join() !== shape.join()) fail(`tensor ${name} has shape [${tensor.shape}], the program's state needs [${shape}]`);
+    if (tensor.shape.join() !== shape.join()) fail(`tensor ${name} has shape [${tensor.shape}]; the program's state needs [${shape}]`);
     const data = tensor.data as Float32Array;
     if (!data.every(Number.isFinite)) fail(`tensor ${name} contains NaN or infinity`);
     weights.set(name, data);
@@ -39,14 +42,24 @@ function initialWeights(program: Program, bytes: Uint8Array): Map<string, Float3
 
 /** The program, the optimizer its meta names and the initial weights, checked as `dtm task post
  *  --program` checks them; throws a ProgramError naming the first problem. */
-export function loadProgram(programBytes: Uint8Array, weightsBytes: Uint8Array): LoadedProgram {
-  const program = parseProgram(programBytes);
-  const optimizer = parseOptimizer(program.meta.optimizer);
-  checkOptimizer(program, optimizer);
-  const weights = initialWeights(program, weightsBytes);
+export function loadProgram(programBytes: Uint8Array, weightsBytes: Uint8Array,
+  names = { program: "the program", weights: "the weights file" }): LoadedProgram {
+  const named = <T>(name: string, read: () => T): T => {
+    try {
+      return read();
+    } catch (error) {
+      throw error instanceof ProgramError ? new ProgramError(`${name}: ${error.message}`) : error;
+    }
+  };
+  const [program, optimizer] = named(names.program, () => {
+    const parsed = parseProgram(programBytes), config = parseOptimizer(parsed.meta.optimizer);
+    checkOptimizer(parsed, config);
+    return [parsed, config] as const;
+  });
+  const weights = named(names.weights, () => initialWeights(program, weightsBytes));
   const { flops, nodes } = work(program);
   const params = program.state.filter((s) => s.kind === "param").reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
-  const description = `${params.toLocaleString("en-US")} parameters, ${nodes} nodes, ${(Number(flops) / 1e9).toFixed(3)} GFLOP per step; ` +
+  const description = `${params.toLocaleString("en-US")} parameters, ${nodes} nodes, ${figure(Number(flops) / 1e9)} GFLOP per step; ` +
     `batches of ${batchSize(program)} rows of ${inputWidth(program)} features; ${optimizer.name}, lr ${optimizer.lr}`;
   return { program, optimizer, weights, description };
 }
@@ -56,9 +69,9 @@ export interface ProgramOptions { steps: number; k: number; seed: number | bigin
 /** `check_program_task`: the data fits the program's input, and the dispute game can judge the
  *  task (as far as the page checks it: commit/program.ts `unjudgeableProgram`). */
 export function checkProgramTask({ program }: LoadedProgram, data: Dataset, checkpointInterval: number): void {
-  if (data.dim !== inputWidth(program)) throw new ProgramError(`the data has ${data.dim} features a row; the program takes ${inputWidth(program)}`);
+  if (data.dim !== inputWidth(program)) throw new ProgramError(`The data has ${data.dim} features a row; the program takes ${inputWidth(program)}`);
   const refused = unjudgeableProgram(program, checkpointInterval);
-  if (refused) throw new ProgramError(`the dispute game cannot judge this task: ${refused}`);
+  if (refused) throw new ProgramError(`The dispute game cannot judge this task: ${refused}`);
 }
 
 /** `program_task`: the artifacts and the task spec. */
