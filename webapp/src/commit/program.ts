@@ -154,10 +154,23 @@ export function parseProgram(bytes: Uint8Array): Program {
   return program;
 }
 
+/** What the page reads of a node's inputs and attrs to count its work and reads (Python's meta
+ *  run of the kernel refuses every node these refuse, and more). */
+const FITS: Partial<Record<Work, (n: Node, ins: Node[]) => boolean>> = {
+  reduced: (n, ins) => ins.length === 1 && n.attrs.length >= 1 && n.attrs.slice(1).every((d) => d < BigInt(ins[0].shape.length)),
+  mm: (n, ins) => ins.length >= 2 && n.shape.length >= 2 && ins.slice(-2).every((i) => i.shape.length >= 2),
+  conv: (_, ins) => ins.length >= 2 && ins[1].shape.length === 4,
+  conv_grad: (_, ins) => ins.length === 3 && ins[2].shape.length === 4,
+  norm: (_, ins) => ins.length >= 1,
+  softmax: (n, ins) => ins.length >= 1 && n.attrs.length >= 1 && n.attrs[0] < BigInt(n.shape.length),
+};
+
 function validate(program: Program, constants: Map<number, bigint>): void {
   const { nodes } = program;
   const where = (node: Node) => `node ${node.id} (${node.op})`;
   for (const node of nodes) {
+    const fits = FITS[OPS.get(node.op)![1]];
+    if (fits && !fits(node, node.inputs.map((i) => nodes[i]))) fail(`${where(node)}: its inputs do not fit the op`);
     if (LEAVES.has(node.op)) {
       if (node.inputs.length) fail(`${where(node)}: a leaf takes no inputs`);
       if ((node.op === "state" || node.op === "const") && node.attrs.length !== 1) fail(`${where(node)}: takes one attr`);

@@ -194,9 +194,9 @@ export function postPage(ctx: Context): View {
     [summary.textContent, programSummary.textContent] = [dataLine, programLine];
     await showPrice();
   }
-  for (const input of [f.file, f.label, f.holdout, f.seed, f.program, f.weights, f.dataset, f.hidden, f.batch, f.steps]) {
-    input.addEventListener("change", () => void preview());
-  }
+  for (const input of [f.file, f.label, f.holdout, f.seed, f.program, f.weights]) input.addEventListener("change", () => void preview());
+  // only the price follows these (no notice cleared: the form must not move under a click)
+  for (const input of [f.dataset, f.hidden, f.batch, f.steps]) input.addEventListener("change", () => void showPrice());
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
