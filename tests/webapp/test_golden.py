@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -264,6 +265,67 @@ def test_the_post_pages_judgeability_check_is_pythons():
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == expected
     assert 0 < sum(expected) < len(expected)
+
+
+def malformed_programs(program: bytes) -> dict[str, bytes]:
+    """Variants of an exported program: re-formatted (still the same program) and malformed ones."""
+    obj = json.loads(program)
+
+    def edit(change) -> bytes:
+        copy = json.loads(program)
+        change(copy)
+        return json.dumps(copy).encode()
+
+    def node(i: int, field: int, value) -> Callable[[dict], None]:
+        return lambda p: p["nodes"][i].__setitem__(field, value)
+
+    const = next(i for i, n in enumerate(obj["nodes"]) if n[0] == "const")
+    return {
+        "reformatted": json.dumps(obj, indent=1, sort_keys=False).encode(),
+        "duplicate key": program.replace(b"{", b'{"loss":0,', 1), "BOM": b"\xef\xbb\xbf" + program,
+        "trailing bytes": program + b"x", "not JSON": b"hello", "a list": b"[]", "latin-1": program.replace(b"MLP", b"ML\xff"),
+        "format": edit(lambda p: p.__setitem__("format", "dtm-program/2")), "extra key": edit(lambda p: p.__setitem__("x", 1)),
+        "unknown op": edit(node(3, 0, "sort")), "unknown dtype": edit(node(3, 1, "f16")),
+        "float input": edit(node(5, 2, [1.0])), "later input": edit(node(5, 2, [40])),
+        "zero size": edit(node(5, 3, [0, 4])), "attr over uint256": edit(node(5, 4, [2**256])),
+        "state index": edit(node(1, 4, [5])), "state shape": edit(lambda p: p["state"][0].__setitem__(1, [3, 3])),
+        "constant data": edit(lambda p: p["constants"].__setitem__(str(const), "AACAQA==")),
+        "constant base64": edit(lambda p: p["constants"].__setitem__(str(const), "AACAPw=")),
+        "constant missing": edit(lambda p: p["constants"].pop(str(const))),
+        "outputs": edit(lambda p: p["outputs"].pop()), "loss": edit(lambda p: p.__setitem__("loss", 0)),
+        "no optimizer": edit(lambda p: p.__setitem__("meta", {})),
+        "optimizer lr": edit(lambda p: p["meta"]["optimizer"].__setitem__("lr", 20.0)),
+        "optimizer steps": edit(lambda p: p["meta"]["optimizer"].__setitem__("warmup_steps", 1.0)),
+        "optimizer not the program's": edit(lambda p: p["meta"]["optimizer"].__setitem__("name", "adam")),
+    }
+
+
+def test_the_page_reads_program_files_as_python_does():
+    """Every malformed program Python refuses the page refuses (with the initial weights that fit
+    the program), and a program re-formatted is the same program: its model CID is that of
+    `Program.to_bytes()`."""
+    from offchain.ml.errors import MLError
+    from offchain.ml.optim import OptimizerConfig
+    from offchain.ml.program import Program
+    from offchain.ml.program_training import ProgramTraining
+
+    golden = json.loads(GOLDEN.read_text())["programs"]["mlp-sgd-momentum"]
+    cases = malformed_programs(base64.b64decode(golden["program"]))
+    expected = {}
+    for name, data in cases.items():
+        try:
+            program = Program.from_bytes(data)
+            ProgramTraining(program, OptimizerConfig.from_dict(program.meta.get("optimizer")), 10, 1)
+            expected[name] = compute_cid(program.to_bytes())
+        except MLError:
+            expected[name] = None
+    given = {name: [base64.b64encode(data).decode(), golden["weights"]] for name, data in cases.items()}
+    done = subprocess.run(["node", str(Path(__file__).parent / "program_files.mjs")], input=json.dumps(given),
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    read = json.loads(done.stdout)
+    assert {name: got.get("model_cid") for name, got in read.items()} == expected, read
+    assert expected["reformatted"] == golden["model_cid"] and sum(v is None for v in expected.values()) == len(cases) - 1
 
 
 if __name__ == "__main__":
