@@ -219,10 +219,10 @@ const scenarios = {
     await page.setInputFiles("#post-weights", params.weights);
     await page.waitForFunction(() => document.querySelector("#post-program-summary")?.textContent, null, { timeout: TIMEOUT });
     const summary = await text(page, "#post-program-summary");
-    // the price line of the program (its GFLOP figure is the summary's) with a suggested payment
-    const gflop = summary.match(/([\d.]+) GFLOP/)[1];
-    await page.waitForFunction((g) => document.querySelector("#post-price")?.textContent?.startsWith(`Work: ${g} GFLOP`)
-      && !document.querySelector("#post-use-price").hidden, gflop, { timeout: TIMEOUT });
+    // the price line of the program (its work a step is the summary's) with a suggested payment
+    const step = summary.match(/([\d.]+ \w*FLOP) per step/)[1];
+    await page.waitForFunction((w) => document.querySelector("#post-price")?.textContent?.startsWith(`Work: ${w} a step`)
+      && !document.querySelector("#post-use-price").hidden, step, { timeout: TIMEOUT });
     const seen = { summary, price: await text(page, "#post-price"),
       mlp_fields_disabled: await page.locator("#post-hidden").isDisabled() && await page.locator("#post-lr").isDisabled() };
     await page.click("#post-use-price");
@@ -249,9 +249,9 @@ const scenarios = {
     await page.click("#post");
     seen.wrong_weights_posting = await notice(page);
     await page.setInputFiles("#post-weights", params.weights);
-    await page.waitForFunction(() => document.querySelector("#post-program-summary")?.textContent, null, { timeout: TIMEOUT });
+    seen.wrong_data = await notice(page); // shown as the files are read, and again when posting
     await page.click("#post");
-    seen.wrong_data = await notice(page);
+    seen.wrong_data_posting = await notice(page);
     seen.screenshots = [await shot(page, "refuse-program")];
     seen.requests = wallet.requests;
     return seen;

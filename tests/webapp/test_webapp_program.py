@@ -27,6 +27,17 @@ pytestmark = pytest.mark.e2e
 SUBMITTER, POSTER, REFUSER = 1, 8, 7
 
 
+FLOPS = r"([\d.]+) (T|G|M|k|)FLOP"  # a figure of three significant digits and its unit
+
+
+def flops_of(figure: str, unit: str) -> float:
+    return float(figure) * {"T": 1e12, "G": 1e9, "M": 1e6, "k": 1e3, "": 1}[unit]
+
+
+def close(shown: float, exact: float) -> bool:
+    return abs(shown / exact - 1) < 5e-3
+
+
 def export(market_app, tmp_path, name: str, input_dim: int, hidden: int) -> tuple[str, str]:
     """net.json and init.safetensors, as a user exports them."""
     program, weights = tmp_path / f"{name}.json", tmp_path / f"{name}.safetensors"
@@ -47,17 +58,17 @@ def test_a_program_posted_from_the_page_is_the_one_python_builds_and_checks(mark
     assert seen["page_errors"] == []
     program = Program.from_bytes(open(program_file, "rb").read())
     flops = program.work()["flops"]
-    summary = re.fullmatch(rf"net\.json: 1,210 parameters, {len(program.nodes)} nodes, ([\d.]+) GFLOP per step; "
+    summary = re.fullmatch(rf"net\.json: 1,210 parameters, {len(program.nodes)} nodes, {FLOPS} per step; "
                            r"batches of 8 rows of 64 features; sgd, lr 0\.1\.", seen["summary"])
-    assert summary and abs(float(summary[1]) / (flops / 1e9) - 1) < 5e-3, seen["summary"]
+    assert summary and close(flops_of(*summary.groups()), flops), seen["summary"]
     assert seen["mlp_fields_disabled"] is True
     # the price: the program's work × steps, at the rate the CLI's task paid (1 ETH for its work)
-    shown = re.fullmatch(r"Work: ([\d.]+) GFLOP a step × 40 steps = ([\d.]+) TFLOP\. Recent tasks paid ([\d.]+) ETH per "
+    shown = re.fullmatch(rf"Work: {FLOPS} a step × 40 steps = {FLOPS}\. Recent tasks paid ([\d.]+) ETH per "
                          r"TFLOP \(median of 1\): about ([\d.]+) ETH for this one\.", seen["price"])
     assert shown, seen["price"]
-    expected = (flops / 1e9, flops * 40 / 1e12, 1e12 / mlp_flops, flops * 40 / mlp_flops)
-    assert all(abs(float(got) / want - 1) < 5e-3 for got, want in zip(shown.groups(), expected))
-    assert seen["payment"] == shown[4]
+    assert close(flops_of(*shown.groups()[0:2]), flops) and close(flops_of(*shown.groups()[2:4]), flops * 40)
+    assert close(float(shown[5]), 1e12 / mlp_flops) and close(float(shown[6]), flops * 40 / mlp_flops)
+    assert seen["payment"] == shown[6]
 
     task_id = int(seen["hash"].removeprefix("#/task/"))
     market = market_app.market()
@@ -92,6 +103,7 @@ def test_programs_the_page_refuses_each_say_why_and_send_nothing(market_app, tmp
     assert seen["page_errors"] == []
     line = "wrong.safetensors: tensor layers.0.weight has shape [5,8]; the program's state needs [4,8]."
     assert seen["wrong_weights"] == seen["wrong_weights_posting"] == {"kind": "error", "text": line}
-    assert seen["wrong_data"] == {"kind": "error", "text": "The data has 64 features a row; the program takes 8."}
+    assert seen["wrong_data"] == seen["wrong_data_posting"] == {"kind": "error", "text": "The data has 64 features a "
+                                                                                       "row; the program takes 8."}
     assert "eth_sendTransaction" not in seen["requests"]
     assert market_app.market().call("task_count") == before

@@ -60,9 +60,16 @@ const ETH = 1e18, TFLOP = 1e12;
 export const figure = (x: number) => x.toLocaleString("en-US", { maximumSignificantDigits: 3, useGrouping: false });
 
 /** The page's price line, and the payment in ETH it suggests (null without recent tasks). */
+const UNITS: [number, string][] = [[1e12, "TFLOP"], [1e9, "GFLOP"], [1e6, "MFLOP"], [1e3, "kFLOP"]];
+/** FLOPs in the largest unit that keeps a whole figure: "46.6 kFLOP". */
+export function flopsText(flops: number): string {
+  const [scale, unit] = UNITS.find(([s]) => flops >= s) ?? [1, "FLOP"];
+  return `${figure(flops / scale)} ${unit}`;
+}
+
 export function priceLine(flopsPerStep: bigint, steps: number, rate: Rate | null): [string, string | null] {
   const total = Number(flopsPerStep) * steps;
-  const work = `Work: ${figure(Number(flopsPerStep) / 1e9)} GFLOP a step × ${steps} steps = ${figure(total / TFLOP)} TFLOP.`;
+  const work = `Work: ${flopsText(Number(flopsPerStep))} a step × ${steps} steps = ${flopsText(total)}.`;
   if (!rate) return [`${work} No recent tasks on this market to price it by.`, null];
   const suggested = figure((rate.weiPerFlop * total) / ETH);
   return [`${work} Recent tasks paid ${figure((rate.weiPerFlop * TFLOP) / ETH)} ETH per TFLOP (median of ${rate.tasks}): ` +

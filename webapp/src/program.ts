@@ -12,7 +12,7 @@ import {
 } from "./commit/program";
 import type { TrainingTask } from "./commit/task";
 import { readSafetensors } from "./data";
-import { figure } from "./price";
+import { flopsText } from "./price";
 import type { Dataset } from "./publish";
 
 export { ProgramError, unjudgeableProgram, work };
@@ -59,7 +59,7 @@ export function loadProgram(programBytes: Uint8Array, weightsBytes: Uint8Array,
   const weights = named(names.weights, () => initialWeights(program, weightsBytes));
   const { flops, nodes } = work(program);
   const params = program.state.filter((s) => s.kind === "param").reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
-  const description = `${params.toLocaleString("en-US")} parameters, ${nodes} nodes, ${figure(Number(flops) / 1e9)} GFLOP per step; ` +
+  const description = `${params.toLocaleString("en-US")} parameters, ${nodes} nodes, ${flopsText(Number(flops))} per step; ` +
     `batches of ${batchSize(program)} rows of ${inputWidth(program)} features; ${optimizer.name}, lr ${optimizer.lr}`;
   return { program, optimizer, weights, description };
 }

@@ -129,6 +129,14 @@ export function postPage(ctx: Context): View {
       throw fileError(error);
     }
   }
+  /** `check_program_task` (program.js is loaded once a program is). */
+  const checkProgram = (program: LoadedProgram, data: Dataset, k: number) => programModule().then(({ checkProgramTask }) => {
+    try {
+      checkProgramTask(program, data, k);
+    } catch (error) {
+      throw fileError(error);
+    }
+  });
   const datasets = new Map<string, Promise<Dataset>>();
   /** A built-in dataset, the bytes the CLI publishes (served next to the app). */
   function builtIn(name: string): Promise<Dataset> {
@@ -187,14 +195,17 @@ export function postPage(ctx: Context): View {
       const loaded = await ownData();
       if (loaded) dataLine = `${loaded.description}. The held-out rows stay in this browser: they download as a file when you post.`;
       const program = f.program.files?.length && f.weights.files?.length ? await ownProgram() : null;
-      if (program) programLine = `${f.program.files![0].name}: ${program.description}.`;
+      if (program) {
+        programLine = `${f.program.files![0].name}: ${program.description}.`;
+        await checkProgram(program, (await chosenData()).data, Number(f.k.value));
+      }
     } catch (error) {
       notify(describe(error, "Reading your files"));
     }
     [summary.textContent, programSummary.textContent] = [dataLine, programLine];
     await showPrice();
   }
-  for (const input of [f.file, f.label, f.holdout, f.seed, f.program, f.weights]) input.addEventListener("change", () => void preview());
+  for (const input of [f.file, f.label, f.holdout, f.seed, f.program, f.weights, f.k]) input.addEventListener("change", () => void preview());
   // only the price follows these (no notice cleared: the form must not move under a click)
   for (const input of [f.dataset, f.hidden, f.batch, f.steps]) input.addEventListener("change", () => void showPrice());
 
@@ -222,13 +233,8 @@ export function postPage(ctx: Context): View {
       const { data, classes, own } = await chosenData();
       let draft: Draft;
       if (program) {
-        const { checkProgramTask, draftProgramTask } = await programModule();
-        try {
-          checkProgramTask(program, data, k);
-        } catch (error) {
-          throw fileError(error);
-        }
-        draft = draftProgramTask(program, data, options);
+        await checkProgram(program, data, k);
+        draft = (await programModule()).draftProgramTask(program, data, options);
       } else {
         const refused = unjudgeable(data.dim, options, classes);
         if (refused) throw new AppError(`The dispute game could not judge this task: ${refused}.`);
