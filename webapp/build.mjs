@@ -33,9 +33,9 @@ if (!process.argv.includes("--no-check")) {
 }
 
 rmSync(dist, { recursive: true, force: true });
-// the app; the reader of your own data files, loaded by the post page when first used; the checks of a
-// task's proof, its weights and loss curve, loaded by the task page when first used
-const bundles = [["main.ts", "app.js"], ["data.ts", "data.js"], ["result.ts", "result.js"]];
+// the app; the readers of your own data files and of training programs, loaded by the post page
+// when first used; the checks of a task's proof, its weights and loss curve, loaded by the task page
+const bundles = [["main.ts", "app.js"], ["data.ts", "data.js"], ["program.ts", "program.js"], ["result.ts", "result.js"]];
 for (const [entry, out] of bundles) {
   await esbuild.build({
     entryPoints: [join(here, "src", entry)],

@@ -33,6 +33,7 @@ sgd                (p, g)              p - lr * g; attrs = [float32 bits of lr]
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -121,6 +122,17 @@ class TrainingGraph:
     def executor(self, precision: str = "float32", split: int | None = None) -> Executor:
         """What train, replay and verify run (a bound program answers the same call)."""
         return Executor(self, precision, split)
+
+    def work(self) -> dict[str, int]:
+        """FLOPs of one step counted as `Program.work` counts a program's: 2·m·n·k per matmul, one per
+        output element of every other op, none for the leaves (what the web app prices a task by)."""
+        flops = 0
+        for node in self.nodes:
+            if node.op == "matmul":
+                flops += 2 * math.prod(node.shape) * (node.attrs[3] - node.attrs[2])
+            elif node.op not in ("param", "data_x", "data_y"):
+                flops += math.prod(node.shape)
+        return {"flops": flops, "nodes": len(self.nodes)}
 
     def max_reduction(self) -> int:
         """Longest reduction any single node performs (terms of one output element)."""

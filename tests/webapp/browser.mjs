@@ -207,6 +207,56 @@ const scenarios = {
     return seen;
   },
 
+  /** Post your own program (`dtm model export`'s net.json and init.safetensors) on the digits:
+   *  its summary and price lines, then the task. */
+  async post_program(page) {
+    const wallet = await installWallet(page, { ...params.wallet, chainId: params.chain_id, switchable: [] });
+    await connect(page, wallet);
+    await page.click('nav a[href="#/post"]');
+    await page.fill("#post-steps", String(params.steps));
+    await page.selectOption("#post-k", String(params.k));
+    await page.setInputFiles("#post-program", params.program);
+    await page.setInputFiles("#post-weights", params.weights);
+    await page.waitForFunction(() => document.querySelector("#post-program-summary")?.textContent, null, { timeout: TIMEOUT });
+    const summary = await text(page, "#post-program-summary");
+    // the price line of the program (its work a step is the summary's) with a suggested payment
+    const step = summary.match(/([\d.]+ \w*FLOP) per step/)[1];
+    await page.waitForFunction((w) => document.querySelector("#post-price")?.textContent?.startsWith(`Work: ${w} a step`)
+      && !document.querySelector("#post-use-price").hidden, step, { timeout: TIMEOUT });
+    const seen = { summary, price: await text(page, "#post-price"),
+      mlp_fields_disabled: await page.locator("#post-hidden").isDisabled() && await page.locator("#post-lr").isDisabled() };
+    await page.click("#post-use-price");
+    seen.payment = await page.inputValue("#post-payment");
+    await page.fill("#post-payment", "1");
+    seen.screenshots = [await shot(page, "post-program")];
+    await page.click("#post");
+    seen.posted = await notice(page);
+    await page.locator("#timeline tbody tr").first().waitFor({ timeout: TIMEOUT });
+    seen.hash = await page.evaluate(() => location.hash);
+    seen.requests = wallet.requests;
+    return seen;
+  },
+
+  /** Programs the page refuses, each with its line, sending nothing: weights of the wrong shapes,
+   *  then a program whose input does not fit the data. */
+  async refuse_program(page) {
+    const wallet = await installWallet(page, { ...params.wallet, chainId: params.chain_id, switchable: [] });
+    await connect(page, wallet);
+    await page.click('nav a[href="#/post"]');
+    await page.setInputFiles("#post-program", params.program);
+    await page.setInputFiles("#post-weights", params.wrong_weights);
+    const seen = { wrong_weights: await notice(page) };
+    await page.click("#post");
+    seen.wrong_weights_posting = await notice(page);
+    await page.setInputFiles("#post-weights", params.weights);
+    seen.wrong_data = await notice(page); // shown as the files are read, and again when posting
+    await page.click("#post");
+    seen.wrong_data_posting = await notice(page);
+    seen.screenshots = [await shot(page, "refuse-program")];
+    seen.requests = wallet.requests;
+    return seen;
+  },
+
   /** A task followed from open to finalised on its page (no wallet needed): the loss curve appears
    *  when the proof is published, is fetched once while the page refreshes on every block, and stays;
    *  then the weights, checked by the page and downloaded. */

@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as esbuild from "esbuild";
+import { webappModule } from "./webapp_module.mjs";
 
 const FILE_SIZES = [0, 1, 1000, 262_144, 262_145, 174 * 262_144 + 1];
 const TENSOR_SIZES = [1, 10, 512, 513, 1500];
@@ -16,7 +17,7 @@ const CURVES = [[1, 50], [2, 50], [5, 50], [4, 3], [10, 4], [51, 50], [101, 50],
 const dir = mkdtempSync(join(tmpdir(), "golden-"));
 const outfile = join(dir, "commit.mjs");
 await esbuild.build({ stdin: {
-  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export * from "./model"; export { loadDataset } from "../data"; export { curveIndices, meanLoss, readParams, readRows } from "../result"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
+  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export * from "./model"; export { OPS, nodesRoot, outputsHash, programRoot, hyperRoot } from "./program"; export { loadDataset } from "../data"; export { curveIndices, meanLoss, readParams, readRows } from "../result"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
   resolveDir: new URL("../../webapp/src/commit", import.meta.url).pathname, loader: "ts",
 }, bundle: true, format: "esm", platform: "node", outfile, logLevel: "warning" });
 const c = await import(outfile);
@@ -56,6 +57,26 @@ const data = {}, dataErrors = {};
 for (const [name, { file, options }] of Object.entries(golden.data)) data[name] = { file, options, ...(await loaded(name, file, options)) };
 for (const [name, { file }] of Object.entries(golden.data_errors)) dataErrors[name] = { file, ...(await loaded(name, file, {})) };
 
+// training programs: the files are inputs the golden file carries; the data is `dataset(rows, dim)`
+const { loadProgram, draftProgramTask, unjudgeableProgram, work } = await webappModule("program.ts");
+const { readDataset } = await webappModule("publish.ts");
+const dataset = (rows, dim) => readDataset(c.saveTensors({
+  x: { dtype: "F32", shape: [rows, dim], data: Float32Array.from({ length: rows * dim }, (_, i) => (i % 13) / 8 - 0.5) },
+  y: { dtype: "I64", shape: [rows], data: BigInt64Array.from({ length: rows }, (_, i) => BigInt(i % 4)) } }), "dataset");
+const programs = {};
+for (const [name, v] of Object.entries(golden.programs)) {
+  const loaded = loadProgram(Buffer.from(v.program, "base64"), Buffer.from(v.weights, "base64"));
+  const data = dataset(v.rows, loaded.program.nodes.find((n) => n.op === "data_x").shape[1]);
+  const { task } = draftProgramTask(loaded, data, { steps: v.steps, k: v.k, seed: BigInt(v.seed) });
+  const w = work(loaded.program);
+  programs[name] = { program: v.program, weights: v.weights, rows: v.rows, steps: v.steps, k: v.k, seed: v.seed,
+    nodes_root: hex(c.nodesRoot(loaded.program)), outputs_hash: hex(c.outputsHash(loaded.program)), root: task.graph_root,
+    hyper_root: task.program.hyper_root, committed_graph_root: c.committedGraphRoot(task), weights_root: task.weights_root,
+    model_cid: task.model_cid, weights_cid: task.weights_cid, dataset_cid: task.dataset_cid,
+    spec: new TextDecoder().decode(c.taskBytes(task)), spec_hash: c.specHash(task),
+    flops: String(w.flops), bytes: String(w.bytes), nodes: w.nodes, unjudgeable: unjudgeableProgram(loaded.program, v.k) };
+}
+
 const vectors = {
   cid: Object.fromEntries(FILE_SIZES.map((size) => [String(size), c.computeCid(fileBytes(size))])),
   tensor_root: Object.fromEntries(TENSOR_SIZES.map((size) => [String(size), hex(c.tensorRoot(tensor(size)))])),
@@ -69,6 +90,7 @@ const vectors = {
     const spec = c.mlpSpec(inputDim, hidden, classes);
     const weights = c.initWeights(spec, weightsSeed);
     return { spec: new TextDecoder().decode(c.specBytes(spec)), spec_cid: c.computeCid(c.specBytes(spec)),
+      flops: String(c.graphFlops(spec, batch)),
       weights_cid: c.computeCid(c.weightsBytes(spec, weights)), weights_root: hex(c.weightsRoot(weights)),
       graph_root: hex(c.graphRoot(spec, batch, lr)) };
   }),
@@ -88,5 +110,7 @@ const vectors = {
   }])),
   data,
   data_errors: dataErrors,
+  ops: Object.fromEntries([...c.OPS].map(([name, [code]]) => [name, code])),
+  programs,
 };
 console.log(JSON.stringify(vectors));

@@ -248,7 +248,7 @@ function readCsv(fail: (m: string) => never, bytes: Uint8Array, labelColumn: str
 }
 
 // ── binary formats ──────────────────────────────────────────────────
-function readSafetensors(fail: (m: string) => never, data: Uint8Array): Map<string, NdArray> {
+export function readSafetensors(fail: (m: string) => never, data: Uint8Array): Map<string, NdArray> {
   return new Map([...readHeader(fail, data)].map(([name, t]) => {
     const code = ST_DTYPES[t.dtype], [dtypeName, kind] = DTYPES[code];
     return [name, { dtype: dtypeName, kind, shape: t.shape, data: decode(t.bytes, code, product(t.shape)) }];

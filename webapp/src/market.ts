@@ -123,6 +123,12 @@ export class Market {
     return (logs as { args: Record<string, unknown> }[]).map((log) => log.args);
   }
 
+  /** The spec CID and escrow of the latest `limit` tasks posted, oldest first. */
+  async created(limit: number): Promise<{ spec_cid: string; escrow: bigint }[]> {
+    const logs = await getContractEvents(this.client, { ...this.contract, eventName: "TaskCreated", fromBlock: this.deployment.block });
+    return logs.slice(-limit).map(({ args }) => ({ spec_cid: args.spec_cid!, escrow: args.escrow! }));
+  }
+
   /** The jackpot's latest fundings and payouts, newest first (`dtm jackpot`). */
   async jackpotActivity(limit = 10): Promise<{ block: bigint; paid: boolean; amount: bigint; pool: bigint; winner?: Address }[]> {
     const logs = await getLogs(this.client, { address: this.address, events: JACKPOT_EVENTS, fromBlock: this.deployment.block });

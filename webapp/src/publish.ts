@@ -73,8 +73,11 @@ export function draftTask(data: Dataset, o: Options, classes = data.classes) {
   return { artifacts, task };
 }
 
+/** A task's artifacts by what they are, and its spec. */
+export interface Draft { artifacts: Record<string, Uint8Array>; task: TrainingTask }
+
 /** Uploads every artifact, then the task spec; returns the spec's CID. */
-export async function upload(api: string, draft: ReturnType<typeof draftTask>): Promise<string> {
+export async function upload(api: string, draft: Draft): Promise<string> {
   for (const [what, bytes] of Object.entries(draft.artifacts)) await add(api, bytes, what);
   return add(api, taskBytes(draft.task), "task spec");
 }

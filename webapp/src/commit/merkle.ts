@@ -47,8 +47,11 @@ const littleEndian = (array: Float32Array | BigInt64Array): Uint8Array => {
   return out;
 };
 
+/** `bytes_root`: the root of `numel` elements already serialized (C order, little-endian). */
+export const bytesRoot = (data: Uint8Array, numel: number): Uint8Array => sizedRoot(merkleRoot(leafHashes(data)), numel);
+
 /** `tensor_root`: a float32 tensor's elements in C order, little-endian. */
-export const tensorRoot = (values: Float32Array): Uint8Array => sizedRoot(merkleRoot(leafHashes(littleEndian(values))), values.length);
+export const tensorRoot = (values: Float32Array): Uint8Array => bytesRoot(littleEndian(values), values.length);
 
 /** `checkpoint_root`: the Merkle root over tensor roots in the spec's parameter order. */
 export const checkpointRoot = (tensors: readonly Float32Array[]): Uint8Array => merkleRoot(tensors.map(tensorRoot));

@@ -169,10 +169,12 @@ export function float32Bits(value: number): number {
   return view.getUint32(0, true);
 }
 
-/** `graph_root` of `compile_training_graph(spec, batchSize, lr)`: forward, softmax cross-entropy,
- *  backward and the SGD update as one flat node list, committed node by node. */
-export function graphRoot(spec: ModelSpec, batchSize: number, lr: number): Uint8Array {
-  const nodes: { op: Op; inputs: number[]; shape: number[]; attrs: number[] }[] = [];
+interface GraphNode { op: Op; inputs: number[]; shape: number[]; attrs: number[] }
+
+/** The nodes of `compile_training_graph(spec, batchSize, lr)`: forward, softmax cross-entropy,
+ *  backward and the SGD update as one flat node list. */
+function trainingGraph(spec: ModelSpec, batchSize: number, lr: number): GraphNode[] {
+  const nodes: GraphNode[] = [];
   const add = (op: Op, inputs: number[], shape: number[], attrs: number[] = []) => nodes.push({ op, inputs, shape, attrs }) - 1;
   const shape = (id: number) => nodes[id].shape;
   const matmul = (a: number, b: number, ta: boolean, tb: boolean) => {
@@ -214,8 +216,21 @@ export function graphRoot(spec: ModelSpec, batchSize: number, lr: number): Uint8
     if (input !== x) grad = matmul(grad, params.get(`l${index}.weight`)!, false, false);
   }
   for (const [name, s] of shapes) add("sgd", [params.get(name)!, grads.get(name)!], s, [float32Bits(lr)]);
+  return nodes;
+}
 
+/** `graph_root`: the training graph committed node by node. */
+export function graphRoot(spec: ModelSpec, batchSize: number, lr: number): Uint8Array {
+  const nodes = trainingGraph(spec, batchSize, lr);
   const hashes = nodes.map((node, id) => keccak256(encodeAbiParameters(DESCRIPTOR, [BigInt(id), BigInt(OPS.indexOf(node.op)),
     node.inputs.map(BigInt), node.shape.map(BigInt), node.attrs.map(BigInt)]), "bytes"));
   return sizedRoot(merkleRoot(hashes), nodes.length);
+}
+
+/** FLOPs of one step (`TrainingGraph.work`, counted as a program's): 2·m·n·k per matmul, one per
+ *  output element of every other op, none for the leaves. */
+export function graphFlops(spec: ModelSpec, batchSize: number): bigint {
+  const size = (shape: number[]) => BigInt(shape.reduce((a, b) => a * b, 1));
+  return trainingGraph(spec, batchSize, 0.1).reduce((flops, node) => flops + (node.op === "matmul"
+    ? 2n * size(node.shape) * BigInt(node.attrs[3] - node.attrs[2]) : ["param", "data_x", "data_y"].includes(node.op) ? 0n : size(node.shape)), 0n);
 }

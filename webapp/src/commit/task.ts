@@ -16,6 +16,8 @@ export interface TrainingTask {
   seed: bigint;
   checkpoint_interval: number;
   graph_root: Hex;
+  /** Program tasks: the whole optimizer config (`optimizerJson`) and the root of its hyper table. */
+  program?: { optimizer: Json; hyper_root: Hex };
 }
 
 export const COMMITMENT_TYPES = parseAbiParameters("bytes32, bytes32, bytes32, uint256, bytes32, uint256, uint256, uint256, uint256");
@@ -39,8 +41,8 @@ export function roundHalfEven(value: number): number {
 }
 
 /** Sorted keys, compact separators, UTF-8: `canonical_json` in offchain/ml/spec.py. Floats are
- *  marked by wrapping them in `{ float: x }`, as JavaScript has one number type. */
-export type Json = string | number | boolean | null | { float: number } | Json[] | { [key: string]: Json };
+ *  marked by wrapping them in `{ float: x }`, as JavaScript has one number type; integers may be bigint. */
+export type Json = string | number | bigint | boolean | null | { float: number } | Json[] | { [key: string]: Json };
 export function canonicalJson(value: Json): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (value !== null && typeof value === "object") {
@@ -49,6 +51,7 @@ export function canonicalJson(value: Json): string {
     return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(",")}}`;
   }
   if (typeof value === "number" && !Number.isInteger(value)) throw new Error(`${value}: mark floats as { float }`);
+  if (typeof value === "bigint") return value.toString();
   return JSON.stringify(value);
 }
 
@@ -61,19 +64,26 @@ export function taskBytes(task: TrainingTask): Uint8Array {
     weights_root: task.weights_root,
     dataset_root: task.dataset_root,
     dataset_rows: task.dataset_rows,
-    optimizer: { name: "sgd", lr: { float: task.lr } },
+    optimizer: task.program?.optimizer ?? { name: "sgd", lr: { float: task.lr } },
     batch_size: task.batch_size,
     steps: task.steps,
     seed: numberToHex(task.seed, { size: 32 }),
     checkpoint_interval: task.checkpoint_interval,
     numeric: { dtype: "float32", accumulation: "any-order" },
     graph_root: task.graph_root,
+    ...(task.program ? { hyper_root: task.program.hyper_root } : {}),
   }));
 }
 
+/** The graph root the chain holds (`committed_graph_root`): a program task's is
+ *  keccak256(abi.encode(program root, hyper_root)). */
+export const committedGraphRoot = (task: TrainingTask): Hex => task.program
+  ? keccak256(encodeAbiParameters(parseAbiParameters("bytes32, bytes32"), [task.graph_root, task.program.hyper_root]))
+  : task.graph_root;
+
 /** What `create_task` takes, in `abi.encode` order (`TrainingTask.commitments`). */
 export function commitments(task: TrainingTask) {
-  return [keccak256(taskBytes(task)), task.graph_root, task.dataset_root, BigInt(task.dataset_rows), task.weights_root,
+  return [keccak256(taskBytes(task)), committedGraphRoot(task), task.dataset_root, BigInt(task.dataset_rows), task.weights_root,
     task.seed, BigInt(task.batch_size), BigInt(task.steps), BigInt(task.checkpoint_interval)] as const;
 }
 

@@ -1,7 +1,9 @@
-// Post a task (`dtm task post --dataset NAME`, or `--data FILE` with your own file): the MLP preset
-// on a built-in dataset or on your data. The browser builds the artifacts and commitments, uploads
-// them to the content store and escrows the payment in one transaction. Of your own data only the
-// training rows are uploaded; the held-out rows are offered as a download when the task is posted.
+// Post a task (`dtm task post --dataset NAME` or `--data FILE`, with `--program net.json --weights
+// init.safetensors` for your own model): the MLP preset or your program on a built-in dataset or on
+// your data. The browser checks the task, builds the artifacts and commitments, uploads them to the
+// content store and escrows the payment in one transaction. Of your own data only the training rows
+// are uploaded; the held-out rows are offered as a download when the task is posted. The price line
+// shows the task's work and the payment recent tasks' rate suggests.
 import { getBalance } from "viem/actions";
 import { parseEther } from "viem";
 import { commitments } from "../commit/task";
@@ -10,8 +12,25 @@ import { clearNotice, h, notify } from "../dom";
 import { AppError, describe } from "../errors";
 import { eth } from "../format";
 import type { Context, View } from "../context";
-import { draftTask, readDataset, unjudgeable, upload, type Dataset } from "../publish";
+import { draftTask, readDataset, unjudgeable, upload, type Dataset, type Draft } from "../publish";
 import type { LoadedData } from "../data";
+import type { LoadedProgram, Rate } from "../program";
+
+/** A bundle of its own next to app.js (webapp/build.mjs), loaded when first used. */
+function lazy<T>(file: string): () => Promise<T> {
+  let module: Promise<T> | null = null;
+  return () => (module ??= import(/* @vite-ignore */ new URL(file, import.meta.url).href) as Promise<T>);
+}
+const dataModule = lazy<typeof import("../data")>("data.js");
+const programModule = lazy<typeof import("../program")>("program.js");
+
+/** A file's error (DataError, ProgramError: known by name, their classes live in other bundles) as
+ *  one line for the page; other errors unchanged. */
+function fileError(error: unknown): unknown {
+  const { name, message } = error as Error;
+  if (name !== "DataError" && name !== "ProgramError") return error;
+  return new AppError(message.endsWith(".") ? message : `${message}.`);
+}
 
 const select = (id: string, values: readonly (string | number)[], chosen: string | number) =>
   h("select", { id }, ...values.map((v) => h("option", v === chosen ? { value: String(v), selected: true } : { value: String(v) }, String(v)))) as HTMLSelectElement;
@@ -57,14 +76,20 @@ export function postPage(ctx: Context): View {
     payment: field("post-payment", "1"), stake: field("post-stake", "1"),
     expires: field("post-expires", "3600"), window: field("post-window", "600"),
     file: h("input", { type: "file", id: "post-file", accept: ".csv,.npy,.npz,.safetensors" }) as HTMLInputElement,
+    program: h("input", { type: "file", id: "post-program", accept: ".json" }) as HTMLInputElement,
+    weights: h("input", { type: "file", id: "post-weights", accept: ".safetensors" }) as HTMLInputElement,
     label: field("post-label-column", ""), holdout: field("post-holdout", "0.1"),
   };
   const summary = h("p", { class: "muted", id: "post-data-summary" });
+  const programSummary = h("p", { class: "muted", id: "post-program-summary" });
+  const price = h("span", { id: "post-price" });
+  const usePrice = h("button", { type: "button", id: "post-use-price", hidden: true }, "Use it") as HTMLButtonElement;
   const button = h("button", { type: "submit", id: "post" }, "Post and escrow the payment") as HTMLButtonElement;
   const progress = h("p", { class: "muted", id: "post-progress" });
   const form = h("form", { id: "post-form", class: "grid" },
     row("dataset", f.dataset), row("your own data", f.file, ".csv .npy .npz .safetensors"),
     row("label column", f.label, "name or index; default the last"), row("held out", f.holdout, "share of rows"),
+    row("your program", f.program, "net.json of dtm model export"), row("its initial weights", f.weights, "init.safetensors"),
     row("hidden units", f.hidden), row("batch size", f.batch), row("checkpoint every", f.k, "steps"),
     row("steps", f.steps), row("learning rate", f.lr), row("seed", f.seed, "batch order"),
     row("payment", f.payment, "ETH"), row("solver stake", f.stake, "ETH"),
@@ -79,32 +104,110 @@ export function postPage(ctx: Context): View {
       throw new AppError(`The held-out share must be a number in [0, 1), not "${f.holdout.value}".`);
     }
     const labelColumn = f.label.value.trim() === "" ? undefined : f.label.value.trim();
-    // data.js, a bundle of its own (webapp/build.mjs), loads when first used
-    const reader = new URL("data.js", import.meta.url).href;
-    const { loadDataset } = (await import(/* @vite-ignore */ reader)) as typeof import("../data");
+    const { loadDataset } = await dataModule();
     const seed = integer(f.seed, "The seed", 0);
     const limit = 256 * 1024 * 1024; // data.ts MAX_DATA_BYTES, checked before the file is read
     if (file.size > limit) throw new AppError(`${file.name}: file is ${file.size} bytes, limit ${limit}.`);
     try {
       return await loadDataset(file.name, new Uint8Array(await file.arrayBuffer()), { labelColumn, holdout, seed });
     } catch (error) {
-      const message = (error as Error)?.message;
-      if ((error as Error)?.name === "DataError") throw new AppError(message.endsWith(".") ? message : `${message}.`);
-      throw error;
+      throw fileError(error);
+    }
+  }
+  /** Your program and its initial weights, checked as `dtm task post --program` checks them. */
+  async function ownProgram(): Promise<LoadedProgram | null> {
+    const [program, weights] = [f.program.files?.[0], f.weights.files?.[0]];
+    if (!program && !weights) return null;
+    if (!program || !weights) {
+      throw new AppError("A program and its initial weights go together: choose both files (`dtm model export --out net.json --weights-out init.safetensors`).");
+    }
+    const { loadProgram } = await programModule();
+    const bytes = async (file: File) => new Uint8Array(await file.arrayBuffer());
+    try {
+      return loadProgram(await bytes(program), await bytes(weights), { program: program.name, weights: weights.name });
+    } catch (error) {
+      throw fileError(error);
+    }
+  }
+  /** `check_program_task` (program.js is loaded once a program is). */
+  const checkProgram = (program: LoadedProgram, data: Dataset, k: number) => programModule().then(({ checkProgramTask }) => {
+    try {
+      checkProgramTask(program, data, k);
+    } catch (error) {
+      throw fileError(error);
+    }
+  });
+  const datasets = new Map<string, Promise<Dataset>>();
+  /** A built-in dataset, the bytes the CLI publishes (served next to the app). */
+  function builtIn(name: string): Promise<Dataset> {
+    if (!datasets.has(name)) {
+      const loading = fetch(`datasets/${name}.safetensors`).then(async (response) => {
+        if (!response.ok) throw new AppError(`The built-in dataset ${name} is not served here (HTTP ${response.status}): serve the app with \`dtm node up\`.`);
+        return readDataset(new Uint8Array(await response.arrayBuffer()), `dataset ${name}`);
+      });
+      loading.catch(() => datasets.delete(name));
+      datasets.set(name, loading);
+    }
+    return datasets.get(name)!;
+  }
+  /** The chosen data: its training rows, the model's classes, your file as read. */
+  async function chosenData(): Promise<{ data: Dataset; classes: number; own: LoadedData | null }> {
+    const own = await ownData();
+    if (own) return { data: own.train, classes: own.numClasses, own };
+    const data = await builtIn(f.dataset.value);
+    return { data, classes: data.classes, own };
+  }
+
+  let rate: Promise<Rate | null> | null = null, pricing = 0;
+  /** The price line: the task's work, and the payment recent tasks' rate suggests (the latest
+   *  call's: an earlier one still computing does not overwrite it). */
+  async function showPrice(): Promise<void> {
+    const call = ++pricing;
+    try {
+      const steps = integer(f.steps, "Steps", 1);
+      const program = await ownProgram();
+      const { work, recentRate, priceLine, mlpFlops } = await programModule();
+      let flops: bigint;
+      if (program) flops = work(program.program).flops;
+      else {
+        const { data, classes } = await chosenData();
+        flops = mlpFlops(data.dim, [Number(f.hidden.value)], classes, Number(f.batch.value));
+      }
+      if (config.ipfsApi) rate ??= recentRate(market, config.ipfsApi).catch(() => null);
+      const [line, suggested] = priceLine(flops, steps, rate ? await rate : null);
+      if (call !== pricing) return;
+      price.textContent = line;
+      usePrice.hidden = !suggested;
+      usePrice.onclick = () => { f.payment.value = suggested ?? f.payment.value; };
+    } catch {
+      if (call !== pricing) return;
+      price.textContent = "The price shows once the model, the data and the steps are valid.";
+      usePrice.hidden = true;
     }
   }
   async function preview(): Promise<void> {
     clearNotice();
-    summary.textContent = "";
     f.dataset.disabled = Boolean(f.file.files?.length);
+    // a program fixes its own model, batch size and optimizer
+    for (const input of [f.hidden, f.batch, f.lr]) input.disabled = Boolean(f.program.files?.length);
+    let dataLine = "", programLine = ""; // shown once known: the form does not jump while it is read
     try {
       const loaded = await ownData();
-      if (loaded) summary.textContent = `${loaded.description}. The held-out rows stay in this browser: they download as a file when you post.`;
+      if (loaded) dataLine = `${loaded.description}. The held-out rows stay in this browser: they download as a file when you post.`;
+      const program = f.program.files?.length && f.weights.files?.length ? await ownProgram() : null;
+      if (program) {
+        programLine = `${f.program.files![0].name}: ${program.description}.`;
+        await checkProgram(program, (await chosenData()).data, Number(f.k.value));
+      }
     } catch (error) {
-      notify(describe(error, "Reading your data"));
+      notify(describe(error, "Reading your files"));
     }
+    [summary.textContent, programSummary.textContent] = [dataLine, programLine];
+    await showPrice();
   }
-  for (const input of [f.file, f.label, f.holdout, f.seed]) input.addEventListener("change", () => void preview());
+  for (const input of [f.file, f.label, f.holdout, f.seed, f.program, f.weights, f.k]) input.addEventListener("change", () => void preview());
+  // only the price follows these (no notice cleared: the form must not move under a click)
+  for (const input of [f.dataset, f.hidden, f.batch, f.steps]) input.addEventListener("change", () => void showPrice());
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -118,32 +221,31 @@ export function postPage(ctx: Context): View {
       if (!config.ipfsApi) throw new AppError("This app was given no content store (ipfs_api in config.json): serve it with `dtm node up`.");
       const k = Number(f.k.value), steps = integer(f.steps, "Steps", 1);
       if (steps % k) throw new AppError(`Steps must be a multiple of the checkpoint interval ${k}: try ${Math.ceil(steps / k) * k}.`);
+      const program = await ownProgram();
       const lr = Number(f.lr.value.trim());
-      if (!(lr > 0 && lr <= 10)) throw new AppError(`The learning rate must be a number in (0, 10], not "${f.lr.value}".`);
+      if (!program && !(lr > 0 && lr <= 10)) throw new AppError(`The learning rate must be a number in (0, 10], not "${f.lr.value}".`);
       const options = { hidden: Number(f.hidden.value), batchSize: Number(f.batch.value), k, steps, lr, seed: integer(f.seed, "The seed", 0) };
       const payment = ether(f.payment, "The payment"), stake = ether(f.stake, "The solver stake");
       const expiresIn = integer(f.expires, "Open for", 1), trainWindow = integer(f.window, "The train window", 1);
 
+      // in the CLI's order: the task itself, the chain, then the uploads; the escrow last
+      progress.textContent = "Computing the task's commitments…";
+      const { data, classes, own } = await chosenData();
+      let draft: Draft;
+      if (program) {
+        await checkProgram(program, data, k);
+        draft = (await programModule()).draftProgramTask(program, data, options);
+      } else {
+        const refused = unjudgeable(data.dim, options, classes);
+        if (refused) throw new AppError(`The dispute game could not judge this task: ${refused}.`);
+        draft = draftTask(data, options, classes);
+      }
       const terms = await market.terms();
       if (payment < terms.min_payment) throw new AppError(`The payment is below the market's minimum of ${eth(terms.min_payment)}.`);
       if (stake < terms.min_solver_stake) throw new AppError(`The solver stake is below the market's minimum of ${eth(terms.min_solver_stake)}.`);
       const funds = await getBalance(market.client, { address: wallet!.account });
       if (funds < payment) throw new AppError(`Your account holds ${eth(funds)}; the payment needs ${eth(payment)} plus gas: fund it first.`);
 
-      progress.textContent = "Computing the task's commitments…";
-      const own = await ownData();
-      let data: Dataset;
-      if (own) data = own.train;
-      else {
-        const name = f.dataset.value;
-        const response = await fetch(`datasets/${name}.safetensors`);
-        if (!response.ok) throw new AppError(`The built-in dataset ${name} is not served here (HTTP ${response.status}): serve the app with \`dtm node up\`.`);
-        data = readDataset(new Uint8Array(await response.arrayBuffer()), `dataset ${name}`);
-      }
-      const classes = own ? own.numClasses : data.classes;
-      const refused = unjudgeable(data.dim, options, classes);
-      if (refused) throw new AppError(`The dispute game could not judge this task: ${refused}.`);
-      const draft = draftTask(data, options, classes);
       progress.textContent = `Uploading to the content store at ${config.ipfsApi}…`;
       const specCid = await upload(config.ipfsApi, draft);
       progress.textContent = "Waiting for your wallet to sign the escrow…";
@@ -163,9 +265,12 @@ export function postPage(ctx: Context): View {
   }
 
   const el = h("section", {}, h("h1", {}, "Post a task"),
-    h("p", { class: "muted" }, "A classifier (the MLP preset: one hidden layer) trained with SGD on a built-in dataset or on your own file. " +
+    h("p", { class: "muted" }, "A classifier (the MLP preset: one hidden layer, trained with SGD; or your own PyTorch model as " +
+      "`dtm model export` writes it, with its initial weights) trained on a built-in dataset or on your own file. " +
       "Its artifacts go to the content store and the payment into escrow, in one transaction. Of your own data, a seeded share of the rows " +
-      "is held out: never uploaded, it is yours to score the result with."), form, summary,
+      "is held out: never uploaded, it is yours to score the result with."), form, summary, programSummary,
+    h("p", { class: "muted", id: "post-price-line" }, price, " ", usePrice),
     h("p", { class: "muted" }, ...Object.entries(presets.datasets).map(([name, about]) => `${name}: ${about}. `)), progress);
+  void showPrice();
   return { el, refresh: async () => {} };
 }

@@ -1,0 +1,109 @@
+"""Your own model posted from the web app: a program exported by `dtm model export`, uploaded in the
+page with its initial weights, posted, and the same task `publish_program_task` builds; a program
+the page refuses, with its line, sending nothing; the price line against Python's work figures."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from offchain.chain.suite import ETHER
+from offchain.ml import digits_dataset, mlp_spec
+from offchain.ml.artifacts import save_tensors
+from offchain.ml.demo import program_task
+from offchain.ml.graph import compile_training_graph
+from offchain.ml.models import MLP
+from offchain.ml.optim import OptimizerConfig
+from offchain.ml.program import Program
+from offchain.ml.program_training import initial_weights
+from offchain.node import dev_account
+from offchain.storage import KuboStore, compute_cid
+from offchain.workers.artifacts import check_program_task, fetch_task
+
+pytestmark = pytest.mark.e2e
+
+SUBMITTER, POSTER, REFUSER = 1, 8, 7
+
+
+FLOPS = r"([\d.]+) (T|G|M|k|)FLOP"  # a figure of three significant digits and its unit
+
+
+def flops_of(figure: str, unit: str) -> float:
+    return float(figure) * {"T": 1e12, "G": 1e9, "M": 1e6, "k": 1e3, "": 1}[unit]
+
+
+def close(shown: float, exact: float) -> bool:
+    return abs(shown / exact - 1) < 5e-3
+
+
+def export(market_app, tmp_path, name: str, input_dim: int, hidden: int) -> tuple[str, str]:
+    """net.json and init.safetensors, as a user exports them."""
+    program, weights = tmp_path / f"{name}.json", tmp_path / f"{name}.safetensors"
+    market_app.dtm("model", "export", "offchain.ml.models:MLP", "--kwargs",
+                   f'{{"input_dim": {input_dim}, "hidden": [{hidden}], "classes": 10}}', "--input-shape", str(input_dim),
+                   "--batch-size", "8", "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9",
+                   "--out", str(program), "--weights-out", str(weights))
+    return str(program), str(weights)
+
+
+def test_a_program_posted_from_the_page_is_the_one_python_builds_and_checks(market_app, tmp_path):
+    # a task of the MLP preset first, so the page has a recent rate: 1 ETH for its work
+    market_app.dtm("--dev-account", str(SUBMITTER), "task", "post", "--steps", "40", "--k", "10", "--payment", "1")
+    mlp_flops = compile_training_graph(mlp_spec(64, (32,), 10), 32, 0.1).work()["flops"] * 40
+    program_file, weights_file = export(market_app, tmp_path, "net", 64, 16)
+    seen = market_app.browse("post_program", steps=40, k=10, program=program_file, weights=weights_file,
+                             wallet=market_app.wallet(POSTER))
+    assert seen["page_errors"] == []
+    program = Program.from_bytes(open(program_file, "rb").read())
+    flops = program.work()["flops"]
+    summary = re.fullmatch(rf"net\.json: 1,210 parameters, {len(program.nodes)} nodes, {FLOPS} per step; "
+                           r"batches of 8 rows of 64 features; sgd, lr 0\.1\.", seen["summary"])
+    assert summary and close(flops_of(*summary.groups()), flops), seen["summary"]
+    assert seen["mlp_fields_disabled"] is True
+    # the price: the program's work × steps, at the rate the CLI's task paid (1 ETH for its work)
+    shown = re.fullmatch(rf"Work: {FLOPS} a step × 40 steps = {FLOPS}\. Recent tasks paid ([\d.]+) ETH per "
+                         r"TFLOP \(median of 1\): about ([\d.]+) ETH for this one\.", seen["price"])
+    assert shown, seen["price"]
+    assert close(flops_of(*shown.groups()[0:2]), flops) and close(flops_of(*shown.groups()[2:4]), flops * 40)
+    assert close(float(shown[5]), 1e12 / mlp_flops) and close(float(shown[6]), flops * 40 / mlp_flops)
+    assert seen["payment"] == shown[6]
+
+    task_id = int(seen["hash"].removeprefix("#/task/"))
+    market = market_app.market()
+    view = market.task(task_id)
+    [created] = market.events("TaskCreated", market.deployment.block, task_id=task_id)
+    spec_cid = created["args"]["spec_cid"]
+    assert seen["posted"] == {"kind": "info", "text": f"Posted task {task_id} (spec {spec_cid}); 1 ETH is in escrow."}
+    assert (view.submitter, view.solver_stake) == (dev_account(POSTER).address, ETHER)
+    assert seen["requests"].count("eth_sendTransaction") == 1
+
+    # what `dtm task post --program net.json --weights init.safetensors --steps 40` publishes
+    optimizer = OptimizerConfig.from_dict(program.meta["optimizer"])
+    weights = initial_weights(program, open(weights_file, "rb").read())
+    options = dict(steps=40, k=10, seed=1)
+    check_program_task(program, optimizer, weights, digits_dataset(), **options)
+    reference = program_task(program, optimizer, weights, digits_dataset(), **options, cid=compute_cid)
+    assert spec_cid == compute_cid(reference.task.to_bytes())
+    assert view.spec_hash == reference.task.hash()
+    fetched = fetch_task(KuboStore(market_app.store_url), spec_cid, view.spec_hash)  # every artifact is there and checks
+    assert fetched.task == reference.task and fetched.task.committed_graph_root == reference.task.committed_graph_root
+    assert fetched.weights_bytes == reference.weights_bytes and fetched.spec_bytes == program.to_bytes()
+
+
+def test_programs_the_page_refuses_each_say_why_and_send_nothing(market_app, tmp_path):
+    program_file, weights_file = export(market_app, tmp_path, "narrow", 8, 4)
+    torch.manual_seed(0)
+    wrong = tmp_path / "wrong.safetensors"  # the weights of another width
+    wrong.write_bytes(save_tensors({n: p.detach() for n, p in MLP(8, (5,), 10).named_parameters()}))
+    before = market_app.market().call("task_count")
+    seen = market_app.browse("refuse_program", program=program_file, weights=weights_file, wrong_weights=str(wrong),
+                             wallet=market_app.wallet(REFUSER))
+    assert seen["page_errors"] == []
+    line = "wrong.safetensors: tensor layers.0.weight has shape [5,8]; the program's state needs [4,8]."
+    assert seen["wrong_weights"] == seen["wrong_weights_posting"] == {"kind": "error", "text": line}
+    assert seen["wrong_data"] == seen["wrong_data_posting"] == {"kind": "error", "text": "The data has 64 features a "
+                                                                                       "row; the program takes 8."}
+    assert "eth_sendTransaction" not in seen["requests"]
+    assert market_app.market().call("task_count") == before
