@@ -15,7 +15,7 @@ import pytest
 
 from offchain.chain.client import Market, connect
 from offchain.chain.deployment import Deployment
-from offchain.chain.suite import ROOT
+from offchain.chain.suite import ETHER, ROOT
 from offchain.node import DEFAULT_ARBITER, dev_account, free_port, mine_every, start_anvil
 from offchain.storage import serve
 from offchain.webapp import DIST, app_config, app_origins, serve_app
@@ -52,6 +52,17 @@ class MarketApp:
                               capture_output=True, text=True, timeout=timeout, cwd=ROOT)
         assert done.returncode == 0, f"{scenario} failed in the browser:\n{done.stderr}"
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def posted(self, seen: dict, poster: int) -> tuple[int, str]:
+        """The task the page says it posted (id, spec CID): its notice, submitter and solver stake."""
+        task_id = int(seen["hash"].removeprefix("#/task/"))
+        market = self.market()
+        view = market.task(task_id)
+        [created] = market.events("TaskCreated", market.deployment.block, task_id=task_id)
+        spec_cid = created["args"]["spec_cid"]
+        assert seen["posted"] == {"kind": "info", "text": f"Posted task {task_id} (spec {spec_cid}); 1 ETH is in escrow."}
+        assert (view.submitter, view.solver_stake) == (dev_account(poster).address, ETHER)
+        return task_id, spec_cid
 
     def wallet(self, index: int) -> dict:
         return {"key": "0x" + dev_account(index).key.hex().removeprefix("0x"), "rpcUrl": self.rpc_url}

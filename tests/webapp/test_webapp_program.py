@@ -9,7 +9,6 @@ import re
 import pytest
 import torch
 
-from offchain.chain.suite import ETHER
 from offchain.ml import digits_dataset, mlp_spec
 from offchain.ml.artifacts import save_tensors
 from offchain.ml.demo import program_task
@@ -18,7 +17,6 @@ from offchain.ml.models import MLP
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program import Program
 from offchain.ml.program_training import initial_weights
-from offchain.node import dev_account
 from offchain.storage import KuboStore, compute_cid
 from offchain.workers.artifacts import check_program_task, fetch_task
 
@@ -70,13 +68,8 @@ def test_a_program_posted_from_the_page_is_the_one_python_builds_and_checks(mark
     assert close(float(shown[5]), 1e12 / mlp_flops) and close(float(shown[6]), flops * 40 / mlp_flops)
     assert seen["payment"] == shown[6]
 
-    task_id = int(seen["hash"].removeprefix("#/task/"))
-    market = market_app.market()
-    view = market.task(task_id)
-    [created] = market.events("TaskCreated", market.deployment.block, task_id=task_id)
-    spec_cid = created["args"]["spec_cid"]
-    assert seen["posted"] == {"kind": "info", "text": f"Posted task {task_id} (spec {spec_cid}); 1 ETH is in escrow."}
-    assert (view.submitter, view.solver_stake) == (dev_account(POSTER).address, ETHER)
+    task_id, spec_cid = market_app.posted(seen, POSTER)
+    view = market_app.market().task(task_id)
     assert seen["requests"].count("eth_sendTransaction") == 1
 
     # what `dtm task post --program net.json --weights init.safetensors --steps 40` publishes
