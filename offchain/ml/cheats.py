@@ -201,8 +201,9 @@ def corrupt_element(demo: DemoTask, segment: int | None = None, node: int | None
     train honestly on from there, so every checkpoint is consistent with the corruption and only
     that element of that step's trace is wrong: a dispute can only end in ``prove_element``.
 
-    By default ``segment`` has the largest honest update norm (so every verifier following the
-    policy replays it) and ``node`` is the program's last matmul-like node (for a captured step,
+    By default ``segment`` has the largest honest update norm (every verifier following the policy
+    replays the top published one; the wrong element adds to this segment's update, so in practice
+    it stays on top) and ``node`` is the program's last matmul-like node (for a captured step,
     a weight gradient: the wrong element reaches the next state); the element is the node's
     largest in magnitude at that step.  ``corruption`` is kept so the cheater can defend.
     """
