@@ -22,10 +22,10 @@ import torch
 from offchain.dispute import moves as M
 from offchain.dispute import program_moves as P
 from offchain.dispute import program_rules as R
+from offchain.ml import cheats
 from offchain.ml.artifacts import Dataset
 from offchain.ml.capture import export_program
 from offchain.ml.commit import merkle_root, tensor_root
-from offchain.ml import cheats
 from offchain.ml.demo import DemoTask, program_task
 from offchain.ml.program import Program, trace_roots
 from offchain.ml.train import step_trace
