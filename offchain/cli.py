@@ -334,7 +334,7 @@ def solver() -> None:
 
 
 @solver.command("run")
-@click.option("--cheat", type=click.Choice(["skip", "fabricate", "wrong-data"]),
+@click.option("--cheat", type=click.Choice(["skip", "fabricate", "wrong-data", "element"]),
               help="Be a dishonest solver (for tests and demonstrations).")
 @click.option("--poll", type=float, default=1.0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads to train with  [default: every core but one]")

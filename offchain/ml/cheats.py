@@ -7,7 +7,7 @@ honest replay.  Only the *content* is wrong, never the format, which is what the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 import numpy as np
@@ -18,6 +18,8 @@ from .commit import checkpoint_root
 from .demo import DemoTask
 from .errors import MLError
 from .graph import execution_context
+from .program import Corruption
+from .program_training import ProgramTraining
 from .train import (
     BatchSampler,
     Checkpoint,
@@ -26,6 +28,7 @@ from .train import (
     TrainingResult,
     build_proof,
     run_steps,
+    step_trace,
     train,
     update_norm,
 )
@@ -43,6 +46,7 @@ class CheatRun:
     proof: ProofDocument
     bad_segments: set[int] = field(default_factory=set)
     genuine: TrainingResult | None = None
+    corruption: Corruption | None = None  # what the cheater's replays must repeat (`corrupted`)
 
     def checkpoint_blobs(self, demo: DemoTask) -> list[bytes]:
         return [checkpoint.to_bytes(demo.spec) for checkpoint in self.result.checkpoints]
@@ -77,8 +81,8 @@ def _segment_run(demo: DemoTask, segment_fn: SegmentFn, hooks: TrainingHooks | N
 
 
 def _publish(kind: str, demo: DemoTask, result: TrainingResult, bad: Iterable[int],
-             genuine: TrainingResult | None = None) -> CheatRun:
-    return CheatRun(kind, result, build_proof(demo.task, result), set(bad), genuine)
+             genuine: TrainingResult | None = None, corruption: Corruption | None = None) -> CheatRun:
+    return CheatRun(kind, result, build_proof(demo.task, result), set(bad), genuine, corruption)
 
 
 def honest_run(demo: DemoTask) -> CheatRun:
@@ -179,3 +183,40 @@ def forced_error(
 
     result = _segment_run(demo, segment_fn)
     return _publish("forced-error", demo, result, {segment}, genuine)
+
+
+#: ops whose outputs a matmul-like kernel computes, the nodes ``corrupt_element`` picks from
+MATMULS = ("mm", "addmm", "bmm", "conv2d", "conv2d_grad_weight")
+
+
+def corrupted(demo: DemoTask, corruption: Corruption) -> DemoTask:
+    """Program task ``demo`` whose training, replays, state roots and traces all repeat
+    ``corruption``: what the cheater trains with and defends with."""
+    return replace(demo, graph=demo.graph.corrupted(corruption))
+
+
+def corrupt_element(demo: DemoTask, segment: int | None = None, node: int | None = None,
+                    delta: float = 1.0) -> CheatRun:
+    """Add ``delta`` to one element of one mid-network node at the first step of ``segment`` and
+    train honestly on from there, so every checkpoint is consistent with the corruption and only
+    that element of that step's trace is wrong: a dispute can only end in ``prove_element``.
+
+    By default ``segment`` has the largest honest update norm (every verifier following the policy
+    replays the top published one; the wrong element adds to this segment's update, so in practice
+    it stays on top) and ``node`` is the program's last matmul-like node (for a captured step,
+    a weight gradient: the wrong element reaches the next state); the element is the node's
+    largest in magnitude at that step.  ``corruption`` is kept so the cheater can defend.
+    """
+    if not isinstance(demo.graph, ProgramTraining):
+        raise MLError("only a program task's nodes can be corrupted")
+    genuine = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph)
+    if segment is None:
+        segment = int(np.argmax(genuine.update_norms))
+    if node is None:
+        node = [n.id for n in demo.graph.program.nodes if n.op in MATMULS][-1]
+    step = segment * demo.task.checkpoint_interval
+    honest = step_trace(demo.graph, demo.task, demo.dataset, genuine.checkpoints[segment].params, step)
+    corruption = Corruption(step, node, int(honest.trace[node].abs().argmax()), delta)
+    bad = corrupted(demo, corruption)
+    result = train(bad.task, bad.spec, bad.weights, bad.dataset, graph=bad.graph)
+    return _publish("corrupt-element", demo, result, {segment}, genuine, corruption)

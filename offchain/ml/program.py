@@ -365,6 +365,17 @@ def tune_allocator() -> bool:
     return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
 
 
+@dataclass(frozen=True)
+class Corruption:
+    """A cheat's one wrong element (``cheats.corrupt_element``): ``delta`` added to element
+    ``index`` (flat) of node ``node``'s output at step ``step``, then read by every later node."""
+
+    step: int
+    node: int
+    index: int
+    delta: float = 1.0
+
+
 @dataclass
 class StepResult:
     state: list[torch.Tensor]
@@ -400,6 +411,7 @@ class ProgramExecutor:
         for position, (slots, _fn, inputs) in enumerate(self._plan):
             for i in inputs:
                 last_use[i] = position
+        self._position = {slot: at for at, (slots, _, _) in enumerate(self._plan) for slot in slots}
         self._free: list[tuple[int, ...]] = [() for _ in self._plan]
         for node_id, position in last_use.items():
             if node_id not in keep:
@@ -413,8 +425,10 @@ class ProgramExecutor:
         hyper: torch.Tensor | None = None,
         keep_trace: bool = False,
         rng: int | None = None,
+        corrupt: Corruption | None = None,
     ) -> StepResult:
-        """One step; ``rng`` is the step's key (:func:`step_key`) when the program draws masks."""
+        """One step; ``rng`` is the step's key (:func:`step_key`) when the program draws masks;
+        ``corrupt`` (a cheat, never an honest run) perturbs one element of one node this step."""
         if self._leaves["rng"] is not None:
             if rng is None:
                 raise GraphError("this program draws dropout masks: give the step's key (step_key)")
@@ -430,6 +444,7 @@ class ProgramExecutor:
         for node_id, tensor in self._constants_on(x.device).items():
             values[node_id] = widen(tensor)
         free = None if keep_trace else self._free
+        corrupt_at = -1 if corrupt is None else self._position[corrupt.node]
         for position, (slots, fn, _inputs) in enumerate(self._plan):
             out = fn(values)
             if self.wide:
@@ -439,6 +454,10 @@ class ProgramExecutor:
             else:
                 for slot, tensor in zip(slots, out):
                     values[slot] = tensor
+            if position == corrupt_at:
+                wrong = values[corrupt.node].clone()  # a view node's output shares its input's memory
+                wrong.view(-1)[corrupt.index] += corrupt.delta
+                values[corrupt.node] = wrong
             if free is not None:
                 for node_id in free[position]:
                     values[node_id] = None

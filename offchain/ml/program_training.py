@@ -15,6 +15,7 @@ proof-of-learning machinery runs a captured CNN or transformer exactly as it run
 
 from __future__ import annotations
 
+import copy
 from typing import Mapping, Sequence
 
 import torch
@@ -24,7 +25,7 @@ from .commit import tensor_root
 from .errors import GraphError
 from .graph import StepOutput
 from .optim import OptimizerConfig
-from .program import Program, ProgramExecutor, step_key
+from .program import LEAVES, Corruption, Program, ProgramExecutor, step_key
 
 
 class ProgramTraining:
@@ -32,6 +33,7 @@ class ProgramTraining:
 
     splits_reductions = False  # reductions run as whole kernels; no blocked variant to profile
     num_classes = None  # labels are bounded by the program's loss, not by a class count
+    corruption: Corruption | None = None  # a cheat's wrong element (`corrupted`); None when honest
 
     def __init__(self, program: Program, optimizer: OptimizerConfig, steps: int, seed: int) -> None:
         if tuple(optimizer.hyper_names) != tuple(program.hyper_names):
@@ -73,6 +75,17 @@ class ProgramTraining:
             raise GraphError("a program's reductions are not split")
         return ProgramStepper(self, precision)
 
+    def corrupted(self, corruption: Corruption) -> ProgramTraining:
+        """This binding with a cheat's wrong element: every train, replay, state-root and trace
+        call through it reproduces the corrupted run."""
+        node = self.program.nodes[corruption.node]
+        if node.op in LEAVES or node.dtype != "f32" or not 0 <= corruption.index < node.numel \
+                or not 0 <= corruption.step < len(self.hyper):
+            raise GraphError(f"{corruption} is not a float element of a computed node in the task")
+        other = copy.copy(self)
+        other.corruption = corruption
+        return other
+
 
 def initial_weights(program: Program, data: bytes) -> dict[str, torch.Tensor]:
     """The parameters of ``program`` from a safetensors file (`dtm model export --weights-out`):
@@ -97,7 +110,9 @@ class ProgramStepper:
         training = self.training
         if not 0 <= step < len(training.hyper):
             raise GraphError(f"step {step} is outside the task's {len(training.hyper)} steps")
-        out = self._run(params, x_batch, y_batch, training.hyper[step], keep_trace, step_key(training.seed, step))
+        wrong = training.corruption if training.corruption and training.corruption.step == step else None
+        out = self._run(params, x_batch, y_batch, training.hyper[step], keep_trace,
+                        step_key(training.seed, step), wrong)
         return StepOutput(out.state, out.loss.reshape(1), out.trace)
 
 

@@ -17,6 +17,7 @@ free stake, busy with another task).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Any
@@ -29,6 +30,7 @@ from offchain.dispute.player import Defence
 from offchain.log import Progress
 from offchain.ml import Checkpoint, DemoTask, MLError, TrainingResult, build_proof, cheats, train
 from offchain.ml.commit import checkpoint_root
+from offchain.ml.program import Corruption
 from offchain.ml.train import merge_results, replay, update_norm
 from offchain.storage import ContentNotFound, FetchTimeout, StorageError, StorageUnavailable
 from offchain.workers.artifacts import (
@@ -41,9 +43,10 @@ from offchain.workers.artifacts import (
 from offchain.workers.base import Worker
 
 CHEATS = {
-    "skip": lambda bundle: cheats.skip_steps(bundle, every=2).result,
-    "fabricate": lambda bundle: cheats.fabricate_fraction(bundle, 0.5, mode="noise").result,
-    "wrong-data": lambda bundle: cheats.wrong_data(bundle, mode="dataset").result,
+    "skip": lambda bundle: cheats.skip_steps(bundle, every=2),
+    "fabricate": lambda bundle: cheats.fabricate_fraction(bundle, 0.5, mode="noise"),
+    "wrong-data": lambda bundle: cheats.wrong_data(bundle, mode="dataset"),
+    "element": cheats.corrupt_element,  # program tasks: one wrong element, defended as trained
 }
 
 
@@ -124,7 +127,11 @@ class Solver(Worker):
     def _defend(self, task: TaskView, record: dict[str, Any]) -> None:
         submitted = self.latest_event("ProofSubmitted", task.task_id)
         proof = fetch_proof(self.store, submitted["proof_cid"], task.proof_root)
-        defence = Defence(self.market, self.store, self.bundle(task.task_id), proof, record.get("threads", 1))
+        bundle = self.bundle(task.task_id)
+        mine = next((p for p in (record.get("proofs") or {}).values() if p["cid"] == submitted["proof_cid"]), {})
+        if "corruption" in mine:  # the element cheat replays its own corruption
+            bundle = cheats.corrupted(bundle, Corruption(**mine["corruption"]))
+        defence = Defence(self.market, self.store, bundle, proof, record.get("threads", 1))
         if (done := defence.play(task)) is not None:
             self.log.info("task %d: dispute %d: %s", task.task_id, task.dispute_id, done)
 
@@ -218,7 +225,10 @@ class Solver(Worker):
             proofs["published"] = self._publish(bundle, cheats.forced_error(bundle).result)
         elif self.cheat:
             self.log.info("task %d: cheating (%s)", task.task_id, self.cheat)
-            proofs["published"] = self._publish(bundle, CHEATS[self.cheat](bundle))
+            run = CHEATS[self.cheat](bundle)
+            proofs["published"] = self._publish(bundle, run.result)
+            if run.corruption is not None:  # kept with the proof, to defend it as trained
+                proofs["published"]["corruption"] = dataclasses.asdict(run.corruption)
         self.state.update_task(task.task_id, forced=bool(forced), proofs=proofs, losses=genuine.losses)
         return proofs
 

@@ -22,6 +22,7 @@ import torch
 from offchain.dispute import moves as M
 from offchain.dispute import program_moves as P
 from offchain.dispute import program_rules as R
+from offchain.ml import cheats
 from offchain.ml.artifacts import Dataset
 from offchain.ml.capture import export_program
 from offchain.ml.commit import merkle_root, tensor_root
@@ -179,6 +180,34 @@ def test_prove_element__a_wrong_element_loses_the_honest_one_stands(suite, parti
 def test_find_program_proof__nothing_to_prove_on_the_honest_trace():
     s = setup("mlp")
     assert P.find_program_proof("0x" + "00" * 20, 1, s.data(s.trace), s.after_root(s.trace)) is None
+
+
+def test_element_cheat__its_own_trace_has_one_wrong_element_and_loses_to_prove_element(suite, parties):
+    """`cheats.corrupt_element`: the cheater re-derives the step's trace as it trained (the
+    corruption replayed), so every link holds and the one wrong element is all a challenger finds."""
+    s = setup("mlp")
+    run = cheats.corrupt_element(s.demo, segment=0)
+    wrong = run.corruption
+    assert wrong.step == STEP and s.program.nodes[wrong.node].op in cheats.MATMULS
+    trace = step_trace(cheats.corrupted(s.demo, wrong).graph, s.demo.task, s.demo.dataset,
+                       run.result.checkpoints[0].params, STEP).trace
+    assert s.after_root(trace) == run.proof.checkpoint_roots[1]  # its trace is its published checkpoint
+    data = s.data(trace)
+    rejected = []
+    for node in s.program.nodes:
+        if node.op not in P.ON_CHAIN:  # leaves: linked, and checked by find_program_proof below
+            continue
+        ins = [s.program.nodes[i] for i in node.inputs]
+        for index in P._suspects(data, node):
+            _, values = P.element_reads(data, node.id, index)
+            if not R.check(node, ins, index, values, int(P._flat(trace[node.id])[index])):
+                rejected.append((node.id, index))
+    assert rejected == [(wrong.node, wrong.index)]
+
+    dispute_id = to_prove(suite, parties, s, trace)
+    found = P.find_program_proof(suite.game.address, dispute_id, data, s.after_root(trace))
+    assert found.fn == "prove_element" and found.args[5:7] == (wrong.node, wrong.index)
+    wins(suite, parties, dispute_id, "prove_element", found.args, T.END_ELEMENT, "prove_element: the element cheat")
 
 
 def test_prove_element__openings_must_be_the_named_reads(suite, parties):

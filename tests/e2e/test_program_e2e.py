@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from offchain.chain.deployment import deployment_path
 from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.cli import main
+from offchain.dispute.game import END_ELEMENT
 from offchain.ml import Dataset, digits_dataset
 from offchain.ml.capture import ExportConfig, export_program
 from offchain.ml.models import MLP
@@ -96,5 +97,24 @@ def test_program_task__a_cheating_solver_loses_the_dispute_and_its_stake(tmp_pat
             from_block=m.deployment.block, argument_filters={"task_id": task_id}), 240, "the verdict")
         outcome = ended[0]["args"]
         assert not outcome["solver_won"] and outcome["reason"] in (2, 3, 4)  # proven through the ProgramChecker
+        bonded, locked = reader.call("accounts", solver.address)[:2]
+        assert bonded == 5 * ETHER - reader.task(task_id).solver_stake and locked == 0
+
+
+def test_program_task__an_element_cheat_is_proven_wrong_by_one_element_and_slashed(tmp_path):
+    """One wrong element of one mid-network node, every checkpoint and trace consistent with it:
+    only `prove_element` can catch it, and the real verifier and dispute player do."""
+    with local_market(tmp_path) as m:
+        solver = m.start(Solver, SOLVER, Role.SOLVER, cheat="element")
+        m.start(Verifier, VERIFIER, Role.VERIFIER)
+        task_id = _post_program(m)
+        reader = m.market(0)
+        ended = wait_for(lambda: reader.arbiter.events.DisputeEnded().get_logs(
+            from_block=m.deployment.block, argument_filters={"task_id": task_id}), 240, "the verdict")
+        outcome = ended[0]["args"]
+        assert not outcome["solver_won"] and outcome["reason"] == END_ELEMENT
+        proven = reader.w3.eth.get_transaction_receipt(ended[0]["transactionHash"])  # the proof concluded it
+        assert proven["to"] == reader.programs.address
+        print(f"\nprove_element: {proven['gasUsed']:,} gas")
         bonded, locked = reader.call("accounts", solver.address)[:2]
         assert bonded == 5 * ETHER - reader.task(task_id).solver_stake and locked == 0
