@@ -53,7 +53,9 @@ class WorkerSpec:
 
 HONEST_SOLVERS = (WorkerSpec("solver-a", 2, ("solver", "run"), Role.SOLVER, 5 * ETHER),
                   WorkerSpec("solver-b", 3, ("solver", "run"), Role.SOLVER, 5 * ETHER))
-CHEAT = WorkerSpec("solver-cheat", 4, ("solver", "run", "--cheat", "fabricate"), Role.SOLVER, 20 * ETHER)
+# every segment of the cheater's proof is wrong, so every sample catches it: the soak tests the market
+# under chaos; how often a sample catches fewer wrong segments is bench/detection.py's measure
+CHEAT = WorkerSpec("solver-cheat", 4, ("solver", "run", "--cheat", "skip"), Role.SOLVER, 20 * ETHER)
 VERIFIER = WorkerSpec("verifier", 5, ("verifier", "run"), Role.VERIFIER, 3 * ETHER)
 LAZY = WorkerSpec("verifier-lazy", 6, ("verifier", "run", "--lazy"), Role.VERIFIER, 3 * ETHER)
 WHISTLEBLOWER = WorkerSpec("whistleblower", 7, ("whistleblower", "run"), Role.WHISTLEBLOWER, 5 * ETHER)

@@ -83,10 +83,6 @@ def _stalled(soak: Soak, reader, task_ids: list[int]) -> str:
     return f"tasks not terminal: {live}\n{tails}"
 
 
-# Known gap: on a 6-segment task a verifier and the whistleblower replay 2 segments each, and both
-# samples can miss every fabricated segment (the protocol's detection rate, proof-of-learning.md
-# §10.3); the check "a cheat was paid while the whistleblower watched" does not yet allow for that
-# (DTM_SOAK_SEED=2788938678 reaches it). Tasks with more segments, or excusing a missed sample, fix it.
 @pytest.mark.slow  # about 4 minutes: a soak, run with --slow
 def test_soak__chaos_leaves_every_wei_accounted_for_and_no_move_sent_twice(tmp_path):
     _soak(tmp_path, Plan())
