@@ -171,9 +171,12 @@ def test_keeper__draws_the_randomness_a_solver_left_undrawn(tmp_path, caplog):
         assert keeper.run_pass() == []  # the solver's own draw, for now
         wait_for(lambda: reader.block_number() >= committed + DRAW_GRACE, 60, "the grace to pass")
         [move] = keeper.run_pass()
-        wait_for(lambda: (keeper.tick(), reader.task(task_id).draw_block == 0)[1], 30, "the draw")
+        left = f"task {task_id}: the draw committed at block {committed} was left"
+        # the keeper says what it did once it has seen its move mined, on the tick after
+        wait_for(lambda: (keeper.tick(), _lines(caplog, left))[1], 30, "the draw")
         [drawn] = reader.events("EntropyDrawn", m.deployment.block, task_id=task_id)
         assert _sender(reader, drawn) == keeper.market.account.address and drawn["args"]["entropy"] != bytes(32)
         assert move.function == "draw" and reader.task(task_id).state == TaskState.CLAIMED
-        [line] = _lines(caplog, f"task {task_id}: the draw committed at block {committed} was left")
+        assert reader.task(task_id).draw_block == 0
+        [line] = _lines(caplog, left)
         assert "drew its randomness" in line
