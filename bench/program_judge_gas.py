@@ -21,8 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "judge")]
 
-from offchain.ml.ops import OPS, SIGNED, f32_bits  # noqa: E402
-from offchain.ml.program import DTYPE_CODES  # noqa: E402
+from offchain.ml.ops import DTYPE_CODES, OPS, SIGNED, f32_bits  # noqa: E402
 from program_runs import gather, single  # noqa: E402
 
 LIMIT = 5_000_000

@@ -23,7 +23,8 @@ from offchain.dispute.program_moves import MAX_READ, ON_CHAIN
 from offchain.ml.commit import LEAF_BYTES
 from offchain.ml.errors import TaskError
 from offchain.ml.graph import TrainingGraph
-from offchain.ml.program import LEAVES, Node, Program
+from offchain.ml.ops import LEAVES, Node
+from offchain.ml.program import Program
 from offchain.ml.program_training import ProgramTraining
 from offchain.ml.task import TrainingTask
 

@@ -20,8 +20,8 @@ from offchain.dispute import program_rules as R
 from offchain.dispute.judge import JudgeError
 from offchain.dispute.moves import MoveError, SolverTrace, commitments, multiproof, tensor_opening, trace_opening
 from offchain.ml.commit import dataset_row_proof, merkle_root, tensor_root
-from offchain.ml.ops import OPS
-from offchain.ml.program import DTYPE_CODES, LEAVES, Node, Program
+from offchain.ml.ops import DTYPE_CODES, LEAVES, OPS, Node
+from offchain.ml.program import Program
 from offchain.ml.task import TrainingTask
 
 #: a TensorOpening, DataRow and Merkle proof that a proof kind does not use

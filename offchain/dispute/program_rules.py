@@ -38,8 +38,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Sequence
 
-from offchain.ml.ops import SIGNED, bernoulli_element
-from offchain.ml.program import Node
+from offchain.ml.ops import SIGNED, Node, bernoulli_element
 
 from . import judge as J
 from . import wide as W

@@ -30,9 +30,9 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .errors import GraphError
-from .ops import SIGNED, f32_bits
+from .ops import DTYPE_NAMES, SIGNED, Node, f32_bits
 from .optim import OptimizerConfig
-from .program import DTYPE_NAMES, Node, Program, StateSlot, constant_root, validate
+from .program import Program, StateSlot, constant_root, validate
 
 aten = torch.ops.aten
 LOSSES = ("cross_entropy", "lm_cross_entropy")

@@ -18,9 +18,49 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
+from eth_abi import encode as abi_encode
 
+from .commit import keccak256
 from .errors import GraphError
-from .program import DTYPES, LEAVES, Node, Program
+
+# the element types of a node, by name (their codes are committed in its descriptor)
+DTYPES: dict[str, torch.dtype] = {"f32": torch.float32, "i64": torch.int64, "bool": torch.bool}
+DTYPE_CODES = {"f32": 0, "i64": 1, "bool": 2}
+DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+# the nodes that read the step's inputs instead of computing
+LEAVES = ("state", "data_x", "data_y", "hyper", "const", "rng")
+
+
+@dataclass(frozen=True)
+class Node:
+    """One op application; ``descriptor()`` is its committed encoding."""
+
+    id: int
+    op: str
+    dtype: str
+    inputs: tuple[int, ...]
+    shape: tuple[int, ...]
+    attrs: tuple[int, ...] = ()
+
+    def descriptor(self) -> bytes:
+        return abi_encode(
+            ["uint256", "uint256", "uint256", "uint256[]", "uint256[]", "uint256[]"],
+            [self.id, OPS[self.op].code, DTYPE_CODES[self.dtype], list(self.inputs), list(self.shape),
+             list(self.attrs)],
+        )
+
+    def hash(self) -> bytes:
+        return keccak256(self.descriptor())
+
+    @property
+    def numel(self) -> int:
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count
+
+    def to_json(self) -> list:
+        return [self.op, self.dtype, list(self.inputs), list(self.shape), list(self.attrs)]
 
 aten = torch.ops.aten
 SIGNED = 1 << 63
@@ -371,10 +411,9 @@ _op("embedding_grad", 81, lambda n: lambda t: aten.embedding_dense_backward.defa
 
 # ------------------------------------------------------------------------------ plans
 
-def build_plan(program: Program) -> list[tuple[tuple[int, ...], Kernel, tuple[int, ...]]]:
+def build_plan(nodes: Sequence[Node]) -> list[tuple[tuple[int, ...], Kernel, tuple[int, ...]]]:
     """``(output slots, kernel over the value list, input ids)`` per kernel call, in order."""
     plan: list[tuple[tuple[int, ...], Kernel, tuple[int, ...]]] = []
-    nodes = program.nodes
     position = 0
     while position < len(nodes):
         node = nodes[position]

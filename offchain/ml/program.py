@@ -41,6 +41,7 @@ from eth_abi import encode as abi_encode
 from .commit import keccak256, merkle_root, sized_root, tensor_root
 from .errors import GraphError
 from .graph import execution_context, trace_roots  # noqa: F401  (the same thread/determinism rules, trace roots)
+from .ops import DTYPES, LEAVES, OPS, Node, build_plan
 from .spec import canonical_json, check_keys, parse_json_object, strict_int
 
 PROGRAM_FORMAT = "dtm-program/1"
@@ -51,45 +52,7 @@ MAX_INPUTS = 8
 MAX_ATTRS = 32
 MAX_NUMEL = 1 << 31
 
-DTYPES: dict[str, torch.dtype] = {"f32": torch.float32, "i64": torch.int64, "bool": torch.bool}
-DTYPE_CODES = {"f32": 0, "i64": 1, "bool": 2}
-DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
-LEAVES = ("state", "data_x", "data_y", "hyper", "const", "rng")
 DROPOUT_DOMAIN = 2  # separates the step key from every other keccak of (seed, step, ...)
-
-
-@dataclass(frozen=True)
-class Node:
-    """One op application; ``descriptor()`` is its committed encoding."""
-
-    id: int
-    op: str
-    dtype: str
-    inputs: tuple[int, ...]
-    shape: tuple[int, ...]
-    attrs: tuple[int, ...] = ()
-
-    def descriptor(self) -> bytes:
-        from .ops import OPS
-
-        return abi_encode(
-            ["uint256", "uint256", "uint256", "uint256[]", "uint256[]", "uint256[]"],
-            [self.id, OPS[self.op].code, DTYPE_CODES[self.dtype], list(self.inputs), list(self.shape),
-             list(self.attrs)],
-        )
-
-    def hash(self) -> bytes:
-        return keccak256(self.descriptor())
-
-    @property
-    def numel(self) -> int:
-        count = 1
-        for size in self.shape:
-            count *= size
-        return count
-
-    def to_json(self) -> list:
-        return [self.op, self.dtype, list(self.inputs), list(self.shape), list(self.attrs)]
 
 
 @dataclass(frozen=True)
@@ -148,7 +111,6 @@ class Program:
 
     def work(self) -> dict[str, int]:
         """FLOPs and bytes moved by one step, from the graph (``dtm task quote``)."""
-        from .ops import OPS
 
         flops = moved = 0
         for node in self.nodes:
@@ -249,7 +211,6 @@ def _b64(text: str) -> bytes:
 
 
 def _parse_node(index: int, raw: Any) -> Node:
-    from .ops import OPS
 
     if not isinstance(raw, list) or len(raw) != 5:
         raise GraphError(f"node {index}: expected [op, dtype, inputs, shape, attrs]")
@@ -305,7 +266,6 @@ def constant_root(tensor: torch.Tensor) -> int:
 
 def validate(program: Program) -> None:
     """Structural checks of an untrusted program; shapes are re-derived op by op (ops.py)."""
-    from .ops import OPS
 
     nodes = program.nodes
     for node in nodes:
@@ -395,13 +355,12 @@ class ProgramExecutor:
     """
 
     def __init__(self, program: Program, precision: str = "float32") -> None:
-        from .ops import build_plan
 
         if precision not in ("float32", "float64"):
             raise GraphError(f"unknown precision {precision!r}")
         self.wide = precision == "float64"
         self.program = program
-        self._plan = build_plan(program)
+        self._plan = build_plan(program.nodes)
         self._size = len(program.nodes)
         self._leaves = {op: program.leaf(op) for op in ("data_x", "data_y", "hyper", "rng")}
         self._states = [node.id for node in program.nodes if node.op == "state"]

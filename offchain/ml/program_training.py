@@ -25,7 +25,8 @@ from .commit import tensor_root
 from .errors import GraphError
 from .graph import StepOutput
 from .optim import OptimizerConfig
-from .program import LEAVES, Corruption, Program, ProgramExecutor, step_key
+from .ops import LEAVES
+from .program import Corruption, Program, ProgramExecutor, step_key
 
 
 class ProgramTraining:

@@ -360,7 +360,8 @@ def test_prove_element__a_bool_element_other_than_0_or_1_loses(suite, parties):
     from eth_abi import encode
 
     from offchain.ml.commit import keccak256
-    from offchain.ml.program import Node, StateSlot
+    from offchain.ml.ops import Node
+    from offchain.ml.program import StateSlot
     from offchain.ml.task import COMMITMENT_TYPES
 
     nodes = (Node(0, "state", "f32", (), (4,), (0,)), Node(1, "gt", "bool", (0, 0), (4,)))

@@ -14,8 +14,8 @@ from offchain.dispute import program_rules as R
 from offchain.ml.capture import ExportConfig, export_program
 from offchain.ml.models import CNN, GPT, MLP
 from offchain.ml.optim import OptimizerConfig
-from offchain.ml.ops import OPS
-from offchain.ml.program import DTYPES, Node, ProgramExecutor, execution_context, step_key
+from offchain.ml.ops import DTYPES, OPS, Node
+from offchain.ml.program import ProgramExecutor, execution_context, step_key
 
 
 class Zoo(nn.Module):

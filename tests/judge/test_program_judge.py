@@ -18,8 +18,7 @@ import torch
 from judge_testing import deployer, program_judge_contract
 from offchain.dispute import judge as J
 from offchain.dispute import program_rules as R
-from offchain.ml.ops import OPS, SIGNED, f32_bits
-from offchain.ml.program import DTYPE_CODES
+from offchain.ml.ops import DTYPE_CODES, OPS, SIGNED, f32_bits
 from program_runs import FAMILIES, gather, run_of
 from program_runs import single as _single
 from test_program_rules import EXACT, next_out

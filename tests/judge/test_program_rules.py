@@ -12,8 +12,8 @@ import torch
 
 from offchain.dispute import judge as J
 from offchain.dispute import program_rules as R
-from offchain.ml.ops import OPS, SIGNED, f32_bits
-from offchain.ml.program import LEAVES, Node, execution_context
+from offchain.ml.ops import LEAVES, OPS, SIGNED, Node, f32_bits
+from offchain.ml.program import execution_context
 
 from program_runs import FAMILIES, flat, float64_kernel, gather, run_of
 from program_runs import single as _single
