@@ -87,6 +87,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per row; the fastest counts")
     parser.add_argument("--paper-outer", action="store_true", help="also DiLoCo with outer lr 0.7, momentum 0.9")
     args = parser.parse_args()
+    epoch = 256 // 16  # train_rows // batch_size below: throughput is measured after the first epoch
+    if args.steps <= epoch:
+        parser.error(f"--steps must exceed one epoch ({epoch} steps): throughput is measured after it")
 
     latency, bandwidth = measure_loopback()
     slow = LinkConfig(args.latency, args.bandwidth)
@@ -122,6 +125,7 @@ def main() -> None:
         specs += [fast, dataclasses.replace(fast, link=slow)]
     start = time.perf_counter()
     first = base.train_rows // base.batch_size  # throughput after the first epoch (AQ-SGD's warm-up)
+    assert first == epoch
     results = run_many(specs)
     for _ in range(args.repeat - 1):
         again = run_many(specs)

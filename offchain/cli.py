@@ -92,6 +92,10 @@ class StrictGroup(StrictCommand, click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
             raise
+        except BrokenPipeError:
+            # the reader went away (`dtm task list | head`): stop quietly, as other tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(141) from None
         except Exception as exc:
             if ctx.find_root().params.get("debug"):
                 raise

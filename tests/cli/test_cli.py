@@ -191,3 +191,22 @@ def test_unexpected_error__one_line_unless_debug(tmp_path, monkeypatch):
     assert plain.output == "Error: boom (RuntimeError; run with --debug for the traceback)\n"
     debug = _run(tmp_path, "--debug", "task", "quote", str(program), "--steps", "3")
     assert isinstance(debug.exception, RuntimeError)
+
+
+def test_reader_closing_the_pipe__quiet_exit(tmp_path):
+    """`dtm ... | head`: once the reader is gone the command stops without an error line."""
+    import os
+    import subprocess
+    import sys
+
+    network = tmp_path / "net.json"
+    network.write_text(json.dumps({"devices": [{"name": "a", "flops": 1e14}, {"name": "b", "flops": 3e14}],
+                                   "latency": [[0, 0.01], [0.01, 0]], "bandwidth": [[0, 1e8], [1e8, 0]]}))
+    command = [sys.executable, "-c", "from offchain.cli import main; main()", "--home", str(tmp_path),
+               "schedule", "--network", str(network), "--stages", "2", "--replicas", "1", "--trials", "10"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    proc.stdout.close()  # before the command has printed anything (its imports alone take longer)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err.decode()
+    assert err == b""
