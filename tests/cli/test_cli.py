@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -195,10 +198,6 @@ def test_unexpected_error__one_line_unless_debug(tmp_path, monkeypatch):
 
 def test_reader_closing_the_pipe__quiet_exit(tmp_path):
     """`dtm ... | head`: once the reader is gone the command stops without an error line."""
-    import os
-    import subprocess
-    import sys
-
     network = tmp_path / "net.json"
     network.write_text(json.dumps({"devices": [{"name": "a", "flops": 1e14}, {"name": "b", "flops": 3e14}],
                                    "latency": [[0, 0.01], [0.01, 0]], "bandwidth": [[0, 1e8], [1e8, 0]]}))
