@@ -214,7 +214,8 @@ def _me(env: Env, address: str | None) -> str:
 @click.argument("address", required=False)
 @pass_env
 def balance(env: Env, address: str | None) -> None:
-    """Stake (bonded, locked, unbonding), credits to withdraw and escrow of your open tasks."""
+    """Stake (bonded, locked, unbonding), credits to withdraw, escrow of your open tasks and the
+    account's own ether, which pays its gas."""
     account = _me(env, address)
     market = env.market(signer=False)
     bonded, locked, unbonding, ready_at, roles = market.call("accounts", account)
@@ -229,6 +230,7 @@ def balance(env: Env, address: str | None) -> None:
     escrow = sum(view.escrow + view.tax for view in _tasks(market) if view.submitter == account
                  and view.state not in TERMINAL_STATES)
     click.echo(f"  escrow     {_eth(escrow)}  held for your unfinished tasks")
+    click.echo(f"  wallet     {_eth(market.ether(account))}  the account's own, for gas and payments")
 
 
 @main.command()

@@ -240,6 +240,10 @@ class Market:
     def terms(self, terms_id: int) -> Terms:
         return Terms(*self.call("published", terms_id))
 
+    def ether(self, address: str) -> int:
+        """The wei an account holds itself, outside the market (what pays its gas)."""
+        return with_retries("balance", lambda: self.w3.eth.get_balance(address))
+
     def now(self) -> int:
         """The time the next block will carry: on an idle auto-mining chain the
         latest block is stale, on a chain whose clock was moved it is ahead."""

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from offchain.chain.deployment import deployment_path
-from offchain.chain.suite import ETHER, TaskState
+from offchain.chain.suite import ETHER, TaskState, format_ether
 from offchain.cli import main
 from offchain.node import LOCAL_DEPLOYMENT
 from tests.e2e.harness import SUBMITTER, local_market
@@ -56,6 +56,8 @@ def test_stake_unbond_withdraw_list_cancel_expire_jackpot__in_ether(tmp_path):
         assert credits == ETHER
         paid = dtm(SUBMITTER, "withdraw")
         assert paid.exit_code == 0 and "withdrew 1 ETH" in paid.output
+        wallet = m.market(0).ether(m.market(SUBMITTER).account.address)
+        assert f"wallet     {format_ether(wallet)}  the account's own" in dtm(SUBMITTER, "balance").output
         assert dtm(SUBMITTER, "withdraw").output.strip().endswith("no credits to withdraw")
 
         second = m.post(steps=8, k=4)
