@@ -13,6 +13,7 @@ offset by 2**63.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -54,10 +55,7 @@ class Node:
 
     @property
     def numel(self) -> int:
-        count = 1
-        for size in self.shape:
-            count *= size
-        return count
+        return math.prod(self.shape)
 
     def to_json(self) -> list:
         return [self.op, self.dtype, list(self.inputs), list(self.shape), list(self.attrs)]

@@ -87,34 +87,32 @@ def test_program_task__two_commands_post_it_and_the_workers_train_verify_and_get
         assert "loss curve (11 checkpoints)" in shown and curve.stat().st_size > 0, shown
 
 
-def test_program_task__a_cheating_solver_loses_the_dispute_and_its_stake(tmp_path):
+def _lost_dispute(tmp_path, cheat: str) -> tuple[dict, dict, str]:
+    """A solver cheating with `cheat` on the program task against the real verifier: the dispute's
+    end (DisputeEnded), the receipt of the move that ended it and the ProgramChecker's address,
+    once the cheater has lost its stake and nothing is left locked."""
     with local_market(tmp_path) as m:
-        solver = m.start(Solver, SOLVER, Role.SOLVER, cheat="skip")  # every segment wrong: always caught
+        solver = m.start(Solver, SOLVER, Role.SOLVER, cheat=cheat)
         m.start(Verifier, VERIFIER, Role.VERIFIER)
         task_id = _post_program(m)
         reader = m.market(0)
-        ended = wait_for(lambda: reader.arbiter.events.DisputeEnded().get_logs(
+        [ended] = wait_for(lambda: reader.arbiter.events.DisputeEnded().get_logs(
             from_block=m.deployment.block, argument_filters={"task_id": task_id}), 240, "the verdict")
-        outcome = ended[0]["args"]
-        assert not outcome["solver_won"] and outcome["reason"] in (2, 3, 4)  # proven through the ProgramChecker
+        assert not ended["args"]["solver_won"]
         bonded, locked = reader.call("accounts", solver.address)[:2]
         assert bonded == 5 * ETHER - reader.task(task_id).solver_stake and locked == 0
+        return ended, reader.w3.eth.get_transaction_receipt(ended["transactionHash"]), reader.programs.address
+
+
+def test_program_task__a_cheating_solver_loses_the_dispute_and_its_stake(tmp_path):
+    ended, _, _ = _lost_dispute(tmp_path, "skip")  # every segment wrong: always caught
+    assert ended["args"]["reason"] in (2, 3, 4)  # proven through the ProgramChecker
 
 
 def test_program_task__an_element_cheat_is_proven_wrong_by_one_element_and_slashed(tmp_path):
     """One wrong element of one mid-network node, every checkpoint and trace consistent with it:
     only `prove_element` can catch it, and the real verifier and dispute player do."""
-    with local_market(tmp_path) as m:
-        solver = m.start(Solver, SOLVER, Role.SOLVER, cheat="element")
-        m.start(Verifier, VERIFIER, Role.VERIFIER)
-        task_id = _post_program(m)
-        reader = m.market(0)
-        ended = wait_for(lambda: reader.arbiter.events.DisputeEnded().get_logs(
-            from_block=m.deployment.block, argument_filters={"task_id": task_id}), 240, "the verdict")
-        outcome = ended[0]["args"]
-        assert not outcome["solver_won"] and outcome["reason"] == END_ELEMENT
-        proven = reader.w3.eth.get_transaction_receipt(ended[0]["transactionHash"])  # the proof concluded it
-        assert proven["to"] == reader.programs.address
-        print(f"\nprove_element: {proven['gasUsed']:,} gas")
-        bonded, locked = reader.call("accounts", solver.address)[:2]
-        assert bonded == 5 * ETHER - reader.task(task_id).solver_stake and locked == 0
+    ended, proven, programs = _lost_dispute(tmp_path, "element")
+    assert ended["args"]["reason"] == END_ELEMENT
+    assert proven["to"] == programs  # the proof concluded it
+    print(f"\nprove_element: {proven['gasUsed']:,} gas")
