@@ -34,9 +34,9 @@ browser:
 demo: install
 	$(VENV)/bin/dtm demo
 
-# the test files spread over every core (pytest-xdist); `pytest FILE` alone runs in one process
+# the test files spread over the cores, four at most (pytest-xdist); `pytest FILE` alone runs in one process
 test: install
-	$(VENV)/bin/pytest -n auto --dist loadfile
+	$(VENV)/bin/pytest -n auto --maxprocesses 4 --dist loadfile
 
 # optional: deliberately broken copies of the code, each must fail its tests (scripts/mutants.py)
 mutants: install
