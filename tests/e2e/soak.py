@@ -520,10 +520,12 @@ REPEATABLE = {"draw", "expire", "withdraw", "deposit", "accept"}
 
 
 def check_no_move_sent_twice(market: Market) -> dict[str, int]:
-    """No account has two mined transactions with the same target and calldata for a move that
-    must be unique (a reverted second send counts), and no `accept` beyond the draws that called
-    that verifier; returns the count of worker transactions and of those that reverted on chain
-    (a keeper that lost a race), by function."""
+    """No account sends a move that must be unique again (same target and calldata) once it has
+    succeeded: a second send counts whether it reverted or not, while a send after one that
+    reverted is a retry (a reorganisation can undo what a move needs, and the worker moves again
+    when it holds once more). No `accept` beyond the draws that called that verifier. Returns the
+    count of worker transactions, of retries and of those that reverted on chain (a keeper that
+    lost a race), by function."""
     start = market.deployment.block
     workers = {spec.address for spec in WORKERS}
     contracts = {c.address: c for c in (market.contract, market.arbiter, market.checker, market.reducer) if c}
@@ -546,11 +548,13 @@ def check_no_move_sent_twice(market: Market) -> dict[str, int]:
                     names[key] = "?"
             if status != 1:
                 reverted[names[key]] += 1
-    twice = {(k[0][:8], names[k]): statuses for k, statuses in seen.items()
-             if len(statuses) > 1 and names[k] not in REPEATABLE}
+    unique = {key: statuses for key, statuses in seen.items() if names[key] not in REPEATABLE}
+    twice = {(k[0][:8], names[k]): statuses for k, statuses in unique.items() if 1 in statuses[:-1]}
     assert not twice, f"moves sent twice: {twice}"
+    retried = Counter(names[k] for k, statuses in unique.items() for _ in statuses[1:])
     for verifier in (VERIFIER.address, LAZY.address):
         drawn = Counter(e["args"]["task_id"] for e in market.events("VerifierDrawn", start, verifier=verifier))
         accepted = Counter(e["args"]["task_id"] for e in market.events("ProofAccepted", start, verifier=verifier))
         assert all(accepted[t] <= drawn[t] for t in accepted), (verifier, accepted, drawn)
-    return {"worker_transactions": mined, **{f"reverted_{name}": n for name, n in reverted.items()}}
+    return {"worker_transactions": mined, **{f"retried_{name}": n for name, n in retried.items()},
+            **{f"reverted_{name}": n for name, n in reverted.items()}}
