@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eth_account import Account
-from filelock import FileLock
 from eth_account.signers.local import LocalAccount
+from filelock import FileLock
 
 from offchain.chain.client import connect
 from offchain.chain.deployment import Deployment, deployment_path

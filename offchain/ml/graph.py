@@ -126,9 +126,9 @@ class TrainingGraph:
         flops = 0
         for node in self.nodes:
             if node.op == "matmul":
-                flops += 2 * math.prod(node.shape) * (node.attrs[3] - node.attrs[2])
+                flops += 2 * node.numel * (node.attrs[3] - node.attrs[2])
             elif node.op not in ("param", "data_x", "data_y"):
-                flops += math.prod(node.shape)
+                flops += node.numel
         return {"flops": flops, "nodes": len(self.nodes)}
 
     def max_reduction(self) -> int:

@@ -111,7 +111,6 @@ class Program:
 
     def work(self) -> dict[str, int]:
         """FLOPs and bytes moved by one step, from the graph (``dtm task quote``)."""
-
         flops = moved = 0
         for node in self.nodes:
             inputs = [self.nodes[i] for i in node.inputs]
@@ -211,7 +210,6 @@ def _b64(text: str) -> bytes:
 
 
 def _parse_node(index: int, raw: Any) -> Node:
-
     if not isinstance(raw, list) or len(raw) != 5:
         raise GraphError(f"node {index}: expected [op, dtype, inputs, shape, attrs]")
     op, dtype, inputs, shape, attrs = raw
@@ -266,7 +264,6 @@ def constant_root(tensor: torch.Tensor) -> int:
 
 def validate(program: Program) -> None:
     """Structural checks of an untrusted program; shapes are re-derived op by op (ops.py)."""
-
     nodes = program.nodes
     for node in nodes:
         spec = OPS[node.op]
@@ -355,7 +352,6 @@ class ProgramExecutor:
     """
 
     def __init__(self, program: Program, precision: str = "float32") -> None:
-
         if precision not in ("float32", "float64"):
             raise GraphError(f"unknown precision {precision!r}")
         self.wide = precision == "float64"
