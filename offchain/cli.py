@@ -698,12 +698,10 @@ def task_result(env: Env, task_id: int, out: Path | None, plot_path: Path | None
         result = fetch_result(env.market(signer=False), store, task_id, env.home)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
-    trained = (f"  loss {result.training.loss:.4f} on the task's rows" if result.accuracy is None
-               else f"  accuracy {100 * result.accuracy:.1f}%")
-    click.echo(f"weights {result.weights_cid}{trained}  final loss {result.proof.final_loss:.4f}")
+    click.echo(f"weights {result.weights_cid}  task's rows ({result.training.rows})  {result.training.figures()}  "
+               f"final loss {result.proof.final_loss:.4f}")
     if held := result.holdout:
-        accuracy = "" if held.accuracy is None else f"  accuracy {100 * held.accuracy:.1f}%"
-        click.echo(f"held-out ({held.rows} rows){accuracy}  loss {held.loss:.4f}")
+        click.echo(f"held-out ({held.rows} rows)  {held.figures()}")
     if out:
         out.write_bytes(store.cat(result.weights_cid, max_size=MAX_ARTIFACT_BYTES))
         click.echo(f"wrote {out}")

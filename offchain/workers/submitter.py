@@ -22,6 +22,11 @@ class Score:
     loss: float  # mean softmax cross-entropy (a program task: the mean of its step's own loss)
     rows: int
 
+    def figures(self) -> str:
+        """``accuracy 83.3%  loss 0.4821``, or the loss alone where there is no accuracy."""
+        accuracy = "" if self.accuracy is None else f"accuracy {100 * self.accuracy:.1f}%  "
+        return f"{accuracy}loss {self.loss:.4f}"
+
 
 @dataclass(frozen=True)
 class TaskResult:
@@ -202,9 +207,7 @@ class Submitter(Worker):
             held = result.holdout
             self.state.update_task(task.task_id, result=str(out), accuracy=result.accuracy,
                                    holdout_accuracy=held and held.accuracy, holdout_loss=held and held.loss)
-            figures = [f"{label} {100 * s.accuracy:.1f}%" if s.accuracy is not None else f"{label} loss {s.loss:.4f}"
-                       for label, s in (("accuracy", result.training), ("held-out", held)) if s is not None]
-            self.log.info("task %d: trained weights %s (%s) saved to %s", task.task_id, result.weights_cid,
-                          ", ".join(figures), out)
+            self.log.info("task %d: trained weights %s (%s%s) saved to %s", task.task_id, result.weights_cid,
+                          result.training.figures(), f"; held-out {held.figures()}" if held else "", out)
         self.collect_credits()
         super().finish(task)

@@ -4,6 +4,8 @@ element of its program step, proven wrong through the ProgramChecker and slashed
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -81,6 +83,7 @@ def test_program_task__two_commands_post_it_and_the_workers_train_verify_and_get
         whole = kept.n_rows // 8 * 8  # the program's step scores whole batches of 8
         with torch.no_grad():
             plain = float(torch.nn.functional.cross_entropy(model(kept.x[:whole]), kept.y[:whole]))
+        assert re.search(r"^weights \S+  task's rows \(\d+\)  loss [\d.]+  final loss [\d.]+$", shown, re.M), shown
         line = next(line for line in shown.splitlines() if line.startswith("held-out"))
         assert line.startswith(f"held-out ({kept.n_rows} rows)  loss ") and "accuracy" not in line, shown
         assert abs(float(line.split()[-1]) - plain) < 1e-3 and plain < 2.0, (line, plain)
