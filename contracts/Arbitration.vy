@@ -233,6 +233,8 @@ checker: public(immutable(address))
 reducer: public(immutable(address))
 # the stateless checker of training-program proofs (contracts/ProgramChecker.vy)
 programs: public(immutable(address))
+# the stateless checker of dissected reductions of program nodes (contracts/ProgramReductionChecker.vy)
+program_reducer: public(immutable(address))
 # seconds each side has for the whole game
 clock: public(immutable(uint256))
 # seconds a side has at least after its opponent moved
@@ -255,22 +257,24 @@ credits: public(HashMap[address, uint256])
 # ╚═══════════════════════════════════════════════════════════════╝
 
 @deploy
-def __init__(market_: address, checker_: address, reducer_: address, programs_: address, clock_: uint256, extension_: uint256):
+def __init__(market_: address, checker_: address, reducer_: address, programs_: address, program_reducer_: address, clock_: uint256, extension_: uint256):
     """
     @param market_ The market this game reports to (deployed next, at a known address).
     @param checker_ The ProofChecker (bound to the one-step judge).
     @param reducer_ The ReductionChecker (bound to the same judge).
     @param programs_ The ProgramChecker (bound to the program judge).
+    @param program_reducer_ The ProgramReductionChecker (bound to the judge and the program index map).
     @param clock_ Seconds each side has for the whole game.
     @param extension_ Seconds a side has at least after its opponent moved (<= clock_).
     """
-    assert market_ != empty(address) and checker_ != empty(address) and reducer_ != empty(address) and programs_ != empty(address), "arbitration: zero address"
+    assert market_ != empty(address) and checker_ != empty(address) and reducer_ != empty(address) and programs_ != empty(address) and program_reducer_ != empty(address), "arbitration: zero address"
     assert clock_ > 0 and clock_ <= MAX_CLOCK, "arbitration: bad clock"
     assert extension_ > 0 and extension_ <= clock_, "arbitration: bad extension"
     market = market_
     checker = checker_
     reducer = reducer_
     programs = programs_
+    program_reducer = program_reducer_
     clock = clock_
     extension = extension_
 
@@ -586,11 +590,11 @@ def conclude(dispute_id: uint256, caller: address, reason: uint256):
 def record_reduction(dispute_id: uint256, caller: address, node: uint256, index: uint256, op: uint256, n: uint256, claimed: uint256):
     """
     @notice The challenger (`caller`) disputes element `index` of node `node`
-            (a matmul or sum_rows of n > 64 terms, the element `claimed`),
-            which the reduction checker proved against the committed trace: the
-            solver must post the partials of its chunks.
+            (a linear reduction of n > 64 terms, the element `claimed`, summed
+            as the judge's `op`), which a reduction checker proved against the
+            committed trace: the solver must post the partials of its chunks.
     """
-    assert msg.sender == reducer, "arbitration: caller is not the checker"
+    assert msg.sender == reducer or msg.sender == program_reducer, "arbitration: caller is not the checker"
     t: Turn = self._begin(dispute_id, PHASE_PROVE, caller, False)
     assert n > structs.CHUNK and n <= structs.MAX_LONG_REDUCTION, "arbitration: bad reduction length"
     self.reductions[dispute_id] = Reduction(
@@ -608,7 +612,7 @@ def conclude_reduction(dispute_id: uint256, caller: address, reason: uint256):
     @notice The challenger (`caller`) proved a one-chunk partial wrong, or the
             claim outside the bound of the partials' totals: it wins.
     """
-    assert msg.sender == reducer, "arbitration: caller is not the checker"
+    assert msg.sender == reducer or msg.sender == program_reducer, "arbitration: caller is not the checker"
     assert reason == END_CHUNK or reason == END_FOLD, "arbitration: bad reason"
     t: Turn = self._begin(dispute_id, PHASE_SUM_PICK, caller, False)
     self._finish(dispute_id, t.task_id, False, reason)

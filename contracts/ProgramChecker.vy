@@ -34,6 +34,7 @@
 
 from arbitration import merkle
 from arbitration import openings
+from arbitration import program_openings
 from arbitration import structs
 from judge import program
 
@@ -76,7 +77,6 @@ interface IGame:
     def conclude(dispute_id: uint256, caller: address, reason: uint256): nonpayable
 
 interface IReader:
-    def open_indices(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, indices: DynArray[uint256, MAX_READ]) -> DynArray[uint256, MAX_READ]: pure
     def range_root(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, start: uint256, count: uint256) -> bytes32: pure
     def row_differs(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, row: uint256, index: uint256, dataset_root: bytes32, dataset_rows: uint256, data: structs.DataRow) -> bool: pure
 
@@ -135,7 +135,7 @@ def demand_elements(
     assert len(nodes.nodes) == 1, "arbitration: one node per demand"
     d: structs.ProgramDescriptor = nodes.nodes[0]
     extcall IGame(game).record_demand(
-        dispute_id, msg.sender, d.id, start, count, self._numel(d.shape), self._itemsize(d.dtype), nodes.n_nodes,
+        dispute_id, msg.sender, d.id, start, count, program_openings._numel(d.shape), program_openings._itemsize(d.dtype), nodes.n_nodes,
         value=msg.value
     )
 
@@ -169,20 +169,19 @@ def prove_element(
             committed as anything but 0 or 1 is wrong without reads.
     """
     self._open(game, dispute_id, trace_root, commitments, prog, nodes)
-    self._trace(trace_root, nodes, trace)
-    at: uint256 = self._find(nodes, node)
+    program_openings._check_trace(trace_root, nodes, trace)
+    at: uint256 = program_openings._find(nodes, node)
     d: structs.ProgramDescriptor = nodes.nodes[at]
     assert len(d.inputs) > 0 and d.op != OP_CONST and d.op != OP_HYPER and d.op != OP_RNG, "arbitration: node has no one-step check"
     target: program.Node = program.Node(op=d.op, dtype=d.dtype, shape=d.shape, attrs=d.attrs)
     ins: DynArray[program.Input, MAX_INPUTS] = []
     where: DynArray[uint256, MAX_INPUTS] = []
+    # program_openings._inputs inline: returning two arrays costs this contract 460 bytes of code
     for i: uint256 in d.inputs:
-        k: uint256 = self._find(nodes, i)
+        k: uint256 = program_openings._find(nodes, i)
         where.append(k)
         ins.append(program.Input(dtype=nodes.nodes[k].dtype, shape=nodes.nodes[k].shape))
-    claimed: int256 = self._value(d.dtype, (staticcall IReader(reader).open_indices(
-        trace.roots[at], self._numel(d.shape), self._itemsize(d.dtype), output, [index]
-    ))[0])
+    claimed: int256 = program_openings._element(reader, d, trace.roots[at], output, index)
 
     if d.dtype == program.BOOL and claimed != 0 and claimed != 1:
         # a bool output is committed as int64 0/1: any other value is wrong whatever the inputs
@@ -193,11 +192,11 @@ def prove_element(
     lists: DynArray[program.Read, MAX_LISTS] = staticcall IProgramIndex(index_map).element_inputs(target, ins, index, nothing, False)
     values: DynArray[DynArray[int256, MAX_READ], MAX_LISTS] = []
     if staticcall IProgramIndex(index_map).two_stage(d.op):
-        values.append(self._read(lists[0], where, nodes, trace, reads[0]))
+        values.append(program_openings._read(reader, lists[0], where, nodes, trace, reads[0]))
         lists = staticcall IProgramIndex(index_map).element_inputs(target, ins, index, values[0], True)
     assert len(reads) == len(lists), "arbitration: wrong number of reads"
     for k: uint256 in range(len(values), len(lists), bound=MAX_LISTS):
-        values.append(self._read(lists[k], where, nodes, trace, reads[k]))
+        values.append(program_openings._read(reader, lists[k], where, nodes, trace, reads[k]))
 
     consistent: bool = staticcall IProgramJudge(judge).check(target, ins, index, values, claimed)
     assert not consistent, "arbitration: element is consistent"
@@ -278,7 +277,7 @@ def prove_leaf_link(
             ProofChecker.prove_data_mismatch).
     """
     c: structs.Context = self._open(game, dispute_id, trace_root, commitments, prog, nodes)
-    self._trace(trace_root, nodes, trace)
+    program_openings._check_trace(trace_root, nodes, trace)
     d: structs.ProgramDescriptor = nodes.nodes[0]
     assert len(nodes.nodes) == 1, "arbitration: not a linked leaf"
     expected: bytes32 = empty(bytes32)
@@ -329,16 +328,7 @@ def _open(
     """
     c: structs.Context = staticcall IGame(game).context(dispute_id, msg.sender, PHASE_PROVE)
     graph_root: bytes32 = openings._named(c.spec_hash, c.trace_root, trace_root, commitments).graph_root
-    assert keccak256(abi_encode(keccak256(abi_encode(prog.nodes_root, prog.outputs_hash)), prog.hyper_root)) == graph_root, "arbitration: program does not match the task"
-    ids: DynArray[uint256, MAX_OPEN_NODES] = []
-    hashes: DynArray[bytes32, MAX_OPEN_NODES] = []
-    for d: structs.ProgramDescriptor in nodes.nodes:
-        ids.append(d.id)
-        hashes.append(keccak256(abi_encode(d.id, d.op, d.dtype, d.inputs, d.shape, d.attrs)))
-    ok: bool = False
-    inner: bytes32 = empty(bytes32)
-    ok, inner = merkle._multi_root(ids, hashes, nodes.siblings, nodes.n_nodes)
-    assert ok and merkle._sized_root(inner, nodes.n_nodes) == prog.nodes_root, "arbitration: graph opening invalid"
+    program_openings._check_program(graph_root, prog, nodes)
     return c
 
 
@@ -377,89 +367,12 @@ def _data(
 
 @internal
 @pure
-def _trace(trace_root: bytes32, nodes: structs.ProgramOpening, trace: structs.TraceOpening):
-    """
-    @notice `trace.roots[i]` is the trace leaf (output tensor root) of `nodes.nodes[i]`.
-    """
-    ids: DynArray[uint256, MAX_OPEN_NODES] = []
-    for d: structs.ProgramDescriptor in nodes.nodes:
-        ids.append(d.id)
-    assert len(trace.roots) == len(ids) and merkle._verify(trace_root, ids, trace.roots, trace.siblings, nodes.n_nodes), "arbitration: trace opening invalid"
-
-
-@internal
-@pure
 def _state_count(prog: structs.ProgramCommit, outputs: DynArray[uint256, MAX_STATE]) -> uint256:
     """
     @notice The program's outputs (committed in its root): their count is the state's.
     """
     assert len(outputs) > 0 and keccak256(abi_encode(outputs)) == prog.outputs_hash, "arbitration: outputs do not match the program"
     return len(outputs)
-
-
-@internal
-@view
-def _read(
-    r: program.Read,
-    where: DynArray[uint256, MAX_INPUTS],
-    nodes: structs.ProgramOpening,
-    trace: structs.TraceOpening,
-    opening: structs.TensorOpening,
-) -> DynArray[int256, MAX_READ]:
-    """
-    @notice The values of one read: input position `r.pos`'s elements `r.idx`, opened in its
-            output root.
-    """
-    k: uint256 = where[r.pos]
-    dtype: uint256 = nodes.nodes[k].dtype
-    raw: DynArray[uint256, MAX_READ] = staticcall IReader(reader).open_indices(
-        trace.roots[k], self._numel(nodes.nodes[k].shape), self._itemsize(dtype), opening, r.idx
-    )
-    values: DynArray[int256, MAX_READ] = []
-    for v: uint256 in raw:
-        values.append(self._value(dtype, v))
-    return values
-
-
-@internal
-@pure
-def _find(nodes: structs.ProgramOpening, node_id: uint256) -> uint256:
-    for i: uint256 in range(MAX_INPUTS + 1):
-        if i == len(nodes.nodes):
-            break
-        if nodes.nodes[i].id == node_id:
-            return i
-    raise "arbitration: node not opened"
-
-
-@internal
-@pure
-def _numel(shape: DynArray[uint256, MAX_RANK]) -> uint256:
-    numel: uint256 = 1
-    for size: uint256 in shape:
-        assert size > 0 and size <= MAX_DIM, "arbitration: bad descriptor"
-        numel *= size
-    return numel
-
-
-@internal
-@pure
-def _itemsize(dtype: uint256) -> uint256:
-    # float32 tensors are committed as 4-byte elements; int64 and bool (as int64 0/1) as 8
-    if dtype == program.F32:
-        return 4
-    return 8
-
-
-@internal
-@pure
-def _value(dtype: uint256, raw: uint256) -> int256:
-    """
-    @notice A committed element as the program judge takes it: float32 bits, or the signed int64.
-    """
-    if dtype == program.F32 or raw < 2**63:
-        return convert(raw, int256)
-    return convert(raw, int256) - 2**64
 
 
 @internal

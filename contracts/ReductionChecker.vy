@@ -13,11 +13,13 @@
         the whole reduction given the partials' totals (`prove_fold`).
         Stateless like the ProofChecker: it reads the claims of a live dispute
         of `game` and reports the verified result to that game with the caller;
-        the game accepts reports only from the reducer it was built with.
+        the game accepts reports only from the reducers it was built with.
+        A training program's node is dissected the same way through the
+        ProgramReductionChecker; the fold proof here serves both.
 """
 
-from arbitration import merkle
 from arbitration import openings
+from arbitration import reductions
 from arbitration import structs
 
 
@@ -35,7 +37,6 @@ OP_SUM_ROWS: constant(uint256) = 10
 # Arbitration phases and end reasons this contract names
 PHASE_PROVE: constant(uint256) = 5
 PHASE_SUM_PICK: constant(uint256) = 10
-END_CHUNK: constant(uint256) = 5
 END_FOLD: constant(uint256) = 6
 
 
@@ -49,7 +50,6 @@ interface IReader:
     def open_elements(root: bytes32, numel: uint256, itemsize: uint256, opening: structs.TensorOpening, start: uint256, stride: uint256, count: uint256) -> DynArray[uint256, MAX_READ]: pure
 
 interface ILongJudge:
-    def check_chunk(op: uint256, a: DynArray[uint32, CHUNK], b: DynArray[uint32, CHUNK], top: int256, claimed: uint32, x: int256, abs_sum: uint256, leaf_top: int256) -> bool: pure
     def check_fold(op: uint256, n: uint256, x: int256, abs_sum: uint256, top: int256, claimed: uint32) -> bool: pure
 
 
@@ -125,14 +125,9 @@ def prove_chunk(
     graph_root: bytes32 = openings._named(r.spec_hash, r.trace_root, trace_root, commitments).graph_root
     openings._check_graph(graph_root, nodes)
     openings._check_trace(trace_root, nodes, trace)
-    assert index < r.points, "arbitration: no such partial"
-    lo: uint256 = index * r.chunks // r.points
-    assert (index + 1) * r.chunks // r.points == lo + 1, "arbitration: not a single chunk"
-    assert merkle._verify(r.partials_root, [index], [keccak256(abi_encode(partial))], proof, r.points), "arbitration: partial not in the partials root"
-
+    t0: uint256 = reductions._chunk(r, index, partial, proof)
     at: uint256 = openings._find(nodes, r.node)
     desc: structs.Descriptor = nodes.nodes[at]
-    t0: uint256 = (r.first + lo) * CHUNK
     count: uint256 = min(t0 + CHUNK, r.n) - t0
     a_at: uint256 = openings._find(nodes, desc.inputs[0])
     a_shape: DynArray[uint256, 2] = nodes.nodes[a_at].shape
@@ -165,11 +160,7 @@ def prove_chunk(
         a_stride = a_shape[1]
     a = self._read(trace.roots[a_at], openings._numel(a_shape), first, a_start, a_stride, count)
 
-    correct: bool = staticcall ILongJudge(judge).check_chunk(
-        r.op, a, b, r.total.top, convert(r.claimed, uint32), partial.x, partial.abs_sum, partial.top
-    )
-    assert not correct, "arbitration: partial is correct"
-    extcall IGame(game).conclude_reduction(dispute_id, msg.sender, END_CHUNK)
+    reductions._conclude_chunk(judge, game, dispute_id, r, a, b, partial)
 
 
 @external

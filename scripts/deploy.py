@@ -65,11 +65,13 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
         nonlinear = account.deploy(project.ProgramNonlinearJudge)
         program_judge = account.deploy(project.ProgramJudge, index_map.address, judge.address, nonlinear.address)
         programs = account.deploy(project.ProgramChecker, program_judge.address, reader.address)
+        program_reducer = account.deploy(project.ProgramReductionChecker, judge.address, reader.address,
+                                         index_map.address)
         contracts |= {"PointwiseJudge": pointwise.address, "Judge": judge.address, "TensorReader": reader.address,
                       "ProofChecker": checker.address, "ReductionChecker": reducer.address,
                       "ProgramIndex": index_map.address, "ProgramNonlinearJudge": nonlinear.address,
                       "ProgramJudge": program_judge.address,
-                      "ProgramChecker": programs.address}
+                      "ProgramChecker": programs.address, "ProgramReductionChecker": program_reducer.address}
         abis |= {"PointwiseJudge": project.PointwiseJudge.contract_type,
                  "Judge": project.Judge.contract_type, "TensorReader": project.TensorReader.contract_type,
                  "ProofChecker": project.ProofChecker.contract_type,
@@ -77,8 +79,9 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
                  "ProgramIndex": project.ProgramIndex.contract_type,
                  "ProgramNonlinearJudge": project.ProgramNonlinearJudge.contract_type,
                  "ProgramJudge": project.ProgramJudge.contract_type,
-                 "ProgramChecker": project.ProgramChecker.contract_type}
-        arbiter_args = (checker.address, reducer.address, programs.address, clock, extension)
+                 "ProgramChecker": project.ProgramChecker.contract_type,
+                 "ProgramReductionChecker": project.ProgramReductionChecker.contract_type}
+        arbiter_args = (checker.address, reducer.address, programs.address, program_reducer.address, clock, extension)
     else:
         arbiter_args = ()
     market_address = create_address(account.address, account.nonce + 1)

@@ -213,12 +213,15 @@ class Market:
         self._unmined: dict[bytes, _Unmined] = {}  # sent by `send`, not yet seen mined
         self.contract = w3.eth.contract(address=deployment.market, abi=load_abi("Market"))
         self.arbiter = w3.eth.contract(address=deployment.arbiter, abi=load_abi(deployment.arbiter_kind))
-        checker = deployment.contracts.get("ProofChecker")
-        self.checker = w3.eth.contract(address=checker, abi=load_abi("ProofChecker")) if checker else None
-        reducer = deployment.contracts.get("ReductionChecker")
-        self.reducer = w3.eth.contract(address=reducer, abi=load_abi("ReductionChecker")) if reducer else None
-        programs = deployment.contracts.get("ProgramChecker")
-        self.programs = w3.eth.contract(address=programs, abi=load_abi("ProgramChecker")) if programs else None
+        # the game's checkers (None under another arbiter)
+        self.checker = self._deployed("ProofChecker")
+        self.reducer = self._deployed("ReductionChecker")
+        self.programs = self._deployed("ProgramChecker")
+        self.program_reducer = self._deployed("ProgramReductionChecker")
+
+    def _deployed(self, name: str) -> Any:
+        address = self.deployment.contracts.get(name)
+        return self.w3.eth.contract(address=address, abi=load_abi(name)) if address else None
 
     # ── reads ───────────────────────────────────────────────────────
     def call(self, name: str, *args: Any) -> Any:

@@ -19,7 +19,7 @@ from offchain.dispute.moves import (
     judge_operands,
     reduction_length,
 )
-from offchain.dispute.program_moves import MAX_READ, ON_CHAIN
+from offchain.dispute.program_moves import MAX_READ, ON_CHAIN, is_dissected
 from offchain.ml.commit import LEAF_BYTES
 from offchain.ml.errors import TaskError
 from offchain.ml.graph import TrainingGraph
@@ -162,12 +162,19 @@ def program_unjudgeable_reason(program: Program, task: TrainingTask) -> str | No
             reads = program_rules.element_inputs(node, ins, index)  # two-stage ops: the first stage bounds it
             if len(reads) > MAX_READ_LISTS:
                 return f"{where} reads {len(reads)} input lists; the judge takes {MAX_READ_LISTS}"
+            dissected = is_dissected(node, reads)
             for position, flat in reads:
-                if len(flat) > MAX_READ:
+                if len(flat) > MAX_LONG_REDUCTION:
+                    return (f"{where} reduces {len(flat)} terms; the dissection inside a reduction takes at most "
+                            f"{MAX_LONG_REDUCTION}")
+                if len(flat) > MAX_READ and not dissected:
                     return (f"{where} reduces {len(flat)} terms; the chain judges at most {MAX_READ} "
-                            f"(longer reductions of programs are not dissected yet)")
-                leaves = len({i * _itemsize(ins[position]) // LEAF_BYTES for i in flat})
-                if leaves > MAX_OPEN_LEAVES:
-                    return (f"{where} reads {len(flat)} elements of node {ins[position].id} spread over {leaves} "
-                            f"leaves; the dispute game opens at most {MAX_OPEN_LEAVES}")
+                            f"(longer reductions of {node.op} are not dissected yet)")
+                # a dissected reduction is read one chunk of MAX_READ terms at a time
+                for chunk in range(0, len(flat), MAX_READ):
+                    part = flat[chunk:chunk + MAX_READ]
+                    leaves = len({i * _itemsize(ins[position]) // LEAF_BYTES for i in part})
+                    if leaves > MAX_OPEN_LEAVES:
+                        return (f"{where} reads {len(part)} elements of node {ins[position].id} spread over "
+                                f"{leaves} leaves; the dispute game opens at most {MAX_OPEN_LEAVES}")
     return None

@@ -14,7 +14,7 @@ after, with structs as tuples, ready for `contract.fn(*args)` (titanoboa) or web
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -493,9 +493,14 @@ def chunk_partials(graph: TrainingGraph, trace: Sequence[torch.Tensor], node_id:
     """The exact partial of every chunk of element ``index``'s reduction (`judge.Partial`), at the
     scale of the true largest exponent (the honest solver's), or at the scale a posted ``top``
     sets (what the chain will check; None for a chunk with a term above that scale)."""
+    return call_partials(reduction_call(graph, trace, node_id, index), top)
+
+
+def call_partials(call: tuple, top: int | None = None) -> list:
+    """:func:`chunk_partials` of a whole reduction ``call`` = (op code, a, b, claimed)."""
     from offchain.dispute import judge as J
 
-    op, a, b, claimed = reduction_call(graph, trace, node_id, index)
+    op, a, b, claimed = call
     if top is None:
         return J.reduction_partials(op, a, b, claimed)
     scale = J.reduction_scale(top, claimed)
@@ -566,26 +571,41 @@ def prove_fold_args(game: str, dispute_id: int, posted: Sequence[tuple]) -> tupl
 @dataclass(frozen=True)
 class ReductionMove:
     """The challenger's answer to a post: ``kind`` pick (Arbitration.pick_partial), chunk or fold
-    (ReductionChecker.prove_chunk / prove_fold), with its arguments."""
+    (ReductionChecker.prove_chunk / prove_fold; a program node's chunk:
+    ProgramReductionChecker.prove_program_chunk), with its arguments."""
 
     kind: str
     args: tuple
     detail: str
+    chunk_function: str = "prove_chunk"
 
     @property
     def function(self) -> str:
-        return {"pick": "pick_partial", "chunk": "prove_chunk", "fold": "prove_fold"}[self.kind]
+        return {"pick": "pick_partial", "chunk": self.chunk_function, "fold": "prove_fold"}[self.kind]
 
 
 def answer_partials(game: str, dispute_id: int, data: StepData, node_id: int, index: int, posted: Sequence[tuple],
                     first: int, chunks: int, whole: bool, top: int) -> ReductionMove | None:
     """The honest challenger's answer to the partials ``posted`` over chunks [first, first +
-    chunks): the first partial that differs from the exact one at the scale the posted overall
-    ``top`` sets (one chunk: prove it; several: pick it), else, on the whole reduction, the fold
-    check; None if nothing is wrong (the claim is within the bound)."""
+    chunks) of a compiled graph's node (:func:`answer_posted`)."""
+    def chunk_args(leaf: int) -> tuple:
+        return prove_chunk_args(game, dispute_id, data, node_id, index, posted, leaf, first, chunks)
+
+    return answer_posted(game, dispute_id, reduction_call(data.graph, data.trace, node_id, index), posted, first,
+                         chunks, whole, top, chunk_args)
+
+
+def answer_posted(game: str, dispute_id: int, call: tuple, posted: Sequence[tuple], first: int, chunks: int,
+                  whole: bool, top: int, chunk_args: Callable[[int], tuple],
+                  chunk_function: str = "prove_chunk") -> ReductionMove | None:
+    """The honest challenger's answer to the partials ``posted`` over chunks [first, first +
+    chunks) of the reduction ``call`` = (op code, a, b, claimed) from the solver's trace: the
+    first partial that differs from the exact one at the scale the posted overall ``top`` sets
+    (one chunk: prove it, with ``chunk_args(leaf)``; several: pick it), else, on the whole
+    reduction, the fold check; None if nothing is wrong (the claim is within the bound)."""
     from offchain.dispute import judge as J
 
-    exact = chunk_partials(data.graph, data.trace, node_id, index, top)
+    exact = call_partials(call, top)
     for i, value in enumerate(posted):
         lo, hi = partial_range(first, chunks, i)
         group = exact[lo:hi]
@@ -597,14 +617,12 @@ def answer_partials(game: str, dispute_id: int, data: StepData, node_id: int, in
         if expected is not None and expected.as_tuple() == tuple(value):
             continue
         if hi - lo == 1:
-            return ReductionMove("chunk", prove_chunk_args(game, dispute_id, data, node_id, index, posted, i, first,
-                                                           chunks), f"chunk {lo}")
+            return ReductionMove("chunk", chunk_args(i), f"chunk {lo}", chunk_function)
         return ReductionMove("pick", pick_partial_args(dispute_id, posted, i), f"chunks {lo}..{hi - 1}")
     if whole:
-        op, _, _, claimed = reduction_call(data.graph, data.trace, node_id, index)
-        n = reduction_length(data.graph.nodes[node_id])
+        op, a, _, claimed = call
         x = sum(p[0] for p in posted)
         total = sum(p[1] for p in posted)
-        if not J.check_fold(op, n, x, total, top, claimed):
+        if not J.check_fold(op, len(a), x, total, top, claimed):
             return ReductionMove("fold", prove_fold_args(game, dispute_id, posted), "fold")
     return None

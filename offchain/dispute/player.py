@@ -17,6 +17,7 @@ from safetensors.torch import save as save_tensors
 
 from offchain.chain.client import Market, TaskView
 from offchain.dispute import moves as M
+from offchain.dispute import program_moves as P
 from offchain.dispute.program_moves import ProgramStep, find_program_proof
 from offchain.dispute.game import DEMAND, PARTIALS, PICK, PROVE, REVEAL, SUM_PICK, TRACE
 from offchain.dispute.status import ENDED
@@ -125,7 +126,11 @@ class Defence(DisputePlayer):
         if d["phase"] == PARTIALS:
             r = self.reduction(dispute_id)
             trace = self.trace(segment, d["first_step"])
-            partials = M.chunk_partials(self.bundle.graph, trace, r["node"], r["index"])
+            if self.bundle.task.is_program:
+                data = ProgramStep(self.bundle.task, self.bundle.graph.program, trace, d["first_step"])
+                partials = M.call_partials(P.reduction_call(data, r["node"], r["index"]))
+            else:
+                partials = M.chunk_partials(self.bundle.graph, trace, r["node"], r["index"])
             args = M.post_partials_args(dispute_id, r["node"], r["first"], r["chunks"], partials)
             self.market.transact("post_partials", *args, contract=self.game)
             return f"posted {len(args[3])} partials of node {r['node']} element {r['index']} (chunks from {r['first']})"
@@ -163,14 +168,20 @@ class Prosecution(DisputePlayer):
         if d["phase"] == SUM_PICK:
             r = self.reduction(dispute_id)
             trace = self._solver_trace(dispute_id, d)
-            data = M.StepData(self.bundle.task, self.bundle.graph, trace)
             total = r["total"]
             top = total["top"] if hasattr(total, "keys") else total[2]
-            answer = M.answer_partials(self.game.address, dispute_id, data, r["node"], r["index"],
-                                       self._posted(dispute_id), r["first"], r["chunks"], not r["picked"], top)
+            args = (self.game.address, dispute_id)
+            rest = (r["node"], r["index"], self._posted(dispute_id), r["first"], r["chunks"], not r["picked"], top)
+            if self.bundle.task.is_program:
+                data = ProgramStep(self.bundle.task, self.bundle.graph.program, trace, d["first_step"])
+                answer = P.answer_partials(*args, data, *rest)
+            else:
+                answer = M.answer_partials(*args, M.StepData(self.bundle.task, self.bundle.graph, trace), *rest)
             if answer is None:
                 return self.NOTHING_TO_PROVE
-            contract = self.game if answer.kind == "pick" else self.market.reducer
+            contract = {"pick": self.game, "fold": self.market.reducer}.get(answer.kind)
+            if contract is None:  # a chunk proof: on the checker of the task's kind
+                contract = self.market.program_reducer if self.bundle.task.is_program else self.market.reducer
             self.market.transact(answer.function, *answer.args, contract=contract)
             return f"{'picked' if answer.kind == 'pick' else 'proved'} {answer.detail}"
         return None
@@ -189,7 +200,9 @@ class Prosecution(DisputePlayer):
         proof = find_program_proof(self.game.address, dispute_id, data, d["state_after"])
         if proof is None:
             return self.NOTHING_TO_PROVE
-        self.market.transact(proof.fn, *proof.args, contract=self.market.programs)
+        self.market.transact(proof.fn, *proof.args, contract=getattr(self.market, proof.contract))
+        if proof.kind == "reduction":
+            return f"opened the reduction of node {proof.args[5]} element {proof.args[6]}"
         return f"proved {proof.kind} ({proof.fn})"
 
     def _posted(self, dispute_id: int) -> list[tuple[int, int, int]]:

@@ -16,9 +16,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from offchain.dispute import judge as J
 from offchain.dispute import program_rules as R
 from offchain.dispute.judge import JudgeError
-from offchain.dispute.moves import MoveError, SolverTrace, commitments, multiproof, tensor_opening, trace_opening
+from offchain.dispute.moves import (
+    MoveError,
+    ReductionMove,
+    SolverTrace,
+    answer_posted,
+    commitments,
+    multiproof,
+    partial_leaf,
+    partial_range,
+    tensor_opening,
+    trace_opening,
+)
 from offchain.ml.commit import dataset_row_proof, merkle_root, tensor_root
 from offchain.ml.ops import DTYPE_CODES, LEAVES, OPS, Node
 from offchain.ml.program import Program
@@ -160,22 +172,91 @@ def demand_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, sta
 
 
 # ---------------------------------------------------------------------------------------------
+# The dissection inside a long reduction of a program node (ProgramReductionChecker)
+
+
+#: the judge's way of summing each dissectable op's terms (contracts/Judge.vy)
+KIND_CODES = {"products": J.OP_MATMUL, "sums": J.OP_SUM_ROWS}
+
+
+def is_dissected(node: Node, reads: Sequence) -> bool:
+    """Whether the chain judges this element through the dissection inside its reduction: a
+    float32 linear reduction (`program_rules.DISSECTABLE`) with a read longer than the judge's."""
+    return node.op in R.DISSECTABLE and node.dtype == "f32" and any(len(idx) > MAX_READ for _, idx in reads)
+
+
+def reduction_call(data: ProgramStep, node_id: int, index: int) -> tuple:
+    """(judge op code, a, b, claimed) of the whole reduction of element ``index`` of a dissectable
+    node, from the trace's values (a bias enters as bias * 1.0, last)."""
+    program = data.program
+    node = program.nodes[node_id]
+    _, values = element_reads(data, node_id, index)
+    kind, a, b = R.reduction_terms(node, [program.nodes[i] for i in node.inputs], index, values)
+    return KIND_CODES[kind], a, b, int(_flat(data.trace[node_id])[index])
+
+
+def open_reduction_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, index: int) -> tuple:
+    """`ProgramReductionChecker.open_program_reduction`: element ``index`` of node ``node_id``."""
+    program = data.program
+    node = program.nodes[node_id]
+    ids = [node_id, *node.inputs]
+    return (game, dispute_id, data.trace_root, commitments(data.task), program_commit(program, data.task), node_id,
+            index, program_opening(program, ids), trace_opening(data.roots, ids),
+            tensor_opening(data.tensor(node_id), [index]))
+
+
+def chunk_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, index: int, posted: Sequence[tuple],
+               leaf: int, first: int, chunks: int) -> tuple:
+    """`ProgramReductionChecker.prove_program_chunk`: partial ``leaf`` of the last post covers one
+    chunk and is wrong; its terms opened as `ProgramIndex.chunk_inputs` names them."""
+    lo, hi = partial_range(first, chunks, leaf)
+    if hi - lo != 1:
+        raise MoveError("the partial covers more than one chunk: pick it")
+    program = data.program
+    node = program.nodes[node_id]
+    _, reads = R.chunk_inputs(node, [program.nodes[i] for i in node.inputs], index, lo * J.MAX_REDUCTION)
+    openings = [tensor_opening(data.tensor(node.inputs[p]), idx) for p, idx in reads]
+    leaves = [partial_leaf(p) for p in posted]
+    ids = [node_id, *node.inputs]
+    return (game, dispute_id, data.trace_root, commitments(data.task), program_commit(program, data.task),
+            program_opening(program, ids), trace_opening(data.roots, ids), leaf, tuple(posted[leaf]),
+            multiproof(leaves, [leaf]), openings)
+
+
+def answer_partials(game: str, dispute_id: int, data: ProgramStep, node_id: int, index: int,
+                    posted: Sequence[tuple], first: int, chunks: int, whole: bool, top: int) -> ReductionMove | None:
+    """The honest challenger's answer to a post over a program node (`moves.answer_posted`); a
+    chunk is proven on the ProgramReductionChecker, the fold on the ReductionChecker."""
+    def prove(leaf: int) -> tuple:
+        return chunk_args(game, dispute_id, data, node_id, index, posted, leaf, first, chunks)
+
+    return answer_posted(game, dispute_id, reduction_call(data, node_id, index), posted, first, chunks, whole, top,
+                         prove, "prove_program_chunk")
+
+
+# ---------------------------------------------------------------------------------------------
 # The honest challenger's search
 
 
 #: ops whose one-element rule is on chain (contracts/ProgramJudge.vy and ProgramNonlinearJudge.vy,
 #: docs/judge-programs.md §7): every op of the set but the leaves, which are linked, not judged
 ON_CHAIN = frozenset(OPS) - frozenset(LEAVES)
-MAX_READ = 64               # elements one read of the program index map names (longer: not on chain yet)
+MAX_READ = 64               # elements one read of the program index map names (longer: dissected, or not on chain)
 
 
 @dataclass(frozen=True)
 class ProgramProof:
     """A final proof the ProgramChecker accepts: its function and arguments."""
 
-    kind: str               # "leaf", "output" or "element"
+    kind: str               # "leaf", "output", "element", or "reduction" (opens a dissection)
     fn: str
     args: tuple
+
+    @property
+    def contract(self) -> str:
+        """The checker that takes it: "program_reducer" for the opening of a dissection, else
+        "programs" (the ProgramChecker)."""
+        return "program_reducer" if self.kind == "reduction" else "programs"
 
 
 def leaf_root(data: ProgramStep, node: Node) -> bytes | None:
@@ -250,6 +331,11 @@ def find_program_proof(game: str, dispute_id: int, data: ProgramStep, state_afte
         for index in _suspects(data, node):
             try:
                 reads, values = element_reads(data, node.id, index)
+                if is_dissected(node, reads):
+                    if J.check_long(*reduction_call(data, node.id, index)):
+                        continue
+                    return ProgramProof("reduction", "open_program_reduction",
+                                        open_reduction_args(game, dispute_id, data, node.id, index))
                 if any(len(idx) > MAX_READ for _, idx in reads):
                     continue
                 if R.check(node, ins, index, values, int(claimed[index])):
@@ -260,6 +346,7 @@ def find_program_proof(game: str, dispute_id: int, data: ProgramStep, state_afte
     return None
 
 
-__all__ = ["NO_OPENING", "NO_ROW", "ON_CHAIN", "ProgramProof", "ProgramStep", "demand_args", "descriptor", "element_args",
-           "element_reads", "find_program_proof", "leaf_args", "leaf_root", "output_link_args", "program_commit",
-           "program_opening"]
+__all__ = ["KIND_CODES", "NO_OPENING", "NO_ROW", "ON_CHAIN", "ProgramProof", "ProgramStep", "answer_partials", "chunk_args",
+           "demand_args", "descriptor", "element_args", "element_reads", "find_program_proof", "is_dissected",
+           "leaf_args", "leaf_root", "open_reduction_args", "output_link_args", "program_commit", "program_opening",
+           "reduction_call"]

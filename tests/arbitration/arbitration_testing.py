@@ -55,6 +55,10 @@ def program_checker_deployer():
     return _load(str(CONTRACTS / "ProgramChecker.vy"))
 
 
+def program_reducer_deployer():
+    return _load(str(CONTRACTS / "ProgramReductionChecker.vy"))
+
+
 def deploy_program_judge(judge):
     """ProgramIndex and ProgramNonlinearJudge, then the ProgramJudge over them and ``judge`` (the
     elementwise rules)."""
@@ -89,21 +93,24 @@ class Suite:
     reader: object
     reducer: object
     programs: object
+    program_reducer: object
 
 
 def deploy_game_suite(clock: int = CLOCK, extension: int = EXTENSION, judge=None) -> Suite:
     """Judge, TensorReader, ProofChecker, ReductionChecker, ProgramChecker (over a ProgramJudge),
-    the stand-in market, then the game bound to it."""
+    ProgramReductionChecker, the stand-in market, then the game bound to it."""
     judge = judge or deploy_judge()
     reader = reader_deployer().deploy()
     checker = checker_deployer().deploy(judge.address, reader.address)
     reducer = reducer_deployer().deploy(judge.address, reader.address)
-    programs = program_checker_deployer().deploy(deploy_program_judge(judge).address, reader.address)
+    program_judge = deploy_program_judge(judge)
+    programs = program_checker_deployer().deploy(program_judge.address, reader.address)
+    program_reducer = program_reducer_deployer().deploy(judge.address, reader.address, program_judge.index_map())
     market = market_deployer().deploy()
-    game = game_deployer().deploy(market.address, checker.address, reducer.address, programs.address, clock,
-                                  extension)
+    game = game_deployer().deploy(market.address, checker.address, reducer.address, programs.address,
+                                  program_reducer.address, clock, extension)
     market.bind(game.address)
-    return Suite(market, game, checker, judge, reader, reducer, programs)
+    return Suite(market, game, checker, judge, reader, reducer, programs, program_reducer)
 
 
 @dataclass

@@ -1,0 +1,201 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+# pragma optimize codesize
+"""
+@title ProgramReductionChecker
+@notice The dissection inside a reduction (docs/arbitration.md §4.4) over a
+        training program's node (§11): an element of a float32 linear reduction
+        longer than the judge's 64 terms is opened here
+        (`open_program_reduction`); the solver posts partial sums over chunks
+        of 64 terms on the game, the challenger narrows them and finally proves
+        one chunk's partial wrong (`prove_program_chunk`: at most 64 terms,
+        named by the program index map, re-computed by the judge) or the claim
+        outside the bound of the whole reduction (`ReductionChecker.prove_fold`,
+        the same for every task).
+        The reductions: mm, bmm, addmm, conv2d and its input and weight
+        gradients (products of the two operands, then the bias as bias * 1.0);
+        sum, conv2d_grad_bias, layer_norm_grad_bias (plain terms).
+        Stateless like the other checkers: it reads the claims of a live
+        dispute of `game` and reports to that game with the caller.
+"""
+
+from arbitration import openings
+from arbitration import program_openings
+from arbitration import reductions
+from arbitration import structs
+from judge import program
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ CONSTANTS                                                     ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+CHUNK: constant(uint256) = structs.CHUNK
+MAX_PROOF_SIBLINGS: constant(uint256) = structs.MAX_PROOF_SIBLINGS
+MAX_INPUTS: constant(uint256) = structs.MAX_PROGRAM_INPUTS
+MAX_LISTS: constant(uint256) = program.MAX_LISTS
+
+# the judge's reduction kinds (contracts/Judge.vy): terms a_k * b_k, or plain a_k
+OP_MATMUL: constant(uint256) = 3
+OP_SUM_ROWS: constant(uint256) = 10
+# float32 1.0: a bias enters a product reduction as bias * 1.0
+ONE_F32: constant(uint32) = 1065353216
+
+# Arbitration phases this contract names
+PHASE_PROVE: constant(uint256) = 5
+PHASE_SUM_PICK: constant(uint256) = 10
+
+
+interface IGame:
+    def context(dispute_id: uint256, caller: address, phase: uint256) -> structs.Context: view
+    def reduction_context(dispute_id: uint256, caller: address, phase: uint256) -> structs.ReductionContext: view
+    def record_reduction(dispute_id: uint256, caller: address, node: uint256, index: uint256, op: uint256, n: uint256, claimed: uint256): nonpayable
+
+interface IProgramIndex:
+    def chunk_inputs(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256, t0: uint256) -> (uint256, DynArray[program.Read, MAX_LISTS]): pure
+
+
+# the one-step judge (contracts/Judge.vy: check_chunk)
+judge: public(immutable(address))
+# the tensor openings (contracts/TensorReader.vy)
+reader: public(immutable(address))
+# the program index map (contracts/ProgramIndex.vy)
+index_map: public(immutable(address))
+
+
+@deploy
+def __init__(judge_: address, reader_: address, index_map_: address):
+    assert judge_ != empty(address) and reader_ != empty(address) and index_map_ != empty(address), "arbitration: zero address"
+    judge = judge_
+    reader = reader_
+    index_map = index_map_
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ MOVES                                                         ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@external
+def open_program_reduction(
+    game: address,
+    dispute_id: uint256,
+    trace_root: bytes32,
+    commitments: structs.Commitments,
+    prog: structs.ProgramCommit,
+    node: uint256,
+    index: uint256,
+    nodes: structs.ProgramOpening,
+    trace: structs.TraceOpening,
+    output: structs.TensorOpening,
+):
+    """
+    @notice Move 5d over a program's trace (challenger, instead of a final
+            proof): element `index` of node `node`, a float32 linear reduction
+            of more than 64 terms, is disputed. `nodes` / `trace` open the node
+            and its distinct inputs (increasing ids), `output` the element. The
+            solver must answer with the partials of its chunks.
+    """
+    c: structs.Context = staticcall IGame(game).context(dispute_id, msg.sender, PHASE_PROVE)
+    target: program.Node = empty(program.Node)
+    ins: DynArray[program.Input, MAX_INPUTS] = []
+    where: DynArray[uint256, MAX_INPUTS] = []
+    at: uint256 = 0
+    target, ins, where, at = self._program_node(c.spec_hash, c.trace_root, trace_root, commitments, prog, nodes, trace, node)
+    n: uint256 = 0
+    lists: DynArray[program.Read, MAX_LISTS] = []
+    n, lists = staticcall IProgramIndex(index_map).chunk_inputs(target, ins, index, 0)
+    assert n > CHUNK, "arbitration: reduction fits the judge"
+    assert n <= structs.MAX_LONG_REDUCTION, "arbitration: reduction too long"
+    claimed: int256 = program_openings._element(reader, nodes.nodes[at], trace.roots[at], output, index)
+    extcall IGame(game).record_reduction(dispute_id, msg.sender, node, index, self._kind(target.op), n, convert(claimed, uint256))
+
+
+@external
+def prove_program_chunk(
+    game: address,
+    dispute_id: uint256,
+    trace_root: bytes32,
+    commitments: structs.Commitments,
+    prog: structs.ProgramCommit,
+    nodes: structs.ProgramOpening,
+    trace: structs.TraceOpening,
+    index: uint256,
+    partial: structs.Partial,
+    proof: DynArray[bytes32, MAX_PROOF_SIBLINGS],
+    reads: DynArray[structs.TensorOpening, MAX_LISTS],
+):
+    """
+    @notice Final proof (challenger) over a program's node: partial `index` of
+            the last post covers one chunk, and it is not that chunk's exact
+            partial. `nodes` / `trace` open the disputed node and its distinct
+            inputs; `reads[k]` opens the elements of the k-th read of
+            `ProgramIndex.chunk_inputs` for the chunk (the product operands,
+            then the bias if the chunk holds it; or the plain terms).
+    """
+    r: structs.ReductionContext = staticcall IGame(game).reduction_context(dispute_id, msg.sender, PHASE_SUM_PICK)
+    t0: uint256 = reductions._chunk(r, index, partial, proof)
+    target: program.Node = empty(program.Node)
+    ins: DynArray[program.Input, MAX_INPUTS] = []
+    where: DynArray[uint256, MAX_INPUTS] = []
+    at: uint256 = 0
+    target, ins, where, at = self._program_node(r.spec_hash, r.trace_root, trace_root, commitments, prog, nodes, trace, r.node)
+    n: uint256 = 0
+    lists: DynArray[program.Read, MAX_LISTS] = []
+    n, lists = staticcall IProgramIndex(index_map).chunk_inputs(target, ins, r.index, t0)
+    assert len(reads) == len(lists), "arbitration: wrong number of reads"
+    a: DynArray[uint32, CHUNK] = []
+    b: DynArray[uint32, CHUNK] = []
+    for k: uint256 in range(len(lists), bound=MAX_LISTS):
+        values: DynArray[int256, program.MAX_READ] = program_openings._read(reader, lists[k], where, nodes, trace, reads[k])
+        for v: int256 in values:
+            if r.op == OP_SUM_ROWS or k == 0 or k == 2:
+                a.append(convert(v, uint32))
+            else:
+                b.append(convert(v, uint32))
+            if k == 2:
+                b.append(ONE_F32)
+    reductions._conclude_chunk(judge, game, dispute_id, r, a, b, partial)
+
+
+# ╔═══════════════════════════════════════════════════════════════╗
+# ║ INTERNAL                                                      ║
+# ╚═══════════════════════════════════════════════════════════════╝
+
+@internal
+@pure
+def _program_node(
+    spec_hash: bytes32,
+    claimed_root: bytes32,
+    trace_root: bytes32,
+    commitments: structs.Commitments,
+    prog: structs.ProgramCommit,
+    nodes: structs.ProgramOpening,
+    trace: structs.TraceOpening,
+    node: uint256,
+) -> (program.Node, DynArray[program.Input, MAX_INPUTS], DynArray[uint256, MAX_INPUTS], uint256):
+    """
+    @notice Node `node` of the task's program and its inputs, opened against the
+            named trace root: (node, inputs, where each input is in `nodes`,
+            where the node is).
+    """
+    graph_root: bytes32 = openings._named(spec_hash, claimed_root, trace_root, commitments).graph_root
+    program_openings._check_program(graph_root, prog, nodes)
+    program_openings._check_trace(trace_root, nodes, trace)
+    at: uint256 = program_openings._find(nodes, node)
+    d: structs.ProgramDescriptor = nodes.nodes[at]
+    ins: DynArray[program.Input, MAX_INPUTS] = []
+    where: DynArray[uint256, MAX_INPUTS] = []
+    ins, where = program_openings._inputs(nodes, d)
+    return program.Node(op=d.op, dtype=d.dtype, shape=d.shape, attrs=d.attrs), ins, where, at
+
+
+@internal
+@pure
+def _kind(op: uint256) -> uint256:
+    """
+    @notice How the judge sums a program reduction's terms: plain values
+            (sum_rows) or products (matmul).
+    """
+    if op == program.OP_SUM or op == program.OP_CONV2D_GRAD_BIAS or op == program.OP_LAYER_NORM_GRAD_BIAS:
+        return OP_SUM_ROWS
+    return OP_MATMUL

@@ -1,0 +1,224 @@
+"""The dissection inside a long reduction of a training program's node
+(`contracts/ProgramReductionChecker.vy`, docs/arbitration.md §4.4 and §11): on real GPT and CNN
+programs, an element of a linear reduction longer than the judge's 64 terms (matmuls with and
+without a bias, the convolution gradients, sums) is opened, the solver posts the exact partials
+of its chunks, and the challenger proves one chunk wrong (its terms named by
+`ProgramIndex.chunk_inputs`) or the claim outside the fold's bound. A wrong element loses either
+way, the honest solver's element and partials stand, and every move stays below 5 M gas."""
+
+from __future__ import annotations
+
+import os
+
+import arbitration_testing as T
+import boa
+import pytest
+from program_testing import first_node, setup, tampered, to_prove
+
+from offchain.dispute import game as G
+from offchain.dispute import judge as J
+from offchain.dispute import moves as M
+from offchain.dispute import program_moves as P
+from offchain.dispute import program_rules as R
+
+MOVE_GAS = 5_000_000
+GAS = os.environ.get("ARB_PROGRAM_GAS")  # print the gas of each move
+
+#: (family, op, occurrence) of nodes with elements longer than 64 terms in the test programs
+LONG = [
+    ("gpt", "addmm", 0),                # a linear layer: 128 products, then the bias (a bias-only last chunk)
+    ("gpt", "mm", 0),                   # a weight gradient over the batch's positions
+    ("gpt", "sum", 0),                  # a bias gradient: a plain sum
+    ("cnn", "conv2d_grad_weight", 0),   # over batch x output pixels, padding dropping taps
+    ("cnn", "conv2d_grad_input", 0),
+    ("cnn", "conv2d_grad_bias", 0),
+]
+
+
+def long_element(s, op: str, skip: int) -> tuple[int, int]:
+    """(node, element) of the ``skip``-th node of ``op`` with a dissected element (its middle one
+    if it is, else the first that is)."""
+    data = s.data(s.trace)
+    nodes = [n for n in s.program.nodes if n.op == op]
+    for node in nodes[skip:]:
+        for index in (node.numel // 2, *range(node.numel)):
+            reads, _ = P.element_reads(data, node.id, index)
+            if P.is_dissected(node, reads):
+                return node.id, index
+    raise AssertionError(f"no long {op} element")
+
+
+def gas(suite, contract, fn: str, sender: str, *args) -> int:
+    used = T.tx_gas(contract, fn, sender, *args)
+    if GAS:
+        print(f"\n{fn}: {used:,} gas (transaction)")
+    assert used < MOVE_GAS
+    return used
+
+
+def open_reduction(suite, parties, s, trace, node_id: int, index: int) -> int:
+    """A dispute over ``trace`` with the reduction of element ``index`` opened."""
+    dispute_id = to_prove(suite, parties, s, trace)
+    args = P.open_reduction_args(suite.game.address, dispute_id, s.data(trace), node_id, index)
+    gas(suite, suite.program_reducer, "open_program_reduction", parties.verifier, *args)
+    d = suite.game.disputes(dispute_id)
+    r = suite.game.reductions(dispute_id)
+    assert d.phase == G.PARTIALS and (r.node, r.index) == (node_id, index)
+    return dispute_id
+
+
+def post(suite, parties, dispute_id: int, partials) -> list[tuple]:
+    r = suite.game.reductions(dispute_id)
+    args = M.post_partials_args(dispute_id, r.node, r.first, r.chunks, partials)
+    with boa.env.prank(parties.solver):
+        suite.game.post_partials(*args)
+    return args[3]
+
+
+def answer(suite, s, trace, dispute_id: int, posted):
+    r = suite.game.reductions(dispute_id)
+    return P.answer_partials(suite.game.address, dispute_id, s.data(trace), r.node, r.index, posted, r.first,
+                             r.chunks, not r.picked, r.total[2])
+
+
+def ended(suite, dispute_id: int, reason: int) -> None:
+    assert suite.game.disputes(dispute_id).phase == G.CHALLENGER_WON
+    assert T.verdict(suite, dispute_id) == (False, True, 1)
+    [last] = (T.events(suite.program_reducer, "DisputeEnded") or T.events(suite.reducer, "DisputeEnded"))[-1:]
+    assert (last.dispute_id, last.reason) == (dispute_id, reason)
+
+
+def honest(s, trace, node_id: int, index: int) -> list:
+    """The partials a solver posts: the exact ones of its own trace, for its own claim."""
+    return M.call_partials(P.reduction_call(s.data(trace), node_id, index))
+
+
+# ------------------------------------------------------------------------------- the honest solver
+
+
+@pytest.mark.parametrize("family, op, skip", LONG, ids=[f"{f}-{o}" for f, o, _ in LONG])
+def test_program_reduction__the_honest_element_and_partials_stand(suite, parties, family, op, skip):
+    s = setup(family)
+    node_id, index = long_element(s, op, skip)
+    call = P.reduction_call(s.data(s.trace), node_id, index)
+    assert len(call[1]) > J.MAX_REDUCTION and J.check_long(*call)
+    dispute_id = open_reduction(suite, parties, s, s.trace, node_id, index)
+    posted = post(suite, parties, dispute_id, honest(s, s.trace, node_id, index))
+    assert answer(suite, s, s.trace, dispute_id, posted) is None
+    game = suite.game.address
+    with boa.env.prank(parties.verifier):
+        with boa.reverts("arbitration: partials add up to the claim"):
+            suite.reducer.prove_fold(*M.prove_fold_args(game, dispute_id, posted))
+        for leaf in range(len(posted)):  # every chunk's partial is its exact one
+            with boa.reverts("arbitration: partial is correct"):
+                suite.program_reducer.prove_program_chunk(
+                    *P.chunk_args(game, dispute_id, s.data(s.trace), node_id, index, posted, leaf, 0, len(posted)))
+
+
+# ------------------------------------------------------------------------------- a wrong element loses
+
+
+@pytest.mark.parametrize("family, op, skip", LONG, ids=[f"{f}-{o}" for f, o, _ in LONG])
+def test_program_reduction__a_wrong_element_is_found_and_loses_on_the_fold(suite, parties, family, op, skip):
+    """The honest challenger's search opens the reduction of the wrong element; the solver's
+    exact partials do not add up to its claim."""
+    s = setup(family)
+    node_id, index = long_element(s, op, skip)
+    bad = tampered(s.trace, node_id, index)
+    assert not J.check_long(*P.reduction_call(s.data(bad), node_id, index))
+    dispute_id = to_prove(suite, parties, s, bad)
+    found = P.find_program_proof(suite.game.address, dispute_id, s.data(bad), s.after_root(bad))
+    assert (found.kind, found.contract, found.fn) == ("reduction", "program_reducer", "open_program_reduction")
+    assert found.args[5:7] == (node_id, index)
+    gas(suite, suite.program_reducer, "open_program_reduction", parties.verifier, *found.args)
+    posted = post(suite, parties, dispute_id, honest(s, bad, node_id, index))
+    move = answer(suite, s, bad, dispute_id, posted)
+    assert move.kind == "fold" and move.function == "prove_fold"
+    gas(suite, suite.reducer, "prove_fold", parties.verifier, *move.args)
+    ended(suite, dispute_id, T.END_FOLD)
+
+
+def _forged(s, trace, node_id: int, index: int, chunk: int) -> list:
+    """Exact partials with the gap between the wrong claim and their sum moved into ``chunk``:
+    the fold holds, that chunk does not."""
+    op, a, b, claimed = P.reduction_call(s.data(trace), node_id, index)
+    values = J.reduction_partials(op, a, b, claimed)
+    top = max(p.top for p in values)
+    verdict = J.fold_tolerance(op, len(a), sum(p.x for p in values), sum(p.abs for p in values), top, claimed)
+    gap = verdict.claim - verdict.exact
+    p = values[chunk]
+    values[chunk] = J.Partial(p.x + gap, p.abs + abs(gap), p.top)
+    assert J.check_fold(op, len(a), sum(p.x for p in values), sum(p.abs for p in values), top, claimed)
+    return values
+
+
+@pytest.mark.parametrize("family, op, skip", LONG, ids=[f"{f}-{o}" for f, o, _ in LONG])
+def test_program_reduction__partials_made_to_add_up_lose_on_their_chunk(suite, parties, family, op, skip):
+    s = setup(family)
+    node_id, index = long_element(s, op, skip)
+    bad = tampered(s.trace, node_id, index)
+    last = -(-len(P.reduction_call(s.data(bad), node_id, index)[1]) // J.MAX_REDUCTION) - 1
+    dispute_id = open_reduction(suite, parties, s, bad, node_id, index)
+    posted = post(suite, parties, dispute_id, _forged(s, bad, node_id, index, last))
+    move = answer(suite, s, bad, dispute_id, posted)
+    assert (move.kind, move.detail, move.function) == ("chunk", f"chunk {last}", "prove_program_chunk")
+    with boa.env.prank(parties.verifier), boa.reverts("arbitration: partials add up to the claim"):
+        suite.reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
+    gas(suite, suite.program_reducer, "prove_program_chunk", parties.verifier, *move.args)
+    ended(suite, dispute_id, T.END_CHUNK)
+
+
+def test_program_reduction__a_bias_only_chunk_is_read_and_judged(suite, parties):
+    """An addmm of 128 products and a bias has 129 terms: its last chunk is the bias alone (as
+    bias * 1.0), read through the index map's bias read."""
+    s = setup("gpt")
+    node_id, index = long_element(s, "addmm", 0)
+    node = s.program.nodes[node_id]
+    ins = [s.program.nodes[i] for i in node.inputs]
+    n, reads = R.chunk_inputs(node, ins, index, 128)
+    assert n == 129 and [len(idx) for _, idx in reads] == [0, 0, 1]
+    bad = tampered(s.trace, node_id, index)
+    dispute_id = open_reduction(suite, parties, s, bad, node_id, index)
+    posted = post(suite, parties, dispute_id, _forged(s, bad, node_id, index, 2))
+    move = answer(suite, s, bad, dispute_id, posted)
+    assert (move.kind, move.detail) == ("chunk", "chunk 2")
+    with boa.env.prank(parties.verifier):
+        suite.program_reducer.prove_program_chunk(*move.args)
+    ended(suite, dispute_id, T.END_CHUNK)
+
+
+# ------------------------------------------------------------------------------- malformed moves
+
+
+def test_program_reduction__short_and_unjudged_reductions_and_wrong_reads_revert(suite, parties):
+    s = setup("gpt")
+    node_id, index = long_element(s, "mm", 0)
+    dispute_id = to_prove(suite, parties, s, s.trace)
+    game, data = suite.game.address, s.data(s.trace)
+    short = next(n for n in s.program.nodes if n.op == "addmm" and not P.is_dissected(n, P.element_reads(data, n.id, 0)[0]))
+    pointwise = first_node(s.program, "mul")
+    with boa.env.prank(parties.verifier):
+        with boa.reverts("arbitration: reduction fits the judge"):
+            suite.program_reducer.open_program_reduction(*P.open_reduction_args(game, dispute_id, data, short.id, 0))
+        with boa.reverts("rule: not a dissectable reduction"):
+            suite.program_reducer.open_program_reduction(*P.open_reduction_args(game, dispute_id, data, pointwise, 0))
+        forged = list(P.open_reduction_args(game, dispute_id, data, node_id, index))
+        forged[4] = (bytes(32), *forged[4][1:])
+        with boa.reverts("arbitration: program does not match the task"):
+            suite.program_reducer.open_program_reduction(*forged)
+        suite.program_reducer.open_program_reduction(*P.open_reduction_args(game, dispute_id, data, node_id, index))
+    posted = post(suite, parties, dispute_id, honest(s, s.trace, node_id, index))
+    args = list(P.chunk_args(game, dispute_id, data, node_id, index, posted, 0, 0, len(posted)))
+    with boa.env.prank(parties.verifier):
+        with boa.reverts("arbitration: wrong number of reads"):
+            suite.program_reducer.prove_program_chunk(*args[:-1], args[-1][:-1])
+        with boa.reverts("arbitration: tensor opening invalid"):
+            suite.program_reducer.prove_program_chunk(*args[:-1], args[-1][::-1])
+
+
+def test_program_reduction__only_the_game_own_checkers_report(suite, parties):
+    with boa.env.prank(parties.verifier):
+        with boa.reverts("arbitration: caller is not the checker"):
+            suite.game.record_reduction(1, parties.verifier, 0, 0, J.OP_MATMUL, 100, 0)
+        with boa.reverts("arbitration: caller is not the checker"):
+            suite.game.conclude_reduction(1, parties.verifier, T.END_CHUNK)
