@@ -9,7 +9,8 @@
         (input position, flat C-order indices), in the reference's order.  Two-stage ops
         (embedding, nll_loss, nll_loss_weight) return the first stage when `second` is false
         and the whole list given the first stage's values otherwise.  A read list longer than
-        MAX_READ (a reduction the game must dissect first) reverts.
+        MAX_READ (a reduction the game must dissect first) reverts; `chunk_inputs` gives the
+        reads of one chunk of MAX_READ terms of such a reduction (the dissectable ops).
 """
 
 from judge import program
@@ -18,7 +19,6 @@ MAX_RANK: constant(uint256) = program.MAX_RANK
 MAX_INPUTS: constant(uint256) = program.MAX_INPUTS
 MAX_READ: constant(uint256) = program.MAX_READ
 MAX_LISTS: constant(uint256) = program.MAX_LISTS
-MAX_DIM: constant(uint256) = program.MAX_DIM
 
 
 @external
@@ -50,7 +50,43 @@ def element_inputs(
     @param second Whether to return the whole two-stage list.
     @return [(input position, flat indices)].
     """
-    return self._element_inputs(node, ins, index, first, second)
+    terms: uint256 = 0
+    reads: DynArray[program.Read, MAX_LISTS] = []
+    terms, reads = self._element_inputs(node, ins, index, first, second, 0, True)
+    return reads
+
+
+@external
+@pure
+def chunk_inputs(
+    node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256, t0: uint256
+) -> (uint256, DynArray[program.Read, MAX_LISTS]):
+    """
+    @notice The reads of terms [t0, min(t0 + MAX_READ, n)) of the n-term reduction that decides
+            flat output element `index` of a dissectable node (float32 sum, conv2d_grad_bias,
+            layer_norm_grad_bias: the terms are the values of read 0; mm, bmm, addmm, conv2d,
+            conv2d_grad_input, conv2d_grad_weight: the products of reads 0 and 1, then the bias
+            term last, if any), in the order and positions of `element_inputs` without its cap.
+    @param node The node's opcode, dtype, shape and attrs.
+    @param ins The input nodes' dtypes and shapes, in the node's input order.
+    @param index Flat C-order output index.
+    @param t0 First term of the chunk, a multiple of MAX_READ below n.
+    @return (n, [(input position, flat indices)]); the bias read only in the chunk holding term n - 1.
+    """
+    op: uint256 = node.op
+    assert node.dtype == program.F32 and (
+        op == program.OP_SUM or op == program.OP_LAYER_NORM_GRAD_BIAS or (op >= program.OP_MM and op <= program.OP_CONV2D_GRAD_BIAS)
+    ), "rule: not a dissectable reduction"
+    n: uint256 = 0
+    reads: DynArray[program.Read, MAX_LISTS] = []
+    n, reads = self._element_inputs(node, ins, index, [], False, t0, False)
+    bias: bool = len(reads) > 2
+    if bias:
+        n += 1
+    assert t0 % MAX_READ == 0 and t0 < n, "rule: no such chunk"
+    if bias and n - t0 > MAX_READ:
+        reads.pop()
+    return n, reads
 
 
 @internal
@@ -61,7 +97,14 @@ def _element_inputs(
     index: uint256,
     first: DynArray[int256, MAX_READ],
     second: bool,
-) -> DynArray[program.Read, MAX_LISTS]:
+    t0: uint256,
+    cap: bool,
+) -> (uint256, DynArray[program.Read, MAX_LISTS]):
+    """
+    @notice (terms, reads): the reductions' lists hold terms [t0, t0 + MAX_READ) only, of
+            `terms` (the length of the product or summed lists); `cap` reverts where a list
+            is longer than MAX_READ (then t0 = 0 and the lists are whole).
+    """
     assert index < program._numel(node.shape), "rule: index out of range"
     op: uint256 = node.op
     if op == program.OP_VIEW:
@@ -69,35 +112,39 @@ def _element_inputs(
         flat: uint256 = node.attrs[0]
         for d: uint256 in range(len(multi), bound=MAX_RANK):
             flat += multi[d] * node.attrs[d + 1]
-        return [program.Read(pos=0, idx=[flat])]
+        return 0, [program.Read(pos=0, idx=[flat])]
     if op == program.OP_CAT:
-        return self._cat(node, ins, index)
+        return 0, self._cat(node, ins, index)
     if op == program.OP_BERNOULLI:
-        return [program.Read(pos=0, idx=[0])]
+        return 0, [program.Read(pos=0, idx=[0])]
     if op >= program.OP_SUM and op <= program.OP_AMAX:
-        return [program.Read(pos=0, idx=self._reduced(node, ins[0].shape, index))]
+        count: uint256 = 0
+        flats: DynArray[uint256, MAX_READ] = []
+        count, flats = self._reduced(node, ins[0].shape, index, t0, cap)
+        return count, [program.Read(pos=0, idx=flats)]
     if op >= program.OP_MM and op <= program.OP_ADDMM:
-        return self._mm(node, ins, index)
+        return self._mm(node, ins, index, t0, cap)
     if op == program.OP_CONV2D:
-        return self._conv(node, ins, index)
+        return self._conv(node, ins, index, t0, cap)
     if op == program.OP_CONV2D_GRAD_INPUT:
-        return self._conv_grad_input(node, ins, index)
+        return self._conv_grad_input(node, ins, index, t0, cap)
     if op == program.OP_CONV2D_GRAD_WEIGHT:
-        return self._conv_grad_weight(node, ins, index)
+        return self._conv_grad_weight(node, ins, index, t0, cap)
     if op == program.OP_CONV2D_GRAD_BIAS:
+        # terms (n, oh, ow) of go[:, index], C order
         go: DynArray[uint256, MAX_RANK] = ins[0].shape
-        assert go[0] * go[2] * go[3] <= MAX_READ, "rule: reduction too long"
+        plane: uint256 = go[2] * go[3]
+        count: uint256 = go[0] * plane
         column: DynArray[uint256, MAX_READ] = []
-        for n: uint256 in range(go[0], bound=MAX_DIM):
-            for oh: uint256 in range(go[2], bound=MAX_DIM):
-                for ow: uint256 in range(go[3], bound=MAX_DIM):
-                    column.append(self._ravel4(n, index, oh, ow, go))
-        return [program.Read(pos=0, idx=column)]
+        for c: uint256 in range(self._chunk(t0, count, cap), bound=MAX_READ):
+            t: uint256 = t0 + c
+            column.append(self._ravel4(t // plane, index, t % plane // go[3], t % go[3], go))
+        return count, [program.Read(pos=0, idx=column)]
     if op == program.OP_MAX_POOL2D or op == program.OP_MAX_POOL2D_INDICES:
-        return [program.Read(pos=0, idx=self._pool_window(node, ins[0].shape, index))]
+        return 0, [program.Read(pos=0, idx=self._pool_window(node, ins[0].shape, index))]
     if op == program.OP_MAX_POOL2D_GRAD:
         flats: DynArray[uint256, MAX_READ] = self._pool_covering(node, ins[0].shape, index)
-        return [program.Read(pos=0, idx=flats), program.Read(pos=2, idx=flats)]
+        return 0, [program.Read(pos=0, idx=flats), program.Read(pos=2, idx=flats)]
     if op >= program.OP_SOFTMAX and op <= program.OP_LOG_SOFTMAX_GRAD:
         base: uint256 = 0
         stride: uint256 = 0
@@ -109,20 +156,20 @@ def _element_inputs(
         for k: uint256 in range(size, bound=MAX_READ):
             row.append(base + k * stride)
         if op == program.OP_SOFTMAX_GRAD:
-            return [program.Read(pos=0, idx=row), program.Read(pos=1, idx=row)]
+            return 0, [program.Read(pos=0, idx=row), program.Read(pos=1, idx=row)]
         if op == program.OP_LOG_SOFTMAX_GRAD:
-            return [program.Read(pos=0, idx=row), program.Read(pos=1, idx=[index])]
-        return [program.Read(pos=0, idx=row)]
+            return 0, [program.Read(pos=0, idx=row), program.Read(pos=1, idx=[index])]
+        return 0, [program.Read(pos=0, idx=row)]
     if op >= program.OP_LAYER_NORM and op <= program.OP_GROUP_NORM_RSTD:
-        return self._norm(node, ins, index)
+        return self._norm(node, ins, index, t0, cap)
     if op == program.OP_NLL_LOSS or op == program.OP_NLL_LOSS_WEIGHT:
-        return self._nll(node, ins, index, first, second)
+        return 0, self._nll(node, ins, index, first, second)
     if op == program.OP_NLL_LOSS_GRAD:
         b: uint256 = index // ins[1].shape[len(ins[1].shape) - 1]
         go_at: uint256 = 0
         if node.attrs[0] == 0:
             go_at = b
-        return [program.Read(pos=0, idx=[go_at]), program.Read(pos=2, idx=[b]), program.Read(pos=3, idx=[0])]
+        return 0, [program.Read(pos=0, idx=[go_at]), program.Read(pos=2, idx=[b]), program.Read(pos=3, idx=[0])]
     if op == program.OP_EMBEDDING:
         dim: uint256 = ins[0].shape[1]
         reads: DynArray[program.Read, MAX_LISTS] = [program.Read(pos=1, idx=[index // dim])]
@@ -130,7 +177,7 @@ def _element_inputs(
             assert len(first) == 1, "rule: input values do not match the reads"
             assert first[0] >= 0 and first[0] < convert(ins[0].shape[0], int256), "rule: embedding index out of range"
             reads.append(program.Read(pos=0, idx=[convert(first[0], uint256) * dim + index % dim]))
-        return reads
+        return 0, reads
     if op == program.OP_EMBEDDING_GRAD:
         assert node.attrs[2] == 0, "rule: embedding_grad with scale_grad_by_freq is not supported"
         dim: uint256 = node.shape[1]
@@ -141,35 +188,53 @@ def _element_inputs(
         for p: uint256 in range(positions, bound=MAX_READ):
             grads.append(p * dim + index % dim)
             ids.append(p)
-        return [program.Read(pos=0, idx=grads), program.Read(pos=1, idx=ids)]
+        return 0, [program.Read(pos=0, idx=grads), program.Read(pos=1, idx=ids)]
     if op == program.OP_ADD or op == program.OP_RELU or op == program.OP_THRESHOLD_BACKWARD or (
         op >= program.OP_NEG and op <= program.OP_LOGICAL_OR and op != program.OP_CAT and op != program.OP_CAST
     ):
-        return self._pointwise(node, ins, index)
+        return 0, self._pointwise(node, ins, index)
     if op == program.OP_CAST:
-        return [program.Read(pos=0, idx=[index])]
+        return 0, [program.Read(pos=0, idx=[index])]
     raise "rule: op has no program rule on chain"
 
 
 @internal
 @pure
-def _span(start: uint256, count: uint256, step: uint256) -> DynArray[uint256, MAX_READ]:
-    assert count <= MAX_READ, "rule: reduction too long"
+def _chunk(t0: uint256, count: uint256, cap: bool) -> uint256:
+    """
+    @notice How many of `count` terms the chunk from term `t0` holds (at most MAX_READ);
+            with `cap`, a reduction longer than MAX_READ reverts.
+    """
+    assert not cap or count <= MAX_READ, "rule: reduction too long"
+    if t0 >= count:
+        return 0
+    return min(count - t0, MAX_READ)
+
+
+@internal
+@pure
+def _span(start: uint256, count: uint256, step: uint256, t0: uint256, cap: bool) -> DynArray[uint256, MAX_READ]:
+    """
+    @notice start + k * step for the terms k of the chunk from `t0` of `count` terms.
+    """
     out: DynArray[uint256, MAX_READ] = []
-    for k: uint256 in range(count, bound=MAX_READ):
-        out.append(start + k * step)
+    for c: uint256 in range(self._chunk(t0, count, cap), bound=MAX_READ):
+        out.append(start + (t0 + c) * step)
     return out
 
 
 @internal
 @pure
-def _norm(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256) -> DynArray[program.Read, MAX_LISTS]:
+def _norm(
+    node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256, t0: uint256, cap: bool
+) -> (uint256, DynArray[program.Read, MAX_LISTS]):
     """
     @notice layer_norm / group_norm (+ mean, rstd): the normalised row of x (layer: the
             trailing attrs[0] dims; group: the C/G * HW elements of (n, g)), then w[j], b[j];
             the layer_norm gradients: rows of go and x, mean[i], rstd[i] and all of w
             (input), columns of go and x with all of mean and rstd (weight), the go
-            column (bias).
+            column (bias).  Returns (row or column length, reads), the lists cut to the chunk
+            from `t0`.
     """
     op: uint256 = node.op
     shape: DynArray[uint256, MAX_RANK] = ins[0].shape
@@ -187,29 +252,29 @@ def _norm(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: u
         affine = index % d
     if op == program.OP_LAYER_NORM_GRAD_INPUT:
         row: uint256 = index // d
-        span: DynArray[uint256, MAX_READ] = self._span(row * d, d, 1)
+        span: DynArray[uint256, MAX_READ] = self._span(row * d, d, 1, t0, cap)
         reads: DynArray[program.Read, MAX_LISTS] = [
             program.Read(pos=0, idx=span), program.Read(pos=1, idx=span), program.Read(pos=2, idx=[row]), program.Read(pos=3, idx=[row])
         ]
         if node.attrs[2] != 0:
-            reads.append(program.Read(pos=4, idx=self._span(0, d, 1)))
-        return reads
+            reads.append(program.Read(pos=4, idx=self._span(0, d, 1, t0, cap)))
+        return d, reads
     if op == program.OP_LAYER_NORM_GRAD_WEIGHT or op == program.OP_LAYER_NORM_GRAD_BIAS:
         rows: uint256 = program._numel(shape) // d
-        column: DynArray[uint256, MAX_READ] = self._span(index, rows, d)
+        column: DynArray[uint256, MAX_READ] = self._span(index, rows, d, t0, cap)
         if op == program.OP_LAYER_NORM_GRAD_BIAS:
-            return [program.Read(pos=0, idx=column)]
-        every: DynArray[uint256, MAX_READ] = self._span(0, rows, 1)
-        return [program.Read(pos=0, idx=column), program.Read(pos=1, idx=column), program.Read(pos=2, idx=every), program.Read(pos=3, idx=every)]
+            return rows, [program.Read(pos=0, idx=column)]
+        every: DynArray[uint256, MAX_READ] = self._span(0, rows, 1, t0, cap)
+        return rows, [program.Read(pos=0, idx=column), program.Read(pos=1, idx=column), program.Read(pos=2, idx=every), program.Read(pos=3, idx=every)]
     if op != program.OP_LAYER_NORM and op != program.OP_GROUP_NORM:
-        return [program.Read(pos=0, idx=self._span(index * d, d, 1))]
-    reads: DynArray[program.Read, MAX_LISTS] = [program.Read(pos=0, idx=self._span(index // d * d, d, 1))]
+        return d, [program.Read(pos=0, idx=self._span(index * d, d, 1, t0, cap))]
+    reads: DynArray[program.Read, MAX_LISTS] = [program.Read(pos=0, idx=self._span(index // d * d, d, 1, t0, cap))]
     has_w: uint256 = node.attrs[len(node.attrs) - 2]
     if has_w != 0:
         reads.append(program.Read(pos=1, idx=[affine]))
     if node.attrs[len(node.attrs) - 1] != 0:
         reads.append(program.Read(pos=1 + has_w, idx=[affine]))
-    return reads
+    return d, reads
 
 
 @internal
@@ -258,9 +323,12 @@ def _cat(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: ui
 
 @internal
 @pure
-def _reduced(node: program.Node, source: DynArray[uint256, MAX_RANK], index: uint256) -> DynArray[uint256, MAX_READ]:
+def _reduced(
+    node: program.Node, source: DynArray[uint256, MAX_RANK], index: uint256, t0: uint256, cap: bool
+) -> (uint256, DynArray[uint256, MAX_READ]):
     """
-    @notice Input elements reduced into output `index` (attrs [keepdim, *dims]), C order.
+    @notice (count, the chunk from term `t0` of the input elements reduced into output `index`
+            (attrs [keepdim, *dims]), C order).
     """
     out: DynArray[uint256, MAX_RANK] = program._unravel(index, node.shape)
     rank: uint256 = len(source)
@@ -278,22 +346,23 @@ def _reduced(node: program.Node, source: DynArray[uint256, MAX_RANK], index: uin
         else:
             multi[d] = out[kept]
             kept += 1
-    assert count <= MAX_READ, "rule: reduction too long"
     flats: DynArray[uint256, MAX_READ] = []
-    for combo: uint256 in range(count, bound=MAX_READ):
-        rest: uint256 = combo
+    for c: uint256 in range(self._chunk(t0, count, cap), bound=MAX_READ):
+        rest: uint256 = t0 + c
         for k: uint256 in range(rank, bound=MAX_RANK):
             d: uint256 = rank - 1 - k
             if reduced[d]:
                 multi[d] = rest % source[d]
                 rest //= source[d]
         flats.append(program._ravel(multi, source))
-    return flats
+    return count, flats
 
 
 @internal
 @pure
-def _mm(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256) -> DynArray[program.Read, MAX_LISTS]:
+def _mm(
+    node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256, t0: uint256, cap: bool
+) -> (uint256, DynArray[program.Read, MAX_LISTS]):
     rank: uint256 = len(node.shape)
     cols: uint256 = node.shape[rank - 1]
     rows_cols: uint256 = node.shape[rank - 2] * cols
@@ -306,16 +375,16 @@ def _mm(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uin
     m: uint256 = a[len(a) - 2]
     k: uint256 = a[len(a) - 1]
     n: uint256 = b[len(b) - 1]
-    assert k <= MAX_READ, "rule: reduction too long"
     row: DynArray[uint256, MAX_READ] = []
     column: DynArray[uint256, MAX_READ] = []
-    for t: uint256 in range(k, bound=MAX_READ):
+    for c: uint256 in range(self._chunk(t0, k, cap), bound=MAX_READ):
+        t: uint256 = t0 + c
         row.append(batch * m * k + i * k + t)
         column.append(batch * k * n + t * n + j)
     reads: DynArray[program.Read, MAX_LISTS] = [program.Read(pos=pa, idx=row), program.Read(pos=pa + 1, idx=column)]
     if node.op == program.OP_ADDMM:
         reads.append(program.Read(pos=0, idx=[self._broadcast([i, j], ins[0].shape)]))
-    return reads
+    return k, reads
 
 
 @internal
@@ -352,7 +421,9 @@ def _covering(h: uint256, k: uint256, stride: uint256, pad: uint256, dil: uint25
 
 @internal
 @pure
-def _conv(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256) -> DynArray[program.Read, MAX_LISTS]:
+def _conv(
+    node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256, t0: uint256, cap: bool
+) -> (uint256, DynArray[program.Read, MAX_LISTS]):
     a: DynArray[uint256, program.MAX_ATTRS] = node.attrs
     o: DynArray[uint256, MAX_RANK] = program._unravel(index, node.shape)
     x: DynArray[uint256, MAX_RANK] = ins[0].shape
@@ -364,23 +435,28 @@ def _conv(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: u
     vs: DynArray[uint256, MAX_READ] = []
     th, hs = self._window(o[2], w[2], a[0], a[2], a[4], x[2])
     tw, vs = self._window(o[3], w[3], a[1], a[3], a[5], x[3])
-    assert w[1] * len(hs) * len(vs) <= MAX_READ, "rule: reduction too long"
+    # terms (ci, p, q), C order
+    count: uint256 = w[1] * len(hs) * len(vs)
     xs: DynArray[uint256, MAX_READ] = []
     ws: DynArray[uint256, MAX_READ] = []
-    for ci: uint256 in range(w[1], bound=MAX_READ):
-        for p: uint256 in range(len(hs), bound=MAX_READ):
-            for q: uint256 in range(len(vs), bound=MAX_READ):
-                xs.append(self._ravel4(o[0], g * w[1] + ci, hs[p], vs[q], x))
-                ws.append(self._ravel4(o[1], ci, th[p], tw[q], w))
+    for c: uint256 in range(self._chunk(t0, count, cap), bound=MAX_READ):
+        t: uint256 = t0 + c
+        q: uint256 = t % len(vs)
+        p: uint256 = t // len(vs) % len(hs)
+        ci: uint256 = t // len(vs) // len(hs)
+        xs.append(self._ravel4(o[0], g * w[1] + ci, hs[p], vs[q], x))
+        ws.append(self._ravel4(o[1], ci, th[p], tw[q], w))
     reads: DynArray[program.Read, MAX_LISTS] = [program.Read(pos=0, idx=xs), program.Read(pos=1, idx=ws)]
     if len(a) > 7 and a[7] != 0:
         reads.append(program.Read(pos=2, idx=[o[1]]))
-    return reads
+    return count, reads
 
 
 @internal
 @pure
-def _conv_grad_input(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256) -> DynArray[program.Read, MAX_LISTS]:
+def _conv_grad_input(
+    node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256, t0: uint256, cap: bool
+) -> (uint256, DynArray[program.Read, MAX_LISTS]):
     a: DynArray[uint256, program.MAX_ATTRS] = node.attrs
     o: DynArray[uint256, MAX_RANK] = program._unravel(index, node.shape)
     go: DynArray[uint256, MAX_RANK] = ins[0].shape
@@ -394,40 +470,66 @@ def _conv_grad_input(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS
     ows: DynArray[uint256, MAX_READ] = []
     th, ohs = self._covering(o[2], w[2], a[0], a[2], a[4], go[2])
     tw, ows = self._covering(o[3], w[3], a[1], a[3], a[5], go[3])
-    assert cout_g * len(ohs) * len(ows) <= MAX_READ, "rule: reduction too long"
+    # terms (co, p, q), C order
+    count: uint256 = cout_g * len(ohs) * len(ows)
     gos: DynArray[uint256, MAX_READ] = []
     ws: DynArray[uint256, MAX_READ] = []
-    for c: uint256 in range(cout_g, bound=MAX_READ):
-        co: uint256 = g * cout_g + c
-        for p: uint256 in range(len(ohs), bound=MAX_READ):
-            for q: uint256 in range(len(ows), bound=MAX_READ):
-                gos.append(self._ravel4(o[0], co, ohs[p], ows[q], go))
-                ws.append(self._ravel4(co, cl, th[p], tw[q], w))
-    return [program.Read(pos=0, idx=gos), program.Read(pos=2, idx=ws)]
+    for c: uint256 in range(self._chunk(t0, count, cap), bound=MAX_READ):
+        t: uint256 = t0 + c
+        q: uint256 = t % len(ows)
+        p: uint256 = t // len(ows) % len(ohs)
+        co: uint256 = g * cout_g + t // len(ows) // len(ohs)
+        gos.append(self._ravel4(o[0], co, ohs[p], ows[q], go))
+        ws.append(self._ravel4(co, cl, th[p], tw[q], w))
+    return count, [program.Read(pos=0, idx=gos), program.Read(pos=2, idx=ws)]
 
 
 @internal
 @pure
-def _conv_grad_weight(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256) -> DynArray[program.Read, MAX_LISTS]:
+def _valid(off: uint256, pad: uint256, stride: uint256, size: uint256, out: uint256) -> (uint256, uint256):
+    """
+    @notice (first, count) of the output positions o < `out` whose input position
+            o * stride + off - pad lies in [0, size): a contiguous range.
+    """
+    if size + pad <= off:
+        return 0, 0
+    first: uint256 = 0
+    if pad > off:
+        first = (pad - off + stride - 1) // stride
+    end: uint256 = min((size - 1 + pad - off) // stride + 1, out)
+    if end <= first:
+        return 0, 0
+    return first, end - first
+
+
+@internal
+@pure
+def _conv_grad_weight(
+    node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256, t0: uint256, cap: bool
+) -> (uint256, DynArray[program.Read, MAX_LISTS]):
     a: DynArray[uint256, program.MAX_ATTRS] = node.attrs
     o: DynArray[uint256, MAX_RANK] = program._unravel(index, node.shape)
     go: DynArray[uint256, MAX_RANK] = ins[0].shape
     x: DynArray[uint256, MAX_RANK] = ins[1].shape
     ci: uint256 = o[0] // (node.shape[0] // a[6]) * node.shape[1] + o[1]
+    # terms (n, oh, ow) over the output rows and columns whose input tap is inside x, C order
+    oh0: uint256 = 0
+    rows: uint256 = 0
+    ow0: uint256 = 0
+    cols: uint256 = 0
+    oh0, rows = self._valid(o[2] * a[4], a[2], a[0], x[2], go[2])
+    ow0, cols = self._valid(o[3] * a[5], a[3], a[1], x[3], go[3])
+    count: uint256 = go[0] * rows * cols
     gos: DynArray[uint256, MAX_READ] = []
     xs: DynArray[uint256, MAX_READ] = []
-    for n: uint256 in range(go[0], bound=MAX_DIM):
-        for oh: uint256 in range(go[2], bound=MAX_DIM):
-            h: int256 = convert(oh * a[0] + o[2] * a[4], int256) - convert(a[2], int256)
-            if h < 0 or h >= convert(x[2], int256):
-                continue
-            for ow: uint256 in range(go[3], bound=MAX_DIM):
-                v: int256 = convert(ow * a[1] + o[3] * a[5], int256) - convert(a[3], int256)
-                if v >= 0 and v < convert(x[3], int256):
-                    assert len(gos) < MAX_READ, "rule: reduction too long"
-                    gos.append(self._ravel4(n, o[0], oh, ow, go))
-                    xs.append(self._ravel4(n, ci, convert(h, uint256), convert(v, uint256), x))
-    return [program.Read(pos=0, idx=gos), program.Read(pos=1, idx=xs)]
+    for c: uint256 in range(self._chunk(t0, count, cap), bound=MAX_READ):
+        t: uint256 = t0 + c
+        ow: uint256 = ow0 + t % cols
+        oh: uint256 = oh0 + t // cols % rows
+        n: uint256 = t // cols // rows
+        gos.append(self._ravel4(n, o[0], oh, ow, go))
+        xs.append(self._ravel4(n, ci, oh * a[0] + o[2] * a[4] - a[2], ow * a[1] + o[3] * a[5] - a[3], x))
+    return count, [program.Read(pos=0, idx=gos), program.Read(pos=1, idx=xs)]
 
 
 @internal

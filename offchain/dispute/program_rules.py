@@ -1007,6 +1007,58 @@ def element_inputs(node: Node, input_nodes: Sequence[Node], index: int,
     return rule.gather(node, input_nodes, index)
 
 
+# ops whose element is one long reduction the game can dissect into chunks of CHUNK terms:
+# "products" (Σ a_t·b_t over reads 0 and 1, then the bias read, if any, as one last term) and
+# "sums" (Σ of read 0)
+DISSECTABLE: dict[str, str] = {
+    "mm": "products", "bmm": "products", "addmm": "products", "conv2d": "products",
+    "conv2d_grad_input": "products", "conv2d_grad_weight": "products",
+    "sum": "sums", "conv2d_grad_bias": "sums", "layer_norm_grad_bias": "sums",
+}
+CHUNK = 64                            # terms of one chunk (MAX_READ on chain)
+F32_ONE = 0x3F800000                  # float32 1.0: the factor of a bias term
+
+
+def _dissect(node: Node, input_nodes: Sequence[Node], index: int) -> tuple[str, Index, int, int]:
+    """(kind, uncapped reads, product count k, term count n) of a dissectable element."""
+    kind = DISSECTABLE.get(node.op)
+    if kind is None or node.dtype != "f32":
+        raise RuleError("rule: not a dissectable reduction")
+    reads = element_inputs(node, input_nodes, index)
+    k = len(reads[0][1])
+    return kind, reads, k, k + (len(reads) > 2)
+
+
+def chunk_inputs(node: Node, input_nodes: Sequence[Node], index: int, t0: int) -> tuple[int, Index]:
+    """(n, reads of terms [t0, min(t0 + CHUNK, n))) of the n-term reduction of element ``index``
+    of a dissectable node: the reads of :func:`element_inputs` cut to those terms, in their order
+    and positions; for products the two factor lists (empty in a chunk of the bias alone) and
+    the bias read iff the bias, term n − 1, is in the chunk."""
+    kind, reads, k, n = _dissect(node, input_nodes, index)
+    if t0 % CHUNK or not 0 <= t0 < n:
+        raise RuleError("rule: no such chunk")
+    t1 = min(t0 + CHUNK, n)
+    if kind == "sums":
+        return n, [(reads[0][0], reads[0][1][t0:t1])]
+    out = [(pos, idx[t0:min(t1, k)]) for pos, idx in reads[:2]]
+    if len(reads) > 2 and t0 <= n - 1 < t1:
+        out.append(reads[2])
+    return n, out
+
+
+def reduction_terms(node: Node, input_nodes: Sequence[Node], index: int,
+                    input_values: Sequence[Sequence[int]]) -> tuple[str, list[int], list[int]]:
+    """The whole reduction of a dissectable element as (kind, a, b), ``input_values`` being the
+    values of the uncapped :func:`element_inputs`: for products a = left factors + bias values,
+    b = right factors + float32 1.0 per bias value; for sums a = the summed values, b = []."""
+    kind, reads, _, _ = _dissect(node, input_nodes, index)
+    _match(reads, input_values, input_nodes)
+    if kind == "sums":
+        return kind, list(input_values[0]), []
+    bias = list(input_values[2]) if len(reads) > 2 else []
+    return kind, list(input_values[0]) + bias, list(input_values[1]) + [F32_ONE] * len(bias)
+
+
 def _check_values(dtype: str, values: Sequence[int]) -> None:
     for v in values:
         if not isinstance(v, int):
@@ -1053,5 +1105,5 @@ def _verdict(node, input_nodes, index, input_values, claimed):
     return rule.check(node, input_nodes, index, input_values, 0 if claimed is None else claimed)
 
 
-__all__ = ["RULES", "Enclosure", "Linear", "Rule", "RuleError", "Moments", "Window", "check", "window", "element_inputs", "gamma", "moments", "needs_values",
-           "round_f32", "rule_for", "value"]
+__all__ = ["CHUNK", "DISSECTABLE", "RULES", "Enclosure", "Linear", "Rule", "RuleError", "Moments", "Window", "check", "window", "element_inputs", "chunk_inputs", "gamma", "moments",
+           "needs_values", "reduction_terms", "round_f32", "rule_for", "value"]

@@ -489,6 +489,141 @@ def test_program_judge__pointwise_calculus_ops_agree_at_extreme_arguments(op):
     assert agree(node, ins, 2, [[0x7F800000]] + values[1:], int(flats[node.id][2])) == "revert"
 
 
+# --------------------------------------------------------------------------------------------- chunks of long reductions
+
+
+def onchain_chunk(node, ins, index, t0):
+    n, reads = index_contract().chunk_inputs(descriptor(node), inputs(ins), index, t0)
+    return int(n), [(int(p), [int(i) for i in idx]) for p, idx in reads]
+
+
+def _join(chunks):
+    """The chunks' reads concatenated list by list (a bias read, in the last chunk only, last)."""
+    out: list = []
+    for reads in chunks:
+        for k, (pos, idx) in enumerate(reads):
+            if k < len(out):
+                assert out[k][0] == pos
+                out[k][1].extend(idx)
+            else:
+                out.append((pos, list(idx)))
+    return out
+
+
+def _chunks_agree(node, ins, index) -> tuple[int, list]:
+    """Every chunk of the element: the contract's (n, reads) equal the reference's; together they
+    are the uncapped element_inputs.  Returns (n, the reads of each chunk)."""
+    n = R.chunk_inputs(node, ins, index, 0)[0]
+    chunks = []
+    for t0 in range(0, n, CAP):
+        want = R.chunk_inputs(node, ins, index, t0)
+        assert want[0] == n
+        assert onchain_chunk(node, ins, index, t0) == want, (node.op, node.id, index, t0)
+        chunks.append(want[1])
+    assert _join(chunks) == R.element_inputs(node, ins, index), (node.op, node.id, index)
+    return n, chunks
+
+
+def _border_elements(node) -> set[int]:
+    """Elements at the corners and edges of a convolution's spatial plane (padding drops taps;
+    for conv2d_grad_weight the plane is the kernel's: border taps drop output rows)."""
+    if not node.op.startswith("conv2d") or len(node.shape) != 4:
+        return set()
+    n, c, h, w = node.shape
+    spots = [(0, 0), (0, w // 2), (h - 1, w - 1), (h // 2, 0), (h - 1, 0)]
+    return {((i * c + c // 2) * h + y) * w + x for i in {0, n - 1} for y, x in spots}
+
+
+def test_program_judge__chunks_of_long_reductions_match_the_reference_and_join_to_the_reads(run):
+    """Every dissectable node kind in the family: its longest node and another, a few elements
+    (convolution borders among them), every chunk of each."""
+    rng = random.Random(13)
+    by_op: dict[str, list] = {}
+    for node in run.nodes():
+        if node.op in R.DISSECTABLE and node.dtype == "f32":
+            by_op.setdefault(node.op, []).append(node)
+    for op, nodes in sorted(by_op.items()):
+        longest = max(nodes, key=lambda m: R.chunk_inputs(m, run.inputs(m), 0, 0)[0])
+        for node in {longest, rng.choice(nodes)}:
+            ins = run.inputs(node)
+            picks = {0, node.numel - 1, rng.randrange(node.numel)} | _border_elements(node)
+            for index in sorted(picks):
+                n, chunks = _chunks_agree(node, ins, index)
+                kind = R.DISSECTABLE[op]
+                reads = R.element_inputs(node, ins, index)
+                assert n == len(reads[0][1]) + (kind == "products" and len(reads) > 2)
+                if max(len(idx) for _, idx in reads) <= CAP:  # k = 64 and a bias: two chunks, one read
+                    assert onchain_reads(node, ins, index) == reads
+                else:
+                    with boa.reverts("rule: reduction too long"):
+                        onchain_reads(node, ins, index)
+
+
+def test_program_judge__the_families_hold_reductions_of_several_chunks():
+    """The real programs reach the long cases the chunk test covers: addmm and mm of 128 terms,
+    sums of thousands, convolution gradients of hundreds (at the border elements), a conv2d whose last
+    chunk is its bias alone."""
+    longest: dict[str, int] = {}
+    bias_alone = False
+    for name in ("gpt", "cnn"):
+        run = run_of(name)
+        for node in run.nodes():
+            if node.op in R.DISSECTABLE and node.dtype == "f32":
+                ins = run.inputs(node)
+                for index in {0, node.numel - 1}:
+                    n, _ = R.chunk_inputs(node, ins, index, 0)
+                    longest[node.op] = max(longest.get(node.op, 0), n)
+                    if n > CAP and (n - 1) % CAP == 0 and R.DISSECTABLE[node.op] == "products":
+                        bias_alone |= len(R.chunk_inputs(node, ins, index, n - 1)[1]) == 3
+    assert longest["addmm"] > 2 * CAP and longest["mm"] >= 2 * CAP and longest["sum"] >= 64 * CAP
+    assert longest["conv2d_grad_weight"] > 4 * CAP and longest["conv2d_grad_input"] >= 2 * CAP
+    assert longest["conv2d_grad_bias"] >= 6 * CAP and bias_alone
+
+
+@pytest.mark.parametrize("op", ["addmm", "conv2d"])
+def test_program_judge__a_chunk_of_the_bias_alone_matches_the_reference(op):
+    """k = 2·64 products and a bias: the last chunk holds term 128, the bias, with empty factor
+    lists; the chunks before it no bias read."""
+    g = torch.Generator().manual_seed(21)
+    if op == "addmm":
+        node, ins, _ = _single("addmm", "f32", [torch.randn(3, generator=g), torch.randn(2, 2 * CAP, generator=g),
+                                                torch.randn(2 * CAP, 3, generator=g)], [])
+    else:  # 1x1 kernel over 128 channels, padding 1: the border has no taps, the centre 128
+        node, ins, _ = _single("conv2d", "f32", [torch.randn(1, 2 * CAP, 2, 2, generator=g),
+                                                 torch.randn(2, 2 * CAP, 1, 1, generator=g), torch.randn(2, generator=g)],
+                               [1, 1, 0, 0, 1, 1, 1, 1])
+    for index in range(node.numel):
+        n, chunks = _chunks_agree(node, ins, index)
+        assert n == 2 * CAP + 1 and len(chunks) == 3
+        assert [len(c) for c in chunks] == [2, 2, 3]
+        assert chunks[2][0][1] == [] and chunks[2][1][1] == [] and len(chunks[2][2][1]) == 1
+
+
+def test_program_judge__chunk_inputs_reverts_off_a_chunk_and_on_other_ops(gpt):
+    node = next(m for m in gpt.nodes() if m.op == "addmm" and R.chunk_inputs(m, gpt.inputs(m), 0, 0)[0] > CAP)
+    ins = gpt.inputs(node)
+    n = R.chunk_inputs(node, ins, 0, 0)[0]
+    for t0 in (1, CAP // 2, CAP + 1, -(-n // CAP) * CAP, n + CAP, 1 << 200):
+        with pytest.raises(R.RuleError, match="no such chunk"):
+            R.chunk_inputs(node, ins, 0, t0)
+        with boa.reverts("rule: no such chunk"):
+            onchain_chunk(node, ins, 0, t0)
+    with boa.reverts("rule: index out of range"):
+        onchain_chunk(node, ins, node.numel, 0)
+    with pytest.raises(R.RuleError, match="index out of range"):
+        R.chunk_inputs(node, ins, node.numel, 0)
+    zoo = run_of("zoo")
+    others = [(gpt, next(m for m in gpt.nodes() if m.op == op))
+              for op in ("log_softmax", "layer_norm_grad_weight", "embedding_grad", "add", "layer_norm")]
+    others += [(zoo, next(m for m in zoo.nodes() if m.op == "mean")),
+               (zoo, next(m for m in zoo.nodes() if m.op == "sum" and m.dtype != "f32"))]  # an int64 sum
+    for run, other in others:
+        with pytest.raises(R.RuleError, match="not a dissectable reduction"):
+            R.chunk_inputs(other, run.inputs(other), 0, 0)
+        with boa.reverts("rule: not a dissectable reduction"):
+            onchain_chunk(other, run.inputs(other), 0, 0)
+
+
 # --------------------------------------------------------------------------------------------- gas
 
 

@@ -533,3 +533,49 @@ def test_rules__softmax_rows_summed_in_any_order_pass_and_masked_entries_stay_ex
             assert R.check(node, ins, index, values, int(claims[index])), (index, float(variant[index]))
     masked = int(torch.nonzero(torch.isinf(z))[0])
     assert not R.check(node, ins, masked, values, bits(1e-38 if op == "safe_softmax" else -1e30))
+
+
+# --------------------------------------------------------------------------------------------- long reductions
+
+
+@pytest.mark.parametrize("name", ["gpt", "cnn"])
+def test_rules__reduction_terms_of_real_elements_are_the_honest_reduction(name):
+    """Every dissectable op of the family, a short and the longest element: the whole reduction's
+    terms (bias as a product with 1.0) have n entries, the long-reduction fold check accepts the
+    honest value, and at most 64 terms the linear rule over those terms gives check's verdict."""
+    run = run_of(name)
+    done: set[str] = set()
+    for node in run.nodes():
+        if node.op not in R.DISSECTABLE or node.dtype != "f32" or node.op in done:
+            continue
+        done.add(node.op)
+        ins = run.inputs(node)
+        sizes = {index: R.chunk_inputs(node, ins, index, 0)[0] for index in {0, node.numel // 2, node.numel - 1}}
+        for index in {min(sizes, key=sizes.get), max(sizes, key=sizes.get)}:
+            values = gather(node, ins, run.flats[1], index)
+            honest = int(run.flats[1][node.id][index])
+            kind, a, b = R.reduction_terms(node, ins, index, values)
+            assert kind == R.DISSECTABLE[node.op] and len(a) == sizes[index]
+            if kind == "products":
+                assert len(b) == len(a) and b[len(values[0]):] == [R.F32_ONE] * (len(a) - len(values[0]))
+                op = J.OP_MATMUL
+            else:
+                assert b == [] and a == values[0]
+                op = J.OP_SUM_ROWS
+            assert J.check_long(op, a, b, honest), (node.op, index)
+            if len(a) <= 64:
+                linear = R._dot(list(zip(a, b))) if kind == "products" else R._dot((), a)
+                assert linear.accepts(honest) and R.check(node, ins, index, values, honest), (node.op, index)
+    assert {"sum", "mm"} <= done
+
+
+def test_rules__chunk_inputs_and_reduction_terms_refuse_other_ops(gpt):
+    node, ins = _node(gpt, "layer_norm")
+    with pytest.raises(R.RuleError, match="not a dissectable reduction"):
+        R.chunk_inputs(node, ins, 0, 0)
+    with pytest.raises(R.RuleError, match="not a dissectable reduction"):
+        R.reduction_terms(node, ins, 0, gather(node, ins, gpt.flats[1], 0))
+    node, ins = _node(gpt, "mm")
+    values = gather(node, ins, gpt.flats[1], 0)
+    with pytest.raises(R.RuleError, match="do not match"):
+        R.reduction_terms(node, ins, 0, values[:-1])
