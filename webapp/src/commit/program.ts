@@ -323,14 +323,19 @@ export function checkOptimizer(program: Program, o: Optimizer): void {
 // ── what the dispute game can judge (offchain/dispute/limits.py `program_unjudgeable_reason`) ──
 // Checked here: the checkpoint interval, the state, hyper and data-row bounds, and the reads of
 // every element of the long reductions (mm, bmm, addmm, sum, mean, amax and the softmax family:
-// at most 64 terms in at most 5 lists and 16 leaves). The reads of the other ops (convolutions,
-// normalisation rows, pooling, losses, embeddings) are left to the workers' check.
+// at most 64 terms in at most 5 lists and 16 leaves; a float32 mm, bmm, addmm or sum longer than
+// 64 terms is dissected, so each chunk of 64 terms within 16 leaves). The reads of the other ops
+// (convolutions, normalisation rows, pooling, losses, embeddings) are left to the workers' check.
 const MAX_POINTS = 256, MAX_OUTPUT_NODES = 65, MAX_STATE = 1024, MAX_HYPER = 512, MAX_ROW_BYTES = 16_384;
 const MAX_READ = 64, MAX_READ_LISTS = 5, MAX_OPEN_LEAVES = 16, LEAF_BYTES = 2048, EVERY_ELEMENT_UP_TO = 1024, SAMPLED = 64;
+const MAX_LONG_REDUCTION = 2 ** 22;
+/** Linear reductions the game dissects (`program_rules.DISSECTABLE`). */
+const DISSECTABLE = new Set(["mm", "bmm", "addmm", "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "sum",
+  "conv2d_grad_bias", "layer_norm_grad_bias"]);
 type Reads = [number, number[]][];
-/** `count` indices from `at`; past MAX_READ only their number matters (the read is refused). */
+/** `count` indices from `at`; past MAX_LONG_REDUCTION only their number matters (the read is refused). */
 const terms = (count: number, at: (t: number) => number): number[] =>
-  count > MAX_READ ? new Array(count) : Array.from({ length: count }, (_, t) => at(t));
+  count > MAX_LONG_REDUCTION ? new Array(count) : Array.from({ length: count }, (_, t) => at(t));
 
 function unravel(index: number, shape: number[]): number[] {
   const out: number[] = [];
@@ -404,11 +409,16 @@ export function unjudgeableProgram(program: Program, checkpointInterval: number)
     for (const index of LEAVES.has(node.op) || elementReads(node, ins, 0) === null ? [] : sample(node)) {
       const reads = elementReads(node, ins, index)!;
       if (reads.length > MAX_READ_LISTS) return `${where} reads ${reads.length} input lists; the judge takes ${MAX_READ_LISTS}`;
+      const dissected = DISSECTABLE.has(node.op) && node.dtype === "f32" && reads.some(([, flat]) => flat.length > MAX_READ);
       for (const [position, flat] of reads) {
-        if (flat.length > MAX_READ) return `${where} reduces ${flat.length} terms; the chain judges at most ${MAX_READ} (longer reductions of programs are not dissected yet)`;
+        if (flat.length > MAX_LONG_REDUCTION) return `${where} reduces ${flat.length} terms; the dissection inside a reduction takes at most ${MAX_LONG_REDUCTION}`;
+        if (flat.length > MAX_READ && !dissected) return `${where} reduces ${flat.length} terms; the chain judges at most ${MAX_READ} (longer reductions of ${node.op} are not dissected yet)`;
         const itemsize = ins[position].dtype === "f32" ? 4 : 8;
-        const leaves = new Set(flat.map((i) => Math.floor((i * itemsize) / LEAF_BYTES))).size;
-        if (leaves > MAX_OPEN_LEAVES) return `${where} reads ${flat.length} elements of node ${ins[position].id} spread over ${leaves} leaves; the dispute game opens at most ${MAX_OPEN_LEAVES}`;
+        for (let chunk = 0; chunk < flat.length; chunk += MAX_READ) { // a dissected reduction is read a chunk at a time
+          const part = flat.slice(chunk, chunk + MAX_READ);
+          const leaves = new Set(part.map((i) => Math.floor((i * itemsize) / LEAF_BYTES))).size;
+          if (leaves > MAX_OPEN_LEAVES) return `${where} reads ${part.length} elements of node ${ins[position].id} spread over ${leaves} leaves; the dispute game opens at most ${MAX_OPEN_LEAVES}`;
+        }
       }
     }
   }
