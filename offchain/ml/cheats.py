@@ -18,6 +18,7 @@ from .commit import checkpoint_root
 from .demo import DemoTask
 from .errors import MLError
 from .graph import execution_context
+from .ops import OPS
 from .program import Corruption
 from .program_training import ProgramTraining
 from .train import (
@@ -203,9 +204,10 @@ def corrupt_element(demo: DemoTask, segment: int | None = None, node: int | None
 
     By default ``segment`` has the largest honest update norm (every verifier following the policy
     replays the top published one; the wrong element adds to this segment's update, so in practice
-    it stays on top) and ``node`` is the program's last matmul-like node (for a captured step,
-    a weight gradient: the wrong element reaches the next state); the element is the node's
-    largest in magnitude at that step.  ``corruption`` is kept so the cheater can defend.
+    it stays on top) and ``node`` is the last of the program's matmul-like nodes with the longest
+    reduction per element (the most work to check: where a reduction is longer than the judge's,
+    the dispute must go inside it); the element is the node's largest in magnitude at that step.
+    ``corruption`` is kept so the cheater can defend.
     """
     if not isinstance(demo.graph, ProgramTraining):
         raise MLError("only a program task's nodes can be corrupted")
@@ -213,7 +215,12 @@ def corrupt_element(demo: DemoTask, segment: int | None = None, node: int | None
     if segment is None:
         segment = int(np.argmax(genuine.update_norms))
     if node is None:
-        node = [n.id for n in demo.graph.program.nodes if n.op in MATMULS][-1]
+        program = demo.graph.program
+
+        def per_element(n) -> int:  # FLOPs per output element: two per term of its reduction
+            return OPS[n.op].flops(n, [program.nodes[i] for i in n.inputs]) // n.numel
+
+        node = max((n for n in program.nodes if n.op in MATMULS), key=lambda n: (per_element(n), n.id)).id
     step = segment * demo.task.checkpoint_interval
     honest = step_trace(demo.graph, demo.task, demo.dataset, genuine.checkpoints[segment].params, step)
     corruption = Corruption(step, node, int(honest.trace[node].abs().argmax()), delta)

@@ -15,10 +15,12 @@ from safetensors.torch import load_file
 from offchain.chain.deployment import deployment_path
 from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.cli import main
-from offchain.dispute.game import END_ELEMENT
+from offchain.chain.client import Market
+from offchain.dispute.game import END_ELEMENT, END_FOLD
 from offchain.ml import Dataset, digits_dataset
+from offchain.ml.artifacts import ALPHABET, text_dataset
 from offchain.ml.capture import ExportConfig, export_program
-from offchain.ml.models import MLP
+from offchain.ml.models import GPT, MLP
 from offchain.ml.optim import OptimizerConfig
 from offchain.node import LOCAL_DEPLOYMENT
 from offchain.workers.artifacts import fetch_proof, publish_program_task
@@ -90,21 +92,36 @@ def test_program_task__two_commands_post_it_and_the_workers_train_verify_and_get
         assert "loss curve (11 checkpoints)" in shown and curve.stat().st_size > 0, shown
 
 
-def _lost_dispute(tmp_path, cheat: str) -> tuple[dict, dict, str]:
-    """A solver cheating with `cheat` on the program task against the real verifier: the dispute's
-    end (DisputeEnded), the receipt of the move that ended it and the ProgramChecker's address,
-    once the cheater has lost its stake and nothing is left locked."""
+def _post_gpt(m) -> int:
+    """A one-block GPT (vocab 49, 12 positions, width 32) with AdamW, warm-up and cosine on the
+    text corpus: 48 positions a batch, so its loss, attention and normalisation rows fit the judge,
+    and the linear layers' longer reductions (128 terms) are dissected."""
+    torch.manual_seed(0)
+    data = text_dataset(12, ALPHABET)
+    model = GPT(len(ALPHABET) + 1, 12, 32, 4, 1)
+    optimizer = OptimizerConfig("adamw", 3e-3, weight_decay=0.01, warmup_steps=4, schedule="cosine", clip_norm=1.0)
+    program = export_program(model, ExportConfig(4, (12,), loss="lm_cross_entropy", optimizer=optimizer))
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    published = publish_program_task(m.store, program, optimizer, weights, data, steps=24, k=4, seed=5)
+    submitter = Submitter(market=m.market(SUBMITTER), store=m.store, home=m.home)
+    return submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=300)
+
+
+def _lost_dispute(tmp_path, cheat: str, post=_post_program) -> tuple[dict, dict, Market]:
+    """A solver cheating with `cheat` on the program task ``post`` posts, against the real verifier:
+    the dispute's end (DisputeEnded), the receipt of the move that ended it and a read-only market
+    client, once the cheater has lost its stake and nothing is left locked."""
     with local_market(tmp_path) as m:
         solver = m.start(Solver, SOLVER, Role.SOLVER, cheat=cheat)
         m.start(Verifier, VERIFIER, Role.VERIFIER)
-        task_id = _post_program(m)
+        task_id = post(m)
         reader = m.market(0)
         [ended] = wait_for(lambda: reader.arbiter.events.DisputeEnded().get_logs(
             from_block=m.deployment.block, argument_filters={"task_id": task_id}), 240, "the verdict")
         assert not ended["args"]["solver_won"]
         bonded, locked = reader.call("accounts", solver.address)[:2]
         assert bonded == 5 * ETHER - reader.task(task_id).solver_stake and locked == 0
-        return ended, reader.w3.eth.get_transaction_receipt(ended["transactionHash"]), reader.programs.address
+        return ended, reader.w3.eth.get_transaction_receipt(ended["transactionHash"]), reader
 
 
 def test_program_task__a_cheating_solver_loses_the_dispute_and_its_stake(tmp_path):
@@ -115,7 +132,19 @@ def test_program_task__a_cheating_solver_loses_the_dispute_and_its_stake(tmp_pat
 def test_program_task__an_element_cheat_is_proven_wrong_by_one_element_and_slashed(tmp_path):
     """One wrong element of one mid-network node, every checkpoint and trace consistent with it:
     only `prove_element` can catch it, and the real verifier and dispute player do."""
-    ended, proven, programs = _lost_dispute(tmp_path, "element")
+    ended, proven, market = _lost_dispute(tmp_path, "element")
     assert ended["args"]["reason"] == END_ELEMENT
-    assert proven["to"] == programs  # the proof concluded it
+    assert proven["to"] == market.programs.address  # the proof concluded it
     print(f"\nprove_element: {proven['gasUsed']:,} gas")
+
+
+def test_program_task__a_transformer_element_cheat_is_caught_inside_a_long_reduction(tmp_path):
+    """The element cheat on a GPT: the wrong element is one of a 128-term matmul, longer than the
+    judge's 64, so the dispute goes inside the reduction: the cheater's exact partials do not add
+    up to its claim, and the fold proof ends it."""
+    ended, proven, market = _lost_dispute(tmp_path, "element", _post_gpt)
+    assert ended["args"]["reason"] == END_FOLD
+    assert proven["to"] == market.reducer.address
+    opened = market.arbiter.events.ReductionOpened().get_logs(from_block=0)
+    assert [e["args"]["n"] for e in opened] == [128]
+    print(f"\nprove_fold: {proven['gasUsed']:,} gas")

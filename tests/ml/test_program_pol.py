@@ -11,6 +11,7 @@ import pytest
 import torch
 from eth_abi import encode as abi_encode
 
+from offchain.dispute import program_rules as R
 from offchain.dispute.limits import UnjudgeableTask
 from offchain.ml import cheats
 from offchain.ml.artifacts import digits_dataset, text_dataset
@@ -146,15 +147,28 @@ def test_program_task__spec_commits_the_whole_optimizer_and_the_hyper_root():
             TrainingTask.from_dict(broken)
 
 
+def _published(store, name: str):
+    demo, _ = _task(name)
+    bundle = program_task(demo.graph.program, demo.graph.optimizer, demo.weights, demo.dataset,
+                          steps=demo.task.steps, k=demo.task.checkpoint_interval, seed=demo.task.seed, cid=store.add_bytes)
+    return bundle, store.add_bytes(bundle.task.to_bytes())
+
+
 def test_program_task__fetched_and_checked_then_refused_where_the_chain_cannot_judge_a_node(tmp_path):
+    """The CNN's long reductions (convolution gradients over the batch's pixels) are linear: the
+    game dissects them, so a worker takes the task. The byte-level GPT's 256-class log-softmax
+    rows are not: it is refused."""
     store = LocalStore(tmp_path / "ipfs")
-    demo, _ = _task("cnn")
-    bundle = program_task(demo.graph.program, demo.graph.optimizer, demo.weights, demo.dataset, steps=12, k=3,
-                          seed=5, cid=store.add_bytes)
-    cid = store.add_bytes(bundle.task.to_bytes())
+    bundle, cid = _published(store, "cnn")
+    program = bundle.graph.program
+    grads = [n for n in program.nodes if n.op == "conv2d_grad_weight"]
+    assert grads and all(len(R.element_inputs(n, [program.nodes[i] for i in n.inputs], 0)[0][1]) > 64 for n in grads)
+    assert fetch_task(store, cid, bundle.task.hash()).task == bundle.task
+    bundle, cid = _published(store, "gpt")
     loaded = load_task(store, cid, bundle.task.hash())
     assert loaded.graph.root == bundle.task.graph_root and loaded.weights.keys() == bundle.weights.keys()
-    with pytest.raises(UnjudgeableTask, match=r"node \d+ \(\w+, from .*\) reduces \d+ terms; the chain judges at most 64"):
+    with pytest.raises(UnjudgeableTask, match=r"node \d+ \(log_softmax, from .*\) reduces 256 terms; the chain judges "
+                                              r"at most 64 \(longer reductions of log_softmax are not dissected yet\)"):
         fetch_task(store, cid, bundle.task.hash())
     forged = dataclasses.replace(bundle.task, hyper_root=bytes(32))
     with pytest.raises(ArtifactMismatch, match="hyper_root"):
