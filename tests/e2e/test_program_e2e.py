@@ -107,10 +107,11 @@ def _post_gpt(m) -> int:
     return submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=300)
 
 
-def _lost_dispute(tmp_path, cheat: str, post=_post_program) -> tuple[dict, dict, Market]:
+def _lost_dispute(tmp_path, cheat: str, post=_post_program) -> tuple[dict, dict, Market, list[int]]:
     """A solver cheating with `cheat` on the program task ``post`` posts, against the real verifier:
-    the dispute's end (DisputeEnded), the receipt of the move that ended it and a read-only market
-    client, once the cheater has lost its stake and nothing is left locked."""
+    the dispute's end (DisputeEnded), the receipt of the move that ended it, a read-only market
+    client (its chain gone) and the lengths of the reductions the dispute went inside, once the
+    cheater has lost its stake and nothing is left locked."""
     with local_market(tmp_path) as m:
         solver = m.start(Solver, SOLVER, Role.SOLVER, cheat=cheat)
         m.start(Verifier, VERIFIER, Role.VERIFIER)
@@ -121,19 +122,21 @@ def _lost_dispute(tmp_path, cheat: str, post=_post_program) -> tuple[dict, dict,
         assert not ended["args"]["solver_won"]
         bonded, locked = reader.call("accounts", solver.address)[:2]
         assert bonded == 5 * ETHER - reader.task(task_id).solver_stake and locked == 0
-        return ended, reader.w3.eth.get_transaction_receipt(ended["transactionHash"]), reader
+        opened = reader.arbiter.events.ReductionOpened().get_logs(from_block=m.deployment.block)
+        return (ended, reader.w3.eth.get_transaction_receipt(ended["transactionHash"]), reader,
+                [e["args"]["n"] for e in opened])
 
 
 def test_program_task__a_cheating_solver_loses_the_dispute_and_its_stake(tmp_path):
-    ended, _, _ = _lost_dispute(tmp_path, "skip")  # every segment wrong: always caught
+    ended, *_ = _lost_dispute(tmp_path, "skip")  # every segment wrong: always caught
     assert ended["args"]["reason"] in (2, 3, 4)  # proven through the ProgramChecker
 
 
 def test_program_task__an_element_cheat_is_proven_wrong_by_one_element_and_slashed(tmp_path):
     """One wrong element of one mid-network node, every checkpoint and trace consistent with it:
     only `prove_element` can catch it, and the real verifier and dispute player do."""
-    ended, proven, market = _lost_dispute(tmp_path, "element")
-    assert ended["args"]["reason"] == END_ELEMENT
+    ended, proven, market, reductions = _lost_dispute(tmp_path, "element")
+    assert ended["args"]["reason"] == END_ELEMENT and reductions == []
     assert proven["to"] == market.programs.address  # the proof concluded it
     print(f"\nprove_element: {proven['gasUsed']:,} gas")
 
@@ -142,9 +145,7 @@ def test_program_task__a_transformer_element_cheat_is_caught_inside_a_long_reduc
     """The element cheat on a GPT: the wrong element is one of a 128-term matmul, longer than the
     judge's 64, so the dispute goes inside the reduction: the cheater's exact partials do not add
     up to its claim, and the fold proof ends it."""
-    ended, proven, market = _lost_dispute(tmp_path, "element", _post_gpt)
-    assert ended["args"]["reason"] == END_FOLD
+    ended, proven, market, reductions = _lost_dispute(tmp_path, "element", _post_gpt)
+    assert ended["args"]["reason"] == END_FOLD and reductions == [128]
     assert proven["to"] == market.reducer.address
-    opened = market.arbiter.events.ReductionOpened().get_logs(from_block=0)
-    assert [e["args"]["n"] for e in opened] == [128]
     print(f"\nprove_fold: {proven['gasUsed']:,} gas")
