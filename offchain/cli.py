@@ -342,11 +342,16 @@ def solver() -> None:
 @solver.command("run")
 @click.option("--cheat", type=click.Choice(["skip", "fabricate", "wrong-data", "element"]),
               help="Be a dishonest solver (for tests and demonstrations).")
+@click.option("--corrupt-op", metavar="OP",
+              help="With --cheat element: corrupt the program's last OP node (e.g. safe_softmax, layer_norm) "
+                   "rather than its longest matmul-like one.")
 @click.option("--poll", type=float, default=1.0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads to train with  [default: every core but one]")
 @pass_env
-def solver_run(env: Env, cheat: str | None, poll: float, threads: int | None) -> None:
-    _run_worker(env, "solver", threads, cheat=cheat, poll_interval=poll)
+def solver_run(env: Env, cheat: str | None, corrupt_op: str | None, poll: float, threads: int | None) -> None:
+    if corrupt_op is not None and cheat != "element":
+        raise click.UsageError("--corrupt-op goes with --cheat element")
+    _run_worker(env, "solver", threads, cheat=cheat, corrupt_op=corrupt_op, poll_interval=poll)
 
 
 @main.group()

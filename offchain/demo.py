@@ -1,13 +1,16 @@
 """`dtm demo`: a whole market on one machine, every role its own process.
 
 A local Anvil with the suite deployed, the embedded IPFS store served over the
-Kubo RPC API, a submitter posting two digits-classification tasks, an honest
-solver, a solver that fabricates segments, a verifier and a whistleblower. The
-cheater's proof is challenged and the dispute game narrows it to one step that
-the chain checks; the cheater is slashed, its task reopens and the honest solver
-finishes it. The demo ends when both tasks are finalised and paid, and writes a
-loss plot and the tasks' timelines. The market's web app is served while it runs (and after,
-with `--keep`, until interrupted).
+Kubo RPC API, a submitter posting a digits classifier (an MLP) and then a
+transformer language model (a GPT trained with AdamW, warm-up and cosine on
+real text), an honest solver, a solver that corrupts one element of the
+transformer's attention weights (and trains on consistently from there), a
+verifier and a whistleblower. The cheater's proof is challenged and the dispute
+game narrows it to one step, then to the one wrong element of the attention
+softmax, which the chain re-computes; the cheater is slashed, its task reopens
+and the honest solver finishes it. The demo ends when both tasks are finalised
+and paid, and writes a loss plot and the tasks' timelines. The market's web app
+is served while it runs (and after, with `--keep`, until interrupted).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from pathlib import Path
 
 from offchain.chain.client import Market, connect
 from offchain.chain.suite import ETHER, Role, TaskState
+from offchain.dispute.status import ENDINGS
 from offchain.log import get_logger
+from offchain.ml.artifacts import Dataset
 from offchain.node import (
     DEFAULT_ARBITER,
     deploy,
@@ -34,7 +39,7 @@ from offchain.node import (
 from offchain.storage import KuboStore, StorageError
 from offchain.timeline import task_timeline
 from offchain.webapp import WebAppNotBuilt, app_config, serve_app
-from offchain.workers.artifacts import fetch_proof, fetch_task, publish_task
+from offchain.workers.artifacts import PublishedTask, fetch_proof, fetch_task, publish_program_task, publish_task
 from offchain.workers.submitter import CurvePoint, Submitter, fetch_result, plot_curves, proof_curve
 
 log = get_logger("dtm.demo")
@@ -45,7 +50,7 @@ TIMEOUT = 240
 SUBMITTER, HONEST, CHEATER, VERIFIER, WHISTLEBLOWER = 1, 2, 3, 4, 5
 ROLES = {
     HONEST: ("solver", ["solver", "run"], Role.SOLVER),
-    CHEATER: ("cheater", ["solver", "run", "--cheat", "fabricate"], Role.SOLVER),
+    CHEATER: ("cheater", ["solver", "run", "--cheat", "element", "--corrupt-op", "safe_softmax"], Role.SOLVER),
     VERIFIER: ("verifier", ["verifier", "run"], Role.VERIFIER),
     WHISTLEBLOWER: ("whistleblower", ["whistleblower", "run"], Role.WHISTLEBLOWER),
 }
@@ -85,12 +90,12 @@ def run_demo(out: Path, keep: bool = False) -> int:
         submitter = Submitter(market=Market(w3, deployment, dev_account(SUBMITTER)), store=store, home=out / "home")
         from offchain.ml import digits_dataset, mlp_spec
 
-        task_ids = [  # two tasks that differ in their batch order (the seed)
-            submitter.post(publish_task(store, mlp_spec(64, (32,), 10), digits_dataset(), steps=300, k=10,
-                                        batch_size=32, lr=0.1, seed=seed),
-                           payment=ETHER, solver_stake=ETHER, expires_in=600, train_window=120)
-            for seed in (1, 2)
-        ]
+        terms = {"payment": ETHER, "solver_stake": ETHER, "expires_in": 600, "train_window": 120}
+        classifier = submitter.post(publish_task(store, mlp_spec(64, (32,), 10), digits_dataset(), steps=300, k=10,
+                                                 batch_size=32, lr=0.1, seed=1), **terms)
+        # the honest solver takes the classifier (the cheater only cheats on programs), then is busy
+        wait_for(lambda: submitter.market.task(classifier).state != TaskState.OPEN, TIMEOUT, "a solver to claim task 1")
+        task_ids = [classifier, submitter.post(_transformer_task(store), **terms)]
         outcome = wait_for(lambda: _settled(submitter.market, task_ids), TIMEOUT, "the tasks to settle")
         for task_id in task_ids:
             submitter._advance_safely(task_id)
@@ -119,6 +124,26 @@ def run_demo(out: Path, keep: bool = False) -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
         anvil.stop()
+
+
+def _transformer_task(store: KuboStore) -> PublishedTask:
+    """A one-block GPT (vocab 49, 12 positions, width 32, 4 heads) with AdamW, warm-up and cosine
+    on 400 rows of the text corpus; every element of its step is judgeable on chain."""
+    import torch
+
+    from offchain.ml.artifacts import ALPHABET, text_dataset
+    from offchain.ml.capture import ExportConfig, export_program
+    from offchain.ml.models import GPT
+    from offchain.ml.optim import OptimizerConfig
+
+    torch.manual_seed(0)
+    model = GPT(len(ALPHABET) + 1, 12, 32, 4, 1)
+    optimizer = OptimizerConfig("adamw", 1e-2, weight_decay=0.01, warmup_steps=6, schedule="cosine", clip_norm=1.0)
+    program = export_program(model, ExportConfig(4, (12,), loss="lm_cross_entropy", optimizer=optimizer))
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    rows = text_dataset(12, ALPHABET)
+    return publish_program_task(store, program, optimizer, weights, Dataset(rows.x[:400], rows.y[:400]),
+                                steps=60, k=6, seed=3)
 
 
 def _spawn(out: Path, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -161,11 +186,13 @@ def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[in
         for row in task_timeline(market, task_id):
             lines.append(f"  t={row.timestamp - start:>4}s  block {row.block:>4}  {row.event:<19} {row.detail}")
         result = fetch_result(market, store, task_id)
-        lines.append(f"  trained weights {result.weights_cid}: accuracy {100 * result.accuracy:.1f}% on digits")
+        what = "the text" if bundle.task.is_program else "digits"
+        lines.append(f"  trained weights {result.weights_cid}: {result.training.figures()} on {what}")
     for ended in market.arbiter.events.DisputeEnded().get_logs(from_block=market.deployment.block):
         args = ended["args"]
         winner = "solver" if args["solver_won"] else "challenger"
-        lines.append(f"dispute {args['dispute_id']} on task {args['task_id']}: the {winner} won ({END_REASONS[args['reason']]})")
+        lines.append(f"dispute {args['dispute_id']} on task {args['task_id']}: the {winner} won "
+                     f"({ENDINGS[args['reason']]}{_proven_node(market, store, ended)})")
     cheater = market.call("accounts", dev_account(CHEATER).address)[0]
     lines.append(f"cheating solver's stake: {cheater / ETHER:.2f} of 5.00 ETH left")
     (out / "timeline.txt").write_text("\n".join(lines) + "\n")
@@ -174,4 +201,15 @@ def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[in
     print(f"\nwrote {out / 'loss.png'} and {out / 'timeline.txt'}")
 
 
-END_REASONS = {1: "timeout", 2: "link mismatch proven", 3: "wrong data row proven", 4: "inconsistent element proven"}
+def _proven_node(market: Market, store: KuboStore, ended) -> str:
+    """Where a program element proof ended the dispute (``: node 123 (safe_softmax, from ...)``)."""
+    tx = market.w3.eth.get_transaction(ended["transactionHash"])
+    if market.programs is None or tx["to"] != market.programs.address:
+        return ""
+    fn, args = market.programs.decode_function_input(tx["input"])
+    if fn.fn_name != "prove_element":
+        return ""
+    view = market.task(ended["args"]["task_id"])
+    created = market.events("TaskCreated", market.deployment.block, task_id=ended["args"]["task_id"])[0]["args"]
+    program = fetch_task(store, created["spec_cid"], view.spec_hash).graph.program
+    return f": {program.describe(args['node'])} element {args['index']}"

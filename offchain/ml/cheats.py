@@ -197,7 +197,7 @@ def corrupted(demo: DemoTask, corruption: Corruption) -> DemoTask:
 
 
 def corrupt_element(demo: DemoTask, segment: int | None = None, node: int | None = None,
-                    delta: float = 1.0) -> CheatRun:
+                    delta: float = 1.0, op: str | None = None) -> CheatRun:
     """Add ``delta`` to one element of one mid-network node at the first step of ``segment`` and
     train honestly on from there, so every checkpoint is consistent with the corruption and only
     that element of that step's trace is wrong: a dispute can only end in ``prove_element``.
@@ -206,14 +206,20 @@ def corrupt_element(demo: DemoTask, segment: int | None = None, node: int | None
     replays the top published one; the wrong element adds to this segment's update, so in practice
     it stays on top) and ``node`` is the last of the program's matmul-like nodes with the longest
     reduction per element (the most work to check: where a reduction is longer than the judge's,
-    the dispute must go inside it); the element is the node's largest in magnitude at that step.
-    ``corruption`` is kept so the cheater can defend.
+    the dispute must go inside it), or with ``op`` the program's last node of that op; the
+    element is the node's largest in magnitude at that step.  ``corruption`` is kept so the
+    cheater can defend.
     """
     if not isinstance(demo.graph, ProgramTraining):
         raise MLError("only a program task's nodes can be corrupted")
     genuine = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph)
     if segment is None:
         segment = int(np.argmax(genuine.update_norms))
+    if node is None and op is not None:
+        ops = [n.id for n in demo.graph.program.nodes if n.op == op]
+        if not ops:
+            raise MLError(f"the program has no {op} node to corrupt")
+        node = ops[-1]
     if node is None:
         program = demo.graph.program
 

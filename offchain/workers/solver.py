@@ -76,12 +76,16 @@ class Solver(Worker):
     role = "solver"
     watches = ("TaskCreated", "TaskReopened")
 
-    def __init__(self, *, cheat: str | None = None, threads: int = 1, **kwargs: Any):
+    def __init__(self, *, cheat: str | None = None, corrupt_op: str | None = None, threads: int = 1, **kwargs: Any):
         """``threads``: intra-op threads to train with (`dtm solver run` gives every core but one,
         a worker alone in its process); kept with each task, since the solver's replays in a
-        dispute are bitwise its training only with the count it trained with."""
+        dispute are bitwise its training only with the count it trained with. ``corrupt_op``:
+        the element cheat corrupts the last node of this op."""
         if cheat is not None and cheat not in CHEATS:
             raise ValueError(f"unknown cheat {cheat!r}; choose from {', '.join(CHEATS)}")
+        if corrupt_op is not None and cheat != "element":
+            raise ValueError("corrupt_op is the element cheat's")
+        self.corrupt_op = corrupt_op
         if threads < 1:
             raise ValueError("threads must be at least 1")
         self.cheat = cheat
@@ -182,6 +186,10 @@ class Solver(Worker):
             self._skip(task.task_id, "its artifacts are unusable or unsupported here", final="rejected",
                        detail=str(exc))
             return
+        if self.cheat == "element" and not bundle.task.is_program:
+            self._skip(task.task_id, "the element cheat corrupts a program's node; this task is no program",
+                       final="skipped")
+            return
         needed = training_seconds(bundle, threads=self.threads)
         if needed * TIME_SAFETY > task.train_window:
             self._skip(task.task_id, f"window too short: training needs ~{needed:.0f} s here, the window is "
@@ -225,7 +233,8 @@ class Solver(Worker):
             proofs["published"] = self._publish(bundle, cheats.forced_error(bundle).result)
         elif self.cheat:
             self.log.info("task %d: cheating (%s)", task.task_id, self.cheat)
-            run = CHEATS[self.cheat](bundle)
+            run = (cheats.corrupt_element(bundle, op=self.corrupt_op) if self.corrupt_op
+                   else CHEATS[self.cheat](bundle))
             proofs["published"] = self._publish(bundle, run.result)
             if run.corruption is not None:  # kept with the proof, to defend it as trained
                 proofs["published"]["corruption"] = dataclasses.asdict(run.corruption)

@@ -20,6 +20,7 @@ from offchain.dispute import moves as M
 from offchain.dispute import program_moves as P
 from offchain.dispute import program_rules as R
 from offchain.ml import cheats
+from offchain.ml.errors import MLError
 from offchain.ml.commit import merkle_root, tensor_root
 from offchain.ml.program import Program, trace_roots
 from offchain.ml.train import step_trace
@@ -92,13 +93,16 @@ def test_find_program_proof__nothing_to_prove_on_the_honest_trace():
     assert P.find_program_proof("0x" + "00" * 20, 1, s.data(s.trace), s.after_root(s.trace)) is None
 
 
-def test_element_cheat__its_own_trace_has_one_wrong_element_and_loses_to_prove_element(suite, parties):
+@pytest.mark.parametrize("family, op", [("mlp", None), ("gpt", "safe_softmax"), ("gpt", "layer_norm")])
+def test_element_cheat__its_own_trace_has_one_wrong_element_and_loses_to_prove_element(suite, parties, family, op):
     """`cheats.corrupt_element`: the cheater re-derives the step's trace as it trained (the
-    corruption replayed), so every link holds and the one wrong element is all a challenger finds."""
-    s = setup("mlp")
-    run = cheats.corrupt_element(s.demo, segment=0)
+    corruption replayed), so every link holds and the one wrong element is all a challenger finds;
+    by default in the longest matmul-like node, or in the last node of ``op`` (attention weights,
+    a normalised row)."""
+    s = setup(family)
+    run = cheats.corrupt_element(s.demo, segment=0, op=op)
     wrong = run.corruption
-    assert wrong.step == STEP and s.program.nodes[wrong.node].op in cheats.MATMULS
+    assert wrong.step == STEP and s.program.nodes[wrong.node].op == (op or "addmm")
     trace = step_trace(cheats.corrupted(s.demo, wrong).graph, s.demo.task, s.demo.dataset,
                        run.result.checkpoints[0].params, STEP).trace
     assert s.after_root(trace) == run.proof.checkpoint_roots[1]  # its trace is its published checkpoint
@@ -307,3 +311,8 @@ def test_prove_element__a_bool_element_other_than_0_or_1_loses(suite, parties):
     for mask in ([0, 0, 2, 0], [0, 0, 1, 0]):
         dispute_id, data = dispute(mask)
         wins(suite, parties, dispute_id, "prove_element", args(dispute_id, data, 2), T.END_ELEMENT, f"bool {mask[2]}")
+
+
+def test_element_cheat__an_op_the_program_lacks_is_refused():
+    with pytest.raises(MLError, match="the program has no conv2d node to corrupt"):
+        cheats.corrupt_element(setup("mlp").demo, op="conv2d")

@@ -58,6 +58,12 @@ def test_missing_account__usage_error(tmp_path):
     assert result.exit_code != 0 and "--account" in result.output
 
 
+def test_solver_run__corrupt_op_without_the_element_cheat__usage_error_before_any_network(tmp_path):
+    result = _run(tmp_path, "--rpc", "http://127.0.0.1:9", "solver", "run", "--cheat", "skip", "--corrupt-op", "bmm")
+    assert result.exit_code == 2 and "--corrupt-op goes with --cheat element" in result.output
+    assert "RPC" not in result.output
+
+
 def _pets_csv(tmp_path):
     path = tmp_path / "pets.csv"
     rows = [f"{i % 7},{i % 3},{('cat', 'dog', 'bird')[(i % 7 + i % 3) % 3]}" for i in range(50)]

@@ -20,7 +20,7 @@ from offchain.dispute.game import END_ELEMENT, END_FOLD
 from offchain.ml import Dataset, digits_dataset
 from offchain.ml.artifacts import ALPHABET, text_dataset
 from offchain.ml.capture import ExportConfig, export_program
-from offchain.ml.models import GPT, MLP
+from offchain.ml.models import CNN, GPT, MLP
 from offchain.ml.optim import OptimizerConfig
 from offchain.node import LOCAL_DEPLOYMENT
 from offchain.workers.artifacts import fetch_proof, publish_program_task
@@ -107,6 +107,20 @@ def _post_gpt(m) -> int:
     return submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=300)
 
 
+def _post_cnn(m) -> int:
+    """A CNN (conv 3x3 + GroupNorm + ReLU + 2x2 max pool twice, widths 4 and 8) with SGD momentum
+    on the digits as 1x8x8 images, batch 16: its GroupNorm rows fit the judge, and its convolution
+    gradients over the batch's pixels (up to 1,024 terms) are dissected."""
+    torch.manual_seed(0)
+    model = CNN(1, 8, 8, 10, widths=(4, 8))
+    optimizer = OptimizerConfig("sgd", 0.05, momentum=0.9)
+    program = export_program(model, ExportConfig(16, (1, 8, 8), optimizer=optimizer))
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    published = publish_program_task(m.store, program, optimizer, weights, digits_dataset(), steps=24, k=4, seed=5)
+    submitter = Submitter(market=m.market(SUBMITTER), store=m.store, home=m.home)
+    return submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=300)
+
+
 def _lost_dispute(tmp_path, cheat: str, post=_post_program) -> tuple[dict, dict, Market, list[int]]:
     """A solver cheating with `cheat` on the program task ``post`` posts, against the real verifier:
     the dispute's end (DisputeEnded), the receipt of the move that ended it, a read-only market
@@ -149,3 +163,12 @@ def test_program_task__a_transformer_element_cheat_is_caught_inside_a_long_reduc
     assert ended["args"]["reason"] == END_FOLD and reductions == [128]
     assert proven["to"] == market.reducer.address
     print(f"\nprove_fold: {proven['gasUsed']:,} gas")
+
+
+def test_program_task__a_cnn_element_cheat_is_caught_inside_a_convolution_gradient(tmp_path):
+    """The element cheat on a CNN: the wrong element is one of the first convolution's weight
+    gradient, a reduction over the batch's output pixels (16 x 8 x 8 = 1,024 terms, 784 to 896 for
+    a tap that padding cuts), dissected."""
+    ended, proven, market, reductions = _lost_dispute(tmp_path, "element", _post_cnn)
+    assert ended["args"]["reason"] == END_FOLD and len(reductions) == 1 and 784 <= reductions[0] <= 1024
+    assert proven["to"] == market.reducer.address

@@ -100,3 +100,19 @@ def _roots(m, task_id):
     created = m.market(0).events("TaskCreated", m.deployment.block, task_id=task_id)[-1]["args"]
     task = fetch_task(m.store, created["spec_cid"], created["spec_hash"]).task
     return task.graph_root, task.dataset_root, task.weights_root
+
+
+def test_solver__the_element_cheat_leaves_a_task_that_is_no_program_to_others(tmp_path, caplog):
+    """It corrupts a program's node: a compiled MLP task has none, so it does not claim it."""
+    with local_market(tmp_path) as m:
+        solver = m.start(Solver, SOLVER, Role.SOLVER, cheat="element")
+        task_id = m.post(steps=40, k=4)
+        wait_for(lambda: (solver.state.task(task_id) or {}).get("outcome"), what="the solver's decision")
+        assert solver.state.task(task_id)["outcome"] == (
+            "skipped: the element cheat corrupts a program's node; this task is no program")
+        assert m.market(0).task(task_id).state == TaskState.OPEN
+
+
+def test_solver__corrupt_op_is_the_element_cheats_only():
+    with pytest.raises(ValueError, match="corrupt_op is the element cheat's"):
+        Solver(cheat="skip", corrupt_op="layer_norm", market=None, store=None, home=None)
