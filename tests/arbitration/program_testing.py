@@ -70,22 +70,59 @@ def setup(name: str) -> Setup:
     return Setup(demo, program, state, tuple(trace))
 
 
-def to_prove(suite, parties, s: Setup, trace, after: bytes | None = None) -> int:
+def to_prove(suite, parties, s: Setup, trace, after: bytes | None = None, gas: dict | None = None) -> int:
     """A dispute over step 0 of ``s``'s task in which the solver committed ``trace`` (and revealed
-    ``after``, by default its trace's outputs): the challenger is to prove."""
+    ``after``, by default its trace's outputs): the challenger is to prove. ``gas`` collects the
+    gas of each move."""
     task = s.demo.task
     before = task.weights_root
     after = after or s.after_root(trace)
     checkpoints = [before, after, bytes(32)]
-    _, dispute_id = T.post_and_challenge(suite, parties, task.hash(), checkpoints, 0)
-    game = suite.game
-    with boa.env.prank(parties.solver):
-        game.reveal_segment(*M.reveal_segment_args(dispute_id, 0, task, [before, after], checkpoints))
-    with boa.env.prank(parties.verifier):
-        game.pick_step(*M.pick_step_args(dispute_id, [before, after], 0))
-    with boa.env.prank(parties.solver):
-        game.commit_trace(dispute_id, STEP, merkle_root(trace_roots(trace)))
+    market, game = suite.market, suite.game
+    task_id = market.post(task.hash(), merkle_root(checkpoints), len(checkpoints))
+    dispute_id = game.dispute_count() + 1
+    moves = [(market, "challenge", parties.verifier, (task_id, parties.solver, parties.verifier, 0)),
+             (game, "reveal_segment", parties.solver, M.reveal_segment_args(dispute_id, 0, task, [before, after],
+                                                                           checkpoints)),
+             (game, "pick_step", parties.verifier, M.pick_step_args(dispute_id, [before, after], 0)),
+             (game, "commit_trace", parties.solver, (dispute_id, STEP, merkle_root(trace_roots(trace))))]
+    for contract, fn, sender, args in moves:
+        used = T.tx_gas(contract, fn, sender, *args)
+        if gas is not None:
+            gas[fn] = used
     return dispute_id
+
+
+def exact_partials(data: P.ProgramStep, node_id: int, index: int) -> list:
+    """What the solver posts in a dissection: the exact partials of its own trace."""
+    return M.call_partials(P.reduction_call(data, node_id, index))
+
+
+def whole_dispute(suite, parties, s: Setup, trace, partials=exact_partials) -> dict[str, int]:
+    """A dispute over ``trace`` played to its end as the workers play it: the challenger's search
+    (`find_program_proof`), and inside a long reduction the solver's ``partials`` and the
+    challenger's answers. The gas of every move, by name."""
+    gas: dict[str, int] = {}
+    dispute_id = to_prove(suite, parties, s, trace, gas=gas)
+    game, data = suite.game, s.data(trace)
+    found = P.find_program_proof(game.address, dispute_id, data, s.after_root(trace))
+    assert found is not None, "nothing to prove"
+    checker = getattr(suite, found.contract)
+    gas[f"{found.fn} (node {found.args[5]}, {s.program.nodes[found.args[5]].op})"] = T.tx_gas(
+        checker, found.fn, parties.verifier, *found.args)
+    level = 0
+    while game.disputes(dispute_id).phase == 9:  # PARTIALS
+        level += 1
+        r = game.reductions(dispute_id)
+        args = M.post_partials_args(dispute_id, r.node, r.first, r.chunks, partials(data, r.node, r.index))
+        gas[f"post_partials #{level} ({len(args[3])} partials)"] = T.tx_gas(game, "post_partials", parties.solver, *args)
+        r = game.reductions(dispute_id)
+        move = P.answer_partials(game.address, dispute_id, data, r.node, r.index, args[3], r.first, r.chunks,
+                                 not r.picked, r.total[2])
+        contract = {"pick": game, "fold": suite.reducer}.get(move.kind, suite.program_reducer)
+        gas[f"{move.function} ({move.detail})"] = T.tx_gas(contract, move.function, parties.verifier, *move.args)
+    assert T.verdict(suite, dispute_id) == (False, True, 1)
+    return gas
 
 
 def tampered(trace, node_id: int, index: int = 0, value=None) -> list:

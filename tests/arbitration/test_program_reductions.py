@@ -13,15 +13,18 @@ import os
 import arbitration_testing as T
 import boa
 import pytest
-from program_testing import first_node, setup, tampered, to_prove
+from program_testing import first_node, setup, tampered, to_prove, whole_dispute
 
 from offchain.dispute import game as G
 from offchain.dispute import judge as J
 from offchain.dispute import moves as M
 from offchain.dispute import program_moves as P
 from offchain.dispute import program_rules as R
+from offchain.ml import cheats
+from offchain.ml.train import step_trace
 
 MOVE_GAS = 5_000_000
+DISPUTE_GAS = 10_000_000
 GAS = os.environ.get("ARB_PROGRAM_GAS")  # print the gas of each move
 
 #: (family, op, occurrence) of nodes with elements longer than 64 terms in the test programs
@@ -222,3 +225,22 @@ def test_program_reduction__only_the_game_own_checkers_report(suite, parties):
             suite.game.record_reduction(1, parties.verifier, 0, 0, J.OP_MATMUL, 100, 0)
         with boa.reverts("arbitration: caller is not the checker"):
             suite.game.conclude_reduction(1, parties.verifier, T.END_CHUNK)
+
+
+# ------------------------------------------------------------------------------- whole disputes
+
+
+@pytest.mark.parametrize("family", ["gpt", "cnn"])
+def test_program_reduction__the_element_cheat_loses_a_whole_dispute_under_10M_gas(suite, parties, family):
+    """The element cheat (its wrong element in the longest matmul-like node, its trace as it
+    trained) against the workers' moves, from the challenge to the fold proof: every move under
+    5 M gas, the whole dispute under 10 M."""
+    s = setup(family)
+    run = cheats.corrupt_element(s.demo, segment=0)
+    trace = step_trace(cheats.corrupted(s.demo, run.corruption).graph, s.demo.task, s.demo.dataset,
+                       run.result.checkpoints[0].params, 0).trace
+    gas = whole_dispute(suite, parties, s, trace)
+    if GAS:
+        print("".join(f"\n{name}: {used:,}" for name, used in gas.items()) + f"\ntotal: {sum(gas.values()):,}")
+    assert any(name.startswith("open_program_reduction") for name in gas) and "prove_fold (fold)" in gas
+    assert max(gas.values()) < MOVE_GAS and sum(gas.values()) < DISPUTE_GAS
