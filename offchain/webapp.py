@@ -4,7 +4,9 @@
 everything else from `config.json`: the chains the suite is deployed on (the deployment files,
 with the RPC URL of each chain this machine serves) and the content store's Kubo RPC API. The
 built-in datasets the page offers (`webapp/presets.json`) are served as
-`datasets/NAME.safetensors`, the bytes `dtm task post --dataset NAME` publishes.
+`datasets/NAME.safetensors`, the bytes `dtm task post --dataset NAME` publishes, and its model
+presets other than the MLP as `presets/NAME.json` and `presets/NAME.safetensors`, the program and
+initial weights `dtm model export` writes for them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,46 @@ def builtin_dataset(name: str) -> bytes:
     return {"digits": digits_dataset}[name]().to_bytes()
 
 
+_EXPORTING = threading.Lock()  # PyTorch's graph capture is not thread-safe; the server's threads take turns
+
+
+def preset_program(name: str) -> tuple[bytes, bytes]:
+    """A model preset the app offers as a program (`presets.json` "programs"): the program and its
+    initial weights as `dtm model export` writes them; KeyError for any other name."""
+    with _EXPORTING:
+        return _export_preset(name)
+
+
+@functools.cache
+def _export_preset(name: str) -> tuple[bytes, bytes]:
+    from offchain.ml.capture import ExportConfig
+    from offchain.ml.exporter import export_model, optimizer_from_options
+
+    preset = json.loads(PRESETS.read_text())["programs"][name]
+    config = ExportConfig(preset["batch_size"], tuple(preset["input_shape"]),
+                          optimizer=optimizer_from_options(preset["optimizer"]))
+    program, weights = export_model(preset["model"], preset["kwargs"], config, preset["seed"])
+    return program.to_bytes(), weights
+
+
+def builtin_file(path: str) -> bytes:
+    """What the app serves next to its files: `datasets/NAME.safetensors` (`builtin_dataset`),
+    `presets/NAME.json` and `presets/NAME.safetensors` (`preset_program`); KeyError otherwise."""
+    folder, _, file = path.strip("/").partition("/")
+    name, _, suffix = file.rpartition(".")
+    if folder == "datasets" and suffix == "safetensors":
+        return builtin_dataset(name)
+    if folder == "presets" and suffix in ("json", "safetensors"):
+        return preset_program(name)[suffix == "safetensors"]
+    raise KeyError(path)
+
+
+def builtin_paths() -> list[str]:
+    presets = json.loads(PRESETS.read_text())
+    return ([f"datasets/{name}.safetensors" for name in presets["datasets"]]
+            + [f"presets/{name}.{suffix}" for name in presets["programs"] for suffix in ("json", "safetensors")])
+
+
 class WebAppNotBuilt(FileNotFoundError):
     """`webapp/dist` is missing."""
 
@@ -64,9 +106,9 @@ def export(out: Path, config: dict[str, Any], dist: Path | None = None) -> Path:
     """The app as static files in `out`, with its `config.json`, for any web server."""
     shutil.copytree(_dist(dist or DIST), out, dirs_exist_ok=True)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    (out / "datasets").mkdir(exist_ok=True)
-    for name in json.loads(PRESETS.read_text())["datasets"]:
-        (out / "datasets" / f"{name}.safetensors").write_bytes(builtin_dataset(name))
+    for path in builtin_paths():
+        (out / path).parent.mkdir(exist_ok=True)
+        (out / path).write_bytes(builtin_file(path))
     return out
 
 
@@ -80,9 +122,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
         if path == "/config.json":
             return self._send(200, json.dumps(self.server.config).encode(), "application/json", "no-store")
-        if path.startswith("/datasets/") and path.endswith(".safetensors"):
+        if path.startswith(("/datasets/", "/presets/")):
             try:
-                body = builtin_dataset(path.removeprefix("/datasets/").removesuffix(".safetensors"))
+                body = builtin_file(path)
             except KeyError:
                 return self._send(404, b"not found\n", "text/plain", "no-store")
             return self._send(200, body, "application/octet-stream", "no-cache")

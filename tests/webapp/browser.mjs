@@ -237,6 +237,27 @@ const scenarios = {
     return seen;
   },
 
+  /** Post the CNN preset (the program and weights served next to the app) on the digits. */
+  async post_preset(page) {
+    const wallet = await installWallet(page, { ...params.wallet, chainId: params.chain_id, switchable: [] });
+    await connect(page, wallet);
+    await page.click('nav a[href="#/post"]');
+    await page.fill("#post-steps", String(params.steps));
+    await page.selectOption("#post-k", String(params.k));
+    await page.selectOption("#post-model", params.preset);
+    await page.waitForFunction(() => document.querySelector("#post-program-summary")?.textContent, null, { timeout: TIMEOUT });
+    const seen = { summary: await text(page, "#post-program-summary"),
+      mlp_fields_disabled: await page.locator("#post-hidden").isDisabled() && await page.locator("#post-lr").isDisabled() };
+    await page.fill("#post-payment", "1");
+    seen.screenshots = [await shot(page, "post-preset")];
+    await page.click("#post");
+    seen.posted = await notice(page);
+    await page.locator("#timeline tbody tr").first().waitFor({ timeout: TIMEOUT });
+    seen.hash = await page.evaluate(() => location.hash);
+    seen.requests = wallet.requests;
+    return seen;
+  },
+
   /** Programs the page refuses, each with its line, sending nothing: weights of the wrong shapes,
    *  then a program whose input does not fit the data. */
   async refuse_program(page) {

@@ -4,6 +4,7 @@ the page refuses, with its line, sending nothing; the price line against Python'
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -18,11 +19,12 @@ from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program import Program
 from offchain.ml.program_training import initial_weights
 from offchain.storage import KuboStore, compute_cid
+from offchain.webapp import preset_program
 from offchain.workers.artifacts import check_program_task, fetch_task
 
 pytestmark = pytest.mark.e2e
 
-SUBMITTER, POSTER, REFUSER = 1, 8, 7
+SUBMITTER, POSTER, REFUSER, PRESET = 1, 8, 7, 6
 
 
 FLOPS = r"([\d.]+) (T|G|M|k|)FLOP"  # a figure of three significant digits and its unit
@@ -83,6 +85,28 @@ def test_a_program_posted_from_the_page_is_the_one_python_builds_and_checks(mark
     fetched = fetch_task(KuboStore(market_app.store_url), spec_cid, view.spec_hash)  # every artifact is there and checks
     assert fetched.task == reference.task and fetched.task.committed_graph_root == reference.task.committed_graph_root
     assert fetched.weights_bytes == reference.weights_bytes and fetched.spec_bytes == program.to_bytes()
+
+
+def test_the_cnn_preset_posted_from_the_page_is_the_exported_cnn_and_the_workers_take_it(market_app):
+    """The page's CNN preset is `dtm model export offchain.ml.models:CNN` of presets.json, served
+    next to the app; posted on the digits, it is the task Python builds, and the workers' check
+    (`fetch_task`: every element judgeable, the convolution gradients dissected) passes."""
+    seen = market_app.browse("post_preset", preset="CNN", steps=30, k=10, wallet=market_app.wallet(PRESET))
+    assert seen["page_errors"] == []
+    program_bytes, weights_bytes = preset_program("CNN")
+    program = Program.from_bytes(program_bytes)
+    params = sum(math.prod(slot.shape) for slot in program.state if slot.kind == "param")
+    assert re.fullmatch(rf"the CNN preset: {params:,} parameters, "
+                        rf"{len(program.nodes)} nodes, {FLOPS} per step; batches of 16 rows of 64 features; sgd, lr 0\.05\.",
+                        seen["summary"]), seen["summary"]
+    assert seen["mlp_fields_disabled"] is True
+    task_id, spec_cid = market_app.posted(seen, PRESET)
+    optimizer = OptimizerConfig.from_dict(program.meta["optimizer"])
+    reference = program_task(program, optimizer, initial_weights(program, weights_bytes), digits_dataset(), steps=30,
+                             k=10, seed=1, cid=compute_cid)
+    assert spec_cid == compute_cid(reference.task.to_bytes())
+    fetched = fetch_task(KuboStore(market_app.store_url), spec_cid, market_app.market().task(task_id).spec_hash)
+    assert fetched.task == reference.task and fetched.spec_bytes == program_bytes
 
 
 def test_programs_the_page_refuses_each_say_why_and_send_nothing(market_app, tmp_path):

@@ -16,10 +16,22 @@ from click.testing import CliRunner
 from offchain.cli import main
 from offchain.ml import digits_dataset, mlp_spec
 from offchain.ml.artifacts import Dataset
+from offchain.ml.optim import OptimizerConfig
+from offchain.ml.program import Program
+from offchain.ml.program_training import initial_weights
 from offchain.node import free_port
 from offchain.storage import serve
-from offchain.webapp import PRESETS, WebAppNotBuilt, app_config, app_origins, builtin_dataset, export, serve_app
-from offchain.workers.artifacts import check_task
+from offchain.webapp import (
+    PRESETS,
+    WebAppNotBuilt,
+    app_config,
+    app_origins,
+    builtin_dataset,
+    export,
+    preset_program,
+    serve_app,
+)
+from offchain.workers.artifacts import check_program_task, check_task
 
 LOCAL = {"chain_id": 31337, "block": 5, "contracts": {"Market": "0x" + "11" * 20, "Arbiter": "0x" + "22" * 20},
          "arbiter_kind": "Arbitration", "extra": {}}
@@ -113,6 +125,11 @@ def test_every_preset_the_app_offers_is_a_task_the_dispute_game_can_judge():
         for hidden, batch, k in itertools.product(*(presets["mlp"][key] for key in ("hidden", "batch_size", "checkpoint_interval"))):
             check_task(mlp_spec(data.input_dim, (hidden,), int(data.y.max()) + 1), data, steps=10 * k, k=k,
                        batch_size=batch, lr=0.1, seed=1)
+            for preset in presets["programs"]:  # the model presets exported as programs, on every interval
+                program_bytes, weights = preset_program(preset)
+                program = Program.from_bytes(program_bytes)
+                check_program_task(program, OptimizerConfig.from_dict(program.meta["optimizer"]),
+                                   initial_weights(program, weights), data, steps=10 * k, k=k, seed=1)
 
 
 def test_builtin_datasets_are_served_as_the_cli_publishes_them(dist, deployments):
@@ -121,6 +138,11 @@ def test_builtin_datasets_are_served_as_the_cli_publishes_them(dist, deployments
         served = requests.get(app.url + "datasets/digits.safetensors")
         assert served.content == digits_dataset().to_bytes()
         assert requests.get(app.url + "datasets/other.safetensors").status_code == 404
+        program, weights = preset_program("CNN")
+        assert requests.get(app.url + "presets/CNN.json").content == program
+        assert requests.get(app.url + "presets/CNN.safetensors").content == weights
+        for missing in ("presets/MLP.json", "presets/CNN.txt", "presets/CNN", "datasets/digits.json"):
+            assert requests.get(app.url + missing).status_code == 404, missing
     finally:
         app.close()
 
@@ -136,5 +158,6 @@ def test_dtm_webapp_export(dist, deployments, tmp_path, monkeypatch):
     assert [(d["name"], d["rpc_url"]) for d in config["deployments"]] == [
         ("ethereum-local", "http://127.0.0.1:8545"), ("ethereum-sepolia", None)]
     assert (out / "datasets" / "digits.safetensors").read_bytes() == digits_dataset().to_bytes()
+    assert (out / "presets" / "CNN.json").read_bytes() == preset_program("CNN")[0]
     bad = CliRunner().invoke(main, ["webapp", "export", "--out", str(out), "--rpc-url", "local"], env=env)
     assert bad.exit_code == 2 and "'local' is not CHAIN_ID=URL" in bad.output

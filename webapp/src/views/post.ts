@@ -68,6 +68,7 @@ export function postPage(ctx: Context): View {
     return { el, refresh: async () => {} };
   }
   const f = {
+    model: select("post-model", ["MLP", ...Object.keys(presets.programs)], "MLP"),
     dataset: select("post-dataset", Object.keys(presets.datasets), "digits"),
     hidden: select("post-hidden", presets.mlp.hidden, 32),
     batch: select("post-batch", presets.mlp.batch_size, 32),
@@ -89,6 +90,7 @@ export function postPage(ctx: Context): View {
   const form = h("form", { id: "post-form", class: "grid" },
     row("dataset", f.dataset), row("your own data", f.file, ".csv .npy .npz .safetensors"),
     row("label column", f.label, "name or index; default the last"), row("held out", f.holdout, "share of rows"),
+    row("model", f.model, "a preset, unless you choose your program"),
     row("your program", f.program, "net.json of dtm model export"), row("its initial weights", f.weights, "init.safetensors"),
     row("hidden units", f.hidden), row("batch size", f.batch), row("checkpoint every", f.k, "steps"),
     row("steps", f.steps), row("learning rate", f.lr), row("seed", f.seed, "batch order"),
@@ -129,6 +131,28 @@ export function postPage(ctx: Context): View {
       throw fileError(error);
     }
   }
+  const programs = new Map<string, Promise<LoadedProgram>>();
+  /** A model preset exported as a program: the files `dtm model export` writes for it (served
+   *  next to the app). */
+  function presetProgram(name: string): Promise<LoadedProgram> {
+    if (!programs.has(name)) {
+      const file = async (suffix: string) => {
+        const response = await fetch(`presets/${name}.${suffix}`);
+        if (!response.ok) throw new AppError(`The ${name} preset is not served here (HTTP ${response.status}): serve the app with \`dtm node up\`.`);
+        return new Uint8Array(await response.arrayBuffer());
+      };
+      const loading = Promise.all([programModule(), file("json"), file("safetensors")]).then(([{ loadProgram }, program, weights]) =>
+        loadProgram(program, weights, { program: `${name}.json`, weights: `${name}.safetensors` }));
+      loading.catch(() => programs.delete(name));
+      programs.set(name, loading);
+    }
+    return programs.get(name)!;
+  }
+  /** The program to train: your files, else a preset's, else none (the MLP preset). */
+  async function chosenProgram(): Promise<LoadedProgram | null> {
+    if (f.program.files?.length || f.weights.files?.length || f.model.value === "MLP") return ownProgram();
+    return presetProgram(f.model.value);
+  }
   /** `check_program_task` (program.js is loaded once a program is). */
   const checkProgram = (program: LoadedProgram, data: Dataset, k: number) => programModule().then(({ checkProgramTask }) => {
     try {
@@ -165,7 +189,7 @@ export function postPage(ctx: Context): View {
     const call = ++pricing;
     try {
       const steps = integer(f.steps, "Steps", 1);
-      const program = await ownProgram();
+      const program = await chosenProgram();
       const { work, recentRate, priceLine, mlpFlops } = await programModule();
       let flops: bigint;
       if (program) flops = work(program.program).flops;
@@ -189,14 +213,18 @@ export function postPage(ctx: Context): View {
     clearNotice();
     f.dataset.disabled = Boolean(f.file.files?.length);
     // a program fixes its own model, batch size and optimizer
-    for (const input of [f.hidden, f.batch, f.lr]) input.disabled = Boolean(f.program.files?.length);
+    const own = Boolean(f.program.files?.length);
+    f.model.disabled = own;
+    for (const input of [f.hidden, f.batch, f.lr]) input.disabled = own || f.model.value !== "MLP";
     let dataLine = "", programLine = ""; // shown once known: the form does not jump while it is read
     try {
       const loaded = await ownData();
       if (loaded) dataLine = `${loaded.description}. The held-out rows stay in this browser: they download as a file when you post.`;
-      const program = f.program.files?.length && f.weights.files?.length ? await ownProgram() : null;
+      const chosen = own ? f.weights.files?.length : f.model.value !== "MLP";
+      const program = chosen ? await chosenProgram() : null;
       if (program) {
-        programLine = `${f.program.files![0].name}: ${program.description}.`;
+        const name = own ? f.program.files![0].name : `the ${f.model.value} preset`;
+        programLine = `${name}: ${program.description}.`;
         await checkProgram(program, (await chosenData()).data, Number(f.k.value));
       }
     } catch (error) {
@@ -205,7 +233,7 @@ export function postPage(ctx: Context): View {
     [summary.textContent, programSummary.textContent] = [dataLine, programLine];
     await showPrice();
   }
-  for (const input of [f.file, f.label, f.holdout, f.seed, f.program, f.weights, f.k]) input.addEventListener("change", () => void preview());
+  for (const input of [f.file, f.label, f.holdout, f.seed, f.model, f.program, f.weights, f.k]) input.addEventListener("change", () => void preview());
   // only the price follows these (no notice cleared: the form must not move under a click)
   for (const input of [f.dataset, f.hidden, f.batch, f.steps]) input.addEventListener("change", () => void showPrice());
 
@@ -221,7 +249,7 @@ export function postPage(ctx: Context): View {
       if (!config.ipfsApi) throw new AppError("This app was given no content store (ipfs_api in config.json): serve it with `dtm node up`.");
       const k = Number(f.k.value), steps = integer(f.steps, "Steps", 1);
       if (steps % k) throw new AppError(`Steps must be a multiple of the checkpoint interval ${k}: try ${Math.ceil(steps / k) * k}.`);
-      const program = await ownProgram();
+      const program = await chosenProgram();
       const lr = Number(f.lr.value.trim());
       if (!program && !(lr > 0 && lr <= 10)) throw new AppError(`The learning rate must be a number in (0, 10], not "${f.lr.value}".`);
       const options = { hidden: Number(f.hidden.value), batchSize: Number(f.batch.value), k, steps, lr, seed: integer(f.seed, "The seed", 0) };
@@ -265,12 +293,13 @@ export function postPage(ctx: Context): View {
   }
 
   const el = h("section", {}, h("h1", {}, "Post a task"),
-    h("p", { class: "muted" }, "A classifier (the MLP preset: one hidden layer, trained with SGD; or your own PyTorch model as " +
+    h("p", { class: "muted" }, "A classifier (the MLP preset: one hidden layer, trained with SGD; the CNN preset; or your own PyTorch model as " +
       "`dtm model export` writes it, with its initial weights) trained on a built-in dataset or on your own file. " +
       "Its artifacts go to the content store and the payment into escrow, in one transaction. Of your own data, a seeded share of the rows " +
       "is held out: never uploaded, it is yours to score the result with."), form, summary, programSummary,
     h("p", { class: "muted", id: "post-price-line" }, price, " ", usePrice),
-    h("p", { class: "muted" }, ...Object.entries(presets.datasets).map(([name, about]) => `${name}: ${about}. `)), progress);
+    h("p", { class: "muted" }, ...Object.entries(presets.datasets).map(([name, about]) => `${name}: ${about}. `),
+      ...Object.entries(presets.programs).map(([name, preset]) => `${name}: ${preset.about}. `)), progress);
   void showPrice();
   return { el, refresh: async () => {} };
 }
