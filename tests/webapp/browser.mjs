@@ -207,49 +207,34 @@ const scenarios = {
     return seen;
   },
 
-  /** Post your own program (`dtm model export`'s net.json and init.safetensors) on the digits:
-   *  its summary and price lines, then the task. */
+  /** Post your own program (`dtm model export`'s net.json and init.safetensors), or the model
+   *  preset `params.preset`, on the digits: its summary and price lines (with the suggested
+   *  payment, unless `params.unpriced`: no recent task to price it by), then the task. */
   async post_program(page) {
     const wallet = await installWallet(page, { ...params.wallet, chainId: params.chain_id, switchable: [] });
     await connect(page, wallet);
     await page.click('nav a[href="#/post"]');
     await page.fill("#post-steps", String(params.steps));
     await page.selectOption("#post-k", String(params.k));
-    await page.setInputFiles("#post-program", params.program);
-    await page.setInputFiles("#post-weights", params.weights);
+    if (params.preset) await page.selectOption("#post-model", params.preset);
+    else {
+      await page.setInputFiles("#post-program", params.program);
+      await page.setInputFiles("#post-weights", params.weights);
+    }
     await page.waitForFunction(() => document.querySelector("#post-program-summary")?.textContent, null, { timeout: TIMEOUT });
     const summary = await text(page, "#post-program-summary");
     // the price line of the program (its work a step is the summary's) with a suggested payment
     const step = summary.match(/([\d.]+ \w*FLOP) per step/)[1];
-    await page.waitForFunction((w) => document.querySelector("#post-price")?.textContent?.startsWith(`Work: ${w} a step`)
-      && !document.querySelector("#post-use-price").hidden, step, { timeout: TIMEOUT });
+    await page.waitForFunction(([w, unpriced]) => document.querySelector("#post-price")?.textContent?.startsWith(`Work: ${w} a step`)
+      && (unpriced || !document.querySelector("#post-use-price").hidden), [step, Boolean(params.unpriced)], { timeout: TIMEOUT });
     const seen = { summary, price: await text(page, "#post-price"),
       mlp_fields_disabled: await page.locator("#post-hidden").isDisabled() && await page.locator("#post-lr").isDisabled() };
-    await page.click("#post-use-price");
-    seen.payment = await page.inputValue("#post-payment");
+    if (!params.unpriced) {
+      await page.click("#post-use-price");
+      seen.payment = await page.inputValue("#post-payment");
+    }
     await page.fill("#post-payment", "1");
-    seen.screenshots = [await shot(page, "post-program")];
-    await page.click("#post");
-    seen.posted = await notice(page);
-    await page.locator("#timeline tbody tr").first().waitFor({ timeout: TIMEOUT });
-    seen.hash = await page.evaluate(() => location.hash);
-    seen.requests = wallet.requests;
-    return seen;
-  },
-
-  /** Post the CNN preset (the program and weights served next to the app) on the digits. */
-  async post_preset(page) {
-    const wallet = await installWallet(page, { ...params.wallet, chainId: params.chain_id, switchable: [] });
-    await connect(page, wallet);
-    await page.click('nav a[href="#/post"]');
-    await page.fill("#post-steps", String(params.steps));
-    await page.selectOption("#post-k", String(params.k));
-    await page.selectOption("#post-model", params.preset);
-    await page.waitForFunction(() => document.querySelector("#post-program-summary")?.textContent, null, { timeout: TIMEOUT });
-    const seen = { summary: await text(page, "#post-program-summary"),
-      mlp_fields_disabled: await page.locator("#post-hidden").isDisabled() && await page.locator("#post-lr").isDisabled() };
-    await page.fill("#post-payment", "1");
-    seen.screenshots = [await shot(page, "post-preset")];
+    seen.screenshots = [await shot(page, params.preset ? "post-preset" : "post-program")];
     await page.click("#post");
     seen.posted = await notice(page);
     await page.locator("#timeline tbody tr").first().waitFor({ timeout: TIMEOUT });

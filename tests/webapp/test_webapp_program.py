@@ -91,7 +91,8 @@ def test_the_cnn_preset_posted_from_the_page_is_the_exported_cnn_and_the_workers
     """The page's CNN preset is `dtm model export offchain.ml.models:CNN` of presets.json, served
     next to the app; posted on the digits, it is the task Python builds, and the workers' check
     (`fetch_task`: every element judgeable, the convolution gradients dissected) passes."""
-    seen = market_app.browse("post_preset", preset="CNN", steps=30, k=10, wallet=market_app.wallet(PRESET))
+    seen = market_app.browse("post_program", preset="CNN", steps=30, k=10, unpriced=True,
+                             wallet=market_app.wallet(PRESET))
     assert seen["page_errors"] == []
     program_bytes, weights_bytes = preset_program("CNN")
     program = Program.from_bytes(program_bytes)
