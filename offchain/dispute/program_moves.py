@@ -309,8 +309,9 @@ def _suspects(data: ProgramStep, node: Node) -> list[int]:
 def find_program_proof(game: str, dispute_id: int, data: ProgramStep, state_after: bytes) -> ProgramProof | None:
     """The honest challenger's search over the solver's trace: a leaf that is not what the task
     commits, the outputs against the revealed state after the step, then, node by node, an
-    element the program rules reject whose reads fit the chain. None: no proof (the trace is
-    honest, or its fault lies where the chain cannot reach yet)."""
+    element the program rules reject whose reads fit the chain, or the opening of the dissection
+    of a rejected element of a long linear reduction. None: no proof (the trace is honest, or its
+    fault lies where the chain cannot reach yet)."""
     program, roots = data.program, data.roots
     for node in program.nodes:
         if node.op in ("data_x", "data_y"):
