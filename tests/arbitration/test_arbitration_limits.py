@@ -1,6 +1,7 @@
 """Specs the dispute game cannot judge are refused off chain (`offchain.dispute.limits`): a
 first-layer weight gradient whose strided operand spans more than 16 leaves (forged, it would win),
-and a checkpoint interval above 256 (it needs a bisect move the solver worker never sends). Each
+and a checkpoint interval above 256 (it needs a bisect move the solver worker never sends); for a
+program, a chunk of a dissected reduction spanning more than 16 leaves. Each
 limit is tested just inside and just outside, in the check itself, where a task is published
 (`publish_task`, `dtm task post`) and where a solver or verifier fetches one (`fetch_task`)."""
 
@@ -14,9 +15,12 @@ from click.testing import CliRunner
 
 from offchain.cli import main
 from offchain.dispute import moves as M
-from offchain.dispute.limits import UnjudgeableTask, unjudgeable_reason
+from offchain.dispute.limits import UnjudgeableTask, program_unjudgeable_reason, unjudgeable_reason
 from offchain.ml import mlp_spec, synthetic_dataset
-from offchain.ml.demo import make_task
+from offchain.ml.capture import ExportConfig, export_program
+from offchain.ml.demo import make_task, program_task
+from offchain.ml.models import MLP
+from offchain.ml.optim import OptimizerConfig
 from offchain.storage.store import LocalStore
 from offchain.workers.artifacts import fetch_task, publish_task
 
@@ -130,3 +134,16 @@ def test_unjudgeable_spec__dtm_task_post_says_why_in_one_line(tmp_path):
     accepted = post(256)   # judgeable: stops at the chain (no account in this test), before uploading
     assert "cannot judge" not in accepted.output
     assert "Error: choose an account" in accepted.output
+
+
+@pytest.mark.parametrize("hidden, refused", [(128, None), (129, "node 8 (addmm, from ?) reads 64 elements of node 7 "
+                                                                "spread over 17 leaves; the dispute game opens at most 16")])
+def test_unjudgeable_program__each_chunk_of_a_dissected_reduction_must_open(hidden, refused):
+    """A program's 100-term first layer is dissected: each chunk reads 64 rows of a column of the
+    transposed weight, whose rows are `hidden` floats apart: 16 leaves at 128 (inside), 17 at 129."""
+    torch.manual_seed(0)
+    model, optimizer = MLP(100, (hidden,), 3), OptimizerConfig("sgd", 0.1)
+    program = export_program(model, ExportConfig(8, (100,), optimizer=optimizer))
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    task = program_task(program, optimizer, weights, synthetic_dataset(64, 100, 3, seed=1), steps=4, k=2, seed=1).task
+    assert program_unjudgeable_reason(program, task) == refused
