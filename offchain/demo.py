@@ -172,6 +172,7 @@ def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[in
     start = market.w3.eth.get_block(market.deployment.block)["timestamp"]
     names = {dev_account(HONEST).address: "honest solver", dev_account(CHEATER).address: "cheating solver"}
     curves: dict[str, list[CurvePoint]] = {}
+    programs = {}  # task id -> its program, for the dispute lines
     lines = []
     for task_id in task_ids:
         view = market.task(task_id)
@@ -186,13 +187,15 @@ def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[in
         for row in task_timeline(market, task_id):
             lines.append(f"  t={row.timestamp - start:>4}s  block {row.block:>4}  {row.event:<19} {row.detail}")
         result = fetch_result(market, store, task_id)
+        if bundle.task.is_program:
+            programs[task_id] = bundle.graph.program
         what = "the text" if bundle.task.is_program else "digits"
         lines.append(f"  trained weights {result.weights_cid}: {result.training.figures()} on {what}")
     for ended in market.arbiter.events.DisputeEnded().get_logs(from_block=market.deployment.block):
         args = ended["args"]
         winner = "solver" if args["solver_won"] else "challenger"
         lines.append(f"dispute {args['dispute_id']} on task {args['task_id']}: the {winner} won "
-                     f"({ENDINGS[args['reason']]}{_proven_node(market, store, ended)})")
+                     f"({ENDINGS[args['reason']]}{_proven_node(market, programs, ended)})")
     cheater = market.call("accounts", dev_account(CHEATER).address)[0]
     lines.append(f"cheating solver's stake: {cheater / ETHER:.2f} of 5.00 ETH left")
     (out / "timeline.txt").write_text("\n".join(lines) + "\n")
@@ -201,7 +204,7 @@ def _report(out: Path, submitter: Submitter, store: KuboStore, task_ids: list[in
     print(f"\nwrote {out / 'loss.png'} and {out / 'timeline.txt'}")
 
 
-def _proven_node(market: Market, store: KuboStore, ended) -> str:
+def _proven_node(market: Market, programs: dict, ended) -> str:
     """Where a program element proof ended the dispute (``: node 123 (safe_softmax, from ...)``)."""
     tx = market.w3.eth.get_transaction(ended["transactionHash"])
     if market.programs is None or tx["to"] != market.programs.address:
@@ -209,7 +212,4 @@ def _proven_node(market: Market, store: KuboStore, ended) -> str:
     fn, args = market.programs.decode_function_input(tx["input"])
     if fn.fn_name != "prove_element":
         return ""
-    view = market.task(ended["args"]["task_id"])
-    created = market.events("TaskCreated", market.deployment.block, task_id=ended["args"]["task_id"])[0]["args"]
-    program = fetch_task(store, created["spec_cid"], view.spec_hash).graph.program
-    return f": {program.describe(args['node'])} element {args['index']}"
+    return f": {programs[ended['args']['task_id']].describe(args['node'])} element {args['index']}"

@@ -583,6 +583,13 @@ class ReductionMove:
     def function(self) -> str:
         return {"pick": "pick_partial", "chunk": self.chunk_function, "fold": "prove_fold"}[self.kind]
 
+    @property
+    def contract(self) -> str:
+        """Which contract takes it: "game", "reducer" (ReductionChecker) or "program_reducer"."""
+        if self.kind == "pick":
+            return "game"
+        return "program_reducer" if self.function == "prove_program_chunk" else "reducer"
+
 
 def answer_partials(game: str, dispute_id: int, data: StepData, node_id: int, index: int, posted: Sequence[tuple],
                     first: int, chunks: int, whole: bool, top: int) -> ReductionMove | None:

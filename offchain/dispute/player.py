@@ -179,9 +179,7 @@ class Prosecution(DisputePlayer):
                 answer = M.answer_partials(*args, M.StepData(self.bundle.task, self.bundle.graph, trace), *rest)
             if answer is None:
                 return self.NOTHING_TO_PROVE
-            contract = {"pick": self.game, "fold": self.market.reducer}.get(answer.kind)
-            if contract is None:  # a chunk proof: on the checker of the task's kind
-                contract = self.market.program_reducer if self.bundle.task.is_program else self.market.reducer
+            contract = self.game if answer.contract == "game" else getattr(self.market, answer.contract)
             self.market.transact(answer.function, *answer.args, contract=contract)
             return f"{'picked' if answer.kind == 'pick' else 'proved'} {answer.detail}"
         return None

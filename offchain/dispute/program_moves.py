@@ -185,12 +185,14 @@ def is_dissected(node: Node, reads: Sequence) -> bool:
     return node.op in R.DISSECTABLE and node.dtype == "f32" and any(len(idx) > MAX_READ for _, idx in reads)
 
 
-def reduction_call(data: ProgramStep, node_id: int, index: int) -> tuple:
+def reduction_call(data: ProgramStep, node_id: int, index: int, values: Sequence | None = None) -> tuple:
     """(judge op code, a, b, claimed) of the whole reduction of element ``index`` of a dissectable
-    node, from the trace's values (a bias enters as bias * 1.0, last)."""
+    node, from the trace's values (a bias enters as bias * 1.0, last); ``values``: those of its
+    reads, where already read."""
     program = data.program
     node = program.nodes[node_id]
-    _, values = element_reads(data, node_id, index)
+    if values is None:
+        _, values = element_reads(data, node_id, index)
     kind, a, b = R.reduction_terms(node, [program.nodes[i] for i in node.inputs], index, values)
     return KIND_CODES[kind], a, b, int(_flat(data.trace[node_id])[index])
 
@@ -333,7 +335,7 @@ def find_program_proof(game: str, dispute_id: int, data: ProgramStep, state_afte
             try:
                 reads, values = element_reads(data, node.id, index)
                 if is_dissected(node, reads):
-                    if J.check_long(*reduction_call(data, node.id, index)):
+                    if J.check_long(*reduction_call(data, node.id, index, values)):
                         continue
                     return ProgramProof("reduction", "open_program_reduction",
                                         open_reduction_args(game, dispute_id, data, node.id, index))

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import arbitration_testing as T
-import boa
 import torch
 
 from offchain.dispute import moves as M
@@ -119,8 +118,8 @@ def whole_dispute(suite, parties, s: Setup, trace, partials=exact_partials) -> d
         r = game.reductions(dispute_id)
         move = P.answer_partials(game.address, dispute_id, data, r.node, r.index, args[3], r.first, r.chunks,
                                  not r.picked, r.total[2])
-        contract = {"pick": game, "fold": suite.reducer}.get(move.kind, suite.program_reducer)
-        gas[f"{move.function} ({move.detail})"] = T.tx_gas(contract, move.function, parties.verifier, *move.args)
+        gas[f"{move.function} ({move.detail})"] = T.tx_gas(getattr(suite, move.contract), move.function, parties.verifier,
+                                                           *move.args)
     assert T.verdict(suite, dispute_id) == (False, True, 1)
     return gas
 

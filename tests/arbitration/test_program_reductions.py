@@ -136,7 +136,7 @@ def test_program_reduction__a_wrong_element_is_found_and_loses_on_the_fold(suite
     gas(suite, suite.program_reducer, "open_program_reduction", parties.verifier, *found.args)
     posted = post(suite, parties, dispute_id, honest(s, bad, node_id, index))
     move = answer(suite, s, bad, dispute_id, posted)
-    assert move.kind == "fold" and move.function == "prove_fold"
+    assert (move.kind, move.function, move.contract) == ("fold", "prove_fold", "reducer")
     gas(suite, suite.reducer, "prove_fold", parties.verifier, *move.args)
     ended(suite, dispute_id, T.END_FOLD)
 
@@ -164,7 +164,8 @@ def test_program_reduction__partials_made_to_add_up_lose_on_their_chunk(suite, p
     dispute_id = open_reduction(suite, parties, s, bad, node_id, index)
     posted = post(suite, parties, dispute_id, _forged(s, bad, node_id, index, last))
     move = answer(suite, s, bad, dispute_id, posted)
-    assert (move.kind, move.detail, move.function) == ("chunk", f"chunk {last}", "prove_program_chunk")
+    assert (move.kind, move.detail, move.function, move.contract) == (
+        "chunk", f"chunk {last}", "prove_program_chunk", "program_reducer")
     with boa.env.prank(parties.verifier), boa.reverts("arbitration: partials add up to the claim"):
         suite.reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
     gas(suite, suite.program_reducer, "prove_program_chunk", parties.verifier, *move.args)
