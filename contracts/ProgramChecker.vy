@@ -47,6 +47,8 @@ MAX_INPUTS: constant(uint256) = structs.MAX_PROGRAM_INPUTS
 MAX_RANK: constant(uint256) = structs.MAX_PROGRAM_RANK
 MAX_STATE: constant(uint256) = structs.MAX_STATE
 MAX_OPEN_NODES: constant(uint256) = structs.MAX_OPEN_NODES
+# trace openings of one output link (each at most 65 roots and 128 siblings)
+MAX_LINK_OPENINGS: constant(uint256) = 16
 MAX_PROOF_SIBLINGS: constant(uint256) = structs.MAX_PROOF_SIBLINGS
 MAX_ROW_BYTES: constant(uint256) = structs.MAX_ROW_BYTES
 MAX_READ: constant(uint256) = program.MAX_READ
@@ -216,30 +218,27 @@ def prove_output_link(
     prog: structs.ProgramCommit,
     outputs: DynArray[uint256, MAX_STATE],
     nodes: structs.ProgramOpening,
-    ids: DynArray[uint256, MAX_OPEN_NODES],
-    trace: structs.TraceOpening,
+    traces: DynArray[structs.TraceOpening, MAX_LINK_OPENINGS],
 ):
     """
     @notice The program's outputs (the next state, in state order) do not hash
             to the state root after the step. `nodes` opens any one descriptor
-            (it fixes the node count); `trace` opens the roots of the distinct
-            output nodes `ids` (increasing); the Merkle root of the roots of
-            outputs[0], outputs[1], ... must differ from the state after.
+            (it fixes the node count); `traces` open the roots of the output
+            nodes in state order, each the next len(roots) of `outputs` (ids
+            increasing within one opening, which stays within one multiproof's
+            bounds); the Merkle root of those roots must differ from the state
+            after.
     """
     c: structs.Context = self._open(game, dispute_id, trace_root, commitments, prog, nodes)
     count: uint256 = self._state_count(prog, outputs)
-    assert len(trace.roots) == len(ids) and merkle._verify(trace_root, ids, trace.roots, trace.siblings, nodes.n_nodes), "arbitration: trace opening invalid"
     leaves: DynArray[bytes32, merkle.MAX_ROOT_LEAVES] = []
-    for out: uint256 in outputs:
-        found: bool = False
-        for i: uint256 in range(MAX_OPEN_NODES):
-            if i == len(ids):
-                break
-            if ids[i] == out:
-                leaves.append(trace.roots[i])
-                found = True
-                break
-        assert found, "arbitration: node not opened"
+    for t: structs.TraceOpening in traces:
+        ids: DynArray[uint256, MAX_OPEN_NODES] = []
+        for root: bytes32 in t.roots:
+            ids.append(outputs[len(leaves)])
+            leaves.append(root)
+        assert merkle._verify(trace_root, ids, t.roots, t.siblings, nodes.n_nodes), "arbitration: trace opening invalid"
+    assert len(leaves) == count, "arbitration: trace opening invalid"
     assert merkle._merkle_root(leaves) != c.state_after, "arbitration: links hold"
     extcall IGame(game).conclude(dispute_id, msg.sender, END_LINK)
 

@@ -24,8 +24,9 @@ MAX_OPEN: constant(uint256) = 65
 MAX_SIBLINGS: constant(uint256) = 1024
 # deepest tree (counts below 2^64)
 MAX_DEPTH: constant(uint256) = 64
-# leaves of a tree whose root the chain computes in full (k + 1 state roots)
-MAX_ROOT_LEAVES: constant(uint256) = 257
+# leaves of a tree whose root the chain computes in full (k + 1 state roots; the
+# state tensors of a training program, structs.MAX_STATE)
+MAX_ROOT_LEAVES: constant(uint256) = 1024
 
 
 @internal
@@ -146,7 +147,7 @@ def _verify(
 @pure
 def _merkle_root(leaves: DynArray[bytes32, MAX_ROOT_LEAVES]) -> bytes32:
     """
-    @notice Root over up to 257 leaf hashes (zero-padded to a power of two).
+    @notice Root over up to 1,024 leaf hashes (zero-padded to a power of two).
     """
     n: uint256 = len(leaves)
     if n == 0:

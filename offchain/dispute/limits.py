@@ -15,6 +15,7 @@ from offchain.dispute.moves import (
     MAX_OPEN_LEAVES,
     MAX_POINTS,
     chunk_operands,
+    opening_runs,
     is_long,
     judge_operands,
     reduction_length,
@@ -113,7 +114,7 @@ def check_judgeable(graph: TrainingGraph, task: TrainingTask) -> None:
 MAX_PROGRAM_INPUTS = 8      # structs.MAX_PROGRAM_INPUTS
 MAX_PROGRAM_RANK = 8        # structs.MAX_PROGRAM_RANK
 MAX_ATTRS = 32              # attrs of a descriptor
-MAX_OUTPUT_NODES = 65       # structs.MAX_OPEN_NODES: outputs the output link opens
+MAX_LINK_OPENINGS = 16      # ProgramChecker: trace openings of one output link
 MAX_STATE = 1024            # structs.MAX_STATE
 MAX_HYPER = 512             # entries of a hyper-table row
 MAX_READ_LISTS = 5          # program.MAX_LISTS
@@ -142,9 +143,11 @@ def program_unjudgeable_reason(program: Program, task: TrainingTask) -> str | No
     """The first bound of the program dispute game a program task exceeds, in one line, or None."""
     if (reason := _interval_reason(task)) is not None:
         return reason
-    if len(program.outputs) > MAX_OUTPUT_NODES or len(program.state) > MAX_STATE:
-        return (f"the program's {len(program.outputs)} state tensors exceed the {MAX_OUTPUT_NODES} an output "
-                f"link proof opens")
+    if max(len(program.outputs), len(program.state)) > MAX_STATE:
+        return f"the program's {len(program.state)} state tensors exceed the {MAX_STATE} a state root holds"
+    if (openings := len(opening_runs(len(program.nodes), program.outputs))) > MAX_LINK_OPENINGS:
+        return (f"the program's {len(program.outputs)} state tensors need {openings} trace openings; an output "
+                f"link proof takes {MAX_LINK_OPENINGS}")
     if len(program.hyper_names) > MAX_HYPER:
         return f"{len(program.hyper_names)} hyper-parameters exceed the {MAX_HYPER} a leaf proof opens"
     for node in program.nodes:

@@ -39,6 +39,7 @@ from offchain.ml.task import TrainingTask
 # mirror of contracts/Arbitration.vy constants
 MAX_POINTS = 256            # intervals one dissection move reveals (k + 1 <= 257 roots)
 MAX_OPEN_NODES = 65         # nodes one graph / trace opening proves
+MAX_NODE_SIBLINGS = 128     # siblings of one graph / trace opening
 MAX_OPEN_LEAVES = 16        # tensor leaves one opening proves
 MAX_DEMAND = 512            # elements one data-availability demand may ask for
 MAX_DEMANDS = 64            # demands per dispute
@@ -73,14 +74,14 @@ def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
     return levels
 
 
-def multiproof(leaves: Sequence[bytes], indices: Sequence[int]) -> list[bytes]:
-    """Siblings proving the leaves at the strictly increasing ``indices`` of the tree over ``leaves``."""
-    if not indices or any(b <= a for a, b in pairwise(indices)) or indices[-1] >= len(leaves):
+def _sibling_positions(count: int, indices: Sequence[int]) -> list[tuple[int, int]]:
+    """(level, position) of each sibling a multiproof of the strictly increasing ``indices`` of a
+    tree over ``count`` leaves carries, in its order."""
+    if not indices or any(b <= a for a, b in pairwise(indices)) or indices[-1] >= count:
         raise MoveError("multiproof indices must be increasing and inside the tree")
-    levels = _levels(leaves)
     known = list(indices)
-    proof: list[bytes] = []
-    for level in levels[:-1]:
+    positions: list[tuple[int, int]] = []
+    for level in range(tree_depth(count)):
         parents = []
         i = 0
         while i < len(known):
@@ -88,11 +89,32 @@ def multiproof(leaves: Sequence[bytes], indices: Sequence[int]) -> list[bytes]:
             if position % 2 == 0 and i + 1 < len(known) and known[i + 1] == position + 1:
                 i += 2
             else:
-                proof.append(level[position ^ 1])
+                positions.append((level, position ^ 1))
                 i += 1
             parents.append(position // 2)
         known = parents
-    return proof
+    return positions
+
+
+def multiproof(leaves: Sequence[bytes], indices: Sequence[int]) -> list[bytes]:
+    """Siblings proving the leaves at the strictly increasing ``indices`` of the tree over ``leaves``."""
+    positions = _sibling_positions(len(leaves), indices)
+    levels = _levels(leaves)
+    return [levels[level][position] for level, position in positions]
+
+
+def opening_runs(count: int, ids: Sequence[int]) -> list[list[int]]:
+    """``ids`` cut, in order, into the fewest runs a greedy cut gives, each increasing and within one
+    opening of a tree over ``count`` leaves (MAX_OPEN_NODES leaves, MAX_NODE_SIBLINGS siblings)."""
+    runs: list[list[int]] = []
+    for i in ids:
+        run = runs[-1] if runs else None
+        if (run is None or i <= run[-1] or len(run) == MAX_OPEN_NODES
+                or len(_sibling_positions(count, [*run, i])) > MAX_NODE_SIBLINGS):
+            runs.append([i])
+        else:
+            run.append(i)
+    return runs
 
 
 def multi_root(indices: Sequence[int], hashes: Sequence[bytes], siblings: Sequence[bytes], count: int) -> bytes | None:

@@ -26,6 +26,7 @@ from offchain.dispute.moves import (
     answer_posted,
     commitments,
     multiproof,
+    opening_runs,
     partial_leaf,
     partial_range,
     tensor_opening,
@@ -157,11 +158,13 @@ def leaf_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, row: 
 
 
 def output_link_args(game: str, dispute_id: int, data: ProgramStep) -> tuple:
-    """`prove_output_link`: the roots of the program's output nodes (the next state)."""
+    """`prove_output_link`: the roots of the program's output nodes (the next state), in state order,
+    opened in the runs of `moves.opening_runs`."""
     program = data.program
-    ids = sorted(set(program.outputs))
+    runs = opening_runs(len(program.nodes), program.outputs)
     return (game, dispute_id, data.trace_root, commitments(data.task), program_commit(program, data.task),
-            list(program.outputs), program_opening(program, [ids[0]]), ids, trace_opening(data.roots, ids))
+            list(program.outputs), program_opening(program, [program.outputs[0]]),
+            [trace_opening(data.roots, run) for run in runs])
 
 
 def demand_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, start: int, count: int) -> tuple:

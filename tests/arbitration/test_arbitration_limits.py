@@ -17,6 +17,7 @@ from offchain.cli import main
 from offchain.dispute import moves as M
 from offchain.dispute.limits import UnjudgeableTask, program_unjudgeable_reason, unjudgeable_reason
 from offchain.ml import mlp_spec, synthetic_dataset
+from offchain.ml.artifacts import Dataset
 from offchain.ml.capture import ExportConfig, export_program
 from offchain.ml.demo import make_task, program_task
 from offchain.ml.models import MLP
@@ -147,3 +148,28 @@ def test_unjudgeable_program__each_chunk_of_a_dissected_reduction_must_open(hidd
     weights = {name: p.detach().clone() for name, p in model.named_parameters()}
     task = program_task(program, optimizer, weights, synthetic_dataset(64, 100, 3, seed=1), steps=4, k=2, seed=1).task
     assert program_unjudgeable_reason(program, task) == refused
+
+
+def test_unjudgeable_program__the_output_link_opens_the_state_in_at_most_16_runs():
+    """The output link opens the state's nodes in increasing runs within one trace opening each
+    (65 roots, 128 siblings): a four-block GPT's 162 state tensors take a few runs and are taken;
+    the same outputs listed in decreasing order need one run each, 162 openings, and are refused."""
+    from dataclasses import replace
+
+    from offchain.ml.models import GPT
+
+    torch.manual_seed(0)
+    model, optimizer = GPT(40, 12, 32, 4, 4), OptimizerConfig("adamw", 1e-3)
+    program = export_program(model, ExportConfig(3, (12,), loss="lm_cross_entropy", optimizer=optimizer))
+    runs = M.opening_runs(len(program.nodes), program.outputs)
+    assert 1 < len(runs) <= 16 and [i for run in runs for i in run] == list(program.outputs)
+    for run in runs:
+        assert len(run) <= M.MAX_OPEN_NODES and len(M.multiproof([bytes(32)] * len(program.nodes), run)) <= 128
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    x = torch.randint(0, 40, (16, 13)).float()
+    task = program_task(program, optimizer, weights, Dataset(x, torch.zeros(16, dtype=torch.int64)),
+                        steps=4, k=2, seed=1).task
+    assert program_unjudgeable_reason(program, task) is None
+    backwards = replace(program, outputs=tuple(sorted(program.outputs, reverse=True)))
+    assert program_unjudgeable_reason(backwards, task) == (
+        "the program's 162 state tensors need 162 trace openings; an output link proof takes 16")

@@ -195,9 +195,14 @@ def test_prove_leaf_link__openings_are_checked(suite, parties):
           "arbitration: not a linked leaf")
 
 
-@pytest.mark.parametrize("family", ["mlp", "cnn"])
+@pytest.mark.parametrize("family", ["mlp", "cnn", "gpt", "gpt-deep"])
 def test_prove_output_link__a_revealed_state_that_is_not_the_outputs_loses(suite, parties, family):
+    """The outputs are opened in increasing runs, each within one trace opening's bounds: one run
+    for the MLP and CNN, several for the GPTs (54 and 162 state tensors scattered over the trace)."""
     s = setup(family)
+    runs = M.opening_runs(len(s.program.nodes), s.program.outputs)
+    assert [i for run in runs for i in run] == list(s.program.outputs)
+    assert (len(runs) > 1) == family.startswith(("cnn", "gpt"))
     dispute_id = to_prove(suite, parties, s, s.trace)
     args = P.output_link_args(suite.game.address, dispute_id, s.data(s.trace))
     fails(parties, lambda: suite.programs.prove_output_link(*args), "arbitration: links hold")
@@ -206,8 +211,13 @@ def test_prove_output_link__a_revealed_state_that_is_not_the_outputs_loses(suite
     dispute_id = to_prove(suite, parties, s, s.trace, after=forged)
     args = P.output_link_args(suite.game.address, dispute_id, s.data(s.trace))
     assert P.find_program_proof(suite.game.address, dispute_id, s.data(s.trace), forged).args == args
+    *head, traces = args
+    fails(parties, lambda: suite.programs.prove_output_link(*head, traces[:-1]), "arbitration: trace opening invalid")
+    (roots, siblings), *rest = traces
+    moved = (roots[1:] + roots[:1], siblings)  # the right roots, at the wrong outputs
+    fails(parties, lambda: suite.programs.prove_output_link(*head, [moved, *rest]), "arbitration: trace opening invalid")
     wins(suite, parties, dispute_id, "prove_output_link", args, T.END_LINK,
-         f"prove_output_link {family}")
+         f"prove_output_link {family} ({len(s.program.outputs)} state tensors, {len(runs)} openings)")
 
 
 # ------------------------------------------------------------------------------ data availability

@@ -326,7 +326,8 @@ export function checkOptimizer(program: Program, o: Optimizer): void {
 // at most 64 terms in at most 5 lists and 16 leaves; a float32 mm, bmm, addmm or sum longer than
 // 64 terms is dissected, so each chunk of 64 terms within 16 leaves). The reads of the other ops
 // (convolutions, normalisation rows, pooling, losses, embeddings) are left to the workers' check.
-const MAX_POINTS = 256, MAX_OUTPUT_NODES = 65, MAX_STATE = 1024, MAX_HYPER = 512, MAX_ROW_BYTES = 16_384;
+const MAX_POINTS = 256, MAX_STATE = 1024, MAX_HYPER = 512, MAX_ROW_BYTES = 16_384;
+const MAX_OPEN_NODES = 65, MAX_NODE_SIBLINGS = 128, MAX_LINK_OPENINGS = 16;
 const MAX_READ = 64, MAX_READ_LISTS = 5, MAX_OPEN_LEAVES = 16, LEAF_BYTES = 2048, EVERY_ELEMENT_UP_TO = 1024, SAMPLED = 64;
 const MAX_LONG_REDUCTION = 2 ** 22;
 /** Linear reductions the game dissects (`program_rules.DISSECTABLE`). */
@@ -382,6 +383,31 @@ function elementReads(node: Node, ins: Node[], index: number): Reads | null {
   }
   return reads;
 }
+/** Siblings of a multiproof of the increasing `indices` of a tree over `count` leaves
+ *  (`moves._sibling_positions`). */
+function siblingCount(count: number, indices: number[]): number {
+  let known = indices, siblings = 0;
+  for (let width = 1; width < count; width *= 2) {
+    const parents: number[] = [];
+    for (let i = 0; i < known.length; i++) {
+      if (known[i] % 2 === 0 && known[i + 1] === known[i] + 1) i++;
+      else siblings++;
+      parents.push(Math.floor(known[i] / 2));
+    }
+    known = parents;
+  }
+  return siblings;
+}
+/** The outputs cut into increasing runs, each within one trace opening (`moves.opening_runs`). */
+function openingRuns(count: number, ids: number[]): number[][] {
+  const runs: number[][] = [];
+  for (const i of ids) {
+    const run = runs.at(-1);
+    if (!run || i <= run.at(-1)! || run.length === MAX_OPEN_NODES || siblingCount(count, [...run, i]) > MAX_NODE_SIBLINGS) runs.push([i]);
+    else run.push(i);
+  }
+  return runs;
+}
 /** The elements whose reads stand for a node's (`_sample`). */
 function sample(node: Node): number[] {
   const n = node.numel;
@@ -397,8 +423,11 @@ function sample(node: Node): number[] {
 export function unjudgeableProgram(program: Program, checkpointInterval: number): string | null {
   const k = checkpointInterval;
   if (k > MAX_POINTS) return `checkpoint interval ${k} exceeds ${MAX_POINTS}: disputing a segment would need a bisect move that the solver worker does not make`;
-  if (program.outputs.length > MAX_OUTPUT_NODES || program.state.length > MAX_STATE) {
-    return `the program's ${program.outputs.length} state tensors exceed the ${MAX_OUTPUT_NODES} an output link proof opens`;
+  const states = program.state.length;
+  if (Math.max(program.outputs.length, states) > MAX_STATE) return `the program's ${states} state tensors exceed the ${MAX_STATE} a state root holds`;
+  const openings = openingRuns(program.nodes.length, program.outputs).length;
+  if (openings > MAX_LINK_OPENINGS) {
+    return `the program's ${program.outputs.length} state tensors need ${openings} trace openings; an output link proof takes ${MAX_LINK_OPENINGS}`;
   }
   if (program.hyperNames.length > MAX_HYPER) return `${program.hyperNames.length} hyper-parameters exceed the ${MAX_HYPER} a leaf proof opens`;
   for (const node of program.nodes) {
