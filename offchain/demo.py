@@ -26,7 +26,6 @@ from offchain.chain.client import Market, connect
 from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.dispute.status import ENDINGS
 from offchain.log import get_logger
-from offchain.ml.artifacts import Dataset
 from offchain.node import (
     DEFAULT_ARBITER,
     deploy,
@@ -141,8 +140,7 @@ def _transformer_task(store: KuboStore) -> PublishedTask:
     optimizer = OptimizerConfig("adamw", 1e-2, weight_decay=0.01, warmup_steps=6, schedule="cosine", clip_norm=1.0)
     program = export_program(model, ExportConfig(4, (12,), loss="lm_cross_entropy", optimizer=optimizer))
     weights = {name: p.detach().clone() for name, p in model.named_parameters()}
-    rows = text_dataset(12, ALPHABET)
-    return publish_program_task(store, program, optimizer, weights, Dataset(rows.x[:400], rows.y[:400]),
+    return publish_program_task(store, program, optimizer, weights, text_dataset(12, ALPHABET, 400),
                                 steps=60, k=6, seed=3)
 
 

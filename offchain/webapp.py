@@ -31,12 +31,13 @@ PRESETS = ROOT / "webapp" / "presets.json"
 
 @functools.cache
 def builtin_dataset(name: str) -> bytes:
-    """A built-in dataset the app offers, as safetensors bytes; KeyError for any other name."""
-    from offchain.ml import digits_dataset
+    """A built-in dataset the app offers (`presets.json` "datasets"), as safetensors bytes: the digits,
+    or the text (the GPT preset's: 400 rows of 13 tokens); KeyError for any other name."""
+    from offchain.ml.artifacts import ALPHABET, digits_dataset, text_dataset
 
     if name not in json.loads(PRESETS.read_text())["datasets"]:
         raise KeyError(name)
-    return {"digits": digits_dataset}[name]().to_bytes()
+    return {"digits": digits_dataset, "text": lambda: text_dataset(12, ALPHABET, 400)}[name]().to_bytes()
 
 
 _EXPORTING = threading.Lock()  # PyTorch's graph capture is not thread-safe; the server's threads take turns
@@ -55,8 +56,8 @@ def _export_preset(name: str) -> tuple[bytes, bytes]:
     from offchain.ml.exporter import export_model, optimizer_from_options
 
     preset = json.loads(PRESETS.read_text())["programs"][name]
-    config = ExportConfig(preset["batch_size"], tuple(preset["input_shape"]),
-                          optimizer=optimizer_from_options(preset["optimizer"]))
+    config = ExportConfig(preset["batch_size"], tuple(preset["input_shape"]), preset["loss"],
+                          optimizer_from_options(preset["optimizer"]))
     program, weights = export_model(preset["model"], preset["kwargs"], config, preset["seed"])
     return program.to_bytes(), weights
 

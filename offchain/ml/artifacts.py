@@ -207,16 +207,18 @@ def text_corpus() -> bytes:
 ALPHABET = " etaoinsrhldcumfpgwybvkxjqz.,:()\n'-_=\"0123456789"
 
 
-def text_dataset(seq_len: int, alphabet: str | None = None) -> Dataset:
-    """:func:`text_corpus` in rows of ``seq_len + 1`` tokens (labels unused): its bytes (vocab 256),
-    or with ``alphabet`` its lower-cased characters, each the index of its character in the
-    alphabet and len(alphabet) for any other (vocab len(alphabet) + 1)."""
+def text_dataset(seq_len: int, alphabet: str | None = None, max_rows: int | None = None) -> Dataset:
+    """:func:`text_corpus` in rows of ``seq_len + 1`` tokens (labels unused; the first ``max_rows``
+    if given): its bytes (vocab 256), or with ``alphabet`` its lower-cased characters, each the
+    index of its character in the alphabet and len(alphabet) for any other (vocab len(alphabet) + 1)."""
     if alphabet is None:
         tokens = np.frombuffer(text_corpus(), np.uint8)
     else:
         index = {c: i for i, c in enumerate(alphabet)}
         tokens = np.array([index.get(c, len(alphabet)) for c in text_corpus().decode("utf-8").lower()], np.int64)
     rows = len(tokens) // (seq_len + 1)
+    if max_rows is not None:
+        rows = min(rows, max_rows)
     x = tokens[: rows * (seq_len + 1)].reshape(rows, seq_len + 1).astype(np.float32)
     return Dataset(torch.from_numpy(x).contiguous(), torch.zeros(rows, dtype=torch.int64))
 

@@ -207,15 +207,18 @@ const scenarios = {
     return seen;
   },
 
-  /** Post your own program (`dtm model export`'s net.json and init.safetensors), or the model
-   *  preset `params.preset`, on the digits: its summary and price lines (with the suggested
-   *  payment, unless `params.unpriced`: no recent task to price it by), then the task. */
+  /** Post your own program (`dtm model export`'s net.json and init.safetensors) on the digits, or
+   *  the model preset `params.preset` on its dataset: its summary and price lines (with the
+   *  suggested payment, unless `params.unpriced`: no recent task to price it by), the built-in
+   *  datasets offered with the MLP and with it, then the task. */
   async post_program(page) {
     const wallet = await installWallet(page, { ...params.wallet, chainId: params.chain_id, switchable: [] });
     await connect(page, wallet);
     await page.click('nav a[href="#/post"]');
     await page.fill("#post-steps", String(params.steps));
     await page.selectOption("#post-k", String(params.k));
+    const offered = () => page.$$eval("#post-dataset option", (options) => options.map((o) => o.value));
+    const mlpDatasets = await offered();
     if (params.preset) await page.selectOption("#post-model", params.preset);
     else {
       await page.setInputFiles("#post-program", params.program);
@@ -228,6 +231,7 @@ const scenarios = {
     await page.waitForFunction(([w, unpriced]) => document.querySelector("#post-price")?.textContent?.startsWith(`Work: ${w} a step`)
       && (unpriced || !document.querySelector("#post-use-price").hidden), [step, Boolean(params.unpriced)], { timeout: TIMEOUT });
     const seen = { summary, price: await text(page, "#post-price"),
+      mlp_datasets: mlpDatasets, datasets: await offered(), dataset: await page.inputValue("#post-dataset"),
       mlp_fields_disabled: await page.locator("#post-hidden").isDisabled() && await page.locator("#post-lr").isDisabled() };
     if (!params.unpriced) {
       await page.click("#post-use-price");

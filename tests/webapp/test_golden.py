@@ -162,19 +162,25 @@ def hex32(value: bytes) -> str:
     return "0x" + value.hex()
 
 
-# training programs (`dtm model export`) and tasks on them: model, its kwargs, input shape, batch
-# size, optimizer, data rows, steps, checkpoint interval, seed; the data is `dataset(rows, dim)`
+# training programs (`dtm model export`) and tasks on them: model, its kwargs, input shape, loss,
+# batch size, optimizer, data rows, steps, checkpoint interval, seed; the data is `dataset(rows, dim)`
 PROGRAMS = {
-    "mlp-sgd-momentum": ("MLP", {"input_dim": 64, "hidden": (16,), "classes": 10}, (64,), 8,
+    "mlp-sgd-momentum": ("MLP", {"input_dim": 64, "hidden": (16,), "classes": 10}, (64,), "cross_entropy", 8,
                          {"name": "sgd", "lr": 0.1, "momentum": 0.9}, 40, 40, 4, 5),
-    "mlp-adam-step": ("MLP", {"input_dim": 8, "hidden": (4,), "classes": 3}, (8,), 4,
+    "mlp-adam-step": ("MLP", {"input_dim": 8, "hidden": (4,), "classes": 3}, (8,), "cross_entropy", 4,
                       {"name": "adam", "lr": 0.003, "schedule": "step", "warmup_steps": 2, "step_size": 3, "gamma": 0.5,
                        "weight_decay": 0.01}, 20, 30, 5, 2**70 + 1),
     # a 100-term layer (dissected) and 70 classes: a log-softmax row the chain cannot judge yet
-    "mlp-wide": ("MLP", {"input_dim": 8, "hidden": (100,), "classes": 70}, (8,), 4, {"name": "sgd", "lr": 0.1}, 20, 10, 10, 1),
+    "mlp-wide": ("MLP", {"input_dim": 8, "hidden": (100,), "classes": 70}, (8,), "cross_entropy", 4,
+                 {"name": "sgd", "lr": 0.1}, 20, 10, 10, 1),
     "cnn-adamw-cosine": ("CNN", {"channels": 1, "height": 8, "width": 8, "classes": 4, "widths": (4, 4), "groups": 2},
-                         (1, 8, 8), 4, {"name": "adamw", "lr": 3e-4, "weight_decay": 0.1, "schedule": "cosine",
-                                        "warmup_steps": 3, "min_lr_ratio": 0.1, "clip_norm": 1.0}, 12, 50, 10, 3),
+                         (1, 8, 8), "cross_entropy", 4,
+                         {"name": "adamw", "lr": 3e-4, "weight_decay": 0.1, "schedule": "cosine", "warmup_steps": 3,
+                          "min_lr_ratio": 0.1, "clip_norm": 1.0}, 12, 50, 10, 3),
+    # a language model: rows of 6 + 1 tokens (the data's values are not read by the commitments)
+    "gpt-lm-adamw": ("GPT", {"vocab": 10, "seq_len": 6, "dim": 8, "heads": 2, "layers": 1}, (6,), "lm_cross_entropy", 2,
+                     {"name": "adamw", "lr": 0.01, "weight_decay": 0.01, "schedule": "cosine", "warmup_steps": 2,
+                      "clip_norm": 1.0}, 16, 12, 6, 7),
 }
 
 
@@ -190,10 +196,10 @@ def program_files(name: str) -> tuple[bytes, bytes]:
     from offchain.ml.capture import ExportConfig, export_program
     from offchain.ml.exporter import optimizer_from_options
 
-    cls, kwargs, shape, batch, optimizer, *_ = PROGRAMS[name]
+    cls, kwargs, shape, loss, batch, optimizer, *_ = PROGRAMS[name]
     torch.manual_seed(0)
     model = getattr(models, cls)(**kwargs)
-    program = export_program(model, ExportConfig(batch, shape, optimizer=optimizer_from_options(optimizer)),
+    program = export_program(model, ExportConfig(batch, shape, loss, optimizer_from_options(optimizer)),
                              meta={"model": f"offchain.ml.models:{cls}", "model_kwargs": kwargs})
     return program.to_bytes(), save_tensors({n: p.detach() for n, p in model.named_parameters()})
 

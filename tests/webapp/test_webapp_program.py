@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from offchain.ml import digits_dataset, mlp_spec
-from offchain.ml.artifacts import save_tensors
+from offchain.ml.artifacts import ALPHABET, save_tensors, text_dataset
 from offchain.ml.demo import program_task
 from offchain.ml.graph import compile_training_graph
 from offchain.ml.models import MLP
@@ -24,7 +24,7 @@ from offchain.workers.artifacts import check_program_task, fetch_task
 
 pytestmark = pytest.mark.e2e
 
-SUBMITTER, POSTER, REFUSER, PRESET = 1, 8, 7, 6
+SUBMITTER, POSTER, REFUSER, PRESET, GPT_PRESET = 1, 8, 7, 6, 9
 
 
 FLOPS = r"([\d.]+) (T|G|M|k|)FLOP"  # a figure of three significant digits and its unit
@@ -62,6 +62,7 @@ def test_a_program_posted_from_the_page_is_the_one_python_builds_and_checks(mark
                            r"batches of 8 rows of 64 features; sgd, lr 0\.1\.", seen["summary"])
     assert summary and close(flops_of(*summary.groups()), flops), seen["summary"]
     assert seen["mlp_fields_disabled"] is True
+    assert seen["mlp_datasets"] == ["digits"] and seen["datasets"] == ["digits", "text"]  # your program: any
     # the price: the program's work × steps, at the rate the CLI's task paid (1 ETH for its work)
     shown = re.fullmatch(rf"Work: {FLOPS} a step × 40 steps = {FLOPS}\. Recent tasks paid ([\d.]+) ETH per "
                          r"TFLOP \(median of 1\): about ([\d.]+) ETH for this one\.", seen["price"])
@@ -87,23 +88,36 @@ def test_a_program_posted_from_the_page_is_the_one_python_builds_and_checks(mark
     assert fetched.weights_bytes == reference.weights_bytes and fetched.spec_bytes == program.to_bytes()
 
 
-def test_the_cnn_preset_posted_from_the_page_is_the_exported_cnn_and_the_workers_take_it(market_app):
-    """The page's CNN preset is `dtm model export offchain.ml.models:CNN` of presets.json, served
-    next to the app; posted on the digits, it is the task Python builds, and the workers' check
-    (`fetch_task`: every element judgeable, the convolution gradients dissected) passes."""
-    seen = market_app.browse("post_program", preset="CNN", steps=30, k=10, unpriced=True,
-                             wallet=market_app.wallet(PRESET))
+# each model preset, the account posting it, its built-in dataset as Python builds it, its summary line's tail
+PRESETS = {
+    "CNN": (PRESET, "digits", digits_dataset, r"batches of 16 rows of 64 features; sgd, lr 0\.05"),
+    "GPT": (GPT_PRESET, "text", lambda: text_dataset(12, ALPHABET, 400),
+            r"batches of 4 rows of 13 tokens; adamw, lr 0\.01"),
+}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_model_preset_posted_from_the_page_is_the_exported_program_on_its_data_and_the_workers_take_it(
+        market_app, preset):
+    """The page's CNN and GPT presets are `dtm model export` of presets.json, served next to the
+    app; each is offered on its own dataset only (the GPT on the text, the CNN on the digits), and
+    posted there it is the task Python builds, and the workers' check (`fetch_task`: every element
+    judgeable) passes."""
+    account, dataset, data, tail = PRESETS[preset]
+    seen = market_app.browse("post_program", preset=preset, steps=30, k=10, unpriced=True,
+                             wallet=market_app.wallet(account))
     assert seen["page_errors"] == []
-    program_bytes, weights_bytes = preset_program("CNN")
+    assert seen["mlp_datasets"] == ["digits"] and seen["datasets"] == [dataset] and seen["dataset"] == dataset
+    program_bytes, weights_bytes = preset_program(preset)
     program = Program.from_bytes(program_bytes)
     params = sum(math.prod(slot.shape) for slot in program.state if slot.kind == "param")
-    assert re.fullmatch(rf"the CNN preset: {params:,} parameters, "
-                        rf"{len(program.nodes)} nodes, {FLOPS} per step; batches of 16 rows of 64 features; sgd, lr 0\.05\.",
-                        seen["summary"]), seen["summary"]
+    summary = re.fullmatch(rf"the {preset} preset: {params:,} parameters, {len(program.nodes)} nodes, "
+                           rf"{FLOPS} per step; {tail}\.", seen["summary"])
+    assert summary and close(flops_of(*summary.groups()), program.work()["flops"]), seen["summary"]
     assert seen["mlp_fields_disabled"] is True
-    task_id, spec_cid = market_app.posted(seen, PRESET)
+    task_id, spec_cid = market_app.posted(seen, account)
     optimizer = OptimizerConfig.from_dict(program.meta["optimizer"])
-    reference = program_task(program, optimizer, initial_weights(program, weights_bytes), digits_dataset(), steps=30,
+    reference = program_task(program, optimizer, initial_weights(program, weights_bytes), data(), steps=30,
                              k=10, seed=1, cid=compute_cid)
     assert spec_cid == compute_cid(reference.task.to_bytes())
     fetched = fetch_task(KuboStore(market_app.store_url), spec_cid, market_app.market().task(task_id).spec_hash)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from offchain.cli import main
 from offchain.ml import digits_dataset, mlp_spec
-from offchain.ml.artifacts import Dataset
+from offchain.ml.artifacts import ALPHABET, Dataset, text_dataset
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program import Program
 from offchain.ml.program_training import initial_weights
@@ -120,16 +120,38 @@ def test_store_answers_the_apps_origin_and_refuses_others(tmp_path):
 
 def test_every_preset_the_app_offers_is_a_task_the_dispute_game_can_judge():
     presets = json.loads(PRESETS.read_text())
-    for name in presets["datasets"]:
+    intervals = presets["mlp"]["checkpoint_interval"]
+    for name in presets["mlp"]["datasets"]:
         data = Dataset.from_bytes(builtin_dataset(name))
-        for hidden, batch, k in itertools.product(*(presets["mlp"][key] for key in ("hidden", "batch_size", "checkpoint_interval"))):
+        for hidden, batch, k in itertools.product(presets["mlp"]["hidden"], presets["mlp"]["batch_size"], intervals):
             check_task(mlp_spec(data.input_dim, (hidden,), int(data.y.max()) + 1), data, steps=10 * k, k=k,
                        batch_size=batch, lr=0.1, seed=1)
-            for preset in presets["programs"]:  # the model presets exported as programs, on every interval
-                program_bytes, weights = preset_program(preset)
-                program = Program.from_bytes(program_bytes)
-                check_program_task(program, OptimizerConfig.from_dict(program.meta["optimizer"]),
-                                   initial_weights(program, weights), data, steps=10 * k, k=k, seed=1)
+    assert presets["programs"].keys() == {"CNN", "GPT"}
+    for name, preset in presets["programs"].items():  # the presets exported as programs, on their data, every interval
+        program_bytes, weights = preset_program(name)
+        program = Program.from_bytes(program_bytes)
+        data = Dataset.from_bytes(builtin_dataset(preset["dataset"]))
+        for k in intervals:
+            check_program_task(program, OptimizerConfig.from_dict(program.meta["optimizer"]),
+                               initial_weights(program, weights), data, steps=10 * k, k=k, seed=1)
+    trained = {*presets["mlp"]["datasets"], *(preset["dataset"] for preset in presets["programs"].values())}
+    assert trained == presets["datasets"].keys()  # every built-in dataset is some model's
+
+
+def test_the_gpt_preset_is_the_demos_transformer_as_dtm_model_export_writes_it(tmp_path):
+    """The demo's GPT (vocab 49, 12 positions, width 32, 4 heads, one block; AdamW, warm-up, cosine,
+    clipping; batch 4), on 400 rows of 13 tokens of the text."""
+    program, weights = tmp_path / "gpt.json", tmp_path / "gpt.safetensors"
+    kwargs = {"vocab": len(ALPHABET) + 1, "seq_len": 12, "dim": 32, "heads": 4, "layers": 1}
+    done = CliRunner().invoke(main, [
+        "model", "export", "offchain.ml.models:GPT", "--kwargs", json.dumps(kwargs), "--input-shape", "12",
+        "--loss", "lm_cross_entropy", "--batch-size", "4", "--optimizer", "adamw", "--lr", "0.01",
+        "--weight-decay", "0.01", "--warmup-steps", "6", "--schedule", "cosine", "--clip-norm", "1",
+        "--out", str(program), "--weights-out", str(weights)])
+    assert done.exit_code == 0, done.output
+    assert preset_program("GPT") == (program.read_bytes(), weights.read_bytes())
+    text = Dataset.from_bytes(builtin_dataset("text"))
+    assert text.x.shape == (400, 13) and text.x.equal(text_dataset(12, ALPHABET).x[:400]) and not text.y.any()
 
 
 def test_builtin_datasets_are_served_as_the_cli_publishes_them(dist, deployments):
@@ -138,9 +160,12 @@ def test_builtin_datasets_are_served_as_the_cli_publishes_them(dist, deployments
         served = requests.get(app.url + "datasets/digits.safetensors")
         assert served.content == digits_dataset().to_bytes()
         assert requests.get(app.url + "datasets/other.safetensors").status_code == 404
-        program, weights = preset_program("CNN")
-        assert requests.get(app.url + "presets/CNN.json").content == program
-        assert requests.get(app.url + "presets/CNN.safetensors").content == weights
+        text = text_dataset(12, ALPHABET, 400).to_bytes()
+        assert requests.get(app.url + "datasets/text.safetensors").content == text
+        for name in ("CNN", "GPT"):
+            program, weights = preset_program(name)
+            assert requests.get(app.url + f"presets/{name}.json").content == program
+            assert requests.get(app.url + f"presets/{name}.safetensors").content == weights
         for missing in ("presets/MLP.json", "presets/CNN.txt", "presets/CNN", "datasets/digits.json"):
             assert requests.get(app.url + missing).status_code == 404, missing
     finally:
@@ -158,6 +183,9 @@ def test_dtm_webapp_export(dist, deployments, tmp_path, monkeypatch):
     assert [(d["name"], d["rpc_url"]) for d in config["deployments"]] == [
         ("ethereum-local", "http://127.0.0.1:8545"), ("ethereum-sepolia", None)]
     assert (out / "datasets" / "digits.safetensors").read_bytes() == digits_dataset().to_bytes()
-    assert (out / "presets" / "CNN.json").read_bytes() == preset_program("CNN")[0]
+    assert (out / "datasets" / "text.safetensors").read_bytes() == builtin_dataset("text")
+    for name in ("CNN", "GPT"):
+        assert (out / "presets" / f"{name}.json").read_bytes() == preset_program(name)[0]
+        assert (out / "presets" / f"{name}.safetensors").read_bytes() == preset_program(name)[1]
     bad = CliRunner().invoke(main, ["webapp", "export", "--out", str(out), "--rpc-url", "local"], env=env)
     assert bad.exit_code == 2 and "'local' is not CHAIN_ID=URL" in bad.output

@@ -60,7 +60,8 @@ export function loadProgram(programBytes: Uint8Array, weightsBytes: Uint8Array,
   const { flops, nodes } = work(program);
   const params = program.state.filter((s) => s.kind === "param").reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
   const description = `${params.toLocaleString("en-US")} parameters, ${nodes} nodes, ${flopsText(Number(flops))} per step; ` +
-    `batches of ${batchSize(program)} rows of ${inputWidth(program)} features; ${optimizer.name}, lr ${optimizer.lr}`;
+    `batches of ${batchSize(program)} rows of ${inputWidth(program)} ${program.meta.loss === "lm_cross_entropy" ? "tokens" : "features"}; ` +
+    `${optimizer.name}, lr ${optimizer.lr}`;
   return { program, optimizer, weights, description };
 }
 

@@ -1,9 +1,10 @@
 // Post a task (`dtm task post --dataset NAME` or `--data FILE`, with `--program net.json --weights
-// init.safetensors` for your own model): the MLP preset or your program on a built-in dataset or on
-// your data. The browser checks the task, builds the artifacts and commitments, uploads them to the
-// content store and escrows the payment in one transaction. Of your own data only the training rows
-// are uploaded; the held-out rows are offered as a download when the task is posted. The price line
-// shows the task's work and the payment recent tasks' rate suggests.
+// init.safetensors` for your own model): the MLP preset, a model preset (each on its own built-in
+// dataset) or your program on a built-in dataset or on your data. The browser checks the task,
+// builds the artifacts and commitments, uploads them to the content store and escrows the payment
+// in one transaction. Of your own data only the training rows are uploaded; the held-out rows are
+// offered as a download when the task is posted. The price line shows the task's work and the
+// payment recent tasks' rate suggests.
 import { getBalance } from "viem/actions";
 import { parseEther } from "viem";
 import { commitments } from "../commit/task";
@@ -32,8 +33,12 @@ function fileError(error: unknown): unknown {
   return new AppError(message.endsWith(".") ? message : `${message}.`);
 }
 
+const options = (values: readonly (string | number)[], chosen: string | number) =>
+  values.map((v) => h("option", v === chosen ? { value: String(v), selected: true } : { value: String(v) }, String(v)));
 const select = (id: string, values: readonly (string | number)[], chosen: string | number) =>
-  h("select", { id }, ...values.map((v) => h("option", v === chosen ? { value: String(v), selected: true } : { value: String(v) }, String(v)))) as HTMLSelectElement;
+  h("select", { id }, ...options(values, chosen)) as HTMLSelectElement;
+/** The model presets exported as programs, each trained on its own built-in dataset. */
+const programPresets: Record<string, { about: string; dataset: string }> = presets.programs;
 const field = (id: string, value: string) => h("input", { type: "text", id, value }) as HTMLInputElement;
 const row = (label: string, input: HTMLElement, unit = "") =>
   h("label", { class: "field" }, h("span", {}, label, unit && h("span", { class: "muted" }, ` (${unit})`)), input);
@@ -69,7 +74,7 @@ export function postPage(ctx: Context): View {
   }
   const f = {
     model: select("post-model", ["MLP", ...Object.keys(presets.programs)], "MLP"),
-    dataset: select("post-dataset", Object.keys(presets.datasets), "digits"),
+    dataset: select("post-dataset", presets.mlp.datasets, "digits"),
     hidden: select("post-hidden", presets.mlp.hidden, 32),
     batch: select("post-batch", presets.mlp.batch_size, 32),
     k: select("post-k", presets.mlp.checkpoint_interval, 10),
@@ -148,6 +153,11 @@ export function postPage(ctx: Context): View {
     }
     return programs.get(name)!;
   }
+  /** The built-in datasets the chosen model trains on: any for your program, else the preset's. */
+  function offeredDatasets(): string[] {
+    if (f.program.files?.length) return Object.keys(presets.datasets);
+    return f.model.value === "MLP" ? presets.mlp.datasets : [programPresets[f.model.value].dataset];
+  }
   /** The program to train: your files, else a preset's, else none (the MLP preset). */
   async function chosenProgram(): Promise<LoadedProgram | null> {
     if (f.program.files?.length || f.weights.files?.length || f.model.value === "MLP") return ownProgram();
@@ -215,6 +225,8 @@ export function postPage(ctx: Context): View {
     // a program fixes its own model, batch size and optimizer
     const own = Boolean(f.program.files?.length);
     f.model.disabled = own;
+    const offered = offeredDatasets();
+    if (offered.join() !== [...f.dataset.options].map((o) => o.value).join()) f.dataset.replaceChildren(...options(offered, f.dataset.value));
     for (const input of [f.hidden, f.batch, f.lr]) input.disabled = own || f.model.value !== "MLP";
     let dataLine = "", programLine = ""; // shown once known: the form does not jump while it is read
     try {
@@ -293,13 +305,13 @@ export function postPage(ctx: Context): View {
   }
 
   const el = h("section", {}, h("h1", {}, "Post a task"),
-    h("p", { class: "muted" }, "A classifier (the MLP preset: one hidden layer, trained with SGD; the CNN preset; or your own PyTorch model as " +
+    h("p", { class: "muted" }, "A model (the MLP preset: one hidden layer, trained with SGD; the CNN preset; the GPT preset, a small language model on the text; or your own PyTorch model as " +
       "`dtm model export` writes it, with its initial weights) trained on a built-in dataset or on your own file. " +
       "Its artifacts go to the content store and the payment into escrow, in one transaction. Of your own data, a seeded share of the rows " +
       "is held out: never uploaded, it is yours to score the result with."), form, summary, programSummary,
     h("p", { class: "muted", id: "post-price-line" }, price, " ", usePrice),
     h("p", { class: "muted" }, ...Object.entries(presets.datasets).map(([name, about]) => `${name}: ${about}. `),
-      ...Object.entries(presets.programs).map(([name, preset]) => `${name}: ${preset.about}. `)), progress);
+      ...Object.entries(programPresets).map(([name, preset]) => `${name}: ${preset.about}. `)), progress);
   void showPrice();
   return { el, refresh: async () => {} };
 }
