@@ -443,7 +443,9 @@ def post_partials(dispute_id: uint256, node: uint256, first: uint256, partials: 
             ⌊i·chunks/points⌋, first + ⌊(i+1)·chunks/points⌋). On a picked
             range they must add up exactly to the picked partial (sums, largest
             exponent); over the whole reduction their totals are what the fold
-            check compares the claim with.
+            check compares the claim with.  The ranges of a linear reduction's
+            partials are checked here; a softmax-family row's (op >= ROW_BASE)
+            by its checker.
     """
     t: Turn = self._begin(dispute_id, PHASE_PARTIALS, msg.sender, True)
     r: Reduction = self.reductions[dispute_id]
@@ -452,8 +454,9 @@ def post_partials(dispute_id: uint256, node: uint256, first: uint256, partials: 
     assert len(partials) == points, "arbitration: wrong number of partials"
     total: structs.Partial = structs.Partial(x=0, abs_sum=0, top=structs.PARTIAL_TOP_FLOOR)
     leaves: DynArray[bytes32, merkle.MAX_ROOT_LEAVES] = []
+    linear: bool = r.op < structs.ROW_BASE
     for p: structs.Partial in partials:
-        assert p.top >= structs.PARTIAL_TOP_FLOOR and p.top <= structs.PARTIAL_TOP_CEIL and p.abs_sum <= structs.MAX_PARTIAL_ABS and convert(abs(p.x), uint256) <= p.abs_sum, "arbitration: partial out of range"
+        assert not linear or (p.top >= structs.PARTIAL_TOP_FLOOR and p.top <= structs.PARTIAL_TOP_CEIL and p.abs_sum <= structs.MAX_PARTIAL_ABS and convert(abs(p.x), uint256) <= p.abs_sum), "arbitration: partial out of range"
         total.x += p.x
         total.abs_sum += p.abs_sum
         total.top = max(total.top, p.top)
@@ -461,7 +464,7 @@ def post_partials(dispute_id: uint256, node: uint256, first: uint256, partials: 
     if r.picked:
         assert total.x == r.parent.x and total.abs_sum == r.parent.abs_sum and total.top == r.parent.top, "arbitration: partials do not add up to the picked one"
     else:
-        assert total.abs_sum <= structs.MAX_PARTIAL_ABS, "arbitration: partial out of range"
+        assert not linear or total.abs_sum <= structs.MAX_PARTIAL_ABS, "arbitration: partial out of range"
         self.reductions[dispute_id].total = total
     root: bytes32 = merkle._merkle_root(leaves)
     self.reductions[dispute_id].points = points

@@ -88,9 +88,8 @@ GRAD_PER_CLASS: constant(uint256) = 2
 GRAD_ABS: constant(uint256) = 2
 
 # long reductions, dissected into chunks of MAX_REDUCTION terms (docs/judge.md §3.7): exact
-# partial sums at one scale 2^G, G = max(top, claim exponent, LONG_TOP_FLOOR) - LONG_WINDOW
-LONG_WINDOW: constant(int256) = 160
-LONG_TOP_FLOOR: constant(int256) = -40
+LONG_WINDOW: constant(int256) = numeric.LONG_WINDOW
+LONG_TOP_FLOOR: constant(int256) = numeric.LONG_TOP_FLOOR
 MAX_LONG_REDUCTION: constant(uint256) = 4_194_304
 
 
@@ -740,7 +739,7 @@ def check_chunk(
     mants: DynArray[uint256, MAX_REDUCTION] = []
     exps: DynArray[int256, MAX_REDUCTION] = []
     negs, mants, exps = self._reduction_terms(op, a, b)
-    scale: int256 = self._reduction_scale(top, claimed)
+    scale: int256 = numeric._reduction_scale(top, claimed)
     chunk_top: int256 = LONG_TOP_FLOOR
     for i: uint256 in range(len(mants), bound=MAX_REDUCTION):
         if mants[i] != 0 and exps[i] > chunk_top:
@@ -795,7 +794,7 @@ def check_fold(op: uint256, n: uint256, x: int256, abs_sum: uint256, top: int256
         assert op == OP_MATMUL, "judge: not a reduction"
     if not numeric._is_finite(claimed):
         return False
-    scale: int256 = self._reduction_scale(top, claimed)
+    scale: int256 = numeric._reduction_scale(top, claimed)
     c_neg: bool = False
     c_mant: uint256 = 0
     c_exp: int256 = 0
@@ -828,24 +827,6 @@ def check_fold(op: uint256, n: uint256, x: int256, abs_sum: uint256, top: int256
     return convert(abs(claim - x), uint256) <= tol
 
 
-@internal
-@pure
-def _reduction_scale(top: int256, claimed: uint32) -> int256:
-    """
-    @notice G = max(top, exponent of a finite non-zero claim, LONG_TOP_FLOOR) - LONG_WINDOW.
-    @param top The committed largest term exponent.
-    @param claimed The claimed element (float32 bits).
-    @return The scale exponent G.
-    """
-    high: int256 = max(top, LONG_TOP_FLOOR)
-    if numeric._is_finite(claimed):
-        c_neg: bool = False
-        c_mant: uint256 = 0
-        c_exp: int256 = 0
-        c_neg, c_mant, c_exp = numeric._decode(claimed)
-        if c_mant != 0 and c_exp > high:
-            high = c_exp
-    return high - LONG_WINDOW
 
 
 @internal

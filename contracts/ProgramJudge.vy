@@ -26,6 +26,7 @@
 from judge import linear
 from judge import numeric
 from judge import program
+from judge import softmax
 from interfaces import IJudge
 
 MAX_RANK: constant(uint256) = program.MAX_RANK
@@ -41,12 +42,6 @@ ONE_F32: constant(uint256) = 1_065_353_216
 # Q64 (docs/judge.md §2.4); window edges are compared in units of 2^-88 = 2^-64 u
 ONE: constant(uint256) = numeric.ONE
 U_INV: constant(uint256) = numeric.U_INV
-# softmax tolerance in units of u: (24 + 2C) P_hi + 2; log_softmax: 16 + 2C + 8 ceil(log2 C) + 8(|m| + |z_j|)
-SOFTMAX_CONST: constant(uint256) = 24
-LOG_SOFTMAX_CONST: constant(uint256) = 16
-PER_CLASS: constant(uint256) = 2
-PER_LOG2: constant(uint256) = 8
-PER_MAG: constant(uint256) = 8
 MAG_MASK: constant(uint256) = 2_147_483_647
 SIGN_BIT: constant(uint256) = 2_147_483_648
 MASK32: constant(uint256) = 4_294_967_295
@@ -618,10 +613,10 @@ def _elementwise(
 def _softmax(op: uint256, row: DynArray[int256, MAX_READ], j: uint256, claimed: int256) -> bool:
     """
     @notice softmax / safe_softmax / log_softmax of row entry j (docs/judge-programs.md §4.3):
-            Q64 enclosures of e_k = exp(z_k - m) over the live (not -inf) entries, P_j =
-            e_j / S or (z_j - m) - log S, and the window [lo - tol - u|c|, hi + tol + u|c|],
-            compared exactly in units of 2^-88.  A masked entry is exactly 0 (log_softmax:
-            -inf); a row with no live entry is 0 for safe_softmax and has no value otherwise.
+            Q64 enclosures of e_k = exp(z_k - m) over the live (not -inf) entries, m the first
+            largest, and the window of softmax._window.  A masked entry is exactly 0
+            (log_softmax: -inf); a row with no live entry is 0 for safe_softmax and has no
+            value otherwise.
     """
     n: uint256 = len(row)
     m: uint256 = n
@@ -651,80 +646,10 @@ def _softmax(op: uint256, row: DynArray[int256, MAX_READ], j: uint256, claimed: 
         lo: uint256 = ONE
         hi: uint256 = ONE
         if k != m:
-            z_lo: int256 = 0
-            z_hi: int256 = 0
-            z_lo, z_hi = numeric._to_q64(convert(row[k], uint32))
-            lo = numeric._exp_neg_lo(convert(max(m_hi - z_lo, 0), uint256))
-            hi = numeric._exp_neg_hi(convert(max(m_lo - z_hi, 0), uint256))
+            lo, hi = softmax._exp_term(m_lo, m_hi, convert(row[k], uint32))
         s_lo += lo
         s_hi += hi
         if k == j:
             e_lo = lo
             e_hi = hi
-    edge_lo: int256 = 0
-    edge_hi: int256 = 0
-    tol: int256 = 0
-    if op == program.OP_LOG_SOFTMAX:
-        j_lo: int256 = 0
-        j_hi: int256 = 0
-        j_lo, j_hi = numeric._to_q64(convert(row[j], uint32))
-        if j != m:
-            edge_lo = j_lo - m_hi
-            edge_hi = j_hi - m_lo
-        edge_lo -= convert(numeric._log_hi(s_hi), int256)
-        edge_hi -= convert(numeric._log_lo(s_lo), int256)
-        mags: int256 = max(abs(m_lo), abs(m_hi)) + max(abs(j_lo), abs(j_hi))
-        tol = convert((LOG_SOFTMAX_CONST + PER_CLASS * n + PER_LOG2 * numeric._clog2(n)) * ONE + U_INV, int256) + convert(PER_MAG, int256) * mags
-    else:
-        edge_lo = convert(e_lo * ONE // s_hi, int256)
-        p_hi: uint256 = min(numeric._ceil_div(e_hi * ONE, s_lo), ONE)
-        edge_hi = convert(p_hi, int256)
-        tol = convert((SOFTMAX_CONST + PER_CLASS * n) * p_hi + 2 * ONE + U_INV, int256)
-    return self._within(edge_lo * convert(U_INV, int256) - tol, edge_hi * convert(U_INV, int256) + tol, claimed)
-
-
-@internal
-@pure
-def _within(lo: int256, hi: int256, claimed: int256) -> bool:
-    """
-    @notice Whether a finite claim c meets lo - u|c| <= c * 2^88 <= hi + u|c| (lo, hi in units
-            of 2^-88, |lo|, |hi| < 2^230), exactly.
-    """
-    if not numeric._is_finite(convert(claimed, uint32)):
-        return False
-    neg: bool = False
-    mant: uint256 = 0
-    exp: int256 = 0
-    neg, mant, exp = numeric._decode(convert(claimed, uint32))
-    # c + u|c| and c - u|c| in units of 2^(exp - 24)
-    up: int256 = convert(mant * (U_INV + 1), int256)
-    down: int256 = convert(mant * (U_INV - 1), int256)
-    if neg:
-        swap: int256 = up
-        up = -down
-        down = -swap
-    return self._cmp(up, exp + 64, lo) >= 0 and self._cmp(down, exp + 64, hi) <= 0
-
-
-@internal
-@pure
-def _cmp(a: int256, d: int256, b: int256) -> int256:
-    """
-    @notice The sign of a * 2^d - b, for |a| < 2^49, -85 <= d <= 168, |b| < 2^230.
-    """
-    x: int256 = 0
-    y: int256 = b
-    if d >= 0:
-        x = a * convert(1 << convert(d, uint256), int256)
-    elif abs(b) >= 2**170:
-        # |b 2^-d| > 2^170 > |a|
-        y = 0
-        x = -b
-    else:
-        x = a
-        y = b * convert(1 << convert(-d, uint256), int256)
-    if x > y:
-        return 1
-    if x < y:
-        return -1
-    return 0
+    return softmax._window(op, n, convert(row[m], uint32), convert(row[j], uint32), j == m, e_lo, e_hi, s_lo, s_hi, claimed)

@@ -15,6 +15,7 @@
 
 from judge import numeric
 from judge import program
+from judge import softmax
 from judge import wide
 
 MAX_INPUTS: constant(uint256) = program.MAX_INPUTS
@@ -203,72 +204,28 @@ def _over(a: wide.Span, d: wide.Wide) -> wide.Span:
 
 @internal
 @pure
-def _exp(v: int256) -> wide.Span:
-    """
-    @notice Enclosure of exp(v) for a finite float32 v (Q64).
-    """
-    lo: int256 = 0
-    hi: int256 = 0
-    lo, hi = numeric._to_q64(convert(v, uint32))
-    if hi <= 0:
-        return wide.Span(
-            lo=wide._q64(numeric._exp_neg_lo(convert(-lo, uint256)), False),
-            hi=wide._q64(numeric._exp_neg_hi(convert(-hi, uint256)), True),
-        )
-    down: uint256 = numeric._exp_neg_lo(convert(hi, uint256))
-    assert down != 0, "rule: exp argument too large"
-    low: uint256 = 0
-    if lo < 0:
-        low = numeric._exp_neg_lo(convert(-lo, uint256))
-    else:
-        low = ONE_SQ // numeric._exp_neg_hi(convert(lo, uint256))
-    return wide.Span(lo=wide._q64(low, False), hi=wide._q64(numeric._ceil_div(ONE_SQ, down), True))
-
-
-@internal
-@pure
 def _softmax_grad(op: uint256, values: DynArray[DynArray[int256, MAX_READ], MAX_LISTS], j: uint256, claimed: int256) -> bool:
     """
     @notice softmax_grad: y_j (g_j - sum g_k y_k); log_softmax_grad: g_j - exp(y_j) sum g_k
-            (exactly g_j when y_j = -inf).
+            (exactly g_j when y_j = -inf); the window of softmax._grad_window.
     """
     g_row: DynArray[int256, MAX_READ] = values[0]
     n: int256 = convert(len(g_row), int256)
     gs: DynArray[wide.Wide, MAX_TERMS] = self._floats(g_row)
-    g: wide.Wide = gs[j]
     total: wide.Span = empty(wide.Span)
     mag: wide.Wide = empty(wide.Wide)
+    y: int256 = values[1][0]
     if op == program.OP_SOFTMAX_GRAD:
-        ys: DynArray[wide.Wide, MAX_TERMS] = self._floats(values[1])
-        y: wide.Wide = ys[j]
-        total, mag = wide._total(self._products(gs, ys))
-        ay: wide.Wide = wide._abs(y)
-        tol: wide.Wide = wide._add_up(
-            wide._add_up(
-                wide._mul_up(wide._mul_up(ay, wide._gamma(convert(n + 2, uint256))), mag),
-                wide._mul_up(wide._gamma(2), wide._abs(wide._mul(y, g, True))),
-            ),
-            wide._mul_up(wide._add_up(wide._mul_up(wide._num(4 * n), wide._larger(ay, wide._num(1))), wide._num(4)), self._eta(1)),
-        )
-        return self._window(wide._scale(y, wide._isub(wide._point(g), total)), tol, claimed)
-    total, mag = wide._total(gs)
-    if values[1][0] == NEG_INF:
+        y = values[1][j]
+        total, mag = wide._total(self._products(gs, self._floats(values[1])))
+    elif y == NEG_INF:
         # exp(-inf) = 0: exactly g_j
         return numeric._is_finite(convert(claimed, uint32)) and (
             claimed == g_row[j] or (claimed & MAG_MASK == 0 and g_row[j] & MAG_MASK == 0)
         )
-    e: wide.Span = self._exp(values[1][0])
-    tol: wide.Wide = wide._add_up(
-        wide._mul_up(wide._mul_up(e.hi, mag), wide._gamma(convert(n + 10, uint256))),
-        wide._mul_up(
-            wide._add_up(
-                wide._add_up(wide._mul_up(wide._num(2 * n), wide._add_up(e.hi, wide._num(1))), wide._mul_up(wide._num(2), mag)),
-                wide._num(4),
-            ),
-            self._eta(1),
-        ),
-    )
-    return self._window(wide._isub(wide._point(g), wide._imul(e, total)), tol, claimed)
+    else:
+        total, mag = wide._total(gs)
+    return softmax._grad_window(op, n, g_row[j], y, total, mag, claimed)
 
 
 # ╔═══════════════════════════════════════════════════════════════╗

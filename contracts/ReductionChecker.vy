@@ -160,7 +160,7 @@ def prove_chunk(
         a_stride = a_shape[1]
     a = self._read(trace.roots[a_at], openings._numel(a_shape), first, a_start, a_stride, count)
 
-    reductions._conclude_chunk(judge, game, dispute_id, r, a, b, partial)
+    reductions._conclude_chunk(judge, game, dispute_id, r, r.op, a, b, partial)
 
 
 @external

@@ -65,12 +65,13 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
         nonlinear = account.deploy(project.ProgramNonlinearJudge)
         program_judge = account.deploy(project.ProgramJudge, index_map.address, judge.address, nonlinear.address)
         programs = account.deploy(project.ProgramChecker, program_judge.address, reader.address)
+        row_judge = account.deploy(project.ProgramRowJudge)
         program_reducer = account.deploy(project.ProgramReductionChecker, judge.address, reader.address,
-                                         index_map.address)
+                                         index_map.address, row_judge.address)
         contracts |= {"PointwiseJudge": pointwise.address, "Judge": judge.address, "TensorReader": reader.address,
                       "ProofChecker": checker.address, "ReductionChecker": reducer.address,
                       "ProgramIndex": index_map.address, "ProgramNonlinearJudge": nonlinear.address,
-                      "ProgramJudge": program_judge.address,
+                      "ProgramJudge": program_judge.address, "ProgramRowJudge": row_judge.address,
                       "ProgramChecker": programs.address, "ProgramReductionChecker": program_reducer.address}
         abis |= {"PointwiseJudge": project.PointwiseJudge.contract_type,
                  "Judge": project.Judge.contract_type, "TensorReader": project.TensorReader.contract_type,
@@ -79,6 +80,7 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
                  "ProgramIndex": project.ProgramIndex.contract_type,
                  "ProgramNonlinearJudge": project.ProgramNonlinearJudge.contract_type,
                  "ProgramJudge": project.ProgramJudge.contract_type,
+                 "ProgramRowJudge": project.ProgramRowJudge.contract_type,
                  "ProgramChecker": project.ProgramChecker.contract_type,
                  "ProgramReductionChecker": project.ProgramReductionChecker.contract_type}
         arbiter_args = (checker.address, reducer.address, programs.address, program_reducer.address, clock, extension)

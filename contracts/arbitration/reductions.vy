@@ -44,16 +44,24 @@ def _conclude_chunk(
     game: address,
     dispute_id: uint256,
     r: structs.ReductionContext,
+    op: uint256,
     a: DynArray[uint32, CHUNK],
     b: DynArray[uint32, CHUNK],
     partial: structs.Partial,
 ):
     """
-    @notice The chunk's terms (products a_k b_k, or a_k with b empty) do not
+    @notice The chunk's terms (products a_k b_k, or a_k with b empty; the judge's `op`) do not
             give `partial` at the reduction's scale: the caller wins.
     """
-    correct: bool = staticcall IChunkJudge(judge).check_chunk(
-        r.op, a, b, r.total.top, convert(r.claimed, uint32), partial.x, partial.abs_sum, partial.top
-    )
+    self._conclude(game, dispute_id, staticcall IChunkJudge(judge).check_chunk(
+        op, a, b, r.total.top, convert(r.claimed, uint32), partial.x, partial.abs_sum, partial.top
+    ))
+
+
+@internal
+def _conclude(game: address, dispute_id: uint256, correct: bool):
+    """
+    @notice The named one-chunk partial is not the chunk's (`correct` false): the caller wins.
+    """
     assert not correct, "arbitration: partial is correct"
     extcall IGame(game).conclude_reduction(dispute_id, msg.sender, END_CHUNK)

@@ -92,6 +92,10 @@ PARTIAL_TOP_FLOOR: constant(int256) = -40
 PARTIAL_TOP_CEIL: constant(int256) = 208
 MAX_PARTIAL_ABS: constant(uint256) = 2**231
 
+# a dissected softmax-family row's kind in the game: ROW_BASE + its op code; its partials are
+# validated by its checker (contracts/ProgramRowJudge.vy), not by the game's ranges above
+ROW_BASE: constant(uint256) = 256
+
 struct Partial:
     # a run of terms at the reduction's scale 2^G: their sum truncated toward zero, their
     # absolute sum (+1 per truncated term), their largest exponent; leaf keccak256(abi.encode(...))

@@ -25,6 +25,10 @@ EXP_TERMS: constant(uint256) = 16
 EXP_HALVINGS: constant(uint256) = 7
 LOG_TERMS: constant(uint256) = 20
 MAX_OCTAVE: constant(uint256) = 15
+# partial sums of a dissected reduction at one scale 2^G, G = max(top, claim exponent,
+# LONG_TOP_FLOOR) - LONG_WINDOW
+LONG_WINDOW: constant(int256) = 160
+LONG_TOP_FLOOR: constant(int256) = -40
 # floor(ln 2 * 2^64) and one unit above it
 LN2_LO: constant(uint256) = 12_786_308_645_202_655_659
 LN2_HI: constant(uint256) = 12_786_308_645_202_655_660
@@ -247,3 +251,23 @@ def _clog2(n: uint256) -> uint256:
             break
         k += 1
     return k
+
+
+@internal
+@pure
+def _reduction_scale(top: int256, claimed: uint32) -> int256:
+    """
+    @notice G = max(top, exponent of a finite non-zero claim, LONG_TOP_FLOOR) - LONG_WINDOW.
+    @param top The committed largest term exponent.
+    @param claimed The claimed element (float32 bits).
+    @return The scale exponent G.
+    """
+    high: int256 = max(top, LONG_TOP_FLOOR)
+    if self._is_finite(claimed):
+        c_neg: bool = False
+        c_mant: uint256 = 0
+        c_exp: int256 = 0
+        c_neg, c_mant, c_exp = self._decode(claimed)
+        if c_mant != 0 and c_exp > high:
+            high = c_exp
+    return high - LONG_WINDOW

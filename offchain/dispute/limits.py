@@ -9,7 +9,7 @@ so it is refused where it is built and posted and where a solver or verifier fet
 
 from __future__ import annotations
 
-from offchain.dispute import program_rules
+from offchain.dispute import program_rules, rows
 from offchain.dispute.judge import MAX_CLASSES, MAX_LONG_REDUCTION, MAX_REDUCTION
 from offchain.dispute.moves import (
     MAX_OPEN_LEAVES,
@@ -167,6 +167,9 @@ def program_unjudgeable_reason(program: Program, task: TrainingTask) -> str | No
                 return f"{where} reads {len(reads)} input lists; the judge takes {MAX_READ_LISTS}"
             dissected = is_dissected(node, reads)
             for position, flat in reads:
+                if node.op in rows.ROWS and len(flat) > program_rules.MAX_SOFTMAX_ROW:
+                    return (f"{where} has rows of {len(flat)} entries; the judge takes at most "
+                            f"{program_rules.MAX_SOFTMAX_ROW}")
                 if len(flat) > MAX_LONG_REDUCTION:
                     return (f"{where} reduces {len(flat)} terms; the dissection inside a reduction takes at most "
                             f"{MAX_LONG_REDUCTION}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -501,36 +502,66 @@ def open_reduction_args(game: str, dispute_id: int, data: StepData, node_id: int
             tensor_opening(data.trace[node_id], [index]))
 
 
-def reduction_call(graph: TrainingGraph, trace: Sequence[torch.Tensor], node_id: int, index: int):
-    """(op code, a, b, claimed) of the whole reduction of element ``index`` (float32 bits)."""
+class LinearCall(NamedTuple):
+    """A long linear reduction: the judge's ``op`` (matmul: terms a_k·b_k; sum_rows: a_k), its
+    operands (float32 bits) and the claimed element. Its partials and fold are `judge.py`'s; a
+    softmax-family row (`rows.PivotedRow`, `rows.LinearRow`) answers the same two questions."""
+
+    op: int
+    a: Sequence[int]
+    b: Sequence[int]
+    claimed: int
+
+    def partials(self, top: int | None = None) -> list:
+        """The exact partial of every chunk, at the scale of the true largest exponent (the honest
+        solver's), or at the scale a posted ``top`` sets (what the chain will check; None for a
+        chunk with a term above that scale)."""
+        from offchain.dispute import judge as J
+
+        if top is None:
+            return J.reduction_partials(self.op, self.a, self.b, self.claimed)
+        scale = J.reduction_scale(top, self.claimed)
+        out = []
+        for chunk in range(-(-len(self.a) // J.MAX_REDUCTION)):
+            t0, t1 = J.chunk_bounds(len(self.a), chunk)
+            out.append(J.chunk_partial(self.op, self.a[t0:t1], self.b[t0:t1] if self.b else (), scale))
+        return out
+
+    def holds(self, total) -> bool:
+        """The fold: the claim within the bound of the whole reduction given the totals."""
+        from offchain.dispute import judge as J
+
+        return J.check_fold(self.op, len(self.a), total.x, total.abs, total.top, self.claimed)
+
+
+def folds(call) -> bool:
+    """Verdict of a dissected reduction or row when the solver posts the honest partials: their
+    fold (every chunk check then passes)."""
+    chunks = call.partials()
+    total = chunks[0]
+    for value in chunks[1:]:
+        total = total + value
+    return call.holds(total)
+
+
+def reduction_call(graph: TrainingGraph, trace: Sequence[torch.Tensor], node_id: int, index: int) -> LinearCall:
+    """The whole reduction of element ``index`` of a compiled graph's long node."""
     from offchain.dispute.judge import judge_inputs
 
     node = graph.nodes[node_id]
     call = judge_inputs(node, [trace[i] for i in node.inputs], trace[node_id], index)
-    return call.op, call.a, call.b, call.claimed
+    return LinearCall(call.op, call.a, call.b, call.claimed)
 
 
 def chunk_partials(graph: TrainingGraph, trace: Sequence[torch.Tensor], node_id: int, index: int,
                    top: int | None = None) -> list:
-    """The exact partial of every chunk of element ``index``'s reduction (`judge.Partial`), at the
-    scale of the true largest exponent (the honest solver's), or at the scale a posted ``top``
-    sets (what the chain will check; None for a chunk with a term above that scale)."""
-    return call_partials(reduction_call(graph, trace, node_id, index), top)
+    """:meth:`LinearCall.partials` of element ``index``'s reduction."""
+    return reduction_call(graph, trace, node_id, index).partials(top)
 
 
-def call_partials(call: tuple, top: int | None = None) -> list:
-    """:func:`chunk_partials` of a whole reduction ``call`` = (op code, a, b, claimed)."""
-    from offchain.dispute import judge as J
-
-    op, a, b, claimed = call
-    if top is None:
-        return J.reduction_partials(op, a, b, claimed)
-    scale = J.reduction_scale(top, claimed)
-    out = []
-    for chunk in range(-(-len(a) // J.MAX_REDUCTION)):
-        t0, t1 = J.chunk_bounds(len(a), chunk)
-        out.append(J.chunk_partial(op, a[t0:t1], b[t0:t1] if b else (), scale))
-    return out
+def call_partials(call, top: int | None = None) -> list:
+    """The chunk partials of a whole reduction or row ``call`` (its ``partials``)."""
+    return call.partials(top)
 
 
 def partial_leaf(partial) -> bytes:
@@ -594,23 +625,25 @@ def prove_fold_args(game: str, dispute_id: int, posted: Sequence[tuple]) -> tupl
 class ReductionMove:
     """The challenger's answer to a post: ``kind`` pick (Arbitration.pick_partial), chunk or fold
     (ReductionChecker.prove_chunk / prove_fold; a program node's chunk:
-    ProgramReductionChecker.prove_program_chunk), with its arguments."""
+    ProgramReductionChecker.prove_program_chunk, a softmax-family row's fold
+    ProgramReductionChecker.prove_program_row), with its arguments."""
 
     kind: str
     args: tuple
     detail: str
     chunk_function: str = "prove_chunk"
+    fold_function: str = "prove_fold"
 
     @property
     def function(self) -> str:
-        return {"pick": "pick_partial", "chunk": self.chunk_function, "fold": "prove_fold"}[self.kind]
+        return {"pick": "pick_partial", "chunk": self.chunk_function, "fold": self.fold_function}[self.kind]
 
     @property
     def contract(self) -> str:
         """Which contract takes it: "game", "reducer" (ReductionChecker) or "program_reducer"."""
         if self.kind == "pick":
             return "game"
-        return "program_reducer" if self.function == "prove_program_chunk" else "reducer"
+        return "program_reducer" if self.function in ("prove_program_chunk", "prove_program_row") else "reducer"
 
 
 def answer_partials(game: str, dispute_id: int, data: StepData, node_id: int, index: int, posted: Sequence[tuple],
@@ -624,17 +657,18 @@ def answer_partials(game: str, dispute_id: int, data: StepData, node_id: int, in
                          chunks, whole, top, chunk_args)
 
 
-def answer_posted(game: str, dispute_id: int, call: tuple, posted: Sequence[tuple], first: int, chunks: int,
+def answer_posted(game: str, dispute_id: int, call, posted: Sequence[tuple], first: int, chunks: int,
                   whole: bool, top: int, chunk_args: Callable[[int], tuple],
-                  chunk_function: str = "prove_chunk") -> ReductionMove | None:
+                  chunk_function: str = "prove_chunk", fold: tuple[str, tuple] | None = None) -> ReductionMove | None:
     """The honest challenger's answer to the partials ``posted`` over chunks [first, first +
-    chunks) of the reduction ``call`` = (op code, a, b, claimed) from the solver's trace: the
-    first partial that differs from the exact one at the scale the posted overall ``top`` sets
-    (one chunk: prove it, with ``chunk_args(leaf)``; several: pick it), else, on the whole
-    reduction, the fold check; None if nothing is wrong (the claim is within the bound)."""
+    chunks) of the reduction or row ``call`` from the solver's trace: the first partial that
+    differs from the exact one at the scale (or pivot) the posted overall ``top`` sets (one
+    chunk: prove it, with ``chunk_args(leaf)``; several: pick it), else, on the whole reduction,
+    the fold check (``fold``: its function and arguments, by default `prove_fold`'s); None if
+    nothing is wrong (the claim is within the bound)."""
     from offchain.dispute import judge as J
 
-    exact = call_partials(call, top)
+    exact = call.partials(top)
     for i, value in enumerate(posted):
         lo, hi = partial_range(first, chunks, i)
         group = exact[lo:hi]
@@ -649,9 +683,8 @@ def answer_posted(game: str, dispute_id: int, call: tuple, posted: Sequence[tupl
             return ReductionMove("chunk", chunk_args(i), f"chunk {lo}", chunk_function)
         return ReductionMove("pick", pick_partial_args(dispute_id, posted, i), f"chunks {lo}..{hi - 1}")
     if whole:
-        op, a, _, claimed = call
-        x = sum(p[0] for p in posted)
-        total = sum(p[1] for p in posted)
-        if not J.check_fold(op, len(a), x, total, top, claimed):
-            return ReductionMove("fold", prove_fold_args(game, dispute_id, posted), "fold")
+        total = J.Partial(sum(p[0] for p in posted), sum(p[1] for p in posted), top)
+        if not call.holds(total):
+            function, args = fold or ("prove_fold", prove_fold_args(game, dispute_id, posted))
+            return ReductionMove("fold", args, "fold", chunk_function, function)
     return None

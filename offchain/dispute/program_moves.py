@@ -19,12 +19,15 @@ import torch
 from offchain.dispute import judge as J
 from offchain.dispute import program_rules as R
 from offchain.dispute.judge import JudgeError
+from offchain.dispute import rows
 from offchain.dispute.moves import (
+    LinearCall,
     MoveError,
     ReductionMove,
     SolverTrace,
     answer_posted,
     commitments,
+    folds,
     multiproof,
     opening_runs,
     partial_leaf,
@@ -184,20 +187,25 @@ KIND_CODES = {"products": J.OP_MATMUL, "sums": J.OP_SUM_ROWS}
 
 def is_dissected(node: Node, reads: Sequence) -> bool:
     """Whether the chain judges this element through the dissection inside its reduction: a
-    float32 linear reduction (`program_rules.DISSECTABLE`) with a read longer than the judge's."""
-    return node.op in R.DISSECTABLE and node.dtype == "f32" and any(len(idx) > MAX_READ for _, idx in reads)
+    float32 linear reduction (`program_rules.DISSECTABLE`) or softmax-family row (`rows.ROWS`)
+    with a read longer than the judge's."""
+    return ((node.op in R.DISSECTABLE or node.op in rows.ROWS) and node.dtype == "f32"
+            and any(len(idx) > MAX_READ for _, idx in reads))
 
 
-def reduction_call(data: ProgramStep, node_id: int, index: int, values: Sequence | None = None) -> tuple:
-    """(judge op code, a, b, claimed) of the whole reduction of element ``index`` of a dissectable
-    node, from the trace's values (a bias enters as bias * 1.0, last); ``values``: those of its
-    reads, where already read."""
+def reduction_call(data: ProgramStep, node_id: int, index: int, values: Sequence | None = None):
+    """The whole reduction of element ``index`` of a dissectable node from the trace's values: a
+    `moves.LinearCall` (a bias enters as bias * 1.0, last), or a softmax-family row (`rows`);
+    ``values``: those of its reads, where already read."""
     program = data.program
     node = program.nodes[node_id]
     if values is None:
         _, values = element_reads(data, node_id, index)
+    claimed = int(_flat(data.trace[node_id])[index])
+    if node.op in rows.ROWS:
+        return rows.row_of(node, values, index, claimed)
     kind, a, b = R.reduction_terms(node, [program.nodes[i] for i in node.inputs], index, values)
-    return KIND_CODES[kind], a, b, int(_flat(data.trace[node_id])[index])
+    return LinearCall(KIND_CODES[kind], a, b, claimed)
 
 
 def open_reduction_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, index: int) -> tuple:
@@ -213,13 +221,18 @@ def open_reduction_args(game: str, dispute_id: int, data: ProgramStep, node_id: 
 def chunk_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, index: int, posted: Sequence[tuple],
                leaf: int, first: int, chunks: int) -> tuple:
     """`ProgramReductionChecker.prove_program_chunk`: partial ``leaf`` of the last post covers one
-    chunk and is wrong; its terms opened as `ProgramIndex.chunk_inputs` names them."""
+    chunk and is wrong; its terms opened as `ProgramIndex.chunk_inputs` names them (a row's
+    entries: `rows.chunk_reads`)."""
     lo, hi = partial_range(first, chunks, leaf)
     if hi - lo != 1:
         raise MoveError("the partial covers more than one chunk: pick it")
     program = data.program
     node = program.nodes[node_id]
-    _, reads = R.chunk_inputs(node, [program.nodes[i] for i in node.inputs], index, lo * J.MAX_REDUCTION)
+    t0 = lo * J.MAX_REDUCTION
+    if node.op in rows.ROWS:
+        reads = rows.chunk_reads(node, index, t0)
+    else:
+        _, reads = R.chunk_inputs(node, [program.nodes[i] for i in node.inputs], index, t0)
     openings = [tensor_opening(data.tensor(node.inputs[p]), idx) for p, idx in reads]
     leaves = [partial_leaf(p) for p in posted]
     ids = [node_id, *node.inputs]
@@ -228,15 +241,33 @@ def chunk_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, inde
             multiproof(leaves, [leaf]), openings)
 
 
+def row_fold_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, index: int,
+                  posted: Sequence[tuple]) -> tuple:
+    """`ProgramReductionChecker.prove_program_row`: the element against the whole post's totals;
+    the element's entry of each input it reads (the row's; or g's and y's)."""
+    program = data.program
+    node = program.nodes[node_id]
+    ids = [node_id, *node.inputs]
+    count = 1 if node.op in rows.PIVOTED else 2
+    return (game, dispute_id, data.trace_root, commitments(data.task), program_commit(program, data.task),
+            program_opening(program, ids), trace_opening(data.roots, ids),
+            merkle_root([partial_leaf(p) for p in posted]),
+            [tensor_opening(data.tensor(node.inputs[p]), [index]) for p in range(count)])
+
+
 def answer_partials(game: str, dispute_id: int, data: ProgramStep, node_id: int, index: int,
                     posted: Sequence[tuple], first: int, chunks: int, whole: bool, top: int) -> ReductionMove | None:
     """The honest challenger's answer to a post over a program node (`moves.answer_posted`); a
-    chunk is proven on the ProgramReductionChecker, the fold on the ReductionChecker."""
+    chunk is proven on the ProgramReductionChecker, a linear reduction's fold on the
+    ReductionChecker, a row's on the ProgramReductionChecker."""
     def prove(leaf: int) -> tuple:
         return chunk_args(game, dispute_id, data, node_id, index, posted, leaf, first, chunks)
 
+    fold = None
+    if data.program.nodes[node_id].op in rows.ROWS:
+        fold = ("prove_program_row", row_fold_args(game, dispute_id, data, node_id, index, posted))
     return answer_posted(game, dispute_id, reduction_call(data, node_id, index), posted, first, chunks, whole, top,
-                         prove, "prove_program_chunk")
+                         prove, "prove_program_chunk", fold)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +369,7 @@ def find_program_proof(game: str, dispute_id: int, data: ProgramStep, state_afte
             try:
                 reads, values = element_reads(data, node.id, index)
                 if is_dissected(node, reads):
-                    if J.check_long(*reduction_call(data, node.id, index, values)):
+                    if folds(reduction_call(data, node.id, index, values)):
                         continue
                     return ProgramProof("reduction", "open_program_reduction",
                                         open_reduction_args(game, dispute_id, data, node.id, index))
@@ -355,4 +386,4 @@ def find_program_proof(game: str, dispute_id: int, data: ProgramStep, state_afte
 __all__ = ["KIND_CODES", "NO_OPENING", "NO_ROW", "ON_CHAIN", "ProgramProof", "ProgramStep", "answer_partials", "chunk_args",
            "demand_args", "descriptor", "element_args", "element_reads", "find_program_proof", "is_dissected",
            "leaf_args", "leaf_root", "open_reduction_args", "output_link_args", "program_commit", "program_opening",
-           "reduction_call"]
+           "reduction_call", "row_fold_args"]

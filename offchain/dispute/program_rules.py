@@ -509,6 +509,12 @@ def _q(bits: int) -> tuple[int, int]:
     return J._to_q64(bits)
 
 
+def exp_term(pivot: int, bits: int) -> tuple[int, int]:
+    """Q64 enclosure of exp(z − m) for a finite entry z (bits) of a row whose largest entry is m."""
+    (m_lo, m_hi), (z_lo, z_hi) = _q(pivot), _q(bits)
+    return J.exp_neg_lo(max(m_hi - z_lo, 0)), J.exp_neg_hi(max(m_lo - z_hi, 0))
+
+
 def _row_exps(row: Sequence[int]):
     """Enclosures of exp(z_j − max z) (Q64) for a row that may hold −inf (masked) entries.
 
@@ -518,20 +524,38 @@ def _row_exps(row: Sequence[int]):
     live = [j for j, b in enumerate(row) if not _is_neg_inf(b)]
     if not live:
         return None
-    qs = {j: _q(row[j]) for j in live}
     m = max(live, key=lambda j: (value(row[j]), -j))
     e_lo, e_hi = [0] * len(row), [0] * len(row)
     for j in live:
-        if j == m:
-            e_lo[j] = e_hi[j] = ONE
-        else:
-            e_lo[j] = J.exp_neg_lo(max(qs[m][1] - qs[j][0], 0))
-            e_hi[j] = J.exp_neg_hi(max(qs[m][0] - qs[j][1], 0))
+        e_lo[j], e_hi[j] = (ONE, ONE) if j == m else exp_term(row[m], row[j])
     return m, e_lo, e_hi, sum(e_lo), sum(e_hi)
 
 
 def _softmax_gather(node, ins, index):
     return [(0, _along(node.shape, index, node.attrs[0]))]
+
+
+def softmax_window(op: str, n: int, pivot: int, z: int, at_pivot: bool, e: tuple[int, int],
+                   s: tuple[int, int]) -> Window:
+    """The window of a live entry z (bits) of a softmax-family row of n entries whose largest
+    entry is ``pivot`` (the entry itself iff ``at_pivot``), given the Q64 enclosures ``e`` of
+    exp(z − pivot) and ``s`` of S = Σ exp(z_k − pivot) (§4.3)."""
+    if op == "log_softmax":
+        (z_lo, z_hi), (m_lo, m_hi) = _q(z), _q(pivot)
+        off_lo, off_hi = (0, 0) if at_pivot else (z_lo - m_hi, z_hi - m_lo)
+        lo, hi = off_lo - J.log_hi(s[1]), off_hi - J.log_lo(s[0])
+        mags = Fraction(max(abs(m_lo), abs(m_hi)) + max(abs(z_lo), abs(z_hi)), ONE)
+        tol = U * (16 + 2 * n + 8 * J._clog2(n) + 8 * mags) + Fraction(1, ONE)
+        return Window(Fraction(lo, ONE), Fraction(hi, ONE), tol)
+    p_lo = Fraction(e[0] * ONE // s[1], ONE)
+    p_hi = Fraction(min(J._ceil_div(e[1] * ONE, s[0]), ONE), ONE)
+    tol = U * ((24 + 2 * n) * p_hi + 2) + Fraction(1, ONE)
+    return Window(p_lo, p_hi, tol)
+
+
+def softmax_masked(op: str, claimed: int) -> bool | Window:
+    """A masked (−inf) entry: exactly 0, or −inf for log_softmax."""
+    return claimed == NEG_INF if op == "log_softmax" else ZERO
 
 
 def _softmax_check(node, ins, index, values, claimed):
@@ -540,21 +564,10 @@ def _softmax_check(node, ins, index, values, claimed):
     enc = _row_exps(row)
     if enc is None:  # all masked: safe_softmax gives 0, softmax NaN
         return ZERO if node.op == "safe_softmax" else False
-    m, e_lo, e_hi, s_lo, s_hi = enc
     if _is_neg_inf(row[j]):  # exp(−inf) = 0 exactly; its log-probability is −inf
-        return claimed == NEG_INF if node.op == "log_softmax" else ZERO
-    n = len(row)
-    if node.op == "log_softmax":
-        (z_lo, z_hi), (m_lo, m_hi) = _q(row[j]), _q(row[m])
-        off_lo, off_hi = (0, 0) if j == m else (z_lo - m_hi, z_hi - m_lo)
-        lo, hi = off_lo - J.log_hi(s_hi), off_hi - J.log_lo(s_lo)
-        mags = Fraction(max(abs(m_lo), abs(m_hi)) + max(abs(z_lo), abs(z_hi)), ONE)
-        tol = U * (16 + 2 * n + 8 * J._clog2(n) + 8 * mags) + Fraction(1, ONE)
-        return Window(Fraction(lo, ONE), Fraction(hi, ONE), tol)
-    p_lo = Fraction(e_lo[j] * ONE // s_hi, ONE)
-    p_hi = Fraction(min(J._ceil_div(e_hi[j] * ONE, s_lo), ONE), ONE)
-    tol = U * ((24 + 2 * n) * p_hi + 2) + Fraction(1, ONE)
-    return Window(p_lo, p_hi, tol)
+        return softmax_masked(node.op, claimed)
+    m, e_lo, e_hi, s_lo, s_hi = enc
+    return softmax_window(node.op, len(row), row[m], row[j], j == m, (e_lo[j], e_hi[j]), (s_lo, s_hi))
 
 
 _rule("softmax", "safe_softmax", "log_softmax")((_softmax_gather, _softmax_check))
@@ -579,28 +592,40 @@ def _exp_interval(bits: int) -> tuple[W.Wide, W.Wide]:
     return W.q64(low, False), W.q64(J._ceil_div(ONE * ONE, down), True)
 
 
+def softmax_grad_window(op: str, n: int, g: int, y: int, total, mag: W.Wide) -> Enclosure:
+    """The window of entry j of a softmax-family gradient row of n entries (§4.3): softmax:
+    y_j(g_j − Σ g_k y_k), log_softmax: g_j − exp(y_j)·Σ g_k (y_j finite), given g_j, y_j (bits),
+    an interval ``total`` of the row's sum and ``mag`` ≥ the sum of its terms' magnitudes."""
+    gj = W.f32(g)
+    if op == "softmax_grad":
+        yj = W.f32(y)
+        ends = W.scale(yj, W.isub(W.point(gj), total))
+        ay = W.absolute(yj)
+        tol = W.add_up(W.mul_up(ay, W.gamma(n + 2), mag), W.mul_up(W.gamma(2), W.absolute(W.mul(yj, gj, True))),
+                       W.mul_up(W.add_up(W.mul_up(W.num(4 * n), W.larger(ay, W.ONE)), W.num(4)), W.ETA))
+        return _enclosure(ends[0], ends[1], tol)
+    e = _exp_interval(y)
+    ends = W.isub(W.point(gj), W.imul(e, total))
+    tol = W.add_up(W.mul_up(e[1], mag, W.gamma(n + 10)),
+                   W.mul_up(W.add_up(W.mul_up(W.num(2 * n), W.add(e[1], W.ONE, True)), W.mul_up(W.num(2), mag), W.num(4)),
+                            W.ETA))
+    return _enclosure(ends[0], ends[1], tol)
+
+
 def _softmax_grad_check(node, ins, index, values, claimed):
     """softmax: y_j(g_j − Σ g_k y_k); log_softmax: g_j − exp(y_j)·Σ g_k (wide arithmetic)."""
     n = len(values[0])
     j = _along(node.shape, index, node.attrs[0]).index(index)
     g = [W.f32(b) for b in values[0]]
     if node.op == "softmax_grad":
-        y = [W.f32(b) for b in values[1]]
-        total, mag = W.total([W.mul(a, b, True) for a, b in zip(g, y)])  # exact products
-        ends = W.scale(y[j], W.isub(W.point(g[j]), total))
-        ay = W.absolute(y[j])
-        tol = W.add_up(W.mul_up(ay, W.gamma(n + 2), mag), W.mul_up(W.gamma(2), W.absolute(W.mul(y[j], g[j], True))),
-                       W.mul_up(W.add_up(W.mul_up(W.num(4 * n), W.larger(ay, W.ONE)), W.num(4)), W.ETA))
-        return _enclosure(ends[0], ends[1], tol)
-    total, mag = W.total(g)
-    if _is_neg_inf(values[1][0]):  # exp(−inf) = 0: exactly g_j
-        return J.is_finite(claimed) and _same(claimed, values[0][j])
-    e = _exp_interval(values[1][0])
-    ends = W.isub(W.point(g[j]), W.imul(e, total))
-    tol = W.add_up(W.mul_up(e[1], mag, W.gamma(n + 10)),
-                   W.mul_up(W.add_up(W.mul_up(W.num(2 * n), W.add(e[1], W.ONE, True)), W.mul_up(W.num(2), mag), W.num(4)),
-                            W.ETA))
-    return _enclosure(ends[0], ends[1], tol)
+        y = values[1][j]
+        total, mag = W.total([W.mul(a, W.f32(b), True) for a, b in zip(g, values[1])])  # exact products
+    else:
+        y = values[1][0]
+        if _is_neg_inf(y):  # exp(−inf) = 0: exactly g_j
+            return J.is_finite(claimed) and _same(claimed, values[0][j])
+        total, mag = W.total(g)
+    return softmax_grad_window(node.op, n, values[0][j], y, total, mag)
 
 _rule("softmax_grad", "log_softmax_grad")((_softmax_grad_gather, _softmax_grad_check))
 

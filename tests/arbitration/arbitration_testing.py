@@ -59,6 +59,10 @@ def program_reducer_deployer():
     return _load(str(CONTRACTS / "ProgramReductionChecker.vy"))
 
 
+def row_judge_deployer():
+    return _load(str(CONTRACTS / "ProgramRowJudge.vy"))
+
+
 def deploy_program_judge(judge):
     """ProgramIndex and ProgramNonlinearJudge, then the ProgramJudge over them and ``judge`` (the
     elementwise rules)."""
@@ -98,14 +102,15 @@ class Suite:
 
 def deploy_game_suite(clock: int = CLOCK, extension: int = EXTENSION, judge=None) -> Suite:
     """Judge, TensorReader, ProofChecker, ReductionChecker, ProgramChecker (over a ProgramJudge),
-    ProgramReductionChecker, the stand-in market, then the game bound to it."""
+    ProgramReductionChecker (with a ProgramRowJudge), the stand-in market, then the game bound to it."""
     judge = judge or deploy_judge()
     reader = reader_deployer().deploy()
     checker = checker_deployer().deploy(judge.address, reader.address)
     reducer = reducer_deployer().deploy(judge.address, reader.address)
     program_judge = deploy_program_judge(judge)
     programs = program_checker_deployer().deploy(program_judge.address, reader.address)
-    program_reducer = program_reducer_deployer().deploy(judge.address, reader.address, program_judge.index_map())
+    program_reducer = program_reducer_deployer().deploy(judge.address, reader.address, program_judge.index_map(),
+                                                        row_judge_deployer().deploy().address)
     market = market_deployer().deploy()
     game = game_deployer().deploy(market.address, checker.address, reducer.address, programs.address,
                                   program_reducer.address, clock, extension)

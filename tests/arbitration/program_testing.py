@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import arbitration_testing as T
@@ -27,8 +27,13 @@ from program_runs import FAMILIES  # noqa: E402
 
 ROWS = 16
 STEP = 0
-#: the families', and a four-block GPT whose 162 state tensors an output link opens in several runs
-PROGRAMS = {**FAMILIES, "gpt-deep": (lambda: GPT(40, 12, 32, 4, 4), FAMILIES["gpt"][1])}
+_GPT = FAMILIES["gpt"][1]
+#: the families', a four-block GPT whose 162 state tensors an output link opens in several runs, and
+#: GPTs with softmax-family rows longer than 64: a vocabulary of 100 (the loss's log_softmax and its
+#: gradient), 80 positions (the attention's safe_softmax and softmax_grad)
+PROGRAMS = {**FAMILIES, "gpt-deep": (lambda: GPT(40, 12, 32, 4, 4), _GPT),
+            "gpt-vocab": (lambda: GPT(100, 12, 32, 4, 1), _GPT),
+            "gpt-seq": (lambda: GPT(40, 80, 32, 4, 1), replace(_GPT, batch_size=1, input_shape=(80,)))}
 
 
 @dataclass(frozen=True)

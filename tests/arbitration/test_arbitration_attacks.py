@@ -355,10 +355,8 @@ def test_market_coupling__views_are_not_read_while_opening(suite, parties, syn):
 
 CODE_LIMIT = 24_576
 HEADROOM = 2_048
-# Market.vy is rewritten on another branch; until that lands it may not compile against
-# contracts/interfaces (resolve gained `proven`) or may lack the headroom
-SIZED = ["Arbitration", "ProofChecker", "ReductionChecker", "ProgramChecker", "ProgramReductionChecker", "TensorReader",
-         "Judge", "PointwiseJudge", "Market"]
+SIZED = ["Arbitration", "ProofChecker", "ReductionChecker", "ProgramChecker", "ProgramReductionChecker", "ProgramRowJudge",
+         "TensorReader", "Judge", "PointwiseJudge", "Market"]
 # full by design: a new program rule goes to a contract of its own (docs/judge-programs.md §7);
 # ProgramIndex since it gained chunk_inputs (24,011 bytes)
 AT_LIMIT = ["ProgramJudge", "ProgramNonlinearJudge", "ProgramIndex"]
