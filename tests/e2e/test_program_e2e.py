@@ -18,7 +18,7 @@ from offchain.cli import main
 from offchain.chain.client import Market
 from offchain.dispute.game import END_ELEMENT, END_FOLD
 from offchain.ml import Dataset, digits_dataset
-from offchain.ml.artifacts import ALPHABET, text_dataset
+from offchain.ml.artifacts import ALPHABET, text_corpus, text_dataset
 from offchain.ml.capture import ExportConfig, export_program
 from offchain.ml.models import CNN, GPT, MLP
 from offchain.ml.optim import OptimizerConfig
@@ -92,13 +92,18 @@ def test_program_task__two_commands_post_it_and_the_workers_train_verify_and_get
         assert "loss curve (11 checkpoints)" in shown and curve.stat().st_size > 0, shown
 
 
-def _post_gpt(m) -> int:
+#: every character of the lower-cased text corpus (77): a vocabulary of 78, so the loss's rows are long
+EVERY_CHARACTER = "".join(sorted(set(text_corpus().decode("utf-8").lower())))
+
+
+def _post_gpt(m, alphabet: str = ALPHABET) -> int:
     """A one-block GPT (vocab 49, 12 positions, width 32) with AdamW, warm-up and cosine on the
-    text corpus: 48 positions a batch, so its loss, attention and normalisation rows fit the judge,
-    and the linear layers' longer reductions (128 terms) are dissected."""
+    text corpus: 48 positions a batch, so its attention and normalisation rows fit the judge, and
+    the linear layers' longer reductions (128 terms) are dissected; so are its loss's rows with
+    the corpus's every character (vocab 78)."""
     torch.manual_seed(0)
-    data = text_dataset(12, ALPHABET)
-    model = GPT(len(ALPHABET) + 1, 12, 32, 4, 1)
+    data = text_dataset(12, alphabet)
+    model = GPT(len(alphabet) + 1, 12, 32, 4, 1)
     optimizer = OptimizerConfig("adamw", 3e-3, weight_decay=0.01, warmup_steps=4, schedule="cosine", clip_norm=1.0)
     program = export_program(model, ExportConfig(4, (12,), loss="lm_cross_entropy", optimizer=optimizer))
     weights = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -121,13 +126,15 @@ def _post_cnn(m) -> int:
     return submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=300)
 
 
-def _lost_dispute(tmp_path, cheat: str, post=_post_program) -> tuple[dict, dict, Market, list[int]]:
-    """A solver cheating with `cheat` on the program task ``post`` posts, against the real verifier:
+def _lost_dispute(tmp_path, cheat: str, post=_post_program, corrupt_op: str | None = None,
+                  ) -> tuple[dict, dict, Market, list[int]]:
+    """A solver cheating with `cheat` (the element cheat in the last ``corrupt_op`` node) on the
+    program task ``post`` posts, against the real verifier:
     the dispute's end (DisputeEnded), the receipt of the move that ended it, a read-only market
     client (its chain gone) and the lengths of the reductions the dispute went inside, once the
     cheater has lost its stake and nothing is left locked."""
     with local_market(tmp_path) as m:
-        solver = m.start(Solver, SOLVER, Role.SOLVER, cheat=cheat)
+        solver = m.start(Solver, SOLVER, Role.SOLVER, cheat=cheat, corrupt_op=corrupt_op)
         m.start(Verifier, VERIFIER, Role.VERIFIER)
         task_id = post(m)
         reader = m.market(0)
@@ -163,6 +170,18 @@ def test_program_task__a_transformer_element_cheat_is_caught_inside_a_long_reduc
     assert ended["args"]["reason"] == END_FOLD and reductions == [128]
     assert proven["to"] == market.reducer.address
     print(f"\nprove_fold: {proven['gasUsed']:,} gas")
+
+
+def test_program_task__a_transformer_element_cheat_in_a_long_softmax_row_is_caught_inside_it(tmp_path):
+    """The element cheat in the gradient of the GPT's loss, a log-softmax row over a vocabulary of
+    78, longer than the judge's 64 (a wrong log-probability far from every label would not change
+    the training, so no verifier would challenge it): the dispute goes inside the row, the cheater
+    posts the exact partials of its sum, and the fold of the row proves its element wrong."""
+    ended, proven, market, reductions = _lost_dispute(tmp_path, "element", lambda m: _post_gpt(m, EVERY_CHARACTER),
+                                                      "log_softmax_grad")
+    assert ended["args"]["reason"] == END_FOLD and reductions == [len(EVERY_CHARACTER) + 1]
+    assert proven["to"] == market.program_reducer.address
+    print(f"\nprove_program_row: {proven['gasUsed']:,} gas")
 
 
 def test_program_task__a_cnn_element_cheat_is_caught_inside_a_convolution_gradient(tmp_path):

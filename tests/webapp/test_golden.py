@@ -170,7 +170,7 @@ PROGRAMS = {
     "mlp-adam-step": ("MLP", {"input_dim": 8, "hidden": (4,), "classes": 3}, (8,), "cross_entropy", 4,
                       {"name": "adam", "lr": 0.003, "schedule": "step", "warmup_steps": 2, "step_size": 3, "gamma": 0.5,
                        "weight_decay": 0.01}, 20, 30, 5, 2**70 + 1),
-    # a 100-term layer (dissected) and 70 classes: a log-softmax row the chain cannot judge yet
+    # a 100-term layer and 70 classes: a long linear reduction and a long log-softmax row, both dissected
     "mlp-wide": ("MLP", {"input_dim": 8, "hidden": (100,), "classes": 70}, (8,), "cross_entropy", 4,
                  {"name": "sgd", "lr": 0.1}, 20, 10, 10, 1),
     "cnn-adamw-cosine": ("CNN", {"channels": 1, "height": 8, "width": 8, "classes": 4, "widths": (4, 4), "groups": 2},

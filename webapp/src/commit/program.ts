@@ -324,15 +324,19 @@ export function checkOptimizer(program: Program, o: Optimizer): void {
 // Checked here: the checkpoint interval, the state, hyper and data-row bounds, and the reads of
 // every element of the long reductions (mm, bmm, addmm, sum, mean, amax and the softmax family:
 // at most 64 terms in at most 5 lists and 16 leaves; a float32 mm, bmm, addmm or sum longer than
-// 64 terms is dissected, so each chunk of 64 terms within 16 leaves). The reads of the other ops
+// 64 terms, and a softmax-family row longer than 64 entries, is dissected, so each chunk of 64
+// terms within 16 leaves). The reads of the other ops
 // (convolutions, normalisation rows, pooling, losses, embeddings) are left to the workers' check.
 const MAX_POINTS = 256, MAX_STATE = 1024, MAX_HYPER = 512, MAX_ROW_BYTES = 16_384;
 const MAX_OPEN_NODES = 65, MAX_NODE_SIBLINGS = 128, MAX_LINK_OPENINGS = 16;
 const MAX_READ = 64, MAX_READ_LISTS = 5, MAX_OPEN_LEAVES = 16, LEAF_BYTES = 2048, EVERY_ELEMENT_UP_TO = 1024, SAMPLED = 64;
 const MAX_LONG_REDUCTION = 2 ** 22;
-/** Linear reductions the game dissects (`program_rules.DISSECTABLE`). */
+/** Linear reductions and softmax-family rows the game dissects (`program_rules.DISSECTABLE`, `rows.ROWS`);
+ *  a row has at most MAX_SOFTMAX_ROW entries. */
+const ROWS = new Set(["softmax", "safe_softmax", "log_softmax", "softmax_grad", "log_softmax_grad"]);
 const DISSECTABLE = new Set(["mm", "bmm", "addmm", "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "sum",
-  "conv2d_grad_bias", "layer_norm_grad_bias"]);
+  "conv2d_grad_bias", "layer_norm_grad_bias", ...ROWS]);
+const MAX_SOFTMAX_ROW = 2 ** 15;
 type Reads = [number, number[]][];
 /** `count` indices from `at`; past MAX_LONG_REDUCTION only their number matters (the read is refused). */
 const terms = (count: number, at: (t: number) => number): number[] =>
@@ -440,6 +444,7 @@ export function unjudgeableProgram(program: Program, checkpointInterval: number)
       if (reads.length > MAX_READ_LISTS) return `${where} reads ${reads.length} input lists; the judge takes ${MAX_READ_LISTS}`;
       const dissected = DISSECTABLE.has(node.op) && node.dtype === "f32" && reads.some(([, flat]) => flat.length > MAX_READ);
       for (const [position, flat] of reads) {
+        if (ROWS.has(node.op) && flat.length > MAX_SOFTMAX_ROW) return `${where} has rows of ${flat.length} entries; the judge takes at most ${MAX_SOFTMAX_ROW}`;
         if (flat.length > MAX_LONG_REDUCTION) return `${where} reduces ${flat.length} terms; the dissection inside a reduction takes at most ${MAX_LONG_REDUCTION}`;
         if (flat.length > MAX_READ && !dissected) return `${where} reduces ${flat.length} terms; the chain judges at most ${MAX_READ} (longer reductions of ${node.op} are not dissected yet)`;
         const itemsize = ins[position].dtype === "f32" ? 4 : 8;
