@@ -1,8 +1,9 @@
 """Gas of whole disputes over a training program's step: the element cheat on the GPT and CNN test
 programs (tests/judge/program_runs.py), its wrong element in the longest matmul-like node (a
 reduction longer than the judge's 64 terms, so the game goes inside it), in the attention softmax
-and in a LayerNorm row; and the worst case of a dissection, a solver that forges its partials so
-the fold holds and the challenger must prove a chunk.
+and in a LayerNorm row; a wrong entry of a softmax-family row longer than 64 (GPTs with a
+vocabulary of 100 and 80 positions); and the worst case of a dissection, a solver that forges its
+partials so the fold holds and the challenger must prove a chunk.
 
 Run: ``.venv/bin/python bench/program_dispute.py``
 
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "arbitration"), str(ROOT / "tests" / "judge")]
 
 import arbitration_testing as T  # noqa: E402
-from program_testing import exact_partials, setup, whole_dispute  # noqa: E402
+from program_testing import exact_partials, forged_row_partials, nudged, row_element, setup, whole_dispute  # noqa: E402
 
 from offchain.dispute import judge as J  # noqa: E402
 from offchain.dispute import program_moves as P  # noqa: E402
@@ -51,6 +52,12 @@ def forged_partials(data, node_id: int, index: int) -> list:
     return values
 
 
+def forged_last_chunk(data, node_id: int, index: int) -> list:
+    """A row's exact partials with its statistic moved into the last chunk so the fold holds."""
+    row = P.reduction_call(data, node_id, index)
+    return forged_row_partials(row, -(-row.n // 64) - 1)
+
+
 def main() -> None:
     suite = T.deploy_game_suite()
     parties = T.make_parties(suite.market)
@@ -60,12 +67,20 @@ def main() -> None:
         s, trace = cheater_trace(family, op)
         gas = whole_dispute(suite, parties, s, trace, forged_partials if forge else exact_partials)
         rows.append((family, op or "longest matmul", "forged partials" if forge else "exact partials", gas))
-    print(f"{'family':<6} {'wrong element in':<16} {'solver posts':<16} {'moves':>5} {'largest move':>56} "
+    # long softmax-family rows (a vocabulary of 100, 80 positions): one entry 2% off
+    for family, op in [("gpt-vocab", "log_softmax"), ("gpt-vocab", "log_softmax_grad"), ("gpt-seq", "safe_softmax"),
+                       ("gpt-seq", "softmax_grad")]:
+        s = setup(family)
+        trace = nudged(s, *row_element(s, op))
+        for forge in (False, True):
+            gas = whole_dispute(suite, parties, s, trace, forged_last_chunk if forge else exact_partials)
+            rows.append((family, f"{op} row", "forged partials" if forge else "exact partials", gas))
+    print(f"{'family':<9} {'wrong element in':<21} {'solver posts':<16} {'moves':>5} {'largest move':>56} "
           f"{'total gas':>11}")
     for family, where, posts, gas in rows:
         name, largest = max(gas.items(), key=lambda kv: kv[1])
         total = sum(gas.values())
-        print(f"{family:<6} {where:<16} {posts:<16} {len(gas):>5} {f'{name} {largest:,}':>56} {total:>11,}")
+        print(f"{family:<9} {where:<21} {posts:<16} {len(gas):>5} {f'{name} {largest:,}':>56} {total:>11,}")
         assert largest < MOVE_LIMIT and total < DISPUTE_LIMIT, (family, where, posts)
     print(f"every move under {MOVE_LIMIT:,} gas, every dispute under {DISPUTE_LIMIT:,}")
 

@@ -5,15 +5,22 @@ the proof phase over a trace, and traces tampered at one element."""
 from __future__ import annotations
 
 import functools
+import math
+import os
 import sys
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 import arbitration_testing as T
 import torch
 
+from offchain.dispute import judge as J
+from offchain.dispute.game import PARTIALS
 from offchain.dispute import moves as M
 from offchain.dispute import program_moves as P
+from offchain.dispute import program_rules as R
+from offchain.dispute import rows
 from offchain.ml.artifacts import Dataset
 from offchain.ml.capture import export_program
 from offchain.ml.commit import merkle_root, tensor_root
@@ -150,3 +157,108 @@ def tampered(trace, node_id: int, index: int = 0, value=None) -> list:
 
 def first_node(program: Program, op: str, skip: int = 0) -> int:
     return [n.id for n in program.nodes if n.op == op][skip]
+
+
+# ------------------------------------------------------------------------------- inside a reduction or row
+
+MOVE_GAS = 5_000_000
+DISPUTE_GAS = 10_000_000
+GAS = os.environ.get("ARB_PROGRAM_GAS")  # print the gas of each move
+
+
+def gas(suite, contract, fn: str, sender: str, *args) -> int:
+    """The gas of one move (below MOVE_GAS), printed with ARB_PROGRAM_GAS set."""
+    used = T.tx_gas(contract, fn, sender, *args)
+    if GAS:
+        print(f"\n{fn}: {used:,} gas (transaction)")
+    assert used < MOVE_GAS
+    return used
+
+
+def open_reduction(suite, parties, s: Setup, trace, node_id: int, index: int) -> int:
+    """A dispute over ``trace`` with the reduction (or row) of element ``index`` opened."""
+    dispute_id = to_prove(suite, parties, s, trace)
+    args = P.open_reduction_args(suite.game.address, dispute_id, s.data(trace), node_id, index)
+    gas(suite, suite.program_reducer, "open_program_reduction", parties.verifier, *args)
+    r = suite.game.reductions(dispute_id)
+    assert suite.game.disputes(dispute_id).phase == PARTIALS and (r.node, r.index) == (node_id, index)
+    return dispute_id
+
+
+def post(suite, parties, dispute_id: int, partials) -> list[tuple]:
+    """The solver posts ``partials`` (one per chunk) grouped as the game expects: the posted tuples."""
+    r = suite.game.reductions(dispute_id)
+    args = M.post_partials_args(dispute_id, r.node, r.first, r.chunks, partials)
+    gas(suite, suite.game, "post_partials", parties.solver, *args)
+    return args[3]
+
+
+def answer(suite, s: Setup, trace, dispute_id: int, posted):
+    """The honest challenger's answer to the last post."""
+    r = suite.game.reductions(dispute_id)
+    return P.answer_partials(suite.game.address, dispute_id, s.data(trace), r.node, r.index, posted, r.first,
+                             r.chunks, not r.picked, r.total[2])
+
+
+def ended(suite, dispute_id: int, reason: int) -> None:
+    """The challenger won, for ``reason``, on a checker's proof."""
+    assert T.verdict(suite, dispute_id) == (False, True, 1)
+    [last] = (T.events(suite.program_reducer, "DisputeEnded") or T.events(suite.reducer, "DisputeEnded"))[-1:]
+    assert (last.dispute_id, last.reason) == (dispute_id, reason)
+
+
+# ------------------------------------------------------------------------------- long softmax-family rows
+
+
+def row_element(s, op: str) -> tuple[int, int]:
+    """(node, element) of the last ``op`` node: an entry of the last row (of the last position,
+    so a causal attention row holds every earlier entry) at which a tampered value stays
+    meaningful: the row's pivot for the forward ops, an entry with y_j > 0 for softmax_grad."""
+    data = s.data(s.trace)
+    node = [n for n in s.program.nodes if n.op == op][-1]
+    row = R._along(node.shape, node.numel - 1, node.attrs[0])
+    reads, values = P.element_reads(data, node.id, row[-1])
+    assert P.is_dissected(node, reads) and len(row) > rows.CHUNK
+    if op in rows.PIVOTED:
+        pivot = rows.pivot_of(max(rows.pivot_key(b, k) for k, b in enumerate(values[0]) if not R._is_neg_inf(b)),
+                              len(row))
+        return node.id, row[pivot[1]]
+    y = values[1] if op == "softmax_grad" else values[0]
+    return node.id, row[max(range(len(row)), key=lambda k: R.value(y[k]))]
+
+
+def nudged(s: Setup, node_id: int, index: int) -> list:
+    """The trace with element ``index`` of node ``node_id`` 2% off: wrong, yet a value the row's
+    statistics could be moved to hold (``forged_row_partials``)."""
+    return tampered(s.trace, node_id, index, value=s.trace[node_id].reshape(-1)[index].item() * 0.98)
+
+
+def _total(partials):
+    out = partials[0]
+    for p in partials[1:]:
+        out = out + p
+    return out
+
+
+def forged_row_partials(row, chunk: int) -> list:
+    """The exact partials with ``chunk``'s moved so that the totals hold the wrong claim: the
+    row's statistic set to what the claim implies (S for a forward row, the sum for a gradient)."""
+    values = row.partials()
+    whole, c = _total(values), R.value(row.claimed)
+    if isinstance(row, rows.PivotedRow):
+        z = R.value(row.row[row.j])
+        target = (math.exp(-c) if row.op == "log_softmax" else 1 / c) * (1 << 64)  # at the pivot: e_j = 1
+        assert z == R.value(row.row[rows.pivot_of(whole.top, row.n)[1]])
+        gap = round(target) - whole.x
+        p = values[chunk]
+        values[chunk] = J.Partial(p.x + gap, p.abs + gap, p.top)
+    else:
+        g = R.value(row.g[row.j])
+        y = R.value(row.y[row.j] if row.op == "softmax_grad" else row.y[0])
+        target = g - c / y if row.op == "softmax_grad" else (g - c) / Fraction(math.exp(y))
+        scale = J.reduction_scale(whole.top, row.claimed)
+        gap = round(target / Fraction(2) ** scale) - whole.x
+        p = values[chunk]
+        values[chunk] = J.Partial(p.x + gap, p.abs + abs(gap), p.top)
+    assert row.holds(_total(values))
+    return values

@@ -21,7 +21,6 @@ from offchain.dispute import moves as M
 from offchain.ml.artifacts import synthetic_dataset
 from offchain.ml.demo import make_task
 from offchain.ml.spec import mlp_spec
-from offchain.ml.train import step_trace
 
 MOVE_GAS = 5_000_000
 DISPUTE_GAS = 10_000_000

@@ -8,14 +8,26 @@ way, the honest solver's element and partials stand, and every move stays below 
 
 from __future__ import annotations
 
-import os
 
 import arbitration_testing as T
 import boa
 import pytest
-from program_testing import first_node, setup, tampered, to_prove, whole_dispute
+from program_testing import (
+    DISPUTE_GAS,
+    GAS,
+    MOVE_GAS,
+    answer,
+    ended,
+    first_node,
+    gas,
+    open_reduction,
+    post,
+    setup,
+    tampered,
+    to_prove,
+    whole_dispute,
+)
 
-from offchain.dispute import game as G
 from offchain.dispute import judge as J
 from offchain.dispute import moves as M
 from offchain.dispute import program_moves as P
@@ -23,9 +35,6 @@ from offchain.dispute import program_rules as R
 from offchain.ml import cheats
 from offchain.ml.train import step_trace
 
-MOVE_GAS = 5_000_000
-DISPUTE_GAS = 10_000_000
-GAS = os.environ.get("ARB_PROGRAM_GAS")  # print the gas of each move
 
 #: (family, op, occurrence) of nodes with elements longer than 64 terms in the test programs
 LONG = [
@@ -49,46 +58,6 @@ def long_element(s, op: str, skip: int) -> tuple[int, int]:
             if P.is_dissected(node, reads):
                 return node.id, index
     raise AssertionError(f"no long {op} element")
-
-
-def gas(suite, contract, fn: str, sender: str, *args) -> int:
-    used = T.tx_gas(contract, fn, sender, *args)
-    if GAS:
-        print(f"\n{fn}: {used:,} gas (transaction)")
-    assert used < MOVE_GAS
-    return used
-
-
-def open_reduction(suite, parties, s, trace, node_id: int, index: int) -> int:
-    """A dispute over ``trace`` with the reduction of element ``index`` opened."""
-    dispute_id = to_prove(suite, parties, s, trace)
-    args = P.open_reduction_args(suite.game.address, dispute_id, s.data(trace), node_id, index)
-    gas(suite, suite.program_reducer, "open_program_reduction", parties.verifier, *args)
-    d = suite.game.disputes(dispute_id)
-    r = suite.game.reductions(dispute_id)
-    assert d.phase == G.PARTIALS and (r.node, r.index) == (node_id, index)
-    return dispute_id
-
-
-def post(suite, parties, dispute_id: int, partials) -> list[tuple]:
-    r = suite.game.reductions(dispute_id)
-    args = M.post_partials_args(dispute_id, r.node, r.first, r.chunks, partials)
-    with boa.env.prank(parties.solver):
-        suite.game.post_partials(*args)
-    return args[3]
-
-
-def answer(suite, s, trace, dispute_id: int, posted):
-    r = suite.game.reductions(dispute_id)
-    return P.answer_partials(suite.game.address, dispute_id, s.data(trace), r.node, r.index, posted, r.first,
-                             r.chunks, not r.picked, r.total[2])
-
-
-def ended(suite, dispute_id: int, reason: int) -> None:
-    assert suite.game.disputes(dispute_id).phase == G.CHALLENGER_WON
-    assert T.verdict(suite, dispute_id) == (False, True, 1)
-    [last] = (T.events(suite.program_reducer, "DisputeEnded") or T.events(suite.reducer, "DisputeEnded"))[-1:]
-    assert (last.dispute_id, last.reason) == (dispute_id, reason)
 
 
 def honest(s, trace, node_id: int, index: int) -> list:

@@ -9,16 +9,27 @@ and every move stays below 5 M gas."""
 
 from __future__ import annotations
 
-import math
-import os
-from fractions import Fraction
-
 import arbitration_testing as T
 import boa
 import pytest
-from program_testing import setup, tampered, to_prove, whole_dispute
+from program_testing import (
+    DISPUTE_GAS,
+    GAS,
+    MOVE_GAS,
+    answer,
+    ended,
+    forged_row_partials,
+    gas,
+    nudged,
+    open_reduction,
+    post,
+    row_element,
+    setup,
+    tampered,
+    to_prove,
+    whole_dispute,
+)
 
-from offchain.dispute import game as G
 from offchain.dispute import judge as J
 from offchain.dispute import moves as M
 from offchain.dispute import program_moves as P
@@ -26,75 +37,16 @@ from offchain.dispute import program_rules as R
 from offchain.dispute import rows
 from offchain.ml.ops import OPS
 
-MOVE_GAS = 5_000_000
-DISPUTE_GAS = 10_000_000
-GAS = os.environ.get("ARB_PROGRAM_GAS")  # print the gas of each move
-
 #: (program, op) of nodes whose rows are longer than 64 entries
 ROWS = [("gpt-vocab", "log_softmax"), ("gpt-vocab", "log_softmax_grad"), ("gpt-seq", "safe_softmax"),
         ("gpt-seq", "softmax_grad")]
 IDS = [f"{p}-{o}" for p, o in ROWS]
 
 
-def row_element(s, op: str) -> tuple[int, int]:
-    """(node, element) of the last ``op`` node: an entry of the last row (of the last position,
-    so a causal attention row holds every earlier entry) at which a tampered value stays
-    meaningful: the row's pivot for the forward ops, an entry with y_j > 0 for softmax_grad."""
-    data = s.data(s.trace)
-    node = [n for n in s.program.nodes if n.op == op][-1]
-    row = R._along(node.shape, node.numel - 1, node.attrs[0])
-    reads, values = P.element_reads(data, node.id, row[-1])
-    assert P.is_dissected(node, reads) and len(row) > rows.CHUNK
-    if op in rows.PIVOTED:
-        pivot = rows.pivot_of(max(rows.pivot_key(b, k) for k, b in enumerate(values[0]) if not R._is_neg_inf(b)),
-                              len(row))
-        return node.id, row[pivot[1]]
-    y = values[1] if op == "softmax_grad" else values[0]
-    return node.id, row[max(range(len(row)), key=lambda k: R.value(y[k]))]
-
-
-def gas(suite, contract, fn: str, sender: str, *args) -> int:
-    used = T.tx_gas(contract, fn, sender, *args)
-    if GAS:
-        print(f"\n{fn}: {used:,} gas (transaction)")
-    assert used < MOVE_GAS
-    return used
-
-
 def opened(suite, parties, s, trace, node_id: int, index: int) -> int:
-    dispute_id = to_prove(suite, parties, s, trace)
-    args = P.open_reduction_args(suite.game.address, dispute_id, s.data(trace), node_id, index)
-    gas(suite, suite.program_reducer, "open_program_reduction", parties.verifier, *args)
-    r = suite.game.reductions(dispute_id)
-    assert suite.game.disputes(dispute_id).phase == G.PARTIALS
-    assert (r.node, r.index, r.op) == (node_id, index, rows.ROW_BASE + OPS[s.program.nodes[node_id].op].code)
+    dispute_id = open_reduction(suite, parties, s, trace, node_id, index)
+    assert suite.game.reductions(dispute_id).op == rows.ROW_BASE + OPS[s.program.nodes[node_id].op].code
     return dispute_id
-
-
-def post(suite, parties, dispute_id: int, partials) -> list[tuple]:
-    r = suite.game.reductions(dispute_id)
-    args = M.post_partials_args(dispute_id, r.node, r.first, r.chunks, partials)
-    gas(suite, suite.game, "post_partials", parties.solver, *args)
-    return args[3]
-
-
-def answer(suite, s, trace, dispute_id: int, posted):
-    r = suite.game.reductions(dispute_id)
-    return P.answer_partials(suite.game.address, dispute_id, s.data(trace), r.node, r.index, posted, r.first,
-                             r.chunks, not r.picked, r.total[2])
-
-
-def ended(suite, dispute_id: int, reason: int) -> None:
-    assert T.verdict(suite, dispute_id) == (False, True, 1)
-    [last] = T.events(suite.program_reducer, "DisputeEnded")[-1:]
-    assert (last.dispute_id, last.reason) == (dispute_id, reason)
-
-
-def total(partials) -> J.Partial:
-    out = partials[0]
-    for p in partials[1:]:
-        out = out + p
-    return out
 
 
 # ------------------------------------------------------------------------------- the honest solver
@@ -166,42 +118,18 @@ def test_program_row__a_wrong_element_is_found_and_loses_on_the_fold(suite, part
     ended(suite, dispute_id, T.END_FOLD)
 
 
-def _forged(row, chunk: int) -> list:
-    """The exact partials with ``chunk``'s moved so that the totals hold the wrong claim: the
-    row's statistic set to what the claim implies (S for a forward row, the sum for a gradient)."""
-    values = row.partials()
-    whole, c = total(values), R.value(row.claimed)
-    if isinstance(row, rows.PivotedRow):
-        z = R.value(row.row[row.j])
-        target = (math.exp(-c) if row.op == "log_softmax" else 1 / c) * (1 << 64)  # at the pivot: e_j = 1
-        assert z == R.value(row.row[rows.pivot_of(whole.top, row.n)[1]])
-        gap = round(target) - whole.x
-        p = values[chunk]
-        values[chunk] = J.Partial(p.x + gap, p.abs + gap, p.top)
-    else:
-        g = R.value(row.g[row.j])
-        y = R.value(row.y[row.j] if row.op == "softmax_grad" else row.y[0])
-        target = g - c / y if row.op == "softmax_grad" else (g - c) / Fraction(math.exp(y))
-        scale = J.reduction_scale(whole.top, row.claimed)
-        gap = round(target / Fraction(2) ** scale) - whole.x
-        p = values[chunk]
-        values[chunk] = J.Partial(p.x + gap, p.abs + abs(gap), p.top)
-    assert row.holds(total(values))
-    return values
-
-
 @pytest.mark.parametrize("program, op", ROWS, ids=IDS)
 def test_program_row__totals_made_to_hold_the_claim_lose_on_their_chunk(suite, parties, program, op):
     """A solver that moves one chunk's statistic so the totals hold its wrong element loses on
     that chunk, which the chain re-computes exactly; the whole dispute stays below 10 M gas."""
     s = setup(program)
     node_id, index = row_element(s, op)
-    bad = tampered(s.trace, node_id, index, value=s.trace[node_id].reshape(-1)[index].item() * 0.98)
+    bad = nudged(s, node_id, index)
     row = P.reduction_call(s.data(bad), node_id, index)
     last = -(-row.n // rows.CHUNK) - 1
 
     def forged(data, n, i):
-        return _forged(P.reduction_call(data, n, i), last)
+        return forged_row_partials(P.reduction_call(data, n, i), last)
 
     spent = whole_dispute(suite, parties, s, bad, forged)
     if GAS:

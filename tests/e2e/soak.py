@@ -25,7 +25,7 @@ from web3.logs import DISCARD
 
 from offchain.chain.client import ChainError, Market, TransactionReverted, connect
 from offchain.chain.deployment import Deployment
-from offchain.chain.suite import ETHER, TERMINAL_STATES, Role, TaskState
+from offchain.chain.suite import ETHER, TERMINAL_STATES, Role
 from offchain.ml import digits_dataset, mlp_spec
 from offchain.node import Anvil, deploy, dev_account, free_port, mine_every, start_anvil, wait_for
 from offchain.storage import KuboStore, StorageError, serve
