@@ -64,7 +64,7 @@ interface IGame:
     def conclude_reduction(dispute_id: uint256, caller: address, reason: uint256): nonpayable
 
 interface IRowJudge:
-    def check_chunk(row: DynArray[int256, CHUNK], t0: uint256, n: uint256, top: int256, x: int256, abs_sum: uint256, leaf_top: int256) -> bool: pure
+    def check_chunk(row: DynArray[uint32, CHUNK], t0: uint256, n: uint256, top: int256, x: int256, abs_sum: uint256, leaf_top: int256) -> bool: pure
     def check_pivoted(op: uint256, n: uint256, j: uint256, z: int256, x: int256, abs_sum: uint256, top: int256, claimed: int256) -> bool: pure
     def check_linear(op: uint256, n: uint256, g: int256, y: int256, x: int256, abs_sum: uint256, top: int256, claimed: int256) -> bool: pure
 
@@ -167,25 +167,35 @@ def prove_program_chunk(
     where: DynArray[uint256, MAX_INPUTS] = []
     at: uint256 = 0
     target, ins, where, at = self._program_node(r.spec_hash, r.trace_root, trace_root, commitments, prog, nodes, trace, r.node)
-    if r.op >= ROW_BASE:
-        self._row_chunk(game, dispute_id, r, t0, partial, target, where, nodes, trace, reads)
-        return
-    n: uint256 = 0
     lists: DynArray[program.Read, MAX_LISTS] = []
-    n, lists = staticcall IProgramIndex(index_map).chunk_inputs(target, ins, r.index, t0)
+    kind: uint256 = r.op
+    if r.op >= ROW_BASE:
+        lists = self._row_reads(target, r.index, t0, r.n)
+        kind = OP_MATMUL
+        if len(lists) == 1:
+            kind = OP_SUM_ROWS
+    else:
+        n: uint256 = 0
+        n, lists = staticcall IProgramIndex(index_map).chunk_inputs(target, ins, r.index, t0)
     assert len(reads) == len(lists), "arbitration: wrong number of reads"
     a: DynArray[uint32, CHUNK] = []
     b: DynArray[uint32, CHUNK] = []
     for k: uint256 in range(len(lists), bound=MAX_LISTS):
         values: DynArray[int256, MAX_READ] = program_openings._read(reader, lists[k], where, nodes, trace, reads[k])
         for v: int256 in values:
-            if r.op == OP_SUM_ROWS or k == 0 or k == 2:
+            if kind == OP_SUM_ROWS or k == 0 or k == 2:
                 a.append(convert(v, uint32))
             else:
                 b.append(convert(v, uint32))
             if k == 2:
                 b.append(ONE_F32)
-    reductions._conclude_chunk(judge, game, dispute_id, r, r.op, a, b, partial)
+    if r.op >= ROW_BASE and r.op - ROW_BASE <= program.OP_LOG_SOFTMAX:
+        # a pivoted row: its entries against the pivot the totals name
+        reductions._conclude(game, dispute_id, staticcall IRowJudge(row_judge).check_chunk(
+            a, t0, r.n, r.total.top, partial.x, partial.abs_sum, partial.top
+        ))
+        return
+    reductions._conclude_chunk(judge, game, dispute_id, r, kind, a, b, partial)
 
 
 @external
@@ -263,55 +273,25 @@ def _program_node(
 
 
 @internal
-def _row_chunk(
-    game: address,
-    dispute_id: uint256,
-    r: structs.ReductionContext,
-    t0: uint256,
-    partial: structs.Partial,
-    target: program.Node,
-    where: DynArray[uint256, MAX_INPUTS],
-    nodes: structs.ProgramOpening,
-    trace: structs.TraceOpening,
-    reads: DynArray[structs.TensorOpening, MAX_LISTS],
-):
+@pure
+def _row_reads(target: program.Node, index: uint256, t0: uint256, n: uint256) -> DynArray[program.Read, MAX_LISTS]:
     """
-    @notice The chunk of a softmax-family row from entry t0: its entries (a
-            pivoted row: ProgramRowJudge.check_chunk against the totals' pivot)
-            or its terms g_k y_k / g_k (a gradient row: Judge.check_chunk);
-            `reads[k]` opens input k's entries of the chunk.
+    @notice The entries t0, t0 + 1, ... (at most 64) of element `index`'s
+            softmax-family row, in each input the chunk proof reads: the row
+            (pivoted), g (log_softmax_grad), g and y (softmax_grad).
     """
-    op: uint256 = r.op - ROW_BASE
     first: uint256 = 0
     stride: uint256 = 0
     _: uint256 = 0
-    first, stride, _ = program._along(target.shape, r.index, target.attrs[0])
+    first, stride, _ = program._along(target.shape, index, target.attrs[0])
     idx: DynArray[uint256, MAX_READ] = []
     for t: uint256 in range(t0, t0 + CHUNK, bound=CHUNK):
-        if t == r.n:
+        if t == n:
             break
         idx.append(first + t * stride)
-    lists: uint256 = 1
-    if op == program.OP_SOFTMAX_GRAD:
-        lists = 2
-    assert len(reads) == lists, "arbitration: wrong number of reads"
-    g: DynArray[int256, MAX_READ] = program_openings._read(reader, program.Read(pos=0, idx=idx), where, nodes, trace, reads[0])
-    if op <= program.OP_LOG_SOFTMAX:
-        reductions._conclude(game, dispute_id, staticcall IRowJudge(row_judge).check_chunk(
-            g, t0, r.n, r.total.top, partial.x, partial.abs_sum, partial.top
-        ))
-        return
-    a: DynArray[uint32, CHUNK] = []
-    b: DynArray[uint32, CHUNK] = []
-    for v: int256 in g:
-        a.append(convert(v, uint32))
-    kind: uint256 = OP_SUM_ROWS
-    if lists == 2:
-        kind = OP_MATMUL
-        y: DynArray[int256, MAX_READ] = program_openings._read(reader, program.Read(pos=1, idx=idx), where, nodes, trace, reads[1])
-        for v: int256 in y:
-            b.append(convert(v, uint32))
-    reductions._conclude_chunk(judge, game, dispute_id, r, kind, a, b, partial)
+    if target.op == program.OP_SOFTMAX_GRAD:
+        return [program.Read(pos=0, idx=idx), program.Read(pos=1, idx=idx)]
+    return [program.Read(pos=0, idx=idx)]
 
 
 @internal

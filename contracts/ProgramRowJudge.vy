@@ -38,7 +38,7 @@ MAX_ABS: constant(uint256) = 2**231
 
 @external
 @pure
-def check_chunk(row: DynArray[int256, CHUNK], t0: uint256, n: uint256, top: int256, x: int256, abs_sum: uint256, leaf_top: int256) -> bool:
+def check_chunk(row: DynArray[uint32, CHUNK], t0: uint256, n: uint256, top: int256, x: int256, abs_sum: uint256, leaf_top: int256) -> bool:
     """
     @notice Whether (x, abs_sum, leaf_top) is exactly the partial of the entries t0, t0 + 1,
             ... (`row`, float32 bits, -inf where masked) of a pivoted row of n entries against
@@ -59,7 +59,7 @@ def check_chunk(row: DynArray[int256, CHUNK], t0: uint256, n: uint256, top: int2
     s_hi: uint256 = 0
     key: int256 = NO_PIVOT
     for i: uint256 in range(len(row), bound=CHUNK):
-        v: int256 = row[i]
+        v: int256 = convert(row[i], int256)
         if v == NEG_INF:
             continue
         if not has_pivot:
@@ -68,7 +68,7 @@ def check_chunk(row: DynArray[int256, CHUNK], t0: uint256, n: uint256, top: int2
         lo: uint256 = ONE
         hi: uint256 = ONE
         if k != m:
-            lo, hi = softmax._exp_term(m_lo, m_hi, convert(v, uint32))
+            lo, hi = softmax._exp_term(m_lo, m_hi, row[i])
         s_lo += lo
         s_hi += hi
         key = max(key, self._key(v, k))
