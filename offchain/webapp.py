@@ -6,13 +6,15 @@ with the RPC URL of each chain this machine serves) and the content store's Kubo
 built-in datasets the page offers (`webapp/presets.json`) are served as
 `datasets/NAME.safetensors`, the bytes `dtm task post --dataset NAME` publishes, and its model
 presets other than the MLP as `presets/NAME.json` and `presets/NAME.safetensors`, the program and
-initial weights `dtm model export` writes for them.
+initial weights `dtm model export` writes for them (`NAME-dim16-layers2-lr0.003.json` and so on for
+each combination of their menus).
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import itertools
 import json
 import mimetypes
 import shutil
@@ -43,41 +45,79 @@ def builtin_dataset(name: str) -> bytes:
 _EXPORTING = threading.Lock()  # PyTorch's graph capture is not thread-safe; the server's threads take turns
 
 
-def preset_program(name: str) -> tuple[bytes, bytes]:
-    """A model preset the app offers as a program (`presets.json` "programs"): the program and its
-    initial weights as `dtm model export` writes them; KeyError for any other name."""
+def menu_token(value: Any) -> str:
+    """A menu value as the file names of a preset's combinations spell it: 16, 0.003, 4x16."""
+    return "x".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def preset_menus(name: str) -> dict[str, list[Any]]:
+    """A program preset's menus (`presets.json` "programs" NAME "menus"): each a model keyword or an
+    optimizer option, its first value the preset's own; KeyError for any other name."""
+    return json.loads(PRESETS.read_text())["programs"][name]["menus"]
+
+
+def preset_combinations(name: str) -> dict[str, dict[str, Any]]:
+    """Every combination of a program preset's menus (`preset_menus`), by its file stem
+    `NAME-dim16-layers2-lr0.003` (menus in their order); the first, the preset's own settings, also
+    as `NAME`. KeyError for any other name."""
+    menus = preset_menus(name)
+    combinations = [dict(zip(menus, values)) for values in itertools.product(*menus.values())]
+    stems = {name + "".join(f"-{key}{menu_token(value)}" for key, value in choices.items()): choices
+             for choices in combinations}
+    return {name: combinations[0], **stems}
+
+
+def preset_program(name: str, choices: dict[str, Any] | None = None) -> tuple[bytes, bytes]:
+    """A model preset the app offers as a program (`presets.json` "programs"), with `choices` from
+    its menus (default: the first of each): the program and its initial weights as `dtm model
+    export` writes them, exported once per combination; KeyError for any other name or choice."""
+    offered = preset_combinations(name)
+    stem = next((stem for stem, combination in offered.items() if combination == (choices or offered[name])), None)
+    if stem is None:
+        raise KeyError(f"{name} offers no {choices}")
     with _EXPORTING:
-        return _export_preset(name)
+        return _export_preset(name, stem)
 
 
 @functools.cache
-def _export_preset(name: str) -> tuple[bytes, bytes]:
+def _export_preset(name: str, stem: str) -> tuple[bytes, bytes]:
     from offchain.ml.capture import ExportConfig
     from offchain.ml.exporter import export_model, optimizer_from_options
 
     preset = json.loads(PRESETS.read_text())["programs"][name]
+    choices = preset_combinations(name)[stem]
+    kwargs = {**preset["kwargs"], **{key: v for key, v in choices.items() if key in preset["kwargs"]}}
+    optimizer = {**preset["optimizer"], **{key: v for key, v in choices.items() if key in preset["optimizer"]}}
     config = ExportConfig(preset["batch_size"], tuple(preset["input_shape"]), preset["loss"],
-                          optimizer_from_options(preset["optimizer"]))
-    program, weights = export_model(preset["model"], preset["kwargs"], config, preset["seed"])
+                          optimizer_from_options(optimizer))
+    program, weights = export_model(preset["model"], kwargs, config, preset["seed"])
     return program.to_bytes(), weights
 
 
 def builtin_file(path: str) -> bytes:
     """What the app serves next to its files: `datasets/NAME.safetensors` (`builtin_dataset`),
-    `presets/NAME.json` and `presets/NAME.safetensors` (`preset_program`); KeyError otherwise."""
+    `presets/STEM.json` and `presets/STEM.safetensors` (`preset_program` of the combination
+    `preset_combinations` names STEM); KeyError otherwise."""
     folder, _, file = path.strip("/").partition("/")
-    name, _, suffix = file.rpartition(".")
+    stem, _, suffix = file.rpartition(".")
     if folder == "datasets" and suffix == "safetensors":
-        return builtin_dataset(name)
+        return builtin_dataset(stem)
     if folder == "presets" and suffix in ("json", "safetensors"):
-        return preset_program(name)[suffix == "safetensors"]
+        name = stem.partition("-")[0]
+        offered = preset_combinations(name)
+        if stem not in offered:
+            raise KeyError(f"{file}: the {name} preset's menus offer " + "; ".join(
+                f"{key} {' or '.join(map(menu_token, values))}" for key, values in preset_menus(name).items()))
+        return preset_program(name, offered[stem])[suffix == "safetensors"]
     raise KeyError(path)
 
 
 def builtin_paths() -> list[str]:
+    """Every file `builtin_file` serves: the datasets, and each preset's every combination."""
     presets = json.loads(PRESETS.read_text())
     return ([f"datasets/{name}.safetensors" for name in presets["datasets"]]
-            + [f"presets/{name}.{suffix}" for name in presets["programs"] for suffix in ("json", "safetensors")])
+            + [f"presets/{stem}.{suffix}" for name in presets["programs"] for stem in preset_combinations(name)
+               for suffix in ("json", "safetensors")])
 
 
 class WebAppNotBuilt(FileNotFoundError):
@@ -126,8 +166,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith(("/datasets/", "/presets/")):
             try:
                 body = builtin_file(path)
-            except KeyError:
-                return self._send(404, b"not found\n", "text/plain", "no-store")
+            except KeyError as missing:
+                return self._send(404, f"not found: {missing.args[0]}\n".encode(), "text/plain", "no-store")
             return self._send(200, body, "application/octet-stream", "no-cache")
         name = "index.html" if path == "/" else path.lstrip("/")
         file = (self.server.dist / name).resolve()

@@ -208,7 +208,8 @@ const scenarios = {
   },
 
   /** Post your own program (`dtm model export`'s net.json and init.safetensors) on the digits, or
-   *  the model preset `params.preset` on its dataset: its summary and price lines (with the
+   *  the model preset `params.preset` on its dataset, with `params.menus`' choices (once the summary
+   *  line includes `params.summary_has`): its summary and price lines (with the
    *  suggested payment, unless `params.unpriced`: no recent task to price it by), the built-in
    *  datasets offered with the MLP and with it, then the task. */
   async post_program(page) {
@@ -219,12 +220,14 @@ const scenarios = {
     await page.selectOption("#post-k", String(params.k));
     const offered = () => page.$$eval("#post-dataset option", (options) => options.map((o) => o.value));
     const mlpDatasets = await offered();
-    if (params.preset) await page.selectOption("#post-model", params.preset);
-    else {
+    if (params.preset) {
+      await page.selectOption("#post-model", params.preset);
+      for (const [key, value] of Object.entries(params.menus ?? {})) await page.selectOption(`#post-${params.preset}-${key}`, value);
+    } else {
       await page.setInputFiles("#post-program", params.program);
       await page.setInputFiles("#post-weights", params.weights);
     }
-    await page.waitForFunction(() => document.querySelector("#post-program-summary")?.textContent, null, { timeout: TIMEOUT });
+    await page.waitForFunction((has) => { const line = document.querySelector("#post-program-summary")?.textContent; return line && line.includes(has); }, params.summary_has ?? "", { timeout: TIMEOUT });
     const summary = await text(page, "#post-program-summary");
     // the price line of the program (its work a step is the summary's) with a suggested payment
     const step = summary.match(/([\d.]+ \w*FLOP) per step/)[1];

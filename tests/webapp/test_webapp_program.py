@@ -19,12 +19,12 @@ from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program import Program
 from offchain.ml.program_training import initial_weights
 from offchain.storage import KuboStore, compute_cid
-from offchain.webapp import preset_program
+from offchain.webapp import menu_token, preset_program
 from offchain.workers.artifacts import check_program_task, fetch_task
 
 pytestmark = pytest.mark.e2e
 
-SUBMITTER, POSTER, REFUSER, PRESET, GPT_PRESET = 1, 8, 7, 6, 9
+SUBMITTER, POSTER, REFUSER, PRESET, GPT_PRESET, GPT_SIZED = 1, 8, 7, 6, 9, 5
 
 
 FLOPS = r"([\d.]+) (T|G|M|k|)FLOP"  # a figure of three significant digits and its unit
@@ -88,31 +88,35 @@ def test_a_program_posted_from_the_page_is_the_one_python_builds_and_checks(mark
     assert fetched.weights_bytes == reference.weights_bytes and fetched.spec_bytes == program.to_bytes()
 
 
-# each model preset, the account posting it, its built-in dataset as Python builds it, its summary line's tail
+# each model preset with its menus' choices (none: the first of each), the account posting it, its
+# built-in dataset as Python builds it, its summary line's tail (the page waits for it)
+TEXT = lambda: text_dataset(12, ALPHABET, 400)  # noqa: E731
 PRESETS = {
-    "CNN": (PRESET, "digits", digits_dataset, r"batches of 16 rows of 64 features; sgd, lr 0\.05"),
-    "GPT": (GPT_PRESET, "text", lambda: text_dataset(12, ALPHABET, 400),
-            r"batches of 4 rows of 13 tokens; adamw, lr 0\.01"),
+    "CNN": ("CNN", None, PRESET, "digits", digits_dataset, "batches of 16 rows of 64 features; sgd, lr 0.05"),
+    "GPT": ("GPT", None, GPT_PRESET, "text", TEXT, "batches of 4 rows of 13 tokens; adamw, lr 0.01"),
+    "GPT-dim16-layers2-lr0.003": ("GPT", {"dim": 16, "layers": 2, "lr": 0.003}, GPT_SIZED, "text", TEXT,
+                                  "batches of 4 rows of 13 tokens; adamw, lr 0.003"),
 }
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("case", PRESETS)
 def test_a_model_preset_posted_from_the_page_is_the_exported_program_on_its_data_and_the_workers_take_it(
-        market_app, preset):
-    """The page's CNN and GPT presets are `dtm model export` of presets.json, served next to the
-    app; each is offered on its own dataset only (the GPT on the text, the CNN on the digits), and
-    posted there it is the task Python builds, and the workers' check (`fetch_task`: every element
-    judgeable) passes."""
-    account, dataset, data, tail = PRESETS[preset]
-    seen = market_app.browse("post_program", preset=preset, steps=30, k=10, unpriced=True,
-                             wallet=market_app.wallet(account))
+        market_app, case):
+    """The page's CNN and GPT presets are `dtm model export` of presets.json, with the sizes and
+    learning rate chosen from their menus, served next to the app; each is offered on its own
+    dataset only (the GPT on the text, the CNN on the digits), and posted there it is the task
+    Python builds, and the workers' check (`fetch_task`: every element judgeable) passes."""
+    preset, choices, account, dataset, data, tail = PRESETS[case]
+    menus = {key: menu_token(value) for key, value in (choices or {}).items()}
+    seen = market_app.browse("post_program", preset=preset, menus=menus, summary_has=tail,
+                             steps=30, k=10, unpriced=True, wallet=market_app.wallet(account))
     assert seen["page_errors"] == []
     assert seen["mlp_datasets"] == ["digits"] and seen["datasets"] == [dataset] and seen["dataset"] == dataset
-    program_bytes, weights_bytes = preset_program(preset)
+    program_bytes, weights_bytes = preset_program(preset, choices)
     program = Program.from_bytes(program_bytes)
     params = sum(math.prod(slot.shape) for slot in program.state if slot.kind == "param")
     summary = re.fullmatch(rf"the {preset} preset: {params:,} parameters, {len(program.nodes)} nodes, "
-                           rf"{FLOPS} per step; {tail}\.", seen["summary"])
+                           rf"{FLOPS} per step; {re.escape(tail)}\.", seen["summary"])
     assert summary and close(flops_of(*summary.groups()), program.work()["flops"]), seen["summary"]
     assert seen["mlp_fields_disabled"] is True
     task_id, spec_cid = market_app.posted(seen, account)

@@ -7,6 +7,7 @@ import gzip
 import http.client
 import itertools
 import json
+import math
 
 import pytest
 import requests
@@ -28,6 +29,9 @@ from offchain.webapp import (
     app_origins,
     builtin_dataset,
     export,
+    menu_token,
+    preset_combinations,
+    preset_menus,
     preset_program,
     serve_app,
 )
@@ -127,15 +131,41 @@ def test_every_preset_the_app_offers_is_a_task_the_dispute_game_can_judge():
             check_task(mlp_spec(data.input_dim, (hidden,), int(data.y.max()) + 1), data, steps=10 * k, k=k,
                        batch_size=batch, lr=0.1, seed=1)
     assert presets["programs"].keys() == {"CNN", "GPT"}
-    for name, preset in presets["programs"].items():  # the presets exported as programs, on their data, every interval
-        program_bytes, weights = preset_program(name)
-        program = Program.from_bytes(program_bytes)
-        data = Dataset.from_bytes(builtin_dataset(preset["dataset"]))
-        for k in intervals:
-            check_program_task(program, OptimizerConfig.from_dict(program.meta["optimizer"]),
-                               initial_weights(program, weights), data, steps=10 * k, k=k, seed=1)
+    for name, preset in presets["programs"].items():  # the presets exported as programs, on their data,
+        data = Dataset.from_bytes(builtin_dataset(preset["dataset"]))  # each combination of their menus, every interval
+        for choices in preset_combinations(name).values():
+            program_bytes, weights = preset_program(name, choices)
+            program = Program.from_bytes(program_bytes)
+            for k in intervals:
+                check_program_task(program, OptimizerConfig.from_dict(program.meta["optimizer"]),
+                                   initial_weights(program, weights), data, steps=10 * k, k=k, seed=1)
     trained = {*presets["mlp"]["datasets"], *(preset["dataset"] for preset in presets["programs"].values())}
     assert trained == presets["datasets"].keys()  # every built-in dataset is some model's
+
+
+def test_each_menu_of_a_program_preset_sets_one_model_keyword_or_optimizer_option():
+    """The first value of each menu is the preset's own; every combination is a program of its own,
+    with the chosen keyword or option."""
+    assert list(preset_menus("GPT")) == ["dim", "layers", "lr"] and list(preset_menus("CNN")) == ["widths", "lr"]
+    for name, preset in json.loads(PRESETS.read_text())["programs"].items():
+        combinations = preset_combinations(name)
+        assert len(combinations) == 1 + math.prod(map(len, preset_menus(name).values()))  # and NAME
+        for key, values in preset_menus(name).items():
+            assert (key in preset["kwargs"]) != (key in preset["optimizer"])
+            assert values[0] == {**preset["kwargs"], **preset["optimizer"]}[key]
+            assert len(set(map(menu_token, values))) == len(values)
+        programs = {stem: preset_program(name, choices) for stem, choices in combinations.items()}
+        assert programs[name] == preset_program(name) == programs[list(combinations)[1]]  # NAME is its first
+        assert len(set(programs.values())) == len(combinations) - 1
+    gpt = Program.from_bytes(preset_program("GPT", {"dim": 16, "layers": 2, "lr": 0.003})[0])
+    assert gpt.meta["optimizer"]["lr"] == 0.003 and gpt.meta["optimizer"]["weight_decay"] == 0.01
+    assert Program.from_bytes(preset_program("GPT")[0]).meta["optimizer"]["lr"] == 0.01
+    one_block = Program.from_bytes(preset_program("GPT", {"dim": 16, "layers": 1, "lr": 0.003})[0])
+    assert len(gpt.state) > len(one_block.state)
+    for refused in ({"dim": 64, "layers": 1, "lr": 0.01}, {"dim": 32, "layers": 1},
+                    {"dim": 32, "layers": 1, "lr": 0.01, "heads": 2}):
+        with pytest.raises(KeyError):
+            preset_program("GPT", refused)
 
 
 def test_the_gpt_preset_is_the_demos_transformer_as_dtm_model_export_writes_it(tmp_path):
@@ -166,8 +196,20 @@ def test_builtin_datasets_are_served_as_the_cli_publishes_them(dist, deployments
             program, weights = preset_program(name)
             assert requests.get(app.url + f"presets/{name}.json").content == program
             assert requests.get(app.url + f"presets/{name}.safetensors").content == weights
+        program, weights = preset_program("GPT", {"dim": 16, "layers": 2, "lr": 0.003})
+        assert requests.get(app.url + "presets/GPT-dim16-layers2-lr0.003.json").content == program
+        assert requests.get(app.url + "presets/GPT-dim16-layers2-lr0.003.safetensors").content == weights
+        assert requests.get(app.url + "presets/CNN-widths4x16-lr0.02.json").content == preset_program(
+            "CNN", {"widths": [4, 16], "lr": 0.02})[0]
         for missing in ("presets/MLP.json", "presets/CNN.txt", "presets/CNN", "datasets/digits.json"):
             assert requests.get(app.url + missing).status_code == 404, missing
+        offered = {"GPT": "dim 32 or 16; layers 1 or 2; lr 0.01 or 0.003", "CNN": "widths 4x8 or 4x16; lr 0.05 or 0.02"}
+        for refused in ("GPT-dim64-layers1-lr0.01", "GPT-dim16-layers2", "GPT-dim16-layers2-lr0.003-heads2",
+                        "GPT-layers2-dim16-lr0.003", "CNN-widths8x16-lr0.05"):  # off the menus, or out of their order
+            answer = requests.get(app.url + f"presets/{refused}.json")
+            name = refused[:3]
+            assert answer.status_code == 404 and answer.text == (
+                f"not found: {refused}.json: the {name} preset's menus offer {offered[name]}\n"), answer.text
     finally:
         app.close()
 
@@ -184,8 +226,10 @@ def test_dtm_webapp_export(dist, deployments, tmp_path, monkeypatch):
         ("ethereum-local", "http://127.0.0.1:8545"), ("ethereum-sepolia", None)]
     assert (out / "datasets" / "digits.safetensors").read_bytes() == digits_dataset().to_bytes()
     assert (out / "datasets" / "text.safetensors").read_bytes() == builtin_dataset("text")
-    for name in ("CNN", "GPT"):
-        assert (out / "presets" / f"{name}.json").read_bytes() == preset_program(name)[0]
-        assert (out / "presets" / f"{name}.safetensors").read_bytes() == preset_program(name)[1]
+    for name in ("CNN", "GPT"):  # every combination of the menus, and the preset's own also as NAME
+        for stem, choices in preset_combinations(name).items():
+            assert (out / "presets" / f"{stem}.json").read_bytes() == preset_program(name, choices)[0]
+            assert (out / "presets" / f"{stem}.safetensors").read_bytes() == preset_program(name, choices)[1]
+    assert len(list((out / "presets").iterdir())) == 2 * (1 + 4 + 1 + 8)
     bad = CliRunner().invoke(main, ["webapp", "export", "--out", str(out), "--rpc-url", "local"], env=env)
     assert bad.exit_code == 2 and "'local' is not CHAIN_ID=URL" in bad.output

@@ -37,8 +37,12 @@ const options = (values: readonly (string | number)[], chosen: string | number) 
   values.map((v) => h("option", v === chosen ? { value: String(v), selected: true } : { value: String(v) }, String(v)));
 const select = (id: string, values: readonly (string | number)[], chosen: string | number) =>
   h("select", { id }, ...options(values, chosen)) as HTMLSelectElement;
-/** The model presets exported as programs, each trained on its own built-in dataset. */
-const programPresets: Record<string, { about: string; dataset: string }> = presets.programs;
+/** The model presets exported as programs, each trained on its own built-in dataset, with menus of
+ *  model keywords and optimizer options (the first value of each the preset's own). */
+const programPresets: Record<string, { about: string; dataset: string; menus: Record<string, (number | number[])[]> }> = presets.programs;
+/** A menu value as the served files' names spell it (webapp.py `menu_token`): 16, 0.003, 4x16. */
+const menuToken = (value: number | number[]) => (Array.isArray(value) ? value.join("x") : String(value));
+const menuLabels: Record<string, string> = { dim: "width", layers: "blocks", widths: "channels", lr: "learning rate" };
 const field = (id: string, value: string) => h("input", { type: "text", id, value }) as HTMLInputElement;
 const row = (label: string, input: HTMLElement, unit = "") =>
   h("label", { class: "field" }, h("span", {}, label, unit && h("span", { class: "muted" }, ` (${unit})`)), input);
@@ -86,6 +90,13 @@ export function postPage(ctx: Context): View {
     weights: h("input", { type: "file", id: "post-weights", accept: ".safetensors" }) as HTMLInputElement,
     label: field("post-label-column", ""), holdout: field("post-holdout", "0.1"),
   };
+  /** Each program preset's menus (`post-GPT-dim`, …), shown while it is the chosen model. */
+  const presetMenus = Object.entries(programPresets).flatMap(([name, preset]) => Object.entries(preset.menus).map(([key, values]) => {
+    const input = select(`post-${name}-${key}`, values.map(menuToken), menuToken(values[0]));
+    const shown = row(menuLabels[key] ?? key, input, `${name} preset`);
+    shown.hidden = true;
+    return { name, key, input, row: shown };
+  }));
   const summary = h("p", { class: "muted", id: "post-data-summary" });
   const programSummary = h("p", { class: "muted", id: "post-program-summary" });
   const price = h("span", { id: "post-price" });
@@ -97,7 +108,8 @@ export function postPage(ctx: Context): View {
     row("label column", f.label, "name or index; default the last"), row("held out", f.holdout, "share of rows"),
     row("model", f.model, "a preset, unless you choose your program"),
     row("your program", f.program, "net.json of dtm model export"), row("its initial weights", f.weights, "init.safetensors"),
-    row("hidden units", f.hidden), row("batch size", f.batch), row("checkpoint every", f.k, "steps"),
+    row("hidden units", f.hidden), row("batch size", f.batch), ...presetMenus.map((menu) => menu.row),
+    row("checkpoint every", f.k, "steps"),
     row("steps", f.steps), row("learning rate", f.lr), row("seed", f.seed, "batch order"),
     row("payment", f.payment, "ETH"), row("solver stake", f.stake, "ETH"),
     row("open for", f.expires, "s"), row("train window", f.window, "s"), button);
@@ -137,21 +149,22 @@ export function postPage(ctx: Context): View {
     }
   }
   const programs = new Map<string, Promise<LoadedProgram>>();
-  /** A model preset exported as a program: the files `dtm model export` writes for it (served
-   *  next to the app). */
+  /** A model preset exported as a program with its menus' choices: the files `dtm model export`
+   *  writes for it (served next to the app as `presets/NAME-dim16-layers2-lr0.003.json`, …). */
   function presetProgram(name: string): Promise<LoadedProgram> {
-    if (!programs.has(name)) {
+    const stem = name + presetMenus.filter((menu) => menu.name === name).map(({ key, input }) => `-${key}${input.value}`).join("");
+    if (!programs.has(stem)) {
       const file = async (suffix: string) => {
-        const response = await fetch(`presets/${name}.${suffix}`);
+        const response = await fetch(`presets/${stem}.${suffix}`);
         if (!response.ok) throw new AppError(`The ${name} preset is not served here (HTTP ${response.status}): serve the app with \`dtm node up\`.`);
         return new Uint8Array(await response.arrayBuffer());
       };
       const loading = Promise.all([programModule(), file("json"), file("safetensors")]).then(([{ loadProgram }, program, weights]) =>
-        loadProgram(program, weights, { program: `${name}.json`, weights: `${name}.safetensors` }));
-      loading.catch(() => programs.delete(name));
-      programs.set(name, loading);
+        loadProgram(program, weights, { program: `${stem}.json`, weights: `${stem}.safetensors` }));
+      loading.catch(() => programs.delete(stem));
+      programs.set(stem, loading);
     }
-    return programs.get(name)!;
+    return programs.get(stem)!;
   }
   /** The built-in datasets the chosen model trains on: any for your program, else the preset's. */
   function offeredDatasets(): string[] {
@@ -219,7 +232,10 @@ export function postPage(ctx: Context): View {
       usePrice.hidden = true;
     }
   }
+  let previewing = 0;
+  /** The data and program lines (the latest call's, as the price line). */
   async function preview(): Promise<void> {
+    const call = ++previewing;
     clearNotice();
     f.dataset.disabled = Boolean(f.file.files?.length);
     // a program fixes its own model, batch size and optimizer
@@ -228,6 +244,7 @@ export function postPage(ctx: Context): View {
     const offered = offeredDatasets();
     if (offered.join() !== [...f.dataset.options].map((o) => o.value).join()) f.dataset.replaceChildren(...options(offered, f.dataset.value));
     for (const input of [f.hidden, f.batch, f.lr]) input.disabled = own || f.model.value !== "MLP";
+    for (const menu of presetMenus) menu.row.hidden = own || f.model.value !== menu.name;
     let dataLine = "", programLine = ""; // shown once known: the form does not jump while it is read
     try {
       const loaded = await ownData();
@@ -240,12 +257,13 @@ export function postPage(ctx: Context): View {
         await checkProgram(program, (await chosenData()).data, Number(f.k.value));
       }
     } catch (error) {
-      notify(describe(error, "Reading your files"));
+      if (call === previewing) notify(describe(error, "Reading your files"));
     }
+    if (call !== previewing) return;
     [summary.textContent, programSummary.textContent] = [dataLine, programLine];
     await showPrice();
   }
-  for (const input of [f.file, f.label, f.holdout, f.seed, f.model, f.program, f.weights, f.k]) input.addEventListener("change", () => void preview());
+  for (const input of [f.file, f.label, f.holdout, f.seed, f.model, f.program, f.weights, f.k, ...presetMenus.map((menu) => menu.input)]) input.addEventListener("change", () => void preview());
   // only the price follows these (no notice cleared: the form must not move under a click)
   for (const input of [f.dataset, f.hidden, f.batch, f.steps]) input.addEventListener("change", () => void showPrice());
 
