@@ -51,7 +51,9 @@ def _pivoted(op: str, z: torch.Tensor) -> torch.Tensor:
     return torch.ops.aten._safe_softmax(z, 0) if op == "safe_softmax" else torch.softmax(z, 0)
 
 
-CASES = [(op, n, kind) for op in rows.PIVOTED for n, kind in ((65, 0), (128, 1), (130, 2), (200, 3), (300, 4))]
+#: every row shape, each op on two of them
+CASES = [("softmax", 65, 0), ("softmax", 128, 1), ("safe_softmax", 130, 2), ("safe_softmax", 300, 4),
+         ("log_softmax", 200, 3), ("log_softmax", 300, 4)]
 
 
 @pytest.mark.parametrize("op, n, kind", CASES, ids=[f"{o}-{n}-{k}" for o, n, k in CASES])
@@ -85,7 +87,7 @@ def test_row_judge__pivoted_chunks_and_folds_match_the_reference(row_judge, op, 
     assert verdicts == {True, False} or z[j] == float("-inf")
 
 
-GRADS = [(op, n, kind) for op in rows.LINEAR for n, kind in ((65, 0), (128, 1), (200, 2), (300, 4))]
+GRADS = [("softmax_grad", 65, 0), ("softmax_grad", 300, 4), ("log_softmax_grad", 128, 1), ("log_softmax_grad", 200, 2)]
 
 
 @pytest.mark.parametrize("op, n, kind", GRADS, ids=[f"{o}-{n}-{k}" for o, n, k in GRADS])
