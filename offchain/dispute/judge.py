@@ -31,7 +31,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from math import isqrt
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -1025,14 +1025,45 @@ def group_partials(chunks: Sequence[Partial], first: int, count: int, points: in
     return leaves
 
 
+class LinearCall(NamedTuple):
+    """A long linear reduction: the judge's ``op`` (matmul: terms a_k·b_k; sum_rows: a_k), its
+    operands (float32 bits) and the claimed element, with its chunk partials and its fold; a
+    softmax-family row (`rows.PivotedRow`, `rows.LinearRow`) answers the same two questions."""
+
+    op: int
+    a: Sequence[int]
+    b: Sequence[int]
+    claimed: int
+
+    def partials(self, top: int | None = None) -> list:
+        """The exact partial of every chunk, at the scale of the true largest exponent (the honest
+        solver's), or at the scale a posted ``top`` sets (what the chain will check; None for a
+        chunk with a term above that scale)."""
+        if top is None:
+            return reduction_partials(self.op, self.a, self.b, self.claimed)
+        scale = reduction_scale(top, self.claimed)
+        out = []
+        for chunk in range(-(-len(self.a) // MAX_REDUCTION)):
+            t0, t1 = chunk_bounds(len(self.a), chunk)
+            out.append(chunk_partial(self.op, self.a[t0:t1], self.b[t0:t1] if self.b else (), scale))
+        return out
+
+    def holds(self, total) -> bool:
+        """The fold: the claim within the bound of the whole reduction given the totals."""
+        return check_fold(self.op, len(self.a), total.x, total.abs, total.top, self.claimed)
+
+
+def folds(call) -> bool:
+    """Verdict of a dissected reduction or row when the solver posts the honest partials: their
+    fold (every chunk check then passes)."""
+    chunks = call.partials()
+    return call.holds(sum(chunks[1:], chunks[0]))
+
+
 def check_long(op: int, a: Sequence[int], b: Sequence[int], claimed: int) -> bool:
     """Verdict of a dissected reduction when the solver commits the honest partials: the fold
     check of their totals (every chunk check then passes)."""
-    chunks = reduction_partials(op, a, b, claimed)
-    total = chunks[0]
-    for value in chunks[1:]:
-        total = total + value
-    return check_fold(op, len(a), total.x, total.abs, total.top, claimed)
+    return folds(LinearCall(op, a, b, claimed))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1190,8 +1221,8 @@ def find_inconsistent_element(node, inputs: Sequence[torch.Tensor], output: torc
 
 __all__ = [
     "MAX_REDUCTION", "MAX_CLASSES", "MAX_LONG_REDUCTION", "OP_CODES", "OP_NAMES", "JudgeCall", "JudgeError",
-    "LinearTolerance", "Partial", "check_chunk", "check_fold", "check_long", "chunk_bounds", "chunk_partial",
-    "element_verdict", "fold_tolerance", "group_partials", "reduction_partials", "reduction_scale",
+    "LinearCall", "LinearTolerance", "Partial", "check_chunk", "check_fold", "check_long", "chunk_bounds", "chunk_partial",
+    "element_verdict", "fold_tolerance", "folds", "group_partials", "reduction_partials", "reduction_scale",
     "SoftmaxEnclosure", "check", "check_call", "check_matmul", "check_add", "check_add_bias", "check_relu",
     "check_relu_grad", "check_sum_rows", "check_sgd", "check_softmax_xent", "check_softmax_xent_grad",
     "decode", "exp_neg_hi", "exp_neg_lo", "f32_bits", "f32_value", "find_inconsistent_element",

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -502,51 +501,9 @@ def open_reduction_args(game: str, dispute_id: int, data: StepData, node_id: int
             tensor_opening(data.trace[node_id], [index]))
 
 
-class LinearCall(NamedTuple):
-    """A long linear reduction: the judge's ``op`` (matmul: terms a_k·b_k; sum_rows: a_k), its
-    operands (float32 bits) and the claimed element. Its partials and fold are `judge.py`'s; a
-    softmax-family row (`rows.PivotedRow`, `rows.LinearRow`) answers the same two questions."""
-
-    op: int
-    a: Sequence[int]
-    b: Sequence[int]
-    claimed: int
-
-    def partials(self, top: int | None = None) -> list:
-        """The exact partial of every chunk, at the scale of the true largest exponent (the honest
-        solver's), or at the scale a posted ``top`` sets (what the chain will check; None for a
-        chunk with a term above that scale)."""
-        from offchain.dispute import judge as J
-
-        if top is None:
-            return J.reduction_partials(self.op, self.a, self.b, self.claimed)
-        scale = J.reduction_scale(top, self.claimed)
-        out = []
-        for chunk in range(-(-len(self.a) // J.MAX_REDUCTION)):
-            t0, t1 = J.chunk_bounds(len(self.a), chunk)
-            out.append(J.chunk_partial(self.op, self.a[t0:t1], self.b[t0:t1] if self.b else (), scale))
-        return out
-
-    def holds(self, total) -> bool:
-        """The fold: the claim within the bound of the whole reduction given the totals."""
-        from offchain.dispute import judge as J
-
-        return J.check_fold(self.op, len(self.a), total.x, total.abs, total.top, self.claimed)
-
-
-def folds(call) -> bool:
-    """Verdict of a dissected reduction or row when the solver posts the honest partials: their
-    fold (every chunk check then passes)."""
-    chunks = call.partials()
-    total = chunks[0]
-    for value in chunks[1:]:
-        total = total + value
-    return call.holds(total)
-
-
-def reduction_call(graph: TrainingGraph, trace: Sequence[torch.Tensor], node_id: int, index: int) -> LinearCall:
-    """The whole reduction of element ``index`` of a compiled graph's long node."""
-    from offchain.dispute.judge import judge_inputs
+def reduction_call(graph: TrainingGraph, trace: Sequence[torch.Tensor], node_id: int, index: int):
+    """The whole reduction of element ``index`` of a compiled graph's long node (`judge.LinearCall`)."""
+    from offchain.dispute.judge import LinearCall, judge_inputs
 
     node = graph.nodes[node_id]
     call = judge_inputs(node, [trace[i] for i in node.inputs], trace[node_id], index)
@@ -555,13 +512,8 @@ def reduction_call(graph: TrainingGraph, trace: Sequence[torch.Tensor], node_id:
 
 def chunk_partials(graph: TrainingGraph, trace: Sequence[torch.Tensor], node_id: int, index: int,
                    top: int | None = None) -> list:
-    """:meth:`LinearCall.partials` of element ``index``'s reduction."""
+    """`judge.LinearCall.partials` of element ``index``'s reduction."""
     return reduction_call(graph, trace, node_id, index).partials(top)
-
-
-def call_partials(call, top: int | None = None) -> list:
-    """The chunk partials of a whole reduction or row ``call`` (its ``partials``)."""
-    return call.partials(top)
 
 
 def partial_leaf(partial) -> bytes:

@@ -128,7 +128,7 @@ class Defence(DisputePlayer):
             trace = self.trace(segment, d["first_step"])
             if self.bundle.task.is_program:
                 data = ProgramStep(self.bundle.task, self.bundle.graph.program, trace, d["first_step"])
-                partials = M.call_partials(P.reduction_call(data, r["node"], r["index"]))
+                partials = P.reduction_call(data, r["node"], r["index"]).partials()
             else:
                 partials = M.chunk_partials(self.bundle.graph, trace, r["node"], r["index"])
             args = M.post_partials_args(dispute_id, r["node"], r["first"], r["chunks"], partials)

@@ -21,13 +21,11 @@ from offchain.dispute import program_rules as R
 from offchain.dispute.judge import JudgeError
 from offchain.dispute import rows
 from offchain.dispute.moves import (
-    LinearCall,
     MoveError,
     ReductionMove,
     SolverTrace,
     answer_posted,
     commitments,
-    folds,
     multiproof,
     opening_runs,
     partial_leaf,
@@ -195,7 +193,7 @@ def is_dissected(node: Node, reads: Sequence) -> bool:
 
 def reduction_call(data: ProgramStep, node_id: int, index: int, values: Sequence | None = None):
     """The whole reduction of element ``index`` of a dissectable node from the trace's values: a
-    `moves.LinearCall` (a bias enters as bias * 1.0, last), or a softmax-family row (`rows`);
+    `judge.LinearCall` (a bias enters as bias * 1.0, last), or a softmax-family row (`rows`);
     ``values``: those of its reads, where already read."""
     program = data.program
     node = program.nodes[node_id]
@@ -205,7 +203,7 @@ def reduction_call(data: ProgramStep, node_id: int, index: int, values: Sequence
     if node.op in rows.ROWS:
         return rows.row_of(node, values, index, claimed)
     kind, a, b = R.reduction_terms(node, [program.nodes[i] for i in node.inputs], index, values)
-    return LinearCall(KIND_CODES[kind], a, b, claimed)
+    return J.LinearCall(KIND_CODES[kind], a, b, claimed)
 
 
 def open_reduction_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, index: int) -> tuple:
@@ -369,7 +367,7 @@ def find_program_proof(game: str, dispute_id: int, data: ProgramStep, state_afte
             try:
                 reads, values = element_reads(data, node.id, index)
                 if is_dissected(node, reads):
-                    if folds(reduction_call(data, node.id, index, values)):
+                    if J.folds(reduction_call(data, node.id, index, values)):
                         continue
                     return ProgramProof("reduction", "open_program_reduction",
                                         open_reduction_args(game, dispute_id, data, node.id, index))

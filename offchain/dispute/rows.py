@@ -147,16 +147,10 @@ class LinearRow(NamedTuple):
     def n(self) -> int:
         return len(self.g)
 
-    def _operands(self) -> tuple[int, Sequence[int], Sequence[int]]:
-        kind = LINEAR[self.op]
-        return kind, self.g, (self.y if kind == J.OP_MATMUL else ())
-
     def partials(self, top: int | None = None) -> list[J.Partial | None]:
-        kind, a, b = self._operands()
-        if top is None:
-            return J.reduction_partials(kind, a, b, self.claimed)
-        scale = J.reduction_scale(top, self.claimed)
-        return [J.chunk_partial(kind, a[t0:t0 + CHUNK], b[t0:t0 + CHUNK], scale) for t0 in _chunks(self.n)]
+        """The chunk partials of the row's sum (`judge.LinearCall.partials`)."""
+        kind = LINEAR[self.op]
+        return J.LinearCall(kind, self.g, self.y if kind == J.OP_MATMUL else (), self.claimed).partials(top)
 
     def holds(self, total: J.Partial) -> bool:
         """The fold: the sum lies in [x − n, x + n]·2^G (every truncated term lost less than one

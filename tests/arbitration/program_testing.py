@@ -109,7 +109,7 @@ def to_prove(suite, parties, s: Setup, trace, after: bytes | None = None, gas: d
 
 def exact_partials(data: P.ProgramStep, node_id: int, index: int) -> list:
     """What the solver posts in a dissection: the exact partials of its own trace."""
-    return M.call_partials(P.reduction_call(data, node_id, index))
+    return P.reduction_call(data, node_id, index).partials()
 
 
 def whole_dispute(suite, parties, s: Setup, trace, partials=exact_partials) -> dict[str, int]:
@@ -233,18 +233,11 @@ def nudged(s: Setup, node_id: int, index: int) -> list:
     return tampered(s.trace, node_id, index, value=s.trace[node_id].reshape(-1)[index].item() * 0.98)
 
 
-def _total(partials):
-    out = partials[0]
-    for p in partials[1:]:
-        out = out + p
-    return out
-
-
 def forged_row_partials(row, chunk: int) -> list:
     """The exact partials with ``chunk``'s moved so that the totals hold the wrong claim: the
     row's statistic set to what the claim implies (S for a forward row, the sum for a gradient)."""
     values = row.partials()
-    whole, c = _total(values), R.value(row.claimed)
+    whole, c = sum(values[1:], values[0]), R.value(row.claimed)
     if isinstance(row, rows.PivotedRow):
         z = R.value(row.row[row.j])
         target = (math.exp(-c) if row.op == "log_softmax" else 1 / c) * (1 << 64)  # at the pivot: e_j = 1
@@ -260,5 +253,5 @@ def forged_row_partials(row, chunk: int) -> list:
         gap = round(target / Fraction(2) ** scale) - whole.x
         p = values[chunk]
         values[chunk] = J.Partial(p.x + gap, p.abs + abs(gap), p.top)
-    assert row.holds(_total(values))
+    assert row.holds(sum(values[1:], values[0]))
     return values

@@ -62,7 +62,7 @@ def long_element(s, op: str, skip: int) -> tuple[int, int]:
 
 def honest(s, trace, node_id: int, index: int) -> list:
     """The partials a solver posts: the exact ones of its own trace, for its own claim."""
-    return M.call_partials(P.reduction_call(s.data(trace), node_id, index))
+    return P.reduction_call(s.data(trace), node_id, index).partials()
 
 
 # ------------------------------------------------------------------------------- the honest solver

@@ -57,7 +57,7 @@ def test_program_row__the_honest_element_and_partials_stand(suite, parties, prog
     s = setup(program)
     node_id, index = row_element(s, op)
     row = P.reduction_call(s.data(s.trace), node_id, index)
-    assert row.n > rows.CHUNK and M.folds(row)
+    assert row.n > rows.CHUNK and J.folds(row)
     dispute_id = opened(suite, parties, s, s.trace, node_id, index)
     posted = post(suite, parties, dispute_id, row.partials())
     assert answer(suite, s, s.trace, dispute_id, posted) is None
@@ -89,7 +89,7 @@ def test_program_row__the_fold_of_honest_partials_is_the_rule_over_the_whole_row
     for delta in (0, 1, -1, 40, -40, 1 << 12, -(1 << 12), 1 << 20):
         claimed = (honest + delta) & 0xFFFFFFFF
         whole = R.check(node, ins, index, values, claimed)
-        folded = M.folds(rows.row_of(node, values, index, claimed))
+        folded = J.folds(rows.row_of(node, values, index, claimed))
         assert folded == whole if op in rows.PIVOTED else (folded or not whole)
         seen.add(folded)
     assert seen == {True, False}
@@ -105,7 +105,7 @@ def test_program_row__a_wrong_element_is_found_and_loses_on_the_fold(suite, part
     s = setup(program)
     node_id, index = row_element(s, op)
     bad = tampered(s.trace, node_id, index)
-    assert not M.folds(P.reduction_call(s.data(bad), node_id, index))
+    assert not J.folds(P.reduction_call(s.data(bad), node_id, index))
     dispute_id = to_prove(suite, parties, s, bad)
     found = P.find_program_proof(suite.game.address, dispute_id, s.data(bad), s.after_root(bad))
     assert (found.kind, found.contract, found.fn) == ("reduction", "program_reducer", "open_program_reduction")

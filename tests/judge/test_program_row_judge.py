@@ -13,7 +13,6 @@ import torch
 
 from judge_testing import deployer
 from offchain.dispute import judge as J
-from offchain.dispute import moves as M
 from offchain.dispute import rows
 from offchain.ml.ops import OPS
 
@@ -67,9 +66,7 @@ def test_row_judge__pivoted_chunks_and_folds_match_the_reference(row_judge, op, 
     j = int(rng.integers(0, n))
     row = rows.PivotedRow(op, tuple(zb), j, yb[j])
     honest = row.partials()
-    whole = honest[0]
-    for p in honest[1:]:
-        whole = whole + p
+    whole = sum(honest[1:], honest[0])
     for c, p in enumerate(honest):
         t0 = c * rows.CHUNK
         chunk = zb[t0:t0 + rows.CHUNK]
@@ -108,10 +105,9 @@ def test_row_judge__gradient_folds_match_the_reference(row_judge, op, n, kind):
     for j in rng.choice(n, 3, replace=False):
         j = int(j)
         row = rows.LinearRow(op, tuple(gb), tuple(yb) if op == "softmax_grad" else (yb[j],), j, ob[j])
-        assert M.folds(row)
-        whole = row.partials()[0]
-        for p in row.partials()[1:]:
-            whole = whole + p
+        assert J.folds(row)
+        honest = row.partials()
+        whole = sum(honest[1:], honest[0])
         for totals in (whole, J.Partial(whole.x + 5 * n, whole.abs + 5 * n, whole.top),
                        J.Partial(whole.x, whole.abs, 209)):  # a top no honest total has
             for delta in DELTAS:
