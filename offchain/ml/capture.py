@@ -3,9 +3,13 @@
 ``export_program(model, ...)`` builds the step function ``(state, x, y, hyper) -> (next state,
 loss)`` out of ``torch.func.functional_call`` (forward), the chosen loss, ``torch.func.grad``
 (autograd's backward) and the optimizer of ``optim.py``, traces it with ``make_fx`` (functionalized,
-so in-place ops become pure ones) **without decompositions** — the graph holds exactly the ATen
+so in-place ops become pure ones) **without PyTorch's decompositions** — the graph holds the ATen
 kernels eager PyTorch runs, so the program trains as fast as a plain loop — and lowers every ATen
-call onto the op set of ``ops.py``:
+call onto the op set of ``ops.py``. The one exception is ``POSITION_SUMS``: a fused kernel whose
+reduction is longer than one judge call reads (the loss, the embedding and LayerNorm weight
+gradients over many positions; a long mean; LayerNorm and GroupNorm over long rows) is written as
+sums, one-hot matmuls and elementwise ops, whose long reductions the dispute game dissects
+(docs/programs.md §2).
 
 * view ops (view, permute, transpose, expand, slice, split, unsqueeze, ...) are composed on meta
   tensors and become one ``view`` node (an affine index map) where a kernel consumes them;
@@ -20,6 +24,7 @@ captures the forward only (its joint-graph API is still private).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -82,8 +87,8 @@ def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str,
     model.train()
     try:
         with sdpa_kernel([SDPBackend.MATH]):
-            graph = make_fx(torch.func.functionalize(step, remove="mutations"), record_stack_traces=True)(
-                *state, x, y, hyper)
+            graph = make_fx(torch.func.functionalize(step, remove="mutations"), decomposition_table=POSITION_SUMS,
+                            record_stack_traces=True)(*state, x, y, hyper)
     except GraphError:
         raise
     except Exception as exc:  # tracing runs user code: report its error in one line
@@ -122,6 +127,116 @@ def _step_function(model, names, buffers, config: ExportConfig) -> Callable:
         return (*new_params, *[b for group in new_buffers for b in group], loss.detach())
 
     return step
+
+
+# --------------------------------------------------------------------------------------------
+# Sums over positions the dispute game can dissect
+
+#: sums over more positions than one judge call reads (program_rules.CHUNK) are written with
+#: ops whose long reductions the game dissects; shorter ones keep their fused kernel
+JUDGED_POSITIONS = 64
+
+
+def _classes(count: int, skipped: int, device) -> torch.Tensor:
+    """0, 1, …, count − 1 with ``skipped`` (a padding row or an ignored target) replaced by −1,
+    which no index equals: one_hot(i) == classes gives that class no terms."""
+    classes = torch.arange(count, device=device)
+    return torch.where(classes == skipped, -1, classes) if 0 <= skipped < count else classes
+
+
+def _embedding_grad_by_matmul(grad, indices, num_weights, padding_idx, scale_grad_by_freq):
+    """embedding's weight gradient as one_hot(indices)ᵀ @ grad: row v sums the gradients of the
+    positions holding token v (a long matmul, dissected like any); the padding row stays zero."""
+    if indices.numel() <= JUDGED_POSITIONS or scale_grad_by_freq:
+        return NotImplemented
+    one_hot = (_classes(num_weights, padding_idx, grad.device).unsqueeze(1) == indices.reshape(1, -1)).to(grad.dtype)
+    return one_hot @ grad.reshape(-1, grad.shape[-1])
+
+
+def _nll_loss_by_sums(logp, target, weight, reduction, ignore_index):
+    """The loss of many positions as sums: −Σ logp·one_hot(target) (over classes, then positions),
+    divided by the count of targets not ignored (also a sum) for the mean."""
+    if target.numel() <= JUDGED_POSITIONS or reduction == 0 or weight is not None:
+        return NotImplemented
+    one_hot = (target.unsqueeze(-1) == _classes(logp.shape[-1], ignore_index, logp.device)).to(logp.dtype)
+    picked = (logp * one_hot).sum(-1)
+    total = (target != ignore_index).to(logp.dtype).sum()
+    loss = -picked.sum()
+    return (loss / total if reduction == 1 else loss), total
+
+
+def _mean_by_sum(x, dims, keepdim=False, dtype=None):
+    """A mean of many terms as their sum divided by the count."""
+    dims = list(range(x.dim())) if not dims else [d % x.dim() for d in dims]
+    count = math.prod(x.shape[d] for d in dims)
+    if count <= JUDGED_POSITIONS or dtype not in (None, x.dtype):
+        return NotImplemented
+    return x.sum(dims, keepdim) / count
+
+
+def _moments(x, dims, eps):
+    """(mean, rstd) over ``dims`` kept, as sums: Σx / n and rsqrt(Σ(x − mean)² / n + eps)."""
+    count = math.prod(x.shape[d] for d in dims)
+    mean = x.sum(dims, True) / count
+    centred = x - mean
+    return mean, torch.rsqrt((centred * centred).sum(dims, True) / count + eps)
+
+
+def _layer_norm_by_sums(x, normalized_shape, weight, bias, eps):
+    """LayerNorm over rows longer than one judge call reads, from its moments as sums."""
+    dims = list(range(x.dim() - len(normalized_shape), x.dim()))
+    if math.prod(normalized_shape) <= JUDGED_POSITIONS:
+        return NotImplemented
+    mean, rstd = _moments(x, dims, eps)
+    y = (x - mean) * rstd
+    y = y * weight if weight is not None else y
+    return (y + bias if bias is not None else y), mean, rstd
+
+
+def _group_norm_by_sums(x, weight, bias, n, channels, hw, groups, eps):
+    """GroupNorm over groups longer than one judge call reads, from its moments as sums."""
+    if channels // groups * hw <= JUDGED_POSITIONS:
+        return NotImplemented
+    grouped = x.reshape(n, groups, -1)
+    mean, rstd = _moments(grouped, [2], eps)
+    y = ((grouped - mean) * rstd).reshape(x.shape)
+    affine = (1, channels) + (1,) * (x.dim() - 2)
+    y = y * weight.reshape(affine) if weight is not None else y
+    y = y + bias.reshape(affine) if bias is not None else y
+    return y, mean.reshape(n, groups), rstd.reshape(n, groups)
+
+
+def _layer_norm_backward_by_sums(grad_out, x, normalized_shape, mean, rstd, weight, bias, output_mask):
+    """LayerNorm's gradients as sums where one reduces over more terms than a judge call reads:
+    the weight's over the rows, Σ grad·x̂ (x̂ = (x − mean)·rstd); the input's over a long row,
+    rstd·(g − Σg/d − x̂·Σg·x̂/d) with g = grad·weight. The others keep the fused kernel."""
+    width = math.prod(normalized_shape)
+    rows = x.numel() // width
+    long_weight = output_mask[1] and rows > JUDGED_POSITIONS
+    long_input = output_mask[0] and width > JUDGED_POSITIONS
+    if not (long_weight or long_input):
+        return NotImplemented
+    fused = [output_mask[0] and not long_input, output_mask[1] and not long_weight, output_mask[2]]
+    grad_in, grad_weight, grad_bias = aten.native_layer_norm_backward.default(
+        grad_out, x, normalized_shape, mean, rstd, weight, bias, fused)
+    normed = (x - mean) * rstd
+    if long_weight:
+        grad_weight = (grad_out * normed).sum(list(range(x.dim() - len(normalized_shape))))
+    if long_input:
+        row = list(range(x.dim() - len(normalized_shape), x.dim()))
+        g = grad_out * weight if weight is not None else grad_out
+        grad_in = rstd * (g - g.sum(row, True) / width - normed * ((g * normed).sum(row, True) / width))
+    return grad_in, grad_weight, grad_bias
+
+
+POSITION_SUMS = {
+    aten.embedding_dense_backward.default: _embedding_grad_by_matmul,
+    aten.nll_loss_forward.default: _nll_loss_by_sums,
+    aten.mean.dim: _mean_by_sum,
+    aten.native_layer_norm.default: _layer_norm_by_sums,
+    aten.native_group_norm.default: _group_norm_by_sums,
+    aten.native_layer_norm_backward.default: _layer_norm_backward_by_sums,
+}
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ LONG = [
     ("cnn", "conv2d_grad_weight", 0),   # over batch x output pixels, padding dropping taps
     ("cnn", "conv2d_grad_input", 0),
     ("cnn", "conv2d_grad_bias", 0),
+    ("gpt-positions", "sum", 2),        # the loss: log-probabilities picked by one-hot targets, summed over 96 positions
+    ("gpt-positions", "sum", 4),        # a LayerNorm weight gradient: grad·x̂ summed over the positions
+    ("gpt-positions", "mm", 10),        # the token embedding's gradient: one_hot(tokens)ᵀ @ grad
 ]
 
 

@@ -14,10 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from offchain.ml import capture
 from offchain.ml.capture import ExportConfig, _step_function, export_program
+from offchain.dispute import program_rules as R
+from offchain.dispute.limits import program_unjudgeable_reason
 from offchain.ml.errors import GraphError
 from offchain.ml.models import CNN, GPT, MLP
-from offchain.ml.ops import OPS, check_ops_table
+from offchain.ml.ops import LEAVES, OPS, check_ops_table
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program import Program, ProgramExecutor, execution_context
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -25,7 +28,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 ADAMW = OptimizerConfig("adamw", 3e-3, weight_decay=0.01, schedule="cosine", warmup_steps=2, clip_norm=1.0)
 FAMILIES = {
     "mlp": (lambda: MLP(64, (32, 32), 10), ExportConfig(16, (64,))),
-    "cnn": (lambda: CNN(1, 8, 8, 10), ExportConfig(8, (1, 8, 8), optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))),
+    "cnn": (lambda: CNN(1, 8, 8, 10, widths=(4, 8)),  # GroupNorm rows of 64 and 32: the fused kernel
+            ExportConfig(8, (1, 8, 8), optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))),
     "gpt": (lambda: GPT(50, 16, 32, 4, 2), ExportConfig(4, (16,), loss="lm_cross_entropy", optimizer=ADAMW)),
 }
 
@@ -216,6 +220,102 @@ def test_export__a_model_outside_the_presets_using_supported_ops_trains():
         state = result.state
         losses.append(float(result.loss))
     assert losses[-1] < 0.25 * losses[0]
+
+
+class _Pooled(nn.Module):
+    """A convolution whose features are averaged over 144 pixels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+#: (model, config, fused kernels that reduce over more than 64 terms and must be written as sums)
+LONG_SUMS = {
+    "gpt-positions": (lambda: GPT(50, 24, 32, 4, 1), ExportConfig(4, (24,), loss="lm_cross_entropy", optimizer=ADAMW),
+                      {"embedding_grad", "nll_loss", "nll_loss_weight", "layer_norm_grad_weight"}),
+    "layer-norm-96": (lambda: nn.Sequential(nn.Linear(16, 96), nn.LayerNorm(96), nn.GELU(), nn.Linear(96, 10)),
+                      ExportConfig(8, (16,), optimizer=ADAMW),
+                      {"layer_norm", "layer_norm_mean", "layer_norm_rstd", "layer_norm_grad_input"}),
+    "cnn-batch": (lambda: CNN(1, 8, 8, 10), ExportConfig(16, (1, 8, 8)), {"group_norm", "group_norm_mean", "group_norm_rstd"}),
+    "pooled": (_Pooled, ExportConfig(8, (1, 12, 12)), {"mean"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LONG_SUMS))
+def test_export__reductions_longer_than_the_judge_reads_are_written_as_sums_the_game_dissects(name):
+    """Over more than 64 terms the fused kernels give way to sums (and one-hot matmuls), which the
+    dispute game dissects: the program has none of them, trains like the eager step within float
+    noise, and a task of it is judgeable; at 64 terms or fewer the fused kernels stay."""
+    make, config, fused = LONG_SUMS[name]
+    torch.manual_seed(0)
+    model = make()
+    program = export_program(model, config)
+    assert not fused & _long_ops(program)
+    task = type("Task", (), {"checkpoint_interval": 1, "steps": 2, "dataset_rows": 64})()
+    assert program_unjudgeable_reason(program, task) is None
+    executor, eager = ProgramExecutor(program), _step_function(model, [n for n, _ in model.named_parameters()], {}, config)
+    ours = theirs = _initial_state(model, config)
+    generator = torch.Generator().manual_seed(1)
+    with execution_context(1):
+        for step in range(3):
+            x, y = _batch(config, generator)
+            hyper = config.optimizer.hyper_table(3)[step]
+            result = executor.run(ours, x, y, hyper)
+            *theirs, loss = eager(*theirs, x, y, hyper)
+            ours = result.state
+            assert abs(float(result.loss) - float(loss)) < 1e-5
+            assert max(float((a - b).abs().max()) for a, b in zip(ours, theirs)) < 1e-3
+    if name == "gpt-positions":  # 16 positions a batch
+        short = export_program(make(), ExportConfig(1, (16,), loss=config.loss, optimizer=config.optimizer))
+        assert fused <= {n.op for n in short.nodes}
+
+
+def _long_ops(program: Program) -> set[str]:
+    """Ops of the nodes with an element that reads more than 64 terms of one input."""
+    return {n.op for n in program.nodes if n.op not in LEAVES
+            and any(len(flat) > 64 for _, flat in R.element_inputs(n, [program.nodes[i] for i in n.inputs], 0))}
+
+
+def test_position_sums__equal_the_fused_kernels_within_float_noise():
+    """Each rewrite against the ATen kernel it replaces, on its edge cases: a padding row, an
+    ignored target inside the classes and one outside, both reductions, LayerNorm without affine."""
+    g = torch.Generator().manual_seed(0)
+    close = lambda a, b: torch.allclose(a, b, rtol=1e-5, atol=1e-6)  # noqa: E731
+    grad, ids = torch.randn(5, 20, 8, generator=g), torch.randint(0, 7, (5, 20), generator=g)
+    for padding in (-1, 3):
+        ours = capture._embedding_grad_by_matmul(grad, ids, 7, padding, False)
+        assert close(ours, aten_embedding_grad(grad, ids, 7, padding)) and (padding < 0 or not ours[padding].any())
+    logp, target = torch.randn(100, 9, generator=g).log_softmax(-1), torch.randint(0, 9, (100,), generator=g)
+    for ignore in (-100, 2):
+        for reduction in (1, 2):
+            loss, total = capture._nll_loss_by_sums(logp, target, None, reduction, ignore)
+            want, want_total = torch.ops.aten.nll_loss_forward.default(logp, target, None, reduction, ignore)
+            assert close(loss, want) and torch.equal(total, want_total)
+    x = torch.randn(4, 30, 80, generator=g) * 3 + 1
+    for affine in (True, False):
+        w, b = (torch.randn(80, generator=g), torch.randn(80, generator=g)) if affine else (None, None)
+        out, mean, rstd = torch.ops.aten.native_layer_norm.default(x, [80], w, b, 1e-5)
+        ours = capture._layer_norm_by_sums(x, [80], w, b, 1e-5)
+        assert all(close(a, c) for a, c in zip(ours, (out, mean, rstd)))
+        go = torch.randn(4, 30, 80, generator=g)
+        want = torch.ops.aten.native_layer_norm_backward.default(go, x, [80], mean, rstd, w, b, [True, affine, affine])
+        ours = capture._layer_norm_backward_by_sums(go, x, [80], mean, rstd, w, b, [True, affine, affine])
+        assert all(a is None and c is None or close(a, c) for a, c in zip(ours, want))
+    images = torch.randn(3, 8, 5, 5, generator=g)
+    w, b = torch.randn(8, generator=g), torch.randn(8, generator=g)
+    want = torch.ops.aten.native_group_norm.default(images, w, b, 3, 8, 25, 2, 1e-5)
+    assert all(close(a, c) for a, c in zip(capture._group_norm_by_sums(images, w, b, 3, 8, 25, 2, 1e-5), want))
+    assert close(capture._mean_by_sum(images, [1, 2, 3]), images.mean((1, 2, 3)))
+    assert capture._mean_by_sum(images, [2, 3]) is NotImplemented  # 25 terms: the fused kernel
+
+
+def aten_embedding_grad(grad, ids, count, padding):
+    return torch.ops.aten.embedding_dense_backward.default(grad, ids, count, padding, False)
 
 
 def test_work__matmul_flops_of_an_mlp_step_are_exact():

@@ -157,7 +157,8 @@ def _published(store, name: str):
 def test_program_task__fetched_and_checked_then_refused_where_the_chain_cannot_judge_a_node(tmp_path):
     """The CNN's long reductions (convolution gradients over the batch's pixels) are linear: the
     game dissects them, so a worker takes the task. The byte-level GPT's 256-class log-softmax
-    rows are dissected too, but not its loss over 128 positions: it is refused."""
+    rows and its sums over 128 positions are dissected too, but a chunk of its head's bias
+    gradient reads a column of 256-wide rows spread over 32 leaves: it is refused."""
     store = LocalStore(tmp_path / "ipfs")
     bundle, cid = _published(store, "cnn")
     program = bundle.graph.program
@@ -167,8 +168,8 @@ def test_program_task__fetched_and_checked_then_refused_where_the_chain_cannot_j
     bundle, cid = _published(store, "gpt")
     loaded = load_task(store, cid, bundle.task.hash())
     assert loaded.graph.root == bundle.task.graph_root and loaded.weights.keys() == bundle.weights.keys()
-    with pytest.raises(UnjudgeableTask, match=r"node \d+ \(nll_loss, from .*\) reduces 128 terms; the chain judges "
-                                              r"at most 64 \(longer reductions of nll_loss are not dissected yet\)"):
+    with pytest.raises(UnjudgeableTask, match=r"node \d+ \(sum, from .*\) reads 64 elements of node \d+ spread over "
+                                              r"32 leaves; the dispute game opens at most 16"):
         fetch_task(store, cid, bundle.task.hash())
     forged = dataclasses.replace(bundle.task, hyper_root=bytes(32))
     with pytest.raises(ArtifactMismatch, match="hyper_root"):
