@@ -25,6 +25,11 @@ the byte-level text corpus the project ships for the transformer (``text_dataset
 held-out rows are the corpus's last rows, never trained on.
 
 Links can be emulated as slower than loopback (:class:`LinkConfig`, :class:`Transport`).
+
+A rank's part of a step is :meth:`StageRunner.step`, which talks through any links: the process
+group here, the published messages of the other participants in a replay
+(:mod:`offchain.distributed.replay`). With ``TrainSpec.checkpoint_interval`` every rank publishes
+its state every ``k`` steps and every message it sends (:mod:`offchain.distributed.parts`).
 """
 
 from __future__ import annotations
@@ -509,7 +514,8 @@ class StageRunner:
                     inp = self.train[mids][:, :-1]
                 else:
                     size = self.fwd_recv.message_size(mids, self.act_shape, epoch)
-                    inp = self.fwd_recv.decode(links.recv(size, prev_rank), mids, self.act_shape, epoch).requires_grad_()
+                    message = links.recv(size, prev_rank)
+                    inp = self.fwd_recv.decode(message, mids, self.act_shape, epoch).requires_grad_()
                 out = stage(inp)
                 if stage.last:
                     out = lm_loss(out, self.train[mids]) / M

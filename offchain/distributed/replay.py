@@ -59,7 +59,8 @@ class ReplayLinks:
     def all_reduce(self, tensor: torch.Tensor, ranks: tuple[int, ...]) -> None:
         if len(ranks) == 1:
             return
-        parts = [tensor.clone() if q == self.rank else self._contribution(q, "all_reduce", ranks, tensor) for q in ranks]
+        parts = [tensor.clone() if q == self.rank else self._contribution(q, "all_reduce", ranks, tensor)
+                 for q in ranks]
         tensor.copy_(sum_in_rank_order(parts))
 
     def all_gather(self, message: torch.Tensor, ranks: tuple[int, ...]) -> list[torch.Tensor]:
@@ -169,7 +170,8 @@ def replay_participant(spec: TrainSpec, parts_dir: str | Path, rank: int, segmen
     if not distance <= threshold:
         reasons.append(f"end state at distance {distance:.3e} > threshold {threshold:.3e}")
     if wrong:
-        reasons.append(f"{len(wrong)} of {len(published_sent)} sent messages differ from the replay (first: {wrong[0]})")
+        reasons.append(f"{len(wrong)} of {len(published_sent)} sent messages differ from the replay "
+                       f"(first: {wrong[0]})")
     return ParticipantVerdict(rank, segment, not reasons, distance, exact, threshold, len(published_sent), wrong,
                               "; ".join(reasons))
 
@@ -181,3 +183,47 @@ def check_group(spec: TrainSpec, parts_dir: str | Path) -> bytes:
     if root != P.load_group_root(Path(parts_dir)):
         raise ValueError("group.json's root is not the root of its participants' proof roots")
     return root
+
+
+def main() -> None:
+    """Cost of committing and of replaying, on the benchmark's 2x2 AQ-SGD training
+    (docs/distributed-training.md): ``python -m offchain.distributed.replay``."""
+    import argparse
+    import dataclasses
+    import tempfile
+    import time
+
+    from offchain.distributed.engine import AQSGDConfig, GPTShape, run_many
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--interval", type=int, default=16)
+    args = parser.parse_args()
+    spec = TrainSpec(model=GPTShape(vocab=256, seq_len=32, dim=64, heads=4, layers=2), stages=2, replicas=2,
+                     batch_size=16, micro_batches=4, steps=args.steps, train_rows=256, holdout_rows=512,
+                     aqsgd=AQSGDConfig(4, 8, warmup_epochs=1), checkpoint_interval=args.interval)
+    with tempfile.TemporaryDirectory(prefix="dtm-parts-") as parts_dir:
+        plain, committed = run_many([dataclasses.replace(spec, checkpoint_interval=0), spec],
+                                    parts_dirs=[None, parts_dir])
+        same = all(torch.equal(plain.state[n], committed.state[n]) for n in plain.state)
+        print(f"2x2 AQ-SGD, {spec.steps} steps, checkpoint every {spec.checkpoint_interval}: training "
+              f"{plain.seconds:.2f} s plain, {committed.seconds:.2f} s committing "
+              f"({committed.seconds / plain.seconds:.2f}x); same parameters: {same}")
+        for rank in range(spec.world):
+            folder = P.rank_dir(Path(parts_dir), rank)
+            checkpoints = sum(f.stat().st_size for f in folder.glob("checkpoint-*"))
+            messages = sum(f.stat().st_size for f in folder.glob("messages-*"))
+            print(f"  rank {rank}: published checkpoints {checkpoints:,} B, messages {messages:,} B")
+        print(f"group root {check_group(spec, parts_dir).hex()}")
+        start, verdicts = time.perf_counter(), []
+        for rank in range(spec.world):
+            for segment in range(spec.steps // spec.checkpoint_interval):
+                verdicts.append(replay_participant(spec, parts_dir, rank, segment))
+        seconds = time.perf_counter() - start
+        print(f"replayed {len(verdicts)} participant segments in {seconds:.2f} s "
+              f"({seconds / len(verdicts):.3f} s each, {spec.checkpoint_interval} steps of one stage); "
+              f"accepted {sum(v.accept for v in verdicts)}, exact {sum(v.exact for v in verdicts)}")
+
+
+if __name__ == "__main__":
+    main()
