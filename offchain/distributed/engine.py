@@ -578,7 +578,7 @@ def _train_rank(rank: int, spec: TrainSpec, parts_dir: str | None = None) -> dic
     transport = Transport(spec.link, _groups(spec), ordered=spec.commits)
     links, publisher = transport, None
     if spec.commits:
-        publisher = P.Publisher(Path(parts_dir), rank, spec.checkpoint_interval, threads=spec.threads)
+        publisher = P.Publisher(Path(parts_dir), rank, spec.checkpoint_interval)
         links = publisher.recorder(transport)
     losses: list[float] = []
     step_ends: list[float] = []

@@ -121,10 +121,12 @@ def _hex(roots: list[bytes]) -> list[str]:
 
 class Publisher:
     """Writes one rank's parts as it trains: :meth:`checkpoint` at every multiple of ``k``
-    steps (and at the end), :meth:`close_segment` after every ``k`` steps, :meth:`finish` last."""
+    steps (and at the end), :meth:`close_segment` after every ``k`` steps, :meth:`finish` last.
+    It hashes on the rank's own thread: a rank may be a forked process, where a hashing pool
+    inherited from its parent has no threads."""
 
-    def __init__(self, parts_dir: Path, rank: int, interval: int, *, threads: int = 1) -> None:
-        self.dir, self.rank, self.interval, self.threads = rank_dir(parts_dir, rank), rank, interval, threads
+    def __init__(self, parts_dir: Path, rank: int, interval: int) -> None:
+        self.dir, self.rank, self.interval = rank_dir(parts_dir, rank), rank, interval
         self.dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_roots: list[bytes] = []
         self.message_roots: list[bytes] = []
@@ -136,14 +138,13 @@ class Publisher:
 
     def checkpoint(self, state: dict[str, torch.Tensor]) -> bytes:
         index = len(self.checkpoint_roots)
-        root = write_checkpoint(self.dir / f"checkpoint-{index}.safetensors", state, step=index * self.interval,
-                                threads=self.threads)
+        root = write_checkpoint(self.dir / f"checkpoint-{index}.safetensors", state, step=index * self.interval)
         self.checkpoint_roots.append(root)
         return root
 
     def close_segment(self) -> bytes:
         index = len(self.message_roots)
-        root = write_messages(self.dir / f"messages-{index}.safetensors", self._recorder.take(), threads=self.threads)
+        root = write_messages(self.dir / f"messages-{index}.safetensors", self._recorder.take())
         self.message_roots.append(root)
         return root
 

@@ -136,12 +136,12 @@ def test_perturbed_parameters_are_caught(monkeypatch, tmp_path):
     assert verdict.wrong_messages  # what it sent after the perturbation is not what its inputs give
 
 
-def test_corrupted_message_is_caught_and_its_receivers_pass(monkeypatch, tmp_path):
+def test_corrupted_activation_is_caught_and_its_receiver_passes(monkeypatch, tmp_path):
     cheater, step = 0, 3  # stage 0 of replica 0 corrupts its first 4-bit activation delta of step 3
     send_honestly = P.Recorder.send
 
     def corrupting_send(self, payload, dst):
-        if _on_rank(cheater) and self.step == step and dst == cheater + 1 and not getattr(self, "cheated", False):
+        if _on_rank(cheater) and self.step == step and not getattr(self, "cheated", False):
             self.cheated = True
             payload = payload.clone()
             payload[-1] ^= 1
@@ -158,3 +158,21 @@ def test_corrupted_message_is_caught_and_its_receivers_pass(monkeypatch, tmp_pat
     assert len(verdict.wrong_messages) == 1
     # the receiver computed on the corrupted message and is judged on it: it passes, exactly
     assert verdicts[cheater + 1, 1].accept and verdicts[cheater + 1, 1].exact
+
+
+def test_corrupted_gradient_sync_is_caught_and_the_other_replica_passes(monkeypatch, tmp_path):
+    cheater, step = 2, 3  # stage 0 of replica 1 adds to its gradient contribution at step 3
+    all_reduce_honestly = P.Recorder.all_reduce
+
+    def corrupting_all_reduce(self, tensor, ranks):
+        if _on_rank(cheater) and self.step == step and ranks == (0, 2):
+            tensor[0] += 1.0
+        all_reduce_honestly(self, tensor, ranks)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(P.Recorder, "all_reduce", corrupting_all_reduce)
+        run(PIPE_DP, parts_dir=tmp_path)
+    rejected, verdicts = _rejected(PIPE_DP, tmp_path)
+    assert rejected == {(cheater, 1)}
+    assert verdicts[cheater, 1].wrong_messages and not verdicts[cheater, 1].exact
+    assert verdicts[0, 1].exact  # replica 0's stage 0 summed the published (corrupted) contribution
