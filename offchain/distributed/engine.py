@@ -373,6 +373,7 @@ class Transport:
         self._price(size - 1, nbytes)
         return out
 
+
 # ── schedules ────────────────────────────────────────────────────────
 def schedule_ops(kind: str, stage: int, stages: int, micro: int) -> list[tuple[str, int]]:
     """The order of forward (``F``) and backward (``B``) passes of one stage over ``micro``
@@ -450,7 +451,7 @@ class StageRunner:
         self.fwd_recv, self.bwd_send = _codecs(spec)  # boundary to stage index - 1
         self.train = corpus_rows(spec)[0] if (self.stage.first or self.stage.last) else None
         self.act_shape = (spec.micro_size, spec.model.seq_len, spec.model.dim)
-        self.pipeline, self.replicas = pipeline_ranks(spec, self.replica), replica_ranks(spec, self.index)
+        self.pipeline_group, self.replica_group = pipeline_ranks(spec, self.replica), replica_ranks(spec, self.index)
         self.diloco = spec.diloco
         if self.diloco is not None:
             d = self.diloco
@@ -535,23 +536,23 @@ class StageRunner:
         params = self.params
         if self.diloco is None and R > 1:
             flat = _flat([p.grad for p in params])
-            links.all_reduce(flat, self.replicas)
+            links.all_reduce(flat, self.replica_group)
             for p, g in zip(params, _unflat(flat / R, params)):
                 p.grad = g.clone()
         sq = None
         if self.optimizer.clip_norm:
             sq = grad_sq_sum(params).reshape(1)
-            links.all_reduce(sq, self.pipeline)
+            links.all_reduce(sq, self.pipeline_group)
         self.optimizer.step(step, sq)
         if self.diloco is not None and ((step + 1) % self.diloco.inner_steps == 0 or step == spec.steps - 1):
             pseudo = [g - p.detach() for g, p in zip(self.global_params, params)]
             if self.diloco.compress == "none":
                 flat = _flat(pseudo)
-                links.all_reduce(flat, self.replicas)
+                links.all_reduce(flat, self.replica_group)
                 mean = _unflat(flat / R, pseudo)
             else:
                 message, _ = self.pg_codec.encode(pseudo)
-                mean = C.average(links.all_gather(message, self.replicas), self.pg_codec, self.shapes)
+                mean = C.average(links.all_gather(message, self.replica_group), self.pg_codec, self.shapes)
             self.outer.step(self.global_params, mean)
             with torch.no_grad():
                 for p, g in zip(params, self.global_params):
