@@ -155,7 +155,10 @@ def replay_participant(spec: TrainSpec, parts_dir: str | Path, rank: int, segmen
     torch.set_num_threads(spec.threads)
     try:
         runner = StageRunner(spec, rank)
-        runner.load_state(start)
+        try:
+            runner.load_state(start)
+        except KeyError as missing:
+            raise P.PartsError(rank, f"checkpoint {segment} lacks {missing}") from None
         for step in range(segment * k, (segment + 1) * k):
             runner.step(step, links)
     finally:
