@@ -25,6 +25,11 @@ the byte-level text corpus the project ships for the transformer (``text_dataset
 held-out rows are the corpus's last rows, never trained on.
 
 Links can be emulated as slower than loopback (:class:`LinkConfig`, :class:`Transport`).
+
+A rank's part of a step is :meth:`StageRunner.step`, which talks through any links: the process
+group here, the published messages of the other participants in a replay
+(:mod:`offchain.distributed.replay`). With ``TrainSpec.checkpoint_interval`` every rank publishes
+its state every ``k`` steps and every message it sends (:mod:`offchain.distributed.parts`).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from offchain.distributed import compression as C
+from offchain.distributed import parts as P
 from offchain.ml.artifacts import text_dataset
 from offchain.ml.models import GPT
 from offchain.ml.optim import OptimizerConfig
@@ -125,6 +131,7 @@ class TrainSpec:
     diloco: DiLoCoConfig | None = None
     link: LinkConfig = LinkConfig()
     threads: int = 1  # torch threads per process
+    checkpoint_interval: int = 0  # k > 0: every participant publishes its parts (offchain/distributed/parts.py)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -139,6 +146,8 @@ class TrainSpec:
             raise ValueError("batch_size must be a multiple of replicas * micro_batches")
         if self.train_rows % self.replicas or (self.train_rows // self.replicas) % self.replica_batch:
             raise ValueError("each replica's shard must be a whole number of its batches")
+        if self.checkpoint_interval < 0 or (self.checkpoint_interval and self.steps % self.checkpoint_interval):
+            raise ValueError("steps must be a multiple of checkpoint_interval")
 
     def blocks_per_stage(self) -> tuple[int, ...]:
         if self.split is not None:
@@ -160,6 +169,12 @@ class TrainSpec:
 
     def optimizer_config(self) -> OptimizerConfig:
         return self.optimizer or default_optimizer(self.steps)
+
+    @property
+    def commits(self) -> bool:
+        """Participants publish their parts; collectives then sum in rank order (any replay can
+        reproduce them), which equals gloo's sum wherever a collective has two ranks."""
+        return self.checkpoint_interval > 0
 
 
 # ── data ─────────────────────────────────────────────────────────────
@@ -265,9 +280,19 @@ def grad_sq_sum(params: list[nn.Parameter]) -> torch.Tensor:
 
 
 # ── transport ────────────────────────────────────────────────────────
+def sum_in_rank_order(parts: list[torch.Tensor]) -> torch.Tensor:
+    """``((parts[0] + parts[1]) + parts[2]) + ...``: one order on every rank and in every replay."""
+    total = parts[0].clone()
+    for part in parts[1:]:
+        total += part
+    return total
+
+
 class Transport:
     """Point-to-point messages and collectives with byte counts and, when the link is emulated,
-    user-space delays.
+    user-space delays. A stage talks to it (or to any object with the same methods: a recorder,
+    a replay's published messages) through ``send``, ``recv``, ``all_reduce``, ``all_gather``,
+    ``at_step`` and ``flush``; collectives name their group by its ranks.
 
     Emulation: every directed pair of ranks is a wire of ``bandwidth`` bytes/s and one-way
     ``latency_s``. A message of ``n`` bytes starts when the wire is free, occupies it ``n /
@@ -278,14 +303,21 @@ class Transport:
     all-reduce of ``n`` bytes = ``2 (R - 1)`` hops of ``n / R`` bytes, all-gather of ``n`` bytes
     per rank = ``R - 1`` hops of ``n``; each rank sleeps that time after the loopback operation.
     Byte counts are the payload each rank sends under these algorithms, also without emulation.
+
+    ``ordered``: an all-reduce is an all-gather summed in rank order (:func:`sum_in_rank_order`)
+    instead of gloo's ring, whose order of additions depends on the chunk (with two ranks both
+    are the one addition ``a + b``).
     """
 
-    def __init__(self, link: LinkConfig) -> None:
-        self.link = link
+    def __init__(self, link: LinkConfig, groups: dict[tuple[int, ...], Any], *, ordered: bool = False) -> None:
+        self.link, self.groups, self.ordered = link, groups, ordered
         self.p2p_bytes = 0
         self.collective_bytes = 0
         self.wire_free: dict[int, float] = {}
         self.pending: list[tuple[Any, torch.Tensor]] = []
+
+    def at_step(self, step: int) -> None:
+        pass
 
     def send(self, payload: torch.Tensor, dst: int) -> None:
         self.p2p_bytes += payload.numel()
@@ -316,22 +348,29 @@ class Transport:
         if self.link.emulated and hops:
             time.sleep(hops * (self.link.latency_s + self.link.wire_time(hop_bytes)))
 
-    def all_reduce(self, tensor: torch.Tensor, group: Any, size: int) -> None:
-        """Sum in place over ``group`` (``size`` ranks)."""
+    def all_reduce(self, tensor: torch.Tensor, ranks: tuple[int, ...]) -> None:
+        """Sum in place over ``ranks``."""
+        size = len(ranks)
         if size == 1:
+            return
+        if self.ordered:
+            tensor.copy_(sum_in_rank_order(self.all_gather(tensor, ranks)))
             return
         nbytes = tensor.numel() * tensor.element_size()
         self.collective_bytes += 2 * (size - 1) * nbytes // size
-        dist.all_reduce(tensor, group=group)
+        dist.all_reduce(tensor, group=self.groups[ranks])
         self._price(2 * (size - 1), nbytes / size)
 
-    def all_gather(self, message: torch.Tensor, group: Any, size: int) -> list[torch.Tensor]:
+    def all_gather(self, message: torch.Tensor, ranks: tuple[int, ...]) -> list[torch.Tensor]:
+        """Every rank's ``message``, in rank order."""
+        size = len(ranks)
         if size == 1:
             return [message]
-        self.collective_bytes += (size - 1) * message.numel()
+        nbytes = message.numel() * message.element_size()
+        self.collective_bytes += (size - 1) * nbytes
         out = [torch.empty_like(message) for _ in range(size)]
-        dist.all_gather(out, message, group=group)
-        self._price(size - 1, message.numel())
+        dist.all_gather(out, message, group=self.groups[ranks])
+        self._price(size - 1, nbytes)
         return out
 
 
@@ -358,16 +397,23 @@ def _codecs(spec: TrainSpec) -> tuple[Any, Any]:
     return C.DeltaCodec(a.bits, a.warmup_epochs), (C.DirectCodec(a.grad_bits) if a.grad_bits else C.RawCodec())
 
 
-def _groups(spec: TrainSpec) -> tuple[dict[int, Any], dict[int, Any]]:
-    """Pipeline group of each replica and replica group of each stage (every rank creates all)."""
-    pipes, reps = {}, {}
+def pipeline_ranks(spec: TrainSpec, replica: int) -> tuple[int, ...]:
+    return tuple(replica * spec.stages + s for s in range(spec.stages))
+
+
+def replica_ranks(spec: TrainSpec, stage: int) -> tuple[int, ...]:
+    return tuple(r * spec.stages + stage for r in range(spec.replicas))
+
+
+def _groups(spec: TrainSpec) -> dict[tuple[int, ...], Any]:
+    """Process group of each replica's pipeline and of each stage's replicas, by their ranks
+    (every rank creates all, in the same order)."""
+    groups = {}
     for r in range(spec.replicas):
-        ranks = [r * spec.stages + s for s in range(spec.stages)]
-        pipes[r] = dist.new_group(ranks) if spec.stages > 1 else None
+        groups[pipeline_ranks(spec, r)] = dist.new_group(list(pipeline_ranks(spec, r))) if spec.stages > 1 else None
     for s in range(spec.stages):
-        ranks = [r * spec.stages + s for r in range(spec.replicas)]
-        reps[s] = dist.new_group(ranks) if spec.replicas > 1 else None
-    return pipes, reps
+        groups[replica_ranks(spec, s)] = dist.new_group(list(replica_ranks(spec, s))) if spec.replicas > 1 else None
+    return groups
 
 
 def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -382,107 +428,182 @@ def _unflat(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
     return out
 
 
-def _worker(rank: int, specs: list[TrainSpec], ports: list[int], out_dir: str) -> None:
-    """Rank ``rank`` of every spec whose world includes it, one process group after another."""
-    for index, (spec, port) in enumerate(zip(specs, ports)):
-        if rank >= spec.world:
-            continue
-        torch.set_num_threads(spec.threads)
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=spec.world)
-        try:
-            result = _train_rank(rank, spec)
-            _save_result(result, Path(out_dir) / f"run{index}-rank{rank}.safetensors")
-        finally:
-            dist.destroy_process_group()
+class StageRunner:
+    """One participant: stage ``s`` of replica ``r`` (rank ``r * stages + s``) with its
+    optimizer, its AQ-SGD caches and its DiLoCo state. :meth:`step` runs one training step and
+    talks through whatever ``links`` it is given: the process group while training, the
+    published messages in a replay (offchain/distributed/replay.py), the same code either way.
 
+    Its committed state (:meth:`state`) is every tensor a later step depends on, in a fixed
+    order of ``group/name`` keys: ``param/<global name>``; ``<optimizer buffer>/<global name>``;
+    with DiLoCo ``diloco.global/``, ``diloco.velocity/`` and (compressed) ``diloco.residual/``;
+    with AQ-SGD the caches of the boundary it sends on (``aqsgd.sent/<sample>``) and receives
+    on (``aqsgd.received/<sample>``), by sample id."""
 
-def _train_rank(rank: int, spec: TrainSpec) -> dict[str, Any]:
-    replica, s = divmod(rank, spec.stages)
-    S, R, M = spec.stages, spec.replicas, spec.micro_batches
-    pipes, reps = _groups(spec)
-    stage = Stage(build_gpt(spec), s, spec.blocks_per_stage())
-    params = list(stage.parameters())
-    optimizer = Optimizer(spec.optimizer_config(), params, spec.steps)
-    transport = Transport(spec.link)
-    prev_rank, next_rank = rank - 1, rank + 1
-    fwd_send, bwd_recv = _codecs(spec)  # boundary to stage s + 1
-    fwd_recv, bwd_send = _codecs(spec)  # boundary to stage s - 1
-    train, _ = corpus_rows(spec) if (stage.first or stage.last) else (None, None)
-    act_shape = (spec.micro_size, spec.model.seq_len, spec.model.dim)
-    diloco = spec.diloco
-    if diloco is not None:
-        global_params = [p.detach().clone() for p in params]
-        outer = C.OuterNesterov(diloco.outer_lr, diloco.outer_momentum)
-        pg_codec = C.PseudoGradCodec(diloco.compress, diloco.bits, diloco.fraction, diloco.error_feedback)
-        shapes = [tuple(p.shape) for p in params]
-    losses: list[float] = []
-    step_ends: list[float] = []
-    dist.barrier()
-    start = time.perf_counter()
-    for step in range(spec.steps):
-        ids = batch_ids(spec, step, replica)
+    def __init__(self, spec: TrainSpec, rank: int) -> None:
+        self.spec, self.rank = spec, rank
+        self.replica, self.index = divmod(rank, spec.stages)
+        self.stage = Stage(build_gpt(spec), self.index, spec.blocks_per_stage())
+        self.names = [self.stage.global_name(n) for n, _ in self.stage.named_parameters()]
+        self.params = list(self.stage.parameters())
+        self.optimizer = Optimizer(spec.optimizer_config(), self.params, spec.steps)
+        self.fwd_send, self.bwd_recv = _codecs(spec)  # boundary to stage index + 1
+        self.fwd_recv, self.bwd_send = _codecs(spec)  # boundary to stage index - 1
+        self.train = corpus_rows(spec)[0] if (self.stage.first or self.stage.last) else None
+        self.act_shape = (spec.micro_size, spec.model.seq_len, spec.model.dim)
+        self.pipeline_group, self.replica_group = pipeline_ranks(spec, self.replica), replica_ranks(spec, self.index)
+        self.diloco = spec.diloco
+        if self.diloco is not None:
+            d = self.diloco
+            self.global_params = [p.detach().clone() for p in self.params]
+            self.outer = C.OuterNesterov(d.outer_lr, d.outer_momentum)
+            self.outer.velocity = [torch.zeros_like(p) for p in self.params]  # what its first step starts from
+            self.pg_codec = C.PseudoGradCodec(d.compress, d.bits, d.fraction, d.error_feedback)
+            if d.compress != "none":
+                self.pg_codec.residual = [torch.zeros_like(p) for p in self.params]
+            self.shapes = [tuple(p.shape) for p in self.params]
+
+    # state ─────────────────────────────────────────────────────────
+    def _state_lists(self) -> list[tuple[str, list[torch.Tensor]]]:
+        lists = [("param", self.params)]
+        lists += [(buffer, [b[j] for b in self.optimizer.buffers])
+                  for j, buffer in enumerate(self.optimizer.config.buffers())]
+        if self.diloco is not None:
+            lists += [("diloco.global", self.global_params), ("diloco.velocity", self.outer.velocity)]
+            if self.pg_codec.residual is not None:
+                lists.append(("diloco.residual", self.pg_codec.residual))
+        return lists
+
+    def _caches(self) -> list[tuple[str, Any]]:
+        return [(group, codec) for group, codec in (("aqsgd.sent", self.fwd_send), ("aqsgd.received", self.fwd_recv))
+                if isinstance(codec, C.DeltaCodec)]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The committed state, in its fixed order (copies)."""
+        state = {f"{group}/{name}": t.detach().clone()
+                 for group, tensors in self._state_lists() for name, t in zip(self.names, tensors)}
+        for group, codec in self._caches():
+            state.update({f"{group}/{sample}": codec.cache[sample].clone() for sample in sorted(codec.cache)})
+        return state
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for group, tensors in self._state_lists():
+                for name, t in zip(self.names, tensors):
+                    t.copy_(state[f"{group}/{name}"])
+        for group, codec in self._caches():
+            prefix = f"{group}/"
+            codec.cache = {int(key[len(prefix):]): t.clone() for key, t in state.items() if key.startswith(prefix)}
+
+    def parameters_by_name(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().clone() for name, p in zip(self.names, self.params)}
+
+    # one step ──────────────────────────────────────────────────────
+    def step(self, step: int, links: Any) -> float | None:
+        """Training step ``step``; the replica's training loss on the last stage, else None."""
+        spec, stage, S, R, M = self.spec, self.stage, self.spec.stages, self.spec.replicas, self.spec.micro_batches
+        prev_rank, next_rank = self.rank - 1, self.rank + 1
+        links.at_step(step)
         epoch = epoch_of(spec, step)
-        micro_ids = ids.split(spec.micro_size)
+        micro_ids = batch_ids(spec, step, self.replica).split(spec.micro_size)
         saved: dict[int, tuple[torch.Tensor | None, torch.Tensor]] = {}
         step_loss = 0.0
-        for op, m in schedule_ops(spec.schedule, s, S, M):
+        for op, m in schedule_ops(spec.schedule, self.index, S, M):
             mids = micro_ids[m]
             if op == "F":
                 if stage.first:
-                    inp = train[mids][:, :-1]
+                    inp = self.train[mids][:, :-1]
                 else:
-                    inp = fwd_recv.decode(transport.recv(fwd_recv.message_size(mids, act_shape, epoch), prev_rank),
-                                          mids, act_shape, epoch).requires_grad_()
+                    size = self.fwd_recv.message_size(mids, self.act_shape, epoch)
+                    message = links.recv(size, prev_rank)
+                    inp = self.fwd_recv.decode(message, mids, self.act_shape, epoch).requires_grad_()
                 out = stage(inp)
                 if stage.last:
-                    out = lm_loss(out, train[mids]) / M
+                    out = lm_loss(out, self.train[mids]) / M
                     step_loss += out.item()
                 else:
-                    transport.send(fwd_send.encode(out, mids, epoch)[0], next_rank)
+                    links.send(self.fwd_send.encode(out, mids, epoch)[0], next_rank)
                 saved[m] = (None if stage.first else inp, out)
             else:
                 inp, out = saved.pop(m)
                 if stage.last:
                     out.backward()
                 else:
-                    grad = bwd_recv.decode(transport.recv(bwd_recv.message_size(mids, act_shape, epoch), next_rank),
-                                           mids, act_shape, epoch)
-                    out.backward(grad)
+                    size = self.bwd_recv.message_size(mids, self.act_shape, epoch)
+                    out.backward(self.bwd_recv.decode(links.recv(size, next_rank), mids, self.act_shape, epoch))
                 if inp is not None:
-                    transport.send(bwd_send.encode(inp.grad, mids, epoch)[0], prev_rank)
-        if stage.last:
-            losses.append(step_loss)
-        if diloco is None and R > 1:
+                    links.send(self.bwd_send.encode(inp.grad, mids, epoch)[0], prev_rank)
+        params = self.params
+        if self.diloco is None and R > 1:
             flat = _flat([p.grad for p in params])
-            transport.all_reduce(flat, reps[s], R)
+            links.all_reduce(flat, self.replica_group)
             for p, g in zip(params, _unflat(flat / R, params)):
                 p.grad = g.clone()
         sq = None
-        if optimizer.clip_norm:
+        if self.optimizer.clip_norm:
             sq = grad_sq_sum(params).reshape(1)
-            transport.all_reduce(sq, pipes[replica], S)
-        optimizer.step(step, sq)
-        if diloco is not None and ((step + 1) % diloco.inner_steps == 0 or step == spec.steps - 1):
-            pseudo = [g - p.detach() for g, p in zip(global_params, params)]
-            if diloco.compress == "none":
+            links.all_reduce(sq, self.pipeline_group)
+        self.optimizer.step(step, sq)
+        if self.diloco is not None and ((step + 1) % self.diloco.inner_steps == 0 or step == spec.steps - 1):
+            pseudo = [g - p.detach() for g, p in zip(self.global_params, params)]
+            if self.diloco.compress == "none":
                 flat = _flat(pseudo)
-                transport.all_reduce(flat, reps[s], R)
+                links.all_reduce(flat, self.replica_group)
                 mean = _unflat(flat / R, pseudo)
             else:
-                message, _ = pg_codec.encode(pseudo)
-                mean = C.average(transport.all_gather(message, reps[s], R), pg_codec, shapes)
-            outer.step(global_params, mean)
+                message, _ = self.pg_codec.encode(pseudo)
+                mean = C.average(links.all_gather(message, self.replica_group), self.pg_codec, self.shapes)
+            self.outer.step(self.global_params, mean)
             with torch.no_grad():
-                for p, g in zip(params, global_params):
+                for p, g in zip(params, self.global_params):
                     p.copy_(g)
+        return step_loss if stage.last else None
+
+
+def _worker(rank: int, specs: list[TrainSpec], ports: list[int], out_dir: str, parts_dirs: list[str | None]) -> None:
+    """Rank ``rank`` of every spec whose world includes it, one process group after another."""
+    for index, (spec, port, parts_dir) in enumerate(zip(specs, ports, parts_dirs)):
+        if rank >= spec.world:
+            continue
+        torch.set_num_threads(spec.threads)
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=spec.world)
+        try:
+            result = _train_rank(rank, spec, parts_dir)
+            _save_result(result, Path(out_dir) / f"run{index}-rank{rank}.safetensors")
+        finally:
+            dist.destroy_process_group()
+
+
+def _train_rank(rank: int, spec: TrainSpec, parts_dir: str | None = None) -> dict[str, Any]:
+    runner = StageRunner(spec, rank)
+    transport = Transport(spec.link, _groups(spec), ordered=spec.commits)
+    links, publisher = transport, None
+    if spec.commits:
+        publisher = P.Publisher(Path(parts_dir), rank, spec.checkpoint_interval)
+        links = publisher.recorder(transport)
+    losses: list[float] = []
+    step_ends: list[float] = []
+    dist.barrier()
+    start = time.perf_counter()
+    for step in range(spec.steps):
+        if publisher is not None and step % spec.checkpoint_interval == 0:
+            publisher.checkpoint(runner.state())
+        loss = runner.step(step, links)
+        if loss is not None:
+            losses.append(loss)
+        if publisher is not None and (step + 1) % spec.checkpoint_interval == 0:
+            publisher.close_segment()
         step_ends.append(time.perf_counter())
     transport.flush()
+    if publisher is not None:
+        publisher.checkpoint(runner.state())
+        publisher.finish()
     dist.barrier()
     seconds = time.perf_counter() - start
-    return {"rank": rank, "stage": s, "replica": replica, "seconds": seconds, "losses": losses,
+    return {"rank": rank, "stage": runner.index, "replica": runner.replica, "seconds": seconds, "losses": losses,
             "step_ends": [end - start for end in step_ends],
             "p2p_bytes": transport.p2p_bytes, "collective_bytes": transport.collective_bytes,
-            "state": {stage.global_name(n): p.detach().clone() for n, p in stage.named_parameters()}}
+            "state": runner.parameters_by_name()}
 
 
 # ── driver ───────────────────────────────────────────────────────────
@@ -520,20 +641,30 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def run(spec: TrainSpec, start_method: str = "fork") -> RunResult:
-    """Train ``spec`` on ``spec.world`` new processes and collect the result."""
-    return run_many([spec], start_method)[0]
+def run(spec: TrainSpec, start_method: str = "fork", *, parts_dir: str | Path | None = None) -> RunResult:
+    """Train ``spec`` on ``spec.world`` new processes and collect the result; with
+    ``spec.checkpoint_interval`` every participant publishes its parts under ``parts_dir``."""
+    return run_many([spec], start_method, parts_dirs=[parts_dir])[0]
 
 
-def run_many(specs: list[TrainSpec], start_method: str = "fork") -> list[RunResult]:
+def run_many(specs: list[TrainSpec], start_method: str = "fork", *,
+             parts_dirs: list[str | Path | None] | None = None) -> list[RunResult]:
     """Train each spec in turn on one set of processes (as many as the largest world), which
     saves starting processes per run. ``fork`` starts them at once from this process (each sets
-    its own thread count before any work); ``spawn`` starts fresh interpreters."""
+    its own thread count before any work); ``spawn`` starts fresh interpreters. A spec with a
+    ``checkpoint_interval`` needs its ``parts_dirs`` entry: its participants' parts and
+    ``group.json`` go there (offchain/distributed/parts.py)."""
     import torch.multiprocessing as mp
 
+    parts_dirs = [None if d is None else str(d) for d in (parts_dirs or [None] * len(specs))]
+    if len(parts_dirs) != len(specs) or any(spec.commits and d is None for spec, d in zip(specs, parts_dirs)):
+        raise ValueError("every spec with a checkpoint_interval needs a parts directory")
     with tempfile.TemporaryDirectory(prefix="dtm-engine-") as out_dir:
-        mp.start_processes(_worker, args=(list(specs), _free_ports(len(specs)), out_dir),
+        mp.start_processes(_worker, args=(list(specs), _free_ports(len(specs)), out_dir, parts_dirs),
                            nprocs=max(spec.world for spec in specs), start_method=start_method)
+        for spec, parts_dir in zip(specs, parts_dirs):
+            if spec.commits:
+                P.publish_group(Path(parts_dir), spec.world)
         return [_collect(spec, [_load_result(Path(out_dir) / f"run{i}-rank{r}.safetensors") for r in range(spec.world)])
                 for i, spec in enumerate(specs)]
 

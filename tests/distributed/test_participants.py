@@ -1,0 +1,178 @@
+"""Every participant of a multi-process training task publishes its parts (offchain/distributed/
+parts.py), and any one participant's segment replays in one process (replay.py): honest ones
+exactly, a cheater is caught, and the participants downstream of a bad message still pass."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+import torch.distributed as dist
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from offchain.distributed import engine
+from offchain.distributed import parts as P
+from offchain.distributed.engine import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec, run, run_many, run_single
+from offchain.distributed.replay import check_group, replay_participant
+
+# 2 stages x 2 replicas, AQ-SGD: 2 steps per epoch, so segments 1 and 2 send 4-bit deltas
+PIPE_DP = TrainSpec(model=GPTShape(seq_len=8, dim=16, heads=2, layers=2), stages=2, replicas=2, steps=6,
+                    batch_size=8, micro_batches=2, train_rows=16, holdout_rows=16,
+                    aqsgd=AQSGDConfig(bits=4, grad_bits=8, warmup_epochs=1), checkpoint_interval=2)
+SPECS = {
+    "2x2 aqsgd": PIPE_DP,
+    "3x1": dataclasses.replace(PIPE_DP, model=dataclasses.replace(PIPE_DP.model, layers=3), stages=3, replicas=1,
+                               steps=4, batch_size=4, aqsgd=None),
+    "2x2 aqsgd+diloco": dataclasses.replace(PIPE_DP, diloco=DiLoCoConfig(inner_steps=3, compress="quant", bits=4)),
+}
+
+
+def _segments(spec):
+    return [(rank, segment) for rank in range(spec.world) for segment in range(spec.steps // spec.checkpoint_interval)]
+
+
+def _rejected(spec, parts_dir):
+    verdicts = {key: replay_participant(spec, parts_dir, *key) for key in _segments(spec)}
+    return {key for key, verdict in verdicts.items() if not verdict.accept}, verdicts
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    names = [*SPECS, "2x2 aqsgd again"]
+    dirs = {name: tmp_path_factory.mktemp(name.replace(" ", "-").replace("+", "-")) for name in names}
+    specs = [*SPECS.values(), PIPE_DP, dataclasses.replace(PIPE_DP, checkpoint_interval=0)]
+    results = run_many(specs, parts_dirs=[*dirs.values(), None])
+    return dirs, dict(zip([*names, "2x2 aqsgd uncommitted"], results))
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_every_participant_replays_exactly(honest, name):
+    dirs, _ = honest
+    spec = SPECS[name]
+    rejected, verdicts = _rejected(spec, dirs[name])
+    assert not rejected, [verdicts[key].reason for key in rejected]
+    for verdict in verdicts.values():
+        assert verdict.exact and verdict.distance == 0.0 and not verdict.wrong_messages
+        assert verdict.messages > 0
+
+
+def test_group_root_is_reproducible(honest):
+    dirs, _ = honest
+    first, again = check_group(PIPE_DP, dirs["2x2 aqsgd"]), check_group(PIPE_DP, dirs["2x2 aqsgd again"])
+    assert first == again == P.load_group_root(dirs["2x2 aqsgd"])
+    roots = [P.load_participant(dirs["2x2 aqsgd"], q).proof_root for q in range(PIPE_DP.world)]
+    assert len(set(roots)) == PIPE_DP.world
+    assert P.group_root(roots) == first
+
+
+def test_committing_leaves_the_training_unchanged(honest):
+    _, results = honest
+    committed, plain = results["2x2 aqsgd"], results["2x2 aqsgd uncommitted"]
+    assert all(torch.equal(committed.state[n], plain.state[n]) for n in plain.state)
+    assert committed.losses == plain.losses
+    # three pipeline stages: the clipping norm summed in rank order, as in one process
+    single = run_single(SPECS["3x1"])
+    assert all(torch.equal(results["3x1"].state[n], single.state[n]) for n in single.state)
+
+
+def test_published_parts_are_safetensors_and_json(honest):
+    dirs, _ = honest
+    spec, parts_dir = PIPE_DP, dirs["2x2 aqsgd"]
+    proof = json.loads((parts_dir / "rank1" / "proof.json").read_text())
+    assert len(proof["checkpoint_roots"]) == spec.steps // spec.checkpoint_interval + 1
+    assert len(proof["message_roots"]) == spec.steps // spec.checkpoint_interval
+    with safe_open(str(parts_dir / "rank1" / "checkpoint-1.safetensors"), framework="pt") as file:
+        order = json.loads(file.metadata()["order"])
+    assert order[0].startswith("param/") and any(n.startswith("exp_avg_sq/") for n in order)
+    assert any(n.startswith("aqsgd.received/") for n in order)  # stage 1 receives activations
+    with safe_open(str(parts_dir / "rank0" / "messages-1.safetensors"), framework="pt") as file:
+        listing = json.loads(file.metadata()["messages"])
+        assert all(file.get_tensor(key).dtype == torch.uint8 for key in file.keys())
+    assert {entry["op"] for entry in listing} == {"send", "all_reduce"}
+
+
+def test_a_message_that_does_not_match_its_senders_root_is_refused(honest, tmp_path):
+    """A receiver's input is opened against its sender's commitment: a published message changed
+    after the fact is the sender's parts failing, not the receiver's replay."""
+    import shutil
+
+    parts_dir = tmp_path / "parts"
+    shutil.copytree(honest[0]["2x2 aqsgd"], parts_dir)
+    path = parts_dir / "rank0" / "messages-1.safetensors"
+    with safe_open(str(path), framework="pt") as file:
+        metadata, tensors = file.metadata(), {key: file.get_tensor(key) for key in file.keys()}
+    tensors["000000"][0] ^= 1
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(P.PartsError) as error:
+        replay_participant(PIPE_DP, parts_dir, 1, 1)
+    assert error.value.rank == 0
+    assert replay_participant(PIPE_DP, parts_dir, 1, 0).accept  # other segments are untouched
+
+
+def _on_rank(rank):
+    return dist.is_initialized() and dist.get_rank() == rank
+
+
+def test_perturbed_parameters_are_caught(monkeypatch, tmp_path):
+    cheater, step = 1, 2  # stage 1 of replica 0, first step of segment 1
+    step_honestly = engine.Optimizer.step
+
+    def perturbing_step(self, at, grad_sq_sum):
+        step_honestly(self, at, grad_sq_sum)
+        if _on_rank(cheater) and at == step:
+            with torch.no_grad():
+                self.params[0].add_(1e-3)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine.Optimizer, "step", perturbing_step)
+        run(PIPE_DP, parts_dir=tmp_path)
+    rejected, verdicts = _rejected(PIPE_DP, tmp_path)
+    assert rejected == {(cheater, 1)}
+    verdict = verdicts[cheater, 1]
+    assert verdict.distance > 1e-4 and not verdict.exact
+    assert verdict.wrong_messages  # what it sent after the perturbation is not what its inputs give
+
+
+def test_corrupted_activation_is_caught_and_its_receiver_passes(monkeypatch, tmp_path):
+    cheater, step = 0, 3  # stage 0 of replica 0 corrupts its first 4-bit activation delta of step 3
+    send_honestly = P.Recorder.send
+
+    def corrupting_send(self, payload, dst):
+        if _on_rank(cheater) and self.step == step and not getattr(self, "cheated", False):
+            self.cheated = True
+            payload = payload.clone()
+            payload[-1] ^= 1
+        send_honestly(self, payload, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(P.Recorder, "send", corrupting_send)
+        run(PIPE_DP, parts_dir=tmp_path)
+    rejected, verdicts = _rejected(PIPE_DP, tmp_path)
+    assert rejected == {(cheater, 1)}
+    verdict = verdicts[cheater, 1]
+    # its own state replays exactly (it cached what it should have sent): only the message check sees it
+    assert verdict.exact
+    assert len(verdict.wrong_messages) == 1
+    # the receiver computed on the corrupted message and is judged on it: it passes, exactly
+    assert verdicts[cheater + 1, 1].accept and verdicts[cheater + 1, 1].exact
+
+
+def test_corrupted_gradient_sync_is_caught_and_the_other_replica_passes(monkeypatch, tmp_path):
+    cheater, step = 2, 3  # stage 0 of replica 1 adds to its gradient contribution at step 3
+    all_reduce_honestly = P.Recorder.all_reduce
+
+    def corrupting_all_reduce(self, tensor, ranks):
+        if _on_rank(cheater) and self.step == step and ranks == (0, 2):
+            tensor[0] += 1.0
+        all_reduce_honestly(self, tensor, ranks)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(P.Recorder, "all_reduce", corrupting_all_reduce)
+        run(PIPE_DP, parts_dir=tmp_path)
+    rejected, verdicts = _rejected(PIPE_DP, tmp_path)
+    assert rejected == {(cheater, 1)}
+    assert verdicts[cheater, 1].wrong_messages and not verdicts[cheater, 1].exact
+    assert verdicts[0, 1].exact  # replica 0's stage 0 summed the published (corrupted) contribution
