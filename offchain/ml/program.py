@@ -441,8 +441,11 @@ def _narrow(tensor):
 
 
 def _round(tensor):
-    """float64 -> nearest float32 -> float64 (one honest rounding per node)."""
-    return tensor.float().double() if tensor is not None and tensor.dtype == torch.float64 else tensor
+    """float64 -> nearest float32 -> float64 (one honest rounding per node); a float32 output (a
+    cast from an integer or bool) is widened exactly."""
+    if tensor is not None and tensor.dtype == torch.float64:
+        return tensor.float().double()
+    return _widen(tensor)
 
 
 class CapturedStep:
