@@ -7,8 +7,8 @@ caller limits it) and the one-thread ceiling: flat keccak's permutation count ov
 root's (a 2 KiB leaf is 16 rate blocks of 136 bytes for 15.06 of data, plus one per inner node).
 The Merkle side is ``bytes_root`` per tensor, as ``tensor_root`` computes it; ``--native off`` times
 the per-call keccak path instead of the native batch kernels (``on`` loads them before the small
-checkpoint too; ``auto``, the default, is what a process does: load them at the first buffer of
-``NATIVE_LOAD_LEAVES`` leaves).  Run:
+checkpoint too; ``auto``, the default, is what a process does: load them at its first buffer of
+``NATIVE_LOAD_BYTES``, 1 MiB).  Run:
 
     .venv/bin/python bench/commitment.py [--native auto|on|off]
 """

@@ -109,11 +109,15 @@ def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
     level = list(leaves)
     levels = [level]
     height = 0
+    native = _native(len(level)) if len(level) >= _NATIVE_MIN_NODES else None
     while len(level) > 1:
         if len(level) & 1:
             level = level + [_ZERO_SUBTREES[height]]
             levels[-1] = level
-        level = [keccak256(level[i] + level[i + 1]) for i in range(0, len(level), 2)]
+        if native is not None and len(level) >= _NATIVE_MIN_NODES and all(len(n) == 32 for n in level):
+            level = _split32(_hash_pairs_native(native, level))
+        else:
+            level = [keccak256(level[i] + level[i + 1]) for i in range(0, len(level), 2)]
         levels.append(level)
         height += 1
     return levels
@@ -123,6 +127,14 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """Root over 32-byte leaf hashes, padded to a power of two with ``bytes32(0)`` leaves."""
     if not leaves:
         return ZERO_HASH
+    native = _native(len(leaves)) if len(leaves) >= _NATIVE_MIN_NODES else None
+    if native is not None:
+        joined = b"".join(leaves)
+        if len(joined) == 32 * len(leaves):  # else nodes are hashed as the per-call path joins them
+            nodes = np.empty((len(leaves) + 1, 4), dtype=np.uint64)
+            nodes[:-1] = np.frombuffer(joined, dtype=np.uint64).reshape(-1, 4)
+            native.merkle_root(nodes, len(leaves), _ZERO_WORDS)
+            return nodes[0].tobytes()
     level = list(leaves)
     height = 0
     while len(level) > 1:
@@ -231,10 +243,11 @@ def _pool() -> ThreadPoolExecutor:
 # Native batch keccak (offchain/ml/keccak_batch.py, compiled by numba): all leaves of a tensor in
 # one call per thread, and each Merkle level in one call, without the GIL and reading the tensor's
 # memory in place.  The digests are bitwise those of the per-call path below, which stays the
-# fallback when numba cannot be imported or compiled.  Loading numba costs a process a few tenths
-# of a second (the kernels are compiled once per machine and cached), so it is loaded by the first
-# buffer of at least NATIVE_LOAD_LEAVES leaves; once loaded it serves every buffer.
-NATIVE_LOAD_LEAVES = 64
+# fallback when numba cannot be imported or compiled.  Loading numba costs a process about 0.4 s
+# (the kernels are compiled once per machine, about 1.5 s, and cached), so it is loaded by the first
+# buffer of at least NATIVE_LOAD_BYTES (or by `native_keccak(True)`); once loaded it serves every
+# buffer of two leaves or more, and every Merkle tree of _NATIVE_MIN_NODES leaves or more.
+NATIVE_LOAD_BYTES = 1 << 20
 _NATIVE_MIN_NODES = 8  # below this many tree nodes the per-call path is as fast
 _native_lock = threading.Lock()
 _native_module = None  # the kernel module once loaded
@@ -242,12 +255,13 @@ _native_state = "unloaded"  # "unloaded" | "loaded" | "off" (disabled, or loadin
 _ZERO_WORDS = np.frombuffer(b"".join(_ZERO_SUBTREES), dtype=np.uint64).reshape(-1, 4)
 
 
-def _native(count: int):
-    """The native kernel module if it serves ``count`` leaves (loading it if worth it), else None."""
+def _native(count: int, load: bool = False):
+    """The native kernel module if it is loaded (or ``load`` and it loads) and ``count`` leaves or
+    nodes are worth a native call, else None."""
     global _native_module, _native_state
     if _native_state == "loaded":
-        return _native_module
-    if _native_state == "off" or count < NATIVE_LOAD_LEAVES:
+        return _native_module if count >= 2 else None
+    if _native_state == "off" or not load:
         return None
     with _native_lock:
         if _native_state == "unloaded":
@@ -258,7 +272,7 @@ def _native(count: int):
                 _native_module, _native_state = keccak_batch, "loaded"
             except Exception:  # pragma: no cover - numba missing or unusable here
                 _native_state = "off"
-    return _native_module
+    return _native_module if _native_state == "loaded" and count >= 2 else None
 
 
 def _warm(module) -> None:
@@ -282,7 +296,7 @@ def native_keccak(enabled: bool | None = None) -> bool:
         _native_state = "off"
     elif enabled and _native_state != "loaded":
         _native_state = "loaded" if _native_module is not None else "unloaded"
-        _native(NATIVE_LOAD_LEAVES)
+        _native(0, load=True)
     return _native_state == "loaded"
 
 
@@ -319,22 +333,19 @@ def _native_leaves(native, view: memoryview, count: int, leaf_bytes: int, out: n
         future.result()
 
 
-def _last_leaf(view: memoryview, full: int) -> bytes:
-    size = len(view)
-    return keccak256(bytes(view[full:]) + bytes(-(size - full) % 32))
-
-
 def leaf_hashes(data: bytes | memoryview, leaf_bytes: int = LEAF_BYTES) -> list[bytes]:
     """keccak256 of each ``leaf_bytes`` chunk; the last one zero-padded to a multiple of 32 bytes."""
     view = memoryview(data).cast("B")
     size = len(view)
     full = size - size % leaf_bytes
     count = full // leaf_bytes
-    native = _native(count) if leaf_bytes % 8 == 0 and count else None
+    native = _native(count, full >= NATIVE_LOAD_BYTES) if leaf_bytes % 8 == 0 else None
     if native is not None:
         out = np.empty((count, 4), dtype=np.uint64)
         _native_leaves(native, view, count, leaf_bytes, out)
         hashes = _split32(out.tobytes())
+    elif count < 2 * MIN_LEAVES_PER_THREAD:
+        hashes = _hash_leaves(view, 0, full, leaf_bytes)
     else:
         bounds = [i * leaf_bytes for i in _thread_bounds(count)]
         futures = [_pool().submit(_hash_leaves, view, a, b, leaf_bytes) for a, b in zip(bounds[1:-1], bounds[2:])]
@@ -342,7 +353,7 @@ def leaf_hashes(data: bytes | memoryview, leaf_bytes: int = LEAF_BYTES) -> list[
         for future in futures:
             hashes.extend(future.result())
     if full < size:
-        hashes.append(_last_leaf(view, full))
+        hashes.append(keccak256(bytes(view[full:]) + bytes(-(size - full) % 32)))
     return hashes
 
 
@@ -350,9 +361,11 @@ def bytes_root(data: bytes | memoryview, numel: int, leaf_bytes: int = LEAF_BYTE
     """``tensor_root`` from already-serialized element bytes."""
     view = memoryview(data).cast("B")
     size = len(view)
+    if size < leaf_bytes:  # one zero-padded leaf (or none): the data root is its hash
+        return sized_root(keccak256(bytes(view) + bytes(-size % 32)) if size else ZERO_HASH, numel)
     full = size - size % leaf_bytes
     count = full // leaf_bytes
-    native = _native(count) if leaf_bytes % 8 == 0 and count else None
+    native = _native(count, full >= NATIVE_LOAD_BYTES) if leaf_bytes % 8 == 0 else None
     if native is None:
         return sized_root(merkle_root(leaf_hashes(view, leaf_bytes)), numel)
     # the whole tree in native calls: leaf hashes into one array, reduced in place
@@ -360,7 +373,8 @@ def bytes_root(data: bytes | memoryview, numel: int, leaf_bytes: int = LEAF_BYTE
     nodes = np.empty((leaves + 1, 4), dtype=np.uint64)
     _native_leaves(native, view, count, leaf_bytes, nodes)
     if full < size:
-        nodes[count] = np.frombuffer(_last_leaf(view, full), dtype=np.uint64)
+        last = keccak256(bytes(view[full:]) + bytes(-(size - full) % 32))
+        nodes[count] = np.frombuffer(last, dtype=np.uint64)
     native.merkle_root(nodes, leaves, _ZERO_WORDS)
     return sized_root(nodes[0].tobytes(), numel)
 

@@ -227,7 +227,18 @@ def test_native_keccak__loads_and_is_used_for_large_buffers(native_state):
     commit.native_keccak(False)
     assert not commit.native_keccak()
     assert commit.native_keccak(True)
-    assert commit._native(1) is not None
+    assert commit._native(2) is not None and commit._native(1) is None
+
+
+def test_native_keccak__is_loaded_by_the_first_large_buffer_only(native_state, monkeypatch):
+    commit = native_state
+    monkeypatch.setattr(commit, "_native_state", "unloaded")
+    monkeypatch.setattr(commit, "_native_module", None)
+    tensor_root(torch.randn(1000, 100))  # 400 KB: the per-call path, nothing loaded
+    merkle_root([ZERO_HASH] * 1000)
+    assert commit._native_state == "unloaded"
+    tensor_root(torch.randn(commit.NATIVE_LOAD_BYTES // 4))
+    assert commit.native_keccak()
 
 
 @pytest.mark.parametrize("leaf", [32, 40, 136, 272, 2048, 100])
