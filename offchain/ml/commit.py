@@ -508,10 +508,14 @@ def row_leaves(x: torch.Tensor, y: torch.Tensor) -> list[bytes]:
     packed = np.empty((xs.shape[0], row_size + 8), dtype=np.uint8)
     packed[:, :row_size] = xs.view(np.uint8).reshape(xs.shape[0], row_size)
     packed[:, row_size:] = ys.view(np.uint8).reshape(xs.shape[0], 8)
-    blob = packed.tobytes()
     width = row_size + 8
-    view = memoryview(blob)
-    return [keccak256(view[i : i + width]) for i in range(0, len(blob), width)]
+    native = _native(len(packed), packed.nbytes >= NATIVE_LOAD_BYTES) if width % 8 == 0 else None
+    if native is not None:
+        out = np.empty((len(packed), 4), dtype=np.uint64)
+        native.hash_chunks(packed.reshape(-1).view(np.uint64), width // 8, 0, len(packed), out)
+        return _split32(out.tobytes())
+    view = memoryview(packed.reshape(-1))
+    return [keccak256(view[i : i + width]) for i in range(0, packed.nbytes, width)]
 
 
 def dataset_root(x: torch.Tensor, y: torch.Tensor) -> bytes:

@@ -308,3 +308,14 @@ def test_native_merkle_root_keeps_the_per_call_rule_for_odd_sized_nodes(native_s
     leaves = [bytes([i]) * (32 + i % 2) for i in range(20)]
     per_call, native = _both_paths(commit, lambda: merkle_root(leaves))
     assert per_call == native
+
+
+@pytest.mark.parametrize("features", [1, 2, 5, 64])
+def test_native_dataset_roots_match_the_per_call_path(native_state, features):
+    """Rows of an even feature count are whole 8-byte words (native), odd ones are not (per call)."""
+    commit = native_state
+    data = synthetic_dataset(301, features, 3, seed=features)
+    per_call, native = _both_paths(commit, lambda: (commit.row_leaves(data.x, data.y), dataset_root(data.x, data.y)))
+    assert per_call == native
+    rows = [k(data.x[i].numpy().astype("<f4").tobytes() + int(data.y[i]).to_bytes(8, "little")) for i in range(301)]
+    assert native[0] == rows
