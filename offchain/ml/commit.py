@@ -114,7 +114,7 @@ def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
         if len(level) & 1:
             level = level + [_ZERO_SUBTREES[height]]
             levels[-1] = level
-        if native is not None and len(level) >= _NATIVE_MIN_NODES and all(len(n) == 32 for n in level):
+        if native and len(level) >= _NATIVE_MIN_NODES and all(len(n) == 32 for n in level):
             level = _split32(_hash_pairs_native(native, level))
         else:
             level = [keccak256(level[i] + level[i + 1]) for i in range(0, len(level), 2)]
@@ -327,7 +327,10 @@ def _native_leaves(native, view: memoryview, count: int, leaf_bytes: int, out: n
     words = np.frombuffer(view, dtype=np.uint64, count=count * leaf_bytes // 8)
     step = leaf_bytes // 8
     bounds = _thread_bounds(count)
-    futures = [_pool().submit(native.hash_chunks, words, step, a, b, out) for a, b in zip(bounds[1:-1], bounds[2:])]
+    futures = [
+        _pool().submit(native.hash_chunks, words, step, a, b, out)
+        for a, b in zip(bounds[1:-1], bounds[2:])
+    ]
     native.hash_chunks(words, step, 0, bounds[1], out)
     for future in futures:
         future.result()
@@ -348,7 +351,10 @@ def leaf_hashes(data: bytes | memoryview, leaf_bytes: int = LEAF_BYTES) -> list[
         hashes = _hash_leaves(view, 0, full, leaf_bytes)
     else:
         bounds = [i * leaf_bytes for i in _thread_bounds(count)]
-        futures = [_pool().submit(_hash_leaves, view, a, b, leaf_bytes) for a, b in zip(bounds[1:-1], bounds[2:])]
+        futures = [
+            _pool().submit(_hash_leaves, view, a, b, leaf_bytes)
+            for a, b in zip(bounds[1:-1], bounds[2:])
+        ]
         hashes = _hash_leaves(view, 0, bounds[1], leaf_bytes)
         for future in futures:
             hashes.extend(future.result())
