@@ -5,9 +5,12 @@ Prints, per leaf size, ``speed ratio = time(flat keccak) / time(Merkle root)`` o
 ``LEAF_BYTES``, the ratio with the leaves hashed on every core (how roots are computed unless a
 caller limits it) and the one-thread ceiling: flat keccak's permutation count over the Merkle
 root's (a 2 KiB leaf is 16 rate blocks of 136 bytes for 15.06 of data, plus one per inner node).
-Run:
+The Merkle side is ``bytes_root`` per tensor, as ``tensor_root`` computes it; ``--native off`` times
+the per-call keccak path instead of the native batch kernels (``on`` loads them before the small
+checkpoint too; ``auto``, the default, is what a process does: load them at its first buffer of
+``NATIVE_LOAD_BYTES``, 1 MiB).  Run:
 
-    .venv/bin/python bench/commitment.py
+    .venv/bin/python bench/commitment.py [--native auto|on|off]
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ import torch  # noqa: E402
 from offchain.ml import LEAF_BYTES, digits_task, init_weights, keccak256, mlp_spec  # noqa: E402
 from offchain.ml.commit import (  # noqa: E402
     KECCAK_BACKEND,
+    bytes_root,
     hashing_threads,
-    leaf_hashes,
     merkle_root,
-    sized_root,
+    native_keccak,
     tensor_bytes,
     tree_depth,
 )
@@ -46,7 +49,7 @@ def best_of(fn, repeats: int) -> float:
 
 
 def checkpoint_with_leaf(blobs: list[bytes], numels: list[int], leaf_bytes: int) -> bytes:
-    return merkle_root([sized_root(merkle_root(leaf_hashes(b, leaf_bytes)), n) for b, n in zip(blobs, numels)])
+    return merkle_root([bytes_root(b, n, leaf_bytes) for b, n in zip(blobs, numels)])
 
 
 def measure(name: str, state: dict[str, torch.Tensor], repeats: int) -> None:
@@ -69,6 +72,7 @@ def measure(name: str, state: dict[str, torch.Tensor], repeats: int) -> None:
     cores = os.cpu_count() or 1
     with hashing_threads(cores):
         t = best_of(lambda: checkpoint_with_leaf(blobs, numels, LEAF_BYTES), repeats)
+    print(f"native batch keccak {'in use' if native_keccak() else 'not in use'} (at the end of this checkpoint)")
     print(f"{LEAF_BYTES} B leaves on {cores} threads: {t * 1e6:.0f} us, ratio {flat / t:.2f}; one-thread ceiling "
           f"{permutations([size]) / permutations(numels, LEAF_BYTES):.2f} (keccak permutations, flat / Merkle)")
 
@@ -93,7 +97,10 @@ def permutations(numels_or_sizes: list[int], leaf: int | None = None) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--native", choices=["auto", "on", "off"], default="auto")
     args = parser.parse_args()
+    if args.native != "auto":
+        native_keccak(args.native == "on")
     print(f"keccak backend: {KECCAK_BACKEND}; ratio = flat keccak time / Merkle time (target >= 0.9)")
     demo = digits_task(steps=10, k=10)
     measure("digits checkpoint (64-32-10 MLP)", demo.weights, args.repeats * 5)

@@ -109,11 +109,15 @@ def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
     level = list(leaves)
     levels = [level]
     height = 0
+    native = _native(len(level)) if len(level) >= _NATIVE_MIN_NODES else None
     while len(level) > 1:
         if len(level) & 1:
             level = level + [_ZERO_SUBTREES[height]]
             levels[-1] = level
-        level = [keccak256(level[i] + level[i + 1]) for i in range(0, len(level), 2)]
+        if native and len(level) >= _NATIVE_MIN_NODES and all(len(n) == 32 for n in level):
+            level = _split32(_hash_pairs_native(native, level))
+        else:
+            level = [keccak256(level[i] + level[i + 1]) for i in range(0, len(level), 2)]
         levels.append(level)
         height += 1
     return levels
@@ -123,6 +127,14 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """Root over 32-byte leaf hashes, padded to a power of two with ``bytes32(0)`` leaves."""
     if not leaves:
         return ZERO_HASH
+    native = _native(len(leaves)) if len(leaves) >= _NATIVE_MIN_NODES else None
+    if native is not None:
+        joined = b"".join(leaves)
+        if len(joined) == 32 * len(leaves):  # else nodes are hashed as the per-call path joins them
+            nodes = np.empty((len(leaves) + 1, 4), dtype=np.uint64)
+            nodes[:-1] = np.frombuffer(joined, dtype=np.uint64).reshape(-1, 4)
+            native.merkle_root(nodes, len(leaves), _ZERO_WORDS)
+            return nodes[0].tobytes()
     level = list(leaves)
     height = 0
     while len(level) > 1:
@@ -197,9 +209,9 @@ def leaf_length(total_bytes: int, leaf_index: int, leaf_bytes: int = LEAF_BYTES)
     return min(leaf_bytes, remaining + (-remaining % 32))
 
 
-# Hashing threads: keccak releases the GIL on a whole leaf, so the leaves of a large tensor hash on
-# every core at once.  A caller whose cores are busy (bookkeeping that overlaps training) asks for
-# fewer with `hashing_threads`.
+# Hashing threads: keccak releases the GIL on a whole leaf (the native kernels on a whole run of
+# leaves), so the leaves of a large tensor hash on every core at once.  A caller whose cores are
+# busy (bookkeeping that overlaps training) asks for fewer with `hashing_threads`.
 _hashing = threading.local()
 _POOL: ThreadPoolExecutor | None = None
 # leaves one thread hashes at least (below this a thread costs more than it saves)
@@ -228,8 +240,100 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+# Native batch keccak (offchain/ml/keccak_batch.py, compiled by numba): all leaves of a tensor in
+# one call per thread, and each Merkle level in one call, without the GIL and reading the tensor's
+# memory in place.  The digests are bitwise those of the per-call path below, which stays the
+# fallback when numba cannot be imported or compiled.  Loading numba costs a process about 0.4 s
+# (the kernels are compiled once per machine, about 1.5 s, and cached), so it is loaded by the first
+# buffer of at least NATIVE_LOAD_BYTES (or by `native_keccak(True)`); once loaded it serves every
+# buffer of two leaves or more, and every Merkle tree of _NATIVE_MIN_NODES leaves or more.
+NATIVE_LOAD_BYTES = 1 << 20
+_NATIVE_MIN_NODES = 8  # below this many tree nodes the per-call path is as fast
+_native_lock = threading.Lock()
+_native_module = None  # the kernel module once loaded
+_native_state = "unloaded"  # "unloaded" | "loaded" | "off" (disabled, or loading failed)
+_ZERO_WORDS = np.frombuffer(b"".join(_ZERO_SUBTREES), dtype=np.uint64).reshape(-1, 4)
+
+
+def _native(count: int, load: bool = False):
+    """The native kernel module if it is loaded (or ``load`` and it loads) and ``count`` leaves or
+    nodes are worth a native call, else None."""
+    global _native_module, _native_state
+    if _native_state == "loaded":
+        return _native_module if count >= 2 else None
+    if _native_state == "off" or not load:
+        return None
+    with _native_lock:
+        if _native_state == "unloaded":
+            try:
+                from . import keccak_batch
+
+                _warm(keccak_batch)
+                _native_module, _native_state = keccak_batch, "loaded"
+            except Exception:  # pragma: no cover - numba missing or unusable here
+                _native_state = "off"
+    return _native_module if _native_state == "loaded" and count >= 2 else None
+
+
+def _warm(module) -> None:
+    """Compile (or load from the cache) each kernel once, on this thread, and check it against
+    the per-call keccak before anything is committed with it."""
+    words = np.frombuffer(bytes(range(256)) * 2, dtype=np.uint64)
+    out = np.empty((3, 4), dtype=np.uint64)
+    module.hash_chunks(words, 32, 0, 2, out)
+    if out[:2].tobytes() != keccak256(bytes(range(256))) * 2:
+        raise CommitmentError("native keccak disagrees with keccak256")
+    module.merkle_root(out, 2, _ZERO_WORDS)
+    if out[0].tobytes() != keccak256(keccak256(bytes(range(256))) * 2):
+        raise CommitmentError("native keccak disagrees with keccak256")
+
+
+def native_keccak(enabled: bool | None = None) -> bool:
+    """Whether this process hashes through the native kernels; ``enabled`` True loads them now,
+    False turns them off (the per-call path then serves every buffer)."""
+    global _native_state
+    if enabled is False:
+        _native_state = "off"
+    elif enabled and _native_state != "loaded":
+        _native_state = "loaded" if _native_module is not None else "unloaded"
+        _native(0, load=True)
+    return _native_state == "loaded"
+
+
+def _split32(blob: bytes) -> list[bytes]:
+    return [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+
+def _hash_pairs_native(native, level: Sequence[bytes]) -> bytes:
+    nodes = np.frombuffer(b"".join(level), dtype=np.uint64).reshape(-1, 4)
+    out = np.empty((len(level) // 2, 4), dtype=np.uint64)
+    native.hash_pairs(nodes, len(level), out)
+    return out.tobytes()
+
+
 def _hash_leaves(view: memoryview, first: int, stop: int, leaf_bytes: int) -> list[bytes]:
+    """Per-call path: one keccak256 call per leaf of ``view[first:stop]`` (whole leaves)."""
     return [keccak256(view[offset : offset + leaf_bytes]) for offset in range(first, stop, leaf_bytes)]
+
+
+def _thread_bounds(count: int) -> list[int]:
+    """Leaf indices splitting ``count`` leaves among this thread's hashing threads."""
+    parts = max(1, min(_hashing_threads(), count // MIN_LEAVES_PER_THREAD))
+    return [count * i // parts for i in range(parts + 1)]
+
+
+def _native_leaves(native, view: memoryview, count: int, leaf_bytes: int, out: np.ndarray) -> None:
+    """``out[:count]`` = the hashes of the first ``count`` whole leaves, read in place."""
+    words = np.frombuffer(view, dtype=np.uint64, count=count * leaf_bytes // 8)
+    step = leaf_bytes // 8
+    bounds = _thread_bounds(count)
+    futures = [
+        _pool().submit(native.hash_chunks, words, step, a, b, out)
+        for a, b in zip(bounds[1:-1], bounds[2:])
+    ]
+    native.hash_chunks(words, step, 0, bounds[1], out)
+    for future in futures:
+        future.result()
 
 
 def leaf_hashes(data: bytes | memoryview, leaf_bytes: int = LEAF_BYTES) -> list[bytes]:
@@ -237,15 +341,23 @@ def leaf_hashes(data: bytes | memoryview, leaf_bytes: int = LEAF_BYTES) -> list[
     view = memoryview(data).cast("B")
     size = len(view)
     full = size - size % leaf_bytes
-    parts = min(_hashing_threads(), full // leaf_bytes // MIN_LEAVES_PER_THREAD)
-    if parts > 1:
-        bounds = [full // leaf_bytes * i // parts * leaf_bytes for i in range(parts + 1)]
-        futures = [_pool().submit(_hash_leaves, view, a, b, leaf_bytes) for a, b in zip(bounds[1:-1], bounds[2:])]
+    count = full // leaf_bytes
+    native = _native(count, full >= NATIVE_LOAD_BYTES) if leaf_bytes % 8 == 0 else None
+    if native is not None:
+        out = np.empty((count, 4), dtype=np.uint64)
+        _native_leaves(native, view, count, leaf_bytes, out)
+        hashes = _split32(out.tobytes())
+    elif count < 2 * MIN_LEAVES_PER_THREAD:
+        hashes = _hash_leaves(view, 0, full, leaf_bytes)
+    else:
+        bounds = [i * leaf_bytes for i in _thread_bounds(count)]
+        futures = [
+            _pool().submit(_hash_leaves, view, a, b, leaf_bytes)
+            for a, b in zip(bounds[1:-1], bounds[2:])
+        ]
         hashes = _hash_leaves(view, 0, bounds[1], leaf_bytes)
         for future in futures:
             hashes.extend(future.result())
-    else:
-        hashes = _hash_leaves(view, 0, full, leaf_bytes)
     if full < size:
         hashes.append(keccak256(bytes(view[full:]) + bytes(-(size - full) % 32)))
     return hashes
@@ -253,7 +365,24 @@ def leaf_hashes(data: bytes | memoryview, leaf_bytes: int = LEAF_BYTES) -> list[
 
 def bytes_root(data: bytes | memoryview, numel: int, leaf_bytes: int = LEAF_BYTES) -> bytes:
     """``tensor_root`` from already-serialized element bytes."""
-    return sized_root(merkle_root(leaf_hashes(data, leaf_bytes)), numel)
+    view = memoryview(data).cast("B")
+    size = len(view)
+    if size < leaf_bytes:  # one zero-padded leaf (or none): the data root is its hash
+        return sized_root(keccak256(bytes(view) + bytes(-size % 32)) if size else ZERO_HASH, numel)
+    full = size - size % leaf_bytes
+    count = full // leaf_bytes
+    native = _native(count, full >= NATIVE_LOAD_BYTES) if leaf_bytes % 8 == 0 else None
+    if native is None:
+        return sized_root(merkle_root(leaf_hashes(view, leaf_bytes)), numel)
+    # the whole tree in native calls: leaf hashes into one array, reduced in place
+    leaves = count + (full < size)
+    nodes = np.empty((leaves + 1, 4), dtype=np.uint64)
+    _native_leaves(native, view, count, leaf_bytes, nodes)
+    if full < size:
+        last = keccak256(bytes(view[full:]) + bytes(-(size - full) % 32))
+        nodes[count] = np.frombuffer(last, dtype=np.uint64)
+    native.merkle_root(nodes, leaves, _ZERO_WORDS)
+    return sized_root(nodes[0].tobytes(), numel)
 
 
 def tensor_root(tensor: torch.Tensor, leaf_bytes: int = LEAF_BYTES) -> bytes:
@@ -385,10 +514,14 @@ def row_leaves(x: torch.Tensor, y: torch.Tensor) -> list[bytes]:
     packed = np.empty((xs.shape[0], row_size + 8), dtype=np.uint8)
     packed[:, :row_size] = xs.view(np.uint8).reshape(xs.shape[0], row_size)
     packed[:, row_size:] = ys.view(np.uint8).reshape(xs.shape[0], 8)
-    blob = packed.tobytes()
     width = row_size + 8
-    view = memoryview(blob)
-    return [keccak256(view[i : i + width]) for i in range(0, len(blob), width)]
+    native = _native(len(packed), packed.nbytes >= NATIVE_LOAD_BYTES) if width % 8 == 0 else None
+    if native is not None:
+        out = np.empty((len(packed), 4), dtype=np.uint64)
+        native.hash_chunks(packed.reshape(-1).view(np.uint64), width // 8, 0, len(packed), out)
+        return _split32(out.tobytes())
+    view = memoryview(packed.reshape(-1))
+    return [keccak256(view[i : i + width]) for i in range(0, packed.nbytes, width)]
 
 
 def dataset_root(x: torch.Tensor, y: torch.Tensor) -> bytes:

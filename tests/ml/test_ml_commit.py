@@ -200,3 +200,129 @@ def test_bad_ranges_raise():
         merkle_range_proof([ZERO_HASH] * 3, 2, 2)
     with pytest.raises(CommitmentError):
         tensor_range_proof(torch.zeros(4), 0, 5)
+
+
+# --------------------------------------------------------------------------------------------
+# Native batch keccak: bitwise the per-call path's leaves, levels and roots
+
+
+@pytest.fixture
+def native_state(monkeypatch):
+    """Restore the process's native-keccak state after a test that switches it."""
+    from offchain.ml import commit
+
+    monkeypatch.setattr(commit, "_native_state", commit._native_state)
+    return commit
+
+
+def _both_paths(commit, fn):
+    commit.native_keccak(False)
+    per_call = fn()
+    assert commit.native_keccak(True), "numba is a dependency: the native kernels must load"
+    return per_call, fn()
+
+
+def test_native_keccak__loads_and_is_used_for_large_buffers(native_state):
+    commit = native_state
+    commit.native_keccak(False)
+    assert not commit.native_keccak()
+    assert commit.native_keccak(True)
+    assert commit._native(2) is not None and commit._native(1) is None
+
+
+def test_native_keccak__is_loaded_by_the_first_large_buffer_only(native_state, monkeypatch):
+    commit = native_state
+    monkeypatch.setattr(commit, "_native_state", "unloaded")
+    monkeypatch.setattr(commit, "_native_module", None)
+    tensor_root(torch.randn(1000, 100))  # 400 KB: the per-call path, nothing loaded
+    merkle_root([ZERO_HASH] * 1000)
+    assert commit._native_state == "unloaded"
+    tensor_root(torch.randn(commit.NATIVE_LOAD_BYTES // 4))
+    assert commit.native_keccak()
+
+
+@pytest.mark.parametrize("leaf", [32, 40, 136, 272, 2048, 100])
+def test_native_leaf_hashes_and_roots_match_the_per_call_path(native_state, leaf):
+    """Empty, 1 byte, leaf-1, leaf, leaf+1, odd leaf counts, several threads' worth of leaves, and
+    a leaf size that is not a whole number of 8-byte words (served by the per-call path)."""
+    commit = native_state
+    rng = np.random.default_rng(leaf)
+    sizes = [0, 1, leaf - 1, leaf, leaf + 1, 3 * leaf, 5 * leaf + 7, 8 * leaf, 9 * leaf - 3,
+             commit.MIN_LEAVES_PER_THREAD * 3 * leaf + 1, 1000 * leaf + 33]
+    for size in sizes:
+        raw = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        full = size - size % leaf
+        by_hand = [k(raw[i : i + leaf]) for i in range(0, full, leaf)]
+        if full < size:
+            by_hand.append(k(raw[full:] + bytes(-(size - full) % 32)))
+        for threads in (1, 2, 3):
+            with hashing_threads(threads):
+                per_call, native = _both_paths(
+                    commit, lambda: (leaf_hashes(raw, leaf), commit.bytes_root(raw, size, leaf))
+                )
+                assert per_call == native
+                assert native[0] == by_hand
+                assert native[1] == k(reference_root(by_hand) + size.to_bytes(32, "big"))
+
+
+def test_native_path_reads_unaligned_and_read_only_buffers(native_state):
+    commit = native_state
+    raw = np.random.default_rng(5).integers(0, 256, 2048 * 70 + 9, dtype=np.uint8).tobytes()
+    views = (memoryview(raw)[1:], memoryview(raw)[3 : 3 + 2048 * 65], memoryview(bytearray(raw)))
+    for view in views:
+        per_call, native = _both_paths(commit, lambda: (leaf_hashes(view), commit.bytes_root(view, 7)))
+        assert per_call == native
+
+
+def test_native_tensor_roots_match_for_non_contiguous_and_int_tensors(native_state):
+    commit = native_state
+    torch.manual_seed(3)
+    tensors = [
+        torch.randn(300, 700).t(),  # transposed: serialized in C order of the transpose
+        torch.randn(64, 1024)[:, ::2],  # strided columns
+        torch.randn(10, 3000)[2:9],  # a contiguous slice at an offset
+        torch.arange(70_001, dtype=torch.int64),
+        torch.arange(4097, dtype=torch.int32),
+        torch.randn(512 * 3),  # exactly three leaves
+        torch.randn(1),
+        torch.zeros(0),
+    ]
+    for tensor in tensors:
+        per_call, native = _both_paths(commit, lambda: tensor_root(tensor))
+        assert per_call == native
+        assert native == tensor_root(tensor.contiguous().clone())
+
+
+@pytest.mark.parametrize("count", [*range(1, 41), 63, 64, 65, 1000, 1023, 1025])
+def test_native_merkle_root_and_levels_match_the_per_call_path(native_state, count):
+    commit = native_state
+    leaves = [k(i.to_bytes(4, "big")) for i in range(count)]
+    per_call, native = _both_paths(commit, lambda: (merkle_root(leaves), commit._levels(leaves)))
+    assert per_call == native
+    assert native[0] == reference_root(leaves)
+    stop = min(count, 5)
+    start, stop = count // 3, max(stop, count // 3 + 1)
+    per_call_proof, proof = _both_paths(commit, lambda: merkle_range_proof(leaves, start, stop))
+    assert per_call_proof == proof
+    assert verify_range_proof(native[0], leaves[start:stop], start, proof, count)
+
+
+def test_native_merkle_root_keeps_the_per_call_rule_for_odd_sized_nodes(native_state):
+    """Nodes that are not 32 bytes are hashed as the per-call path concatenates them."""
+    commit = native_state
+    leaves = [bytes([i]) * (32 + i % 2) for i in range(20)]
+    per_call, native = _both_paths(commit, lambda: merkle_root(leaves))
+    assert per_call == native
+
+
+@pytest.mark.parametrize("features", [1, 2, 5, 64])
+def test_native_dataset_roots_match_the_per_call_path(native_state, features):
+    """Rows of an even feature count are whole 8-byte words (native), odd ones are not (per call)."""
+    commit = native_state
+    data = synthetic_dataset(301, features, 3, seed=features)
+    per_call, native = _both_paths(
+        commit, lambda: (commit.row_leaves(data.x, data.y), dataset_root(data.x, data.y))
+    )
+    assert per_call == native
+    rows = [k(data.x[i].numpy().astype("<f4").tobytes() + int(data.y[i]).to_bytes(8, "little")) for i in range(301)]
+    assert native[0] == rows
