@@ -374,13 +374,21 @@ def _mm(
     b: DynArray[uint256, MAX_RANK] = ins[pa + 1].shape
     m: uint256 = a[len(a) - 2]
     k: uint256 = a[len(a) - 1]
+    # attrs [1]: B is stored transposed ([n, k]) and its row j is read
+    flipped: bool = len(node.attrs) > 0 and node.attrs[0] != 0
     n: uint256 = b[len(b) - 1]
+    step: uint256 = n
+    at: uint256 = j
+    if flipped:
+        n = b[len(b) - 2]
+        step = 1
+        at = j * k
     row: DynArray[uint256, MAX_READ] = []
     column: DynArray[uint256, MAX_READ] = []
     for c: uint256 in range(self._chunk(t0, k, cap), bound=MAX_READ):
         t: uint256 = t0 + c
         row.append(batch * m * k + i * k + t)
-        column.append(batch * k * n + t * n + j)
+        column.append(batch * k * n + at + t * step)
     reads: DynArray[program.Read, MAX_LISTS] = [program.Read(pos=pa, idx=row), program.Read(pos=pa + 1, idx=column)]
     if node.op == program.OP_ADDMM:
         reads.append(program.Read(pos=0, idx=[self._broadcast([i, j], ins[0].shape)]))

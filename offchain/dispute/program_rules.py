@@ -360,11 +360,13 @@ _rule("amax")((_reduce_gather, _amax_check))
 # ---- contractions
 
 
-def _mm_reads(a_shape, b_shape, batch, i, j, a_pos, b_pos) -> Index:
+def _mm_reads(a_shape, b_shape, batch, i, j, a_pos, b_pos, transposed: bool) -> Index:
+    """Row i of A and column j of B (``transposed``: row j of B, stored [n, k])."""
     m, k = a_shape[-2:]
-    n = b_shape[-1]
+    n = b_shape[-2] if transposed else b_shape[-1]
     a0, b0 = batch * m * k, batch * k * n
-    return [(a_pos, [a0 + i * k + t for t in range(k)]), (b_pos, [b0 + t * n + j for t in range(k)])]
+    column = [b0 + j * k + t for t in range(k)] if transposed else [b0 + t * n + j for t in range(k)]
+    return [(a_pos, [a0 + i * k + t for t in range(k)]), (b_pos, column)]
 
 
 def _mm_gather(node, ins, index):
@@ -372,7 +374,7 @@ def _mm_gather(node, ins, index):
     batch, rest = divmod(index, rows_cols)
     i, j = divmod(rest, node.shape[-1])
     bias = [(0, [_broadcast([i, j], ins[0].shape)])] if node.op == "addmm" else []
-    return _mm_reads(ins[-2].shape, ins[-1].shape, batch, i, j, len(ins) - 2, len(ins) - 1) + bias
+    return _mm_reads(ins[-2].shape, ins[-1].shape, batch, i, j, len(ins) - 2, len(ins) - 1, node.attrs == (1,)) + bias
 
 
 def _conv_geometry(node):

@@ -256,9 +256,21 @@ def _mm_work(node: Node, inputs: Sequence[Node]) -> int:
     return 2 * node.numel * a.shape[-1]
 
 
-_op("mm", 53, _binary(aten.mm.default), work=_mm_work)
-_op("bmm", 54, _binary(aten.bmm.default), work=_mm_work)
-_op("addmm", 55, lambda n: lambda t: aten.addmm.default(t[0], t[1], t[2]), work=_mm_work)
+def _matmul(fn):
+    """mm / bmm / addmm (its bias first); attrs [1]: B is stored transposed, C = A @ Bᵀ with B of
+    shape [.., n, k] (a chunk of a long reduction then reads a row of it, not a strided column)."""
+    def build(node: Node):
+        if node.attrs not in ((), (0,), (1,)):
+            raise GraphError(f"{node.op} takes attrs [] or [1] (B transposed)")
+        if node.attrs == (1,):
+            return lambda t: fn(*t[:-1], t[-1].transpose(-1, -2))
+        return lambda t: fn(*t)
+    return build
+
+
+_op("mm", 53, _matmul(aten.mm.default), work=_mm_work)
+_op("bmm", 54, _matmul(aten.bmm.default), work=_mm_work)
+_op("addmm", 55, _matmul(aten.addmm.default), work=_mm_work)
 
 
 def _conv_params(attrs: Sequence[int]) -> tuple[list[int], list[int], list[int], int]:

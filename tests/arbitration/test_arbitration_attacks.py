@@ -358,7 +358,7 @@ HEADROOM = 2_048
 SIZED = ["Arbitration", "ProofChecker", "ReductionChecker", "ProgramChecker", "ProgramReductionChecker", "ProgramRowJudge",
          "TensorReader", "Judge", "PointwiseJudge", "Market"]
 # full by design: a new program rule goes to a contract of its own (docs/judge-programs.md §7);
-# ProgramIndex since it gained chunk_inputs (24,011 bytes)
+# ProgramIndex since it gained chunk_inputs and transposed matmul operands (24,155 bytes)
 AT_LIMIT = ["ProgramJudge", "ProgramNonlinearJudge", "ProgramIndex"]
 
 

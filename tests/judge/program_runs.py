@@ -48,7 +48,8 @@ ADAMW = OptimizerConfig("adamw", 3e-3, weight_decay=0.01, clip_norm=1.0)
 FAMILIES = {
     "mlp": (lambda: MLP(12, (8,), 5), ExportConfig(6, (12,))),
     "cnn": (lambda: CNN(1, 8, 8, 10), ExportConfig(6, (1, 8, 8), optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))),
-    "gpt": (lambda: GPT(40, 12, 32, 4, 1), ExportConfig(3, (12,), loss="lm_cross_entropy", optimizer=ADAMW)),
+    # width 48: the MLP's 192 columns are read as rows of a transposed operand (matmul attrs [1])
+    "gpt": (lambda: GPT(40, 12, 48, 4, 1), ExportConfig(3, (12,), loss="lm_cross_entropy", optimizer=ADAMW)),
     "zoo": (Zoo, ExportConfig(6, (4, 7, 7), optimizer=OptimizerConfig("adam", 1e-2))),
     "dropout": (lambda: nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 16), nn.GELU(),
                                       nn.Dropout(0.1), nn.Linear(16, 10)),

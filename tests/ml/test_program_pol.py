@@ -9,12 +9,13 @@ import functools
 
 import pytest
 import torch
+from torch import nn
 from eth_abi import encode as abi_encode
 
 from offchain.dispute import program_rules as R
 from offchain.dispute.limits import UnjudgeableTask
 from offchain.ml import cheats
-from offchain.ml.artifacts import digits_dataset, text_dataset
+from offchain.ml.artifacts import Dataset, digits_dataset, text_dataset
 from offchain.ml.commit import keccak256
 from offchain.ml.capture import ExportConfig, export_program
 from offchain.ml.demo import program_task
@@ -156,9 +157,9 @@ def _published(store, name: str):
 
 def test_program_task__fetched_and_checked_then_refused_where_the_chain_cannot_judge_a_node(tmp_path):
     """The CNN's long reductions (convolution gradients over the batch's pixels) are linear: the
-    game dissects them, so a worker takes the task. The byte-level GPT's 256-class log-softmax
-    rows and its sums over 128 positions are dissected too, but a chunk of its head's bias
-    gradient reads a column of 256-wide rows spread over 32 leaves: it is refused."""
+    game dissects them, so a worker takes the task; so is the byte-level GPT's (256-class rows, its
+    loss and embedding gradients over 128 positions written as sums). A 1x1 convolution over 32
+    channels of 32x32 images reads one element per channel, 4 KiB apart: 32 leaves, refused."""
     store = LocalStore(tmp_path / "ipfs")
     bundle, cid = _published(store, "cnn")
     program = bundle.graph.program
@@ -168,9 +169,17 @@ def test_program_task__fetched_and_checked_then_refused_where_the_chain_cannot_j
     bundle, cid = _published(store, "gpt")
     loaded = load_task(store, cid, bundle.task.hash())
     assert loaded.graph.root == bundle.task.graph_root and loaded.weights.keys() == bundle.weights.keys()
-    with pytest.raises(UnjudgeableTask, match=r"node \d+ \(sum, from .*\) reads 64 elements of node \d+ spread over "
+    assert fetch_task(store, cid, bundle.task.hash()).task == bundle.task
+    torch.manual_seed(0)
+    pointwise = nn.Sequential(nn.Conv2d(1, 32, 1), nn.ReLU(), nn.Conv2d(32, 2, 1), nn.Flatten(), nn.Linear(2048, 10))
+    wide = export_program(pointwise, ExportConfig(2, (1, 32, 32)))
+    weights = {name: p.detach().clone() for name, p in pointwise.named_parameters()}
+    images = Dataset(torch.randn(8, 1024), torch.randint(0, 10, (8,)))
+    task = program_task(wide, OptimizerConfig(), weights, images, steps=2, k=1, seed=1, cid=store.add_bytes)
+    cid = store.add_bytes(task.task.to_bytes())
+    with pytest.raises(UnjudgeableTask, match=r"node \d+ \(conv2d, from .*\) reads 32 elements of node \d+ spread over "
                                               r"32 leaves; the dispute game opens at most 16"):
-        fetch_task(store, cid, bundle.task.hash())
+        fetch_task(store, cid, task.task.hash())
     forged = dataclasses.replace(bundle.task, hyper_root=bytes(32))
     with pytest.raises(ArtifactMismatch, match="hyper_root"):
         load_task(store, store.add_bytes(forged.to_bytes()), forged.hash())

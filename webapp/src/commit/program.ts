@@ -378,9 +378,10 @@ function elementReads(node: Node, ins: Node[], index: number): Reads | null {
   if (kind !== "mm") return null;
   const [rows, cols] = node.shape.slice(-2), batch = Math.floor(index / (rows * cols)), rest = index % (rows * cols);
   const i = Math.floor(rest / cols), j = rest % cols, a = ins.at(-2)!, b = ins.at(-1)!;
-  const [m, k] = a.shape.slice(-2), n = b.shape.at(-1)!;
+  const flipped = node.attrs.length > 0 && Number(node.attrs[0]) !== 0; // B stored [n, k]: its row j
+  const [m, k] = a.shape.slice(-2), n = flipped ? b.shape.at(-2)! : b.shape.at(-1)!;
   const reads: Reads = [[ins.length - 2, terms(k, (t) => batch * m * k + i * k + t)],
-    [ins.length - 1, terms(k, (t) => batch * k * n + t * n + j)]];
+    [ins.length - 1, terms(k, (t) => batch * k * n + (flipped ? j * k + t : t * n + j))]];
   if (node.op === "addmm") {
     const bias = ins[0].shape, tail = [i, j].slice(2 - bias.length);
     reads.push([0, [ravel(tail.map((v, d) => (bias[d] === 1 ? 0 : v)), bias)]]);
