@@ -45,8 +45,9 @@ LONG = [
     ("cnn", "conv2d_grad_input", 0),
     ("cnn", "conv2d_grad_bias", 0),
     ("gpt-positions", "sum", 2),        # the loss: log-probabilities picked by one-hot targets, summed over 96 positions
-    ("gpt-positions", "sum", 4),        # a LayerNorm weight gradient: grad·x̂ summed over the positions
     ("gpt-positions", "mm", 10),        # the token embedding's gradient: one_hot(tokens)ᵀ @ grad
+    ("gpt-positions", "mm", 3),         # a 192-wide weight gradient: B read as rows of its transpose (attrs [1])
+    ("gpt-positions", "sum", 7),        # a 192-wide bias gradient: the positions moved last by a view
 ]
 
 
