@@ -15,8 +15,9 @@ from click.testing import CliRunner
 
 from offchain.cli import main
 from offchain.dispute import moves as M
+from offchain.dispute import program_rules as R
 from offchain.dispute.limits import UnjudgeableTask, program_unjudgeable_reason, unjudgeable_reason
-from offchain.ml import mlp_spec, synthetic_dataset
+from offchain.ml import LEAF_BYTES, mlp_spec, synthetic_dataset
 from offchain.ml.artifacts import Dataset
 from offchain.ml.capture import ExportConfig, export_program
 from offchain.ml.demo import make_task, program_task
@@ -137,17 +138,22 @@ def test_unjudgeable_spec__dtm_task_post_says_why_in_one_line(tmp_path):
     assert "Error: choose an account" in accepted.output
 
 
-@pytest.mark.parametrize("hidden, refused", [(128, None), (129, "node 8 (addmm, from ?) reads 64 elements of node 7 "
-                                                                "spread over 17 leaves; the dispute game opens at most 16")])
-def test_unjudgeable_program__each_chunk_of_a_dissected_reduction_must_open(hidden, refused):
-    """A program's 100-term first layer is dissected: each chunk reads 64 rows of a column of the
-    transposed weight, whose rows are `hidden` floats apart: 16 leaves at 128 (inside), 17 at 129."""
+@pytest.mark.parametrize("hidden", [128, 129])
+def test_unjudgeable_program__each_chunk_of_a_dissected_reduction_opens_at_most_16_leaves(hidden):
+    """A program's 100-term first layer is dissected: each chunk reads 64 terms of column j of
+    the weight's transpose. At 128 columns those lie 128 floats apart, 16 leaves (inside); wider,
+    the column would spread over 17, so the matmul takes the weight as it is (attrs [1]) and reads
+    its row j, one leaf. Both are judgeable."""
     torch.manual_seed(0)
     model, optimizer = MLP(100, (hidden,), 3), OptimizerConfig("sgd", 0.1)
     program = export_program(model, ExportConfig(8, (100,), optimizer=optimizer))
     weights = {name: p.detach().clone() for name, p in model.named_parameters()}
     task = program_task(program, optimizer, weights, synthetic_dataset(64, 100, 3, seed=1), steps=4, k=2, seed=1).task
-    assert program_unjudgeable_reason(program, task) == refused
+    first = next(n for n in program.nodes if n.op == "addmm")
+    _, column = R.element_inputs(first, [program.nodes[i] for i in first.inputs], 0)[1]
+    leaves = {i * 4 // LEAF_BYTES for i in column[:64]}
+    assert (first.attrs, len(leaves)) == (((), 16) if hidden == 128 else ((1,), 1))
+    assert program_unjudgeable_reason(program, task) is None
 
 
 def test_unjudgeable_program__the_output_link_opens_the_state_in_at_most_16_runs():

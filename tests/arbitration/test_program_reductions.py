@@ -38,7 +38,7 @@ from offchain.ml.train import step_trace
 
 #: (family, op, occurrence) of nodes with elements longer than 64 terms in the test programs
 LONG = [
-    ("gpt", "addmm", 0),                # a linear layer: 128 products, then the bias (a bias-only last chunk)
+    ("gpt", "addmm", 0),                # a linear layer: 192 products, then the bias (a bias-only last chunk)
     ("gpt", "mm", 0),                   # a weight gradient over the batch's positions
     ("gpt", "sum", 0),                  # a bias gradient: a plain sum
     ("cnn", "conv2d_grad_weight", 0),   # over batch x output pixels, padding dropping taps
@@ -146,19 +146,19 @@ def test_program_reduction__partials_made_to_add_up_lose_on_their_chunk(suite, p
 
 
 def test_program_reduction__a_bias_only_chunk_is_read_and_judged(suite, parties):
-    """An addmm of 128 products and a bias has 129 terms: its last chunk is the bias alone (as
+    """An addmm of 192 products and a bias has 193 terms: its last chunk is the bias alone (as
     bias * 1.0), read through the index map's bias read."""
     s = setup("gpt")
     node_id, index = long_element(s, "addmm", 0)
     node = s.program.nodes[node_id]
     ins = [s.program.nodes[i] for i in node.inputs]
-    n, reads = R.chunk_inputs(node, ins, index, 128)
-    assert n == 129 and [len(idx) for _, idx in reads] == [0, 0, 1]
+    n, reads = R.chunk_inputs(node, ins, index, 192)
+    assert n == 193 and [len(idx) for _, idx in reads] == [0, 0, 1]
     bad = tampered(s.trace, node_id, index)
     dispute_id = open_reduction(suite, parties, s, bad, node_id, index)
-    posted = post(suite, parties, dispute_id, _forged(s, bad, node_id, index, 2))
+    posted = post(suite, parties, dispute_id, _forged(s, bad, node_id, index, 3))
     move = answer(suite, s, bad, dispute_id, posted)
-    assert (move.kind, move.detail) == ("chunk", "chunk 2")
+    assert (move.kind, move.detail) == ("chunk", "chunk 3")
     with boa.env.prank(parties.verifier):
         suite.program_reducer.prove_program_chunk(*move.args)
     ended(suite, dispute_id, T.END_CHUNK)
