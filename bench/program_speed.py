@@ -4,7 +4,9 @@ Program = the step exported by ``offchain/ml/capture.py``, parsed back from its 
 ``ProgramExecutor`` (values freed after their last use). Baseline = the same ``nn.Module`` with
 autograd and the matching ``torch.optim`` optimizer, eager PyTorch defaults (its CPU attention
 kernel included). Same batches, same intra-op thread count; runs are interleaved and the median
-of the repeats is reported as a ratio against the baseline measured in the same process. Run:
+of the repeats is reported as a ratio against the baseline measured in the same process. "sums
+cost" is the program against the same step exported with every kernel fused (``long_sums=False``):
+what writing long reductions as sums the dispute game dissects costs. Run:
 
     .venv/bin/python bench/program_speed.py [--threads 1] [--steps 10] [--repeats 3] [--small]
         [--allocator tuned|default] [--device cuda --batch-scale 8]
@@ -125,17 +127,18 @@ def main() -> None:
     print(f"device={args.device} threads={args.threads} steps={args.steps} repeats={args.repeats} "
           f"allocator={args.allocator} batch-scale={args.batch_scale} (median step time)")
     graphs = args.device.startswith("cuda")
-    print(f"{'family':12} {'params':>10} {'nodes':>6} {'plain ms':>9} {'program ms':>11} {'ratio':>6}"
-          + (f" {'captured ms':>12} {'ratio':>6} bitwise" if graphs else ""))
+    print(f"{'family':12} {'params':>10} {'nodes':>6} {'plain ms':>9} {'program ms':>11} {'ratio':>6} "
+          f"{'fused ms':>9} {'sums cost':>9}" + (f" {'captured ms':>12} {'ratio':>6} bitwise" if graphs else ""))
     for name, (model, config) in families(args.small, args.batch_scale).items():
         torch.manual_seed(0)
         program = Program.from_bytes(export_program(model, config).to_bytes())
         executor = ProgramExecutor(program)
+        fused = ProgramExecutor(export_program(model, config, long_sums=False))  # every kernel as PyTorch fuses it
         model = model.to(args.device)
         params = [p.detach().clone() for p in model.parameters()]
         state = params + [torch.zeros_like(p) for p in params for _ in config.optimizer.buffers()]
         data = [(x.to(args.device), y.to(args.device)) for x, y in batches(config, args.steps)]
-        plain_times, program_times, captured_times = [], [], []
+        plain_times, program_times, fused_times, captured_times = [], [], [], []
         eager_state, captured_state = [], []
         with execution_context(args.threads):
             plain(model, config, data[:2])
@@ -143,11 +146,12 @@ def main() -> None:
             for _ in range(args.repeats):
                 plain_times.append(plain(model, config, data) / args.steps)
                 program_times.append(program_run(executor, state, config, data, eager_state) / args.steps)
+                fused_times.append(program_run(fused, state, config, data) / args.steps)
                 if graphs:
                     captured_times.append(captured_run(executor, state, config, data, captured_state) / args.steps)
-        base, ours = statistics.median(plain_times), statistics.median(program_times)
+        base, ours, kernels = statistics.median(plain_times), statistics.median(program_times), statistics.median(fused_times)
         line = (f"{name:12} {program.num_params():>10,} {len(program.nodes):>6} {base * 1e3:>9.2f} "
-                f"{ours * 1e3:>11.2f} {ours / base:>6.2f}")
+                f"{ours * 1e3:>11.2f} {ours / base:>6.2f} {kernels * 1e3:>9.2f} {ours / kernels:>9.3f}")
         if graphs:
             replayed = statistics.median(captured_times)
             same = all(torch.equal(a, b) for a, b in zip(eager_state, captured_state))

@@ -66,8 +66,11 @@ class ExportConfig:
         return size
 
 
-def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str, Any] | None = None) -> Program:
-    """Capture ``model``'s training step under ``config`` (see the module docstring)."""
+def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str, Any] | None = None, *,
+                   long_sums: bool = True) -> Program:
+    """Capture ``model``'s training step under ``config`` (see the module docstring);
+    ``long_sums=False`` keeps every fused kernel (a program the game may not judge: what the
+    rewrites cost is measured against it)."""
     if config.loss not in LOSSES:
         raise GraphError(f"unknown loss {config.loss!r}; allowed: {LOSSES}")
     for name, module in model.named_modules():
@@ -87,7 +90,7 @@ def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str,
     model.train()
     try:
         with sdpa_kernel([SDPBackend.MATH]):
-            graph = make_fx(torch.func.functionalize(step, remove="mutations"), decomposition_table=POSITION_SUMS,
+            graph = make_fx(torch.func.functionalize(step, remove="mutations"), decomposition_table=POSITION_SUMS if long_sums else {},
                             record_stack_traces=True)(*state, x, y, hyper)
     except GraphError:
         raise
@@ -175,12 +178,14 @@ def _mean_by_sum(x, dims, keepdim=False, dtype=None):
     return x.sum(dims, keepdim) / count
 
 
-def _moments(x, dims, eps):
-    """(mean, rstd) over ``dims`` kept, as sums: Σx / n and rsqrt(Σ(x − mean)² / n + eps)."""
+def _normalised(x, dims, eps):
+    """((x − mean)·rstd, mean, rstd) over ``dims`` kept, the moments as sums: Σx / n and
+    rsqrt(Σ(x − mean)² / n + eps)."""
     count = math.prod(x.shape[d] for d in dims)
     mean = x.sum(dims, True) / count
     centred = x - mean
-    return mean, torch.rsqrt((centred * centred).sum(dims, True) / count + eps)
+    rstd = torch.rsqrt((centred * centred).sum(dims, True) / count + eps)
+    return centred * rstd, mean, rstd
 
 
 def _layer_norm_by_sums(x, normalized_shape, weight, bias, eps):
@@ -188,8 +193,7 @@ def _layer_norm_by_sums(x, normalized_shape, weight, bias, eps):
     dims = list(range(x.dim() - len(normalized_shape), x.dim()))
     if math.prod(normalized_shape) <= JUDGED_POSITIONS:
         return NotImplemented
-    mean, rstd = _moments(x, dims, eps)
-    y = (x - mean) * rstd
+    y, mean, rstd = _normalised(x, dims, eps)
     y = y * weight if weight is not None else y
     return (y + bias if bias is not None else y), mean, rstd
 
@@ -198,9 +202,8 @@ def _group_norm_by_sums(x, weight, bias, n, channels, hw, groups, eps):
     """GroupNorm over groups longer than one judge call reads, from its moments as sums."""
     if channels // groups * hw <= JUDGED_POSITIONS:
         return NotImplemented
-    grouped = x.reshape(n, groups, -1)
-    mean, rstd = _moments(grouped, [2], eps)
-    y = ((grouped - mean) * rstd).reshape(x.shape)
+    y, mean, rstd = _normalised(x.reshape(n, groups, -1), [2], eps)
+    y = y.reshape(x.shape)
     affine = (1, channels) + (1,) * (x.dim() - 2)
     y = y * weight.reshape(affine) if weight is not None else y
     y = y + bias.reshape(affine) if bias is not None else y
