@@ -2,7 +2,8 @@
 programs (tests/judge/program_runs.py), its wrong element in the longest matmul-like node (a
 reduction longer than the judge's 64 terms, so the game goes inside it), in the attention softmax
 and in a LayerNorm row; a wrong entry of a softmax-family row longer than 64 (GPTs with a
-vocabulary of 100 and 80 positions); and the worst case of a dissection, a solver that forges its
+vocabulary of 100 and 80 positions); sums over many positions and wide operands, and a byte-level
+GPT's 65,536-term gradient-norm sum; and the worst case of a dissection, a solver that forges its
 partials so the fold holds and the challenger must prove a chunk.
 
 Run: ``.venv/bin/python bench/program_dispute.py``
@@ -22,7 +23,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "arbitration"), str(ROOT / "tests" / "judge")]
 
 import arbitration_testing as T  # noqa: E402
-from program_testing import exact_partials, forged_row_partials, nudged, row_element, setup, whole_dispute  # noqa: E402
+from program_testing import (  # noqa: E402
+    exact_partials,
+    forged_row_partials,
+    nudged,
+    row_element,
+    setup,
+    tampered,
+    whole_dispute,
+)
 
 from offchain.dispute import judge as J  # noqa: E402
 from offchain.dispute import program_moves as P  # noqa: E402
@@ -58,6 +67,17 @@ def forged_last_chunk(data, node_id: int, index: int) -> list:
     return forged_row_partials(row, -(-row.n // 64) - 1)
 
 
+def longest(s, op: str) -> tuple[int, int, int]:
+    """(terms, node, element) of the longest dissected reduction among the ``op`` nodes."""
+    data, best = s.data(s.trace), (0, -1, -1)
+    for node in (n for n in s.program.nodes if n.op == op):
+        index = node.numel // 2
+        reads, _ = P.element_reads(data, node.id, index)
+        if P.is_dissected(node, reads):
+            best = max(best, (max(len(idx) for _, idx in reads), node.id, index))
+    return best
+
+
 def main() -> None:
     suite = T.deploy_game_suite()
     parties = T.make_parties(suite.market)
@@ -75,12 +95,21 @@ def main() -> None:
         for forge in (False, True):
             gas = whole_dispute(suite, parties, s, trace, forged_last_chunk if forge else exact_partials)
             rows.append((family, f"{op} row", "forged partials" if forge else "exact partials", gas))
-    print(f"{'family':<9} {'wrong element in':<21} {'solver posts':<16} {'moves':>5} {'largest move':>56} "
+    # sums over many positions and wide operands (programs.md §2), and the longest reduction of a
+    # byte-level GPT: its gradient norm's 65,536 squares, two posts deep
+    for family, op in [("gpt-positions", "mm"), ("gpt-positions", "sum"), ("gpt-bytes", "sum")]:
+        s = setup(family)
+        terms, node_id, index = longest(s, op)
+        trace = tampered(s.trace, node_id, index)
+        for forge in (False, True):
+            gas = whole_dispute(suite, parties, s, trace, forged_partials if forge else exact_partials)
+            rows.append((family, f"{op} of {terms:,} terms", "forged partials" if forge else "exact partials", gas))
+    print(f"{'family':<13} {'wrong element in':<24} {'solver posts':<16} {'moves':>5} {'largest move':>56} "
           f"{'total gas':>11}")
     for family, where, posts, gas in rows:
         name, largest = max(gas.items(), key=lambda kv: kv[1])
         total = sum(gas.values())
-        print(f"{family:<9} {where:<21} {posts:<16} {len(gas):>5} {f'{name} {largest:,}':>56} {total:>11,}")
+        print(f"{family:<13} {where:<24} {posts:<16} {len(gas):>5} {f'{name} {largest:,}':>56} {total:>11,}")
         assert largest < MOVE_LIMIT and total < DISPUTE_LIMIT, (family, where, posts)
     print(f"every move under {MOVE_LIMIT:,} gas, every dispute under {DISPUTE_LIMIT:,}")
 

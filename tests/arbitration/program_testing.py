@@ -39,11 +39,13 @@ _GPT = FAMILIES["gpt"][1]
 #: GPTs with softmax-family rows longer than 64: a vocabulary of 100 (the loss's log_softmax and its
 #: gradient), 80 positions (the attention's safe_softmax and softmax_grad); and 96 positions a batch,
 #: whose loss, embedding and LayerNorm weight gradients are sums over the positions, 48 wide (its
-#: 192-wide MLP read as rows of transposed operands)
+#: 192-wide MLP read as rows of transposed operands); and a byte-level GPT 128 wide, whose
+#: gradient-norm sums run to 65,536 terms (a dissection two posts deep)
 PROGRAMS = {**FAMILIES, "gpt-deep": (lambda: GPT(40, 12, 32, 4, 4), _GPT),
             "gpt-vocab": (lambda: GPT(100, 12, 32, 4, 1), _GPT),
             "gpt-seq": (lambda: GPT(40, 80, 32, 4, 1), replace(_GPT, batch_size=1, input_shape=(80,))),
-            "gpt-positions": (lambda: GPT(40, 24, 48, 4, 1), replace(_GPT, batch_size=4, input_shape=(24,)))}
+            "gpt-positions": (lambda: GPT(40, 24, 48, 4, 1), replace(_GPT, batch_size=4, input_shape=(24,))),
+            "gpt-bytes": (lambda: GPT(256, 32, 128, 4, 1), replace(_GPT, batch_size=4, input_shape=(32,)))}
 
 
 @dataclass(frozen=True)
