@@ -253,7 +253,9 @@ class SolverTrace:
 
     @property
     def roots(self) -> list[bytes]:
-        return trace_roots(self.trace)
+        """The node roots: a published trace's (`trace_store.StreamedTrace`), checked as it was
+        read, or hashed from the tensors."""
+        return getattr(self.trace, "roots", None) or trace_roots(self.trace)
 
     @property
     def trace_root(self) -> bytes:

@@ -12,8 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
 
 from offchain.chain.client import Market, TaskView
 from offchain.dispute import moves as M
@@ -21,25 +19,12 @@ from offchain.dispute import program_moves as P
 from offchain.dispute.program_moves import ProgramStep, find_program_proof
 from offchain.dispute.game import DEMAND, PARTIALS, PICK, PROVE, REVEAL, SUM_PICK, TRACE
 from offchain.dispute.status import ENDED
-from offchain.ml import Checkpoint, DemoTask, ProofDocument, merkle_root, trace_roots
+from offchain.dispute.trace_store import StreamedTrace, publish_trace
+from offchain.ml import Checkpoint, DemoTask, ProofDocument
 from offchain.ml.train import replay, segment_state_roots, step_trace
 from offchain.storage import ContentStore
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
 
-
-
-def trace_file(trace: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A trace as safetensors tensors by node id; a node whose output is a view of an earlier
-    one's memory (a program's `view` nodes) gets a copy of its own, as the format requires."""
-    seen: set[int] = set()
-    tensors = {}
-    for i, t in enumerate(trace):
-        t = t.contiguous()
-        if t.numel() and t.untyped_storage().data_ptr() in seen:
-            t = t.clone()
-        seen.add(t.untyped_storage().data_ptr())
-        tensors[f"{i:06d}"] = t
-    return tensors
 
 
 class DisputePlayer:
@@ -113,7 +98,7 @@ class Defence(DisputePlayer):
             return f"revealed the state roots of segment {segment}"
         if d["phase"] == TRACE:
             trace = self.trace(segment, d["first_step"])
-            cid = self.store.add_bytes(save_tensors(trace_file(trace)))
+            cid = publish_trace(self.store, trace)
             args = M.commit_trace_args(dispute_id, d["first_step"], trace)
             self.market.transact("commit_trace", *args, cid, contract=self.game)
             return f"committed the trace of step {d['first_step']} ({cid})"
@@ -214,12 +199,7 @@ class Prosecution(DisputePlayer):
             from_block=self.market.deployment.block, argument_filters={"dispute_id": dispute_id})
         return list(events[-1]["args"]["state_roots"])
 
-    def _solver_trace(self, dispute_id: int, d: dict[str, Any]) -> list[torch.Tensor]:
+    def _solver_trace(self, dispute_id: int, d: dict[str, Any]) -> StreamedTrace:
         events = self.game.events.TraceCommitted().get_logs(
             from_block=self.market.deployment.block, argument_filters={"dispute_id": dispute_id})
-        blob = self.store.cat(events[-1]["args"]["trace_cid"], max_size=MAX_ARTIFACT_BYTES)
-        tensors = load_tensors(blob)
-        trace = [tensors[key] for key in sorted(tensors)]
-        if merkle_root(trace_roots(trace)) != d["trace_root"]:
-            raise ValueError("the published trace does not match the committed trace root")
-        return trace
+        return StreamedTrace(self.store, events[-1]["args"]["trace_cid"], d["trace_root"])
