@@ -90,8 +90,8 @@ def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str,
     model.train()
     try:
         with sdpa_kernel([SDPBackend.MATH]):
-            graph = make_fx(torch.func.functionalize(step, remove="mutations"), decomposition_table=POSITION_SUMS if long_sums else {},
-                            record_stack_traces=True)(*state, x, y, hyper)
+            graph = make_fx(torch.func.functionalize(step, remove="mutations"), record_stack_traces=True,
+                            decomposition_table=POSITION_SUMS if long_sums else {})(*state, x, y, hyper)
     except GraphError:
         raise
     except Exception as exc:  # tracing runs user code: report its error in one line
@@ -212,8 +212,8 @@ def _group_norm_by_sums(x, weight, bias, n, channels, hw, groups, eps):
 
 def _layer_norm_backward_by_sums(grad_out, x, normalized_shape, mean, rstd, weight, bias, output_mask):
     """LayerNorm's gradients as sums where one reduces over more terms than a judge call reads
-    (or, for the weight's and bias's, reads columns wider than WIDE_COLUMNS):
-    the weight's and the bias's over the rows, Σ grad·x̂ (x̂ = (x − mean)·rstd) and Σ grad; the input's over a long row,
+    (or, the weight's and bias's, reads columns wider than WIDE_COLUMNS): those two over the rows,
+    Σ grad·x̂ (x̂ = (x − mean)·rstd) and Σ grad; the input's over a long row,
     rstd·(g − Σg/d − x̂·Σg·x̂/d) with g = grad·weight. The others keep the fused kernel."""
     width = math.prod(normalized_shape)
     rows = x.numel() // width
@@ -651,8 +651,7 @@ def _matmul(low, fx, args, kwargs):
     *bias, a, b = args[:3] if name == "addmm" else args[:2]
     if b.meta.shape[-1] <= WIDE_COLUMNS:
         return low.op(name, fx, [*bias, a, b])
-    flipped = b.meta.transpose(-1, -2)
-    b_t = low.constant(b.const.transpose(-1, -2)) if b.const is not None else _Value(b.node, flipped)
+    b_t = low.constant(b.const.transpose(-1, -2)) if b.const is not None else _Value(b.node, b.meta.transpose(-1, -2))
     return low.op(name, fx, [*bias, a, b_t], (1,))
 
 

@@ -116,6 +116,15 @@ def _on_rank(rank):
     return dist.is_initialized() and dist.get_rank() == rank
 
 
+def _cheating_run(monkeypatch, parts_dir, owner, name, cheat):
+    """The 2x2 run with ``owner.name`` replaced by ``cheat`` in every rank, then every segment
+    of every participant replayed: (rejected, verdicts)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(owner, name, cheat)
+        run(PIPE_DP, parts_dir=parts_dir)
+    return _rejected(PIPE_DP, parts_dir)
+
+
 def test_perturbed_parameters_are_caught(monkeypatch, tmp_path):
     cheater, step = 1, 2  # stage 1 of replica 0, first step of segment 1
     step_honestly = engine.Optimizer.step
@@ -126,10 +135,7 @@ def test_perturbed_parameters_are_caught(monkeypatch, tmp_path):
             with torch.no_grad():
                 self.params[0].add_(1e-3)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(engine.Optimizer, "step", perturbing_step)
-        run(PIPE_DP, parts_dir=tmp_path)
-    rejected, verdicts = _rejected(PIPE_DP, tmp_path)
+    rejected, verdicts = _cheating_run(monkeypatch, tmp_path, engine.Optimizer, "step", perturbing_step)
     assert rejected == {(cheater, 1)}
     verdict = verdicts[cheater, 1]
     assert verdict.distance > 1e-4 and not verdict.exact
@@ -147,10 +153,7 @@ def test_corrupted_activation_is_caught_and_its_receiver_passes(monkeypatch, tmp
             payload[-1] ^= 1
         send_honestly(self, payload, dst)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(P.Recorder, "send", corrupting_send)
-        run(PIPE_DP, parts_dir=tmp_path)
-    rejected, verdicts = _rejected(PIPE_DP, tmp_path)
+    rejected, verdicts = _cheating_run(monkeypatch, tmp_path, P.Recorder, "send", corrupting_send)
     assert rejected == {(cheater, 1)}
     verdict = verdicts[cheater, 1]
     # its own state replays exactly (it cached what it should have sent): only the message check sees it
@@ -169,10 +172,7 @@ def test_corrupted_gradient_sync_is_caught_and_the_other_replica_passes(monkeypa
             tensor[0] += 1.0
         all_reduce_honestly(self, tensor, ranks)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(P.Recorder, "all_reduce", corrupting_all_reduce)
-        run(PIPE_DP, parts_dir=tmp_path)
-    rejected, verdicts = _rejected(PIPE_DP, tmp_path)
+    rejected, verdicts = _cheating_run(monkeypatch, tmp_path, P.Recorder, "all_reduce", corrupting_all_reduce)
     assert rejected == {(cheater, 1)}
     assert verdicts[cheater, 1].wrong_messages and not verdicts[cheater, 1].exact
     assert verdicts[0, 1].exact  # replica 0's stage 0 summed the published (corrupted) contribution
