@@ -903,5 +903,138 @@ def schedule_cmd(network_path: Path, stages: int, replicas: int, layers: int | N
     click.echo(result.schedule.describe(network.names))
     click.echo(f"searched {result.evaluations} candidates in {result.seconds:.1f} s")
 
+
+@main.group("group")
+def group_cmd() -> None:
+    """One transformer task trained by several processes or machines (docs/group-tasks.md)."""
+
+
+def _group_spec(path: Path):
+    from offchain.distributed.group import GroupError, load_spec
+
+    try:
+        return load_spec(path)
+    except GroupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _tamper(cheat: str | None):
+    """``RANK:STEP`` → the engine's Tamper."""
+    from offchain.distributed.engine import Tamper
+
+    if cheat is None:
+        return None
+    rank, _, step = cheat.partition(":")
+    if not (rank.isdigit() and step.isdigit()):
+        raise click.BadParameter(f"{cheat!r} is not RANK:STEP", param_hint="--cheat")
+    return Tamper(int(rank), int(step))
+
+
+CHEAT_HELP = "Make rank RANK perturb its parameters after step STEP: a cheater for `group verify` to catch."
+
+
+@group_cmd.command("spec")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--stages", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--layers", type=click.IntRange(min=1), help="Transformer blocks  [default: one per stage]")
+@click.option("--dim", type=click.IntRange(min=8), default=32, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=24, show_default=True)
+@click.option("--interval", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Steps per published checkpoint.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--micro-batches", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--aqsgd-bits", type=click.IntRange(2, 8), help="Compress activations between stages (AQ-SGD).")
+@click.option("--diloco", "inner_steps", type=click.IntRange(min=1),
+              help="Synchronise replicas every this many steps (DiLoCo).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def group_spec(out: Path, stages: int, replicas: int, layers: int | None, dim: int, steps: int, interval: int,
+               batch_size: int, micro_batches: int, aqsgd_bits: int | None, inner_steps: int | None,
+               seed: int) -> None:
+    """Write a group task's spec: a byte-level GPT over stages × replicas, every choice explicit."""
+    from offchain.distributed.engine import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec
+    from offchain.distributed.group import save_spec
+
+    try:
+        spec = TrainSpec(model=GPTShape(seq_len=16, dim=dim, heads=4, layers=layers or stages), stages=stages,
+                         replicas=replicas, batch_size=batch_size, micro_batches=micro_batches, steps=steps,
+                         train_rows=4 * batch_size, holdout_rows=64, seed=seed, checkpoint_interval=interval,
+                         aqsgd=AQSGDConfig(aqsgd_bits) if aqsgd_bits else None,
+                         diloco=DiLoCoConfig(inner_steps) if inner_steps else None)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    save_spec(spec, out)
+    click.echo(f"wrote {out}: {stages} stage(s) x {replicas} replica(s) = {spec.world} processes, {steps} steps, "
+               f"a checkpoint every {interval}")
+
+
+@group_cmd.command("run")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--parts", "parts_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where every participant publishes its parts.")
+@click.option("--cheat", metavar="RANK:STEP", help=CHEAT_HELP)
+def group_run(spec_path: Path, parts_dir: Path, cheat: str | None) -> None:
+    """Train SPEC on this machine, one process per participant."""
+    from offchain.distributed.engine import run
+    from offchain.distributed.parts import load_group_root
+
+    spec, tamper = _group_spec(spec_path), _tamper(cheat)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    click.echo(f"training on {spec.world} processes ({spec.stages} stage(s) x {spec.replicas} replica(s))")
+    result = run(spec, parts_dir=parts_dir if spec.commits else None, tamper=tamper)
+    click.echo(f"trained {spec.steps} steps in {result.seconds:.1f} s: loss {result.losses[0]:.3f} -> "
+               f"{result.losses[-1]:.3f}, held-out {result.heldout:.3f}, {result.bytes_per_step:,.0f} B sent a step")
+    if spec.commits:
+        click.echo(f"group root {load_group_root(parts_dir).hex()} ({parts_dir})")
+
+
+@group_cmd.command("join")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--rank", type=click.IntRange(min=0), required=True)
+@click.option("--master", required=True, metavar="HOST:PORT", help="Where rank 0 listens; every rank gives the same.")
+@click.option("--parts", "parts_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where this participant publishes its parts (rank 0 adds group.json).")
+@click.option("--timeout", type=click.IntRange(min=1), default=600, show_default=True,
+              help="Seconds to wait for the other ranks.")
+@click.option("--cheat", metavar="RANK:STEP", help=CHEAT_HELP)
+def group_join(spec_path: Path, rank: int, master: str, parts_dir: Path, timeout: int, cheat: str | None) -> None:
+    """Train one participant of SPEC in this process, meeting the other ranks at --master."""
+    from offchain.distributed.engine import join
+
+    spec, tamper = _group_spec(spec_path), _tamper(cheat)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        result = join(spec, rank, master, parts_dir=parts_dir, tamper=tamper, timeout_s=timeout)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except RuntimeError as exc:  # the process group: a rank missing, a peer gone
+        raise click.ClickException(f"rank {rank}: the group failed: {str(exc).splitlines()[0]}") from None
+    click.echo(f"rank {rank} (stage {result['stage']}, replica {result['replica']}): trained {spec.steps} steps in "
+               f"{result['seconds']:.1f} s")
+
+
+@group_cmd.command("verify")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("parts_dir", metavar="PARTS", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--sample", type=click.IntRange(min=1), help="Replay this many participant segments  [default: all]")
+@click.option("--seed", type=int, default=0, show_default=True, help="Draws the sample.")
+def group_verify(spec_path: Path, parts_dir: Path, sample: int | None, seed: int) -> None:
+    """Replay the group's participants from their published parts; exit 1 naming any cheater."""
+    from offchain.distributed.group import GroupError, verify_group
+
+    def show(v) -> None:
+        click.echo(f"  rank {v.rank} segment {v.segment}: " + (
+            f"ok ({'exact' if v.exact else f'distance {v.distance:.2e}'}, {v.messages} messages)" if v.accept
+            else f"REJECT: {v.reason}"))
+
+    try:
+        verdict = verify_group(_group_spec(spec_path), parts_dir, sample=sample, seed=seed, on_segment=show)
+    except GroupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"group root {verdict.group_root.hex()}: replayed {len(verdict.verdicts)} participant segments")
+    if not verdict.accept:
+        raise click.ClickException(f"cheating participant(s): rank {', '.join(map(str, verdict.cheaters))}")
+    click.echo("every replayed participant segment matches what it published")
+
 if __name__ == "__main__":
     main()

@@ -35,6 +35,7 @@ its state every ``k`` steps and every message it sends (:mod:`offchain.distribut
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import socket
 import tempfile
@@ -560,7 +561,23 @@ class StageRunner:
         return step_loss if stage.last else None
 
 
-def _worker(rank: int, specs: list[TrainSpec], ports: list[int], out_dir: str, parts_dirs: list[str | None]) -> None:
+@dataclass(frozen=True)
+class Tamper:
+    """A cheating participant: rank ``rank`` adds ``amount`` to its first parameter tensor right
+    after its step ``step`` (and trains on from there, publishing what it then holds)."""
+
+    rank: int
+    step: int
+    amount: float = 1e-3
+
+    def apply(self, runner: StageRunner, step: int) -> None:
+        if runner.rank == self.rank and step == self.step:
+            with torch.no_grad():
+                runner.params[0].add_(self.amount)
+
+
+def _worker(rank: int, specs: list[TrainSpec], ports: list[int], out_dir: str, parts_dirs: list[str | None],
+            tamper: Tamper | None) -> None:
     """Rank ``rank`` of every spec whose world includes it, one process group after another."""
     for index, (spec, port, parts_dir) in enumerate(zip(specs, ports, parts_dirs)):
         if rank >= spec.world:
@@ -568,13 +585,14 @@ def _worker(rank: int, specs: list[TrainSpec], ports: list[int], out_dir: str, p
         torch.set_num_threads(spec.threads)
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=spec.world)
         try:
-            result = _train_rank(rank, spec, parts_dir)
+            result = _train_rank(rank, spec, parts_dir, tamper)
             _save_result(result, Path(out_dir) / f"run{index}-rank{rank}.safetensors")
         finally:
             dist.destroy_process_group()
 
 
-def _train_rank(rank: int, spec: TrainSpec, parts_dir: str | None = None) -> dict[str, Any]:
+def _train_rank(rank: int, spec: TrainSpec, parts_dir: str | None = None, tamper: Tamper | None = None
+                ) -> dict[str, Any]:
     runner = StageRunner(spec, rank)
     transport = Transport(spec.link, _groups(spec), ordered=spec.commits)
     links, publisher = transport, None
@@ -589,6 +607,8 @@ def _train_rank(rank: int, spec: TrainSpec, parts_dir: str | None = None) -> dic
         if publisher is not None and step % spec.checkpoint_interval == 0:
             publisher.checkpoint(runner.state())
         loss = runner.step(step, links)
+        if tamper is not None:
+            tamper.apply(runner, step)
         if loss is not None:
             losses.append(loss)
         if publisher is not None and (step + 1) % spec.checkpoint_interval == 0:
@@ -641,32 +661,62 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def run(spec: TrainSpec, start_method: str = "fork", *, parts_dir: str | Path | None = None) -> RunResult:
+def run(spec: TrainSpec, start_method: str = "fork", *, parts_dir: str | Path | None = None,
+        tamper: Tamper | None = None) -> RunResult:
     """Train ``spec`` on ``spec.world`` new processes and collect the result; with
     ``spec.checkpoint_interval`` every participant publishes its parts under ``parts_dir``."""
-    return run_many([spec], start_method, parts_dirs=[parts_dir])[0]
+    return run_many([spec], start_method, parts_dirs=[parts_dir], tamper=tamper)[0]
 
 
 def run_many(specs: list[TrainSpec], start_method: str = "fork", *,
-             parts_dirs: list[str | Path | None] | None = None) -> list[RunResult]:
+             parts_dirs: list[str | Path | None] | None = None, tamper: Tamper | None = None) -> list[RunResult]:
     """Train each spec in turn on one set of processes (as many as the largest world), which
     saves starting processes per run. ``fork`` starts them at once from this process (each sets
     its own thread count before any work); ``spawn`` starts fresh interpreters. A spec with a
     ``checkpoint_interval`` needs its ``parts_dirs`` entry: its participants' parts and
-    ``group.json`` go there (offchain/distributed/parts.py)."""
+    ``group.json`` go there (offchain/distributed/parts.py). ``tamper`` makes one rank cheat."""
     import torch.multiprocessing as mp
 
     parts_dirs = [None if d is None else str(d) for d in (parts_dirs or [None] * len(specs))]
     if len(parts_dirs) != len(specs) or any(spec.commits and d is None for spec, d in zip(specs, parts_dirs)):
         raise ValueError("every spec with a checkpoint_interval needs a parts directory")
     with tempfile.TemporaryDirectory(prefix="dtm-engine-") as out_dir:
-        mp.start_processes(_worker, args=(list(specs), _free_ports(len(specs)), out_dir, parts_dirs),
+        mp.start_processes(_worker, args=(list(specs), _free_ports(len(specs)), out_dir, parts_dirs, tamper),
                            nprocs=max(spec.world for spec in specs), start_method=start_method)
         for spec, parts_dir in zip(specs, parts_dirs):
             if spec.commits:
                 P.publish_group(Path(parts_dir), spec.world)
         return [_collect(spec, [_load_result(Path(out_dir) / f"run{i}-rank{r}.safetensors") for r in range(spec.world)])
                 for i, spec in enumerate(specs)]
+
+
+def join(spec: TrainSpec, rank: int, master: str, *, parts_dir: str | Path | None = None,
+         tamper: Tamper | None = None, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Train rank ``rank`` of ``spec`` in this process: one machine's part of a group task. The
+    ranks meet at ``master`` (``host:port``, which rank 0 listens on). With a
+    ``checkpoint_interval`` the rank publishes its parts under ``parts_dir``, and rank 0 also
+    writes ``group.json`` from the proof roots every rank sends it."""
+    if not 0 <= rank < spec.world:
+        raise ValueError(f"rank {rank} is not a rank of a {spec.stages} x {spec.replicas} group")
+    if spec.commits and parts_dir is None:
+        raise ValueError("a spec with a checkpoint_interval needs a parts directory")
+    host, _, port = master.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"master {master!r} is not host:port")
+    torch.set_num_threads(spec.threads)
+    dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank, world_size=spec.world,
+                            timeout=datetime.timedelta(seconds=timeout_s))
+    try:
+        result = _train_rank(rank, spec, None if parts_dir is None else str(parts_dir), tamper)
+        if spec.commits:
+            own = P.load_participant(Path(parts_dir), rank).proof_root
+            roots = [torch.empty(32, dtype=torch.uint8) for _ in range(spec.world)]
+            dist.all_gather(roots, torch.tensor(list(own), dtype=torch.uint8))
+            if rank == 0:
+                P.write_group(Path(parts_dir), [bytes(root.tolist()) for root in roots])
+    finally:
+        dist.destroy_process_group()
+    return result
 
 
 def _save_result(result: dict[str, Any], path: Path) -> None:

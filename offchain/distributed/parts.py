@@ -179,7 +179,11 @@ def write_messages(path: Path, sent: list[SentMessage], *, threads: int = 1) -> 
 def publish_group(parts_dir: Path, world: int) -> bytes:
     """``group.json``: the participants' proof roots (each checked against its own roots) and the
     group root."""
-    roots = [load_participant(parts_dir, rank).proof_root for rank in range(world)]
+    return write_group(parts_dir, [load_participant(parts_dir, rank).proof_root for rank in range(world)])
+
+
+def write_group(parts_dir: Path, roots: list[bytes]) -> bytes:
+    """``group.json`` from the participants' proof roots in rank order."""
     root = group_root(roots)
     (Path(parts_dir) / "group.json").write_text(json.dumps(
         {"participants": _hex(roots), "group_root": root.hex()}, indent=1))
