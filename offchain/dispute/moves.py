@@ -238,8 +238,9 @@ def bisect_args(dispute_id: int, first_step: int, interval_roots: Sequence[bytes
 
 
 def commit_trace_args(dispute_id: int, step: int, trace: Sequence[torch.Tensor]) -> tuple:
-    """`commit_trace`: the Merkle root over the node-output tensor roots."""
-    return (dispute_id, step, merkle_root(trace_roots(trace)))
+    """`commit_trace`: the Merkle root over the node-output tensor roots (a published trace's
+    own roots, `trace_store.StreamedTrace`, without reading its nodes)."""
+    return (dispute_id, step, merkle_root(getattr(trace, "roots", None) or trace_roots(trace)))
 
 
 # ---------------------------------------------------------------------------------------------

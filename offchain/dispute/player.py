@@ -19,7 +19,7 @@ from offchain.dispute import program_moves as P
 from offchain.dispute.program_moves import ProgramStep, find_program_proof
 from offchain.dispute.game import DEMAND, PARTIALS, PICK, PROVE, REVEAL, SUM_PICK, TRACE
 from offchain.dispute.status import ENDED
-from offchain.dispute.trace_store import StreamedTrace, publish_trace
+from offchain.dispute.trace_store import StreamedTrace, TraceWriter
 from offchain.ml import Checkpoint, DemoTask, ProofDocument
 from offchain.ml.train import replay, segment_state_roots, step_trace
 from offchain.storage import ContentStore
@@ -76,13 +76,23 @@ class DisputePlayer:
         return segment_state_roots(b.graph, b.task, b.dataset, self.checkpoint(segment), segment,
                                    num_threads=self.threads)
 
-    def trace(self, segment: int, step: int) -> list[torch.Tensor]:
+    def publish_trace(self, segment: int, step: int) -> StreamedTrace:
+        """Re-derive the trace of ``step`` from the proof's checkpoint, publishing each node output
+        as it is computed (none is held longer than the step needs it); the published trace."""
         b = self.bundle
         start = self.checkpoint(segment)
         first = segment * b.task.checkpoint_interval
         state = (replay(b.graph, b.task, b.dataset, start, first, step - first, num_threads=self.threads)
                  if step > first else start)
-        return list(step_trace(b.graph, b.task, b.dataset, state, step, num_threads=self.threads).trace)
+        writer = TraceWriter(self.store)
+        step_trace(b.graph, b.task, b.dataset, state, step, num_threads=self.threads, on_node=writer.add)
+        return StreamedTrace(self.store, *writer.finish())
+
+    def committed_trace(self, dispute_id: int, d: dict[str, Any]) -> StreamedTrace:
+        """The solver's trace as committed in this dispute, read from the store node by node."""
+        events = self.game.events.TraceCommitted().get_logs(
+            from_block=self.market.deployment.block, argument_filters={"dispute_id": dispute_id})
+        return StreamedTrace(self.store, events[-1]["args"]["trace_cid"], d["trace_root"])
 
 
 class Defence(DisputePlayer):
@@ -97,20 +107,20 @@ class Defence(DisputePlayer):
             self.market.transact("reveal_segment", *args, contract=self.game)
             return f"revealed the state roots of segment {segment}"
         if d["phase"] == TRACE:
-            trace = self.trace(segment, d["first_step"])
-            cid = publish_trace(self.store, trace)
+            trace = self.publish_trace(segment, d["first_step"])
             args = M.commit_trace_args(dispute_id, d["first_step"], trace)
-            self.market.transact("commit_trace", *args, cid, contract=self.game)
-            return f"committed the trace of step {d['first_step']} ({cid})"
+            self.market.transact("commit_trace", *args, trace.cid, contract=self.game)
+            return f"committed the trace of step {d['first_step']} ({trace.cid})"
+        # later moves read the trace this solver published, as its challenger does
         if d["phase"] == DEMAND:
-            trace = self.trace(segment, d["first_step"])
+            trace = self.committed_trace(dispute_id, d)
             args = M.post_args(self.game.address, dispute_id, trace, d["demand_node"], d["demand_start"],
                                d["demand_count"])
             self.market.transact("post_elements", *args, contract=self.market.checker)
             return f"posted elements of node {d['demand_node']}"
         if d["phase"] == PARTIALS:
             r = self.reduction(dispute_id)
-            trace = self.trace(segment, d["first_step"])
+            trace = self.committed_trace(dispute_id, d)
             if self.bundle.task.is_program:
                 data = ProgramStep(self.bundle.task, self.bundle.graph.program, trace, d["first_step"])
                 partials = P.reduction_call(data, r["node"], r["index"]).partials()
@@ -139,7 +149,7 @@ class Prosecution(DisputePlayer):
         if d["phase"] == PROVE and self.bundle.task.is_program:
             return self._prove_program(dispute_id, d)
         if d["phase"] == PROVE:
-            trace = self._solver_trace(dispute_id, d)
+            trace = self.committed_trace(dispute_id, d)
             data = M.StepData(self.bundle.task, self.bundle.graph, trace, self.bundle.dataset.x, self.bundle.dataset.y)
             final = M.find_final_proof(self.game.address, dispute_id, data, d["state_before"], d["state_after"],
                                        d["first_step"])
@@ -152,7 +162,7 @@ class Prosecution(DisputePlayer):
             return f"proved {final.kind}: {final.detail}"
         if d["phase"] == SUM_PICK:
             r = self.reduction(dispute_id)
-            trace = self._solver_trace(dispute_id, d)
+            trace = self.committed_trace(dispute_id, d)
             total = r["total"]
             top = total["top"] if hasattr(total, "keys") else total[2]
             args = (self.game.address, dispute_id)
@@ -178,7 +188,7 @@ class Prosecution(DisputePlayer):
         if step > segment_start:
             state = replay(b.graph, b.task, b.dataset, state, segment_start, step - segment_start,
                            num_threads=self.threads)
-        data = ProgramStep(b.task, b.graph.program, self._solver_trace(dispute_id, d), step,
+        data = ProgramStep(b.task, b.graph.program, self.committed_trace(dispute_id, d), step,
                            [state[name] for name in b.graph.param_names], b.graph.hyper, b.dataset.x, b.dataset.y)
         proof = find_program_proof(self.game.address, dispute_id, data, d["state_after"])
         if proof is None:
@@ -199,7 +209,3 @@ class Prosecution(DisputePlayer):
             from_block=self.market.deployment.block, argument_filters={"dispute_id": dispute_id})
         return list(events[-1]["args"]["state_roots"])
 
-    def _solver_trace(self, dispute_id: int, d: dict[str, Any]) -> StreamedTrace:
-        events = self.game.events.TraceCommitted().get_logs(
-            from_block=self.market.deployment.block, argument_filters={"dispute_id": dispute_id})
-        return StreamedTrace(self.store, events[-1]["args"]["trace_cid"], d["trace_root"])

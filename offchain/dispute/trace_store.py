@@ -1,7 +1,8 @@
 """A disputed step's trace in the content store, one node at a time.
 
-The solver publishes every node output as its own safetensors object and one index (JSON: the
-format, each node's tensor root and CID, in node order); ``commit_trace`` names the index. The
+The solver publishes every node output as its own safetensors object as the step computes it
+(:class:`TraceWriter`; the output is then freed unless a later node reads it) and one index (JSON:
+the format, each node's tensor root and CID, in node order); ``commit_trace`` names the index. The
 challenger reads the index, checks that its roots hash to the trace root committed on chain, and
 fetches a node's output only when its search reaches it, checking it against its root — so no
 trace, however large, has to fit one artifact or one machine's memory at once, and a node that
@@ -32,12 +33,34 @@ class TraceError(ValueError):
     """A published trace that does not match what the solver committed."""
 
 
+class TraceWriter:
+    """Publishes a trace as it is computed: :meth:`add` each node's output once it exists (in any
+    order; the caller may free it afterwards), then :meth:`finish` adds the index."""
+
+    def __init__(self, store: ContentStore) -> None:
+        self.store = store
+        self._nodes: dict[int, tuple[bytes, str]] = {}
+
+    def add(self, node: int, output: torch.Tensor) -> None:
+        output = output.detach().cpu().contiguous()
+        blob = save_tensors({"out": output.clone()})  # a view's storage may be larger than it
+        self._nodes[node] = trace_roots([output])[0], self.store.add_bytes(blob)
+
+    def finish(self) -> tuple[str, bytes]:
+        """The index's CID and the trace root, once every node from 0 on has been added."""
+        if sorted(self._nodes) != list(range(len(self._nodes))):
+            raise TraceError(f"the trace lacks node {min(set(range(len(self._nodes) + 1)) - set(self._nodes))}")
+        roots, cids = zip(*(self._nodes[i] for i in range(len(self._nodes)))) if self._nodes else ((), ())
+        index = {"format": FORMAT, "roots": [r.hex() for r in roots], "cids": list(cids)}
+        return self.store.add_bytes(json.dumps(index, separators=(",", ":")).encode()), merkle_root(list(roots))
+
+
 def publish_trace(store: ContentStore, trace: Sequence[torch.Tensor]) -> str:
     """Add every node output and the index to ``store``; the index's CID."""
-    roots = trace_roots(trace)
-    cids = [store.add_bytes(save_tensors({"out": t.detach().cpu().contiguous().clone()})) for t in trace]
-    index = {"format": FORMAT, "roots": [r.hex() for r in roots], "cids": cids}
-    return store.add_bytes(json.dumps(index, separators=(",", ":")).encode())
+    writer = TraceWriter(store)
+    for node, output in enumerate(trace):
+        writer.add(node, output)
+    return writer.finish()[0]
 
 
 class StreamedTrace(Sequence):
@@ -55,7 +78,7 @@ class StreamedTrace(Sequence):
             raise TraceError(f"the published trace index {cid} is malformed")
         if merkle_root(roots) != trace_root:
             raise TraceError("the published trace does not match the committed trace root")
-        self.store, self.roots, self._cids = store, roots, cids
+        self.store, self.cid, self.roots, self._cids = store, cid, roots, cids
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._cached, self._budget = 0, cache_bytes
 

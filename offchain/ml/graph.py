@@ -388,6 +388,13 @@ class Executor:
             (node.id, _build_kernel(node, graph, dtype, split)) for node in graph.nodes if node.op not in inputs
         ]
         self._size = len(graph.nodes)
+        # what a streamed trace frees after each node: the values no later node reads
+        kept = {*graph.output_nodes, graph.loss_node}
+        last_use = {i: node.id for node in graph.nodes for i in node.inputs}
+        self._free: dict[int, list[int]] = {}
+        for value, user in last_use.items():
+            if value not in kept:
+                self._free.setdefault(user, []).append(value)
 
     def run(
         self,
@@ -396,8 +403,11 @@ class Executor:
         y_batch: torch.Tensor,
         keep_trace: bool = False,
         step: int = 0,
+        on_node: Callable[[int, torch.Tensor], None] | None = None,
     ) -> StepOutput:
-        """One SGD step (``step`` is unused: a compiled graph has no per-step inputs)."""
+        """One SGD step (``step`` is unused: a compiled graph has no per-step inputs);
+        ``on_node(node, output)`` is given every node's output: in float32 as it is computed,
+        each then freed after its last use (the trace streamed instead of kept)."""
         graph = self.graph
         values: list = [None] * self._size
         if self.precision == "float64":
@@ -407,7 +417,17 @@ class Executor:
             values[node_id] = tensor
         values[graph.data_x_node] = x_batch
         values[graph.data_y_node] = y_batch
-        if self.precision == "float32":
+        if self.precision == "float32" and on_node is not None:
+            for node_id, value in enumerate(values):
+                if value is not None:
+                    on_node(node_id, value.contiguous())
+            for node_id, kernel in self._plan:
+                values[node_id] = kernel(values)
+                on_node(node_id, values[node_id].contiguous())
+                for freed in self._free.get(node_id, ()):
+                    values[freed] = None
+            on_node = None
+        elif self.precision == "float32":
             for node_id, kernel in self._plan:
                 values[node_id] = kernel(values)
         else:
@@ -415,6 +435,9 @@ class Executor:
                 values[node_id] = kernel(values).float().double()
             values = [t if t.dtype == torch.int64 else t.float() for t in values]
         new_params = [values[node_id] for node_id in graph.output_nodes]
+        if on_node is not None:
+            for node_id, value in enumerate(values):
+                on_node(node_id, value.contiguous())
         return StepOutput(new_params, values[graph.loss_node], values if keep_trace else None)
 
 

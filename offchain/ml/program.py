@@ -381,9 +381,13 @@ class ProgramExecutor:
         keep_trace: bool = False,
         rng: int | None = None,
         corrupt: Corruption | None = None,
+        on_node: Callable[[int, torch.Tensor], None] | None = None,
     ) -> StepResult:
         """One step; ``rng`` is the step's key (:func:`step_key`) when the program draws masks;
-        ``corrupt`` (a cheat, never an honest run) perturbs one element of one node this step."""
+        ``corrupt`` (a cheat, never an honest run) perturbs one element of one node this step.
+        ``on_node(node, output)`` is given every node's output (leaves first, then as computed,
+        contiguous, in float32) while values are freed after their last use: the trace streamed
+        instead of kept."""
         if self._leaves["rng"] is not None:
             if rng is None:
                 raise GraphError("this program draws dropout masks: give the step's key (step_key)")
@@ -399,6 +403,11 @@ class ProgramExecutor:
         for node_id, tensor in self._constants_on(x.device).items():
             values[node_id] = widen(tensor)
         free = None if keep_trace else self._free
+        narrow = _narrow if self.wide else _same
+        if on_node is not None:
+            for node_id, value in enumerate(values):
+                if value is not None:
+                    on_node(node_id, narrow(value).contiguous())
         corrupt_at = -1 if corrupt is None else self._position[corrupt.node]
         for position, (slots, fn, _inputs) in enumerate(self._plan):
             out = fn(values)
@@ -413,10 +422,12 @@ class ProgramExecutor:
                 wrong = values[corrupt.node].clone()  # a view node's output shares its input's memory
                 wrong.view(-1)[corrupt.index] += corrupt.delta
                 values[corrupt.node] = wrong
+            if on_node is not None:
+                for slot in slots:
+                    on_node(slot, narrow(values[slot]).contiguous())
             if free is not None:
                 for node_id in free[position]:
                     values[node_id] = None
-        narrow = _narrow if self.wide else _same
         new_state = [narrow(values[i]) for i in self.program.outputs]
         trace = [narrow(v).contiguous() if isinstance(v, torch.Tensor) else v for v in values] if keep_trace else None
         return StepResult(new_state, narrow(values[self.program.loss]), trace)

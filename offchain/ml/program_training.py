@@ -16,7 +16,7 @@ proof-of-learning machinery runs a captured CNN or transformer exactly as it run
 from __future__ import annotations
 
 import copy
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -107,13 +107,14 @@ class ProgramStepper:
         self._run = ProgramExecutor(training.program, precision).run
 
     def run(self, params: Sequence[torch.Tensor], x_batch: torch.Tensor, y_batch: torch.Tensor,
-            keep_trace: bool = False, step: int = 0) -> StepOutput:
+            keep_trace: bool = False, step: int = 0,
+            on_node: Callable[[int, torch.Tensor], None] | None = None) -> StepOutput:
         training = self.training
         if not 0 <= step < len(training.hyper):
             raise GraphError(f"step {step} is outside the task's {len(training.hyper)} steps")
         wrong = training.corruption if training.corruption and training.corruption.step == step else None
         out = self._run(params, x_batch, y_batch, training.hyper[step], keep_trace,
-                        step_key(training.seed, step), wrong)
+                        step_key(training.seed, step), wrong, on_node)
         return StepOutput(out.state, out.loss.reshape(1), out.trace)
 
 

@@ -272,13 +272,16 @@ def step_trace(
     step: int,
     *,
     num_threads: int | None = 1,
+    on_node: Callable[[int, torch.Tensor], None] | None = None,
 ) -> StepOutput:
-    """Every node output of step ``step`` from the state before it (dispute move 4)."""
+    """Every node output of step ``step`` from the state before it (dispute move 4): kept in the
+    result, or given to ``on_node(node, output)`` as it is computed and then freed."""
     executor = graph.executor()
     sampler = BatchSampler(task.seed, task.batch_size, dataset)
     x_batch, y_batch = sampler.batch(step)
     with execution_context(num_threads):
-        return executor.run(_as_list(params, graph.param_names), x_batch, y_batch, keep_trace=True, step=step)
+        return executor.run(_as_list(params, graph.param_names), x_batch, y_batch, keep_trace=on_node is None,
+                            step=step, on_node=on_node)
 
 
 # --------------------------------------------------------------------------------------------

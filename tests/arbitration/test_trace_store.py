@@ -5,15 +5,18 @@ demand; whatever does not match is refused in one line, naming the node."""
 from __future__ import annotations
 
 import json
+import weakref
 
 import pytest
 import torch
-from program_testing import setup
+from arbitration_testing import tiny_demo
+from program_testing import STEP, setup
 from safetensors.torch import save as save_tensors
 
 from offchain.dispute.program_moves import find_program_proof
-from offchain.dispute.trace_store import StreamedTrace, TraceError, publish_trace
+from offchain.dispute.trace_store import StreamedTrace, TraceError, TraceWriter, publish_trace
 from offchain.ml import merkle_root, trace_roots
+from offchain.ml.train import step_trace
 from offchain.storage.store import LocalStore
 
 
@@ -80,3 +83,54 @@ def test_trace_store__a_wrong_index_or_node_is_refused_in_one_line(published):
     index["cids"][6] = store.add_bytes(b"not safetensors")
     with pytest.raises(TraceError, match="node 6 of the published trace is unreadable"):
         StreamedTrace(store, store.add_bytes(json.dumps(index).encode()), root)[6]
+
+
+
+def _step(name):
+    """(demo, state, step, kept trace): a program family's step 0, or the compiled MLP's."""
+    if name == "compiled mlp":
+        demo = tiny_demo()
+        return demo, demo.weights, 0, step_trace(demo.graph, demo.task, demo.dataset, demo.weights, 0).trace
+    s = setup(name)
+    return s.demo, s.state, STEP, s.trace
+
+
+def _streamed(demo, state, step, store, on_node=None):
+    """The step's trace derived with every output published as it is computed."""
+    writer = TraceWriter(store)
+
+    def add(node, output):
+        writer.add(node, output)
+        if on_node is not None:
+            on_node(node, output)
+
+    step_trace(demo.graph, demo.task, demo.dataset, state, step, on_node=add)
+    return writer.finish()
+
+
+@pytest.mark.parametrize("name", ["gpt", "cnn", "compiled mlp"])
+def test_trace_store__a_trace_streamed_as_computed_is_the_trace_kept_whole(name, tmp_path):
+    demo, state, step, trace = _step(name)
+    store = LocalStore(tmp_path / "ipfs")
+    cid, root = _streamed(demo, state, step, store)
+    assert cid == publish_trace(store, trace)  # the same objects and index, byte for byte
+    assert root == merkle_root(trace_roots(trace))
+
+
+def test_trace_store__streaming_holds_only_the_live_outputs(tmp_path):
+    """While the solver publishes a transformer's trace, what it holds at once (the outputs later
+    nodes still read) stays well under the whole trace."""
+    demo, state, step, trace = _step("gpt-positions")
+    held: list[weakref.ref] = []
+    sizes: dict[int, int] = {}
+    peak = 0
+
+    def watch(node, output):
+        nonlocal peak
+        held.append(weakref.ref(output))
+        sizes[id(output)] = output.numel() * output.element_size()
+        peak = max(peak, sum(sizes[id(t)] for ref in held if (t := ref()) is not None))
+
+    _streamed(demo, state, step, LocalStore(tmp_path / "ipfs"), watch)
+    whole = sum(t.numel() * t.element_size() for t in trace)
+    assert 0 < peak < 0.6 * whole, (peak, whole)
