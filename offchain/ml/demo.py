@@ -8,6 +8,7 @@ from typing import Any, Callable
 import torch
 
 from .artifacts import Dataset, digits_dataset, init_weights, synthetic_dataset, weights_to_bytes
+from .capture import ExportConfig, export_program
 from .commit import checkpoint_root, keccak256
 from .graph import TrainingGraph, compile_training_graph
 from .optim import OptimizerConfig
@@ -71,6 +72,15 @@ def program_task(
     return _assemble(training, program.to_bytes(), training, training.initial_state(weights), dataset,
                      steps=steps, k=k, seed=seed, lr=optimizer.lr, cid=cid, optimizer=optimizer,
                      hyper_root=training.hyper_root)
+
+
+def module_task(model: torch.nn.Module, config: ExportConfig, dataset: Dataset, *, steps: int, k: int,
+                seed: int) -> DemoTask:
+    """A program task for ``model``: its training step exported with ``config`` and its current
+    parameters as the initial weights."""
+    program = export_program(model, config)
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    return program_task(program, config.optimizer, weights, dataset, steps=steps, k=k, seed=seed)
 
 
 def _assemble(model, model_bytes: bytes, graph, weights: dict[str, torch.Tensor], dataset: Dataset, *,

@@ -18,7 +18,7 @@ from offchain.ml import cheats
 from offchain.ml.artifacts import Dataset, digits_dataset, text_dataset
 from offchain.ml.commit import keccak256
 from offchain.ml.capture import ExportConfig, export_program
-from offchain.ml.demo import program_task
+from offchain.ml.demo import module_task, program_task
 from offchain.ml.errors import GraphError, TaskError
 from offchain.ml.models import CNN, GPT
 from offchain.ml.optim import OptimizerConfig
@@ -35,19 +35,16 @@ SEQ = 16
 def _cnn():
     torch.manual_seed(0)
     model = CNN(1, 8, 8, 10, widths=(4, 8))
-    optimizer = OptimizerConfig("sgd", 0.05, momentum=0.9)
-    program = export_program(model, ExportConfig(16, (1, 8, 8), optimizer=optimizer))
-    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
-    return program_task(program, optimizer, weights, digits_dataset(), steps=12, k=3, seed=5)
+    config = ExportConfig(16, (1, 8, 8), optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))
+    return module_task(model, config, digits_dataset(), steps=12, k=3, seed=5)
 
 
 def _gpt():
     torch.manual_seed(0)
     model = GPT(256, SEQ, 32, 2, 1)
     optimizer = OptimizerConfig("adamw", 3e-3, weight_decay=0.01, warmup_steps=2, schedule="cosine", clip_norm=1.0)
-    program = export_program(model, ExportConfig(8, (SEQ,), loss="lm_cross_entropy", optimizer=optimizer))
-    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
-    return program_task(program, optimizer, weights, text_dataset(SEQ), steps=8, k=2, seed=9)
+    config = ExportConfig(8, (SEQ,), loss="lm_cross_entropy", optimizer=optimizer)
+    return module_task(model, config, text_dataset(SEQ), steps=8, k=2, seed=9)
 
 
 FAMILIES = {"cnn": _cnn, "gpt": _gpt}
