@@ -81,6 +81,8 @@ def plain(model, config: ExportConfig, data) -> float:
             loss = F.cross_entropy(model(x.view(x.shape[0], *config.input_shape)), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if opt.clip_norm:  # the exported step clips too
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opt.clip_norm)
         optimizer.step()
     return _elapsed(start)
 

@@ -15,11 +15,19 @@ graphs chunked at compile time computed before: ``train(split=64)``), each again
 measured in the same run, and the dispute trace size against the checkpoint size, both ways:
 
     .venv/bin/python bench/proof_overhead.py --models
+
+``--programs`` measures the captured CNN (1.1M parameters) and GPT (5.1M) of ``bench/workloads.py``
+the same way, against the plain loop of the same module and optimizer (``bench/program_speed.py``),
+and one checkpoint's bookkeeping (root, update norm, serialisation of the whole state) against the
+plain loop's time for one segment of k steps:
+
+    .venv/bin/python bench/proof_overhead.py --programs
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -40,7 +48,12 @@ from offchain.ml import (  # noqa: E402
     synthetic_dataset,
     train,
 )
+from offchain.ml.artifacts import weights_to_bytes  # noqa: E402
 from offchain.ml.graph import REDUCTION_CAP  # noqa: E402
+from offchain.ml.program import tune_allocator  # noqa: E402
+from offchain.ml.train import update_norm  # noqa: E402
+from bench.program_speed import plain  # noqa: E402
+from bench.workloads import PROGRAMS, workload_task  # noqa: E402
 
 
 def plain_loop(demo, steps: int, batches=None) -> None:
@@ -153,6 +166,39 @@ def models(args) -> None:
               f"{trace / checkpoint:>14.2f}x {chunked / checkpoint:>6.2f}x")
 
 
+def programs(args) -> None:
+    """Proof-of-learning training of the captured CNN and GPT (``bench/workloads.py``) against
+    the plain loop of the same module, and one checkpoint's bookkeeping against one segment."""
+    print(f"programs, {args.model_steps} steps, k={args.k}, 1 thread, median of {args.repeats}, allocator tuned "
+          f"in both; ratios against the plain loop of the same run")
+    print(f"{'model':<20} {'plain ms/step':>13} {'PoL x plain':>11} {'bookkeeping / segment':>22}")
+    tune_allocator()
+    for name, workload in PROGRAMS.items():
+        demo = workload_task(workload, steps=args.model_steps, k=args.k)
+        model, config, data = workload()
+        rows = torch.randint(0, data.n_rows, (args.model_steps, config.batch_size),
+                             generator=torch.Generator().manual_seed(0))
+        batches = [(data.x[r], data.y[r]) for r in rows]
+        state, names = demo.weights, list(demo.weights)
+        cases = {
+            "plain": lambda: plain(copy.deepcopy(model), config, batches),
+            "pol": lambda: timed(lambda: pol_run(demo)),
+            "books": lambda: timed(lambda: (checkpoint_root(state, names), update_norm(state, state),
+                                            weights_to_bytes(state, demo.spec))),
+        }
+        samples: dict[str, list[float]] = {case: [] for case in cases}
+        with execution_context(1):
+            for fn in cases.values():
+                fn()
+            for _ in range(args.repeats):
+                for case, fn in cases.items():
+                    samples[case].append(fn())
+        med = {case: statistics.median(values) for case, values in samples.items()}
+        segment = med["plain"] / args.model_steps * args.k
+        print(f"{name:<20} {med['plain'] / args.model_steps * 1e3:>13.1f} {med['pol'] / med['plain']:>10.2f}x "
+              f"{med['books'] / segment:>21.3f}x")
+
+
 def executor_only(demo, batches) -> None:
     executor = Executor(demo.graph)
     params = [demo.weights[n] for n in demo.spec.param_names]
@@ -172,9 +218,13 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--models", action="store_true", help="2-10 M parameter MLPs, now vs chunked")
+    parser.add_argument("--programs", action="store_true", help="the 1.1M CNN and 5.1M GPT programs")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--model-steps", type=int, default=20)
     args = parser.parse_args()
+    if args.programs:
+        args.repeats = min(args.repeats, 3)
+        return programs(args)
     if args.models:
         args.repeats = min(args.repeats, 3)
         args.k = min(args.k, 10)

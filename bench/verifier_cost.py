@@ -4,9 +4,8 @@ For each model: train the task with proofs (the solver's work, T), profile the d
 (P: once per training graph, on the first task of the graph), verify the proof with the default
 policy (V: replay of the sampled segments and the checkpoint checks). Prints V/T, P/T and what a
 verifier pays per task when N tasks share a graph, (V + P/N)/T, for N = 1, 10, 100. Same threads
-for everything. Models: the digits MLP, a 1.3M-parameter MLP, and captured programs: a CNN of
-1.1M parameters (SGD with momentum, synthetic 3x16x16 images) and a 5.1M-parameter GPT (AdamW,
-warm-up + cosine, clipping; CPython's help texts). Run:
+for everything. Models: the digits MLP, a 1.3M-parameter MLP, and the CNN and GPT programs of
+``bench/workloads.py``. Run:
 
     .venv/bin/python bench/verifier_cost.py [--threads 1] [--models mlp,cnn,gpt]
 """
@@ -20,8 +19,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-
 from offchain.ml import (  # noqa: E402
     build_proof,
     digits_dataset,
@@ -32,11 +29,7 @@ from offchain.ml import (  # noqa: E402
     train,
     verify,
 )
-from offchain.ml.artifacts import Dataset, text_dataset  # noqa: E402
-from offchain.ml.capture import ExportConfig  # noqa: E402
-from offchain.ml.demo import module_task  # noqa: E402
-from offchain.ml.models import CNN, GPT  # noqa: E402
-from offchain.ml.optim import OptimizerConfig  # noqa: E402
+from bench.workloads import PROGRAMS, workload_task  # noqa: E402
 
 SHARED = (1, 10, 100)
 
@@ -71,23 +64,8 @@ def demos():
     yield "mlp", "MLP 784-1024-512-10, 200 steps, k=10", lambda: make_task(
         mlp_spec(784, (1024, 512), 10), synthetic_dataset(4096, 784, 10, seed=3), steps=200, k=10,
         batch_size=256, lr=0.05, seed=1)
-    yield "cnn", "CNN 288-416 (1.1M), 40 steps, k=4", _cnn
-    yield "gpt", "GPT 4x320 (5.1M), 40 steps, k=4", _gpt
-
-
-def _cnn():
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(3)
-    images = Dataset(torch.randn(2048, 3 * 16 * 16, generator=g), torch.randint(0, 10, (2048,), generator=g))
-    config = ExportConfig(32, (3, 16, 16), optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))
-    return module_task(CNN(3, 16, 16, 10, widths=(288, 416), groups=8), config, images, steps=40, k=4, seed=5)
-
-
-def _gpt():
-    torch.manual_seed(0)
-    optimizer = OptimizerConfig("adamw", 3e-4, weight_decay=0.1, warmup_steps=4, schedule="cosine", clip_norm=1.0)
-    config = ExportConfig(16, (64,), loss="lm_cross_entropy", optimizer=optimizer)
-    return module_task(GPT(256, 64, 320, 8, 4), config, text_dataset(64), steps=40, k=4, seed=5)
+    for name, workload in PROGRAMS.items():
+        yield name.split()[0].lower(), f"{name}, 40 steps, k=4", lambda w=workload: workload_task(w, steps=40, k=4)
 
 
 def main() -> None:

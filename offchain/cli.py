@@ -317,13 +317,16 @@ def _run_worker(env: Env, kind: str, threads: int | None, **options: Any) -> Non
     """A worker alone in its process: it trains or replays with ``threads``, by default every core
     but one (left to checkpoint bookkeeping, the node and the keeper: on a busy core, intra-op
     threads wait on each other). `kill -USR1 PID` prints every thread's stack to its stderr (where a
-    worker seems stuck)."""
+    worker seems stuck). Freed tensor memory stays in the process's heap (`tune_allocator`): a
+    long-lived worker's every step would otherwise page its activations in again."""
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     import torch
 
+    from offchain.ml.program import tune_allocator
     from offchain.workers.solver import Solver
     from offchain.workers.verifier import Verifier, Whistleblower
 
+    tune_allocator()
     worker_type = {"solver": Solver, "verifier": Verifier, "whistleblower": Whistleblower}[kind]
     worker = worker_type(market=env.market(), store=env.store(), home=env.home,
                          threads=threads or max(1, torch.get_num_threads() - 1), **options)

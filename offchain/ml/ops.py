@@ -195,6 +195,15 @@ for _name, _code, _fn in (
     _op(_name, _code, _binary(_fn))
 _op("where", 33, lambda n: lambda t: aten.where.self(t[0], t[1], t[2]))
 
+#: Exactly rounded elementwise ops that may write their result into the memory of an input no
+#: later node reads (``out=``): bitwise the values, and with every input contiguous the layout,
+#: that the functional kernel returns.
+OUT_KERNELS = {"add": aten.add.out, "sub": aten.sub.out, "mul": aten.mul.out, "div": aten.div.out,
+               "neg": aten.neg.out, "sqrt": aten.sqrt.out, "maximum": aten.maximum.out,
+               "minimum": aten.minimum.out}
+#: Ops whose output may share its input's memory.
+ALIASING = ("view", "cast")
+
 
 # ------------------------------------------------------------------------------ randomness
 

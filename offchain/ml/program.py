@@ -41,7 +41,7 @@ from eth_abi import encode as abi_encode
 from .commit import keccak256, merkle_root, sized_root, tensor_root
 from .errors import GraphError
 from .graph import execution_context, trace_roots  # noqa: F401  (the same thread/determinism rules, trace roots)
-from .ops import DTYPES, LEAVES, OPS, Node, build_plan
+from .ops import ALIASING, DTYPES, LEAVES, OPS, OUT_KERNELS, Node, build_plan
 from .spec import canonical_json, check_keys, parse_json_object, strict_int
 
 PROGRAM_FORMAT = "dtm-program/1"
@@ -343,12 +343,46 @@ class StepResult:
 Kernel = Callable[[list], Any]
 
 
+def donors(nodes: Sequence[Node], plan: Sequence[tuple[tuple[int, ...], Any, tuple[int, ...]]],
+           keep: set[int]) -> dict[int, tuple[Callable, int]]:
+    """Plan position -> (out= kernel, input id) where a node may write into that input: a float32
+    node computed in this step (never a leaf: the caller's state, the batch or a constant), of the
+    node's shape, read last by this node together with every value sharing its memory, none of
+    them kept, and not read by the node through another alias."""
+    storage = {}  # node id -> the node whose memory it may share
+    for node in nodes:
+        storage[node.id] = storage[node.inputs[0]] if node.op in ALIASING else node.id
+    last_read: dict[int, int] = {}
+    for position, (_slots, _fn, inputs) in enumerate(plan):
+        for i in inputs:
+            last_read[storage[i]] = position
+    pinned = {storage[i] for i in keep} | {node.id for node in nodes if node.op in LEAVES}
+    out: dict[int, tuple[Callable, int]] = {}
+    for position, (slots, _fn, inputs) in enumerate(plan):
+        node = nodes[slots[0]]
+        if node.op not in OUT_KERNELS or node.dtype != "f32":
+            continue
+        for i in inputs:
+            root = storage[i]
+            shared = {j for j in inputs if storage[j] == root}
+            if (nodes[i].shape == node.shape and nodes[i].dtype == "f32" and root not in pinned
+                    and last_read[root] == position and shared == {i}):
+                out[position] = (OUT_KERNELS[node.op], i)
+                break
+    return out
+
+
 class ProgramExecutor:
     """Runs a program with one PyTorch kernel per node (several nodes share one call where one
     ATen kernel produces them all), freeing every value after its last use unless a trace is kept.
 
     ``precision="float64"`` runs every kernel in float64 and rounds each float output to float32:
     a different-but-honest execution, used to profile a verifier's distance threshold.
+
+    When values are freed (no trace kept or streamed), an exactly rounded elementwise node whose
+    inputs are all contiguous writes its result into a computed input of its shape that nothing
+    later reads, itself or through a view (:func:`donors`): the same bits in the same layout,
+    without allocating and faulting in a fresh tensor.
     """
 
     def __init__(self, program: Program, precision: str = "float32") -> None:
@@ -371,6 +405,7 @@ class ProgramExecutor:
         for node_id, position in last_use.items():
             if node_id not in keep:
                 self._free[position] += (node_id,)
+        self._donors = donors(program.nodes, self._plan, keep)
 
     def run(
         self,
@@ -409,8 +444,13 @@ class ProgramExecutor:
                 if value is not None:
                     on_node(node_id, narrow(value).contiguous())
         corrupt_at = -1 if corrupt is None else self._position[corrupt.node]
-        for position, (slots, fn, _inputs) in enumerate(self._plan):
-            out = fn(values)
+        donors = self._donors if free is not None and on_node is None and not self.wide else {}
+        for position, (slots, fn, inputs) in enumerate(self._plan):
+            donor = donors.get(position)
+            if donor is not None and all(values[i].is_contiguous() for i in inputs):
+                out = donor[0](*(values[i] for i in inputs), out=values[donor[1]])
+            else:
+                out = fn(values)
             if self.wide:
                 out = tuple(map(_round, out)) if isinstance(out, tuple) else _round(out)
             if len(slots) == 1:

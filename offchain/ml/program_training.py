@@ -20,7 +20,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .artifacts import load_tensors
+from .artifacts import all_finite, load_tensors
 from .commit import tensor_root
 from .errors import GraphError
 from .graph import StepOutput
@@ -94,7 +94,7 @@ def initial_weights(program: Program, data: bytes) -> dict[str, torch.Tensor]:
     expected = {slot.name: (("F32",), slot.shape) for slot in program.state if slot.kind == "param"}
     weights = load_tensors(data, expected)
     for name, tensor in weights.items():
-        if not bool(torch.isfinite(tensor).all()):
+        if not all_finite(tensor):
             raise GraphError(f"initial weight {name!r} contains NaN or infinity")
     return {name: weights[name] for name in expected}
 

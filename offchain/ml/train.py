@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .artifacts import Dataset, weights_from_bytes, weights_to_bytes
+from .artifacts import Dataset, all_finite, weights_from_bytes, weights_to_bytes
 from .commit import checkpoint_root, hashing_threads, keccak256, keccak256_with_prefix, proof_root, uint256
 from .errors import ProofError, TrainingError
 from .graph import Executor, StepOutput, TrainingGraph, compile_training_graph, execution_context
@@ -207,7 +207,7 @@ def train(
         pending: list[Future] = []
         for index in range(start.index + 1, task.num_checkpoints):
             params = run_steps(executor, params, sampler, (index - 1) * interval, interval, hooks, loss_rows)
-            if not all(bool(torch.isfinite(t).all()) for t in params):
+            if not all(all_finite(t) for t in params):
                 raise TrainingError(f"non-finite parameters at step {index * interval}")
             done = len(loss_rows) - segment_start
             segment_losses = torch.stack(loss_rows[segment_start:]).mean(1).tolist() if done else []

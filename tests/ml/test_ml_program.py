@@ -20,9 +20,9 @@ from offchain.dispute import program_rules as R
 from offchain.dispute.limits import program_unjudgeable_reason
 from offchain.ml.errors import GraphError
 from offchain.ml.models import CNN, GPT, MLP
-from offchain.ml.ops import LEAVES, OPS, check_ops_table
+from offchain.ml.ops import LEAVES, OPS, Node, check_ops_table
 from offchain.ml.optim import OptimizerConfig
-from offchain.ml.program import Program, ProgramExecutor, execution_context
+from offchain.ml.program import Program, ProgramExecutor, donors, execution_context
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 ADAMW = OptimizerConfig("adamw", 3e-3, weight_decay=0.01, schedule="cosine", warmup_steps=2, clip_norm=1.0)
@@ -71,6 +71,46 @@ def test_program__trains_bitwise_like_eager_pytorch_running_the_same_step(family
             assert torch.equal(result.loss, loss)
             assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
     assert any(not torch.equal(a, b) for a, b in zip(ours, _initial_state(model, config)))
+
+
+def test_program__writing_into_dead_inputs_gives_the_bits_of_keeping_every_value(family):
+    _name, model, config, program = family
+    executor = ProgramExecutor(program)
+    assert executor._donors, "no node writes into a dead input"
+    start = _initial_state(model, config)
+    before = [t.clone() for t in start]
+    constants = {i: t.clone() for i, t in program.constants.items()}
+    freed = kept = start
+    generator = torch.Generator().manual_seed(2)
+    with execution_context(1):
+        for step in range(3):
+            x, y = _batch(config, generator)
+            hyper = config.optimizer.hyper_table(3)[step]
+            freed = executor.run(freed, x, y, hyper).state
+            kept = executor.run(kept, x, y, hyper, keep_trace=True).state
+            assert all(torch.equal(a, b) and a.stride() == b.stride() for a, b in zip(freed, kept))
+    assert all(torch.equal(a, b) for a, b in zip(start, before)), "the caller's state was written"
+    assert all(torch.equal(program.constants[i], t) for i, t in constants.items()), "a constant was written"
+
+
+def test_donors__never_a_leaf_a_kept_value_or_memory_read_later_or_twice():
+    def node(i, op, inputs=(), shape=(4,)):
+        return Node(i, op, "f32", tuple(inputs), shape)
+
+    nodes = [
+        node(0, "state"), node(1, "data_x"),
+        node(2, "mul", (0, 1)),            # reads leaves only: nothing to write into
+        node(3, "add", (2, 2)),            # 2 dies here: 3 may write into it
+        node(4, "view", (3,)),             # shares 3's memory
+        node(5, "mul", (3, 1)),            # 3 dies, but its view 4 is read later
+        node(6, "sub", (4, 3)),            # the last read of 3 and 4, but through two aliases
+        node(7, "neg", (5,)),              # 5 dies here, but 7 is kept (an output)
+        node(8, "sqrt", (7,)),             # 7 is kept: never written into
+        node(9, "mul", (8, 1), shape=(2, 4)),  # 8 has another shape
+    ]
+    plan = [((n.id,), None, n.inputs) for n in nodes if n.op not in LEAVES]
+    chosen = {plan[position][0][0]: donor for position, (_kernel, donor) in donors(nodes, plan, {7, 9}).items()}
+    assert chosen == {3: 2, 7: 5}
 
 
 def test_program__matches_a_plain_torch_optim_loop_within_float_noise():

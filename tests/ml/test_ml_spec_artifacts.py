@@ -21,6 +21,7 @@ from offchain.ml import (
     weights_from_bytes,
     weights_to_bytes,
 )
+from offchain.ml.artifacts import all_finite
 
 GOOD = {
     "format": "dtm-model/1",
@@ -127,6 +128,17 @@ def test_weights_validation_errors():
         weights_from_bytes(_save(nan), spec)
     with pytest.raises(ArtifactError, match="float32"):
         weights_to_bytes(dict(weights, **{"l0.bias": torch.zeros(4, dtype=torch.float64)}), spec)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("where", [0, 4_097, 100_000 - 1])
+def test_all_finite__finds_one_nan_or_infinity_anywhere(bad, where):
+    tensor = torch.randn(100_000) * 1e30
+    assert all_finite(tensor) and all_finite(tensor[::7]) and all_finite(torch.empty(0))
+    tensor[where] = bad
+    assert not all_finite(tensor)
+    assert not all_finite(tensor.view(100, 1_000).t())  # not contiguous
+    assert all_finite(torch.tensor([torch.finfo(torch.float32).max, -torch.finfo(torch.float32).max]))
 
 
 @pytest.mark.parametrize(
