@@ -14,9 +14,7 @@ trace's and checkpoint's bytes, and streamed against kept. Run:
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ from offchain.ml.models import CNN, GPT  # noqa: E402
 from offchain.ml.optim import OptimizerConfig  # noqa: E402
 from offchain.ml.train import step_trace  # noqa: E402
 from offchain.storage.store import LocalStore  # noqa: E402
+from bench.memory import in_fresh_process, peak_growth  # noqa: E402
 
 MODELS = ("mlp 5.3M (compiled)", "cnn (program)", "transformer (program)")
 
@@ -55,49 +54,32 @@ def _demo(name: str):
     return module_task(model, config, Dataset(x, y), steps=2, k=1, seed=5)
 
 
-def _resident_peak_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _resident_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
 def one(name: str, mode: str) -> dict:
     torch.set_num_threads(1)
     demo = _demo(name)
     state = demo.weights
     with tempfile.TemporaryDirectory(prefix="dtm-trace-") as folder:
         store = LocalStore(Path(folder))
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # what setting up freed goes back: growth is the move's
-        Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark
-        before = _resident_kib()
-        start = time.perf_counter()
-        if mode == "kept":
-            trace = step_trace(demo.graph, demo.task, demo.dataset, state, 0).trace
-            publish_trace(store, trace)
-            trace_bytes = sum(t.numel() * t.element_size() for t in trace)
-        else:
-            writer = TraceWriter(store)
-            sizes = {}
+        with peak_growth() as peak:
+            start = time.perf_counter()
+            if mode == "kept":
+                trace = step_trace(demo.graph, demo.task, demo.dataset, state, 0).trace
+                publish_trace(store, trace)
+                trace_bytes = sum(t.numel() * t.element_size() for t in trace)
+            else:
+                writer = TraceWriter(store)
+                sizes = {}
 
-            def add(node, output):
-                sizes[node] = output.numel() * output.element_size()
-                writer.add(node, output)
+                def add(node, output):
+                    sizes[node] = output.numel() * output.element_size()
+                    writer.add(node, output)
 
-            step_trace(demo.graph, demo.task, demo.dataset, state, 0, on_node=add)
-            writer.finish()
-            trace_bytes = sum(sizes.values())
-        seconds = time.perf_counter() - start
-        peak = _resident_peak_kib() - before
+                step_trace(demo.graph, demo.task, demo.dataset, state, 0, on_node=add)
+                writer.finish()
+                trace_bytes = sum(sizes.values())
+            seconds = time.perf_counter() - start
     checkpoint = sum(t.numel() * t.element_size() for t in state.values())
-    return {"seconds": seconds, "peak_mib": peak / 1024, "trace": trace_bytes, "checkpoint": checkpoint}
+    return {"seconds": seconds, "peak_mib": peak["mib"], "trace": trace_bytes, "checkpoint": checkpoint}
 
 
 def main() -> None:
@@ -113,9 +95,7 @@ def main() -> None:
     for name in MODELS:
         runs = {}
         for mode in ("kept", "streamed"):
-            out = subprocess.run([sys.executable, __file__, "--one", name, mode], check=True, capture_output=True,
-                                 text=True).stdout
-            runs[mode] = json.loads(out.strip().splitlines()[-1])
+            runs[mode] = in_fresh_process(__file__, name, mode)
         kept, streamed = runs["kept"], runs["streamed"]
         print(f"{name:<22} {kept['trace'] / 1e6:>9.1f} {kept['trace'] / kept['checkpoint']:>10.2f} "
               f"{kept['seconds']:>7.2f} {kept['peak_mib']:>9.0f} {streamed['seconds']:>10.2f} "

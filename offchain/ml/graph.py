@@ -388,7 +388,7 @@ class Executor:
             (node.id, _build_kernel(node, graph, dtype, split)) for node in graph.nodes if node.op not in inputs
         ]
         self._size = len(graph.nodes)
-        # what a streamed trace frees after each node: the values no later node reads
+        # what a step frees after each node: the values no later node reads
         kept = {*graph.output_nodes, graph.loss_node}
         last_use = {i: node.id for node in graph.nodes for i in node.inputs}
         self._free: dict[int, list[int]] = {}
@@ -405,9 +405,9 @@ class Executor:
         step: int = 0,
         on_node: Callable[[int, torch.Tensor], None] | None = None,
     ) -> StepOutput:
-        """One SGD step (``step`` is unused: a compiled graph has no per-step inputs);
-        ``on_node(node, output)`` is given every node's output: in float32 as it is computed,
-        each then freed after its last use (the trace streamed instead of kept)."""
+        """One SGD step (``step`` is unused: a compiled graph has no per-step inputs). In float32
+        every value is freed after its last use unless the trace is kept; ``on_node(node, output)``
+        is given every node's output as it is computed (the trace streamed instead of kept)."""
         graph = self.graph
         values: list = [None] * self._size
         if self.precision == "float64":
@@ -417,19 +417,19 @@ class Executor:
             values[node_id] = tensor
         values[graph.data_x_node] = x_batch
         values[graph.data_y_node] = y_batch
-        if self.precision == "float32" and on_node is not None:
-            for node_id, value in enumerate(values):
-                if value is not None:
-                    on_node(node_id, value.contiguous())
+        if self.precision == "float32":
+            free = {} if keep_trace else self._free
+            if on_node is not None:
+                for node_id, value in enumerate(values):
+                    if value is not None:
+                        on_node(node_id, value.contiguous())
             for node_id, kernel in self._plan:
                 values[node_id] = kernel(values)
-                on_node(node_id, values[node_id].contiguous())
-                for freed in self._free.get(node_id, ()):
+                if on_node is not None:
+                    on_node(node_id, values[node_id].contiguous())
+                for freed in free.get(node_id, ()):
                     values[freed] = None
             on_node = None
-        elif self.precision == "float32":
-            for node_id, kernel in self._plan:
-                values[node_id] = kernel(values)
         else:
             for node_id, kernel in self._plan:
                 values[node_id] = kernel(values).float().double()

@@ -96,13 +96,26 @@ class TrainingHooks:
     skip_step: Callable[[int], bool] | None = None
 
 
+#: Elements per float64 pass of a norm (512 KiB): what a norm holds at once stays small whatever the model
+#: (a bookkeeping thread's transient memory is not shared with the training thread's heap).
+NORM_CHUNK = 1 << 16
+
+
+def squared_distance(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """``(Σ (a − b)², Σ b²)`` over every element, accumulated in float64 a chunk at a time."""
+    a, b = a.reshape(-1), b.reshape(-1)
+    diff = norm = 0.0
+    for start in range(0, b.numel(), NORM_CHUNK):
+        wide = b[start:start + NORM_CHUNK].double()
+        delta = a[start:start + NORM_CHUNK].double() - wide
+        diff += float(torch.dot(delta, delta))
+        norm += float(torch.dot(wide, wide))
+    return diff, norm
+
+
 def update_norm(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor]) -> float:
     """L2 norm of the whole-parameter update ``after - before`` (float64 accumulation)."""
-    total = 0.0
-    for name, tensor in after.items():
-        diff = tensor.double() - before[name].double()
-        total += float(torch.dot(diff.flatten(), diff.flatten()))
-    return math.sqrt(total)
+    return math.sqrt(sum(squared_distance(tensor, before[name])[0] for name, tensor in after.items()))
 
 
 def _as_list(params: Mapping[str, torch.Tensor], names: Sequence[str]) -> list[torch.Tensor]:

@@ -18,7 +18,7 @@ from .errors import ArtifactError
 from .graph import REDUCTION_CAP, TrainingGraph, compile_training_graph
 from .spec import ModelSpec
 from .task import TrainingTask
-from .train import Checkpoint, ProofDocument, replay, update_norm
+from .train import Checkpoint, ProofDocument, replay, squared_distance, update_norm
 
 #: Honest-distance multiplier applied to the largest profiled distance.
 DEFAULT_SAFETY_FACTOR = 10.0
@@ -28,13 +28,8 @@ MIN_THRESHOLD = 1e-6
 
 def state_distance(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
     """Relative L2 distance ``||a - b|| / ||b||`` over all parameters (float64 accumulation)."""
-    diff = 0.0
-    norm = 0.0
-    for name, reference in b.items():
-        delta = a[name].double() - reference.double()
-        diff += float(torch.dot(delta.flatten(), delta.flatten()))
-        norm += float(torch.dot(reference.double().flatten(), reference.double().flatten()))
-    return math.sqrt(diff) / max(math.sqrt(norm), 1e-30)
+    sums = [squared_distance(a[name], reference) for name, reference in b.items()]
+    return math.sqrt(sum(d for d, _ in sums)) / max(math.sqrt(sum(n for _, n in sums)), 1e-30)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
 from eth_abi import encode as abi_encode
@@ -81,6 +83,33 @@ def test_bitwise_replay_and_trace(tiny):
         assert tuple(a.shape) == node.shape
     assert trace_root(first.trace) == trace_root(second.trace)
     assert [first.trace[i] for i in graph.output_nodes] == first.params
+
+
+def test_executor__frees_every_value_after_its_last_use_unless_the_trace_is_kept(tiny):
+    graph, names = tiny.graph, tiny.spec.param_names
+    batch = BatchSampler(tiny.task.seed, tiny.task.batch_size, tiny.dataset).batch(0)
+    params = [tiny.weights[n] for n in names]
+
+    def live_at_last_kernel(keep_trace: bool) -> int:
+        executor, outputs, live = Executor(graph), [], []
+        wrapped = []
+        for node_id, kernel in executor._plan:
+            def recording(values, kernel=kernel):
+                out = kernel(values)
+                outputs.append(weakref.ref(out))
+                return out
+            wrapped.append((node_id, recording))
+        last_id, last = wrapped[-1]
+        wrapped[-1] = (last_id, lambda values: live.append(sum(r() is not None for r in outputs)) or last(values))
+        executor._plan = wrapped
+        with execution_context(1):
+            result = executor.run(params, *batch, keep_trace=keep_trace)
+        assert torch.equal(result.params[0], Executor(graph).run(params, *batch).params[0])
+        return live[0]
+
+    kept, freed = live_at_last_kernel(True), live_at_last_kernel(False)
+    assert kept == len(graph.nodes) - len(names) - 3  # every computed value but the last
+    assert freed <= len(graph.output_nodes) + 2
 
 
 def test_descriptor_encoding_and_root():

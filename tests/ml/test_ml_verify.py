@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+import torch
 
 from offchain.log import Progress
 from offchain.ml import (
@@ -14,7 +15,8 @@ from offchain.ml import (
     select_segments,
     verify,
 )
-from offchain.ml.train import update_norm
+from offchain.ml.train import NORM_CHUNK, update_norm
+from offchain.ml.verify import state_distance
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +189,15 @@ def test_needs_confirmation__only_a_finite_rejection_by_replay_close_to_the_thre
     assert not needs_confirmation(rejected(float("nan"))) and not needs_confirmation(rejected(float("inf")))
     assert not needs_confirmation(Verdict(False, 0, "checkpoint 0 is not the task's initial weights", threshold=1e-6))
     assert not needs_confirmation(Verdict(True, distances={1: 0.0}, threshold=1e-6))
+
+
+def test_norms__accumulate_in_float64_chunk_by_chunk_like_one_pass():
+    g = torch.Generator().manual_seed(4)
+    after = {"w": torch.randn(3 * NORM_CHUNK + 5, generator=g) * 1e3,
+             "t": torch.randn(NORM_CHUNK // 3, 7, generator=g).t()}  # not contiguous
+    before = {name: t + torch.randn(t.shape, generator=g) for name, t in after.items()}
+    exact_update = sum(float(((a.double() - before[n].double()) ** 2).sum()) for n, a in after.items()) ** 0.5
+    assert update_norm(before, after) == pytest.approx(exact_update, rel=1e-12)
+    exact_norm = sum(float((b.double() ** 2).sum()) for b in before.values()) ** 0.5
+    assert state_distance(after, before) == pytest.approx(exact_update / exact_norm, rel=1e-12)
+    assert state_distance(before, before) == 0.0
