@@ -178,7 +178,8 @@ def train(
     interval = task.checkpoint_interval
     names = spec.param_names
     if resume_from is None:
-        start = Checkpoint(0, 0, {n: initial_params[n].clone() for n in names}, checkpoint_root(initial_params, names))
+        # the caller's tensors, not copies: no step writes a tensor it reads
+        start = Checkpoint(0, 0, {n: initial_params[n] for n in names}, checkpoint_root(initial_params, names))
         if on_checkpoint is not None:
             on_checkpoint(start)
     else:
