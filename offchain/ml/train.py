@@ -178,10 +178,9 @@ def train(
     interval = task.checkpoint_interval
     names = spec.param_names
     if resume_from is None:
-        # the caller's tensors, not copies: no step writes a tensor it reads
-        start = Checkpoint(0, 0, {n: initial_params[n] for n in names}, checkpoint_root(initial_params, names))
-        if on_checkpoint is not None:
-            on_checkpoint(start)
+        # the caller's tensors, not copies (no step writes a tensor it reads); its root and hook
+        # are booked first, while the first segment trains
+        start = Checkpoint(0, 0, {n: initial_params[n] for n in names}, b"")
     else:
         if not 0 <= resume_from.index < task.num_checkpoints or resume_from.step != resume_from.index * interval:
             raise TrainingError(f"cannot resume from checkpoint {resume_from.index}")
@@ -195,6 +194,16 @@ def train(
     previous = [start.params]
 
     failed = []
+
+    def book_start() -> None:
+        try:
+            with hashing_threads(1):
+                start.root = checkpoint_root(start.params, names)
+            if on_checkpoint is not None:
+                on_checkpoint(start)
+        except BaseException:
+            failed.append(0)
+            raise
 
     def book(index: int, state: dict[str, torch.Tensor], segment_losses: list[float]) -> None:
         """Root, update norm and the caller's hook of one checkpoint (steps never write a tensor
@@ -218,7 +227,7 @@ def train(
 
     segment_start = 0
     with execution_context(num_threads), ThreadPoolExecutor(1, thread_name_prefix="checkpoint") as bookkeeper:
-        pending: list[Future] = []
+        pending: list[Future] = [] if resume_from is not None else [bookkeeper.submit(book_start)]
         for index in range(start.index + 1, task.num_checkpoints):
             params = run_steps(executor, params, sampler, (index - 1) * interval, interval, hooks, loss_rows)
             if not all(all_finite(t) for t in params):

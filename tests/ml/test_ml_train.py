@@ -149,6 +149,15 @@ def test_train__checkpoint_hooks_run_in_order_and_a_failing_one_ends_training():
     with pytest.raises(OSError, match="disk full"):
         train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph, on_checkpoint=hook)
     assert seen == list(range(6))
+    seen.clear()
+
+    def first_fails(checkpoint):  # checkpoint 0 is booked while the first segment trains
+        seen.append(checkpoint.index)
+        raise OSError("no store")
+
+    with pytest.raises(OSError, match="no store"):
+        train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph, on_checkpoint=first_fails)
+    assert seen == [0]
     ordered = []
     result = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph,
                    on_checkpoint=lambda c: ordered.append((c.index, c.root)))
