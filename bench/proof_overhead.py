@@ -32,6 +32,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -137,6 +138,19 @@ MODELS = {  # input, hidden widths, classes: about 2.1, 5.3 and 9.5 M parameters
 }
 
 
+def interleaved_medians(cases: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Each case's median seconds (what its callable returns) over ``repeats`` interleaved rounds,
+    after one warm-up run of each, on one thread."""
+    samples: dict[str, list[float]] = {case: [] for case in cases}
+    with execution_context(1):
+        for fn in cases.values():
+            fn()
+        for _ in range(repeats):
+            for case, fn in cases.items():
+                samples[case].append(fn())
+    return {case: statistics.median(values) for case, values in samples.items()}
+
+
 def models(args) -> None:
     print(f"MLPs, batch {args.batch}, {args.model_steps} steps, k={args.k}, 1 thread, median of {args.repeats}; "
           f"ratios against the plain loop of the same run")
@@ -146,19 +160,11 @@ def models(args) -> None:
         spec = mlp_spec(inputs, hidden, classes)
         demo = make_task(spec, synthetic_dataset(4 * args.batch, inputs, classes, seed=3), steps=args.model_steps,
                          k=args.k, batch_size=args.batch, lr=0.05, seed=1)
-        cases = {
-            "plain": lambda: spec_loop(demo, args.model_steps),
-            "now": lambda: pol_run(demo),
-            "chunked": lambda: pol_run(demo, split=REDUCTION_CAP),
-        }
-        samples: dict[str, list[float]] = {case: [] for case in cases}
-        with execution_context(1):
-            for fn in cases.values():
-                fn()
-            for _ in range(args.repeats):
-                for case, fn in cases.items():
-                    samples[case].append(timed(fn))
-        med = {case: statistics.median(values) for case, values in samples.items()}
+        med = interleaved_medians({
+            "plain": lambda: timed(lambda: spec_loop(demo, args.model_steps)),
+            "now": lambda: timed(lambda: pol_run(demo)),
+            "chunked": lambda: timed(lambda: pol_run(demo, split=REDUCTION_CAP)),
+        }, args.repeats)
         checkpoint, trace, chunked = trace_sizes(demo.graph)
         params = checkpoint // 4
         print(f"{name:<6} {params:>10,} {med['plain'] * 1e3:>9.0f} {med['now'] / med['plain']:>7.2f}x "
@@ -180,20 +186,12 @@ def programs(args) -> None:
                              generator=torch.Generator().manual_seed(0))
         batches = [(data.x[r], data.y[r]) for r in rows]
         state, names = demo.weights, list(demo.weights)
-        cases = {
+        med = interleaved_medians({
             "plain": lambda: plain(copy.deepcopy(model), config, batches),
             "pol": lambda: timed(lambda: pol_run(demo)),
             "books": lambda: timed(lambda: (checkpoint_root(state, names), update_norm(state, state),
                                             weights_to_bytes(state, demo.spec))),
-        }
-        samples: dict[str, list[float]] = {case: [] for case in cases}
-        with execution_context(1):
-            for fn in cases.values():
-                fn()
-            for _ in range(args.repeats):
-                for case, fn in cases.items():
-                    samples[case].append(fn())
-        med = {case: statistics.median(values) for case, values in samples.items()}
+        }, args.repeats)
         segment = med["plain"] / args.model_steps * args.k
         print(f"{name:<20} {med['plain'] / args.model_steps * 1e3:>13.1f} {med['pol'] / med['plain']:>10.2f}x "
               f"{med['books'] / segment:>21.3f}x")
@@ -242,21 +240,14 @@ def main() -> None:
         "checkpoint roots only (x checkpoints)": lambda: [checkpoint_root(state, names) for _ in range(demo.task.num_checkpoints)],
         "PROOF-OF-LEARNING: train() + roots + serialization": lambda: pol_run(demo),
     }
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    with execution_context(1):
-        for fn in cases.values():  # warm-up (lazy init, allocator)
-            fn()
-        for _ in range(args.repeats):
-            for name, fn in cases.items():
-                samples[name].append(timed(fn))
-    base = statistics.median(samples["baseline: nn.Module+autograd+SGD, randint batches"])
+    medians = interleaved_medians({name: (lambda fn=fn: timed(fn)) for name, fn in cases.items()}, args.repeats)
+    base = medians["baseline: nn.Module+autograd+SGD, randint batches"]
     print(f"digits 64-32-10 MLP, {args.steps} steps, batch {demo.task.batch_size}, k={args.k} "
           f"({demo.task.num_checkpoints} checkpoints), 1 thread, median of {args.repeats}")
     print(f"{'case':<58} {'ms':>8} {'us/step':>8} {'x baseline':>10}")
-    for name, values in samples.items():
-        median = statistics.median(values)
+    for name, median in medians.items():
         print(f"{name:<58} {median * 1e3:>8.2f} {median / args.steps * 1e6:>8.1f} {median / base:>10.3f}")
-    ratio = statistics.median(samples["PROOF-OF-LEARNING: train() + roots + serialization"]) / base
+    ratio = medians["PROOF-OF-LEARNING: train() + roots + serialization"] / base
     verdict = "meets" if ratio <= 1.05 else ("within" if ratio <= 1.10 else "MISSES")
     print(f"\nproof-of-learning overhead: {ratio:.3f}x the plain loop ({verdict} the 1.10x target, goal 1.05x)")
 
