@@ -116,7 +116,7 @@ class NonceManager:
     """
 
     RECENT = 64
-    _all: dict[tuple[int, str], NonceManager] = {}
+    _all: dict[tuple[int, bytes, str], NonceManager] = {}
     _all_lock = threading.Lock()
 
     def __init__(self) -> None:
@@ -125,9 +125,11 @@ class NonceManager:
         self.done: dict[int, bytes] = {}
 
     @classmethod
-    def of(cls, chain_id: int, address: str) -> NonceManager:
+    def of(cls, chain: tuple[int, bytes], address: str) -> NonceManager:
+        """``chain``: its id and genesis hash, so a chain started afresh with the same id (a local
+        node restarted) never inherits the nonces this process had in flight on the old one."""
         with cls._all_lock:
-            return cls._all.setdefault((chain_id, address), cls())
+            return cls._all.setdefault((*chain, address), cls())
 
     def next(self, pending: int) -> int:
         """Call with `lock` held; add the nonce to `in_flight` once its transaction is broadcast."""
@@ -209,7 +211,7 @@ class Market:
                  policy: TxPolicy | None = None):
         self.w3, self.deployment, self.account = w3, deployment, account
         self.policy = policy or TxPolicy.from_env()
-        self._chain_id: int | None = None
+        self._chain: tuple[int, bytes] | None = None  # id and genesis hash
         self._unmined: dict[bytes, _Unmined] = {}  # sent by `send`, not yet seen mined
         self.contract = w3.eth.contract(address=deployment.market, abi=load_abi("Market"))
         self.arbiter = w3.eth.contract(address=deployment.arbiter, abi=load_abi(deployment.arbiter_kind))
@@ -336,9 +338,10 @@ class Market:
             raise TransactionReverted(name, _reason(exc)) from None
         tx = fn.build_transaction({"from": sender, "value": value, "gas": gas * 5 // 4 + 20_000, "nonce": 0})
         tx.update(self._fees())
-        if self._chain_id is None:
-            self._chain_id = with_retries("chain id", lambda: self.w3.eth.chain_id)
-        nonces = NonceManager.of(self._chain_id, sender)
+        if self._chain is None:
+            self._chain = with_retries("chain id", lambda: (self.w3.eth.chain_id,
+                                                            bytes(self.w3.eth.get_block(0)["hash"])))
+        nonces = NonceManager.of(self._chain, sender)
         with nonces.lock:
             pending = with_retries("nonce", lambda: self.w3.eth.get_transaction_count(sender, "pending"))
             sent = _Sent(nonces.next(pending))

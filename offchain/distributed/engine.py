@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -576,14 +575,17 @@ class Tamper:
                 runner.params[0].add_(self.amount)
 
 
-def _worker(rank: int, specs: list[TrainSpec], ports: list[int], out_dir: str, parts_dirs: list[str | None],
+def _worker(rank: int, specs: list[TrainSpec], out_dir: str, parts_dirs: list[str | None],
             tamper: Tamper | None) -> None:
-    """Rank ``rank`` of every spec whose world includes it, one process group after another."""
-    for index, (spec, port, parts_dir) in enumerate(zip(specs, ports, parts_dirs)):
+    """Rank ``rank`` of every spec whose world includes it, one process group after another. The
+    ranks meet in a file of ``out_dir`` (no port to pick, so no other run on this machine can take
+    it between picking and listening)."""
+    for index, (spec, parts_dir) in enumerate(zip(specs, parts_dirs)):
         if rank >= spec.world:
             continue
         torch.set_num_threads(spec.threads)
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=spec.world)
+        store = Path(out_dir) / f"rendezvous{index}"
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=spec.world)
         try:
             result = _train_rank(rank, spec, parts_dir, tamper)
             _save_result(result, Path(out_dir) / f"run{index}-rank{rank}.safetensors")
@@ -650,17 +652,6 @@ class RunResult:
         return (self.spec.steps - first) / seconds
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def run(spec: TrainSpec, start_method: str = "fork", *, parts_dir: str | Path | None = None,
         tamper: Tamper | None = None) -> RunResult:
     """Train ``spec`` on ``spec.world`` new processes and collect the result; with
@@ -681,7 +672,7 @@ def run_many(specs: list[TrainSpec], start_method: str = "fork", *,
     if len(parts_dirs) != len(specs) or any(spec.commits and d is None for spec, d in zip(specs, parts_dirs)):
         raise ValueError("every spec with a checkpoint_interval needs a parts directory")
     with tempfile.TemporaryDirectory(prefix="dtm-engine-") as out_dir:
-        mp.start_processes(_worker, args=(list(specs), _free_ports(len(specs)), out_dir, parts_dirs, tamper),
+        mp.start_processes(_worker, args=(list(specs), out_dir, parts_dirs, tamper),
                            nprocs=max(spec.world for spec in specs), start_method=start_method)
         for spec, parts_dir in zip(specs, parts_dirs):
             if spec.commits:

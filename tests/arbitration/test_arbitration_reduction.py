@@ -479,13 +479,15 @@ class _Market:
 def _players(suite, parties, play):
     from offchain.dispute.player import Defence, Prosecution
 
-    class Solver(Defence):
-        def trace(self, segment, step):
+    class PlayedTrace:  # the trace the play committed, without a content store
+        def committed_trace(self, dispute_id, d):
             return list(play.trace)
 
-    class Challenger(Prosecution):
-        def _solver_trace(self, dispute_id, d):
-            return list(play.trace)
+    class Solver(PlayedTrace, Defence):
+        pass
+
+    class Challenger(PlayedTrace, Prosecution):
+        pass
 
     _Market.LOGS = []
     return (Solver(_Market(suite, parties.solver), None, play.demo, None),

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from offchain.chain.client import ChainError, Market, TxPolicy, connect
+from offchain.chain.client import ChainError, Market, NonceManager, TxPolicy, connect
 from offchain.chain.suite import Role
 from offchain.node import deploy, dev_account, start_anvil
 from offchain.storage.store import LocalStore
@@ -249,3 +249,23 @@ def test_events__a_range_past_the_head_is_a_chain_error(chain):
     market = Market(w3, deployment)
     with pytest.raises(ChainError, match="Deposited logs"):
         market.events("Deposited", w3.eth.block_number + 3, w3.eth.block_number + 5)
+
+
+def test_nonces__a_chain_started_afresh_with_the_same_id_inherits_no_move_in_flight(tmp_path):
+    """A move in flight when its node went away (a local chain stopped) must not wedge the same
+    account's next move on a new chain of the same id."""
+    markets = []
+    for run in range(2):
+        node = start_anvil()
+        try:
+            deployment = deploy(node.url, arbiter=TEST_CONTRACTS / "ManualArbiter.vy", window=60,
+                                forced_error_ppm=0, deployments=tmp_path / str(run))
+            market = Market(connect(node.url), deployment, dev_account(7), TxPolicy(timeout=20))
+            assert market.deposit(Role.SOLVER, AMOUNT)["status"] == 1
+            markets.append(market)
+            if run == 0:  # the node goes away with a later move of this account still in flight
+                NonceManager.of(market._chain, market.account.address).in_flight.add(5)
+                time.sleep(1.1)  # the next chain's genesis is of another second
+        finally:
+            node.stop()
+    assert markets[0]._chain[0] == markets[1]._chain[0] and markets[0]._chain != markets[1]._chain
