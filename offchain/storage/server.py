@@ -150,6 +150,9 @@ class RpcHandler(BaseHTTPRequestHandler):
 
     server: StorageHTTPServer
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: with Nagle's algorithm the body waits for the
+    # client's delayed ACK of the headers (~40 ms a request on Linux loopback)
+    disable_nagle_algorithm = True
     server_version = f"dtm-storage/{KUBO_COMPAT_VERSION}"
 
     def log_message(self, format: str, *args: Any) -> None:

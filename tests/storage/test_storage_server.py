@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import json
 import random
+import socket
 from pathlib import Path
 
 import ipfshttpclient
 import pytest
 import requests
 
-from offchain.storage import CHUNK_SIZE, CID, RAW, StorageServer, compute_cid
+from offchain.storage import CHUNK_SIZE, CID, RAW, KuboStore, StorageServer, compute_cid
+from offchain.storage.server import RpcHandler
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'strict' parameter:FutureWarning")
 
@@ -24,6 +26,25 @@ def api(server: StorageServer, command: str) -> str:
 
 def test_version(ipfs_client: ipfshttpclient.Client) -> None:
     assert ipfs_client.version()["Version"] == "0.22.0"
+
+
+def test_server__answers_without_waiting_for_the_clients_delayed_ack(storage_server: StorageServer,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Headers and body leave in separate writes: with Nagle's algorithm on a connection, every
+    small answer waits for the client's delayed ACK of the headers (~40 ms on Linux), which made
+    a trace of 584 nodes take 28 s to publish instead of 2.7 s."""
+    seen = []
+    setup = RpcHandler.setup
+
+    def recording(handler: RpcHandler) -> None:
+        setup(handler)
+        seen.append(handler.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    monkeypatch.setattr(RpcHandler, "setup", recording)
+    with KuboStore(storage_server.multiaddr) as store:
+        store.add_bytes(b"one")
+        store.add_bytes(b"two")
+    assert seen and all(seen)
 
 
 @pytest.mark.parametrize(("options", "cid_version", "raw_leaves"), [
