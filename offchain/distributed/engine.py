@@ -581,6 +581,7 @@ def _worker(rank: int, specs: list[TrainSpec], out_dir: str, parts_dirs: list[st
     ranks meet in the driver's store on ``store_port`` (the driver bound it, so no other run on
     this machine can take it), each spec under its own prefix."""
     store = dist.TCPStore("127.0.0.1", store_port, is_master=False)
+    _forget_process_groups()
     for index, (spec, parts_dir) in enumerate(zip(specs, parts_dirs)):
         if rank >= spec.world:
             continue
@@ -592,6 +593,14 @@ def _worker(rank: int, specs: list[TrainSpec], out_dir: str, parts_dirs: list[st
             _save_result(result, Path(out_dir) / f"run{index}-rank{rank}.safetensors")
         finally:
             dist.destroy_process_group()
+
+
+def _forget_process_groups() -> None:
+    """Name the next process group as a fresh process would. torch names a default group by a
+    count of the groups this process has made: a failed ``init_process_group`` raises it with no
+    group to destroy (which resets it), and a forked rank inherits it, so ranks forked from a
+    process that once failed to join would wait under another name than ranks that reset it."""
+    dist.distributed_c10d._world.group_count = 0
 
 
 def _train_rank(rank: int, spec: TrainSpec, parts_dir: str | None = None, tamper: Tamper | None = None
@@ -698,8 +707,12 @@ def join(spec: TrainSpec, rank: int, master: str, *, parts_dir: str | Path | Non
     if not host or not port.isdigit():
         raise ValueError(f"master {master!r} is not host:port")
     torch.set_num_threads(spec.threads)
-    dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank, world_size=spec.world,
-                            timeout=datetime.timedelta(seconds=timeout_s))
+    try:
+        dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank, world_size=spec.world,
+                                timeout=datetime.timedelta(seconds=timeout_s))
+    except BaseException:
+        _forget_process_groups()
+        raise
     try:
         result = _train_rank(rank, spec, None if parts_dir is None else str(parts_dir), tamper)
         if spec.commits:
