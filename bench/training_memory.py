@@ -2,8 +2,8 @@
 
 Each case runs in a fresh process; printed: the resident high-water mark above the process's memory
 once the model and data are loaded (what training itself adds), for the plain loop of the same
-module and optimizer and for ``train()`` with checkpoints every k steps, each serialised as a
-solver publishes it; and proof of learning against the plain loop (target <= 1.5x). One thread;
+module and optimizer and for ``train()`` with checkpoints every k steps as a solver runs it (each
+checkpoint written to disk as it is booked, only the first and last kept in memory); and proof of learning against the plain loop (target <= 1.5x). One thread;
 both under the workers' allocator setting (``tune_allocator``), or the default with
 ``--allocator default``. Run:
 
@@ -16,6 +16,7 @@ import argparse
 import copy
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -24,6 +25,7 @@ import torch  # noqa: E402
 
 from offchain.ml import execution_context, make_task, mlp_spec, synthetic_dataset, train  # noqa: E402
 from offchain.ml.program import tune_allocator  # noqa: E402
+from offchain.workers.artifacts import save_checkpoint  # noqa: E402
 from bench.memory import in_fresh_process, peak_growth  # noqa: E402
 from bench.program_speed import plain  # noqa: E402
 from bench.proof_overhead import spec_loop  # noqa: E402
@@ -46,12 +48,12 @@ def one(name: str, case: str, steps: int, k: int, allocator: str) -> dict:
         rows = torch.randint(0, data.n_rows, (steps, config.batch_size), generator=torch.Generator().manual_seed(0))
         batches = [(data.x[r], data.y[r]) for r in rows]
         run_plain = lambda: plain(copy.deepcopy(model), config, batches)  # noqa: E731
-    with execution_context(1), peak_growth() as peak:
+    with execution_context(1), tempfile.TemporaryDirectory() as saved, peak_growth() as peak:
         if case == "plain":
             run_plain()
         else:
-            train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph,
-                  on_checkpoint=lambda c: c.to_bytes(demo.spec))
+            train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph, keep_params=False,
+                  on_checkpoint=lambda c: save_checkpoint(Path(saved), c, demo))
     return {"mib": peak["mib"], "state_mib": sum(t.numel() * 4 for t in demo.weights.values()) / 2**20}
 
 

@@ -7,7 +7,9 @@ ever unpickled.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import struct
 from dataclasses import dataclass
 from typing import Mapping
@@ -27,11 +29,39 @@ MAX_ROWS = 1 << 24
 MAX_DATASET_DIM = 4096
 
 _ST_ITEMSIZE = {"F32": 4, "I64": 8, "I32": 4}
+_ST_DTYPE = {torch.int64: "I64", torch.float32: "F32", torch.int32: "I32"}  # in safetensors' dtype order, descending
 
 
 def save_tensors(tensors: Mapping[str, torch.Tensor]) -> bytes:
     """Deterministic safetensors bytes (no metadata; contiguous CPU copies)."""
     return _st_save({name: t.detach().cpu().contiguous() for name, t in tensors.items()})
+
+
+def write_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor]) -> None:
+    """Write the bytes of ``save_tensors(tensors)`` to ``path`` straight from each tensor's memory:
+    no copy of the whole state is made (a checkpoint is written while the next segment trains).
+    The layout is safetensors' own: tensors by dtype (its order), then name; the header compact
+    UTF-8 JSON padded with spaces to 8 bytes."""
+    for name, tensor in tensors.items():
+        if tensor.dtype not in _ST_DTYPE:
+            raise ArtifactError(f"tensor {name!r} has unsupported dtype {tensor.dtype}")
+    rank = {dtype: i for i, dtype in enumerate(_ST_DTYPE)}
+    order = sorted(tensors, key=lambda name: (rank[tensors[name].dtype], name))
+    header, offset = {}, 0
+    for name in order:
+        tensor = tensors[name]
+        size = tensor.numel() * tensor.element_size()
+        header[name] = {"dtype": _ST_DTYPE[tensor.dtype], "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as out:
+        out.write(struct.pack("<Q", len(text)) + text)
+        for name in order:
+            data = tensors[name].detach().cpu().contiguous().reshape(-1)
+            if data.numel():
+                out.write(memoryview(data.view(torch.uint8).numpy()))
 
 
 def read_header(data: bytes, itemsizes: Mapping[str, int] = _ST_ITEMSIZE) -> dict[str, dict]:
@@ -113,6 +143,12 @@ def weights_to_bytes(state: Mapping[str, torch.Tensor], spec: ModelSpec) -> byte
     """Serialize a parameter state (initial weights or a checkpoint) after validating it."""
     validate_weights(state, spec)
     return save_tensors({name: state[name] for name in spec.param_names})
+
+
+def write_weights(path: str | os.PathLike[str], state: Mapping[str, torch.Tensor], spec: ModelSpec) -> None:
+    """:func:`weights_to_bytes` written to ``path`` without copying the state (:func:`write_tensors`)."""
+    validate_weights(state, spec)
+    write_tensors(path, {name: state[name] for name in spec.param_names})
 
 
 def weights_from_bytes(data: bytes, spec: ModelSpec) -> dict[str, torch.Tensor]:

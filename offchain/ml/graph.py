@@ -404,8 +404,10 @@ class Executor:
         keep_trace: bool = False,
         step: int = 0,
         on_node: Callable[[int, torch.Tensor], None] | None = None,
+        consume: bool = False,
     ) -> StepOutput:
-        """One SGD step (``step`` is unused: a compiled graph has no per-step inputs). In float32
+        """One SGD step (``step`` and ``consume`` are unused: a compiled graph has no per-step
+        inputs and never writes into its parameters). In float32
         every value is freed after its last use unless the trace is kept; ``on_node(node, output)``
         is given every node's output as it is computed (the trace streamed instead of kept)."""
         graph = self.graph

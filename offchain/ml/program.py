@@ -32,7 +32,7 @@ from __future__ import annotations
 import base64
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 import torch
@@ -344,11 +344,11 @@ Kernel = Callable[[list], Any]
 
 
 def donors(nodes: Sequence[Node], plan: Sequence[tuple[tuple[int, ...], Any, tuple[int, ...]]],
-           keep: set[int]) -> dict[int, tuple[Callable, int]]:
+           keep: set[int], consumable: Collection[int] = ()) -> dict[int, tuple[Callable, int]]:
     """Plan position -> (out= kernel, input id) where a node may write into that input: a float32
-    node computed in this step (never a leaf: the caller's state, the batch or a constant), of the
-    node's shape, read last by this node together with every value sharing its memory, none of
-    them kept, and not read by the node through another alias."""
+    node computed in this step (no leaf: the caller's state, the batch or a constant, except the
+    ``consumable`` leaves), of the node's shape, read last by this node together with every value
+    sharing its memory, none of them kept, and not read by the node through another alias."""
     storage = {}  # node id -> the node whose memory it may share
     for node in nodes:
         storage[node.id] = storage[node.inputs[0]] if node.op in ALIASING else node.id
@@ -356,13 +356,13 @@ def donors(nodes: Sequence[Node], plan: Sequence[tuple[tuple[int, ...], Any, tup
     for position, (_slots, _fn, inputs) in enumerate(plan):
         for i in inputs:
             last_read[storage[i]] = position
-    pinned = {storage[i] for i in keep} | {node.id for node in nodes if node.op in LEAVES}
+    pinned = {storage[i] for i in keep} | {node.id for node in nodes if node.op in LEAVES and node.id not in consumable}
     out: dict[int, tuple[Callable, int]] = {}
     for position, (slots, _fn, inputs) in enumerate(plan):
         node = nodes[slots[0]]
         if node.op not in OUT_KERNELS or node.dtype != "f32":
             continue
-        for i in inputs:
+        for i in sorted(inputs, key=lambda i: i not in consumable):  # the old state first: it is live all step
             root = storage[i]
             shared = {j for j in inputs if storage[j] == root}
             if (nodes[i].shape == node.shape and nodes[i].dtype == "f32" and root not in pinned
@@ -406,6 +406,7 @@ class ProgramExecutor:
             if node_id not in keep:
                 self._free[position] += (node_id,)
         self._donors = donors(program.nodes, self._plan, keep)
+        self._donors_consuming = donors(program.nodes, self._plan, keep, set(self._states))
 
     def run(
         self,
@@ -417,12 +418,14 @@ class ProgramExecutor:
         rng: int | None = None,
         corrupt: Corruption | None = None,
         on_node: Callable[[int, torch.Tensor], None] | None = None,
+        consume: bool = False,
     ) -> StepResult:
         """One step; ``rng`` is the step's key (:func:`step_key`) when the program draws masks;
         ``corrupt`` (a cheat, never an honest run) perturbs one element of one node this step.
         ``on_node(node, output)`` is given every node's output (leaves first, then as computed,
         contiguous, in float32) while values are freed after their last use: the trace streamed
-        instead of kept."""
+        instead of kept. ``consume``: nothing reads ``state`` after this call, so where its tensors
+        share no memory the step may write its results into them (the old state is overwritten)."""
         if self._leaves["rng"] is not None:
             if rng is None:
                 raise GraphError("this program draws dropout masks: give the step's key (step_key)")
@@ -444,7 +447,10 @@ class ProgramExecutor:
                 if value is not None:
                     on_node(node_id, narrow(value).contiguous())
         corrupt_at = -1 if corrupt is None else self._position[corrupt.node]
-        donors = self._donors if free is not None and on_node is None and not self.wide else {}
+        donors = {}
+        if free is not None and on_node is None and not self.wide:
+            distinct = len({t.untyped_storage().data_ptr() for t in state}) == len(state)
+            donors = self._donors_consuming if consume and distinct else self._donors
         for position, (slots, fn, inputs) in enumerate(self._plan):
             donor = donors.get(position)
             if donor is not None and all(values[i].is_contiguous() for i in inputs):

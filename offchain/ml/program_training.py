@@ -108,13 +108,13 @@ class ProgramStepper:
 
     def run(self, params: Sequence[torch.Tensor], x_batch: torch.Tensor, y_batch: torch.Tensor,
             keep_trace: bool = False, step: int = 0,
-            on_node: Callable[[int, torch.Tensor], None] | None = None) -> StepOutput:
+            on_node: Callable[[int, torch.Tensor], None] | None = None, consume: bool = False) -> StepOutput:
         training = self.training
         if not 0 <= step < len(training.hyper):
             raise GraphError(f"step {step} is outside the task's {len(training.hyper)} steps")
         wrong = training.corruption if training.corruption and training.corruption.step == step else None
         out = self._run(params, x_batch, y_batch, training.hyper[step], keep_trace,
-                        step_key(training.seed, step), wrong, on_node)
+                        step_key(training.seed, step), wrong, on_node, consume)
         return StepOutput(out.state, out.loss.reshape(1), out.trace)
 
 

@@ -7,6 +7,7 @@ so neither the solver nor anyone else can choose the data, and the chain can che
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -14,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .artifacts import Dataset, all_finite, weights_from_bytes, weights_to_bytes
+from .artifacts import Dataset, all_finite, weights_from_bytes, weights_to_bytes, write_weights
 from .commit import checkpoint_root, hashing_threads, keccak256, keccak256_with_prefix, proof_root, uint256
 from .errors import ProofError, TrainingError
 from .graph import Executor, StepOutput, TrainingGraph, compile_training_graph, execution_context
@@ -63,6 +64,10 @@ class Checkpoint:
 
     def to_bytes(self, spec: ModelSpec) -> bytes:
         return weights_to_bytes(self.params, spec)
+
+    def write(self, path: str | os.PathLike[str], spec: ModelSpec) -> None:
+        """:meth:`to_bytes` written to ``path`` straight from the tensors (no copy of the state)."""
+        write_weights(path, self.params, spec)
 
     @classmethod
     def from_bytes(cls, data: bytes, spec: ModelSpec, index: int, interval: int) -> Checkpoint:
@@ -135,12 +140,13 @@ def run_steps(
     batch = hooks.batch if hooks is not None and hooks.batch is not None else sampler.batch
     skip = hooks.skip_step if hooks is not None else None
     run = executor.run
+    own = False  # whether params are this loop's own outputs, which nothing else reads
     for step in range(first_step, first_step + count):
         if skip is not None and skip(step):
             continue
         x_batch, y_batch = batch(step)
-        output = run(params, x_batch, y_batch, step=step)
-        params = output.params
+        output = run(params, x_batch, y_batch, step=step, consume=own)
+        params, own = output.params, True
         if losses is not None:
             losses.append(output.loss_rows)
     return params

@@ -147,12 +147,16 @@ def fetch_checkpoints(store: ContentStore, proof: ProofDocument, *, timeout: flo
     return [store.cat(cid, max_size=MAX_ARTIFACT_BYTES, timeout=timeout) for cid in proof.checkpoint_cids]
 
 
+def checkpoint_file(directory: Path, index: int) -> Path:
+    return directory / f"{index:06d}.safetensors"
+
+
 def save_checkpoint(directory: Path, checkpoint: Checkpoint, bundle: DemoTask) -> None:
-    """Persist a checkpoint atomically, with its segment's losses, for resumption."""
+    """Persist a checkpoint atomically, with its segment's losses, for resumption and publishing."""
     directory.mkdir(parents=True, exist_ok=True)
-    blob = directory / f"{checkpoint.index:06d}.safetensors"
+    blob = checkpoint_file(directory, checkpoint.index)
     tmp = blob.with_suffix(".tmp")
-    tmp.write_bytes(checkpoint.to_bytes(bundle.spec))
+    checkpoint.write(tmp, bundle.spec)
     tmp.replace(blob)
     (directory / f"{checkpoint.index:06d}.losses").write_text(" ".join(map(repr, checkpoint.losses)))
 
@@ -161,7 +165,7 @@ def load_checkpoints(directory: Path, bundle: DemoTask) -> list[Checkpoint]:
     """The saved checkpoints 0..j with no gap, as written by `save_checkpoint`."""
     checkpoints: list[Checkpoint] = []
     k = bundle.task.checkpoint_interval
-    while (blob := directory / f"{len(checkpoints):06d}.safetensors").exists():
+    while (blob := checkpoint_file(directory, len(checkpoints))).exists():
         checkpoint = Checkpoint.from_bytes(blob.read_bytes(), bundle.spec, len(checkpoints), k)
         losses = (directory / f"{checkpoint.index:06d}.losses")
         checkpoint.losses = [float(v) for v in losses.read_text().split()] if losses.exists() else []

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from eth_utils import keccak
@@ -37,6 +38,7 @@ from offchain.workers.artifacts import (
     ArtifactMismatch,
     fetch_proof,
     fetch_task,
+    checkpoint_file,
     load_checkpoints,
     save_checkpoint,
 )
@@ -227,7 +229,7 @@ class Solver(Worker):
         forced = task.round == 0 and self.market.call(
             "is_forced_error", bytes.fromhex(record["secret"]), task.entropy, terms.forced_error_ppm)
         genuine = self._train(task.task_id, bundle, task.deadline, record.get("threads", 1))
-        proofs = {"genuine": self._publish(bundle, genuine)}
+        proofs = {"genuine": self._publish(bundle, genuine, self._checkpoints(task.task_id, bundle))}
         if forced:
             self.log.info("task %d: forced error drawn; publishing a corrupted proof first", task.task_id)
             proofs["published"] = self._publish(bundle, cheats.forced_error(bundle).result)
@@ -243,9 +245,7 @@ class Solver(Worker):
 
     def _train(self, task_id: int, bundle: DemoTask, deadline: int, threads: int) -> TrainingResult:
         """Honest training, resumed from the last checkpoint saved on disk, with its progress."""
-        # keyed by the spec too: a task id names another task on another chain or after a reset
-        directory = (self.folder / "checkpoints" / f"{self.role}-{self.address.lower()}"
-                     / f"{task_id}-{bundle.task.hash().hex()[:16]}")
+        directory = self._checkpoints(task_id, bundle)
         saved = load_checkpoints(directory, bundle)
         last = bundle.task.num_checkpoints - 1
         resume = saved[min(len(saved), last) - 1] if len(saved) > 1 else None
@@ -258,8 +258,9 @@ class Solver(Worker):
             loss = sum(checkpoint.losses) / len(checkpoint.losses) if checkpoint.losses else float("nan")
             progress.advance(checkpoint.index, f"loss {loss:.4f}")
 
+        # every checkpoint is on disk once booked: the run keeps only the first and last in memory
         result = train(bundle.task, bundle.spec, bundle.weights, bundle.dataset, graph=bundle.graph,
-                       on_checkpoint=on_checkpoint, resume_from=resume, num_threads=threads)
+                       on_checkpoint=on_checkpoint, resume_from=resume, num_threads=threads, keep_params=False)
         progress.close()
         if resume is not None:
             self.log.info("task %d: resumed training from checkpoint %d", task_id, resume.index)
@@ -269,7 +270,16 @@ class Solver(Worker):
             result = merge_results(first, result)
         return result
 
-    def _publish(self, bundle: DemoTask, result: TrainingResult) -> dict[str, Any]:
-        cids = [self.store.add_bytes(c.to_bytes(bundle.spec)) for c in result.checkpoints]
+    def _checkpoints(self, task_id: int, bundle: DemoTask) -> Path:
+        """Where this solver saves a task's honest checkpoints (keyed by the spec too: a task id
+        names another task on another chain or after a reset)."""
+        return (self.folder / "checkpoints" / f"{self.role}-{self.address.lower()}"
+                / f"{task_id}-{bundle.task.hash().hex()[:16]}")
+
+    def _publish(self, bundle: DemoTask, result: TrainingResult, saved: Path | None = None) -> dict[str, Any]:
+        """Add the run's checkpoints and its proof document to the store; ``saved``: the folder
+        the run's checkpoints were saved to, published from their files."""
+        cids = [self.store.add_file(checkpoint_file(saved, c.index)) if saved
+                else self.store.add_bytes(c.to_bytes(bundle.spec)) for c in result.checkpoints]
         proof = build_proof(bundle.task, result, cids)
         return {"cid": self.store.add_bytes(proof.to_bytes()), "root": proof.root.hex(), "count": proof.count}

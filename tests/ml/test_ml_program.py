@@ -93,6 +93,45 @@ def test_program__writing_into_dead_inputs_gives_the_bits_of_keeping_every_value
     assert all(torch.equal(program.constants[i], t) for i, t in constants.items()), "a constant was written"
 
 
+def test_program__consuming_the_state_gives_the_bits_of_keeping_it_and_reuses_its_memory(family):
+    """A step told that nothing reads its state again writes results into the state's tensors:
+    the same bits as a step that keeps it, in fewer fresh tensors."""
+    _name, model, config, program = family
+    executor = ProgramExecutor(program)
+    states = {node.id for node in program.nodes if node.op == "state"}
+    assert any(donor in states for _kernel, donor in executor._donors_consuming.values())
+    generator = torch.Generator().manual_seed(2)
+    consumed = [t.clone() for t in _initial_state(model, config)]
+    kept = [t.clone() for t in consumed]
+    reused = 0
+    with execution_context(1):
+        for step in range(3):
+            x, y = _batch(config, generator)
+            hyper = config.optimizer.hyper_table(3)[step]
+            old = {t.untyped_storage().data_ptr() for t in consumed}
+            consumed = executor.run(consumed, x, y, hyper, consume=True).state
+            kept = executor.run(kept, x, y, hyper).state
+            assert all(torch.equal(a, b) and a.stride() == b.stride() for a, b in zip(consumed, kept))
+            reused += sum(t.untyped_storage().data_ptr() in old for t in consumed)
+    assert reused, "no new state tensor took an old one's memory"
+
+
+def test_program__consumes_no_state_whose_tensors_share_memory(family):
+    """Two state slots given views of one buffer: writing one would change the other, so the step
+    writes into neither."""
+    _name, model, config, program = family
+    state = _initial_state(model, config)
+    same = [i for i, t in enumerate(state) if t.shape == state[0].shape]
+    if len(same) < 2:
+        pytest.skip("no two state tensors of one shape")
+    state[same[1]] = state[same[0]]
+    before = [t.clone() for t in state]
+    x, y = _batch(config, torch.Generator().manual_seed(2))
+    with execution_context(1):
+        ProgramExecutor(program).run(state, x, y, config.optimizer.hyper_table(1)[0], consume=True)
+    assert all(torch.equal(a, b) for a, b in zip(state, before))
+
+
 def test_donors__never_a_leaf_a_kept_value_or_memory_read_later_or_twice():
     def node(i, op, inputs=(), shape=(4,)):
         return Node(i, op, "f32", tuple(inputs), shape)
@@ -111,6 +150,8 @@ def test_donors__never_a_leaf_a_kept_value_or_memory_read_later_or_twice():
     plan = [((n.id,), None, n.inputs) for n in nodes if n.op not in LEAVES]
     chosen = {plan[position][0][0]: donor for position, (_kernel, donor) in donors(nodes, plan, {7, 9}).items()}
     assert chosen == {3: 2, 7: 5}
+    consuming = donors(nodes, plan, {7, 9}, consumable={0})
+    assert {plan[position][0][0]: donor for position, (_kernel, donor) in consuming.items()} == {2: 0, 3: 2, 7: 5}
 
 
 def test_program__matches_a_plain_torch_optim_loop_within_float_noise():

@@ -7,6 +7,8 @@ import struct
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from offchain.ml import (
     ArtifactError,
@@ -21,7 +23,7 @@ from offchain.ml import (
     weights_from_bytes,
     weights_to_bytes,
 )
-from offchain.ml.artifacts import all_finite
+from offchain.ml.artifacts import all_finite, save_tensors, write_tensors, write_weights
 
 GOOD = {
     "format": "dtm-model/1",
@@ -206,3 +208,32 @@ def test_digits_dataset_is_bundled():
     assert digits.x.dtype == torch.float32 and digits.y.dtype == torch.int64
     assert float(digits.x.min()) == 0.0 and float(digits.x.max()) == 1.0
     assert set(digits.y.tolist()) == set(range(10))
+
+
+_DTYPES = (torch.float32, torch.int64, torch.int32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=6),
+                       st.tuples(st.sampled_from(_DTYPES), st.lists(st.integers(0, 4), max_size=3), st.booleans()),
+                       max_size=6))
+def test_write_tensors__writes_the_bytes_safetensors_makes(tmp_path_factory, layout):
+    """Names of any text (quotes, non-ASCII), each dtype, empty and scalar shapes, transposed
+    views: the file written from tensor memory is byte for byte what safetensors serialises."""
+    tensors = {}
+    for name, (dtype, shape, transposed) in layout.items():
+        t = (torch.randn(shape) * 100).to(dtype)
+        tensors[name] = t.t() if transposed and t.dim() == 2 else t
+    path = tmp_path_factory.mktemp("write") / "t.safetensors"
+    write_tensors(path, tensors)
+    assert path.read_bytes() == save_tensors(tensors)
+
+
+def test_write_weights__refuses_what_weights_to_bytes_refuses(tmp_path):
+    spec = mlp_spec(3, (2,), 2)
+    weights = init_weights(spec, seed=0)
+    write_weights(tmp_path / "w", weights, spec)
+    assert (tmp_path / "w").read_bytes() == weights_to_bytes(weights, spec)
+    weights[spec.param_names[0]][0, 0] = float("nan")
+    with pytest.raises(ArtifactError, match="NaN or infinity"):
+        write_weights(tmp_path / "w", weights, spec)
