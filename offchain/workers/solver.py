@@ -279,7 +279,10 @@ class Solver(Worker):
     def _publish(self, bundle: DemoTask, result: TrainingResult, saved: Path | None = None) -> dict[str, Any]:
         """Add the run's checkpoints and its proof document to the store; ``saved``: the folder
         the run's checkpoints were saved to, published from their files."""
-        cids = [self.store.add_file(checkpoint_file(saved, c.index)) if saved
-                else self.store.add_bytes(c.to_bytes(bundle.spec)) for c in result.checkpoints]
+        cids = self._add_checkpoints(bundle, result, saved)
         proof = build_proof(bundle.task, result, cids)
         return {"cid": self.store.add_bytes(proof.to_bytes()), "root": proof.root.hex(), "count": proof.count}
+
+    def _add_checkpoints(self, bundle: DemoTask, result: TrainingResult, saved: Path | None) -> list[str]:
+        return [self.store.add_file(checkpoint_file(saved, c.index)) if saved
+                else self.store.add_bytes(c.to_bytes(bundle.spec)) for c in result.checkpoints]

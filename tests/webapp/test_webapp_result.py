@@ -21,7 +21,6 @@ from offchain.chain.suite import Role, TaskState, format_ether
 from offchain.node import free_port
 from offchain.storage import serve
 from offchain.webapp import app_config, app_origins, serve_app
-from offchain.ml import build_proof
 from offchain.workers.artifacts import fetch_proof, fetch_task
 from offchain.workers.solver import Solver
 from offchain.workers.submitter import fetch_result, proof_curve
@@ -141,13 +140,12 @@ OTHER_SOLVER = 6  # an Anvil dev account no other role uses
 
 class SwappingSolver(Solver):
     """A solver whose proof commits to the right checkpoint roots but names checkpoint 2's file as
-    checkpoint 1's (`Solver._publish` with that one change)."""
+    checkpoint 1's."""
 
-    def _publish(self, bundle, result):
-        cids = [self.store.add_bytes(c.to_bytes(bundle.spec)) for c in result.checkpoints]
+    def _add_checkpoints(self, bundle, result, saved):
+        cids = super()._add_checkpoints(bundle, result, saved)
         cids[1] = cids[2]
-        proof = build_proof(bundle.task, result, cids)
-        return {"cid": self.store.add_bytes(proof.to_bytes()), "root": proof.root.hex(), "count": proof.count}
+        return cids
 
 
 def test_a_checkpoint_that_fails_its_root_shows_why_instead_of_a_curve(tmp_path):
