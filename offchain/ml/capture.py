@@ -42,7 +42,7 @@ from .program import Program, StateSlot, constant_root, validate
 aten = torch.ops.aten
 LOSSES = ("cross_entropy", "lm_cross_entropy")
 _TORCH_DIR = os.path.dirname(torch.__file__)
-_HERE = os.path.dirname(__file__)
+_CAPTURE_FILES = (os.path.abspath(__file__), os.path.join(os.path.dirname(os.path.abspath(__file__)), "optim.py"))
 
 
 @dataclass(frozen=True)
@@ -505,7 +505,8 @@ def _compute_dtype(inputs: Sequence[Any]) -> torch.dtype:
 
 
 def _source_line(fx: torch.fx.Node) -> str:
-    """The innermost model line (outside torch and this package) that produced ``fx``."""
+    """The innermost model line (outside torch and the capture's own step and optimizer; a preset's
+    line in ``models.py`` counts) that produced ``fx``."""
     trace = fx.meta.get("stack_trace")
     if not trace:
         return "the backward pass"
@@ -515,7 +516,7 @@ def _source_line(fx: torch.fx.Node) -> str:
         line = line.strip()
         if line.startswith('File "'):
             path = line.split('"')[1]
-            if not path.startswith(_TORCH_DIR) and not path.startswith(_HERE):
+            if not path.startswith(_TORCH_DIR) and os.path.abspath(path) not in _CAPTURE_FILES:
                 code = lines[i + 1].strip() if i + 1 < len(lines) else ""
                 number = line.split(", line ")[1].split(",")[0] if ", line " in line else "?"
                 best = f"{os.path.basename(path)}:{number}: {code}"

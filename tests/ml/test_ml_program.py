@@ -272,6 +272,15 @@ def test_export__op_outside_the_set_names_the_op_and_the_model_line(model, words
         assert word in str(error.value)
 
 
+def test_export__a_presets_nodes_name_their_line_in_the_presets_file():
+    """The presets live in this package; their lines are the model's lines all the same (the demo's
+    dispute names the attention line it ends in)."""
+    program = export_program(GPT(17, 8, 16, 2, 1), ExportConfig(2, (8,), loss="lm_cross_entropy"))
+    softmax = next(node.id for node in program.nodes if node.op == "safe_softmax")
+    assert "models.py:" in program.describe(softmax)
+    assert "scaled_dot_product_attention" in program.describe(softmax)
+
+
 class _Unnamed(nn.Module):
     """A model no preset covers: residual tanh/SiLU/sigmoid blocks, mean pooling over a sequence."""
 
