@@ -1,7 +1,8 @@
 """Training step of a captured program vs a plain PyTorch loop, per model family.
 
 Program = the step exported by ``offchain/ml/capture.py``, parsed back from its bytes and run by
-``ProgramExecutor`` (values freed after their last use). Baseline = the same ``nn.Module`` with
+``ProgramExecutor`` (values freed after their last use, each step but the first writing into the
+state before it, as training does). Baseline = the same ``nn.Module`` with
 autograd and the matching ``torch.optim`` optimizer, eager PyTorch defaults (its CPU attention
 kernel included). Same batches, same intra-op thread count; runs are interleaved and the median
 of the repeats is reported as a ratio against the baseline measured in the same process. "sums
@@ -92,7 +93,7 @@ def program_run(executor: ProgramExecutor, state, config: ExportConfig, data, fi
     _elapsed(0.0)
     start = time.perf_counter()
     for step, (x, y) in enumerate(data):
-        state = executor.run(state, x, y, table[step]).state
+        state = executor.run(state, x, y, table[step], consume=step > 0).state  # as training steps a segment
     elapsed = _elapsed(start)
     if final is not None:
         final[:] = state
