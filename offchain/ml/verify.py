@@ -15,7 +15,7 @@ import torch
 from .artifacts import Dataset
 from .commit import checkpoint_root, keccak256, uint256
 from .errors import ArtifactError
-from .graph import REDUCTION_CAP, TrainingGraph, compile_training_graph
+from .graph import REDUCTION_CAP, TrainingGraph, compile_training_graph, execution_context
 from .spec import ModelSpec
 from .task import TrainingTask
 from .train import Checkpoint, ProofDocument, replay, squared_distance, update_norm
@@ -77,8 +77,8 @@ def profile_threshold(
         }
         if graph.splits_reductions:
             variants["chunking"] = replay(graph, task, dataset, start, first, interval, num_threads=num_threads, split=split)
-        for name, endpoint in variants.items():
-            observations.append((segment, name, state_distance(endpoint, reference)))
+        with execution_context(num_threads):  # as in verify
+            observations += [(segment, name, state_distance(endpoint, reference)) for name, endpoint in variants.items()]
         start = reference
     largest = max((distance for _, _, distance in observations), default=0.0)
     return Threshold(max(safety_factor * largest, floor), largest, safety_factor, tuple(observations))
@@ -192,38 +192,42 @@ def verify(
     if len(checkpoint_blobs) != proof.count:
         return Verdict(False, None, f"expected {proof.count} checkpoints, got {len(checkpoint_blobs)}")
 
-    checkpoints: list[Checkpoint] = []
-    for index, blob in enumerate(checkpoint_blobs):
-        segment = max(index - 1, 0)
-        try:
-            checkpoint = Checkpoint.from_bytes(blob, spec, index, task.checkpoint_interval)
-        except ArtifactError as exc:
-            return Verdict(False, segment, f"checkpoint {index} unreadable: {exc}")
-        if checkpoint.root != proof.checkpoint_roots[index]:
-            return Verdict(False, segment, f"checkpoint {index} bytes do not match its committed root")
-        checkpoints.append(checkpoint)
-    if checkpoints[0].root != task.weights_root:
-        return Verdict(False, 0, "checkpoint 0 is not the task's initial weights")
+    # every check on the caller's thread count: a parallel kernel over a 64K-element norm chunk is
+    # all wake-up cost, and on a busy machine it waits for a descheduled thread (25x slower)
+    with execution_context(num_threads):
+        checkpoints: list[Checkpoint] = []
+        for index, blob in enumerate(checkpoint_blobs):
+            segment = max(index - 1, 0)
+            try:
+                checkpoint = Checkpoint.from_bytes(blob, spec, index, task.checkpoint_interval)
+            except ArtifactError as exc:
+                return Verdict(False, segment, f"checkpoint {index} unreadable: {exc}")
+            if checkpoint.root != proof.checkpoint_roots[index]:
+                return Verdict(False, segment, f"checkpoint {index} bytes do not match its committed root")
+            checkpoints.append(checkpoint)
+        if checkpoints[0].root != task.weights_root:
+            return Verdict(False, 0, "checkpoint 0 is not the task's initial weights")
 
-    norms = [update_norm(a.params, b.params) for a, b in zip(checkpoints, checkpoints[1:])]
-    q_top, q_random = policy.counts(len(norms))
-    selected = select_segments(norms, q_top, q_random, seed)
-    verdict = Verdict(True, selected=selected, threshold=threshold)
-    for segment in selected:
-        endpoint = replay_segment(graph, task, dataset, checkpoints[segment].params, segment, num_threads=num_threads)
-        distance = state_distance(endpoint, checkpoints[segment + 1].params)
-        verdict.distances[segment] = distance
-        verdict.replayed_steps += task.checkpoint_interval
-        if on_segment is not None:
-            on_segment(len(verdict.distances))
-        if not math.isfinite(distance) or distance > threshold:
-            if verdict.accept:
-                verdict.accept = False
-                verdict.failing_segment = segment
-                verdict.reason = f"segment {segment}: distance {distance:.3e} > threshold {threshold:.3e}"
-            if stop_at_first:
-                break
-    return verdict
+        norms = [update_norm(a.params, b.params) for a, b in zip(checkpoints, checkpoints[1:])]
+        q_top, q_random = policy.counts(len(norms))
+        selected = select_segments(norms, q_top, q_random, seed)
+        verdict = Verdict(True, selected=selected, threshold=threshold)
+        for segment in selected:
+            endpoint = replay_segment(graph, task, dataset, checkpoints[segment].params, segment,
+                                      num_threads=num_threads)
+            distance = state_distance(endpoint, checkpoints[segment + 1].params)
+            verdict.distances[segment] = distance
+            verdict.replayed_steps += task.checkpoint_interval
+            if on_segment is not None:
+                on_segment(len(verdict.distances))
+            if not math.isfinite(distance) or distance > threshold:
+                if verdict.accept:
+                    verdict.accept = False
+                    verdict.failing_segment = segment
+                    verdict.reason = f"segment {segment}: distance {distance:.3e} > threshold {threshold:.3e}"
+                if stop_at_first:
+                    break
+        return verdict
 
 
 def check_checkpoint_roots(proof: ProofDocument, checkpoints: Sequence[Mapping[str, torch.Tensor]], order: Sequence[str]) -> list[int]:

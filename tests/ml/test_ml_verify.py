@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import logging
 
 import pytest
@@ -201,3 +202,27 @@ def test_norms__accumulate_in_float64_chunk_by_chunk_like_one_pass():
     exact_norm = sum(float((b.double() ** 2).sum()) for b in before.values()) ** 0.5
     assert state_distance(after, before) == pytest.approx(exact_update / exact_norm, rel=1e-12)
     assert state_distance(before, before) == 0.0
+
+
+def test_verify__checks_norms_and_distances_on_the_callers_thread_count(tiny, threshold, monkeypatch):
+    """Norm chunks run on the verifier's thread count, not the process default: a parallel kernel
+    over a 64K-element chunk is all wake-up cost, and on a busy machine made a verification 1.5x
+    slower (state distances 25x)."""
+    train_module, verify_module = (importlib.import_module(f"offchain.ml.{name}") for name in ("train", "verify"))
+    seen = []
+    measured = train_module.squared_distance
+
+    def recording(a, b):
+        seen.append(torch.get_num_threads())
+        return measured(a, b)
+
+    monkeypatch.setattr(train_module, "squared_distance", recording)
+    monkeypatch.setattr(verify_module, "squared_distance", recording)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        verdict = run_verify(tiny, cheats.honest_run(tiny), threshold)
+        profile_threshold(tiny.graph, tiny.task, tiny.spec, tiny.dataset, tiny.weights, segments=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert verdict.accept and seen and set(seen) == {1}
