@@ -576,18 +576,18 @@ class Tamper:
 
 
 def _worker(rank: int, specs: list[TrainSpec], out_dir: str, parts_dirs: list[str | None],
-            tamper: Tamper | None, store_port: int) -> None:
+            tamper: Tamper | None) -> None:
     """Rank ``rank`` of every spec whose world includes it, one process group after another. The
-    ranks meet in the driver's store on ``store_port`` (the driver bound it, so no other run on
-    this machine can take it), each spec under its own prefix."""
-    store = dist.TCPStore("127.0.0.1", store_port, is_master=False)
+    ranks meet in a file of ``out_dir``: no port to pick (another run could take it), and no
+    store served by a thread of the driver (a rank forked while that thread resolves a peer's
+    address inherits libc's resolver lock held, and hangs)."""
     _forget_process_groups()
     for index, (spec, parts_dir) in enumerate(zip(specs, parts_dirs)):
         if rank >= spec.world:
             continue
         torch.set_num_threads(spec.threads)
-        dist.init_process_group("gloo", store=dist.PrefixStore(f"run{index}/", store), rank=rank,
-                                world_size=spec.world)
+        store = Path(out_dir) / f"rendezvous{index}"
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=spec.world)
         try:
             result = _train_rank(rank, spec, parts_dir, tamper)
             _save_result(result, Path(out_dir) / f"run{index}-rank{rank}.safetensors")
@@ -681,10 +681,8 @@ def run_many(specs: list[TrainSpec], start_method: str = "fork", *,
     parts_dirs = [None if d is None else str(d) for d in (parts_dirs or [None] * len(specs))]
     if len(parts_dirs) != len(specs) or any(spec.commits and d is None for spec, d in zip(specs, parts_dirs)):
         raise ValueError("every spec with a checkpoint_interval needs a parts directory")
-    # port 0: the operating system binds a free port, so no picked port can be taken meanwhile
-    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
     with tempfile.TemporaryDirectory(prefix="dtm-engine-") as out_dir:
-        mp.start_processes(_worker, args=(list(specs), out_dir, parts_dirs, tamper, store.port),
+        mp.start_processes(_worker, args=(list(specs), out_dir, parts_dirs, tamper),
                            nprocs=max(spec.world for spec in specs), start_method=start_method)
         for spec, parts_dir in zip(specs, parts_dirs):
             if spec.commits:
