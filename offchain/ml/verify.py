@@ -6,22 +6,28 @@ hardware-independently by narrowing the dispute down to one element of one node.
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from .artifacts import Dataset
-from .commit import checkpoint_root, keccak256, uint256
+from .artifacts import Dataset, weights_from_bytes
+from .commit import checkpoint_root, hashing_threads, keccak256, uint256
 from .errors import ArtifactError
 from .graph import REDUCTION_CAP, TrainingGraph, compile_training_graph, execution_context
 from .spec import ModelSpec
 from .task import TrainingTask
-from .train import Checkpoint, ProofDocument, replay, squared_distance, update_norm
+from .train import ProofDocument, replay, squared_distance, update_norm
 
 #: Honest-distance multiplier applied to the largest profiled distance.
 DEFAULT_SAFETY_FACTOR = 10.0
+#: Checkpoints below this size are checked before any replay: their checks are Python-bound, and a
+#: second thread would only contend for the interpreter lock (larger ones hash in native code).
+OVERLAP_BYTES = 1 << 20
 #: Lower bound on the threshold (relative L2), so bitwise-identical profiles never give 0.
 MIN_THRESHOLD = 1e-6
 
@@ -112,27 +118,35 @@ class VerificationPolicy:
 DEFAULT_POLICY = VerificationPolicy()
 
 
-def select_segments(norms: Sequence[float], q_top: int, q_random: int, seed: int) -> list[int]:
-    """Top-``q_top`` segments by update norm, then ``q_random`` distinct others drawn from ``seed``.
+def random_draws(n: int, seed: int) -> Iterator[int]:
+    """The random segment draws: ``keccak256(abi.encode(uint256 seed, uint256 c)) % n`` for c = 0, 1, …"""
+    seed_word = uint256(seed)
+    for counter in itertools.count():
+        yield int.from_bytes(keccak256(seed_word + uint256(counter)), "big") % n
 
-    Random draw ``c`` = ``keccak256(abi.encode(uint256 seed, uint256 c)) % n``, skipping repeats.
+
+def select_segments(norms: Sequence[float], q_top: int, q_random: int, seed: int) -> list[int]:
+    """Top-``q_top`` segments by update norm, then ``q_random`` distinct others drawn from ``seed``
+    (`random_draws`, skipping repeats).
+
     ``norms`` must be recomputed by the verifier from the fetched checkpoints, never taken from
     the proof document.
     """
     n = len(norms)
     ranked = sorted(range(n), key=lambda j: (-norms[j], j))
     chosen = ranked[: min(q_top, n)]
-    taken = set(chosen)
-    seed_word = uint256(seed)
-    counter = 0
-    wanted = min(n, len(chosen) + q_random)
-    while len(chosen) < wanted:
-        j = int.from_bytes(keccak256(seed_word + uint256(counter)), "big") % n
-        counter += 1
-        if j not in taken:
-            taken.add(j)
-            chosen.append(j)
-    return chosen
+    return chosen + _distinct_draws(n, seed, min(n, len(chosen) + q_random) - len(chosen), skip=set(chosen))
+
+
+def _distinct_draws(n: int, seed: int, count: int, skip: set[int] = frozenset()) -> list[int]:
+    """The first ``count`` distinct draws of `random_draws` not in ``skip``."""
+    drawn: list[int] = []
+    draws = random_draws(n, seed)
+    while len(drawn) < count:
+        j = next(draws)
+        if j not in skip and j not in drawn:
+            drawn.append(j)
+    return drawn
 
 
 def replay_segment(
@@ -178,7 +192,12 @@ def verify(
     on_segment: Callable[[int], None] | None = None,
 ) -> Verdict:
     """Check commitments, then replay the selected segments against the solver's checkpoints
-    (`on_segment(n)` after the n-th replayed segment)."""
+    (`on_segment(n)` after the n-th replayed segment).
+
+    The commitment checks (the dataset root, each checkpoint parsed and hashed, the update norms)
+    run on a second core while the segments that are selected whatever the norms are replay: the
+    first ``q_random`` distinct random draws, each selected as a random or as a top segment. The
+    verdict is the one of checking first: a failed commitment wins over a replay."""
     if proof.task_hash != task.hash():
         return Verdict(False, None, "proof names a different task")
     if proof.checkpoint_interval != task.checkpoint_interval or proof.steps != task.steps:
@@ -187,47 +206,95 @@ def verify(
         graph = compile_training_graph(spec, task.batch_size, task.lr)
     if graph.root != task.graph_root:
         return Verdict(False, None, "task graph_root does not match the compiled model spec")
-    if dataset.n_rows != task.dataset_rows or dataset.root() != task.dataset_root:
+    if dataset.n_rows != task.dataset_rows:
         return Verdict(False, None, "dataset does not match the task's dataset_root")
     if len(checkpoint_blobs) != proof.count:
         return Verdict(False, None, f"expected {proof.count} checkpoints, got {len(checkpoint_blobs)}")
 
+    n_segments = len(checkpoint_blobs) - 1
+    q_top, q_random = policy.counts(n_segments)
+    spare_cores = max(1, (os.cpu_count() or 1) - num_threads)
+
+    states: dict[int, dict[str, torch.Tensor]] = {}  # the parsed checkpoints, in order
+    unreadable: list[tuple[int, str]] = []
+
+    def read_checkpoints() -> list[float] | None:
+        """Parse every checkpoint (up to the first unreadable one) and measure the update norms."""
+        for index, blob in enumerate(checkpoint_blobs):
+            try:
+                states[index] = weights_from_bytes(blob, spec)
+            except ArtifactError as exc:
+                unreadable.append((index, str(exc)))
+                return None
+        return [update_norm(states[j], states[j + 1]) for j in range(n_segments)]
+
+    def check_roots() -> Verdict | None:
+        """The first failing commitment, in the order of the checks (after `read_checkpoints`)."""
+        if dataset.root() != task.dataset_root:
+            return Verdict(False, None, "dataset does not match the task's dataset_root")
+        for index in range(len(checkpoint_blobs)):
+            if unreadable and unreadable[0][0] == index:
+                return Verdict(False, max(index - 1, 0), f"checkpoint {index} unreadable: {unreadable[0][1]}")
+            with hashing_threads(spare_cores):
+                root = checkpoint_root(states[index], spec.param_names)
+            if root != proof.checkpoint_roots[index]:
+                return Verdict(False, max(index - 1, 0), f"checkpoint {index} bytes do not match its committed root")
+        if proof.checkpoint_roots[0] != task.weights_root:
+            return Verdict(False, 0, "checkpoint 0 is not the task's initial weights")
+        return None
+
+    distances: dict[int, float] = {}
+
+    def distance(segment: int) -> float:
+        """The replayed segment's distance to the solver's end state (from bytes that are being
+        checked against their roots: ahead of the checks, parsed here)."""
+        if segment not in distances:
+            start, end = (states.get(j) or weights_from_bytes(checkpoint_blobs[j], spec) for j in (segment, segment + 1))
+            endpoint = replay_segment(graph, task, dataset, start, segment, num_threads=num_threads)
+            distances[segment] = state_distance(endpoint, end)
+            if on_segment is not None:
+                on_segment(len(distances))
+        return distances[segment]
+
     # every check on the caller's thread count: a parallel kernel over a 64K-element norm chunk is
     # all wake-up cost, and on a busy machine it waits for a descheduled thread (25x slower)
-    with execution_context(num_threads):
-        checkpoints: list[Checkpoint] = []
-        for index, blob in enumerate(checkpoint_blobs):
-            segment = max(index - 1, 0)
+    with execution_context(num_threads), ThreadPoolExecutor(1, thread_name_prefix="verify-checks") as checker:
+        overlap = len(checkpoint_blobs[0]) >= OVERLAP_BYTES
+        if not overlap:
+            norms, failure = read_checkpoints(), check_roots()
+            if failure is not None:
+                return failure
+        else:
+            read, checked = checker.submit(read_checkpoints), checker.submit(check_roots)
             try:
-                checkpoint = Checkpoint.from_bytes(blob, spec, index, task.checkpoint_interval)
-            except ArtifactError as exc:
-                return Verdict(False, segment, f"checkpoint {index} unreadable: {exc}")
-            if checkpoint.root != proof.checkpoint_roots[index]:
-                return Verdict(False, segment, f"checkpoint {index} bytes do not match its committed root")
-            checkpoints.append(checkpoint)
-        if checkpoints[0].root != task.weights_root:
-            return Verdict(False, 0, "checkpoint 0 is not the task's initial weights")
+                for segment in _distinct_draws(n_segments, seed, q_random):
+                    if _fails(distance(segment), threshold) and stop_at_first:
+                        break
+            except ArtifactError:
+                pass  # the checks name the unreadable checkpoint
+            norms = read.result()
+            if norms is None:
+                return checked.result()
 
-        norms = [update_norm(a.params, b.params) for a, b in zip(checkpoints, checkpoints[1:])]
-        q_top, q_random = policy.counts(len(norms))
         selected = select_segments(norms, q_top, q_random, seed)
         verdict = Verdict(True, selected=selected, threshold=threshold)
         for segment in selected:
-            endpoint = replay_segment(graph, task, dataset, checkpoints[segment].params, segment,
-                                      num_threads=num_threads)
-            distance = state_distance(endpoint, checkpoints[segment + 1].params)
-            verdict.distances[segment] = distance
-            verdict.replayed_steps += task.checkpoint_interval
-            if on_segment is not None:
-                on_segment(len(verdict.distances))
-            if not math.isfinite(distance) or distance > threshold:
+            verdict.distances[segment] = value = distance(segment)
+            if _fails(value, threshold):
                 if verdict.accept:
                     verdict.accept = False
                     verdict.failing_segment = segment
-                    verdict.reason = f"segment {segment}: distance {distance:.3e} > threshold {threshold:.3e}"
+                    verdict.reason = f"segment {segment}: distance {value:.3e} > threshold {threshold:.3e}"
                 if stop_at_first:
                     break
+        if overlap and (failure := checked.result()) is not None:
+            return failure
+        verdict.replayed_steps = len(distances) * task.checkpoint_interval
         return verdict
+
+
+def _fails(distance: float, threshold: float) -> bool:
+    return not math.isfinite(distance) or distance > threshold
 
 
 def check_checkpoint_roots(proof: ProofDocument, checkpoints: Sequence[Mapping[str, torch.Tensor]], order: Sequence[str]) -> list[int]:
@@ -238,5 +305,5 @@ def check_checkpoint_roots(proof: ProofDocument, checkpoints: Sequence[Mapping[s
 __all__ = [
     "DEFAULT_POLICY", "DEFAULT_SAFETY_FACTOR", "MIN_THRESHOLD", "Threshold", "Verdict",
     "VerificationPolicy", "check_checkpoint_roots", "profile_threshold", "replay_segment",
-    "select_segments", "state_distance", "verify",
+    "random_draws", "select_segments", "state_distance", "verify",
 ]

@@ -226,3 +226,69 @@ def test_verify__checks_norms_and_distances_on_the_callers_thread_count(tiny, th
     finally:
         torch.set_num_threads(threads)
     assert verdict.accept and seen and set(seen) == {1}
+
+
+@pytest.fixture(scope="module")
+def wide():
+    """A task whose checkpoints (1.07 MB) are checked on a second core while segments replay."""
+    from offchain.ml import make_task, mlp_spec, synthetic_dataset
+    from offchain.ml.verify import OVERLAP_BYTES
+
+    demo = make_task(mlp_spec(512, (512,), 8), synthetic_dataset(64, 512, 8, seed=2), steps=12, k=2,
+                     batch_size=8, lr=0.05, seed=3)
+    run = cheats.honest_run(demo)
+    assert len(run.checkpoint_blobs(demo)[0]) >= OVERLAP_BYTES
+    return demo, run
+
+
+def test_verify__replays_the_drawn_segments_while_the_checkpoints_are_checked(wide, monkeypatch):
+    """The random draw's segments are selected whatever the norms: they replay before the update
+    norms are known (each norm here waits for the first replay, which a check-first verifier never
+    starts) on the verifier's thread count, and the verdict is the one of checking first."""
+    import threading
+
+    verify_module = importlib.import_module("offchain.ml.verify")
+    demo, run = wide
+    replaying, order = threading.Event(), []
+    replay, measure = verify_module.replay_segment, verify_module.update_norm
+
+    def replay_segment(*args, **kwargs):
+        order.append(("replay", args[4]))
+        replaying.set()
+        return replay(*args, **kwargs)
+
+    def update_norm(before, after):
+        order.append(("norm", replaying.wait(timeout=20) and torch.get_num_threads() == 1))
+        return measure(before, after)
+
+    monkeypatch.setattr(verify_module, "replay_segment", replay_segment)
+    monkeypatch.setattr(verify_module, "update_norm", update_norm)
+    verdict = run_verify(demo, run, 1e-4, seed=9)
+    assert order[0][0] == "replay" and all(ready for kind, ready in order if kind == "norm")
+    q_top, q_random = DEFAULT_POLICY.counts(demo.task.num_segments)
+    assert verdict.accept and verdict.selected == select_segments(run.result.update_norms, q_top, q_random, 9)
+    assert sorted(verdict.distances) == sorted(verdict.selected) and set(verdict.distances.values()) == {0.0}
+    assert sorted(s for kind, s in order if kind == "replay") == sorted(verdict.selected)  # each once
+
+
+@pytest.mark.parametrize("damage", ["bytes", "unreadable"])
+def test_verify__a_failed_commitment_wins_over_an_overlapped_replay(wide, damage):
+    """A drawn segment replays from bytes still being checked: when they are not the committed
+    ones, the verdict names the checkpoint, not the replay's distance."""
+    import struct
+
+    from offchain.ml.verify import random_draws
+
+    demo, run = wide
+    blobs = run.checkpoint_blobs(demo)
+    segment = next(random_draws(demo.task.num_segments, 4))
+    if damage == "bytes":
+        blob = bytearray(blobs[segment])
+        blob[-4:] = struct.pack("<f", 1e30)  # in the last tensor: every replay from it fails
+        blobs[segment] = bytes(blob)
+    else:
+        blobs[segment] = blobs[segment][:100]
+    verdict = verify(demo.task, demo.spec, demo.dataset, run.proof, blobs, 1e-4, 4, graph=demo.graph)
+    expected = "bytes do not match its committed root" if damage == "bytes" else "unreadable"
+    assert not verdict.accept and verdict.failing_segment == max(segment - 1, 0)
+    assert verdict.reason.startswith(f"checkpoint {segment} ") and expected in verdict.reason
