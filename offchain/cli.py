@@ -477,7 +477,8 @@ def task() -> None:
 @click.option("--weights", "weights_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="--program: its initial weights (`dtm model export --weights-out`).")
 @click.option("--classes", type=int, help="Output classes of the MLP (default: max label + 1).")
-@click.option("--hidden", type=int, default=32, show_default=True, help="Hidden units of the MLP.")
+@click.option("--hidden", default="32", show_default=True,
+              help="Hidden widths of the MLP, comma-separated (64,32: two hidden layers).")
 @click.option("--steps", type=int, default=300, show_default=True)
 @click.option("--k", "interval", type=int, default=10, show_default=True, help="Checkpoint interval.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
@@ -490,21 +491,23 @@ def task() -> None:
 @pass_env
 def task_post(env: Env, dataset: str | None, data_file: Path | None, label_column: str | None, seq_len: int | None,
               holdout: float | None, program_file: Path | None, weights_file: Path | None, classes: int | None,
-              hidden: int, steps: int, interval: int, batch_size: int, lr: float, seed: int, payment: float,
+              hidden: str, steps: int, interval: int, batch_size: int, lr: float, seed: int, payment: float,
               solver_stake: float, expires_in: int, train_window: int) -> None:
     """Publish a classification task on IPFS and escrow its payment.
 
-    The model is the MLP preset or your own program (--program, --weights: its batch size,
-    optimizer and schedule are the program's). The data is a built-in dataset (--dataset) or your
-    own file (--data); of your own, only the training rows are published: the held-out rows stay
-    under --home and `dtm task result` scores the trained weights on them."""
+    The model is the MLP preset (exported as a program, trained with SGD) or your own program
+    (--program, --weights: its batch size, optimizer and schedule are the program's). The data is
+    a built-in dataset (--dataset) or your own file (--data); of your own, only the training rows
+    are published: the held-out rows stay under --home and `dtm task result` scores the trained
+    weights on them."""
     from offchain.dispute.limits import UnjudgeableTask
-    from offchain.ml import MLError, digits_dataset, mlp_spec, synthetic_dataset
+    from offchain.ml import MLError, digits_dataset, synthetic_dataset
     from offchain.ml.data import load_dataset
+    from offchain.ml.exporter import mlp_preset
     from offchain.ml.optim import OptimizerConfig
     from offchain.ml.program import Program
     from offchain.ml.program_training import initial_weights
-    from offchain.workers.artifacts import check_program_task, check_task, publish_program_task, publish_task
+    from offchain.workers.artifacts import check_program_task, publish_program_task
     from offchain.workers.submitter import Submitter
 
     for value, option in ((payment, "--payment"), (expires_in, "--expires-in"), (train_window, "--train-window")):
@@ -512,6 +515,7 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
             raise click.BadParameter("must be positive", param_hint=option)
     if not solver_stake >= 0:
         raise click.BadParameter("must not be negative", param_hint="--solver-stake")
+    widths = _widths(hidden)
     kept = None
     if data_file is None:
         if label_column is not None or seq_len is not None or holdout is not None:
@@ -543,17 +547,14 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
     options = dict(steps=steps, k=interval, seed=seed)
     try:  # in this order: the task itself, the chain, then the uploads
         if program_file is None:
-            spec = mlp_spec(data.input_dim, (hidden,), classes or needed)
-            options |= dict(batch_size=batch_size, lr=lr)
-            check_task(spec, data, **options)
-            publish = functools.partial(publish_task, spec=spec, dataset=data, **options)
+            program, weights_bytes = mlp_preset(data.input_dim, widths, classes or needed, batch_size=batch_size, lr=lr)
         else:
-            program = Program.from_bytes(program_file.read_bytes())
-            optimizer = OptimizerConfig.from_dict(program.meta.get("optimizer"))
-            weights = initial_weights(program, weights_file.read_bytes())
-            check_program_task(program, optimizer, weights, data, **options)
-            publish = functools.partial(publish_program_task, program=program, optimizer=optimizer, weights=weights,
-                                        dataset=data, **options)
+            program, weights_bytes = Program.from_bytes(program_file.read_bytes()), weights_file.read_bytes()
+        optimizer = OptimizerConfig.from_dict(program.meta.get("optimizer"))
+        weights = initial_weights(program, weights_bytes)
+        check_program_task(program, optimizer, weights, data, **options)
+        publish = functools.partial(publish_program_task, program=program, optimizer=optimizer, weights=weights,
+                                    dataset=data, **options)
         market = env.market()
         _check_affordable(market, int(payment * ETHER), int(solver_stake * ETHER))
         store = env.store()
@@ -567,6 +568,16 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
         published, payment=int(payment * ETHER), solver_stake=int(solver_stake * ETHER),
         expires_in=expires_in, train_window=train_window, holdout=kept))
     click.echo(f"task {task_id}  spec {published.spec_cid}")
+
+
+def _widths(hidden: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(width) for width in hidden.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise click.BadParameter(f"{hidden!r}: give positive widths separated by commas, e.g. 64,32", param_hint="--hidden")
+    return widths
 
 
 def _check_affordable(market, payment: int, solver_stake: int) -> None:

@@ -59,6 +59,19 @@ def export_model(reference: str, kwargs: dict[str, Any], config: ExportConfig, s
     return program, weights
 
 
+#: The market's MLP preset (`dtm task post` without --program): a linear/ReLU stack trained with SGD.
+MLP_PRESET = "offchain.ml.models:MLP"
+
+
+def mlp_preset(input_dim: int, hidden: tuple[int, ...], classes: int, *, batch_size: int, lr: float,
+               seed: int = 0) -> tuple[Program, bytes]:
+    """The MLP preset exported like any model: ``input_dim`` features, the ``hidden`` widths,
+    ``classes`` outputs, softmax cross-entropy and plain SGD at ``lr`` (program, initial weights)."""
+    config = ExportConfig(batch_size, (input_dim,), "cross_entropy", OptimizerConfig("sgd", lr))
+    return export_model(MLP_PRESET, {"input_dim": input_dim, "hidden": list(hidden), "classes": classes},
+                        config, seed)
+
+
 def optimizer_from_options(options: dict[str, Any]) -> OptimizerConfig:
     return OptimizerConfig.from_dict({**OptimizerConfig().to_dict(), **{k: v for k, v in options.items() if v is not None}})
 

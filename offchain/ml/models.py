@@ -78,3 +78,23 @@ class GPT(nn.Module):
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.tokens(tokens) + self.positions(positions)
         return self.head(self.ln(self.blocks(x)))
+
+
+PRESETS = {cls.__name__: cls for cls in (MLP, CNN, GPT)}
+
+
+def preset_model(meta: dict, shapes: dict[str, tuple[int, ...]]) -> nn.Module | None:
+    """The preset a program was exported from (its meta ``model`` and ``model_kwargs``), with no
+    memory of its own (meta tensors: call it with the parameters), or None unless it names one of
+    this file's classes (never a submitter's code) whose parameters have exactly ``shapes``."""
+    module, _, name = str(meta.get("model", "")).rpartition(":")
+    kwargs = meta.get("model_kwargs", {})
+    if module != __name__ or name not in PRESETS or not isinstance(kwargs, dict):
+        return None
+    try:
+        with torch.device("meta"):
+            model = PRESETS[name](**kwargs)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    built = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    return model if built == shapes else None

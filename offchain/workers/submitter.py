@@ -10,6 +10,7 @@ import torch
 from offchain.chain.client import Market, TaskView
 from offchain.chain.suite import TaskState
 from offchain.ml import Checkpoint, Dataset, DemoTask, ModelSpec, ProofDocument
+from offchain.ml.models import preset_model
 from offchain.ml.program_training import ProgramTraining
 from offchain.storage import ContentStore
 from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, PublishedTask, fetch_proof, fetch_task
@@ -18,8 +19,8 @@ from offchain.workers.base import Worker
 
 @dataclass(frozen=True)
 class Score:
-    accuracy: float | None  # None for a program task: its step names a loss, not the model's outputs
-    loss: float  # mean softmax cross-entropy (a program task: the mean of its step's own loss)
+    accuracy: float | None  # None for a program of the submitter's own model: its step names a loss, not the outputs
+    loss: float  # mean softmax cross-entropy (such a program: the mean of its step's own loss)
     rows: int
 
     def figures(self) -> str:
@@ -151,10 +152,20 @@ def logits(spec: ModelSpec, params: dict[str, torch.Tensor], x: torch.Tensor) ->
 
 
 def score(spec: ModelSpec | ProgramTraining, params: dict[str, torch.Tensor], dataset: Dataset) -> Score:
-    """Accuracy and mean cross-entropy of the model on ``dataset`` (a program: `program_loss`)."""
+    """Accuracy and mean cross-entropy of the model on ``dataset``: a classifier preset's program by
+    the preset's forward pass (any number of rows), any other program by `program_loss`."""
     if isinstance(spec, ProgramTraining):
-        return Score(None, program_loss(spec, params, dataset), dataset.n_rows)
-    out = logits(spec, params, dataset.x)
+        meta = spec.program.meta
+        shapes = {n: tuple(params[n].shape) for n in spec.program.param_names}
+        model = preset_model(meta, shapes) if meta.get("loss") == "cross_entropy" else None
+        if model is None:
+            return Score(None, program_loss(spec, params, dataset), dataset.n_rows)
+        with torch.no_grad():
+            inputs = dataset.x.reshape(dataset.n_rows, *meta["input_shape"])
+            out = torch.func.functional_call(model.eval(), {n: params[n] for n, _ in model.named_parameters()},
+                                             (inputs,))
+    else:
+        out = logits(spec, params, dataset.x)
     return Score(float((out.argmax(1) == dataset.y).float().mean()),
                  float(torch.nn.functional.cross_entropy(out, dataset.y)), dataset.n_rows)
 

@@ -171,6 +171,8 @@ def test_task_post__program_options__one_line_errors_before_any_network(tmp_path
 
 @pytest.mark.parametrize("args, message", [
     (["task", "post", "--hidden", "64", "--hidden=32"], "--hidden given 2 times; give it once"),
+    (["task", "post", "--hidden", "64,x"], "Invalid value for --hidden: '64,x': give positive widths separated by commas"),
+    (["task", "post", "--hidden", "64,0"], "Invalid value for --hidden: '64,0': give positive widths separated by commas"),
     (["--rpc", "foo://bar", "task", "post"], "RPC URL 'foo://bar' is not an http:// or https:// URL"),
     (["task", "post", "--payment", "-1"], "Invalid value for --payment: must be positive"),
     (["task", "post", "--train-window", "0"], "Invalid value for --train-window: must be positive"),

@@ -15,6 +15,7 @@ from offchain.dispute.status import dispute_status
 from offchain.ml import load_dataset
 from offchain.storage.importer import compute_cid
 from offchain.node import LOCAL_DEPLOYMENT
+from offchain.workers.artifacts import fetch_task
 from offchain.workers.solver import Solver
 from offchain.workers.submitter import fetch_result, loss_curve
 from offchain.workers.verifier import Verifier, Whistleblower
@@ -157,7 +158,8 @@ def test_forced_error__proven_by_verifier_paid_from_jackpot_then_genuine_proof_p
 
 
 def test_own_csv_task__result_reports_the_held_out_score(tmp_path):
-    """`dtm task post --data` publishes the training rows; `dtm task result` scores the held-out ones."""
+    """`dtm task post --data` publishes the training rows of an MLP preset task (two hidden layers, a
+    program like any exported model); `dtm task result` scores the held-out ones."""
     rows = [(i % 10 / 10, i * 7 % 10 / 10) for i in range(60)]
     csv = tmp_path / "sums.csv"
     csv.write_text("a,b,size\n" + "".join(f"{a},{b},{'big' if a + b > 0.9 else 'small'}\n" for a, b in rows))
@@ -168,7 +170,7 @@ def test_own_csv_task__result_reports_the_held_out_score(tmp_path):
         def dtm(*args):
             return _dtm(m, tmp_path, "--dev-account", str(SUBMITTER), *args)
 
-        posted = dtm("task", "post", "--data", str(csv), "--hidden", "8", "--steps", "40", "--k", "4",
+        posted = dtm("task", "post", "--data", str(csv), "--hidden", "8,4", "--steps", "40", "--k", "4",
                      "--batch-size", "8", "--lr", "0.5", "--payment", "1")
         assert posted.exit_code == 0, posted.output
         assert "54 training rows + 6 held-out, 2 features, 2 classes; labels big=0, small=1" in posted.output
@@ -176,6 +178,8 @@ def test_own_csv_task__result_reports_the_held_out_score(tmp_path):
         training = load_dataset(csv, holdout=0.1, seed=1).train.to_bytes()  # only these rows are published
         assert m.store.cat(compute_cid(training), timeout=1) == training
         reader = m.market(0)
+        bundle = fetch_task(m.store, posted.output.split(" spec ")[1].split()[0], reader.task(task_id).spec_hash)
+        assert bundle.task.is_program and bundle.graph.program.meta["model_kwargs"]["hidden"] == [8, 4]
         wait_for(lambda: _state(reader, task_id) == TaskState.FINALISED, what="finalisation")
         held = fetch_result(reader, m.store, task_id, m.home).holdout
         assert held.rows == 6 and fetch_result(reader, m.store, task_id).holdout is None

@@ -180,3 +180,59 @@ def test_program_task__fetched_and_checked_then_refused_where_the_chain_cannot_j
     forged = dataclasses.replace(bundle.task, hyper_root=bytes(32))
     with pytest.raises(ArtifactMismatch, match="hyper_root"):
         load_task(store, store.add_bytes(forged.to_bytes()), forged.hash())
+
+
+def test_mlp_preset__a_program_of_the_mlp_with_sgd_that_trains_like_the_module():
+    """`dtm task post`'s model: the MLP module exported with plain SGD; hidden widths all kept."""
+    from offchain.ml.exporter import mlp_preset
+    from offchain.ml.models import MLP
+    from offchain.ml.program_training import initial_weights
+    from offchain.ml.train import BatchSampler
+
+    program, weights = mlp_preset(64, (16, 8), 10, batch_size=8, lr=0.1)
+    assert program.meta["optimizer"]["name"] == "sgd" and program.meta["optimizer"]["lr"] == 0.1
+    assert program.meta["model_kwargs"] == {"input_dim": 64, "hidden": [16, 8], "classes": 10}
+    assert [program.state[i].shape for i in range(6)] == [(16, 64), (16,), (8, 16), (8,), (10, 8), (10,)]
+    initial = initial_weights(program, weights)
+    torch.manual_seed(0)
+    module = MLP(64, (16, 8), 10)
+    assert all(torch.equal(p, initial[n]) for n, p in module.named_parameters())  # seed 0, like `model export`
+    data = digits_dataset()
+    demo = program_task(program, OptimizerConfig("sgd", 0.1), initial, data, steps=4, k=2, seed=1)
+    result = train(demo.task, demo.spec, demo.weights, data, graph=demo.graph)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    sampler = BatchSampler(1, 8, data)
+    for step in range(4):
+        x, y = sampler.batch(step)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(module(x), y).backward()
+        optimizer.step()
+    final = result.final_params
+    assert all(torch.allclose(p, final[n], atol=1e-6) for n, p in module.named_parameters())
+
+
+def test_score__a_classifier_presets_program_scores_by_its_forward_pass_on_any_rows():
+    """Accuracy and loss of a preset's program come from the preset's own forward pass, so a
+    held-out split smaller than a batch scores too; a program naming any other model, or a preset
+    whose parameters the program's do not match, falls back to the program's own loss."""
+    from offchain.ml.exporter import mlp_preset
+    from offchain.ml.models import MLP
+    from offchain.ml.program_training import initial_weights
+    from offchain.workers.submitter import score
+
+    program, weights = mlp_preset(64, (16,), 10, batch_size=32, lr=0.1)
+    state = initial_weights(program, weights)
+    training = ProgramTraining(program, OptimizerConfig("sgd", 0.1), 4, 1)
+    rows = Dataset(digits_dataset().x[:5], digits_dataset().y[:5])
+    torch.manual_seed(0)
+    module = MLP(64, (16,), 10)
+    out = module(rows.x)
+    got = score(training, state, rows)
+    assert got.rows == 5 and got.accuracy == float((out.argmax(1) == rows.y).float().mean())
+    assert got.loss == pytest.approx(float(nn.functional.cross_entropy(out, rows.y)), rel=1e-6)
+    for meta in ({"model": "mymodel.py:MLP"}, {"model_kwargs": {"input_dim": 64, "hidden": [17], "classes": 10}},
+                 {"model": "offchain.ml.models:Nope"}, {"model_kwargs": {"input_dim": -1}}):
+        other = dataclasses.replace(program, meta={**program.meta, **meta})
+        whole = Dataset(digits_dataset().x[:64], digits_dataset().y[:64])
+        fallback = score(ProgramTraining(other, OptimizerConfig("sgd", 0.1), 4, 1), state, whole)
+        assert fallback.accuracy is None and fallback.rows == 64, meta
