@@ -547,11 +547,12 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
     options = dict(steps=steps, k=interval, seed=seed)
     try:  # in this order: the task itself, the chain, then the uploads
         if program_file is None:
-            program, weights_bytes = mlp_preset(data.input_dim, widths, classes or needed, batch_size=batch_size, lr=lr)
+            program, optimizer, weights = mlp_preset(data.input_dim, widths, classes or needed,
+                                                     batch_size=batch_size, lr=lr)
         else:
-            program, weights_bytes = Program.from_bytes(program_file.read_bytes()), weights_file.read_bytes()
-        optimizer = OptimizerConfig.from_dict(program.meta.get("optimizer"))
-        weights = initial_weights(program, weights_bytes)
+            program = Program.from_bytes(program_file.read_bytes())
+            optimizer = OptimizerConfig.from_dict(program.meta.get("optimizer"))
+            weights = initial_weights(program, weights_file.read_bytes())
         check_program_task(program, optimizer, weights, data, **options)
         publish = functools.partial(publish_program_task, program=program, optimizer=optimizer, weights=weights,
                                     dataset=data, **options)

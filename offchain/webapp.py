@@ -5,9 +5,10 @@ everything else from `config.json`: the chains the suite is deployed on (the dep
 with the RPC URL of each chain this machine serves) and the content store's Kubo RPC API. The
 built-in datasets the page offers (`webapp/presets.json`) are served as
 `datasets/NAME.safetensors`, the bytes `dtm task post --dataset NAME` publishes, and its model
-presets other than the MLP as `presets/NAME.json` and `presets/NAME.safetensors`, the program and
-initial weights `dtm model export` writes for them (`NAME-dim16-layers2-lr0.003.json` and so on for
-each combination of their menus).
+presets as `presets/NAME.json` and `presets/NAME.safetensors`, the program and initial weights
+`dtm model export` writes for them (`NAME-dim16-layers2-lr0.003.json` and so on for each
+combination of their menus); the MLP preset, sized by the data, as
+`presets/MLP-input64-hidden32-classes10-batch32-lr0.1.json`, the program `dtm task post` makes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import functools
 import gzip
 import itertools
 import json
+import math
 import mimetypes
+import re
 import shutil
 import threading
 import urllib.parse
@@ -94,6 +97,41 @@ def _export_preset(name: str, stem: str) -> tuple[bytes, bytes]:
     return program.to_bytes(), weights
 
 
+_MLP_STEM = re.compile(r"MLP-input(\d{1,4})-hidden(\d{1,6})-classes(\d{1,3})-batch(\d{1,6})-lr([0-9.e+-]{1,24})")
+MAX_FEATURES, MAX_CLASSES = 4096, 256  # offchain/ml/data.py's limits on a dataset
+
+
+def mlp_preset_files(stem: str) -> tuple[bytes, bytes]:
+    """The MLP preset's program and initial weights for `MLP-input{D}-hidden{H}-classes{C}-batch{B}-lr{LR}`
+    (`dtm task post` on D features and C classes with --hidden H --batch-size B --lr LR), the hidden
+    width and batch size from the page's menus; KeyError naming what is off limits otherwise."""
+    match = _MLP_STEM.fullmatch(stem)
+    if match is None:
+        raise KeyError(f"{stem}: the MLP preset is MLP-input<features>-hidden<units>-classes<classes>-batch<rows>-lr<rate>")
+    features, hidden, classes, batch = map(int, match.groups()[:4])
+    try:
+        lr = float(match[5])
+    except ValueError:
+        lr = math.nan
+    menus = json.loads(PRESETS.read_text())["mlp"]
+    if not (1 <= features <= MAX_FEATURES and 2 <= classes <= MAX_CLASSES and hidden in menus["hidden"]
+            and batch in menus["batch_size"] and 0 < lr <= 10):
+        raise KeyError(f"{stem}: the MLP preset takes 1 to {MAX_FEATURES} features, 2 to {MAX_CLASSES} classes, "
+                       f"hidden {' or '.join(map(str, menus['hidden']))}, batch {' or '.join(map(str, menus['batch_size']))} "
+                       "and a learning rate in (0, 10]")
+    with _EXPORTING:
+        return _export_mlp(features, hidden, classes, batch, lr)
+
+
+@functools.lru_cache(maxsize=32)
+def _export_mlp(features: int, hidden: int, classes: int, batch: int, lr: float) -> tuple[bytes, bytes]:
+    from offchain.ml.artifacts import save_tensors
+    from offchain.ml.exporter import mlp_preset
+
+    program, _, weights = mlp_preset(features, (hidden,), classes, batch_size=batch, lr=lr)
+    return program.to_bytes(), save_tensors(weights)
+
+
 def builtin_file(path: str) -> bytes:
     """What the app serves next to its files: `datasets/NAME.safetensors` (`builtin_dataset`),
     `presets/STEM.json` and `presets/STEM.safetensors` (`preset_program` of the combination
@@ -104,6 +142,8 @@ def builtin_file(path: str) -> bytes:
         return builtin_dataset(stem)
     if folder == "presets" and suffix in ("json", "safetensors"):
         name = stem.partition("-")[0]
+        if name == "MLP":
+            return mlp_preset_files(stem)[suffix == "safetensors"]
         offered = preset_combinations(name)
         if stem not in offered:
             raise KeyError(f"{file}: the {name} preset's menus offer " + "; ".join(
@@ -113,11 +153,16 @@ def builtin_file(path: str) -> bytes:
 
 
 def builtin_paths() -> list[str]:
-    """Every file `builtin_file` serves: the datasets, and each preset's every combination."""
+    """Every file `builtin_file` serves that a static copy of the app can hold: the datasets, each
+    program preset's every combination, and the MLP preset on the digits at the page's default
+    learning rate (sized by the data, it is otherwise served on request)."""
     presets = json.loads(PRESETS.read_text())
+    mlp = presets["mlp"]
+    stems = ([stem for name in presets["programs"] for stem in preset_combinations(name)]
+             + [f"MLP-input64-hidden{hidden}-classes10-batch{batch}-lr0.1"
+                for hidden in mlp["hidden"] for batch in mlp["batch_size"]])
     return ([f"datasets/{name}.safetensors" for name in presets["datasets"]]
-            + [f"presets/{stem}.{suffix}" for name in presets["programs"] for stem in preset_combinations(name)
-               for suffix in ("json", "safetensors")])
+            + [f"presets/{stem}.{suffix}" for stem in stems for suffix in ("json", "safetensors")])
 
 
 class WebAppNotBuilt(FileNotFoundError):

@@ -149,7 +149,7 @@ def wrong_data(demo: DemoTask, mode: str = "seed") -> CheatRun:
         hooks = TrainingHooks(batch=other.batch)
     elif mode == "dataset":
         fake: Dataset = synthetic_dataset(demo.dataset.n_rows, demo.dataset.input_dim,
-                                          demo.spec.num_classes, seed=12345)
+                                          int(demo.dataset.y.max()) + 1, seed=12345)
         hooks = TrainingHooks(batch=BatchSampler(task.seed, task.batch_size, fake).batch)
     else:
         raise MLError(f"unknown wrong-data mode {mode!r}")

@@ -19,6 +19,7 @@ from .capture import ExportConfig, export_program
 from .errors import GraphError
 from .optim import OptimizerConfig
 from .program import Program
+from .program_training import initial_weights
 
 
 def load_model_class(reference: str) -> type:
@@ -64,12 +65,14 @@ MLP_PRESET = "offchain.ml.models:MLP"
 
 
 def mlp_preset(input_dim: int, hidden: tuple[int, ...], classes: int, *, batch_size: int, lr: float,
-               seed: int = 0) -> tuple[Program, bytes]:
+               seed: int = 0) -> tuple[Program, OptimizerConfig, dict[str, torch.Tensor]]:
     """The MLP preset exported like any model: ``input_dim`` features, the ``hidden`` widths,
-    ``classes`` outputs, softmax cross-entropy and plain SGD at ``lr`` (program, initial weights)."""
-    config = ExportConfig(batch_size, (input_dim,), "cross_entropy", OptimizerConfig("sgd", lr))
-    return export_model(MLP_PRESET, {"input_dim": input_dim, "hidden": list(hidden), "classes": classes},
-                        config, seed)
+    ``classes`` outputs, softmax cross-entropy and plain SGD at ``lr``; the program, its optimizer
+    and its initial weights (`publish_program_task`'s arguments)."""
+    optimizer = OptimizerConfig("sgd", lr)
+    program, weights = export_model(MLP_PRESET, {"input_dim": input_dim, "hidden": list(hidden), "classes": classes},
+                                    ExportConfig(batch_size, (input_dim,), "cross_entropy", optimizer), seed)
+    return program, optimizer, initial_weights(program, weights)
 
 
 def optimizer_from_options(options: dict[str, Any]) -> OptimizerConfig:

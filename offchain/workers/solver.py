@@ -192,6 +192,10 @@ class Solver(Worker):
             self._skip(task.task_id, "the element cheat corrupts a program's node; this task is no program",
                        final="skipped")
             return
+        if self.corrupt_op and not any(node.op == self.corrupt_op for node in bundle.graph.program.nodes):
+            self._skip(task.task_id, f"the element cheat corrupts a {self.corrupt_op} node; this program has none",
+                       final="skipped")
+            return
         needed = training_seconds(bundle, threads=self.threads)
         if needed * TIME_SAFETY > task.train_window:
             self._skip(task.task_id, f"window too short: training needs ~{needed:.0f} s here, the window is "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,8 @@ from typing import Any
 from offchain.chain.client import Market, connect
 from offchain.chain.deployment import Deployment
 from offchain.chain.suite import ETHER, Role
-from offchain.ml import digits_dataset, mlp_spec
+from offchain.ml import digits_dataset
+from offchain.ml.exporter import mlp_preset
 from offchain.node import (  # noqa: F401
     DEFAULT_ARBITER,
     Anvil,
@@ -23,7 +25,7 @@ from offchain.node import (  # noqa: F401
     wait_for,
 )
 from offchain.storage import LocalStore
-from offchain.workers.artifacts import PublishedTask, publish_task
+from offchain.workers.artifacts import PublishedTask, publish_program_task
 from offchain.workers.base import Worker
 from offchain.workers.submitter import Submitter
 from tests.chains import deployed
@@ -63,8 +65,8 @@ class Harness:
 
     @staticmethod
     def publish(store: LocalStore, *, steps: int, k: int, hidden: int) -> PublishedTask:
-        return publish_task(store, mlp_spec(64, (hidden,), 10), digits_dataset(), steps=steps, k=k, batch_size=32,
-                            lr=0.1, seed=3)
+        """The MLP preset (64-hidden-10, SGD) on the digits, as `dtm task post` makes it."""
+        return publish_program_task(store, *_mlp_preset(hidden), digits_dataset(), steps=steps, k=k, seed=3)
 
     def stop(self) -> None:
         for worker, _ in self.workers:
@@ -87,3 +89,8 @@ def local_market(tmp_path: Path, *, forced_error_ppm: int = 0) -> Iterator[Harne
         if harness is not None:
             harness.stop()
         anvil.stop()
+
+
+@functools.cache
+def _mlp_preset(hidden: int):
+    return mlp_preset(64, (hidden,), 10, batch_size=32, lr=0.1)

@@ -82,12 +82,14 @@ def test_program_task__two_commands_post_it_and_the_workers_train_verify_and_get
         model.load_state_dict({name: trained[name] for name in model.state_dict()})
         [held] = (m.home / "holdout").iterdir()
         kept = Dataset.from_bytes(held.read_bytes(), 64, None)
-        whole = kept.n_rows // 8 * 8  # the program's step scores whole batches of 8
-        with torch.no_grad():
-            plain = float(torch.nn.functional.cross_entropy(model(kept.x[:whole]), kept.y[:whole]))
-        assert re.search(r"^weights \S+  task's rows \(\d+\)  loss [\d.]+  final loss [\d.]+$", shown, re.M), shown
+        with torch.no_grad():  # a preset's program is scored by the preset's forward pass, every row
+            logits = model(kept.x)
+        plain = float(torch.nn.functional.cross_entropy(logits, kept.y))
+        accuracy = float((logits.argmax(1) == kept.y).float().mean())
+        assert re.search(r"^weights \S+  task's rows \(\d+\)  accuracy [\d.]+%  loss [\d.]+  final loss [\d.]+$",
+                         shown, re.M), shown
         line = next(line for line in shown.splitlines() if line.startswith("held-out"))
-        assert line.startswith(f"held-out ({kept.n_rows} rows)  loss ") and "accuracy" not in line, shown
+        assert line.startswith(f"held-out ({kept.n_rows} rows)  accuracy {100 * accuracy:.1f}%  loss "), shown
         assert abs(float(line.split()[-1]) - plain) < 1e-3 and plain < 2.0, (line, plain)
         assert "loss curve (11 checkpoints)" in shown and curve.stat().st_size > 0, shown
 

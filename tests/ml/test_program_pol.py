@@ -186,14 +186,12 @@ def test_mlp_preset__a_program_of_the_mlp_with_sgd_that_trains_like_the_module()
     """`dtm task post`'s model: the MLP module exported with plain SGD; hidden widths all kept."""
     from offchain.ml.exporter import mlp_preset
     from offchain.ml.models import MLP
-    from offchain.ml.program_training import initial_weights
     from offchain.ml.train import BatchSampler
 
-    program, weights = mlp_preset(64, (16, 8), 10, batch_size=8, lr=0.1)
-    assert program.meta["optimizer"]["name"] == "sgd" and program.meta["optimizer"]["lr"] == 0.1
+    program, optimizer, initial = mlp_preset(64, (16, 8), 10, batch_size=8, lr=0.1)
+    assert optimizer == OptimizerConfig("sgd", 0.1) and program.meta["optimizer"] == optimizer.to_dict()
     assert program.meta["model_kwargs"] == {"input_dim": 64, "hidden": [16, 8], "classes": 10}
     assert [program.state[i].shape for i in range(6)] == [(16, 64), (16,), (8, 16), (8,), (10, 8), (10,)]
-    initial = initial_weights(program, weights)
     torch.manual_seed(0)
     module = MLP(64, (16, 8), 10)
     assert all(torch.equal(p, initial[n]) for n, p in module.named_parameters())  # seed 0, like `model export`
@@ -217,11 +215,9 @@ def test_score__a_classifier_presets_program_scores_by_its_forward_pass_on_any_r
     whose parameters the program's do not match, falls back to the program's own loss."""
     from offchain.ml.exporter import mlp_preset
     from offchain.ml.models import MLP
-    from offchain.ml.program_training import initial_weights
     from offchain.workers.submitter import score
 
-    program, weights = mlp_preset(64, (16,), 10, batch_size=32, lr=0.1)
-    state = initial_weights(program, weights)
+    program, _, state = mlp_preset(64, (16,), 10, batch_size=32, lr=0.1)
     training = ProgramTraining(program, OptimizerConfig("sgd", 0.1), 4, 1)
     rows = Dataset(digits_dataset().x[:5], digits_dataset().y[:5])
     torch.manual_seed(0)

@@ -17,7 +17,7 @@ const CURVES = [[1, 50], [2, 50], [5, 50], [4, 3], [10, 4], [51, 50], [101, 50],
 const dir = mkdtempSync(join(tmpdir(), "golden-"));
 const outfile = join(dir, "commit.mjs");
 await esbuild.build({ stdin: {
-  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export * from "./model"; export { OPS, nodesRoot, outputsHash, programRoot, hyperRoot } from "./program"; export { loadDataset } from "../data"; export { curveIndices, meanLoss, readParams, readRows } from "../result"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
+  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export * from "./model"; export { OPS, nodesRoot, outputsHash, programRoot, hyperRoot } from "./program"; export { loadDataset } from "../data"; export { curveIndices, meanLoss, readTensors, readRows } from "../result"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
   resolveDir: new URL("../../webapp/src/commit", import.meta.url).pathname, loader: "ts",
 }, bundle: true, format: "esm", platform: "node", outfile, logLevel: "warning" });
 const c = await import(outfile);
@@ -97,7 +97,7 @@ const vectors = {
   // the initial weights read as a checkpoint, the rows as a task's dataset, as the task page reads them
   loss: MODELS.map(([inputDim, hidden, classes, , , weightsSeed]) => {
     const spec = c.mlpSpec(inputDim, hidden, classes);
-    const params = c.readParams(c.weightsBytes(spec, c.initWeights(spec, weightsSeed)), spec, "checkpoint");
+    const params = c.readTensors(c.weightsBytes(spec, c.initWeights(spec, weightsSeed)), { tensors: c.paramShapes(spec), mlp: null }, "checkpoint");
     const x = Float32Array.from({ length: LOSS_ROWS * inputDim }, (_, i) => ((i % 13) / 8 - 0.5) * 8);
     const y = BigInt64Array.from({ length: LOSS_ROWS }, (_, i) => BigInt(i % classes));
     const bytes = c.saveTensors({ x: { dtype: "F32", shape: [LOSS_ROWS, inputDim], data: x }, y: { dtype: "I64", shape: [LOSS_ROWS], data: y } });

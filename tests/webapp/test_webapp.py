@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from offchain.chain.suite import ETHER, Role, TaskState
-from offchain.ml import digits_dataset, mlp_spec
-from offchain.ml.demo import make_task
+from offchain.ml import digits_dataset
+from offchain.ml.demo import program_task
+from offchain.ml.exporter import mlp_preset
 from offchain.node import dev_account, free_port
 from offchain.storage import KuboStore, compute_cid
 from offchain.storage.errors import ContentNotFound, FetchTimeout
@@ -119,9 +120,9 @@ def test_a_task_posted_from_the_page_is_the_one_python_builds_and_checks(market_
     # posted, cancelled, credits withdrawn; the bad schedule never reached the wallet
     assert seen["requests"].count("eth_sendTransaction") == 3
 
-    # byte-identical to what `dtm task post --dataset digits --steps 40` builds
-    reference = make_task(mlp_spec(64, (32,), 10), digits_dataset(), steps=40, k=10, batch_size=32, lr=0.1, seed=1,
-                          cid=compute_cid)
+    # byte-identical to what `dtm task post --dataset digits --steps 40` builds: the MLP preset's program
+    reference = program_task(*mlp_preset(64, (32,), 10, batch_size=32, lr=0.1), digits_dataset(), steps=40, k=10,
+                             seed=1, cid=compute_cid)
     assert spec_cid == compute_cid(reference.task.to_bytes())
     assert view.spec_hash == reference.task.hash()
     fetched = fetch_task(KuboStore(market_app.store_url), spec_cid, view.spec_hash)  # every artifact is there and checks
@@ -165,7 +166,8 @@ def test_a_task_posted_from_the_page_on_your_own_csv_is_the_one_python_builds(ma
     store = KuboStore(market_app.store_url)
     fetched = fetch_task(store, spec_cid, view.spec_hash)
     assert torch.equal(fetched.dataset.x, loaded.train.x) and torch.equal(fetched.dataset.y, loaded.train.y)
-    reference = make_task(mlp_spec(2, (32,), 2), loaded.train, steps=40, k=10, batch_size=32, lr=0.1, seed=1, cid=compute_cid)
+    reference = program_task(*mlp_preset(2, (32,), 2, batch_size=32, lr=0.1), loaded.train, steps=40, k=10, seed=1,
+                             cid=compute_cid)
     assert fetched.task == reference.task and spec_cid == compute_cid(reference.task.to_bytes())
     assert held_file.read_bytes() == loaded.holdout.to_bytes()
     with pytest.raises((ContentNotFound, FetchTimeout)):

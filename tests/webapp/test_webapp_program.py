@@ -10,10 +10,10 @@ import re
 import pytest
 import torch
 
-from offchain.ml import digits_dataset, mlp_spec
+from offchain.ml import digits_dataset
 from offchain.ml.artifacts import ALPHABET, save_tensors, text_dataset
 from offchain.ml.demo import program_task
-from offchain.ml.graph import compile_training_graph
+from offchain.ml.exporter import mlp_preset
 from offchain.ml.models import MLP
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program import Program
@@ -51,7 +51,7 @@ def export(market_app, tmp_path, name: str, input_dim: int, hidden: int) -> tupl
 def test_a_program_posted_from_the_page_is_the_one_python_builds_and_checks(market_app, tmp_path):
     # a task of the MLP preset first, so the page has a recent rate: 1 ETH for its work
     market_app.dtm("--dev-account", str(SUBMITTER), "task", "post", "--steps", "40", "--k", "10", "--payment", "1")
-    mlp_flops = compile_training_graph(mlp_spec(64, (32,), 10), 32, 0.1).work()["flops"] * 40
+    mlp_flops = mlp_preset(64, (32,), 10, batch_size=32, lr=0.1)[0].work()["flops"] * 40
     program_file, weights_file = export(market_app, tmp_path, "net", 64, 16)
     seen = market_app.browse("post_program", steps=40, k=10, program=program_file, weights=weights_file,
                              wallet=market_app.wallet(POSTER))

@@ -15,8 +15,9 @@ import yaml
 from click.testing import CliRunner
 
 from offchain.cli import main
-from offchain.ml import digits_dataset, mlp_spec
-from offchain.ml.artifacts import ALPHABET, Dataset, text_dataset
+from offchain.ml import digits_dataset
+from offchain.ml.artifacts import ALPHABET, Dataset, save_tensors, text_dataset
+from offchain.ml.exporter import mlp_preset
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program import Program
 from offchain.ml.program_training import initial_weights
@@ -35,7 +36,7 @@ from offchain.webapp import (
     preset_program,
     serve_app,
 )
-from offchain.workers.artifacts import check_program_task, check_task
+from offchain.workers.artifacts import check_program_task
 
 LOCAL = {"chain_id": 31337, "block": 5, "contracts": {"Market": "0x" + "11" * 20, "Arbiter": "0x" + "22" * 20},
          "arbiter_kind": "Arbitration", "extra": {}}
@@ -127,9 +128,11 @@ def test_every_preset_the_app_offers_is_a_task_the_dispute_game_can_judge():
     intervals = presets["mlp"]["checkpoint_interval"]
     for name in presets["mlp"]["datasets"]:
         data = Dataset.from_bytes(builtin_dataset(name))
-        for hidden, batch, k in itertools.product(presets["mlp"]["hidden"], presets["mlp"]["batch_size"], intervals):
-            check_task(mlp_spec(data.input_dim, (hidden,), int(data.y.max()) + 1), data, steps=10 * k, k=k,
-                       batch_size=batch, lr=0.1, seed=1)
+        for hidden, batch in itertools.product(presets["mlp"]["hidden"], presets["mlp"]["batch_size"]):
+            program, optimizer, weights = mlp_preset(data.input_dim, (hidden,), int(data.y.max()) + 1,
+                                                     batch_size=batch, lr=0.1)
+            for k in intervals:
+                check_program_task(program, optimizer, weights, data, steps=10 * k, k=k, seed=1)
     assert presets["programs"].keys() == {"CNN", "GPT"}
     for name, preset in presets["programs"].items():  # the presets exported as programs, on their data,
         data = Dataset.from_bytes(builtin_dataset(preset["dataset"]))  # each combination of their menus, every interval
@@ -203,6 +206,19 @@ def test_builtin_datasets_are_served_as_the_cli_publishes_them(dist, deployments
             "CNN", {"widths": [4, 16], "lr": 0.02})[0]
         for missing in ("presets/MLP.json", "presets/CNN.txt", "presets/CNN", "datasets/digits.json"):
             assert requests.get(app.url + missing).status_code == 404, missing
+        # the MLP preset sized by the data: the program and initial weights `dtm task post` makes
+        program, _, weights = mlp_preset(2, (16,), 3, batch_size=64, lr=0.25)
+        assert requests.get(app.url + "presets/MLP-input2-hidden16-classes3-batch64-lr0.25.json").content == \
+            program.to_bytes()
+        assert requests.get(app.url + "presets/MLP-input2-hidden16-classes3-batch64-lr0.25.safetensors").content == \
+            save_tensors(weights)
+        for refused in ("MLP-input2-hidden17-classes3-batch64-lr0.25", "MLP-input2-hidden16-classes1-batch64-lr0.25",
+                        "MLP-input5000-hidden16-classes3-batch64-lr0.25", "MLP-input2-hidden16-classes3-batch64-lr11",
+                        "MLP-input2-hidden16-classes3-batch8-lr0.25", "MLP-input2-hidden16-classes3-batch64-lr0.1.2"):
+            answer = requests.get(app.url + f"presets/{refused}.json")
+            assert answer.status_code == 404 and answer.text == (
+                f"not found: {refused}: the MLP preset takes 1 to 4096 features, 2 to 256 classes, hidden 16 or "
+                "32 or 64, batch 16 or 32 or 64 and a learning rate in (0, 10]\n"), answer.text
         offered = {"GPT": "dim 32 or 16; layers 1 or 2; lr 0.01 or 0.003", "CNN": "widths 4x8 or 4x16; lr 0.05 or 0.02"}
         for refused in ("GPT-dim64-layers1-lr0.01", "GPT-dim16-layers2", "GPT-dim16-layers2-lr0.003-heads2",
                         "GPT-layers2-dim16-lr0.003", "CNN-widths8x16-lr0.05"):  # off the menus, or out of their order
@@ -226,10 +242,14 @@ def test_dtm_webapp_export(dist, deployments, tmp_path, monkeypatch):
         ("ethereum-local", "http://127.0.0.1:8545"), ("ethereum-sepolia", None)]
     assert (out / "datasets" / "digits.safetensors").read_bytes() == digits_dataset().to_bytes()
     assert (out / "datasets" / "text.safetensors").read_bytes() == builtin_dataset("text")
+    for hidden, batch in ((16, 16), (64, 64)):  # the MLP on the digits at the page's learning rate
+        program, _, weights = mlp_preset(64, (hidden,), 10, batch_size=batch, lr=0.1)
+        assert (out / "presets" / f"MLP-input64-hidden{hidden}-classes10-batch{batch}-lr0.1.json").read_bytes() == \
+            program.to_bytes()
     for name in ("CNN", "GPT"):  # every combination of the menus, and the preset's own also as NAME
         for stem, choices in preset_combinations(name).items():
             assert (out / "presets" / f"{stem}.json").read_bytes() == preset_program(name, choices)[0]
             assert (out / "presets" / f"{stem}.safetensors").read_bytes() == preset_program(name, choices)[1]
-    assert len(list((out / "presets").iterdir())) == 2 * (1 + 4 + 1 + 8)
+    assert len(list((out / "presets").iterdir())) == 2 * (1 + 4 + 1 + 8 + 3 * 3)  # CNN, GPT, the MLP on the digits
     bad = CliRunner().invoke(main, ["webapp", "export", "--out", str(out), "--rpc-url", "local"], env=env)
     assert bad.exit_code == 2 and "'local' is not CHAIN_ID=URL" in bad.output

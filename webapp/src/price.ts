@@ -19,11 +19,7 @@ const count = (value: JsonValue): number => {
   return Number(value);
 };
 
-/** FLOPs of one step of the MLP preset (`TrainingGraph.work`). */
-export const mlpFlops = (inputDim: number, hidden: number[], classes: number, batchSize: number): bigint =>
-  graphFlops(mlpSpec(inputDim, hidden, classes), batchSize);
-
-/** FLOPs of a whole task from its spec: a program's (`hyper_root` names one) or the MLP preset's. */
+/** FLOPs of a whole task from its spec: a program's (`hyper_root` names one) or a compiled MLP's. */
 async function taskFlops(api: string, spec: JsonValue): Promise<bigint> {
   const model = await cat(api, String(field(spec, "model_cid")), "model");
   const steps = BigInt(count(field(spec, "steps")));

@@ -16,7 +16,7 @@ import { flopsText } from "./price";
 import type { Dataset } from "./publish";
 
 export { ProgramError, unjudgeableProgram, work };
-export { mlpFlops, priceLine, recentRate, type Rate } from "./price";
+export { priceLine, recentRate, type Rate } from "./price";
 
 export interface LoadedProgram { program: Program; optimizer: Optimizer; weights: Map<string, Float32Array>; description: string }
 

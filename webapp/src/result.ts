@@ -4,9 +4,10 @@
 // the proof. From them: the trained weights of a finalised task, and the loss curve of a proof
 // (`proof_curve` in offchain/workers/submitter.py). A bundle of its own (result.js), which the task
 // page loads when first used.
-import { bytesToHex, hexToBytes, type Hex } from "viem";
+import { bytesToHex, hexToBytes, keccak256, type Hex } from "viem";
 import { checkpointRoot, datasetRoot, merkleRoot } from "./commit/merkle";
 import { paramShapes, specBytes, type Layer, type ModelSpec } from "./commit/model";
+import { inputWidth, parseProgram, programRoot, type Program } from "./commit/program";
 import { roundHalfEven, specHash, taskBytes, type TrainingTask } from "./commit/task";
 import { AppError } from "./errors";
 import type { Market } from "./market";
@@ -63,17 +64,52 @@ function readModel(bytes: Uint8Array, cid: string): ModelSpec {
   return model;
 }
 
-/** A task that trains its own program (`dtm task post --program`): the page does not run programs. */
+/** A task whose program is not the MLP preset: the page does not run programs, so it draws no curve. */
 export class ProgramTask extends AppError {
   name = "ProgramTask";
 }
 
+/** What a task's checkpoints hold: every tensor in commitment order (a program's whole state), and
+ *  the MLP whose loss the page computes (with the indices of its parameters), if it is one. */
+export interface Layout { tensors: [string, number[]][]; mlp: { model: ModelSpec; params: number[] } | null }
+
+/** A program's checkpoint layout; the MLP is the preset's (`offchain.ml.models:MLP`: linear layers
+ *  `layers.0`, `layers.2`, … with ReLU between, softmax cross-entropy), found from its parameters. */
+function programLayout(program: Program, inputDim: number): Layout {
+  const tensors = program.state.map((slot): [string, number[]] => [slot.name, slot.shape]);
+  const params = program.state.flatMap((slot, index) => (slot.kind === "param" ? [index] : []));
+  const layers: Layer[] = [];
+  let width = inputDim, linear = program.meta.model === "offchain.ml.models:MLP" && program.meta.loss === "cross_entropy"
+    && params.length > 0 && params.length % 2 === 0;
+  for (let i = 0; linear && i < params.length; i += 2) {
+    const [weight, bias] = [program.state[params[i]], program.state[params[i + 1]]];
+    const out = weight.shape[0];
+    linear = weight.name === `layers.${i}.weight` && bias.name === `layers.${i}.bias` && sameShape(weight.shape, [out, width]) &&
+      sameShape(bias.shape, [out]);
+    layers.push(...(i ? [{ type: "relu" } as Layer] : []), { type: "linear", out });
+    width = out;
+  }
+  return { tensors, mlp: linear ? { model: { input_dim: inputDim, layers }, params } : null };
+}
+
 export interface Proof {
   spec: TrainingTask;
-  model: ModelSpec;
+  layout: Layout;
   cids: string[];
   roots: Uint8Array[];
   finalLoss: number;
+}
+
+/** The task spec, checked against the spec hash on chain: a compiled MLP's must be canonical (its
+ *  fields re-encode to the very bytes); a program task's is hashed as published (its optimizer's
+ *  floats cannot be told from integers once parsed), and every field the page reads is in those bytes. */
+function readSpec(raw: Record<string, unknown>, bytes: Uint8Array, onChain: Hex, cid: string): TrainingTask {
+  try {
+    const program = "hyper_root" in raw ? { optimizer: {}, hyper_root: raw.hyper_root as Hex } : undefined;
+    const spec = { ...raw, lr: (raw.optimizer as { lr: number }).lr, seed: BigInt(raw.seed as string), program } as TrainingTask;
+    if ((program || same(taskBytes(spec), bytes)) && specHash(spec, keccak256(bytes)) === onChain) return spec;
+  } catch { /* below */ }
+  throw new BadArtifact(`The task spec ${cid} does not hash to the task's spec hash on chain.`);
 }
 
 /** The proof with root `proofRoot` of task `id`. */
@@ -83,20 +119,23 @@ export async function fetchProof(market: Market, api: string, id: bigint, proofR
   if (!event) throw new AppError(`Task ${id} has no proof with root ${proofRoot}.`);
 
   const specBytes = await cat(api, created[0].spec_cid as string, "task spec");
-  const raw = json(specBytes, "task spec");
-  if ("hyper_root" in raw) {
-    throw new ProgramTask(`Task ${id} trains its own program (\`dtm task post --program\`), which this page does not ` +
-      `run: \`dtm task result ${id}\` fetches and checks its weights.`);
+  const spec = readSpec(json(specBytes, "task spec"), specBytes, task.spec_hash, created[0].spec_cid as string);
+  const modelBytes = await cat(api, spec.model_cid, "model");
+  let layout: Layout;
+  if (spec.program) {
+    let program: Program;
+    try {
+      program = parseProgram(modelBytes);
+    } catch (error) {
+      throw new BadArtifact(`The program ${spec.model_cid} is not a valid program: ${(error as Error).message}.`);
+    }
+    if (bytesToHex(programRoot(program)) !== spec.graph_root) throw new BadArtifact(`The program ${spec.model_cid} is not the task's graph root.`);
+    layout = programLayout(program, inputWidth(program));
+  } else {
+    const model = readModel(modelBytes, spec.model_cid);
+    const tensors = paramShapes(model);
+    layout = { tensors, mlp: { model, params: tensors.map((_, i) => i) } };
   }
-  let spec: TrainingTask | undefined;
-  try { // canonical form: re-encoding the fields gives the very bytes
-    spec = { ...raw, lr: (raw.optimizer as { lr: number }).lr, seed: BigInt(raw.seed as string) } as TrainingTask;
-    if (!same(taskBytes(spec), specBytes)) spec = undefined;
-  } catch { /* below */ }
-  if (!spec || specHash(spec) !== task.spec_hash) {
-    throw new BadArtifact(`The task spec ${created[0].spec_cid} does not hash to task ${id}'s spec hash on chain.`);
-  }
-  const model = readModel(await cat(api, spec.model_cid, "model spec"), spec.model_cid);
   const proof = json(await cat(api, event.proof_cid as string, "proof"), `proof ${event.proof_cid}`);
   const { checkpoint_roots: roots, checkpoint_cids: cids, final_loss: finalLoss } = proof;
   const count = spec.steps / spec.checkpoint_interval + 1;
@@ -108,28 +147,27 @@ export async function fetchProof(market: Market, api: string, id: bigint, proofR
   if (bytesToHex(merkleRoot(rootBytes)) !== event.proof_root) {
     throw new BadArtifact(`The proof ${event.proof_cid} does not match the proof root task ${id} committed.`);
   }
-  return { spec, model, cids, roots: rootBytes, finalLoss: Number(finalLoss) };
+  return { spec, layout, cids, roots: rootBytes, finalLoss: Number(finalLoss) };
 }
 
-/** The parameters of weights or a checkpoint, in the model's parameter order (`weights_from_bytes`). */
-export function readParams(bytes: Uint8Array, model: ModelSpec, what: string): Float32Array[] {
-  const shapes = paramShapes(model);
-  const tensors = loadTensors(bytes, what, Object.fromEntries(shapes.map(([name, shape]) => [name, [["F32"], shape]])));
-  const params = shapes.map(([name]) => floats(tensors.get(name)!));
-  if (params.some((values) => values.some((v) => !Number.isFinite(v)))) throw new BadArtifact(`The ${what} holds NaN or infinity.`);
-  return params;
+/** The tensors of weights or a checkpoint, in commitment order (`weights_from_bytes`). */
+export function readTensors(bytes: Uint8Array, layout: Layout, what: string): Float32Array[] {
+  const tensors = loadTensors(bytes, what, Object.fromEntries(layout.tensors.map(([name, shape]) => [name, [["F32"], shape]])));
+  const values = layout.tensors.map(([name]) => floats(tensors.get(name)!));
+  if (values.some((v) => v.some((x) => !Number.isFinite(x)))) throw new BadArtifact(`The ${what} holds NaN or infinity.`);
+  return values;
 }
 
-/** Checkpoint `index` of `proof`: its bytes and its tensors in the model's parameter order, checked
- *  against the checkpoint's root in the proof. */
+/** Checkpoint `index` of `proof`: its bytes and its tensors in commitment order, checked against
+ *  the checkpoint's root in the proof. */
 export async function fetchCheckpoint(api: string, proof: Proof, index: number) {
   const bytes = await cat(api, proof.cids[index], `checkpoint ${index}`);
-  const params = readParams(bytes, proof.model, `checkpoint ${index} ${proof.cids[index]}`);
-  if (bytesToHex(checkpointRoot(params)) !== bytesToHex(proof.roots[index])) {
+  const tensors = readTensors(bytes, proof.layout, `checkpoint ${index} ${proof.cids[index]}`);
+  if (bytesToHex(checkpointRoot(tensors)) !== bytesToHex(proof.roots[index])) {
     throw new BadArtifact(`Checkpoint ${index} (${proof.cids[index]}) does not match its committed root in the proof: ` +
       "the proof's solver published other weights than it committed to.");
   }
-  return { bytes, params };
+  return { bytes, tensors };
 }
 
 export interface Result { weights: Uint8Array; weightsCid: string; finalLoss: number; checkpoints: number }
@@ -204,12 +242,17 @@ export interface Curve { steps: number[]; losses: number[]; checkpoints: number 
  *  checked against its committed root first (`loss_curve`). */
 async function computeCurve(market: Market, api: string, id: bigint, proofRoot: Hex): Promise<Curve> {
   const proof = await fetchProof(market, api, id, proofRoot);
-  const rows = readRows(await cat(api, proof.spec.dataset_cid, "dataset"), proof.spec, proof.model);
+  const { mlp } = proof.layout;
+  if (!mlp) {
+    throw new ProgramTask(`Task ${id} trains its own program, which this page does not run: ` +
+      `\`dtm task status ${id} --plot\` draws its loss curve.`);
+  }
+  const rows = readRows(await cat(api, proof.spec.dataset_cid, "dataset"), proof.spec, mlp.model);
   const curve: Curve = { steps: [], losses: [], checkpoints: proof.cids.length };
   for (const index of curveIndices(proof.cids.length)) {
-    const { params } = await fetchCheckpoint(api, proof, index);
+    const { tensors } = await fetchCheckpoint(api, proof, index);
     curve.steps.push(index * proof.spec.checkpoint_interval);
-    curve.losses.push(meanLoss(proof.model, params, rows));
+    curve.losses.push(meanLoss(mlp.model, mlp.params.map((i) => tensors[i]), rows));
   }
   return curve;
 }

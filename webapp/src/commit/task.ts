@@ -81,11 +81,13 @@ export const committedGraphRoot = (task: TrainingTask): Hex => task.program
   ? keccak256(encodeAbiParameters(parseAbiParameters("bytes32, bytes32"), [task.graph_root, task.program.hyper_root]))
   : task.graph_root;
 
-/** What `create_task` takes, in `abi.encode` order (`TrainingTask.commitments`). */
-export function commitments(task: TrainingTask) {
-  return [keccak256(taskBytes(task)), committedGraphRoot(task), task.dataset_root, BigInt(task.dataset_rows), task.weights_root,
+/** What `create_task` takes, in `abi.encode` order (`TrainingTask.commitments`); `bytesHash` the
+ *  keccak256 of the spec's bytes as published, when they are at hand. */
+export function commitments(task: TrainingTask, bytesHash: Hex = keccak256(taskBytes(task))) {
+  return [bytesHash, committedGraphRoot(task), task.dataset_root, BigInt(task.dataset_rows), task.weights_root,
     task.seed, BigInt(task.batch_size), BigInt(task.steps), BigInt(task.checkpoint_interval)] as const;
 }
 
 /** The spec hash the chain holds for the task. */
-export const specHash = (task: TrainingTask): Hex => keccak256(encodeAbiParameters(COMMITMENT_TYPES, commitments(task)));
+export const specHash = (task: TrainingTask, bytesHash?: Hex): Hex =>
+  keccak256(encodeAbiParameters(COMMITMENT_TYPES, commitments(task, bytesHash)));

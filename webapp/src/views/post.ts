@@ -13,7 +13,7 @@ import { clearNotice, h, notify } from "../dom";
 import { AppError, describe } from "../errors";
 import { eth } from "../format";
 import type { Context, View } from "../context";
-import { draftTask, readDataset, unjudgeable, upload, type Dataset, type Draft } from "../publish";
+import { readDataset, upload, type Dataset, type Draft } from "../publish";
 import type { LoadedData } from "../data";
 import type { LoadedProgram, Rate } from "../program";
 
@@ -149,10 +149,12 @@ export function postPage(ctx: Context): View {
     }
   }
   const programs = new Map<string, Promise<LoadedProgram>>();
-  /** A model preset exported as a program with its menus' choices: the files `dtm model export`
-   *  writes for it (served next to the app as `presets/NAME-dim16-layers2-lr0.003.json`, …). */
-  function presetProgram(name: string): Promise<LoadedProgram> {
-    const stem = name + presetMenus.filter((menu) => menu.name === name).map(({ key, input }) => `-${key}${input.value}`).join("");
+  /** A model preset exported as a program, as served next to the app: a program preset with its
+   *  menus' choices, the files `dtm model export` writes for it (`presets/GPT-dim16-layers2-lr0.003.json`,
+   *  …), or the MLP sized by the data, the program `dtm task post` makes (`presets/MLP-input64-hidden32-classes10-batch32-lr0.1.json`). */
+  async function presetProgram(name: string): Promise<LoadedProgram> {
+    const stem = name === "MLP" ? await mlpStem()
+      : name + presetMenus.filter((menu) => menu.name === name).map(({ key, input }) => `-${key}${input.value}`).join("");
     if (!programs.has(stem)) {
       const file = async (suffix: string) => {
         const response = await fetch(`presets/${stem}.${suffix}`);
@@ -166,14 +168,21 @@ export function postPage(ctx: Context): View {
     }
     return programs.get(stem)!;
   }
+  /** The MLP preset's name: the data's features and classes, the hidden units, batch size and learning rate. */
+  async function mlpStem(): Promise<string> {
+    const lr = Number(f.lr.value.trim());
+    if (!(lr > 0 && lr <= 10)) throw new AppError(`The learning rate must be a number in (0, 10], not "${f.lr.value}".`);
+    const { data, classes } = await chosenData();
+    return `MLP-input${data.dim}-hidden${f.hidden.value}-classes${classes}-batch${f.batch.value}-lr${lr}`;
+  }
   /** The built-in datasets the chosen model trains on: any for your program, else the preset's. */
   function offeredDatasets(): string[] {
     if (f.program.files?.length) return Object.keys(presets.datasets);
     return f.model.value === "MLP" ? presets.mlp.datasets : [programPresets[f.model.value].dataset];
   }
   /** The program to train: your files, else a preset's, else none (the MLP preset). */
-  async function chosenProgram(): Promise<LoadedProgram | null> {
-    if (f.program.files?.length || f.weights.files?.length || f.model.value === "MLP") return ownProgram();
+  async function chosenProgram(): Promise<LoadedProgram> {
+    if (f.program.files?.length || f.weights.files?.length) return (await ownProgram())!;
     return presetProgram(f.model.value);
   }
   /** `check_program_task` (program.js is loaded once a program is). */
@@ -213,13 +222,8 @@ export function postPage(ctx: Context): View {
     try {
       const steps = integer(f.steps, "Steps", 1);
       const program = await chosenProgram();
-      const { work, recentRate, priceLine, mlpFlops } = await programModule();
-      let flops: bigint;
-      if (program) flops = work(program.program).flops;
-      else {
-        const { data, classes } = await chosenData();
-        flops = mlpFlops(data.dim, [Number(f.hidden.value)], classes, Number(f.batch.value));
-      }
+      const { work, recentRate, priceLine } = await programModule();
+      const flops = work(program.program).flops;
       if (config.ipfsApi) rate ??= recentRate(market, config.ipfsApi).catch(() => null);
       const [line, suggested] = priceLine(flops, steps, rate ? await rate : null);
       if (call !== pricing) return;
@@ -280,24 +284,15 @@ export function postPage(ctx: Context): View {
       const k = Number(f.k.value), steps = integer(f.steps, "Steps", 1);
       if (steps % k) throw new AppError(`Steps must be a multiple of the checkpoint interval ${k}: try ${Math.ceil(steps / k) * k}.`);
       const program = await chosenProgram();
-      const lr = Number(f.lr.value.trim());
-      if (!program && !(lr > 0 && lr <= 10)) throw new AppError(`The learning rate must be a number in (0, 10], not "${f.lr.value}".`);
-      const options = { hidden: Number(f.hidden.value), batchSize: Number(f.batch.value), k, steps, lr, seed: integer(f.seed, "The seed", 0) };
+      const options = { k, steps, seed: integer(f.seed, "The seed", 0) };
       const payment = ether(f.payment, "The payment"), stake = ether(f.stake, "The solver stake");
       const expiresIn = integer(f.expires, "Open for", 1), trainWindow = integer(f.window, "The train window", 1);
 
       // in the CLI's order: the task itself, the chain, then the uploads; the escrow last
       progress.textContent = "Computing the task's commitments…";
-      const { data, classes, own } = await chosenData();
-      let draft: Draft;
-      if (program) {
-        await checkProgram(program, data, k);
-        draft = (await programModule()).draftProgramTask(program, data, options);
-      } else {
-        const refused = unjudgeable(data.dim, options, classes);
-        if (refused) throw new AppError(`The dispute game could not judge this task: ${refused}.`);
-        draft = draftTask(data, options, classes);
-      }
+      const { data, own } = await chosenData();
+      await checkProgram(program, data, k);
+      const draft: Draft = (await programModule()).draftProgramTask(program, data, options);
       const terms = await market.terms();
       if (payment < terms.min_payment) throw new AppError(`The payment is below the market's minimum of ${eth(terms.min_payment)}.`);
       if (stake < terms.min_solver_stake) throw new AppError(`The solver stake is below the market's minimum of ${eth(terms.min_solver_stake)}.`);
