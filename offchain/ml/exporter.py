@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .artifacts import save_tensors
+from .artifacts import MAX_ARTIFACT_BYTES, save_tensors
 from .capture import ExportConfig, export_program
 from .errors import GraphError
 from .optim import OptimizerConfig
@@ -69,6 +69,11 @@ def mlp_preset(input_dim: int, hidden: tuple[int, ...], classes: int, *, batch_s
     """The MLP preset exported like any model: ``input_dim`` features, the ``hidden`` widths,
     ``classes`` outputs, softmax cross-entropy and plain SGD at ``lr``; the program, its optimizer
     and its initial weights (`publish_program_task`'s arguments)."""
+    widths = (input_dim, *hidden, classes)
+    size = 4 * sum((width_in + 1) * width_out for width_in, width_out in zip(widths, widths[1:]))
+    if size > MAX_ARTIFACT_BYTES:  # refused before any tensor is made
+        raise GraphError(f"an MLP of widths {'-'.join(map(str, widths))} has {size // 4:,} parameters: "
+                         f"{size / 2**20:,.0f} MiB of weights, over the {MAX_ARTIFACT_BYTES // 2**20} MiB a file may hold")
     optimizer = OptimizerConfig("sgd", lr)
     program, weights = export_model(MLP_PRESET, {"input_dim": input_dim, "hidden": list(hidden), "classes": classes},
                                     ExportConfig(batch_size, (input_dim,), "cross_entropy", optimizer), seed)

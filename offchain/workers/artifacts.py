@@ -87,8 +87,13 @@ def publish_program_task(store: ContentStore, program: Program, optimizer: Optim
 
 
 def _check(build: Callable[[Callable[[bytes], str]], DemoTask]) -> None:
-    """Build the task with CIDs computed here (nothing uploaded) and check it can be judged."""
+    """Build the task with CIDs computed here (nothing uploaded) and check that workers can fetch
+    it (every file, a checkpoint as large as the initial weights) and the game can judge it."""
     draft = build(compute_cid)
+    for what, data in (("model", draft.spec_bytes), ("initial weights (and each checkpoint)", draft.weights_bytes),
+                       ("dataset", draft.dataset_bytes)):
+        if len(data) > MAX_ARTIFACT_BYTES:
+            raise TaskError(f"the {what} file is {len(data):,} bytes; workers fetch at most {MAX_ARTIFACT_BYTES:,}")
     check_judgeable(draft.graph, draft.task)
 
 

@@ -173,6 +173,8 @@ def test_task_post__program_options__one_line_errors_before_any_network(tmp_path
     (["task", "post", "--hidden", "64", "--hidden=32"], "--hidden given 2 times; give it once"),
     (["task", "post", "--hidden", "64,x"], "Invalid value for --hidden: '64,x': give positive widths separated by commas"),
     (["task", "post", "--hidden", "64,0"], "Invalid value for --hidden: '64,0': give positive widths separated by commas"),
+    (["task", "post", "--hidden", "3000000"], "Error: an MLP of widths 64-3000000-10 has 225,000,010 parameters: 858 MiB "
+                                              "of weights, over the 512 MiB a file may hold"),
     (["--rpc", "foo://bar", "task", "post"], "RPC URL 'foo://bar' is not an http:// or https:// URL"),
     (["task", "post", "--payment", "-1"], "Invalid value for --payment: must be positive"),
     (["task", "post", "--train-window", "0"], "Invalid value for --train-window: must be positive"),

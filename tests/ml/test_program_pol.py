@@ -232,3 +232,22 @@ def test_score__a_classifier_presets_program_scores_by_its_forward_pass_on_any_r
         whole = Dataset(digits_dataset().x[:64], digits_dataset().y[:64])
         fallback = score(ProgramTraining(other, OptimizerConfig("sgd", 0.1), 4, 1), state, whole)
         assert fallback.accuracy is None and fallback.rows == 64, meta
+
+
+def test_check_program_task__refuses_files_larger_than_workers_fetch(monkeypatch):
+    """A task whose weights (each checkpoint as large) or data a worker would not fetch is refused
+    before anything is uploaded, with the file and the limit named."""
+    from offchain.ml.exporter import mlp_preset
+    from offchain.workers import artifacts
+
+    program, optimizer, weights = mlp_preset(64, (16,), 10, batch_size=8, lr=0.1)
+    artifacts.check_program_task(program, optimizer, weights, digits_dataset(), steps=8, k=4, seed=1)
+    monkeypatch.setattr(artifacts, "MAX_ARTIFACT_BYTES", 400_000)  # the digits: 474,552 bytes
+    small = Dataset(digits_dataset().x[:100], digits_dataset().y[:100])
+    artifacts.check_program_task(program, optimizer, weights, small, steps=8, k=4, seed=1)
+    with pytest.raises(TaskError, match=r"^the dataset file is 474,552 bytes; workers fetch at most 400,000$"):
+        artifacts.check_program_task(program, optimizer, weights, digits_dataset(), steps=8, k=4, seed=1)
+    for limit, what in ((5_000, r"initial weights \(and each checkpoint\)"), (2_000, "model")):  # 5,144 and 2,808 bytes
+        monkeypatch.setattr(artifacts, "MAX_ARTIFACT_BYTES", limit)
+        with pytest.raises(TaskError, match=rf"^the {what} file is [\d,]+ bytes; workers fetch at most {limit:,}$"):
+            artifacts.check_program_task(program, optimizer, weights, small, steps=8, k=4, seed=1)
