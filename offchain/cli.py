@@ -503,7 +503,7 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
     from offchain.dispute.limits import UnjudgeableTask
     from offchain.ml import MLError, digits_dataset, synthetic_dataset
     from offchain.ml.data import load_dataset
-    from offchain.ml.exporter import mlp_preset
+    from offchain.ml.exporter import mlp_preset, quote
     from offchain.ml.optim import OptimizerConfig
     from offchain.ml.program import Program
     from offchain.ml.program_training import initial_weights
@@ -568,6 +568,10 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
     task_id = _chain_call(lambda: submitter.post(
         published, payment=int(payment * ETHER), solver_stake=int(solver_stake * ETHER),
         expires_in=expires_in, train_window=train_window, holdout=kept))
+    figures = quote(program, steps)
+    model = program_file or f"the MLP preset {'-'.join(map(str, (data.input_dim, *widths, classes or needed)))}"
+    click.echo(f"model {model}: {figures['params']:,} parameters, {figures['total_tflop'] * 1e3:,.3g} GFLOP over "
+               f"{steps} steps; {optimizer.name}, lr {optimizer.lr:g}")
     click.echo(f"task {task_id}  spec {published.spec_cid}")
 
 

@@ -174,6 +174,8 @@ def test_own_csv_task__result_reports_the_held_out_score(tmp_path):
                      "--batch-size", "8", "--lr", "0.5", "--payment", "1")
         assert posted.exit_code == 0, posted.output
         assert "54 training rows + 6 held-out, 2 features, 2 classes; labels big=0, small=1" in posted.output
+        assert re.search(r"^model the MLP preset 2-8-4-2: 70 parameters, [\d.]+ GFLOP over 40 steps; sgd, lr 0.5$",
+                         posted.output, re.M), posted.output
         task_id = int(posted.output.split("\ntask ")[1].split()[0])
         training = load_dataset(csv, holdout=0.1, seed=1).train.to_bytes()  # only these rows are published
         assert m.store.cat(compute_cid(training), timeout=1) == training

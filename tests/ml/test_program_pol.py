@@ -222,7 +222,8 @@ def test_score__a_classifier_presets_program_scores_by_its_forward_pass_on_any_r
     rows = Dataset(digits_dataset().x[:5], digits_dataset().y[:5])
     torch.manual_seed(0)
     module = MLP(64, (16,), 10)
-    out = module(rows.x)
+    with torch.no_grad():
+        out = module(rows.x)
     got = score(training, state, rows)
     assert got.rows == 5 and got.accuracy == float((out.argmax(1) == rows.y).float().mean())
     assert got.loss == pytest.approx(float(nn.functional.cross_entropy(out, rows.y)), rel=1e-6)
