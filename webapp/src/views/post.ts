@@ -180,7 +180,7 @@ export function postPage(ctx: Context): View {
     if (f.program.files?.length) return Object.keys(presets.datasets);
     return f.model.value === "MLP" ? presets.mlp.datasets : [programPresets[f.model.value].dataset];
   }
-  /** The program to train: your files, else a preset's, else none (the MLP preset). */
+  /** The program to train: your files, else a preset's (the MLP's sized by the data). */
   async function chosenProgram(): Promise<LoadedProgram> {
     if (f.program.files?.length || f.weights.files?.length) return (await ownProgram())!;
     return presetProgram(f.model.value);
