@@ -97,8 +97,7 @@ def _export_preset(name: str, stem: str) -> tuple[bytes, bytes]:
     return program.to_bytes(), weights
 
 
-_MLP_STEM = re.compile(r"MLP-input(\d{1,4})-hidden(\d{1,6})-classes(\d{1,3})-batch(\d{1,6})-lr([0-9.e+-]{1,24})")
-MAX_FEATURES, MAX_CLASSES = 4096, 256  # offchain/ml/data.py's limits on a dataset
+_MLP_STEM = re.compile(r"MLP-input(\d{1,6})-hidden(\d{1,6})-classes(\d{1,6})-batch(\d{1,6})-lr([0-9.e+-]{1,24})")
 
 
 def mlp_preset_files(stem: str) -> tuple[bytes, bytes]:
@@ -113,6 +112,9 @@ def mlp_preset_files(stem: str) -> tuple[bytes, bytes]:
         lr = float(match[5])
     except ValueError:
         lr = math.nan
+    from offchain.ml.artifacts import MAX_DATASET_DIM as MAX_FEATURES  # a dataset's limits (offchain/ml/data.py)
+    from offchain.ml.spec import MAX_CLASSES
+
     menus = json.loads(PRESETS.read_text())["mlp"]
     if not (1 <= features <= MAX_FEATURES and 2 <= classes <= MAX_CLASSES and hidden in menus["hidden"]
             and batch in menus["batch_size"] and 0 < lr <= 10):
