@@ -135,10 +135,10 @@ def select_segments(norms: Sequence[float], q_top: int, q_random: int, seed: int
     n = len(norms)
     ranked = sorted(range(n), key=lambda j: (-norms[j], j))
     chosen = ranked[: min(q_top, n)]
-    return chosen + _distinct_draws(n, seed, min(n, len(chosen) + q_random) - len(chosen), skip=set(chosen))
+    return chosen + _distinct_draws(n, seed, min(q_random, n - len(chosen)), skip=frozenset(chosen))
 
 
-def _distinct_draws(n: int, seed: int, count: int, skip: set[int] = frozenset()) -> list[int]:
+def _distinct_draws(n: int, seed: int, count: int, skip: frozenset[int] = frozenset()) -> list[int]:
     """The first ``count`` distinct draws of `random_draws` not in ``skip``."""
     drawn: list[int] = []
     draws = random_draws(n, seed)
