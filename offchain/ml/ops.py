@@ -406,7 +406,21 @@ def _softmax_work(node: Node, inputs: Sequence[Node]) -> int:
 
 
 _op("softmax", 72, lambda n: lambda t: aten._softmax.default(t[0], n.attrs[0], False), work=_softmax_work)
-_op("safe_softmax", 73, lambda n: lambda t: aten._safe_softmax.default(t[0], n.attrs[0]), work=_softmax_work)
+
+
+def _safe_softmax(n: Node):
+    """``_safe_softmax`` is ``where(row all -inf, 0, softmax)``: the plain softmax is the same bits
+    unless some row came out NaN, which its sum (of values in [0, 1]) shows in one cheap pass (on
+    the CPU; elsewhere reading it back would stall the device and break a captured step)."""
+    def kernel(t):
+        out = aten._softmax.default(t[0], n.attrs[0], False)
+        if out.device.type != "cpu" or out.sum().isnan():  # a check that syncs only where it is free
+            return aten._safe_softmax.default(t[0], n.attrs[0])
+        return out
+    return kernel
+
+
+_op("safe_softmax", 73, _safe_softmax, work=_softmax_work)
 _op("log_softmax", 74, lambda n: lambda t: aten._log_softmax.default(t[0], n.attrs[0], False), work=_softmax_work)
 _op("softmax_grad", 75, lambda n: lambda t: aten._softmax_backward_data.default(
     t[0], t[1], n.attrs[0], t[0].dtype), work=_softmax_work)

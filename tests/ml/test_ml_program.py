@@ -446,6 +446,21 @@ def test_ops__codes_are_unique_bytes_and_shared_with_the_judge():
             assert OPS[name].code == code
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_safe_softmax__the_kernel_gives_the_bits_of_aten_safe_softmax_on_any_row(dtype):
+    """The kernel runs the plain softmax and falls back to ``_safe_softmax`` only when a row comes
+    out NaN: rows all -inf (zeros), rows with NaN or +inf (NaN) and causal rows are its bits."""
+    kernel = OPS["safe_softmax"].build(Node(0, "safe_softmax", "f32", (0,), (6, 8), (1,)))
+    z = torch.randn(6, 8, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    z = z + torch.full((8, 8), float("-inf"), dtype=dtype).triu(1)[:6]
+    assert torch.equal(kernel([z]), torch.ops.aten._safe_softmax(z, 1))
+    z[1] = float("-inf")
+    z[2, 3], z[3, 0], z[4, 0] = float("nan"), float("inf"), float("-inf")
+    expected = torch.ops.aten._safe_softmax(z, 1)
+    assert torch.equal(expected[1], torch.zeros(8, dtype=dtype))
+    assert torch.equal(kernel([z]).nan_to_num(7.0), expected.nan_to_num(7.0))
+
+
 def test_text_dataset__real_text_shipped_with_python_in_byte_rows():
     from offchain.ml.artifacts import text_corpus, text_dataset
 
