@@ -372,6 +372,21 @@ def donors(nodes: Sequence[Node], plan: Sequence[tuple[tuple[int, ...], Any, tup
     return out
 
 
+def dense_for_views(nodes: Sequence[Node], plan: Sequence[tuple[tuple[int, ...], Any, tuple[int, ...]]]
+                    ) -> dict[int, Callable]:
+    """Plan position -> out= kernel of a float32 exactly rounded elementwise node read only by
+    views. Its kernel would give a strided input's layout (an attention head split off a
+    projection), which the views would then copy to read it contiguously; written into a fresh
+    contiguous tensor instead, the same bits need no copy."""
+    readers: dict[int, set[str]] = {}
+    for node in nodes:
+        for i in node.inputs:
+            readers.setdefault(i, set()).add(node.op)
+    return {position: OUT_KERNELS[nodes[slots[0]].op] for position, (slots, _fn, _inputs) in enumerate(plan)
+            if nodes[slots[0]].op in OUT_KERNELS and nodes[slots[0]].dtype == "f32"
+            and readers.get(slots[0]) == {"view"}}
+
+
 class ProgramExecutor:
     """Runs a program with one PyTorch kernel per node (several nodes share one call where one
     ATen kernel produces them all), freeing every value after its last use unless a trace is kept.
@@ -407,6 +422,7 @@ class ProgramExecutor:
                 self._free[position] += (node_id,)
         self._donors = donors(program.nodes, self._plan, keep)
         self._donors_consuming = donors(program.nodes, self._plan, keep, set(self._states))
+        self._dense = dense_for_views(program.nodes, self._plan)
 
     def run(
         self,
@@ -455,6 +471,9 @@ class ProgramExecutor:
             donor = donors.get(position)
             if donor is not None and all(values[i].is_contiguous() for i in inputs):
                 out = donor[0](*(values[i] for i in inputs), out=values[donor[1]])
+            elif position in self._dense and not self.wide and not all(values[i].is_contiguous() for i in inputs):
+                out = self._dense[position](*(values[i] for i in inputs),
+                                            out=torch.empty(self.program.nodes[slots[0]].shape, device=x.device))
             else:
                 out = fn(values)
             if self.wide:

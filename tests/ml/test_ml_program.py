@@ -93,6 +93,35 @@ def test_program__writing_into_dead_inputs_gives_the_bits_of_keeping_every_value
     assert all(torch.equal(program.constants[i], t) for i, t in constants.items()), "a constant was written"
 
 
+def test_program__elementwise_results_read_only_by_views_are_dense_so_the_views_copy_nothing():
+    """The attention's scaled query and key heads are strided like the projection they are split
+    from; written dense, the views that batch the heads read them in place, with the same bits."""
+    torch.manual_seed(0)
+    make, config = FAMILIES["gpt"]
+    model = make()
+    executor = ProgramExecutor(export_program(model, config))
+    nodes = executor.program.nodes
+    dense = {executor._plan[position][0][0] for position in executor._dense}
+    assert dense and all(nodes[i].op == "mul" for i in dense)
+    read_strided = []
+
+    def spying(slots, fn, inputs):
+        def kernel(values):
+            if inputs[0] in dense:
+                read_strided.append(not values[inputs[0]].is_contiguous())
+            return fn(values)
+        return slots, kernel, inputs
+
+    executor._plan = [spying(*entry) if nodes[entry[0][0]].op == "view" else entry for entry in executor._plan]
+    x, y = _batch(config, torch.Generator().manual_seed(2))
+    hyper = config.optimizer.hyper_table(1)[0]
+    with execution_context(1):
+        freed = executor.run(_initial_state(model, config), x, y, hyper)
+        assert read_strided and not any(read_strided)
+        kept = executor.run(_initial_state(model, config), x, y, hyper, keep_trace=True)
+    assert all(torch.equal(a, b) for a, b in zip(freed.state, kept.state))
+
+
 def test_program__consuming_the_state_gives_the_bits_of_keeping_it_and_reuses_its_memory(family):
     """A step told that nothing reads its state again writes results into the state's tensors:
     the same bits as a step that keeps it, in fewer fresh tensors."""
