@@ -217,7 +217,8 @@ def train(
         if failed:
             return
         try:
-            with hashing_threads(1):  # the other cores train the next segment
+            # the other cores train the next segment; after the last one nothing trains
+            with hashing_threads(1 if index < task.num_checkpoints - 1 else os.cpu_count() or 1):
                 root = checkpoint_root(state, names)
             checkpoint = Checkpoint(index, index * interval, state, root, segment_losses)
             norms.append(update_norm(previous[0], state))

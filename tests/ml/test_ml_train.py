@@ -162,3 +162,26 @@ def test_train__checkpoint_hooks_run_in_order_and_a_failing_one_ends_training():
     result = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph,
                    on_checkpoint=lambda c: ordered.append((c.index, c.root)))
     assert ordered == list(enumerate(result.roots))
+
+
+def test_train__hashes_the_last_checkpoint_on_every_core_and_the_others_beside_training(monkeypatch):
+    """While a segment trains, a checkpoint's root is hashed on one thread (the other cores train);
+    after the last segment nothing trains, so the last checkpoint is hashed on every core."""
+    import importlib
+
+    from offchain.ml import commit
+
+    train_module = importlib.import_module("offchain.ml.train")
+    demo = make_task(mlp_spec(8, (8,), 3), synthetic_dataset(64, 8, 3, seed=11), steps=16, k=4, batch_size=8,
+                     lr=0.2, seed=7)
+    monkeypatch.setattr(train_module.os, "cpu_count", lambda: 6)
+    threads = []
+
+    def counting_root(tensors, names):
+        threads.append(commit._hashing_threads())
+        return checkpoint_root(tensors, names)
+
+    monkeypatch.setattr(train_module, "checkpoint_root", counting_root)
+    result = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph)
+    assert threads == [1, 1, 1, 1, 6]
+    assert result.roots == train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph).roots
