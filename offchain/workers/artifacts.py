@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -19,15 +19,13 @@ from offchain.ml import (
     Checkpoint,
     Dataset,
     DemoTask,
-    ModelSpec,
     ProofDocument,
     TaskError,
     TrainingTask,
     checkpoint_root,
-    compile_training_graph,
     weights_from_bytes,
 )
-from offchain.ml.demo import make_task, program_task
+from offchain.ml.demo import program_task
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program import MAX_PROGRAM_BYTES, Program
 from offchain.ml.program_training import ProgramTraining
@@ -53,34 +51,22 @@ class PublishedTask:
         return self.bundle.task.hash()
 
 
-def check_task(spec: ModelSpec, dataset: Dataset, **options: Any) -> None:
-    """Everything `publish_task` checks, with CIDs computed locally and nothing uploaded: a bad
-    schedule raises `TaskError` (...), a task the dispute game could not judge `UnjudgeableTask`."""
-    _check(lambda cid: make_task(spec, dataset, **options, cid=cid))
-
-
 def check_program_task(program: Program, optimizer: OptimizerConfig, weights: dict[str, torch.Tensor],
                        dataset: Dataset, *, steps: int, k: int, seed: int) -> None:
-    """`check_task` for a training program: also that the data fits its input."""
+    """Everything `publish_program_task` checks, with CIDs computed locally and nothing uploaded:
+    that the data fits the program's input, that workers can fetch every file and that the dispute
+    game can judge the task (`TaskError`, `UnjudgeableTask`)."""
     expected = program.nodes[program.leaf("data_x")].shape[1]
     if dataset.input_dim != expected:
         raise TaskError(f"the data has {dataset.input_dim} features a row; the program takes {expected}")
     _check(lambda cid: program_task(program, optimizer, weights, dataset, steps=steps, k=k, seed=seed, cid=cid))
 
 
-def publish_task(store: ContentStore, spec: ModelSpec, dataset: Dataset, *, steps: int, k: int,
-                 batch_size: int, lr: float, seed: int, weights_seed: int = 0) -> PublishedTask:
-    """Put model, weights, dataset and the task spec on IPFS; return the spec's CID. Nothing is
-    uploaded unless the task passes `check_task`."""
-    options = dict(steps=steps, k=k, batch_size=batch_size, lr=lr, seed=seed, weights_seed=weights_seed)
-    check_task(spec, dataset, **options)
-    return _publish(store, lambda cid: make_task(spec, dataset, **options, cid=cid))
-
-
 def publish_program_task(store: ContentStore, program: Program, optimizer: OptimizerConfig,
                          weights: dict[str, torch.Tensor], dataset: Dataset, *, steps: int, k: int,
                          seed: int) -> PublishedTask:
-    """`publish_task` for a training program (`dtm model export`) and its initial weights."""
+    """Put a training program (`dtm model export`), its initial weights, the dataset and the task
+    spec on IPFS. Nothing is uploaded unless the task passes `check_program_task`."""
     check_program_task(program, optimizer, weights, dataset, steps=steps, k=k, seed=seed)
     return _publish(store, lambda cid: program_task(program, optimizer, weights, dataset, steps=steps, k=k,
                                                     seed=seed, cid=cid))
@@ -117,17 +103,16 @@ def load_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout: 
     task = TrainingTask.from_bytes(spec_bytes)
     if task.hash() != spec_hash:
         raise ArtifactMismatch(f"task spec {spec_cid} does not hash to the on-chain spec hash")
-    if task.is_program:  # a training program, bound to the optimizer and schedule the spec names
-        model_bytes = store.cat(task.model_cid, max_size=MAX_PROGRAM_BYTES, timeout=timeout)
-        model = graph = ProgramTraining(Program.from_bytes(model_bytes), task.optimizer, task.steps, task.seed)
-        if graph.hyper_root != task.hyper_root:
-            raise ArtifactMismatch("the task's optimizer config does not give its hyper_root")
-        if graph.batch_size != task.batch_size:
-            raise ArtifactMismatch(f"the program trains batches of {graph.batch_size}, the task says {task.batch_size}")
-    else:
-        model_bytes = store.cat(task.model_cid, max_size=MAX_SPEC_BYTES, timeout=timeout)
-        model = ModelSpec.from_bytes(model_bytes)
-        graph = compile_training_graph(model, task.batch_size, task.lr)
+    if not task.is_program:
+        raise TaskError("the task names a compiled MLP graph, which workers no longer train; the MLP is posted "
+                        "as a training program (the MLP preset)")
+    # a training program, bound to the optimizer and schedule the spec names
+    model_bytes = store.cat(task.model_cid, max_size=MAX_PROGRAM_BYTES, timeout=timeout)
+    model = graph = ProgramTraining(Program.from_bytes(model_bytes), task.optimizer, task.steps, task.seed)
+    if graph.hyper_root != task.hyper_root:
+        raise ArtifactMismatch("the task's optimizer config does not give its hyper_root")
+    if graph.batch_size != task.batch_size:
+        raise ArtifactMismatch(f"the program trains batches of {graph.batch_size}, the task says {task.batch_size}")
     if graph.root != task.graph_root:
         raise ArtifactMismatch("the model does not give the task's graph_root")
     weights_bytes = store.cat(task.weights_cid, max_size=MAX_ARTIFACT_BYTES, timeout=timeout)

@@ -188,10 +188,6 @@ class Solver(Worker):
             self._skip(task.task_id, "its artifacts are unusable or unsupported here", final="rejected",
                        detail=str(exc))
             return
-        if self.cheat == "element" and not bundle.task.is_program:
-            self._skip(task.task_id, "the element cheat corrupts a program's node; this task is no program",
-                       final="skipped")
-            return
         if self.corrupt_op and not any(node.op == self.corrupt_op for node in bundle.graph.program.nodes):
             self._skip(task.task_id, f"the element cheat corrupts a {self.corrupt_op} node; this program has none",
                        final="skipped")

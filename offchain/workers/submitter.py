@@ -9,7 +9,7 @@ import torch
 
 from offchain.chain.client import Market, TaskView
 from offchain.chain.suite import TaskState
-from offchain.ml import Checkpoint, Dataset, DemoTask, ModelSpec, ProofDocument
+from offchain.ml import Checkpoint, Dataset, DemoTask, ProofDocument
 from offchain.ml.models import preset_model
 from offchain.ml.program_training import ProgramTraining
 from offchain.storage import ContentStore
@@ -141,31 +141,18 @@ def plot_curves(path: Path, curves: dict[str, list[CurvePoint]], title: str) -> 
     plt.close(figure)
 
 
-def logits(spec: ModelSpec, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """The model's outputs on ``x`` (a plain forward pass of the MLP)."""
-    names = spec.param_names
-    for index in range(0, len(names), 2):
-        x = x @ params[names[index]].T + params[names[index + 1]]
-        if index + 2 < len(names):
-            x = torch.relu(x)
-    return x
-
-
-def score(spec: ModelSpec | ProgramTraining, params: dict[str, torch.Tensor], dataset: Dataset) -> Score:
+def score(training: ProgramTraining, params: dict[str, torch.Tensor], dataset: Dataset) -> Score:
     """Accuracy and mean cross-entropy of the model on ``dataset``: a classifier preset's program by
     the preset's forward pass (any number of rows), any other program by `program_loss`."""
-    if isinstance(spec, ProgramTraining):
-        meta = spec.program.meta
-        shapes = {n: tuple(params[n].shape) for n in spec.program.param_names}
-        model = preset_model(meta, shapes) if meta.get("loss") == "cross_entropy" else None
-        if model is None:
-            return Score(None, program_loss(spec, params, dataset), dataset.n_rows)
-        with torch.no_grad():
-            inputs = dataset.x.reshape(dataset.n_rows, *meta["input_shape"])
-            out = torch.func.functional_call(model.eval(), {n: params[n] for n, _ in model.named_parameters()},
-                                             (inputs,))
-    else:
-        out = logits(spec, params, dataset.x)
+    meta = training.program.meta
+    shapes = {n: tuple(params[n].shape) for n in training.program.param_names}
+    model = preset_model(meta, shapes) if meta.get("loss") == "cross_entropy" else None
+    if model is None:
+        return Score(None, program_loss(training, params, dataset), dataset.n_rows)
+    with torch.no_grad():
+        inputs = dataset.x.reshape(dataset.n_rows, *meta["input_shape"])
+        out = torch.func.functional_call(model.eval(), {n: params[n] for n, _ in model.named_parameters()},
+                                         (inputs,))
     return Score(float((out.argmax(1) == dataset.y).float().mean()),
                  float(torch.nn.functional.cross_entropy(out, dataset.y)), dataset.n_rows)
 

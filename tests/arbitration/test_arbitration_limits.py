@@ -3,7 +3,7 @@ first-layer weight gradient whose strided operand spans more than 16 leaves (for
 and a checkpoint interval above 256 (it needs a bisect move the solver worker never sends); for a
 program, a chunk of a dissected reduction spanning more than 16 leaves. Each
 limit is tested just inside and just outside, in the check itself, where a task is published
-(`publish_task`, `dtm task post`) and where a solver or verifier fetches one (`fetch_task`)."""
+(`publish_program_task`, `dtm task post`) and where a solver or verifier fetches one (`fetch_task`)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ from offchain.ml.demo import make_task, program_task
 from offchain.ml.models import MLP
 from offchain.ml.optim import OptimizerConfig
 from offchain.storage.store import LocalStore
-from offchain.workers.artifacts import fetch_task, publish_task
+from offchain.ml.errors import TaskError
+from offchain.ml.exporter import mlp_preset
+from offchain.workers.artifacts import fetch_task, publish_program_task
 
 # batch 64: a column of a 128-wide input spans 16 leaves (inside), of a 129-wide one 17 (outside)
 BATCH = 64
@@ -44,9 +46,13 @@ def _bundle(width: int, k: int = 4):
                      batch_size=BATCH, lr=0.1, seed=1)
 
 
-def _publish(store, width: int, k: int = 4):
-    return publish_task(store, mlp_spec(width, (8,), 3), synthetic_dataset(BATCH, width, 3, seed=1), steps=2 * k,
-                        k=k, batch_size=BATCH, lr=0.1, seed=1)
+@functools.cache
+def _preset():
+    return mlp_preset(8, (8,), 3, batch_size=BATCH, lr=0.1)
+
+
+def _program(k: int, cid):
+    return program_task(*_preset(), synthetic_dataset(BATCH, 8, 3, seed=1), steps=2 * k, k=k, seed=1, cid=cid)
 
 
 def test_unjudgeable_spec__wide_first_layer_and_long_interval():
@@ -102,26 +108,26 @@ def test_unjudgeable_spec__agrees_with_the_openings_the_contract_takes(width):
 
 def test_unjudgeable_spec__refused_when_published(tmp_path):
     store = LocalStore(tmp_path / "ipfs")
-    assert _publish(store, INSIDE).spec_cid
-    with pytest.raises(UnjudgeableTask, match="^layer width 129 with batch 64"):
-        _publish(store, OUTSIDE)
+    data = synthetic_dataset(BATCH, 8, 3, seed=1)
+    assert publish_program_task(store, *_preset(), data, steps=512, k=256, seed=1).spec_cid
     with pytest.raises(UnjudgeableTask, match="^checkpoint interval 257 exceeds 256"):
-        _publish(store, 8, k=257)
+        publish_program_task(store, *_preset(), data, steps=514, k=257, seed=1)
 
 
 def test_unjudgeable_spec__refused_when_fetched(tmp_path):
-    """A spec published by someone else's tooling: solvers and verifiers refuse it on fetch."""
+    """A spec published by someone else's tooling: solvers and verifiers refuse it on fetch, and
+    a compiled MLP graph's task, which nothing here posts or trains any more, in one line."""
     store = LocalStore(tmp_path / "ipfs")
-    good = make_task(mlp_spec(8, (8,), 3), synthetic_dataset(BATCH, 8, 3, seed=1), steps=512, k=256,
-                     batch_size=BATCH, lr=0.1, seed=1, cid=store.add_bytes)
+    good = _program(256, store.add_bytes)
     assert fetch_task(store, store.add_bytes(good.task.to_bytes()), good.task.hash()).task == good.task
-    for width, k, reason in ((OUTSIDE, 4, WIDE), (8, 257, LONG_K)):
-        bad = make_task(mlp_spec(width, (8,), 3), synthetic_dataset(BATCH, width, 3, seed=1), steps=2 * k, k=k,
-                        batch_size=BATCH, lr=0.1, seed=1, cid=store.add_bytes)
-        cid = store.add_bytes(bad.task.to_bytes())
-        with pytest.raises(UnjudgeableTask) as refused:
-            fetch_task(store, cid, bad.task.hash())
-        assert str(refused.value) == reason
+    bad = _program(257, store.add_bytes)
+    with pytest.raises(UnjudgeableTask) as refused:
+        fetch_task(store, store.add_bytes(bad.task.to_bytes()), bad.task.hash())
+    assert str(refused.value) == LONG_K
+    compiled = make_task(mlp_spec(8, (8,), 3), synthetic_dataset(BATCH, 8, 3, seed=1), steps=8, k=4,
+                         batch_size=BATCH, lr=0.1, seed=1, cid=store.add_bytes)
+    with pytest.raises(TaskError, match="^the task names a compiled MLP graph, which workers no longer train"):
+        fetch_task(store, store.add_bytes(compiled.task.to_bytes()), compiled.task.hash())
 
 
 def test_unjudgeable_spec__dtm_task_post_says_why_in_one_line(tmp_path):

@@ -17,7 +17,7 @@ const CURVES = [[1, 50], [2, 50], [5, 50], [4, 3], [10, 4], [51, 50], [101, 50],
 const dir = mkdtempSync(join(tmpdir(), "golden-"));
 const outfile = join(dir, "commit.mjs");
 await esbuild.build({ stdin: {
-  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export * from "./model"; export { OPS, nodesRoot, outputsHash, programRoot, hyperRoot } from "./program"; export { loadDataset } from "../data"; export { curveIndices, meanLoss, readTensors, readRows } from "../result"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
+  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export { saveTensors } from "../safetensors"; export { OPS, nodesRoot, outputsHash, parseProgram, programRoot, hyperRoot } from "./program"; export { loadDataset } from "../data"; export { curveIndices, meanLoss, programLayout, readTensors, readRows } from "../result"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
   resolveDir: new URL("../../webapp/src/commit", import.meta.url).pathname, loader: "ts",
 }, bundle: true, format: "esm", platform: "node", outfile, logLevel: "warning" });
 const c = await import(outfile);
@@ -86,23 +86,18 @@ const vectors = {
     const y = BigInt64Array.from({ length: rows }, (_, i) => BigInt(i % 4));
     return [`${rows}x${dim}`, hex(c.datasetRoot(x, y, dim))];
   })),
-  model: MODELS.map(([inputDim, hidden, classes, batch, lr, weightsSeed]) => {
-    const spec = c.mlpSpec(inputDim, hidden, classes);
-    const weights = c.initWeights(spec, weightsSeed);
-    return { spec: new TextDecoder().decode(c.specBytes(spec)), spec_cid: c.computeCid(c.specBytes(spec)),
-      flops: String(c.graphFlops(spec, batch)),
-      weights_cid: c.computeCid(c.weightsBytes(spec, weights)), weights_root: hex(c.weightsRoot(weights)),
-      graph_root: hex(c.graphRoot(spec, batch, lr)) };
-  }),
-  // the initial weights read as a checkpoint, the rows as a task's dataset, as the task page reads them
-  loss: MODELS.map(([inputDim, hidden, classes, , , weightsSeed]) => {
-    const spec = c.mlpSpec(inputDim, hidden, classes);
-    const params = c.readTensors(c.weightsBytes(spec, c.initWeights(spec, weightsSeed)), { tensors: c.paramShapes(spec), mlp: null }, "checkpoint");
+  // the preset's initial weights read as a checkpoint, the rows as a task's dataset, as the task page reads them
+  presets: golden.presets,
+  loss: golden.presets.map(({ program, weights }, i) => {
+    const [inputDim, , classes] = MODELS[i];
+    const layout = c.programLayout(c.parseProgram(Buffer.from(program, "base64")), inputDim);
+    const params = c.readTensors(Buffer.from(weights, "base64"), layout, "checkpoint");
     const x = Float32Array.from({ length: LOSS_ROWS * inputDim }, (_, i) => ((i % 13) / 8 - 0.5) * 8);
     const y = BigInt64Array.from({ length: LOSS_ROWS }, (_, i) => BigInt(i % classes));
     const bytes = c.saveTensors({ x: { dtype: "F32", shape: [LOSS_ROWS, inputDim], data: x }, y: { dtype: "I64", shape: [LOSS_ROWS], data: y } });
     const task_ = { dataset_cid: "rows", dataset_rows: LOSS_ROWS, dataset_root: hex(c.datasetRoot(x, y, inputDim)) };
-    return c.meanLoss(spec, params, c.readRows(bytes, task_, spec));
+    const { model, params: indices } = layout.mlp;
+    return c.meanLoss(model, indices.map((j) => params[j]), c.readRows(bytes, task_, model));
   }),
   curve_indices: Object.fromEntries(CURVES.map(([count, points]) => [`${count}/${points}`, c.curveIndices(count, points)])),
   task: Object.fromEntries(LRS.map((lr) => [repr(lr), {

@@ -1,6 +1,6 @@
 """Golden vectors of the commitments the web app computes (CIDs, tensor, checkpoint and dataset
-roots, the MLP preset's spec, initial weights and graph root, task spec bytes and spec hash, the
-loss of a checkpoint on a dataset and the checkpoints a loss curve shows, and your own data files read and split as `load_dataset` does, with its errors), shared by the Python
+roots, task spec bytes and spec hash, training programs and their tasks, the loss of the MLP
+preset's weights on a dataset and the checkpoints a loss curve shows, and your own data files read and split as `load_dataset` does, with its errors), shared by the Python
 and the TypeScript implementations: both must compute exactly `tests/golden/commitments.json` from
 the inputs it describes (the data files are in it, base64); the losses within LOSS_TOLERANCE.
 
@@ -23,13 +23,13 @@ import pytest
 import torch
 
 from offchain.chain.suite import ROOT
-from offchain.ml import mlp_spec
-from offchain.ml.artifacts import Dataset, init_weights, weights_to_bytes
+from offchain.ml.artifacts import Dataset, save_tensors
 from offchain.ml.data import load_dataset
 from offchain.ml.errors import DataError
 from offchain.ml.commit import checkpoint_root, dataset_root, keccak256, tensor_root
-from offchain.ml.graph import compile_training_graph
+from offchain.ml.exporter import mlp_preset
 from offchain.ml.ops import OPS
+from offchain.ml.program_training import ProgramTraining
 from offchain.ml.task import TrainingTask
 from offchain.storage import compute_cid
 from offchain.workers.submitter import curve_indices, score
@@ -40,10 +40,10 @@ GOLDEN = ROOT / "tests" / "golden" / "commitments.json"
 FILE_SIZES = [0, 1, 1000, 262_144, 262_145, 174 * 262_144 + 1]  # the last needs two levels of links
 TENSOR_SIZES = [1, 10, 512, 513, 1500]
 DATASETS = [(1, 5), (3, 5), (100, 7)]  # rows, dim
-# the MLP preset: input_dim, hidden widths, classes, batch size, lr, weights seed
+# the MLP preset (`mlp_preset`): input_dim, hidden widths, classes, batch size, lr, weights seed
 MODELS = [(4, (3,), 2, 8, 0.1, 0), (64, (32,), 10, 32, 0.1, 0), (16, (8, 8), 4, 5, 0.03, 7), (3, (), 2, 1, 1e-05, 2**40 + 3)]
 LRS = [0.1, 1.0, 1e-05, 0.0003, 0.0001, 7.5e-07, 2.5, 10.0]  # repr: plain, ".0", exponent forms
-# the task page's loss curve: each model of MODELS (its initial weights as the checkpoint) scored on
+# the task page's loss curve: each preset of MODELS (its initial weights as the checkpoint) scored on
 # LOSS_ROWS rows x = ((i % 13) / 8 - 0.5) * 8, y = i % classes; the checkpoints a curve of COUNT
 # checkpoints shows at most POINTS of (count, points)
 LOSS_ROWS = 50
@@ -140,22 +140,19 @@ def task(lr: float) -> TrainingTask:
                         graph_root=keccak256(b"graph"))
 
 
-def model(input_dim: int, hidden: tuple[int, ...], classes: int, batch: int, lr: float, weights_seed: int) -> dict:
-    spec = mlp_spec(input_dim, hidden, classes)
-    weights = init_weights(spec, weights_seed)
-    return {"spec": spec.to_bytes().decode(), "spec_cid": compute_cid(spec.to_bytes()),
-            "flops": str(compile_training_graph(spec, batch, lr).work()["flops"]),
-            "weights_cid": compute_cid(weights_to_bytes(weights, spec)),
-            "weights_root": hex32(checkpoint_root(weights, spec.param_names)),
-            "graph_root": hex32(compile_training_graph(spec, batch, lr).root)}
+def preset(input_dim: int, hidden: tuple[int, ...], classes: int, batch: int, lr: float, weights_seed: int) -> dict:
+    """The MLP preset's program and initial weights, inputs of the loss the page computes."""
+    program, _optimizer, weights = mlp_preset(input_dim, hidden, classes, batch_size=batch, lr=lr, seed=weights_seed)
+    return {"program": base64.b64encode(program.to_bytes()).decode(),
+            "weights": base64.b64encode(save_tensors(weights)).decode()}
 
 
-def loss(input_dim: int, hidden: tuple[int, ...], classes: int, _batch: int, _lr: float, weights_seed: int) -> float:
-    """`score(...).loss`, the mean cross-entropy the task page draws, of a model's initial weights."""
-    spec = mlp_spec(input_dim, hidden, classes)
+def loss(input_dim: int, hidden: tuple[int, ...], classes: int, batch: int, lr: float, weights_seed: int) -> float:
+    """`score(...).loss`, the mean cross-entropy the task page draws, of a preset's initial weights."""
+    program, optimizer, weights = mlp_preset(input_dim, hidden, classes, batch_size=batch, lr=lr, seed=weights_seed)
     x = (((np.arange(LOSS_ROWS * input_dim) % 13) / 8 - 0.5) * 8).astype(np.float32).reshape(LOSS_ROWS, input_dim)
     rows = Dataset(torch.from_numpy(x), torch.arange(LOSS_ROWS) % classes)
-    return score(spec, init_weights(spec, weights_seed), rows).loss
+    return score(ProgramTraining(program, optimizer, 1, 0), weights, rows).loss
 
 
 def hex32(value: bytes) -> str:
@@ -233,7 +230,7 @@ def vectors() -> dict:
         "tensor_root": {str(size): hex32(tensor_root(tensor(size))) for size in TENSOR_SIZES},
         "checkpoint_root": hex32(checkpoint_root({str(s): tensor(s) for s in TENSOR_SIZES}, [str(s) for s in TENSOR_SIZES])),
         "dataset_root": {f"{rows}x{dim}": hex32(dataset_root(*dataset(rows, dim))) for rows, dim in DATASETS},
-        "model": [model(*m) for m in MODELS],
+        "presets": [preset(*m) for m in MODELS],
         "loss": [loss(*m) for m in MODELS],
         "curve_indices": {f"{count}/{points}": curve_indices(count, points) for count, points in CURVES},
         "task": {repr(lr): {"bytes": task(lr).to_bytes().decode(), "spec_hash": hex32(task(lr).hash())} for lr in LRS},

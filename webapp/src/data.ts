@@ -2,11 +2,11 @@
 // .npy, .npz, .safetensors; docs/protocol.md §9.1): the same validation and one-line errors, the
 // same float32 conversions and labels, and the same seeded held-out split (numpy's PCG64
 // permutation), so the training rows, their dataset root and CID are those the CLI publishes.
-import { permutation, saveTensors } from "./commit/model";
+import { permutation } from "./commit/pcg64";
 import { pythonFloat, roundHalfEven } from "./commit/task";
 import { AppError } from "./errors";
 import type { Dataset } from "./publish";
-import { readHeader, reprText } from "./safetensors";
+import { readHeader, reprText, saveTensors } from "./safetensors";
 
 export const MAX_DATA_BYTES = 256 * 1024 * 1024;
 export const MAX_ROWS = 1 << 24;

@@ -3,7 +3,6 @@
 // (their TaskCreated escrow over their specs' work), with the payment that rate suggests. In
 // program.js (webapp/src/program.ts), which the post page loads.
 import { parseJson, utf8, type JsonValue } from "./commit/json";
-import { graphFlops, mlpSpec } from "./commit/model";
 import { parseProgram, work } from "./commit/program";
 import type { Market } from "./market";
 import { cat } from "./store";
@@ -19,19 +18,11 @@ const count = (value: JsonValue): number => {
   return Number(value);
 };
 
-/** FLOPs of a whole task from its spec: a program's (`hyper_root` names one) or a compiled MLP's. */
+/** FLOPs of a whole task from its spec: its program's work over its steps. */
 async function taskFlops(api: string, spec: JsonValue): Promise<bigint> {
+  if (field(spec, "hyper_root") === null) throw new Error("no training program");
   const model = await cat(api, String(field(spec, "model_cid")), "model");
-  const steps = BigInt(count(field(spec, "steps")));
-  if (field(spec, "hyper_root") !== null) return work(parseProgram(model)).flops * steps;
-  const parsed = parseJson(utf8(model, "model spec"), "model spec");
-  const layers = field(parsed, "layers");
-  if (!Array.isArray(layers)) throw new Error("no layers");
-  const hidden = layers.filter((l) => field(l, "type") === "linear").map((l) => count(field(l, "out")));
-  const classes = hidden.pop()!;
-  const spec_ = mlpSpec(count(field(parsed, "input_dim")), hidden, classes);
-  if (spec_.layers.length !== layers.length) throw new Error("not the MLP preset");
-  return graphFlops(spec_, count(field(spec, "batch_size"))) * steps;
+  return work(parseProgram(model)).flops * BigInt(count(field(spec, "steps")));
 }
 
 /** Wei per FLOP that recent tasks paid (the median over the last RECENT whose spec and model the

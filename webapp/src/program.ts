@@ -5,7 +5,7 @@
 import { bytesToHex } from "viem";
 import { computeCid } from "./commit/cid";
 import { checkpointRoot, datasetRoot } from "./commit/merkle";
-import { saveTensors, type Tensor } from "./commit/model";
+import { saveTensors, type Tensor } from "./safetensors";
 import {
   batchSize, checkOptimizer, hyperRoot, inputWidth, optimizerJson, parseOptimizer, parseProgram, programRoot,
   ProgramError, unjudgeableProgram, work, type Optimizer, type Program,

@@ -6,15 +6,13 @@
 // page loads when first used.
 import { bytesToHex, hexToBytes, keccak256, type Hex } from "viem";
 import { checkpointRoot, datasetRoot, merkleRoot } from "./commit/merkle";
-import { paramShapes, specBytes, type Layer, type ModelSpec } from "./commit/model";
 import { inputWidth, parseProgram, programRoot, type Program } from "./commit/program";
-import { roundHalfEven, specHash, taskBytes, type TrainingTask } from "./commit/task";
+import { roundHalfEven, specHash, type TrainingTask } from "./commit/task";
 import { AppError } from "./errors";
 import type { Market } from "./market";
 import { readHeader, type RawTensor } from "./safetensors";
 import { cat } from "./store";
 
-const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((byte, i) => byte === b[i]);
 const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((n, i) => n === b[i]);
 
 /** A published file that fails its check: it is named by its hash, so fetching it again cannot help. */
@@ -53,16 +51,9 @@ function floats(t: RawTensor): Float32Array {
   return Float32Array.from({ length: t.bytes.length / 4 }, (_, i) => view.getFloat32(4 * i, true));
 }
 
-/** The task's model spec: only the canonical `dtm-model/1` linear/relu stack this page computes. */
-function readModel(bytes: Uint8Array, cid: string): ModelSpec {
-  const raw = json(bytes, `model spec ${cid}`);
-  const layers = Array.isArray(raw.layers) ? raw.layers as Layer[] : [];
-  const model: ModelSpec = { input_dim: raw.input_dim as number, layers };
-  const valid = Number.isSafeInteger(model.input_dim) && layers.length > 0 && layers.at(-1)?.type === "linear" &&
-    layers.every((l) => (l?.type === "linear" && Number.isSafeInteger(l.out) && l.out! > 0) || l?.type === "relu");
-  if (!valid || !same(specBytes(model), bytes)) throw new BadArtifact(`The model spec ${cid} is not an MLP spec in canonical form.`);
-  return model;
-}
+/** A linear/ReLU stack: the MLP whose loss the page computes. */
+export interface Layer { type: "linear" | "relu"; out?: number }
+export interface ModelSpec { input_dim: number; layers: Layer[] }
 
 /** A task whose program is not the MLP preset: the page does not run programs, so it draws no curve. */
 export class ProgramTask extends AppError {
@@ -75,7 +66,7 @@ export interface Layout { tensors: [string, number[]][]; mlp: { model: ModelSpec
 
 /** A program's checkpoint layout; the MLP is the preset's (`offchain.ml.models:MLP`: linear layers
  *  `layers.0`, `layers.2`, … with ReLU between, softmax cross-entropy), found from its parameters. */
-function programLayout(program: Program, inputDim: number): Layout {
+export function programLayout(program: Program, inputDim: number): Layout {
   const tensors = program.state.map((slot): [string, number[]] => [slot.name, slot.shape]);
   const params = program.state.flatMap((slot, index) => (slot.kind === "param" ? [index] : []));
   const layers: Layer[] = [];
@@ -100,14 +91,17 @@ export interface Proof {
   finalLoss: number;
 }
 
-/** The task spec, checked against the spec hash on chain: a compiled MLP's must be canonical (its
- *  fields re-encode to the very bytes); a program task's is hashed as published (its optimizer's
- *  floats cannot be told from integers once parsed), and every field the page reads is in those bytes. */
+/** The task spec, checked against the spec hash on chain: hashed as published (its optimizer's
+ *  floats cannot be told from integers once parsed), and every field the page reads is in those
+ *  bytes. Only a training program's task: a compiled MLP graph's is not read any more. */
 function readSpec(raw: Record<string, unknown>, bytes: Uint8Array, onChain: Hex, cid: string): TrainingTask {
+  if (!("hyper_root" in raw)) {
+    throw new BadArtifact(`The task spec ${cid} names a compiled MLP graph, which this page no longer reads.`);
+  }
   try {
-    const program = "hyper_root" in raw ? { optimizer: {}, hyper_root: raw.hyper_root as Hex } : undefined;
+    const program = { optimizer: {}, hyper_root: raw.hyper_root as Hex };
     const spec = { ...raw, lr: (raw.optimizer as { lr: number }).lr, seed: BigInt(raw.seed as string), program } as TrainingTask;
-    if ((program || same(taskBytes(spec), bytes)) && specHash(spec, keccak256(bytes)) === onChain) return spec;
+    if (specHash(spec, keccak256(bytes)) === onChain) return spec;
   } catch { /* below */ }
   throw new BadArtifact(`The task spec ${cid} does not hash to the task's spec hash on chain.`);
 }
@@ -121,21 +115,14 @@ export async function fetchProof(market: Market, api: string, id: bigint, proofR
   const specBytes = await cat(api, created[0].spec_cid as string, "task spec");
   const spec = readSpec(json(specBytes, "task spec"), specBytes, task.spec_hash, created[0].spec_cid as string);
   const modelBytes = await cat(api, spec.model_cid, "model");
-  let layout: Layout;
-  if (spec.program) {
-    let program: Program;
-    try {
-      program = parseProgram(modelBytes);
-    } catch (error) {
-      throw new BadArtifact(`The program ${spec.model_cid} is not a valid program: ${(error as Error).message}.`);
-    }
-    if (bytesToHex(programRoot(program)) !== spec.graph_root) throw new BadArtifact(`The program ${spec.model_cid} is not the task's graph root.`);
-    layout = programLayout(program, inputWidth(program));
-  } else {
-    const model = readModel(modelBytes, spec.model_cid);
-    const tensors = paramShapes(model);
-    layout = { tensors, mlp: { model, params: tensors.map((_, i) => i) } };
+  let program: Program;
+  try {
+    program = parseProgram(modelBytes);
+  } catch (error) {
+    throw new BadArtifact(`The program ${spec.model_cid} is not a valid program: ${(error as Error).message}.`);
   }
+  if (bytesToHex(programRoot(program)) !== spec.graph_root) throw new BadArtifact(`The program ${spec.model_cid} is not the task's graph root.`);
+  const layout = programLayout(program, inputWidth(program));
   const proof = json(await cat(api, event.proof_cid as string, "proof"), `proof ${event.proof_cid}`);
   const { checkpoint_roots: roots, checkpoint_cids: cids, final_loss: finalLoss } = proof;
   const count = spec.steps / spec.checkpoint_interval + 1;

@@ -1,6 +1,8 @@
 // The safetensors header checked as offchain/ml/artifacts.py `read_header` checks it (limits, one
 // JSON object, exact entry keys, allowed dtypes, offsets inside the body and consistent with the
-// shape, no overlap), with its one-line errors; shared by the data reader and the checkpoint reader.
+// shape, no overlap), with its one-line errors; shared by the data reader and the checkpoint reader;
+// and the writer of the files the page publishes.
+import { concatBytes, stringToBytes } from "viem";
 
 export const MAX_ARTIFACT_BYTES = 512 * 1024 * 1024, MAX_HEADER_BYTES = 1024 * 1024;
 /** Element size by safetensors dtype. */
@@ -54,4 +56,32 @@ export function readHeader(fail: (m: string) => never, data: Uint8Array): Map<st
   spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   for (let i = 1; i < spans.length; i++) if (spans[i][0] < spans[i - 1][1]) fail("tensor data regions overlap");
   return out;
+}
+
+export interface Tensor { dtype: "F32" | "I64"; shape: number[]; data: Float32Array | BigInt64Array }
+
+/** safetensors bytes as `safetensors.torch.save` writes them: tensors by element size, then name;
+ *  the header padded with spaces to a multiple of 8. */
+export function saveTensors(tensors: Record<string, Tensor>): Uint8Array {
+  const size = (t: Tensor) => t.data.BYTES_PER_ELEMENT;
+  const order = Object.keys(tensors).sort((a, b) => size(tensors[b]) - size(tensors[a]) || (a < b ? -1 : a > b ? 1 : 0));
+  let offset = 0;
+  const entries = order.map((name) => {
+    const t = tensors[name];
+    const start = offset;
+    offset += t.data.byteLength;
+    return `${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${start},${offset}]}`;
+  });
+  let header = `{${entries.join(",")}}`;
+  header += " ".repeat((8 - ((header.length) % 8)) % 8);
+  const length = new Uint8Array(8);
+  new DataView(length.buffer).setBigUint64(0, BigInt(header.length), true);
+  const body = order.map((name) => {
+    const t = tensors[name];
+    const out = new Uint8Array(t.data.byteLength);
+    const view = new DataView(out.buffer);
+    t.data.forEach((value: number | bigint, i: number) => (typeof value === "bigint" ? view.setBigInt64(i * 8, value, true) : view.setFloat32(i * 4, value, true)));
+    return out;
+  });
+  return concatBytes([length, stringToBytes(header), ...body]);
 }
