@@ -121,11 +121,8 @@ class Defence(DisputePlayer):
         if d["phase"] == PARTIALS:
             r = self.reduction(dispute_id)
             trace = self.committed_trace(dispute_id, d)
-            if self.bundle.task.is_program:
-                data = ProgramStep(self.bundle.task, self.bundle.graph.program, trace, d["first_step"])
-                partials = P.reduction_call(data, r["node"], r["index"]).partials()
-            else:
-                partials = M.chunk_partials(self.bundle.graph, trace, r["node"], r["index"])
+            data = ProgramStep(self.bundle.task, self.bundle.graph.program, trace, d["first_step"])
+            partials = P.reduction_call(data, r["node"], r["index"]).partials()
             args = M.post_partials_args(dispute_id, r["node"], r["first"], r["chunks"], partials)
             self.market.transact("post_partials", *args, contract=self.game)
             return f"posted {len(args[3])} partials of node {r['node']} element {r['index']} (chunks from {r['first']})"
@@ -146,20 +143,8 @@ class Prosecution(DisputePlayer):
             index = next((i for i in range(len(points) - 1) if ours[i + 1] != revealed[i + 1]), len(points) - 2)
             self.market.transact("pick_step", *M.pick_step_args(dispute_id, revealed, index), contract=self.game)
             return f"picked interval {index} (step {d['first_step'] + points[index]})"
-        if d["phase"] == PROVE and self.bundle.task.is_program:
-            return self._prove_program(dispute_id, d)
         if d["phase"] == PROVE:
-            trace = self.committed_trace(dispute_id, d)
-            data = M.StepData(self.bundle.task, self.bundle.graph, trace, self.bundle.dataset.x, self.bundle.dataset.y)
-            final = M.find_final_proof(self.game.address, dispute_id, data, d["state_before"], d["state_after"],
-                                       d["first_step"])
-            if final is None:
-                return self.NOTHING_TO_PROVE
-            contract = self.market.reducer if final.contract == "reducer" else self.market.checker
-            self.market.transact(M.PROVE_FN[final.kind], *final.args, contract=contract)
-            if final.kind == "reduction":
-                return f"opened the reduction of {final.detail}"
-            return f"proved {final.kind}: {final.detail}"
+            return self._prove(dispute_id, d)
         if d["phase"] == SUM_PICK:
             r = self.reduction(dispute_id)
             trace = self.committed_trace(dispute_id, d)
@@ -167,11 +152,8 @@ class Prosecution(DisputePlayer):
             top = total["top"] if hasattr(total, "keys") else total[2]
             args = (self.game.address, dispute_id)
             rest = (r["node"], r["index"], self._posted(dispute_id), r["first"], r["chunks"], not r["picked"], top)
-            if self.bundle.task.is_program:
-                data = ProgramStep(self.bundle.task, self.bundle.graph.program, trace, d["first_step"])
-                answer = P.answer_partials(*args, data, *rest)
-            else:
-                answer = M.answer_partials(*args, M.StepData(self.bundle.task, self.bundle.graph, trace), *rest)
+            data = ProgramStep(self.bundle.task, self.bundle.graph.program, trace, d["first_step"])
+            answer = P.answer_partials(*args, data, *rest)
             if answer is None:
                 return self.NOTHING_TO_PROVE
             contract = self.game if answer.contract == "game" else getattr(self.market, answer.contract)
@@ -179,9 +161,10 @@ class Prosecution(DisputePlayer):
             return f"{'picked' if answer.kind == 'pick' else 'proved'} {answer.detail}"
         return None
 
-    def _prove_program(self, dispute_id: int, d: dict[str, Any]) -> str:
-        """A program step: the first leaf, output or element of the solver's trace the chain can
-        prove wrong (`program_moves.find_program_proof`), proven through the ProgramChecker."""
+    def _prove(self, dispute_id: int, d: dict[str, Any]) -> str:
+        """The first leaf, output or element of the solver's trace of its program's step that the
+        chain can prove wrong (`program_moves.find_program_proof`), proven through the
+        ProgramChecker (or the dissection of its reduction opened)."""
         b, step = self.bundle, d["first_step"]
         segment_start = d["segment"] * b.task.checkpoint_interval
         state = self.checkpoint(d["segment"])

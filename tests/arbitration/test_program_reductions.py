@@ -28,6 +28,7 @@ from program_testing import (
     whole_dispute,
 )
 
+from offchain.dispute import game as G
 from offchain.dispute import judge as J
 from offchain.dispute import moves as M
 from offchain.dispute import program_moves as P
@@ -218,3 +219,97 @@ def test_program_reduction__the_element_cheat_loses_a_whole_dispute_under_10M_ga
         print("".join(f"\n{name}: {used:,}" for name, used in gas.items()) + f"\ntotal: {sum(gas.values()):,}")
     assert any(name.startswith("open_program_reduction") for name in gas) and "prove_fold (fold)" in gas
     assert max(gas.values()) < MOVE_GAS and sum(gas.values()) < DISPUTE_GAS
+
+
+# ------------------------------------------------------------------------------- the workers' players
+
+
+class _Market:
+    """Just enough of `offchain.chain.client.Market` for `DisputePlayer.move`, on titanoboa; the
+    game's events are kept from every transaction (`LOGS`) for `events.X().get_logs()`."""
+
+    LOGS: list = []
+
+    def __init__(self, suite, address):
+        self.suite, self.account = suite, type("Account", (), {"address": address})()
+        logs = self.LOGS
+
+        class Filter:
+            def __init__(self, name):
+                self.name = name
+
+            def get_logs(self, from_block=0, argument_filters=None):
+                return [{"args": {"partials": log.partials}} for log in logs if type(log).__name__ == self.name]
+
+        events = type("Events", (), {"__getattr__": lambda _, name: lambda: Filter(name)})()
+        self.arbiter = type("Game", (), {"address": suite.game.address, "events": events})()
+        self.checker, self.reducer = suite.checker, suite.reducer
+        self.programs, self.program_reducer = suite.programs, suite.program_reducer
+        self.deployment = type("Deployment", (), {"block": 0})()
+
+    def read(self, contract, name, *args):
+        value = getattr(self.suite.game, name)(*args)
+        return value._asdict() if hasattr(value, "_asdict") else value
+
+    def transact(self, name, *args, contract):
+        target = self.suite.game if contract is self.arbiter else contract
+        with boa.env.prank(self.account.address):
+            getattr(target, name)(*args)
+        self.LOGS.extend(target.get_logs())
+
+
+def _players(suite, parties, s, trace):
+    """The workers' solver and challenger over ``s``'s task, the solver having committed ``trace``
+    (read without a content store) and both reading checkpoint 0 as ``s``'s state."""
+    from offchain.dispute.player import Defence, Prosecution
+
+    class Played:
+        def committed_trace(self, dispute_id, d):
+            return list(trace)
+
+        def checkpoint(self, index):
+            return s.state
+
+    class Solver(Played, Defence):
+        pass
+
+    class Challenger(Played, Prosecution):
+        pass
+
+    _Market.LOGS = []
+    return (Solver(_Market(suite, parties.solver), None, s.demo, None),
+            Challenger(_Market(suite, parties.verifier), None, s.demo, None))
+
+
+def _state(suite, dispute_id) -> dict:
+    return suite.game.disputes(dispute_id)._asdict()
+
+
+@pytest.mark.parametrize("family, op, skip", [LONG[0], LONG[4]], ids=["gpt-addmm", "cnn-conv2d_grad_input"])
+def test_program_reduction__players_dissect_a_wrong_element(suite, parties, family, op, skip):
+    """The workers' players make every move of the dissection: the challenger finds the wrong
+    element and opens its reduction, the solver posts its exact partials, the challenger proves
+    its answer wrong; the solver loses."""
+    s = setup(family)
+    node_id, index = long_element(s, op, skip)
+    trace = tampered(s.trace, node_id, index)
+    dispute_id = to_prove(suite, parties, s, trace)
+    solver, challenger = _players(suite, parties, s, trace)
+    said = [challenger.move(dispute_id, _state(suite, dispute_id))]
+    assert said[0] == f"opened the reduction of node {node_id} element {index}"
+    while suite.game.disputes(dispute_id).phase not in (G.SOLVER_WON, G.CHALLENGER_WON) and len(said) < 12:
+        mover = solver if suite.game.to_move(dispute_id) == parties.solver else challenger
+        said.append(mover.move(dispute_id, _state(suite, dispute_id)))
+    assert said[1].startswith(f"posted ") and f"of node {node_id} element {index}" in said[1], said
+    assert said[-1].startswith("proved"), said
+    assert suite.game.disputes(dispute_id).phase == G.CHALLENGER_WON
+
+
+def test_program_reduction__players_defend_an_honest_element(suite, parties):
+    s = setup("gpt")
+    node_id, index = long_element(s, "addmm", 0)
+    dispute_id = open_reduction(suite, parties, s, s.trace, node_id, index)
+    solver, challenger = _players(suite, parties, s, s.trace)
+    assert solver.move(dispute_id, _state(suite, dispute_id)).startswith("posted")
+    assert challenger.move(dispute_id, _state(suite, dispute_id)) == challenger.NOTHING_TO_PROVE
+    assert suite.game.disputes(dispute_id).phase == G.SUM_PICK
