@@ -32,7 +32,6 @@ import arbitration_testing as T  # noqa: E402
 from offchain.dispute import judge as J  # noqa: E402
 from offchain.dispute import moves as M  # noqa: E402
 from offchain.ml import cheats  # noqa: E402
-from offchain.ml.demo import digits_task  # noqa: E402
 from offchain.ml.graph import REDUCTION_CAP, TrainingGraph  # noqa: E402
 
 LIMIT = 10_000_000
@@ -75,7 +74,7 @@ def corrupted(play: T.Play, op: str, node_id: int | None = None) -> tuple[T.Play
 
 def main() -> None:
     started = time.perf_counter()
-    demo = digits_task(steps=20, k=10, batch_size=32)
+    demo = T.digits_demo(steps=20, k=10, batch_size=32)
     honest = cheats.honest_run(demo)
     cheat = cheats.fabricate_segments(demo, [1], mode="noise")
     print(f"digits task: {len(demo.graph.nodes)} graph nodes, k = {demo.task.checkpoint_interval}, "
@@ -107,7 +106,7 @@ def main() -> None:
     partials: dict[str, object] = {}
     sizes = [("digits, batch 32", demo.graph)]
     for batch in (128, 4096):
-        wide = digits_task(steps=2, k=1, batch_size=batch)
+        wide = T.digits_demo(steps=2, k=1, batch_size=batch)
         sizes.append((f"digits, batch {batch}", wide.graph))
         wide_play = T.genuine_play(wide, cheats.honest_run(wide), 0, 0)
         dw = next(n for n in wide.graph.nodes if n.op == "matmul" and n.attrs[0] == 1)  # dW = g^T a, n = batch
@@ -125,7 +124,7 @@ def main() -> None:
 
     from offchain.ml.graph import compile_training_graph
 
-    small = digits_task(steps=2, k=1, batch_size=64)
+    small = T.digits_demo(steps=2, k=1, batch_size=64)
     graph = compile_training_graph(small.spec, 64 * 257, small.task.lr)
     task = copy.copy(small.task)
     object.__setattr__(task, "batch_size", 64 * 257)

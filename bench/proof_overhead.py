@@ -40,7 +40,6 @@ import torch  # noqa: E402
 
 from offchain.ml import (  # noqa: E402
     BatchSampler,
-    Executor,
     checkpoint_root,
     digits_task,
     execution_context,
@@ -51,6 +50,7 @@ from offchain.ml import (  # noqa: E402
 )
 from offchain.ml.artifacts import weights_to_bytes  # noqa: E402
 from offchain.ml.graph import REDUCTION_CAP  # noqa: E402
+from offchain.ml.models import MLP  # noqa: E402
 from offchain.ml.program import tune_allocator  # noqa: E402
 from offchain.ml.train import update_norm  # noqa: E402
 from bench.program_speed import plain  # noqa: E402
@@ -58,13 +58,9 @@ from bench.workloads import PROGRAMS, workload_task  # noqa: E402
 
 
 def plain_loop(demo, steps: int, batches=None) -> None:
-    """nn.Module + autograd + SGD; random batches unless ``batches`` is given."""
-    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
-    with torch.no_grad():
-        model[0].weight.copy_(demo.weights["l0.weight"])
-        model[0].bias.copy_(demo.weights["l0.bias"])
-        model[2].weight.copy_(demo.weights["l2.weight"])
-        model[2].bias.copy_(demo.weights["l2.bias"])
+    """The MLP preset's module + autograd + SGD; random batches unless ``batches`` is given."""
+    model = MLP(64, (32,), 10)
+    model.load_state_dict({name: demo.weights[name] for name, _ in model.named_parameters()})
     optimizer = torch.optim.SGD(model.parameters(), lr=demo.task.lr)
     x_all, y_all = demo.dataset.x, demo.dataset.y
     generator = torch.Generator().manual_seed(0)
@@ -198,7 +194,7 @@ def programs(args) -> None:
 
 
 def executor_only(demo, batches) -> None:
-    executor = Executor(demo.graph)
+    executor = demo.graph.executor()
     params = [demo.weights[n] for n in demo.spec.param_names]
     for x, y in batches:
         params = executor.run(params, x, y).params

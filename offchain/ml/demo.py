@@ -1,4 +1,6 @@
-"""Ready-made demo tasks: digits (64-32-10 MLP) and a tiny synthetic task for fast tests."""
+"""Ready-made tasks: the MLP preset's program on the digits (64-32-10) and a tiny synthetic one for
+fast tests; a program task from a module; and the compiled MLP graph's task, which only the dispute
+game's own tests still drive."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from .graph import TrainingGraph, compile_training_graph
 from .optim import OptimizerConfig
 from .program import Program
 from .program_training import ProgramTraining
-from .spec import ModelSpec, mlp_spec
+from .spec import ModelSpec
 from .task import TrainingTask
 
 
@@ -49,7 +51,8 @@ def make_task(
     weights_seed: int = 0,
     cid: Callable[[bytes], str] = local_cid,
 ) -> DemoTask:
-    """Build weights, artifacts, graph and task spec for ``spec`` on ``dataset``."""
+    """Weights, artifacts, compiled graph and task spec for ``spec`` on ``dataset``: a compiled
+    MLP graph's task, which nothing posts or trains any more; the game's tests still drive it."""
     graph = compile_training_graph(spec, batch_size, lr)
     return _assemble(spec, spec.to_bytes(), graph, init_weights(spec, weights_seed), dataset,
                      steps=steps, k=k, seed=seed, lr=lr, cid=cid)
@@ -72,6 +75,15 @@ def program_task(
     return _assemble(training, program.to_bytes(), training, training.initial_state(weights), dataset,
                      steps=steps, k=k, seed=seed, lr=optimizer.lr, cid=cid, optimizer=optimizer,
                      hyper_root=training.hyper_root)
+
+
+def mlp_task(input_dim: int, hidden: tuple[int, ...], classes: int, dataset: Dataset, *, steps: int, k: int,
+             batch_size: int, lr: float, seed: int, cid: Callable[[bytes], str] = local_cid) -> DemoTask:
+    """The MLP preset's program task (`dtm task post` without --program) on ``dataset``."""
+    from .exporter import mlp_preset
+
+    return program_task(*mlp_preset(input_dim, hidden, classes, batch_size=batch_size, lr=lr), dataset,
+                        steps=steps, k=k, seed=seed, cid=cid)
 
 
 def module_task(model: torch.nn.Module, config: ExportConfig, dataset: Dataset, *, steps: int, k: int,
@@ -114,9 +126,9 @@ def digits_task(
     hidden: int = 32,
     cid: Callable[[bytes], str] = local_cid,
 ) -> DemoTask:
-    """64-hidden-10 MLP on scikit-learn's bundled digits (no download)."""
-    return make_task(mlp_spec(64, (hidden,), 10), digits_dataset(), steps=steps, k=k,
-                     batch_size=batch_size, lr=lr, seed=seed, cid=cid)
+    """The 64-hidden-10 MLP preset on scikit-learn's bundled digits (no download)."""
+    return mlp_task(64, (hidden,), 10, digits_dataset(), steps=steps, k=k, batch_size=batch_size, lr=lr, seed=seed,
+                    cid=cid)
 
 
 def tiny_task(
@@ -127,6 +139,6 @@ def tiny_task(
     seed: int = 7,
     cid: Callable[[bytes], str] = local_cid,
 ) -> DemoTask:
-    """8-8-3 MLP on 64 synthetic rows: milliseconds per run, for tests."""
-    return make_task(mlp_spec(8, (8,), 3), synthetic_dataset(64, 8, 3, seed=11), steps=steps, k=k,
-                     batch_size=batch_size, lr=lr, seed=seed, cid=cid)
+    """The 8-8-3 MLP preset on 64 synthetic rows: milliseconds per run, for tests."""
+    return mlp_task(8, (8,), 3, synthetic_dataset(64, 8, 3, seed=11), steps=steps, k=k, batch_size=batch_size,
+                    lr=lr, seed=seed, cid=cid)

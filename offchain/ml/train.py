@@ -19,6 +19,7 @@ from .artifacts import Dataset, all_finite, weights_from_bytes, weights_to_bytes
 from .commit import checkpoint_root, hashing_threads, keccak256, keccak256_with_prefix, proof_root, uint256
 from .errors import ProofError, TrainingError
 from .graph import Executor, StepOutput, TrainingGraph, compile_training_graph, execution_context
+from .program_training import ProgramTraining
 from .spec import ModelSpec, canonical_json, check_keys, parse_json_object, strict_int
 from .task import TrainingTask, hex32, parse_hex32
 
@@ -50,6 +51,11 @@ class BatchSampler:
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.from_numpy(np.array(self.indices(step), dtype=np.int64))
         return self.dataset.x.index_select(0, index), self.dataset.y.index_select(0, index)
+
+
+#: states at least this large have their bookkeeping (roots, norms) on a thread beside the work;
+#: smaller ones are hashed in Python-bound calls that would only contend for the interpreter lock
+OVERLAP_BYTES = 1 << 20
 
 
 @dataclass
@@ -152,6 +158,12 @@ def run_steps(
     return params
 
 
+def training_graph(spec: ModelSpec | ProgramTraining, task: TrainingTask) -> TrainingGraph | ProgramTraining:
+    """What trains ``spec``: a bound training program is its own graph; a compiled MLP spec is
+    compiled for the task's batch size and learning rate."""
+    return spec if isinstance(spec, ProgramTraining) else compile_training_graph(spec, task.batch_size, task.lr)
+
+
 def train(
     task: TrainingTask,
     spec: ModelSpec,
@@ -176,7 +188,7 @@ def train(
     evaluated in blocks (`Executor`), only to measure what chunked graphs cost.
     """
     if graph is None:
-        graph = compile_training_graph(spec, task.batch_size, task.lr)
+        graph = training_graph(spec, task)
     if graph.batch_size != task.batch_size or graph.param_names != spec.param_names:
         raise TrainingError("graph does not match task/spec")
     if dataset.n_rows != task.dataset_rows or dataset.input_dim != spec.input_dim:
@@ -233,8 +245,15 @@ def train(
         checkpoints.append(checkpoint)
 
     segment_start = 0
+    # a small state's bookkeeping is Python-bound: beside training it would only contend for the GIL
+    overlap = sum(t.numel() * t.element_size() for t in params) >= OVERLAP_BYTES
     with execution_context(num_threads), ThreadPoolExecutor(1, thread_name_prefix="checkpoint") as bookkeeper:
-        pending: list[Future] = [] if resume_from is not None else [bookkeeper.submit(book_start)]
+        pending: list[Future] = []
+        if resume_from is None:
+            if overlap:
+                pending.append(bookkeeper.submit(book_start))
+            else:
+                book_start()
         for index in range(start.index + 1, task.num_checkpoints):
             params = run_steps(executor, params, sampler, (index - 1) * interval, interval, hooks, loss_rows)
             if not all(all_finite(t) for t in params):
@@ -242,7 +261,10 @@ def train(
             done = len(loss_rows) - segment_start
             segment_losses = torch.stack(loss_rows[segment_start:]).mean(1).tolist() if done else []
             segment_start = len(loss_rows)
-            pending.append(bookkeeper.submit(book, index, dict(zip(names, params)), segment_losses))
+            if overlap:
+                pending.append(bookkeeper.submit(book, index, dict(zip(names, params)), segment_losses))
+            else:
+                book(index, dict(zip(names, params)), segment_losses)
             while len(pending) > 1 and (pending[0].done() or len(pending) > BOOKS_AHEAD):
                 pending.pop(0).result()  # in order; raises what the hook raised
         for future in pending:

@@ -18,16 +18,13 @@ import torch
 from .artifacts import Dataset, weights_from_bytes
 from .commit import checkpoint_root, hashing_threads, keccak256, uint256
 from .errors import ArtifactError
-from .graph import REDUCTION_CAP, TrainingGraph, compile_training_graph, execution_context
+from .graph import REDUCTION_CAP, TrainingGraph, execution_context
 from .spec import ModelSpec
 from .task import TrainingTask
-from .train import ProofDocument, replay, squared_distance, update_norm
+from .train import OVERLAP_BYTES, ProofDocument, replay, squared_distance, training_graph, update_norm
 
 #: Honest-distance multiplier applied to the largest profiled distance.
 DEFAULT_SAFETY_FACTOR = 10.0
-#: Checkpoints below this size are checked before any replay: their checks are Python-bound, and a
-#: second thread would only contend for the interpreter lock (larger ones hash in native code).
-OVERLAP_BYTES = 1 << 20
 #: Lower bound on the threshold (relative L2), so bitwise-identical profiles never give 0.
 MIN_THRESHOLD = 1e-6
 
@@ -203,9 +200,9 @@ def verify(
     if proof.checkpoint_interval != task.checkpoint_interval or proof.steps != task.steps:
         return Verdict(False, None, "proof schedule differs from the task")
     if graph is None:
-        graph = compile_training_graph(spec, task.batch_size, task.lr)
+        graph = training_graph(spec, task)
     if graph.root != task.graph_root:
-        return Verdict(False, None, "task graph_root does not match the compiled model spec")
+        return Verdict(False, None, "task graph_root does not match the model")
     if dataset.n_rows != task.dataset_rows:
         return Verdict(False, None, "dataset does not match the task's dataset_root")
     if len(checkpoint_blobs) != proof.count:

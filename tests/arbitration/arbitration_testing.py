@@ -16,7 +16,9 @@ from offchain.chain.suite import CONTRACTS, ETHER
 from offchain.dispute import moves as M
 from offchain.ml import cheats
 from offchain.ml.commit import merkle_root
-from offchain.ml.demo import DemoTask, tiny_task
+from offchain.ml.artifacts import digits_dataset, synthetic_dataset
+from offchain.ml.demo import DemoTask, make_task
+from offchain.ml.spec import mlp_spec
 from offchain.ml.graph import trace_roots
 from offchain.ml.train import segment_state_roots, step_trace
 
@@ -185,7 +187,14 @@ class Play:
 
 @functools.cache
 def tiny_demo() -> DemoTask:
-    return tiny_task()
+    """The compiled 8-8-3 MLP graph on 64 synthetic rows (steps 40, k 4, batch 8)."""
+    return make_task(mlp_spec(8, (8,), 3), synthetic_dataset(64, 8, 3, seed=11), steps=40, k=4, batch_size=8,
+                     lr=0.2, seed=7)
+
+
+def digits_demo(**schedule) -> DemoTask:
+    """The compiled 64-32-10 MLP graph on the digits (lr 0.1, seed 1; ``steps``, ``k``, ``batch_size``)."""
+    return make_task(mlp_spec(64, (32,), 10), digits_dataset(), lr=0.1, seed=1, **schedule)
 
 
 @functools.cache
@@ -193,10 +202,6 @@ def long_demo() -> DemoTask:
     """A 20-70-3 MLP with batch 72: the second layer (70 terms), the weight gradients and the bias
     gradients (72 rows) are reductions longer than the judge's 64 terms, dissected in a dispute;
     the first layer (20) and the backward product through the logits (3) fit the judge."""
-    from offchain.ml.artifacts import synthetic_dataset
-    from offchain.ml.demo import make_task
-    from offchain.ml.spec import mlp_spec
-
     return make_task(mlp_spec(20, (70,), 3), synthetic_dataset(128, 20, 3, seed=11), steps=8, k=4,
                      batch_size=72, lr=0.2, seed=7)
 

@@ -82,9 +82,8 @@ def _assert_accounting(suite, parties) -> None:
 @functools.cache
 def _digits():
     from offchain.ml import cheats
-    from offchain.ml.demo import digits_task
 
-    demo = digits_task(steps=20, k=10, batch_size=32)
+    demo = T.digits_demo(steps=20, k=10, batch_size=32)
     return T.genuine_play(demo, cheats.honest_run(demo), 1, 4)
 
 

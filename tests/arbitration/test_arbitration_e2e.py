@@ -23,7 +23,6 @@ from offchain.dispute import game as G
 from offchain.dispute import moves as M
 from offchain.ml import cheats
 from offchain.ml.commit import merkle_root, tensor_root
-from offchain.ml.demo import digits_task
 from offchain.ml.graph import trace_roots
 
 GAS_LIMIT = 10_000_000
@@ -92,7 +91,7 @@ def test_tiny__withheld_trace_is_rebuilt_from_posted_elements(suite, parties):
 
 @functools.cache
 def digits():
-    demo = digits_task(steps=20, k=10, batch_size=32)
+    demo = T.digits_demo(steps=20, k=10, batch_size=32)
     return demo, cheats.honest_run(demo), cheats.fabricate_segments(demo, [1], mode="noise")
 
 

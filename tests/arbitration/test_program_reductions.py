@@ -300,7 +300,7 @@ def test_program_reduction__players_dissect_a_wrong_element(suite, parties, fami
     while suite.game.disputes(dispute_id).phase not in (G.SOLVER_WON, G.CHALLENGER_WON) and len(said) < 12:
         mover = solver if suite.game.to_move(dispute_id) == parties.solver else challenger
         said.append(mover.move(dispute_id, _state(suite, dispute_id)))
-    assert said[1].startswith(f"posted ") and f"of node {node_id} element {index}" in said[1], said
+    assert said[1].startswith("posted ") and f"of node {node_id} element {index}" in said[1], said
     assert said[-1].startswith("proved"), said
     assert suite.game.disputes(dispute_id).phase == G.CHALLENGER_WON
 

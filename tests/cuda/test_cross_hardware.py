@@ -20,7 +20,9 @@ from offchain.ml import (
     Executor,
     build_proof,
     checkpoint_root,
-    digits_task,
+    digits_dataset,
+    make_task,
+    mlp_spec,
     profile_threshold,
     verify,
 )
@@ -58,8 +60,13 @@ def _train_on(device: str, demo):
     return TrainingResult(checkpoints, losses, norms), traces
 
 
+def _compiled_digits(**schedule):
+    """The compiled 64-32-10 MLP graph on the digits, whose nodes the judge's reference checks."""
+    return make_task(mlp_spec(64, (32,), 10), digits_dataset(), lr=0.1, seed=1, **schedule)
+
+
 def test_gpu_proof__accepted_by_cpu_verifier_and_every_node_within_the_judge_bound():
-    demo = digits_task(steps=100, k=10)
+    demo = _compiled_digits(steps=100, k=10, batch_size=32)
     gpu, traces = _train_on("cuda", demo)
     proof = build_proof(demo.task, gpu)
     blobs = [c.to_bytes(demo.spec) for c in gpu.checkpoints]
@@ -84,7 +91,7 @@ def test_gpu_long_reductions__every_element_within_the_bound_of_the_full_reducti
     dissection (exact partials, then the fold's any-order bound of the full reduction)."""
     from offchain.dispute.moves import is_long
 
-    demo = digits_task(steps=2, k=1, batch_size=4096)
+    demo = _compiled_digits(steps=2, k=1, batch_size=4096)
     x, y = BatchSampler(demo.task.seed, demo.task.batch_size, demo.dataset).batch(0)
     params = [demo.weights[n].cuda() for n in demo.spec.param_names]
     trace = [t.cpu() for t in Executor(demo.graph).run(params, x.cuda(), y.cuda(), keep_trace=True).trace]

@@ -82,9 +82,9 @@ def test_judge_other_honest_executions_pass(precision, threads):
 
 
 def test_judge_digits_step_passes_reference():
-    from offchain.ml import digits_task
+    from offchain.ml import digits_dataset
 
-    demo = digits_task(steps=2, k=1)
+    demo = make_task(mlp_spec(64, (32,), 10), digits_dataset(), steps=2, k=1, batch_size=32, lr=0.1, seed=1)
     trace = _trace(demo)
     assert demo.graph.max_reduction() == 64  # 64 features, batch 32: nothing to dissect
     for node in _judged_nodes(demo.graph):

@@ -22,6 +22,12 @@ from offchain.ml import (
 from offchain.ml.graph import OP_CODES, float32_value
 
 
+@pytest.fixture(scope="module")
+def tiny(compiled_tiny):
+    """This file tests the compiled graph: the tiny task's MLP compiled."""
+    return compiled_tiny
+
+
 def torch_reference_step(spec, params, x, y, lr):
     """Plain nn.Module + autograd + torch.optim.SGD, independent of the graph compiler."""
     layers = []

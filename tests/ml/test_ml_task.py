@@ -9,6 +9,12 @@ from Crypto.Hash import keccak
 from offchain.ml import TaskError, TrainingTask
 
 
+@pytest.fixture(scope="module")
+def tiny(compiled_tiny):
+    """The compiled MLP task's format (a program task's is in test_ml_program.py and the golden vectors)."""
+    return compiled_tiny
+
+
 def test_task_roundtrip_is_canonical(tiny):
     blob = tiny.task.to_bytes()
     assert TrainingTask.from_bytes(blob) == tiny.task

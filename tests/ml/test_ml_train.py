@@ -117,7 +117,8 @@ def test_segment_roots_and_step_trace_link_to_checkpoints(tiny, tiny_result):
     after = dict(zip(names, output.params))
     assert checkpoint_root(after, names) == roots[1]
     assert output.trace is not None
-    assert [output.trace[i] for i in graph.param_nodes] == [start[n] for n in names]
+    state_nodes = [node.id for node in graph.program.nodes if node.op == "state"]
+    assert [output.trace[i] for i in state_nodes] == [start[n] for n in names]
 
 
 def test_replay__is_bitwise_the_run_only_with_its_thread_count():
@@ -184,4 +185,26 @@ def test_train__hashes_the_last_checkpoint_on_every_core_and_the_others_beside_t
     monkeypatch.setattr(train_module, "checkpoint_root", counting_root)
     result = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph)
     assert threads == [1, 1, 1, 1, 6]
+    assert result.roots == train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph).roots
+
+
+@pytest.mark.parametrize("overlap_bytes, thread", [(1 << 20, "MainThread"), (0, "checkpoint")])
+def test_train__books_a_small_state_on_the_training_thread_and_a_large_one_beside_it(
+        monkeypatch, overlap_bytes, thread):
+    """A small state's roots and norms are Python-bound work: on a second thread it would only
+    contend for the interpreter lock with training, so it is booked between segments; a state of
+    `OVERLAP_BYTES` or more is booked on the bookkeeping thread while the next segment trains.
+    The checkpoints are the same either way."""
+    import importlib
+    import threading
+
+    train_module = importlib.import_module("offchain.ml.train")
+    demo = make_task(mlp_spec(8, (8,), 3), synthetic_dataset(64, 8, 3, seed=11), steps=16, k=4, batch_size=8,
+                     lr=0.2, seed=7)
+    monkeypatch.setattr(train_module, "OVERLAP_BYTES", overlap_bytes)
+    threads = set()
+    result = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph,
+                   on_checkpoint=lambda c: threads.add(threading.current_thread().name.split("_")[0]))
+    assert threads == {thread}
+    monkeypatch.setattr(train_module, "OVERLAP_BYTES", (1 << 20) - overlap_bytes)
     assert result.roots == train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph).roots

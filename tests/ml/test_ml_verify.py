@@ -32,7 +32,7 @@ def run_verify(demo, run, threshold, seed=5, policy=DEFAULT_POLICY):
 
 def test_threshold_profile(tiny):
     profile = profile_threshold(tiny.graph, tiny.task, tiny.spec, tiny.dataset, tiny.weights, segments=2)
-    assert {name for _, name, _ in profile.observations} == {"threads", "chunking", "float64"}
+    assert {name for _, name, _ in profile.observations} == {"threads", "float64"}  # a program has no chunked variant
     assert profile.value >= profile.safety_factor * profile.max_observed
     assert 0 < profile.value < 1e-3
 
