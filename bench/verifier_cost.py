@@ -4,8 +4,8 @@ For each model: train the task with proofs (the solver's work, T), profile the d
 (P: once per training graph, on the first task of the graph), verify the proof with the default
 policy (V: replay of the sampled segments and the checkpoint checks). Prints V/T, P/T and what a
 verifier pays per task when N tasks share a graph, (V + P/N)/T, for N = 1, 10, 100. Same threads
-for everything. Models: the digits MLP, a 1.3M-parameter MLP, and the CNN and GPT programs of
-``bench/workloads.py``. Run:
+for everything. Models: the MLP preset's program on the digits and at 1.3M parameters (as
+`dtm task post` makes them), and the CNN and GPT programs of ``bench/workloads.py``. Run:
 
     .venv/bin/python bench/verifier_cost.py [--threads 1] [--models mlp,cnn,gpt]
 """
@@ -22,13 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from offchain.ml import (  # noqa: E402
     build_proof,
     digits_dataset,
-    make_task,
-    mlp_spec,
     profile_threshold,
     synthetic_dataset,
     train,
     verify,
 )
+from offchain.ml.demo import mlp_task  # noqa: E402
 from bench.workloads import PROGRAMS, workload_task  # noqa: E402
 
 SHARED = (1, 10, 100)
@@ -59,11 +58,11 @@ def measure(name: str, demo, threads: int) -> None:
 
 def demos():
     """Each model's task, built when measured."""
-    yield "mlp", "digits 64-32-10, 2000 steps, k=10", lambda: make_task(
-        mlp_spec(64, (32,), 10), digits_dataset(), steps=2000, k=10, batch_size=32, lr=0.1, seed=1)
-    yield "mlp", "MLP 784-1024-512-10, 200 steps, k=10", lambda: make_task(
-        mlp_spec(784, (1024, 512), 10), synthetic_dataset(4096, 784, 10, seed=3), steps=200, k=10,
-        batch_size=256, lr=0.05, seed=1)
+    yield "mlp", "digits 64-32-10, 2000 steps, k=10", lambda: mlp_task(
+        64, (32,), 10, digits_dataset(), steps=2000, k=10, batch_size=32, lr=0.1, seed=1)
+    yield "mlp", "MLP 784-1024-512-10, 200 steps, k=10", lambda: mlp_task(
+        784, (1024, 512), 10, synthetic_dataset(4096, 784, 10, seed=3), steps=200, k=10, batch_size=256, lr=0.05,
+        seed=1)
     for name, workload in PROGRAMS.items():
         yield name.split()[0].lower(), f"{name}, 40 steps, k=4", lambda w=workload: workload_task(w, steps=40, k=4)
 
