@@ -182,10 +182,12 @@ def train(
 
     ``on_checkpoint`` is called for every new checkpoint (step 0 included on a fresh run) so the
     caller can persist/upload it: in order, on a bookkeeping thread that hashes, measures and hands
-    over checkpoint ``j`` while segment ``j + 1`` trains (an exception it raises ends the training).  ``resume_from`` continues from any checkpoint and reproduces
-    bitwise the checkpoints of an uninterrupted run.  With ``keep_params=False`` only the first and
-    last checkpoints keep their tensors (memory stays flat on long runs). ``split``: reductions
-    evaluated in blocks (`Executor`), only to measure what chunked graphs cost.
+    over checkpoint ``j`` while segment ``j + 1`` trains (on the training thread between segments
+    for a state under ``OVERLAP_BYTES``); an exception it raises ends the training. ``resume_from``
+    continues from any checkpoint and reproduces bitwise the checkpoints of an uninterrupted run.
+    With ``keep_params=False`` only the first and last checkpoints keep their tensors (memory stays
+    flat on long runs). ``split``: reductions evaluated in blocks (`Executor`), only to measure what
+    chunked graphs cost.
     """
     if graph is None:
         graph = training_graph(spec, task)
@@ -249,11 +251,15 @@ def train(
     overlap = sum(t.numel() * t.element_size() for t in params) >= OVERLAP_BYTES
     with execution_context(num_threads), ThreadPoolExecutor(1, thread_name_prefix="checkpoint") as bookkeeper:
         pending: list[Future] = []
-        if resume_from is None:
+
+        def schedule(booking: Callable[..., None], *args) -> None:
             if overlap:
-                pending.append(bookkeeper.submit(book_start))
+                pending.append(bookkeeper.submit(booking, *args))
             else:
-                book_start()
+                booking(*args)
+
+        if resume_from is None:
+            schedule(book_start)
         for index in range(start.index + 1, task.num_checkpoints):
             params = run_steps(executor, params, sampler, (index - 1) * interval, interval, hooks, loss_rows)
             if not all(all_finite(t) for t in params):
@@ -261,10 +267,7 @@ def train(
             done = len(loss_rows) - segment_start
             segment_losses = torch.stack(loss_rows[segment_start:]).mean(1).tolist() if done else []
             segment_start = len(loss_rows)
-            if overlap:
-                pending.append(bookkeeper.submit(book, index, dict(zip(names, params)), segment_losses))
-            else:
-                book(index, dict(zip(names, params)), segment_losses)
+            schedule(book, index, dict(zip(names, params)), segment_losses)
             while len(pending) > 1 and (pending[0].done() or len(pending) > BOOKS_AHEAD):
                 pending.pop(0).result()  # in order; raises what the hook raised
         for future in pending:
