@@ -32,7 +32,7 @@ function seedSequence(entropy: bigint, words: number): bigint[] {
 }
 
 /** `np.random.PCG64(seed)`: its raw 64-bit outputs. */
-export function pcg64Raw(seed: number | bigint): () => bigint {
+function pcg64Raw(seed: number | bigint): () => bigint {
   const [s0, s1, i0, i1] = seedSequence(BigInt(seed), 4);
   const inc = ((((i0 << 64n) | i1) << 1n) | 1n) & M128;
   let state = 0n;
@@ -46,12 +46,6 @@ export function pcg64Raw(seed: number | bigint): () => bigint {
     const x = ((state >> 64n) ^ state) & M64;
     return ((x >> rot) | (x << ((64n - rot) & 63n))) & M64;
   };
-}
-
-/** `np.random.Generator(np.random.PCG64(seed))`: its `random()` doubles. */
-export function pcg64(seed: number | bigint): () => number {
-  const next = pcg64Raw(seed);
-  return () => Number(next() >> 11n) / 9007199254740992;
 }
 
 /** `np.random.Generator(np.random.PCG64(seed)).permutation(n)`: the Fisher-Yates shuffle of
