@@ -373,8 +373,8 @@ def donors(nodes: Sequence[Node], plan: Sequence[tuple[tuple[int, ...], Any, tup
 
 
 def dense_for_views(nodes: Sequence[Node], plan: Sequence[tuple[tuple[int, ...], Any, tuple[int, ...]]]
-                    ) -> dict[int, Callable]:
-    """Plan position -> out= kernel of a float32 exactly rounded elementwise node read only by
+                    ) -> dict[int, tuple[Callable, tuple[int, ...]]]:
+    """Plan position -> (out= kernel, shape) of a float32 exactly rounded elementwise node read only by
     views. Its kernel would give a strided input's layout (an attention head split off a
     projection), which the views would then copy to read it contiguously; written into a fresh
     contiguous tensor instead, the same bits need no copy."""
@@ -382,7 +382,8 @@ def dense_for_views(nodes: Sequence[Node], plan: Sequence[tuple[tuple[int, ...],
     for node in nodes:
         for i in node.inputs:
             readers.setdefault(i, set()).add(node.op)
-    return {position: OUT_KERNELS[nodes[slots[0]].op] for position, (slots, _fn, _inputs) in enumerate(plan)
+    return {position: (OUT_KERNELS[nodes[slots[0]].op], nodes[slots[0]].shape)
+            for position, (slots, _fn, _inputs) in enumerate(plan)
             if nodes[slots[0]].op in OUT_KERNELS and nodes[slots[0]].dtype == "f32"
             and readers.get(slots[0]) == {"view"}}
 
@@ -422,7 +423,7 @@ class ProgramExecutor:
                 self._free[position] += (node_id,)
         self._donors = donors(program.nodes, self._plan, keep)
         self._donors_consuming = donors(program.nodes, self._plan, keep, set(self._states))
-        self._dense = dense_for_views(program.nodes, self._plan)
+        self._dense = {} if self.wide else dense_for_views(program.nodes, self._plan)
 
     def run(
         self,
@@ -471,9 +472,8 @@ class ProgramExecutor:
             donor = donors.get(position)
             if donor is not None and all(values[i].is_contiguous() for i in inputs):
                 out = donor[0](*(values[i] for i in inputs), out=values[donor[1]])
-            elif position in self._dense and not self.wide and not all(values[i].is_contiguous() for i in inputs):
-                out = self._dense[position](*(values[i] for i in inputs),
-                                            out=torch.empty(self.program.nodes[slots[0]].shape, device=x.device))
+            elif (dense := self._dense.get(position)) and not all(values[i].is_contiguous() for i in inputs):
+                out = dense[0](*(values[i] for i in inputs), out=torch.empty(dense[1], device=x.device))
             else:
                 out = fn(values)
             if self.wide:
