@@ -9,7 +9,6 @@ home and account. Everything random comes from one seeded `random.Random`.
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 import signal
@@ -27,12 +26,11 @@ from web3.logs import DISCARD
 from offchain.chain.client import ChainError, Market, TransactionReverted, connect
 from offchain.chain.deployment import Deployment
 from offchain.chain.suite import ETHER, TERMINAL_STATES, Role
-from offchain.ml import digits_dataset
-from offchain.ml.exporter import mlp_preset
 from offchain.node import Anvil, deploy, dev_account, free_port, mine_every, start_anvil, wait_for
 from offchain.storage import KuboStore, StorageError, serve
-from offchain.workers.artifacts import PublishedTask, publish_program_task
+from offchain.workers.artifacts import PublishedTask
 from offchain.workers.submitter import Submitter
+from tests.e2e.harness import Harness
 
 OWNER, SUBMITTER = 0, 1
 # what a worker process imports before it follows the market: most of its start
@@ -292,7 +290,7 @@ class Soak:
 
     # ── tasks ───────────────────────────────────────────────────────
     def publish(self, steps: int) -> PublishedTask:
-        return publish_program_task(self.store(), *_mlp_preset(), digits_dataset(), steps=steps, k=4, seed=3)
+        return Harness.publish(self.store(), steps=steps, k=4, hidden=16)
 
     def post(self, published: PublishedTask, kind: str) -> int:
         """Post one task; the chain or the store may be down a moment, so each part is retried."""
@@ -559,9 +557,3 @@ def check_no_move_sent_twice(market: Market) -> dict[str, int]:
         assert all(accepted[t] <= drawn[t] for t in accepted), (verifier, accepted, drawn)
     return {"worker_transactions": mined, **{f"retried_{name}": n for name, n in retried.items()},
             **{f"reverted_{name}": n for name, n in reverted.items()}}
-
-
-@functools.cache
-def _mlp_preset():
-    """The MLP preset (64-16-10, SGD) as `dtm task post` makes it, exported once."""
-    return mlp_preset(64, (16,), 10, batch_size=32, lr=0.1)
