@@ -12,6 +12,7 @@ import torch
 from .artifacts import Dataset, digits_dataset, init_weights, synthetic_dataset, weights_to_bytes
 from .capture import ExportConfig, export_program
 from .commit import checkpoint_root, keccak256
+from .exporter import mlp_preset
 from .graph import TrainingGraph, compile_training_graph
 from .optim import OptimizerConfig
 from .program import Program
@@ -80,8 +81,6 @@ def program_task(
 def mlp_task(input_dim: int, hidden: tuple[int, ...], classes: int, dataset: Dataset, *, steps: int, k: int,
              batch_size: int, lr: float, seed: int, cid: Callable[[bytes], str] = local_cid) -> DemoTask:
     """The MLP preset's program task (`dtm task post` without --program) on ``dataset``."""
-    from .exporter import mlp_preset
-
     return program_task(*mlp_preset(input_dim, hidden, classes, batch_size=batch_size, lr=lr), dataset,
                         steps=steps, k=k, seed=seed, cid=cid)
 
