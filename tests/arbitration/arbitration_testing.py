@@ -14,13 +14,13 @@ from eth_utils import keccak
 
 from offchain.chain.suite import CONTRACTS, ETHER
 from offchain.dispute import moves as M
+from offchain.dispute import program_moves as P
 from offchain.ml import cheats
 from offchain.ml.commit import merkle_root
 from offchain.ml.artifacts import digits_dataset, synthetic_dataset
-from offchain.ml.demo import DemoTask, make_task
-from offchain.ml.spec import mlp_spec
-from offchain.ml.graph import trace_roots
-from offchain.ml.train import segment_state_roots, step_trace
+from offchain.ml.demo import DemoTask, mlp_task
+from offchain.ml.program import trace_roots
+from offchain.ml.train import replay, segment_state_roots, step_trace
 
 HERE = Path(__file__).parent
 boa.interpret.set_search_paths([str(CONTRACTS)])
@@ -175,26 +175,34 @@ class Play:
     step: int                              # the global step the honest challenger disputes
     pick: int                              # index of that step inside the segment
     trace: list[torch.Tensor]              # the trace the solver commits for that step
+    start: dict[str, torch.Tensor]         # the honest state before that step
     extra: dict = field(default_factory=dict)
 
     @property
     def task(self):
         return self.demo.task
 
-    def step_data(self) -> M.StepData:
-        return M.StepData(self.task, self.demo.graph, self.trace, self.demo.dataset.x, self.demo.dataset.y)
+    @property
+    def program(self):
+        return self.demo.graph.program
+
+    def step_data(self) -> P.ProgramStep:
+        """What the challenger knows of the step: the task, the program, the committed trace, the
+        state before the step, the hyper table and the dataset."""
+        graph, data = self.demo.graph, self.demo.dataset
+        return P.ProgramStep(self.task, graph.program, self.trace, self.step,
+                             [self.start[name] for name in graph.param_names], graph.hyper, data.x, data.y)
 
 
 @functools.cache
 def tiny_demo() -> DemoTask:
-    """The compiled 8-8-3 MLP graph on 64 synthetic rows (steps 40, k 4, batch 8)."""
-    return make_task(mlp_spec(8, (8,), 3), synthetic_dataset(64, 8, 3, seed=11), steps=40, k=4, batch_size=8,
-                     lr=0.2, seed=7)
+    """The MLP preset's 8-8-3 program on 64 synthetic rows (steps 40, k 4, batch 8)."""
+    return mlp_task(8, (8,), 3, synthetic_dataset(64, 8, 3, seed=11), steps=40, k=4, batch_size=8, lr=0.2, seed=7)
 
 
 def digits_demo(**schedule) -> DemoTask:
-    """The compiled 64-32-10 MLP graph on the digits (lr 0.1, seed 1; ``steps``, ``k``, ``batch_size``)."""
-    return make_task(mlp_spec(64, (32,), 10), digits_dataset(), lr=0.1, seed=1, **schedule)
+    """The MLP preset's 64-32-10 program on the digits (lr 0.1, seed 1; ``steps``, ``k``, ``batch_size``)."""
+    return mlp_task(64, (32,), 10, digits_dataset(), lr=0.1, seed=1, **schedule)
 
 
 @functools.cache
@@ -202,8 +210,8 @@ def long_demo() -> DemoTask:
     """A 20-70-3 MLP with batch 72: the second layer (70 terms), the weight gradients and the bias
     gradients (72 rows) are reductions longer than the judge's 64 terms, dissected in a dispute;
     the first layer (20) and the backward product through the logits (3) fit the judge."""
-    return make_task(mlp_spec(20, (70,), 3), synthetic_dataset(128, 20, 3, seed=11), steps=8, k=4,
-                     batch_size=72, lr=0.2, seed=7)
+    return mlp_task(20, (70,), 3, synthetic_dataset(128, 20, 3, seed=11), steps=8, k=4, batch_size=72, lr=0.2,
+                    seed=7)
 
 
 DEMOS = {"tiny": tiny_demo, "long": long_demo}
@@ -223,51 +231,61 @@ def _params(run, index: int) -> dict[str, torch.Tensor]:
     return run.result.checkpoints[index].params
 
 
-@functools.cache
-def honest_play(segment: int = 1, pick: int = 2, name: str = "tiny") -> Play:
-    """An honest solver: real state roots, the real trace of the picked step."""
-    demo, run = DEMOS[name](), honest_run(name)
-    roots = segment_state_roots(demo.graph, demo.task, demo.dataset, _params(run, segment), segment)
-    k = demo.task.checkpoint_interval
-    step = segment * k + pick
-    start = _state_at(demo, _params(run, segment), segment * k, step)
-    trace = step_trace(demo.graph, demo.task, demo.dataset, start, step).trace
-    return Play(demo, list(run.result.roots), segment, roots, step, pick, list(trace))
-
-
 def _state_at(demo: DemoTask, params: dict, first: int, step: int) -> dict:
-    from offchain.ml.train import replay
-
     if step == first:
         return {n: t.clone() for n, t in params.items()}
     return replay(demo.graph, demo.task, demo.dataset, params, first, step - first)
 
 
-@functools.cache
-def cheat_play(trace_kind: str = "honest") -> Play:
-    """The noise-fabricating solver disputed on its bad segment 1. It reveals the honest roots of
-    the segment's first k steps and its fabricated checkpoint; the honest challenger picks the
-    last step. ``trace_kind``: "honest" (the true trace of that step: its update is not the
-    fabricated state, a link mismatch), "forged" (sgd outputs replaced by the fabricated state:
-    the sgd elements are inconsistent), "bad_data" (one data_x row swapped, links forged too)."""
-    demo, run = tiny_demo(), cheat_run()
-    segment, k = 1, demo.task.checkpoint_interval
-    honest_roots = segment_state_roots(demo.graph, demo.task, demo.dataset, _params(run, segment), segment)
-    fabricated = run.result.checkpoints[segment + 1]
-    roots = honest_roots[:k] + [fabricated.root]
-    step = segment * k + k - 1
-    start = _state_at(demo, _params(run, segment), segment * k, step)
+def _play(demo: DemoTask, run, segment: int, pick: int, roots: list[bytes] | None = None, **extra) -> Play:
+    """The play of ``run`` over step ``segment·k + pick``: the honest state roots of the segment
+    (unless ``roots``) and the honest trace of that step from the run's checkpoint."""
+    params = _params(run, segment)
+    roots = roots or segment_state_roots(demo.graph, demo.task, demo.dataset, params, segment)
+    k = demo.task.checkpoint_interval
+    step = segment * k + pick
+    start = _state_at(demo, params, segment * k, step)
     trace = list(step_trace(demo.graph, demo.task, demo.dataset, start, step).trace)
-    graph = demo.graph
+    return Play(demo, list(run.result.roots), segment, roots, step, pick, trace, start, extra)
+
+
+@functools.cache
+def honest_play(segment: int = 1, pick: int = 2, name: str = "tiny") -> Play:
+    """An honest solver: real state roots, the real trace of the picked step."""
+    return _play(DEMOS[name](), honest_run(name), segment, pick)
+
+
+def fabricated_play(demo: DemoTask, run, segment: int, trace_kind: str) -> Play:
+    """A run whose segment ``segment`` was fabricated: the solver reveals the honest roots of the
+    first k steps and its fabricated checkpoint; the honest challenger picks the last step.
+    ``trace_kind``: "honest" (the true trace of that step: its update is not the fabricated state,
+    an output link mismatch), "forged" (the program's outputs replaced by the fabricated state:
+    their elements are inconsistent), "bad_data" (forged, and one data_x row swapped)."""
+    k = demo.task.checkpoint_interval
+    honest = segment_state_roots(demo.graph, demo.task, demo.dataset, _params(run, segment), segment)
+    fabricated = run.result.checkpoints[segment + 1]
+    play = _play(demo, run, segment, k - 1, honest[:k] + [fabricated.root], kind=trace_kind)
+    program, trace = play.program, play.trace
     if trace_kind in ("forged", "bad_data"):
-        for name, node_id in zip(graph.param_names, graph.output_nodes):
+        for name, node_id in zip(demo.graph.param_names, program.outputs):
             trace[node_id] = fabricated.params[name].clone()
     if trace_kind == "bad_data":
-        # a row from elsewhere in the dataset: every later node is honest given it, except the links
-        x = trace[graph.data_x_node].clone()
+        # a row from elsewhere in the dataset: every later node is honest given it, except the outputs
+        x_node = program.leaf("data_x")
+        x = trace[x_node].clone()
         x[0] = demo.dataset.x[(int(torch.argmax(x[0])) + 5) % demo.dataset.n_rows]
-        trace[graph.data_x_node] = x
-    return Play(demo, list(run.result.roots), segment, roots, step, k - 1, trace, {"kind": trace_kind})
+        trace[x_node] = x
+    return play
+
+
+@functools.cache
+def cheat_play(trace_kind: str = "honest") -> Play:
+    """The noise-fabricating solver disputed on its bad segment 1 (`fabricated_play`)."""
+    return fabricated_play(tiny_demo(), cheat_run(), 1, trace_kind)
+
+
+def genuine_play(demo: DemoTask, run, segment: int, pick: int) -> Play:
+    return _play(demo, run, segment, pick)
 
 
 def trace_root_of(trace) -> bytes:
@@ -384,72 +402,42 @@ def tx_gas(contract, fn: str, sender: str, *args, value: int = 0) -> int:
     return 21_000 + sum(16 if b else 4 for b in data) + execution
 
 
-def fabricated_play(demo: DemoTask, run, segment: int, trace_kind: str) -> Play:
-    """A run whose segment ``segment`` was fabricated: the solver reveals the honest roots of the
-    first k steps and its fabricated checkpoint; the honest challenger picks the last step."""
-    k = demo.task.checkpoint_interval
-    honest_roots = segment_state_roots(demo.graph, demo.task, demo.dataset, run.result.checkpoints[segment].params,
-                                       segment)
-    fabricated = run.result.checkpoints[segment + 1]
-    roots = honest_roots[:k] + [fabricated.root]
-    step = segment * k + k - 1
-    start = _state_at(demo, run.result.checkpoints[segment].params, segment * k, step)
-    trace = list(step_trace(demo.graph, demo.task, demo.dataset, start, step).trace)
-    if trace_kind == "forged":
-        for name, node_id in zip(demo.graph.param_names, demo.graph.output_nodes):
-            trace[node_id] = fabricated.params[name].clone()
-    return Play(demo, list(run.result.roots), segment, roots, step, k - 1, trace, {"kind": trace_kind})
-
-
-def genuine_play(demo: DemoTask, run, segment: int, pick: int) -> Play:
-    k = demo.task.checkpoint_interval
-    params = run.result.checkpoints[segment].params
-    roots = segment_state_roots(demo.graph, demo.task, demo.dataset, params, segment)
-    step = segment * k + pick
-    trace = list(step_trace(demo.graph, demo.task, demo.dataset, _state_at(demo, params, segment * k, step), step).trace)
-    return Play(demo, list(run.result.roots), segment, roots, step, pick, trace)
-
-
-PROVE_FN = M.PROVE_FN
-
-
 def honest_partials(play: Play, node: int, index: int) -> list:
     """What the solver posts in a dissection: the exact partials of its own committed trace."""
-    return M.chunk_partials(play.demo.graph, play.trace, node, index)
+    return P.reduction_call(play.step_data(), node, index).partials()
 
 
 def play_reduction(suite: Suite, parties: Parties, play: Play, dispute_id: int, gas: dict,
                    partials=honest_partials) -> None:
-    """After `open_reduction`: the solver posts ``partials(play, node, index)`` (grouped as the game
-    expects), the challenger answers (`answer_partials`), until the challenger proves a chunk or the
-    fold or has nothing to prove (then the solver wins on time)."""
+    """After `open_program_reduction`: the solver posts ``partials(play, node, index)`` (grouped as
+    the game expects), the challenger answers (`program_moves.answer_partials`), until the
+    challenger proves a chunk or the fold or has nothing to prove (then the solver wins on time)."""
     game = suite.game
     data = play.step_data()
     level = 0
     while game.disputes(dispute_id).phase == 9:  # PARTIALS
         r = game.reductions(dispute_id)
         level += 1
-        chunk_values = partials(play, r.node, r.index)
-        args = M.post_partials_args(dispute_id, r.node, r.first, r.chunks, chunk_values)
+        args = M.post_partials_args(dispute_id, r.node, r.first, r.chunks, partials(play, r.node, r.index))
         gas[f"post_partials #{level} ({len(args[3])} partials)"] = tx_gas(game, "post_partials", parties.solver, *args)
         r = game.reductions(dispute_id)
-        answer = M.answer_partials(game.address, dispute_id, data, r.node, r.index, args[3], r.first, r.chunks,
+        answer = P.answer_partials(game.address, dispute_id, data, r.node, r.index, args[3], r.first, r.chunks,
                                    not r.picked, r.total[2])
         if answer is None:
             boa.env.time_travel(seconds=game.deadline(dispute_id) - boa.env.timestamp + 1)
             gas["timeout"] = tx_gas(game, "timeout", parties.stranger, dispute_id)
             return
-        contract = game if answer.kind == "pick" else suite.reducer
+        contract = game if answer.contract == "game" else getattr(suite, answer.contract)
         gas[f"{answer.function} ({answer.detail})"] = tx_gas(contract, answer.function, parties.verifier, *answer.args)
 
 
-def full_dispute(suite: Suite, parties: Parties, play: Play, *, proof: M.FinalProof | None = None,
+def full_dispute(suite: Suite, parties: Parties, play: Play, *, proof: P.ProgramProof | None = None,
                  demands: list[tuple[int, int, int]] = (), partials=honest_partials) -> dict:
     """Challenge, reveal, pick, trace, optional demand/post pairs, then the challenger's final proof
-    (found by `find_final_proof` unless given) or, if it has none, the timeout; an element of a
+    (found by `find_program_proof` unless given) or, if it has none, the timeout; an element of a
     long reduction is dissected (`play_reduction`, the solver posting ``partials``). Returns the
     gas of every move by side, the outcome and the number of moves."""
-    game, checker, market = suite.game, suite.checker, suite.market
+    game, market = suite.game, suite.market
     task = play.task
     task_id = market.post(task.hash(), merkle_root(play.checkpoint_roots), len(play.checkpoint_roots))
     gas: dict[str, int] = {}
@@ -463,23 +451,23 @@ def full_dispute(suite: Suite, parties: Parties, play: Play, *, proof: M.FinalPr
     gas["pick_step"] = tx_gas(game, "pick_step", parties.verifier, *M.pick_step_args(dispute_id, revealed, play.pick))
     gas["commit_trace"] = tx_gas(game, "commit_trace", parties.solver,
                                  *M.commit_trace_args(dispute_id, play.step, play.trace))
-    trace_root = trace_root_of(play.trace)
+    data = play.step_data()
     fees = 0
     for n, (node, start, count) in enumerate(demands):
         fee = game.demand_fee(count)
         fees += fee
-        gas[f"demand_elements #{n + 1}"] = tx_gas(
-            checker, "demand_elements", parties.verifier,
-            *M.demand_args(game.address, dispute_id, task, play.demo.graph, trace_root, node, start, count), value=fee)
+        gas[f"demand_elements #{n + 1}"] = tx_gas(suite.programs, "demand_elements", parties.verifier,
+                                                  *P.demand_args(game.address, dispute_id, data, node, start, count),
+                                                  value=fee)
         gas[f"post_elements #{n + 1}"] = tx_gas(
-            checker, "post_elements", parties.solver, *M.post_args(game.address, dispute_id, play.trace, node, start, count))
+            suite.checker, "post_elements", parties.solver,
+            *M.post_args(game.address, dispute_id, play.trace, node, start, count))
     d = game.disputes(dispute_id)
     if proof is None:
-        proof = M.find_final_proof(game.address, dispute_id, play.step_data(), d.state_before, d.state_after, play.step)
+        proof = P.find_program_proof(game.address, dispute_id, data, d.state_after)
     if proof is not None:
-        contract = suite.reducer if proof.contract == "reducer" else checker
-        gas[f"{PROVE_FN[proof.kind]} ({proof.detail})"] = tx_gas(contract, PROVE_FN[proof.kind], parties.verifier,
-                                                                  *proof.args)
+        detail = f"node {proof.args[5]}" if proof.kind in ("element", "reduction") else proof.kind
+        gas[f"{proof.fn} ({detail})"] = tx_gas(getattr(suite, proof.contract), proof.fn, parties.verifier, *proof.args)
         if proof.kind == "reduction":
             play_reduction(suite, parties, play, dispute_id, gas, partials)
     else:

@@ -26,6 +26,7 @@ from eth_utils import keccak
 from offchain.chain.suite import CONTRACTS, TaskState
 from offchain.dispute import game as G
 from offchain.dispute import moves as M
+from offchain.dispute import program_moves as P
 from offchain.ml.commit import (
     TensorRangeProof,
     CommitmentError,
@@ -39,7 +40,7 @@ from offchain.ml.commit import (
     verify_range_proof,
     verify_tensor_range,
 )
-from offchain.ml.graph import trace_roots
+from offchain.ml.program import trace_roots
 
 VYPER = Path(sys.executable).parent / "vyper"
 GWEI = 10**9
@@ -58,10 +59,9 @@ def _restore_basefee():
 
 
 def _demand(suite, parties, play, dispute_id, node, start, count, value=None):
-    args = M.demand_args(suite.game.address, dispute_id, play.task, play.demo.graph, T.trace_root_of(play.trace),
-                         node, start, count)
+    args = P.demand_args(suite.game.address, dispute_id, play.step_data(), node, start, count)
     fee = suite.game.demand_fee(count) if value is None else value
-    return T.tx_gas(suite.checker, "demand_elements", parties.verifier, *args, value=fee)
+    return T.tx_gas(suite.programs, "demand_elements", parties.verifier, *args, value=fee)
 
 
 def _post(suite, parties, play, dispute_id, node, start, count):
@@ -95,19 +95,18 @@ def test_demand_griefing__repeated_and_overlapping_demands_are_refused(suite, pa
     ranges and other nodes are still open to demand."""
     play = _digits()
     _, dispute_id = T.play_to_prove(suite, parties, play)
-    node = play.demo.graph.output_nodes[0]
+    node = play.program.outputs[0]
     _demand(suite, parties, play, dispute_id, node, 512, 512)
     _post(suite, parties, play, dispute_id, node, 512, 512)
     for start, count in ((512, 512), (1, 512), (1023, 1), (600, 8), (1000, 100)):
         with boa.env.prank(parties.verifier), boa.reverts("arbitration: elements already posted"):
-            suite.checker.demand_elements(*M.demand_args(suite.game.address, dispute_id, play.task, play.demo.graph,
-                                                         T.trace_root_of(play.trace), node, start, count),
-                                          value=suite.game.demand_fee(count))
+            suite.programs.demand_elements(*P.demand_args(suite.game.address, dispute_id, play.step_data(), node, start,
+                                                          count), value=suite.game.demand_fee(count))
     _demand(suite, parties, play, dispute_id, node, 0, 512)       # ends where the answered range starts
     _post(suite, parties, play, dispute_id, node, 0, 512)
     _demand(suite, parties, play, dispute_id, node, 1024, 1)      # starts where it ended
     _post(suite, parties, play, dispute_id, node, 1024, 1)
-    _demand(suite, parties, play, dispute_id, play.demo.graph.data_x_node, 512, 8)  # same range, another node
+    _demand(suite, parties, play, dispute_id, play.program.leaf("data_x"), 512, 8)  # same range, another node
     assert suite.game.disputes(dispute_id).demands == 4
 
 
@@ -117,7 +116,7 @@ def test_demand_griefing__every_demand_pays_for_its_answer(suite, parties):
     the fee is the solver's once it answers. Without the fee 64 demands of 512 cost the solver
     about 69 M gas against the challenger's 6 M."""
     play = _digits()
-    graph = play.demo.graph
+    program = play.program
     _, dispute_id = T.play_to_prove(suite, parties, play)
     for basefee in (1, 7 * GWEI, 37 * GWEI):
         _set_basefee(basefee)
@@ -125,8 +124,8 @@ def test_demand_griefing__every_demand_pays_for_its_answer(suite, parties):
             assert suite.game.demand_fee(count) == (ANSWER_GAS + count * ANSWER_ELEMENT_GAS) * basefee * FEE_MARGIN
             assert M.demand_fee(count, basefee) == suite.game.demand_fee(count)
             assert M.demand_value(count, basefee) >= M.demand_fee(count, basefee + basefee // 8)
-    cases = [(graph.data_y_node, 0, 32), (graph.data_y_node, 31, 1)]
-    for node in (graph.output_nodes[0], graph.data_x_node):
+    cases = [(program.leaf("data_y"), 0, 32), (program.leaf("data_y"), 31, 1)]
+    for node in (program.outputs[0], program.leaf("data_x")):
         cases += [(node, s, c) for c in (1, 8, 256, 512) for s in (0, 511, 2048 - c)]
     solver_paid = challenger_paid = fees = 0
     for node, start, count in cases:
@@ -143,19 +142,18 @@ def test_demand_griefing__every_demand_pays_for_its_answer(suite, parties):
             fees += fee
     assert challenger_paid > 0 and fees > 0
     with boa.env.prank(parties.verifier), boa.reverts("arbitration: demand fee too low"):
-        suite.checker.demand_elements(*M.demand_args(suite.game.address, dispute_id, play.task, graph,
-                                                     T.trace_root_of(play.trace), graph.output_nodes[0], 0, 512),
-                                      value=suite.game.demand_fee(512) - 1)
+        suite.programs.demand_elements(*P.demand_args(suite.game.address, dispute_id, play.step_data(),
+                                                      program.outputs[0], 0, 512), value=suite.game.demand_fee(512) - 1)
 
 
 def test_demand_griefing__overpayment_credited_and_fees_withdrawn(suite, parties):
     play = _digits()
-    node = play.demo.graph.output_nodes[0]
+    node = play.program.outputs[0]
     _, dispute_id = T.play_to_prove(suite, parties, play)
     _set_basefee(5 * GWEI)
     fee = suite.game.demand_fee(64)
     _demand(suite, parties, play, dispute_id, node, 0, 64, value=fee + 12345)
-    [log] = T.events(suite.checker, "ElementsDemanded")
+    [log] = T.events(suite.programs, "ElementsDemanded")
     assert (log.node, log.start, log.count, log.fee) == (node, 0, 64, fee)
     assert suite.game.credits(parties.verifier) == 12345
     assert suite.game.fees_held() == fee
@@ -179,7 +177,7 @@ def test_demand_griefing__unanswered_fee_is_refunded_at_the_end(suite, parties):
     """A solver that lets a demand time out loses the game and never sees the fee: it goes back to
     the demander, and the market is told the challenger won on time, not by proof."""
     play = _digits()
-    node = play.demo.graph.output_nodes[0]
+    node = play.program.outputs[0]
     _, dispute_id = T.play_to_prove(suite, parties, play)
     _set_basefee(3 * GWEI)
     fee = suite.game.demand_fee(512)
@@ -244,8 +242,8 @@ def test_non_canonical_padding__solver_cannot_answer_the_last_element(suite, par
     """A trace whose tensor root has non-zero padding: the challenger demands the last element, the
     solver cannot open it and loses on time."""
     play = T.honest_play()
-    graph = play.demo.graph
-    node = graph.nodes[graph.output_nodes[-1]]               # the last update: a bias of 3 elements
+    program = play.program
+    node = program.nodes[program.outputs[-1]]               # the last update: a bias of 3 elements
     root, leaf = _padded_leaf_root(play.trace[node.id])
     roots = trace_roots(play.trace)
     roots[node.id] = root
@@ -259,9 +257,9 @@ def test_non_canonical_padding__solver_cannot_answer_the_last_element(suite, par
     with boa.env.prank(parties.solver):
         suite.game.commit_trace(dispute_id, play.step, merkle_root(roots))
     with boa.env.prank(parties.verifier):
-        suite.checker.demand_elements(suite.game.address, dispute_id, merkle_root(roots), M.commitments(play.task),
-                                      M.graph_opening(graph, [node.id]), node.numel - 1, 1,
-                                      value=suite.game.demand_fee(1))
+        suite.programs.demand_elements(suite.game.address, dispute_id, merkle_root(roots), M.commitments(play.task),
+                                       P.program_commit(program, play.task), P.program_opening(program, [node.id]),
+                                       node.numel - 1, 1, value=suite.game.demand_fee(1))
     with boa.env.prank(parties.solver), boa.reverts("arbitration: tensor opening invalid"):
         suite.checker.post_elements(suite.game.address, dispute_id, node.id, node.numel - 1, 1, root,
                                     M.multiproof(roots, [node.id]), ([0], [leaf], []))
@@ -305,21 +303,21 @@ def test_training_from_own_weights__k_comes_from_the_commitments(suite, parties,
 
 def test_market_coupling__proven_reported_for_each_ending(suite, parties):
     """The stand-in market has no Market.tasks layout at all; the game reads only dispute_view and
-    reports (solver_won, proven): a final proof (link, data, element) is proven, every timeout is not."""
+    reports (solver_won, proven): a final proof (output link, data row, element) is proven, every
+    timeout is not."""
     outcomes = {}
     for kind in ("link", "data", "element"):
         with boa.env.anchor():
             play = T.cheat_play({"link": "honest", "data": "bad_data", "element": "forged"}[kind])
             _, dispute_id = T.play_to_prove(suite, parties, play)
             d = suite.game.disputes(dispute_id)
-            proof = M.find_final_proof(suite.game.address, dispute_id, play.step_data(), d.state_before,
-                                       d.state_after, play.step)
+            proof = P.find_program_proof(suite.game.address, dispute_id, play.step_data(), d.state_after)
             if kind == "data":
-                proof = M.FinalProof("data", M.data_args(suite.game.address, dispute_id, play.step_data(),
-                                                         play.demo.graph.data_x_node, 0, play.step), "row 0")
+                proof = P.ProgramProof("leaf", "prove_leaf_link", P.leaf_args(
+                    suite.game.address, dispute_id, play.step_data(), play.program.leaf("data_x"), 0))
             with boa.env.prank(parties.verifier):
-                getattr(suite.checker, M.PROVE_FN[kind])(*proof.args)
-            [ended] = T.events(suite.checker, "DisputeEnded")
+                getattr(suite.programs, proof.fn)(*proof.args)
+            [ended] = T.events(suite.programs, "DisputeEnded")
             outcomes[kind] = (ended.reason, T.verdict(suite, dispute_id))
     for side in ("challenger silent", "solver silent"):
         with boa.env.anchor():

@@ -1,8 +1,7 @@
-"""Specs the dispute game cannot judge are refused off chain (`offchain.dispute.limits`): a
-first-layer weight gradient whose strided operand spans more than 16 leaves (forged, it would win),
-and a checkpoint interval above 256 (it needs a bisect move the solver worker never sends); for a
-program, a chunk of a dissected reduction spanning more than 16 leaves. Each
-limit is tested just inside and just outside, in the check itself, where a task is published
+"""Programs the dispute game cannot judge are refused off chain (`offchain.dispute.limits`): a
+checkpoint interval above 256 (it needs a bisect move the solver worker never sends), a chunk of a
+dissected reduction spanning more than 16 leaves, outputs needing more than 16 trace openings.
+Each limit is tested just inside and just outside, in the check itself, where a task is published
 (`publish_program_task`, `dtm task post`) and where a solver or verifier fetches one (`fetch_task`)."""
 
 from __future__ import annotations
@@ -16,11 +15,11 @@ from click.testing import CliRunner
 from offchain.cli import main
 from offchain.dispute import moves as M
 from offchain.dispute import program_rules as R
-from offchain.dispute.limits import UnjudgeableTask, program_unjudgeable_reason, unjudgeable_reason
+from offchain.dispute.limits import UnjudgeableTask, program_unjudgeable_reason
 from offchain.ml import LEAF_BYTES, mlp_spec, synthetic_dataset
 from offchain.ml.artifacts import Dataset
 from offchain.ml.capture import ExportConfig, export_program
-from offchain.ml.demo import make_task, program_task
+from offchain.ml.demo import local_cid, make_task, program_task
 from offchain.ml.models import MLP
 from offchain.ml.optim import OptimizerConfig
 from offchain.storage.store import LocalStore
@@ -28,22 +27,9 @@ from offchain.ml.errors import TaskError
 from offchain.ml.exporter import mlp_preset
 from offchain.workers.artifacts import fetch_task, publish_program_task
 
-# batch 64: a column of a 128-wide input spans 16 leaves (inside), of a 129-wide one 17 (outside)
 BATCH = 64
-INSIDE, OUTSIDE = 128, 129
-WIDE = "layer width 129 with batch 64: an element of node 17 (matmul) reads a column that spans 17 leaves; " \
-       "the dispute game opens at most 16"
-# batch 128: the same weight gradient is a 128-term reduction, dissected; each chunk reads 64 rows
-WIDE_LONG = "layer width 129 with batch 128: chunk 0 of an element of node 17 (matmul) reads a column that spans " \
-            "17 leaves; the dispute game opens at most 16"
 LONG_K = ("checkpoint interval 257 exceeds 256: disputing a segment would need a bisect move that the solver "
           "worker does not make")
-
-
-@functools.cache
-def _bundle(width: int, k: int = 4):
-    return make_task(mlp_spec(width, (8,), 3), synthetic_dataset(BATCH, width, 3, seed=1), steps=2 * k, k=k,
-                     batch_size=BATCH, lr=0.1, seed=1)
 
 
 @functools.cache
@@ -51,59 +37,14 @@ def _preset():
     return mlp_preset(8, (8,), 3, batch_size=BATCH, lr=0.1)
 
 
-def _program(k: int, cid):
+def _program(k: int, cid=local_cid):
     return program_task(*_preset(), synthetic_dataset(BATCH, 8, 3, seed=1), steps=2 * k, k=k, seed=1, cid=cid)
 
 
-def test_unjudgeable_spec__wide_first_layer_and_long_interval():
-    assert unjudgeable_reason(_bundle(INSIDE).graph, _bundle(INSIDE).task) is None
-    assert unjudgeable_reason(_bundle(OUTSIDE).graph, _bundle(OUTSIDE).task) == WIDE
-    assert unjudgeable_reason(_bundle(8, 256).graph, _bundle(8, 256).task) is None
-    assert unjudgeable_reason(_bundle(8, 257).graph, _bundle(8, 257).task) == LONG_K
-
-
-def test_unjudgeable_spec__chunks_of_a_long_reduction_must_open():
-    """A weight gradient over a batch of 128 is dissected in chunks of 64 rows: the same column
-    geometry as a batch of 64, checked for every chunk; the chunk openings the ReductionChecker
-    takes agree."""
-    def bundle(width):
-        return make_task(mlp_spec(width, (8,), 3), synthetic_dataset(128, width, 3, seed=1), steps=2, k=1,
-                         batch_size=128, lr=0.1, seed=1)
-
-    assert unjudgeable_reason(bundle(INSIDE).graph, bundle(INSIDE).task) is None
-    assert unjudgeable_reason(bundle(OUTSIDE).graph, bundle(OUTSIDE).task) == WIDE_LONG
-    for width in (INSIDE, OUTSIDE):
-        graph = bundle(width).graph
-        node = next(n for n in graph.nodes if n.op == "matmul" and graph.nodes[n.inputs[1]].op == "data_x")
-        assert M.is_long(node) and M.reduction_length(node) == 128
-        trace = [torch.zeros(n.shape, dtype=torch.int64 if n.op == "data_y" else torch.float32) for n in graph.nodes]
-        (a0, a_stride, a_count), (b0, b_stride, b_count) = M.chunk_operands(graph, node.id, node.shape[1] - 1, 0)
-        assert (a_count, b_stride) == (64, width)
-        if width == INSIDE:
-            M.tensor_opening(trace[node.inputs[1]], M.strided(b0, b_stride, b_count))
-        else:
-            with pytest.raises(M.MoveError, match="17 leaves exceed one opening"):
-                M.tensor_opening(trace[node.inputs[1]], M.strided(b0, b_stride, b_count))
-
-
-@pytest.mark.parametrize("width", [INSIDE, OUTSIDE])
-def test_unjudgeable_spec__agrees_with_the_openings_the_contract_takes(width):
-    """The check and the calldata builders (which the ProofChecker accepts up to 16 leaves) agree:
-    inside, every element's operands open; outside, some element's cannot."""
-    graph = _bundle(width).graph
-    trace = [torch.zeros(n.shape, dtype=torch.int64 if n.op == "data_y" else torch.float32) for n in graph.nodes]
-    # the first-layer weight gradient g^T x: element (0, j) reads column j of x (stride = width)
-    node = next(n for n in graph.nodes if n.op == "matmul" and graph.nodes[n.inputs[1]].op == "data_x")
-    data = M.StepData(_bundle(width).task, graph, trace)
-    refused = []
-    for j in range(node.shape[1]):
-        try:
-            M.element_args("0x" + "00" * 20, 1, data, node.id, j)
-        except M.MoveError as error:
-            refused.append(str(error))
-    assert refused == ([] if width == INSIDE else refused[:1] * len(refused))
-    if width == OUTSIDE:
-        assert refused and refused[0] == "17 leaves exceed one opening (16)"
+def test_unjudgeable_program__a_checkpoint_interval_over_256_is_refused():
+    program = _preset()[0]
+    assert program_unjudgeable_reason(program, _program(256).task) is None
+    assert program_unjudgeable_reason(program, _program(257).task) == LONG_K
 
 
 def test_unjudgeable_spec__refused_when_published(tmp_path):

@@ -15,6 +15,7 @@ reason equals the model's) and that, over the run, every possible ending occurre
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections import Counter
 
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 from offchain.chain.suite import TaskState
 from offchain.dispute import game as G
 from offchain.dispute import moves as M
+from offchain.dispute import program_moves as P
 from offchain.ml.train import step_trace
 
 TIMES = ("now", "small", "half", "deadline-1", "deadline", "deadline+1", "late")
@@ -43,8 +45,8 @@ ENDINGS = {G.END_TIMEOUT: "timeout", G.END_LINK: "link", G.END_DATA: "data", G.E
 
 
 @functools.cache
-def honest_traces() -> dict[int, list]:
-    """The honest solver's trace of every step of segment 1."""
+def honest_steps() -> dict[int, tuple[dict, list]]:
+    """The honest solver's state before and trace of every step of segment 1."""
     base = T.honest_play()
     demo, run = base.demo, T.honest_run()
     k = demo.task.checkpoint_interval
@@ -52,12 +54,13 @@ def honest_traces() -> dict[int, list]:
     for i in range(k):
         step = k + i
         start = T._state_at(demo, run.result.checkpoints[1].params, k, step)
-        out[step] = list(step_trace(demo.graph, demo.task, demo.dataset, start, step).trace)
+        out[step] = start, list(step_trace(demo.graph, demo.task, demo.dataset, start, step).trace)
     return out
 
 
-def _data(play: T.Play, trace) -> M.StepData:
-    return M.StepData(play.task, play.demo.graph, trace, play.demo.dataset.x, play.demo.dataset.y)
+def honest_traces() -> dict[int, list]:
+    """The honest solver's trace of every step of segment 1."""
+    return {step: trace for step, (_, trace) in honest_steps().items()}
 
 
 def _with_id(args: tuple, position: int, dispute_id: int) -> tuple:
@@ -133,7 +136,7 @@ class Runner:
         if expected is None and self.d.over:
             # a final proof ends the game through the checker, a timeout directly (read before any
             # view call replaces the contract's last computation)
-            source = self.suite.game if kind == "timeout" else self.suite.checker
+            source = self.suite.game if kind == "timeout" else self.suite.programs
             [ended] = T.events(source, "DisputeEnded")
             assert (ended.dispute_id, ended.solver_won, ended.reason) == (self.id, self.d.solver_won, self.d.reason)
             self.ending = ended.reason
@@ -192,45 +195,54 @@ class Runner:
             return honest_traces()[self.committed_step if self.committed_step is not None else self.play.step]
         return T.cheat_play(self.committed or "forged").trace
 
+    def committed_data(self) -> P.ProgramStep:
+        """What the challenger knows of the committed step: its trace, and the state before it."""
+        if self.scenario == "honest":
+            step = self.committed_step if self.committed_step is not None else self.play.step
+            state, trace = honest_steps()[step]
+            return dataclasses.replace(self.play.step_data(), trace=trace, step=step,
+                                       state=[state[name] for name in self.play.demo.graph.param_names])
+        return T.cheat_play(self.committed or "forged").step_data()
+
     def final(self, sender: str, kind: str, wrong_root: bool = False) -> bool:
         """A final proof of ``kind`` built from the committed trace (link_before, link_after, data,
         element, or "winning": the proof the honest challenger finds)."""
-        trace = self.committed_trace()
-        data = _data(self.play, trace)
+        data = self.committed_data()
         game = self.suite.game.address
-        graph = self.play.demo.graph
-        step = self.committed_step if self.committed_step is not None else self.play.step
+        program = self.play.program
         payload = None
         if kind == "winning":
             proof = winning_proof(self.committed or "forged")
-            method, args = T_PROVE[proof.kind], (game, self.id, *proof.args[2:])
-            model_kind = proof.kind
-        elif kind.startswith("link"):
-            method, model_kind = "prove_link_mismatch", "link"
-            args = M.link_args(game, self.id, data, kind == "link_after")
+            method, args = proof.fn, (game, self.id, *proof.args[2:])
+            model_kind = proof_kind(proof)
+        elif kind == "link_before":  # the step's first state leaf against the state before it
+            method, model_kind = "prove_leaf_link", "link"
+            args = P.leaf_args(game, self.id, data, program.leaf("state"))
+            payload = "arbitration: links hold"
+        elif kind == "link_after":
+            method, model_kind = "prove_output_link", "link"
+            args = P.output_link_args(game, self.id, data)
             payload = "arbitration: links hold"
         elif kind == "data":
-            method, model_kind = "prove_data_mismatch", "data"
-            args = M.data_args(game, self.id, data, graph.data_x_node, 1, step)
+            method, model_kind = "prove_leaf_link", "data"
+            args = P.leaf_args(game, self.id, data, program.leaf("data_x"), 1)
             payload = "arbitration: data row matches"
         else:
             method, model_kind = "prove_element", "element"
-            args = M.element_args(game, self.id, data, graph.output_nodes[1], 3)
+            args = P.element_args(game, self.id, data, program.outputs[1], 3)
             payload = "arbitration: element is consistent"
         claim = None
         if wrong_root:
             args = (*args[:2], b"\x0b" * 32, *args[3:])
             claim = "arbitration: wrong trace root"
-        return self.attempt(sender, model_kind, lambda: getattr(self.suite.checker, method)(*args),
+        return self.attempt(sender, model_kind, lambda: getattr(self.suite.programs, method)(*args),
                             claim_error=claim, payload_error=payload)
 
     def demand(self, sender: str, count: int = 8) -> bool:
-        graph = self.play.demo.graph
-        node = graph.output_nodes[0]
-        trace_root = T.trace_root_of(self.committed_trace())
-        args = M.demand_args(self.suite.game.address, self.id, self.play.task, graph, trace_root, node, 0, count)
+        node = self.play.program.outputs[0]
+        args = P.demand_args(self.suite.game.address, self.id, self.committed_data(), node, 0, count)
         fee = self.suite.game.demand_fee(count)
-        return self.attempt(sender, "demand", lambda: self.suite.checker.demand_elements(*args, value=fee),
+        return self.attempt(sender, "demand", lambda: self.suite.programs.demand_elements(*args, value=fee),
                             count=count, node=node, start=0)
 
     def post(self, sender: str) -> bool:
@@ -331,16 +343,18 @@ class Runner:
         raise AssertionError("game did not end")
 
 
-T_PROVE = {"link": "prove_link_mismatch", "data": "prove_data_mismatch", "element": "prove_element"}
+def proof_kind(proof: P.ProgramProof) -> str:
+    """The model's name of a final proof: a data row, a link (a leaf or the outputs) or an element."""
+    if proof.kind == "leaf" and proof.args[-1] != P.NO_ROW:  # a data leaf's row opened in the dataset
+        return "data"
+    return {"leaf": "link", "output": "link", "element": "element"}[proof.kind]
 
 
 @functools.cache
-def winning_proof(variant: str) -> M.FinalProof:
+def winning_proof(variant: str) -> P.ProgramProof:
     """The honest challenger's proof against the cheater's ``variant`` trace (dispute id 1)."""
     play = T.cheat_play(variant)
-    k = play.task.checkpoint_interval
-    proof = M.find_final_proof("0x" + "00" * 20, 1, play.step_data(), play.state_roots[k - 1], play.state_roots[k],
-                               play.step)
+    proof = P.find_program_proof("0x" + "00" * 20, 1, play.step_data(), play.state_roots[-1])
     assert proof is not None
     return proof
 
@@ -406,7 +420,7 @@ def _run(suite, parties, scenario: str, schedule) -> int:
         assert run.d.solver_won is (scenario == "honest"), f"{scenario}: the honest side lost"
         # a cheater who committed a trace loses to the proof against it; any other game is timed out
         if run.committed is not None and scenario == "cheater":
-            assert run.ending == G.FINAL[winning_proof(run.committed).kind]
+            assert run.ending == G.FINAL[proof_kind(winning_proof(run.committed))]
         else:
             assert run.ending == G.END_TIMEOUT
         assert boa.env.timestamp <= bound

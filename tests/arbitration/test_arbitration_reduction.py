@@ -1,9 +1,11 @@
-"""The dissection inside a reduction (docs/arbitration.md §4.4, docs/judge.md §3.7) on real training
-data: an element of a matmul / sum_rows longer than the judge's 64 terms is opened, the solver
-posts exact partials over chunks of 64 terms, the challenger picks a group of chunks or proves
-one chunk wrong or the claim outside the fold's bound. Every way of cheating loses (on a chunk
-or on the fold), the honest solver cannot be beaten, timeouts end the game as everywhere else,
-and every move stays far below 5 M gas."""
+"""The dissection inside a reduction (docs/arbitration.md §4.4, docs/judge.md §3.7), the game's side
+of it, on real training data of the MLP preset's program: an element of a linear reduction longer
+than the judge's 64 terms (a matmul with its bias, a weight gradient, a bias gradient) is opened,
+the solver posts exact partials over chunks of 64 terms, the challenger picks a group of chunks or
+proves one chunk wrong or the claim outside the fold's bound. Cheats on the sums, the absolute
+sums and the scale lose, posts out of range are refused, two levels reach the wrong chunk,
+timeouts end the game as everywhere else, the model follows the chain, and every move stays far
+below 5 M gas. The op-by-op cases of GPT and CNN programs are in test_program_reductions.py."""
 
 from __future__ import annotations
 
@@ -18,16 +20,21 @@ import pytest
 from offchain.dispute import game as G
 from offchain.dispute import judge as J
 from offchain.dispute import moves as M
+from offchain.dispute import program_moves as P
+from offchain.ml import cheats
 from offchain.ml.artifacts import synthetic_dataset
-from offchain.ml.demo import make_task
-from offchain.ml.spec import mlp_spec
+from offchain.ml.demo import mlp_task
+from offchain.ml.exporter import mlp_preset
+from offchain.ml.program_training import ProgramTraining
 
 MOVE_GAS = 5_000_000
 DISPUTE_GAS = 10_000_000
 
 
-def _long_nodes(graph, op: str) -> list:
-    return [n for n in graph.nodes if n.op == op and M.is_long(n)]
+def _long_nodes(play: T.Play, op: str) -> list:
+    """The ``op`` nodes whose elements are dissected (a read longer than the judge's)."""
+    data = play.step_data()
+    return [n for n in play.program.nodes if n.op == op and P.is_dissected(n, P.element_reads(data, n.id, 0)[0])]
 
 
 def _corrupted(play: T.Play, node_id: int, index: int, delta: float = 0.5) -> T.Play:
@@ -42,8 +49,8 @@ def _open(suite, parties, play: T.Play, node_id: int, index: int) -> tuple[int, 
     """Dispute ``play`` to the proof phase and open the reduction of element ``index``."""
     task_id, dispute_id = T.play_to_prove(suite, parties, play)
     with boa.env.prank(parties.verifier):
-        suite.reducer.open_reduction(*M.open_reduction_args(suite.game.address, dispute_id, play.step_data(),
-                                                            node_id, index))
+        suite.program_reducer.open_program_reduction(*P.open_reduction_args(suite.game.address, dispute_id,
+                                                                            play.step_data(), node_id, index))
     assert suite.game.disputes(dispute_id).phase == G.PARTIALS
     return task_id, dispute_id
 
@@ -58,12 +65,18 @@ def _post(suite, parties, play, dispute_id, chunk_values) -> list[tuple]:
 
 def _answer(suite, dispute_id, play, posted):
     r = suite.game.reductions(dispute_id)
-    return M.answer_partials(suite.game.address, dispute_id, play.step_data(), r.node, r.index, posted, r.first,
+    return P.answer_partials(suite.game.address, dispute_id, play.step_data(), r.node, r.index, posted, r.first,
                              r.chunks, not r.picked, r.total[2])
 
 
+def _prove(suite, parties, answer) -> None:
+    with boa.env.prank(parties.verifier):
+        getattr(getattr(suite, answer.contract), answer.function)(*answer.args)
+
+
 def _ended(suite, dispute_id, reason: int) -> None:
-    [ended] = T.events(suite.game, "DisputeEnded") or T.events(suite.reducer, "DisputeEnded")
+    [ended] = (T.events(suite.game, "DisputeEnded") or T.events(suite.reducer, "DisputeEnded")
+               or T.events(suite.program_reducer, "DisputeEnded"))
     assert (ended.dispute_id, ended.solver_won, ended.reason) == (dispute_id, False, reason)
     assert suite.game.disputes(dispute_id).phase == G.CHALLENGER_WON
     assert T.verdict(suite, dispute_id) == (False, True, 1)
@@ -76,52 +89,56 @@ def _shift(values: list, chunk: int, x: int = 0, total: int = 0, top: int = 0) -
     return out
 
 
+def _call(play: T.Play, node_id: int, index: int) -> J.LinearCall:
+    return P.reduction_call(play.step_data(), node_id, index)
+
+
 def _claim_gap(play, node_id, index) -> tuple[int, list]:
     """(claim - x in units of 2^G, honest chunk partials) of a corrupted element."""
-    op, a, b, claimed = M.reduction_call(play.demo.graph, play.trace, node_id, index)
-    values = J.reduction_partials(op, a, b, claimed)
+    call = _call(play, node_id, index)
+    values = call.partials()
     top = max(p.top for p in values)
-    verdict = J.fold_tolerance(op, len(a), sum(p.x for p in values), sum(p.abs for p in values), top, claimed)
+    verdict = J.fold_tolerance(call.op, len(call.a), sum(p.x for p in values), sum(p.abs for p in values), top,
+                               call.claimed)
     return verdict.claim - verdict.exact, values
 
 
 # ------------------------------------------------------------------------------- every cheat loses
 
 
-@pytest.mark.parametrize("op", ["matmul", "sum_rows"])
+@pytest.mark.parametrize("op", ["addmm", "mm", "sum"])
 def test_reduction__wrong_element_of_a_long_reduction_loses_on_the_fold(suite, parties, op):
     """A solver whose claimed element is wrong and whose partials are the exact ones (they do not
     add up to its claim) loses on the fold, found by the honest challenger's search."""
     base = T.honest_play(name="long")
-    node = _long_nodes(base.demo.graph, op)[0]
+    node = _long_nodes(base, op)[-1]
     index = node.numel // 2
     play = _corrupted(base, node.id, index)
     result = T.full_dispute(suite, parties, play)
     assert not result["solver_won"] and result["proven"]
     assert "prove_fold (fold)" in result["gas"], result["gas"]
-    assert any(k.startswith(f"open_reduction (node {node.id} ({op}") for k in result["gas"])
+    assert f"open_program_reduction (node {node.id})" in result["gas"], result["gas"]
     assert result["phase"] == G.CHALLENGER_WON
 
 
 def test_reduction__partials_that_do_not_add_up_to_the_claim_lose_on_the_fold(suite, parties):
     base = T.honest_play(name="long")
-    node = _long_nodes(base.demo.graph, "matmul")[-1]
+    node = _long_nodes(base, "mm")[-1]
     play = _corrupted(base, node.id, 3, delta=0.25)
     _, dispute_id = _open(suite, parties, play, node.id, 3)
     posted = _post(suite, parties, play, dispute_id, T.honest_partials(play, node.id, 3))
     answer = _answer(suite, dispute_id, play, posted)
     assert answer.kind == "fold"
-    with boa.env.prank(parties.verifier):
-        suite.reducer.prove_fold(*answer.args)
+    _prove(suite, parties, answer)
     _ended(suite, dispute_id, T.END_FOLD)
 
 
-@pytest.mark.parametrize("op", ["matmul", "sum_rows"])
+@pytest.mark.parametrize("op", ["addmm", "sum"])
 def test_reduction__partials_made_to_add_up_lose_on_a_chunk(suite, parties, op):
     """The solver moves the gap between its wrong claim and the exact sum into one chunk's partial:
     the fold holds, that chunk does not."""
     base = T.honest_play(name="long")
-    node = _long_nodes(base.demo.graph, op)[0]
+    node = _long_nodes(base, op)[-1]
     index = node.numel - 1
     play = _corrupted(base, node.id, index)
     gap, values = _claim_gap(play, node.id, index)
@@ -129,14 +146,13 @@ def test_reduction__partials_made_to_add_up_lose_on_a_chunk(suite, parties, op):
     _, dispute_id = _open(suite, parties, play, node.id, index)
     posted = _post(suite, parties, play, dispute_id, forged)
     r = suite.game.reductions(dispute_id)
-    op_code, _, _, claimed = M.reduction_call(play.demo.graph, play.trace, node.id, index)
-    assert J.check_fold(op_code, r.n, r.total[0], r.total[1], r.total[2], claimed)  # the fold holds
+    call = _call(play, node.id, index)
+    assert J.check_fold(call.op, r.n, r.total[0], r.total[1], r.total[2], call.claimed)  # the fold holds
     answer = _answer(suite, dispute_id, play, posted)
     assert (answer.kind, answer.detail) == ("chunk", "chunk 1")
     with boa.env.prank(parties.verifier), boa.reverts("arbitration: partials add up to the claim"):
         suite.reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
-    with boa.env.prank(parties.verifier):
-        suite.reducer.prove_chunk(*answer.args)
+    _prove(suite, parties, answer)
     _ended(suite, dispute_id, T.END_CHUNK)
 
 
@@ -144,25 +160,24 @@ def test_reduction__inflated_absolute_sum_loses_on_its_chunk(suite, parties):
     """A solver widening the fold's tolerance with an inflated absolute sum: the fold accepts its
     wrong claim, the chunk check of the inflated partial does not."""
     base = T.honest_play(name="long")
-    node = _long_nodes(base.demo.graph, "matmul")[0]
+    node = _long_nodes(base, "mm")[0]
     index = 5
     play = _corrupted(base, node.id, index, delta=0.01)
     gap, values = _claim_gap(play, node.id, index)
-    n = M.reduction_length(node)
+    call = _call(play, node.id, index)
+    n = len(call.a)
     inflate = abs(gap) * (1 << 24) // n + 1          # gamma_n * abs now covers the gap
     forged = _shift(values, 0, total=inflate)
-    op_code, _, _, claimed = M.reduction_call(play.demo.graph, play.trace, node.id, index)
     top = max(p.top for p in forged)
-    assert not J.check_fold(op_code, n, sum(p.x for p in values), sum(p.abs for p in values), top, claimed)
-    assert J.check_fold(op_code, n, sum(p.x for p in forged), sum(p.abs for p in forged), top, claimed)
+    assert not J.check_fold(call.op, n, sum(p.x for p in values), sum(p.abs for p in values), top, call.claimed)
+    assert J.check_fold(call.op, n, sum(p.x for p in forged), sum(p.abs for p in forged), top, call.claimed)
     _, dispute_id = _open(suite, parties, play, node.id, index)
     posted = _post(suite, parties, play, dispute_id, forged)
     answer = _answer(suite, dispute_id, play, posted)
     assert (answer.kind, answer.detail) == ("chunk", "chunk 0")
-    with boa.env.prank(parties.verifier):
-        with boa.reverts("arbitration: partials add up to the claim"):
-            suite.reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
-        suite.reducer.prove_chunk(*answer.args)
+    with boa.env.prank(parties.verifier), boa.reverts("arbitration: partials add up to the claim"):
+        suite.reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
+    _prove(suite, parties, answer)
     _ended(suite, dispute_id, T.END_CHUNK)
 
 
@@ -170,7 +185,7 @@ def test_reduction__understated_top_loses_on_a_chunk(suite, parties):
     """A coarser or finer scale than the committed exponents allow: the partial whose largest
     exponent is misstated fails its chunk check, whatever the scale."""
     base = T.honest_play(name="long")
-    node = _long_nodes(base.demo.graph, "sum_rows")[0]
+    node = _long_nodes(base, "sum")[-1]
     play = _corrupted(base, node.id, 0)
     _, values = _claim_gap(play, node.id, 0)
     best = max(range(len(values)), key=lambda c: values[c].top)
@@ -179,14 +194,13 @@ def test_reduction__understated_top_loses_on_a_chunk(suite, parties):
     posted = _post(suite, parties, play, dispute_id, forged)
     answer = _answer(suite, dispute_id, play, posted)
     assert answer.kind == "chunk"
-    with boa.env.prank(parties.verifier):
-        suite.reducer.prove_chunk(*answer.args)
+    _prove(suite, parties, answer)
     _ended(suite, dispute_id, T.END_CHUNK)
 
 
 def test_reduction__posts_out_of_range_revert(suite, parties):
     base = T.honest_play(name="long")
-    node = _long_nodes(base.demo.graph, "matmul")[0]
+    node = _long_nodes(base, "addmm")[0]
     _, dispute_id = _open(suite, parties, base, node.id, 0)
     values = T.honest_partials(base, node.id, 0)
     r = suite.game.reductions(dispute_id)
@@ -208,30 +222,30 @@ def test_reduction__posts_out_of_range_revert(suite, parties):
 
 @functools.cache
 def _wide_batch_play() -> T.Play:
-    """An 8-8-3 MLP with batch 64·257 = 16,448: its bias gradients sum 257 chunks, more than one
-    post commits (256), so the partial covering the last two chunks is picked and posted again.
-    Tasks cap the batch (and layer widths) at 4096, so every real reduction fits one post of at
-    most 64 partials; this task is built past that cap (its fields set directly) to exercise the
-    second level the game supports up to 2^22 terms."""
-    from offchain.ml import cheats
-    from offchain.ml.graph import compile_training_graph
-
+    """The MLP preset 8-8-3 with batch 64·257 = 16,448: its bias gradients sum 257 chunks, more
+    than one post commits (256), so the partial covering the last two chunks is picked and posted
+    again. Tasks cap the batch at 4096; this task is built past that cap (its fields set
+    directly) to exercise the second level the game supports up to 2^22 terms."""
     batch = 64 * 257
-    small = make_task(mlp_spec(8, (8,), 3), synthetic_dataset(64, 8, 3, seed=11), steps=2, k=1,
-                      batch_size=64, lr=0.2, seed=7)
-    graph = compile_training_graph(small.spec, batch, small.task.lr)
+    small = mlp_task(8, (8,), 3, synthetic_dataset(64, 8, 3, seed=11), steps=2, k=1, batch_size=64, lr=0.2, seed=7)
+    program, optimizer, _ = mlp_preset(8, (8,), 3, batch_size=batch, lr=0.2)
+    training = ProgramTraining(program, optimizer, small.task.steps, small.task.seed)
     task = copy.copy(small.task)
     object.__setattr__(task, "batch_size", batch)
-    object.__setattr__(task, "graph_root", graph.root)
-    demo = dataclasses.replace(small, task=task, graph=graph)
-    run = cheats.honest_run(demo)
-    return T.genuine_play(demo, run, 0, 0)
+    object.__setattr__(task, "graph_root", training.root)
+    demo = dataclasses.replace(small, task=task, spec=training, graph=training)
+    return T.genuine_play(demo, cheats.honest_run(demo), 0, 0)
+
+
+def _bias_gradient(play: T.Play):
+    """The last bias gradient: a sum over the batch."""
+    return _long_nodes(play, "sum")[-1]
 
 
 def test_reduction__two_levels_reach_the_wrong_chunk(suite, parties):
     base = _wide_batch_play()
-    node = _long_nodes(base.demo.graph, "sum_rows")[0]
-    assert M.reduction_length(node) == 64 * 257
+    node = _bias_gradient(base)
+    assert len(_call(base, node.id, 2).a) == 64 * 257
     play = _corrupted(base, node.id, 2)
     gap, values = _claim_gap(play, node.id, 2)
     forged = _shift(values, 256, x=gap, total=abs(gap))     # the gap hidden in the very last chunk
@@ -259,7 +273,7 @@ def test_reduction__two_levels_reach_the_wrong_chunk(suite, parties):
     with boa.env.prank(parties.verifier):
         with boa.reverts("arbitration: the fold is checked on the whole reduction"):
             suite.reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
-        suite.reducer.prove_chunk(*answer.args)
+    _prove(suite, parties, answer)
     _ended(suite, dispute_id, T.END_CHUNK)
 
 
@@ -267,7 +281,7 @@ def test_reduction__two_level_dispute_gas(suite, parties):
     """Every move of a two-level dissection (256 partials posted) stays below 5 M gas, the whole
     dispute below 10 M."""
     base = _wide_batch_play()
-    node = _long_nodes(base.demo.graph, "sum_rows")[0]
+    node = _bias_gradient(base)
     play = _corrupted(base, node.id, 2)
     gap, values = _claim_gap(play, node.id, 2)
 
@@ -276,7 +290,7 @@ def test_reduction__two_level_dispute_gas(suite, parties):
 
     result = T.full_dispute(suite, parties, play, partials=forged)
     gas = result["gas"]
-    assert not result["solver_won"] and "prove_chunk (chunk 256)" in gas, gas
+    assert not result["solver_won"] and "prove_program_chunk (chunk 256)" in gas, gas
     assert sum(k.startswith("post_partials") for k in gas) == 2 and "pick_partial (chunks 255..256)" in gas
     assert max(gas.values()) < MOVE_GAS and result["total_gas"] < DISPUTE_GAS, gas
 
@@ -284,10 +298,10 @@ def test_reduction__two_level_dispute_gas(suite, parties):
 # ------------------------------------------------------------------------------- the honest solver cannot be beaten
 
 
-@pytest.mark.parametrize("op", ["matmul", "sum_rows"])
+@pytest.mark.parametrize("op", ["addmm", "sum"])
 def test_reduction__honest_solver_passes_every_chunk_and_the_fold(suite, parties, op):
     play = T.honest_play(name="long")
-    node = _long_nodes(play.demo.graph, op)[-1]
+    node = _long_nodes(play, op)[-1]
     index = node.numel - 1
     task_id, dispute_id = _open(suite, parties, play, node.id, index)
     posted = _post(suite, parties, play, dispute_id, T.honest_partials(play, node.id, index))
@@ -299,29 +313,12 @@ def test_reduction__honest_solver_passes_every_chunk_and_the_fold(suite, parties
         r = suite.game.reductions(dispute_id)
         for leaf in range(r.points):
             with boa.reverts("arbitration: partial is correct"):
-                suite.reducer.prove_chunk(*M.prove_chunk_args(game, dispute_id, play.step_data(), node.id, index,
-                                                              posted, leaf, r.first, r.chunks))
+                suite.program_reducer.prove_program_chunk(*P.chunk_args(game, dispute_id, play.step_data(), node.id,
+                                                                        index, posted, leaf, r.first, r.chunks))
     boa.env.time_travel(seconds=suite.game.deadline(dispute_id) - boa.env.timestamp + 1)
     suite.game.timeout(dispute_id)
     assert suite.game.disputes(dispute_id).phase == G.SOLVER_WON
     assert T.verdict(suite, dispute_id) == (True, False, 1)
-
-
-def test_reduction__short_reductions_are_not_opened(suite, parties):
-    play = T.honest_play(name="long")
-    short = next(n for n in play.demo.graph.nodes if n.op == "matmul" and not M.is_long(n))
-    relu = next(n for n in play.demo.graph.nodes if n.op == "relu")
-    _, dispute_id = T.play_to_prove(suite, parties, play)
-    data = play.step_data()
-    with boa.env.prank(parties.verifier):
-        for node, reason in ((short, "arbitration: reduction fits the judge"), (relu, "arbitration: not a reduction")):
-            args = list(M.open_reduction_args(suite.game.address, dispute_id, data,
-                                              _long_nodes(play.demo.graph, "matmul")[0].id, 0))
-            args[4], args[6], args[7] = node.id, M.graph_opening(play.demo.graph, [node.id]), \
-                M.trace_opening(data.roots, [node.id])
-            args[8] = M.tensor_opening(play.trace[node.id], [0])
-            with boa.reverts(reason):
-                suite.reducer.open_reduction(*args)
 
 
 # ------------------------------------------------------------------------------- clocks
@@ -329,7 +326,7 @@ def test_reduction__short_reductions_are_not_opened(suite, parties):
 
 def test_reduction__solver_that_does_not_post_loses_on_time(suite, parties):
     play = T.honest_play(name="long")
-    node = _long_nodes(play.demo.graph, "matmul")[0]
+    node = _long_nodes(play, "addmm")[0]
     _, dispute_id = _open(suite, parties, play, node.id, 0)
     game = suite.game
     assert game.to_move(dispute_id) == parties.solver
@@ -349,7 +346,7 @@ def test_reduction__solver_that_does_not_post_loses_on_time(suite, parties):
 
 def test_reduction__post_at_the_deadline_and_challenger_timeout(suite, parties):
     play = T.honest_play(name="long")
-    node = _long_nodes(play.demo.graph, "sum_rows")[0]
+    node = _long_nodes(play, "sum")[-1]
     _, dispute_id = _open(suite, parties, play, node.id, 1)
     game = suite.game
     boa.env.time_travel(seconds=game.deadline(dispute_id) - boa.env.timestamp)
@@ -380,12 +377,12 @@ def test_reduction__bound_counts_the_dissection():
 def test_reduction__gas_per_move(suite, parties):
     """The long demo's dissection (one post of two partials): every move well below 5 M gas."""
     base = T.honest_play(name="long")
-    node = _long_nodes(base.demo.graph, "matmul")[1]   # a weight gradient: strided columns
+    node = _long_nodes(base, "mm")[0]   # a weight gradient: strided columns
     play = _corrupted(base, node.id, node.numel - 1)
     gap, values = _claim_gap(play, node.id, node.numel - 1)
     result = T.full_dispute(suite, parties, play, partials=lambda *_: _shift(values, 0, x=gap, total=abs(gap)))
     gas = result["gas"]
-    assert "prove_chunk (chunk 0)" in gas and any(k.startswith("post_partials #1") for k in gas), gas
+    assert "prove_program_chunk (chunk 0)" in gas and any(k.startswith("post_partials #1") for k in gas), gas
     assert max(gas.values()) < MOVE_GAS and result["total_gas"] < DISPUTE_GAS, gas
 
 
@@ -397,7 +394,7 @@ def test_reduction__model_follows_the_chain_through_two_levels(suite, parties):
     moves, refusals) through open, post, pick, post and a chunk proof, each move at a different
     time."""
     base = _wide_batch_play()
-    node = _long_nodes(base.demo.graph, "sum_rows")[0]
+    node = _bias_gradient(base)
     play = _corrupted(base, node.id, 2)
     gap, values = _claim_gap(play, node.id, 2)
     forged = _shift(values, 256, x=gap, total=abs(gap))
@@ -423,8 +420,9 @@ def test_reduction__model_follows_the_chain_through_two_levels(suite, parties):
 
     data = play.step_data()
     step(100, parties.verifier, "open",
-         lambda: suite.reducer.open_reduction(*M.open_reduction_args(game.address, dispute_id, data, node.id, 2)),
-         n=M.reduction_length(node))
+         lambda: suite.program_reducer.open_program_reduction(*P.open_reduction_args(game.address, dispute_id, data,
+                                                                                     node.id, 2)),
+         n=len(_call(play, node.id, 2).a))
     args = M.post_partials_args(dispute_id, node.id, 0, 257, forged)
     step(T.CLOCK - 50, parties.solver, "partials", lambda: game.post_partials(*args))
     with pytest.raises(G.GameError, match="one chunk: prove it"):
@@ -436,5 +434,5 @@ def test_reduction__model_follows_the_chain_through_two_levels(suite, parties):
     with pytest.raises(G.GameError, match="the fold is checked on the whole reduction"):
         model.move(boa.env.timestamp, dispute_id, "fold", parties.verifier)
     answer = _answer(suite, dispute_id, play, second[3])
-    step(1, parties.verifier, "chunk", lambda: suite.reducer.prove_chunk(*answer.args))
+    step(1, parties.verifier, "chunk", lambda: suite.program_reducer.prove_program_chunk(*answer.args))
     assert model.disputes[dispute_id].reason == T.END_CHUNK

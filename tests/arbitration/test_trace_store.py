@@ -9,7 +9,6 @@ import weakref
 
 import pytest
 import torch
-from arbitration_testing import tiny_demo
 from program_testing import STEP, setup
 from safetensors.torch import save as save_tensors
 
@@ -87,10 +86,7 @@ def test_trace_store__a_wrong_index_or_node_is_refused_in_one_line(published):
 
 
 def _step(name):
-    """(demo, state, step, kept trace): a program family's step 0, or the compiled MLP's."""
-    if name == "compiled mlp":
-        demo = tiny_demo()
-        return demo, demo.weights, 0, step_trace(demo.graph, demo.task, demo.dataset, demo.weights, 0).trace
+    """(demo, state, step, kept trace): a program family's step 0."""
     s = setup(name)
     return s.demo, s.state, STEP, s.trace
 
@@ -108,7 +104,7 @@ def _streamed(demo, state, step, store, on_node=None):
     return writer.finish()
 
 
-@pytest.mark.parametrize("name", ["gpt", "cnn", "compiled mlp"])
+@pytest.mark.parametrize("name", ["gpt", "cnn", "mlp"])
 def test_trace_store__a_trace_streamed_as_computed_is_the_trace_kept_whole(name, tmp_path):
     demo, state, step, trace = _step(name)
     store = LocalStore(tmp_path / "ipfs")
