@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from offchain.ml import LEAF_BYTES, digits_task, init_weights, keccak256, mlp_spec  # noqa: E402
+from offchain.ml import LEAF_BYTES, digits_task, keccak256  # noqa: E402
+from offchain.ml.exporter import mlp_preset  # noqa: E402
 from offchain.ml.commit import (  # noqa: E402
     KECCAK_BACKEND,
     bytes_root,
@@ -104,7 +105,7 @@ def main() -> None:
     print(f"keccak backend: {KECCAK_BACKEND}; ratio = flat keccak time / Merkle time (target >= 0.9)")
     demo = digits_task(steps=10, k=10)
     measure("digits checkpoint (64-32-10 MLP)", demo.weights, args.repeats * 5)
-    big = init_weights(mlp_spec(784, (1024, 512), 10), 0)
+    big = mlp_preset(784, (1024, 512), 10, batch_size=1, lr=0.1)[2]
     measure("larger checkpoint (784-1024-512-10 MLP)", big, args.repeats)
 
 

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from offchain.dispute.trace_store import TraceWriter, publish_trace  # noqa: E402
-from offchain.ml import make_task, mlp_spec, synthetic_dataset  # noqa: E402
+from offchain.ml import synthetic_dataset  # noqa: E402
+from offchain.ml.demo import mlp_task  # noqa: E402
 from offchain.ml.artifacts import Dataset  # noqa: E402
 from offchain.ml.demo import module_task  # noqa: E402
 from offchain.ml.capture import ExportConfig  # noqa: E402
@@ -35,14 +36,14 @@ from offchain.ml.train import step_trace  # noqa: E402
 from offchain.storage.store import LocalStore  # noqa: E402
 from bench.memory import in_fresh_process, peak_growth  # noqa: E402
 
-MODELS = ("mlp 5.3M (compiled)", "cnn (program)", "transformer (program)")
+MODELS = ("mlp 5.3M (preset)", "cnn (program)", "transformer (program)")
 
 
 def _demo(name: str):
     torch.manual_seed(0)
     if name.startswith("mlp"):
-        return make_task(mlp_spec(1024, (2048, 1536), 10), synthetic_dataset(1024, 1024, 10, seed=3), steps=2, k=1,
-                         batch_size=256, lr=0.05, seed=1)
+        return mlp_task(1024, (2048, 1536), 10, synthetic_dataset(1024, 1024, 10, seed=3), steps=2, k=1,
+                        batch_size=256, lr=0.05, seed=1)
     if name.startswith("cnn"):
         model, config = CNN(3, 32, 32, 10, widths=(64, 128), groups=8), ExportConfig(
             64, (3, 32, 32), optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))

@@ -23,12 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from offchain.ml import execution_context, make_task, mlp_spec, synthetic_dataset, train  # noqa: E402
+from offchain.ml import execution_context, synthetic_dataset, train  # noqa: E402
+from offchain.ml.demo import mlp_task  # noqa: E402
 from offchain.ml.program import tune_allocator  # noqa: E402
 from offchain.workers.artifacts import save_checkpoint  # noqa: E402
 from bench.memory import in_fresh_process, peak_growth  # noqa: E402
 from bench.program_speed import plain  # noqa: E402
-from bench.proof_overhead import spec_loop  # noqa: E402
+from bench.proof_overhead import preset_loop  # noqa: E402
 from bench.workloads import PROGRAMS, workload_task  # noqa: E402
 
 MLP = "MLP 1024-2048-1536-10 (5.3M)"
@@ -39,9 +40,9 @@ def one(name: str, case: str, steps: int, k: int, allocator: str) -> dict:
     if allocator == "tuned":
         tune_allocator()
     if name == MLP:
-        demo = make_task(mlp_spec(1024, (2048, 1536), 10), synthetic_dataset(1024, 1024, 10, seed=3), steps=steps,
-                         k=k, batch_size=256, lr=0.05, seed=1)
-        run_plain = lambda: spec_loop(demo, steps)  # noqa: E731
+        demo = mlp_task(1024, (2048, 1536), 10, synthetic_dataset(1024, 1024, 10, seed=3), steps=steps,
+                        k=k, batch_size=256, lr=0.05, seed=1)
+        run_plain = lambda: preset_loop(demo, (2048, 1536), steps)  # noqa: E731
     else:
         demo = workload_task(PROGRAMS[name], steps=steps, k=k)
         model, config, data = PROGRAMS[name]()

@@ -1,16 +1,16 @@
-"""Proof-of-learning layer: model/task specs, tensor commitments, training graph, training, verification.
+"""Proof-of-learning layer: tasks, tensor commitments, training programs, training, verification.
 
 Public API (everything else is internal):
 
-* specs and artifacts: :class:`ModelSpec`, :class:`TrainingTask`, :class:`Dataset`,
-  ``weights_to_bytes`` / ``weights_from_bytes``, ``digits_dataset``, ``synthetic_dataset``, ``init_weights``
+* tasks and artifacts: :class:`TrainingTask`, :class:`Dataset`, ``weights_to_bytes`` /
+  ``weights_from_bytes``, ``digits_dataset``, ``synthetic_dataset``
 * commitments: ``keccak256``, ``merkle_root``, ``merkle_proof``, ``verify_proof``,
   ``merkle_range_proof``, ``verify_range_proof``, ``tensor_root``, ``tensor_range_proof``,
   ``verify_tensor_range``, ``checkpoint_root``, ``dataset_root``, ``proof_root``, ``LEAF_BYTES``
-* graph: ``compile_training_graph``, :class:`TrainingGraph`, :class:`Executor`, ``trace_root``, ``REDUCTION_CAP``
+* programs (``program``, ``capture``, ``program_training``): ``execution_context``, ``trace_root``
 * training: ``train``, ``batch_indices``, :class:`Checkpoint`, :class:`ProofDocument`, ``build_proof``
 * verification: ``profile_threshold``, ``select_segments``, ``replay_segment``, ``verify``, :class:`Verdict`
-* demo tasks: ``digits_task``, ``tiny_task``, ``make_task``
+* demo tasks: ``digits_task``, ``tiny_task``
 * your own data: ``load_dataset`` -> :class:`LoadedData` (training rows, held-out rows, description)
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 from .artifacts import (
     Dataset,
     digits_dataset,
-    init_weights,
     synthetic_dataset,
     weights_from_bytes,
     weights_to_bytes,
@@ -45,7 +44,7 @@ from .commit import (
     verify_tensor_range,
 )
 from .data import LoadedData, load_dataset
-from .demo import DemoTask, digits_task, local_cid, make_task, tiny_task
+from .demo import DemoTask, digits_task, local_cid, tiny_task
 from .errors import (
     ArtifactError,
     CommitmentError,
@@ -57,19 +56,7 @@ from .errors import (
     TaskError,
     TrainingError,
 )
-from .graph import (
-    OPS,
-    REDUCTION_CAP,
-    Executor,
-    Node,
-    StepOutput,
-    TrainingGraph,
-    compile_training_graph,
-    execution_context,
-    trace_root,
-    trace_roots,
-)
-from .spec import Layer, ModelSpec, mlp_spec
+from .program import StepOutput, execution_context, trace_root, trace_roots
 from .task import TrainingTask
 from .train import (
     BatchSampler,
@@ -98,16 +85,16 @@ from .verify import (
 )
 
 __all__ = [
-    "LEAF_BYTES", "OPS", "REDUCTION_CAP", "DEFAULT_POLICY",
+    "LEAF_BYTES", "DEFAULT_POLICY",
     "ArtifactError", "CommitmentError", "DataError", "GraphError", "MLError", "ProofError", "SpecError",
     "TaskError", "TrainingError",
-    "BatchSampler", "Checkpoint", "Dataset", "DemoTask", "Executor", "Layer", "LoadedData", "ModelSpec", "Node",
-    "ProofDocument", "RowProof", "StepOutput", "TensorRangeProof", "Threshold", "TrainingGraph",
+    "BatchSampler", "Checkpoint", "Dataset", "DemoTask", "LoadedData",
+    "ProofDocument", "RowProof", "StepOutput", "TensorRangeProof", "Threshold",
     "TrainingResult", "TrainingTask", "Verdict", "VerificationPolicy",
-    "batch_indices", "build_proof", "checkpoint_root", "compile_training_graph", "dataset_root",
-    "dataset_row_proof", "digits_dataset", "digits_task", "execution_context", "init_weights",
-    "keccak256", "load_dataset", "local_cid", "make_task", "merge_results", "merkle_proof", "merkle_range_proof",
-    "merkle_root", "mlp_spec", "profile_threshold", "proof_root", "replay", "replay_segment",
+    "batch_indices", "build_proof", "checkpoint_root", "dataset_root",
+    "dataset_row_proof", "digits_dataset", "digits_task", "execution_context",
+    "keccak256", "load_dataset", "local_cid", "merge_results", "merkle_proof", "merkle_range_proof",
+    "merkle_root", "profile_threshold", "proof_root", "replay", "replay_segment",
     "segment_state_roots", "select_segments", "state_distance", "step_trace", "synthetic_dataset",
     "tensor_bytes", "tensor_range_proof", "tensor_root", "tiny_task", "trace_root", "trace_roots",
     "train", "update_norm", "verify", "verify_proof", "verify_range_proof", "verify_row_proof",

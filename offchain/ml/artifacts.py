@@ -1,7 +1,7 @@
 """safetensors (de)serialization of weights, checkpoints and datasets, with strict validation.
 
 Artifacts come from untrusted parties, so the safetensors header is parsed and checked against the
-model spec (names, dtypes, shapes, offsets, sizes) before any tensor is materialised.  Nothing is
+state layout (names, dtypes, shapes, offsets, sizes) before any tensor is materialised.  Nothing is
 ever unpickled.
 """
 
@@ -12,7 +12,7 @@ import math
 import os
 import struct
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Protocol
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from safetensors.torch import save as _st_save
 
 from .commit import dataset_root
 from .errors import ArtifactError
-from .spec import ModelSpec, parse_json_object
+from .spec import parse_json_object
 
 MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
 MAX_HEADER_BYTES = 1024 * 1024
@@ -134,24 +134,32 @@ def all_finite(tensor: torch.Tensor) -> bool:
     return math.isfinite(low.item()) and math.isfinite(high.item())
 
 
+class StateLayout(Protocol):
+    """The tensors a checkpoint holds: a bound training program's state (`ProgramTraining`)."""
+
+    param_names: tuple[str, ...]
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]: ...
+
+
 def _require_finite(name: str, tensor: torch.Tensor) -> None:
     if not all_finite(tensor):
         raise ArtifactError(f"tensor {name!r} contains NaN or infinity")
 
 
-def weights_to_bytes(state: Mapping[str, torch.Tensor], spec: ModelSpec) -> bytes:
+def weights_to_bytes(state: Mapping[str, torch.Tensor], spec: StateLayout) -> bytes:
     """Serialize a parameter state (initial weights or a checkpoint) after validating it."""
     validate_weights(state, spec)
     return save_tensors({name: state[name] for name in spec.param_names})
 
 
-def write_weights(path: str | os.PathLike[str], state: Mapping[str, torch.Tensor], spec: ModelSpec) -> None:
+def write_weights(path: str | os.PathLike[str], state: Mapping[str, torch.Tensor], spec: StateLayout) -> None:
     """:func:`weights_to_bytes` written to ``path`` without copying the state (:func:`write_tensors`)."""
     validate_weights(state, spec)
     write_tensors(path, {name: state[name] for name in spec.param_names})
 
 
-def weights_from_bytes(data: bytes, spec: ModelSpec) -> dict[str, torch.Tensor]:
+def weights_from_bytes(data: bytes, spec: StateLayout) -> dict[str, torch.Tensor]:
     """Parse weights/checkpoint bytes; exact names and shapes from the spec, float32, finite."""
     shapes = spec.param_shapes()
     state = load_tensors(data, {name: (("F32",), shape) for name, shape in shapes.items()})
@@ -160,7 +168,7 @@ def weights_from_bytes(data: bytes, spec: ModelSpec) -> dict[str, torch.Tensor]:
     return {name: state[name] for name in shapes}
 
 
-def validate_weights(state: Mapping[str, torch.Tensor], spec: ModelSpec) -> None:
+def validate_weights(state: Mapping[str, torch.Tensor], spec: StateLayout) -> None:
     """Names, shapes, dtype float32 and finiteness must match the spec exactly."""
     shapes = spec.param_shapes()
     if set(state) != set(shapes):
@@ -280,15 +288,3 @@ def synthetic_dataset(n: int, dim: int, classes: int, seed: int) -> Dataset:
     logits = (x - 0.5) @ teacher
     y = logits.argmax(axis=1).astype(np.int64)
     return Dataset(torch.from_numpy(x).contiguous(), torch.from_numpy(y).contiguous())
-
-
-def init_weights(spec: ModelSpec, seed: int) -> dict[str, torch.Tensor]:
-    """Deterministic uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) init from numpy PCG64."""
-    rng = np.random.Generator(np.random.PCG64(seed))
-    state: dict[str, torch.Tensor] = {}
-    for name, shape in spec.param_shapes().items():
-        fan_in = shape[1] if len(shape) == 2 else state[name.replace(".bias", ".weight")].shape[1]
-        bound = 1.0 / float(np.sqrt(fan_in))
-        values = rng.uniform(-bound, bound, size=shape).astype(np.float32)
-        state[name] = torch.from_numpy(values).contiguous()
-    return state

@@ -17,7 +17,7 @@ from .artifacts import Dataset, synthetic_dataset
 from .commit import checkpoint_root
 from .demo import DemoTask
 from .errors import MLError
-from .graph import execution_context
+from .program import execution_context
 from .ops import OPS
 from .program import Corruption
 from .program_training import ProgramTraining

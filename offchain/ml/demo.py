@@ -1,6 +1,5 @@
 """Ready-made tasks: the MLP preset's program on the digits (64-32-10) and a tiny synthetic one for
-fast tests; a program task from a module; and the compiled MLP graph's task, which only the dispute
-game's own tests still drive."""
+fast tests; a program task from a module or from an exported program."""
 
 from __future__ import annotations
 
@@ -9,15 +8,13 @@ from typing import Any, Callable
 
 import torch
 
-from .artifacts import Dataset, digits_dataset, init_weights, synthetic_dataset, weights_to_bytes
+from .artifacts import Dataset, digits_dataset, synthetic_dataset, weights_to_bytes
 from .capture import ExportConfig, export_program
 from .commit import checkpoint_root, keccak256
 from .exporter import mlp_preset
-from .graph import TrainingGraph, compile_training_graph
 from .optim import OptimizerConfig
 from .program import Program
 from .program_training import ProgramTraining
-from .spec import ModelSpec
 from .task import TrainingTask
 
 
@@ -31,32 +28,13 @@ class DemoTask:
     """A task together with every artifact it references (bytes and parsed forms)."""
 
     task: TrainingTask
-    spec: ModelSpec | ProgramTraining   # the checkpoint layout (a bound program is its own)
-    graph: TrainingGraph | ProgramTraining
+    spec: ProgramTraining   # the checkpoint layout: the bound program's state
+    graph: ProgramTraining  # what trains: the same binding (a cheat's may be corrupted)
     weights: dict[str, torch.Tensor]
     dataset: Dataset
     spec_bytes: bytes
     weights_bytes: bytes
     dataset_bytes: bytes
-
-
-def make_task(
-    spec: ModelSpec,
-    dataset: Dataset,
-    *,
-    steps: int,
-    k: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    weights_seed: int = 0,
-    cid: Callable[[bytes], str] = local_cid,
-) -> DemoTask:
-    """Weights, artifacts, compiled graph and task spec for ``spec`` on ``dataset``: a compiled
-    MLP graph's task, which nothing posts or trains any more; the game's tests still drive it."""
-    graph = compile_training_graph(spec, batch_size, lr)
-    return _assemble(spec, spec.to_bytes(), graph, init_weights(spec, weights_seed), dataset,
-                     steps=steps, k=k, seed=seed, lr=lr, cid=cid)
 
 
 def program_task(

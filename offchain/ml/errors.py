@@ -32,7 +32,7 @@ class CommitmentError(MLError, ValueError):
 
 
 class GraphError(MLError, ValueError):
-    """A training graph cannot be compiled or executed as asked."""
+    """A training program cannot be captured, parsed or executed as asked."""
 
 
 class TrainingError(MLError, RuntimeError):

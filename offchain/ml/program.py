@@ -20,8 +20,8 @@ Leaves of a program:
 * ``const``  : a constant tensor shipped in the file (scalars of the model, masks, positions);
   ``attrs = [uint256(tensor_root)]`` so the graph root commits to its contents.
 
-``nodes_root`` = ``keccak256(merkle_root(keccak256(descriptor_i)) ‖ uint256(n_nodes))`` as for the
-compiled MLP graphs; a descriptor is ``abi.encode(id, opcode, dtype, inputs[], shape[], attrs[])``.
+``nodes_root`` = ``keccak256(merkle_root(keccak256(descriptor_i)) ‖ uint256(n_nodes))``; a
+descriptor is ``abi.encode(id, opcode, dtype, inputs[], shape[], attrs[])``.
 ``root`` = ``keccak256(abi.encode(nodes_root, outputs_hash))`` with ``outputs_hash`` =
 ``keccak256(abi.encode(uint256[] outputs))``: the root also names the nodes holding the next state,
 so a dispute can link them (and their count, the state's) to the checkpoint after a step.
@@ -30,17 +30,22 @@ so a dispute can link them (and their count, the state's) to the checkpoint afte
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
+import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Iterator, Sequence
 
 import numpy as np
 import torch
+
+# cuBLAS is deterministic only with a fixed workspace (read when CUDA starts): a CUDA solver's replay
+# of its own run must be bitwise (docs/proof-of-learning.md)
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 from eth_abi import encode as abi_encode
 
 from .commit import keccak256, merkle_root, sized_root, tensor_root
 from .errors import GraphError
-from .graph import execution_context, trace_roots  # noqa: F401  (the same thread/determinism rules, trace roots)
 from .ops import ALIASING, DTYPES, LEAVES, OPS, OUT_KERNELS, Node, build_plan
 from .spec import canonical_json, check_keys, parse_json_object, strict_int
 
@@ -53,6 +58,55 @@ MAX_ATTRS = 32
 MAX_NUMEL = 1 << 31
 
 DROPOUT_DOMAIN = 2  # separates the step key from every other keccak of (seed, step, ...)
+
+
+def _deterministic(mode: bool) -> None:
+    """Deterministic kernels on or off. (`torch.use_deterministic_algorithms` also sets the
+    compiler's flag, importing the whole compiler stack on first use, seconds of a worker's first
+    replay; nothing here compiles.)"""
+    torch._C._set_deterministic_algorithms(mode)
+
+
+@contextlib.contextmanager
+def execution_context(num_threads: int | None = 1) -> Iterator[None]:
+    """Deterministic torch algorithms and a fixed intra-op thread count, restored afterwards.
+
+    The thread count is part of what makes a run bitwise reproducible on one machine (BLAS may
+    split reductions differently with more threads), so training and replay must use the same one.
+    """
+    previous_threads = torch.get_num_threads()
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    previous_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    _deterministic(True)
+    # the numeric contract (docs/judge.md §1): full float32 multiplies, never TF32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous_threads)
+        _deterministic(previous_deterministic)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous_tf32
+
+
+@dataclass
+class StepOutput:
+    """Result of one step: the next state (state order), per-row losses, optional trace."""
+
+    params: list[torch.Tensor]
+    loss_rows: torch.Tensor
+    trace: list[torch.Tensor] | None = None
+
+
+def trace_roots(trace: Sequence[torch.Tensor]) -> list[bytes]:
+    """Per-node output roots in node id order (bool outputs are committed as int64 0/1)."""
+    return [tensor_root(t if t.dtype != torch.bool else t.to(torch.int64)) for t in trace]
+
+
+def trace_root(trace: Sequence[torch.Tensor]) -> bytes:
+    """Step-trace commitment: Merkle root over the node-output roots in node id order."""
+    return merkle_root(trace_roots(trace))
 
 
 @dataclass(frozen=True)

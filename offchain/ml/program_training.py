@@ -1,8 +1,7 @@
 """A training program bound to one task: what proof-of-learning trains, replays and verifies.
 
-:class:`ProgramTraining` answers the calls ``train``, ``replay``, ``segment_state_roots``,
-``step_trace``, ``profile_threshold`` and ``verify`` make of a compiled graph, so the whole
-proof-of-learning machinery runs a captured CNN or transformer exactly as it runs the MLP preset:
+:class:`ProgramTraining` is what ``train``, ``replay``, ``segment_state_roots``, ``step_trace``,
+``profile_threshold`` and ``verify`` run, for the MLP preset, a CNN or a transformer alike:
 
 * the **state** it checkpoints is the program's whole training state, parameters then optimizer
   buffers (momentum, Adam moments), so a replay from any checkpoint continues the same run;
@@ -23,16 +22,14 @@ import torch
 from .artifacts import all_finite, load_tensors
 from .commit import tensor_root
 from .errors import GraphError
-from .graph import StepOutput
 from .optim import OptimizerConfig
 from .ops import LEAVES
-from .program import Corruption, Program, ProgramExecutor, step_key
+from .program import Corruption, Program, ProgramExecutor, StepOutput, step_key
 
 
 class ProgramTraining:
     """``program`` trained for ``steps`` steps with ``optimizer``'s schedule and the task ``seed``."""
 
-    splits_reductions = False  # reductions run as whole kernels; no blocked variant to profile
     num_classes = None  # labels are bounded by the program's loss, not by a class count
     corruption: Corruption | None = None  # a cheat's wrong element (`corrupted`); None when honest
 
@@ -71,9 +68,7 @@ class ProgramTraining:
         return {slot.name: weights[slot.name].clone() if slot.kind == "param" else torch.zeros(slot.shape)
                 for slot in self.program.state}
 
-    def executor(self, precision: str = "float32", split: int | None = None) -> ProgramStepper:
-        if split is not None:
-            raise GraphError("a program's reductions are not split")
+    def executor(self, precision: str = "float32") -> ProgramStepper:
         return ProgramStepper(self, precision)
 
     def corrupted(self, corruption: Corruption) -> ProgramTraining:
@@ -100,7 +95,7 @@ def initial_weights(program: Program, data: bytes) -> dict[str, torch.Tensor]:
 
 
 class ProgramStepper:
-    """One step of a bound program with a compiled graph's call signature."""
+    """One step of a bound program: the step's hyper row, dropout key and a cheat's corruption."""
 
     def __init__(self, training: ProgramTraining, precision: str) -> None:
         self.training = training

@@ -1,4 +1,6 @@
-"""Training task spec (``dtm-task/1``): canonical JSON whose keccak256 the chain and proofs reference."""
+"""Training task spec (``dtm-task/1``): canonical JSON whose keccak256 the chain and proofs reference.
+The model a task names is a training program (``dtm-program/1``), bound to the optimizer and
+schedule the spec carries, whose hyper table the spec commits (``hyper_root``)."""
 
 from __future__ import annotations
 
@@ -62,16 +64,16 @@ class TrainingTask:
     steps: int
     seed: int
     checkpoint_interval: int
-    graph_root: bytes
-    optimizer: OptimizerConfig | None = None  # program tasks: the whole optimizer and schedule
-    hyper_root: bytes | None = None           # program tasks: root of the hyper table it implies
+    graph_root: bytes           # the program's root
+    optimizer: OptimizerConfig  # the whole optimizer and schedule
+    hyper_root: bytes           # root of the hyper table they imply
 
     def __post_init__(self) -> None:
-        if (self.optimizer is None) != (self.hyper_root is None):
-            raise TaskError("a program task names both its optimizer config and its hyper_root")
-        if self.hyper_root is not None and (not isinstance(self.hyper_root, bytes) or len(self.hyper_root) != 32):
+        if not isinstance(self.optimizer, OptimizerConfig):
+            raise TaskError("a task names its optimizer config")
+        if not isinstance(self.hyper_root, bytes) or len(self.hyper_root) != 32:
             raise TaskError("hyper_root must be 32 bytes")
-        if self.optimizer is not None and self.optimizer.lr != self.lr:
+        if self.optimizer.lr != self.lr:
             raise TaskError("lr must be the optimizer config's lr")
         _check_cid(self.model_cid, "model_cid")
         _check_cid(self.weights_cid, "weights_cid")
@@ -93,11 +95,6 @@ class TrainingTask:
             raise TaskError("steps must be a multiple of checkpoint_interval")
 
     @property
-    def is_program(self) -> bool:
-        """The model is a training program (``dtm-program/1``), not a declarative MLP spec."""
-        return self.hyper_root is not None
-
-    @property
     def num_checkpoints(self) -> int:
         """Checkpoints at steps 0, k, 2k, ..., steps."""
         return self.steps // self.checkpoint_interval + 1
@@ -115,14 +112,14 @@ class TrainingTask:
             "weights_root": hex32(self.weights_root),
             "dataset_root": hex32(self.dataset_root),
             "dataset_rows": self.dataset_rows,
-            "optimizer": self.optimizer.to_dict() if self.optimizer else {"name": "sgd", "lr": float(self.lr)},
+            "optimizer": self.optimizer.to_dict(),
             "batch_size": self.batch_size,
             "steps": self.steps,
             "seed": "0x" + self.seed.to_bytes(32, "big").hex(),
             "checkpoint_interval": self.checkpoint_interval,
             "numeric": dict(NUMERIC_CONTRACT),
             "graph_root": hex32(self.graph_root),
-            **({"hyper_root": hex32(self.hyper_root)} if self.hyper_root else {}),
+            "hyper_root": hex32(self.hyper_root),
         }
 
     def to_bytes(self) -> bytes:
@@ -130,11 +127,8 @@ class TrainingTask:
 
     @property
     def committed_graph_root(self) -> bytes:
-        """The graph root the chain holds: ``graph_root`` for an MLP task; for a program task
-        ``keccak256(abi.encode(graph_root, hyper_root))`` (the program's root and its hyper table),
-        a 64-byte preimage no sized MLP graph root has (its count would be a root)."""
-        if self.hyper_root is None:
-            return self.graph_root
+        """The graph root the chain holds: ``keccak256(abi.encode(graph_root, hyper_root))``, the
+        program's root and its hyper table."""
         return keccak256(encode(["bytes32", "bytes32"], [self.graph_root, self.hyper_root]))
 
     def commitments(self) -> tuple[bytes, bytes, bytes, int, bytes, int, int, int, int]:
@@ -153,33 +147,19 @@ class TrainingTask:
     def from_dict(cls, obj: Any) -> TrainingTask:
         if not isinstance(obj, dict):
             raise TaskError("task spec must be a JSON object")
-        program = "hyper_root" in obj
         check_keys(
             obj,
             {"format", "model_cid", "weights_cid", "dataset_cid", "weights_root", "dataset_root", "dataset_rows",
-             "optimizer", "batch_size", "steps", "seed", "checkpoint_interval", "numeric", "graph_root",
-             *(("hyper_root",) if program else ())},
+             "optimizer", "batch_size", "steps", "seed", "checkpoint_interval", "numeric", "graph_root", "hyper_root"},
             "task spec",
             TaskError,
         )
         if obj["format"] != TASK_FORMAT:
             raise TaskError(f"task format must be {TASK_FORMAT!r}")
-        optimizer = obj["optimizer"]
-        if not isinstance(optimizer, dict):
-            raise TaskError("optimizer must be an object")
-        config = None
-        if program:  # a training program carries its whole optimizer and schedule
-            try:
-                config = OptimizerConfig.from_dict(optimizer)
-            except SpecError as exc:
-                raise TaskError(str(exc)) from exc
-        else:
-            if set(optimizer) - {"name", "lr"}:
-                raise TaskError("a full optimizer config belongs to a program task, which names its hyper_root")
-            check_keys(optimizer, {"name", "lr"}, "optimizer", TaskError)
-            if optimizer["name"] != "sgd":
-                raise TaskError(f"unsupported optimizer {optimizer['name']!r} for an MLP spec; only 'sgd' "
-                                f"(export a program with `dtm model export` for others)")
+        try:
+            config = OptimizerConfig.from_dict(obj["optimizer"])
+        except SpecError as exc:
+            raise TaskError(str(exc)) from exc
         if obj["numeric"] != NUMERIC_CONTRACT:
             raise TaskError(f"numeric contract must be {NUMERIC_CONTRACT}")
         seed = obj["seed"]
@@ -192,14 +172,14 @@ class TrainingTask:
             weights_root=parse_hex32(obj["weights_root"], "weights_root"),
             dataset_root=parse_hex32(obj["dataset_root"], "dataset_root"),
             dataset_rows=obj["dataset_rows"],
-            lr=optimizer["lr"],
+            lr=config.lr,
             batch_size=obj["batch_size"],
             steps=obj["steps"],
             seed=int(seed, 16),
             checkpoint_interval=obj["checkpoint_interval"],
             graph_root=parse_hex32(obj["graph_root"], "graph_root"),
             optimizer=config,
-            hyper_root=parse_hex32(obj["hyper_root"], "hyper_root") if program else None,
+            hyper_root=parse_hex32(obj["hyper_root"], "hyper_root"),
         )
 
     @classmethod

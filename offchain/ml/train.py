@@ -18,9 +18,9 @@ import torch
 from .artifacts import Dataset, all_finite, weights_from_bytes, weights_to_bytes, write_weights
 from .commit import checkpoint_root, hashing_threads, keccak256, keccak256_with_prefix, proof_root, uint256
 from .errors import ProofError, TrainingError
-from .graph import Executor, StepOutput, TrainingGraph, compile_training_graph, execution_context
-from .program_training import ProgramTraining
-from .spec import ModelSpec, canonical_json, check_keys, parse_json_object, strict_int
+from .program import StepOutput, execution_context
+from .program_training import ProgramStepper, ProgramTraining
+from .spec import canonical_json, check_keys, parse_json_object, strict_int
 from .task import TrainingTask, hex32, parse_hex32
 
 PROOF_FORMAT = "dtm-proof/1"
@@ -68,15 +68,15 @@ class Checkpoint:
     root: bytes
     losses: list[float] = field(default_factory=list)  # mean loss of each step of the segment it ends
 
-    def to_bytes(self, spec: ModelSpec) -> bytes:
+    def to_bytes(self, spec: ProgramTraining) -> bytes:
         return weights_to_bytes(self.params, spec)
 
-    def write(self, path: str | os.PathLike[str], spec: ModelSpec) -> None:
+    def write(self, path: str | os.PathLike[str], spec: ProgramTraining) -> None:
         """:meth:`to_bytes` written to ``path`` straight from the tensors (no copy of the state)."""
         write_weights(path, self.params, spec)
 
     @classmethod
-    def from_bytes(cls, data: bytes, spec: ModelSpec, index: int, interval: int) -> Checkpoint:
+    def from_bytes(cls, data: bytes, spec: ProgramTraining, index: int, interval: int) -> Checkpoint:
         params = weights_from_bytes(data, spec)
         return cls(index, index * interval, params, checkpoint_root(params, spec.param_names))
 
@@ -134,7 +134,7 @@ def _as_list(params: Mapping[str, torch.Tensor], names: Sequence[str]) -> list[t
 
 
 def run_steps(
-    executor: Executor,
+    executor: ProgramStepper,
     params: list[torch.Tensor],
     sampler: BatchSampler,
     first_step: int,
@@ -158,27 +158,21 @@ def run_steps(
     return params
 
 
-def training_graph(spec: ModelSpec | ProgramTraining, task: TrainingTask) -> TrainingGraph | ProgramTraining:
-    """What trains ``spec``: a bound training program is its own graph; a compiled MLP spec is
-    compiled for the task's batch size and learning rate."""
-    return spec if isinstance(spec, ProgramTraining) else compile_training_graph(spec, task.batch_size, task.lr)
-
-
 def train(
     task: TrainingTask,
-    spec: ModelSpec,
+    spec: ProgramTraining,
     initial_params: Mapping[str, torch.Tensor],
     dataset: Dataset,
     *,
-    graph: TrainingGraph | None = None,
+    graph: ProgramTraining | None = None,
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
     resume_from: Checkpoint | None = None,
     num_threads: int | None = 1,
     hooks: TrainingHooks | None = None,
     keep_params: bool = True,
-    split: int | None = None,
 ) -> TrainingResult:
-    """Train ``task.steps`` SGD steps through the graph executor, checkpointing every ``k`` steps.
+    """Train ``task.steps`` steps of the bound program ``spec`` (or ``graph``: the same program as a
+    cheat runs it), checkpointing every ``k`` steps.
 
     ``on_checkpoint`` is called for every new checkpoint (step 0 included on a fresh run) so the
     caller can persist/upload it: in order, on a bookkeeping thread that hashes, measures and hands
@@ -186,11 +180,9 @@ def train(
     for a state under ``OVERLAP_BYTES``); an exception it raises ends the training. ``resume_from``
     continues from any checkpoint and reproduces bitwise the checkpoints of an uninterrupted run.
     With ``keep_params=False`` only the first and last checkpoints keep their tensors (memory stays
-    flat on long runs). ``split``: reductions evaluated in blocks (`Executor`), only to measure what
-    chunked graphs cost.
+    flat on long runs).
     """
-    if graph is None:
-        graph = training_graph(spec, task)
+    graph = graph or spec
     if graph.batch_size != task.batch_size or graph.param_names != spec.param_names:
         raise TrainingError("graph does not match task/spec")
     if dataset.n_rows != task.dataset_rows or dataset.input_dim != spec.input_dim:
@@ -205,7 +197,7 @@ def train(
         if not 0 <= resume_from.index < task.num_checkpoints or resume_from.step != resume_from.index * interval:
             raise TrainingError(f"cannot resume from checkpoint {resume_from.index}")
         start = resume_from
-    executor = graph.executor(split=split)
+    executor = graph.executor()
     sampler = BatchSampler(task.seed, task.batch_size, dataset)
     checkpoints = [start]
     norms: list[float] = []
@@ -277,7 +269,7 @@ def train(
 
 
 def replay(
-    graph: TrainingGraph,
+    graph: ProgramTraining,
     task: TrainingTask,
     dataset: Dataset,
     params: Mapping[str, torch.Tensor],
@@ -286,11 +278,10 @@ def replay(
     *,
     num_threads: int | None = 1,
     precision: str = "float32",
-    split: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Re-run ``count`` honest steps from ``params`` (the verifier's replay primitive);
-    ``precision`` / ``split``: an honest variant execution (`Executor`)."""
-    executor = graph.executor(precision, split)
+    ``precision``: an honest variant execution (`ProgramExecutor`)."""
+    executor = graph.executor(precision)
     sampler = BatchSampler(task.seed, task.batch_size, dataset)
     with execution_context(num_threads):
         result = run_steps(executor, _as_list(params, graph.param_names), sampler, first_step, count)
@@ -298,7 +289,7 @@ def replay(
 
 
 def segment_state_roots(
-    graph: TrainingGraph,
+    graph: ProgramTraining,
     task: TrainingTask,
     dataset: Dataset,
     params: Mapping[str, torch.Tensor],
@@ -320,7 +311,7 @@ def segment_state_roots(
 
 
 def step_trace(
-    graph: TrainingGraph,
+    graph: ProgramTraining,
     task: TrainingTask,
     dataset: Dataset,
     params: Mapping[str, torch.Tensor],

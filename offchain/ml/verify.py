@@ -18,10 +18,10 @@ import torch
 from .artifacts import Dataset, weights_from_bytes
 from .commit import checkpoint_root, hashing_threads, keccak256, uint256
 from .errors import ArtifactError
-from .graph import REDUCTION_CAP, TrainingGraph, execution_context
-from .spec import ModelSpec
+from .program import execution_context
+from .program_training import ProgramTraining
 from .task import TrainingTask
-from .train import OVERLAP_BYTES, ProofDocument, replay, squared_distance, training_graph, update_norm
+from .train import OVERLAP_BYTES, ProofDocument, replay, squared_distance, update_norm
 
 #: Honest-distance multiplier applied to the largest profiled distance.
 DEFAULT_SAFETY_FACTOR = 10.0
@@ -46,9 +46,9 @@ class Threshold:
 
 
 def profile_threshold(
-    graph: TrainingGraph,
+    graph: ProgramTraining,
     task: TrainingTask,
-    spec: ModelSpec,
+    spec: ProgramTraining,
     dataset: Dataset,
     initial_params: Mapping[str, torch.Tensor],
     *,
@@ -61,13 +61,11 @@ def profile_threshold(
 
     The verifier trains its *own* honest trajectory from the task's initial weights (so a solver
     cannot pick pathological start states) and, for each of the first ``segments`` segments,
-    replays the segment under three honest-but-different executions: another thread count, blocked
-    reductions (partial sums over blocks of ``REDUCTION_CAP // 4`` terms folded left to right: a
-    different summation order), and per-node float64 rounded to float32.
+    replays the segment under two honest-but-different executions: another thread count (another
+    split of the reductions) and per-node float64 rounded to float32.
     threshold = max(safety_factor x largest observed distance, floor).
     """
     interval = task.checkpoint_interval
-    split = max(1, REDUCTION_CAP // 4)
     other_threads = num_threads + 1 if num_threads == 1 else num_threads - 1  # another honest split of work
     observations: list[tuple[int, str, float]] = []
     start = dict(initial_params)
@@ -78,8 +76,6 @@ def profile_threshold(
             "threads": replay(graph, task, dataset, start, first, interval, num_threads=other_threads),
             "float64": replay(graph, task, dataset, start, first, interval, num_threads=num_threads, precision="float64"),
         }
-        if graph.splits_reductions:
-            variants["chunking"] = replay(graph, task, dataset, start, first, interval, num_threads=num_threads, split=split)
         with execution_context(num_threads):  # as in verify
             observations += [(segment, name, state_distance(endpoint, reference)) for name, endpoint in variants.items()]
         start = reference
@@ -147,7 +143,7 @@ def _distinct_draws(n: int, seed: int, count: int, skip: frozenset[int] = frozen
 
 
 def replay_segment(
-    graph: TrainingGraph,
+    graph: ProgramTraining,
     task: TrainingTask,
     dataset: Dataset,
     start: Mapping[str, torch.Tensor],
@@ -175,7 +171,7 @@ class Verdict:
 
 def verify(
     task: TrainingTask,
-    spec: ModelSpec,
+    spec: ProgramTraining,
     dataset: Dataset,
     proof: ProofDocument,
     checkpoint_blobs: Sequence[bytes],
@@ -183,7 +179,7 @@ def verify(
     seed: int,
     *,
     policy: VerificationPolicy = DEFAULT_POLICY,
-    graph: TrainingGraph | None = None,
+    graph: ProgramTraining | None = None,
     num_threads: int = 1,
     stop_at_first: bool = True,
     on_segment: Callable[[int], None] | None = None,
@@ -199,8 +195,7 @@ def verify(
         return Verdict(False, None, "proof names a different task")
     if proof.checkpoint_interval != task.checkpoint_interval or proof.steps != task.steps:
         return Verdict(False, None, "proof schedule differs from the task")
-    if graph is None:
-        graph = training_graph(spec, task)
+    graph = graph or spec
     if graph.root != task.graph_root:
         return Verdict(False, None, "task graph_root does not match the model")
     if dataset.n_rows != task.dataset_rows:

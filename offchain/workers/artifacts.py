@@ -103,9 +103,6 @@ def load_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout: 
     task = TrainingTask.from_bytes(spec_bytes)
     if task.hash() != spec_hash:
         raise ArtifactMismatch(f"task spec {spec_cid} does not hash to the on-chain spec hash")
-    if not task.is_program:
-        raise TaskError("the task names a compiled MLP graph, which workers no longer train; the MLP is posted "
-                        "as a training program (the MLP preset)")
     # a training program, bound to the optimizer and schedule the spec names
     model_bytes = store.cat(task.model_cid, max_size=MAX_PROGRAM_BYTES, timeout=timeout)
     model = graph = ProgramTraining(Program.from_bytes(model_bytes), task.optimizer, task.steps, task.seed)

@@ -181,7 +181,7 @@ def test_own_csv_task__result_reports_the_held_out_score(tmp_path):
         assert m.store.cat(compute_cid(training), timeout=1) == training
         reader = m.market(0)
         bundle = fetch_task(m.store, posted.output.split(" spec ")[1].split()[0], reader.task(task_id).spec_hash)
-        assert bundle.task.is_program and bundle.graph.program.meta["model_kwargs"]["hidden"] == [8, 4]
+        assert bundle.graph.program.meta["model_kwargs"]["hidden"] == [8, 4]
         wait_for(lambda: _state(reader, task_id) == TaskState.FINALISED, what="finalisation")
         held = fetch_result(reader, m.store, task_id, m.home).holdout
         assert held.rows == 6 and fetch_result(reader, m.store, task_id).holdout is None

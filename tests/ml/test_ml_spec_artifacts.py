@@ -14,68 +14,22 @@ from offchain.ml import (
     ArtifactError,
     Dataset,
     MLError,
-    ModelSpec,
     SpecError,
     digits_dataset,
-    init_weights,
-    mlp_spec,
     synthetic_dataset,
     weights_from_bytes,
     weights_to_bytes,
 )
 from offchain.ml.artifacts import all_finite, save_tensors, write_tensors, write_weights
-
-GOOD = {
-    "format": "dtm-model/1",
-    "input_dim": 64,
-    "layers": [{"type": "linear", "out": 32}, {"type": "relu"}, {"type": "linear", "out": 10}],
-    "loss": "softmax_cross_entropy",
-}
+from offchain.ml.exporter import mlp_preset
+from offchain.ml.program_training import ProgramTraining
+from offchain.ml.spec import parse_json_object
 
 
-def encode(obj) -> bytes:
-    return json.dumps(obj).encode()
-
-
-def test_spec_parses_and_names_params_canonically():
-    spec = ModelSpec.from_bytes(encode(GOOD))
-    assert spec.param_names == ("l0.weight", "l0.bias", "l2.weight", "l2.bias")
-    assert spec.param_shapes()["l0.weight"] == (32, 64)
-    assert spec.num_classes == 10
-    assert spec.num_params == 64 * 32 + 32 + 32 * 10 + 10
-    assert ModelSpec.from_bytes(spec.to_bytes()) == spec
-    assert spec == mlp_spec(64, (32,), 10)
-
-
-@pytest.mark.parametrize(
-    "mutate, message",
-    [
-        (lambda s: s["layers"].insert(1, {"type": "conv2d", "out": 3}), "unknown layer type"),
-        (lambda s: s["layers"].__setitem__(1, {"type": "tanh"}), "unknown layer type"),
-        (lambda s: s.pop("input_dim"), "missing field"),
-        (lambda s: s.__setitem__("extra", 1), "unknown field"),
-        (lambda s: s["layers"][0].pop("out"), "missing field"),
-        (lambda s: s["layers"][1].__setitem__("out", 3), "unknown field"),
-        (lambda s: s["layers"][0].__setitem__("out", 0), "must be in"),
-        (lambda s: s["layers"][0].__setitem__("out", True), "must be an integer"),
-        (lambda s: s["layers"][0].__setitem__("out", 3.0), "must be an integer"),
-        (lambda s: s["layers"][0].__setitem__("out", 10**9), "must be in"),
-        (lambda s: s.__setitem__("input_dim", -1), "must be in"),
-        (lambda s: s.__setitem__("loss", "mse"), "unknown loss"),
-        (lambda s: s.__setitem__("format", "dtm-model/2"), "format"),
-        (lambda s: s.__setitem__("layers", []), "non-empty"),
-        (lambda s: s["layers"].append({"type": "relu"}), "last layer must be linear"),
-        (lambda s: s["layers"].insert(0, {"type": "relu"}), "must directly follow a linear"),
-        (lambda s: s["layers"].__setitem__(2, {"type": "linear", "out": 1}), "2..256"),
-        (lambda s: s.__setitem__("layers", [{"type": "linear", "out": 4096}, {"type": "relu"}] * 8 + [{"type": "linear", "out": 10}]), "parameters, limit"),
-    ],
-)
-def test_bad_specs_fail_clearly(mutate, message):
-    spec = json.loads(json.dumps(GOOD))
-    mutate(spec)
-    with pytest.raises(SpecError, match=message) as info:
-        ModelSpec.from_bytes(encode(spec))
-    assert isinstance(info.value, ValueError) and isinstance(info.value, MLError)
+def _layout(input_dim: int, hidden: tuple[int, ...], classes: int, seed: int = 0):
+    """The MLP preset's state layout (a bound program) and its initial weights at ``seed``."""
+    program, optimizer, weights = mlp_preset(input_dim, hidden, classes, batch_size=4, lr=0.1, seed=seed)
+    return ProgramTraining(program, optimizer, 1, 0), weights
 
 
 @pytest.mark.parametrize(
@@ -89,16 +43,20 @@ def test_bad_specs_fail_clearly(mutate, message):
         (b" " * (65 * 1024), "limit"),
     ],
 )
-def test_malformed_spec_bytes(raw, message):
-    with pytest.raises(SpecError, match=message):
-        ModelSpec.from_bytes(raw)
+def test_malformed_json_bytes(raw, message):
+    def parse():
+        value = parse_json_object(raw, "document", 64 * 1024, SpecError)
+        if not isinstance(value, dict):
+            raise SpecError("document must be a JSON object")
+    with pytest.raises(SpecError, match=message) as info:
+        parse()
+    assert isinstance(info.value, ValueError) and isinstance(info.value, MLError)
 
 
 def test_weights_roundtrip_and_init_is_deterministic():
-    spec = mlp_spec(8, (4,), 3)
-    weights = init_weights(spec, 3)
-    assert all(torch.equal(weights[n], init_weights(spec, 3)[n]) for n in spec.param_names)
-    assert not torch.equal(weights["l0.weight"], init_weights(spec, 4)["l0.weight"])
+    spec, weights = _layout(8, (4,), 3, seed=3)
+    assert all(torch.equal(weights[n], _layout(8, (4,), 3, seed=3)[1][n]) for n in spec.param_names)
+    assert not torch.equal(weights["layers.0.weight"], _layout(8, (4,), 3, seed=4)[1]["layers.0.weight"])
     blob = weights_to_bytes(weights, spec)
     assert blob == weights_to_bytes(weights, spec)
     back = weights_from_bytes(blob, spec)
@@ -113,23 +71,22 @@ def _save(tensors):
 
 
 def test_weights_validation_errors():
-    spec = mlp_spec(8, (4,), 3)
-    weights = init_weights(spec, 0)
-    missing = {k: v for k, v in weights.items() if k != "l0.bias"}
+    spec, weights = _layout(8, (4,), 3)
+    missing = {k: v for k, v in weights.items() if k != "layers.0.bias"}
     with pytest.raises(ArtifactError, match="missing tensor"):
         weights_from_bytes(_save(missing), spec)
     extra = dict(weights, hidden=torch.zeros(1))
     with pytest.raises(ArtifactError, match="unexpected tensor"):
         weights_from_bytes(_save(extra), spec)
     with pytest.raises(ArtifactError, match="shape"):
-        weights_from_bytes(_save(dict(weights, **{"l0.bias": torch.zeros(5)})), spec)
+        weights_from_bytes(_save(dict(weights, **{"layers.0.bias": torch.zeros(5)})), spec)
     with pytest.raises(ArtifactError, match="dtype"):
-        weights_from_bytes(_save(dict(weights, **{"l0.bias": torch.zeros(4, dtype=torch.float64)})), spec)
-    nan = dict(weights, **{"l0.bias": torch.tensor([0.0, float("nan"), 0.0, 0.0])})
+        weights_from_bytes(_save(dict(weights, **{"layers.0.bias": torch.zeros(4, dtype=torch.float64)})), spec)
+    nan = dict(weights, **{"layers.0.bias": torch.tensor([0.0, float("nan"), 0.0, 0.0])})
     with pytest.raises(ArtifactError, match="NaN"):
         weights_from_bytes(_save(nan), spec)
     with pytest.raises(ArtifactError, match="float32"):
-        weights_to_bytes(dict(weights, **{"l0.bias": torch.zeros(4, dtype=torch.float64)}), spec)
+        weights_to_bytes(dict(weights, **{"layers.0.bias": torch.zeros(4, dtype=torch.float64)}), spec)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
@@ -154,25 +111,25 @@ def test_all_finite__finds_one_nan_or_infinity_anywhere(bad, where):
 )
 def test_malformed_safetensors(blob, message):
     with pytest.raises(ArtifactError, match=message):
-        weights_from_bytes(blob, mlp_spec(8, (4,), 3))
+        weights_from_bytes(blob, _layout(8, (4,), 3)[0])
 
 
 def test_bad_offsets_and_truncation():
-    spec = mlp_spec(2, (), 2)
-    good = _save({"l0.weight": torch.zeros(2, 2), "l0.bias": torch.zeros(2)})
+    spec = _layout(2, (), 2)[0]
+    good = _save({"layers.0.weight": torch.zeros(2, 2), "layers.0.bias": torch.zeros(2)})
     with pytest.raises(ArtifactError):
         weights_from_bytes(good[:-4], spec)
-    header = {"l0.weight": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
-              "l0.bias": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}
+    header = {"layers.0.weight": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+              "layers.0.bias": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}
     raw = json.dumps(header).encode()
     with pytest.raises(ArtifactError, match="data_offsets|overlap"):
         weights_from_bytes(struct.pack("<Q", len(raw)) + raw + bytes(16), spec)
 
 
 def test_pickle_is_rejected_and_never_used():
-    spec = mlp_spec(8, (4,), 3)
+    spec, weights = _layout(8, (4,), 3)
     buffer = io.BytesIO()
-    torch.save(init_weights(spec, 0), buffer)  # a pickle-based checkpoint, as an attacker might send
+    torch.save(weights, buffer)  # a pickle-based checkpoint, as an attacker might send
     with pytest.raises(ArtifactError):
         weights_from_bytes(buffer.getvalue(), spec)
     source = pathlib.Path(__file__).resolve().parents[2] / "offchain" / "ml"
@@ -230,8 +187,7 @@ def test_write_tensors__writes_the_bytes_safetensors_makes(tmp_path_factory, lay
 
 
 def test_write_weights__refuses_what_weights_to_bytes_refuses(tmp_path):
-    spec = mlp_spec(3, (2,), 2)
-    weights = init_weights(spec, seed=0)
+    spec, weights = _layout(3, (2,), 2)
     write_weights(tmp_path / "w", weights, spec)
     assert (tmp_path / "w").read_bytes() == weights_to_bytes(weights, spec)
     weights[spec.param_names[0]][0, 0] = float("nan")

@@ -9,12 +9,6 @@ from Crypto.Hash import keccak
 from offchain.ml import TaskError, TrainingTask
 
 
-@pytest.fixture(scope="module")
-def tiny(compiled_tiny):
-    """The compiled MLP task's format (a program task's is in test_ml_program.py and the golden vectors)."""
-    return compiled_tiny
-
-
 def test_task_roundtrip_is_canonical(tiny):
     blob = tiny.task.to_bytes()
     assert TrainingTask.from_bytes(blob) == tiny.task
@@ -24,7 +18,10 @@ def test_task_roundtrip_is_canonical(tiny):
     assert obj["seed"] == "0x" + (7).to_bytes(32, "big").hex()
     assert obj["numeric"] == {"dtype": "float32", "accumulation": "any-order"}
     spec_hash = keccak.new(digest_bits=256, data=blob).digest()
-    fields = (spec_hash, tiny.task.graph_root, tiny.task.dataset_root, tiny.task.dataset_rows,
+    # the chain holds the program's root bound to its hyper table
+    graph = keccak.new(digest_bits=256, data=eth_abi.encode(["bytes32", "bytes32"], [tiny.task.graph_root,
+                                                                                      tiny.task.hyper_root])).digest()
+    fields = (spec_hash, graph, tiny.task.dataset_root, tiny.task.dataset_rows,
               tiny.task.weights_root, tiny.task.seed, tiny.task.batch_size, tiny.task.steps,
               tiny.task.checkpoint_interval)
     types = ["bytes32", "bytes32", "bytes32", "uint256", "bytes32", "uint256", "uint256", "uint256", "uint256"]
@@ -48,9 +45,9 @@ def test_non_canonical_bytes_rejected(tiny):
         ("seed", "0x" + "f" * 65, "seed"),
         ("dataset_root", "0x1234", "dataset_root"),
         ("graph_root", "0X" + "0" * 64, "graph_root"),
-        ("optimizer", {"name": "adam", "lr": 0.1}, "only 'sgd'"),
-        ("optimizer", {"name": "sgd", "lr": -1.0}, "lr"),
-        ("optimizer", {"name": "sgd"}, "missing"),
+        ("optimizer", {"name": "sgd", "lr": 0.1}, "optimizer: missing field"),
+        ("optimizer", "sgd", "optimizer must be an object"),
+        ("hyper_root", "0x12", "hyper_root"),
         ("numeric", {"dtype": "float16", "accumulation": "any-order"}, "numeric"),
         ("format", "dtm-task/0", "format"),
         ("model_cid", "", "model_cid"),
@@ -65,8 +62,9 @@ def test_bad_task_fields(tiny, key, value, message):
         TrainingTask.from_bytes(json.dumps(obj).encode(), require_canonical=False)
 
 
-def test_missing_field(tiny):
+@pytest.mark.parametrize("key", ["graph_root", "hyper_root", "optimizer"])
+def test_missing_field(tiny, key):
     obj = json.loads(tiny.task.to_bytes())
-    del obj["graph_root"]
-    with pytest.raises(TaskError, match="missing"):
+    del obj[key]
+    with pytest.raises(TaskError, match=f"missing field\\(s\\) \\['{key}'\\]"):
         TrainingTask.from_bytes(json.dumps(obj).encode(), require_canonical=False)

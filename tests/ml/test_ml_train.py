@@ -14,15 +14,14 @@ from offchain.ml import (
     batch_indices,
     build_proof,
     checkpoint_root,
-    make_task,
     merge_results,
-    mlp_spec,
     proof_root,
     segment_state_roots,
     step_trace,
     synthetic_dataset,
     train,
 )
+from offchain.ml.demo import mlp_task
 
 
 def test_batch_indices_match_independent_abi_keccak():
@@ -125,7 +124,7 @@ def test_replay__is_bitwise_the_run_only_with_its_thread_count():
     """Why a solver keeps its thread count with each task (its dispute replays use it): on shapes
     where BLAS splits work by thread, 2-thread training is reproduced bitwise by a 2-thread replay
     and not by a 1-thread one. (A long contraction: MKL leaves a 256-term one whole on some CPUs.)"""
-    demo = make_task(mlp_spec(4096, (256,), 10), synthetic_dataset(512, 4096, 10, seed=1), steps=8, k=4,
+    demo = mlp_task(4096, (256,), 10, synthetic_dataset(512, 4096, 10, seed=1), steps=8, k=4,
                      batch_size=128, lr=0.1, seed=1)
     two = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph, num_threads=2)
     start = two.checkpoints[0].params
@@ -138,7 +137,7 @@ def test_replay__is_bitwise_the_run_only_with_its_thread_count():
 def test_train__checkpoint_hooks_run_in_order_and_a_failing_one_ends_training():
     """Bookkeeping overlaps the next segment: hooks still see checkpoints in order, and after a
     hook raises (a full disk, a killed upload) no later checkpoint is handed over."""
-    demo = make_task(mlp_spec(8, (8,), 3), synthetic_dataset(64, 8, 3, seed=11), steps=40, k=4, batch_size=8,
+    demo = mlp_task(8, (8,), 3, synthetic_dataset(64, 8, 3, seed=11), steps=40, k=4, batch_size=8,
                      lr=0.2, seed=7)
     seen = []
 
@@ -173,7 +172,7 @@ def test_train__hashes_the_last_checkpoint_on_every_core_and_the_others_beside_t
     from offchain.ml import commit
 
     train_module = importlib.import_module("offchain.ml.train")
-    demo = make_task(mlp_spec(8, (8,), 3), synthetic_dataset(64, 8, 3, seed=11), steps=16, k=4, batch_size=8,
+    demo = mlp_task(8, (8,), 3, synthetic_dataset(64, 8, 3, seed=11), steps=16, k=4, batch_size=8,
                      lr=0.2, seed=7)
     monkeypatch.setattr(train_module.os, "cpu_count", lambda: 6)
     threads = []
@@ -199,7 +198,7 @@ def test_train__books_a_small_state_on_the_training_thread_and_a_large_one_besid
     import threading
 
     train_module = importlib.import_module("offchain.ml.train")
-    demo = make_task(mlp_spec(8, (8,), 3), synthetic_dataset(64, 8, 3, seed=11), steps=16, k=4, batch_size=8,
+    demo = mlp_task(8, (8,), 3, synthetic_dataset(64, 8, 3, seed=11), steps=16, k=4, batch_size=8,
                      lr=0.2, seed=7)
     monkeypatch.setattr(train_module, "OVERLAP_BYTES", overlap_bytes)
     threads = set()

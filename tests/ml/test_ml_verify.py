@@ -136,9 +136,11 @@ def test_commitment_failures(tiny, threshold):
 
 
 def test_wrong_initial_weights_rejected(tiny, threshold):
-    from offchain.ml import init_weights, train
+    from offchain.ml import train
+    from offchain.ml.exporter import mlp_preset
 
-    other = train(tiny.task, tiny.spec, init_weights(tiny.spec, 99), tiny.dataset)
+    _, _, weights = mlp_preset(8, (8,), 3, batch_size=tiny.task.batch_size, lr=tiny.task.lr, seed=99)
+    other = train(tiny.task, tiny.spec, weights, tiny.dataset)
     proof = build_proof(tiny.task, other)
     blobs = [c.to_bytes(tiny.spec) for c in other.checkpoints]
     verdict = verify(tiny.task, tiny.spec, tiny.dataset, proof, blobs, threshold, 1)
@@ -231,10 +233,11 @@ def test_verify__checks_norms_and_distances_on_the_callers_thread_count(tiny, th
 @pytest.fixture(scope="module")
 def wide():
     """A task whose checkpoints (1.07 MB) are checked on a second core while segments replay."""
-    from offchain.ml import make_task, mlp_spec, synthetic_dataset
+    from offchain.ml import synthetic_dataset
+    from offchain.ml.demo import mlp_task
     from offchain.ml.verify import OVERLAP_BYTES
 
-    demo = make_task(mlp_spec(512, (512,), 8), synthetic_dataset(64, 512, 8, seed=2), steps=12, k=2,
+    demo = mlp_task(512, (512,), 8, synthetic_dataset(64, 512, 8, seed=2), steps=12, k=2,
                      batch_size=8, lr=0.05, seed=3)
     run = cheats.honest_run(demo)
     assert len(run.checkpoint_blobs(demo)[0]) >= OVERLAP_BYTES

@@ -126,7 +126,7 @@ def test_program_pol__an_optimizer_the_program_was_not_captured_with_is_refused(
 def test_program_task__spec_commits_the_whole_optimizer_and_the_hyper_root():
     demo, _ = _task("gpt")
     task = demo.task
-    assert task.is_program and task.hyper_root == demo.graph.hyper_root
+    assert task.hyper_root == demo.graph.hyper_root
     assert TrainingTask.from_bytes(task.to_bytes()) == task
     obj = task.to_dict()
     assert obj["optimizer"]["name"] == "adamw" and obj["optimizer"]["warmup_steps"] == 2
@@ -139,7 +139,7 @@ def test_program_task__spec_commits_the_whole_optimizer_and_the_hyper_root():
     assert program.outputs_hash == keccak256(abi_encode(["uint256[]"], [list(program.outputs)]))
     assert dataclasses.replace(task, hyper_root=bytes(32)).commitments()[1] != task.commitments()[1]
     for broken, message in (({**obj, "optimizer": {"name": "adamw", "lr": obj["optimizer"]["lr"]}}, "optimizer"),
-                            ({k: v for k, v in obj.items() if k != "hyper_root"}, "names its hyper_root"),
+                            ({k: v for k, v in obj.items() if k != "hyper_root"}, r"missing field\(s\) \[.hyper_root.\]"),
                             ({**obj, "hyper_root": "0x12"}, "hyper_root")):
         with pytest.raises(TaskError, match=message):
             TrainingTask.from_dict(broken)

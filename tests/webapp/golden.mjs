@@ -17,7 +17,7 @@ const CURVES = [[1, 50], [2, 50], [5, 50], [4, 3], [10, 4], [51, 50], [101, 50],
 const dir = mkdtempSync(join(tmpdir(), "golden-"));
 const outfile = join(dir, "commit.mjs");
 await esbuild.build({ stdin: {
-  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export { saveTensors } from "../safetensors"; export { OPS, nodesRoot, outputsHash, parseProgram, programRoot, hyperRoot } from "./program"; export { loadDataset } from "../data"; export { curveIndices, meanLoss, programLayout, readTensors, readRows } from "../result"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
+  contents: 'export * from "./cid"; export * from "./merkle"; export * from "./task"; export { saveTensors } from "../safetensors"; export { OPS, nodesRoot, optimizerJson, outputsHash, parseProgram, programRoot, hyperRoot } from "./program"; export { loadDataset } from "../data"; export { curveIndices, meanLoss, programLayout, readTensors, readRows } from "../result"; export { bytesToHex, keccak256, stringToBytes } from "viem";',
   resolveDir: new URL("../../webapp/src/commit", import.meta.url).pathname, loader: "ts",
 }, bundle: true, format: "esm", platform: "node", outfile, logLevel: "warning" });
 const c = await import(outfile);
@@ -36,6 +36,8 @@ const task = (lr) => ({
   dataset_cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
   weights_root: hash("weights"), dataset_root: hash("dataset"), dataset_rows: 1797,
   lr, batch_size: 32, steps: 300, seed: 2n ** 255n + 12345n, checkpoint_interval: 10, graph_root: hash("graph"),
+  // the optimizer config as Python writes it (its floats marked for the canonical JSON)
+  program: { optimizer: c.optimizerJson(golden.task[repr(lr)].optimizer), hyper_root: hash("hyper") },
 });
 
 // the data files are inputs the golden file carries (base64)
@@ -101,6 +103,7 @@ const vectors = {
   }),
   curve_indices: Object.fromEntries(CURVES.map(([count, points]) => [`${count}/${points}`, c.curveIndices(count, points)])),
   task: Object.fromEntries(LRS.map((lr) => [repr(lr), {
+    optimizer: golden.task[repr(lr)].optimizer, // an input, as the presets are
     bytes: new TextDecoder().decode(c.taskBytes(task(lr))), spec_hash: c.specHash(task(lr)),
   }])),
   data,

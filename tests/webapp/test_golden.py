@@ -29,6 +29,7 @@ from offchain.ml.errors import DataError
 from offchain.ml.commit import checkpoint_root, dataset_root, keccak256, tensor_root
 from offchain.ml.exporter import mlp_preset
 from offchain.ml.ops import OPS
+from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program_training import ProgramTraining
 from offchain.ml.task import TrainingTask
 from offchain.storage import compute_cid
@@ -137,7 +138,8 @@ def task(lr: float) -> TrainingTask:
                         dataset_cid="bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
                         weights_root=keccak256(b"weights"), dataset_root=keccak256(b"dataset"), dataset_rows=1797,
                         lr=lr, batch_size=32, steps=300, seed=2**255 + 12345, checkpoint_interval=10,
-                        graph_root=keccak256(b"graph"))
+                        graph_root=keccak256(b"graph"), optimizer=OptimizerConfig("sgd", lr),
+                        hyper_root=keccak256(b"hyper"))
 
 
 def preset(input_dim: int, hidden: tuple[int, ...], classes: int, batch: int, lr: float, weights_seed: int) -> dict:
@@ -201,7 +203,6 @@ def program_vectors(name: str) -> dict:
     from offchain.dispute.limits import program_unjudgeable_reason
     from offchain.ml.artifacts import Dataset
     from offchain.ml.demo import program_task
-    from offchain.ml.optim import OptimizerConfig
     from offchain.ml.program import Program
     from offchain.ml.program_training import initial_weights
 
@@ -233,7 +234,8 @@ def vectors() -> dict:
         "presets": [preset(*m) for m in MODELS],
         "loss": [loss(*m) for m in MODELS],
         "curve_indices": {f"{count}/{points}": curve_indices(count, points) for count, points in CURVES},
-        "task": {repr(lr): {"bytes": task(lr).to_bytes().decode(), "spec_hash": hex32(task(lr).hash())} for lr in LRS},
+        "task": {repr(lr): {"optimizer": task(lr).optimizer.to_dict(), "bytes": task(lr).to_bytes().decode(),
+                            "spec_hash": hex32(task(lr).hash())} for lr in LRS},
         "data": {name: {"file": base64.b64encode(data).decode(), "options": options, **loaded(name, data, options)}
                  for name, (data, options) in data_files().items()},
         "data_errors": {name: {"file": base64.b64encode(bad_file(name)).decode(), **loaded(name, bad_file(name), {})}

@@ -93,10 +93,10 @@ export interface Proof {
 
 /** The task spec, checked against the spec hash on chain: hashed as published (its optimizer's
  *  floats cannot be told from integers once parsed), and every field the page reads is in those
- *  bytes. Only a training program's task: a compiled MLP graph's is not read any more. */
+ *  bytes. A task names a training program and the root of its hyper table. */
 function readSpec(raw: Record<string, unknown>, bytes: Uint8Array, onChain: Hex, cid: string): TrainingTask {
   if (!("hyper_root" in raw)) {
-    throw new BadArtifact(`The task spec ${cid} names a compiled MLP graph, which this page no longer reads.`);
+    throw new BadArtifact(`The task spec ${cid} names no training program (it has no hyper_root).`);
   }
   try {
     const program = { optimizer: {}, hyper_root: raw.hyper_root as Hex };

@@ -16,8 +16,8 @@ export interface TrainingTask {
   seed: bigint;
   checkpoint_interval: number;
   graph_root: Hex;
-  /** Program tasks: the whole optimizer config (`optimizerJson`) and the root of its hyper table. */
-  program?: { optimizer: Json; hyper_root: Hex };
+  /** The training program's whole optimizer config (`optimizerJson`) and the root of its hyper table. */
+  program: { optimizer: Json; hyper_root: Hex };
 }
 
 export const COMMITMENT_TYPES = parseAbiParameters("bytes32, bytes32, bytes32, uint256, bytes32, uint256, uint256, uint256, uint256");
@@ -64,22 +64,20 @@ export function taskBytes(task: TrainingTask): Uint8Array {
     weights_root: task.weights_root,
     dataset_root: task.dataset_root,
     dataset_rows: task.dataset_rows,
-    optimizer: task.program?.optimizer ?? { name: "sgd", lr: { float: task.lr } },
+    optimizer: task.program.optimizer,
     batch_size: task.batch_size,
     steps: task.steps,
     seed: numberToHex(task.seed, { size: 32 }),
     checkpoint_interval: task.checkpoint_interval,
     numeric: { dtype: "float32", accumulation: "any-order" },
     graph_root: task.graph_root,
-    ...(task.program ? { hyper_root: task.program.hyper_root } : {}),
+    hyper_root: task.program.hyper_root,
   }));
 }
 
-/** The graph root the chain holds (`committed_graph_root`): a program task's is
- *  keccak256(abi.encode(program root, hyper_root)). */
-export const committedGraphRoot = (task: TrainingTask): Hex => task.program
-  ? keccak256(encodeAbiParameters(parseAbiParameters("bytes32, bytes32"), [task.graph_root, task.program.hyper_root]))
-  : task.graph_root;
+/** The graph root the chain holds (`committed_graph_root`): keccak256(abi.encode(program root, hyper_root)). */
+export const committedGraphRoot = (task: TrainingTask): Hex =>
+  keccak256(encodeAbiParameters(parseAbiParameters("bytes32, bytes32"), [task.graph_root, task.program.hyper_root]));
 
 /** What `create_task` takes, in `abi.encode` order (`TrainingTask.commitments`); `bytesHash` the
  *  keccak256 of the spec's bytes as published, when they are at hand. */
