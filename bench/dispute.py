@@ -1,14 +1,14 @@
-"""Gas and wall time of whole disputes on the digits model (64-32-10 MLP, batch 32, k = 10), and of
-the dissection inside a reduction (batch 128 and 4096: weight and bias gradients longer than the
-judge's 64 terms); trace size against checkpoint size.
+"""Gas and wall time of whole disputes on the digits model (the MLP preset's 64-32-10 program, batch
+32, k = 10), and of the dissection inside a reduction (batch 128 and 4096: weight and bias gradients
+longer than the judge's 64 terms); trace size against checkpoint size.
 
 Run: ``.venv/bin/python bench/dispute.py``
 
-Deploys Judge, TensorReader, ProofChecker, ReductionChecker and Arbitration behind the test stand-in market
+Deploys the judges, TensorReader, the checkers and Arbitration behind the test stand-in market
 (`tests/arbitration/MarketStandIn.vy`) in titanoboa's in-process EVM, trains the digits task
 honestly and with a fabricated segment, and plays complete disputes with real state roots, traces
-and proofs (`offchain.dispute.moves`). Demand fees are paid at the block's base fee (1 gwei here)
-and reported in gas at that price. Gas per transaction =
+and proofs (`offchain.dispute.program_moves`). Demand fees are paid at the block's base fee (1 gwei
+here) and reported in gas at that price. Gas per transaction =
 21,000 + calldata (16 gas per non-zero byte, 4 per zero byte) + execution (refunds capped at a
 fifth, EIP-3529). Wall time is the titanoboa time of the on-chain moves plus the off-chain work
 of building them (trace re-derivation is not included: the plays are prepared before timing).
@@ -30,40 +30,32 @@ sys.path.insert(0, str(ROOT / "tests" / "arbitration"))
 import arbitration_testing as T  # noqa: E402
 
 from offchain.dispute import judge as J  # noqa: E402
-from offchain.dispute import moves as M  # noqa: E402
+from offchain.dispute import program_moves as P  # noqa: E402
 from offchain.ml import cheats  # noqa: E402
-from offchain.ml.graph import REDUCTION_CAP, TrainingGraph  # noqa: E402
+from bench.proof_overhead import trace_sizes  # noqa: E402
 
 LIMIT = 10_000_000
-
-
-def trace_sizes(graph: TrainingGraph) -> tuple[int, int, int]:
-    """(checkpoint bytes, trace bytes, trace bytes of the same graph chunked at 64 as before: each
-    reduction of n > 64 terms as ceil(n/64) partial nodes plus ceil(n/64) - 1 fold nodes)."""
-    checkpoint = sum(graph.nodes[i].numel * 4 for i in graph.param_nodes)
-    trace = sum(n.numel * (8 if n.op == "data_y" else 4) for n in graph.nodes)
-    chunked = trace
-    for node in graph.nodes:
-        n = M.reduction_length(node)
-        if n > REDUCTION_CAP:
-            chunked += (2 * -(-n // REDUCTION_CAP) - 2) * node.numel * 4
-    return checkpoint, trace, chunked
+def dissected(play: T.Play, op: str):
+    """The last ``op`` node whose elements are dissected (a read longer than the judge's)."""
+    data = play.step_data()
+    return [n for n in play.program.nodes if n.op == op and P.is_dissected(n, P.element_reads(data, n.id, 0)[0])][-1]
 
 
 def forged_partials(play: T.Play, node_id: int, index: int, chunk: int = 0):
     """A solver hiding the gap between its wrong claim and the exact sum in one chunk's partial."""
-    op, a, b, claimed = M.reduction_call(play.demo.graph, play.trace, node_id, index)
-    values = J.reduction_partials(op, a, b, claimed)
+    call = P.reduction_call(play.step_data(), node_id, index)
+    values = call.partials()
     top = max(p.top for p in values)
-    verdict = J.fold_tolerance(op, len(a), sum(p.x for p in values), sum(p.abs for p in values), top, claimed)
+    verdict = J.fold_tolerance(call.op, len(call.a), sum(p.x for p in values), sum(p.abs for p in values), top,
+                               call.claimed)
     gap = verdict.claim - verdict.exact
     values[chunk] = J.Partial(values[chunk].x + gap, values[chunk].abs + abs(gap), values[chunk].top)
     return lambda *_: values
 
 
 def corrupted(play: T.Play, op: str, node_id: int | None = None) -> tuple[T.Play, int, int]:
-    graph = play.demo.graph
-    node = graph.nodes[node_id] if node_id is not None else next(n for n in graph.nodes if n.op == op)
+    program = play.program
+    node = program.nodes[node_id] if node_id is not None else next(n for n in program.nodes if n.op == op)
     trace = list(play.trace)
     flat = trace[node.id].clone().reshape(-1)
     index = node.numel - 1
@@ -75,65 +67,57 @@ def corrupted(play: T.Play, op: str, node_id: int | None = None) -> tuple[T.Play
 def main() -> None:
     started = time.perf_counter()
     demo = T.digits_demo(steps=20, k=10, batch_size=32)
+    program = demo.graph.program
     honest = cheats.honest_run(demo)
     cheat = cheats.fabricate_segments(demo, [1], mode="noise")
-    print(f"digits task: {len(demo.graph.nodes)} graph nodes, k = {demo.task.checkpoint_interval}, "
+    print(f"digits task: {len(program.nodes)} program nodes, k = {demo.task.checkpoint_interval}, "
           f"batch {demo.task.batch_size}; training both runs: {time.perf_counter() - started:.1f} s")
     suite = T.deploy_game_suite()
     parties = T.make_parties(suite.market)
 
     genuine = T.genuine_play(demo, honest, 1, 4)
     cases: list[tuple[str, T.Play, object, list]] = [
-        ("cheater, honest trace -> link mismatch", T.fabricated_play(demo, cheat, 1, "honest"), None, []),
-        ("cheater, forged update -> sgd element", T.fabricated_play(demo, cheat, 1, "forged"), None, []),
+        ("cheater, honest trace -> output link", T.fabricated_play(demo, cheat, 1, "honest"), None, []),
+        ("cheater, forged update -> update element", T.fabricated_play(demo, cheat, 1, "forged"), None, []),
     ]
-    for op in ("matmul", "add_bias", "relu", "relu_grad", "softmax_xent", "softmax_xent_grad", "sum_rows"):
+    for op in ("addmm", "relu", "log_softmax", "nll_loss_grad", "log_softmax_grad", "threshold_backward", "mm",
+               "sum", "mul", "sub"):
         play, node_id, index = corrupted(genuine, op)
         cases.append((f"corrupted {op} element -> judge", play, (node_id, index), []))
+    x_node = program.leaf("data_x")
     bad_x = list(genuine.trace)
-    x = bad_x[demo.graph.data_x_node].clone()
+    x = bad_x[x_node].clone()
     x[5] = demo.dataset.x[0]
-    bad_x[demo.graph.data_x_node] = x
+    bad_x[x_node] = x
     cases.append(("wrong data_x row -> data proof", dataclasses.replace(genuine, trace=bad_x), None, []))
     cases.append(("honest solver, 2 demands answered, challenger times out", genuine, None,
-                  [(demo.graph.data_x_node, 0, 512), (demo.graph.output_nodes[0], 1024, 512)]))
+                  [(x_node, 0, 512), (program.outputs[0], 1024, 512)]))
     # the most a challenger can demand: every distinct 512-element range of the trace, up to 64
-    ranges = [(n.id, s, min(512, n.numel - s)) for n in demo.graph.nodes for s in range(0, n.numel, 512)]
+    ranges = [(n.id, s, min(512, n.numel - s)) for n in program.nodes for s in range(0, n.numel, 512)]
     cases.append((f"honest solver, {min(64, len(ranges))} distinct demands answered, challenger times out", genuine,
                   None, ranges[:64]))
 
     # the dissection inside a reduction: batches of 128 and 4096 (the largest a task may have)
     partials: dict[str, object] = {}
-    sizes = [("digits, batch 32", demo.graph)]
+    sizes = [("digits, batch 32", program)]
     for batch in (128, 4096):
         wide = T.digits_demo(steps=2, k=1, batch_size=batch)
-        sizes.append((f"digits, batch {batch}", wide.graph))
+        sizes.append((f"digits, batch {batch}", wide.graph.program))
         wide_play = T.genuine_play(wide, cheats.honest_run(wide), 0, 0)
-        dw = next(n for n in wide.graph.nodes if n.op == "matmul" and n.attrs[0] == 1)  # dW = g^T a, n = batch
-        db = next(n for n in wide.graph.nodes if n.op == "sum_rows")
+        dw, db = dissected(wide_play, "mm"), dissected(wide_play, "sum")  # dW = g^T a and db: batch terms
         for node, how in ((dw, "exact partials -> fold"), (db, "exact partials -> fold"),
                           (dw, "forged partials -> chunk")):
             play, node_id, index = corrupted(wide_play, node.op, node.id)
-            name = f"batch {batch}: corrupted {node.op} element ({M.reduction_length(node)} terms), {how}"
+            name = f"batch {batch}: corrupted {node.op} element ({batch} terms), {how}"
             cases.append((name, play, None, []))
             if how.startswith("forged"):
                 partials[name] = forged_partials(play, node_id, index)
 
-    # two levels: 257 chunks (a batch of 16,448, past the 4096 a task may have: fields set directly)
-    import copy
-
-    from offchain.ml.graph import compile_training_graph
-
-    small = T.digits_demo(steps=2, k=1, batch_size=64)
-    graph = compile_training_graph(small.spec, 64 * 257, small.task.lr)
-    task = copy.copy(small.task)
-    object.__setattr__(task, "batch_size", 64 * 257)
-    object.__setattr__(task, "graph_root", graph.root)
-    big = dataclasses.replace(small, task=task, graph=graph)
-    big_play = T.genuine_play(big, cheats.honest_run(big), 0, 0)
-    db = next(n for n in graph.nodes if n.op == "sum_rows")
-    play, node_id, index = corrupted(big_play, "sum_rows", db.id)
-    name = "batch 16,448: corrupted sum_rows element (16,448 terms), last chunk forged -> two levels, chunk"
+    # two levels: 257 chunks (a batch of 16,448, past the 4096 a task may have)
+    big_play = T.past_the_cap(T.digits_demo(steps=2, k=1, batch_size=64), (64, 32, 10), 64 * 257)
+    db = dissected(big_play, "sum")
+    play, node_id, index = corrupted(big_play, "sum", db.id)
+    name = "batch 16,448: corrupted sum element (16,448 terms), last chunk forged -> two levels, chunk"
     cases.append((name, play, None, []))
     partials[name] = forged_partials(play, node_id, index, chunk=-1)
 
@@ -144,8 +128,8 @@ def main() -> None:
             proof = None
             if element is not None:
                 dispute_id = suite.game.dispute_count() + 1
-                proof = M.FinalProof("element", M.element_args(suite.game.address, dispute_id, play.step_data(),
-                                                               *element), f"node {element[0]}")
+                proof = P.ProgramProof("element", "prove_element",
+                                       P.element_args(suite.game.address, dispute_id, play.step_data(), *element))
             t0 = time.perf_counter()
             result = T.full_dispute(suite, parties, play, proof=proof, demands=demands,
                                     partials=partials.get(name, T.honest_partials))
@@ -178,12 +162,11 @@ def main() -> None:
     print(f"bound: max_moves(k=10) = {suite.game.max_moves(10)}, max_duration = "
           f"{suite.game.max_duration(10):,} s with clock {T.CLOCK} s, extension {T.EXTENSION} s")
     print()
-    print("| graph | checkpoint bytes | trace bytes | trace / checkpoint | chunked at 64 (before) | before / checkpoint |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, graph in sizes:
-        checkpoint, trace, chunked = trace_sizes(graph)
-        print(f"| {name} | {checkpoint:,} | {trace:,} | {trace / checkpoint:.2f} | {chunked:,} | "
-              f"{chunked / checkpoint:.2f} |")
+    print("| program | checkpoint bytes | trace bytes | trace / checkpoint |")
+    print("|---|---:|---:|---:|")
+    for name, sized in sizes:
+        checkpoint, trace = trace_sizes(sized)
+        print(f"| {name} | {checkpoint:,} | {trace:,} | {trace / checkpoint:.2f} |")
 
 
 if __name__ == "__main__":

@@ -12,11 +12,12 @@
              ─→ PICK (challenger: one interval; repeated with BISECT while the
                       interval is longer than one step)
              ─→ TRACE (solver: root over every node output of that step)
-             ─→ PROVE (challenger: a link mismatch, a wrong data row or an
-                       inconsistent element, through the ProofChecker; it may
-                       DEMAND elements that the solver must POST first; an
-                       element of a reduction longer than 64 terms is opened
-                       through the ReductionChecker)
+             ─→ PROVE (challenger: a leaf or output link mismatch, a wrong
+                       data row or an inconsistent element, through the
+                       ProgramChecker; it may DEMAND elements that the solver
+                       must POST (through the ProofChecker) first; an element
+                       of a reduction longer than 64 terms is opened through
+                       the ProgramReductionChecker)
              ─→ PARTIALS (solver: partial sums over chunks of the reduction)
              ─→ SUM_PICK (challenger: one group of chunks, back to PARTIALS,
                           or a chunk check or the fold check, which ends it)
@@ -30,9 +31,9 @@
         root, step or trace root), so a reorganised or replaced claim cannot be
         answered by mistake. Only the recorded solver and challenger move; the
         winner is always one of them, whoever sends the transaction.
-        Proof checking (Merkle openings of the graph, the trace, tensors and
-        the dataset, and the one-step judge call) lives in the stateless
-        ProofChecker, which reports a verified result here with the caller.
+        Proof checking (Merkle openings of the program, the trace, tensors
+        and the dataset, and the one-step judge call) lives in the stateless
+        checkers, which report a verified result here with the caller.
 """
 
 from interfaces import IMarket
@@ -227,10 +228,8 @@ event Withdrawn:
 # ╚═══════════════════════════════════════════════════════════════╝
 
 market: public(immutable(address))
-# the stateless proof checker (contracts/ProofChecker.vy) whose reports this game accepts
+# the stateless checker of posted elements (contracts/ProofChecker.vy) whose reports this game accepts
 checker: public(immutable(address))
-# the stateless checker of dissected reductions (contracts/ReductionChecker.vy)
-reducer: public(immutable(address))
 # the stateless checker of training-program proofs (contracts/ProgramChecker.vy)
 programs: public(immutable(address))
 # the stateless checker of dissected reductions of program nodes (contracts/ProgramReductionChecker.vy)
@@ -257,22 +256,20 @@ credits: public(HashMap[address, uint256])
 # ╚═══════════════════════════════════════════════════════════════╝
 
 @deploy
-def __init__(market_: address, checker_: address, reducer_: address, programs_: address, program_reducer_: address, clock_: uint256, extension_: uint256):
+def __init__(market_: address, checker_: address, programs_: address, program_reducer_: address, clock_: uint256, extension_: uint256):
     """
     @param market_ The market this game reports to (deployed next, at a known address).
-    @param checker_ The ProofChecker (bound to the one-step judge).
-    @param reducer_ The ReductionChecker (bound to the same judge).
+    @param checker_ The ProofChecker (posted elements).
     @param programs_ The ProgramChecker (bound to the program judge).
     @param program_reducer_ The ProgramReductionChecker (bound to the judge and the program index map).
     @param clock_ Seconds each side has for the whole game.
     @param extension_ Seconds a side has at least after its opponent moved (<= clock_).
     """
-    assert market_ != empty(address) and checker_ != empty(address) and reducer_ != empty(address) and programs_ != empty(address) and program_reducer_ != empty(address), "arbitration: zero address"
+    assert market_ != empty(address) and checker_ != empty(address) and programs_ != empty(address) and program_reducer_ != empty(address), "arbitration: zero address"
     assert clock_ > 0 and clock_ <= MAX_CLOCK, "arbitration: bad clock"
     assert extension_ > 0 and extension_ <= clock_, "arbitration: bad extension"
     market = market_
     checker = checker_
-    reducer = reducer_
     programs = programs_
     program_reducer = program_reducer_
     clock = clock_
@@ -485,7 +482,8 @@ def pick_partial(
     @notice Move 7 (challenger): dispute partial `index` of the last post (the
             claim answered: its root), when it covers more than one chunk; the
             solver must post the partials of its chunks. A partial of one chunk
-            is proven wrong with `ReductionChecker.prove_chunk` instead.
+            is proven wrong with `ProgramReductionChecker.prove_program_chunk`
+            instead.
     """
     t: Turn = self._begin(dispute_id, PHASE_SUM_PICK, msg.sender, False)
     r: Reduction = self.reductions[dispute_id]
@@ -527,10 +525,10 @@ def record_demand(
             `demand_fee(count)` (the value it sent beyond that is credited back
             to it): held here, paid to the solver when it posts, refunded if
             the game ends first. No element is demanded twice. From the
-            ProofChecker or, for a training program, the ProgramChecker; the
-            answer always goes through the ProofChecker (`post_elements`).
+            ProgramChecker; the answer goes through the ProofChecker
+            (`post_elements`).
     """
-    assert msg.sender == checker or msg.sender == programs, "arbitration: caller is not the checker"
+    assert msg.sender == programs, "arbitration: caller is not the checker"
     t: Turn = self._begin(dispute_id, PHASE_PROVE, caller, False)
     demands: uint256 = self.disputes[dispute_id].demands
     assert demands < MAX_DEMANDS, "arbitration: too many demands"
@@ -580,10 +578,9 @@ def conclude(dispute_id: uint256, caller: address, reason: uint256):
     """
     @notice The challenger (`caller`) proved the trace inconsistent (a link
             mismatch, a wrong data row or an element the judge rejects; from
-            the ProofChecker or, for a training program, the ProgramChecker):
-            the recorded challenger wins.
+            the ProgramChecker): the recorded challenger wins.
     """
-    assert msg.sender == checker or msg.sender == programs, "arbitration: caller is not the checker"
+    assert msg.sender == programs, "arbitration: caller is not the checker"
     assert reason >= END_LINK and reason <= END_ELEMENT, "arbitration: bad reason"
     t: Turn = self._begin(dispute_id, PHASE_PROVE, caller, False)
     self._finish(dispute_id, t.task_id, False, reason)
@@ -597,7 +594,7 @@ def record_reduction(dispute_id: uint256, caller: address, node: uint256, index:
             as the judge's `op`), which a reduction checker proved against the
             committed trace: the solver must post the partials of its chunks.
     """
-    assert msg.sender == reducer or msg.sender == program_reducer, "arbitration: caller is not the checker"
+    assert msg.sender == program_reducer, "arbitration: caller is not the checker"
     t: Turn = self._begin(dispute_id, PHASE_PROVE, caller, False)
     assert n > structs.CHUNK and n <= structs.MAX_LONG_REDUCTION, "arbitration: bad reduction length"
     self.reductions[dispute_id] = Reduction(
@@ -615,7 +612,7 @@ def conclude_reduction(dispute_id: uint256, caller: address, reason: uint256):
     @notice The challenger (`caller`) proved a one-chunk partial wrong, or the
             claim outside the bound of the partials' totals: it wins.
     """
-    assert msg.sender == reducer or msg.sender == program_reducer, "arbitration: caller is not the checker"
+    assert msg.sender == program_reducer, "arbitration: caller is not the checker"
     assert reason == END_CHUNK or reason == END_FOLD, "arbitration: bad reason"
     t: Turn = self._begin(dispute_id, PHASE_SUM_PICK, caller, False)
     self._finish(dispute_id, t.task_id, False, reason)
@@ -659,7 +656,7 @@ def timeout(dispute_id: uint256):
 @view
 def context(dispute_id: uint256, caller: address, phase: uint256) -> structs.Context:
     """
-    @notice For the ProofChecker: reverts unless it is `caller`'s turn to make
+    @notice For the checkers: reverts unless it is `caller`'s turn to make
             a `phase` move (same checks and order as every move), then returns
             the claims a proof answers.
     """
@@ -685,7 +682,7 @@ def context(dispute_id: uint256, caller: address, phase: uint256) -> structs.Con
 @view
 def reduction_context(dispute_id: uint256, caller: address, phase: uint256) -> structs.ReductionContext:
     """
-    @notice For the ReductionChecker: reverts unless it is the challenger
+    @notice For the ProgramReductionChecker: reverts unless it is the challenger
             `caller`'s turn to make a `phase` move, then returns the dissection.
     """
     self._begin(dispute_id, phase, caller, False)

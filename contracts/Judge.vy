@@ -2,9 +2,11 @@
 # pragma nonreentrancy on
 """
 @title Judge
-@notice Stateless one-step judge of the dispute game: re-computes ONE output element of
-        ONE training-graph node from the node's proven float32 input elements and accepts
-        the solver's float32 claim iff it lies within a rigorous float32 error bound.
+@notice Stateless one-step judge of the dispute game: the elementwise rules the
+        ProgramJudge forwards (add, relu and the pointwise ops) and the chunk and fold
+        checks of a reduction dissected in a dispute. Each re-computes ONE output element
+        from its proven float32 inputs and accepts the solver's float32 claim iff it lies
+        within a rigorous float32 error bound.
 @dev    Numeric contract, bounds and their derivations: docs/judge.md.  The Python
         reference offchain/dispute/judge.py performs exactly the same integer arithmetic.
 
@@ -12,12 +14,10 @@
         exponent field 255 (Inf/NaN) reverts ("judge: non-finite input": challenge the
         node that produced it instead); a non-finite claim is always rejected.
 
-        Linear ops (matmul, add, add_bias, sum_rows, sgd) are summed EXACTLY in int256 at
-        the scale 2^S, S = max(top - 190, -200), top = the largest exponent among the
-        non-zero terms and the claim; a term below 2^S is truncated and counted as one
-        unit of slack.  Softmax ops use Q64 (2^-64) enclosures of exp and log with
-        directed rounding.  Every comparison is an exact integer comparison with the
-        tolerance rounded up.
+        Linear ops (add, sub, mul) are summed EXACTLY in int256 at the scale 2^S,
+        S = max(top - 190, -200), top = the largest exponent among the non-zero terms and
+        the claim; a term below 2^S is truncated and counted as one unit of slack.  Every
+        comparison is an exact integer comparison with the tolerance rounded up.
 
         Pointwise ops (16..39): sub and mul use the linear check, neg, abs, maximum,
         minimum, where and the comparisons are exact here; the ops that need an
@@ -34,22 +34,17 @@ from interfaces import IPointwiseJudge
 # ║ CONSTANTS                                                     ║
 # ╚═══════════════════════════════════════════════════════════════╝
 
-# graph limits (offchain/ml/graph.py REDUCTION_CAP, offchain/ml/spec.py MAX_CLASSES)
+# terms one chunk check re-computes; operand lengths of `check`
 MAX_REDUCTION: constant(uint256) = 64
 MAX_CLASSES: constant(uint256) = 256
 MAX_AUX: constant(uint256) = 4
-MAX_BATCH: constant(uint256) = 4_294_967_296
 
-# opcodes (offchain/ml/graph.py OP_CODES)
+# opcodes (offchain/ml/ops.py): add and relu; the reduction kinds of the chunk and fold checks
+# (terms a_k * b_k, or plain a_k)
 OP_MATMUL: constant(uint256) = 3
 OP_ADD: constant(uint256) = 4
-OP_ADD_BIAS: constant(uint256) = 5
 OP_RELU: constant(uint256) = 6
-OP_RELU_GRAD: constant(uint256) = 7
-OP_SOFTMAX_XENT: constant(uint256) = 8
-OP_SOFTMAX_XENT_GRAD: constant(uint256) = 9
 OP_SUM_ROWS: constant(uint256) = 10
-OP_SGD: constant(uint256) = 11
 # pointwise (offchain/dispute/judge.py POINTWISE): unary up to gelu (26), then binary;
 # 18..27 and 30 (div) are forwarded to PointwiseJudge
 OP_NEG: constant(uint256) = 16
@@ -73,19 +68,6 @@ MAG_MASK: constant(uint256) = 2_147_483_647
 # u = 2^-24, eta = 2^-126 per rounding
 U_INV: constant(uint256) = numeric.U_INV
 ETA_EXP: constant(int256) = numeric.ETA_EXP
-
-# Q64 fixed point of the softmax enclosures (exp / log: contracts/judge/numeric.vy)
-ONE: constant(uint256) = numeric.ONE
-
-# softmax_xent tolerance in units of u: 16 + 2C + 8 ceil(log2 C) + 8(|m| + |z_y|) + |c|
-XENT_CONST: constant(uint256) = 16
-XENT_PER_CLASS: constant(uint256) = 2
-XENT_PER_LOG2: constant(uint256) = 8
-XENT_PER_MAG: constant(uint256) = 8
-# softmax_xent_grad tolerance in units of u: (P_hi (24 + 2C) + 2) / B + |c|
-GRAD_CONST: constant(uint256) = 24
-GRAD_PER_CLASS: constant(uint256) = 2
-GRAD_ABS: constant(uint256) = 2
 
 # long reductions, dissected into chunks of MAX_REDUCTION terms (docs/judge.md §3.7): exact
 LONG_WINDOW: constant(int256) = numeric.LONG_WINDOW
@@ -121,171 +103,25 @@ def check(
     claimed: uint32,
 ) -> bool:
     """
-    @notice Verdict on one output element of one node, dispatched on the graph opcode.
-    @dev    matmul: a = op(A)[i, k0:k1], b = op(B)[k0:k1, j];
-            add / add_bias / relu_grad / sgd: a = [first input], b = [second input];
-            relu: a = [z]; sum_rows: a = g[r0:r1, j];
-            softmax_xent: a = z[i, :], aux = [label];
-            softmax_xent_grad: a = z[i, :], aux = [label, j, B]; sgd: aux = [lr bits];
-            pointwise: a = [x], b = [] (unary, 16..26) or [y], where: aux = [cond];
-            comparisons claim 0 or 1.
-    @param op Graph opcode (3..11, 16..39).
-    @param a First input vector (float32 bits).
-    @param b Second input vector (float32 bits).
-    @param aux Integer attributes (labels, indices, lr bits).
+    @notice Verdict on one output element of one node, dispatched on the opcode.
+    @dev    add: a = [x], b = [y]; relu: a = [z]; pointwise: a = [x], b = [] (unary,
+            16..26) or [y], where: aux = [cond]; comparisons claim 0 or 1.
+    @param op Opcode (4, 6, 16..39).
+    @param a First input (float32 bits).
+    @param b Second input (float32 bits).
+    @param aux Integer attributes (the condition of where).
     @param claimed The solver's float32 output element (bits).
     @return True iff the claim is within the bound of docs/judge.md.
     """
-    if op == OP_MATMUL:
-        return self._check_matmul(a, b, claimed)
-    if op == OP_ADD or op == OP_ADD_BIAS:
+    if op == OP_ADD:
         assert len(a) == 1 and len(b) == 1, "judge: bad arity"
         return self._check_add(a[0], b[0], claimed)
     if op == OP_RELU:
         assert len(a) == 1, "judge: bad arity"
         return self._check_relu(a[0], claimed)
-    if op == OP_RELU_GRAD:
-        assert len(a) == 1 and len(b) == 1, "judge: bad arity"
-        return self._check_relu_grad(a[0], b[0], claimed)
-    if op == OP_SOFTMAX_XENT:
-        assert len(aux) == 1, "judge: bad arity"
-        return self._check_softmax_xent(a, aux[0], claimed)
-    if op == OP_SOFTMAX_XENT_GRAD:
-        assert len(aux) == 3, "judge: bad arity"
-        return self._check_softmax_xent_grad(a, aux[0], aux[1], aux[2], claimed)
-    if op == OP_SUM_ROWS:
-        return self._check_sum_rows(a, claimed)
-    if op == OP_SGD:
-        assert len(a) == 1 and len(b) == 1 and len(aux) == 1, "judge: bad arity"
-        assert aux[0] <= convert(max_value(uint32), uint256), "judge: not a float32 bit pattern"
-        return self._check_sgd(a[0], b[0], convert(aux[0], uint32), claimed)
     if op >= OP_NEG and op <= OP_GE:
         return self._check_pointwise(op, a, b, aux, claimed)
     raise "judge: unknown op"
-
-
-@external
-@pure
-def check_matmul(
-    a: DynArray[uint32, MAX_REDUCTION],
-    b: DynArray[uint32, MAX_REDUCTION],
-    claimed: uint32,
-) -> bool:
-    """
-    @notice Dot product of one row and one column of length n <= 64.
-    @dev    Accept iff |c - s| <= gamma_n * sum|a_k b_k| + u|c| + 4n * 2^-126.
-    @param a Row op(A)[i, k0:k1] (float32 bits).
-    @param b Column op(B)[k0:k1, j] (float32 bits).
-    @param claimed Claimed output element (float32 bits).
-    @return True iff within the bound.
-    """
-    return self._check_matmul(a, b, claimed)
-
-
-@external
-@pure
-def check_add(x: uint32, y: uint32, claimed: uint32) -> bool:
-    """
-    @notice Elementwise x + y (also add_bias with y = bias[j]).
-    @dev    Accept iff |c - (x + y)| <= u|c| + 2 * 2^-126.
-    @param x First addend (float32 bits).
-    @param y Second addend (float32 bits).
-    @param claimed Claimed sum (float32 bits).
-    @return True iff within the bound.
-    """
-    return self._check_add(x, y, claimed)
-
-
-@external
-@pure
-def check_relu(z: uint32, claimed: uint32) -> bool:
-    """
-    @notice max(z, 0), exact; a zero result may carry either sign.
-    @param z Pre-activation (float32 bits).
-    @param claimed Claimed output (float32 bits).
-    @return True iff the claim equals max(z, 0) as a real number.
-    """
-    return self._check_relu(z, claimed)
-
-
-@external
-@pure
-def check_relu_grad(g: uint32, z: uint32, claimed: uint32) -> bool:
-    """
-    @notice g where z > 0 else 0, exact (z = +0 or -0 gives 0).
-    @param g Incoming gradient (float32 bits).
-    @param z Pre-activation (float32 bits).
-    @param claimed Claimed output (float32 bits).
-    @return True iff the claim equals the masked gradient as a real number.
-    """
-    return self._check_relu_grad(g, z, claimed)
-
-
-@external
-@pure
-def check_sum_rows(g: DynArray[uint32, MAX_REDUCTION], claimed: uint32) -> bool:
-    """
-    @notice Column sum of n <= 64 rows.
-    @dev    Accept iff |c - s| <= gamma_{n-1} * sum|g_r| + u|c| + 2n * 2^-126.
-    @param g Column g[r0:r1, j] (float32 bits).
-    @param claimed Claimed sum (float32 bits).
-    @return True iff within the bound.
-    """
-    return self._check_sum_rows(g, claimed)
-
-
-@external
-@pure
-def check_sgd(p: uint32, g: uint32, lr: uint32, claimed: uint32) -> bool:
-    """
-    @notice SGD update p - lr * g, fused or unfused.
-    @dev    Accept iff |c - s| <= gamma_1 * (|p| + |lr g|) + u|c| + 4 * 2^-126.
-    @param p Parameter (float32 bits).
-    @param g Gradient (float32 bits).
-    @param lr Learning rate (float32 bits, the node attribute).
-    @param claimed Claimed new parameter (float32 bits).
-    @return True iff within the bound.
-    """
-    return self._check_sgd(p, g, lr, claimed)
-
-
-@external
-@pure
-def check_softmax_xent(z: DynArray[uint32, MAX_CLASSES], label: uint256, claimed: uint32) -> bool:
-    """
-    @notice Per-row loss logsumexp(z) - z[label].
-    @dev    Accept iff the claim meets [L_lo - tol, L_hi + tol], [L_lo, L_hi] a Q64
-            enclosure of the real loss, tol = u(16 + 2C + 8 ceil(log2 C) + 8(|m| + |z_y|)
-            + |c|) + 2^-64 rounded up.
-    @param z Logit row (C <= 256 float32 bits).
-    @param label Class label y (< C).
-    @param claimed Claimed loss (float32 bits).
-    @return True iff within the bound.
-    """
-    return self._check_softmax_xent(z, label, claimed)
-
-
-@external
-@pure
-def check_softmax_xent_grad(
-    z: DynArray[uint32, MAX_CLASSES],
-    label: uint256,
-    j: uint256,
-    batch: uint256,
-    claimed: uint32,
-) -> bool:
-    """
-    @notice Element j of (softmax(z) - onehot(label)) / B.
-    @dev    Accept iff the claim meets [G_lo - tol, G_hi + tol], [G_lo, G_hi] a Q64
-            enclosure, tol = u((P_hi (24 + 2C) + 2) / B + |c|) + 2^-64 rounded up.
-    @param z Logit row (C <= 256 float32 bits).
-    @param label Class label y (< C).
-    @param j Output column (< C).
-    @param batch Batch size B (the node's row count).
-    @param claimed Claimed gradient element (float32 bits).
-    @return True iff within the bound.
-    """
-    return self._check_softmax_xent_grad(z, label, j, batch, claimed)
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -319,50 +155,14 @@ def _order_key(bits: uint32) -> int256:
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
-# ║ INTERNAL: LINEAR OPS                                          ║
+# ║ INTERNAL: ADD                                                 ║
 # ╚═══════════════════════════════════════════════════════════════╝
-
-@internal
-@pure
-def _check_matmul(
-    a: DynArray[uint32, MAX_CLASSES],
-    b: DynArray[uint32, MAX_REDUCTION],
-    claimed: uint32,
-) -> bool:
-    """
-    @notice Dot product check (see check_matmul).
-    @param a Row (float32 bits).
-    @param b Column (float32 bits).
-    @param claimed Claimed element (float32 bits).
-    @return True iff within the bound.
-    """
-    n: uint256 = len(a)
-    assert n != 0, "judge: empty reduction"
-    assert n <= MAX_REDUCTION, "judge: reduction too long"
-    assert n == len(b), "judge: length mismatch"
-    negs: DynArray[bool, MAX_REDUCTION] = []
-    mants: DynArray[uint256, MAX_REDUCTION] = []
-    exps: DynArray[int256, MAX_REDUCTION] = []
-    for k: uint256 in range(n, bound=MAX_REDUCTION):
-        an: bool = False
-        am: uint256 = 0
-        ae: int256 = 0
-        bn: bool = False
-        bm: uint256 = 0
-        be: int256 = 0
-        an, am, ae = numeric._decode(a[k])
-        bn, bm, be = numeric._decode(b[k])
-        negs.append(an != bn)
-        mants.append(am * bm)
-        exps.append(ae + be)
-    return linear._linear(negs, mants, exps, claimed, n, 4 * n)
-
 
 @internal
 @pure
 def _check_add(x: uint32, y: uint32, claimed: uint32) -> bool:
     """
-    @notice Elementwise sum check (see check_add).
+    @notice Elementwise x + y: |c - (x + y)| <= u|c| + 2 * 2^-126.
     @param x First addend (float32 bits).
     @param y Second addend (float32 bits).
     @param claimed Claimed sum (float32 bits).
@@ -379,59 +179,6 @@ def _check_add(x: uint32, y: uint32, claimed: uint32) -> bool:
     return linear._linear([xn, yn], [xm, ym], [xe, ye], claimed, 0, 2)
 
 
-@internal
-@pure
-def _check_sum_rows(g: DynArray[uint32, MAX_CLASSES], claimed: uint32) -> bool:
-    """
-    @notice Column sum check (see check_sum_rows).
-    @param g Column (float32 bits).
-    @param claimed Claimed sum (float32 bits).
-    @return True iff within the bound.
-    """
-    n: uint256 = len(g)
-    assert n != 0, "judge: empty reduction"
-    assert n <= MAX_REDUCTION, "judge: reduction too long"
-    negs: DynArray[bool, MAX_REDUCTION] = []
-    mants: DynArray[uint256, MAX_REDUCTION] = []
-    exps: DynArray[int256, MAX_REDUCTION] = []
-    for r: uint256 in range(n, bound=MAX_REDUCTION):
-        gn: bool = False
-        gm: uint256 = 0
-        ge: int256 = 0
-        gn, gm, ge = numeric._decode(g[r])
-        negs.append(gn)
-        mants.append(gm)
-        exps.append(ge)
-    return linear._linear(negs, mants, exps, claimed, n - 1, 2 * n)
-
-
-@internal
-@pure
-def _check_sgd(p: uint32, g: uint32, lr: uint32, claimed: uint32) -> bool:
-    """
-    @notice SGD update check (see check_sgd).
-    @param p Parameter (float32 bits).
-    @param g Gradient (float32 bits).
-    @param lr Learning rate (float32 bits).
-    @param claimed Claimed new parameter (float32 bits).
-    @return True iff within the bound.
-    """
-    pn: bool = False
-    pm: uint256 = 0
-    pe: int256 = 0
-    gn: bool = False
-    gm: uint256 = 0
-    ge: int256 = 0
-    ln: bool = False
-    lm: uint256 = 0
-    le: int256 = 0
-    pn, pm, pe = numeric._decode(p)
-    gn, gm, ge = numeric._decode(g)
-    ln, lm, le = numeric._decode(lr)
-    # the product lr * g enters with the opposite sign
-    return linear._linear([pn, ln == gn], [pm, lm * gm], [pe, le + ge], claimed, 1, 4)
-
-
 # ╔═══════════════════════════════════════════════════════════════╗
 # ║ INTERNAL: EXACT OPS                                           ║
 # ╚═══════════════════════════════════════════════════════════════╝
@@ -440,7 +187,7 @@ def _check_sgd(p: uint32, g: uint32, lr: uint32, claimed: uint32) -> bool:
 @pure
 def _check_relu(z: uint32, claimed: uint32) -> bool:
     """
-    @notice ReLU check (see check_relu).
+    @notice max(z, 0), exact; a zero result may carry either sign.
     @param z Pre-activation (float32 bits).
     @param claimed Claimed output (float32 bits).
     @return True iff exact.
@@ -451,24 +198,6 @@ def _check_relu(z: uint32, claimed: uint32) -> bool:
     if convert(z, uint256) >> 31 == 1 or self._is_zero(z):
         return self._is_zero(claimed)
     return claimed == z
-
-
-@internal
-@pure
-def _check_relu_grad(g: uint32, z: uint32, claimed: uint32) -> bool:
-    """
-    @notice ReLU backward check (see check_relu_grad).
-    @param g Incoming gradient (float32 bits).
-    @param z Pre-activation (float32 bits).
-    @param claimed Claimed output (float32 bits).
-    @return True iff exact.
-    """
-    assert numeric._is_finite(g) and numeric._is_finite(z), "judge: non-finite input"
-    if not numeric._is_finite(claimed):
-        return False
-    if convert(z, uint256) >> 31 == 0 and not self._is_zero(z):
-        return claimed == g or (self._is_zero(claimed) and self._is_zero(g))
-    return self._is_zero(claimed)
 
 
 # ╔═══════════════════════════════════════════════════════════════╗
@@ -550,157 +279,6 @@ def _check_pointwise(
         return staticcall IPointwiseJudge(pointwise).check(op, x, y, claimed)
     # exact, zero sign free
     return claimed == want or (self._is_zero(claimed) and self._is_zero(want))
-
-
-# ╔═══════════════════════════════════════════════════════════════╗
-# ║ INTERNAL: SOFTMAX (Q64 ENCLOSURES)                            ║
-# ╚═══════════════════════════════════════════════════════════════╝
-
-@internal
-@pure
-def _softmax_row(z: DynArray[uint32, MAX_CLASSES], j: uint256) -> (uint256, uint256, uint256, uint256, uint256):
-    """
-    @notice Q64 enclosures of S = sum exp(z_k - max z) and of exp(z_j - max z).
-    @param z Logit row (float32 bits).
-    @param j Column whose exponential is returned.
-    @return (S_lo, S_hi, e_j_lo, e_j_hi, argmax).
-    """
-    n: uint256 = len(z)
-    assert n != 0, "judge: empty class row"
-    assert j < n, "judge: label out of range"
-    argmax: uint256 = 0
-    best: int256 = 0
-    for k: uint256 in range(n, bound=MAX_CLASSES):
-        key: int256 = self._order_key(z[k])
-        if k == 0 or key > best:
-            best = key
-            argmax = k
-    m_lo: int256 = 0
-    m_hi: int256 = 0
-    m_lo, m_hi = numeric._to_q64(z[argmax])
-    s_lo: uint256 = 0
-    s_hi: uint256 = 0
-    ej_lo: uint256 = 0
-    ej_hi: uint256 = 0
-    for k: uint256 in range(n, bound=MAX_CLASSES):
-        e_lo: uint256 = ONE
-        e_hi: uint256 = ONE
-        if k != argmax:
-            z_lo: int256 = 0
-            z_hi: int256 = 0
-            z_lo, z_hi = numeric._to_q64(z[k])
-            e_lo = numeric._exp_neg_lo(convert(max(m_hi - z_lo, 0), uint256))
-            e_hi = numeric._exp_neg_hi(convert(max(m_lo - z_hi, 0), uint256))
-        s_lo += e_lo
-        s_hi += e_hi
-        if k == j:
-            ej_lo = e_lo
-            ej_hi = e_hi
-    return s_lo, s_hi, ej_lo, ej_hi, argmax
-
-
-@internal
-@pure
-def _magnitude(lo: int256, hi: int256) -> uint256:
-    """
-    @notice max(|lo|, |hi|).
-    @param lo Lower end.
-    @param hi Upper end.
-    @return The larger absolute value.
-    """
-    return convert(max(abs(lo), abs(hi)), uint256)
-
-
-@internal
-@pure
-def _check_softmax_xent(z: DynArray[uint32, MAX_CLASSES], label: uint256, claimed: uint32) -> bool:
-    """
-    @notice Loss check (see check_softmax_xent).
-    @param z Logit row (float32 bits).
-    @param label Class label.
-    @param claimed Claimed loss (float32 bits).
-    @return True iff within the bound.
-    """
-    assert len(z) <= MAX_CLASSES, "judge: class row too long"
-    s_lo: uint256 = 0
-    s_hi: uint256 = 0
-    e_lo: uint256 = 0
-    e_hi: uint256 = 0
-    m: uint256 = 0
-    s_lo, s_hi, e_lo, e_hi, m = self._softmax_row(z, label)
-    m_lo: int256 = 0
-    m_hi: int256 = 0
-    y_lo: int256 = 0
-    y_hi: int256 = 0
-    m_lo, m_hi = numeric._to_q64(z[m])
-    y_lo, y_hi = numeric._to_q64(z[label])
-    lo: int256 = convert(numeric._log_lo(s_lo), int256)
-    hi: int256 = convert(numeric._log_hi(s_hi), int256)
-    if label != m:
-        lo += m_lo - y_hi
-        hi += m_hi - y_lo
-    if not numeric._is_finite(claimed):
-        return False
-    c_lo: int256 = 0
-    c_hi: int256 = 0
-    c_lo, c_hi = numeric._to_q64(claimed)
-    n: uint256 = len(z)
-    units: uint256 = (
-        (XENT_CONST + XENT_PER_CLASS * n + XENT_PER_LOG2 * numeric._clog2(n)) * ONE
-        + XENT_PER_MAG * (self._magnitude(m_lo, m_hi) + self._magnitude(y_lo, y_hi))
-        + self._magnitude(c_lo, c_hi)
-    )
-    tol: int256 = convert(numeric._ceil_div(units, U_INV) + 1, int256)
-    return c_hi >= lo - tol and c_lo <= hi + tol
-
-
-@internal
-@pure
-def _check_softmax_xent_grad(
-    z: DynArray[uint32, MAX_CLASSES],
-    label: uint256,
-    j: uint256,
-    batch: uint256,
-    claimed: uint32,
-) -> bool:
-    """
-    @notice Loss-gradient check (see check_softmax_xent_grad).
-    @param z Logit row (float32 bits).
-    @param label Class label.
-    @param j Output column.
-    @param batch Batch size B.
-    @param claimed Claimed element (float32 bits).
-    @return True iff within the bound.
-    """
-    assert len(z) <= MAX_CLASSES, "judge: class row too long"
-    assert label < len(z), "judge: label out of range"
-    assert batch != 0 and batch <= MAX_BATCH, "judge: bad batch size"
-    s_lo: uint256 = 0
-    s_hi: uint256 = 0
-    e_lo: uint256 = 0
-    e_hi: uint256 = 0
-    m: uint256 = 0
-    s_lo, s_hi, e_lo, e_hi, m = self._softmax_row(z, j)
-    p_lo: uint256 = e_lo * ONE // s_hi
-    p_hi: uint256 = min(numeric._ceil_div(e_hi * ONE, s_lo), ONE)
-    lo: int256 = 0
-    hi: int256 = 0
-    if j == label:
-        lo = -convert(numeric._ceil_div(ONE - p_lo, batch), int256)
-        hi = -convert((ONE - p_hi) // batch, int256)
-    else:
-        lo = convert(p_lo // batch, int256)
-        hi = convert(numeric._ceil_div(p_hi, batch), int256)
-    if not numeric._is_finite(claimed):
-        return False
-    c_lo: int256 = 0
-    c_hi: int256 = 0
-    c_lo, c_hi = numeric._to_q64(claimed)
-    rel: uint256 = numeric._ceil_div(
-        p_hi * (GRAD_CONST + GRAD_PER_CLASS * len(z)) + GRAD_ABS * ONE, batch
-    )
-    tol: int256 = convert(numeric._ceil_div(rel + self._magnitude(c_lo, c_hi), U_INV) + 1, int256)
-    return c_hi >= lo - tol and c_lo <= hi + tol
 
 
 # ╔═══════════════════════════════════════════════════════════════╗

@@ -5,10 +5,11 @@
 @title ProgramChecker
 @notice The final proofs of the dispute game over a training program's step
         (docs/arbitration.md §11): the trace commits one output tensor root per
-        program node; a challenger proves that one of them is wrong. Stateless
-        like the ProofChecker: it reads the claims of a live dispute of `game`
-        and reports the verified result to that game with the caller; the game
-        accepts reports only from the program checker it was built with.
+        program node; a challenger proves that one of them is wrong, or
+        demands elements the solver must post (through the ProofChecker).
+        Stateless: it reads the claims of a live dispute of `game` and reports
+        the verified result to that game with the caller; the game accepts
+        reports only from the program checker it was built with.
 
         Final proofs (each names the trace root it answers and opens the
         program's descriptors in its committed root):
@@ -24,12 +25,10 @@
                               hyper table, the `rng` leaf not step_key(seed,
                               step), a `data_x` / `data_y` row not the dataset
                               row the seed derives for the step
-@dev    A program task's graph root is keccak256(abi.encode(program_root,
-        hyper_root)) with program_root = keccak256(abi.encode(nodes_root,
+@dev    A task's graph root is keccak256(abi.encode(program_root, hyper_root))
+        with program_root = keccak256(abi.encode(nodes_root,
         keccak256(abi.encode(uint256[] outputs)))) (offchain/ml/task.py,
-        offchain/ml/program.py): a preimage of 64 bytes whose halves are hashes,
-        which no compiled graph's sized root has, so an MLP opening never passes
-        here and a program opening never passes the ProofChecker.
+        offchain/ml/program.py).
 """
 
 from arbitration import merkle
@@ -272,8 +271,7 @@ def prove_leaf_link(
             `data_x` (B, D) float32 / `data_y` (B,) int64 (reason data, the
             others link): row `row` (`opening` opens it) is not dataset row
             idx = uint256(keccak256(abi.encode(seed, step, row))) % dataset_rows,
-            which `data` proves against the dataset root (the rule of
-            ProofChecker.prove_data_mismatch).
+            which `data` proves against the dataset root.
     """
     c: structs.Context = self._open(game, dispute_id, trace_root, commitments, prog, nodes)
     program_openings._check_trace(trace_root, nodes, trace)

@@ -10,8 +10,8 @@
         of 64 terms on the game, the challenger narrows them and finally proves
         one chunk's partial wrong (`prove_program_chunk`: at most 64 terms,
         named by the program index map, re-computed by the judge) or the claim
-        outside the bound of the whole reduction (`ReductionChecker.prove_fold`,
-        the same for every task).
+        outside the any-order bound of the whole reduction given the posted
+        partials' totals (`prove_fold`).
         The reductions: mm, bmm, addmm, conv2d and its input and weight
         gradients (products of the two operands, then the bias as bias * 1.0);
         sum, conv2d_grad_bias, layer_norm_grad_bias (plain terms); and the
@@ -63,6 +63,9 @@ interface IGame:
     def record_reduction(dispute_id: uint256, caller: address, node: uint256, index: uint256, op: uint256, n: uint256, claimed: uint256): nonpayable
     def conclude_reduction(dispute_id: uint256, caller: address, reason: uint256): nonpayable
 
+interface ILongJudge:
+    def check_fold(op: uint256, n: uint256, x: int256, abs_sum: uint256, top: int256, claimed: uint32) -> bool: pure
+
 interface IRowJudge:
     def check_chunk(row: DynArray[uint32, CHUNK], t0: uint256, n: uint256, top: int256, x: int256, abs_sum: uint256, leaf_top: int256) -> bool: pure
     def check_pivoted(op: uint256, n: uint256, j: uint256, z: int256, x: int256, abs_sum: uint256, top: int256, claimed: int256) -> bool: pure
@@ -72,7 +75,7 @@ interface IProgramIndex:
     def chunk_inputs(node: program.Node, ins: DynArray[program.Input, MAX_INPUTS], index: uint256, t0: uint256) -> (uint256, DynArray[program.Read, MAX_LISTS]): pure
 
 
-# the one-step judge (contracts/Judge.vy: check_chunk)
+# the one-step judge (contracts/Judge.vy: check_chunk, check_fold)
 judge: public(immutable(address))
 # the tensor openings (contracts/TensorReader.vy)
 reader: public(immutable(address))
@@ -196,6 +199,24 @@ def prove_program_chunk(
         ))
         return
     reductions._conclude_chunk(judge, game, dispute_id, r, kind, a, b, partial)
+
+
+@external
+def prove_fold(game: address, dispute_id: uint256, partials_root: bytes32):
+    """
+    @notice Final proof (challenger) over a linear reduction, while the last
+            post covers the whole reduction (its root named): the claim is
+            outside the any-order bound of the full reduction given the posted
+            partials' totals.
+    """
+    r: structs.ReductionContext = staticcall IGame(game).reduction_context(dispute_id, msg.sender, PHASE_SUM_PICK)
+    assert partials_root == r.partials_root, "arbitration: wrong partials root"
+    assert r.whole and r.op < ROW_BASE, "arbitration: the fold is checked on the whole reduction"
+    consistent: bool = staticcall ILongJudge(judge).check_fold(
+        r.op, r.n, r.total.x, r.total.abs_sum, r.total.top, convert(r.claimed, uint32)
+    )
+    assert not consistent, "arbitration: partials add up to the claim"
+    extcall IGame(game).conclude_reduction(dispute_id, msg.sender, END_FOLD)
 
 
 @external

@@ -9,7 +9,7 @@
         Only canonical commitments open: the padding bytes of the last leaf
         and every padding leaf of the tree must be zero, so a tensor has one
         root.
-@dev    The ProofChecker calls it with static calls, each in a fresh memory
+@dev    The checkers call it with static calls, each in a fresh memory
         frame, so no frame holds more than one opening.
 """
 

@@ -59,8 +59,7 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
         pointwise = account.deploy(project.PointwiseJudge)
         judge = account.deploy(project.Judge, pointwise.address)
         reader = account.deploy(project.TensorReader)
-        checker = account.deploy(project.ProofChecker, judge.address, reader.address)
-        reducer = account.deploy(project.ReductionChecker, judge.address, reader.address)
+        checker = account.deploy(project.ProofChecker, reader.address)
         index_map = account.deploy(project.ProgramIndex)
         nonlinear = account.deploy(project.ProgramNonlinearJudge)
         program_judge = account.deploy(project.ProgramJudge, index_map.address, judge.address, nonlinear.address)
@@ -69,21 +68,20 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
         program_reducer = account.deploy(project.ProgramReductionChecker, judge.address, reader.address,
                                          index_map.address, row_judge.address)
         contracts |= {"PointwiseJudge": pointwise.address, "Judge": judge.address, "TensorReader": reader.address,
-                      "ProofChecker": checker.address, "ReductionChecker": reducer.address,
+                      "ProofChecker": checker.address,
                       "ProgramIndex": index_map.address, "ProgramNonlinearJudge": nonlinear.address,
                       "ProgramJudge": program_judge.address, "ProgramRowJudge": row_judge.address,
                       "ProgramChecker": programs.address, "ProgramReductionChecker": program_reducer.address}
         abis |= {"PointwiseJudge": project.PointwiseJudge.contract_type,
                  "Judge": project.Judge.contract_type, "TensorReader": project.TensorReader.contract_type,
                  "ProofChecker": project.ProofChecker.contract_type,
-                 "ReductionChecker": project.ReductionChecker.contract_type,
                  "ProgramIndex": project.ProgramIndex.contract_type,
                  "ProgramNonlinearJudge": project.ProgramNonlinearJudge.contract_type,
                  "ProgramJudge": project.ProgramJudge.contract_type,
                  "ProgramRowJudge": project.ProgramRowJudge.contract_type,
                  "ProgramChecker": project.ProgramChecker.contract_type,
                  "ProgramReductionChecker": project.ProgramReductionChecker.contract_type}
-        arbiter_args = (checker.address, reducer.address, programs.address, program_reducer.address, clock, extension)
+        arbiter_args = (checker.address, programs.address, program_reducer.address, clock, extension)
     else:
         arbiter_args = ()
     market_address = create_address(account.address, account.nonce + 1)

@@ -45,7 +45,6 @@ class Mutant:
 
 JUDGE = "contracts/Judge.vy"
 LINEAR_TESTS = "tests/judge/test_judge_linear.py"
-SOFTMAX_TESTS = "tests/judge/test_judge_softmax.py"
 POINTWISE_JUDGE = "contracts/PointwiseJudge.vy"
 POINTWISE_TESTS = "tests/judge/test_judge_pointwise.py"
 ATTACKS = "tests/attacks/test_market_attacks.py"
@@ -64,27 +63,11 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("judge-linear-tolerance", "contracts/judge/linear.vy",
            "    return convert(abs(claim - exact), uint256) <= tol\n",
            "    return convert(abs(claim - exact), uint256) <= tol * 3 // 2\n",
-           (LINEAR_TESTS,), "linear ops (matmul, add, sum_rows, sgd): tolerance x1.5"),
-    Mutant("judge-matmul-gamma", JUDGE,
-           "    return linear._linear(negs, mants, exps, claimed, n, 4 * n)\n",
-           "    return linear._linear(negs, mants, exps, claimed, 2 * n, 4 * n)\n",
-           (f"{LINEAR_TESTS}::test_judge_matmul_fuzz",), "matmul: gamma_n widened to gamma_2n"),
-    Mutant("judge-xent-tolerance", JUDGE,
-           "    tol: int256 = convert(numeric._ceil_div(units, U_INV) + 1, int256)\n",
-           "    tol: int256 = convert(numeric._ceil_div(units * 3, 2 * U_INV) + 1, int256)\n",
-           (f"{SOFTMAX_TESTS}::test_judge_softmax_xent_fuzz",), "softmax_xent: tolerance x1.5"),
-    Mutant("judge-xent-grad-tolerance", JUDGE,
-           "    tol: int256 = convert(numeric._ceil_div(rel + self._magnitude(c_lo, c_hi), U_INV) + 1, int256)\n",
-           "    tol: int256 = convert(numeric._ceil_div((rel + self._magnitude(c_lo, c_hi)) * 3, 2 * U_INV) + 1, int256)\n",
-           (f"{SOFTMAX_TESTS}::test_judge_softmax_xent_grad_fuzz",), "softmax_xent_grad: tolerance x1.5"),
+           (LINEAR_TESTS,), "linear ops (dot products, sums, add): tolerance x1.5"),
     Mutant("judge-relu-ulp", JUDGE,
            "    return claimed == z\n",
            "    return claimed == z or convert(claimed, uint256) == convert(z, uint256) + 1\n",
            ("tests/judge/test_judge_exact.py",), "relu: one ulp above the exact result accepted"),
-    Mutant("judge-relu-grad-zero", JUDGE,
-           "    if convert(z, uint256) >> 31 == 0 and not self._is_zero(z):\n",
-           "    if convert(z, uint256) >> 31 == 0:\n",
-           ("tests/judge/test_judge_exact.py",), "relu_grad: the gradient passes at z = +0"),
     Mutant("judge-pointwise-tolerance", POINTWISE_JUDGE,
            "        + self._shift_ceil(convert(c_mant, int256), c_exp - 24 - scale)\n",
            "        + self._shift_ceil(convert(c_mant, int256), c_exp - 23 - scale)\n",

@@ -3,7 +3,7 @@
 """
 @title program_openings
 @notice Stateless checks of a training program's openings shared by the
-        checkers that prove program steps (ProgramChecker, ReductionChecker;
+        checkers that prove program steps (ProgramChecker, ProgramReductionChecker;
         docs/arbitration.md §11): the program commitment against the task's
         graph root, descriptors against its nodes root, output roots against
         the trace root, and elements read from those roots as the program

@@ -2,13 +2,11 @@
 # pragma nonreentrancy on
 """
 @title structs
-@notice Calldata and report types shared by Arbitration.vy and ProofChecker.vy.
+@notice Calldata and report types shared by Arbitration.vy and its checkers.
 """
 
-# parameter tensors of a model (32 linear layers, weight and bias)
-MAX_PARAMS: constant(uint256) = 64
-# nodes one graph / trace opening proves (a parameter block and its neighbour)
-MAX_OPEN_NODES: constant(uint256) = MAX_PARAMS + 1
+# nodes one program / trace opening proves (an output link opens the state in runs of these)
+MAX_OPEN_NODES: constant(uint256) = 65
 MAX_NODE_SIBLINGS: constant(uint256) = 128
 # tensor leaves one opening proves (a row of 4096 features, a strided column within 16 leaves)
 MAX_OPEN_LEAVES: constant(uint256) = 16
@@ -32,7 +30,7 @@ struct Commitments:
     checkpoint_interval: uint256
 
 struct Context:
-    # what the ProofChecker needs of a live dispute (Arbitration.context)
+    # what the checkers need of a live dispute (Arbitration.context)
     task_id: uint256
     spec_hash: bytes32
     step: uint256
@@ -45,20 +43,6 @@ struct Context:
     demand_numel: uint256
     demand_itemsize: uint256
     n_nodes: uint256
-
-struct Descriptor:
-    # a graph node; keccak256(abi.encode(id, op, inputs, shape, attrs)) is its leaf
-    id: uint256
-    op: uint256
-    inputs: DynArray[uint256, 2]
-    shape: DynArray[uint256, 2]
-    attrs: DynArray[uint256, 4]
-
-struct GraphOpening:
-    # descriptors at strictly increasing ids, proven against graph_root (n_nodes leaves)
-    n_nodes: uint256
-    nodes: DynArray[Descriptor, MAX_OPEN_NODES]
-    siblings: DynArray[bytes32, MAX_NODE_SIBLINGS]
 
 struct TraceOpening:
     # output tensor roots of the same ids, proven against the trace root
@@ -104,7 +88,7 @@ struct Partial:
     top: int256
 
 struct ReductionContext:
-    # what the ReductionChecker needs of a live dissection (Arbitration.reduction_context)
+    # what the ProgramReductionChecker needs of a live dissection (Arbitration.reduction_context)
     spec_hash: bytes32
     trace_root: bytes32
     node: uint256

@@ -2,8 +2,8 @@
 """
 @title linear
 @notice The exact check of a signed sum of float32 terms against the any-order bound
-        (docs/judge.md §2.2), shared by Judge (matmul, add, sum_rows, sgd, sub, mul) and
-        ProgramJudge (the sums and contractions of training programs).
+        (docs/judge.md §2.2), shared by Judge (add, sub, mul) and ProgramJudge (the sums
+        and contractions of training programs).
 @dev    Terms are summed EXACTLY in int256 at the scale 2^S, S = max(top - 190, -200), top =
         the largest exponent among the non-zero terms and the claim; a term below 2^S is
         truncated and counted as one unit of slack.  The Python reference is

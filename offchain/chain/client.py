@@ -217,7 +217,6 @@ class Market:
         self.arbiter = w3.eth.contract(address=deployment.arbiter, abi=load_abi(deployment.arbiter_kind))
         # the game's checkers (None under another arbiter)
         self.checker = self._deployed("ProofChecker")
-        self.reducer = self._deployed("ReductionChecker")
         self.programs = self._deployed("ProgramChecker")
         self.program_reducer = self._deployed("ProgramReductionChecker")
 

@@ -1,6 +1,7 @@
-"""Reference model of the on-chain dispute game (`contracts/Arbitration.vy` with its
-`ProofChecker`, `ReductionChecker` and `ProgramChecker`): phases, turns, chess clocks, timeouts and the outcome, move by move, with the
-same checks in the same order and the same revert reasons.
+"""Reference model of the on-chain dispute game (`contracts/Arbitration.vy` with its checkers:
+`ProgramChecker`, `ProgramReductionChecker` and `ProofChecker`): phases, turns, chess clocks,
+timeouts and the outcome, move by move, with the same checks in the same order and the same revert
+reasons.
 
 The model does not verify proofs: a move carries the verdict of its payload (``payload_error``:
 None for a valid payload, or the reason the chain gives for an invalid one). Everything else,

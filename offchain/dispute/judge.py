@@ -1,25 +1,22 @@
 """One-step judge: Python reference of the on-chain integer arithmetic in ``contracts/Judge.vy``.
 
-The dispute game narrows a training step to one output element of one graph node.  The judge
+The dispute game narrows a training step to one output element of one program node.  The judge
 re-computes that element from the node's committed input elements and accepts the solver's
 float32 value iff it lies within the rigorous float32 error bound of ``docs/judge.md``.  Every
 function here performs *exactly* the integer operations of the contract (same constants, same
 rounding directions, same loop bounds), so a challenger can predict the on-chain verdict before
-posting.  Floats never enter the verdict: they appear only in the fast pre-screen of
-:func:`find_inconsistent_element`, which merely decides which elements get the exact check.
+posting (``program_rules`` maps a program node's element to these checks).
 
 Public API
 ----------
-* per-op checks on float32 bit patterns (``int`` in ``[0, 2**32)``): :func:`check_matmul`,
-  :func:`check_add`, :func:`check_add_bias`, :func:`check_relu`, :func:`check_relu_grad`,
-  :func:`check_sum_rows`, :func:`check_sgd`, :func:`check_softmax_xent`,
-  :func:`check_softmax_xent_grad`, and for the pointwise ops of captured graphs (16..39)
-  :func:`check_pointwise` (enclosure ops), :func:`check_exact_pointwise`, :func:`check_sub`,
-  :func:`check_mul`
+* per-op checks on float32 bit patterns (``int`` in ``[0, 2**32)``): :func:`check_add`,
+  :func:`check_relu`, and for the pointwise ops (16..39) :func:`check_pointwise` (enclosure
+  ops), :func:`check_exact_pointwise`, :func:`check_sub`, :func:`check_mul`
 * the generic entry point :func:`check` (same calling convention as ``Judge.check``) and
   :class:`JudgeCall`
-* :func:`judge_inputs` (extract a call from real tensors) and :func:`find_inconsistent_element`
-* :func:`linear_tolerance` / :func:`softmax_enclosure` expose intermediate integers for tests
+* :func:`linear_tolerance` exposes the intermediate integers for tests; the Q64 enclosures
+  :func:`exp_neg_lo` / :func:`exp_neg_hi` / :func:`log_lo` / :func:`log_hi` serve the softmax
+  rules of ``program_rules`` and ``rows``
 * reductions longer than ``MAX_REDUCTION`` (dissected in a dispute, docs/judge.md §3.7):
   :func:`reduction_scale`, :func:`chunk_partial`, :func:`check_chunk`, :func:`check_fold`, the
   honest solver's :func:`reduction_partials` / :func:`group_partials`, and :func:`check_long`
@@ -29,19 +26,16 @@ Public API
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import isqrt
 from typing import NamedTuple, Sequence
 
-import numpy as np
-import torch
 
 # ---------------------------------------------------------------------------------------------
 # Constants (identical to contracts/Judge.vy)
 
-MAX_REDUCTION = 64          # REDUCTION_CAP of the graph compiler
+MAX_REDUCTION = 64          # terms one check re-computes (contracts/Judge.vy MAX_REDUCTION)
 MAX_CLASSES = 256           # spec.MAX_CLASSES
-MAX_BATCH = 1 << 32         # sanity bound on the batch size B of softmax_xent_grad
 
 U_INV = 1 << 24             # 1/u, u = 2^-24 (float32 unit roundoff)
 WINDOW = 190                # bits kept below the largest exponent in the linear check
@@ -56,15 +50,6 @@ LOG_TERMS = 20              # atanh-series terms of log(y), 1 <= y <= 2
 LN2_LO = 12786308645202655659   # floor(ln 2 * 2^64)
 LN2_HI = LN2_LO + 1
 
-# softmax_xent tolerance (units of u):  16 + 2C + 8*ceil(log2 C) + 8(|m| + |z_y|) + |claim|
-XENT_CONST = 16
-XENT_PER_CLASS = 2
-XENT_PER_LOG2 = 8
-XENT_PER_MAG = 8
-# softmax_xent_grad tolerance (units of u):  (P_hi*(24 + 2C) + 2) / B + |claim|
-GRAD_CONST = 24
-GRAD_PER_CLASS = 2
-GRAD_ABS = 2
 
 # pointwise enclosures (docs/judge.md §3.8-3.10); values are [lo, hi] * 2^e with |lo|, |hi| <= 2^200
 POINT_WINDOW = 224          # S = max(e + 200, mag_e + 200, E_c + 24, -126) - 224
@@ -91,26 +76,16 @@ MAX_LONG_REDUCTION = 1 << 22  # longest reduction the dissection accepts (n*u < 
 MAX_TERM_EXP = 208          # largest exponent of a product of two finite float32 (104 + 104)
 MAX_PARTIAL_ABS = 1 << 231  # > any honest absolute sum: n * (2^208 + 1) <= 2^230 for n <= 2^22
 
-OP_MATMUL = 3
+OP_MATMUL = 3                # a reduction of products a_k * b_k (chunk and fold checks)
 OP_ADD = 4
-OP_ADD_BIAS = 5
 OP_RELU = 6
-OP_RELU_GRAD = 7
-OP_SOFTMAX_XENT = 8
-OP_SOFTMAX_XENT_GRAD = 9
-OP_SUM_ROWS = 10
-OP_SGD = 11
+OP_SUM_ROWS = 10             # a reduction of plain terms a_k (chunk and fold checks)
 # pointwise ops of the captured graphs (16..39)
 POINTWISE = (
     "neg", "abs", "exp", "log", "sqrt", "rsqrt", "reciprocal", "tanh", "erf", "sigmoid", "gelu",
     "gelu_backward", "sub", "mul", "div", "maximum", "minimum", "where", "eq", "ne", "lt", "le", "gt", "ge",
 )
-OP_NAMES = {
-    OP_MATMUL: "matmul", OP_ADD: "add", OP_ADD_BIAS: "add_bias", OP_RELU: "relu",
-    OP_RELU_GRAD: "relu_grad", OP_SOFTMAX_XENT: "softmax_xent",
-    OP_SOFTMAX_XENT_GRAD: "softmax_xent_grad", OP_SUM_ROWS: "sum_rows", OP_SGD: "sgd",
-    **{16 + i: name for i, name in enumerate(POINTWISE)},
-}
+OP_NAMES = {OP_ADD: "add", OP_RELU: "relu", **{16 + i: name for i, name in enumerate(POINTWISE)}}
 OP_CODES = {name: code for code, name in OP_NAMES.items()}
 UNARY = ("neg", "abs", "exp", "log", "sqrt", "rsqrt", "reciprocal", "tanh", "erf", "sigmoid", "gelu")
 COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")
@@ -259,54 +234,16 @@ def _check_len(values: Sequence[int], limit: int, what: str) -> None:
 
 
 def linear_tolerance(op: str, args: Sequence[Sequence[int]], claimed: int) -> LinearTolerance | None:
-    """The integers behind a linear verdict (``op`` in matmul/add/add_bias/sum_rows/sgd)."""
-    if op == "matmul":
-        a, b = args
-        _check_len(a, MAX_REDUCTION, "reduction")
-        if len(a) != len(b):
-            raise JudgeError("judge: length mismatch")
-        terms = [_product(x, y) for x, y in zip(a, b)]
-        return _linear(terms, claimed, len(a), 4 * len(a))
-    if op in ("add", "add_bias"):
+    """The integers behind a linear verdict (``op`` add)."""
+    if op == "add":
         x, y = args
         return _linear([decode(x[0]), decode(y[0])], claimed, 0, 2)
-    if op == "sum_rows":
-        (g,) = args
-        _check_len(g, MAX_REDUCTION, "reduction")
-        return _linear([decode(v) for v in g], claimed, len(g) - 1, 2 * len(g))
-    if op == "sgd":
-        p, g, lr = args
-        neg, mant, exp = _product(lr[0], g[0])
-        return _linear([decode(p[0]), (not neg, mant, exp)], claimed, 1, 4)
     raise JudgeError(f"judge: {op} is not linear")
-
-
-def check_matmul(a: Sequence[int], b: Sequence[int], claimed: int) -> bool:
-    """``claimed`` ~ sum_k a[k]*b[k], 1 <= n <= 64: |c - s| <= gamma_n*sum|a_k b_k| + u|c| + 4n*eta."""
-    verdict = linear_tolerance("matmul", (a, b), claimed)
-    return verdict is not None and verdict.accepted
 
 
 def check_add(x: int, y: int, claimed: int) -> bool:
     """``claimed`` ~ x + y (one rounding): |c - s| <= u|c| + 2*eta."""
     verdict = linear_tolerance("add", ([x], [y]), claimed)
-    return verdict is not None and verdict.accepted
-
-
-def check_add_bias(z: int, bias: int, claimed: int) -> bool:
-    """``claimed`` ~ z + bias (same bound as add)."""
-    return check_add(z, bias, claimed)
-
-
-def check_sum_rows(g: Sequence[int], claimed: int) -> bool:
-    """``claimed`` ~ sum_r g[r], 1 <= n <= 64: |c - s| <= gamma_{n-1}*sum|g_r| + u|c| + 2n*eta."""
-    verdict = linear_tolerance("sum_rows", (g,), claimed)
-    return verdict is not None and verdict.accepted
-
-
-def check_sgd(p: int, g: int, lr: int, claimed: int) -> bool:
-    """``claimed`` ~ p - lr*g (fused or not): |c - s| <= gamma_1*(|p| + |lr g|) + u|c| + 4*eta."""
-    verdict = linear_tolerance("sgd", ([p], [g], [lr]), claimed)
     return verdict is not None and verdict.accepted
 
 
@@ -322,17 +259,6 @@ def check_relu(z: int, claimed: int) -> bool:
     if z >> 31 == 1 or z & 0x7FFFFFFF == 0:
         return claimed & 0x7FFFFFFF == 0
     return claimed == z
-
-
-def check_relu_grad(g: int, z: int, claimed: int) -> bool:
-    """``claimed == (g if z > 0 else 0)`` exactly (z == +-0 gives 0; any zero sign accepted)."""
-    decode(g)
-    decode(z)
-    if not is_finite(claimed):
-        return False
-    if z >> 31 == 0 and z & 0x7FFFFFFF != 0:
-        return _same_value(claimed, g)
-    return claimed & 0x7FFFFFFF == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,115 +361,11 @@ def log_hi(s: int) -> int:
     return 2 * acc + 2 + k * LN2_HI
 
 
-@dataclass(frozen=True)
-class SoftmaxEnclosure:
-    """Q64 enclosures of one softmax row: exp(z_j - m) in [e_lo[j], e_hi[j]], S in [s_lo, s_hi]."""
-
-    argmax: int
-    z_lo: list[int] = field(repr=False)
-    z_hi: list[int] = field(repr=False)
-    e_lo: list[int] = field(repr=False)
-    e_hi: list[int] = field(repr=False)
-    s_lo: int
-    s_hi: int
-
-
-def softmax_enclosure(z: Sequence[int]) -> SoftmaxEnclosure:
-    """Enclose exp(z_j - max z) and their sum S for a row of float32 bit patterns."""
-    _check_len(z, MAX_CLASSES, "class row")
-    lows: list[int] = []
-    highs: list[int] = []
-    argmax = 0
-    best = 0
-    for j, bits in enumerate(z):
-        lo, hi = _to_q64(bits)
-        lows.append(lo)
-        highs.append(hi)
-        key = _order_key(bits)
-        if j == 0 or key > best:
-            best = key
-            argmax = j
-    e_lo: list[int] = []
-    e_hi: list[int] = []
-    for j in range(len(z)):
-        if j == argmax:
-            e_lo.append(ONE)
-            e_hi.append(ONE)
-            continue
-        x_lo = max(lows[argmax] - highs[j], 0)
-        x_hi = max(highs[argmax] - lows[j], 0)
-        e_lo.append(exp_neg_lo(x_hi))
-        e_hi.append(exp_neg_hi(x_lo))
-    return SoftmaxEnclosure(argmax, lows, highs, e_lo, e_hi, sum(e_lo), sum(e_hi))
-
-
 def _clog2(n: int) -> int:
     k = 0
     while (1 << k) < n:
         k += 1
     return k
-
-
-def _claim_q64(claimed: int) -> tuple[int, int, int]:
-    lo, hi = _to_q64(claimed)
-    return lo, hi, max(abs(lo), abs(hi))
-
-
-def softmax_xent_interval(z: Sequence[int], label: int) -> tuple[int, int, int]:
-    """(L_lo, L_hi, magnitude term) in Q64 for the loss logsumexp(z) - z[label]."""
-    if label >= len(z):
-        raise JudgeError("judge: label out of range")
-    enc = softmax_enclosure(z)
-    m = enc.argmax
-    if label == m:
-        off_lo = off_hi = 0
-    else:
-        off_lo = enc.z_lo[m] - enc.z_hi[label]
-        off_hi = enc.z_hi[m] - enc.z_lo[label]
-    mags = max(abs(enc.z_lo[m]), abs(enc.z_hi[m])) + max(abs(enc.z_lo[label]), abs(enc.z_hi[label]))
-    return log_lo(enc.s_lo) + off_lo, log_hi(enc.s_hi) + off_hi, mags
-
-
-def check_softmax_xent(z: Sequence[int], label: int, claimed: int) -> bool:
-    """``claimed`` ~ logsumexp(z) - z[label] within u(16 + 2C + 8 ceil(log2 C) + 8(|m|+|z_y|) + |c|) + eta."""
-    lo, hi, mags = softmax_xent_interval(z, label)
-    if not is_finite(claimed):
-        return False
-    c_lo, c_hi, c_mag = _claim_q64(claimed)
-    n = len(z)
-    units = (XENT_CONST + XENT_PER_CLASS * n + XENT_PER_LOG2 * _clog2(n)) * ONE + XENT_PER_MAG * mags + c_mag
-    tol = _ceil_div(units, U_INV) + 1
-    return c_hi >= lo - tol and c_lo <= hi + tol
-
-
-def softmax_xent_grad_interval(z: Sequence[int], label: int, j: int, batch: int) -> tuple[int, int, int]:
-    """(G_lo, G_hi, P_hi) in Q64 for (softmax(z)_j - [j == label]) / batch."""
-    if label >= len(z) or j >= len(z):
-        raise JudgeError("judge: label out of range")
-    if batch == 0 or batch > MAX_BATCH:
-        raise JudgeError("judge: bad batch size")
-    enc = softmax_enclosure(z)
-    p_lo = enc.e_lo[j] * ONE // enc.s_hi
-    p_hi = min(_ceil_div(enc.e_hi[j] * ONE, enc.s_lo), ONE)
-    if j == label:
-        g_lo = -_ceil_div(ONE - p_lo, batch)
-        g_hi = -((ONE - p_hi) // batch)
-    else:
-        g_lo = p_lo // batch
-        g_hi = _ceil_div(p_hi, batch)
-    return g_lo, g_hi, p_hi
-
-
-def check_softmax_xent_grad(z: Sequence[int], label: int, j: int, batch: int, claimed: int) -> bool:
-    """``claimed`` ~ (softmax(z)_j - [j == label]) / B within u((P(24 + 2C) + 2)/B + |c|) + eta."""
-    lo, hi, p_hi = softmax_xent_grad_interval(z, label, j, batch)
-    if not is_finite(claimed):
-        return False
-    c_lo, c_hi, c_mag = _claim_q64(claimed)
-    n = len(z)
-    rel = _ceil_div(p_hi * (GRAD_CONST + GRAD_PER_CLASS * n) + GRAD_ABS * ONE, batch)
-    tol = _ceil_div(rel + c_mag, U_INV) + 1
-    return c_hi >= lo - tol and c_lo <= hi + tol
 
 
 # ---------------------------------------------------------------------------------------------
@@ -798,15 +620,8 @@ class JudgeCall:
     ====================  =============================  ==================  ======================
     op                    a                              b                   aux
     ====================  =============================  ==================  ======================
-    matmul (3)            op(A)[i, k0:k1]                op(B)[k0:k1, j]     []
     add (4)               [x]                            [y]                 []
-    add_bias (5)          [z[i, j]]                      [bias[j]]           []
     relu (6)              [z]                            []                  []
-    relu_grad (7)         [g]                            [z]                 []
-    softmax_xent (8)      z[i, :]                        []                  [y_i]
-    softmax_xent_grad (9) z[i, :]                        []                  [y_i, j, B]
-    sum_rows (10)         g[r0:r1, j]                    []                  []
-    sgd (11)              [p]                            [g]                 [lr bits]
     unary (16..26)        [x]                            []                  []
     binary (27..39)       [x] (gelu_backward: [g])       [y] (... [x])       [] (where: [cond])
     ====================  =============================  ==================  ======================
@@ -831,32 +646,13 @@ def check(op: int, a: Sequence[int], b: Sequence[int], aux: Sequence[int], claim
     """Verdict for one element; raises :class:`JudgeError` where the contract reverts."""
     if len(a) > MAX_CLASSES or len(b) > MAX_REDUCTION or len(aux) > 4:
         raise JudgeError("judge: input too long")
-    if op == OP_MATMUL:
-        return check_matmul(a, b, claimed)
-    if op in (OP_ADD, OP_ADD_BIAS):
+    if op == OP_ADD:
         _need(a, 1, "a")
         _need(b, 1, "b")
         return check_add(a[0], b[0], claimed)
     if op == OP_RELU:
         _need(a, 1, "a")
         return check_relu(a[0], claimed)
-    if op == OP_RELU_GRAD:
-        _need(a, 1, "a")
-        _need(b, 1, "b")
-        return check_relu_grad(a[0], b[0], claimed)
-    if op == OP_SOFTMAX_XENT:
-        _need(aux, 1, "aux")
-        return check_softmax_xent(a, aux[0], claimed)
-    if op == OP_SOFTMAX_XENT_GRAD:
-        _need(aux, 3, "aux")
-        return check_softmax_xent_grad(a, aux[0], aux[1], aux[2], claimed)
-    if op == OP_SUM_ROWS:
-        return check_sum_rows(a, claimed)
-    if op == OP_SGD:
-        _need(a, 1, "a")
-        _need(b, 1, "b")
-        _need(aux, 1, "aux")
-        return check_sgd(a[0], b[0], aux[0], claimed)
     name = OP_NAMES.get(op)
     if name not in POINTWISE:
         raise JudgeError("judge: unknown op")
@@ -877,15 +673,6 @@ def check_call(call: JudgeCall) -> bool:
     """Reference of ``Judge.check`` on a call (a reduction longer than ``MAX_REDUCTION`` raises,
     as the contract reverts)."""
     return check(call.op, call.a, call.b, call.aux, call.claimed)
-
-
-def element_verdict(call: JudgeCall) -> bool:
-    """Whether the game accepts the element of ``call`` (from :func:`judge_inputs`): the one-step
-    check, or for a matmul / sum_rows longer than ``MAX_REDUCTION`` the verdict of its dissection
-    (:func:`check_long`)."""
-    if call.op in (OP_MATMUL, OP_SUM_ROWS) and len(call.a) > MAX_REDUCTION:
-        return check_long(call.op, call.a, call.b, call.claimed)
-    return check_call(call)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1066,167 +853,12 @@ def check_long(op: int, a: Sequence[int], b: Sequence[int], claimed: int) -> boo
     return folds(LinearCall(op, a, b, claimed))
 
 
-# ---------------------------------------------------------------------------------------------
-# Extraction from real tensors
-
-
-def _bits_of(t: torch.Tensor) -> np.ndarray:
-    """uint32 bit patterns of a float32 tensor (C order, flattened)."""
-    return t.detach().contiguous().to(torch.float32).numpy().reshape(-1).view(np.uint32)
-
-
-def _tuple(values) -> tuple[int, ...]:
-    return tuple(int(v) for v in values)
-
-
-def judge_inputs(node, inputs: Sequence[torch.Tensor], output: torch.Tensor, index: int) -> JudgeCall:
-    """The judge call for element ``index`` (flat, C order) of ``node``'s ``output``.
-
-    ``node`` is an ``offchain.ml.graph.Node``; ``inputs`` are the tensors of ``node.inputs`` in
-    order (labels as an int64 tensor).
-    """
-    op = node.op
-    if op not in OP_CODES:
-        raise JudgeError(f"judge: op {op!r} has no one-step check")
-    code = OP_CODES[op]
-    numel = output.numel()
-    if not 0 <= index < numel:
-        raise JudgeError("judge: index out of range")
-    claimed = int(_bits_of(output)[index]) if output.is_floating_point() else 0
-    if op == "matmul":
-        ta, tb, k0, k1 = node.attrs
-        left = inputs[0].t() if ta else inputs[0]
-        right = inputs[1].t() if tb else inputs[1]
-        cols = output.shape[1]
-        i, j = divmod(index, cols)
-        a = _bits_of(left[i, k0:k1])
-        b = _bits_of(right[k0:k1, j])
-        return JudgeCall(code, _tuple(a), _tuple(b), (), claimed)
-    if op == "add":
-        return JudgeCall(code, (int(_bits_of(inputs[0])[index]),), (int(_bits_of(inputs[1])[index]),), (), claimed)
-    if op == "add_bias":
-        cols = output.shape[1]
-        return JudgeCall(code, (int(_bits_of(inputs[0])[index]),), (int(_bits_of(inputs[1])[index % cols]),), (), claimed)
-    if op == "relu":
-        return JudgeCall(code, (int(_bits_of(inputs[0])[index]),), (), (), claimed)
-    if op == "relu_grad":
-        return JudgeCall(code, (int(_bits_of(inputs[0])[index]),), (int(_bits_of(inputs[1])[index]),), (), claimed)
-    if op == "softmax_xent":
-        z, y = inputs
-        return JudgeCall(code, _tuple(_bits_of(z[index])), (), (int(y[index]),), claimed)
-    if op == "softmax_xent_grad":
-        z, y = inputs
-        rows, cols = output.shape
-        i, j = divmod(index, cols)
-        return JudgeCall(code, _tuple(_bits_of(z[i])), (), (int(y[i]), j, rows), claimed)
-    if op == "sum_rows":
-        r0, r1 = node.attrs
-        return JudgeCall(code, _tuple(_bits_of(inputs[0][r0:r1, index])), (), (), claimed)
-    if op in POINTWISE:
-        # same-shape elementwise inputs (no broadcasting); where's inputs are (cond, x, y)
-        if op in COMPARE:
-            claimed = int(output.reshape(-1)[index])
-        if op == "where":
-            cond, x, y = inputs
-            return JudgeCall(code, (int(_bits_of(x)[index]),), (int(_bits_of(y)[index]),),
-                             (int(cond.reshape(-1)[index]),), claimed)
-        a = (int(_bits_of(inputs[0])[index]),)
-        b = () if op in UNARY else (int(_bits_of(inputs[1])[index]),)
-        return JudgeCall(code, a, b, (), claimed)
-    # sgd
-    return JudgeCall(code, (int(_bits_of(inputs[0])[index]),), (int(_bits_of(inputs[1])[index]),),
-                     (int(node.attrs[0]),), claimed)
-
-
-def _screen(node, inputs: Sequence[torch.Tensor], output: torch.Tensor) -> np.ndarray:
-    """Flat indices that need the exact check: float64 estimate outside half the bound.
-
-    Sound as a filter: a skipped element satisfies |c - s| <= B/2 + (float64 error) < B, so the
-    exact judge would accept it.  Non-finite claims are always candidates.
-    """
-    u = 2.0 ** -24
-    eta = 2.0 ** -126
-    out = output.detach().double()
-    c = out.reshape(-1).numpy()
-    op = node.op
-    if op in POINTWISE:
-        return np.arange(output.numel())    # no float64 pre-screen: every element gets the exact check
-    if op in ("relu", "relu_grad"):
-        bits_c = _bits_of(output)
-        if op == "relu":
-            expect = torch.relu(inputs[0].float())
-        else:
-            expect = torch.where(inputs[1].float() > 0, inputs[0].float(), torch.zeros_like(inputs[0].float()))
-        bits_e = _bits_of(expect)
-        same = (bits_c == bits_e) | (((bits_c & 0x7FFFFFFF) == 0) & ((bits_e & 0x7FFFFFFF) == 0))
-        return np.nonzero(~same)[0]
-    if op == "matmul":
-        ta, tb, k0, k1 = node.attrs
-        left = (inputs[0].t() if ta else inputs[0]).double()[:, k0:k1]
-        right = (inputs[1].t() if tb else inputs[1]).double()[k0:k1, :]
-        s = (left @ right).reshape(-1).numpy()
-        n = k1 - k0
-        a = (left.abs() @ right.abs()).reshape(-1).numpy()
-        bound = n * u / (1 - n * u) * a + u * np.abs(c) + 4 * n * eta
-    elif op in ("add", "add_bias"):
-        s = (inputs[0].double() + inputs[1].double()).reshape(-1).numpy()
-        bound = u * np.abs(c) + 2 * eta
-    elif op == "sum_rows":
-        r0, r1 = node.attrs
-        g = inputs[0].double()[r0:r1]
-        s = g.sum(0).numpy()
-        n = r1 - r0
-        bound = (n - 1) * u / (1 - (n - 1) * u) * g.abs().sum(0).numpy() + u * np.abs(c) + 2 * n * eta
-    elif op == "sgd":
-        lr = f32_value(node.attrs[0])
-        p = inputs[0].double().reshape(-1)
-        step = lr * inputs[1].double().reshape(-1)
-        s = (p - step).numpy()
-        bound = u / (1 - u) * (p.abs() + step.abs()).numpy() + u * np.abs(c) + 4 * eta
-    elif op == "softmax_xent":
-        z = inputs[0].double()
-        y = inputs[1].long()
-        classes = z.shape[1]
-        s = (torch.logsumexp(z, 1) - z.gather(1, y.view(-1, 1)).view(-1)).numpy()
-        m = z.max(1).values.abs()
-        zy = z.gather(1, y.view(-1, 1)).view(-1).abs()
-        const = XENT_CONST + XENT_PER_CLASS * classes + XENT_PER_LOG2 * _clog2(classes)
-        bound = u * (const + XENT_PER_MAG * (m + zy).numpy() + np.abs(c))
-    elif op == "softmax_xent_grad":
-        z = inputs[0].double()
-        y = inputs[1].long()
-        rows, classes = z.shape
-        p = torch.softmax(z, 1)
-        s = ((p - _one_hot(y, classes)) / rows).reshape(-1).numpy()
-        pv = p.reshape(-1).numpy()
-        bound = u * ((pv * (GRAD_CONST + GRAD_PER_CLASS * classes) + GRAD_ABS) / rows + np.abs(c))
-    else:
-        raise JudgeError(f"judge: op {op!r} has no one-step check")
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.abs(c - s) <= 0.5 * bound)
-    return np.nonzero(bad)[0]
-
-
-def _one_hot(y: torch.Tensor, classes: int) -> torch.Tensor:
-    return torch.nn.functional.one_hot(y.long(), classes).double()
-
-
-def find_inconsistent_element(node, inputs: Sequence[torch.Tensor], output: torch.Tensor) -> int | None:
-    """First flat index of ``output`` that the judge rejects, or None if every element passes."""
-    for index in _screen(node, inputs, output):
-        if not element_verdict(judge_inputs(node, inputs, output, int(index))):
-            return int(index)
-    return None
-
-
 __all__ = [
     "MAX_REDUCTION", "MAX_CLASSES", "MAX_LONG_REDUCTION", "OP_CODES", "OP_NAMES", "JudgeCall", "JudgeError",
     "LinearCall", "LinearTolerance", "Partial", "check_chunk", "check_fold", "check_long", "chunk_bounds", "chunk_partial",
-    "element_verdict", "fold_tolerance", "folds", "group_partials", "reduction_partials", "reduction_scale",
-    "SoftmaxEnclosure", "check", "check_call", "check_matmul", "check_add", "check_add_bias", "check_relu",
-    "check_relu_grad", "check_sum_rows", "check_sgd", "check_softmax_xent", "check_softmax_xent_grad",
-    "decode", "exp_neg_hi", "exp_neg_lo", "f32_bits", "f32_value", "find_inconsistent_element",
-    "judge_inputs", "linear_tolerance", "log_hi", "log_lo", "softmax_enclosure",
-    "softmax_xent_grad_interval", "softmax_xent_interval", "POINTWISE", "UNARY", "COMPARE", "POINT_K",
+    "fold_tolerance", "folds", "group_partials", "reduction_partials", "reduction_scale",
+    "check", "check_call", "check_add", "check_relu",
+    "decode", "exp_neg_hi", "exp_neg_lo", "f32_bits", "f32_value",
+    "linear_tolerance", "log_hi", "log_lo", "POINTWISE", "UNARY", "COMPARE", "POINT_K",
     "check_pointwise", "check_exact_pointwise", "check_sub", "check_mul", "exp_rel", "pointwise_enclosure",
 ]

@@ -1,6 +1,6 @@
-"""Whether the dispute game can judge a task: every element of every node must be openable and
-checkable on chain, with the leaf geometry of `contracts/TensorReader.vy` and the bounds of
-`contracts/arbitration/structs.vy`, `contracts/ProofChecker.vy` and `contracts/Judge.vy`, and the
+"""Whether the dispute game can judge a program task: every element of every node must be openable
+and checkable on chain, with the leaf geometry of `contracts/TensorReader.vy` and the bounds of
+`contracts/arbitration/structs.vy`, `contracts/ProgramChecker.vy` and the judges, and the
 checkpoint interval must fit one dissection (the solver worker never sends a `bisect`).
 
 A task outside these limits would let a solver commit wrong values that no final proof can reach,
@@ -10,45 +10,22 @@ so it is refused where it is built and posted and where a solver or verifier fet
 from __future__ import annotations
 
 from offchain.dispute import program_rules, rows
-from offchain.dispute.judge import MAX_CLASSES, MAX_LONG_REDUCTION, MAX_REDUCTION
-from offchain.dispute.moves import (
-    MAX_OPEN_LEAVES,
-    MAX_POINTS,
-    chunk_operands,
-    opening_runs,
-    is_long,
-    judge_operands,
-    reduction_length,
-)
+from offchain.dispute.judge import MAX_LONG_REDUCTION
+from offchain.dispute.moves import MAX_OPEN_LEAVES, MAX_POINTS, opening_runs
 from offchain.dispute.program_moves import MAX_READ, ON_CHAIN, is_dissected
 from offchain.ml.commit import LEAF_BYTES
 from offchain.ml.errors import TaskError
-from offchain.ml.graph import TrainingGraph
 from offchain.ml.ops import LEAVES, Node
 from offchain.ml.program import Program
 from offchain.ml.program_training import ProgramTraining
 from offchain.ml.task import TrainingTask
 
 #: mirrors of the on-chain bounds not used elsewhere off chain
-MAX_PARAMS = 64             # structs.MAX_PARAMS: parameter tensors a link proof opens
 MAX_ROW_BYTES = 16_384      # structs.MAX_ROW_BYTES: widest dataset row a data proof compares
 
 
 class UnjudgeableTask(TaskError):
     """The dispute game could not judge some element of this task; the message names why."""
-
-
-def operand_leaves(start: int, stride: int, count: int, itemsize: int = 4) -> int:
-    """Leaves that elements start, start + stride, ... (`count` of them) lie in."""
-    return len({(start + t * stride) * itemsize // LEAF_BYTES for t in range(count)})
-
-
-def _indices(shape: tuple[int, ...] | list[int]) -> list[int]:
-    """Flat indices covering every row i (at column 0) and every column j (at row 0): the operands
-    the judge reads depend on an element only through its row or its column."""
-    cols = shape[-1]
-    rows = shape[0] if len(shape) == 2 else 1
-    return sorted({i * cols for i in range(rows)} | set(range(cols)))
 
 
 def _interval_reason(task: TrainingTask) -> str | None:
@@ -59,51 +36,9 @@ def _interval_reason(task: TrainingTask) -> str | None:
     return None
 
 
-def unjudgeable_reason(graph: TrainingGraph | ProgramTraining, task: TrainingTask) -> str | None:
-    """One line naming the first limit the task exceeds, or None if every element can be judged."""
-    if task.is_program:
-        return program_unjudgeable_reason(graph.program, task)
-    if (reason := _interval_reason(task)) is not None:
-        return reason
-    if len(graph.param_nodes) > MAX_PARAMS:
-        return f"{len(graph.param_nodes)} parameter tensors exceed the {MAX_PARAMS} a link proof opens"
-    for node in graph.nodes:
-        if node.op == "data_x" and node.shape[1] * 4 > MAX_ROW_BYTES:
-            return (f"dataset rows of {node.shape[1]} features exceed the {MAX_ROW_BYTES // 4} "
-                    f"a data proof compares")
-        if node.op in ("param", "data_x", "data_y"):
-            continue
-        if is_long(node):
-            # dissected in a dispute: every chunk of MAX_REDUCTION terms must open
-            n = reduction_length(node)
-            if n > MAX_LONG_REDUCTION:
-                return (f"node {node.id} ({node.op}) reduces {n} terms; the dissection inside a reduction "
-                        f"takes at most {MAX_LONG_REDUCTION}")
-            operands = [(index, chunk) for chunk in range(-(-n // MAX_REDUCTION)) for index in _indices(node.shape)]
-        else:
-            (_, _, a_count), (_, _, b_count) = judge_operands(graph, node.id, 0)
-            if a_count > MAX_CLASSES or b_count > MAX_REDUCTION:
-                return f"node {node.id} ({node.op}) needs {max(a_count, b_count)} operand elements; the judge takes fewer"
-            operands = [(index, None) for index in _indices(node.shape)]
-        sizes = [8 if graph.nodes[i].op == "data_y" else 4 for i in (node.inputs[0], node.inputs[-1])]
-        for index, chunk in operands:
-            reads = (judge_operands(graph, node.id, index) if chunk is None
-                     else chunk_operands(graph, node.id, index, chunk))
-            for (start, stride, count), itemsize in zip(reads, sizes):
-                if stride == 1 and count * itemsize <= LEAF_BYTES:
-                    continue  # within two leaves
-                leaves = operand_leaves(start, stride, count, itemsize)
-                if leaves > MAX_OPEN_LEAVES:
-                    what = "an element" if chunk is None else f"chunk {chunk} of an element"
-                    return (f"layer width {stride} with batch {count if chunk is None else reduction_length(node)}: "
-                            f"{what} of node {node.id} ({node.op}) reads a column that spans {leaves} leaves; "
-                            f"the dispute game opens at most {MAX_OPEN_LEAVES}")
-    return None
-
-
-def check_judgeable(graph: TrainingGraph, task: TrainingTask) -> None:
+def check_judgeable(training: ProgramTraining, task: TrainingTask) -> None:
     """Raise `UnjudgeableTask` with the reason when the dispute game could not judge the task."""
-    reason = unjudgeable_reason(graph, task)
+    reason = program_unjudgeable_reason(training.program, task)
     if reason is not None:
         raise UnjudgeableTask(reason)
 

@@ -24,12 +24,13 @@ from offchain.dispute.moves import (
     MoveError,
     ReductionMove,
     SolverTrace,
-    answer_posted,
     commitments,
     multiproof,
     opening_runs,
     partial_leaf,
     partial_range,
+    pick_partial_args,
+    prove_fold_args,
     tensor_opening,
     trace_opening,
 )
@@ -66,8 +67,6 @@ class ProgramStep(SolverTrace):
 
 def program_commit(program: Program, task: TrainingTask) -> tuple:
     """`ProgramCommit` (nodes_root, outputs_hash, hyper_root): hashes to the task's graph field."""
-    if task.hyper_root is None:
-        raise MoveError("not a program task")
     return (program.nodes_root, program.outputs_hash, task.hyper_root)
 
 
@@ -255,17 +254,34 @@ def row_fold_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, i
 
 def answer_partials(game: str, dispute_id: int, data: ProgramStep, node_id: int, index: int,
                     posted: Sequence[tuple], first: int, chunks: int, whole: bool, top: int) -> ReductionMove | None:
-    """The honest challenger's answer to a post over a program node (`moves.answer_posted`); a
-    chunk is proven on the ProgramReductionChecker, a linear reduction's fold on the
-    ReductionChecker, a row's on the ProgramReductionChecker."""
-    def prove(leaf: int) -> tuple:
-        return chunk_args(game, dispute_id, data, node_id, index, posted, leaf, first, chunks)
-
-    fold = None
-    if data.program.nodes[node_id].op in rows.ROWS:
-        fold = ("prove_program_row", row_fold_args(game, dispute_id, data, node_id, index, posted))
-    return answer_posted(game, dispute_id, reduction_call(data, node_id, index), posted, first, chunks, whole, top,
-                         prove, "prove_program_chunk", fold)
+    """The honest challenger's answer to the partials ``posted`` over chunks [first, first +
+    chunks) of a program node's reduction or row: the first partial that differs from the exact
+    one of the solver's trace at the scale (or pivot) the posted overall ``top`` sets (one chunk:
+    prove it; several: pick it), else, on the whole reduction, the fold (a linear reduction's
+    `prove_fold`, a row's `prove_program_row`); None if nothing is wrong (the claim is within the
+    bound)."""
+    call = reduction_call(data, node_id, index)
+    exact = call.partials(top)
+    for i, value in enumerate(posted):
+        lo, hi = partial_range(first, chunks, i)
+        group = exact[lo:hi]
+        expected = None
+        if all(p is not None for p in group):
+            expected = group[0]
+            for p in group[1:]:
+                expected = expected + p
+        if expected is not None and expected.as_tuple() == tuple(value):
+            continue
+        if hi - lo == 1:
+            return ReductionMove("chunk", chunk_args(game, dispute_id, data, node_id, index, posted, i, first, chunks),
+                                 f"chunk {lo}")
+        return ReductionMove("pick", pick_partial_args(dispute_id, posted, i), f"chunks {lo}..{hi - 1}")
+    if whole and not call.holds(J.Partial(sum(p[0] for p in posted), sum(p[1] for p in posted), top)):
+        if data.program.nodes[node_id].op in rows.ROWS:
+            return ReductionMove("fold", row_fold_args(game, dispute_id, data, node_id, index, posted), "fold",
+                                 "prove_program_row")
+        return ReductionMove("fold", prove_fold_args(game, dispute_id, posted), "fold")
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

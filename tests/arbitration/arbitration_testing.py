@@ -4,6 +4,8 @@ to a dispute with real training data, and the data of honest and cheating solver
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,8 @@ from offchain.ml import cheats
 from offchain.ml.commit import merkle_root
 from offchain.ml.artifacts import digits_dataset, synthetic_dataset
 from offchain.ml.demo import DemoTask, mlp_task
+from offchain.ml.exporter import mlp_preset
+from offchain.ml.program_training import ProgramTraining
 from offchain.ml.program import trace_roots
 from offchain.ml.train import replay, segment_state_roots, step_trace
 
@@ -47,10 +51,6 @@ def deploy_judge():
 
 def checker_deployer():
     return _load(str(CONTRACTS / "ProofChecker.vy"))
-
-
-def reducer_deployer():
-    return _load(str(CONTRACTS / "ReductionChecker.vy"))
 
 
 def program_checker_deployer():
@@ -97,27 +97,25 @@ class Suite:
     checker: object
     judge: object
     reader: object
-    reducer: object
     programs: object
     program_reducer: object
 
 
 def deploy_game_suite(clock: int = CLOCK, extension: int = EXTENSION, judge=None) -> Suite:
-    """Judge, TensorReader, ProofChecker, ReductionChecker, ProgramChecker (over a ProgramJudge),
+    """Judge, TensorReader, ProofChecker, ProgramChecker (over a ProgramJudge),
     ProgramReductionChecker (with a ProgramRowJudge), the stand-in market, then the game bound to it."""
     judge = judge or deploy_judge()
     reader = reader_deployer().deploy()
-    checker = checker_deployer().deploy(judge.address, reader.address)
-    reducer = reducer_deployer().deploy(judge.address, reader.address)
+    checker = checker_deployer().deploy(reader.address)
     program_judge = deploy_program_judge(judge)
     programs = program_checker_deployer().deploy(program_judge.address, reader.address)
     program_reducer = program_reducer_deployer().deploy(judge.address, reader.address, program_judge.index_map(),
                                                         row_judge_deployer().deploy().address)
     market = market_deployer().deploy()
-    game = game_deployer().deploy(market.address, checker.address, reducer.address, programs.address,
-                                  program_reducer.address, clock, extension)
+    game = game_deployer().deploy(market.address, checker.address, programs.address, program_reducer.address, clock,
+                                  extension)
     market.bind(game.address)
-    return Suite(market, game, checker, judge, reader, reducer, programs, program_reducer)
+    return Suite(market, game, checker, judge, reader, programs, program_reducer)
 
 
 @dataclass
@@ -286,6 +284,20 @@ def cheat_play(trace_kind: str = "honest") -> Play:
 
 def genuine_play(demo: DemoTask, run, segment: int, pick: int) -> Play:
     return _play(demo, run, segment, pick)
+
+
+def past_the_cap(small: DemoTask, widths: tuple[int, ...], batch: int) -> Play:
+    """The honest play of step 0 of ``small`` (an MLP preset task of ``widths``) with a batch past
+    the 4096 a task may have, its fields set directly: a reduction over the batch then needs the
+    second level of the dissection, which the game supports up to 2^22 terms."""
+    input_dim, *hidden, classes = widths
+    program, optimizer, _ = mlp_preset(input_dim, tuple(hidden), classes, batch_size=batch, lr=small.task.lr)
+    training = ProgramTraining(program, optimizer, small.task.steps, small.task.seed)
+    task = copy.copy(small.task)
+    object.__setattr__(task, "batch_size", batch)
+    object.__setattr__(task, "graph_root", training.root)
+    big = dataclasses.replace(small, task=task, spec=training, graph=training)
+    return genuine_play(big, cheats.honest_run(big), 0, 0)
 
 
 def trace_root_of(trace) -> bytes:
@@ -466,7 +478,8 @@ def full_dispute(suite: Suite, parties: Parties, play: Play, *, proof: P.Program
     if proof is None:
         proof = P.find_program_proof(game.address, dispute_id, data, d.state_after)
     if proof is not None:
-        detail = f"node {proof.args[5]}" if proof.kind in ("element", "reduction") else proof.kind
+        node = proof.args[5] if proof.kind in ("element", "reduction") else None
+        detail = proof.kind if node is None else f"node {node}, {play.program.nodes[node].op}"
         gas[f"{proof.fn} ({detail})"] = tx_gas(getattr(suite, proof.contract), proof.fn, parties.verifier, *proof.args)
         if proof.kind == "reduction":
             play_reduction(suite, parties, play, dispute_id, gas, partials)

@@ -208,7 +208,7 @@ def answer(suite, s: Setup, trace, dispute_id: int, posted):
 def ended(suite, dispute_id: int, reason: int) -> None:
     """The challenger won, for ``reason``, on a checker's proof."""
     assert T.verdict(suite, dispute_id) == (False, True, 1)
-    [last] = (T.events(suite.program_reducer, "DisputeEnded") or T.events(suite.reducer, "DisputeEnded"))[-1:]
+    [last] = (T.events(suite.program_reducer, "DisputeEnded") or T.events(suite.program_reducer, "DisputeEnded"))[-1:]
     assert (last.dispute_id, last.reason) == (dispute_id, reason)
 
 

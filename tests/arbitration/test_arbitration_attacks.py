@@ -352,7 +352,7 @@ def test_market_coupling__views_are_not_read_while_opening(suite, parties, syn):
 
 CODE_LIMIT = 24_576
 HEADROOM = 2_048
-SIZED = ["Arbitration", "ProofChecker", "ReductionChecker", "ProgramChecker", "ProgramReductionChecker", "ProgramRowJudge",
+SIZED = ["Arbitration", "ProofChecker", "ProgramChecker", "ProgramReductionChecker", "ProgramRowJudge",
          "TensorReader", "Judge", "PointwiseJudge", "Market"]
 # full by design: a new program rule goes to a contract of its own (docs/judge-programs.md §7);
 # ProgramIndex since it gained chunk_inputs and transposed matmul operands (24,155 bytes)

@@ -7,6 +7,7 @@ Each limit is tested just inside and just outside, in the check itself, where a 
 from __future__ import annotations
 
 import functools
+import json
 
 import pytest
 import torch
@@ -16,12 +17,13 @@ from offchain.cli import main
 from offchain.dispute import moves as M
 from offchain.dispute import program_rules as R
 from offchain.dispute.limits import UnjudgeableTask, program_unjudgeable_reason
-from offchain.ml import LEAF_BYTES, mlp_spec, synthetic_dataset
+from offchain.ml import LEAF_BYTES, synthetic_dataset
 from offchain.ml.artifacts import Dataset
 from offchain.ml.capture import ExportConfig, export_program
-from offchain.ml.demo import local_cid, make_task, program_task
+from offchain.ml.demo import local_cid, program_task
 from offchain.ml.models import MLP
 from offchain.ml.optim import OptimizerConfig
+from offchain.ml.spec import canonical_json
 from offchain.storage.store import LocalStore
 from offchain.ml.errors import TaskError
 from offchain.ml.exporter import mlp_preset
@@ -57,7 +59,7 @@ def test_unjudgeable_spec__refused_when_published(tmp_path):
 
 def test_unjudgeable_spec__refused_when_fetched(tmp_path):
     """A spec published by someone else's tooling: solvers and verifiers refuse it on fetch, and
-    a compiled MLP graph's task, which nothing here posts or trains any more, in one line."""
+    a task that names no hyper table (the retired MLP graph format) in one line."""
     store = LocalStore(tmp_path / "ipfs")
     good = _program(256, store.add_bytes)
     assert fetch_task(store, store.add_bytes(good.task.to_bytes()), good.task.hash()).task == good.task
@@ -65,10 +67,11 @@ def test_unjudgeable_spec__refused_when_fetched(tmp_path):
     with pytest.raises(UnjudgeableTask) as refused:
         fetch_task(store, store.add_bytes(bad.task.to_bytes()), bad.task.hash())
     assert str(refused.value) == LONG_K
-    compiled = make_task(mlp_spec(8, (8,), 3), synthetic_dataset(BATCH, 8, 3, seed=1), steps=8, k=4,
-                         batch_size=BATCH, lr=0.1, seed=1, cid=store.add_bytes)
-    with pytest.raises(TaskError, match="^the task names a compiled MLP graph, which workers no longer train"):
-        fetch_task(store, store.add_bytes(compiled.task.to_bytes()), compiled.task.hash())
+    retired = json.loads(good.task.to_bytes())
+    del retired["hyper_root"]
+    retired["optimizer"] = {"name": "sgd", "lr": 0.1}
+    with pytest.raises(TaskError, match=r"^task spec: missing field\(s\) \['hyper_root'\]$"):
+        fetch_task(store, store.add_bytes(canonical_json(retired)), good.task.hash())
 
 
 def test_unjudgeable_spec__dtm_task_post_says_why_in_one_line(tmp_path):

@@ -39,7 +39,8 @@ def test_open__records_the_dispute_and_solver_moves(suite, parties, syn):
 def test_open__self_dispute_and_zero_addresses_revert(suite, parties):
     """A game bound to an account (not a contract) shows what open_dispute itself refuses."""
     fake_market = boa.env.generate_address("fake market")
-    game = T.game_deployer().deploy(fake_market, suite.checker.address, suite.reducer.address, suite.programs.address, suite.program_reducer.address, T.CLOCK, T.EXTENSION)
+    game = T.game_deployer().deploy(fake_market, suite.checker.address, suite.programs.address,
+                                    suite.program_reducer.address, T.CLOCK, T.EXTENSION)
     with boa.env.prank(fake_market):
         with boa.reverts("arbitration: solver cannot challenge itself"):
             game.open_dispute(1, parties.solver, parties.solver, 0)
@@ -50,18 +51,15 @@ def test_open__self_dispute_and_zero_addresses_revert(suite, parties):
 
 def test_constructor__rejects_bad_clocks(suite):
     deployer = T.game_deployer()
+    checkers = [suite.checker.address, suite.programs.address, suite.program_reducer.address]
     with boa.reverts("arbitration: bad clock"):
-        deployer.deploy(suite.market.address, suite.checker.address, suite.reducer.address, suite.programs.address, suite.program_reducer.address, 0, 1)
+        deployer.deploy(suite.market.address, *checkers, 0, 1)
     with boa.reverts("arbitration: bad extension"):
-        deployer.deploy(suite.market.address, suite.checker.address, suite.reducer.address, suite.programs.address, suite.program_reducer.address, 10, 11)
-    with boa.reverts("arbitration: zero address"):
-        deployer.deploy(suite.market.address, "0x" + "00" * 20, suite.reducer.address, suite.programs.address, suite.program_reducer.address, 10, 1)
-    with boa.reverts("arbitration: zero address"):
-        deployer.deploy(suite.market.address, suite.checker.address, "0x" + "00" * 20, suite.programs.address, suite.program_reducer.address, 10, 1)
-    with boa.reverts("arbitration: zero address"):
-        deployer.deploy(suite.market.address, suite.checker.address, suite.reducer.address, "0x" + "00" * 20, suite.program_reducer.address, 10, 1)
-    with boa.reverts("arbitration: zero address"):
-        deployer.deploy(suite.market.address, suite.checker.address, suite.reducer.address, suite.programs.address, "0x" + "00" * 20, 10, 1)
+        deployer.deploy(suite.market.address, *checkers, 10, 11)
+    for zero in range(len(checkers)):
+        with boa.reverts("arbitration: zero address"):
+            deployer.deploy(suite.market.address, *[a if i != zero else "0x" + "00" * 20 for i, a in enumerate(checkers)],
+                            10, 1)
 
 
 def test_unknown_dispute__reverts(suite, parties):

@@ -9,7 +9,6 @@ below 5 M gas. The op-by-op cases of GPT and CNN programs are in test_program_re
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 
@@ -21,11 +20,8 @@ from offchain.dispute import game as G
 from offchain.dispute import judge as J
 from offchain.dispute import moves as M
 from offchain.dispute import program_moves as P
-from offchain.ml import cheats
 from offchain.ml.artifacts import synthetic_dataset
 from offchain.ml.demo import mlp_task
-from offchain.ml.exporter import mlp_preset
-from offchain.ml.program_training import ProgramTraining
 
 MOVE_GAS = 5_000_000
 DISPUTE_GAS = 10_000_000
@@ -75,7 +71,7 @@ def _prove(suite, parties, answer) -> None:
 
 
 def _ended(suite, dispute_id, reason: int) -> None:
-    [ended] = (T.events(suite.game, "DisputeEnded") or T.events(suite.reducer, "DisputeEnded")
+    [ended] = (T.events(suite.game, "DisputeEnded") or T.events(suite.program_reducer, "DisputeEnded")
                or T.events(suite.program_reducer, "DisputeEnded"))
     assert (ended.dispute_id, ended.solver_won, ended.reason) == (dispute_id, False, reason)
     assert suite.game.disputes(dispute_id).phase == G.CHALLENGER_WON
@@ -117,7 +113,7 @@ def test_reduction__wrong_element_of_a_long_reduction_loses_on_the_fold(suite, p
     result = T.full_dispute(suite, parties, play)
     assert not result["solver_won"] and result["proven"]
     assert "prove_fold (fold)" in result["gas"], result["gas"]
-    assert f"open_program_reduction (node {node.id})" in result["gas"], result["gas"]
+    assert f"open_program_reduction (node {node.id}, {op})" in result["gas"], result["gas"]
     assert result["phase"] == G.CHALLENGER_WON
 
 
@@ -151,7 +147,7 @@ def test_reduction__partials_made_to_add_up_lose_on_a_chunk(suite, parties, op):
     answer = _answer(suite, dispute_id, play, posted)
     assert (answer.kind, answer.detail) == ("chunk", "chunk 1")
     with boa.env.prank(parties.verifier), boa.reverts("arbitration: partials add up to the claim"):
-        suite.reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
+        suite.program_reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
     _prove(suite, parties, answer)
     _ended(suite, dispute_id, T.END_CHUNK)
 
@@ -176,7 +172,7 @@ def test_reduction__inflated_absolute_sum_loses_on_its_chunk(suite, parties):
     answer = _answer(suite, dispute_id, play, posted)
     assert (answer.kind, answer.detail) == ("chunk", "chunk 0")
     with boa.env.prank(parties.verifier), boa.reverts("arbitration: partials add up to the claim"):
-        suite.reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
+        suite.program_reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
     _prove(suite, parties, answer)
     _ended(suite, dispute_id, T.END_CHUNK)
 
@@ -226,15 +222,8 @@ def _wide_batch_play() -> T.Play:
     than one post commits (256), so the partial covering the last two chunks is picked and posted
     again. Tasks cap the batch at 4096; this task is built past that cap (its fields set
     directly) to exercise the second level the game supports up to 2^22 terms."""
-    batch = 64 * 257
     small = mlp_task(8, (8,), 3, synthetic_dataset(64, 8, 3, seed=11), steps=2, k=1, batch_size=64, lr=0.2, seed=7)
-    program, optimizer, _ = mlp_preset(8, (8,), 3, batch_size=batch, lr=0.2)
-    training = ProgramTraining(program, optimizer, small.task.steps, small.task.seed)
-    task = copy.copy(small.task)
-    object.__setattr__(task, "batch_size", batch)
-    object.__setattr__(task, "graph_root", training.root)
-    demo = dataclasses.replace(small, task=task, spec=training, graph=training)
-    return T.genuine_play(demo, cheats.honest_run(demo), 0, 0)
+    return T.past_the_cap(small, (8, 8, 3), 64 * 257)
 
 
 def _bias_gradient(play: T.Play):
@@ -260,7 +249,7 @@ def test_reduction__two_levels_reach_the_wrong_chunk(suite, parties):
         with boa.reverts("arbitration: one chunk: prove it"):
             suite.game.pick_partial(*M.pick_partial_args(dispute_id, posted, 0))
         with boa.reverts("arbitration: partials add up to the claim"):
-            suite.reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
+            suite.program_reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
     gas["pick_partial"] = T.tx_gas(suite.game, "pick_partial", parties.verifier, *answer.args)
     r = suite.game.reductions(dispute_id)
     assert (r.first, r.chunks, r.picked) == (255, 2, True)
@@ -272,7 +261,7 @@ def test_reduction__two_levels_reach_the_wrong_chunk(suite, parties):
     assert (answer.kind, answer.detail) == ("chunk", "chunk 256")
     with boa.env.prank(parties.verifier):
         with boa.reverts("arbitration: the fold is checked on the whole reduction"):
-            suite.reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
+            suite.program_reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
     _prove(suite, parties, answer)
     _ended(suite, dispute_id, T.END_CHUNK)
 
@@ -309,7 +298,7 @@ def test_reduction__honest_solver_passes_every_chunk_and_the_fold(suite, parties
     game = suite.game.address
     with boa.env.prank(parties.verifier):
         with boa.reverts("arbitration: partials add up to the claim"):
-            suite.reducer.prove_fold(*M.prove_fold_args(game, dispute_id, posted))
+            suite.program_reducer.prove_fold(*M.prove_fold_args(game, dispute_id, posted))
         r = suite.game.reductions(dispute_id)
         for leaf in range(r.points):
             with boa.reverts("arbitration: partial is correct"):
@@ -356,7 +345,7 @@ def test_reduction__post_at_the_deadline_and_challenger_timeout(suite, parties):
     assert game.to_move(dispute_id) == parties.verifier
     boa.env.time_travel(seconds=game.deadline(dispute_id) - boa.env.timestamp + 1)
     with boa.env.prank(parties.verifier), boa.reverts("arbitration: clock expired"):
-        suite.reducer.prove_fold(*M.prove_fold_args(game.address, dispute_id, posted))
+        suite.program_reducer.prove_fold(*M.prove_fold_args(game.address, dispute_id, posted))
     game.timeout(dispute_id)
     assert game.disputes(dispute_id).phase == G.SOLVER_WON
     assert T.verdict(suite, dispute_id) == (True, False, 1)

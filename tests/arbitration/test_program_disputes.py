@@ -246,29 +246,6 @@ def test_demand__a_program_node_is_demanded_here_and_answered_through_the_proof_
                                            P.program_opening(s.program, [0, 1]), 0, 1, value=suite.game.demand_fee(1))
 
 
-# ------------------------------------------------------------------------------- the two formats
-
-
-def test_formats__an_mlp_proof_fails_on_a_program_task_and_a_program_proof_on_an_mlp_task(suite, parties):
-    s = setup("mlp")
-    bad = tampered(s.trace, first_node(s.program, "state", 0))
-    dispute_id = to_prove(suite, parties, s, bad)
-    game = suite.game.address
-    # the compiled MLP's opening of its parameter block, named against the program task
-    tiny = T.honest_play()
-    link = M.link_args(game, dispute_id, tiny.step_data(), False)
-    program_data = s.data(bad)
-    fails(parties, lambda: suite.checker.prove_link_mismatch(game, dispute_id, program_data.trace_root,
-                                                             M.commitments(s.demo.task), *link[4:]),
-          "arbitration: graph opening invalid")
-
-    # a program proof in a dispute over the MLP task
-    _, mlp_dispute = T.play_to_prove(suite, parties, tiny)
-    args = list(P.leaf_args(game, mlp_dispute, program_data, first_node(s.program, "state", 0)))
-    args[2], args[3] = T.trace_root_of(tiny.trace), M.commitments(tiny.task)
-    fails(parties, lambda: suite.programs.prove_leaf_link(*args), "arbitration: program does not match the task")
-
-
 def test_reports__only_the_game_own_program_checker_concludes(suite, parties):
     with boa.env.prank(parties.verifier):
         with boa.reverts("arbitration: caller is not the checker"):

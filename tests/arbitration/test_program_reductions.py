@@ -85,7 +85,7 @@ def test_program_reduction__the_honest_element_and_partials_stand(suite, parties
     game = suite.game.address
     with boa.env.prank(parties.verifier):
         with boa.reverts("arbitration: partials add up to the claim"):
-            suite.reducer.prove_fold(*M.prove_fold_args(game, dispute_id, posted))
+            suite.program_reducer.prove_fold(*M.prove_fold_args(game, dispute_id, posted))
         for leaf in range(len(posted)):  # every chunk's partial is its exact one
             with boa.reverts("arbitration: partial is correct"):
                 suite.program_reducer.prove_program_chunk(
@@ -110,8 +110,8 @@ def test_program_reduction__a_wrong_element_is_found_and_loses_on_the_fold(suite
     gas(suite, suite.program_reducer, "open_program_reduction", parties.verifier, *found.args)
     posted = post(suite, parties, dispute_id, honest(s, bad, node_id, index))
     move = answer(suite, s, bad, dispute_id, posted)
-    assert (move.kind, move.function, move.contract) == ("fold", "prove_fold", "reducer")
-    gas(suite, suite.reducer, "prove_fold", parties.verifier, *move.args)
+    assert (move.kind, move.function, move.contract) == ("fold", "prove_fold", "program_reducer")
+    gas(suite, suite.program_reducer, "prove_fold", parties.verifier, *move.args)
     ended(suite, dispute_id, T.END_FOLD)
 
 
@@ -141,7 +141,7 @@ def test_program_reduction__partials_made_to_add_up_lose_on_their_chunk(suite, p
     assert (move.kind, move.detail, move.function, move.contract) == (
         "chunk", f"chunk {last}", "prove_program_chunk", "program_reducer")
     with boa.env.prank(parties.verifier), boa.reverts("arbitration: partials add up to the claim"):
-        suite.reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
+        suite.program_reducer.prove_fold(*M.prove_fold_args(suite.game.address, dispute_id, posted))
     gas(suite, suite.program_reducer, "prove_program_chunk", parties.verifier, *move.args)
     ended(suite, dispute_id, T.END_CHUNK)
 
@@ -243,7 +243,7 @@ class _Market:
 
         events = type("Events", (), {"__getattr__": lambda _, name: lambda: Filter(name)})()
         self.arbiter = type("Game", (), {"address": suite.game.address, "events": events})()
-        self.checker, self.reducer = suite.checker, suite.reducer
+        self.checker, self.reducer = suite.checker, suite.program_reducer
         self.programs, self.program_reducer = suite.programs, suite.program_reducer
         self.deployment = type("Deployment", (), {"block": 0})()
 

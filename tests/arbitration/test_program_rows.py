@@ -67,7 +67,7 @@ def test_program_row__the_honest_element_and_partials_stand(suite, parties, prog
             suite.program_reducer.prove_program_row(*P.row_fold_args(game, dispute_id, s.data(s.trace), node_id,
                                                                      index, posted))
         with boa.reverts():  # a row is not a linear reduction: the judge's fold takes none
-            suite.reducer.prove_fold(*M.prove_fold_args(game, dispute_id, posted))
+            suite.program_reducer.prove_fold(*M.prove_fold_args(game, dispute_id, posted))
         for leaf in range(len(posted)):  # every chunk's partial is its exact one
             with boa.reverts("arbitration: partial is correct"):
                 suite.program_reducer.prove_program_chunk(

@@ -527,7 +527,7 @@ def check_no_move_sent_twice(market: Market) -> dict[str, int]:
     lost a race), by function."""
     start = market.deployment.block
     workers = {spec.address for spec in WORKERS}
-    contracts = {c.address: c for c in (market.contract, market.arbiter, market.checker, market.reducer) if c}
+    contracts = {c.address: c for c in (market.contract, market.arbiter, market.checker, market.programs, market.program_reducer) if c}
     seen: dict[tuple[str, str, bytes], list[int]] = defaultdict(list)
     names: dict[tuple[str, str, bytes], str] = {}
     reverted = Counter()

@@ -170,7 +170,7 @@ def test_program_task__a_transformer_element_cheat_is_caught_inside_a_long_reduc
     up to its claim, and the fold proof ends it."""
     ended, proven, market, reductions = _lost_dispute(tmp_path, "element", _post_gpt)
     assert ended["args"]["reason"] == END_FOLD and reductions == [128]
-    assert proven["to"] == market.reducer.address
+    assert proven["to"] == market.program_reducer.address
     print(f"\nprove_fold: {proven['gasUsed']:,} gas")
 
 
@@ -192,4 +192,4 @@ def test_program_task__a_cnn_element_cheat_is_caught_inside_a_convolution_gradie
     a tap that padding cuts), dissected."""
     ended, proven, market, reductions = _lost_dispute(tmp_path, "element", _post_cnn)
     assert ended["args"]["reason"] == END_FOLD and len(reductions) == 1 and 784 <= reductions[0] <= 1024
-    assert proven["to"] == market.reducer.address
+    assert proven["to"] == market.program_reducer.address

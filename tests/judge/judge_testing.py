@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 import random
 from fractions import Fraction
 from pathlib import Path
@@ -265,103 +264,26 @@ def linear_bound(kind: str, args: Sequence[Sequence[int]], claimed: int) -> tupl
     if kind == "add":
         x, y = args
         return value(x[0]) + value(y[0]), U * c + 2 * ETA, 12
-    if kind == "sgd":
-        p, g, lr = args
-        step = value(lr[0]) * value(g[0])
-        return value(p[0]) - step, gamma(1) * (abs(value(p[0])) + abs(step)) + U * c + 4 * ETA, 12
     raise ValueError(kind)
+
+
+def linear_verdict(kind: str, args: Sequence[Sequence[int]], claimed: int) -> J.LinearTolerance | None:
+    """The integers behind a linear verdict: a program's dot product or sum of n terms (gamma_n
+    and 4n etas, gamma_{n-1} and 2n, as `program_rules` and the ProgramJudge take them), or add."""
+    if kind == "matmul":
+        a, b = args
+        return J._linear([J._product(x, y) for x, y in zip(a, b)], claimed, len(a), 4 * len(a))
+    if kind == "sum_rows":
+        (g,) = args
+        return J._linear([J.decode(v) for v in g], claimed, len(g) - 1, 2 * len(g))
+    return J.linear_tolerance(kind, args, claimed)
 
 
 def sigma(kind: str, args, claimed: int) -> Fraction:
     """Upper bound of the judge's extra slack beyond the documented bound (docs/judge.md)."""
-    verdict = J.linear_tolerance(kind, args, claimed)
+    verdict = linear_verdict(kind, args, claimed)
     _, _, mult = linear_bound(kind, args, claimed)
     return mult * Fraction(2) ** verdict.scale
-
-
-# ---------------------------------------------------------------------------------------------
-# softmax references (mpmath, 200 bits)
-
-
-def xent_exact(z_bits: Sequence[int], label: int) -> mpmath.mpf:
-    with mpmath.workprec(240):
-        z = [mpmath.mpf(float(from_bits([b])[0])) for b in z_bits]
-        m = max(z)
-        s = mpmath.fsum(mpmath.exp(v - m) for v in z)
-        return mpmath.log(s) + m - z[label]
-
-
-def grad_exact(z_bits: Sequence[int], label: int, j: int, batch: int) -> mpmath.mpf:
-    with mpmath.workprec(240):
-        z = [mpmath.mpf(float(from_bits([b])[0])) for b in z_bits]
-        m = max(z)
-        s = mpmath.fsum(mpmath.exp(v - m) for v in z)
-        p = mpmath.exp(z[j] - m) / s
-        return (p - (1 if j == label else 0)) / batch
-
-
-def xent_tol(z_bits: Sequence[int], label: int, claim: float) -> float:
-    z = from_bits(z_bits).astype(np.float64)
-    n = len(z)
-    const = 16 + 2 * n + 8 * math.ceil(math.log2(n)) if n > 1 else 16 + 2 * n
-    return 2.0 ** -24 * (const + 8 * (abs(z.max()) + abs(z[label])) + abs(claim))
-
-
-def grad_tol(z_bits: Sequence[int], j: int, batch: int, p: float, claim: float) -> float:
-    n = len(z_bits)
-    return 2.0 ** -24 * ((p * (24 + 2 * n) + 2) / batch + abs(claim))
-
-
-def honest_xent(z_bits: Sequence[int], label: int, rng: random.Random) -> dict[str, int]:
-    z = from_bits(z_bits)
-    zt = torch.from_numpy(z.copy()).view(1, -1)
-    yt = torch.tensor([label])
-    out: dict[str, int] = {}
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        out[f"torch_ce_t{threads}"] = bits_of(torch.nn.functional.cross_entropy(zt, yt, reduction="none").item())
-    torch.set_num_threads(1)
-    out["torch_logsoftmax"] = bits_of(-torch.log_softmax(zt, 1)[0, label].item())
-    out["torch_logsumexp"] = bits_of((torch.logsumexp(zt, 1) - zt[0, label]).item())
-    out["float64"] = bits_of(np.float32(torch.nn.functional.cross_entropy(
-        zt.double(), yt, reduction="none").item()))
-    # manual float32, max-subtracted, summed in a random order
-    with np.errstate(under="ignore"):
-        m = z.max()
-        e = np.exp((z - m).astype(np.float32)).astype(np.float32)
-        perm = list(range(len(e)))
-        rng.shuffle(perm)
-        s = _fold_forward(e[perm])
-        lse = np.float32(np.log(s))
-        out["manual_a"] = bits_of(np.float32(np.float32(m + lse) - z[label]))
-        out["manual_b"] = bits_of(np.float32(lse - np.float32(z[label] - m)))
-    return out
-
-
-def honest_grad(z_bits: Sequence[int], label: int, j: int, batch: int, rng: random.Random) -> dict[str, int]:
-    z = from_bits(z_bits)
-    zt = torch.from_numpy(z.copy()).view(1, -1)
-    onehot = 1.0 if j == label else 0.0
-    out: dict[str, int] = {}
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        p = torch.softmax(zt, 1)[0, j]
-        out[f"torch_t{threads}"] = bits_of(((p - onehot) / batch).item())
-    torch.set_num_threads(1)
-    p64 = torch.softmax(zt.double(), 1)[0, j].item()
-    out["float64"] = bits_of(np.float32((p64 - onehot) / batch))
-    with np.errstate(under="ignore"):
-        m = z.max()
-        e = np.exp((z - m).astype(np.float32)).astype(np.float32)
-        perm = list(range(len(e)))
-        rng.shuffle(perm)
-        s = _fold_forward(e[perm])
-        recip = np.float32(np.float32(1) / s)
-        p_a = np.float32(e[j] * recip)
-        p_b = np.float32(e[j] / s)
-        out["manual_recip"] = bits_of(np.float32(np.float32(p_a - np.float32(onehot)) / np.float32(batch)))
-        out["manual_div"] = bits_of(np.float32(np.float32(p_b - np.float32(onehot)) / np.float32(batch)))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Differential fuzzing of the linear one-step checks (matmul, sum_rows, add, sgd).
+"""Differential fuzzing of the linear one-step checks: a program's ``mm`` element (a dot product of
+up to 64 products) and ``sum`` element (up to 64 terms), judged by the ProgramJudge, and the
+elementwise ``add`` of the Judge.
 
 Honest float32 results in any order / precision / FMA / flush-to-zero always pass; claims beyond
 the documented bound (plus the judge's documented slack sigma) always fail; claims inside the
@@ -14,6 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from judge_testing import (
@@ -33,6 +36,10 @@ from judge_testing import (
 )
 
 from offchain.dispute import judge as J
+from offchain.dispute import program_rules as R
+from program_runs import single
+from test_program_judge import onchain as program_onchain
+from test_program_judge import reference as program_reference
 
 PROFILES = ("unit", "wide", "tiny", "huge", "mixed", "cancel", "zeros")
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -69,6 +76,39 @@ def make_pair(rng: random.Random, n: int, profile: str) -> tuple[list[int], list
     return a + a2 + extra_a, b + b2 + extra_b
 
 
+class ProgramElement:
+    """Element 0 of a program ``mm`` node over a row ``a`` and a column ``b`` ("matmul"), or of a
+    ``sum`` node over ``g`` ("sum_rows"): ``self(c)`` is the call with the claim ``c``, judged by
+    the ProgramJudge (`onchain`) and the program rules (`reference`)."""
+
+    def __init__(self, kind: str, args) -> None:
+        def tensor(bits):
+            return torch.from_numpy(np.array(bits, dtype=np.uint32).view(np.float32).copy())
+
+        if kind == "matmul":
+            a, b = args
+            tensors = [tensor(a).reshape(1, -1), tensor(b).reshape(-1, 1)]
+            self.node, self.ins, _ = single("mm", "f32", tensors, ())
+            values = [list(a), list(b)]
+        else:
+            (g,) = args
+            self.node, self.ins, _ = single("sum", "f32", [tensor(g)], (0, 0))
+            values = [list(g)]
+        assert [len(idx) for _, idx in R.element_inputs(self.node, self.ins, 0)] == [len(v) for v in values]
+        self.values = values
+
+    def __call__(self, claimed: int) -> tuple:
+        return (self.node, self.ins, 0, self.values, claimed)
+
+
+def onchain_of(call) -> bool | str:
+    return program_onchain(*call) if isinstance(call, tuple) else onchain(call)
+
+
+def reference_of(call) -> bool | str:
+    return program_reference(*call) if isinstance(call, tuple) else reference(call)
+
+
 def _beyond_claims(kind: str, args, s: Fraction) -> list[int]:
     """Claims at s +- 2B (rounded away from s) and the first float32 beyond B + sigma."""
     out = []
@@ -95,10 +135,10 @@ def _assert_near_bound(kind: str, args, call, honest: int) -> None:
     claims = [(honest, True)]
     if J.is_finite(round_f32(s)):
         claims += near_bound_claims(s, lambda c: base + U * c, lambda c: sigma(kind, args, c),
-                                    lambda c: J.linear_tolerance(kind, args, c).accepted)
+                                    lambda c: reference_of(call(c)) is True)
     for c, expected in claims:
-        assert reference(call(c)) is expected, (kind, c, expected)
-        assert onchain(call(c)) is expected, (kind, c, expected)
+        assert reference_of(call(c)) is expected, (kind, c, expected)
+        assert onchain_of(call(c)) is expected, (kind, c, expected)
 
 
 @FUZZ
@@ -107,14 +147,14 @@ def test_judge_matmul_fuzz(n, seed, profile):
     rng = random.Random(seed)
     a, b = make_pair(rng, n, profile)
     honest = honest_dots(a, b, rng)
+    element = ProgramElement("matmul", (a, b))
     for name, c in honest.items():
-        assert J.check_matmul(a, b, c), (name, profile)
+        assert program_reference(*element(c)), (name, profile)
     s, _, _ = linear_bound("matmul", (a, b), 0)
     beyond = _beyond_claims("matmul", (a, b), s)
     for c in beyond:
-        assert not J.check_matmul(a, b, c), profile
-    _assert_near_bound("matmul", (a, b), lambda c: J.JudgeCall(J.OP_MATMUL, tuple(a), tuple(b), (), c),
-                       honest["forward"])
+        assert not program_reference(*element(c)), profile
+    _assert_near_bound("matmul", (a, b), element, honest["forward"])
 
 
 @FUZZ
@@ -125,14 +165,14 @@ def test_judge_sum_rows_fuzz(n, seed, profile):
     if profile == "cancel":
         g = [x if i % 2 else x ^ (1 << 31) for i, x in enumerate(g[: n // 2] * 2)] + g[2 * (n // 2):]
     honest = honest_sums(g, rng)
+    element = ProgramElement("sum_rows", (g,))
     for name, c in honest.items():
-        assert J.check_sum_rows(g, c), (name, profile)
+        assert program_reference(*element(c)), (name, profile)
     s, _, _ = linear_bound("sum_rows", (g,), 0)
     beyond = _beyond_claims("sum_rows", (g,), s)
     for c in beyond:
-        assert not J.check_sum_rows(g, c)
-    _assert_near_bound("sum_rows", (g,), lambda c: J.JudgeCall(J.OP_SUM_ROWS, tuple(g), (), (), c),
-                       honest["forward"])
+        assert not program_reference(*element(c))
+    _assert_near_bound("sum_rows", (g,), element, honest["forward"])
 
 
 def _honest_add(x: int, y: int) -> list[int]:
@@ -152,47 +192,11 @@ def test_judge_add_fuzz(seed, profile):
     y = rng.choice([_element(rng, "unit" if profile == "huge" else profile), x ^ (1 << 31), next_up(x ^ (1 << 31))])
     for c in _honest_add(x, y):
         assert J.check_add(x, y, c)
-        assert J.check_add_bias(x, y, c)
     s = value(x) + value(y)
     beyond = _beyond_claims("add", ([x], [y]), s)
     for c in beyond:
         assert not J.check_add(x, y, c)
-    op = (J.OP_ADD, J.OP_ADD_BIAS)[seed % 2]
-    _assert_near_bound("add", ([x], [y]), lambda c: J.JudgeCall(op, (x,), (y,), (), c), _honest_add(x, y)[0])
-
-
-def _honest_sgd(p: int, g: int, lr: int) -> list[int]:
-    fp, fg, fl = (np.array([v], dtype=np.uint32).view(np.float32)[0] for v in (p, g, lr))
-    import torch
-
-    out = []
-    with np.errstate(over="ignore", under="ignore"):
-        out.append(int(np.array([np.float32(fp - np.float32(fl * fg))]).view(np.uint32)[0]))
-        out.append(int(np.array([np.float32(np.float64(fp) - np.float64(fl) * np.float64(fg))]).view(np.uint32)[0]))
-    out.append(round_f32(value(p) - value(lr) * value(g)))  # fused
-    t = torch.add(torch.tensor([fp]), torch.tensor([fg]), alpha=-float(fl))
-    out.append(int(t.numpy().view(np.uint32)[0]))
-    return out
-
-
-@settings(max_examples=120, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), profile=st.sampled_from(PROFILES))
-def test_judge_sgd_fuzz(seed, profile):
-    rng = random.Random(seed)
-    inner = "unit" if profile in ("huge", "cancel") else profile
-    p = _element(rng, inner)
-    g = _element(rng, inner)
-    lr = rng.choice([J.f32_bits(0.1), J.f32_bits(0.2), J.f32_bits(0.01), random_f32(rng, -12, 0) & 0x7FFFFFFF])
-    if profile == "cancel":  # p close to lr * g
-        p = round_f32(value(lr) * value(g))
-    for c in _honest_sgd(p, g, lr):
-        assert J.check_sgd(p, g, lr, c)
-    s = value(p) - value(lr) * value(g)
-    args = ([p], [g], [lr])
-    beyond = _beyond_claims("sgd", args, s)
-    for c in beyond:
-        assert not J.check_sgd(p, g, lr, c)
-    _assert_near_bound("sgd", args, lambda c: J.JudgeCall(J.OP_SGD, (p,), (g,), (lr,), c), _honest_sgd(p, g, lr)[0])
+    _assert_near_bound("add", ([x], [y]), lambda c: J.JudgeCall(J.OP_ADD, (x,), (y,), (), c), _honest_add(x, y)[0])
 
 
 def test_judge_matmul_at_cap_extremes():
@@ -201,26 +205,24 @@ def test_judge_matmul_at_cap_extremes():
     col = [J.f32_bits(1.0)] * 64
     for a in ([big] * 64, [J.f32_bits(2.0 ** -149)] * 64):
         c = round_f32(sum((value(x) * value(y) for x, y in zip(a, col)), Fraction(0)))
-        call = J.JudgeCall(J.OP_MATMUL, tuple(a), tuple(col), (), c)
-        assert onchain(call) is True and reference(call) is True
+        call = ProgramElement("matmul", (a, col))(c)
+        assert onchain_of(call) is True and reference_of(call) is True
     # largest finite inputs: products up to 2^256, exact in the window
     top = 0x7F7FFFFF
-    call = J.JudgeCall(J.OP_MATMUL, (top, top ^ (1 << 31)), (top, top), (), 0)
-    assert onchain(call) is True and reference(call) is True
-    call = J.JudgeCall(J.OP_MATMUL, (top, top ^ (1 << 31)), (top, top), (), J.f32_bits(1e-30))
-    assert onchain(call) is True  # within the 2*eta*... and gamma_2 * 2^257 slack
-    call = J.JudgeCall(J.OP_MATMUL, (top,), (top,), (), top)
-    assert onchain(call) is False and reference(call) is False  # 2^256 is not within u of FLT_MAX
+    element = ProgramElement("matmul", ((top, top ^ (1 << 31)), (top, top)))
+    assert onchain_of(element(0)) is True and reference_of(element(0)) is True
+    assert onchain_of(element(J.f32_bits(1e-30))) is True  # within the 2*eta*... and gamma_2 * 2^257 slack
+    call = ProgramElement("matmul", ((top,), (top,)))(top)
+    assert onchain_of(call) is False and reference_of(call) is False  # 2^256 is not within u of FLT_MAX
 
 
 @pytest.mark.parametrize("claim", [0x7F800000, 0xFF800000, 0x7FC00000, 0x7F800001])
 def test_judge_linear_non_finite_claim_rejected(claim):
     one = J.f32_bits(1.0)
     for call in (
-        J.JudgeCall(J.OP_MATMUL, (one,), (one,), (), claim),
+        ProgramElement("matmul", ((one,), (one,)))(claim),
         J.JudgeCall(J.OP_ADD, (one,), (one,), (), claim),
-        J.JudgeCall(J.OP_SUM_ROWS, (one, one), (), (), claim),
-        J.JudgeCall(J.OP_SGD, (one,), (one,), (one,), claim),
+        ProgramElement("sum_rows", ((one, one),))(claim),
     ):
-        assert onchain(call) is False
-        assert reference(call) is False
+        assert onchain_of(call) is False
+        assert reference_of(call) is False
