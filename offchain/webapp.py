@@ -113,7 +113,7 @@ def mlp_preset_files(stem: str) -> tuple[bytes, bytes]:
     except ValueError:
         lr = math.nan
     from offchain.ml.artifacts import MAX_DATASET_DIM as MAX_FEATURES  # a dataset's limits (offchain/ml/data.py)
-    from offchain.ml.spec import MAX_CLASSES
+    from offchain.ml.data import MAX_CLASSES
 
     menus = json.loads(PRESETS.read_text())["mlp"]
     if not (1 <= features <= MAX_FEATURES and 2 <= classes <= MAX_CLASSES and hidden in menus["hidden"]

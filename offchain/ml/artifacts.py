@@ -21,7 +21,7 @@ from safetensors.torch import save as _st_save
 
 from .commit import dataset_root
 from .errors import ArtifactError
-from .spec import parse_json_object
+from .strict_json import parse_json_object
 
 MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
 MAX_HEADER_BYTES = 1024 * 1024
@@ -208,7 +208,7 @@ class Dataset:
         return save_tensors({"x": self.x, "y": self.y})
 
     @classmethod
-    def from_bytes(cls, data: bytes, input_dim: int | None = None, num_classes: int | None = None) -> Dataset:
+    def from_bytes(cls, data: bytes, input_dim: int | None = None) -> Dataset:
         """Parse ``x``/``y``; labels may be stored as int32 or int64 and are widened to int64."""
         header = read_header(data)
         x_info = header.get("x")
@@ -220,8 +220,6 @@ class Dataset:
         dataset = cls(tensors["x"], tensors["y"].to(torch.int64))
         if input_dim is not None and dataset.input_dim != input_dim:
             raise ArtifactError(f"dataset rows have {dataset.input_dim} features, model expects {input_dim}")
-        if num_classes is not None and int(dataset.y.max()) >= num_classes:
-            raise ArtifactError(f"label {int(dataset.y.max())} out of range for {num_classes} classes")
         return dataset
 
 

@@ -41,13 +41,14 @@ import torch
 
 from .artifacts import MAX_DATASET_DIM, MAX_ROWS, ArtifactError, Dataset, read_header
 from .errors import DataError
-from .spec import MAX_CLASSES
 
 #: Largest file, decoded array and committed dataset (what workers fetch: workers/artifacts.py).
 MAX_DATA_BYTES = 256 * 1024 * 1024
 #: float32 represents every integer of magnitude <= 2^24 exactly.
 EXACT_FLOAT32_INT = 1 << 24
 TEXT_VOCAB = 256
+#: classes a classifier's labels may name
+MAX_CLASSES = 256
 
 _ST_NUMPY = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "I8": "i1", "I16": "<i2", "I32": "<i4",
              "I64": "<i8", "U8": "u1", "U16": "<u2", "U32": "<u4", "U64": "<u8"}

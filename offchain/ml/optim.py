@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from .errors import SpecError
-from .spec import check_keys
+from .strict_json import check_keys
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")

@@ -47,7 +47,7 @@ from eth_abi import encode as abi_encode
 from .commit import keccak256, merkle_root, sized_root, tensor_root
 from .errors import GraphError
 from .ops import ALIASING, DTYPES, LEAVES, OPS, OUT_KERNELS, Node, build_plan
-from .spec import canonical_json, check_keys, parse_json_object, strict_int
+from .strict_json import canonical_json, check_keys, parse_json_object, strict_int
 
 PROGRAM_FORMAT = "dtm-program/1"
 MAX_PROGRAM_BYTES = 64 * 1024 * 1024

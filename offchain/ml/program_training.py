@@ -30,7 +30,6 @@ from .program import Corruption, Program, ProgramExecutor, StepOutput, step_key
 class ProgramTraining:
     """``program`` trained for ``steps`` steps with ``optimizer``'s schedule and the task ``seed``."""
 
-    num_classes = None  # labels are bounded by the program's loss, not by a class count
     corruption: Corruption | None = None  # a cheat's wrong element (`corrupted`); None when honest
 
     def __init__(self, program: Program, optimizer: OptimizerConfig, steps: int, seed: int) -> None:

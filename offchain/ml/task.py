@@ -14,7 +14,7 @@ from eth_abi import encode
 from .commit import keccak256
 from .errors import SpecError, TaskError
 from .optim import OptimizerConfig
-from .spec import canonical_json, check_keys, parse_json_object, strict_int
+from .strict_json import canonical_json, check_keys, parse_json_object, strict_int
 
 TASK_FORMAT = "dtm-task/1"
 NUMERIC_CONTRACT = {"dtype": "float32", "accumulation": "any-order"}

@@ -20,7 +20,7 @@ from .commit import checkpoint_root, hashing_threads, keccak256, keccak256_with_
 from .errors import ProofError, TrainingError
 from .program import StepOutput, execution_context
 from .program_training import ProgramStepper, ProgramTraining
-from .spec import canonical_json, check_keys, parse_json_object, strict_int
+from .strict_json import canonical_json, check_keys, parse_json_object, strict_int
 from .task import TrainingTask, hex32, parse_hex32
 
 PROOF_FORMAT = "dtm-proof/1"

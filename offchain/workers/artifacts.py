@@ -117,7 +117,7 @@ def load_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout: 
     if checkpoint_root(weights, model.param_names) != task.weights_root:
         raise ArtifactMismatch("initial weights do not match the task's weights_root")
     dataset_bytes = store.cat(task.dataset_cid, max_size=MAX_ARTIFACT_BYTES, timeout=timeout)
-    dataset = Dataset.from_bytes(dataset_bytes, input_dim=model.input_dim, num_classes=model.num_classes)
+    dataset = Dataset.from_bytes(dataset_bytes, input_dim=model.input_dim)
     if dataset.n_rows != task.dataset_rows or dataset.root() != task.dataset_root:
         raise ArtifactMismatch("dataset does not match the task's dataset_root")
     return DemoTask(task, model, graph, weights, dataset, model_bytes, weights_bytes, dataset_bytes)

@@ -68,7 +68,7 @@ def fetch_result(market: Market, store: ContentStore, task_id: int, home: Path |
     held = holdout_path(home, created["spec_cid"]) if home else None
     holdout = None
     if held and held.exists():
-        kept = Dataset.from_bytes(held.read_bytes(), bundle.spec.input_dim, bundle.spec.num_classes)
+        kept = Dataset.from_bytes(held.read_bytes(), bundle.spec.input_dim)
         holdout = score(bundle.spec, final.params, kept)
     return TaskResult(proof, weights_cid, final.params, score(bundle.spec, final.params, bundle.dataset), holdout)
 
@@ -93,7 +93,7 @@ def loss_curve(market: Market, store: ContentStore, task_id: int, home: Path | N
     bundle = fetch_task(store, created["spec_cid"], task.spec_hash)
     proof = fetch_proof(store, submitted[-1]["proof_cid"], task.proof_root)
     held = holdout_path(home, created["spec_cid"]) if home else None
-    kept = (Dataset.from_bytes(held.read_bytes(), bundle.spec.input_dim, bundle.spec.num_classes)
+    kept = (Dataset.from_bytes(held.read_bytes(), bundle.spec.input_dim)
             if held and held.exists() else None)
     return proof_curve(bundle, proof, store, kept, points)
 

@@ -23,7 +23,7 @@ from offchain.ml.capture import ExportConfig, export_program
 from offchain.ml.demo import local_cid, program_task
 from offchain.ml.models import MLP
 from offchain.ml.optim import OptimizerConfig
-from offchain.ml.spec import canonical_json
+from offchain.ml.strict_json import canonical_json
 from offchain.storage.store import LocalStore
 from offchain.ml.errors import TaskError
 from offchain.ml.exporter import mlp_preset

@@ -33,7 +33,9 @@ def _expect(suite, sender, fn, args, reason):
         getattr(suite.programs, fn)(*args)
 
 
-def _demand(suite, parties, play, dispute_id, node, start, count, trace_root=None, value=0):
+def _demand(suite, play, dispute_id, node, start, count, trace_root=None, value=0):
+    """`ProgramChecker.demand_elements` of elements [start, start + count) of ``node`` (sent by the
+    caller's prank), naming ``trace_root`` when given instead of the committed one."""
     data = play.step_data()
     args = list(P.demand_args(suite.game.address, dispute_id, data, node, start, count))
     if trace_root is not None:
@@ -107,7 +109,7 @@ def test_demand_and_post__values_reach_the_challenger(suite, parties):
     program, game = play.program, suite.game.address
     for node_id, start, count in ((program.leaf("data_y"), 2, 5), (program.outputs[0], 10, 40)):
         with boa.env.prank(parties.verifier):
-            _demand(suite, parties, play, dispute_id, node_id, start, count, value=suite.game.demand_fee(count))
+            _demand(suite, play, dispute_id, node_id, start, count, value=suite.game.demand_fee(count))
         [demanded] = T.events(suite.programs, "ElementsDemanded")
         assert (demanded.node, demanded.start, demanded.count) == (node_id, start, count)
         assert suite.game.to_move(dispute_id) == parties.solver
@@ -132,11 +134,11 @@ def test_demand__checks(suite, parties):
     with boa.env.prank(parties.verifier):
         for start, count in ((0, 0), (0, G.MAX_DEMAND + 1), (numel - 1, 2), (numel, 1)):
             with boa.reverts("arbitration: bad element range"):
-                _demand(suite, parties, play, dispute_id, node, start, count)
+                _demand(suite, play, dispute_id, node, start, count)
         with boa.reverts("arbitration: wrong trace root"):
-            _demand(suite, parties, play, dispute_id, node, 0, 1, trace_root=keccak(b"t"))
+            _demand(suite, play, dispute_id, node, 0, 1, trace_root=keccak(b"t"))
     with boa.env.prank(parties.solver), boa.reverts("arbitration: caller is not the challenger"):
-        _demand(suite, parties, play, dispute_id, node, 0, 1)
+        _demand(suite, play, dispute_id, node, 0, 1)
 
 
 def test_post__checks_and_silence_loses(suite, parties):
@@ -145,7 +147,7 @@ def test_post__checks_and_silence_loses(suite, parties):
     game = suite.game.address
     node = play.program.outputs[0]
     with boa.env.prank(parties.verifier):
-        _demand(suite, parties, play, dispute_id, node, 0, 8, value=suite.game.demand_fee(8))
+        _demand(suite, play, dispute_id, node, 0, 8, value=suite.game.demand_fee(8))
     good = M.post_args(game, dispute_id, play.trace, node, 0, 8)
     with boa.env.prank(parties.solver):
         with boa.reverts("arbitration: wrong demand"):

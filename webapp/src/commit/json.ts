@@ -1,4 +1,4 @@
-// A strict JSON reader for untrusted files (what offchain/ml/spec.py `parse_json_object` accepts):
+// A strict JSON reader for untrusted files (what offchain/ml/strict_json.py `parse_json_object` accepts):
 // integers come back as bigint, exactly (attrs hold uint256 roots), other numbers as number;
 // duplicate keys, NaN/Infinity and trailing bytes are refused.
 export type JsonValue = string | bigint | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };

@@ -40,7 +40,7 @@ export function roundHalfEven(value: number): number {
   return rest > 0.5 ? floor + 1 : rest < 0.5 ? floor : floor % 2 === 0 ? floor : floor + 1;
 }
 
-/** Sorted keys, compact separators, UTF-8: `canonical_json` in offchain/ml/spec.py. Floats are
+/** Sorted keys, compact separators, UTF-8: `canonical_json` in offchain/ml/strict_json.py. Floats are
  *  marked by wrapping them in `{ float: x }`, as JavaScript has one number type; integers may be bigint. */
 export type Json = string | number | bigint | boolean | null | { float: number } | Json[] | { [key: string]: Json };
 export function canonicalJson(value: Json): string {

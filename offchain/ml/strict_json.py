@@ -8,9 +8,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-#: classes a classifier's labels may name (a dataset's labels are checked against it)
-MAX_CLASSES = 256
-
 
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, compact separators, UTF-8, no NaN/Infinity: one byte string per value."""
