@@ -81,7 +81,7 @@ def test_program_task__two_commands_post_it_and_the_workers_train_verify_and_get
         trained = load_file(out)  # the committed checkpoint: the parameters and the optimizer's buffers
         model.load_state_dict({name: trained[name] for name in model.state_dict()})
         [held] = (m.home / "holdout").iterdir()
-        kept = Dataset.from_bytes(held.read_bytes(), 64, None)
+        kept = Dataset.from_bytes(held.read_bytes(), 64)
         with torch.no_grad():  # a preset's program is scored by the preset's forward pass, every row
             logits = model(kept.x)
         plain = float(torch.nn.functional.cross_entropy(logits, kept.y))
