@@ -10,7 +10,7 @@ cost" is the program against the same step exported with every kernel fused (``l
 what writing long reductions as sums the dispute game dissects costs. Run:
 
     .venv/bin/python bench/program_speed.py [--threads 1] [--steps 10] [--repeats 3] [--small]
-        [--allocator tuned|default] [--device cuda --batch-scale 8]
+        [--allocator tuned|default] [--device cuda --batch-scale 8] [--family cnn ...]
 """
 
 from __future__ import annotations
@@ -65,7 +65,14 @@ def batches(config: ExportConfig, count: int) -> list[tuple[torch.Tensor, torch.
     return out
 
 
-def plain(model, config: ExportConfig, data) -> float:
+def plain(model, config: ExportConfig, data, start_state: list | None = None) -> float:
+    """A plain loop's steps; ``start_state`` (the parameters) resets the model first, so each repeat
+    trains the same steps from the same weights as the program does (data-dependent kernels such as
+    max pooling then see the same values)."""
+    if start_state is not None:
+        with torch.no_grad():
+            for p, value in zip(model.parameters(), start_state):
+                p.copy_(value)
     opt = config.optimizer
     if opt.name == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum)
@@ -124,6 +131,8 @@ def main() -> None:
                         help="tuned: program.tune_allocator() (both loops run under it)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (TF32 off, as the numeric contract says)")
     parser.add_argument("--batch-scale", type=int, default=1, help="multiply every batch size (accelerators)")
+    parser.add_argument("--family", action="append", choices=["mlp", "cnn", "transformer"],
+                        help="measure only these (repeatable; default: all)")
     args = parser.parse_args()
     if args.allocator == "tuned" and not tune_allocator():
         print("tune_allocator() did not apply here (not glibc)")
@@ -133,6 +142,8 @@ def main() -> None:
     print(f"{'family':12} {'params':>10} {'nodes':>6} {'plain ms':>9} {'program ms':>11} {'ratio':>6} "
           f"{'fused ms':>9} {'sums cost':>9}" + (f" {'captured ms':>12} {'ratio':>6} bitwise" if graphs else ""))
     for name, (model, config) in families(args.small, args.batch_scale).items():
+        if args.family and name not in args.family:
+            continue
         torch.manual_seed(0)
         program = Program.from_bytes(export_program(model, config).to_bytes())
         executor = ProgramExecutor(program)
@@ -144,10 +155,10 @@ def main() -> None:
         plain_times, program_times, fused_times, captured_times = [], [], [], []
         eager_state, captured_state = [], []
         with execution_context(args.threads):
-            plain(model, config, data[:2])
+            plain(model, config, data[:2], params)
             program_run(executor, state, config, data[:2])
             for _ in range(args.repeats):
-                plain_times.append(plain(model, config, data) / args.steps)
+                plain_times.append(plain(model, config, data, params) / args.steps)
                 program_times.append(program_run(executor, state, config, data, eager_state) / args.steps)
                 fused_times.append(program_run(fused, state, config, data) / args.steps)
                 if graphs:
