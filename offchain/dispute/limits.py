@@ -85,6 +85,8 @@ def program_unjudgeable_reason(program: Program, task: TrainingTask) -> str | No
                 f"link proof takes {MAX_LINK_OPENINGS}")
     if len(program.hyper_names) > MAX_HYPER:
         return f"{len(program.hyper_names)} hyper-parameters exceed the {MAX_HYPER} a leaf proof opens"
+    if program.receives or program.sends:
+        return "the program is a group participant's step (it receives or sends messages): a task trains a whole model"
     for node in program.nodes:
         where = program.describe(node.id)
         if node.op == "data_x" and node.numel // node.shape[0] * 4 > MAX_ROW_BYTES:

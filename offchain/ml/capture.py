@@ -35,7 +35,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .errors import GraphError
-from .ops import DTYPE_NAMES, SIGNED, Node, f32_bits
+from .ops import DTYPE_NAMES, DTYPES, LEAVES, SIGNED, Node, f32_bits
 from .optim import OptimizerConfig
 from .program import Program, StateSlot, constant_root, validate
 
@@ -88,21 +88,29 @@ def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str,
     y = torch.zeros(config.batch_size, dtype=torch.int64)
     hyper = torch.tensor(optimizer.hyper_row(0, 1), dtype=torch.float32)
     model.train()
-    try:
-        with sdpa_kernel([SDPBackend.MATH]):
-            graph = make_fx(torch.func.functionalize(step, remove="mutations"), record_stack_traces=True,
-                            decomposition_table=POSITION_SUMS if long_sums else {})(*state, x, y, hyper)
-    except GraphError:
-        raise
-    except Exception as exc:  # tracing runs user code: report its error in one line
-        raise GraphError(f"tracing the training step failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     slots = [StateSlot(name, tuple(p.shape), "param") for name, p in zip(names, params)]
     slots += [StateSlot(f"{name}.{kind}", tuple(p.shape), "buffer") for name, p in zip(names, params) for kind in buffer_kinds]
-    program = _Lowering(graph, slots, optimizer.hyper_names).run()
+    program = capture_step(step, [*state, x, y, hyper], slots, optimizer.hyper_names, long_sums=long_sums)
     program.meta.update(meta or {})
     program.meta.update({
         "loss": config.loss, "input_shape": list(config.input_shape), "optimizer": optimizer.to_dict(),
     })
+    return program
+
+
+def capture_step(step: Callable, args: Sequence[torch.Tensor], slots: list[StateSlot], hyper_names: Sequence[str], *,
+                 receives: int = 0, long_sums: bool = True) -> Program:
+    """Trace ``step(*state, x, y, hyper, *received) -> (*next state, loss, *sent)`` on ``args``
+    and lower it to a validated program (``receives`` messages read, the rest of the outputs sent)."""
+    try:
+        with sdpa_kernel([SDPBackend.MATH]):
+            graph = make_fx(torch.func.functionalize(step, remove="mutations"), record_stack_traces=True,
+                            decomposition_table=POSITION_SUMS if long_sums else {})(*args)
+    except GraphError:
+        raise
+    except Exception as exc:  # tracing runs user code: report its error in one line
+        raise GraphError(f"tracing the training step failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    program = _Lowering(graph, slots, hyper_names, receives).run()
     validate(program)
     return program
 
@@ -202,12 +210,16 @@ def _group_norm_by_sums(x, weight, bias, n, channels, hw, groups, eps):
     """GroupNorm over groups longer than one judge call reads, from its moments as sums."""
     if channels // groups * hw <= JUDGED_POSITIONS:
         return NotImplemented
-    y, mean, rstd = _normalised(x.reshape(n, groups, -1), [2], eps)
-    y = y.reshape(x.shape)
-    affine = (1, channels) + (1,) * (x.dim() - 2)
-    y = y * weight.reshape(affine) if weight is not None else y
-    y = y + bias.reshape(affine) if bias is not None else y
-    return y, mean.reshape(n, groups), rstd.reshape(n, groups)
+    grouped = x.reshape(n, groups, channels // groups, -1)
+    count = grouped.shape[2] * grouped.shape[3]
+    mean = grouped.sum([2, 3], True) / count
+    centred = grouped - mean
+    rstd = torch.rsqrt((centred * centred).sum([2, 3], True) / count + eps)
+    # rstd · weight is one small (n, channels) factor, so the long tensor is multiplied once
+    scale = rstd * weight.reshape(1, groups, -1, 1) if weight is not None else rstd
+    y = centred * scale
+    y = y + bias.reshape(1, groups, -1, 1) if bias is not None else y
+    return y.reshape(x.shape), mean.reshape(n, groups), rstd.reshape(n, groups)
 
 
 def _layer_norm_backward_by_sums(grad_out, x, normalized_shape, mean, rstd, weight, bias, output_mask):
@@ -299,9 +311,14 @@ SOFTMAX = {
 
 
 class _Lowering:
-    def __init__(self, graph: torch.fx.GraphModule, slots: list[StateSlot], hyper_names: Sequence[str]) -> None:
+    """Lowers a traced step ``(*state, x, y, hyper, *received) -> (*next state, loss, *sent)``:
+    ``receives`` trailing inputs become ``recv`` leaves, the outputs after the loss ``sends``."""
+
+    def __init__(self, graph: torch.fx.GraphModule, slots: list[StateSlot], hyper_names: Sequence[str],
+                 receives: int = 0) -> None:
         self.graph = graph
         self.slots = slots
+        self.receives = receives
         self.hyper_names = tuple(hyper_names)
         self.nodes: list[Node] = []
         self.sources: list[str] = []
@@ -354,15 +371,17 @@ class _Lowering:
     def run(self) -> Program:
         placeholders = [n for n in self.graph.graph.nodes if n.op == "placeholder"]
         n_state = len(self.slots)
-        if len(placeholders) != n_state + 3:
+        if len(placeholders) != n_state + 3 + self.receives:
             raise GraphError("unexpected step signature")
         for index, fx in enumerate(placeholders):
             val = fx.meta["val"]
-            self.source = "training state" if index < n_state else "batch"
+            self.source = "training state" if index < n_state else "batch" if index < n_state + 3 else "message"
             if index < n_state:
                 self.values[fx] = self.fresh("state", (), val, (index,))
-            else:
+            elif index < n_state + 3:
                 self.values[fx] = self.fresh(("data_x", "data_y", "hyper")[index - n_state], (), val)
+            else:
+                self.values[fx] = self.fresh("recv", (), val, (index - n_state - 3,))
         outputs: list = []
         for fx in self.graph.graph.nodes:
             self.source = _source_line(fx)
@@ -376,10 +395,22 @@ class _Lowering:
         self.source = "optimizer update"
         new_state = [self.node_of(v) for v in results[:n_state]]
         loss = self.node_of(results[n_state])
+        self.source = "message sent"
+        sends = tuple(self._computed(v) for v in results[n_state + 1:])
         return Program(
             nodes=tuple(self.nodes), state=tuple(self.slots), outputs=tuple(new_state), loss=loss,
             constants=self.constants, hyper_names=self.hyper_names, sources=tuple(self.sources), meta={},
+            sends=sends,
         )
+
+    def _computed(self, value: Any) -> int:
+        """The node of a sent message: computed (a leaf, such as a message passed on unchanged,
+        or a constant is copied by a ``view``, so that a message is always its sender's work)."""
+        node = self.node_of(value)
+        if self.nodes[node].op in LEAVES:
+            meta = torch.empty(self.nodes[node].shape, dtype=DTYPES[self.nodes[node].dtype], device="meta")
+            node = self.emit("view", (node,), meta, (0, *meta.stride()))
+        return node
 
     def arg(self, a: Any) -> Any:
         if isinstance(a, torch.fx.Node):

@@ -28,8 +28,9 @@ from .errors import GraphError
 DTYPES: dict[str, torch.dtype] = {"f32": torch.float32, "i64": torch.int64, "bool": torch.bool}
 DTYPE_CODES = {"f32": 0, "i64": 1, "bool": 2}
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
-# the nodes that read the step's inputs instead of computing
-LEAVES = ("state", "data_x", "data_y", "hyper", "const", "rng")
+# the nodes that read the step's inputs instead of computing ("recv": a message a group
+# participant receives from another, docs/group-tasks.md)
+LEAVES = ("state", "data_x", "data_y", "hyper", "const", "rng", "recv")
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ class Op:
                 raise GraphError("state takes attrs [index]")
             if node.op == "const" and len(node.attrs) != 1:
                 raise GraphError("const takes attrs [root]")
+            if node.op == "recv" and (len(node.attrs) != 1 or node.dtype != "f32"):
+                raise GraphError("recv is a float32 leaf with attrs [message index]")
             return
         if node.op == "view":
             _check_view(node, inputs[0] if inputs else None)
@@ -128,7 +131,7 @@ def _op(name: str, code: int, build: Build | None, group: int | None = None, wor
 
 # ------------------------------------------------------------------------------ leaves
 
-for _name, _code in (("state", 0), ("data_x", 1), ("data_y", 2), ("hyper", 13), ("const", 12), ("rng", 14)):
+for _name, _code in (("state", 0), ("data_x", 1), ("data_y", 2), ("hyper", 13), ("const", 12), ("rng", 14), ("recv", 83)):
     _op(_name, _code, None)
 
 

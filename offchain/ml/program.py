@@ -130,6 +130,7 @@ class Program:
     hyper_names: tuple[str, ...]
     sources: tuple[str, ...] = ()      # model line per node, for messages (not committed)
     meta: dict[str, Any] = field(default_factory=dict)  # model, optimizer, input shape (not committed)
+    sends: tuple[int, ...] = ()        # a group participant's sent messages, in the order sent
 
     @property
     def nodes_root(self) -> bytes:
@@ -138,8 +139,16 @@ class Program:
 
     @property
     def outputs_hash(self) -> bytes:
-        """``keccak256(abi.encode(uint256[] outputs))``: the nodes of the next state, in state order."""
-        return keccak256(abi_encode(["uint256[]"], [list(self.outputs)]))
+        """``keccak256(abi.encode(uint256[] outputs))``: the nodes of the next state, in state order;
+        a participant's step that sends messages appends ``uint256[] sends``."""
+        if not self.sends:
+            return keccak256(abi_encode(["uint256[]"], [list(self.outputs)]))
+        return keccak256(abi_encode(["uint256[]", "uint256[]"], [list(self.outputs), list(self.sends)]))
+
+    @property
+    def receives(self) -> int:
+        """How many messages the step reads (its ``recv`` leaves)."""
+        return sum(node.op == "recv" for node in self.nodes)
 
     @property
     def root(self) -> bytes:
@@ -191,7 +200,7 @@ class Program:
             "constants": {str(i): base64.b64encode(_le_bytes(t)).decode() for i, t in sorted(self.constants.items())},
             "sources": list(self.sources),
             "meta": self.meta,
-        }
+        } | ({"sends": list(self.sends)} if self.sends else {})
 
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_dict())
@@ -203,8 +212,8 @@ class Program:
     @classmethod
     def from_dict(cls, obj: Any) -> Program:
         """Strict parse of untrusted bytes: every node is checked by :func:`validate`."""
-        check_keys(obj, {"format", "nodes", "state", "outputs", "loss", "hyper", "constants", "sources", "meta"},
-                   "program", GraphError)
+        check_keys(obj, {"format", "nodes", "state", "outputs", "loss", "hyper", "constants", "sources", "meta"}
+                   | ({"sends"} & obj.keys()), "program", GraphError)
         if obj["format"] != PROGRAM_FORMAT:
             raise GraphError(f"program format must be {PROGRAM_FORMAT!r}")
         raw_nodes = obj["nodes"]
@@ -236,6 +245,7 @@ class Program:
             hyper_names=hyper,
             sources=sources,
             meta=obj["meta"] if isinstance(obj["meta"], dict) else {},
+            sends=tuple(strict_int(o, "send", 0, len(nodes) - 1, GraphError) for o in _list(obj.get("sends", []), "sends")),
         )
         validate(program)
         return program
@@ -352,6 +362,10 @@ def validate(program: Program) -> None:
     rng = program.leaf("rng")
     if rng is not None and (nodes[rng].shape != () or nodes[rng].dtype != "i64"):
         raise GraphError("the rng leaf is an int64 scalar")
+    if [n.attrs[0] for n in nodes if n.op == "recv"] != list(range(program.receives)):
+        raise GraphError("recv leaves must be numbered 0..n-1 in order")
+    if any(nodes[i].dtype != "f32" or nodes[i].op in LEAVES for i in program.sends):
+        raise GraphError("a sent message is a computed float32 node")
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,6 +406,7 @@ class StepResult:
     state: list[torch.Tensor]
     loss: torch.Tensor
     trace: list[torch.Tensor] | None = None
+    sent: list[torch.Tensor] = field(default_factory=list)  # a participant's sent messages
 
 
 Kernel = Callable[[list], Any]
@@ -464,13 +479,23 @@ class ProgramExecutor:
         self._size = len(program.nodes)
         self._leaves = {op: program.leaf(op) for op in ("data_x", "data_y", "hyper", "rng")}
         self._states = [node.id for node in program.nodes if node.op == "state"]
+        self._recvs = [node.id for node in program.nodes if node.op == "recv"]
         self._constants: dict[torch.device, dict[int, torch.Tensor]] = {}
-        keep = set(program.outputs) | {program.loss}
+        keep = set(program.outputs) | {program.loss} | set(program.sends)
         last_use: dict[int, int] = {}
+        first_use: dict[int, int] = {}
         for position, (slots, _fn, inputs) in enumerate(self._plan):
             for i in inputs:
                 last_use[i] = position
+                first_use.setdefault(i, position)
         self._position = {slot: at for at, (slots, _, _) in enumerate(self._plan) for slot in slots}
+        # a participant's step takes each message when first needed and hands each on once computed
+        self._recv_before: dict[int, list[tuple[int, int]]] = {}
+        for index, node_id in enumerate(self._recvs):
+            self._recv_before.setdefault(first_use.get(node_id, 0), []).append((index, node_id))
+        self._sent_after: dict[int, list[tuple[int, int]]] = {}
+        for index, node_id in enumerate(program.sends):
+            self._sent_after.setdefault(self._position[node_id], []).append((index, node_id))
         self._free: list[tuple[int, ...]] = [() for _ in self._plan]
         for node_id, position in last_use.items():
             if node_id not in keep:
@@ -490,13 +515,20 @@ class ProgramExecutor:
         corrupt: Corruption | None = None,
         on_node: Callable[[int, torch.Tensor], None] | None = None,
         consume: bool = False,
+        messages: Sequence[torch.Tensor] | Callable[[int], torch.Tensor] | None = None,
+        on_send: Callable[[int, torch.Tensor], None] | None = None,
     ) -> StepResult:
         """One step; ``rng`` is the step's key (:func:`step_key`) when the program draws masks;
         ``corrupt`` (a cheat, never an honest run) perturbs one element of one node this step.
         ``on_node(node, output)`` is given every node's output (leaves first, then as computed,
         contiguous, in float32) while values are freed after their last use: the trace streamed
         instead of kept. ``consume``: nothing reads ``state`` after this call, so where its tensors
-        share no memory the step may write its results into them (the old state is overwritten)."""
+        share no memory the step may write its results into them (the old state is overwritten).
+
+        A group participant's step (``recv`` leaves, ``sends``) takes ``messages``: the received
+        tensors in order, or ``messages(i)`` called when message ``i`` is first needed (it may
+        wait for a peer), and gives ``on_send(i, tensor)`` each message it sends as soon as it
+        is computed, so that a pipeline of such steps can run as a training schedule."""
         if self._leaves["rng"] is not None:
             if rng is None:
                 raise GraphError("this program draws dropout masks: give the step's key (step_key)")
@@ -511,6 +543,14 @@ class ProgramExecutor:
                 values[self._leaves[op]] = widen(tensor.to(x.device))
         for node_id, tensor in self._constants_on(x.device).items():
             values[node_id] = widen(tensor)
+        if len(self._recvs) and messages is None:
+            raise GraphError(f"this step receives {len(self._recvs)} message(s): give them")
+        take = messages if callable(messages) else None
+        if take is None and messages is not None:
+            if len(messages) != len(self._recvs):
+                raise GraphError(f"this step receives {len(self._recvs)} message(s), got {len(messages)}")
+            for node_id, tensor in zip(self._recvs, messages):
+                values[node_id] = widen(self._message(node_id, tensor, x.device))
         free = None if keep_trace else self._free
         narrow = _narrow if self.wide else _same
         if on_node is not None:
@@ -523,6 +563,11 @@ class ProgramExecutor:
             distinct = len({t.untyped_storage().data_ptr() for t in state}) == len(state)
             donors = self._donors_consuming if consume and distinct else self._donors
         for position, (slots, fn, inputs) in enumerate(self._plan):
+            if take is not None:
+                for index, node_id in self._recv_before.get(position, ()):
+                    values[node_id] = widen(self._message(node_id, take(index), x.device))
+                    if on_node is not None:
+                        on_node(node_id, narrow(values[node_id]).contiguous())
             donor = donors.get(position)
             if donor is not None and all(values[i].is_contiguous() for i in inputs):
                 out = donor[0](*(values[i] for i in inputs), out=values[donor[1]])
@@ -544,12 +589,23 @@ class ProgramExecutor:
             if on_node is not None:
                 for slot in slots:
                     on_node(slot, narrow(values[slot]).contiguous())
+            if on_send is not None:
+                for index, node_id in self._sent_after.get(position, ()):
+                    on_send(index, narrow(values[node_id]))
             if free is not None:
                 for node_id in free[position]:
                     values[node_id] = None
         new_state = [narrow(values[i]) for i in self.program.outputs]
         trace = [narrow(v).contiguous() if isinstance(v, torch.Tensor) else v for v in values] if keep_trace else None
-        return StepResult(new_state, narrow(values[self.program.loss]), trace)
+        sent = [narrow(values[i]) for i in self.program.sends]
+        return StepResult(new_state, narrow(values[self.program.loss]), trace, sent)
+
+    def _message(self, node_id: int, tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+        node = self.program.nodes[node_id]
+        if tuple(tensor.shape) != node.shape or tensor.dtype != torch.float32:
+            raise GraphError(f"message {node.attrs[0]} is {tensor.dtype}{list(tensor.shape)}, "
+                             f"the step reads float32{list(node.shape)}")
+        return tensor.to(device)
 
     def _constants_on(self, device: torch.device) -> dict[int, torch.Tensor]:
         """The program's constants on the device the step runs on (copied once per device)."""

@@ -1,0 +1,322 @@
+"""A group participant's training step as a program (docs/group-tasks.md §4.1).
+
+``export_stage_program(spec, rank)`` captures what :class:`~offchain.distributed.engine.StageRunner`
+does in one step, for one participant, as a :class:`~offchain.ml.program.Program` the existing
+verifier and dispute game read: its stage's forward and backward over every micro-batch in the
+schedule's order (``torch.func.vjp``, whose backward starts from the received gradient, or from
+the loss on the last stage), the gradients summed over micro-batches in micro-batch order, the
+data-parallel all-reduce and the clipping norm's all-reduce summed in rank order, and the task's
+optimizer. Its inputs are the participant's state (in the checkpoint's order), its replica's batch
+rows, the step's hyper row and one ``recv`` leaf per message it receives; its outputs are the next
+state, the loss (the last stage's; 0 elsewhere) and one node per message it sends. Messages are
+float32 tensors, so a message's root is the tensor root of the very value a send node computes
+and a ``recv`` leaf reads.
+
+``train_stage_programs(spec)`` trains a group by running every participant's program (one thread
+each, messages passed as they are computed: a step takes a message when it first needs it), so
+that what a participant commits is exactly what its program computes. Built for pipeline stages ×
+data-parallel replicas with uncompressed messages; AQ-SGD and DiLoCo are not captured yet
+(``export_stage_program`` refuses them in one line).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from offchain.distributed.engine import (
+    Stage,
+    StageRunner,
+    TrainSpec,
+    batch_ids,
+    corpus_rows,
+    lm_loss,
+    pipeline_ranks,
+    replica_ranks,
+    schedule_ops,
+)
+from offchain.ml.capture import capture_step
+from offchain.ml.errors import GraphError
+from offchain.ml.program import Corruption, Program, ProgramExecutor, StateSlot
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of a step: ``kind`` is ``activation`` (forward, to the next stage),
+    ``gradient`` (backward, to the previous stage), ``grad_sum`` (the sender's gradients summed
+    over its micro-batches, flat, to every other replica of its stage) or ``grad_sq`` (its squared
+    gradient norm, to every other stage of its pipeline); a message to several peers is sent once
+    (``receiver`` −1 in the sender's list); ``micro`` the micro-batch (−1 for the collectives)."""
+
+    kind: str
+    sender: int
+    receiver: int
+    micro: int
+
+
+@dataclass(frozen=True)
+class StageProgram:
+    """A participant's step program and what its ``recv`` leaves and sends are, in order."""
+
+    rank: int
+    program: Program
+    receives: tuple[Message, ...]
+    sends: tuple[Message, ...]
+
+
+def unsupported(spec: TrainSpec) -> str | None:
+    """Why a spec's participant steps cannot be captured yet (None: they can)."""
+    if spec.aqsgd is not None:
+        return "AQ-SGD messages are not captured as programs yet"
+    if spec.diloco is not None:
+        return "DiLoCo is not captured as a program yet"
+    return None
+
+
+def export_stage_program(spec: TrainSpec, rank: int) -> StageProgram:
+    """Participant ``rank``'s training step (see the module docstring)."""
+    reason = unsupported(spec)
+    if reason:
+        raise GraphError(f"group spec: {reason}")
+    runner = StageRunner(spec, rank)
+    stage, optimizer = runner.stage, runner.optimizer.config
+    kinds = optimizer.buffers()
+    local = [name for name, _ in stage.named_parameters()]
+    slots = [StateSlot(f"param/{name}", tuple(p.shape), "param") for name, p in zip(runner.names, runner.params)]
+    slots += [StateSlot(f"{kind}/{name}", tuple(p.shape), "buffer")
+              for kind in kinds for name, p in zip(runner.names, runner.params)]
+    receives, sends = messages_of(spec, rank)
+    flat = (sum(p.numel() for p in runner.params),)
+    shapes = {"activation": runner.act_shape, "gradient": runner.act_shape, "grad_sum": flat, "grad_sq": (1,)}
+    step = _step_function(spec, runner, local, receives)
+    state = [p.detach() for p in runner.params] + [torch.zeros_like(p) for _ in kinds for p in runner.params]
+    x = torch.zeros(spec.replica_batch, spec.model.seq_len + 1)
+    y = torch.zeros(spec.replica_batch, dtype=torch.int64)
+    hyper = torch.tensor(optimizer.hyper_row(0, 1), dtype=torch.float32)
+    received = [torch.zeros(shapes[m.kind]) for m in receives]
+    program = capture_step(step, [*state, x, y, hyper, *received], slots, optimizer.hyper_names, receives=len(receives))
+    if len(program.sends) != len(sends):
+        raise GraphError("the captured step sends other messages than its schedule")
+    program.meta.update({"group_rank": rank, "stages": spec.stages, "optimizer": optimizer.to_dict()})
+    return StageProgram(rank, program, receives, sends)
+
+
+def messages_of(spec: TrainSpec, rank: int) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
+    """(received, sent) messages of participant ``rank``'s step, each in the order its step
+    reads or computes them: the schedule's order, then the clipping norm's all-reduce."""
+    index, stages = rank % spec.stages, spec.stages
+    received, sent = [], []
+    for op, m in schedule_ops(spec.schedule, index, stages, spec.micro_batches):
+        if op == "F":
+            if index > 0:
+                received.append(Message("activation", rank - 1, rank, m))
+            if index < stages - 1:
+                sent.append(Message("activation", rank, rank + 1, m))
+        else:
+            if index < stages - 1:
+                received.append(Message("gradient", rank + 1, rank, m))
+            if index > 0:
+                sent.append(Message("gradient", rank, rank - 1, m))
+    for kind, group in (("grad_sum", replica_ranks(spec, index)), ("grad_sq", pipeline_ranks(spec, rank // stages))):
+        if len(group) > 1 and (kind == "grad_sum" or spec.optimizer_config().clip_norm):
+            sent.append(Message(kind, rank, -1, -1))
+            received += [Message(kind, peer, rank, -1) for peer in group if peer != rank]
+    return tuple(received), tuple(sent)
+
+
+def peers_of(spec: TrainSpec, message: Message) -> list[int]:
+    """The ranks a sent message goes to."""
+    if message.receiver >= 0:
+        return [message.receiver]
+    stage, replica = message.sender % spec.stages, message.sender // spec.stages
+    group = replica_ranks(spec, stage) if message.kind == "grad_sum" else pipeline_ranks(spec, replica)
+    return [r for r in group if r != message.sender]
+
+
+def _in_rank_order(own: torch.Tensor, others: list[torch.Tensor], position: int) -> torch.Tensor:
+    """``((x_0 + x_1) + x_2) + …`` over the group's contributions, ``own`` at ``position``."""
+    parts = others[:position] + [own] + others[position:]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+def _step_function(spec: TrainSpec, runner: StageRunner, local: list[str], receives: Sequence[Message]) -> Callable:
+    stage: Stage = runner.stage
+    config = runner.optimizer.config  # clipping is done here, with the norm summed over stages
+    clip_norm = runner.optimizer.clip_norm
+    n_params, n_kinds = len(local), len(config.buffers())
+    index, stages, micro, replicas = runner.index, spec.stages, spec.micro_size, spec.replicas
+
+    def step(*args):
+        n_state = n_params * (1 + n_kinds)
+        params = dict(zip(local, args[:n_params]))
+        buffers = [[args[n_params + k * n_params + i] for k in range(n_kinds)] for i in range(n_params)]
+        rows, hyper = args[n_state].to(torch.int64), args[n_state + 2]
+        inbox = iter(args[n_state + 3:])
+        outbox: list[torch.Tensor] = []
+        pending: dict[int, Callable] = {}
+        grads: list[torch.Tensor] | None = None
+        loss = torch.zeros(())
+        for op, m in schedule_ops(spec.schedule, index, stages, spec.micro_batches):
+            batch = rows[m * micro:(m + 1) * micro]
+            if op == "F":
+                def forward(p, inp=None, batch=batch):
+                    out = torch.func.functional_call(stage, p, (batch[:, :-1] if inp is None else inp,))
+                    return lm_loss(out, batch) / spec.micro_batches if stage.last else out
+                inputs = (params,) if stage.first else (params, next(inbox))
+                out, pending[m] = torch.func.vjp(forward, *inputs)
+                if stage.last:
+                    loss = loss + out.detach()
+                else:
+                    outbox.append(out)
+            else:
+                cotangent = torch.ones(()) if stage.last else next(inbox)
+                result = pending.pop(m)(cotangent)
+                if not stage.first:
+                    outbox.append(result[1])
+                micro_grads = [result[0][name] for name in local]
+                grads = micro_grads if grads is None else [a + b for a, b in zip(grads, micro_grads)]
+        if replicas > 1:  # the data-parallel mean, summed in replica order
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            outbox.append(flat)
+            total = _in_rank_order(flat, [next(inbox) for _ in range(replicas - 1)], runner.replica) / replicas
+            grads = [part.view(g.shape) for part, g in zip(total.split([g.numel() for g in grads]), grads)]
+        if clip_norm:
+            own = sum((g * g).sum() for g in grads).reshape(1)
+            if stages > 1:  # the global norm, summed in stage order
+                outbox.append(own)
+                total = _in_rank_order(own, [next(inbox) for _ in range(stages - 1)], index)
+            else:
+                total = own
+            coef = torch.clamp(clip_norm / (total.sqrt() + 1e-6), max=1.0)
+            grads = [g * coef for g in grads]
+        new_params, new_buffers = config.update(list(params.values()), grads, buffers, hyper)
+        state = new_params + [new_buffers[i][k] for k in range(n_kinds) for i in range(n_params)]
+        return (*state, loss, *outbox)
+
+    return step
+
+
+
+# --------------------------------------------------------------------------------------------
+# Training a group with its participants' programs
+
+
+@dataclass
+class ParticipantRecord:
+    """What one participant did, step by step: the state before each step (and after the last),
+    the messages it received and sent in its program's order, and its loss."""
+
+    states: list[list[torch.Tensor]] = dataclasses.field(default_factory=list)
+    received: list[list[torch.Tensor]] = dataclasses.field(default_factory=list)
+    sent: list[list[torch.Tensor]] = dataclasses.field(default_factory=list)
+    losses: list[float] = dataclasses.field(default_factory=list)
+
+
+def initial_state(spec: TrainSpec, rank: int) -> list[torch.Tensor]:
+    """The participant's state before step 0: its stage's initial parameters, zero buffers."""
+    runner = StageRunner(spec, rank)
+    kinds = runner.optimizer.config.buffers()
+    return [p.detach().clone() for p in runner.params] + [torch.zeros_like(p) for _ in kinds for p in runner.params]
+
+
+def step_inputs(spec: TrainSpec, step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x, y, hyper) of participant ``rank``'s step ``step``: its replica's batch rows (token
+    ids as float32), an unused label vector, the optimizer's hyper row."""
+    rows = corpus_rows(spec)[0][batch_ids(spec, step, rank // spec.stages)].float()
+    config = dataclasses.replace(spec.optimizer_config(), clip_norm=0.0)
+    hyper = torch.tensor(config.hyper_row(step, spec.steps), dtype=torch.float64).float()
+    return rows, torch.zeros(len(rows), dtype=torch.int64), hyper
+
+
+class _Mailbox:
+    """Messages between the participants' threads, by (step, kind, sender, receiver, micro)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.lock = threading.Lock()
+        self.boxes: dict[tuple, queue.Queue] = {}
+        self.failed = threading.Event()
+
+    def _box(self, key: tuple) -> queue.Queue:
+        with self.lock:
+            return self.boxes.setdefault(key, queue.Queue(maxsize=1))
+
+    def post(self, step: int, message: Message, tensor: torch.Tensor, receivers: Sequence[int]) -> None:
+        for receiver in receivers:
+            self._box((step, message.kind, message.sender, receiver, message.micro)).put(tensor.clone())
+
+    def take(self, step: int, message: Message) -> torch.Tensor:
+        box = self._box((step, message.kind, message.sender, message.receiver, message.micro))
+        waited = 0.0
+        while True:
+            if self.failed.is_set():
+                raise RuntimeError("another participant failed")
+            try:
+                return box.get(timeout=0.5)
+            except queue.Empty:
+                waited += 0.5
+                if waited >= self.timeout:
+                    raise TimeoutError(f"no {message.kind} message from rank {message.sender} at step {step}") from None
+
+
+def train_stage_programs(spec: TrainSpec, *, corrupt: dict[int, Corruption] | None = None,
+                         timeout: float = 120.0) -> tuple[list[StageProgram], list[ParticipantRecord]]:
+    """Train ``spec`` with every participant's step program (see the module docstring), one
+    thread per participant; ``corrupt[rank]`` makes that participant cheat by one element."""
+    programs = [export_stage_program(spec, rank) for rank in range(spec.world)]
+    starts = [initial_state(spec, rank) for rank in range(spec.world)]  # seeds torch's global generator
+    records = [ParticipantRecord() for _ in programs]
+    mailbox = _Mailbox(timeout)
+    errors: list[BaseException] = []
+
+    def participant(sp: StageProgram) -> None:
+        executor, record, cheat = ProgramExecutor(sp.program), records[sp.rank], (corrupt or {}).get(sp.rank)
+        state = starts[sp.rank]
+        try:
+            for step in range(spec.steps):
+                record.states.append(state)
+                received: list[torch.Tensor | None] = [None] * len(sp.receives)
+
+                def take(i: int, step=step, received=received) -> torch.Tensor:
+                    received[i] = mailbox.take(step, sp.receives[i])
+                    return received[i]
+
+                def send(i: int, tensor: torch.Tensor, step=step) -> None:
+                    mailbox.post(step, sp.sends[i], tensor, peers_of(spec, sp.sends[i]))
+
+                x, y, hyper = step_inputs(spec, step, sp.rank)
+                result = executor.run(state, x, y, hyper, messages=take, on_send=send,
+                                       corrupt=cheat if cheat is not None and cheat.step == step else None)
+                state = result.state
+                record.received.append(received)
+                record.sent.append([t.clone() for t in result.sent])
+                record.losses.append(float(result.loss))
+            record.states.append(state)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            errors.append(exc)
+            mailbox.failed.set()
+
+    threads = [threading.Thread(target=participant, args=(sp,), daemon=True) for sp in programs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return programs, records
+
+
+def replay_step(sp: StageProgram, spec: TrainSpec, step: int, state: Sequence[torch.Tensor],
+                received: Sequence[torch.Tensor]):
+    """Participant ``sp.rank``'s step ``step`` re-run from its state and the messages it
+    received: a verifier's replay (a :class:`~offchain.ml.program.StepResult`)."""
+    x, y, hyper = step_inputs(spec, step, sp.rank)
+    return ProgramExecutor(sp.program).run(list(state), x, y, hyper, messages=list(received))

@@ -1,0 +1,186 @@
+"""A group participant's step as a program (offchain/distributed/stage_program.py): the group
+trains by running its participants' programs, which matches the engine; every participant's step
+replays exactly from its state and the messages it received, each of which is bit for bit what its
+sender's program sent; and a participant that gets one element of its backward wrong is the only
+one whose replay disagrees with what it did, the receiver of its bad gradient included."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from offchain.distributed.engine import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec, run_single
+from offchain.distributed.stage_program import (
+    Message,
+    export_stage_program,
+    initial_state,
+    messages_of,
+    peers_of,
+    replay_step,
+    step_inputs,
+    train_stage_programs,
+)
+from offchain.dispute.limits import program_unjudgeable_reason
+from offchain.ml.artifacts import Dataset
+from offchain.ml.demo import program_task
+from offchain.ml.errors import GraphError
+from offchain.ml.program import Corruption, Program, ProgramExecutor, execution_context
+
+THREE = TrainSpec(model=GPTShape(seq_len=8, dim=16, heads=2, layers=3), stages=3, steps=3, batch_size=4,
+                  micro_batches=2, train_rows=16, holdout_rows=16)
+TWO_GPIPE = dataclasses.replace(THREE, model=dataclasses.replace(THREE.model, layers=2), stages=2, schedule="gpipe",
+                                micro_batches=4, batch_size=8)
+TWO_BY_TWO = dataclasses.replace(THREE, model=dataclasses.replace(THREE.model, layers=2), stages=2, replicas=2,
+                                 batch_size=8)
+SPECS = {"3 stages, 1f1b, clipped": THREE, "2 stages, gpipe": TWO_GPIPE, "2 stages x 2 replicas": TWO_BY_TWO}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    with execution_context(1):
+        return {name: train_stage_programs(spec) for name, spec in SPECS.items()}
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_stage_programs__the_group_trained_by_its_participants_programs_matches_the_engine(trained, name):
+    spec = SPECS[name]
+    programs, records = trained[name]
+    with execution_context(1):
+        engine = run_single(spec)
+    last = [record.losses for sp, record in zip(programs, records) if sp.rank % spec.stages == spec.stages - 1]
+    assert [sum(values) / len(values) for values in zip(*last)] == pytest.approx(engine.losses, rel=1e-5)
+    for sp, record in zip(programs, records):
+        assert all(loss == 0.0 for loss in record.losses) or sp.rank % spec.stages == spec.stages - 1
+        # the participant's parameters as one vector: element by element, Adam's normalised steps
+        # turn rounding noise into ±lr where a gradient is zero in exact arithmetic (attention's
+        # key bias), in the engine as in the programs; a missed micro-batch or a wrong clipping
+        # norm moves every parameter by about lr, a distance near 1e-2 of the norm
+        params = [(slot.name.split("/", 1)[1], value) for slot, value in zip(sp.program.state, record.states[-1])
+                  if slot.kind == "param"]
+        ours = torch.cat([value.reshape(-1) for _, value in params])
+        want = torch.cat([engine.state[name_].reshape(-1) for name_, _ in params])
+        assert (ours - want).norm() <= 1e-4 * want.norm()
+        assert not torch.equal(record.states[-1][0], record.states[0][0])  # it trained
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_stage_programs__every_message_received_is_bit_for_bit_what_its_sender_sent(trained, name):
+    programs, records = trained[name]
+    sent = {}
+    for sp, record in zip(programs, records):
+        for step, tensors in enumerate(record.sent):
+            for message, tensor in zip(sp.sends, tensors):
+                sent[(step, message.kind, message.sender, message.micro)] = tensor
+    count = 0
+    for sp, record in zip(programs, records):
+        for step, tensors in enumerate(record.received):
+            for message, tensor in zip(sp.receives, tensors):
+                assert torch.equal(tensor, sent[(step, message.kind, message.sender, message.micro)])
+                count += 1
+    assert count == sum(len(sp.receives) for sp in programs) * SPECS[name].steps > 0
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_stage_programs__every_participant_step_replays_exactly_from_its_state_and_received_messages(trained, name):
+    spec = SPECS[name]
+    programs, records = trained[name]
+    with execution_context(1):
+        for sp, record in zip(programs, records):
+            for step in range(spec.steps):
+                replay = replay_step(sp, spec, step, record.states[step], record.received[step])
+                assert all(torch.equal(a, b) for a, b in zip(replay.state, record.states[step + 1]))
+                assert all(torch.equal(a, b) for a, b in zip(replay.sent, record.sent[step]))
+
+
+def test_stage_programs__one_wrong_backward_element_shows_only_in_the_cheater_s_replay():
+    spec = THREE
+    middle = export_stage_program(spec, 1)
+    gradient = next(i for i, m in enumerate(middle.sends) if m.kind == "gradient")
+    cheat = Corruption(step=1, node=middle.program.sends[gradient], index=0, delta=1e-2)
+    with execution_context(1):
+        programs, records = train_stage_programs(spec, corrupt={1: cheat})
+        verdicts = {}
+        for sp, record in zip(programs, records):
+            for step in range(spec.steps):
+                replay = replay_step(sp, spec, step, record.states[step], record.received[step])
+                verdicts[(sp.rank, step)] = (
+                    all(torch.equal(a, b) for a, b in zip(replay.state, record.states[step + 1]))
+                    and all(torch.equal(a, b) for a, b in zip(replay.sent, record.sent[step])))
+    assert [key for key, honest in verdicts.items() if not honest] == [(1, 1)]
+    # the receiver of the bad gradient computed on it: its record differs from an honest run's
+    with execution_context(1):
+        _, honest = train_stage_programs(spec)
+    assert not torch.equal(records[0].states[2][0], honest[0].states[2][0])
+    assert torch.equal(records[0].states[1][0], honest[0].states[1][0])
+
+
+def test_stage_programs__a_participant_program_round_trips_and_commits_its_sends():
+    sp = export_stage_program(TWO_GPIPE, 0)
+    program = Program.from_bytes(sp.program.to_bytes())
+    assert program.root == sp.program.root and program.sends == sp.program.sends
+    assert program.receives == len(sp.receives) == 5  # four gradients and the other stage's squared norm
+    assert [m.kind for m in sp.sends] == ["activation"] * 4 + ["grad_sq"]
+    moved = dataclasses.replace(sp.program, sends=sp.program.sends[::-1])
+    assert moved.root != sp.program.root
+    plain = dataclasses.replace(sp.program, sends=())
+    assert plain.outputs_hash != sp.program.outputs_hash
+
+
+def test_stage_programs__an_executor_refuses_missing_or_misshapen_messages():
+    spec = TWO_GPIPE
+    sp = export_stage_program(spec, 1)
+    executor = ProgramExecutor(sp.program)
+    x, y, hyper = step_inputs(spec, 0, 1)
+    state = initial_state(spec, 1)
+    with pytest.raises(GraphError, match="receives 5 message"):
+        executor.run(state, x, y, hyper)
+    with pytest.raises(GraphError, match="receives 5 message"):
+        executor.run(state, x, y, hyper, messages=[torch.zeros(2, 8, 16)])
+    shapes = [torch.zeros(2, 8, 16)] * 4 + [torch.zeros(2)]
+    with pytest.raises(GraphError, match=r"message 4 is torch.float32\[2\], the step reads float32\[1\]"):
+        executor.run(state, x, y, hyper, messages=shapes)
+
+
+def test_stage_programs__recv_leaves_must_be_numbered_in_order_and_sends_computed():
+    sp = export_stage_program(TWO_GPIPE, 1)
+    raw = sp.program.to_dict()
+    recvs = [i for i, node in enumerate(raw["nodes"]) if node[0] == "recv"]
+    raw["nodes"][recvs[0]][4] = [3]
+    with pytest.raises(GraphError, match="recv leaves must be numbered"):
+        Program.from_dict(raw)
+    raw = sp.program.to_dict()
+    raw["sends"][0] = recvs[0]
+    with pytest.raises(GraphError, match="a sent message is a computed float32 node"):
+        Program.from_dict(raw)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"aqsgd": AQSGDConfig()}, "AQ-SGD"),
+    ({"diloco": DiLoCoConfig()}, "DiLoCo"),
+])
+def test_stage_programs__what_is_not_captured_yet_is_refused_in_one_line(change, words):
+    with pytest.raises(GraphError, match=words):
+        export_stage_program(dataclasses.replace(THREE, **change), 0)
+
+
+def test_stage_programs__a_participant_step_is_not_postable_as_a_task():
+    spec = TWO_GPIPE
+    sp = export_stage_program(spec, 0)
+    weights = {slot.name: t for slot, t in zip(sp.program.state, initial_state(spec, 0)) if slot.kind == "param"}
+    rows, labels, _ = step_inputs(spec, 0, 0)
+    task = program_task(sp.program, spec.optimizer_config(), weights, Dataset(rows, labels), steps=4, k=2, seed=1).task
+    assert program_unjudgeable_reason(sp.program, task) == (
+        "the program is a group participant's step (it receives or sends messages): a task trains a whole model")
+
+
+def test_stage_programs__message_names_are_the_schedule_s():
+    received = export_stage_program(THREE, 1).receives
+    assert received[0] == Message("activation", 0, 1, 0)
+    assert [m.kind for m in received].count("gradient") == THREE.micro_batches
+    assert received[-2:] == (Message("grad_sq", 0, 1, -1), Message("grad_sq", 2, 1, -1))
+    received, sent = messages_of(TWO_BY_TWO, 3)  # stage 1 of replica 1
+    assert received[-2:] == (Message("grad_sum", 1, 3, -1), Message("grad_sq", 2, 3, -1))
+    assert sent[-2:] == (Message("grad_sum", 3, -1, -1), Message("grad_sq", 3, -1, -1))
+    assert peers_of(TWO_BY_TWO, sent[-2]) == [1] and peers_of(TWO_BY_TWO, sent[-1]) == [2]
