@@ -142,16 +142,23 @@ def task(lr: float) -> TrainingTask:
                         hyper_root=keccak256(b"hyper"))
 
 
+def preset_weighed(input_dim: int, hidden: tuple[int, ...], classes: int, batch: int, lr: float, weights_seed: int):
+    """The MLP preset's program, optimizer and weights; the weights from a formula (`formula_weights`)
+    that the seed shifts."""
+    program, optimizer, weights = mlp_preset(input_dim, hidden, classes, batch_size=batch, lr=lr, seed=weights_seed)
+    return program, optimizer, {n: formula_weights(w, weights_seed) for n, w in weights.items()}
+
+
 def preset(input_dim: int, hidden: tuple[int, ...], classes: int, batch: int, lr: float, weights_seed: int) -> dict:
     """The MLP preset's program and initial weights, inputs of the loss the page computes."""
-    program, _optimizer, weights = mlp_preset(input_dim, hidden, classes, batch_size=batch, lr=lr, seed=weights_seed)
+    program, _optimizer, weights = preset_weighed(input_dim, hidden, classes, batch, lr, weights_seed)
     return {"program": base64.b64encode(program.to_bytes()).decode(),
             "weights": base64.b64encode(save_tensors(weights)).decode()}
 
 
 def loss(input_dim: int, hidden: tuple[int, ...], classes: int, batch: int, lr: float, weights_seed: int) -> float:
     """`score(...).loss`, the mean cross-entropy the task page draws, of a preset's initial weights."""
-    program, optimizer, weights = mlp_preset(input_dim, hidden, classes, batch_size=batch, lr=lr, seed=weights_seed)
+    program, optimizer, weights = preset_weighed(input_dim, hidden, classes, batch, lr, weights_seed)
     x = (((np.arange(LOSS_ROWS * input_dim) % 13) / 8 - 0.5) * 8).astype(np.float32).reshape(LOSS_ROWS, input_dim)
     rows = Dataset(torch.from_numpy(x), torch.arange(LOSS_ROWS) % classes)
     return score(ProgramTraining(program, optimizer, 1, 0), weights, rows).loss
@@ -191,11 +198,18 @@ def program_files(name: str) -> tuple[bytes, bytes]:
     from offchain.ml.exporter import optimizer_from_options
 
     cls, kwargs, shape, loss, batch, optimizer, *_ = PROGRAMS[name]
-    torch.manual_seed(0)
     model = getattr(models, cls)(**kwargs)
     program = export_program(model, ExportConfig(batch, shape, loss, optimizer_from_options(optimizer)),
                              meta={"model": f"offchain.ml.models:{cls}", "model_kwargs": kwargs})
-    return program.to_bytes(), save_tensors({n: p.detach() for n, p in model.named_parameters()})
+    return program.to_bytes(), save_tensors({n: formula_weights(p) for n, p in model.named_parameters()})
+
+
+def formula_weights(like: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Weights of ``like``'s shape from an exact formula: torch's own initialisers are not the same
+    on every machine (`normal_` takes a vectorised path on AVX2 CPUs, a scalar one on AVX-512 and
+    others, and they differ in the last bits)."""
+    i = np.arange(like.numel()) + seed % 101
+    return torch.from_numpy(((i * 37 % 101 - 50) / 512).astype(np.float32).reshape(like.shape))
 
 
 def program_vectors(name: str) -> dict:

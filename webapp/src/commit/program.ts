@@ -17,7 +17,7 @@ const fail = (why: string): never => { throw new ProgramError(why); };
 // ── the op set (offchain/ml/ops.py: opcode and work per op) ─────────
 type Work = "none" | "numel" | "reduced" | "mm" | "conv" | "conv_grad" | "norm" | "softmax";
 const TABLE: [Work, string][] = [
-  ["none", "state 0 data_x 1 data_y 2 const 12 hyper 13 rng 14 view 15"],
+  ["none", "state 0 data_x 1 data_y 2 const 12 hyper 13 rng 14 view 15 recv 83"],
   ["numel", "add 4 relu 6 threshold_backward 7 neg 16 abs 17 exp 18 log 19 sqrt 20 rsqrt 21 reciprocal 22 tanh 23 erf 24 " +
     "sigmoid 25 gelu 26 gelu_backward 27 sub 28 mul 29 div 30 maximum 31 minimum 32 where 33 eq 34 ne 35 lt 36 le 37 gt 38 " +
     "ge 39 cat 40 cast 41 silu 42 logical_not 43 tanh_backward 44 sigmoid_backward 45 silu_backward 46 logical_and 47 " +
@@ -36,7 +36,7 @@ export const OPS: ReadonlyMap<string, readonly [number, Work]> = new Map(TABLE.f
   const words = list.split(" ");
   return words.filter((_, i) => i % 2 === 0).map((name, i) => [name, [Number(words[2 * i + 1]), work] as const]);
 }));
-export const LEAVES = new Set(["state", "data_x", "data_y", "hyper", "const", "rng"]);
+export const LEAVES = new Set(["state", "data_x", "data_y", "hyper", "const", "rng", "recv"]);
 
 const MAX_PROGRAM_BYTES = 64 * 1024 * 1024, MAX_NODES = 1 << 16, MAX_RANK = 8, MAX_INPUTS = 8, MAX_ATTRS = 32;
 const MAX_NUMEL = 2 ** 31;
@@ -435,6 +435,9 @@ export function unjudgeableProgram(program: Program, checkpointInterval: number)
     return `the program's ${program.outputs.length} state tensors need ${openings} trace openings; an output link proof takes ${MAX_LINK_OPENINGS}`;
   }
   if (program.hyperNames.length > MAX_HYPER) return `${program.hyperNames.length} hyper-parameters exceed the ${MAX_HYPER} a leaf proof opens`;
+  if (program.nodes.some((n) => n.op === "recv")) {
+    return "the program is a group participant's step (it receives or sends messages): a task trains a whole model";
+  }
   for (const node of program.nodes) {
     const where = `node ${node.id} (${node.op}, from ${program.sources[node.id] || "?"})`;
     const features = node.numel / node.shape[0];
