@@ -40,9 +40,14 @@ from offchain.distributed.engine import (
     replica_ranks,
     schedule_ops,
 )
+from offchain.ml.artifacts import Dataset, weights_to_bytes
 from offchain.ml.capture import capture_step
+from offchain.ml.commit import checkpoint_root
 from offchain.ml.errors import GraphError
 from offchain.ml.program import Corruption, Program, ProgramExecutor, StateSlot
+from offchain.ml.program_training import ProgramTraining
+from offchain.ml.task import TrainingTask
+from offchain.storage import compute_cid
 
 
 @dataclass(frozen=True)
@@ -158,14 +163,15 @@ def _step_function(spec: TrainSpec, runner: StageRunner, local: list[str], recei
         n_state = n_params * (1 + n_kinds)
         params = dict(zip(local, args[:n_params]))
         buffers = [[args[n_params + k * n_params + i] for k in range(n_kinds)] for i in range(n_params)]
-        rows, hyper = args[n_state].to(torch.int64), args[n_state + 2]
+        reads_rows = stage.first or stage.last  # a middle stage's step names no data
+        rows, hyper = args[n_state].to(torch.int64) if reads_rows else None, args[n_state + 2]
         inbox = iter(args[n_state + 3:])
         outbox: list[torch.Tensor] = []
         pending: dict[int, Callable] = {}
         grads: list[torch.Tensor] | None = None
         loss = torch.zeros(())
         for op, m in schedule_ops(spec.schedule, index, stages, spec.micro_batches):
-            batch = rows[m * micro:(m + 1) * micro]
+            batch = rows[m * micro:(m + 1) * micro] if reads_rows else None
             if op == "F":
                 def forward(p, inp=None, batch=batch):
                     out = torch.func.functional_call(stage, p, (batch[:, :-1] if inp is None else inp,))
@@ -320,3 +326,23 @@ def replay_step(sp: StageProgram, spec: TrainSpec, step: int, state: Sequence[to
     received: a verifier's replay (a :class:`~offchain.ml.program.StepResult`)."""
     x, y, hyper = step_inputs(spec, step, sp.rank)
     return ProgramExecutor(sp.program).run(list(state), x, y, hyper, messages=list(received))
+
+
+def participant_task(sp: StageProgram, spec: TrainSpec, state: Sequence[torch.Tensor], *, seed: int,
+                     cid: Callable[[bytes], str] = compute_cid) -> TrainingTask:
+    """Participant ``sp.rank``'s steps bound as a task of their own, the form the dispute game
+    judges, from ``state`` (its state before step 0): its program's plain root (nodes and outputs;
+    the messages it sends are committed with the group's, docs/group-tasks.md §4.1), the optimizer's
+    hyper table without clipping (the program sums the clipping norm itself), its replica's rows of
+    step 0 as the dataset (a middle stage's program reads none) and a checkpoint every step."""
+    program = dataclasses.replace(sp.program, sends=())
+    optimizer = dataclasses.replace(spec.optimizer_config(), clip_norm=0.0)
+    training = ProgramTraining(program, optimizer, spec.steps, seed)
+    weights = dict(zip(training.param_names, state))
+    x, y, _ = step_inputs(spec, 0, sp.rank)
+    rows = Dataset(x, y)
+    return TrainingTask(model_cid=cid(program.to_bytes()), weights_cid=cid(weights_to_bytes(weights, training)),
+                        dataset_cid=cid(rows.to_bytes()), weights_root=checkpoint_root(weights, training.param_names),
+                        dataset_root=rows.root(), dataset_rows=rows.n_rows, lr=optimizer.lr, batch_size=spec.replica_batch,
+                        steps=spec.steps, seed=seed, checkpoint_interval=1, graph_root=program.root,
+                        optimizer=optimizer, hyper_root=training.hyper_root)

@@ -379,6 +379,8 @@ class _Lowering:
             if index < n_state:
                 self.values[fx] = self.fresh("state", (), val, (index,))
             elif index < n_state + 3:
+                if self.receives and not fx.users:  # a participant's step names only the data it reads
+                    continue
                 self.values[fx] = self.fresh(("data_x", "data_y", "hyper")[index - n_state], (), val)
             else:
                 self.values[fx] = self.fresh("recv", (), val, (index - n_state - 3,))

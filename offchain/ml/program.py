@@ -139,11 +139,8 @@ class Program:
 
     @property
     def outputs_hash(self) -> bytes:
-        """``keccak256(abi.encode(uint256[] outputs))``: the nodes of the next state, in state order;
-        a participant's step that sends messages appends ``uint256[] sends``."""
-        if not self.sends:
-            return keccak256(abi_encode(["uint256[]"], [list(self.outputs)]))
-        return keccak256(abi_encode(["uint256[]", "uint256[]"], [list(self.outputs), list(self.sends)]))
+        """``keccak256(abi.encode(uint256[] outputs))``: the nodes of the next state, in state order."""
+        return keccak256(abi_encode(["uint256[]"], [list(self.outputs)]))
 
     @property
     def receives(self) -> int:
@@ -152,18 +149,29 @@ class Program:
 
     @property
     def root(self) -> bytes:
-        """``keccak256(abi.encode(nodes_root, outputs_hash))``: what a program task names as graph_root."""
-        return keccak256(abi_encode(["bytes32", "bytes32"], [self.nodes_root, self.outputs_hash]))
+        """``keccak256(abi.encode(nodes_root, outputs_hash))``: what a program task names as graph_root.
+        A group participant's step that sends messages appends ``keccak256(abi.encode(uint256[]
+        sends))``, so its root commits them while the game's program commitment (nodes root and
+        outputs hash) stays that of any step."""
+        if not self.sends:
+            return keccak256(abi_encode(["bytes32", "bytes32"], [self.nodes_root, self.outputs_hash]))
+        sends = keccak256(abi_encode(["uint256[]"], [list(self.sends)]))
+        return keccak256(abi_encode(["bytes32", "bytes32", "bytes32"], [self.nodes_root, self.outputs_hash, sends]))
 
     def leaf(self, op: str) -> int | None:
         return next((node.id for node in self.nodes if node.op == op), None)
 
     @property
-    def batch_size(self) -> int:
+    def batch_leaf(self) -> int:
+        """The ``data_x`` leaf (a group participant's middle stage has none)."""
         node = self.leaf("data_x")
         if node is None:
             raise GraphError("program has no data_x leaf")
-        return self.nodes[node].shape[0]
+        return node
+
+    @property
+    def batch_size(self) -> int:
+        return self.nodes[self.batch_leaf].shape[0]
 
     @property
     def param_names(self) -> tuple[str, ...]:

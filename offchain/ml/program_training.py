@@ -46,9 +46,15 @@ class ProgramTraining:
         self.seed = seed
         self.hyper = optimizer.hyper_table(steps)
         self.root = program.root
-        self.batch_size = program.batch_size
         self.param_names = tuple(slot.name for slot in program.state)
-        self.input_dim = program.nodes[program.leaf("data_x")].shape[1]
+
+    @property
+    def batch_size(self) -> int:
+        return self.program.batch_size
+
+    @property
+    def input_dim(self) -> int:
+        return self.program.nodes[self.program.batch_leaf].shape[1]
 
     @property
     def hyper_root(self) -> bytes:

@@ -125,7 +125,11 @@ def test_stage_programs__a_participant_program_round_trips_and_commits_its_sends
     moved = dataclasses.replace(sp.program, sends=sp.program.sends[::-1])
     assert moved.root != sp.program.root
     plain = dataclasses.replace(sp.program, sends=())
-    assert plain.outputs_hash != sp.program.outputs_hash
+    assert plain.root != sp.program.root and plain.outputs_hash == sp.program.outputs_hash
+    leaves = {node.op for node in sp.program.nodes} & {"data_x", "data_y", "hyper"}
+    assert leaves == {"data_x", "hyper"}  # the first stage reads its rows, not the labels
+    middle = export_stage_program(THREE, 1).program
+    assert {node.op for node in middle.nodes} & {"data_x", "data_y"} == set()
 
 
 def test_stage_programs__an_executor_refuses_missing_or_misshapen_messages():
