@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import arbitration_testing as T
 import boa
 import torch
-from program_testing import STEP, Setup, to_prove
+from program_testing import STEP, Setup, gas, to_prove
 
 from offchain.distributed.engine import GPTShape, TrainSpec
 from offchain.distributed.stage_program import export_stage_program, participant_task, step_inputs, train_stage_programs
@@ -66,7 +66,7 @@ def test_participant_dispute__one_wrong_sent_gradient_element_loses_to_prove_ele
     assert found is not None and found.fn == "prove_element"
     node, index = found.args[5], found.args[6]
     assert (node, index) == (cheat.node, 3)
-    T.tx_gas(getattr(suite, found.contract), found.fn, parties.verifier, *found.args)
+    gas(suite, getattr(suite, found.contract), found.fn, parties.verifier, *found.args)  # printed with ARB_PROGRAM_GAS
     assert T.verdict(suite, dispute_id) == (False, True, 1)  # the challenger wins, proven
 
 
