@@ -20,7 +20,8 @@ The optimizer is the task's (:class:`offchain.ml.optim.OptimizerConfig`: its own
 learning-rate schedule); gradient clipping uses the global norm over all stages of a replica.
 
 All choices are fixed by the :class:`TrainSpec`: initial weights (seeded), data order (seeded
-per-epoch permutations of each replica's fixed shard), codecs (deterministic). Training data is
+per-epoch permutations of each replica's fixed shard, or batches drawn as a task draws them:
+:func:`batch_ids`), codecs (deterministic). Training data is
 the byte-level text corpus the project ships for the transformer (``text_dataset``); the
 held-out rows are the corpus's last rows, never trained on.
 
@@ -53,10 +54,13 @@ from torch import nn
 from offchain.distributed import compression as C
 from offchain.distributed import parts as P
 from offchain.ml.artifacts import text_dataset
+from offchain.ml.commit import keccak256, uint256
+from offchain.ml.train import batch_indices
 from offchain.ml.models import GPT
 from offchain.ml.optim import OptimizerConfig
 
 SCHEDULES = ("1f1b", "gpipe")
+SAMPLINGS = ("epochs", "task")
 
 
 # ── specification ────────────────────────────────────────────────────
@@ -132,6 +136,7 @@ class TrainSpec:
     link: LinkConfig = LinkConfig()
     threads: int = 1  # torch threads per process
     checkpoint_interval: int = 0  # k > 0: every participant publishes its parts (offchain/distributed/parts.py)
+    sampling: str = "epochs"  # how a replica draws its rows: "epochs" or "task" (see batch_ids)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -146,6 +151,10 @@ class TrainSpec:
             raise ValueError("batch_size must be a multiple of replicas * micro_batches")
         if self.train_rows % self.replicas or (self.train_rows // self.replicas) % self.replica_batch:
             raise ValueError("each replica's shard must be a whole number of its batches")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}")
+        if self.sampling == "task" and self.aqsgd is not None:
+            raise ValueError("AQ-SGD's caches need each sample on one replica: sampling must be 'epochs'")
         if self.checkpoint_interval < 0 or (self.checkpoint_interval and self.steps % self.checkpoint_interval):
             raise ValueError("steps must be a multiple of checkpoint_interval")
 
@@ -191,9 +200,20 @@ def epoch_of(spec: TrainSpec, step: int) -> int:
     return step * spec.replica_batch // (spec.train_rows // spec.replicas)
 
 
+def replica_seed(spec: TrainSpec, replica: int) -> int:
+    """The seed ``replica`` draws its rows with under ``sampling="task"``:
+    ``uint256(keccak256(abi.encode(seed, replica)))``."""
+    return int.from_bytes(keccak256(uint256(spec.seed % 2**256) + uint256(replica)), "big")
+
+
 def batch_ids(spec: TrainSpec, step: int, replica: int) -> torch.Tensor:
-    """Training-row ids of ``replica`` at ``step``: its shard (rows ``replica + k * replicas``)
-    in the seeded permutation of the step's epoch."""
+    """Training-row ids of ``replica`` at ``step``. ``sampling="epochs"``: its shard (rows
+    ``replica + k * replicas``) in the seeded permutation of the step's epoch, so a sample always
+    meets the same replica (AQ-SGD's caches rely on it). ``sampling="task"``: drawn as a task
+    draws its batch (`batch_indices`) with the replica's seed, so the rows a participant's step
+    reads are the rows a task bound to it commits (`stage_program.participant_task`)."""
+    if spec.sampling == "task":
+        return torch.tensor(batch_indices(replica_seed(spec, replica), step, spec.replica_batch, spec.train_rows))
     shard = spec.train_rows // spec.replicas
     epoch = epoch_of(spec, step)
     order = torch.randperm(shard, generator=torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch))

@@ -38,6 +38,7 @@ from offchain.distributed.engine import (
     lm_loss,
     pipeline_ranks,
     replica_ranks,
+    replica_seed,
     schedule_ops,
 )
 from offchain.ml.artifacts import Dataset, weights_to_bytes
@@ -233,6 +234,12 @@ def initial_state(spec: TrainSpec, rank: int) -> list[torch.Tensor]:
     return [p.detach().clone() for p in runner.params] + [torch.zeros_like(p) for _ in kinds for p in runner.params]
 
 
+def training_rows(spec: TrainSpec) -> Dataset:
+    """The group's training rows as a program reads them: token ids as float32, unused labels."""
+    rows = corpus_rows(spec)[0].float()
+    return Dataset(rows, torch.zeros(len(rows), dtype=torch.int64))
+
+
 def step_inputs(spec: TrainSpec, step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x, y, hyper) of participant ``rank``'s step ``step``: its replica's batch rows (token
     ids as float32), an unused label vector, the optimizer's hyper row."""
@@ -328,19 +335,24 @@ def replay_step(sp: StageProgram, spec: TrainSpec, step: int, state: Sequence[to
     return ProgramExecutor(sp.program).run(list(state), x, y, hyper, messages=list(received))
 
 
-def participant_task(sp: StageProgram, spec: TrainSpec, state: Sequence[torch.Tensor], *, seed: int,
+def participant_task(sp: StageProgram, spec: TrainSpec, state: Sequence[torch.Tensor], *,
                      cid: Callable[[bytes], str] = compute_cid) -> TrainingTask:
     """Participant ``sp.rank``'s steps bound as a task of their own, the form the dispute game
     judges, from ``state`` (its state before step 0): its program's plain root (nodes and outputs;
     the messages it sends are committed with the group's, docs/group-tasks.md §4.1), the optimizer's
-    hyper table without clipping (the program sums the clipping norm itself), its replica's rows of
-    step 0 as the dataset (a middle stage's program reads none) and a checkpoint every step."""
+    hyper table without clipping (the program sums the clipping norm itself), the training rows as
+    the dataset with its replica's seed (`engine.replica_seed`) and a checkpoint every step. A
+    first or last stage reads rows, which the task's data link checks only when the group draws
+    them as a task does (``sampling="task"``)."""
+    if sp.program.leaf("data_x") is not None and spec.sampling != "task":
+        raise GraphError(f"participant {sp.rank} reads rows in the epoch order (sampling 'epochs'), which a task's "
+                         "data link cannot check: the group must draw its rows with sampling 'task'")
     program = dataclasses.replace(sp.program, sends=())
     optimizer = dataclasses.replace(spec.optimizer_config(), clip_norm=0.0)
+    seed = replica_seed(spec, sp.rank // spec.stages)
     training = ProgramTraining(program, optimizer, spec.steps, seed)
     weights = dict(zip(training.param_names, state))
-    x, y, _ = step_inputs(spec, 0, sp.rank)
-    rows = Dataset(x, y)
+    rows = training_rows(spec)
     return TrainingTask(model_cid=cid(program.to_bytes()), weights_cid=cid(weights_to_bytes(weights, training)),
                         dataset_cid=cid(rows.to_bytes()), weights_root=checkpoint_root(weights, training.param_names),
                         dataset_root=rows.root(), dataset_rows=rows.n_rows, lr=optimizer.lr, batch_size=spec.replica_batch,

@@ -1,9 +1,11 @@
-"""A group participant's step disputed on chain (docs/group-tasks.md §4.1): the middle participant
-of a 3-stage pipeline commits one wrong element of a gradient it sends. Its step is a program
-(`offchain/distributed/stage_program.py`) that reads no data, only its state, the hyper row and the
-messages it received (`recv` leaves); bound to a task of its own, the honest challenger's search
-over the cheater's trace reaches that very element through the existing game and proves it with
-`prove_element`, and over the honest trace it finds nothing to prove."""
+"""A group participant's step disputed on chain (docs/group-tasks.md §4.1): each participant of a
+3-stage pipeline (the first reads rows and sends activations, the middle reads only its state, the
+hyper row and the messages it received, the last reads rows, computes the loss and sends gradients)
+is a program (`offchain/distributed/stage_program.py`) bound to a task of its own. One wrong
+element of a message it sends: the honest challenger's search over its trace passes its leaves
+(the rows are those the task's data link derives, the group drawing them with
+``sampling="task"``), reaches that very element through the existing game and proves it with
+`prove_element`; over the honest trace it finds nothing to prove."""
 
 from __future__ import annotations
 
@@ -13,54 +15,64 @@ from types import SimpleNamespace
 
 import arbitration_testing as T
 import boa
+import pytest
 import torch
 from program_testing import STEP, Setup, gas, to_prove
 
 from offchain.distributed.engine import GPTShape, TrainSpec
-from offchain.distributed.stage_program import export_stage_program, participant_task, step_inputs, train_stage_programs
+from offchain.distributed.stage_program import (
+    export_stage_program,
+    participant_task,
+    step_inputs,
+    train_stage_programs,
+    training_rows,
+)
 from offchain.dispute import program_moves as P
+from offchain.ml.errors import GraphError
 from offchain.ml.program import Corruption, Program, ProgramExecutor, execution_context
 from offchain.ml.program_training import ProgramTraining
 
 SPEC = TrainSpec(model=GPTShape(seq_len=8, dim=16, heads=2, layers=3), stages=3, steps=2, batch_size=4,
-                 micro_batches=2, train_rows=16, holdout_rows=16)
-RANK = 1  # the middle stage: it receives activations and gradients and sends both
-SEED = 5
+                 micro_batches=2, train_rows=16, holdout_rows=16, sampling="task")
+KINDS = {0: "activation", 1: "gradient", 2: "gradient"}  # the message each participant cheats on
 
 
 @functools.cache
-def participant():
-    """The middle participant's program bound to a task, the state and messages of its step 0 as
-    the group ran it, the element it corrupts, and its honest and cheating traces."""
-    sp = export_stage_program(SPEC, RANK)
-    gradient = next(i for i, m in enumerate(sp.sends) if m.kind == "gradient")
-    cheat = Corruption(step=STEP, node=sp.program.sends[gradient], index=3, delta=1e-2)
+def participant(rank: int):
+    """Participant ``rank``'s program bound to a task, the state and messages of its step 0 as
+    the group ran it, the element it corrupts (in a message it sends), and its honest and
+    cheating traces."""
+    sp = export_stage_program(SPEC, rank)
+    sent = next(i for i, m in enumerate(sp.sends) if m.kind == KINDS[rank])
+    cheat = Corruption(step=STEP, node=sp.program.sends[sent], index=3, delta=1e-2)
     with execution_context(1):
-        _, records = train_stage_programs(SPEC, corrupt={RANK: cheat})
-        state, received = records[RANK].states[STEP], records[RANK].received[STEP]
-        x, y, hyper = step_inputs(SPEC, STEP, RANK)
+        _, records = train_stage_programs(SPEC, corrupt={rank: cheat})
+        state, received = records[rank].states[STEP], records[rank].received[STEP]
+        x, y, hyper = step_inputs(SPEC, STEP, rank)
         run = functools.partial(ProgramExecutor(sp.program).run, list(state), x, y, hyper, keep_trace=True,
                                 messages=list(received))
         honest, cheating = run().trace, run(corrupt=cheat).trace
     assert torch.equal(cheating[cheat.node].reshape(-1)[3], honest[cheat.node].reshape(-1)[3] + 1e-2)
-    task = participant_task(sp, SPEC, state, seed=SEED)
+    task = participant_task(sp, SPEC, state)
     program = dataclasses.replace(Program.from_bytes(sp.program.to_bytes()), sends=())  # what the task names
     assert task.graph_root == program.root
-    hyper = ProgramTraining(program, task.optimizer, SPEC.steps, SEED).hyper
+    hyper = ProgramTraining(program, task.optimizer, SPEC.steps, task.seed).hyper
+    rows = training_rows(SPEC)
     setup = Setup(SimpleNamespace(task=task), program, {}, tuple(honest))
-    step = functools.partial(P.ProgramStep, task, program, step=STEP, state=list(state), hyper=hyper)
+    step = functools.partial(P.ProgramStep, task, program, step=STEP, state=list(state), hyper=hyper, x=rows.x, y=rows.y)
     return setup, step, cheat, cheating
 
 
 def test_participant_dispute__the_middle_stage_s_program_reads_only_its_state_hyper_row_and_messages():
-    setup, *_ = participant()
+    setup, *_ = participant(1)
     leaves = {node.op for node in setup.program.nodes if node.op in ("data_x", "data_y", "rng", "recv")}
     assert leaves == {"recv"}
     assert setup.program.receives == 6  # two activations, two gradients, the other stages' squared gradient norms
 
 
-def test_participant_dispute__one_wrong_sent_gradient_element_loses_to_prove_element(suite, parties):
-    setup, step, cheat, cheating = participant()
+@pytest.mark.parametrize("rank", [0, 1, 2], ids=["first", "middle", "last"])
+def test_participant_dispute__one_wrong_sent_element_loses_to_prove_element(suite, parties, rank):
+    setup, step, cheat, cheating = participant(rank)
     dispute_id = to_prove(suite, parties, setup, cheating)
     found = P.find_program_proof(suite.game.address, dispute_id, step(trace=cheating), setup.after_root(cheating))
     assert found is not None and found.fn == "prove_element"
@@ -70,13 +82,21 @@ def test_participant_dispute__one_wrong_sent_gradient_element_loses_to_prove_ele
     assert T.verdict(suite, dispute_id) == (False, True, 1)  # the challenger wins, proven
 
 
-def test_participant_dispute__the_honest_participant_s_trace_has_nothing_to_prove(suite, parties):
-    setup, step, cheat, cheating = participant()
+@pytest.mark.parametrize("rank", [0, 1, 2], ids=["first", "middle", "last"])
+def test_participant_dispute__the_honest_participant_s_trace_has_nothing_to_prove(suite, parties, rank):
+    setup, step, cheat, _ = participant(rank)
     honest = list(setup.trace)
     dispute_id = to_prove(suite, parties, setup, honest)
+    # its data rows (first and last stage) are the rows the task's data link derives
     assert P.find_program_proof(suite.game.address, dispute_id, step(trace=honest), setup.after_root(honest)) is None
     # the element the cheater lost on, opened in the honest trace, is what the program computes
     args = P.element_args(suite.game.address, dispute_id, step(trace=honest), cheat.node, 3)
     with boa.env.prank(parties.verifier):
         with boa.reverts("arbitration: element is consistent"):
             suite.programs.prove_element(*args)
+
+
+def test_participant_dispute__a_stage_reading_rows_in_epoch_order_is_not_bound_to_a_task():
+    spec = dataclasses.replace(SPEC, sampling="epochs")
+    with pytest.raises(GraphError, match="sampling 'task'"):
+        participant_task(export_stage_program(spec, 0), spec, [])

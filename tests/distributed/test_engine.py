@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from offchain.distributed.engine import (AQSGDConfig, DiLoCoConfig, GPTShape, LinkConfig, TrainSpec, batch_ids,
-                                         epoch_of, run_many, run_single, schedule_ops)
+                                         epoch_of, replica_seed, run_many, run_single, schedule_ops)
+from offchain.ml.commit import keccak256, uint256
+from offchain.ml.train import batch_indices
 
 TINY = GPTShape(seq_len=16, dim=32, heads=2, layers=2)
 BASE = TrainSpec(model=TINY, steps=24, batch_size=8, micro_batches=2, train_rows=64, holdout_rows=64)
@@ -23,6 +25,7 @@ SPECS = {
     "2x1 gpipe": dict(stages=2, schedule="gpipe"),
     "1x2": dict(replicas=2),
     "2x2": dict(stages=2, replicas=2),
+    "2x2 task sampling": dict(stages=2, replicas=2, sampling="task"),
     "2x1 aqsgd": dict(stages=2, aqsgd=AQSGDConfig(bits=4, grad_bits=8, warmup_epochs=1)),
     "1x2 diloco": dict(replicas=2, diloco=DiLoCoConfig(inner_steps=4)),
     "1x2 diloco 4-bit": dict(replicas=2, diloco=DiLoCoConfig(inner_steps=4, compress="quant", bits=4)),
@@ -43,7 +46,7 @@ def _reference(spec):
     return run_single(dataclasses.replace(spec, aqsgd=None, diloco=None, link=LinkConfig()))
 
 
-@pytest.mark.parametrize("name", ["2x1 1f1b", "2x1 gpipe", "1x2", "2x2"])
+@pytest.mark.parametrize("name", ["2x1 1f1b", "2x1 gpipe", "1x2", "2x2", "2x2 task sampling"])
 def test_uncompressed_matches_single_process_bit_for_bit(runs, name):
     result = runs[name]
     reference = _reference(result.spec)
@@ -144,7 +147,23 @@ def test_batches_shard_and_cover_each_epoch():
     assert torch.equal(batch_ids(spec, 3, 1), batch_ids(spec, 3, 1))
 
 
+def test_batches_drawn_as_a_task_draws_them_under_task_sampling():
+    """Replica r's rows at step t are a task's batch (`batch_indices`) with the replica's seed, so
+    the task a participant is bound to derives the rows its step reads (stage_program.participant_task)."""
+    spec = dataclasses.replace(BASE, replicas=2, sampling="task")
+    seeds = [replica_seed(spec, r) for r in (0, 1)]
+    assert seeds[0] != seeds[1] and seeds[0] == int.from_bytes(keccak256(uint256(0) + uint256(0)), "big")
+    for step in (0, 5):
+        for r in (0, 1):
+            assert batch_ids(spec, step, r).tolist() == batch_indices(seeds[r], step, spec.replica_batch, spec.train_rows)
+    assert not torch.equal(batch_ids(spec, 0, 0), batch_ids(spec, 1, 0))
+
+
 def test_spec_checks():
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        TrainSpec(model=TINY, sampling="random")
+    with pytest.raises(ValueError, match="AQ-SGD's caches"):
+        TrainSpec(model=TINY, stages=2, sampling="task", aqsgd=AQSGDConfig(bits=4))
     with pytest.raises(ValueError):
         TrainSpec(model=TINY, stages=3)  # 2 blocks cannot fill 3 stages
     with pytest.raises(ValueError):

@@ -27,6 +27,7 @@ ROUND_TRIPS = {
         SPECS["3x1"], model=dataclasses.replace(PIPE_DP.model, layers=4), split=(2, 1, 1), schedule="gpipe", optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9),
         link=LinkConfig(0.01, 1e6), seed=7),
     "diloco top-k": dataclasses.replace(PIPE_DP, diloco=DiLoCoConfig(2, compress="topk", fraction=0.25)),
+    "task sampling": dataclasses.replace(PIPE_DP, aqsgd=None, sampling="task"),
 }
 
 
@@ -51,6 +52,8 @@ BAD = {
     "split of strings": (lambda d: d.update(split=["1", "1"]), "split must be a list"),
     "bad optimizer": (lambda d: d["optimizer"].update(name="lion"), "unknown optimizer 'lion'"),
     "inconsistent": (lambda d: d.update(steps=5), "steps must be a multiple of checkpoint_interval"),
+    "unknown sampling": (lambda d: d.update(sampling="shuffle"), "sampling must be one of"),
+    "aq-sgd sampled as tasks": (lambda d: d.update(sampling="task"), "AQ-SGD's caches need each sample on one replica"),
 }
 
 
@@ -79,6 +82,8 @@ def test_dtm_group_spec_writes_a_spec_that_loads(tmp_path):
     assert result.exit_code == 0, result.output
     spec = load_spec(out)
     assert (spec.world, spec.aqsgd.bits, spec.diloco.inner_steps, spec.checkpoint_interval) == (4, 4, 4, 4)
+    plain = CliRunner().invoke(main, ["group", "spec", str(out), "--stages", "2", "--sampling", "task"])
+    assert plain.exit_code == 0 and load_spec(out).sampling == "task", plain.output
     bad = CliRunner().invoke(main, ["group", "spec", str(tmp_path / "x.json"), "--steps", "7", "--interval", "4"])
     assert bad.exit_code == 1 and "multiple of checkpoint_interval" in bad.output
 

@@ -33,7 +33,7 @@ THREE = TrainSpec(model=GPTShape(seq_len=8, dim=16, heads=2, layers=3), stages=3
 TWO_GPIPE = dataclasses.replace(THREE, model=dataclasses.replace(THREE.model, layers=2), stages=2, schedule="gpipe",
                                 micro_batches=4, batch_size=8)
 TWO_BY_TWO = dataclasses.replace(THREE, model=dataclasses.replace(THREE.model, layers=2), stages=2, replicas=2,
-                                 batch_size=8)
+                                 batch_size=8, sampling="task")  # rows drawn as tasks draw them
 SPECS = {"3 stages, 1f1b, clipped": THREE, "2 stages, gpipe": TWO_GPIPE, "2 stages x 2 replicas": TWO_BY_TWO}
 
 
