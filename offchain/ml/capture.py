@@ -37,7 +37,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from .errors import GraphError
 from .ops import DTYPE_NAMES, DTYPES, LEAVES, SIGNED, Node, f32_bits
 from .optim import OptimizerConfig
-from .program import Program, StateSlot, constant_root, validate
+from .program import MAX_INPUTS, Program, StateSlot, constant_root, validate
 
 aten = torch.ops.aten
 LOSSES = ("cross_entropy", "lm_cross_entropy")
@@ -783,8 +783,14 @@ def _embedding_backward(low, fx, args, kwargs):
 
 
 def _cat(low, fx, args, kwargs):
-    tensors, dim = args[0], (args[1] if len(args) > 1 else kwargs.get("dim", 0))
-    return low.op("cat", fx, list(tensors), (dim % fx.meta["val"].dim(),))
+    tensors, dim = list(args[0]), (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % fx.meta["val"].dim()
+    dtype = _compute_dtype(tensors)
+    while len(tensors) > MAX_INPUTS:  # a node reads at most MAX_INPUTS tensors: concatenate in a tree
+        groups = [tensors[i:i + MAX_INPUTS] for i in range(0, len(tensors), MAX_INPUTS)]
+        tensors = [group[0] if len(group) == 1 else
+                   low.fresh("cat", [low.node_of(t, dtype) for t in group], torch.cat([t.meta for t in group], dim), (dim,))
+                   for group in groups]
+    return low.op("cat", fx, tensors, (dim,))
 
 
 _HANDLERS: dict[Any, Callable] = {

@@ -338,6 +338,8 @@ def validate(program: Program) -> None:
     """Structural checks of an untrusted program; shapes are re-derived op by op (ops.py)."""
     nodes = program.nodes
     for node in nodes:
+        if len(node.inputs) > MAX_INPUTS:  # what a program file may hold (from_dict)
+            raise GraphError(f"{program.describe(node.id)}: at most {MAX_INPUTS} inputs")
         spec = OPS[node.op]
         try:
             spec.check(node, [nodes[i] for i in node.inputs])

@@ -1,8 +1,9 @@
 """A group participant's step disputed on chain (docs/group-tasks.md §4.1): each participant of a
 3-stage pipeline (the first reads rows and sends activations, the middle reads only its state, the
 hyper row and the messages it received, the last reads rows, computes the loss and sends gradients)
-is a program (`offchain/distributed/stage_program.py`) bound to a task of its own. One wrong
-element of a message it sends: the honest challenger's search over its trace passes its leaves
+is a program (`offchain/distributed/stage_program.py`) bound to a task of its own, as is a
+replica of a 2 × 2 group, which sends its gradients to the all-reduce. One wrong element of a
+message it sends: the honest challenger's search over its trace passes its leaves
 (the rows are those the task's data link derives, the group drawing them with
 ``sampling="task"``), reaches that very element through the existing game and proves it with
 `prove_element`; over the honest trace it finds nothing to prove."""
@@ -34,45 +35,51 @@ from offchain.ml.program_training import ProgramTraining
 
 SPEC = TrainSpec(model=GPTShape(seq_len=8, dim=16, heads=2, layers=3), stages=3, steps=2, batch_size=4,
                  micro_batches=2, train_rows=16, holdout_rows=16, sampling="task")
-KINDS = {0: "activation", 1: "gradient", 2: "gradient"}  # the message each participant cheats on
+DATA_PARALLEL = dataclasses.replace(SPEC, model=dataclasses.replace(SPEC.model, layers=2), stages=2, replicas=2,
+                                    batch_size=8)
+#: (spec, rank, the kind of message it cheats on): the first stage's activation, the middle and last
+#: stages' gradient, and a data-parallel replica's contribution to the gradient all-reduce
+CASES = {"first": (SPEC, 0, "activation"), "middle": (SPEC, 1, "gradient"), "last": (SPEC, 2, "gradient"),
+         "all-reduce": (DATA_PARALLEL, 3, "grad_sum")}
 
 
 @functools.cache
-def participant(rank: int):
-    """Participant ``rank``'s program bound to a task, the state and messages of its step 0 as
-    the group ran it, the element it corrupts (in a message it sends), and its honest and
-    cheating traces."""
-    sp = export_stage_program(SPEC, rank)
-    sent = next(i for i, m in enumerate(sp.sends) if m.kind == KINDS[rank])
+def participant(case: str):
+    """The participant's program bound to a task, the state and messages of its step 0 as the
+    group ran it, the element it corrupts (in a message it sends), and its honest and cheating
+    traces."""
+    spec, rank, kind = CASES[case]
+    sp = export_stage_program(spec, rank)
+    sent = next(i for i, m in enumerate(sp.sends) if m.kind == kind)
     cheat = Corruption(step=STEP, node=sp.program.sends[sent], index=3, delta=1e-2)
     with execution_context(1):
-        _, records = train_stage_programs(SPEC, corrupt={rank: cheat})
+        _, records = train_stage_programs(spec, corrupt={rank: cheat})
         state, received = records[rank].states[STEP], records[rank].received[STEP]
-        x, y, hyper = step_inputs(SPEC, STEP, rank)
+        x, y, hyper = step_inputs(spec, STEP, rank)
         run = functools.partial(ProgramExecutor(sp.program).run, list(state), x, y, hyper, keep_trace=True,
                                 messages=list(received))
         honest, cheating = run().trace, run(corrupt=cheat).trace
     assert torch.equal(cheating[cheat.node].reshape(-1)[3], honest[cheat.node].reshape(-1)[3] + 1e-2)
-    task = participant_task(sp, SPEC, state)
+    task = participant_task(sp, spec, state)
     program = dataclasses.replace(Program.from_bytes(sp.program.to_bytes()), sends=())  # what the task names
     assert task.graph_root == program.root
-    hyper = ProgramTraining(program, task.optimizer, SPEC.steps, task.seed).hyper
-    rows = training_rows(SPEC)
+    hyper = ProgramTraining(program, task.optimizer, spec.steps, task.seed).hyper
+    rows = training_rows(spec)
     setup = Setup(SimpleNamespace(task=task), program, {}, tuple(honest))
     step = functools.partial(P.ProgramStep, task, program, step=STEP, state=list(state), hyper=hyper, x=rows.x, y=rows.y)
     return setup, step, cheat, cheating
 
 
 def test_participant_dispute__the_middle_stage_s_program_reads_only_its_state_hyper_row_and_messages():
-    setup, *_ = participant(1)
+    setup, *_ = participant("middle")
     leaves = {node.op for node in setup.program.nodes if node.op in ("data_x", "data_y", "rng", "recv")}
     assert leaves == {"recv"}
     assert setup.program.receives == 6  # two activations, two gradients, the other stages' squared gradient norms
 
 
-@pytest.mark.parametrize("rank", [0, 1, 2], ids=["first", "middle", "last"])
-def test_participant_dispute__one_wrong_sent_element_loses_to_prove_element(suite, parties, rank):
-    setup, step, cheat, cheating = participant(rank)
+@pytest.mark.parametrize("case", list(CASES))
+def test_participant_dispute__one_wrong_sent_element_loses_to_prove_element(suite, parties, case):
+    setup, step, cheat, cheating = participant(case)
     dispute_id = to_prove(suite, parties, setup, cheating)
     found = P.find_program_proof(suite.game.address, dispute_id, step(trace=cheating), setup.after_root(cheating))
     assert found is not None and found.fn == "prove_element"
@@ -82,9 +89,9 @@ def test_participant_dispute__one_wrong_sent_element_loses_to_prove_element(suit
     assert T.verdict(suite, dispute_id) == (False, True, 1)  # the challenger wins, proven
 
 
-@pytest.mark.parametrize("rank", [0, 1, 2], ids=["first", "middle", "last"])
-def test_participant_dispute__the_honest_participant_s_trace_has_nothing_to_prove(suite, parties, rank):
-    setup, step, cheat, _ = participant(rank)
+@pytest.mark.parametrize("case", list(CASES))
+def test_participant_dispute__the_honest_participant_s_trace_has_nothing_to_prove(suite, parties, case):
+    setup, step, cheat, _ = participant(case)
     honest = list(setup.trace)
     dispute_id = to_prove(suite, parties, setup, honest)
     # its data rows (first and last stage) are the rows the task's data link derives

@@ -341,6 +341,35 @@ def test_export__a_model_outside_the_presets_using_supported_ops_trains():
     assert losses[-1] < 0.25 * losses[0]
 
 
+class _ManyHeads(nn.Module):
+    """Twenty small heads whose outputs are concatenated: a cat of more tensors than a node reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Linear(4, 1) for _ in range(20))
+        self.out = nn.Linear(20, 10)
+
+    def forward(self, x):
+        return self.out(torch.cat([head(x) for head in self.heads], dim=1))
+
+
+def test_export__a_cat_of_more_tensors_than_a_node_reads_is_a_tree_of_cats_with_eager_s_bits():
+    torch.manual_seed(0)
+    model = _ManyHeads()
+    config = ExportConfig(8, (4,))
+    program = Program.from_bytes(export_program(model, config).to_bytes())
+    cats = [node for node in program.nodes if node.op == "cat"]
+    assert len(cats) >= 4 and max(len(node.inputs) for node in program.nodes) <= 8
+    eager = _step_function(model, [n for n, _ in model.named_parameters()], {}, config)
+    state = _initial_state(model, config)
+    x, y = _batch(config, torch.Generator().manual_seed(1))
+    hyper = config.optimizer.hyper_table(1)[0]
+    with execution_context(1):
+        result = ProgramExecutor(program).run(state, x, y, hyper)
+        *theirs, loss = eager(*state, x, y, hyper)
+    assert torch.equal(result.loss, loss) and all(torch.equal(a, b) for a, b in zip(result.state, theirs))
+
+
 class _Pooled(nn.Module):
     """A convolution whose features are averaged over 144 pixels."""
 
