@@ -969,10 +969,13 @@ CHEAT_HELP = "Make rank RANK perturb its parameters after step STEP: a cheater f
 @click.option("--sampling", type=click.Choice(["epochs", "task"]), default="epochs", show_default=True,
               help="How replicas draw rows: a seeded permutation per epoch (AQ-SGD needs it), or as a task "
                    "draws its batches, so a participant's step can be disputed on chain.")
+@click.option("--programs", is_flag=True,
+              help="Every participant runs its captured step program (no AQ-SGD or DiLoCo): its steps are "
+                   "programs a dispute can narrow to one element.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def group_spec(out: Path, stages: int, replicas: int, layers: int | None, dim: int, steps: int, interval: int,
                batch_size: int, micro_batches: int, aqsgd_bits: int | None, inner_steps: int | None,
-               sampling: str, seed: int) -> None:
+               sampling: str, programs: bool, seed: int) -> None:
     """Write a group task's spec: a byte-level GPT over stages × replicas, every choice explicit."""
     from offchain.distributed.engine import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec
     from offchain.distributed.group import save_spec
@@ -982,7 +985,8 @@ def group_spec(out: Path, stages: int, replicas: int, layers: int | None, dim: i
                          replicas=replicas, batch_size=batch_size, micro_batches=micro_batches, steps=steps,
                          train_rows=4 * batch_size, holdout_rows=64, seed=seed, checkpoint_interval=interval,
                          aqsgd=AQSGDConfig(aqsgd_bits) if aqsgd_bits else None,
-                         diloco=DiLoCoConfig(inner_steps) if inner_steps else None, sampling=sampling)
+                         diloco=DiLoCoConfig(inner_steps) if inner_steps else None, sampling=sampling,
+                         programs=programs)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     save_spec(spec, out)

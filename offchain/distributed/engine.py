@@ -137,6 +137,7 @@ class TrainSpec:
     threads: int = 1  # torch threads per process
     checkpoint_interval: int = 0  # k > 0: every participant publishes its parts (offchain/distributed/parts.py)
     sampling: str = "epochs"  # how a replica draws its rows: "epochs" or "task" (see batch_ids)
+    programs: bool = False  # participants run their captured step programs (stage_program.ProgramRunner)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -155,6 +156,8 @@ class TrainSpec:
             raise ValueError(f"sampling must be one of {SAMPLINGS}")
         if self.sampling == "task" and self.aqsgd is not None:
             raise ValueError("AQ-SGD's caches need each sample on one replica: sampling must be 'epochs'")
+        if self.programs and (self.aqsgd is not None or self.diloco is not None):
+            raise ValueError("AQ-SGD and DiLoCo are not captured as programs yet: programs needs neither")
         if self.checkpoint_interval < 0 or (self.checkpoint_interval and self.steps % self.checkpoint_interval):
             raise ValueError("steps must be a multiple of checkpoint_interval")
 
@@ -623,9 +626,20 @@ def _forget_process_groups() -> None:
     dist.distributed_c10d._world.group_count = 0
 
 
+def make_runner(spec: TrainSpec, rank: int) -> Any:
+    """Participant ``rank``'s runner: a :class:`StageRunner`, or with ``spec.programs`` the
+    :class:`~offchain.distributed.stage_program.ProgramRunner` that runs its captured step program
+    (the same ``step``/``state`` interface, so training, publishing and replays are unchanged)."""
+    if spec.programs:
+        from offchain.distributed.stage_program import ProgramRunner
+
+        return ProgramRunner(spec, rank)
+    return StageRunner(spec, rank)
+
+
 def _train_rank(rank: int, spec: TrainSpec, parts_dir: str | None = None, tamper: Tamper | None = None
                 ) -> dict[str, Any]:
-    runner = StageRunner(spec, rank)
+    runner = make_runner(spec, rank)
     transport = Transport(spec.link, _groups(spec), ordered=spec.commits)
     links, publisher = transport, None
     if spec.commits:

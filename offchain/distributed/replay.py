@@ -1,6 +1,6 @@
 """Replaying one participant's segment of a multi-process training task in one process.
 
-The participant's :class:`~offchain.distributed.engine.StageRunner` is loaded from its published
+The participant's runner (`engine.make_runner`) is loaded from its published
 checkpoint at the segment's start and runs the segment's steps with :class:`ReplayLinks`: what
 it receives is taken from its senders' published messages (each checked against the sender's
 committed message root), collectives add its own contribution to its peers' published ones in
@@ -22,7 +22,7 @@ import torch
 
 from offchain.distributed import parts as P
 from offchain.distributed.compression import from_raw
-from offchain.distributed.engine import StageRunner, TrainSpec, pipeline_ranks, replica_ranks, sum_in_rank_order
+from offchain.distributed.engine import TrainSpec, make_runner, pipeline_ranks, replica_ranks, sum_in_rank_order
 from offchain.ml.verify import MIN_THRESHOLD, state_distance
 
 
@@ -154,7 +154,7 @@ def replay_participant(spec: TrainSpec, parts_dir: str | Path, rank: int, segmen
     threads = torch.get_num_threads()
     torch.set_num_threads(spec.threads)
     try:
-        runner = StageRunner(spec, rank)
+        runner = make_runner(spec, rank)
         try:
             runner.load_state(start)
         except KeyError as missing:

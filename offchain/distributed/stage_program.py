@@ -22,6 +22,7 @@ data-parallel replicas with uncompressed messages; AQ-SGD and DiLoCo are not cap
 from __future__ import annotations
 
 import dataclasses
+import math
 import queue
 import threading
 from dataclasses import dataclass
@@ -240,10 +241,13 @@ def training_rows(spec: TrainSpec) -> Dataset:
     return Dataset(rows, torch.zeros(len(rows), dtype=torch.int64))
 
 
-def step_inputs(spec: TrainSpec, step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def step_inputs(spec: TrainSpec, step: int, rank: int, train: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x, y, hyper) of participant ``rank``'s step ``step``: its replica's batch rows (token
-    ids as float32), an unused label vector, the optimizer's hyper row."""
-    rows = corpus_rows(spec)[0][batch_ids(spec, step, rank // spec.stages)].float()
+    ids as float32, from ``train``, by default `corpus_rows`), an unused label vector, the
+    optimizer's hyper row."""
+    train = corpus_rows(spec)[0] if train is None else train
+    rows = train[batch_ids(spec, step, rank // spec.stages)].float()
     config = dataclasses.replace(spec.optimizer_config(), clip_norm=0.0)
     hyper = torch.tensor(config.hyper_row(step, spec.steps), dtype=torch.float64).float()
     return rows, torch.zeros(len(rows), dtype=torch.int64), hyper
@@ -286,6 +290,7 @@ def train_stage_programs(spec: TrainSpec, *, corrupt: dict[int, Corruption] | No
     thread per participant; ``corrupt[rank]`` makes that participant cheat by one element."""
     programs = [export_stage_program(spec, rank) for rank in range(spec.world)]
     starts = [initial_state(spec, rank) for rank in range(spec.world)]  # seeds torch's global generator
+    train = corpus_rows(spec)[0]
     records = [ParticipantRecord() for _ in programs]
     mailbox = _Mailbox(timeout)
     errors: list[BaseException] = []
@@ -305,7 +310,7 @@ def train_stage_programs(spec: TrainSpec, *, corrupt: dict[int, Corruption] | No
                 def send(i: int, tensor: torch.Tensor, step=step) -> None:
                     mailbox.post(step, sp.sends[i], tensor, peers_of(spec, sp.sends[i]))
 
-                x, y, hyper = step_inputs(spec, step, sp.rank)
+                x, y, hyper = step_inputs(spec, step, sp.rank, train)
                 result = executor.run(state, x, y, hyper, messages=take, on_send=send,
                                        corrupt=cheat if cheat is not None and cheat.step == step else None)
                 state = result.state
@@ -333,6 +338,65 @@ def replay_step(sp: StageProgram, spec: TrainSpec, step: int, state: Sequence[to
     received: a verifier's replay (a :class:`~offchain.ml.program.StepResult`)."""
     x, y, hyper = step_inputs(spec, step, sp.rank)
     return ProgramExecutor(sp.program).run(list(state), x, y, hyper, messages=list(received))
+
+
+class ProgramRunner:
+    """A participant that trains by running its step program, talking through the engine's links
+    (``TrainSpec.programs``; the interface of :class:`~offchain.distributed.engine.StageRunner`,
+    so the engine's processes, the parts it publishes and the replays run it unchanged). A message
+    crosses a link as the bytes of its float32 tensor: point to point for activations and
+    gradients, an all-gather over the stage's replicas or the replica's pipeline for the
+    collectives, whose other contributions the program then reads in rank order."""
+
+    def __init__(self, spec: TrainSpec, rank: int) -> None:
+        self.spec, self.rank = spec, rank
+        self.replica, self.index = divmod(rank, spec.stages)
+        self.sp = export_stage_program(spec, rank)
+        self.executor = ProgramExecutor(self.sp.program)
+        self.slots = self.sp.program.state
+        self.values = initial_state(spec, rank)
+        self.shapes = {node.attrs[0]: node.shape for node in self.sp.program.nodes if node.op == "recv"}
+        self.collectives = {"grad_sum": replica_ranks(spec, self.index), "grad_sq": pipeline_ranks(spec, self.replica)}
+        self.train = corpus_rows(spec)[0]
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [value for slot, value in zip(self.slots, self.values) if slot.kind == "param"]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {slot.name: value.clone() for slot, value in zip(self.slots, self.values)}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.values = [state[slot.name].clone() for slot in self.slots]
+
+    def parameters_by_name(self) -> dict[str, torch.Tensor]:
+        return {slot.name.split("/", 1)[1]: value.clone()
+                for slot, value in zip(self.slots, self.values) if slot.kind == "param"}
+
+    def step(self, step: int, links) -> float | None:
+        links.at_step(step)
+        gathered: dict[str, list[torch.Tensor]] = {}
+
+        def receive(i: int) -> torch.Tensor:
+            message, shape = self.sp.receives[i], self.shapes[i]
+            if message.kind in self.collectives:
+                return gathered[message.kind].pop(0)
+            return links.recv(4 * math.prod(shape), message.sender).view(torch.float32).view(shape)
+
+        def send(i: int, tensor: torch.Tensor) -> None:
+            message, payload = self.sp.sends[i], tensor.contiguous().view(-1).view(torch.uint8)
+            if message.kind not in self.collectives:
+                links.send(payload, message.receiver)
+                return
+            ranks = self.collectives[message.kind]
+            everyone = links.all_gather(payload, ranks)
+            gathered[message.kind] = [part.view(torch.float32).view(tensor.shape)
+                                      for q, part in zip(ranks, everyone) if q != self.rank]
+
+        x, y, hyper = step_inputs(self.spec, step, self.rank, self.train)
+        result = self.executor.run(self.values, x, y, hyper, messages=receive, on_send=send)
+        self.values = result.state
+        return float(result.loss) if self.index == self.spec.stages - 1 else None
 
 
 def participant_task(sp: StageProgram, spec: TrainSpec, state: Sequence[torch.Tensor], *,

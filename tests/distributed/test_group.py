@@ -27,7 +27,7 @@ ROUND_TRIPS = {
         SPECS["3x1"], model=dataclasses.replace(PIPE_DP.model, layers=4), split=(2, 1, 1), schedule="gpipe", optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9),
         link=LinkConfig(0.01, 1e6), seed=7),
     "diloco top-k": dataclasses.replace(PIPE_DP, diloco=DiLoCoConfig(2, compress="topk", fraction=0.25)),
-    "task sampling": dataclasses.replace(PIPE_DP, aqsgd=None, sampling="task"),
+    "task sampling, programs": dataclasses.replace(PIPE_DP, aqsgd=None, sampling="task", programs=True),
 }
 
 
@@ -54,6 +54,8 @@ BAD = {
     "inconsistent": (lambda d: d.update(steps=5), "steps must be a multiple of checkpoint_interval"),
     "unknown sampling": (lambda d: d.update(sampling="shuffle"), "sampling must be one of"),
     "aq-sgd sampled as tasks": (lambda d: d.update(sampling="task"), "AQ-SGD's caches need each sample on one replica"),
+    "programs of aq-sgd": (lambda d: d.update(programs=True), "not captured as programs yet"),
+    "programs not a bool": (lambda d: d.update(programs=1), "programs must be a bool"),
 }
 
 
@@ -82,8 +84,11 @@ def test_dtm_group_spec_writes_a_spec_that_loads(tmp_path):
     assert result.exit_code == 0, result.output
     spec = load_spec(out)
     assert (spec.world, spec.aqsgd.bits, spec.diloco.inner_steps, spec.checkpoint_interval) == (4, 4, 4, 4)
-    plain = CliRunner().invoke(main, ["group", "spec", str(out), "--stages", "2", "--sampling", "task"])
-    assert plain.exit_code == 0 and load_spec(out).sampling == "task", plain.output
+    plain = CliRunner().invoke(main, ["group", "spec", str(out), "--stages", "2", "--sampling", "task", "--programs"])
+    assert plain.exit_code == 0, plain.output
+    assert (load_spec(out).sampling, load_spec(out).programs) == ("task", True)
+    compressed = CliRunner().invoke(main, ["group", "spec", str(out), "--programs", "--aqsgd-bits", "4"])
+    assert compressed.exit_code == 1 and "not captured as programs yet" in compressed.output
     bad = CliRunner().invoke(main, ["group", "spec", str(tmp_path / "x.json"), "--steps", "7", "--interval", "4"])
     assert bad.exit_code == 1 and "multiple of checkpoint_interval" in bad.output
 

@@ -11,7 +11,9 @@ import dataclasses
 import pytest
 import torch
 
-from offchain.distributed.engine import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec, run_single
+from offchain.distributed.engine import AQSGDConfig, DiLoCoConfig, GPTShape, Tamper, TrainSpec, run, run_single
+from offchain.distributed.group import segments
+from offchain.distributed.replay import check_group, replay_participant
 from offchain.distributed.stage_program import (
     Message,
     export_stage_program,
@@ -188,3 +190,41 @@ def test_stage_programs__message_names_are_the_schedule_s():
     assert received[-2:] == (Message("grad_sum", 1, 3, -1), Message("grad_sq", 2, 3, -1))
     assert sent[-2:] == (Message("grad_sum", 3, -1, -1), Message("grad_sq", 3, -1, -1))
     assert peers_of(TWO_BY_TWO, sent[-2]) == [1] and peers_of(TWO_BY_TWO, sent[-1]) == [2]
+
+
+# ── the engine's processes running the programs (TrainSpec.programs) ──
+@pytest.fixture(scope="module")
+def engine_run(tmp_path_factory):
+    """A 2 x 2 group trained by the engine's four processes, each running its step program and
+    publishing its parts, a checkpoint every step; and the same group with rank 1 cheating."""
+    spec = dataclasses.replace(TWO_BY_TWO, programs=True, checkpoint_interval=1)
+    honest, cheated = tmp_path_factory.mktemp("honest"), tmp_path_factory.mktemp("cheated")
+    return spec, run(spec, parts_dir=honest), honest, cheated, run(spec, parts_dir=cheated, tamper=Tamper(1, 1))
+
+
+def test_stage_programs__the_engine_s_processes_running_them_compute_the_bits_of_the_threads(trained, engine_run):
+    spec, result, *_ = engine_run
+    programs, records = trained["2 stages x 2 replicas"]
+    for sp, rank in zip(programs, result.ranks):
+        params = {slot.name.split("/", 1)[1]: value for slot, value in zip(sp.program.state, records[sp.rank].states[-1])
+                  if slot.kind == "param"}
+        assert rank["state"].keys() == params.keys()
+        assert all(torch.equal(rank["state"][name], params[name]) for name in params)
+    last = [record.losses for sp, record in zip(programs, records) if sp.rank % spec.stages == spec.stages - 1]
+    assert result.losses == pytest.approx([sum(values) / len(values) for values in zip(*last)], abs=1e-6)
+    assert result.replicas_equal
+
+
+def test_stage_programs__every_published_segment_replays_exactly_and_a_cheater_is_the_only_one_rejected(engine_run):
+    spec, _result, honest, cheated, _ = engine_run
+    check_group(spec, honest)
+    verdicts = [replay_participant(spec, honest, rank, segment) for rank, segment in segments(spec)]
+    assert all(v.accept and v.exact for v in verdicts), [v.reason for v in verdicts if not v.accept]
+    rejected = [(v.rank, v.segment) for v in (replay_participant(spec, cheated, rank, segment)
+                                               for rank, segment in segments(spec)) if not v.accept]
+    assert rejected == [(1, 1)]  # the tamper after its step 1 is in its checkpoint 2, the end of segment 1
+
+
+def test_stage_programs__a_spec_with_programs_refuses_compression():
+    with pytest.raises(ValueError, match="not captured as programs yet"):
+        dataclasses.replace(THREE, programs=True, aqsgd=AQSGDConfig(bits=4))
