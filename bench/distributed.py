@@ -19,7 +19,11 @@ against the single-process run on the same batches; "noise" is the held-out gap 
 single-process runs with different seeds. The loopback's own latency and bandwidth are measured
 first, so the emulated link's distance from it is printed too.
 
+With ``--programs`` the uncompressed layouts also run with every participant executing its
+captured step program (``TrainSpec.programs``, docs/group-tasks.md §4.2) instead of the modules.
+
     .venv/bin/python bench/distributed.py [--steps 64] [--four] [--paper-outer] [--repeat 1]
+        [--programs | --only-programs]
 """
 
 from __future__ import annotations
@@ -86,6 +90,10 @@ def main() -> None:
     parser.add_argument("--four", action="store_true", help="also 2 stages x 2 replicas (4 processes)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per row; the fastest counts")
     parser.add_argument("--paper-outer", action="store_true", help="also DiLoCo with outer lr 0.7, momentum 0.9")
+    parser.add_argument("--programs", action="store_true",
+                        help="also the uncompressed layouts with every participant running its step program")
+    parser.add_argument("--only-programs", action="store_true",
+                        help="only the uncompressed layouts, with modules and with programs")
     args = parser.parse_args()
     epoch = 256 // 16  # train_rows // batch_size below: throughput is measured after the first epoch
     if args.steps <= epoch:
@@ -113,6 +121,11 @@ def main() -> None:
     if args.paper_outer:
         rows.append(("1x2", f"DiLoCo H={args.inner} 0.7/0.9",
                      dict(replicas=2, diloco=DiLoCoConfig(args.inner, outer_lr=0.7, outer_momentum=0.9))))
+    if args.only_programs:
+        rows = [row for row in rows if row[1] in ("none", "all-reduce")]
+    if args.programs or args.only_programs:
+        rows += [(layout, f"{name}, programs", {**kw, "programs": True}) for layout, name, kw in rows
+                 if name in ("none", "all-reduce")]
     if args.four:
         rows += [
             ("2x2", "none", dict(stages=2, replicas=2)),
