@@ -22,6 +22,7 @@ data-parallel replicas with uncompressed messages; AQ-SGD and DiLoCo are not cap
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import queue
 import threading
@@ -85,8 +86,10 @@ def unsupported(spec: TrainSpec) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
 def export_stage_program(spec: TrainSpec, rank: int) -> StageProgram:
-    """Participant ``rank``'s training step (see the module docstring)."""
+    """Participant ``rank``'s training step (see the module docstring); cached, as a verifier
+    replays many segments of one participant (the program is immutable)."""
     reason = unsupported(spec)
     if reason:
         raise GraphError(f"group spec: {reason}")
