@@ -14,8 +14,10 @@ and a ``recv`` leaf reads.
 
 ``train_stage_programs(spec)`` trains a group by running every participant's program (one thread
 each, messages passed as they are computed: a step takes a message when it first needs it), so
-that what a participant commits is exactly what its program computes. Built for pipeline stages ×
-data-parallel replicas with uncompressed messages; AQ-SGD and DiLoCo are not captured yet
+that what a participant commits is exactly what its program computes; :class:`ProgramRunner` runs
+it in the engine's processes instead (``TrainSpec.programs``). ``participant_task`` binds a
+participant's steps as a task the dispute game judges. Built for pipeline stages × data-parallel
+replicas with uncompressed messages; AQ-SGD and DiLoCo are not captured yet
 (``export_stage_program`` refuses them in one line).
 """
 
