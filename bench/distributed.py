@@ -41,8 +41,8 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
-from offchain.distributed.engine import (AQSGDConfig, DiLoCoConfig, GPTShape, LinkConfig, TrainSpec,  # noqa: E402
-                                         run_many, run_single)
+from offchain.distributed.engine import run_many, run_single  # noqa: E402
+from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, LinkConfig, TrainSpec  # noqa: E402
 
 
 def _pingpong(rank: int, port: int, out: dict) -> None:

@@ -230,8 +230,10 @@ event Withdrawn:
 market: public(immutable(address))
 # the stateless checker of posted elements (contracts/ProofChecker.vy) whose reports this game accepts
 checker: public(immutable(address))
-# the stateless checker of training-program proofs (contracts/ProgramChecker.vy)
+# the stateless checkers of training-program proofs: one element (contracts/ProgramChecker.vy),
+# and the trace's links to the task, the states and a group's mail (contracts/ProgramLinkChecker.vy)
 programs: public(immutable(address))
+program_links: public(immutable(address))
 # the stateless checker of dissected reductions of program nodes (contracts/ProgramReductionChecker.vy)
 program_reducer: public(immutable(address))
 # seconds each side has for the whole game
@@ -256,21 +258,23 @@ credits: public(HashMap[address, uint256])
 # ╚═══════════════════════════════════════════════════════════════╝
 
 @deploy
-def __init__(market_: address, checker_: address, programs_: address, program_reducer_: address, clock_: uint256, extension_: uint256):
+def __init__(market_: address, checker_: address, programs_: address, program_links_: address, program_reducer_: address, clock_: uint256, extension_: uint256):
     """
     @param market_ The market this game reports to (deployed next, at a known address).
     @param checker_ The ProofChecker (posted elements).
     @param programs_ The ProgramChecker (bound to the program judge).
+    @param program_links_ The ProgramLinkChecker.
     @param program_reducer_ The ProgramReductionChecker (bound to the judge and the program index map).
     @param clock_ Seconds each side has for the whole game.
     @param extension_ Seconds a side has at least after its opponent moved (<= clock_).
     """
-    assert market_ != empty(address) and checker_ != empty(address) and programs_ != empty(address) and program_reducer_ != empty(address), "arbitration: zero address"
+    assert market_ != empty(address) and checker_ != empty(address) and programs_ != empty(address) and program_links_ != empty(address) and program_reducer_ != empty(address), "arbitration: zero address"
     assert clock_ > 0 and clock_ <= MAX_CLOCK, "arbitration: bad clock"
     assert extension_ > 0 and extension_ <= clock_, "arbitration: bad extension"
     market = market_
     checker = checker_
     programs = programs_
+    program_links = program_links_
     program_reducer = program_reducer_
     clock = clock_
     extension = extension_
@@ -577,11 +581,15 @@ def record_post(dispute_id: uint256, caller: address, tensor_root: bytes32, valu
 def conclude(dispute_id: uint256, caller: address, reason: uint256):
     """
     @notice The challenger (`caller`) proved the trace inconsistent (a link
-            mismatch, a wrong data row or an element the judge rejects; from
-            the ProgramChecker): the recorded challenger wins.
+            mismatch or a wrong data row, from the ProgramLinkChecker; an
+            element the judge rejects, from the ProgramChecker): the recorded
+            challenger wins.
     """
-    assert msg.sender == programs, "arbitration: caller is not the checker"
-    assert reason >= END_LINK and reason <= END_ELEMENT, "arbitration: bad reason"
+    assert msg.sender == programs or msg.sender == program_links, "arbitration: caller is not the checker"
+    if msg.sender == programs:
+        assert reason == END_ELEMENT, "arbitration: bad reason"
+    else:
+        assert reason == END_LINK or reason == END_DATA, "arbitration: bad reason"
     t: Turn = self._begin(dispute_id, PHASE_PROVE, caller, False)
     self._finish(dispute_id, t.task_id, False, reason)
 

@@ -977,7 +977,7 @@ def group_spec(out: Path, stages: int, replicas: int, layers: int | None, dim: i
                batch_size: int, micro_batches: int, aqsgd_bits: int | None, inner_steps: int | None,
                sampling: str, programs: bool, seed: int) -> None:
     """Write a group task's spec: a byte-level GPT over stages × replicas, every choice explicit."""
-    from offchain.distributed.engine import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec
+    from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec
     from offchain.distributed.group import save_spec
 
     try:

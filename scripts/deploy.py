@@ -64,6 +64,7 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
         nonlinear = account.deploy(project.ProgramNonlinearJudge)
         program_judge = account.deploy(project.ProgramJudge, index_map.address, judge.address, nonlinear.address)
         programs = account.deploy(project.ProgramChecker, program_judge.address, reader.address)
+        program_links = account.deploy(project.ProgramLinkChecker, reader.address)
         row_judge = account.deploy(project.ProgramRowJudge)
         program_reducer = account.deploy(project.ProgramReductionChecker, judge.address, reader.address,
                                          index_map.address, row_judge.address)
@@ -71,7 +72,8 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
                       "ProofChecker": checker.address,
                       "ProgramIndex": index_map.address, "ProgramNonlinearJudge": nonlinear.address,
                       "ProgramJudge": program_judge.address, "ProgramRowJudge": row_judge.address,
-                      "ProgramChecker": programs.address, "ProgramReductionChecker": program_reducer.address}
+                      "ProgramChecker": programs.address, "ProgramLinkChecker": program_links.address,
+                      "ProgramReductionChecker": program_reducer.address}
         abis |= {"PointwiseJudge": project.PointwiseJudge.contract_type,
                  "Judge": project.Judge.contract_type, "TensorReader": project.TensorReader.contract_type,
                  "ProofChecker": project.ProofChecker.contract_type,
@@ -80,8 +82,10 @@ def cli(ecosystem, network, provider, account, arbiter_source, unbond_delay, for
                  "ProgramJudge": project.ProgramJudge.contract_type,
                  "ProgramRowJudge": project.ProgramRowJudge.contract_type,
                  "ProgramChecker": project.ProgramChecker.contract_type,
+                 "ProgramLinkChecker": project.ProgramLinkChecker.contract_type,
                  "ProgramReductionChecker": project.ProgramReductionChecker.contract_type}
-        arbiter_args = (checker.address, programs.address, program_reducer.address, clock, extension)
+        arbiter_args = (checker.address, programs.address, program_links.address, program_reducer.address, clock,
+                        extension)
     else:
         arbiter_args = ()
     market_address = create_address(account.address, account.nonce + 1)

@@ -3,7 +3,8 @@
 """
 @title program_openings
 @notice Stateless checks of a training program's openings shared by the
-        checkers that prove program steps (ProgramChecker, ProgramReductionChecker;
+        checkers that prove program steps (ProgramChecker, ProgramLinkChecker,
+        ProgramReductionChecker;
         docs/arbitration.md §11): the program commitment against the task's
         graph root, descriptors against its nodes root, output roots against
         the trace root, and elements read from those roots as the program
@@ -11,6 +12,7 @@
 """
 
 from arbitration import merkle
+from arbitration import openings
 from arbitration import structs
 from judge import program
 
@@ -28,12 +30,33 @@ interface IReader:
 
 @internal
 @pure
+def _check_task(
+    c: structs.Context,
+    trace_root: bytes32,
+    commitments: structs.Commitments,
+    prog: structs.ProgramCommit,
+    nodes: structs.ProgramOpening,
+):
+    """
+    @notice A move over the live dispute `c` names its trace root and brings
+            the task's commitments, the program's commitment in them and the
+            descriptors of `nodes` (strictly increasing ids) in its nodes_root.
+    """
+    graph_root: bytes32 = openings._named(c.spec_hash, c.trace_root, trace_root, commitments).graph_root
+    self._check_program(graph_root, prog, nodes)
+
+
+@internal
+@pure
 def _check_program(graph_root: bytes32, prog: structs.ProgramCommit, nodes: structs.ProgramOpening):
     """
     @notice `prog` is the program the task's graph root commits, and the
             descriptors of `nodes` (strictly increasing ids) are in its nodes_root.
     """
-    assert keccak256(abi_encode(keccak256(abi_encode(prog.nodes_root, prog.outputs_hash)), prog.hyper_root)) == graph_root, "arbitration: program does not match the task"
+    program_root: bytes32 = keccak256(abi_encode(prog.nodes_root, prog.outputs_hash))
+    if prog.links != empty(bytes32):
+        program_root = keccak256(abi_encode(prog.nodes_root, prog.outputs_hash, prog.links))
+    assert keccak256(abi_encode(program_root, prog.hyper_root)) == graph_root, "arbitration: program does not match the task"
     ids: DynArray[uint256, MAX_OPEN_NODES] = []
     hashes: DynArray[bytes32, MAX_OPEN_NODES] = []
     for d: structs.ProgramDescriptor in nodes.nodes:

@@ -114,11 +114,26 @@ MAX_PROGRAM_ATTRS: constant(uint256) = 32
 MAX_STATE: constant(uint256) = 1024
 
 struct ProgramCommit:
-    # the program task's graph root is keccak256(abi.encode(keccak256(abi.encode(nodes_root,
-    # outputs_hash)), hyper_root)) (TrainingTask.committed_graph_root, Program.root)
+    # the program task's graph root is keccak256(abi.encode(program_root, hyper_root)) with
+    # program_root = keccak256(abi.encode(nodes_root, outputs_hash)), or, for a group
+    # participant's step, keccak256(abi.encode(nodes_root, outputs_hash, links))
+    # (TrainingTask.committed_graph_root, Program.root)
     nodes_root: bytes32         # sized Merkle root of the descriptors
     outputs_hash: bytes32       # keccak256(abi.encode(uint256[] outputs)): the next state's nodes
+    links: bytes32              # keccak256(abi.encode(MailCommit)) of a participant; empty otherwise
     hyper_root: bytes32         # the (steps, H) hyper table
+
+# messages a group participant sends or receives in one step
+MAX_MAIL: constant(uint256) = 256
+
+struct MailCommit:
+    # where a group participant's messages are committed (docs/group-tasks.md §4.1): the group's
+    # mail root is the Merkle root of every message's tensor root, step by step, `per_step` a step
+    sends: DynArray[uint256, MAX_MAIL]  # the nodes it sends, in order: positions offset, offset + 1, …
+    inbox: DynArray[uint256, MAX_MAIL]  # the position of the message its recv leaf i reads
+    offset: uint256
+    per_step: uint256
+    root: bytes32
 
 struct ProgramDescriptor:
     # keccak256(abi.encode(id, op, dtype, inputs, shape, attrs)) is its leaf

@@ -35,7 +35,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.logs import DISCARD
 
-from offchain.chain.deployment import Deployment, load_abi
+from offchain.chain.deployment import Deployment, DeploymentNotFound, load_abi
 from offchain.chain.suite import Role, TaskState, Terms
 from offchain.log import get_logger
 
@@ -204,6 +204,10 @@ class TaskView:
     forced_declared: bool
 
 
+#: the dispute game's checkers a deployment of `Arbitration` holds (scripts/deploy.py)
+GAME_CHECKERS = ("ProofChecker", "ProgramChecker", "ProgramLinkChecker", "ProgramReductionChecker")
+
+
 class Market:
     """The market contract, seen by one account (or read-only without one)."""
 
@@ -218,7 +222,12 @@ class Market:
         # the game's checkers (None under another arbiter)
         self.checker = self._deployed("ProofChecker")
         self.programs = self._deployed("ProgramChecker")
+        self.program_links = self._deployed("ProgramLinkChecker")
         self.program_reducer = self._deployed("ProgramReductionChecker")
+        missing = [name for name in GAME_CHECKERS if name not in deployment.contracts]
+        if deployment.arbiter_kind == "Arbitration" and missing:
+            raise DeploymentNotFound(f"the deployment lacks the game's {', '.join(missing)} (it predates them): "
+                                     "deploy the suite again (`dtm node up` on a fresh chain, or `ape run deploy`)")
 
     def _deployed(self, name: str) -> Any:
         address = self.deployment.contracts.get(name)

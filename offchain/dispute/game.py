@@ -1,5 +1,5 @@
 """Reference model of the on-chain dispute game (`contracts/Arbitration.vy` with its checkers:
-`ProgramChecker`, `ProgramReductionChecker` and `ProofChecker`): phases, turns, chess clocks,
+`ProgramChecker`, `ProgramLinkChecker`, `ProgramReductionChecker` and `ProofChecker`): phases, turns, chess clocks,
 timeouts and the outcome, move by move, with the same checks in the same order and the same revert
 reasons.
 
@@ -48,7 +48,7 @@ MOVES: dict[str, tuple[int, bool]] = {
     "chunk": (SUM_PICK, False),
     "fold": (SUM_PICK, False),
 }
-# a program task's final proofs (ProgramChecker) are the same kinds: prove_leaf_link is "link" (or "data"
+# a program task's final proofs (ProgramChecker, ProgramLinkChecker) are the same kinds: prove_leaf_link is "link" (or "data"
 # for a data leaf), prove_output_link "link", prove_element "element"
 FINAL = {"link": END_LINK, "data": END_DATA, "element": END_ELEMENT, "chunk": END_CHUNK, "fold": END_FOLD}
 

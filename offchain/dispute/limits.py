@@ -1,6 +1,6 @@
 """Whether the dispute game can judge a program task: every element of every node must be openable
 and checkable on chain, with the leaf geometry of `contracts/TensorReader.vy` and the bounds of
-`contracts/arbitration/structs.vy`, `contracts/ProgramChecker.vy` and the judges, and the
+`contracts/arbitration/structs.vy`, `contracts/ProgramChecker.vy`, `contracts/ProgramLinkChecker.vy` and the judges, and the
 checkpoint interval must fit one dissection (the solver worker never sends a `bisect`).
 
 A task outside these limits would let a solver commit wrong values that no final proof can reach,
@@ -43,13 +43,13 @@ def check_judgeable(training: ProgramTraining, task: TrainingTask) -> None:
         raise UnjudgeableTask(reason)
 
 
-# ---- training programs (contracts/ProgramChecker.vy, docs/arbitration.md §11)
+# ---- training programs (contracts/ProgramChecker.vy, ProgramLinkChecker.vy, docs/arbitration.md §11)
 
-#: mirrors of ProgramChecker's bounds
+#: mirrors of the program checkers' bounds
 MAX_PROGRAM_INPUTS = 8      # structs.MAX_PROGRAM_INPUTS
 MAX_PROGRAM_RANK = 8        # structs.MAX_PROGRAM_RANK
 MAX_ATTRS = 32              # attrs of a descriptor
-MAX_LINK_OPENINGS = 16      # ProgramChecker: trace openings of one output link
+MAX_LINK_OPENINGS = 16      # ProgramLinkChecker: trace openings of one output link
 MAX_STATE = 1024            # structs.MAX_STATE
 MAX_HYPER = 512             # entries of a hyper-table row
 MAX_READ_LISTS = 5          # program.MAX_LISTS

@@ -164,7 +164,7 @@ class Prosecution(DisputePlayer):
     def _prove(self, dispute_id: int, d: dict[str, Any]) -> str:
         """The first leaf, output or element of the solver's trace of its program's step that the
         chain can prove wrong (`program_moves.find_program_proof`), proven through the
-        ProgramChecker (or the dissection of its reduction opened)."""
+        ProgramLinkChecker or the ProgramChecker (or the dissection of its reduction opened)."""
         b, step = self.bundle, d["first_step"]
         segment_start = d["segment"] * b.task.checkpoint_interval
         state = self.checkpoint(d["segment"])

@@ -58,6 +58,7 @@ class ProgramStep(SolverTrace):
     hyper: torch.Tensor | None = None
     x: torch.Tensor | None = None
     y: torch.Tensor | None = None
+    mail: Sequence[bytes] = ()  # a group participant's: its group's mail leaves (Program.mail)
 
     def tensor(self, node_id: int) -> torch.Tensor:
         """Node ``node_id``'s output as committed (bool as int64)."""
@@ -66,8 +67,18 @@ class ProgramStep(SolverTrace):
 
 
 def program_commit(program: Program, task: TrainingTask) -> tuple:
-    """`ProgramCommit` (nodes_root, outputs_hash, hyper_root): hashes to the task's graph field."""
-    return (program.nodes_root, program.outputs_hash, task.hyper_root)
+    """`ProgramCommit` (nodes_root, outputs_hash, links, hyper_root): hashes to the task's graph field."""
+    return (program.nodes_root, program.outputs_hash, program.links, task.hyper_root)
+
+
+#: the `MailCommit` of a step that neither sends nor receives (prove_leaf_link ignores it)
+NO_MAIL = ([], [], 0, 0, bytes(32))
+
+
+def mail_commit(program: Program) -> tuple:
+    """`MailCommit` (sends, inbox, offset, per_step, root): hashes to the program's links."""
+    mail = program.mail
+    return NO_MAIL if mail is None else (list(program.sends), list(mail.inbox), mail.offset, mail.per_step, mail.root)
 
 
 def descriptor(node: Node) -> tuple:
@@ -125,13 +136,21 @@ def leaf_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, row: 
     """`prove_leaf_link` for leaf ``node_id``: a state leaf against the state before the step
     (``data.state``), a const leaf against its attrs, the hyper leaf against row ``step`` of the
     hyper table (``data.hyper``), the rng leaf against step_key(seed, step), a data leaf's row
-    ``row`` against the dataset (``data.x``, ``data.y``)."""
+    ``row`` against the dataset (``data.x``, ``data.y``), a group participant's ``recv`` leaf or
+    sent message against its group's mail (``data.mail``)."""
     from offchain.ml.train import batch_indices
 
     program, task = data.program, data.task
     node = program.nodes[node_id]
     opening, outputs, leaf, siblings, data_row = NO_OPENING, [], bytes(32), [], NO_ROW
-    if node.op == "state":
+    position = program.mail_position(node_id)
+    if position is not None:
+        if not data.mail:
+            raise MoveError("the group's mail is needed for a message link")
+        index = data.step * program.mail.per_step + position
+        leaf, siblings = data.mail[index], multiproof(list(data.mail), [index])
+        row = program.sends.index(node_id) if node_id in program.sends else 0
+    elif node.op == "state":
         if not data.state:
             raise MoveError("the state before the step is needed for a state link")
         roots = [tensor_root(t) for t in data.state]
@@ -154,7 +173,7 @@ def leaf_args(game: str, dispute_id: int, data: ProgramStep, node_id: int, row: 
         raise MoveError(f"node {node_id} ({node.op}) is not a leaf")
     return (game, dispute_id, data.trace_root, commitments(task), program_commit(program, task),
             program_opening(program, [node_id]), trace_opening(data.roots, [node_id]), opening, outputs, leaf,
-            siblings, row, data_row)
+            siblings, row, data_row, mail_commit(program))
 
 
 def output_link_args(game: str, dispute_id: int, data: ProgramStep) -> tuple:
@@ -296,7 +315,7 @@ MAX_READ = 64               # elements one read of the program index map names (
 
 @dataclass(frozen=True)
 class ProgramProof:
-    """A final proof the ProgramChecker accepts: its function and arguments."""
+    """A final proof over a program step, or the opening of a dissection: its function and arguments."""
 
     kind: str               # "leaf", "output", "element", or "reduction" (opens a dissection)
     fn: str
@@ -304,16 +323,21 @@ class ProgramProof:
 
     @property
     def contract(self) -> str:
-        """The checker that takes it: "program_reducer" for the opening of a dissection, else
-        "programs" (the ProgramChecker)."""
-        return "program_reducer" if self.kind == "reduction" else "programs"
+        """The checker that takes it: "program_links" (the ProgramLinkChecker) for a leaf or the
+        outputs, "programs" (the ProgramChecker) for an element, "program_reducer" for the opening
+        of a dissection."""
+        checkers = {"leaf": "program_links", "output": "program_links", "reduction": "program_reducer"}
+        return checkers.get(self.kind, "programs")
 
 
 def leaf_root(data: ProgramStep, node: Node) -> bytes | None:
-    """The output root the task commits for leaf ``node`` (None for data leaves and a state
-    leaf without the state)."""
+    """The output root the task commits for leaf ``node`` or a message the participant sends
+    (None for data leaves, a state leaf without the state and a message without the mail)."""
     from offchain.ml.program import step_key
 
+    position = data.program.mail_position(node.id)
+    if position is not None:
+        return data.mail[data.step * data.program.mail.per_step + position] if data.mail else None
     if node.op == "state":
         return tensor_root(data.state[node.attrs[0]]) if data.state else None
     if node.op == "const":
@@ -357,8 +381,8 @@ def _suspects(data: ProgramStep, node: Node) -> list[int]:
 
 
 def find_program_proof(game: str, dispute_id: int, data: ProgramStep, state_after: bytes) -> ProgramProof | None:
-    """The honest challenger's search over the solver's trace: a leaf that is not what the task
-    commits, the outputs against the revealed state after the step, then, node by node, an
+    """The honest challenger's search over the solver's trace: a leaf (or a message a group
+    participant sends) that is not what the task commits, the outputs against the revealed state after the step, then, node by node, an
     element the program rules reject whose reads fit the chain, or the opening of the dissection
     of a rejected element of a long linear reduction. None: no proof (the trace is honest, or its
     fault lies where the chain cannot reach yet)."""
@@ -368,7 +392,7 @@ def find_program_proof(game: str, dispute_id: int, data: ProgramStep, state_afte
             row = _wrong_row(data, node)
             if row is not None:
                 return ProgramProof("leaf", "prove_leaf_link", leaf_args(game, dispute_id, data, node.id, row))
-        elif node.op in LEAVES:
+        elif node.op in LEAVES or node.id in program.sends:
             expected = leaf_root(data, node)
             if expected is not None and roots[node.id] != expected:
                 return ProgramProof("leaf", "prove_leaf_link", leaf_args(game, dispute_id, data, node.id))
@@ -397,7 +421,7 @@ def find_program_proof(game: str, dispute_id: int, data: ProgramStep, state_afte
     return None
 
 
-__all__ = ["KIND_CODES", "NO_OPENING", "NO_ROW", "ON_CHAIN", "ProgramProof", "ProgramStep", "answer_partials", "chunk_args",
+__all__ = ["KIND_CODES", "NO_MAIL", "NO_OPENING", "NO_ROW", "ON_CHAIN", "ProgramProof", "ProgramStep", "answer_partials", "chunk_args",
            "demand_args", "descriptor", "element_args", "element_reads", "find_program_proof", "is_dissected",
-           "leaf_args", "leaf_root", "open_reduction_args", "output_link_args", "program_commit", "program_opening",
+           "leaf_args", "leaf_root", "mail_commit", "open_reduction_args", "output_link_args", "program_commit", "program_opening",
            "reduction_call", "row_fold_args"]

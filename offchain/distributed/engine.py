@@ -35,7 +35,6 @@ its state every ``k`` steps and every message it sends (:mod:`offchain.distribut
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import tempfile
@@ -46,271 +45,25 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torch import nn
 
-from offchain.distributed import compression as C
 from offchain.distributed import parts as P
-from offchain.ml.artifacts import text_dataset
-from offchain.ml.commit import keccak256, uint256
-from offchain.ml.train import batch_indices
-from offchain.ml.models import GPT
-from offchain.ml.optim import OptimizerConfig
-
-SCHEDULES = ("1f1b", "gpipe")
-SAMPLINGS = ("epochs", "task")
-
-
-# ── specification ────────────────────────────────────────────────────
-@dataclass(frozen=True)
-class GPTShape:
-    vocab: int = 256
-    seq_len: int = 32
-    dim: int = 64
-    heads: int = 4
-    layers: int = 4
-
-
-@dataclass(frozen=True)
-class AQSGDConfig:
-    """Activation deltas in ``bits``; backward gradients in ``grad_bits`` (0: raw float32)."""
-
-    bits: int = 4
-    grad_bits: int = 8
-    warmup_epochs: int = 1
-
-
-@dataclass(frozen=True)
-class DiLoCoConfig:
-    """Outer Nesterov defaults for short tasks (tens of outer steps): ``lr 1, momentum 0.5``.
-    The 0.7 / 0.9 of long DiLoCo runs overshoots there (docs/distributed-training.md)."""
-
-    inner_steps: int = 10
-    outer_lr: float = 1.0
-    outer_momentum: float = 0.5
-    compress: str = "none"  # none | quant | topk
-    bits: int = 8
-    fraction: float = 0.1
-    error_feedback: bool = True
-
-
-@dataclass(frozen=True)
-class LinkConfig:
-    """Emulated link between any two ranks: one-way ``latency_s`` and ``bandwidth`` bytes/s
-    (0: no emulation, the loopback as it is)."""
-
-    latency_s: float = 0.0
-    bandwidth: float = 0.0
-
-    @property
-    def emulated(self) -> bool:
-        return self.latency_s > 0 or self.bandwidth > 0
-
-    def wire_time(self, nbytes: float) -> float:
-        return nbytes / self.bandwidth if self.bandwidth > 0 else 0.0
-
-
-def default_optimizer(steps: int) -> OptimizerConfig:
-    return OptimizerConfig("adamw", 3e-3, weight_decay=0.01, schedule="cosine", warmup_steps=max(1, steps // 10),
-                           min_lr_ratio=0.1, clip_norm=1.0)
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    model: GPTShape = GPTShape()
-    stages: int = 1
-    replicas: int = 1
-    split: tuple[int, ...] | None = None  # blocks per stage; default: as even as possible
-    schedule: str = "1f1b"
-    batch_size: int = 16  # global: rows per step over all replicas
-    micro_batches: int = 2
-    steps: int = 20
-    train_rows: int = 256
-    holdout_rows: int = 256
-    seed: int = 0
-    optimizer: OptimizerConfig | None = None  # None: default_optimizer(steps)
-    aqsgd: AQSGDConfig | None = None
-    diloco: DiLoCoConfig | None = None
-    link: LinkConfig = LinkConfig()
-    threads: int = 1  # torch threads per process
-    checkpoint_interval: int = 0  # k > 0: every participant publishes its parts (offchain/distributed/parts.py)
-    sampling: str = "epochs"  # how a replica draws its rows: "epochs" or "task" (see batch_ids)
-    programs: bool = False  # participants run their captured step programs (stage_program.ProgramRunner)
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}")
-        if self.stages < 1 or self.replicas < 1:
-            raise ValueError("stages and replicas must be >= 1")
-        if len(self.blocks_per_stage()) != self.stages or sum(self.blocks_per_stage()) != self.model.layers:
-            raise ValueError(f"split {self.split} does not cut {self.model.layers} blocks into {self.stages} stages")
-        if self.stages > 1 and min(self.blocks_per_stage()) < 1:
-            raise ValueError("every stage needs at least one block")
-        if self.batch_size % (self.replicas * self.micro_batches):
-            raise ValueError("batch_size must be a multiple of replicas * micro_batches")
-        if self.train_rows % self.replicas or (self.train_rows // self.replicas) % self.replica_batch:
-            raise ValueError("each replica's shard must be a whole number of its batches")
-        if self.sampling not in SAMPLINGS:
-            raise ValueError(f"sampling must be one of {SAMPLINGS}")
-        if self.sampling == "task" and self.aqsgd is not None:
-            raise ValueError("AQ-SGD's caches need each sample on one replica: sampling must be 'epochs'")
-        if self.programs and (self.aqsgd is not None or self.diloco is not None):
-            raise ValueError("AQ-SGD and DiLoCo are not captured as programs yet: programs needs neither")
-        if self.checkpoint_interval < 0 or (self.checkpoint_interval and self.steps % self.checkpoint_interval):
-            raise ValueError("steps must be a multiple of checkpoint_interval")
-
-    def blocks_per_stage(self) -> tuple[int, ...]:
-        if self.split is not None:
-            return tuple(self.split)
-        base, extra = divmod(self.model.layers, self.stages)
-        return tuple(base + (s < extra) for s in range(self.stages))
-
-    @property
-    def world(self) -> int:
-        return self.stages * self.replicas
-
-    @property
-    def replica_batch(self) -> int:
-        return self.batch_size // self.replicas
-
-    @property
-    def micro_size(self) -> int:
-        return self.replica_batch // self.micro_batches
-
-    def optimizer_config(self) -> OptimizerConfig:
-        return self.optimizer or default_optimizer(self.steps)
-
-    @property
-    def commits(self) -> bool:
-        """Participants publish their parts; collectives then sum in rank order (any replay can
-        reproduce them), which equals gloo's sum wherever a collective has two ranks."""
-        return self.checkpoint_interval > 0
-
-
-# ── data ─────────────────────────────────────────────────────────────
-def corpus_rows(spec: TrainSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train, held-out) token rows (int64, ``seq_len + 1`` wide): the first ``train_rows`` rows
-    and the last ``holdout_rows`` rows of the corpus."""
-    rows = text_dataset(spec.model.seq_len).x.long()
-    if spec.train_rows + spec.holdout_rows > len(rows):
-        raise ValueError(f"the corpus has {len(rows)} rows of {spec.model.seq_len + 1} tokens")
-    return rows[: spec.train_rows], rows[len(rows) - spec.holdout_rows:]
-
-
-def epoch_of(spec: TrainSpec, step: int) -> int:
-    return step * spec.replica_batch // (spec.train_rows // spec.replicas)
-
-
-def replica_seed(spec: TrainSpec, replica: int) -> int:
-    """The seed ``replica`` draws its rows with under ``sampling="task"``:
-    ``uint256(keccak256(abi.encode(seed, replica)))``."""
-    return int.from_bytes(keccak256(uint256(spec.seed % 2**256) + uint256(replica)), "big")
-
-
-def batch_ids(spec: TrainSpec, step: int, replica: int) -> torch.Tensor:
-    """Training-row ids of ``replica`` at ``step``. ``sampling="epochs"``: its shard (rows
-    ``replica + k * replicas``) in the seeded permutation of the step's epoch, so a sample always
-    meets the same replica (AQ-SGD's caches rely on it). ``sampling="task"``: drawn as a task
-    draws its batch (`batch_indices`) with the replica's seed, so the rows a participant's step
-    reads are the rows a task bound to it commits (`stage_program.participant_task`)."""
-    if spec.sampling == "task":
-        return torch.tensor(batch_indices(replica_seed(spec, replica), step, spec.replica_batch, spec.train_rows))
-    shard = spec.train_rows // spec.replicas
-    epoch = epoch_of(spec, step)
-    order = torch.randperm(shard, generator=torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch))
-    start = step * spec.replica_batch - epoch * shard
-    return order[start:start + spec.replica_batch] * spec.replicas + replica
-
-
-# ── model ────────────────────────────────────────────────────────────
-def build_gpt(spec: TrainSpec) -> GPT:
-    torch.manual_seed(spec.seed)
-    m = spec.model
-    return GPT(m.vocab, m.seq_len, m.dim, m.heads, m.layers)
-
-
-class Stage(nn.Module):
-    """Blocks ``[first_block, first_block + n)`` of a GPT, with the embeddings on stage 0 and
-    the final LayerNorm and head on the last stage."""
-
-    def __init__(self, gpt: GPT, index: int, blocks_per_stage: tuple[int, ...]) -> None:
-        super().__init__()
-        self.first, self.last = index == 0, index == len(blocks_per_stage) - 1
-        self.first_block = sum(blocks_per_stage[:index])
-        if self.first:
-            self.tokens, self.positions = gpt.tokens, gpt.positions
-        self.blocks = nn.Sequential(*gpt.blocks[self.first_block:self.first_block + blocks_per_stage[index]])
-        if self.last:
-            self.ln, self.head = gpt.ln, gpt.head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.first:
-            x = self.tokens(x) + self.positions(torch.arange(x.shape[1], device=x.device))
-        x = self.blocks(x)
-        return self.head(self.ln(x)) if self.last else x
-
-    def global_name(self, name: str) -> str:
-        """The parameter's name in the whole GPT."""
-        if name.startswith("blocks."):
-            _, index, rest = name.split(".", 2)
-            return f"blocks.{int(index) + self.first_block}.{rest}"
-        return name
-
-
-def lm_loss(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1))
-
-
-def heldout_loss(spec: TrainSpec, state: dict[str, torch.Tensor], batch: int = 64) -> float:
-    model = build_gpt(spec)
-    model.load_state_dict(state)
-    _, held = corpus_rows(spec)
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, len(held), batch):
-            rows = held[start:start + batch]
-            total += lm_loss(model(rows[:, :-1]), rows).item() * len(rows)
-    return total / len(held)
-
-
-# ── optimizer ────────────────────────────────────────────────────────
-class Optimizer:
-    """The task's optimizer (``OptimizerConfig.update``) on a list of parameters, with clipping
-    by a norm the caller computes (global over stages)."""
-
-    def __init__(self, config: OptimizerConfig, params: list[nn.Parameter], steps: int) -> None:
-        self.config = dataclasses.replace(config, clip_norm=0.0)
-        self.clip_norm, self.params, self.steps = config.clip_norm, params, steps
-        self.buffers = [[torch.zeros_like(p) for _ in self.config.buffers()] for p in params]
-
-    def step(self, step: int, grad_sq_sum: torch.Tensor | None) -> None:
-        grads = [p.grad for p in self.params]
-        if self.clip_norm:
-            coef = torch.clamp(self.clip_norm / (grad_sq_sum.sqrt() + 1e-6), max=1.0)
-            grads = [g * coef for g in grads]
-        hyper = torch.tensor(self.config.hyper_row(step, self.steps), dtype=torch.float64).float()
-        with torch.no_grad():
-            new, self.buffers = self.config.update([p.detach() for p in self.params], grads, self.buffers, hyper)
-            for p, value in zip(self.params, new):
-                p.copy_(value)
-                p.grad = None
-
-
-def grad_sq_sum(params: list[nn.Parameter]) -> torch.Tensor:
-    return sum((p.grad * p.grad).sum() for p in params)
+from offchain.distributed.spec import LinkConfig, TrainSpec, batch_ids, corpus_rows, pipeline_ranks, replica_ranks
+from offchain.distributed.stage import (
+    Optimizer,
+    Stage,
+    StageRunner,
+    build_gpt,
+    grad_sq_sum,
+    heldout_loss,
+    lm_loss,
+    sum_in_rank_order,
+)
+from offchain.distributed.stage_program import ProgramRunner
 
 
 # ── transport ────────────────────────────────────────────────────────
-def sum_in_rank_order(parts: list[torch.Tensor]) -> torch.Tensor:
-    """``((parts[0] + parts[1]) + parts[2]) + ...``: one order on every rank and in every replay."""
-    total = parts[0].clone()
-    for part in parts[1:]:
-        total += part
-    return total
-
-
 class Transport:
     """Point-to-point messages and collectives with byte counts and, when the link is emulated,
     user-space delays. A stage talks to it (or to any object with the same methods: a recorder,
@@ -397,37 +150,7 @@ class Transport:
         return out
 
 
-# ── schedules ────────────────────────────────────────────────────────
-def schedule_ops(kind: str, stage: int, stages: int, micro: int) -> list[tuple[str, int]]:
-    """The order of forward (``F``) and backward (``B``) passes of one stage over ``micro``
-    micro-batches. Backwards always run in micro-batch order, so both schedules accumulate the
-    same gradients bit for bit."""
-    if kind == "gpipe":
-        return [("F", m) for m in range(micro)] + [("B", m) for m in range(micro)]
-    warm = min(stages - stage - 1, micro)
-    ops = [("F", m) for m in range(warm)]
-    for i in range(micro - warm):
-        ops += [("F", warm + i), ("B", i)]
-    return ops + [("B", m) for m in range(micro - warm, micro)]
-
-
-# ── one rank ─────────────────────────────────────────────────────────
-def _codecs(spec: TrainSpec) -> tuple[Any, Any]:
-    """(activation codec, gradient codec) of one side of one boundary."""
-    if spec.aqsgd is None:
-        return C.RawCodec(), C.RawCodec()
-    a = spec.aqsgd
-    return C.DeltaCodec(a.bits, a.warmup_epochs), (C.DirectCodec(a.grad_bits) if a.grad_bits else C.RawCodec())
-
-
-def pipeline_ranks(spec: TrainSpec, replica: int) -> tuple[int, ...]:
-    return tuple(replica * spec.stages + s for s in range(spec.stages))
-
-
-def replica_ranks(spec: TrainSpec, stage: int) -> tuple[int, ...]:
-    return tuple(r * spec.stages + stage for r in range(spec.replicas))
-
-
+# ── process groups ──────────────────────────────────────────────────
 def _groups(spec: TrainSpec) -> dict[tuple[int, ...], Any]:
     """Process group of each replica's pipeline and of each stage's replicas, by their ranks
     (every rank creates all, in the same order)."""
@@ -437,150 +160,6 @@ def _groups(spec: TrainSpec) -> dict[tuple[int, ...], Any]:
     for s in range(spec.stages):
         groups[replica_ranks(spec, s)] = dist.new_group(list(replica_ranks(spec, s))) if spec.replicas > 1 else None
     return groups
-
-
-def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def _unflat(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
-    out, offset = [], 0
-    for t in like:
-        out.append(flat[offset:offset + t.numel()].view_as(t))
-        offset += t.numel()
-    return out
-
-
-class StageRunner:
-    """One participant: stage ``s`` of replica ``r`` (rank ``r * stages + s``) with its
-    optimizer, its AQ-SGD caches and its DiLoCo state. :meth:`step` runs one training step and
-    talks through whatever ``links`` it is given: the process group while training, the
-    published messages in a replay (offchain/distributed/replay.py), the same code either way.
-
-    Its committed state (:meth:`state`) is every tensor a later step depends on, in a fixed
-    order of ``group/name`` keys: ``param/<global name>``; ``<optimizer buffer>/<global name>``;
-    with DiLoCo ``diloco.global/``, ``diloco.velocity/`` and (compressed) ``diloco.residual/``;
-    with AQ-SGD the caches of the boundary it sends on (``aqsgd.sent/<sample>``) and receives
-    on (``aqsgd.received/<sample>``), by sample id."""
-
-    def __init__(self, spec: TrainSpec, rank: int) -> None:
-        self.spec, self.rank = spec, rank
-        self.replica, self.index = divmod(rank, spec.stages)
-        self.stage = Stage(build_gpt(spec), self.index, spec.blocks_per_stage())
-        self.names = [self.stage.global_name(n) for n, _ in self.stage.named_parameters()]
-        self.params = list(self.stage.parameters())
-        self.optimizer = Optimizer(spec.optimizer_config(), self.params, spec.steps)
-        self.fwd_send, self.bwd_recv = _codecs(spec)  # boundary to stage index + 1
-        self.fwd_recv, self.bwd_send = _codecs(spec)  # boundary to stage index - 1
-        self.train = corpus_rows(spec)[0] if (self.stage.first or self.stage.last) else None
-        self.act_shape = (spec.micro_size, spec.model.seq_len, spec.model.dim)
-        self.pipeline_group, self.replica_group = pipeline_ranks(spec, self.replica), replica_ranks(spec, self.index)
-        self.diloco = spec.diloco
-        if self.diloco is not None:
-            d = self.diloco
-            self.global_params = [p.detach().clone() for p in self.params]
-            self.outer = C.OuterNesterov(d.outer_lr, d.outer_momentum)
-            self.outer.velocity = [torch.zeros_like(p) for p in self.params]  # what its first step starts from
-            self.pg_codec = C.PseudoGradCodec(d.compress, d.bits, d.fraction, d.error_feedback)
-            if d.compress != "none":
-                self.pg_codec.residual = [torch.zeros_like(p) for p in self.params]
-            self.shapes = [tuple(p.shape) for p in self.params]
-
-    # state ─────────────────────────────────────────────────────────
-    def _state_lists(self) -> list[tuple[str, list[torch.Tensor]]]:
-        lists = [("param", self.params)]
-        lists += [(buffer, [b[j] for b in self.optimizer.buffers])
-                  for j, buffer in enumerate(self.optimizer.config.buffers())]
-        if self.diloco is not None:
-            lists += [("diloco.global", self.global_params), ("diloco.velocity", self.outer.velocity)]
-            if self.pg_codec.residual is not None:
-                lists.append(("diloco.residual", self.pg_codec.residual))
-        return lists
-
-    def _caches(self) -> list[tuple[str, Any]]:
-        return [(group, codec) for group, codec in (("aqsgd.sent", self.fwd_send), ("aqsgd.received", self.fwd_recv))
-                if isinstance(codec, C.DeltaCodec)]
-
-    def state(self) -> dict[str, torch.Tensor]:
-        """The committed state, in its fixed order (copies)."""
-        state = {f"{group}/{name}": t.detach().clone()
-                 for group, tensors in self._state_lists() for name, t in zip(self.names, tensors)}
-        for group, codec in self._caches():
-            state.update({f"{group}/{sample}": codec.cache[sample].clone() for sample in sorted(codec.cache)})
-        return state
-
-    def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        with torch.no_grad():
-            for group, tensors in self._state_lists():
-                for name, t in zip(self.names, tensors):
-                    t.copy_(state[f"{group}/{name}"])
-        for group, codec in self._caches():
-            prefix = f"{group}/"
-            codec.cache = {int(key[len(prefix):]): t.clone() for key, t in state.items() if key.startswith(prefix)}
-
-    def parameters_by_name(self) -> dict[str, torch.Tensor]:
-        return {name: p.detach().clone() for name, p in zip(self.names, self.params)}
-
-    # one step ──────────────────────────────────────────────────────
-    def step(self, step: int, links: Any) -> float | None:
-        """Training step ``step``; the replica's training loss on the last stage, else None."""
-        spec, stage, S, R, M = self.spec, self.stage, self.spec.stages, self.spec.replicas, self.spec.micro_batches
-        prev_rank, next_rank = self.rank - 1, self.rank + 1
-        links.at_step(step)
-        epoch = epoch_of(spec, step)
-        micro_ids = batch_ids(spec, step, self.replica).split(spec.micro_size)
-        saved: dict[int, tuple[torch.Tensor | None, torch.Tensor]] = {}
-        step_loss = 0.0
-        for op, m in schedule_ops(spec.schedule, self.index, S, M):
-            mids = micro_ids[m]
-            if op == "F":
-                if stage.first:
-                    inp = self.train[mids][:, :-1]
-                else:
-                    size = self.fwd_recv.message_size(mids, self.act_shape, epoch)
-                    message = links.recv(size, prev_rank)
-                    inp = self.fwd_recv.decode(message, mids, self.act_shape, epoch).requires_grad_()
-                out = stage(inp)
-                if stage.last:
-                    out = lm_loss(out, self.train[mids]) / M
-                    step_loss += out.item()
-                else:
-                    links.send(self.fwd_send.encode(out, mids, epoch)[0], next_rank)
-                saved[m] = (None if stage.first else inp, out)
-            else:
-                inp, out = saved.pop(m)
-                if stage.last:
-                    out.backward()
-                else:
-                    size = self.bwd_recv.message_size(mids, self.act_shape, epoch)
-                    out.backward(self.bwd_recv.decode(links.recv(size, next_rank), mids, self.act_shape, epoch))
-                if inp is not None:
-                    links.send(self.bwd_send.encode(inp.grad, mids, epoch)[0], prev_rank)
-        params = self.params
-        if self.diloco is None and R > 1:
-            flat = _flat([p.grad for p in params])
-            links.all_reduce(flat, self.replica_group)
-            for p, g in zip(params, _unflat(flat / R, params)):
-                p.grad = g.clone()
-        sq = None
-        if self.optimizer.clip_norm:
-            sq = grad_sq_sum(params).reshape(1)
-            links.all_reduce(sq, self.pipeline_group)
-        self.optimizer.step(step, sq)
-        if self.diloco is not None and ((step + 1) % self.diloco.inner_steps == 0 or step == spec.steps - 1):
-            pseudo = [g - p.detach() for g, p in zip(self.global_params, params)]
-            if self.diloco.compress == "none":
-                flat = _flat(pseudo)
-                links.all_reduce(flat, self.replica_group)
-                mean = _unflat(flat / R, pseudo)
-            else:
-                message, _ = self.pg_codec.encode(pseudo)
-                mean = C.average(links.all_gather(message, self.replica_group), self.pg_codec, self.shapes)
-            self.outer.step(self.global_params, mean)
-            with torch.no_grad():
-                for p, g in zip(params, self.global_params):
-                    p.copy_(g)
-        return step_loss if stage.last else None
 
 
 @dataclass(frozen=True)
@@ -630,11 +209,7 @@ def make_runner(spec: TrainSpec, rank: int) -> Any:
     """Participant ``rank``'s runner: a :class:`StageRunner`, or with ``spec.programs`` the
     :class:`~offchain.distributed.stage_program.ProgramRunner` that runs its captured step program
     (the same ``step``/``state`` interface, so training, publishing and replays are unchanged)."""
-    if spec.programs:
-        from offchain.distributed.stage_program import ProgramRunner
-
-        return ProgramRunner(spec, rank)
-    return StageRunner(spec, rank)
+    return ProgramRunner(spec, rank) if spec.programs else StageRunner(spec, rank)
 
 
 def _train_rank(rank: int, spec: TrainSpec, parts_dir: str | None = None, tamper: Tamper | None = None

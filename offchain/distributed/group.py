@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from offchain.distributed import parts as P
-from offchain.distributed.engine import AQSGDConfig, DiLoCoConfig, GPTShape, LinkConfig, TrainSpec
+from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, LinkConfig, TrainSpec
 from offchain.distributed.replay import ParticipantVerdict, check_group, replay_participant
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.errors import SpecError

@@ -5,7 +5,7 @@ publishes, under ``<parts_dir>/rank<p>/``:
 
 * ``checkpoint-<j>.safetensors``: its committed state before step ``j * k`` (the stage's
   parameters, optimizer buffers, DiLoCo state and AQ-SGD caches, :class:`StageRunner.state
-  <offchain.distributed.engine.StageRunner>`); metadata ``step``, ``order`` (the tensor names in
+  <offchain.distributed.stage.StageRunner>`); metadata ``step``, ``order`` (the tensor names in
   commitment order) and ``root``, the :func:`~offchain.ml.commit.checkpoint_root` over them;
 * ``messages-<j>.safetensors``: every message it **sent** during segment ``j`` (steps
   ``[j * k, (j + 1) * k)``) in the order it sent them, tensor ``<i>`` (6 digits) holding the

@@ -22,7 +22,9 @@ import torch
 
 from offchain.distributed import parts as P
 from offchain.distributed.compression import from_raw
-from offchain.distributed.engine import TrainSpec, make_runner, pipeline_ranks, replica_ranks, sum_in_rank_order
+from offchain.distributed.engine import make_runner
+from offchain.distributed.spec import TrainSpec, pipeline_ranks, replica_ranks
+from offchain.distributed.stage import sum_in_rank_order
 from offchain.ml.verify import MIN_THRESHOLD, state_distance
 
 
@@ -196,7 +198,8 @@ def main() -> None:
     import tempfile
     import time
 
-    from offchain.distributed.engine import AQSGDConfig, GPTShape, run_many
+    from offchain.distributed.engine import run_many
+    from offchain.distributed.spec import AQSGDConfig, GPTShape
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--steps", type=int, default=64)

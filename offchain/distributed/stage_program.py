@@ -1,6 +1,6 @@
 """A group participant's training step as a program (docs/group-tasks.md §4.1).
 
-``export_stage_program(spec, rank)`` captures what :class:`~offchain.distributed.engine.StageRunner`
+``export_stage_program(spec, rank)`` captures what :class:`~offchain.distributed.stage.StageRunner`
 does in one step, for one participant, as a :class:`~offchain.ml.program.Program` the existing
 verifier and dispute game read: its stage's forward and backward over every micro-batch in the
 schedule's order (``torch.func.vjp``, whose backward starts from the received gradient, or from
@@ -29,27 +29,27 @@ import math
 import queue
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from offchain.distributed.engine import (
-    Stage,
-    StageRunner,
+from offchain.distributed import parts as P
+from offchain.distributed.spec import (
     TrainSpec,
     batch_ids,
     corpus_rows,
-    lm_loss,
     pipeline_ranks,
     replica_ranks,
     replica_seed,
     schedule_ops,
 )
+from offchain.distributed.stage import Stage, StageRunner, lm_loss
 from offchain.ml.artifacts import Dataset, weights_to_bytes
 from offchain.ml.capture import capture_step
-from offchain.ml.commit import checkpoint_root
+from offchain.ml.commit import checkpoint_root, tensor_root
 from offchain.ml.errors import GraphError
-from offchain.ml.program import Corruption, Program, ProgramExecutor, StateSlot
+from offchain.ml.program import Corruption, Mail, Program, ProgramExecutor, StateSlot
 from offchain.ml.program_training import ProgramTraining
 from offchain.ml.task import TrainingTask
 from offchain.storage import compute_cid
@@ -139,6 +139,46 @@ def messages_of(spec: TrainSpec, rank: int) -> tuple[tuple[Message, ...], tuple[
             sent.append(Message(kind, rank, -1, -1))
             received += [Message(kind, peer, rank, -1) for peer in group if peer != rank]
     return tuple(received), tuple(sent)
+
+
+def mail_layout(spec: TrainSpec) -> tuple[int, list[int], list[tuple[int, ...]]]:
+    """The group's mail of one step (docs/group-tasks.md §4.1): every message sent, in rank
+    order and each rank's in the order it sends them. Returns (messages a step, each rank's
+    first position, each rank's inbox: the position of every message it receives)."""
+    flows = [messages_of(spec, rank) for rank in range(spec.world)]
+    offsets = [sum(len(sent) for _, sent in flows[:rank]) for rank in range(spec.world)]
+
+    def position(m: Message) -> int:
+        sent = flows[m.sender][1]
+        return offsets[m.sender] + next(k for k, s in enumerate(sent)
+                                        if (s.kind, s.micro) == (m.kind, m.micro) and s.receiver in (m.receiver, -1))
+
+    return sum(len(sent) for _, sent in flows), offsets, [tuple(position(m) for m in received) for received, _ in flows]
+
+
+def group_mail(records: Sequence[ParticipantRecord]) -> list[bytes]:
+    """The leaves of the group's mail root: every message's tensor root, step by step, in the
+    order of :func:`mail_layout`."""
+    return [tensor_root(t) for step in range(len(records[0].sent)) for record in records for t in record.sent[step]]
+
+
+def published_mail(spec: TrainSpec, parts_dir: str | Path) -> list[bytes]:
+    """The leaves of the group's mail root from the parts its processes published running their
+    programs (``TrainSpec.programs``): every message each participant sent, checked against its
+    commitments (`parts.load_messages`), as the tensor root of its float32 values."""
+    per_step, offsets, _ = mail_layout(spec)
+    leaves: list[bytes | None] = [None] * (spec.steps * per_step)
+    for rank in range(spec.world):
+        participant, sends = P.load_participant(Path(parts_dir), rank), len(messages_of(spec, rank)[1])
+        sent = [m for segment in range(len(participant.message_roots))
+                for m in P.load_messages(Path(parts_dir), participant, segment)]
+        for step in range(spec.steps):
+            payloads = [m.payload for m in sent if m.step == step]
+            if len(payloads) != sends:
+                raise P.PartsError(rank, f"step {step}: {len(payloads)} messages published, its program sends {sends}")
+            for k, payload in enumerate(payloads):
+                leaves[step * per_step + offsets[rank] + k] = tensor_root(payload.view(torch.float32))
+    return leaves
 
 
 def peers_of(spec: TrainSpec, message: Message) -> list[int]:
@@ -347,7 +387,7 @@ def replay_step(sp: StageProgram, spec: TrainSpec, step: int, state: Sequence[to
 
 class ProgramRunner:
     """A participant that trains by running its step program, talking through the engine's links
-    (``TrainSpec.programs``; the interface of :class:`~offchain.distributed.engine.StageRunner`,
+    (``TrainSpec.programs``; the interface of :class:`~offchain.distributed.stage.StageRunner`,
     so the engine's processes, the parts it publishes and the replays run it unchanged). A message
     crosses a link as the bytes of its float32 tensor: point to point for activations and
     gradients, an all-gather over the stage's replicas or the replica's pipeline for the
@@ -404,19 +444,27 @@ class ProgramRunner:
         return float(result.loss) if self.index == self.spec.stages - 1 else None
 
 
-def participant_task(sp: StageProgram, spec: TrainSpec, state: Sequence[torch.Tensor], *,
+def participant_program(sp: StageProgram, spec: TrainSpec, mail_root: bytes) -> Program:
+    """Participant ``sp.rank``'s program bound to its group's mail root (:func:`group_mail`):
+    what its task names."""
+    per_step, offsets, inboxes = mail_layout(spec)
+    return dataclasses.replace(sp.program, mail=Mail(inboxes[sp.rank], offsets[sp.rank], per_step, mail_root))
+
+
+def participant_task(sp: StageProgram, spec: TrainSpec, state: Sequence[torch.Tensor], mail_root: bytes, *,
                      cid: Callable[[bytes], str] = compute_cid) -> TrainingTask:
     """Participant ``sp.rank``'s steps bound as a task of their own, the form the dispute game
-    judges, from ``state`` (its state before step 0): its program's plain root (nodes and outputs;
-    the messages it sends are committed with the group's, docs/group-tasks.md §4.1), the optimizer's
-    hyper table without clipping (the program sums the clipping norm itself), the training rows as
-    the dataset with its replica's seed (`engine.replica_seed`) and a checkpoint every step. A
-    first or last stage reads rows, which the task's data link checks only when the group draws
-    them as a task does (``sampling="task"``)."""
+    judges, from ``state`` (its state before step 0): its program bound to the group's mail root
+    (every message its group sent, so a message it received is an input it can prove and one it
+    sent an output it answers for, docs/group-tasks.md §4.1), the optimizer's hyper table without
+    clipping (the program sums the clipping norm itself), the training rows as the dataset with its
+    replica's seed (`spec.replica_seed`) and a checkpoint every step. A first or last stage reads
+    rows, which the task's data link checks only when the group draws them as a task does
+    (``sampling="task"``)."""
     if sp.program.leaf("data_x") is not None and spec.sampling != "task":
         raise GraphError(f"participant {sp.rank} reads rows in the epoch order (sampling 'epochs'), which a task's "
                          "data link cannot check: the group must draw its rows with sampling 'task'")
-    program = dataclasses.replace(sp.program, sends=())
+    program = participant_program(sp, spec, mail_root)
     optimizer = dataclasses.replace(spec.optimizer_config(), clip_norm=0.0)
     seed = replica_seed(spec, sp.rank // spec.stages)
     training = ProgramTraining(program, optimizer, spec.steps, seed)

@@ -52,6 +52,7 @@ from .strict_json import canonical_json, check_keys, parse_json_object, strict_i
 PROGRAM_FORMAT = "dtm-program/1"
 MAX_PROGRAM_BYTES = 64 * 1024 * 1024
 MAX_NODES = 1 << 16
+MAX_MAIL = 256  # messages a group participant's step receives, and sends (the chain's MailCommit)
 MAX_RANK = 8
 MAX_INPUTS = 8
 MAX_ATTRS = 32
@@ -119,6 +120,41 @@ class StateSlot:
 
 
 @dataclass(frozen=True)
+class Mail:
+    """Where a group participant's messages are committed (docs/group-tasks.md §4.1): the group's
+    mail root is the Merkle root of every message's tensor root, step by step, ``per_step`` a step
+    in the group's order (:func:`offchain.distributed.stage_program.mail_layout`); the step's
+    ``recv`` leaf ``i`` reads the message at position ``inbox[i]``, and its ``k``-th send is at
+    ``offset + k``."""
+
+    inbox: tuple[int, ...]
+    offset: int
+    per_step: int
+    root: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"inbox": list(self.inbox), "offset": self.offset, "per_step": self.per_step,
+                "root": "0x" + self.root.hex()}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Mail:
+        if not isinstance(obj, dict):
+            raise GraphError("mail must be an object")
+        check_keys(obj, {"inbox", "offset", "per_step", "root"}, "mail", GraphError)
+        root = obj["root"]
+        if not (isinstance(root, str) and len(root) == 66 and root.startswith("0x")
+                and all(c in "0123456789abcdef" for c in root[2:])):
+            raise GraphError("mail root must be 0x followed by 64 lowercase hex digits")
+        per_step = strict_int(obj["per_step"], "mail per_step", 1, MAX_NODES, GraphError)
+
+        def position(value: Any, what: str) -> int:
+            return strict_int(value, what, 0, per_step - 1, GraphError)
+
+        inbox = tuple(position(p, "mail position") for p in _list(obj["inbox"], "inbox"))
+        return cls(inbox, position(obj["offset"], "mail offset"), per_step, bytes.fromhex(root[2:]))
+
+
+@dataclass(frozen=True)
 class Program:
     """A captured training step (see the module docstring)."""
 
@@ -131,6 +167,7 @@ class Program:
     sources: tuple[str, ...] = ()      # model line per node, for messages (not committed)
     meta: dict[str, Any] = field(default_factory=dict)  # model, optimizer, input shape (not committed)
     sends: tuple[int, ...] = ()        # a group participant's sent messages, in the order sent
+    mail: Mail | None = None           # where its messages are committed (a participant's task)
 
     @property
     def nodes_root(self) -> bytes:
@@ -148,15 +185,35 @@ class Program:
         return sum(node.op == "recv" for node in self.nodes)
 
     @property
+    def links(self) -> bytes:
+        """A group participant's step (it sends or receives messages): ``keccak256(abi.encode(
+        uint256[] sends, uint256[] inbox, offset, per_step, mail_root))`` of its :class:`Mail`
+        (zeros while unbound); 32 zero bytes for any other step."""
+        if not self.sends and self.mail is None and not self.receives:
+            return bytes(32)
+        mail = self.mail or Mail((), 0, 0, bytes(32))
+        return keccak256(abi_encode(["uint256[]", "uint256[]", "uint256", "uint256", "bytes32"],
+                                    [list(self.sends), list(mail.inbox), mail.offset, mail.per_step, mail.root]))
+
+    @property
     def root(self) -> bytes:
-        """``keccak256(abi.encode(nodes_root, outputs_hash))``: what a program task names as graph_root.
-        A group participant's step that sends messages appends ``keccak256(abi.encode(uint256[]
-        sends))``, so its root commits them while the game's program commitment (nodes root and
-        outputs hash) stays that of any step."""
-        if not self.sends:
+        """``keccak256(abi.encode(nodes_root, outputs_hash))``: what a program task names as
+        graph_root; a group participant's step appends its ``links``, so its root commits where
+        its messages are while the game's program commitment (nodes root and outputs hash) stays
+        that of any step."""
+        links = self.links
+        if links == bytes(32):
             return keccak256(abi_encode(["bytes32", "bytes32"], [self.nodes_root, self.outputs_hash]))
-        sends = keccak256(abi_encode(["uint256[]"], [list(self.sends)]))
-        return keccak256(abi_encode(["bytes32", "bytes32", "bytes32"], [self.nodes_root, self.outputs_hash, sends]))
+        return keccak256(abi_encode(["bytes32", "bytes32", "bytes32"], [self.nodes_root, self.outputs_hash, links]))
+
+    def mail_position(self, node_id: int) -> int | None:
+        """Where node ``node_id`` (a ``recv`` leaf or a sent message) is in a step's mail (None:
+        neither, or no mail)."""
+        if self.mail is None:
+            return None
+        if self.nodes[node_id].op == "recv":
+            return self.mail.inbox[self.nodes[node_id].attrs[0]]
+        return self.mail.offset + self.sends.index(node_id) if node_id in self.sends else None
 
     def leaf(self, op: str) -> int | None:
         return next((node.id for node in self.nodes if node.op == op), None)
@@ -208,7 +265,7 @@ class Program:
             "constants": {str(i): base64.b64encode(_le_bytes(t)).decode() for i, t in sorted(self.constants.items())},
             "sources": list(self.sources),
             "meta": self.meta,
-        } | ({"sends": list(self.sends)} if self.sends else {})
+        } | ({"sends": list(self.sends)} if self.sends else {}) | ({"mail": self.mail.to_json()} if self.mail else {})
 
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_dict())
@@ -221,7 +278,7 @@ class Program:
     def from_dict(cls, obj: Any) -> Program:
         """Strict parse of untrusted bytes: every node is checked by :func:`validate`."""
         check_keys(obj, {"format", "nodes", "state", "outputs", "loss", "hyper", "constants", "sources", "meta"}
-                   | ({"sends"} & obj.keys()), "program", GraphError)
+                   | ({"sends", "mail"} & obj.keys()), "program", GraphError)
         if obj["format"] != PROGRAM_FORMAT:
             raise GraphError(f"program format must be {PROGRAM_FORMAT!r}")
         raw_nodes = obj["nodes"]
@@ -254,6 +311,7 @@ class Program:
             sources=sources,
             meta=obj["meta"] if isinstance(obj["meta"], dict) else {},
             sends=tuple(strict_int(o, "send", 0, len(nodes) - 1, GraphError) for o in _list(obj.get("sends", []), "sends")),
+            mail=Mail.from_json(obj["mail"]) if "mail" in obj else None,
         )
         validate(program)
         return program
@@ -376,6 +434,12 @@ def validate(program: Program) -> None:
         raise GraphError("recv leaves must be numbered 0..n-1 in order")
     if any(nodes[i].dtype != "f32" or nodes[i].op in LEAVES for i in program.sends):
         raise GraphError("a sent message is a computed float32 node")
+    if max(program.receives, len(program.sends)) > MAX_MAIL:
+        raise GraphError(f"a step receives and sends at most {MAX_MAIL} messages each")
+    mail = program.mail
+    if mail is not None and (len(mail.inbox) != program.receives or any(
+            p >= mail.per_step for p in (*mail.inbox, mail.offset + len(program.sends) - 1))):
+        raise GraphError("the mail must place every message the step receives and sends within a step's messages")
 
 
 # --------------------------------------------------------------------------------------------

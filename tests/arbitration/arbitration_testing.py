@@ -57,6 +57,10 @@ def program_checker_deployer():
     return _load(str(CONTRACTS / "ProgramChecker.vy"))
 
 
+def program_links_deployer():
+    return _load(str(CONTRACTS / "ProgramLinkChecker.vy"))
+
+
 def program_reducer_deployer():
     return _load(str(CONTRACTS / "ProgramReductionChecker.vy"))
 
@@ -98,24 +102,31 @@ class Suite:
     judge: object
     reader: object
     programs: object
+    program_links: object
     program_reducer: object
+
+    def prover(self, fn: str):
+        """The checker whose final proof ``fn`` is: the link checker's links, else the program
+        checker's elements and demands."""
+        return self.program_links if fn in ("prove_leaf_link", "prove_output_link") else self.programs
 
 
 def deploy_game_suite(clock: int = CLOCK, extension: int = EXTENSION, judge=None) -> Suite:
-    """Judge, TensorReader, ProofChecker, ProgramChecker (over a ProgramJudge),
+    """Judge, TensorReader, ProofChecker, ProgramChecker (over a ProgramJudge), ProgramLinkChecker,
     ProgramReductionChecker (with a ProgramRowJudge), the stand-in market, then the game bound to it."""
     judge = judge or deploy_judge()
     reader = reader_deployer().deploy()
     checker = checker_deployer().deploy(reader.address)
     program_judge = deploy_program_judge(judge)
     programs = program_checker_deployer().deploy(program_judge.address, reader.address)
+    program_links = program_links_deployer().deploy(reader.address)
     program_reducer = program_reducer_deployer().deploy(judge.address, reader.address, program_judge.index_map(),
                                                         row_judge_deployer().deploy().address)
     market = market_deployer().deploy()
-    game = game_deployer().deploy(market.address, checker.address, programs.address, program_reducer.address, clock,
-                                  extension)
+    game = game_deployer().deploy(market.address, checker.address, programs.address, program_links.address,
+                                  program_reducer.address, clock, extension)
     market.bind(game.address)
-    return Suite(market, game, checker, judge, reader, programs, program_reducer)
+    return Suite(market, game, checker, judge, reader, programs, program_links, program_reducer)
 
 
 @dataclass

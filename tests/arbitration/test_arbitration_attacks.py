@@ -316,8 +316,8 @@ def test_market_coupling__proven_reported_for_each_ending(suite, parties):
                 proof = P.ProgramProof("leaf", "prove_leaf_link", P.leaf_args(
                     suite.game.address, dispute_id, play.step_data(), play.program.leaf("data_x"), 0))
             with boa.env.prank(parties.verifier):
-                getattr(suite.programs, proof.fn)(*proof.args)
-            [ended] = T.events(suite.programs, "DisputeEnded")
+                getattr(suite.prover(proof.fn), proof.fn)(*proof.args)
+            [ended] = T.events(suite.prover(proof.fn), "DisputeEnded")
             outcomes[kind] = (ended.reason, T.verdict(suite, dispute_id))
     for side in ("challenger silent", "solver silent"):
         with boa.env.anchor():
@@ -352,7 +352,7 @@ def test_market_coupling__views_are_not_read_while_opening(suite, parties, syn):
 
 CODE_LIMIT = 24_576
 HEADROOM = 2_048
-SIZED = ["Arbitration", "ProofChecker", "ProgramChecker", "ProgramReductionChecker", "ProgramRowJudge",
+SIZED = ["Arbitration", "ProofChecker", "ProgramChecker", "ProgramLinkChecker", "ProgramReductionChecker", "ProgramRowJudge",
          "TensorReader", "Judge", "PointwiseJudge", "Market"]
 # full by design: a new program rule goes to a contract of its own (docs/judge-programs.md §7);
 # ProgramIndex since it gained chunk_inputs and transposed matmul operands (24,155 bytes)

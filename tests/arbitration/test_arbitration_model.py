@@ -136,7 +136,7 @@ class Runner:
         if expected is None and self.d.over:
             # a final proof ends the game through the checker, a timeout directly (read before any
             # view call replaces the contract's last computation)
-            source = self.suite.game if kind == "timeout" else self.suite.programs
+            source = self.suite.game if kind == "timeout" else self.prover
             [ended] = T.events(source, "DisputeEnded")
             assert (ended.dispute_id, ended.solver_won, ended.reason) == (self.id, self.d.solver_won, self.d.reason)
             self.ending = ended.reason
@@ -235,7 +235,8 @@ class Runner:
         if wrong_root:
             args = (*args[:2], b"\x0b" * 32, *args[3:])
             claim = "arbitration: wrong trace root"
-        return self.attempt(sender, model_kind, lambda: getattr(self.suite.programs, method)(*args),
+        self.prover = self.suite.prover(method)
+        return self.attempt(sender, model_kind, lambda: getattr(self.prover, method)(*args),
                             claim_error=claim, payload_error=payload)
 
     def demand(self, sender: str, count: int = 8) -> bool:

@@ -40,7 +40,7 @@ def test_open__self_dispute_and_zero_addresses_revert(suite, parties):
     """A game bound to an account (not a contract) shows what open_dispute itself refuses."""
     fake_market = boa.env.generate_address("fake market")
     game = T.game_deployer().deploy(fake_market, suite.checker.address, suite.programs.address,
-                                    suite.program_reducer.address, T.CLOCK, T.EXTENSION)
+                                    suite.program_links.address, suite.program_reducer.address, T.CLOCK, T.EXTENSION)
     with boa.env.prank(fake_market):
         with boa.reverts("arbitration: solver cannot challenge itself"):
             game.open_dispute(1, parties.solver, parties.solver, 0)
@@ -51,7 +51,8 @@ def test_open__self_dispute_and_zero_addresses_revert(suite, parties):
 
 def test_constructor__rejects_bad_clocks(suite):
     deployer = T.game_deployer()
-    checkers = [suite.checker.address, suite.programs.address, suite.program_reducer.address]
+    checkers = [suite.checker.address, suite.programs.address, suite.program_links.address,
+                suite.program_reducer.address]
     with boa.reverts("arbitration: bad clock"):
         deployer.deploy(suite.market.address, *checkers, 0, 1)
     with boa.reverts("arbitration: bad extension"):

@@ -30,7 +30,7 @@ def forged(suite, parties):
 
 def _expect(suite, sender, fn, args, reason):
     with boa.env.prank(sender), boa.reverts(reason):
-        getattr(suite.programs, fn)(*args)
+        getattr(suite.prover(fn), fn)(*args)
 
 
 def _demand(suite, play, dispute_id, node, start, count, trace_root=None, value=0):

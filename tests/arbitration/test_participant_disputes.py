@@ -1,12 +1,17 @@
 """A group participant's step disputed on chain (docs/group-tasks.md §4.1): each participant of a
 3-stage pipeline (the first reads rows and sends activations, the middle reads only its state, the
 hyper row and the messages it received, the last reads rows, computes the loss and sends gradients)
-is a program (`offchain/distributed/stage_program.py`) bound to a task of its own, as is a
-replica of a 2 × 2 group, which sends its gradients to the all-reduce. One wrong element of a
-message it sends: the honest challenger's search over its trace passes its leaves
-(the rows are those the task's data link derives, the group drawing them with
-``sampling="task"``), reaches that very element through the existing game and proves it with
-`prove_element`; over the honest trace it finds nothing to prove."""
+is a program (`offchain/distributed/stage_program.py`) bound to a task of its own with its group's
+mail root, as is a replica of a 2 × 2 group, which sends its gradients to the all-reduce.
+
+* One wrong element of a message it sends: the honest challenger's search over its trace passes
+  its leaves (the rows are those the task's data link derives, the group drawing them with
+  ``sampling="task"``; the messages are those of the mail), reaches that very element through the
+  existing game and proves it with `prove_element`; over the honest trace it finds nothing.
+* A message it computed on that is not the one its group's mail holds (it received something
+  else, or claims to): its `recv` leaf loses to `prove_leaf_link`.
+* A message it sends that is not the one the mail holds (the group committed another): its send
+  node loses to `prove_leaf_link`, whoever received it."""
 
 from __future__ import annotations
 
@@ -20,15 +25,18 @@ import pytest
 import torch
 from program_testing import STEP, Setup, gas, to_prove
 
-from offchain.distributed.engine import GPTShape, TrainSpec
+from offchain.distributed.spec import GPTShape, TrainSpec
 from offchain.distributed.stage_program import (
     export_stage_program,
+    group_mail,
+    participant_program,
     participant_task,
     step_inputs,
     train_stage_programs,
     training_rows,
 )
 from offchain.dispute import program_moves as P
+from offchain.ml.commit import merkle_root
 from offchain.ml.errors import GraphError
 from offchain.ml.program import Corruption, Program, ProgramExecutor, execution_context
 from offchain.ml.program_training import ProgramTraining
@@ -43,35 +51,54 @@ CASES = {"first": (SPEC, 0, "activation"), "middle": (SPEC, 1, "gradient"), "las
          "all-reduce": (DATA_PARALLEL, 3, "grad_sum")}
 
 
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """A participant bound to a task with its group's mail: the group run, the element it corrupts
+    (in a message it sends, when it cheats) and what a dispute over its step STEP needs."""
+
+    sp: object
+    spec: TrainSpec
+    records: list
+    cheat: Corruption
+    setup: Setup
+    step: functools.partial
+
+    def trace(self, *, corrupt: Corruption | None = None, received: list | None = None) -> list:
+        """Its trace of step STEP computed on ``received`` (by default what it received)."""
+        record = self.records[self.sp.rank]
+        x, y, hyper = step_inputs(self.spec, STEP, self.sp.rank)
+        with execution_context(1):
+            return ProgramExecutor(self.sp.program).run(
+                list(record.states[STEP]), x, y, hyper, keep_trace=True, corrupt=corrupt,
+                messages=list(record.received[STEP] if received is None else received)).trace
+
+
 @functools.cache
-def participant(case: str):
-    """The participant's program bound to a task, the state and messages of its step 0 as the
-    group ran it, the element it corrupts (in a message it sends), and its honest and cheating
-    traces."""
+def bound(case: str, cheats: bool) -> Bound:
+    """Participant ``case`` of a group in which it sends one wrong element (``cheats``) or none."""
     spec, rank, kind = CASES[case]
     sp = export_stage_program(spec, rank)
     sent = next(i for i, m in enumerate(sp.sends) if m.kind == kind)
     cheat = Corruption(step=STEP, node=sp.program.sends[sent], index=3, delta=1e-2)
     with execution_context(1):
-        _, records = train_stage_programs(spec, corrupt={rank: cheat})
-        state, received = records[rank].states[STEP], records[rank].received[STEP]
-        x, y, hyper = step_inputs(spec, STEP, rank)
-        run = functools.partial(ProgramExecutor(sp.program).run, list(state), x, y, hyper, keep_trace=True,
-                                messages=list(received))
-        honest, cheating = run().trace, run(corrupt=cheat).trace
-    assert torch.equal(cheating[cheat.node].reshape(-1)[3], honest[cheat.node].reshape(-1)[3] + 1e-2)
-    task = participant_task(sp, spec, state)
-    program = dataclasses.replace(Program.from_bytes(sp.program.to_bytes()), sends=())  # what the task names
+        _, records = train_stage_programs(spec, corrupt={rank: cheat} if cheats else None)
+    mail = group_mail(records)
+    state = records[rank].states[STEP]
+    task = participant_task(sp, spec, state, merkle_root(mail))
+    program = Program.from_bytes(participant_program(sp, spec, merkle_root(mail)).to_bytes())  # what the task names
     assert task.graph_root == program.root
     hyper = ProgramTraining(program, task.optimizer, spec.steps, task.seed).hyper
     rows = training_rows(spec)
-    setup = Setup(SimpleNamespace(task=task), program, {}, tuple(honest))
-    step = functools.partial(P.ProgramStep, task, program, step=STEP, state=list(state), hyper=hyper, x=rows.x, y=rows.y)
-    return setup, step, cheat, cheating
+    step = functools.partial(P.ProgramStep, task, program, step=STEP, state=list(state), hyper=hyper, x=rows.x,
+                             y=rows.y, mail=mail)
+    b = Bound(sp, spec, records, cheat, None, step)
+    trace = b.trace(corrupt=cheat if cheats else None)
+    assert torch.equal(trace[cheat.node], records[rank].sent[STEP][sent])  # the mail holds what it sent
+    return dataclasses.replace(b, setup=Setup(SimpleNamespace(task=task), program, {}, tuple(trace)))
 
 
 def test_participant_dispute__the_middle_stage_s_program_reads_only_its_state_hyper_row_and_messages():
-    setup, *_ = participant("middle")
+    setup = bound("middle", False).setup
     leaves = {node.op for node in setup.program.nodes if node.op in ("data_x", "data_y", "rng", "recv")}
     assert leaves == {"recv"}
     assert setup.program.receives == 6  # two activations, two gradients, the other stages' squared gradient norms
@@ -79,31 +106,93 @@ def test_participant_dispute__the_middle_stage_s_program_reads_only_its_state_hy
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_participant_dispute__one_wrong_sent_element_loses_to_prove_element(suite, parties, case):
-    setup, step, cheat, cheating = participant(case)
-    dispute_id = to_prove(suite, parties, setup, cheating)
-    found = P.find_program_proof(suite.game.address, dispute_id, step(trace=cheating), setup.after_root(cheating))
+    b = bound(case, True)
+    cheating = list(b.setup.trace)
+    dispute_id = to_prove(suite, parties, b.setup, cheating)
+    found = P.find_program_proof(suite.game.address, dispute_id, b.step(trace=cheating), b.setup.after_root(cheating))
     assert found is not None and found.fn == "prove_element"
     node, index = found.args[5], found.args[6]
-    assert (node, index) == (cheat.node, 3)
+    assert (node, index) == (b.cheat.node, 3)
     gas(suite, getattr(suite, found.contract), found.fn, parties.verifier, *found.args)  # printed with ARB_PROGRAM_GAS
     assert T.verdict(suite, dispute_id) == (False, True, 1)  # the challenger wins, proven
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_participant_dispute__the_honest_participant_s_trace_has_nothing_to_prove(suite, parties, case):
-    setup, step, cheat, _ = participant(case)
-    honest = list(setup.trace)
-    dispute_id = to_prove(suite, parties, setup, honest)
-    # its data rows (first and last stage) are the rows the task's data link derives
-    assert P.find_program_proof(suite.game.address, dispute_id, step(trace=honest), setup.after_root(honest)) is None
+    b = bound(case, False)
+    honest = list(b.setup.trace)
+    dispute_id = to_prove(suite, parties, b.setup, honest)
+    # its data rows (first and last stage) are the rows the task's data link derives, its messages the mail's
+    assert P.find_program_proof(suite.game.address, dispute_id, b.step(trace=honest), b.setup.after_root(honest)) is None
     # the element the cheater lost on, opened in the honest trace, is what the program computes
-    args = P.element_args(suite.game.address, dispute_id, step(trace=honest), cheat.node, 3)
+    args = P.element_args(suite.game.address, dispute_id, b.step(trace=honest), b.cheat.node, 3)
     with boa.env.prank(parties.verifier):
         with boa.reverts("arbitration: element is consistent"):
             suite.programs.prove_element(*args)
+    # and each of its messages, received or sent, is the one the mail holds
+    program = b.setup.program
+    for node_id in [n.id for n in program.nodes if n.op == "recv"] + list(program.sends):
+        args = P.leaf_args(suite.game.address, dispute_id, b.step(trace=honest), node_id)
+        with boa.env.prank(parties.verifier):
+            with boa.reverts("arbitration: links hold"):
+                suite.program_links.prove_leaf_link(*args)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_participant_dispute__a_message_received_other_than_the_mail_s_loses_its_recv_link(suite, parties, case):
+    b = bound(case, False)
+    received = [t.clone() for t in b.records[b.sp.rank].received[STEP]]
+    received[-1].view(-1)[0] += 1e-2  # it computes on a message its sender did not send
+    trace = b.trace(received=received)
+    dispute_id = to_prove(suite, parties, b.setup, trace)
+    found = P.find_program_proof(suite.game.address, dispute_id, b.step(trace=trace), b.setup.after_root(trace))
+    recv = [n.id for n in b.setup.program.nodes if n.op == "recv"]
+    assert found is not None and found.fn == "prove_leaf_link"
+    assert found.args[5][1][0][0] == recv[-1]  # the opened descriptor: its last recv leaf
+    gas(suite, suite.program_links, found.fn, parties.verifier, *found.args)
+    assert T.verdict(suite, dispute_id) == (False, True, 1)
+    assert T.events(suite.program_links, "DisputeEnded")[-1].reason == T.END_LINK
+
+
+@pytest.mark.parametrize("case", ["first", "all-reduce"])
+def test_participant_dispute__a_sent_message_other_than_the_mail_s_loses_its_send_link(suite, parties, case):
+    # the group's mail holds the cheating message; the participant's trace computes the honest one
+    b = bound(case, True)
+    honest = b.trace()
+    dispute_id = to_prove(suite, parties, b.setup, honest)
+    found = P.find_program_proof(suite.game.address, dispute_id, b.step(trace=honest), b.setup.after_root(honest))
+    assert found is not None and found.fn == "prove_leaf_link"
+    assert found.args[5][1][0][0] == b.cheat.node and found.args[11] == b.setup.program.sends.index(b.cheat.node)
+    args = list(found.args)
+    args[11] = (args[11] + 1) % len(b.setup.program.sends) if len(b.setup.program.sends) > 1 else 1  # another send
+    with boa.env.prank(parties.verifier):
+        with boa.reverts("arbitration: not a linked leaf"):
+            suite.program_links.prove_leaf_link(*args)
+    gas(suite, suite.program_links, found.fn, parties.verifier, *found.args)
+    assert T.verdict(suite, dispute_id) == (False, True, 1)
+
+
+def test_participant_dispute__a_forged_mail_opening_is_refused(suite, parties):
+    b = bound("middle", False)
+    received = [t.clone() for t in b.records[b.sp.rank].received[STEP]]
+    received[0].view(-1)[0] += 1e-2
+    trace = b.trace(received=received)
+    dispute_id = to_prove(suite, parties, b.setup, trace)
+    found = P.find_program_proof(suite.game.address, dispute_id, b.step(trace=trace), b.setup.after_root(trace))
+    args = list(found.args)
+    sends, inbox, offset, per_step, root = args[13]
+    forged = {"the leaf": (9, bytes.fromhex("11" * 32), "arbitration: mail opening invalid"),
+              "the mail": (13, (sends, inbox, offset, per_step, bytes(32)), "arbitration: mail does not match the program"),
+              "the inbox": (13, (sends, [per_step - 1] * len(inbox), offset, per_step, root), "arbitration: mail does not match the program")}
+    for what, (position, value, message) in forged.items():
+        with boa.env.prank(parties.verifier):
+            with boa.reverts(message):
+                suite.program_links.prove_leaf_link(*args[:position], value, *args[position + 1:])
+    suite.program_links.prove_leaf_link(*args, sender=parties.verifier)
+    assert T.verdict(suite, dispute_id) == (False, True, 1)
 
 
 def test_participant_dispute__a_stage_reading_rows_in_epoch_order_is_not_bound_to_a_task():
     spec = dataclasses.replace(SPEC, sampling="epochs")
     with pytest.raises(GraphError, match="sampling 'task'"):
-        participant_task(export_stage_program(spec, 0), spec, [])
+        participant_task(export_stage_program(spec, 0), spec, [], bytes(32))

@@ -30,12 +30,12 @@ GAS = os.environ.get("ARB_PROGRAM_GAS")  # print the gas of each winning proof
 
 def wins(suite, parties, dispute_id: int, fn: str, args, reason: int, what: str) -> None:
     """The challenger's proof ``fn`` ends the dispute: the challenger wins, proven, for ``reason``."""
-    gas = T.tx_gas(suite.programs, fn, parties.verifier, *args)
+    gas = T.tx_gas(suite.prover(fn), fn, parties.verifier, *args)
     if GAS:
-        size = len(getattr(suite.programs, fn).prepare_calldata(*args))
+        size = len(getattr(suite.prover(fn), fn).prepare_calldata(*args))
         print(f"\n{what}: {gas:,} gas (transaction), calldata {size:,} bytes")
     assert T.verdict(suite, dispute_id) == (False, True, 1)
-    [ended] = T.events(suite.programs, "DisputeEnded")[-1:]
+    [ended] = T.events(suite.prover(fn), "DisputeEnded")[-1:]
     assert ended.reason == reason
 
 
@@ -161,7 +161,7 @@ def test_prove_leaf_link__a_wrong_leaf_loses_the_honest_one_stands(suite, partie
     holds = "arbitration: data row matches" if op.startswith("data") else "arbitration: links hold"
     dispute_id = to_prove(suite, parties, s, s.trace)
     args = P.leaf_args(suite.game.address, dispute_id, s.data(s.trace), node_id, row)
-    fails(parties, lambda: suite.programs.prove_leaf_link(*args), holds)
+    fails(parties, lambda: suite.program_links.prove_leaf_link(*args), holds)
 
     index = row * s.program.nodes[node_id].shape[1] + 1 if op == "data_x" else row if op == "data_y" else 0
     bad = tampered(s.trace, node_id, index)
@@ -180,17 +180,17 @@ def test_prove_leaf_link__openings_are_checked(suite, parties):
     dispute_id = to_prove(suite, parties, s, bad)
     game = suite.game.address
     args = list(P.leaf_args(game, dispute_id, s.data(bad), first_node(s.program, "state", 1)))
-    fails(parties, lambda: suite.programs.prove_leaf_link(*args[:8], args[8][:-1], *args[9:]),
+    fails(parties, lambda: suite.program_links.prove_leaf_link(*args[:8], args[8][:-1], *args[9:]),
           "arbitration: outputs do not match the program")
-    fails(parties, lambda: suite.programs.prove_leaf_link(*args[:9], bytes(32), *args[10:]),
+    fails(parties, lambda: suite.program_links.prove_leaf_link(*args[:9], bytes(32), *args[10:]),
           "arbitration: state opening invalid")
     hyper = P.leaf_args(game, dispute_id, s.data(bad), first_node(s.program, "hyper"))
     positions, leaves, siblings = hyper[7]
     forged = (positions, [bytes(len(leaves[0]))], siblings)
-    fails(parties, lambda: suite.programs.prove_leaf_link(*hyper[:7], forged, *hyper[8:]),
+    fails(parties, lambda: suite.program_links.prove_leaf_link(*hyper[:7], forged, *hyper[8:]),
           "arbitration: tensor opening invalid")
     view = first_node(s.program, "view")
-    fails(parties, lambda: suite.programs.prove_leaf_link(
+    fails(parties, lambda: suite.program_links.prove_leaf_link(
         *args[:5], P.program_opening(s.program, [view]), M.trace_opening(s.data(bad).roots, [view]), *args[7:]),
           "arbitration: not a linked leaf")
 
@@ -205,17 +205,17 @@ def test_prove_output_link__a_revealed_state_that_is_not_the_outputs_loses(suite
     assert (len(runs) > 1) == family.startswith(("cnn", "gpt"))
     dispute_id = to_prove(suite, parties, s, s.trace)
     args = P.output_link_args(suite.game.address, dispute_id, s.data(s.trace))
-    fails(parties, lambda: suite.programs.prove_output_link(*args), "arbitration: links hold")
+    fails(parties, lambda: suite.program_links.prove_output_link(*args), "arbitration: links hold")
 
     forged = s.after_root(tampered(s.trace, s.program.outputs[-1]))
     dispute_id = to_prove(suite, parties, s, s.trace, after=forged)
     args = P.output_link_args(suite.game.address, dispute_id, s.data(s.trace))
     assert P.find_program_proof(suite.game.address, dispute_id, s.data(s.trace), forged).args == args
     *head, traces = args
-    fails(parties, lambda: suite.programs.prove_output_link(*head, traces[:-1]), "arbitration: trace opening invalid")
+    fails(parties, lambda: suite.program_links.prove_output_link(*head, traces[:-1]), "arbitration: trace opening invalid")
     (roots, siblings), *rest = traces
     moved = (roots[1:] + roots[:1], siblings)  # the right roots, at the wrong outputs
-    fails(parties, lambda: suite.programs.prove_output_link(*head, [moved, *rest]), "arbitration: trace opening invalid")
+    fails(parties, lambda: suite.program_links.prove_output_link(*head, [moved, *rest]), "arbitration: trace opening invalid")
     wins(suite, parties, dispute_id, "prove_output_link", args, T.END_LINK,
          f"prove_output_link {family} ({len(s.program.outputs)} state tensors, {len(runs)} openings)")
 
@@ -250,6 +250,16 @@ def test_reports__only_the_game_own_program_checker_concludes(suite, parties):
     with boa.env.prank(parties.verifier):
         with boa.reverts("arbitration: caller is not the checker"):
             suite.game.conclude(1, parties.verifier, T.END_ELEMENT)
+
+
+def test_reports__each_program_checker_concludes_only_for_its_own_proofs(suite, parties):
+    """The element checker ends a dispute for a wrong element only; the link checker for a link or
+    a data row only."""
+    for checker, reasons in ((suite.programs, (T.END_LINK, T.END_DATA)), (suite.program_links, (T.END_ELEMENT,))):
+        for reason in reasons:
+            with boa.env.prank(checker.address):
+                with boa.reverts("arbitration: bad reason"):
+                    suite.game.conclude(1, parties.verifier, reason)
 
 
 # ------------------------------------------------------------------------ a bool output out of range
@@ -290,7 +300,7 @@ def test_prove_element__a_bool_element_other_than_0_or_1_loses(suite, parties):
     def args(dispute_id, data, index):
         reads, _ = P.element_reads(data, 1, index)
         return (game.address, dispute_id, data.trace_root, commitments, (program.nodes_root, program.outputs_hash,
-                hyper_root), 1, index, P.program_opening(program, [0, 1]), M.trace_opening(data.roots, [0, 1]),
+                program.links, hyper_root), 1, index, P.program_opening(program, [0, 1]), M.trace_opening(data.roots, [0, 1]),
                 M.tensor_opening(data.trace[1], [index]), [M.tensor_opening(x, idx) for _, idx in reads])
 
     dispute_id, data = dispute([0, 0, 0, 0])

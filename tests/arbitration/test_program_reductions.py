@@ -244,7 +244,7 @@ class _Market:
         events = type("Events", (), {"__getattr__": lambda _, name: lambda: Filter(name)})()
         self.arbiter = type("Game", (), {"address": suite.game.address, "events": events})()
         self.checker, self.reducer = suite.checker, suite.program_reducer
-        self.programs, self.program_reducer = suite.programs, suite.program_reducer
+        self.programs, self.program_links, self.program_reducer = suite.programs, suite.program_links, suite.program_reducer
         self.deployment = type("Deployment", (), {"block": 0})()
 
     def read(self, contract, name, *args):

@@ -53,6 +53,21 @@ def test_dead_rpc__clear_error_after_retries(tmp_path):
     assert "RPC unreachable" in result.output
 
 
+def test_deployment_without_a_game_checker__names_it_and_says_to_deploy_again():
+    from web3 import Web3
+
+    from offchain.chain.client import GAME_CHECKERS, Market
+    from offchain.chain.deployment import Deployment, DeploymentNotFound
+
+    address = "0x" + "11" * 20
+    contracts = {name: address for name in ("Market", "Arbiter", *GAME_CHECKERS)}
+    assert Market(Web3(), Deployment(1, 0, contracts)).program_links is not None
+    del contracts["ProgramLinkChecker"]
+    with pytest.raises(DeploymentNotFound, match="lacks the game's ProgramLinkChecker .* deploy the suite again"):
+        Market(Web3(), Deployment(1, 0, contracts))
+    assert Market(Web3(), Deployment(1, 0, {"Market": address, "Arbiter": address}, "ManualArbiter")).programs is None
+
+
 def test_missing_account__usage_error(tmp_path):
     result = _run(tmp_path, "--rpc", "http://127.0.0.1:9", "stake", "--role", "solver", "--amount", "1")
     assert result.exit_code != 0 and "--account" in result.output

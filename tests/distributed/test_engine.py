@@ -11,8 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from offchain.distributed.engine import (AQSGDConfig, DiLoCoConfig, GPTShape, LinkConfig, TrainSpec, batch_ids,
-                                         epoch_of, replica_seed, run_many, run_single, schedule_ops)
+from offchain.distributed.engine import run_many, run_single
+from offchain.distributed.spec import (
+    AQSGDConfig,
+    DiLoCoConfig,
+    GPTShape,
+    LinkConfig,
+    TrainSpec,
+    batch_ids,
+    epoch_of,
+    replica_seed,
+    schedule_ops,
+)
 from offchain.ml.commit import keccak256, uint256
 from offchain.ml.train import batch_indices
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from offchain.cli import main
 from offchain.distributed import parts as P
-from offchain.distributed.engine import DiLoCoConfig, LinkConfig
+from offchain.distributed.spec import DiLoCoConfig, LinkConfig
 from offchain.distributed.group import (
     GroupError, load_spec, save_spec, segments, spec_from_json, spec_to_json, verify_group,
 )

@@ -13,9 +13,10 @@ import torch.distributed as dist
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from offchain.distributed import engine
+from offchain.distributed import stage
 from offchain.distributed import parts as P
-from offchain.distributed.engine import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec, run, run_many, run_single
+from offchain.distributed.engine import run, run_many, run_single
+from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec
 from offchain.distributed.replay import check_group, replay_participant
 
 # 2 stages x 2 replicas, AQ-SGD: 2 steps per epoch, so segments 1 and 2 send 4-bit deltas
@@ -127,7 +128,7 @@ def _cheating_run(monkeypatch, parts_dir, owner, name, cheat):
 
 def test_perturbed_parameters_are_caught(monkeypatch, tmp_path):
     cheater, step = 1, 2  # stage 1 of replica 0, first step of segment 1
-    step_honestly = engine.Optimizer.step
+    step_honestly = stage.Optimizer.step
 
     def perturbing_step(self, at, grad_sq_sum):
         step_honestly(self, at, grad_sq_sum)
@@ -135,7 +136,7 @@ def test_perturbed_parameters_are_caught(monkeypatch, tmp_path):
             with torch.no_grad():
                 self.params[0].add_(1e-3)
 
-    rejected, verdicts = _cheating_run(monkeypatch, tmp_path, engine.Optimizer, "step", perturbing_step)
+    rejected, verdicts = _cheating_run(monkeypatch, tmp_path, stage.Optimizer, "step", perturbing_step)
     assert rejected == {(cheater, 1)}
     verdict = verdicts[cheater, 1]
     assert verdict.distance > 1e-4 and not verdict.exact

@@ -11,21 +11,27 @@ import dataclasses
 import pytest
 import torch
 
-from offchain.distributed.engine import AQSGDConfig, DiLoCoConfig, GPTShape, Tamper, TrainSpec, run, run_single
+from offchain.distributed.engine import Tamper, run, run_single
+from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec
 from offchain.distributed.group import segments
 from offchain.distributed.replay import check_group, replay_participant
 from offchain.distributed.stage_program import (
     Message,
     export_stage_program,
+    group_mail,
     initial_state,
+    mail_layout,
     messages_of,
+    participant_program,
     peers_of,
+    published_mail,
     replay_step,
     step_inputs,
     train_stage_programs,
 )
 from offchain.dispute.limits import program_unjudgeable_reason
 from offchain.ml.artifacts import Dataset
+from offchain.ml.commit import tensor_root
 from offchain.ml.demo import program_task
 from offchain.ml.errors import GraphError
 from offchain.ml.program import Corruption, Program, ProgramExecutor, execution_context
@@ -134,6 +140,21 @@ def test_stage_programs__a_participant_program_round_trips_and_commits_its_sends
     assert {node.op for node in middle.nodes} & {"data_x", "data_y"} == set()
 
 
+def test_stage_programs__a_participant_bound_to_its_group_s_mail_round_trips_and_refuses_a_bad_mail():
+    sp = export_stage_program(TWO_BY_TWO, 3)
+    program = participant_program(sp, TWO_BY_TWO, bytes(range(32)))
+    again = Program.from_bytes(program.to_bytes())
+    assert again.mail == program.mail and again.root == program.root != sp.program.root
+    assert participant_program(sp, TWO_BY_TWO, bytes(32)).root != program.root  # the root commits the mail's
+    raw = program.to_dict()
+    for change, words in (({"inbox": raw["mail"]["inbox"][:-1]}, "place every message"),
+                          ({"offset": raw["mail"]["per_step"]}, "mail offset"),
+                          ({"root": "0x12"}, "mail root must be"),
+                          ({"extra": 1}, "unknown field")):
+        with pytest.raises(GraphError, match=words):
+            Program.from_dict({**raw, "mail": {**raw["mail"], **change}})
+
+
 def test_stage_programs__an_executor_refuses_missing_or_misshapen_messages():
     spec = TWO_GPIPE
     sp = export_stage_program(spec, 1)
@@ -181,6 +202,19 @@ def test_stage_programs__a_participant_step_is_not_postable_as_a_task():
         "the program is a group participant's step (it receives or sends messages): a task trains a whole model")
 
 
+@pytest.mark.parametrize("name", list(SPECS))
+def test_stage_programs__the_mail_places_every_message_received_where_its_sender_sent_it(trained, name):
+    spec = SPECS[name]
+    programs, records = trained[name]
+    per_step, offsets, inboxes = mail_layout(spec)
+    mail = group_mail(records)
+    assert len(mail) == spec.steps * per_step and per_step == sum(len(sp.sends) for sp in programs)
+    for sp, record in zip(programs, records):
+        assert offsets[sp.rank] == sum(len(other.sends) for other in programs[:sp.rank])
+        for step, received in enumerate(record.received):
+            assert [mail[step * per_step + p] for p in inboxes[sp.rank]] == [tensor_root(t) for t in received]
+
+
 def test_stage_programs__message_names_are_the_schedule_s():
     received = export_stage_program(THREE, 1).receives
     assert received[0] == Message("activation", 0, 1, 0)
@@ -223,6 +257,12 @@ def test_stage_programs__every_published_segment_replays_exactly_and_a_cheater_i
     rejected = [(v.rank, v.segment) for v in (replay_participant(spec, cheated, rank, segment)
                                                for rank, segment in segments(spec)) if not v.accept]
     assert rejected == [(1, 1)]  # the tamper after its step 1 is in its checkpoint 2, the end of segment 1
+
+
+def test_stage_programs__the_published_parts_give_the_threads_mail(trained, engine_run):
+    spec, _result, honest, *_ = engine_run
+    _, records = trained["2 stages x 2 replicas"]
+    assert published_mail(spec, honest) == group_mail(records)
 
 
 def test_stage_programs__a_spec_with_programs_refuses_compression():

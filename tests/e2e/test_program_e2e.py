@@ -152,7 +152,7 @@ def _lost_dispute(tmp_path, cheat: str, post=_post_program, corrupt_op: str | No
 
 def test_program_task__a_cheating_solver_loses_the_dispute_and_its_stake(tmp_path):
     ended, *_ = _lost_dispute(tmp_path, "skip")  # every segment wrong: always caught
-    assert ended["args"]["reason"] in (2, 3, 4)  # proven through the ProgramChecker
+    assert ended["args"]["reason"] in (2, 3, 4)  # proven through a program checker
 
 
 def test_program_task__an_element_cheat_is_proven_wrong_by_one_element_and_slashed(tmp_path):
