@@ -123,6 +123,7 @@ struct Dispute:
     demand_itemsize: uint256
     n_nodes: uint256
     demand_fee: uint256           # wei held for the open demand
+    mail_root: bytes32            # a group participant's: its group's mail
 
 struct Reduction:
     node: uint256
@@ -328,7 +329,8 @@ def reveal_segment(
             checkpoints j and j + 1: `checkpoint_proof` proves the two leaves
             in the proof root. `commitments` must hash to the task's spec_hash;
             k is their checkpoint interval, and training starts from their
-            initial weights: root 0 of segment 0 is `weights_root`.
+            initial weights: root 0 of segment 0 is `weights_root`. A group
+            task's segments are revealed by `reveal_participant_segment`.
     """
     t: Turn = self._begin(dispute_id, PHASE_REVEAL, msg.sender, True)
     assert segment == self.disputes[dispute_id].segment, "arbitration: wrong segment"
@@ -337,12 +339,77 @@ def reveal_segment(
     checkpoints: uint256 = 0
     spec_hash, proof_root, checkpoints = staticcall IMarket(market).dispute_view(t.task_id)
     assert keccak256(abi_encode(commitments)) == spec_hash, "arbitration: commitments do not match the task"
+    assert commitments.weights_root != structs.GROUP_TASK, "arbitration: a group task"
+    self._reveal(dispute_id, t, spec_hash, commitments, segment, state_roots, proof_root, 0, checkpoints, checkpoint_proof)
+
+
+@external
+def reveal_participant_segment(
+    dispute_id: uint256,
+    segment: uint256,
+    group: structs.Commitments,
+    participants: DynArray[bytes32, structs.MAX_PARTICIPANTS],
+    commitments: structs.Commitments,
+    state_roots: DynArray[bytes32, MAX_ROOTS],
+    checkpoint_proof: DynArray[bytes32, MAX_PROOF_SIBLINGS],
+    checkpoints_root: bytes32,
+    mail_root: bytes32,
+):
+    """
+    @notice Move 2 (solver) of a group task (docs/group-tasks.md §4.3): the
+            task's segment is segment j of participant p, p·(C − 1) + j in
+            rank order, each participant's proof having C checkpoints. As
+            `reveal_segment` on that participant's own task, `commitments`
+            (hashing to participants[p]), whose checkpoints p·C + j and
+            p·C + j + 1 `checkpoint_proof` proves in `checkpoints_root` over
+            P·C leaves. The group's proof root is keccak256(abi.encode(
+            checkpoints_root, mail_root)); the dispute judges the participant's
+            step on its own commitments, its messages against `mail_root`.
+    """
+    t: Turn = self._begin(dispute_id, PHASE_REVEAL, msg.sender, True)
+    assert segment == self.disputes[dispute_id].segment, "arbitration: wrong segment"
+    spec_hash: bytes32 = empty(bytes32)
+    proof_root: bytes32 = empty(bytes32)
+    checkpoints: uint256 = 0
+    spec_hash, proof_root, checkpoints = staticcall IMarket(market).dispute_view(t.task_id)
+    assert keccak256(abi_encode(group)) == spec_hash, "arbitration: commitments do not match the task"
+    assert group.weights_root == structs.GROUP_TASK and keccak256(abi_encode(participants)) == group.graph_root, "arbitration: not the group's participants"
+    count: uint256 = len(participants)
+    k: uint256 = commitments.checkpoint_interval
+    assert k == group.checkpoint_interval and commitments.steps * count == group.steps and commitments.steps % k == 0, "arbitration: participant does not fit the group"
+    per: uint256 = commitments.steps // k  # segments of one participant
+    p: uint256 = segment // per
+    assert keccak256(abi_encode(commitments)) == participants[p], "arbitration: commitments are not the participant's"
+    assert keccak256(abi_encode(checkpoints_root, mail_root)) == proof_root, "arbitration: not the group's proof"
+    self.disputes[dispute_id].mail_root = mail_root
+    self._reveal(
+        dispute_id, t, participants[p], commitments, segment % per, state_roots, checkpoints_root, p * (per + 1),
+        count * (per + 1), checkpoint_proof
+    )
+
+
+@internal
+def _reveal(
+    dispute_id: uint256,
+    t: Turn,
+    spec_hash: bytes32,
+    commitments: structs.Commitments,
+    segment: uint256,
+    state_roots: DynArray[bytes32, MAX_ROOTS],
+    proof_root: bytes32,
+    first_leaf: uint256,
+    checkpoints: uint256,
+    checkpoint_proof: DynArray[bytes32, MAX_PROOF_SIBLINGS],
+):
+    """The state roots of segment `segment` of the task `commitments` describe, whose checkpoints
+    are leaves first_leaf, first_leaf + 1, … of `proof_root` over `checkpoints` leaves."""
     k: uint256 = commitments.checkpoint_interval
     points: uint256 = min(k, MAX_POINTS)
     assert len(state_roots) == points + 1, "arbitration: wrong number of state roots"
     assert segment != 0 or state_roots[0] == commitments.weights_root, "arbitration: first state is not the task's weights"
     assert merkle._verify(
-        proof_root, [segment, segment + 1], [state_roots[0], state_roots[points]], checkpoint_proof, checkpoints
+        proof_root, [first_leaf + segment, first_leaf + segment + 1], [state_roots[0], state_roots[points]],
+        checkpoint_proof, checkpoints
     ), "arbitration: endpoints are not the checkpoints"
     states_root: bytes32 = merkle._merkle_root(state_roots)
     first_step: uint256 = segment * k
@@ -683,6 +750,7 @@ def context(dispute_id: uint256, caller: address, phase: uint256) -> structs.Con
         demand_numel=d.demand_numel,
         demand_itemsize=d.demand_itemsize,
         n_nodes=d.n_nodes,
+        mail_root=d.mail_root,
     )
 
 

@@ -155,7 +155,8 @@ def prove_leaf_link(
             not `leaf`, the message at position inbox[i] of the step, and the
             node sends[row]: its root is not `leaf`, the message at position
             offset + row; `leaf` is proven at index step * per_step + position
-            of the mail root over steps * per_step leaves.
+            of the dispute's mail root (the group's) over steps * per_step
+            leaves. Outside a group's dispute no mail holds any message.
     """
     c: structs.Context = self._open(game, dispute_id, trace_root, commitments, prog, nodes)
     program_openings._check_trace(trace_root, nodes, trace)
@@ -191,11 +192,14 @@ def prove_leaf_link(
             assert row < len(mail.sends) and mail.sends[row] == d.id, "arbitration: not a linked leaf"
             position = mail.offset + row
         assert prog.links != empty(bytes32) and keccak256(
-            abi_encode(mail.sends, mail.inbox, mail.offset, mail.per_step, mail.root)
+            abi_encode(mail.sends, mail.inbox, mail.offset, mail.per_step)
         ) == prog.links, "arbitration: mail does not match the program"
         assert position < mail.per_step, "arbitration: no such message"
+        if c.mail_root == empty(bytes32):  # not a group's dispute: no message was committed
+            extcall IGame(game).conclude(dispute_id, msg.sender, END_LINK)
+            return
         index: uint256 = c.step * mail.per_step + position
-        assert merkle._verify(mail.root, [index], [leaf], siblings, commitments.steps * mail.per_step), "arbitration: mail opening invalid"
+        assert merkle._verify(c.mail_root, [index], [leaf], siblings, commitments.steps * mail.per_step), "arbitration: mail opening invalid"
         expected = leaf
     assert trace.roots[0] != expected, "arbitration: links hold"
     extcall IGame(game).conclude(dispute_id, msg.sender, END_LINK)

@@ -15,6 +15,10 @@ LEAF_BYTES: constant(uint256) = 2048
 MAX_PROOF_SIBLINGS: constant(uint256) = 64
 # widest dataset row (4096 float32 features)
 MAX_ROW_BYTES: constant(uint256) = 16384
+# a group task (docs/group-tasks.md §4.3): its commitments' weights_root is this mark and its
+# graph_root keccak256(abi.encode(participants)), the spec hashes of its participants in rank order
+GROUP_TASK: constant(bytes32) = keccak256("dtm group task")
+MAX_PARTICIPANTS: constant(uint256) = 64
 
 
 struct Commitments:
@@ -43,6 +47,7 @@ struct Context:
     demand_numel: uint256
     demand_itemsize: uint256
     n_nodes: uint256
+    mail_root: bytes32          # a group participant's dispute: its group's mail; empty otherwise
 
 struct TraceOpening:
     # output tensor roots of the same ids, proven against the trace root
@@ -127,13 +132,13 @@ struct ProgramCommit:
 MAX_MAIL: constant(uint256) = 256
 
 struct MailCommit:
-    # where a group participant's messages are committed (docs/group-tasks.md §4.1): the group's
-    # mail root is the Merkle root of every message's tensor root, step by step, `per_step` a step
+    # where a group participant's messages sit in its group's mail (docs/group-tasks.md §4.1): the
+    # mail root, committed with the group's proof, is the Merkle root of every message's tensor
+    # root, step by step, `per_step` a step
     sends: DynArray[uint256, MAX_MAIL]  # the nodes it sends, in order: positions offset, offset + 1, …
     inbox: DynArray[uint256, MAX_MAIL]  # the position of the message its recv leaf i reads
     offset: uint256
     per_step: uint256
-    root: bytes32
 
 struct ProgramDescriptor:
     # keccak256(abi.encode(id, op, dtype, inputs, shape, attrs)) is its leaf

@@ -209,6 +209,25 @@ def reveal_segment_args(dispute_id: int, segment: int, task: TrainingTask, state
     return (dispute_id, segment, commitments(task), revealed, proof)
 
 
+def reveal_participant_segment_args(dispute_id: int, segment: int, group: Sequence, participants: Sequence[TrainingTask],
+                                    state_roots: Sequence[bytes], checkpoint_roots: Sequence[Sequence[bytes]],
+                                    mail_root: bytes) -> tuple:
+    """`reveal_participant_segment`: segment ``segment`` of a group task (its ``group``
+    commitments) is segment j of participant p (``segment = p · per + j``, ``per`` segments
+    each); ``state_roots`` are that segment's k + 1 roots, ``checkpoint_roots`` every
+    participant's checkpoint roots in rank order."""
+    task = participants[0]
+    k, per = task.checkpoint_interval, task.steps // task.checkpoint_interval
+    if len(state_roots) != k + 1:
+        raise MoveError(f"need {k + 1} state roots, got {len(state_roots)}")
+    rank, j = divmod(segment, per)
+    flat = [root for roots in checkpoint_roots for root in roots]
+    first = rank * (per + 1) + j
+    return (dispute_id, segment, tuple(group), [t.hash() for t in participants], commitments(participants[rank]),
+            [state_roots[p] for p in dissection_points(k)], multiproof(flat, [first, first + 1]), merkle_root(flat),
+            mail_root)
+
+
 def pick_step_args(dispute_id: int, revealed: Sequence[bytes], index: int) -> tuple:
     """`pick_step`: interval ``index`` of the roots revealed by the last dissection."""
     return (dispute_id, merkle_root(list(revealed)), index, revealed[index], revealed[index + 1],

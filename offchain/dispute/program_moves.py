@@ -72,13 +72,13 @@ def program_commit(program: Program, task: TrainingTask) -> tuple:
 
 
 #: the `MailCommit` of a step that neither sends nor receives (prove_leaf_link ignores it)
-NO_MAIL = ([], [], 0, 0, bytes(32))
+NO_MAIL = ([], [], 0, 0)
 
 
 def mail_commit(program: Program) -> tuple:
-    """`MailCommit` (sends, inbox, offset, per_step, root): hashes to the program's links."""
+    """`MailCommit` (sends, inbox, offset, per_step): hashes to the program's links."""
     mail = program.mail
-    return NO_MAIL if mail is None else (list(program.sends), list(mail.inbox), mail.offset, mail.per_step, mail.root)
+    return NO_MAIL if mail is None else (list(program.sends), list(mail.inbox), mail.offset, mail.per_step)
 
 
 def descriptor(node: Node) -> tuple:

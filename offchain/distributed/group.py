@@ -10,17 +10,23 @@ import dataclasses
 import json
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eth_abi import encode
+
 from offchain.distributed import parts as P
 from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, LinkConfig, TrainSpec
 from offchain.distributed.replay import ParticipantVerdict, check_group, replay_participant
+from offchain.distributed.stage_program import export_stage_program, participant_task
+from offchain.ml.commit import keccak256, merkle_root
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.errors import SpecError
+from offchain.ml.task import COMMITMENT_TYPES, TrainingTask
 from offchain.ml.verify import MIN_THRESHOLD
+from offchain.storage import compute_cid
 
 SPEC_FORMAT = "dtm-group-spec/1"
 NESTED = {"model": GPTShape, "aqsgd": AQSGDConfig, "diloco": DiLoCoConfig, "link": LinkConfig}
@@ -120,8 +126,68 @@ def load_spec(path: str | Path) -> TrainSpec:
     return spec_from_json(doc)
 
 
+def spec_bytes(spec: TrainSpec) -> bytes:
+    """The spec's document as it is saved and published."""
+    return (json.dumps(spec_to_json(spec), indent=1) + "\n").encode()
+
+
 def save_spec(spec: TrainSpec, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(spec_to_json(spec), indent=1) + "\n")
+    Path(path).write_bytes(spec_bytes(spec))
+
+
+# ── the group task on chain ──────────────────────────────────────────
+GROUP_TASK = keccak256(b"dtm group task")  # the chain's structs.GROUP_TASK
+
+
+@dataclass(frozen=True)
+class GroupTask:
+    """A group task as the chain holds it (docs/group-tasks.md §4.3): the spec every machine
+    trains and, in rank order, each participant's steps as a task of their own (the form the
+    dispute game judges), each checkpointed every ``spec.checkpoint_interval`` steps."""
+
+    spec: TrainSpec
+    participants: tuple[TrainingTask, ...]
+
+    def commitments(self) -> tuple:
+        """`Commitments` in `abi.encode` order: the spec document's hash, keccak256(abi.encode(
+        bytes32[] participant hashes)) as the graph root, the group's rows, the GROUP_TASK mark as
+        the weights root, the seed, the batch, the participants' steps all together (so the
+        market's segments are every participant's) and the checkpoint interval."""
+        rows = self.participants[0]
+        hashes = [task.hash() for task in self.participants]
+        return (keccak256(spec_bytes(self.spec)), keccak256(encode(["bytes32[]"], [hashes])), rows.dataset_root,
+                rows.dataset_rows, GROUP_TASK, self.spec.seed, self.spec.batch_size,
+                self.spec.steps * len(self.participants), self.spec.checkpoint_interval)
+
+    def hash(self) -> bytes:
+        return keccak256(encode(COMMITMENT_TYPES, self.commitments()))
+
+    @property
+    def checkpoints(self) -> int:
+        """The checkpoint count the market holds for the task (each participant has
+        ``steps / k + 1`` of its own)."""
+        return self.spec.steps * len(self.participants) // self.spec.checkpoint_interval + 1
+
+    def segment(self, rank: int, segment: int) -> int:
+        """The market's segment that is participant ``rank``'s ``segment``."""
+        return rank * (self.spec.steps // self.spec.checkpoint_interval) + segment
+
+
+def group_task(spec: TrainSpec, *, cid: Callable[[bytes], str] = compute_cid) -> GroupTask:
+    """The group task of ``spec``, which must checkpoint (`checkpoint_interval`) and capture its
+    participants' steps (`unsupported`)."""
+    if not spec.commits:
+        raise GroupError("a group task needs a checkpoint_interval: its participants' proofs are what it commits")
+    return GroupTask(spec, tuple(participant_task(export_stage_program(spec, rank), spec,
+                                                  checkpoint_interval=spec.checkpoint_interval, cid=cid)
+                                 for rank in range(spec.world)))
+
+
+def group_proof_root(checkpoint_roots: Sequence[Sequence[bytes]], mail: Sequence[bytes]) -> tuple[bytes, bytes]:
+    """(checkpoints root, proof root) of a group's proof: the Merkle root of every participant's
+    checkpoint roots in rank order, and keccak256(abi.encode(that root, the mail root))."""
+    checkpoints_root = merkle_root([root for roots in checkpoint_roots for root in roots])
+    return checkpoints_root, keccak256(encode(["bytes32", "bytes32"], [checkpoints_root, merkle_root(list(mail))]))
 
 
 # ── verifying a group ────────────────────────────────────────────────

@@ -444,34 +444,34 @@ class ProgramRunner:
         return float(result.loss) if self.index == self.spec.stages - 1 else None
 
 
-def participant_program(sp: StageProgram, spec: TrainSpec, mail_root: bytes) -> Program:
-    """Participant ``sp.rank``'s program bound to its group's mail root (:func:`group_mail`):
-    what its task names."""
+def participant_program(sp: StageProgram, spec: TrainSpec) -> Program:
+    """Participant ``sp.rank``'s program bound to where its messages sit in its group's mail
+    (:func:`mail_layout`): what its task names."""
     per_step, offsets, inboxes = mail_layout(spec)
-    return dataclasses.replace(sp.program, mail=Mail(inboxes[sp.rank], offsets[sp.rank], per_step, mail_root))
+    return dataclasses.replace(sp.program, mail=Mail(inboxes[sp.rank], offsets[sp.rank], per_step))
 
 
-def participant_task(sp: StageProgram, spec: TrainSpec, state: Sequence[torch.Tensor], mail_root: bytes, *,
-                     cid: Callable[[bytes], str] = compute_cid) -> TrainingTask:
+def participant_task(sp: StageProgram, spec: TrainSpec, state: Sequence[torch.Tensor] | None = None, *,
+                     checkpoint_interval: int = 1, cid: Callable[[bytes], str] = compute_cid) -> TrainingTask:
     """Participant ``sp.rank``'s steps bound as a task of their own, the form the dispute game
-    judges, from ``state`` (its state before step 0): its program bound to the group's mail root
-    (every message its group sent, so a message it received is an input it can prove and one it
-    sent an output it answers for, docs/group-tasks.md §4.1), the optimizer's hyper table without
-    clipping (the program sums the clipping norm itself), the training rows as the dataset with its
-    replica's seed (`spec.replica_seed`) and a checkpoint every step. A first or last stage reads
+    judges, from ``state`` (its state before step 0, by default :func:`initial_state`): its
+    program bound to its place in the group's mail (so a message it received is an input it can
+    prove and one it sent an output it answers for, docs/group-tasks.md §4.1), the optimizer's
+    hyper table without clipping (the program sums the clipping norm itself), the training rows
+    as the dataset with its replica's seed (`spec.replica_seed`). A first or last stage reads
     rows, which the task's data link checks only when the group draws them as a task does
     (``sampling="task"``)."""
     if sp.program.leaf("data_x") is not None and spec.sampling != "task":
         raise GraphError(f"participant {sp.rank} reads rows in the epoch order (sampling 'epochs'), which a task's "
                          "data link cannot check: the group must draw its rows with sampling 'task'")
-    program = participant_program(sp, spec, mail_root)
+    program = participant_program(sp, spec)
     optimizer = dataclasses.replace(spec.optimizer_config(), clip_norm=0.0)
     seed = replica_seed(spec, sp.rank // spec.stages)
     training = ProgramTraining(program, optimizer, spec.steps, seed)
-    weights = dict(zip(training.param_names, state))
+    weights = dict(zip(training.param_names, initial_state(spec, sp.rank) if state is None else state))
     rows = training_rows(spec)
     return TrainingTask(model_cid=cid(program.to_bytes()), weights_cid=cid(weights_to_bytes(weights, training)),
                         dataset_cid=cid(rows.to_bytes()), weights_root=checkpoint_root(weights, training.param_names),
                         dataset_root=rows.root(), dataset_rows=rows.n_rows, lr=optimizer.lr, batch_size=spec.replica_batch,
-                        steps=spec.steps, seed=seed, checkpoint_interval=1, graph_root=program.root,
+                        steps=spec.steps, seed=seed, checkpoint_interval=checkpoint_interval, graph_root=program.root,
                         optimizer=optimizer, hyper_root=training.hyper_root)

@@ -121,37 +121,31 @@ class StateSlot:
 
 @dataclass(frozen=True)
 class Mail:
-    """Where a group participant's messages are committed (docs/group-tasks.md §4.1): the group's
-    mail root is the Merkle root of every message's tensor root, step by step, ``per_step`` a step
-    in the group's order (:func:`offchain.distributed.stage_program.mail_layout`); the step's
-    ``recv`` leaf ``i`` reads the message at position ``inbox[i]``, and its ``k``-th send is at
-    ``offset + k``."""
+    """Where a group participant's messages sit in its group's mail (docs/group-tasks.md §4.1):
+    ``per_step`` messages a step in the group's order
+    (:func:`offchain.distributed.stage_program.mail_layout`); the step's ``recv`` leaf ``i`` reads
+    the message at position ``inbox[i]``, and its ``k``-th send is at ``offset + k``. The mail
+    itself (its root) is committed with the group's proof."""
 
     inbox: tuple[int, ...]
     offset: int
     per_step: int
-    root: bytes
 
     def to_json(self) -> dict[str, Any]:
-        return {"inbox": list(self.inbox), "offset": self.offset, "per_step": self.per_step,
-                "root": "0x" + self.root.hex()}
+        return {"inbox": list(self.inbox), "offset": self.offset, "per_step": self.per_step}
 
     @classmethod
     def from_json(cls, obj: Any) -> Mail:
         if not isinstance(obj, dict):
             raise GraphError("mail must be an object")
-        check_keys(obj, {"inbox", "offset", "per_step", "root"}, "mail", GraphError)
-        root = obj["root"]
-        if not (isinstance(root, str) and len(root) == 66 and root.startswith("0x")
-                and all(c in "0123456789abcdef" for c in root[2:])):
-            raise GraphError("mail root must be 0x followed by 64 lowercase hex digits")
+        check_keys(obj, {"inbox", "offset", "per_step"}, "mail", GraphError)
         per_step = strict_int(obj["per_step"], "mail per_step", 1, MAX_NODES, GraphError)
 
         def position(value: Any, what: str) -> int:
             return strict_int(value, what, 0, per_step - 1, GraphError)
 
         inbox = tuple(position(p, "mail position") for p in _list(obj["inbox"], "inbox"))
-        return cls(inbox, position(obj["offset"], "mail offset"), per_step, bytes.fromhex(root[2:]))
+        return cls(inbox, position(obj["offset"], "mail offset"), per_step)
 
 
 @dataclass(frozen=True)
@@ -187,13 +181,13 @@ class Program:
     @property
     def links(self) -> bytes:
         """A group participant's step (it sends or receives messages): ``keccak256(abi.encode(
-        uint256[] sends, uint256[] inbox, offset, per_step, mail_root))`` of its :class:`Mail`
-        (zeros while unbound); 32 zero bytes for any other step."""
+        uint256[] sends, uint256[] inbox, offset, per_step))`` of its :class:`Mail` (zeros while
+        unbound); 32 zero bytes for any other step."""
         if not self.sends and self.mail is None and not self.receives:
             return bytes(32)
-        mail = self.mail or Mail((), 0, 0, bytes(32))
-        return keccak256(abi_encode(["uint256[]", "uint256[]", "uint256", "uint256", "bytes32"],
-                                    [list(self.sends), list(mail.inbox), mail.offset, mail.per_step, mail.root]))
+        mail = self.mail or Mail((), 0, 0)
+        return keccak256(abi_encode(["uint256[]", "uint256[]", "uint256", "uint256"],
+                                    [list(self.sends), list(mail.inbox), mail.offset, mail.per_step]))
 
     @property
     def root(self) -> bytes:

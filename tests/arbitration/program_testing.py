@@ -21,6 +21,7 @@ from offchain.dispute import moves as M
 from offchain.dispute import program_moves as P
 from offchain.dispute import program_rules as R
 from offchain.dispute import rows
+from offchain.distributed.group import GroupTask, group_proof_root
 from offchain.ml.artifacts import Dataset
 from offchain.ml.capture import export_program
 from offchain.ml.commit import merkle_root, tensor_root
@@ -89,20 +90,32 @@ def setup(name: str) -> Setup:
     return Setup(demo, program, state, tuple(trace))
 
 
-def to_prove(suite, parties, s: Setup, trace, after: bytes | None = None, gas: dict | None = None) -> int:
+def to_prove(suite, parties, s: Setup, trace, after: bytes | None = None, gas: dict | None = None, *,
+             group: GroupTask | None = None, mail: list | None = None) -> int:
     """A dispute over step 0 of ``s``'s task in which the solver committed ``trace`` (and revealed
     ``after``, by default its trace's outputs): the challenger is to prove. ``gas`` collects the
-    gas of each move."""
+    gas of each move. With ``group``, ``s``'s task is one of its participants, disputed through
+    the group's task, whose proof commits ``mail``."""
     task = s.demo.task
     before = task.weights_root
     after = after or s.after_root(trace)
-    checkpoints = [before, after, bytes(32)]
     market, game = suite.market, suite.game
-    task_id = market.post(task.hash(), merkle_root(checkpoints), len(checkpoints))
     dispute_id = game.dispute_count() + 1
-    moves = [(market, "challenge", parties.verifier, (task_id, parties.solver, parties.verifier, 0)),
-             (game, "reveal_segment", parties.solver, M.reveal_segment_args(dispute_id, 0, task, [before, after],
-                                                                           checkpoints)),
+    if group is None:
+        checkpoints = [before, after, bytes(32)]
+        task_id = market.post(task.hash(), merkle_root(checkpoints), len(checkpoints))
+        segment = 0
+        reveal = ("reveal_segment", M.reveal_segment_args(dispute_id, 0, task, [before, after], checkpoints))
+    else:
+        rank = [t.hash() for t in group.participants].index(task.hash())
+        roots = [[t.weights_root] + [bytes(32)] * (t.steps // t.checkpoint_interval) for t in group.participants]
+        roots[rank][1] = after
+        task_id = market.post(group.hash(), group_proof_root(roots, mail)[1], group.checkpoints)
+        segment = group.segment(rank, 0)
+        reveal = ("reveal_participant_segment", M.reveal_participant_segment_args(
+            dispute_id, segment, group.commitments(), group.participants, [before, after], roots, merkle_root(mail)))
+    moves = [(market, "challenge", parties.verifier, (task_id, parties.solver, parties.verifier, segment)),
+             (game, reveal[0], parties.solver, reveal[1]),
              (game, "pick_step", parties.verifier, M.pick_step_args(dispute_id, [before, after], 0)),
              (game, "commit_trace", parties.solver, (dispute_id, STEP, merkle_root(trace_roots(trace))))]
     for contract, fn, sender, args in moves:

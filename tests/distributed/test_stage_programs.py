@@ -142,14 +142,15 @@ def test_stage_programs__a_participant_program_round_trips_and_commits_its_sends
 
 def test_stage_programs__a_participant_bound_to_its_group_s_mail_round_trips_and_refuses_a_bad_mail():
     sp = export_stage_program(TWO_BY_TWO, 3)
-    program = participant_program(sp, TWO_BY_TWO, bytes(range(32)))
+    program = participant_program(sp, TWO_BY_TWO)
     again = Program.from_bytes(program.to_bytes())
     assert again.mail == program.mail and again.root == program.root != sp.program.root
-    assert participant_program(sp, TWO_BY_TWO, bytes(32)).root != program.root  # the root commits the mail's
+    moved = dataclasses.replace(program, mail=dataclasses.replace(program.mail, offset=program.mail.offset - 1))
+    assert moved.root != program.root  # the root commits where its messages sit
     raw = program.to_dict()
     for change, words in (({"inbox": raw["mail"]["inbox"][:-1]}, "place every message"),
                           ({"offset": raw["mail"]["per_step"]}, "mail offset"),
-                          ({"root": "0x12"}, "mail root must be"),
+                          ({"root": "0x" + "00" * 32}, "unknown field"),
                           ({"extra": 1}, "unknown field")):
         with pytest.raises(GraphError, match=words):
             Program.from_dict({**raw, "mail": {**raw["mail"], **change}})
