@@ -242,7 +242,9 @@ def _step_function(spec: TrainSpec, runner: StageRunner, local: list[str], recei
             total = _in_rank_order(flat, [next(inbox) for _ in range(replicas - 1)], runner.replica) / replicas
             grads = [part.view(g.shape) for part, g in zip(total.split([g.numel() for g in grads]), grads)]
         if clip_norm:
-            own = sum((g * g).sum() for g in grads).reshape(1)
+            # summed as (1,) tensors: the sent node is then computed, not a view taken where it is read,
+            # so a participant sends its own norm before it reads the others' (all-gathered)
+            own = sum((g * g).sum().reshape(1) for g in grads)
             if stages > 1:  # the global norm, summed in stage order
                 outbox.append(own)
                 total = _in_rank_order(own, [next(inbox) for _ in range(stages - 1)], index)

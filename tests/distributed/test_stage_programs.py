@@ -237,9 +237,7 @@ def engine_run(tmp_path_factory):
     return spec, run(spec, parts_dir=honest), honest, cheated, run(spec, parts_dir=cheated, tamper=Tamper(1, 1))
 
 
-def test_stage_programs__the_engine_s_processes_running_them_compute_the_bits_of_the_threads(trained, engine_run):
-    spec, result, *_ = engine_run
-    programs, records = trained["2 stages x 2 replicas"]
+def _same_bits_as_the_threads(spec, result, programs, records) -> None:
     for sp, rank in zip(programs, result.ranks):
         params = {slot.name.split("/", 1)[1]: value for slot, value in zip(sp.program.state, records[sp.rank].states[-1])
                   if slot.kind == "param"}
@@ -248,6 +246,18 @@ def test_stage_programs__the_engine_s_processes_running_them_compute_the_bits_of
     last = [record.losses for sp, record in zip(programs, records) if sp.rank % spec.stages == spec.stages - 1]
     assert result.losses == pytest.approx([sum(values) / len(values) for values in zip(*last)], abs=1e-6)
     assert result.replicas_equal
+
+
+def test_stage_programs__the_engine_s_processes_running_them_compute_the_bits_of_the_threads(trained, engine_run):
+    spec, result, *_ = engine_run
+    _same_bits_as_the_threads(spec, result, *trained["2 stages x 2 replicas"])
+
+
+def test_stage_programs__three_stages_processes_each_send_their_norm_before_reading_the_others(trained):
+    """The last stage's clipping norm sums the others' first (rank order): its own must be sent
+    before it reads theirs, or the all-gather never completes."""
+    spec = dataclasses.replace(THREE, programs=True)
+    _same_bits_as_the_threads(spec, run(spec), *trained["3 stages, 1f1b, clipped"])
 
 
 def test_stage_programs__every_published_segment_replays_exactly_and_a_cheater_is_the_only_one_rejected(engine_run):
