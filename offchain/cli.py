@@ -1062,5 +1062,42 @@ def group_verify(spec_path: Path, parts_dir: Path, sample: int | None, seed: int
         raise click.ClickException(f"cheating participant(s): rank {', '.join(map(str, verdict.cheaters))}")
     click.echo("every replayed participant segment matches what it published")
 
+
+@group_cmd.command("post")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--payment", type=float, default=1.0, show_default=True, help="Ether escrowed.")
+@click.option("--solver-stake", type=float, default=1.0, show_default=True, help="Ether the group's account must lock.")
+@click.option("--expires-in", type=int, default=3_600, show_default=True, help="Seconds the task stays open.")
+@click.option("--train-window", type=int, default=900, show_default=True, help="Seconds the group has to submit.")
+@pass_env
+def group_post(env: Env, spec_path: Path, payment: float, solver_stake: float, expires_in: int,
+               train_window: int) -> None:
+    """Post a group task on the market (docs/group-tasks.md §4.3): one solver account claims it and
+    trains it with a process per participant; every participant's step can be disputed on chain.
+    The spec needs --programs, --sampling task and a checkpoint interval (`dtm group spec`)."""
+    from offchain.ml import MLError
+    from offchain.workers.artifacts import publish_group_task
+    from offchain.workers.submitter import Submitter
+
+    for value, option in ((payment, "--payment"), (expires_in, "--expires-in"), (train_window, "--train-window")):
+        if not value > 0:
+            raise click.BadParameter("must be positive", param_hint=option)
+    if not solver_stake >= 0:
+        raise click.BadParameter("must not be negative", param_hint="--solver-stake")
+    spec = _group_spec(spec_path)
+    try:
+        market = env.market()
+        _check_affordable(market, int(payment * ETHER), int(solver_stake * ETHER))
+        store = env.store()
+        published = publish_group_task(store, spec)
+    except MLError as exc:
+        raise click.ClickException(str(exc)) from exc
+    submitter = Submitter(market=market, store=store, home=env.home)
+    task_id = _chain_call(lambda: submitter.post(published, payment=int(payment * ETHER),
+                                                 solver_stake=int(solver_stake * ETHER), expires_in=expires_in,
+                                                 train_window=train_window))
+    click.echo(f"group task {task_id}  spec {published.spec_cid}  ({published.summary})")
+
+
 if __name__ == "__main__":
     main()

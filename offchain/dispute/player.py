@@ -27,15 +27,63 @@ from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
 
 
 
-class DisputePlayer:
-    """One side of one dispute; `play` makes the move that is due, if any, and says what it did."""
+class TaskSteps:
+    """A task's steps as a dispute over its proof plays them: states from the proof's own
+    checkpoints, replayed on the thread count the proof was trained with. A group task's
+    participant has the same face (`offchain.distributed.group_proof.ParticipantSteps`)."""
 
-    def __init__(self, market: Market, store: ContentStore, bundle: DemoTask, proof: ProofDocument,
-                 threads: int = 1):
+    def __init__(self, store: ContentStore, bundle: DemoTask, proof: ProofDocument, threads: int = 1) -> None:
         """``threads``: the intra-op thread count the proof was trained with (a solver's replay of
         its own run is bitwise only with the same count)."""
-        self.market, self.store, self.bundle, self.proof = market, store, bundle, proof
-        self.threads = threads
+        self.store, self.bundle, self.proof, self.threads = store, bundle, proof, threads
+        self.task, self.program = bundle.task, bundle.graph.program
+
+    def segment(self, segment: int) -> int:
+        """The task's own segment that the market's ``segment`` is."""
+        return segment
+
+    def checkpoint(self, index: int) -> dict[str, torch.Tensor]:
+        blob = self.store.cat(self.proof.checkpoint_cids[index], max_size=MAX_ARTIFACT_BYTES)
+        return Checkpoint.from_bytes(blob, self.bundle.spec, index, self.proof.checkpoint_interval).params
+
+    def segment_roots(self, segment: int) -> list[bytes]:
+        """State roots of an honest replay of `segment` from the proof's own checkpoint."""
+        b = self.bundle
+        return segment_state_roots(b.graph, b.task, b.dataset, self.checkpoint(segment), segment,
+                                   num_threads=self.threads)
+
+    def reveal_args(self, dispute_id: int, segment: int, roots: list[bytes]) -> tuple:
+        """`reveal_segment` with ``roots``, its end the one this proof committed to."""
+        roots = roots[:-1] + [self.proof.checkpoint_roots[segment + 1]]
+        return "reveal_segment", M.reveal_segment_args(dispute_id, segment, self.task, roots,
+                                                       list(self.proof.checkpoint_roots))
+
+    def state_at(self, step: int) -> dict[str, torch.Tensor]:
+        b, k = self.bundle, self.task.checkpoint_interval
+        first = step - step % k
+        state = self.checkpoint(step // k)
+        return replay(b.graph, b.task, b.dataset, state, first, step - first, num_threads=self.threads) \
+            if step > first else state
+
+    def trace(self, step: int, on_node) -> None:
+        """Step ``step`` from the proof's checkpoint, every node output handed to ``on_node``."""
+        b = self.bundle
+        step_trace(b.graph, b.task, b.dataset, self.state_at(step), step, num_threads=self.threads, on_node=on_node)
+
+    def step_data(self, trace, step: int, *, with_state: bool = False) -> ProgramStep:
+        if not with_state:
+            return ProgramStep(self.task, self.program, trace, step)
+        b, state = self.bundle, self.state_at(step)
+        return ProgramStep(b.task, self.program, trace, step, [state[name] for name in b.graph.param_names],
+                           b.graph.hyper, b.dataset.x, b.dataset.y)
+
+
+class DisputePlayer:
+    """One side of one dispute over ``steps`` (:class:`TaskSteps`, or a group participant's); `play`
+    makes the move that is due, if any, and says what it did."""
+
+    def __init__(self, market: Market, store: ContentStore, steps) -> None:
+        self.market, self.store, self.steps = market, store, steps
         self.game = market.arbiter
         self.me = market.account.address
 
@@ -66,26 +114,11 @@ class DisputePlayer:
             return "claimed the timeout"
         return None
 
-    def checkpoint(self, index: int) -> dict[str, torch.Tensor]:
-        blob = self.store.cat(self.proof.checkpoint_cids[index], max_size=MAX_ARTIFACT_BYTES)
-        return Checkpoint.from_bytes(blob, self.bundle.spec, index, self.proof.checkpoint_interval).params
-
-    def segment_roots(self, segment: int) -> list[bytes]:
-        """State roots of an honest replay of `segment` from the proof's own checkpoint."""
-        b = self.bundle
-        return segment_state_roots(b.graph, b.task, b.dataset, self.checkpoint(segment), segment,
-                                   num_threads=self.threads)
-
-    def publish_trace(self, segment: int, step: int) -> StreamedTrace:
-        """Re-derive the trace of ``step`` from the proof's checkpoint, publishing each node output
-        as it is computed (none is held longer than the step needs it); the published trace."""
-        b = self.bundle
-        start = self.checkpoint(segment)
-        first = segment * b.task.checkpoint_interval
-        state = (replay(b.graph, b.task, b.dataset, start, first, step - first, num_threads=self.threads)
-                 if step > first else start)
+    def publish_trace(self, step: int) -> StreamedTrace:
+        """Re-derive the trace of ``step``, publishing each node output as it is computed (none
+        is held longer than the step needs it); the published trace."""
         writer = TraceWriter(self.store)
-        step_trace(b.graph, b.task, b.dataset, state, step, num_threads=self.threads, on_node=writer.add)
+        self.steps.trace(step, writer.add)
         return StreamedTrace(self.store, *writer.finish())
 
     def committed_trace(self, dispute_id: int, d: dict[str, Any]) -> StreamedTrace:
@@ -101,13 +134,11 @@ class Defence(DisputePlayer):
     def move(self, dispute_id: int, d: dict[str, Any]) -> str | None:
         segment = d["segment"]
         if d["phase"] == REVEAL:
-            roots = self.segment_roots(segment)
-            roots[-1] = self.proof.checkpoint_roots[segment + 1]  # the end this proof committed to
-            args = M.reveal_segment_args(dispute_id, segment, self.bundle.task, roots, list(self.proof.checkpoint_roots))
-            self.market.transact("reveal_segment", *args, contract=self.game)
+            fn, args = self.steps.reveal_args(dispute_id, segment, self.steps.segment_roots(self.steps.segment(segment)))
+            self.market.transact(fn, *args, contract=self.game)
             return f"revealed the state roots of segment {segment}"
         if d["phase"] == TRACE:
-            trace = self.publish_trace(segment, d["first_step"])
+            trace = self.publish_trace(d["first_step"])
             args = M.commit_trace_args(dispute_id, d["first_step"], trace)
             self.market.transact("commit_trace", *args, trace.cid, contract=self.game)
             return f"committed the trace of step {d['first_step']} ({trace.cid})"
@@ -121,8 +152,7 @@ class Defence(DisputePlayer):
         if d["phase"] == PARTIALS:
             r = self.reduction(dispute_id)
             trace = self.committed_trace(dispute_id, d)
-            data = ProgramStep(self.bundle.task, self.bundle.graph.program, trace, d["first_step"])
-            partials = P.reduction_call(data, r["node"], r["index"]).partials()
+            partials = P.reduction_call(self.steps.step_data(trace, d["first_step"]), r["node"], r["index"]).partials()
             args = M.post_partials_args(dispute_id, r["node"], r["first"], r["chunks"], partials)
             self.market.transact("post_partials", *args, contract=self.game)
             return f"posted {len(args[3])} partials of node {r['node']} element {r['index']} (chunks from {r['first']})"
@@ -137,7 +167,7 @@ class Prosecution(DisputePlayer):
     def move(self, dispute_id: int, d: dict[str, Any]) -> str | None:
         if d["phase"] == PICK:
             revealed = self._revealed(dispute_id)
-            mine = self.segment_roots(d["segment"])
+            mine = self.steps.segment_roots(self.steps.segment(d["segment"]))
             points = M.dissection_points(d["span"])
             ours = [mine[p] for p in points]
             index = next((i for i in range(len(points) - 1) if ours[i + 1] != revealed[i + 1]), len(points) - 2)
@@ -152,8 +182,7 @@ class Prosecution(DisputePlayer):
             top = total["top"] if hasattr(total, "keys") else total[2]
             args = (self.game.address, dispute_id)
             rest = (r["node"], r["index"], self._posted(dispute_id), r["first"], r["chunks"], not r["picked"], top)
-            data = ProgramStep(self.bundle.task, self.bundle.graph.program, trace, d["first_step"])
-            answer = P.answer_partials(*args, data, *rest)
+            answer = P.answer_partials(*args, self.steps.step_data(trace, d["first_step"]), *rest)
             if answer is None:
                 return self.NOTHING_TO_PROVE
             contract = self.game if answer.contract == "game" else getattr(self.market, answer.contract)
@@ -165,14 +194,7 @@ class Prosecution(DisputePlayer):
         """The first leaf, output or element of the solver's trace of its program's step that the
         chain can prove wrong (`program_moves.find_program_proof`), proven through the
         ProgramLinkChecker or the ProgramChecker (or the dissection of its reduction opened)."""
-        b, step = self.bundle, d["first_step"]
-        segment_start = d["segment"] * b.task.checkpoint_interval
-        state = self.checkpoint(d["segment"])
-        if step > segment_start:
-            state = replay(b.graph, b.task, b.dataset, state, segment_start, step - segment_start,
-                           num_threads=self.threads)
-        data = ProgramStep(b.task, b.graph.program, self.committed_trace(dispute_id, d), step,
-                           [state[name] for name in b.graph.param_names], b.graph.hyper, b.dataset.x, b.dataset.y)
+        data = self.steps.step_data(self.committed_trace(dispute_id, d), d["first_step"], with_state=True)
         proof = find_program_proof(self.game.address, dispute_id, data, d["state_after"])
         if proof is None:
             return self.NOTHING_TO_PROVE

@@ -20,9 +20,10 @@ from eth_abi import encode
 from offchain.distributed import parts as P
 from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, LinkConfig, TrainSpec
 from offchain.distributed.replay import ParticipantVerdict, check_group, replay_participant
-from offchain.distributed.stage_program import export_stage_program, participant_task
+from offchain.distributed.stage_program import export_stage_program, participant_program, participant_task
 from offchain.ml.commit import keccak256, merkle_root
 from offchain.ml.optim import OptimizerConfig
+from offchain.ml.program import Program
 from offchain.ml.errors import SpecError
 from offchain.ml.task import COMMITMENT_TYPES, TrainingTask
 from offchain.ml.verify import MIN_THRESHOLD
@@ -147,6 +148,7 @@ class GroupTask:
 
     spec: TrainSpec
     participants: tuple[TrainingTask, ...]
+    programs: tuple[Program, ...]  # each participant's step, as its task names it
 
     def commitments(self) -> tuple:
         """`Commitments` in `abi.encode` order: the spec document's hash, keccak256(abi.encode(
@@ -172,15 +174,21 @@ class GroupTask:
         """The market's segment that is participant ``rank``'s ``segment``."""
         return rank * (self.spec.steps // self.spec.checkpoint_interval) + segment
 
+    def participant(self, segment: int) -> int:
+        """The participant whose segment the market's ``segment`` is."""
+        return segment // (self.spec.steps // self.spec.checkpoint_interval)
+
 
 def group_task(spec: TrainSpec, *, cid: Callable[[bytes], str] = compute_cid) -> GroupTask:
     """The group task of ``spec``, which must checkpoint (`checkpoint_interval`) and capture its
     participants' steps (`unsupported`)."""
     if not spec.commits:
         raise GroupError("a group task needs a checkpoint_interval: its participants' proofs are what it commits")
-    return GroupTask(spec, tuple(participant_task(export_stage_program(spec, rank), spec,
-                                                  checkpoint_interval=spec.checkpoint_interval, cid=cid)
-                                 for rank in range(spec.world)))
+    if not spec.programs:
+        raise GroupError("a group task needs programs: its participants train by the steps the game judges")
+    captured = [export_stage_program(spec, rank) for rank in range(spec.world)]
+    return GroupTask(spec, tuple(participant_task(sp, spec, checkpoint_interval=spec.checkpoint_interval, cid=cid)
+                                 for sp in captured), tuple(participant_program(sp, spec) for sp in captured))
 
 
 def group_proof_root(checkpoint_roots: Sequence[Sequence[bytes]], mail: Sequence[bytes]) -> tuple[bytes, bytes]:

@@ -23,15 +23,15 @@ from offchain.distributed.spec import (
     replica_ranks,
     schedule_ops,
 )
-from offchain.ml.models import GPT
+from offchain.ml.models import GPT, seeded
 from offchain.ml.optim import OptimizerConfig
 
 
 # ── model ────────────────────────────────────────────────────────────
 def build_gpt(spec: TrainSpec) -> GPT:
-    torch.manual_seed(spec.seed)
     m = spec.model
-    return GPT(m.vocab, m.seq_len, m.dim, m.heads, m.layers)
+    with seeded(spec.seed):
+        return GPT(m.vocab, m.seq_len, m.dim, m.heads, m.layers)
 
 
 class Stage(nn.Module):

@@ -162,12 +162,13 @@ def group_mail(records: Sequence[ParticipantRecord]) -> list[bytes]:
     return [tensor_root(t) for step in range(len(records[0].sent)) for record in records for t in record.sent[step]]
 
 
-def published_mail(spec: TrainSpec, parts_dir: str | Path) -> list[bytes]:
-    """The leaves of the group's mail root from the parts its processes published running their
-    programs (``TrainSpec.programs``): every message each participant sent, checked against its
-    commitments (`parts.load_messages`), as the tensor root of its float32 values."""
+def published_messages(spec: TrainSpec, parts_dir: str | Path) -> list[torch.Tensor]:
+    """Every message the group sent, step by step in the order of :func:`mail_layout`, as
+    float32 tensors, from the parts its processes published running their programs
+    (``TrainSpec.programs``); each checked against its sender's commitments
+    (`parts.load_messages`)."""
     per_step, offsets, _ = mail_layout(spec)
-    leaves: list[bytes | None] = [None] * (spec.steps * per_step)
+    mail: list[torch.Tensor | None] = [None] * (spec.steps * per_step)
     for rank in range(spec.world):
         participant, sends = P.load_participant(Path(parts_dir), rank), len(messages_of(spec, rank)[1])
         sent = [m for segment in range(len(participant.message_roots))
@@ -177,8 +178,13 @@ def published_mail(spec: TrainSpec, parts_dir: str | Path) -> list[bytes]:
             if len(payloads) != sends:
                 raise P.PartsError(rank, f"step {step}: {len(payloads)} messages published, its program sends {sends}")
             for k, payload in enumerate(payloads):
-                leaves[step * per_step + offsets[rank] + k] = tensor_root(payload.view(torch.float32))
-    return leaves
+                mail[step * per_step + offsets[rank] + k] = payload.view(torch.float32)
+    return mail
+
+
+def published_mail(spec: TrainSpec, parts_dir: str | Path) -> list[bytes]:
+    """The leaves of the group's mail root from the parts its processes published."""
+    return [tensor_root(m) for m in published_messages(spec, parts_dir)]
 
 
 def peers_of(spec: TrainSpec, message: Message) -> list[int]:

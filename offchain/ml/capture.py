@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -98,12 +99,16 @@ def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str,
     return program
 
 
+#: torch's tracing keeps global state: one capture at a time in a process (workers run on its threads)
+_TRACING = threading.Lock()
+
+
 def capture_step(step: Callable, args: Sequence[torch.Tensor], slots: list[StateSlot], hyper_names: Sequence[str], *,
                  receives: int = 0, long_sums: bool = True) -> Program:
     """Trace ``step(*state, x, y, hyper, *received) -> (*next state, loss, *sent)`` on ``args``
     and lower it to a validated program (``receives`` messages read, the rest of the outputs sent)."""
     try:
-        with sdpa_kernel([SDPBackend.MATH]):
+        with _TRACING, sdpa_kernel([SDPBackend.MATH]):
             graph = make_fx(torch.func.functionalize(step, remove="mutations"), record_stack_traces=True,
                             decomposition_table=POSITION_SUMS if long_sums else {})(*args)
     except GraphError:

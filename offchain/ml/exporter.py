@@ -17,6 +17,7 @@ import torch
 from .artifacts import MAX_ARTIFACT_BYTES, save_tensors
 from .capture import ExportConfig, export_program
 from .errors import GraphError
+from .models import seeded
 from .optim import OptimizerConfig
 from .program import Program
 from .program_training import initial_weights
@@ -50,9 +51,9 @@ def load_model_class(reference: str) -> type:
 def export_model(reference: str, kwargs: dict[str, Any], config: ExportConfig, seed: int) -> tuple[Program, bytes]:
     """The program and the initial weights (safetensors, canonical parameter order)."""
     cls = load_model_class(reference)
-    torch.manual_seed(seed)
     try:
-        model = cls(**kwargs)
+        with seeded(seed):
+            model = cls(**kwargs)
     except Exception as exc:
         raise GraphError(f"{reference}({kwargs}) failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     program = export_program(model, config, meta={"model": reference, "model_kwargs": kwargs})

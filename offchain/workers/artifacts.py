@@ -8,6 +8,7 @@ come from safetensors.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,8 @@ from typing import Callable
 import torch
 
 from offchain.dispute.limits import check_judgeable
+from offchain.distributed.group import SPEC_FORMAT, GroupError, GroupTask, group_task, spec_bytes, spec_from_json
+from offchain.distributed.spec import TrainSpec
 from offchain.ml import (
     Checkpoint,
     Dataset,
@@ -49,6 +52,44 @@ class PublishedTask:
     @property
     def spec_hash(self) -> bytes:
         return self.bundle.task.hash()
+
+    def commitments(self) -> tuple:
+        return self.bundle.task.commitments()
+
+    @property
+    def summary(self) -> str:
+        return f"{self.bundle.task.steps} steps, k={self.bundle.task.checkpoint_interval}"
+
+
+@dataclass(frozen=True)
+class PublishedGroupTask:
+    """A group task (docs/group-tasks.md §4.3) whose spec document is in the store: every worker
+    derives its participants from it."""
+
+    group: GroupTask
+    spec_cid: str
+
+    @property
+    def spec_hash(self) -> bytes:
+        return self.group.hash()
+
+    def commitments(self) -> tuple:
+        return self.group.commitments()
+
+    @property
+    def summary(self) -> str:
+        spec = self.group.spec
+        return (f"a group of {spec.stages} stage(s) x {spec.replicas} replica(s), {spec.steps} steps, "
+                f"k={spec.checkpoint_interval}")
+
+
+def publish_group_task(store: ContentStore, spec: TrainSpec) -> PublishedGroupTask:
+    """Put a group's spec document on IPFS, once its group task can be made (`TaskError` otherwise)."""
+    try:
+        group = group_task(spec)
+    except (GroupError, ValueError) as exc:
+        raise TaskError(str(exc)) from None
+    return PublishedGroupTask(group, store.add_bytes(spec_bytes(spec)))
 
 
 def check_program_task(program: Program, optimizer: OptimizerConfig, weights: dict[str, torch.Tensor],
@@ -87,6 +128,27 @@ def _publish(store: ContentStore, build: Callable[[Callable[[bytes], str]], Demo
     bundle = build(store.add_bytes)
     spec_bytes = bundle.task.to_bytes()
     return PublishedTask(bundle, store.add_bytes(spec_bytes), spec_bytes)
+
+
+def fetch_any_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout: float = 60.0
+                   ) -> DemoTask | GroupTask:
+    """A task (`fetch_task`), or a group task when its spec is a group's spec document: its
+    participants derived from the spec here (`group_task`) and checked against the spec hash
+    (docs/group-tasks.md §4.3)."""
+    data = store.cat(spec_cid, max_size=MAX_SPEC_BYTES, timeout=timeout)
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        doc = None
+    if not (isinstance(doc, dict) and doc.get("format") == SPEC_FORMAT):
+        return fetch_task(store, spec_cid, spec_hash, timeout=timeout)
+    try:
+        group = group_task(spec_from_json(doc))
+    except GroupError as exc:
+        raise TaskError(str(exc)) from None
+    if group.hash() != spec_hash:
+        raise ArtifactMismatch(f"group spec {spec_cid} does not give the on-chain spec hash")
+    return group
 
 
 def fetch_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout: float = 60.0) -> DemoTask:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,11 @@ from eth_utils import keccak
 
 from offchain.chain.client import TaskView
 from offchain.chain.suite import TaskState
-from offchain.dispute.player import Defence
+from offchain.dispute.player import Defence, TaskSteps
+from offchain.distributed.engine import Tamper, run as run_group
+from offchain.distributed.group import GroupTask
+from offchain.distributed.group_proof import GroupProof, ParticipantSteps
+from offchain.distributed.stage_program import train_stage_programs
 from offchain.log import Progress
 from offchain.ml import Checkpoint, DemoTask, MLError, TrainingResult, build_proof, cheats, train
 from offchain.ml.commit import checkpoint_root
@@ -36,8 +41,8 @@ from offchain.ml.train import merge_results, replay, update_norm
 from offchain.storage import ContentNotFound, FetchTimeout, StorageError, StorageUnavailable
 from offchain.workers.artifacts import (
     ArtifactMismatch,
+    fetch_any_task,
     fetch_proof,
-    fetch_task,
     checkpoint_file,
     load_checkpoints,
     save_checkpoint,
@@ -72,6 +77,20 @@ def training_seconds(bundle: DemoTask, probe_steps: int = 4, threads: int = 1) -
     Checkpoint(1, count, after, checkpoint_root(after, bundle.spec.param_names)).to_bytes(bundle.spec)
     per_checkpoint = time.perf_counter() - start
     return per_step * task.steps + per_checkpoint * task.num_checkpoints
+
+
+#: seconds to start a group's processes and set up its links, on top of its steps
+GROUP_START = 20.0
+
+
+def group_training_seconds(group: GroupTask, probe_steps: int = 2) -> float:
+    """Training time of a group task on this machine, which runs every participant: a few steps
+    of the group's programs (each participant on a thread) times the step count."""
+    spec = group.spec
+    probe = dataclasses.replace(spec, steps=probe_steps, checkpoint_interval=0, optimizer=spec.optimizer_config())
+    start = time.perf_counter()
+    train_stage_programs(probe)
+    return (time.perf_counter() - start) / probe_steps * spec.steps + GROUP_START
 
 
 class Solver(Worker):
@@ -132,12 +151,18 @@ class Solver(Worker):
 
     def _defend(self, task: TaskView, record: dict[str, Any]) -> None:
         submitted = self.latest_event("ProofSubmitted", task.task_id)
-        proof = fetch_proof(self.store, submitted["proof_cid"], task.proof_root)
         bundle = self.bundle(task.task_id)
         mine = next((p for p in (record.get("proofs") or {}).values() if p["cid"] == submitted["proof_cid"]), {})
-        if "corruption" in mine:  # the element cheat replays its own corruption
-            bundle = cheats.corrupted(bundle, Corruption(**mine["corruption"]))
-        defence = Defence(self.market, self.store, bundle, proof, record.get("threads", 1))
+        if isinstance(bundle, GroupTask):
+            proof = GroupProof(bundle, Path(mine["parts"]))
+            segment = self.market.read(self.market.arbiter, "disputes", task.dispute_id)["segment"]
+            steps = ParticipantSteps(proof, bundle.participant(segment))
+        else:
+            proof = fetch_proof(self.store, submitted["proof_cid"], task.proof_root)
+            if "corruption" in mine:  # the element cheat replays its own corruption
+                bundle = cheats.corrupted(bundle, Corruption(**mine["corruption"]))
+            steps = TaskSteps(self.store, bundle, proof, record.get("threads", 1))
+        defence = Defence(self.market, self.store, steps)
         if (done := defence.play(task)) is not None:
             self.log.info("task %d: dispute %d: %s", task.task_id, task.dispute_id, done)
 
@@ -188,11 +213,12 @@ class Solver(Worker):
             self._skip(task.task_id, "its artifacts are unusable or unsupported here", final="rejected",
                        detail=str(exc))
             return
-        if self.corrupt_op and not any(node.op == self.corrupt_op for node in bundle.graph.program.nodes):
+        group = isinstance(bundle, GroupTask)
+        if self.corrupt_op and (group or not any(node.op == self.corrupt_op for node in bundle.graph.program.nodes)):
             self._skip(task.task_id, f"the element cheat corrupts a {self.corrupt_op} node; this program has none",
                        final="skipped")
             return
-        needed = training_seconds(bundle, threads=self.threads)
+        needed = group_training_seconds(bundle) if group else training_seconds(bundle, threads=self.threads)
         if needed * TIME_SAFETY > task.train_window:
             self._skip(task.task_id, f"window too short: training needs ~{needed:.0f} s here, the window is "
                        f"{task.train_window} s", final="skipped")
@@ -217,14 +243,16 @@ class Solver(Worker):
         self.log.info("task %d: submitted %s proof %s", task.task_id, kind, proof["cid"])
 
     # ── training and publishing ─────────────────────────────────────
-    def bundle(self, task_id: int) -> DemoTask:
+    def bundle(self, task_id: int) -> DemoTask | GroupTask:
         if task_id not in self._bundles:
             record = self.state.task(task_id)
-            self._bundles[task_id] = fetch_task(self.store, record["spec_cid"], self.market.task(task_id).spec_hash)
+            self._bundles[task_id] = fetch_any_task(self.store, record["spec_cid"], self.market.task(task_id).spec_hash)
         return self._bundles[task_id]
 
     def _prove(self, task: TaskView, record: dict[str, Any]) -> dict[str, Any]:
         bundle = self.bundle(task.task_id)
+        if isinstance(bundle, GroupTask):
+            return self._prove_group(task, bundle)
         terms = self.market.terms(task.terms_id)
         forced = task.round == 0 and self.market.call(
             "is_forced_error", bytes.fromhex(record["secret"]), task.entropy, terms.forced_error_ppm)
@@ -242,6 +270,31 @@ class Solver(Worker):
                 proofs["published"]["corruption"] = dataclasses.asdict(run.corruption)
         self.state.update_task(task.task_id, forced=bool(forced), proofs=proofs, losses=genuine.losses)
         return proofs
+
+    def _prove_group(self, task: TaskView, group: GroupTask) -> dict[str, Any]:
+        """Train the group task with every participant on this machine (its processes), and publish
+        the parts; a cheat makes the last participant tamper with its state half way. A forced
+        error is not drawn into a group's proof: its genuine proof goes first, and again after the
+        reveal if the draw asked for one."""
+        spec = group.spec
+        proofs = {"genuine": self._train_group(task.task_id, group)}
+        if self.cheat:
+            self.log.info("task %d: cheating (participant %d tampers with its state)", task.task_id, spec.world - 1)
+            proofs["published"] = self._train_group(task.task_id, group, Tamper(spec.world - 1, spec.steps // 2))
+        self.state.update_task(task.task_id, forced=False, proofs=proofs)
+        return proofs
+
+    def _train_group(self, task_id: int, group: GroupTask, tamper: Tamper | None = None) -> dict[str, Any]:
+        parts = (self.folder / "groups" / f"{self.role}-{self.address.lower()}"
+                 / f"{task_id}-{group.hash().hex()[:16]}-{'tampered' if tamper else 'genuine'}")
+        if parts.exists():
+            shutil.rmtree(parts)  # a run cut short: its processes start again
+        self.log.info("task %d: training with %d processes (%s)", task_id, group.spec.world, parts)
+        run_group(group.spec, "spawn", parts_dir=parts, tamper=tamper)  # fresh interpreters: a worker has threads
+        proof = GroupProof(group, parts)
+        cids = {str(path): self.store.add_file(parts / path) for path in proof.files()}
+        return {"cid": self.store.add_bytes(proof.document(cids)), "root": proof.roots[1].hex(),
+                "count": group.checkpoints, "parts": str(parts)}
 
     def _train(self, task_id: int, bundle: DemoTask, deadline: int, threads: int) -> TrainingResult:
         """Honest training, resumed from the last checkpoint saved on disk, with its progress."""

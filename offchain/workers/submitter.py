@@ -13,7 +13,7 @@ from offchain.ml import Checkpoint, Dataset, DemoTask, ProofDocument
 from offchain.ml.models import preset_model
 from offchain.ml.program_training import ProgramTraining
 from offchain.storage import ContentStore
-from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, PublishedTask, fetch_proof, fetch_task
+from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, PublishedGroupTask, PublishedTask, fetch_proof, fetch_task
 from offchain.workers.base import Worker
 
 
@@ -174,30 +174,32 @@ def program_loss(training: ProgramTraining, state: dict[str, torch.Tensor], data
 class Submitter(Worker):
     role = "submitter"
 
-    def post(self, published: PublishedTask, *, payment: int, solver_stake: int, expires_in: int,
+    def post(self, published: PublishedTask | PublishedGroupTask, *, payment: int, solver_stake: int, expires_in: int,
              train_window: int, holdout: Dataset | None = None) -> int:
         """Escrow the payment for a published task; ``holdout`` rows (never published) are saved
         first, so `fetch_result` can score the trained weights on them."""
-        task = published.bundle.task
         if holdout is not None:
             path = holdout_path(self.home, published.spec_cid)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.with_suffix(".tmp").write_bytes(holdout.to_bytes())
             path.with_suffix(".tmp").replace(path)
         task_id = self.market.create_task(
-            spec_cid=published.spec_cid, commitments=task.commitments(), payment=payment,
+            spec_cid=published.spec_cid, commitments=published.commitments(), payment=payment,
             solver_stake=solver_stake, expires=self.market.now() + expires_in, train_window=train_window,
         )
-        self.track(task_id, spec_cid=published.spec_cid)
-        self.log.info("task %d: posted %s (%d steps, k=%d)", task_id, published.spec_cid, task.steps,
-                      task.checkpoint_interval)
+        self.track(task_id, spec_cid=published.spec_cid, group=isinstance(published, PublishedGroupTask))
+        self.log.info("task %d: posted %s (%s)", task_id, published.spec_cid, published.summary)
         return task_id
 
     def advance(self, task: TaskView) -> None:
         """Nothing to do while others work: every deadline is enforced by whoever cares first."""
 
     def finish(self, task: TaskView) -> None:
-        if task.state == TaskState.FINALISED:
+        if task.state == TaskState.FINALISED and (self.state.task(task.task_id) or {}).get("group"):
+            proof = self.latest_event("ProofSubmitted", task.task_id)
+            self.state.update_task(task.task_id, result=proof["proof_cid"])
+            self.log.info("task %d: trained by the group; its parts are listed in %s", task.task_id, proof["proof_cid"])
+        elif task.state == TaskState.FINALISED:
             result = fetch_result(self.market, self.store, task.task_id, self.home)
             out = self.home / "results" / f"task-{task.task_id}.safetensors"
             out.parent.mkdir(parents=True, exist_ok=True)

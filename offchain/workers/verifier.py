@@ -12,23 +12,36 @@ from __future__ import annotations
 import functools
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 from eth_utils import keccak
 
 from offchain.chain.client import TaskView
 from offchain.chain.suite import TaskState
-from offchain.dispute.player import Prosecution
+from offchain.dispute.player import Prosecution, TaskSteps
+from offchain.distributed.group import GroupError, GroupTask, verify_group
+from offchain.distributed.group_proof import GroupProof, ParticipantSteps, read_document
+from offchain.distributed.parts import PartsError
 from offchain.log import Progress
 from offchain.ml import DEFAULT_POLICY, DemoTask, MLError, Verdict, profile_threshold, verify
 from offchain.storage import StorageError
-from offchain.workers.artifacts import ArtifactMismatch, fetch_checkpoints, fetch_proof, fetch_task
+from offchain.workers.artifacts import (
+    MAX_ARTIFACT_BYTES,
+    MAX_SPEC_BYTES,
+    ArtifactMismatch,
+    fetch_any_task,
+    fetch_checkpoints,
+    fetch_proof,
+)
 from offchain.workers.base import Worker
 
 
 # A rejection this close to a graph's shared threshold is confirmed against the task's own profile
 # before anyone is challenged; cheats land 1e3–3e4× over it (docs/proof-of-learning.md §10.3).
 CONFIRM_FACTOR = 100
+# participant segments of a group task replayed at most (drawn from the verifier's seed)
+GROUP_SAMPLE = 16
 
 
 def needs_confirmation(verdict: Verdict) -> bool:
@@ -48,6 +61,7 @@ class Auditor(Worker):
         self.threads = threads
         super().__init__(**kwargs)
         self._nothing_to_prove: set[int] = set()
+        self._groups: dict[int, GroupTask] = {}
 
     def _profile(self, bundle: DemoTask, own: bool = False) -> dict[str, float]:
         """The distance threshold on this machine and the replay time of one step, profiled once per
@@ -69,13 +83,27 @@ class Auditor(Worker):
         return cached
 
     def prepare(self, task_id: int, spec_cid: str, spec_hash: bytes) -> None:
-        """Profile a task's graph as soon as the task is posted, so no verify window pays for it."""
+        """Profile a task's graph as soon as the task is posted, so no verify window pays for it (a
+        group task's replays are exact: it is only derived)."""
         try:
-            profile = self._profile(fetch_task(self.store, spec_cid, spec_hash))
+            bundle = self._fetch(task_id, spec_cid, spec_hash)
+            if isinstance(bundle, GroupTask):
+                self.log.info("task %d: ready to verify (a group of %d)", task_id, bundle.spec.world)
+                return
+            profile = self._profile(bundle)
         except (StorageError, MLError, ArtifactMismatch) as exc:
             self.log.info("task %d: not profiling it yet: %s", task_id, exc)
         else:
             self.log.info("task %d: ready to verify (distance threshold %.3e)", task_id, profile["threshold"])
+
+    def _fetch(self, task_id: int, spec_cid: str, spec_hash: bytes) -> DemoTask | GroupTask:
+        """The task (a group task is derived once, then kept)."""
+        if (kept := self._groups.get(task_id)) is not None and kept.hash() == spec_hash:
+            return kept
+        bundle = fetch_any_task(self.store, spec_cid, spec_hash)
+        if isinstance(bundle, GroupTask):
+            self._groups[task_id] = bundle
+        return bundle
 
     def audit(self, task: TaskView, seed: bytes) -> Verdict:
         """Verdict on the task's current proof, remembered so a restart does not replay it."""
@@ -85,8 +113,56 @@ class Auditor(Worker):
             return Verdict(saved["accept"], saved["segment"], saved["reason"])
         bundle = self.bundle(task)
         submitted = self.latest_event("ProofSubmitted", task.task_id)
+        if isinstance(bundle, GroupTask):
+            verdict = self._audit_group(task, bundle, submitted["proof_cid"], seed)
+        else:
+            verdict = self._audit_task(task, bundle, submitted["proof_cid"], seed)
+        if not verdict.accept and verdict.failing_segment is None:
+            verdict.failing_segment = 0  # the proof is malformed as a whole; any segment exposes it
+        self.log.info("task %d: %s (replayed %d steps) %s", task.task_id,
+                      "accept" if verdict.accept else "REJECT", verdict.replayed_steps, verdict.reason)
+        verdicts = {**(record.get("verdicts") or {}),
+                    key: {"accept": verdict.accept, "segment": verdict.failing_segment, "reason": verdict.reason}}
+        self.state.update_task(task.task_id, verdicts=verdicts)
+        return verdict
+
+    def _audit_group(self, task: TaskView, group: GroupTask, proof_cid: str, seed: bytes) -> Verdict:
+        """Fetch the parts the group's proof names, check they give its proof root, and replay
+        every participant's segments (a sample of `GROUP_SAMPLE` when there are more), each exactly
+        as its participant ran it; the first that does not replay is challenged."""
         try:
-            proof = fetch_proof(self.store, submitted["proof_cid"], task.proof_root)
+            parts = self._group_parts(task, group, proof_cid)
+            proof = GroupProof(group, parts)
+            if proof.roots[1] != task.proof_root:
+                return Verdict(False, 0, "the published parts do not give the proof root on chain")
+            result = verify_group(group.spec, parts, sample=GROUP_SAMPLE, seed=int.from_bytes(seed, "big"))
+        except (StorageError, MLError, PartsError, GroupError, OSError, ValueError, KeyError) as exc:
+            return Verdict(False, 0, f"group proof unavailable or malformed: {exc}")
+        steps = len(result.verdicts) * group.spec.checkpoint_interval
+        failed = next((v for v in result.verdicts if not v.accept), None)
+        if failed is None:
+            return Verdict(True, None, f"{len(result.verdicts)} participant segments replay exactly",
+                           replayed_steps=steps)
+        return Verdict(False, group.segment(failed.rank, failed.segment),
+                       f"participant {failed.rank} segment {failed.segment}: {failed.reason or 'does not replay'}",
+                       replayed_steps=steps)
+
+    def _group_parts(self, task: TaskView, group: GroupTask, proof_cid: str) -> Path:
+        """The parts a group proof document names, fetched (each against its CID) under this
+        worker's folder; kept for the dispute."""
+        files = read_document(self.store.cat(proof_cid, max_size=MAX_SPEC_BYTES * 64), task.proof_root)
+        parts = self.folder / "audits" / f"{self.role}-{self.address.lower()}" / f"{task.task_id}-{task.proof_root.hex()[:16]}"
+        for name, cid in files.items():
+            path = parts / name
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.with_suffix(".tmp").write_bytes(self.store.cat(cid, max_size=MAX_ARTIFACT_BYTES))
+                path.with_suffix(".tmp").replace(path)
+        return parts
+
+    def _audit_task(self, task: TaskView, bundle: DemoTask, proof_cid: str, seed: bytes) -> Verdict:
+        try:
+            proof = fetch_proof(self.store, proof_cid, task.proof_root)
             blobs = fetch_checkpoints(self.store, proof)
         except (StorageError, MLError, ArtifactMismatch) as exc:
             # the solver must publish what it committed to; the dispute game makes it
@@ -105,13 +181,6 @@ class Auditor(Worker):
                 self.log.info("task %d: %s, within %d× of its graph's threshold: confirming against this "
                               "task's own profile", task.task_id, verdict.reason, CONFIRM_FACTOR)
                 verdict = replay(self._profile(bundle, own=True)["threshold"])
-        if not verdict.accept and verdict.failing_segment is None:
-            verdict.failing_segment = 0  # the proof is malformed as a whole; any segment exposes it
-        self.log.info("task %d: %s (replayed %d steps) %s", task.task_id,
-                      "accept" if verdict.accept else "REJECT", verdict.replayed_steps, verdict.reason)
-        verdicts = {**(record.get("verdicts") or {}),
-                    key: {"accept": verdict.accept, "segment": verdict.failing_segment, "reason": verdict.reason}}
-        self.state.update_task(task.task_id, verdicts=verdicts)
         return verdict
 
     def _policy(self, view: TaskView, bundle: DemoTask, profile: dict[str, float]):
@@ -126,17 +195,24 @@ class Auditor(Worker):
                              view.task_id, seconds, sum(policy.counts(task.num_segments)))
         return policy
 
-    def bundle(self, task: TaskView) -> DemoTask:
+    def bundle(self, task: TaskView) -> DemoTask | GroupTask:
         created = self.latest_event("TaskCreated", task.task_id)
-        return fetch_task(self.store, created["spec_cid"], task.spec_hash)
+        return self._fetch(task.task_id, created["spec_cid"], task.spec_hash)
 
     def prosecute(self, task: TaskView) -> None:
         """Play the dispute this auditor opened (once it found nothing to prove, it stops looking)."""
         if task.dispute_id in self._nothing_to_prove:
             return
         submitted = self.latest_event("ProofSubmitted", task.task_id)
-        proof = fetch_proof(self.store, submitted["proof_cid"], task.proof_root)
-        done = Prosecution(self.market, self.store, self.bundle(task), proof).play(task)
+        bundle = self.bundle(task)
+        if isinstance(bundle, GroupTask):
+            segment = self.market.read(self.market.arbiter, "disputes", task.dispute_id)["segment"]
+            proof = GroupProof(bundle, self._group_parts(task, bundle, submitted["proof_cid"]))
+            steps = ParticipantSteps(proof, bundle.participant(segment))
+        else:
+            proof = fetch_proof(self.store, submitted["proof_cid"], task.proof_root)
+            steps = TaskSteps(self.store, bundle, proof)
+        done = Prosecution(self.market, self.store, steps).play(task)
         if done == Prosecution.NOTHING_TO_PROVE:
             self._nothing_to_prove.add(task.dispute_id)
         if done is not None:

@@ -45,7 +45,8 @@ from offchain.ml.program import Corruption, Program, ProgramExecutor, execution_
 from offchain.ml.program_training import ProgramTraining
 
 SPEC = TrainSpec(model=GPTShape(seq_len=8, dim=16, heads=2, layers=3), stages=3, steps=2, batch_size=4,
-                 micro_batches=2, train_rows=16, holdout_rows=16, sampling="task", checkpoint_interval=1)
+                 micro_batches=2, train_rows=16, holdout_rows=16, sampling="task", checkpoint_interval=1,
+                 programs=True)
 DATA_PARALLEL = dataclasses.replace(SPEC, model=dataclasses.replace(SPEC.model, layers=2), stages=2, replicas=2,
                                     batch_size=8)
 #: (spec, rank, the kind of message it cheats on): the first stage's activation, the middle and last

@@ -1,0 +1,75 @@
+"""A group task on the market (docs/group-tasks.md §4.3): a byte-level GPT over 2 pipeline stages ×
+2 data-parallel replicas, posted with `dtm group post`, trained by the solver's four processes
+(each participant running its step program and publishing its parts), verified by a verifier that
+replays every participant's segments from the published parts, and paid; and a group whose last
+participant tampers with its state, challenged at that participant's segment and beaten on chain
+through the group's task."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from offchain.chain.deployment import deployment_path
+from offchain.chain.suite import ETHER, Role, TaskState
+from offchain.cli import main
+from offchain.dispute.game import END_LINK
+from offchain.distributed.group import group_task, save_spec
+from offchain.distributed.spec import GPTShape, TrainSpec
+from offchain.node import LOCAL_DEPLOYMENT
+from offchain.workers.artifacts import publish_group_task
+from offchain.workers.solver import Solver
+from offchain.workers.submitter import Submitter
+from offchain.workers.verifier import Verifier
+from tests.e2e.harness import SOLVER, SUBMITTER, VERIFIER, local_market, wait_for
+
+pytestmark = pytest.mark.e2e
+
+#: 2 stages x 2 replicas (4 processes), 4 steps, a checkpoint every 2: 8 participant segments
+SPEC = TrainSpec(model=GPTShape(seq_len=8, dim=16, heads=2, layers=2), stages=2, replicas=2, steps=4, batch_size=8,
+                 micro_batches=2, train_rows=16, holdout_rows=16, sampling="task", checkpoint_interval=2,
+                 programs=True)
+
+
+def test_group_task__posted_trained_by_four_processes_verified_by_replay_and_paid(tmp_path):
+    with local_market(tmp_path) as m:
+        m.start(Solver, SOLVER, Role.SOLVER)
+        verifier = m.start(Verifier, VERIFIER, Role.VERIFIER)
+        save_spec(SPEC, tmp_path / "g.json")
+        done = CliRunner().invoke(main, ["--home", str(m.home), "--rpc", m.anvil.url, "--deployment",
+                                         str(deployment_path(*LOCAL_DEPLOYMENT, tmp_path / "deployments")),
+                                         "--dev-account", str(SUBMITTER), "group", "post", str(tmp_path / "g.json"),
+                                         "--payment", "1", "--train-window", "600"])
+        assert done.exit_code == 0, done.output
+        task_id = int(done.output.split("group task ")[1].split()[0])
+        reader = m.market(0)
+        assert reader.task(task_id).spec_hash == group_task(SPEC).hash()
+        wait_for(lambda: reader.task(task_id).state == TaskState.FINALISED, 400, "finalisation")
+        assert not reader.events("Challenged", m.deployment.block, task_id=task_id)
+        [paid] = reader.events("TaskFinalised", m.deployment.block, task_id=task_id)
+        assert paid["args"]["solver_payment"] > 0
+        [accepted] = reader.events("ProofAccepted", m.deployment.block, task_id=task_id)
+        verdicts = verifier.state.task(task_id)["verdicts"]
+        assert [v["reason"] for v in verdicts.values()] == ["8 participant segments replay exactly"]
+
+
+def test_group_task__a_participant_that_tampers_with_its_state_loses_the_dispute_through_the_group_s_task(tmp_path):
+    with local_market(tmp_path) as m:
+        solver = m.start(Solver, SOLVER, Role.SOLVER, cheat="skip")
+        m.start(Verifier, VERIFIER, Role.VERIFIER)
+        published = publish_group_task(m.store, SPEC)
+        task_id = Submitter(market=m.market(SUBMITTER), store=m.store, home=m.home).post(
+            published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=600)
+        reader = m.market(0)
+        [ended] = wait_for(lambda: reader.arbiter.events.DisputeEnded().get_logs(
+            from_block=m.deployment.block, argument_filters={"task_id": task_id}), 600, "the verdict")
+        # its trace of the last step of that segment is honest: the outputs are not the committed state
+        assert not ended["args"]["solver_won"] and ended["args"]["reason"] == END_LINK
+        receipt = reader.w3.eth.get_transaction_receipt(ended["transactionHash"])
+        assert receipt["to"] == reader.program_links.address
+        print(f"\nprove_output_link on a group participant: {receipt['gasUsed']:,} gas")
+        [challenged] = reader.events("Challenged", m.deployment.block, task_id=task_id)
+        # the last participant (rank 3) tampers after step 2, in its segment 1: the group's segment 3 · 2 + 1
+        assert challenged["args"]["segment"] == published.group.segment(3, 1)
+        bonded, locked = reader.call("accounts", solver.address)[:2]
+        assert bonded == 5 * ETHER - reader.task(task_id).solver_stake and locked == 0
