@@ -510,11 +510,7 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
     from offchain.workers.artifacts import check_program_task, publish_program_task
     from offchain.workers.submitter import Submitter
 
-    for value, option in ((payment, "--payment"), (expires_in, "--expires-in"), (train_window, "--train-window")):
-        if not value > 0:
-            raise click.BadParameter("must be positive", param_hint=option)
-    if not solver_stake >= 0:
-        raise click.BadParameter("must not be negative", param_hint="--solver-stake")
+    _check_terms(payment, solver_stake, expires_in, train_window)
     widths = _widths(hidden)
     kept = None
     if data_file is None:
@@ -583,6 +579,15 @@ def _widths(hidden: str) -> tuple[int, ...]:
     if not widths or min(widths) < 1:
         raise click.BadParameter(f"{hidden!r}: give positive widths separated by commas, e.g. 64,32", param_hint="--hidden")
     return widths
+
+
+def _check_terms(payment: float, solver_stake: float, expires_in: int, train_window: int) -> None:
+    """A posting's own terms, before anything else is looked at."""
+    for value, option in ((payment, "--payment"), (expires_in, "--expires-in"), (train_window, "--train-window")):
+        if not value > 0:
+            raise click.BadParameter("must be positive", param_hint=option)
+    if not solver_stake >= 0:
+        raise click.BadParameter("must not be negative", param_hint="--solver-stake")
 
 
 def _check_affordable(market, payment: int, solver_stake: int) -> None:
@@ -1079,11 +1084,7 @@ def group_post(env: Env, spec_path: Path, payment: float, solver_stake: float, e
     from offchain.workers.artifacts import publish_group_task
     from offchain.workers.submitter import Submitter
 
-    for value, option in ((payment, "--payment"), (expires_in, "--expires-in"), (train_window, "--train-window")):
-        if not value > 0:
-            raise click.BadParameter("must be positive", param_hint=option)
-    if not solver_stake >= 0:
-        raise click.BadParameter("must not be negative", param_hint="--solver-stake")
+    _check_terms(payment, solver_stake, expires_in, train_window)
     spec = _group_spec(spec_path)
     try:
         market = env.market()

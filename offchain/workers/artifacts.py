@@ -136,11 +136,7 @@ def fetch_any_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, time
     participants derived from the spec here (`group_task`) and checked against the spec hash
     (docs/group-tasks.md §4.3)."""
     data = store.cat(spec_cid, max_size=MAX_SPEC_BYTES, timeout=timeout)
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        doc = None
-    if not (isinstance(doc, dict) and doc.get("format") == SPEC_FORMAT):
+    if (doc := _group_spec(data)) is None:
         return fetch_task(store, spec_cid, spec_hash, timeout=timeout)
     try:
         group = group_task(spec_from_json(doc))
@@ -149,6 +145,15 @@ def fetch_any_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, time
     if group.hash() != spec_hash:
         raise ArtifactMismatch(f"group spec {spec_cid} does not give the on-chain spec hash")
     return group
+
+
+def _group_spec(data: bytes) -> dict | None:
+    """The group spec document ``data`` is, if it is one."""
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("format") == SPEC_FORMAT else None
 
 
 def fetch_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout: float = 60.0) -> DemoTask:
@@ -162,6 +167,8 @@ def fetch_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout:
 def load_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, timeout: float = 60.0) -> DemoTask:
     """Fetch and check everything a task names against its commitments (judgeable or not)."""
     spec_bytes = store.cat(spec_cid, max_size=MAX_SPEC_BYTES, timeout=timeout)
+    if _group_spec(spec_bytes) is not None:
+        raise TaskError(f"{spec_cid} is a group task's spec: it trains no single model (docs/group-tasks.md §4.3)")
     task = TrainingTask.from_bytes(spec_bytes)
     if task.hash() != spec_hash:
         raise ArtifactMismatch(f"task spec {spec_cid} does not hash to the on-chain spec hash")

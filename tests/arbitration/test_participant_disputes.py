@@ -243,7 +243,7 @@ def test_group_dispute__the_solver_reveals_only_the_challenged_participant_s_seg
     with boa.env.prank(parties.solver):  # the group task is no single task
         with boa.reverts("arbitration: a group task"):
             suite.game.reveal_segment(dispute_id, args[1], group, args[5], args[6])
-    suite.game.reveal_participant_segment(*args, sender=parties.solver)
+    gas(suite, suite.game, "reveal_participant_segment", parties.solver, *args)  # printed with ARB_PROGRAM_GAS
     # the dispute judges the participant's own task, and its messages against the group's mail
     d = suite.game.disputes(dispute_id)
     assert d.spec_hash == b.setup.demo.task.hash() and d.mail_root == merkle_root(b.mail)
