@@ -1080,19 +1080,20 @@ def group_post(env: Env, spec_path: Path, payment: float, solver_stake: float, e
     """Post a group task on the market (docs/group-tasks.md §4.3): one solver account claims it and
     trains it with a process per participant; every participant's step can be disputed on chain.
     The spec needs --programs, --sampling task and a checkpoint interval (`dtm group spec`)."""
+    from offchain.distributed.group import GroupError, group_task
     from offchain.ml import MLError
     from offchain.workers.artifacts import publish_group_task
     from offchain.workers.submitter import Submitter
 
     _check_terms(payment, solver_stake, expires_in, train_window)
-    spec = _group_spec(spec_path)
-    try:
-        market = env.market()
-        _check_affordable(market, int(payment * ETHER), int(solver_stake * ETHER))
-        store = env.store()
-        published = publish_group_task(store, spec)
-    except MLError as exc:
+    try:  # in this order: the task itself, the chain, then the upload
+        group = group_task(_group_spec(spec_path))
+    except (GroupError, MLError) as exc:
         raise click.ClickException(str(exc)) from exc
+    market = env.market()
+    _check_affordable(market, int(payment * ETHER), int(solver_stake * ETHER))
+    store = env.store()
+    published = publish_group_task(store, group)
     submitter = Submitter(market=market, store=store, home=env.home)
     task_id = _chain_call(lambda: submitter.post(published, payment=int(payment * ETHER),
                                                  solver_stake=int(solver_stake * ETHER), expires_in=expires_in,

@@ -17,7 +17,6 @@ import torch
 
 from offchain.dispute.limits import check_judgeable
 from offchain.distributed.group import SPEC_FORMAT, GroupError, GroupTask, group_task, spec_bytes, spec_from_json
-from offchain.distributed.spec import TrainSpec
 from offchain.ml import (
     Checkpoint,
     Dataset,
@@ -83,13 +82,9 @@ class PublishedGroupTask:
                 f"k={spec.checkpoint_interval}")
 
 
-def publish_group_task(store: ContentStore, spec: TrainSpec) -> PublishedGroupTask:
-    """Put a group's spec document on IPFS, once its group task can be made (`TaskError` otherwise)."""
-    try:
-        group = group_task(spec)
-    except (GroupError, ValueError) as exc:
-        raise TaskError(str(exc)) from None
-    return PublishedGroupTask(group, store.add_bytes(spec_bytes(spec)))
+def publish_group_task(store: ContentStore, group: GroupTask) -> PublishedGroupTask:
+    """Put a group task's spec document on IPFS (the group task `group_task` made of it)."""
+    return PublishedGroupTask(group, store.add_bytes(spec_bytes(group.spec)))
 
 
 def check_program_task(program: Program, optimizer: OptimizerConfig, weights: dict[str, torch.Tensor],

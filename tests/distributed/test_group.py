@@ -184,3 +184,13 @@ def test_a_rank_alone_gives_up_in_one_line(spec_file, tmp_path):
                                     "--parts", str(tmp_path)])
     assert bad.exit_code == 1 and "rank 9 is not a rank of a 2 x 2 group" in bad.output
 
+
+
+def test_dtm_group_post_refuses_a_spec_the_game_could_not_judge_before_touching_the_chain(tmp_path):
+    """A group whose participants do not run their programs: one line, and no RPC is ever reached
+    (the one given is dead)."""
+    out = tmp_path / "g.json"
+    assert CliRunner().invoke(main, ["group", "spec", str(out), "--stages", "2", "--sampling", "task"]).exit_code == 0
+    result = CliRunner().invoke(main, ["--home", str(tmp_path), "--rpc", "http://127.0.0.1:1", "group", "post", str(out)])
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "Error: a group task needs programs: its participants train by the steps the game judges"]

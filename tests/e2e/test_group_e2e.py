@@ -57,7 +57,7 @@ def test_group_task__a_participant_that_tampers_with_its_state_loses_the_dispute
     with local_market(tmp_path) as m:
         solver = m.start(Solver, SOLVER, Role.SOLVER, cheat="skip")
         m.start(Verifier, VERIFIER, Role.VERIFIER)
-        published = publish_group_task(m.store, SPEC)
+        published = publish_group_task(m.store, group_task(SPEC))
         task_id = Submitter(market=m.market(SUBMITTER), store=m.store, home=m.home).post(
             published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=600)
         reader = m.market(0)
