@@ -31,8 +31,8 @@ from offchain.ml.program_training import ProgramTraining
 
 FORMAT = "dtm-group-proof/1"
 #: the files a group publishes: rank<p>/ then a checkpoint, a segment's messages or its proof.json, and group.json
-PART_FILE = re.compile(r"^(rank\d{1,4}/(checkpoint-\d{1,6}\.safetensors|messages-\d{1,6}\.safetensors|proof\.json)"
-                       r"|group\.json)$")
+PART_FILE = re.compile(r"rank\d{1,4}/(checkpoint-\d{1,6}\.safetensors|messages-\d{1,6}\.safetensors|proof\.json)"
+                       r"|group\.json")
 MAX_PART_FILES = 4096
 
 
@@ -109,7 +109,7 @@ def read_document(data: bytes, proof_root: bytes) -> dict[str, str]:
         raise GroupProofError("the group proof document's roots do not give the proof root on chain")
     files = doc["files"]
     if not isinstance(files, dict) or not 0 < len(files) <= MAX_PART_FILES or not all(
-            isinstance(k, str) and PART_FILE.match(k) and isinstance(v, str) for k, v in files.items()):
+            isinstance(k, str) and PART_FILE.fullmatch(k) and isinstance(v, str) for k, v in files.items()):
         raise GroupProofError("the group proof document's files must map part paths (rank<p>/…) to CIDs")
     return files
 

@@ -21,7 +21,7 @@ from offchain.chain.client import TaskView
 from offchain.chain.suite import TaskState
 from offchain.dispute.player import Prosecution, TaskSteps
 from offchain.distributed.group import GroupError, GroupTask, verify_group
-from offchain.distributed.group_proof import GroupProof, ParticipantSteps, read_document
+from offchain.distributed.group_proof import GroupProof, GroupProofError, ParticipantSteps, read_document
 from offchain.distributed.parts import PartsError
 from offchain.log import Progress
 from offchain.ml import DEFAULT_POLICY, DemoTask, MLError, Verdict, profile_threshold, verify
@@ -42,6 +42,8 @@ from offchain.workers.base import Worker
 CONFIRM_FACTOR = 100
 # participant segments of a group task replayed at most (drawn from the verifier's seed)
 GROUP_SAMPLE = 16
+# bytes of a group's published parts a verifier fetches at most
+MAX_GROUP_BYTES = 4 * 1024**3
 
 
 def needs_confirmation(verdict: Verdict) -> bool:
@@ -152,12 +154,16 @@ class Auditor(Worker):
         worker's folder; kept for the dispute."""
         files = read_document(self.store.cat(proof_cid, max_size=MAX_SPEC_BYTES * 64), task.proof_root)
         parts = self.folder / "audits" / f"{self.role}-{self.address.lower()}" / f"{task.task_id}-{task.proof_root.hex()[:16]}"
+        total = 0
         for name, cid in files.items():
             path = parts / name
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.with_suffix(".tmp").write_bytes(self.store.cat(cid, max_size=MAX_ARTIFACT_BYTES))
                 path.with_suffix(".tmp").replace(path)
+            total += path.stat().st_size
+            if total > MAX_GROUP_BYTES:
+                raise GroupProofError(f"the group's parts exceed {MAX_GROUP_BYTES:,} bytes")
         return parts
 
     def _audit_task(self, task: TaskView, bundle: DemoTask, proof_cid: str, seed: bytes) -> Verdict:

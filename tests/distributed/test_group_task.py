@@ -60,6 +60,7 @@ def test_group_proof__the_document_is_read_only_when_its_roots_give_the_proof_ro
     wrong = {"another proof root": (doc, bytes(32), "do not give the proof root"),
              "a path outside the parts": ({**doc, "files": {"../etc/passwd": "Qm"}}, proof_root, "part paths"),
              "an absolute path": ({**doc, "files": {"/rank0/proof.json": "Qm"}}, proof_root, "part paths"),
+             "a name with a newline": ({**doc, "files": {"group.json\n": "Qm"}}, proof_root, "part paths"),
              "no files": ({**doc, "files": {}}, proof_root, "part paths"),
              "another format": ({**doc, "format": "x"}, proof_root, "not a group proof document"),
              "a short root": ({**doc, "mail_root": "0x12"}, proof_root, "mail_root is not")}
