@@ -23,7 +23,8 @@ from offchain.distributed.spec import (
     replica_ranks,
     schedule_ops,
 )
-from offchain.ml.models import GPT, seeded
+from offchain.ml.models import GPT
+from offchain.ml.program import seeded
 from offchain.ml.optim import OptimizerConfig
 
 

@@ -17,9 +17,8 @@ import torch
 from .artifacts import MAX_ARTIFACT_BYTES, save_tensors
 from .capture import ExportConfig, export_program
 from .errors import GraphError
-from .models import seeded
 from .optim import OptimizerConfig
-from .program import Program
+from .program import Program, seeded
 from .program_training import initial_weights
 
 

@@ -8,25 +8,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-_GLOBAL_GENERATOR = threading.Lock()
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """torch's global generator seeded with ``seed``, for this thread alone while it builds a
-    model (a module's initialisation draws from it; workers on threads of one process may build
-    models at once, and each must get its seed's weights)."""
-    with _GLOBAL_GENERATOR:
-        torch.manual_seed(seed)
-        yield
 
 
 class MLP(nn.Module):

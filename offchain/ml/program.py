@@ -33,6 +33,7 @@ import base64
 import contextlib
 import functools
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Iterator, Sequence
 
@@ -89,6 +90,19 @@ def execution_context(num_threads: int | None = 1) -> Iterator[None]:
         torch.set_num_threads(previous_threads)
         _deterministic(previous_deterministic)
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous_tf32
+
+
+_GLOBAL_GENERATOR = threading.Lock()
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """torch's global generator seeded with ``seed``, for this thread alone while it builds a
+    model (a module's initialisation draws from it; workers on threads of one process may build
+    models at once, and each must get its seed's weights)."""
+    with _GLOBAL_GENERATOR:
+        torch.manual_seed(seed)
+        yield
 
 
 @dataclass

@@ -261,14 +261,15 @@ class _Market:
 def _players(suite, parties, s, trace):
     """The workers' solver and challenger over ``s``'s task, the solver having committed ``trace``
     (read without a content store) and both reading checkpoint 0 as ``s``'s state."""
-    from offchain.dispute.player import Defence, Prosecution
+    from offchain.dispute.player import Defence, Prosecution, TaskSteps
+
+    class Steps(TaskSteps):
+        def checkpoint(self, index):
+            return s.state
 
     class Played:
         def committed_trace(self, dispute_id, d):
             return list(trace)
-
-        def checkpoint(self, index):
-            return s.state
 
     class Solver(Played, Defence):
         pass
@@ -277,8 +278,8 @@ def _players(suite, parties, s, trace):
         pass
 
     _Market.LOGS = []
-    return (Solver(_Market(suite, parties.solver), None, s.demo, None),
-            Challenger(_Market(suite, parties.verifier), None, s.demo, None))
+    steps = Steps(None, s.demo, None)
+    return (Solver(_Market(suite, parties.solver), None, steps), Challenger(_Market(suite, parties.verifier), None, steps))
 
 
 def _state(suite, dispute_id) -> dict:
