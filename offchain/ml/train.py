@@ -112,21 +112,28 @@ class TrainingHooks:
 NORM_CHUNK = 1 << 16
 
 
-def squared_distance(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
-    """``(Σ (a − b)², Σ b²)`` over every element, accumulated in float64 a chunk at a time."""
+def squared_distance(a: torch.Tensor, b: torch.Tensor, *, norm: bool = True) -> tuple[float, float]:
+    """``(Σ (a − b)², Σ b²)`` over every element (``Σ b²`` only if ``norm``), squares summed in
+    float64 a chunk at a time. The difference is taken in float32: exact wherever the two are
+    within a factor of two of each other (Sterbenz), as a replay and its commitment are, and
+    within one float32 rounding elsewhere."""
     a, b = a.reshape(-1), b.reshape(-1)
-    diff = norm = 0.0
+    narrow = torch.empty(min(NORM_CHUNK, b.numel()), dtype=a.dtype)
+    wide = torch.empty(narrow.numel(), dtype=torch.float64)
+    diff = total = 0.0
     for start in range(0, b.numel(), NORM_CHUNK):
-        wide = b[start:start + NORM_CHUNK].double()
-        delta = a[start:start + NORM_CHUNK].double() - wide
+        n = min(NORM_CHUNK, b.numel() - start)
+        delta = wide[:n].copy_(torch.sub(a[start:start + n], b[start:start + n], out=narrow[:n]))
         diff += float(torch.dot(delta, delta))
-        norm += float(torch.dot(wide, wide))
-    return diff, norm
+        if norm:
+            reference = wide[:n].copy_(b[start:start + n])
+            total += float(torch.dot(reference, reference))
+    return diff, total
 
 
 def update_norm(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor]) -> float:
     """L2 norm of the whole-parameter update ``after - before`` (float64 accumulation)."""
-    return math.sqrt(sum(squared_distance(tensor, before[name])[0] for name, tensor in after.items()))
+    return math.sqrt(sum(squared_distance(tensor, before[name], norm=False)[0] for name, tensor in after.items()))
 
 
 def _as_list(params: Mapping[str, torch.Tensor], names: Sequence[str]) -> list[torch.Tensor]:

@@ -32,6 +32,7 @@ from offchain.dispute.player import Defence, TaskSteps
 from offchain.distributed.engine import Tamper, run as run_group
 from offchain.distributed.group import GroupTask
 from offchain.distributed.group_proof import GroupProof, ParticipantSteps
+from offchain.distributed.spec import TrainSpec
 from offchain.distributed.stage_program import train_stage_programs
 from offchain.log import Progress
 from offchain.ml import Checkpoint, DemoTask, MLError, TrainingResult, build_proof, cheats, train
@@ -91,6 +92,14 @@ def group_training_seconds(group: GroupTask, probe_steps: int = 2) -> float:
     start = time.perf_counter()
     train_stage_programs(probe)
     return (time.perf_counter() - start) / probe_steps * spec.steps + GROUP_START
+
+
+def forced_tamper(spec: TrainSpec, secret: bytes) -> Tamper:
+    """Where a group's forced error goes: a participant and a step drawn from the claim's secret,
+    so that no verifier can check only where forced errors are put."""
+    draw = int.from_bytes(keccak(b"dtm forced error" + secret), "big")
+    rank, step = divmod(draw % (spec.world * spec.steps), spec.steps)
+    return Tamper(rank, step)
 
 
 class Solver(Worker):
@@ -251,11 +260,11 @@ class Solver(Worker):
 
     def _prove(self, task: TaskView, record: dict[str, Any]) -> dict[str, Any]:
         bundle = self.bundle(task.task_id)
-        if isinstance(bundle, GroupTask):
-            return self._prove_group(task, bundle)
         terms = self.market.terms(task.terms_id)
         forced = task.round == 0 and self.market.call(
             "is_forced_error", bytes.fromhex(record["secret"]), task.entropy, terms.forced_error_ppm)
+        if isinstance(bundle, GroupTask):
+            return self._prove_group(task, bundle, bytes.fromhex(record["secret"]) if forced else None)
         genuine = self._train(task.task_id, bundle, task.deadline, record.get("threads", 1))
         proofs = {"genuine": self._publish(bundle, genuine, self._checkpoints(task.task_id, bundle))}
         if forced:
@@ -271,17 +280,22 @@ class Solver(Worker):
         self.state.update_task(task.task_id, forced=bool(forced), proofs=proofs, losses=genuine.losses)
         return proofs
 
-    def _prove_group(self, task: TaskView, group: GroupTask) -> dict[str, Any]:
+    def _prove_group(self, task: TaskView, group: GroupTask, forced_by: bytes | None) -> dict[str, Any]:
         """Train the group task with every participant on this machine (its processes), and publish
-        the parts; a cheat makes the last participant tamper with its state half way. A forced
-        error is not drawn into a group's proof: its genuine proof goes first, and again after the
-        reveal if the draw asked for one."""
+        the parts. A forced error (``forced_by``: the claim's secret) makes one participant, at one
+        step, both drawn from the secret, tamper with its state; a cheat makes the last participant
+        tamper half way."""
         spec = group.spec
         proofs = {"genuine": self._train_group(task.task_id, group)}
-        if self.cheat:
+        if forced_by is not None:
+            tamper = forced_tamper(spec, forced_by)
+            self.log.info("task %d: forced error drawn; participant %d tampers after its step %d",
+                          task.task_id, tamper.rank, tamper.step)
+            proofs["published"] = self._train_group(task.task_id, group, tamper)
+        elif self.cheat:
             self.log.info("task %d: cheating (participant %d tampers with its state)", task.task_id, spec.world - 1)
             proofs["published"] = self._train_group(task.task_id, group, Tamper(spec.world - 1, spec.steps // 2))
-        self.state.update_task(task.task_id, forced=False, proofs=proofs)
+        self.state.update_task(task.task_id, forced=forced_by is not None, proofs=proofs)
         return proofs
 
     def _train_group(self, task_id: int, group: GroupTask, tamper: Tamper | None = None) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 (each participant running its step program and publishing its parts), verified by a verifier that
 replays every participant's segments from the published parts, and paid; and a group whose last
 participant tampers with its state, challenged at that participant's segment and beaten on chain
-through the group's task."""
+through the group's task. A forced error on a group task is caught and paid from the jackpot the
+same way."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from offchain.distributed.group import group_task, save_spec
 from offchain.distributed.spec import GPTShape, TrainSpec
 from offchain.node import LOCAL_DEPLOYMENT
 from offchain.workers.artifacts import publish_group_task
-from offchain.workers.solver import Solver
+from offchain.workers.solver import Solver, forced_tamper
 from offchain.workers.submitter import Submitter
 from offchain.workers.verifier import Verifier
 from tests.e2e.harness import SOLVER, SUBMITTER, VERIFIER, local_market, wait_for
@@ -31,9 +32,13 @@ SPEC = TrainSpec(model=GPTShape(seq_len=8, dim=16, heads=2, layers=2), stages=2,
                  programs=True)
 
 
-def test_group_task__posted_trained_by_four_processes_verified_by_replay_and_paid(tmp_path):
-    with local_market(tmp_path) as m:
-        m.start(Solver, SOLVER, Role.SOLVER)
+def test_group_task__posted_its_forced_error_caught_and_paid_from_the_jackpot_then_verified_by_replay_and_paid(tmp_path):
+    """The draw makes the first proof a forced error: one participant, at a step drawn from the
+    claim's secret, tampers with its state. The verifier replays the group, challenges that
+    participant's segment and wins through the group's task; the jackpot pays it and nobody is
+    slashed. The genuine proof follows, every participant segment replays exactly, and it is paid."""
+    with local_market(tmp_path, forced_error_ppm=1_000_000) as m:
+        solver = m.start(Solver, SOLVER, Role.SOLVER)
         verifier = m.start(Verifier, VERIFIER, Role.VERIFIER)
         save_spec(SPEC, tmp_path / "g.json")
         done = CliRunner().invoke(main, ["--home", str(m.home), "--rpc", m.anvil.url, "--deployment",
@@ -42,15 +47,31 @@ def test_group_task__posted_trained_by_four_processes_verified_by_replay_and_pai
                                          "--payment", "1", "--train-window", "600"])
         assert done.exit_code == 0, done.output
         task_id = int(done.output.split("group task ")[1].split()[0])
-        reader = m.market(0)
-        assert reader.task(task_id).spec_hash == group_task(SPEC).hash()
-        wait_for(lambda: reader.task(task_id).state == TaskState.FINALISED, 400, "finalisation")
-        assert not reader.events("Challenged", m.deployment.block, task_id=task_id)
+        reader, group = m.market(0), group_task(SPEC)
+        assert reader.task(task_id).spec_hash == group.hash()
+        wait_for(lambda: reader.task(task_id).state == TaskState.FINALISED, 600, "finalisation")
+        # the forced error: declared, proven in the game at the participant the secret drew
+        assert reader.events("ForcedErrorDeclared", m.deployment.block, task_id=task_id)
+        [ended] = reader.arbiter.events.DisputeEnded().get_logs(
+            from_block=m.deployment.block, argument_filters={"task_id": task_id})
+        assert not ended["args"]["solver_won"] and ended["args"]["reason"] == END_LINK
+        tamper = forced_tamper(SPEC, bytes.fromhex(solver.state.task(task_id)["secret"]))
+        [challenged] = reader.events("Challenged", m.deployment.block, task_id=task_id)
+        assert challenged["args"]["segment"] == group.segment(tamper.rank, tamper.step // SPEC.checkpoint_interval)
+        [revealed] = reader.events("ForcedErrorRevealed", m.deployment.block, task_id=task_id)
+        assert revealed["args"]["exposed_by"] == verifier.address
+        paid = reader.contract.events.JackpotPaid().get_logs(from_block=m.deployment.block)
+        assert [e["args"]["winner"] for e in paid] == [verifier.address] and paid[0]["args"]["amount"] > 0
+        assert reader.call("accounts", solver.address)[0] == 5 * ETHER  # nobody was slashed
+        assert reader.call("accounts", verifier.address)[0] == 5 * ETHER
+        # then the genuine proof: verified by replay and paid
+        rounds = [e["args"]["round"] for e in reader.events("ProofSubmitted", m.deployment.block, task_id=task_id)]
+        assert rounds == [0, 1]
         [paid] = reader.events("TaskFinalised", m.deployment.block, task_id=task_id)
         assert paid["args"]["solver_payment"] > 0
-        [accepted] = reader.events("ProofAccepted", m.deployment.block, task_id=task_id)
         verdicts = verifier.state.task(task_id)["verdicts"]
-        assert [v["reason"] for v in verdicts.values()] == ["8 participant segments replay exactly"]
+        assert sorted(v["accept"] for v in verdicts.values()) == [False, True]
+        assert [v["reason"] for v in verdicts.values() if v["accept"]] == ["8 participant segments replay exactly"]
 
 
 def test_group_task__a_participant_that_tampers_with_its_state_loses_the_dispute_through_the_group_s_task(tmp_path):

@@ -152,3 +152,14 @@ def test_declare__not_disputed__reverts(market, flow, actors):
     task_id = flow.to_state("submitted")
     with boa.reverts("market: task not disputed"):
         _declare(market, task_id)
+
+
+def test_group_forced_error__participant_and_step_are_drawn_from_the_secret():
+    """A group's forced error goes where the claim's secret says: any participant at any step, the
+    same for the same secret, so no verifier can check only where forced errors are put."""
+    from offchain.workers.solver import forced_tamper
+    from tests.e2e.test_group_e2e import SPEC
+
+    drawn = {(t.rank, t.step) for t in (forced_tamper(SPEC, i.to_bytes(32, "big")) for i in range(200))}
+    assert drawn == {(rank, step) for rank in range(SPEC.world) for step in range(SPEC.steps)}
+    assert forced_tamper(SPEC, SECRET) == forced_tamper(SPEC, SECRET)
