@@ -719,14 +719,25 @@ def task_status(env: Env, task_id: int, plot_path: Path | None) -> None:
 @pass_env
 def task_result(env: Env, task_id: int, out: Path | None, plot_path: Path | None) -> None:
     """Fetch and check the trained weights of a finalised task."""
+    from offchain.ml.artifacts import write_tensors
     from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
-    from offchain.workers.submitter import fetch_result
+    from offchain.workers.submitter import GroupResult, fetch_result
 
     store = env.store()
     try:
         result = fetch_result(env.market(signer=False), store, task_id, env.home)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
+    if isinstance(result, GroupResult):
+        count = sum(t.numel() for t in result.weights.values())
+        click.echo(f"group proof {result.proof_cid}  the whole model ({len(result.weights)} tensors, {count:,} "
+                   f"parameters) from its stages' last checkpoints  {result.figures()}")
+        if out:
+            write_tensors(out, result.weights)
+            click.echo(f"wrote {out}")
+        if plot_path:
+            raise click.ClickException("--plot: a group task's checkpoints are its participants' own; no curve is drawn")
+        return
     click.echo(f"weights {result.weights_cid}  task's rows ({result.training.rows})  {result.training.figures()}  "
                f"final loss {result.proof.final_loss:.4f}")
     if held := result.holdout:

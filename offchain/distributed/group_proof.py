@@ -21,6 +21,7 @@ from eth_abi import encode
 
 from offchain.distributed import parts as P
 from offchain.distributed.group import GroupTask, group_proof_root
+from offchain.distributed.spec import TrainSpec
 from offchain.distributed.stage_program import mail_layout, published_messages, step_inputs, training_rows
 from offchain.dispute.moves import reveal_participant_segment_args
 from offchain.dispute.program_moves import ProgramStep
@@ -89,8 +90,21 @@ class GroupProof:
                            "mail_root": "0x" + merkle_root(self.mail).hex()}, indent=1, sort_keys=True).encode()
 
 
-def read_document(data: bytes, proof_root: bytes) -> dict[str, str]:
-    """The part files a proof document names (relative path → CID), once its roots give
+@dataclass(frozen=True)
+class GroupProofDocument:
+    """A group proof document whose roots give the proof root on chain."""
+
+    files: dict[str, str]  # part file (relative path) → CID
+    checkpoints_root: bytes  # over every participant's checkpoint roots, in rank order
+
+    def cid(self, name: str) -> str:
+        if name not in self.files:
+            raise GroupProofError(f"the group proof document names no {name}")
+        return self.files[name]
+
+
+def read_document(data: bytes, proof_root: bytes) -> GroupProofDocument:
+    """The part files a proof document names and its checkpoints root, once its roots give
     ``proof_root``; :class:`GroupProofError` naming what is wrong otherwise."""
     try:
         doc = json.loads(data)
@@ -111,7 +125,28 @@ def read_document(data: bytes, proof_root: bytes) -> dict[str, str]:
     if not isinstance(files, dict) or not 0 < len(files) <= MAX_PART_FILES or not all(
             isinstance(k, str) and PART_FILE.fullmatch(k) and isinstance(v, str) for k, v in files.items()):
         raise GroupProofError("the group proof document's files must map part paths (rank<p>/…) to CIDs")
-    return files
+    return GroupProofDocument(files, roots[0])
+
+
+def trained_model(spec: TrainSpec, document: GroupProofDocument, parts_dir: Path,
+                  fetch: Callable[[str], None]) -> dict[str, torch.Tensor]:
+    """The whole model a group trained, by the names of ``build_gpt(spec)``: each stage's
+    parameters at its last checkpoint, from replica 0 (ranks ``0 … stages − 1``). ``fetch(name)``
+    puts the document's part file ``name`` under ``parts_dir``; only every participant's
+    ``proof.json`` and those checkpoints are fetched, each checked against the document's
+    checkpoints root."""
+    for rank in range(spec.world):
+        fetch(f"rank{rank}/proof.json")
+    participants = [P.load_participant(parts_dir, rank) for rank in range(spec.world)]
+    if merkle_root([root for p in participants for root in p.checkpoint_roots]) != document.checkpoints_root:
+        raise GroupProofError("the participants' checkpoint roots do not give the proof's checkpoints root")
+    state = {}
+    for participant in participants[: spec.stages]:
+        last = len(participant.checkpoint_roots) - 1
+        fetch(f"rank{participant.rank}/checkpoint-{last}.safetensors")
+        checkpoint = P.load_checkpoint(parts_dir, participant, last)
+        state.update({name.split("/", 1)[1]: value for name, value in checkpoint.items() if name.startswith("param/")})
+    return state
 
 
 class ParticipantSteps:

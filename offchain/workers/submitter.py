@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,11 +11,22 @@ import torch
 
 from offchain.chain.client import Market, TaskView
 from offchain.chain.suite import TaskState
+from offchain.distributed.group import GroupTask
+from offchain.distributed.group_proof import GroupProofError, read_document, trained_model
+from offchain.distributed.stage import heldout_loss
 from offchain.ml import Checkpoint, Dataset, DemoTask, ProofDocument
+from offchain.ml.artifacts import write_tensors
 from offchain.ml.models import preset_model
 from offchain.ml.program_training import ProgramTraining
 from offchain.storage import ContentStore
-from offchain.workers.artifacts import MAX_ARTIFACT_BYTES, PublishedGroupTask, PublishedTask, fetch_proof, fetch_task
+from offchain.workers.artifacts import (
+    MAX_ARTIFACT_BYTES,
+    PublishedGroupTask,
+    PublishedTask,
+    fetch_any_task,
+    fetch_proof,
+    fetch_task,
+)
 from offchain.workers.base import Worker
 
 
@@ -47,9 +60,21 @@ def holdout_path(home: Path, spec_cid: str) -> Path:
     return home / "holdout" / f"{spec_cid}.safetensors"
 
 
-def fetch_result(market: Market, store: ContentStore, task_id: int, home: Path | None = None) -> TaskResult:
+@dataclass(frozen=True)
+class GroupResult:
+    proof_cid: str  # the group proof document the task was paid for
+    weights: dict[str, torch.Tensor]  # the whole model, by the names of `build_gpt(spec)`
+    heldout_loss: float  # mean loss per token on the spec's held-out rows of the corpus
+
+    def figures(self) -> str:
+        return f"held-out loss {self.heldout_loss:.4f}  perplexity {math.exp(self.heldout_loss):.2f}"
+
+
+def fetch_result(market: Market, store: ContentStore, task_id: int, home: Path | None = None
+                 ) -> TaskResult | GroupResult:
     """The final weights of a finalised task, checked against the proof it was paid for, and their
-    score on the held-out rows kept under ``home`` (if any)."""
+    score on the held-out rows kept under ``home`` (if any); for a group task, the whole model from
+    its stages' last checkpoints (`trained_model`) and its held-out loss."""
     task = market.task(task_id)
     if task.state != TaskState.FINALISED:
         raise LookupError(f"task {task_id} is {task.state.name.lower()}, not finalised")
@@ -58,7 +83,9 @@ def fetch_result(market: Market, store: ContentStore, task_id: int, home: Path |
     submitted = [e["args"] for e in market.events("ProofSubmitted", market.deployment.block, task_id=task_id)
                  if e["args"]["proof_root"] == proof_root]
     created = market.events("TaskCreated", market.deployment.block, task_id=task_id)[0]["args"]
-    bundle = fetch_task(store, created["spec_cid"], task.spec_hash)
+    bundle = fetch_any_task(store, created["spec_cid"], task.spec_hash)
+    if isinstance(bundle, GroupTask):
+        return _group_result(store, bundle, submitted[-1]["proof_cid"], proof_root)
     proof = fetch_proof(store, submitted[-1]["proof_cid"], proof_root)
     weights_cid = proof.checkpoint_cids[-1]
     final = Checkpoint.from_bytes(store.cat(weights_cid, max_size=MAX_ARTIFACT_BYTES), bundle.spec,
@@ -71,6 +98,23 @@ def fetch_result(market: Market, store: ContentStore, task_id: int, home: Path |
         kept = Dataset.from_bytes(held.read_bytes(), bundle.spec.input_dim)
         holdout = score(bundle.spec, final.params, kept)
     return TaskResult(proof, weights_cid, final.params, score(bundle.spec, final.params, bundle.dataset), holdout)
+
+
+def _group_result(store: ContentStore, group: GroupTask, proof_cid: str, proof_root: bytes) -> GroupResult:
+    document = read_document(store.cat(proof_cid, max_size=MAX_ARTIFACT_BYTES), proof_root)
+    with tempfile.TemporaryDirectory(prefix="dtm-group-result-") as folder:
+        parts = Path(folder)
+
+        def fetch(name: str) -> None:
+            path = parts / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(store.cat(document.cid(name), max_size=MAX_ARTIFACT_BYTES))
+
+        try:
+            weights = trained_model(group.spec, document, parts, fetch)
+        except (OSError, ValueError, KeyError) as exc:
+            raise GroupProofError(f"the group's published parts cannot be read: {exc}") from None
+    return GroupResult(proof_cid, weights, heldout_loss(group.spec, weights))
 
 
 @dataclass(frozen=True)
@@ -187,7 +231,7 @@ class Submitter(Worker):
             spec_cid=published.spec_cid, commitments=published.commitments(), payment=payment,
             solver_stake=solver_stake, expires=self.market.now() + expires_in, train_window=train_window,
         )
-        self.track(task_id, spec_cid=published.spec_cid, group=isinstance(published, PublishedGroupTask))
+        self.track(task_id, spec_cid=published.spec_cid)
         self.log.info("task %d: posted %s (%s)", task_id, published.spec_cid, published.summary)
         return task_id
 
@@ -195,19 +239,25 @@ class Submitter(Worker):
         """Nothing to do while others work: every deadline is enforced by whoever cares first."""
 
     def finish(self, task: TaskView) -> None:
-        if task.state == TaskState.FINALISED and (self.state.task(task.task_id) or {}).get("group"):
-            proof = self.latest_event("ProofSubmitted", task.task_id)
-            self.state.update_task(task.task_id, result=proof["proof_cid"])
-            self.log.info("task %d: trained by the group; its parts are listed in %s", task.task_id, proof["proof_cid"])
-        elif task.state == TaskState.FINALISED:
-            result = fetch_result(self.market, self.store, task.task_id, self.home)
-            out = self.home / "results" / f"task-{task.task_id}.safetensors"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(self.store.cat(result.weights_cid, max_size=MAX_ARTIFACT_BYTES))
-            held = result.holdout
-            self.state.update_task(task.task_id, result=str(out), accuracy=result.accuracy,
-                                   holdout_accuracy=held and held.accuracy, holdout_loss=held and held.loss)
-            self.log.info("task %d: trained weights %s (%s%s) saved to %s", task.task_id, result.weights_cid,
-                          result.training.figures(), f"; held-out {held.figures()}" if held else "", out)
+        if task.state == TaskState.FINALISED:
+            self._save_result(task.task_id)
         self.collect_credits()
         super().finish(task)
+
+    def _save_result(self, task_id: int) -> None:
+        result = fetch_result(self.market, self.store, task_id, self.home)
+        out = self.home / "results" / f"task-{task_id}.safetensors"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(result, GroupResult):
+            write_tensors(out, result.weights)
+            self.state.update_task(task_id, result=str(out), proof_cid=result.proof_cid,
+                                   holdout_loss=result.heldout_loss)
+            self.log.info("task %d: trained by the group (%s); the whole model saved to %s", task_id,
+                          result.figures(), out)
+            return
+        out.write_bytes(self.store.cat(result.weights_cid, max_size=MAX_ARTIFACT_BYTES))
+        held = result.holdout
+        self.state.update_task(task_id, result=str(out), accuracy=result.accuracy,
+                               holdout_accuracy=held and held.accuracy, holdout_loss=held and held.loss)
+        self.log.info("task %d: trained weights %s (%s%s) saved to %s", task_id, result.weights_cid,
+                      result.training.figures(), f"; held-out {held.figures()}" if held else "", out)

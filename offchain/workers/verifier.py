@@ -152,7 +152,7 @@ class Auditor(Worker):
     def _group_parts(self, task: TaskView, group: GroupTask, proof_cid: str) -> Path:
         """The parts a group proof document names, fetched (each against its CID) under this
         worker's folder; kept for the dispute."""
-        files = read_document(self.store.cat(proof_cid, max_size=MAX_SPEC_BYTES * 64), task.proof_root)
+        files = read_document(self.store.cat(proof_cid, max_size=MAX_SPEC_BYTES * 64), task.proof_root).files
         parts = self.folder / "audits" / f"{self.role}-{self.address.lower()}" / f"{task.task_id}-{task.proof_root.hex()[:16]}"
         total = 0
         for name, cid in files.items():

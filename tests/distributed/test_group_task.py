@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from offchain.distributed.group import GroupError, group_proof_root, group_task, spec_bytes, spec_from_json
-from offchain.distributed.group_proof import FORMAT, GroupProofError, read_document
+from offchain.distributed.group_proof import FORMAT, GroupProofDocument, GroupProofError, read_document
 from offchain.distributed.spec import GPTShape, TrainSpec
 from offchain.distributed.stage import build_gpt
 from offchain.ml.commit import merkle_root
@@ -56,7 +56,7 @@ def test_group_proof__the_document_is_read_only_when_its_roots_give_the_proof_ro
     checkpoints_root, proof_root = group_proof_root([[bytes(32)] * 3] * 2, [bytes.fromhex("11" * 32)])
     doc = {"format": FORMAT, "files": {"rank0/proof.json": "Qm1", "group.json": "Qm2"},
            "checkpoints_root": "0x" + checkpoints_root.hex(), "mail_root": "0x" + merkle_root([bytes.fromhex("11" * 32)]).hex()}
-    assert read_document(json.dumps(doc).encode(), proof_root) == doc["files"]
+    assert read_document(json.dumps(doc).encode(), proof_root) == GroupProofDocument(doc["files"], checkpoints_root)
     wrong = {"another proof root": (doc, bytes(32), "do not give the proof root"),
              "a path outside the parts": ({**doc, "files": {"../etc/passwd": "Qm"}}, proof_root, "part paths"),
              "an absolute path": ({**doc, "files": {"/rank0/proof.json": "Qm"}}, proof_root, "part paths"),

@@ -7,14 +7,19 @@ one whose replay disagrees with what it did, the receiver of its bad gradient in
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
 
+from offchain.dispute.limits import program_unjudgeable_reason
+from offchain.distributed import parts as P
 from offchain.distributed.engine import Tamper, run, run_single
-from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec
-from offchain.distributed.group import segments
+from offchain.distributed.group import group_proof_root, segments
+from offchain.distributed.group_proof import GroupProofDocument, GroupProofError, trained_model
 from offchain.distributed.replay import check_group, replay_participant
+from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec
+from offchain.distributed.stage import build_gpt
 from offchain.distributed.stage_program import (
     Message,
     export_stage_program,
@@ -29,7 +34,6 @@ from offchain.distributed.stage_program import (
     step_inputs,
     train_stage_programs,
 )
-from offchain.dispute.limits import program_unjudgeable_reason
 from offchain.ml.artifacts import Dataset
 from offchain.ml.commit import tensor_root
 from offchain.ml.demo import program_task
@@ -274,6 +278,36 @@ def test_stage_programs__the_published_parts_give_the_threads_mail(trained, engi
     spec, _result, honest, *_ = engine_run
     _, records = trained["2 stages x 2 replicas"]
     assert published_mail(spec, honest) == group_mail(records)
+
+
+def test_group_result__the_whole_model_is_replica_0_s_last_checkpoints_checked_against_the_proof(engine_run, tmp_path):
+    """What a submitter gets of a group task (`trained_model`): the engine's own final model, from
+    every participant's proof.json and replica 0's last checkpoint of each stage, nothing else
+    fetched; parts whose roots are not the proof's, or a checkpoint in another's place, refused."""
+    spec, result, honest, cheated, _ = engine_run
+    roots = [P.load_participant(honest, rank).checkpoint_roots for rank in range(spec.world)]
+    document = GroupProofDocument({str(f.relative_to(honest)): str(f) for f in honest.rglob("*") if f.is_file()},
+                                  group_proof_root(roots, [])[0])
+    fetched = []
+
+    def fetch_from(parts: Path, into: Path, swap: dict[str, str] | None = None):
+        def fetch(name: str) -> None:
+            fetched.append(name)
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+            (into / name).write_bytes((parts / (swap or {}).get(name, name)).read_bytes())
+        return fetch
+
+    state = trained_model(spec, document, tmp_path / "a", fetch_from(honest, tmp_path / "a"))
+    last = len(roots[0]) - 1
+    assert sorted(fetched) == sorted([f"rank{r}/proof.json" for r in range(spec.world)]
+                                     + [f"rank{s}/checkpoint-{last}.safetensors" for s in range(spec.stages)])
+    assert state.keys() == result.state.keys() and all(torch.equal(state[n], result.state[n]) for n in state)
+    build_gpt(spec).load_state_dict(state)  # strict: every parameter of the model, by its name
+    with pytest.raises(GroupProofError, match="do not give the proof's checkpoints root"):
+        trained_model(spec, document, tmp_path / "b", fetch_from(cheated, tmp_path / "b"))
+    swapped = {f"rank0/checkpoint-{last}.safetensors": f"rank0/checkpoint-{last - 1}.safetensors"}
+    with pytest.raises(P.PartsError, match="does not match its committed root"):
+        trained_model(spec, document, tmp_path / "c", fetch_from(honest, tmp_path / "c", swapped))
 
 
 def test_stage_programs__a_spec_with_programs_refuses_compression():

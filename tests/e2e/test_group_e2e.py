@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from offchain.chain.deployment import deployment_path
 from offchain.chain.suite import ETHER, Role, TaskState
@@ -17,6 +18,7 @@ from offchain.cli import main
 from offchain.dispute.game import END_LINK
 from offchain.distributed.group import group_task, save_spec
 from offchain.distributed.spec import GPTShape, TrainSpec
+from offchain.distributed.stage import build_gpt, heldout_loss
 from offchain.node import LOCAL_DEPLOYMENT
 from offchain.workers.artifacts import publish_group_task
 from offchain.workers.solver import Solver, forced_tamper
@@ -72,6 +74,14 @@ def test_group_task__posted_its_forced_error_caught_and_paid_from_the_jackpot_th
         verdicts = verifier.state.task(task_id)["verdicts"]
         assert sorted(v["accept"] for v in verdicts.values()) == [False, True]
         assert [v["reason"] for v in verdicts.values() if v["accept"]] == ["8 participant segments replay exactly"]
+        # the submitter gets the whole model, checked against the proof it paid for
+        got = CliRunner().invoke(main, ["--home", str(m.home), "--rpc", m.anvil.url, "--deployment",
+                                        str(deployment_path(*LOCAL_DEPLOYMENT, tmp_path / "deployments")),
+                                        "task", "result", str(task_id), "--out", str(tmp_path / "model.safetensors")])
+        assert got.exit_code == 0, got.output
+        model = build_gpt(SPEC)
+        model.load_state_dict(load_file(str(tmp_path / "model.safetensors")))  # strict: every parameter
+        assert f"held-out loss {heldout_loss(SPEC, model.state_dict()):.4f}" in got.output
 
 
 def test_group_task__a_participant_that_tampers_with_its_state_loses_the_dispute_through_the_group_s_task(tmp_path):
