@@ -319,6 +319,14 @@ const scenarios = {
     return { ...seen, program_note: await text(page, "#curve-note"), program_curves: await page.locator("#loss-curve").count() };
   },
 
+  /** A group task with a proof: the page names the command that assembles its model. */
+  async group_task(page) {
+    await page.goto(`${params.app_url}#/task/${params.task_id}`);
+    await page.locator("#curve-note").waitFor({ timeout: TIMEOUT });
+    return { note: await text(page, "#curve-note"), curves: await page.locator("#loss-curve").count(),
+      errors: await page.locator("#curve-error").count(), screenshots: [await shot(page, "group-task")] };
+  },
+
   /** A store that answers other bytes for a file: the page refuses the result and says so. */
   async get_result_refused(page) {
     await page.goto(`${params.app_url}#/task/${params.task_id}`);

@@ -3,7 +3,7 @@ task on a real Anvil while its page is open; the page draws the loss curve of th
 checkpoints as `dtm task status --plot` computes it, then fetches the trained weights from the
 content store, checks them as `dtm task result` does, and offers them as a file. A store that
 answers other bytes than the weights' CID is refused; a proof whose checkpoint fails its committed
-root gets no curve but the reason."""
+root gets no curve but the reason; a group task's page names the command that assembles its model."""
 
 from __future__ import annotations
 
@@ -16,16 +16,19 @@ from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 import pytest
+from eth_utils import keccak
 
-from offchain.chain.suite import Role, TaskState, format_ether
+from offchain.chain.suite import ETHER, Role, TaskState, format_ether
+from offchain.distributed.group import group_task
 from offchain.node import free_port
 from offchain.storage import serve
 from offchain.webapp import app_config, app_origins, serve_app
-from offchain.workers.artifacts import fetch_proof, fetch_task
+from offchain.workers.artifacts import fetch_proof, fetch_task, publish_group_task
 from offchain.workers.solver import Solver
-from offchain.workers.submitter import fetch_result, proof_curve
+from offchain.workers.submitter import Submitter, fetch_result, proof_curve
 from offchain.workers.verifier import Verifier
-from tests.e2e.harness import SOLVER, VERIFIER, local_market, wait_for
+from tests.e2e.harness import SOLVER, SUBMITTER, VERIFIER, local_market, wait_for
+from tests.e2e.test_group_e2e import SPEC as GROUP_SPEC
 from tests.e2e.test_program_e2e import _post_program as post_program
 from tests.webapp.conftest import MarketApp, browser_available
 
@@ -179,3 +182,33 @@ def test_a_checkpoint_that_fails_its_root_shows_why_instead_of_a_curve(tmp_path)
                              "the proof's solver published other weights than it committed to.")
     assert seen["program_note"] == f"This task trains its own program: `dtm task status {program_id} --plot` draws its loss curve."
     assert seen["program_curves"] == 0
+
+
+def test_a_group_task_s_page_names_the_command_that_assembles_its_model(tmp_path):
+    """A group task's model is its stages' last checkpoints, which `dtm task result` assembles and
+    checks; its page says so where a task's loss curve goes, instead of failing on a spec that is
+    not a task's. The proof is submitted by hand (the page reads its spec before the proof)."""
+    browser_available()
+    with local_market(tmp_path) as m:
+        group = group_task(GROUP_SPEC)
+        task_id = Submitter(market=m.market(SUBMITTER), store=m.store, home=m.home).post(
+            publish_group_task(m.store, group), payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=600)
+        solver = m.market(SOLVER)
+        solver.deposit(Role.SOLVER, 5 * ETHER)
+        solver.transact("claim", task_id, keccak(b"secret"))
+        wait_for(lambda: solver.w3.eth.block_number > solver.task(task_id).draw_block, 30, "the claim's next block")
+        solver.transact("draw", task_id)
+        solver.transact("submit", task_id, keccak(b"parts"), group.checkpoints, m.store.add_bytes(b"{}"))
+        web_port = free_port()
+        with serve(str(m.home / "ipfs"), port=0, cors_origins=app_origins(web_port)) as store:
+            app = serve_app(app_config({m.deployment.chain_id: m.anvil.url}, store.url, tmp_path / "deployments"),
+                            port=web_port)
+            try:
+                seen = MarketApp(m.anvil.url, store.url, app.url, m.deployment, m.home,
+                                 tmp_path / "deployments").browse("group_task", task_id=task_id)
+            finally:
+                app.close()
+    assert seen["page_errors"] == [] and seen["curves"] == 0 and seen["errors"] == 0
+    assert seen["note"] == (f"Task {task_id} is a group task (its spec document says 2 stages × 2 replicas): "
+                            f"`dtm task result {task_id} --out FILE` assembles its model from the stages' checkpoints "
+                            "and checks it.")

@@ -13,6 +13,9 @@ import type { Market } from "./market";
 import { readHeader, type RawTensor } from "./safetensors";
 import { cat } from "./store";
 
+/** `offchain.distributed.group.SPEC_FORMAT` */
+const GROUP_SPEC_FORMAT = "dtm-group-spec/1";
+
 const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((n, i) => n === b[i]);
 
 /** A published file that fails its check: it is named by its hash, so fetching it again cannot help. */
@@ -52,6 +55,12 @@ function floats(t: RawTensor): Float32Array {
 }
 
 /** A linear/ReLU stack: the MLP whose loss the page computes. */
+/** A group task (docs/group-tasks.md): its model is its stages' last checkpoints, which the CLI
+ *  assembles and checks; the page neither draws nor fetches it. */
+export class GroupTask extends AppError {
+  name = "GroupTask";
+}
+
 export interface Layer { type: "linear" | "relu"; out?: number }
 export interface ModelSpec { input_dim: number; layers: Layer[] }
 
@@ -113,7 +122,12 @@ export async function fetchProof(market: Market, api: string, id: bigint, proofR
   if (!event) throw new AppError(`Task ${id} has no proof with root ${proofRoot}.`);
 
   const specBytes = await cat(api, created[0].spec_cid as string, "task spec");
-  const spec = readSpec(json(specBytes, "task spec"), specBytes, task.spec_hash, created[0].spec_cid as string);
+  const raw = json(specBytes, "task spec");
+  if (raw.format === GROUP_SPEC_FORMAT) {
+    throw new GroupTask(`Task ${id} is a group task (its spec document says ${raw.stages} stages × ${raw.replicas} replicas): ` +
+      `\`dtm task result ${id} --out FILE\` assembles its model from the stages' checkpoints and checks it.`);
+  }
+  const spec = readSpec(raw, specBytes, task.spec_hash, created[0].spec_cid as string);
   const modelBytes = await cat(api, spec.model_cid, "model");
   let program: Program;
   try {

@@ -140,6 +140,10 @@ export function taskPage(ctx: Context, id: bigint): View {
         curve.replaceChildren(title, h("p", { id: "curve-note" }, `This task trains its own program: \`dtm task status ${id} --plot\` draws its loss curve.`));
         return;
       }
+      if (error?.name === "GroupTask") {
+        curve.replaceChildren(title, h("p", { id: "curve-note" }, error.message));
+        return;
+      }
       const again = h("button", { type: "button", id: "curve-retry" }, "Try again");
       again.addEventListener("click", () => showCurve(root, true));
       curve.replaceChildren(title, h("p", { id: "curve-error" }, describe(error, "Computing the loss curve")),
