@@ -154,7 +154,8 @@ def programs(args) -> None:
     the plain loop of the same module, and one checkpoint's bookkeeping against one segment."""
     print(f"programs, {args.model_steps} steps, k={args.k}, 1 thread, median of {args.repeats}, allocator tuned "
           f"in both; ratios against the plain loop of the same run")
-    print(f"{'model':<20} {'plain ms/step':>13} {'PoL x plain':>11} {'bookkeeping / segment':>22}")
+    print(f"{'model':<20} {'plain ms/step':>13} {'PoL x plain':>11} {'bookkeeping / segment':>22}"
+          f"   {'of which: root, norm, write (ms)':>32}")
     tune_allocator()
     for name, workload in PROGRAMS.items():
         demo = workload_task(workload, steps=args.model_steps, k=args.k)
@@ -166,20 +167,30 @@ def programs(args) -> None:
         med = interleaved_medians({
             "plain": lambda: plain(copy.deepcopy(model), config, batches),
             "pol": lambda: timed(lambda: pol_run(demo)),
-            "books": lambda: timed(lambda: book(state, names, demo.spec)),
+            **{part: (lambda part=part: book(state, names, demo.spec, part)) for part in BOOKKEEPING},
         }, args.repeats)
         segment = med["plain"] / args.model_steps * args.k
+        parts = ", ".join(f"{med[part] * 1e3:.0f}" for part in BOOKKEEPING)
         print(f"{name:<20} {med['plain'] / args.model_steps * 1e3:>13.1f} {med['pol'] / med['plain']:>10.2f}x "
-              f"{med['books'] / segment:>21.3f}x")
+              f"{sum(med[part] for part in BOOKKEEPING) / segment:>21.3f}x   {parts:>32}")
 
 
-def book(state, names, spec) -> None:
-    """One checkpoint's bookkeeping as training does it beside the next segment: its root on one
-    thread (the other cores train), its update norm, and the solver's hook writing it to disk."""
+#: one checkpoint's bookkeeping as training does it beside the next segment
+BOOKKEEPING = ("root", "norm", "write")
+
+
+def book(state, names, spec, part: str) -> float:
+    """Seconds of one part of a checkpoint's bookkeeping: its root on one thread (the other cores
+    train), its update norm, or the solver's hook writing it to disk."""
     with hashing_threads(1), tempfile.TemporaryDirectory() as directory:
-        checkpoint_root(state, names)
-        update_norm(state, state)
-        write_weights(Path(directory) / "checkpoint.safetensors", state, spec)
+        start = time.perf_counter()
+        if part == "root":
+            checkpoint_root(state, names)
+        elif part == "norm":
+            update_norm(state, state)
+        else:
+            write_weights(Path(directory) / "checkpoint.safetensors", state, spec)
+        return time.perf_counter() - start
 
 
 def executor_only(demo, batches) -> None:

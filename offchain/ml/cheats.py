@@ -158,7 +158,8 @@ def wrong_data(demo: DemoTask, mode: str = "seed") -> CheatRun:
 
 
 def forced_error(
-    demo: DemoTask, segment: int | None = None, magnitude: float = 1e-3, seed: int = 0
+    demo: DemoTask, segment: int | None = None, magnitude: float = 1e-3, seed: int = 0,
+    genuine: TrainingResult | None = None,
 ) -> CheatRun:
     """Deliberately corrupt one segment (Truebit-style forced error); keep the genuine run.
 
@@ -166,9 +167,10 @@ def forced_error(
     the top-Q set of every verifier that follows the policy, and the relative perturbation
     ``magnitude`` is far above any honest threshold yet too small to change the norm profile:
     the proof looks exactly like an honest one.  ``genuine`` is the honest run, whose final
-    weights the submitter still receives.
+    weights the submitter still receives: trained here unless the caller has it (a solver has).
     """
-    genuine = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph)
+    if genuine is None:
+        genuine = train(demo.task, demo.spec, demo.weights, demo.dataset, graph=demo.graph)
     if segment is None:
         segment = int(np.argmax(genuine.update_norms))
     rng = np.random.Generator(np.random.PCG64(seed))

@@ -269,7 +269,7 @@ class Solver(Worker):
         proofs = {"genuine": self._publish(bundle, genuine, self._checkpoints(task.task_id, bundle))}
         if forced:
             self.log.info("task %d: forced error drawn; publishing a corrupted proof first", task.task_id)
-            proofs["published"] = self._publish(bundle, cheats.forced_error(bundle).result)
+            proofs["published"] = self._publish(bundle, cheats.forced_error(bundle, genuine=genuine).result)
         elif self.cheat:
             self.log.info("task %d: cheating (%s)", task.task_id, self.cheat)
             run = (cheats.corrupt_element(bundle, op=self.corrupt_op) if self.corrupt_op

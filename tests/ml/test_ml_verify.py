@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,6 +120,15 @@ def test_forced_error_keeps_genuine_result(tiny, tiny_result):
     assert run.result.roots[: segment + 1] == tiny_result.roots[: segment + 1]
     assert run.result.roots[segment + 1] != tiny_result.roots[segment + 1]
     assert run.proof.count == build_proof(tiny.task, tiny_result).count
+
+
+def test_forced_error__a_solver_s_genuine_run_is_not_trained_again(tiny, tiny_result, monkeypatch):
+    """The solver passes the run it trained: the forced error costs one more training, not two
+    (its time check allows twice the training time)."""
+    monkeypatch.setattr(cheats, "train", lambda *a, **k: pytest.fail("trained the genuine run again"))
+    run = cheats.forced_error(tiny, genuine=tiny_result)
+    assert run.genuine is tiny_result and run.bad_segments == {int(np.argmax(tiny_result.update_norms))}
+    assert run.result.roots != tiny_result.roots
 
 
 def test_commitment_failures(tiny, threshold):

@@ -71,6 +71,19 @@ def tampering(upstream: str, cid: str) -> Iterator[str]:
         server.server_close()
 
 
+def browse(m, tmp_path, scenario: str, **params) -> dict:
+    """`scenario` of browser.mjs on the app served for the harness's market and its store."""
+    web_port = free_port()
+    with serve(str(m.home / "ipfs"), port=0, cors_origins=app_origins(web_port)) as store:
+        app = serve_app(app_config({m.deployment.chain_id: m.anvil.url}, store.url, tmp_path / "deployments"),
+                        port=web_port)
+        try:
+            return MarketApp(m.anvil.url, store.url, app.url, m.deployment, m.home,
+                             tmp_path / "deployments").browse(scenario, **params)
+        finally:
+            app.close()
+
+
 def test_a_task_followed_to_finalised_shows_its_loss_curve_and_its_weights(tmp_path):
     browser_available()
     with local_market(tmp_path) as m:
@@ -168,15 +181,7 @@ def test_a_checkpoint_that_fails_its_root_shows_why_instead_of_a_curve(tmp_path)
         bundle = fetch_task(m.store, created["spec_cid"], reader.task(task_id).spec_hash)
         with pytest.raises(ValueError, match="checkpoint 1 does not match"):  # the CLI refuses it too
             proof_curve(bundle, proof, m.store)
-        web_port = free_port()
-        with serve(str(m.home / "ipfs"), port=0, cors_origins=app_origins(web_port)) as store:
-            app = serve_app(app_config({m.deployment.chain_id: m.anvil.url}, store.url, tmp_path / "deployments"),
-                            port=web_port)
-            try:
-                seen = MarketApp(m.anvil.url, store.url, app.url, m.deployment, m.home,
-                                 tmp_path / "deployments").browse("curve_refused", task_id=task_id, program_id=program_id)
-            finally:
-                app.close()
+        seen = browse(m, tmp_path, "curve_refused", task_id=task_id, program_id=program_id)
     assert seen["page_errors"] == [] and seen["curves"] == 0 and seen["retry"] == 0  # no retry: the file is wrong
     assert seen["error"] == (f"Checkpoint 1 ({proof.checkpoint_cids[1]}) does not match its committed root in the proof: "
                              "the proof's solver published other weights than it committed to.")
@@ -199,15 +204,7 @@ def test_a_group_task_s_page_names_the_command_that_assembles_its_model(tmp_path
         wait_for(lambda: solver.w3.eth.block_number > solver.task(task_id).draw_block, 30, "the claim's next block")
         solver.transact("draw", task_id)
         solver.transact("submit", task_id, keccak(b"parts"), group.checkpoints, m.store.add_bytes(b"{}"))
-        web_port = free_port()
-        with serve(str(m.home / "ipfs"), port=0, cors_origins=app_origins(web_port)) as store:
-            app = serve_app(app_config({m.deployment.chain_id: m.anvil.url}, store.url, tmp_path / "deployments"),
-                            port=web_port)
-            try:
-                seen = MarketApp(m.anvil.url, store.url, app.url, m.deployment, m.home,
-                                 tmp_path / "deployments").browse("group_task", task_id=task_id)
-            finally:
-                app.close()
+        seen = browse(m, tmp_path, "group_task", task_id=task_id)
     assert seen["page_errors"] == [] and seen["curves"] == 0 and seen["errors"] == 0
     assert seen["note"] == (f"Task {task_id} is a group task (its spec document says 2 stages × 2 replicas): "
                             f"`dtm task result {task_id} --out FILE` assembles its model from the stages' checkpoints "
