@@ -131,6 +131,15 @@ class NonceManager:
         with cls._all_lock:
             return cls._all.setdefault((*chain, address), cls())
 
+    @classmethod
+    def forget(cls, chain: tuple[int, bytes]) -> None:
+        """Drop what this process knows of ``chain``'s nonces: a chain loaded afresh from the
+        snapshot that gave it its genesis (as each test market is) is a new chain, and a move left
+        in flight on the last one would otherwise hold back the next nonce forever."""
+        with cls._all_lock:
+            for key in [key for key in cls._all if key[:2] == chain]:
+                del cls._all[key]
+
     def next(self, pending: int) -> int:
         """Call with `lock` held; add the nonce to `in_flight` once its transaction is broadcast."""
         return max([pending, *(n + 1 for n in self.in_flight)])

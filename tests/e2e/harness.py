@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from offchain.chain.client import Market, connect
+from offchain.chain.client import Market, NonceManager, connect
 from offchain.chain.deployment import Deployment
 from offchain.chain.suite import ETHER, Role
 from offchain.ml import digits_dataset
@@ -83,6 +83,9 @@ def local_market(tmp_path: Path, *, forced_error_ppm: int = 0) -> Iterator[Harne
         deployment = deployed(anvil.url, tmp_path / "deployments", arbiter=DEFAULT_ARBITER, window=WINDOW,
                               clock=CLOCK, forced_error_ppm=forced_error_ppm)
         mine_every(anvil.url, 1)
+        w3 = connect(anvil.url)
+        # every test market is loaded from one snapshot, so its genesis is the last one's
+        NonceManager.forget((w3.eth.chain_id, bytes(w3.eth.get_block(0)["hash"])))
         harness = Harness(anvil, deployment, tmp_path / "home", LocalStore(tmp_path / "home" / "ipfs"))
         yield harness
     finally:

@@ -269,3 +269,19 @@ def test_nonces__a_chain_started_afresh_with_the_same_id_inherits_no_move_in_fli
         finally:
             node.stop()
     assert markets[0]._chain[0] == markets[1]._chain[0] and markets[0]._chain != markets[1]._chain
+
+
+def test_nonces__a_test_market_loaded_from_the_same_snapshot_inherits_no_move_in_flight(tmp_path):
+    """Every test market is loaded from one snapshot (`tests.chains.deployed`), so each has the last
+    one's genesis: `local_market` forgets the process's nonces of that chain, or a move left in
+    flight by a worker of the last test would hold back the same account's next move forever."""
+    from tests.e2e.harness import local_market
+
+    chains = []
+    for run in range(2):
+        with local_market(tmp_path / str(run)) as m:
+            market = Market(connect(m.anvil.url), m.deployment, dev_account(8), TxPolicy(timeout=20))
+            assert market.deposit(Role.SOLVER, AMOUNT)["status"] == 1
+            chains.append(market._chain)
+            NonceManager.of(market._chain, market.account.address).in_flight.add(5)
+    assert chains[0] == chains[1]  # the same genesis: only the forgetting sets the second one free
