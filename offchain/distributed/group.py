@@ -191,10 +191,15 @@ def group_task(spec: TrainSpec, *, cid: Callable[[bytes], str] = compute_cid) ->
                                  for sp in captured), tuple(participant_program(sp, spec) for sp in captured))
 
 
+def group_checkpoints_root(checkpoint_roots: Sequence[Sequence[bytes]]) -> bytes:
+    """The Merkle root of every participant's checkpoint roots, in rank order."""
+    return merkle_root([root for roots in checkpoint_roots for root in roots])
+
+
 def group_proof_root(checkpoint_roots: Sequence[Sequence[bytes]], mail: Sequence[bytes]) -> tuple[bytes, bytes]:
     """(checkpoints root, proof root) of a group's proof: the Merkle root of every participant's
     checkpoint roots in rank order, and keccak256(abi.encode(that root, the mail root))."""
-    checkpoints_root = merkle_root([root for roots in checkpoint_roots for root in roots])
+    checkpoints_root = group_checkpoints_root(checkpoint_roots)
     return checkpoints_root, keccak256(encode(["bytes32", "bytes32"], [checkpoints_root, merkle_root(list(mail))]))
 
 

@@ -20,7 +20,7 @@ import torch
 from eth_abi import encode
 
 from offchain.distributed import parts as P
-from offchain.distributed.group import GroupTask, group_proof_root
+from offchain.distributed.group import GroupTask, group_checkpoints_root, group_proof_root
 from offchain.distributed.spec import TrainSpec
 from offchain.distributed.stage_program import mail_layout, published_messages, step_inputs, training_rows
 from offchain.dispute.moves import reveal_participant_segment_args
@@ -138,7 +138,7 @@ def trained_model(spec: TrainSpec, document: GroupProofDocument, parts_dir: Path
     for rank in range(spec.world):
         fetch(f"rank{rank}/proof.json")
     participants = [P.load_participant(parts_dir, rank) for rank in range(spec.world)]
-    if merkle_root([root for p in participants for root in p.checkpoint_roots]) != document.checkpoints_root:
+    if group_checkpoints_root([p.checkpoint_roots for p in participants]) != document.checkpoints_root:
         raise GroupProofError("the participants' checkpoint roots do not give the proof's checkpoints root")
     state = {}
     for participant in participants[: spec.stages]:
