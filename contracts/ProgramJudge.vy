@@ -264,6 +264,11 @@ def _verdict(
         return claimed == 0
     if op == program.OP_AMAX or op == program.OP_MAX_POOL2D or op == program.OP_MAX_POOL2D_INDICES:
         return self._max(node, ins, reads[0].idx, values[0], claimed)
+    if op == program.OP_SUM and node.dtype == program.I64:  # a count: exact
+        total: int256 = 0
+        for v: int256 in values[0]:
+            total += v
+        return claimed == total
     if op == program.OP_SUM or op == program.OP_CONV2D_GRAD_BIAS or op == program.OP_LAYER_NORM_GRAD_BIAS:
         return self._sum(nothing, nothing, values[0], convert(claimed, uint32))
     if op == program.OP_MEAN:

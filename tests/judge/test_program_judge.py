@@ -293,6 +293,20 @@ def test_program_judge__int64_to_float32_rounds_to_nearest_even():
     assert agree(node, ins, 0, [[f32_bits(2.0**63)]], 0) == "revert"
 
 
+def test_program_judge__an_integer_sum_is_an_exact_count():
+    """A sum of int64 or bool terms (a count, e.g. of the ties max-pooling's gradient reads) has one
+    right value: the neighbours a float bound would let through revert to False on chain too."""
+    g = torch.Generator().manual_seed(6)
+    for terms in (torch.rand(3, 4, 5, generator=g) > 0.4, torch.randint(-2**40, 2**40, (3, 4, 5), generator=g)):
+        node, ins, flats = _single("sum", "i64", [terms], [1, 1, 2])
+        for index in range(node.numel):
+            values, honest = gather(node, ins, flats, index), int(flats[node.id][index])
+            assert honest == int(terms.long().sum((1, 2)).view(-1)[index])
+            assert agree(node, ins, index, values, honest) is True
+            for wrong in (honest + 1, honest - 1, 0 if honest else 1):
+                assert agree(node, ins, index, values, wrong) is False
+
+
 def test_program_judge__embedding_grad_rows_of_the_padding_index_are_exactly_zero():
     go = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(5))
     ids = torch.tensor([[0, 2, 2], [1, 0, 2]])
