@@ -20,7 +20,9 @@ single-process runs with different seeds. The loopback's own latency and bandwid
 first, so the emulated link's distance from it is printed too.
 
 With ``--programs`` the uncompressed layouts also run with every participant executing its
-captured step program (``TrainSpec.programs``, docs/group-tasks.md §4.2) instead of the modules.
+captured step program (``TrainSpec.programs``, docs/group-tasks.md §4.2) instead of the modules,
+and the pipeline once more with its messages quantised inside the programs (``--bits`` forward,
+``--grad-bits`` back: ``TrainSpec.quantize``, §4.2.1).
 
     .venv/bin/python bench/distributed.py [--steps 64] [--four] [--paper-outer] [--repeat 1]
         [--programs | --only-programs]
@@ -42,7 +44,14 @@ import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
 from offchain.distributed.engine import run_many, run_single  # noqa: E402
-from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, LinkConfig, TrainSpec  # noqa: E402
+from offchain.distributed.spec import (  # noqa: E402
+    AQSGDConfig,
+    DiLoCoConfig,
+    GPTShape,
+    LinkConfig,
+    QuantizeConfig,
+    TrainSpec,
+)
 
 
 def _pingpong(rank: int, port: int, out: dict) -> None:
@@ -126,6 +135,8 @@ def main() -> None:
     if args.programs or args.only_programs:
         rows += [(layout, f"{name}, programs", {**kw, "programs": True}) for layout, name, kw in rows
                  if name in ("none", "all-reduce")]
+        rows.append(("2x1", f"quant {args.bits}/{args.grad_bits}, programs",
+                     dict(stages=2, programs=True, quantize=QuantizeConfig(args.bits, args.grad_bits))))
     if args.four:
         rows += [
             ("2x2", "none", dict(stages=2, replicas=2)),

@@ -988,12 +988,16 @@ CHEAT_HELP = "Make rank RANK perturb its parameters after step STEP: a cheater f
 @click.option("--programs", is_flag=True,
               help="Every participant runs its captured step program (no AQ-SGD or DiLoCo): its steps are "
                    "programs a dispute can narrow to one element.")
+@click.option("--quantize", "quantize_bits", type=click.IntRange(2, 8),
+              help="With --programs: activations between stages cross in this many bits a value.")
+@click.option("--quantize-grads", "grad_bits", type=click.IntRange(2, 8), default=8, show_default=True,
+              help="With --quantize: the bits of the gradients sent back.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def group_spec(out: Path, stages: int, replicas: int, layers: int | None, dim: int, steps: int, interval: int,
                batch_size: int, micro_batches: int, aqsgd_bits: int | None, inner_steps: int | None,
-               sampling: str, programs: bool, seed: int) -> None:
+               sampling: str, programs: bool, quantize_bits: int | None, grad_bits: int, seed: int) -> None:
     """Write a group task's spec: a byte-level GPT over stages × replicas, every choice explicit."""
-    from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec
+    from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, QuantizeConfig, TrainSpec
     from offchain.distributed.group import save_spec
 
     try:
@@ -1002,7 +1006,7 @@ def group_spec(out: Path, stages: int, replicas: int, layers: int | None, dim: i
                          train_rows=4 * batch_size, holdout_rows=64, seed=seed, checkpoint_interval=interval,
                          aqsgd=AQSGDConfig(aqsgd_bits) if aqsgd_bits else None,
                          diloco=DiLoCoConfig(inner_steps) if inner_steps else None, sampling=sampling,
-                         programs=programs)
+                         programs=programs, quantize=QuantizeConfig(quantize_bits, grad_bits) if quantize_bits else None)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     save_spec(spec, out)

@@ -115,6 +115,47 @@ def decode_rows(message: torch.Tensor, bits: int, shape: Sequence[int]) -> torch
     return dequantize_rows(codes, scales, bits)
 
 
+@dataclass(frozen=True)
+class ProgramMessageCodec:
+    """How a step program's quantised message of ``rows`` × ``per_row`` codes crosses a wire: its
+    float32 bytes (what the sender commits) as :func:`pack_program_message` packs them."""
+
+    rows: int
+    per_row: int
+    bits: int
+
+    @property
+    def wire_size(self) -> int:
+        return quantized_size(self.rows, self.per_row, self.bits)
+
+    def encode(self, payload: torch.Tensor) -> torch.Tensor:
+        return pack_program_message(payload.view(torch.float32), self.rows, self.bits)
+
+    def decode(self, wire: torch.Tensor) -> torch.Tensor:
+        return unpack_program_message(wire, self.rows, self.per_row, self.bits).view(torch.uint8)
+
+
+def pack_program_message(message: torch.Tensor, rows: int, bits: int) -> torch.Tensor:
+    """The wire bytes of a step program's quantised message (``stage_program.quantize``: integer
+    codes in ``[-L, L]`` as float32, then ``rows`` float32 scales), laid out as :func:`encode_rows`
+    lays its own: the scales, then the codes plus ``L`` packed ``bits`` each. Lossless."""
+    _check_bits(bits)
+    levels = (1 << (bits - 1)) - 1
+    codes, scales = message[:-rows], message[-rows:]
+    if not bool(((codes == codes.round()) & (codes.abs() <= levels)).all()):
+        raise ValueError(f"a quantised message holds codes that are not integers in [-{levels}, {levels}]")
+    return torch.cat([scales.contiguous().view(torch.uint8), pack_bits(codes.to(torch.int64) + levels, bits)])
+
+
+def unpack_program_message(payload: torch.Tensor, rows: int, per_row: int, bits: int) -> torch.Tensor:
+    """Inverse of :func:`pack_program_message`: the float32 message its sender's program computed."""
+    levels = (1 << (bits - 1)) - 1
+    if payload.numel() != quantized_size(rows, per_row, bits):
+        raise ValueError(f"message of {payload.numel()} bytes, expected {quantized_size(rows, per_row, bits)}")
+    codes = unpack_bits(payload[4 * rows:], bits, rows * per_row) - levels
+    return torch.cat([codes.float(), payload[: 4 * rows].clone().view(torch.float32)])
+
+
 def raw_bytes(x: torch.Tensor) -> torch.Tensor:
     return x.detach().float().contiguous().reshape(-1).view(torch.uint8)
 

@@ -79,6 +79,9 @@ class Transport:
     all-reduce of ``n`` bytes = ``2 (R - 1)`` hops of ``n / R`` bytes, all-gather of ``n`` bytes
     per rank = ``R - 1`` hops of ``n``; each rank sleeps that time after the loopback operation.
     Byte counts are the payload each rank sends under these algorithms, also without emulation.
+    A point-to-point message may name a ``codec`` (``compression.ProgramMessageCodec``): the wire
+    then carries ``codec.encode(payload)`` and the receiver gets back ``codec.decode`` of it, the
+    payload itself, which is what a recorder keeps.
 
     ``ordered``: an all-reduce is an all-gather summed in rank order (:func:`sum_in_rank_order`)
     instead of gloo's ring, whose order of additions depends on the chunk (with two ranks both
@@ -95,7 +98,9 @@ class Transport:
     def at_step(self, step: int) -> None:
         pass
 
-    def send(self, payload: torch.Tensor, dst: int) -> None:
+    def send(self, payload: torch.Tensor, dst: int, codec: Any = None) -> None:
+        if codec is not None:
+            payload = codec.encode(payload)
         self.p2p_bytes += payload.numel()
         if self.link.emulated:
             start = max(time.monotonic(), self.wire_free.get(dst, 0.0))
@@ -104,7 +109,10 @@ class Transport:
             payload = torch.cat([arrival.view(torch.uint8), payload])
         self.pending.append((dist.isend(payload, dst), payload))
 
-    def recv(self, size: int, src: int) -> torch.Tensor:
+    def recv(self, size: int, src: int, codec: Any = None) -> torch.Tensor:
+        if codec is not None:
+            wire = self.recv(codec.wire_size, src)
+            return codec.decode(wire)
         header = 8 if self.link.emulated else 0
         buffer = torch.empty(size + header, dtype=torch.uint8)
         dist.recv(buffer, src)

@@ -18,7 +18,7 @@ from typing import Any
 from eth_abi import encode
 
 from offchain.distributed import parts as P
-from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, LinkConfig, TrainSpec
+from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, LinkConfig, QuantizeConfig, TrainSpec
 from offchain.distributed.replay import ParticipantVerdict, check_group, replay_participant
 from offchain.distributed.stage_program import export_stage_program, participant_program, participant_task
 from offchain.ml.commit import keccak256, merkle_root
@@ -30,7 +30,8 @@ from offchain.ml.verify import MIN_THRESHOLD
 from offchain.storage import compute_cid
 
 SPEC_FORMAT = "dtm-group-spec/1"
-NESTED = {"model": GPTShape, "aqsgd": AQSGDConfig, "diloco": DiLoCoConfig, "link": LinkConfig}
+NESTED = {"model": GPTShape, "aqsgd": AQSGDConfig, "diloco": DiLoCoConfig, "link": LinkConfig,
+          "quantize": QuantizeConfig}
 MAX_SPEC_BYTES = 64 * 1024
 
 

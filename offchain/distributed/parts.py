@@ -85,12 +85,12 @@ class Recorder:
     def _keep(self, op: str, to: tuple[int, ...], payload: torch.Tensor) -> None:
         self.sent.append(SentMessage(self.step, op, to, payload.detach().clone()))
 
-    def send(self, payload: torch.Tensor, dst: int) -> None:
+    def send(self, payload: torch.Tensor, dst: int, codec: Any = None) -> None:
         self._keep("send", (dst,), payload)
-        self.inner.send(payload, dst)
+        self.inner.send(payload, dst, codec)
 
-    def recv(self, size: int, src: int) -> torch.Tensor:
-        return self.inner.recv(size, src)
+    def recv(self, size: int, src: int, codec: Any = None) -> torch.Tensor:
+        return self.inner.recv(size, src, codec)
 
     def all_reduce(self, tensor: torch.Tensor, ranks: tuple[int, ...]) -> None:
         if len(ranks) > 1:

@@ -49,10 +49,11 @@ class ReplayLinks:
                                     f"schedule has {op} to {to} at step {self.step}")
         return message.payload
 
-    def send(self, payload: torch.Tensor, dst: int) -> None:
+    def send(self, payload: torch.Tensor, dst: int, codec=None) -> None:
         pass  # the recorder around these links keeps it
 
-    def recv(self, size: int, src: int) -> torch.Tensor:
+    def recv(self, size: int, src: int, codec=None) -> torch.Tensor:
+        """The message ``src`` published, as it committed it (a ``codec`` is the wire's business)."""
         payload = self._next(src, "send", (self.rank,))
         if payload.numel() != size:
             raise P.PartsError(src, f"sent {payload.numel()} bytes at step {self.step}, the receiver expects {size}")

@@ -41,6 +41,16 @@ class AQSGDConfig:
 
 
 @dataclass(frozen=True)
+class QuantizeConfig:
+    """Messages between pipeline stages quantised directly (no per-sample caches) in the
+    participants' step programs: forward activations in ``bits``, backward gradients in
+    ``grad_bits``, each sample's row with its own max-abs scale (``stage_program.quantize``)."""
+
+    bits: int = 8
+    grad_bits: int = 8
+
+
+@dataclass(frozen=True)
 class DiLoCoConfig:
     """Outer Nesterov defaults for short tasks (tens of outer steps): ``lr 1, momentum 0.5``.
     The 0.7 / 0.9 of long DiLoCo runs overshoots there (docs/distributed-training.md)."""
@@ -96,6 +106,7 @@ class TrainSpec:
     checkpoint_interval: int = 0  # k > 0: every participant publishes its parts (offchain/distributed/parts.py)
     sampling: str = "epochs"  # how a replica draws its rows: "epochs" or "task" (see batch_ids)
     programs: bool = False  # participants run their captured step programs (stage_program.ProgramRunner)
+    quantize: QuantizeConfig | None = None  # stage messages quantised in the programs (needs programs)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -116,6 +127,12 @@ class TrainSpec:
             raise ValueError("AQ-SGD's caches need each sample on one replica: sampling must be 'epochs'")
         if self.programs and (self.aqsgd is not None or self.diloco is not None):
             raise ValueError("AQ-SGD and DiLoCo are not captured as programs yet: programs needs neither")
+        if self.quantize is not None:
+            if not self.programs:
+                raise ValueError("quantize is done by the participants' programs: it needs programs")
+            for bits in (self.quantize.bits, self.quantize.grad_bits):
+                if type(bits) is not int or not 2 <= bits <= 8:
+                    raise ValueError(f"quantize bits must be integers in [2, 8], got {bits!r}")
         if self.checkpoint_interval < 0 or (self.checkpoint_interval and self.steps % self.checkpoint_interval):
             raise ValueError("steps must be a multiple of checkpoint_interval")
 
@@ -136,6 +153,11 @@ class TrainSpec:
     @property
     def micro_size(self) -> int:
         return self.replica_batch // self.micro_batches
+
+    @property
+    def activation_shape(self) -> tuple[int, int, int]:
+        """What crosses a stage boundary for one micro-batch, either way."""
+        return (self.micro_size, self.model.seq_len, self.model.dim)
 
     def optimizer_config(self) -> OptimizerConfig:
         return self.optimizer or default_optimizer(self.steps)

@@ -157,7 +157,7 @@ class StageRunner:
         self.fwd_send, self.bwd_recv = _codecs(spec)  # boundary to stage index + 1
         self.fwd_recv, self.bwd_send = _codecs(spec)  # boundary to stage index - 1
         self.train = corpus_rows(spec)[0] if (self.stage.first or self.stage.last) else None
-        self.act_shape = (spec.micro_size, spec.model.seq_len, spec.model.dim)
+        self.act_shape = spec.activation_shape
         self.pipeline_group, self.replica_group = pipeline_ranks(spec, self.replica), replica_ranks(spec, self.index)
         self.diloco = spec.diloco
         if self.diloco is not None:

@@ -17,8 +17,9 @@ each, messages passed as they are computed: a step takes a message when it first
 that what a participant commits is exactly what its program computes; :class:`ProgramRunner` runs
 it in the engine's processes instead (``TrainSpec.programs``). ``participant_task`` binds a
 participant's steps as a task the dispute game judges. Built for pipeline stages × data-parallel
-replicas with uncompressed messages; AQ-SGD and DiLoCo are not captured yet
-(``export_stage_program`` refuses them in one line).
+replicas, with stage messages in float32 or quantised (``TrainSpec.quantize``: :func:`quantize`,
+traced into the sender's program, and :func:`dequantize` into the receiver's); AQ-SGD's caches and
+DiLoCo are not captured yet (``export_stage_program`` refuses them in one line).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from offchain.distributed import compression as C
 from offchain.distributed import parts as P
 from offchain.distributed.spec import (
     TrainSpec,
@@ -45,6 +47,7 @@ from offchain.distributed.spec import (
     schedule_ops,
 )
 from offchain.distributed.stage import Stage, StageRunner, lm_loss
+from offchain.dispute.program_rules import CHUNK
 from offchain.ml.artifacts import Dataset, weights_to_bytes
 from offchain.ml.capture import capture_step
 from offchain.ml.commit import checkpoint_root, tensor_root
@@ -104,7 +107,9 @@ def export_stage_program(spec: TrainSpec, rank: int) -> StageProgram:
               for kind in kinds for name, p in zip(runner.names, runner.params)]
     receives, sends = messages_of(spec, rank)
     flat = (sum(p.numel() for p in runner.params),)
-    shapes = {"activation": runner.act_shape, "gradient": runner.act_shape, "grad_sum": flat, "grad_sq": (1,)}
+    stage_messages = {kind: (message_size(runner.act_shape),) if bits else runner.act_shape
+                      for kind, bits in message_bits(spec).items()}
+    shapes = {**stage_messages, "grad_sum": flat, "grad_sq": (1,)}
     step = _step_function(spec, runner, local, receives)
     state = [p.detach() for p in runner.params] + [torch.zeros_like(p) for _ in kinds for p in runner.params]
     x = torch.zeros(spec.replica_batch, spec.model.seq_len + 1)
@@ -116,6 +121,48 @@ def export_stage_program(spec: TrainSpec, rank: int) -> StageProgram:
         raise GraphError("the captured step sends other messages than its schedule")
     program.meta.update({"group_rank": rank, "stages": spec.stages, "optimizer": optimizer.to_dict()})
     return StageProgram(rank, program, receives, sends)
+
+
+# ── quantised stage messages (TrainSpec.quantize) ──────────────────
+def levels(bits: int) -> int:
+    return (1 << (bits - 1)) - 1
+
+
+def quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """``x``'s message in ``bits``: each sample's row scaled by its max-abs ``s`` and rounded to an
+    integer code in ``[-L, L]`` (``L = 2^(bits-1) - 1``), the codes as float32 then the row scales
+    (``compression.pack_program_message`` puts it on the wire in ``bits`` a code). Traced into the
+    sender's program: round is casts and masks, the max a tree of reductions the judge reads whole."""
+    L = float(levels(bits))
+    rows = x.reshape(x.shape[0], -1)
+    scales = _max_abs(rows)
+    safe = torch.where(scales > 0, scales, torch.ones_like(scales))
+    codes = torch.clamp(torch.round(rows / safe.unsqueeze(1) * L), -L, L) + 0.0  # + 0: a −0 code is 0
+    return torch.cat([codes.reshape(-1), scales])
+
+
+def dequantize(message: torch.Tensor, shape: Sequence[int], bits: int) -> torch.Tensor:
+    """The tensor a message of :func:`quantize` stands for: ``code · (s / L)``."""
+    count = math.prod(shape)
+    codes, scales = message[:count].reshape(shape[0], -1), message[count:]
+    return (codes * (scales / levels(bits)).unsqueeze(1)).reshape(tuple(shape))
+
+
+def message_size(shape: Sequence[int]) -> int:
+    """Elements of the message of a tensor of ``shape`` from :func:`quantize`: codes and scales."""
+    return math.prod(shape) + shape[0]
+
+
+def _max_abs(rows: torch.Tensor) -> torch.Tensor:
+    """Each row's max |x| as maxima of at most CHUNK terms (zero-padded), so every max the game
+    can reach is one the judge reads whole; a max of maxima is the same value."""
+    m = rows.abs()
+    while m.shape[1] > CHUNK:
+        pad = -m.shape[1] % CHUNK
+        if pad:
+            m = torch.cat([m, torch.zeros(m.shape[0], pad)], 1)
+        m = m.reshape(m.shape[0], -1, CHUNK).amax(2)
+    return m.amax(1)
 
 
 def messages_of(spec: TrainSpec, rank: int) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
@@ -139,6 +186,12 @@ def messages_of(spec: TrainSpec, rank: int) -> tuple[tuple[Message, ...], tuple[
             sent.append(Message(kind, rank, -1, -1))
             received += [Message(kind, peer, rank, -1) for peer in group if peer != rank]
     return tuple(received), tuple(sent)
+
+
+def message_bits(spec: TrainSpec) -> dict[str, int | None]:
+    """Bits a code of an ``activation`` and a ``gradient`` message (None: float32)."""
+    q = spec.quantize
+    return {"activation": q and q.bits, "gradient": q and q.grad_bits}
 
 
 def mail_layout(spec: TrainSpec) -> tuple[int, list[int], list[tuple[int, ...]]]:
@@ -211,6 +264,13 @@ def _step_function(spec: TrainSpec, runner: StageRunner, local: list[str], recei
     clip_norm = runner.optimizer.clip_norm
     n_params, n_kinds = len(local), len(config.buffers())
     index, stages, micro, replicas = runner.index, spec.stages, spec.micro_size, spec.replicas
+    bits = message_bits(spec)
+
+    def encode(kind: str, x: torch.Tensor) -> torch.Tensor:
+        return quantize(x, bits[kind]) if bits[kind] else x
+
+    def decode(kind: str, message: torch.Tensor) -> torch.Tensor:
+        return dequantize(message, runner.act_shape, bits[kind]) if bits[kind] else message
 
     def step(*args):
         n_state = n_params * (1 + n_kinds)
@@ -229,17 +289,17 @@ def _step_function(spec: TrainSpec, runner: StageRunner, local: list[str], recei
                 def forward(p, inp=None, batch=batch):
                     out = torch.func.functional_call(stage, p, (batch[:, :-1] if inp is None else inp,))
                     return lm_loss(out, batch) / spec.micro_batches if stage.last else out
-                inputs = (params,) if stage.first else (params, next(inbox))
+                inputs = (params,) if stage.first else (params, decode("activation", next(inbox)))
                 out, pending[m] = torch.func.vjp(forward, *inputs)
                 if stage.last:
                     loss = loss + out.detach()
                 else:
-                    outbox.append(out)
+                    outbox.append(encode("activation", out))
             else:
-                cotangent = torch.ones(()) if stage.last else next(inbox)
+                cotangent = torch.ones(()) if stage.last else decode("gradient", next(inbox))
                 result = pending.pop(m)(cotangent)
                 if not stage.first:
-                    outbox.append(result[1])
+                    outbox.append(encode("gradient", result[1]))
                 micro_grads = [result[0][name] for name in local]
                 grads = micro_grads if grads is None else [a + b for a, b in zip(grads, micro_grads)]
         if replicas > 1:  # the data-parallel mean, summed in replica order
@@ -397,8 +457,8 @@ class ProgramRunner:
     """A participant that trains by running its step program, talking through the engine's links
     (``TrainSpec.programs``; the interface of :class:`~offchain.distributed.stage.StageRunner`,
     so the engine's processes, the parts it publishes and the replays run it unchanged). A message
-    crosses a link as the bytes of its float32 tensor: point to point for activations and
-    gradients, an all-gather over the stage's replicas or the replica's pipeline for the
+    crosses a link as the bytes of its float32 tensor, which its parts keep (a quantised one
+    crosses as its codes packed, ``TrainSpec.quantize``'s bits each): point to point for activations and gradients, an all-gather over the stage's replicas or the replica's pipeline for the
     collectives, whose other contributions the program then reads in rank order."""
 
     def __init__(self, spec: TrainSpec, rank: int) -> None:
@@ -410,6 +470,9 @@ class ProgramRunner:
         self.values = initial_state(spec, rank)
         self.shapes = {node.attrs[0]: node.shape for node in self.sp.program.nodes if node.op == "recv"}
         self.collectives = {"grad_sum": replica_ranks(spec, self.index), "grad_sq": pipeline_ranks(spec, self.replica)}
+        rows, *sample = spec.activation_shape
+        self.codecs = {kind: bits and C.ProgramMessageCodec(rows, math.prod(sample), bits)
+                       for kind, bits in message_bits(spec).items()}
         self.train = corpus_rows(spec)[0]
 
     @property
@@ -434,12 +497,13 @@ class ProgramRunner:
             message, shape = self.sp.receives[i], self.shapes[i]
             if message.kind in self.collectives:
                 return gathered[message.kind].pop(0)
-            return links.recv(4 * math.prod(shape), message.sender).view(torch.float32).view(shape)
+            payload = links.recv(4 * math.prod(shape), message.sender, self.codecs[message.kind])
+            return payload.view(torch.float32).view(shape)
 
         def send(i: int, tensor: torch.Tensor) -> None:
             message, payload = self.sp.sends[i], tensor.contiguous().view(-1).view(torch.uint8)
             if message.kind not in self.collectives:
-                links.send(payload, message.receiver)
+                links.send(payload, message.receiver, self.codecs[message.kind])
                 return
             ranks = self.collectives[message.kind]
             everyone = links.all_gather(payload, ranks)

@@ -12,7 +12,10 @@ a replica of a 2 × 2 group, which sends its gradients to the all-reduce.
 * A message it computed on that is not the one its group's mail holds (it received something
   else, or claims to): its `recv` leaf loses to `prove_leaf_link`.
 * A message it sends that is not the one the mail holds (the group committed another): its send
-  node loses to `prove_leaf_link`, whoever received it."""
+  node loses to `prove_leaf_link`, whoever received it.
+
+The same holds of a stage whose messages are quantised (`TrainSpec.quantize`): a wrong code loses
+to `prove_element`, and the honest trace, rounding and scales included, has nothing to prove."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import torch
 from program_testing import STEP, Setup, gas, to_prove
 
 from offchain.distributed.group import GROUP_TASK, GroupTask, group_proof_root, group_task
-from offchain.distributed.spec import GPTShape, TrainSpec
+from offchain.distributed.spec import GPTShape, QuantizeConfig, TrainSpec
 from offchain.distributed.stage_program import (
     export_stage_program,
     group_mail,
@@ -49,10 +52,12 @@ SPEC = TrainSpec(model=GPTShape(seq_len=8, dim=16, heads=2, layers=3), stages=3,
                  programs=True)
 DATA_PARALLEL = dataclasses.replace(SPEC, model=dataclasses.replace(SPEC.model, layers=2), stages=2, replicas=2,
                                     batch_size=8)
+QUANTISED = dataclasses.replace(SPEC, quantize=QuantizeConfig(bits=4, grad_bits=8))
 #: (spec, rank, the kind of message it cheats on): the first stage's activation, the middle and last
-#: stages' gradient, and a data-parallel replica's contribution to the gradient all-reduce
+#: stages' gradient, a data-parallel replica's contribution to the gradient all-reduce, and the
+#: middle stage's quantised activation (a code: its round, max-abs scale and casts are judged)
 CASES = {"first": (SPEC, 0, "activation"), "middle": (SPEC, 1, "gradient"), "last": (SPEC, 2, "gradient"),
-         "all-reduce": (DATA_PARALLEL, 3, "grad_sum")}
+         "all-reduce": (DATA_PARALLEL, 3, "grad_sum"), "quantised": (QUANTISED, 1, "activation")}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ from offchain.ml.program import ProgramExecutor, execution_context, step_key
 class Zoo(nn.Module):
     """Configurations the presets do not reach: strided dilated grouped conv, GroupNorm without
     affine, padded ceil-mode pooling, mean/amax/softmax, an embedding with padding_idx, a LayerNorm
-    whose rows have |mean| > std, tanh/sigmoid/SiLU/erf/exp/log/rsqrt, comparisons and logical masks."""
+    whose rows have |mean| > std, tanh/sigmoid/SiLU/erf/exp/log/rsqrt, comparisons, logical masks and round."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -39,7 +39,7 @@ class Zoo(nn.Module):
         a = a + torch.log(f * f + 1) * torch.rsqrt(f * f + 1)
         keep = torch.logical_or(torch.logical_and(a > 0, torch.logical_not(a > 1)), a < -1)
         keep = torch.logical_and(keep, (a.ne(0.25) & (a >= -2)) | (a <= -3))
-        f = torch.where(keep, a, 0.5 * a)
+        f = torch.where(keep, a, 0.5 * a) + torch.round(a * 4.0) * 0.125  # round's decomposition (casts, where)
         pooled = torch.cat([torch.softmax(h.mean(dim=(2, 3)), -1), h.amax(dim=(2, 3))], dim=1)
         return self.head(torch.cat([f, pooled], 1))
 

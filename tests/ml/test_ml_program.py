@@ -22,7 +22,7 @@ from offchain.ml.errors import GraphError
 from offchain.ml.models import CNN, GPT, MLP
 from offchain.ml.ops import LEAVES, OPS, Node, check_ops_table
 from offchain.ml.optim import OptimizerConfig
-from offchain.ml.program import Program, ProgramExecutor, donors, execution_context
+from offchain.ml.program import Program, ProgramExecutor, StateSlot, donors, execution_context
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 ADAMW = OptimizerConfig("adamw", 3e-3, weight_decay=0.01, schedule="cosine", warmup_steps=2, clip_norm=1.0)
@@ -339,6 +339,23 @@ def test_export__a_model_outside_the_presets_using_supported_ops_trains():
         state = result.state
         losses.append(float(result.loss))
     assert losses[-1] < 0.25 * losses[0]
+
+
+def test_export__round_is_torch_round_bit_for_bit_from_casts_and_masks():
+    """Ties to even, a zero keeps its sign, floats past 2^23, infinities and NaN round to themselves:
+    the bits of ``torch.round``, from ops the judge checks exactly (no rule of its own)."""
+    edges = [0.5, 1.5, 2.5, -0.5, -2.5, 0.49999997, -0.49999997, 0.3, -0.3, 3.7, -3.7, 2.0**23 - 0.5, 2.0**23,
+             2.0**22 + 0.5, 1e30, float("inf"), float("-inf"), float("nan"), -0.0, 0.0, 1.0000001, -7.5, 123456.5]
+    noise = torch.randn(20_000, generator=torch.Generator().manual_seed(0)) * 1000
+    noise[::3] = noise[::3].floor() + 0.5
+    for values in (torch.tensor(edges), noise):
+        slots = [StateSlot("param/w", tuple(values.shape), "param")]
+        step = lambda w, x, y, hyper: (w, torch.zeros(()), torch.round(w))  # noqa: E731
+        x, y, hyper = torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64), torch.zeros(1)
+        program = capture.capture_step(step, [torch.zeros(values.shape), x, y, hyper], slots, ["lr"])
+        assert {node.op for node in program.nodes} >= {"cast", "where", "sub"}
+        sent = ProgramExecutor(program).run([values], x, y, hyper).sent[0]
+        assert torch.equal(sent.view(torch.int32), torch.round(values).view(torch.int32))
 
 
 class _ManyHeads(nn.Module):
