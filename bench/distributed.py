@@ -21,8 +21,8 @@ first, so the emulated link's distance from it is printed too.
 
 With ``--programs`` the uncompressed layouts also run with every participant executing its
 captured step program (``TrainSpec.programs``, docs/group-tasks.md §4.2) instead of the modules,
-and the pipeline once more with its messages quantised inside the programs (``--bits`` forward,
-``--grad-bits`` back: ``TrainSpec.quantize``, §4.2.1).
+and both once more with their messages quantised inside the programs (``--bits`` forward,
+``--grad-bits`` back and for the all-reduce: ``TrainSpec.quantize``, §4.2.1).
 
     .venv/bin/python bench/distributed.py [--steps 64] [--four] [--paper-outer] [--repeat 1]
         [--programs | --only-programs]
@@ -135,8 +135,9 @@ def main() -> None:
     if args.programs or args.only_programs:
         rows += [(layout, f"{name}, programs", {**kw, "programs": True}) for layout, name, kw in rows
                  if name in ("none", "all-reduce")]
-        rows.append(("2x1", f"quant {args.bits}/{args.grad_bits}, programs",
-                     dict(stages=2, programs=True, quantize=QuantizeConfig(args.bits, args.grad_bits))))
+        quantize = QuantizeConfig(args.bits, args.grad_bits, sum_bits=args.grad_bits)
+        rows += [("2x1", f"quant {args.bits}/{args.grad_bits}, programs", dict(stages=2, programs=True, quantize=quantize)),
+                 ("1x2", f"quant {args.grad_bits}-bit, programs", dict(replicas=2, programs=True, quantize=quantize))]
     if args.four:
         rows += [
             ("2x2", "none", dict(stages=2, replicas=2)),

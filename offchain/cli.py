@@ -992,10 +992,13 @@ CHEAT_HELP = "Make rank RANK perturb its parameters after step STEP: a cheater f
               help="With --programs: activations between stages cross in this many bits a value.")
 @click.option("--quantize-grads", "grad_bits", type=click.IntRange(2, 8), default=8, show_default=True,
               help="With --quantize: the bits of the gradients sent back.")
+@click.option("--quantize-sums", "sum_bits", type=click.IntRange(2, 8),
+              help="With --quantize: each replica's gradients cross the all-reduce in this many bits.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def group_spec(out: Path, stages: int, replicas: int, layers: int | None, dim: int, steps: int, interval: int,
                batch_size: int, micro_batches: int, aqsgd_bits: int | None, inner_steps: int | None,
-               sampling: str, programs: bool, quantize_bits: int | None, grad_bits: int, seed: int) -> None:
+               sampling: str, programs: bool, quantize_bits: int | None, grad_bits: int, sum_bits: int | None,
+               seed: int) -> None:
     """Write a group task's spec: a byte-level GPT over stages × replicas, every choice explicit."""
     from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, QuantizeConfig, TrainSpec
     from offchain.distributed.group import save_spec
@@ -1006,7 +1009,8 @@ def group_spec(out: Path, stages: int, replicas: int, layers: int | None, dim: i
                          train_rows=4 * batch_size, holdout_rows=64, seed=seed, checkpoint_interval=interval,
                          aqsgd=AQSGDConfig(aqsgd_bits) if aqsgd_bits else None,
                          diloco=DiLoCoConfig(inner_steps) if inner_steps else None, sampling=sampling,
-                         programs=programs, quantize=QuantizeConfig(quantize_bits, grad_bits) if quantize_bits else None)
+                         programs=programs,
+                         quantize=QuantizeConfig(quantize_bits, grad_bits, sum_bits or 0) if quantize_bits else None)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     save_spec(spec, out)

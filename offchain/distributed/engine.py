@@ -79,7 +79,7 @@ class Transport:
     all-reduce of ``n`` bytes = ``2 (R - 1)`` hops of ``n / R`` bytes, all-gather of ``n`` bytes
     per rank = ``R - 1`` hops of ``n``; each rank sleeps that time after the loopback operation.
     Byte counts are the payload each rank sends under these algorithms, also without emulation.
-    A point-to-point message may name a ``codec`` (``compression.ProgramMessageCodec``): the wire
+    A point-to-point message or an all-gather may name a ``codec`` (``compression.ProgramMessageCodec``): the wire
     then carries ``codec.encode(payload)`` and the receiver gets back ``codec.decode`` of it, the
     payload itself, which is what a recorder keeps.
 
@@ -145,11 +145,13 @@ class Transport:
         dist.all_reduce(tensor, group=self.groups[ranks])
         self._price(2 * (size - 1), nbytes / size)
 
-    def all_gather(self, message: torch.Tensor, ranks: tuple[int, ...]) -> list[torch.Tensor]:
+    def all_gather(self, message: torch.Tensor, ranks: tuple[int, ...], codec: Any = None) -> list[torch.Tensor]:
         """Every rank's ``message``, in rank order."""
         size = len(ranks)
         if size == 1:
             return [message]
+        if codec is not None:
+            return [codec.decode(wire) for wire in self.all_gather(codec.encode(message), ranks)]
         nbytes = message.numel() * message.element_size()
         self.collective_bytes += (size - 1) * nbytes
         out = [torch.empty_like(message) for _ in range(size)]

@@ -97,10 +97,10 @@ class Recorder:
             self._keep("all_reduce", ranks, raw_bytes(tensor))
         self.inner.all_reduce(tensor, ranks)
 
-    def all_gather(self, message: torch.Tensor, ranks: tuple[int, ...]) -> list[torch.Tensor]:
+    def all_gather(self, message: torch.Tensor, ranks: tuple[int, ...], codec: Any = None) -> list[torch.Tensor]:
         if len(ranks) > 1:
             self._keep("all_gather", ranks, message)
-        return self.inner.all_gather(message, ranks)
+        return self.inner.all_gather(message, ranks, codec)
 
     def flush(self) -> None:
         self.inner.flush()

@@ -66,7 +66,7 @@ class ReplayLinks:
                  for q in ranks]
         tensor.copy_(sum_in_rank_order(parts))
 
-    def all_gather(self, message: torch.Tensor, ranks: tuple[int, ...]) -> list[torch.Tensor]:
+    def all_gather(self, message: torch.Tensor, ranks: tuple[int, ...], codec=None) -> list[torch.Tensor]:
         if len(ranks) == 1:
             return [message]
         return [message if q == self.rank else self._contribution(q, "all_gather", ranks, message) for q in ranks]

@@ -42,12 +42,14 @@ class AQSGDConfig:
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    """Messages between pipeline stages quantised directly (no per-sample caches) in the
-    participants' step programs: forward activations in ``bits``, backward gradients in
-    ``grad_bits``, each sample's row with its own max-abs scale (``stage_program.quantize``)."""
+    """Messages quantised directly (no per-sample caches) in the participants' step programs:
+    forward activations in ``bits`` and backward gradients in ``grad_bits``, each sample's row with
+    its own max-abs scale, and a replica's contribution to the gradient all-reduce in ``sum_bits``
+    (0: float32), a scale per ``stage_program.SUM_ROW`` values (``stage_program.quantize``)."""
 
     bits: int = 8
     grad_bits: int = 8
+    sum_bits: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,8 @@ class TrainSpec:
         if self.quantize is not None:
             if not self.programs:
                 raise ValueError("quantize is done by the participants' programs: it needs programs")
-            for bits in (self.quantize.bits, self.quantize.grad_bits):
+            q = self.quantize
+            for bits in (q.bits, q.grad_bits, *([q.sum_bits] if q.sum_bits else [])):
                 if type(bits) is not int or not 2 <= bits <= 8:
                     raise ValueError(f"quantize bits must be integers in [2, 8], got {bits!r}")
         if self.checkpoint_interval < 0 or (self.checkpoint_interval and self.steps % self.checkpoint_interval):

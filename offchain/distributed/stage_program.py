@@ -107,9 +107,11 @@ def export_stage_program(spec: TrainSpec, rank: int) -> StageProgram:
               for kind in kinds for name, p in zip(runner.names, runner.params)]
     receives, sends = messages_of(spec, rank)
     flat = (sum(p.numel() for p in runner.params),)
-    stage_messages = {kind: (message_size(runner.act_shape),) if bits else runner.act_shape
-                      for kind, bits in message_bits(spec).items()}
-    shapes = {**stage_messages, "grad_sum": flat, "grad_sq": (1,)}
+    bits = message_bits(spec)
+    quantised = {"activation": runner.act_shape, "gradient": runner.act_shape, "grad_sum": (sum_rows(flat[0]), SUM_ROW)}
+    shapes = {kind: (message_size(quantised[kind]),) if bits[kind] else (flat if kind == "grad_sum" else shape)
+              for kind, shape in quantised.items()}
+    shapes["grad_sq"] = (1,)
     step = _step_function(spec, runner, local, receives)
     state = [p.detach() for p in runner.params] + [torch.zeros_like(p) for _ in kinds for p in runner.params]
     x = torch.zeros(spec.replica_batch, spec.model.seq_len + 1)
@@ -146,6 +148,25 @@ def dequantize(message: torch.Tensor, shape: Sequence[int], bits: int) -> torch.
     count = math.prod(shape)
     codes, scales = message[:count].reshape(shape[0], -1), message[count:]
     return (codes * (scales / levels(bits)).unsqueeze(1)).reshape(tuple(shape))
+
+
+#: values of a quantised all-reduce contribution per scale (the last row zero-padded)
+SUM_ROW = 256
+
+
+def sum_rows(count: int) -> int:
+    return -(-count // SUM_ROW)
+
+
+def quantize_sum(flat: torch.Tensor, bits: int) -> torch.Tensor:
+    """A replica's flat gradient sum as a message of :func:`quantize`, in rows of SUM_ROW."""
+    pad = sum_rows(flat.numel()) * SUM_ROW - flat.numel()
+    padded = torch.cat([flat, torch.zeros(pad)]) if pad else flat
+    return quantize(padded.reshape(-1, SUM_ROW), bits)
+
+
+def dequantize_sum(message: torch.Tensor, count: int, bits: int) -> torch.Tensor:
+    return dequantize(message, (sum_rows(count), SUM_ROW), bits).reshape(-1)[:count]
 
 
 def message_size(shape: Sequence[int]) -> int:
@@ -189,9 +210,9 @@ def messages_of(spec: TrainSpec, rank: int) -> tuple[tuple[Message, ...], tuple[
 
 
 def message_bits(spec: TrainSpec) -> dict[str, int | None]:
-    """Bits a code of an ``activation`` and a ``gradient`` message (None: float32)."""
+    """Bits a code of an ``activation``, a ``gradient`` and a ``grad_sum`` message (None: float32)."""
     q = spec.quantize
-    return {"activation": q and q.bits, "gradient": q and q.grad_bits}
+    return {"activation": q and q.bits, "gradient": q and q.grad_bits, "grad_sum": (q and q.sum_bits) or None}
 
 
 def mail_layout(spec: TrainSpec) -> tuple[int, list[int], list[tuple[int, ...]]]:
@@ -304,8 +325,14 @@ def _step_function(spec: TrainSpec, runner: StageRunner, local: list[str], recei
                 grads = micro_grads if grads is None else [a + b for a, b in zip(grads, micro_grads)]
         if replicas > 1:  # the data-parallel mean, summed in replica order
             flat = torch.cat([g.reshape(-1) for g in grads])
-            outbox.append(flat)
-            total = _in_rank_order(flat, [next(inbox) for _ in range(replicas - 1)], runner.replica) / replicas
+            if bits["grad_sum"]:  # every replica sums what the messages stand for, its own too
+                outbox.append(quantize_sum(flat, bits["grad_sum"]))
+                own = dequantize_sum(outbox[-1], flat.numel(), bits["grad_sum"])
+                others = [dequantize_sum(next(inbox), flat.numel(), bits["grad_sum"]) for _ in range(replicas - 1)]
+            else:
+                outbox.append(flat)
+                own, others = flat, [next(inbox) for _ in range(replicas - 1)]
+            total = _in_rank_order(own, others, runner.replica) / replicas
             grads = [part.view(g.shape) for part, g in zip(total.split([g.numel() for g in grads]), grads)]
         if clip_norm:
             # summed as (1,) tensors: the sent node is then computed, not a view taken where it is read,
@@ -471,7 +498,10 @@ class ProgramRunner:
         self.shapes = {node.attrs[0]: node.shape for node in self.sp.program.nodes if node.op == "recv"}
         self.collectives = {"grad_sum": replica_ranks(spec, self.index), "grad_sq": pipeline_ranks(spec, self.replica)}
         rows, *sample = spec.activation_shape
-        self.codecs = {kind: bits and C.ProgramMessageCodec(rows, math.prod(sample), bits)
+        count = sum(p.numel() for p in StageRunner(spec, rank).params)
+        layouts = {"activation": (rows, math.prod(sample)), "gradient": (rows, math.prod(sample)),
+                   "grad_sum": (sum_rows(count), SUM_ROW)}
+        self.codecs = {kind: bits and C.ProgramMessageCodec(*layouts[kind], bits)
                        for kind, bits in message_bits(spec).items()}
         self.train = corpus_rows(spec)[0]
 
@@ -506,7 +536,7 @@ class ProgramRunner:
                 links.send(payload, message.receiver, self.codecs[message.kind])
                 return
             ranks = self.collectives[message.kind]
-            everyone = links.all_gather(payload, ranks)
+            everyone = links.all_gather(payload, ranks, self.codecs.get(message.kind))
             gathered[message.kind] = [part.view(torch.float32).view(tensor.shape)
                                       for q, part in zip(ranks, everyone) if q != self.rank]
 

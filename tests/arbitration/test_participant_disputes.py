@@ -53,11 +53,14 @@ SPEC = TrainSpec(model=GPTShape(seq_len=8, dim=16, heads=2, layers=3), stages=3,
 DATA_PARALLEL = dataclasses.replace(SPEC, model=dataclasses.replace(SPEC.model, layers=2), stages=2, replicas=2,
                                     batch_size=8)
 QUANTISED = dataclasses.replace(SPEC, quantize=QuantizeConfig(bits=4, grad_bits=8))
+QUANTISED_SUMS = dataclasses.replace(DATA_PARALLEL, quantize=QuantizeConfig(bits=4, grad_bits=8, sum_bits=8))
 #: (spec, rank, the kind of message it cheats on): the first stage's activation, the middle and last
-#: stages' gradient, a data-parallel replica's contribution to the gradient all-reduce, and the
-#: middle stage's quantised activation (a code: its round, max-abs scale and casts are judged)
+#: stages' gradient, a data-parallel replica's contribution to the gradient all-reduce, the middle
+#: stage's quantised activation (a code: its round, max-abs scale and casts are judged) and a
+#: replica's quantised contribution to the all-reduce
 CASES = {"first": (SPEC, 0, "activation"), "middle": (SPEC, 1, "gradient"), "last": (SPEC, 2, "gradient"),
-         "all-reduce": (DATA_PARALLEL, 3, "grad_sum"), "quantised": (QUANTISED, 1, "activation")}
+         "all-reduce": (DATA_PARALLEL, 3, "grad_sum"), "quantised": (QUANTISED, 1, "activation"),
+         "quantised all-reduce": (QUANTISED_SUMS, 3, "grad_sum")}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -89,9 +89,10 @@ def test_dtm_group_spec_writes_a_spec_that_loads(tmp_path):
     assert (load_spec(out).sampling, load_spec(out).programs) == ("task", True)
     compressed = CliRunner().invoke(main, ["group", "spec", str(out), "--programs", "--aqsgd-bits", "4"])
     assert compressed.exit_code == 1 and "not captured as programs yet" in compressed.output
-    quantised = CliRunner().invoke(main, ["group", "spec", str(out), "--programs", "--quantize", "4"])
+    quantised = CliRunner().invoke(main, ["group", "spec", str(out), "--programs", "--quantize", "4",
+                                          "--quantize-sums", "6"])
     assert quantised.exit_code == 0, quantised.output
-    assert (load_spec(out).quantize.bits, load_spec(out).quantize.grad_bits) == (4, 8)
+    assert dataclasses.astuple(load_spec(out).quantize) == (4, 8, 6)
     unprogrammed = CliRunner().invoke(main, ["group", "spec", str(out), "--quantize", "4"])
     assert unprogrammed.exit_code == 1 and "it needs programs" in unprogrammed.output
     bad = CliRunner().invoke(main, ["group", "spec", str(tmp_path / "x.json"), "--steps", "7", "--interval", "4"])

@@ -21,8 +21,9 @@ from offchain.distributed.group_proof import GroupProofDocument, GroupProofError
 from offchain.distributed.replay import check_group, replay_participant
 from offchain.distributed import compression as C
 from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, QuantizeConfig, TrainSpec
-from offchain.distributed.stage import build_gpt
+from offchain.distributed.stage import StageRunner, build_gpt
 from offchain.distributed.stage_program import (
+    SUM_ROW,
     Message,
     dequantize,
     export_stage_program,
@@ -37,6 +38,7 @@ from offchain.distributed.stage_program import (
     quantize,
     replay_step,
     step_inputs,
+    sum_rows,
     train_stage_programs,
 )
 from offchain.ml.artifacts import Dataset
@@ -340,12 +342,13 @@ def test_quantize__a_message_is_the_compression_codec_s_codes_and_scales_and_cro
         C.pack_program_message(message + 0.5, 4, 8)
 
 
-QUANTISED = dataclasses.replace(TWO_BY_TWO, programs=True, checkpoint_interval=1, quantize=QuantizeConfig(4, 8))
+QUANTISED = dataclasses.replace(TWO_BY_TWO, programs=True, checkpoint_interval=1, quantize=QuantizeConfig(4, 8, 8))
 
 
 def test_stage_programs__quantised_messages_cross_the_links_packed_and_every_segment_replays_exactly(tmp_path):
-    """Four processes, stage messages in 4 bits forward and 8 backward: the links carry the packed
-    codes (the bytes a step sends drop by the stage messages' share), every message arrives as
+    """Four processes, stage messages in 4 bits forward and 8 backward, all-reduce contributions in
+    8: the links carry the packed codes (the bytes a step sends drop by exactly the packing of
+    those messages), every message arrives as
     its sender's program computed it (the published mail is the threads'), every segment replays
     exactly, and the loss follows the uncompressed run's."""
     with execution_context(1):
@@ -359,6 +362,9 @@ def test_stage_programs__quantised_messages_cross_the_links_packed_and_every_seg
     rows, per_row = QUANTISED.activation_shape[0], math.prod(QUANTISED.activation_shape[1:])
     stage_messages = QUANTISED.replicas * QUANTISED.micro_batches  # each way, per step
     saved = stage_messages * (2 * 4 * rows * per_row - C.quantized_size(rows, per_row, 4) - C.quantized_size(rows, per_row, 8))
+    for stage in range(QUANTISED.stages):  # each replica gathers the other's contribution
+        count = sum(p.numel() for p in StageRunner(QUANTISED, stage).params)
+        saved += 2 * (4 * count - C.quantized_size(sum_rows(count), SUM_ROW, 8))
     assert uncompressed.bytes_per_step - result.bytes_per_step == saved
     losses = [r.losses for r in records[1::2]]
     assert losses != [r.losses for r in plain[1::2]]  # the messages were quantised

@@ -1,5 +1,5 @@
 """A group task on the market (docs/group-tasks.md §4.3): a byte-level GPT over 2 pipeline stages ×
-2 data-parallel replicas, its stage messages quantised (4-bit activations, 8-bit gradients), posted with `dtm group post`, trained by the solver's four processes
+2 data-parallel replicas, its messages quantised (4-bit activations, 8-bit gradients and all-reduce), posted with `dtm group post`, trained by the solver's four processes
 (each participant running its step program and publishing its parts), verified by a verifier that
 replays every participant's segments from the published parts, and paid; and a group whose last
 participant tampers with its state, challenged at that participant's segment and beaten on chain
@@ -29,10 +29,10 @@ from tests.e2e.harness import SOLVER, SUBMITTER, VERIFIER, local_market, wait_fo
 pytestmark = pytest.mark.e2e
 
 #: 2 stages x 2 replicas (4 processes), 4 steps, a checkpoint every 2: 8 participant segments; the
-#: activations cross in 4 bits and the gradients in 8
+#: activations cross in 4 bits, the gradients and the all-reduce contributions in 8
 SPEC = TrainSpec(model=GPTShape(seq_len=8, dim=16, heads=2, layers=2), stages=2, replicas=2, steps=4, batch_size=8,
                  micro_batches=2, train_rows=16, holdout_rows=16, sampling="task", checkpoint_interval=2,
-                 programs=True, quantize=QuantizeConfig(bits=4, grad_bits=8))
+                 programs=True, quantize=QuantizeConfig(bits=4, grad_bits=8, sum_bits=8))
 
 
 def test_group_task__posted_its_forced_error_caught_and_paid_from_the_jackpot_then_verified_by_replay_and_paid(tmp_path):
