@@ -1112,7 +1112,10 @@ def group_post(env: Env, spec_path: Path, payment: float, solver_stake: float, e
     market = env.market()
     _check_affordable(market, int(payment * ETHER), int(solver_stake * ETHER))
     store = env.store()
-    published = publish_group_task(store, group)
+    try:
+        published = publish_group_task(store, group)
+    except MLError as exc:  # the dispute game could not judge a participant's step
+        raise click.ClickException(str(exc)) from exc
     submitter = Submitter(market=market, store=store, home=env.home)
     task_id = _chain_call(lambda: submitter.post(published, payment=int(payment * ETHER),
                                                  solver_stake=int(solver_stake * ETHER), expires_in=expires_in,

@@ -74,8 +74,10 @@ def _itemsize(node: Node) -> int:
     return 4 if node.dtype == "f32" else 8  # bool is committed as int64
 
 
-def program_unjudgeable_reason(program: Program, task: TrainingTask) -> str | None:
-    """The first bound of the program dispute game a program task exceeds, in one line, or None."""
+def program_unjudgeable_reason(program: Program, task: TrainingTask, *, participant: bool = False) -> str | None:
+    """The first bound of the program dispute game a program task exceeds, in one line, or None;
+    ``participant``: the task is a group participant's (docs/group-tasks.md §4.3), whose program
+    receives and sends messages."""
     if (reason := _interval_reason(task)) is not None:
         return reason
     if max(len(program.outputs), len(program.state)) > MAX_STATE:
@@ -85,7 +87,7 @@ def program_unjudgeable_reason(program: Program, task: TrainingTask) -> str | No
                 f"link proof takes {MAX_LINK_OPENINGS}")
     if len(program.hyper_names) > MAX_HYPER:
         return f"{len(program.hyper_names)} hyper-parameters exceed the {MAX_HYPER} a leaf proof opens"
-    if program.receives or program.sends:
+    if (program.receives or program.sends) and not participant:
         return "the program is a group participant's step (it receives or sends messages): a task trains a whole model"
     for node in program.nodes:
         where = program.describe(node.id)

@@ -17,9 +17,9 @@ each, messages passed as they are computed: a step takes a message when it first
 that what a participant commits is exactly what its program computes; :class:`ProgramRunner` runs
 it in the engine's processes instead (``TrainSpec.programs``). ``participant_task`` binds a
 participant's steps as a task the dispute game judges. Built for pipeline stages × data-parallel
-replicas, with stage messages in float32 or quantised (``TrainSpec.quantize``: :func:`quantize`,
-traced into the sender's program, and :func:`dequantize` into the receiver's); AQ-SGD's caches and
-DiLoCo are not captured yet (``export_stage_program`` refuses them in one line).
+replicas, with messages in float32 or quantised (``TrainSpec.quantize``: :func:`quantize`, traced
+into the sender's program, and :func:`dequantize` into the receiver's; the all-reduce's
+contributions in rows of SUM_ROW); AQ-SGD's caches and DiLoCo are not captured yet (``export_stage_program`` refuses them in one line).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from offchain.distributed.spec import (
     schedule_ops,
 )
 from offchain.distributed.stage import Stage, StageRunner, lm_loss
-from offchain.dispute.program_rules import CHUNK
+from offchain.dispute.program_moves import MAX_READ
 from offchain.ml.artifacts import Dataset, weights_to_bytes
 from offchain.ml.capture import capture_step
 from offchain.ml.commit import checkpoint_root, tensor_root
@@ -108,10 +108,9 @@ def export_stage_program(spec: TrainSpec, rank: int) -> StageProgram:
     receives, sends = messages_of(spec, rank)
     flat = (sum(p.numel() for p in runner.params),)
     bits = message_bits(spec)
-    quantised = {"activation": runner.act_shape, "gradient": runner.act_shape, "grad_sum": (sum_rows(flat[0]), SUM_ROW)}
-    shapes = {kind: (message_size(quantised[kind]),) if bits[kind] else (flat if kind == "grad_sum" else shape)
-              for kind, shape in quantised.items()}
-    shapes["grad_sq"] = (1,)
+    shapes = {"activation": runner.act_shape, "gradient": runner.act_shape, "grad_sum": flat, "grad_sq": (1,)}
+    shapes.update({kind: (rows * (per_row + 1),)  # codes, then a scale a row
+                   for kind, (rows, per_row) in quantised_layouts(spec, flat[0]).items() if bits[kind]})
     step = _step_function(spec, runner, local, receives)
     state = [p.detach() for p in runner.params] + [torch.zeros_like(p) for _ in kinds for p in runner.params]
     x = torch.zeros(spec.replica_batch, spec.model.seq_len + 1)
@@ -125,7 +124,7 @@ def export_stage_program(spec: TrainSpec, rank: int) -> StageProgram:
     return StageProgram(rank, program, receives, sends)
 
 
-# ── quantised stage messages (TrainSpec.quantize) ──────────────────
+# ── quantised messages (TrainSpec.quantize) ─────────────────────────
 def levels(bits: int) -> int:
     return (1 << (bits - 1)) - 1
 
@@ -169,20 +168,23 @@ def dequantize_sum(message: torch.Tensor, count: int, bits: int) -> torch.Tensor
     return dequantize(message, (sum_rows(count), SUM_ROW), bits).reshape(-1)[:count]
 
 
-def message_size(shape: Sequence[int]) -> int:
-    """Elements of the message of a tensor of ``shape`` from :func:`quantize`: codes and scales."""
-    return math.prod(shape) + shape[0]
+def quantised_layouts(spec: TrainSpec, params: int) -> dict[str, tuple[int, int]]:
+    """(rows, values a row) of each kind's quantised message: a sample's activation or gradient a
+    row; a replica's ``params`` gradients in rows of SUM_ROW."""
+    rows, *sample = spec.activation_shape
+    return {"activation": (rows, math.prod(sample)), "gradient": (rows, math.prod(sample)),
+            "grad_sum": (sum_rows(params), SUM_ROW)}
 
 
 def _max_abs(rows: torch.Tensor) -> torch.Tensor:
-    """Each row's max |x| as maxima of at most CHUNK terms (zero-padded), so every max the game
-    can reach is one the judge reads whole; a max of maxima is the same value."""
+    """Each row's max |x| as maxima of at most MAX_READ terms (zero-padded), so every max the game
+    can reach is one the judge reads whole (an amax is not dissected); a max of maxima is the same."""
     m = rows.abs()
-    while m.shape[1] > CHUNK:
-        pad = -m.shape[1] % CHUNK
+    while m.shape[1] > MAX_READ:
+        pad = -m.shape[1] % MAX_READ
         if pad:
             m = torch.cat([m, torch.zeros(m.shape[0], pad)], 1)
-        m = m.reshape(m.shape[0], -1, CHUNK).amax(2)
+        m = m.reshape(m.shape[0], -1, MAX_READ).amax(2)
     return m.amax(1)
 
 
@@ -484,9 +486,10 @@ class ProgramRunner:
     """A participant that trains by running its step program, talking through the engine's links
     (``TrainSpec.programs``; the interface of :class:`~offchain.distributed.stage.StageRunner`,
     so the engine's processes, the parts it publishes and the replays run it unchanged). A message
-    crosses a link as the bytes of its float32 tensor, which its parts keep (a quantised one
-    crosses as its codes packed, ``TrainSpec.quantize``'s bits each): point to point for activations and gradients, an all-gather over the stage's replicas or the replica's pipeline for the
-    collectives, whose other contributions the program then reads in rank order."""
+    is the bytes of its float32 tensor, which the parts keep; a quantised one crosses the link as
+    its codes packed (``TrainSpec.quantize``'s bits each). Activations and gradients go point to
+    point; the collectives are an all-gather over the stage's replicas or the replica's pipeline,
+    whose other contributions the program then reads in rank order."""
 
     def __init__(self, spec: TrainSpec, rank: int) -> None:
         self.spec, self.rank = spec, rank
@@ -497,12 +500,9 @@ class ProgramRunner:
         self.values = initial_state(spec, rank)
         self.shapes = {node.attrs[0]: node.shape for node in self.sp.program.nodes if node.op == "recv"}
         self.collectives = {"grad_sum": replica_ranks(spec, self.index), "grad_sq": pipeline_ranks(spec, self.replica)}
-        rows, *sample = spec.activation_shape
-        count = sum(p.numel() for p in StageRunner(spec, rank).params)
-        layouts = {"activation": (rows, math.prod(sample)), "gradient": (rows, math.prod(sample)),
-                   "grad_sum": (sum_rows(count), SUM_ROW)}
-        self.codecs = {kind: bits and C.ProgramMessageCodec(*layouts[kind], bits)
-                       for kind, bits in message_bits(spec).items()}
+        bits = message_bits(spec)
+        self.codecs = {kind: bits[kind] and C.ProgramMessageCodec(*layout, bits[kind])
+                       for kind, layout in quantised_layouts(spec, sum(p.numel() for p in self.params)).items()}
         self.train = corpus_rows(spec)[0]
 
     @property

@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from offchain.dispute.limits import check_judgeable
+from offchain.dispute.limits import UnjudgeableTask, check_judgeable, program_unjudgeable_reason
 from offchain.distributed.group import SPEC_FORMAT, GroupError, GroupTask, group_task, spec_bytes, spec_from_json
 from offchain.ml import (
     Checkpoint,
@@ -83,8 +83,20 @@ class PublishedGroupTask:
 
 
 def publish_group_task(store: ContentStore, group: GroupTask) -> PublishedGroupTask:
-    """Put a group task's spec document on IPFS (the group task `group_task` made of it)."""
+    """Put a group task's spec document on IPFS (the group task `group_task` made of it), once
+    the dispute game is known to judge it (`check_group_judgeable`)."""
+    check_group_judgeable(group)
     return PublishedGroupTask(group, store.add_bytes(spec_bytes(group.spec)))
+
+
+def check_group_judgeable(group: GroupTask) -> None:
+    """Raise `UnjudgeableTask` naming the first participant whose step the dispute game could not
+    judge. The replicas of a stage run one step program (their place in the mail and the order of
+    the all-reduce's additions aside), so replica 0's participants stand for every replica."""
+    for rank in range(group.spec.stages):
+        reason = program_unjudgeable_reason(group.programs[rank], group.participants[rank], participant=True)
+        if reason is not None:
+            raise UnjudgeableTask(f"group participant {rank}: {reason}")
 
 
 def check_program_task(program: Program, optimizer: OptimizerConfig, weights: dict[str, torch.Tensor],
@@ -139,6 +151,7 @@ def fetch_any_task(store: ContentStore, spec_cid: str, spec_hash: bytes, *, time
         raise TaskError(str(exc)) from None
     if group.hash() != spec_hash:
         raise ArtifactMismatch(f"group spec {spec_cid} does not give the on-chain spec hash")
+    check_group_judgeable(group)
     return group
 
 

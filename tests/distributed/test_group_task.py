@@ -10,11 +10,15 @@ import threading
 
 import pytest
 
+from offchain.dispute.limits import UnjudgeableTask
+from offchain.distributed import stage_program
 from offchain.distributed.group import GroupError, group_proof_root, group_task, spec_bytes, spec_from_json
 from offchain.distributed.group_proof import FORMAT, GroupProofDocument, GroupProofError, read_document
-from offchain.distributed.spec import GPTShape, TrainSpec
+from offchain.distributed.spec import GPTShape, QuantizeConfig, TrainSpec
 from offchain.distributed.stage import build_gpt
 from offchain.ml.commit import merkle_root
+from offchain.storage import LocalStore
+from offchain.workers.artifacts import check_group_judgeable, fetch_any_task, publish_group_task
 
 SPEC = TrainSpec(model=GPTShape(seq_len=8, dim=16, heads=2, layers=2), stages=2, steps=2, batch_size=4,
                  micro_batches=2, train_rows=16, holdout_rows=16, sampling="task", checkpoint_interval=1,
@@ -50,6 +54,35 @@ def test_group_task__its_spec_document_gives_the_same_task():
 def test_group_task__a_spec_whose_participants_the_game_could_not_judge_is_refused(change, words):
     with pytest.raises(GroupError, match=words):
         group_task(dataclasses.replace(SPEC, **change))
+
+
+def test_group_task__a_participant_step_the_game_could_not_judge_is_refused_at_publish_and_at_fetch(tmp_path):
+    """As a single task is (tests/arbitration/test_arbitration_limits.py): a checkpoint interval
+    the solver cannot dissect, here every participant's, is refused before the spec is uploaded,
+    and a spec uploaded by other tooling is refused by the workers that fetch it."""
+    store = LocalStore(tmp_path / "ipfs")
+    fine = group_task(SPEC)
+    assert fetch_any_task(store, publish_group_task(store, fine).spec_cid, fine.hash()).hash() == fine.hash()
+    long = group_task(dataclasses.replace(SPEC, steps=257, checkpoint_interval=257))
+    with pytest.raises(UnjudgeableTask, match="^group participant 0: checkpoint interval 257 exceeds 256"):
+        publish_group_task(store, long)
+    with pytest.raises(UnjudgeableTask, match="^group participant 0: checkpoint interval 257"):
+        fetch_any_task(store, store.add_bytes(spec_bytes(long.spec)), long.hash())
+
+
+def test_group_task__a_quantised_row_max_is_a_tree_of_maxima_the_judge_reads_whole(monkeypatch):
+    """A 2-stage group whose 128-value rows (8 positions × 16 wide) are quantised: its row maxima
+    are maxima of at most 64 terms, so every participant is judgeable; as one amax per row (an
+    amax is not dissected) the game could not judge it."""
+    quantised = dataclasses.replace(SPEC, quantize=QuantizeConfig(4, 8))
+    check_group_judgeable(group_task(quantised))
+    monkeypatch.setattr(stage_program, "_max_abs", lambda rows: rows.abs().amax(1))
+    stage_program.export_stage_program.cache_clear()
+    try:
+        with pytest.raises(UnjudgeableTask, match="amax.*reduces 128 terms"):
+            check_group_judgeable(group_task(quantised))
+    finally:
+        stage_program.export_stage_program.cache_clear()
 
 
 def test_group_proof__the_document_is_read_only_when_its_roots_give_the_proof_root():
