@@ -60,7 +60,7 @@ from offchain.distributed.stage import (
     lm_loss,
     sum_in_rank_order,
 )
-from offchain.distributed.stage_program import ProgramRunner
+from offchain.distributed.stage_program import ProgramRunner, StageProgram, export_stage_program
 
 
 # ── transport ────────────────────────────────────────────────────────
@@ -175,11 +175,15 @@ def _groups(spec: TrainSpec) -> dict[tuple[int, ...], Any]:
 @dataclass(frozen=True)
 class Tamper:
     """A cheating participant: rank ``rank`` adds ``amount`` to its first parameter tensor right
-    after its step ``step`` (and trains on from there, publishing what it then holds)."""
+    after its step ``step`` (and trains on from there, publishing what it then holds). Other
+    cheats subclass it: ``install`` runs once in every rank's own process before it trains."""
 
     rank: int
     step: int
     amount: float = 1e-3
+
+    def install(self, rank: int) -> None:
+        """Prepare rank ``rank``'s process (this cheat needs nothing)."""
 
     def apply(self, runner: StageRunner, step: int) -> None:
         if runner.rank == self.rank and step == self.step:
@@ -188,20 +192,23 @@ class Tamper:
 
 
 def _worker(rank: int, specs: list[TrainSpec], out_dir: str, parts_dirs: list[str | None],
-            tamper: Tamper | None) -> None:
+            tamper: Tamper | None, timeout_s: float, programs: dict[tuple[int, int], StageProgram]) -> None:
     """Rank ``rank`` of every spec whose world includes it, one process group after another. The
     ranks meet in a file of ``out_dir``: no port to pick (another run could take it), and no
-    store served by a thread of the driver (a rank forked while that thread resolves a peer's
-    address inherits libc's resolver lock held, and hangs)."""
+    store served by a thread of the driver. A rank that waits ``timeout_s`` for a peer fails.
+    ``programs[spec index, rank]`` is the rank's step program, exported by the driver."""
     _forget_process_groups()
+    if tamper is not None:
+        tamper.install(rank)
     for index, (spec, parts_dir) in enumerate(zip(specs, parts_dirs)):
         if rank >= spec.world:
             continue
         torch.set_num_threads(spec.threads)
         store = Path(out_dir) / f"rendezvous{index}"
-        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=spec.world)
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=spec.world,
+                                timeout=datetime.timedelta(seconds=timeout_s))
         try:
-            result = _train_rank(rank, spec, parts_dir, tamper)
+            result = _train_rank(rank, spec, parts_dir, tamper, programs.get((index, rank)))
             _save_result(result, Path(out_dir) / f"run{index}-rank{rank}.safetensors")
         finally:
             dist.destroy_process_group()
@@ -210,21 +217,22 @@ def _worker(rank: int, specs: list[TrainSpec], out_dir: str, parts_dirs: list[st
 def _forget_process_groups() -> None:
     """Name the next process group as a fresh process would. torch names a default group by a
     count of the groups this process has made: a failed ``init_process_group`` raises it with no
-    group to destroy (which resets it), and a forked rank inherits it, so ranks forked from a
-    process that once failed to join would wait under another name than ranks that reset it."""
+    group to destroy (which resets it), and a rank forked straight from the driver inherits it, so
+    ranks forked from a process that once failed to join would wait under another name than ranks
+    that reset it."""
     dist.distributed_c10d._world.group_count = 0
 
 
-def make_runner(spec: TrainSpec, rank: int) -> Any:
+def make_runner(spec: TrainSpec, rank: int, program: StageProgram | None = None) -> Any:
     """Participant ``rank``'s runner: a :class:`StageRunner`, or with ``spec.programs`` the
     :class:`~offchain.distributed.stage_program.ProgramRunner` that runs its captured step program
     (the same ``step``/``state`` interface, so training, publishing and replays are unchanged)."""
-    return ProgramRunner(spec, rank) if spec.programs else StageRunner(spec, rank)
+    return ProgramRunner(spec, rank, program) if spec.programs else StageRunner(spec, rank)
 
 
-def _train_rank(rank: int, spec: TrainSpec, parts_dir: str | None = None, tamper: Tamper | None = None
-                ) -> dict[str, Any]:
-    runner = make_runner(spec, rank)
+def _train_rank(rank: int, spec: TrainSpec, parts_dir: str | None = None, tamper: Tamper | None = None,
+                program: StageProgram | None = None) -> dict[str, Any]:
+    runner = make_runner(spec, rank, program)
     transport = Transport(spec.link, _groups(spec), ordered=spec.commits)
     links, publisher = transport, None
     if spec.commits:
@@ -281,27 +289,36 @@ class RunResult:
         return (self.spec.steps - first) / seconds
 
 
-def run(spec: TrainSpec, start_method: str = "fork", *, parts_dir: str | Path | None = None,
-        tamper: Tamper | None = None) -> RunResult:
+def run(spec: TrainSpec, start_method: str = "forkserver", *, parts_dir: str | Path | None = None,
+        tamper: Tamper | None = None, timeout_s: float = 600.0) -> RunResult:
     """Train ``spec`` on ``spec.world`` new processes and collect the result; with
     ``spec.checkpoint_interval`` every participant publishes its parts under ``parts_dir``."""
-    return run_many([spec], start_method, parts_dirs=[parts_dir], tamper=tamper)[0]
+    return run_many([spec], start_method, parts_dirs=[parts_dir], tamper=tamper, timeout_s=timeout_s)[0]
 
 
-def run_many(specs: list[TrainSpec], start_method: str = "fork", *,
-             parts_dirs: list[str | Path | None] | None = None, tamper: Tamper | None = None) -> list[RunResult]:
+def run_many(specs: list[TrainSpec], start_method: str = "forkserver", *,
+             parts_dirs: list[str | Path | None] | None = None, tamper: Tamper | None = None,
+             timeout_s: float = 600.0) -> list[RunResult]:
     """Train each spec in turn on one set of processes (as many as the largest world), which
-    saves starting processes per run. ``fork`` starts them at once from this process (each sets
-    its own thread count before any work); ``spawn`` starts fresh interpreters. A spec with a
+    saves starting processes per run. ``forkserver`` forks them from a single-threaded server
+    that has imported this module: quick to start, and safe from a driver with threads (a rank
+    forked straight from one, with ``fork``, inherits every lock another thread held at that
+    moment, and can hang on its first use). ``spawn`` starts fresh interpreters. A spec with a
     ``checkpoint_interval`` needs its ``parts_dirs`` entry: its participants' parts and
-    ``group.json`` go there (offchain/distributed/parts.py). ``tamper`` makes one rank cheat."""
+    ``group.json`` go there (offchain/distributed/parts.py). ``tamper`` makes one rank cheat. A
+    rank that waits ``timeout_s`` for another fails the run. Step programs (``spec.programs``) are
+    exported here, once (a verifier's replays reuse them), and sent to their ranks."""
     import torch.multiprocessing as mp
 
     parts_dirs = [None if d is None else str(d) for d in (parts_dirs or [None] * len(specs))]
     if len(parts_dirs) != len(specs) or any(spec.commits and d is None for spec, d in zip(specs, parts_dirs)):
         raise ValueError("every spec with a checkpoint_interval needs a parts directory")
+    programs = {(index, rank): export_stage_program(spec, rank)
+                for index, spec in enumerate(specs) if spec.programs for rank in range(spec.world)}
+    if start_method == "forkserver":
+        mp.set_forkserver_preload([__name__])
     with tempfile.TemporaryDirectory(prefix="dtm-engine-") as out_dir:
-        mp.start_processes(_worker, args=(list(specs), out_dir, parts_dirs, tamper),
+        mp.start_processes(_worker, args=(list(specs), out_dir, parts_dirs, tamper, timeout_s, programs),
                            nprocs=max(spec.world for spec in specs), start_method=start_method)
         for spec, parts_dir in zip(specs, parts_dirs):
             if spec.commits:
@@ -324,6 +341,8 @@ def join(spec: TrainSpec, rank: int, master: str, *, parts_dir: str | Path | Non
     if not host or not port.isdigit():
         raise ValueError(f"master {master!r} is not host:port")
     torch.set_num_threads(spec.threads)
+    if tamper is not None:
+        tamper.install(rank)
     try:
         dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank, world_size=spec.world,
                                 timeout=datetime.timedelta(seconds=timeout_s))

@@ -491,10 +491,10 @@ class ProgramRunner:
     point; the collectives are an all-gather over the stage's replicas or the replica's pipeline,
     whose other contributions the program then reads in rank order."""
 
-    def __init__(self, spec: TrainSpec, rank: int) -> None:
+    def __init__(self, spec: TrainSpec, rank: int, program: StageProgram | None = None) -> None:
         self.spec, self.rank = spec, rank
         self.replica, self.index = divmod(rank, spec.stages)
-        self.sp = export_stage_program(spec, rank)
+        self.sp = program or export_stage_program(spec, rank)
         self.executor = ProgramExecutor(self.sp.program)
         self.slots = self.sp.program.state
         self.values = initial_state(spec, rank)

@@ -304,7 +304,7 @@ class Solver(Worker):
         if parts.exists():
             shutil.rmtree(parts)  # a run cut short: its processes start again
         self.log.info("task %d: training with %d processes (%s)", task_id, group.spec.world, parts)
-        run_group(group.spec, "spawn", parts_dir=parts, tamper=tamper)  # fresh interpreters: a worker has threads
+        run_group(group.spec, parts_dir=parts, tamper=tamper)
         proof = GroupProof(group, parts)
         cids = {str(path): self.store.add_file(parts / path) for path in proof.files()}
         return {"cid": self.store.add_bytes(proof.document(cids)), "root": proof.roots[1].hex(),

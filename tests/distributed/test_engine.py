@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
-from offchain.distributed.engine import run_many, run_single
+from offchain.distributed.engine import Tamper, run, run_many, run_single
 from offchain.distributed.spec import (
     AQSGDConfig,
     DiLoCoConfig,
@@ -199,15 +200,55 @@ else:
     sys.exit("the join met nobody, yet did not fail")
 dist.distributed_c10d._world.group_count += 1  # as any other failure after naming a group would leave it
 specs = [dataclasses.replace(BASE, stages=2, steps=2), dataclasses.replace(BASE, stages=2, replicas=2, steps=2)]
-print([result.spec.world for result in run_many(specs)])
+print([result.spec.world for result in run_many(specs, "fork")])
 """
 
 
 def test_run_many__ranks_meet_in_a_process_that_once_failed_to_join_a_group():
     """torch names a process group by a count of the groups its process made; a failed join raises
-    it with nothing to destroy, and forked ranks inherit it: ranks 0-1 (reset by their first run)
-    and 2-3 (not) then waited under different names for 30 minutes. Run apart, with a deadline."""
+    it with nothing to destroy, and ranks forked straight from the driver inherit it: ranks 0-1
+    (reset by their first run) and 2-3 (not) then waited under different names for 30 minutes.
+    Run apart, with a deadline."""
     done = subprocess.run([sys.executable, "-c", RUN_AFTER_A_FAILED_JOIN], capture_output=True, text=True,
                           timeout=300, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[2, 4]"
+
+
+HELD = threading.Lock()
+
+
+@dataclasses.dataclass(frozen=True)
+class TakesTheLock(Tamper):
+    """No cheat: every rank takes ``HELD`` once, as ranks take the locks of what they share with
+    their driver's other threads (libc's resolver, an I/O buffer, a pool's queue)."""
+
+    def install(self, rank):
+        if not HELD.acquire(timeout=20):  # would wait for ever
+            raise RuntimeError(f"rank {rank} inherited a lock that another thread held")
+        HELD.release()
+
+    def apply(self, runner, step):
+        pass
+
+
+def test_run__finishes_while_another_thread_of_the_driver_holds_a_lock_the_ranks_take():
+    """Ranks forked straight from a driver with threads inherit every lock held at that moment
+    and wait on it for ever (a whole CI run once hung so, in a recv); the engine's ranks start
+    from a single-threaded server."""
+    taken, release = threading.Event(), threading.Event()
+
+    def hold():
+        with HELD:
+            taken.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    taken.wait()
+    try:
+        result = run(dataclasses.replace(BASE, stages=2, steps=2), tamper=TakesTheLock(0, 0), timeout_s=60)
+    finally:
+        release.set()
+        holder.join()
+    assert len(result.losses) == 2 and sorted(r["rank"] for r in result.ranks) == [0, 1]

@@ -9,13 +9,11 @@ import json
 
 import pytest
 import torch
-import torch.distributed as dist
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from offchain.distributed import stage
 from offchain.distributed import parts as P
-from offchain.distributed.engine import run, run_many, run_single
+from offchain.distributed.engine import Tamper, run, run_many, run_single
 from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, TrainSpec
 from offchain.distributed.replay import check_group, replay_participant
 
@@ -113,48 +111,67 @@ def test_a_message_that_does_not_match_its_senders_root_is_refused(honest, tmp_p
     assert replay_participant(PIPE_DP, parts_dir, 1, 0).accept  # other segments are untouched
 
 
-def _on_rank(rank):
-    return dist.is_initialized() and dist.get_rank() == rank
-
-
-def _cheating_run(monkeypatch, parts_dir, owner, name, cheat):
-    """The 2x2 run with ``owner.name`` replaced by ``cheat`` in every rank, then every segment
-    of every participant replayed: (rejected, verdicts)."""
-    with monkeypatch.context() as patch:
-        patch.setattr(owner, name, cheat)
-        run(PIPE_DP, parts_dir=parts_dir)
+def _cheating_run(parts_dir, cheat):
+    """The 2x2 run with one participant cheating, then every segment of every participant
+    replayed: (rejected, verdicts)."""
+    run(PIPE_DP, parts_dir=parts_dir, tamper=cheat)
     return _rejected(PIPE_DP, parts_dir)
 
 
-def test_perturbed_parameters_are_caught(monkeypatch, tmp_path):
+def test_perturbed_parameters_are_caught(tmp_path):
     cheater, step = 1, 2  # stage 1 of replica 0, first step of segment 1
-    step_honestly = stage.Optimizer.step
-
-    def perturbing_step(self, at, grad_sq_sum):
-        step_honestly(self, at, grad_sq_sum)
-        if _on_rank(cheater) and at == step:
-            with torch.no_grad():
-                self.params[0].add_(1e-3)
-
-    rejected, verdicts = _cheating_run(monkeypatch, tmp_path, stage.Optimizer, "step", perturbing_step)
+    rejected, verdicts = _cheating_run(tmp_path, Tamper(cheater, step))
     assert rejected == {(cheater, 1)}
     verdict = verdicts[cheater, 1]
     assert verdict.distance > 1e-4 and not verdict.exact
     assert verdict.wrong_messages  # what it sent after the perturbation is not what its inputs give
 
 
-def test_corrupted_activation_is_caught_and_its_receiver_passes(monkeypatch, tmp_path):
-    cheater, step = 0, 3  # stage 0 of replica 0 corrupts its first 4-bit activation delta of step 3
-    send_honestly = P.Recorder.send
+@dataclasses.dataclass(frozen=True)
+class CorruptedActivation(Tamper):
+    """Flips the last byte of the first message the rank sends at its step ``step``."""
 
-    def corrupting_send(self, payload, dst):
-        if _on_rank(cheater) and self.step == step and not getattr(self, "cheated", False):
-            self.cheated = True
-            payload = payload.clone()
-            payload[-1] ^= 1
-        send_honestly(self, payload, dst)
+    def install(self, rank):
+        if rank != self.rank:
+            return
+        send_honestly, cheat_step = P.Recorder.send, self.step
 
-    rejected, verdicts = _cheating_run(monkeypatch, tmp_path, P.Recorder, "send", corrupting_send)
+        def corrupting_send(recorder, payload, dst, codec=None):
+            if recorder.step == cheat_step and not getattr(recorder, "cheated", False):
+                recorder.cheated = True
+                payload = payload.clone()
+                payload[-1] ^= 1
+            send_honestly(recorder, payload, dst, codec)
+
+        P.Recorder.send = corrupting_send  # in the rank's own process, which the run started
+
+    def apply(self, runner, step):
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class CorruptedGradientSync(Tamper):
+    """Adds 1 to the first element of the rank's stage-0 gradient contribution at step ``step``."""
+
+    def install(self, rank):
+        if rank != self.rank:
+            return
+        all_reduce_honestly, cheat_step = P.Recorder.all_reduce, self.step
+
+        def corrupting_all_reduce(recorder, tensor, ranks):
+            if recorder.step == cheat_step and ranks == (0, 2):
+                tensor[0] += 1.0
+            all_reduce_honestly(recorder, tensor, ranks)
+
+        P.Recorder.all_reduce = corrupting_all_reduce
+
+    def apply(self, runner, step):
+        pass
+
+
+def test_corrupted_activation_is_caught_and_its_receiver_passes(tmp_path):
+    cheater = 0  # stage 0 of replica 0 corrupts its first 4-bit activation delta of step 3
+    rejected, verdicts = _cheating_run(tmp_path, CorruptedActivation(cheater, 3))
     assert rejected == {(cheater, 1)}
     verdict = verdicts[cheater, 1]
     # its own state replays exactly (it cached what it should have sent): only the message check sees it
@@ -164,16 +181,9 @@ def test_corrupted_activation_is_caught_and_its_receiver_passes(monkeypatch, tmp
     assert verdicts[cheater + 1, 1].accept and verdicts[cheater + 1, 1].exact
 
 
-def test_corrupted_gradient_sync_is_caught_and_the_other_replica_passes(monkeypatch, tmp_path):
-    cheater, step = 2, 3  # stage 0 of replica 1 adds to its gradient contribution at step 3
-    all_reduce_honestly = P.Recorder.all_reduce
-
-    def corrupting_all_reduce(self, tensor, ranks):
-        if _on_rank(cheater) and self.step == step and ranks == (0, 2):
-            tensor[0] += 1.0
-        all_reduce_honestly(self, tensor, ranks)
-
-    rejected, verdicts = _cheating_run(monkeypatch, tmp_path, P.Recorder, "all_reduce", corrupting_all_reduce)
+def test_corrupted_gradient_sync_is_caught_and_the_other_replica_passes(tmp_path):
+    cheater = 2  # stage 0 of replica 1 adds to its gradient contribution at step 3
+    rejected, verdicts = _cheating_run(tmp_path, CorruptedGradientSync(cheater, 3))
     assert rejected == {(cheater, 1)}
     assert verdicts[cheater, 1].wrong_messages and not verdicts[cheater, 1].exact
     assert verdicts[0, 1].exact  # replica 0's stage 0 summed the published (corrupted) contribution
