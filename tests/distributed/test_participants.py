@@ -127,46 +127,48 @@ def test_perturbed_parameters_are_caught(tmp_path):
     assert verdict.wrong_messages  # what it sent after the perturbation is not what its inputs give
 
 
-@dataclasses.dataclass(frozen=True)
-class CorruptedActivation(Tamper):
-    """Flips the last byte of the first message the rank sends at its step ``step``."""
+class RecorderCheat(Tamper):
+    """A cheat that replaces the rank's ``Recorder.<method>`` with ``cheat(honest)``, in the
+    rank's own process (which the run started); its parameters stay as trained."""
+
+    method = ""
 
     def install(self, rank):
-        if rank != self.rank:
-            return
-        send_honestly, cheat_step = P.Recorder.send, self.step
+        if rank == self.rank:
+            setattr(P.Recorder, self.method, self.cheat(getattr(P.Recorder, self.method)))
 
+    def apply(self, runner, step):
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class CorruptedActivation(RecorderCheat):
+    """Flips the last byte of the first message the rank sends at its step ``step``."""
+
+    method = "send"
+
+    def cheat(self, send_honestly):
         def corrupting_send(recorder, payload, dst, codec=None):
-            if recorder.step == cheat_step and not getattr(recorder, "cheated", False):
+            if recorder.step == self.step and not getattr(recorder, "cheated", False):
                 recorder.cheated = True
                 payload = payload.clone()
                 payload[-1] ^= 1
             send_honestly(recorder, payload, dst, codec)
-
-        P.Recorder.send = corrupting_send  # in the rank's own process, which the run started
-
-    def apply(self, runner, step):
-        pass
+        return corrupting_send
 
 
 @dataclasses.dataclass(frozen=True)
-class CorruptedGradientSync(Tamper):
+class CorruptedGradientSync(RecorderCheat):
     """Adds 1 to the first element of the rank's stage-0 gradient contribution at step ``step``."""
 
-    def install(self, rank):
-        if rank != self.rank:
-            return
-        all_reduce_honestly, cheat_step = P.Recorder.all_reduce, self.step
+    method = "all_reduce"
 
+    def cheat(self, all_reduce_honestly):
         def corrupting_all_reduce(recorder, tensor, ranks):
-            if recorder.step == cheat_step and ranks == (0, 2):
+            if recorder.step == self.step and ranks == (0, 2):
                 tensor[0] += 1.0
             all_reduce_honestly(recorder, tensor, ranks)
-
-        P.Recorder.all_reduce = corrupting_all_reduce
-
-    def apply(self, runner, step):
-        pass
+        return corrupting_all_reduce
 
 
 def test_corrupted_activation_is_caught_and_its_receiver_passes(tmp_path):
