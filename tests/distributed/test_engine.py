@@ -234,8 +234,8 @@ class TakesTheLock(Tamper):
 
 def test_run__finishes_while_another_thread_of_the_driver_holds_a_lock_the_ranks_take():
     """Ranks forked straight from a driver with threads inherit every lock held at that moment
-    and wait on it for ever (a whole CI run once hung so, in a recv); the engine's ranks start
-    from a single-threaded server."""
+    and wait on it for ever (their peers then wait in a recv); the engine's ranks start from a
+    single-threaded server."""
     taken, release = threading.Event(), threading.Event()
 
     def hold():
