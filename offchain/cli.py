@@ -720,7 +720,7 @@ def task_status(env: Env, task_id: int, plot_path: Path | None) -> None:
 def task_result(env: Env, task_id: int, out: Path | None, plot_path: Path | None) -> None:
     """Fetch and check the trained weights of a finalised task."""
     from offchain.ml.artifacts import write_tensors
-    from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
+    from offchain.storage import MAX_ARTIFACT_BYTES
     from offchain.workers.submitter import GroupResult, fetch_result
 
     store = env.store()

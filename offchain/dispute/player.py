@@ -22,8 +22,7 @@ from offchain.dispute.status import ENDED
 from offchain.dispute.trace_store import StreamedTrace, TraceWriter
 from offchain.ml import Checkpoint, DemoTask, ProofDocument
 from offchain.ml.train import replay, segment_state_roots, step_trace
-from offchain.storage import ContentStore
-from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
+from offchain.storage import MAX_ARTIFACT_BYTES, ContentStore
 
 
 

@@ -20,8 +20,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from offchain.ml import merkle_root, trace_roots
-from offchain.storage import ContentStore
-from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
+from offchain.storage import MAX_ARTIFACT_BYTES, ContentStore
 
 FORMAT = "dtm-trace/1"
 MAX_INDEX_BYTES = 64 * 1024 * 1024

@@ -34,6 +34,7 @@ from .multiformats import CID, DAG_PB, RAW, SHA2_256
 from .server import KUBO_COMPAT_VERSION, StorageServer, create_server, run_server, serve
 from .store import (
     DEFAULT_TIMEOUT,
+    MAX_ARTIFACT_BYTES,
     ContentStore,
     KuboStore,
     LocalStore,
@@ -51,6 +52,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "KUBO_COMPAT_VERSION",
     "KUBO_DEFAULT",
+    "MAX_ARTIFACT_BYTES",
     "MAX_BLOCK_SIZE",
     "MAX_LINKS",
     "RAW",

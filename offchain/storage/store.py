@@ -38,6 +38,8 @@ from .multiformats import CID
 warnings.filterwarnings("ignore", message="The 'strict' parameter is no longer needed", category=FutureWarning)
 
 DEFAULT_TIMEOUT: Final = 60.0
+# the most a worker fetches for one task artifact (model, weights, dataset, checkpoint, trace node)
+MAX_ARTIFACT_BYTES: Final = 256 * 1024 * 1024
 """Seconds a ``cat`` may take before :class:`FetchTimeout`."""
 
 DEFAULT_STORE_DIR: Final = Path("~/.dtm/ipfs")

@@ -31,11 +31,10 @@ from offchain.ml.demo import program_task
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program import MAX_PROGRAM_BYTES, Program
 from offchain.ml.program_training import ProgramTraining
-from offchain.storage import ContentStore
+from offchain.storage import MAX_ARTIFACT_BYTES, ContentStore
 from offchain.storage.importer import compute_cid
 
 MAX_SPEC_BYTES = 64 * 1024
-MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 
 
 class ArtifactMismatch(ValueError):

@@ -18,9 +18,8 @@ from offchain.ml import Checkpoint, Dataset, DemoTask, ProofDocument
 from offchain.ml.artifacts import write_tensors
 from offchain.ml.models import preset_model
 from offchain.ml.program_training import ProgramTraining
-from offchain.storage import ContentStore
+from offchain.storage import MAX_ARTIFACT_BYTES, ContentStore
 from offchain.workers.artifacts import (
-    MAX_ARTIFACT_BYTES,
     PublishedGroupTask,
     PublishedTask,
     fetch_any_task,

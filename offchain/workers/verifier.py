@@ -25,9 +25,8 @@ from offchain.distributed.group_proof import GroupProof, GroupProofError, Partic
 from offchain.distributed.parts import PartsError
 from offchain.log import Progress
 from offchain.ml import DEFAULT_POLICY, DemoTask, MLError, Verdict, profile_threshold, verify
-from offchain.storage import StorageError
+from offchain.storage import MAX_ARTIFACT_BYTES, StorageError
 from offchain.workers.artifacts import (
-    MAX_ARTIFACT_BYTES,
     MAX_SPEC_BYTES,
     ArtifactMismatch,
     fetch_any_task,

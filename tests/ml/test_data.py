@@ -208,6 +208,6 @@ def test_limits__rows_and_file_size(tmp_path, monkeypatch):
 
 
 def test_limit_is_what_workers_fetch():
-    from offchain.workers.artifacts import MAX_ARTIFACT_BYTES
+    from offchain.storage import MAX_ARTIFACT_BYTES
 
     assert data_module.MAX_DATA_BYTES == MAX_ARTIFACT_BYTES
