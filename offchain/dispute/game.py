@@ -171,12 +171,13 @@ class Game:
     def move(self, now: int, dispute_id: int, kind: str, sender: str, *, claim_error: str | None = None,
              payload_error: str | None = None, k: int | None = None, index: int | None = None,
              count: int | None = None, node: int | None = None, start: int | None = None,
-             fee_paid: bool = True, n: int | None = None) -> Dispute:
+             fee_paid: bool = True, n: int | None = None, per: int | None = None) -> Dispute:
         """Apply one move, or raise :class:`GameError` with the chain's revert reason.
 
         ``claim_error``: the move names the wrong claim (segment, states root, step, trace root);
         ``payload_error``: its proof is invalid or shows no inconsistency. ``k`` (reveal): the
-        task's checkpoint interval; ``index`` (pick): the interval picked; ``count`` (demand): the
+        task's checkpoint interval, ``per`` (reveal of a group task): the segments of one
+        participant, whose task the dispute judges from step ``(segment % per) · k``; ``index`` (pick): the interval picked; ``count`` (demand): the
         number of elements demanded (range errors are payload errors), ``node`` / ``start`` its
         range when known (a range overlapping a posted one is refused), ``fee_paid`` whether the
         value sent covers `demand_fee(count)`. ``n`` (open): terms of the opened reduction;
@@ -191,7 +192,8 @@ class Game:
             raise GameError(payload_error)
         if kind == "reveal":
             assert k is not None
-            d.k, d.first_step, d.span, d.points = k, d.segment * k, k, min(k, MAX_POINTS)
+            own = d.segment if per is None else d.segment % per
+            d.k, d.first_step, d.span, d.points = k, own * k, k, min(k, MAX_POINTS)
             return self._pass(now, d, PICK)
         if kind == "pick":
             assert index is not None

@@ -8,6 +8,9 @@ same reason. The honest side moves only in time; at the end it always wins, with
 
 Scenario "honest solver": the adversary is the challenger. Scenario "cheater": the adversary is a
 solver that fabricated segment 1 and commits one of three traces; the challenger is honest.
+Scenario "participant": the adversary is a group participant that sent one wrong element of a
+message (the last stage of a 3-stage pipeline); the dispute is over its segment of its group's
+task, revealed with `reveal_participant_segment`, and it commits one of four traces.
 Besides random schedules, adversaries follow the protocol for N moves and then deviate, so games
 reach every final proof; each test asserts which way every game ended (the chain's DisputeEnded
 reason equals the model's) and that, over the run, every possible ending occurred.
@@ -22,21 +25,31 @@ from collections import Counter
 import arbitration_testing as T
 import boa
 import pytest
+import torch
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from participant_testing import bound
+from program_testing import STEP
 
 from offchain.chain.suite import TaskState
 from offchain.dispute import game as G
 from offchain.dispute import moves as M
 from offchain.dispute import program_moves as P
+from offchain.distributed.group import group_proof_root
+from offchain.distributed.stage_program import training_rows
+from offchain.ml.commit import merkle_root
 from offchain.ml.train import step_trace
 
 TIMES = ("now", "small", "half", "deadline-1", "deadline", "deadline+1", "late")
 ADVERSARY_CHALLENGER = ("pick0", "pick1", "pick2", "pick3", "pick_badproof", "pick_wrongroot", "demand",
                         "demand_bad", "link_before", "link_after", "data", "element", "element_wrongroot",
                         "reveal", "timeout", "silence")
-ADVERSARY_SOLVER = ("reveal", "reveal_bad", "reveal_wrongsegment", "trace_honest", "trace_forged",
-                    "trace_bad_data", "trace_wrongstep", "pick0", "element", "timeout", "silence")
+#: the traces a cheater of each scenario may commit (the first is the one it ran)
+TRACES = {"cheater": ("forged", "honest", "bad_data"), "participant": ("sent", "honest", "recv", "bad_data")}
+ADVERSARY_SOLVER = ("reveal", "reveal_bad", "reveal_wrongsegment", "trace_wrongstep", "pick0", "element", "timeout",
+                    "silence")
+ADVERSARY = {"honest": ADVERSARY_CHALLENGER,
+             **{scenario: (*ADVERSARY_SOLVER, *("trace_" + v for v in traces)) for scenario, traces in TRACES.items()}}
 STRANGER = ("timeout", "front_run", "pick0", "reveal")
 ENDINGS = {G.END_TIMEOUT: "timeout", G.END_LINK: "link", G.END_DATA: "data", G.END_ELEMENT: "element"}
 
@@ -72,16 +85,21 @@ class Runner:
 
     def __init__(self, suite, parties, scenario: str) -> None:
         self.suite, self.parties, self.scenario = suite, parties, scenario
-        self.play = T.honest_play() if scenario == "honest" else T.cheat_play("honest")
         self.model = G.Game(T.CLOCK, T.EXTENSION)
-        self.task_id, self.id = T.open_dispute(suite, parties, self.play.demo, self.play.checkpoint_roots, 1)
+        self.task_id, self.id, segment = self.open()
         opened = suite.game.disputes(self.id).opened_at
-        model_id = self.model.open(opened, self.task_id, parties.solver, parties.verifier, 1)
+        model_id = self.model.open(opened, self.task_id, parties.solver, parties.verifier, segment)
         assert model_id == self.id
         self.committed: str | None = None        # cheater's trace variant
         self.committed_step: int | None = None
         self.steps = 0
         self.ending: int | None = None             # DisputeEnded.reason, once the game is over
+
+    def open(self) -> tuple[int, int, int]:
+        """Post the task and challenge its segment 1: (task id, dispute id, segment)."""
+        self.play = T.honest_play() if self.scenario == "honest" else T.cheat_play("honest")
+        self.state_roots, self.k, self.pick_index = self.play.state_roots, self.play.task.checkpoint_interval, self.play.pick
+        return (*T.open_dispute(self.suite, self.parties, self.play.demo, self.play.checkpoint_roots, 1), 1)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -160,7 +178,7 @@ class Runner:
                             payload_error=payload, k=play.task.checkpoint_interval)
 
     def pick(self, sender: str, index: int, variant: str = "valid") -> bool:
-        revealed = [self.play.state_roots[p] for p in M.dissection_points(self.play.task.checkpoint_interval)]
+        revealed = [self.state_roots[p] for p in M.dissection_points(self.k)]
         args = list(M.pick_step_args(self.id, revealed, index))
         claim = payload = None
         if variant == "badproof":
@@ -179,6 +197,10 @@ class Runner:
         if self.scenario == "honest":
             return honest_traces().get(self.current_step(), honest_traces()[self.play.step])
         return T.cheat_play(variant).trace
+
+    def winning(self) -> P.ProgramProof:
+        """The honest challenger's proof against the committed trace."""
+        return winning_proof(self.committed or "forged")
 
     def commit_trace(self, sender: str, variant: str = "honest", wrong_step: bool = False) -> bool:
         trace = self.solver_trace(variant)
@@ -207,15 +229,29 @@ class Runner:
     def final(self, sender: str, kind: str, wrong_root: bool = False) -> bool:
         """A final proof of ``kind`` built from the committed trace (link_before, link_after, data,
         element, or "winning": the proof the honest challenger finds)."""
+        game = self.suite.game.address
+        payload = None
+        if kind == "winning":
+            proof = self.winning()
+            method, args = proof.fn, (game, self.id, *proof.args[2:])
+            model_kind = proof_kind(proof)
+        else:
+            method, model_kind, args, payload = self.wrong_proof(kind)
+        claim = None
+        if wrong_root:
+            args = (*args[:2], b"\x0b" * 32, *args[3:])
+            claim = "arbitration: wrong trace root"
+        self.prover = self.suite.prover(method)
+        return self.attempt(sender, model_kind, lambda: getattr(self.prover, method)(*args),
+                            claim_error=claim, payload_error=payload)
+
+    def wrong_proof(self, kind: str) -> tuple[str, str, tuple, str]:
+        """(method, the model's kind, args, revert reason) of a final proof that fails on the honest
+        solver's trace: a link before or after it, a data row or an element."""
         data = self.committed_data()
         game = self.suite.game.address
         program = self.play.program
-        payload = None
-        if kind == "winning":
-            proof = winning_proof(self.committed or "forged")
-            method, args = proof.fn, (game, self.id, *proof.args[2:])
-            model_kind = proof_kind(proof)
-        elif kind == "link_before":  # the step's first state leaf against the state before it
+        if kind == "link_before":  # the step's first state leaf against the state before it
             method, model_kind = "prove_leaf_link", "link"
             args = P.leaf_args(game, self.id, data, program.leaf("state"))
             payload = "arbitration: links hold"
@@ -231,13 +267,7 @@ class Runner:
             method, model_kind = "prove_element", "element"
             args = P.element_args(game, self.id, data, program.outputs[1], 3)
             payload = "arbitration: element is consistent"
-        claim = None
-        if wrong_root:
-            args = (*args[:2], b"\x0b" * 32, *args[3:])
-            claim = "arbitration: wrong trace root"
-        self.prover = self.suite.prover(method)
-        return self.attempt(sender, model_kind, lambda: getattr(self.prover, method)(*args),
-                            claim_error=claim, payload_error=payload)
+        return method, model_kind, args, payload
 
     def demand(self, sender: str, count: int = 8) -> bool:
         node = self.play.program.outputs[0]
@@ -269,7 +299,7 @@ class Runner:
                 assert self.post(p.solver)
         else:
             if d.phase == G.PICK:
-                assert self.pick(p.verifier, self.play.pick)
+                assert self.pick(p.verifier, self.pick_index)
             elif d.phase == G.PROVE:
                 assert self.final(p.verifier, "winning")
 
@@ -312,7 +342,7 @@ class Runner:
             elif action.startswith("trace_") and action != "trace_wrongstep":
                 self.commit_trace(me, action[len("trace_"):])
             elif action == "trace_wrongstep":
-                self.commit_trace(me, "forged", wrong_step=True)
+                self.commit_trace(me, TRACES[self.scenario][0], wrong_step=True)
             elif action == "pick0":
                 self.pick(me, 0)
             elif action == "element":
@@ -344,9 +374,84 @@ class Runner:
         raise AssertionError("game did not end")
 
 
+#: scenario "participant"'s cheater: the last stage of a 3-stage pipeline (it reads rows and sends
+#: gradients), one element of a gradient it sent in its step STEP wrong; its segment of the group's
+#: task is its own segment STEP, so the model's reveal must map one to the other
+PARTICIPANT = "last"
+
+
+@functools.cache
+def participant_trace(variant: str) -> tuple:
+    """The cheating participant's trace of its step: "sent" (the one it ran, one sent element
+    wrong), "honest" (without that element: its send is not the one the group's mail holds),
+    "recv" (computed on a received message other than the mail's) or "bad_data" ("sent" on a row
+    the task's data link does not derive)."""
+    b = bound(PARTICIPANT, True)
+    if variant == "honest":
+        return tuple(b.trace())
+    if variant == "recv":
+        received = [t.clone() for t in b.records[b.sp.rank].received[STEP]]
+        received[-1].view(-1)[0] += 1e-2
+        return tuple(b.trace(received=received))
+    trace = list(b.setup.trace)
+    if variant == "bad_data":
+        x_node = b.setup.program.leaf("data_x")
+        x = trace[x_node].clone()
+        x[0] = next(row for row in training_rows(b.spec).x if not torch.equal(row, x[0]))
+        trace[x_node] = x
+    return tuple(trace)
+
+
+@functools.cache
+def participant_proof(variant: str) -> P.ProgramProof:
+    """The honest challenger's proof against the participant's ``variant`` trace (dispute id 1)."""
+    b = bound(PARTICIPANT, True)
+    trace = list(participant_trace(variant))
+    proof = P.find_program_proof("0x" + "00" * 20, 1, b.step(trace=trace), b.setup.after_root(b.setup.trace))
+    assert proof is not None
+    return proof
+
+
+class ParticipantRunner(Runner):
+    """Scenario "participant": the solver of a group task disputed over the segment of its
+    cheating participant, which reveals it from the participant's own proof."""
+
+    def open(self) -> tuple[int, int, int]:
+        b = self.b = bound(PARTICIPANT, True)
+        task = b.setup.demo.task
+        self.k, self.per, self.pick_index = task.checkpoint_interval, task.steps // task.checkpoint_interval, 0
+        # the participant's checkpoint after its step is the state it trained to
+        self.state_roots = [task.weights_root, b.setup.after_root(b.setup.trace)]
+        self.checkpoint_roots = [[t.weights_root] + [bytes(32)] * self.per for t in b.group.participants]
+        self.checkpoint_roots[b.sp.rank][1] = self.state_roots[1]
+        self.segment = b.group.segment(b.sp.rank, STEP)
+        market = self.suite.market
+        task_id = market.post(b.group.hash(), group_proof_root(self.checkpoint_roots, b.mail)[1], b.group.checkpoints)
+        return task_id, market.challenge(task_id, self.parties.solver, self.parties.verifier, self.segment), self.segment
+
+    def reveal(self, sender: str, variant: str = "valid") -> bool:
+        b, roots, segment = self.b, list(self.state_roots), self.segment
+        claim = payload = None
+        if variant == "bad":
+            roots[-1] = b"\x07" * 32
+            payload = "arbitration: endpoints are not the checkpoints"
+        elif variant == "wrongsegment":
+            segment, claim = segment + 1, "arbitration: wrong segment"
+        args = M.reveal_participant_segment_args(self.id, segment, b.group.commitments(), b.group.participants,
+                                                 roots, self.checkpoint_roots, merkle_root(b.mail))
+        return self.attempt(sender, "reveal", lambda: self.suite.game.reveal_participant_segment(*args),
+                            claim_error=claim, payload_error=payload, k=self.k, per=self.per)
+
+    def solver_trace(self, variant: str):
+        return list(participant_trace(variant))
+
+    def winning(self) -> P.ProgramProof:
+        return participant_proof(self.committed or TRACES["participant"][0])
+
+
 def proof_kind(proof: P.ProgramProof) -> str:
     """The model's name of a final proof: a data row, a link (a leaf or the outputs) or an element."""
-    if proof.kind == "leaf" and proof.args[-1] != P.NO_ROW:  # a data leaf's row opened in the dataset
+    if proof.kind == "leaf" and proof.args[12] != P.NO_ROW:  # `leaf_args`: a data leaf's row opened in the dataset
         return "data"
     return {"leaf": "link", "output": "link", "element": "element"}[proof.kind]
 
@@ -362,7 +467,7 @@ def winning_proof(variant: str) -> P.ProgramProof:
 
 @st.composite
 def schedules(draw, scenario: str):
-    actions = ADVERSARY_CHALLENGER if scenario == "honest" else ADVERSARY_SOLVER
+    actions = ADVERSARY[scenario]
     length = draw(st.integers(0, 10))
     steps = []
     for _ in range(length):
@@ -384,8 +489,8 @@ PROTOCOL_TIMES = ("now", "small", "half", "deadline-1", "deadline")
 def deviating(draw, scenario: str):
     """The adversary makes its first N protocol moves in time (the honest side answering), then
     deviates: any random schedule of wrong, late or no moves follows."""
-    if scenario == "cheater":
-        protocol = ["reveal", "trace_" + draw(st.sampled_from(("honest", "forged", "bad_data")))]
+    if scenario != "honest":
+        protocol = ["reveal", "trace_" + draw(st.sampled_from(TRACES[scenario]))]
     else:
         protocol = [f"pick{draw(st.integers(0, 3))}", "demand", "demand"]
     follow = draw(st.integers(0, len(protocol)))
@@ -403,9 +508,9 @@ def protocol(*actions: str) -> list:
 def _run(suite, parties, scenario: str, schedule) -> int:
     """Play one schedule; returns the ending reason."""
     with boa.env.anchor():
-        run = Runner(suite, parties, scenario)
+        run = (ParticipantRunner if scenario == "participant" else Runner)(suite, parties, scenario)
         opened = run.d.opened_at
-        bound = opened + G.max_duration(run.play.task.checkpoint_interval, T.CLOCK, T.EXTENSION)
+        longest = opened + G.max_duration(run.k, T.CLOCK, T.EXTENSION)
         run.compare()
         for actor, action, time in schedule:
             run.advance(time, honest_turn=run.honest_turn())
@@ -420,11 +525,11 @@ def _run(suite, parties, scenario: str, schedule) -> int:
         run.finish()
         assert run.d.solver_won is (scenario == "honest"), f"{scenario}: the honest side lost"
         # a cheater who committed a trace loses to the proof against it; any other game is timed out
-        if run.committed is not None and scenario == "cheater":
-            assert run.ending == G.FINAL[proof_kind(winning_proof(run.committed))]
+        if run.committed is not None and scenario != "honest":
+            assert run.ending == G.FINAL[proof_kind(run.winning())]
         else:
             assert run.ending == G.END_TIMEOUT
-        assert boa.env.timestamp <= bound
+        assert boa.env.timestamp <= longest
         # the market was resolved exactly once, for this dispute
         assert run.model.resolutions == [(run.task_id, run.id, scenario == "honest")]
         # moves after the end are rejected alike
@@ -459,13 +564,14 @@ def test_model__honest_solver_beats_any_challenger(suite, parties):
     assert set(endings) == {"timeout"}, endings
 
 
-def test_model__honest_challenger_beats_any_cheater(suite, parties):
-    endings = _play_all(suite, parties, "cheater", [],
-                        *(protocol("reveal", "trace_" + v) for v in ("honest", "forged", "bad_data")))
+@pytest.mark.parametrize("scenario", list(TRACES))
+def test_model__honest_challenger_beats_any_cheater(suite, parties, scenario):
+    endings = _play_all(suite, parties, scenario, [],
+                        *(protocol("reveal", "trace_" + v) for v in TRACES[scenario]))
     assert set(endings) == set(ENDINGS.values()), endings
 
 
-@pytest.mark.parametrize("scenario", ["honest", "cheater"])
+@pytest.mark.parametrize("scenario", ["honest", *TRACES])
 def test_model__silent_adversary_deadline_edges(suite, parties, scenario):
     """Deterministic edges: the adversary moves at deadline −1 / 0 / +1 in turn."""
     schedule = []
@@ -475,7 +581,7 @@ def test_model__silent_adversary_deadline_edges(suite, parties, scenario):
 
 
 @pytest.mark.parametrize("time", ["deadline-1", "deadline", "deadline+1"])
-@pytest.mark.parametrize("scenario", ["honest", "cheater"])
+@pytest.mark.parametrize("scenario", ["honest", *TRACES])
 def test_model__adversary_moves_at_deadline_edges(suite, parties, scenario, time):
     """The adversary's protocol move at its deadline −1 / 0 / +1: chain and model agree on whether it is in time."""
     move = "pick1" if scenario == "honest" else "reveal"
