@@ -1,5 +1,5 @@
-"""The Judge is deployed once per module, outside the per-example anchors of hypothesis, so the
-fuzz tests do not redeploy it for every example."""
+"""The Judge, deployed once per test process on its Anvil (`judge_testing.Chain`) before the
+module's tests run."""
 
 from __future__ import annotations
 

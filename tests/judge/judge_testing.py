@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import random
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Sequence
@@ -11,9 +14,15 @@ from typing import Callable, Sequence
 import boa
 import mpmath
 import numpy as np
+import requests
 import torch
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+from vyper.compiler.output import build_abi_output
 
 from offchain.dispute import judge as J
+from offchain.node import dev_account, start_anvil
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 U = Fraction(1, 1 << 24)
@@ -27,46 +36,124 @@ def deployer(name: str):
     return boa.load_partial(str(CONTRACTS / f"{name}.vy"))
 
 
-def deploy_judge():
+# ---------------------------------------------------------------------------------------------
+# the contracts, on a real Anvil
+
+
+class Reverted(Exception):
+    """A call the contract reverted; its message is the revert reason."""
+
+
+def _abi_type(entry: dict) -> str:
+    """The canonical ABI type of an input or output (a struct as its tuple of components)."""
+    kind = entry["type"]
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in entry["components"]) + ")" + kind[len("tuple"):]
+    return kind
+
+
+class Chain:
+    """One Anvil per test process for the judge tests' thousands of view calls: revm runs the
+    bytecode boa compiles (`deployer`) far faster than boa's own EVM, and each verdict is an
+    `eth_call`, as a dispute's checker reads it on a real chain."""
+
+    def __init__(self) -> None:
+        self.node = start_anvil()
+        atexit.register(self.node.stop)
+        self.session = requests.Session()
+        self.sender = dev_account(0).address
+
+    def rpc(self, method: str, params: list):
+        reply = self.session.post(self.node.url, json={"jsonrpc": "2.0", "id": 1, "method": method,
+                                                       "params": params}, timeout=600).json()
+        if "error" in reply:
+            data = reply["error"].get("data") or ""
+            if isinstance(data, str) and data.startswith("0x08c379a0"):  # Error(string)
+                raise Reverted(abi_decode(["string"], bytes.fromhex(data[10:]))[0])
+            raise Reverted(reply["error"].get("message", ""))
+        return reply["result"]
+
+    def deploy(self, name: str, *args) -> "ChainContract":
+        abi = build_abi_output(deployer(name).compiler_data)
+        [ctor] = [e for e in abi if e["type"] == "constructor"] or [{"inputs": []}]
+        code = deployer(name).compiler_data.bytecode + abi_encode([_abi_type(i) for i in ctor["inputs"]], args)
+        tx = self.rpc("eth_sendTransaction", [{"from": self.sender, "data": "0x" + code.hex(), "gas": hex(30_000_000)}])
+        receipt = None
+        for _ in range(600):  # Anvil mines each transaction at once, and answers for it when it has
+            receipt = self.rpc("eth_getTransactionReceipt", [tx])
+            if receipt is not None:
+                break
+            time.sleep(0.05)
+        assert receipt is not None and int(receipt["status"], 16) == 1, f"{name} did not deploy"
+        return self.at(name, receipt["contractAddress"])
+
+    def at(self, name: str, address: str) -> "ChainContract":
+        return ChainContract(self, name, address)
+
+
+@functools.cache
+def chain() -> Chain:
+    return Chain()
+
+
+class ChainContract:
+    """A contract on the `Chain`: ``contract.fn(*args)`` is an `eth_call` of its function ``fn``
+    (arguments and results as boa gives them: ints, bools, bytes, tuples and lists); a revert
+    raises `Reverted` with its reason."""
+
+    def __init__(self, chain: Chain, name: str, address: str) -> None:
+        self.chain, self.name, self.address = chain, name, address
+        self._functions = {}
+        for entry in build_abi_output(deployer(name).compiler_data):
+            if entry["type"] == "function":
+                inputs = [_abi_type(i) for i in entry["inputs"]]
+                selector = keccak(f"{entry['name']}({','.join(inputs)})".encode())[:4]
+                self._functions[entry["name"]] = (selector, inputs, [_abi_type(o) for o in entry["outputs"]])
+
+    def __getattr__(self, fn: str):
+        try:
+            selector, inputs, outputs = self._functions[fn]
+        except KeyError:
+            raise AttributeError(f"{self.name} has no function {fn}") from None
+
+        def call(*args):
+            data = selector + abi_encode(inputs, args)
+            result = self.chain.rpc("eth_call", [{"to": self.address, "data": "0x" + data.hex()}, "latest"])
+            values = abi_decode(outputs, bytes.fromhex(result[2:]))
+            return values[0] if len(values) == 1 else values
+
+        return call
+
+
+@contextlib.contextmanager
+def reverts(reason: str):
+    """The block's contract call reverts with exactly ``reason``."""
+    try:
+        yield
+    except Reverted as error:
+        assert str(error) == reason, f"reverted with {str(error)!r}, not {reason!r}"
+    else:
+        raise AssertionError(f"did not revert (expected {reason!r})")
+
+
+@functools.cache
+def judge_contract() -> ChainContract:
     """PointwiseJudge, then the Judge that forwards the enclosure ops to it."""
-    return deployer("Judge").deploy(deployer("PointwiseJudge").deploy().address)
+    return chain().deploy("Judge", chain().deploy("PointwiseJudge").address)
 
 
-_deployed: list = []
-
-
-def judge_contract():
-    """The deployed Judge; redeployed when the test plugin's per-test anchor rolled it back."""
-    if _deployed:
-        contract = _deployed[0]
-        if boa.env.evm.get_code(contract.address):
-            return contract
-        _deployed.clear()
-    _deployed.append(deploy_judge())
-    return _deployed[0]
-
-
-def program_judge_contract():
-    """ProgramIndex, ProgramNonlinearJudge and the ProgramJudge over them and the deployed Judge
-    (redeployed like it)."""
-    judge = judge_contract()
-    if _program and boa.env.evm.get_code(_program[0].address) and _program[0].judge() == judge.address:
-        return _program[0]
-    _program.clear()
-    index = deployer("ProgramIndex").deploy()
-    nonlinear = deployer("ProgramNonlinearJudge").deploy()
-    _program.append(deployer("ProgramJudge").deploy(index.address, judge.address, nonlinear.address))
-    return _program[0]
-
-
-_program: list = []
+@functools.cache
+def program_judge_contract() -> ChainContract:
+    """ProgramIndex, ProgramNonlinearJudge and the ProgramJudge over them and the Judge."""
+    index, nonlinear = chain().deploy("ProgramIndex"), chain().deploy("ProgramNonlinearJudge")
+    return chain().deploy("ProgramJudge", index.address, judge_contract().address, nonlinear.address)
 
 
 def onchain(call: J.JudgeCall) -> bool | str:
     """The contract's verdict, or ``"revert"``."""
     try:
         return bool(judge_contract().check(*call.as_args()))
-    except boa.BoaError:
+    except Reverted:
         return "revert"
 
 

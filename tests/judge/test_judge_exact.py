@@ -74,15 +74,14 @@ def test_judge_malformed_reverts(name, call):
 
 
 def test_judge_revert_messages():
-    import boa
-    from judge_testing import judge_contract
+    from judge_testing import judge_contract, reverts
 
     judge = judge_contract()
-    with boa.reverts("judge: non-finite input"):
+    with reverts("judge: non-finite input"):
         judge.check(J.OP_ADD, [INF], [ONE], [], ONE)
-    with boa.reverts("judge: bad arity"):
+    with reverts("judge: bad arity"):
         judge.check(J.OP_RELU, [ONE, ONE], [], [], ONE)
-    with boa.reverts("judge: unknown op"):
+    with reverts("judge: unknown op"):
         judge.check(99, [ONE], [ONE], [], ONE)
     with pytest.raises(J.JudgeError, match="judge: non-finite input"):
         J.check_add(INF, ONE, ONE)

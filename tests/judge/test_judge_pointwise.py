@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
-import boa
 import mpmath
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from judge_testing import (
     next_up,
     onchain,
     reference,
+    reverts,
     round_f32,
     to_fraction,
     value,
@@ -433,13 +433,13 @@ def test_pointwise_malformed_reverts(name, call):
 
 def test_pointwise_revert_messages_pass_through_the_forwarding_call():
     judge = judge_contract()
-    with boa.reverts("judge: non-finite input"):
+    with reverts("judge: non-finite input"):
         judge.check(J.OP_CODES["erf"], [NAN], [], [], 0)
-    with boa.reverts("judge: non-finite input"):
+    with reverts("judge: non-finite input"):
         judge.check(J.OP_CODES["gelu_backward"], [0], [INF], [], 0)
-    with boa.reverts("judge: not a bool"):
+    with reverts("judge: not a bool"):
         judge.check(J.OP_CODES["where"], [0], [0], [3], 0)
-    with boa.reverts("judge: bad arity"):
+    with reverts("judge: bad arity"):
         judge.check(J.OP_CODES["tanh"], [0], [0], [], 0)
 
 

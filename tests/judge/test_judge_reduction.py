@@ -25,6 +25,7 @@ from judge_testing import (
     judge_contract,
     linear_bound,
     near_bound_claims,
+    reverts,
     round_f32,
     value,
 )
@@ -201,16 +202,15 @@ def test_reduction_fold_rejects_non_finite_and_bad_arguments():
     for claim in (0x7F800000, 0xFF800000, 0x7FC00000):
         assert not J.check_fold(J.OP_MATMUL, 100, 0, 0, 0, claim)
         assert not judge.check_fold(J.OP_MATMUL, 100, 0, 0, 0, claim)
-    import boa
 
     for op, n, reason in ((J.OP_MATMUL, 0, "judge: bad reduction length"),
                           (J.OP_SUM_ROWS, J.MAX_LONG_REDUCTION + 1, "judge: bad reduction length"),
                           (J.OP_ADD, 100, "judge: not a reduction")):
         with pytest.raises(J.JudgeError):
             J.fold_tolerance(op, n, 0, 0, 0, 0)
-        with boa.reverts(reason):
+        with reverts(reason):
             judge.check_fold(op, n, 0, 0, 0, 0)
-    with boa.reverts("judge: length mismatch"):
+    with reverts("judge: length mismatch"):
         judge.check_chunk(J.OP_MATMUL, [0, 0], [0], 0, 0, 0, 0, J.LONG_TOP_FLOOR)
-    with boa.reverts("judge: empty reduction"):
+    with reverts("judge: empty reduction"):
         judge.check_chunk(J.OP_SUM_ROWS, [], [], 0, 0, 0, 0, J.LONG_TOP_FLOOR)

@@ -10,12 +10,11 @@ import random
 import sys
 from pathlib import Path
 
-import boa
 import numpy as np
 import pytest
 import torch
 
-from judge_testing import deployer, program_judge_contract
+from judge_testing import Reverted, chain, program_judge_contract, reverts
 from offchain.dispute import judge as J
 from offchain.dispute import program_rules as R
 from offchain.ml.ops import DTYPE_CODES, OPS, SIGNED, f32_bits
@@ -58,7 +57,7 @@ def inputs(ins):
 
 
 def index_contract():
-    return deployer("ProgramIndex").at(program_judge_contract().index_map())
+    return chain().at("ProgramIndex", program_judge_contract().index_map())
 
 
 def onchain_reads(node, ins, index, first=None):
@@ -70,7 +69,7 @@ def onchain_reads(node, ins, index, first=None):
 def onchain(node, ins, index, values, claimed):
     try:
         return bool(program_judge_contract().check(descriptor(node), inputs(ins), index, values, claimed))
-    except boa.BoaError:
+    except Reverted:
         return "revert"
 
 
@@ -168,7 +167,7 @@ def test_program_judge__reads_and_verdicts_match_the_reference_on_real_programs(
             for index in rng.sample(range(node.numel), min(per_index, node.numel)):
                 reads = R.element_inputs(node, ins, index)
                 if any(len(idx) > CAP for _, idx in reads):
-                    with boa.reverts("rule: reduction too long"):
+                    with reverts("rule: reduction too long"):
                         onchain_reads(node, ins, index)
                     continue
                 values = gather(node, ins, flats, index)
@@ -232,16 +231,16 @@ def test_program_judge__a_non_finite_input_reverts(op):
 
 def test_program_judge__bad_indices_ops_tokens_labels_and_values_revert(gpt):
     node, ins, values, claim = _node(gpt, "mm")
-    with boa.reverts("rule: index out of range"):
+    with reverts("rule: index out of range"):
         onchain_reads(node, ins, node.numel)
     assert agree(node, ins, 0, values, 1 << 32) == "revert"
     unknown = (99, 0, [1], [])
-    with boa.reverts("rule: op has no program rule on chain"):
+    with reverts("rule: op has no program rule on chain"):
         index_contract().element_inputs(unknown, [], 0, [], False)
-    with boa.reverts("rule: op has no program rule on chain"):
+    with reverts("rule: op has no program rule on chain"):
         program_judge_contract().check(unknown, [], 0, [], 0)
     emb, emb_ins, emb_values, emb_claim = _node(gpt, "embedding")
-    with boa.reverts("rule: embedding index out of range"):
+    with reverts("rule: embedding index out of range"):
         onchain_reads(emb, emb_ins, 0, [[emb_ins[0].shape[0]]])
     assert agree(emb, emb_ins, 0, [[-1], emb_values[1]], emb_claim) == "revert"
     nll, nll_ins, nll_values, nll_claim = _node(gpt, "nll_loss")
@@ -434,7 +433,7 @@ def test_program_judge__layer_norm_rows_at_the_cap_with_zero_variance_agree_and_
     node, ins, flats = _single("layer_norm", "f32", [x, w, b], [1, 0, 1, 1])
     assert agree(node, ins, 2 * CAP, gather(node, ins, flats, 2 * CAP), f32_bits(-7.0)) is True
     node, ins, flats = _single("layer_norm", "f32", [_norm_rows(CAP + 1)], [1, eps, 0, 0])
-    with boa.reverts("rule: reduction too long"):
+    with reverts("rule: reduction too long"):
         onchain_reads(node, ins, 0)
 
 
@@ -454,7 +453,7 @@ def test_program_judge__layer_norm_gradients_at_the_cap_agree_and_longer_columns
     _, mean, rstd = torch.ops.aten.native_layer_norm.default(rows, [4], None, None, 1e-5)
     node, ins, flats = _single("layer_norm_grad_weight", "f32", [torch.randn(CAP + 1, 4), rows, mean, rstd,
                                                                   torch.ones(4), torch.zeros(4)], [1, 7, 1, 1])
-    with boa.reverts("rule: reduction too long"):
+    with reverts("rule: reduction too long"):
         onchain_reads(node, ins, 0)
 
 
@@ -484,7 +483,7 @@ def test_program_judge__softmax_gradients_of_masked_rows_agree_and_longer_rows_r
         _agree_everywhere(node, ins, flats, [classes + 1], lean=True)
     long = torch.randn(1, CAP + 1)
     node, ins, flats = _single("softmax_grad", "f32", [long, torch.softmax(long, 1)], [1])
-    with boa.reverts("rule: reduction too long"):
+    with reverts("rule: reduction too long"):
         onchain_reads(node, ins, 0)
     node, ins, flats = _single("log_softmax_grad", "f32", [go, torch.log_softmax(z, 1)], [1])
     values = gather(node, ins, flats, 0)
@@ -569,7 +568,7 @@ def test_program_judge__chunks_of_long_reductions_match_the_reference_and_join_t
                 if max(len(idx) for _, idx in reads) <= CAP:  # k = 64 and a bias: two chunks, one read
                     assert onchain_reads(node, ins, index) == reads
                 else:
-                    with boa.reverts("rule: reduction too long"):
+                    with reverts("rule: reduction too long"):
                         onchain_reads(node, ins, index)
 
 
@@ -620,9 +619,9 @@ def test_program_judge__chunk_inputs_reverts_off_a_chunk_and_on_other_ops(gpt):
     for t0 in (1, CAP // 2, CAP + 1, -(-n // CAP) * CAP, n + CAP, 1 << 200):
         with pytest.raises(R.RuleError, match="no such chunk"):
             R.chunk_inputs(node, ins, 0, t0)
-        with boa.reverts("rule: no such chunk"):
+        with reverts("rule: no such chunk"):
             onchain_chunk(node, ins, 0, t0)
-    with boa.reverts("rule: index out of range"):
+    with reverts("rule: index out of range"):
         onchain_chunk(node, ins, node.numel, 0)
     with pytest.raises(R.RuleError, match="index out of range"):
         R.chunk_inputs(node, ins, node.numel, 0)
@@ -634,7 +633,7 @@ def test_program_judge__chunk_inputs_reverts_off_a_chunk_and_on_other_ops(gpt):
     for run, other in others:
         with pytest.raises(R.RuleError, match="not a dissectable reduction"):
             R.chunk_inputs(other, run.inputs(other), 0, 0)
-        with boa.reverts("rule: not a dissectable reduction"):
+        with reverts("rule: not a dissectable reduction"):
             onchain_chunk(other, run.inputs(other), 0, 0)
 
 
@@ -645,7 +644,7 @@ def test_program_judge__every_op_at_the_cap_accepts_its_kernel_value_under_the_g
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     import program_judge_gas as bench
 
-    rows = bench.measure(program_judge_contract())
+    rows = bench.measure(bench.deploy())  # in boa, which meters the execution gas
     for name, size, used, verdict in rows:
         print(f"{name:<20} {size:<14} {used:>10,} gas")
         assert verdict, name

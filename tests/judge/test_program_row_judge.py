@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from judge_testing import deployer
+from judge_testing import chain
 from offchain.dispute import judge as J
 from offchain.dispute import rows
 from offchain.ml.ops import OPS
@@ -22,7 +22,7 @@ DELTAS = (0, 1, -1, 3, -3, 64, -64, 1 << 12, -(1 << 12), 1 << 22)
 
 @pytest.fixture(scope="module")
 def row_judge():
-    return deployer("ProgramRowJudge").deploy()
+    return chain().deploy("ProgramRowJudge")
 
 
 def _bits(t: torch.Tensor) -> list[int]:
