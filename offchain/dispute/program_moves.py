@@ -110,7 +110,7 @@ def element_reads(data: ProgramStep, node_id: int, index: int) -> tuple[list, li
     ins = [program.nodes[i] for i in node.inputs]
 
     def values(reads):
-        return [[int(_flat(data.trace[node.inputs[p]])[i]) for i in idx] for p, idx in reads]
+        return [_flat(data.trace[node.inputs[p]])[list(idx)].tolist() for p, idx in reads]
 
     reads = R.element_inputs(node, ins, index)
     if R.needs_values(node):
