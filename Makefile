@@ -1,6 +1,6 @@
 # Two commands matter: `make demo` runs a whole market, `make test` runs every test.
-# Both install what is missing first (a virtualenv in .venv, Anvil and the web app's tools from
-# npm, the web app's bundle, Chromium for its browser tests).
+# Both install what is missing first (a virtualenv in .venv, the compiled contracts in .build, Anvil
+# and the web app's tools from npm, the web app's bundle, Chromium for its browser tests).
 
 VENV   := .venv
 PYTHON ?= python3
@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: install browser demo test bench mutants clean
 
-install: $(VENV)/.installed node_modules/.installed webapp/dist/index.html browser
+install: $(VENV)/.installed node_modules/.installed .build/__local__.json webapp/dist/index.html browser
 
 WEBAPP_SOURCES := $(shell find webapp abi -type f -not -path 'webapp/dist/*' -not -path 'webapp/src/generated/*')
 
@@ -17,6 +17,12 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e ".[test]"
 	$(VENV)/bin/pip check
+	touch $@
+
+# the contracts compile once, here; every later `ape run deploy` finds them unchanged in .build
+CONTRACTS := $(shell find contracts -name '*.vy')
+.build/__local__.json: $(VENV)/.installed ape-config.yaml $(CONTRACTS)
+	$(VENV)/bin/ape compile
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

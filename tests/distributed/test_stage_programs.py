@@ -317,6 +317,29 @@ def test_group_result__the_whole_model_is_replica_0_s_last_checkpoints_checked_a
         trained_model(spec, document, tmp_path / "c", fetch_from(honest, tmp_path / "c", swapped))
 
 
+def _program_roots(programs, out) -> None:  # runs in a process of the engine's fork server
+    out.put([sp.program.root.hex() for sp in programs])
+
+
+def test_stage_programs__programs_cross_to_a_rank_s_process_as_data_however_many_constants_they_hold():
+    """The engine sends every rank its step program. Constants pickled as tensors cross as shared
+    memory, a file descriptor each, and a process start passes at most 253: a run of many specs
+    (the distributed bench's eight), or one large model, could not start its ranks."""
+    import torch.multiprocessing as mp
+
+    sp = export_stage_program(dataclasses.replace(TWO_GPIPE, programs=True), 0)
+    copies = [dataclasses.replace(sp, program=dataclasses.replace(
+        sp.program, constants={k: v.clone() for k, v in sp.program.constants.items()}))
+        for _ in range(-(-300 // len(sp.program.constants)))]
+    context = mp.get_context("forkserver")
+    out = context.SimpleQueue()
+    process = context.Process(target=_program_roots, args=(copies, out))
+    process.start()
+    roots = out.get()
+    process.join(60)
+    assert process.exitcode == 0 and roots == [sp.program.root.hex()] * len(copies)
+
+
 def test_stage_programs__a_spec_with_programs_refuses_compression():
     with pytest.raises(ValueError, match="not captured as programs yet"):
         dataclasses.replace(THREE, programs=True, aqsgd=AQSGDConfig(bits=4))
