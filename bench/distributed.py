@@ -3,7 +3,8 @@
 The same training (the GPT preset on CPython's help texts, AdamW + warm-up/cosine, clipping) runs
 as 2 pipeline stages x 1 replica and as 1 stage x 2 data-parallel replicas (``--four`` adds
 2 x 2), each on the loopback as it is ("fast") and on an emulated link (``--latency`` one-way,
-``--bandwidth``; the engine's transport delays every message in user space, see
+``--bandwidth``, or ``--slower N``: N times the loopback's measured latency and 1/N of its
+bandwidth; the engine's transport delays every message in user space, see
 ``offchain/distributed/engine.py``), with:
 
 * pipeline: raw float32 boundaries, or AQ-SGD (activation deltas in ``--bits``, gradients in
@@ -25,7 +26,7 @@ and both once more with their messages quantised inside the programs (``--bits``
 ``--grad-bits`` back and for the all-reduce: ``TrainSpec.quantize``, §4.2.1).
 
     .venv/bin/python bench/distributed.py [--steps 64] [--four] [--paper-outer] [--repeat 1]
-        [--programs | --only-programs]
+        [--programs | --only-programs] [--slower N | --latency S --bandwidth B/S] [--schedule 1f1b]
 """
 
 from __future__ import annotations
@@ -93,9 +94,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.010, help="slow link: one-way seconds")
     parser.add_argument("--bandwidth", type=float, default=5e6, help="slow link: bytes/s")
+    parser.add_argument("--slower", type=float, default=0,
+                        help="slow link: this many times the measured loopback's latency, 1/this of its bandwidth "
+                             "(instead of --latency and --bandwidth)")
     parser.add_argument("--bits", type=int, default=4)
     parser.add_argument("--grad-bits", type=int, default=8)
     parser.add_argument("--inner", type=int, default=8, help="DiLoCo inner steps")
+    parser.add_argument("--schedule", choices=("1f1b", "gpipe"), default="1f1b", help="pipeline schedule")
     parser.add_argument("--four", action="store_true", help="also 2 stages x 2 replicas (4 processes)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per row; the fastest counts")
     parser.add_argument("--paper-outer", action="store_true", help="also DiLoCo with outer lr 0.7, momentum 0.9")
@@ -109,13 +114,13 @@ def main() -> None:
         parser.error(f"--steps must exceed one epoch ({epoch} steps): throughput is measured after it")
 
     latency, bandwidth = measure_loopback()
-    slow = LinkConfig(args.latency, args.bandwidth)
+    slow = LinkConfig(latency * args.slower, bandwidth / args.slower) if args.slower else LinkConfig(args.latency, args.bandwidth)
     print(f"loopback (gloo, measured): {latency * 1e6:.0f} us one-way, {bandwidth / 1e6:.0f} MB/s; "
           f"slow link (emulated): {slow.latency_s * 1e3:.0f} ms, {slow.bandwidth / 1e6:.1f} MB/s = "
           f"{slow.latency_s / latency:.0f}x the latency, 1/{bandwidth / slow.bandwidth:.0f} of the bandwidth")
 
     base = TrainSpec(model=GPTShape(vocab=256, seq_len=32, dim=64, heads=4, layers=2), batch_size=16,
-                     micro_batches=4, steps=args.steps, train_rows=256, holdout_rows=512)
+                     micro_batches=4, steps=args.steps, train_rows=256, holdout_rows=512, schedule=args.schedule)
     aqsgd = AQSGDConfig(args.bits, args.grad_bits, warmup_epochs=1)
     rows = [
         ("2x1", "none", dict(stages=2)),
