@@ -60,7 +60,8 @@ from offchain.distributed.stage import (
     lm_loss,
     sum_in_rank_order,
 )
-from offchain.distributed.stage_program import ProgramRunner, StageProgram, export_stage_program
+from offchain.distributed.stage_program import ProgramRunner, StageProgram, export_stage_program, messages_of
+from offchain.ml.program import Program
 
 
 # ── transport ────────────────────────────────────────────────────────
@@ -192,11 +193,12 @@ class Tamper:
 
 
 def _worker(rank: int, specs: list[TrainSpec], out_dir: str, parts_dirs: list[str | None],
-            tamper: Tamper | None, timeout_s: float, programs: dict[tuple[int, int], StageProgram]) -> None:
+            tamper: Tamper | None, timeout_s: float) -> None:
     """Rank ``rank`` of every spec whose world includes it, one process group after another. The
     ranks meet in a file of ``out_dir``: no port to pick (another run could take it), and no
     store served by a thread of the driver. A rank that waits ``timeout_s`` for a peer fails.
-    ``programs[spec index, rank]`` is the rank's step program, exported by the driver."""
+    With ``spec.programs`` the rank reads its step program from ``out_dir``, where the driver
+    wrote it (:func:`_program_path`)."""
     _forget_process_groups()
     if tamper is not None:
         tamper.install(rank)
@@ -208,10 +210,23 @@ def _worker(rank: int, specs: list[TrainSpec], out_dir: str, parts_dirs: list[st
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=spec.world,
                                 timeout=datetime.timedelta(seconds=timeout_s))
         try:
-            result = _train_rank(rank, spec, parts_dir, tamper, programs.get((index, rank)))
+            program = _load_program(Path(out_dir), index, spec, rank) if spec.programs else None
+            result = _train_rank(rank, spec, parts_dir, tamper, program)
             _save_result(result, Path(out_dir) / f"run{index}-rank{rank}.safetensors")
         finally:
             dist.destroy_process_group()
+
+
+def _program_path(out_dir: Path, index: int, rank: int) -> Path:
+    """Where the driver leaves rank ``rank``'s program of spec ``index``: as its canonical bytes, so
+    its constants cross as data (as pickled tensors they would cross as shared memory, a file
+    descriptor each, and a process start passes at most 253) and each rank parses only its own."""
+    return out_dir / f"run{index}-rank{rank}.program"
+
+
+def _load_program(out_dir: Path, index: int, spec: TrainSpec, rank: int) -> StageProgram:
+    program = Program.from_bytes(_program_path(out_dir, index, rank).read_bytes())
+    return StageProgram(rank, program, *messages_of(spec, rank))
 
 
 def _forget_process_groups() -> None:
@@ -307,18 +322,21 @@ def run_many(specs: list[TrainSpec], start_method: str = "forkserver", *,
     ``checkpoint_interval`` needs its ``parts_dirs`` entry: its participants' parts and
     ``group.json`` go there (offchain/distributed/parts.py). ``tamper`` makes one rank cheat. A
     rank that waits ``timeout_s`` for another fails the run. Step programs (``spec.programs``) are
-    exported here, once (a verifier's replays reuse them), and sent to their ranks."""
+    exported here, once (a verifier's replays reuse them), and left in the run's folder for
+    their ranks."""
     import torch.multiprocessing as mp
 
     parts_dirs = [None if d is None else str(d) for d in (parts_dirs or [None] * len(specs))]
     if len(parts_dirs) != len(specs) or any(spec.commits and d is None for spec, d in zip(specs, parts_dirs)):
         raise ValueError("every spec with a checkpoint_interval needs a parts directory")
-    programs = {(index, rank): export_stage_program(spec, rank)
-                for index, spec in enumerate(specs) if spec.programs for rank in range(spec.world)}
     if start_method == "forkserver":
         mp.set_forkserver_preload([__name__])
     with tempfile.TemporaryDirectory(prefix="dtm-engine-") as out_dir:
-        mp.start_processes(_worker, args=(list(specs), out_dir, parts_dirs, tamper, timeout_s, programs),
+        for index, spec in enumerate(specs):
+            for rank in range(spec.world if spec.programs else 0):
+                program = export_stage_program(spec, rank).program
+                _program_path(Path(out_dir), index, rank).write_bytes(program.to_bytes())
+        mp.start_processes(_worker, args=(list(specs), out_dir, parts_dirs, tamper, timeout_s),
                            nprocs=max(spec.world for spec in specs), start_method=start_method)
         for spec, parts_dir in zip(specs, parts_dirs):
             if spec.commits:

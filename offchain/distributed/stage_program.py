@@ -81,17 +81,6 @@ class StageProgram:
     receives: tuple[Message, ...]
     sends: tuple[Message, ...]
 
-    def __reduce__(self):
-        """Sent to a rank's process as the program's canonical bytes, its constants as data:
-        pickled as tensors they would cross as shared memory, a file descriptor each, and a
-        process start passes at most 253 of them (a run of many specs, or one large model)."""
-        return _stage_program_from_bytes, (self.rank, self.program.to_bytes(), self.receives, self.sends)
-
-
-def _stage_program_from_bytes(rank: int, program: bytes, receives: tuple[Message, ...],
-                              sends: tuple[Message, ...]) -> StageProgram:
-    return StageProgram(rank, Program.from_bytes(program), receives, sends)
-
 
 def unsupported(spec: TrainSpec) -> str | None:
     """Why a spec's participant steps cannot be captured yet (None: they can)."""
