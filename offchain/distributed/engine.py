@@ -76,9 +76,12 @@ class Transport:
     bandwidth`` seconds and arrives ``latency_s`` later; the sender stamps the arrival time
     (machine-wide monotonic clock, 8 header bytes not counted as payload) and does not wait;
     the receiver sleeps until that time after the loopback delivered the message, so compute
-    overlaps with transfers as on a real link. A collective over ``R`` ranks is priced as a ring:
-    all-reduce of ``n`` bytes = ``2 (R - 1)`` hops of ``n / R`` bytes, all-gather of ``n`` bytes
-    per rank = ``R - 1`` hops of ``n``; each rank sleeps that time after the loopback operation.
+    overlaps with transfers as on a real link. A collective over ``R`` ranks runs as a ring
+    (:func:`ring_done`): all-reduce of ``n`` bytes = ``2 (R - 1)`` hops of ``n / R`` bytes,
+    all-gather of ``n`` bytes per rank = ``R - 1`` hops of ``n``, each rank passing a hop on once
+    it has entered the collective and received the hop before; the ranks exchange the times they
+    entered, and each sleeps until the ring would have brought it the result. A rank that enters
+    last therefore does not wait for the contributions that left the others long before.
     Byte counts are the payload each rank sends under these algorithms, also without emulation.
     A point-to-point message or an all-gather may name a ``codec`` (``compression.ProgramMessageCodec``): the wire
     then carries ``codec.encode(payload)`` and the receiver gets back ``codec.decode`` of it, the
@@ -129,9 +132,21 @@ class Transport:
             handle.wait()
         self.pending.clear()
 
-    def _price(self, hops: int, hop_bytes: float) -> None:
-        if self.link.emulated and hops:
-            time.sleep(hops * (self.link.latency_s + self.link.wire_time(hop_bytes)))
+    def _entered(self, ranks: tuple[int, ...]) -> list[float] | None:
+        """With an emulated link, when each of ``ranks`` entered this collective."""
+        if not self.link.emulated:
+            return None
+        now = torch.tensor([time.monotonic()], dtype=torch.float64)
+        entries = [torch.empty_like(now) for _ in ranks]
+        dist.all_gather(entries, now, group=self.groups[ranks])
+        return [entry.item() for entry in entries]
+
+    def _price(self, entries: list[float] | None, ranks: tuple[int, ...], hops: int, hop_bytes: float) -> None:
+        if entries is not None:
+            hop_s = self.link.latency_s + self.link.wire_time(hop_bytes)
+            delay = ring_done(entries, hops, hop_s)[ranks.index(dist.get_rank())] - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
 
     def all_reduce(self, tensor: torch.Tensor, ranks: tuple[int, ...]) -> None:
         """Sum in place over ``ranks``."""
@@ -143,8 +158,9 @@ class Transport:
             return
         nbytes = tensor.numel() * tensor.element_size()
         self.collective_bytes += 2 * (size - 1) * nbytes // size
+        entries = self._entered(ranks)
         dist.all_reduce(tensor, group=self.groups[ranks])
-        self._price(2 * (size - 1), nbytes / size)
+        self._price(entries, ranks, 2 * (size - 1), nbytes / size)
 
     def all_gather(self, message: torch.Tensor, ranks: tuple[int, ...], codec: Any = None) -> list[torch.Tensor]:
         """Every rank's ``message``, in rank order."""
@@ -156,9 +172,21 @@ class Transport:
         nbytes = message.numel() * message.element_size()
         self.collective_bytes += (size - 1) * nbytes
         out = [torch.empty_like(message) for _ in range(size)]
+        entries = self._entered(ranks)
         dist.all_gather(out, message, group=self.groups[ranks])
-        self._price(size - 1, nbytes)
+        self._price(entries, ranks, size - 1, nbytes)
         return out
+
+
+def ring_done(entries: list[float], hops: int, hop_s: float) -> list[float]:
+    """When each rank of a ring holds a collective's result: rank ``k`` enters at ``entries[k]``;
+    in each of ``hops`` rounds every rank sends one hop (``hop_s`` seconds to arrive) to rank
+    ``k + 1``, once it has entered and has received the previous round's hop from rank ``k - 1``."""
+    size = len(entries)
+    ready = list(entries)
+    for _ in range(hops):
+        ready = [max(entries[k], ready[k - 1] + hop_s) for k in range(size)]
+    return ready
 
 
 # ── process groups ──────────────────────────────────────────────────

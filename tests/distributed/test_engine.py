@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from offchain.distributed.engine import Tamper, run, run_many, run_single
+from offchain.distributed.engine import Tamper, Transport, ring_done, run, run_many, run_single
 from offchain.distributed.spec import (
     AQSGDConfig,
     DiLoCoConfig,
@@ -128,6 +128,48 @@ def test_emulated_link_delays_but_sends_the_same(runs):
     # per step at least: first activation out and its gradient back, each one latency
     assert slow.seconds >= slow.spec.steps * 2 * LATENCY
     assert all(torch.isfinite(t).all() for t in slow.state.values())
+
+
+def test_ring_done__a_collective_ends_when_the_ring_brings_each_rank_the_last_hop():
+    # everyone at once: every rank waits all the hops
+    assert ring_done([5.0, 5.0, 5.0], 4, 0.5) == [7.0, 7.0, 7.0]
+    # two ranks, one hop: the rank that enters a hop or more after the other has its contribution already
+    assert ring_done([0.0, 3.0], 1, 1.0) == [4.0, 3.0]
+    assert ring_done([0.0, 0.4], 1, 1.0) == [1.4, 1.0]
+    # three ranks, two hops (an all-gather), rank 1 late: rank 2 waits for rank 1's hop and rank 0's
+    # through rank 1; rank 0 for rank 2's pass of rank 1's hop
+    assert ring_done([0.0, 10.0, 0.0], 2, 1.0) == [12.0, 10.0, 11.0]
+
+
+ENTER_LATE_S = 0.6
+
+
+def _collective_rank(rank: int, store: str, out: str) -> None:
+    import time
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    transport = Transport(LinkConfig(latency_s=LATENCY * 10, bandwidth=1e9), {(0, 1): dist.group.WORLD})
+    dist.barrier()
+    if rank == 0:
+        time.sleep(ENTER_LATE_S)
+    entered = time.monotonic()
+    transport.all_gather(torch.zeros(8, dtype=torch.uint8), (0, 1))
+    Path(out, f"rank{rank}").write_text(repr(time.monotonic() - entered))
+    dist.destroy_process_group()
+
+
+def test_emulated_link__a_rank_entering_a_collective_late_gets_what_the_others_sent_long_before(tmp_path):
+    """An all-gather on a link of 0.2 s: the rank that enters 0.6 s late finds the other's part
+    arrived and goes on; the early one waits for the late one's part to cross the link."""
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_collective_rank, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2,
+                       start_method="spawn")
+    late, early = (float((tmp_path / f"rank{rank}").read_text()) for rank in (0, 1))
+    assert late < LATENCY * 10 / 2
+    assert early >= ENTER_LATE_S + LATENCY * 10
 
 
 def test_schedules():
