@@ -25,7 +25,7 @@ captured step program (``TrainSpec.programs``, docs/group-tasks.md §4.2) instea
 and both once more with their messages quantised inside the programs (``--bits`` forward,
 ``--grad-bits`` back and for the all-reduce: ``TrainSpec.quantize``, §4.2.1).
 
-    .venv/bin/python bench/distributed.py [--steps 64] [--four] [--paper-outer] [--repeat 1]
+    .venv/bin/python bench/distributed.py [--steps 64] [--batch 16] [--four] [--paper-outer] [--repeat 1]
         [--programs | --only-programs] [--slower N | --latency S --bandwidth B/S] [--schedule 1f1b]
 """
 
@@ -92,6 +92,8 @@ def measure_loopback() -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=16,
+                        help="rows a step (4 micro-batches): more compute a step against the link's latencies")
     parser.add_argument("--latency", type=float, default=0.010, help="slow link: one-way seconds")
     parser.add_argument("--bandwidth", type=float, default=5e6, help="slow link: bytes/s")
     parser.add_argument("--slower", type=float, default=0,
@@ -109,7 +111,9 @@ def main() -> None:
     parser.add_argument("--only-programs", action="store_true",
                         help="only the uncompressed layouts, with modules and with programs")
     args = parser.parse_args()
-    epoch = 256 // 16  # train_rows // batch_size below: throughput is measured after the first epoch
+    if args.batch % 8 or not 8 <= args.batch <= 256:
+        parser.error("--batch must be a multiple of 8 (4 micro-batches, 2 replicas) from 8 to 256")
+    epoch = 256 // args.batch  # train_rows // batch_size below: throughput is measured after the first epoch
     if args.steps <= epoch:
         parser.error(f"--steps must exceed one epoch ({epoch} steps): throughput is measured after it")
 
@@ -119,7 +123,7 @@ def main() -> None:
           f"slow link (emulated): {slow.latency_s * 1e3:.0f} ms, {slow.bandwidth / 1e6:.1f} MB/s = "
           f"{slow.latency_s / latency:.0f}x the latency, 1/{bandwidth / slow.bandwidth:.0f} of the bandwidth")
 
-    base = TrainSpec(model=GPTShape(vocab=256, seq_len=32, dim=64, heads=4, layers=2), batch_size=16,
+    base = TrainSpec(model=GPTShape(vocab=256, seq_len=32, dim=64, heads=4, layers=2), batch_size=args.batch,
                      micro_batches=4, steps=args.steps, train_rows=256, holdout_rows=512, schedule=args.schedule)
     aqsgd = AQSGDConfig(args.bits, args.grad_bits, warmup_epochs=1)
     rows = [
