@@ -135,7 +135,9 @@ def interleaved_medians(cases: dict[str, Callable[[], float]], repeats: int) -> 
 
 def models(args) -> None:
     print(f"MLP presets, batch {args.batch}, {args.model_steps} steps, k={args.k}, 1 thread, median of "
-          f"{args.repeats}; ratios against the plain loop of the same run")
+          f"{args.repeats}, allocator tuned in both (as `dtm solver run` does); ratios against the plain loop "
+          f"of the same run")
+    tune_allocator()
     print(f"{'model':<6} {'params':>10} {'plain ms':>9} {'PoL x plain':>11} {'trace/ckpt':>11}")
     for name, (inputs, hidden, classes) in MODELS.items():
         demo = mlp_task(inputs, hidden, classes, synthetic_dataset(4 * args.batch, inputs, classes, seed=3),
@@ -210,17 +212,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, help="interleaved rounds (default 9; 3 with --models or --programs)")
     parser.add_argument("--models", action="store_true", help="2-10 M parameter MLPs, now vs chunked")
     parser.add_argument("--programs", action="store_true", help="the 1.1M CNN and 5.1M GPT programs")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--model-steps", type=int, default=20)
     args = parser.parse_args()
+    if args.repeats is None:
+        args.repeats = 3 if args.programs or args.models else 9
     if args.programs:
-        args.repeats = min(args.repeats, 3)
         return programs(args)
     if args.models:
-        args.repeats = min(args.repeats, 3)
         args.k = min(args.k, 10)
         return models(args)
     demo = digits_task(steps=args.steps, k=args.k)
