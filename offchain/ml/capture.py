@@ -814,6 +814,44 @@ def _embedding_backward(low, fx, args, kwargs):
     return low.op("embedding_grad", fx, [go, idx], (num_weights, padding + SIGNED, int(scale)))
 
 
+def _leaky_relu(low, fx, args, kwargs):
+    """leaky_relu(x) = x where x > 0, else x·slope; its backward g where x > 0, else g·slope (eager's
+    kernels, exactly: the slope rounded to float32 once)."""
+    if fx.target is aten.leaky_relu.default:
+        value, x, slope = args[0], args[0], args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)
+    else:
+        value, x, slope = args[0], args[1], args[2]
+    mask = torch.empty(fx.meta["val"].shape, dtype=torch.bool, device="meta")
+    positive = low.fresh("gt", [low.node_of(x), low.node_of(0.0)], mask)
+    return low.op("where", fx, [positive, value, low.op("mul", fx, [value, slope])])
+
+
+def _zeros(low, shape: Sequence[int]) -> _Value:
+    """Zeros of ``shape`` as a view of one zero constant with every stride 0 (no stored tensor)."""
+    meta = torch.empty((), device="meta").expand(*shape)
+    return _Value(low.emit("view", (low.node_of(0.0),), meta, (0, *meta.stride())), meta)
+
+
+def _slice_backward(low, fx, args, kwargs):
+    """The gradient of ``x[..., start:end]`` (``select``: of ``x[..., index]``) along ``dim``: the
+    incoming gradient between zeros, concatenated (a step other than 1 is refused)."""
+    if fx.target is aten.select_backward.default:
+        grad, sizes, dim, index = args
+        dim %= len(sizes)
+        index %= sizes[dim]
+        grad = low.view(aten.unsqueeze.default, [grad, dim], {})
+        start, end = index, index + 1
+    else:
+        grad, sizes, dim, start, end, step = args
+        dim %= len(sizes)
+        if step != 1:
+            raise GraphError(f"the gradient of a slice with step {step} is not supported (step 1 is), at {low.source}")
+        start, end = (min(max(v + sizes[dim] if v < 0 else v, 0), sizes[dim]) for v in (start, end))
+    parts = [_zeros(low, [*sizes[:dim], width, *sizes[dim + 1:]]) if isinstance(width, int) else width
+             for width in (start, grad, sizes[dim] - end) if not isinstance(width, int) or width > 0]
+    return parts[0] if len(parts) == 1 else _cat(low, fx, [parts, dim], {})
+
+
 def _cat(low, fx, args, kwargs):
     tensors, dim = list(args[0]), (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % fx.meta["val"].dim()
     dtype = _compute_dtype(tensors)
@@ -849,4 +887,6 @@ _HANDLERS: dict[Any, Callable] = {
     aten.nll_loss_forward.default: _nll_loss, aten.nll_loss_backward.default: _nll_loss_backward,
     aten.embedding.default: _embedding, aten.embedding_dense_backward.default: _embedding_backward,
     aten.cat.default: _cat,
+    aten.leaky_relu.default: _leaky_relu, aten.leaky_relu_backward.default: _leaky_relu,
+    aten.select_backward.default: _slice_backward, aten.slice_backward.default: _slice_backward,
 }
