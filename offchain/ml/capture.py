@@ -722,24 +722,44 @@ def _matmul(low, fx, args, kwargs):
 
 
 def _conv_attrs(stride, padding, dilation, groups, low) -> list[int]:
+    if len(stride) == 1:  # a 1-d convolution: the 2-d one over a height of 1 (as eager runs it)
+        return [1, *stride, 0, *padding, 1, *dilation, groups]
     if len(stride) != 2:
-        raise GraphError(f"only 2-d convolutions are supported, at {low.source}")
+        raise GraphError(f"only 1-d and 2-d convolutions are supported, at {low.source}")
     return [*stride, *padding, *dilation, groups]
+
+
+def _as_2d(low, tensors: Sequence[Any], one_d: bool) -> list[Any]:
+    """A 1-d convolution's inputs, outputs and weights with a height of 1 inserted (views)."""
+    return [low.view(aten.unsqueeze.default, [t, 2], {}) if one_d else t for t in tensors]
+
+
+def _as_1d(low, value: _Value, one_d: bool) -> _Value:
+    return low.view(aten.squeeze.dim, [value, 2], {}) if one_d else value
 
 
 def _convolution(low, fx, args, kwargs):
     x, w, bias, stride, padding, dilation, transposed, output_padding, groups = args
     if transposed:
         raise GraphError(f"transposed convolutions are not supported, at {low.source}")
-    inputs = [x, w] + ([bias] if bias is not None else [])
-    return low.op("conv2d", fx, inputs, _conv_attrs(stride, padding, dilation, groups, low) + [int(bias is not None)])
+    attrs, one_d = _conv_attrs(stride, padding, dilation, groups, low), len(stride) == 1
+    inputs = _as_2d(low, [x, w], one_d) + ([bias] if bias is not None else [])
+    like = fx.meta["val"].unsqueeze(2) if one_d else fx.meta["val"]
+    out = low.fresh("conv2d", [low.node_of(i) for i in inputs], like, attrs + [int(bias is not None)])
+    return _as_1d(low, out, one_d)
 
 
 def _convolution_backward(low, fx, args, kwargs):
     go, x, w, _bias_sizes, stride, padding, dilation, transposed, _out_pad, groups, mask = args
+    attrs, one_d = _conv_attrs(stride, padding, dilation, groups, low), len(stride) == 1
     bits = sum(1 << i for i, wanted in enumerate(mask) if wanted)
-    names = [n if wanted else None for n, wanted in zip(("conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias"), mask)]
-    return low.group(names, fx, [go, x, w], _conv_attrs(stride, padding, dilation, groups, low) + [bits])
+    ids = [low.node_of(t) for t in _as_2d(low, [go, x, w], one_d)]
+    out: list = []
+    for name, val, wanted in zip(("conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias"), fx.meta["val"], mask):
+        spatial = one_d and name != "conv2d_grad_bias"  # the bias gradient has no height
+        out.append(_as_1d(low, low.fresh(name, ids, val.unsqueeze(2) if spatial else val, attrs + [bits]), spatial)
+                   if wanted else None)
+    return out
 
 
 def _max_pool(low, fx, args, kwargs):

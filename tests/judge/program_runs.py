@@ -22,7 +22,7 @@ class Zoo(nn.Module):
     """Configurations the presets do not reach: strided dilated grouped conv, GroupNorm without
     affine, padded ceil-mode pooling, mean/amax/softmax, an embedding with padding_idx, a LayerNorm
     whose rows have |mean| > std, tanh/sigmoid/SiLU/erf/exp/log/rsqrt, comparisons, logical masks, round,
-    leaky ReLU, and the gradients of a slice and a select."""
+    leaky ReLU, the gradients of a slice and a select, and a 1-d convolution."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -30,7 +30,8 @@ class Zoo(nn.Module):
         self.group = nn.GroupNorm(3, 6, affine=False)
         self.norm = nn.LayerNorm(54)
         self.tokens = nn.Embedding(5, 54, padding_idx=0)
-        self.head = nn.Linear(54 + 12, 10)
+        self.line = nn.Conv1d(4, 2, 5, stride=3, padding=1)
+        self.head = nn.Linear(54 + 12 + 2, 10)
 
     def forward(self, x):
         h = F.max_pool2d(self.group(self.conv(x)), 3, stride=2, padding=1, ceil_mode=True)
@@ -44,7 +45,8 @@ class Zoo(nn.Module):
         # leaky ReLU (gt, where, mul) of a slice and a selected column: their gradients are zeros and cat
         f = f + F.leaky_relu(f[:, 1:4].mean(1, keepdim=True) - f[:, -1].unsqueeze(1), 0.2)
         pooled = torch.cat([torch.softmax(h.mean(dim=(2, 3)), -1), h.amax(dim=(2, 3))], dim=1)
-        return self.head(torch.cat([f, pooled], 1))
+        lines = self.line(x.flatten(2)).amax(-1)  # a 1-d convolution: the 2-d one over a height of 1
+        return self.head(torch.cat([f, pooled, lines], 1))
 
 
 ADAMW = OptimizerConfig("adamw", 3e-3, weight_decay=0.01, clip_norm=1.0)

@@ -186,7 +186,9 @@ def test_program_judge__reads_and_verdicts_match_the_reference_on_real_programs(
 
 
 def test_program_judge__two_thread_values_get_the_same_verdicts(run):
-    """Values of a differently ordered execution, checked against the one-thread inputs."""
+    """Every reduction of a differently ordered execution (two threads) against its own inputs, as
+    an honest solver on two threads commits them (where a reduction upstream came out otherwise,
+    the one-thread inputs are not what this output was computed from)."""
     rng = random.Random(12)
     for node in run.nodes():
         if node.op not in ("mm", "addmm", "bmm", "conv2d", "sum", "mean", "nll_loss") or node.dtype != "f32":
@@ -195,7 +197,7 @@ def test_program_judge__two_thread_values_get_the_same_verdicts(run):
         for index in rng.sample(range(node.numel), min(2, node.numel)):
             if any(len(idx) > CAP for _, idx in R.element_inputs(node, ins, index)):
                 continue
-            values = gather(node, ins, run.flats[1], index)
+            values = gather(node, ins, run.flats[2], index)
             if R.needs_values(node) and any(len(i) > CAP for _, i in R.element_inputs(node, ins, index, values[:1])):
                 continue
             assert agree(node, ins, index, values, int(run.flats[2][node.id][index])) is True

@@ -403,9 +403,9 @@ class _Picking(nn.Module):
         return self.head(h[:, -1] + h[:, 1:3].mean(1))
 
 
-def _program_and_eager_steps(model: nn.Module, steps: int):
+def _program_and_eager_steps(model: nn.Module, steps: int, input_shape: tuple[int, ...] = (5, 8)):
     """The program's and the eager step's losses and states over ``steps`` steps on one batch."""
-    config = ExportConfig(4, (5, 8), optimizer=OptimizerConfig("adam", 1e-2))
+    config = ExportConfig(4, input_shape, optimizer=OptimizerConfig("adam", 1e-2))
     program = Program.from_bytes(export_program(model, config).to_bytes())
     eager = _step_function(model, [n for n, _ in model.named_parameters()], {}, config)
     executor, (x, y) = ProgramExecutor(program), _batch(config, torch.Generator().manual_seed(1))
@@ -427,6 +427,18 @@ def test_export__leaky_relu_select_and_slice_take_eager_s_bits():
     assert {"where", "gt", "cat"} <= {node.op for node in program.nodes}
     # the gradients' zeros are views of one scalar constant, not stored tensors
     assert all(tensor.numel() <= 8 for tensor in program.constants.values())
+    for ours, eager_loss, state, eager_state in steps:
+        assert torch.equal(ours, eager_loss) and all(torch.equal(a, b) for a, b in zip(state, eager_state))
+
+
+def test_export__a_1d_convolution_is_the_2d_one_over_a_height_of_1_with_eager_s_bits():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2), nn.ReLU(),
+                          nn.Conv1d(6, 5, 1), nn.Flatten(), nn.Linear(5 * 6, 10))
+    program, steps = _program_and_eager_steps(model, 3, input_shape=(4, 11))
+    convolutions = [node for node in program.nodes if node.op.startswith("conv2d")]
+    assert len(convolutions) == 2 + 3 + 2  # two forward, both gradients of the second, input's not for the first
+    assert all(len(node.shape) == 4 and node.shape[2] == 1 for node in convolutions if node.op != "conv2d_grad_bias")
     for ours, eager_loss, state, eager_state in steps:
         assert torch.equal(ours, eager_loss) and all(torch.equal(a, b) for a, b in zip(state, eager_state))
 
