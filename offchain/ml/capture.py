@@ -848,8 +848,7 @@ def _leaky_relu(low, fx, args, kwargs):
 
 def _zeros(low, shape: Sequence[int]) -> _Value:
     """Zeros of ``shape`` as a view of one zero constant with every stride 0 (no stored tensor)."""
-    meta = torch.empty((), device="meta").expand(*shape)
-    return _Value(low.emit("view", (low.node_of(0.0),), meta, (0, *meta.stride())), meta)
+    return _Value(low.node_of(0.0), torch.empty((), device="meta").expand(*shape))
 
 
 def _slice_backward(low, fx, args, kwargs):
@@ -867,8 +866,9 @@ def _slice_backward(low, fx, args, kwargs):
         if step != 1:
             raise GraphError(f"the gradient of a slice with step {step} is not supported (step 1 is), at {low.source}")
         start, end = (min(max(v + sizes[dim] if v < 0 else v, 0), sizes[dim]) for v in (start, end))
-    parts = [_zeros(low, [*sizes[:dim], width, *sizes[dim + 1:]]) if isinstance(width, int) else width
-             for width in (start, grad, sizes[dim] - end) if not isinstance(width, int) or width > 0]
+    zeros = [_zeros(low, [*sizes[:dim], width, *sizes[dim + 1:]]) if width else None
+             for width in (start, sizes[dim] - end)]
+    parts = [part for part in (zeros[0], grad, zeros[1]) if part is not None]
     return parts[0] if len(parts) == 1 else _cat(low, fx, [parts, dim], {})
 
 
