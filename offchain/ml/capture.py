@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch._decomp import decomposition_table, get_decompositions
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -109,8 +110,9 @@ def capture_step(step: Callable, args: Sequence[torch.Tensor], slots: list[State
     and lower it to a validated program (``receives`` messages read, the rest of the outputs sent)."""
     try:
         with _TRACING, sdpa_kernel([SDPBackend.MATH]):
+            table = {**DECOMPOSED, **(POSITION_SUMS if long_sums else {})}
             graph = make_fx(torch.func.functionalize(step, remove="mutations"), record_stack_traces=True,
-                            decomposition_table=POSITION_SUMS if long_sums else {})(*args)
+                            decomposition_table=table)(*args)
     except GraphError:
         raise
     except Exception as exc:  # tracing runs user code: report its error in one line
@@ -264,6 +266,107 @@ POSITION_SUMS = {
 
 
 # --------------------------------------------------------------------------------------------
+# Kernels the op set has no node for, written with ops it has
+
+
+def _tanh_gelu(decomposition: Callable, arity: int) -> Callable:
+    """GELU's tanh approximation (and its backward) by torch's decomposition; the exact GELU keeps
+    its own node."""
+    def decompose(*args, **kwargs):
+        approximate = kwargs.get("approximate", args[arity] if len(args) > arity else "none")
+        return NotImplemented if approximate == "none" else decomposition(*args, **kwargs)
+    return decompose
+
+
+def _pool_as_conv(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    """A 2-d average pool as a depthwise convolution: (the window of ones, the convolution's
+    arguments, the divisor: one count, or a constant map of counts where padding is not counted)."""
+    pair = lambda v, d: [v, v] if isinstance(v, int) else list(v) * (2 if len(v) == 1 else 1) if v else d  # noqa: E731
+    kernel = pair(kernel_size, None)
+    stride, padding = pair(stride, kernel), pair(padding, [0, 0])
+    size = x.shape[-2:]
+    if ceil_mode and any((s + 2 * p - k) % st for s, p, k, st in zip(size, padding, kernel, stride)):
+        raise GraphError("avg_pool2d with ceil_mode adding a partial window is not supported "
+                         "(pad the input or pick a size the stride divides)")
+    channels = x.shape[-3]
+    ones = torch.ones(channels, 1, *kernel, dtype=x.dtype, device=x.device)
+    conv = [stride, padding, [1, 1], False, [0, 0], channels]
+    if divisor_override:
+        divisor = divisor_override
+    elif count_include_pad or not any(padding):
+        divisor = kernel[0] * kernel[1]
+    else:  # the in-bounds count of each window: a convolution of constants, folded at export
+        plane = torch.ones(1, 1, *size, dtype=x.dtype, device=x.device)
+        divisor = aten.convolution.default(plane, ones[:1], None, *conv[:-1], 1)[0]
+    return ones, conv, divisor
+
+
+def _batched(x):
+    return (x, False) if x.dim() == 4 else (x.unsqueeze(0), True)
+
+
+def _avg_pool_by_conv(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_include_pad=True,
+                      divisor_override=None):
+    """avg_pool2d: the windows' sums (a depthwise convolution with a weight of ones) over their counts."""
+    ones, conv, divisor = _pool_as_conv(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                        divisor_override)
+    batched, unbatched = _batched(x)
+    sums = aten.convolution.default(batched, ones, None, *conv)
+    return (sums.squeeze(0) if unbatched else sums) / divisor
+
+
+def _avg_pool_backward_by_conv(grad, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                               divisor_override):
+    """avg_pool2d's input gradient: the convolution's input gradient of grad over the counts."""
+    ones, conv, divisor = _pool_as_conv(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                        divisor_override)
+    (batched, unbatched), (g, _) = _batched(x), _batched(grad / divisor)
+    out = aten.convolution_backward.default(g, batched, ones, None, *conv, [True, False, False])[0]
+    return out.squeeze(0) if unbatched else out
+
+
+def _adaptive_window(x, output_size) -> list[int]:
+    """The window of an adaptive average pool whose output size divides the input's (then it is
+    the average pool with that window as kernel and stride)."""
+    size = x.shape[-2:]
+    output = [output_size, output_size] if isinstance(output_size, int) else list(output_size)
+    if any(o is None or s % o for s, o in zip(size, output)):
+        raise GraphError(f"adaptive_avg_pool2d from {list(size)} to {output} is not supported "
+                         "(an output size that divides the input's is)")
+    return [s // o for s, o in zip(size, output)]
+
+
+def _adaptive_avg_pool_by_conv(x, output_size):
+    window = _adaptive_window(x, output_size)
+    return _avg_pool_by_conv(x, window, window)
+
+
+def _adaptive_avg_pool_backward_by_conv(grad, x):
+    window = _adaptive_window(x, grad.shape[-2:])
+    return _avg_pool_backward_by_conv(grad, x, window, window, [0, 0], False, True, None)
+
+
+#: fused kernels the op set has no node for, written with ops it has: activations by torch's own
+#: decompositions (their backward kernels too: autograd records those before the table applies)
+#: and average pools as convolutions; log1p and expm1 in them are lowered as log(1 + x) and
+#: exp(x) − 1 (``_HANDLERS``)
+DECOMPOSED = {
+    **get_decompositions([
+        aten.softplus, aten.softplus_backward, aten.elu, aten.elu_backward, aten.celu, aten.hardswish,
+        aten.hardswish_backward, aten.hardsigmoid, aten.hardsigmoid_backward, aten.hardtanh,
+        aten.hardtanh_backward, aten.mish, aten.mish_backward, aten.log_sigmoid_forward,
+        aten.log_sigmoid_backward, aten._prelu_kernel, aten._prelu_kernel_backward,
+    ]),
+    aten.gelu.default: _tanh_gelu(decomposition_table[aten.gelu.default], 1),
+    aten.gelu_backward.default: _tanh_gelu(decomposition_table[aten.gelu_backward.default], 2),
+    aten.avg_pool2d.default: _avg_pool_by_conv,
+    aten.avg_pool2d_backward.default: _avg_pool_backward_by_conv,
+    aten._adaptive_avg_pool2d.default: _adaptive_avg_pool_by_conv,
+    aten._adaptive_avg_pool2d_backward.default: _adaptive_avg_pool_backward_by_conv,
+}
+
+
+# --------------------------------------------------------------------------------------------
 # Lowering
 
 
@@ -287,7 +390,8 @@ IDENTITY_OPS = {aten.clone.default, aten.detach.default, aten.lift_fresh_copy.de
 CREATION_OPS = {
     aten.ones_like.default, aten.zeros_like.default, aten.full_like.default, aten.empty_like.default,
     aten.ones.default, aten.zeros.default, aten.full.default, aten.arange.default, aten.arange.start,
-    aten.arange.start_step, aten.scalar_tensor.default, aten.empty.memory_format,
+    aten.arange.start_step, aten.scalar_tensor.default, aten.empty.memory_format, aten.new_zeros.default,
+    aten.new_ones.default, aten.new_full.default, aten.new_empty.default,
 }
 RANDOM_OPS = {aten.native_dropout.default, aten.bernoulli_.float, aten.rand_like.default,
               aten.randn_like.default, aten.rand.default, aten.randn.default, aten.randint.low,
@@ -665,11 +769,17 @@ def _threshold_backward(low, fx, args, kwargs):
     return low.op("threshold_backward", fx, [g, x], (f32_bits(threshold),))
 
 
-def _gelu(low, fx, args, kwargs):
+def _gelu(low, fx, args, kwargs):  # the exact GELU (the tanh approximation is DECOMPOSED)
     name, arity = ("gelu", 1) if fx.target is aten.gelu.default else ("gelu_backward", 2)
-    if kwargs.get("approximate", args[arity] if len(args) > arity else "none") != "none":
-        raise GraphError(f"gelu(approximate='tanh') is not supported (use the exact GELU), at {low.source}")
     return low.op(name, fx, list(args[:arity]))
+
+
+def _log1p_expm1(low, fx, args, kwargs):
+    """log1p(x) as log(1 + x), expm1(x) as exp(x) − 1 (what the decomposed activations use)."""
+    x, meta = args[0], fx.meta["val"]
+    if fx.target is aten.log1p.default:
+        return low.fresh("log", [low.fresh("add", [low.node_of(x), low.node_of(1.0)], meta).node], meta)
+    return low.fresh("sub", [low.fresh("exp", [low.node_of(x)], meta).node, low.node_of(1.0)], meta)
 
 
 def _reduce(name):
@@ -893,6 +1003,7 @@ _HANDLERS: dict[Any, Callable] = {
     aten.where.self: _where, aten.masked_fill.Scalar: _masked_fill,
     aten.threshold_backward.default: _threshold_backward,
     aten.gelu.default: _gelu, aten.gelu_backward.default: _gelu,
+    aten.log1p.default: _log1p_expm1, aten.expm1.default: _log1p_expm1,
     aten.sum.dim_IntList: _reduce("sum"), aten.sum.default: _sum_all, aten.mean.dim: _reduce("mean"),
     aten.amax.default: _reduce("amax"),
     aten.mm.default: _matmul, aten.bmm.default: _matmul, aten.addmm.default: _matmul,

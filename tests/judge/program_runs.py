@@ -22,7 +22,9 @@ class Zoo(nn.Module):
     """Configurations the presets do not reach: strided dilated grouped conv, GroupNorm without
     affine, padded ceil-mode pooling, mean/amax/softmax, an embedding with padding_idx, a LayerNorm
     whose rows have |mean| > std, tanh/sigmoid/SiLU/erf/exp/log/rsqrt, comparisons, logical masks, round,
-    leaky ReLU, the gradients of a slice and a select, and a 1-d convolution."""
+    leaky ReLU, the gradients of a slice and a select, a 1-d convolution, and kernels written with
+    other ops: softplus (log1p, exp), the tanh GELU, hardswish and an average pool not counting its
+    padding (a depthwise convolution of constant ones over a constant map of counts)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -31,14 +33,14 @@ class Zoo(nn.Module):
         self.norm = nn.LayerNorm(54)
         self.tokens = nn.Embedding(5, 54, padding_idx=0)
         self.line = nn.Conv1d(4, 2, 5, stride=3, padding=1)
-        self.head = nn.Linear(54 + 12 + 2, 10)
+        self.head = nn.Linear(54 + 12 + 2 + 4, 10)
 
     def forward(self, x):
         h = F.max_pool2d(self.group(self.conv(x)), 3, stride=2, padding=1, ceil_mode=True)
         ids = (x[:, 0, 0, :3].abs() * 2).long().clamp(max=4)
         f = self.norm(h.flatten(1) + self.tokens(ids).sum(1) + 10.0)
         a = torch.tanh(f) * torch.sigmoid(f) + F.silu(f) + torch.erf(f) * torch.exp(-f.abs())
-        a = a + torch.log(f * f + 1) * torch.rsqrt(f * f + 1)
+        a = a + torch.log(f * f + 1) * torch.rsqrt(f * f + 1) + F.gelu(f, approximate="tanh") * F.hardswish(f)
         keep = torch.logical_or(torch.logical_and(a > 0, torch.logical_not(a > 1)), a < -1)
         keep = torch.logical_and(keep, (a.ne(0.25) & (a >= -2)) | (a <= -3))
         f = torch.where(keep, a, 0.5 * a) + torch.round(a * 4.0) * 0.125  # round's decomposition (casts, where)
@@ -46,7 +48,8 @@ class Zoo(nn.Module):
         f = f + F.leaky_relu(f[:, 1:4].mean(1, keepdim=True) - f[:, -1].unsqueeze(1), 0.2)
         pooled = torch.cat([torch.softmax(h.mean(dim=(2, 3)), -1), h.amax(dim=(2, 3))], dim=1)
         lines = self.line(x.flatten(2)).amax(-1)  # a 1-d convolution: the 2-d one over a height of 1
-        return self.head(torch.cat([f, pooled, lines], 1))
+        soft = F.avg_pool2d(F.softplus(x), 3, stride=2, padding=1, count_include_pad=False).amax(dim=(2, 3))
+        return self.head(torch.cat([f, pooled, lines, soft], 1))
 
 
 ADAMW = OptimizerConfig("adamw", 3e-3, weight_decay=0.01, clip_norm=1.0)

@@ -451,6 +451,63 @@ def test_export__torch_multihead_attention_trains_as_eager_does():
     assert float(steps[-1][0]) < 0.5 * float(steps[0][0])
 
 
+#: activations eager PyTorch runs as kernels the op set has no node of its own for
+WRITTEN_WITH_OTHER_OPS = {
+    "softplus": lambda: nn.Softplus(beta=2.0), "elu": nn.ELU, "selu": nn.SELU, "celu": lambda: nn.CELU(0.5),
+    "mish": nn.Mish, "logsigmoid": nn.LogSigmoid, "gelu-tanh": lambda: nn.GELU(approximate="tanh"),
+    "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid, "relu6": nn.ReLU6,
+    "hardtanh": lambda: nn.Hardtanh(-0.5, 0.5), "prelu": lambda: nn.PReLU(16),
+}
+
+
+def _close_to_eager(steps, tolerance: float = 1e-6) -> None:
+    """Each step's loss and state within ``tolerance`` of eager's, and the loss going down."""
+    for ours, eager_loss, state, eager_state in steps:
+        assert abs(float(ours - eager_loss)) <= tolerance
+        assert all(torch.allclose(a, b, rtol=0, atol=tolerance) for a, b in zip(state, eager_state))
+    assert float(steps[-1][0]) < 0.9 * float(steps[0][0])
+
+
+@pytest.mark.parametrize("name", sorted(WRITTEN_WITH_OTHER_OPS))
+def test_export__activations_without_a_node_of_their_own_train_as_eager_does(name):
+    """torch's own decompositions write them (and their backward) with the op set's ops: log1p and
+    expm1 as log(1 + x) and exp(x) − 1, clamps as maximum/minimum, branches as where."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), WRITTEN_WITH_OTHER_OPS[name](), nn.Linear(16, 10))
+    _, steps = _program_and_eager_steps(model, 10, input_shape=(8,))
+    _close_to_eager(steps)
+
+
+#: average pools over 4 channels of 8×8 (pool, features after it)
+POOLS = {
+    "2x2": (lambda: nn.AvgPool2d(2), 64), "3x3-padded": (lambda: nn.AvgPool2d(3, 2, 1), 64),
+    "padding-not-counted": (lambda: nn.AvgPool2d(3, 2, 1, count_include_pad=False), 64),
+    "divisor": (lambda: nn.AvgPool2d(2, divisor_override=3), 64), "adaptive": (lambda: nn.AdaptiveAvgPool2d(2), 16),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POOLS))
+def test_export__an_average_pool_is_a_depthwise_convolution_of_ones_over_the_counts(name):
+    make, features = POOLS[name]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), make(), nn.Flatten(), nn.Linear(features, 10))
+    program, steps = _program_and_eager_steps(model, 10, input_shape=(2, 8, 8))
+    depthwise = [node for node in program.nodes if node.op.startswith("conv2d") and node.attrs[6] == 4]
+    assert {node.op for node in depthwise} == {"conv2d", "conv2d_grad_input"}
+    _close_to_eager(steps)
+
+
+@pytest.mark.parametrize("pool, message", [
+    (nn.AvgPool2d(3, 2, ceil_mode=True), "ceil_mode adding a partial window"),
+    (nn.AdaptiveAvgPool2d(3), r"from \[8, 8\] to \[3, 3\]"),
+])
+def test_export__an_average_pool_no_convolution_expresses_is_refused_in_one_line(pool, message):
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), pool, nn.Flatten(), nn.Linear(36, 10))
+    with pytest.raises(GraphError, match=message) as error:
+        export_program(model, ExportConfig(4, (2, 8, 8)))
+    assert "\n" not in str(error.value)
+
+
 class _Pooled(nn.Module):
     """A convolution whose features are averaged over 144 pixels."""
 
