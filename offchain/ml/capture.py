@@ -24,6 +24,7 @@ captures the forward only (its joint-graph API is still private).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import threading
@@ -75,29 +76,94 @@ def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str,
     rewrites cost is measured against it)."""
     if config.loss not in LOSSES:
         raise GraphError(f"unknown loss {config.loss!r}; allowed: {LOSSES}")
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            raise GraphError(f"{name or 'the model'} is a {type(module).__name__}: batch norm is not supported yet "
-                             "(its running statistics are state the step mutates); use GroupNorm or LayerNorm")
+    model, stats = batch_norm_steps(model)
     names = [name for name, _ in model.named_parameters()]
     params = [p.detach() for _, p in model.named_parameters()]
     buffers = {name: b.detach() for name, b in model.named_buffers()}
     optimizer = config.optimizer
     buffer_kinds = optimizer.buffers()
-    step = _step_function(model, names, buffers, config)
-    state = params + [torch.zeros_like(p) for p in params for _ in buffer_kinds]
+    step = _step_function(model, names, buffers, config, stats)
+    state = params + [torch.zeros_like(p) for p in params for _ in buffer_kinds] + [buffers[name] for name in stats]
     x = torch.zeros(config.batch_size, config.data_dim)
     y = torch.zeros(config.batch_size, dtype=torch.int64)
     hyper = torch.tensor(optimizer.hyper_row(0, 1), dtype=torch.float32)
     model.train()
     slots = [StateSlot(name, tuple(p.shape), "param") for name, p in zip(names, params)]
     slots += [StateSlot(f"{name}.{kind}", tuple(p.shape), "buffer") for name, p in zip(names, params) for kind in buffer_kinds]
+    slots += [StateSlot(name, tuple(buffers[name].shape), "stat") for name in stats]
     program = capture_step(step, [*state, x, y, hyper], slots, optimizer.hyper_names, long_sums=long_sums)
     program.meta.update(meta or {})
     program.meta.update({
         "loss": config.loss, "input_shape": list(config.input_shape), "optimizer": optimizer.to_dict(),
     })
     return program
+
+
+class BatchNormStep(torch.nn.Module):
+    """A BatchNorm layer in training, as a program computes it: the batch's moments per channel as
+    sums (Σx/n, Σ(x − mean)²/n, which the game dissects like GroupNorm's), and the running
+    statistics' update (momentum-weighted, the variance unbiased) kept in ``updates`` rather than
+    written in place, so the step returns it as state. Same parameter and buffer names."""
+
+    def __init__(self, norm: torch.nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__()
+        if norm.track_running_stats and norm.momentum is None:
+            raise GraphError(f"{type(norm).__name__}(momentum=None) keeps a cumulative average, which is not "
+                             "supported: give it a momentum")
+        self.eps, self.momentum = norm.eps, norm.momentum
+        self.weight, self.bias = norm.weight, norm.bias
+        for name, buffer in norm.named_buffers(recurse=False):
+            self.register_buffer(name, buffer)
+        self.tracks = norm.track_running_stats
+        self.updates: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims, shape = [0, *range(2, x.dim())], [1, -1] + [1] * (x.dim() - 2)
+        count = x.numel() // x.shape[1]
+        if count < 2:
+            raise GraphError(f"batch norm over {count} value per channel: a batch needs more than one")
+        mean = x.sum(dims, True) / count
+        centred = x - mean
+        var = (centred * centred).sum(dims, True) / count
+        scale = torch.rsqrt(var + self.eps)
+        y = centred * (scale * self.weight.reshape(shape) if self.weight is not None else scale)
+        y = y + self.bias.reshape(shape) if self.bias is not None else y
+        if self.tracks:
+            m = self.momentum
+            self.updates = ((1 - m) * self.running_mean + m * mean.reshape(-1),
+                            (1 - m) * self.running_var + m * (var.reshape(-1) * (count / (count - 1))))
+        return y
+
+
+#: a running statistic's layer and which of its ``updates`` it is (0: the mean, 1: the variance)
+Stats = dict[str, tuple[BatchNormStep, int]]
+
+
+def batch_norm_steps(model: torch.nn.Module) -> tuple[torch.nn.Module, Stats]:
+    """``model`` with each BatchNorm layer a :class:`BatchNormStep` (a copy; the model itself is
+    untouched), and the running statistics those layers keep, by name (the state slots the step
+    updates)."""
+    norms = [name for name, module in model.named_modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model, {}
+    if "" in norms:
+        raise GraphError("the model itself is a BatchNorm layer: wrap it in a module")
+    model = copy.deepcopy(model)
+    stats: Stats = {}
+    for name in norms:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        step = BatchNormStep(getattr(parent, child))
+        setattr(parent, child, step)
+        if step.tracks:
+            stats[f"{name}.running_mean"], stats[f"{name}.running_var"] = (step, 0), (step, 1)
+    return model, stats
+
+
+def initial_tensors(model: torch.nn.Module, program: Program) -> dict[str, torch.Tensor]:
+    """What checkpoint 0 of ``program`` takes from ``model``: its parameters and running statistics."""
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    return {slot.name: tensors[slot.name].detach().clone() for slot in program.state if slot.kind != "buffer"}
 
 
 #: torch's tracing keeps global state: one capture at a time in a process (workers run on its threads)
@@ -122,27 +188,35 @@ def capture_step(step: Callable, args: Sequence[torch.Tensor], slots: list[State
     return program
 
 
-def _step_function(model, names, buffers, config: ExportConfig) -> Callable:
+def _step_function(model, names, buffers, config: ExportConfig, stats: Stats | None = None) -> Callable:
+    """``step(*params, *optimizer buffers, *running statistics, x, y, hyper) -> (the same state
+    next, loss)``; ``stats`` (:func:`batch_norm_steps`) names the running statistics."""
     optimizer = config.optimizer
+    stats = stats or {}
     n_params = len(names)
     n_buffers = len(optimizer.buffers())
+    n_state = n_params * (1 + n_buffers)
 
-    def loss_of(params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss_of(params: dict, running: dict, x: torch.Tensor, y: torch.Tensor):
+        values = {**buffers, **running, **params}
         if config.loss == "lm_cross_entropy":
             tokens = x.to(torch.int64)
-            logits = torch.func.functional_call(model, {**params, **buffers}, (tokens[:, :-1],))
-            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
-        inputs = x.reshape(x.shape[0], *config.input_shape)
-        return F.cross_entropy(torch.func.functional_call(model, {**params, **buffers}, (inputs,)), y)
+            logits = torch.func.functional_call(model, values, (tokens[:, :-1],))
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+        else:
+            inputs = x.reshape(x.shape[0], *config.input_shape)
+            loss = F.cross_entropy(torch.func.functional_call(model, values, (inputs,)), y)
+        return loss, {name: norm.updates[which] for name, (norm, which) in stats.items()}
 
     def step(*args):
         params = dict(zip(names, args[:n_params]))
-        states = args[n_params:n_params + n_params * n_buffers]
+        states = args[n_params:n_state]
+        running = dict(zip(stats, args[n_state:n_state + len(stats)]))
         x, y, hyper = args[-3:]
-        grads, loss = torch.func.grad_and_value(loss_of)(params, x, y)
+        grads, (loss, updated) = torch.func.grad_and_value(loss_of, has_aux=True)(params, running, x, y)
         per_param = [list(states[i * n_buffers:(i + 1) * n_buffers]) for i in range(n_params)]
         new_params, new_buffers = optimizer.update(list(params.values()), [grads[n] for n in names], per_param, hyper)
-        return (*new_params, *[b for group in new_buffers for b in group], loss.detach())
+        return (*new_params, *[b for group in new_buffers for b in group], *[updated[n] for n in stats], loss.detach())
 
     return step
 

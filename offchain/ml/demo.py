@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 
 from .artifacts import Dataset, digits_dataset, synthetic_dataset, weights_to_bytes
-from .capture import ExportConfig, export_program
+from .capture import ExportConfig, export_program, initial_tensors
 from .commit import checkpoint_root, keccak256
 from .exporter import mlp_preset
 from .optim import OptimizerConfig
@@ -48,8 +48,9 @@ def program_task(
     seed: int,
     cid: Callable[[bytes], str] = local_cid,
 ) -> DemoTask:
-    """A task whose model is a training program: checkpoints hold its whole state (parameters and
-    optimizer buffers) and checkpoint 0 (``weights_bytes``) is ``weights`` with zero buffers."""
+    """A task whose model is a training program: checkpoints hold its whole state (parameters,
+    optimizer buffers, running statistics) and checkpoint 0 (``weights_bytes``) is ``weights``
+    with zero optimizer buffers."""
     training = ProgramTraining(program, optimizer, steps, seed)
     return _assemble(training, program.to_bytes(), training, training.initial_state(weights), dataset,
                      steps=steps, k=k, seed=seed, lr=optimizer.lr, cid=cid, optimizer=optimizer,
@@ -66,9 +67,9 @@ def mlp_task(input_dim: int, hidden: tuple[int, ...], classes: int, dataset: Dat
 def module_task(model: torch.nn.Module, config: ExportConfig, dataset: Dataset, *, steps: int, k: int,
                 seed: int) -> DemoTask:
     """A program task for ``model``: its training step exported with ``config`` and its current
-    parameters as the initial weights."""
+    parameters (and running statistics) as the initial weights."""
     program = export_program(model, config)
-    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    weights = initial_tensors(model, program)
     return program_task(program, config.optimizer, weights, dataset, steps=steps, k=k, seed=seed)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .artifacts import MAX_ARTIFACT_BYTES, save_tensors
-from .capture import ExportConfig, export_program
+from .capture import ExportConfig, export_program, initial_tensors
 from .errors import GraphError
 from .optim import OptimizerConfig
 from .program import Program, seeded
@@ -48,7 +48,8 @@ def load_model_class(reference: str) -> type:
 
 
 def export_model(reference: str, kwargs: dict[str, Any], config: ExportConfig, seed: int) -> tuple[Program, bytes]:
-    """The program and the initial weights (safetensors, canonical parameter order)."""
+    """The program and the initial weights (safetensors: the parameters, then any running
+    statistics, in the program's order)."""
     cls = load_model_class(reference)
     try:
         with seeded(seed):
@@ -56,8 +57,7 @@ def export_model(reference: str, kwargs: dict[str, Any], config: ExportConfig, s
     except Exception as exc:
         raise GraphError(f"{reference}({kwargs}) failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     program = export_program(model, config, meta={"model": reference, "model_kwargs": kwargs})
-    weights = save_tensors({name: p.detach() for name, p in model.named_parameters()})
-    return program, weights
+    return program, save_tensors(initial_tensors(model, program))
 
 
 #: The market's MLP preset (`dtm task post` without --program): a linear/ReLU stack trained with SGD.

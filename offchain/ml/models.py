@@ -1,7 +1,7 @@
 """Model presets of the market, as ordinary ``torch.nn.Module`` s exported like any user model.
 
 * :class:`MLP`  — linear/ReLU stack (the market's original workload);
-* :class:`CNN`  — convolutions, GroupNorm, ReLU and max pooling for images;
+* :class:`CNN`  — convolutions, GroupNorm (or BatchNorm), ReLU and max pooling for images;
 * :class:`GPT`  — a decoder-only transformer language model: token + position embeddings, causal
   multi-head attention, LayerNorm, GELU MLP, residuals.
 """
@@ -28,15 +28,19 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    """Two conv blocks (conv 3x3, GroupNorm, ReLU, 2x2 max pool), then a linear classifier."""
+    """Two conv blocks (conv 3x3, GroupNorm of ``groups`` or with ``norm="batch"`` BatchNorm, ReLU,
+    2x2 max pool), then a linear classifier."""
 
     def __init__(self, channels: int, height: int, width: int, classes: int, widths: tuple[int, int] = (16, 32),
-                 groups: int = 4) -> None:
+                 groups: int = 4, norm: str = "group") -> None:
         super().__init__()
+        if norm not in ("group", "batch"):
+            raise ValueError(f"norm must be 'group' or 'batch', got {norm!r}")
         blocks: list[nn.Module] = []
         c_in = channels
         for c_out in widths:
-            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(groups, c_out), nn.ReLU(), nn.MaxPool2d(2)]
+            normalise = nn.GroupNorm(groups, c_out) if norm == "group" else nn.BatchNorm2d(c_out)
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), normalise, nn.ReLU(), nn.MaxPool2d(2)]
             c_in = c_out
         self.features = nn.Sequential(*blocks)
         self.head = nn.Linear(c_in * (height // 4) * (width // 4), classes)

@@ -124,13 +124,18 @@ def trace_root(trace: Sequence[torch.Tensor]) -> bytes:
     return merkle_root(trace_roots(trace))
 
 
+STATE_KINDS = ("param", "buffer", "stat")
+
+
 @dataclass(frozen=True)
 class StateSlot:
-    """One tensor of the training state: a parameter or an optimizer buffer (zeros at step 0)."""
+    """One tensor of the training state: a parameter, an optimizer buffer (zeros at step 0), or a
+    statistic the step updates outside the optimizer (BatchNorm's running mean and variance: from
+    the initial weights, like a parameter)."""
 
     name: str
     shape: tuple[int, ...]
-    kind: str  # "param" | "buffer"
+    kind: str  # "param" | "buffer" | "stat"
 
 
 @dataclass(frozen=True)
@@ -295,8 +300,8 @@ class Program:
         nodes = tuple(_parse_node(i, raw) for i, raw in enumerate(raw_nodes))
         state = []
         for raw in _list(obj["state"], "state"):
-            if not (isinstance(raw, list) and len(raw) == 3 and isinstance(raw[0], str) and raw[2] in ("param", "buffer")):
-                raise GraphError("state entries are [name, shape, 'param'|'buffer']")
+            if not (isinstance(raw, list) and len(raw) == 3 and isinstance(raw[0], str) and raw[2] in STATE_KINDS):
+                raise GraphError("state entries are [name, shape, 'param'|'buffer'|'stat']")
             state.append(StateSlot(raw[0], _shape(raw[1], "state shape"), raw[2]))
         constants = {}
         raw_constants = obj["constants"]

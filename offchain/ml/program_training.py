@@ -66,11 +66,12 @@ class ProgramTraining:
         return {slot.name: slot.shape for slot in self.program.state}
 
     def initial_state(self, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Checkpoint 0: the submitter's weights, then zero optimizer buffers."""
-        missing = sorted(set(self.program.param_names) - set(weights))
+        """Checkpoint 0: the submitter's weights (parameters and running statistics), zero
+        optimizer buffers."""
+        missing = sorted(slot.name for slot in self.program.state if slot.kind != "buffer" and slot.name not in weights)
         if missing:
             raise GraphError(f"weights lack parameter(s) {missing}")
-        return {slot.name: weights[slot.name].clone() if slot.kind == "param" else torch.zeros(slot.shape)
+        return {slot.name: weights[slot.name].clone() if slot.kind != "buffer" else torch.zeros(slot.shape)
                 for slot in self.program.state}
 
     def executor(self, precision: str = "float32") -> ProgramStepper:
@@ -89,9 +90,9 @@ class ProgramTraining:
 
 
 def initial_weights(program: Program, data: bytes) -> dict[str, torch.Tensor]:
-    """The parameters of ``program`` from a safetensors file (`dtm model export --weights-out`):
-    exactly its parameters, float32, of their shapes, finite."""
-    expected = {slot.name: (("F32",), slot.shape) for slot in program.state if slot.kind == "param"}
+    """The parameters (and running statistics) of ``program`` from a safetensors file (`dtm model
+    export --weights-out`): exactly those, float32, of their shapes, finite."""
+    expected = {slot.name: (("F32",), slot.shape) for slot in program.state if slot.kind != "buffer"}
     weights = load_tensors(data, expected)
     for name, tensor in weights.items():
         if not all_finite(tensor):

@@ -186,7 +186,8 @@ def plot_curves(path: Path, curves: dict[str, list[CurvePoint]], title: str) -> 
 
 def score(training: ProgramTraining, params: dict[str, torch.Tensor], dataset: Dataset) -> Score:
     """Accuracy and mean cross-entropy of the model on ``dataset``: a classifier preset's program by
-    the preset's forward pass (any number of rows), any other program by `program_loss`."""
+    the preset's forward pass in eval mode (any number of rows; BatchNorm by its running
+    statistics), any other program by `program_loss`."""
     meta = training.program.meta
     shapes = {n: tuple(params[n].shape) for n in training.program.param_names}
     model = preset_model(meta, shapes) if meta.get("loss") == "cross_entropy" else None
@@ -194,8 +195,8 @@ def score(training: ProgramTraining, params: dict[str, torch.Tensor], dataset: D
         return Score(None, program_loss(training, params, dataset), dataset.n_rows)
     with torch.no_grad():
         inputs = dataset.x.reshape(dataset.n_rows, *meta["input_shape"])
-        out = torch.func.functional_call(model.eval(), {n: params[n] for n, _ in model.named_parameters()},
-                                         (inputs,))
+        tensors = [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers() if n in params]
+        out = torch.func.functional_call(model.eval(), {n: params[n] for n in tensors}, (inputs,))
     return Score(float((out.argmax(1) == dataset.y).float().mean()),
                  float(torch.nn.functional.cross_entropy(out, dataset.y)), dataset.n_rows)
 

@@ -23,7 +23,7 @@ from offchain.dispute import program_rules as R
 from offchain.dispute import rows
 from offchain.distributed.group import GroupTask, group_proof_root
 from offchain.ml.artifacts import Dataset
-from offchain.ml.capture import export_program
+from offchain.ml.capture import export_program, initial_tensors
 from offchain.ml.commit import merkle_root, tensor_root
 from offchain.ml.demo import DemoTask, program_task
 from offchain.ml.models import GPT
@@ -75,7 +75,7 @@ def setup(name: str) -> Setup:
     torch.manual_seed(0)
     model = make()
     program = export_program(model, config)
-    weights = dict(zip(program.param_names, [p.detach().clone() for p in model.parameters()]))
+    weights = initial_tensors(model, program)
     g = torch.Generator().manual_seed(2)
     dim = config.data_dim
     if config.loss == "lm_cross_entropy":

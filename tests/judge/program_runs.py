@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from offchain.dispute import program_rules as R
-from offchain.ml.capture import ExportConfig, export_program
+from offchain.ml.capture import ExportConfig, export_program, initial_tensors
 from offchain.ml.models import CNN, GPT, MLP
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.ops import DTYPES, OPS, Node
@@ -23,8 +23,9 @@ class Zoo(nn.Module):
     affine, padded ceil-mode pooling, mean/amax/softmax, an embedding with padding_idx, a LayerNorm
     whose rows have |mean| > std, tanh/sigmoid/SiLU/erf/exp/log/rsqrt, comparisons, logical masks, round,
     leaky ReLU, the gradients of a slice and a select, a 1-d convolution, and kernels written with
-    other ops: softplus (log1p, exp), the tanh GELU, hardswish and an average pool not counting its
-    padding (a depthwise convolution of constant ones over a constant map of counts)."""
+    other ops: BatchNorm (its running statistics state), softplus (log1p, exp), the tanh GELU,
+    hardswish and an average pool not counting its padding (a depthwise convolution of constant ones
+    over a constant map of counts)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -33,6 +34,7 @@ class Zoo(nn.Module):
         self.norm = nn.LayerNorm(54)
         self.tokens = nn.Embedding(5, 54, padding_idx=0)
         self.line = nn.Conv1d(4, 2, 5, stride=3, padding=1)
+        self.batch = nn.BatchNorm2d(4)
         self.head = nn.Linear(54 + 12 + 2 + 4, 10)
 
     def forward(self, x):
@@ -48,7 +50,7 @@ class Zoo(nn.Module):
         f = f + F.leaky_relu(f[:, 1:4].mean(1, keepdim=True) - f[:, -1].unsqueeze(1), 0.2)
         pooled = torch.cat([torch.softmax(h.mean(dim=(2, 3)), -1), h.amax(dim=(2, 3))], dim=1)
         lines = self.line(x.flatten(2)).amax(-1)  # a 1-d convolution: the 2-d one over a height of 1
-        soft = F.avg_pool2d(F.softplus(x), 3, stride=2, padding=1, count_include_pad=False).amax(dim=(2, 3))
+        soft = F.avg_pool2d(F.softplus(self.batch(x)), 3, stride=2, padding=1, count_include_pad=False).amax(dim=(2, 3))
         return self.head(torch.cat([f, pooled, lines, soft], 1))
 
 
@@ -81,8 +83,8 @@ class Run:
         make, config = family or FAMILIES[name]
         model = make()
         self.program = export_program(model, config)
-        params = [p.detach().clone() for p in model.parameters()]
-        self.state = params + [torch.zeros_like(p) for p in params for _ in config.optimizer.buffers()]
+        weights = initial_tensors(model, self.program)
+        self.state = [weights[slot.name] if slot.kind != "buffer" else torch.zeros(slot.shape) for slot in self.program.state]
         g = torch.Generator().manual_seed(1)
         if config.loss == "lm_cross_entropy":
             self.x = torch.randint(0, 40, (config.batch_size, config.data_dim), generator=g).float()

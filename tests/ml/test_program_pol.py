@@ -1,6 +1,7 @@
-"""Proof of learning for training programs: a CNN on real digits with momentum SGD and a
-transformer on real text with AdamW, warm-up + cosine and clipping train with checkpoints of their
-whole state, resume bitwise, pass an honest verifier and fail a cheating one."""
+"""Proof of learning for training programs: a CNN on real digits with momentum SGD (GroupNorm, or
+BatchNorm whose running statistics are state) and a transformer on real text with AdamW, warm-up +
+cosine and clipping train with checkpoints of their whole state, resume bitwise, pass an honest
+verifier and fail a cheating one."""
 
 from __future__ import annotations
 
@@ -32,9 +33,9 @@ from offchain.workers.artifacts import ArtifactMismatch, fetch_task, load_task
 SEQ = 16
 
 
-def _cnn():
+def _cnn(norm: str = "group"):
     torch.manual_seed(0)
-    model = CNN(1, 8, 8, 10, widths=(4, 8))
+    model = CNN(1, 8, 8, 10, widths=(4, 8), norm=norm)
     config = ExportConfig(16, (1, 8, 8), optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))
     return module_task(model, config, digits_dataset(), steps=12, k=3, seed=5)
 
@@ -47,7 +48,7 @@ def _gpt():
     return module_task(model, config, text_dataset(SEQ), steps=8, k=2, seed=9)
 
 
-FAMILIES = {"cnn": _cnn, "gpt": _gpt}
+FAMILIES = {"cnn": _cnn, "cnn-batchnorm": functools.partial(_cnn, "batch"), "gpt": _gpt}
 
 
 @functools.cache
@@ -66,6 +67,8 @@ def test_program_pol__checkpoints_hold_the_whole_state_and_the_loss_falls(family
     buffers = [slot.name for slot in demo.graph.program.state if slot.kind == "buffer"]
     assert buffers and set(result.checkpoints[-1].params) == set(demo.graph.param_names)
     assert any(float(result.checkpoints[-1].params[b].abs().max()) > 0 for b in buffers)  # moments moved
+    for stat in (slot.name for slot in demo.graph.program.state if slot.kind == "stat"):  # running statistics
+        assert not torch.equal(result.checkpoints[-1].params[stat], result.checkpoints[0].params[stat])
     assert result.checkpoints[0].root == demo.task.weights_root
     assert len(result.checkpoints) == demo.task.num_checkpoints
     assert sum(result.losses[-2:]) < sum(result.losses[:2])
