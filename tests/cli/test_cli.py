@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from click.testing import CliRunner
 
@@ -150,6 +151,22 @@ def test_model_export_then_quote__own_model_file(tmp_path):
     assert quote.exit_code == 0, quote.output
     flops = program.work()["flops"]
     assert f"{flops * 100 / 1e12:.4f} TFLOP" in quote.output
+
+
+def test_model_export__batch_norm_and_elu__the_weights_carry_the_running_statistics(tmp_path):
+    from offchain.ml.program import Program
+    from offchain.ml.program_training import initial_weights
+
+    source = tmp_path / "normed.py"
+    source.write_text(MODEL_FILE.replace("nn.Linear(12, hidden), nn.Tanh()", "nn.Linear(12, hidden), nn.BatchNorm1d(hidden), nn.ELU()"))
+    program_file, weights_file = tmp_path / "net.json", tmp_path / "init.safetensors"
+    result = _run(tmp_path, "model", "export", f"{source}:Net", "--input-shape", "12", "--out", str(program_file),
+                  "--weights-out", str(weights_file))
+    assert result.exit_code == 0, result.output
+    program = Program.from_bytes(program_file.read_bytes())
+    weights = initial_weights(program, weights_file.read_bytes())
+    assert torch.equal(weights["body.1.running_var"], torch.ones(8)) and not weights["body.1.running_mean"].any()
+    assert {slot.name for slot in program.state if slot.kind == "stat"} == {"body.1.running_mean", "body.1.running_var"}
 
 
 def test_model_export__bad_reference_and_op_outside_the_set__one_line(tmp_path):

@@ -183,6 +183,9 @@ PROGRAMS = {
                          (1, 8, 8), "cross_entropy", 4,
                          {"name": "adamw", "lr": 3e-4, "weight_decay": 0.1, "schedule": "cosine", "warmup_steps": 3,
                           "min_lr_ratio": 0.1, "clip_norm": 1.0}, 12, 50, 10, 3),
+    # BatchNorm: its running statistics are state the weights file carries
+    "cnn-batchnorm-sgd": ("CNN", {"channels": 1, "height": 8, "width": 8, "classes": 4, "widths": (4, 4), "norm": "batch"},
+                          (1, 8, 8), "cross_entropy", 4, {"name": "sgd", "lr": 0.05, "momentum": 0.9}, 12, 12, 4, 11),
     # a language model: rows of 6 + 1 tokens (the data's values are not read by the commitments)
     "gpt-lm-adamw": ("GPT", {"vocab": 10, "seq_len": 6, "dim": 8, "heads": 2, "layers": 1}, (6,), "lm_cross_entropy", 2,
                      {"name": "adamw", "lr": 0.01, "weight_decay": 0.01, "schedule": "cosine", "warmup_steps": 2,
@@ -194,14 +197,16 @@ def program_files(name: str) -> tuple[bytes, bytes]:
     """The program and its initial weights as `dtm model export` writes them."""
     from offchain.ml import models
     from offchain.ml.artifacts import save_tensors
-    from offchain.ml.capture import ExportConfig, export_program
+    from offchain.ml.capture import ExportConfig, export_program, initial_tensors
     from offchain.ml.exporter import optimizer_from_options
 
     cls, kwargs, shape, loss, batch, optimizer, *_ = PROGRAMS[name]
     model = getattr(models, cls)(**kwargs)
     program = export_program(model, ExportConfig(batch, shape, loss, optimizer_from_options(optimizer)),
                              meta={"model": f"offchain.ml.models:{cls}", "model_kwargs": kwargs})
-    return program.to_bytes(), save_tensors({n: formula_weights(p) for n, p in model.named_parameters()})
+    params = dict(model.named_parameters())  # formula weights; running statistics as initialised (zeros, ones)
+    return program.to_bytes(), save_tensors({n: formula_weights(t) if n in params else t
+                                             for n, t in initial_tensors(model, program).items()})
 
 
 def formula_weights(like: torch.Tensor, seed: int = 0) -> torch.Tensor:

@@ -20,11 +20,12 @@ export { priceLine, recentRate, type Rate } from "./price";
 
 export interface LoadedProgram { program: Program; optimizer: Optimizer; weights: Map<string, Float32Array>; description: string }
 
-/** `initial_weights`: exactly the program's parameters, float32, of their shapes, finite. */
+/** `initial_weights`: exactly the program's parameters (and running statistics), float32, of their
+ *  shapes, finite. */
 function initialWeights(program: Program, bytes: Uint8Array): Map<string, Float32Array> {
   const fail = (why: string): never => { throw new ProgramError(why); };
   const tensors = readSafetensors(fail, bytes);
-  const expected = new Map(program.state.filter((s) => s.kind === "param").map((s) => [s.name, s.shape]));
+  const expected = new Map(program.state.filter((s) => s.kind !== "buffer").map((s) => [s.name, s.shape]));
   const missing = [...expected.keys()].filter((n) => !tensors.has(n)).sort(), unknown = [...tensors.keys()].filter((n) => !expected.has(n)).sort();
   if (missing.length) fail(`the program's parameter(s) ${missing.join(", ")} are missing`);
   if (unknown.length) fail(`tensor(s) ${unknown.join(", ")} are not the program's`);

@@ -45,7 +45,9 @@ const ITEMSIZE: Record<string, number> = { f32: 4, i64: 8, bool: 1 };
 const UINT256 = (1n << 256n) - 1n;
 
 export interface Node { id: number; op: string; dtype: string; inputs: number[]; shape: number[]; attrs: bigint[]; numel: number }
-export interface StateSlot { name: string; shape: number[]; kind: "param" | "buffer" }
+export interface StateSlot { name: string; shape: number[]; kind: StateKind }
+type StateKind = "param" | "buffer" | "stat";
+const isStateKind = (value: JsonValue): value is StateKind => value === "param" || value === "buffer" || value === "stat";
 export interface Program {
   bytes: Uint8Array; // `Program.to_bytes()`: the canonical JSON the task's model CID names
   nodes: Node[]; state: StateSlot[]; outputs: number[]; loss: number; hyperNames: string[];
@@ -129,8 +131,8 @@ export function parseProgram(bytes: Uint8Array): Program {
   if (!Array.isArray(raw) || !(raw.length > 0 && raw.length <= MAX_NODES)) fail(`program needs 1..${MAX_NODES} nodes`);
   const nodes = (raw as JsonValue[]).map((r, i) => parseNode(i, r));
   const state = list(obj.state, "state").map((s): StateSlot => {
-    if (!(Array.isArray(s) && s.length === 3 && typeof s[0] === "string" && (s[2] === "param" || s[2] === "buffer"))) {
-      return fail("state entries are [name, shape, 'param'|'buffer']");
+    if (!(Array.isArray(s) && s.length === 3 && typeof s[0] === "string" && isStateKind(s[2]))) {
+      return fail("state entries are [name, shape, 'param'|'buffer'|'stat']");
     }
     return { name: s[0], shape: shapeOf(s[1], "state shape"), kind: s[2] };
   });
