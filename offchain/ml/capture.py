@@ -24,6 +24,7 @@ captures the forward only (its joint-graph API is still private).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -91,12 +92,29 @@ def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str,
     slots = [StateSlot(name, tuple(p.shape), "param") for name, p in zip(names, params)]
     slots += [StateSlot(f"{name}.{kind}", tuple(p.shape), "buffer") for name, p in zip(names, params) for kind in buffer_kinds]
     slots += [StateSlot(name, tuple(buffers[name].shape), "stat") for name in stats]
-    program = capture_step(step, [*state, x, y, hyper], slots, optimizer.hyper_names, long_sums=long_sums)
+    with _composite_rnns(model):
+        program = capture_step(step, [*state, x, y, hyper], slots, optimizer.hyper_names, long_sums=long_sums)
     program.meta.update(meta or {})
     program.meta.update({
         "loss": config.loss, "input_shape": list(config.input_shape), "optimizer": optimizer.to_dict(),
     })
     return program
+
+
+@contextlib.contextmanager
+def _composite_rnns(model: torch.nn.Module):
+    """RNN, GRU and LSTM layers traced in PyTorch's composite form (matmuls, sigmoid, tanh, a stack
+    of the steps), not oneDNN's fused CPU layer, which the op set has no node for: a global switch,
+    so only while a model that has one is traced."""
+    if not any(isinstance(module, torch.nn.RNNBase) for module in model.modules()):
+        yield
+        return
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
 
 
 class BatchNormStep(torch.nn.Module):
@@ -143,6 +161,10 @@ def batch_norm_steps(model: torch.nn.Module) -> tuple[torch.nn.Module, Stats]:
     """``model`` with each BatchNorm layer a :class:`BatchNormStep` (a copy; the model itself is
     untouched), and the running statistics those layers keep, by name (the state slots the step
     updates)."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.instancenorm._InstanceNorm) and module.track_running_stats:
+            raise GraphError(f"{name or 'the model'} is a {type(module).__name__} with track_running_stats: "
+                             "not supported (without, it is)")
     norms = [name for name, module in model.named_modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return model, {}
@@ -399,15 +421,48 @@ def _avg_pool_backward_by_conv(grad, x, kernel_size, stride, padding, ceil_mode,
     return out.squeeze(0) if unbatched else out
 
 
-def _adaptive_window(x, output_size) -> list[int]:
-    """The window of an adaptive average pool whose output size divides the input's (then it is
-    the average pool with that window as kernel and stride)."""
+def _adaptive_window(x, output_size, name: str = "adaptive_avg_pool2d") -> list[int]:
+    """The window of an adaptive pool whose output size divides the input's (then it is the pool
+    with that window as kernel and stride)."""
     size = x.shape[-2:]
     output = [output_size, output_size] if isinstance(output_size, int) else list(output_size)
     if any(o is None or s % o for s, o in zip(size, output)):
-        raise GraphError(f"adaptive_avg_pool2d from {list(size)} to {output} is not supported "
+        raise GraphError(f"{name} from {list(size)} to {output} is not supported "
                          "(an output size that divides the input's is)")
     return [s // o for s, o in zip(size, output)]
+
+
+def _adaptive_max_pool_by_max_pool(x, output_size):
+    window = _adaptive_window(x, output_size, "adaptive_max_pool2d")
+    return aten.max_pool2d_with_indices.default(x, window, window)
+
+
+def _adaptive_max_pool_backward_by_max_pool(grad, x, indices):
+    window = _adaptive_window(x, grad.shape[-2:], "adaptive_max_pool2d")
+    return aten.max_pool2d_with_indices_backward.default(grad, x, window, window, [0, 0], [1, 1], False, indices)
+
+
+def _upsample_factors(input_size, output_size, scales) -> list[int]:
+    """The whole factors of a nearest upsample (each output pixel copies the input pixel
+    ``i // factor``): the output size a multiple of the input's, any scale given equal to it."""
+    factors = [o // i if o % i == 0 else 0 for i, o in zip(input_size[-2:], output_size)]
+    if not all(factors) or any(s is not None and s != f for s, f in zip(scales, factors)):
+        raise GraphError(f"a nearest upsample from {list(input_size[-2:])} to {list(output_size)} is not supported "
+                         "(a whole scale factor is)")
+    return factors
+
+
+def _upsample_nearest_by_views(x, output_size, scales_h=None, scales_w=None):
+    """Nearest upsampling by whole factors: each pixel repeated over its block (an expanded view,
+    read out)."""
+    (fh, fw), (n, c, h, w) = _upsample_factors(x.shape, output_size, (scales_h, scales_w)), x.shape
+    return x.reshape(n, c, h, 1, w, 1).expand(n, c, h, fh, w, fw).reshape(n, c, h * fh, w * fw)
+
+
+def _upsample_nearest_backward_by_sums(grad, output_size, input_size, scales_h=None, scales_w=None):
+    """Its gradient: the sum over each block."""
+    (fh, fw), (n, c, h, w) = _upsample_factors(input_size, output_size, (scales_h, scales_w)), input_size
+    return grad.reshape(n, c, h, fh, w, fw).sum([3, 5])
 
 
 def _adaptive_avg_pool_by_conv(x, output_size):
@@ -420,23 +475,42 @@ def _adaptive_avg_pool_backward_by_conv(grad, x):
     return _avg_pool_backward_by_conv(grad, x, window, window, [0, 0], False, True, None)
 
 
+def _batch_norm_by_sums(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """Batch statistics without running ones (what InstanceNorm calls, over a batch of one whose
+    channels are the samples' channels; BatchNorm layers are :class:`BatchNormStep` s): the moments
+    as sums."""
+    if running_mean is not None or running_var is not None or not training:
+        return NotImplemented
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    y, mean, rstd = _normalised(x, [0, *range(2, x.dim())], eps)
+    y = y * weight.reshape(shape) if weight is not None else y
+    return (y + bias.reshape(shape) if bias is not None else y), mean.reshape(-1), rstd.reshape(-1)
+
+
 #: fused kernels the op set has no node for, written with ops it has: activations by torch's own
 #: decompositions (their backward kernels too: autograd records those before the table applies)
-#: and average pools as convolutions; log1p and expm1 in them are lowered as log(1 + x) and
+#: average pools as convolutions, adaptive max pools as max pools, nearest upsampling as views
+#: and its gradient as sums; log1p and expm1 in them are lowered as log(1 + x) and
 #: exp(x) − 1 (``_HANDLERS``)
 DECOMPOSED = {
     **get_decompositions([
         aten.softplus, aten.softplus_backward, aten.elu, aten.elu_backward, aten.celu, aten.hardswish,
         aten.hardswish_backward, aten.hardsigmoid, aten.hardsigmoid_backward, aten.hardtanh,
         aten.hardtanh_backward, aten.mish, aten.mish_backward, aten.log_sigmoid_forward,
-        aten.log_sigmoid_backward, aten._prelu_kernel, aten._prelu_kernel_backward,
+        aten.log_sigmoid_backward, aten._prelu_kernel, aten._prelu_kernel_backward, aten.repeat,
+        aten.native_batch_norm_backward,
     ]),
+    aten.native_batch_norm.default: _batch_norm_by_sums,
     aten.gelu.default: _tanh_gelu(decomposition_table[aten.gelu.default], 1),
     aten.gelu_backward.default: _tanh_gelu(decomposition_table[aten.gelu_backward.default], 2),
     aten.avg_pool2d.default: _avg_pool_by_conv,
     aten.avg_pool2d_backward.default: _avg_pool_backward_by_conv,
     aten._adaptive_avg_pool2d.default: _adaptive_avg_pool_by_conv,
     aten._adaptive_avg_pool2d_backward.default: _adaptive_avg_pool_backward_by_conv,
+    aten.adaptive_max_pool2d.default: _adaptive_max_pool_by_max_pool,
+    aten.adaptive_max_pool2d_backward.default: _adaptive_max_pool_backward_by_max_pool,
+    aten.upsample_nearest2d.default: _upsample_nearest_by_views,
+    aten.upsample_nearest2d_backward.default: _upsample_nearest_backward_by_sums,
 }
 
 
@@ -459,6 +533,7 @@ VIEW_OPS = {
     aten.transpose.int, aten.expand.default, aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims,
     aten.squeeze.default, aten.slice.Tensor, aten.select.int, aten.split.Tensor, aten.split_with_sizes.default,
     aten.unbind.int, aten.alias.default, aten.chunk.default, aten.narrow.default, aten.flatten.using_ints,
+    aten.unsafe_split.Tensor, aten.unsafe_chunk.default, aten.unsafe_split_with_sizes.default,
 }
 IDENTITY_OPS = {aten.clone.default, aten.detach.default, aten.lift_fresh_copy.default, aten.contiguous.default}
 CREATION_OPS = {
@@ -619,7 +694,8 @@ class _Lowering:
             return self.constant(_run_real(target, _realise(args, shapes_only=True), _realise(kwargs)))
         values = [a for a in _flat(args) + _flat(list(kwargs.values())) if isinstance(a, _Value)]
         if values and all(v.const is not None for v in values):
-            return self.constant(_run_real(target, _realise(args), _realise(kwargs)))
+            folded = _run_real(target, _realise(args), _realise(kwargs))
+            return [self.constant(t) for t in folded] if isinstance(folded, (list, tuple)) else self.constant(folded)
         if target in IDENTITY_OPS:
             return args[0]
         if target is aten._to_copy.default:
@@ -1067,6 +1143,13 @@ def _cat(low, fx, args, kwargs):
     return low.op("cat", fx, tensors, (dim,))
 
 
+def _stack(low, fx, args, kwargs):
+    """stack(tensors, dim): a cat of the tensors, each viewed with that dim inserted."""
+    tensors, dim = list(args[0]), (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % fx.meta["val"].dim()
+    inserted = [low.view(aten.unsqueeze.default, [t, dim], {}) if isinstance(t, _Value) else t for t in tensors]
+    return _cat(low, fx, [inserted, dim], {})
+
+
 _HANDLERS: dict[Any, Callable] = {
     **{op: _binary for op in BINARY},
     **{op: _unary for op in UNARY},
@@ -1091,7 +1174,7 @@ _HANDLERS: dict[Any, Callable] = {
     aten._log_softmax_backward_data.default: _softmax_backward,
     aten.nll_loss_forward.default: _nll_loss, aten.nll_loss_backward.default: _nll_loss_backward,
     aten.embedding.default: _embedding, aten.embedding_dense_backward.default: _embedding_backward,
-    aten.cat.default: _cat,
+    aten.cat.default: _cat, aten.stack.default: _stack,
     aten.leaky_relu.default: _leaky_relu, aten.leaky_relu_backward.default: _leaky_relu,
     aten.select_backward.default: _slice_backward, aten.slice_backward.default: _slice_backward,
 }

@@ -19,7 +19,7 @@ from offchain.chain.client import Market
 from offchain.dispute.game import END_ELEMENT, END_FOLD
 from offchain.ml import Dataset, digits_dataset
 from offchain.ml.artifacts import ALPHABET, text_corpus, text_dataset
-from offchain.ml.capture import ExportConfig, export_program
+from offchain.ml.capture import ExportConfig, export_program, initial_tensors
 from offchain.ml.models import CNN, GPT, MLP
 from offchain.ml.optim import OptimizerConfig
 from offchain.node import LOCAL_DEPLOYMENT
@@ -114,15 +114,16 @@ def _post_gpt(m, alphabet: str = ALPHABET) -> int:
     return submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=300)
 
 
-def _post_cnn(m) -> int:
+def _post_cnn(m, norm: str = "group") -> int:
     """A CNN (conv 3x3 + GroupNorm + ReLU + 2x2 max pool twice, widths 4 and 8) with SGD momentum
     on the digits as 1x8x8 images, batch 16: its GroupNorm rows fit the judge, and its convolution
-    gradients over the batch's pixels (up to 1,024 terms) are dissected."""
+    gradients over the batch's pixels (up to 1,024 terms) are dissected. ``norm="batch"``: BatchNorm
+    instead, its running statistics state."""
     torch.manual_seed(0)
-    model = CNN(1, 8, 8, 10, widths=(4, 8))
+    model = CNN(1, 8, 8, 10, widths=(4, 8), norm=norm)
     optimizer = OptimizerConfig("sgd", 0.05, momentum=0.9)
     program = export_program(model, ExportConfig(16, (1, 8, 8), optimizer=optimizer))
-    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    weights = initial_tensors(model, program)
     published = publish_program_task(m.store, program, optimizer, weights, digits_dataset(), steps=24, k=4, seed=5)
     submitter = Submitter(market=m.market(SUBMITTER), store=m.store, home=m.home)
     return submitter.post(published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=300)
@@ -193,3 +194,11 @@ def test_program_task__a_cnn_element_cheat_is_caught_inside_a_convolution_gradie
     ended, proven, market, reductions = _lost_dispute(tmp_path, "element", _post_cnn)
     assert ended["args"]["reason"] == END_FOLD and len(reductions) == 1 and 784 <= reductions[0] <= 1024
     assert proven["to"] == market.program_reducer.address
+
+
+def test_program_task__a_batch_norm_cnn_element_cheat_in_its_normalisation_is_proven_wrong(tmp_path):
+    """The element cheat in a BatchNorm CNN's last rsqrt: one channel's 1/sqrt(var + eps) of the
+    second BatchNorm, written as sums and elementwise ops; one element proves it wrong."""
+    ended, proven, market, reductions = _lost_dispute(tmp_path, "element", lambda m: _post_cnn(m, "batch"), "rsqrt")
+    assert ended["args"]["reason"] == END_ELEMENT and reductions == []
+    assert proven["to"] == market.programs.address

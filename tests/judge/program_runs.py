@@ -24,8 +24,8 @@ class Zoo(nn.Module):
     whose rows have |mean| > std, tanh/sigmoid/SiLU/erf/exp/log/rsqrt, comparisons, logical masks, round,
     leaky ReLU, the gradients of a slice and a select, a 1-d convolution, and kernels written with
     other ops: BatchNorm (its running statistics state), softplus (log1p, exp), the tanh GELU,
-    hardswish and an average pool not counting its padding (a depthwise convolution of constant ones
-    over a constant map of counts)."""
+    hardswish, an average pool not counting its padding (a depthwise convolution of constant ones
+    over a constant map of counts), nearest upsampling, InstanceNorm and an adaptive max pool."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -35,7 +35,7 @@ class Zoo(nn.Module):
         self.tokens = nn.Embedding(5, 54, padding_idx=0)
         self.line = nn.Conv1d(4, 2, 5, stride=3, padding=1)
         self.batch = nn.BatchNorm2d(4)
-        self.head = nn.Linear(54 + 12 + 2 + 4, 10)
+        self.head = nn.Linear(54 + 12 + 2 + 4 + 12, 10)
 
     def forward(self, x):
         h = F.max_pool2d(self.group(self.conv(x)), 3, stride=2, padding=1, ceil_mode=True)
@@ -51,7 +51,21 @@ class Zoo(nn.Module):
         pooled = torch.cat([torch.softmax(h.mean(dim=(2, 3)), -1), h.amax(dim=(2, 3))], dim=1)
         lines = self.line(x.flatten(2)).amax(-1)  # a 1-d convolution: the 2-d one over a height of 1
         soft = F.avg_pool2d(F.softplus(self.batch(x)), 3, stride=2, padding=1, count_include_pad=False).amax(dim=(2, 3))
-        return self.head(torch.cat([f, pooled, lines, soft], 1))
+        grown = F.adaptive_max_pool2d(F.instance_norm(F.interpolate(h, scale_factor=2)), (1, 2)).flatten(1)
+        return self.head(torch.cat([f, pooled, lines, soft, grown], 1))
+
+
+class Recurrent(nn.Module):
+    """An LSTM, then a bidirectional GRU (PyTorch's composite form: matmuls, sigmoid, tanh, a stack)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 6, batch_first=True)
+        self.gru = nn.GRU(6, 5, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(10, 10)
+
+    def forward(self, x):
+        return self.head(self.gru(self.lstm(x)[0])[0][:, -1])
 
 
 ADAMW = OptimizerConfig("adamw", 3e-3, weight_decay=0.01, clip_norm=1.0)
@@ -61,6 +75,7 @@ FAMILIES = {
     # width 48: the MLP's 192 columns are read as rows of a transposed operand (matmul attrs [1])
     "gpt": (lambda: GPT(40, 12, 48, 4, 1), ExportConfig(3, (12,), loss="lm_cross_entropy", optimizer=ADAMW)),
     "zoo": (Zoo, ExportConfig(6, (4, 7, 7), optimizer=OptimizerConfig("adam", 1e-2))),
+    "recurrent": (Recurrent, ExportConfig(6, (5, 4), optimizer=OptimizerConfig("adam", 1e-2))),
     "dropout": (lambda: nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 16), nn.GELU(),
                                       nn.Dropout(0.1), nn.Linear(16, 10)),
                 ExportConfig(6, (12,), optimizer=OptimizerConfig("adamw", 1e-2, weight_decay=0.1))),

@@ -404,9 +404,10 @@ class _Picking(nn.Module):
         return self.head(h[:, -1] + h[:, 1:3].mean(1))
 
 
-def _program_and_eager_steps(model: nn.Module, steps: int, input_shape: tuple[int, ...] = (5, 8)):
+def _program_and_eager_steps(model: nn.Module, steps: int, input_shape: tuple[int, ...] = (5, 8),
+                             optimizer: OptimizerConfig = OptimizerConfig("adam", 1e-2)):
     """The program's and the eager step's losses and states over ``steps`` steps on one batch."""
-    config = ExportConfig(4, input_shape, optimizer=OptimizerConfig("adam", 1e-2))
+    config = ExportConfig(4, input_shape, optimizer=optimizer)
     program = Program.from_bytes(export_program(model, config).to_bytes())
     eager = _step_function(model, [n for n, _ in model.named_parameters()], {}, config)
     executor, (x, y) = ProgramExecutor(program), _batch(config, torch.Generator().manual_seed(1))
@@ -487,25 +488,84 @@ POOLS = {
 }
 
 
+def _after_a_convolution(layer: nn.Module, features: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), layer, nn.Flatten(), nn.Linear(features, 10))
+
+
 @pytest.mark.parametrize("name", sorted(POOLS))
 def test_export__an_average_pool_is_a_depthwise_convolution_of_ones_over_the_counts(name):
     make, features = POOLS[name]
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), make(), nn.Flatten(), nn.Linear(features, 10))
-    program, steps = _program_and_eager_steps(model, 10, input_shape=(2, 8, 8))
+    program, steps = _program_and_eager_steps(_after_a_convolution(make(), features), 10, input_shape=(2, 8, 8))
     depthwise = [node for node in program.nodes if node.op.startswith("conv2d") and node.attrs[6] == 4]
     assert {node.op for node in depthwise} == {"conv2d", "conv2d_grad_input"}
     _close_to_eager(steps)
 
 
-@pytest.mark.parametrize("pool, message", [
-    (nn.AvgPool2d(3, 2, ceil_mode=True), "ceil_mode adding a partial window"),
-    (nn.AdaptiveAvgPool2d(3), r"from \[8, 8\] to \[3, 3\]"),
+#: layers after a convolution over 4 channels of 8×8 (layer, features after it, an op it must not leave)
+REWRITTEN_LAYERS = {
+    "adaptive-max-pool": (lambda: nn.AdaptiveMaxPool2d((1, 4)), 16, "max_pool2d_grad"),
+    "upsample-by-2": (lambda: nn.Upsample(scale_factor=2), 4 * 16 * 16, "sum"),
+    "upsample-to-a-size": (lambda: nn.Upsample(size=(16, 24)), 4 * 16 * 24, "sum"),
+    "instance-norm": (lambda: nn.InstanceNorm2d(4, affine=True), 4 * 64, "rsqrt"),
+    "instance-norm-plain": (lambda: nn.InstanceNorm2d(4), 4 * 64, "rsqrt"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REWRITTEN_LAYERS))
+def test_export__adaptive_max_pool_upsampling_and_instance_norm_train_as_eager_does(name):
+    """An adaptive max pool is the max pool of its window, a nearest upsample by whole factors an
+    expanded view (its gradient block sums), InstanceNorm the moments as sums (SGD: the conv bias
+    before a norm has a zero gradient, whose rounding noise Adam would blow up to lr-sized steps)."""
+    make, features, op = REWRITTEN_LAYERS[name]
+    torch.manual_seed(0)
+    program, steps = _program_and_eager_steps(_after_a_convolution(make(), features), 10, input_shape=(2, 8, 8),
+                                              optimizer=OptimizerConfig("sgd", 0.1, momentum=0.9))
+    assert op in {node.op for node in program.nodes}
+    _close_to_eager(steps)
+
+
+class _Recurrent(nn.Module):
+    def __init__(self, kind: str, **options) -> None:
+        super().__init__()
+        self.rnn = getattr(nn, kind)(8, 16, batch_first=True, **options)
+        self.head = nn.Linear(16 * (2 if options.get("bidirectional") else 1), 10)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+RECURRENT = {"lstm": ("LSTM", {}), "lstm-2-layers": ("LSTM", {"num_layers": 2}),
+             "gru-bidirectional": ("GRU", {"bidirectional": True}), "rnn-relu": ("RNN", {"nonlinearity": "relu"})}
+
+
+@pytest.mark.parametrize("name", sorted(RECURRENT))
+def test_export__recurrent_layers_train_as_eager_does(name):
+    """nn.LSTM, nn.GRU and nn.RNN traced in PyTorch's composite form (matmuls, sigmoid, tanh and a
+    stack of the steps as a cat), not oneDNN's fused CPU layer; eager runs the fused one."""
+    kind, options = RECURRENT[name]
+    torch.manual_seed(0)
+    program, steps = _program_and_eager_steps(_Recurrent(kind, **options), 10)
+    assert "cat" in {node.op for node in program.nodes}
+    assert torch.backends.mkldnn.enabled  # the switch is back
+    _close_to_eager(steps)
+
+
+def test_export__an_lstm_s_dropout_between_layers_draws_its_masks_from_the_task_seed():
+    program = export_program(_Recurrent("LSTM", num_layers=2, dropout=0.2), ExportConfig(4, (5, 8)))
+    assert "bernoulli" in {node.op for node in program.nodes}
+
+
+@pytest.mark.parametrize("layer, features, message", [
+    (nn.AvgPool2d(3, 2, ceil_mode=True), 64, "ceil_mode adding a partial window"),
+    (nn.AdaptiveAvgPool2d(3), 36, r"adaptive_avg_pool2d from \[8, 8\] to \[3, 3\]"),
+    (nn.AdaptiveMaxPool2d(3), 36, r"adaptive_max_pool2d from \[8, 8\] to \[3, 3\]"),
+    (nn.Upsample(scale_factor=1.5), 576, r"nearest upsample from \[8, 8\] to \[12, 12\]"),
+    (nn.InstanceNorm2d(4, track_running_stats=True), 256, "InstanceNorm2d with track_running_stats"),
 ])
-def test_export__an_average_pool_no_convolution_expresses_is_refused_in_one_line(pool, message):
-    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), pool, nn.Flatten(), nn.Linear(36, 10))
+def test_export__a_layer_no_rewrite_expresses_is_refused_in_one_line(layer, features, message):
     with pytest.raises(GraphError, match=message) as error:
-        export_program(model, ExportConfig(4, (2, 8, 8)))
+        export_program(_after_a_convolution(layer, features), ExportConfig(4, (2, 8, 8)))
     assert "\n" not in str(error.value)
 
 
