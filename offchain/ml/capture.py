@@ -355,6 +355,7 @@ POSITION_SUMS = {
     aten.embedding_dense_backward.default: _embedding_grad_by_matmul,
     aten.nll_loss_forward.default: _nll_loss_by_sums,
     aten.mean.dim: _mean_by_sum,
+    aten.mean.default: lambda x, dtype=None: _mean_by_sum(x, None, dtype=dtype),
     aten.native_layer_norm.default: _layer_norm_by_sums,
     aten.native_group_norm.default: _group_norm_by_sums,
     aten.native_layer_norm_backward.default: _layer_norm_backward_by_sums,
@@ -487,6 +488,16 @@ def _batch_norm_by_sums(x, weight, bias, running_mean, running_var, training, mo
     return (y + bias.reshape(shape) if bias is not None else y), mean.reshape(-1), rstd.reshape(-1)
 
 
+def _moments(x, dim=None, *, correction=None, keepdim=False):
+    """(variance, mean) over ``dim`` as sums: Σ(x − mean)² / (n − correction), Σx / n."""
+    dims = list(range(x.dim())) if not dim else [d % x.dim() for d in dim]
+    count = math.prod(x.shape[d] for d in dims)
+    mean = x.sum(dims, True) / count
+    centred = x - mean
+    var = (centred * centred).sum(dims, keepdim) / (count - (1 if correction is None else correction))
+    return var, mean if keepdim else mean.squeeze(dims)
+
+
 #: fused kernels the op set has no node for, written with ops it has: activations by torch's own
 #: decompositions (their backward kernels too: autograd records those before the table applies)
 #: average pools as convolutions, adaptive max pools as max pools, nearest upsampling as views
@@ -498,8 +509,13 @@ DECOMPOSED = {
         aten.hardswish_backward, aten.hardsigmoid, aten.hardsigmoid_backward, aten.hardtanh,
         aten.hardtanh_backward, aten.mish, aten.mish_backward, aten.log_sigmoid_forward,
         aten.log_sigmoid_backward, aten._prelu_kernel, aten._prelu_kernel_backward, aten.repeat,
-        aten.native_batch_norm_backward,
+        aten.native_batch_norm_backward, aten.linalg_vector_norm, aten.logsumexp,
     ]),
+    aten.amin.default: lambda x, dim=(), keepdim=False: -torch.amax(-x, dim, keepdim),
+    aten.var.correction: lambda *a, **k: _moments(*a, **k)[0],
+    aten.std.correction: lambda *a, **k: torch.sqrt(_moments(*a, **k)[0]),
+    aten.var_mean.correction: _moments,
+    aten.std_mean.correction: lambda *a, **k: (lambda var, mean: (torch.sqrt(var), mean))(*_moments(*a, **k)),
     aten.native_batch_norm.default: _batch_norm_by_sums,
     aten.gelu.default: _tanh_gelu(decomposition_table[aten.gelu.default], 1),
     aten.gelu_backward.default: _tanh_gelu(decomposition_table[aten.gelu_backward.default], 2),
@@ -819,10 +835,17 @@ def _source_line(fx: torch.fx.Node) -> str:
 # Handlers: ATen call -> op-set nodes
 
 
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
 def _binary(low: _Lowering, fx, args, kwargs):
     name = BINARY[fx.target]
     alpha = kwargs.get("alpha", 1)
     a, b = args[0], args[1]
+    if name in ("eq", "ne") and isinstance(b, float) and math.isinf(b):
+        # a program holds no infinite constant: x == ±inf is x > max (x < −max), x != ±inf its negation
+        mask = low.op("gt" if b > 0 else "lt", fx, [a, math.copysign(_FLOAT32_MAX, b)])
+        return mask if name == "eq" else low.op("logical_not", fx, [mask])
     if alpha != 1:
         b = low.op("mul", fx, [b, alpha]) if isinstance(b, _Value) else b * alpha
     return low.op(name, fx, [a, b])
@@ -833,16 +856,29 @@ def _unary(low, fx, args, kwargs):
 
 
 def _pow(low, fx, args, kwargs):
+    """x^p: a chain of products for a whole p up to 16 (x·x, (x·x)·x, (x·x)·(x·x): what rsqrt's
+    backward (y³) and norms need, and so on by squaring), its reciprocal for −16 ≤ p ≤ −2; sqrt,
+    rsqrt, reciprocal for ½, −½, −1; 1 for 0; any other p as exp(p·log x) (NaN for x < 0, as
+    eager's)."""
     base, exponent = args
-    if exponent in (2, 3, 4):  # x·x, (x·x)·x, (x·x)·(x·x): what rsqrt's backward (y³) and norms need
-        square = low.op("mul", fx, [base, base])
-        return square if exponent == 2 else low.op("mul", fx, [square, base if exponent == 3 else square])
+    if not isinstance(exponent, (int, float)):
+        raise GraphError(f"pow with a tensor exponent is not supported (a number is), at {low.source}")
     names = {0.5: "sqrt", -0.5: "rsqrt", -1: "reciprocal"}
     if exponent == 1:
         return base
-    if exponent not in names:
-        raise GraphError(f"pow with exponent {exponent} is not supported (1–4, 0.5, -0.5, -1 are), at {low.source}")
-    return low.op(names[exponent], fx, [base])
+    if exponent in names:
+        return low.op(names[exponent], fx, [base])
+    if exponent == 0:
+        return low.constant(torch.ones(fx.meta["val"].shape))
+    if float(exponent).is_integer() and 2 <= abs(exponent) <= 16:
+        power, square, n = None, base, int(abs(exponent))
+        while n:
+            if n & 1:
+                power = square if power is None else low.op("mul", fx, [power, square])
+            n >>= 1
+            square = low.op("mul", fx, [square, square]) if n else square
+        return power if exponent > 0 else low.op("reciprocal", fx, [power])
+    return low.op("exp", fx, [low.op("mul", fx, [low.op("log", fx, [base]), float(exponent)])])
 
 
 def _bitwise_bool(low, fx, args, kwargs):
@@ -887,6 +923,15 @@ def _round(low, fx, args, kwargs):
     rounded = node("add", t, step)
     signed = node("where", node("eq", rounded, 0.0, like=mask), node("mul", x, 0.0), rounded)
     return low.fresh("where", [small, signed, x], out)
+
+
+def _isnan_isinf(low, fx, args, kwargs):
+    """isnan(x) as x != x, isinf(x) as |x| > the largest float32."""
+    x = args[0]
+    if fx.target is aten.isnan.default:
+        return low.op("ne", fx, [x, x])
+    absolute = low.fresh("abs", [low.node_of(x)], torch.empty(x.meta.shape, dtype=x.meta.dtype, device="meta"))
+    return low.op("gt", fx, [absolute, _FLOAT32_MAX])
 
 
 def _rsub(low, fx, args, kwargs):
@@ -1156,12 +1201,14 @@ _HANDLERS: dict[Any, Callable] = {
     aten.bitwise_and.Tensor: _bitwise_bool, aten.bitwise_or.Tensor: _bitwise_bool,
     aten.bitwise_not.default: _bitwise_bool,
     aten.sgn.default: _sign, aten.sign.default: _sign,
+    aten.isnan.default: _isnan_isinf, aten.isinf.default: _isnan_isinf,
     aten.round.default: _round, aten.pow.Tensor_Scalar: _pow, aten.rsub.Scalar: _rsub, aten.clamp.default: _clamp,
     aten.where.self: _where, aten.masked_fill.Scalar: _masked_fill,
     aten.threshold_backward.default: _threshold_backward,
     aten.gelu.default: _gelu, aten.gelu_backward.default: _gelu,
     aten.log1p.default: _log1p_expm1, aten.expm1.default: _log1p_expm1,
     aten.sum.dim_IntList: _reduce("sum"), aten.sum.default: _sum_all, aten.mean.dim: _reduce("mean"),
+    aten.mean.default: _reduce("mean"),
     aten.amax.default: _reduce("amax"),
     aten.mm.default: _matmul, aten.bmm.default: _matmul, aten.addmm.default: _matmul,
     aten.convolution.default: _convolution, aten.convolution_backward.default: _convolution_backward,

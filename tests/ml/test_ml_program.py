@@ -569,6 +569,40 @@ def test_export__a_layer_no_rewrite_expresses_is_refused_in_one_line(layer, feat
     assert "\n" not in str(error.value)
 
 
+class _Applying(nn.Module):
+    """A linear layer, ``function`` of its output, a linear head."""
+
+    def __init__(self, function) -> None:
+        super().__init__()
+        self.function = function
+        self.inner, self.head = nn.Linear(8, 16), nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.head(self.function(self.inner(x)))
+
+
+#: tensor functions eager PyTorch runs as kernels the op set has no node of its own for
+FUNCTIONS = {
+    "pow-5": lambda h: h.pow(5), "pow-minus-2": lambda h: (h.abs() + 1).pow(-2), "pow-1.5": lambda h: h.abs().pow(1.5),
+    "pow-0": lambda h: h**0 + h, "normalize": lambda h: F.normalize(h, dim=1),
+    "l1-norm": lambda h: h / h.norm(p=1, dim=1, keepdim=True), "max-norm": lambda h: h / torch.linalg.vector_norm(h, float("inf")),
+    "var": lambda h: h / (h.var(1, keepdim=True, correction=0) + 1), "std": lambda h: h / h.std(),
+    "var-mean": lambda h: (lambda v, m: (h - m) / (v + 1).sqrt())(*torch.var_mean(h, 1, keepdim=True)),
+    "std-mean": lambda h: (lambda v, m: h + (v * m).unsqueeze(1))(*torch.std_mean(h, 1)),
+    "logsumexp": lambda h: h - torch.logsumexp(h, 1, keepdim=True), "amin": lambda h: h - h.amin(1, keepdim=True),
+    "isinf": lambda h: torch.where(torch.isinf(h) | (h == float("-inf")), 0.0, h),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_export__tensor_functions_without_a_node_of_their_own_train_as_eager_does(name):
+    """Whole powers as products (by squaring), others as exp(p·log x); norms, variances and
+    logsumexp as sums (torch's decompositions or ours); comparisons with ±inf as ones with ±max."""
+    torch.manual_seed(0)
+    _, steps = _program_and_eager_steps(_Applying(FUNCTIONS[name]), 10, input_shape=(8,))
+    _close_to_eager(steps)
+
+
 def _batch_norm_net(affine: bool = True) -> nn.Module:
     return nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.BatchNorm2d(8, affine=affine), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Flatten(), nn.Linear(8 * 4 * 4, 40), nn.BatchNorm1d(40, momentum=0.3), nn.ReLU(),
