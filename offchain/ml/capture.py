@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch._decomp import decomposition_table, get_decompositions
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.overrides import TorchFunctionMode
 
 from .errors import GraphError
 from .ops import DTYPE_NAMES, DTYPES, LEAVES, SIGNED, Node, f32_bits
@@ -188,6 +189,29 @@ def initial_tensors(model: torch.nn.Module, program: Program) -> dict[str, torch
     return {slot.name: tensors[slot.name].detach().clone() for slot in program.state if slot.kind != "buffer"}
 
 
+class _ValueReductions(TorchFunctionMode):
+    """``max``/``min`` over a dim (values and indices) as ``amax``/``amin`` and ``argmax``/``argmin``,
+    and over every element as ``amax``/``amin``, called before autograd, so the gradient is amax's (shared among ties) and not a scatter by the
+    indices; indices nobody reads are dead code, and read ones are refused (no node for argmax)."""
+
+    REDUCTIONS = {torch.max: (torch.amax, torch.argmax, torch.return_types.max),
+                  torch.Tensor.max: (torch.amax, torch.argmax, torch.return_types.max),
+                  torch.min: (torch.amin, torch.argmin, torch.return_types.min),
+                  torch.Tensor.min: (torch.amin, torch.argmin, torch.return_types.min)}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.REDUCTIONS:
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            if len(args) == 1 and not kwargs:  # over every element: the value only
+                return self.REDUCTIONS[func][0](args[0])
+            if isinstance(dim, int):
+                keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+                values, indices, result = self.REDUCTIONS[func]
+                return result((values(args[0], dim, keepdim), indices(args[0], dim, keepdim)))
+        return func(*args, **kwargs)
+
+
 #: torch's tracing keeps global state: one capture at a time in a process (workers run on its threads)
 _TRACING = threading.Lock()
 
@@ -197,10 +221,11 @@ def capture_step(step: Callable, args: Sequence[torch.Tensor], slots: list[State
     """Trace ``step(*state, x, y, hyper, *received) -> (*next state, loss, *sent)`` on ``args``
     and lower it to a validated program (``receives`` messages read, the rest of the outputs sent)."""
     try:
-        with _TRACING, sdpa_kernel([SDPBackend.MATH]):
+        with _TRACING, sdpa_kernel([SDPBackend.MATH]), _ValueReductions():
             table = {**DECOMPOSED, **(POSITION_SUMS if long_sums else {})}
             graph = make_fx(torch.func.functionalize(step, remove="mutations"), record_stack_traces=True,
                             decomposition_table=table)(*args)
+        graph.graph.eliminate_dead_code()
     except GraphError:
         raise
     except Exception as exc:  # tracing runs user code: report its error in one line

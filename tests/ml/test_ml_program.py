@@ -591,7 +591,14 @@ FUNCTIONS = {
     "std-mean": lambda h: (lambda v, m: h + (v * m).unsqueeze(1))(*torch.std_mean(h, 1)),
     "logsumexp": lambda h: h - torch.logsumexp(h, 1, keepdim=True), "amin": lambda h: h - h.amin(1, keepdim=True),
     "isinf": lambda h: torch.where(torch.isinf(h) | (h == float("-inf")), 0.0, h),
+    "max-over-a-dim": lambda h: h - h.max(dim=1, keepdim=True).values, "min-over-a-dim": lambda h: h + torch.min(h, 0)[0],
+    "max-of-all": lambda h: h / torch.max(h.abs()), "min-of-all": lambda h: h - h.min(),
 }
+
+
+def test_export__the_indices_of_a_max_over_a_dim_are_refused_where_read():
+    with pytest.raises(GraphError, match="argmax"):
+        export_program(_Applying(lambda h: h * h.max(1, keepdim=True).indices), ExportConfig(4, (8,)))
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
