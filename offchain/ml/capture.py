@@ -1070,18 +1070,57 @@ def _as_1d(low, value: _Value, one_d: bool) -> _Value:
 
 def _convolution(low, fx, args, kwargs):
     x, w, bias, stride, padding, dilation, transposed, output_padding, groups = args
-    if transposed:
-        raise GraphError(f"transposed convolutions are not supported, at {low.source}")
     attrs, one_d = _conv_attrs(stride, padding, dilation, groups, low), len(stride) == 1
+    if transposed:
+        return _transposed_convolution(low, fx, x, w, bias, attrs, one_d)
     inputs = _as_2d(low, [x, w], one_d) + ([bias] if bias is not None else [])
     like = fx.meta["val"].unsqueeze(2) if one_d else fx.meta["val"]
     out = low.fresh("conv2d", [low.node_of(i) for i in inputs], like, attrs + [int(bias is not None)])
     return _as_1d(low, out, one_d)
 
 
+def _meta(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.empty(list(shape), dtype=dtype, device="meta")
+
+
+def _transposed_convolution(low, fx, x, w, bias, attrs, one_d):
+    """A transposed convolution is the input gradient of the convolution it transposes: a
+    ``conv2d_grad_input`` node reading ``x`` as the gradient, the output's shape (output padding
+    included) carried by a view of zeros, plus the bias."""
+    out = fx.meta["val"]
+    shape = [*out.shape[:2], 1, *out.shape[2:]] if one_d else list(out.shape)
+    x2, w2 = _as_2d(low, [x, w], one_d)
+    carrier = low.node_of(_zeros(low, shape))
+    y = low.fresh("conv2d_grad_input", [low.node_of(x2), carrier, low.node_of(w2)], _meta(shape), attrs + [1])
+    if bias is not None:
+        channel = low.view(aten.view.default, [bias, [1, -1, 1, 1]], {})
+        y = low.fresh("add", [y.node, low.node_of(channel)], _meta(shape))
+    return _as_1d(low, y, one_d)
+
+
+def _transposed_convolution_backward(low, fx, go, x, w, attrs, one_d, mask):
+    """Its gradients: the input's is the convolution of the output gradient (``conv2d``), the
+    weight's the convolution's weight gradient with the roles of input and gradient swapped,
+    the bias's the output gradient summed over all but the channel."""
+    go2, x2, w2 = (low.node_of(t) for t in _as_2d(low, [go, x, w], one_d))
+    vals = fx.meta["val"]
+    out: list = [None, None, None]
+    if mask[0]:
+        like = [*vals[0].shape[:2], 1, *vals[0].shape[2:]] if one_d else vals[0].shape
+        out[0] = _as_1d(low, low.fresh("conv2d", [go2, w2], _meta(like), attrs + [0]), one_d)
+    if mask[1]:
+        out[1] = _as_1d(low, low.fresh("conv2d_grad_weight", [x2, go2, w2], _meta(low.nodes[w2].shape), attrs + [2]), one_d)
+    if mask[2]:
+        dims = [d for d in range(go.meta.dim()) if d != 1]
+        out[2] = low.fresh("sum", [low.node_of(go)], _meta(vals[2].shape), (0, *dims))
+    return out
+
+
 def _convolution_backward(low, fx, args, kwargs):
     go, x, w, _bias_sizes, stride, padding, dilation, transposed, _out_pad, groups, mask = args
     attrs, one_d = _conv_attrs(stride, padding, dilation, groups, low), len(stride) == 1
+    if transposed:
+        return _transposed_convolution_backward(low, fx, go, x, w, attrs, one_d, mask)
     bits = sum(1 << i for i, wanted in enumerate(mask) if wanted)
     ids = [low.node_of(t) for t in _as_2d(low, [go, x, w], one_d)]
     out: list = []

@@ -25,7 +25,8 @@ class Zoo(nn.Module):
     leaky ReLU, the gradients of a slice and a select, a 1-d convolution, and kernels written with
     other ops: BatchNorm (its running statistics state), softplus (log1p, exp), the tanh GELU,
     hardswish, an average pool not counting its padding (a depthwise convolution of constant ones
-    over a constant map of counts), nearest upsampling, InstanceNorm and an adaptive max pool."""
+    over a constant map of counts), nearest upsampling, InstanceNorm, an adaptive max pool and a
+    transposed convolution (a conv2d_grad_input node; its gradients conv2d, conv2d_grad_weight, sum)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -35,7 +36,8 @@ class Zoo(nn.Module):
         self.tokens = nn.Embedding(5, 54, padding_idx=0)
         self.line = nn.Conv1d(4, 2, 5, stride=3, padding=1)
         self.batch = nn.BatchNorm2d(4)
-        self.head = nn.Linear(54 + 12 + 2 + 4 + 12, 10)
+        self.up = nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1)
+        self.head = nn.Linear(54 + 12 + 2 + 4 + 12 + 2, 10)
 
     def forward(self, x):
         h = F.max_pool2d(self.group(self.conv(x)), 3, stride=2, padding=1, ceil_mode=True)
@@ -52,7 +54,8 @@ class Zoo(nn.Module):
         lines = self.line(x.flatten(2)).amax(-1)  # a 1-d convolution: the 2-d one over a height of 1
         soft = F.avg_pool2d(F.softplus(self.batch(x)), 3, stride=2, padding=1, count_include_pad=False).amax(dim=(2, 3))
         grown = F.adaptive_max_pool2d(F.instance_norm(F.interpolate(h, scale_factor=2)), (1, 2)).flatten(1)
-        return self.head(torch.cat([f, pooled, lines, soft, grown], 1))
+        up = self.up(torch.tanh(x)).amax(dim=(2, 3))
+        return self.head(torch.cat([f, pooled, lines, soft, grown, up], 1))
 
 
 class Recurrent(nn.Module):

@@ -525,6 +525,36 @@ def test_export__adaptive_max_pool_upsampling_and_instance_norm_train_as_eager_d
     _close_to_eager(steps)
 
 
+#: transposed convolutions after a strided convolution over 2 channels of 8×8 (layer, features after it)
+TRANSPOSED = {
+    "plain": (lambda: nn.ConvTranspose2d(4, 6, 3), 6 * 6 * 6),
+    "strided-output-padding": (lambda: nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1), 6 * 8 * 8),
+    "grouped-dilated": (lambda: nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2, dilation=2, bias=False), 6 * 11 * 11),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSPOSED))
+def test_export__a_transposed_convolution_is_the_input_gradient_of_the_one_it_transposes(name):
+    """conv2d_grad_input of its input (the output's shape carried by zeros), its input gradient a
+    conv2d, its weight gradient a conv2d_grad_weight with input and gradient swapped."""
+    make, features = TRANSPOSED[name]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.ReLU(), make(), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(features, 10))
+    program, steps = _program_and_eager_steps(model, 10, input_shape=(2, 8, 8),
+                                              optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))
+    assert sum(node.op == "conv2d" for node in program.nodes) == 2  # the first layer's, the transposed one's gradient
+    _close_to_eager(steps)
+
+
+def test_export__a_1d_transposed_convolution_is_the_2d_one_over_a_height_of_1():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ConvTranspose1d(2, 4, 3, stride=2, padding=1, output_padding=1), nn.Flatten(),
+                          nn.Linear(4 * 8, 10))
+    _, steps = _program_and_eager_steps(model, 10, input_shape=(2, 4), optimizer=OptimizerConfig("sgd", 0.05))
+    _close_to_eager(steps)
+
+
 class _Recurrent(nn.Module):
     def __init__(self, kind: str, **options) -> None:
         super().__init__()
