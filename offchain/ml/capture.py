@@ -491,6 +491,42 @@ def _upsample_nearest_backward_by_sums(grad, output_size, input_size, scales_h=N
     return grad.reshape(n, c, h, fh, w, fw).sum([3, 5])
 
 
+def _bilinear_matrix(size: int, out: int, align_corners: bool, scale: float | None) -> torch.Tensor:
+    """The (out, size) matrix of 1-d linear interpolation as PyTorch samples it: output i reads
+    source ``src = i·(size − 1)/(out − 1)`` (align_corners) or ``max((i + ½)/scale − ½, 0)``
+    (scale the given factor, else out/size), between floor(src) and the next pixel."""
+    if align_corners:
+        src = [i * (size - 1) / (out - 1) if out > 1 else 0.0 for i in range(out)]
+    else:
+        step = 1 / scale if scale else size / out
+        src = [max((i + 0.5) * step - 0.5, 0.0) for i in range(out)]
+    matrix = torch.zeros(out, size, dtype=torch.float64)
+    for i, position in enumerate(src):
+        low_index = min(int(position), size - 1)
+        high_index, weight = min(low_index + 1, size - 1), position - low_index
+        matrix[i, low_index] += 1 - weight
+        matrix[i, high_index] += weight
+    return matrix.float()
+
+
+def _bilinear_matrices(input_size, output_size, align_corners, scales_h, scales_w):
+    return (_bilinear_matrix(input_size[-2], output_size[0], align_corners, scales_h),
+            _bilinear_matrix(input_size[-1], output_size[1], align_corners, scales_w))
+
+
+def _upsample_bilinear_by_matmuls(x, output_size, align_corners, scales_h=None, scales_w=None):
+    """Bilinear resizing as two products with constant interpolation matrices: A_h · x · A_wᵀ."""
+    rows, columns = _bilinear_matrices(x.shape, output_size, align_corners, scales_h, scales_w)
+    return torch.matmul(torch.matmul(rows, x), columns.t())
+
+
+def _upsample_bilinear_backward_by_matmuls(grad, output_size, input_size, align_corners, scales_h=None,
+                                           scales_w=None):
+    """Its gradient: A_hᵀ · grad · A_w."""
+    rows, columns = _bilinear_matrices(input_size, output_size, align_corners, scales_h, scales_w)
+    return torch.matmul(torch.matmul(rows.t(), grad), columns)
+
+
 def _adaptive_avg_pool_by_conv(x, output_size):
     window = _adaptive_window(x, output_size)
     return _avg_pool_by_conv(x, window, window)
@@ -526,7 +562,7 @@ def _moments(x, dim=None, *, correction=None, keepdim=False):
 #: fused kernels the op set has no node for, written with ops it has: activations by torch's own
 #: decompositions (their backward kernels too: autograd records those before the table applies)
 #: average pools as convolutions, adaptive max pools as max pools, nearest upsampling as views
-#: and its gradient as sums; log1p and expm1 in them are lowered as log(1 + x) and
+#: and its gradient as sums, bilinear upsampling as products with constant matrices; log1p and expm1 in them are lowered as log(1 + x) and
 #: exp(x) − 1 (``_HANDLERS``)
 DECOMPOSED = {
     **get_decompositions([
@@ -534,8 +570,15 @@ DECOMPOSED = {
         aten.hardswish_backward, aten.hardsigmoid, aten.hardsigmoid_backward, aten.hardtanh,
         aten.hardtanh_backward, aten.mish, aten.mish_backward, aten.log_sigmoid_forward,
         aten.log_sigmoid_backward, aten._prelu_kernel, aten._prelu_kernel_backward, aten.repeat,
-        aten.native_batch_norm_backward, aten.linalg_vector_norm, aten.logsumexp,
+        aten.native_batch_norm_backward, aten.linalg_vector_norm, aten.logsumexp, aten.pixel_shuffle,
+        aten.pixel_unshuffle, aten.glu, aten.glu_backward, aten.threshold, aten.hardshrink, aten.softshrink,
     ]),
+    aten.hardshrink_backward.default: lambda g, x, lambd: torch.where((x >= -lambd) & (x <= lambd), 0.0, g),
+    aten.softshrink_backward.default: lambda g, x, lambd: torch.where((x >= -lambd) & (x <= lambd), 0.0, g),
+    aten.exp2.default: lambda x: torch.exp(x * math.log(2)),
+    aten.log2.default: lambda x: torch.log(x) * (1 / math.log(2)),
+    aten.log10.default: lambda x: torch.log(x) * (1 / math.log(10)),
+    aten.erfc.default: lambda x: 1 - torch.erf(x),
     aten.amin.default: lambda x, dim=(), keepdim=False: -torch.amax(-x, dim, keepdim),
     aten.var.correction: lambda *a, **k: _moments(*a, **k)[0],
     aten.std.correction: lambda *a, **k: torch.sqrt(_moments(*a, **k)[0]),
@@ -552,6 +595,8 @@ DECOMPOSED = {
     aten.adaptive_max_pool2d_backward.default: _adaptive_max_pool_backward_by_max_pool,
     aten.upsample_nearest2d.default: _upsample_nearest_by_views,
     aten.upsample_nearest2d_backward.default: _upsample_nearest_backward_by_sums,
+    aten.upsample_bilinear2d.default: _upsample_bilinear_by_matmuls,
+    aten.upsample_bilinear2d_backward.default: _upsample_bilinear_backward_by_matmuls,
 }
 
 
@@ -581,7 +626,7 @@ CREATION_OPS = {
     aten.ones_like.default, aten.zeros_like.default, aten.full_like.default, aten.empty_like.default,
     aten.ones.default, aten.zeros.default, aten.full.default, aten.arange.default, aten.arange.start,
     aten.arange.start_step, aten.scalar_tensor.default, aten.empty.memory_format, aten.new_zeros.default,
-    aten.new_ones.default, aten.new_full.default, aten.new_empty.default,
+    aten.new_ones.default, aten.new_full.default, aten.new_empty.default, aten.eye.default, aten.eye.m,
 }
 RANDOM_OPS = {aten.native_dropout.default, aten.bernoulli_.float, aten.rand_like.default,
               aten.randn_like.default, aten.rand.default, aten.randn.default, aten.randint.low,
@@ -973,6 +1018,14 @@ def _clamp(low, fx, args, kwargs):
     return x
 
 
+def _clamp_min(low, fx, args, kwargs):
+    return low.op("maximum", fx, list(args[:2]))
+
+
+def _clamp_max(low, fx, args, kwargs):
+    return low.op("minimum", fx, list(args[:2]))
+
+
 def _where(low, fx, args, kwargs):
     cond, a, b = args
     dtype = fx.meta["val"].dtype
@@ -1241,6 +1294,27 @@ def _slice_backward(low, fx, args, kwargs):
     return parts[0] if len(parts) == 1 else _cat(low, fx, [parts, dim], {})
 
 
+def _constant_pad(low, fx, args, kwargs):
+    """F.pad with a constant: per padded dim a cat of the value's stride-0 views and the input
+    (a negative pad, as in its gradient, a slice of it)."""
+    x, pads = args[0], list(args[1])
+    value = args[2] if len(args) > 2 else kwargs.get("value", 0.0)
+    for i in range(0, len(pads), 2):
+        dim = x.meta.dim() - 1 - i // 2
+        before, after = pads[i], pads[i + 1]
+        if before < 0 or after < 0:
+            size = x.meta.shape[dim]
+            x = low.view(aten.slice.Tensor, [x, dim, max(-before, 0), size - max(-after, 0)], {})
+        filled = [_Value(low.node_of(float(value)), torch.empty((), device="meta").expand(
+            *x.meta.shape[:dim], width, *x.meta.shape[dim + 1:])) for width in (max(before, 0), max(after, 0))]
+        parts = [part for part, width in zip((filled[0], x, filled[1]), (max(before, 0), 1, max(after, 0))) if width]
+        if len(parts) > 1:
+            like = torch.empty([*x.meta.shape[:dim], sum(p.meta.shape[dim] for p in parts), *x.meta.shape[dim + 1:]],
+                               dtype=x.meta.dtype, device="meta")
+            x = low.fresh("cat", [low.node_of(p) for p in parts], like, (dim,))
+    return x
+
+
 def _cat(low, fx, args, kwargs):
     tensors, dim = list(args[0]), (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % fx.meta["val"].dim()
     dtype = _compute_dtype(tensors)
@@ -1267,6 +1341,7 @@ _HANDLERS: dict[Any, Callable] = {
     aten.sgn.default: _sign, aten.sign.default: _sign,
     aten.isnan.default: _isnan_isinf, aten.isinf.default: _isnan_isinf,
     aten.round.default: _round, aten.pow.Tensor_Scalar: _pow, aten.rsub.Scalar: _rsub, aten.clamp.default: _clamp,
+    aten.clamp.Tensor: _clamp, aten.clamp_min.Tensor: _clamp_min, aten.clamp_max.Tensor: _clamp_max,
     aten.where.self: _where, aten.masked_fill.Scalar: _masked_fill,
     aten.threshold_backward.default: _threshold_backward,
     aten.gelu.default: _gelu, aten.gelu_backward.default: _gelu,
@@ -1285,7 +1360,7 @@ _HANDLERS: dict[Any, Callable] = {
     aten._log_softmax_backward_data.default: _softmax_backward,
     aten.nll_loss_forward.default: _nll_loss, aten.nll_loss_backward.default: _nll_loss_backward,
     aten.embedding.default: _embedding, aten.embedding_dense_backward.default: _embedding_backward,
-    aten.cat.default: _cat, aten.stack.default: _stack,
+    aten.cat.default: _cat, aten.stack.default: _stack, aten.constant_pad_nd.default: _constant_pad,
     aten.leaky_relu.default: _leaky_relu, aten.leaky_relu_backward.default: _leaky_relu,
     aten.select_backward.default: _slice_backward, aten.slice_backward.default: _slice_backward,
 }

@@ -509,14 +509,20 @@ REWRITTEN_LAYERS = {
     "upsample-to-a-size": (lambda: nn.Upsample(size=(16, 24)), 4 * 16 * 24, "sum"),
     "instance-norm": (lambda: nn.InstanceNorm2d(4, affine=True), 4 * 64, "rsqrt"),
     "instance-norm-plain": (lambda: nn.InstanceNorm2d(4), 4 * 64, "rsqrt"),
+    "zero-pad": (lambda: nn.ZeroPad2d((1, 0, 2, 1)), 4 * 11 * 9, "cat"),
+    "pixel-shuffle": (lambda: nn.PixelShuffle(2), 256, "view"), "pixel-unshuffle": (lambda: nn.PixelUnshuffle(2), 256, "view"),
+    "bilinear-by-1.5": (lambda: nn.Upsample(scale_factor=1.5, mode="bilinear"), 4 * 12 * 12, "bmm"),
+    "bilinear-aligned-to-a-size": (lambda: nn.Upsample(size=(11, 5), mode="bilinear", align_corners=True), 4 * 11 * 5, "bmm"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(REWRITTEN_LAYERS))
-def test_export__adaptive_max_pool_upsampling_and_instance_norm_train_as_eager_does(name):
+def test_export__pools_upsampling_padding_shuffles_and_instance_norm_train_as_eager_does(name):
     """An adaptive max pool is the max pool of its window, a nearest upsample by whole factors an
-    expanded view (its gradient block sums), InstanceNorm the moments as sums (SGD: the conv bias
-    before a norm has a zero gradient, whose rounding noise Adam would blow up to lr-sized steps)."""
+    expanded view (its gradient block sums), a bilinear one two products with constant interpolation
+    matrices, a zero pad a cat of zeros, pixel (un)shuffles views,
+    InstanceNorm the moments as sums (SGD: the conv bias before a norm has a zero gradient, whose
+    rounding noise Adam would blow up to lr-sized steps)."""
     make, features, op = REWRITTEN_LAYERS[name]
     torch.manual_seed(0)
     program, steps = _program_and_eager_steps(_after_a_convolution(make(), features), 10, input_shape=(2, 8, 8),
@@ -623,6 +629,11 @@ FUNCTIONS = {
     "isinf": lambda h: torch.where(torch.isinf(h) | (h == float("-inf")), 0.0, h),
     "max-over-a-dim": lambda h: h - h.max(dim=1, keepdim=True).values, "min-over-a-dim": lambda h: h + torch.min(h, 0)[0],
     "max-of-all": lambda h: h / torch.max(h.abs()), "min-of-all": lambda h: h - h.min(),
+    "pad-and-crop": lambda h: F.pad(h, (2, -2), value=0.5), "glu": lambda h: torch.cat([F.glu(h, 1)] * 2, 1),
+    "eye": lambda h: h @ (torch.eye(16) * 2), "threshold": lambda h: F.threshold(h, 0.1, 2.0),
+    "hardshrink": lambda h: F.hardshrink(h, 0.2), "softshrink": lambda h: F.softshrink(h, 0.2),
+    "clamp-by-tensors": lambda h: torch.clamp(h, min=h.mean(1, keepdim=True), max=torch.full((16,), 0.3)),
+    "exp2-log2-log10-erfc": lambda h: torch.exp2(h) + torch.log2(h.abs() + 1) + torch.log10(h.abs() + 1) + torch.erfc(h),
 }
 
 
