@@ -193,10 +193,33 @@ def initial_tensors(model: torch.nn.Module, program: Program) -> dict[str, torch
     return {slot.name: tensors[slot.name].detach().clone() for slot in program.state if slot.kind != "buffer"}
 
 
-class _ValueReductions(TorchFunctionMode):
-    """``max``/``min`` over a dim (values and indices) as ``amax``/``amin`` and ``argmax``/``argmin``,
-    and over every element as ``amax``/``amin``, called before autograd, so the gradient is amax's (shared among ties) and not a scatter by the
-    indices; indices nobody reads are dead code, and read ones are refused (no node for argmax)."""
+#: a 1x1 convolution over planes of more elements than this, with more than 16 channels, reads
+#: its reduction's terms a plane apart over more leaves than the dispute game opens (16 of 2 KiB)
+SPREAD_PLANE = 128
+
+
+def _pointwise_by_matmul(x, weight, bias, stride):
+    """A 1x1 convolution (groups 1, no padding) as a matmul over channels: the input's strided
+    pixels channels-last (a view node), times the weight's (out, in) matrix, plus the bias; its
+    reductions read contiguous rows wherever the convolution's would spread over channel planes."""
+    steps = [stride] * (x.dim() - 2) if isinstance(stride, int) else list(stride) * (x.dim() - 2 if len(stride) == 1 else 1)
+    picked = x[(slice(None), slice(None), *(slice(None, None, step) for step in steps))]
+    rows = picked.movedim(1, -1).reshape(-1, x.shape[1])
+    matrix = weight.reshape(weight.shape[0], -1).t()
+    out = torch.addmm(bias, rows, matrix) if bias is not None else rows @ matrix
+    # read out channels-first, so the layers after it do not carry a channels-last layout
+    return out.reshape(picked.shape[0], *picked.shape[2:], weight.shape[0]).movedim(-1, 1).contiguous()
+
+
+class _BeforeAutograd(TorchFunctionMode):
+    """Calls rewritten before autograd sees them (while tracing):
+
+    * ``max``/``min`` over a dim (values and indices) as ``amax``/``amin`` and ``argmax``/``argmin``,
+      and over every element as ``amax``/``amin``, so the gradient is amax's (shared among ties)
+      and not a scatter by the indices; indices nobody reads are dead code, read ones are refused
+      (no node for argmax);
+    * a 1x1 convolution whose reads would spread over channel planes (``SPREAD_PLANE``) as a
+      matmul over channels (:func:`_pointwise_by_matmul`)."""
 
     REDUCTIONS = {torch.max: (torch.amax, torch.argmax, torch.return_types.max),
                   torch.Tensor.max: (torch.amax, torch.argmax, torch.return_types.max),
@@ -213,6 +236,15 @@ class _ValueReductions(TorchFunctionMode):
                 keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
                 values, indices, result = self.REDUCTIONS[func]
                 return result((values(args[0], dim, keepdim), indices(args[0], dim, keepdim)))
+        if func in (torch.conv1d, torch.conv2d):
+            x, weight, bias, stride, padding, _dilation, groups = (list(args) + [None, 1, 0, 1, 1][len(args) - 2:])[:7]
+            stride, padding = kwargs.get("stride", stride), kwargs.get("padding", padding)
+            groups = kwargs.get("groups", groups)
+            bias = kwargs.get("bias", bias)
+            pointwise = math.prod(weight.shape[2:]) == 1 and groups == 1 and padding in (0, "valid", [0], (0,), [0, 0], (0, 0))
+            if pointwise and x.dim() == weight.dim() and max(weight.shape[:2]) > 16 \
+                    and math.prod(x.shape[2:]) > SPREAD_PLANE:
+                return _pointwise_by_matmul(x, weight, bias, stride)
         return func(*args, **kwargs)
 
 
@@ -225,7 +257,7 @@ def capture_step(step: Callable, args: Sequence[torch.Tensor], slots: list[State
     """Trace ``step(*state, x, y, hyper, *received) -> (*next state, loss, *sent)`` on ``args``
     and lower it to a validated program (``receives`` messages read, the rest of the outputs sent)."""
     try:
-        with _TRACING, sdpa_kernel([SDPBackend.MATH]), _ValueReductions():
+        with _TRACING, sdpa_kernel([SDPBackend.MATH]), _BeforeAutograd():
             table = {**DECOMPOSED, **(POSITION_SUMS if long_sums else {})}
             graph = make_fx(torch.func.functionalize(step, remove="mutations"), record_stack_traces=True,
                             decomposition_table=table)(*args)
@@ -1308,8 +1340,9 @@ def _zeros(low, shape: Sequence[int]) -> _Value:
 
 
 def _slice_backward(low, fx, args, kwargs):
-    """The gradient of ``x[..., start:end]`` (``select``: of ``x[..., index]``) along ``dim``: the
-    incoming gradient between zeros, concatenated (a step other than 1 is refused)."""
+    """The gradient of ``x[..., start:end:step]`` (``select``: of ``x[..., index]``) along ``dim``:
+    the incoming gradient between zeros, concatenated; with a step, each gradient element first
+    followed by step − 1 zeros (a cat along a new dim, merged by a view)."""
     if fx.target is aten.select_backward.default:
         grad, sizes, dim, index = args
         dim %= len(sizes)
@@ -1319,13 +1352,25 @@ def _slice_backward(low, fx, args, kwargs):
     else:
         grad, sizes, dim, start, end, step = args
         dim %= len(sizes)
-        if step != 1:
-            raise GraphError(f"the gradient of a slice with step {step} is not supported (step 1 is), at {low.source}")
-        start, end = (min(max(v + sizes[dim] if v < 0 else v, 0), sizes[dim]) for v in (start, end))
+        start = min(max(start + sizes[dim] if start < 0 else start, 0), sizes[dim])
+        if step > 1:
+            grad = _spread(low, grad, dim, step, sizes[dim] - start)
+        end = start + grad.meta.shape[dim]
     zeros = [_zeros(low, [*sizes[:dim], width, *sizes[dim + 1:]]) if width else None
              for width in (start, sizes[dim] - end)]
     parts = [part for part in (zeros[0], grad, zeros[1]) if part is not None]
     return parts[0] if len(parts) == 1 else _cat(low, fx, [parts, dim], {})
+
+
+def _spread(low, grad: _Value, dim: int, step: int, room: int) -> _Value:
+    """``grad`` along ``dim`` with step − 1 zeros after each element, cut to ``room`` elements."""
+    shape = list(grad.meta.shape)
+    zeros = _zeros(low, [*shape[:dim + 1], step - 1, *shape[dim + 1:]])
+    column = low.view(aten.unsqueeze.default, [grad, dim + 1], {})
+    like = _meta([*shape[:dim + 1], step, *shape[dim + 1:]])
+    woven = low.fresh("cat", [low.node_of(column), low.node_of(zeros)], like, (dim + 1,))
+    merged = low.view(aten.reshape.default, [woven, [*shape[:dim], shape[dim] * step, *shape[dim + 1:]]], {})
+    return merged if shape[dim] * step <= room else low.view(aten.slice.Tensor, [merged, dim, 0, room], {})
 
 
 def _constant_pad(low, fx, args, kwargs):

@@ -576,6 +576,66 @@ def test_export__a_1d_transposed_convolution_is_the_2d_one_over_a_height_of_1():
     _close_to_eager(steps)
 
 
+#: 1x1 convolutions over more than 16 channels of planes over SPREAD_PLANE elements (layer, input, features)
+POINTWISE = {
+    "2d": (lambda: nn.Conv2d(20, 24, 1), (20, 12, 12), 24 * 144),
+    "2d-strided-without-bias": (lambda: nn.Conv2d(20, 24, 1, stride=(2, 3), bias=False), (20, 13, 13), 24 * 7 * 5),
+    "1d": (lambda: nn.Conv1d(20, 24, 1), (20, 150), 24 * 150),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POINTWISE))
+def test_export__a_pointwise_convolution_over_wide_planes_is_a_matmul_over_channels(name):
+    """Its reductions would read one term a plane apart (more leaves than the game opens): as a
+    matmul of the channels-last pixels they read rows; a stride picks pixels by a strided slice,
+    whose gradient spreads the incoming one with zeros between."""
+    make, shape, features = POINTWISE[name]
+    torch.manual_seed(0)
+    model = nn.Sequential(make(), nn.ReLU(), nn.Flatten(), nn.Linear(features, 10))
+    program, steps = _program_and_eager_steps(model, 5, input_shape=shape,
+                                              optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))
+    assert not any(node.op.startswith("conv2d") for node in program.nodes)
+    _close_to_eager(steps)
+
+
+class _MobileBlock(nn.Module):
+    """A depthwise 3x3 and a pointwise convolution with BatchNorm and ReLU6, on 3x32x32 images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU6())
+        self.block = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.BatchNorm2d(16), nn.ReLU6(),
+                                   nn.Conv2d(16, 32, 1), nn.BatchNorm2d(32), nn.ReLU6())
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.head(F.adaptive_avg_pool2d(self.block(self.stem(x)), 1).flatten(1))
+
+
+def test_export__a_mobilenet_block_on_32x32_images_is_judgeable():
+    from offchain.ml.artifacts import Dataset
+    from offchain.ml.demo import program_task
+
+    torch.manual_seed(0)
+    model = _MobileBlock()
+    config = ExportConfig(4, (3, 32, 32))
+    program = export_program(model, config)
+    data = Dataset(torch.randn(8, 3 * 32 * 32), torch.randint(0, 10, (8,)))
+    task = program_task(program, config.optimizer, capture.initial_tensors(model, program), data, steps=2, k=1, seed=1).task
+    assert program_unjudgeable_reason(program, task) is None
+
+
+@pytest.mark.parametrize("picked, features", [((slice(None, None, 2),), 8), ((slice(1, None, 3),), 5),
+                                              ((slice(2, 13, 4),), 3), ((slice(None, None, 5),), 4)])
+def test_export__the_gradient_of_a_strided_slice_is_eager_s_bits(picked, features):
+    torch.manual_seed(0)
+    model = _Applying(lambda h: h[(slice(None), *picked)])
+    model.head = nn.Linear(features, 10)
+    _, steps = _program_and_eager_steps(model, 5, input_shape=(8,))
+    for ours, eager_loss, state, eager_state in steps:
+        assert torch.equal(ours, eager_loss) and all(torch.equal(a, b) for a, b in zip(state, eager_state))
+
+
 class _Recurrent(nn.Module):
     def __init__(self, kind: str, **options) -> None:
         super().__init__()
