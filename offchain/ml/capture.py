@@ -211,6 +211,50 @@ def _pointwise_by_matmul(x, weight, bias, stride):
     return out.reshape(picked.shape[0], *picked.shape[2:], weight.shape[0]).movedim(-1, 1).contiguous()
 
 
+def _weight_spread(weight: torch.Tensor, taps: int) -> bool:
+    """Whether a convolution's input gradient, where an input pixel meets ``taps`` taps of each
+    output channel, may read its weight over more leaves than the game opens: a chunk of 64 terms
+    reads 64 / taps output channels, a weight row (``C_in·kh·kw`` floats) apart, in 2 KiB leaves
+    (half the game's 16, as a row's taps may straddle two)."""
+    channels = min(-(-64 // taps), weight.shape[0])
+    return channels > 8 and channels * 4 * math.prod(weight.shape[1:]) > 8 * 2048
+
+
+def _strided_spread(weight: torch.Tensor, stride: Sequence[int]) -> bool:
+    """A strided convolution's: an input pixel meets as few as ⌊k/stride⌋ taps per output channel."""
+    if all(step == 1 for step in stride):
+        return False
+    return _weight_spread(weight, math.prod(max(size // step, 1) for size, step in zip(weight.shape[2:], stride)))
+
+
+def _flipped(weight: torch.Tensor) -> torch.Tensor:
+    """The weight with its kernel dims reversed, by products with constant anti-identities (exact:
+    each sum has one non-zero term)."""
+    for dim in range(2, weight.dim()):
+        size = weight.shape[dim]
+        reverse = torch.eye(size, dtype=weight.dtype).flip(0)
+        weight = torch.matmul(reverse, weight.movedim(dim, -2)).movedim(-2, dim)
+    return weight
+
+
+def _convolution_backward_by_flipped_weight(go, x, weight, bias_sizes, stride, padding, dilation, transposed,
+                                            output_padding, groups, mask):
+    """A stride-1 convolution's input gradient as the convolution of the output gradient with the
+    flipped weight, input and output channels swapped (padding d·(k − 1) − p), where the fused
+    kernel's would read the weight over too many leaves (:func:`_weight_spread`): the flipped weight
+    is read a kernel (k·k floats) per output channel. The other gradients keep the fused kernel."""
+    edge = [min(size, p // d + 1) for size, p, d in zip(weight.shape[2:], padding, dilation)]
+    reach = [d * (size - 1) - p for size, p, d in zip(weight.shape[2:], padding, dilation)]
+    if (not mask[0] or transposed or groups != 1 or any(step != 1 for step in stride) or min(reach) < 0
+            or not _weight_spread(weight, math.prod(edge))):
+        return NotImplemented
+    grad_input = aten.convolution.default(go, _flipped(weight).transpose(0, 1), None, stride, reach, dilation,
+                                          False, output_padding, 1)
+    rest = aten.convolution_backward.default(go, x, weight, bias_sizes, stride, padding, dilation, False,
+                                             output_padding, 1, [False, mask[1], mask[2]])
+    return grad_input, rest[1], rest[2]
+
+
 class _BeforeAutograd(TorchFunctionMode):
     """Calls rewritten before autograd sees them (while tracing):
 
@@ -219,7 +263,10 @@ class _BeforeAutograd(TorchFunctionMode):
       and not a scatter by the indices; indices nobody reads are dead code, read ones are refused
       (no node for argmax);
     * a 1x1 convolution whose reads would spread over channel planes (``SPREAD_PLANE``) as a
-      matmul over channels (:func:`_pointwise_by_matmul`)."""
+      matmul over channels (:func:`_pointwise_by_matmul`);
+    * a strided convolution whose input gradient would read its weight over too many leaves
+      (:func:`_strided_spread`) as the stride-1 one, strided by a slice (its gradient reads all
+      taps of fewer output channels; the layer costs stride_h·stride_w times the work)."""
 
     REDUCTIONS = {torch.max: (torch.amax, torch.argmax, torch.return_types.max),
                   torch.Tensor.max: (torch.amax, torch.argmax, torch.return_types.max),
@@ -237,14 +284,18 @@ class _BeforeAutograd(TorchFunctionMode):
                 values, indices, result = self.REDUCTIONS[func]
                 return result((values(args[0], dim, keepdim), indices(args[0], dim, keepdim)))
         if func in (torch.conv1d, torch.conv2d):
-            x, weight, bias, stride, padding, _dilation, groups = (list(args) + [None, 1, 0, 1, 1][len(args) - 2:])[:7]
+            x, weight, bias, stride, padding, dilation, groups = (list(args) + [None, 1, 0, 1, 1][len(args) - 2:])[:7]
             stride, padding = kwargs.get("stride", stride), kwargs.get("padding", padding)
-            groups = kwargs.get("groups", groups)
-            bias = kwargs.get("bias", bias)
+            dilation, groups, bias = kwargs.get("dilation", dilation), kwargs.get("groups", groups), kwargs.get("bias", bias)
+            spatial = weight.dim() - 2
+            stride = [stride] * spatial if isinstance(stride, int) else list(stride) * (spatial if len(stride) == 1 else 1)
             pointwise = math.prod(weight.shape[2:]) == 1 and groups == 1 and padding in (0, "valid", [0], (0,), [0, 0], (0, 0))
             if pointwise and x.dim() == weight.dim() and max(weight.shape[:2]) > 16 \
                     and math.prod(x.shape[2:]) > SPREAD_PLANE:
                 return _pointwise_by_matmul(x, weight, bias, stride)
+            if x.dim() == weight.dim() and _strided_spread(weight, stride) and isinstance(padding, (int, list, tuple)):
+                full = func(x, weight, bias, 1, padding, dilation, groups)
+                return full[(slice(None), slice(None), *(slice(None, None, step) for step in stride))]
         return func(*args, **kwargs)
 
 
@@ -631,6 +682,7 @@ DECOMPOSED = {
     aten.adaptive_max_pool2d_backward.default: _adaptive_max_pool_backward_by_max_pool,
     aten.upsample_nearest2d.default: _upsample_nearest_by_views,
     aten.upsample_nearest2d_backward.default: _upsample_nearest_backward_by_sums,
+    aten.convolution_backward.default: _convolution_backward_by_flipped_weight,
     aten.upsample_bilinear2d.default: _upsample_bilinear_by_matmuls,
     aten.upsample_bilinear2d_backward.default: _upsample_bilinear_backward_by_matmuls,
 }

@@ -598,6 +598,68 @@ def test_export__a_pointwise_convolution_over_wide_planes_is_a_matmul_over_chann
     _close_to_eager(steps)
 
 
+#: strided convolutions whose input gradient would read the weight over more leaves than the game
+#: opens, after a convolution that needs that gradient (layer, input, features)
+STRIDED = {
+    "3x3-stride-2": (lambda: nn.Conv2d(64, 32, 3, stride=2, padding=1), (8, 8, 8), 32 * 16),
+    "grouped-3x3-stride-2": (lambda: nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=2), (8, 8, 8), 64 * 16),
+    "1d-5-stride-2": (lambda: nn.Conv1d(64, 32, 5, stride=2), (8, 40), 32 * 18),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STRIDED))
+def test_export__a_strided_convolution_with_a_wide_weight_is_the_stride_1_one_strided_by_a_slice(name):
+    make, shape, features = STRIDED[name]
+    torch.manual_seed(0)
+    first = (nn.Conv2d if len(shape) == 3 else nn.Conv1d)(8, 64, 3, padding=1)
+    model = nn.Sequential(first, nn.ReLU(), make(), nn.ReLU(), nn.Flatten(), nn.Linear(features, 10))
+    program, steps = _program_and_eager_steps(model, 5, input_shape=shape,
+                                              optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))
+    assert all(node.attrs[:2] == (1, 1) for node in program.nodes if node.op.startswith("conv2d"))
+    _close_to_eager(steps)
+
+
+#: stride-1 convolutions whose fused input gradient would read the weight over too many leaves
+#: (layer, input after a 3x3 convolution to 64 channels, features)
+FLIPPED = {
+    "3x3-padded": (lambda: nn.Conv2d(64, 32, 3, padding=1), (8, 6, 6), 32 * 36),
+    "3x3-dilated": (lambda: nn.Conv2d(64, 32, 3, padding=2, dilation=2), (8, 6, 6), 32 * 36),
+    "1d-5": (lambda: nn.Conv1d(64, 32, 5, padding=1), (8, 12), 32 * 10),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLIPPED))
+def test_export__a_wide_convolution_s_input_gradient_convolves_with_the_flipped_weight(name):
+    """conv2d(grad, flip(w) with in and out channels swapped, padding d·(k − 1) − p): it reads a
+    kernel per output channel where the fused gradient reads one weight row per channel."""
+    make, shape, features = FLIPPED[name]
+    torch.manual_seed(0)
+    first = (nn.Conv2d if len(shape) == 3 else nn.Conv1d)(8, 64, 3, padding=1)
+    model = nn.Sequential(first, nn.ReLU(), make(), nn.ReLU(), nn.Flatten(), nn.Linear(features, 10))
+    program, steps = _program_and_eager_steps(model, 5, input_shape=shape,
+                                              optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))
+    assert not any(node.op == "conv2d_grad_input" for node in program.nodes)
+    assert sum(node.op == "conv2d" for node in program.nodes) == 3
+    _close_to_eager(steps)
+
+
+class _ResNetBlock(nn.Module):
+    """A CIFAR ResNet's downsampling block: a stride-2 3x3 convolution over 32 channels and a
+    stride-2 1x1 shortcut, with BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.conv = nn.Sequential(nn.Conv2d(32, 64, 3, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                                  nn.Conv2d(64, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64))
+        self.shortcut = nn.Sequential(nn.Conv2d(32, 64, 1, 2, bias=False), nn.BatchNorm2d(64))
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        h = self.stem(x)
+        return self.head(F.adaptive_avg_pool2d(F.relu(self.conv(h) + self.shortcut(h)), 1).flatten(1))
+
+
 class _MobileBlock(nn.Module):
     """A depthwise 3x3 and a pointwise convolution with BatchNorm and ReLU6, on 3x32x32 images."""
 
@@ -612,12 +674,13 @@ class _MobileBlock(nn.Module):
         return self.head(F.adaptive_avg_pool2d(self.block(self.stem(x)), 1).flatten(1))
 
 
-def test_export__a_mobilenet_block_on_32x32_images_is_judgeable():
+@pytest.mark.parametrize("make", [_MobileBlock, _ResNetBlock], ids=["mobilenet", "resnet"])
+def test_export__mobilenet_and_resnet_blocks_on_32x32_images_are_judgeable(make):
     from offchain.ml.artifacts import Dataset
     from offchain.ml.demo import program_task
 
     torch.manual_seed(0)
-    model = _MobileBlock()
+    model = make()
     config = ExportConfig(4, (3, 32, 32))
     program = export_program(model, config)
     data = Dataset(torch.randn(8, 3 * 32 * 32), torch.randint(0, 10, (8,)))

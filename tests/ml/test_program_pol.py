@@ -158,8 +158,9 @@ def _published(store, name: str):
 def test_program_task__fetched_and_checked_then_refused_where_the_chain_cannot_judge_a_node(tmp_path):
     """The CNN's long reductions (convolution gradients over the batch's pixels) are linear: the
     game dissects them, so a worker takes the task; so is the byte-level GPT's (256-class rows, its
-    loss and embedding gradients over 128 positions written as sums). A 1x1 convolution over 32
-    channels of 32x32 images reads one element per channel, 4 KiB apart: 32 leaves, refused."""
+    loss and embedding gradients over 128 positions written as sums). A padded 1x1 convolution
+    (not written as a matmul) over 32 channels of 32x32 images reads one element per channel, 4 KiB
+    apart: 32 leaves, refused."""
     store = LocalStore(tmp_path / "ipfs")
     bundle, cid = _published(store, "cnn")
     program = bundle.graph.program
@@ -171,7 +172,8 @@ def test_program_task__fetched_and_checked_then_refused_where_the_chain_cannot_j
     assert loaded.graph.root == bundle.task.graph_root and loaded.weights.keys() == bundle.weights.keys()
     assert fetch_task(store, cid, bundle.task.hash()).task == bundle.task
     torch.manual_seed(0)
-    pointwise = nn.Sequential(nn.Conv2d(1, 32, 1), nn.ReLU(), nn.Conv2d(32, 2, 1), nn.Flatten(), nn.Linear(2048, 10))
+    pointwise = nn.Sequential(nn.Conv2d(1, 32, 1), nn.ReLU(), nn.Conv2d(32, 2, 1, padding=1), nn.Flatten(),
+                              nn.Linear(2 * 34 * 34, 10))
     wide = export_program(pointwise, ExportConfig(2, (1, 32, 32)))
     weights = {name: p.detach().clone() for name, p in pointwise.named_parameters()}
     images = Dataset(torch.randn(8, 1024), torch.randint(0, 10, (8,)))
