@@ -198,12 +198,16 @@ def initial_tensors(model: torch.nn.Module, program: Program) -> dict[str, torch
 SPREAD_PLANE = 128
 
 
-def _pointwise_by_matmul(x, weight, bias, stride):
+def _strided(x: torch.Tensor, stride: Sequence[int]) -> torch.Tensor:
+    """Every ``stride``-th pixel of each spatial dim (a view)."""
+    return x[(slice(None), slice(None), *(slice(None, None, step) for step in stride))]
+
+
+def _pointwise_by_matmul(x, weight, bias, stride: Sequence[int]):
     """A 1x1 convolution (groups 1, no padding) as a matmul over channels: the input's strided
     pixels channels-last (a view node), times the weight's (out, in) matrix, plus the bias; its
     reductions read contiguous rows wherever the convolution's would spread over channel planes."""
-    steps = [stride] * (x.dim() - 2) if isinstance(stride, int) else list(stride) * (x.dim() - 2 if len(stride) == 1 else 1)
-    picked = x[(slice(None), slice(None), *(slice(None, None, step) for step in steps))]
+    picked = _strided(x, stride)
     rows = picked.movedim(1, -1).reshape(-1, x.shape[1])
     matrix = weight.reshape(weight.shape[0], -1).t()
     out = torch.addmm(bias, rows, matrix) if bias is not None else rows @ matrix
@@ -286,16 +290,16 @@ class _BeforeAutograd(TorchFunctionMode):
         if func in (torch.conv1d, torch.conv2d):
             x, weight, bias, stride, padding, dilation, groups = (list(args) + [None, 1, 0, 1, 1][len(args) - 2:])[:7]
             stride, padding = kwargs.get("stride", stride), kwargs.get("padding", padding)
-            dilation, groups, bias = kwargs.get("dilation", dilation), kwargs.get("groups", groups), kwargs.get("bias", bias)
-            spatial = weight.dim() - 2
+            dilation, groups = kwargs.get("dilation", dilation), kwargs.get("groups", groups)
+            bias, spatial = kwargs.get("bias", bias), weight.dim() - 2
             stride = [stride] * spatial if isinstance(stride, int) else list(stride) * (spatial if len(stride) == 1 else 1)
-            pointwise = math.prod(weight.shape[2:]) == 1 and groups == 1 and padding in (0, "valid", [0], (0,), [0, 0], (0, 0))
+            unpadded = padding in (0, "valid") or (isinstance(padding, (list, tuple)) and not any(padding))
+            pointwise = math.prod(weight.shape[2:]) == 1 and groups == 1 and unpadded
             if pointwise and x.dim() == weight.dim() and max(weight.shape[:2]) > 16 \
                     and math.prod(x.shape[2:]) > SPREAD_PLANE:
                 return _pointwise_by_matmul(x, weight, bias, stride)
             if x.dim() == weight.dim() and _strided_spread(weight, stride) and isinstance(padding, (int, list, tuple)):
-                full = func(x, weight, bias, 1, padding, dilation, groups)
-                return full[(slice(None), slice(None), *(slice(None, None, step) for step in stride))]
+                return _strided(func(x, weight, bias, 1, padding, dilation, groups), stride)
         return func(*args, **kwargs)
 
 
@@ -646,11 +650,12 @@ def _moments(x, dim=None, *, correction=None, keepdim=False):
     return var, mean if keepdim else mean.squeeze(dims)
 
 
-#: fused kernels the op set has no node for, written with ops it has: activations by torch's own
-#: decompositions (their backward kernels too: autograd records those before the table applies)
-#: average pools as convolutions, adaptive max pools as max pools, nearest upsampling as views
-#: and its gradient as sums, bilinear upsampling as products with constant matrices; log1p and expm1 in them are lowered as log(1 + x) and
-#: exp(x) − 1 (``_HANDLERS``)
+#: fused kernels the op set has no node for, written with ops it has (docs/programs.md §2):
+#: activations, norms and shuffles by torch's own decompositions (their backward kernels too:
+#: autograd records those before the table applies; log1p and expm1 in them are lowered as
+#: log(1 + x) and exp(x) − 1 by ``_HANDLERS``), average pools as convolutions, adaptive max pools
+#: as max pools, nearest upsampling as views and its gradient as sums, bilinear upsampling as
+#: products with constant matrices, wide convolutions' input gradients by the flipped weight
 DECOMPOSED = {
     **get_decompositions([
         aten.softplus, aten.softplus_backward, aten.elu, aten.elu_backward, aten.celu, aten.hardswish,
@@ -1280,7 +1285,8 @@ def _transposed_convolution_backward(low, fx, go, x, w, attrs, one_d, mask):
         like = [*vals[0].shape[:2], 1, *vals[0].shape[2:]] if one_d else vals[0].shape
         out[0] = _as_1d(low, low.fresh("conv2d", [go2, w2], _meta(like), attrs + [0]), one_d)
     if mask[1]:
-        out[1] = _as_1d(low, low.fresh("conv2d_grad_weight", [x2, go2, w2], _meta(low.nodes[w2].shape), attrs + [2]), one_d)
+        weight_grad = low.fresh("conv2d_grad_weight", [x2, go2, w2], _meta(low.nodes[w2].shape), attrs + [2])
+        out[1] = _as_1d(low, weight_grad, one_d)
     if mask[2]:
         dims = [d for d in range(go.meta.dim()) if d != 1]
         out[2] = low.fresh("sum", [low.node_of(go)], _meta(vals[2].shape), (0, *dims))
@@ -1472,7 +1478,8 @@ _HANDLERS: dict[Any, Callable] = {
     aten.sgn.default: _sign, aten.sign.default: _sign,
     aten.isnan.default: _isnan_isinf, aten.isinf.default: _isnan_isinf,
     aten.round.default: _round, aten.floor.default: _floor_ceil_trunc, aten.ceil.default: _floor_ceil_trunc,
-    aten.trunc.default: _floor_ceil_trunc, aten.frac.default: _floor_ceil_trunc, aten.pow.Tensor_Scalar: _pow, aten.rsub.Scalar: _rsub, aten.clamp.default: _clamp,
+    aten.trunc.default: _floor_ceil_trunc, aten.frac.default: _floor_ceil_trunc,
+    aten.pow.Tensor_Scalar: _pow, aten.rsub.Scalar: _rsub, aten.clamp.default: _clamp,
     aten.clamp.Tensor: _clamp, aten.clamp_min.Tensor: _clamp_min, aten.clamp_max.Tensor: _clamp_max,
     aten.where.self: _where, aten.masked_fill.Scalar: _masked_fill,
     aten.threshold_backward.default: _threshold_backward,

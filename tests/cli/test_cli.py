@@ -158,7 +158,8 @@ def test_model_export__batch_norm_and_elu__the_weights_carry_the_running_statist
     from offchain.ml.program_training import initial_weights
 
     source = tmp_path / "normed.py"
-    source.write_text(MODEL_FILE.replace("nn.Linear(12, hidden), nn.Tanh()", "nn.Linear(12, hidden), nn.BatchNorm1d(hidden), nn.ELU()"))
+    normed = "nn.Linear(12, hidden), nn.BatchNorm1d(hidden), nn.ELU()"
+    source.write_text(MODEL_FILE.replace("nn.Linear(12, hidden), nn.Tanh()", normed))
     program_file, weights_file = tmp_path / "net.json", tmp_path / "init.safetensors"
     result = _run(tmp_path, "model", "export", f"{source}:Net", "--input-shape", "12", "--out", str(program_file),
                   "--weights-out", str(weights_file))

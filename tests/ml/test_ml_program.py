@@ -607,14 +607,19 @@ STRIDED = {
 }
 
 
+def _after_a_wide_convolution(layer: nn.Module, shape: tuple[int, ...], features: int):
+    """The program and eager steps of ``layer`` after a 3x3 convolution from 8 to 64 channels
+    (so its input gradient is needed), over inputs of ``shape``."""
+    torch.manual_seed(0)
+    first = (nn.Conv2d if len(shape) == 3 else nn.Conv1d)(8, 64, 3, padding=1)
+    model = nn.Sequential(first, nn.ReLU(), layer, nn.ReLU(), nn.Flatten(), nn.Linear(features, 10))
+    return _program_and_eager_steps(model, 5, input_shape=shape, optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))
+
+
 @pytest.mark.parametrize("name", sorted(STRIDED))
 def test_export__a_strided_convolution_with_a_wide_weight_is_the_stride_1_one_strided_by_a_slice(name):
     make, shape, features = STRIDED[name]
-    torch.manual_seed(0)
-    first = (nn.Conv2d if len(shape) == 3 else nn.Conv1d)(8, 64, 3, padding=1)
-    model = nn.Sequential(first, nn.ReLU(), make(), nn.ReLU(), nn.Flatten(), nn.Linear(features, 10))
-    program, steps = _program_and_eager_steps(model, 5, input_shape=shape,
-                                              optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))
+    program, steps = _after_a_wide_convolution(make(), shape, features)
     assert all(node.attrs[:2] == (1, 1) for node in program.nodes if node.op.startswith("conv2d"))
     _close_to_eager(steps)
 
@@ -633,11 +638,7 @@ def test_export__a_wide_convolution_s_input_gradient_convolves_with_the_flipped_
     """conv2d(grad, flip(w) with in and out channels swapped, padding d·(k − 1) − p): it reads a
     kernel per output channel where the fused gradient reads one weight row per channel."""
     make, shape, features = FLIPPED[name]
-    torch.manual_seed(0)
-    first = (nn.Conv2d if len(shape) == 3 else nn.Conv1d)(8, 64, 3, padding=1)
-    model = nn.Sequential(first, nn.ReLU(), make(), nn.ReLU(), nn.Flatten(), nn.Linear(features, 10))
-    program, steps = _program_and_eager_steps(model, 5, input_shape=shape,
-                                              optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9))
+    program, steps = _after_a_wide_convolution(make(), shape, features)
     assert not any(node.op == "conv2d_grad_input" for node in program.nodes)
     assert sum(node.op == "conv2d" for node in program.nodes) == 3
     _close_to_eager(steps)
@@ -759,7 +760,8 @@ class _Applying(nn.Module):
 FUNCTIONS = {
     "pow-5": lambda h: h.pow(5), "pow-minus-2": lambda h: (h.abs() + 1).pow(-2), "pow-1.5": lambda h: h.abs().pow(1.5),
     "pow-0": lambda h: h**0 + h, "normalize": lambda h: F.normalize(h, dim=1),
-    "l1-norm": lambda h: h / h.norm(p=1, dim=1, keepdim=True), "max-norm": lambda h: h / torch.linalg.vector_norm(h, float("inf")),
+    "l1-norm": lambda h: h / h.norm(p=1, dim=1, keepdim=True),
+    "max-norm": lambda h: h / torch.linalg.vector_norm(h, float("inf")),
     "var": lambda h: h / (h.var(1, keepdim=True, correction=0) + 1), "std": lambda h: h / h.std(),
     "var-mean": lambda h: (lambda v, m: (h - m) / (v + 1).sqrt())(*torch.var_mean(h, 1, keepdim=True)),
     "std-mean": lambda h: (lambda v, m: h + (v * m).unsqueeze(1))(*torch.std_mean(h, 1)),
