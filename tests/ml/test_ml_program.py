@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from offchain.ml import capture
+from offchain.ml import capture, rewrites
 from offchain.ml.capture import ExportConfig, _step_function, export_program
 from offchain.dispute import program_rules as R
 from offchain.dispute.limits import program_unjudgeable_reason
@@ -899,30 +899,30 @@ def test_position_sums__equal_the_fused_kernels_within_float_noise():
     close = lambda a, b: torch.allclose(a, b, rtol=1e-5, atol=1e-6)  # noqa: E731
     grad, ids = torch.randn(5, 20, 8, generator=g), torch.randint(0, 7, (5, 20), generator=g)
     for padding in (-1, 3):
-        ours = capture._embedding_grad_by_matmul(grad, ids, 7, padding, False)
+        ours = rewrites._embedding_grad_by_matmul(grad, ids, 7, padding, False)
         assert close(ours, aten_embedding_grad(grad, ids, 7, padding)) and (padding < 0 or not ours[padding].any())
     logp, target = torch.randn(100, 9, generator=g).log_softmax(-1), torch.randint(0, 9, (100,), generator=g)
     for ignore in (-100, 2):
         for reduction in (1, 2):
-            loss, total = capture._nll_loss_by_sums(logp, target, None, reduction, ignore)
+            loss, total = rewrites._nll_loss_by_sums(logp, target, None, reduction, ignore)
             want, want_total = torch.ops.aten.nll_loss_forward.default(logp, target, None, reduction, ignore)
             assert close(loss, want) and torch.equal(total, want_total)
     x = torch.randn(4, 30, 80, generator=g) * 3 + 1
     for affine in (True, False):
         w, b = (torch.randn(80, generator=g), torch.randn(80, generator=g)) if affine else (None, None)
         out, mean, rstd = torch.ops.aten.native_layer_norm.default(x, [80], w, b, 1e-5)
-        ours = capture._layer_norm_by_sums(x, [80], w, b, 1e-5)
+        ours = rewrites._layer_norm_by_sums(x, [80], w, b, 1e-5)
         assert all(close(a, c) for a, c in zip(ours, (out, mean, rstd)))
         go = torch.randn(4, 30, 80, generator=g)
         want = torch.ops.aten.native_layer_norm_backward.default(go, x, [80], mean, rstd, w, b, [True, affine, affine])
-        ours = capture._layer_norm_backward_by_sums(go, x, [80], mean, rstd, w, b, [True, affine, affine])
+        ours = rewrites._layer_norm_backward_by_sums(go, x, [80], mean, rstd, w, b, [True, affine, affine])
         assert all(a is None and c is None or close(a, c) for a, c in zip(ours, want))
     images = torch.randn(3, 8, 5, 5, generator=g)
     w, b = torch.randn(8, generator=g), torch.randn(8, generator=g)
     want = torch.ops.aten.native_group_norm.default(images, w, b, 3, 8, 25, 2, 1e-5)
-    assert all(close(a, c) for a, c in zip(capture._group_norm_by_sums(images, w, b, 3, 8, 25, 2, 1e-5), want))
-    assert close(capture._mean_by_sum(images, [1, 2, 3]), images.mean((1, 2, 3)))
-    assert capture._mean_by_sum(images, [2, 3]) is NotImplemented  # 25 terms: the fused kernel
+    assert all(close(a, c) for a, c in zip(rewrites._group_norm_by_sums(images, w, b, 3, 8, 25, 2, 1e-5), want))
+    assert close(rewrites._mean_by_sum(images, [1, 2, 3]), images.mean((1, 2, 3)))
+    assert rewrites._mean_by_sum(images, [2, 3]) is NotImplemented  # 25 terms: the fused kernel
 
 
 def aten_embedding_grad(grad, ids, count, padding):

@@ -1,0 +1,564 @@
+"""Calls the op set has no node for, written with calls it has, while a training step is traced
+(``capture.export_program``; docs/programs.md §2):
+
+* ``POSITION_SUMS``: fused kernels whose reduction is longer than one judge call reads (the loss,
+  the embedding and LayerNorm weight gradients over many positions, long means, LayerNorm and
+  GroupNorm over long rows) as sums, one-hot matmuls and elementwise ops, which the game dissects;
+* ``DECOMPOSED``: kernels with no node (activations, pools, resizing, padding, norms, ...) by
+  PyTorch's own decompositions or ours, and a wide convolution's input gradient by its flipped
+  weight;
+* ``BeforeAutograd``: calls rewritten before autograd sees them (max/min over a dim, 1x1 and
+  strided convolutions whose reads would spread over more leaves than the game opens);
+* ``batch_norm_steps``: BatchNorm layers whose running statistics become state;
+* ``composite_rnns``: recurrent layers traced in PyTorch's composite form.
+
+Each rewrite trains within float noise of eager PyTorch (``tests/ml/test_ml_program.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch._decomp import decomposition_table, get_decompositions
+from torch.overrides import TorchFunctionMode
+
+from .errors import GraphError
+
+aten = torch.ops.aten
+
+
+@contextlib.contextmanager
+def composite_rnns(model: torch.nn.Module):
+    """RNN, GRU and LSTM layers traced in PyTorch's composite form (matmuls, sigmoid, tanh, a stack
+    of the steps), not oneDNN's fused CPU layer, which the op set has no node for: a global switch,
+    so only while a model that has one is traced."""
+    if not any(isinstance(module, torch.nn.RNNBase) for module in model.modules()):
+        yield
+        return
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
+
+
+class BatchNormStep(torch.nn.Module):
+    """A BatchNorm layer in training, as a program computes it: the batch's moments per channel as
+    sums (Σx/n, Σ(x − mean)²/n, which the game dissects like GroupNorm's), and the running
+    statistics' update (momentum-weighted, the variance unbiased) kept in ``updates`` rather than
+    written in place, so the step returns it as state. Same parameter and buffer names."""
+
+    def __init__(self, norm: torch.nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__()
+        if norm.track_running_stats and norm.momentum is None:
+            raise GraphError(f"{type(norm).__name__}(momentum=None) keeps a cumulative average, which is not "
+                             "supported: give it a momentum")
+        self.eps, self.momentum = norm.eps, norm.momentum
+        self.weight, self.bias = norm.weight, norm.bias
+        for name, buffer in norm.named_buffers(recurse=False):
+            self.register_buffer(name, buffer)
+        self.tracks = norm.track_running_stats
+        self.updates: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims, shape = [0, *range(2, x.dim())], [1, -1] + [1] * (x.dim() - 2)
+        count = x.numel() // x.shape[1]
+        if count < 2:
+            raise GraphError(f"batch norm over {count} value per channel: a batch needs more than one")
+        mean = x.sum(dims, True) / count
+        centred = x - mean
+        var = (centred * centred).sum(dims, True) / count
+        scale = torch.rsqrt(var + self.eps)
+        y = centred * (scale * self.weight.reshape(shape) if self.weight is not None else scale)
+        y = y + self.bias.reshape(shape) if self.bias is not None else y
+        if self.tracks:
+            m = self.momentum
+            self.updates = ((1 - m) * self.running_mean + m * mean.reshape(-1),
+                            (1 - m) * self.running_var + m * (var.reshape(-1) * (count / (count - 1))))
+        return y
+
+
+#: a running statistic's layer and which of its ``updates`` it is (0: the mean, 1: the variance)
+Stats = dict[str, tuple[BatchNormStep, int]]
+
+
+def batch_norm_steps(model: torch.nn.Module) -> tuple[torch.nn.Module, Stats]:
+    """``model`` with each BatchNorm layer a :class:`BatchNormStep` (a copy; the model itself is
+    untouched), and the running statistics those layers keep, by name (the state slots the step
+    updates)."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.instancenorm._InstanceNorm) and module.track_running_stats:
+            raise GraphError(f"{name or 'the model'} is a {type(module).__name__} with track_running_stats: "
+                             "not supported (without, it is)")
+    norms = [name for name, module in model.named_modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model, {}
+    if "" in norms:
+        raise GraphError("the model itself is a BatchNorm layer: wrap it in a module")
+    try:
+        model = copy.deepcopy(model)
+    except Exception as exc:  # the model's own attributes may not copy
+        raise GraphError(f"the model cannot be copied to rewrite its BatchNorm layers: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    stats: Stats = {}
+    for name in norms:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        step = BatchNormStep(getattr(parent, child))
+        setattr(parent, child, step)
+        if step.tracks:
+            stats[f"{name}.running_mean"], stats[f"{name}.running_var"] = (step, 0), (step, 1)
+    return model, stats
+
+
+#: a 1x1 convolution over planes of more elements than this, with more than 16 channels, reads
+#: its reduction's terms a plane apart over more leaves than the dispute game opens (16 of 2 KiB)
+SPREAD_PLANE = 128
+
+
+def _strided(x: torch.Tensor, stride: Sequence[int]) -> torch.Tensor:
+    """Every ``stride``-th pixel of each spatial dim (a view)."""
+    return x[(slice(None), slice(None), *(slice(None, None, step) for step in stride))]
+
+
+def _pointwise_by_matmul(x, weight, bias, stride: Sequence[int]):
+    """A 1x1 convolution (groups 1, no padding) as a matmul over channels: the input's strided
+    pixels channels-last (a view node), times the weight's (out, in) matrix, plus the bias; its
+    reductions read contiguous rows wherever the convolution's would spread over channel planes."""
+    picked = _strided(x, stride)
+    rows = picked.movedim(1, -1).reshape(-1, x.shape[1])
+    matrix = weight.reshape(weight.shape[0], -1).t()
+    out = torch.addmm(bias, rows, matrix) if bias is not None else rows @ matrix
+    # read out channels-first, so the layers after it do not carry a channels-last layout
+    return out.reshape(picked.shape[0], *picked.shape[2:], weight.shape[0]).movedim(-1, 1).contiguous()
+
+
+def _weight_spread(weight: torch.Tensor, taps: int) -> bool:
+    """Whether a convolution's input gradient, where an input pixel meets ``taps`` taps of each
+    output channel, may read its weight over more leaves than the game opens: a chunk of 64 terms
+    reads 64 / taps output channels, a weight row (``C_in·kh·kw`` floats) apart, in 2 KiB leaves
+    (half the game's 16, as a row's taps may straddle two)."""
+    channels = min(-(-64 // taps), weight.shape[0])
+    return channels > 8 and channels * 4 * math.prod(weight.shape[1:]) > 8 * 2048
+
+
+def _strided_spread(weight: torch.Tensor, stride: Sequence[int]) -> bool:
+    """A strided convolution's: an input pixel meets as few as ⌊k/stride⌋ taps per output channel."""
+    if all(step == 1 for step in stride):
+        return False
+    return _weight_spread(weight, math.prod(max(size // step, 1) for size, step in zip(weight.shape[2:], stride)))
+
+
+def _flipped(weight: torch.Tensor) -> torch.Tensor:
+    """The weight with its kernel dims reversed, by products with constant anti-identities (exact:
+    each sum has one non-zero term)."""
+    for dim in range(2, weight.dim()):
+        size = weight.shape[dim]
+        reverse = torch.eye(size, dtype=weight.dtype).flip(0)
+        weight = torch.matmul(reverse, weight.movedim(dim, -2)).movedim(-2, dim)
+    return weight
+
+
+def _convolution_backward_by_flipped_weight(go, x, weight, bias_sizes, stride, padding, dilation, transposed,
+                                            output_padding, groups, mask):
+    """A stride-1 convolution's input gradient as the convolution of the output gradient with the
+    flipped weight, input and output channels swapped (padding d·(k − 1) − p), where the fused
+    kernel's would read the weight over too many leaves (:func:`_weight_spread`): the flipped weight
+    is read a kernel (k·k floats) per output channel. The other gradients keep the fused kernel."""
+    edge = [min(size, p // d + 1) for size, p, d in zip(weight.shape[2:], padding, dilation)]
+    reach = [d * (size - 1) - p for size, p, d in zip(weight.shape[2:], padding, dilation)]
+    if (not mask[0] or transposed or groups != 1 or any(step != 1 for step in stride) or min(reach) < 0
+            or not _weight_spread(weight, math.prod(edge))):
+        return NotImplemented
+    grad_input = aten.convolution.default(go, _flipped(weight).transpose(0, 1), None, stride, reach, dilation,
+                                          False, output_padding, 1)
+    rest = aten.convolution_backward.default(go, x, weight, bias_sizes, stride, padding, dilation, False,
+                                             output_padding, 1, [False, mask[1], mask[2]])
+    return grad_input, rest[1], rest[2]
+
+
+class BeforeAutograd(TorchFunctionMode):
+    """Calls rewritten before autograd sees them (while tracing):
+
+    * ``max``/``min`` over a dim (values and indices) as ``amax``/``amin`` and ``argmax``/``argmin``,
+      and over every element as ``amax``/``amin``, so the gradient is amax's (shared among ties)
+      and not a scatter by the indices; indices nobody reads are dead code, read ones are refused
+      (no node for argmax);
+    * a 1x1 convolution whose reads would spread over channel planes (``SPREAD_PLANE``) as a
+      matmul over channels (:func:`_pointwise_by_matmul`);
+    * a strided convolution whose input gradient would read its weight over too many leaves
+      (:func:`_strided_spread`) as the stride-1 one, strided by a slice (its gradient reads all
+      taps of fewer output channels; the layer costs stride_h·stride_w times the work)."""
+
+    REDUCTIONS = {torch.max: (torch.amax, torch.argmax, torch.return_types.max),
+                  torch.Tensor.max: (torch.amax, torch.argmax, torch.return_types.max),
+                  torch.min: (torch.amin, torch.argmin, torch.return_types.min),
+                  torch.Tensor.min: (torch.amin, torch.argmin, torch.return_types.min)}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.REDUCTIONS:
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            if len(args) == 1 and not kwargs:  # over every element: the value only
+                return self.REDUCTIONS[func][0](args[0])
+            if isinstance(dim, int):
+                keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+                values, indices, result = self.REDUCTIONS[func]
+                return result((values(args[0], dim, keepdim), indices(args[0], dim, keepdim)))
+        if func in (torch.conv1d, torch.conv2d):
+            x, weight, bias, stride, padding, dilation, groups = (list(args) + [None, 1, 0, 1, 1][len(args) - 2:])[:7]
+            stride, padding = kwargs.get("stride", stride), kwargs.get("padding", padding)
+            dilation, groups = kwargs.get("dilation", dilation), kwargs.get("groups", groups)
+            bias, spatial = kwargs.get("bias", bias), weight.dim() - 2
+            stride = [stride] * spatial if isinstance(stride, int) else list(stride) * (spatial if len(stride) == 1 else 1)
+            unpadded = padding in (0, "valid") or (isinstance(padding, (list, tuple)) and not any(padding))
+            pointwise = math.prod(weight.shape[2:]) == 1 and groups == 1 and unpadded
+            if pointwise and x.dim() == weight.dim() and max(weight.shape[:2]) > 16 \
+                    and math.prod(x.shape[2:]) > SPREAD_PLANE:
+                return _pointwise_by_matmul(x, weight, bias, stride)
+            if x.dim() == weight.dim() and _strided_spread(weight, stride) and isinstance(padding, (int, list, tuple)):
+                return _strided(func(x, weight, bias, 1, padding, dilation, groups), stride)
+        return func(*args, **kwargs)
+
+
+
+#: the widest B whose column one chunk of 64 terms reads within the game's 16 leaves of 2 KiB
+WIDE_COLUMNS = 128
+
+# --------------------------------------------------------------------------------------------
+# Sums over positions the dispute game can dissect
+
+#: sums over more positions than one judge call reads (program_rules.CHUNK) are written with
+#: ops whose long reductions the game dissects; shorter ones keep their fused kernel
+JUDGED_POSITIONS = 64
+
+
+def _classes(count: int, skipped: int, device) -> torch.Tensor:
+    """0, 1, …, count − 1 with ``skipped`` (a padding row or an ignored target) replaced by −1,
+    which no index equals: one_hot(i) == classes gives that class no terms."""
+    classes = torch.arange(count, device=device)
+    return torch.where(classes == skipped, -1, classes) if 0 <= skipped < count else classes
+
+
+def _embedding_grad_by_matmul(grad, indices, num_weights, padding_idx, scale_grad_by_freq):
+    """embedding's weight gradient as one_hot(indices)ᵀ @ grad: row v sums the gradients of the
+    positions holding token v (a long matmul, dissected like any; a wide one reads rows of gradᵀ);
+    the padding row stays zero."""
+    if (indices.numel() <= JUDGED_POSITIONS and grad.shape[-1] <= WIDE_COLUMNS) or scale_grad_by_freq:
+        return NotImplemented
+    one_hot = (_classes(num_weights, padding_idx, grad.device).unsqueeze(1) == indices.reshape(1, -1)).to(grad.dtype)
+    return one_hot @ grad.reshape(-1, grad.shape[-1])
+
+
+def _nll_loss_by_sums(logp, target, weight, reduction, ignore_index):
+    """The loss of many positions as sums: −Σ logp·one_hot(target) (over classes, then positions),
+    divided by the count of targets not ignored (also a sum) for the mean."""
+    if target.numel() <= JUDGED_POSITIONS or reduction == 0 or weight is not None:
+        return NotImplemented
+    one_hot = (target.unsqueeze(-1) == _classes(logp.shape[-1], ignore_index, logp.device)).to(logp.dtype)
+    picked = (logp * one_hot).sum(-1)
+    total = (target != ignore_index).to(logp.dtype).sum()
+    loss = -picked.sum()
+    return (loss / total if reduction == 1 else loss), total
+
+
+def _mean_by_sum(x, dims, keepdim=False, dtype=None):
+    """A mean of many terms as their sum divided by the count."""
+    dims = list(range(x.dim())) if not dims else [d % x.dim() for d in dims]
+    count = math.prod(x.shape[d] for d in dims)
+    if count <= JUDGED_POSITIONS or dtype not in (None, x.dtype):
+        return NotImplemented
+    return x.sum(dims, keepdim) / count
+
+
+def _normalised(x, dims, eps):
+    """((x − mean)·rstd, mean, rstd) over ``dims`` kept, the moments as sums: Σx / n and
+    rsqrt(Σ(x − mean)² / n + eps)."""
+    count = math.prod(x.shape[d] for d in dims)
+    mean = x.sum(dims, True) / count
+    centred = x - mean
+    rstd = torch.rsqrt((centred * centred).sum(dims, True) / count + eps)
+    return centred * rstd, mean, rstd
+
+
+def _layer_norm_by_sums(x, normalized_shape, weight, bias, eps):
+    """LayerNorm over rows longer than one judge call reads, from its moments as sums."""
+    dims = list(range(x.dim() - len(normalized_shape), x.dim()))
+    if math.prod(normalized_shape) <= JUDGED_POSITIONS:
+        return NotImplemented
+    y, mean, rstd = _normalised(x, dims, eps)
+    y = y * weight if weight is not None else y
+    return (y + bias if bias is not None else y), mean, rstd
+
+
+def _group_norm_by_sums(x, weight, bias, n, channels, hw, groups, eps):
+    """GroupNorm over groups longer than one judge call reads, from its moments as sums."""
+    if channels // groups * hw <= JUDGED_POSITIONS:
+        return NotImplemented
+    grouped = x.reshape(n, groups, channels // groups, -1)
+    count = grouped.shape[2] * grouped.shape[3]
+    mean = grouped.sum([2, 3], True) / count
+    centred = grouped - mean
+    rstd = torch.rsqrt((centred * centred).sum([2, 3], True) / count + eps)
+    # rstd · weight is one small (n, channels) factor, so the long tensor is multiplied once
+    scale = rstd * weight.reshape(1, groups, -1, 1) if weight is not None else rstd
+    y = centred * scale
+    y = y + bias.reshape(1, groups, -1, 1) if bias is not None else y
+    return y.reshape(x.shape), mean.reshape(n, groups), rstd.reshape(n, groups)
+
+
+def _layer_norm_backward_by_sums(grad_out, x, normalized_shape, mean, rstd, weight, bias, output_mask):
+    """LayerNorm's gradients as sums where one reduces over more terms than a judge call reads
+    (or, the weight's and bias's, reads columns wider than WIDE_COLUMNS): those two over the rows,
+    Σ grad·x̂ (x̂ = (x − mean)·rstd) and Σ grad; the input's over a long row,
+    rstd·(g − Σg/d − x̂·Σg·x̂/d) with g = grad·weight. The others keep the fused kernel."""
+    width = math.prod(normalized_shape)
+    rows = x.numel() // width
+    long_weight = output_mask[1] and (rows > JUDGED_POSITIONS or width > WIDE_COLUMNS)
+    long_input = output_mask[0] and width > JUDGED_POSITIONS
+    if not (long_weight or long_input):
+        return NotImplemented
+    fused = [output_mask[0] and not long_input, output_mask[1] and not long_weight, output_mask[2] and not long_weight]
+    grad_in, grad_weight, grad_bias = aten.native_layer_norm_backward.default(
+        grad_out, x, normalized_shape, mean, rstd, weight, bias, fused)
+    normed = (x - mean) * rstd
+    if long_weight:
+        leading = list(range(x.dim() - len(normalized_shape)))
+        grad_weight = (grad_out * normed).sum(leading)
+        grad_bias = grad_out.sum(leading) if output_mask[2] else None
+    if long_input:
+        row = list(range(x.dim() - len(normalized_shape), x.dim()))
+        g = grad_out * weight if weight is not None else grad_out
+        grad_in = rstd * (g - g.sum(row, True) / width - normed * ((g * normed).sum(row, True) / width))
+    return grad_in, grad_weight, grad_bias
+
+
+POSITION_SUMS = {
+    aten.embedding_dense_backward.default: _embedding_grad_by_matmul,
+    aten.nll_loss_forward.default: _nll_loss_by_sums,
+    aten.mean.dim: _mean_by_sum,
+    aten.mean.default: lambda x, dtype=None: _mean_by_sum(x, None, dtype=dtype),
+    aten.native_layer_norm.default: _layer_norm_by_sums,
+    aten.native_group_norm.default: _group_norm_by_sums,
+    aten.native_layer_norm_backward.default: _layer_norm_backward_by_sums,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels the op set has no node for, written with ops it has
+
+
+def _tanh_gelu(decomposition: Callable, arity: int) -> Callable:
+    """GELU's tanh approximation (and its backward) by torch's decomposition; the exact GELU keeps
+    its own node."""
+    def decompose(*args, **kwargs):
+        approximate = kwargs.get("approximate", args[arity] if len(args) > arity else "none")
+        return NotImplemented if approximate == "none" else decomposition(*args, **kwargs)
+    return decompose
+
+
+def _pool_as_conv(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    """A 2-d average pool as a depthwise convolution: (the window of ones, the convolution's
+    arguments, the divisor: one count, or a constant map of counts where padding is not counted)."""
+    pair = lambda v, d: [v, v] if isinstance(v, int) else list(v) * (2 if len(v) == 1 else 1) if v else d  # noqa: E731
+    kernel = pair(kernel_size, None)
+    stride, padding = pair(stride, kernel), pair(padding, [0, 0])
+    size = x.shape[-2:]
+    if ceil_mode and any((s + 2 * p - k) % st for s, p, k, st in zip(size, padding, kernel, stride)):
+        raise GraphError("avg_pool2d with ceil_mode adding a partial window is not supported "
+                         "(pad the input or pick a size the stride divides)")
+    channels = x.shape[-3]
+    ones = torch.ones(channels, 1, *kernel, dtype=x.dtype, device=x.device)
+    conv = [stride, padding, [1, 1], False, [0, 0], channels]
+    if divisor_override:
+        divisor = divisor_override
+    elif count_include_pad or not any(padding):
+        divisor = kernel[0] * kernel[1]
+    else:  # the in-bounds count of each window: a convolution of constants, folded at export
+        plane = torch.ones(1, 1, *size, dtype=x.dtype, device=x.device)
+        divisor = aten.convolution.default(plane, ones[:1], None, *conv[:-1], 1)[0]
+    return ones, conv, divisor
+
+
+def _batched(x):
+    return (x, False) if x.dim() == 4 else (x.unsqueeze(0), True)
+
+
+def _avg_pool_by_conv(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_include_pad=True,
+                      divisor_override=None):
+    """avg_pool2d: the windows' sums (a depthwise convolution with a weight of ones) over their counts."""
+    ones, conv, divisor = _pool_as_conv(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                        divisor_override)
+    batched, unbatched = _batched(x)
+    sums = aten.convolution.default(batched, ones, None, *conv)
+    return (sums.squeeze(0) if unbatched else sums) / divisor
+
+
+def _avg_pool_backward_by_conv(grad, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                               divisor_override):
+    """avg_pool2d's input gradient: the convolution's input gradient of grad over the counts."""
+    ones, conv, divisor = _pool_as_conv(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                        divisor_override)
+    (batched, unbatched), (g, _) = _batched(x), _batched(grad / divisor)
+    out = aten.convolution_backward.default(g, batched, ones, None, *conv, [True, False, False])[0]
+    return out.squeeze(0) if unbatched else out
+
+
+def _adaptive_window(x, output_size, name: str = "adaptive_avg_pool2d") -> list[int]:
+    """The window of an adaptive pool whose output size divides the input's (then it is the pool
+    with that window as kernel and stride)."""
+    size = x.shape[-2:]
+    output = [output_size, output_size] if isinstance(output_size, int) else list(output_size)
+    if any(o is None or s % o for s, o in zip(size, output)):
+        raise GraphError(f"{name} from {list(size)} to {output} is not supported "
+                         "(an output size that divides the input's is)")
+    return [s // o for s, o in zip(size, output)]
+
+
+def _adaptive_max_pool_by_max_pool(x, output_size):
+    window = _adaptive_window(x, output_size, "adaptive_max_pool2d")
+    return aten.max_pool2d_with_indices.default(x, window, window)
+
+
+def _adaptive_max_pool_backward_by_max_pool(grad, x, indices):
+    window = _adaptive_window(x, grad.shape[-2:], "adaptive_max_pool2d")
+    return aten.max_pool2d_with_indices_backward.default(grad, x, window, window, [0, 0], [1, 1], False, indices)
+
+
+def _upsample_factors(input_size, output_size, scales) -> list[int]:
+    """The whole factors of a nearest upsample (each output pixel copies the input pixel
+    ``i // factor``): the output size a multiple of the input's, any scale given equal to it."""
+    factors = [o // i if o % i == 0 else 0 for i, o in zip(input_size[-2:], output_size)]
+    if not all(factors) or any(s is not None and s != f for s, f in zip(scales, factors)):
+        raise GraphError(f"a nearest upsample from {list(input_size[-2:])} to {list(output_size)} is not supported "
+                         "(a whole scale factor is)")
+    return factors
+
+
+def _upsample_nearest_by_views(x, output_size, scales_h=None, scales_w=None):
+    """Nearest upsampling by whole factors: each pixel repeated over its block (an expanded view,
+    read out)."""
+    (fh, fw), (n, c, h, w) = _upsample_factors(x.shape, output_size, (scales_h, scales_w)), x.shape
+    return x.reshape(n, c, h, 1, w, 1).expand(n, c, h, fh, w, fw).reshape(n, c, h * fh, w * fw)
+
+
+def _upsample_nearest_backward_by_sums(grad, output_size, input_size, scales_h=None, scales_w=None):
+    """Its gradient: the sum over each block."""
+    (fh, fw), (n, c, h, w) = _upsample_factors(input_size, output_size, (scales_h, scales_w)), input_size
+    return grad.reshape(n, c, h, fh, w, fw).sum([3, 5])
+
+
+def _bilinear_matrix(size: int, out: int, align_corners: bool, scale: float | None) -> torch.Tensor:
+    """The (out, size) matrix of 1-d linear interpolation as PyTorch samples it: output i reads
+    source ``src = i·(size − 1)/(out − 1)`` (align_corners) or ``max((i + ½)/scale − ½, 0)``
+    (scale the given factor, else out/size), between floor(src) and the next pixel."""
+    if align_corners:
+        src = [i * (size - 1) / (out - 1) if out > 1 else 0.0 for i in range(out)]
+    else:
+        step = 1 / scale if scale else size / out
+        src = [max((i + 0.5) * step - 0.5, 0.0) for i in range(out)]
+    matrix = torch.zeros(out, size, dtype=torch.float64)
+    for i, position in enumerate(src):
+        low_index = min(int(position), size - 1)
+        high_index, weight = min(low_index + 1, size - 1), position - low_index
+        matrix[i, low_index] += 1 - weight
+        matrix[i, high_index] += weight
+    return matrix.float()
+
+
+def _bilinear_matrices(input_size, output_size, align_corners, scales_h, scales_w):
+    return (_bilinear_matrix(input_size[-2], output_size[0], align_corners, scales_h),
+            _bilinear_matrix(input_size[-1], output_size[1], align_corners, scales_w))
+
+
+def _upsample_bilinear_by_matmuls(x, output_size, align_corners, scales_h=None, scales_w=None):
+    """Bilinear resizing as two products with constant interpolation matrices: A_h · x · A_wᵀ."""
+    rows, columns = _bilinear_matrices(x.shape, output_size, align_corners, scales_h, scales_w)
+    return torch.matmul(torch.matmul(rows, x), columns.t())
+
+
+def _upsample_bilinear_backward_by_matmuls(grad, output_size, input_size, align_corners, scales_h=None,
+                                           scales_w=None):
+    """Its gradient: A_hᵀ · grad · A_w."""
+    rows, columns = _bilinear_matrices(input_size, output_size, align_corners, scales_h, scales_w)
+    return torch.matmul(torch.matmul(rows.t(), grad), columns)
+
+
+def _adaptive_avg_pool_by_conv(x, output_size):
+    window = _adaptive_window(x, output_size)
+    return _avg_pool_by_conv(x, window, window)
+
+
+def _adaptive_avg_pool_backward_by_conv(grad, x):
+    window = _adaptive_window(x, grad.shape[-2:])
+    return _avg_pool_backward_by_conv(grad, x, window, window, [0, 0], False, True, None)
+
+
+def _batch_norm_by_sums(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """Batch statistics without running ones (what InstanceNorm calls, over a batch of one whose
+    channels are the samples' channels; BatchNorm layers are :class:`BatchNormStep` s): the moments
+    as sums."""
+    if running_mean is not None or running_var is not None or not training:
+        return NotImplemented
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    y, mean, rstd = _normalised(x, [0, *range(2, x.dim())], eps)
+    y = y * weight.reshape(shape) if weight is not None else y
+    return (y + bias.reshape(shape) if bias is not None else y), mean.reshape(-1), rstd.reshape(-1)
+
+
+def _moments(x, dim=None, *, correction=None, keepdim=False):
+    """(variance, mean) over ``dim`` as sums: Σ(x − mean)² / (n − correction), Σx / n."""
+    dims = list(range(x.dim())) if not dim else [d % x.dim() for d in dim]
+    count = math.prod(x.shape[d] for d in dims)
+    mean = x.sum(dims, True) / count
+    centred = x - mean
+    var = (centred * centred).sum(dims, keepdim) / (count - (1 if correction is None else correction))
+    return var, mean if keepdim else mean.squeeze(dims)
+
+
+#: fused kernels the op set has no node for, written with ops it has (docs/programs.md §2):
+#: activations, norms and shuffles by torch's own decompositions (their backward kernels too:
+#: autograd records those before the table applies; log1p and expm1 in them are lowered as
+#: log(1 + x) and exp(x) − 1 by ``_HANDLERS``), average pools as convolutions, adaptive max pools
+#: as max pools, nearest upsampling as views and its gradient as sums, bilinear upsampling as
+#: products with constant matrices, wide convolutions' input gradients by the flipped weight
+DECOMPOSED = {
+    **get_decompositions([
+        aten.softplus, aten.softplus_backward, aten.elu, aten.elu_backward, aten.celu, aten.hardswish,
+        aten.hardswish_backward, aten.hardsigmoid, aten.hardsigmoid_backward, aten.hardtanh,
+        aten.hardtanh_backward, aten.mish, aten.mish_backward, aten.log_sigmoid_forward,
+        aten.log_sigmoid_backward, aten._prelu_kernel, aten._prelu_kernel_backward, aten.repeat,
+        aten.native_batch_norm_backward, aten.linalg_vector_norm, aten.logsumexp, aten.pixel_shuffle,
+        aten.pixel_unshuffle, aten.glu, aten.glu_backward, aten.threshold, aten.hardshrink, aten.softshrink,
+    ]),
+    aten.hardshrink_backward.default: lambda g, x, lambd: torch.where((x >= -lambd) & (x <= lambd), 0.0, g),
+    aten.softshrink_backward.default: lambda g, x, lambd: torch.where((x >= -lambd) & (x <= lambd), 0.0, g),
+    aten.exp2.default: lambda x: torch.exp(x * math.log(2)),
+    aten.log2.default: lambda x: torch.log(x) * (1 / math.log(2)),
+    aten.log10.default: lambda x: torch.log(x) * (1 / math.log(10)),
+    aten.erfc.default: lambda x: 1 - torch.erf(x),
+    aten.amin.default: lambda x, dim=(), keepdim=False: -torch.amax(-x, dim, keepdim),
+    aten.var.correction: lambda *a, **k: _moments(*a, **k)[0],
+    aten.std.correction: lambda *a, **k: torch.sqrt(_moments(*a, **k)[0]),
+    aten.var_mean.correction: _moments,
+    aten.std_mean.correction: lambda *a, **k: (lambda var, mean: (torch.sqrt(var), mean))(*_moments(*a, **k)),
+    aten.native_batch_norm.default: _batch_norm_by_sums,
+    aten.gelu.default: _tanh_gelu(decomposition_table[aten.gelu.default], 1),
+    aten.gelu_backward.default: _tanh_gelu(decomposition_table[aten.gelu_backward.default], 2),
+    aten.avg_pool2d.default: _avg_pool_by_conv,
+    aten.avg_pool2d_backward.default: _avg_pool_backward_by_conv,
+    aten._adaptive_avg_pool2d.default: _adaptive_avg_pool_by_conv,
+    aten._adaptive_avg_pool2d_backward.default: _adaptive_avg_pool_backward_by_conv,
+    aten.adaptive_max_pool2d.default: _adaptive_max_pool_by_max_pool,
+    aten.adaptive_max_pool2d_backward.default: _adaptive_max_pool_backward_by_max_pool,
+    aten.upsample_nearest2d.default: _upsample_nearest_by_views,
+    aten.upsample_nearest2d_backward.default: _upsample_nearest_backward_by_sums,
+    aten.convolution_backward.default: _convolution_backward_by_flipped_weight,
+    aten.upsample_bilinear2d.default: _upsample_bilinear_by_matmuls,
+    aten.upsample_bilinear2d_backward.default: _upsample_bilinear_backward_by_matmuls,
+}
