@@ -6,6 +6,8 @@ run on another batch order gives the run-to-run noise the difference is compared
 
 * MLP on scikit-learn's digits (64 features), SGD with momentum;
 * CNN on the same digits as 1x8x8 images (conv, GroupNorm, ReLU, max pool), SGD with momentum;
+  and the same CNN with BatchNorm (evaluated with its running statistics, which the program keeps
+  as state);
 * GPT, a byte-level transformer language model on CPython's help texts (``text_dataset``), AdamW
   with warm-up + cosine and gradient clipping; the metric is held-out loss per token and perplexity.
 
@@ -26,7 +28,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from offchain.ml.artifacts import digits_dataset, text_dataset  # noqa: E402
-from offchain.ml.capture import ExportConfig, export_program  # noqa: E402
+from offchain.ml.capture import ExportConfig, export_program, initial_tensors  # noqa: E402
 from offchain.ml.models import CNN, GPT, MLP  # noqa: E402
 from offchain.ml.optim import OptimizerConfig  # noqa: E402
 from offchain.ml.program import ProgramExecutor, execution_context  # noqa: E402
@@ -41,6 +43,8 @@ def families():
     return {
         "mlp": (lambda: MLP(64, (64,), 10), ExportConfig(64, (64,), optimizer=sgd), digits),
         "cnn": (lambda: CNN(1, 8, 8, 10, widths=(16, 32)), ExportConfig(64, (1, 8, 8), optimizer=sgd), digits),
+        "cnn-batchnorm": (lambda: CNN(1, 8, 8, 10, widths=(16, 32), norm="batch"), ExportConfig(64, (1, 8, 8), optimizer=sgd),
+                          digits),
         "gpt": (lambda: GPT(256, 64, 64, 4, 2), ExportConfig(16, (64,), loss="lm_cross_entropy", optimizer=adamw), text),
     }
 
@@ -61,6 +65,7 @@ def loss_of(model, config: ExportConfig, x: torch.Tensor, y: torch.Tensor) -> tu
 
 
 def evaluate(model, config: ExportConfig, held) -> str:
+    model.eval()
     with torch.no_grad():
         loss, correct = loss_of(model, config, *held)
     if config.loss == "lm_cross_entropy":
@@ -99,14 +104,14 @@ def run_plain(make, config: ExportConfig, train, order) -> torch.nn.Module:
 def run_program(make, config: ExportConfig, train, order) -> torch.nn.Module:
     torch.manual_seed(0)
     model = make()
-    executor = ProgramExecutor(export_program(model, config))
-    params = [p.detach().clone() for p in model.parameters()]
-    state = params + [torch.zeros_like(p) for p in params for _ in config.optimizer.buffers()]
+    program = export_program(model, config)
+    executor, weights = ProgramExecutor(program), initial_tensors(model, program)
+    state = [weights[slot.name] if slot.kind != "buffer" else torch.zeros(slot.shape) for slot in program.state]
     table = config.optimizer.hyper_table(len(order))
     for step, index in enumerate(order):
         state = executor.run(state, train[0][index], train[1][index], table[step]).state
-    names = [name for name, _ in model.named_parameters()]
-    model.load_state_dict(dict(zip(names, state)), strict=False)
+    trained = {slot.name: value for slot, value in zip(program.state, state) if slot.kind != "buffer"}
+    model.load_state_dict(trained, strict=False)  # parameters and running statistics
     return model
 
 
@@ -124,7 +129,7 @@ def main() -> None:
             plain = run_plain(make, config, train, order)
             noise = run_plain(make, config, train, batches(train, config.batch_size, args.steps, seed=2))
         params = sum(p.numel() for p in program.parameters())
-        print(f"{name:4} {params:>8,} params  program {evaluate(program, config, held)}  |  plain "
+        print(f"{name:13} {params:>8,} params  program {evaluate(program, config, held)}  |  plain "
               f"{evaluate(plain, config, held)}  |  plain, other batch order {evaluate(noise, config, held)}"
               f"  ({time.perf_counter() - start:.0f} s)")
 

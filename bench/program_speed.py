@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from offchain.ml.capture import ExportConfig, export_program  # noqa: E402
-from offchain.ml.models import CNN, GPT, MLP  # noqa: E402
+from offchain.ml.capture import ExportConfig, export_program, initial_tensors  # noqa: E402
+from offchain.ml.models import CNN, GPT, MLP, ResNet  # noqa: E402
 from offchain.ml.optim import OptimizerConfig  # noqa: E402
 from offchain.ml.program import CapturedStep, Program, ProgramExecutor, execution_context, tune_allocator  # noqa: E402
 
@@ -41,6 +41,9 @@ def families(small: bool, batch_scale: int = 1):
                 ExportConfig(256 // scale * batch_scale, (1024,), optimizer=sgd)),
         "cnn": (CNN(3, 32, 32, 10, widths=(64 // scale, 128 // scale), groups=8),
                 ExportConfig(64 // scale * batch_scale, (3, 32, 32), optimizer=sgd)),
+        # BatchNorm, strided convolutions (written stride-1 + slice) and 1x1 shortcuts (matmuls)
+        "resnet": (ResNet(3, 10, widths=(16, 32, 64)),
+                   ExportConfig(64 // scale * batch_scale, (3, 32, 32), optimizer=sgd)),
         "transformer": (GPT(256, 64, 256 // scale, 8, 6 // (2 if small else 1)),
                         ExportConfig(16 // scale * batch_scale, (64,), loss="lm_cross_entropy", optimizer=adamw)),
     }
@@ -131,7 +134,7 @@ def main() -> None:
                         help="tuned: program.tune_allocator() (both loops run under it)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (TF32 off, as the numeric contract says)")
     parser.add_argument("--batch-scale", type=int, default=1, help="multiply every batch size (accelerators)")
-    parser.add_argument("--family", action="append", choices=["mlp", "cnn", "transformer"],
+    parser.add_argument("--family", action="append", choices=["mlp", "cnn", "resnet", "transformer"],
                         help="measure only these (repeatable; default: all)")
     args = parser.parse_args()
     if args.allocator == "tuned" and not tune_allocator():
@@ -150,7 +153,9 @@ def main() -> None:
         fused = ProgramExecutor(export_program(model, config, long_sums=False))  # every kernel as PyTorch fuses it
         model = model.to(args.device)
         params = [p.detach().clone() for p in model.parameters()]
-        state = params + [torch.zeros_like(p) for p in params for _ in config.optimizer.buffers()]
+        weights = initial_tensors(model, program)  # parameters and running statistics
+        state = [weights[slot.name] if slot.kind != "buffer" else torch.zeros(slot.shape, device=args.device)
+                 for slot in program.state]
         data = [(x.to(args.device), y.to(args.device)) for x, y in batches(config, args.steps)]
         plain_times, program_times, fused_times, captured_times = [], [], [], []
         eager_state, captured_state = [], []

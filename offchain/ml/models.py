@@ -2,6 +2,7 @@
 
 * :class:`MLP`  — linear/ReLU stack (the market's original workload);
 * :class:`CNN`  — convolutions, GroupNorm (or BatchNorm), ReLU and max pooling for images;
+* :class:`ResNet` — a CIFAR-style residual network: BatchNorm, strided 3x3 and 1x1 convolutions;
 * :class:`GPT`  — a decoder-only transformer language model: token + position embeddings, causal
   multi-head attention, LayerNorm, GELU MLP, residuals.
 """
@@ -49,6 +50,43 @@ class CNN(nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and ReLU, plus a shortcut: the identity, or where the
+    shape changes a strided 1x1 convolution with BatchNorm."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+                                  nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.shortcut = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+                         if stride != 1 or c_in != c_out else nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """A 3x3 stem to ``widths[0]`` channels, ``blocks`` basic blocks per width (the first of each
+    later width downsampling by stride 2), a global average pool and a linear classifier
+    (``widths=(16, 32, 64), blocks=3`` is the CIFAR ResNet-20)."""
+
+    def __init__(self, channels: int, classes: int, widths: tuple[int, ...] = (16, 32, 64), blocks: int = 1) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU())
+        layers: list[nn.Module] = []
+        c_in = widths[0]
+        for stage, width in enumerate(widths):
+            for block in range(blocks):
+                layers.append(BasicBlock(c_in, width, 2 if stage and not block else 1))
+                c_in = width
+        self.blocks = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1).flatten(1))
+
+
 class Block(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -84,7 +122,7 @@ class GPT(nn.Module):
         return self.head(self.ln(self.blocks(x)))
 
 
-PRESETS = {cls.__name__: cls for cls in (MLP, CNN, GPT)}
+PRESETS = {cls.__name__: cls for cls in (MLP, CNN, ResNet, GPT)}
 
 
 def preset_model(meta: dict, shapes: dict[str, tuple[int, ...]]) -> nn.Module | None:

@@ -19,7 +19,7 @@ from offchain.ml.capture import ExportConfig, _step_function, export_program
 from offchain.dispute import program_rules as R
 from offchain.dispute.limits import program_unjudgeable_reason
 from offchain.ml.errors import GraphError
-from offchain.ml.models import CNN, GPT, MLP
+from offchain.ml.models import CNN, GPT, MLP, ResNet
 from offchain.ml.ops import LEAVES, OPS, Node, check_ops_table
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program import Program, ProgramExecutor, StateSlot, donors, execution_context
@@ -644,23 +644,6 @@ def test_export__a_wide_convolution_s_input_gradient_convolves_with_the_flipped_
     _close_to_eager(steps)
 
 
-class _ResNetBlock(nn.Module):
-    """A CIFAR ResNet's downsampling block: a stride-2 3x3 convolution over 32 channels and a
-    stride-2 1x1 shortcut, with BatchNorm."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
-        self.conv = nn.Sequential(nn.Conv2d(32, 64, 3, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-                                  nn.Conv2d(64, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64))
-        self.shortcut = nn.Sequential(nn.Conv2d(32, 64, 1, 2, bias=False), nn.BatchNorm2d(64))
-        self.head = nn.Linear(64, 10)
-
-    def forward(self, x):
-        h = self.stem(x)
-        return self.head(F.adaptive_avg_pool2d(F.relu(self.conv(h) + self.shortcut(h)), 1).flatten(1))
-
-
 class _MobileBlock(nn.Module):
     """A depthwise 3x3 and a pointwise convolution with BatchNorm and ReLU6, on 3x32x32 images."""
 
@@ -675,7 +658,7 @@ class _MobileBlock(nn.Module):
         return self.head(F.adaptive_avg_pool2d(self.block(self.stem(x)), 1).flatten(1))
 
 
-@pytest.mark.parametrize("make", [_MobileBlock, _ResNetBlock], ids=["mobilenet", "resnet"])
+@pytest.mark.parametrize("make", [_MobileBlock, lambda: ResNet(3, 10, widths=(32, 64))], ids=["mobilenet", "resnet"])
 def test_export__mobilenet_and_resnet_blocks_on_32x32_images_are_judgeable(make):
     from offchain.ml.artifacts import Dataset
     from offchain.ml.demo import program_task
