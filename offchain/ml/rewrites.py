@@ -166,17 +166,30 @@ def _flipped(weight: torch.Tensor) -> torch.Tensor:
 
 def _convolution_backward_by_flipped_weight(go, x, weight, bias_sizes, stride, padding, dilation, transposed,
                                             output_padding, groups, mask):
-    """A stride-1 convolution's input gradient as the convolution of the output gradient with the
-    flipped weight, input and output channels swapped (padding d·(k − 1) − p), where the fused
-    kernel's would read the weight over too many leaves (:func:`_weight_spread`): the flipped weight
-    is read a kernel (k·k floats) per output channel. The other gradients keep the fused kernel."""
-    edge = [min(size, p // d + 1) for size, p, d in zip(weight.shape[2:], padding, dilation)]
-    reach = [d * (size - 1) - p for size, p, d in zip(weight.shape[2:], padding, dilation)]
-    if (not mask[0] or transposed or groups != 1 or any(step != 1 for step in stride) or min(reach) < 0
-            or not _weight_spread(weight, math.prod(edge))):
+    """A convolution's input gradient as the stride-1 convolution of the output gradient with the
+    flipped weight, input and output channels swapped, where the fused kernel's would read the
+    weight over too many leaves (:func:`_weight_spread`): the flipped weight is read a kernel
+    (k·k floats) per output channel. Padding d·(k − 1) − p; with a stride, the output gradient is
+    first spread (``slice_backward``: s − 1 zeros between its elements, the padding around them).
+    The other gradients keep the fused kernel."""
+    sizes = weight.shape[2:]
+    taps = [max(size // step, 1) if step > 1 else min(size, p // d + 1)
+            for size, step, p, d in zip(sizes, stride, padding, dilation)]
+    reach = [d * (size - 1) - p for size, p, d in zip(sizes, padding, dilation)]
+    if (not mask[0] or transposed or groups != 1 or min(reach) < 0
+            or not _weight_spread(weight, math.prod(taps))):
         return NotImplemented
-    grad_input = aten.convolution.default(go, _flipped(weight).transpose(0, 1), None, stride, reach, dilation,
-                                          False, output_padding, 1)
+    flipped = _flipped(weight).transpose(0, 1)
+    if all(step == 1 for step in stride):
+        grad_input = aten.convolution.default(go, flipped, None, stride, reach, dilation, False, output_padding, 1)
+    else:
+        spread = go
+        for dim, (step, start) in enumerate(zip(stride, reach), start=2):
+            shape = list(spread.shape)
+            shape[dim] = x.shape[dim] + dilation[dim - 2] * (sizes[dim - 2] - 1)
+            spread = aten.slice_backward.default(spread, shape, dim, start, start + (go.shape[dim] - 1) * step + 1, step)
+        zeros = [0] * len(stride)
+        grad_input = aten.convolution.default(spread, flipped, None, [1] * len(stride), zeros, dilation, False, zeros, 1)
     rest = aten.convolution_backward.default(go, x, weight, bias_sizes, stride, padding, dilation, False,
                                              output_padding, 1, [False, mask[1], mask[2]])
     return grad_input, rest[1], rest[2]
@@ -191,9 +204,10 @@ class BeforeAutograd(TorchFunctionMode):
       (no node for argmax);
     * a 1x1 convolution whose reads would spread over channel planes (``SPREAD_PLANE``) as a
       matmul over channels (:func:`_pointwise_by_matmul`);
-    * a strided convolution whose input gradient would read its weight over too many leaves
-      (:func:`_strided_spread`) as the stride-1 one, strided by a slice (its gradient reads all
-      taps of fewer output channels; the layer costs stride_h·stride_w times the work)."""
+    * a grouped strided convolution whose input gradient would read its weight over too many
+      leaves (:func:`_strided_spread`) as the stride-1 one, strided by a slice (its gradient reads
+      all taps of fewer output channels; the layer costs stride_h·stride_w times the work); an
+      ungrouped one keeps its stride, its input gradient by the flipped weight (``DECOMPOSED``)."""
 
     REDUCTIONS = {torch.max: (torch.amax, torch.argmax, torch.return_types.max),
                   torch.Tensor.max: (torch.amax, torch.argmax, torch.return_types.max),
@@ -221,7 +235,8 @@ class BeforeAutograd(TorchFunctionMode):
             if pointwise and x.dim() == weight.dim() and max(weight.shape[:2]) > 16 \
                     and math.prod(x.shape[2:]) > SPREAD_PLANE:
                 return _pointwise_by_matmul(x, weight, bias, stride)
-            if x.dim() == weight.dim() and _strided_spread(weight, stride) and isinstance(padding, (int, list, tuple)):
+            if groups != 1 and x.dim() == weight.dim() and _strided_spread(weight, stride) \
+                    and isinstance(padding, (int, list, tuple)):
                 return _strided(func(x, weight, bias, 1, padding, dilation, groups), stride)
         return func(*args, **kwargs)
 

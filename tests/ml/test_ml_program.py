@@ -599,11 +599,11 @@ def test_export__a_pointwise_convolution_over_wide_planes_is_a_matmul_over_chann
 
 
 #: strided convolutions whose input gradient would read the weight over more leaves than the game
-#: opens, after a convolution that needs that gradient (layer, input, features)
+#: opens, after a convolution that needs that gradient (layer, input, features, whether grouped)
 STRIDED = {
-    "3x3-stride-2": (lambda: nn.Conv2d(64, 32, 3, stride=2, padding=1), (8, 8, 8), 32 * 16),
-    "grouped-3x3-stride-2": (lambda: nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=2), (8, 8, 8), 64 * 16),
-    "1d-5-stride-2": (lambda: nn.Conv1d(64, 32, 5, stride=2), (8, 40), 32 * 18),
+    "3x3-stride-2": (lambda: nn.Conv2d(64, 32, 3, stride=2, padding=1), (8, 8, 8), 32 * 16, False),
+    "grouped-3x3-stride-2": (lambda: nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=2), (8, 8, 8), 64 * 16, True),
+    "1d-5-stride-2": (lambda: nn.Conv1d(64, 32, 5, stride=2), (8, 40), 32 * 18, False),
 }
 
 
@@ -617,10 +617,17 @@ def _after_a_wide_convolution(layer: nn.Module, shape: tuple[int, ...], features
 
 
 @pytest.mark.parametrize("name", sorted(STRIDED))
-def test_export__a_strided_convolution_with_a_wide_weight_is_the_stride_1_one_strided_by_a_slice(name):
-    make, shape, features = STRIDED[name]
+def test_export__a_strided_convolution_s_input_gradient_reads_the_flipped_weight_over_the_spread_gradient(name):
+    """The output gradient spread with zeros (``slice_backward`` with a step) and convolved at
+    stride 1 with the flipped weight; a grouped one is the stride-1 convolution strided by a slice."""
+    make, shape, features, grouped = STRIDED[name]
     program, steps = _after_a_wide_convolution(make(), shape, features)
-    assert all(node.attrs[:2] == (1, 1) for node in program.nodes if node.op.startswith("conv2d"))
+    convolutions = [node for node in program.nodes if node.op.startswith("conv2d")]
+    if grouped:
+        assert all(node.attrs[:2] == (1, 1) for node in convolutions)
+    else:
+        assert not any(node.op == "conv2d_grad_input" for node in convolutions)
+        assert sorted(node.attrs[1] for node in convolutions if node.op == "conv2d") == [1, 1, 2]
     _close_to_eager(steps)
 
 
