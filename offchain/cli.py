@@ -457,6 +457,11 @@ def model_export(reference: str, input_shape: str, kwargs_json: str | None, loss
     click.echo(f"program {out}: {figures['params']:,} parameters, {figures['nodes']} nodes, "
                f"{figures['flops_per_step'] / 1e9:.3f} GFLOP and {figures['bytes_per_step'] / 1e6:.1f} MB per step")
     click.echo(f"graph root 0x{program.root.hex()}")
+    from offchain.dispute.limits import program_bounds_reason
+
+    if (reason := program_bounds_reason(program)) is not None:
+        click.echo(f"warning: the dispute game cannot judge this program, so workers will not take it: {reason}",
+                   err=True)
 
 
 # ── tasks ───────────────────────────────────────────────────────────

@@ -80,6 +80,12 @@ def program_unjudgeable_reason(program: Program, task: TrainingTask, *, particip
     receives and sends messages."""
     if (reason := _interval_reason(task)) is not None:
         return reason
+    return program_bounds_reason(program, participant=participant)
+
+
+def program_bounds_reason(program: Program, *, participant: bool = False) -> str | None:
+    """The first bound of the dispute game the program itself exceeds, whatever its task (what
+    ``dtm model export`` warns of), or None."""
     if max(len(program.outputs), len(program.state)) > MAX_STATE:
         return f"the program's {len(program.state)} state tensors exceed the {MAX_STATE} a state root holds"
     if (openings := len(opening_runs(len(program.nodes), program.outputs))) > MAX_LINK_OPENINGS:

@@ -181,6 +181,36 @@ def test_model_export__bad_reference_and_op_outside_the_set__one_line(tmp_path):
     assert len(refused.output.strip().splitlines()) == 1
 
 
+UNJUDGEABLE_MODEL = '''
+from torch import nn
+
+class Net(nn.Module):
+    """A padded 1x1 convolution over 32 channels of 32x32 images: one read per 4 KiB plane."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 32, 1), nn.ReLU(), nn.Conv2d(32, 2, 1, padding=1), nn.Flatten(),
+                                  nn.Linear(2 * 34 * 34, 3))
+
+    def forward(self, x):
+        return self.body(x)
+'''
+
+
+def test_model_export__a_program_the_game_cannot_judge_is_written_with_a_one_line_warning(tmp_path):
+    source = tmp_path / "wide.py"
+    source.write_text(UNJUDGEABLE_MODEL)
+    result = _run(tmp_path, "model", "export", f"{source}:Net", "--input-shape", "1,32,32", "--batch-size", "2",
+                  "--out", str(tmp_path / "wide.json"))
+    assert result.exit_code == 0 and (tmp_path / "wide.json").exists()
+    warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "workers will not take it" in warning[0] and "spread over 32 leaves" in warning[0]
+    (tmp_path / "mlp.py").write_text(MODEL_FILE)
+    fine = _run(tmp_path, "model", "export", f"{tmp_path / 'mlp.py'}:Net", "--input-shape", "12",
+                "--out", str(tmp_path / "mlp.json"))
+    assert fine.exit_code == 0 and "warning:" not in fine.output
+
+
 def test_task_post__program_options__one_line_errors_before_any_network(tmp_path):
     """A program comes with its weights, fixes its own model, batch and optimizer, and must fit the
     data and the chain's judge; each mistake is one line, nothing sent."""
