@@ -241,9 +241,9 @@ class BeforeAutograd(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-
 #: the widest B whose column one chunk of 64 terms reads within the game's 16 leaves of 2 KiB
 WIDE_COLUMNS = 128
+
 
 # --------------------------------------------------------------------------------------------
 # Sums over positions the dispute game can dissect
