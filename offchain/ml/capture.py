@@ -38,7 +38,8 @@ from .errors import GraphError
 from .ops import DTYPE_NAMES, DTYPES, LEAVES, SIGNED, Node, f32_bits
 from .optim import OptimizerConfig
 from .program import MAX_INPUTS, Program, StateSlot, constant_root, validate
-from .rewrites import DECOMPOSED, POSITION_SUMS, WIDE_COLUMNS, BeforeAutograd, Stats, batch_norm_steps, composite_rnns
+from .rewrites import (DECOMPOSED, POSITION_SUMS, WIDE_COLUMNS, BeforeAutograd, Stats, batch_norm_steps, composite_rnns,
+                       pair)
 
 aten = torch.ops.aten
 LOSSES = ("cross_entropy", "lm_cross_entropy")
@@ -780,7 +781,6 @@ def _max_pool(low, fx, args, kwargs):
 
 
 def _pool_attrs(kernel, stride, padding, dilation, ceil) -> list[int]:
-    pair = lambda v, d: list(v) * (2 if len(v) == 1 else 1) if v else d  # noqa: E731
     kernel = pair(kernel, None)
     return [*kernel, *pair(stride, kernel), *pair(padding, [0, 0]), *pair(dilation, [1, 1]), int(bool(ceil))]
 

@@ -377,10 +377,16 @@ def _tanh_gelu(decomposition: Callable, arity: int) -> Callable:
     return decompose
 
 
+def pair(value, default):
+    """A 2-d pooling argument as [h, w]: an int or a one-element list for both, ``default`` if empty."""
+    if isinstance(value, int):
+        return [value, value]
+    return list(value) * (2 if len(value) == 1 else 1) if value else default
+
+
 def _pool_as_conv(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
     """A 2-d average pool as a depthwise convolution: (the window of ones, the convolution's
     arguments, the divisor: one count, or a constant map of counts where padding is not counted)."""
-    pair = lambda v, d: [v, v] if isinstance(v, int) else list(v) * (2 if len(v) == 1 else 1) if v else d  # noqa: E731
     kernel = pair(kernel_size, None)
     stride, padding = pair(stride, kernel), pair(padding, [0, 0])
     size = x.shape[-2:]
