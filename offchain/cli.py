@@ -987,11 +987,13 @@ CHEAT_HELP = "Make rank RANK perturb its parameters after step STEP: a cheater f
 @click.option("--aqsgd-bits", type=click.IntRange(2, 8), help="Compress activations between stages (AQ-SGD).")
 @click.option("--diloco", "inner_steps", type=click.IntRange(min=1),
               help="Synchronise replicas every this many steps (DiLoCo).")
+@click.option("--diloco-bits", type=click.IntRange(2, 8),
+              help="With --diloco: pseudo-gradients cross in this many bits a value (error feedback keeps the rest).")
 @click.option("--sampling", type=click.Choice(["epochs", "task"]), default="epochs", show_default=True,
               help="How replicas draw rows: a seeded permutation per epoch (AQ-SGD needs it), or as a task "
                    "draws its batches, so a participant's step can be disputed on chain.")
 @click.option("--programs", is_flag=True,
-              help="Every participant runs its captured step program (no AQ-SGD or DiLoCo): its steps are "
+              help="Every participant runs its captured step program (no AQ-SGD): its steps are "
                    "programs a dispute can narrow to one element.")
 @click.option("--quantize", "quantize_bits", type=click.IntRange(2, 8),
               help="With --programs: activations between stages cross in this many bits a value.")
@@ -1002,18 +1004,21 @@ CHEAT_HELP = "Make rank RANK perturb its parameters after step STEP: a cheater f
 @click.option("--seed", type=int, default=0, show_default=True)
 def group_spec(out: Path, stages: int, replicas: int, layers: int | None, dim: int, steps: int, interval: int,
                batch_size: int, micro_batches: int, aqsgd_bits: int | None, inner_steps: int | None,
-               sampling: str, programs: bool, quantize_bits: int | None, grad_bits: int, sum_bits: int | None,
+               diloco_bits: int | None, sampling: str, programs: bool, quantize_bits: int | None, grad_bits: int, sum_bits: int | None,
                seed: int) -> None:
     """Write a group task's spec: a byte-level GPT over stages × replicas, every choice explicit."""
     from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, QuantizeConfig, TrainSpec
     from offchain.distributed.group import save_spec
 
+    if diloco_bits and not inner_steps:
+        raise click.ClickException("--diloco-bits compresses DiLoCo's pseudo-gradients: it needs --diloco")
     try:
         spec = TrainSpec(model=GPTShape(seq_len=16, dim=dim, heads=4, layers=layers or stages), stages=stages,
                          replicas=replicas, batch_size=batch_size, micro_batches=micro_batches, steps=steps,
                          train_rows=4 * batch_size, holdout_rows=64, seed=seed, checkpoint_interval=interval,
                          aqsgd=AQSGDConfig(aqsgd_bits) if aqsgd_bits else None,
-                         diloco=DiLoCoConfig(inner_steps) if inner_steps else None, sampling=sampling,
+                         diloco=(DiLoCoConfig(inner_steps, **(dict(compress="quant", bits=diloco_bits) if diloco_bits else {}))
+                                 if inner_steps else None), sampling=sampling,
                          programs=programs,
                          quantize=QuantizeConfig(quantize_bits, grad_bits, sum_bits or 0) if quantize_bits else None)
     except ValueError as exc:

@@ -127,8 +127,18 @@ class TrainSpec:
             raise ValueError(f"sampling must be one of {SAMPLINGS}")
         if self.sampling == "task" and self.aqsgd is not None:
             raise ValueError("AQ-SGD's caches need each sample on one replica: sampling must be 'epochs'")
-        if self.programs and (self.aqsgd is not None or self.diloco is not None):
-            raise ValueError("AQ-SGD and DiLoCo are not captured as programs yet: programs needs neither")
+        if self.programs and self.aqsgd is not None:
+            raise ValueError("AQ-SGD's caches are not captured as programs yet: programs needs aqsgd None")
+        if self.programs and self.diloco is not None:
+            d = self.diloco
+            if d.compress not in ("none", "quant"):
+                raise ValueError(f"DiLoCo's {d.compress!r} pseudo-gradients are not captured as programs "
+                                 "(top-k sorts by magnitude): compress must be 'none' or 'quant'")
+            if d.compress == "quant" and (type(d.bits) is not int or not 2 <= d.bits <= 8):
+                raise ValueError(f"DiLoCo bits must be an integer in [2, 8], got {d.bits!r}")
+            if self.steps % d.inner_steps:
+                raise ValueError(f"with programs every DiLoCo round is whole: steps ({self.steps}) must be a "
+                                 f"multiple of inner_steps ({d.inner_steps})")
         if self.quantize is not None:
             if not self.programs:
                 raise ValueError("quantize is done by the participants' programs: it needs programs")

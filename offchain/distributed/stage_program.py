@@ -19,7 +19,10 @@ it in the engine's processes instead (``TrainSpec.programs``). ``participant_tas
 participant's steps as a task the dispute game judges. Built for pipeline stages × data-parallel
 replicas, with messages in float32 or quantised (``TrainSpec.quantize``: :func:`quantize`, traced
 into the sender's program, and :func:`dequantize` into the receiver's; the all-reduce's
-contributions in rows of SUM_ROW); AQ-SGD's caches and DiLoCo are not captured yet (``export_stage_program`` refuses them in one line).
+contributions in rows of SUM_ROW) and DiLoCo's rounds (:func:`_outer_step`: the replicas exchange
+pseudo-gradients only on a round's last step; on the others that message is zero by definition and
+never crosses a link, :func:`silent`); AQ-SGD's caches are not captured yet
+(``export_stage_program`` refuses them in one line).
 """
 
 from __future__ import annotations
@@ -62,8 +65,9 @@ from offchain.storage import compute_cid
 class Message:
     """One message of a step: ``kind`` is ``activation`` (forward, to the next stage),
     ``gradient`` (backward, to the previous stage), ``grad_sum`` (the sender's gradients summed
-    over its micro-batches, flat, to every other replica of its stage) or ``grad_sq`` (its squared
-    gradient norm, to every other stage of its pipeline); a message to several peers is sent once
+    over its micro-batches, flat, to every other replica of its stage), ``grad_sq`` (its squared
+    gradient norm, to every other stage of its pipeline) or ``outer`` (DiLoCo: its pseudo-gradient,
+    flat, to every other replica of its stage); a message to several peers is sent once
     (``receiver`` −1 in the sender's list); ``micro`` the micro-batch (−1 for the collectives)."""
 
     kind: str
@@ -81,14 +85,42 @@ class StageProgram:
     receives: tuple[Message, ...]
     sends: tuple[Message, ...]
 
+    @functools.cached_property
+    def received_shapes(self) -> dict[int, tuple[int, ...]]:
+        """The shape of each message the step reads, by its index."""
+        return {node.attrs[0]: node.shape for node in self.program.nodes if node.op == "recv"}
+
 
 def unsupported(spec: TrainSpec) -> str | None:
     """Why a spec's participant steps cannot be captured yet (None: they can)."""
     if spec.aqsgd is not None:
         return "AQ-SGD messages are not captured as programs yet"
-    if spec.diloco is not None:
-        return "DiLoCo is not captured as a program yet"
+    if spec.diloco is not None and spec.diloco.compress not in ("none", "quant"):
+        return f"DiLoCo's {spec.diloco.compress!r} pseudo-gradients are not captured as programs (top-k sorts)"
     return None
+
+
+def outer_slots(spec: TrainSpec, names: Sequence[str], params: Sequence[torch.Tensor]) -> list[StateSlot]:
+    """DiLoCo's state after the optimizer's, each given by checkpoint 0 (kind ``stat``): the
+    global parameters (the initial ones), the outer velocity, the round's step count and, for
+    quantised pseudo-gradients with error feedback, what was not sent yet (zeros)."""
+    d = spec.diloco
+    if d is None:
+        return []
+    groups = ["diloco.global", "diloco.velocity"] + (["diloco.residual"] if _keeps_residual(d) else [])
+    slots = [StateSlot(f"{group}/{name}", tuple(p.shape), "stat") for group in groups for name, p in zip(names, params)]
+    return slots[:2 * len(names)] + [StateSlot("diloco/inner_steps_done", (1,), "stat")] + slots[2 * len(names):]
+
+
+def _keeps_residual(d) -> bool:
+    return d.compress == "quant" and d.error_feedback
+
+
+def silent(spec: TrainSpec, step: int, message: Message) -> bool:
+    """Whether ``message`` of step ``step`` is zero by definition and crosses no link: a DiLoCo
+    pseudo-gradient on a step that does not end its round. Its sender's program computes zero
+    there, its receivers read zero, the group's mail holds zero."""
+    return message.kind == "outer" and (step + 1) % spec.diloco.inner_steps != 0
 
 
 @functools.lru_cache(maxsize=64)
@@ -105,14 +137,16 @@ def export_stage_program(spec: TrainSpec, rank: int) -> StageProgram:
     slots = [StateSlot(f"param/{name}", tuple(p.shape), "param") for name, p in zip(runner.names, runner.params)]
     slots += [StateSlot(f"{kind}/{name}", tuple(p.shape), "buffer")
               for kind in kinds for name, p in zip(runner.names, runner.params)]
+    slots += outer_slots(spec, runner.names, runner.params)
     receives, sends = messages_of(spec, rank)
     flat = (sum(p.numel() for p in runner.params),)
     bits = message_bits(spec)
-    shapes = {"activation": runner.act_shape, "gradient": runner.act_shape, "grad_sum": flat, "grad_sq": (1,)}
+    shapes = {"activation": runner.act_shape, "gradient": runner.act_shape, "grad_sum": flat, "grad_sq": (1,),
+              "outer": flat}
     shapes.update({kind: (rows * (per_row + 1),)  # codes, then a scale a row
                    for kind, (rows, per_row) in quantised_layouts(spec, flat[0]).items() if bits[kind]})
     step = _step_function(spec, runner, local, receives)
-    state = [p.detach() for p in runner.params] + [torch.zeros_like(p) for _ in kinds for p in runner.params]
+    state = initial_state(spec, rank)
     x = torch.zeros(spec.replica_batch, spec.model.seq_len + 1)
     y = torch.zeros(spec.replica_batch, dtype=torch.int64)
     hyper = torch.tensor(optimizer.hyper_row(0, 1), dtype=torch.float32)
@@ -170,10 +204,10 @@ def dequantize_sum(message: torch.Tensor, count: int, bits: int) -> torch.Tensor
 
 def quantised_layouts(spec: TrainSpec, params: int) -> dict[str, tuple[int, int]]:
     """(rows, values a row) of each kind's quantised message: a sample's activation or gradient a
-    row; a replica's ``params`` gradients in rows of SUM_ROW."""
+    row; a replica's ``params`` gradients or pseudo-gradients in rows of SUM_ROW."""
     rows, *sample = spec.activation_shape
     return {"activation": (rows, math.prod(sample)), "gradient": (rows, math.prod(sample)),
-            "grad_sum": (sum_rows(params), SUM_ROW)}
+            "grad_sum": (sum_rows(params), SUM_ROW), "outer": (sum_rows(params), SUM_ROW)}
 
 
 def _max_abs(rows: torch.Tensor) -> torch.Tensor:
@@ -190,7 +224,8 @@ def _max_abs(rows: torch.Tensor) -> torch.Tensor:
 
 def messages_of(spec: TrainSpec, rank: int) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
     """(received, sent) messages of participant ``rank``'s step, each in the order its step
-    reads or computes them: the schedule's order, then the clipping norm's all-reduce."""
+    reads or computes them: the schedule's order, then the gradient all-reduce, the clipping
+    norm's and DiLoCo's pseudo-gradients."""
     index, stages = rank % spec.stages, spec.stages
     received, sent = [], []
     for op, m in schedule_ops(spec.schedule, index, stages, spec.micro_batches):
@@ -204,17 +239,22 @@ def messages_of(spec: TrainSpec, rank: int) -> tuple[tuple[Message, ...], tuple[
                 received.append(Message("gradient", rank + 1, rank, m))
             if index > 0:
                 sent.append(Message("gradient", rank, rank - 1, m))
-    for kind, group in (("grad_sum", replica_ranks(spec, index)), ("grad_sq", pipeline_ranks(spec, rank // stages))):
-        if len(group) > 1 and (kind == "grad_sum" or spec.optimizer_config().clip_norm):
+    exchanges = {"grad_sum": spec.diloco is None, "grad_sq": bool(spec.optimizer_config().clip_norm),
+                 "outer": spec.diloco is not None}
+    for kind, group in (("grad_sum", replica_ranks(spec, index)), ("grad_sq", pipeline_ranks(spec, rank // stages)),
+                        ("outer", replica_ranks(spec, index))):
+        if len(group) > 1 and exchanges[kind]:
             sent.append(Message(kind, rank, -1, -1))
             received += [Message(kind, peer, rank, -1) for peer in group if peer != rank]
     return tuple(received), tuple(sent)
 
 
 def message_bits(spec: TrainSpec) -> dict[str, int | None]:
-    """Bits a code of an ``activation``, a ``gradient`` and a ``grad_sum`` message (None: float32)."""
-    q = spec.quantize
-    return {"activation": q and q.bits, "gradient": q and q.grad_bits, "grad_sum": (q and q.sum_bits) or None}
+    """Bits a code of an ``activation``, a ``gradient``, a ``grad_sum`` and an ``outer`` message
+    (None: float32)."""
+    q, d = spec.quantize, spec.diloco
+    return {"activation": q and q.bits, "gradient": q and q.grad_bits, "grad_sum": (q and q.sum_bits) or None,
+            "outer": d.bits if d is not None and d.compress == "quant" else None}
 
 
 def mail_layout(spec: TrainSpec) -> tuple[int, list[int], list[tuple[int, ...]]]:
@@ -246,14 +286,17 @@ def published_messages(spec: TrainSpec, parts_dir: str | Path) -> list[torch.Ten
     per_step, offsets, _ = mail_layout(spec)
     mail: list[torch.Tensor | None] = [None] * (spec.steps * per_step)
     for rank in range(spec.world):
-        participant, sends = P.load_participant(Path(parts_dir), rank), len(messages_of(spec, rank)[1])
+        participant, sp = P.load_participant(Path(parts_dir), rank), export_stage_program(spec, rank)
         sent = [m for segment in range(len(participant.message_roots))
                 for m in P.load_messages(Path(parts_dir), participant, segment)]
         for step in range(spec.steps):
             payloads = [m.payload for m in sent if m.step == step]
-            if len(payloads) != sends:
-                raise P.PartsError(rank, f"step {step}: {len(payloads)} messages published, its program sends {sends}")
-            for k, payload in enumerate(payloads):
+            loud = [k for k, message in enumerate(sp.sends) if not silent(spec, step, message)]
+            if len(payloads) != len(loud):
+                raise P.PartsError(rank, f"step {step}: {len(payloads)} messages published, its program sends {len(loud)}")
+            for k, node in enumerate(sp.program.sends):
+                mail[step * per_step + offsets[rank] + k] = torch.zeros(sp.program.nodes[node].numel)
+            for k, payload in zip(loud, payloads):
                 mail[step * per_step + offsets[rank] + k] = payload.view(torch.float32)
     return mail
 
@@ -268,7 +311,7 @@ def peers_of(spec: TrainSpec, message: Message) -> list[int]:
     if message.receiver >= 0:
         return [message.receiver]
     stage, replica = message.sender % spec.stages, message.sender // spec.stages
-    group = replica_ranks(spec, stage) if message.kind == "grad_sum" else pipeline_ranks(spec, replica)
+    group = pipeline_ranks(spec, replica) if message.kind == "grad_sq" else replica_ranks(spec, stage)
     return [r for r in group if r != message.sender]
 
 
@@ -295,8 +338,10 @@ def _step_function(spec: TrainSpec, runner: StageRunner, local: list[str], recei
     def decode(kind: str, message: torch.Tensor) -> torch.Tensor:
         return dequantize(message, runner.act_shape, bits[kind]) if bits[kind] else message
 
+    n_outer = len(outer_slots(spec, local, runner.params))
+
     def step(*args):
-        n_state = n_params * (1 + n_kinds)
+        n_state = n_params * (1 + n_kinds) + n_outer
         params = dict(zip(local, args[:n_params]))
         buffers = [[args[n_params + k * n_params + i] for k in range(n_kinds)] for i in range(n_params)]
         reads_rows = stage.first or stage.last  # a middle stage's step names no data
@@ -325,7 +370,7 @@ def _step_function(spec: TrainSpec, runner: StageRunner, local: list[str], recei
                     outbox.append(encode("gradient", result[1]))
                 micro_grads = [result[0][name] for name in local]
                 grads = micro_grads if grads is None else [a + b for a, b in zip(grads, micro_grads)]
-        if replicas > 1:  # the data-parallel mean, summed in replica order
+        if replicas > 1 and spec.diloco is None:  # the data-parallel mean, summed in replica order
             flat = torch.cat([g.reshape(-1) for g in grads])
             if bits["grad_sum"]:  # every replica sums what the messages stand for, its own too
                 outbox.append(quantize_sum(flat, bits["grad_sum"]))
@@ -348,10 +393,55 @@ def _step_function(spec: TrainSpec, runner: StageRunner, local: list[str], recei
             coef = torch.clamp(clip_norm / (total.sqrt() + 1e-6), max=1.0)
             grads = [g * coef for g in grads]
         new_params, new_buffers = config.update(list(params.values()), grads, buffers, hyper)
-        state = new_params + [new_buffers[i][k] for k in range(n_kinds) for i in range(n_params)]
+        outer = []
+        if spec.diloco is not None:
+            new_params, outer = _outer_step(spec, runner.replica, new_params, args[n_state - n_outer:n_state],
+                                            outbox, inbox)
+        state = new_params + [new_buffers[i][k] for k in range(n_kinds) for i in range(n_params)] + outer
         return (*state, loss, *outbox)
 
     return step
+
+
+def _outer_step(spec: TrainSpec, replica: int, params: list[torch.Tensor], outer: Sequence[torch.Tensor],
+                outbox: list[torch.Tensor], inbox) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """DiLoCo after the inner optimizer's step (``stage.StageRunner.step``'s, as nodes): on the
+    last step of a round the replicas' pseudo-gradients ``global - params`` are averaged in replica
+    order and the outer Nesterov step (``compression.OuterNesterov``) moves the global parameters,
+    which every replica then takes; on the other steps the state passes through and the message
+    sent is zero (:func:`silent`). The round's step count is state, so the step graph is the same
+    every step and the choice is a ``where``. Returns (parameters, DiLoCo state in slot order)."""
+    d, n = spec.diloco, len(params)
+    bits = message_bits(spec)["outer"]
+    glob, velocity, count, residual = outer[:n], outer[n:2 * n], outer[2 * n], outer[2 * n + 1:]
+    counted = count + 1.0
+    last = counted >= d.inner_steps
+
+    def flat(tensors):
+        return torch.cat([t.reshape(-1) for t in tensors])
+
+    def split(vector, like):
+        return [part.view(t.shape) for part, t in zip(vector.split([t.numel() for t in like]), like)]
+
+    pseudo = flat(glob) - flat(params)
+    size = pseudo.numel()
+    if bits:
+        target = pseudo + flat(residual) if residual else pseudo
+        outbox.append(torch.where(last, quantize_sum(target, bits), 0.0))
+        own = dequantize_sum(outbox[-1], size, bits)
+        others = [dequantize_sum(next(inbox), size, bits) for _ in range(spec.replicas - 1)]
+    else:
+        outbox.append(torch.where(last, pseudo, 0.0))
+        own, others = outbox[-1], [next(inbox) for _ in range(spec.replicas - 1)]
+    mean = _in_rank_order(own, others, replica) / spec.replicas
+    moved = d.outer_momentum * flat(velocity) + mean
+    taken = flat(glob) - d.outer_lr * (mean + d.outer_momentum * moved)
+    state = [torch.where(last, taken, flat(glob)), torch.where(last, moved, flat(velocity))]
+    new_params = split(torch.where(last, taken, flat(params)), params)
+    if residual:
+        state.append(torch.where(last, target - own, flat(residual)))
+    state = [tensor for vector in state for tensor in split(vector, params)]
+    return new_params, state[:2 * n] + [torch.where(last, 0.0, counted)] + state[2 * n:]
 
 
 
@@ -362,7 +452,8 @@ def _step_function(spec: TrainSpec, runner: StageRunner, local: list[str], recei
 @dataclass
 class ParticipantRecord:
     """What one participant did, step by step: the state before each step (and after the last),
-    the messages it received and sent in its program's order, and its loss."""
+    the messages it received and sent in its program's order (a :func:`silent` one as zero, what
+    its receivers read, whatever its program computed), and its loss."""
 
     states: list[list[torch.Tensor]] = dataclasses.field(default_factory=list)
     received: list[list[torch.Tensor]] = dataclasses.field(default_factory=list)
@@ -371,10 +462,16 @@ class ParticipantRecord:
 
 
 def initial_state(spec: TrainSpec, rank: int) -> list[torch.Tensor]:
-    """The participant's state before step 0: its stage's initial parameters, zero buffers."""
+    """The participant's state before step 0: its stage's initial parameters, zero buffers and,
+    with DiLoCo, the initial parameters as the global ones, zero velocity, count and residual."""
     runner = StageRunner(spec, rank)
     kinds = runner.optimizer.config.buffers()
-    return [p.detach().clone() for p in runner.params] + [torch.zeros_like(p) for _ in kinds for p in runner.params]
+    params = [p.detach().clone() for p in runner.params]
+    state = params + [torch.zeros_like(p) for _ in kinds for p in params]
+    if spec.diloco is not None:
+        residual = [torch.zeros_like(p) for p in params] if _keeps_residual(spec.diloco) else []
+        state += [p.clone() for p in params] + [torch.zeros_like(p) for p in params] + [torch.zeros(1)] + residual
+    return state
 
 
 def training_rows(spec: TrainSpec) -> Dataset:
@@ -446,18 +543,22 @@ def train_stage_programs(spec: TrainSpec, *, corrupt: dict[int, Corruption] | No
                 received: list[torch.Tensor | None] = [None] * len(sp.receives)
 
                 def take(i: int, step=step, received=received) -> torch.Tensor:
-                    received[i] = mailbox.take(step, sp.receives[i])
+                    message = sp.receives[i]
+                    received[i] = (torch.zeros(sp.received_shapes[i]) if silent(spec, step, message)
+                                   else mailbox.take(step, message))
                     return received[i]
 
                 def send(i: int, tensor: torch.Tensor, step=step) -> None:
-                    mailbox.post(step, sp.sends[i], tensor, peers_of(spec, sp.sends[i]))
+                    if not silent(spec, step, sp.sends[i]):
+                        mailbox.post(step, sp.sends[i], tensor, peers_of(spec, sp.sends[i]))
 
                 x, y, hyper = step_inputs(spec, step, sp.rank, train)
                 result = executor.run(state, x, y, hyper, messages=take, on_send=send,
                                        corrupt=cheat if cheat is not None and cheat.step == step else None)
                 state = result.state
                 record.received.append(received)
-                record.sent.append([t.clone() for t in result.sent])
+                record.sent.append([torch.zeros_like(t) if silent(spec, step, m) else t.clone()
+                                    for m, t in zip(sp.sends, result.sent)])
                 record.losses.append(float(result.loss))
             record.states.append(state)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
@@ -498,8 +599,8 @@ class ProgramRunner:
         self.executor = ProgramExecutor(self.sp.program)
         self.slots = self.sp.program.state
         self.values = initial_state(spec, rank)
-        self.shapes = {node.attrs[0]: node.shape for node in self.sp.program.nodes if node.op == "recv"}
-        self.collectives = {"grad_sum": replica_ranks(spec, self.index), "grad_sq": pipeline_ranks(spec, self.replica)}
+        self.collectives = {"grad_sum": replica_ranks(spec, self.index), "grad_sq": pipeline_ranks(spec, self.replica),
+                            "outer": replica_ranks(spec, self.index)}
         bits = message_bits(spec)
         self.codecs = {kind: bits[kind] and C.ProgramMessageCodec(*layout, bits[kind])
                        for kind, layout in quantised_layouts(spec, sum(p.numel() for p in self.params)).items()}
@@ -524,7 +625,9 @@ class ProgramRunner:
         gathered: dict[str, list[torch.Tensor]] = {}
 
         def receive(i: int) -> torch.Tensor:
-            message, shape = self.sp.receives[i], self.shapes[i]
+            message, shape = self.sp.receives[i], self.sp.received_shapes[i]
+            if silent(self.spec, step, message):
+                return torch.zeros(shape)
             if message.kind in self.collectives:
                 return gathered[message.kind].pop(0)
             payload = links.recv(4 * math.prod(shape), message.sender, self.codecs[message.kind])
@@ -532,6 +635,8 @@ class ProgramRunner:
 
         def send(i: int, tensor: torch.Tensor) -> None:
             message, payload = self.sp.sends[i], tensor.contiguous().view(-1).view(torch.uint8)
+            if silent(self.spec, step, message):
+                return
             if message.kind not in self.collectives:
                 links.send(payload, message.receiver, self.codecs[message.kind])
                 return

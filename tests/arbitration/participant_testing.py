@@ -12,11 +12,12 @@ import torch
 from program_testing import STEP, Setup, to_prove
 
 from offchain.distributed.group import GroupTask, group_task
-from offchain.distributed.spec import GPTShape, QuantizeConfig, TrainSpec
+from offchain.distributed.spec import DiLoCoConfig, GPTShape, QuantizeConfig, TrainSpec
 from offchain.distributed.stage_program import (
     export_stage_program,
     group_mail,
     participant_program,
+    silent,
     step_inputs,
     train_stage_programs,
     training_rows,
@@ -33,13 +34,18 @@ DATA_PARALLEL = dataclasses.replace(SPEC, model=dataclasses.replace(SPEC.model, 
                                     batch_size=8)
 QUANTISED = dataclasses.replace(SPEC, quantize=QuantizeConfig(bits=4, grad_bits=8))
 QUANTISED_SUMS = dataclasses.replace(DATA_PARALLEL, quantize=QuantizeConfig(bits=4, grad_bits=8, sum_bits=8))
+DILOCO = dataclasses.replace(DATA_PARALLEL, diloco=DiLoCoConfig(inner_steps=1))  # every step ends a round
 #: (spec, rank, the kind of message it cheats on): the first stage's activation, the middle and last
 #: stages' gradient, a data-parallel replica's contribution to the gradient all-reduce, the middle
-#: stage's quantised activation (a code: its round, max-abs scale and casts are judged) and a
-#: replica's quantised contribution to the all-reduce
+#: stage's quantised activation (a code: its round, max-abs scale and casts are judged), a
+#: replica's quantised contribution to the all-reduce and a DiLoCo replica's pseudo-gradient
 CASES = {"first": (SPEC, 0, "activation"), "middle": (SPEC, 1, "gradient"), "last": (SPEC, 2, "gradient"),
          "all-reduce": (DATA_PARALLEL, 3, "grad_sum"), "quantised": (QUANTISED, 1, "activation"),
-         "quantised all-reduce": (QUANTISED_SUMS, 3, "grad_sum")}
+         "quantised all-reduce": (QUANTISED_SUMS, 3, "grad_sum"),
+         "diloco": (DILOCO, 3, "outer")}
+#: a DiLoCo replica sending a pseudo-gradient on a step inside a round (the message is zero by
+#: definition: the mail holds zero, whatever its program computes)
+BETWEEN_ROUNDS = {"between rounds": (dataclasses.replace(DATA_PARALLEL, diloco=DiLoCoConfig(inner_steps=2)), 3, "outer")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Bound:
 @functools.cache
 def bound(case: str, cheats: bool) -> Bound:
     """Participant ``case`` of a group in which it sends one wrong element (``cheats``) or none."""
-    spec, rank, kind = CASES[case]
+    spec, rank, kind = {**CASES, **BETWEEN_ROUNDS}[case]
     sp = export_stage_program(spec, rank)
     sent = next(i for i, m in enumerate(sp.sends) if m.kind == kind)
     cheat = Corruption(step=STEP, node=sp.program.sends[sent], index=3, delta=1e-2)
@@ -92,5 +98,6 @@ def bound(case: str, cheats: bool) -> Bound:
                              y=rows.y, mail=mail)
     b = Bound(sp, spec, group, records, mail, cheat, None, step)
     trace = b.trace(corrupt=cheat if cheats else None)
-    assert torch.equal(trace[cheat.node], records[rank].sent[STEP][sent])  # the mail holds what it sent
+    delivered = torch.zeros_like(trace[cheat.node]) if silent(spec, STEP, sp.sends[sent]) else trace[cheat.node]
+    assert torch.equal(delivered, records[rank].sent[STEP][sent])  # the mail holds what it sent
     return dataclasses.replace(b, setup=Setup(SimpleNamespace(task=task), program, {}, tuple(trace)))

@@ -15,7 +15,9 @@ a replica of a 2 × 2 group, which sends its gradients to the all-reduce.
   node loses to `prove_leaf_link`, whoever received it.
 
 The same holds of a stage whose messages are quantised (`TrainSpec.quantize`): a wrong code loses
-to `prove_element`, and the honest trace, rounding and scales included, has nothing to prove."""
+to `prove_element`, and the honest trace, rounding and scales included, has nothing to prove; and
+of a DiLoCo replica's pseudo-gradient at the end of a round, while inside a round the message is
+zero by definition and one computed otherwise loses its send link."""
 
 from __future__ import annotations
 
@@ -107,6 +109,24 @@ def test_participant_dispute__a_sent_message_other_than_the_mail_s_loses_its_sen
         with boa.reverts("arbitration: not a linked leaf"):
             suite.program_links.prove_leaf_link(*args)
     gas(suite, suite.program_links, found.fn, parties.verifier, *found.args)
+    assert T.verdict(suite, dispute_id) == (False, True, 1)
+
+
+def test_participant_dispute__a_pseudo_gradient_sent_inside_a_diloco_round_loses_to_the_mail_s_zero(suite, parties):
+    """Inside a round a replica's pseudo-gradient is zero by definition (it crosses no link, the
+    mail holds zero): one that computes otherwise loses; the honest one, sending zero, does not."""
+    honest, cheater = bound("between rounds", False), bound("between rounds", True)
+    assert not honest.records[honest.sp.rank].sent[STEP][-1].any() and honest.mail == cheater.mail
+    trace = list(honest.setup.trace)
+    dispute_id = honest.to_prove(suite, parties, trace)
+    assert P.find_program_proof(suite.game.address, dispute_id, honest.step(trace=trace),
+                                honest.setup.after_root(trace)) is None
+    trace = list(cheater.setup.trace)
+    dispute_id = cheater.to_prove(suite, parties, trace)
+    found = P.find_program_proof(suite.game.address, dispute_id, cheater.step(trace=trace),
+                                 cheater.setup.after_root(trace))
+    assert found is not None and found.fn == "prove_leaf_link" and found.args[5][1][0][0] == cheater.cheat.node
+    gas(suite, getattr(suite, found.contract), found.fn, parties.verifier, *found.args)
     assert T.verdict(suite, dispute_id) == (False, True, 1)
 
 

@@ -87,6 +87,14 @@ def test_dtm_group_spec_writes_a_spec_that_loads(tmp_path):
     plain = CliRunner().invoke(main, ["group", "spec", str(out), "--stages", "2", "--sampling", "task", "--programs"])
     assert plain.exit_code == 0, plain.output
     assert (load_spec(out).sampling, load_spec(out).programs) == ("task", True)
+    rounds = CliRunner().invoke(main, ["group", "spec", str(out), "--replicas", "2", "--programs", "--diloco", "4",
+                                       "--diloco-bits", "6"])
+    assert rounds.exit_code == 0, rounds.output
+    assert (load_spec(out).diloco.inner_steps, load_spec(out).diloco.compress, load_spec(out).diloco.bits) == (4, "quant", 6)
+    alone = CliRunner().invoke(main, ["group", "spec", str(out), "--diloco-bits", "6"])
+    assert alone.exit_code == 1 and "it needs --diloco" in alone.output
+    torn = CliRunner().invoke(main, ["group", "spec", str(out), "--programs", "--diloco", "5"])
+    assert torn.exit_code == 1 and "every DiLoCo round is whole" in torn.output
     compressed = CliRunner().invoke(main, ["group", "spec", str(out), "--programs", "--aqsgd-bits", "4"])
     assert compressed.exit_code == 1 and "not captured as programs yet" in compressed.output
     quantised = CliRunner().invoke(main, ["group", "spec", str(out), "--programs", "--quantize", "4",

@@ -20,7 +20,7 @@ from offchain.distributed.group import group_proof_root, segments
 from offchain.distributed.group_proof import GroupProofDocument, GroupProofError, trained_model
 from offchain.distributed.replay import check_group, replay_participant
 from offchain.distributed import compression as C
-from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, QuantizeConfig, TrainSpec
+from offchain.distributed.spec import AQSGDConfig, DiLoCoConfig, GPTShape, QuantizeConfig, TrainSpec, replica_ranks
 from offchain.distributed.stage import StageRunner, build_gpt
 from offchain.distributed.stage_program import (
     SUM_ROW,
@@ -53,7 +53,9 @@ TWO_GPIPE = dataclasses.replace(THREE, model=dataclasses.replace(THREE.model, la
                                 micro_batches=4, batch_size=8)
 TWO_BY_TWO = dataclasses.replace(THREE, model=dataclasses.replace(THREE.model, layers=2), stages=2, replicas=2,
                                  batch_size=8, sampling="task")  # rows drawn as tasks draw them
-SPECS = {"3 stages, 1f1b, clipped": THREE, "2 stages, gpipe": TWO_GPIPE, "2 stages x 2 replicas": TWO_BY_TWO}
+DILOCO = dataclasses.replace(TWO_BY_TWO, steps=4, diloco=DiLoCoConfig(inner_steps=2))  # two rounds of two steps
+SPECS = {"3 stages, 1f1b, clipped": THREE, "2 stages, gpipe": TWO_GPIPE, "2 stages x 2 replicas": TWO_BY_TWO,
+         "2 x 2 DiLoCo": DILOCO}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,7 @@ def test_stage_programs__the_group_trained_by_its_participants_programs_matches_
     spec = SPECS[name]
     programs, records = trained[name]
     with execution_context(1):
-        engine = run_single(spec)
+        engine = run(spec) if spec.diloco else run_single(spec)  # the whole-model run knows no rounds
     last = [record.losses for sp, record in zip(programs, records) if sp.rank % spec.stages == spec.stages - 1]
     assert [sum(values) / len(values) for values in zip(*last)] == pytest.approx(engine.losses, rel=1e-5)
     for sp, record in zip(programs, records):
@@ -197,7 +199,7 @@ def test_stage_programs__recv_leaves_must_be_numbered_in_order_and_sends_compute
 
 @pytest.mark.parametrize("change, words", [
     ({"aqsgd": AQSGDConfig()}, "AQ-SGD"),
-    ({"diloco": DiLoCoConfig()}, "DiLoCo"),
+    ({"diloco": DiLoCoConfig(compress="topk")}, "DiLoCo's 'topk' pseudo-gradients"),
 ])
 def test_stage_programs__what_is_not_captured_yet_is_refused_in_one_line(change, words):
     with pytest.raises(GraphError, match=words):
@@ -236,6 +238,9 @@ def test_stage_programs__message_names_are_the_schedule_s():
     assert received[-2:] == (Message("grad_sum", 1, 3, -1), Message("grad_sq", 2, 3, -1))
     assert sent[-2:] == (Message("grad_sum", 3, -1, -1), Message("grad_sq", 3, -1, -1))
     assert peers_of(TWO_BY_TWO, sent[-2]) == [1] and peers_of(TWO_BY_TWO, sent[-1]) == [2]
+    received, sent = messages_of(DILOCO, 3)  # DiLoCo: no gradient all-reduce, pseudo-gradients instead
+    assert received[-2:] == (Message("grad_sq", 2, 3, -1), Message("outer", 1, 3, -1))
+    assert [m.kind for m in sent] == ["gradient", "gradient", "grad_sq", "outer"] and peers_of(DILOCO, sent[-1]) == [1]
 
 
 # ── the engine's processes running the programs (TrainSpec.programs) ──
@@ -329,9 +334,75 @@ def test_stage_programs__one_run_of_many_specs_starts_however_many_constants_the
     assert len({result.losses[0] for result in results}) == len(specs)  # each ran its own seed's batches
 
 
-def test_stage_programs__a_spec_with_programs_refuses_compression():
+def test_stage_programs__a_spec_with_programs_refuses_what_its_programs_cannot_compute():
     with pytest.raises(ValueError, match="not captured as programs yet"):
         dataclasses.replace(THREE, programs=True, aqsgd=AQSGDConfig(bits=4))
+    with pytest.raises(ValueError, match="top-k sorts"):
+        dataclasses.replace(DILOCO, programs=True, diloco=DiLoCoConfig(2, compress="topk"))
+    with pytest.raises(ValueError, match="bits must be an integer"):
+        dataclasses.replace(DILOCO, programs=True, diloco=DiLoCoConfig(2, compress="quant", bits=1))
+    with pytest.raises(ValueError, match="every DiLoCo round is whole"):
+        dataclasses.replace(DILOCO, programs=True, steps=5)
+    dataclasses.replace(DILOCO, programs=True, diloco=DiLoCoConfig(2, compress="quant", bits=4))
+
+
+# ── DiLoCo: rounds of inner steps, pseudo-gradients at their ends ───
+def test_stage_programs__diloco_replicas_exchange_pseudo_gradients_at_a_round_s_end_and_take_its_outer_step(trained):
+    """Inside a round every replica trains on its own and its pseudo-gradient message is zero;
+    at a round's end the replicas send ``global - params``, and each takes the outer Nesterov step
+    (`compression.OuterNesterov`) of their mean from the global parameters: the replicas'
+    parameters, global parameters and velocities then agree bit for bit."""
+    spec = DILOCO
+    d = spec.diloco
+    programs, records = trained["2 x 2 DiLoCo"]
+    for stage in range(spec.stages):
+        sp, replicas = programs[stage], [records[rank] for rank in replica_ranks(spec, stage)]
+        names = [slot.name for slot in sp.program.state]
+        params = [i for i, name in enumerate(names) if name.startswith("param/")]
+        glob = [names.index("diloco.global/" + names[i].split("/", 1)[1]) for i in params]
+        velocity = [names.index("diloco.velocity/" + names[i].split("/", 1)[1]) for i in params]
+        assert all(programs[rank].sends[-1].kind == "outer" for rank in replica_ranks(spec, stage))
+        for step in range(spec.steps):
+            pseudo = [record.sent[step][-1] for record in replicas]
+            after = [record.states[step + 1] for record in replicas]
+            if (step + 1) % d.inner_steps:
+                assert not any(p.any() for p in pseudo)
+                assert not torch.equal(after[0][params[0]], after[1][params[0]])  # each trains on its own
+                continue
+            before = replicas[0].states[step]
+            mean = (pseudo[0] + pseudo[1]) / spec.replicas
+            nesterov = C.OuterNesterov(d.outer_lr, d.outer_momentum)
+            nesterov.velocity = [before[i].clone() for i in velocity]
+            expected = [before[i].clone() for i in glob]
+            nesterov.step(expected, [part.view(t.shape) for part, t in zip(mean.split([t.numel() for t in expected]), expected)])
+            for state in after:
+                assert all(torch.equal(state[i], want) for i, want in zip(params, expected))
+                assert all(torch.equal(state[i], state[j]) for i, j in zip(params, glob))
+                assert all(torch.equal(state[i], want) for i, want in zip(velocity, nesterov.velocity))
+            assert all(torch.equal(after[0][i], after[1][i]) for i in params + glob + velocity)  # Adam's stay each its own
+
+
+def test_stage_programs__diloco_s_processes_send_nothing_inside_a_round_and_every_segment_replays_exactly(trained, tmp_path):
+    """The engine's processes running DiLoCo's programs: the links carry the pseudo-gradients at
+    rounds' ends only (the module engine's bytes a step, float32; 4-bit codes save exactly their
+    packing), every message arrives as the threads' sent it, every segment replays exactly."""
+    spec = dataclasses.replace(DILOCO, programs=True, checkpoint_interval=1)
+    result = run(spec, parts_dir=tmp_path / "float32")
+    _same_bits_as_the_threads(spec, result, *trained["2 x 2 DiLoCo"])
+    assert result.bytes_per_step == run(DILOCO).bytes_per_step
+    quantised = dataclasses.replace(spec, diloco=dataclasses.replace(spec.diloco, compress="quant", bits=4))
+    with execution_context(1):
+        _, records = train_stage_programs(quantised)
+    coded = run(quantised, parts_dir=tmp_path / "quantised")
+    assert published_mail(quantised, tmp_path / "quantised") == group_mail(records)
+    for run_spec, parts in ((spec, tmp_path / "float32"), (quantised, tmp_path / "quantised")):
+        verdicts = [replay_participant(run_spec, parts, rank, segment) for rank, segment in segments(run_spec)]
+        assert all(v.accept and v.exact for v in verdicts), [v.reason for v in verdicts if not v.accept]
+    saved = 0
+    for stage in range(spec.stages):  # each replica gathers the other's pseudo-gradient, once a round
+        count = sum(p.numel() for p in StageRunner(spec, stage).params)
+        saved += 2 * (4 * count - C.quantized_size(sum_rows(count), SUM_ROW, 4)) / spec.diloco.inner_steps
+    assert result.bytes_per_step - coded.bytes_per_step == saved
 
 
 # ── quantised stage messages (TrainSpec.quantize) ────────────────────

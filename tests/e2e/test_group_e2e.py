@@ -3,10 +3,13 @@
 (each participant running its step program and publishing its parts), verified by a verifier that
 replays every participant's segments from the published parts, and paid; and a group whose last
 participant tampers with its state, challenged at that participant's segment and beaten on chain
-through the group's task. A forced error on a group task is caught and paid from the jackpot the
+through the group's task (that group trains with DiLoCo: its replicas exchange 4-bit
+pseudo-gradients every other step). A forced error on a group task is caught and paid from the jackpot the
 same way."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 from click.testing import CliRunner
@@ -17,7 +20,7 @@ from offchain.chain.suite import ETHER, Role, TaskState
 from offchain.cli import main
 from offchain.dispute.game import END_LINK
 from offchain.distributed.group import group_task, save_spec
-from offchain.distributed.spec import GPTShape, QuantizeConfig, TrainSpec
+from offchain.distributed.spec import DiLoCoConfig, GPTShape, QuantizeConfig, TrainSpec
 from offchain.distributed.stage import build_gpt, heldout_loss
 from offchain.node import LOCAL_DEPLOYMENT
 from offchain.workers.artifacts import publish_group_task
@@ -33,6 +36,8 @@ pytestmark = pytest.mark.e2e
 SPEC = TrainSpec(model=GPTShape(seq_len=8, dim=16, heads=2, layers=2), stages=2, replicas=2, steps=4, batch_size=8,
                  micro_batches=2, train_rows=16, holdout_rows=16, sampling="task", checkpoint_interval=2,
                  programs=True, quantize=QuantizeConfig(bits=4, grad_bits=8, sum_bits=8))
+#: the same group with DiLoCo: two inner steps a round, 4-bit pseudo-gradients (error feedback)
+DILOCO = dataclasses.replace(SPEC, quantize=None, diloco=DiLoCoConfig(inner_steps=2, compress="quant", bits=4))
 
 
 def test_group_task__posted_its_forced_error_caught_and_paid_from_the_jackpot_then_verified_by_replay_and_paid(tmp_path):
@@ -89,7 +94,7 @@ def test_group_task__a_participant_that_tampers_with_its_state_loses_the_dispute
     with local_market(tmp_path) as m:
         solver = m.start(Solver, SOLVER, Role.SOLVER, cheat="skip")
         m.start(Verifier, VERIFIER, Role.VERIFIER)
-        published = publish_group_task(m.store, group_task(SPEC))
+        published = publish_group_task(m.store, group_task(DILOCO))
         task_id = Submitter(market=m.market(SUBMITTER), store=m.store, home=m.home).post(
             published, payment=ETHER, solver_stake=ETHER, expires_in=3_600, train_window=600)
         reader = m.market(0)
