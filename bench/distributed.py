@@ -23,7 +23,8 @@ first, so the emulated link's distance from it is printed too.
 With ``--programs`` the uncompressed layouts also run with every participant executing its
 captured step program (``TrainSpec.programs``, docs/group-tasks.md §4.2) instead of the modules,
 and both once more with their messages quantised inside the programs (``--bits`` forward,
-``--grad-bits`` back and for the all-reduce: ``TrainSpec.quantize``, §4.2.1).
+``--grad-bits`` back and for the all-reduce: ``TrainSpec.quantize``, §4.2.1); DiLoCo's raw and
+4-bit rows run as programs too (§4.2.1 there).
 
     .venv/bin/python bench/distributed.py [--steps 64] [--batch 16] [--four] [--paper-outer] [--repeat 1]
         [--programs | --only-programs] [--slower N | --latency S --bandwidth B/S] [--schedule 1f1b]
@@ -109,7 +110,7 @@ def main() -> None:
     parser.add_argument("--programs", action="store_true",
                         help="also the uncompressed layouts with every participant running its step program")
     parser.add_argument("--only-programs", action="store_true",
-                        help="only the uncompressed layouts, with modules and with programs")
+                        help="only the layouts programs can run, with modules and with programs")
     args = parser.parse_args()
     if args.batch % 8 or not 8 <= args.batch <= 256:
         parser.error("--batch must be a multiple of 8 (4 micro-batches, 2 replicas) from 8 to 256")
@@ -139,11 +140,12 @@ def main() -> None:
     if args.paper_outer:
         rows.append(("1x2", f"DiLoCo H={args.inner} 0.7/0.9",
                      dict(replicas=2, diloco=DiLoCoConfig(args.inner, outer_lr=0.7, outer_momentum=0.9))))
+    programmed = ("none", "all-reduce", f"DiLoCo H={args.inner}", f"DiLoCo H={args.inner} 4-bit")
     if args.only_programs:
-        rows = [row for row in rows if row[1] in ("none", "all-reduce")]
+        rows = [row for row in rows if row[1] in programmed]
     if args.programs or args.only_programs:
         rows += [(layout, f"{name}, programs", {**kw, "programs": True}) for layout, name, kw in rows
-                 if name in ("none", "all-reduce")]
+                 if name in programmed]
         quantize = QuantizeConfig(args.bits, args.grad_bits, sum_bits=args.grad_bits)
         rows += [("2x1", f"quant {args.bits}/{args.grad_bits}, programs", dict(stages=2, programs=True, quantize=quantize)),
                  ("1x2", f"quant {args.grad_bits}-bit, programs", dict(replicas=2, programs=True, quantize=quantize))]
