@@ -189,6 +189,7 @@ CREATION_OPS = {
     aten.ones.default, aten.zeros.default, aten.full.default, aten.arange.default, aten.arange.start,
     aten.arange.start_step, aten.scalar_tensor.default, aten.empty.memory_format, aten.new_zeros.default,
     aten.new_ones.default, aten.new_full.default, aten.new_empty.default, aten.eye.default, aten.eye.m,
+    aten.linspace.default, aten.logspace.default,
 }
 RANDOM_OPS = {aten.native_dropout.default, aten.bernoulli_.float, aten.rand_like.default,
               aten.randn_like.default, aten.rand.default, aten.randn.default, aten.randint.low,
@@ -446,21 +447,24 @@ def _compute_dtype(inputs: Sequence[Any]) -> torch.dtype:
 
 def _source_line(fx: torch.fx.Node) -> str:
     """The innermost model line (outside torch and the capture's own step and optimizer; a preset's
-    line in ``models.py`` counts) that produced ``fx``."""
+    line in ``models.py`` counts) that produced ``fx``; where a torch layer was called by torch
+    alone (inside ``nn.Sequential``), the innermost line of ``torch.nn`` that did."""
     trace = fx.meta.get("stack_trace")
     if not trace:
         return "the backward pass"
     lines = trace.strip().splitlines()
-    best = None
+    best = layer = None
     for i, line in enumerate(lines):
         line = line.strip()
-        if line.startswith('File "'):
+        if line.startswith('File "') and ", line " in line:
             path = line.split('"')[1]
+            code = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            where = f"{line.split(', line ')[1].split(',')[0]}: {code}"
             if not path.startswith(_TORCH_DIR) and os.path.abspath(path) not in _CAPTURE_FILES:
-                code = lines[i + 1].strip() if i + 1 < len(lines) else ""
-                number = line.split(", line ")[1].split(",")[0] if ", line " in line else "?"
-                best = f"{os.path.basename(path)}:{number}: {code}"
-    return best or "?"
+                best = f"{os.path.basename(path)}:{where}"
+            elif path.startswith(os.path.join(_TORCH_DIR, "nn", "")):
+                layer = f"{os.path.relpath(path, os.path.dirname(_TORCH_DIR))}:{where}"
+    return best or layer or "?"
 
 
 # --------------------------------------------------------------------------------------------

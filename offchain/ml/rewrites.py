@@ -4,11 +4,12 @@
 * ``POSITION_SUMS``: fused kernels whose reduction is longer than one judge call reads (the loss,
   the embedding and LayerNorm weight gradients over many positions, long means, LayerNorm and
   GroupNorm over long rows) as sums, one-hot matmuls and elementwise ops, which the game dissects;
-* ``DECOMPOSED``: kernels with no node (activations, pools, resizing, padding, norms, ...) by
-  PyTorch's own decompositions or ours, and a wide convolution's input gradient by its flipped
-  weight;
+* ``DECOMPOSED``: kernels with no node (activations, pools, resizing, padding, norms, flips,
+  rolls, running sums, ...) by PyTorch's own decompositions or ours, and a wide convolution's
+  input gradient by its flipped weight;
 * ``BeforeAutograd``: calls rewritten before autograd sees them (max/min over a dim, 1x1 and
-  strided convolutions whose reads would spread over more leaves than the game opens);
+  strided convolutions whose reads would spread over more leaves than the game opens, circular
+  padding, bilinear layers);
 * ``batch_norm_steps``: BatchNorm layers whose running statistics become state;
 * ``composite_rnns``: recurrent layers traced in PyTorch's composite form.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import struct
 from typing import Callable, Sequence
 
 import torch
@@ -70,9 +72,7 @@ class BatchNormStep(torch.nn.Module):
         count = x.numel() // x.shape[1]
         if count < 2:
             raise GraphError(f"batch norm over {count} value per channel: a batch needs more than one")
-        mean = x.sum(dims, True) / count
-        centred = x - mean
-        var = (centred * centred).sum(dims, True) / count
+        centred, mean, var = _moments_by_sums(x, dims)
         scale = torch.rsqrt(var + self.eps)
         y = centred * (scale * self.weight.reshape(shape) if self.weight is not None else scale)
         y = y + self.bias.reshape(shape) if self.bias is not None else y
@@ -207,7 +207,9 @@ class BeforeAutograd(TorchFunctionMode):
     * a grouped strided convolution whose input gradient would read its weight over too many
       leaves (:func:`_strided_spread`) as the stride-1 one, strided by a slice (its gradient reads
       all taps of fewer output channels; the layer costs stride_h·stride_w times the work); an
-      ungrouped one keeps its stride, its input gradient by the flipped weight (``DECOMPOSED``)."""
+      ungrouped one keeps its stride, its input gradient by the flipped weight (``DECOMPOSED``);
+    * circular padding (PyTorch writes it into an empty tensor) as gathers (:func:`_edge_pad`);
+    * a bilinear layer (a fused trilinear kernel) as an einsum."""
 
     REDUCTIONS = {torch.max: (torch.amax, torch.argmax, torch.return_types.max),
                   torch.Tensor.max: (torch.amax, torch.argmax, torch.return_types.max),
@@ -238,6 +240,12 @@ class BeforeAutograd(TorchFunctionMode):
             if groups != 1 and x.dim() == weight.dim() and _strided_spread(weight, stride) \
                     and isinstance(padding, (int, list, tuple)):
                 return _strided(func(x, weight, bias, 1, padding, dilation, groups), stride)
+        if func is torch.bilinear:  # x1ᵀ·W_o·x2 (+ b_o) for each output o, as one einsum of matmuls
+            x1, x2, weight, bias = (list(args) + [kwargs.get("bias")])[:4]
+            out = torch.einsum("...i,oij,...j->...o", x1, weight, x2)
+            return out + bias if bias is not None else out
+        if func is torch.nn.functional.pad and (args[2] if len(args) > 2 else kwargs.get("mode")) == "circular":
+            return _edge_pad("circular")[0](args[0], args[1] if len(args) > 1 else kwargs["pad"])
         return func(*args, **kwargs)
 
 
@@ -291,13 +299,19 @@ def _mean_by_sum(x, dims, keepdim=False, dtype=None):
     return x.sum(dims, keepdim) / count
 
 
-def _normalised(x, dims, eps):
-    """((x − mean)·rstd, mean, rstd) over ``dims`` kept, the moments as sums: Σx / n and
-    rsqrt(Σ(x − mean)² / n + eps)."""
+def _moments_by_sums(x, dims, correction=0, keepdim=True):
+    """(x − mean, mean, variance) over ``dims``, the moments as sums: mean = Σx / n kept,
+    variance = Σ(x − mean)² / (n − correction)."""
     count = math.prod(x.shape[d] for d in dims)
     mean = x.sum(dims, True) / count
     centred = x - mean
-    rstd = torch.rsqrt((centred * centred).sum(dims, True) / count + eps)
+    return centred, mean, (centred * centred).sum(dims, keepdim) / (count - correction)
+
+
+def _normalised(x, dims, eps):
+    """((x − mean)·rstd, mean, rstd) over ``dims`` kept, rstd = rsqrt(variance + eps)."""
+    centred, mean, var = _moments_by_sums(x, dims)
+    rstd = torch.rsqrt(var + eps)
     return centred * rstd, mean, rstd
 
 
@@ -315,11 +329,8 @@ def _group_norm_by_sums(x, weight, bias, n, channels, hw, groups, eps):
     """GroupNorm over groups longer than one judge call reads, from its moments as sums."""
     if channels // groups * hw <= JUDGED_POSITIONS:
         return NotImplemented
-    grouped = x.reshape(n, groups, channels // groups, -1)
-    count = grouped.shape[2] * grouped.shape[3]
-    mean = grouped.sum([2, 3], True) / count
-    centred = grouped - mean
-    rstd = torch.rsqrt((centred * centred).sum([2, 3], True) / count + eps)
+    centred, mean, var = _moments_by_sums(x.reshape(n, groups, channels // groups, -1), [2, 3])
+    rstd = torch.rsqrt(var + eps)
     # rstd · weight is one small (n, channels) factor, so the long tensor is multiplied once
     scale = rstd * weight.reshape(1, groups, -1, 1) if weight is not None else rstd
     y = centred * scale
@@ -451,27 +462,196 @@ def _adaptive_max_pool_backward_by_max_pool(grad, x, indices):
     return aten.max_pool2d_with_indices_backward.default(grad, x, window, window, [0, 0], [1, 1], False, indices)
 
 
-def _upsample_factors(input_size, output_size, scales) -> list[int]:
+# --------------------------------------------------------------------------------------------
+# Index maps: flips, rolls and edge padding as lookups of constant indices
+
+
+def _gather(x: torch.Tensor, dim: int, index: Sequence[int]) -> torch.Tensor:
+    """``x``'s slices along ``dim`` at the constant ``index``: an embedding lookup with those slices
+    as its rows, exact copies the judge checks element by element."""
+    if list(index) == list(range(x.shape[dim])):
+        return x
+    rows = x.movedim(dim, 0)
+    picked = aten.embedding.default(rows.reshape(rows.shape[0], -1), torch.tensor(index, device=x.device))
+    return picked.reshape(len(index), *rows.shape[1:]).movedim(0, dim)
+
+
+def _gathered_sums(grad: torch.Tensor, dim: int, index: Sequence[int], size: int) -> torch.Tensor:
+    """The gradient of :func:`_gather`: slice i along ``dim`` sums the slices of ``grad`` gathered
+    from it (embedding's weight gradient)."""
+    if list(index) == list(range(size)):
+        return grad
+    rows = grad.movedim(dim, 0)
+    summed = aten.embedding_dense_backward.default(rows.reshape(rows.shape[0], -1),
+                                                   torch.tensor(index, device=grad.device), size, -1, False)
+    return summed.reshape(size, *rows.shape[1:]).movedim(0, dim)
+
+
+def _flip_by_gathers(x, dims):
+    for dim in dims:
+        x = _gather(x, dim, range(x.shape[dim] - 1, -1, -1))
+    return x
+
+
+def _roll_by_gathers(x, shifts, dims=()):
+    if not dims:
+        return _roll_by_gathers(x.reshape(-1), shifts, [0]).reshape(x.shape)
+    for shift, dim in zip(shifts, dims):
+        size = x.shape[dim]
+        x = _gather(x, dim, [(j - shift) % size for j in range(size)])
+    return x
+
+
+#: which input position a padded position j of a dim of ``size`` copies
+EDGES = {
+    "reflection": lambda j, size: -j if j < 0 else 2 * (size - 1) - j if j >= size else j,  # mirrored
+    "replication": lambda j, size: min(max(j, 0), size - 1),  # the edge repeated
+    "circular": lambda j, size: j % size,  # wrapped around
+}
+
+
+def _edge_pad(edge: str) -> tuple[Callable, Callable]:
+    """{reflection,replication}_pad{1,2,3}d and circular padding as gathers along each padded dim (the
+    last ``len(padding) // 2``, the last dim's pads first; a negative pad crops), and their
+    backward as the gathers' sums."""
+    def index_maps(x, padding):
+        for i in range(len(padding) // 2):
+            dim, size = x.dim() - 1 - i, x.shape[x.dim() - 1 - i]
+            yield dim, [EDGES[edge](j, size) for j in range(-padding[2 * i], size + padding[2 * i + 1])]
+
+    def pad(x, padding):
+        for dim, index in index_maps(x, padding):
+            x = _gather(x, dim, index)
+        return x
+
+    def backward(grad, x, padding):
+        for dim, index in index_maps(x, padding):
+            grad = _gathered_sums(grad, dim, index, x.shape[dim])
+        return grad
+    return pad, backward
+
+
+def _cumsum_by_matmul(x, dim, dtype=None):
+    """A running sum along ``dim`` as the product with a constant upper-triangular matrix of ones (a
+    sum the judge bounds; a long one the game dissects); integer running sums keep the kernel."""
+    if not x.is_floating_point() or dtype not in (None, x.dtype):
+        return NotImplemented
+    size = x.shape[dim]
+    ones = torch.triu(torch.ones(size, size, dtype=x.dtype, device=x.device))
+    return (x.movedim(dim, -1) @ ones).movedim(-1, dim)
+
+
+def _index_maps() -> dict:
+    table = {aten.flip.default: _flip_by_gathers, aten.roll.default: _roll_by_gathers,
+             aten.cumsum.default: _cumsum_by_matmul, aten.im2col.default: _unfold_by_slices,
+             aten.col2im.default: _fold_by_slices}
+    for exact, name in ((False, "upsample_nearest2d"), (True, "_upsample_nearest_exact2d")):
+        upsample, backward = _upsample_nearest(exact)
+        table[getattr(aten, name).default], table[getattr(aten, f"{name}_backward").default] = upsample, backward
+    for edge in ("reflection", "replication"):
+        pad, backward = _edge_pad(edge)
+        for n in (1, 2, 3):
+            table[getattr(aten, f"{edge}_pad{n}d").default] = pad
+            table[getattr(aten, f"{edge}_pad{n}d_backward").default] = backward
+    return table
+
+
+def _blocks(size, kernel, dilation, padding, stride) -> list[tuple[int, int, int]]:
+    """Per spatial dim of an unfold: (kernel taps, dilation, output positions)."""
+    return [(k, d, (n + 2 * p - d * (k - 1) - 1) // s + 1)
+            for n, k, d, p, s in zip(size, kernel, dilation, padding, stride)]
+
+
+def _tiles(kernel, dilation, padding, stride, size) -> bool:
+    """Whether an unfold's blocks tile the plane (stride = kernel, no dilation or padding)."""
+    return (list(kernel) == list(stride) and all(d == 1 for d in dilation) and not any(padding)
+            and all(n % k == 0 for n, k in zip(size, kernel)))
+
+
+def _unfold_by_slices(x, kernel_size, dilation, padding, stride):
+    """im2col (``F.unfold``): each block's pixels, channel-major, as columns; blocks that tile the
+    plane by a view, others as the stack of one strided slice of the zero-padded input per tap."""
+    if x.dim() == 3:
+        return _unfold_by_slices(x.unsqueeze(0), kernel_size, dilation, padding, stride).squeeze(0)
+    (n, c), ((kh, dh, oh), (kw, dw, ow)) = x.shape[:2], _blocks(x.shape[2:], kernel_size, dilation, padding, stride)
+    if _tiles(kernel_size, dilation, padding, stride, x.shape[2:]):
+        return x.reshape(n, c, oh, kh, ow, kw).permute(0, 1, 3, 5, 2, 4).reshape(n, c * kh * kw, oh * ow)
+    (ph, pw), (sh, sw) = padding, stride
+    padded = torch.nn.functional.pad(x, (pw, pw, ph, ph))
+    taps = [padded[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+            for i in range(kh) for j in range(kw)]
+    return torch.stack(taps, 2).reshape(n, c * kh * kw, oh * ow)
+
+
+def _fold_by_slices(cols, output_size, kernel_size, dilation, padding, stride):
+    """col2im (``F.fold``, unfold's gradient): each tap's column placed at its strided pixels of
+    the zero-padded plane (``slice_backward``), summed over taps, the padding cropped."""
+    if cols.dim() == 2:
+        return _fold_by_slices(cols.unsqueeze(0), output_size, kernel_size, dilation, padding, stride).squeeze(0)
+    (kh, dh, oh), (kw, dw, ow) = _blocks(output_size, kernel_size, dilation, padding, stride)
+    n, c = cols.shape[0], cols.shape[1] // (kh * kw)
+    if _tiles(kernel_size, dilation, padding, stride, output_size):
+        return cols.reshape(n, c, kh, kw, oh, ow).permute(0, 1, 4, 2, 5, 3).reshape(n, c, *output_size)
+    (ph, pw), (sh, sw) = padding, stride
+    plane = [n, c, output_size[0] + 2 * ph, output_size[1] + 2 * pw]
+    taps = cols.reshape(n, c, kh, kw, oh, ow)
+    total = None
+    for i in range(kh):
+        for j in range(kw):
+            rows = aten.slice_backward.default(taps[:, :, i, j], [n, c, plane[2], ow], 2, i * dh,
+                                               i * dh + sh * (oh - 1) + 1, sh)
+            placed = aten.slice_backward.default(rows, plane, 3, j * dw, j * dw + sw * (ow - 1) + 1, sw)
+            total = placed if total is None else total + placed
+    return total[:, :, ph:ph + output_size[0], pw:pw + output_size[1]]
+
+
+def _upsample_factors(input_size, output_size, scales) -> list[int] | None:
     """The whole factors of a nearest upsample (each output pixel copies the input pixel
     ``i // factor``): the output size a multiple of the input's, any scale given equal to it."""
     factors = [o // i if o % i == 0 else 0 for i, o in zip(input_size[-2:], output_size)]
     if not all(factors) or any(s is not None and s != f for s, f in zip(scales, factors)):
-        raise GraphError(f"a nearest upsample from {list(input_size[-2:])} to {list(output_size)} is not supported "
-                         "(a whole scale factor is)")
+        return None
     return factors
 
 
-def _upsample_nearest_by_views(x, output_size, scales_h=None, scales_w=None):
-    """Nearest upsampling by whole factors: each pixel repeated over its block (an expanded view,
-    read out)."""
-    (fh, fw), (n, c, h, w) = _upsample_factors(x.shape, output_size, (scales_h, scales_w)), x.shape
-    return x.reshape(n, c, h, 1, w, 1).expand(n, c, h, fh, w, fw).reshape(n, c, h * fh, w * fw)
+def _float32(value: float) -> float:
+    return struct.unpack("f", struct.pack("f", value))[0]
 
 
-def _upsample_nearest_backward_by_sums(grad, output_size, input_size, scales_h=None, scales_w=None):
-    """Its gradient: the sum over each block."""
-    (fh, fw), (n, c, h, w) = _upsample_factors(input_size, output_size, (scales_h, scales_w)), input_size
-    return grad.reshape(n, c, h, fh, w, fw).sum([3, 5])
+def _nearest_index(size: int, out: int, scale: float | None, exact: bool) -> list[int]:
+    """Which input pixel each output pixel of a nearest upsample copies, as PyTorch's kernel finds
+    it in float32: ⌊i·s⌋ (nearest-exact: ⌊(i + ½)·s⌋), s = 1/scale or size/out, at most size − 1."""
+    step = _float32(1 / scale) if scale else _float32(size / out)
+    return [min(math.floor(_float32(_float32(i + 0.5 if exact else i) * step)), size - 1) for i in range(out)]
+
+
+def _nearest_indices(input_size, output_size, scales, exact: bool):
+    return [(dim, _nearest_index(input_size[dim], out, scale, exact))
+            for dim, out, scale in zip((len(input_size) - 2, len(input_size) - 1), output_size, scales)]
+
+
+def _upsample_nearest(exact: bool) -> tuple[Callable, Callable]:
+    """Nearest upsampling (and nearest-exact): by whole factors each pixel repeated over its block (an
+    expanded view, read out; its gradient the sum over each block), else gathers of the pixels each
+    output row and column copies (their gradient the gathers' sums)."""
+    def upsample(x, output_size, scales_h=None, scales_w=None):
+        factors = None if exact else _upsample_factors(x.shape, output_size, (scales_h, scales_w))
+        if factors:
+            (fh, fw), (n, c, h, w) = factors, x.shape
+            return x.reshape(n, c, h, 1, w, 1).expand(n, c, h, fh, w, fw).reshape(n, c, h * fh, w * fw)
+        for dim, index in _nearest_indices(x.shape, output_size, (scales_h, scales_w), exact):
+            x = _gather(x, dim, index)
+        return x
+
+    def backward(grad, output_size, input_size, scales_h=None, scales_w=None):
+        factors = None if exact else _upsample_factors(input_size, output_size, (scales_h, scales_w))
+        if factors:
+            (fh, fw), (n, c, h, w) = factors, input_size
+            return grad.reshape(n, c, h, fh, w, fw).sum([3, 5])
+        for dim, index in _nearest_indices(input_size, output_size, (scales_h, scales_w), exact):
+            grad = _gathered_sums(grad, dim, index, input_size[dim])
+        return grad
+    return upsample, backward
 
 
 def _bilinear_matrix(size: int, out: int, align_corners: bool, scale: float | None) -> torch.Tensor:
@@ -535,10 +715,7 @@ def _batch_norm_by_sums(x, weight, bias, running_mean, running_var, training, mo
 def _moments(x, dim=None, *, correction=None, keepdim=False):
     """(variance, mean) over ``dim`` as sums: Σ(x − mean)² / (n − correction), Σx / n."""
     dims = list(range(x.dim())) if not dim else [d % x.dim() for d in dim]
-    count = math.prod(x.shape[d] for d in dims)
-    mean = x.sum(dims, True) / count
-    centred = x - mean
-    var = (centred * centred).sum(dims, keepdim) / (count - (1 if correction is None else correction))
+    _, mean, var = _moments_by_sums(x, dims, 1 if correction is None else correction, keepdim)
     return var, mean if keepdim else mean.squeeze(dims)
 
 
@@ -546,8 +723,11 @@ def _moments(x, dim=None, *, correction=None, keepdim=False):
 #: activations, norms and shuffles by torch's own decompositions (their backward kernels too:
 #: autograd records those before the table applies; log1p and expm1 in them are lowered as
 #: log(1 + x) and exp(x) − 1 by ``_HANDLERS``), average pools as convolutions, adaptive max pools
-#: as max pools, nearest upsampling as views and its gradient as sums, bilinear upsampling as
-#: products with constant matrices, wide convolutions' input gradients by the flipped weight
+#: as max pools, nearest upsampling by whole factors as views and its gradient as sums, bilinear
+#: upsampling as products with constant matrices, wide convolutions' input gradients by the
+#: flipped weight; flips, rolls, edge padding and other nearest upsampling as lookups of constant
+#: indices (their gradients as the lookups' sums); running sums as matmuls; unfold and fold as
+#: strided slices (views where the blocks tile the plane)
 DECOMPOSED = {
     **get_decompositions([
         aten.softplus, aten.softplus_backward, aten.elu, aten.elu_backward, aten.celu, aten.hardswish,
@@ -556,6 +736,7 @@ DECOMPOSED = {
         aten.log_sigmoid_backward, aten._prelu_kernel, aten._prelu_kernel_backward, aten.repeat,
         aten.native_batch_norm_backward, aten.linalg_vector_norm, aten.logsumexp, aten.pixel_shuffle,
         aten.pixel_unshuffle, aten.glu, aten.glu_backward, aten.threshold, aten.hardshrink, aten.softshrink,
+        aten.rot90, aten.channel_shuffle,
     ]),
     aten.hardshrink_backward.default: lambda g, x, lambd: torch.where((x >= -lambd) & (x <= lambd), 0.0, g),
     aten.softshrink_backward.default: lambda g, x, lambd: torch.where((x >= -lambd) & (x <= lambd), 0.0, g),
@@ -577,9 +758,8 @@ DECOMPOSED = {
     aten._adaptive_avg_pool2d_backward.default: _adaptive_avg_pool_backward_by_conv,
     aten.adaptive_max_pool2d.default: _adaptive_max_pool_by_max_pool,
     aten.adaptive_max_pool2d_backward.default: _adaptive_max_pool_backward_by_max_pool,
-    aten.upsample_nearest2d.default: _upsample_nearest_by_views,
-    aten.upsample_nearest2d_backward.default: _upsample_nearest_backward_by_sums,
     aten.convolution_backward.default: _convolution_backward_by_flipped_weight,
     aten.upsample_bilinear2d.default: _upsample_bilinear_by_matmuls,
     aten.upsample_bilinear2d_backward.default: _upsample_bilinear_backward_by_matmuls,
+    **_index_maps(),
 }

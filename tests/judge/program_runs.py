@@ -25,7 +25,8 @@ class Zoo(nn.Module):
     leaky ReLU, the gradients of a slice and a select, a 1-d convolution, and kernels written with
     other ops: BatchNorm (its running statistics state), softplus (log1p, exp), the tanh GELU,
     hardswish, an average pool not counting its padding (a depthwise convolution of constant ones
-    over a constant map of counts), nearest upsampling, InstanceNorm, an adaptive max pool and a
+    over a constant map of counts), reflection padding and a fractional nearest upsample (lookups of
+    constant indices: embedding nodes, their gradients embedding_grad), InstanceNorm, an adaptive max pool and a
     transposed convolution (a conv2d_grad_input node; its gradients conv2d, conv2d_grad_weight, sum)."""
 
     def __init__(self) -> None:
@@ -53,7 +54,8 @@ class Zoo(nn.Module):
         pooled = torch.cat([torch.softmax(h.mean(dim=(2, 3)), -1), h.amax(dim=(2, 3))], dim=1)
         lines = self.line(x.flatten(2)).amax(-1)  # a 1-d convolution: the 2-d one over a height of 1
         soft = F.avg_pool2d(F.softplus(self.batch(x)), 3, stride=2, padding=1, count_include_pad=False).amax(dim=(2, 3))
-        grown = F.adaptive_max_pool2d(F.instance_norm(F.interpolate(h, scale_factor=2)), (1, 2)).flatten(1)
+        resized = F.interpolate(F.pad(h, (1, 0, 0, 1), mode="reflect"), scale_factor=1.5)  # gathers, their sums
+        grown = F.adaptive_max_pool2d(F.instance_norm(resized), (1, 2)).flatten(1)
         up = self.up(torch.tanh(x)).amax(dim=(2, 3))
         return self.head(torch.cat([f, pooled, lines, soft, grown, up], 1))
 

@@ -163,7 +163,8 @@ def test_rules__a_value_off_by_a_small_relative_error_fails(run):
         finite = trace[node.id].double()
         rms = float(finite[finite.isfinite()].pow(2).mean().sqrt())
         caught = total = 0
-        for index in sample(node, rng):
+        # layer_norm_grad_input's rate sits near its threshold: every element, not a sample's noise
+        for index in range(node.numel) if node.op == "layer_norm_grad_input" else sample(node, rng):
             honest = float(trace[node.id].reshape(-1)[index])
             if honest == 0 and rms == 0 or not np.isfinite(honest):  # −inf: the attention mask, exact
                 continue
