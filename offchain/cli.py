@@ -425,8 +425,12 @@ def _shape(text: str) -> tuple[int, ...]:
 @click.argument("reference")
 @click.option("--input-shape", required=True, help="One example's shape, e.g. 1,28,28 (tokens per row for --loss lm).")
 @click.option("--kwargs", "kwargs_json", help="Constructor arguments as a JSON object.")
-@click.option("--loss", type=click.Choice(["cross_entropy", "lm_cross_entropy"]), default="cross_entropy",
-              show_default=True)
+@click.option("--loss", type=click.Choice(["cross_entropy", "lm_cross_entropy", "mse", "l1", "smooth_l1"]),
+              default="cross_entropy", show_default=True,
+              help="mse, l1, smooth_l1: regression against the last --targets values of each data row.")
+@click.option("--targets", type=click.IntRange(min=1), help="Regression losses: target values a row  [default: 1]")
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True,
+              help="Cross-entropy losses: the share of each target spread over every class.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--optimizer", "name", type=click.Choice(["sgd", "adam", "adamw"]), default="sgd", show_default=True)
 @click.option("--lr", type=float, default=0.1, show_default=True)
@@ -438,15 +442,19 @@ def _shape(text: str) -> tuple[int, ...]:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initial weights.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Program file (JSON) to write.")
 @click.option("--weights-out", type=click.Path(path_type=Path), help="Initial weights (safetensors) to write.")
-def model_export(reference: str, input_shape: str, kwargs_json: str | None, loss: str, batch_size: int, out: Path,
-                 weights_out: Path | None, seed: int, **optimizer: Any) -> None:
+def model_export(reference: str, input_shape: str, kwargs_json: str | None, loss: str, targets: int | None,
+                 label_smoothing: float, batch_size: int, out: Path, weights_out: Path | None, seed: int,
+                 **optimizer: Any) -> None:
     """Capture REFERENCE (FILE.py:Class or module:Class): forward, loss, backward, optimizer."""
-    from offchain.ml.capture import ExportConfig
+    from offchain.ml.capture import REGRESSION_LOSSES, ExportConfig
     from offchain.ml.errors import MLError
     from offchain.ml.exporter import export_model, optimizer_from_options, parse_kwargs, quote
 
+    if targets is not None and loss not in REGRESSION_LOSSES:
+        raise click.UsageError(f"--targets applies to the regression losses ({', '.join(REGRESSION_LOSSES)})")
     try:
-        config = ExportConfig(batch_size, _shape(input_shape), loss, optimizer_from_options(optimizer))
+        config = ExportConfig(batch_size, _shape(input_shape), loss, optimizer_from_options(optimizer), targets or 1,
+                              label_smoothing)
         program, weights = export_model(reference, parse_kwargs(kwargs_json), config, seed)
     except MLError as exc:
         raise click.ClickException(str(exc)) from None
@@ -476,6 +484,9 @@ def task() -> None:
               help="Your own data: .csv, .npy, .npz or .safetensors (docs/protocol.md §9.1).")
 @click.option("--label-column", help="--data .csv/.npy: the label column, by header name or index (default: last).")
 @click.option("--seq-len", type=int, help="--data token file (.txt/.npy/.safetensors): tokens per row, minus one.")
+@click.option("--targets", type=click.IntRange(min=1),
+              help="--data: a regression task with this many float targets a row (the label column, or the last "
+                   "TARGETS columns); the MLP preset then trains with mean squared error.")
 @click.option("--holdout", type=float, help="--data: share of rows kept back to score the result  [default: 0.1]")
 @click.option("--program", "program_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Train this program (`dtm model export`) instead of the MLP preset; needs --weights.")
@@ -495,10 +506,10 @@ def task() -> None:
 @click.option("--train-window", type=int, default=600, show_default=True, help="Seconds a solver has to submit.")
 @pass_env
 def task_post(env: Env, dataset: str | None, data_file: Path | None, label_column: str | None, seq_len: int | None,
-              holdout: float | None, program_file: Path | None, weights_file: Path | None, classes: int | None,
+              targets: int | None, holdout: float | None, program_file: Path | None, weights_file: Path | None, classes: int | None,
               hidden: str, steps: int, interval: int, batch_size: int, lr: float, seed: int, payment: float,
               solver_stake: float, expires_in: int, train_window: int) -> None:
-    """Publish a classification task on IPFS and escrow its payment.
+    """Publish a classification (or regression) task on IPFS and escrow its payment.
 
     The model is the MLP preset (exported as a program, trained with SGD) or your own program
     (--program, --weights: its batch size, optimizer and schedule are the program's). The data is
@@ -519,15 +530,15 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
     widths = _widths(hidden)
     kept = None
     if data_file is None:
-        if label_column is not None or seq_len is not None or holdout is not None:
-            raise click.UsageError("--label-column, --seq-len and --holdout apply to --data only")
+        if label_column is not None or seq_len is not None or targets is not None or holdout is not None:
+            raise click.UsageError("--label-column, --seq-len, --targets and --holdout apply to --data only")
         data = synthetic_dataset(512, 16, 4, seed=seed) if dataset == "synthetic" else digits_dataset()
         needed = int(data.y.max()) + 1
     elif dataset is not None:
         raise click.UsageError("--data and --dataset are mutually exclusive: post your own file or a built-in dataset")
     else:
         try:
-            loaded = load_dataset(data_file, label_column=label_column, seq_len=seq_len,
+            loaded = load_dataset(data_file, label_column=label_column, seq_len=seq_len, targets=targets,
                                   holdout=0.1 if holdout is None else holdout, seed=seed)
         except MLError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -536,6 +547,8 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
                                        "trains classifiers only")
         data, kept, needed = loaded.train, loaded.holdout, loaded.num_classes
         click.echo(f"data {loaded.description}")
+    if classes is not None and targets is not None:
+        raise click.UsageError("--classes: a regressor has one output a target (--targets)")
     if classes is not None and classes < needed:
         raise click.UsageError(f"--classes {classes}: the data has labels up to {needed - 1}")
     if (program_file is None) != (weights_file is None):
@@ -548,12 +561,13 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
     options = dict(steps=steps, k=interval, seed=seed)
     try:  # in this order: the task itself, the chain, then the uploads
         if program_file is None:
-            program, optimizer, weights = mlp_preset(data.input_dim, widths, classes or needed,
-                                                     batch_size=batch_size, lr=lr)
+            program, optimizer, weights = mlp_preset(data.input_dim - (targets or 0), widths, classes or needed,
+                                                     batch_size=batch_size, lr=lr, targets=targets)
         else:
             program = Program.from_bytes(program_file.read_bytes())
             optimizer = OptimizerConfig.from_dict(program.meta.get("optimizer"))
             weights = initial_weights(program, weights_file.read_bytes())
+            _check_task_kind(program, targets)
         check_program_task(program, optimizer, weights, data, **options)
         publish = functools.partial(publish_program_task, program=program, optimizer=optimizer, weights=weights,
                                     dataset=data, **options)
@@ -570,10 +584,23 @@ def task_post(env: Env, dataset: str | None, data_file: Path | None, label_colum
         published, payment=int(payment * ETHER), solver_stake=int(solver_stake * ETHER),
         expires_in=expires_in, train_window=train_window, holdout=kept))
     figures = quote(program, steps)
-    model = program_file or f"the MLP preset {'-'.join(map(str, (data.input_dim, *widths, classes or needed)))}"
+    outputs = targets or classes or needed
+    model = program_file or f"the MLP preset {'-'.join(map(str, (data.input_dim - (targets or 0), *widths, outputs)))}"
     click.echo(f"model {model}: {figures['params']:,} parameters, {figures['total_tflop'] * 1e3:,.3g} GFLOP over "
                f"{steps} steps; {optimizer.name}, lr {optimizer.lr:g}")
     click.echo(f"task {task_id}  spec {published.spec_cid}")
+
+
+def _check_task_kind(program, targets: int | None) -> None:
+    """A regression program takes regression data with as many targets, a classifier labelled rows."""
+    from offchain.ml.capture import REGRESSION_LOSSES
+
+    wanted = program.meta.get("targets") if program.meta.get("loss") in REGRESSION_LOSSES else None
+    if wanted != targets:
+        have = f"--targets {targets}" if targets else "labelled rows"
+        need = f"{wanted} regression target{'s' if wanted != 1 else ''} a row (--targets {wanted})" if wanted \
+            else "labelled rows (no --targets)"
+        raise click.UsageError(f"the program's {program.meta.get('loss')} loss takes {need}; the data has {have}")
 
 
 def _widths(hidden: str) -> tuple[int, ...]:

@@ -42,7 +42,9 @@ from .rewrites import (DECOMPOSED, POSITION_SUMS, WIDE_COLUMNS, BeforeAutograd, 
                        pair)
 
 aten = torch.ops.aten
-LOSSES = ("cross_entropy", "lm_cross_entropy")
+#: regression losses: the model's outputs against the last ``targets`` columns of each data row
+REGRESSION_LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "smooth_l1": F.smooth_l1_loss}
+LOSSES = ("cross_entropy", "lm_cross_entropy", *REGRESSION_LOSSES)
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _CAPTURE_FILES = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
                        for name in ("capture.py", "optim.py", "rewrites.py"))
@@ -51,22 +53,22 @@ _CAPTURE_FILES = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 @dataclass(frozen=True)
 class ExportConfig:
     """What the step trains on: ``data_x`` rows of ``data_dim`` floats reshaped to ``input_shape``
-    (classification), or rows of ``seq_len + 1`` token ids (language modelling)."""
+    (classification), rows of ``seq_len + 1`` token ids (language modelling), or the input's floats
+    followed by ``targets`` target values (regression: ``REGRESSION_LOSSES``)."""
 
     batch_size: int
     input_shape: tuple[int, ...]
     loss: str = "cross_entropy"
     optimizer: OptimizerConfig = OptimizerConfig()
+    targets: int = 1  # regression: the values a row's target holds
+    label_smoothing: float = 0.0  # cross-entropy losses: the share of each target spread over every class
 
     @property
     def data_dim(self) -> int:
         if self.loss == "lm_cross_entropy":
             (seq_len,) = self.input_shape
             return seq_len + 1
-        size = 1
-        for dim in self.input_shape:
-            size *= dim
-        return size
+        return math.prod(self.input_shape) + (self.targets if self.loss in REGRESSION_LOSSES else 0)
 
 
 def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str, Any] | None = None, *,
@@ -76,6 +78,10 @@ def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str,
     rewrites cost is measured against it)."""
     if config.loss not in LOSSES:
         raise GraphError(f"unknown loss {config.loss!r}; allowed: {LOSSES}")
+    if config.loss in REGRESSION_LOSSES and config.targets < 1:
+        raise GraphError(f"a regression loss needs at least one target value a row, got {config.targets}")
+    if not 0 <= config.label_smoothing < 1 or (config.label_smoothing and config.loss in REGRESSION_LOSSES):
+        raise GraphError(f"label smoothing {config.label_smoothing}: a cross-entropy loss takes a share in [0, 1)")
     model, stats = batch_norm_steps(model)
     names = [name for name, _ in model.named_parameters()]
     params = [p.detach() for _, p in model.named_parameters()]
@@ -96,6 +102,8 @@ def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str,
     program.meta.update(meta or {})
     program.meta.update({
         "loss": config.loss, "input_shape": list(config.input_shape), "optimizer": optimizer.to_dict(),
+        **({"targets": config.targets} if config.loss in REGRESSION_LOSSES else {}),
+        **({"label_smoothing": config.label_smoothing} if config.label_smoothing else {}),
     })
     return program
 
@@ -143,10 +151,19 @@ def _step_function(model, names, buffers, config: ExportConfig, stats: Stats | N
         if config.loss == "lm_cross_entropy":
             tokens = x.to(torch.int64)
             logits = torch.func.functional_call(model, values, (tokens[:, :-1],))
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1),
+                                   label_smoothing=config.label_smoothing)
+        elif config.loss in REGRESSION_LOSSES:
+            inputs, target = x[:, :-config.targets].reshape(x.shape[0], *config.input_shape), x[:, -config.targets:]
+            out = torch.func.functional_call(model, values, (inputs,))
+            if out.numel() != target.numel():
+                raise GraphError(f"the model gives {out.numel() // x.shape[0]} values a row; the {config.loss} loss "
+                                 f"compares {config.targets} targets (--targets)")
+            loss = REGRESSION_LOSSES[config.loss](out.reshape(target.shape), target)
         else:
             inputs = x.reshape(x.shape[0], *config.input_shape)
-            loss = F.cross_entropy(torch.func.functional_call(model, values, (inputs,)), y)
+            loss = F.cross_entropy(torch.func.functional_call(model, values, (inputs,)), y,
+                                   label_smoothing=config.label_smoothing)
         return loss, {name: norm.updates[which] for name, (norm, which) in stats.items()}
 
     def step(*args):

@@ -10,6 +10,10 @@ this module only turns files into it. Formats, chosen by extension:
   A header is detected when a first-row cell is not a number but the cell below it is. Labels are
   integers (also written ``3.0``), or strings mapped to class ids in sorted order (the mapping is
   in the description).
+* Regression (``targets`` = K given): the label column (``label_column``, default the last) is a
+  float target, or with K > 1 the last K columns (``.npz``/``.safetensors``: ``y`` of shape
+  ``(rows,)`` or ``(rows, K)``). The targets are validated like features and committed as the last
+  K columns of ``x`` (``y = 0``), where a regression program's loss reads them.
 * Token data (``seq_len`` given): a 1-D integer ``.npy``/``.safetensors`` array, or a UTF-8
   ``.txt`` file read as bytes (vocabulary 256). It is cut into non-overlapping rows of
   ``seq_len + 1`` consecutive tokens stored as ``x`` (ids as float32, exact below 2^24) with
@@ -68,6 +72,7 @@ class LoadedData:
     class_names: tuple[str, ...] | None = None  # class id -> original label, for string labels
     vocab_size: int | None = None
     seq_len: int | None = None
+    targets: int | None = None  # regression: target values at the end of each row of x
 
     @property
     def is_tokens(self) -> bool:
@@ -75,7 +80,7 @@ class LoadedData:
 
 
 def load_dataset(path: str | Path, *, label_column: str | int | None = None, seq_len: int | None = None,
-                 holdout: float = 0.1, seed: int = 0) -> LoadedData:
+                 targets: int | None = None, holdout: float = 0.1, seed: int = 0) -> LoadedData:
     """Read, validate and split ``path`` (see the module docstring); raises :class:`DataError`."""
     path = Path(path)
     suffix = path.suffix.lower()
@@ -91,8 +96,11 @@ def load_dataset(path: str | Path, *, label_column: str | int | None = None, seq
         raise DataError(f"{path}: text is token data: give a sequence length (--seq-len)")
     if label_column is not None and suffix not in (".npy", ".csv"):
         raise DataError(f"{path}: a label column applies to .csv and .npy files only")
+    if targets is not None:
+        return _regression(path, suffix, label_column, targets, holdout, seed)
     if suffix == ".csv":
-        x, y, names = _read_csv(path, label_column)
+        x, labels = _read_csv(path, label_column)
+        y, names = _csv_labels(path, labels)
     else:
         arrays = _read_safetensors(path) if suffix == ".safetensors" else _read_arrays(path, suffix)
         x, y, names = *_split_columns(path, arrays, label_column), None
@@ -117,6 +125,47 @@ def _classification(path: Path, x: np.ndarray, y: np.ndarray, names: tuple[str, 
     train, held = _split(path, x, y, holdout, seed)
     text = f"{x.shape[1]} features, {classes} classes" + "".join(f"; {note}" for note in notes)
     return LoadedData(train, held, classes, _describe(path, train, held, text), names)
+
+
+def _regression(path: Path, suffix: str, label_column: str | int | None, targets: int, holdout: float,
+                seed: int) -> LoadedData:
+    """Features then ``targets`` float target columns, as one float32 ``x``; ``y`` is zero."""
+    if not 1 <= targets < MAX_DATASET_DIM:
+        raise DataError(f"{path}: the number of regression targets must be in [1, {MAX_DATASET_DIM - 1}], got {targets}")
+    if targets > 1 and label_column is not None:
+        raise DataError(f"{path}: with {targets} targets the targets are the last {targets} columns; a label "
+                        "column names a single target")
+    if suffix == ".csv":
+        x, labels = _read_csv(path, label_column)
+        try:
+            last = np.array([float(label) for label in labels], np.float64).reshape(-1, 1)
+        except ValueError:
+            row = next(i for i, label in enumerate(labels) if not _is_number(label))
+            raise DataError(f"{path}: data row {row + 1} has a non-numeric target {labels[row]!r}") from None
+        table = np.concatenate([x, last], 1)
+        column = table.shape[1] - 1
+    else:
+        arrays = _read_safetensors(path) if suffix == ".safetensors" else _read_arrays(path, suffix)
+        if set(arrays) == {"x", "y"}:
+            x, y = arrays["x"], arrays["y"]
+            if x.ndim != 2 or y.shape not in ((len(x),), (len(x), targets)):
+                raise DataError(f"{path}: expected x of (rows, features) and y of (rows,) or (rows, {targets}), "
+                                f"got {x.shape} and {y.shape}")
+            table, column = np.concatenate([x, y.reshape(len(y), -1)], 1), None
+        elif set(arrays) == {"x"} and arrays["x"].ndim == 2:
+            table = arrays["x"]
+            column = _column(path, label_column, table.shape[1], None)
+        else:
+            raise DataError(f"{path}: expected tensors x and y, or one 2-D table of features and targets")
+    if column is not None and targets == 1:
+        table = np.concatenate([np.delete(table, column, axis=1), table[:, [column]]], 1)
+    if table.ndim != 2 or table.shape[1] <= targets:
+        raise DataError(f"{path}: {table.shape[1] if table.ndim == 2 else 0} columns leave no features beside "
+                        f"{targets} targets")
+    x = _features(path, table)
+    train, held = _split(path, x, np.zeros(len(x), np.int64), holdout, seed)
+    text = f"{x.shape[1] - targets} features, {targets} regression target{'s' if targets > 1 else ''}"
+    return LoadedData(train, held, 0, _describe(path, train, held, text), targets=targets)
 
 
 def _token_data(path: Path, suffix: str, seq_len: int, holdout: float, seed: int) -> LoadedData:
@@ -354,8 +403,8 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _read_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None]:
-    """Stream the rows into a compact float buffer; labels are kept as text until all are read."""
+def _read_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, list[str]]:
+    """Stream the rows into a compact float buffer; labels are kept as text."""
     _file_size(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as stream:
@@ -389,9 +438,7 @@ def _read_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, n
         raise DataError(f"{path}: malformed CSV: {exc}") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror}") from None
-    x = np.frombuffer(values, np.float64).reshape(len(labels), width - 1)
-    y, names = _csv_labels(path, labels)
-    return x, y, names
+    return np.frombuffer(values, np.float64).reshape(len(labels), width - 1), labels
 
 
 def _integer(text: str) -> int:

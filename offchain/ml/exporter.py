@@ -65,10 +65,12 @@ MLP_PRESET = "offchain.ml.models:MLP"
 
 
 def mlp_preset(input_dim: int, hidden: tuple[int, ...], classes: int, *, batch_size: int, lr: float,
-               seed: int = 0) -> tuple[Program, OptimizerConfig, dict[str, torch.Tensor]]:
+               seed: int = 0, targets: int | None = None) -> tuple[Program, OptimizerConfig, dict[str, torch.Tensor]]:
     """The MLP preset exported like any model: ``input_dim`` features, the ``hidden`` widths,
-    ``classes`` outputs, softmax cross-entropy and plain SGD at ``lr``; the program, its optimizer
-    and its initial weights (`publish_program_task`'s arguments)."""
+    ``classes`` outputs, softmax cross-entropy and plain SGD at ``lr`` (with ``targets``, a
+    regressor: that many outputs, mean squared error against the row's last ``targets`` values);
+    the program, its optimizer and its initial weights (`publish_program_task`'s arguments)."""
+    classes = targets or classes
     widths = (input_dim, *hidden, classes)
     size = 4 * sum((width_in + 1) * width_out for width_in, width_out in zip(widths, widths[1:]))
     if size > MAX_ARTIFACT_BYTES:  # refused before any tensor is made
@@ -76,7 +78,8 @@ def mlp_preset(input_dim: int, hidden: tuple[int, ...], classes: int, *, batch_s
                          f"{size / 2**20:,.0f} MiB of weights, over the {MAX_ARTIFACT_BYTES // 2**20} MiB a file may hold")
     optimizer = OptimizerConfig("sgd", lr)
     program, weights = export_model(MLP_PRESET, {"input_dim": input_dim, "hidden": list(hidden), "classes": classes},
-                                    ExportConfig(batch_size, (input_dim,), "cross_entropy", optimizer), seed)
+                                    ExportConfig(batch_size, (input_dim,), "mse" if targets else "cross_entropy",
+                                                 optimizer, targets or 1), seed)
     return program, optimizer, initial_weights(program, weights)
 
 

@@ -177,7 +177,7 @@ def plot_curves(path: Path, curves: dict[str, list[CurvePoint]], title: str) -> 
         axes.plot(steps, [p.loss for p in curve], marker=".", label=label)
         if curve and curve[0].holdout_loss is not None:
             axes.plot(steps, [p.holdout_loss for p in curve], marker=".", label=f"{label} (held-out rows)")
-    axes.set(xlabel="step", ylabel="cross-entropy", title=title)
+    axes.set(xlabel="step", ylabel="loss", title=title)
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -203,16 +203,23 @@ def score(training: ProgramTraining, params: dict[str, torch.Tensor], dataset: D
 
 def program_loss(training: ProgramTraining, state: dict[str, torch.Tensor], dataset: Dataset) -> float:
     """The loss a program's step computes (before its update) from ``state``, averaged over the
-    dataset's whole batches in row order; a dropout program's masks are those of step 0."""
-    batch = training.batch_size
-    whole = dataset.n_rows // batch * batch
-    if whole == 0:
-        raise ValueError(f"{dataset.n_rows} rows are fewer than the program's batch of {batch}")
+    dataset's rows: its whole batches in row order, then the rows left over (fewer than a batch),
+    each as often, in batches cycled through them; a dropout program's masks are those of step 0."""
+    batch, rows = training.batch_size, dataset.n_rows
+    if rows == 0:
+        raise ValueError("no rows to score")
+    whole = rows // batch * batch
     run = training.executor().run
     values = [state[name].contiguous() for name in training.param_names]
-    losses = [float(run(values, dataset.x[i:i + batch], dataset.y[i:i + batch]).loss_rows.mean())
-              for i in range(0, whole, batch)]
-    return sum(losses) / len(losses)
+
+    def mean_loss(picked: torch.Tensor) -> float:
+        return float(run(values, dataset.x[picked], dataset.y[picked]).loss_rows.mean())
+
+    total = sum(mean_loss(torch.arange(i, i + batch)) for i in range(0, whole, batch)) * batch
+    if left := rows - whole:  # each of the `left` rows `batch` times, in `left` batches
+        cycled = whole + torch.arange(left * batch) % left
+        total += sum(mean_loss(cycled[i:i + batch]) for i in range(0, left * batch, batch))
+    return total / rows
 
 
 class Submitter(Worker):

@@ -153,6 +153,54 @@ def test_model_export_then_quote__own_model_file(tmp_path):
     assert f"{flops * 100 / 1e12:.4f} TFLOP" in quote.output
 
 
+def _prices_csv(tmp_path):
+    path = tmp_path / "prices.csv"
+    rows = [f"{i % 7},{i % 3},{(i % 7) * 0.5 - (i % 3) * 0.25 + 1}" for i in range(50)]
+    path.write_text("rooms,age,price\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_task_post__regression_csv__an_mlp_regressor_judgeable_before_the_chain(tmp_path):
+    """--targets 1: the label column is a float target; the MLP preset becomes a regressor (one
+    output, mean squared error) and passes the task's checks (the dispute game can judge it)
+    before an account is asked for."""
+    result = _run(tmp_path, "task", "post", "--data", str(_prices_csv(tmp_path)), "--targets", "1", "--hidden", "4",
+                  "--steps", "8", "--k", "4", "--batch-size", "4")
+    assert "data prices.csv: 45 training rows + 5 held-out, 2 features, 1 regression target" in result.output
+    assert "Error: choose an account" in result.output, result.output
+
+
+def test_regression__export_and_post_refuse_a_mismatched_kind_in_one_line__label_smoothing_recorded(tmp_path):
+    from offchain.ml.program import Program
+
+    source, csv = tmp_path / "my_model.py", _prices_csv(tmp_path)
+    source.write_text(MODEL_FILE)
+    export = ["model", "export", f"{source}:Net", "--input-shape", "12"]
+    regressor, classifier = tmp_path / "regressor.json", tmp_path / "classifier.json"
+    for out, extra in ((regressor, ["--loss", "mse", "--targets", "3"]), (classifier, ["--label-smoothing", "0.1"])):
+        done = _run(tmp_path, *export, *extra, "--out", str(out), "--weights-out", str(out.with_suffix(".st")))
+        assert done.exit_code == 0, done.output
+    assert Program.from_bytes(regressor.read_bytes()).meta["targets"] == 3
+    assert Program.from_bytes(classifier.read_bytes()).meta["label_smoothing"] == 0.1
+    for args, message in (
+        ([*export, "--targets", "2", "--out", str(tmp_path / "x.json")], "--targets applies to the regression losses"),
+        ([*export, "--loss", "mse", "--targets", "2", "--out", str(tmp_path / "x.json")],
+         "the model gives 3 values a row; the mse loss compares 2 targets"),
+        ([*export, "--loss", "mse", "--targets", "3", "--label-smoothing", "0.1", "--out", str(tmp_path / "x.json")],
+         "label smoothing 0.1: a cross-entropy loss takes a share in [0, 1)"),
+        (["task", "post", "--data", str(csv), "--targets", "1", "--classes", "2"], "--classes: a regressor has one output"),
+        (["task", "post", "--data", str(csv), "--targets", "1", "--program", str(classifier), "--weights",
+          str(classifier.with_suffix(".st"))], "the program's cross_entropy loss takes labelled rows (no --targets); "
+                                               "the data has --targets 1"),
+        (["task", "post", "--data", str(csv), "--program", str(regressor), "--weights", str(regressor.with_suffix(".st"))],
+         "the program's mse loss takes 3 regression targets a row (--targets 3); the data has labelled rows"),
+    ):
+        result = _run(tmp_path, *args)
+        [error] = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+        assert result.exit_code != 0 and message in error, (args, result.output)
+        assert "Traceback" not in result.output
+
+
 def test_model_export__batch_norm_and_elu__the_weights_carry_the_running_statistics(tmp_path):
     from offchain.ml.program import Program
     from offchain.ml.program_training import initial_weights

@@ -157,6 +157,46 @@ def test_forced_error__proven_by_verifier_paid_from_jackpot_then_genuine_proof_p
         assert fetch_result(reader, m.store, task_id).accuracy > 0.8
 
 
+def test_own_regression_csv__an_mlp_regressor_is_trained_paid_and_scored_by_its_held_out_error(tmp_path):
+    """`dtm task post --data prices.csv --targets 1`: the float target is the last column of the
+    committed rows, the MLP preset regresses it with mean squared error; the verifier accepts the
+    proof and `dtm task result` reports the held-out squared error, the mean over the kept rows of
+    (the trained model's output − target)²."""
+    import torch
+    from safetensors.torch import load_file
+
+    from offchain.ml.models import MLP
+
+    rows = [(i % 10 / 10, i * 7 % 10 / 10) for i in range(60)]
+    csv = tmp_path / "prices.csv"
+    csv.write_text("a,b,price\n" + "".join(f"{a},{b},{2 * a - b + 0.5}\n" for a, b in rows))
+    with local_market(tmp_path) as m:
+        m.start(Solver, SOLVER, Role.SOLVER)
+        m.start(Verifier, VERIFIER, Role.VERIFIER)
+        posted = _dtm(m, tmp_path, "--dev-account", str(SUBMITTER), "task", "post", "--data", str(csv), "--targets",
+                      "1", "--hidden", "8", "--steps", "40", "--k", "4", "--batch-size", "8", "--lr", "0.2")
+        assert posted.exit_code == 0, posted.output
+        assert "54 training rows + 6 held-out, 2 features, 1 regression target" in posted.output
+        assert re.search(r"^model the MLP preset 2-8-1: 33 parameters", posted.output, re.M), posted.output
+        task_id = int(posted.output.split("\ntask ")[1].split()[0])
+        reader = m.market(0)
+        wait_for(lambda: _state(reader, task_id) == TaskState.FINALISED, what="finalisation")
+        out = tmp_path / "trained.safetensors"
+        shown = _dtm(m, tmp_path, "task", "result", str(task_id), "--out", str(out)).output
+        line = next(line for line in shown.splitlines() if line.startswith("held-out"))
+        assert "accuracy" not in line, shown
+        [held] = (m.home / "holdout").iterdir()
+        kept = load_dataset(csv, targets=1, holdout=0.1, seed=1).holdout
+        assert held.read_bytes() == kept.to_bytes()
+        model = MLP(2, (8,), 1)
+        model.load_state_dict({name: t for name, t in load_file(out).items() if name in model.state_dict()})
+        with torch.no_grad():
+            error = float(((model(kept.x[:, :2]) - kept.x[:, 2:]) ** 2).mean())
+        start = float((kept.x[:, 2] - kept.x[:, 2].mean()).pow(2).mean())  # a constant guess's error
+        assert line == f"held-out (6 rows)  loss {float(line.split()[-1]):.4f}" and abs(float(line.split()[-1]) - error) < 1e-3
+        assert error < 0.5 * start, (error, start)
+
+
 def test_own_csv_task__result_reports_the_held_out_score(tmp_path):
     """`dtm task post --data` publishes the training rows of an MLP preset task (two hidden layers, a
     program like any exported model); `dtm task result` scores the held-out ones."""

@@ -79,6 +79,59 @@ def test_csv__string_labels_map_to_sorted_class_ids(tmp_path):
 
 
 # ── held-out split ──────────────────────────────────────────────────
+# ── regression: float targets at the end of each row of x ───────────
+#: features then two float targets, eighths (exact in every format)
+TARGETS = (RNG.integers(-64, 64, (ROWS, 2)) / 8).astype(np.float32)
+REGRESSION_ROOT = dataset_root(torch.from_numpy(np.column_stack([X, TARGETS[:, :1]])), torch.zeros(ROWS, dtype=torch.int64))
+
+
+def test_regression__every_format_commits_the_features_then_the_target_with_y_zero(tmp_path):
+    target = TARGETS[:, 0]
+    _csv(tmp_path / "named.csv", [[t, *map(float, row)] for row, t in zip(X, target)], ["price", "a", "b", "c"])
+    _csv(tmp_path / "plain.csv", [[*map(float, row), t] for row, t in zip(X, target)])
+    np.save(tmp_path / "first.npy", np.column_stack([target, X]))
+    np.savez(tmp_path / "d.npz", x=X, y=target.astype(np.float64))
+    save_file({"x": X, "y": np.ascontiguousarray(target[:, None])}, tmp_path / "d.safetensors")
+    for name, kwargs in (("named.csv", {"label_column": "price"}), ("plain.csv", {}), ("first.npy", {"label_column": 0}),
+                         ("d.npz", {}), ("d.safetensors", {})):
+        loaded = _load(tmp_path / name, targets=1, **kwargs)
+        assert loaded.train.root() == REGRESSION_ROOT, name
+        assert loaded.targets == 1 and loaded.train.input_dim == DIM + 1 and not loaded.train.y.any()
+        assert loaded.description.endswith(f"{ROWS} training rows + 0 held-out, {DIM} features, 1 regression target")
+
+
+def test_regression__several_targets_are_the_last_columns(tmp_path):
+    both = np.column_stack([X, TARGETS])
+    _csv(tmp_path / "two.csv", [list(map(float, row)) for row in both])
+    np.savez(tmp_path / "two.npz", x=X, y=TARGETS)
+    root = dataset_root(torch.from_numpy(both), torch.zeros(ROWS, dtype=torch.int64))
+    for name in ("two.csv", "two.npz"):
+        loaded = _load(tmp_path / name, targets=2)
+        assert loaded.train.root() == root and "3 features, 2 regression targets" in loaded.description
+
+
+REGRESSION_CASES = {
+    "word target": ("d.csv", lambda p: p.write_text("1,2,0.5\n3,4,big\n"), {}, "data row 2 has a non-numeric target 'big'"),
+    "NaN target": ("d.csv", lambda p: p.write_text("1,2,0.5\n3,4,nan\n"), {}, "data row 2 contains NaN or infinity"),
+    "column and several targets": ("d.csv", lambda p: p.write_text("1,2,3\n4,5,6\n"), {"targets": 2, "label_column": "0"},
+                                   "a label column names a single target"),
+    "no feature left": ("d.csv", lambda p: p.write_text("1,2\n3,4\n"), {"targets": 2}, "leave no features beside 2"),
+    "y of another width": ("d.npz", lambda p: np.savez(p, x=X, y=TARGETS), {"targets": 3},
+                           f"y of (rows,) or (rows, 3), got ({ROWS}, 3) and ({ROWS}, 2)"),
+    "no targets": ("d.csv", lambda p: p.write_text("1,2\n"), {"targets": 0}, "targets must be in [1,"),
+}
+
+
+@pytest.mark.parametrize("case", REGRESSION_CASES)
+def test_regression__one_line_errors(tmp_path, case):
+    name, write, kwargs, message = REGRESSION_CASES[case]
+    write(tmp_path / name)
+    with pytest.raises(DataError) as raised:
+        load_dataset(tmp_path / name, holdout=0, **{"targets": 1, **kwargs})
+    assert str(raised.value).startswith(str(tmp_path / name)) and "\n" not in str(raised.value)
+    assert message in str(raised.value)
+
+
 def test_holdout__seeded_disjoint_and_complete(tmp_path):
     indexed = np.column_stack([np.arange(ROWS), X]).astype(np.float32)   # column 0 names the row
     np.savez(tmp_path / "d.npz", x=indexed, y=Y)

@@ -7,6 +7,7 @@ float noise.
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -215,6 +216,71 @@ def test_program__matches_a_plain_torch_optim_loop_within_float_noise():
     moved = max(float((a - b).abs().max()) for a, b in zip(state, _initial_state(_initial, config)))
     gap = max(float((a - b).abs().max()) for a, b in zip(state, map(torch.Tensor.detach, model.parameters())))
     assert gap < 0.05 * moved
+
+
+@pytest.mark.parametrize("loss, targets", [("mse", 1), ("l1", 2), ("smooth_l1", 3)])
+def test_program__a_regression_loss_reads_the_rows_last_values_as_a_plain_torch_loop_does(loss, targets):
+    """The model sees the first features of a row; its outputs are compared with the row's last
+    ``targets`` values (80 rows x 3 targets: the loss's mean is a long sum the game dissects)."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, targets))
+    start = copy.deepcopy(model)
+    config = ExportConfig(80, (6,), loss=loss, optimizer=OptimizerConfig("sgd", 0.05, momentum=0.9), targets=targets)
+    program = Program.from_bytes(export_program(model, config).to_bytes())
+    assert program.nodes[program.leaf("data_x")].shape == (80, 6 + targets) and program.meta["targets"] == targets
+    executor, state = ProgramExecutor(program), _initial_state(model, config)
+    plain = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x = torch.randn(80, 6, generator=torch.Generator().manual_seed(2))
+    rows = torch.cat([x, torch.sin(x[:, :targets] * 2) + x[:, -1:]], 1)
+    ours, theirs = [], []
+    with execution_context(1):
+        for step in range(20):
+            result = executor.run(state, rows, torch.zeros(80, dtype=torch.int64), config.optimizer.hyper_table(20)[step])
+            state = result.state
+            ours.append(float(result.loss))
+            value = getattr(F, f"{loss}_loss")(model(x), rows[:, 6:])
+            plain.zero_grad()
+            value.backward()
+            plain.step()
+            theirs.append(value.item())
+    assert ours[-1] < 0.7 * ours[0]
+    assert max(abs(a - b) for a, b in zip(ours, theirs)) < 1e-5
+    moved = max(float((a - b.detach()).abs().max()) for a, b in zip(state, start.parameters()))
+    assert max(float((a - b.detach()).abs().max()) for a, b in zip(state, model.parameters())) < 1e-3 * moved
+
+
+@pytest.mark.parametrize("batch", [8, 80])
+def test_program__label_smoothing_trains_as_a_plain_torch_loop_does(batch):
+    """Cross-entropy with a share of each target spread over every class (PyTorch's own formula:
+    a sum of the log-probabilities beside the picked one), over a short and a long batch."""
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4))
+    config = ExportConfig(batch, (6,), optimizer=OptimizerConfig("adam", 1e-2), label_smoothing=0.2)
+    program = Program.from_bytes(export_program(model, config).to_bytes())
+    assert program.meta["label_smoothing"] == 0.2
+    executor, state = ProgramExecutor(program), _initial_state(model, config)
+    plain = torch.optim.Adam(model.parameters(), lr=1e-2, eps=config.optimizer.eps)
+    x = torch.randn(batch, 6, generator=torch.Generator().manual_seed(1))
+    y = (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()
+    ours, theirs = [], []
+    with execution_context(1):
+        for step in range(15):
+            result = executor.run(state, x, y, config.optimizer.hyper_table(15)[step])
+            state = result.state
+            ours.append(float(result.loss))
+            value = F.cross_entropy(model(x), y, label_smoothing=0.2)
+            plain.zero_grad()
+            value.backward()
+            plain.step()
+            theirs.append(value.item())
+    assert ours[-1] < 0.8 * ours[0] and max(abs(a - b) for a, b in zip(ours, theirs)) < 1e-4
+    with pytest.raises(GraphError, match="label smoothing 1.5: a cross-entropy loss takes a share in"):
+        export_program(model, ExportConfig(8, (6,), label_smoothing=1.5))
+
+
+def test_export__a_regression_model_s_outputs_must_match_its_targets():
+    with pytest.raises(GraphError, match="the model gives 3 values a row; the mse loss compares 2 targets"):
+        export_program(nn.Linear(4, 3), ExportConfig(4, (4,), loss="mse", targets=2))
 
 
 def test_program__bytes_round_trip_and_the_root_commits_to_every_node(family):

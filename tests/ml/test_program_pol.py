@@ -240,6 +240,26 @@ def test_score__a_classifier_presets_program_scores_by_its_forward_pass_on_any_r
         assert fallback.accuracy is None and fallback.rows == 64, meta
 
 
+@pytest.mark.parametrize("rows", [5, 8, 13])
+def test_score__a_program_s_loss_is_the_mean_over_every_row_fewer_than_a_batch_or_a_remainder_too(rows):
+    """Any other program scores by its own step's loss: whole batches, then the rows left over cycled
+    through batches, each as often, so the score is the mean over the rows (here a regressor's
+    squared error, which the plain module gives row by row)."""
+    from offchain.ml.exporter import mlp_preset
+    from offchain.ml.models import MLP
+    from offchain.workers.submitter import score
+
+    program, _, state = mlp_preset(3, (6,), 0, batch_size=8, lr=0.1, targets=1)
+    x = torch.randn(rows, 4, generator=torch.Generator().manual_seed(rows))
+    torch.manual_seed(0)
+    module = MLP(3, (6,), 1)
+    with torch.no_grad():
+        per_row = (module(x[:, :3]) - x[:, 3:]).pow(2).reshape(-1)
+    got = score(ProgramTraining(program, OptimizerConfig("sgd", 0.1), 4, 1), state, Dataset(x, torch.zeros(rows).long()))
+    assert got.accuracy is None and got.rows == rows
+    assert got.loss == pytest.approx(float(per_row.mean()), rel=1e-5)
+
+
 def test_check_program_task__refuses_files_larger_than_workers_fetch(monkeypatch):
     """A task whose weights (each checkpoint as large) or data a worker would not fetch is refused
     before anything is uploaded, with the file and the limit named."""
