@@ -80,11 +80,15 @@ def test_solver_run__corrupt_op_without_the_element_cheat__usage_error_before_an
     assert "RPC" not in result.output
 
 
-def _pets_csv(tmp_path):
-    path = tmp_path / "pets.csv"
-    rows = [f"{i % 7},{i % 3},{('cat', 'dog', 'bird')[(i % 7 + i % 3) % 3]}" for i in range(50)]
-    path.write_text("a,b,kind\n" + "\n".join(rows) + "\n")
+def _csv(tmp_path, name: str, header: str, last) -> object:
+    """50 rows: two features i % 7 and i % 3, then ``last(i % 7, i % 3)``."""
+    path = tmp_path / name
+    path.write_text(header + "\n" + "\n".join(f"{i % 7},{i % 3},{last(i % 7, i % 3)}" for i in range(50)) + "\n")
     return path
+
+
+def _pets_csv(tmp_path):
+    return _csv(tmp_path, "pets.csv", "a,b,kind", lambda a, b: ("cat", "dog", "bird")[(a + b) % 3])
 
 
 def test_task_post__own_csv__nothing_is_uploaded_before_the_chain_checks_pass(tmp_path):
@@ -154,10 +158,7 @@ def test_model_export_then_quote__own_model_file(tmp_path):
 
 
 def _prices_csv(tmp_path):
-    path = tmp_path / "prices.csv"
-    rows = [f"{i % 7},{i % 3},{(i % 7) * 0.5 - (i % 3) * 0.25 + 1}" for i in range(50)]
-    path.write_text("rooms,age,price\n" + "\n".join(rows) + "\n")
-    return path
+    return _csv(tmp_path, "prices.csv", "rooms,age,price", lambda rooms, age: rooms * 0.5 - age * 0.25 + 1)
 
 
 def test_task_post__regression_csv__an_mlp_regressor_judgeable_before_the_chain(tmp_path):

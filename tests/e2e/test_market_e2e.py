@@ -33,6 +33,14 @@ def _state(market, task_id):
     return market.task(task_id).state
 
 
+def _csv(tmp_path, name: str, column: str, last):
+    """60 rows of two features a, b in tenths, then ``last(a, b)`` in ``column``."""
+    rows = [(i % 10 / 10, i * 7 % 10 / 10) for i in range(60)]
+    path = tmp_path / name
+    path.write_text(f"a,b,{column}\n" + "".join(f"{a},{b},{last(a, b)}\n" for a, b in rows))
+    return path
+
+
 def test_honest_task__finalises_pays_and_delivers_weights(tmp_path):
     with local_market(tmp_path) as m:
         m.start(Solver, SOLVER, Role.SOLVER)
@@ -167,9 +175,7 @@ def test_own_regression_csv__an_mlp_regressor_is_trained_paid_and_scored_by_its_
 
     from offchain.ml.models import MLP
 
-    rows = [(i % 10 / 10, i * 7 % 10 / 10) for i in range(60)]
-    csv = tmp_path / "prices.csv"
-    csv.write_text("a,b,price\n" + "".join(f"{a},{b},{2 * a - b + 0.5}\n" for a, b in rows))
+    csv = _csv(tmp_path, "prices.csv", "price", lambda a, b: 2 * a - b + 0.5)
     with local_market(tmp_path) as m:
         m.start(Solver, SOLVER, Role.SOLVER)
         m.start(Verifier, VERIFIER, Role.VERIFIER)
@@ -200,9 +206,7 @@ def test_own_regression_csv__an_mlp_regressor_is_trained_paid_and_scored_by_its_
 def test_own_csv_task__result_reports_the_held_out_score(tmp_path):
     """`dtm task post --data` publishes the training rows of an MLP preset task (two hidden layers, a
     program like any exported model); `dtm task result` scores the held-out ones."""
-    rows = [(i % 10 / 10, i * 7 % 10 / 10) for i in range(60)]
-    csv = tmp_path / "sums.csv"
-    csv.write_text("a,b,size\n" + "".join(f"{a},{b},{'big' if a + b > 0.9 else 'small'}\n" for a, b in rows))
+    csv = _csv(tmp_path, "sums.csv", "size", lambda a, b: "big" if a + b > 0.9 else "small")
     with local_market(tmp_path) as m:
         m.start(Solver, SOLVER, Role.SOLVER)
         m.start(Verifier, VERIFIER, Role.VERIFIER)
