@@ -89,8 +89,8 @@ def load_dataset(path: str | Path, *, label_column: str | int | None = None, seq
     if not 0 <= holdout < 1:
         raise DataError(f"{path}: held-out fraction must be in [0, 1), got {holdout}")
     if seq_len is not None:
-        if label_column is not None:
-            raise DataError(f"{path}: token data has no label column")
+        if label_column is not None or targets is not None:
+            raise DataError(f"{path}: token data has no label column or regression targets")
         return _token_data(path, suffix, seq_len, holdout, seed)
     if suffix == ".txt":
         raise DataError(f"{path}: text is token data: give a sequence length (--seq-len)")

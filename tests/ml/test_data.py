@@ -119,6 +119,8 @@ REGRESSION_CASES = {
     "y of another width": ("d.npz", lambda p: np.savez(p, x=X, y=TARGETS), {"targets": 3},
                            f"y of (rows,) or (rows, 3), got ({ROWS}, 3) and ({ROWS}, 2)"),
     "no targets": ("d.csv", lambda p: p.write_text("1,2\n"), {"targets": 0}, "targets must be in [1,"),
+    "token rows": ("d.txt", lambda p: p.write_text("some text"), {"seq_len": 3}, "token data has no label column or "
+                   "regression targets"),
 }
 
 
