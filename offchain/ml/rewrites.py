@@ -545,6 +545,9 @@ def _index_maps() -> dict:
     table = {aten.flip.default: _flip_by_gathers, aten.roll.default: _roll_by_gathers,
              aten.cumsum.default: _cumsum_by_matmul, aten.im2col.default: _unfold_by_slices,
              aten.col2im.default: _fold_by_slices}
+    for cubic, name in ((False, "upsample_bilinear2d"), (True, "upsample_bicubic2d")):
+        resize, backward = _resize_by_matmuls(cubic)
+        table[getattr(aten, name).default], table[getattr(aten, f"{name}_backward").default] = resize, backward
     for exact, name in ((False, "upsample_nearest2d"), (True, "_upsample_nearest_exact2d")):
         upsample, backward = _upsample_nearest(exact)
         table[getattr(aten, name).default], table[getattr(aten, f"{name}_backward").default] = upsample, backward
@@ -654,40 +657,58 @@ def _upsample_nearest(exact: bool) -> tuple[Callable, Callable]:
     return upsample, backward
 
 
-def _bilinear_matrix(size: int, out: int, align_corners: bool, scale: float | None) -> torch.Tensor:
-    """The (out, size) matrix of 1-d linear interpolation as PyTorch samples it: output i reads
-    source ``src = i·(size − 1)/(out − 1)`` (align_corners) or ``max((i + ½)/scale − ½, 0)``
-    (scale the given factor, else out/size), between floor(src) and the next pixel."""
+#: PyTorch's cubic convolution kernel's A
+CUBIC_A = -0.75
+
+
+def _cubic_weights(t: float) -> list[float]:
+    """The four taps' weights at fraction ``t`` past the second (PyTorch's cubic convolution)."""
+    def near(x: float) -> float:  # |x| <= 1
+        return ((CUBIC_A + 2) * x - (CUBIC_A + 3)) * x * x + 1
+
+    def far(x: float) -> float:  # 1 < |x| < 2
+        return ((CUBIC_A * x - 5 * CUBIC_A) * x + 8 * CUBIC_A) * x - 4 * CUBIC_A
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+
+
+def _interpolation_matrix(size: int, out: int, align_corners: bool, scale: float | None, cubic: bool) -> torch.Tensor:
+    """The (out, size) matrix of 1-d linear (or cubic) interpolation as PyTorch samples it: output i
+    reads source ``src = i·(size − 1)/(out − 1)`` (align_corners) or ``(i + ½)/scale − ½`` (scale
+    the given factor, else out/size; at least 0 for linear), between floor(src) and the next
+    pixel (cubic: the four pixels around them, each index clamped to the edge)."""
     if align_corners:
         src = [i * (size - 1) / (out - 1) if out > 1 else 0.0 for i in range(out)]
     else:
         step = 1 / scale if scale else size / out
-        src = [max((i + 0.5) * step - 0.5, 0.0) for i in range(out)]
+        src = [(i + 0.5) * step - 0.5 if cubic else max((i + 0.5) * step - 0.5, 0.0) for i in range(out)]
     matrix = torch.zeros(out, size, dtype=torch.float64)
     for i, position in enumerate(src):
-        low_index = min(int(position), size - 1)
-        high_index, weight = min(low_index + 1, size - 1), position - low_index
-        matrix[i, low_index] += 1 - weight
-        matrix[i, high_index] += weight
+        low = math.floor(position)
+        if cubic:
+            for tap, weight in enumerate(_cubic_weights(position - low)):
+                matrix[i, min(max(low - 1 + tap, 0), size - 1)] += weight
+        else:
+            low = min(low, size - 1)
+            matrix[i, low] += 1 - (position - low)
+            matrix[i, min(low + 1, size - 1)] += position - low
     return matrix.float()
 
 
-def _bilinear_matrices(input_size, output_size, align_corners, scales_h, scales_w):
-    return (_bilinear_matrix(input_size[-2], output_size[0], align_corners, scales_h),
-            _bilinear_matrix(input_size[-1], output_size[1], align_corners, scales_w))
+def _resize_by_matmuls(cubic: bool) -> tuple[Callable, Callable]:
+    """Bilinear (bicubic) resizing as two products with constant interpolation matrices,
+    A_h · x · A_wᵀ, and its gradient A_hᵀ · grad · A_w."""
+    def matrices(input_size, output_size, align_corners, scales_h, scales_w):
+        return (_interpolation_matrix(input_size[-2], output_size[0], align_corners, scales_h, cubic),
+                _interpolation_matrix(input_size[-1], output_size[1], align_corners, scales_w, cubic))
 
+    def resize(x, output_size, align_corners, scales_h=None, scales_w=None):
+        rows, columns = matrices(x.shape, output_size, align_corners, scales_h, scales_w)
+        return torch.matmul(torch.matmul(rows, x), columns.t())
 
-def _upsample_bilinear_by_matmuls(x, output_size, align_corners, scales_h=None, scales_w=None):
-    """Bilinear resizing as two products with constant interpolation matrices: A_h · x · A_wᵀ."""
-    rows, columns = _bilinear_matrices(x.shape, output_size, align_corners, scales_h, scales_w)
-    return torch.matmul(torch.matmul(rows, x), columns.t())
-
-
-def _upsample_bilinear_backward_by_matmuls(grad, output_size, input_size, align_corners, scales_h=None,
-                                           scales_w=None):
-    """Its gradient: A_hᵀ · grad · A_w."""
-    rows, columns = _bilinear_matrices(input_size, output_size, align_corners, scales_h, scales_w)
-    return torch.matmul(torch.matmul(rows.t(), grad), columns)
+    def backward(grad, output_size, input_size, align_corners, scales_h=None, scales_w=None):
+        rows, columns = matrices(input_size, output_size, align_corners, scales_h, scales_w)
+        return torch.matmul(torch.matmul(rows.t(), grad), columns)
+    return resize, backward
 
 
 def _adaptive_avg_pool_by_conv(x, output_size):
@@ -724,10 +745,10 @@ def _moments(x, dim=None, *, correction=None, keepdim=False):
 #: autograd records those before the table applies; log1p and expm1 in them are lowered as
 #: log(1 + x) and exp(x) − 1 by ``_HANDLERS``), average pools as convolutions, adaptive max pools
 #: as max pools, nearest upsampling by whole factors as views and its gradient as sums, bilinear
-#: upsampling as products with constant matrices, wide convolutions' input gradients by the
-#: flipped weight; flips, rolls, edge padding and other nearest upsampling as lookups of constant
-#: indices (their gradients as the lookups' sums); running sums as matmuls; unfold and fold as
-#: strided slices (views where the blocks tile the plane)
+#: and bicubic upsampling as products with constant matrices, wide convolutions' input gradients
+#: by the flipped weight; flips, rolls, edge padding and other nearest upsampling as lookups of
+#: constant indices (their gradients as the lookups' sums); running sums as matmuls; unfold and
+#: fold as strided slices (views where the blocks tile the plane)
 DECOMPOSED = {
     **get_decompositions([
         aten.softplus, aten.softplus_backward, aten.elu, aten.elu_backward, aten.celu, aten.hardswish,
@@ -760,7 +781,5 @@ DECOMPOSED = {
     aten.adaptive_max_pool2d.default: _adaptive_max_pool_by_max_pool,
     aten.adaptive_max_pool2d_backward.default: _adaptive_max_pool_backward_by_max_pool,
     aten.convolution_backward.default: _convolution_backward_by_flipped_weight,
-    aten.upsample_bilinear2d.default: _upsample_bilinear_by_matmuls,
-    aten.upsample_bilinear2d_backward.default: _upsample_bilinear_backward_by_matmuls,
     **_index_maps(),
 }

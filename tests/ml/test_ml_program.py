@@ -594,6 +594,8 @@ REWRITTEN_LAYERS = {
     "pixel-shuffle": (lambda: nn.PixelShuffle(2), 256, "view"), "pixel-unshuffle": (lambda: nn.PixelUnshuffle(2), 256, "view"),
     "bilinear-by-1.5": (lambda: nn.Upsample(scale_factor=1.5, mode="bilinear"), 4 * 12 * 12, "bmm"),
     "bilinear-aligned-to-a-size": (lambda: nn.Upsample(size=(11, 5), mode="bilinear", align_corners=True), 4 * 11 * 5, "bmm"),
+    "bicubic-by-2": (lambda: nn.Upsample(scale_factor=2, mode="bicubic"), 4 * 16 * 16, "bmm"),
+    "bicubic-aligned-to-a-size": (lambda: nn.Upsample(size=(5, 11), mode="bicubic", align_corners=True), 4 * 5 * 11, "bmm"),
     "nearest-by-1.5": (lambda: nn.Upsample(scale_factor=1.5), 4 * 12 * 12, "embedding_grad"),
     "nearest-exact-to-a-size": (lambda: nn.Upsample(size=(11, 5), mode="nearest-exact"), 4 * 11 * 5, "embedding_grad"),
     "reflection-pad": (lambda: nn.ReflectionPad2d((1, 2, 2, 0)), 4 * 10 * 11, "embedding_grad"),
@@ -610,8 +612,8 @@ REWRITTEN_LAYERS = {
 def test_export__pools_upsampling_padding_shuffles_and_instance_norm_train_as_eager_does(name):
     """An adaptive max pool is the max pool of its window, a nearest upsample by whole factors an
     expanded view (its gradient block sums), by others and edge pads lookups of constant indices
-    (their gradients the lookups' sums), a bilinear one two products with constant interpolation
-    matrices, a zero pad a cat of zeros, pixel (un)shuffles views, unfold strided slices (a view
+    (their gradients the lookups' sums), a bilinear or bicubic one two products with constant
+    interpolation matrices, a zero pad a cat of zeros, pixel (un)shuffles views, unfold strided slices (a view
     where its blocks tile the plane) and fold their gradient,
     InstanceNorm the moments as sums (SGD: the conv bias before a norm has a zero gradient, whose
     rounding noise Adam would blow up to lr-sized steps)."""
@@ -810,8 +812,8 @@ def test_export__an_lstm_s_dropout_between_layers_draws_its_masks_from_the_task_
     (nn.AvgPool2d(3, 2, ceil_mode=True), 64, "ceil_mode adding a partial window"),
     (nn.AdaptiveAvgPool2d(3), 36, r"adaptive_avg_pool2d from \[8, 8\] to \[3, 3\]"),
     (nn.AdaptiveMaxPool2d(3), 36, r"adaptive_max_pool2d from \[8, 8\] to \[3, 3\]"),
-    (nn.Upsample(scale_factor=2, mode="bicubic"), 1024, r"aten.upsample_bicubic2d.default is not in the verifiable "
-     r"op set .* at torch/nn/modules/upsampling.py:\d+: return F.interpolate"),
+    (nn.LocalResponseNorm(2), 256, r"aten.avg_pool3d.default is not in the verifiable op set .* at "
+     r"torch/nn/modules/normalization.py:\d+: return F.local_response_norm"),
     (nn.InstanceNorm2d(4, track_running_stats=True), 256, "InstanceNorm2d with track_running_stats"),
 ])
 def test_export__a_layer_no_rewrite_expresses_is_refused_in_one_line(layer, features, message):
