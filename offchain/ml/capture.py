@@ -85,17 +85,18 @@ def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str,
     model, stats = batch_norm_steps(model)
     names = [name for name, _ in model.named_parameters()]
     params = [p.detach() for _, p in model.named_parameters()]
+    trained = [(name, p.detach()) for name, p in model.named_parameters() if p.requires_grad]
     buffers = {name: b.detach() for name, b in model.named_buffers()}
     optimizer = config.optimizer
     buffer_kinds = optimizer.buffers()
     step = _step_function(model, names, buffers, config, stats)
-    state = params + [torch.zeros_like(p) for p in params for _ in buffer_kinds] + [buffers[name] for name in stats]
+    state = params + [torch.zeros_like(p) for _, p in trained for _ in buffer_kinds] + [buffers[name] for name in stats]
     x = torch.zeros(config.batch_size, config.data_dim)
     y = torch.zeros(config.batch_size, dtype=torch.int64)
     hyper = torch.tensor(optimizer.hyper_row(0, 1), dtype=torch.float32)
     model.train()
     slots = [StateSlot(name, tuple(p.shape), "param") for name, p in zip(names, params)]
-    slots += [StateSlot(f"{name}.{kind}", tuple(p.shape), "buffer") for name, p in zip(names, params) for kind in buffer_kinds]
+    slots += [StateSlot(f"{name}.{kind}", tuple(p.shape), "buffer") for name, p in trained for kind in buffer_kinds]
     slots += [StateSlot(name, tuple(buffers[name].shape), "stat") for name in stats]
     with composite_rnns(model):
         program = capture_step(step, [*state, x, y, hyper], slots, optimizer.hyper_names, long_sums=long_sums)
@@ -139,15 +140,19 @@ def capture_step(step: Callable, args: Sequence[torch.Tensor], slots: list[State
 
 def _step_function(model, names, buffers, config: ExportConfig, stats: Stats | None = None) -> Callable:
     """``step(*params, *optimizer buffers, *running statistics, x, y, hyper) -> (the same state
-    next, loss)``; ``stats`` (:func:`batch_norm_steps`) names the running statistics."""
+    next, loss)``; ``stats`` (:func:`batch_norm_steps`) names the running statistics. Parameters
+    that do not require a gradient (frozen) pass through unchanged and keep no optimizer buffers,
+    as a plain loop's optimizer skips a parameter without a gradient."""
     optimizer = config.optimizer
     stats = stats or {}
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    trained = [name for name in names if name not in frozen]
     n_params = len(names)
     n_buffers = len(optimizer.buffers())
-    n_state = n_params * (1 + n_buffers)
+    n_state = n_params + len(trained) * n_buffers
 
-    def loss_of(params: dict, running: dict, x: torch.Tensor, y: torch.Tensor):
-        values = {**buffers, **running, **params}
+    def loss_of(params: dict, fixed: dict, running: dict, x: torch.Tensor, y: torch.Tensor):
+        values = {**buffers, **running, **fixed, **params}
         if config.loss == "lm_cross_entropy":
             tokens = x.to(torch.int64)
             logits = torch.func.functional_call(model, values, (tokens[:, :-1],))
@@ -171,10 +176,14 @@ def _step_function(model, names, buffers, config: ExportConfig, stats: Stats | N
         states = args[n_params:n_state]
         running = dict(zip(stats, args[n_state:n_state + len(stats)]))
         x, y, hyper = args[-3:]
-        grads, (loss, updated) = torch.func.grad_and_value(loss_of, has_aux=True)(params, running, x, y)
-        per_param = [list(states[i * n_buffers:(i + 1) * n_buffers]) for i in range(n_params)]
-        new_params, new_buffers = optimizer.update(list(params.values()), [grads[n] for n in names], per_param, hyper)
-        return (*new_params, *[b for group in new_buffers for b in group], *[updated[n] for n in stats], loss.detach())
+        fixed = {name: params.pop(name) for name in frozen}
+        grads, (loss, updated) = torch.func.grad_and_value(loss_of, has_aux=True)(params, fixed, running, x, y)
+        per_param = [list(states[i * n_buffers:(i + 1) * n_buffers]) for i in range(len(trained))]
+        new_trained, new_buffers = optimizer.update([params[n] for n in trained], [grads[n] for n in trained],
+                                                    per_param, hyper)
+        new_params = {**fixed, **dict(zip(trained, new_trained))}
+        return (*[new_params[n] for n in names], *[b for group in new_buffers for b in group],
+                *[updated[n] for n in stats], loss.detach())
 
     return step
 

@@ -37,10 +37,11 @@ class ProgramTraining:
             raise GraphError(f"the program reads hyper-parameters {list(program.hyper_names)}, "
                              f"optimizer {optimizer.name!r} provides {list(optimizer.hyper_names)}")
         buffers = [slot.name for slot in program.state if slot.kind == "buffer"]
-        per_param = len(optimizer.buffers())
-        if len(buffers) != per_param * len(program.param_names):
+        kinds = optimizer.buffers()
+        owners = {name.rsplit(".", 1)[0] for name in buffers}  # the trained parameters (frozen ones keep none)
+        if buffers != [f"{name}.{kind}" for name in program.param_names if name in owners for kind in kinds]:
             raise GraphError(f"the program keeps {len(buffers)} optimizer buffers, optimizer {optimizer.name!r} "
-                             f"needs {per_param} per parameter")
+                             f"needs {len(kinds)} ({', '.join(kinds) or 'none'}) per trained parameter")
         self.program = program
         self.optimizer = optimizer
         self.seed = seed

@@ -24,6 +24,7 @@ from offchain.ml.models import CNN, GPT, MLP, ResNet
 from offchain.ml.ops import LEAVES, OPS, Node, check_ops_table
 from offchain.ml.optim import OptimizerConfig
 from offchain.ml.program import Program, ProgramExecutor, StateSlot, donors, execution_context
+from offchain.ml.program_training import ProgramTraining
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 ADAMW = OptimizerConfig("adamw", 3e-3, weight_decay=0.01, schedule="cosine", warmup_steps=2, clip_norm=1.0)
@@ -276,6 +277,45 @@ def test_program__label_smoothing_trains_as_a_plain_torch_loop_does(batch):
     assert ours[-1] < 0.8 * ours[0] and max(abs(a - b) for a, b in zip(ours, theirs)) < 1e-4
     with pytest.raises(GraphError, match="label smoothing 1.5: a cross-entropy loss takes a share in"):
         export_program(model, ExportConfig(8, (6,), label_smoothing=1.5))
+
+
+def test_program__frozen_parameters_keep_their_values_and_no_optimizer_buffers_as_a_plain_loop():
+    """A fine-tuning model: parameters with requires_grad False pass through the step unchanged
+    (AdamW's weight decay included) and keep no moments, as the plain loop over the parameters
+    that require a gradient trains the rest."""
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    model[0].requires_grad_(False)
+    model[2].bias.requires_grad_(False)
+    start = copy.deepcopy(model)
+    optimizer = OptimizerConfig("adamw", 1e-2, weight_decay=0.1)
+    config = ExportConfig(8, (6,), optimizer=optimizer)
+    program = Program.from_bytes(export_program(model, config).to_bytes())
+    training = ProgramTraining(program, optimizer, 10, 1)
+    assert [slot.name for slot in program.state if slot.kind == "buffer"] == [
+        f"{name}.{kind}" for name in ("2.weight", "4.weight", "4.bias") for kind in ("exp_avg", "exp_avg_sq")]
+    state = [training.initial_state(capture.initial_tensors(model, program))[name] for name in training.param_names]
+    executor = ProgramExecutor(program)
+    plain = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1,
+                              eps=optimizer.eps)
+    x = torch.randn(8, 6, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(8) % 4
+    with execution_context(1):
+        for step in range(10):
+            result = executor.run(state, x, y, optimizer.hyper_table(10)[step])
+            state = result.state
+            value = F.cross_entropy(model(x), y)
+            plain.zero_grad()
+            value.backward()
+            plain.step()
+            assert abs(float(result.loss) - value.item()) < 1e-5
+    trained = dict(zip(training.param_names, state))
+    for name, tensor in start.named_parameters():
+        if name in ("0.weight", "0.bias", "2.bias"):
+            assert torch.equal(trained[name], tensor.detach()), name
+        else:
+            assert not torch.equal(trained[name], tensor.detach()), name
+            assert torch.allclose(trained[name], dict(model.named_parameters())[name].detach(), atol=1e-5), name
 
 
 def test_export__a_regression_model_s_outputs_must_match_its_targets():
