@@ -27,7 +27,7 @@ import math
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -153,22 +153,24 @@ def _step_function(model, names, buffers, config: ExportConfig, stats: Stats | N
 
     def loss_of(params: dict, fixed: dict, running: dict, x: torch.Tensor, y: torch.Tensor):
         values = {**buffers, **running, **fixed, **params}
+
+        def forward(inputs: torch.Tensor) -> torch.Tensor:
+            return _model_output(torch.func.functional_call(model, values, (inputs,)))
         if config.loss == "lm_cross_entropy":
             tokens = x.to(torch.int64)
-            logits = torch.func.functional_call(model, values, (tokens[:, :-1],))
+            logits = forward(tokens[:, :-1])
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1),
                                    label_smoothing=config.label_smoothing)
         elif config.loss in REGRESSION_LOSSES:
             inputs, target = x[:, :-config.targets].reshape(x.shape[0], *config.input_shape), x[:, -config.targets:]
-            out = torch.func.functional_call(model, values, (inputs,))
+            out = forward(inputs)
             if out.numel() != target.numel():
                 raise GraphError(f"the model gives {out.numel() // x.shape[0]} values a row; the {config.loss} loss "
                                  f"compares {config.targets} targets (--targets)")
             loss = REGRESSION_LOSSES[config.loss](out.reshape(target.shape), target)
         else:
             inputs = x.reshape(x.shape[0], *config.input_shape)
-            loss = F.cross_entropy(torch.func.functional_call(model, values, (inputs,)), y,
-                                   label_smoothing=config.label_smoothing)
+            loss = F.cross_entropy(forward(inputs), y, label_smoothing=config.label_smoothing)
         return loss, {name: norm.updates[which] for name, (norm, which) in stats.items()}
 
     def step(*args):
@@ -186,6 +188,19 @@ def _step_function(model, names, buffers, config: ExportConfig, stats: Stats | N
                 *[updated[n] for n in stats], loss.detach())
 
     return step
+
+
+def _model_output(out: Any) -> torch.Tensor:
+    """What the loss reads of a model's output: the tensor, a tuple's or list's first item (as
+    recurrent layers return), or a mapping's ``"logits"`` (as Hugging Face models return)."""
+    if isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    elif isinstance(out, Mapping) and "logits" in out:
+        out = out["logits"]
+    if not isinstance(out, torch.Tensor):
+        raise GraphError(f"the model returned {type(out).__name__}: return the outputs the loss reads as a tensor, "
+                         "a tuple whose first item it is, or a mapping with 'logits'")
+    return out
 
 
 # --------------------------------------------------------------------------------------------

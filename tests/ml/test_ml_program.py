@@ -318,6 +318,34 @@ def test_program__frozen_parameters_keep_their_values_and_no_optimizer_buffers_a
             assert torch.allclose(trained[name], dict(model.named_parameters())[name].detach(), atol=1e-5), name
 
 
+class _Returning(nn.Module):
+    """A classifier whose forward returns ``wrap(logits, hidden)``."""
+
+    def __init__(self, wrap) -> None:
+        super().__init__()
+        self.wrap, self.body, self.head = wrap, nn.Linear(5, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        hidden = torch.tanh(self.body(x))
+        return self.wrap(self.head(hidden), hidden)
+
+
+@pytest.mark.parametrize("wrap", [lambda logits, hidden: (logits, hidden), lambda logits, hidden: [logits],
+                                  lambda logits, hidden: {"hidden": hidden, "logits": logits}],
+                         ids=["tuple", "list", "mapping"])
+def test_export__a_model_returning_a_tuple_or_a_mapping_trains_on_its_logits(wrap):
+    torch.manual_seed(0)
+    program = export_program(_Returning(wrap), ExportConfig(4, (5,)))
+    torch.manual_seed(0)
+    plain = export_program(_Returning(lambda logits, hidden: logits), ExportConfig(4, (5,)))
+    assert program.root == plain.root
+
+
+def test_export__a_model_returning_neither_is_refused_in_one_line():
+    with pytest.raises(GraphError, match="the model returned dict: return the outputs the loss reads as a tensor"):
+        export_program(_Returning(lambda logits, hidden: {"scores": logits}), ExportConfig(4, (5,)))
+
+
 def test_export__a_regression_model_s_outputs_must_match_its_targets():
     with pytest.raises(GraphError, match="the model gives 3 values a row; the mse loss compares 2 targets"):
         export_program(nn.Linear(4, 3), ExportConfig(4, (4,), loss="mse", targets=2))
