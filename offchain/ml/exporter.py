@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from .program_training import initial_weights
 
 
 def load_model_class(reference: str) -> type:
-    """``path/to/file.py:Class`` or ``package.module:Class``."""
+    """``path/to/file.py:Class`` or ``package.module:Class``; a file's folder goes on ``sys.path``
+    (as when Python runs it), so it may import the modules beside it."""
     target, _, name = reference.rpartition(":")
     if not target or not name:
         raise GraphError(f"model must be FILE.py:Class or module:Class, got {reference!r}")
@@ -32,6 +34,9 @@ def load_model_class(reference: str) -> type:
             path = Path(target)
             if not path.is_file():
                 raise GraphError(f"no model file {target}")
+            folder = str(path.resolve().parent)
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
             spec = importlib.util.spec_from_file_location(path.stem, path)
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)  # type: ignore[union-attr]

@@ -36,11 +36,10 @@ class ProgramTraining:
         if tuple(optimizer.hyper_names) != tuple(program.hyper_names):
             raise GraphError(f"the program reads hyper-parameters {list(program.hyper_names)}, "
                              f"optimizer {optimizer.name!r} provides {list(optimizer.hyper_names)}")
-        buffers = [slot.name for slot in program.state if slot.kind == "buffer"]
-        kinds = optimizer.buffers()
-        owners = {name.rsplit(".", 1)[0] for name in buffers}  # the trained parameters (frozen ones keep none)
-        if buffers != [f"{name}.{kind}" for name in program.param_names if name in owners for kind in kinds]:
-            raise GraphError(f"the program keeps {len(buffers)} optimizer buffers, optimizer {optimizer.name!r} "
+        buffers = sum(slot.kind == "buffer" for slot in program.state)
+        kinds = optimizer.buffers()  # for each trained parameter (a frozen one keeps none)
+        if (buffers % len(kinds) if kinds else buffers) or buffers > len(kinds) * len(program.param_names):
+            raise GraphError(f"the program keeps {buffers} optimizer buffers, optimizer {optimizer.name!r} "
                              f"needs {len(kinds)} ({', '.join(kinds) or 'none'}) per trained parameter")
         self.program = program
         self.optimizer = optimizer

@@ -209,7 +209,8 @@ class BeforeAutograd(TorchFunctionMode):
       all taps of fewer output channels; the layer costs stride_h·stride_w times the work); an
       ungrouped one keeps its stride, its input gradient by the flipped weight (``DECOMPOSED``);
     * circular padding (PyTorch writes it into an empty tensor) as gathers (:func:`_edge_pad`);
-    * a bilinear layer (a fused trilinear kernel) as an einsum."""
+    * a bilinear layer (a fused trilinear kernel) as an einsum, weight normalisation's fused
+      kernel as v·g/‖v‖."""
 
     REDUCTIONS = {torch.max: (torch.amax, torch.argmax, torch.return_types.max),
                   torch.Tensor.max: (torch.amax, torch.argmax, torch.return_types.max),
@@ -240,6 +241,10 @@ class BeforeAutograd(TorchFunctionMode):
             if groups != 1 and x.dim() == weight.dim() and _strided_spread(weight, stride) \
                     and isinstance(padding, (int, list, tuple)):
                 return _strided(func(x, weight, bias, 1, padding, dilation, groups), stride)
+        if func is torch._weight_norm:  # v·g/‖v‖ over every dim but ``dim`` (weight normalisation)
+            v, g, dim = (list(args) + [kwargs.get("dim", 0)])[:3]
+            dims = [d for d in range(v.dim()) if d != dim % v.dim()] if dim != -1 else list(range(v.dim()))
+            return v * (g / torch.sqrt((v * v).sum(dims, keepdim=True)))
         if func is torch.bilinear:  # x1ᵀ·W_o·x2 (+ b_o) for each output o, as one einsum of matmuls
             x1, x2, weight, bias = (list(args) + [kwargs.get("bias")])[:4]
             out = torch.einsum("...i,oij,...j->...o", x1, weight, x2)

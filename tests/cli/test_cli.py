@@ -202,6 +202,19 @@ def test_regression__export_and_post_refuse_a_mismatched_kind_in_one_line__label
         assert "Traceback" not in result.output
 
 
+def test_model_export__a_model_file_imports_the_modules_beside_it(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "blocks_beside.py").write_text(
+        "from torch import nn\n\nclass Block(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.inner = nn.Linear(12, 12)\n\n    def forward(self, x):\n        return x + self.inner(x).relu()\n")
+    (tmp_path / "models" / "net.py").write_text(MODEL_FILE.replace("import torch\n", "import torch\nfrom blocks_beside import Block\n")
+                                                .replace("nn.Sequential(", "nn.Sequential(Block(), "))
+    result = _run(tmp_path, "model", "export", f"{tmp_path / 'models' / 'net.py'}:Net", "--input-shape", "12",
+                  "--out", str(tmp_path / "net.json"))
+    assert result.exit_code == 0, result.output
+    assert "program " in result.output and "graph root 0x" in result.output
+
+
 def test_model_export__batch_norm_and_elu__the_weights_carry_the_running_statistics(tmp_path):
     from offchain.ml.program import Program
     from offchain.ml.program_training import initial_weights

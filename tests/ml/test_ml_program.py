@@ -927,6 +927,16 @@ FUNCTIONS = {
 }
 
 
+@pytest.mark.parametrize("dim", [0, None])
+def test_export__weight_normalisation_trains_as_eager_does(dim):
+    """``weight_norm``'s parametrization calls a fused kernel; before autograd it is v·g/‖v‖."""
+    torch.manual_seed(0)
+    norm = nn.utils.parametrizations.weight_norm
+    model = nn.Sequential(norm(nn.Linear(5, 16), dim=dim), nn.ReLU(), norm(nn.Linear(16, 10)))
+    _, steps = _program_and_eager_steps(model, 10, input_shape=(5,))
+    _close_to_eager(steps)
+
+
 def test_export__the_indices_of_a_max_over_a_dim_are_refused_where_read():
     with pytest.raises(GraphError, match="argmax"):
         export_program(_Applying(lambda h: h * h.max(1, keepdim=True).indices), ExportConfig(4, (8,)))

@@ -313,20 +313,36 @@ def malformed_programs(program: bytes) -> dict[str, bytes]:
         "optimizer lr": edit(lambda p: p["meta"]["optimizer"].__setitem__("lr", 20.0)),
         "optimizer steps": edit(lambda p: p["meta"]["optimizer"].__setitem__("warmup_steps", 1.0)),
         "optimizer not the program's": edit(lambda p: p["meta"]["optimizer"].__setitem__("name", "adam")),
+        "optimizer without momentum": edit(lambda p: p["meta"]["optimizer"].__setitem__("momentum", 0.0)),
     }
+
+
+def frozen_program(name: str, frozen: str) -> bytes:
+    """``name``'s program exported with the parameters under ``frozen`` not requiring a gradient:
+    they keep no optimizer buffers (the same weights fit it)."""
+    from offchain.ml import models
+    from offchain.ml.capture import ExportConfig, export_program
+    from offchain.ml.exporter import optimizer_from_options
+
+    cls, kwargs, shape, loss, batch, optimizer, *_ = PROGRAMS[name]
+    model = getattr(models, cls)(**kwargs)
+    model.get_submodule(frozen).requires_grad_(False)
+    return export_program(model, ExportConfig(batch, shape, loss, optimizer_from_options(optimizer)),
+                          meta={"model": f"offchain.ml.models:{cls}", "model_kwargs": kwargs}).to_bytes()
 
 
 def test_the_page_reads_program_files_as_python_does():
     """Every malformed program Python refuses the page refuses (with the initial weights that fit
     the program), and a program re-formatted is the same program: its model CID is that of
-    `Program.to_bytes()`."""
+    `Program.to_bytes()`; a program with a frozen layer (no optimizer buffers for it) is read too."""
     from offchain.ml.errors import MLError
     from offchain.ml.optim import OptimizerConfig
     from offchain.ml.program import Program
     from offchain.ml.program_training import ProgramTraining
 
     golden = json.loads(GOLDEN.read_text())["programs"]["mlp-sgd-momentum"]
-    cases = malformed_programs(base64.b64decode(golden["program"]))
+    cases = {**malformed_programs(base64.b64decode(golden["program"])),
+             "first layer frozen": frozen_program("mlp-sgd-momentum", "layers.0")}
     expected = {}
     for name, data in cases.items():
         try:
@@ -341,7 +357,8 @@ def test_the_page_reads_program_files_as_python_does():
     assert done.returncode == 0, done.stderr
     read = json.loads(done.stdout)
     assert {name: got.get("model_cid") for name, got in read.items()} == expected, read
-    assert expected["reformatted"] == golden["model_cid"] and sum(v is None for v in expected.values()) == len(cases) - 1
+    assert expected["reformatted"] == golden["model_cid"] and expected["first layer frozen"] is not None
+    assert sum(v is None for v in expected.values()) == len(cases) - 2
 
 
 if __name__ == "__main__":

@@ -287,7 +287,7 @@ export const optimizerJson = (o: Optimizer): Json => Object.fromEntries(Object.e
   [key, typeof value === "number" && key !== "warmup_steps" && key !== "step_size" ? { float: value } : value]));
 
 export const hyperNames = (o: Optimizer): string[] => (o.name === "sgd" ? ["lr"] : ["lr", "bias_correction1", "bias_correction2_rsqrt"]);
-export const bufferCount = (o: Optimizer): number => (o.name === "sgd" ? (o.momentum ? 1 : 0) : 2);
+export const bufferKinds = (o: Optimizer): string[] => (o.name === "sgd" ? (o.momentum ? ["momentum"] : []) : ["exp_avg", "exp_avg_sq"]);
 
 function lrAt(o: Optimizer, step: number, steps: number): number {
   if (step < o.warmup_steps) return o.lr * (step + 1) / o.warmup_steps;
@@ -318,8 +318,11 @@ export function hyperRoot(o: Optimizer, steps: number): Uint8Array {
 export function checkOptimizer(program: Program, o: Optimizer): void {
   const names = hyperNames(o);
   if (names.join() !== program.hyperNames.join()) fail(`the program reads hyper-parameters [${program.hyperNames}], optimizer '${o.name}' provides [${names}]`);
-  const buffers = program.state.filter((s) => s.kind === "buffer").length, params = paramNames(program).length;
-  if (buffers !== bufferCount(o) * params) fail(`the program keeps ${buffers} optimizer buffers, optimizer '${o.name}' needs ${bufferCount(o)} per parameter`);
+  // the optimizer's buffers for each trained parameter (a frozen one keeps none)
+  const buffers = program.state.filter((s) => s.kind === "buffer").length, kinds = bufferKinds(o);
+  if ((kinds.length ? buffers % kinds.length : buffers) || buffers > kinds.length * paramNames(program).length) {
+    fail(`the program keeps ${buffers} optimizer buffers, optimizer '${o.name}' needs ${kinds.length} (${kinds.join(", ") || "none"}) per trained parameter`);
+  }
 }
 
 // ── what the dispute game can judge (offchain/dispute/limits.py `program_unjudgeable_reason`) ──
