@@ -223,6 +223,7 @@ VIEW_OPS = {
     aten.squeeze.default, aten.slice.Tensor, aten.select.int, aten.split.Tensor, aten.split_with_sizes.default,
     aten.unbind.int, aten.alias.default, aten.chunk.default, aten.narrow.default, aten.flatten.using_ints,
     aten.unsafe_split.Tensor, aten.unsafe_chunk.default, aten.unsafe_split_with_sizes.default,
+    aten.diagonal.default, aten.unfold.default,
 }
 IDENTITY_OPS = {aten.clone.default, aten.detach.default, aten.lift_fresh_copy.default, aten.contiguous.default}
 CREATION_OPS = {

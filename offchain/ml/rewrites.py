@@ -471,25 +471,120 @@ def _adaptive_max_pool_backward_by_max_pool(grad, x, indices):
 # Index maps: flips, rolls and edge padding as lookups of constant indices
 
 
-def _gather(x: torch.Tensor, dim: int, index: Sequence[int]) -> torch.Tensor:
-    """``x``'s slices along ``dim`` at the constant ``index``: an embedding lookup with those slices
-    as its rows, exact copies the judge checks element by element."""
-    if list(index) == list(range(x.shape[dim])):
+def _index_tensor(index, device) -> torch.Tensor:
+    """``index`` (positions or a tensor of them) as a 1-D int64 tensor."""
+    if isinstance(index, torch.Tensor):
+        return index.reshape(-1)
+    return torch.tensor(list(index), dtype=torch.int64, device=device)
+
+
+def _gather(x: torch.Tensor, dim: int, index) -> torch.Tensor:
+    """``x``'s slices along ``dim`` at ``index`` (constant positions or an int64 tensor): an
+    embedding lookup with those slices as its rows, exact copies the judge checks element by
+    element."""
+    if not isinstance(index, torch.Tensor) and list(index) == list(range(x.shape[dim])):
         return x
+    index = _index_tensor(index, x.device)
     rows = x.movedim(dim, 0)
-    picked = aten.embedding.default(rows.reshape(rows.shape[0], -1), torch.tensor(index, device=x.device))
-    return picked.reshape(len(index), *rows.shape[1:]).movedim(0, dim)
+    picked = aten.embedding.default(rows.reshape(rows.shape[0], -1), index)
+    return picked.reshape(index.shape[0], *rows.shape[1:]).movedim(0, dim)
 
 
-def _gathered_sums(grad: torch.Tensor, dim: int, index: Sequence[int], size: int) -> torch.Tensor:
+def _gathered_sums(grad: torch.Tensor, dim: int, index, size: int) -> torch.Tensor:
     """The gradient of :func:`_gather`: slice i along ``dim`` sums the slices of ``grad`` gathered
     from it (embedding's weight gradient)."""
-    if list(index) == list(range(size)):
+    if not isinstance(index, torch.Tensor) and list(index) == list(range(size)):
         return grad
     rows = grad.movedim(dim, 0)
-    summed = aten.embedding_dense_backward.default(rows.reshape(rows.shape[0], -1),
-                                                   torch.tensor(index, device=grad.device), size, -1, False)
+    summed = aten.embedding_dense_backward.default(rows.reshape(rows.shape[0], -1), _index_tensor(index, grad.device),
+                                                   size, -1, False)
     return summed.reshape(size, *rows.shape[1:]).movedim(0, dim)
+
+
+def _view_backward(view: Callable) -> Callable:
+    """The gradient of a view no node expresses backward (``diagonal``, ``unfold``): each input
+    element sums the gradient of the output elements that read it, the positions those of the view
+    of ``arange`` (a constant)."""
+    def backward(grad, input_sizes, *args):
+        positions = view(torch.arange(math.prod(input_sizes), device=grad.device).reshape(input_sizes), *args)
+        flat = _gathered_sums(grad.reshape(-1, 1), 0, positions.reshape(-1), math.prod(input_sizes))
+        return flat.reshape(input_sizes)
+    return backward
+
+
+def _single_index(x, indices) -> tuple[int, torch.Tensor] | None:
+    """The dim and the integer index of ``x[..., index, ...]`` with one advanced index (a bool mask
+    becomes its positions, which only a constant mask has at export), or None."""
+    given = [(dim, index) for dim, index in enumerate(indices) if index is not None]
+    if len(given) != 1:
+        return None
+    dim, index = given[0]
+    if index.dtype == torch.bool:
+        if index.dim() != 1:
+            return None
+        index = index.nonzero().reshape(-1)
+    return dim, torch.where(index < 0, index + x.shape[dim], index)
+
+
+def _index_by_gather(x, indices):
+    """``x[..., index, ...]`` with one advanced index: the lookup of its positions along that dim,
+    the index's shape in its place."""
+    single = _single_index(x, indices)
+    if single is None:
+        return NotImplemented
+    dim, index = single
+    picked = _gather(x, dim, index)
+    return picked.reshape(*x.shape[:dim], *index.shape, *x.shape[dim + 1:])
+
+
+def _index_put_by_sums(x, indices, values, accumulate=False):
+    """``x[..., index, ...] += values`` (the gradient of an index): the lookups' sums; a put that
+    overwrites keeps the kernel."""
+    single = _single_index(x, indices)
+    if single is None or not accumulate:
+        return NotImplemented
+    dim, index = single
+    values = values.expand(*x.shape[:dim], *index.shape, *x.shape[dim + 1:])
+    values = values.reshape(*x.shape[:dim], index.numel(), *x.shape[dim + 1:])
+    return x + _gathered_sums(values, dim, index, x.shape[dim])
+
+
+def _flat_positions(shape, index: torch.Tensor) -> torch.Tensor:
+    """Where each element of ``index`` points in ``x`` (of ``shape``, the gathered dim last)
+    flattened: its row's start (a constant) plus the index."""
+    lead = index.shape[:-1]
+    starts = torch.zeros((), dtype=torch.int64, device=index.device)
+    for d, size in enumerate(lead):  # row-major over x's leading dims
+        starts = starts * shape[d] + torch.arange(size, device=index.device).reshape(
+            [size if k == d else 1 for k in range(len(lead))])
+    return starts.unsqueeze(-1) * shape[-1] + index
+
+
+def _gather_by_lookup(x, dim, index, sparse_grad=False):
+    """``torch.gather``: each output element an embedding lookup into ``x`` flattened, at its
+    row's start plus its index (``dim`` moved last)."""
+    moved, picks = x.movedim(dim, -1), index.movedim(dim, -1)
+    flat = _flat_positions(moved.shape, picks)
+    out = aten.embedding.default(moved.reshape(-1, 1), flat.reshape(-1))
+    return out.reshape(picks.shape).movedim(-1, dim)
+
+
+def _scatter_add_by_sums(x, dim, index, src):
+    """``scatter_add`` (gather's gradient): ``x`` plus the lookups' sums into ``x`` flattened."""
+    moved, picks = x.movedim(dim, -1), index.movedim(dim, -1)
+    values = src.movedim(dim, -1)[tuple(slice(0, n) for n in picks.shape)]
+    flat = _flat_positions(moved.shape, picks)
+    summed = _gathered_sums(values.reshape(-1, 1), 0, flat.reshape(-1), moved.numel())
+    return x + summed.reshape(moved.shape).movedim(-1, dim)
+
+
+def _triangle(lower: bool) -> Callable:
+    """tril/triu as a ``where`` with a constant mask."""
+    def keep(x, diagonal=0):
+        above = (torch.arange(x.shape[-1], device=x.device).unsqueeze(0)
+                 - torch.arange(x.shape[-2], device=x.device).unsqueeze(1))  # column − row
+        return torch.where(above <= diagonal if lower else above >= diagonal, x, 0)
+    return keep
 
 
 def _flip_by_gathers(x, dims):
@@ -549,7 +644,14 @@ def _cumsum_by_matmul(x, dim, dtype=None):
 def _index_maps() -> dict:
     table = {aten.flip.default: _flip_by_gathers, aten.roll.default: _roll_by_gathers,
              aten.cumsum.default: _cumsum_by_matmul, aten.im2col.default: _unfold_by_slices,
-             aten.col2im.default: _fold_by_slices}
+             aten.col2im.default: _fold_by_slices, aten.index_select.default: _gather,
+             aten.index_add.default: lambda x, dim, index, source, alpha=1:
+                 x + _gathered_sums(source * alpha if alpha != 1 else source, dim, index, x.shape[dim]),
+             aten.index.Tensor: _index_by_gather, aten.index_put.default: _index_put_by_sums,
+             aten.gather.default: _gather_by_lookup, aten.scatter_add.default: _scatter_add_by_sums,
+             aten.tril.default: _triangle(True), aten.triu.default: _triangle(False),
+             aten.diagonal_backward.default: _view_backward(torch.diagonal),
+             aten.unfold_backward.default: _view_backward(torch.Tensor.unfold)}
     for cubic, name in ((False, "upsample_bilinear2d"), (True, "upsample_bicubic2d")):
         resize, backward = _resize_by_matmuls(cubic)
         table[getattr(aten, name).default], table[getattr(aten, f"{name}_backward").default] = resize, backward

@@ -26,7 +26,7 @@ class Zoo(nn.Module):
     other ops: BatchNorm (its running statistics state), softplus (log1p, exp), the tanh GELU,
     hardswish, an average pool not counting its padding (a depthwise convolution of constant ones
     over a constant map of counts), reflection padding and a fractional nearest upsample (lookups of
-    constant indices: embedding nodes, their gradients embedding_grad), InstanceNorm, an adaptive max pool and a
+    constant indices: embedding nodes, their gradients embedding_grad) and a gather likewise, InstanceNorm, an adaptive max pool and a
     transposed convolution (a conv2d_grad_input node; its gradients conv2d, conv2d_grad_weight, sum)."""
 
     def __init__(self) -> None:
@@ -51,6 +51,7 @@ class Zoo(nn.Module):
         f = torch.where(keep, a, 0.5 * a) + torch.round(a * 4.0) * 0.125  # round's decomposition (casts, where)
         # leaky ReLU (gt, where, mul) of a slice and a selected column: their gradients are zeros and cat
         f = f + F.leaky_relu(f[:, 1:4].mean(1, keepdim=True) - f[:, -1].unsqueeze(1), 0.2)
+        f = f + 0.25 * torch.gather(f, 1, (torch.arange(54) * 7 % 54).expand(f.shape[0], 54))  # a lookup, its sums
         pooled = torch.cat([torch.softmax(h.mean(dim=(2, 3)), -1), h.amax(dim=(2, 3))], dim=1)
         lines = self.line(x.flatten(2)).amax(-1)  # a 1-d convolution: the 2-d one over a height of 1
         soft = F.avg_pool2d(F.softplus(self.batch(x)), 3, stride=2, padding=1, count_include_pad=False).amax(dim=(2, 3))

@@ -924,6 +924,17 @@ FUNCTIONS = {
     "roll-flat": lambda h: h + torch.roll(h, 5), "cumsum": lambda h: torch.cumsum(h, 1) / 16,
     "rot90-fliplr": lambda h: (h.reshape(-1, 4, 4).rot90(1, [1, 2]) + h.reshape(-1, 4, 4).fliplr()).reshape(-1, 16),
     "bilinear": lambda h: F.bilinear(h, h.flip(1), torch.linspace(-1, 1, 16 ** 3).reshape(16, 16, 16) / 16),
+    "list-index": lambda h: h[:, [0, 3, 3, 7] * 4], "tensor-index": lambda h: h[:, torch.arange(15, -1, -1)] * h,
+    "mask-index": lambda h: h[:, torch.arange(16) % 2 == 0].repeat(1, 2), "index-negative": lambda h: h[:, [-1, 0] * 8],
+    "index-select": lambda h: torch.index_select(h, 1, torch.tensor([1, 2] * 8)),
+    "index-by-data": lambda h: h[:, (h.detach().abs() * 4).long().clamp(0, 15)[0]],
+    "gather": lambda h: torch.gather(h, 1, (torch.arange(16) * 5 % 16).expand(h.shape[0], 16)),
+    "gather-by-data": lambda h: torch.gather(h, 1, (h.detach().abs() * 4).long().clamp(0, 15)),
+    "take-along-dim": lambda h: torch.take_along_dim(h.reshape(-1, 4, 4), torch.tensor([[[3], [0], [1], [1]]]), 2)
+                                .expand(-1, 4, 4).reshape(-1, 16),
+    "tril-triu": lambda h: (torch.tril(h.reshape(-1, 4, 4)) + torch.triu(h.reshape(-1, 4, 4), 1) * 2).reshape(-1, 16),
+    "diagonal": lambda h: torch.diagonal(h.reshape(-1, 4, 4), dim1=1, dim2=2).repeat(1, 4),
+    "unfold-windows": lambda h: torch.cat([h.unfold(1, 4, 2).mean(-1), h[:, :9]], 1),
 }
 
 
@@ -947,7 +958,9 @@ def test_export__tensor_functions_without_a_node_of_their_own_train_as_eager_doe
     """Whole powers as products (by squaring), others as exp(p·log x); norms, variances and
     logsumexp as sums (torch's decompositions or ours); comparisons with ±inf as ones with ±max;
     flips and rolls as lookups of constant indices, running sums as products with a triangle of
-    ones, a bilinear form as an einsum."""
+    ones, a bilinear form as an einsum; indexing by one tensor, index_select and gather as lookups
+    (constant or data indices), their gradients the lookups' sums; tril/triu as a constant mask;
+    diagonal and unfold views, their gradients the sums at the view's positions."""
     torch.manual_seed(0)
     _, steps = _program_and_eager_steps(_Applying(FUNCTIONS[name]), 10, input_shape=(8,))
     _close_to_eager(steps)
