@@ -583,7 +583,7 @@ def _triangle(lower: bool) -> Callable:
     def keep(x, diagonal=0):
         above = (torch.arange(x.shape[-1], device=x.device).unsqueeze(0)
                  - torch.arange(x.shape[-2], device=x.device).unsqueeze(1))  # column − row
-        return torch.where(above <= diagonal if lower else above >= diagonal, x, 0)
+        return torch.where(above <= diagonal if lower else above >= diagonal, x, x.new_zeros(()))  # x's dtype
     return keep
 
 
