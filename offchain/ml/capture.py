@@ -233,6 +233,9 @@ CREATION_OPS = {
     aten.new_ones.default, aten.new_full.default, aten.new_empty.default, aten.eye.default, aten.eye.m,
     aten.linspace.default, aten.logspace.default,
 }
+#: elementwise ops the judge has no integer rule for (comparisons, maximum/minimum, where and the
+#: logical ops have one): refused on int64 and bool operands unless folded into a constant
+INTEGER_ARITHMETIC = {"add", "sub", "mul", "div", "neg", "abs", "relu", "reciprocal"}
 RANDOM_OPS = {aten.native_dropout.default, aten.bernoulli_.float, aten.rand_like.default,
               aten.randn_like.default, aten.rand.default, aten.randn.default, aten.randint.low,
               aten.randperm.default, aten.normal.Tensor_float}
@@ -429,6 +432,9 @@ class _Lowering:
 
     def op(self, name: str, fx, inputs: Sequence[Any], attrs: Sequence[int] = ()) -> _Value:
         dtype = _compute_dtype(inputs)
+        if dtype == torch.int64 and name in INTEGER_ARITHMETIC:
+            raise GraphError(f"{fx.target} on integers is not in the verifiable op set (integers are compared, "
+                             f"clamped, selected, counted and looked up, not computed with), at {self.source}")
         return self.fresh(name, [self.node_of(i, dtype) for i in inputs], fx.meta["val"], attrs)
 
     def group(self, names: Sequence[str | None], fx, inputs: Sequence[Any], attrs: Sequence[int]) -> list:

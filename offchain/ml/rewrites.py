@@ -210,7 +210,8 @@ class BeforeAutograd(TorchFunctionMode):
       ungrouped one keeps its stride, its input gradient by the flipped weight (``DECOMPOSED``);
     * circular padding (PyTorch writes it into an empty tensor) as gathers (:func:`_edge_pad`);
     * a bilinear layer (a fused trilinear kernel) as an einsum, weight normalisation's fused
-      kernel as v·g/‖v‖."""
+      kernel as v·g/‖v‖;
+    * negative positions in an indexing list wrapped (:func:`_wrapped_lists`)."""
 
     REDUCTIONS = {torch.max: (torch.amax, torch.argmax, torch.return_types.max),
                   torch.Tensor.max: (torch.amax, torch.argmax, torch.return_types.max),
@@ -241,6 +242,8 @@ class BeforeAutograd(TorchFunctionMode):
             if groups != 1 and x.dim() == weight.dim() and _strided_spread(weight, stride) \
                     and isinstance(padding, (int, list, tuple)):
                 return _strided(func(x, weight, bias, 1, padding, dilation, groups), stride)
+        if func is torch.Tensor.__getitem__ and isinstance(args[1], (list, tuple)):
+            return func(args[0], _wrapped_lists(args[0], args[1]))
         if func is torch._weight_norm:  # v·g/‖v‖ over every dim but ``dim`` (weight normalisation)
             v, g, dim = (list(args) + [kwargs.get("dim", 0)])[:3]
             dims = [d for d in range(v.dim()) if d != dim % v.dim()] if dim != -1 else list(range(v.dim()))
@@ -252,6 +255,18 @@ class BeforeAutograd(TorchFunctionMode):
         if func is torch.nn.functional.pad and (args[2] if len(args) > 2 else kwargs.get("mode")) == "circular":
             return _edge_pad("circular")[0](args[0], args[1] if len(args) > 1 else kwargs["pad"])
         return func(*args, **kwargs)
+
+
+def _wrapped_lists(x: torch.Tensor, key):
+    """An indexing key whose lists of positions count from the start (``x[:, [-1, 0]]`` is
+    ``x[:, [n − 1, 0]]``), so no integer arithmetic wraps them in the graph; a key with ``...`` or
+    ``None`` is left as it is."""
+    parts = (key,) if isinstance(key, list) else key
+    if any(part is Ellipsis or part is None for part in parts):
+        return key
+    wrapped = tuple([p % x.shape[dim] for p in part] if isinstance(part, list) and part
+                    and all(type(p) is int for p in part) else part for dim, part in enumerate(parts))
+    return wrapped[0] if isinstance(key, list) else wrapped
 
 
 #: the widest B whose column one chunk of 64 terms reads within the game's 16 leaves of 2 KiB
@@ -512,9 +527,10 @@ def _view_backward(view: Callable) -> Callable:
     return backward
 
 
-def _single_index(x, indices) -> tuple[int, torch.Tensor] | None:
+def _single_index(indices) -> tuple[int, torch.Tensor] | None:
     """The dim and the integer index of ``x[..., index, ...]`` with one advanced index (a bool mask
-    becomes its positions, which only a constant mask has at export), or None."""
+    becomes its positions, which only a constant mask has at export; negative positions in a list
+    were wrapped before autograd, ``BeforeAutograd``), or None."""
     given = [(dim, index) for dim, index in enumerate(indices) if index is not None]
     if len(given) != 1:
         return None
@@ -523,13 +539,13 @@ def _single_index(x, indices) -> tuple[int, torch.Tensor] | None:
         if index.dim() != 1:
             return None
         index = index.nonzero().reshape(-1)
-    return dim, torch.where(index < 0, index + x.shape[dim], index)
+    return dim, index
 
 
 def _index_by_gather(x, indices):
     """``x[..., index, ...]`` with one advanced index: the lookup of its positions along that dim,
     the index's shape in its place."""
-    single = _single_index(x, indices)
+    single = _single_index(indices)
     if single is None:
         return NotImplemented
     dim, index = single
@@ -540,7 +556,7 @@ def _index_by_gather(x, indices):
 def _index_put_by_sums(x, indices, values, accumulate=False):
     """``x[..., index, ...] += values`` (the gradient of an index): the lookups' sums; a put that
     overwrites keeps the kernel."""
-    single = _single_index(x, indices)
+    single = _single_index(indices)
     if single is None or not accumulate:
         return NotImplemented
     dim, index = single
@@ -549,33 +565,32 @@ def _index_put_by_sums(x, indices, values, accumulate=False):
     return x + _gathered_sums(values, dim, index, x.shape[dim])
 
 
-def _flat_positions(shape, index: torch.Tensor) -> torch.Tensor:
-    """Where each element of ``index`` points in ``x`` (of ``shape``, the gathered dim last)
-    flattened: its row's start (a constant) plus the index."""
-    lead = index.shape[:-1]
-    starts = torch.zeros((), dtype=torch.int64, device=index.device)
-    for d, size in enumerate(lead):  # row-major over x's leading dims
-        starts = starts * shape[d] + torch.arange(size, device=index.device).reshape(
-            [size if k == d else 1 for k in range(len(lead))])
-    return starts.unsqueeze(-1) * shape[-1] + index
-
-
-def _gather_by_lookup(x, dim, index, sparse_grad=False):
-    """``torch.gather``: each output element an embedding lookup into ``x`` flattened, at its
-    row's start plus its index (``dim`` moved last)."""
+def _one_hot_rows(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor | None:
+    """For ``gather(x, dim, index)``, ``dim`` moved last: (…, K, N) floats, row k one at index k
+    (an integer comparison with a constant ``arange``: data indices need no integer arithmetic);
+    None unless ``index`` spans ``x`` in every other dim."""
     moved, picks = x.movedim(dim, -1), index.movedim(dim, -1)
-    flat = _flat_positions(moved.shape, picks)
-    out = aten.embedding.default(moved.reshape(-1, 1), flat.reshape(-1))
-    return out.reshape(picks.shape).movedim(-1, dim)
+    if picks.shape[:-1] != moved.shape[:-1]:
+        return None
+    return (picks.unsqueeze(-1) == torch.arange(moved.shape[-1], device=x.device)).to(x.dtype)
 
 
-def _scatter_add_by_sums(x, dim, index, src):
-    """``scatter_add`` (gather's gradient): ``x`` plus the lookups' sums into ``x`` flattened."""
-    moved, picks = x.movedim(dim, -1), index.movedim(dim, -1)
-    values = src.movedim(dim, -1)[tuple(slice(0, n) for n in picks.shape)]
-    flat = _flat_positions(moved.shape, picks)
-    summed = _gathered_sums(values.reshape(-1, 1), 0, flat.reshape(-1), moved.numel())
-    return x + summed.reshape(moved.shape).movedim(-1, dim)
+def _gather_by_products(x, dim, index, sparse_grad=False):
+    """``torch.gather`` as the product of the one-hot rows of ``index`` with ``x``'s rows: each
+    output a sum with one term the picked element (exact) and the others zeros."""
+    rows = _one_hot_rows(x, dim, index)
+    if rows is None:
+        return NotImplemented
+    return torch.matmul(rows, x.movedim(dim, -1).unsqueeze(-1)).squeeze(-1).movedim(-1, dim)
+
+
+def _scatter_add_by_products(x, dim, index, src):
+    """``scatter_add`` (gather's gradient): ``x`` plus the transposed one-hot rows times ``src``."""
+    rows = _one_hot_rows(x, dim, index)
+    if rows is None or src.shape != index.shape:
+        return NotImplemented
+    summed = torch.matmul(rows.transpose(-1, -2), src.movedim(dim, -1).unsqueeze(-1)).squeeze(-1)
+    return x + summed.movedim(-1, dim)
 
 
 def _triangle(lower: bool) -> Callable:
@@ -648,7 +663,7 @@ def _index_maps() -> dict:
              aten.index_add.default: lambda x, dim, index, source, alpha=1:
                  x + _gathered_sums(source * alpha if alpha != 1 else source, dim, index, x.shape[dim]),
              aten.index.Tensor: _index_by_gather, aten.index_put.default: _index_put_by_sums,
-             aten.gather.default: _gather_by_lookup, aten.scatter_add.default: _scatter_add_by_sums,
+             aten.gather.default: _gather_by_products, aten.scatter_add.default: _scatter_add_by_products,
              aten.tril.default: _triangle(True), aten.triu.default: _triangle(False),
              aten.diagonal_backward.default: _view_backward(torch.diagonal),
              aten.unfold_backward.default: _view_backward(torch.Tensor.unfold)}

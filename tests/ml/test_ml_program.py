@@ -948,6 +948,20 @@ def test_export__weight_normalisation_trains_as_eager_does(dim):
     _close_to_eager(steps)
 
 
+def test_export__lookups_by_data_indices_compute_nothing_with_integers_and_integer_arithmetic_is_refused():
+    """A gather or an index by data-dependent positions compares them with constants (a gather's
+    one-hot rows) or looks them up; integers are never added or multiplied in a program, as the
+    judge has no rule for it: a model that does is refused, naming the op and its line."""
+    torch.manual_seed(0)
+    for function in (FUNCTIONS["gather-by-data"], FUNCTIONS["index-by-data"], FUNCTIONS["index-negative"]):
+        program = export_program(_Applying(function), ExportConfig(4, (8,)))
+        integer = {node.op for node in program.nodes if node.dtype in ("i64", "bool") and node.op not in LEAVES}
+        assert integer <= {"cast", "maximum", "minimum", "view", "eq", "where"}, integer
+    with pytest.raises(GraphError, match=r"aten.add.Tensor on integers is not in the verifiable op set .* at "
+                                         r"test_ml_program.py:\d+: "):
+        export_program(_Applying(lambda h: h[:, (h.detach().abs() * 3).long() + 1][:, 0]), ExportConfig(4, (8,)))
+
+
 def test_export__the_indices_of_a_max_over_a_dim_are_refused_where_read():
     with pytest.raises(GraphError, match="argmax"):
         export_program(_Applying(lambda h: h * h.max(1, keepdim=True).indices), ExportConfig(4, (8,)))
