@@ -211,7 +211,8 @@ class BeforeAutograd(TorchFunctionMode):
     * circular padding (PyTorch writes it into an empty tensor) as gathers (:func:`_edge_pad`);
     * a bilinear layer (a fused trilinear kernel) as an einsum, weight normalisation's fused
       kernel as v·g/‖v‖;
-    * negative positions in an indexing list wrapped (:func:`_wrapped_lists`)."""
+    * negative positions in an indexing list wrapped (:func:`_wrapped_lists`);
+    * an embedding bag of fixed-size bags as lookups and a reduction (:func:`_embedding_bag_by_lookups`)."""
 
     REDUCTIONS = {torch.max: (torch.amax, torch.argmax, torch.return_types.max),
                   torch.Tensor.max: (torch.amax, torch.argmax, torch.return_types.max),
@@ -244,6 +245,10 @@ class BeforeAutograd(TorchFunctionMode):
                 return _strided(func(x, weight, bias, 1, padding, dilation, groups), stride)
         if func is torch.Tensor.__getitem__ and isinstance(args[1], (list, tuple)):
             return func(args[0], _wrapped_lists(args[0], args[1]))
+        if func is torch.nn.functional.embedding_bag:
+            bagged = _embedding_bag_by_lookups(*args, **kwargs)
+            if bagged is not NotImplemented:
+                return bagged
         if func is torch._weight_norm:  # v·g/‖v‖ over every dim but ``dim`` (weight normalisation)
             v, g, dim = (list(args) + [kwargs.get("dim", 0)])[:3]
             dims = [d for d in range(v.dim()) if d != dim % v.dim()] if dim != -1 else list(range(v.dim()))
@@ -255,6 +260,33 @@ class BeforeAutograd(TorchFunctionMode):
         if func is torch.nn.functional.pad and (args[2] if len(args) > 2 else kwargs.get("mode")) == "circular":
             return _edge_pad("circular")[0](args[0], args[1] if len(args) > 1 else kwargs["pad"])
         return func(*args, **kwargs)
+
+
+_BAG_ARGS = ("input", "weight", "offsets", "max_norm", "norm_type", "scale_grad_by_freq", "mode", "sparse",
+             "per_sample_weights", "include_last_offset", "padding_idx")
+
+
+def _embedding_bag_by_lookups(*args, **kwargs):
+    """``F.embedding_bag`` of fixed-size bags (2-d input, no offsets): the rows looked up
+    (``embedding``, a padding index's rows left out of sums and means), weighted per sample if
+    given, then summed, averaged or maxed over each bag; other forms keep the kernel."""
+    given = {**dict(zip(_BAG_ARGS, args)), **kwargs}
+    bags, weight = given["input"], given["weight"]
+    mode, padding = given.get("mode", "mean"), given.get("padding_idx")
+    if bags.dim() != 2 or given.get("offsets") is not None or given.get("max_norm") is not None \
+            or given.get("scale_grad_by_freq") or (padding is not None and mode == "max"):
+        return NotImplemented
+    rows = torch.nn.functional.embedding(bags, weight)
+    if given.get("per_sample_weights") is not None:
+        rows = rows * given["per_sample_weights"].unsqueeze(-1)
+    if mode == "max":
+        return rows.amax(1)
+    kept = None if padding is None else (bags != padding % weight.shape[0]).to(weight.dtype).unsqueeze(-1)
+    total = (rows * kept if kept is not None else rows).sum(1)
+    if mode == "sum":
+        return total
+    count = kept.sum(1).clamp(min=1) if kept is not None else bags.shape[1]
+    return total / count
 
 
 def _wrapped_lists(x: torch.Tensor, key):

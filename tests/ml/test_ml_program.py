@@ -962,6 +962,26 @@ def test_export__lookups_by_data_indices_compute_nothing_with_integers_and_integ
         export_program(_Applying(lambda h: h[:, (h.detach().abs() * 3).long() + 1][:, 0]), ExportConfig(4, (8,)))
 
 
+class _Bagged(nn.Module):
+    """Bags of 6 token ids (from the features) through an ``nn.EmbeddingBag``, then a linear head."""
+
+    def __init__(self, **options) -> None:
+        super().__init__()
+        self.bag, self.head = nn.EmbeddingBag(20, 8, **options), nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.head(self.bag((x.abs() * 7).long().clamp(0, 19)))
+
+
+@pytest.mark.parametrize("options", [{"mode": "mean"}, {"mode": "sum"}, {"mode": "max"}, {"padding_idx": 0}],
+                         ids=["mean", "sum", "max", "mean-padding"])
+def test_export__an_embedding_bag_of_fixed_bags_is_lookups_and_a_reduction_as_eager_trains(options):
+    torch.manual_seed(0)
+    program, steps = _program_and_eager_steps(_Bagged(**options), 10, input_shape=(6,))
+    assert "embedding" in {node.op for node in program.nodes}
+    _close_to_eager(steps)
+
+
 def test_export__the_indices_of_a_max_over_a_dim_are_refused_where_read():
     with pytest.raises(GraphError, match="argmax"):
         export_program(_Applying(lambda h: h * h.max(1, keepdim=True).indices), ExportConfig(4, (8,)))
