@@ -574,12 +574,35 @@ def _single_index(indices) -> tuple[int, torch.Tensor] | None:
     return dim, index
 
 
+def _pair(x, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """For ``x[rows, cols, ...]`` (two integer indices on the first two dims): the one-hot rows of
+    each, (M, N0) and (M, N1) floats (comparisons with a constant ``arange``), and their broadcast
+    shape; None for any other key."""
+    if len(indices) != 2 or any(i is None or i.dtype == torch.bool for i in indices) or x.dim() < 2:
+        return None
+    rows, cols = torch.broadcast_tensors(*indices)
+    one_hot = [(index.reshape(-1, 1) == torch.arange(size, device=x.device)).to(x.dtype)
+               for index, size in zip((rows, cols), x.shape[:2])]
+    return one_hot[0], one_hot[1], rows
+
+
+def _index_pair_by_products(x, indices):
+    """``x[rows, cols]``: (one-hot rows · x) picked by the one-hot columns, sums whose one non-zero
+    term is the element (no integer arithmetic for a flat position)."""
+    pair = _pair(x, indices)
+    if pair is None:
+        return NotImplemented
+    rows, cols, shape = pair
+    picked = torch.matmul(rows, x.reshape(x.shape[0], -1)).reshape(rows.shape[0], x.shape[1], -1)
+    return (picked * cols.unsqueeze(-1)).sum(1).reshape(*shape.shape, *x.shape[2:])
+
+
 def _index_by_gather(x, indices):
     """``x[..., index, ...]`` with one advanced index: the lookup of its positions along that dim,
-    the index's shape in its place."""
+    the index's shape in its place; ``x[rows, cols]`` by :func:`_index_pair_by_products`."""
     single = _single_index(indices)
     if single is None:
-        return NotImplemented
+        return _index_pair_by_products(x, indices)
     dim, index = single
     picked = _gather(x, dim, index)
     return picked.reshape(*x.shape[:dim], *index.shape, *x.shape[dim + 1:])
@@ -589,8 +612,15 @@ def _index_put_by_sums(x, indices, values, accumulate=False):
     """``x[..., index, ...] += values`` (the gradient of an index): the lookups' sums; a put that
     overwrites keeps the kernel."""
     single = _single_index(indices)
-    if single is None or not accumulate:
+    if not accumulate:
         return NotImplemented
+    if single is None:  # x[rows, cols] += values: the one-hot rows' transpose times the placed values
+        pair = _pair(x, indices)
+        if pair is None:
+            return NotImplemented
+        rows, cols, shape = pair
+        placed = cols.unsqueeze(-1) * values.expand(*shape.shape, *x.shape[2:]).reshape(rows.shape[0], 1, -1)
+        return x + torch.matmul(rows.t(), placed.reshape(rows.shape[0], -1)).reshape(x.shape)
     dim, index = single
     values = values.expand(*x.shape[:dim], *index.shape, *x.shape[dim + 1:])
     values = values.reshape(*x.shape[:dim], index.numel(), *x.shape[dim + 1:])

@@ -935,6 +935,9 @@ FUNCTIONS = {
     "tril-triu": lambda h: (torch.tril(h.reshape(-1, 4, 4)) + torch.triu(h.reshape(-1, 4, 4), 1) * 2).reshape(-1, 16),
     "diagonal": lambda h: torch.diagonal(h.reshape(-1, 4, 4), dim1=1, dim2=2).repeat(1, 4),
     "unfold-windows": lambda h: torch.cat([h.unfold(1, 4, 2).mean(-1), h[:, :9]], 1),
+    "index-pair": lambda h: h.reshape(-1, 4, 4)[torch.tensor([0, 1]), torch.tensor([[2], [3]])].reshape(1, -1) * h,
+    "index-pair-by-data": lambda h: h + h[torch.arange(h.shape[0]), (h.detach().abs() * 4).long().clamp(0, 15)[:, 0]]
+                                    .unsqueeze(1),
 }
 
 
@@ -953,7 +956,8 @@ def test_export__lookups_by_data_indices_compute_nothing_with_integers_and_integ
     one-hot rows) or looks them up; integers are never added or multiplied in a program, as the
     judge has no rule for it: a model that does is refused, naming the op and its line."""
     torch.manual_seed(0)
-    for function in (FUNCTIONS["gather-by-data"], FUNCTIONS["index-by-data"], FUNCTIONS["index-negative"]):
+    for function in (FUNCTIONS["gather-by-data"], FUNCTIONS["index-by-data"], FUNCTIONS["index-negative"],
+                     FUNCTIONS["index-pair-by-data"]):
         program = export_program(_Applying(function), ExportConfig(4, (8,)))
         integer = {node.op for node in program.nodes if node.dtype in ("i64", "bool") and node.op not in LEAVES}
         assert integer <= {"cast", "maximum", "minimum", "view", "eq", "where"}, integer
@@ -993,7 +997,8 @@ def test_export__tensor_functions_without_a_node_of_their_own_train_as_eager_doe
     logsumexp as sums (torch's decompositions or ours); comparisons with ±inf as ones with ±max;
     flips and rolls as lookups of constant indices, running sums as products with a triangle of
     ones, a bilinear form as an einsum; indexing by one tensor, index_select and gather as lookups
-    (constant or data indices), their gradients the lookups' sums; tril/triu as a constant mask;
+    or one-hot products (constant or data indices), their gradients the lookups' sums or the
+    transposed products, x[rows, cols] as one-hot products; tril/triu as a constant mask;
     diagonal and unfold views, their gradients the sums at the view's positions."""
     torch.manual_seed(0)
     _, steps = _program_and_eager_steps(_Applying(FUNCTIONS[name]), 10, input_shape=(8,))
