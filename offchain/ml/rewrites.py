@@ -212,7 +212,8 @@ class BeforeAutograd(TorchFunctionMode):
     * a bilinear layer (a fused trilinear kernel) as an einsum, weight normalisation's fused
       kernel as v·g/‖v‖;
     * negative positions in an indexing list wrapped (:func:`_wrapped_lists`);
-    * an embedding bag of fixed-size bags as lookups and a reduction (:func:`_embedding_bag_by_lookups`)."""
+    * an embedding bag of fixed-size bags as lookups and a reduction (:func:`_embedding_bag_by_lookups`);
+    * products and running products of floats as trees and scans of elementwise products."""
 
     REDUCTIONS = {torch.max: (torch.amax, torch.argmax, torch.return_types.max),
                   torch.Tensor.max: (torch.amax, torch.argmax, torch.return_types.max),
@@ -249,6 +250,10 @@ class BeforeAutograd(TorchFunctionMode):
             bagged = _embedding_bag_by_lookups(*args, **kwargs)
             if bagged is not NotImplemented:
                 return bagged
+        if func in (torch.prod, torch.Tensor.prod) and args[0].is_floating_point():
+            return _product_tree(args[0], *args[1:], **kwargs)
+        if func in (torch.cumprod, torch.Tensor.cumprod) and args[0].is_floating_point():
+            return _running_products(args[0], *args[1:], **kwargs)
         if func is torch._weight_norm:  # v·g/‖v‖ over every dim but ``dim`` (weight normalisation)
             v, g, dim = (list(args) + [kwargs.get("dim", 0)])[:3]
             dims = [d for d in range(v.dim()) if d != dim % v.dim()] if dim != -1 else list(range(v.dim()))
@@ -287,6 +292,35 @@ def _embedding_bag_by_lookups(*args, **kwargs):
         return total
     count = kept.sum(1).clamp(min=1) if kept is not None else bags.shape[1]
     return total / count
+
+
+def _product_tree(x, dim=None, keepdim=False, dtype=None):
+    """A product over ``dim`` (every element without one) as a tree of elementwise products of
+    halves: log2(n) nodes, and autograd's gradient of products (exact with zeros too)."""
+    if dtype not in (None, x.dtype):
+        return NotImplemented
+    if dim is None:
+        return _product_tree(x.reshape(-1), 0)
+    dim %= x.dim()
+    while x.shape[dim] > 1:
+        half, odd = divmod(x.shape[dim], 2)
+        paired = x.narrow(dim, 0, half) * x.narrow(dim, half, half)
+        x = torch.cat([paired, x.narrow(dim, 2 * half, 1)], dim) if odd else paired
+    return x if keepdim else x.squeeze(dim)
+
+
+def _running_products(x, dim, dtype=None):
+    """``cumprod`` as log2(n) rounds of products with the running products ``shift`` positions
+    back (ones before the start): a scan of elementwise products."""
+    if dtype not in (None, x.dtype):
+        return NotImplemented
+    dim %= x.dim()
+    shift = 1
+    while shift < x.shape[dim]:
+        ones = torch.ones_like(x.narrow(dim, 0, shift))
+        x = x * torch.cat([ones, x.narrow(dim, 0, x.shape[dim] - shift)], dim)
+        shift *= 2
+    return x
 
 
 def _wrapped_lists(x: torch.Tensor, key):

@@ -935,6 +935,9 @@ FUNCTIONS = {
     "tril-triu": lambda h: (torch.tril(h.reshape(-1, 4, 4)) + torch.triu(h.reshape(-1, 4, 4), 1) * 2).reshape(-1, 16),
     "diagonal": lambda h: torch.diagonal(h.reshape(-1, 4, 4), dim1=1, dim2=2).repeat(1, 4),
     "unfold-windows": lambda h: torch.cat([h.unfold(1, 4, 2).mean(-1), h[:, :9]], 1),
+    "prod": lambda h: h * torch.prod(torch.sigmoid(h) + 0.5, 1, keepdim=True) + torch.sigmoid(h).prod(),
+    "prod-with-zeros": lambda h: torch.relu(h).reshape(-1, 4, 4).prod(dim=2).repeat(1, 4),
+    "cumprod": lambda h: torch.cumprod(torch.sigmoid(h) + 0.5, 1) + torch.tanh(h).cumprod(dim=0),
     "index-pair": lambda h: h.reshape(-1, 4, 4)[torch.tensor([0, 1]), torch.tensor([[2], [3]])].reshape(1, -1) * h,
     "index-pair-by-data": lambda h: h + h[torch.arange(h.shape[0]), (h.detach().abs() * 4).long().clamp(0, 15)[:, 0]]
                                     .unsqueeze(1),
@@ -998,7 +1001,8 @@ def test_export__tensor_functions_without_a_node_of_their_own_train_as_eager_doe
     flips and rolls as lookups of constant indices, running sums as products with a triangle of
     ones, a bilinear form as an einsum; indexing by one tensor, index_select and gather as lookups
     or one-hot products (constant or data indices), their gradients the lookups' sums or the
-    transposed products, x[rows, cols] as one-hot products; tril/triu as a constant mask;
+    transposed products, x[rows, cols] as one-hot products; products and running products as
+    trees and scans of products; tril/triu as a constant mask;
     diagonal and unfold views, their gradients the sums at the view's positions."""
     torch.manual_seed(0)
     _, steps = _program_and_eager_steps(_Applying(FUNCTIONS[name]), 10, input_shape=(8,))
