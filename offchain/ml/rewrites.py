@@ -608,16 +608,20 @@ def _single_index(indices) -> tuple[int, torch.Tensor] | None:
     return dim, index
 
 
+def _one_hot(index: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
+    """``index``'s one-hot rows of ``size`` (a new last dim): an integer comparison with a constant
+    ``arange``, so data indices need no integer arithmetic."""
+    return (index.unsqueeze(-1) == torch.arange(size, device=index.device)).to(dtype)
+
+
 def _pair(x, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """For ``x[rows, cols, ...]`` (two integer indices on the first two dims): the one-hot rows of
-    each, (M, N0) and (M, N1) floats (comparisons with a constant ``arange``), and their broadcast
-    shape; None for any other key."""
+    each, (M, N0) and (M, N1) floats, and the indices broadcast (their shape); None for any other
+    key."""
     if len(indices) != 2 or any(i is None or i.dtype == torch.bool for i in indices) or x.dim() < 2:
         return None
     rows, cols = torch.broadcast_tensors(*indices)
-    one_hot = [(index.reshape(-1, 1) == torch.arange(size, device=x.device)).to(x.dtype)
-               for index, size in zip((rows, cols), x.shape[:2])]
-    return one_hot[0], one_hot[1], rows
+    return _one_hot(rows.reshape(-1), x.shape[0], x.dtype), _one_hot(cols.reshape(-1), x.shape[1], x.dtype), rows
 
 
 def _index_pair_by_products(x, indices):
@@ -662,13 +666,12 @@ def _index_put_by_sums(x, indices, values, accumulate=False):
 
 
 def _one_hot_rows(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor | None:
-    """For ``gather(x, dim, index)``, ``dim`` moved last: (…, K, N) floats, row k one at index k
-    (an integer comparison with a constant ``arange``: data indices need no integer arithmetic);
+    """For ``gather(x, dim, index)``, ``dim`` moved last: (…, K, N) floats, row k one at index k;
     None unless ``index`` spans ``x`` in every other dim."""
     moved, picks = x.movedim(dim, -1), index.movedim(dim, -1)
     if picks.shape[:-1] != moved.shape[:-1]:
         return None
-    return (picks.unsqueeze(-1) == torch.arange(moved.shape[-1], device=x.device)).to(x.dtype)
+    return _one_hot(picks, moved.shape[-1], x.dtype)
 
 
 def _gather_by_products(x, dim, index, sparse_grad=False):
