@@ -85,7 +85,8 @@ def export_program(model: torch.nn.Module, config: ExportConfig, meta: dict[str,
     model, stats = batch_norm_steps(model)
     names = [name for name, _ in model.named_parameters()]
     params = [p.detach() for _, p in model.named_parameters()]
-    trained = [(name, p.detach()) for name, p in model.named_parameters() if p.requires_grad]
+    frozen = _frozen(model)
+    trained = [(name, p.detach()) for name, p in model.named_parameters() if name not in frozen]
     buffers = {name: b.detach() for name, b in model.named_buffers()}
     optimizer = config.optimizer
     buffer_kinds = optimizer.buffers()
@@ -145,7 +146,7 @@ def _step_function(model, names, buffers, config: ExportConfig, stats: Stats | N
     as a plain loop's optimizer skips a parameter without a gradient."""
     optimizer = config.optimizer
     stats = stats or {}
-    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    frozen = _frozen(model)
     trained = [name for name in names if name not in frozen]
     n_params = len(names)
     n_buffers = len(optimizer.buffers())
@@ -188,6 +189,11 @@ def _step_function(model, names, buffers, config: ExportConfig, stats: Stats | N
                 *[updated[n] for n in stats], loss.detach())
 
     return step
+
+
+def _frozen(model: torch.nn.Module) -> set[str]:
+    """Parameters that do not require a gradient: not updated, no optimizer buffers."""
+    return {name for name, p in model.named_parameters() if not p.requires_grad}
 
 
 def _model_output(out: Any) -> torch.Tensor:

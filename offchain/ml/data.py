@@ -142,8 +142,7 @@ def _regression(path: Path, suffix: str, label_column: str | int | None, targets
         except ValueError:
             row = next(i for i, label in enumerate(labels) if not _is_number(label))
             raise DataError(f"{path}: data row {row + 1} has a non-numeric target {labels[row]!r}") from None
-        table = np.concatenate([x, last], 1)
-        column = table.shape[1] - 1
+        table, column = np.concatenate([x, last], 1), None  # the target already last
     else:
         arrays = _read_safetensors(path) if suffix == ".safetensors" else _read_arrays(path, suffix)
         if set(arrays) == {"x", "y"}:

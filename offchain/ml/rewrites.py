@@ -549,7 +549,7 @@ def _adaptive_max_pool_backward_by_max_pool(grad, x, indices):
 
 
 # --------------------------------------------------------------------------------------------
-# Index maps: flips, rolls and edge padding as lookups of constant indices
+# Index maps: flips, rolls, edge padding and indexing as lookups (or one-hot products)
 
 
 def _index_tensor(index, device) -> torch.Tensor:
@@ -616,12 +616,13 @@ def _one_hot(index: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor
 
 def _pair(x, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """For ``x[rows, cols, ...]`` (two integer indices on the first two dims): the one-hot rows of
-    each, (M, N0) and (M, N1) floats, and the indices broadcast (their shape); None for any other
+    each, (M, N0) and (M, N1) floats, and the shape the indices broadcast to; None for any other
     key."""
     if len(indices) != 2 or any(i is None or i.dtype == torch.bool for i in indices) or x.dim() < 2:
         return None
     rows, cols = torch.broadcast_tensors(*indices)
-    return _one_hot(rows.reshape(-1), x.shape[0], x.dtype), _one_hot(cols.reshape(-1), x.shape[1], x.dtype), rows
+    return (_one_hot(rows.reshape(-1), x.shape[0], x.dtype), _one_hot(cols.reshape(-1), x.shape[1], x.dtype),
+            tuple(rows.shape))
 
 
 def _index_pair_by_products(x, indices):
@@ -632,7 +633,7 @@ def _index_pair_by_products(x, indices):
         return NotImplemented
     rows, cols, shape = pair
     picked = torch.matmul(rows, x.reshape(x.shape[0], -1)).reshape(rows.shape[0], x.shape[1], -1)
-    return (picked * cols.unsqueeze(-1)).sum(1).reshape(*shape.shape, *x.shape[2:])
+    return (picked * cols.unsqueeze(-1)).sum(1).reshape(*shape, *x.shape[2:])
 
 
 def _index_by_gather(x, indices):
@@ -649,15 +650,15 @@ def _index_by_gather(x, indices):
 def _index_put_by_sums(x, indices, values, accumulate=False):
     """``x[..., index, ...] += values`` (the gradient of an index): the lookups' sums; a put that
     overwrites keeps the kernel."""
-    single = _single_index(indices)
     if not accumulate:
         return NotImplemented
+    single = _single_index(indices)
     if single is None:  # x[rows, cols] += values: the one-hot rows' transpose times the placed values
         pair = _pair(x, indices)
         if pair is None:
             return NotImplemented
         rows, cols, shape = pair
-        placed = cols.unsqueeze(-1) * values.expand(*shape.shape, *x.shape[2:]).reshape(rows.shape[0], 1, -1)
+        placed = cols.unsqueeze(-1) * values.expand(*shape, *x.shape[2:]).reshape(rows.shape[0], 1, -1)
         return x + torch.matmul(rows.t(), placed.reshape(rows.shape[0], -1)).reshape(x.shape)
     dim, index = single
     values = values.expand(*x.shape[:dim], *index.shape, *x.shape[dim + 1:])
